@@ -1,0 +1,263 @@
+"""Configuration: one TOML file, validated strictly before anything runs.
+
+Every error names the file, the key path and what is wrong (``ConfigError``; the CLI
+exits 2 and writes nothing). Secrets are never written in the file: options typed
+``SecretRef`` take ``{ env = "NAME" }`` or ``{ file = "/path" }``, and any other option
+whose name looks like a secret is refused when given inline.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import tomllib
+from datetime import timedelta
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from connectors.base import Connector, UnknownConnectorError, load_connector
+from connectors.records import REDACTED
+
+DEFAULT_CONFIG_FILE = "annexa.toml"
+ENV_DATABASE_URL = "ANNEXA_DATABASE_URL"
+ENV_CONFIG = "ANNEXA_CONFIG"
+_DURATION = re.compile(r"^\s*(\d+)\s*([smhdw])\s*$")
+_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
+_SECRETISH = re.compile(r"(secret|password|token|api_?key|private_?key|credential)", re.I)
+
+
+class ConfigError(ValueError):
+    """A configuration problem: ``file: key: reason`` for each problem found."""
+
+    def __init__(self, file: str, problems: list[tuple[str, str]]) -> None:
+        self.file = file
+        self.problems = problems
+        super().__init__("\n".join(f"{file}: {key}: {reason}" for key, reason in problems))
+
+
+def parse_duration(text: str) -> timedelta:
+    """``"90s"``, ``"15m"``, ``"6h"``, ``"7d"``, ``"2w"`` → timedelta."""
+    m = _DURATION.match(text)
+    if not m:
+        raise ValueError(f"{text!r} is not a duration like 30s, 15m, 6h, 7d or 2w")
+    return timedelta(**{_UNITS[m.group(2)]: int(m.group(1))})
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class DatabaseConfig(_Strict):
+    url: str = "sqlite:///annexa.db"
+
+
+class MappingsConfig(_Strict):
+    #: Extra directories of mapping TOML files, relative to the config file.
+    paths: list[Path] = Field(default_factory=list)
+
+
+class LogConfig(_Strict):
+    format: Literal["auto", "json", "console"] = "auto"
+    level: Literal["debug", "info", "warning", "error"] = "info"
+
+
+class CollectionConfig(_Strict):
+    #: A pass older than this (since its unit was last read cleanly) counts as stale.
+    freshness: str = "7d"
+
+    @field_validator("freshness")
+    @classmethod
+    def _duration(cls, v: str) -> str:
+        parse_duration(v)
+        return v
+
+    @property
+    def freshness_delta(self) -> timedelta:
+        return parse_duration(self.freshness)
+
+
+class ConnectorConfig(_Strict):
+    type: str
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
+    enabled: bool = True
+    #: Used by the daemon: ``"every 6h"`` or a five-field cron expression.
+    schedule: str | None = None
+    options: dict[str, Any] = Field(default_factory=dict)
+    #: Parameter overrides per check id.
+    checks: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    disabled_checks: list[str] = Field(default_factory=list)
+
+
+class AnnexaConfig(_Strict):
+    database: DatabaseConfig = Field(default_factory=DatabaseConfig)
+    mappings: MappingsConfig = Field(default_factory=MappingsConfig)
+    log: LogConfig = Field(default_factory=LogConfig)
+    collection: CollectionConfig = Field(default_factory=CollectionConfig)
+    connectors: list[ConnectorConfig] = Field(default_factory=list)
+
+
+class LoadedConnector:
+    """A validated connector instance config with its class and typed options."""
+
+    def __init__(self, cfg: ConnectorConfig, cls: type[Connector], options: Any) -> None:
+        self.cfg = cfg
+        self.cls = cls
+        self.options = options
+        specs = {s.id: s for s in cls.checks()}
+        self.enabled_checks = {cid: s for cid, s in specs.items() if cid not in cfg.disabled_checks}
+        self.params = {
+            cid: s.params_with(cfg.checks.get(cid)) for cid, s in self.enabled_checks.items()
+        }
+
+    @property
+    def name(self) -> str:
+        return self.cfg.name
+
+    def build(self) -> Connector:
+        return self.cls(self.cfg.name, self.options)
+
+
+class Settings:
+    """The validated configuration plus where it came from."""
+
+    def __init__(self, model: AnnexaConfig, path: Path | None) -> None:
+        self.model = model
+        self.path = path
+        self.connectors: list[LoadedConnector] = []
+
+    @property
+    def database_url(self) -> str:
+        return os.environ.get(ENV_DATABASE_URL) or self.model.database.url
+
+    @property
+    def mapping_dirs(self) -> list[Path]:
+        base = self.path.parent if self.path else Path.cwd()
+        return [p if p.is_absolute() else base / p for p in self.model.mappings.paths]
+
+    @property
+    def freshness(self) -> timedelta:
+        return self.model.collection.freshness_delta
+
+    def digest(self) -> str:
+        """A digest of the effective configuration (secret references, never values)."""
+        data = self.model.model_dump(mode="json")
+        data["database"]["url"] = _redact_url(self.database_url)
+        return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()
+
+
+def _redact_url(url: str) -> str:
+    return re.sub(r"://([^:/@]+):[^@]*@", r"://\1:" + REDACTED + "@", url)
+
+
+def _loc(loc: tuple[Any, ...]) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += ("." if out else "") + str(part)
+    return out or "<root>"
+
+
+def _inline_secrets(options: dict[str, Any], prefix: str) -> list[tuple[str, str]]:
+    problems = []
+    for key, value in options.items():
+        if _SECRETISH.search(key) and isinstance(value, str):
+            problems.append(
+                (
+                    f"{prefix}.{key}",
+                    'secrets may not be written inline; use { env = "VAR" } or '
+                    '{ file = "/path/to/secret" }',
+                )
+            )
+        elif isinstance(value, dict):
+            problems.extend(_inline_secrets(value, f"{prefix}.{key}"))
+    return problems
+
+
+def _validate_connectors(
+    model: AnnexaConfig,
+) -> tuple[list[LoadedConnector], list[tuple[str, str]]]:
+    problems: list[tuple[str, str]] = []
+    loaded: list[LoadedConnector] = []
+    seen: dict[str, int] = {}
+    for i, c in enumerate(model.connectors):
+        where = f"connectors[{i}]"
+        if c.name in seen:
+            problems.append(
+                (
+                    f"{where}.name",
+                    f"duplicate connector name {c.name!r} (also connectors[{seen[c.name]}])",
+                )
+            )
+            continue
+        seen[c.name] = i
+        try:
+            cls = load_connector(c.type)
+        except UnknownConnectorError as exc:
+            problems.append((f"{where}.type", str(exc)))
+            continue
+        secret_problems = _inline_secrets(c.options, f"{where}.options")
+        if secret_problems:
+            problems.extend(secret_problems)
+            continue
+        try:
+            options = cls.Options.model_validate(c.options)
+        except ValidationError as exc:
+            for err in exc.errors():
+                problems.append((f"{where}.options.{_loc(err['loc'])}", err["msg"]))
+            continue
+        known = {s.id for s in cls.checks()}
+        bad = False
+        for cid in [*c.checks, *c.disabled_checks]:
+            if cid not in known:
+                problems.append(
+                    (f"{where}.checks.{cid}", f"connector type {c.type!r} has no check {cid!r}")
+                )
+                bad = True
+        if bad:
+            continue
+        try:
+            loaded.append(LoadedConnector(c, cls, options))
+        except ValueError as exc:
+            problems.append((f"{where}.checks", str(exc)))
+    return loaded, problems
+
+
+def load_settings(path: str | Path | None = None) -> Settings:
+    """Load and validate ``path`` (or ``$ANNEXA_CONFIG``, or ``./annexa.toml`` if present).
+
+    With no file at all, defaults apply (no connectors). Raises ``ConfigError``.
+    """
+    explicit = path is not None or ENV_CONFIG in os.environ
+    if path is None:
+        path = os.environ.get(ENV_CONFIG, DEFAULT_CONFIG_FILE)
+    p = Path(path)
+    if not p.exists():
+        if explicit:
+            raise ConfigError(str(p), [("<file>", "no such file")])
+        return Settings(AnnexaConfig(), None)
+    try:
+        raw = tomllib.loads(p.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as exc:
+        raise ConfigError(str(p), [("<file>", f"not UTF-8 text: {exc}")]) from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(str(p), [("<file>", f"invalid TOML: {exc}")]) from None
+    except OSError as exc:
+        raise ConfigError(str(p), [("<file>", f"cannot be read: {exc.strerror}")]) from None
+    try:
+        model = AnnexaConfig.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigError(str(p), [(_loc(e["loc"]), e["msg"]) for e in exc.errors()]) from None
+    settings = Settings(model, p)
+    settings.connectors, problems = _validate_connectors(model)
+    for i, d in enumerate(settings.mapping_dirs):
+        if not d.is_dir():
+            problems.append((f"mappings.paths[{i}]", f"{d} is not a directory"))
+    if problems:
+        raise ConfigError(str(p), problems)
+    return settings

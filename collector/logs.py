@@ -1,0 +1,52 @@
+"""structlog set-up: JSON in containers and pipes, console on a TTY, secrets redacted."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from typing import Any
+
+import structlog
+
+from connectors.redaction import scrub
+
+_LEVELS = {
+    "debug": logging.DEBUG,
+    "info": logging.INFO,
+    "warning": logging.WARNING,
+    "error": logging.ERROR,
+}
+
+
+def _redact(_logger: Any, _method: str, event_dict: dict[str, Any]) -> dict[str, Any]:
+    return {k: scrub(v, k) for k, v in event_dict.items()}
+
+
+def configure_logging(fmt: str = "auto", level: str = "info", stream: Any = None) -> None:
+    """Configure structlog (and stdlib logging, which botocore and httpx use)."""
+    stream = stream or sys.stderr
+    use_json = fmt == "json" or (fmt == "auto" and not stream.isatty())
+    processors: list[Any] = [
+        structlog.contextvars.merge_contextvars,
+        structlog.processors.add_log_level,
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+        structlog.processors.format_exc_info,
+        _redact,
+    ]
+    renderer: Any = (
+        structlog.processors.JSONRenderer()
+        if use_json
+        else structlog.dev.ConsoleRenderer(colors=stream.isatty())
+    )
+    structlog.configure(
+        processors=[*processors, renderer],
+        wrapper_class=structlog.make_filtering_bound_logger(_LEVELS[level]),
+        logger_factory=structlog.PrintLoggerFactory(file=stream),
+        cache_logger_on_first_use=False,
+    )
+    # Third-party libraries log through stdlib; keep them quiet unless debugging.
+    logging.basicConfig(
+        level=logging.WARNING if level != "debug" else logging.DEBUG, stream=stream, force=True
+    )
+    for noisy in ("botocore", "boto3", "urllib3", "httpx", "werkzeug", "alembic"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)

@@ -1,0 +1,1 @@
+"""Annexa connectors: one package or module per source system."""

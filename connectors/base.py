@@ -1,0 +1,149 @@
+"""The connector plugin interface.
+
+A connector is a class registered under the entry-point group ``annexa.connectors``
+(built-ins are registered in ``pyproject.toml`` exactly as a third-party package would
+register its own). The collector instantiates it with its validated options and calls
+:meth:`Connector.collect`, which streams :class:`~connectors.records.Evidence`,
+:class:`~connectors.records.Finding` and :class:`~connectors.records.Coverage`.
+
+Contract, so that runs are honest:
+
+* Yield a ``Coverage`` for every unit (scope/region/service) you attempted, with
+  ``ok=False`` and a short reason when reading it failed. Never raise for a failed API
+  call; record it and move on to the next unit.
+* Checks registered for your evidence types are evaluated by the collector; yield a
+  ``Finding`` yourself only for judgements that span several resources.
+* Never put a secret in a payload; redact if the source returns one.
+* Stop early when ``ctx.cancelled()`` turns true.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from abc import ABC, abstractmethod
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from importlib.metadata import entry_points
+from pathlib import Path
+from typing import Any, ClassVar
+
+import structlog
+from pydantic import BaseModel, ConfigDict, model_validator
+
+from connectors.checks import CheckSpec
+from connectors.records import Record
+
+ENTRY_POINT_GROUP = "annexa.connectors"
+
+
+class ConnectorOptions(BaseModel):
+    """Base for a connector's own options (the ``[connectors.options]`` table)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+@dataclass
+class CollectContext:
+    """What a connector may use during a run."""
+
+    run_id: str
+    log: Any = field(default_factory=structlog.get_logger)
+    cancel_event: threading.Event = field(default_factory=threading.Event)
+
+    def cancelled(self) -> bool:
+        return self.cancel_event.is_set()
+
+
+class Connector(ABC):
+    """Base class of every connector."""
+
+    #: The ``type`` named in config, equal to the entry-point name.
+    type: ClassVar[str]
+    #: The pydantic model validating ``[connectors.options]``.
+    Options: ClassVar[type[ConnectorOptions]] = ConnectorOptions
+    #: Prefix of every check id and resource type this connector produces.
+    prefix: ClassVar[str]
+
+    def __init__(self, name: str, options: ConnectorOptions) -> None:
+        self.name = name
+        self.options = options
+
+    @classmethod
+    @abstractmethod
+    def checks(cls) -> list[CheckSpec]:
+        """Every check this connector's evidence is evaluated with."""
+
+    @abstractmethod
+    def collect(self, ctx: CollectContext) -> Iterator[Record]:
+        """Stream records; never raise for a failure of the source."""
+
+
+class UnknownConnectorError(LookupError):
+    pass
+
+
+def available_connectors() -> dict[str, type[Connector]]:
+    """Every connector class registered under the entry-point group."""
+    found: dict[str, type[Connector]] = {}
+    for ep in entry_points(group=ENTRY_POINT_GROUP):
+        cls = ep.load()
+        if not (isinstance(cls, type) and issubclass(cls, Connector)):
+            raise TypeError(f"entry point {ep.name!r} ({ep.value}) is not a Connector subclass")
+        found[ep.name] = cls
+    return found
+
+
+def load_connector(type_name: str) -> type[Connector]:
+    connectors = available_connectors()
+    try:
+        return connectors[type_name]
+    except KeyError:
+        known = ", ".join(sorted(connectors)) or "none installed"
+        raise UnknownConnectorError(
+            f"unknown connector type {type_name!r} (available: {known})"
+        ) from None
+
+
+class SecretUnavailableError(RuntimeError):
+    pass
+
+
+class SecretRef(BaseModel):
+    """A credential given by reference: ``{ env = "NAME" }`` or ``{ file = "/path" }``.
+
+    The value is read only when a connector asks for it, is registered with the log
+    redactor, and is never part of the config digest or any evidence.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    env: str | None = None
+    file: str | None = None
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> SecretRef:
+        if (self.env is None) == (self.file is None):
+            raise ValueError('give exactly one of env = "VAR" or file = "/path"')
+        return self
+
+    def get(self) -> str:
+        from connectors.redaction import register_secret
+
+        if self.env is not None:
+            value = os.environ.get(self.env)
+            if not value:
+                raise SecretUnavailableError(f"environment variable {self.env} is not set")
+        else:
+            assert self.file is not None
+            try:
+                value = Path(self.file).read_text(encoding="utf-8").strip()
+            except OSError as exc:
+                raise SecretUnavailableError(
+                    f"secret file {self.file} cannot be read: {exc.strerror}"
+                ) from None
+        register_secret(value)
+        return value
+
+    def __repr__(self) -> str:
+        return f"SecretRef(env={self.env!r})" if self.env else f"SecretRef(file={self.file!r})"

@@ -1,0 +1,154 @@
+"""Tables of the evidence store (SQLAlchemy Core).
+
+History tables (``evidence``, ``findings``, ``blobs``, ``run_units``) are append-only,
+enforced by database triggers created in the first migration. ``runs`` rows may be
+updated only while their status is ``running``.
+
+A resource's or finding's history is a change log: a row is written only when its
+content differs from the latest row for the same ``(source, key)``. A row whose
+``content_hash`` (evidence) or ``status`` (findings) is NULL is a tombstone: the item was
+no longer observed by a run that read its unit without error.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Column,
+    DateTime,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+)
+from sqlalchemy.engine import Dialect
+from sqlalchemy.types import TypeDecorator
+
+metadata = MetaData()
+
+# SQLite only auto-increments an INTEGER PRIMARY KEY.
+RowId = BigInteger().with_variant(Integer(), "sqlite")
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Timezone-aware UTC datetimes on every engine.
+
+    PostgreSQL stores ``timestamptz``; SQLite stores naive UTC text, which sorts
+    correctly as long as every value is UTC.
+    """
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to the store; use UTC-aware datetimes")
+        value = value.astimezone(UTC)
+        if dialect.name == "sqlite":
+            return value.replace(tzinfo=None)
+        return value
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value.astimezone(UTC)
+
+
+runs = Table(
+    "runs",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("source", String(200), nullable=False),
+    Column("connector_type", String(100), nullable=False),
+    Column("status", String(20), nullable=False),
+    Column("started_at", UTCDateTime(), nullable=False),
+    Column("finished_at", UTCDateTime()),
+    Column("heartbeat_at", UTCDateTime()),
+    Column("host", String(255)),
+    Column("agent_version", String(50), nullable=False),
+    Column("config_digest", String(64), nullable=False),
+    Column("mapping_digest", String(64), nullable=False),
+    Column("counts", Text),
+    Column("errors", Text),
+    Column("digest", String(64)),
+    Column("prev_digest", String(64)),
+)
+Index("ix_runs_source_finished", runs.c.source, runs.c.finished_at)
+
+run_units = Table(
+    "run_units",
+    metadata,
+    Column("id", RowId, primary_key=True, autoincrement=True),
+    Column("run_id", String(36), nullable=False),
+    Column("scope", String(255), nullable=False),
+    Column("region", String(100), nullable=False),
+    Column("service", String(100), nullable=False),
+    Column("ok", Boolean, nullable=False),
+    Column("error", Text),
+    Column("recorded_at", UTCDateTime(), nullable=False),
+)
+Index("ix_run_units_run", run_units.c.run_id)
+
+blobs = Table(
+    "blobs",
+    metadata,
+    Column("hash", String(64), primary_key=True),
+    Column("body", Text, nullable=False),
+    Column("size", Integer, nullable=False),
+)
+
+evidence = Table(
+    "evidence",
+    metadata,
+    Column("id", RowId, primary_key=True, autoincrement=True),
+    Column("run_id", String(36), nullable=False),
+    Column("source", String(200), nullable=False),
+    Column("key", Text, nullable=False),
+    Column("scope", String(255), nullable=False),
+    Column("region", String(100), nullable=False),
+    Column("service", String(100), nullable=False),
+    Column("resource_type", String(200), nullable=False),
+    Column("resource_id", Text, nullable=False),
+    Column("content_hash", String(64)),
+    Column("collected_at", UTCDateTime(), nullable=False),
+)
+Index("ix_evidence_source_key", evidence.c.source, evidence.c.key, evidence.c.id)
+Index("ix_evidence_run", evidence.c.run_id)
+Index("ix_evidence_collected", evidence.c.collected_at)
+
+findings = Table(
+    "findings",
+    metadata,
+    Column("id", RowId, primary_key=True, autoincrement=True),
+    Column("run_id", String(36), nullable=False),
+    Column("source", String(200), nullable=False),
+    Column("key", Text, nullable=False),
+    Column("check_id", String(200), nullable=False),
+    Column("scope", String(255), nullable=False),
+    Column("region", String(100), nullable=False),
+    Column("service", String(100), nullable=False),
+    Column("resource_type", String(200), nullable=False),
+    Column("resource_id", Text, nullable=False),
+    Column("status", String(20)),
+    Column("severity", String(20), nullable=False),
+    Column("message", Text, nullable=False),
+    Column("evidence_hash", String(64)),
+    Column("controls", Text, nullable=False),
+    Column("mapping_digest", String(64), nullable=False),
+    Column("observed_at", UTCDateTime(), nullable=False),
+    Column("finding_hash", String(64), nullable=False),
+)
+Index("ix_findings_source_key", findings.c.source, findings.c.key, findings.c.id)
+Index("ix_findings_run", findings.c.run_id)
+Index("ix_findings_observed", findings.c.observed_at)
+
+HISTORY_TABLES = ("evidence", "findings", "blobs", "run_units")

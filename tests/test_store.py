@@ -1,0 +1,243 @@
+"""The evidence store on SQLite and PostgreSQL: change-only, append-only, verifiable."""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from datetime import timedelta
+from pathlib import Path
+
+import psycopg
+import pytest
+from sqlalchemy import Engine, func, select, text
+from sqlalchemy.exc import DBAPIError
+
+from collector.runner import run_connector
+from connectors.records import utcnow
+from mappings.loader import MappingIndex, load_mappings
+from store.integrity import verify
+from store.queries import control_statuses, evidence_at, findings_at
+from store.schema import blobs, evidence, findings, run_units, runs
+from tests.fakes import MAPPING, FakeConnector, estate, fake_settings
+
+
+@pytest.fixture
+def index(tmp_path: Path) -> MappingIndex:
+    d = tmp_path / "maps"
+    d.mkdir()
+    (d / "fake.toml").write_text(MAPPING)
+    return load_mappings([d])
+
+
+def counts(engine: Engine) -> dict[str, int]:
+    with engine.connect() as conn:
+        return {
+            t.name: conn.execute(select(func.count()).select_from(t)).scalar_one()
+            for t in (evidence, findings, blobs, run_units, runs)
+        }
+
+
+def collect(engine: Engine, index: MappingIndex, records: list, db_url: str = "x", **kw):
+    FakeConnector.script = records
+    settings = fake_settings(db_url, **kw)
+    return run_connector(settings, settings.connectors[0], engine, index)
+
+
+def test_unchanged_estate_adds_no_history_rows(engine: Engine, index: MappingIndex) -> None:
+    first = collect(engine, index, estate({"d1": True, "d2": False}, {"alice": True, "bob": False}))
+    assert first.status == "succeeded"
+    after_first = counts(engine)
+    assert after_first["evidence"] == 4 and after_first["findings"] == 4
+
+    second = collect(engine, index, estate({"d1": True, "d2": False}, {"alice": True, "bob": False}))
+    after_second = counts(engine)
+    assert second.counts["evidence_written"] == 0 and second.counts["findings_written"] == 0
+    for table in ("evidence", "findings", "blobs"):
+        assert after_second[table] == after_first[table], table
+    # Only the run's own bookkeeping grows.
+    assert after_second["runs"] == 2
+    assert after_second["run_units"] == after_first["run_units"] + 2
+
+
+def test_one_change_adds_only_its_rows(engine: Engine, index: MappingIndex) -> None:
+    collect(engine, index, estate({"d1": True, "d2": False}, {"alice": True}))
+    before = counts(engine)
+    summary = collect(engine, index, estate({"d1": True, "d2": True}, {"alice": True}))
+    after = counts(engine)
+    assert after["evidence"] - before["evidence"] == 1
+    assert after["findings"] - before["findings"] == 1
+    assert after["blobs"] - before["blobs"] == 1
+    assert summary.counts["evidence_written"] == 1
+
+
+def test_point_in_time_reads_return_the_earlier_state(engine: Engine, index: MappingIndex) -> None:
+    collect(engine, index, estate({"d1": False}, {"alice": True}))
+    t1 = utcnow()
+    collect(engine, index, estate({"d1": True}, {"alice": True}))
+    with engine.connect() as conn:
+        then = {f["resource_id"]: f["status"] for f in findings_at(conn, t1)}
+        now = {f["resource_id"]: f["status"] for f in findings_at(conn)}
+        old_ev = [e["payload"] for e in evidence_at(conn, t1, resource="d1")]
+    assert then["d1"] == "fail" and now["d1"] == "pass"
+    assert old_ev == [{"encrypted": False, "id": "d1"}]
+    by_id = {c.id: c.status for c in control_statuses(engine, index, t1)}
+    assert by_id["A.8.24"] == "fail"
+    assert {c.id: c.status for c in control_statuses(engine, index)}["A.8.24"] == "pass"
+
+
+def test_disappeared_resources_close_only_in_clean_units(engine: Engine, index: MappingIndex) -> None:
+    collect(engine, index, estate({"d1": True, "d2": True}, {"alice": True, "bob": True}))
+    # d2 vanishes from a clean unit: closed. bob vanishes from a clean global unit: closed.
+    s = collect(engine, index, estate({"d1": True}, {"alice": True}))
+    assert s.counts["evidence_closed"] == 2 and s.counts["findings_closed"] == 2
+    with engine.connect() as conn:
+        assert {e["resource_id"] for e in evidence_at(conn)} == {"d1", "alice"}
+    # Now the disk unit fails: d1 must stay open (not closed by absence), and the
+    # disk check becomes an error for that unit — never a pass or a fail.
+    s = collect(engine, index, estate({}, {"alice": True}, disk_error="AccessDenied"))
+    assert s.status == "partial" and s.counts["evidence_closed"] == 0
+    with engine.connect() as conn:
+        assert {e["resource_id"] for e in evidence_at(conn)} == {"d1", "alice"}
+        errs = [f for f in findings_at(conn, status="error")]
+    assert [(f["check_id"], f["resource_id"]) for f in errs] == [
+        ("fake.disk.encrypted", "fake:acct-1/eu-1/disk")
+    ]
+    assert "AccessDenied" in errs[0]["message"]
+    statuses = {c.id: c.status for c in control_statuses(engine, index)}
+    assert statuses["A.8.24"] == "error"
+    # Recovery closes the error finding.
+    collect(engine, index, estate({"d1": True}, {"alice": True}))
+    with engine.connect() as conn:
+        assert list(findings_at(conn, status="error")) == []
+
+
+def test_control_statuses_never_pass_by_absence(engine: Engine, index: MappingIndex) -> None:
+    statuses = {c.id: c for c in control_statuses(engine, index)}
+    assert statuses["A.8.24"].status == "no_evidence"
+    assert statuses["A.7.1"].status == "manual"
+    assert all(c.status == "manual" for cid, c in statuses.items() if cid.startswith("A.7."))
+    collect(engine, index, estate({"d1": True}, {"alice": False}))
+    statuses = {c.id: c for c in control_statuses(engine, index)}
+    assert statuses["A.8.24"].status == "pass"
+    assert statuses["A.8.5"].status == "fail"
+    assert statuses["A.8.5"].failing == ["alice (fake.user.mfa)"]
+    assert statuses["A.7.4"].status == "manual"
+    # A week later without a new run, the pass is stale, not pass; the fail stays a fail.
+    later = {c.id: c.status for c in control_statuses(engine, index, utcnow() + timedelta(days=8))}
+    assert later["A.8.24"] == "stale" and later["A.8.5"] == "fail"
+
+
+def test_check_parameters_from_config(engine: Engine, index: MappingIndex) -> None:
+    records = [*estate({}, {}), ]
+    from connectors.records import Evidence
+
+    svc = Evidence("acct-1", "global", "fake.user.account", "ci-bot",
+                   {"name": "ci-bot", "mfa": False, "service": True})
+    collect(engine, index, [svc, *records], checks={"fake.user.mfa": {"allow_service_accounts": True}})
+    with engine.connect() as conn:
+        assert [f["status"] for f in findings_at(conn, check_id="fake.user.mfa")] == ["pass"]
+
+
+def test_connector_crash_keeps_what_was_stored(engine: Engine, index: MappingIndex) -> None:
+    records = estate({"d1": True}, {})[:2] + [RuntimeError("boom")]
+    s = collect(engine, index, records)
+    assert s.status == "partial"
+    assert any("boom" in e for e in s.errors)
+    assert counts(engine)["evidence"] == 1
+    assert verify(engine).ok
+
+
+def test_cancelled_run_is_aborted(engine: Engine, index: MappingIndex) -> None:
+    FakeConnector.script = estate({"d1": True}, {"alice": True})
+    settings = fake_settings("x")
+    ev = threading.Event()
+    ev.set()
+    s = run_connector(settings, settings.connectors[0], engine, index, cancel_event=ev)
+    assert s.status == "aborted"
+    with engine.connect() as conn:
+        assert conn.execute(select(runs.c.status)).scalar_one() == "aborted"
+
+
+@pytest.mark.parametrize(
+    "statement",
+    [
+        "UPDATE evidence SET resource_id = 'x'",
+        "DELETE FROM evidence",
+        "UPDATE findings SET status = 'pass'",
+        "DELETE FROM findings",
+        "UPDATE blobs SET body = '{}'",
+        "DELETE FROM blobs",
+        "DELETE FROM run_units",
+        "UPDATE runs SET status = 'succeeded'",
+        "DELETE FROM runs",
+    ],
+)
+def test_history_is_append_only_in_the_database(
+    engine: Engine, index: MappingIndex, statement: str
+) -> None:
+    collect(engine, index, estate({"d1": False}, {"alice": True}))
+    with pytest.raises(DBAPIError, match="append-only|immutable"):
+        with engine.begin() as conn:
+            conn.execute(text(statement))
+    assert counts(engine)["evidence"] == 2
+
+
+def _tamper(engine: Engine, db_url: str, statement: str) -> None:
+    """What an attacker with file or superuser access can do: bypass the triggers."""
+    if engine.dialect.name == "sqlite":
+        path = db_url.removeprefix("sqlite:///")
+        con = sqlite3.connect(path)
+        for (name,) in con.execute("SELECT name FROM sqlite_master WHERE type = 'trigger'").fetchall():
+            con.execute(f"DROP TRIGGER {name}")
+        con.execute(statement)
+        con.commit()
+        con.close()
+    else:
+        url = engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
+        with psycopg.connect(url, autocommit=True) as con:
+            con.execute("SET session_replication_role = replica")
+            con.execute(statement)
+
+
+def test_verify_passes_then_names_the_tampered_run(
+    engine: Engine, index: MappingIndex, db_url: str
+) -> None:
+    first = collect(engine, index, estate({"d1": False, "d2": True}, {"alice": True}))
+    second = collect(engine, index, estate({"d1": True, "d2": True}, {"alice": True}))
+    result = verify(engine)
+    assert result.ok and result.runs_checked == 2
+    # Rewrite the stored evidence of d1 as first observed: "it was encrypted all along".
+    with engine.connect() as conn:
+        h = conn.execute(
+            select(evidence.c.content_hash).where(
+                evidence.c.resource_id == "d1", evidence.c.run_id == first.run_id
+            )
+        ).scalar_one()
+    _tamper(engine, db_url, f"UPDATE blobs SET body = '{{\"encrypted\":true,\"id\":\"d1\"}}' WHERE hash = '{h}'")
+    result = verify(engine)
+    assert not result.ok
+    assert result.first_broken_run == first.run_id
+    assert second.run_id not in {p.run_id for p in result.problems}
+
+
+@pytest.mark.parametrize(
+    "statement, broken",
+    [
+        ("UPDATE findings SET status = 'pass' WHERE status = 'fail'", "first"),
+        ("UPDATE evidence SET collected_at = collected_at WHERE 1 = 0", None),
+        ("DELETE FROM runs WHERE id = '{first}'", "second"),
+        ("UPDATE runs SET status = 'succeeded', errors = '[]' WHERE id = '{second}'", "second"),
+    ],
+)
+def test_verify_detects_row_and_chain_tampering(
+    engine: Engine, index: MappingIndex, db_url: str, statement: str, broken: str | None
+) -> None:
+    first = collect(engine, index, estate({"d1": False}, {"alice": True}))
+    second = collect(engine, index, estate({"d1": False}, {"alice": True}, disk_error="Throttling"))
+    ids = {"first": first.run_id, "second": second.run_id}
+    _tamper(engine, db_url, statement.format(**ids))
+    result = verify(engine)
+    if broken is None:
+        assert result.ok
+    else:
+        assert result.first_broken_run == ids[broken], result.problems
