@@ -1,0 +1,636 @@
+"""Tests for the Annex A catalog, the shipped manual controls and the mapping loader.
+
+Bad mapping files are written into tmp_path and passed as user directories, the same
+way a user extends the shipped mappings. Catalog validation is exercised by pointing
+the loader's built-in directory at a copy in tmp_path.
+"""
+
+from __future__ import annotations
+
+import pickle
+import shutil
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+import mappings
+from mappings import (
+    THEMES,
+    MappingError,
+    MappingIndex,
+    builtin_dir,
+    control_sort_key,
+    load_mappings,
+    validate_mappings,
+)
+from mappings import loader as loader_module
+
+CHECK_A = "test.iam.user_mfa_enabled"
+CHECK_B = "test.s3.bucket_encrypted"
+CHECK_C = "test.trail.enabled"
+
+
+@pytest.fixture(scope="module")
+def builtin() -> MappingIndex:
+    return load_mappings()
+
+
+@pytest.fixture
+def known(builtin: MappingIndex) -> set[str]:
+    """Made-up checks plus whatever the shipped mapping files link to.
+
+    Other mapping files (e.g. the AWS one) ship links of their own; including their
+    checks keeps these tests independent of which connectors exist.
+    """
+    return {CHECK_A, CHECK_B, CHECK_C} | {link.check for link in builtin.links}
+
+
+def write(directory: Path, name: str, text: str | bytes) -> Path:
+    path = directory / name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if isinstance(text, bytes):
+        path.write_bytes(text)
+    else:
+        path.write_text(text, encoding="utf-8")
+    return path
+
+
+def link(check: str, control: str, rationale: str = "Because.") -> str:
+    return f'[[link]]\ncheck = "{check}"\ncontrol = "{control}"\nrationale = "{rationale}"\n\n'
+
+
+def load_error(extra: Path | str, known_checks: set[str] | None = None) -> MappingError:
+    with pytest.raises(MappingError) as info:
+        load_mappings([extra], known_checks=known_checks)
+    return info.value
+
+
+# --------------------------------------------------------------------------- catalog
+
+
+def test_catalog_has_93_controls_per_theme(builtin: MappingIndex) -> None:
+    assert len(builtin.catalog) == 93
+    counts = Counter(control.theme for control in builtin.catalog.values())
+    assert counts == {"organizational": 37, "people": 8, "physical": 14, "technological": 34}
+    for prefix, theme, count in (
+        ("A.5", THEMES[0], 37),
+        ("A.6", THEMES[1], 8),
+        ("A.7", THEMES[2], 14),
+        ("A.8", THEMES[3], 34),
+    ):
+        ids = [f"{prefix}.{n}" for n in range(1, count + 1)]
+        assert all(builtin.catalog[i].theme == theme for i in ids)
+
+
+def test_catalog_is_in_natural_order(builtin: MappingIndex) -> None:
+    ids = list(builtin.catalog)
+    assert ids[:11] == [f"A.5.{n}" for n in range(1, 12)]
+    assert ids.index("A.5.9") < ids.index("A.5.10") < ids.index("A.6.1")
+    assert ids[-1] == "A.8.34"
+    assert ids == sorted(ids, key=control_sort_key)
+    assert ids != sorted(ids)  # the natural order really differs from lexicographic
+
+
+@pytest.mark.parametrize(
+    ("control_id", "title"),
+    [
+        ("A.5.1", "Policies for information security"),
+        ("A.5.7", "Threat intelligence"),
+        ("A.5.23", "Information security for use of cloud services"),
+        ("A.5.30", "ICT readiness for business continuity"),
+        ("A.5.34", "Privacy and protection of PII"),
+        ("A.5.37", "Documented operating procedures"),
+        ("A.6.3", "Information security awareness, education and training"),
+        ("A.6.8", "Information security event reporting"),
+        ("A.7.4", "Physical security monitoring"),
+        ("A.7.14", "Secure disposal or re-use of equipment"),
+        ("A.8.1", "User endpoint devices"),
+        ("A.8.9", "Configuration management"),
+        ("A.8.10", "Information deletion"),
+        ("A.8.11", "Data masking"),
+        ("A.8.12", "Data leakage prevention"),
+        ("A.8.16", "Monitoring activities"),
+        ("A.8.20", "Networks security"),
+        ("A.8.28", "Secure coding"),
+        ("A.8.34", "Protection of information systems during audit testing"),
+    ],
+)
+def test_catalog_titles_are_the_2022_titles(
+    builtin: MappingIndex, control_id: str, title: str
+) -> None:
+    assert builtin.catalog[control_id].title == title
+    assert builtin.catalog[control_id].id == control_id
+
+
+def test_catalog_titles_are_unique_and_trimmed(builtin: MappingIndex) -> None:
+    titles = [control.title for control in builtin.catalog.values()]
+    assert len(set(titles)) == 93
+    assert all(t == t.strip() and "  " not in t for t in titles)
+
+
+def test_control_sort_key_is_natural_and_total() -> None:
+    ids = ["A.8.1", "A.5.10", "A.5.2", "A.10.1", "A.5.1", "weird", ""]
+    assert sorted(ids, key=control_sort_key) == [
+        "",
+        "A.5.1",
+        "A.5.2",
+        "A.5.10",
+        "A.8.1",
+        "A.10.1",
+        "weird",
+    ]
+
+
+def test_builtin_dir_is_the_package_directory() -> None:
+    assert builtin_dir() == Path(mappings.__file__).resolve().parent
+    assert (builtin_dir() / "catalogs" / "iso27001-2022.toml").is_file()
+
+
+# --------------------------------------------------------------------------- manual
+
+
+def test_every_people_and_physical_control_is_manual(builtin: MappingIndex) -> None:
+    for control_id, control in builtin.catalog.items():
+        if control.theme in ("people", "physical"):
+            assert builtin.is_manual(control_id), control_id
+
+
+def test_documentary_controls_are_manual(builtin: MappingIndex) -> None:
+    for control_id in ("A.5.1", "A.5.2", "A.5.31", "A.5.37", "A.8.10", "A.8.28", "A.8.34"):
+        assert builtin.is_manual(control_id), control_id
+
+
+def test_configuration_observable_controls_are_not_manual(builtin: MappingIndex) -> None:
+    automated = ["A.5.3", "A.5.15", "A.5.16", "A.5.17", "A.5.18", "A.5.23"]
+    automated += [f"A.5.{n}" for n in range(24, 29)]
+    automated += [f"A.8.{n}" for n in (2, 3, 4, 5, 7, 8, 9, 12, 13, 14, 15, 16)]
+    automated += [f"A.8.{n}" for n in (20, 21, 22, 23, 24, 25, 32)]
+    for control_id in automated:
+        assert not builtin.is_manual(control_id), control_id
+
+
+def test_every_manual_entry_says_what_evidence_is_expected(builtin: MappingIndex) -> None:
+    assert builtin.manual
+    for control_id, entry in builtin.manual.items():
+        assert entry.control == control_id
+        assert entry.file == "manual.toml"
+        assert len(entry.expected_evidence.strip()) > 40, control_id
+        assert control_id in builtin.catalog
+
+
+def test_manual_is_in_natural_order(builtin: MappingIndex) -> None:
+    ids = list(builtin.manual)
+    assert ids == sorted(ids, key=control_sort_key)
+
+
+# --------------------------------------------------------------------------- valid loads
+
+
+def test_builtin_load_lists_files_and_has_stable_digest(builtin: MappingIndex) -> None:
+    assert builtin.files[0] == "catalogs/iso27001-2022.toml"
+    assert "manual.toml" in builtin.files
+    assert len(builtin.digest) == 64
+    assert int(builtin.digest, 16) >= 0
+    assert load_mappings().digest == builtin.digest
+
+
+def test_user_dir_adds_links(tmp_path: Path, known: set[str], builtin: MappingIndex) -> None:
+    write(
+        tmp_path,
+        "extra.toml",
+        '[meta]\nsource = "acme"\ndescription = "Acme extras"\n\n'
+        + link(CHECK_A, "A.8.5")
+        + link(CHECK_A, "A.5.17")
+        + link(CHECK_B, "A.8.24"),
+    )
+    write(tmp_path, "sub/more.toml", link(CHECK_B, "A.8.5"))
+    index = load_mappings([tmp_path], known_checks=known)
+
+    assert index.controls_for(CHECK_A) == ("A.5.17", "A.8.5")
+    assert index.controls_for(CHECK_B) == ("A.8.5", "A.8.24")
+    assert set(index.checks_for("A.8.5")) >= {CHECK_A, CHECK_B}
+    assert index.checks_for("A.8.5") == tuple(sorted(index.checks_for("A.8.5")))
+    assert index.controls_for("no.such.check") == ()
+    assert index.checks_for("A.7.1") == ()
+    assert len(index.links) == len(builtin.links) + 4
+    added = [lk for lk in index.links if lk.check in (CHECK_A, CHECK_B)]
+    assert {lk.file for lk in added} == {
+        str(tmp_path / "extra.toml"),
+        str(tmp_path / "sub/more.toml"),
+    }
+    assert index.files[-2:] == (str(tmp_path / "extra.toml"), str(tmp_path / "sub/more.toml"))
+    assert index.digest != builtin.digest
+
+
+def test_user_dir_may_add_manual_entries(tmp_path: Path, builtin: MappingIndex) -> None:
+    unmarked = next(c for c in builtin.catalog if not builtin.is_manual(c))
+    write(
+        tmp_path,
+        "manual.toml",
+        f'[[manual]]\ncontrol = "{unmarked}"\nexpected_evidence = "Signed review record."\n',
+    )
+    index = load_mappings([tmp_path])
+    assert index.is_manual(unmarked)
+    assert index.manual[unmarked].file == str(tmp_path / "manual.toml")
+
+
+def test_manual_control_may_also_have_links(tmp_path: Path, known: set[str]) -> None:
+    write(tmp_path, "x.toml", link(CHECK_A, "A.8.1"))
+    index = load_mappings([tmp_path], known_checks=known)
+    assert index.is_manual("A.8.1")
+    assert CHECK_A in index.checks_for("A.8.1")
+
+
+def test_without_known_checks_any_well_formed_check_is_accepted(tmp_path: Path) -> None:
+    write(tmp_path, "x.toml", link("vendor.thing.is_ok", "A.8.9"))
+    assert load_mappings([tmp_path]).controls_for("vendor.thing.is_ok") == ("A.8.9",)
+
+
+def test_hidden_and_non_toml_files_are_ignored(tmp_path: Path) -> None:
+    write(tmp_path, ".backup.toml", "this is not toml [[[")
+    write(tmp_path, ".git/config.toml", "nor this [[[")
+    write(tmp_path, "README.md", "# notes")
+    write(tmp_path, "ok.toml", link(CHECK_C, "A.8.15"))
+    assert load_mappings([tmp_path]).controls_for(CHECK_C) == ("A.8.15",)
+
+
+def test_empty_user_dir_is_fine(tmp_path: Path, builtin: MappingIndex) -> None:
+    index = load_mappings([tmp_path])
+    assert index.links == builtin.links
+    assert index.files == builtin.files
+
+
+# --------------------------------------------------------------------------- digest
+
+
+def test_digest_changes_when_a_user_file_changes(tmp_path: Path) -> None:
+    path = write(tmp_path, "x.toml", link(CHECK_A, "A.8.5", "First reason."))
+    first = load_mappings([tmp_path]).digest
+    assert load_mappings([tmp_path]).digest == first
+
+    path.write_text(link(CHECK_A, "A.8.5", "Second reason."), encoding="utf-8")
+    second = load_mappings([tmp_path]).digest
+    assert second != first
+
+    path.write_text(link(CHECK_A, "A.8.5", "First reason.") + "# a comment\n", encoding="utf-8")
+    assert load_mappings([tmp_path]).digest not in (first, second)
+
+
+def test_digest_changes_when_a_file_is_renamed_or_added(tmp_path: Path) -> None:
+    path = write(tmp_path, "x.toml", link(CHECK_A, "A.8.5"))
+    first = load_mappings([tmp_path]).digest
+    path.rename(tmp_path / "y.toml")
+    renamed = load_mappings([tmp_path]).digest
+    assert renamed != first
+    write(tmp_path, "z.toml", "# empty mapping file\n")
+    assert load_mappings([tmp_path]).digest not in (first, renamed)
+
+
+def test_digest_does_not_depend_on_where_the_user_dir_lives(tmp_path: Path) -> None:
+    write(tmp_path / "one", "x.toml", link(CHECK_A, "A.8.5"))
+    shutil.copytree(tmp_path / "one", tmp_path / "two")
+    assert load_mappings([tmp_path / "one"]).digest == load_mappings([tmp_path / "two"]).digest
+
+
+# --------------------------------------------------------------------------- errors
+
+
+def test_mapping_error_carries_file_entry_reason() -> None:
+    error = MappingError("a.toml", "link[1]", "bad")
+    assert (error.file, error.entry, error.reason) == ("a.toml", "link[1]", "bad")
+    assert str(error) == "a.toml: link[1]: bad"
+    assert isinstance(error, ValueError)
+    again = pickle.loads(pickle.dumps(error))
+    assert (again.file, again.entry, again.reason) == ("a.toml", "link[1]", "bad")
+
+
+def test_toml_syntax_error_names_line_and_column(tmp_path: Path) -> None:
+    write(tmp_path, "bad.toml", '[[link]]\ncheck = "x.y"\ncontrol = A.5.1\n')
+    error = load_error(tmp_path)
+    assert error.file == str(tmp_path / "bad.toml")
+    assert error.entry == "<file>"
+    assert "TOML syntax error" in error.reason
+    assert "line 3" in error.reason and "column" in error.reason
+
+
+def test_non_utf8_file(tmp_path: Path) -> None:
+    write(tmp_path, "latin1.toml", link(CHECK_A, "A.8.5", "caf\xe9").encode("latin-1"))
+    error = load_error(tmp_path)
+    assert error.file == str(tmp_path / "latin1.toml")
+    assert error.entry == "<file>"
+    assert "UTF-8" in error.reason
+
+
+def test_unknown_top_level_key(tmp_path: Path) -> None:
+    write(tmp_path, "x.toml", "version = 2\n" + link(CHECK_A, "A.8.5"))
+    error = load_error(tmp_path)
+    assert error.entry == "<file>"
+    assert "unknown top-level key 'version'" in error.reason
+
+
+def test_catalog_in_user_dir_is_rejected(tmp_path: Path) -> None:
+    write(tmp_path, "cat.toml", '[[control]]\nid = "A.9.1"\ntitle = "X"\ntheme = "people"\n')
+    error = load_error(tmp_path)
+    assert "unknown top-level key 'control'" in error.reason
+    assert "catalogs" in error.reason
+
+
+def test_unknown_key_in_link(tmp_path: Path) -> None:
+    write(tmp_path, "x.toml", link(CHECK_A, "A.8.5") + link(CHECK_B, "A.8.24") + "severity = 1\n")
+    error = load_error(tmp_path)
+    assert error.entry == f"link[2] ({CHECK_B} → A.8.24)"
+    assert "unknown key 'severity'" in error.reason
+
+
+def test_unknown_key_in_meta(tmp_path: Path) -> None:
+    write(tmp_path, "x.toml", '[meta]\nsource = "me"\nowner = "me"\n')
+    error = load_error(tmp_path)
+    assert (error.entry, error.reason.startswith("unknown key 'owner'")) == ("meta", True)
+
+
+@pytest.mark.parametrize(
+    ("body", "entry", "reason"),
+    [
+        (
+            '[[link]]\ncheck = 5\ncontrol = "A.8.5"\nrationale = "r"\n',
+            "link[1]",
+            "'check' must be a string, got integer",
+        ),
+        (
+            '[[link]]\ncheck = "a.b"\ncontrol = ["A.8.5"]\nrationale = "r"\n',
+            "link[1]",
+            "'control' must be a string, got array",
+        ),
+        (
+            '[[link]]\ncheck = "a.b"\ncontrol = "A.8.5"\nrationale = true\n',
+            "link[1] (a.b → A.8.5)",
+            "'rationale' must be a string, got boolean",
+        ),
+        (
+            '[[manual]]\ncontrol = "A.5.9"\nexpected_evidence = 1979-05-27\n',
+            "manual[1]",
+            "'expected_evidence' must be a string, got date",
+        ),
+        ("[meta]\nsource = 3\n", "meta", "'source' must be a string, got integer"),
+        ('meta = "acme"\n', "meta", "must be a table, got string"),
+        ('link = "aws.x"\n', "link", "must be an array of tables ([[link]]), got string"),
+        ("link = [1]\n", "link[1]", "must be a table, got integer"),
+    ],
+)
+def test_wrong_types(tmp_path: Path, body: str, entry: str, reason: str) -> None:
+    write(tmp_path, "x.toml", body)
+    error = load_error(tmp_path)
+    assert (error.file, error.entry, error.reason) == (str(tmp_path / "x.toml"), entry, reason)
+
+
+@pytest.mark.parametrize(
+    ("body", "entry", "reason"),
+    [
+        (link("", "A.8.5"), "link[1]", "'check' must not be empty"),
+        (
+            link(CHECK_A, "A.8.5", "   "),
+            f"link[1] ({CHECK_A} → A.8.5)",
+            "'rationale' must not be empty",
+        ),
+        (
+            '[[manual]]\ncontrol = "A.5.9"\nexpected_evidence = ""\n',
+            "manual[1]",
+            "'expected_evidence' must not be empty",
+        ),
+        ('[meta]\ndescription = ""\n', "meta", "'description' must not be empty"),
+    ],
+)
+def test_empty_strings(tmp_path: Path, body: str, entry: str, reason: str) -> None:
+    write(tmp_path, "x.toml", body)
+    error = load_error(tmp_path)
+    assert (error.entry, error.reason) == (entry, reason)
+
+
+def test_missing_key(tmp_path: Path) -> None:
+    write(tmp_path, "x.toml", f'[[link]]\ncheck = "{CHECK_A}"\ncontrol = "A.8.5"\n')
+    error = load_error(tmp_path)
+    assert error.entry == f"link[1] ({CHECK_A} → A.8.5)"
+    assert error.reason == "missing key 'rationale'"
+
+
+def test_unknown_control(tmp_path: Path) -> None:
+    write(
+        tmp_path,
+        "aws.toml",
+        link(CHECK_B, "A.8.24") + link("aws.iam.user_console_mfa", "A.9.9"),
+    )
+    error = load_error(tmp_path)
+    assert error.file == str(tmp_path / "aws.toml")
+    assert error.entry == "link[2] (aws.iam.user_console_mfa → A.9.9)"
+    assert "unknown control A.9.9" in error.reason
+    assert "iso27001-2022" in error.reason
+
+
+@pytest.mark.parametrize("bad", ["A.08.5", "8.5", "a.8.5", "A.8.5 ", "A.8", "A.8.5.1", "A-8-5"])
+def test_malformed_control_id(tmp_path: Path, bad: str) -> None:
+    write(tmp_path, "x.toml", link(CHECK_A, bad))
+    error = load_error(tmp_path)
+    assert error.entry == f"link[1] ({CHECK_A} → {bad})"
+    assert "malformed control id" in error.reason
+
+
+def test_malformed_control_id_in_manual(tmp_path: Path) -> None:
+    write(tmp_path, "x.toml", '[[manual]]\ncontrol = "5.9"\nexpected_evidence = "Inventory."\n')
+    error = load_error(tmp_path)
+    assert (error.entry, "malformed control id '5.9'" in error.reason) == ("manual[1]", True)
+
+
+def test_unknown_control_in_manual(tmp_path: Path) -> None:
+    write(tmp_path, "x.toml", '[[manual]]\ncontrol = "A.7.15"\nexpected_evidence = "X."\n')
+    error = load_error(tmp_path)
+    assert (error.entry, "unknown control A.7.15" in error.reason) == ("manual[1]", True)
+
+
+@pytest.mark.parametrize("bad", ["aws iam.mfa", "aws.iam.mfa!", ".aws.iam", "aws..iam"])
+def test_malformed_check_id(tmp_path: Path, bad: str) -> None:
+    write(tmp_path, "x.toml", link(bad, "A.8.5"))
+    error = load_error(tmp_path)
+    assert "malformed check id" in error.reason
+
+
+def test_unknown_check_only_when_known_checks_given(tmp_path: Path, known: set[str]) -> None:
+    write(tmp_path, "x.toml", link(CHECK_A, "A.8.5") + link("test.iam.user_mfa_enable", "A.8.5"))
+    load_mappings([tmp_path])  # no registry given: not judged
+    error = load_error(tmp_path, known_checks=known)
+    assert error.entry == "link[2] (test.iam.user_mfa_enable → A.8.5)"
+    assert "unknown check 'test.iam.user_mfa_enable'" in error.reason
+    assert f"did you mean '{CHECK_A}'" in error.reason
+
+
+def test_duplicate_link_in_same_file(tmp_path: Path) -> None:
+    write(
+        tmp_path,
+        "x.toml",
+        link(CHECK_A, "A.8.5") + link(CHECK_B, "A.8.5") + link(CHECK_A, "A.8.5", "Said twice."),
+    )
+    error = load_error(tmp_path)
+    file = str(tmp_path / "x.toml")
+    assert (error.file, error.entry) == (file, f"link[3] ({CHECK_A} → A.8.5)")
+    assert "duplicate link" in error.reason
+    assert f"{file}: link[1] ({CHECK_A} → A.8.5)" in error.reason
+
+
+def test_duplicate_link_across_files_names_both(tmp_path: Path) -> None:
+    write(tmp_path, "a.toml", link(CHECK_A, "A.8.5"))
+    write(tmp_path, "b/c.toml", link(CHECK_C, "A.8.15") + link(CHECK_A, "A.8.5"))
+    error = load_error(tmp_path)
+    assert error.file == str(tmp_path / "b" / "c.toml")
+    assert error.entry == f"link[2] ({CHECK_A} → A.8.5)"
+    assert str(tmp_path / "a.toml") in error.reason
+    assert "link[1]" in error.reason
+
+
+def test_duplicate_link_across_user_dirs(tmp_path: Path) -> None:
+    write(tmp_path / "one", "a.toml", link(CHECK_A, "A.8.5"))
+    write(tmp_path / "two", "a.toml", link(CHECK_A, "A.8.5"))
+    with pytest.raises(MappingError) as info:
+        load_mappings([tmp_path / "one", tmp_path / "two"])
+    assert info.value.file == str(tmp_path / "two" / "a.toml")
+    assert str(tmp_path / "one" / "a.toml") in info.value.reason
+
+
+def test_duplicate_manual_entry_against_builtin(tmp_path: Path) -> None:
+    write(tmp_path, "x.toml", '[[manual]]\ncontrol = "A.7.1"\nexpected_evidence = "Plans."\n')
+    error = load_error(tmp_path)
+    assert (error.file, error.entry) == (str(tmp_path / "x.toml"), "manual[1]")
+    assert "duplicate manual entry for A.7.1" in error.reason
+    assert "manual.toml: manual[" in error.reason
+
+
+def test_duplicate_manual_entry_in_same_file(tmp_path: Path, builtin: MappingIndex) -> None:
+    free = next(c for c in builtin.catalog if not builtin.is_manual(c))
+    entry = f'[[manual]]\ncontrol = "{free}"\nexpected_evidence = "Records."\n\n'
+    write(tmp_path, "x.toml", entry * 2)
+    error = load_error(tmp_path)
+    assert error.entry == "manual[2]"
+    assert f"duplicate manual entry for {free}" in error.reason
+    assert "manual[1]" in error.reason
+
+
+def test_missing_user_dir(tmp_path: Path) -> None:
+    missing = tmp_path / "nope"
+    error = load_error(missing)
+    assert (error.file, error.entry) == (str(missing), "<dir>")
+    assert "does not exist" in error.reason
+
+
+def test_user_dir_that_is_a_file(tmp_path: Path) -> None:
+    path = write(tmp_path, "x.toml", link(CHECK_A, "A.8.5"))
+    error = load_error(str(path))
+    assert (error.file, error.entry) == (str(path), "<dir>")
+    assert "not a directory" in error.reason
+
+
+def test_validate_mappings_lists_every_problem(tmp_path: Path, known: set[str]) -> None:
+    write(tmp_path, "a.toml", link(CHECK_A, "A.9.9") + link("nope.check", "A.8.5"))
+    write(tmp_path, "b.toml", "broken = [\n")
+    errors = validate_mappings([tmp_path, tmp_path / "missing"], known_checks=known)
+    # Directory problems come first (found while listing files), then files in order.
+    assert [(Path(e.file).name, e.entry) for e in errors] == [
+        ("missing", "<dir>"),
+        ("a.toml", f"link[1] ({CHECK_A} → A.9.9)"),
+        ("a.toml", "link[2] (nope.check → A.8.5)"),
+        ("b.toml", "<file>"),
+    ]
+    assert validate_mappings([], known_checks=known) == ()
+
+
+# --------------------------------------------------------------------------- built-in tree
+
+
+@pytest.fixture
+def fake_builtin(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A copy of the shipped catalog and manual file, used as the built-in directory."""
+    root = tmp_path / "builtin"
+    (root / "catalogs").mkdir(parents=True)
+    shutil.copy(builtin_dir() / "catalogs" / "iso27001-2022.toml", root / "catalogs")
+    shutil.copy(builtin_dir() / "manual.toml", root)
+    monkeypatch.setattr(loader_module, "builtin_dir", lambda: root)
+    return root
+
+
+def test_builtin_mapping_files_are_discovered(fake_builtin: Path) -> None:
+    write(fake_builtin, "checks/aws.toml", link("aws.iam.root_mfa", "A.8.5"))
+    write(fake_builtin, "crosswalks/soc2.toml", "not a mapping file at all = [")
+    write(fake_builtin, "catalogs/other.toml", "nor = [")
+    index = load_mappings(known_checks={"aws.iam.root_mfa"})
+    assert index.files == ("catalogs/iso27001-2022.toml", "checks/aws.toml", "manual.toml")
+    assert index.controls_for("aws.iam.root_mfa") == ("A.8.5",)
+    assert index.links[0].file == "checks/aws.toml"
+
+
+def test_builtin_errors_name_the_relative_file(fake_builtin: Path) -> None:
+    write(fake_builtin, "checks/aws.toml", link("aws.iam.root_mfa", "A.5.99"))
+    with pytest.raises(MappingError) as info:
+        load_mappings()
+    assert info.value.file == "checks/aws.toml"
+    assert info.value.entry == "link[1] (aws.iam.root_mfa → A.5.99)"
+
+
+def _break_catalog(root: Path, old: str, new: str) -> None:
+    path = root / "catalogs" / "iso27001-2022.toml"
+    text = path.read_text(encoding="utf-8")
+    assert old in text
+    path.write_text(text.replace(old, new, 1), encoding="utf-8")
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "entry", "reason"),
+    [
+        ('id = "A.5.2"\n', 'id = "A.5.1"\n', "control[2]", "duplicate control id A.5.1"),
+        (
+            'id = "A.6.1"\ntitle = "Screening"\ntheme = "people"',
+            'id = "A.6.1"\ntitle = "Screening"\ntheme = "human"',
+            "control[38]",
+            "unknown theme 'human'",
+        ),
+        ('id = "A.5.12"', 'id = "A5.12"', "control[12]", "malformed control id 'A5.12'"),
+        ('title = "Threat intelligence"\n', "", "control[7]", "missing key 'title'"),
+        (
+            'title = "Data masking"\n',
+            'title = "Data masking"\nowner = "x"\n',
+            "control[70]",
+            "unknown key 'owner'",
+        ),
+        ('title = "Data masking"\n', 'title = ""\n', "control[70]", "'title' must not be empty"),
+        ('id = "iso27001-2022"\n', "", "catalog", "missing key 'id'"),
+    ],
+)
+def test_catalog_validation(
+    fake_builtin: Path, old: str, new: str, entry: str, reason: str
+) -> None:
+    _break_catalog(fake_builtin, old, new)
+    with pytest.raises(MappingError) as info:
+        load_mappings()
+    assert info.value.file == "catalogs/iso27001-2022.toml"
+    assert info.value.entry == entry
+    assert info.value.reason.startswith(reason), info.value.reason
+
+
+def test_catalog_syntax_error(fake_builtin: Path) -> None:
+    _break_catalog(fake_builtin, 'id = "A.5.3"', 'id = "A.5.3')
+    with pytest.raises(MappingError) as info:
+        load_mappings()
+    assert (info.value.file, info.value.entry) == ("catalogs/iso27001-2022.toml", "<file>")
+    assert "TOML syntax error" in info.value.reason
+
+
+def test_catalog_without_controls(fake_builtin: Path) -> None:
+    path = fake_builtin / "catalogs" / "iso27001-2022.toml"
+    path.write_text('[catalog]\nid = "x"\ntitle = "X"\n', encoding="utf-8")
+    with pytest.raises(MappingError) as info:
+        load_mappings()
+    assert info.value.entry == "<file>"
+    assert "no [[control]]" in info.value.reason
+
+
+def test_catalog_errors_stop_validation_early(fake_builtin: Path) -> None:
+    _break_catalog(fake_builtin, 'theme = "physical"', 'theme = "facilities"')
+    errors = validate_mappings()
+    assert [e.file for e in errors] == ["catalogs/iso27001-2022.toml"]
