@@ -8,7 +8,7 @@ from typing import Any
 
 import structlog
 
-from connectors.redaction import scrub
+from connectors.redaction import scrub, scrub_text
 
 _LEVELS = {
     "debug": logging.DEBUG,
@@ -20,6 +20,15 @@ _LEVELS = {
 
 def _redact(_logger: Any, _method: str, event_dict: dict[str, Any]) -> dict[str, Any]:
     return {k: scrub(v, k) for k, v in event_dict.items()}
+
+
+class _ScrubFilter(logging.Filter):
+    """Redact secrets from stdlib log records (botocore, httpx, urllib3 …)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.msg = scrub_text(record.getMessage())
+        record.args = None
+        return True
 
 
 def configure_logging(fmt: str = "auto", level: str = "info", stream: Any = None) -> None:
@@ -48,5 +57,7 @@ def configure_logging(fmt: str = "auto", level: str = "info", stream: Any = None
     logging.basicConfig(
         level=logging.WARNING if level != "debug" else logging.DEBUG, stream=stream, force=True
     )
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(_ScrubFilter())
     for noisy in ("botocore", "boto3", "urllib3", "httpx", "werkzeug", "alembic"):
         logging.getLogger(noisy).setLevel(logging.WARNING)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
 import sys
 from collections.abc import Sequence
 from datetime import datetime
@@ -78,7 +79,10 @@ def render(
             w.writerow([_cell(r.get(key)) for key, _ in columns])
         sys.stdout.write(buf.getvalue())
         return
-    console = console or Console()
+    if console is None:
+        # Piped tables are read in files and CI logs: do not fold them at 80 columns.
+        wide = not sys.stdout.isatty() and "COLUMNS" not in os.environ
+        console = Console(width=200) if wide else Console()
     table = Table(title=title, show_lines=False, header_style="bold")
     for _, header in columns:
         table.add_column(header, overflow="fold")

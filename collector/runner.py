@@ -41,17 +41,23 @@ def _with_controls(f: Finding, index: MappingIndex) -> Finding:
 
 
 def _unit_error_findings(lc: LoadedConnector, c: Coverage, index: MappingIndex) -> list[Finding]:
-    """An unreadable unit makes every check of its service an ``error`` there."""
+    """An unreadable unit makes every check of its service an ``error`` there.
+
+    Service ``*`` (the connector could not even open the scope: authentication, STS,
+    an unreachable endpoint) makes every check an ``error``. The finding's resource is
+    the unit itself, typed ``<prefix>.<service>.unit`` so that the next clean read of
+    the same unit closes it.
+    """
     out = []
     for spec in lc.enabled_checks.values():
-        if service_of(spec.resource_type) != c.service:
+        if c.service != "*" and service_of(spec.resource_type) != c.service:
             continue
         out.append(
             Finding(
                 check_id=spec.id,
                 scope=c.scope,
                 region=c.region,
-                resource_type=spec.resource_type,
+                resource_type=f"{lc.cls.prefix}.{c.service}.unit",
                 resource_id=f"{lc.cls.prefix}:{c.unit}",
                 status="error",
                 severity=spec.severity,

@@ -174,6 +174,11 @@ class Coverage:
     A connector yields one ``Coverage`` per unit it attempted. ``ok=False`` turns every
     check of that service into an ``error`` finding for the unit, and keeps the unit's
     previously stored resources open (they are not closed by absence).
+
+    ``service="*"`` names the whole scope: yield it with ``ok=False`` when the scope
+    cannot be opened at all (authentication, an unreachable endpoint) — every check
+    becomes an ``error`` there — and with ``ok=True`` once it opens, which closes those
+    errors again.
     """
 
     scope: str

@@ -22,7 +22,7 @@ from sqlalchemy.engine import make_url
 from store.engine import make_engine
 from store.migrate import upgrade
 
-# pytest_plugins = ["tests.aws_fixtures"]  # enabled once the AWS fixtures land
+pytest_plugins = ["tests.aws_fixtures"]
 
 PG_ADMIN_URL = os.environ.get(
     "ANNEXA_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres"

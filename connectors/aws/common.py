@@ -1,0 +1,145 @@
+"""Small helpers shared by the AWS service modules: errors, time, payload inputs."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from datetime import UTC, date, datetime
+from typing import Any
+
+from botocore.exceptions import (
+    BotoCoreError,
+    ClientError,
+    NoCredentialsError,
+    ReadTimeoutError,
+)
+from botocore.exceptions import (
+    ConnectionError as BotoConnectionError,
+)
+from botocore.parsers import ResponseParserError
+
+#: What a failed AWS call can raise. Anything else is a bug and is reported as such.
+AWS_ERRORS: tuple[type[Exception], ...] = (BotoCoreError, ClientError, ResponseParserError)
+
+#: Payload key under which partial read failures of one resource are recorded.
+ERRORS_KEY = "_errors"
+
+
+def error_code(exc: BaseException) -> str | None:
+    """The AWS error code of a ``ClientError`` (``AccessDenied``…), else None."""
+    if isinstance(exc, ClientError):
+        return str(exc.response.get("Error", {}).get("Code") or "") or None
+    return None
+
+
+def describe_error(exc: BaseException) -> str:
+    """A short reason for a failed call, safe to store: no messages, URLs or secrets.
+
+    AWS error messages can name principals and resources; the code and the operation
+    are what an operator needs to fix permissions or connectivity.
+    """
+    if isinstance(exc, ClientError):
+        code = error_code(exc) or "UnknownError"
+        status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+        where = f"{exc.operation_name}: " if exc.operation_name else ""
+        return f"{where}{code}" + (f" (HTTP {status})" if status else "")
+    if isinstance(exc, NoCredentialsError):
+        return "no AWS credentials found"
+    if isinstance(exc, ReadTimeoutError):
+        return "ReadTimeout: the endpoint did not answer in time"
+    if isinstance(exc, BotoConnectionError):
+        # EndpointConnectionError, ConnectTimeoutError, ProxyConnectionError…
+        return f"{type(exc).__name__}: endpoint unreachable"
+    if isinstance(exc, ResponseParserError):
+        return "ResponseParserError: the endpoint's answer could not be parsed"
+    return type(exc).__name__
+
+
+class EvidenceMissing(KeyError):
+    """A check's input is absent from the payload (it could not be read).
+
+    Raised by checks so the finding is ``error``: never pass or fail on what could
+    not be read.
+    """
+
+    def __str__(self) -> str:  # KeyError quotes its argument; keep the message plain
+        return str(self.args[0]) if self.args else "input missing"
+
+
+def require(payload: Mapping[str, Any], key: str, *, label: str | None = None) -> Any:
+    """``payload[key]``, or :class:`EvidenceMissing` naming why it is absent."""
+    if key in payload:
+        return payload[key]
+    errors = payload.get(ERRORS_KEY) or {}
+    reason = errors.get(label or key) or errors.get(key)
+    what = label or key
+    if reason:
+        raise EvidenceMissing(f"{what} could not be read: {reason}")
+    raise EvidenceMissing(f"{what} is missing from the evidence")
+
+
+def parse_time(value: Any) -> datetime:
+    """A UTC datetime from a datetime, a date, or an ISO-8601 string (``Z`` allowed)."""
+    if isinstance(value, datetime):
+        dt = value
+    elif isinstance(value, date):
+        dt = datetime(value.year, value.month, value.day)
+    elif isinstance(value, str) and value:
+        text = value.strip()
+        if text.endswith("Z"):
+            text = text[:-1] + "+00:00"
+        dt = datetime.fromisoformat(text)
+    else:
+        raise ValueError(f"not a timestamp: {value!r}")
+    if dt.tzinfo is None:
+        dt = dt.replace(tzinfo=UTC)
+    return dt.astimezone(UTC)
+
+
+def days_since(value: Any, now: datetime | None = None) -> float:
+    """Days (fractional) from ``value`` to ``now`` (UTC now by default)."""
+    now = now or datetime.now(UTC)
+    return (now - parse_time(value)).total_seconds() / 86400
+
+
+def day_precision(value: Any) -> str | None:
+    """``YYYY-MM-DD`` of a timestamp, or None.
+
+    Used for last-used timestamps, which AWS moves on every use: kept to the second
+    they would store a new evidence version on every run for every active credential.
+    """
+    if value in (None, ""):
+        return None
+    return parse_time(value).date().isoformat()
+
+
+#: Returned by :func:`read_partial` when the value could not be read.
+MISSING: Any = object()
+
+
+def read_partial(
+    errors: dict[str, str], key: str, call: Callable[[], Any], *, absent: tuple[str, ...] = ()
+) -> Any:
+    """``call()`` for one part of a resource.
+
+    An AWS error code listed in ``absent`` is a real answer ("not configured") and
+    gives None. Any other API error is recorded as ``errors[key] = <code>`` and gives
+    :data:`MISSING`, so the resource is still reported and only the checks needing
+    ``key`` become errors. Connection errors and timeouts propagate: they fail the unit.
+    """
+    try:
+        return call()
+    except ClientError as exc:
+        code = error_code(exc) or "UnknownError"
+        if code in absent:
+            return None
+        errors[key] = code
+    except ResponseParserError:
+        errors[key] = "ResponseParserError"
+    return MISSING
+
+
+def with_errors(payload: dict[str, Any], errors: Mapping[str, str]) -> dict[str, Any]:
+    """``payload`` with ``errors`` under ``_errors`` when there are any."""
+    if errors:
+        payload[ERRORS_KEY] = dict(errors)
+    return payload

@@ -1,0 +1,372 @@
+"""IAM: password policy, account summary (root) and users, with their checks.
+
+One global unit per account (service ``iam``). The user listing is read first: if it
+fails the unit fails and nothing is yielded. Every other read is partial: a failure is
+recorded under ``payload["_errors"][<key>]`` and the checks needing that key raise.
+
+Resource types
+    ``aws.iam.password_policy``  id = account id; ``{"PasswordPolicy": {...} | null}``
+    ``aws.iam.account``          id = account id; ``{"SummaryMap": {...}}``
+    ``aws.iam.user``             id = user ARN; ``User`` (from ListUsers),
+                                 ``LoginProfile`` (null = no console password),
+                                 ``MFADevices``, ``AccessKeys`` (each with
+                                 ``AccessKeyLastUsed``)
+
+Last-used timestamps (``PasswordLastUsed``, ``AccessKeyLastUsed.LastUsedDate``) are
+kept at day precision: AWS moves them on every use, and to the second they would store
+a new evidence version on every run for every active credential.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+from connectors.aws.common import (
+    ERRORS_KEY,
+    MISSING,
+    EvidenceMissing,
+    day_precision,
+    days_since,
+    read_partial,
+    require,
+    with_errors,
+)
+from connectors.aws.session import GLOBAL, Account
+from connectors.aws.units import ReaderSpec
+from connectors.checks import Verdict, check, failed, not_applicable, passed
+from connectors.records import Evidence
+
+SERVICE = "iam"
+PASSWORD_POLICY = "aws.iam.password_policy"  # noqa: S105 - a resource type
+ACCOUNT = "aws.iam.account"
+USER = "aws.iam.user"
+
+#: API operation → IAM action it needs (see docs/permissions/aws.json).
+ACTIONS: dict[str, str | None] = {
+    "iam:ListUsers": "iam:ListUsers",
+    "iam:GetAccountPasswordPolicy": "iam:GetAccountPasswordPolicy",
+    "iam:GetAccountSummary": "iam:GetAccountSummary",
+    "iam:GetLoginProfile": "iam:GetLoginProfile",
+    "iam:ListMFADevices": "iam:ListMFADevices",
+    "iam:ListAccessKeys": "iam:ListAccessKeys",
+    "iam:GetAccessKeyLastUsed": "iam:GetAccessKeyLastUsed",
+}
+
+# --- get -------------------------------------------------------------------------
+
+
+def get_users(client: Any) -> list[dict[str, Any]]:
+    users: list[dict[str, Any]] = []
+    for page in client.get_paginator("list_users").paginate():
+        users.extend(page.get("Users", []))
+    return users
+
+
+def get_password_policy(client: Any) -> dict[str, Any] | None:
+    """The policy, or None when the account has none (``NoSuchEntity``)."""
+    return client.get_account_password_policy()["PasswordPolicy"]
+
+
+def get_account_summary(client: Any) -> dict[str, Any]:
+    return client.get_account_summary()["SummaryMap"]
+
+
+def get_login_profile(client: Any, user_name: str) -> dict[str, Any]:
+    return client.get_login_profile(UserName=user_name)["LoginProfile"]
+
+
+def get_mfa_devices(client: Any, user_name: str) -> list[dict[str, Any]]:
+    devices: list[dict[str, Any]] = []
+    for page in client.get_paginator("list_mfa_devices").paginate(UserName=user_name):
+        devices.extend(page.get("MFADevices", []))
+    return devices
+
+
+def get_access_keys(client: Any, user_name: str) -> list[dict[str, Any]]:
+    keys: list[dict[str, Any]] = []
+    for page in client.get_paginator("list_access_keys").paginate(UserName=user_name):
+        keys.extend(page.get("AccessKeyMetadata", []))
+    return keys
+
+
+def get_access_key_last_used(client: Any, access_key_id: str) -> dict[str, Any]:
+    return client.get_access_key_last_used(AccessKeyId=access_key_id)["AccessKeyLastUsed"]
+
+
+# --- transform ---------------------------------------------------------------------
+
+
+def transform_user(user: Mapping[str, Any]) -> dict[str, Any]:
+    out = dict(user)
+    if "PasswordLastUsed" in out:
+        out["PasswordLastUsed"] = day_precision(out["PasswordLastUsed"])
+    return out
+
+
+def transform_last_used(last_used: Mapping[str, Any]) -> dict[str, Any]:
+    out = dict(last_used)
+    if "LastUsedDate" in out:
+        out["LastUsedDate"] = day_precision(out["LastUsedDate"])
+    return out
+
+
+def user_payload(client: Any, user: Mapping[str, Any]) -> dict[str, Any]:
+    name = user["UserName"]
+    errors: dict[str, str] = {}
+    payload: dict[str, Any] = {"User": transform_user(user)}
+    profile = read_partial(
+        errors, "LoginProfile", lambda: get_login_profile(client, name), absent=("NoSuchEntity",)
+    )
+    if profile is not MISSING:
+        payload["LoginProfile"] = profile
+    devices = read_partial(errors, "MFADevices", lambda: get_mfa_devices(client, name))
+    if devices is not MISSING:
+        payload["MFADevices"] = devices
+    keys = read_partial(errors, "AccessKeys", lambda: get_access_keys(client, name))
+    if keys is not MISSING:
+        payload["AccessKeys"] = [access_key_entry(client, key) for key in keys]
+    return with_errors(payload, errors)
+
+
+def access_key_entry(client: Any, key: Mapping[str, Any]) -> dict[str, Any]:
+    errors: dict[str, str] = {}
+    entry = dict(key)
+    last_used = read_partial(
+        errors, "AccessKeyLastUsed", lambda: get_access_key_last_used(client, key["AccessKeyId"])
+    )
+    if last_used is not MISSING:
+        entry["AccessKeyLastUsed"] = transform_last_used(last_used or {})
+    return with_errors(entry, errors)
+
+
+# --- read (one unit) -----------------------------------------------------------------
+
+
+def read(account: Account, region: str = GLOBAL) -> Iterator[Evidence]:
+    client = account.client("iam")
+    users = get_users(client)  # the listing: a failure here fails the unit
+    aid = account.account_id
+
+    errors: dict[str, str] = {}
+    policy = read_partial(
+        errors, "PasswordPolicy", lambda: get_password_policy(client), absent=("NoSuchEntity",)
+    )
+    payload = {} if policy is MISSING else {"PasswordPolicy": policy}
+    yield account.evidence(PASSWORD_POLICY, aid, GLOBAL, with_errors(payload, errors))
+
+    errors = {}
+    summary = read_partial(errors, "SummaryMap", lambda: get_account_summary(client))
+    payload = {} if summary is MISSING else {"SummaryMap": summary}
+    yield account.evidence(ACCOUNT, aid, GLOBAL, with_errors(payload, errors))
+
+    for user in users:
+        yield account.evidence(USER, user["Arn"], GLOBAL, user_payload(client, user))
+
+
+READERS = (ReaderSpec(SERVICE, read, regional=False),)
+
+
+# --- checks --------------------------------------------------------------------------
+
+
+def _policy(payload: Mapping[str, Any]) -> Mapping[str, Any] | None:
+    return require(payload, "PasswordPolicy")
+
+
+_NO_POLICY = "No account password policy is set (AWS defaults: 8 characters, no reuse limit)"
+
+
+@check(
+    id="aws.iam.password_policy_min_length",
+    title="IAM password policy requires a minimum length",
+    severity="medium",
+    resource_type=PASSWORD_POLICY,
+    rationale="Short passwords are guessed or cracked quickly.",
+    remediation="Set MinimumPasswordLength in the account password policy to at least 14.",
+    parameters={"min_length": 14},
+)
+def password_policy_min_length(payload: Mapping[str, Any], params: Mapping[str, Any]) -> Verdict:
+    policy = _policy(payload)
+    want = params["min_length"]
+    if policy is None:
+        return failed(_NO_POLICY)
+    length = policy.get("MinimumPasswordLength")
+    if length is None:
+        raise EvidenceMissing("PasswordPolicy.MinimumPasswordLength is missing")
+    if length >= want:
+        return passed(f"Minimum password length is {length} (required: {want})")
+    return failed(f"Minimum password length is {length}, below the required {want}")
+
+
+@check(
+    id="aws.iam.password_policy_reuse",
+    title="IAM password policy prevents password reuse",
+    severity="low",
+    resource_type=PASSWORD_POLICY,
+    rationale="Reusing old passwords revives credentials that may already be compromised.",
+    remediation="Set PasswordReusePrevention in the account password policy to 24.",
+    parameters={"min_reuse_prevention": 24},
+)
+def password_policy_reuse(payload: Mapping[str, Any], params: Mapping[str, Any]) -> Verdict:
+    policy = _policy(payload)
+    want = params["min_reuse_prevention"]
+    if policy is None:
+        return failed(_NO_POLICY)
+    remembered = policy.get("PasswordReusePrevention")  # absent = reuse allowed
+    if remembered is None:
+        return failed("Password reuse prevention is not set")
+    if remembered >= want:
+        return passed(f"The last {remembered} passwords cannot be reused (required: {want})")
+    return failed(f"Only the last {remembered} passwords are remembered (required: {want})")
+
+
+_COMPLEXITY = {
+    "require_symbols": ("RequireSymbols", "symbols"),
+    "require_numbers": ("RequireNumbers", "numbers"),
+    "require_uppercase": ("RequireUppercaseCharacters", "uppercase letters"),
+    "require_lowercase": ("RequireLowercaseCharacters", "lowercase letters"),
+}
+
+
+@check(
+    id="aws.iam.password_policy_complexity",
+    title="IAM password policy requires character classes",
+    severity="low",
+    resource_type=PASSWORD_POLICY,
+    rationale="Requiring several character classes enlarges the space an attacker must search.",
+    remediation="Require symbols, numbers, uppercase and lowercase letters in the password "
+    "policy.",
+    parameters={
+        "require_symbols": True,
+        "require_numbers": True,
+        "require_uppercase": True,
+        "require_lowercase": True,
+    },
+)
+def password_policy_complexity(payload: Mapping[str, Any], params: Mapping[str, Any]) -> Verdict:
+    policy = _policy(payload)
+    if policy is None:
+        return failed(_NO_POLICY)
+    missing = [
+        label
+        for param, (key, label) in _COMPLEXITY.items()
+        if params[param] and not policy.get(key, False)
+    ]
+    if missing:
+        return failed("Password policy does not require " + ", ".join(missing))
+    wanted = [label for param, (_, label) in _COMPLEXITY.items() if params[param]]
+    if not wanted:
+        return passed("No character class is required by the check parameters")
+    return passed("Password policy requires " + ", ".join(wanted))
+
+
+@check(
+    id="aws.iam.user_console_mfa",
+    title="IAM users with console access have MFA",
+    severity="high",
+    resource_type=USER,
+    rationale="A console password alone is single-factor authentication.",
+    remediation="Enable a virtual or hardware MFA device for the user, or remove the "
+    "console password if it is not needed.",
+)
+def user_console_mfa(payload: Mapping[str, Any], params: Mapping[str, Any]) -> Verdict:
+    profile = require(payload, "LoginProfile")
+    if profile is None:
+        return not_applicable("User has no console password")
+    devices = require(payload, "MFADevices")
+    if devices:
+        serials = ", ".join(d.get("SerialNumber", "?") for d in devices)
+        return passed(f"Console user has MFA: {serials}")
+    return failed("Console user has no MFA device")
+
+
+def _active_keys(payload: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+    return [k for k in require(payload, "AccessKeys") if k.get("Status") == "Active"]
+
+
+@check(
+    id="aws.iam.access_key_rotated",
+    title="Active IAM access keys are rotated",
+    severity="medium",
+    resource_type=USER,
+    rationale="Long-lived keys accumulate exposure in scripts, laptops and logs.",
+    remediation="Create a new access key, move its users to it, then deactivate and "
+    "delete the old key.",
+    parameters={"max_age_days": 90},
+)
+def access_key_rotated(payload: Mapping[str, Any], params: Mapping[str, Any]) -> Verdict:
+    keys = _active_keys(payload)
+    if not keys:
+        return not_applicable("User has no active access key")
+    limit = params["max_age_days"]
+    old = []
+    for key in keys:
+        age = days_since(key["CreateDate"])
+        if age > limit:
+            old.append(f"{key.get('AccessKeyId', '?')} ({int(age)} days)")
+    if old:
+        return failed(f"Active access keys older than {limit} days: " + ", ".join(old))
+    return passed(f"Active access keys are at most {limit} days old: {len(keys)} checked")
+
+
+@check(
+    id="aws.iam.credentials_unused",
+    title="IAM credentials unused for a long time are disabled",
+    severity="medium",
+    resource_type=USER,
+    rationale="Credentials nobody uses are access rights nobody needs, and their misuse "
+    "goes unnoticed.",
+    remediation="Remove the console password or deactivate the access key, or remove the "
+    "user.",
+    parameters={"max_unused_days": 45},
+)
+def credentials_unused(payload: Mapping[str, Any], params: Mapping[str, Any]) -> Verdict:
+    """A credential is unused when its last use — or, never used, its creation — is more
+    than ``max_unused_days`` ago. Only console passwords and active keys count."""
+    limit = params["max_unused_days"]
+    profile = require(payload, "LoginProfile")
+    keys = _active_keys(payload)
+    if profile is None and not keys:
+        return not_applicable("User has no console password and no active access key")
+    stale: list[str] = []
+    if profile is not None:
+        last = require(payload, "User").get("PasswordLastUsed")
+        since = days_since(last or profile["CreateDate"])
+        if since > limit:
+            what = "last used" if last else "never used, created"
+            stale.append(f"console password ({what} {int(since)} days ago)")
+    for key in keys:
+        last_used = key.get("AccessKeyLastUsed")
+        if last_used is None:
+            reason = (key.get(ERRORS_KEY) or {}).get("AccessKeyLastUsed", "missing")
+            raise EvidenceMissing(
+                f"last use of access key {key.get('AccessKeyId', '?')} could not be read: "
+                f"{reason}"
+            )
+        last = last_used.get("LastUsedDate")
+        since = days_since(last or key["CreateDate"])
+        if since > limit:
+            what = "last used" if last else "never used, created"
+            stale.append(f"access key {key.get('AccessKeyId', '?')} ({what} {int(since)} days ago)")
+    if stale:
+        return failed(f"Credentials unused for more than {limit} days: " + "; ".join(stale))
+    return passed(f"Every credential was used (or created) within {limit} days")
+
+
+@check(
+    id="aws.iam.root_access_keys",
+    title="The root user has no access keys",
+    severity="critical",
+    resource_type=ACCOUNT,
+    rationale="Root access keys grant unrestricted, unscopable programmatic access to "
+    "the account.",
+    remediation="Sign in as root, delete its access keys, and use IAM roles instead.",
+)
+def root_access_keys(payload: Mapping[str, Any], params: Mapping[str, Any]) -> Verdict:
+    summary = require(payload, "SummaryMap")
+    if "AccountAccessKeysPresent" not in summary:
+        raise EvidenceMissing("SummaryMap.AccountAccessKeysPresent is missing")
+    if summary["AccountAccessKeysPresent"]:
+        return failed("The root user has access keys")
+    return passed("The root user has no access keys")

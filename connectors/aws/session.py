@@ -1,0 +1,210 @@
+"""boto3 sessions, clients and the account being read.
+
+One :class:`Account` per AWS account: its id, a boto3 session (the profile's, or an
+assumed role's with refreshable credentials), the botocore client configuration
+(timeouts, adaptive retries) and a thread-safe client cache. Service modules only ever
+ask an ``Account`` for clients and for ready-made records, so the organisation-wide
+fan-out (one ``Account`` per member account, opened by assuming a role) reuses them
+unchanged.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlsplit
+
+import boto3
+import botocore.session
+from botocore.config import Config
+from botocore.credentials import RefreshableCredentials
+
+from connectors.records import Coverage, Evidence, normalise
+
+#: Region name used for units of global services (IAM, the S3 bucket listing…).
+GLOBAL = "global"
+#: Used for global API calls when neither the profile nor the environment names a region.
+DEFAULT_HOME_REGION = "us-east-1"
+
+
+def check_endpoint_url(url: str) -> str:
+    """``url`` if it is an acceptable endpoint: https, or plain http to a loopback host."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError(f"endpoint URL must be http(s)://host[:port], got {url!r}")
+    if parts.scheme == "http" and not _is_loopback(parts.hostname):
+        raise ValueError(
+            f"plain http:// endpoints are allowed only for loopback hosts, got {url!r}"
+        )
+    return url
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+@dataclass(frozen=True)
+class ClientSettings:
+    """How every client talks to AWS."""
+
+    endpoint_url: str | None = None
+    connect_timeout: float = 3
+    read_timeout: float = 20
+    max_attempts: int = 5
+    max_pool_connections: int = 10
+
+    def botocore_config(self) -> Config:
+        return Config(
+            connect_timeout=self.connect_timeout,
+            read_timeout=self.read_timeout,
+            # total attempts, first one included (botocore's "max_attempts" counts retries)
+            retries={"mode": "adaptive", "total_max_attempts": self.max_attempts},
+            max_pool_connections=self.max_pool_connections,
+            user_agent_extra="annexa",
+        )
+
+
+def make_client(
+    session: boto3.Session,
+    service: str,
+    region: str,
+    settings: ClientSettings,
+    on_call: Callable[[str], None] | None = None,
+) -> Any:
+    """A boto3 client; ``on_call("service:Operation")`` is told of every API call made."""
+    kwargs: dict[str, Any] = {"region_name": region, "config": settings.botocore_config()}
+    if settings.endpoint_url:
+        kwargs["endpoint_url"] = settings.endpoint_url
+    client = session.client(service, **kwargs)
+    if on_call is not None:
+        name = client.meta.service_model.service_name
+
+        def record(model: Any, **_: Any) -> None:
+            on_call(f"{name}:{model.name}")
+
+        client.meta.events.register("before-call", record)
+    return client
+
+
+@dataclass
+class Account:
+    """One AWS account being read."""
+
+    account_id: str
+    session: boto3.Session
+    settings: ClientSettings
+    home_region: str
+    on_call: Callable[[str], None] | None = None
+    _clients: dict[tuple[str, str], Any] = field(default_factory=dict, repr=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def client(self, service: str, region: str | None = None) -> Any:
+        """A cached client; global services use the home region."""
+        region = self.home_region if region in (None, GLOBAL) else region
+        key = (service, region)
+        with self._lock:  # boto3 sessions are not thread-safe; clients are
+            client = self._clients.get(key)
+            if client is None:
+                client = make_client(self.session, service, region, self.settings, self.on_call)
+                self._clients[key] = client
+        return client
+
+    def evidence(
+        self, resource_type: str, resource_id: str, region: str, payload: dict[str, Any]
+    ) -> Evidence:
+        """Evidence of this account; the payload is normalised as it will be stored."""
+        return Evidence(
+            scope=self.account_id,
+            region=region,
+            resource_type=resource_type,
+            resource_id=resource_id,
+            payload=normalise(payload),
+        )
+
+    def coverage(self, region: str, service: str, error: str | None = None) -> Coverage:
+        return Coverage(
+            scope=self.account_id, region=region, service=service, ok=error is None, error=error
+        )
+
+
+@dataclass(frozen=True)
+class RoleToAssume:
+    role_arn: str
+    session_name: str = "annexa"
+    external_id: str | None = None
+
+
+def base_session(profile: str | None) -> boto3.Session:
+    """The profile's session (or the default credential chain)."""
+    return boto3.Session(profile_name=profile) if profile else boto3.Session()
+
+
+def assume_role_session(
+    source: boto3.Session,
+    role: RoleToAssume,
+    region: str,
+    settings: ClientSettings,
+    on_call: Callable[[str], None] | None = None,
+) -> boto3.Session:
+    """A session whose credentials come from ``sts:AssumeRole`` and refresh themselves.
+
+    The returned credentials live only in memory; they are never put in a payload.
+    """
+    sts = make_client(source, "sts", region, settings, on_call)
+
+    def fetch() -> dict[str, str]:
+        kwargs: dict[str, Any] = {
+            "RoleArn": role.role_arn,
+            "RoleSessionName": role.session_name,
+        }
+        if role.external_id:
+            kwargs["ExternalId"] = role.external_id
+        creds = sts.assume_role(**kwargs)["Credentials"]
+        return {
+            "access_key": creds["AccessKeyId"],
+            "secret_key": creds["SecretAccessKey"],
+            "token": creds["SessionToken"],
+            "expiry_time": creds["Expiration"].isoformat(),
+        }
+
+    credentials = RefreshableCredentials.create_from_metadata(
+        metadata=fetch(), refresh_using=fetch, method="sts-assume-role"
+    )
+    core = botocore.session.Session()
+    core._credentials = credentials  # botocore has no public setter for this
+    core.set_config_variable("region", region)
+    return boto3.Session(botocore_session=core, region_name=region)
+
+
+def open_account(
+    session: boto3.Session,
+    settings: ClientSettings,
+    *,
+    home_region: str | None = None,
+    role: RoleToAssume | None = None,
+    on_call: Callable[[str], None] | None = None,
+) -> Account:
+    """Assume ``role`` if given, then ask STS who we are. Raises botocore errors."""
+    if settings.endpoint_url is None and os.environ.get("AWS_ENDPOINT_URL"):
+        check_endpoint_url(os.environ["AWS_ENDPOINT_URL"])
+    region = home_region or session.region_name or DEFAULT_HOME_REGION
+    if role is not None:
+        session = assume_role_session(session, role, region, settings, on_call)
+    sts = make_client(session, "sts", region, settings, on_call)
+    account_id = sts.get_caller_identity()["Account"]
+    return Account(
+        account_id=account_id,
+        session=session,
+        settings=settings,
+        home_region=region,
+        on_call=on_call,
+    )

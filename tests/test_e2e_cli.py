@@ -1,0 +1,361 @@
+"""End to end: a seeded moto estate → ``annexa collect`` → read commands → ``verify``.
+
+Everything is real: the ``annexa`` CLI runs as a subprocess, boto3 speaks HTTP to moto's
+server on 127.0.0.1 (through the standard ``AWS_ENDPOINT_URL``), and the store is a
+SQLite file or a fresh PostgreSQL database.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import boto3
+import psycopg
+import pytest
+from sqlalchemy import func, select
+from sqlalchemy.engine import make_url
+
+from connectors.aws.estate import seed_demo_estate
+from store.engine import make_engine
+from store.schema import evidence, findings
+
+MAIN = "123456789012"
+
+
+def annexa(
+    *args: str, env: dict[str, str] | None = None, cwd: Path | None = None
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "collector", *args],
+        capture_output=True,
+        text=True,
+        env=env or dict(os.environ),
+        cwd=cwd,
+        timeout=300,
+    )
+
+
+def write_config(
+    tmp_path: Path, db_url: str, extra_options: str = "", mapping_dir: Path | None = None
+) -> Path:
+    cfg = tmp_path / "annexa.toml"
+    maps = f'[mappings]\npaths = ["{mapping_dir}"]\n' if mapping_dir else ""
+    cfg.write_text(
+        f"""
+[database]
+url = "{db_url}"
+{maps}
+[log]
+format = "json"
+
+[[connectors]]
+type = "aws"
+name = "prod"
+options = {{ regions = ["us-east-1", "eu-west-1"]{extra_options} }}
+"""
+    )
+    return cfg
+
+
+def json_out(proc: subprocess.CompletedProcess[str]) -> Any:
+    assert proc.returncode == 0, proc.stderr
+    return json.loads(proc.stdout)
+
+
+def history_counts(db_url: str) -> dict[str, int]:
+    eng = make_engine(db_url)
+    try:
+        with eng.connect() as conn:
+            return {
+                t.name: conn.execute(select(func.count()).select_from(t)).scalar_one()
+                for t in (evidence, findings)
+            }
+    finally:
+        eng.dispose()
+
+
+@pytest.fixture
+def unused_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def estate(aws_env: str) -> dict[str, Any]:
+    return seed_demo_estate(aws_env)
+
+
+def test_collect_reports_failing_controls_and_manual_ones(
+    estate: dict[str, Any], tmp_path: Path, db_url: str
+) -> None:
+    cfg = write_config(tmp_path, db_url)
+    proc = annexa("collect", "--config", str(cfg), "--format", "json")
+    assert proc.returncode == 0, proc.stderr
+    [run] = json.loads(proc.stdout)
+    assert run["status"] == "succeeded" and run["errors"] == 0
+
+    controls = {
+        c["control"]: c
+        for c in json_out(annexa("controls", "--config", str(cfg), "--format", "json"))
+    }
+    assert len(controls) == 93
+    fail = estate["accounts"][MAIN]["fail"]
+    assert controls["A.5.17"]["status"] == "fail"
+    assert controls["A.8.5"]["status"] == "fail"
+    # The failing resources are named.
+    mfa_failing = " ".join(controls["A.8.5"]["failing_resources"])
+    for arn in fail["aws.iam.user_console_mfa"]:
+        assert arn in mfa_failing
+    weak = " ".join(controls["A.5.17"]["failing_resources"])
+    assert f"{MAIN} (aws.iam.password_policy_min_length)" in weak
+    # Physical controls cannot be evidenced by a cloud API: manual, never pass.
+    a7 = [c for cid, c in controls.items() if cid.startswith("A.7.")]
+    assert len(a7) == 14 and {c["status"] for c in a7} == {"manual"}
+    assert all(c["expected_evidence"] for c in a7)
+    assert not any(c["status"] == "pass" for c in controls.values() if not c["checks"])
+
+    failing = json_out(
+        annexa(
+            "findings",
+            "--config",
+            str(cfg),
+            "--control",
+            "A.8.5",
+            "--status",
+            "fail",
+            "--format",
+            "json",
+        )
+    )
+    assert {f["resource_id"] for f in failing} == set(fail["aws.iam.user_console_mfa"])
+
+    # The table output is for people and names the failing users too.
+    table = annexa("controls", "--config", str(cfg), "--status", "fail")
+    assert table.returncode == 0 and "A.8.5" in table.stdout and "bob-console" in table.stdout
+
+
+def test_unchanged_estate_adds_nothing_and_time_travel_works(
+    estate: dict[str, Any], tmp_path: Path, db_url: str
+) -> None:
+    cfg = write_config(tmp_path, db_url)
+    assert annexa("collect", "--config", str(cfg)).returncode == 0
+    first = history_counts(db_url)
+    runs = json_out(annexa("runs", "--config", str(cfg), "--format", "json"))
+    first_instant = runs[0]["finished_at"]
+
+    assert annexa("collect", "--config", str(cfg)).returncode == 0
+    assert history_counts(db_url) == first  # only the run's own bookkeeping was added
+
+    # Fix one bucket: only the rows of that change are added.
+    s3 = boto3.client("s3", region_name="us-east-1")
+    s3.put_bucket_encryption(
+        Bucket="annexa-demo-unencrypted",
+        ServerSideEncryptionConfiguration={
+            "Rules": [{"ApplyServerSideEncryptionByDefault": {"SSEAlgorithm": "AES256"}}]
+        },
+    )
+    assert annexa("collect", "--config", str(cfg)).returncode == 0
+    third = history_counts(db_url)
+    assert third["evidence"] == first["evidence"] + 1
+    # The bucket's findings cite the new evidence hash: one new version each.
+    assert third["findings"] == first["findings"] + 2
+
+    now = {
+        f["resource_id"]: f["status"]
+        for f in json_out(
+            annexa(
+                "findings",
+                "--config",
+                str(cfg),
+                "--check",
+                "aws.s3.bucket_default_encryption",
+                "--format",
+                "json",
+            )
+        )
+    }
+    then = {
+        f["resource_id"]: f["status"]
+        for f in json_out(
+            annexa(
+                "findings",
+                "--config",
+                str(cfg),
+                "--check",
+                "aws.s3.bucket_default_encryption",
+                "--at",
+                first_instant,
+                "--format",
+                "json",
+            )
+        )
+    }
+    assert now["annexa-demo-unencrypted"] == "pass"
+    assert then["annexa-demo-unencrypted"] == "fail"
+    at_first = {
+        c["control"]: c
+        for c in json_out(
+            annexa("controls", "--config", str(cfg), "--at", first_instant, "--format", "json")
+        )
+    }
+    assert (
+        "annexa-demo-unencrypted (aws.s3.bucket_default_encryption)"
+        in at_first["A.8.24"]["failing_resources"]
+    )
+
+    shown = json_out(
+        annexa(
+            "evidence",
+            "show",
+            "--config",
+            str(cfg),
+            "--resource",
+            "annexa-demo-unencrypted",
+            "--at",
+            first_instant,
+            "--format",
+            "json",
+        )
+    )
+    assert len(shown) == 1 and "ServerSideEncryptionConfiguration" in json.dumps(
+        shown[0]["payload"]
+    )
+
+
+def _tamper_blob(db_url: str, run_id: str) -> None:
+    """An attacker with file/superuser access rewrites one evidence body, bypassing triggers."""
+    if db_url.startswith("sqlite"):
+        con = sqlite3.connect(make_url(db_url).database)
+        for (name,) in con.execute(
+            "SELECT name FROM sqlite_master WHERE type='trigger'"
+        ).fetchall():
+            con.execute(f"DROP TRIGGER {name}")
+        con.execute(
+            "UPDATE blobs SET body = replace(body, 'false', 'true') WHERE hash IN "
+            "(SELECT content_hash FROM evidence WHERE run_id = ? AND resource_type = 'aws.iam.password_policy')",
+            (run_id,),
+        )
+        assert con.total_changes == 1
+        con.commit()
+        con.close()
+        return
+    url = make_url(db_url).set(drivername="postgresql").render_as_string(hide_password=False)
+    with psycopg.connect(url, autocommit=True) as con:
+        con.execute("SET session_replication_role = replica")
+        cur = con.execute(
+            "UPDATE blobs SET body = replace(body, 'false', 'true') WHERE hash IN "
+            "(SELECT content_hash FROM evidence WHERE run_id = %s AND resource_type = 'aws.iam.password_policy')",
+            (run_id,),
+        )
+        assert cur.rowcount == 1
+
+
+def test_verify_passes_then_names_the_tampered_run(
+    estate: dict[str, Any], tmp_path: Path, db_url: str
+) -> None:
+    cfg = write_config(tmp_path, db_url)
+    assert annexa("collect", "--config", str(cfg)).returncode == 0
+    assert annexa("collect", "--config", str(cfg)).returncode == 0
+    ok = annexa("verify", "--config", str(cfg))
+    assert ok.returncode == 0 and "verify OK: 2 runs" in ok.stdout
+    first_run = json_out(annexa("runs", "--config", str(cfg), "--format", "json"))[-1]["id"]
+    _tamper_blob(db_url, first_run)
+    bad = annexa("verify", "--config", str(cfg), "--format", "json")
+    assert bad.returncode == 5
+    problems = json.loads(bad.stdout)
+    assert problems[0]["run_id"] == first_run
+    assert "does not match its hash" in problems[0]["problem"]
+
+
+def test_bad_mapping_is_refused_and_nothing_is_written(
+    estate: dict[str, Any], tmp_path: Path, db_url: str
+) -> None:
+    maps = tmp_path / "maps"
+    maps.mkdir()
+    (maps / "ours.toml").write_text(
+        '[[link]]\ncheck = "aws.iam.user_console_mfa"\ncontrol = "A.9.9"\nrationale = "x"\n'
+    )
+    cfg = write_config(tmp_path, db_url, mapping_dir=maps)
+    proc = annexa("mappings", "validate", "--config", str(cfg))
+    assert proc.returncode == 2
+    assert (
+        "ours.toml" in proc.stderr and "A.9.9" in proc.stderr and "unknown control" in proc.stderr
+    )
+    proc = annexa("collect", "--config", str(cfg))
+    assert proc.returncode == 2 and "ours.toml" in proc.stderr
+    if db_url.startswith("sqlite"):
+        assert not Path(make_url(db_url).database).exists()
+    else:
+        eng = make_engine(db_url)
+        with eng.connect() as conn:
+            assert not eng.dialect.has_table(conn, "evidence")
+        eng.dispose()
+
+
+def test_unreachable_endpoint_is_partial_or_failed_and_loses_nothing(
+    estate: dict[str, Any], tmp_path: Path, db_url: str, unused_port: int
+) -> None:
+    cfg = write_config(tmp_path, db_url)
+    assert annexa("collect", "--config", str(cfg)).returncode == 0
+    before = history_counts(db_url)
+    env = dict(os.environ, AWS_ENDPOINT_URL=f"http://127.0.0.1:{unused_port}")
+    for proxy in ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy"):
+        env.pop(proxy, None)  # the fixture routes through moto as a proxy; go direct
+    cfg2 = write_config(tmp_path, db_url, extra_options=", connect_timeout = 1, max_attempts = 1")
+    proc = annexa("collect", "--config", str(cfg2), "--format", "json", env=env)
+    assert proc.returncode in (3, 4), proc.stderr
+    [run] = json.loads(proc.stdout)
+    assert run["status"] in ("partial", "failed") and run["errors"] >= 1
+    after = history_counts(db_url)
+    assert after["evidence"] == before["evidence"]  # nothing closed by absence
+    # Every control that passed still has its evidence; what could not be read is error.
+    errors = json_out(
+        annexa("findings", "--config", str(cfg), "--status", "error", "--format", "json")
+    )
+    assert errors and all("could not read" in f["message"] for f in errors)
+    assert annexa("verify", "--config", str(cfg)).returncode == 0
+
+
+def test_throttling_is_retried_then_recorded_as_error(
+    estate: dict[str, Any], tmp_path: Path, db_url: str, aws_fault_proxy: Any
+) -> None:
+    aws_fault_proxy.fail(service="iam", code="Throttling", status=400)
+    cfg = write_config(tmp_path, db_url, extra_options=", max_attempts = 3")
+    proc = annexa(
+        "collect",
+        "--config",
+        str(cfg),
+        "--format",
+        "json",
+        env=dict(os.environ, AWS_ENDPOINT_URL=aws_fault_proxy.url),
+    )
+    assert aws_fault_proxy.count(service="iam") >= 3  # retried before giving up
+    assert proc.returncode == 3, proc.stderr
+    [run] = json.loads(proc.stdout)
+    assert run["status"] == "partial"
+    errs = json_out(
+        annexa("findings", "--config", str(cfg), "--status", "error", "--format", "json")
+    )
+    assert errs and {f["check_id"].split(".")[1] for f in errs} == {"iam"}
+    assert all("Throttling" in f["message"] for f in errs)
+    # Everything else was stored and judged.
+    s3 = json_out(
+        annexa(
+            "findings",
+            "--config",
+            str(cfg),
+            "--check",
+            "aws.s3.bucket_default_encryption",
+            "--format",
+            "json",
+        )
+    )
+    assert s3 and {f["status"] for f in s3} <= {"pass", "fail"}
