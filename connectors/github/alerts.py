@@ -1,0 +1,159 @@
+"""Open Dependabot and secret-scanning alerts of the organisation, judged against SLAs.
+
+API calls (cursor pagination through ``Link`` headers):
+
+* ``GET /orgs/{org}/dependabot/alerts?state=open&severity=critical,high``
+* ``GET /orgs/{org}/secret-scanning/alerts?state=open``
+
+One evidence per open alert (resource id ``owner/repo#number``); a fixed or dismissed
+alert drops out of the listing and its record is closed when the unit was read fully.
+The ``secret`` field of a secret-scanning alert (the leaked value) is never kept.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from typing import Any
+from urllib.parse import quote
+
+from connectors.checks import Verdict, check, failed, not_applicable, passed
+from connectors.github.common import GLOBAL, day_precision, days_since, require
+from connectors.http import HttpClient, MalformedResponseError
+from connectors.records import Evidence
+
+DEPENDABOT_TYPE = "github.dependabot.alert"
+SECRET_ALERT_TYPE = "github.secretscanning.alert"  # noqa: S105 - a resource type
+
+
+def _get(obj: Any, *path: str) -> Any:
+    for key in path:
+        if not isinstance(obj, Mapping):
+            return None
+        obj = obj.get(key)
+    return obj
+
+
+def _alert_id(alert: Mapping[str, Any], path: str) -> tuple[str, str]:
+    repo = _get(alert, "repository", "full_name")
+    number = alert.get("number")
+    if not repo or number is None:
+        raise MalformedResponseError(f"an alert without repository or number in {path}")
+    return str(repo), f"{repo}#{number}"
+
+
+def dependabot_payload(alert: Mapping[str, Any], repo: str) -> dict[str, Any]:
+    pkg = _get(alert, "dependency", "package") or _get(alert, "security_vulnerability", "package")
+    severity = _get(alert, "security_advisory", "severity") or _get(
+        alert, "security_vulnerability", "severity"
+    )
+    return {
+        "repository": repo,
+        "number": alert.get("number"),
+        "state": alert.get("state"),
+        "severity": severity,
+        "ghsa_id": _get(alert, "security_advisory", "ghsa_id"),
+        "cve_id": _get(alert, "security_advisory", "cve_id"),
+        "package": f"{_get(pkg, 'ecosystem')}:{_get(pkg, 'name')}" if pkg else None,
+        "manifest_path": _get(alert, "dependency", "manifest_path"),
+        "first_patched_version": _get(
+            alert, "security_vulnerability", "first_patched_version", "identifier"
+        ),
+        "created_at": alert.get("created_at"),
+        "html_url": alert.get("html_url"),
+    }
+
+
+def secret_alert_payload(alert: Mapping[str, Any], repo: str) -> dict[str, Any]:
+    """Metadata only. Key names avoid 'secret', which the store treats as a secret value."""
+    return {
+        "repository": repo,
+        "number": alert.get("number"),
+        "state": alert.get("state"),
+        "kind": alert.get("secret_type"),
+        "kind_name": alert.get("secret_type_display_name"),
+        "validity": alert.get("validity"),
+        "publicly_leaked": alert.get("publicly_leaked"),
+        "push_protection_bypassed": alert.get("push_protection_bypassed"),
+        "created_at": alert.get("created_at"),
+        "html_url": alert.get("html_url"),
+    }
+
+
+def read_dependabot_alerts(http: HttpClient, org: str) -> Iterator[Evidence]:
+    path = f"/orgs/{quote(org, safe='')}/dependabot/alerts"
+    params = {"state": "open", "severity": "critical,high", "per_page": 100}
+    for alert in http.paginate_links(path, params=params):
+        if not isinstance(alert, Mapping):
+            raise MalformedResponseError(f"an alert that is not an object in {path}")
+        repo, rid = _alert_id(alert, path)
+        yield Evidence(org, GLOBAL, DEPENDABOT_TYPE, rid, dependabot_payload(alert, repo))
+
+
+def read_secret_alerts(http: HttpClient, org: str) -> Iterator[Evidence]:
+    path = f"/orgs/{quote(org, safe='')}/secret-scanning/alerts"
+    for alert in http.paginate_links(path, params={"state": "open", "per_page": 100}):
+        if not isinstance(alert, Mapping):
+            raise MalformedResponseError(f"an alert that is not an object in {path}")
+        repo, rid = _alert_id(alert, path)
+        yield Evidence(org, GLOBAL, SECRET_ALERT_TYPE, rid, secret_alert_payload(alert, repo))
+
+
+# --------------------------------------------------------------------------- checks
+
+
+@check(
+    id="github.dependabot.alerts_within_sla",
+    title="Critical and high Dependabot alerts are fixed within the SLA",
+    severity="high",
+    resource_type=DEPENDABOT_TYPE,
+    rationale=(
+        "A published vulnerability in a dependency is exploitable by anyone who reads "
+        "the advisory; technical vulnerabilities must be remediated within a defined time."
+    ),
+    remediation=(
+        "Upgrade the dependency to the first patched version (merge the Dependabot pull "
+        "request), or dismiss the alert with a documented risk acceptance."
+    ),
+    parameters={"sla_days_critical": 15, "sla_days_high": 30},
+)
+def dependabot_within_sla(payload: Mapping[str, Any], params: Mapping[str, Any]) -> Verdict:
+    label = f"{payload.get('severity')} alert {payload.get('repository')}#{payload.get('number')}"
+    if payload.get("state") != "open":
+        return not_applicable(f"{label} is {payload.get('state')}")
+    severity = payload.get("severity")
+    if severity not in ("critical", "high"):
+        return not_applicable(f"{label}: no SLA for this severity")
+    sla = params[f"sla_days_{severity}"]
+    age = days_since(require(payload, "created_at"))
+    what = f"{label} ({payload.get('package')}, {payload.get('ghsa_id')})"
+    if age > sla:
+        return failed(
+            f"{what} open since {day_precision(payload['created_at'])}: {int(age)} days, SLA {sla}"
+        )
+    return passed(f"{what} open {int(age)} days, within the {sla}-day SLA")
+
+
+@check(
+    id="github.secretscanning.alerts_within_sla",
+    title="Leaked secrets found by secret scanning are resolved within the SLA",
+    severity="critical",
+    resource_type=SECRET_ALERT_TYPE,
+    rationale=(
+        "A credential in a repository must be assumed compromised; it has to be revoked "
+        "and the alert resolved quickly."
+    ),
+    remediation=(
+        "Revoke and rotate the credential at its issuer, remove it from the code, then "
+        "close the alert as revoked."
+    ),
+    parameters={"sla_days": 7},
+)
+def secret_alert_within_sla(payload: Mapping[str, Any], params: Mapping[str, Any]) -> Verdict:
+    label = f"{payload.get('kind_name') or payload.get('kind')} alert "
+    label += f"{payload.get('repository')}#{payload.get('number')}"
+    if payload.get("state") != "open":
+        return not_applicable(f"{label} is {payload.get('state')}")
+    age = days_since(require(payload, "created_at"))
+    if age > params["sla_days"]:
+        return failed(f"{label} open for {int(age)} days (SLA {params['sla_days']})")
+    return passed(f"{label} open for {int(age)} days, within the SLA")

@@ -1,0 +1,225 @@
+"""GitHub organisation settings, members and outside collaborators.
+
+API calls (``per_page=100``, ``Link`` pagination):
+
+* ``GET /orgs/{org}`` — 2FA requirement and base permission (``two_factor_requirement_enabled``
+  is only returned to organisation owners);
+* ``GET /orgs/{org}/members?role=admin`` — the owners;
+* ``GET /orgs/{org}/members`` and ``GET /orgs/{org}/members?filter=2fa_disabled``;
+* ``GET /orgs/{org}/outside_collaborators`` and ``…?filter=2fa_disabled``.
+
+The ``2fa_disabled`` filter is only available to owners; without it, each person's
+``two_factor_enabled`` is unknown and recorded as an error in their payload, so their
+2FA findings are ``error`` rather than a guess.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from typing import Any
+from urllib.parse import quote
+
+from connectors.checks import Verdict, check, failed, passed
+from connectors.github.common import ERRORS_KEY, GLOBAL, EvidenceMissing, Pseudonymiser, require
+from connectors.http import HttpClient, MalformedResponseError, SourceError
+from connectors.records import Evidence
+
+ORG_TYPE = "github.org.settings"
+MEMBER_TYPE = "github.member.account"
+COLLABORATOR_TYPE = "github.collaborator.outside"
+
+PAGE = {"per_page": 100}
+
+
+def _logins(http: HttpClient, path: str, **params: Any) -> Iterator[Mapping[str, Any]]:
+    for person in http.paginate_links(path, params={**PAGE, **params}):
+        if not isinstance(person, Mapping) or not person.get("login"):
+            raise MalformedResponseError(f"an account without a login in {path}")
+        yield person
+
+
+def _login_set(http: HttpClient, path: str, **params: Any) -> tuple[set[str] | None, str | None]:
+    try:
+        return {str(p["login"]) for p in _logins(http, path, **params)}, None
+    except SourceError as exc:
+        return None, str(exc)
+
+
+def read_org(http: HttpClient, org: str, pseudo: Pseudonymiser) -> Iterator[Evidence]:
+    q = quote(org, safe="")
+    data = http.get_json(f"/orgs/{q}")
+    if not isinstance(data, Mapping):
+        raise MalformedResponseError(f"/orgs/{org} is not an object")
+    owners = sorted(str(p["login"]) for p in _logins(http, f"/orgs/{q}/members", role="admin"))
+    payload = {
+        "login": data.get("login"),
+        "id": data.get("id"),
+        "two_factor_requirement_enabled": data.get("two_factor_requirement_enabled"),
+        "default_repository_permission": data.get("default_repository_permission"),
+        "members_can_create_public_repositories": data.get(
+            "members_can_create_public_repositories"
+        ),
+        "owners": sorted(str(pseudo(o)) for o in owners),
+    }
+    yield Evidence(org, GLOBAL, ORG_TYPE, org, payload)
+
+
+def _person_payload(
+    person: Mapping[str, Any],
+    pseudo: Pseudonymiser,
+    no_2fa: set[str] | None,
+    no_2fa_error: str | None,
+) -> dict[str, Any]:
+    login = str(person["login"])
+    payload: dict[str, Any] = {
+        "login": pseudo(login),
+        "id": person.get("id"),
+        "type": person.get("type"),
+    }
+    if no_2fa is not None:
+        payload["two_factor_enabled"] = login not in no_2fa
+    else:
+        payload[ERRORS_KEY] = {"two_factor_enabled": no_2fa_error or "not read"}
+    return payload
+
+
+def read_members(http: HttpClient, org: str, pseudo: Pseudonymiser) -> Iterator[Evidence]:
+    q = quote(org, safe="")
+    owners, owners_error = _login_set(http, f"/orgs/{q}/members", role="admin")
+    no_2fa, no_2fa_error = _login_set(http, f"/orgs/{q}/members", filter="2fa_disabled")
+    for person in _logins(http, f"/orgs/{q}/members"):
+        payload = _person_payload(person, pseudo, no_2fa, no_2fa_error)
+        if owners is not None:
+            payload["role"] = "owner" if person["login"] in owners else "member"
+        else:
+            payload.setdefault(ERRORS_KEY, {})["role"] = owners_error or "not read"
+        yield Evidence(org, GLOBAL, MEMBER_TYPE, str(payload["login"]), payload)
+
+
+def read_collaborators(http: HttpClient, org: str, pseudo: Pseudonymiser) -> Iterator[Evidence]:
+    q = quote(org, safe="")
+    no_2fa, no_2fa_error = _login_set(
+        http, f"/orgs/{q}/outside_collaborators", filter="2fa_disabled"
+    )
+    for person in _logins(http, f"/orgs/{q}/outside_collaborators"):
+        payload = _person_payload(person, pseudo, no_2fa, no_2fa_error)
+        yield Evidence(org, GLOBAL, COLLABORATOR_TYPE, str(payload["login"]), payload)
+
+
+# --------------------------------------------------------------------------- checks
+
+
+def _visible(payload: Mapping[str, Any], key: str) -> Any:
+    value = require(payload, key)
+    if value is None:
+        raise EvidenceMissing(
+            f"{key} is not visible to the token (GitHub returns it to organisation owners only)"
+        )
+    return value
+
+
+@check(
+    id="github.org.two_factor_required",
+    title="GitHub organisation requires two-factor authentication",
+    severity="high",
+    resource_type=ORG_TYPE,
+    rationale=(
+        "Source code and CI secrets are reached with a GitHub password; requiring 2FA "
+        "for every member and collaborator stops password reuse and phishing from "
+        "becoming repository access."
+    ),
+    remediation=(
+        "Organisation settings > Authentication security > 'Require two-factor "
+        "authentication' (members without 2FA are removed: warn them first)."
+    ),
+)
+def org_two_factor_required(payload: Mapping[str, Any], params: Mapping[str, Any]) -> Verdict:
+    if _visible(payload, "two_factor_requirement_enabled") is True:
+        return passed(f"organisation {payload.get('login')} requires 2FA")
+    return failed(f"organisation {payload.get('login')} does not require 2FA")
+
+
+@check(
+    id="github.org.owner_count",
+    title="Number of GitHub organisation owners is within the approved maximum",
+    severity="medium",
+    resource_type=ORG_TYPE,
+    rationale=(
+        "Owners can change every setting, repository and member of the organisation; "
+        "privileged access should be limited to the few people whose role needs it."
+    ),
+    remediation=(
+        "Demote owners who do not need full control to members (grant repository admin "
+        "or the security manager role instead)."
+    ),
+    parameters={"max_owners": 5},
+)
+def org_owner_count(payload: Mapping[str, Any], params: Mapping[str, Any]) -> Verdict:
+    owners = require(payload, "owners")
+    limit = params["max_owners"]
+    if len(owners) > limit:
+        return failed(f"{len(owners)} owners (maximum {limit}): {', '.join(owners)}")
+    return passed(f"{len(owners)} owners (maximum {limit})")
+
+
+@check(
+    id="github.org.default_permission",
+    title="GitHub organisation base permission is read or none",
+    severity="medium",
+    resource_type=ORG_TYPE,
+    rationale=(
+        "The base permission applies to every member on every repository; write or "
+        "admin by default grants source-code change rights nobody reviewed."
+    ),
+    remediation=(
+        "Organisation settings > Member privileges > Base permissions: 'Read' or 'No "
+        "permission'; grant write through teams."
+    ),
+    parameters={"allowed_permissions": ["none", "read"]},
+)
+def org_default_permission(payload: Mapping[str, Any], params: Mapping[str, Any]) -> Verdict:
+    perm = _visible(payload, "default_repository_permission")
+    if perm in params["allowed_permissions"]:
+        return passed(f"base permission is {perm}")
+    return failed(
+        f"base permission is {perm} (allowed: {', '.join(params['allowed_permissions'])})"
+    )
+
+
+def _two_factor(payload: Mapping[str, Any], what: str) -> Verdict:
+    if require(payload, "two_factor_enabled") is True:
+        return passed(f"{what} {payload.get('login')} has 2FA enabled")
+    return failed(f"{what} {payload.get('login')} has 2FA disabled")
+
+
+@check(
+    id="github.member.two_factor",
+    title="GitHub organisation member has two-factor authentication enabled",
+    severity="high",
+    resource_type=MEMBER_TYPE,
+    rationale="A member without 2FA gives source-code access to whoever learns one password.",
+    remediation=(
+        "Ask the member to enable 2FA (preferably a security key or passkey), or require "
+        "2FA at the organisation level."
+    ),
+)
+def member_two_factor(payload: Mapping[str, Any], params: Mapping[str, Any]) -> Verdict:
+    return _two_factor(payload, "member")
+
+
+@check(
+    id="github.collaborator.two_factor",
+    title="GitHub outside collaborator has two-factor authentication enabled",
+    severity="high",
+    resource_type=COLLABORATOR_TYPE,
+    rationale=(
+        "Outside collaborators sit outside the company's identity lifecycle; without "
+        "2FA their repository access rests on one password."
+    ),
+    remediation=(
+        "Ask the collaborator to enable 2FA or remove their access; requiring 2FA at the "
+        "organisation level enforces it for collaborators too."
+    ),
+)
+def collaborator_two_factor(payload: Mapping[str, Any], params: Mapping[str, Any]) -> Verdict:
+    return _two_factor(payload, "outside collaborator")

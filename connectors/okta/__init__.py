@@ -1,0 +1,5 @@
+"""Okta connector (entry point ``okta = "connectors.okta:OktaConnector"``)."""
+
+from connectors.okta.connector import OktaConnector, OktaOptions
+
+__all__ = ["OktaConnector", "OktaOptions"]

@@ -1,0 +1,118 @@
+"""Okta API tokens (metadata only: Okta never returns a token value, and none is kept).
+
+``GET /api/v1/api-tokens`` lists every token of the org with its owner, creation date,
+idle window and network restriction. One evidence per token (``okta.apitoken.token``);
+the ids of the tokens each user owns are copied onto that user's evidence.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+from connectors.checks import Verdict, check, failed, passed
+from connectors.http import HttpClient, MalformedResponseError
+from connectors.okta.common import GLOBAL, day_precision, days_since
+from connectors.records import Evidence
+
+TOKEN_TYPE = "okta.apitoken.token"  # noqa: S105 - a resource type, not a secret
+
+
+def token_payload(token: Mapping[str, Any]) -> dict[str, Any]:
+    """Only metadata; key names avoid the words the store redacts as secrets."""
+    network = token.get("network") if isinstance(token.get("network"), Mapping) else {}
+    return {
+        "id": str(token["id"]),
+        "name": token.get("name"),
+        "owner_id": token.get("userId"),
+        "client_name": token.get("clientName"),
+        "created": token.get("created"),
+        # Moves with every use (idle expiry): kept to the day, or every run stores a version.
+        "expires_at": day_precision(token.get("expiresAt")),
+        "idle_window": token.get("tokenWindow"),
+        "network_connection": network.get("connection"),
+        "network_zones_included": sorted(network.get("include") or []),
+        "network_zones_excluded": sorted(network.get("exclude") or []),
+    }
+
+
+class ApiTokenReader:
+    """Reads API tokens; after a complete read ``tokens_by_owner`` maps user id → token ids."""
+
+    def __init__(self, http: HttpClient, scope: str) -> None:
+        self.http = http
+        self.scope = scope
+        self.tokens_by_owner: dict[str, list[str]] | None = None
+        self.error: str | None = None
+
+    def read(self) -> Iterator[Evidence]:
+        try:
+            yield from self._read()
+        except Exception as exc:
+            self.error = str(exc) if str(exc) else type(exc).__name__
+            raise
+
+    def _read(self) -> Iterator[Evidence]:
+        owners: dict[str, list[str]] = {}
+        for token in self.http.paginate_links("/api/v1/api-tokens"):
+            if not isinstance(token, Mapping) or not token.get("id"):
+                raise MalformedResponseError("an API token without an id in /api/v1/api-tokens")
+            payload = token_payload(token)
+            if payload["owner_id"]:
+                owners.setdefault(str(payload["owner_id"]), []).append(payload["id"])
+            yield Evidence(
+                scope=self.scope,
+                region=GLOBAL,
+                resource_type=TOKEN_TYPE,
+                resource_id=payload["id"],
+                payload=payload,
+            )
+        self.tokens_by_owner = owners
+
+
+@check(
+    id="okta.apitoken.network_restricted",
+    title="Okta API token is restricted to network zones",
+    severity="medium",
+    resource_type=TOKEN_TYPE,
+    rationale=(
+        "An SSWS token carries its creator's admin rights; restricting where it can be "
+        "used from limits the damage when it leaks from a script, CI log or laptop."
+    ),
+    remediation=(
+        "Edit the token (Security > API > Tokens) and restrict it to the network zones "
+        "of the systems that use it, or replace it with an OAuth 2.0 service app."
+    ),
+)
+def token_network_restricted(payload: Mapping[str, Any], params: Mapping[str, Any]) -> Verdict:
+    conn = payload.get("network_connection")
+    label = f"API token {payload.get('name') or payload.get('id')}"
+    if conn in (None, "", "ANYWHERE"):
+        return failed(f"{label} can be used from anywhere")
+    return passed(f"{label} is restricted ({conn})")
+
+
+@check(
+    id="okta.apitoken.max_age",
+    title="Okta API token is younger than the rotation period",
+    severity="low",
+    resource_type=TOKEN_TYPE,
+    rationale=(
+        "Long-lived secrets accumulate exposure (copies in scripts, logs, former staff); "
+        "authentication information should be renewed periodically."
+    ),
+    remediation="Create a replacement token, switch its users over, and revoke the old one.",
+    parameters={"max_age_days": 365},
+)
+def token_max_age(payload: Mapping[str, Any], params: Mapping[str, Any]) -> Verdict:
+    label = f"API token {payload.get('name') or payload.get('id')}"
+    created = payload.get("created")
+    if not created:
+        return failed(f"{label} has no creation date")
+    age = days_since(created)
+    if age > params["max_age_days"]:
+        return failed(
+            f"{label} was created on {day_precision(created)} ({int(age)} days ago, "
+            f"limit {params['max_age_days']})"
+        )
+    return passed(f"{label} was created {int(age)} days ago")

@@ -1,0 +1,282 @@
+"""Okta sign-on, authentication (access) and password policies.
+
+API calls: ``GET /api/v1/policies?type=OKTA_SIGN_ON`` (Classic sign-on policies, or the
+Identity Engine global session policy), ``?type=ACCESS_POLICY`` (Identity Engine app
+authentication policies; Classic orgs answer 400, which means "none"), and
+``?type=PASSWORD``; rules with ``GET /api/v1/policies/{id}/rules``.
+
+Evidence: one ``okta.policy.sign_on`` per sign-on/access policy with its rules reduced to
+what decides MFA and session length, and one ``okta.policy.password`` per password
+policy with its complexity, age and lockout settings.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from typing import Any
+from urllib.parse import quote
+
+from connectors.checks import Verdict, check, failed, not_applicable, passed
+from connectors.http import HttpClient, HTTPStatusError, MalformedResponseError, SourceError
+from connectors.okta.common import ERRORS_KEY, GLOBAL, EvidenceMissing, log, require
+from connectors.records import Evidence
+
+SIGN_ON_TYPE = "okta.policy.sign_on"
+PASSWORD_TYPE = "okta.policy.password"  # noqa: S105 - a resource type
+
+
+def _get(obj: Any, *path: str) -> Any:
+    for key in path:
+        if not isinstance(obj, Mapping):
+            return None
+        obj = obj.get(key)
+    return obj
+
+
+def rule_summary(rule: Mapping[str, Any]) -> dict[str, Any]:
+    """The parts of a sign-on or access-policy rule that decide MFA and sessions."""
+    signon = _get(rule, "actions", "signon")
+    app = _get(rule, "actions", "appSignOn")
+    out: dict[str, Any] = {
+        "id": rule.get("id"),
+        "name": rule.get("name"),
+        "status": rule.get("status"),
+        "priority": rule.get("priority"),
+        "network_connection": _get(rule, "conditions", "network", "connection"),
+    }
+    if isinstance(signon, Mapping):
+        out.update(
+            access=signon.get("access"),
+            require_factor=signon.get("requireFactor"),
+            factor_prompt_mode=signon.get("factorPromptMode"),
+            max_session_idle_minutes=_get(signon, "session", "maxSessionIdleMinutes"),
+            max_session_lifetime_minutes=_get(signon, "session", "maxSessionLifetimeMinutes"),
+        )
+    elif isinstance(app, Mapping):
+        out.update(
+            access=app.get("access"),
+            factor_mode=_get(app, "verificationMethod", "factorMode"),
+            verification_type=_get(app, "verificationMethod", "type"),
+            reauthenticate_in=_get(app, "verificationMethod", "reauthenticateIn"),
+        )
+    return out
+
+
+def password_settings(policy: Mapping[str, Any]) -> dict[str, Any]:
+    pw = _get(policy, "settings", "password") or {}
+    cx, age, lock = pw.get("complexity") or {}, pw.get("age") or {}, pw.get("lockout") or {}
+    return {
+        "min_length": cx.get("minLength"),
+        "min_lower_case": cx.get("minLowerCase"),
+        "min_upper_case": cx.get("minUpperCase"),
+        "min_number": cx.get("minNumber"),
+        "min_symbol": cx.get("minSymbol"),
+        "exclude_username": cx.get("excludeUsername"),
+        "common_dictionary_excluded": _get(cx, "dictionary", "common", "exclude"),
+        "max_age_days": age.get("maxAgeDays"),
+        "min_age_minutes": age.get("minAgeMinutes"),
+        "history_count": age.get("historyCount"),
+        "lockout_max_attempts": lock.get("maxAttempts"),
+        "lockout_auto_unlock_minutes": lock.get("autoUnlockMinutes"),
+    }
+
+
+def _policy_head(policy: Mapping[str, Any]) -> dict[str, Any]:
+    return {
+        "id": str(policy["id"]),
+        "name": policy.get("name"),
+        "type": policy.get("type"),
+        "status": policy.get("status"),
+        "system": policy.get("system"),
+        "priority": policy.get("priority"),
+    }
+
+
+def _policies(http: HttpClient, kind: str) -> Iterator[Mapping[str, Any]]:
+    for policy in http.paginate_links("/api/v1/policies", params={"type": kind}):
+        if not isinstance(policy, Mapping) or not policy.get("id"):
+            raise MalformedResponseError(f"a {kind} policy without an id in /api/v1/policies")
+        yield policy
+
+
+def read_policies(http: HttpClient, scope: str) -> Iterator[Evidence]:
+    """Sign-on, access and password policies of the org."""
+    for kind in ("OKTA_SIGN_ON", "ACCESS_POLICY"):
+        try:
+            for policy in _policies(http, kind):
+                payload = _policy_head(policy)
+                try:
+                    path = f"/api/v1/policies/{quote(payload['id'], safe='')}/rules"
+                    rules = [
+                        rule_summary(r) for r in http.paginate_links(path) if isinstance(r, Mapping)
+                    ]
+                    rules.sort(key=lambda r: (r.get("priority") is None, r.get("priority") or 0))
+                    payload["rules"] = rules
+                except SourceError as exc:
+                    payload[ERRORS_KEY] = {"rules": str(exc)}
+                yield Evidence(scope, GLOBAL, SIGN_ON_TYPE, payload["id"], payload)
+        except HTTPStatusError as exc:
+            if kind == "ACCESS_POLICY" and exc.status == 400:
+                log.info("no authentication policies (Okta Classic org)", scope=scope)
+                continue
+            raise
+    for policy in _policies(http, "PASSWORD"):
+        payload = {**_policy_head(policy), **password_settings(policy)}
+        yield Evidence(scope, GLOBAL, PASSWORD_TYPE, payload["id"], payload)
+
+
+# --------------------------------------------------------------------------- checks
+
+
+def _label(payload: Mapping[str, Any]) -> str:
+    return f"{payload.get('type')} policy {payload.get('name') or payload.get('id')!r}"
+
+
+def _active_allow_rules(payload: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+    return [
+        r
+        for r in require(payload, "rules")
+        if r.get("status") == "ACTIVE" and r.get("access") == "ALLOW"
+    ]
+
+
+@check(
+    id="okta.policy.mfa_required",
+    title="Okta sign-on and authentication policies require MFA",
+    severity="high",
+    resource_type=SIGN_ON_TYPE,
+    rationale=(
+        "A policy rule that grants access with a password alone is where phished or "
+        "sprayed passwords get in, whatever factors users have enrolled."
+    ),
+    remediation=(
+        "Set 'Prompt for factor' (requireFactor) on every ALLOW rule of the sign-on / "
+        "global session policy, and 'Possession factor' / 2FA (factorMode 2FA) on every "
+        "ALLOW rule of the app authentication policies; deny instead of allowing 1FA."
+    ),
+)
+def policy_mfa_required(payload: Mapping[str, Any], params: Mapping[str, Any]) -> Verdict:
+    if payload.get("status") != "ACTIVE":
+        return not_applicable(f"{_label(payload)} is {payload.get('status')}")
+    weak = []
+    for rule in _active_allow_rules(payload):
+        if payload.get("type") == "ACCESS_POLICY":
+            if rule.get("factor_mode") == "1FA":
+                weak.append(rule)
+        elif rule.get("require_factor") is not True:
+            weak.append(rule)
+    if weak:
+        names = ", ".join(repr(r.get("name") or r.get("id")) for r in weak)
+        return failed(f"{_label(payload)}: rules allowing access without MFA: {names}")
+    return passed(f"{_label(payload)}: every active ALLOW rule requires MFA")
+
+
+@check(
+    id="okta.policy.session_idle_timeout",
+    title="Okta sessions expire after a bounded idle time",
+    severity="medium",
+    resource_type=SIGN_ON_TYPE,
+    rationale=(
+        "An unattended signed-in session can be used by anyone at the device; sessions "
+        "should end after a period of inactivity."
+    ),
+    remediation=(
+        "Set 'Expire session after user has been idle' on every ALLOW rule of the "
+        "sign-on / global session policy to the approved maximum or less."
+    ),
+    parameters={"max_idle_minutes": 120},
+)
+def policy_session_idle(payload: Mapping[str, Any], params: Mapping[str, Any]) -> Verdict:
+    if payload.get("type") != "OKTA_SIGN_ON":
+        return not_applicable(f"{_label(payload)} does not set session lifetimes")
+    if payload.get("status") != "ACTIVE":
+        return not_applicable(f"{_label(payload)} is {payload.get('status')}")
+    limit = params["max_idle_minutes"]
+    long = [
+        r
+        for r in _active_allow_rules(payload)
+        if not isinstance(r.get("max_session_idle_minutes"), int)
+        or r["max_session_idle_minutes"] <= 0
+        or r["max_session_idle_minutes"] > limit
+    ]
+    if long:
+        names = ", ".join(
+            f"{r.get('name')!r} ({r.get('max_session_idle_minutes')} min)" for r in long
+        )
+        return failed(f"{_label(payload)}: idle timeout above {limit} minutes in {names}")
+    return passed(f"{_label(payload)}: idle timeout at most {limit} minutes")
+
+
+def _reported(payload: Mapping[str, Any], key: str) -> Any:
+    value = require(payload, key)
+    if value is None:
+        raise EvidenceMissing(f"{key} is not reported by Okta for {_label(payload)}")
+    return value
+
+
+def _active_password_policy(payload: Mapping[str, Any]) -> Verdict | None:
+    if payload.get("status") != "ACTIVE":
+        return not_applicable(f"{_label(payload)} is {payload.get('status')}")
+    return None
+
+
+@check(
+    id="okta.policy.password_min_length",
+    title="Okta password policy requires a minimum length",
+    severity="medium",
+    resource_type=PASSWORD_TYPE,
+    rationale="Short passwords are guessed or cracked quickly; length matters most.",
+    remediation="Set the minimum length of every active password policy to the approved value.",
+    parameters={"min_length": 12},
+)
+def password_min_length(payload: Mapping[str, Any], params: Mapping[str, Any]) -> Verdict:
+    if (na := _active_password_policy(payload)) is not None:
+        return na
+    length = _reported(payload, "min_length")
+    if not isinstance(length, int) or length < params["min_length"]:
+        return failed(f"{_label(payload)}: minimum length {length} < {params['min_length']}")
+    return passed(f"{_label(payload)}: minimum length {length}")
+
+
+@check(
+    id="okta.policy.password_lockout",
+    title="Okta password policy locks accounts after failed attempts",
+    severity="medium",
+    resource_type=PASSWORD_TYPE,
+    rationale="Without a lockout, passwords can be guessed online without limit.",
+    remediation=(
+        "Set 'Lock out user after N unsuccessful attempts' on every active password "
+        "policy to the approved value or lower."
+    ),
+    parameters={"max_attempts": 10},
+)
+def password_lockout(payload: Mapping[str, Any], params: Mapping[str, Any]) -> Verdict:
+    if (na := _active_password_policy(payload)) is not None:
+        return na
+    attempts = _reported(payload, "lockout_max_attempts")
+    if not isinstance(attempts, int) or attempts <= 0:
+        return failed(f"{_label(payload)}: no lockout after failed sign-in attempts")
+    if attempts > params["max_attempts"]:
+        return failed(
+            f"{_label(payload)}: lockout after {attempts} attempts > {params['max_attempts']}"
+        )
+    return passed(f"{_label(payload)}: lockout after {attempts} attempts")
+
+
+@check(
+    id="okta.policy.password_common_excluded",
+    title="Okta password policy rejects common passwords",
+    severity="medium",
+    resource_type=PASSWORD_TYPE,
+    rationale=(
+        "Lists of the most common passwords are the first thing attackers try; rejecting "
+        "them at set time is a recommended part of password quality."
+    ),
+    remediation="Enable 'Restrict use of common passwords' in every active password policy.",
+)
+def password_common_excluded(payload: Mapping[str, Any], params: Mapping[str, Any]) -> Verdict:
+    if (na := _active_password_policy(payload)) is not None:
+        return na
+    if require(payload, "common_dictionary_excluded") is True:
+        return passed(f"{_label(payload)}: common passwords are rejected")
+    return failed(f"{_label(payload)}: common passwords are accepted")

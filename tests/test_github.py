@@ -1,0 +1,746 @@
+"""The GitHub connector against a fake GitHub REST API served by pytest-httpserver.
+
+The fake answers with the shapes of the real API (simple-user members, repositories with
+``security_and_analysis``, classic branch protection, "rules for a branch", Dependabot
+and secret-scanning alerts with their ``repository``), paginates with ``Link`` headers
+(page numbers for lists, ``after`` cursors for alerts) at a small server-side page size,
+sends the rate-limit headers GitHub sends, restricts owner-only data to an owner token,
+and can inject faults per path (429/403 rate limits, 5xx bursts, malformed JSON, loops).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections import defaultdict
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from urllib.parse import urlencode
+
+import pytest
+from pytest_httpserver import HTTPServer
+from werkzeug import Request, Response
+
+from connectors.base import CollectContext
+from connectors.checks import REGISTRY, evaluate
+from connectors.github import GitHubConnector, GitHubOptions
+from connectors.http import HttpOptions
+from connectors.records import Coverage, Evidence, Finding, Record, service_of
+
+TOKEN = "ghp_TestTokenForAnnexa0123456789abcdefXYZ"
+LEAKED = "AKIAIOSFODNN7EXAMPLE-leaked-value-0123456789"
+KEY = "pseudonym-key-for-tests-0123456789"
+NOW = datetime.now(UTC)
+ORG = "acme"
+
+
+def ts(days_ago: float) -> str:
+    return (NOW - timedelta(days=days_ago)).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+# --------------------------------------------------------------------------- shapes
+
+
+def simple_user(login: str, uid: int) -> dict[str, Any]:
+    return {
+        "login": login,
+        "id": uid,
+        "node_id": f"MDQ6VXNlcj{uid}",
+        "avatar_url": f"https://avatars.githubusercontent.com/u/{uid}?v=4",
+        "gravatar_id": "",
+        "url": f"https://api.github.com/users/{login}",
+        "html_url": f"https://github.com/{login}",
+        "type": "User",
+        "site_admin": False,
+    }
+
+
+def repository(
+    name: str,
+    rid: int,
+    *,
+    archived: bool = False,
+    private: bool = True,
+    scanning: str | None = "enabled",
+    push: str | None = "enabled",
+    updates: str | None = "enabled",
+    sa: bool = True,
+) -> dict[str, Any]:
+    repo: dict[str, Any] = {
+        "id": rid,
+        "node_id": f"R_{rid}",
+        "name": name,
+        "full_name": f"{ORG}/{name}",
+        "owner": {"login": ORG, "id": 1, "type": "Organization"},
+        "private": private,
+        "visibility": "private" if private else "public",
+        "html_url": f"https://github.com/{ORG}/{name}",
+        "description": None,
+        "fork": False,
+        "archived": archived,
+        "disabled": False,
+        "default_branch": "main",
+        "pushed_at": ts(0.1),
+        "created_at": ts(800),
+        "updated_at": ts(0.1),
+        "permissions": {
+            "admin": True,
+            "maintain": True,
+            "push": True,
+            "triage": True,
+            "pull": True,
+        },
+    }
+    if sa:
+        feats: dict[str, Any] = {"advanced_security": {"status": "enabled"}}
+        for key, status in (
+            ("secret_scanning", scanning),
+            ("secret_scanning_push_protection", push),
+            ("dependabot_security_updates", updates),
+        ):
+            if status is not None:
+                feats[key] = {"status": status}
+        repo["security_and_analysis"] = feats
+    return repo
+
+
+def classic_protection(name: str, *, reviews: int | None = 1, force: bool = False) -> dict:
+    url = f"https://api.github.com/repos/{ORG}/{name}/branches/main/protection"
+    prot: dict[str, Any] = {
+        "url": url,
+        "required_status_checks": {
+            "url": url + "/required_status_checks",
+            "strict": True,
+            "contexts": ["ci"],
+            "checks": [{"context": "ci", "app_id": None}],
+        },
+        "enforce_admins": {"url": url + "/enforce_admins", "enabled": True},
+        "required_linear_history": {"enabled": False},
+        "allow_force_pushes": {"enabled": force},
+        "allow_deletions": {"enabled": False},
+        "block_creations": {"enabled": False},
+        "required_conversation_resolution": {"enabled": False},
+        "lock_branch": {"enabled": False},
+        "allow_fork_syncing": {"enabled": False},
+    }
+    if reviews is not None:
+        prot["required_pull_request_reviews"] = {
+            "url": url + "/required_pull_request_reviews",
+            "dismiss_stale_reviews": True,
+            "require_code_owner_reviews": False,
+            "required_approving_review_count": reviews,
+            "require_last_push_approval": False,
+        }
+    return prot
+
+
+def ruleset_rules(ruleset_id: int = 42, reviews: int = 1) -> list[dict[str, Any]]:
+    src = {"ruleset_source_type": "Organization", "ruleset_source": ORG, "ruleset_id": ruleset_id}
+    return [
+        {"type": "deletion", **src},
+        {"type": "non_fast_forward", **src},
+        {
+            "type": "pull_request",
+            "parameters": {
+                "required_approving_review_count": reviews,
+                "dismiss_stale_reviews_on_push": True,
+                "require_code_owner_review": False,
+                "require_last_push_approval": False,
+                "required_review_thread_resolution": False,
+                "allowed_merge_methods": ["merge", "squash", "rebase"],
+            },
+            **src,
+        },
+    ]
+
+
+def dependabot_alert(repo: str, number: int, severity: str, days: float) -> dict[str, Any]:
+    return {
+        "number": number,
+        "state": "open",
+        "dependency": {
+            "package": {"ecosystem": "npm", "name": "lodash"},
+            "manifest_path": "package-lock.json",
+            "scope": "runtime",
+        },
+        "security_advisory": {
+            "ghsa_id": f"GHSA-{number:04d}-abcd-efgh",
+            "cve_id": f"CVE-2026-{number:04d}",
+            "summary": "Prototype pollution",
+            "description": "…",
+            "severity": severity,
+            "identifiers": [],
+            "references": [],
+            "published_at": ts(days + 1),
+            "updated_at": ts(days),
+            "withdrawn_at": None,
+        },
+        "security_vulnerability": {
+            "package": {"ecosystem": "npm", "name": "lodash"},
+            "severity": severity,
+            "vulnerable_version_range": "< 4.17.21",
+            "first_patched_version": {"identifier": "4.17.21"},
+        },
+        "url": f"https://api.github.com/repos/{ORG}/{repo}/dependabot/alerts/{number}",
+        "html_url": f"https://github.com/{ORG}/{repo}/security/dependabot/{number}",
+        "created_at": ts(days),
+        "updated_at": ts(days),
+        "dismissed_at": None,
+        "dismissed_by": None,
+        "dismissed_reason": None,
+        "dismissed_comment": None,
+        "fixed_at": None,
+        "auto_dismissed_at": None,
+        "repository": {"id": 7, "name": repo, "full_name": f"{ORG}/{repo}", "private": True},
+    }
+
+
+def secret_alert(repo: str, number: int, days: float) -> dict[str, Any]:
+    return {
+        "number": number,
+        "created_at": ts(days),
+        "updated_at": ts(days),
+        "url": f"https://api.github.com/repos/{ORG}/{repo}/secret-scanning/alerts/{number}",
+        "html_url": f"https://github.com/{ORG}/{repo}/security/secret-scanning/{number}",
+        "locations_url": "…",
+        "state": "open",
+        "resolution": None,
+        "resolved_at": None,
+        "resolved_by": None,
+        "secret_type": "aws_access_key_id",
+        "secret_type_display_name": "AWS Access Key ID",
+        "secret": LEAKED,
+        "repository": {"id": 7, "name": repo, "full_name": f"{ORG}/{repo}"},
+        "push_protection_bypassed": False,
+        "push_protection_bypassed_by": None,
+        "push_protection_bypassed_at": None,
+        "resolution_comment": None,
+        "validity": "active",
+        "publicly_leaked": False,
+        "multi_repo": False,
+    }
+
+
+# --------------------------------------------------------------------------- the fake
+
+
+class FakeGitHub:
+    def __init__(self, server: HTTPServer, prefix: str = "") -> None:
+        self.server = server
+        self.prefix = prefix
+        self.page_cap = 2  # the server caps per_page, as real servers may
+        self.owner_token = True
+        self.org: dict[str, Any] = {
+            "login": ORG,
+            "id": 1,
+            "node_id": "O_1",
+            "name": "Acme",
+            "type": "Organization",
+            "created_at": ts(2000),
+            "updated_at": ts(3),
+            "plan": {"name": "enterprise"},
+            "default_repository_permission": "read",
+            "members_can_create_repositories": False,
+            "members_can_create_public_repositories": False,
+            "two_factor_requirement_enabled": True,
+        }
+        self.members: list[dict] = []
+        self.owners: set[str] = set()
+        self.no_2fa: set[str] = set()
+        self.collaborators: list[dict] = []
+        self.repos: list[dict] = []
+        self.protection: dict[str, Any] = {}
+        self.rules: dict[str, list[dict]] = defaultdict(list)
+        self.vuln_alerts: dict[str, bool] = defaultdict(lambda: True)
+        self.dependabot: list[dict] = []
+        self.secrets: list[dict] = []
+        self.faults: dict[str, list[tuple[int, str, dict[str, str]]]] = defaultdict(list)
+        self.looping: set[str] = set()
+        self.requests: list[str] = []
+        server.expect_request(
+            re.compile(rf"^{re.escape(prefix)}/(orgs|repos)/.*")
+        ).respond_with_handler(self.handle)
+
+    @property
+    def api_url(self) -> str:
+        return self.server.url_for(self.prefix or "/").rstrip("/")
+
+    def member(self, login: str, *, owner: bool = False, two_factor: bool = True) -> None:
+        self.members.append(simple_user(login, 100 + len(self.members)))
+        if owner:
+            self.owners.add(login)
+        if not two_factor:
+            self.no_2fa.add(login)
+
+    def fault(self, path: str, *answers: tuple[int, str, dict[str, str]]) -> None:
+        self.faults[self.prefix + path].extend(answers)
+
+    # -- HTTP
+
+    def _json(self, body: Any, status: int = 200, link: str | None = None) -> Response:
+        resp = Response(json.dumps(body), status=status, content_type="application/json")
+        resp.headers.update(
+            {
+                "X-RateLimit-Limit": "5000",
+                "X-RateLimit-Remaining": "4990",
+                "X-RateLimit-Used": "10",
+                "X-RateLimit-Resource": "core",
+                "X-RateLimit-Reset": str(int(NOW.timestamp()) + 3600),
+                "X-GitHub-Media-Type": "github.v3; format=json",
+            }
+        )
+        if link:
+            resp.headers["Link"] = link
+        return resp
+
+    def _pages(self, request: Request, items: list[Any]) -> Response:
+        """Page-number pagination with rel=next/last links, like GitHub list endpoints."""
+        size = min(int(request.args.get("per_page", 30)), self.page_cap)
+        page = int(request.args.get("page", 1))
+        chunk = items[(page - 1) * size : page * size]
+        base = self.server.url_for(request.path)
+        args = {k: v for k, v in request.args.items() if k != "page"}
+        last = max(1, -(-len(items) // size))
+        links = []
+        if request.path in self.looping:
+            links.append(f'<{base}?{urlencode({**args, "page": 1})}>; rel="next"')
+        elif page < last:
+            links.append(f'<{base}?{urlencode({**args, "page": page + 1})}>; rel="next"')
+            links.append(f'<{base}?{urlencode({**args, "page": last})}>; rel="last"')
+        return self._json(chunk, link=", ".join(links) or None)
+
+    def _cursor(self, request: Request, items: list[dict]) -> Response:
+        """Cursor pagination (``after``) used by the alert endpoints."""
+        size = min(int(request.args.get("per_page", 30)), self.page_cap)
+        after = request.args.get("after")
+        start = int(after.removeprefix("Y3Vyc29y")) if after else 0
+        chunk = items[start : start + size]
+        link = None
+        if start + size < len(items):
+            args = {k: v for k, v in request.args.items() if k != "after"}
+            cursor = f"Y3Vyc29y{start + size}"
+            nxt = f"{self.server.url_for(request.path)}?{urlencode({**args, 'after': cursor})}"
+            link = f'<{nxt}>; rel="next"'
+        return self._json(chunk, link=link)
+
+    def handle(self, request: Request) -> Response:
+        full = request.path
+        self.requests.append(full)
+        if request.headers.get("Authorization") != f"Bearer {TOKEN}":
+            return self._json(
+                {"message": "Bad credentials", "documentation_url": "https://docs.github.com/rest"},
+                401,
+            )
+        if self.faults.get(full):
+            status, body, headers = self.faults[full].pop(0)
+            return Response(body, status=status, headers=headers, content_type="application/json")
+        path = full.removeprefix(self.prefix)
+        args = request.args
+        if path == f"/orgs/{ORG}":
+            body = dict(self.org)
+            if not self.owner_token:
+                body.pop("two_factor_requirement_enabled", None)
+                body.pop("default_repository_permission", None)
+            return self._json(body)
+        if path == f"/orgs/{ORG}/members":
+            if args.get("filter") == "2fa_disabled":
+                if not self.owner_token:
+                    return self._json(
+                        {"message": "Only owners can use this filter.", "documentation_url": "…"},
+                        422,
+                    )
+                people = [m for m in self.members if m["login"] in self.no_2fa]
+            elif args.get("role") == "admin":
+                people = [m for m in self.members if m["login"] in self.owners]
+            else:
+                people = self.members
+            return self._pages(request, people)
+        if path == f"/orgs/{ORG}/outside_collaborators":
+            people = self.collaborators
+            if args.get("filter") == "2fa_disabled":
+                people = [m for m in people if m["login"] in self.no_2fa]
+            return self._pages(request, people)
+        if path == f"/orgs/{ORG}/repos":
+            return self._pages(request, self.repos)
+        if path == f"/orgs/{ORG}/dependabot/alerts":
+            sev = set(args.get("severity", "").split(",")) - {""}
+            items = [
+                a
+                for a in self.dependabot
+                if a["state"] == args.get("state", "open")
+                and (not sev or a["security_advisory"]["severity"] in sev)
+            ]
+            return self._cursor(request, items)
+        if path == f"/orgs/{ORG}/secret-scanning/alerts":
+            return self._cursor(request, [a for a in self.secrets if a["state"] == "open"])
+        if m := re.fullmatch(rf"/repos/{ORG}/([^/]+)/branches/main/protection", path):
+            prot = self.protection.get(m[1])
+            if prot == "plan":
+                return self._json(
+                    {
+                        "message": "Upgrade to GitHub Pro or make this repository "
+                        "public to enable this feature.",
+                        "documentation_url": "…",
+                    },
+                    403,
+                )
+            if prot is None:
+                return self._json(
+                    {"message": "Branch not protected", "documentation_url": "…"}, 404
+                )
+            return self._json(prot)
+        if m := re.fullmatch(rf"/repos/{ORG}/([^/]+)/rules/branches/main", path):
+            return self._pages(request, self.rules[m[1]])
+        if m := re.fullmatch(rf"/repos/{ORG}/([^/]+)/vulnerability-alerts", path):
+            if self.vuln_alerts[m[1]]:
+                return Response(status=204)
+            return self._json({"message": "Not Found", "documentation_url": "…"}, 404)
+        return self._json({"message": "Not Found (fake)", "documentation_url": "…"}, 418)
+
+
+# --------------------------------------------------------------------------- fixtures
+
+
+@pytest.fixture
+def gh(httpserver: HTTPServer, monkeypatch: pytest.MonkeyPatch) -> FakeGitHub:
+    httpserver.no_handler_status_code = 418
+    monkeypatch.setenv("ANNEXA_TEST_GITHUB_TOKEN", TOKEN)
+    monkeypatch.setenv("ANNEXA_TEST_PSEUDONYM_KEY", KEY)
+    return FakeGitHub(httpserver)
+
+
+def healthy_org(gh: FakeGitHub) -> None:
+    gh.member("octo-owner", owner=True)
+    gh.member("second-owner", owner=True)
+    for i in range(3):
+        gh.member(f"dev{i}")
+    gh.collaborators.append(simple_user("contractor", 900))
+    gh.repos.append(repository("api", 1))
+    gh.protection["api"] = classic_protection("api", reviews=2)
+    gh.repos.append(repository("web", 2))
+    gh.rules["web"] = ruleset_rules()  # protected by an organisation ruleset only
+    gh.repos.append(repository("legacy", 3, archived=True, sa=False))
+    gh.dependabot.append(dependabot_alert("api", 1, "high", days=10))
+
+
+def connector(gh: FakeGitHub, **options: Any) -> GitHubConnector:
+    opts = {
+        "organization": ORG,
+        "api_url": gh.api_url,
+        "token": {"env": "ANNEXA_TEST_GITHUB_TOKEN"},
+        "max_workers": 2,
+        "http": HttpOptions(
+            max_attempts=4,
+            retry_min_wait=0.0,
+            retry_max_wait=0.01,
+            max_retry_after=2,
+            secondary_rate_limit_wait=0.01,
+            timeout=5,
+            connect_timeout=2,
+        ),
+        **options,
+    }
+    return GitHubConnector("github-test", GitHubOptions.model_validate(opts))
+
+
+def collect(conn: GitHubConnector) -> list[Record]:
+    return list(conn.collect(CollectContext(run_id="test")))
+
+
+def evidence(records: list[Record], rtype: str | None = None) -> list[Evidence]:
+    return [
+        r
+        for r in records
+        if isinstance(r, Evidence) and (rtype is None or r.resource_type == rtype)
+    ]
+
+
+def coverage(records: list[Record]) -> dict[str, Coverage]:
+    return {r.service: r for r in records if isinstance(r, Coverage)}
+
+
+def findings(records: list[Record], params: dict[str, dict] | None = None) -> list[Finding]:
+    """What the collector does with the records (see collector.runner)."""
+    specs = GitHubConnector.checks()
+    by_type: dict[str, list] = defaultdict(list)
+    for s in specs:
+        by_type[s.resource_type].append(s)
+    merged = {s.id: s.params_with((params or {}).get(s.id)) for s in specs}
+    out: list[Finding] = []
+    for rec in records:
+        if isinstance(rec, Evidence):
+            out.extend(evaluate(rec, by_type[rec.resource_type], merged))
+        elif isinstance(rec, Coverage) and not rec.ok:
+            out.extend(
+                Finding(
+                    s.id,
+                    rec.scope,
+                    rec.region,
+                    s.resource_type,
+                    f"github:{rec.unit}",
+                    "error",
+                    s.severity,
+                    rec.error or "",
+                )
+                for s in specs
+                if service_of(s.resource_type) == rec.service
+            )
+    return out
+
+
+def by_status(found: list[Finding], status: str) -> set[tuple[str, str]]:
+    return {(f.check_id, f.resource_id) for f in found if f.status == status}
+
+
+# --------------------------------------------------------------------------- tests
+
+
+def test_healthy_org_passes_everything(gh):
+    healthy_org(gh)
+    records = collect(connector(gh))
+    cov = coverage(records)
+    assert set(cov) == {"org", "member", "collaborator", "repo", "dependabot", "secretscanning"}
+    assert all(c.ok for c in cov.values()), cov
+    found = findings(records)
+    assert by_status(found, "fail") == set() and by_status(found, "error") == set()
+    members = {e.resource_id: e.payload for e in evidence(records, "github.member.account")}
+    assert len(members) == 5  # three pages at the fake's page size of 2
+    # all members (3 pages), owners (org unit, member unit), 2fa_disabled
+    assert gh.requests.count(f"/orgs/{ORG}/members") == 3 + 1 + 1 + 1
+    assert members["octo-owner"]["role"] == "owner" and members["dev0"]["role"] == "member"
+    web = next(
+        e.payload
+        for e in evidence(records, "github.repo.repository")
+        if e.resource_id == f"{ORG}/web"
+    )
+    assert web["default_branch_protection"]["sources"] == ["ruleset:42"]
+    assert web["default_branch_protection"]["force_push_blocked"] is True
+    # Archived repositories are recorded, judged not applicable, and not inspected further.
+    assert not any("/legacy/" in p for p in gh.requests)
+    legacy = [f for f in found if f.resource_id == f"{ORG}/legacy"]
+    assert legacy and {f.status for f in legacy} == {"not_applicable"}
+    assert {e.scope for e in evidence(records)} == {ORG}
+
+
+def test_planted_problems_fail_exactly_their_checks(gh):
+    healthy_org(gh)
+    gh.member("third-owner", owner=True)
+    gh.member("no2fa")
+    gh.no_2fa.add("no2fa")
+    gh.collaborators.append(simple_user("vendor-no2fa", 901))
+    gh.no_2fa.add("vendor-no2fa")
+    gh.repos.append(repository("naked", 4))  # no protection, no rules
+    gh.repos.append(repository("forcy", 5, scanning="disabled", push=None))
+    gh.protection["forcy"] = classic_protection("forcy", reviews=1, force=True)
+    gh.repos.append(repository("plan", 6))
+    gh.protection["plan"] = "plan"  # private repo on a plan without protection
+    gh.rules["plan"] = ruleset_rules(reviews=2)  # …but an org ruleset covers it
+    gh.vuln_alerts["plan"] = False
+    gh.dependabot.append(dependabot_alert("api", 2, "critical", days=20))
+    gh.dependabot.append(dependabot_alert("web", 3, "high", days=29))
+    gh.secrets.append(secret_alert("web", 1, days=9))
+    records = collect(connector(gh))
+    assert all(c.ok for c in coverage(records).values())
+    found = findings(records, {"github.org.owner_count": {"max_owners": 2}})
+    assert by_status(found, "fail") == {
+        ("github.org.owner_count", ORG),
+        ("github.member.two_factor", "no2fa"),
+        ("github.collaborator.two_factor", "vendor-no2fa"),
+        ("github.repo.branch_protection", f"{ORG}/naked"),
+        ("github.repo.force_push_blocked", f"{ORG}/naked"),
+        ("github.repo.force_push_blocked", f"{ORG}/forcy"),
+        ("github.repo.secret_scanning", f"{ORG}/forcy"),
+        ("github.repo.secret_scanning_push_protection", f"{ORG}/forcy"),
+        ("github.repo.dependabot_alerts", f"{ORG}/plan"),
+        ("github.dependabot.alerts_within_sla", f"{ORG}/api#2"),
+        ("github.secretscanning.alerts_within_sla", f"{ORG}/web#1"),
+    }
+    assert by_status(found, "error") == set()
+
+
+def test_rate_limits_and_5xx_burst_are_absorbed(gh):
+    healthy_org(gh)
+    gh.fault(f"/orgs/{ORG}", (429, '{"message": "secondary rate limit"}', {"Retry-After": "0"}))
+    gh.fault(
+        f"/orgs/{ORG}/outside_collaborators",
+        (403, '{"message": "You have exceeded a secondary rate limit."}', {}),
+    )
+    gh.fault(
+        f"/repos/{ORG}/api/branches/main/protection",
+        (502, "<html>Bad gateway</html>", {}),
+        (503, "", {}),
+        (500, "", {}),
+    )
+    records = collect(connector(gh))
+    assert all(c.ok for c in coverage(records).values())
+    found = findings(records)
+    assert by_status(found, "fail") == set() and by_status(found, "error") == set()
+    assert gh.requests.count(f"/repos/{ORG}/api/branches/main/protection") == 4
+
+
+def test_malformed_json_fails_only_its_unit(gh):
+    healthy_org(gh)
+    gh.fault(f"/orgs/{ORG}/repos", (200, '[{"full_name": "acme/api", ', {}))
+    records = collect(connector(gh))
+    cov = coverage(records)
+    assert not cov["repo"].ok and "malformed JSON" in cov["repo"].error
+    assert all(c.ok for s, c in cov.items() if s != "repo")
+    errors = {f.check_id for f in findings(records) if f.status == "error"}
+    assert errors == {s.id for s in GitHubConnector.checks() if s.id.startswith("github.repo.")}
+
+
+def test_unreadable_protection_is_an_error_for_that_repo_only(gh):
+    healthy_org(gh)
+    gh.repos.append(repository("broken", 9))
+    gh.fault(f"/repos/{ORG}/broken/rules/branches/main", (200, "{oops", {}))
+    records = collect(connector(gh))
+    assert coverage(records)["repo"].ok
+    assert by_status(findings(records), "error") == {
+        ("github.repo.branch_protection", f"{ORG}/broken"),
+        ("github.repo.force_push_blocked", f"{ORG}/broken"),
+    }
+
+
+def test_non_owner_token_gives_errors_not_verdicts(gh):
+    healthy_org(gh)
+    gh.owner_token = False
+    records = collect(connector(gh))
+    assert all(c.ok for c in coverage(records).values())
+    found = findings(records)
+    errors = by_status(found, "error")
+    assert ("github.org.two_factor_required", ORG) in errors
+    assert ("github.org.default_permission", ORG) in errors
+    assert {("github.member.two_factor", m["login"]) for m in gh.members} <= errors
+    msg = next(f.message for f in found if f.check_id == "github.org.two_factor_required")
+    assert "owners" in msg
+    assert by_status(found, "fail") == set()
+
+
+def test_empty_org(gh):
+    records = collect(connector(gh))
+    assert all(c.ok for c in coverage(records).values())
+    assert [e.resource_type for e in evidence(records)] == ["github.org.settings"]
+    statuses = {(f.check_id, f.status) for f in findings(records)}
+    assert statuses == {
+        ("github.org.two_factor_required", "pass"),
+        ("github.org.owner_count", "pass"),
+        ("github.org.default_permission", "pass"),
+    }
+
+
+def test_page_loop_is_a_unit_error(gh):
+    healthy_org(gh)
+    gh.looping.add(f"/orgs/{ORG}/outside_collaborators")
+    records = collect(connector(gh))
+    cov = coverage(records)
+    assert not cov["collaborator"].ok and "loop" in cov["collaborator"].error
+    assert cov["member"].ok and cov["repo"].ok
+
+
+def test_leaked_secret_values_and_token_never_stored(gh):
+    healthy_org(gh)
+    gh.secrets.append(secret_alert("web", 1, days=1))
+    records = collect(connector(gh))
+    bodies = [e.body() for e in evidence(records)]
+    assert all(LEAKED not in b and TOKEN not in b for b in bodies)
+    assert all("[REDACTED]" not in b for b in bodies)
+    alert = evidence(records, "github.secretscanning.alert")[0].payload
+    assert alert["kind"] == "aws_access_key_id" and "secret" not in alert
+    request, _ = gh.server.log[0]
+    assert request.headers["Authorization"] == f"Bearer {TOKEN}"
+    assert request.headers["X-GitHub-Api-Version"] == "2022-11-28"
+
+
+def test_pseudonymised_logins(gh):
+    healthy_org(gh)
+    records = collect(
+        connector(gh, pseudonymise=True, pseudonymise_key={"env": "ANNEXA_TEST_PSEUDONYM_KEY"})
+    )
+    bodies = " ".join(e.body() for e in evidence(records))
+    assert "octo-owner" not in bodies and "contractor" not in bodies
+    ids = {e.resource_id for e in evidence(records, "github.member.account")}
+    assert all(i.startswith("pseud:") for i in ids)
+    org = evidence(records, "github.org.settings")[0].payload
+    assert set(org["owners"]) <= ids
+
+
+def test_enterprise_server_base_path(httpserver, monkeypatch):
+    httpserver.no_handler_status_code = 418
+    monkeypatch.setenv("ANNEXA_TEST_GITHUB_TOKEN", TOKEN)
+    ghes = FakeGitHub(httpserver, prefix="/api/v3")
+    healthy_org(ghes)
+    records = collect(connector(ghes))
+    assert all(c.ok for c in coverage(records).values())
+    assert all(p.startswith("/api/v3/") for p in ghes.requests)
+
+
+def test_options_validation():
+    base = {"organization": "acme", "token": {"env": "X"}}
+    assert GitHubOptions.model_validate(base).api_url == "https://api.github.com"
+    for bad in (
+        {**base, "api_url": "http://ghe.example.com/api/v3"},
+        {**base, "organization": "bad org"},
+        {"organization": "acme"},
+        {**base, "pseudonymise": True},
+    ):
+        with pytest.raises(ValueError):
+            GitHubOptions.model_validate(bad)
+
+
+# --------------------------------------------------------------------------- pure checks
+
+
+def judge(check_id: str, payload: dict, **params: Any) -> Finding:
+    spec = REGISTRY.get(check_id)
+    ev = Evidence(ORG, "global", spec.resource_type, "r", payload)
+    return next(evaluate(ev, [spec], {check_id: spec.params_with(params)}))
+
+
+def test_checks_on_payloads():
+    repo = {
+        "full_name": "acme/x",
+        "default_branch": "main",
+        "archived": False,
+        "default_branch_protection": {
+            "sources": [],
+            "pull_request_required": False,
+            "required_approving_reviews": 0,
+            "force_push_blocked": False,
+        },
+    }
+    # Unknown security_and_analysis → error, never fail.
+    f = judge(
+        "github.repo.secret_scanning",
+        {**repo, "_errors": {"secret_scanning_enabled": "not returned"}},
+    )
+    assert f.status == "error"
+    # Reviews present but too few.
+    two = {
+        **repo,
+        "default_branch_protection": {
+            "sources": ["ruleset:1"],
+            "pull_request_required": True,
+            "required_approving_reviews": 1,
+            "force_push_blocked": True,
+        },
+    }
+    assert judge("github.repo.branch_protection", two, min_approvals=2).status == "fail"
+    assert judge("github.repo.branch_protection", two).status == "pass"
+    # Dismissed alerts are not judged; medium has no SLA.
+    alert = {"state": "open", "severity": "medium", "created_at": ts(400)}
+    assert judge("github.dependabot.alerts_within_sla", alert).status == "not_applicable"
+    assert (
+        judge(
+            "github.dependabot.alerts_within_sla",
+            {**alert, "severity": "critical", "created_at": ts(5)},
+            sla_days_critical=3,
+        ).status
+        == "fail"
+    )
+
+
+def test_every_github_check_is_documented():
+    specs = GitHubConnector.checks()
+    assert len(specs) >= 10
+    for s in specs:
+        assert s.title and s.rationale and s.remediation and s.severity

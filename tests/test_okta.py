@@ -1,0 +1,813 @@
+"""The Okta connector against a fake Okta org served by pytest-httpserver on 127.0.0.1.
+
+The fake answers with the shapes of the real Management API (users with ``profile`` and
+``_links``, factors with ``factorType``/``provider``/``status``, role assignments,
+policies and rules, API token metadata), paginates users with ``after``/``limit`` and
+two ``Link`` lines (self + next) as Okta does, hides DEPROVISIONED users unless filtered
+for, and can inject faults (429, 5xx bursts, malformed JSON, pagination loops) per path.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections import defaultdict
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from urllib.parse import urlencode
+
+import pytest
+from pytest_httpserver import HTTPServer
+from werkzeug import Request, Response
+
+from connectors.base import CollectContext
+from connectors.checks import REGISTRY, evaluate
+from connectors.http import HttpOptions
+from connectors.okta import OktaConnector, OktaOptions
+from connectors.okta.common import SIGN_IN_STATUSES
+from connectors.records import Coverage, Evidence, Finding, Record, service_of
+
+TOKEN = "00TestOktaApiToken_abcdefghijklmnop1234"
+KEY = "pseudonym-key-for-tests-0123456789"
+NOW = datetime.now(UTC)
+
+
+def ts(days_ago: float) -> str:
+    return (NOW - timedelta(days=days_ago)).strftime("%Y-%m-%dT%H:%M:%S.000Z")
+
+
+# --------------------------------------------------------------------------- the fake
+
+
+def okta_user(
+    uid: str,
+    login: str,
+    status: str = "ACTIVE",
+    *,
+    last_login: float | None = 2,
+    created: float = 400,
+    status_changed: float | None = None,
+) -> dict[str, Any]:
+    first, _, _ = login.partition("@")
+    return {
+        "id": uid,
+        "status": status,
+        "created": ts(created),
+        "activated": ts(created - 1) if status != "STAGED" else None,
+        "statusChanged": ts(status_changed) if status_changed is not None else ts(created - 1),
+        "lastLogin": ts(last_login) if last_login is not None else None,
+        "lastUpdated": ts(5),
+        "passwordChanged": ts(30),
+        "type": {"id": "otyfnjfba4ye7pgjB0g4"},
+        "profile": {
+            "firstName": first.title(),
+            "lastName": "Example",
+            "mobilePhone": None,
+            "secondEmail": None,
+            "login": login,
+            "email": login,
+        },
+        "credentials": {"password": {}, "provider": {"type": "OKTA", "name": "OKTA"}},
+        "_links": {"self": {"href": f"https://acme.okta.com/api/v1/users/{uid}"}},
+    }
+
+
+def factor(kind: str, status: str = "ACTIVE", provider: str = "OKTA") -> dict[str, Any]:
+    return {
+        "id": f"uf{kind.replace(':', '')[:6]}1234",
+        "factorType": kind,
+        "provider": provider,
+        "vendorName": provider,
+        "status": status,
+        "created": ts(100),
+        "lastUpdated": ts(100),
+        "profile": {"credentialId": "someone@example.com"},
+        "_links": {"self": {"href": "https://acme.okta.com/api/v1/users/x/factors/y"}},
+    }
+
+
+def role(kind: str, label: str) -> dict[str, Any]:
+    return {
+        "id": f"ra{kind.lower()[:8]}",
+        "label": label,
+        "type": kind,
+        "status": "ACTIVE",
+        "created": ts(300),
+        "lastUpdated": ts(300),
+        "assignmentType": "USER",
+        "_links": {"assignee": {"href": "https://acme.okta.com/api/v1/users/x"}},
+    }
+
+
+def sign_on_policy(pid: str, *, require_factor: bool = True, idle: int = 60) -> tuple[dict, list]:
+    policy = {
+        "id": pid,
+        "status": "ACTIVE",
+        "name": "Default Policy",
+        "description": "The default policy applies in all situations.",
+        "priority": 1,
+        "system": True,
+        "conditions": {"people": {"groups": {"include": ["00g1"]}}},
+        "created": ts(900),
+        "lastUpdated": ts(10),
+        "type": "OKTA_SIGN_ON",
+        "_links": {},
+    }
+    rules = [
+        {
+            "id": f"{pid}r1",
+            "status": "ACTIVE",
+            "name": "Default Rule",
+            "priority": 1,
+            "created": ts(900),
+            "lastUpdated": ts(10),
+            "system": True,
+            "conditions": {
+                "people": {"users": {"exclude": []}},
+                "network": {"connection": "ANYWHERE"},
+                "authContext": {"authType": "ANY"},
+            },
+            "actions": {
+                "signon": {
+                    "access": "ALLOW",
+                    "requireFactor": require_factor,
+                    "factorPromptMode": "ALWAYS" if require_factor else None,
+                    "primaryFactor": "PASSWORD_IDP_ANY_FACTOR",
+                    "rememberDeviceByDefault": False,
+                    "factorLifetime": 15,
+                    "session": {
+                        "usePersistentCookie": False,
+                        "maxSessionIdleMinutes": idle,
+                        "maxSessionLifetimeMinutes": 0,
+                    },
+                }
+            },
+            "type": "SIGN_ON",
+        }
+    ]
+    return policy, rules
+
+
+def access_policy(pid: str, factor_mode: str = "2FA") -> tuple[dict, list]:
+    policy = {
+        "id": pid,
+        "status": "ACTIVE",
+        "name": "Any two factors",
+        "priority": 1,
+        "system": False,
+        "type": "ACCESS_POLICY",
+        "created": ts(500),
+        "lastUpdated": ts(10),
+        "_links": {},
+    }
+    rules = [
+        {
+            "id": f"{pid}r1",
+            "status": "ACTIVE",
+            "name": "Catch-all Rule",
+            "priority": 99,
+            "system": True,
+            "type": "ACCESS_POLICY",
+            "conditions": {"network": {"connection": "ANYWHERE"}},
+            "actions": {
+                "appSignOn": {
+                    "access": "ALLOW",
+                    "verificationMethod": {
+                        "factorMode": factor_mode,
+                        "type": "ASSURANCE",
+                        "reauthenticateIn": "PT2H",
+                        "constraints": [{"knowledge": {"types": ["password"]}}],
+                    },
+                }
+            },
+        }
+    ]
+    return policy, rules
+
+
+def password_policy(
+    pid: str, *, min_length: int = 12, attempts: int = 5, common: bool = True
+) -> dict[str, Any]:
+    return {
+        "id": pid,
+        "status": "ACTIVE",
+        "name": "Default Policy",
+        "priority": 1,
+        "system": True,
+        "type": "PASSWORD",
+        "conditions": {
+            "people": {"groups": {"include": ["00g1"]}},
+            "authProvider": {"provider": "OKTA"},
+        },
+        "settings": {
+            "password": {
+                "complexity": {
+                    "minLength": min_length,
+                    "minLowerCase": 1,
+                    "minUpperCase": 1,
+                    "minNumber": 1,
+                    "minSymbol": 0,
+                    "excludeUsername": True,
+                    "dictionary": {"common": {"exclude": common}},
+                    "excludeAttributes": [],
+                },
+                "age": {
+                    "maxAgeDays": 0,
+                    "expireWarnDays": 0,
+                    "minAgeMinutes": 0,
+                    "historyCount": 4,
+                },
+                "lockout": {
+                    "maxAttempts": attempts,
+                    "autoUnlockMinutes": 0,
+                    "userLockoutNotificationChannels": [],
+                    "showLockoutFailures": False,
+                },
+            },
+            "recovery": {"factors": {}},
+            "delegation": {"options": {"skipUnlock": False}},
+        },
+        "_links": {},
+    }
+
+
+def api_token(tid: str, owner: str, *, connection: str = "ZONE", created: float = 30) -> dict:
+    return {
+        "id": tid,
+        "name": f"{tid}-automation",
+        "userId": owner,
+        "clientName": "Okta API",
+        "created": ts(created),
+        "expiresAt": ts(-30),
+        "lastUpdated": ts(1),
+        "tokenWindow": "P30D",
+        "network": {"connection": connection, "include": ["nzo1"] if connection == "ZONE" else []},
+        "_link": {"self": {"href": f"https://acme.okta.com/api/v1/api-tokens/{tid}"}},
+    }
+
+
+class FakeOkta:
+    """A tiny Okta org: state plus a request handler routing like the real API."""
+
+    def __init__(self, server: HTTPServer) -> None:
+        self.server = server
+        self.users: list[dict[str, Any]] = []
+        self.factors: dict[str, list[dict]] = defaultdict(list)
+        self.roles: dict[str, list[dict]] = {}
+        self.policies: dict[str, list[dict]] = defaultdict(list)
+        self.rules: dict[str, list[dict]] = {}
+        self.tokens: list[dict[str, Any]] = []
+        self.classic = False
+        self.faults: dict[str, list[tuple[int, str, dict[str, str]]]] = defaultdict(list)
+        self.looping: set[str] = set()
+        self.requests: list[str] = []
+        server.expect_request(re.compile(r"^/api/v1/.*")).respond_with_handler(self.handle)
+
+    @property
+    def base(self) -> str:
+        return self.server.url_for("/").rstrip("/")
+
+    # -- state helpers
+
+    def add_user(self, user: dict[str, Any], factors: list[dict] = (), roles: list[dict] = ()):
+        self.users.append(user)
+        self.factors[user["id"]] = list(factors)
+        if roles:
+            self.roles[user["id"]] = list(roles)
+
+    def fault(self, path: str, *answers: tuple[int, str, dict[str, str]]) -> None:
+        self.faults[path].extend(answers)
+
+    # -- HTTP
+
+    def _json(self, body: Any, status: int = 200, links: list[str] = ()) -> Response:
+        resp = Response(json.dumps(body), status=status, content_type="application/json")
+        for line in links:
+            resp.headers.add("Link", line)
+        resp.headers["X-Rate-Limit-Limit"] = "600"
+        resp.headers["X-Rate-Limit-Remaining"] = "599"
+        resp.headers["X-Rate-Limit-Reset"] = str(int(NOW.timestamp()) + 60)
+        return resp
+
+    def _page(self, request: Request, items: list[dict], key: str = "id") -> Response:
+        limit = int(request.args.get("limit", 200))
+        after = request.args.get("after")
+        items = sorted(items, key=lambda i: i[key])
+        if after:
+            items = [i for i in items if i[key] > after]
+        page = items[:limit]
+        base = self.server.url_for(request.path)
+        query = {k: v for k, v in request.args.items() if k != "after"}
+        links = [f'<{base}?{_qs(query)}>; rel="self"']
+        if len(items) > limit:
+            nxt = dict(query, after=page[-1][key])
+            links.append(f'<{base}?{_qs(nxt)}>; rel="next"')
+        if request.path in self.looping:
+            links = [f'<{base}?{_qs(query)}>; rel="self"', f'<{base}?{_qs(query)}>; rel="next"']
+        return self._json(page, links=links)
+
+    def handle(self, request: Request) -> Response:
+        path = request.path
+        self.requests.append(path)
+        if request.headers.get("Authorization") != f"SSWS {TOKEN}":
+            return self._json(
+                {"errorCode": "E0000011", "errorSummary": "Invalid token provided"}, 401
+            )
+        if self.faults.get(path):
+            status, body, headers = self.faults[path].pop(0)
+            return Response(body, status=status, headers=headers, content_type="application/json")
+        if path == "/api/v1/users":
+            flt = request.args.get("filter")
+            if flt == 'status eq "DEPROVISIONED"':
+                users = [u for u in self.users if u["status"] == "DEPROVISIONED"]
+            elif flt is None:
+                users = [u for u in self.users if u["status"] != "DEPROVISIONED"]
+            else:
+                return self._json({"errorCode": "E0000031", "errorSummary": "Invalid search"}, 400)
+            return self._page(request, users)
+        if m := re.fullmatch(r"/api/v1/users/([^/]+)/factors", path):
+            return self._json(self.factors.get(m[1], []))
+        if m := re.fullmatch(r"/api/v1/users/([^/]+)/roles", path):
+            return self._json(self.roles.get(m[1], []))
+        if m := re.fullmatch(r"/api/v1/users/([^/]+)", path):
+            for u in self.users:
+                if u["id"] == m[1]:
+                    return self._json(u)
+            return self._json({"errorCode": "E0000007", "errorSummary": "Not found"}, 404)
+        if path == "/api/v1/iam/assignees/users":
+            ids = sorted(self.roles)
+            limit = int(request.args.get("limit", 100))
+            start = ids.index(request.args["after"]) + 1 if "after" in request.args else 0
+            page = ids[start : start + limit]
+            body: dict[str, Any] = {
+                "value": [
+                    {
+                        "id": i,
+                        "orn": f"orn:okta:directory:00o1:users:{i}",
+                        "_links": {"self": {"href": f"{self.base}/api/v1/users/{i}"}},
+                    }
+                    for i in page
+                ],
+                "_links": {},
+            }
+            if start + limit < len(ids):
+                body["_links"]["next"] = {
+                    "href": f"{self.base}{path}?after={page[-1]}&limit={limit}"
+                }
+            return self._json(body)
+        if path == "/api/v1/api-tokens":
+            return self._page(request, self.tokens)
+        if path == "/api/v1/policies":
+            kind = request.args.get("type")
+            if kind == "ACCESS_POLICY" and self.classic:
+                return self._json(
+                    {"errorCode": "E0000001", "errorSummary": "Api validation failed: type"}, 400
+                )
+            return self._json(self.policies.get(kind, []))
+        if m := re.fullmatch(r"/api/v1/policies/([^/]+)/rules", path):
+            return self._json(self.rules.get(m[1], []))
+        return self._json({"errorCode": "E0000022", "errorSummary": "not implemented"}, 418)
+
+
+def _qs(params: dict[str, str]) -> str:
+    return urlencode(params)
+
+
+# --------------------------------------------------------------------------- fixtures
+
+
+@pytest.fixture
+def okta(httpserver: HTTPServer, monkeypatch: pytest.MonkeyPatch) -> FakeOkta:
+    httpserver.no_handler_status_code = 418
+    monkeypatch.setenv("ANNEXA_TEST_OKTA_TOKEN", TOKEN)
+    monkeypatch.setenv("ANNEXA_TEST_PSEUDONYM_KEY", KEY)
+    return FakeOkta(httpserver)
+
+
+def healthy_org(okta: FakeOkta) -> None:
+    """Five people, policies that pass, one restricted API token."""
+    okta.add_user(
+        okta_user("00u0alice", "alice@acme.example", last_login=1),
+        [factor("push"), factor("webauthn", provider="FIDO")],
+        [role("SUPER_ADMIN", "Super Administrator")],
+    )
+    okta.add_user(okta_user("00u1bob", "bob@acme.example"), [factor("token:software:totp")])
+    okta.add_user(
+        okta_user("00u2carol", "carol@acme.example", last_login=10),
+        [factor("push"), factor("sms", status="PENDING_ACTIVATION")],
+    )
+    okta.add_user(
+        okta_user("00u3dan", "dan@acme.example", "SUSPENDED", status_changed=20, last_login=40), []
+    )
+    okta.add_user(
+        okta_user("00u4eve", "eve@acme.example", "DEPROVISIONED", status_changed=60, last_login=70),
+        [],
+    )
+    p, r = sign_on_policy("00p1")
+    okta.policies["OKTA_SIGN_ON"].append(p)
+    okta.rules["00p1"] = r
+    p, r = access_policy("rst1")
+    okta.policies["ACCESS_POLICY"].append(p)
+    okta.rules["rst1"] = r
+    okta.policies["PASSWORD"].append(password_policy("00p2"))
+    okta.tokens.append(api_token("00T1", "00u0alice"))
+
+
+def connector(okta: FakeOkta, **options: Any) -> OktaConnector:
+    opts = {
+        "org_url": okta.base,
+        "api_token": {"env": "ANNEXA_TEST_OKTA_TOKEN"},
+        "page_size": 2,
+        "max_workers": 2,
+        "http": HttpOptions(
+            max_attempts=4,
+            retry_min_wait=0.0,
+            retry_max_wait=0.01,
+            max_retry_after=2,
+            timeout=5,
+            connect_timeout=2,
+        ),
+        **options,
+    }
+    return OktaConnector("okta-test", OktaOptions.model_validate(opts))
+
+
+def collect(conn: OktaConnector) -> list[Record]:
+    return list(conn.collect(CollectContext(run_id="test")))
+
+
+def evidence(records: list[Record]) -> list[Evidence]:
+    return [r for r in records if isinstance(r, Evidence)]
+
+
+def coverage(records: list[Record]) -> dict[str, Coverage]:
+    return {r.service: r for r in records if isinstance(r, Coverage)}
+
+
+def findings(records: list[Record], params: dict[str, dict] | None = None) -> list[Finding]:
+    """What the collector does: each evidence judged by the checks of its type, and an
+    ``error`` per check of a failed unit's service."""
+    specs = OktaConnector.checks()
+    by_type: dict[str, list] = defaultdict(list)
+    for s in specs:
+        by_type[s.resource_type].append(s)
+    merged = {s.id: s.params_with((params or {}).get(s.id)) for s in specs}
+    out: list[Finding] = []
+    for rec in records:
+        if isinstance(rec, Evidence):
+            out.extend(evaluate(rec, by_type[rec.resource_type], merged))
+        elif isinstance(rec, Coverage) and not rec.ok:
+            out.extend(
+                Finding(
+                    s.id,
+                    rec.scope,
+                    rec.region,
+                    s.resource_type,
+                    f"okta:{rec.unit}",
+                    "error",
+                    s.severity,
+                    rec.error or "",
+                )
+                for s in specs
+                if service_of(s.resource_type) == rec.service
+            )
+    return out
+
+
+def by_status(found: list[Finding], status: str) -> set[tuple[str, str]]:
+    return {(f.check_id, f.resource_id) for f in found if f.status == status}
+
+
+# --------------------------------------------------------------------------- tests
+
+
+def test_healthy_org_passes_everything(okta):
+    healthy_org(okta)
+    records = collect(connector(okta))
+    cov = coverage(records)
+    assert set(cov) == {"admin", "apitoken", "policy", "user"}
+    assert all(c.ok for c in cov.values()), cov
+    found = findings(records)
+    assert by_status(found, "fail") == set()
+    assert by_status(found, "error") == set()
+    users = {e.resource_id: e for e in evidence(records) if e.resource_type == "okta.user.account"}
+    # Deprovisioned users are fetched with the explicit filter; five people over 3+ pages.
+    assert set(users) == {"00u0alice", "00u1bob", "00u2carol", "00u3dan", "00u4eve"}
+    alice = users["00u0alice"].payload
+    assert alice["admin_roles"] == ["SUPER_ADMIN"] and alice["api_tokens"] == ["00T1"]
+    assert {f["type"] for f in alice["factors"]} == {"push", "webauthn"}
+    assert alice["last_login"] == (NOW - timedelta(days=1)).date().isoformat()
+    # Factors are not read for people who cannot sign in.
+    assert "factors" not in users["00u4eve"].payload
+    assert not any("/00u4eve/factors" in p for p in okta.requests)
+    # 4 users that can be listed by default at 2 a page, then 1 deprovisioned: 3 pages.
+    assert okta.requests.count("/api/v1/users") == 3
+    # Every record is per resource, global, scoped by the org host.
+    assert {e.scope for e in evidence(records)} == {"localhost"}
+    assert {e.region for e in evidence(records)} == {"global"}
+
+
+def test_planted_users_fail_exactly_their_checks(okta):
+    healthy_org(okta)
+    okta.add_user(okta_user("00u5nomfa", "nomfa@acme.example"), [factor("question")])
+    okta.add_user(okta_user("00u6idle", "idle@acme.example", last_login=120), [factor("push")])
+    okta.add_user(
+        okta_user(
+            "00u7gone", "gone@acme.example", "DEPROVISIONED", status_changed=30, last_login=10
+        ),
+        [],
+        [role("ORG_ADMIN", "Organization Administrator")],
+    )
+    for uid in ("00u8adm", "00u9adm"):
+        okta.add_user(
+            okta_user(uid, f"{uid}@acme.example"),
+            [factor("webauthn", provider="FIDO")],
+            [role("APP_ADMIN", "Application Administrator")],
+        )
+    records = collect(connector(okta))
+    assert all(c.ok for c in coverage(records).values())
+    found = findings(records, {"okta.admin.count": {"max_admins": 2}})
+    assert by_status(found, "fail") == {
+        ("okta.user.mfa_enrolled", "00u5nomfa"),
+        ("okta.user.inactive", "00u6idle"),
+        ("okta.user.deprovisioned_no_access", "00u7gone"),
+        ("okta.admin.count", "admin-roles"),
+    }
+    assert by_status(found, "error") == set()
+    gone = next(
+        f
+        for f in found
+        if f.check_id == "okta.user.deprovisioned_no_access" and f.resource_id == "00u7gone"
+    )
+    assert "ORG_ADMIN" in gone.message and "signed in" in gone.message
+    count = next(f for f in found if f.check_id == "okta.admin.count")
+    assert "3 active users" in count.message  # the deprovisioned admin is not counted
+
+
+def test_weak_policies_fail(okta):
+    okta.add_user(okta_user("00u0a", "a@acme.example"), [factor("push")])
+    p, r = sign_on_policy("00pweak", require_factor=False, idle=720)
+    okta.policies["OKTA_SIGN_ON"].append(p)
+    okta.rules["00pweak"] = r
+    p, r = access_policy("rst1fa", factor_mode="1FA")
+    okta.policies["ACCESS_POLICY"].append(p)
+    okta.rules["rst1fa"] = r
+    okta.policies["PASSWORD"].append(
+        password_policy("00ppw", min_length=8, attempts=0, common=False)
+    )
+    okta.tokens.append(api_token("00Told", "00u0a", connection="ANYWHERE", created=800))
+    records = collect(connector(okta))
+    assert by_status(findings(records), "fail") == {
+        ("okta.policy.mfa_required", "00pweak"),
+        ("okta.policy.session_idle_timeout", "00pweak"),
+        ("okta.policy.mfa_required", "rst1fa"),
+        ("okta.policy.password_min_length", "00ppw"),
+        ("okta.policy.password_lockout", "00ppw"),
+        ("okta.policy.password_common_excluded", "00ppw"),
+        ("okta.apitoken.network_restricted", "00Told"),
+        ("okta.apitoken.max_age", "00Told"),
+    }
+
+
+def test_429_then_success_and_5xx_burst_are_absorbed(okta):
+    healthy_org(okta)
+    okta.fault("/api/v1/users", (429, '{"errorCode":"E0000047"}', {"Retry-After": "0"}))
+    okta.fault(
+        "/api/v1/users/00u1bob/factors",
+        (503, "", {}),
+        (502, "<html>bad gateway</html>", {}),
+        (500, "", {}),
+    )
+    records = collect(connector(okta))
+    assert all(c.ok for c in coverage(records).values())
+    assert by_status(findings(records), "fail") == set()
+    assert by_status(findings(records), "error") == set()
+    assert okta.requests.count("/api/v1/users/00u1bob/factors") == 4
+    assert okta.requests.count("/api/v1/users") == 4  # 3 pages + the throttled attempt
+
+
+def test_malformed_json_fails_only_its_unit(okta):
+    healthy_org(okta)
+    okta.fault("/api/v1/policies", (200, '[{"id": "00p1", "type": ', {}))
+    records = collect(connector(okta))
+    cov = coverage(records)
+    assert not cov["policy"].ok and "malformed JSON" in cov["policy"].error
+    assert cov["user"].ok and cov["admin"].ok and cov["apitoken"].ok
+    found = findings(records)
+    errors = {f.check_id for f in found if f.status == "error"}
+    assert errors == {s.id for s in OktaConnector.checks() if s.id.startswith("okta.policy.")}
+    assert by_status(found, "fail") == set()
+
+
+def test_unreadable_factors_make_only_that_users_mfa_checks_error(okta):
+    healthy_org(okta)
+    okta.fault("/api/v1/users/00u1bob/factors", (200, "{not json", {}))
+    records = collect(connector(okta))
+    assert coverage(records)["user"].ok
+    found = findings(records)
+    assert by_status(found, "error") == {("okta.user.mfa_enrolled", "00u1bob")}
+    bob = next(f for f in found if f.resource_id == "00u1bob" and f.status == "error")
+    assert "factors could not be read" in bob.message
+
+
+def test_admin_unit_failure_turns_role_checks_into_errors_not_passes(okta):
+    healthy_org(okta)
+    okta.fault(
+        "/api/v1/iam/assignees/users",
+        (403, '{"errorCode":"E0000006","errorSummary":"You do not have permission"}', {}),
+    )
+    records = collect(connector(okta))
+    cov = coverage(records)
+    assert not cov["admin"].ok and "permission" in cov["admin"].error and cov["user"].ok
+    errors = by_status(findings(records), "error")
+    # Per-person checks that need roles are errors for the people they apply to.
+    assert ("okta.user.admin_phishing_resistant_mfa", "00u0alice") in errors
+    assert ("okta.user.deprovisioned_no_access", "00u4eve") in errors
+    assert ("okta.user.mfa_enrolled", "00u0alice") not in errors
+
+
+def test_empty_org(okta):
+    records = collect(connector(okta))
+    cov = coverage(records)
+    assert all(c.ok for c in cov.values()) and set(cov) == {"admin", "apitoken", "policy", "user"}
+    ev = evidence(records)
+    assert [e.resource_type for e in ev] == ["okta.admin.summary"]
+    assert {(f.check_id, f.status) for f in findings(records)} == {
+        ("okta.admin.count", "pass"),
+        ("okta.admin.super_admin_count", "pass"),
+    }
+
+
+def test_page_loop_is_a_unit_error_not_a_hang(okta):
+    healthy_org(okta)
+    okta.looping.add("/api/v1/users")
+    records = collect(connector(okta))
+    cov = coverage(records)
+    assert not cov["user"].ok and "pagination loop" in cov["user"].error
+    assert cov["policy"].ok and cov["admin"].ok
+
+
+def test_classic_org_without_access_policies(okta):
+    healthy_org(okta)
+    okta.classic = True
+    records = collect(connector(okta))
+    assert coverage(records)["policy"].ok
+    types = {
+        e.payload.get("type") for e in evidence(records) if e.resource_type == "okta.policy.sign_on"
+    }
+    assert types == {"OKTA_SIGN_ON"}
+
+
+def test_missing_secret_is_an_error_for_every_unit(okta, monkeypatch):
+    monkeypatch.delenv("ANNEXA_TEST_OKTA_TOKEN")
+    records = collect(connector(okta))
+    cov = coverage(records)
+    assert set(cov) == {"admin", "apitoken", "policy", "user"}
+    assert all(not c.ok and "ANNEXA_TEST_OKTA_TOKEN" in c.error for c in cov.values())
+    assert okta.requests == []
+
+
+def test_secrets_never_in_evidence_and_token_sent_as_ssws(okta):
+    healthy_org(okta)
+    records = collect(connector(okta))
+    for e in evidence(records):
+        assert TOKEN not in e.body()
+        assert "[REDACTED]" not in e.body()  # key names never trip the store's redaction
+    request, _ = okta.server.log[0]
+    assert request.headers["Authorization"] == f"SSWS {TOKEN}"
+
+
+def test_pseudonymise_replaces_personal_identifiers(okta):
+    healthy_org(okta)
+    records = collect(
+        connector(okta, pseudonymise=True, pseudonymise_key={"env": "ANNEXA_TEST_PSEUDONYM_KEY"})
+    )
+    bodies = " ".join(e.body() for e in evidence(records))
+    assert "acme.example" not in bodies
+    users = {
+        e.resource_id: e.payload
+        for e in evidence(records)
+        if e.resource_type == "okta.user.account"
+    }
+    login = users["00u0alice"]["login"]
+    assert login.startswith("pseud:") and users["00u0alice"]["email"] == login
+    again = collect(
+        connector(okta, pseudonymise=True, pseudonymise_key={"env": "ANNEXA_TEST_PSEUDONYM_KEY"})
+    )
+    assert {e.payload.get("login") for e in evidence(again)} >= {login}  # stable
+
+
+def test_options_validation():
+    base = {"org_url": "https://acme.okta.com", "api_token": {"env": "X"}}
+    assert OktaOptions.model_validate(base).org_url == "https://acme.okta.com"
+    for bad in (
+        {**base, "org_url": "http://acme.okta.com"},
+        {"org_url": "https://acme.okta.com"},
+        {**base, "oauth_access_token": {"env": "Y"}},
+        {**base, "pseudonymise": True},
+        {**base, "unknown": 1},
+    ):
+        with pytest.raises(ValueError):
+            OktaOptions.model_validate(bad)
+
+
+# --------------------------------------------------------------------------- pure checks
+
+
+def judge(check_id: str, payload: dict, **params: Any) -> Finding:
+    spec = REGISTRY.get(check_id)
+    ev = Evidence("acme", "global", spec.resource_type, "r1", payload)
+    return next(evaluate(ev, [spec], {check_id: spec.params_with(params)}))
+
+
+def test_checks_on_payloads():
+    user = {
+        "id": "u",
+        "login": "u@x",
+        "status": "ACTIVE",
+        "created": ts(10),
+        "activated": ts(10),
+        "last_login": None,
+        "admin_roles": [],
+        "api_tokens": [],
+    }
+    # No factors read (error recorded) → error, never pass or fail.
+    f = judge("okta.user.mfa_enrolled", {**user, "_errors": {"factors": "HTTP 503"}})
+    assert f.status == "error" and "HTTP 503" in f.message
+    assert judge("okta.user.mfa_enrolled", {**user, "factors": []}).status == "fail"
+    # Never signed in: judged from activation.
+    assert judge("okta.user.inactive", user).status == "pass"
+    assert judge("okta.user.inactive", {**user, "activated": ts(200)}).status == "fail"
+    assert (
+        judge("okta.user.inactive", {**user, "last_login": ts(100)[:10]}, inactive_days=120).status
+        == "pass"
+    )
+    assert (
+        judge(
+            "okta.user.pending_activation", {**user, "status": "STAGED", "created": ts(45)}
+        ).status
+        == "fail"
+    )
+    assert judge("okta.user.pending_activation", user).status == "not_applicable"
+    assert set(SIGN_IN_STATUSES) >= {"ACTIVE", "LOCKED_OUT"}
+
+
+def test_every_okta_check_is_documented():
+    specs = OktaConnector.checks()
+    assert len(specs) >= 10
+    for s in specs:
+        assert s.title and s.rationale and s.remediation and s.severity
+        assert s.resource_type.split(".")[1] in {"admin", "apitoken", "policy", "user"}
+
+
+def test_end_to_end_through_config_runner_and_store(okta, tmp_path):
+    """config.toml → entry point → run engine → SQLite store, with one unit unreadable."""
+    from collector.cli import known_checks
+    from collector.config import load_settings
+    from collector.runner import run_connector
+    from mappings.loader import load_mappings
+    from store.engine import make_engine
+    from store.migrate import upgrade
+    from store.queries import findings_at
+
+    healthy_org(okta)
+    okta.add_user(okta_user("00u5nomfa", "nomfa@acme.example"), [])
+    okta.fault("/api/v1/policies", (200, "{broken", {}))
+    cfg = tmp_path / "annexa.toml"
+    cfg.write_text(
+        f"""
+[database]
+url = "sqlite:///{tmp_path / "annexa.db"}"
+
+[[connectors]]
+type = "okta"
+name = "okta-e2e"
+[connectors.options]
+org_url = "{okta.base}"
+api_token = {{ env = "ANNEXA_TEST_OKTA_TOKEN" }}
+[connectors.options.http]
+max_attempts = 2
+retry_min_wait = 0.0
+retry_max_wait = 0.01
+[connectors.checks."okta.user.inactive"]
+inactive_days = 30
+""",
+        encoding="utf-8",
+    )
+    settings = load_settings(cfg)
+    engine = make_engine(settings.database_url)
+    upgrade(engine)
+    try:
+        index = load_mappings(settings.mapping_dirs, known_checks=set(known_checks()))
+        summary = run_connector(settings, settings.connectors[0], engine, index)
+        assert summary.status == "partial"
+        with engine.connect() as conn:
+            mfa = {
+                f["resource_id"]: f for f in findings_at(conn, check_id="okta.user.mfa_enrolled")
+            }
+            policy = list(findings_at(conn, check_id="okta.policy.mfa_required"))
+        assert mfa["00u5nomfa"]["status"] == "fail" and mfa["00u0alice"]["status"] == "pass"
+        assert "A.8.5" in mfa["00u5nomfa"]["controls"]
+        assert [f["status"] for f in policy] == ["error"]
+    finally:
+        engine.dispose()
