@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from importlib.metadata import PackageNotFoundError, version
 
 import structlog
@@ -35,8 +35,6 @@ class _Tally:
 
 
 def _with_controls(f: Finding, index: MappingIndex) -> Finding:
-    from dataclasses import replace
-
     return replace(f, controls=index.controls_for(f.check_id))
 
 
@@ -99,6 +97,7 @@ def run_connector(
     rlog.info("run started")
     tally = _Tally()
     crashed = False
+    whole_reported = False
     checks_by_type: dict[str, list] = {}
     for spec in lc.enabled_checks.values():
         checks_by_type.setdefault(spec.resource_type, []).append(spec)
@@ -115,6 +114,7 @@ def run_connector(
                 if rec.check_id in lc.enabled_checks:
                     writer.add_finding(_with_controls(rec, index))
             elif isinstance(rec, Coverage):
+                whole_reported |= rec.service == "*" and rec.scope == lc.name
                 writer.add_coverage(rec)
                 if rec.ok:
                     tally.ok_units += 1
@@ -135,8 +135,17 @@ def run_connector(
                 break
     except Exception as exc:  # noqa: BLE001 - a broken connector must not lose the run
         crashed = True
-        writer.add_error(f"connector crashed: {type(exc).__name__}: {exc}")
+        reason = f"connector crashed: {type(exc).__name__}: {exc}"
+        writer.add_error(reason)
         rlog.error("connector crashed", exc_info=True)
+        # What was not read because of the crash is an error for every check, never a
+        # silent keep-the-last-verdict; the next clean run closes these again.
+        whole = Coverage(lc.name, "global", "*", ok=False, error=reason)
+        writer.add_coverage(whole)
+        for f in _unit_error_findings(lc, whole, index):
+            writer.add_finding(f)
+    if not crashed and not whole_reported and not cancel_event.is_set():
+        writer.add_coverage(Coverage(lc.name, "global", "*", ok=True))
     if cancel_event.is_set():
         status = "aborted"
     elif crashed:

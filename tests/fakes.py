@@ -81,8 +81,13 @@ class FakeConnector(Connector):
             yield item
 
 
-def estate(disks: Mapping[str, bool], users: Mapping[str, bool], *, scope: str = "acct-1",
-           disk_error: str | None = None) -> list[Record]:
+def estate(
+    disks: Mapping[str, bool],
+    users: Mapping[str, bool],
+    *,
+    scope: str = "acct-1",
+    disk_error: str | None = None,
+) -> list[Record]:
     """Records for a small estate: disks (id → encrypted) and users (name → mfa)."""
     out: list[Record] = []
     if disk_error:

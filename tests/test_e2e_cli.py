@@ -240,7 +240,8 @@ def _tamper_blob(db_url: str, run_id: str) -> None:
             con.execute(f"DROP TRIGGER {name}")
         con.execute(
             "UPDATE blobs SET body = replace(body, 'false', 'true') WHERE hash IN "
-            "(SELECT content_hash FROM evidence WHERE run_id = ? AND resource_type = 'aws.iam.password_policy')",
+            "(SELECT content_hash FROM evidence WHERE run_id = ? "
+            "AND resource_type = 'aws.iam.password_policy')",
             (run_id,),
         )
         assert con.total_changes == 1
@@ -252,7 +253,8 @@ def _tamper_blob(db_url: str, run_id: str) -> None:
         con.execute("SET session_replication_role = replica")
         cur = con.execute(
             "UPDATE blobs SET body = replace(body, 'false', 'true') WHERE hash IN "
-            "(SELECT content_hash FROM evidence WHERE run_id = %s AND resource_type = 'aws.iam.password_policy')",
+            "(SELECT content_hash FROM evidence WHERE run_id = %s "
+            "AND resource_type = 'aws.iam.password_policy')",
             (run_id,),
         )
         assert cur.rowcount == 1
