@@ -15,12 +15,13 @@ comes with the repository listing when the token may administer the repository.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 from urllib.parse import quote
 
 from connectors.checks import Verdict, check, failed, not_applicable, passed
+from connectors.common import batches
 from connectors.github.common import ERRORS_KEY, GLOBAL, EvidenceMissing, require
 from connectors.http import HttpClient, MalformedResponseError, SourceError
 from connectors.records import Evidence
@@ -28,17 +29,6 @@ from connectors.records import Evidence
 REPO_TYPE = "github.repo.repository"
 
 _PLAN_UNAVAILABLE = "upgrade to github pro"
-
-
-def _batches(items: Iterable[Any], size: int) -> Iterator[list[Any]]:
-    batch: list[Any] = []
-    for item in items:
-        batch.append(item)
-        if len(batch) >= size:
-            yield batch
-            batch = []
-    if batch:
-        yield batch
 
 
 def _enabled(sa: Mapping[str, Any], key: str) -> bool:
@@ -197,7 +187,7 @@ def read_repos(
         return payload
 
     with ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="github-repos") as pool:
-        for batch in _batches(repos(), 100):
+        for batch in batches(repos(), 100):
             if cancelled():
                 return
             for repo, payload in zip(batch, pool.map(inspect, batch), strict=True):

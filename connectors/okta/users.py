@@ -18,6 +18,7 @@ from typing import Any
 from urllib.parse import quote
 
 from connectors.checks import Verdict, check, failed, not_applicable, passed
+from connectors.common import batches
 from connectors.http import HttpClient, MalformedResponseError, SourceError
 from connectors.okta.common import (
     ERRORS_KEY,
@@ -34,17 +35,6 @@ from connectors.records import Evidence
 USER_TYPE = "okta.user.account"
 
 _DEPROVISIONED_FILTER = 'status eq "DEPROVISIONED"'
-
-
-def _batches(items: Iterable[Any], size: int) -> Iterator[list[Any]]:
-    batch: list[Any] = []
-    for item in items:
-        batch.append(item)
-        if len(batch) >= size:
-            yield batch
-            batch = []
-    if batch:
-        yield batch
 
 
 def _factor_summary(factor: Mapping[str, Any]) -> dict[str, Any]:
@@ -147,7 +137,7 @@ def read_users(
                     yield user
 
     with ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="okta-factors") as pool:
-        for batch in _batches(all_users(), page_size):
+        for batch in batches(all_users(), page_size):
             if cancelled():
                 return
             results = pool.map(lambda u: _read_factors(http, u), batch)

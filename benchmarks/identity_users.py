@@ -1,0 +1,426 @@
+"""Benchmark: the Okta and GitHub connectors against fake orgs of N users, 5 % throttled.
+
+    python benchmarks/identity_users.py [--users 5000 50000] [--throttle 0.05]
+                                        [--connectors okta,github] [--workers 8]
+
+The parent process serves each fake org over HTTP on 127.0.0.1 (pages pre-rendered,
+200 users a page, a seeded 5 % of all answers ``429 Retry-After: 0``) and runs every
+(connector, N) collection in its own child process, so the peak RSS reported
+(``ru_maxrss``) is the connector's alone. The child does what the run engine does with
+the records — every evidence judged by the connector's checks — and keeps nothing.
+
+Figures per run: users/s (users collected / wall-clock seconds), requests made vs the
+minimum possible for that org (each page and each per-user call once; the difference is
+the throttled answers retried), and peak RSS. Baseline in the same run: the smallest N;
+the target is peak RSS at the largest N within 1.2x of it (memory flat as the org grows).
+
+The fakes follow the real APIs' paging: Okta ``/api/v1/users`` with ``limit``/``after``
+cursors in ``Link`` headers (deprovisioned users only with the status filter), one
+``/factors`` call per user who can sign in; GitHub ``/orgs/{org}/members`` with page
+numbers in ``Link`` headers (served 200 a page here as the brief asks; github.com
+caps ``per_page`` at 100, which would double the member-listing requests).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import random
+import resource
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urlencode, urlsplit
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+PAGE = 200
+OKTA_TOKEN = "00BenchOktaToken_abcdefghijklmnopqrstuv"
+GITHUB_TOKEN = "ghp_BenchToken0123456789abcdefghijklmnopq"
+ORG = "bench"
+TARGET_RSS_RATIO = 1.2
+
+
+# --------------------------------------------------------------------------- fake orgs
+
+
+class FakeOrg:
+    """Pre-rendered answers: path+query → (status, headers, body)."""
+
+    def __init__(self, throttle: float, seed: int = 27001) -> None:
+        self.routes: dict[str, tuple[int, dict[str, str], bytes]] = {}
+        self.prefix_routes: list[tuple[str, Callable[[str], bytes]]] = []
+        self.throttle = throttle
+        self.rng = random.Random(seed)
+        self.lock = threading.Lock()
+        self.requests = 0
+        self.throttled = 0
+        self.base = ""
+
+    def json(self, key: str, body: Any, link: str | None = None) -> None:
+        headers = {"Content-Type": "application/json"}
+        if link:
+            headers["Link"] = link
+        self.routes[key] = (200, headers, json.dumps(body).encode())
+
+    def answer(self, path_qs: str) -> tuple[int, dict[str, str], bytes]:
+        with self.lock:
+            self.requests += 1
+            throttled = self.rng.random() < self.throttle
+            if throttled:
+                self.throttled += 1
+        if throttled:
+            body = b'{"errorCode":"E0000047","message":"API rate limit exceeded"}'
+            return 429, {"Retry-After": "0", "Content-Type": "application/json"}, body
+        if path_qs in self.routes:
+            return self.routes[path_qs]
+        path = path_qs.split("?", 1)[0]
+        for prefix, render in self.prefix_routes:
+            if path.startswith(prefix):
+                return 200, {"Content-Type": "application/json"}, render(path)
+        return 418, {"Content-Type": "application/json"}, b'{"message":"not faked"}'
+
+
+def _qs(path_qs: str) -> str:
+    """Canonical form of a request target: path + sorted query (httpx may reorder)."""
+    parts = urlsplit(path_qs)
+    query = sorted((k, v[0]) for k, v in parse_qs(parts.query, keep_blank_values=True).items())
+    return parts.path + ("?" + "&".join(f"{k}={v}" for k, v in query) if query else "")
+
+
+def okta_org(n: int, throttle: float) -> tuple[FakeOrg, int]:
+    """N users (1 % deprovisioned, 1 % suspended), 3 admins; returns (org, minimum)."""
+    org = FakeOrg(throttle)
+    users = []
+    for i in range(n):
+        status = "DEPROVISIONED" if i % 100 == 7 else "SUSPENDED" if i % 100 == 13 else "ACTIVE"
+        uid = f"00u{i:08d}"
+        users.append(
+            {
+                "id": uid,
+                "status": status,
+                "created": "2024-01-01T00:00:00.000Z",
+                "activated": "2024-01-02T00:00:00.000Z",
+                "statusChanged": "2024-06-01T00:00:00.000Z",
+                "lastLogin": "2026-11-20T08:00:00.000Z",
+                "lastUpdated": "2026-11-20T08:00:00.000Z",
+                "passwordChanged": "2026-06-01T00:00:00.000Z",
+                "type": {"id": "otyfnjfba4ye7pgjB0g4"},
+                "profile": {
+                    "firstName": f"User{i}",
+                    "lastName": "Bench",
+                    "mobilePhone": None,
+                    "secondEmail": None,
+                    "login": f"user{i}@bench.example",
+                    "email": f"user{i}@bench.example",
+                },
+                "credentials": {"password": {}, "provider": {"type": "OKTA", "name": "OKTA"}},
+                "_links": {"self": {"href": f"https://bench.okta.com/api/v1/users/{uid}"}},
+            }
+        )
+    minimum = 0
+
+    def listing(key_args: dict[str, str], items: list[dict[str, Any]]) -> int:
+        pages = [items[i : i + PAGE] for i in range(0, len(items), PAGE)] or [[]]
+        path = "/api/v1/users"
+        for p, chunk in enumerate(pages):
+            args = dict(key_args, limit=str(PAGE))
+            if p:
+                args["after"] = pages[p - 1][-1]["id"]
+            key = _qs(path + "?" + "&".join(f"{k}={v}" for k, v in args.items()))
+            link = None
+            if p + 1 < len(pages):
+                nxt = dict(key_args, limit=str(PAGE), after=chunk[-1]["id"])
+                link = f'<{{base}}{path}?{urlencode(nxt)}>; rel="next"'
+            org.routes[key] = (200, {"Content-Type": "application/json", "_link": link or ""},
+                               json.dumps(chunk).encode())  # fmt: skip
+        return len(pages)
+
+    live = [u for u in users if u["status"] != "DEPROVISIONED"]
+    gone = [u for u in users if u["status"] == "DEPROVISIONED"]
+    minimum += listing({}, live)
+    minimum += listing({"filter": 'status eq "DEPROVISIONED"'}, gone)
+    factors = json.dumps(
+        [{"id": "uf1", "factorType": "push", "provider": "OKTA", "status": "ACTIVE"}]
+    ).encode()
+    org.prefix_routes.append(("/api/v1/users/", lambda path: factors))
+    minimum += sum(1 for u in live if u["status"] == "ACTIVE")  # factors of sign-in users
+    admins = [users[0]["id"], users[1]["id"], users[2]["id"]]
+    org.json(
+        "/api/v1/iam/assignees/users?limit=100",
+        {"value": [{"id": a} for a in admins], "_links": {}},
+    )
+    for a in admins:
+        org.json(f"/api/v1/users/{a}/roles", [{"type": "ORG_ADMIN", "status": "ACTIVE"}])
+        org.json(f"/api/v1/users/{a}", users[int(a[3:])])
+    minimum += 1 + 2 * len(admins)
+    org.json("/api/v1/api-tokens", [])
+    minimum += 1
+    for kind in ("OKTA_SIGN_ON", "ACCESS_POLICY", "PASSWORD"):
+        org.json(_qs(f"/api/v1/policies?type={kind}"), [])
+        minimum += 1
+    return org, minimum
+
+
+def github_org(n: int, throttle: float) -> tuple[FakeOrg, int]:
+    """N members (3 owners, 5 % without 2FA); returns (org, minimum)."""
+    org = FakeOrg(throttle)
+    members = [
+        {
+            "login": f"dev{i:06d}",
+            "id": 1000 + i,
+            "node_id": f"MDQ6VXNlcj{1000 + i}",
+            "avatar_url": f"https://avatars.githubusercontent.com/u/{1000 + i}?v=4",
+            "url": f"https://api.github.com/users/dev{i:06d}",
+            "html_url": f"https://github.com/dev{i:06d}",
+            "type": "User",
+            "site_admin": False,
+        }
+        for i in range(n)
+    ]
+    minimum = 0
+
+    def listing(path: str, extra: dict[str, str], items: list[dict[str, Any]]) -> int:
+        pages = [items[i : i + PAGE] for i in range(0, len(items), PAGE)] or [[]]
+        for p, chunk in enumerate(pages, start=1):
+            args = dict(extra, per_page="100")
+            if p > 1:
+                args["page"] = str(p)
+            key = _qs(path + "?" + "&".join(f"{k}={v}" for k, v in args.items()))
+            link = None
+            if p < len(pages):
+                nxt = urlencode(dict(extra, per_page="100", page=str(p + 1)))
+                link = f'<{{base}}{path}?{nxt}>; rel="next"'
+            org.routes[key] = (200, {"Content-Type": "application/json", "_link": link or ""},
+                               json.dumps(chunk).encode())  # fmt: skip
+        return len(pages)
+
+    base = f"/orgs/{ORG}"
+    org.json(
+        base,
+        {
+            "login": ORG,
+            "id": 1,
+            "two_factor_requirement_enabled": True,
+            "default_repository_permission": "read",
+            "members_can_create_public_repositories": False,
+        },
+    )
+    minimum += 1
+    owners = members[:3]
+    no_2fa = [m for i, m in enumerate(members) if i % 20 == 5]
+    minimum += 2 * listing(f"{base}/members", {"role": "admin"}, owners)  # org + member units
+    minimum += listing(f"{base}/members", {"filter": "2fa_disabled"}, no_2fa)
+    minimum += listing(f"{base}/members", {}, members)
+    minimum += listing(f"{base}/outside_collaborators", {"filter": "2fa_disabled"}, [])
+    minimum += listing(f"{base}/outside_collaborators", {}, [])
+    minimum += listing(f"{base}/repos", {"type": "all"}, [])
+    org.json(_qs(f"{base}/dependabot/alerts?state=open&severity=critical,high&per_page=100"), [])
+    org.json(_qs(f"{base}/secret-scanning/alerts?state=open&per_page=100"), [])
+    minimum += 2
+    return org, minimum
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"  # keep-alive, as the real APIs
+    disable_nagle_algorithm = True  # headers and body are two writes: no 40 ms stalls
+    server: Any
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+    def do_GET(self) -> None:
+        org: FakeOrg = self.server.org
+        status, headers, body = org.answer(_qs(self.path))
+        self.send_response(status)
+        for k, v in headers.items():
+            if k == "_link":
+                if v:
+                    self.send_header("Link", v.replace("{base}", org.base))
+                continue
+            self.send_header(k, v)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+
+def serve(org: FakeOrg) -> ThreadingHTTPServer:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
+    server.daemon_threads = True
+    server.org = org  # type: ignore[attr-defined]
+    org.base = f"http://127.0.0.1:{server.server_address[1]}"
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server
+
+
+# --------------------------------------------------------------------------- child
+
+
+def peak_rss_mb() -> float:
+    """This process's peak RSS in MB: ``VmHWM`` on Linux (``ru_maxrss`` survives exec, so
+    a child of the parent holding the fake org would report the parent's peak)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    maxrss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return maxrss / (1024 * 1024) if sys.platform == "darwin" else maxrss / 1024
+
+
+def child(kind: str, url: str, workers: int) -> dict[str, Any]:
+    import structlog
+
+    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.ERROR))
+    from connectors.base import CollectContext
+    from connectors.checks import evaluate
+    from connectors.http import HttpOptions
+    from connectors.records import Coverage, Evidence
+
+    http = HttpOptions(max_attempts=10, retry_min_wait=0.0, retry_max_wait=0.05, timeout=30)
+    if kind == "okta":
+        from connectors.okta import OktaConnector, OktaOptions
+
+        os.environ["BENCH_OKTA_TOKEN"] = OKTA_TOKEN
+        conn: Any = OktaConnector(
+            "bench-okta",
+            OktaOptions(
+                org_url=url,
+                api_token={"env": "BENCH_OKTA_TOKEN"},
+                page_size=PAGE,
+                max_workers=workers,
+                http=http,
+            ),
+        )
+        user_type = "okta.user.account"
+    else:
+        from connectors.github import GitHubConnector, GitHubOptions
+
+        os.environ["BENCH_GITHUB_TOKEN"] = GITHUB_TOKEN
+        conn = GitHubConnector(
+            "bench-github",
+            GitHubOptions(
+                organization=ORG, api_url=url, token={"env": "BENCH_GITHUB_TOKEN"}, http=http
+            ),
+        )
+        user_type = "github.member.account"
+    specs: dict[str, list[Any]] = {}
+    for s in conn.checks():
+        specs.setdefault(s.resource_type, []).append(s)
+    params = {s.id: s.parameters for s in conn.checks()}
+    before = peak_rss_mb()
+    users = findings = 0
+    failed_units = []
+    started = time.perf_counter()
+    for rec in conn.collect(CollectContext(run_id="bench")):
+        if isinstance(rec, Evidence):
+            users += rec.resource_type == user_type
+            findings += sum(1 for _ in evaluate(rec, specs.get(rec.resource_type, ()), params))
+        elif isinstance(rec, Coverage) and not rec.ok:
+            failed_units.append(f"{rec.unit}: {rec.error}")
+    seconds = time.perf_counter() - started
+    return {
+        "users": users,
+        "findings": findings,
+        "seconds": seconds,
+        "rss_before_mb": before,
+        "peak_rss_mb": peak_rss_mb(),
+        "failed_units": failed_units,
+    }
+
+
+# --------------------------------------------------------------------------- parent
+
+
+def run_one(kind: str, n: int, throttle: float, workers: int) -> dict[str, Any]:
+    org, minimum = (okta_org if kind == "okta" else github_org)(n, throttle)
+    server = serve(org)
+    cmd = [sys.executable, __file__, "--child", kind, "--url", org.base, "--workers", str(workers)]
+    try:
+        proc = subprocess.run(
+            cmd,
+            capture_output=True,
+            text=True,
+            timeout=3600,
+            check=False,
+        )
+    finally:
+        server.shutdown()
+        server.server_close()
+    if proc.returncode != 0:
+        raise SystemExit(f"{kind} N={n} child failed:\n{proc.stderr[-3000:]}")
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    result.update(
+        connector=kind,
+        n=n,
+        requests=org.requests,
+        throttled=org.throttled,
+        minimum_requests=minimum,
+    )
+    return result
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--users", type=int, nargs="+", default=[5000, 50000])
+    ap.add_argument("--throttle", type=float, default=0.05)
+    ap.add_argument("--connectors", default="okta,github")
+    ap.add_argument("--workers", type=int, default=8, help="Okta concurrent factor reads")
+    ap.add_argument("--child", choices=["okta", "github"])
+    ap.add_argument("--url")
+    args = ap.parse_args()
+    if args.child:
+        print(json.dumps(child(args.child, args.url, args.workers)))
+        return
+    sizes = sorted(args.users)
+    results = []
+    print(
+        f"{'connector':<9} {'users':>7} {'seconds':>8} {'users/s':>8} {'requests':>9} "
+        f"{'minimum':>8} {'ratio':>6} {'429s':>6} {'peak RSS MB':>12} {'vs base':>8}"
+    )
+    ok = True
+    for kind in args.connectors.split(","):
+        base_rss = None
+        for n in sizes:
+            r = run_one(kind, n, args.throttle, args.workers)
+            results.append(r)
+            base_rss = base_rss or r["peak_rss_mb"]
+            growth = r["peak_rss_mb"] / base_rss
+            print(
+                f"{kind:<9} {r['users']:>7} {r['seconds']:>8.2f} "
+                f"{r['users'] / r['seconds']:>8.0f} {r['requests']:>9} "
+                f"{r['minimum_requests']:>8} {r['requests'] / r['minimum_requests']:>6.3f} "
+                f"{r['throttled']:>6} {r['peak_rss_mb']:>12.1f} {growth:>7.2f}x",
+                flush=True,
+            )
+            if r["failed_units"]:
+                ok = False
+                print(f"  failed units: {r['failed_units']}")
+            if r["users"] != n:
+                ok = False
+                print(f"  expected {n} users, collected {r['users']}")
+            if r["requests"] - r["throttled"] != r["minimum_requests"]:
+                ok = False
+                print("  successful requests differ from the minimum: over- or under-fetching")
+        if growth > TARGET_RSS_RATIO:
+            ok = False
+            print(f"  peak RSS grew {growth:.2f}x from {sizes[0]} to {sizes[-1]} users "
+                  f"(target <= {TARGET_RSS_RATIO}x)")  # fmt: skip
+    print("all targets met" if ok else "SOME TARGETS MISSED")
+    if not ok:
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,79 @@
+"""``annexa correlate``: the cross-source identity checks, on demand.
+
+``annexa collect`` runs the correlation after the identity connectors (when two or more
+are configured); this command runs it alone, on what is already stored — after a
+change of the identity map, or from a scheduler that collects sources separately.
+"""
+
+from __future__ import annotations
+
+import typer
+
+from collector.cli import (
+    EXIT_FAILED,
+    EXIT_PARTIAL,
+    EXIT_USAGE,
+    CliExit,
+    ConfigOpt,
+    FormatOpt,
+    _cli_errors,
+    _engine,
+    _index,
+    _settings,
+    app,
+)
+from collector.output import OutputFormat, render
+
+
+@app.command()
+def correlate(config: ConfigOpt = None, fmt: FormatOpt = OutputFormat.table) -> None:
+    """Correlate people across the stored identity sources (okta, entra, workspace, github)."""
+    from collector.correlate import correlation_instance, identity_sources, run_correlation
+
+    with _cli_errors():
+        settings = _settings(config)
+        index = _index(settings)
+        instance = correlation_instance(settings)
+        if instance is None:
+            raise CliExit(EXIT_USAGE, "the identity connector is disabled in the config")
+        sources = identity_sources(settings)
+        if instance.options.sources:
+            sources = [s for s in sources if s.name in instance.options.sources]
+        if len(sources) < 2:
+            raise CliExit(
+                EXIT_USAGE,
+                "identity correlation needs at least two enabled identity connectors "
+                f"(okta, entra, workspace, github); configured: "
+                f"{', '.join(s.name for s in sources) or 'none'}",
+            )
+        engine = _engine(settings, migrate=True)
+        summary = run_correlation(settings, engine, index, force=True)
+        assert summary is not None  # two sources and forced: it always runs
+        render(
+            [
+                {
+                    "connector": summary.source,
+                    "status": summary.status,
+                    "people": summary.counts["evidence_seen"],
+                    "findings": summary.counts["findings_seen"],
+                    "failing": summary.counts["findings_by_status"].get("fail", 0),
+                    "errors": "; ".join(summary.errors),
+                    "run_id": summary.run_id,
+                }
+            ],
+            [
+                ("connector", "Connector"),
+                ("status", "Status"),
+                ("people", "People"),
+                ("findings", "Findings"),
+                ("failing", "Failing"),
+                ("errors", "Errors"),
+                ("run_id", "Run"),
+            ],
+            fmt,
+            title="Identity correlation",
+        )
+        if summary.status in ("failed", "aborted"):
+            raise typer.Exit(EXIT_FAILED)
+        if summary.status == "partial":
+            raise typer.Exit(EXIT_PARTIAL)

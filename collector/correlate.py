@@ -1,0 +1,734 @@
+"""Cross-source identity checks: one person, seen by several identity sources.
+
+A leaver disabled in Okta but still a member of the GitHub organisation, or still
+enabled in Google Workspace, is the offboarding failure auditors look for under A.5.18
+(access rights) and A.6.5 (responsibilities after termination). No single connector
+can see it, so it is judged here, **after** the identity connectors' runs, from what
+they stored.
+
+Design (why it lives in the collector):
+
+* Connectors never touch the database, and the correlation's input *is* the database:
+  the current evidence of the identity resource types of every configured identity
+  source (``store.identities``), including items deleted in the source (tombstoned by
+  a clean read → state ``removed``).
+* It is still a connector in every other respect, so nothing downstream is special:
+  :class:`IdentityCorrelationConnector` (entry point ``identity``) declares its checks
+  with ``@check`` (``annexa checks`` lists them, mappings validate against them), takes
+  validated options from an optional ``[[connectors]] type = "identity"`` table, and
+  its records go through the ordinary run engine (:func:`collector.runner.run_connector`)
+  as its own run with its own digest chain (source ``identity-correlation`` by default).
+  The store handle is *injected* by :func:`run_correlation` when it builds the
+  instance — never put in the config — so a connector instance created any other way
+  (e.g. scheduled on its own) has no snapshot and reports its unit as an error instead
+  of judging nothing.
+* Its one unit, ``people/global/person``, is ``ok`` only when every input source's
+  identity units were read cleanly in their latest run: then people no longer
+  correlated are closed; otherwise the findings are computed on the latest known data,
+  the unit is an ``error`` naming the stale sources, and nothing is closed.
+
+Matching: accounts are joined when they share an e-mail address (logins and primary
+e-mails of the IdPs; pseudonyms match too when every source uses the same
+``pseudonymise_key``), and/or through a declarative identity map (TOML, see
+``docs/identity-map.example.toml``) that names each person's account ids per source
+type — the only way to link GitHub accounts, which expose no e-mail.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
+
+from pydantic import Field, model_validator
+from sqlalchemy import Engine
+
+from collector.config import ConnectorConfig, LoadedConnector, Settings
+from connectors.base import (
+    CollectContext,
+    Connector,
+    ConnectorOptions,
+    SecretRef,
+    SecretUnavailableError,
+)
+from connectors.checks import REGISTRY, CheckSpec, Verdict, check, failed, passed
+from connectors.common import GLOBAL, Pseudonymiser, day_precision, days_since, require
+from connectors.records import Coverage, Evidence, Record
+from mappings.loader import MappingIndex
+from store.writer import RunSummary
+
+PERSON_TYPE = "identity.person.link"
+SCOPE = "people"
+SERVICE = "person"
+DEFAULT_NAME = "identity-correlation"
+
+
+# --------------------------------------------------------------------------- source kinds
+
+
+@dataclass(frozen=True)
+class IdentityKind:
+    """How one connector type's identity evidence is read."""
+
+    connector_type: str
+    resource_types: tuple[str, ...]
+    services: tuple[str, ...]  # the units that read them
+    idp: bool  # an identity provider (its "disabled" ends employment-level access)
+
+
+KINDS: dict[str, IdentityKind] = {
+    "okta": IdentityKind("okta", ("okta.user.account",), ("user",), True),
+    "entra": IdentityKind("entra", ("entra.user.account",), ("user",), True),
+    "workspace": IdentityKind("workspace", ("workspace.user.account",), ("user",), True),
+    "github": IdentityKind(
+        "github",
+        ("github.member.account", "github.collaborator.outside"),
+        ("member", "collaborator"),
+        False,
+    ),
+}
+
+_OKTA_ACTIVE = frozenset({"ACTIVE", "RECOVERY", "LOCKED_OUT", "PASSWORD_EXPIRED"})
+_OKTA_OFFBOARDED = frozenset({"DEPROVISIONED", "SUSPENDED"})
+
+
+@dataclass(slots=True)
+class Account:
+    """One account of one source, reduced to what matching and the checks need."""
+
+    source: str
+    kind: str
+    resource_type: str
+    id: str
+    login: str | None
+    state: str  # active | offboarded | removed | pending
+    status: str
+    since: str | None
+    idp: bool
+    emails: tuple[str, ...] = ()
+
+    def as_payload(self) -> dict[str, Any]:
+        return {
+            "source": self.source,
+            "kind": self.kind,
+            "type": self.resource_type,
+            "id": self.id,
+            "login": self.login,
+            "state": self.state,
+            "status": self.status,
+            "since": self.since,
+            "idp": self.idp,
+        }
+
+
+def _emails(*values: Any) -> tuple[str, ...]:
+    """Match keys: e-mail-like values (or pseudonyms of them), trimmed and lower-cased."""
+    out = []
+    for v in values:
+        if isinstance(v, str) and ("@" in v or v.startswith(Pseudonymiser.PREFIX)):
+            out.append(v.strip().lower())
+    return tuple(sorted(set(out)))
+
+
+def account_from(
+    source: str, kind: str, resource_type: str, resource_id: str, payload: Mapping[str, Any]
+) -> Account:
+    """An :class:`Account` from one stored identity payload (see each connector's users)."""
+    p = payload
+    base = {"source": source, "kind": kind, "resource_type": resource_type, "id": resource_id}
+    if kind == "okta":
+        status = str(p.get("status"))
+        if status in _OKTA_ACTIVE:
+            state = "active"
+        elif status in _OKTA_OFFBOARDED:
+            state = "offboarded"
+        else:
+            state = "pending"
+        return Account(
+            **base,
+            login=p.get("login") or p.get("email"),
+            state=state,
+            status=status,
+            since=day_precision(p.get("status_changed")) if state == "offboarded" else None,
+            idp=True,
+            emails=_emails(p.get("login"), p.get("email")),
+        )
+    if kind == "entra":
+        enabled = p.get("account_enabled")
+        return Account(
+            **base,
+            login=p.get("mail") or p.get("user_principal_name"),
+            state="active" if enabled is True else "offboarded" if enabled is False else "pending",
+            status="enabled" if enabled else "disabled",
+            since=None,  # Graph has no "disabled since"
+            idp=True,
+            emails=_emails(p.get("mail"), p.get("user_principal_name")),
+        )
+    if kind == "workspace":
+        off = next((f for f in ("suspended", "archived") if p.get(f)), None)
+        return Account(
+            **base,
+            login=p.get("primary_email"),
+            state="offboarded" if off else "active",
+            status=off or "active",
+            since=None,
+            idp=True,
+            emails=_emails(p.get("primary_email")),
+        )
+    outside = resource_type.endswith(".outside")
+    return Account(
+        **base,
+        login=p.get("login") or resource_id,
+        state="active",
+        status="outside collaborator" if outside else str(p.get("role") or "member"),
+        since=None,
+        idp=False,
+    )
+
+
+# --------------------------------------------------------------------------- identity map
+
+
+class IdentityMapError(ValueError):
+    """A problem in the identity map file: ``file: entry: reason``."""
+
+    def __init__(self, file: str, entry: str, reason: str) -> None:
+        super().__init__(f"{file}: {entry}: {reason}")
+
+
+_MAP_KEYS = ("id", "emails", "note", *KINDS)
+
+
+@dataclass
+class Person:
+    id: str
+    emails: tuple[str, ...] = ()
+    accounts: dict[str, tuple[str, ...]] = field(default_factory=dict)
+
+
+def load_identity_map(path: Path) -> list[Person]:
+    """``[[person]]`` tables: ``id`` (unique), ``emails``, and per source type (``okta``,
+    ``entra``, ``workspace``, ``github``) the account ids, logins or e-mails."""
+    shown = str(path)
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise IdentityMapError(shown, "<file>", f"cannot be read: {exc.strerror}") from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise IdentityMapError(shown, "<file>", f"invalid TOML: {exc}") from None
+    extra = sorted(set(data) - {"person"})
+    if extra:
+        raise IdentityMapError(
+            shown, "<file>", f"unknown top-level key {extra[0]!r} (allowed: person)"
+        )
+    people = data.get("person", [])
+    if not isinstance(people, list):
+        raise IdentityMapError(shown, "person", "must be an array of tables ([[person]])")
+    out: list[Person] = []
+    seen_ids: dict[str, int] = {}
+    owner: dict[tuple[str, str], str] = {}
+    for i, item in enumerate(people):
+        entry = f"person[{i}]"
+        if not isinstance(item, dict):
+            raise IdentityMapError(shown, entry, "must be a table")
+        unknown = sorted(set(item) - set(_MAP_KEYS))
+        if unknown:
+            raise IdentityMapError(
+                shown, entry, f"unknown key {unknown[0]!r} (allowed: {', '.join(_MAP_KEYS)})"
+            )
+        pid = item.get("id")
+        if not isinstance(pid, str) or not pid.strip():
+            raise IdentityMapError(shown, entry, "id must be a non-empty string")
+        if pid in seen_ids:
+            raise IdentityMapError(
+                shown, entry, f"duplicate id {pid!r} (also person[{seen_ids[pid]}])"
+            )
+        seen_ids[pid] = i
+        values: dict[str, tuple[str, ...]] = {}
+        for key in ("emails", *KINDS):
+            raw = item.get(key, [])
+            raw = [raw] if isinstance(raw, str) else raw
+            if not isinstance(raw, list) or not all(isinstance(v, str) and v for v in raw):
+                raise IdentityMapError(
+                    shown, f"{entry}.{key}", "must be a string or a list of strings"
+                )
+            values[key] = tuple(v.strip().lower() for v in raw)
+        for key in KINDS:
+            for v in values[key]:
+                prev = owner.setdefault((key, v), pid)
+                if prev != pid:
+                    raise IdentityMapError(
+                        shown, f"{entry}.{key}", f"{v!r} is already mapped to person {prev!r}"
+                    )
+        if not any(values.values()):
+            raise IdentityMapError(shown, entry, f"person {pid!r} names no e-mail and no account")
+        out.append(Person(pid, values["emails"], {k: values[k] for k in KINDS if values[k]}))
+    return out
+
+
+# --------------------------------------------------------------------------- matching
+
+
+class _UnionFind:
+    def __init__(self, n: int) -> None:
+        self.parent = list(range(n))
+
+    def find(self, i: int) -> int:
+        while self.parent[i] != i:
+            self.parent[i] = self.parent[self.parent[i]]
+            i = self.parent[i]
+        return i
+
+    def union(self, a: int, b: int) -> None:
+        ra, rb = self.find(a), self.find(b)
+        if ra != rb:
+            self.parent[max(ra, rb)] = min(ra, rb)
+
+
+def correlate(
+    accounts: Sequence[Account],
+    people: Sequence[Person] = (),
+    *,
+    match_by_email: bool = True,
+    pseudo: Pseudonymiser | None = None,
+    pseudonymise_ids: bool = False,
+    emit_unlinked: bool = True,
+) -> Iterator[tuple[str, dict[str, Any]]]:
+    """(person id, payload) for every person worth judging: seen in two or more sources,
+    or (``emit_unlinked``) holding only non-IdP accounts that no IdP account is linked to.
+
+    ``pseudo`` (keyed) also matches identity-map values against pseudonymised accounts;
+    with ``pseudonymise_ids`` the person ids it makes (map ids, e-mails, account ids)
+    are pseudonymised too.
+    """
+    hide = pseudo if pseudonymise_ids and pseudo is not None and pseudo.enabled else None
+    uf = _UnionFind(len(accounts))
+    by_email: dict[str, int] = {}
+    matched_by: dict[int, set[str]] = defaultdict(set)
+    if match_by_email:
+        for i, acc in enumerate(accounts):
+            for e in acc.emails:
+                j = by_email.setdefault(e.lower(), i)
+                if j != i:
+                    uf.union(i, j)
+                    matched_by[i].add("email")
+                    matched_by[j].add("email")
+    # Identity map: each value may be an account id, a login or an e-mail, raw or pseudonymised.
+    index: dict[tuple[str, str], list[int]] = defaultdict(list)
+    email_index: dict[str, list[int]] = defaultdict(list)
+    for i, acc in enumerate(accounts):
+        keys = {acc.id.lower(), *(e.lower() for e in acc.emails)}
+        if acc.login:
+            keys.add(acc.login.lower())
+        for k in keys:
+            index[(acc.kind, k)].append(i)
+        for e in acc.emails:
+            email_index[e.lower()].append(i)
+    label: dict[int, str] = {}
+
+    def forms(value: str) -> set[str]:
+        out = {value}
+        if pseudo is not None and pseudo.enabled:
+            out.add(str(pseudo(value)))
+        return out
+
+    for person in people:
+        members: list[int] = []
+        for kind, values in person.accounts.items():
+            for v in values:
+                for f in forms(v):
+                    members.extend(index.get((kind, f), ()))
+        for e in person.emails:
+            for f in forms(e):
+                members.extend(email_index.get(f, ()))
+        for i in members:
+            uf.union(members[0], i)
+            matched_by[i].add("identity_map")
+        if members:
+            label.setdefault(uf.find(members[0]), person.id)
+    groups: dict[int, list[int]] = defaultdict(list)
+    for i in range(len(accounts)):
+        groups[uf.find(i)].append(i)
+    # Labels were attached to roots that later unions may have merged: re-root them.
+    labels: dict[int, list[str]] = defaultdict(list)
+    for root, pid in label.items():
+        labels[uf.find(root)].append(pid)
+    for root, members in groups.items():
+        accs = [accounts[i] for i in members]
+        sources = {a.source for a in accs}
+        has_idp = any(a.idp for a in accs)
+        if len(sources) < 2 and (has_idp or not emit_unlinked):
+            continue
+        names = sorted(labels.get(root, []))
+        if names:
+            pid = names[0]
+        elif any(a.emails for a in accs):
+            pid = min(e.lower() for a in accs for e in a.emails)
+        else:
+            first = min(accs, key=lambda a: (a.source, a.id))
+            pid = f"{first.source}:{first.id}"
+        if hide is not None and not pid.startswith(Pseudonymiser.PREFIX):
+            pid = str(hide(pid))
+        how = sorted({m for i in members for m in matched_by.get(i, ())})
+        payload = {
+            "person": pid,
+            "also_mapped_as": [hide(n) if hide else n for n in names[1:]],
+            "matched_by": how,
+            "accounts": sorted(
+                (a.as_payload() for a in accs), key=lambda a: (a["source"], a["type"], a["id"])
+            ),
+        }
+        yield pid, payload
+
+
+# --------------------------------------------------------------------------- checks
+
+
+def _label(a: Mapping[str, Any]) -> str:
+    who = f", {a['login']}" if a.get("login") and a.get("login") != a.get("id") else ""
+    return f"{a.get('source')} {a.get('type')} {a.get('id')}{who}"
+
+
+@check(
+    id="identity.person.offboarded_but_active",
+    title="A person offboarded in an identity provider has no active account elsewhere",
+    severity="high",
+    resource_type=PERSON_TYPE,
+    rationale=(
+        "Disabling a leaver in the identity provider does not end access held directly "
+        "in other systems; a GitHub membership or a second IdP account that stays "
+        "active after termination is access the person should no longer have."
+    ),
+    remediation=(
+        "Remove the person from the GitHub organisation (or disable the other account) "
+        "now, review what the account did since the offboarding date, and connect the "
+        "system to the IdP's de-provisioning (SCIM / SAML SSO with enforced membership)."
+    ),
+    parameters={"grace_days": 1},
+)
+def offboarded_but_active(payload: Mapping[str, Any], params: Mapping[str, Any]) -> Verdict:
+    accounts = require(payload, "accounts")
+    by_source: dict[str, list[Mapping[str, Any]]] = defaultdict(list)
+    for a in accounts:
+        by_source[str(a.get("source"))].append(a)
+    offboarded: list[Mapping[str, Any]] = []
+    recent: list[Mapping[str, Any]] = []
+    for accs in by_source.values():
+        if not any(a.get("idp") for a in accs) or any(a.get("state") == "active" for a in accs):
+            continue
+        for a in accs:
+            if a.get("state") not in ("offboarded", "removed"):
+                continue
+            late = not a.get("since") or days_since(a["since"]) > params["grace_days"]
+            (offboarded if late else recent).append(a)
+    who = payload.get("person")
+    if not offboarded:
+        if recent:
+            return passed(
+                f"{who}: offboarded ({'; '.join(_label(a) for a in recent)}) within the "
+                f"{params['grace_days']}-day grace period for de-provisioning elsewhere"
+            )
+        return passed(f"{who}: not offboarded in any identity provider")
+    off_sources = {a.get("source") for a in offboarded}
+    still = [
+        a for a in accounts if a.get("state") == "active" and a.get("source") not in off_sources
+    ]
+    if not still:
+        where = ", ".join(sorted(map(str, off_sources)))
+        return passed(f"{who}: offboarded in {where} and active nowhere else")
+    gone_text = "; ".join(
+        f"{_label(a)} is {a.get('status')}" + (f" since {a['since']}" if a.get("since") else "")
+        for a in offboarded
+    )
+    return failed(
+        f"{who}: offboarded ({gone_text}) but still active: "
+        + "; ".join(f"{_label(a)} ({a.get('status')})" for a in still)
+    )
+
+
+@check(
+    id="identity.person.account_linked_to_idp",
+    title="Every code-hosting account is linked to a person managed in an identity provider",
+    severity="medium",
+    resource_type=PERSON_TYPE,
+    rationale=(
+        "An account that no identity-provider identity stands behind escapes the "
+        "joiner-mover-leaver process: nobody will remove it when its owner leaves."
+    ),
+    remediation=(
+        "Add the account to the identity map with its owner's IdP account, or enforce "
+        "SAML SSO / Enterprise Managed Users so GitHub accounts are tied to the IdP; "
+        "remove accounts nobody owns."
+    ),
+)
+def account_linked_to_idp(payload: Mapping[str, Any], params: Mapping[str, Any]) -> Verdict:
+    accounts = require(payload, "accounts")
+    idp = [a for a in accounts if a.get("idp")]
+    who = payload.get("person")
+    if idp:
+        return passed(f"{who} is linked to {', '.join(_label(a) for a in idp)}")
+    return failed(
+        f"{', '.join(_label(a) for a in accounts)}: linked to no identity-provider account "
+        "(by e-mail or the identity map)"
+    )
+
+
+# --------------------------------------------------------------------------- the connector
+
+
+class IdentityOptions(ConnectorOptions):
+    """Options of ``[[connectors]] type = "identity"`` (all optional)."""
+
+    sources: list[str] = Field(
+        default_factory=list,
+        description="identity connector instances to correlate (default: every one configured)",
+    )
+    identity_map: str | None = Field(
+        None, description="TOML file mapping account ids per source to people"
+    )
+    match_by_email: bool = True
+    pseudonymise: bool = Field(False, description="pseudonymise the person ids it stores")
+    pseudonymise_key: SecretRef | None = Field(
+        None,
+        description="the key the identity sources pseudonymise with: identity-map values "
+        "are matched in that form too",
+    )
+
+    @model_validator(mode="after")
+    def _pseudonym_key(self) -> IdentityOptions:
+        if self.pseudonymise and self.pseudonymise_key is None:
+            raise ValueError("pseudonymise = true needs pseudonymise_key")
+        return self
+
+
+@dataclass
+class Snapshot:
+    """What the correlation reads: injected by :func:`run_correlation` (never config)."""
+
+    engine: Engine
+    sources: dict[str, str]  # instance name → connector type
+    base_dir: Path
+    emit_unlinked: bool = True
+    missing: list[str] = field(default_factory=list)  # named in options, not configured
+
+
+class IdentityCorrelationConnector(Connector):
+    """Correlates the stored identity evidence of the configured identity sources."""
+
+    type = "identity"
+    prefix = "identity"
+    Options: ClassVar[type[ConnectorOptions]] = IdentityOptions
+
+    options: IdentityOptions
+
+    def __init__(
+        self, name: str, options: ConnectorOptions, snapshot: Snapshot | None = None
+    ) -> None:
+        super().__init__(name, options)
+        self._snapshot = snapshot
+
+    @classmethod
+    def checks(cls) -> list[CheckSpec]:
+        return [s for s in REGISTRY if s.id.startswith("identity.")]
+
+    def collect(self, ctx: CollectContext) -> Iterator[Record]:
+        snap = self._snapshot
+        if snap is None:
+            yield Coverage(
+                SCOPE,
+                GLOBAL,
+                "*",
+                ok=False,
+                error="identity correlation runs after the identity connectors "
+                "(annexa collect, annexa correlate), not on its own",
+            )
+            return
+        try:
+            yield from self._collect(snap, ctx)
+        except (IdentityMapError, SecretUnavailableError) as exc:
+            yield Coverage(SCOPE, GLOBAL, SERVICE, ok=False, error=str(exc))
+
+    def _collect(self, snap: Snapshot, ctx: CollectContext) -> Iterator[Record]:
+        from store.identities import current_identities, latest_unit_states, removed_identities
+
+        opts = self.options
+        pseudo = Pseudonymiser(opts.pseudonymise_key.get() if opts.pseudonymise_key else None)
+        people: list[Person] = []
+        if opts.identity_map:
+            path = Path(opts.identity_map)
+            people = load_identity_map(path if path.is_absolute() else snap.base_dir / path)
+        kinds = {name: KINDS[t] for name, t in snap.sources.items()}
+        types_of: dict[str, str] = {
+            rt: k.connector_type for k in kinds.values() for rt in k.resource_types
+        }
+        accounts: list[Account] = []
+        problems = [f"{n}: no such identity connector is configured" for n in snap.missing]
+        with snap.engine.connect() as conn:
+            for name, kind in sorted(kinds.items()):
+                for row in current_identities(conn, kind.resource_types, [name]):
+                    if row["payload"] is None:
+                        continue
+                    accounts.append(
+                        account_from(
+                            name,
+                            kind.connector_type,
+                            row["resource_type"],
+                            row["resource_id"],
+                            row["payload"],
+                        )
+                    )
+            idp_sources = [n for n, k in kinds.items() if k.idp]
+            idp_types = [rt for n in idp_sources for rt in kinds[n].resource_types]
+            for row in removed_identities(conn, idp_types, idp_sources):
+                acc = account_from(
+                    row["source"],
+                    types_of[row["resource_type"]],
+                    row["resource_type"],
+                    row["resource_id"],
+                    row["payload"],
+                )
+                # Offboarded before it was deleted: the offboarding date is what counts.
+                if not (acc.state == "offboarded" and acc.since):
+                    acc.since = day_precision(row["removed_at"])
+                acc.state, acc.status = "removed", "deleted"
+                accounts.append(acc)
+            services = {s for k in kinds.values() for s in k.services} | {"*"}
+            states = latest_unit_states(conn, list(kinds), services)
+        problems += _stale_sources(kinds, states)
+        if ctx.cancelled():
+            return
+        for pid, payload in correlate(
+            accounts,
+            people,
+            match_by_email=opts.match_by_email,
+            pseudo=pseudo,
+            pseudonymise_ids=opts.pseudonymise,
+            emit_unlinked=snap.emit_unlinked,
+        ):
+            yield Evidence(SCOPE, GLOBAL, PERSON_TYPE, pid, payload)
+            if ctx.cancelled():
+                return
+        if problems:
+            yield Coverage(SCOPE, GLOBAL, SERVICE, ok=False, error="; ".join(problems))
+        else:
+            yield Coverage(SCOPE, GLOBAL, SERVICE, ok=True)
+
+
+def _stale_sources(kinds: Mapping[str, IdentityKind], states: Iterable[Any]) -> list[str]:
+    """Why the correlation's input is not a clean, current read of every source."""
+    latest: dict[tuple[str, str], Any] = {}
+    star: dict[str, Any] = {}
+    for s in states:
+        if s.service == "*":
+            if s.source not in star or s.finished_at > star[s.source].finished_at:
+                star[s.source] = s
+            continue
+        key = (s.source, s.service)
+        # Several scopes of one service: any failing scope counts.
+        if key not in latest or not s.ok:
+            latest[key] = s
+    problems = []
+    for name, kind in sorted(kinds.items()):
+        for service in kind.services:
+            s = latest.get((name, service))
+            auth = star.get(name)
+            if s is None:
+                problems.append(f"{name}: {service} has never been read")
+            elif not s.ok:
+                problems.append(f"{name}: {service} was not read cleanly ({s.error})")
+            elif auth is not None and not auth.ok and auth.finished_at > s.finished_at:
+                problems.append(f"{name}: its latest run could not authenticate ({auth.error})")
+    return problems
+
+
+# --------------------------------------------------------------------------- collector step
+
+
+class _Bound(LoadedConnector):
+    """A loaded ``identity`` instance whose build() injects the store snapshot."""
+
+    def __init__(self, base: LoadedConnector, snapshot: Snapshot) -> None:
+        super().__init__(base.cfg, base.cls, base.options)
+        self.snapshot = snapshot
+
+    def build(self) -> Connector:
+        return IdentityCorrelationConnector(self.cfg.name, self.options, snapshot=self.snapshot)
+
+
+def identity_sources(settings: Settings) -> list[LoadedConnector]:
+    """Enabled connector instances whose evidence the correlation understands."""
+    return [c for c in settings.connectors if c.cfg.enabled and c.cfg.type in KINDS]
+
+
+def correlation_instance(settings: Settings) -> LoadedConnector | None:
+    """The configured ``identity`` instance (None when it is disabled), or the default."""
+    for c in settings.connectors:
+        if c.cfg.type == IdentityCorrelationConnector.type:
+            return c if c.cfg.enabled else None
+    cfg = ConnectorConfig(type=IdentityCorrelationConnector.type, name=DEFAULT_NAME)
+    return LoadedConnector(cfg, IdentityCorrelationConnector, IdentityOptions())
+
+
+def without_correlation(chosen: Iterable[LoadedConnector]) -> list[LoadedConnector]:
+    """``chosen`` minus the ``identity`` instance, which runs after the others."""
+    return [c for c in chosen if c.cfg.type != IdentityCorrelationConnector.type]
+
+
+def bind_correlation(settings: Settings, lc: LoadedConnector, engine: Engine) -> LoadedConnector:
+    """``lc`` ready to run: an ``identity`` instance gets its store snapshot injected
+    (for schedulers that run each configured instance themselves, e.g. the daemon);
+    any other instance is returned unchanged."""
+    if lc.cfg.type != IdentityCorrelationConnector.type:
+        return lc
+    return _Bound(lc, _snapshot(settings, lc, engine))
+
+
+def _snapshot(settings: Settings, lc: LoadedConnector, engine: Engine) -> Snapshot:
+    opts: IdentityOptions = lc.options
+    configured = identity_sources(settings)
+    sources = [s for s in configured if not opts.sources or s.name in opts.sources]
+    names = {s.name for s in configured}
+    return Snapshot(
+        engine=engine,
+        sources={s.name: s.cfg.type for s in sources},
+        base_dir=settings.path.parent if settings.path else Path.cwd(),
+        emit_unlinked="identity.person.account_linked_to_idp" in lc.enabled_checks,
+        missing=[n for n in opts.sources if n not in names],
+    )
+
+
+def run_correlation(
+    settings: Settings,
+    engine: Engine,
+    index: MappingIndex,
+    chosen: Iterable[LoadedConnector] | None = None,
+    *,
+    progress: Callable[[str, int], None] | None = None,
+    force: bool = False,
+) -> RunSummary | None:
+    """Run the correlation as its own run, or return None when there is nothing to do.
+
+    It runs when at least two identity sources are configured (after ``sources``
+    filtering) and — unless ``force`` — this invocation collected one of them or named
+    the correlation instance (``chosen``: what ``annexa collect`` ran; None = all).
+    """
+    from collector.runner import run_connector
+
+    lc = correlation_instance(settings)
+    if lc is None:
+        return None
+    opts: IdentityOptions = lc.options
+    sources = identity_sources(settings)
+    if opts.sources:
+        sources = [s for s in sources if s.name in opts.sources]
+    if len(sources) < 2:
+        return None
+    if chosen is not None and not force:
+        names = {c.name for c in chosen}
+        if lc.name not in names and not names & {s.name for s in sources}:
+            return None
+    bound = _Bound(lc, _snapshot(settings, lc, engine))
+    return run_connector(settings, bound, engine, index, progress=progress)

@@ -1,0 +1,386 @@
+"""Microsoft Entra users: status, type, sign-in activity, MFA registration, roles held.
+
+One evidence per user (``entra.user.account``), because auditors sample people. Each
+record keeps only what the findings need: object id, user principal name and mail
+(pseudonymised when configured), enabled flag, member/guest, invitation state,
+creation date, last successful sign-in (to the day), whether MFA is registered and
+with which method *types*, and the directory roles held.
+
+API calls (``@odata.nextLink`` paging):
+
+* ``GET /reports/authenticationMethods/userRegistrationDetails`` — MFA registration
+  (needs ``AuditLog.Read.All`` and Entra ID P1/P2); read first into a compact map;
+* ``GET /users?$select=…,signInActivity&$top=…`` — Graph caps pages at 120 users
+  when ``signInActivity`` is selected. A tenant without P1 answers 403 ("…doesn't have
+  premium license"); the listing is then repeated without it and the inactivity checks
+  become ``error`` (never a guessed pass).
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from itertools import chain
+from typing import Any
+
+from connectors.checks import Verdict, check, failed, not_applicable, passed
+from connectors.common import (
+    ERRORS_KEY,
+    GLOBAL,
+    Pseudonymiser,
+    day_precision,
+    days_since,
+    parse_time,
+    require,
+)
+from connectors.entra.roles import PRIVILEGED_ROLE_TEMPLATES
+from connectors.http import HttpClient, HTTPStatusError, MalformedResponseError, SourceError
+from connectors.records import Evidence
+
+USER_TYPE = "entra.user.account"
+
+_SELECT = (
+    "id,userPrincipalName,mail,accountEnabled,userType,createdDateTime,"
+    "externalUserState,externalUserStateChangeDateTime,onPremisesSyncEnabled"
+)
+#: Methods that bind the sign-in to the genuine origin (FIDO2, passkeys, WHfB, CBA MFA).
+PHISHING_RESISTANT_METHODS: tuple[str, ...] = (
+    "fido2SecurityKey",
+    "passKeyDeviceBound",
+    "passKeyDeviceBoundAuthenticator",
+    "passKeyDeviceBoundWindowsHello",
+    "windowsHelloForBusiness",
+    "x509CertificateMultiFactor",
+)
+
+Registration = tuple[bool, tuple[str, ...]]
+_END = object()
+
+
+def read_registrations(http: HttpClient) -> dict[str, Registration]:
+    """User id → (isMfaRegistered, methodsRegistered), compact for large tenants."""
+    out: dict[str, Registration] = {}
+    for row in http.paginate_next_url("/reports/authenticationMethods/userRegistrationDetails"):
+        if not isinstance(row, Mapping) or not row.get("id"):
+            raise MalformedResponseError("a userRegistrationDetails row without an id")
+        methods = row.get("methodsRegistered")
+        methods = methods if isinstance(methods, list) else []
+        out[str(row["id"])] = (
+            row.get("isMfaRegistered") is True,
+            tuple(sorted(sys.intern(str(m)) for m in methods)),
+        )
+    return out
+
+
+def _list_users(http: HttpClient, page_size: int) -> tuple[Iterable[Any], str | None]:
+    """The user listing, with sign-in activity when the tenant allows it.
+
+    Returns (users, None) or (users without sign-in activity, why it is missing).
+    """
+    top = min(page_size, 999)
+    with_signin = http.paginate_next_url(
+        "/users", params={"$select": f"{_SELECT},signInActivity", "$top": top}
+    )
+    try:
+        first = next(with_signin, _END)
+    except HTTPStatusError as exc:
+        if exc.status != 403:
+            raise
+        plain = http.paginate_next_url("/users", params={"$select": _SELECT, "$top": top})
+        return plain, f"sign-in activity could not be read: {exc}"
+    return (chain([first], with_signin) if first is not _END else ()), None
+
+
+def _last_sign_in(user: Mapping[str, Any]) -> str | None:
+    """Day of the last successful sign-in, else of the last (non-)interactive attempt."""
+    activity = user.get("signInActivity")
+    if not isinstance(activity, Mapping):
+        return None
+    success = activity.get("lastSuccessfulSignInDateTime")
+    if success:
+        return day_precision(success)
+    attempts = [
+        parse_time(v)
+        for v in (
+            activity.get("lastSignInDateTime"),
+            activity.get("lastNonInteractiveSignInDateTime"),
+        )
+        if v
+    ]
+    return max(attempts).date().isoformat() if attempts else None
+
+
+def user_payload(
+    user: Mapping[str, Any],
+    *,
+    registrations: Mapping[str, Registration] | None,
+    registration_error: str | None,
+    roles_by_user: Mapping[str, list[dict[str, str]]] | None,
+    roles_error: str | None,
+    signin_error: str | None,
+    pseudo: Pseudonymiser,
+) -> dict[str, Any]:
+    """The evidence payload of one user: only what the checks and an auditor need."""
+    uid = str(user["id"])
+    user_type = user.get("userType")
+    payload: dict[str, Any] = {
+        "id": uid,
+        "user_principal_name": pseudo(user.get("userPrincipalName")),
+        "mail": pseudo(user.get("mail")),
+        "user_type": user_type.lower() if isinstance(user_type, str) else None,
+        "account_enabled": user.get("accountEnabled"),
+        "created": user.get("createdDateTime"),
+        "external_user_state": user.get("externalUserState"),
+        "external_user_state_changed": day_precision(user.get("externalUserStateChangeDateTime")),
+        "on_premises_sync_enabled": user.get("onPremisesSyncEnabled"),
+    }
+    errors: dict[str, str] = {}
+    if signin_error:
+        errors["last_sign_in"] = signin_error
+    else:
+        payload["last_sign_in"] = _last_sign_in(user)
+    if registrations is None:
+        for key in ("mfa_registered", "methods_registered"):
+            errors[key] = registration_error or "MFA registration details were not read"
+    elif uid in registrations:
+        payload["mfa_registered"], methods = registrations[uid]
+        payload["methods_registered"] = list(methods)
+    else:
+        for key in ("mfa_registered", "methods_registered"):
+            errors[key] = "the user is not (yet) in the userRegistrationDetails report"
+    if roles_by_user is not None:
+        payload["directory_roles"] = list(roles_by_user.get(uid, []))
+    else:
+        errors["directory_roles"] = roles_error or "directory roles were not read"
+    if errors:
+        payload[ERRORS_KEY] = errors
+    return payload
+
+
+def read_users(
+    http: HttpClient,
+    scope: str,
+    pseudo: Pseudonymiser,
+    *,
+    roles_by_user: Mapping[str, list[dict[str, str]]] | None,
+    roles_error: str | None,
+    page_size: int,
+    cancelled: Callable[[], bool],
+) -> Iterator[Evidence]:
+    """Every user with registration and roles, streamed page by page.
+
+    A listing failure raises (the unit fails); a registration-report failure is recorded
+    in each payload, so only the MFA findings become ``error``.
+    """
+    try:
+        registrations: dict[str, Registration] | None = read_registrations(http)
+        registration_error = None
+    except SourceError as exc:
+        registrations, registration_error = None, str(exc)
+    users, signin_error = _list_users(http, page_size)
+    seen: set[str] = set()
+    for user in users:
+        if cancelled():
+            return
+        if not isinstance(user, Mapping) or not user.get("id"):
+            raise MalformedResponseError("a user without an id in /users")
+        uid = str(user["id"])
+        if uid in seen:
+            continue
+        seen.add(uid)
+        yield Evidence(
+            scope,
+            GLOBAL,
+            USER_TYPE,
+            uid,
+            user_payload(
+                user,
+                registrations=registrations,
+                registration_error=registration_error,
+                roles_by_user=roles_by_user,
+                roles_error=roles_error,
+                signin_error=signin_error,
+                pseudo=pseudo,
+            ),
+        )
+
+
+# --------------------------------------------------------------------------- checks
+
+
+def _who(payload: Mapping[str, Any]) -> str:
+    return str(payload.get("user_principal_name") or payload.get("mail") or payload.get("id"))
+
+
+def _skip_disabled(payload: Mapping[str, Any]) -> Verdict | None:
+    if payload.get("account_enabled") is not True:
+        return not_applicable(f"user {_who(payload)} is disabled and cannot sign in")
+    return None
+
+
+def _is_guest(payload: Mapping[str, Any]) -> bool:
+    return payload.get("user_type") == "guest"
+
+
+def _inactivity(payload: Mapping[str, Any], limit: int, what: str) -> Verdict:
+    last = require(payload, "last_sign_in")
+    if last:
+        age = days_since(last)
+        if age > limit:
+            return failed(
+                f"{what} {_who(payload)} last signed in on {last} ({int(age)} days ago, "
+                f"limit {limit})"
+            )
+        return passed(f"{what} {_who(payload)} last signed in on {last}")
+    created = payload.get("created")
+    if not created:
+        return failed(f"{what} {_who(payload)} has never signed in and has no creation date")
+    age = days_since(created)
+    if age > limit:
+        return failed(
+            f"{what} {_who(payload)} has never signed in since {day_precision(created)} "
+            f"({int(age)} days, limit {limit})"
+        )
+    return passed(f"{what} {_who(payload)} was created {int(age)} days ago, not yet signed in")
+
+
+@check(
+    id="entra.user.mfa_registered",
+    title="Entra member user has registered an MFA method",
+    severity="high",
+    resource_type=USER_TYPE,
+    rationale=(
+        "An account without a registered strong method can be taken over with its "
+        "password alone, and the first person to register MFA on it owns it."
+    ),
+    remediation=(
+        "Have the user register Microsoft Authenticator or a FIDO2 key/passkey; enforce "
+        "registration with security defaults or the Authentication methods registration "
+        "campaign / a Conditional Access policy."
+    ),
+)
+def user_mfa_registered(payload: Mapping[str, Any], params: Mapping[str, Any]) -> Verdict:
+    if (na := _skip_disabled(payload)) is not None:
+        return na
+    if _is_guest(payload):
+        return not_applicable(f"guest {_who(payload)} authenticates in their home tenant")
+    if require(payload, "mfa_registered") is True:
+        methods = ", ".join(require(payload, "methods_registered")) or "unspecified"
+        return passed(f"user {_who(payload)} has MFA registered ({methods})")
+    methods = ", ".join(payload.get("methods_registered") or []) or "none"
+    return failed(f"user {_who(payload)} has no MFA method registered (methods: {methods})")
+
+
+@check(
+    id="entra.user.admin_phishing_resistant_mfa",
+    title="Entra privileged role holders have a phishing-resistant method registered",
+    severity="high",
+    resource_type=USER_TYPE,
+    rationale=(
+        "Administrators are the target of adversary-in-the-middle phishing that defeats "
+        "push and one-time codes; FIDO2 keys, passkeys, Windows Hello and certificate "
+        "MFA are bound to the genuine sign-in origin."
+    ),
+    remediation=(
+        "Register a FIDO2 security key or passkey for every privileged account and "
+        "require the 'Phishing-resistant MFA' authentication strength for admin roles."
+    ),
+    parameters={
+        "privileged_role_templates": list(PRIVILEGED_ROLE_TEMPLATES),
+        "phishing_resistant_methods": list(PHISHING_RESISTANT_METHODS),
+    },
+)
+def admin_phishing_resistant(payload: Mapping[str, Any], params: Mapping[str, Any]) -> Verdict:
+    roles = require(payload, "directory_roles")
+    privileged = [r for r in roles if r.get("template_id") in params["privileged_role_templates"]]
+    if not privileged:
+        return not_applicable(f"user {_who(payload)} holds no privileged directory role")
+    if (na := _skip_disabled(payload)) is not None:
+        return na
+    names = ", ".join(str(r.get("name")) for r in privileged)
+    methods = list(require(payload, "methods_registered"))
+    strong = sorted(set(methods) & set(params["phishing_resistant_methods"]))
+    if strong:
+        return passed(f"admin {_who(payload)} ({names}) has {', '.join(strong)}")
+    return failed(
+        f"admin {_who(payload)} ({names}) has no phishing-resistant method "
+        f"(registered: {', '.join(methods) or 'none'})"
+    )
+
+
+@check(
+    id="entra.user.inactive",
+    title="Entra member user signed in within the inactivity period",
+    severity="medium",
+    resource_type=USER_TYPE,
+    rationale=(
+        "Enabled accounts nobody uses belong to leavers, finished projects or forgotten "
+        "test users; nobody notices when they are taken over."
+    ),
+    remediation=(
+        "Confirm with the manager whether access is still needed; disable the account "
+        "otherwise, and schedule access reviews or a lifecycle workflow for inactivity."
+    ),
+    parameters={"inactive_days": 90},
+)
+def user_inactive(payload: Mapping[str, Any], params: Mapping[str, Any]) -> Verdict:
+    if (na := _skip_disabled(payload)) is not None:
+        return na
+    if _is_guest(payload):
+        return not_applicable(f"guest {_who(payload)} is judged by entra.user.guest_stale")
+    return _inactivity(payload, params["inactive_days"], "user")
+
+
+@check(
+    id="entra.user.guest_stale",
+    title="Entra guest accounts are accepted and in use",
+    severity="medium",
+    resource_type=USER_TYPE,
+    rationale=(
+        "Guests are people outside the organisation's own joiner-mover-leaver process; "
+        "invitations never accepted and guests who stopped signing in are access rights "
+        "nobody reviews."
+    ),
+    remediation=(
+        "Remove guests whose invitation is still pending after the allowed period or "
+        "who no longer sign in; run recurring access reviews on guest users."
+    ),
+    parameters={"inactive_days": 90, "max_pending_days": 30},
+)
+def guest_stale(payload: Mapping[str, Any], params: Mapping[str, Any]) -> Verdict:
+    if not _is_guest(payload):
+        return not_applicable(f"user {_who(payload)} is not a guest")
+    if (na := _skip_disabled(payload)) is not None:
+        return na
+    if payload.get("external_user_state") == "PendingAcceptance":
+        since = payload.get("external_user_state_changed") or payload.get("created")
+        age = days_since(since) if since else float("inf")
+        if age > params["max_pending_days"]:
+            return failed(
+                f"guest {_who(payload)} has not accepted the invitation sent on "
+                f"{day_precision(since) if since else 'an unknown date'} "
+                f"(limit {params['max_pending_days']} days)"
+            )
+        return passed(f"guest {_who(payload)} was invited {int(age)} days ago")
+    return _inactivity(payload, params["inactive_days"], "guest")
+
+
+@check(
+    id="entra.user.disabled_no_roles",
+    title="Disabled Entra users hold no directory role",
+    severity="high",
+    resource_type=USER_TYPE,
+    rationale=(
+        "A disabled leaver who keeps a directory role shows that access rights were not "
+        "removed on departure; re-enabling the account restores administrative power."
+    ),
+    remediation="Remove the directory role assignments (and PIM eligibilities) of the user.",
+)
+def disabled_no_roles(payload: Mapping[str, Any], params: Mapping[str, Any]) -> Verdict:
+    if payload.get("account_enabled") is not False:
+        return not_applicable(f"user {_who(payload)} is enabled")
+    roles = require(payload, "directory_roles")
+    if roles:
+        names = ", ".join(str(r.get("name")) for r in roles)
+        return failed(f"disabled user {_who(payload)} still holds {names}")
+    return passed(f"disabled user {_who(payload)} holds no directory role")
