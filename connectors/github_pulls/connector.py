@@ -1,0 +1,143 @@
+"""The GitHub pull requests connector: merged PRs as the change population.
+
+Configuration (``[[connectors]] type = "github_pulls"``)::
+
+    [connectors.options]
+    api_url = "https://api.github.com"          # GHES: "https://ghe.example.com/api/v3"
+    token = { env = "GITHUB_TOKEN" }            # fine-grained: Pull requests, Checks,
+                                                # Commit statuses, Metadata: read
+    [[connectors.options.processes]]
+    kind = "change"
+    repos = ["acme/api", "acme/web"]
+    since = "2026-01-01"                        # merged on or after (bounds the reading)
+    # required_checks = ["ci/test"]             # besides rulesets / branch protection
+    # checks_commit = "head"                    # or "merge"
+    # merger_is_implementer = true
+
+Units: scope = the repository (``acme/api``), region ``global``, service ``change``;
+resource types ``github_pulls.change.pull_request`` (id ``acme/api#12``) and
+``github_pulls.change.population``.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from datetime import date
+from typing import ClassVar, Literal
+
+from pydantic import Field, field_validator
+
+from connectors.base import (
+    CollectContext,
+    Connector,
+    ConnectorOptions,
+    SecretRef,
+    SecretUnavailableError,
+)
+from connectors.checks import REGISTRY, CheckSpec
+from connectors.github_pulls.pulls import PREFIX, read_repo
+from connectors.http import HttpClient, HttpOptions, check_url, token_auth
+from connectors.process import (
+    GLOBAL,
+    ProcessBase,
+    item_checks_for,
+    register_process_checks,
+    run_unit,
+    unique_kinds,
+)
+from connectors.records import Coverage, Record
+
+register_process_checks(PREFIX, "GitHub", kinds=("change",), item="pull_request")
+
+
+class PullsProcess(ProcessBase):
+    """Merged pull requests into the default branch of ``repos`` form the population."""
+
+    uses_states: ClassVar[bool] = False
+
+    kind: Literal["change"] = "change"  # type: ignore[assignment]
+    repos: list[str] = Field(min_length=1)
+    #: Pull requests merged on or after this day (also stops the listing early).
+    since: date | None = None
+    #: Check or status names that must pass besides those rulesets/protection require.
+    required_checks: list[str] = Field(default_factory=list)
+    checks_commit: Literal["head", "merge"] = "head"
+    #: Whoever merged counts as an implementer: merging your own approval fails SoD.
+    merger_is_implementer: bool = True
+
+    @field_validator("repos")
+    @classmethod
+    def _repos(cls, v: list[str]) -> list[str]:
+        for repo in v:
+            if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9-]{0,38}/[A-Za-z0-9._-]{1,100}", repo):
+                raise ValueError(f"{repo!r} is not owner/name")
+        if len(set(v)) != len(v):
+            raise ValueError("a repository is listed twice")
+        return v
+
+
+class GitHubPullsOptions(ConnectorOptions):
+    api_url: str = "https://api.github.com"
+    token: SecretRef
+    processes: list[PullsProcess] = Field(min_length=1)
+    max_workers: int = Field(4, ge=1, le=16, description="concurrent pull-request reads")
+    http: HttpOptions = Field(default_factory=HttpOptions)
+
+    @field_validator("api_url")
+    @classmethod
+    def _url(cls, v: str) -> str:
+        return check_url(v).rstrip("/")
+
+    @field_validator("processes")
+    @classmethod
+    def _kinds(cls, v: list[PullsProcess]) -> list[PullsProcess]:
+        return unique_kinds(v)  # type: ignore[return-value]
+
+
+class GitHubPullsConnector(Connector):
+    type = "github_pulls"
+    prefix = PREFIX
+    Options: ClassVar[type[ConnectorOptions]] = GitHubPullsOptions
+
+    options: GitHubPullsOptions
+
+    @classmethod
+    def checks(cls) -> list[CheckSpec]:
+        return [s for s in REGISTRY if s.id.startswith(f"{PREFIX}.")]
+
+    def collect(self, ctx: CollectContext) -> Iterator[Record]:
+        opts = self.options
+        try:
+            auth = token_auth("Bearer", opts.token.get())
+        except SecretUnavailableError as exc:
+            for p in opts.processes:
+                for repo in p.repos:
+                    yield Coverage(repo, GLOBAL, p.kind, ok=False, error=str(exc))
+            return
+        http = HttpClient(
+            opts.api_url,
+            auth=auth,
+            options=opts.http,
+            headers={
+                "Accept": "application/vnd.github+json",
+                "X-GitHub-Api-Version": "2022-11-28",
+            },
+            cancel_event=ctx.cancel_event,
+        )
+        specs = self.checks()
+        with http:
+            for process in opts.processes:
+                checks = item_checks_for(specs, PREFIX, process.kind)
+                for repo in process.repos:
+                    if ctx.cancelled():
+                        return
+                    yield from run_unit(
+                        repo,
+                        process.kind,
+                        lambda p=process, r=repo, c=checks: read_repo(
+                            http, p, r, c, max_workers=opts.max_workers, cancelled=ctx.cancelled
+                        ),
+                        ctx.cancelled,
+                        source_label="github_pulls",
+                    )

@@ -1,0 +1,211 @@
+"""The ServiceNow connector: processes read from the Table API with their audit history.
+
+Configuration (``[[connectors]] type = "servicenow"``)::
+
+    [connectors.options]
+    instance_url = "https://acme.service-now.com"
+    username = "annexa.integration"             # basic auth …
+    password = { env = "SN_PASSWORD" }
+    # token = { env = "SN_OAUTH_TOKEN" }        # … or an OAuth bearer token instead
+
+    [[connectors.options.processes]]
+    kind = "change"                             # table change_request, defaults below
+    query = "type!=emergency^sys_created_on>=javascript:gs.beginningOfLast12Months()"
+
+Defaults per kind (any may be overridden): ``change`` / ``emergency_change`` read
+``change_request`` (``type!=emergency`` / ``type=emergency``), approved when the
+``approval`` field or an approval record becomes ``approved``, implemented on entering
+``Implement``; an emergency change is reviewed when it is ``Closed`` (after its
+post-implementation review). ``incident`` reads ``incident``: acknowledged on
+``In Progress``, resolved on ``Resolved``/``Closed``, severity from ``priority``.
+``vulnerability`` (e.g. ``sn_vul_vulnerable_item``), ``access_review`` and ``leaver``
+need their table and states declared.
+
+Units: scope = the instance host, region ``global``, service = the process kind;
+resource types ``servicenow.<kind>.ticket`` (id = the record number) and
+``servicenow.<kind>.population``. See :mod:`connectors.servicenow.records` for the
+history source and the requests made.
+"""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Iterator
+from typing import Any, ClassVar
+from urllib.parse import urlsplit
+
+from pydantic import Field, field_validator, model_validator
+
+from connectors.base import (
+    CollectContext,
+    Connector,
+    ConnectorOptions,
+    SecretRef,
+    SecretUnavailableError,
+)
+from connectors.checks import REGISTRY, CheckSpec
+from connectors.http import HttpClient, HttpOptions, check_url, token_auth
+from connectors.process import (
+    GLOBAL,
+    ProcessBase,
+    item_checks_for,
+    register_process_checks,
+    run_unit,
+    unique_kinds,
+)
+from connectors.records import Coverage, Record
+from connectors.servicenow.records import SnReadSettings, read_process
+
+PREFIX = "servicenow"
+register_process_checks(PREFIX, "ServiceNow")
+
+_DEFAULTS: dict[str, dict[str, Any]] = {
+    "change": {
+        "table": "change_request",
+        "query": "type!=emergency",
+        "approved_states": ["approved"],
+        "implemented_states": ["Implement"],
+        "resolved_states": ["Closed"],
+    },
+    "emergency_change": {
+        "table": "change_request",
+        "query": "type=emergency",
+        "approved_states": ["approved"],
+        "implemented_states": ["Implement"],
+        "reviewed_states": ["Closed"],
+        "resolved_states": ["Closed"],
+    },
+    "incident": {
+        "table": "incident",
+        "acknowledged_states": ["In Progress"],
+        "resolved_states": ["Resolved", "Closed"],
+        "severity_field": "priority",
+    },
+}
+
+
+class ServiceNowProcess(ProcessBase):
+    """A process whose population is a table filtered by an encoded query."""
+
+    table: str = Field(pattern=r"^[a-z0-9_]{1,80}$")
+    #: An encoded query (``sysparm_query``), e.g. ``type=emergency^active=false``.
+    query: str = ""
+    #: Incidents: a reference field naming the post-incident review (e.g. ``problem_id``).
+    review_field: str | None = Field(None, pattern=r"^[a-z0-9_.]{1,80}$")
+    #: Further fields stored with each record (display values).
+    fields: list[str] = Field(default_factory=list)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _defaults(cls, data: Any) -> Any:
+        if isinstance(data, dict) and data.get("kind") in _DEFAULTS:
+            return {**_DEFAULTS[data["kind"]], **data}
+        return data
+
+    @field_validator("fields")
+    @classmethod
+    def _field_names(cls, v: list[str]) -> list[str]:
+        for name in v:
+            if not name.replace("_", "").replace(".", "").isalnum():
+                raise ValueError(f"{name!r} is not a field name")
+        return v
+
+
+class ServiceNowOptions(ConnectorOptions):
+    instance_url: str
+    #: Basic auth (an integration user with read roles); or ``token`` (OAuth bearer).
+    username: str | None = None
+    password: SecretRef | None = None
+    token: SecretRef | None = None
+    #: Records per request; each page costs two more requests (audit, approvals), and
+    #: page_size sys_ids go into their query string, hence the cap.
+    page_size: int = Field(100, ge=1, le=200)
+    audit_page_size: int = Field(1000, ge=1, le=10_000)
+    max_history_entries: int = Field(20_000, ge=1)
+    #: User names that never count as approver or implementer.
+    system_users: list[str] = Field(default_factory=lambda: ["system", "guest"])
+    processes: list[ServiceNowProcess] = Field(min_length=1)
+    http: HttpOptions = Field(default_factory=HttpOptions)
+
+    @field_validator("instance_url")
+    @classmethod
+    def _url(cls, v: str) -> str:
+        return check_url(v).rstrip("/")
+
+    @field_validator("processes")
+    @classmethod
+    def _kinds(cls, v: list[ServiceNowProcess]) -> list[ServiceNowProcess]:
+        return unique_kinds(v)  # type: ignore[return-value]
+
+    @model_validator(mode="after")
+    def _auth(self) -> ServiceNowOptions:
+        basic = self.username is not None or self.password is not None
+        if basic and (self.username is None or self.password is None):
+            raise ValueError("basic auth needs both username and password")
+        if basic == (self.token is not None):
+            raise ValueError("give either username + password (basic) or token (OAuth bearer)")
+        return self
+
+    @property
+    def scope(self) -> str:
+        parts = urlsplit(self.instance_url)
+        return f"{parts.netloc}{parts.path}".rstrip("/")
+
+    def read_settings(self) -> SnReadSettings:
+        return SnReadSettings(
+            instance_url=self.instance_url,
+            page_size=self.page_size,
+            audit_page_size=self.audit_page_size,
+            max_history_entries=self.max_history_entries,
+            system_users=tuple(self.system_users),
+        )
+
+
+class ServiceNowConnector(Connector):
+    type = "servicenow"
+    prefix = PREFIX
+    Options: ClassVar[type[ConnectorOptions]] = ServiceNowOptions
+
+    options: ServiceNowOptions
+
+    @classmethod
+    def checks(cls) -> list[CheckSpec]:
+        return [s for s in REGISTRY if s.id.startswith(f"{PREFIX}.")]
+
+    def collect(self, ctx: CollectContext) -> Iterator[Record]:
+        opts = self.options
+        scope = opts.scope
+        try:
+            if opts.token is not None:
+                auth = token_auth("Bearer", opts.token.get())
+            else:
+                assert opts.password is not None
+                pair = f"{opts.username}:{opts.password.get()}".encode()
+                auth = token_auth("Basic", base64.b64encode(pair).decode("ascii"))
+        except SecretUnavailableError as exc:
+            for p in opts.processes:
+                yield Coverage(scope, GLOBAL, p.kind, ok=False, error=str(exc))
+            return
+        http = HttpClient(
+            opts.instance_url,
+            auth=auth,
+            options=opts.http,
+            headers={"Accept": "application/json"},
+            cancel_event=ctx.cancel_event,
+        )
+        settings = opts.read_settings()
+        specs = self.checks()
+        with http:
+            for process in opts.processes:
+                if ctx.cancelled():
+                    return
+                checks = item_checks_for(specs, PREFIX, process.kind)
+                yield from run_unit(
+                    scope,
+                    process.kind,
+                    lambda p=process, c=checks: read_process(
+                        http, settings, p, scope, c, ctx.cancelled
+                    ),
+                    ctx.cancelled,
+                    source_label="servicenow",
+                )
