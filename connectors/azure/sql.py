@@ -1,0 +1,216 @@
+"""Azure SQL: server auditing, network exposure, TLS, and database encryption (TDE).
+
+One unit per subscription (service ``sql``): ``GET .../Microsoft.Sql/servers`` (the
+listing; a failure fails the unit), then per server (partial reads, recorded under
+``_errors``): ``auditingSettings/default`` and ``firewallRules``; then the server's
+``databases`` (a listing: its failure fails the unit, so unlisted databases are never
+taken as deleted) and per user database ``transparentDataEncryption/current``.
+
+Resource types (id = ARM id):
+
+* ``azure.sql.server``: the ARM resource plus ``auditing`` (the auditing settings'
+  properties; the write-only storage key is never returned) and ``firewallRules``
+  (``[{"name", "startIpAddress", "endIpAddress"}]``);
+* ``azure.sql.database``: the ARM resource (``master`` is skipped: it is a system
+  database TDE does not apply to) plus ``transparentDataEncryption`` (``{"state"}``).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+from connectors.checks import Verdict, check, failed, not_applicable, passed
+from connectors.records import Evidence
+
+from .arm import Arm, arm_resource, evidence
+from .common import props, read_partial, require, with_errors
+
+SERVICE = "sql"
+SERVER = "azure.sql.server"
+DATABASE = "azure.sql.database"
+API_VERSION = "2021-11-01"
+
+ACTIONS = (
+    "Microsoft.Sql/servers/read",
+    "Microsoft.Sql/servers/auditingSettings/read",
+    "Microsoft.Sql/servers/firewallRules/read",
+    "Microsoft.Sql/servers/databases/read",
+    "Microsoft.Sql/servers/databases/transparentDataEncryption/read",
+)
+
+_DB_KEPT = ("status", "collation", "maxSizeBytes", "zoneRedundant", "readScale",
+            "requestedBackupStorageRedundancy", "currentBackupStorageRedundancy",
+            "isLedgerOn", "creationDate")
+
+
+def _auditing(arm: Arm, server_id: str) -> dict[str, Any]:
+    doc = arm.get(f"{server_id}/auditingSettings/default", API_VERSION)
+    return dict(doc.get("properties") or {})
+
+
+def _firewall(arm: Arm, server_id: str) -> list[dict[str, Any]]:
+    rules = []
+    for rule in arm.list(f"{server_id}/firewallRules", API_VERSION):
+        p = rule.get("properties") or {}
+        rules.append({"name": rule.get("name"), "startIpAddress": p.get("startIpAddress"),
+                      "endIpAddress": p.get("endIpAddress")})
+    return sorted(rules, key=lambda r: str(r["name"]))
+
+
+def database_payload(arm: Arm, db: Mapping[str, Any]) -> dict[str, Any]:
+    p = db.get("properties") or {}
+    payload: dict[str, Any] = {k: db[k] for k in ("id", "name", "type", "location", "sku",
+                                                 "kind", "tags") if k in db}
+    payload["properties"] = {k: p[k] for k in _DB_KEPT if k in p}
+    errors: dict[str, str] = {}
+    tde = read_partial(
+        errors, "transparentDataEncryption",
+        lambda: arm.get(f"{db['id']}/transparentDataEncryption/current", API_VERSION),
+    )
+    if tde is not None:
+        payload["transparentDataEncryption"] = {"state": (tde.get("properties") or {})
+                                                .get("state")}
+    return with_errors(payload, errors)
+
+
+def read(arm: Arm, subscription: str, **_: Any) -> Iterator[Evidence]:
+    path = f"/subscriptions/{subscription}/providers/Microsoft.Sql/servers"
+    for server in arm.list(path, API_VERSION):
+        sid = server["id"]
+        errors: dict[str, str] = {}
+        payload = arm_resource(server)
+        auditing = read_partial(errors, "auditing", lambda sid=sid: _auditing(arm, sid))
+        if auditing is not None:
+            payload["auditing"] = auditing
+        rules = read_partial(errors, "firewallRules", lambda sid=sid: _firewall(arm, sid))
+        if rules is not None:
+            payload["firewallRules"] = rules
+        yield evidence(subscription, SERVER, server, with_errors(payload, errors))
+        # A listing, not a detail: if it fails the unit fails, so databases that were
+        # not listed are not taken as deleted.
+        for db in arm.list(f"{sid}/databases", API_VERSION):
+            if str(db.get("name", "")).lower() == "master":
+                continue
+            yield evidence(subscription, DATABASE, db, database_payload(arm, db))
+
+
+# --- checks --------------------------------------------------------------------------
+
+
+@check(
+    id="azure.sql.auditing_enabled",
+    title="SQL servers audit database events",
+    severity="high",
+    resource_type=SERVER,
+    rationale="Server auditing records logins, queries and permission changes on every "
+    "database of the server; without it data access and misuse cannot be traced.",
+    remediation="Enable auditing on the server (to Log Analytics, storage or an event hub). "
+    "With a storage target, keep the audit logs at least the required number of days.",
+    parameters={"min_retention_days": 90},
+)
+def auditing_enabled(payload: Mapping[str, Any], params: Mapping[str, Any]) -> Verdict:
+    auditing = require(payload, "auditing")
+    if str(auditing.get("state", "")).lower() != "enabled":
+        return failed("Server auditing is disabled")
+    days = auditing.get("retentionDays") or 0  # 0 = keep forever
+    minimum = int(params["min_retention_days"])
+    if auditing.get("storageEndpoint") and 0 < days < minimum:
+        return failed(f"Auditing to storage keeps logs only {days} days (< {minimum})")
+    return passed("Server auditing is enabled")
+
+
+@check(
+    id="azure.sql.not_publicly_accessible",
+    title="SQL servers are not reachable from public networks",
+    severity="high",
+    resource_type=SERVER,
+    rationale="With public network access on, the server's endpoint accepts connections "
+    "from the internet, limited only by firewall rules; private endpoints keep database "
+    "traffic on private networks.",
+    remediation="Set 'Public network access' to Disabled and connect through private "
+    "endpoints.",
+)
+def not_publicly_accessible(
+    payload: Mapping[str, Any], params: Mapping[str, Any]
+) -> Verdict:
+    state = props(payload).get("publicNetworkAccess") or "Enabled"  # ARM's default
+    if str(state).lower() == "disabled":
+        return passed("Public network access is disabled")
+    return failed(f"Public network access is {state}")
+
+
+_TLS = ("1.0", "1.1", "1.2", "1.3")
+
+
+@check(
+    id="azure.sql.minimum_tls_version",
+    title="SQL servers require a minimum TLS version of 1.2",
+    severity="medium",
+    resource_type=SERVER,
+    rationale="TLS 1.0 and 1.1 have known weaknesses; accepting them lets clients "
+    "negotiate connections an attacker can downgrade or decrypt.",
+    remediation="Set the server's minimal TLS version to 1.2.",
+    parameters={"min_version": "1.2"},
+)
+def minimum_tls_version(payload: Mapping[str, Any], params: Mapping[str, Any]) -> Verdict:
+    wanted = str(params["min_version"])
+    if wanted not in _TLS:
+        raise ValueError(f"min_version must be one of {', '.join(_TLS)}")
+    actual = str(props(payload).get("minimalTlsVersion") or "None")
+    if actual not in _TLS:
+        return failed(f"Minimal TLS version is {actual}: every TLS version is accepted")
+    if _TLS.index(actual) >= _TLS.index(wanted):
+        return passed(f"Minimal TLS version is {actual}")
+    return failed(f"Minimal TLS version is {actual}, below {wanted}")
+
+
+def _rule_span(rule: Mapping[str, Any]) -> int:
+    try:
+        start = int(ipaddress.IPv4Address(str(rule.get("startIpAddress"))))
+        end = int(ipaddress.IPv4Address(str(rule.get("endIpAddress"))))
+    except ValueError:
+        return 0
+    return end - start + 1
+
+
+@check(
+    id="azure.sql.firewall_open_to_internet",
+    title="No SQL server firewall rule admits the whole internet",
+    severity="high",
+    resource_type=SERVER,
+    rationale="A firewall rule spanning (nearly) every IPv4 address exposes the database "
+    "login to anyone, leaving passwords as the only defence.",
+    remediation="Delete the rule and allow only the client ranges that need access (or "
+    "disable public network access).",
+    parameters={"max_addresses": 65536},
+)
+def firewall_open_to_internet(payload: Mapping[str, Any], params: Mapping[str, Any]) -> Verdict:
+    state = str(props(payload).get("publicNetworkAccess") or "Enabled").lower()
+    if state == "disabled":
+        return not_applicable("Public network access is disabled; firewall rules do not apply")
+    rules = require(payload, "firewallRules")
+    limit = int(params["max_addresses"])
+    wide = [r for r in rules if _rule_span(r) > limit]
+    if wide:
+        names = ", ".join(f"{r['name']} ({r['startIpAddress']}-{r['endIpAddress']})"
+                          for r in wide)
+        return failed(f"Firewall rules admit more than {limit} addresses: {names}")
+    return passed("No firewall rule admits more than a limited address range")
+
+
+@check(
+    id="azure.sql.storage_encrypted",
+    title="SQL databases are encrypted at rest (transparent data encryption)",
+    severity="high",
+    resource_type=DATABASE,
+    rationale="TDE encrypts the database files, backups and logs at rest, so copies of "
+    "storage or backups do not expose the data.",
+    remediation="Turn on transparent data encryption for the database.",
+)
+def storage_encrypted(payload: Mapping[str, Any], params: Mapping[str, Any]) -> Verdict:
+    state = require(payload, "transparentDataEncryption").get("state")
+    if str(state).lower() == "enabled":
+        return passed("Transparent data encryption is enabled")
+    return failed(f"Transparent data encryption is {state or 'not enabled'}")

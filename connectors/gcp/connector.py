@@ -1,0 +1,342 @@
+"""The Google Cloud connector: options, hierarchy discovery, and ``collect``.
+
+Configuration (``[[connectors]] type = "gcp"``)::
+
+    [connectors.options]
+    auth = "service_account_key"                # or "adc" (the default)
+    service_account_key = { file = "/run/secrets/annexa-gcp.json" }
+    # project_ids = ["acme-prod"]               # default: every active project visible
+    # kms_locations = ["europe-west1", "global"]
+    # resource_manager_transport = "rest"       # default grpc
+
+Discovery (Resource Manager v3): ``projects:search`` (every ACTIVE project the identity
+can see), ``organizations:search`` and ``folders.list`` under each organisation (the
+hierarchy above the projects; a folder not reachable that way is read with
+``folders.get`` when a project names it as parent).
+
+Units: per project (scope = project id, region ``global``) ``iam``, ``logging``,
+``storage``, ``network``, ``sql``, ``kms``, ``scc`` — the second segment of the resource
+types each produces; per folder and organisation (scope ``folders/N`` /
+``organizations/N``) ``iam`` (its policy). A 403 on one project fails that project's
+units only. Units run on a bounded thread pool; the HTTP clients and the Resource
+Manager clients are shared.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterator
+from functools import partial
+from types import ModuleType
+from typing import Any, ClassVar
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from connectors.base import (
+    CollectContext,
+    Connector,
+    ConnectorOptions,
+    SecretRef,
+)
+from connectors.checks import REGISTRY, CheckSpec
+from connectors.http import HttpClient, HttpOptions, SourceError, check_url
+from connectors.records import Coverage, Record
+
+from . import cloudlogging, iam, kms, network, scc, sql, storage
+from .auth import CredentialKind, bearer_auth, build_credentials
+from .common import GLOBAL, Unit, stream_units
+from .context import GcpContext, Project
+from .resourcemanager import Hierarchy, ResourceManager, Transport
+
+PROJECT_MODULES: tuple[ModuleType, ...] = (iam, cloudlogging, storage, network, sql, kms, scc)
+SERVICES: tuple[str, ...] = tuple(m.SERVICE for m in PROJECT_MODULES)
+
+#: Every IAM permission the connector uses (``docs/permissions/gcp.md`` lists exactly
+#: these; roles/iam.securityReviewer + roles/viewer grant them all).
+PERMISSIONS: tuple[str, ...] = tuple(dict.fromkeys(
+    [
+        "resourcemanager.organizations.get",
+        "resourcemanager.folders.list",
+        "resourcemanager.folders.get",
+        "resourcemanager.projects.get",
+    ]
+    + [p for m in PROJECT_MODULES for p in m.PERMISSIONS]
+))
+
+_PROJECT_ID = re.compile(r"^[a-z][a-z0-9-]{4,28}[a-z0-9]$|^[a-z0-9.-]+:[a-z][a-z0-9-]+$")
+_NODE = re.compile(r"^(organizations|folders)/\d+$")
+_LOCATION = re.compile(r"^[a-z0-9-]+$")
+
+
+class GcpEndpoints(BaseModel):
+    """Base URLs of the APIs called over HTTP (private/restricted VIPs, sovereign
+    clouds, tests). ``https://``, or ``http://`` to a loopback host."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    iam: str = "https://iam.googleapis.com"
+    storage: str = "https://storage.googleapis.com"
+    compute: str = "https://compute.googleapis.com"
+    sqladmin: str = "https://sqladmin.googleapis.com"
+    cloudkms: str = "https://cloudkms.googleapis.com"
+    logging: str = "https://logging.googleapis.com"
+    scc: str = "https://securitycentermanagement.googleapis.com"
+
+    @field_validator("*")
+    @classmethod
+    def _url(cls, v: str) -> str:
+        return check_url(v).rstrip("/")
+
+
+class GcpOptions(ConnectorOptions):
+    """``[connectors.options]`` of a ``gcp`` connector."""
+
+    auth: CredentialKind = Field("adc", description="adc | service_account_key")
+    service_account_key: SecretRef | None = Field(
+        None, description="the JSON key document, by reference"
+    )
+    oauth_url: str | None = Field(
+        None, description="OAuth 2.0 token endpoint (token_uri) override"
+    )
+    project_ids: list[str] | None = Field(
+        None, description="projects to read; default: every active project visible"
+    )
+    exclude_project_ids: list[str] = Field(default_factory=list)
+    organization_ids: list[str] | None = Field(
+        None, description='"organizations/N" whose folders to list; default: search'
+    )
+    read_hierarchy_policies: bool = Field(
+        True, description="read folder and organisation IAM policies as their own units"
+    )
+    kms_locations: list[str] | None = Field(
+        None, description="KMS locations to read; default: every location listed"
+    )
+    resource_manager_transport: Transport = "grpc"
+    resource_manager_endpoint: str | None = Field(
+        None, description="REST: https URL (or loopback http); gRPC: host[:port]"
+    )
+    resource_manager_retry_timeout: float = Field(
+        60.0, ge=0, description="seconds of retries of transient errors (0: no retry)"
+    )
+    endpoints: GcpEndpoints = Field(default_factory=GcpEndpoints)
+    max_workers: int = Field(8, ge=1, le=64, description="units read concurrently")
+    http: HttpOptions = Field(default_factory=HttpOptions)
+
+    @field_validator("project_ids", "exclude_project_ids")
+    @classmethod
+    def _projects(cls, v: list[str] | None) -> list[str] | None:
+        if v is None:
+            return None
+        bad = [p for p in v if not _PROJECT_ID.match(p)]
+        if bad:
+            raise ValueError(f"not project ids: {', '.join(bad)}")
+        return list(dict.fromkeys(v))
+
+    @field_validator("organization_ids")
+    @classmethod
+    def _orgs(cls, v: list[str] | None) -> list[str] | None:
+        if v is not None:
+            bad = [o for o in v if not re.match(r"^organizations/\d+$", o)]
+            if bad:
+                raise ValueError(f'not "organizations/<number>": {", ".join(bad)}')
+        return v
+
+    @field_validator("kms_locations")
+    @classmethod
+    def _locations(cls, v: list[str] | None) -> list[str] | None:
+        if v is not None:
+            bad = [loc for loc in v if not _LOCATION.match(loc)]
+            if bad:
+                raise ValueError(f"not KMS locations: {', '.join(bad)}")
+        return v
+
+    @field_validator("oauth_url")
+    @classmethod
+    def _oauth_url(cls, v: str | None) -> str | None:
+        return None if v is None else check_url(v)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> GcpOptions:
+        if self.auth == "service_account_key" and self.service_account_key is None:
+            raise ValueError('auth = "service_account_key" needs service_account_key')
+        if self.project_ids == []:
+            raise ValueError("project_ids must not be empty (omit it to discover projects)")
+        ep = self.resource_manager_endpoint
+        if ep is not None:
+            if self.resource_manager_transport == "rest":
+                check_url(ep)
+            elif "://" in ep:
+                raise ValueError("with the grpc transport, resource_manager_endpoint is "
+                                 "host[:port] (no scheme)")
+        return self
+
+
+def _project(d: dict[str, Any]) -> Project:
+    return Project(id=str(d["projectId"]), name=str(d.get("name") or ""),
+                   parent=d.get("parent") or None, display_name=d.get("displayName"))
+
+
+class GcpConnector(Connector):
+    """Reads IAM, logging, storage, network, Cloud SQL, KMS and SCC settings of every
+    project (and the IAM policies of the folders and organisation above them)."""
+
+    type: ClassVar[str] = "gcp"
+    prefix: ClassVar[str] = "gcp"
+    Options: ClassVar[type[ConnectorOptions]] = GcpOptions
+
+    options: GcpOptions
+
+    def __init__(self, name: str, options: ConnectorOptions, *,
+                 credentials: Any = None) -> None:
+        if not isinstance(options, GcpOptions):
+            options = GcpOptions.model_validate(options.model_dump())
+        super().__init__(name, options)
+        self._credentials = credentials
+        #: Projects and hierarchy nodes read by the last ``collect``.
+        self.projects: list[Project] = []
+        self.nodes: list[str] = []
+
+    @classmethod
+    def checks(cls) -> list[CheckSpec]:
+        return [s for svc in SERVICES for s in REGISTRY.for_service(cls.prefix, svc)]
+
+    # -- discovery
+
+    def discover_projects(self, rm: ResourceManager) -> Iterator[Project | Coverage]:
+        o = self.options
+        excluded = set(o.exclude_project_ids)
+        if o.project_ids is not None:
+            for pid in o.project_ids:
+                if pid in excluded:
+                    continue
+                try:
+                    yield _project(rm.get_project(pid))
+                except SourceError as exc:
+                    yield Coverage(pid, GLOBAL, "*", ok=False, error=f"project: {exc}")
+            return
+        for d in rm.search_projects():
+            if d.get("projectId") and d["projectId"] not in excluded:
+                yield _project(d)
+
+    def discover_nodes(self, ctx: CollectContext, rm: ResourceManager, hierarchy: Hierarchy,
+                       projects: list[Project]) -> dict[str, tuple[str | None, str | None]]:
+        """Organisations and folders: ``name → (parent, display name)``."""
+        nodes: dict[str, tuple[str | None, str | None]] = {}
+        try:
+            orgs = self.options.organization_ids or [
+                o["name"] for o in rm.search_organizations()]
+        except SourceError as exc:
+            ctx.log.warning("gcp organizations could not be searched", error=str(exc))
+            orgs = []
+        queue = list(orgs)
+        for org in orgs:
+            nodes[org] = (None, None)
+        while queue:
+            parent = queue.pop(0)
+            try:
+                children = rm.list_folders(parent)
+            except SourceError as exc:
+                ctx.log.warning("gcp folders could not be listed", parent=parent,
+                                error=str(exc))
+                continue
+            for f in children:
+                hierarchy.learn(f["name"], f.get("parent"))
+                if f["name"] not in nodes:
+                    nodes[f["name"]] = (f.get("parent"), f.get("displayName"))
+                    queue.append(f["name"])
+        # Ancestors of projects outside what the listings showed (no org-level access).
+        for p in projects:
+            if not p.parent:
+                continue
+            try:
+                chain = [p.parent, *hierarchy.ancestors(p.parent)]
+            except SourceError:
+                continue  # the project's policy evidence records the gap
+            for node in chain:
+                if node not in nodes:
+                    nodes[node] = (hierarchy.parent_of(node), None)
+        return nodes
+
+    # -- collect
+
+    def _apis(self, ctx: CollectContext, auth: Any) -> dict[str, HttpClient]:
+        eps = self.options.endpoints
+        return {
+            name: HttpClient(getattr(eps, name), auth=auth, options=self.options.http,
+                             headers={"Accept": "application/json"},
+                             cancel_event=ctx.cancel_event)
+            for name in GcpEndpoints.model_fields
+        }
+
+    def _readers(self) -> list[tuple[str, Callable[..., Iterator[Any]]]]:
+        return [(m.SERVICE, m.read) for m in PROJECT_MODULES]
+
+    def plan(self, gctx: GcpContext, projects: list[Project],
+             nodes: dict[str, tuple[str | None, str | None]]) -> Iterator[Unit]:
+        for node, (parent, display) in nodes.items():
+            yield Unit(node, iam.SERVICE, partial(iam.read_node, gctx, node, parent, display))
+        readers = self._readers()
+        for project in projects:
+            for service, read in readers:
+                yield Unit(project.id, service, partial(read, gctx, project))
+
+    def collect(self, ctx: CollectContext) -> Iterator[Record]:
+        o = self.options
+        try:
+            creds = self._credentials or build_credentials(o)
+        except Exception as exc:  # noqa: BLE001 - secret, key format, ADC lookup…
+            error = f"credentials could not be created: {type(exc).__name__}: {exc}"
+            for scope in o.project_ids or [self.name]:
+                yield Coverage(scope, GLOBAL, "*", ok=False, error=error)
+            return
+        auth = bearer_auth(creds)
+        try:
+            auth()  # one token up front: a bad key is one clear error, not one per unit
+        except SourceError as exc:
+            ctx.log.warning("gcp credentials failed", connector=self.name, error=str(exc))
+            for scope in o.project_ids or [self.name]:
+                yield Coverage(scope, GLOBAL, "*", ok=False, error=str(exc))
+            return
+        rm = ResourceManager(
+            creds,
+            transport=o.resource_manager_transport,
+            endpoint=o.resource_manager_endpoint,
+            timeout=o.http.timeout,
+            retry_timeout=o.resource_manager_retry_timeout,
+        )
+        apis = self._apis(ctx, auth)
+        try:
+            hierarchy = Hierarchy(rm)
+            projects: list[Project] = []
+            try:
+                for item in self.discover_projects(rm):
+                    if isinstance(item, Coverage):
+                        yield item
+                    else:
+                        projects.append(item)
+                        hierarchy.learn(item.name, item.parent)
+                        if o.project_ids is not None:  # closes an earlier "*" error
+                            yield Coverage(item.id, GLOBAL, "*", ok=True)
+            except SourceError as exc:
+                ctx.log.warning("gcp projects could not be listed", connector=self.name,
+                                error=str(exc))
+                yield Coverage(self.name, GLOBAL, "*", ok=False,
+                               error=f"project discovery failed: {exc}")
+                return
+            if o.project_ids is None:
+                yield Coverage(self.name, GLOBAL, "*", ok=True)
+            nodes = (self.discover_nodes(ctx, rm, hierarchy, projects)
+                     if o.read_hierarchy_policies else {})
+            self.projects, self.nodes = projects, list(nodes)
+            ctx.log.info("gcp scopes", connector=self.name, projects=len(projects),
+                         folders_and_orgs=len(nodes))
+            gctx = GcpContext(rm=rm, hierarchy=hierarchy, apis=apis,
+                              kms_locations=o.kms_locations)
+            yield from stream_units(
+                self.plan(gctx, projects, nodes), max_workers=o.max_workers,
+                cancelled=ctx.cancelled,
+            )
+        finally:
+            for client in apis.values():
+                client.close()
+            rm.close()

@@ -1,0 +1,334 @@
+"""IAM: allow policies of projects, folders and the organisation; service-account keys.
+
+Units (service ``iam``):
+
+* per project: its IAM policy (Resource Manager ``getIamPolicy``, requested version 3;
+  a failure fails the unit), then ``GET iam.googleapis.com/v1/projects/<id>/
+  serviceAccounts`` (a listing: its failure fails the unit) and per account ``…/keys?
+  keyTypes=USER_MANAGED`` (partial, recorded under ``_errors``);
+* per folder and organisation (scope ``folders/N`` / ``organizations/N``): its policy.
+
+Resource types:
+
+``gcp.iam.policy`` (id = ``projects/<id>``, ``folders/N``, ``organizations/N``)::
+
+    {"resource", "displayName", "parent", "ancestors": [nearest first],
+     "version", "bindings": [{"role", "members", "condition"?}],
+     "auditConfigs": [{"service", "auditLogConfigs": [{"logType", "exemptedMembers"?}]}],
+     "inheritedAuditConfigs": [{"resource": "<ancestor>", "auditConfigs": [...]}]}
+
+Audit configuration is inherited down the hierarchy (the effective Data Access logging
+of a project is the union of its own and its ancestors'), so each node carries what its
+ancestors set; an ancestor policy that cannot be read is recorded under
+``_errors.inheritedAuditConfigs``.
+
+``gcp.iam.service_account`` (id = the account's e-mail)::
+
+    {"email", "displayName", "disabled", "uniqueId",
+     "userManagedKeys": [{"keyId", "keyAlgorithm", "keyOrigin", "validAfterTime",
+                          "validBeforeTime", "disabled"}]}
+
+Key material is never requested (the key list returns metadata only).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any
+from urllib.parse import quote
+
+from connectors.checks import Verdict, check, failed, not_applicable, passed
+from connectors.http import SourceError
+from connectors.records import Evidence
+
+from .common import EvidenceMissing, days_since, read_partial, require, with_errors
+from .context import GcpContext, Project, evidence
+
+SERVICE = "iam"
+POLICY = "gcp.iam.policy"
+SERVICE_ACCOUNT = "gcp.iam.service_account"
+
+PERMISSIONS = (
+    "resourcemanager.projects.getIamPolicy",
+    "resourcemanager.folders.getIamPolicy",
+    "resourcemanager.organizations.getIamPolicy",
+    "iam.serviceAccounts.list",
+    "iam.serviceAccountKeys.list",
+)
+
+PUBLIC_MEMBERS = frozenset({"allUsers", "allAuthenticatedUsers"})
+
+
+# --- policies --------------------------------------------------------------------------
+
+
+def _bindings(policy: Mapping[str, Any]) -> list[dict[str, Any]]:
+    out = []
+    for b in policy.get("bindings") or []:
+        item: dict[str, Any] = {"role": b.get("role"), "members": sorted(b.get("members") or [])}
+        if b.get("condition"):
+            item["condition"] = b["condition"]
+        out.append(item)
+    return sorted(out, key=lambda b: (str(b["role"]), str(b.get("condition", ""))))
+
+
+def policy_payload(
+    ctx: GcpContext, resource: str, parent: str | None, display_name: str | None = None
+) -> dict[str, Any]:
+    """The node's policy (a failure raises) with what its ancestors configure."""
+    policy = ctx.hierarchy.policy(resource)
+    payload: dict[str, Any] = {
+        "resource": resource,
+        "displayName": display_name,
+        "parent": parent,
+        "version": policy.get("version"),
+        "bindings": _bindings(policy),
+        "auditConfigs": policy.get("auditConfigs") or [],
+    }
+    errors: dict[str, str] = {}
+    chain: list[str] = []
+    try:
+        if parent:
+            chain = [parent, *ctx.hierarchy.ancestors(parent)]
+    except SourceError as exc:
+        errors["inheritedAuditConfigs"] = f"ancestors of {resource}: {exc}"
+    inherited: list[dict[str, Any]] = []
+    for node in chain:
+        try:
+            configs = ctx.hierarchy.policy(node).get("auditConfigs") or []
+        except SourceError as exc:
+            errors["inheritedAuditConfigs"] = f"policy of {node}: {exc}"
+            continue
+        if configs:
+            inherited.append({"resource": node, "auditConfigs": configs})
+    payload["ancestors"] = chain
+    payload["inheritedAuditConfigs"] = inherited
+    return with_errors(payload, errors)
+
+
+def read_project_policy(ctx: GcpContext, project: Project) -> Evidence:
+    payload = policy_payload(ctx, project.resource, project.parent, project.display_name)
+    return evidence(project.id, POLICY, project.resource, payload)
+
+
+def read_node(ctx: GcpContext, node: str, parent: str | None,
+              display_name: str | None) -> Iterator[Evidence]:
+    """The unit of a folder or organisation: its own policy."""
+    yield evidence(node, POLICY, node, policy_payload(ctx, node, parent, display_name))
+
+
+# --- service accounts -----------------------------------------------------------------
+
+
+def _key(key: Mapping[str, Any]) -> dict[str, Any]:
+    return {
+        "keyId": str(key.get("name", "")).rsplit("/", 1)[-1],
+        "keyAlgorithm": key.get("keyAlgorithm"),
+        "keyOrigin": key.get("keyOrigin"),
+        "keyType": key.get("keyType", "USER_MANAGED"),
+        "validAfterTime": key.get("validAfterTime"),
+        "validBeforeTime": key.get("validBeforeTime"),
+        "disabled": bool(key.get("disabled", False)),
+    }
+
+
+def service_account_payload(ctx: GcpContext, account: Mapping[str, Any]) -> dict[str, Any]:
+    payload: dict[str, Any] = {
+        k: account.get(k) for k in ("email", "displayName", "uniqueId", "description")
+        if account.get(k) is not None
+    }
+    payload["disabled"] = bool(account.get("disabled", False))
+    errors: dict[str, str] = {}
+    name = account.get("name") or f"projects/-/serviceAccounts/{account.get('email')}"
+    path = f"/v1/{quote(str(name), safe='/@')}/keys"
+    keys = read_partial(errors, "userManagedKeys", lambda: ctx.api("iam").get_json(
+        path, params={"keyTypes": "USER_MANAGED"}).get("keys") or [])
+    if keys is not None:
+        payload["userManagedKeys"] = sorted(
+            (_key(k) for k in keys if k.get("keyType", "USER_MANAGED") == "USER_MANAGED"),
+            key=lambda k: k["keyId"],
+        )
+    return with_errors(payload, errors)
+
+
+def read(ctx: GcpContext, project: Project) -> Iterator[Evidence]:
+    yield read_project_policy(ctx, project)
+    accounts = ctx.items("iam", f"/v1/projects/{project.id}/serviceAccounts", "accounts",
+                         {"pageSize": 100})
+    for account in accounts:
+        yield evidence(project.id, SERVICE_ACCOUNT, str(account.get("email")),
+                       service_account_payload(ctx, account))
+
+
+# --- checks: policies -----------------------------------------------------------------
+
+
+def _grants(payload: Mapping[str, Any], roles: Sequence[str], prefixes: Sequence[str],
+            allowed: Sequence[str]) -> list[str]:
+    roles_set = set(roles)
+    out = []
+    for b in require(payload, "bindings"):
+        if b.get("role") not in roles_set:
+            continue
+        for m in b.get("members") or []:
+            kind = str(m).split(":", 1)[0]
+            if kind in prefixes and m not in allowed:
+                out.append(f"{m} has {b['role']}")
+    return out
+
+
+@check(
+    id="gcp.iam.user_no_primitive_roles",
+    title="No person holds a basic role (Owner, Editor) directly",
+    severity="high",
+    resource_type=POLICY,
+    rationale="Owner and Editor grant thousands of permissions across every service; "
+    "people should get the predefined or custom roles their job needs, so access follows "
+    "least privilege and can be reviewed.",
+    remediation="Replace the Owner/Editor bindings of users and groups with specific "
+    "roles (keep break-glass accounts in allowed_members).",
+    parameters={"roles": ["roles/owner", "roles/editor"], "member_types": ["user", "group"],
+                "allowed_members": []},
+)
+def user_no_primitive_roles(payload: Mapping[str, Any], params: Mapping[str, Any]) -> Verdict:
+    found = _grants(payload, params["roles"], params["member_types"], params["allowed_members"])
+    if found:
+        return failed("Basic roles granted to people: " + "; ".join(found))
+    return passed("No user or group holds a basic role here")
+
+
+@check(
+    id="gcp.iam.service_account_no_primitive_roles",
+    title="No service account holds a basic role (Owner, Editor)",
+    severity="high",
+    resource_type=POLICY,
+    rationale="A workload with Owner or Editor can change anything in the project; a "
+    "compromised VM or pipeline then compromises the whole project (the default Compute "
+    "Engine service account gets Editor unless this is prevented).",
+    remediation="Grant the service account only the roles its workload uses and remove "
+    "Owner/Editor.",
+    parameters={"roles": ["roles/owner", "roles/editor"], "allowed_members": []},
+)
+def service_account_no_primitive_roles(
+    payload: Mapping[str, Any], params: Mapping[str, Any]
+) -> Verdict:
+    found = _grants(payload, params["roles"], ["serviceAccount"], params["allowed_members"])
+    if found:
+        return failed("Basic roles granted to service accounts: " + "; ".join(found))
+    return passed("No service account holds a basic role here")
+
+
+@check(
+    id="gcp.iam.no_public_bindings",
+    title="No IAM binding grants access to allUsers or allAuthenticatedUsers",
+    severity="critical",
+    resource_type=POLICY,
+    rationale="allUsers is anyone on the internet and allAuthenticatedUsers is anyone with "
+    "a Google account; a binding to either makes the role's access public.",
+    remediation="Remove allUsers and allAuthenticatedUsers from the policy's bindings.",
+)
+def no_public_bindings(payload: Mapping[str, Any], params: Mapping[str, Any]) -> Verdict:
+    found = [f"{m} has {b.get('role')}" for b in require(payload, "bindings")
+             for m in b.get("members") or [] if m in PUBLIC_MEMBERS]
+    if found:
+        return failed("Public bindings: " + "; ".join(found))
+    return passed("No binding grants access to allUsers or allAuthenticatedUsers")
+
+
+def _log_types(configs: Sequence[Mapping[str, Any]]) -> tuple[set[str], list[str]]:
+    """Log types enabled for allServices, and exempted members, across ``configs``."""
+    types: set[str] = set()
+    exempted: list[str] = []
+    for cfg in configs:
+        if cfg.get("service") != "allServices":
+            continue
+        for lc in cfg.get("auditLogConfigs") or []:
+            types.add(str(lc.get("logType")))
+            exempted += [str(m) for m in lc.get("exemptedMembers") or []]
+    return types, exempted
+
+
+@check(
+    id="gcp.iam.data_access_audit_logs",
+    title="Data Access audit logs are on for all services",
+    severity="medium",
+    resource_type=POLICY,
+    rationale="Admin Activity logs are always on, but reads of configuration and user "
+    "data (DATA_READ, DATA_WRITE, ADMIN_READ) are logged only when the audit "
+    "configuration turns them on; without them data access cannot be traced.",
+    remediation="In IAM → Audit Logs, enable Admin Read, Data Read and Data Write for all "
+    "services at the organisation (inherited by every project), without exemptions.",
+    parameters={"log_types": ["ADMIN_READ", "DATA_READ", "DATA_WRITE"],
+                "allow_exempted_members": False},
+)
+def data_access_audit_logs(payload: Mapping[str, Any], params: Mapping[str, Any]) -> Verdict:
+    configs = list(require(payload, "auditConfigs"))
+    for inherited in payload.get("inheritedAuditConfigs") or []:
+        configs += inherited.get("auditConfigs") or []
+    types, exempted = _log_types(configs)
+    missing = [t for t in params["log_types"] if t not in types]
+    if exempted and not params["allow_exempted_members"]:
+        problem = "exempted members: " + ", ".join(sorted(set(exempted)))
+    elif missing:
+        problem = "not logged for all services: " + ", ".join(missing)
+    else:
+        return passed("Data Access audit logs are on for all services: "
+                      + ", ".join(sorted(types)))
+    unread = (payload.get("_errors") or {}).get("inheritedAuditConfigs")
+    if unread and not exempted:
+        raise EvidenceMissing(f"{problem}, and an ancestor's configuration could not be "
+                              f"read: {unread}")
+    return failed(problem)
+
+
+# --- checks: service accounts ----------------------------------------------------------
+
+
+def _active_keys(payload: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+    return [k for k in require(payload, "userManagedKeys") if not k.get("disabled")]
+
+
+@check(
+    id="gcp.iam.no_user_managed_keys",
+    title="Service accounts have no user-managed keys",
+    severity="medium",
+    resource_type=SERVICE_ACCOUNT,
+    rationale="Downloaded service-account keys are long-lived secrets that are copied, "
+    "committed and leaked; attached service accounts, workload identity federation or "
+    "impersonation give workloads short-lived tokens instead.",
+    remediation="Delete the user-managed keys and move the workload to attached service "
+    "accounts or workload identity federation (and enforce iam.disableServiceAccountKey"
+    "Creation).",
+)
+def no_user_managed_keys(payload: Mapping[str, Any], params: Mapping[str, Any]) -> Verdict:
+    keys = _active_keys(payload)
+    if keys:
+        return failed(f"{len(keys)} enabled user-managed key(s): "
+                      + ", ".join(str(k["keyId"])[:12] for k in keys))
+    return passed("No enabled user-managed keys")
+
+
+@check(
+    id="gcp.iam.access_key_rotated",
+    title="Service-account keys are rotated within the maximum age",
+    severity="medium",
+    resource_type=SERVICE_ACCOUNT,
+    rationale="Rotating keys limits how long leaked authentication information stays "
+    "valid.",
+    remediation="Create a new key, move the workload to it and delete keys older than "
+    "the maximum age.",
+    parameters={"max_age_days": 90},
+)
+def access_key_rotated(payload: Mapping[str, Any], params: Mapping[str, Any]) -> Verdict:
+    keys = _active_keys(payload)
+    if not keys:
+        return not_applicable("No enabled user-managed keys")
+    limit = float(params["max_age_days"])
+    old = []
+    for k in keys:
+        age = days_since(k["validAfterTime"])
+        if age > limit:
+            old.append(f"{str(k['keyId'])[:12]} ({int(age)} days)")
+    if old:
+        return failed(f"Keys older than {int(limit)} days: " + ", ".join(old))
+    return passed(f"All {len(keys)} enabled keys are younger than {int(limit)} days")

@@ -1,0 +1,144 @@
+"""Cloud Storage buckets: public access prevention, IAM, uniform access, retention lock.
+
+One unit per project (service ``storage``): ``GET storage.googleapis.com/storage/v1/b?
+project=<id>`` (the listing; a failure fails the unit), then per bucket ``GET …/b/<name>/
+iam`` (partial, recorded under ``_errors``).
+
+Resource type ``gcp.storage.bucket`` (id = bucket name, region = its location)::
+
+    {"name", "location", "locationType", "storageClass", "timeCreated",
+     "iamConfiguration": {"uniformBucketLevelAccess": {"enabled", "lockedTime"},
+                          "publicAccessPrevention": "enforced" | "inherited"},
+     "retentionPolicy": {"retentionPeriod", "effectiveTime", "isLocked"}?,
+     "versioning", "logging", "encryption", "softDeletePolicy",
+     "iamBindings": [{"role", "members"}]}
+
+``updated`` and ``metageneration`` move with every metadata write (labels…) and are
+dropped, so only changes to what is kept here create a new version.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator, Mapping
+from typing import Any
+from urllib.parse import quote
+
+from connectors.checks import Verdict, check, failed, not_applicable, passed
+from connectors.records import Evidence
+
+from .common import read_partial, require, with_errors
+from .context import GcpContext, Project, evidence
+from .iam import PUBLIC_MEMBERS
+
+SERVICE = "storage"
+BUCKET = "gcp.storage.bucket"
+
+PERMISSIONS = ("storage.buckets.list", "storage.buckets.getIamPolicy")
+
+_KEPT = ("name", "location", "locationType", "storageClass", "timeCreated",
+         "iamConfiguration", "retentionPolicy", "versioning", "logging", "encryption",
+         "softDeletePolicy", "defaultEventBasedHold", "labels")
+
+
+def bucket_payload(ctx: GcpContext, bucket: Mapping[str, Any]) -> dict[str, Any]:
+    payload = {k: bucket[k] for k in _KEPT if k in bucket}
+    errors: dict[str, str] = {}
+    path = f"/storage/v1/b/{quote(str(bucket['name']), safe='')}/iam"
+    policy = read_partial(errors, "iamBindings", lambda: ctx.api("storage").get_json(
+        path, params={"optionsRequestedPolicyVersion": 3}))
+    if policy is not None:
+        payload["iamBindings"] = sorted(
+            ({"role": b.get("role"), "members": sorted(b.get("members") or [])}
+             for b in policy.get("bindings") or []),
+            key=lambda b: str(b["role"]),
+        )
+    return with_errors(payload, errors)
+
+
+def read(ctx: GcpContext, project: Project) -> Iterator[Evidence]:
+    buckets = ctx.items("storage", "/storage/v1/b", "items",
+                        {"project": project.id, "projection": "noAcl", "maxResults": 1000})
+    for bucket in buckets:
+        yield evidence(project.id, BUCKET, str(bucket["name"]), bucket_payload(ctx, bucket),
+                       bucket.get("location"))
+
+
+def _iam_config(payload: Mapping[str, Any]) -> Mapping[str, Any]:
+    return payload.get("iamConfiguration") or {}
+
+
+@check(
+    id="gcp.storage.bucket_public_access_block",
+    title="Cloud Storage buckets enforce public access prevention",
+    severity="high",
+    resource_type=BUCKET,
+    rationale="Public access prevention stops IAM bindings and ACLs from ever exposing "
+    "the bucket's objects to allUsers or allAuthenticatedUsers.",
+    remediation="Set public access prevention to 'enforced' on the bucket (or enforce "
+    "the storage.publicAccessPrevention organisation policy and set accept_inherited).",
+    parameters={"accept_inherited": False},
+)
+def bucket_public_access_block(payload: Mapping[str, Any], params: Mapping[str, Any]) -> Verdict:
+    value = str(_iam_config(payload).get("publicAccessPrevention") or "inherited")
+    if value == "enforced":
+        return passed("Public access prevention is enforced")
+    if value == "inherited" and params["accept_inherited"]:
+        return passed("Public access prevention is inherited from the organisation policy")
+    return failed(f"Public access prevention is {value}: the bucket can be made public")
+
+
+@check(
+    id="gcp.storage.bucket_not_public",
+    title="Cloud Storage buckets grant nothing to allUsers or allAuthenticatedUsers",
+    severity="critical",
+    resource_type=BUCKET,
+    rationale="A bucket binding to allUsers or allAuthenticatedUsers makes its objects "
+    "readable (or writable) by anyone.",
+    remediation="Remove allUsers and allAuthenticatedUsers from the bucket's IAM policy.",
+)
+def bucket_not_public(payload: Mapping[str, Any], params: Mapping[str, Any]) -> Verdict:
+    found = [f"{m} has {b['role']}" for b in require(payload, "iamBindings")
+             for m in b["members"] if m in PUBLIC_MEMBERS]
+    if found:
+        return failed("Bucket is public: " + "; ".join(found))
+    return passed("No public IAM bindings on the bucket")
+
+
+@check(
+    id="gcp.storage.bucket_uniform_access",
+    title="Cloud Storage buckets use uniform bucket-level access",
+    severity="medium",
+    resource_type=BUCKET,
+    rationale="With uniform bucket-level access, object ACLs are off and IAM alone decides "
+    "who can read objects, so access can be reviewed in one place.",
+    remediation="Enable uniform bucket-level access on the bucket.",
+)
+def bucket_uniform_access(payload: Mapping[str, Any], params: Mapping[str, Any]) -> Verdict:
+    ubla = _iam_config(payload).get("uniformBucketLevelAccess") or {}
+    if ubla.get("enabled") is True:
+        return passed("Uniform bucket-level access is enabled")
+    return failed("Uniform bucket-level access is disabled: object ACLs apply")
+
+
+@check(
+    id="gcp.storage.bucket_retention_lock",
+    title="Buckets holding logs or records have a locked retention policy",
+    severity="medium",
+    resource_type=BUCKET,
+    rationale="A locked retention policy (Bucket Lock) makes objects undeletable and "
+    "unmodifiable until they reach the retention period, so logs and records cannot be "
+    "erased to hide activity.",
+    remediation="Set a retention policy on the bucket and lock it.",
+    parameters={"name_pattern": r"(^|[-_.])(logs?|audit|archive|records?)([-_.]|$)"},
+)
+def bucket_retention_lock(payload: Mapping[str, Any], params: Mapping[str, Any]) -> Verdict:
+    policy = payload.get("retentionPolicy") or {}
+    if policy.get("isLocked") is True:
+        return passed(f"Retention policy of {policy.get('retentionPeriod')}s is locked")
+    if policy:
+        return failed("The retention policy is not locked: it can be shortened or removed")
+    if re.search(str(params["name_pattern"]), str(payload.get("name", ""))):
+        return failed("The bucket holds logs or records but has no retention policy")
+    return not_applicable("Not a log or records bucket (name_pattern) and no retention "
+                          "policy is set")

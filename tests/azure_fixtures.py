@@ -1,0 +1,818 @@
+"""A fake of Azure Resource Manager (and of the Entra token endpoint) on 127.0.0.1.
+
+:class:`ArmFake` is a real HTTP(S) server (``ThreadingHTTPServer``, TLS through a
+trustme CA when asked) holding an in-memory estate:
+
+* ``collections``: list endpoints (``/subscriptions/<id>/providers/Microsoft.Storage/
+  storageAccounts`` …) answered as ARM does — ``{"value": [...], "nextLink": "…"}``,
+  ``page_size`` items a page, the next-page link carrying ``$skiptoken`` and the
+  ``api-version``;
+* ``documents``: single resources (``…/auditingSettings/default``); unknown → 404 with
+  an ARM error body;
+* ``GET /subscriptions/<id>/resources?$filter=…``: the generic resource list with the
+  ``resourceType eq`` / ``tagName eq … and tagValue eq`` filters ARM supports;
+* ``denied``: subscriptions answering 403 ``AuthorizationFailed`` to everything;
+* ``faults``: scripted answers (status, headers, count) for matching paths;
+* Entra: ``GET /<tenant>/v2.0/.well-known/openid-configuration`` and
+  ``POST /<tenant>/oauth2/v2.0/token`` (client-credentials grant), so the real
+  ``azure.identity.ClientSecretCredential`` can authenticate against it over TLS.
+
+Every ARM request must carry ``Authorization: Bearer <token>`` and an ``api-version``.
+``requests`` records what was asked. :func:`build_estate` plants a known estate and
+returns the failures it expects the checks to find.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import ssl
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urlencode, urlsplit
+
+import pytest
+
+ARM_TOKEN = "arm-test-token-0123456789abcdef"
+TENANT = "72f988bf-86f1-41af-91ab-2d7cd011db47"
+CLIENT_ID = "0c4bd8a6-2d5a-4f6c-9a4e-7c9a1c1f0e11"
+CLIENT_SECRET = "s3cr3t-client-value-for-tests"
+
+
+@dataclass
+class Fault:
+    pattern: re.Pattern[str]
+    status: int
+    body: dict[str, Any]
+    headers: dict[str, str] = field(default_factory=dict)
+    times: int = 1_000_000
+    hits: int = 0
+
+
+@dataclass(frozen=True)
+class Seen:
+    method: str
+    path: str
+    query: dict[str, list[str]]
+    authorization: str | None
+
+
+class StaticCredential:
+    """Any object with ``get_token`` is a credential: this one returns a fixed token."""
+
+    def __init__(self, token: str = ARM_TOKEN, expires_in: int = 3600) -> None:
+        self.token = token
+        self.expires_in = expires_in
+        self.calls = 0
+        self.scopes: list[tuple[str, ...]] = []
+
+    def get_token(self, *scopes: str, **kwargs: Any) -> Any:
+        import time
+
+        from azure.core.credentials import AccessToken
+
+        self.calls += 1
+        self.scopes.append(scopes)
+        return AccessToken(self.token, int(time.time()) + self.expires_in)
+
+
+_EMPTY_LIST = re.compile(
+    r"^/subscriptions/[^/]+/providers/[^/]+/[^/]+$"
+    r"|/(backuppolicies|firewallrules|databases|diagnosticsettings)$"
+)
+
+
+def _arm_error(code: str, message: str) -> dict[str, Any]:
+    return {"error": {"code": code, "message": message}}
+
+
+class ArmFake:
+    """The fake's state and server. Use as a context manager or via the fixtures."""
+
+    def __init__(
+        self,
+        *,
+        page_size: int = 2,
+        token: str = ARM_TOKEN,
+        ssl_context: ssl.SSLContext | None = None,
+        record: bool = True,
+    ) -> None:
+        self.page_size = page_size
+        self.token = token
+        self.ssl_context = ssl_context
+        self.record = record
+        self.subscriptions: dict[str, dict[str, Any]] = {}
+        self.collections: dict[str, list[dict[str, Any]]] = {}
+        self.documents: dict[str, dict[str, Any]] = {}
+        self.resources: dict[str, list[dict[str, Any]]] = {}  # per subscription
+        self.denied: set[str] = set()
+        self.faults: list[Fault] = []
+        self.requests: list[Seen] = []
+        self.token_requests: list[dict[str, list[str]]] = []
+        self.request_count = 0
+        self._lock = threading.Lock()
+        self._server: ThreadingHTTPServer | None = None
+        self._thread: threading.Thread | None = None
+
+    # -- estate
+
+    def add_subscription(self, sub: str, name: str, state: str = "Enabled") -> None:
+        self.subscriptions[sub] = {
+            "id": f"/subscriptions/{sub}",
+            "authorizationSource": "RoleBased",
+            "managedByTenants": [],
+            "subscriptionId": sub,
+            "tenantId": TENANT,
+            "displayName": name,
+            "state": state,
+            "subscriptionPolicies": {"locationPlacementId": "Public_2014-09-01",
+                                     "quotaId": "PayAsYouGo_2014-09-01",
+                                     "spendingLimit": "Off"},
+        }
+
+    def add(self, collection: str, resource: dict[str, Any], *, generic: bool = True) -> None:
+        """Add ``resource`` to a list endpoint (and to the generic resource list)."""
+        self.collections.setdefault(collection.lower(), []).append(resource)
+        sub = resource["id"].split("/")[2].lower()
+        if generic and "type" in resource:
+            self.resources.setdefault(sub, []).append(resource)
+
+    def put_list(self, path: str, items: list[dict[str, Any]]) -> None:
+        self.collections[path.lower()] = items
+
+    def put(self, path: str, doc: dict[str, Any]) -> None:
+        self.documents[path.lower()] = doc
+
+    def fault(self, pattern: str, status: int, *, code: str = "Fault", times: int = 1_000_000,
+              headers: dict[str, str] | None = None) -> Fault:
+        f = Fault(re.compile(pattern, re.IGNORECASE), status, _arm_error(code, f"HTTP {status}"),
+                  dict(headers or {}), times)
+        self.faults.append(f)
+        return f
+
+    # -- server
+
+    @property
+    def url(self) -> str:
+        assert self._server is not None
+        scheme = "https" if self.ssl_context else "http"
+        return f"{scheme}://127.0.0.1:{self._server.server_address[1]}"
+
+    def start(self) -> ArmFake:
+        handler = _make_handler(self)
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        self._server.daemon_threads = True
+        if self.ssl_context is not None:
+            self._server.socket = self.ssl_context.wrap_socket(
+                self._server.socket, server_side=True
+            )
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        )
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+
+    def __enter__(self) -> ArmFake:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def paths(self) -> list[str]:
+        return [r.path for r in self.requests]
+
+    # -- routing
+
+    def answer(self, method: str, path: str, query: dict[str, list[str]],
+               headers: dict[str, str], body: bytes) -> tuple[int, dict[str, Any], dict[str, str]]:
+        with self._lock:
+            self.request_count += 1
+            if self.record:
+                self.requests.append(Seen(method, path, query, headers.get("authorization")))
+        for f in self.faults:
+            if f.hits < f.times and f.pattern.search(path):
+                f.hits += 1
+                return f.status, f.body, f.headers
+        # Entra endpoints
+        m = re.fullmatch(r"/([^/]+)/v2\.0/\.well-known/openid-configuration", path)
+        if m and method == "GET":
+            base = f"{self.url}/{m.group(1)}"
+            return 200, {
+                "token_endpoint": f"{base}/oauth2/v2.0/token",
+                "authorization_endpoint": f"{base}/oauth2/v2.0/authorize",
+                "issuer": f"{base}/v2.0",
+                "token_endpoint_auth_methods_supported": ["client_secret_post"],
+                "response_types_supported": ["code", "id_token", "token"],
+                "tenant_region_scope": "EU",
+            }, {}
+        m = re.fullmatch(r"/([^/]+)/oauth2/v2\.0/token", path)
+        if m and method == "POST":
+            form = parse_qs(body.decode())
+            self.token_requests.append(form)
+            if form.get("client_secret") != [CLIENT_SECRET]:
+                return 401, {"error": "invalid_client",
+                             "error_description": "AADSTS7000215: Invalid client secret."}, {}
+            return 200, {"token_type": "Bearer", "expires_in": 3599, "ext_expires_in": 3599,
+                         "access_token": self.token}, {}
+        # ARM
+        if headers.get("authorization") != f"Bearer {self.token}":
+            return 401, _arm_error("InvalidAuthenticationToken", "bad token"), {}
+        if not query.get("api-version"):
+            return 400, _arm_error("MissingApiVersionParameter", "api-version missing"), {}
+        if method != "GET":
+            return 405, _arm_error("MethodNotAllowed", method), {}
+        parts = path.strip("/").split("/")
+        if len(parts) >= 2 and parts[0].lower() == "subscriptions":
+            sub = parts[1].lower()
+            if sub in self.denied:
+                return 403, _arm_error(
+                    "AuthorizationFailed",
+                    f"The client does not have authorization over scope /subscriptions/{sub}",
+                ), {}
+            if len(parts) == 3 and parts[2].lower() == "resources":
+                return 200, self._page(path, query, self._filtered(sub, query)), {}
+        if path.rstrip("/").lower() == "/subscriptions":
+            return 200, self._page(path, query, list(self.subscriptions.values())), {}
+        key = path.rstrip("/").lower()
+        if key in self.collections:
+            return 200, self._page(path, query, self.collections[key]), {}
+        if key in self.documents:
+            return 200, self.documents[key], {}
+        if _EMPTY_LIST.search(key):  # ARM lists what exists: nothing is an empty list
+            return 200, {"value": []}, {}
+        return 404, _arm_error("ResourceNotFound", f"{path} not found"), {}
+
+    def _filtered(self, sub: str, query: dict[str, list[str]]) -> list[dict[str, Any]]:
+        items = self.resources.get(sub, [])
+        flt = (query.get("$filter") or [""])[0]
+        types = {t.lower() for t in re.findall(r"resourceType eq '([^']+)'", flt)}
+        tag = re.search(r"tagName eq '([^']+)' and tagValue eq '([^']*)'", flt)
+        out = []
+        for r in items:
+            if types and r["type"].lower() not in types:
+                continue
+            if tag and (r.get("tags") or {}).get(tag.group(1)) != tag.group(2):
+                continue
+            out.append({k: r[k] for k in ("id", "name", "type", "location", "tags") if k in r})
+        return out
+
+    def _page(self, path: str, query: dict[str, list[str]],
+              items: list[dict[str, Any]]) -> dict[str, Any]:
+        start = int((query.get("$skiptoken") or ["0"])[0])
+        page = items[start:start + self.page_size]
+        body: dict[str, Any] = {"value": page}
+        if start + self.page_size < len(items):
+            params = {"api-version": query["api-version"][0]}
+            if query.get("$filter"):
+                params["$filter"] = query["$filter"][0]
+            params["$skiptoken"] = str(start + self.page_size)
+            body["nextLink"] = f"{self.url}{path}?{urlencode(params)}"
+        return body
+
+
+def _make_handler(fake: ArmFake) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+        # One write per answer (headers and body together): no delayed-ACK stalls.
+        wbufsize = 1 << 16
+        disable_nagle_algorithm = True
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+        def _serve(self, method: str) -> None:
+            parts = urlsplit(self.path)
+            length = int(self.headers.get("content-length") or 0)
+            body = self.rfile.read(length) if length else b""
+            headers = {k.lower(): v for k, v in self.headers.items()}
+            status, doc, extra = fake.answer(
+                method, parts.path, parse_qs(parts.query, keep_blank_values=True), headers, body
+            )
+            data = json.dumps(doc).encode()
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json; charset=utf-8")
+            self.send_header("Content-Length", str(len(data)))
+            self.send_header("x-ms-request-id", "fake")
+            for k, v in extra.items():
+                self.send_header(k, v)
+            self.end_headers()
+            self.wfile.write(data)
+
+        def do_GET(self) -> None:
+            self._serve("GET")
+
+        def do_POST(self) -> None:
+            self._serve("POST")
+
+    return Handler
+
+
+# --------------------------------------------------------------------------- estate
+
+SUB_A = "11111111-aaaa-4aaa-8aaa-111111111111"
+SUB_B = "22222222-bbbb-4bbb-8bbb-222222222222"
+SUB_C = "33333333-cccc-4ccc-8ccc-333333333333"
+SUB_DENIED = "44444444-dddd-4ddd-8ddd-444444444444"
+
+
+def rid(sub: str, rg: str, provider: str, name: str) -> str:
+    return f"/subscriptions/{sub}/resourceGroups/{rg}/providers/{provider}/{name}"
+
+
+@dataclass
+class Estate:
+    """What :func:`build_estate` planted: failing (check id, lower-cased resource id)."""
+
+    fake: ArmFake
+    expected_failures: set[tuple[str, str]] = field(default_factory=set)
+    resource_ids: set[str] = field(default_factory=set)
+
+    def expect(self, check_id: str, resource_id: str) -> None:
+        self.expected_failures.add((check_id, resource_id.lower()))
+
+
+def storage_account(sub: str, name: str, *, rg: str = "rg-data", https: bool = True,
+                    public: bool | None = False, tls: str | None = "TLS1_2",
+                    shared_key: bool | None = False, default_action: str = "Deny",
+                    tags: dict[str, str] | None = None) -> dict[str, Any]:
+    props: dict[str, Any] = {
+        "keyCreationTime": {"key1": "2025-01-01T10:00:00.0000000Z",
+                            "key2": "2025-01-01T10:00:00.0000000Z"},
+        "privateEndpointConnections": [],
+        "networkAcls": {"bypass": "AzureServices", "virtualNetworkRules": [],
+                        "ipRules": [], "defaultAction": default_action},
+        "supportsHttpsTrafficOnly": https,
+        "encryption": {"requireInfrastructureEncryption": False,
+                       "services": {"file": {"keyType": "Account", "enabled": True},
+                                    "blob": {"keyType": "Account", "enabled": True}},
+                       "keySource": "Microsoft.Storage"},
+        "accessTier": "Hot",
+        "provisioningState": "Succeeded",
+        "creationTime": "2024-06-01T09:12:44.1234567Z",
+        "primaryEndpoints": {"blob": f"https://{name}.blob.core.windows.net/"},
+        "primaryLocation": "westeurope",
+        "statusOfPrimary": "available",
+    }
+    if public is not None:
+        props["allowBlobPublicAccess"] = public
+    if tls is not None:
+        props["minimumTlsVersion"] = tls
+    if shared_key is not None:
+        props["allowSharedKeyAccess"] = shared_key
+    return {
+        "sku": {"name": "Standard_LRS", "tier": "Standard"},
+        "kind": "StorageV2",
+        "id": rid(sub, rg, "Microsoft.Storage/storageAccounts", name),
+        "name": name,
+        "type": "Microsoft.Storage/storageAccounts",
+        "location": "westeurope",
+        "tags": tags or {},
+        "properties": props,
+    }
+
+
+def nsg_rule(name: str, priority: int, port: str, source: str = "*", *, access: str = "Allow",
+             protocol: str = "Tcp", direction: str = "Inbound") -> dict[str, Any]:
+    return {
+        "name": name,
+        "id": f".../securityRules/{name}",
+        "etag": 'W/"00000000-0000-0000-0000-000000000000"',
+        "type": "Microsoft.Network/networkSecurityGroups/securityRules",
+        "properties": {
+            "provisioningState": "Succeeded", "protocol": protocol, "sourcePortRange": "*",
+            "destinationPortRange": port, "sourceAddressPrefix": source,
+            "destinationAddressPrefix": "*", "access": access, "priority": priority,
+            "direction": direction, "sourcePortRanges": [], "destinationPortRanges": [],
+            "sourceAddressPrefixes": [], "destinationAddressPrefixes": [],
+        },
+    }
+
+
+def nsg(sub: str, name: str, rules: list[dict[str, Any]]) -> dict[str, Any]:
+    return {
+        "name": name,
+        "id": rid(sub, "rg-net", "Microsoft.Network/networkSecurityGroups", name),
+        "etag": 'W/"11111111-0000-0000-0000-000000000000"',
+        "type": "Microsoft.Network/networkSecurityGroups",
+        "location": "northeurope",
+        "properties": {
+            "provisioningState": "Succeeded",
+            "resourceGuid": "7a8b9c0d-0000-0000-0000-000000000000",
+            "securityRules": rules,
+            "defaultSecurityRules": [
+                nsg_rule("AllowVnetInBound", 65000, "*", "VirtualNetwork"),
+                nsg_rule("AllowAzureLoadBalancerInBound", 65001, "*", "AzureLoadBalancer"),
+                nsg_rule("DenyAllInBound", 65500, "*", "*", access="Deny", protocol="*"),
+            ],
+            "networkInterfaces": [{"id": f"/subscriptions/{sub}/.../networkInterfaces/nic1"}],
+        },
+    }
+
+
+PLANS = ("VirtualMachines", "SqlServers", "AppServices", "StorageAccounts", "KeyVaults",
+         "Arm", "Containers", "CosmosDbs", "Api")
+
+
+def pricings(sub: str, off: tuple[str, ...] = ()) -> list[dict[str, Any]]:
+    out = []
+    for plan in PLANS:
+        tier = "Free" if plan in off else "Standard"
+        p: dict[str, Any] = {"pricingTier": tier, "freeTrialRemainingTime": "PT0S"}
+        if tier == "Standard":
+            p["enablementTime"] = "2025-02-03T04:05:06.789Z"
+            p["subPlan"] = "P2" if plan == "VirtualMachines" else None
+        out.append({
+            "id": f"/subscriptions/{sub}/providers/Microsoft.Security/pricings/{plan}",
+            "name": plan, "type": "Microsoft.Security/pricings", "properties": p,
+        })
+    return out
+
+
+def diag_setting(name: str, *, workspace: str | None = None, storage: str | None = None,
+                 categories: tuple[str, ...] = ("Administrative", "Security", "Policy",
+                                                "Alert"),
+                 group: str | None = None) -> dict[str, Any]:
+    logs: list[dict[str, Any]] = [{"category": c, "enabled": True} for c in categories]
+    if group:
+        logs = [{"categoryGroup": group, "enabled": True}]
+    props: dict[str, Any] = {"logs": logs}
+    if workspace:
+        props["workspaceId"] = workspace
+    if storage:
+        props["storageAccountId"] = storage
+    return {"id": f".../diagnosticSettings/{name}", "name": name, "properties": props}
+
+
+def key_vault(sub: str, name: str, *, soft_delete: bool = True, purge: bool = True,
+              rg: str = "rg-sec") -> dict[str, Any]:
+    props: dict[str, Any] = {
+        "sku": {"family": "A", "name": "standard"},
+        "tenantId": TENANT,
+        "accessPolicies": [{"tenantId": TENANT, "objectId": "o1",
+                            "permissions": {"keys": ["get"], "secrets": ["get"]}}],
+        "enabledForDeployment": False,
+        "enableSoftDelete": soft_delete,
+        "softDeleteRetentionInDays": 90,
+        "enableRbacAuthorization": True,
+        "vaultUri": f"https://{name}.vault.azure.net/",
+        "provisioningState": "Succeeded",
+        "publicNetworkAccess": "Enabled",
+    }
+    if purge:
+        props["enablePurgeProtection"] = True
+    return {"id": rid(sub, rg, "Microsoft.KeyVault/vaults", name), "name": name,
+            "type": "Microsoft.KeyVault/vaults", "location": "westeurope", "tags": {},
+            "properties": props}
+
+
+def sql_server(sub: str, name: str, *, public: str = "Disabled", tls: str | None = "1.2"
+               ) -> dict[str, Any]:
+    props: dict[str, Any] = {
+        "administratorLogin": "sqladmin", "version": "12.0", "state": "Ready",
+        "fullyQualifiedDomainName": f"{name}.database.windows.net",
+        "privateEndpointConnections": [], "publicNetworkAccess": public,
+        "restrictOutboundNetworkAccess": "Disabled",
+    }
+    if tls is not None:
+        props["minimalTlsVersion"] = tls
+    return {"kind": "v12.0", "id": rid(sub, "rg-sql", "Microsoft.Sql/servers", name),
+            "name": name, "type": "Microsoft.Sql/servers", "location": "westeurope",
+            "properties": props}
+
+
+def vm(sub: str, name: str, *, managed: bool = True) -> dict[str, Any]:
+    os_disk: dict[str, Any] = {"osType": "Linux", "name": f"{name}-os",
+                               "createOption": "FromImage", "caching": "ReadWrite",
+                               "diskSizeGB": 30}
+    if managed:
+        os_disk["managedDisk"] = {
+            "storageAccountType": "Premium_LRS",
+            "id": rid(sub, "rg-vm", "Microsoft.Compute/disks", f"{name}-os"),
+        }
+    else:
+        os_disk["vhd"] = {"uri": f"https://legacy.blob.core.windows.net/vhds/{name}.vhd"}
+    return {
+        "name": name, "id": rid(sub, "rg-vm", "Microsoft.Compute/virtualMachines", name),
+        "type": "Microsoft.Compute/virtualMachines", "location": "westeurope",
+        "properties": {
+            "vmId": "0f0e0d0c-0000-0000-0000-000000000000",
+            "hardwareProfile": {"vmSize": "Standard_D2s_v5"},
+            "storageProfile": {"osDisk": os_disk, "dataDisks": []},
+            "osProfile": {"computerName": name, "adminUsername": "azureuser",
+                          "linuxConfiguration": {"disablePasswordAuthentication": True}},
+            "provisioningState": "Succeeded",
+        },
+    }
+
+
+def disk(sub: str, name: str, *, encryption: str | None = "EncryptionAtRestWithPlatformKey"
+         ) -> dict[str, Any]:
+    props: dict[str, Any] = {"osType": "Linux", "diskSizeGB": 30, "diskState": "Attached",
+                             "timeCreated": "2024-06-01T09:12:44.1234567+00:00",
+                             "provisioningState": "Succeeded"}
+    if encryption:
+        props["encryption"] = {"type": encryption}
+    return {"name": name, "id": rid(sub, "rg-vm", "Microsoft.Compute/disks", name),
+            "type": "Microsoft.Compute/disks", "location": "westeurope",
+            "managedBy": rid(sub, "rg-vm", "Microsoft.Compute/virtualMachines", "vm"),
+            "sku": {"name": "Premium_LRS", "tier": "Premium"}, "properties": props}
+
+
+def rs_vault(sub: str, name: str, *, soft_delete: str = "AlwaysON",
+             immutability: str = "Locked") -> dict[str, Any]:
+    return {
+        "id": rid(sub, "rg-bcdr", "Microsoft.RecoveryServices/vaults", name), "name": name,
+        "type": "Microsoft.RecoveryServices/vaults", "location": "westeurope",
+        "sku": {"name": "RS0", "tier": "Standard"},
+        "properties": {
+            "provisioningState": "Succeeded",
+            "securitySettings": {
+                "softDeleteSettings": {"softDeleteState": soft_delete,
+                                       "softDeleteRetentionPeriodInDays": 14,
+                                       "enhancedSecurityState": "Enabled"},
+                "immutabilitySettings": {"state": immutability},
+                "multiUserAuthorization": "Disabled",
+            },
+            "publicNetworkAccess": "Enabled",
+        },
+    }
+
+
+def vm_policy(vault_id: str, name: str, daily_days: int, weekly_weeks: int | None = None
+              ) -> dict[str, Any]:
+    retention: dict[str, Any] = {
+        "retentionPolicyType": "LongTermRetentionPolicy",
+        "dailySchedule": {"retentionTimes": ["2024-01-01T02:00:00Z"],
+                          "retentionDuration": {"count": daily_days, "durationType": "Days"}},
+    }
+    if weekly_weeks:
+        retention["weeklySchedule"] = {"daysOfTheWeek": ["Sunday"],
+                                       "retentionTimes": ["2024-01-01T02:00:00Z"],
+                                       "retentionDuration": {"count": weekly_weeks,
+                                                             "durationType": "Weeks"}}
+    return {
+        "id": f"{vault_id}/backupPolicies/{name}", "name": name,
+        "type": "Microsoft.RecoveryServices/vaults/backupPolicies",
+        "properties": {
+            "backupManagementType": "AzureIaasVM", "instantRpRetentionRangeInDays": 2,
+            "schedulePolicy": {"schedulePolicyType": "SimpleSchedulePolicy",
+                               "scheduleRunFrequency": "Daily",
+                               "scheduleRunTimes": ["2024-01-01T02:00:00Z"]},
+            "retentionPolicy": retention, "timeZone": "UTC", "protectedItemsCount": 1,
+        },
+    }
+
+
+def lock(scope: str, name: str, level: str = "CanNotDelete") -> dict[str, Any]:
+    return {"id": f"{scope}/providers/Microsoft.Authorization/locks/{name}",
+            "type": "Microsoft.Authorization/locks", "name": name,
+            "properties": {"level": level, "notes": "protect"}}
+
+
+def _p(sub: str, provider_path: str) -> str:
+    return f"/subscriptions/{sub}/providers/{provider_path}"
+
+
+def add_good_subscription(e: Estate, sub: str, name: str, *, prefix: str) -> None:
+    """A subscription where every check passes (workspace destination, locks by RG)."""
+    f = e.fake
+    f.add_subscription(sub, name)
+    sa = storage_account(sub, f"{prefix}data")
+    f.add(_p(sub, "Microsoft.Storage/storageAccounts"), sa)
+    f.add(_p(sub, "Microsoft.Network/networkSecurityGroups"), nsg(sub, f"{prefix}-web", [
+        nsg_rule("allow-https", 100, "443"),
+        nsg_rule("allow-ssh-office", 110, "22", "203.0.113.0/24"),
+        nsg_rule("deny-rdp", 120, "3389", "Internet", access="Deny"),
+    ]))
+    f.put_list(_p(sub, "Microsoft.Security/pricings"), pricings(sub))
+    ws = rid(sub, "rg-log", "Microsoft.OperationalInsights/workspaces", f"{prefix}-law")
+    f.put(ws, {"id": ws, "name": f"{prefix}-law", "properties": {"retentionInDays": 400}})
+    f.put_list(_p(sub, "Microsoft.Insights/diagnosticSettings"),
+               [diag_setting("to-law", workspace=ws)])
+    kv = key_vault(sub, f"{prefix}-kv")
+    f.add(_p(sub, "Microsoft.KeyVault/vaults"), kv)
+    f.put_list(f"{kv['id']}/providers/Microsoft.Insights/diagnosticSettings",
+               [diag_setting("kv-audit", workspace=ws, group="audit")])
+    srv = sql_server(sub, f"{prefix}-sql")
+    f.add(_p(sub, "Microsoft.Sql/servers"), srv)
+    f.put(f"{srv['id']}/auditingSettings/default",
+          {"id": f"{srv['id']}/auditingSettings/Default", "name": "Default",
+           "properties": {"state": "Enabled", "retentionDays": 0,
+                          "isAzureMonitorTargetEnabled": True,
+                          "auditActionsAndGroups": ["BATCH_COMPLETED_GROUP"]}})
+    f.put_list(f"{srv['id']}/firewallRules", [
+        {"id": "x", "name": "AllowAllWindowsAzureIps",
+         "properties": {"startIpAddress": "0.0.0.0", "endIpAddress": "0.0.0.0"}}])
+    db = {"id": f"{srv['id']}/databases/appdb", "name": "appdb",
+          "type": "Microsoft.Sql/servers/databases", "location": "westeurope",
+          "sku": {"name": "GP_S_Gen5", "tier": "GeneralPurpose"},
+          "properties": {"status": "Online", "collation": "SQL_Latin1_General_CP1_CI_AS"}}
+    master = {**db, "id": f"{srv['id']}/databases/master", "name": "master"}
+    f.put_list(f"{srv['id']}/databases", [master, db])
+    f.put(f"{db['id']}/transparentDataEncryption/current",
+          {"id": "x", "name": "current", "properties": {"state": "Enabled"}})
+    f.add(_p(sub, "Microsoft.Compute/virtualMachines"), vm(sub, f"{prefix}-vm"))
+    f.add(_p(sub, "Microsoft.Compute/disks"), disk(sub, f"{prefix}-vm-os"))
+    vault = rs_vault(sub, f"{prefix}-rsv")
+    f.add(_p(sub, "Microsoft.RecoveryServices/vaults"), vault)
+    f.put_list(f"{vault['id']}/backupPolicies",
+               [vm_policy(vault["id"], "daily-30", 30, 12)])
+    rg_scope = f"/subscriptions/{sub}/resourceGroups"
+    f.put_list(_p(sub, "Microsoft.Authorization/locks"), [
+        lock(f"{rg_scope}/rg-data", "data-lock"),
+        lock(f"{rg_scope}/rg-sec", "sec-lock"),
+        lock(f"{rg_scope}/rg-sql", "sql-lock"),
+        lock(vault["id"], "vault-lock"),  # on the resource itself
+        lock(f"{rg_scope}/rg-net", "net-readonly", "ReadOnly"),
+    ])
+
+
+def add_bad_subscription(e: Estate, sub: str, name: str) -> None:
+    """A subscription with one good resource of each kind and planted failures."""
+    f = e.fake
+    f.add_subscription(sub, name)
+    coll = _p(sub, "Microsoft.Storage/storageAccounts")
+    f.add(coll, storage_account(sub, "bgood"))
+    http = storage_account(sub, "bhttp", https=False)
+    f.add(coll, http)
+    e.expect("azure.storage.account_tls_only", http["id"])
+    loose = storage_account(sub, "bloose", public=True, tls="TLS1_0", shared_key=None,
+                            default_action="Allow")
+    f.add(coll, loose)
+    for c in ("account_public_access_block", "minimum_tls_version",
+              "shared_key_access_disabled", "default_network_access_deny"):
+        e.expect(f"azure.storage.{c}", loose["id"])
+    legacy = storage_account(sub, "blegacy", public=None, tls=None)  # defaults: TLS1_0
+    f.add(coll, legacy)
+    e.expect("azure.storage.minimum_tls_version", legacy["id"])
+    e.expect("azure.storage.account_public_access_block", legacy["id"])
+
+    coll = _p(sub, "Microsoft.Network/networkSecurityGroups")
+    ssh = nsg(sub, "ssh-open", [nsg_rule("ssh", 100, "22")])
+    rdp = nsg(sub, "rdp-open", [nsg_rule("rdp", 100, "3380-3390", "Internet")])
+    every = nsg(sub, "all-open", [nsg_rule("any", 100, "*", "0.0.0.0/0", protocol="*")])
+    shadow = nsg(sub, "ssh-shadowed", [
+        nsg_rule("deny-ssh", 100, "22", "*", access="Deny"),
+        nsg_rule("allow-tcp", 200, "0-65535", "Internet"),
+    ])
+    fine = nsg(sub, "outbound-only", [nsg_rule("out", 100, "*", direction="Outbound")])
+    for g in (ssh, rdp, every, shadow, fine):
+        f.add(coll, g)
+    e.expect("azure.network.ssh_open_to_internet", ssh["id"])
+    e.expect("azure.network.rdp_open_to_internet", rdp["id"])
+    for c in ("ssh_open_to_internet", "rdp_open_to_internet", "all_ports_open_to_internet"):
+        e.expect(f"azure.network.{c}", every["id"])
+    e.expect("azure.network.rdp_open_to_internet", shadow["id"])
+    e.expect("azure.network.all_ports_open_to_internet", shadow["id"])
+
+    f.put_list(_p(sub, "Microsoft.Security/pricings"), pricings(sub, off=("KeyVaults",)))
+    e.expect("azure.security.defender_plans_enabled",
+             f"/subscriptions/{sub}/providers/Microsoft.Security/pricings")
+
+    # Activity log to storage whose lifecycle deletes after 30 days.
+    sa_log = storage_account(sub, "blogs")
+    f.add(_p(sub, "Microsoft.Storage/storageAccounts"), sa_log)
+    f.put(f"{sa_log['id']}/managementPolicies/default", {
+        "id": "x", "name": "DefaultManagementPolicy", "properties": {"policy": {"rules": [
+            {"enabled": True, "name": "expire", "type": "Lifecycle", "definition": {
+                "filters": {"blobTypes": ["appendBlob"], "prefixMatch": ["insights-"]},
+                "actions": {"baseBlob": {"delete": {"daysAfterModificationGreaterThan": 30}}},
+            }}]}}})
+    f.put_list(_p(sub, "Microsoft.Insights/diagnosticSettings"),
+               [diag_setting("to-storage", storage=sa_log["id"])])
+    e.expect("azure.monitor.activity_log_retention",
+             f"/subscriptions/{sub}/providers/microsoft.insights/activitylog")
+
+    coll = _p(sub, "Microsoft.KeyVault/vaults")
+    kv_good = key_vault(sub, "b-kv-good", rg="rg-locked")
+    kv_nopurge = key_vault(sub, "b-kv-nopurge", purge=False, rg="rg-locked")
+    kv_nolog = key_vault(sub, "b-kv-nolog", rg="rg-locked")
+    kv_nosoft = key_vault(sub, "b-kv-nosoft", soft_delete=False, purge=False, rg="rg-open")
+    for kv in (kv_good, kv_nopurge, kv_nolog, kv_nosoft):
+        f.add(coll, kv)
+        path = f"{kv['id']}/providers/Microsoft.Insights/diagnosticSettings"
+        f.put_list(path, [] if kv is kv_nolog else [diag_setting("audit", storage=sa_log["id"],
+                                                                 categories=("AuditEvent",))])
+    e.expect("azure.keyvault.purge_protection_enabled", kv_nopurge["id"])
+    e.expect("azure.keyvault.logging_enabled", kv_nolog["id"])
+    e.expect("azure.keyvault.soft_delete_enabled", kv_nosoft["id"])
+    e.expect("azure.keyvault.purge_protection_enabled", kv_nosoft["id"])
+    e.expect("azure.locks.critical_resource_locked", kv_nosoft["id"])
+
+    srv = sql_server(sub, "b-sql-open", public="Enabled", tls="1.0")
+    f.add(_p(sub, "Microsoft.Sql/servers"), srv)
+    f.put(f"{srv['id']}/auditingSettings/default",
+          {"id": "x", "name": "Default", "properties": {"state": "Disabled", "retentionDays": 0}})
+    f.put_list(f"{srv['id']}/firewallRules", [
+        {"id": "x", "name": "office", "properties": {"startIpAddress": "203.0.113.1",
+                                                     "endIpAddress": "203.0.113.254"}},
+        {"id": "y", "name": "everyone", "properties": {"startIpAddress": "0.0.0.0",
+                                                       "endIpAddress": "255.255.255.255"}},
+    ])
+    db = {"id": f"{srv['id']}/databases/plain", "name": "plain",
+          "type": "Microsoft.Sql/servers/databases", "location": "westeurope",
+          "properties": {"status": "Online"}}
+    f.put_list(f"{srv['id']}/databases", [db])
+    f.put(f"{db['id']}/transparentDataEncryption/current",
+          {"id": "x", "name": "current", "properties": {"state": "Disabled"}})
+    for c in ("auditing_enabled", "not_publicly_accessible", "minimum_tls_version",
+              "firewall_open_to_internet"):
+        e.expect(f"azure.sql.{c}", srv["id"])
+    e.expect("azure.sql.storage_encrypted", db["id"])
+    e.expect("azure.locks.critical_resource_locked", srv["id"])  # rg-sql not locked here
+
+    legacy_vm = vm(sub, "b-vm-vhd", managed=False)
+    f.add(_p(sub, "Microsoft.Compute/virtualMachines"), legacy_vm)
+    e.expect("azure.compute.vm_disk_encryption", legacy_vm["id"])
+    old_disk = disk(sub, "b-disk-noenc", encryption=None)
+    f.add(_p(sub, "Microsoft.Compute/disks"), old_disk)
+    e.expect("azure.compute.volume_encrypted", old_disk["id"])
+
+    vault = rs_vault(sub, "b-rsv", soft_delete="Disabled", immutability="Disabled")
+    f.add(_p(sub, "Microsoft.RecoveryServices/vaults"), vault)
+    short = vm_policy(vault["id"], "daily-7", 7)
+    f.put_list(f"{vault['id']}/backupPolicies", [short, vm_policy(vault["id"], "long", 7, 8)])
+    e.expect("azure.recoveryservices.vault_soft_delete", vault["id"])
+    e.expect("azure.recoveryservices.vault_immutability", vault["id"])
+    e.expect("azure.recoveryservices.backup_retention", short["id"])
+
+    rg_scope = f"/subscriptions/{sub}/resourceGroups"
+    f.put_list(_p(sub, "Microsoft.Authorization/locks"), [
+        lock(f"/subscriptions/{sub}/resourceGroups/rg-locked", "kv-lock"),
+        lock(vault["id"], "vault-lock"),
+        lock(f"{rg_scope}/rg-data", "sub-data"),
+    ])
+    # Storage accounts are in rg-data: locked. The SQL server (rg-sql) and the vault in
+    # rg-open are not.
+
+
+def add_unexported_subscription(e: Estate, sub: str, name: str) -> None:
+    """Only what makes the activity-log checks fail: nothing is exported."""
+    f = e.fake
+    f.add_subscription(sub, name)
+    f.put_list(_p(sub, "Microsoft.Security/pricings"), pricings(sub))
+    f.put_list(_p(sub, "Microsoft.Insights/diagnosticSettings"),
+               [diag_setting("partial", workspace="/subscriptions/x/w",
+                             categories=("Administrative",))])
+    path = f"/subscriptions/{sub}/providers/microsoft.insights/activitylog"
+    e.expect("azure.monitor.activity_log_exported", path)
+    e.expect("azure.monitor.activity_log_retention", path)
+
+
+def build_estate(fake: ArmFake) -> Estate:
+    """Subscriptions A (clean), B (planted failures), C (no activity-log export) and a
+    fourth one that answers 403 to everything."""
+    e = Estate(fake)
+    add_good_subscription(e, SUB_A, "prod-a", prefix="a")
+    add_bad_subscription(e, SUB_B, "prod-b")
+    add_unexported_subscription(e, SUB_C, "prod-c")
+    fake.add_subscription(SUB_DENIED, "no-access")
+    fake.denied.add(SUB_DENIED)
+    return e
+
+
+# --------------------------------------------------------------------------- fixtures
+
+
+@pytest.fixture
+def arm_fake() -> Iterator[ArmFake]:
+    """A plain-HTTP ARM fake on 127.0.0.1 (loopback http is allowed by the HTTP layer)."""
+    with ArmFake() as fake:
+        yield fake
+
+
+@pytest.fixture(scope="session")
+def tls_ca(tmp_path_factory: pytest.TempPathFactory) -> tuple[Any, Path]:
+    """A trustme CA and its PEM file."""
+    import trustme
+
+    ca = trustme.CA()
+    path = tmp_path_factory.mktemp("ca") / "ca.pem"
+    ca.cert_pem.write_to_path(str(path))
+    return ca, path
+
+
+@pytest.fixture
+def arm_tls_fake(tls_ca: tuple[Any, Path]) -> Iterator[ArmFake]:
+    """The fake over HTTPS with a certificate for 127.0.0.1 issued by ``tls_ca``."""
+    ca, _ = tls_ca
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("127.0.0.1").configure_cert(ctx)
+    with ArmFake(ssl_context=ctx) as fake:
+        yield fake
+
+
+def collect_all(connector: Any) -> list[Any]:
+    """Every record of one ``collect`` run."""
+    from connectors.base import CollectContext
+
+    return list(connector.collect(CollectContext(run_id="test")))

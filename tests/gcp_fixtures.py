@@ -1,0 +1,735 @@
+"""A fake of Google Cloud on 127.0.0.1: Resource Manager v3 (REST) and the REST APIs the
+connector reads, plus an OAuth token endpoint for service-account keys.
+
+One real HTTP server (``ThreadingHTTPServer``) serves:
+
+* Resource Manager at the root, as ``google-cloud-resource-manager`` 1.19 calls it with
+  ``transport="rest"``: ``GET /v3/projects:search`` (``pageToken``), ``GET /v3/projects/
+  <id>``, ``GET /v3/organizations:search``, ``GET /v3/folders?parent=…``, ``GET /v3/
+  folders/<n>``, ``POST /v3/<resource>:getIamPolicy`` (the client adds ``$alt=json;
+  enum-encoding=int``: routing is on the path only);
+* each other API under its own prefix, which the connector gets as its endpoint
+  (``<url>/iam``, ``<url>/storage``, ``<url>/compute``, ``<url>/sqladmin``,
+  ``<url>/cloudkms``, ``<url>/logging``, ``<url>/scc``), with Google's list shapes:
+  ``{<key>: [...], "nextPageToken": "…"}``, empty lists omitted, ``aggregated`` lists
+  keyed by ``regions/<name>``;
+* ``POST /token``: the JWT-bearer grant of a service-account key; the assertion's
+  signature is verified with the key's public half.
+
+Every request must carry ``Authorization: Bearer <token>``. ``denied`` projects answer
+403 ``PERMISSION_DENIED`` on every path that names them; ``faults`` script answers.
+:func:`build_estate` plants a known estate in an organisation → folder → folder tree and
+returns the failures it expects the checks to find.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qs, unquote, urlsplit
+
+import pytest
+
+GCP_TOKEN = "ya29.gcp-test-token-0123456789"
+ORG = "organizations/100"
+ENG = "folders/200"
+PROD = "folders/201"
+APIS = ("iam", "storage", "compute", "sqladmin", "cloudkms", "logging", "scc")
+
+
+def ts(days_ago: float) -> str:
+    return (datetime.now(UTC) - timedelta(days=days_ago)).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _error(code: int, status: str, message: str) -> dict[str, Any]:
+    return {"error": {"code": code, "message": message, "status": status}}
+
+
+@dataclass
+class Fault:
+    pattern: re.Pattern[str]
+    status: int
+    times: int = 1_000_000
+    hits: int = 0
+
+
+@dataclass(frozen=True)
+class Seen:
+    method: str
+    path: str
+    query: dict[str, list[str]]
+    authorization: str | None
+
+
+class GcpFake:
+    """The fake's estate and server (context manager)."""
+
+    def __init__(self, *, page_size: int = 2, token: str = GCP_TOKEN, record: bool = True,
+                 public_key_pem: bytes | None = None) -> None:
+        self.page_size = page_size
+        self.token = token
+        self.record = record
+        self.public_key_pem = public_key_pem
+        self.organizations: dict[str, dict[str, Any]] = {}
+        self.folders: dict[str, dict[str, Any]] = {}
+        self.projects: dict[str, dict[str, Any]] = {}  # by project id
+        self.policies: dict[str, dict[str, Any]] = {}  # by resource name
+        self.lists: dict[str, tuple[str, list[dict[str, Any]]]] = {}
+        self.docs: dict[str, dict[str, Any]] = {}
+        self.denied: set[str] = set()
+        self.faults: list[Fault] = []
+        self.requests: list[Seen] = []
+        self.token_grants: list[dict[str, Any]] = []
+        self.request_count = 0
+        self.self_signed_jwts = 0
+        self._lock = threading.Lock()
+        self._server: ThreadingHTTPServer | None = None
+
+    # -- estate
+
+    def add_org(self, name: str, display: str) -> None:
+        self.organizations[name] = {"name": name, "displayName": display, "state": "ACTIVE",
+                                    "directoryCustomerId": "C0abc123",
+                                    "createTime": "2020-01-01T00:00:00Z", "etag": "x"}
+
+    def add_folder(self, name: str, parent: str, display: str) -> None:
+        self.folders[name] = {"name": name, "parent": parent, "displayName": display,
+                              "state": "ACTIVE", "createTime": "2020-01-01T00:00:00Z",
+                              "etag": "x"}
+
+    def add_project(self, pid: str, number: int, parent: str) -> None:
+        self.projects[pid] = {"name": f"projects/{number}", "parent": parent,
+                              "projectId": pid, "state": "ACTIVE", "displayName": pid,
+                              "createTime": "2021-01-01T00:00:00Z", "etag": "x",
+                              "labels": {"env": "test"}}
+
+    def put_list(self, path: str, key: str, items: list[dict[str, Any]]) -> None:
+        self.lists[path] = (key, items)
+
+    def put(self, path: str, doc: dict[str, Any]) -> None:
+        self.docs[path] = doc
+
+    def fault(self, pattern: str, status: int, times: int = 1_000_000) -> Fault:
+        f = Fault(re.compile(pattern), status, times)
+        self.faults.append(f)
+        return f
+
+    # -- server
+
+    @property
+    def url(self) -> str:
+        assert self._server is not None
+        return f"http://127.0.0.1:{self._server.server_address[1]}"
+
+    def endpoints(self) -> dict[str, str]:
+        return {api: f"{self.url}/{api}" for api in APIS}
+
+    def start(self) -> GcpFake:
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), _make_handler(self))
+        self._server.daemon_threads = True
+        threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05},
+                         daemon=True).start()
+        return self
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+
+    def __enter__(self) -> GcpFake:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def paths(self) -> list[str]:
+        return [r.path for r in self.requests]
+
+    # -- routing
+
+    def answer(self, method: str, path: str, query: dict[str, list[str]],
+               headers: dict[str, str], body: bytes) -> tuple[int, Any]:
+        with self._lock:
+            self.request_count += 1
+            if self.record:
+                self.requests.append(Seen(method, path, query, headers.get("authorization")))
+        if path == "/token" and method == "POST":
+            return self._token(body)
+        if not self._authorised(headers.get("authorization") or ""):
+            return 401, _error(401, "UNAUTHENTICATED", "Request had invalid credentials.")
+        for f in self.faults:
+            if f.hits < f.times and f.pattern.search(path):
+                f.hits += 1
+                return f.status, _error(f.status, "FAULT", f"injected {f.status}")
+        for denied in self.denied:
+            if re.search(rf"(^|/)projects/{re.escape(denied)}(/|:|$)", path) or (
+                    query.get("project") == [denied]):
+                return 403, _error(403, "PERMISSION_DENIED",
+                                   f"The caller does not have permission on {denied}")
+        if path.startswith("/v3/"):
+            return self._resource_manager(method, path[4:], query)
+        api, _, rest = path[1:].partition("/")
+        if api not in APIS:
+            return 404, _error(404, "NOT_FOUND", path)
+        return self._api(f"/{rest}", query)
+
+    def _authorised(self, header: str) -> bool:
+        """The token the fake issued, or a self-signed JWT of the service-account key
+        (Google's client libraries send those instead of exchanging them for a token)."""
+        import google.auth.jwt
+
+        if header == f"Bearer {self.token}":
+            return True
+        if not header.startswith("Bearer ") or self.public_key_pem is None:
+            return False
+        try:
+            google.auth.jwt.decode(header[7:], certs=self.public_key_pem)
+        except Exception:  # noqa: BLE001 - anything else is not authorised
+            return False
+        self.self_signed_jwts += 1
+        return True
+
+    def _token(self, body: bytes) -> tuple[int, Any]:
+        import google.auth.jwt
+
+        form = parse_qs(body.decode())
+        self.token_grants.append(form)
+        assertion = (form.get("assertion") or [""])[0]
+        try:
+            # google-auth signs the grant for Google's token endpoint whatever token_uri
+            # says (as Google's own endpoint expects); the fake accepts that or its own.
+            claims = google.auth.jwt.decode(
+                assertion, certs=self.public_key_pem,
+                audience=["https://oauth2.googleapis.com/token", f"{self.url}/token"])
+        except Exception as exc:  # noqa: BLE001 - any invalid assertion
+            return 400, {"error": "invalid_grant", "error_description": str(exc)[:100]}
+        if form.get("grant_type") != ["urn:ietf:params:oauth:grant-type:jwt-bearer"]:
+            return 400, {"error": "unsupported_grant_type"}
+        return 200, {"access_token": self.token, "expires_in": 3599, "token_type": "Bearer",
+                     "scope_seen": claims.get("scope")}
+
+    def _page(self, key: str, items: list[Any], query: dict[str, list[str]]) -> dict[str, Any]:
+        start = int((query.get("pageToken") or ["0"])[0] or 0)
+        page = items[start:start + self.page_size]
+        body: dict[str, Any] = {}
+        if page:
+            body[key] = page
+        if start + self.page_size < len(items):
+            body["nextPageToken"] = str(start + self.page_size)
+        return body
+
+    def _resource_manager(self, method: str, path: str, query: dict[str, list[str]]
+                          ) -> tuple[int, Any]:
+        if path == "projects:search" and method == "GET":
+            flt = (query.get("query") or [""])[0]
+            items = [p for p in self.projects.values()
+                     if "state:ACTIVE" not in flt or p["state"] == "ACTIVE"]
+            return 200, self._page("projects", items, query)
+        if path == "organizations:search":
+            return 200, self._page("organizations", list(self.organizations.values()), query)
+        if path == "folders" and method == "GET":
+            parent = (query.get("parent") or [""])[0]
+            items = [f for f in self.folders.values() if f["parent"] == parent]
+            return 200, self._page("folders", items, query)
+        m = re.fullmatch(r"(projects|folders|organizations)/([^/:]+):getIamPolicy", path)
+        if m and method == "POST":
+            kind, ident = m.groups()
+            resource = f"{kind}/{ident}"
+            if kind == "projects" and ident not in self.projects:
+                return 403, _error(403, "PERMISSION_DENIED", "no such project or no access")
+            return 200, self.policies.get(resource, {"version": 1, "etag": "BwXa"})
+        m = re.fullmatch(r"projects/([^/:]+)", path)
+        if m and m.group(1) in self.projects:
+            return 200, self.projects[m.group(1)]
+        if path in self.folders:
+            return 200, self.folders[path]
+        return 404 if method == "GET" else 405, _error(404, "NOT_FOUND", path)
+
+    def _api(self, path: str, query: dict[str, list[str]]) -> tuple[int, Any]:
+        if path == "/storage/v1/b":  # buckets are listed with ?project=
+            key, items = self.lists.get(f"/storage/v1/b?project={query['project'][0]}",
+                                        ("items", []))
+            return 200, {"kind": "storage#buckets", **self._page(key, items, query)}
+        if path in self.lists:
+            key, items = self.lists[path]
+            return 200, self._page(key, items, query)
+        if path in self.docs:
+            return 200, self.docs[path]
+        if re.search(r"/(serviceAccounts|firewalls|networks|instances|locations|keyRings|"
+                     r"cryptoKeys|sinks|securityCenterServices)$", path):
+            return 200, {}  # Google omits empty lists
+        if path.endswith("/keys"):
+            return 200, {}
+        if "/aggregated/" in path:
+            return 200, {"items": {"regions/us-east1": {"warning": {
+                "code": "NO_RESULTS_ON_PAGE", "message": "none"}}}}
+        return 404, _error(404, "NOT_FOUND", f"{path} not found")
+
+
+def _make_handler(fake: GcpFake) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+        # One write per answer (headers and body together): no delayed-ACK stalls.
+        wbufsize = 1 << 16
+        disable_nagle_algorithm = True
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+        def _serve(self, method: str) -> None:
+            parts = urlsplit(self.path)
+            length = int(self.headers.get("content-length") or 0)
+            body = self.rfile.read(length) if length else b""
+            headers = {k.lower(): v for k, v in self.headers.items()}
+            status, doc = fake.answer(method, unquote(parts.path),
+                                      parse_qs(parts.query, keep_blank_values=True),
+                                      headers, body)
+            data = json.dumps(doc).encode()
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json; charset=UTF-8")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def do_GET(self) -> None:
+            self._serve("GET")
+
+        def do_POST(self) -> None:
+            self._serve("POST")
+
+    return Handler
+
+
+# --------------------------------------------------------------------------- estate
+
+
+@dataclass
+class Estate:
+    fake: GcpFake
+    expected_failures: set[tuple[str, str]] = field(default_factory=set)
+
+    def expect(self, check_id: str, resource_id: str) -> None:
+        self.expected_failures.add((check_id, resource_id))
+
+
+def audit_config(*types: str, exempted: tuple[str, ...] = ()) -> dict[str, Any]:
+    configs = []
+    for t in types:
+        c: dict[str, Any] = {"logType": t}
+        if exempted and t == "DATA_READ":
+            c["exemptedMembers"] = list(exempted)
+        configs.append(c)
+    return {"service": "allServices", "auditLogConfigs": configs}
+
+
+FULL_AUDIT = audit_config("ADMIN_READ", "DATA_READ", "DATA_WRITE")
+
+
+def policy(bindings: dict[str, list[str]], audit: list[dict[str, Any]] | None = None
+           ) -> dict[str, Any]:
+    out: dict[str, Any] = {"version": 1, "etag": "BwYjU2z3xAE=",
+                           "bindings": [{"role": r, "members": m} for r, m in bindings.items()]}
+    if audit:
+        out["auditConfigs"] = audit
+    return out
+
+
+def service_account(project: str, name: str) -> dict[str, Any]:
+    email = f"{name}@{project}.iam.gserviceaccount.com"
+    return {"name": f"projects/{project}/serviceAccounts/{email}", "projectId": project,
+            "uniqueId": str(abs(hash(email)) % 10**20), "email": email,
+            "displayName": name, "etag": "MDEwMjE5MjA=", "oauth2ClientId": "1234567890"}
+
+
+def sa_key(email: str, key_id: str, age_days: float, *, disabled: bool = False
+           ) -> dict[str, Any]:
+    key: dict[str, Any] = {
+        "name": f"projects/p/serviceAccounts/{email}/keys/{key_id}",
+        "validAfterTime": ts(age_days), "validBeforeTime": "9999-12-31T23:59:59Z",
+        "keyAlgorithm": "KEY_ALG_RSA_2048", "keyOrigin": "GOOGLE_PROVIDED",
+        "keyType": "USER_MANAGED",
+    }
+    if disabled:
+        key["disabled"] = True
+    return key
+
+
+def bucket(name: str, *, pap: str = "enforced", ubla: bool = True,
+           retention: dict[str, Any] | None = None, location: str = "EU") -> dict[str, Any]:
+    b: dict[str, Any] = {
+        "kind": "storage#bucket", "selfLink": f"https://www.googleapis.com/storage/v1/b/{name}",
+        "id": name, "name": name, "projectNumber": "1", "metageneration": "3",
+        "location": location, "storageClass": "STANDARD", "etag": "CAM=",
+        "timeCreated": "2023-03-01T10:00:00.000Z", "updated": ts(1),
+        "iamConfiguration": {
+            "bucketPolicyOnly": {"enabled": ubla},
+            "uniformBucketLevelAccess": {"enabled": ubla},
+            "publicAccessPrevention": pap,
+        },
+        "locationType": "multi-region",
+        "softDeletePolicy": {"retentionDurationSeconds": "604800",
+                             "effectiveTime": "2024-03-01T07:00:00.000Z"},
+    }
+    if retention is not None:
+        b["retentionPolicy"] = retention
+    return b
+
+
+def firewall(project: str, name: str, network: str, ranges: list[str],
+             allowed: list[dict[str, Any]], *, direction: str = "INGRESS",
+             disabled: bool = False) -> dict[str, Any]:
+    return {
+        "kind": "compute#firewall", "id": str(abs(hash(name)) % 10**18),
+        "creationTimestamp": "2023-01-01T00:00:00.000-08:00", "name": name,
+        "network": f"https://www.googleapis.com/compute/v1/projects/{project}/global/networks/"
+                   f"{network}",
+        "priority": 1000, "sourceRanges": ranges, "allowed": allowed, "direction": direction,
+        "logConfig": {"enable": False}, "disabled": disabled,
+        "selfLink": f"https://www.googleapis.com/compute/v1/projects/{project}/global/"
+                    f"firewalls/{name}",
+    }
+
+
+def vpc(project: str, name: str, auto: bool = False) -> dict[str, Any]:
+    return {"kind": "compute#network", "id": "1", "name": name,
+            "creationTimestamp": "2023-01-01T00:00:00.000-08:00",
+            "selfLink": f"https://www.googleapis.com/compute/v1/projects/{project}/global/"
+                        f"networks/{name}",
+            "autoCreateSubnetworks": auto, "subnetworks": ["a", "b"],
+            "routingConfig": {"routingMode": "REGIONAL"},
+            "networkFirewallPolicyEnforcementOrder": "AFTER_CLASSIC_FIREWALL"}
+
+
+def subnet(project: str, name: str, region: str, *, flow_logs: bool | None,
+           purpose: str = "PRIVATE") -> dict[str, Any]:
+    s: dict[str, Any] = {
+        "kind": "compute#subnetwork", "id": "2", "name": name, "ipCidrRange": "10.0.0.0/24",
+        "network": f"https://www.googleapis.com/compute/v1/projects/{project}/global/networks/x",
+        "region": f"https://www.googleapis.com/compute/v1/projects/{project}/regions/{region}",
+        "purpose": purpose, "privateIpGoogleAccess": True, "stackType": "IPV4_ONLY",
+        "fingerprint": "abc=",
+    }
+    if flow_logs is not None:
+        s["logConfig"] = {"enable": flow_logs, "aggregationInterval": "INTERVAL_5_SEC",
+                          "flowSampling": 0.5, "metadata": "INCLUDE_ALL_METADATA"}
+    return s
+
+
+def sql_instance(project: str, name: str, *, backups: bool = True, retained: int = 14,
+                 public: bool = False, networks: list[str] | None = None,
+                 ssl_mode: str | None = "ENCRYPTED_ONLY", replica: bool = False
+                 ) -> dict[str, Any]:
+    ip: dict[str, Any] = {"ipv4Enabled": public, "privateNetwork": "projects/x/global/networks/y",
+                          "authorizedNetworks": [{"value": n, "name": f"n{i}",
+                                                  "kind": "sql#aclEntry"}
+                                                 for i, n in enumerate(networks or [])]}
+    if ssl_mode:
+        ip["sslMode"] = ssl_mode
+    else:
+        ip["requireSsl"] = True
+    addresses = [{"type": "PRIVATE", "ipAddress": "10.1.0.3"}]
+    if public:
+        addresses.append({"type": "PRIMARY", "ipAddress": "34.1.2.3"})
+    return {
+        "kind": "sql#instance", "state": "RUNNABLE", "databaseVersion": "POSTGRES_15",
+        "settings": {
+            "authorizedGaeApplications": [], "tier": "db-custom-2-7680", "kind": "sql#settings",
+            "availabilityType": "REGIONAL", "pricingPlan": "PER_USE", "settingsVersion": "12",
+            "ipConfiguration": ip,
+            "backupConfiguration": {"startTime": "03:00", "kind": "sql#backupConfiguration",
+                                    "enabled": backups, "pointInTimeRecoveryEnabled": backups,
+                                    "backupRetentionSettings": {"retentionUnit": "COUNT",
+                                                                "retainedBackups": retained}},
+            "deletionProtectionEnabled": True,
+        },
+        "etag": "abc", "ipAddresses": addresses,
+        "serverCaCert": {"kind": "sql#sslCert", "cert": "-----BEGIN CERTIFICATE-----x"},
+        "instanceType": "READ_REPLICA_INSTANCE" if replica else "CLOUD_SQL_INSTANCE",
+        "project": project, "region": "europe-west1", "gceZone": "europe-west1-b",
+        "backendType": "SECOND_GEN", "name": name,
+        "connectionName": f"{project}:europe-west1:{name}",
+    }
+
+
+def crypto_key(ring: str, name: str, *, rotation: str | None = "7776000s",
+               purpose: str = "ENCRYPT_DECRYPT") -> dict[str, Any]:
+    key: dict[str, Any] = {
+        "name": f"{ring}/cryptoKeys/{name}",
+        "primary": {"name": f"{ring}/cryptoKeys/{name}/cryptoKeyVersions/3",
+                    "state": "ENABLED", "createTime": ts(10), "protectionLevel": "SOFTWARE",
+                    "algorithm": "GOOGLE_SYMMETRIC_ENCRYPTION", "generateTime": ts(10)},
+        "purpose": purpose, "createTime": "2023-01-01T00:00:00Z",
+        "versionTemplate": {"protectionLevel": "SOFTWARE",
+                            "algorithm": "GOOGLE_SYMMETRIC_ENCRYPTION"},
+        "destroyScheduledDuration": "86400s",
+    }
+    if purpose != "ENCRYPT_DECRYPT":
+        key.pop("primary")
+        key["versionTemplate"]["algorithm"] = "RSA_SIGN_PSS_2048_SHA256"
+    if rotation:
+        key["rotationPeriod"] = rotation
+        key["nextRotationTime"] = "2030-01-01T00:00:00Z"
+    return key
+
+
+def sink(parent: str, name: str, *, flt: str = "", include_children: bool = False,
+         destination: str = "storage.googleapis.com/central-logs") -> dict[str, Any]:
+    s: dict[str, Any] = {"name": name, "destination": destination,
+                         "writerIdentity": "serviceAccount:service-1@gcp-sa-logging.iam",
+                         "createTime": "2023-01-01T00:00:00Z", "updateTime": ts(3)}
+    if flt:
+        s["filter"] = flt
+    if include_children:
+        s["includeChildren"] = True
+    return s
+
+
+def builtin_sinks(project: str) -> list[dict[str, Any]]:
+    bucket_base = f"logging.googleapis.com/projects/{project}/locations/global/buckets"
+    return [sink(f"projects/{project}", "_Default", destination=f"{bucket_base}/_Default",
+                 flt='NOT LOG_ID("cloudaudit.googleapis.com/activity")'),
+            sink(f"projects/{project}", "_Required", destination=f"{bucket_base}/_Required",
+                 flt='LOG_ID("cloudaudit.googleapis.com/activity")')]
+
+
+def scc_services(project: str, sha: str = "ENABLED") -> list[dict[str, Any]]:
+    base = f"projects/{project}/locations/global/securityCenterServices"
+    return [
+        {"name": f"{base}/security-health-analytics", "intendedEnablementState": "INHERITED",
+         "effectiveEnablementState": sha, "updateTime": ts(2)},
+        {"name": f"{base}/event-threat-detection", "intendedEnablementState": "INHERITED",
+         "effectiveEnablementState": "ENABLED", "updateTime": ts(2)},
+    ]
+
+
+def add_good_project(e: Estate, pid: str, number: int, parent: str) -> None:
+    f = e.fake
+    f.add_project(pid, number, parent)
+    f.policies[f"projects/{pid}"] = policy({
+        "roles/compute.admin": ["group:platform@acme.example"],
+        "roles/viewer": ["user:auditor@acme.example"],
+        "roles/cloudsql.client": [f"serviceAccount:app@{pid}.iam.gserviceaccount.com"],
+    })
+    app = service_account(pid, "app")
+    ci = service_account(pid, "ci")
+    legacy = service_account(pid, "legacy")
+    f.put_list(f"/v1/projects/{pid}/serviceAccounts", "accounts", [app, ci, legacy])
+    f.put(f"/v1/{ci['name']}/keys", {"keys": [sa_key(ci["email"], "k-young", 10)]})
+    f.put(f"/v1/{legacy['name']}/keys",
+          {"keys": [sa_key(legacy["email"], "k-old-off", 500, disabled=True)]})
+    e.expect("gcp.iam.no_user_managed_keys", ci["email"])  # a young key is still a key
+    f.put_list(f"/v2/projects/{pid}/sinks", "sinks",
+               [*builtin_sinks(pid), sink(f"projects/{pid}", "to-central")])
+    data, logs = bucket(f"{pid}-data"), bucket(
+        f"{pid}-audit-logs", retention={"retentionPeriod": "31536000", "isLocked": True,
+                                        "effectiveTime": "2024-01-01T00:00:00Z"})
+    f.put_list(f"/storage/v1/b?project={pid}", "items", [data, logs])
+    for b in (data, logs):
+        f.put(f"/storage/v1/b/{b['name']}/iam", {"kind": "storage#policy", "bindings": [
+            {"role": "roles/storage.legacyBucketOwner", "members": [f"projectOwner:{pid}"]}],
+            "etag": "CAE=", "resourceId": f"projects/_/buckets/{b['name']}"})
+    base = f"/compute/v1/projects/{pid}"
+    f.put_list(f"{base}/global/firewalls", "items", [
+        firewall(pid, "allow-https", "prod-vpc", ["0.0.0.0/0"],
+                 [{"IPProtocol": "tcp", "ports": ["443"]}]),
+        firewall(pid, "allow-iap-ssh", "prod-vpc", ["35.235.240.0/20"],
+                 [{"IPProtocol": "tcp", "ports": ["22", "3389"]}]),
+    ])
+    f.put_list(f"{base}/global/networks", "items", [vpc(pid, "prod-vpc")])
+    f.put(f"{base}/aggregated/subnetworks", {"items": {
+        "regions/europe-west1": {"subnetworks": [
+            subnet(pid, "prod-ew1", "europe-west1", flow_logs=True),
+            subnet(pid, "proxy-ew1", "europe-west1", flow_logs=None,
+                   purpose="REGIONAL_MANAGED_PROXY")]},
+        "regions/us-east1": {"warning": {"code": "NO_RESULTS_ON_PAGE"}},
+    }})
+    f.put_list(f"/v1/projects/{pid}/instances", "items", [sql_instance(pid, "pg-prod")])
+    f.put_list(f"/v1/projects/{pid}/locations", "locations", [
+        {"name": f"projects/{pid}/locations/{loc}", "locationId": loc}
+        for loc in ("global", "europe-west1")])
+    ring = f"projects/{pid}/locations/europe-west1/keyRings/app"
+    f.put_list(f"/v1/projects/{pid}/locations/europe-west1/keyRings", "keyRings",
+               [{"name": ring, "createTime": "2023-01-01T00:00:00Z"}])
+    f.put_list(f"/v1/{ring}/cryptoKeys", "cryptoKeys", [
+        crypto_key(ring, "data"), crypto_key(ring, "signing", rotation=None,
+                                             purpose="ASYMMETRIC_SIGN")])
+    f.put_list(f"/v1/projects/{pid}/locations/global/securityCenterServices",
+               "securityCenterServices", scc_services(pid))
+
+
+def add_bad_project(e: Estate, pid: str, number: int, parent: str) -> None:
+    f = e.fake
+    f.add_project(pid, number, parent)
+    res = f"projects/{pid}"
+    compute_sa = f"serviceAccount:{number}-compute@developer.gserviceaccount.com"
+    f.policies[res] = policy({
+        "roles/editor": ["user:dev@acme.example", compute_sa],
+        "roles/viewer": ["allAuthenticatedUsers"],
+    })
+    for c in ("user_no_primitive_roles", "service_account_no_primitive_roles",
+              "no_public_bindings", "data_access_audit_logs"):
+        e.expect(f"gcp.iam.{c}", res)
+    old = service_account(pid, "old-key")
+    f.put_list(f"/v1/projects/{pid}/serviceAccounts", "accounts", [old])
+    f.put(f"/v1/{old['name']}/keys", {"keys": [sa_key(old["email"], "k1", 400),
+                                               sa_key(old["email"], "k2", 20)]})
+    e.expect("gcp.iam.no_user_managed_keys", old["email"])
+    e.expect("gcp.iam.access_key_rotated", old["email"])
+    f.put_list(f"/v2/projects/{pid}/sinks", "sinks", [
+        *builtin_sinks(pid),
+        sink(res, "disabled-all", destination="bigquery.googleapis.com/x") | {"disabled": True},
+        sink(res, "errors-only", flt="severity>=ERROR"),
+    ])
+    e.expect("gcp.logging.sink_all_logs", f"{res}/sinks")
+    public = bucket(f"{pid}-public", pap="inherited", ubla=False)
+    logs = bucket(f"{pid}-logs", retention={"retentionPeriod": "86400", "isLocked": False})
+    unnamed = bucket(f"{pid}-audit", location="US-CENTRAL1")  # no retention at all
+    f.put_list(f"/storage/v1/b?project={pid}", "items", [public, logs, unnamed])
+    f.put(f"/storage/v1/b/{public['name']}/iam", {"bindings": [
+        {"role": "roles/storage.objectViewer", "members": ["allUsers"]}]})
+    f.put(f"/storage/v1/b/{logs['name']}/iam", {"bindings": []})
+    f.put(f"/storage/v1/b/{unnamed['name']}/iam", {"bindings": []})
+    for c in ("bucket_public_access_block", "bucket_not_public",
+              "bucket_uniform_access"):
+        e.expect(f"gcp.storage.{c}", public["name"])
+    e.expect("gcp.storage.bucket_retention_lock", logs["name"])
+    e.expect("gcp.storage.bucket_retention_lock", unnamed["name"])
+    base = f"/compute/v1/projects/{pid}"
+    f.put_list(f"{base}/global/firewalls", "items", [
+        firewall(pid, "default-allow-ssh", "default", ["0.0.0.0/0"],
+                 [{"IPProtocol": "tcp", "ports": ["22"]}]),
+        firewall(pid, "default-allow-rdp", "default", ["0.0.0.0/0"],
+                 [{"IPProtocol": "tcp", "ports": ["3000-4000"]}]),
+        firewall(pid, "allow-all-v6", "default", ["::/0"], [{"IPProtocol": "all"}]),
+        firewall(pid, "old-ssh-off", "default", ["0.0.0.0/0"],
+                 [{"IPProtocol": "tcp", "ports": ["22"]}], disabled=True),
+        firewall(pid, "egress-any", "default", ["0.0.0.0/0"], [{"IPProtocol": "all"}],
+                 direction="EGRESS"),
+        firewall(pid, "udp-all", "default", ["0.0.0.0/0"], [{"IPProtocol": "udp"}]),
+    ])
+    e.expect("gcp.network.ssh_open_to_internet", "default/default-allow-ssh")
+    e.expect("gcp.network.rdp_open_to_internet", "default/default-allow-rdp")
+    for c in ("ssh_open_to_internet", "rdp_open_to_internet", "all_ports_open_to_internet"):
+        e.expect(f"gcp.network.{c}", "default/allow-all-v6")
+    e.expect("gcp.network.all_ports_open_to_internet", "default/udp-all")
+    f.put_list(f"{base}/global/networks", "items", [vpc(pid, "default", auto=True)])
+    e.expect("gcp.network.default_network_absent", "default")
+    f.put(f"{base}/aggregated/subnetworks", {"items": {"regions/us-central1": {"subnetworks": [
+        subnet(pid, "default", "us-central1", flow_logs=None)]}}})
+    e.expect("gcp.network.flow_logs_enabled", "us-central1/default")
+    f.put_list(f"/v1/projects/{pid}/instances", "items", [
+        sql_instance(pid, "mysql-open", backups=False, public=True,
+                     networks=["0.0.0.0/0", "198.51.100.0/24"],
+                     ssl_mode="ALLOW_UNENCRYPTED_AND_ENCRYPTED"),
+        sql_instance(pid, "pg-few", retained=3),
+        sql_instance(pid, "replica", backups=False, ssl_mode=None, replica=True),
+    ])
+    for c in ("backups_enabled", "backup_retention", "not_publicly_accessible",
+              "firewall_open_to_internet", "ssl_required"):
+        e.expect(f"gcp.sql.{c}", "mysql-open")
+    e.expect("gcp.sql.backup_retention", "pg-few")
+    ring = f"projects/{pid}/locations/global/keyRings/legacy"
+    f.put_list(f"/v1/projects/{pid}/locations", "locations", [
+        {"name": f"projects/{pid}/locations/global", "locationId": "global"}])
+    f.put_list(f"/v1/projects/{pid}/locations/global/keyRings", "keyRings", [{"name": ring}])
+    f.put_list(f"/v1/{ring}/cryptoKeys", "cryptoKeys", [
+        crypto_key(ring, "never", rotation=None), crypto_key(ring, "yearly",
+                                                             rotation="31536000s")])
+    e.expect("gcp.kms.key_rotation", f"{ring}/cryptoKeys/never")
+    e.expect("gcp.kms.key_rotation", f"{ring}/cryptoKeys/yearly")
+    f.put_list(f"/v1/projects/{pid}/locations/global/securityCenterServices",
+               "securityCenterServices", scc_services(pid, sha="DISABLED"))
+    e.expect("gcp.scc.enabled", f"{res}/locations/global/securityCenterServices")
+
+
+def add_third_project(e: Estate, pid: str, number: int, parent: str) -> None:
+    """A nearly empty project directly under the organisation, with its own audit
+    configuration and an export sink."""
+    f = e.fake
+    f.add_project(pid, number, parent)
+    f.policies[f"projects/{pid}"] = policy({"roles/browser": ["group:all@acme.example"]},
+                                           [FULL_AUDIT])
+    f.put_list(f"/v2/projects/{pid}/sinks", "sinks", [sink(f"projects/{pid}", "all")])
+    f.put_list(f"/v1/projects/{pid}/locations/global/securityCenterServices",
+               "securityCenterServices", scc_services(pid))
+
+
+def build_estate(fake: GcpFake, *, denied: bool = True) -> Estate:
+    """organizations/100 ─ folders/200 (engineering) ─┬ acme-bad
+                                                     ├ folders/201 (production) ─ acme-good
+                                                     └ acme-denied (403 everywhere)
+                      └ acme-third (directly under the organisation)"""
+    e = Estate(fake)
+    fake.add_org(ORG, "acme.example")
+    fake.add_folder(ENG, ORG, "engineering")
+    fake.add_folder(PROD, ENG, "production")
+    fake.policies[ORG] = policy({"roles/resourcemanager.organizationAdmin":
+                                 ["group:admins@acme.example"],
+                                 "roles/owner": ["user:founder@acme.example"]})
+    e.expect("gcp.iam.user_no_primitive_roles", ORG)
+    e.expect("gcp.iam.data_access_audit_logs", ORG)
+    fake.policies[ENG] = policy({"roles/viewer": ["group:eng@acme.example"]})
+    e.expect("gcp.iam.data_access_audit_logs", ENG)
+    fake.policies[PROD] = policy({"roles/owner": ["group:sre@acme.example"]},
+                                 [FULL_AUDIT])
+    e.expect("gcp.iam.user_no_primitive_roles", PROD)
+    fake.put_list(f"/v2/{PROD}/sinks", "sinks",
+                  [sink(PROD, "prod-all", include_children=True)])
+    add_good_project(e, "acme-good", 1001, PROD)
+    add_bad_project(e, "acme-bad", 1002, ENG)
+    add_third_project(e, "acme-third", 1003, ORG)
+    if denied:
+        fake.add_project("acme-denied", 1004, ENG)
+        fake.denied.add("acme-denied")
+    return e
+
+
+# --------------------------------------------------------------------------- fixtures
+
+
+@dataclass(frozen=True)
+class ServiceAccountKey:
+    json: str
+    public_pem: bytes
+    private_pem: str
+
+
+@pytest.fixture(scope="session")
+def sa_key_material() -> ServiceAccountKey:
+    """An RSA key pair shaped as a service-account key JSON (token_uri set per test)."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    private = key.private_bytes(serialization.Encoding.PEM,
+                                serialization.PrivateFormat.PKCS8,
+                                serialization.NoEncryption()).decode()
+    public = key.public_key().public_bytes(serialization.Encoding.PEM,
+                                           serialization.PublicFormat.SubjectPublicKeyInfo)
+    doc = {"type": "service_account", "project_id": "acme-audit",
+           "private_key_id": "0123456789abcdef", "private_key": private,
+           "client_email": "annexa@acme-audit.iam.gserviceaccount.com",
+           "client_id": "1234567890", "token_uri": "https://oauth2.googleapis.com/token"}
+    return ServiceAccountKey(json.dumps(doc), public, private)
+
+
+@pytest.fixture
+def gcp_fake(sa_key_material: ServiceAccountKey) -> Iterator[GcpFake]:
+    with GcpFake(public_key_pem=sa_key_material.public_pem) as fake:
+        yield fake
+
+
+class StaticTokenCredentials:
+    """Minimal google-auth credentials: a fixed bearer token that never expires
+    (what ``google.oauth2.credentials.Credentials(token=…)`` does, without refresh)."""
+
+    def __new__(cls, token: str = GCP_TOKEN) -> Any:
+        from google.oauth2.credentials import Credentials
+
+        return Credentials(token=token)

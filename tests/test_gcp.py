@@ -1,0 +1,569 @@
+"""The Google Cloud connector against a fake of Google Cloud on 127.0.0.1.
+
+The real ``google-cloud-resource-manager`` client (REST transport) talks to the fake's
+Resource Manager v3; the other APIs go through the real HTTP layer; the
+service-account-key test runs google-auth's real JWT-bearer flow against the fake's
+token endpoint (the assertion's signature is verified). See tests/gcp_fixtures.py.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import Engine
+
+from collector.config import AnnexaConfig, ConnectorConfig, LoadedConnector, Settings
+from collector.runner import run_connector
+from connectors.base import CollectContext
+from connectors.checks import REGISTRY, evaluate
+from connectors.gcp import PERMISSIONS, GcpConnector, GcpOptions
+from connectors.gcp import network as gcp_network
+from connectors.gcp.resourcemanager import ResourceManager
+from connectors.records import Coverage, Evidence, Record
+from mappings.loader import load_mappings
+from store.queries import findings_at
+from tests import azure_fixtures as azure_fx
+from tests import gcp_fixtures as fx
+from tests.gcp_fixtures import (
+    ENG,
+    GCP_TOKEN,
+    ORG,
+    PROD,
+    GcpFake,
+    ServiceAccountKey,
+    StaticTokenCredentials,
+    build_estate,
+    firewall,
+)
+
+# Fixtures used here (pytest finds them as module attributes).
+gcp_fake = fx.gcp_fake
+sa_key_material = fx.sa_key_material
+arm_tls_fake = azure_fx.arm_tls_fake
+tls_ca = azure_fx.tls_ca
+
+ROOT = Path(__file__).resolve().parent.parent
+FAST = {"max_attempts": 2, "retry_min_wait": 0, "retry_max_wait": 0.01, "timeout": 5,
+        "connect_timeout": 2}
+PROJECT_SERVICES = {"iam", "logging", "storage", "network", "sql", "kms", "scc"}
+
+
+def options(fake: GcpFake, **extra: Any) -> GcpOptions:
+    base: dict[str, Any] = {
+        "resource_manager_transport": "rest",
+        "resource_manager_endpoint": fake.url,
+        "resource_manager_retry_timeout": 0,
+        "endpoints": fake.endpoints(),
+        "http": FAST,
+    }
+    return GcpOptions.model_validate({**base, **extra})
+
+
+def collect(fake: GcpFake, **extra: Any) -> tuple[GcpConnector, list[Record]]:
+    c = GcpConnector("gcp-test", options(fake, **extra), credentials=StaticTokenCredentials())
+    return c, list(c.collect(CollectContext(run_id="t")))
+
+
+def judge(records: list[Record]) -> dict[tuple[str, str], tuple[str, str]]:
+    out = {}
+    for r in records:
+        if isinstance(r, Evidence):
+            for f in evaluate(r, REGISTRY.for_type(r.resource_type), {}):
+                out[(f.check_id, f.resource_id)] = (f.status, f.message)
+    return out
+
+
+def coverage(records: list[Record]) -> dict[tuple[str, str], Coverage]:
+    return {(c.scope, c.service): c for c in records if isinstance(c, Coverage)}
+
+
+def evidence_of(records: list[Record], rtype: str) -> dict[str, Evidence]:
+    return {r.resource_id: r for r in records
+            if isinstance(r, Evidence) and r.resource_type == rtype}
+
+
+# --------------------------------------------------------------------------- estate
+
+
+def test_planted_misconfigurations_fail_exactly_their_checks(gcp_fake: GcpFake) -> None:
+    estate = build_estate(gcp_fake)
+    _, records = collect(gcp_fake)
+    verdicts = judge(records)
+    failing = {k for k, (status, _) in verdicts.items() if status == "fail"}
+    assert failing == estate.expected_failures
+    assert not [(k, m) for k, (s, m) in verdicts.items() if s == "error"]
+    ids = {c.id for c in GcpConnector.checks()}
+    assert len(ids) >= 20
+    assert {c for c, _ in failing} == ids
+    assert {c for (c, _), (s, _) in verdicts.items() if s in ("pass", "not_applicable")} == ids
+
+
+def test_forbidden_project_is_an_error_for_that_scope_only(gcp_fake: GcpFake) -> None:
+    build_estate(gcp_fake)
+    _, records = collect(gcp_fake)
+    cov = coverage(records)
+    bad = {k for k, c in cov.items() if not c.ok}
+    assert bad == {("acme-denied", s) for s in PROJECT_SERVICES}
+    assert all("403" in cov[k].error for k in bad)
+    for scope in ("acme-good", "acme-bad", "acme-third"):
+        assert all(cov[(scope, s)].ok for s in PROJECT_SERVICES)
+    for node in (ORG, ENG, PROD):
+        assert cov[(node, "iam")].ok
+    assert cov[("gcp-test", "*")].ok
+
+
+def test_hierarchy_is_discovered_with_paging(gcp_fake: GcpFake) -> None:
+    gcp_fake.page_size = 1
+    build_estate(gcp_fake)
+    c, records = collect(gcp_fake)
+    assert [p.id for p in c.projects] == ["acme-good", "acme-bad", "acme-third", "acme-denied"]
+    assert set(c.nodes) == {ORG, ENG, PROD}
+    searches = [r for r in gcp_fake.requests if r.path == "/v3/projects:search"]
+    assert [r.query.get("pageToken") for r in searches] == [None, ["1"], ["2"], ["3"]]
+    assert all(r.query["query"] == ["state:ACTIVE"] for r in searches)
+    assert {tuple(r.query["parent"]) for r in gcp_fake.requests if r.path == "/v3/folders"} \
+        == {(ORG,), (ENG,), (PROD,)}
+    good = evidence_of(records, "gcp.iam.policy")["projects/acme-good"].payload
+    assert good["ancestors"] == [PROD, ENG, ORG]
+    assert good["inheritedAuditConfigs"][0]["resource"] == PROD
+    # Each ancestor's policy was read once, although four projects share it.
+    calls = [r.path for r in gcp_fake.requests if r.path.endswith(":getIamPolicy")]
+    assert calls.count(f"/v3/{ENG}:getIamPolicy") == 1
+    # Service accounts of acme-good come in two pages (page size 1: three pages).
+    sa_pages = [r for r in gcp_fake.requests
+                if r.path == "/iam/v1/projects/acme-good/serviceAccounts"]
+    assert len(sa_pages) == 3
+    assert len([k for k in evidence_of(records, "gcp.iam.service_account")
+                if k.endswith("@acme-good.iam.gserviceaccount.com")]) == 3
+
+
+def test_configured_projects_skip_search(gcp_fake: GcpFake) -> None:
+    build_estate(gcp_fake)
+    c, records = collect(gcp_fake, project_ids=["acme-good", "acme-nope1"],
+                         read_hierarchy_policies=False, kms_locations=["europe-west1"])
+    assert [p.id for p in c.projects] == ["acme-good"]
+    assert "/v3/projects:search" not in gcp_fake.paths()
+    assert "/v3/projects/acme-good" in gcp_fake.paths()
+    cov = coverage(records)
+    assert not cov[("acme-nope1", "*")].ok and "404" in cov[("acme-nope1", "*")].error
+    assert not [p for p in gcp_fake.paths() if p.endswith("/locations")]  # kms_locations
+    assert evidence_of(records, "gcp.kms.crypto_key")
+    assert {s for s, _ in cov} == {"acme-good", "acme-nope1"}
+    assert cov[("acme-good", "*")].ok  # closes an earlier scope-wide error
+
+
+def test_every_request_carries_the_bearer_token(gcp_fake: GcpFake) -> None:
+    build_estate(gcp_fake)
+    collect(gcp_fake)
+    assert {r.authorization for r in gcp_fake.requests} == {f"Bearer {GCP_TOKEN}"}
+    rm_calls = [r for r in gcp_fake.requests if r.path.startswith("/v3/")]
+    assert rm_calls and all(r.query.get("$alt") == ["json;enum-encoding=int"]
+                            for r in rm_calls)
+
+
+# --------------------------------------------------------------------------- failures
+
+
+def test_resource_manager_outage_is_a_discovery_error(gcp_fake: GcpFake) -> None:
+    build_estate(gcp_fake)
+    gcp_fake.fault(r"^/v3/projects:search$", 503)
+    _, records = collect(gcp_fake)
+    assert [(r.scope, r.service, r.ok) for r in records] == [("gcp-test", "*", False)]
+    assert "503" in records[0].error
+
+
+def test_transient_resource_manager_error_is_retried(gcp_fake: GcpFake) -> None:
+    build_estate(gcp_fake, denied=False)
+    fault = gcp_fake.fault(r"^/v3/projects:search$", 503, times=1)
+    _, records = collect(gcp_fake, resource_manager_retry_timeout=5)
+    assert fault.hits == 1
+    assert all(c.ok for c in coverage(records).values())
+
+
+def test_unreadable_ancestor_policy_makes_inheritance_unknown(gcp_fake: GcpFake) -> None:
+    build_estate(gcp_fake, denied=False)
+    gcp_fake.fault(rf"^/v3/{ENG}:getIamPolicy$", 403)
+    _, records = collect(gcp_fake)
+    cov = coverage(records)
+    assert {k for k, c in cov.items() if not c.ok} == {(ENG, "iam")}
+    verdicts = judge(records)
+    status, message = verdicts[("gcp.iam.data_access_audit_logs", "projects/acme-bad")]
+    assert status == "error" and ENG in message
+    # acme-good inherits a complete configuration from production: still a pass.
+    assert verdicts[("gcp.iam.data_access_audit_logs", "projects/acme-good")][0] == "pass"
+    assert verdicts[("gcp.iam.user_no_primitive_roles", "projects/acme-bad")][0] == "fail"
+
+
+def test_unreadable_bucket_policy_makes_only_its_check_an_error(gcp_fake: GcpFake) -> None:
+    build_estate(gcp_fake, denied=False)
+    gcp_fake.fault(r"/b/acme-bad-public/iam$", 403)
+    _, records = collect(gcp_fake, project_ids=["acme-bad"], read_hierarchy_policies=False)
+    verdicts = judge(records)
+    assert verdicts[("gcp.storage.bucket_not_public", "acme-bad-public")][0] == "error"
+    assert verdicts[("gcp.storage.bucket_uniform_access", "acme-bad-public")][0] == "fail"
+    assert coverage(records)[("acme-bad", "storage")].ok
+
+
+def test_api_throttling_is_retried(gcp_fake: GcpFake) -> None:
+    build_estate(gcp_fake, denied=False)
+    fault = gcp_fake.fault(r"/sqladmin/v1/projects/acme-bad/instances$", 429, times=1)
+    _, records = collect(gcp_fake, project_ids=["acme-bad"], read_hierarchy_policies=False)
+    assert fault.hits == 1
+    assert coverage(records)[("acme-bad", "sql")].ok
+    assert "mysql-open" in evidence_of(records, "gcp.sql.instance")
+
+
+def test_cancelled_run_reads_nothing(gcp_fake: GcpFake) -> None:
+    build_estate(gcp_fake)
+    c = GcpConnector("g", options(gcp_fake), credentials=StaticTokenCredentials())
+    ctx = CollectContext(run_id="t")
+    ctx.cancel_event.set()
+    records = list(c.collect(ctx))
+    assert not [r for r in records if isinstance(r, Evidence)]
+
+
+# --------------------------------------------------------------------------- evidence
+
+
+def test_evidence_is_normalised_and_holds_no_secrets(gcp_fake: GcpFake) -> None:
+    build_estate(gcp_fake, denied=False)
+    _, records = collect(gcp_fake)
+    evidence = [r for r in records if isinstance(r, Evidence)]
+    for r in evidence:
+        assert GCP_TOKEN not in r.body()
+        assert "etag" not in r.body().lower() or r.resource_type == "gcp.network.firewall"
+    buckets = evidence_of(records, "gcp.storage.bucket")
+    assert "updated" not in buckets["acme-good-data"].payload
+    assert buckets["acme-good-data"].region == "eu"
+    sql = evidence_of(records, "gcp.sql.instance")["pg-prod"]
+    assert "serverCaCert" not in sql.body() and "settingsVersion" not in sql.body()
+    assert sql.region == "europe-west1"
+    sa = evidence_of(records, "gcp.iam.service_account")
+    ci = sa["ci@acme-good.iam.gserviceaccount.com"].payload
+    assert ci["userManagedKeys"][0]["keyId"] == "k-young"
+    assert "oauth2ClientId" not in ci
+    subnet = evidence_of(records, "gcp.network.subnet")["europe-west1/prod-ew1"]
+    assert subnet.region == "europe-west1"
+    again = {r.key: r.content_hash() for r in collect(gcp_fake)[1] if isinstance(r, Evidence)}
+    assert again == {r.key: r.content_hash() for r in evidence}
+
+
+# --------------------------------------------------------------------------- the store
+
+
+def test_three_projects_in_a_folder_hierarchy_collected_in_one_run(
+    engine: Engine, db_url: str, gcp_fake: GcpFake, sa_key_material: ServiceAccountKey,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """config options → run engine → store, authenticated with a service-account key
+    (google-auth's JWT flow against the fake's token endpoint); then a 403 on one
+    project turns only that project's checks into errors."""
+    estate = build_estate(gcp_fake, denied=False)
+    monkeypatch.setenv("ANNEXA_TEST_GCP_KEY", sa_key_material.json)
+    opts = {
+        "auth": "service_account_key",
+        "service_account_key": {"env": "ANNEXA_TEST_GCP_KEY"},
+        "oauth_url": f"{gcp_fake.url}/token",
+        "resource_manager_transport": "rest", "resource_manager_endpoint": gcp_fake.url,
+        "resource_manager_retry_timeout": 0, "endpoints": gcp_fake.endpoints(), "http": FAST,
+    }
+    cfg = ConnectorConfig(type="gcp", name="gcp-org", options=opts)
+    settings = Settings(AnnexaConfig(database={"url": db_url}, connectors=[cfg]), None)
+    settings.connectors = [LoadedConnector(cfg, GcpConnector, GcpOptions.model_validate(opts))]
+    index = load_mappings()
+    summary = run_connector(settings, settings.connectors[0], engine, index)
+    assert summary.status == "succeeded", summary.errors
+    assert gcp_fake.token_grants, "the key's JWT-bearer grant was not used"
+    with engine.connect() as conn:
+        rows = list(findings_at(conn, source="gcp-org"))
+    assert {r["scope"] for r in rows} == {"acme-good", "acme-bad", "acme-third", ORG, ENG, PROD}
+    failing = {(r["check_id"], r["resource_id"]) for r in rows if r["status"] == "fail"}
+    assert failing == estate.expected_failures
+    assert not [r for r in rows if r["status"] == "error"]
+
+    gcp_fake.denied.add("acme-bad")
+    summary = run_connector(settings, settings.connectors[0], engine, index)
+    assert summary.status == "partial"
+    with engine.connect() as conn:
+        rows = list(findings_at(conn, source="gcp-org"))
+    errors = [r for r in rows if r["status"] == "error"]
+    assert {r["scope"] for r in errors} == {"acme-bad"}
+    assert {r["check_id"] for r in errors} == {c.id for c in GcpConnector.checks()}
+    # acme-bad's failures stay open (not closed by absence); the others are unchanged.
+    still = {(r["check_id"], r["resource_id"]) for r in rows if r["status"] == "fail"}
+    assert still == estate.expected_failures
+
+
+def test_service_account_key_problems_are_scope_errors(
+    gcp_fake: GcpFake, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("ANNEXA_TEST_GCP_KEY", '{"type": "authorized_user"}')
+    opts = options(gcp_fake, auth="service_account_key",
+                   service_account_key={"env": "ANNEXA_TEST_GCP_KEY"}, project_ids=["acme-a1"])
+    records = list(GcpConnector("g", opts).collect(CollectContext(run_id="t")))
+    assert [(r.scope, r.service, r.ok) for r in records] == [("acme-a1", "*", False)]
+    assert "service_account" in records[0].error
+
+
+def test_rejected_token_grant_fails_every_unit_with_a_clear_reason(
+    gcp_fake: GcpFake, sa_key_material: ServiceAccountKey, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    build_estate(gcp_fake, denied=False)
+    gcp_fake.public_key_pem = None  # the fake can no longer verify the assertion
+    monkeypatch.setenv("ANNEXA_TEST_GCP_KEY", sa_key_material.json)
+    opts = options(gcp_fake, auth="service_account_key",
+                   service_account_key={"env": "ANNEXA_TEST_GCP_KEY"},
+                   oauth_url=f"{gcp_fake.url}/token")
+    records = list(GcpConnector("g", opts).collect(CollectContext(run_id="t")))
+    assert [(r.scope, r.service, r.ok) for r in records] == [("g", "*", False)]
+    assert "invalid_grant" in records[0].error or "RefreshError" in records[0].error
+    assert sa_key_material.private_pem[40:80] not in records[0].error
+
+
+def test_default_transport_is_grpc() -> None:
+    rm = ResourceManager(StaticTokenCredentials(), endpoint="127.0.0.1:1")
+    try:
+        assert type(rm.projects._transport).__name__ == "ProjectsGrpcTransport"
+    finally:
+        rm.close()
+    assert GcpOptions().resource_manager_transport == "grpc"
+
+
+# --------------------------------------------------------------------------- checks
+
+
+@pytest.mark.parametrize(
+    ("ranges", "allowed", "ssh", "rdp", "every"),
+    [
+        (["0.0.0.0/0"], [{"IPProtocol": "tcp", "ports": ["22"]}], "fail", "pass", "pass"),
+        (["0.0.0.0/0"], [{"IPProtocol": "tcp"}], "fail", "fail", "fail"),
+        (["0.0.0.0/0"], [{"IPProtocol": "tcp", "ports": ["1-65535"]}], "fail", "fail", "pass"),
+        (["0.0.0.0/0"], [{"IPProtocol": "tcp", "ports": ["0-65535"]}], "fail", "fail", "fail"),
+        (["10.0.0.0/8"], [{"IPProtocol": "all"}], "pass", "pass", "pass"),
+        (["0.0.0.0/0"], [{"IPProtocol": "icmp"}], "pass", "pass", "pass"),
+        (["::/0"], [{"IPProtocol": "tcp", "ports": ["3389"]}], "pass", "fail", "pass"),
+    ],
+)
+def test_firewall_rule_evaluation(ranges: list[str], allowed: list[dict[str, Any]], ssh: str,
+                                  rdp: str, every: str) -> None:
+    rule = firewall("p", "r", "n", ranges, allowed)
+    ev = Evidence("p", "global", gcp_network.FIREWALL, "n/r", rule)
+    got = {f.check_id.rsplit(".", 1)[1]: f.status
+           for f in evaluate(ev, REGISTRY.for_type(gcp_network.FIREWALL), {})}
+    assert got == {"ssh_open_to_internet": ssh, "rdp_open_to_internet": rdp,
+                   "all_ports_open_to_internet": every}
+
+
+def test_check_parameters_change_verdicts() -> None:
+    policy = {"bindings": [{"role": "roles/owner", "members": ["user:breakglass@acme.example"]}],
+              "auditConfigs": []}
+    spec = REGISTRY.get("gcp.iam.user_no_primitive_roles")
+    assert spec.func(policy, spec.parameters).status == "fail"
+    allowed = spec.params_with({"allowed_members": ["user:breakglass@acme.example"]})
+    assert spec.func(policy, allowed).status == "pass"
+    audit = REGISTRY.get("gcp.iam.data_access_audit_logs")
+    partial = {"auditConfigs": [{"service": "allServices", "auditLogConfigs": [
+        {"logType": "DATA_WRITE"}]}]}
+    assert audit.func(partial, audit.parameters).status == "fail"
+    assert audit.func(partial, audit.params_with({"log_types": ["DATA_WRITE"]})).status == "pass"
+    sinks = REGISTRY.get("gcp.logging.sink_all_logs")
+    audit_only = {"sinks": [{"name": "a", "destination": "d",
+                             "filter": 'logName:"cloudaudit.googleapis.com"'}]}
+    assert sinks.func(audit_only, sinks.parameters).status == "fail"
+    assert sinks.func(audit_only, sinks.params_with({"audit_logs_suffice": True})
+                      ).status == "pass"
+    pap = REGISTRY.get("gcp.storage.bucket_public_access_block")
+    inherited = {"iamConfiguration": {"publicAccessPrevention": "inherited"}}
+    assert pap.func(inherited, pap.params_with({"accept_inherited": True})).status == "pass"
+    rot = REGISTRY.get("gcp.kms.key_rotation")
+    key = {"purpose": "ENCRYPT_DECRYPT", "primaryState": "ENABLED", "rotationPeriod": "31536000s"}
+    assert rot.func(key, rot.params_with({"max_rotation_days": 365})).status == "pass"
+    assert rot.func(key, rot.parameters).status == "fail"
+    with pytest.raises(ValueError, match="must be int"):
+        rot.params_with({"max_rotation_days": "90"})
+
+
+# --------------------------------------------------------------------------- config & docs
+
+
+def test_options_validation() -> None:
+    with pytest.raises(ValueError, match="needs service_account_key"):
+        GcpOptions(auth="service_account_key")
+    with pytest.raises(ValueError, match="not project ids"):
+        GcpOptions(project_ids=["Bad_Project"])
+    with pytest.raises(ValueError, match="loopback"):
+        GcpOptions(endpoints={"storage": "http://storage.example.com"})
+    with pytest.raises(ValueError, match="host\\[:port\\]"):
+        GcpOptions(resource_manager_endpoint="https://cloudresourcemanager.googleapis.com")
+    with pytest.raises(ValueError, match="organizations/<number>"):
+        GcpOptions(organization_ids=["100"])
+    with pytest.raises(ValueError, match="SecretRef"):
+        GcpOptions(auth="service_account_key", service_account_key="{}")
+    o = GcpOptions(resource_manager_transport="rest",
+                   resource_manager_endpoint="https://cloudresourcemanager.googleapis.com",
+                   endpoints={"compute": "https://compute.googleapis.com/"})
+    assert o.endpoints.compute == "https://compute.googleapis.com"
+
+
+def test_permissions_document_lists_exactly_the_permissions_used() -> None:
+    text = (ROOT / "docs" / "permissions" / "gcp.md").read_text(encoding="utf-8")
+    block = text.split("```yaml", 1)[1].split("```", 1)[0]
+    listed = re.findall(r"^\s*-\s*([a-z]+\.[A-Za-z.]+)\s*$", block, re.MULTILINE)
+    assert sorted(listed) == sorted(PERMISSIONS)
+    assert "roles/iam.securityReviewer" in text and "roles/viewer" in text
+
+
+def test_mapping_links_every_check_with_a_rationale() -> None:
+    import tomllib
+
+    doc = tomllib.loads((ROOT / "mappings" / "checks" / "gcp.toml").read_text("utf-8"))
+    ids = {c.id for c in GcpConnector.checks()}
+    assert {link["check"] for link in doc["link"]} == ids
+    assert all(len(link["rationale"]) > 20 for link in doc["link"])
+    pairs = [(link["check"], link["control"]) for link in doc["link"]]
+    assert len(pairs) == len(set(pairs))
+    from collector.cli import known_checks
+
+    index = load_mappings(known_checks=set(known_checks()) | {s.id for s in REGISTRY})
+    assert all(index.controls_for(i) for i in ids)
+
+
+def test_check_names_match_the_other_clouds() -> None:
+    """Where the concept is the same, the check name (after the service) is the same on
+    every cloud, so a control's evidence reads the same across clouds."""
+    import connectors.aws
+    import connectors.azure  # registers the Azure checks
+
+    def suffixes(prefix: str) -> set[str]:
+        return {c.id.split(".", 2)[2] for c in REGISTRY if c.id.startswith(prefix + ".")}
+
+    aws, azure, gcp = suffixes("aws"), suffixes("azure"), suffixes("gcp")
+    network = {"ssh_open_to_internet", "rdp_open_to_internet", "all_ports_open_to_internet"}
+    assert network <= aws & azure & gcp
+    assert {"not_publicly_accessible", "backup_retention"} <= aws & gcp
+    assert {"not_publicly_accessible", "storage_encrypted"} <= aws & azure
+    assert {"bucket_not_public", "bucket_public_access_block", "flow_logs_enabled",
+            "key_rotation", "access_key_rotated"} <= aws & gcp
+    assert {"account_public_access_block", "volume_encrypted"} <= aws & azure
+    assert {"firewall_open_to_internet"} <= azure & gcp
+    rotated = [REGISTRY.get(f"{c}.iam.access_key_rotated").parameters for c in ("aws", "gcp")]
+    assert set(rotated[0]) == set(rotated[1])
+    assert connectors.aws.AwsConnector.prefix == "aws"
+
+
+def test_sa_key_json_is_shaped_like_googles(sa_key_material: ServiceAccountKey) -> None:
+    doc = json.loads(sa_key_material.json)
+    assert doc["type"] == "service_account" and doc["private_key"].startswith("-----BEGIN")
+
+
+# --------------------------------------------------------------------------- the CLI
+
+
+def _plugin_dir(tmp_path: Path) -> Path:
+    """Registers ``azure`` and ``gcp`` under ``annexa.connectors`` for a subprocess, as an
+    installed distribution would (harmless once pyproject.toml registers them too)."""
+    root = tmp_path / "plugin"
+    info = root / "annexa_cloud_test-0.0.0.dist-info"
+    info.mkdir(parents=True)
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: annexa-cloud-test\n"
+                                   "Version: 0.0.0\n")
+    (info / "entry_points.txt").write_text(
+        "[annexa.connectors]\nazure = connectors.azure:AzureConnector\n"
+        "gcp = connectors.gcp:GcpConnector\n")
+    return root
+
+
+def test_cli_collects_two_subscriptions_and_three_projects_in_one_run(
+    tmp_path: Path, db_url: str, gcp_fake: GcpFake, sa_key_material: ServiceAccountKey,
+    arm_tls_fake: Any, tls_ca: tuple[Any, Path],
+) -> None:
+    """config.toml → ``annexa collect`` (a subprocess) → store → ``annexa findings``: the
+    real ClientSecretCredential over TLS for Azure, a service-account key for Google
+    Cloud, check parameters from the config."""
+    import os
+    import subprocess
+    import sys
+
+    from tests import azure_fixtures as az
+
+    _, ca_path = tls_ca
+    azure_estate = az.Estate(arm_tls_fake)
+    az.add_good_subscription(azure_estate, az.SUB_A, "prod-a", prefix="a")
+    az.add_bad_subscription(azure_estate, az.SUB_B, "prod-b")
+    gcp_estate = build_estate(gcp_fake, denied=False)
+    gcp_estate.expect("gcp.iam.access_key_rotated", "ci@acme-good.iam.gserviceaccount.com")
+    endpoints = "\n".join(f'{k} = "{v}"' for k, v in gcp_fake.endpoints().items())
+    cfg = tmp_path / "annexa.toml"
+    cfg.write_text(f"""
+[database]
+url = "{db_url}"
+
+[[connectors]]
+type = "azure"
+name = "azure-tenant"
+[connectors.options]
+auth = "client_secret"
+tenant_id = "{az.TENANT}"
+client_id = "{az.CLIENT_ID}"
+client_secret = {{ env = "ANNEXA_TEST_AZURE_SECRET" }}
+authority = "{arm_tls_fake.url}"
+disable_instance_discovery = true
+arm_url = "{arm_tls_fake.url}"
+[connectors.options.http]
+ca_bundle = "{ca_path}"
+max_attempts = 2
+retry_min_wait = 0.0
+
+[[connectors]]
+type = "gcp"
+name = "gcp-org"
+[connectors.options]
+auth = "service_account_key"
+service_account_key = {{ env = "ANNEXA_TEST_GCP_KEY" }}
+oauth_url = "{gcp_fake.url}/token"
+resource_manager_transport = "rest"
+resource_manager_endpoint = "{gcp_fake.url}"
+resource_manager_retry_timeout = 0
+[connectors.options.endpoints]
+{endpoints}
+[connectors.options.http]
+max_attempts = 2
+retry_min_wait = 0.0
+[connectors.checks."gcp.iam.access_key_rotated"]
+max_age_days = 5
+""", encoding="utf-8")
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(_plugin_dir(tmp_path)), str(ROOT)]),
+        "REQUESTS_CA_BUNDLE": str(ca_path),
+        "ANNEXA_TEST_AZURE_SECRET": az.CLIENT_SECRET,
+        "ANNEXA_TEST_GCP_KEY": sa_key_material.json,
+    }
+    env.pop("ANNEXA_DATABASE_URL", None)
+
+    def annexa(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "collector", *args, "--config", str(cfg)],
+            capture_output=True, text=True, env=env, timeout=240,
+        )
+
+    proc = annexa("collect", "--format", "json")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    runs = {r["connector"]: r for r in json.loads(proc.stdout)}
+    assert {r["status"] for r in runs.values()} == {"succeeded"}
+    proc = annexa("findings", "--status", "fail", "--format", "json")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    rows = json.loads(proc.stdout)
+    by_source = {
+        src: {(r["check_id"], r["resource_id"]) for r in rows if r["source"] == src}
+        for src in ("azure-tenant", "gcp-org")
+    }
+    assert by_source["azure-tenant"] == azure_estate.expected_failures
+    assert by_source["gcp-org"] == gcp_estate.expected_failures
+    assert {r["scope"] for r in rows if r["source"] == "azure-tenant"} == {az.SUB_B}
+    assert {r["scope"] for r in rows if r["source"] == "gcp-org"} >= {"acme-bad", ORG}
+    assert all(r["controls"] for r in rows)  # every failing check is mapped
