@@ -7,6 +7,7 @@ connector never imports database code.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import re
@@ -49,6 +50,7 @@ _NOT_SECRET = frozenset(
         "HardExpiry",
         "PasswordLastChanged",
         "token_type",
+        "HttpTokens",  # EC2 IMDS setting ("required"/"optional"), not a token
     }
 )
 REDACTED = "[REDACTED]"
@@ -58,7 +60,9 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+@functools.lru_cache(maxsize=8192)
 def _is_secret_key(key: str) -> bool:
+    # Cached: payload key names repeat across millions of items, and this runs per key.
     if key in _NOT_SECRET:
         return False
     lowered = key.lower()
@@ -70,24 +74,48 @@ def _is_secret_key(key: str) -> bool:
     return bool(_SECRET_KEY.search(key))
 
 
+_PLAIN = (str, bool, int, float, type(None))
+
+
 def normalise(value: Any) -> Any:
     """Return ``value`` made JSON-safe and stable.
 
     Volatile keys are dropped, secret-looking keys are redacted, datetimes become
     UTC ISO-8601 strings, bytes become a hex digest. Dict key order does not matter
     because canonical JSON sorts keys.
+
+    This is the hottest function of a collection (every evidence item goes through it
+    before hashing), so plain JSON types are tested by exact type first and handled
+    inline; anything else takes the general path in ``_normalise_other``.
     """
-    if isinstance(value, dict):
-        out: dict[str, Any] = {}
-        for k, v in value.items():
-            key = str(k)
-            if key in VOLATILE_KEYS:
-                continue
-            if _is_secret_key(key) and isinstance(v, (str, bytes)) and v:
-                out[key] = REDACTED
-                continue
+    t = type(value)
+    if t is dict:
+        return _normalise_dict(value)
+    if t is list or t is tuple:
+        return [v if type(v) in _PLAIN else normalise(v) for v in value]
+    if t in _PLAIN:
+        return value
+    return _normalise_other(value)
+
+
+def _normalise_dict(value: dict[Any, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in value.items():
+        key = k if type(k) is str else str(k)
+        if key in VOLATILE_KEYS:
+            continue
+        if isinstance(v, (str, bytes)) and v and _is_secret_key(key):
+            out[key] = REDACTED
+        elif type(v) in _PLAIN:
+            out[key] = v
+        else:
             out[key] = normalise(v)
-        return out
+    return out
+
+
+def _normalise_other(value: Any) -> Any:
+    if isinstance(value, dict):
+        return _normalise_dict(dict(value))
     if isinstance(value, (list, tuple)):
         return [normalise(v) for v in value]
     if isinstance(value, datetime):
@@ -96,7 +124,7 @@ def normalise(value: Any) -> Any:
         return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
     if isinstance(value, (bytes, bytearray)):
         return {"sha256": hashlib.sha256(bytes(value)).hexdigest()}
-    if isinstance(value, (str, int, float, bool)) or value is None:
+    if isinstance(value, (str, int, float, bool)):
         return value
     return str(value)
 

@@ -14,13 +14,14 @@ import json
 import os
 import socket
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Engine, bindparam, func, insert, select, text, update
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import Connection, Engine, Table, bindparam, func, insert, select, text, update
+from sqlalchemy.engine import Dialect
+from sqlalchemy.exc import StatementError
 
 from connectors.records import Coverage, Evidence, Finding, sha256_hex, utcnow
 from store.integrity import compute_digest, finding_hash, last_digest
@@ -28,6 +29,19 @@ from store.schema import blobs, evidence, findings, run_units, runs
 
 RUN_STATUSES = ("running", "succeeded", "partial", "failed", "aborted")
 _SEEN = "annexa_seen"
+
+# Buffered rows are tuples in these column orders; the timestamp is always last.
+_EV_COLS = (
+    "run_id", "source", "key", "scope", "region", "service", "resource_type", "resource_id",
+    "content_hash", "collected_at",
+)
+_FI_COLS = (
+    "run_id", "source", "key", "check_id", "scope", "region", "service", "resource_type",
+    "resource_id", "status", "severity", "message", "evidence_hash", "controls",
+    "mapping_digest", "finding_hash", "observed_at",
+)
+_EV_HASH = _EV_COLS.index("content_hash")
+_FI_HASH = _FI_COLS.index("finding_hash")
 
 
 @dataclass
@@ -69,10 +83,112 @@ class RunSummary:
     finished_at: datetime
 
 
-def _insert_ignore(conn: Connection, table: Any) -> Any:
-    if conn.dialect.name == "postgresql":
-        return postgresql.insert(table).on_conflict_do_nothing()
-    return sqlite.insert(table).on_conflict_do_nothing()
+class _Statements:
+    """The hot path's SQL for one dialect, rendered once per run.
+
+    Rows are buffered as tuples and handed to the driver with as little per-row work
+    as possible: SQLAlchemy's per-row parameter processing would cost more than the
+    inserts themselves. Timestamps go through the column type's own bind processor, so
+    stored values are exactly what ``insert(table)`` stores.
+
+    SQLite: ``executemany`` of prepared statements (one ``sqlite3_step`` per row, no
+    round trip). PostgreSQL: one statement per batch and table, the batch passed as
+    column arrays through ``unnest`` (a round trip per row otherwise dominates), and
+    the latest version of each key found by one index probe per key (``LATERAL``):
+    an ``IN`` list over a table the planner has no statistics for yet (a first run)
+    is planned as a sequential scan, which made a first write quadratic.
+    """
+
+    def __init__(self, dialect: Dialect) -> None:
+        self.postgresql = dialect.name == "postgresql"
+        self.ev_ts = self._processor(dialect, evidence.c.collected_at)
+        self.fi_ts = self._processor(dialect, findings.c.observed_at)
+        blob_cols = ("hash", "body", "size")
+        if self.postgresql:
+            self.blob = self._unnest_insert(dialect, blobs, blob_cols) + " ON CONFLICT DO NOTHING"
+            self.evidence = self._unnest_insert(dialect, evidence, _EV_COLS)
+            self.findings = self._unnest_insert(dialect, findings, _FI_COLS)
+            self.seen = f"INSERT INTO {_SEEN} (kind, key) SELECT %s, unnest(%b::text[])"
+            self.current_ev = (
+                "SELECT t.key, t.content_hash FROM unnest(%b::text[]) AS k(key) "
+                "CROSS JOIN LATERAL (SELECT e.key, e.content_hash FROM evidence e "
+                "WHERE e.source = %s AND e.key = k.key ORDER BY e.id DESC LIMIT 1) AS t"
+            )
+            # A tombstoned finding is "absent", so a reappearing one is written again.
+            self.current_fi = (
+                "SELECT t.key, t.finding_hash FROM unnest(%b::text[]) AS k(key) "
+                "CROSS JOIN LATERAL (SELECT f.key, f.finding_hash, f.status FROM findings f "
+                "WHERE f.source = %s AND f.key = k.key ORDER BY f.id DESC LIMIT 1) AS t "
+                "WHERE t.status IS NOT NULL"
+            )
+        else:
+            self.blob = self._insert(dialect, blobs, blob_cols) + " ON CONFLICT DO NOTHING"
+            self.evidence = self._insert(dialect, evidence, _EV_COLS)
+            self.findings = self._insert(dialect, findings, _FI_COLS)
+            self.seen = f"INSERT INTO {_SEEN} (kind, key) VALUES (?, ?)"
+
+    @staticmethod
+    def _processor(dialect: Dialect, column: Any) -> Callable[[Any], Any]:
+        proc = column.type.dialect_impl(dialect).bind_processor(dialect)
+        return proc if proc is not None else (lambda v: v)
+
+    @staticmethod
+    def _insert(dialect: Dialect, table: Table, cols: Sequence[str]) -> str:
+        prep = dialect.identifier_preparer
+        names = ", ".join(prep.format_column(table.c[c]) for c in cols)
+        values = ", ".join(["?"] * len(cols))
+        return f"INSERT INTO {prep.format_table(table)} ({names}) VALUES ({values})"
+
+    @staticmethod
+    def _unnest_insert(dialect: Dialect, table: Table, cols: Sequence[str]) -> str:
+        prep = dialect.identifier_preparer
+        names = ", ".join(prep.format_column(table.c[c]) for c in cols)
+        arrays = ", ".join(f"%b::{table.c[c].type.compile(dialect)}[]" for c in cols)
+        return f"INSERT INTO {prep.format_table(table)} ({names}) SELECT * FROM unnest({arrays})"
+
+    @staticmethod
+    def bind_ts(
+        sql: str, ts: Callable[[Any], Any], rows: list[tuple[Any, ...]]
+    ) -> list[tuple[Any, ...]]:
+        """``rows`` with their last column (the timestamp) converted for the driver."""
+        try:
+            return [(*r[:-1], ts(r[-1])) for r in rows]
+        except ValueError as exc:
+            # What SQLAlchemy raises when a bind processor fails (e.g. a naive datetime).
+            raise StatementError(str(exc), sql, None, exc) from exc
+
+    def insert(self, conn: Connection, sql: str, rows: list[tuple[Any, ...]]) -> None:
+        if not rows:
+            return
+        if self.postgresql:
+            conn.exec_driver_sql(sql, tuple(list(col) for col in zip(*rows, strict=True)))
+        else:
+            conn.exec_driver_sql(sql, rows)
+
+    def add_seen(self, conn: Connection, kind: str, keys: list[str]) -> None:
+        if self.postgresql:
+            conn.exec_driver_sql(self.seen, (kind, keys))
+        else:
+            conn.exec_driver_sql(self.seen, [(kind, k) for k in keys])
+
+    def current(
+        self, conn: Connection, table: Table, source: str, keys: list[str]
+    ) -> dict[str, str | None]:
+        """The content hash of the latest live version of each of ``keys``, if any."""
+        if self.postgresql:
+            sql = self.current_ev if table is evidence else self.current_fi
+            return {k: h for k, h in conn.exec_driver_sql(sql, (keys, source))}
+        hash_col = table.c.content_hash if table is evidence else table.c.finding_hash
+        latest = (
+            select(func.max(table.c.id))
+            .where(table.c.source == source, table.c.key.in_(bindparam("keys", expanding=True)))
+            .group_by(table.c.key)
+        )
+        q = select(table.c.key, hash_col).where(table.c.id.in_(latest.scalar_subquery()))
+        if table is findings:
+            # A tombstoned finding is "absent", so a reappearing one is written again.
+            q = q.where(findings.c.status.is_not(None))
+        return {k: h for k, h in conn.execute(q, {"keys": keys})}
 
 
 class RunWriter:
@@ -101,9 +217,11 @@ class RunWriter:
         self.counts = RunCounts()
         self.errors: list[str] = []
         self._conn: Connection | None = None
-        self._ev: dict[str, dict[str, Any]] = {}
+        self._sql: _Statements | None = None
+        self._ev: dict[str, tuple[Any, ...]] = {}
         self._bodies: dict[str, str] = {}
-        self._fi: dict[str, dict[str, Any]] = {}
+        self._fi: dict[str, tuple[Any, ...]] = {}
+        self._controls_json: dict[tuple[str, ...], str] = {}
         self._units: list[dict[str, Any]] = []
         self.started_at = utcnow()
 
@@ -126,11 +244,14 @@ class RunWriter:
                 mapping_digest=self.mapping_digest,
             )
         )
+        self._sql = _Statements(conn.dialect)
         temp = "TEMPORARY" if conn.dialect.name == "postgresql" else "TEMP"
         conn.execute(text(f"DROP TABLE IF EXISTS {_SEEN}"))
         conn.execute(
             text(f"CREATE {temp} TABLE {_SEEN} (kind CHAR(1) NOT NULL, key TEXT NOT NULL)")
         )
+        # Closing looks every stored key up here: without an index that is O(items²).
+        conn.execute(text(f"CREATE INDEX {_SEEN}_kind_key ON {_SEEN} (kind, key)"))
         conn.commit()
         return self.run_id
 
@@ -149,44 +270,65 @@ class RunWriter:
         body = ev.body()
         chash = sha256_hex(body)
         self._bodies[chash] = body
-        self._ev[ev.key] = {
-            "run_id": self.run_id,
-            "source": self.source,
-            "key": ev.key,
-            "scope": ev.scope,
-            "region": ev.region,
-            "service": ev.service,
-            "resource_type": ev.resource_type,
-            "resource_id": ev.resource_id,
-            "content_hash": chash,
-            "collected_at": ev.collected_at,
-        }
+        key = ev.key
+        self._ev[key] = (
+            self.run_id,
+            self.source,
+            key,
+            ev.scope,
+            ev.region,
+            ev.service,
+            ev.resource_type,
+            ev.resource_id,
+            chash,
+            ev.collected_at,
+        )
         self.counts.evidence_seen += 1
         if len(self._ev) >= self.batch_size:
             self.flush()
         return chash
 
     def add_finding(self, f: Finding) -> None:
-        row = {
-            "run_id": self.run_id,
-            "source": self.source,
-            "key": f.key,
-            "check_id": f.check_id,
-            "scope": f.scope,
-            "region": f.region,
-            "service": f.service,
-            "resource_type": f.resource_type,
-            "resource_id": f.resource_id,
-            "status": f.status,
-            "severity": f.severity,
-            "message": f.message,
-            "evidence_hash": f.evidence_hash,
-            "controls": json.dumps(sorted(f.controls)),
-            "mapping_digest": self.mapping_digest,
-            "observed_at": f.observed_at,
-        }
-        row["finding_hash"] = finding_hash(row)
-        self._fi[f.key] = row
+        key = f.key
+        # A run uses a handful of control sets: serialise each once.
+        cacheable = type(f.controls) is tuple
+        controls = self._controls_json.get(f.controls) if cacheable else None
+        if controls is None:
+            controls = json.dumps(sorted(f.controls))
+            if cacheable and len(self._controls_json) < 1024:
+                self._controls_json[f.controls] = controls
+        fhash = finding_hash(
+            {
+                "check_id": f.check_id,
+                "key": key,
+                "status": f.status,
+                "severity": f.severity,
+                "message": f.message,
+                "evidence_hash": f.evidence_hash,
+                "controls": controls,
+                "resource_type": f.resource_type,
+                "resource_id": f.resource_id,
+            }
+        )
+        self._fi[key] = (
+            self.run_id,
+            self.source,
+            key,
+            f.check_id,
+            f.scope,
+            f.region,
+            f.service,
+            f.resource_type,
+            f.resource_id,
+            f.status,
+            f.severity,
+            f.message,
+            f.evidence_hash,
+            controls,
+            self.mapping_digest,
+            fhash,
+            f.observed_at,
+        )
         self.counts.findings_seen += 1
         self.counts.by_status[f.status] = self.counts.by_status.get(f.status, 0) + 1
         if len(self._fi) >= self.batch_size:
@@ -222,62 +364,39 @@ class RunWriter:
             conn.commit()
         with conn.begin():
             if self._ev:
-                self._flush_changes(conn, evidence, evidence.c.content_hash, "E", self._ev)
+                self._flush_evidence(conn)
             if self._fi:
-                self._flush_changes(conn, findings, findings.c.finding_hash, "F", self._fi)
+                self._flush_findings(conn)
             if self._units:
                 conn.execute(insert(run_units), self._units)
                 self._units = []
             conn.execute(update(runs).where(runs.c.id == self.run_id).values(heartbeat_at=utcnow()))
 
-    def _flush_changes(
-        self,
-        conn: Connection,
-        table: Any,
-        hash_col: Any,
-        kind: str,
-        buffer: dict[str, dict[str, Any]],
-    ) -> None:
-        keys = list(buffer)
-        current = self._current_hashes(conn, table, hash_col, keys)
-        changed = [row for key, row in buffer.items() if current.get(key) != row[hash_col.name]]
+    def _flush_evidence(self, conn: Connection) -> None:
+        sql = self._statements()
+        buffer = self._ev
+        current = sql.current(conn, evidence, self.source, list(buffer))
+        changed = [row for key, row in buffer.items() if current.get(key) != row[_EV_HASH]]
         if changed:
-            if kind == "E":
-                new_bodies = {r["content_hash"] for r in changed}
-                conn.execute(
-                    _insert_ignore(conn, blobs),
-                    [
-                        {"hash": h, "body": self._bodies[h], "size": len(self._bodies[h])}
-                        for h in new_bodies
-                    ],
-                )
-                self.counts.evidence_written += len(changed)
-            else:
-                self.counts.findings_written += len(changed)
-            conn.execute(insert(table), changed)
-        conn.execute(
-            text(f"INSERT INTO {_SEEN} (kind, key) VALUES (:kind, :key)"),
-            [{"kind": kind, "key": k} for k in keys],
-        )
+            bodies = self._bodies
+            new_bodies = {r[_EV_HASH] for r in changed}
+            sql.insert(conn, sql.blob, [(h, bodies[h], len(bodies[h])) for h in new_bodies])
+            sql.insert(conn, sql.evidence, sql.bind_ts(sql.evidence, sql.ev_ts, changed))
+            self.counts.evidence_written += len(changed)
+        sql.add_seen(conn, "E", list(buffer))
         buffer.clear()
-        if kind == "E":
-            self._bodies.clear()
+        self._bodies.clear()
 
-    def _current_hashes(
-        self, conn: Connection, table: Any, hash_col: Any, keys: Sequence[str]
-    ) -> dict[str, str | None]:
-        latest = (
-            select(func.max(table.c.id))
-            .where(
-                table.c.source == self.source, table.c.key.in_(bindparam("keys", expanding=True))
-            )
-            .group_by(table.c.key)
-        )
-        q = select(table.c.key, hash_col).where(table.c.id.in_(latest.scalar_subquery()))
-        if hash_col is findings.c.finding_hash:
-            # A tombstoned finding is "absent", so a reappearing one is written again.
-            q = q.where(findings.c.status.is_not(None))
-        return {k: h for k, h in conn.execute(q, {"keys": list(keys)})}
+    def _flush_findings(self, conn: Connection) -> None:
+        sql = self._statements()
+        buffer = self._fi
+        current = sql.current(conn, findings, self.source, list(buffer))
+        changed = [row for key, row in buffer.items() if current.get(key) != row[_FI_HASH]]
+        if changed:
+            sql.insert(conn, sql.findings, sql.bind_ts(sql.findings, sql.fi_ts, changed))
+            self.counts.findings_written += len(changed)
+        sql.add_seen(conn, "F", list(buffer))
+        buffer.clear()
 
     # -- closing -------------------------------------------------------------------
 
@@ -421,6 +540,11 @@ class RunWriter:
                 pass
             self._conn.close()
             self._conn = None
+
+    def _statements(self) -> _Statements:
+        if self._sql is None:
+            self._sql = _Statements(self._require_conn().dialect)
+        return self._sql
 
     def _require_conn(self) -> Connection:
         if self._conn is None:
