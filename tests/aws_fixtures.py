@@ -10,8 +10,14 @@
   that forwards to moto and answers chosen requests with an error instead (throttling,
   AccessDenied…). Real boto3 retry and error parsing run against real HTTP answers;
   the connector's code is not patched.
+* ``aws_module_env``: ``aws_env`` set up once for a module (one planted estate read by
+  many tests).
 * ``aws_offline_env``: the isolated environment with fake credentials and no proxy,
   for unreachable-endpoint tests.
+* ``access_analyzer`` (session): the local IAM Access Analyzer fake
+  (:mod:`connectors.aws.fakes`; moto has none), reached through the standard
+  ``AWS_ENDPOINT_URL_ACCESSANALYZER`` and listed in ``NO_PROXY`` (its own port only) so
+  that it is not sent to moto's proxy. ``aws_env`` resets it with moto.
 """
 
 from __future__ import annotations
@@ -28,6 +34,8 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
+from connectors.aws.fakes import AccessAnalyzerFake
+
 _PROXY_VARS = (
     "HTTP_PROXY",
     "HTTPS_PROXY",
@@ -38,6 +46,23 @@ _PROXY_VARS = (
     "NO_PROXY",
     "no_proxy",
 )
+
+
+@pytest.fixture(scope="session")
+def access_analyzer() -> Iterator[AccessAnalyzerFake]:
+    """The Access Analyzer fake for the whole session."""
+    fake = AccessAnalyzerFake()
+    fake.start()
+    try:
+        yield fake
+    finally:
+        fake.stop()
+
+
+def _use_analyzer(mp: pytest.MonkeyPatch, fake: AccessAnalyzerFake) -> None:
+    mp.setenv("AWS_ENDPOINT_URL_ACCESSANALYZER", fake.url)
+    for name in ("NO_PROXY", "no_proxy"):  # this port only: 127.0.0.1 stays proxied
+        mp.setenv(name, fake.netloc)
 
 
 @pytest.fixture(scope="session")
@@ -99,13 +124,38 @@ def aws_offline_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
 
 
 @pytest.fixture
-def aws_env(moto_server: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> str:
+def aws_env(
+    moto_server: str,
+    access_analyzer: AccessAnalyzerFake,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+) -> str:
     """A reset moto server reached through the standard AWS env vars; yields its URL."""
     _reset_moto(moto_server)
+    access_analyzer.reset()
     _isolated_aws_env(monkeypatch, tmp_path)
     monkeypatch.setenv("AWS_ENDPOINT_URL", moto_server)
     _use_proxy(monkeypatch, moto_server)
+    _use_analyzer(monkeypatch, access_analyzer)
     return moto_server
+
+
+@pytest.fixture(scope="module")
+def aws_module_env(
+    moto_server: str, access_analyzer: AccessAnalyzerFake, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[str]:
+    """``aws_env`` for a whole module: one estate planted once, read by many tests.
+
+    Use it only in modules whose tests do not reset moto (no ``aws_env`` there).
+    """
+    _reset_moto(moto_server)
+    access_analyzer.reset()
+    with pytest.MonkeyPatch.context() as mp:
+        _isolated_aws_env(mp, tmp_path_factory.mktemp("aws"))
+        mp.setenv("AWS_ENDPOINT_URL", moto_server)
+        _use_proxy(mp, moto_server)
+        _use_analyzer(mp, access_analyzer)
+        yield moto_server
 
 
 # --- fault-injecting proxy ---------------------------------------------------------------
@@ -120,6 +170,9 @@ class SeenRequest:
     service: str  # signing service from the Authorization header (s3control: "s3control")
     operation: str  # "ListUsers", "GetBucketEncryption"… ("" when unknown)
     bucket: str  # S3 bucket in the path, else ""
+    region: str = ""  # from the request signature
+    account: str = ""  # the moto account of the signing access key
+    body: str = ""
 
 
 @dataclass
@@ -131,15 +184,27 @@ class Fault:
     hits: int = 0
 
 
+def _scope(headers: dict[str, str]) -> list[str]:
+    """[access key, date, region, service, "aws4_request"] of a SigV4 signature."""
+    auth = headers.get("authorization", "")
+    if "Credential=" not in auth:
+        return []
+    return auth.split("Credential=", 1)[1].split(",", 1)[0].split("/")
+
+
 def _service(headers: dict[str, str], path: str) -> str:
     if path.startswith("/v20180820/"):
         return "s3control"
-    auth = headers.get("authorization", "")
-    if "Credential=" in auth:
-        scope = auth.split("Credential=", 1)[1].split(",", 1)[0].split("/")
-        if len(scope) >= 4:
-            return scope[3]
-    return ""
+    scope = _scope(headers)
+    return scope[3] if len(scope) >= 4 else ""
+
+
+def _account(headers: dict[str, str]) -> str:
+    """The account moto (in this process) attributes the request's access key to."""
+    from moto.iam.models import get_account_id_from
+
+    scope = _scope(headers)
+    return str(get_account_id_from(scope[0])) if scope else ""
 
 
 _S3_SUBRESOURCES = {
@@ -158,7 +223,7 @@ def _operation(
     params = parse_qs(query, keep_blank_values=True)
     if "x-id" in params:
         return params["x-id"][0]
-    if service in ("iam", "sts", "ec2") and body:
+    if body and headers.get("content-type", "").startswith("application/x-www-form-urlencoded"):
         action = parse_qs(body.decode("utf-8", "replace")).get("Action")
         if action:
             return action[0]
@@ -171,9 +236,13 @@ def _operation(
     return ""
 
 
+_JSON = ("cloudtrail", "kms", "logs", "config", "organizations")
+_REST_JSON = ("guardduty", "securityhub", "backup", "access-analyzer")
+
+
 def _error_body(service: str, code: str, message: str) -> tuple[bytes, str]:
     """The error document each protocol family uses."""
-    if service in ("iam", "sts"):
+    if service in ("iam", "sts", "rds", "elasticloadbalancing"):
         xml = (
             "<ErrorResponse><Error><Type>Sender</Type>"
             f"<Code>{code}</Code><Message>{message}</Message></Error>"
@@ -186,7 +255,7 @@ def _error_body(service: str, code: str, message: str) -> tuple[bytes, str]:
             "</Error></Errors><RequestID>fault-proxy</RequestID></Response>"
         )
         return xml.encode(), "text/xml"
-    if service in ("cloudtrail",):
+    if service in _JSON or service in _REST_JSON:
         return json.dumps({"__type": code, "message": message}).encode(), (
             "application/x-amz-json-1.1"
         )
@@ -212,6 +281,9 @@ class FaultProxy:
         status: int = 400,
         operation: str | None = None,
         bucket: str | None = None,
+        account: str | None = None,
+        region: str | None = None,
+        body_contains: str | None = None,
         message: str = "injected by the test fault proxy",
     ) -> Fault:
         """Answer matching requests with ``code`` (every time, including retries)."""
@@ -221,6 +293,9 @@ class FaultProxy:
                 req.service == service
                 and (operation is None or req.operation == operation)
                 and (bucket is None or req.bucket == bucket)
+                and (account is None or req.account == account)
+                and (region is None or req.region == region)
+                and (body_contains is None or body_contains in req.body)
             )
 
         body, content_type = _error_body(service, code, message)
@@ -245,12 +320,16 @@ class FaultProxy:
         path = parts.path or "/"
         service = _service(headers, path)
         bucket = path.lstrip("/").split("/", 1)[0] if service == "s3" else ""
+        scope = _scope(headers)
         req = SeenRequest(
             method=handler.command,
             url=handler.path,
             service=service,
             operation=_operation(handler.command, service, headers, path, parts.query, body),
             bucket=bucket,
+            region=scope[2] if len(scope) > 2 else "",
+            account=_account(headers),
+            body=body.decode("utf-8", "replace"),
         )
         with self._lock:
             self.seen.append(req)
@@ -258,7 +337,10 @@ class FaultProxy:
             if fault is not None:
                 fault.hits += 1
         if fault is not None:
-            self._reply(handler, fault.status, {"Content-Type": fault.content_type}, fault.body)
+            reply = {"Content-Type": fault.content_type}
+            if req.service in _REST_JSON:
+                reply["x-amzn-ErrorType"] = json.loads(fault.body)["__type"]
+            self._reply(handler, fault.status, reply, fault.body)
             return
         up = urlsplit(self.upstream)
         conn = http.client.HTTPConnection(up.hostname, up.port, timeout=30)
@@ -309,7 +391,9 @@ def _handler_for(proxy: FaultProxy) -> type[BaseHTTPRequestHandler]:
 
 
 @pytest.fixture
-def aws_fault_proxy(aws_env: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[FaultProxy]:
+def aws_fault_proxy(
+    aws_env: str, access_analyzer: AccessAnalyzerFake, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[FaultProxy]:
     """``aws_env`` with every AWS request passing through a :class:`FaultProxy`."""
     proxy = FaultProxy(upstream=aws_env)
     server = ThreadingHTTPServer(("127.0.0.1", 0), _handler_for(proxy))
@@ -318,6 +402,7 @@ def aws_fault_proxy(aws_env: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[F
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     _use_proxy(monkeypatch, proxy.url)
+    _use_analyzer(monkeypatch, access_analyzer)
     try:
         yield proxy
     finally:

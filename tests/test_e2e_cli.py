@@ -219,6 +219,8 @@ def test_unchanged_estate_adds_nothing_and_time_travel_works(
             str(cfg),
             "--resource",
             "annexa-demo-unencrypted",
+            "--type",
+            "aws.s3.bucket",
             "--at",
             first_instant,
             "--format",

@@ -1,4 +1,4 @@
-"""AWS connector: IAM, S3, S3 Control, CloudTrail and EC2 evidence of an account.
+"""AWS connector: the security configuration of an account or a whole AWS Organization.
 
 Registered as the ``aws`` entry point (``connectors.aws:AwsConnector``). Importing the
 package registers every AWS check.

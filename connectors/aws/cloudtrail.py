@@ -15,6 +15,12 @@ All listings are read before anything is yielded: if one fails, the unit fails.
 Each trail carries ``Status`` (``GetTrailStatus`` without the delivery timestamps that
 change every few minutes) and its event selectors, read once per trail in its home
 region; a failure to read either is recorded under the trail's ``_errors``.
+
+Each trail homed in the account also carries ``S3BucketAccess``: whether its log bucket
+is one of the account's own buckets (``ListBuckets``) and, if so, the bucket's public
+access block, policy status and ACL — so "the trail's bucket is not public" is a pure
+check on the trail. A bucket in another account (a central log archive) is judged by
+that account's own S3 checks.
 """
 
 from __future__ import annotations
@@ -22,6 +28,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
+from connectors.aws import s3
 from connectors.aws.common import (
     ERRORS_KEY,
     MISSING,
@@ -32,7 +39,7 @@ from connectors.aws.common import (
 )
 from connectors.aws.session import GLOBAL, Account
 from connectors.aws.units import ReaderSpec
-from connectors.checks import Verdict, check, failed, passed
+from connectors.checks import Verdict, check, failed, not_applicable, passed
 from connectors.records import Evidence
 
 SERVICE = "cloudtrail"
@@ -96,6 +103,50 @@ def trail_details(account: Account, trail: Mapping[str, Any]) -> dict[str, Any]:
     return with_errors(out, errors)
 
 
+class OwnBuckets:
+    """The account's bucket names, listed once per unit and only if a trail needs them."""
+
+    def __init__(self, account: Account) -> None:
+        self._account = account
+        self._names: set[str] | None = None
+        self._error: str | None = None
+
+    def contains(self, name: str, errors: dict[str, str]) -> bool | None:
+        if self._names is None and self._error is None:
+            names = read_partial(
+                errors, "S3BucketAccess",
+                lambda: {b["Name"] for b in s3.get_buckets(self._account.client("s3"))},
+            )
+            if names is MISSING:
+                self._error = errors["S3BucketAccess"]
+            else:
+                self._names = names
+        if self._error is not None:
+            errors["S3BucketAccess"] = self._error
+            return None
+        assert self._names is not None
+        return name in self._names
+
+
+def bucket_access(account: Account, bucket: str, own: OwnBuckets) -> dict[str, Any]:
+    """Public-access facts of the trail's bucket (``{"InAccount": false}`` if foreign)."""
+    errors: dict[str, str] = {}
+    in_account = own.contains(bucket, errors)
+    if in_account is None:
+        return with_errors({"Name": bucket}, errors)
+    out: dict[str, Any] = {"Name": bucket, "InAccount": in_account}
+    if not in_account:
+        return out
+    client = account.client("s3")
+    block = read_partial(errors, "PublicAccessBlockConfiguration",
+                         lambda: s3.get_public_access_block(client, bucket),
+                         absent=("NoSuchPublicAccessBlockConfiguration",))
+    if block is not MISSING:
+        out["PublicAccessBlockConfiguration"] = block
+    s3.read_public_parts(client, bucket, out, errors)
+    return with_errors(out, errors)
+
+
 # --- read (one unit) -----------------------------------------------------------------
 
 
@@ -104,6 +155,7 @@ def read(account: Account, region: str = GLOBAL, *, regions: Sequence[str]) -> I
     homed = {
         r: get_trails(account.client("cloudtrail", r), include_shadow=False) for r in regions
     }
+    own = OwnBuckets(account)
     details: dict[str, dict[str, Any]] = {}
 
     def detailed(trail: Mapping[str, Any]) -> dict[str, Any]:
@@ -116,7 +168,10 @@ def read(account: Account, region: str = GLOBAL, *, regions: Sequence[str]) -> I
     yield account.evidence(TRAILS, account.account_id, GLOBAL, {"trailList": trail_list})
     for home, trails in homed.items():
         for trail in trails:
-            yield account.evidence(TRAIL, trail["TrailARN"], home, detailed(trail))
+            payload = dict(detailed(trail))
+            if trail.get("S3BucketName"):
+                payload["S3BucketAccess"] = bucket_access(account, trail["S3BucketName"], own)
+            yield account.evidence(TRAIL, trail["TrailARN"], home, payload)
 
 
 READERS = (ReaderSpec(SERVICE, read, regional=False, needs_regions=True),)
@@ -204,3 +259,59 @@ def log_file_validation(payload: Mapping[str, Any], params: Mapping[str, Any]) -
     if require(payload, "LogFileValidationEnabled"):
         return passed("Log file validation is enabled")
     return failed("Log file validation is disabled")
+
+
+@check(
+    id="aws.cloudtrail.kms_encryption",
+    title="CloudTrail trails encrypt log files with a KMS key",
+    severity="medium",
+    resource_type=TRAIL,
+    rationale="SSE-KMS adds a key policy in front of the logs: reading them needs both S3 "
+    "and KMS permissions, and every decryption is itself logged.",
+    remediation="Set a customer managed KMS key (KmsKeyId) on the trail.",
+)
+def kms_encryption(payload: Mapping[str, Any], params: Mapping[str, Any]) -> Verdict:
+    key = payload.get("KmsKeyId")
+    if key:
+        return passed(f"Log files are encrypted with KMS key {key}")
+    return failed("Log files are encrypted only with S3-managed keys (no KmsKeyId)")
+
+
+@check(
+    id="aws.cloudtrail.cloudwatch_delivery",
+    title="CloudTrail trails deliver to CloudWatch Logs",
+    severity="medium",
+    resource_type=TRAIL,
+    rationale="Delivery to CloudWatch Logs lets metric filters and alarms react to API "
+    "activity as it happens, instead of after someone reads the S3 files.",
+    remediation="Configure a CloudWatch Logs log group and delivery role on the trail.",
+)
+def cloudwatch_delivery(payload: Mapping[str, Any], params: Mapping[str, Any]) -> Verdict:
+    group = payload.get("CloudWatchLogsLogGroupArn")
+    if not group:
+        return failed("The trail does not deliver to CloudWatch Logs")
+    error = (payload.get("Status") or {}).get("LatestCloudWatchLogsDeliveryError")
+    if error:
+        return failed(f"Delivery to {group} fails: {error}")
+    return passed(f"The trail delivers to {group}")
+
+
+@check(
+    id="aws.cloudtrail.bucket_not_public",
+    title="The S3 bucket of each CloudTrail trail is not public",
+    severity="critical",
+    resource_type=TRAIL,
+    rationale="Audit logs in a public bucket disclose the account's activity to anyone and "
+    "invite tampering with the record.",
+    remediation="Remove public grants from the log bucket's policy and ACL and turn on its "
+    "public access block.",
+)
+def bucket_not_public(payload: Mapping[str, Any], params: Mapping[str, Any]) -> Verdict:
+    access = require(payload, "S3BucketAccess")
+    if "InAccount" not in access:
+        require(access, "InAccount", label="S3BucketAccess")
+    name = access.get("Name", "?")
+    if not access["InAccount"]:
+        return not_applicable(f"Log bucket {name} belongs to another account; its own S3 "
+                              "checks judge it")
+    return s3.public_bucket_verdict(access, f"Log bucket {name}")

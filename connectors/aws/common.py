@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from datetime import UTC, date, datetime
 from typing import Any
 
@@ -143,3 +143,22 @@ def with_errors(payload: dict[str, Any], errors: Mapping[str, str]) -> dict[str,
     if errors:
         payload[ERRORS_KEY] = dict(errors)
     return payload
+
+
+def paginate(client: Any, operation: str, key: str, **kwargs: Any) -> Iterator[Any]:
+    """Items under ``key`` of every page of ``operation``, one page in memory at a time."""
+    for page in client.get_paginator(operation).paginate(**kwargs):
+        yield from page.get(key) or []
+
+
+def as_list(value: Any) -> list[Any]:
+    """A policy element that may be a single value or a list, as a list."""
+    if value is None:
+        return []
+    return list(value) if isinstance(value, (list, tuple)) else [value]
+
+
+def without(mapping: Mapping[str, Any], keys: Iterable[str]) -> dict[str, Any]:
+    """``mapping`` less ``keys`` (fields that change on every read)."""
+    drop = set(keys)
+    return {k: v for k, v in mapping.items() if k not in drop}

@@ -1,23 +1,56 @@
-"""The AWS connector: options, the plan of units for an account, and ``collect``.
+"""The AWS connector: options, the plan of units per account, and ``collect``.
 
 Units are named ``<account id>/<region>/<service>``: ``global`` for IAM, S3 (listing,
 evidence in each bucket's region), S3 Control and CloudTrail (every region read inside
-the one unit); one per enabled region for regional readers (EC2: EBS encryption by
-default).
-They run on a bounded thread pool and every unit ends with one ``Coverage`` record.
+the one unit); one per enabled region for the regional services (EC2, VPC, CloudWatch
+Logs, KMS, RDS, GuardDuty, Config, Security Hub, Backup, ELBv2, Access Analyzer).
+
+Scope
+    *Single account* (default): the credential chain or ``profile``, optionally a
+    ``role_arn`` assumed first. The scope-level ``Coverage`` is named after the
+    connector instance (the account id is not known when opening fails).
+
+    *Organisation mode* (``organization = true``): the caller (profile / chain /
+    ``role_arn``, normally in the management or a delegated-administrator account)
+    lists the organisation's active accounts, applies ``include_accounts`` /
+    ``exclude_accounts`` / ``include_management_account``, and opens each account by
+    assuming ``member_role_name`` there (``external_id`` and ``session_name`` apply);
+    the caller's own account is read with the caller's credentials. An account whose
+    role cannot be assumed becomes ``Coverage(<account>, "global", "*", ok=False)``
+    (every check an ``error`` there) and the run goes on; ``ok=True`` once it opens.
+
+Every account, region and service runs on one bounded pool (``max_workers``); opening
+an account is a job on it too. Every unit ends with one ``Coverage`` record.
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from functools import partial
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from pydantic import Field, field_validator, model_validator
 
-from connectors.aws import cloudtrail, ec2, iam, s3, s3control
-from connectors.aws.common import AWS_ERRORS, describe_error
+from connectors.aws import (
+    accessanalyzer,
+    backup,
+    cloudtrail,
+    config,
+    ec2,
+    elbv2,
+    guardduty,
+    iam,
+    kms,
+    logs,
+    rds,
+    s3,
+    s3control,
+    securityhub,
+    vpc,
+)
+from connectors.aws.common import AWS_ERRORS, describe_error, paginate
 from connectors.aws.session import (
     GLOBAL,
     Account,
@@ -26,27 +59,56 @@ from connectors.aws.session import (
     base_session,
     check_endpoint_url,
     open_account,
+    open_member,
 )
-from connectors.aws.units import ReaderSpec, Unit, stream_units
+from connectors.aws.units import Job, ReaderSpec, RegionBreaker, Unit, stream_jobs
 from connectors.base import CollectContext, Connector, ConnectorOptions
 from connectors.checks import REGISTRY, CheckSpec
 from connectors.records import Coverage, Record
 
-SERVICE_MODULES = (iam, s3, s3control, cloudtrail, ec2)
+SERVICE_MODULES = (
+    iam,
+    s3,
+    s3control,
+    cloudtrail,
+    ec2,
+    vpc,
+    logs,
+    kms,
+    rds,
+    guardduty,
+    config,
+    securityhub,
+    backup,
+    elbv2,
+    accessanalyzer,
+)
 READERS: tuple[ReaderSpec, ...] = tuple(r for m in SERVICE_MODULES for r in m.READERS)
+SERVICES: tuple[str, ...] = tuple(dict.fromkeys(r.service for r in READERS))
+
+#: Organisation listing (organisation mode only).
+ORG_ACTIONS: dict[str, str | None] = {
+    "organizations:DescribeOrganization": "organizations:DescribeOrganization",
+    "organizations:ListAccounts": "organizations:ListAccounts",
+}
 
 #: Every API operation the connector may call → the IAM action it needs (None: no
 #: permission needed). ``docs/permissions/aws.json`` lists exactly the actions.
 ACTIONS: dict[str, str | None] = {
     "sts:GetCallerIdentity": None,  # needs no permission
-    "sts:AssumeRole": None,  # granted by the role's trust policy, not the audit policy
+    # only the caller's: role_arn, or each member's audit role in organisation mode
+    # (docs/permissions/aws.json scopes it to roles in its own statement)
+    "sts:AssumeRole": "sts:AssumeRole",
+    **ORG_ACTIONS,
 }
 for _module in SERVICE_MODULES:
     ACTIONS.update(_module.ACTIONS)
 
 _REGION = re.compile(r"^[a-z]{2}(-[a-z]+)+-\d{1,2}$")
 _ROLE_ARN = re.compile(r"^arn:aws[a-z-]*:iam::\d{12}:role/[\w+=,.@/-]{1,512}$")
+_ROLE_NAME = re.compile(r"^/?([\w+=,.@-]+/)*[\w+=,.@-]{1,64}$")
 _SESSION_NAME = re.compile(r"^[\w+=,.@-]{2,64}$")
+_ACCOUNT_ID = re.compile(r"^\d{12}$")
 
 
 class AwsOptions(ConnectorOptions):
@@ -54,11 +116,23 @@ class AwsOptions(ConnectorOptions):
 
     profile: str | None = None
     regions: list[str] | None = Field(
-        default=None, description="Regions to read; None = the account's enabled regions."
+        default=None, description="Regions to read; None = each account's enabled regions."
+    )
+    services: list[str] | None = Field(
+        default=None, description="Services to read; None = all of them."
     )
     role_arn: str | None = None
     external_id: str | None = None
     session_name: str = "annexa"
+    organization: bool = Field(
+        default=False, description="Read every account of the AWS Organization."
+    )
+    member_role_name: str | None = Field(
+        default=None, description="Role assumed in each member account (organisation mode)."
+    )
+    include_accounts: list[str] | None = None
+    exclude_accounts: list[str] = Field(default_factory=list)
+    include_management_account: bool = True
     endpoint_url: str | None = Field(
         default=None,
         description="Custom endpoint for every service; else boto3 honours AWS_ENDPOINT_URL.",
@@ -66,7 +140,7 @@ class AwsOptions(ConnectorOptions):
     connect_timeout: float = Field(default=3, gt=0, le=120)
     read_timeout: float = Field(default=20, gt=0, le=600)
     max_attempts: int = Field(default=5, ge=1, le=20)
-    max_workers: int = Field(default=8, ge=1, le=64)
+    max_workers: int = Field(default=16, ge=1, le=128)
 
     @field_validator("regions")
     @classmethod
@@ -80,11 +154,42 @@ class AwsOptions(ConnectorOptions):
             raise ValueError(f"not AWS region names: {', '.join(bad)}")
         return list(dict.fromkeys(value))
 
+    @field_validator("services")
+    @classmethod
+    def _services(cls, value: list[str] | None) -> list[str] | None:
+        if value is None:
+            return None
+        if not value:
+            raise ValueError("services must not be empty (omit it to read every service)")
+        bad = [s for s in value if s not in SERVICES]
+        if bad:
+            raise ValueError(
+                f"unknown services: {', '.join(bad)} (known: {', '.join(SERVICES)})"
+            )
+        return list(dict.fromkeys(value))
+
+    @field_validator("include_accounts", "exclude_accounts")
+    @classmethod
+    def _accounts(cls, value: list[str] | None) -> list[str] | None:
+        if value is None:
+            return None
+        bad = [a for a in value if not _ACCOUNT_ID.match(str(a))]
+        if bad:
+            raise ValueError(f"not 12-digit AWS account ids: {', '.join(map(str, bad))}")
+        return list(dict.fromkeys(value))
+
     @field_validator("role_arn")
     @classmethod
     def _role_arn(cls, value: str | None) -> str | None:
         if value is not None and not _ROLE_ARN.match(value):
             raise ValueError(f"not an IAM role ARN: {value!r}")
+        return value
+
+    @field_validator("member_role_name")
+    @classmethod
+    def _member_role_name(cls, value: str | None) -> str | None:
+        if value is not None and not _ROLE_NAME.match(value):
+            raise ValueError(f"not an IAM role name (optionally with a path): {value!r}")
         return value
 
     @field_validator("session_name")
@@ -100,16 +205,35 @@ class AwsOptions(ConnectorOptions):
         return None if value is None else check_endpoint_url(value)
 
     @model_validator(mode="after")
-    def _external_id_needs_role(self) -> AwsOptions:
-        if self.external_id is not None and self.role_arn is None:
-            raise ValueError("external_id is only used with role_arn")
+    def _consistent(self) -> AwsOptions:
+        if self.external_id is not None and self.role_arn is None and not self.organization:
+            raise ValueError("external_id is only used with role_arn or organization = true")
+        if self.organization and not self.member_role_name:
+            raise ValueError("organization = true needs member_role_name (the role to assume "
+                             "in each account, e.g. \"OrganizationAccountAccessRole\")")
+        org_only = ("member_role_name", "include_accounts")
+        if not self.organization:
+            given = [n for n in org_only if getattr(self, n) is not None]
+            given += ["exclude_accounts"] if self.exclude_accounts else []
+            if given:
+                raise ValueError(f"{', '.join(given)} only apply with organization = true")
+        if self.include_accounts and set(self.include_accounts) & set(self.exclude_accounts):
+            both = sorted(set(self.include_accounts) & set(self.exclude_accounts))
+            raise ValueError(f"accounts both included and excluded: {', '.join(both)}")
         return self
+
+
+def readers_for(services: Sequence[str] | None) -> tuple[ReaderSpec, ...]:
+    if services is None:
+        return READERS
+    return tuple(r for r in READERS if r.service in services)
 
 
 def plan_units(
     account: Account,
     regions: Sequence[str] | None,
     readers: Sequence[ReaderSpec] = READERS,
+    breaker: RegionBreaker | None = None,
 ) -> tuple[list[Unit], list[Coverage]]:
     """The units to read in ``account``, and Coverage errors for units that cannot run
     because the account's regions could not be discovered."""
@@ -118,14 +242,11 @@ def plan_units(
             regions = ec2.discover_regions(account)
         except AWS_ERRORS as exc:
             error = f"region discovery failed: {describe_error(exc)}"
-            problems = [account.coverage(GLOBAL, ec2.SERVICE, error)]
-            problems += [
-                account.coverage(GLOBAL, r.service, error)
-                for r in readers
-                if r.needs_regions and r.service != ec2.SERVICE
-            ]
+            problems = [account.coverage(GLOBAL, r.service, error)
+                        for r in readers if r.regional or r.needs_regions]
+            problems = list({c.service: c for c in problems}.values())
             units = [
-                Unit(account, GLOBAL, r.service, r.read)
+                Unit(account, GLOBAL, r.service, r.read, breaker)
                 for r in readers
                 if not r.regional and not r.needs_regions
             ]
@@ -135,9 +256,9 @@ def plan_units(
         if r.regional:
             continue
         read = partial(r.read, regions=list(regions or ())) if r.needs_regions else r.read
-        units.append(Unit(account, GLOBAL, r.service, read))
+        units.append(Unit(account, GLOBAL, r.service, read, breaker))
     units += [
-        Unit(account, region, r.service, r.read)
+        Unit(account, region, r.service, r.read, breaker)
         for region in regions or ()
         for r in readers
         if r.regional
@@ -145,21 +266,69 @@ def plan_units(
     return units, []
 
 
-def collect_account(
+@dataclass(frozen=True)
+class AccountJob:
+    """Open one account (assume its role if needed), then yield its units."""
+
+    account_id: str
+    opener: Callable[[], Account]
+    regions: Sequence[str] | None
+    readers: Sequence[ReaderSpec]
+    breaker: RegionBreaker
+    log: Any
+
+    @property
+    def name(self) -> str:
+        return f"open {self.account_id}"
+
+    def run(self, cancelled: Callable[[], bool]) -> Iterator[Record | Job]:
+        try:
+            account = self.opener()
+        except AWS_ERRORS as exc:
+            error = f"account could not be opened: {describe_error(exc)}"
+            self.log.warning("aws account could not be opened", account=self.account_id,
+                             error=error)
+            yield Coverage(scope=self.account_id, region=GLOBAL, service="*", ok=False,
+                           error=error)
+            return
+        yield Coverage(scope=self.account_id, region=GLOBAL, service="*", ok=True)
+        if cancelled():
+            return
+        yield from account_units(account, self.regions, self.readers, self.breaker)
+
+
+def account_units(
     account: Account,
     regions: Sequence[str] | None,
-    *,
-    max_workers: int,
-    cancelled: Callable[[], bool],
-) -> Iterator[Record]:
-    """Every record of one account: its units on a bounded pool, as they complete."""
-    units, problems = plan_units(account, regions)
+    readers: Sequence[ReaderSpec],
+    breaker: RegionBreaker,
+) -> Iterator[Record | Job]:
+    units, problems = plan_units(account, regions, readers, breaker)
     yield from problems
-    yield from stream_units(units, max_workers=max_workers, cancelled=cancelled)
+    account.retain(len(units))  # before any unit can finish and release
+    yield from units
+
+
+@dataclass(frozen=True)
+class OrgAccount:
+    id: str
+    name: str
+    status: str
+
+
+def list_org_accounts(caller: Account) -> tuple[str, list[OrgAccount]]:
+    """The management account id and every account of the organisation."""
+    client = caller.client("organizations")
+    management = client.describe_organization()["Organization"].get("MasterAccountId", "")
+    accounts = [
+        OrgAccount(a["Id"], a.get("Name", ""), a.get("State") or a.get("Status") or "ACTIVE")
+        for a in paginate(client, "list_accounts", "Accounts")
+    ]
+    return management, accounts
 
 
 class AwsConnector(Connector):
-    """Reads IAM, S3, S3 Control, CloudTrail and EC2 settings of one AWS account."""
+    """Reads the security configuration of one AWS account or a whole organisation."""
 
     type: ClassVar[str] = "aws"
     prefix: ClassVar[str] = "aws"
@@ -175,8 +344,7 @@ class AwsConnector(Connector):
 
     @classmethod
     def checks(cls) -> list[CheckSpec]:
-        services = dict.fromkeys(r.service for r in READERS)
-        return [spec for svc in services for spec in REGISTRY.for_service(cls.prefix, svc)]
+        return [spec for svc in SERVICES for spec in REGISTRY.for_service(cls.prefix, svc)]
 
     def client_settings(self) -> ClientSettings:
         o = self.options
@@ -188,14 +356,16 @@ class AwsConnector(Connector):
             max_pool_connections=max(10, o.max_workers * 2),
         )
 
+    def _scope_error(self, ctx: CollectContext, error: str, what: str) -> Coverage:
+        ctx.log.warning(what, connector=self.name, error=error)
+        return Coverage(scope=self.name, region=GLOBAL, service="*", ok=False, error=error)
+
     def collect(self, ctx: CollectContext) -> Iterator[Record]:
         o = self.options
         self.operations_called = set()
-        role = (
-            RoleToAssume(o.role_arn, o.session_name, o.external_id) if o.role_arn else None
-        )
+        role = RoleToAssume(o.role_arn, o.session_name, o.external_id) if o.role_arn else None
         try:
-            account = open_account(
+            caller = open_account(
                 base_session(o.profile),
                 self.client_settings(),
                 role=role,
@@ -207,12 +377,82 @@ class AwsConnector(Connector):
                 if isinstance(exc, ValueError)  # raised only for the environment variable
                 else describe_error(exc)
             )
-            ctx.log.warning("aws account could not be opened", connector=self.name, error=error)
-            yield Coverage(scope=self.name, region=GLOBAL, service="*", ok=False, error=error)
+            yield self._scope_error(ctx, error, "aws account could not be opened")
             return
-        ctx.log.info("aws account opened", connector=self.name, account=account.account_id)
+        readers = readers_for(o.services)
+        breaker = RegionBreaker()
+        if not o.organization:
+            ctx.log.info("aws account opened", connector=self.name, account=caller.account_id)
+            yield Coverage(scope=self.name, region=GLOBAL, service="*", ok=True)
+            jobs: list[Job] | Iterator[Job] = [
+                AccountJob(caller.account_id, lambda: caller, o.regions, readers, breaker,
+                           ctx.log)
+            ]
+            yield from self._without_own_scope(
+                stream_jobs(jobs, max_workers=o.max_workers, cancelled=ctx.cancelled)
+            )
+            return
+        try:
+            management, accounts = list_org_accounts(caller)
+        except AWS_ERRORS as exc:
+            error = f"organisation accounts could not be listed: {describe_error(exc)}"
+            yield self._scope_error(ctx, error, "aws organisation could not be listed")
+            return
         yield Coverage(scope=self.name, region=GLOBAL, service="*", ok=True)
-        yield from collect_account(
-            account, o.regions, max_workers=o.max_workers, cancelled=ctx.cancelled
-        )
+        selected, problems = self.select_accounts(management, accounts)
+        ctx.log.info("aws organisation listed", connector=self.name, accounts=len(selected),
+                     management=management, caller=caller.account_id)
+        yield from problems
+        jobs = (self.account_job(caller, a, readers, breaker, ctx) for a in selected)
+        yield from stream_jobs(jobs, max_workers=o.max_workers, cancelled=ctx.cancelled)
 
+    @staticmethod
+    def _without_own_scope(records: Iterator[Record]) -> Iterator[Record]:
+        """Single-account mode: the scope-level Coverage is the connector's own (named
+        after the instance, already yielded), not the account's."""
+        for record in records:
+            if isinstance(record, Coverage) and record.service == "*" and record.ok:
+                continue
+            yield record
+
+    def select_accounts(
+        self, management: str, accounts: Sequence[OrgAccount]
+    ) -> tuple[list[OrgAccount], list[Coverage]]:
+        """Active accounts after include/exclude; errors for included accounts not found."""
+        o = self.options
+        active = {a.id: a for a in accounts if a.status == "ACTIVE"}
+        chosen = [a for a in accounts if a.id in active]
+        problems: list[Coverage] = []
+        if o.include_accounts is not None:
+            wanted = set(o.include_accounts)
+            chosen = [a for a in chosen if a.id in wanted]
+            for missing in sorted(wanted - set(active)):
+                problems.append(Coverage(
+                    scope=missing, region=GLOBAL, service="*", ok=False,
+                    error="account is not an active member of the organisation",
+                ))
+        chosen = [a for a in chosen if a.id not in set(o.exclude_accounts)]
+        if not o.include_management_account:
+            chosen = [a for a in chosen if a.id != management]
+        return chosen, problems
+
+    def account_job(
+        self,
+        caller: Account,
+        account: OrgAccount,
+        readers: Sequence[ReaderSpec],
+        breaker: RegionBreaker,
+        ctx: CollectContext,
+    ) -> AccountJob:
+        o = self.options
+        if account.id == caller.account_id:
+            opener: Callable[[], Account] = lambda: caller  # noqa: E731
+        else:
+            path_name = (o.member_role_name or "").lstrip("/")
+            role = RoleToAssume(
+                f"arn:{caller.partition}:iam::{account.id}:role/{path_name}",
+                o.session_name,
+                o.external_id,
+            )
+            opener = partial(open_member, caller, account.id, role)
+        return AccountJob(account.id, opener, o.regions, readers, breaker, ctx.log)

@@ -1,8 +1,18 @@
-"""EC2: the account's enabled regions, and EBS encryption by default per region.
+"""EC2: enabled regions, EBS encryption by default, security groups, volumes, instances.
 
-Regional units (service ``ec2``), one call each: if it fails the unit fails.
-Resource type ``aws.ec2.ebs_encryption_by_default`` (id = region name):
-``{"EbsEncryptionByDefault": bool}``.
+Regional units (service ``ec2``). Each region's unit reads, in order, EBS encryption by
+default, then the security groups, volumes and instances page by page, yielding each
+resource as its page arrives; a failed call fails the unit (what was already yielded is
+kept, and nothing of the unit is closed by absence).
+
+Resource types
+    ``aws.ec2.ebs_encryption_by_default``  id = region; ``{"EbsEncryptionByDefault"}``
+    ``aws.ec2.security_group``  id = group ARN; the ``DescribeSecurityGroups`` entry
+    ``aws.ec2.volume``          id = volume ARN; the ``DescribeVolumes`` entry
+    ``aws.ec2.instance``        id = instance ARN; the ``DescribeInstances`` entry
+
+Security-group checks are named ``aws.network.*`` so that the Azure and GCP connectors
+can share the same check names for "SSH/RDP/all ports open to the internet".
 """
 
 from __future__ import annotations
@@ -10,22 +20,32 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-from connectors.aws.common import require
+from connectors.aws.common import paginate, require, without
 from connectors.aws.session import Account
 from connectors.aws.units import ReaderSpec
-from connectors.checks import Verdict, check, failed, passed
+from connectors.checks import Verdict, check, failed, not_applicable, passed
 from connectors.records import Evidence
 
 SERVICE = "ec2"
 EBS_ENCRYPTION_BY_DEFAULT = "aws.ec2.ebs_encryption_by_default"
+SECURITY_GROUP = "aws.ec2.security_group"
+VOLUME = "aws.ec2.volume"
+INSTANCE = "aws.ec2.instance"
 
 ACTIONS: dict[str, str | None] = {
     "ec2:DescribeRegions": "ec2:DescribeRegions",
     "ec2:GetEbsEncryptionByDefault": "ec2:GetEbsEncryptionByDefault",
+    "ec2:DescribeSecurityGroups": "ec2:DescribeSecurityGroups",
+    "ec2:DescribeVolumes": "ec2:DescribeVolumes",
+    "ec2:DescribeInstances": "ec2:DescribeInstances",
 }
 
 #: Opt-in states of regions the account can use.
 _ENABLED = {"opt-in-not-required", "opted-in"}
+#: Sources that mean "anyone on the internet".
+INTERNET = ("0.0.0.0/0", "::/0")
+
+# --- get -----------------------------------------------------------------------------
 
 
 def get_enabled_regions(client: Any) -> list[str]:
@@ -40,13 +60,61 @@ def discover_regions(account: Account) -> list[str]:
     return get_enabled_regions(account.client("ec2"))
 
 
-def read_ebs_encryption_by_default(account: Account, region: str) -> Iterator[Evidence]:
-    answer = account.client("ec2", region).get_ebs_encryption_by_default()
+def get_instances(client: Any) -> Iterator[tuple[str, dict[str, Any]]]:
+    """(owner account, instance) for every instance, one page at a time."""
+    for reservation in paginate(client, "describe_instances", "Reservations",
+                                PaginationConfig={"PageSize": 1000}):
+        for instance in reservation.get("Instances") or []:
+            yield reservation.get("OwnerId", ""), instance
+
+
+# --- transform -----------------------------------------------------------------------
+
+
+def transform_instance(instance: Mapping[str, Any]) -> dict[str, Any]:
+    """The instance less its client token, plus ``IMDSv2Required``.
+
+    Evidence normalisation redacts string values of keys that look like secrets, which
+    catches ``MetadataOptions.HttpTokens`` ("required"/"optional"); the boolean copy
+    keeps the fact the IMDSv2 check judges.
+    """
+    out = without(instance, ("ClientToken",))
+    options = instance.get("MetadataOptions")
+    if isinstance(options, Mapping) and "HttpTokens" in options:
+        out["IMDSv2Required"] = options["HttpTokens"] == "required"
+    return out
+
+
+# --- read (one unit) -----------------------------------------------------------------
+
+
+def read(account: Account, region: str) -> Iterator[Evidence]:
+    client = account.client("ec2", region)
+    answer = client.get_ebs_encryption_by_default()
     payload = {"EbsEncryptionByDefault": answer["EbsEncryptionByDefault"]}
     yield account.evidence(EBS_ENCRYPTION_BY_DEFAULT, region, region, payload)
 
+    for group in paginate(client, "describe_security_groups", "SecurityGroups",
+                          PaginationConfig={"PageSize": 1000}):
+        arn = group.get("SecurityGroupArn") or account.arn(
+            "ec2", region, f"security-group/{group['GroupId']}"
+        )
+        yield account.evidence(SECURITY_GROUP, arn, region, group)
 
-READERS = (ReaderSpec(SERVICE, read_ebs_encryption_by_default, regional=True),)
+    for volume in paginate(client, "describe_volumes", "Volumes",
+                           PaginationConfig={"PageSize": 500}):
+        arn = account.arn("ec2", region, f"volume/{volume['VolumeId']}")
+        yield account.evidence(VOLUME, arn, region, volume)
+
+    for _owner, instance in get_instances(client):
+        arn = account.arn("ec2", region, f"instance/{instance['InstanceId']}")
+        yield account.evidence(INSTANCE, arn, region, transform_instance(instance))
+
+
+READERS = (ReaderSpec(SERVICE, read, regional=True),)
+
+
+# --- checks --------------------------------------------------------------------------
 
 
 @check(
@@ -63,3 +131,140 @@ def ebs_default_encryption(payload: Mapping[str, Any], params: Mapping[str, Any]
     if require(payload, "EbsEncryptionByDefault"):
         return passed("EBS encryption by default is on")
     return failed("EBS encryption by default is off")
+
+
+def _open_sources(permission: Mapping[str, Any]) -> list[str]:
+    sources = [r.get("CidrIp") for r in permission.get("IpRanges") or []]
+    sources += [r.get("CidrIpv6") for r in permission.get("Ipv6Ranges") or []]
+    return [s for s in sources if s in INTERNET]
+
+
+def _covers(permission: Mapping[str, Any], port: int, protocols: tuple[str, ...]) -> bool:
+    protocol = str(permission.get("IpProtocol"))
+    if protocol == "-1":
+        return True
+    if protocol not in protocols:
+        return False
+    low, high = permission.get("FromPort"), permission.get("ToPort")
+    if low in (None, -1) or high in (None, -1):
+        return True
+    return int(low) <= port <= int(high)
+
+
+def _all_ports(permission: Mapping[str, Any]) -> bool:
+    protocol = str(permission.get("IpProtocol"))
+    if protocol == "-1":
+        return True
+    if protocol not in ("tcp", "6", "udp", "17"):
+        return False
+    low, high = permission.get("FromPort"), permission.get("ToPort")
+    return low in (None, -1, 0) and high in (None, -1, 65535)
+
+
+def open_to_internet_verdict(
+    payload: Mapping[str, Any], what: str, matches: Any
+) -> Verdict:
+    """Fail when an ingress rule matching ``matches`` admits 0.0.0.0/0 or ::/0."""
+    rules = require(payload, "IpPermissions")
+    found = []
+    for permission in rules:
+        sources = _open_sources(permission)
+        if sources and matches(permission):
+            ports = ("all" if str(permission.get("IpProtocol")) == "-1"
+                     else f"{permission.get('IpProtocol')} {permission.get('FromPort')}-"
+                     f"{permission.get('ToPort')}")
+            found.append(f"{ports} from {', '.join(sources)}")
+    name = payload.get("GroupName") or payload.get("GroupId") or "?"
+    if found:
+        return failed(f"Security group {name} opens {what} to the internet: " + "; ".join(found))
+    return passed(f"Security group {name} does not open {what} to the internet")
+
+
+_NETWORK_RATIONALE = (
+    "A rule admitting the whole internet exposes the service to scanning, brute force "
+    "and exploitation; administrative access should come from known networks or a "
+    "bastion/Session Manager."
+)
+
+
+@check(
+    id="aws.network.ssh_open_to_internet",
+    title="No security group allows SSH (22) from the internet",
+    severity="high",
+    resource_type=SECURITY_GROUP,
+    rationale=_NETWORK_RATIONALE,
+    remediation="Restrict the rule's source to known address ranges, or use Session "
+    "Manager instead of inbound SSH.",
+)
+def ssh_open_to_internet(payload: Mapping[str, Any], params: Mapping[str, Any]) -> Verdict:
+    return open_to_internet_verdict(payload, "SSH (22)",
+                                    lambda p: _covers(p, 22, ("tcp", "6")))
+
+
+@check(
+    id="aws.network.rdp_open_to_internet",
+    title="No security group allows RDP (3389) from the internet",
+    severity="high",
+    resource_type=SECURITY_GROUP,
+    rationale=_NETWORK_RATIONALE,
+    remediation="Restrict the rule's source to known address ranges, or use Fleet Manager "
+    "/ a bastion instead of inbound RDP.",
+)
+def rdp_open_to_internet(payload: Mapping[str, Any], params: Mapping[str, Any]) -> Verdict:
+    return open_to_internet_verdict(payload, "RDP (3389)",
+                                    lambda p: _covers(p, 3389, ("tcp", "6", "udp", "17")))
+
+
+@check(
+    id="aws.network.all_ports_open_to_internet",
+    title="No security group allows all ports from the internet",
+    severity="critical",
+    resource_type=SECURITY_GROUP,
+    rationale="Opening every port exposes whatever listens on the instance, including "
+    "services never meant to be reachable.",
+    remediation="Replace the rule with rules for the specific ports the service needs.",
+)
+def all_ports_open_to_internet(payload: Mapping[str, Any], params: Mapping[str, Any]) -> Verdict:
+    return open_to_internet_verdict(payload, "all ports", _all_ports)
+
+
+@check(
+    id="aws.ec2.volume_encrypted",
+    title="EBS volumes are encrypted",
+    severity="medium",
+    resource_type=VOLUME,
+    rationale="An unencrypted volume, and every snapshot taken of it, holds its data in "
+    "clear at rest.",
+    remediation="Copy a snapshot of the volume with encryption on and replace the volume; "
+    "turn on EBS encryption by default.",
+)
+def volume_encrypted(payload: Mapping[str, Any], params: Mapping[str, Any]) -> Verdict:
+    if require(payload, "Encrypted"):
+        key = payload.get("KmsKeyId")
+        return passed("Volume is encrypted" + (f" with {key}" if key else ""))
+    return failed("Volume is not encrypted")
+
+
+@check(
+    id="aws.ec2.instance_imdsv2",
+    title="EC2 instances require IMDSv2",
+    severity="high",
+    resource_type=INSTANCE,
+    rationale="IMDSv1 answers any GET request, so one SSRF bug in an application hands "
+    "out the instance role's credentials; IMDSv2 requires a session token.",
+    remediation="Set HttpTokens=required in the instance's metadata options (and in launch "
+    "templates).",
+)
+def instance_imdsv2(payload: Mapping[str, Any], params: Mapping[str, Any]) -> Verdict:
+    state = (payload.get("State") or {}).get("Name")
+    if state in ("terminated", "shutting-down"):
+        return not_applicable(f"Instance is {state}")
+    options = require(payload, "MetadataOptions")
+    if options.get("HttpEndpoint") == "disabled":
+        return passed("The instance metadata service is disabled")
+    required = payload.get("IMDSv2Required")
+    if required is None:  # older evidence, or normalisation kept the raw field
+        required = options.get("HttpTokens") == "required"
+    if required:
+        return passed("IMDSv2 (session tokens) is required")
+    return failed("IMDSv1 is allowed (HttpTokens is not 'required')")

@@ -1,28 +1,46 @@
-"""A small simulated AWS estate, planted through boto3 into a fresh moto server.
+"""Simulated AWS estates, planted through boto3 into a fresh moto server.
 
-Used by ``annexa demo`` and by the connector tests. Two accounts:
+Used by ``annexa demo``, the connector tests and the end-to-end tests.
 
-* the *main* account (the caller's, 123456789012 in moto): a weak password policy,
+:func:`seed_demo_estate` plants two accounts:
+
+* the *main* account (the caller's, 123456789012 in moto): a mix of good and bad
+  configuration in every service and in both demo regions — a weak password policy,
   console users with and without MFA, fresh, old, unused and inactive access keys,
-  buckets with and without encryption and public access block, no account-level
-  public access block, a multi-region trail that is not logging, a trail without log
-  file validation, EBS encryption by default on in one region only;
+  administrator policies on a group, a role and a user, buckets with and without
+  encryption, public access block, TLS-only policy, versioning and logging, one public
+  bucket, trails with and without validation, KMS and CloudWatch delivery, security
+  groups open to the internet, unencrypted volumes, an IMDSv1 instance, a VPC without
+  flow logs, a short log retention, a key without rotation, a weak RDS instance, and
+  GuardDuty / Config / Security Hub / Backup / Access Analyzer / a TLS load balancer
+  in one region only;
 * the *secure* account (210987654321, reached by assuming a role): everything right.
 
-So every check has resources that pass and resources that fail somewhere.
-:func:`seed_demo_estate` returns what was planted and, per account and check id, the
-resource ids expected to fail (with the checks' default parameters).
+:func:`seed_org_estate` plants an AWS Organization: the main account as management
+account and three member accounts (secure, weak — everything wrong —, and secure with
+two flaws), each with a role ``annexa-audit``.
 
-moto has no API to set creation or last-use dates. When the moto server runs in this
-process (``ThreadedMotoServer``, as in ``annexa demo`` and the tests), the credentials
-that should look old are aged by editing moto's in-memory state directly; otherwise
-they stay fresh and the description says so (``"aged": false``).
+Both return, per account and check id, the resource ids expected to ``fail`` with the
+checks' default parameters; every other resource of that check is expected to pass
+(or be ``not_applicable``).
+
+moto gaps bridged here, only when the moto server runs in this process
+(``ThreadedMotoServer``, as in ``annexa demo`` and the tests; ``"aged": true`` in the
+result): credentials that should look old are aged, and the credential report gets
+the ``<root_account>`` row real AWS always has, by editing moto's in-memory state. moto
+has no Access Analyzer: :func:`ensure_access_analyzer` starts the local fake of
+:mod:`connectors.aws.fakes` unless ``AWS_ENDPOINT_URL_ACCESSANALYZER`` is already set.
 """
 
 from __future__ import annotations
 
+import json
+import os
 import secrets
-from datetime import timedelta
+from collections import defaultdict
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import boto3
@@ -30,9 +48,12 @@ from botocore.config import Config
 
 MAIN_ACCOUNT = "123456789012"
 SECURE_ACCOUNT = "210987654321"
-SECURE_ROLE_ARN = f"arn:aws:iam::{SECURE_ACCOUNT}:role/annexa-audit"
+AUDIT_ROLE = "annexa-audit"
+SECURE_ROLE_ARN = f"arn:aws:iam::{SECURE_ACCOUNT}:role/{AUDIT_ROLE}"
 REGIONS = ("us-east-1", "eu-west-1")
 HOME = "us-east-1"
+OTHER = "eu-west-1"
+ANALYZER_ENV = "AWS_ENDPOINT_URL_ACCESSANALYZER"
 
 _ALL_BLOCKED = {
     "BlockPublicAcls": True,
@@ -52,6 +73,16 @@ _SSE_KMS = {
         }
     ]
 }
+_ADMIN_DOC = {"Version": "2012-10-17",
+              "Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*"}]}
+_READ_DOC = {"Version": "2012-10-17",
+             "Statement": [{"Effect": "Allow", "Action": ["s3:Get*", "s3:List*"],
+                            "Resource": "*"}]}
+_TRUST_DOC = {"Version": "2012-10-17",
+              "Statement": [{"Effect": "Allow", "Principal": {"Service": "ec2.amazonaws.com"},
+                             "Action": "sts:AssumeRole"}]}
+_MODERN_TLS = "ELBSecurityPolicy-TLS13-1-2-2021-06"
+_OLD_TLS = "ELBSecurityPolicy-2016-08"
 
 #: Days to age each credential of the main account by (user → (what, days)).
 _AGES = {
@@ -60,16 +91,35 @@ _AGES = {
     "grace-former": ("inactive access key and user", 300),
 }
 
+#: Checks judged once per region on an account-level setting (id = region).
+_REGIONAL_SETTINGS = {
+    "guardduty": "aws.guardduty.enabled",
+    "config": "aws.config.recorder_enabled",
+    "securityhub": "aws.securityhub.enabled",
+    "backup": "aws.backup.plan_exists",
+    "accessanalyzer": "aws.accessanalyzer.enabled",
+}
+
 
 class _Estate:
     """boto3 clients for one account of the moto server."""
 
-    def __init__(self, endpoint_url: str, credentials: dict[str, str]) -> None:
+    def __init__(self, endpoint_url: str, credentials: dict[str, str], account_id: str) -> None:
         self.endpoint_url = endpoint_url
         self.credentials = credentials
+        self.account_id = account_id
+        self._clients: dict[tuple[str, str], Any] = {}
 
     def client(self, service: str, region: str = HOME) -> Any:
+        """A client of this account (cached: creating boto3 clients is slow)."""
+        key = (service, region)
+        if key not in self._clients:
+            self._clients[key] = self._new_client(service, region)
+        return self._clients[key]
+
+    def _new_client(self, service: str, region: str) -> Any:
         config = Config(retries={"mode": "standard", "max_attempts": 2})
+        endpoint = self.endpoint_url
         if service == "s3control":
             # S3 Control prefixes the account id to the endpoint host
             # (123456789012.127.0.0.1), which does not resolve; moto also serves as an
@@ -77,13 +127,36 @@ class _Estate:
             config = config.merge(
                 Config(proxies={"http": self.endpoint_url, "https": self.endpoint_url})
             )
+        if service == "accessanalyzer":
+            endpoint = os.environ[ANALYZER_ENV]  # moto has none: the local fake
         return boto3.client(
-            service,
-            endpoint_url=self.endpoint_url,
-            region_name=region,
-            config=config,
+            service, endpoint_url=endpoint, region_name=region, config=config,
             **self.credentials,
         )
+
+    def arn(self, service: str, region: str, resource: str) -> str:
+        return f"arn:aws:{service}:{region}:{self.account_id}:{resource}"
+
+
+class _Plan:
+    """What was planted in one account, and which resources each check should fail."""
+
+    def __init__(self, estate: _Estate, suffix: str = "") -> None:
+        self.estate = estate
+        self.account_id = estate.account_id
+        self.suffix = suffix  # keeps bucket names unique across the accounts of one moto
+        self.fail: dict[str, list[str]] = defaultdict(list)
+        self.users: dict[str, dict[str, Any]] = {}
+        self.root: dict[str, Any] | None = None  # the root row to plant in moto
+
+    def bad(self, check_id: str, *resource_ids: str) -> None:
+        self.fail[check_id].extend(resource_ids)
+
+    def name(self, base: str) -> str:
+        return f"{base}{self.suffix}"
+
+
+# --- IAM -------------------------------------------------------------------------------
 
 
 def _password() -> str:
@@ -128,15 +201,113 @@ def _use_key(estate: _Estate, key: dict[str, str]) -> None:
     ).get_caller_identity()
 
 
+def _password_policy(p: _Plan, strong: bool | None) -> None:
+    """``None``: no policy at all (every password-policy check fails)."""
+    if strong is None:
+        p.bad("aws.iam.password_policy_min_length", p.account_id)
+        p.bad("aws.iam.password_policy_reuse", p.account_id)
+        p.bad("aws.iam.password_policy_complexity", p.account_id)
+        return
+    iam = p.estate.client("iam")
+    if strong:
+        iam.update_account_password_policy(
+            MinimumPasswordLength=16, RequireSymbols=True, RequireNumbers=True,
+            RequireUppercaseCharacters=True, RequireLowercaseCharacters=True,
+            PasswordReusePrevention=24,
+        )
+        return
+    iam.update_account_password_policy(
+        MinimumPasswordLength=8, RequireSymbols=False, RequireNumbers=True,
+        RequireUppercaseCharacters=True, RequireLowercaseCharacters=True,
+    )
+    p.bad("aws.iam.password_policy_min_length", p.account_id)
+    p.bad("aws.iam.password_policy_reuse", p.account_id)
+    p.bad("aws.iam.password_policy_complexity", p.account_id)
+
+
+def _policy(iam: Any, name: str, document: dict[str, Any]) -> str:
+    return iam.create_policy(PolicyName=name, PolicyDocument=json.dumps(document))["Policy"][
+        "Arn"]
+
+
+def _group(p: _Plan, name: str, policy_arn: str, *, admin: bool, members: tuple[str, ...] = ()
+           ) -> None:
+    iam = p.estate.client("iam")
+    arn = iam.create_group(GroupName=name)["Group"]["Arn"]
+    iam.attach_group_policy(GroupName=name, PolicyArn=policy_arn)
+    for member in members:
+        iam.add_user_to_group(GroupName=name, UserName=member)
+    if admin:
+        p.bad("aws.iam.group_no_full_admin_policy", arn)
+
+
+def _role(p: _Plan, name: str, *, admin: bool, managed: str | None = None) -> None:
+    iam = p.estate.client("iam")
+    arn = iam.create_role(RoleName=name, AssumeRolePolicyDocument=json.dumps(_TRUST_DOC))[
+        "Role"]["Arn"]
+    if managed:
+        iam.attach_role_policy(RoleName=name, PolicyArn=managed)
+    else:
+        document = _ADMIN_DOC if admin else _READ_DOC
+        iam.put_role_policy(RoleName=name, PolicyName=f"{name}-inline",
+                            PolicyDocument=json.dumps(document))
+    if admin:
+        p.bad("aws.iam.role_no_full_admin_policy", arn)
+
+
+def _root(p: _Plan, *, mfa: bool, used_days_ago: int | None) -> None:
+    """The root user's credential-report row (planted in moto's state, see module doc)."""
+    p.root = {"mfa": mfa, "used_days_ago": used_days_ago}
+    root_arn = f"arn:aws:iam::{p.account_id}:root"
+    if not mfa:
+        p.bad("aws.iam.root_mfa", root_arn)
+        p.bad("aws.iam.root_hardware_mfa", root_arn)
+    if used_days_ago is not None and used_days_ago <= 30:
+        p.bad("aws.iam.root_recent_use", root_arn)
+
+
+# --- S3 and CloudTrail -----------------------------------------------------------------
+
+
+def _tls_only_policy(bucket: str) -> dict[str, Any]:
+    return {
+        "Version": "2012-10-17",
+        "Statement": [{
+            "Sid": "DenyInsecureTransport",
+            "Effect": "Deny",
+            # {"AWS": "*"} rather than "*": moto's bucket-logging check cannot read the
+            # plain string form on a log target bucket
+            "Principal": {"AWS": "*"},
+            "Action": "s3:*",
+            "Resource": [f"arn:aws:s3:::{bucket}", f"arn:aws:s3:::{bucket}/*"],
+            "Condition": {"Bool": {"aws:SecureTransport": "false"}},
+        }],
+    }
+
+
+def _public_read_policy(bucket: str) -> dict[str, Any]:
+    return {
+        "Version": "2012-10-17",
+        "Statement": [{"Sid": "PublicRead", "Effect": "Allow", "Principal": "*",
+                       "Action": "s3:GetObject", "Resource": f"arn:aws:s3:::{bucket}/*"}],
+    }
+
+
 def _bucket(
-    estate: _Estate,
+    p: _Plan,
     name: str,
     *,
     region: str = HOME,
     encryption: dict[str, Any] | None = None,
     block: dict[str, bool] | None = None,
-) -> None:
-    s3 = estate.client("s3", region)
+    policy: dict[str, Any] | None = None,
+    acl: str | None = None,
+    versioning: bool = False,
+    log_to: str | None = None,
+    log_target: bool = False,
+) -> str:
+    """Create a bucket as described and record which S3 checks it should fail."""
+    s3 = p.estate.client("s3", region)
     if region == "us-east-1":
         s3.create_bucket(Bucket=name)
     else:
@@ -145,10 +316,40 @@ def _bucket(
         s3.put_bucket_encryption(Bucket=name, ServerSideEncryptionConfiguration=encryption)
     if block:
         s3.put_public_access_block(Bucket=name, PublicAccessBlockConfiguration=block)
+    if policy:
+        s3.put_bucket_policy(Bucket=name, Policy=json.dumps(policy))
+    if log_target:
+        s3.put_bucket_acl(Bucket=name, ACL="log-delivery-write")
+    elif acl:
+        s3.put_bucket_acl(Bucket=name, ACL=acl)
+    if versioning:
+        s3.put_bucket_versioning(Bucket=name, VersioningConfiguration={"Status": "Enabled"})
+    if log_to:
+        s3.put_bucket_logging(Bucket=name, BucketLoggingStatus={
+            "LoggingEnabled": {"TargetBucket": log_to, "TargetPrefix": f"{name}/"}})
+    block = block or {}
+    if not encryption:
+        p.bad("aws.s3.bucket_default_encryption", name)
+    if not all(block.get(f) for f in _ALL_BLOCKED):
+        p.bad("aws.s3.bucket_public_access_block", name)
+    public_acl = acl in ("public-read", "public-read-write") and not block.get("IgnorePublicAcls")
+    public_policy = (policy is not None and any(
+        s.get("Effect") == "Allow" and s.get("Principal") == "*" for s in policy["Statement"])
+        and not block.get("RestrictPublicBuckets"))
+    if public_acl or public_policy:
+        p.bad("aws.s3.bucket_not_public", name)
+    if not (policy and any(s.get("Sid") == "DenyInsecureTransport"
+                           for s in policy["Statement"])):
+        p.bad("aws.s3.bucket_tls_only", name)
+    if not versioning:
+        p.bad("aws.s3.bucket_versioning", name)
+    if not log_to:
+        p.bad("aws.s3.bucket_access_logging", name)
+    return name
 
 
 def _trail(
-    estate: _Estate,
+    p: _Plan,
     name: str,
     bucket: str,
     *,
@@ -156,28 +357,203 @@ def _trail(
     multi_region: bool,
     validation: bool,
     logging: bool,
+    kms_key: str | None = None,
+    log_group: str | None = None,
+    public_bucket: bool = False,
 ) -> str:
-    cloudtrail = estate.client("cloudtrail", region)
+    cloudtrail = p.estate.client("cloudtrail", region)
+    extra: dict[str, Any] = {}
+    if kms_key:
+        extra["KmsKeyId"] = kms_key
+    if log_group:
+        extra["CloudWatchLogsLogGroupArn"] = p.estate.arn(
+            "logs", region, f"log-group:{log_group}:*")
+        extra["CloudWatchLogsRoleArn"] = f"arn:aws:iam::{p.account_id}:role/cloudtrail-logs"
     arn = cloudtrail.create_trail(
-        Name=name,
-        S3BucketName=bucket,
-        IsMultiRegionTrail=multi_region,
-        EnableLogFileValidation=validation,
+        Name=name, S3BucketName=bucket, IsMultiRegionTrail=multi_region,
+        EnableLogFileValidation=validation, **extra,
     )["TrailARN"]
     if logging:
         cloudtrail.start_logging(Name=name)
+    if not validation:
+        p.bad("aws.cloudtrail.log_file_validation", arn)
+    if not kms_key:
+        p.bad("aws.cloudtrail.kms_encryption", arn)
+    if not log_group:
+        p.bad("aws.cloudtrail.cloudwatch_delivery", arn)
+    if public_bucket:
+        p.bad("aws.cloudtrail.bucket_not_public", arn)
     return arn
 
 
-def _plant_main(estate: _Estate, account_id: str) -> dict[str, Any]:
-    iam = estate.client("iam")
-    iam.update_account_password_policy(
-        MinimumPasswordLength=8,
-        RequireSymbols=False,
-        RequireNumbers=True,
-        RequireUppercaseCharacters=True,
-        RequireLowercaseCharacters=True,
-    )
+# --- regional services -----------------------------------------------------------------
+
+
+def _kms_key(p: _Plan, region: str, *, rotation: bool) -> str:
+    kms = p.estate.client("kms", region)
+    meta = kms.create_key(Description="annexa demo key")["KeyMetadata"]
+    if rotation:
+        kms.enable_key_rotation(KeyId=meta["KeyId"])
+    else:
+        p.bad("aws.kms.key_rotation", meta["Arn"])
+    return str(meta["Arn"])
+
+
+def _log_group(p: _Plan, region: str, name: str, retention: int | None) -> None:
+    logs = p.estate.client("logs", region)
+    logs.create_log_group(logGroupName=name)
+    if retention is not None:
+        logs.put_retention_policy(logGroupName=name, retentionInDays=retention)
+        if retention < 365:
+            p.bad("aws.logs.log_group_retention", p.estate.arn("logs", region,
+                                                               f"log-group:{name}"))
+
+
+def _security_group(p: _Plan, region: str, name: str, rules: list[dict[str, Any]]) -> None:
+    ec2 = p.estate.client("ec2", region)
+    group_id = ec2.create_security_group(GroupName=name, Description=name)["GroupId"]
+    ec2.authorize_security_group_ingress(GroupId=group_id, IpPermissions=rules)
+    arn = p.estate.arn("ec2", region, f"security-group/{group_id}")
+    internet = [r for r in rules if any(x.get("CidrIp") == "0.0.0.0/0" for x in r.get(
+        "IpRanges", [])) or any(x.get("CidrIpv6") == "::/0" for x in r.get("Ipv6Ranges", []))]
+    if any(r["IpProtocol"] == "-1" for r in internet):
+        p.bad("aws.network.all_ports_open_to_internet", arn)
+    if any(r["IpProtocol"] == "-1" or r.get("FromPort", 0) <= 22 <= r.get("ToPort", -1)
+           for r in internet):
+        p.bad("aws.network.ssh_open_to_internet", arn)
+    if any(r["IpProtocol"] == "-1" or r.get("FromPort", 0) <= 3389 <= r.get("ToPort", -1)
+           for r in internet):
+        p.bad("aws.network.rdp_open_to_internet", arn)
+
+
+def _cidr(cidr: str, port: int, protocol: str = "tcp") -> dict[str, Any]:
+    key, ranges = ("Ipv6Ranges", [{"CidrIpv6": cidr}]) if ":" in cidr else (
+        "IpRanges", [{"CidrIp": cidr}])
+    rule: dict[str, Any] = {"IpProtocol": protocol, key: ranges}
+    if protocol != "-1":
+        rule.update(FromPort=port, ToPort=port)
+    return rule
+
+
+def _ec2(p: _Plan, region: str, *, ebs_default: bool, volume_encrypted: bool, imdsv2: bool,
+         root_encrypted: bool) -> None:
+    ec2 = p.estate.client("ec2", region)
+    if ebs_default:
+        ec2.enable_ebs_encryption_by_default()
+    else:
+        p.bad("aws.ec2.ebs_default_encryption", region)
+    volume = ec2.create_volume(AvailabilityZone=f"{region}a", Size=1,
+                               Encrypted=volume_encrypted)["VolumeId"]
+    if not volume_encrypted:
+        p.bad("aws.ec2.volume_encrypted", p.estate.arn("ec2", region, f"volume/{volume}"))
+    instance = ec2.run_instances(
+        ImageId="ami-12345678", MinCount=1, MaxCount=1, InstanceType="t3.micro",
+        MetadataOptions={"HttpTokens": "required" if imdsv2 else "optional"},
+        BlockDeviceMappings=[{"DeviceName": "/dev/sda1",
+                              "Ebs": {"VolumeSize": 8, "Encrypted": root_encrypted}}],
+    )["Instances"][0]
+    if not imdsv2:
+        p.bad("aws.ec2.instance_imdsv2",
+              p.estate.arn("ec2", region, f"instance/{instance['InstanceId']}"))
+    for mapping in instance.get("BlockDeviceMappings", []):
+        volume_id = mapping["Ebs"]["VolumeId"]
+        if not root_encrypted:
+            p.bad("aws.ec2.volume_encrypted", p.estate.arn("ec2", region, f"volume/{volume_id}"))
+    # An encrypted volume without a key makes moto create the EBS default key as a
+    # *customer managed* key without rotation (real AWS uses the AWS managed aws/ebs
+    # key): rotate it, so that key-rotation expectations stay what was planted.
+    kms = p.estate.client("kms", region)
+    for key in kms.list_keys()["Keys"]:
+        meta = kms.describe_key(KeyId=key["KeyId"])["KeyMetadata"]
+        if meta.get("Description", "").startswith("Default master key that protects my EBS"):
+            kms.enable_key_rotation(KeyId=key["KeyId"])
+
+
+def _flow_logs(p: _Plan, region: str, bucket: str | None) -> None:
+    ec2 = p.estate.client("ec2", region)
+    vpcs = [v["VpcId"] for v in ec2.describe_vpcs()["Vpcs"]]
+    if bucket:
+        ec2.create_flow_logs(ResourceIds=vpcs, ResourceType="VPC", TrafficType="ALL",
+                             LogDestinationType="s3", LogDestination=f"arn:aws:s3:::{bucket}")
+        return
+    for vpc in vpcs:
+        p.bad("aws.vpc.flow_logs_enabled", p.estate.arn("ec2", region, f"vpc/{vpc}"))
+
+
+def _rds(p: _Plan, region: str, name: str, *, good: bool) -> None:
+    rds = p.estate.client("rds", region)
+    arn = rds.create_db_instance(
+        DBInstanceIdentifier=name, DBInstanceClass="db.t3.micro", Engine="postgres",
+        MasterUsername="annexa", MasterUserPassword=_password(), AllocatedStorage=20,
+        StorageEncrypted=good, BackupRetentionPeriod=7 if good else 1,
+        PubliclyAccessible=not good, MultiAZ=good, DeletionProtection=good,
+    )["DBInstance"]["DBInstanceArn"]
+    if not good:
+        for check_id in ("storage_encrypted", "backup_retention", "not_publicly_accessible",
+                         "multi_az", "deletion_protection"):
+            p.bad(f"aws.rds.{check_id}", arn)
+
+
+def _regional_settings(p: _Plan, region: str, bucket: str, *, off: tuple[str, ...] = ()) -> None:
+    """GuardDuty, Config, Security Hub, Backup and Access Analyzer, except ``off``."""
+    e = p.estate
+    for service, check_id in _REGIONAL_SETTINGS.items():
+        if service in off:
+            p.bad(check_id, region)
+    if "guardduty" not in off:
+        e.client("guardduty", region).create_detector(Enable=True)
+    if "config" not in off:
+        config = e.client("config", region)
+        config.put_configuration_recorder(ConfigurationRecorder={
+            "name": "default", "roleARN": f"arn:aws:iam::{p.account_id}:role/config",
+            "recordingGroup": {"allSupported": True, "includeGlobalResourceTypes": True}})
+        config.put_delivery_channel(DeliveryChannel={"name": "default",
+                                                     "s3BucketName": bucket})
+        config.start_configuration_recorder(ConfigurationRecorderName="default")
+    if "securityhub" not in off:
+        e.client("securityhub", region).enable_security_hub()
+    if "backup" not in off:
+        e.client("backup", region).create_backup_plan(BackupPlan={
+            "BackupPlanName": "daily", "Rules": [{
+                "RuleName": "daily", "TargetBackupVaultName": "Default",
+                "ScheduleExpression": "cron(0 5 * * ? *)"}]})
+    if "accessanalyzer" not in off:
+        e.client("accessanalyzer", region).create_analyzer(analyzerName="account",
+                                                           type="ACCOUNT")
+
+
+def _load_balancer(p: _Plan, region: str, name: str, *, redirect: bool,
+                   tls_policy: str | None) -> None:
+    e = p.estate
+    subnets = [s["SubnetId"] for s in e.client("ec2", region).describe_subnets()["Subnets"]]
+    elb = e.client("elbv2", region)
+    arn = elb.create_load_balancer(Name=name, Subnets=subnets[:2])["LoadBalancers"][0][
+        "LoadBalancerArn"]
+    action = ({"Type": "redirect", "RedirectConfig": {"Protocol": "HTTPS", "Port": "443",
+                                                      "StatusCode": "HTTP_301"}}
+              if redirect else
+              {"Type": "fixed-response", "FixedResponseConfig": {"StatusCode": "200"}})
+    elb.create_listener(LoadBalancerArn=arn, Protocol="HTTP", Port=80, DefaultActions=[action])
+    if not redirect:
+        p.bad("aws.elbv2.listeners_tls_only", arn)
+    if tls_policy:
+        cert = e.client("acm", region).request_certificate(DomainName="example.com")[
+            "CertificateArn"]
+        elb.create_listener(
+            LoadBalancerArn=arn, Protocol="HTTPS", Port=443, SslPolicy=tls_policy,
+            Certificates=[{"CertificateArn": cert}],
+            DefaultActions=[{"Type": "fixed-response",
+                             "FixedResponseConfig": {"StatusCode": "200"}}])
+        if tls_policy != _MODERN_TLS:
+            p.bad("aws.elbv2.listeners_modern_tls_policy", arn)
+
+
+# --- the accounts ----------------------------------------------------------------------
+
+
+def _plant_main(p: _Plan) -> None:
+    e, iam = p.estate, p.estate.client("iam")
+    _password_policy(p, strong=False)
     users = {
         "alice-admin": _user(iam, "alice-admin", console=True, mfa=True),
         "bob-console": _user(iam, "bob-console", console=True),
@@ -187,78 +563,171 @@ def _plant_main(estate: _Estate, account_id: str) -> dict[str, Any]:
         "frank-nocreds": _user(iam, "frank-nocreds"),
         "grace-former": _user(iam, "grace-former", key="Inactive"),
     }
-    _use_key(estate, users["carol-ci"]["key"])
+    p.users = users
+    _use_key(e, users["carol-ci"]["key"])
+    p.bad("aws.iam.user_console_mfa", users["bob-console"]["arn"])
+    admin = _policy(iam, "annexa-demo-admin", _ADMIN_DOC)
+    read = _policy(iam, "annexa-demo-read", _READ_DOC)
+    _group(p, "annexa-demo-admins", admin, admin=True, members=("alice-admin",))
+    _group(p, "annexa-demo-readers", read, admin=False, members=("carol-ci",))
+    iam.attach_user_policy(UserName="dave-legacy", PolicyArn=admin)
+    p.bad("aws.iam.user_no_full_admin_policy", users["dave-legacy"]["arn"])
+    _role(p, "annexa-demo-deployer", admin=True)
+    _role(p, "annexa-demo-reporting", admin=False, managed=read)
+    _root(p, mfa=True, used_days_ago=2)
 
-    _bucket(estate, "annexa-demo-logs", encryption=_SSE_S3, block=_ALL_BLOCKED)
-    _bucket(estate, "annexa-demo-unencrypted", block=_ALL_BLOCKED)
-    _bucket(
-        estate,
-        "annexa-demo-public",
-        encryption=_SSE_KMS,
+    logs = _bucket(p, "annexa-demo-logs", encryption=_SSE_S3, block=_ALL_BLOCKED,
+                   policy=_tls_only_policy("annexa-demo-logs"), versioning=True,
+                   log_target=True)
+    _bucket(p, "annexa-demo-unencrypted", block=_ALL_BLOCKED, log_to=logs)
+    public = _bucket(
+        p, "annexa-demo-public", encryption=_SSE_KMS,
         block={**_ALL_BLOCKED, "BlockPublicPolicy": False, "RestrictPublicBuckets": False},
+        policy=_public_read_policy("annexa-demo-public"),
     )
-    _bucket(estate, "annexa-demo-eu-data", region="eu-west-1", encryption=_SSE_S3)
+    eu = _bucket(p, "annexa-demo-eu-data", region=OTHER, encryption=_SSE_S3, versioning=True)
+    p.bad("aws.s3control.account_public_access_block", p.account_id)
 
-    trails = {
-        "org-wide": _trail(estate, "annexa-demo-org-wide", "annexa-demo-logs",
-                           multi_region=True, validation=True, logging=False),
-        "app": _trail(estate, "annexa-demo-app", "annexa-demo-logs",
-                      multi_region=False, validation=False, logging=True),
-        "eu": _trail(estate, "annexa-demo-eu", "annexa-demo-eu-data", region="eu-west-1",
-                     multi_region=False, validation=True, logging=True),
+    trail_key = _kms_key(p, HOME, rotation=True)
+    _kms_key(p, OTHER, rotation=False)
+    _log_group(p, HOME, "annexa-demo-trail", None)
+    _log_group(p, HOME, "annexa-demo-app", 30)
+    _log_group(p, OTHER, "annexa-demo-audit", 400)
+    _trail(p, "annexa-demo-org-wide", logs, multi_region=True, validation=True, logging=False,
+           kms_key=trail_key, log_group="annexa-demo-trail")
+    _trail(p, "annexa-demo-app", public, multi_region=False, validation=False, logging=True,
+           public_bucket=True)
+    _trail(p, "annexa-demo-eu", eu, region=OTHER, multi_region=False, validation=True,
+           logging=True)
+    p.bad("aws.cloudtrail.multi_region_logging", p.account_id)
+
+    _ec2(p, HOME, ebs_default=True, volume_encrypted=True, imdsv2=True, root_encrypted=True)
+    _ec2(p, OTHER, ebs_default=False, volume_encrypted=False, imdsv2=False,
+         root_encrypted=False)
+    _security_group(p, HOME, "annexa-demo-ssh-open", [_cidr("0.0.0.0/0", 22)])
+    _security_group(p, HOME, "annexa-demo-rdp-v6", [_cidr("::/0", 3389)])
+    _security_group(p, HOME, "annexa-demo-web", [_cidr("0.0.0.0/0", 443),
+                                                 _cidr("10.0.0.0/8", 22)])
+    _security_group(p, OTHER, "annexa-demo-all-open", [_cidr("0.0.0.0/0", 0, "-1")])
+    _flow_logs(p, HOME, logs)
+    _flow_logs(p, OTHER, None)
+    _rds(p, HOME, "annexa-demo-orders", good=True)
+    _rds(p, OTHER, "annexa-demo-legacy", good=False)
+    _regional_settings(p, HOME, logs)
+    _regional_settings(p, OTHER, logs, off=tuple(_REGIONAL_SETTINGS))
+    _load_balancer(p, HOME, "annexa-demo-web", redirect=True, tls_policy=_MODERN_TLS)
+    _load_balancer(p, OTHER, "annexa-demo-legacy", redirect=False, tls_policy=_OLD_TLS)
+
+
+def _plant_secure(p: _Plan, *, flaws: bool = False) -> None:
+    """Everything right; with ``flaws``, root was used recently and GuardDuty is off in
+    the second region."""
+    e, iam = p.estate, p.estate.client("iam")
+    _password_policy(p, strong=True)
+    p.users = {
+        "ops-admin": _user(iam, p.name("ops-admin"), console=True, mfa=True),
+        "ci-deployer": _user(iam, p.name("ci-deployer"), key="Active"),
     }
-    estate.client("ec2", "us-east-1").enable_ebs_encryption_by_default()
+    _use_key(e, p.users["ci-deployer"]["key"])
+    read = _policy(iam, "annexa-read", _READ_DOC)
+    _group(p, "annexa-auditors", read, admin=False, members=(p.name("ops-admin"),))
+    _role(p, "annexa-app", admin=False)
+    _root(p, mfa=True, used_days_ago=3 if flaws else 400)
 
-    arn = {name: u["arn"] for name, u in users.items()}
-    return {
-        "users": users,
-        "fail": {
-            "aws.iam.password_policy_min_length": [account_id],
-            "aws.iam.password_policy_reuse": [account_id],
-            "aws.iam.password_policy_complexity": [account_id],
-            "aws.iam.user_console_mfa": [arn["bob-console"]],
-            # access_key_rotated / credentials_unused: filled in once aged
-            "aws.iam.access_key_rotated": [],
-            "aws.iam.credentials_unused": [],
-            "aws.iam.root_access_keys": [],  # moto cannot give the root user keys
-            "aws.s3.bucket_default_encryption": ["annexa-demo-unencrypted"],
-            "aws.s3.bucket_public_access_block": ["annexa-demo-eu-data", "annexa-demo-public"],
-            "aws.s3control.account_public_access_block": [account_id],
-            "aws.cloudtrail.multi_region_logging": [account_id],
-            "aws.cloudtrail.log_file_validation": [trails["app"]],
-            "aws.ec2.ebs_default_encryption": ["eu-west-1"],
-        },
-        "aged_fail": {
-            "aws.iam.access_key_rotated": [arn["dave-legacy"]],
-            "aws.iam.credentials_unused": [arn["dave-legacy"], arn["erin-dormant"]],
-        },
-    }
-
-
-def _plant_secure(estate: _Estate, account_id: str) -> dict[str, Any]:
-    iam = estate.client("iam")
-    iam.update_account_password_policy(
-        MinimumPasswordLength=16,
-        RequireSymbols=True,
-        RequireNumbers=True,
-        RequireUppercaseCharacters=True,
-        RequireLowercaseCharacters=True,
-        PasswordReusePrevention=24,
+    logs = _bucket(p, p.name("annexa-secure-logs"), encryption=_SSE_KMS, block=_ALL_BLOCKED,
+                   policy=_tls_only_policy(p.name("annexa-secure-logs")), versioning=True,
+                   log_target=True, log_to=p.name("annexa-secure-logs"))
+    archive = _bucket(p, p.name("annexa-secure-archive"), encryption=_SSE_KMS,
+                      block=_ALL_BLOCKED, policy=_tls_only_policy(p.name("annexa-secure-archive")),
+                      versioning=True, log_to=logs)
+    e.client("s3control").put_public_access_block(
+        AccountId=p.account_id, PublicAccessBlockConfiguration=_ALL_BLOCKED
     )
-    users = {
-        "ops-admin": _user(iam, "ops-admin", console=True, mfa=True),
-        "ci-deployer": _user(iam, "ci-deployer", key="Active"),
-    }
-    _use_key(estate, users["ci-deployer"]["key"])
-    _bucket(estate, "annexa-demo-secure-archive", encryption=_SSE_KMS, block=_ALL_BLOCKED)
-    estate.client("s3control").put_public_access_block(
-        AccountId=account_id, PublicAccessBlockConfiguration=_ALL_BLOCKED
-    )
-    _trail(estate, "annexa-demo-secure-trail", "annexa-demo-secure-archive",
-           multi_region=True, validation=True, logging=True)
+    key = _kms_key(p, HOME, rotation=True)
+    _kms_key(p, OTHER, rotation=True)
+    _log_group(p, HOME, "annexa-secure-trail", 400)
+    _trail(p, p.name("annexa-secure-trail"), archive, multi_region=True, validation=True,
+           logging=True, kms_key=key, log_group="annexa-secure-trail")
     for region in REGIONS:
-        estate.client("ec2", region).enable_ebs_encryption_by_default()
-    return {"users": users, "fail": {}}
+        _ec2(p, region, ebs_default=True, volume_encrypted=True, imdsv2=True,
+             root_encrypted=True)
+        _security_group(p, region, "annexa-web", [_cidr("0.0.0.0/0", 443),
+                                                  _cidr("::/0", 443)])
+        _flow_logs(p, region, logs)
+        _regional_settings(p, region, logs,
+                           off=("guardduty",) if flaws and region == OTHER else ())
+    _rds(p, HOME, p.name("annexa-secure-db"), good=True)
+    _load_balancer(p, HOME, p.name("annexa-web"), redirect=True, tls_policy=_MODERN_TLS)
+
+
+def _plant_weak(p: _Plan) -> None:
+    """Everything wrong (an organisation member nobody looked after)."""
+    iam = p.estate.client("iam")
+    _password_policy(p, strong=None)
+    p.users = {
+        "intern": _user(iam, "intern", console=True),
+        "legacy-admin": _user(iam, "legacy-admin"),
+    }
+    p.bad("aws.iam.user_console_mfa", p.users["intern"]["arn"])
+    admin = _policy(iam, "full-admin", _ADMIN_DOC)
+    iam.attach_user_policy(UserName="legacy-admin", PolicyArn=admin)
+    p.bad("aws.iam.user_no_full_admin_policy", p.users["legacy-admin"]["arn"])
+    _group(p, "everyone", admin, admin=True, members=("intern",))
+    _role(p, "legacy-ec2", admin=True, managed=admin)
+    if _iam_backend_has_aws_policies(p.account_id):
+        _role(p, "aws-admin", admin=True, managed="arn:aws:iam::aws:policy/AdministratorAccess")
+        _role(p, "aws-reader", admin=False, managed="arn:aws:iam::aws:policy/ReadOnlyAccess")
+    _root(p, mfa=False, used_days_ago=0)
+
+    bucket = _bucket(p, p.name("annexa-weak-share"), acl="public-read")
+    p.bad("aws.s3control.account_public_access_block", p.account_id)
+    p.bad("aws.cloudtrail.multi_region_logging", p.account_id)  # no trail at all
+    _kms_key(p, HOME, rotation=False)
+    _log_group(p, HOME, "app", 7)
+    for region in REGIONS:
+        _ec2(p, region, ebs_default=False, volume_encrypted=False, imdsv2=False,
+             root_encrypted=False)
+        _flow_logs(p, region, None)
+        _regional_settings(p, region, bucket, off=tuple(_REGIONAL_SETTINGS))
+    _security_group(p, HOME, "wide-open", [_cidr("0.0.0.0/0", 0, "-1"),
+                                           _cidr("::/0", 0, "-1")])
+    _rds(p, HOME, p.name("annexa-weak-db"), good=False)
+    _load_balancer(p, HOME, p.name("weak-web"), redirect=False, tls_policy=None)
+
+
+# --- moto's in-process state -----------------------------------------------------------
+
+
+def _iam_backend(account_id: str) -> Any:
+    try:
+        from moto.iam.models import iam_backends
+    except ImportError:
+        return None
+    if account_id not in list(iam_backends.keys()):
+        return None
+    return dict.get(iam_backends[account_id], "aws")
+
+
+@contextmanager
+def _moto_setting(name: str, value: str, *, enabled: bool) -> Iterator[None]:
+    """A moto setting (read from the environment of this process) for one call."""
+    if not enabled:
+        yield
+        return
+    saved = os.environ.get(name)
+    os.environ[name] = value
+    try:
+        yield
+    finally:
+        if saved is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = saved
+
+
+def _iam_backend_has_aws_policies(account_id: str) -> bool:
+    backend = _iam_backend(account_id)
+    return backend is not None and bool(getattr(backend, "aws_managed_policies", None))
 
 
 def _age_in_process(account_id: str, users: dict[str, dict[str, Any]]) -> bool:
@@ -267,13 +736,7 @@ def _age_in_process(account_id: str, users: dict[str, dict[str, Any]]) -> bool:
     Only possible when the moto server serving the endpoint runs in this process;
     verified by finding every planted user with the id the server returned.
     """
-    try:
-        from moto.iam.models import iam_backends
-    except ImportError:
-        return False
-    if account_id not in list(iam_backends.keys()):
-        return False
-    backend = dict.get(iam_backends[account_id], "aws")
+    backend = _iam_backend(account_id)
     if backend is None:
         return False
     planted = {name: backend.users.get(name) for name in users}
@@ -288,56 +751,166 @@ def _age_in_process(account_id: str, users: dict[str, dict[str, Any]]) -> bool:
     return True
 
 
+def _root_row_in_process(account_id: str, *, mfa: bool, used_days_ago: int | None) -> bool:
+    """Give moto's credential report of ``account_id`` the ``<root_account>`` row."""
+    backend = _iam_backend(account_id)
+    if backend is None:
+        return False
+    used = ("no_information" if used_days_ago is None else
+            (datetime.now(UTC) - timedelta(days=used_days_ago)).replace(microsecond=0)
+            .isoformat())
+    row = ",".join([
+        "<root_account>", f"arn:aws:iam::{account_id}:root", "2020-01-06T09:00:00+00:00",
+        "not_supported", used, "not_supported", "not_supported", "true" if mfa else "false",
+        "false", "N/A", "N/A", "N/A", "N/A", "false", "N/A", "N/A", "N/A", "N/A",
+        "false", "N/A", "false", "N/A",
+    ]) + "\n"
+    report = type(backend).get_credential_report
+
+    def with_root() -> str:
+        header, _, rows = report(backend).partition("\n")
+        return f"{header}\n{row}{rows}"
+
+    backend.get_credential_report = with_root  # the fake's state, as _age_in_process
+    return True
+
+
+# --- Access Analyzer --------------------------------------------------------------------
+
+
+def ensure_access_analyzer() -> str:
+    """The Access Analyzer endpoint: the environment's, or a local fake started now.
+
+    moto has no Access Analyzer. The fake runs on 127.0.0.1 for the life of the
+    process; ``AWS_ENDPOINT_URL_ACCESSANALYZER`` and ``NO_PROXY`` are set so that boto3
+    (ours and the connector's) reaches it directly rather than through moto's proxy.
+    """
+    if os.environ.get(ANALYZER_ENV):
+        return os.environ[ANALYZER_ENV]
+    from connectors.aws.fakes import AccessAnalyzerFake
+
+    fake = AccessAnalyzerFake()
+    url = fake.start()
+    os.environ[ANALYZER_ENV] = url
+    no_proxy = [x for x in os.environ.get("NO_PROXY", "").split(",") if x]
+    os.environ["NO_PROXY"] = ",".join([*no_proxy, fake.netloc])
+    return url
+
+
+# --- seeding ---------------------------------------------------------------------------
+
+_FAKE_CREDENTIALS = {"aws_access_key_id": "testing", "aws_secret_access_key": "testing"}
+
+
+def _assumed(endpoint_url: str, main: _Estate, account_id: str, role: str) -> _Estate:
+    creds = main.client("sts").assume_role(
+        RoleArn=f"arn:aws:iam::{account_id}:role/{role}", RoleSessionName="annexa-seed"
+    )["Credentials"]
+    return _Estate(endpoint_url, {
+        "aws_access_key_id": creds["AccessKeyId"],
+        "aws_secret_access_key": creds["SecretAccessKey"],
+        "aws_session_token": creds["SessionToken"],
+    }, account_id)
+
+
+def _age_main(p: _Plan) -> bool:
+    """Age the main plan's credentials (see :func:`_age_in_process`) and expect it."""
+    if not _age_in_process(p.account_id, p.users):
+        return False
+    p.bad("aws.iam.access_key_rotated", p.users["dave-legacy"]["arn"])
+    p.bad("aws.iam.credentials_unused", p.users["dave-legacy"]["arn"],
+          p.users["erin-dormant"]["arn"])
+    return True
+
+
+def _describe(p: _Plan, name: str, role_arn: str | None) -> dict[str, Any]:
+    return {
+        "name": name,
+        "role_arn": role_arn,
+        "users": {n: u["arn"] for n, u in p.users.items()},
+        "fail": {k: sorted(v) for k, v in p.fail.items()},
+    }
+
+
+def _finish(p: _Plan, in_process: bool) -> bool:
+    if p.root is None:
+        return in_process
+    return _root_row_in_process(p.account_id, **p.root) and in_process
+
+
 def seed_demo_estate(endpoint_url: str, *, age_credentials: bool = True) -> dict[str, Any]:
     """Plant the demo estate in the (fresh) moto server at ``endpoint_url``.
 
-    Returns ``{"endpoint_url", "regions", "aged", "accounts": {account id: {"name",
-    "role_arn", "users", "fail": {check id: [resource ids expected to fail]}}}}``.
+    Returns ``{"endpoint_url", "regions", "aged", "ages_days", "accounts": {account id:
+    {"name", "role_arn", "users", "fail": {check id: [resource ids expected to fail]}}}}``.
     Secrets of the planted access keys are not returned.
     """
-    fake = {"aws_access_key_id": "testing", "aws_secret_access_key": "testing"}
-    main = _Estate(endpoint_url, fake)
-    main_id = main.client("sts").get_caller_identity()["Account"]
-    main_plan = _plant_main(main, main_id)
+    ensure_access_analyzer()
+    main = _Estate(endpoint_url, _FAKE_CREDENTIALS, MAIN_ACCOUNT)
+    main.account_id = main.client("sts").get_caller_identity()["Account"]
+    main_plan = _Plan(main)
+    _plant_main(main_plan)
 
-    creds = main.client("sts").assume_role(
-        RoleArn=SECURE_ROLE_ARN, RoleSessionName="annexa-demo-seed"
-    )["Credentials"]
-    secure = _Estate(
-        endpoint_url,
-        {
-            "aws_access_key_id": creds["AccessKeyId"],
-            "aws_secret_access_key": creds["SecretAccessKey"],
-            "aws_session_token": creds["SessionToken"],
-        },
-    )
-    secure_plan = _plant_secure(secure, SECURE_ACCOUNT)
+    secure_plan = _Plan(_assumed(endpoint_url, main, SECURE_ACCOUNT, AUDIT_ROLE))
+    _plant_secure(secure_plan)
 
-    aged = age_credentials and _age_in_process(main_id, main_plan["users"])
-    main_fail = dict(main_plan["fail"])
-    if aged:
-        main_fail.update(main_plan["aged_fail"])
-
-    def public_users(users: dict[str, dict[str, Any]]) -> dict[str, str]:
-        return {name: u["arn"] for name, u in users.items()}
-
+    aged = age_credentials and _age_main(main_plan)
+    in_process = _finish(main_plan, aged) and _finish(secure_plan, aged)
     return {
         "endpoint_url": endpoint_url,
         "regions": list(REGIONS),
-        "aged": aged,
+        "aged": in_process,
         "ages_days": {name: days for name, (_, days) in _AGES.items()} if aged else {},
         "accounts": {
-            main_id: {
-                "name": "main",
-                "role_arn": None,
-                "users": public_users(main_plan["users"]),
-                "fail": {k: sorted(v) for k, v in main_fail.items()},
-            },
-            SECURE_ACCOUNT: {
-                "name": "secure",
-                "role_arn": SECURE_ROLE_ARN,
-                "users": public_users(secure_plan["users"]),
-                "fail": {},
-            },
+            main.account_id: _describe(main_plan, "main", None),
+            SECURE_ACCOUNT: _describe(secure_plan, "secure", SECURE_ROLE_ARN),
+        },
+    }
+
+
+def seed_org_estate(endpoint_url: str) -> dict[str, Any]:
+    """Plant an AWS Organization: the main account as management account (the demo's
+    *main* plan) and three members reached through the role
+    ``annexa-audit``: *secure*, *weak* and *secure-with-flaws*.
+
+    Returns ``{"endpoint_url", "regions", "aged", "management", "role_name",
+    "accounts": {account id: {"name", "role_arn", "users", "fail"}}}``.
+    """
+    ensure_access_analyzer()
+    main = _Estate(endpoint_url, _FAKE_CREDENTIALS, MAIN_ACCOUNT)
+    main.account_id = main.client("sts").get_caller_identity()["Account"]
+    org = main.client("organizations")
+    org.create_organization(FeatureSet="ALL")
+    members = {}
+    for name in ("secure", "weak", "flawed"):
+        # the weak account's IAM starts with AWS managed policies loaded (about a second
+        # of moto's time), so that AdministratorAccess can be attached there
+        with _moto_setting("MOTO_IAM_LOAD_MANAGED_POLICIES", "true", enabled=name == "weak"):
+            status = org.create_account(Email=f"{name}@example.com", AccountName=name,
+                                        RoleName=AUDIT_ROLE)["CreateAccountStatus"]
+        members[name] = status["AccountId"]
+
+    plans = {"management": _Plan(main)}
+    _plant_main(plans["management"])
+    for name, account_id in members.items():
+        plan = _Plan(_assumed(endpoint_url, main, account_id, AUDIT_ROLE), f"-{account_id}")
+        plans[name] = plan
+        if name == "weak":
+            _plant_weak(plan)
+        else:
+            _plant_secure(plan, flaws=name == "flawed")
+    aged = _age_main(plans["management"])
+    in_process = all([_finish(p, aged) for p in plans.values()])
+    return {
+        "endpoint_url": endpoint_url,
+        "regions": list(REGIONS),
+        "aged": in_process,
+        "management": main.account_id,
+        "role_name": AUDIT_ROLE,
+        "accounts": {
+            p.account_id: _describe(
+                p, name, None if name == "management"
+                else f"arn:aws:iam::{p.account_id}:role/{AUDIT_ROLE}")
+            for name, p in plans.items()
         },
     }

@@ -1,8 +1,10 @@
-"""IAM: password policy, account summary (root) and users, with their checks.
+"""IAM: password policy, account summary, users, groups, roles and root, with checks.
 
-One global unit per account (service ``iam``). The user listing is read first: if it
-fails the unit fails and nothing is yielded. Every other read is partial: a failure is
-recorded under ``payload["_errors"][<key>]`` and the checks needing that key raise.
+One global unit per account (service ``iam``). The listings — ``ListUsers`` and
+``GetAccountAuthorizationDetails`` (users, groups, roles, customer managed policies) —
+are read first: if either fails the unit fails and nothing is yielded. Every other read
+is partial: a failure is recorded under ``payload["_errors"][<key>]`` and the checks
+needing that key raise.
 
 Resource types
     ``aws.iam.password_policy``  id = account id; ``{"PasswordPolicy": {...} | null}``
@@ -10,7 +12,10 @@ Resource types
     ``aws.iam.user``             id = user ARN; ``User`` (from ListUsers),
                                  ``LoginProfile`` (null = no console password),
                                  ``MFADevices``, ``AccessKeys`` (each with
-                                 ``AccessKeyLastUsed``)
+                                 ``AccessKeyLastUsed``), ``GroupList``,
+                                 ``AttachedManagedPolicies``, ``UserPolicyList``
+    ``aws.iam.group``, ``aws.iam.role``   see :mod:`connectors.aws.iam_principals`
+    ``aws.iam.root_user``                 see :mod:`connectors.aws.iam_root`
 
 Last-used timestamps (``PasswordLastUsed``, ``AccessKeyLastUsed.LastUsedDate``) are
 kept at day precision: AWS moves them on every use, and to the second they would store
@@ -22,6 +27,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from typing import Any
 
+from connectors.aws import iam_principals, iam_root
 from connectors.aws.common import (
     ERRORS_KEY,
     MISSING,
@@ -32,6 +38,7 @@ from connectors.aws.common import (
     require,
     with_errors,
 )
+from connectors.aws.iam_principals import PolicyResolver, user_policies
 from connectors.aws.session import GLOBAL, Account
 from connectors.aws.units import ReaderSpec
 from connectors.checks import Verdict, check, failed, not_applicable, passed
@@ -51,6 +58,8 @@ ACTIONS: dict[str, str | None] = {
     "iam:ListMFADevices": "iam:ListMFADevices",
     "iam:ListAccessKeys": "iam:ListAccessKeys",
     "iam:GetAccessKeyLastUsed": "iam:GetAccessKeyLastUsed",
+    **iam_principals.ACTIONS,
+    **iam_root.ACTIONS,
 }
 
 # --- get -------------------------------------------------------------------------
@@ -145,7 +154,10 @@ def access_key_entry(client: Any, key: Mapping[str, Any]) -> dict[str, Any]:
 
 def read(account: Account, region: str = GLOBAL) -> Iterator[Evidence]:
     client = account.client("iam")
-    users = get_users(client)  # the listing: a failure here fails the unit
+    # the listings: a failure here fails the unit before anything is yielded
+    users = get_users(client)
+    details = iam_principals.get_authorization_details(client)
+    resolver = PolicyResolver(client, details.local_policies)
     aid = account.account_id
 
     errors: dict[str, str] = {}
@@ -160,8 +172,26 @@ def read(account: Account, region: str = GLOBAL) -> Iterator[Evidence]:
     payload = {} if summary is MISSING else {"SummaryMap": summary}
     yield account.evidence(ACCOUNT, aid, GLOBAL, with_errors(payload, errors))
 
+    root = iam_root.root_payload(client, account, None if summary is MISSING else summary)
+    yield account.evidence(iam_root.ROOT_USER, root["Arn"], GLOBAL, root)
+
     for user in users:
-        yield account.evidence(USER, user["Arn"], GLOBAL, user_payload(client, user))
+        payload = user_payload(client, user)
+        extra = user_policies(details, user["Arn"], resolver)
+        merged_errors = {**payload.get(ERRORS_KEY, {}), **extra.pop(ERRORS_KEY, {})}
+        payload.update(extra)
+        payload.pop(ERRORS_KEY, None)
+        yield account.evidence(USER, user["Arn"], GLOBAL, with_errors(payload, merged_errors))
+
+    members = iam_principals.group_members(details)
+    for group in details.groups:
+        payload = iam_principals.group_payload(
+            group, members.get(group.get("GroupName", ""), []), resolver
+        )
+        yield account.evidence(iam_principals.GROUP, group["Arn"], GLOBAL, payload)
+    for role in details.roles:
+        payload = iam_principals.role_payload(role, resolver)
+        yield account.evidence(iam_principals.ROLE, role["Arn"], GLOBAL, payload)
 
 
 READERS = (ReaderSpec(SERVICE, read, regional=False),)

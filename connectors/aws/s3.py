@@ -1,25 +1,41 @@
-"""S3 buckets: default encryption and bucket-level public access block, with checks.
+"""S3 buckets: encryption, public access, TLS-only policy, versioning and logging.
 
 One global unit per account (service ``s3``): ``ListBuckets`` is the listing (a failure
-fails the unit); each bucket's location, encryption and public access block are partial
-reads recorded under ``payload["_errors"]``. Evidence region = the bucket's region.
+fails the unit); every per-bucket read is partial, recorded under
+``payload["_errors"]``. Evidence region = the bucket's region.
 
-Resource type ``aws.s3.bucket`` (id = bucket name)::
+Each bucket gives three evidence items (id = bucket name), so that a change to one
+aspect of a bucket re-versions only the findings judged on that aspect:
 
-    {"Name", "CreationDate", "Region",
-     "ServerSideEncryptionConfiguration": {...} | null,   # null = not configured
-     "PublicAccessBlockConfiguration": {...} | null}      # null = not configured
+``aws.s3.bucket``           ``{"Name", "Arn", "CreationDate", "Region",
+                            "ServerSideEncryptionConfiguration": {...} | null,
+                            "PublicAccessBlockConfiguration": {...} | null}``
+``aws.s3.bucket_access``    ``{"Name", "Arn", "Region", "Policy": {...} | null,
+                            "PolicyStatus": {"IsPublic"} | null, "Acl": {"Owner",
+                            "Grants"}, "PublicAccessBlockConfiguration": ... }``
+``aws.s3.bucket_settings``  ``{"Name", "Arn", "Region", "Versioning": {"Status"?,
+                            "MFADelete"?}, "Logging": {"LoggingEnabled"?}}``
 
-Current AWS turns both on for new buckets (SSE-S3 since 2023-01, all four public
-access block flags since 2023-04); older buckets and moto answer "not configured".
+(null = not configured.) Current AWS turns default encryption and the public access
+block on for new buckets (SSE-S3 since 2023-01, all four block flags since 2023-04);
+older buckets and moto answer "not configured".
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-from connectors.aws.common import MISSING, read_partial, require, with_errors
+from connectors.aws.common import (
+    ERRORS_KEY,
+    MISSING,
+    as_list,
+    paginate,
+    read_partial,
+    require,
+    with_errors,
+)
 from connectors.aws.session import GLOBAL, Account
 from connectors.aws.units import ReaderSpec
 from connectors.checks import Verdict, check, failed, passed
@@ -27,6 +43,8 @@ from connectors.records import Evidence
 
 SERVICE = "s3"
 BUCKET = "aws.s3.bucket"
+BUCKET_ACCESS = "aws.s3.bucket_access"
+BUCKET_SETTINGS = "aws.s3.bucket_settings"
 UNKNOWN_REGION = "unknown"
 
 ACTIONS: dict[str, str | None] = {
@@ -34,6 +52,11 @@ ACTIONS: dict[str, str | None] = {
     "s3:GetBucketLocation": "s3:GetBucketLocation",
     "s3:GetBucketEncryption": "s3:GetEncryptionConfiguration",
     "s3:GetPublicAccessBlock": "s3:GetBucketPublicAccessBlock",
+    "s3:GetBucketPolicy": "s3:GetBucketPolicy",
+    "s3:GetBucketPolicyStatus": "s3:GetBucketPolicyStatus",
+    "s3:GetBucketAcl": "s3:GetBucketAcl",
+    "s3:GetBucketVersioning": "s3:GetBucketVersioning",
+    "s3:GetBucketLogging": "s3:GetBucketLogging",
 }
 
 PUBLIC_ACCESS_FLAGS = (
@@ -42,17 +65,17 @@ PUBLIC_ACCESS_FLAGS = (
     "BlockPublicPolicy",
     "RestrictPublicBuckets",
 )
+PUBLIC_GRANTEES = {
+    "http://acs.amazonaws.com/groups/global/AllUsers": "everyone",
+    "http://acs.amazonaws.com/groups/global/AuthenticatedUsers": "any AWS account",
+}
 
 # --- get -----------------------------------------------------------------------------
 
 
-def get_buckets(client: Any) -> list[dict[str, Any]]:
-    """All buckets. A page size makes AWS include each bucket's ``BucketRegion``."""
-    buckets: list[dict[str, Any]] = []
-    pages = client.get_paginator("list_buckets").paginate(PaginationConfig={"PageSize": 1000})
-    for page in pages:
-        buckets.extend(page.get("Buckets", []))
-    return buckets
+def get_buckets(client: Any) -> Iterator[dict[str, Any]]:
+    """All buckets, page by page. A page size makes AWS include ``BucketRegion``."""
+    return paginate(client, "list_buckets", "Buckets", PaginationConfig={"PageSize": 1000})
 
 
 def get_bucket_region(client: Any, name: str) -> str:
@@ -69,51 +92,102 @@ def get_public_access_block(client: Any, name: str) -> dict[str, Any]:
     return client.get_public_access_block(Bucket=name)["PublicAccessBlockConfiguration"]
 
 
+def get_policy(client: Any, name: str) -> dict[str, Any]:
+    return json.loads(client.get_bucket_policy(Bucket=name)["Policy"])
+
+
+def get_policy_status(client: Any, name: str) -> dict[str, Any]:
+    return client.get_bucket_policy_status(Bucket=name)["PolicyStatus"]
+
+
+def get_acl(client: Any, name: str) -> dict[str, Any]:
+    answer = client.get_bucket_acl(Bucket=name)
+    return {"Owner": answer.get("Owner"), "Grants": answer.get("Grants", [])}
+
+
+def get_versioning(client: Any, name: str) -> dict[str, Any]:
+    answer = client.get_bucket_versioning(Bucket=name)
+    return {k: answer[k] for k in ("Status", "MFADelete") if k in answer}
+
+
+def get_logging(client: Any, name: str) -> dict[str, Any]:
+    answer = client.get_bucket_logging(Bucket=name)
+    return {"LoggingEnabled": answer["LoggingEnabled"]} if "LoggingEnabled" in answer else {}
+
+
 # --- transform -----------------------------------------------------------------------
 
 
-def bucket_payload(account: Account, bucket: Mapping[str, Any]) -> dict[str, Any]:
+def _part(
+    payload: dict[str, Any],
+    errors: dict[str, str],
+    key: str,
+    call: Any,
+    absent: tuple[str, ...] = (),
+) -> Any:
+    value = read_partial(errors, key, call, absent=absent)
+    if value is not MISSING:
+        payload[key] = value
+    return value
+
+
+def read_public_parts(
+    client: Any, name: str, payload: dict[str, Any], errors: dict[str, str]
+) -> None:
+    """Policy status and ACL of a bucket into ``payload`` (errors into ``errors``)."""
+    _part(payload, errors, "PolicyStatus", lambda: get_policy_status(client, name),
+          ("NoSuchBucketPolicy",))
+    _part(payload, errors, "Acl", lambda: get_acl(client, name))
+
+
+def bucket_evidence(account: Account, bucket: Mapping[str, Any]) -> Iterator[Evidence]:
+    """The bucket's three evidence items (see the module docstring)."""
     name = bucket["Name"]
-    errors: dict[str, str] = {}
+    region_errors: dict[str, str] = {}
     region = bucket.get("BucketRegion")
     if not region:
         region = read_partial(
-            errors, "Region", lambda: get_bucket_region(account.client("s3"), name)
+            region_errors, "Region", lambda: get_bucket_region(account.client("s3"), name)
         )
-    payload: dict[str, Any] = {
-        "Name": name,
-        "CreationDate": bucket.get("CreationDate"),
-        "Region": None if region is MISSING else region,
-    }
-    client = account.client("s3", None if region is MISSING else region)
-    encryption = read_partial(
-        errors,
-        "ServerSideEncryptionConfiguration",
-        lambda: get_encryption(client, name),
-        absent=("ServerSideEncryptionConfigurationNotFoundError",),
-    )
-    if encryption is not MISSING:
-        payload["ServerSideEncryptionConfiguration"] = encryption
-    block = read_partial(
-        errors,
-        "PublicAccessBlockConfiguration",
-        lambda: get_public_access_block(client, name),
-        absent=("NoSuchPublicAccessBlockConfiguration",),
-    )
-    if block is not MISSING:
-        payload["PublicAccessBlockConfiguration"] = block
-    return with_errors(payload, errors)
+    known = None if region is MISSING else region
+    where = known or UNKNOWN_REGION
+    client = account.client("s3", known)
+    common = {"Name": name, "Arn": f"arn:{account.partition}:s3:::{name}", "Region": known}
+
+    errors = dict(region_errors)
+    base: dict[str, Any] = {**common, "CreationDate": bucket.get("CreationDate")}
+    _part(base, errors, "ServerSideEncryptionConfiguration", lambda: get_encryption(
+        client, name), ("ServerSideEncryptionConfigurationNotFoundError",))
+    block = _part(base, errors, "PublicAccessBlockConfiguration", lambda: get_public_access_block(
+        client, name), ("NoSuchPublicAccessBlockConfiguration",))
+    yield account.evidence(BUCKET, name, where, with_errors(base, errors))
+
+    errors = dict(region_errors)
+    access: dict[str, Any] = dict(common)
+    if block is MISSING:
+        errors["PublicAccessBlockConfiguration"] = base[ERRORS_KEY][
+            "PublicAccessBlockConfiguration"]
+    else:
+        access["PublicAccessBlockConfiguration"] = block
+    _part(access, errors, "Policy", lambda: get_policy(client, name), ("NoSuchBucketPolicy",))
+    read_public_parts(client, name, access, errors)
+    yield account.evidence(BUCKET_ACCESS, name, where, with_errors(access, errors))
+
+    errors = dict(region_errors)
+    settings: dict[str, Any] = dict(common)
+    _part(settings, errors, "Versioning", lambda: get_versioning(client, name))
+    _part(settings, errors, "Logging", lambda: get_logging(client, name))
+    yield account.evidence(BUCKET_SETTINGS, name, where, with_errors(settings, errors))
 
 
 # --- read (one unit) -----------------------------------------------------------------
 
 
 def read(account: Account, region: str = GLOBAL) -> Iterator[Evidence]:
-    buckets = get_buckets(account.client("s3"))  # the listing: a failure fails the unit
-    for bucket in buckets:
-        payload = bucket_payload(account, bucket)
-        yield account.evidence(BUCKET, bucket["Name"], payload["Region"] or UNKNOWN_REGION,
-                               payload)
+    # The listing's first page is read before anything is yielded: a failure there
+    # fails the unit with nothing stored.
+    for bucket in get_buckets(account.client("s3")):
+        yield from bucket_evidence(account, bucket)
 
 
 READERS = (ReaderSpec(SERVICE, read, regional=False),)
@@ -175,3 +249,117 @@ def bucket_default_encryption(payload: Mapping[str, Any], params: Mapping[str, A
 def bucket_public_access_block(payload: Mapping[str, Any], params: Mapping[str, Any]) -> Verdict:
     return public_access_block_verdict(require(payload, "PublicAccessBlockConfiguration"),
                                        "bucket")
+
+
+# --- checks on aws.s3.bucket_access and aws.s3.bucket_settings -------------------------
+
+
+@check(
+    id="aws.s3.bucket_not_public",
+    title="S3 bucket policies and ACLs do not grant public access",
+    severity="critical",
+    resource_type=BUCKET_ACCESS,
+    rationale="A bucket policy or ACL granting access to everyone exposes the bucket's "
+    "objects to the internet unless a public access block neutralises it.",
+    remediation="Remove the public statements from the bucket policy and the AllUsers / "
+    "AuthenticatedUsers grants from the ACL, or turn on the bucket's public access block.",
+)
+def bucket_not_public(payload: Mapping[str, Any], params: Mapping[str, Any]) -> Verdict:
+    return public_bucket_verdict(payload, "Bucket")
+
+
+def public_bucket_verdict(payload: Mapping[str, Any], what: str) -> Verdict:
+    """Shared with the CloudTrail check on a trail's bucket."""
+    block = require(payload, "PublicAccessBlockConfiguration") or {}
+    acl = require(payload, "Acl")
+    status = require(payload, "PolicyStatus")
+    reasons = []
+    grants = [
+        f"{g.get('Permission')} to {PUBLIC_GRANTEES[uri]}"
+        for g in acl.get("Grants") or []
+        if (uri := (g.get("Grantee") or {}).get("URI")) in PUBLIC_GRANTEES
+    ]
+    if grants and not block.get("IgnorePublicAcls"):
+        reasons.append("the ACL grants " + ", ".join(grants))
+    if status and status.get("IsPublic") and not block.get("RestrictPublicBuckets"):
+        reasons.append("the bucket policy is public")
+    if reasons:
+        return failed(f"{what} is public: " + "; ".join(reasons))
+    neutralised = " (public grants are neutralised by the public access block)" if (
+        grants or (status or {}).get("IsPublic")) else ""
+    return passed(f"{what}: neither the bucket policy nor the ACL grants public access"
+                  + neutralised)
+
+
+def _lower_keys(mapping: Any) -> dict[str, Any]:
+    return {str(k).lower(): v for k, v in mapping.items()} if isinstance(mapping, Mapping) else {}
+
+
+def denies_insecure_transport(statement: Mapping[str, Any]) -> bool:
+    """A ``Deny`` of all S3 actions to everyone when ``aws:SecureTransport`` is false."""
+    if statement.get("Effect") != "Deny":
+        return False
+    principal = statement.get("Principal")
+    if not (principal == "*" or "*" in as_list(_lower_keys(principal).get("aws"))):
+        return False
+    if not {"*", "s3:*"} & set(as_list(statement.get("Action"))):
+        return False
+    condition = _lower_keys(statement.get("Condition"))
+    secure = _lower_keys(condition.get("bool")).get("aws:securetransport")
+    return any(str(v).lower() == "false" for v in as_list(secure))
+
+
+@check(
+    id="aws.s3.bucket_tls_only",
+    title="S3 bucket policies deny requests not made over TLS",
+    severity="medium",
+    resource_type=BUCKET_ACCESS,
+    rationale="S3 accepts plain HTTP unless the bucket policy refuses it; a Deny on "
+    "aws:SecureTransport=false keeps data encrypted in transit.",
+    remediation='Add a statement {"Effect": "Deny", "Principal": "*", "Action": "s3:*", '
+    '"Resource": [bucket, bucket/*], "Condition": {"Bool": {"aws:SecureTransport": "false"}}}.',
+)
+def bucket_tls_only(payload: Mapping[str, Any], params: Mapping[str, Any]) -> Verdict:
+    policy = require(payload, "Policy")
+    if policy is None:
+        return failed("Bucket has no policy, so plain-HTTP requests are not denied")
+    if any(denies_insecure_transport(s) for s in as_list(policy.get("Statement"))
+           if isinstance(s, Mapping)):
+        return passed("Bucket policy denies requests without TLS (aws:SecureTransport)")
+    return failed("Bucket policy does not deny requests made without TLS")
+
+
+@check(
+    id="aws.s3.bucket_versioning",
+    title="S3 buckets have versioning enabled",
+    severity="medium",
+    resource_type=BUCKET_SETTINGS,
+    rationale="Versioning keeps every earlier version of an object, so an overwritten or "
+    "deleted object can be restored.",
+    remediation="Enable versioning on the bucket (and a lifecycle rule to expire old "
+    "versions if cost matters).",
+)
+def bucket_versioning(payload: Mapping[str, Any], params: Mapping[str, Any]) -> Verdict:
+    status = require(payload, "Versioning").get("Status")
+    if status == "Enabled":
+        return passed("Versioning is enabled")
+    if status == "Suspended":
+        return failed("Versioning is suspended")
+    return failed("Versioning has never been enabled")
+
+
+@check(
+    id="aws.s3.bucket_access_logging",
+    title="S3 buckets have server access logging enabled",
+    severity="low",
+    resource_type=BUCKET_SETTINGS,
+    rationale="Server access logs record every request made to the bucket, for "
+    "investigation of access to its data.",
+    remediation="Enable server access logging to a dedicated log bucket (or record S3 data "
+    "events with CloudTrail).",
+)
+def bucket_access_logging(payload: Mapping[str, Any], params: Mapping[str, Any]) -> Verdict:
+    logging = require(payload, "Logging").get("LoggingEnabled")
+    if logging:
+        return passed(f"Access logs go to bucket {logging.get('TargetBucket')}")
+    return failed("Server access logging is disabled")

@@ -97,15 +97,23 @@ def make_client(
 
 @dataclass
 class Account:
-    """One AWS account being read."""
+    """One AWS account being read.
+
+    Clients are created lazily and cached per (service, region). Units hold a
+    reference on their account (:meth:`retain` / :meth:`release`); when the last one
+    finishes the client cache is dropped, so an organisation-wide run keeps clients
+    only for the few accounts being read at the moment.
+    """
 
     account_id: str
     session: boto3.Session
     settings: ClientSettings
     home_region: str
     on_call: Callable[[str], None] | None = None
+    partition: str = "aws"
     _clients: dict[tuple[str, str], Any] = field(default_factory=dict, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    _users: int = field(default=0, repr=False)
 
     def client(self, service: str, region: str | None = None) -> Any:
         """A cached client; global services use the home region."""
@@ -117,6 +125,21 @@ class Account:
                 client = make_client(self.session, service, region, self.settings, self.on_call)
                 self._clients[key] = client
         return client
+
+    def retain(self, count: int) -> None:
+        with self._lock:
+            self._users += count
+
+    def release(self) -> None:
+        with self._lock:
+            self._users -= 1
+            if self._users <= 0:
+                self._users = 0
+                self._clients.clear()
+
+    def arn(self, service: str, region: str, resource: str) -> str:
+        """``arn:<partition>:<service>:<region>:<account>:<resource>``."""
+        return f"arn:{self.partition}:{service}:{region}:{self.account_id}:{resource}"
 
     def evidence(
         self, resource_type: str, resource_id: str, region: str, payload: dict[str, Any]
@@ -148,18 +171,26 @@ def base_session(profile: str | None) -> boto3.Session:
     return boto3.Session(profile_name=profile) if profile else boto3.Session()
 
 
+def partition_of(arn: str) -> str:
+    """``aws``, ``aws-cn``, ``aws-us-gov``… from any ARN."""
+    parts = arn.split(":")
+    return parts[1] if len(parts) > 2 and parts[0] == "arn" and parts[1] else "aws"
+
+
 def assume_role_session(
-    source: boto3.Session,
+    sts: Any,
     role: RoleToAssume,
     region: str,
-    settings: ClientSettings,
-    on_call: Callable[[str], None] | None = None,
+    loader_from: boto3.Session | None = None,
 ) -> boto3.Session:
     """A session whose credentials come from ``sts:AssumeRole`` and refresh themselves.
 
-    The returned credentials live only in memory; they are never put in a payload.
+    ``sts`` is a client of the source credentials (AssumeRole is called once now, then
+    again shortly before expiry). The new session shares the source session's data
+    loader, so the service models parsed for one account are not parsed and held again
+    for every other account. The returned credentials live only in memory; they are
+    never put in a payload.
     """
-    sts = make_client(source, "sts", region, settings, on_call)
 
     def fetch() -> dict[str, str]:
         kwargs: dict[str, Any] = {
@@ -180,9 +211,18 @@ def assume_role_session(
         metadata=fetch(), refresh_using=fetch, method="sts-assume-role"
     )
     core = botocore.session.Session()
+    if loader_from is not None:
+        core.register_component(
+            "data_loader", loader_from._session.get_component("data_loader")
+        )
     core._credentials = credentials  # botocore has no public setter for this
     core.set_config_variable("region", region)
     return boto3.Session(botocore_session=core, region_name=region)
+
+
+def _check_env_endpoint(settings: ClientSettings) -> None:
+    if settings.endpoint_url is None and os.environ.get("AWS_ENDPOINT_URL"):
+        check_endpoint_url(os.environ["AWS_ENDPOINT_URL"])
 
 
 def open_account(
@@ -194,17 +234,37 @@ def open_account(
     on_call: Callable[[str], None] | None = None,
 ) -> Account:
     """Assume ``role`` if given, then ask STS who we are. Raises botocore errors."""
-    if settings.endpoint_url is None and os.environ.get("AWS_ENDPOINT_URL"):
-        check_endpoint_url(os.environ["AWS_ENDPOINT_URL"])
+    _check_env_endpoint(settings)
     region = home_region or session.region_name or DEFAULT_HOME_REGION
     if role is not None:
-        session = assume_role_session(session, role, region, settings, on_call)
+        sts = make_client(session, "sts", region, settings, on_call)
+        session = assume_role_session(sts, role, region, loader_from=session)
     sts = make_client(session, "sts", region, settings, on_call)
-    account_id = sts.get_caller_identity()["Account"]
+    identity = sts.get_caller_identity()
     return Account(
-        account_id=account_id,
+        account_id=identity["Account"],
         session=session,
         settings=settings,
         home_region=region,
         on_call=on_call,
+        partition=partition_of(identity.get("Arn", "")),
+    )
+
+
+def open_member(caller: Account, account_id: str, role: RoleToAssume) -> Account:
+    """The member account ``account_id``, opened by assuming ``role`` from ``caller``.
+
+    The account id is known from the organisation's listing and the role's ARN, so no
+    further identity call is made. Raises botocore errors (AccessDenied on the role…).
+    """
+    session = assume_role_session(
+        caller.client("sts"), role, caller.home_region, loader_from=caller.session
+    )
+    return Account(
+        account_id=account_id,
+        session=session,
+        settings=caller.settings,
+        home_region=caller.home_region,
+        on_call=caller.on_call,
+        partition=caller.partition,
     )

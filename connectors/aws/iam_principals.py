@@ -1,0 +1,315 @@
+"""IAM principals and their policies: who holds ``*:*`` (full administrator) rights.
+
+Read inside the ``iam`` unit (see :mod:`connectors.aws.iam`). One paginated
+``GetAccountAuthorizationDetails`` (users, groups, roles and customer managed policies,
+with every inline and default-version document) is the listing; the documents of
+attached AWS managed policies come from ``GetPolicy`` + ``GetPolicyVersion``, once per
+policy per run. A policy document that cannot be read is recorded under that
+attachment's ``_errors`` and the check of the principal becomes an ``error`` unless
+another policy already grants full access.
+
+Resource types
+    ``aws.iam.group``  id = group ARN; the group, its inline and attached policies and
+                       its member user names
+    ``aws.iam.role``   id = role ARN; the role, its trust policy, inline and attached
+                       policies, ``RoleLastUsed`` to the day
+    (``aws.iam.user`` gets ``GroupList``, ``AttachedManagedPolicies`` and
+    ``UserPolicyList`` from here.)
+
+Inline policy documents are stored whole (they belong to the principal). Managed
+policies are stored as name, ARN and ``FullAdminStatements`` — the statements of their
+default version that allow every action on every resource — so a policy attached to
+hundreds of roles is not copied hundreds of times.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import json
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import unquote
+
+from connectors.aws.common import (
+    ERRORS_KEY,
+    MISSING,
+    EvidenceMissing,
+    as_list,
+    day_precision,
+    read_partial,
+    require,
+    with_errors,
+)
+from connectors.checks import Verdict, check, failed, passed
+
+GROUP = "aws.iam.group"
+ROLE = "aws.iam.role"
+USER = "aws.iam.user"
+
+ACTIONS: dict[str, str | None] = {
+    "iam:GetAccountAuthorizationDetails": "iam:GetAccountAuthorizationDetails",
+    "iam:GetPolicy": "iam:GetPolicy",
+    "iam:GetPolicyVersion": "iam:GetPolicyVersion",
+}
+
+_FILTER = ["User", "Group", "Role", "LocalManagedPolicy"]
+
+# --- pure helpers --------------------------------------------------------------------
+
+
+def policy_document(value: Any) -> dict[str, Any]:
+    """A policy document as a dict (botocore decodes most; URL-encoded JSON otherwise)."""
+    if isinstance(value, Mapping):
+        return dict(value)
+    if isinstance(value, str) and value:
+        return json.loads(unquote(value))
+    return {}
+
+
+def full_admin_statements(document: Any) -> list[dict[str, Any]]:
+    """Statements that ``Allow`` action ``*`` on resource ``*`` (conditions included)."""
+    out = []
+    for statement in as_list(policy_document(document).get("Statement")):
+        if not isinstance(statement, Mapping) or statement.get("Effect") != "Allow":
+            continue
+        if "*" in as_list(statement.get("Action")) and "*" in as_list(statement.get("Resource")):
+            out.append(dict(statement))
+    return out
+
+
+# --- get -----------------------------------------------------------------------------
+
+
+@dataclass
+class AuthorizationDetails:
+    """The account's principals, by ARN, and its customer managed policy documents."""
+
+    users: dict[str, dict[str, Any]] = field(default_factory=dict)
+    groups: list[dict[str, Any]] = field(default_factory=list)
+    roles: list[dict[str, Any]] = field(default_factory=list)
+    local_policies: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+
+def get_authorization_details(client: Any) -> AuthorizationDetails:
+    details = AuthorizationDetails()
+    pages = client.get_paginator("get_account_authorization_details").paginate(Filter=_FILTER)
+    for page in pages:
+        for user in page.get("UserDetailList") or []:
+            details.users[user["Arn"]] = user
+        details.groups.extend(page.get("GroupDetailList") or [])
+        details.roles.extend(page.get("RoleDetailList") or [])
+        for policy in page.get("Policies") or []:
+            details.local_policies[policy["Arn"]] = policy
+    return details
+
+
+def get_managed_policy_document(client: Any, arn: str) -> dict[str, Any]:
+    version = client.get_policy(PolicyArn=arn)["Policy"]["DefaultVersionId"]
+    return client.get_policy_version(PolicyArn=arn, VersionId=version)["PolicyVersion"][
+        "Document"
+    ]
+
+
+# --- transform -----------------------------------------------------------------------
+
+
+class PolicyResolver:
+    """Default-version documents of managed policies, each read at most once per unit."""
+
+    def __init__(self, client: Any, local: Mapping[str, Mapping[str, Any]]) -> None:
+        self._client = client
+        self._local = local
+        self._cache: dict[str, Any] = {}
+
+    def _document(self, arn: str, errors: dict[str, str]) -> Any:
+        if arn in self._cache:
+            cached = self._cache[arn]
+            if isinstance(cached, str):
+                errors["Document"] = cached
+                return MISSING
+            return cached
+        local = self._local.get(arn)
+        if local is not None:
+            versions = local.get("PolicyVersionList") or []
+            default = next((v for v in versions if v.get("IsDefaultVersion")), None)
+            if default is not None:
+                self._cache[arn] = default.get("Document")
+                return self._cache[arn]
+        document = read_partial(errors, "Document", lambda: get_managed_policy_document(
+            self._client, arn))
+        self._cache[arn] = errors["Document"] if document is MISSING else document
+        return document
+
+    def attachment(self, attached: Mapping[str, Any]) -> dict[str, Any]:
+        arn = attached["PolicyArn"]
+        errors: dict[str, str] = {}
+        entry: dict[str, Any] = {"PolicyName": attached.get("PolicyName"), "PolicyArn": arn}
+        document = self._document(arn, errors)
+        if document is not MISSING:
+            entry["FullAdminStatements"] = full_admin_statements(document)
+        return with_errors(entry, errors)
+
+
+def inline_policies(policies: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    return [
+        {"PolicyName": p.get("PolicyName"), "PolicyDocument": policy_document(
+            p.get("PolicyDocument"))}
+        for p in policies
+    ]
+
+
+def user_policies(
+    details: AuthorizationDetails | None, arn: str, resolver: PolicyResolver | None
+) -> dict[str, Any]:
+    """The policy part of a user's payload (``_errors`` if the user was not listed)."""
+    entry = details.users.get(arn) if details is not None else None
+    if entry is None or resolver is None:
+        return {ERRORS_KEY: {"Policies": "user not in GetAccountAuthorizationDetails"}}
+    return {
+        "GroupList": list(entry.get("GroupList") or []),
+        "AttachedManagedPolicies": [
+            resolver.attachment(a) for a in entry.get("AttachedManagedPolicies") or []
+        ],
+        "UserPolicyList": inline_policies(entry.get("UserPolicyList") or []),
+    }
+
+
+def group_payload(
+    group: Mapping[str, Any], members: list[str], resolver: PolicyResolver
+) -> dict[str, Any]:
+    return {
+        "GroupName": group.get("GroupName"),
+        "GroupId": group.get("GroupId"),
+        "Arn": group["Arn"],
+        "Path": group.get("Path"),
+        "CreateDate": group.get("CreateDate"),
+        "Members": sorted(members),
+        "AttachedManagedPolicies": [
+            resolver.attachment(a) for a in group.get("AttachedManagedPolicies") or []
+        ],
+        "GroupPolicyList": inline_policies(group.get("GroupPolicyList") or []),
+    }
+
+
+def role_payload(role: Mapping[str, Any], resolver: PolicyResolver) -> dict[str, Any]:
+    last_used = dict(role.get("RoleLastUsed") or {})
+    if "LastUsedDate" in last_used:
+        last_used["LastUsedDate"] = day_precision(last_used["LastUsedDate"])
+    return {
+        "RoleName": role.get("RoleName"),
+        "RoleId": role.get("RoleId"),
+        "Arn": role["Arn"],
+        "Path": role.get("Path"),
+        "CreateDate": role.get("CreateDate"),
+        "MaxSessionDuration": role.get("MaxSessionDuration"),
+        "PermissionsBoundary": role.get("PermissionsBoundary"),
+        "AssumeRolePolicyDocument": policy_document(role.get("AssumeRolePolicyDocument")),
+        "RoleLastUsed": last_used,
+        "Tags": role.get("Tags") or [],
+        "AttachedManagedPolicies": [
+            resolver.attachment(a) for a in role.get("AttachedManagedPolicies") or []
+        ],
+        "RolePolicyList": inline_policies(role.get("RolePolicyList") or []),
+    }
+
+
+def group_members(details: AuthorizationDetails) -> dict[str, list[str]]:
+    members: dict[str, list[str]] = {}
+    for user in details.users.values():
+        for group in user.get("GroupList") or []:
+            members.setdefault(group, []).append(user["UserName"])
+    return members
+
+
+# --- checks --------------------------------------------------------------------------
+
+
+def admin_verdict(
+    payload: Mapping[str, Any],
+    params: Mapping[str, Any],
+    *,
+    name_key: str,
+    inline_key: str,
+    kind: str,
+) -> Verdict:
+    """Shared by the user, group and role checks."""
+    name = str(payload.get(name_key) or (payload.get("User") or {}).get(name_key) or "?")
+    managed = require(payload, "AttachedManagedPolicies", label="Policies")
+    inline = require(payload, inline_key, label="Policies")
+    granting = [
+        f"inline policy {p.get('PolicyName')}"
+        for p in inline
+        if full_admin_statements(p.get("PolicyDocument"))
+    ]
+    unknown = []
+    for attached in managed:
+        if "FullAdminStatements" not in attached:
+            reason = (attached.get(ERRORS_KEY) or {}).get("Document", "missing")
+            unknown.append(f"{attached.get('PolicyArn')} ({reason})")
+        elif attached["FullAdminStatements"]:
+            granting.append(f"managed policy {attached.get('PolicyName')}")
+    if granting:
+        allowed = [p for p in params["allowed_names"] if fnmatch.fnmatchcase(name, p)]
+        if allowed:
+            return passed(
+                f"{kind} {name} has full administrator access ({', '.join(granting)}), "
+                f"approved by parameter allowed_names ({allowed[0]})"
+            )
+        return failed(f"{kind} {name} has full administrator access (*:*) through "
+                      + ", ".join(granting))
+    if unknown:
+        raise EvidenceMissing("could not read managed policies: " + "; ".join(unknown))
+    return passed(f"No policy of {kind} {name} allows every action on every resource")
+
+
+_ADMIN_RATIONALE = (
+    "A policy allowing every action on every resource is unrestricted privileged access; "
+    "it should be held only by approved, named break-glass or administration principals."
+)
+_ADMIN_PARAMS = {"allowed_names": []}
+
+
+@check(
+    id="aws.iam.user_no_full_admin_policy",
+    title="IAM users have no policy granting *:* administrator access",
+    severity="high",
+    resource_type=USER,
+    rationale=_ADMIN_RATIONALE,
+    remediation="Replace the policy with least-privilege permissions; grant administration "
+    "through a role assumed with MFA instead of a user.",
+    parameters=_ADMIN_PARAMS,
+)
+def user_no_full_admin_policy(payload: Mapping[str, Any], params: Mapping[str, Any]) -> Verdict:
+    return admin_verdict(payload, params, name_key="UserName", inline_key="UserPolicyList",
+                         kind="user")
+
+
+@check(
+    id="aws.iam.group_no_full_admin_policy",
+    title="IAM groups have no policy granting *:* administrator access",
+    severity="high",
+    resource_type=GROUP,
+    rationale=_ADMIN_RATIONALE,
+    remediation="Detach the policy from the group, or list the group in allowed_names once "
+    "its membership is approved.",
+    parameters=_ADMIN_PARAMS,
+)
+def group_no_full_admin_policy(payload: Mapping[str, Any], params: Mapping[str, Any]) -> Verdict:
+    return admin_verdict(payload, params, name_key="GroupName", inline_key="GroupPolicyList",
+                         kind="group")
+
+
+@check(
+    id="aws.iam.role_no_full_admin_policy",
+    title="IAM roles have no policy granting *:* administrator access",
+    severity="high",
+    resource_type=ROLE,
+    rationale=_ADMIN_RATIONALE,
+    remediation="Scope the role's policies to what its users need, or list an approved "
+    "administration role in allowed_names.",
+    parameters=_ADMIN_PARAMS,
+)
+def role_no_full_admin_policy(payload: Mapping[str, Any], params: Mapping[str, Any]) -> Verdict:
+    return admin_verdict(payload, params, name_key="RoleName", inline_key="RolePolicyList",
+                         kind="role")

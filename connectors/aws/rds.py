@@ -1,0 +1,130 @@
+"""RDS DB instances: encryption, backups, exposure, availability, deletion protection.
+
+Regional units (service ``rds``): ``DescribeDBInstances`` page by page, one evidence per
+instance. ``LatestRestorableTime`` (it moves every few minutes) is dropped.
+
+Resource type ``aws.rds.db_instance`` (id = ``DBInstanceArn``). Instances of an Aurora
+cluster (``DBClusterIdentifier`` set) get Multi-AZ and deletion protection from their
+cluster, so those two checks are ``not_applicable`` on them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+from connectors.aws.common import paginate, require, without
+from connectors.aws.session import Account
+from connectors.aws.units import ReaderSpec
+from connectors.checks import Verdict, check, failed, not_applicable, passed
+from connectors.records import Evidence
+
+SERVICE = "rds"
+DB_INSTANCE = "aws.rds.db_instance"
+
+ACTIONS: dict[str, str | None] = {"rds:DescribeDBInstances": "rds:DescribeDBInstances"}
+
+_VOLATILE = ("LatestRestorableTime",)
+
+
+def read(account: Account, region: str) -> Iterator[Evidence]:
+    client = account.client("rds", region)
+    for db in paginate(client, "describe_db_instances", "DBInstances",
+                       PaginationConfig={"PageSize": 100}):
+        arn = db.get("DBInstanceArn") or account.arn(
+            "rds", region, f"db:{db['DBInstanceIdentifier']}"
+        )
+        yield account.evidence(DB_INSTANCE, arn, region, without(db, _VOLATILE))
+
+
+READERS = (ReaderSpec(SERVICE, read, regional=True),)
+
+
+def _name(payload: Mapping[str, Any]) -> str:
+    return str(payload.get("DBInstanceIdentifier") or "?")
+
+
+@check(
+    id="aws.rds.storage_encrypted",
+    title="RDS instances encrypt their storage",
+    severity="high",
+    resource_type=DB_INSTANCE,
+    rationale="Storage encryption protects the database, its snapshots, backups and read "
+    "replicas at rest.",
+    remediation="Restore an encrypted copy from a snapshot copied with encryption, then "
+    "switch to it (encryption cannot be turned on in place).",
+)
+def storage_encrypted(payload: Mapping[str, Any], params: Mapping[str, Any]) -> Verdict:
+    if require(payload, "StorageEncrypted"):
+        return passed(f"{_name(payload)} encrypts storage with {payload.get('KmsKeyId', 'KMS')}")
+    return failed(f"{_name(payload)} does not encrypt its storage")
+
+
+@check(
+    id="aws.rds.backup_retention",
+    title="RDS instances keep automated backups long enough",
+    severity="medium",
+    resource_type=DB_INSTANCE,
+    rationale="Automated backups with point-in-time recovery are the database's backup "
+    "copies; a short retention loses them before a problem is noticed.",
+    remediation="Set BackupRetentionPeriod to at least the required number of days.",
+    parameters={"min_days": 7},
+)
+def backup_retention(payload: Mapping[str, Any], params: Mapping[str, Any]) -> Verdict:
+    days = require(payload, "BackupRetentionPeriod")
+    want = params["min_days"]
+    if days >= want:
+        return passed(f"Automated backups are kept {days} days (required: {want})")
+    if days == 0:
+        return failed("Automated backups are disabled")
+    return failed(f"Automated backups are kept only {days} days (required: {want})")
+
+
+@check(
+    id="aws.rds.not_publicly_accessible",
+    title="RDS instances are not publicly accessible",
+    severity="high",
+    resource_type=DB_INSTANCE,
+    rationale="A publicly accessible instance gets an internet-resolvable address; a "
+    "database belongs in private subnets reached only from the application tier.",
+    remediation="Modify the instance with PubliclyAccessible=false and keep it in private "
+    "subnets.",
+)
+def not_publicly_accessible(payload: Mapping[str, Any], params: Mapping[str, Any]) -> Verdict:
+    if require(payload, "PubliclyAccessible"):
+        return failed(f"{_name(payload)} is publicly accessible")
+    return passed(f"{_name(payload)} is not publicly accessible")
+
+
+@check(
+    id="aws.rds.multi_az",
+    title="RDS instances run Multi-AZ",
+    severity="medium",
+    resource_type=DB_INSTANCE,
+    rationale="A standby in a second availability zone keeps the database available when "
+    "one zone fails.",
+    remediation="Modify the instance with MultiAZ=true.",
+)
+def multi_az(payload: Mapping[str, Any], params: Mapping[str, Any]) -> Verdict:
+    if payload.get("DBClusterIdentifier"):
+        return not_applicable("Aurora instance: availability is configured on its cluster")
+    if require(payload, "MultiAZ"):
+        return passed(f"{_name(payload)} is Multi-AZ")
+    return failed(f"{_name(payload)} runs in a single availability zone")
+
+
+@check(
+    id="aws.rds.deletion_protection",
+    title="RDS instances have deletion protection",
+    severity="medium",
+    resource_type=DB_INSTANCE,
+    rationale="Deleting an instance by mistake also removes its automated backups unless "
+    "they are retained; deletion protection demands a deliberate change first.",
+    remediation="Modify the instance with DeletionProtection=true.",
+)
+def deletion_protection(payload: Mapping[str, Any], params: Mapping[str, Any]) -> Verdict:
+    if payload.get("DBClusterIdentifier"):
+        return not_applicable("Aurora instance: deletion protection is set on its cluster")
+    if require(payload, "DeletionProtection"):
+        return passed(f"{_name(payload)} has deletion protection")
+    return failed(f"{_name(payload)} can be deleted without first disabling a protection")
