@@ -16,6 +16,7 @@ Exit codes (documented in README):
 
 from __future__ import annotations
 
+import json
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -194,7 +195,13 @@ def collect(
                 "the config (see config.example.toml)",
             )
         engine = _engine(settings, migrate=True)
-        summaries = _collect_with_progress(settings, chosen, engine, index)
+        from collector.correlate import run_correlation, without_correlation
+
+        summaries = _collect_with_progress(settings, without_correlation(chosen), engine, index)
+        # Cross-source identity checks run after the sources they read from.
+        correlation = run_correlation(settings, engine, index, chosen)
+        if correlation is not None:
+            summaries.append(correlation)
         rows = [
             {
                 "connector": s.source,
@@ -270,40 +277,107 @@ def controls(
         str | None, typer.Option(help="organizational, people, physical or technological.")
     ] = None,
     status: Annotated[str | None, typer.Option(help="Only controls with this status.")] = None,
+    period: Annotated[
+        str | None,
+        typer.Option(
+            "--period",
+            help="START..END: per control, the status at END, the worst status, time failing "
+            "and every change during the period.",
+        ),
+    ] = None,
+    framework: Annotated[
+        str,
+        typer.Option(
+            "--framework", help="iso27001-2022 (default), iso27001-2013 or soc2 (crosswalks)."
+        ),
+    ] = "iso27001-2022",
     fmt: FormatOpt = OutputFormat.table,
 ) -> None:
-    """Status of every Annex A control, now or --at an instant."""
-    from store.queries import CONTROL_STATUSES, control_statuses
+    """Status of every Annex A control, now, --at an instant, or over a --period."""
+    from collector.commands.auditor import exceptions_for, parse_period
+    from store.queries import CONTROL_STATUSES, STATUS_RANK, control_statuses, control_timelines
 
     with _cli_errors():
         settings = _settings(config)
         index = _index(settings)
         if status and status not in CONTROL_STATUSES:
             raise CliExit(EXIT_USAGE, f"--status must be one of {', '.join(CONTROL_STATUSES)}")
+        if period and at:
+            raise CliExit(EXIT_USAGE, "--at and --period cannot be combined")
+        crosswalk = None
+        if framework != "iso27001-2022":
+            from mappings.crosswalk import load_framework
+
+            try:
+                crosswalk = load_framework(framework, index.catalog)
+            except MappingError as exc:
+                raise CliExit(EXIT_USAGE, f"--framework: {exc}") from None
+        rules, _ = exceptions_for(settings)
         instant = parse_instant(at)
         engine = _engine(settings, migrate=False)
-        rows = [c.as_dict() for c in control_statuses(engine, index, instant, settings.freshness)]
+        timelines = None
+        if period:
+            start, instant = parse_period(period)
+            timelines = control_timelines(
+                engine, index, start, instant, settings.freshness, exceptions=rules
+            )
+        rows = [
+            c.as_dict()
+            for c in control_statuses(engine, index, instant, settings.freshness, exceptions=rules)
+        ]
+        if timelines is not None:
+            for r in rows:
+                tl = timelines[r["control"]].as_dict()
+                r["worst"] = tl["worst"]
+                r["compliant_pct"] = tl["compliant_pct"]
+                r["fail_hours"] = round(sum(p["hours"] for p in tl["fail_periods"]), 2)
+                r["period"] = tl
         if theme:
             rows = [r for r in rows if r["theme"] == theme]
+        if crosswalk is not None:
+            from mappings.crosswalk import report_through
+
+            rows = report_through(crosswalk, {r["control"]: r["status"] for r in rows}, STATUS_RANK)
+            if status:
+                rows = [r for r in rows if r["status"] == status]
+            render(
+                rows,
+                [
+                    ("control", "Control"),
+                    ("title", "Title"),
+                    ("status", "Status"),
+                    ("iso27001_2022", "ISO/IEC 27001:2022"),
+                ],
+                fmt,
+                title=f"{crosswalk.title} at {_stamp(instant)} (through {crosswalk.file})",
+            )
+            return
         if status:
             rows = [r for r in rows if r["status"] == status]
         for r in rows:
             c = r["counts"]
             r["summary"] = " ".join(f"{k}={v}" for k, v in c.items())
-            listed = r["failing_resources"] or r["error_scopes"]
+            listed = r["failing_resources"] or r["error_scopes"] or r["excepted_resources"]
             r["resources"] = listed[:5] + (
                 [f"… +{len(listed) - 5} more"] if len(listed) > 5 else []
             )
+        columns = [
+            ("control", "Control"),
+            ("title", "Title"),
+            ("theme", "Theme"),
+            ("status", "Status"),
+            ("summary", "Findings"),
+            ("resources", "Failing / erroring / excepted resources"),
+        ]
+        if timelines is not None:
+            columns[4:4] = [
+                ("worst", "Worst"),
+                ("fail_hours", "Hours failing"),
+                ("compliant_pct", "Compliant %"),
+            ]
         render(
             rows,
-            [
-                ("control", "Control"),
-                ("title", "Title"),
-                ("theme", "Theme"),
-                ("status", "Status"),
-                ("summary", "Findings"),
-                ("resources", "Failing / erroring resources"),
-            ],
+            columns,
             fmt,
             title=f"Annex A controls at {_stamp(instant)}",
         )
@@ -316,41 +390,70 @@ def findings(
         str | None, typer.Option(help="Only findings mapped to this control.")
     ] = None,
     check: Annotated[str | None, typer.Option(help="Only this check id.")] = None,
-    status: Annotated[str | None, typer.Option(help="pass, fail, error or not_applicable.")] = None,
+    status: Annotated[
+        str | None, typer.Option(help="pass, fail, error, not_applicable or excepted.")
+    ] = None,
     source: Annotated[str | None, typer.Option(help="Only this connector instance.")] = None,
     at: AtOpt = None,
+    period: Annotated[
+        str | None,
+        typer.Option(
+            "--period", help="START..END: every finding version in force during the period."
+        ),
+    ] = None,
     fmt: FormatOpt = OutputFormat.table,
 ) -> None:
-    """Findings in force now or --at an instant."""
-    from store.queries import findings_at
+    """Findings in force now, --at an instant, or during a --period (the population)."""
+    from collector.commands.auditor import exceptions_for, parse_period
+    from store.queries import exception_for, findings_at, findings_in_period
 
     with _cli_errors():
         settings = _settings(config)
+        if period and at:
+            raise CliExit(EXIT_USAGE, "--at and --period cannot be combined")
+        rules, _ = exceptions_for(settings)
         instant = parse_instant(at)
         engine = _engine(settings, migrate=False)
+        stored_status = None if status == "excepted" else status
         with engine.connect() as conn:
-            rows = [
-                r
-                for r in findings_at(conn, instant, check_id=check, source=source, status=status)
-                if control is None or control in r["controls"]
-            ]
-        render(
-            rows,
-            [
-                ("check_id", "Check"),
-                ("status", "Status"),
-                ("severity", "Severity"),
-                ("source", "Source"),
-                ("scope", "Scope"),
-                ("region", "Region"),
-                ("resource_id", "Resource"),
-                ("controls", "Controls"),
-                ("message", "Message"),
-                ("observed_at", "Observed"),
-            ],
-            fmt,
-            title="Findings",
-        )
+            if period:
+                start, end = parse_period(period)
+                found = findings_in_period(
+                    conn, start, end, check_id=check, source=source, status=stored_status
+                )
+                when = end
+            else:
+                found = list(
+                    findings_at(conn, instant, check_id=check, source=source, status=stored_status)
+                )
+                when = instant or datetime.now(UTC)
+            rows = []
+            for r in found:
+                if control is not None and control not in r["controls"]:
+                    continue
+                at_when = r.get("valid_to") is None
+                exc = exception_for(rules, r, when) if at_when else None
+                r["effective_status"] = "excepted" if exc else r["status"]
+                r["exception"] = exc.id if exc else None
+                if status == "excepted" and not exc:
+                    continue
+                rows.append(r)
+        columns = [
+            ("check_id", "Check"),
+            ("status", "Status"),
+            ("effective_status", "Effective"),
+            ("severity", "Severity"),
+            ("source", "Source"),
+            ("scope", "Scope"),
+            ("region", "Region"),
+            ("resource_id", "Resource"),
+            ("controls", "Controls"),
+            ("message", "Message"),
+            ("observed_at", "Observed"),
+        ]
+        if period:
+            columns += [("valid_from", "From"), ("valid_to", "To")]
+        render(rows, columns, fmt, title="Findings")
 
 
 @evidence_app.command("show")
@@ -365,54 +468,94 @@ def evidence_show(
     ] = None,
     source: Annotated[str | None, typer.Option(help="Only this connector instance.")] = None,
     at: AtOpt = None,
+    period: Annotated[
+        str | None,
+        typer.Option(
+            "--period", help="START..END: every evidence version in force during the period."
+        ),
+    ] = None,
     fmt: FormatOpt = OutputFormat.table,
 ) -> None:
-    """Evidence snapshots in force now or --at an instant, with their payloads."""
-    from store.queries import evidence_at
+    """Evidence snapshots in force now, --at an instant or during a --period, with payloads."""
+    from collector.commands.auditor import parse_period
+    from store.queries import bodies, evidence_at, evidence_in_period
 
     with _cli_errors():
         settings = _settings(config)
+        if period and at:
+            raise CliExit(EXIT_USAGE, "--at and --period cannot be combined")
         instant = parse_instant(at)
         engine = _engine(settings, migrate=False)
         with engine.connect() as conn:
-            rows = list(
-                evidence_at(
+            if period:
+                start, end = parse_period(period)
+                rows = evidence_in_period(
                     conn,
-                    instant,
+                    start,
+                    end,
+                    source=source,
                     resource=resource,
                     resource_type=resource_type,
                     content_hash=content_hash,
-                    source=source,
                 )
-            )
+                stored = bodies(conn, (r["content_hash"] for r in rows))
+                for r in rows:
+                    body = stored.get(r["content_hash"])
+                    r["payload"] = json.loads(body) if body is not None else None
+                    r["body_removed"] = body is None
+            else:
+                rows = list(
+                    evidence_at(
+                        conn,
+                        instant,
+                        resource=resource,
+                        resource_type=resource_type,
+                        content_hash=content_hash,
+                        source=source,
+                    )
+                )
+        for r in rows:
+            # A manual file's bytes are not for a terminal: show what they are instead.
+            p = r.get("payload")
+            if isinstance(p, dict) and "content_base64" in p:
+                r["payload"] = {k: v for k, v in p.items() if k != "content_base64"} | {
+                    "content": f"<{p.get('size')} bytes; export the audit package to get it>"
+                }
         if fmt is OutputFormat.table:
             console = Console()
             for r in rows:
                 console.rule(f"{r['resource_type']}  {r['resource_id']}")
                 console.print(
                     f"source={r['source']} scope={r['scope']} region={r['region']} "
-                    f"collected_at={r['collected_at'].isoformat()} hash={r['content_hash']}",
+                    f"collected_at={r['collected_at'].isoformat()} hash={r['content_hash']}"
+                    + (
+                        f" valid_to={r['valid_to'].isoformat() if r['valid_to'] else '-'}"
+                        if period
+                        else ""
+                    ),
                     highlight=False,
                     markup=False,
                 )
-                console.print_json(data=r["payload"])
+                if r["payload"] is None:
+                    console.print("(body removed by retention; its hash is kept)")
+                else:
+                    console.print_json(data=r["payload"])
             if not rows:
                 console.print("no evidence matches")
             return
-        render(
-            rows,
-            [
-                ("source", "source"),
-                ("scope", "scope"),
-                ("region", "region"),
-                ("resource_type", "resource_type"),
-                ("resource_id", "resource_id"),
-                ("content_hash", "content_hash"),
-                ("collected_at", "collected_at"),
-                ("payload", "payload"),
-            ],
-            fmt,
-        )
+        columns = [
+            ("source", "source"),
+            ("scope", "scope"),
+            ("region", "region"),
+            ("resource_type", "resource_type"),
+            ("resource_id", "resource_id"),
+            ("content_hash", "content_hash"),
+            ("collected_at", "collected_at"),
+            ("payload", "payload"),
+        ]
+        if period:
+            columns += [("valid_from", "valid_from"), ("valid_to", "valid_to")]
+        render(rows, columns, fmt)
 
 
 @app.command()
@@ -550,6 +693,37 @@ def demo(
     with _cli_errors():
         code = run_demo(db, fmt)
         raise typer.Exit(code)
+
+
+@app.command()
+def daemon(
+    config: ConfigOpt = None,
+    port: Annotated[
+        int | None,
+        typer.Option(help="Port of /healthz, /readyz and /metrics (default: daemon.port)."),
+    ] = None,
+) -> None:
+    """Collect every connector on its schedule until SIGTERM/SIGINT (replicas welcome)."""
+    from collector.daemon import DaemonError, run_daemon
+
+    with _cli_errors():
+        settings = _settings(config)
+        index = _index(settings)
+        engine = _engine(settings, migrate=True)
+        try:
+            code = run_daemon(settings, index=index, engine=engine, port=port)
+        except DaemonError as exc:
+            raise CliExit(exc.code, str(exc)) from None
+        raise typer.Exit(code)
+
+
+def _load_command_modules() -> None:
+    from collector.commands import load_all
+
+    load_all()
+
+
+_load_command_modules()
 
 
 def main() -> None:

@@ -19,7 +19,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from connectors.base import Connector, UnknownConnectorError, load_connector
+from connectors.base import Connector, SecretRef, UnknownConnectorError, load_connector
 from connectors.records import REDACTED
 
 DEFAULT_CONFIG_FILE = "annexa.toml"
@@ -80,6 +80,15 @@ class CollectionConfig(_Strict):
         return parse_duration(self.freshness)
 
 
+class AuditConfig(_Strict):
+    """Inputs of the auditor features; relative paths are relative to the config file."""
+
+    #: Statement of Applicability scope file (see docs/scope.example.toml).
+    scope_file: Path | None = None
+    #: Approved exceptions (see docs/exceptions.example.toml).
+    exceptions_file: Path | None = None
+
+
 class ConnectorConfig(_Strict):
     type: str
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
@@ -92,12 +101,136 @@ class ConnectorConfig(_Strict):
     disabled_checks: list[str] = Field(default_factory=list)
 
 
+def _seconds(value: str | float) -> float:
+    """A duration given as ``"90s"``/``"15m"``/… or as a number of seconds."""
+    if isinstance(value, bool):
+        raise ValueError("a duration must be like 30s, 15m, 6h or a number of seconds")
+    if isinstance(value, (int, float)):
+        if value < 0:
+            raise ValueError("a duration cannot be negative")
+        return float(value)
+    return parse_duration(value).total_seconds()
+
+
+_Duration = str | float
+_ControlStatus = Literal["fail", "error", "stale", "pass", "not_applicable", "no_evidence"]
+
+
+def _loopback_or_https(url: str) -> str:
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    if parts.scheme == "https" and parts.hostname:
+        return url
+    if parts.scheme == "http" and parts.hostname in ("127.0.0.1", "localhost", "::1"):
+        return url
+    raise ValueError("must be an https:// URL (plain http:// only for loopback hosts)")
+
+
+class WebhookConfig(_Strict):
+    """A Slack-compatible incoming webhook (``POST {"text": ...}``).
+
+    A Slack webhook URL is itself a credential: prefer ``url = { env = "VAR" }``.
+    """
+
+    url: str | SecretRef
+    #: Control statuses whose *arrival* is announced; ``pass`` means a recovery.
+    on: list[_ControlStatus] = Field(
+        default_factory=lambda: ["fail", "error", "stale", "no_evidence", "pass"]
+    )
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, v: str | SecretRef) -> str | SecretRef:
+        return _loopback_or_https(v) if isinstance(v, str) else v
+
+
+class JiraNotifyConfig(_Strict):
+    """Open a Jira issue (``POST /rest/api/2/issue``) when a control degrades."""
+
+    url: str
+    project: str
+    issue_type: str = "Task"
+    #: With ``user``: basic auth (Jira Cloud: e-mail + API token). Without: bearer PAT.
+    user: str | None = None
+    token: SecretRef
+    labels: list[str] = Field(default_factory=lambda: ["annexa", "iso27001"])
+    on: list[_ControlStatus] = Field(
+        default_factory=lambda: ["fail", "error", "stale", "no_evidence"]
+    )
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, v: str) -> str:
+        return _loopback_or_https(v)
+
+
+class NotificationsConfig(_Strict):
+    webhooks: list[WebhookConfig] = Field(default_factory=list)
+    jira: JiraNotifyConfig | None = None
+    #: Per-request timeout and delivery attempts (exponential backoff between them).
+    timeout: _Duration = "10s"
+    max_attempts: int = Field(default=6, ge=1, le=50)
+    #: Control statuses are also re-evaluated on this period (a pass turns stale with time).
+    evaluate_every: _Duration = "5m"
+
+    @field_validator("timeout", "evaluate_every")
+    @classmethod
+    def _duration(cls, v: str | float) -> str | float:
+        _seconds(v)
+        return v
+
+
+class DaemonConfig(_Strict):
+    """``annexa daemon``: schedules, replicas, health/metrics endpoint, notifications.
+
+    Durations are ``"30s"``, ``"15m"``, ``"6h"``… or a number of seconds.
+    """
+
+    #: Address and port of the /healthz, /readyz and /metrics endpoint.
+    host: str = "0.0.0.0"  # noqa: S104 - a container exposes its health port
+    port: int = Field(default=9464, ge=0, le=65535)
+    #: Schedule of a connector that sets none: "every 6h" or a five-field cron (UTC).
+    default_schedule: str | None = "every 6h"
+    #: Each replica fires its attempt up to this much after the due time (≤ 1/4 period).
+    jitter: _Duration = "5s"
+    #: On SIGTERM/SIGINT, how long a running collection may continue before it is
+    #: cancelled (it then ends "aborted"); the process exits at most ~5 s later.
+    grace_period: _Duration = "60s"
+    #: A replica's claim on a schedule; renewed every ``heartbeat``. When a replica dies,
+    #: another takes over once the lease has expired.
+    lease: _Duration = "2m"
+    heartbeat: _Duration = "15s"
+    #: A run still "running" whose heartbeat is older than this many heartbeats (and
+    #: whose schedule lease has expired) is sealed as "aborted".
+    stale_heartbeats: int = Field(default=4, ge=2)
+    #: Journal each run to ``spool_dir`` so that records produced while the database is
+    #: unreachable are written when it returns (needs local disk in proportion to the
+    #: largest run; each replica needs its own directory). False: such a run is lost.
+    spool: bool = True
+    #: Relative paths are relative to the working directory (/data in the image).
+    spool_dir: Path = Path("annexa-spool")
+    batch_size: int = Field(default=1000, ge=1)
+    notifications: NotificationsConfig = Field(default_factory=NotificationsConfig)
+
+    @field_validator("jitter", "grace_period", "lease", "heartbeat")
+    @classmethod
+    def _duration(cls, v: str | float) -> str | float:
+        _seconds(v)
+        return v
+
+    def seconds(self, name: str) -> float:
+        return _seconds(getattr(self, name))
+
+
 class AnnexaConfig(_Strict):
     database: DatabaseConfig = Field(default_factory=DatabaseConfig)
     mappings: MappingsConfig = Field(default_factory=MappingsConfig)
     log: LogConfig = Field(default_factory=LogConfig)
     collection: CollectionConfig = Field(default_factory=CollectionConfig)
     connectors: list[ConnectorConfig] = Field(default_factory=list)
+    daemon: DaemonConfig = Field(default_factory=DaemonConfig)
+    audit: AuditConfig = Field(default_factory=AuditConfig)
 
 
 class LoadedConnector:

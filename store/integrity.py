@@ -17,9 +17,10 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Engine, select
+from sqlalchemy import Connection, Engine, exists, select
 
 from connectors.records import sha256_hex
+from store.retention import retention_log
 from store.schema import blobs, evidence, findings, run_units, runs
 
 GENESIS = "0" * 64
@@ -86,30 +87,57 @@ class _Manifest:
         self.hasher.update(b"\n")
 
 
+# Manifests are read in chunks (a server-side cursor on PostgreSQL), so sealing or
+# verifying a run of any size needs the same memory.
+_STREAM = {"yield_per": 2000}
+
+
 def _manifest_lines(conn: Connection, run_id: str, check_bodies: bool) -> _Manifest:
     m = _Manifest()
-    ev = (
-        select(evidence.c.key, evidence.c.content_hash, evidence.c.collected_at, blobs.c.body)
-        .select_from(evidence.outerjoin(blobs, blobs.c.hash == evidence.c.content_hash))
-        .where(evidence.c.run_id == run_id)
-        .order_by(_sorted_by_key(conn, evidence.c.key), evidence.c.id)
-    )
-    for key, chash, collected_at, body in conn.execute(ev):
-        if check_bodies and chash is not None:
-            if body is None:
-                m.problems.append(f"evidence {key}: body {chash[:12]}… is missing")
-            elif sha256_hex(body) != chash:
-                m.problems.append(f"evidence {key}: body does not match its hash {chash[:12]}…")
-        m.line(f"E|{key}|{chash or '-'}|{ts(collected_at)}")
-    fq = (
-        select(findings)
-        .where(findings.c.run_id == run_id)
-        .order_by(_sorted_by_key(conn, findings.c.key), findings.c.id)
-    )
-    for row in conn.execute(fq).mappings():
-        if check_bodies and finding_hash(dict(row)) != row["finding_hash"]:
-            m.problems.append(f"finding {row['key']}: row does not match its hash")
-        m.line(f"F|{row['key']}|{row['finding_hash']}|{ts(row['observed_at'])}")
+    ev_cols = [evidence.c.key, evidence.c.content_hash, evidence.c.collected_at]
+    order = (_sorted_by_key(conn, evidence.c.key), evidence.c.id)
+    if check_bodies:
+        # A body removed by `annexa retention` is acceptable: its removal is logged.
+        retained = exists().where(retention_log.c.hash == evidence.c.content_hash)
+        ev = (
+            select(*ev_cols, blobs.c.body, retained)
+            .select_from(evidence.outerjoin(blobs, blobs.c.hash == evidence.c.content_hash))
+            .where(evidence.c.run_id == run_id)
+            .order_by(*order)
+        )
+        for key, chash, collected_at, body, was_retained in conn.execute(
+            ev, execution_options=_STREAM
+        ):
+            if chash is not None:
+                if body is None and was_retained:
+                    pass
+                elif body is None:
+                    m.problems.append(f"evidence {key}: body {chash[:12]}… is missing")
+                elif sha256_hex(body) != chash:
+                    m.problems.append(
+                        f"evidence {key}: body does not match its hash {chash[:12]}…"
+                    )
+            m.line(f"E|{key}|{chash or '-'}|{ts(collected_at)}")
+    else:
+        # Sealing needs the hashes only: the bodies are neither read nor joined.
+        ev = select(*ev_cols).where(evidence.c.run_id == run_id).order_by(*order)
+        for key, chash, collected_at in conn.execute(ev, execution_options=_STREAM):
+            m.line(f"E|{key}|{chash or '-'}|{ts(collected_at)}")
+    fi_order = (_sorted_by_key(conn, findings.c.key), findings.c.id)
+    if check_bodies:
+        fq = select(findings).where(findings.c.run_id == run_id).order_by(*fi_order)
+        for row in conn.execute(fq, execution_options=_STREAM).mappings():
+            if finding_hash(dict(row)) != row["finding_hash"]:
+                m.problems.append(f"finding {row['key']}: row does not match its hash")
+            m.line(f"F|{row['key']}|{row['finding_hash']}|{ts(row['observed_at'])}")
+    else:
+        fq = (
+            select(findings.c.key, findings.c.finding_hash, findings.c.observed_at)
+            .where(findings.c.run_id == run_id)
+            .order_by(*fi_order)
+        )
+        for key, fhash, observed_at in conn.execute(fq, execution_options=_STREAM):
+            m.line(f"F|{key}|{fhash}|{ts(observed_at)}")
     uq = (
         select(run_units)
         .where(run_units.c.run_id == run_id)

@@ -1,0 +1,333 @@
+"""Soak: ``annexa daemon`` replicas on 5-second schedules over fake sources.
+
+    python benchmarks/daemon_soak.py [--duration 600] [--period 5] [--connectors 3]
+        [--replicas 2] [--records 50] [--pg-url postgresql://postgres@127.0.0.1:5432/postgres]
+
+Starts ``--replicas`` real ``annexa daemon`` processes (each with its own spool
+directory, as each container has its own volume) against a fresh PostgreSQL database,
+with ``--connectors`` instances of the test connector ``paced`` (registered through an
+entry point in a throw-away ``.dist-info``, see tests/daemon_fixtures.py), each on
+``every <period>s``. One instance's payloads change every run; the others are stable
+(change-only storage then adds no evidence rows). After ``--duration`` seconds the
+replicas get SIGTERM. Reported (JSON on stdout, a summary on stderr):
+
+* scheduled vs executed: due slots of the grid inside the measured window (after a
+  warm-up of two periods, up to one period before the end) times connectors, and the
+  claims recorded in ``schedule_claims`` for those slots; ``missed`` = slots with no
+  claim, ``duplicate`` = slots claimed more than once (takeovers excluded);
+* schedule lateness p50/p95/max: claim time minus due time, from ``schedule_claims``;
+* overlapping runs of one connector (must be 0) and runs by status;
+* RSS of every replica (``/proc/<pid>/status`` VmRSS) after warm-up and at the end;
+* open database connections (``pg_stat_activity`` for the database), sampled every
+  second: the maximum of each minute, and of the first and second half of the window
+  (a single sample says little: each replica's SQLAlchemy pool keeps up to 5 idle
+  connections and opens up to 10 more under load, closed again when returned; the
+  count climbs while the pools fill, then plateaus. "No growth" = the second half never
+  exceeds the idle pools, 5 per replica: a leaked connection would pile up above that).
+
+Targets: no missed or duplicate run, RSS growth under 10 %, no connection growth.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import os
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import psycopg
+from psycopg import sql
+from sqlalchemy import select
+from sqlalchemy.engine import make_url
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from store.engine import make_engine  # noqa: E402
+from store.schema import runs  # noqa: E402
+from store.schema_daemon import schedule_claims  # noqa: E402
+
+ANNEXA = Path(sys.executable).parent / "annexa"
+
+
+def rss_kib(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    return -1
+
+
+def plugin_dir(root: Path) -> Path:
+    info = root / "plugin" / "annexa_paced_test-0.0.0.dist-info"
+    info.mkdir(parents=True)
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: annexa-paced-test\nVersion: 0\n")
+    (info / "entry_points.txt").write_text(
+        "[annexa.connectors]\npaced = tests.daemon_fixtures:PacedConnector\n"
+    )
+    return root / "plugin"
+
+
+def write_config(path: Path, db_url: str, args: argparse.Namespace) -> Path:
+    path.parent.mkdir(parents=True)
+    maps = path.parent / "maps"
+    maps.mkdir()
+    sys.path.insert(0, str(REPO))
+    from tests.fakes import MAPPING
+
+    (maps / "fake.toml").write_text(MAPPING)
+    lines = [
+        "[database]",
+        f"url = {json.dumps(db_url)}",
+        "[mappings]",
+        'paths = ["maps"]',
+        "[log]",
+        'format = "json"',
+        'level = "info"',
+        "[daemon]",
+        'host = "127.0.0.1"',
+        f"heartbeat = {args.heartbeat}",
+        f"lease = {args.lease}",
+        f"jitter = {args.jitter}",
+        'grace_period = "10s"',
+        f"spool_dir = {json.dumps(str(path.parent / 'spool'))}",
+        'notifications = { evaluate_every = "30s" }',
+    ]
+    for i in range(args.connectors):
+        lines += [
+            "[[connectors]]",
+            'type = "paced"',
+            f'name = "src-{i}"',
+            f'schedule = "every {args.period}s"',
+            "[connectors.options]",
+            f'scope = "acct-{i}"',
+            f"records = {args.records}",
+            f"stamp = {'true' if i == 0 else 'false'}",
+        ]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def pg_connections(admin: str, db: str) -> int:
+    with psycopg.connect(admin, autocommit=True) as conn:
+        return conn.execute(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = %s", (db,)
+        ).fetchone()[0]
+
+
+def scrape_pool(log_path: Path) -> dict[str, float]:
+    """The replica's pool gauges from its /metrics (its port is in its start-up log)."""
+    import urllib.request
+
+    port = None
+    for line in log_path.read_text(errors="replace").splitlines():
+        if '"daemon started"' in line:
+            port = json.loads(line)["port"]
+    if port is None:
+        return {}
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as resp:
+        text = resp.read().decode()
+    out = {}
+    for line in text.splitlines():
+        for name in ("annexa_db_pool_checked_out", "annexa_db_pool_idle"):
+            if line.startswith(name + " "):
+                out[name.removeprefix("annexa_db_pool_")] = float(line.split()[1])
+    return out
+
+
+def pct(values: list[float], p: float) -> float:
+    if not values:
+        return float("nan")
+    values = sorted(values)
+    k = (len(values) - 1) * p
+    lo, hi = int(k), min(int(k) + 1, len(values) - 1)
+    return values[lo] + (values[hi] - values[lo]) * (k - lo)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--duration", type=float, default=600.0, help="seconds (default 600)")
+    ap.add_argument("--period", type=int, default=5, help="schedule period in seconds")
+    ap.add_argument("--connectors", type=int, default=3)
+    ap.add_argument("--replicas", type=int, default=2)
+    ap.add_argument("--records", type=int, default=50, help="disks per run and connector")
+    ap.add_argument("--heartbeat", type=float, default=1.0)
+    ap.add_argument("--lease", type=float, default=5.0)
+    ap.add_argument("--jitter", type=float, default=0.5)
+    ap.add_argument("--pg-url", default="postgresql://postgres@127.0.0.1:5432/postgres")
+    ap.add_argument("--keep", action="store_true", help="keep the database and the logs")
+    args = ap.parse_args()
+
+    admin = make_url(args.pg_url).set(drivername="postgresql").render_as_string(False)
+    db = f"annexa_soak_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(db)))
+    db_url = make_url(args.pg_url).set(drivername="postgresql+psycopg", database=db)
+    db_url_s = db_url.render_as_string(hide_password=False)
+    work = Path(tempfile.mkdtemp(prefix="annexa-soak-"))
+    plugin = plugin_dir(work)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(plugin), str(REPO)])}
+    env.pop("ANNEXA_DATABASE_URL", None)
+    procs: list[subprocess.Popen] = []
+    logs = []
+    for r in range(args.replicas):
+        cfg = write_config(work / f"replica-{r}" / "annexa.toml", db_url_s, args)
+        log = (cfg.parent / "daemon.log").open("wb")
+        logs.append(log)
+        procs.append(
+            subprocess.Popen(
+                [str(ANNEXA), "daemon", "--config", str(cfg), "--port", "0"],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=env,
+                cwd=cfg.parent,
+            )
+        )
+    t_start = datetime.now(UTC)
+    warmup = 2 * args.period
+    print(
+        f"soak: {args.replicas} replicas, {args.connectors} connectors every "
+        f"{args.period}s, {args.duration:.0f}s, work dir {work}",
+        file=sys.stderr,
+    )
+    time.sleep(warmup)
+    rss_start = {p.pid: rss_kib(p.pid) for p in procs}
+    t_window0 = datetime.now(UTC)
+    t0 = time.monotonic()
+    deadline = t0 + max(0.0, args.duration - warmup)
+    samples: list[tuple[float, int]] = []  # (seconds into the window, connections)
+    while time.monotonic() < deadline:
+        if any(p.poll() is not None for p in procs):
+            print("a replica exited early", file=sys.stderr)
+            break
+        samples.append((time.monotonic() - t0, pg_connections(admin, db)))
+        time.sleep(1)
+    t_window1 = datetime.now(UTC)
+    rss_end = {p.pid: rss_kib(p.pid) for p in procs}
+    pools = {}
+    for r, p in enumerate(procs):
+        pools[str(p.pid)] = scrape_pool(work / f"replica-{r}" / "daemon.log")
+    span = samples[-1][0] if samples else 0.0
+    per_minute: list[int] = []
+    for t, c in samples:
+        m = int(t // 60)
+        while len(per_minute) <= m:
+            per_minute.append(0)
+        per_minute[m] = max(per_minute[m], c)
+    half = span / 2
+    first_half = [c for t, c in samples if t < half] or [0]
+    second_half = [c for t, c in samples if t >= half] or [0]
+    for p in procs:
+        p.send_signal(signal.SIGTERM)
+    codes = [p.wait(30) for p in procs]
+    for log in logs:
+        log.close()
+
+    engine = make_engine(db_url)
+    with engine.connect() as conn:
+        claims = conn.execute(select(schedule_claims)).mappings().all()
+        all_runs = conn.execute(select(runs)).mappings().all()
+    engine.dispose()
+    period = timedelta(seconds=args.period)
+    first = datetime.fromtimestamp(
+        (int(t_window0.timestamp()) // args.period + 1) * args.period, UTC
+    )
+    slots = []
+    g = first
+    while g <= t_window1 - period:
+        slots.append(g)
+        g += period
+    names = [f"src-{i}" for i in range(args.connectors)]
+    by_slot: dict[tuple[str, datetime], int] = {}
+    lateness = []
+    for c in claims:
+        if c["takeover"]:
+            continue
+        key = (c["name"], c["due_at"])
+        by_slot[key] = by_slot.get(key, 0) + 1
+        if first <= c["due_at"] <= slots[-1]:
+            lateness.append((c["claimed_at"] - c["due_at"]).total_seconds())
+    scheduled = len(slots) * len(names)
+    executed = sum(by_slot.get((n, s), 0) for n in names for s in slots)
+    missed = sum(1 for n in names for s in slots if by_slot.get((n, s), 0) == 0)
+    duplicate = sum(1 for n in names for s in slots if by_slot.get((n, s), 0) > 1)
+    overlaps = 0
+    for n in names:
+        spans = sorted((r["started_at"], r["finished_at"]) for r in all_runs if r["source"] == n)
+        overlaps += sum(
+            1 for (_, f1), (s2, _) in itertools.pairwise(spans) if f1 is None or f1 > s2
+        )
+    statuses: dict[str, int] = {}
+    for r in all_runs:
+        statuses[r["status"]] = statuses.get(r["status"], 0) + 1
+    per_replica: dict[str, int] = {}
+    for c in claims:
+        pid = c["claimed_by"].split(":")[1]
+        per_replica[pid] = per_replica.get(pid, 0) + 1
+    result: dict[str, Any] = {
+        "duration_s": round((t_window1 - t_start).total_seconds(), 1),
+        "window": [t_window0.isoformat(), t_window1.isoformat()],
+        "replicas": args.replicas,
+        "connectors": args.connectors,
+        "period_s": args.period,
+        "records_per_run": args.records,
+        "scheduled": scheduled,
+        "executed": executed,
+        "missed": missed,
+        "duplicate": duplicate,
+        "overlapping_runs": overlaps,
+        "runs_by_status": statuses,
+        "claims_per_replica_pid": per_replica,
+        "lateness_s": {
+            "p50": round(pct(lateness, 0.5), 4),
+            "p95": round(pct(lateness, 0.95), 4),
+            "max": round(max(lateness), 4) if lateness else None,
+            "mean": round(statistics.fmean(lateness), 4) if lateness else None,
+        },
+        "rss_kib": {
+            str(pid): {
+                "start": rss_start[pid],
+                "end": rss_end[pid],
+                "growth_pct": round(100 * (rss_end[pid] - rss_start[pid]) / rss_start[pid], 1),
+            }
+            for pid in rss_start
+        },
+        "db_connections": {
+            "max_per_minute": per_minute,
+            "first_half_max": max(first_half),
+            "second_half_max": max(second_half),
+            "last_sample": samples[-1][1] if samples else 0,
+            "pool_ceiling": args.replicas * 15,
+            "pools_at_end": pools,
+        },
+        "exit_codes": codes,
+    }
+    print(json.dumps(result, indent=2))
+    ok = (
+        missed == 0
+        and duplicate == 0
+        and overlaps == 0
+        and all(v["growth_pct"] < 10 for v in result["rss_kib"].values())
+        and max(second_half) <= args.replicas * 5
+        and all(c == 0 for c in codes)
+    )
+    print(f"soak {'PASSED' if ok else 'FAILED'} the targets", file=sys.stderr)
+    if not args.keep:
+        with psycopg.connect(admin, autocommit=True) as conn:
+            conn.execute(
+                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(db))
+            )
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

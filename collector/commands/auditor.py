@@ -1,0 +1,426 @@
+"""Auditor commands: SoA, audit package, retention, manual evidence, control history.
+
+``soa``              Statement of Applicability (table / CSV / JSON)
+``export``           audit package for a period (zip; see store/export.py)
+``verify-package``   offline verification of an audit package (exit 5 on any problem)
+``retention``        remove evidence bodies older than --keep (hashes and rows stay)
+``history``          one control's status changes over a period
+``db grant-auditor`` PostgreSQL role that can read the documented views and nothing else
+``evidence add``     record manual evidence for a control
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, date, datetime, time, timedelta
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from sqlalchemy import Engine, text
+
+from collector.cli import (
+    EXIT_USAGE,
+    EXIT_VERIFY,
+    AtOpt,
+    CliExit,
+    ConfigOpt,
+    FormatOpt,
+    _cli_errors,
+    _engine,
+    _index,
+    _settings,
+    _stamp,
+    app,
+    db_app,
+    err,
+    evidence_app,
+    known_checks,
+    parse_instant,
+)
+from collector.config import Settings
+from collector.output import OutputFormat, render
+from mappings.loader import MappingError, MappingIndex
+
+PeriodOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--period",
+        help="START..END (ISO 8601 dates or date-times, UTC if no offset; a date END "
+        "includes that whole day).",
+    ),
+]
+_ROLE = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
+
+
+# -- shared helpers (also used by collector.cli's controls / findings / evidence show) ----
+
+
+def _bound(value: str, *, end: bool, opt: str) -> datetime:
+    value = value.strip()
+    try:
+        if len(value) == 10:
+            d = date.fromisoformat(value)
+            return datetime.combine(d + timedelta(days=1) if end else d, time(0), tzinfo=UTC)
+        t = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise CliExit(
+            EXIT_USAGE, f"{opt}: {value!r} is not an ISO 8601 date or date-time"
+        ) from None
+    return (t.replace(tzinfo=UTC) if t.tzinfo is None else t).astimezone(UTC)
+
+
+def parse_period(spec: str, opt: str = "--period") -> tuple[datetime, datetime]:
+    """``START..END`` → (start, end); END may be empty, and is at most now."""
+    if ".." not in spec:
+        raise CliExit(EXIT_USAGE, f"{opt}: expected START..END, e.g. 2026-01-01..2026-03-31")
+    a, b = spec.split("..", 1)
+    if not a.strip():
+        raise CliExit(EXIT_USAGE, f"{opt}: the period needs a start")
+    start = _bound(a, end=False, opt=opt)
+    now = datetime.now(UTC)
+    # Nothing is known about the future: a period ending later ends now.
+    end = min(_bound(b, end=True, opt=opt), now) if b.strip() else now
+    if end <= start:
+        raise CliExit(EXIT_USAGE, f"{opt}: {spec!r} ends before it starts (or is in the future)")
+    return start, end
+
+
+def _rel(settings: Settings, p: Path) -> Path:
+    base = settings.path.parent if settings.path else Path.cwd()
+    return p if p.is_absolute() else base / p
+
+
+def exceptions_for(settings: Settings) -> tuple[list[Any], Path | None]:
+    """The configured exceptions (validated against the registered checks), or exit 2."""
+    from store.queries import ExceptionsError, load_exceptions
+
+    cfg = settings.model.audit.exceptions_file
+    if cfg is None:
+        return [], None
+    path = _rel(settings, cfg)
+    try:
+        return load_exceptions(path, set(known_checks())), path
+    except ExceptionsError as exc:
+        raise CliExit(EXIT_USAGE, f"invalid exceptions file: {exc}") from None
+
+
+def scope_for(settings: Settings, index: MappingIndex) -> Any:
+    from mappings.crosswalk import default_scope, load_scope
+
+    cfg = settings.model.audit.scope_file
+    if cfg is None:
+        return default_scope(index.catalog)
+    try:
+        return load_scope(_rel(settings, cfg), index.catalog)
+    except MappingError as exc:
+        raise CliExit(EXIT_USAGE, f"invalid scope file: {exc}") from None
+
+
+def _agent_version() -> str:
+    from collector.runner import AGENT_VERSION
+
+    return AGENT_VERSION
+
+
+# -- soa ------------------------------------------------------------------------------------
+
+
+@app.command()
+def soa(config: ConfigOpt = None, at: AtOpt = None, fmt: FormatOpt = OutputFormat.table) -> None:
+    """Statement of Applicability: all 93 controls, applicability, status, evidence counts."""
+    from store.export import SOA_COLUMNS, soa_table
+    from store.queries import control_statuses
+
+    with _cli_errors():
+        settings = _settings(config)
+        index = _index(settings)
+        scope = scope_for(settings, index)
+        rules, _ = exceptions_for(settings)
+        instant = parse_instant(at)
+        engine = _engine(settings, migrate=False)
+        statuses = [
+            c.as_dict()
+            for c in control_statuses(engine, index, instant, settings.freshness, exceptions=rules)
+        ]
+        rows = soa_table(statuses, scope)
+        render(
+            rows,
+            [(c, c.replace("_", " ").capitalize()) for c in SOA_COLUMNS],
+            fmt,
+            title=f"Statement of Applicability at {_stamp(instant)}",
+        )
+
+
+# -- history ----------------------------------------------------------------------------------
+
+
+@app.command()
+def history(
+    control: Annotated[str, typer.Argument(help="Annex A control id, e.g. A.8.5.")],
+    period: PeriodOpt = None,
+    config: ConfigOpt = None,
+    fmt: FormatOpt = OutputFormat.table,
+) -> None:
+    """A control's status over a period: every change, when it failed and for how long."""
+    from store.queries import control_timelines
+
+    with _cli_errors():
+        settings = _settings(config)
+        index = _index(settings)
+        if control not in index.catalog:
+            raise CliExit(EXIT_USAGE, f"unknown control {control!r} (expected like A.8.5)")
+        if not period:
+            raise CliExit(EXIT_USAGE, "--period START..END is required")
+        start, end = parse_period(period)
+        rules, _ = exceptions_for(settings)
+        engine = _engine(settings, migrate=False)
+        tl = control_timelines(
+            engine, index, start, end, settings.freshness, exceptions=rules, controls=[control]
+        )[control]
+        rows = [
+            {
+                "control": control,
+                "from": a,
+                "to": b,
+                "status": s,
+                "hours": round((b - a).total_seconds() / 3600, 2),
+            }
+            for a, b, s in tl.intervals()
+        ]
+        if fmt is OutputFormat.json:
+            render([tl.as_dict() | {"intervals": rows}], [], fmt)
+            return
+        render(
+            rows,
+            [
+                ("control", "Control"),
+                ("from", "From"),
+                ("to", "To"),
+                ("status", "Status"),
+                ("hours", "Hours"),
+            ],
+            fmt,
+            title=f"{control} from {_stamp(start)} to {_stamp(end)}",
+        )
+
+
+# -- export / verify-package ----------------------------------------------------------------
+
+
+@app.command()
+def export(
+    period: PeriodOpt = None,
+    out: Annotated[Path, typer.Option("--out", "-o", help="Zip file to write.")] = Path(
+        "audit.zip"
+    ),
+    config: ConfigOpt = None,
+    fmt: FormatOpt = OutputFormat.table,
+) -> None:
+    """Write the audit package for a period (CSV, JSON, OSCAL, SoA, HTML report, manifest)."""
+    from store.export import ExportError, build_package
+
+    with _cli_errors():
+        settings = _settings(config)
+        index = _index(settings)
+        if not period:
+            raise CliExit(EXIT_USAGE, "--period START..END is required")
+        start, end = parse_period(period)
+        scope = scope_for(settings, index)
+        rules, rules_path = exceptions_for(settings)
+        engine = _engine(settings, migrate=False)
+        try:
+            summary = build_package(
+                engine,
+                index,
+                start=start,
+                end=end,
+                out=out,
+                freshness=settings.freshness,
+                exceptions=rules,
+                exceptions_file=rules_path,
+                scope=scope,
+                agent_version=_agent_version(),
+            )
+        except ExportError as exc:
+            raise CliExit(EXIT_VERIFY, str(exc)) from None
+        render([summary.as_dict()], [(k, k) for k in summary.as_dict()], fmt, title="Audit package")
+
+
+@app.command("verify-package")
+def verify_package_cmd(
+    package: Annotated[Path, typer.Argument(help="The audit package (zip).")],
+    against_db: Annotated[
+        bool, typer.Option("--against-db", help="Also compare run digests with the database.")
+    ] = False,
+    config: ConfigOpt = None,
+    fmt: FormatOpt = OutputFormat.table,
+) -> None:
+    """Verify an audit package offline; exit 5 naming every file that does not verify."""
+    from store.export import verify_package
+
+    with _cli_errors():
+        engine = None
+        if against_db:
+            engine = _engine(_settings(config), migrate=False)
+        res = verify_package(package, engine=engine)
+        rows = [{"file": p.file, "problem": p.reason} for p in res.problems]
+        if fmt is not OutputFormat.table:
+            render(rows, [("file", "file"), ("problem", "problem")], fmt)
+        elif res.ok:
+            typer.echo(
+                f"package OK: {res.files} files, {res.runs_recomputed} run digests recomputed, "
+                f"{res.evidence_bodies} evidence bodies, {res.finding_rows} finding rows; "
+                f"manifest digest {res.manifest_digest}"
+            )
+        else:
+            render(
+                rows,
+                [("file", "File"), ("problem", "Problem")],
+                fmt,
+                title="Package problems",
+                console=err,
+            )
+        if not res.ok:
+            err.print(
+                f"[bold red]verify-package FAILED[/]: {res.problems[0].file}: "
+                f"{res.problems[0].reason}",
+                highlight=False,
+            )
+            raise typer.Exit(EXIT_VERIFY)
+
+
+# -- retention ------------------------------------------------------------------------------
+
+
+@app.command()
+def retention(
+    keep: Annotated[str, typer.Option("--keep", help="How long to keep bodies: 3y, 18m, 90d.")],
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Only count.")] = False,
+    by: Annotated[str | None, typer.Option("--by", help="Who runs it (default: OS user).")] = None,
+    config: ConfigOpt = None,
+    fmt: FormatOpt = OutputFormat.table,
+) -> None:
+    """Remove evidence bodies older than --keep; hashes, rows and tombstones stay."""
+    from store.manual import default_user
+    from store.queries import parse_keep
+    from store.retention import apply_retention
+
+    with _cli_errors():
+        try:
+            delta = parse_keep(keep)
+        except ValueError as exc:
+            raise CliExit(EXIT_USAGE, f"--keep: {exc}") from None
+        settings = _settings(config)
+        engine = _engine(settings, migrate=False)
+        res = apply_retention(engine, delta, keep, removed_by=by or default_user(), dry_run=dry_run)
+        render([res.as_dict()], [(k, k) for k in res.as_dict()], fmt, title="Retention")
+
+
+# -- db grant-auditor -------------------------------------------------------------------------
+
+
+def grant_auditor(engine: Engine, role: str, *, login: bool = True) -> list[str]:
+    """Create/refresh ``role``: SELECT on the documented views and tables, nothing else."""
+    from store.views import READABLE_TABLES, VIEWS
+
+    if not _ROLE.match(role):
+        raise CliExit(EXIT_USAGE, f"role {role!r}: use lower-case letters, digits and _")
+    if engine.dialect.name != "postgresql":
+        raise CliExit(
+            EXIT_USAGE,
+            "grant-auditor needs PostgreSQL: SQLite has no roles — give auditors a copy of "
+            "the file, or open it read-only (sqlite3 'file:annexa.db?mode=ro')",
+        )
+    done = []
+    with engine.begin() as conn:
+        exists = conn.execute(text("SELECT 1 FROM pg_roles WHERE rolname = :r"), {"r": role})
+        if exists.first() is None:
+            conn.execute(text(f'CREATE ROLE "{role}" {"LOGIN" if login else "NOLOGIN"}'))
+            done.append(f"created role {role}")
+        conn.execute(
+            text(
+                f'ALTER ROLE "{role}" NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS'
+            )
+        )
+        # A session default, not a guarantee (a role can SET it back): privileges are.
+        conn.execute(text(f'ALTER ROLE "{role}" SET default_transaction_read_only = on'))
+        db = conn.execute(text("SELECT current_database()")).scalar_one()
+        conn.execute(text(f'GRANT CONNECT ON DATABASE "{db}" TO "{role}"'))
+        conn.execute(text(f'REVOKE ALL ON ALL TABLES IN SCHEMA public FROM "{role}"'))
+        conn.execute(text(f'REVOKE ALL ON ALL SEQUENCES IN SCHEMA public FROM "{role}"'))
+        conn.execute(text(f'REVOKE CREATE ON SCHEMA public FROM "{role}"'))
+        conn.execute(text(f'GRANT USAGE ON SCHEMA public TO "{role}"'))
+        # PostgreSQL < 15 lets PUBLIC create in the public schema; the role would inherit it.
+        if int(conn.execute(text("SHOW server_version_num")).scalar_one()) < 150000:
+            conn.execute(text("REVOKE CREATE ON SCHEMA public FROM PUBLIC"))
+            done.append("revoked CREATE on schema public from PUBLIC (PostgreSQL < 15)")
+        for name in (*VIEWS, *READABLE_TABLES):
+            conn.execute(text(f'GRANT SELECT ON "{name}" TO "{role}"'))
+        done.append(f"granted SELECT on {len(VIEWS)} views and {len(READABLE_TABLES)} tables")
+    return done
+
+
+@db_app.command("grant-auditor")
+def db_grant_auditor(
+    role: Annotated[str, typer.Argument(help="PostgreSQL role to create or refresh.")],
+    login: Annotated[bool, typer.Option("--login/--no-login", help="May the role log in?")] = True,
+    config: ConfigOpt = None,
+) -> None:
+    """Create a PostgreSQL role that can SELECT the auditor views and write nothing."""
+    with _cli_errors():
+        settings = _settings(config)
+        engine = _engine(settings, migrate=False)
+        for line in grant_auditor(engine, role, login=login):
+            typer.echo(line)
+        typer.echo(
+            f"role {role} can read: see docs/schema.md (set its password with "
+            f"ALTER ROLE {role} PASSWORD ...)"
+        )
+
+
+# -- evidence add -----------------------------------------------------------------------------
+
+
+@evidence_app.command("add")
+def evidence_add(
+    control: Annotated[str, typer.Option("--control", help="Annex A control, e.g. A.5.1.")],
+    file: Annotated[Path, typer.Option("--file", help="The document or record.")],
+    valid_until: Annotated[
+        str, typer.Option("--valid-until", help="Last day it counts (date) or an instant.")
+    ],
+    note: Annotated[str, typer.Option("--note", help="What it is, for the auditor.")] = "",
+    by: Annotated[str | None, typer.Option("--by", help="Who adds it (default: OS user).")] = None,
+    valid_from: Annotated[
+        str | None, typer.Option("--valid-from", help="When it starts to count (default: now).")
+    ] = None,
+    config: ConfigOpt = None,
+    fmt: FormatOpt = OutputFormat.table,
+) -> None:
+    """Record a document as evidence for a control, content-addressed, until it expires."""
+    from store.manual import ManualEvidenceError, add_manual_evidence
+
+    with _cli_errors():
+        settings = _settings(config)
+        index = _index(settings)
+        until = _bound(valid_until, end=True, opt="--valid-until")
+        since = _bound(valid_from, end=False, opt="--valid-from") if valid_from else None
+        engine = _engine(settings, migrate=True)
+        try:
+            added = add_manual_evidence(
+                engine,
+                control=control,
+                file=file,
+                valid_until=until,
+                note=note,
+                added_by=by,
+                valid_from=since,
+                mapping_digest=index.digest,
+                config_digest=settings.digest(),
+                agent_version=_agent_version(),
+                catalog=set(index.catalog),
+            )
+        except ManualEvidenceError as exc:
+            raise CliExit(EXIT_USAGE, str(exc)) from None
+        d = added.as_dict()
+        render([d], [(k, k) for k in d], fmt, title="Manual evidence recorded")

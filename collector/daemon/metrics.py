@@ -1,0 +1,113 @@
+"""Prometheus metrics of the daemon, in their own registry (nothing global).
+
+Label values are connector instance names and statuses only — never a message,
+resource id or URL — so no secret can reach ``/metrics``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+from store.queries import CONTROL_STATUSES
+
+RUN_STATUSES = ("succeeded", "partial", "failed", "aborted")
+FINDING_STATUSES = ("pass", "fail", "error", "not_applicable")
+CONTENT_TYPE = CONTENT_TYPE_LATEST
+
+
+class Metrics:
+    def __init__(self, connectors: Iterable[str] = ()) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        r = self.registry
+        self.runs = Counter(
+            "annexa_runs", "Finished collection runs.", ["connector", "status"], registry=r
+        )
+        self.duration = Histogram(
+            "annexa_run_duration_seconds",
+            "Duration of collection runs (collection to seal, spool wait excluded).",
+            ["connector"],
+            buckets=(0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600, float("inf")),
+            registry=r,
+        )
+        self.last_success = Gauge(
+            "annexa_last_success_timestamp_seconds",
+            "Unix time of the last run that ended succeeded.",
+            ["connector"],
+            registry=r,
+        )
+        self.findings = Gauge(
+            "annexa_findings",
+            "Findings of the connector's latest run, by status.",
+            ["connector", "status"],
+            registry=r,
+        )
+        self.controls = Gauge(
+            "annexa_controls", "Annex A controls by current status.", ["status"], registry=r
+        )
+        self.lateness = Histogram(
+            "annexa_schedule_lateness_seconds",
+            "Delay between a collection's due time and its claim.",
+            ["connector"],
+            buckets=(0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 300, float("inf")),
+            registry=r,
+        )
+        self.claims = Counter(
+            "annexa_schedule_claims",
+            "Schedule claims won by this replica (takeover: a dead replica's run retried).",
+            ["connector", "takeover"],
+            registry=r,
+        )
+        self.spooled = Gauge(
+            "annexa_spooled_runs", "Runs waiting in the local spool for the database.", registry=r
+        )
+        self.reaped = Counter(
+            "annexa_reaped_runs", "Orphaned runs sealed as aborted by this replica.", registry=r
+        )
+        self.notifications = Counter(
+            "annexa_notifications",
+            "Notifications by channel and outcome.",
+            ["channel", "outcome"],
+            registry=r,
+        )
+        self.active = Gauge("annexa_active_runs", "Runs in progress on this replica.", registry=r)
+        for name in connectors:
+            for status in RUN_STATUSES:
+                self.runs.labels(name, status)
+        for status in CONTROL_STATUSES:
+            self.controls.labels(status).set(0)
+
+    def watch_pool(self, pool: object) -> None:
+        """Expose the database pool's connections (checked out / idle) at each scrape."""
+        out = Gauge(
+            "annexa_db_pool_checked_out",
+            "Database connections in use.",
+            registry=self.registry,
+        )
+        idle = Gauge(
+            "annexa_db_pool_idle",
+            "Database connections open and idle in the pool.",
+            registry=self.registry,
+        )
+        if hasattr(pool, "checkedout") and hasattr(pool, "checkedin"):
+            out.set_function(pool.checkedout)
+            idle.set_function(pool.checkedin)
+
+    def run_finished(
+        self, connector: str, status: str, duration: float, finished_ts: float, by_status: dict
+    ) -> None:
+        self.runs.labels(connector, status).inc()
+        self.duration.labels(connector).observe(duration)
+        if status == "succeeded":
+            self.last_success.labels(connector).set(finished_ts)
+        for s in FINDING_STATUSES:
+            self.findings.labels(connector, s).set(int(by_status.get(s, 0)))
+
+    def set_controls(self, counts: dict[str, int]) -> None:
+        for status in CONTROL_STATUSES:
+            self.controls.labels(status).set(counts.get(status, 0))
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)

@@ -1,0 +1,283 @@
+"""Crosswalks to other frameworks, and the Statement of Applicability scope file.
+
+Crosswalk files (``mappings/crosswalks/*.toml``) map each control of another framework
+to ISO/IEC 27001:2022 Annex A controls::
+
+    [meta]
+    framework = "iso27001-2013"     # the name `annexa controls --framework` takes
+    title = "ISO/IEC 27001:2013 Annex A"
+    target = "iso27001-2022"
+    source = "where the correspondence comes from"
+
+    [[control]]
+    id = "A.9.4.2"
+    title = "Secure log-on procedures"
+    maps_to = ["A.8.5"]             # may be empty: no Annex A equivalent ("not_mapped")
+    rationale = "optional"
+
+A framework control reports the worst status of the 2022 controls it maps to, so a
+failure is never hidden by a crosswalk. Like the mapping loader, loading is strict:
+file, entry and reason for every problem.
+
+The scope file (``mappings/scope.example.toml``) declares, per Annex A control,
+whether it is applicable and why — the input of the Statement of Applicability.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from collections.abc import Collection, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from mappings.loader import MappingError, builtin_dir, control_sort_key
+
+CROSSWALK_DIR = "crosswalks"
+TARGET = "iso27001-2022"
+NOT_MAPPED = "not_mapped"
+
+
+@dataclass(frozen=True)
+class CrosswalkEntry:
+    id: str
+    title: str
+    maps_to: tuple[str, ...]
+    rationale: str | None
+
+
+@dataclass(frozen=True)
+class Crosswalk:
+    framework: str
+    title: str
+    source: str
+    file: str
+    entries: tuple[CrosswalkEntry, ...]
+
+
+def available_crosswalks() -> dict[str, Path]:
+    """Framework name → crosswalk file, for every built-in crosswalk."""
+    out: dict[str, Path] = {}
+    for path in sorted((builtin_dir() / CROSSWALK_DIR).glob("*.toml")):
+        try:
+            meta = tomllib.loads(path.read_text(encoding="utf-8")).get("meta", {})
+        except (OSError, tomllib.TOMLDecodeError, UnicodeDecodeError):
+            continue
+        name = meta.get("framework") if isinstance(meta, dict) else None
+        if isinstance(name, str):
+            out[name] = path
+    return out
+
+
+def _read(path: Path) -> tuple[str, dict[str, Any]]:
+    file = str(path)
+    try:
+        return file, tomllib.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise MappingError(file, "<file>", f"cannot read file: {exc.strerror or exc}") from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise MappingError(file, "<file>", f"invalid TOML: {exc}") from None
+
+
+def load_crosswalk(path: Path, catalog: Collection[str]) -> Crosswalk:
+    """Load and validate one crosswalk file against the 2022 catalog."""
+    file, doc = _read(path)
+    for key in doc:
+        if key not in ("meta", "control"):
+            raise MappingError(file, "<file>", f"unknown top-level key {key!r}")
+    meta = doc.get("meta")
+    if not isinstance(meta, dict):
+        raise MappingError(file, "meta", "missing [meta] table (framework, title, target)")
+    for key in ("framework", "title", "target"):
+        if not isinstance(meta.get(key), str) or not meta[key].strip():
+            raise MappingError(file, "meta", f"missing or empty {key!r}")
+    if meta["target"] != TARGET:
+        raise MappingError(file, "meta", f"target must be {TARGET!r}, got {meta['target']!r}")
+    items = doc.get("control")
+    if not isinstance(items, list) or not items:
+        raise MappingError(file, "<file>", "lists no [[control]] entries")
+    seen: set[str] = set()
+    entries: list[CrosswalkEntry] = []
+    for n, item in enumerate(items, start=1):
+        entry = f"control[{n}]"
+        if not isinstance(item, dict):
+            raise MappingError(file, entry, "must be a table")
+        for key in item:
+            if key not in ("id", "title", "maps_to", "rationale"):
+                raise MappingError(file, entry, f"unknown key {key!r}")
+        cid, title, maps = item.get("id"), item.get("title"), item.get("maps_to")
+        if not isinstance(cid, str) or not cid.strip():
+            raise MappingError(file, entry, "missing or empty 'id'")
+        entry = f"{entry} ({cid})"
+        if not isinstance(title, str) or not title.strip():
+            raise MappingError(file, entry, "missing or empty 'title'")
+        if not isinstance(maps, list) or not all(isinstance(m, str) for m in maps):
+            raise MappingError(file, entry, "'maps_to' must be an array of control ids")
+        if cid in seen:
+            raise MappingError(file, entry, f"duplicate id {cid}")
+        seen.add(cid)
+        for m in maps:
+            if m not in catalog:
+                raise MappingError(file, entry, f"unknown ISO/IEC 27001:2022 control {m!r}")
+        if len(set(maps)) != len(maps):
+            raise MappingError(file, entry, "'maps_to' lists a control twice")
+        rationale = item.get("rationale")
+        entries.append(
+            CrosswalkEntry(
+                cid, title, tuple(sorted(maps, key=control_sort_key)),
+                rationale if isinstance(rationale, str) else None,
+            )
+        )
+    return Crosswalk(meta["framework"], meta["title"], str(meta.get("source", "")), file,
+                     tuple(entries))
+
+
+def load_framework(name: str, catalog: Collection[str]) -> Crosswalk:
+    found = available_crosswalks()
+    if name not in found:
+        raise MappingError(
+            f"{CROSSWALK_DIR}/", "<dir>",
+            f"no crosswalk for framework {name!r} (available: {', '.join(sorted(found))})",
+        )
+    return load_crosswalk(found[name], catalog)
+
+
+def report_through(
+    crosswalk: Crosswalk, statuses: Mapping[str, str], rank: Mapping[str, int]
+) -> list[dict[str, Any]]:
+    """One row per framework control: the worst status of the controls it maps to."""
+    rows = []
+    for e in crosswalk.entries:
+        mapped = {m: statuses.get(m, "no_evidence") for m in e.maps_to}
+        status = (
+            min(mapped.values(), key=lambda s: rank.get(s, len(rank))) if mapped else NOT_MAPPED
+        )
+        rows.append(
+            {
+                "framework": crosswalk.framework,
+                "control": e.id,
+                "title": e.title,
+                "status": status,
+                "maps_to": list(e.maps_to),
+                "iso27001_2022": mapped,
+                "rationale": e.rationale,
+            }
+        )
+    return rows
+
+
+# -- Statement of Applicability scope --------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Applicability:
+    control: str
+    applicable: bool
+    justification: str
+    declared: bool  # False: taken from [defaults]
+
+
+@dataclass(frozen=True)
+class Scope:
+    organisation: str
+    description: str
+    file: str
+    controls: dict[str, Applicability]
+
+    @property
+    def applicable(self) -> set[str]:
+        return {c for c, a in self.controls.items() if a.applicable}
+
+
+def load_scope(path: Path, catalog: Mapping[str, Any]) -> Scope:
+    """Parse and validate a scope file; every catalog control gets an applicability.
+
+    Format::
+
+        [meta]
+        organisation = "Example Ltd"
+        scope = "SaaS platform, production AWS accounts and corporate identity"
+
+        [defaults]                     # optional: controls not listed below
+        applicable = true
+        justification = "Selected in the risk treatment plan (RTP-2026)"
+
+        [[control]]
+        id = "A.7.4"
+        applicable = false
+        justification = "No own premises: fully remote company, hosting on AWS (A.5.23)"
+
+    Without ``[defaults]`` all 93 controls must be listed. Every entry needs a
+    justification — ISO/IEC 27001 6.1.3 d) asks for one for inclusions and exclusions.
+    """
+    file, doc = _read(path)
+    for key in doc:
+        if key not in ("meta", "defaults", "control"):
+            raise MappingError(file, "<file>", f"unknown top-level key {key!r} "
+                               "(allowed: control, defaults, meta)")
+    meta = doc.get("meta", {})
+    if not isinstance(meta, dict):
+        raise MappingError(file, "meta", "must be a table")
+    defaults = doc.get("defaults")
+    if defaults is not None:
+        if not isinstance(defaults, dict) or set(defaults) - {"applicable", "justification"}:
+            raise MappingError(file, "defaults", "must hold only applicable and justification")
+        if not isinstance(defaults.get("applicable"), bool):
+            raise MappingError(file, "defaults", "'applicable' must be true or false")
+        if not isinstance(defaults.get("justification"), str) or not defaults[
+            "justification"
+        ].strip():
+            raise MappingError(file, "defaults", "missing or empty 'justification'")
+    items = doc.get("control", [])
+    if not isinstance(items, list):
+        raise MappingError(file, "control", "must be an array of tables ([[control]])")
+    out: dict[str, Applicability] = {}
+    for n, item in enumerate(items, start=1):
+        entry = f"control[{n}]"
+        if not isinstance(item, dict):
+            raise MappingError(file, entry, "must be a table")
+        for key in item:
+            if key not in ("id", "applicable", "justification"):
+                raise MappingError(file, entry, f"unknown key {key!r}")
+        cid = item.get("id")
+        if not isinstance(cid, str) or cid not in catalog:
+            raise MappingError(file, entry, f"unknown control {cid!r} (not in the 2022 catalog)")
+        entry = f"{entry} ({cid})"
+        if cid in out:
+            raise MappingError(file, entry, f"duplicate entry for {cid}")
+        if not isinstance(item.get("applicable"), bool):
+            raise MappingError(file, entry, "'applicable' must be true or false")
+        just = item.get("justification")
+        if not isinstance(just, str) or not just.strip():
+            raise MappingError(file, entry, "missing or empty 'justification'")
+        out[cid] = Applicability(cid, item["applicable"], just, True)
+    missing = [c for c in catalog if c not in out]
+    if missing and defaults is None:
+        raise MappingError(
+            file, "<file>",
+            f"{len(missing)} control(s) not listed and no [defaults]: {', '.join(missing[:8])}"
+            + ("…" if len(missing) > 8 else ""),
+        )
+    for cid in missing:
+        assert defaults is not None
+        out[cid] = Applicability(cid, defaults["applicable"], defaults["justification"], False)
+    ordered = {c: out[c] for c in sorted(out, key=control_sort_key)}
+    return Scope(
+        organisation=str(meta.get("organisation", "")),
+        description=str(meta.get("scope", "")),
+        file=file,
+        controls=ordered,
+    )
+
+
+def default_scope(catalog: Mapping[str, Any]) -> Scope:
+    """Every control applicable, justification to be written: used when no scope file."""
+    return Scope(
+        organisation="",
+        description="",
+        file="<none>",
+        controls={
+            c: Applicability(c, True, "no scope file configured (audit.scope_file)", False)
+            for c in catalog
+        },
+    )

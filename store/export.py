@@ -1,0 +1,655 @@
+"""The audit package: everything an auditor needs for a period, verifiable offline.
+
+``audit.zip`` contents::
+
+    manifest.json          format, period, SHA-256 and size of every other file, the runs
+                           relied on with their digests, and ``manifest_digest`` over all
+                           of that (print it; compare it with what the auditee sent)
+    runs.json              every run relied on: header fields + digest + prev_digest;
+                           runs that finished inside the period also carry their full
+                           manifest lines, so their digests and chain are recomputed
+    evidence.csv           population: every evidence version in force during the period
+    evidence.jsonl         one line per distinct body: {"hash", "body"} (canonical JSON)
+    findings.csv           population: every finding version in force during the period,
+                           with the exception that covered it, if any
+    controls.csv           per control: status at the end, worst status, % compliant, hours
+                           failing, changes
+    control_history.csv    per control: status intervals over the period
+    soa.csv                Statement of Applicability at the end of the period
+    exceptions.json        the exceptions applied (and the SHA-256 of their file)
+    manual/<sha256>/<name> manual evidence files in force during the period
+    oscal/assessment-results.json
+    report.html            self-contained report (no network)
+
+``verify-package`` checks, offline: every file's hash and size, no unlisted file, the
+manifest digest, each in-period run's digest recomputed from its manifest lines and
+its chain link to the previous run, every evidence body against its hash, every
+finding row against its finding hash, every evidence/finding version against the
+manifest lines of the run that wrote it, and manual files against their hashes.
+Given the database too, every listed run digest is compared with the stored one.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import itertools
+import json
+import zipfile
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+from sqlalchemy import Connection, Engine, select
+
+from connectors.records import canonical_json, sha256_hex, utcnow
+from store.integrity import (
+    GENESIS,
+    _combine,
+    _Manifest,
+    _sorted_by_key,
+    finding_hash,
+    ts,
+)
+from store.oscal import assessment_results, observation_uuid
+from store.queries import (
+    ExceptionRule,
+    Timeline,
+    bodies,
+    compliance_series,
+    control_statuses,
+    control_timelines,
+    evidence_in_period,
+    exception_for,
+    findings_in_period,
+)
+from store.report import render_report
+from store.schema import evidence, findings, run_units, runs
+
+FORMAT = "annexa-audit-package/1"
+MANIFEST = "manifest.json"
+
+
+class ExportError(RuntimeError):
+    """The package cannot be built faithfully (e.g. a run it relies on does not verify)."""
+
+
+@dataclass
+class PackageSummary:
+    path: Path
+    files: int
+    size: int
+    runs: int
+    evidence_versions: int
+    finding_versions: int
+    manifest_digest: str
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "path": str(self.path),
+            "files": self.files,
+            "bytes": self.size,
+            "runs": self.runs,
+            "evidence_versions": self.evidence_versions,
+            "finding_versions": self.finding_versions,
+            "manifest_digest": self.manifest_digest,
+        }
+
+
+def _iso(t: datetime | None) -> str:
+    return t.astimezone(UTC).isoformat().replace("+00:00", "Z") if t else ""
+
+
+def _csv(rows: Iterable[Mapping[str, Any]], cols: list[str]) -> bytes:
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(cols)
+    for r in rows:
+        w.writerow(["" if r.get(c) is None else r.get(c) for c in cols])
+    return buf.getvalue().encode("utf-8")
+
+
+def run_manifest_lines(conn: Connection, run_id: str) -> list[str]:
+    """The lines a run's digest is computed over (same order as store.integrity)."""
+    lines: list[str] = []
+    eq = (
+        select(evidence.c.key, evidence.c.content_hash, evidence.c.collected_at)
+        .where(evidence.c.run_id == run_id)
+        .order_by(_sorted_by_key(conn, evidence.c.key), evidence.c.id)
+    )
+    for key, chash, collected_at in conn.execute(eq):
+        lines.append(f"E|{key}|{chash or '-'}|{ts(collected_at)}")
+    fq = (
+        select(findings.c.key, findings.c.finding_hash, findings.c.observed_at)
+        .where(findings.c.run_id == run_id)
+        .order_by(_sorted_by_key(conn, findings.c.key), findings.c.id)
+    )
+    for key, fhash, observed_at in conn.execute(fq):
+        lines.append(f"F|{key}|{fhash}|{ts(observed_at)}")
+    uq = (
+        select(run_units)
+        .where(run_units.c.run_id == run_id)
+        .order_by(run_units.c.scope, run_units.c.region, run_units.c.service, run_units.c.id)
+    )
+    for u in conn.execute(uq).mappings():
+        lines.append(
+            f"U|{u['scope']}/{u['region']}/{u['service']}|{int(bool(u['ok']))}|{u['error'] or ''}"
+        )
+    return lines
+
+
+def digest_from_lines(run: Mapping[str, Any], lines: Iterable[str]) -> str:
+    """A run's digest from its header and manifest lines (what ``verify`` computes)."""
+    m = _Manifest()
+    for line in lines:
+        m.line(line)
+    return _combine(run["prev_digest"] or GENESIS, dict(run), m)
+
+
+_RUN_FIELDS = (
+    "id", "source", "connector_type", "status", "started_at", "finished_at", "agent_version",
+    "config_digest", "mapping_digest", "counts", "errors", "digest", "prev_digest",
+)
+
+
+def _run_json(run: Mapping[str, Any]) -> dict[str, Any]:
+    out = {k: run[k] for k in _RUN_FIELDS}
+    out["started_at"] = ts(run["started_at"])
+    out["finished_at"] = ts(run["finished_at"])
+    return out
+
+
+def _run_from_json(d: Mapping[str, Any]) -> dict[str, Any]:
+    out = dict(d)
+    for k in ("started_at", "finished_at"):
+        v = d[k]
+        out[k] = None if v in (None, "-") else _parse_ts(v)
+    return out
+
+
+_EV_CSV = ["source", "key", "scope", "region", "service", "resource_type", "resource_id",
+           "content_hash", "collected_at", "valid_to", "run_id", "body_removed"]
+_FI_CSV = ["source", "key", "check_id", "scope", "region", "service", "resource_type",
+           "resource_id", "status", "effective_status", "exception", "severity", "message",
+           "evidence_hash", "controls", "mapping_digest", "finding_hash", "observed_at",
+           "valid_to", "run_id"]
+
+
+def _exception_during(
+    rules: list[ExceptionRule], f: Mapping[str, Any], start: datetime, end: datetime
+) -> ExceptionRule | None:
+    """An exception covering failing version ``f`` at some instant of its validity."""
+    lo = max(f["valid_from"], start)
+    hi = f["valid_to"] or end
+    for r in rules:
+        if f["status"] == "fail" and r.matches(f):
+            s = r.starts or lo
+            if s < hi and r.expires > lo:
+                return r
+    return None
+
+
+def build_package(
+    engine: Engine,
+    index: Any,
+    *,
+    start: datetime,
+    end: datetime,
+    out: Path,
+    freshness: timedelta,
+    exceptions: list[ExceptionRule],
+    exceptions_file: Path | None,
+    scope: Any,
+    agent_version: str,
+    chart_points: int = 60,
+) -> PackageSummary:
+    """Write the audit package for ``[start, end]`` to ``out`` (a .zip)."""
+    generated = utcnow()
+    files: dict[str, bytes] = {}
+    with engine.connect() as conn:
+        ev_pop = evidence_in_period(conn, start, end)
+        fi_pop = findings_in_period(conn, start, end)
+        relied = {v["run_id"] for v in ev_pop} | {f["run_id"] for f in fi_pop}
+        in_period_q = select(runs).where(
+            runs.c.digest.is_not(None), runs.c.finished_at >= start, runs.c.finished_at <= end
+        )
+        run_rows = {r["id"]: dict(r) for r in conn.execute(in_period_q).mappings()}
+        in_period = set(run_rows)
+        missing = relied - set(run_rows)
+        for i in range(0, len(missing), 500):
+            chunk = sorted(missing)[i : i + 500]
+            for r in conn.execute(select(runs).where(runs.c.id.in_(chunk))).mappings():
+                run_rows[r["id"]] = dict(r)
+        runs_json = []
+        for run in sorted(run_rows.values(), key=lambda r: (r["source"], r["finished_at"] or
+                                                            r["started_at"], r["id"])):
+            if run["digest"] is None:
+                raise ExportError(
+                    f"run {run['id']} ({run['source']}) is not sealed yet (still running?); "
+                    "export a period that ends before it started"
+                )
+            entry = _run_json(run)
+            entry["in_period"] = run["id"] in in_period
+            if entry["in_period"]:
+                lines = run_manifest_lines(conn, run["id"])
+                if digest_from_lines(run, lines) != run["digest"]:
+                    raise ExportError(
+                        f"run {run['id']} ({run['source']}) does not match its digest: "
+                        "run `annexa verify` before exporting"
+                    )
+                entry["manifest"] = lines
+            runs_json.append(entry)
+        hashes = {v["content_hash"] for v in ev_pop}
+        stored = bodies(conn, hashes)
+    files["runs.json"] = json.dumps(runs_json, indent=1, sort_keys=True).encode()
+
+    for v in ev_pop:
+        v["body_removed"] = v["content_hash"] not in stored
+    files["evidence.csv"] = _csv(
+        ({**v, "collected_at": ts(v["collected_at"]),
+          "valid_to": ts(v["valid_to"]) if v["valid_to"] else None} for v in ev_pop),
+        _EV_CSV,
+    )
+    files["evidence.jsonl"] = "".join(
+        json.dumps({"hash": h, "body": stored[h]}, sort_keys=True, ensure_ascii=False) + "\n"
+        for h in sorted(stored)
+    ).encode("utf-8")
+    for f in fi_pop:
+        exc = _exception_during(exceptions, f, start, end)
+        f["exception"] = exc.id if exc else None
+        at_end = f["valid_to"] is None
+        f["effective_status"] = (
+            "excepted" if at_end and exception_for(exceptions, f, end) else f["status"]
+        )
+    files["findings.csv"] = _csv(
+        ({**f, "controls": json.dumps(f["controls"]), "observed_at": ts(f["observed_at"]),
+          "valid_to": ts(f["valid_to"]) if f["valid_to"] else None} for f in fi_pop),
+        _FI_CSV,
+    )
+
+    timelines: dict[str, Timeline] = control_timelines(
+        engine, index, start, end, freshness, exceptions=exceptions
+    )
+    statuses = [c.as_dict() for c in control_statuses(engine, index, end, freshness,
+                                                        exceptions=exceptions)]
+    for c in statuses:
+        tl = timelines[c["control"]].as_dict()
+        app = scope.controls[c["control"]]
+        c["applicable"] = app.applicable
+        c["justification"] = app.justification
+        c["worst"] = tl["worst"]
+        c["compliant_pct"] = tl["compliant_pct"]
+        c["fail_hours"] = round(sum(p["hours"] for p in tl["fail_periods"]), 2)
+        c["changes"] = tl["changes"]
+    files["controls.csv"] = _csv(
+        ({**c, "status_at_end": c["status"]} for c in statuses),
+        ["control", "title", "theme", "applicable", "status_at_end", "worst", "compliant_pct",
+         "fail_hours", "changes"],
+    )
+    hist_rows = []
+    for cid, tl in timelines.items():
+        for a, b, s in tl.intervals():
+            hist_rows.append({"control": cid, "from": _iso(a), "to": _iso(b), "status": s})
+    files["control_history.csv"] = _csv(hist_rows, ["control", "from", "to", "status"])
+    soa_rows = soa_table(statuses, scope)
+    files["soa.csv"] = _csv(soa_rows, SOA_COLUMNS)
+    exc_doc: dict[str, Any] = {
+        "file": str(exceptions_file) if exceptions_file else None,
+        "sha256": hashlib.sha256(exceptions_file.read_bytes()).hexdigest()
+        if exceptions_file else None,
+        "exceptions": [r.as_dict() for r in exceptions],
+    }
+    files["exceptions.json"] = json.dumps(exc_doc, indent=2, sort_keys=True).encode()
+
+    # Manual files in force during the period, as the files themselves.
+    for v in ev_pop:
+        if v["resource_type"] == "manual.file" and v["content_hash"] in stored:
+            from store.manual import decode_file
+
+            payload = json.loads(stored[v["content_hash"]])
+            names = _manual_names(ev_pop, stored, payload["sha256"])
+            for name in names:
+                files[f"manual/{payload['sha256']}/{name}"] = decode_file(payload)
+
+    # Drill-down: findings in force at the end of the period, by control.
+    drill: dict[str, list[dict[str, Any]]] = {}
+    cited: dict[str, list[str]] = {}
+    obs_by_hash: dict[str, str] = {}
+    for v in ev_pop:
+        obs_by_hash[v["content_hash"]] = observation_uuid(v)
+    for f in fi_pop:
+        if f["valid_to"] is not None:
+            continue
+        for cid in f["controls"]:
+            drill.setdefault(cid, []).append(f)
+            h = f["evidence_hash"]
+            if h in obs_by_hash and len(cited.setdefault(cid, [])) < 500:
+                if obs_by_hash[h] not in cited[cid]:
+                    cited[cid].append(obs_by_hash[h])
+    payload_budget = 2000
+    payloads: dict[str, str] = {}
+    for cid in drill:
+        for f in drill[cid]:
+            h = f["evidence_hash"]
+            if h and h in stored and h not in payloads and len(payloads) < payload_budget:
+                payloads[h] = stored[h]
+    series = compliance_series(timelines, chart_points, applicable=scope.applicable)
+    title = "ISO/IEC 27001:2022 audit package"
+    files["report.html"] = render_report(
+        title=title,
+        organisation=scope.organisation,
+        scope_description=scope.description,
+        start=start,
+        end=end,
+        generated_at=generated,
+        controls=statuses,
+        series=series,
+        drill=drill,
+        payloads=payloads,
+        exceptions=[r.as_dict() for r in exceptions],
+        runs_count=len(runs_json),
+        soa=soa_rows,
+    ).encode("utf-8")
+    pre_hashes = {p: hashlib.sha256(b).hexdigest() for p, b in files.items()}
+    oscal = assessment_results(
+        title=title,
+        organisation=scope.organisation,
+        start=start,
+        end=end,
+        generated_at=generated,
+        agent_version=agent_version,
+        runs=[_run_from_json(r) for r in runs_json],
+        evidence_versions=ev_pop,
+        controls=statuses,
+        applicable=scope.applicable,
+        cited=cited,
+        package_files=pre_hashes,
+    )
+    files["oscal/assessment-results.json"] = json.dumps(oscal, indent=1).encode("utf-8")
+
+    listed = [
+        {"path": p, "sha256": hashlib.sha256(b).hexdigest(), "size": len(b)}
+        for p, b in sorted(files.items())
+    ]
+    manifest: dict[str, Any] = {
+        "format": FORMAT,
+        "generated_at": _iso(generated),
+        "period": {"start": _iso(start), "end": _iso(end)},
+        "agent_version": agent_version,
+        "mapping_digest": index.digest,
+        "files": listed,
+        "runs": [
+            {k: r[k] for k in ("id", "source", "digest", "prev_digest", "finished_at",
+                               "in_period")}
+            for r in runs_json
+        ],
+    }
+    manifest["manifest_digest"] = manifest_digest(manifest)
+    files[MANIFEST] = json.dumps(manifest, indent=2, sort_keys=True).encode()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_suffix(out.suffix + ".part")
+    with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+        for p in [MANIFEST, *sorted(k for k in files if k != MANIFEST)]:
+            info = zipfile.ZipInfo(p, date_time=(1980, 1, 1, 0, 0, 0))
+            info.compress_type = zipfile.ZIP_DEFLATED
+            zf.writestr(info, files[p])
+    tmp.replace(out)
+    return PackageSummary(
+        path=out,
+        files=len(files),
+        size=out.stat().st_size,
+        runs=len(runs_json),
+        evidence_versions=len(ev_pop),
+        finding_versions=len(fi_pop),
+        manifest_digest=manifest["manifest_digest"],
+    )
+
+
+def _manual_names(ev_pop: list[dict[str, Any]], stored: Mapping[str, str], sha: str) -> set[str]:
+    names = set()
+    for v in ev_pop:
+        if v["resource_type"] == "manual.evidence" and v["content_hash"] in stored:
+            p = json.loads(stored[v["content_hash"]])
+            if p["file_sha256"] == sha:
+                names.add(PurePosixPath(p["filename"]).name or "file")
+    return names or {"file"}
+
+
+SOA_COLUMNS = ["control", "title", "theme", "applicable", "justification", "status",
+               "implementation", "findings", "failing", "evidence_items", "manual_evidence"]
+
+
+def implementation_label(status: str, counts: Mapping[str, int], applicable: bool) -> str:
+    if not applicable:
+        return "excluded"
+    if status == "pass":
+        return "implemented"
+    if status == "excepted":
+        return "implemented with approved exceptions"
+    if status == "fail":
+        return "partially implemented" if counts.get("pass") else "not implemented"
+    if status == "not_applicable":
+        return "implemented (nothing in scope to check)"
+    return "not verified"
+
+
+def soa_table(statuses: Iterable[Mapping[str, Any]], scope: Any) -> list[dict[str, Any]]:
+    """The Statement of Applicability: all controls, applicability, status, evidence counts."""
+    rows = []
+    for c in statuses:
+        app = scope.controls[c["control"]]
+        counts = c["counts"]
+        automated = sum(v for k, v in counts.items() if k not in ("manual_evidence",
+                                                                   "manual_expired"))
+        rows.append(
+            {
+                "control": c["control"],
+                "title": c["title"],
+                "theme": c["theme"],
+                "applicable": "yes" if app.applicable else "no",
+                "justification": app.justification,
+                "status": c["status"],
+                "implementation": implementation_label(c["status"], counts, app.applicable),
+                "findings": automated,
+                "failing": counts.get("fail", 0),
+                "evidence_items": c.get("evidence_items", 0),
+                "manual_evidence": counts.get("manual_evidence", 0),
+            }
+        )
+    return rows
+
+
+def manifest_digest(manifest: Mapping[str, Any]) -> str:
+    body = {k: v for k, v in manifest.items() if k != "manifest_digest"}
+    return sha256_hex(canonical_json(body))
+
+
+# -- verification ---------------------------------------------------------------------------
+
+
+@dataclass
+class PackageProblem:
+    file: str
+    reason: str
+
+
+@dataclass
+class PackageCheck:
+    problems: list[PackageProblem] = field(default_factory=list)
+    files: int = 0
+    runs_recomputed: int = 0
+    evidence_bodies: int = 0
+    finding_rows: int = 0
+    manifest_digest: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+    def add(self, file: str, reason: str) -> None:
+        if len(self.problems) < 200:
+            self.problems.append(PackageProblem(file, reason))
+
+
+def _parse_ts(v: str) -> datetime:
+    return datetime.strptime(v, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC)
+
+
+def verify_package(path: Path, *, engine: Engine | None = None) -> PackageCheck:
+    """Check an audit package offline (and against the database when ``engine`` is given)."""
+    res = PackageCheck()
+    try:
+        zf = zipfile.ZipFile(path)
+    except (OSError, zipfile.BadZipFile) as exc:
+        res.add(str(path), f"not a readable zip file: {exc}")
+        return res
+    with zf:
+        names = set(zf.namelist())
+        if MANIFEST not in names:
+            res.add(MANIFEST, "missing")
+            return res
+        try:
+            manifest = json.loads(zf.read(MANIFEST))
+        except ValueError as exc:
+            res.add(MANIFEST, f"not valid JSON: {exc}")
+            return res
+        if manifest.get("format") != FORMAT:
+            res.add(MANIFEST, f"unknown format {manifest.get('format')!r} (expected {FORMAT})")
+            return res
+        res.manifest_digest = manifest.get("manifest_digest")
+        if manifest_digest(manifest) != manifest.get("manifest_digest"):
+            res.add(MANIFEST, "manifest_digest does not match the manifest's content")
+        data: dict[str, bytes] = {}
+        listed = {f["path"]: f for f in manifest.get("files", [])}
+        for p in sorted(names - listed.keys() - {MANIFEST}):
+            res.add(p, "file is not listed in the manifest")
+        for p, f in sorted(listed.items()):
+            if p not in names:
+                res.add(p, "listed in the manifest but missing from the package")
+                continue
+            b = zf.read(p)
+            data[p] = b
+            res.files += 1
+            if len(b) != f["size"] or hashlib.sha256(b).hexdigest() != f["sha256"]:
+                res.add(p, "SHA-256 does not match the manifest (file altered)")
+    _verify_contents(data, manifest, res)
+    if engine is not None:
+        _verify_against_db(engine, manifest, res)
+    return res
+
+
+def _verify_contents(
+    data: dict[str, bytes], manifest: Mapping[str, Any], res: PackageCheck
+) -> None:
+    try:
+        runs_json = json.loads(data.get("runs.json", b"[]"))
+    except ValueError:
+        res.add("runs.json", "not valid JSON")
+        return
+    listed_runs = {r["id"]: r for r in manifest.get("runs", [])}
+    lines_by_run: dict[str, set[str]] = {}
+    by_source: dict[str, list[dict[str, Any]]] = {}
+    if not isinstance(runs_json, list) or not all(
+        isinstance(r, dict) and {"id", "digest", "prev_digest", "source"} <= r.keys()
+        for r in runs_json
+    ):
+        res.add("runs.json", "not a list of runs")
+        return
+    for r in runs_json:
+        lr = listed_runs.get(r["id"])
+        if lr is None or lr["digest"] != r["digest"] or lr["prev_digest"] != r["prev_digest"]:
+            res.add("runs.json", f"run {r['id']}: digest differs from the manifest's")
+        if "manifest" in r:
+            try:
+                run = _run_from_json(r)
+                recomputed = digest_from_lines(run, r["manifest"])
+            except (KeyError, TypeError, ValueError):
+                res.add("runs.json", f"run {r['id']}: malformed run header")
+                continue
+            if recomputed != r["digest"]:
+                res.add("runs.json", f"run {r['id']}: recomputed digest does not match "
+                        "(rows or header altered)")
+            res.runs_recomputed += 1
+            lines_by_run[r["id"]] = set(r["manifest"])
+            by_source.setdefault(r["source"], []).append(r)
+    for src, rs in by_source.items():
+        rs.sort(key=lambda r: (r["finished_at"], r["id"]))
+        for a, b in itertools.pairwise(rs):
+            if b["prev_digest"] != a["digest"]:
+                res.add("runs.json", f"run {b['id']} ({src}): chain broken "
+                        f"(prev_digest is not the digest of run {a['id']})")
+    bodies_by_hash: dict[str, str] = {}
+    for n, line in enumerate(data.get("evidence.jsonl", b"").decode("utf-8").splitlines(), 1):
+        try:
+            item = json.loads(line)
+        except ValueError:
+            res.add("evidence.jsonl", f"line {n}: not valid JSON")
+            continue
+        if not isinstance(item, dict) or not isinstance(item.get("body"), str) \
+                or not isinstance(item.get("hash"), str):
+            res.add("evidence.jsonl", f"line {n}: malformed entry")
+            continue
+        if sha256_hex(item["body"]) != item["hash"]:
+            res.add("evidence.jsonl", f"line {n}: body does not match its hash "
+                    f"{item['hash'][:12]}…")
+        bodies_by_hash[item["hash"]] = item["body"]
+        res.evidence_bodies += 1
+    for n, row in enumerate(csv.DictReader(io.StringIO(
+            data.get("evidence.csv", b"").decode("utf-8"))), 2):
+        if None in row.values() or None in row:
+            res.add("evidence.csv", f"line {n}: malformed row")
+            continue
+        h = row["content_hash"]
+        if h not in bodies_by_hash and row["body_removed"] != "True":
+            res.add("evidence.csv", f"line {n}: body {h[:12]}… missing from evidence.jsonl")
+        lines = lines_by_run.get(row["run_id"])
+        if lines is not None and f"E|{row['key']}|{h}|{row['collected_at']}" not in lines:
+            res.add("evidence.csv", f"line {n}: {row['key']} is not in the manifest of run "
+                    f"{row['run_id']}")
+    for n, row in enumerate(csv.DictReader(io.StringIO(
+            data.get("findings.csv", b"").decode("utf-8"))), 2):
+        if None in row.values() or None in row:
+            res.add("findings.csv", f"line {n}: malformed row")
+            continue
+        fh = finding_hash({**row, "evidence_hash": row["evidence_hash"] or None,
+                           "status": row["status"] or None})
+        if fh != row["finding_hash"]:
+            res.add("findings.csv", f"line {n}: {row['key']}: row does not match its finding "
+                    "hash (altered)")
+        lines = lines_by_run.get(row["run_id"])
+        if lines is not None and f"F|{row['key']}|{row['finding_hash']}|{row['observed_at']}" \
+                not in lines:
+            res.add("findings.csv", f"line {n}: {row['key']} is not in the manifest of run "
+                    f"{row['run_id']}")
+        res.finding_rows += 1
+    for p, b in data.items():
+        if p.startswith("manual/"):
+            sha = p.split("/")[1]
+            if hashlib.sha256(b).hexdigest() != sha:
+                res.add(p, "file does not match the SHA-256 it is filed under")
+    if "oscal/assessment-results.json" in data:
+        try:
+            doc = json.loads(data["oscal/assessment-results.json"])
+            doc["assessment-results"]["results"]
+        except (ValueError, KeyError, TypeError):
+            res.add("oscal/assessment-results.json", "not an OSCAL assessment-results document")
+
+
+def _verify_against_db(engine: Engine, manifest: Mapping[str, Any], res: PackageCheck) -> None:
+    ids = [r["id"] for r in manifest.get("runs", [])]
+    stored: dict[str, str | None] = {}
+    with engine.connect() as conn:
+        for i in range(0, len(ids), 500):
+            chunk = ids[i : i + 500]
+            for rid, digest in conn.execute(
+                select(runs.c.id, runs.c.digest).where(runs.c.id.in_(chunk))
+            ):
+                stored[rid] = digest
+    for r in manifest.get("runs", []):
+        if r["id"] not in stored:
+            res.add("database", f"run {r['id']} is not in the database")
+        elif stored[r["id"]] != r["digest"]:
+            res.add("database", f"run {r['id']}: stored digest differs from the package's")

@@ -1,0 +1,475 @@
+"""Schedule claims, leases, heartbeats and the reaper: how replicas share one database.
+
+A replica may start a scheduled collection only by winning :func:`claim`, a single
+conditional ``UPDATE … RETURNING`` on the schedule's row: it succeeds when the
+schedule is due (``next_due <= now``) or was left unfinished by a replica whose lease
+has expired, and never while another replica's lease is live. Whoever wins moves
+``next_due`` on and takes a lease, renewed by :func:`renew` at every heartbeat; a
+replica that dies stops renewing, its lease expires, and any other replica's next
+attempt takes the unfinished collection over. Every time comparison uses the
+database's clock, so replicas with skewed clocks still agree.
+
+The reaper (:func:`reap_stale`, :func:`seal_aborted`) seals runs left ``running`` by a
+dead agent as ``aborted``, with a digest chained like any other run, so that
+``annexa verify`` keeps passing and nothing stays ``running`` forever.
+
+This module never imports ``collector``: schedule arithmetic comes in as callables.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Collection, Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import (
+    Connection,
+    Engine,
+    and_,
+    case,
+    exists,
+    func,
+    insert,
+    or_,
+    select,
+    text,
+    update,
+)
+from sqlalchemy.dialects import postgresql, sqlite
+
+from connectors.records import utcnow
+from store.integrity import compute_digest, last_digest
+from store.schema import evidence, findings, runs
+from store.schema_daemon import control_states, schedule_claims, schedules
+
+_ONE_US = timedelta(microseconds=1)
+REAPED_PREFIX = "aborted by the reaper"
+
+
+def db_now(conn: Connection) -> datetime:
+    """The database's current time (UTC); SQLite is local, so the local clock."""
+    if conn.dialect.name == "postgresql":
+        value = conn.execute(text("SELECT clock_timestamp()")).scalar_one()
+        return value.astimezone(UTC)
+    return utcnow()
+
+
+def _insert_ignore(conn: Connection, table: Any) -> Any:
+    if conn.dialect.name == "postgresql":
+        return postgresql.insert(table).on_conflict_do_nothing()
+    return sqlite.insert(table).on_conflict_do_nothing()
+
+
+# -- schedules -------------------------------------------------------------------------
+
+
+def last_started(conn: Connection, source: str) -> datetime | None:
+    """Start of the latest finished run of ``source`` (to resume a schedule's grid)."""
+    return conn.execute(
+        select(func.max(runs.c.started_at)).where(
+            runs.c.source == source, runs.c.status != "running"
+        )
+    ).scalar()
+
+
+def ensure_schedule(
+    engine: Engine,
+    name: str,
+    spec: str,
+    first_due: Callable[[datetime, datetime | None], datetime],
+) -> datetime:
+    """Create the schedule row of ``name`` if missing; follow a changed ``spec``.
+
+    ``first_due(now, last_started)`` gives the due time of a new row — at or before
+    ``now`` when a collection is overdue (never collected, or the last run is older
+    than one period), so it runs at once. Returns the row's ``next_due``.
+    """
+    with engine.begin() as conn:
+        now = db_now(conn)
+        due = first_due(now, last_started(conn, name))
+        conn.execute(_insert_ignore(conn, schedules).values(name=name, spec=spec, next_due=due))
+        row = conn.execute(
+            select(schedules.c.spec, schedules.c.next_due).where(schedules.c.name == name)
+        ).one()
+        if row.spec != spec:
+            # A new spec takes effect now; an overdue collection stays overdue.
+            new_due = row.next_due if row.next_due <= now else min(row.next_due, due)
+            conn.execute(
+                update(schedules)
+                .where(schedules.c.name == name)
+                .values(spec=spec, next_due=new_due)
+            )
+            return new_due
+        return row.next_due
+
+
+@dataclass(frozen=True)
+class Claim:
+    name: str
+    run_id: str
+    due_at: datetime
+    claimed_at: datetime
+    takeover: bool
+    next_due: datetime
+
+    @property
+    def lateness(self) -> float:
+        return max(0.0, (self.claimed_at - self.due_at).total_seconds())
+
+
+def _lease_free(now: datetime) -> Any:
+    return or_(schedules.c.lease_until.is_(None), schedules.c.lease_until < now)
+
+
+def _claimable(now: datetime, max_takeovers: int) -> Any:
+    return and_(
+        _lease_free(now),
+        or_(
+            schedules.c.next_due <= now,
+            and_(schedules.c.claimed_by.is_not(None), schedules.c.takeovers < max_takeovers),
+        ),
+    )
+
+
+def claim(
+    engine: Engine,
+    name: str,
+    me: str,
+    run_id: str,
+    *,
+    lease: float,
+    next_due: Callable[[datetime], datetime],
+    max_takeovers: int = 3,
+) -> Claim | None:
+    """Atomically claim ``name`` for ``me`` if it is due; ``None`` if someone else has it.
+
+    One ``UPDATE … WHERE <due and lease free> RETURNING``: of any number of replicas
+    racing, exactly one gets a row back. A *takeover* (the previous holder's lease
+    expired before it released) retries the due time that holder had claimed and keeps
+    the schedule's ``next_due``; at most ``max_takeovers`` times in a row, so a
+    collection that kills its agent does not loop.
+    """
+    with engine.begin() as conn:
+        now = db_now(conn)
+        nxt = next_due(now)
+        takeover = and_(schedules.c.claimed_by.is_not(None), schedules.c.next_due > now)
+        stmt = (
+            update(schedules)
+            .where(schedules.c.name == name, _claimable(now, max_takeovers))
+            .values(
+                claimed_due=case((takeover, schedules.c.claimed_due), else_=schedules.c.next_due),
+                next_due=case((takeover, schedules.c.next_due), else_=nxt),
+                takeovers=case((takeover, schedules.c.takeovers + 1), else_=0),
+                claimed_by=me,
+                claimed_at=now,
+                lease_until=now + timedelta(seconds=lease),
+                run_id=run_id,
+            )
+            .returning(schedules.c.claimed_due, schedules.c.takeovers, schedules.c.next_due)
+        )
+        row = conn.execute(stmt).one_or_none()
+        if row is None:
+            return None
+        due_at = row.claimed_due or now
+        conn.execute(
+            insert(schedule_claims).values(
+                name=name,
+                due_at=due_at,
+                claimed_at=now,
+                claimed_by=me,
+                run_id=run_id,
+                takeover=row.takeovers > 0,
+            )
+        )
+    return Claim(name, run_id, due_at, now, row.takeovers > 0, row.next_due)
+
+
+def due_names(engine: Engine, names: Collection[str], max_takeovers: int = 3) -> list[str]:
+    """Which of ``names`` a claim would succeed on right now (a cheap pre-check)."""
+    if not names:
+        return []
+    with engine.connect() as conn:
+        now = db_now(conn)
+        q = select(schedules.c.name).where(
+            schedules.c.name.in_(list(names)), _claimable(now, max_takeovers)
+        )
+        return [r[0] for r in conn.execute(q)]
+
+
+def renew(engine: Engine, name: str, me: str, run_id: str, *, lease: float) -> bool:
+    """Heartbeat: extend ``me``'s lease on ``name`` and the run's ``heartbeat_at``.
+
+    Returns False when the lease is no longer ``me``'s (it expired and was taken over).
+    """
+    with engine.begin() as conn:
+        now = db_now(conn)
+        kept = conn.execute(
+            update(schedules)
+            .where(
+                schedules.c.name == name,
+                schedules.c.claimed_by == me,
+                schedules.c.run_id == run_id,
+            )
+            .values(lease_until=now + timedelta(seconds=lease))
+        ).rowcount
+        touch_run(conn, run_id, now)
+    return bool(kept)
+
+
+def touch_run(conn: Connection, run_id: str, now: datetime | None = None) -> bool:
+    """Refresh a running run's ``heartbeat_at``; False if it is no longer running."""
+    return bool(
+        conn.execute(
+            update(runs)
+            .where(runs.c.id == run_id, runs.c.status == "running")
+            .values(heartbeat_at=now or db_now(conn))
+        ).rowcount
+    )
+
+
+def release(
+    engine: Engine, name: str, me: str, run_id: str, status: str, *, retake: bool = False
+) -> bool:
+    """Give the schedule back after a run; record its outcome in the claim log.
+
+    ``retake``: the run did not complete (cancelled at shutdown): the lease is expired
+    at once but the claim is kept, so any replica takes the same due time over.
+    """
+    with engine.begin() as conn:
+        now = db_now(conn)
+        conn.execute(
+            update(schedule_claims)
+            .where(schedule_claims.c.run_id == run_id, schedule_claims.c.claimed_by == me)
+            .values(status=status, finished_at=now)
+        )
+        mine = and_(
+            schedules.c.name == name, schedules.c.claimed_by == me, schedules.c.run_id == run_id
+        )
+        if retake:
+            values: dict[str, Any] = {"lease_until": now - _ONE_US}
+        else:
+            values = {
+                "claimed_by": None,
+                "claimed_at": None,
+                "claimed_due": None,
+                "lease_until": None,
+                "run_id": None,
+                "takeovers": 0,
+            }
+        values.update(last_run_id=run_id, last_status=status, last_finished_at=now)
+        return bool(conn.execute(update(schedules).where(mine).values(**values)).rowcount)
+
+
+# -- the reaper ------------------------------------------------------------------------
+
+
+def _chain_lock(conn: Connection, source: str) -> None:
+    """Serialise chain appends of one source among reapers (PostgreSQL)."""
+    if conn.dialect.name == "postgresql":
+        conn.execute(
+            text("SELECT pg_advisory_xact_lock(hashtext(:k))"), {"k": f"annexa-chain:{source}"}
+        )
+
+
+def seal_aborted(
+    engine: Engine,
+    run_id: str,
+    reason: str,
+    *,
+    stale_before: datetime | None = None,
+) -> bool:
+    """Seal a ``running`` run as ``aborted`` with a chained digest (as RunWriter does).
+
+    With ``stale_before``, only if its heartbeat is older than that (re-checked in the
+    same statement, so a run whose owner just heartbeated is never sealed). Returns
+    whether this call sealed it.
+    """
+    with engine.begin() as conn:
+        row = conn.execute(select(runs).where(runs.c.id == run_id)).mappings().one_or_none()
+        if row is None or row["status"] != "running":
+            return False
+        _chain_lock(conn, row["source"])
+        now = db_now(conn)
+        latest = conn.execute(
+            select(func.max(runs.c.finished_at)).where(runs.c.source == row["source"])
+        ).scalar()
+        finished_at = now if latest is None or latest < now else latest + _ONE_US
+        n_ev = conn.execute(
+            select(func.count()).select_from(evidence).where(evidence.c.run_id == run_id)
+        ).scalar_one()
+        n_fi = conn.execute(
+            select(func.count()).select_from(findings).where(findings.c.run_id == run_id)
+        ).scalar_one()
+        counts = json.dumps(
+            {"evidence_written": n_ev, "findings_written": n_fi, "reaped": True}, sort_keys=True
+        )
+        errors = json.dumps([reason])
+        prev = last_digest(conn, row["source"], exclude_run=run_id)
+        run = dict(row)
+        run.update(status="aborted", finished_at=finished_at, counts=counts, errors=errors)
+        digest = compute_digest(conn, run, prev)
+        guard = [runs.c.id == run_id, runs.c.status == "running"]
+        if stale_before is not None:
+            guard.append(or_(runs.c.heartbeat_at.is_(None), runs.c.heartbeat_at < stale_before))
+        sealed = conn.execute(
+            update(runs)
+            .where(*guard)
+            .values(
+                status="aborted",
+                finished_at=finished_at,
+                heartbeat_at=finished_at,
+                counts=counts,
+                errors=errors,
+                digest=digest,
+                prev_digest=prev,
+            )
+        ).rowcount
+        if not sealed:
+            conn.rollback()
+            return False
+        conn.execute(
+            update(schedule_claims)
+            .where(schedule_claims.c.run_id == run_id, schedule_claims.c.status.is_(None))
+            .values(status="aborted", finished_at=finished_at)
+        )
+    return True
+
+
+@dataclass(frozen=True)
+class StaleRun:
+    id: str
+    source: str
+    host: str | None
+    heartbeat_at: datetime | None
+
+
+#: Runs not started by a daemon (``annexa collect``) heartbeat only when they flush a
+#: batch, so a quiet connector can look dead for a while: reaped much later.
+UNSCHEDULED_STALE_AFTER = 1800.0
+
+
+def _stale(cutoff: datetime) -> Any:
+    return or_(runs.c.heartbeat_at.is_(None), runs.c.heartbeat_at < cutoff)
+
+
+def stale_runs(
+    engine: Engine,
+    *,
+    stale_after: float,
+    me: str,
+    exclude: Iterable[str] = (),
+    source: str | None = None,
+    unscheduled_stale_after: float = UNSCHEDULED_STALE_AFTER,
+) -> list[tuple[StaleRun, datetime]]:
+    """Runs still ``running`` that look dead, each with the heartbeat cutoff it failed.
+
+    A daemon's run (it has a claim in ``schedule_claims``; its replica heartbeats it
+    every heartbeat) is stale after ``stale_after`` seconds without a heartbeat, any
+    other run after ``unscheduled_stale_after``. A run whose schedule is under another
+    replica's live lease is never stale.
+    """
+    excluded = list(exclude)
+    with engine.connect() as conn:
+        now = db_now(conn)
+        cutoff = now - timedelta(seconds=stale_after)
+        loose = now - timedelta(seconds=max(stale_after, unscheduled_stale_after))
+        live_elsewhere = exists().where(
+            schedules.c.name == runs.c.source,
+            schedules.c.lease_until >= now,
+            schedules.c.claimed_by != me,
+        )
+        scheduled = exists().where(schedule_claims.c.run_id == runs.c.id)
+        q = select(
+            runs.c.id, runs.c.source, runs.c.host, runs.c.heartbeat_at, scheduled.label("sch")
+        ).where(
+            runs.c.status == "running",
+            _stale(cutoff),
+            ~live_elsewhere,
+        )
+        if source is not None:
+            q = q.where(runs.c.source == source)
+        if excluded:
+            q = q.where(runs.c.id.not_in(excluded))
+        found = []
+        for r in conn.execute(q):
+            limit = cutoff if r.sch else loose
+            if r.heartbeat_at is None or r.heartbeat_at < limit:
+                found.append((StaleRun(r.id, r.source, r.host, r.heartbeat_at), limit))
+    return found
+
+
+def reap_stale(
+    engine: Engine,
+    *,
+    stale_after: float,
+    me: str,
+    exclude: Iterable[str] = (),
+    source: str | None = None,
+    unscheduled_stale_after: float = UNSCHEDULED_STALE_AFTER,
+) -> list[StaleRun]:
+    """Seal every stale run (see :func:`stale_runs`) as ``aborted``; return those sealed."""
+    candidates = stale_runs(
+        engine,
+        stale_after=stale_after,
+        me=me,
+        exclude=exclude,
+        source=source,
+        unscheduled_stale_after=unscheduled_stale_after,
+    )
+    sealed = []
+    for r, cutoff in candidates:
+        last = r.heartbeat_at.isoformat() if r.heartbeat_at else "never"
+        reason = (
+            f"{REAPED_PREFIX} {me}: no heartbeat since {last} from {r.host or 'unknown host'} "
+            "(the agent running it stopped)"
+        )
+        if seal_aborted(engine, r.id, reason, stale_before=cutoff):
+            sealed.append(r)
+    return sealed
+
+
+# -- control states (notification de-duplication) -----------------------------------------
+
+
+@dataclass(frozen=True)
+class ControlChange:
+    control: str
+    old: str
+    new: str
+    at: datetime
+
+
+def control_changes(engine: Engine, statuses: dict[str, str]) -> list[ControlChange]:
+    """Record ``statuses`` (control → status); return the changes *this call* won.
+
+    A control seen for the first time sets the baseline silently. A change is won by a
+    conditional ``UPDATE … WHERE status = :old``: if two replicas evaluate the same
+    change, exactly one gets it, so one notification is sent per change.
+    """
+    changes: list[ControlChange] = []
+    with engine.begin() as conn:
+        now = db_now(conn)
+        known = {
+            r.control: r.status
+            for r in conn.execute(select(control_states.c.control, control_states.c.status))
+        }
+        missing = [c for c in statuses if c not in known]
+        if missing:
+            conn.execute(
+                _insert_ignore(conn, control_states),
+                [{"control": c, "status": statuses[c], "changed_at": now} for c in missing],
+            )
+        for control, new in sorted(statuses.items()):
+            old = known.get(control)
+            if old is None or old == new:
+                continue
+            won = conn.execute(
+                update(control_states)
+                .where(control_states.c.control == control, control_states.c.status == old)
+                .values(status=new, changed_at=now)
+            ).rowcount
+            if won:
+                changes.append(ControlChange(control, old, new, now))
+    return changes

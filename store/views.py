@@ -1,0 +1,161 @@
+"""The auditor's read interface: stable SQL views, one definition per dialect.
+
+Why views: auditors query the evidence database directly (``psql``, ``sqlite3``, a BI
+tool). The base tables are a change log tuned for the writer; the views give the
+questions auditors ask a stable shape — what was in force, from when to when, under
+which control — and can be granted to a read-only role without exposing anything
+writable. ``docs/schema.md`` documents every column with example queries.
+
+The mapping (which check evidences which control) lives in TOML files, but every
+finding row stores the controls it was mapped to when it was written (``controls``,
+a JSON array) together with the mapping digest. The views derive control membership
+from that column, so a historical answer uses the mapping that was in force then,
+never today's. The catalog (93 controls, with the built-in manual/automated flags)
+is stored in ``annex_a_controls`` by migration 0003 so that a view can list controls
+that have no finding at all.
+
+Statuses in ``control_status_current`` follow the same precedence as
+``annexa controls`` except for two inputs the database does not hold: the exceptions
+file (``excepted``) and the freshness window of unit reads (``stale`` for automated
+passes). ``annexa controls`` / the audit package apply both; see docs/schema.md.
+"""
+
+from __future__ import annotations
+
+#: Every documented view, in the order they are created (later ones use earlier ones).
+VIEWS: tuple[str, ...] = (
+    "findings_history",
+    "evidence_history",
+    "findings_current",
+    "evidence_current",
+    "control_findings_history",
+    "control_findings_current",
+    "manual_evidence_history",
+    "manual_evidence_current",
+    "control_status_current",
+)
+#: Tables an auditor may read as they are (stable columns, documented too).
+READABLE_TABLES: tuple[str, ...] = ("runs", "run_units", "annex_a_controls", "retention_log")
+
+MANUAL_SOURCE = "@manual"
+"""The ``source`` of manually recorded evidence (no connector name can start with @)."""
+
+
+def _json(dialect: str, expr: str, field: str) -> str:
+    if dialect == "postgresql":
+        return f"(({expr})::jsonb ->> '{field}')"
+    return f"json_extract({expr}, '$.{field}')"
+
+
+def _now_iso(dialect: str) -> str:
+    # Manual evidence validity is stored as ISO-8601 UTC text ("...Z"), which sorts as time.
+    if dialect == "postgresql":
+        return "to_char(now() AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')"
+    return "strftime('%Y-%m-%dT%H:%M:%fZ', 'now')"
+
+
+def _explode(dialect: str, alias: str) -> str:
+    """FROM-clause fragment giving one row per control of ``alias``.controls (as c.value)."""
+    if dialect == "postgresql":
+        return f"CROSS JOIN LATERAL jsonb_array_elements_text({alias}.controls::jsonb) AS c(value)"
+    return f"JOIN json_each({alias}.controls) AS c"
+
+
+def view_sql(dialect: str) -> list[tuple[str, str]]:
+    """``(name, SELECT …)`` for every view on ``dialect`` ("sqlite" or "postgresql")."""
+    now = _now_iso(dialect)
+    j = lambda expr, f: _json(dialect, expr, f)  # noqa: E731
+    true = "TRUE" if dialect == "postgresql" else "1"
+    return [
+        (
+            "findings_history",
+            "SELECT f.id, f.run_id, f.source, f.key, f.check_id, f.scope, f.region, f.service, "
+            "f.resource_type, f.resource_id, f.status, f.severity, f.message, f.evidence_hash, "
+            "f.controls, f.mapping_digest, f.finding_hash, f.observed_at AS valid_from, "
+            "LEAD(f.observed_at) OVER (PARTITION BY f.source, f.key "
+            "ORDER BY f.observed_at, f.id) AS valid_to "
+            "FROM findings f",
+        ),
+        (
+            "evidence_history",
+            "SELECT e.id, e.run_id, e.source, e.key, e.scope, e.region, e.service, "
+            "e.resource_type, e.resource_id, e.content_hash, e.collected_at AS valid_from, "
+            "LEAD(e.collected_at) OVER (PARTITION BY e.source, e.key "
+            "ORDER BY e.collected_at, e.id) AS valid_to, b.body, "
+            "CASE WHEN e.content_hash IS NOT NULL AND b.hash IS NULL THEN "
+            f"{true} ELSE NOT {true} END AS body_removed "
+            "FROM evidence e LEFT JOIN blobs b ON b.hash = e.content_hash",
+        ),
+        (
+            "findings_current",
+            "SELECT f.id, f.run_id, f.source, f.key, f.check_id, f.scope, f.region, f.service, "
+            "f.resource_type, f.resource_id, f.status, f.severity, f.message, f.evidence_hash, "
+            "f.controls, f.mapping_digest, f.finding_hash, f.observed_at "
+            "FROM findings f WHERE f.id IN (SELECT max(id) FROM findings GROUP BY source, key) "
+            "AND f.status IS NOT NULL",
+        ),
+        (
+            "evidence_current",
+            "SELECT e.id, e.run_id, e.source, e.key, e.scope, e.region, e.service, "
+            "e.resource_type, e.resource_id, e.content_hash, e.collected_at, b.body "
+            "FROM evidence e LEFT JOIN blobs b ON b.hash = e.content_hash "
+            "WHERE e.id IN (SELECT max(id) FROM evidence GROUP BY source, key) "
+            "AND e.content_hash IS NOT NULL",
+        ),
+        (
+            "control_findings_history",
+            "SELECT c.value AS control, h.id AS finding_id, h.source, h.key, h.check_id, "
+            "h.scope, h.region, h.resource_id, h.status, h.severity, h.message, "
+            "h.evidence_hash, h.valid_from, h.valid_to "
+            f"FROM findings_history h {_explode(dialect, 'h')}",
+        ),
+        (
+            "control_findings_current",
+            "SELECT c.value AS control, f.id AS finding_id, f.source, f.key, f.check_id, "
+            "f.scope, f.region, f.resource_id, f.status, f.severity, f.message, "
+            "f.evidence_hash, f.observed_at "
+            f"FROM findings_current f {_explode(dialect, 'f')}",
+        ),
+        (
+            "manual_evidence_history",
+            f"SELECT h.id, h.run_id, {j('h.body', 'control')} AS control, "
+            f"{j('h.body', 'filename')} AS filename, {j('h.body', 'file_sha256')} AS file_sha256, "
+            f"{j('h.body', 'note')} AS note, {j('h.body', 'added_by')} AS added_by, "
+            f"{j('h.body', 'valid_from')} AS valid_from, "
+            f"{j('h.body', 'valid_until')} AS valid_until, "
+            "h.valid_from AS recorded_at, h.valid_to AS superseded_at, h.content_hash "
+            f"FROM evidence_history h WHERE h.source = '{MANUAL_SOURCE}' "
+            "AND h.resource_type = 'manual.evidence' AND h.content_hash IS NOT NULL",
+        ),
+        (
+            "manual_evidence_current",
+            f"SELECT m.*, CASE WHEN m.valid_until > {now} AND m.valid_from <= {now} "
+            f"THEN {true} ELSE NOT {true} END AS valid_now, "
+            f"CASE WHEN m.valid_until <= {now} THEN {true} ELSE NOT {true} END AS expired "
+            "FROM manual_evidence_history m WHERE m.superseded_at IS NULL",
+        ),
+        (
+            "control_status_current",
+            "SELECT c.id AS control, c.title, c.theme, c.manual, c.automated, "
+            "COALESCE(s.fail, 0) AS fail_count, COALESCE(s.error, 0) AS error_count, "
+            "COALESCE(s.pass, 0) AS pass_count, COALESCE(s.na, 0) AS not_applicable_count, "
+            "COALESCE(m.valid, 0) AS manual_valid_count, "
+            "COALESCE(m.expired, 0) AS manual_expired_count, "
+            "CASE WHEN s.fail > 0 THEN 'fail' WHEN s.error > 0 THEN 'error' "
+            "WHEN COALESCE(m.expired, 0) > 0 AND COALESCE(m.valid, 0) = 0 THEN 'stale' "
+            "WHEN s.pass > 0 OR COALESCE(m.valid, 0) > 0 THEN 'pass' "
+            "WHEN s.na > 0 THEN 'not_applicable' "
+            "WHEN c.manual AND NOT c.automated THEN 'manual' ELSE 'no_evidence' END AS status "
+            "FROM annex_a_controls c "
+            "LEFT JOIN (SELECT control, "
+            "SUM(CASE WHEN status = 'fail' THEN 1 ELSE 0 END) AS fail, "
+            "SUM(CASE WHEN status = 'error' THEN 1 ELSE 0 END) AS error, "
+            "SUM(CASE WHEN status = 'pass' THEN 1 ELSE 0 END) AS pass, "
+            "SUM(CASE WHEN status = 'not_applicable' THEN 1 ELSE 0 END) AS na "
+            "FROM control_findings_current GROUP BY control) s ON s.control = c.id "
+            "LEFT JOIN (SELECT control, "
+            "SUM(CASE WHEN valid_now THEN 1 ELSE 0 END) AS valid, "
+            "SUM(CASE WHEN expired THEN 1 ELSE 0 END) AS expired "
+            "FROM manual_evidence_current GROUP BY control) m ON m.control = c.id",
+        ),
+    ]

@@ -1,0 +1,179 @@
+"""Notifications reach real (fake) webhook and Jira servers once per status change,
+and the daemon's endpoints answer over HTTP — an in-process daemon, both engines."""
+
+from __future__ import annotations
+
+import base64
+import json
+import time
+from pathlib import Path
+
+import pytest
+from pytest_httpserver import HTTPServer
+from sqlalchemy import Engine, func, select
+
+from collector.config import AnnexaConfig, ConnectorConfig, LoadedConnector, Settings
+from collector.daemon import Daemon
+from mappings.loader import MappingIndex, load_mappings
+from store.engine import make_engine
+from store.migrate import upgrade
+from store.schema import runs
+from store.schema_daemon import control_states
+from tests.daemon_fixtures import PacedConnector, PacedOptions, http_get, wait_for
+from tests.fakes import MAPPING
+
+JIRA_TOKEN = "jira-token-0123456789abcdef"
+
+
+@pytest.fixture
+def index(tmp_path: Path) -> MappingIndex:
+    d = tmp_path / "maps"
+    d.mkdir()
+    (d / "fake.toml").write_text(MAPPING)
+    return load_mappings([d])
+
+
+def _settings(db_url: str, tmp_path: Path, httpserver: HTTPServer, mfa_file: Path) -> Settings:
+    options = {"records": 2, "mfa_file": str(mfa_file)}
+    cfg = ConnectorConfig(type="paced", name="p1", schedule="every 1s", options=options)
+    model = AnnexaConfig(
+        database={"url": db_url},
+        connectors=[cfg],
+        daemon={
+            "port": 0,
+            "host": "127.0.0.1",
+            "heartbeat": 0.5,
+            "lease": 2,
+            "jitter": 0,
+            "grace_period": 2,
+            "spool_dir": str(tmp_path / "spool"),
+            "notifications": {
+                "webhooks": [{"url": httpserver.url_for("/hook")}],
+                "jira": {
+                    "url": httpserver.url_for("/jira"),
+                    "project": "SEC",
+                    "user": "bot@example.com",
+                    "token": {"env": "ANNEXA_TEST_JIRA_TOKEN"},
+                },
+            },
+        },
+    )
+    settings = Settings(model, None)
+    settings.connectors = [LoadedConnector(cfg, PacedConnector, PacedOptions(**options))]
+    return settings
+
+
+def _runs(engine: Engine) -> int:
+    with engine.connect() as conn:
+        return conn.execute(
+            select(func.count()).select_from(runs).where(runs.c.status == "succeeded")
+        ).scalar_one()
+
+
+def _state(engine: Engine, control: str) -> str | None:
+    with engine.connect() as conn:
+        return conn.execute(
+            select(control_states.c.status).where(control_states.c.control == control)
+        ).scalar()
+
+
+def test_one_notification_per_status_change_across_runs_and_restarts(
+    engine: Engine,
+    db_url: str,
+    index: MappingIndex,
+    httpserver: HTTPServer,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("ANNEXA_TEST_JIRA_TOKEN", JIRA_TOKEN)
+    httpserver.no_handler_status_code = 418
+    # The first delivery attempt fails: it is retried with backoff, not lost or doubled.
+    httpserver.expect_oneshot_request("/hook", method="POST").respond_with_data("busy", 503)
+    httpserver.expect_request("/hook", method="POST").respond_with_data("ok")
+    httpserver.expect_request("/jira/rest/api/2/issue", method="POST").respond_with_json(
+        {"id": "10001", "key": "SEC-1"}, status=201
+    )
+    mfa = tmp_path / "mfa"
+    mfa.write_text("pass")
+    settings = _settings(db_url, tmp_path, httpserver, mfa)
+    daemon = Daemon(settings, index, engine, replica_id="replica-1")
+    daemon.start()
+    try:
+        # Endpoints over real HTTP.
+        base = f"http://127.0.0.1:{daemon.port}"
+        assert http_get(base + "/healthz") == (200, "ok\n")
+        code, body = http_get(base + "/readyz")
+        assert code == 200 and json.loads(body)["scheduler"] == "running"
+        assert http_get(base + "/nope")[0] == 404
+        wait_for(lambda: _state(engine, "A.8.5") == "pass", 10, "a first passing run")
+        n = _runs(engine)
+        mfa.write_text("fail")
+        wait_for(lambda: _state(engine, "A.8.5") == "fail", 10, "A.8.5 to fail")
+        wait_for(lambda: _runs(engine) >= n + 2, 10, "more failing runs")
+        mfa.write_text("pass")
+        wait_for(lambda: _state(engine, "A.8.5") == "pass", 10, "A.8.5 to recover")
+        wait_for(lambda: _runs(engine) >= n + 4, 10, "more passing runs")
+        assert daemon.notifier.drain(10)
+        metrics = http_get(base + "/metrics")[1]
+        assert 'annexa_notifications_total{channel="webhook",outcome="sent"} 2.0' in metrics
+        assert 'annexa_notifications_total{channel="jira",outcome="sent"} 1.0' in metrics
+    finally:
+        daemon.shutdown()
+    # A restarted (or second) replica on the same database does not repeat anything.
+    again = Daemon(settings, index, engine, replica_id="replica-2")
+    again.start()
+    try:
+        wait_for(lambda: _runs(engine) >= n + 6, 10, "runs of the second replica")
+        assert again.notifier.drain(10)
+    finally:
+        again.shutdown()
+
+    hooks = [json.loads(r.data) for r, resp in httpserver.log if r.path == "/hook"]
+    ok_hooks = [
+        json.loads(r.data)
+        for r, resp in httpserver.log
+        if r.path == "/hook" and resp.status_code == 200
+    ]
+    assert len(hooks) == 3  # one retried
+    texts = [h["text"] for h in ok_hooks]
+    assert len(texts) == 2, texts
+    assert "A.8.5" in texts[0] and "FAILING" in texts[0] and "alice (fake.user.mfa)" in texts[0]
+    assert "A.8.5" in texts[1] and "passes again" in texts[1] and "(was fail)" in texts[1]
+    jira = [(r, json.loads(r.data)) for r, _ in httpserver.log if r.path.startswith("/jira")]
+    assert len(jira) == 1
+    request, issue = jira[0]
+    expected = base64.b64encode(f"bot@example.com:{JIRA_TOKEN}".encode()).decode()
+    assert request.headers["Authorization"] == f"Basic {expected}"
+    fields = issue["fields"]
+    assert fields["project"] == {"key": "SEC"} and fields["issuetype"] == {"name": "Task"}
+    assert fields["summary"].startswith("[Annexa] A.8.5") and "fail (was pass)" in fields["summary"]
+    assert "A.8.5" in fields["labels"]
+    assert JIRA_TOKEN not in json.dumps(issue)
+
+
+def test_unreachable_webhook_never_blocks_collection(
+    index: MappingIndex,
+    httpserver: HTTPServer,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    db_url = f"sqlite:///{tmp_path / 'annexa.db'}"
+    engine = make_engine(db_url)
+    upgrade(engine)
+    monkeypatch.setenv("ANNEXA_TEST_JIRA_TOKEN", JIRA_TOKEN)
+    httpserver.expect_request("/hook").respond_with_data("down", 503)
+    httpserver.expect_request("/jira/rest/api/2/issue").respond_with_data("down", 503)
+    mfa = tmp_path / "mfa"
+    mfa.write_text("pass")
+    daemon = Daemon(_settings(db_url, tmp_path, httpserver, mfa), index, engine)
+    daemon.start()
+    try:
+        wait_for(lambda: _state(engine, "A.8.5") == "pass", 10, "a first run")
+        mfa.write_text("fail")
+        wait_for(lambda: _state(engine, "A.8.5") == "fail", 10, "A.8.5 to fail")
+        n = _runs(engine)
+        t0 = time.monotonic()
+        wait_for(lambda: _runs(engine) >= n + 2, 5, "runs while deliveries are retried")
+        assert time.monotonic() - t0 < 4
+    finally:
+        daemon.shutdown()
