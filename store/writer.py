@@ -32,13 +32,35 @@ _SEEN = "annexa_seen"
 
 # Buffered rows are tuples in these column orders; the timestamp is always last.
 _EV_COLS = (
-    "run_id", "source", "key", "scope", "region", "service", "resource_type", "resource_id",
-    "content_hash", "collected_at",
+    "run_id",
+    "source",
+    "key",
+    "scope",
+    "region",
+    "service",
+    "resource_type",
+    "resource_id",
+    "content_hash",
+    "collected_at",
 )
 _FI_COLS = (
-    "run_id", "source", "key", "check_id", "scope", "region", "service", "resource_type",
-    "resource_id", "status", "severity", "message", "evidence_hash", "controls",
-    "mapping_digest", "finding_hash", "observed_at",
+    "run_id",
+    "source",
+    "key",
+    "check_id",
+    "scope",
+    "region",
+    "service",
+    "resource_type",
+    "resource_id",
+    "status",
+    "severity",
+    "message",
+    "evidence_hash",
+    "controls",
+    "mapping_digest",
+    "finding_hash",
+    "observed_at",
 )
 _EV_HASH = _EV_COLS.index("content_hash")
 _FI_HASH = _FI_COLS.index("finding_hash")
@@ -189,6 +211,10 @@ class _Statements:
             # A tombstoned finding is "absent", so a reappearing one is written again.
             q = q.where(findings.c.status.is_not(None))
         return {k: h for k, h in conn.execute(q, {"keys": keys})}
+
+
+class RunSealedError(RuntimeError):
+    """The run was sealed by someone else while this writer still held it."""
 
 
 class RunWriter:
@@ -363,6 +389,9 @@ class RunWriter:
         if conn.in_transaction():
             conn.commit()
         with conn.begin():
+            # First, and in the same transaction: a run sealed meanwhile (reaped as stale
+            # by a daemon) must not gain rows, or its digest would no longer verify.
+            self._touch(conn)
             if self._ev:
                 self._flush_evidence(conn)
             if self._fi:
@@ -370,7 +399,19 @@ class RunWriter:
             if self._units:
                 conn.execute(insert(run_units), self._units)
                 self._units = []
-            conn.execute(update(runs).where(runs.c.id == self.run_id).values(heartbeat_at=utcnow()))
+
+    def _touch(self, conn: Connection) -> None:
+        """Refresh the heartbeat; raise ``RunSealedError`` if the run is no longer running."""
+        done = conn.execute(
+            update(runs)
+            .where(runs.c.id == self.run_id, runs.c.status == "running")
+            .values(heartbeat_at=utcnow())
+        )
+        if done.rowcount != 1:
+            raise RunSealedError(
+                f"run {self.run_id} is no longer running (sealed by another process, e.g. "
+                "reaped as stale); nothing more is written to it"
+            )
 
     def _flush_evidence(self, conn: Connection) -> None:
         sql = self._statements()
@@ -470,7 +511,7 @@ class RunWriter:
     def heartbeat(self) -> None:
         conn = self._require_conn()
         with conn.begin():
-            conn.execute(update(runs).where(runs.c.id == self.run_id).values(heartbeat_at=utcnow()))
+            self._touch(conn)
 
     def finish(self, status: str) -> RunSummary:
         """Flush, close unseen items of clean units, seal the run with its digest."""
@@ -502,7 +543,7 @@ class RunWriter:
                     select(runs.c.started_at).where(runs.c.id == self.run_id)
                 ).scalar_one()
                 digest = compute_digest(conn, run, prev)
-                conn.execute(
+                sealed = conn.execute(
                     update(runs)
                     .where(runs.c.id == self.run_id, runs.c.status == "running")
                     .values(
@@ -515,6 +556,10 @@ class RunWriter:
                         prev_digest=prev,
                     )
                 )
+                if sealed.rowcount != 1:
+                    raise RunSealedError(
+                        f"run {self.run_id} was sealed by another process before it finished"
+                    )
             return RunSummary(
                 run_id=self.run_id,
                 source=self.source,

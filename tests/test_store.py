@@ -267,3 +267,29 @@ def test_verify_detects_row_and_chain_tampering(
         assert result.ok
     else:
         assert result.first_broken_run == ids[broken], result.problems
+
+
+def test_a_run_sealed_by_someone_else_gains_no_rows(engine: Engine, index: MappingIndex) -> None:
+    """A daemon may reap a run as stale; its late writer must not break the digest."""
+    from connectors.records import Evidence
+    from store.writer import RunSealedError, RunWriter
+
+    w = RunWriter(
+        engine,
+        source="s",
+        connector_type="t",
+        config_digest="c" * 64,
+        mapping_digest="m" * 64,
+        agent_version="0",
+    )
+    w.start()
+    with engine.begin() as conn:  # what the reaper does to a stale run
+        conn.execute(
+            text("UPDATE runs SET status = 'aborted', digest = 'x' WHERE id = :i"), {"i": w.run_id}
+        )
+    w.add_evidence(Evidence("a", "global", "fake.disk.volume", "d9", {"id": "d9"}))
+    with pytest.raises(RunSealedError):
+        w.flush()
+    assert counts(engine)["evidence"] == 0
+    with pytest.raises(RunSealedError):
+        w.finish("succeeded")
