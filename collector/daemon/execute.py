@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import threading
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -23,9 +23,7 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 
 from collector.config import LoadedConnector, Settings
 from collector.daemon.spool import NEVER_FLUSH, Journal
-from collector.runner import AGENT_VERSION, _unit_error_findings, _with_controls
-from connectors.base import CollectContext
-from connectors.checks import evaluate
+from collector.runner import AGENT_VERSION, drive
 from connectors.records import Coverage, Evidence, Finding, sha256_hex, utcnow
 from connectors.redaction import scrub_text
 from mappings.loader import MappingIndex
@@ -131,21 +129,17 @@ class _Sink:
         return chash
 
     def finding(self, f: Finding) -> None:
-        f = replace(f, message=scrub_text(f.message))
         if self.journal:
             self.journal.finding(f)
         self._guard(self.writer.add_finding, f)
         self._tick()
 
     def coverage(self, c: Coverage) -> None:
-        if c.error:
-            c = replace(c, error=scrub_text(c.error))
         if self.journal:
             self.journal.coverage(c, utcnow())
         self._guard(self.writer.add_coverage, c)
 
     def error(self, message: str) -> None:
-        message = scrub_text(message)
         if self.journal:
             self.journal.error(message)
         self.writer.add_error(message)
@@ -193,55 +187,16 @@ def collect(
         )
     sink = _Sink(writer, journal, batch_size, rlog)
     rlog.info("run started", connector_type=lc.cfg.type)
-    records = ok_units = error_units = 0
-    crashed = False
-    checks_by_type: dict[str, list] = {}
-    for spec in lc.enabled_checks.values():
-        checks_by_type.setdefault(spec.resource_type, []).append(spec)
-    try:
-        connector = lc.build()
-        ctx = CollectContext(run_id=run_id, log=rlog, cancel_event=cancel_event)
-        for rec in connector.collect(ctx):
-            records += 1
-            if isinstance(rec, Evidence):
-                h = sink.evidence(rec)
-                for f in evaluate(rec, checks_by_type.get(rec.resource_type, ()), lc.params, h):
-                    sink.finding(_with_controls(f, index))
-            elif isinstance(rec, Finding):
-                if rec.check_id in lc.enabled_checks:
-                    sink.finding(_with_controls(rec, index))
-            elif isinstance(rec, Coverage):
-                sink.coverage(rec)
-                if rec.ok:
-                    ok_units += 1
-                else:
-                    error_units += 1
-                    rlog.warning(
-                        "unit failed",
-                        scope=rec.scope,
-                        region=rec.region,
-                        service=rec.service,
-                        error=rec.error,
-                    )
-                    for f in _unit_error_findings(lc, rec, index):
-                        sink.finding(f)
-            if cancel_event.is_set():
-                break
-    except Exception as exc:  # noqa: BLE001 - a broken connector must not lose the run
-        crashed = True
-        sink.error(f"connector crashed: {type(exc).__name__}: {exc}")
-        rlog.error("connector crashed", exc_info=True)
-    if cancel_event.is_set():
-        status = "aborted"
-        sink.error("cancelled: the daemon was stopping and the grace period expired")
-    elif crashed:
-        status = "failed" if ok_units == 0 else "partial"
-    elif error_units and ok_units == 0:
-        status = "failed"
-    elif error_units:
-        status = "partial"
-    else:
-        status = "succeeded"
+    result = drive(
+        lc,
+        index,
+        sink,
+        run_id=run_id,
+        rlog=rlog,
+        cancel_event=cancel_event,
+        cancel_reason="cancelled: the daemon was stopping and the grace period expired",
+    )
+    status, records = result.status, result.records
     if journal:
         journal.end(status)
     summary = sink._guard(writer.finish, status) if sink.db_ok else None
