@@ -19,7 +19,11 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import queue
+import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Any
 
@@ -177,3 +181,88 @@ def run_unit(
     if cancelled():
         return
     yield Coverage(scope, region, service, ok=True)
+
+
+@dataclass(frozen=True)
+class Unit:
+    """One service read in one scope (subscription, project…): the unit of failure."""
+
+    scope: str
+    service: str
+    read: Callable[[], Iterator[Evidence | Finding]]
+    region: str = GLOBAL
+
+    @property
+    def name(self) -> str:
+        return f"{self.scope}/{self.region}/{self.service}"
+
+
+_UNIT_DONE = object()
+
+
+def stream_units(
+    units: Iterable[Unit],
+    *,
+    max_workers: int,
+    cancelled: Callable[[], bool],
+    source: str,
+    buffer: int = 512,
+) -> Iterator[Record]:
+    """Run units on at most ``max_workers`` threads, yielding records as they arrive.
+
+    Units are taken from ``units`` lazily, one as each worker frees up, so a long plan
+    (hundreds of subscriptions or projects) is never materialised and ``cancelled()``
+    stops new units promptly. A bounded queue keeps memory flat when the consumer (the
+    store) is slower than the workers.
+    """
+    out: queue.Queue[object] = queue.Queue(maxsize=buffer)
+    stop = threading.Event()
+    pending = iter(units)
+    pending_lock = threading.Lock()
+
+    def put(item: object) -> bool:
+        while not stop.is_set():
+            try:
+                out.put(item, timeout=0.2)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def work(unit: Unit) -> None:
+        try:
+            for record in run_unit(
+                unit.scope, unit.service, unit.read, cancelled, region=unit.region, source=source
+            ):
+                if not put(record):
+                    return
+        finally:
+            put(_UNIT_DONE)
+
+    pool = ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix=f"annexa-{source}")
+
+    def schedule_next() -> bool:
+        if cancelled() or stop.is_set():
+            return False
+        with pending_lock:
+            unit = next(pending, None)
+        if unit is None:
+            return False
+        pool.submit(work, unit)
+        return True
+
+    running = 0
+    try:
+        while running < max_workers and schedule_next():
+            running += 1
+        while running:
+            item = out.get()
+            if item is _UNIT_DONE:
+                running -= 1
+                if schedule_next():
+                    running += 1
+                continue
+            yield item  # type: ignore[misc]
+    finally:
+        stop.set()
+        pool.shutdown(wait=False, cancel_futures=True)
