@@ -73,11 +73,10 @@ def demo_settings(db: Path) -> Settings:
 
 
 def run_demo(db: Path, fmt: OutputFormat) -> int:
-    from connectors.aws.estate import seed_demo_estate
-
     from collector.cli import _engine, _index
     from collector.logs import configure_logging
     from collector.runner import run_connector
+    from connectors.aws.estate import seed_demo_estate
     from store.queries import control_statuses
 
     console = Console(stderr=True)
