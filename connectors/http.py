@@ -481,10 +481,14 @@ class HttpClient:
         *,
         params: Mapping[str, Any] | None = None,
         json_body: Any = None,
+        data: Mapping[str, str] | None = None,
         headers: Mapping[str, str] | None = None,
         allow_status: Collection[int] = (),
     ) -> Response:
         """Send one request with retries; return the answer or raise :class:`SourceError`.
+
+        ``data`` is sent as an ``application/x-www-form-urlencoded`` body (OAuth token
+        endpoints); ``json_body`` as JSON. Give at most one of them.
 
         A ``2xx`` answer, or one whose status is in ``allow_status`` (e.g. ``{404}`` when
         "not found" is a meaningful answer), is returned. Other statuses raise
@@ -492,6 +496,8 @@ class HttpClient:
         Every method is retried: send only idempotent requests (reads, and read-only
         ``POST`` queries such as ``getIamPolicy``).
         """
+        if data is not None and json_body is not None:
+            raise ValueError("give json_body or data, not both")
         target = self._resolve(url)
         o = self.options
         stop = stop_after_attempt(o.max_attempts)
@@ -512,7 +518,7 @@ class HttpClient:
             before_sleep=self._log_retry,
         )
         try:
-            resp = retrying(self._attempt, method, target, params, json_body, headers)
+            resp = retrying(self._attempt, method, target, params, json_body, headers, data)
         except _RetryableStatus as exc:
             r = exc.response
             detail = _error_detail(r.content)
@@ -764,6 +770,7 @@ class HttpClient:
         params: Mapping[str, Any] | None,
         json_body: Any,
         extra_headers: Mapping[str, str] | None,
+        form: Mapping[str, str] | None = None,
     ) -> Response:
         if self._cancel is not None and self._cancel.is_set():
             raise SourceError("cancelled", url=str(url))
@@ -775,6 +782,8 @@ class HttpClient:
         kwargs: dict[str, Any] = {"params": params, "headers": headers}
         if json_body is not None:
             kwargs["json"] = json_body
+        if form is not None:
+            kwargs["data"] = dict(form)
         with self._client.stream(method, url, **kwargs) as r:
             length = r.headers.get("content-length")
             if length and length.isdigit() and int(length) > self._max_bytes:

@@ -6,6 +6,10 @@ Configuration (``[[connectors]] type = "github"``)::
     organization = "acme"
     api_url = "https://api.github.com"            # GHES: "https://ghe.example.com/api/v3"
     token = { env = "GITHUB_TOKEN" }              # fine-grained or classic PAT (Bearer)
+    # or, preferred, a GitHub App installed on the organisation:
+    # app_id = 123456
+    # app_private_key = { file = "/run/secrets/annexa-github-app.pem" }
+    # installation_id = 7890123                   # optional: looked up when absent
     include_archived = true
     pseudonymise = false                          # HMAC-SHA256 logins
     # pseudonymise_key = { env = "ANNEXA_PSEUDONYM_KEY" }
@@ -16,14 +20,19 @@ organisation login: ``org`` (``github.org.settings``), ``member``
 (``github.repo.repository``), ``dependabot`` (``github.dependabot.alert``) and
 ``secretscanning`` (``github.secretscanning.alert``).
 
-TODO(github-app): authenticate as a GitHub App installation (JWT signed with the app's
-private key → installation access token, refreshed hourly) instead of a PAT; the
-``AuthHeaders`` callable of the HTTP layer is where the refresh would go.
+As a GitHub App the connector signs an app JWT (RS256, ``iss`` = app id, 9 minutes),
+finds the installation on the organisation (``GET /orgs/{org}/installation``) unless
+``installation_id`` is given, and exchanges the JWT for an installation access token
+(``POST /app/installations/{id}/access_tokens``, one hour), refreshed before it
+expires. A failure to get the token makes every unit ``error`` with the reason.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import time
+from collections.abc import Iterator, Mapping
+from contextlib import ExitStack
+from datetime import UTC, datetime
 from typing import ClassVar
 
 from pydantic import Field, field_validator, model_validator
@@ -38,16 +47,31 @@ from connectors.base import (
 from connectors.checks import REGISTRY, CheckSpec
 from connectors.github import alerts, org, repos
 from connectors.github.common import GLOBAL, Pseudonymiser, run_unit
-from connectors.http import HttpClient, HttpOptions, check_url, token_auth
+from connectors.http import (
+    AuthHeaders,
+    HttpClient,
+    HttpOptions,
+    MalformedResponseError,
+    SourceError,
+    check_url,
+    token_auth,
+)
+from connectors.oauth import CachedToken, bearer, sign_jwt_rs256
 from connectors.records import Coverage, Record
 
 SERVICES = ("org", "member", "collaborator", "repo", "dependabot", "secretscanning")
+API_HEADERS = {"Accept": "application/vnd.github+json", "X-GitHub-Api-Version": "2022-11-28"}
 
 
 class GitHubOptions(ConnectorOptions):
     organization: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9-]{0,38}$")
     api_url: str = "https://api.github.com"
-    token: SecretRef
+    token: SecretRef | None = Field(None, description="PAT (Bearer); or the app_* options")
+    app_id: int | None = Field(None, ge=1, description="GitHub App id (authenticate as the app)")
+    app_private_key: SecretRef | None = Field(None, description="the app's PEM private key")
+    installation_id: int | None = Field(
+        None, ge=1, description="the app's installation on the organisation; looked up if absent"
+    )
     include_archived: bool = True
     pseudonymise: bool = False
     pseudonymise_key: SecretRef | None = None
@@ -60,7 +84,14 @@ class GitHubOptions(ConnectorOptions):
         return check_url(v).rstrip("/")
 
     @model_validator(mode="after")
-    def _pseudonym_key(self) -> GitHubOptions:
+    def _credentials(self) -> GitHubOptions:
+        app = self.app_id is not None or self.app_private_key is not None
+        if app and (self.app_id is None or self.app_private_key is None):
+            raise ValueError("GitHub App auth needs both app_id and app_private_key")
+        if self.installation_id is not None and not app:
+            raise ValueError("installation_id needs app_id and app_private_key")
+        if app == (self.token is not None):
+            raise ValueError("give exactly one of token or app_id + app_private_key")
         if self.pseudonymise and self.pseudonymise_key is None:
             raise ValueError("pseudonymise = true needs pseudonymise_key")
         return self
@@ -80,23 +111,68 @@ class GitHubConnector(Connector):
     def collect(self, ctx: CollectContext) -> Iterator[Record]:
         opts = self.options
         scope = opts.organization
-        try:
-            auth = token_auth("Bearer", opts.token.get())
-            pseudo = Pseudonymiser(opts.pseudonymise_key.get() if opts.pseudonymise_key else None)
-        except SecretUnavailableError as exc:
-            for service in SERVICES:
-                yield Coverage(scope, GLOBAL, service, ok=False, error=str(exc))
-            return
-        http = HttpClient(
-            opts.api_url,
+        with ExitStack() as stack:
+            try:
+                auth = self._auth(ctx, stack)
+                pseudo = Pseudonymiser(
+                    opts.pseudonymise_key.get() if opts.pseudonymise_key else None
+                )
+            except (SecretUnavailableError, SourceError) as exc:
+                for service in SERVICES:
+                    yield Coverage(scope, GLOBAL, service, ok=False, error=str(exc))
+                return
+            yield from self._collect(ctx, auth, pseudo)
+
+    def _client(self, ctx: CollectContext, auth: AuthHeaders | None) -> HttpClient:
+        return HttpClient(
+            self.options.api_url,
             auth=auth,
-            options=opts.http,
-            headers={
-                "Accept": "application/vnd.github+json",
-                "X-GitHub-Api-Version": "2022-11-28",
-            },
+            options=self.options.http,
+            headers=API_HEADERS,
             cancel_event=ctx.cancel_event,
         )
+
+    def _auth(self, ctx: CollectContext, stack: ExitStack) -> AuthHeaders:
+        """The auth callable; as an app, the first installation token is fetched here so
+        a refused app fails the run up front (every unit ``error``)."""
+        opts = self.options
+        if opts.token is not None:
+            return token_auth("Bearer", opts.token.get())
+        assert opts.app_id is not None and opts.app_private_key is not None
+        app_id = opts.app_id
+        key = opts.app_private_key.get()
+
+        def app_jwt() -> Mapping[str, str]:
+            now = int(time.time())
+            claims = {"iss": str(app_id), "iat": now - 60, "exp": now + 540}
+            return {"Authorization": f"Bearer {sign_jwt_rs256(claims, key)}"}
+
+        app_http = stack.enter_context(self._client(ctx, app_jwt))
+        installation: list[int] = [opts.installation_id] if opts.installation_id else []
+
+        def fetch() -> tuple[str, float]:
+            if not installation:
+                body = app_http.get_json(f"/orgs/{opts.organization}/installation")
+                iid = body.get("id") if isinstance(body, Mapping) else None
+                if not isinstance(iid, int) or isinstance(iid, bool):
+                    raise MalformedResponseError(
+                        "the organisation's installation has no numeric id",
+                        url=f"{opts.api_url}/orgs/{opts.organization}/installation",
+                    )
+                installation.append(iid)
+            resp = app_http.request("POST", f"/app/installations/{installation[0]}/access_tokens")
+            return _installation_token(resp.json(), str(resp.url))
+
+        source = CachedToken(fetch)
+        source.get()
+        return bearer(source)
+
+    def _collect(
+        self, ctx: CollectContext, auth: AuthHeaders, pseudo: Pseudonymiser
+    ) -> Iterator[Record]:
+        opts = self.options
+        scope = opts.organization
+        http = self._client(ctx, auth)
         units = (
             ("org", lambda: org.read_org(http, scope, pseudo)),
             ("member", lambda: org.read_members(http, scope, pseudo)),
@@ -119,3 +195,23 @@ class GitHubConnector(Connector):
                 if ctx.cancelled():
                     return
                 yield from run_unit(scope, service, read, ctx.cancelled)
+
+
+def _installation_token(body: object, url: str) -> tuple[str, float]:
+    """``(token, seconds left)`` of an installation access token answer
+    (``{"token": …, "expires_at": "2016-07-11T22:14:10Z", …}``)."""
+    token = body.get("token") if isinstance(body, Mapping) else None
+    expires = body.get("expires_at") if isinstance(body, Mapping) else None
+    if not isinstance(token, str) or not token or not isinstance(expires, str):
+        raise MalformedResponseError(
+            "the installation token answer lacks token/expires_at", url=url
+        )
+    try:
+        when = datetime.fromisoformat(expires.replace("Z", "+00:00"))
+    except ValueError:
+        raise MalformedResponseError(
+            "the installation token's expires_at is not ISO 8601", url=url
+        ) from None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return token, when.timestamp() - time.time()

@@ -6,6 +6,10 @@ Configuration (``[[connectors]] type = "okta"``)::
     org_url = "https://acme.okta.com"
     api_token = { env = "OKTA_API_TOKEN" }        # sent as "Authorization: SSWS …"
     # or: oauth_access_token = { file = "/run/secrets/okta-access-token" }   # Bearer
+    # or an API service app (client credentials + private_key_jwt), preferred:
+    # oauth_client_id = "0oa1abcdefgh"
+    # oauth_private_key = { file = "/run/secrets/okta-annexa.pem" }
+    # oauth_key_id = "kid-of-the-public-key"      # when the app holds several keys
     pseudonymise = false                          # HMAC-SHA256 logins/emails
     # pseudonymise_key = { env = "ANNEXA_PSEUDONYM_KEY" }
 
@@ -15,15 +19,19 @@ Units (service = second segment of the resource types): ``admin``
 (``okta.user.account``), all in region ``global`` of scope = the org's host name. Admins
 and tokens are read first (small), so each user's evidence carries their roles and tokens.
 
-TODO(oauth): obtain the access token ourselves with the client-credentials flow and a
-``private_key_jwt`` client assertion (service app + scopes ``okta.users.read
-okta.policies.read okta.roles.read okta.apiTokens.read``). Today an externally obtained
-access token can be given as ``oauth_access_token``.
+With ``oauth_client_id`` the connector obtains its own access token: a client assertion
+JWT (``iss = sub = client id``, ``aud`` = the token URL, 5 minutes) signed with the
+app's private key is exchanged at ``{org_url}/oauth2/v1/token`` for a token of the
+read-only ``oauth_scopes``, refreshed before it expires (Okta: one hour). A failure to
+get the token makes every unit ``error`` with the reason.
 """
 
 from __future__ import annotations
 
+import time
+import uuid
 from collections.abc import Iterator
+from contextlib import ExitStack
 from typing import ClassVar
 from urllib.parse import urlsplit
 
@@ -37,12 +45,26 @@ from connectors.base import (
     SecretUnavailableError,
 )
 from connectors.checks import REGISTRY, CheckSpec
-from connectors.http import AuthHeaders, HttpClient, HttpOptions, check_url, token_auth
+from connectors.http import (
+    AuthHeaders,
+    HttpClient,
+    HttpOptions,
+    SourceError,
+    check_url,
+    token_auth,
+)
+from connectors.oauth import CachedToken, bearer, post_token_form, sign_jwt_rs256
 from connectors.okta import admins, apitokens, policies, users
 from connectors.okta.common import GLOBAL, Pseudonymiser, run_unit
 from connectors.records import Coverage, Record
 
 SERVICES = ("admin", "apitoken", "policy", "user")
+
+#: Read-only scopes of the endpoints the connector calls: users and their factors
+#: (okta.users.read), admin role assignments (okta.roles.read), policies and rules
+#: (okta.policies.read), API tokens (okta.apiTokens.read).
+DEFAULT_SCOPES = ["okta.users.read", "okta.roles.read", "okta.policies.read", "okta.apiTokens.read"]
+CLIENT_ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 
 
 class OktaOptions(ConnectorOptions):
@@ -50,6 +72,16 @@ class OktaOptions(ConnectorOptions):
     api_token: SecretRef | None = Field(None, description="SSWS API token (read-only admin)")
     oauth_access_token: SecretRef | None = Field(
         None, description="OAuth 2.0 access token of a service app (Bearer)"
+    )
+    oauth_client_id: str | None = Field(
+        None, min_length=1, description="client id of an API service app (private_key_jwt)"
+    )
+    oauth_private_key: SecretRef | None = Field(
+        None, description="PEM RSA private key whose public key is registered on the app"
+    )
+    oauth_key_id: str | None = Field(None, description="kid of that key, if the app has several")
+    oauth_scopes: list[str] = Field(
+        default_factory=lambda: list(DEFAULT_SCOPES), min_length=1, description="granted scopes"
     )
     pseudonymise: bool = False
     pseudonymise_key: SecretRef | None = None
@@ -64,8 +96,18 @@ class OktaOptions(ConnectorOptions):
 
     @model_validator(mode="after")
     def _credentials(self) -> OktaOptions:
-        if (self.api_token is None) == (self.oauth_access_token is None):
-            raise ValueError("give exactly one of api_token or oauth_access_token")
+        given = [
+            name
+            for name in ("api_token", "oauth_access_token", "oauth_client_id")
+            if getattr(self, name) is not None
+        ]
+        if len(given) != 1:
+            raise ValueError(
+                "give exactly one of api_token, oauth_access_token or oauth_client_id"
+                + (f" (got {', '.join(given)})" if given else "")
+            )
+        if (self.oauth_client_id is None) != (self.oauth_private_key is None):
+            raise ValueError("oauth_client_id and oauth_private_key go together")
         if self.pseudonymise and self.pseudonymise_key is None:
             raise ValueError("pseudonymise = true needs pseudonymise_key")
         return self
@@ -86,13 +128,53 @@ class OktaConnector(Connector):
     def scope(self) -> str:
         return urlsplit(self.options.org_url).hostname or self.options.org_url
 
-    def _auth(self) -> AuthHeaders:
-        if self.options.api_token is not None:
-            return token_auth("SSWS", self.options.api_token.get())
-        assert self.options.oauth_access_token is not None
-        return token_auth("Bearer", self.options.oauth_access_token.get())
+    @property
+    def token_url(self) -> str:
+        return f"{self.options.org_url}/oauth2/v1/token"
 
-    def _client(self, ctx: CollectContext, auth: AuthHeaders) -> HttpClient:
+    def _auth(self, ctx: CollectContext, stack: ExitStack) -> AuthHeaders:
+        """The auth callable; for a service app, its first token is fetched here so a
+        refused client fails the run up front (every unit ``error``)."""
+        opts = self.options
+        if opts.api_token is not None:
+            return token_auth("SSWS", opts.api_token.get())
+        if opts.oauth_access_token is not None:
+            return token_auth("Bearer", opts.oauth_access_token.get())
+        assert opts.oauth_client_id is not None and opts.oauth_private_key is not None
+        client_id = opts.oauth_client_id
+        key = opts.oauth_private_key.get()
+        token_http = stack.enter_context(self._client(ctx, None))
+
+        def fetch() -> tuple[str, float]:
+            now = int(time.time())
+            assertion = sign_jwt_rs256(
+                {
+                    "iss": client_id,
+                    "sub": client_id,
+                    "aud": self.token_url,
+                    "iat": now,
+                    "exp": now + 300,
+                    "jti": uuid.uuid4().hex,
+                },
+                key,
+                kid=opts.oauth_key_id,
+            )
+            return post_token_form(
+                token_http,
+                self.token_url,
+                {
+                    "grant_type": "client_credentials",
+                    "scope": " ".join(opts.oauth_scopes),
+                    "client_assertion_type": CLIENT_ASSERTION_TYPE,
+                    "client_assertion": assertion,
+                },
+            )
+
+        source = CachedToken(fetch)
+        source.get()
+        return bearer(source)
+
+    def _client(self, ctx: CollectContext, auth: AuthHeaders | None) -> HttpClient:
         return HttpClient(
             self.options.org_url,
             auth=auth,
@@ -104,13 +186,23 @@ class OktaConnector(Connector):
     def collect(self, ctx: CollectContext) -> Iterator[Record]:
         opts = self.options
         scope = self.scope
-        try:
-            auth = self._auth()
-            pseudo = Pseudonymiser(opts.pseudonymise_key.get() if opts.pseudonymise_key else None)
-        except SecretUnavailableError as exc:
-            for service in SERVICES:
-                yield Coverage(scope, GLOBAL, service, ok=False, error=str(exc))
-            return
+        with ExitStack() as stack:
+            try:
+                auth = self._auth(ctx, stack)
+                pseudo = Pseudonymiser(
+                    opts.pseudonymise_key.get() if opts.pseudonymise_key else None
+                )
+            except (SecretUnavailableError, SourceError) as exc:
+                for service in SERVICES:
+                    yield Coverage(scope, GLOBAL, service, ok=False, error=str(exc))
+                return
+            yield from self._collect(ctx, auth, pseudo)
+
+    def _collect(
+        self, ctx: CollectContext, auth: AuthHeaders, pseudo: Pseudonymiser
+    ) -> Iterator[Record]:
+        opts = self.options
+        scope = self.scope
         with self._client(ctx, auth) as http:
             admin_reader = admins.AdminReader(http, scope, pseudo)
             yield from run_unit(scope, "admin", admin_reader.read, ctx.cancelled)

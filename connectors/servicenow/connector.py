@@ -7,6 +7,10 @@ Configuration (``[[connectors]] type = "servicenow"``)::
     username = "annexa.integration"             # basic auth …
     password = { env = "SN_PASSWORD" }
     # token = { env = "SN_OAUTH_TOKEN" }        # … or an OAuth bearer token instead
+    # … or an OAuth application registry entry (token fetched and refreshed by Annexa):
+    # oauth_client_id = "0123456789abcdef0123456789abcdef"
+    # oauth_client_secret = { env = "SN_OAUTH_CLIENT_SECRET" }
+    # with username + password above: password grant; without: client_credentials
 
     [[connectors.options.processes]]
     kind = "change"                             # table change_request, defaults below
@@ -25,12 +29,19 @@ Units: scope = the instance host, region ``global``, service = the process kind;
 resource types ``servicenow.<kind>.ticket`` (id = the record number) and
 ``servicenow.<kind>.population``. See :mod:`connectors.servicenow.records` for the
 history source and the requests made.
+
+With ``oauth_client_id`` the connector posts to ``{instance_url}/oauth_token.do`` (form:
+``grant_type=password`` with the integration user's credentials, or
+``client_credentials`` when no user is configured) and sends the access token as a
+Bearer, fetching a new one before it expires. A failure to get the token makes every
+process unit ``error`` with the reason.
 """
 
 from __future__ import annotations
 
 import base64
 from collections.abc import Iterator
+from contextlib import ExitStack
 from typing import Any, ClassVar
 from urllib.parse import urlsplit
 
@@ -44,7 +55,15 @@ from connectors.base import (
     SecretUnavailableError,
 )
 from connectors.checks import REGISTRY, CheckSpec
-from connectors.http import HttpClient, HttpOptions, check_url, token_auth
+from connectors.http import (
+    AuthHeaders,
+    HttpClient,
+    HttpOptions,
+    SourceError,
+    check_url,
+    token_auth,
+)
+from connectors.oauth import CachedToken, bearer, post_token_form
 from connectors.process import (
     GLOBAL,
     ProcessBase,
@@ -113,10 +132,14 @@ class ServiceNowProcess(ProcessBase):
 
 class ServiceNowOptions(ConnectorOptions):
     instance_url: str
-    #: Basic auth (an integration user with read roles); or ``token`` (OAuth bearer).
+    #: Basic auth (an integration user with read roles); or ``token`` (OAuth bearer);
+    #: or ``oauth_client_id`` + ``oauth_client_secret`` (with username + password: the
+    #: password grant, else client_credentials).
     username: str | None = None
     password: SecretRef | None = None
     token: SecretRef | None = None
+    oauth_client_id: str | None = Field(None, min_length=1)
+    oauth_client_secret: SecretRef | None = None
     #: Records per request; each page costs two more requests (audit, approvals), and
     #: page_size sys_ids go into their query string, hence the cap.
     page_size: int = Field(100, ge=1, le=200)
@@ -142,8 +165,16 @@ class ServiceNowOptions(ConnectorOptions):
         basic = self.username is not None or self.password is not None
         if basic and (self.username is None or self.password is None):
             raise ValueError("basic auth needs both username and password")
-        if basic == (self.token is not None):
-            raise ValueError("give either username + password (basic) or token (OAuth bearer)")
+        oauth = self.oauth_client_id is not None or self.oauth_client_secret is not None
+        if oauth and (self.oauth_client_id is None or self.oauth_client_secret is None):
+            raise ValueError("OAuth needs both oauth_client_id and oauth_client_secret")
+        if oauth and self.token is not None:
+            raise ValueError("give token or oauth_client_id + oauth_client_secret, not both")
+        if not oauth and basic == (self.token is not None):
+            raise ValueError(
+                "give either username + password (basic), token (OAuth bearer) or "
+                "oauth_client_id + oauth_client_secret"
+            )
         return self
 
     @property
@@ -175,24 +206,54 @@ class ServiceNowConnector(Connector):
     def collect(self, ctx: CollectContext) -> Iterator[Record]:
         opts = self.options
         scope = opts.scope
-        try:
-            if opts.token is not None:
-                auth = token_auth("Bearer", opts.token.get())
-            else:
-                assert opts.password is not None
-                pair = f"{opts.username}:{opts.password.get()}".encode()
-                auth = token_auth("Basic", base64.b64encode(pair).decode("ascii"))
-        except SecretUnavailableError as exc:
-            for p in opts.processes:
-                yield Coverage(scope, GLOBAL, p.kind, ok=False, error=str(exc))
-            return
-        http = HttpClient(
-            opts.instance_url,
+        with ExitStack() as stack:
+            try:
+                auth = self._auth(ctx, stack)
+            except (SecretUnavailableError, SourceError) as exc:
+                for p in opts.processes:
+                    yield Coverage(scope, GLOBAL, p.kind, ok=False, error=str(exc))
+                return
+            yield from self._collect(ctx, auth)
+
+    def _client(self, ctx: CollectContext, auth: AuthHeaders | None) -> HttpClient:
+        return HttpClient(
+            self.options.instance_url,
             auth=auth,
-            options=opts.http,
+            options=self.options.http,
             headers={"Accept": "application/json"},
             cancel_event=ctx.cancel_event,
         )
+
+    def _auth(self, ctx: CollectContext, stack: ExitStack) -> AuthHeaders:
+        """The auth callable; with OAuth the first token is fetched here so a refused
+        client fails the run up front (every process ``error``)."""
+        opts = self.options
+        if opts.oauth_client_id is not None:
+            assert opts.oauth_client_secret is not None
+            form = {
+                "grant_type": "client_credentials",
+                "client_id": opts.oauth_client_id,
+                "client_secret": opts.oauth_client_secret.get(),
+            }
+            if opts.username is not None:
+                assert opts.password is not None
+                form.update(
+                    grant_type="password", username=opts.username, password=opts.password.get()
+                )
+            token_http = stack.enter_context(self._client(ctx, None))
+            source = CachedToken(lambda: post_token_form(token_http, "/oauth_token.do", form))
+            source.get()
+            return bearer(source)
+        if opts.token is not None:
+            return token_auth("Bearer", opts.token.get())
+        assert opts.password is not None
+        pair = f"{opts.username}:{opts.password.get()}".encode()
+        return token_auth("Basic", base64.b64encode(pair).decode("ascii"))
+
+    def _collect(self, ctx: CollectContext, auth: AuthHeaders) -> Iterator[Record]:
+        opts = self.options
+        scope = opts.scope
+        http = self._client(ctx, auth)
         settings = opts.read_settings()
         specs = self.checks()
         with http:
