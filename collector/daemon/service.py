@@ -384,9 +384,12 @@ class Daemon:
             next_due=c.next_due.isoformat(),
         )
         try:
+            # We hold this connector's lease now, so a run of it that has not
+            # heartbeated for a lease period lost its owner: seal it before our run
+            # starts, so the two never overlap, even in the runs table.
             for r in reap_stale(
                 self.engine,
-                stale_after=self.stale_after,
+                stale_after=min(self.stale_after, self.lease_s),
                 me=self.me,
                 exclude=self._local_run_ids(),
                 source=name,
