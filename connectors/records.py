@@ -12,8 +12,10 @@ import hashlib
 import json
 import re
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
+
+import orjson
 
 FindingStatus = Literal["pass", "fail", "error", "not_applicable"]
 FINDING_STATUSES: tuple[str, ...] = ("pass", "fail", "error", "not_applicable")
@@ -138,6 +140,172 @@ def sha256_hex(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
+# -- the canonical body, fast ------------------------------------------------------------
+#
+# ``canonical_body(p)`` is byte for byte ``canonical_json(normalise(p))`` encoded as
+# UTF-8: stored bodies and their content hashes must not depend on which path made them.
+# The fast path walks the payload once without copying what needs no change (most of
+# it), then lets orjson serialise; orjson's output equals ``json.dumps``'s for every
+# value the walk lets through. Anything else — floats ``json`` writes with an exponent,
+# integers beyond 64 bits, unfamiliar types orjson refuses, lone surrogates — takes
+# the reference path. tests/test_records.py compares both paths on random payloads.
+
+_ORJSON_OPTIONS = orjson.OPT_SORT_KEYS | orjson.OPT_UTC_Z | orjson.OPT_NAIVE_UTC
+_SCALARS = frozenset({str, int, bool, type(None)})
+_ZERO = timedelta(0)
+# Key names already seen to be neither volatile nor secret-looking: a dict whose keys
+# are all here needs no per-key test. Bounded, so hostile payloads cannot grow it.
+_plain_keys: set[str] = set()
+_PLAIN_KEYS_MAX = 65_536
+
+
+class _ReferencePath(Exception):
+    """The payload holds a value whose orjson form differs from ``json.dumps``'s."""
+
+
+def canonical_body(payload: Any) -> bytes:
+    """The canonical JSON of ``normalise(payload)``, as UTF-8 bytes (what is stored)."""
+    try:
+        return orjson.dumps(_prepare(payload), option=_ORJSON_OPTIONS)
+    except (_ReferencePath, TypeError):  # orjson.JSONEncodeError is a TypeError
+        return _reference_body(payload)
+
+
+def _reference_body(payload: Any) -> bytes:
+    text = canonical_json(normalise(payload))
+    try:
+        return text.encode("utf-8")
+    except UnicodeEncodeError:
+        # A lone surrogate (hostile or broken input) cannot be stored as UTF-8: escape
+        # every non-ASCII character of this body instead, which is still canonical.
+        normalised = normalise(payload)
+        return json.dumps(normalised, sort_keys=True, separators=(",", ":")).encode("ascii")
+
+
+def _prepare(value: Any) -> Any:
+    """``value`` ready for orjson: itself if nothing in it changes, else a changed copy."""
+    t = type(value)
+    if t is dict:
+        return _prepare_dict(value)
+    if t is list or t is tuple:
+        return _prepare_seq(value)
+    if t in _SCALARS:
+        return value
+    return _prepare_other(value, t)
+
+
+def _prepare_dict(d: dict[Any, Any]) -> dict[Any, Any]:
+    copy: dict[Any, Any] | None = None
+    if not d.keys() <= _plain_keys:
+        copy = _apply_key_rules(d)
+        if copy is None:
+            pass
+        elif copy is _PER_KEY:
+            return _prepare_dict_keys(d)
+        else:
+            d = copy
+    for k, v in d.items():
+        t = type(v)
+        if t in _SCALARS:
+            continue
+        if t is dict:
+            nv: Any = _prepare_dict(v)
+        elif t is list or t is tuple:
+            nv = _prepare_seq(v)
+        else:
+            nv = _prepare_other(v, t)
+        if nv is not v:
+            if copy is None:
+                copy = dict(d)
+            copy[k] = nv
+    return d if copy is None else copy
+
+
+_PER_KEY: dict[Any, Any] = {}  # sentinel: "apply the rules key by key"
+
+
+def _apply_key_rules(d: dict[Any, Any]) -> dict[Any, Any] | None:
+    """A copy of ``d`` without its volatile keys and with its secrets redacted, or None
+    if neither applies. Only the keys not yet known plain are looked at (C-level set
+    difference): typically one ``ResponseMetadata`` among a dozen familiar keys."""
+    copy: dict[Any, Any] | None = None
+    for k in d.keys() - _plain_keys:
+        if type(k) is not str:
+            return _PER_KEY  # the key itself changes (to str(k)): the general path
+        if k in VOLATILE_KEYS:
+            if copy is None:
+                copy = dict(d)
+            del copy[k]
+        elif _is_secret_key(k):
+            v = d[k]
+            if isinstance(v, (str, bytes)) and v:
+                if copy is None:
+                    copy = dict(d)
+                copy[k] = REDACTED
+        elif len(_plain_keys) < _PLAIN_KEYS_MAX:
+            _plain_keys.add(k)
+    return copy
+
+
+def _prepare_dict_keys(d: dict[Any, Any]) -> dict[str, Any]:
+    """The per-key rules of ``_normalise_dict``, for a dict with a key that is not a str."""
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        key = k if type(k) is str else str(k)
+        if key in VOLATILE_KEYS:
+            continue
+        if isinstance(v, (str, bytes)) and v and _is_secret_key(key):
+            out[key] = REDACTED
+        else:
+            out[key] = v if type(v) in _SCALARS else _prepare(v)
+    return out
+
+
+def _prepare_seq(seq: list[Any] | tuple[Any, ...]) -> list[Any] | tuple[Any, ...]:
+    copy: list[Any] | None = None
+    for i, v in enumerate(seq):
+        t = type(v)
+        if t in _SCALARS:
+            continue
+        if t is dict:
+            nv: Any = _prepare_dict(v)
+        elif t is list or t is tuple:
+            nv = _prepare_seq(v)
+        else:
+            nv = _prepare_other(v, t)
+        if nv is not v:
+            if copy is None:
+                copy = list(seq)
+            copy[i] = nv
+    return seq if copy is None else copy
+
+
+def _prepare_other(v: Any, t: type) -> Any:
+    if t is float:
+        # json.dumps writes these with an exponent ("1e-05"), orjson without ("0.00001").
+        if v == 0.0 or 1e-4 <= abs(v) < 1e16:
+            return v
+        raise _ReferencePath
+    if t is datetime:
+        # orjson writes UTC (and naive, taken as UTC) exactly as normalise does.
+        if v.tzinfo is None or v.tzinfo is UTC or v.utcoffset() == _ZERO:
+            return v
+        return _normalise_other(v)
+    # Everything else (bytes, subclasses, arbitrary objects) by the reference rules. Their
+    # result is final: walking it again would apply the key rules twice (a timestamp
+    # under a secret-looking key would then be redacted), so containers other than a
+    # bytes digest go to the reference path, which is rare: SDKs return plain types.
+    nv = normalise(v)
+    nt = type(nv)
+    if nt is float:
+        return _prepare_other(nv, float)
+    if nt is dict or nt is list:
+        if isinstance(v, (bytes, bytearray)):
+            return nv
+        raise _ReferencePath
+    return nv
+
+
 def service_of(resource_type: str) -> str:
     """The service segment of a dotted type or check id: ``aws.s3.bucket`` → ``s3``."""
     parts = resource_type.split(".")
@@ -164,10 +332,10 @@ class Evidence:
         return service_of(self.resource_type)
 
     def body(self) -> str:
-        return canonical_json(normalise(self.payload))
+        return canonical_body(self.payload).decode("utf-8")
 
     def content_hash(self) -> str:
-        return sha256_hex(self.body())
+        return hashlib.sha256(canonical_body(self.payload)).hexdigest()
 
 
 @dataclass(frozen=True, slots=True)
