@@ -3,13 +3,15 @@
 One ``RunWriter`` per run of one connector instance. Records are buffered and flushed
 in batches, one transaction per batch: bodies are content-addressed in ``blobs``, and a
 version row is written only when an item's content differs from its latest stored
-version. Keys seen by the run are noted in a temporary table on the writer's own
-connection so that, at the end, items of units read without error that were *not*
-seen get a tombstone — memory stays flat however large the estate.
+version. Keys the run saw unchanged are noted in a temporary table on the writer's own
+connection (a changed item's latest version is the run's own), so that, at the end,
+items of units read without error that were *not* seen get a tombstone — memory stays
+flat however large the estate.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import socket
@@ -19,16 +21,30 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Engine, Table, bindparam, func, insert, select, text, update
+from sqlalchemy import (
+    Connection,
+    Engine,
+    Table,
+    column,
+    exists,
+    func,
+    insert,
+    select,
+    text,
+    update,
+)
+from sqlalchemy import table as sa_table
 from sqlalchemy.engine import Dialect
 from sqlalchemy.exc import StatementError
 
-from connectors.records import Coverage, Evidence, Finding, sha256_hex, utcnow
+from connectors.records import Coverage, Evidence, Finding, canonical_body, utcnow
 from store.integrity import compute_digest, finding_hash, last_digest
 from store.schema import blobs, evidence, findings, run_units, runs
 
 RUN_STATUSES = ("running", "succeeded", "partial", "failed", "aborted")
-_SEEN = "annexa_seen"
+# Temporary tables (one per writer connection): ids of the stored versions this run saw
+# unchanged. Integer keys: no text index to maintain, one rowid probe when closing.
+_SEEN = {"E": "annexa_seen_evidence", "F": "annexa_seen_findings"}
 
 # Buffered rows are tuples in these column orders; the timestamp is always last.
 _EV_COLS = (
@@ -63,6 +79,7 @@ _FI_COLS = (
     "observed_at",
 )
 _EV_HASH = _EV_COLS.index("content_hash")
+_ABSENT: tuple[None, int] = (None, 0)
 _FI_HASH = _FI_COLS.index("finding_hash")
 
 
@@ -130,24 +147,38 @@ class _Statements:
             self.blob = self._unnest_insert(dialect, blobs, blob_cols) + " ON CONFLICT DO NOTHING"
             self.evidence = self._unnest_insert(dialect, evidence, _EV_COLS)
             self.findings = self._unnest_insert(dialect, findings, _FI_COLS)
-            self.seen = f"INSERT INTO {_SEEN} (kind, key) SELECT %s, unnest(%b::text[])"
+            self.seen = {
+                kind: f"INSERT INTO {name} (id) SELECT unnest(%b::bigint[])"
+                for kind, name in _SEEN.items()
+            }
             self.current_ev = (
-                "SELECT t.key, t.content_hash FROM unnest(%b::text[]) AS k(key) "
-                "CROSS JOIN LATERAL (SELECT e.key, e.content_hash FROM evidence e "
+                "SELECT t.key, t.content_hash, t.id FROM unnest(%b::text[]) AS k(key) "
+                "CROSS JOIN LATERAL (SELECT e.key, e.content_hash, e.id FROM evidence e "
                 "WHERE e.source = %s AND e.key = k.key ORDER BY e.id DESC LIMIT 1) AS t"
             )
             # A tombstoned finding is "absent", so a reappearing one is written again.
             self.current_fi = (
-                "SELECT t.key, t.finding_hash FROM unnest(%b::text[]) AS k(key) "
-                "CROSS JOIN LATERAL (SELECT f.key, f.finding_hash, f.status FROM findings f "
-                "WHERE f.source = %s AND f.key = k.key ORDER BY f.id DESC LIMIT 1) AS t "
-                "WHERE t.status IS NOT NULL"
+                "SELECT t.key, t.finding_hash, t.id FROM unnest(%b::text[]) AS k(key) "
+                "CROSS JOIN LATERAL (SELECT f.key, f.finding_hash, f.status, f.id "
+                "FROM findings f WHERE f.source = %s AND f.key = k.key "
+                "ORDER BY f.id DESC LIMIT 1) AS t WHERE t.status IS NOT NULL"
             )
         else:
             self.blob = self._insert(dialect, blobs, blob_cols) + " ON CONFLICT DO NOTHING"
             self.evidence = self._insert(dialect, evidence, _EV_COLS)
             self.findings = self._insert(dialect, findings, _FI_COLS)
-            self.seen = f"INSERT INTO {_SEEN} (kind, key) VALUES (?, ?)"
+            self.seen = {
+                kind: f"INSERT OR IGNORE INTO {name} (id) VALUES (?)"
+                for kind, name in _SEEN.items()
+            }
+            self.current_ev = (
+                "SELECT key, content_hash, max(id) FROM evidence "
+                "WHERE source = ? AND key IN ({}) GROUP BY key"
+            )
+            self.current_fi = (
+                "SELECT key, finding_hash, max(id), status FROM findings "
+                "WHERE source = ? AND key IN ({}) GROUP BY key"
+            )
 
     @staticmethod
     def _processor(dialect: Dialect, column: Any) -> Callable[[Any], Any]:
@@ -187,30 +218,30 @@ class _Statements:
         else:
             conn.exec_driver_sql(sql, rows)
 
-    def add_seen(self, conn: Connection, kind: str, keys: list[str]) -> None:
+    def add_seen(self, conn: Connection, kind: str, ids: list[int]) -> None:
         if self.postgresql:
-            conn.exec_driver_sql(self.seen, (kind, keys))
+            conn.exec_driver_sql(self.seen[kind], (ids,))
         else:
-            conn.exec_driver_sql(self.seen, [(kind, k) for k in keys])
+            conn.exec_driver_sql(self.seen[kind], [(i,) for i in ids])
 
     def current(
         self, conn: Connection, table: Table, source: str, keys: list[str]
-    ) -> dict[str, str | None]:
-        """The content hash of the latest live version of each of ``keys``, if any."""
+    ) -> dict[str, tuple[str | None, int]]:
+        """The content hash and id of the latest live version of each of ``keys``."""
         if self.postgresql:
             sql = self.current_ev if table is evidence else self.current_fi
-            return {k: h for k, h in conn.exec_driver_sql(sql, (keys, source))}
-        hash_col = table.c.content_hash if table is evidence else table.c.finding_hash
-        latest = (
-            select(func.max(table.c.id))
-            .where(table.c.source == source, table.c.key.in_(bindparam("keys", expanding=True)))
-            .group_by(table.c.key)
-        )
-        q = select(table.c.key, hash_col).where(table.c.id.in_(latest.scalar_subquery()))
-        if table is findings:
-            # A tombstoned finding is "absent", so a reappearing one is written again.
-            q = q.where(findings.c.status.is_not(None))
-        return {k: h for k, h in conn.execute(q, {"keys": keys})}
+            return {k: (h, i) for k, h, i in conn.exec_driver_sql(sql, (keys, source))}
+        # SQLite returns the other columns of the row that holds max(): one index range
+        # per key, no self-join (https://sqlite.org/lang_select.html#bareagg). Rows are
+        # fetched in one call: iterating a result fetches them one by one.
+        marks = ",".join("?" * len(keys))
+        if table is evidence:
+            sql = self.current_ev.format(marks)
+            rows = conn.exec_driver_sql(sql, (source, *keys)).fetchall()
+            return {k: (h, i) for k, h, i in rows}
+        # A tombstoned finding is "absent", so a reappearing one is written again.
+        rows = conn.exec_driver_sql(self.current_fi.format(marks), (source, *keys)).fetchall()
+        return {k: (h, i) for k, h, i, status in rows if status is not None}
 
 
 class RunSealedError(RuntimeError):
@@ -245,10 +276,11 @@ class RunWriter:
         self._conn: Connection | None = None
         self._sql: _Statements | None = None
         self._ev: dict[str, tuple[Any, ...]] = {}
-        self._bodies: dict[str, str] = {}
+        self._bodies: dict[str, bytes] = {}
         self._fi: dict[str, tuple[Any, ...]] = {}
         self._controls_json: dict[tuple[str, ...], str] = {}
         self._units: list[dict[str, Any]] = []
+        self._floor: dict[str, int] = {"E": 0, "F": 0}
         self.started_at = utcnow()
 
     # -- lifecycle -----------------------------------------------------------------
@@ -270,16 +302,29 @@ class RunWriter:
                 mapping_digest=self.mapping_digest,
             )
         )
-        self._sql = _Statements(conn.dialect)
-        temp = "TEMPORARY" if conn.dialect.name == "postgresql" else "TEMP"
-        conn.execute(text(f"DROP TABLE IF EXISTS {_SEEN}"))
-        conn.execute(
-            text(f"CREATE {temp} TABLE {_SEEN} (kind CHAR(1) NOT NULL, key TEXT NOT NULL)")
-        )
-        # Closing looks every stored key up here: without an index that is O(items²).
-        conn.execute(text(f"CREATE INDEX {_SEEN}_kind_key ON {_SEEN} (kind, key)"))
-        conn.commit()
+        self._prepare_connection(conn)
         return self.run_id
+
+    def _prepare_connection(self, conn: Connection) -> None:
+        """Statements, the seen-id tables and the id floors; commits."""
+        self._sql = _Statements(conn.dialect)
+        # SQLite: the rowid itself (INTEGER PRIMARY KEY), probed per candidate. PostgreSQL
+        # hashes the whole table for one anti-join: an index would only slow the inserts.
+        column_def = (
+            "TEMPORARY TABLE {} (id BIGINT NOT NULL)"
+            if conn.dialect.name == "postgresql"
+            else "TEMP TABLE {} (id INTEGER PRIMARY KEY)"
+        )
+        for name in _SEEN.values():
+            conn.execute(text(f"DROP TABLE IF EXISTS {name}"))
+            conn.execute(text("CREATE " + column_def.format(name)))
+        # Closing considers only versions stored before this run began: a version written
+        # since, by this run or by another run of the source, is not this run's to close.
+        self._floor = {
+            kind: conn.execute(select(func.coalesce(func.max(table.c.id), 0))).scalar_one()
+            for kind, table in (("E", evidence), ("F", findings))
+        }
+        conn.commit()
 
     def __enter__(self) -> RunWriter:
         self.start()
@@ -291,10 +336,15 @@ class RunWriter:
 
     # -- adding records ------------------------------------------------------------
 
-    def add_evidence(self, ev: Evidence) -> str:
-        """Buffer ``ev``; return its content hash (what findings on it refer to)."""
-        body = ev.body()
-        chash = sha256_hex(body)
+    def add_evidence(self, ev: Evidence, body: bytes | None = None) -> str:
+        """Buffer ``ev``; return its content hash (what findings on it refer to).
+
+        ``body`` is ``canonical_body(ev.payload)`` when the caller already has it (the
+        daemon journals it first); it is computed here otherwise.
+        """
+        if body is None:
+            body = canonical_body(ev.payload)
+        chash = hashlib.sha256(body).hexdigest()
         self._bodies[chash] = body
         key = ev.key
         self._ev[key] = (
@@ -415,29 +465,50 @@ class RunWriter:
 
     def _flush_evidence(self, conn: Connection) -> None:
         sql = self._statements()
-        buffer = self._ev
-        current = sql.current(conn, evidence, self.source, list(buffer))
-        changed = [row for key, row in buffer.items() if current.get(key) != row[_EV_HASH]]
+        changed = self._changed(conn, evidence, "E", self._ev, _EV_HASH)
         if changed:
             bodies = self._bodies
-            new_bodies = {r[_EV_HASH] for r in changed}
-            sql.insert(conn, sql.blob, [(h, bodies[h], len(bodies[h])) for h in new_bodies])
+            # Decoded only now: an unchanged item's body is hashed, never stored.
+            texts = {h: bodies[h].decode("utf-8") for h in {r[_EV_HASH] for r in changed}}
+            sql.insert(conn, sql.blob, [(h, t, len(t)) for h, t in texts.items()])
             sql.insert(conn, sql.evidence, sql.bind_ts(sql.evidence, sql.ev_ts, changed))
             self.counts.evidence_written += len(changed)
-        sql.add_seen(conn, "E", list(buffer))
-        buffer.clear()
         self._bodies.clear()
 
     def _flush_findings(self, conn: Connection) -> None:
         sql = self._statements()
-        buffer = self._fi
-        current = sql.current(conn, findings, self.source, list(buffer))
-        changed = [row for key, row in buffer.items() if current.get(key) != row[_FI_HASH]]
+        changed = self._changed(conn, findings, "F", self._fi, _FI_HASH)
         if changed:
             sql.insert(conn, sql.findings, sql.bind_ts(sql.findings, sql.fi_ts, changed))
             self.counts.findings_written += len(changed)
-        sql.add_seen(conn, "F", list(buffer))
+
+    def _changed(
+        self,
+        conn: Connection,
+        table: Table,
+        kind: str,
+        buffer: dict[str, tuple[Any, ...]],
+        hash_at: int,
+    ) -> list[tuple[Any, ...]]:
+        """Empty ``buffer``; return its rows whose content differs from the stored one.
+
+        The stored versions seen unchanged are noted for closing. A written item needs
+        no note: its latest version is this run's, which closing skips anyway.
+        """
+        sql = self._statements()
+        current = sql.current(conn, table, self.source, list(buffer))
+        changed = []
+        unchanged = []
+        for key, row in buffer.items():
+            stored_hash, stored_id = current.get(key, _ABSENT)
+            if stored_hash == row[hash_at]:
+                unchanged.append(stored_id)
+            else:
+                changed.append(row)
+        if unchanged:
+            sql.add_seen(conn, kind, unchanged)
         buffer.clear()
+        return changed
 
     # -- closing -------------------------------------------------------------------
 
@@ -472,15 +543,26 @@ class RunWriter:
             alive = (
                 table.c.content_hash.is_not(None) if kind == "E" else table.c.status.is_not(None)
             )
-            unseen = text(
-                f"NOT EXISTS (SELECT 1 FROM {_SEEN} s "
-                f"WHERE s.kind = :kind AND s.key = {table.name}.key)"
+            seen = sa_table(_SEEN[kind], column("id"))
+            # What this run wrote (a resumed run too) and what other runs of the source
+            # wrote since it began is the latest of its key, and not for this run to close.
+            # The tests on ``mid`` come first so that rows seen unchanged (a rewrite: all
+            # of them) are ruled out from the index alone, before any row is read.
+            q = (
+                select(table)
+                .select_from(latest)
+                .join(table, table.c.id == latest.c.mid)
+                .where(
+                    latest.c.mid <= self._floor[kind],
+                    ~exists().where(seen.c.id == latest.c.mid),
+                    alive,
+                    table.c.run_id != self.run_id,
+                )
             )
-            q = select(table).join(latest, latest.c.mid == table.c.id).where(alive, unseen)
             batch: list[dict[str, Any]] = []
             # The cursor is read to the end before the inserts below: SQLite cannot write a
             # table while a cursor on it is open on the same connection.
-            rows = conn.execute(q, {"kind": kind}).mappings()
+            rows = conn.execute(q).mappings()
             for row in rows:
                 if not self._covered(ok, row["scope"], row["region"], row["service"]):
                     continue
@@ -579,7 +661,8 @@ class RunWriter:
             try:
                 if self._conn.in_transaction():
                     self._conn.rollback()
-                self._conn.execute(text(f"DROP TABLE IF EXISTS {_SEEN}"))
+                for name in _SEEN.values():
+                    self._conn.execute(text(f"DROP TABLE IF EXISTS {name}"))
                 self._conn.commit()
             except Exception:  # noqa: BLE001,S110 - best effort; the temp table dies with the connection
                 pass

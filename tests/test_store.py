@@ -293,3 +293,96 @@ def test_a_run_sealed_by_someone_else_gains_no_rows(engine: Engine, index: Mappi
     assert counts(engine)["evidence"] == 0
     with pytest.raises(RunSealedError):
         w.finish("succeeded")
+
+
+def _writer(engine: Engine, source: str = "s"):
+    from store.writer import RunWriter
+
+    return RunWriter(
+        engine,
+        source=source,
+        connector_type="t",
+        config_digest="c" * 64,
+        mapping_digest="m" * 64,
+        agent_version="0",
+    )
+
+
+def _disk(name: str, version: int = 1):
+    from connectors.records import Evidence
+
+    return Evidence("a", "global", "fake.disk.volume", name, {"id": name, "v": version})
+
+
+def test_closing_leaves_what_another_run_wrote_after_this_one_began(
+    engine: Engine, index: MappingIndex
+) -> None:
+    """Absence is judged against the state this run started from, not a newer one."""
+    from connectors.records import Coverage
+
+    clean = Coverage("a", "global", "disk", ok=True)
+    first = _writer(engine)
+    first.start()
+    for name in ("d1", "d2"):
+        first.add_evidence(_disk(name))
+    first.add_coverage(clean)
+    first.finish("succeeded")
+
+    slow = _writer(engine)
+    slow.start()
+    # Another run of the source starts later, sees d1 changed and a new d3, and seals first.
+    fast = _writer(engine)
+    fast.start()
+    for ev in (_disk("d1", 2), _disk("d2"), _disk("d3")):
+        fast.add_evidence(ev)
+    fast.add_coverage(clean)
+    assert fast.finish("succeeded").counts["evidence_closed"] == 0
+
+    slow.add_evidence(_disk("d2"))
+    slow.add_coverage(clean)
+    summary = slow.finish("succeeded")
+    # d1's and d3's latest versions are newer than the slow run: not for it to close.
+    assert summary.counts["evidence_written"] == 0
+    assert summary.counts["evidence_closed"] == 0
+    with engine.connect() as conn:
+        assert {e["resource_id"] for e in evidence_at(conn)} == {"d1", "d2", "d3"}
+    assert verify(engine).ok
+
+    # The next run that does not see d3 closes it: it was stored before that run began.
+    last = _writer(engine)
+    last.start()
+    for ev in (_disk("d1", 2), _disk("d2")):
+        last.add_evidence(ev)
+    last.add_coverage(clean)
+    assert last.finish("succeeded").counts["evidence_closed"] == 1
+    with engine.connect() as conn:
+        assert {e["resource_id"] for e in evidence_at(conn)} == {"d1", "d2"}
+
+
+def test_an_item_seen_twice_in_a_run_is_neither_rewritten_nor_closed(
+    engine: Engine, index: MappingIndex
+) -> None:
+    from connectors.records import Coverage
+
+    clean = Coverage("a", "global", "disk", ok=True)
+    w = _writer(engine)
+    w.batch_size = 1  # every record flushes: the second copy meets the first in the database
+    w.start()
+    for ev in (_disk("d1"), _disk("d2"), _disk("d1")):
+        w.add_evidence(ev)
+    w.add_coverage(clean)
+    s = w.finish("succeeded")
+    assert s.counts["evidence_written"] == 2 and s.counts["evidence_closed"] == 0
+
+    again = _writer(engine)
+    again.batch_size = 1
+    again.start()
+    for ev in (_disk("d1"), _disk("d1", 2), _disk("d2")):
+        again.add_evidence(ev)
+    again.add_coverage(clean)
+    s = again.finish("succeeded")
+    # d1 unchanged, then changed within the run: one new version, nothing closed.
+    assert s.counts["evidence_written"] == 1 and s.counts["evidence_closed"] == 0
+    with engine.connect() as conn:
+        payloads = {e["resource_id"]: e["payload"] for e in evidence_at(conn)}
+    assert payloads == {"d1": {"id": "d1", "v": 2}, "d2": {"id": "d2", "v": 1}}

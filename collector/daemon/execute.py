@@ -11,6 +11,7 @@ once the database is back.
 
 from __future__ import annotations
 
+import hashlib
 import threading
 import time
 from dataclasses import dataclass
@@ -24,7 +25,7 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 from collector.config import LoadedConnector, Settings
 from collector.daemon.spool import NEVER_FLUSH, Journal
 from collector.runner import AGENT_VERSION, drive
-from connectors.records import Coverage, Evidence, Finding, sha256_hex, utcnow
+from connectors.records import Coverage, Evidence, Finding, canonical_body, utcnow
 from connectors.redaction import scrub_text
 from mappings.loader import MappingIndex
 from store.writer import RunSummary, RunWriter
@@ -120,11 +121,11 @@ class _Sink:
             self.journal.committed(self.writer.counts.as_dict())
 
     def evidence(self, ev: Evidence) -> str:
-        body = ev.body()
-        chash = sha256_hex(body)
+        body = canonical_body(ev.payload)
+        chash = hashlib.sha256(body).hexdigest()
         if self.journal:
-            self.journal.evidence(ev, body)
-        self._guard(self.writer.add_evidence, ev)
+            self.journal.evidence(ev, body.decode("utf-8"))
+        self._guard(self.writer.add_evidence, ev, body)
         self._tick()
         return chash
 

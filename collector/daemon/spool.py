@@ -40,12 +40,12 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, select, text
+from sqlalchemy import Engine, select
 
 from connectors.records import Coverage, Evidence, Finding, utcnow
 from store.leases import REAPED_PREFIX, touch_run
 from store.schema import runs
-from store.writer import _SEEN, RunSummary, RunWriter, _Statements
+from store.writer import RunSummary, RunWriter
 
 VERSION = 1
 NEVER_FLUSH = 10**12
@@ -209,15 +209,7 @@ class ReplayWriter(RunWriter):
         Mirrors ``RunWriter.start``'s connection set-up; keep the two in step.
         """
         self._conn = self.engine.connect()
-        conn = self._conn
-        self._sql = _Statements(conn.dialect)
-        temp = "TEMPORARY" if conn.dialect.name == "postgresql" else "TEMP"
-        conn.execute(text(f"DROP TABLE IF EXISTS {_SEEN}"))
-        conn.execute(
-            text(f"CREATE {temp} TABLE {_SEEN} (kind CHAR(1) NOT NULL, key TEXT NOT NULL)")
-        )
-        conn.execute(text(f"CREATE INDEX {_SEEN}_kind_key ON {_SEEN} (kind, key)"))
-        conn.commit()
+        self._prepare_connection(self._conn)
         return self.run_id
 
     def add_coverage_at(self, c: Coverage, at: datetime, *, stored: bool = False) -> None:
@@ -338,7 +330,10 @@ def replay(
                         obj["resource_id"],
                         json.loads(obj["body"]),
                         collected_at=_dt(obj["at"]),
-                    )
+                    ),
+                    # The journaled body itself: normalising it again could differ from
+                    # the hash the run's findings already cite.
+                    body=obj["body"].encode("utf-8"),
                 )
             elif t == "F":
                 writer.add_finding(
