@@ -12,13 +12,14 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterator
+import re
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 import orjson
-from sqlalchemy import Connection, Engine, exists, select
+from sqlalchemy import Connection, Engine, String, exists, select, type_coerce
 
 from connectors.records import sha256_hex
 from store.retention import retention_log
@@ -97,6 +98,40 @@ class _Manifest:
         self.hasher.update(text.encode("utf-8"))
         self.hasher.update(b"\n")
 
+    def lines(self, texts: Iterable[str]) -> None:
+        """``line`` for each of ``texts``, hashed a few thousand at a time (same digest)."""
+        chunk: list[str] = []
+        for t in texts:
+            chunk.append(t)
+            if len(chunk) == 4096:
+                self.hasher.update(("\n".join(chunk) + "\n").encode("utf-8"))
+                chunk = []
+        if chunk:
+            self.hasher.update(("\n".join(chunk) + "\n").encode("utf-8"))
+
+
+_SQLITE_STAMP = re.compile(r"[1-9]\d{3}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{6}")
+
+
+def _stamp(conn: Connection, column: Any) -> tuple[Any, Callable[[Any], str]]:
+    """The column to select for a manifest timestamp, and how to write it in a line.
+
+    SQLite keeps SQLAlchemy's text form, ``2026-03-01 12:00:00.123456``: parsing it into
+    a datetime only to format it again was half the cost of sealing a large run. The
+    text is rewritten to what ``ts`` makes of the parsed value; anything else (a row
+    written by other means) is parsed as before, so the line never differs.
+    """
+    if conn.dialect.name != "sqlite":
+        return column, ts
+    parse = column.type.dialect_impl(conn.dialect).result_processor(conn.dialect, None)
+
+    def fmt(raw: Any) -> str:
+        if type(raw) is str and len(raw) == 26 and _SQLITE_STAMP.fullmatch(raw):
+            return f"{raw[:10]}T{raw[11:]}Z"
+        return ts(parse(raw) if parse is not None and raw is not None else raw)
+
+    return type_coerce(column, String).label(column.name), fmt
+
 
 # Manifests are read in chunks (a server-side cursor on PostgreSQL), so sealing or
 # verifying a run of any size needs the same memory.
@@ -131,9 +166,13 @@ def _manifest_lines(conn: Connection, run_id: str, check_bodies: bool) -> _Manif
             m.line(f"E|{key}|{chash or '-'}|{ts(collected_at)}")
     else:
         # Sealing needs the hashes only: the bodies are neither read nor joined.
-        ev = select(*ev_cols).where(evidence.c.run_id == run_id).order_by(*order)
-        for key, chash, collected_at in conn.execute(ev, execution_options=_STREAM):
-            m.line(f"E|{key}|{chash or '-'}|{ts(collected_at)}")
+        stamp, fmt = _stamp(conn, evidence.c.collected_at)
+        ev = select(evidence.c.key, evidence.c.content_hash, stamp)
+        ev = ev.where(evidence.c.run_id == run_id).order_by(*order)
+        m.lines(
+            f"E|{key}|{chash or '-'}|{fmt(at)}"
+            for key, chash, at in conn.execute(ev, execution_options=_STREAM)
+        )
     fi_order = (_sorted_by_key(conn, findings.c.key), findings.c.id)
     if check_bodies:
         fq = select(findings).where(findings.c.run_id == run_id).order_by(*fi_order)
@@ -142,13 +181,16 @@ def _manifest_lines(conn: Connection, run_id: str, check_bodies: bool) -> _Manif
                 m.problems.append(f"finding {row['key']}: row does not match its hash")
             m.line(f"F|{row['key']}|{row['finding_hash']}|{ts(row['observed_at'])}")
     else:
+        stamp, fmt = _stamp(conn, findings.c.observed_at)
         fq = (
-            select(findings.c.key, findings.c.finding_hash, findings.c.observed_at)
+            select(findings.c.key, findings.c.finding_hash, stamp)
             .where(findings.c.run_id == run_id)
             .order_by(*fi_order)
         )
-        for key, fhash, observed_at in conn.execute(fq, execution_options=_STREAM):
-            m.line(f"F|{key}|{fhash}|{ts(observed_at)}")
+        m.lines(
+            f"F|{key}|{fhash}|{fmt(at)}"
+            for key, fhash, at in conn.execute(fq, execution_options=_STREAM)
+        )
     uq = (
         select(run_units)
         .where(run_units.c.run_id == run_id)

@@ -15,8 +15,10 @@ import hashlib
 import json
 import os
 import socket
+import time
 import uuid
 from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -80,6 +82,14 @@ _FI_COLS = (
 )
 _EV_HASH = _EV_COLS.index("content_hash")
 _ABSENT: tuple[None, int] = (None, 0)
+# What one flush writes: evidence rows by key, their bodies by hash, finding rows by key,
+# unit outcomes.
+_Batch = tuple[
+    dict[str, tuple[Any, ...]], dict[str, bytes], dict[str, tuple[Any, ...]], list[dict[str, Any]]
+]
+# A run's heartbeat_at is refreshed at least this often while it writes: a daemon's
+# reaper seals a run silent for a few heartbeats (15 s each by default).
+_HEARTBEAT_EVERY_S = 5.0
 _FI_HASH = _FI_COLS.index("finding_hash")
 
 
@@ -281,6 +291,9 @@ class RunWriter:
         self._controls_json: dict[tuple[str, ...], str] = {}
         self._units: list[dict[str, Any]] = []
         self._floor: dict[str, int] = {"E": 0, "F": 0}
+        self._touched_at = time.monotonic()
+        self._behind: ThreadPoolExecutor | None = None
+        self._in_flight: tuple[Future[None], _Batch] | None = None
         self.started_at = utcnow()
 
     # -- lifecycle -----------------------------------------------------------------
@@ -361,7 +374,7 @@ class RunWriter:
         )
         self.counts.evidence_seen += 1
         if len(self._ev) >= self.batch_size:
-            self.flush()
+            self._auto_flush()
         return chash
 
     def add_finding(self, f: Finding) -> None:
@@ -408,7 +421,7 @@ class RunWriter:
         self.counts.findings_seen += 1
         self.counts.by_status[f.status] = self.counts.by_status.get(f.status, 0) + 1
         if len(self._fi) >= self.batch_size:
-            self.flush()
+            self._auto_flush()
 
     def add_coverage(self, c: Coverage) -> None:
         self._units.append(
@@ -435,20 +448,86 @@ class RunWriter:
     # -- flushing ------------------------------------------------------------------
 
     def flush(self) -> None:
+        """Write everything buffered; return once it is committed."""
+        self._wait_behind()
+        batch = self._take_batch()
+        try:
+            self._write_batch(batch)
+        except BaseException:
+            self._put_back(batch)
+            raise
+
+    def _auto_flush(self) -> None:
+        """A buffer is full: write behind on PostgreSQL, in line on SQLite."""
+        if self._statements().postgresql:
+            self._flush_behind()
+        else:
+            # sqlite3 releases the GIL around every row it steps and must take it back
+            # for the next: with a second busy thread each row waits for a GIL switch.
+            # Measured at 100,000 items: the first write 9.8 -> 11.7 s, a rewrite
+            # 2.7 -> 3.7 s. psycopg waits for PostgreSQL once per statement instead.
+            self.flush()
+
+    def _flush_behind(self) -> None:
+        """Hand the full buffers to the writer thread and return at once.
+
+        The thread writes one batch while the caller builds the next: PostgreSQL's work
+        (in its own process) overlaps with hashing and with the connector. One batch at
+        most is in flight, on the writer's one connection, so batches commit in order;
+        a failed batch is put back and its error raised by the next call that writes.
+        """
+        self._wait_behind()
+        batch = self._take_batch()
+        if self._behind is None:
+            self._behind = ThreadPoolExecutor(1, thread_name_prefix=f"annexa-writer-{self.source}")
+        self._in_flight = (self._behind.submit(self._write_batch, batch), batch)
+
+    def _wait_behind(self) -> None:
+        """Wait for the batch in flight; if it failed, put it back and raise its error."""
+        if self._in_flight is None:
+            return
+        future, batch = self._in_flight
+        self._in_flight = None
+        try:
+            future.result()
+        except BaseException:
+            self._put_back(batch)
+            raise
+
+    def _put_back(self, batch: _Batch) -> None:
+        """Nothing of a failed batch was committed: it goes first in the next attempt."""
+        ev, bodies, fi, units = batch
+        self._ev, self._bodies = {**ev, **self._ev}, {**bodies, **self._bodies}
+        self._fi, self._units = {**fi, **self._fi}, units + self._units
+
+    def _take_batch(self) -> _Batch:
+        batch = (self._ev, self._bodies, self._fi, self._units)
+        self._ev, self._bodies, self._fi, self._units = {}, {}, {}, []
+        return batch
+
+    def _write_batch(self, batch: _Batch) -> None:
+        ev, bodies, fi, units = batch
         conn = self._require_conn()
         if conn.in_transaction():
             conn.commit()
         with conn.begin():
-            # First, and in the same transaction: a run sealed meanwhile (reaped as stale
-            # by a daemon) must not gain rows, or its digest would no longer verify.
-            self._touch(conn)
-            if self._ev:
-                self._flush_evidence(conn)
-            if self._fi:
-                self._flush_findings(conn)
-            if self._units:
-                conn.execute(insert(run_units), self._units)
-                self._units = []
+            ev_rows = self._changed(conn, evidence, "E", ev, _EV_HASH) if ev else []
+            fi_rows = self._changed(conn, findings, "F", fi, _FI_HASH) if fi else []
+            if ev_rows or fi_rows or units or self._heartbeat_due():
+                # Before any row, in the same transaction: a run sealed meanwhile (reaped
+                # as stale by a daemon) must not gain rows, or its digest would no longer
+                # verify. A batch of unchanged items writes nothing the digest covers: it
+                # skips this write (and, on PostgreSQL, its WAL flush) between beats.
+                self._touch(conn)
+            if ev_rows:
+                self._write_evidence(conn, ev_rows, bodies)
+            if fi_rows:
+                self._write_findings(conn, fi_rows)
+            if units:
+                conn.execute(insert(run_units), units)
+
+    def _heartbeat_due(self) -> bool:
+        return time.monotonic() - self._touched_at >= _HEARTBEAT_EVERY_S
 
     def _touch(self, conn: Connection) -> None:
         """Refresh the heartbeat; raise ``RunSealedError`` if the run is no longer running."""
@@ -457,30 +536,27 @@ class RunWriter:
             .where(runs.c.id == self.run_id, runs.c.status == "running")
             .values(heartbeat_at=utcnow())
         )
+        self._touched_at = time.monotonic()
         if done.rowcount != 1:
             raise RunSealedError(
                 f"run {self.run_id} is no longer running (sealed by another process, e.g. "
                 "reaped as stale); nothing more is written to it"
             )
 
-    def _flush_evidence(self, conn: Connection) -> None:
+    def _write_evidence(
+        self, conn: Connection, rows: list[tuple[Any, ...]], bodies: dict[str, bytes]
+    ) -> None:
         sql = self._statements()
-        changed = self._changed(conn, evidence, "E", self._ev, _EV_HASH)
-        if changed:
-            bodies = self._bodies
-            # Decoded only now: an unchanged item's body is hashed, never stored.
-            texts = {h: bodies[h].decode("utf-8") for h in {r[_EV_HASH] for r in changed}}
-            sql.insert(conn, sql.blob, [(h, t, len(t)) for h, t in texts.items()])
-            sql.insert(conn, sql.evidence, sql.bind_ts(sql.evidence, sql.ev_ts, changed))
-            self.counts.evidence_written += len(changed)
-        self._bodies.clear()
+        # Decoded only now: an unchanged item's body is hashed, never stored.
+        texts = {h: bodies[h].decode("utf-8") for h in {r[_EV_HASH] for r in rows}}
+        sql.insert(conn, sql.blob, [(h, t, len(t)) for h, t in texts.items()])
+        sql.insert(conn, sql.evidence, sql.bind_ts(sql.evidence, sql.ev_ts, rows))
+        self.counts.evidence_written += len(rows)
 
-    def _flush_findings(self, conn: Connection) -> None:
+    def _write_findings(self, conn: Connection, rows: list[tuple[Any, ...]]) -> None:
         sql = self._statements()
-        changed = self._changed(conn, findings, "F", self._fi, _FI_HASH)
-        if changed:
-            sql.insert(conn, sql.findings, sql.bind_ts(sql.findings, sql.fi_ts, changed))
-            self.counts.findings_written += len(changed)
+        sql.insert(conn, sql.findings, sql.bind_ts(sql.findings, sql.fi_ts, rows))
+        self.counts.findings_written += len(rows)
 
     def _changed(
         self,
@@ -490,7 +566,7 @@ class RunWriter:
         buffer: dict[str, tuple[Any, ...]],
         hash_at: int,
     ) -> list[tuple[Any, ...]]:
-        """Empty ``buffer``; return its rows whose content differs from the stored one.
+        """The rows of ``buffer`` whose content differs from the stored one.
 
         The stored versions seen unchanged are noted for closing. A written item needs
         no note: its latest version is this run's, which closing skips anyway.
@@ -507,7 +583,6 @@ class RunWriter:
                 changed.append(row)
         if unchanged:
             sql.add_seen(conn, kind, unchanged)
-        buffer.clear()
         return changed
 
     # -- closing -------------------------------------------------------------------
@@ -591,6 +666,7 @@ class RunWriter:
         return row
 
     def heartbeat(self) -> None:
+        self._wait_behind()
         conn = self._require_conn()
         with conn.begin():
             self._touch(conn)
@@ -657,6 +733,14 @@ class RunWriter:
             self.close()
 
     def close(self) -> None:
+        if self._in_flight is not None:
+            try:
+                self._wait_behind()
+            except BaseException:  # noqa: BLE001,S110 - closing after a failure: already raised
+                pass
+        if self._behind is not None:
+            self._behind.shutdown(wait=True)
+            self._behind = None
         if self._conn is not None:
             try:
                 if self._conn.in_transaction():

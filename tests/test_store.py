@@ -386,3 +386,28 @@ def test_an_item_seen_twice_in_a_run_is_neither_rewritten_nor_closed(
     with engine.connect() as conn:
         payloads = {e["resource_id"]: e["payload"] for e in evidence_at(conn)}
     assert payloads == {"d1": {"id": "d1", "v": 2}, "d2": {"id": "d2", "v": 1}}
+
+
+def test_a_batch_that_cannot_be_written_is_kept_and_its_error_raised(
+    engine: Engine, index: MappingIndex
+) -> None:
+    """PostgreSQL writes batches behind the caller: a failure surfaces at the next call
+    that writes, and the batch is put back rather than dropped (SQLite raises at once)."""
+    from store.writer import RunSealedError
+
+    w = _writer(engine)
+    w.batch_size = 1
+    w.start()
+    with engine.begin() as conn:  # the reaper seals the run while it still writes
+        conn.execute(
+            text("UPDATE runs SET status = 'aborted', digest = 'x' WHERE id = :i"), {"i": w.run_id}
+        )
+    with pytest.raises(RunSealedError):
+        for name in ("d1", "d2", "d3"):
+            w.add_evidence(_disk(name))
+        w.flush()
+    # Still buffered: flushing again meets the same refusal instead of writing nothing.
+    with pytest.raises(RunSealedError):
+        w.flush()
+    w.close()
+    assert counts(engine)["evidence"] == 0
