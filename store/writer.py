@@ -157,21 +157,20 @@ class _Statements:
             self.blob = self._unnest_insert(dialect, blobs, blob_cols) + " ON CONFLICT DO NOTHING"
             self.evidence = self._unnest_insert(dialect, evidence, _EV_COLS)
             self.findings = self._unnest_insert(dialect, findings, _FI_COLS)
-            self.seen = {
-                kind: f"INSERT INTO {name} (id) SELECT unnest(%b::bigint[])"
-                for kind, name in _SEEN.items()
-            }
-            self.current_ev = (
-                "SELECT t.key, t.content_hash, t.id FROM unnest(%b::text[]) AS k(key) "
-                "CROSS JOIN LATERAL (SELECT e.key, e.content_hash, e.id FROM evidence e "
-                "WHERE e.source = %s AND e.key = k.key ORDER BY e.id DESC LIMIT 1) AS t"
+            # Change detection in one round trip: the server compares each key's latest
+            # version (one index probe per key: LATERAL) with the batch's hash, notes the
+            # unchanged ids itself, and sends back only the keys to write (none, for an
+            # unchanged estate). A tombstoned finding is "absent": written again.
+            self.compare_ev = self._compare(
+                "SELECT e.content_hash AS stored, e.id FROM evidence e "
+                "WHERE e.source = %s AND e.key = b.key ORDER BY e.id DESC LIMIT 1",
+                _SEEN["E"],
             )
-            # A tombstoned finding is "absent", so a reappearing one is written again.
-            self.current_fi = (
-                "SELECT t.key, t.finding_hash, t.id FROM unnest(%b::text[]) AS k(key) "
-                "CROSS JOIN LATERAL (SELECT f.key, f.finding_hash, f.status, f.id "
-                "FROM findings f WHERE f.source = %s AND f.key = k.key "
-                "ORDER BY f.id DESC LIMIT 1) AS t WHERE t.status IS NOT NULL"
+            self.compare_fi = self._compare(
+                "SELECT CASE WHEN f.status IS NULL THEN NULL ELSE f.finding_hash END AS stored, "
+                "f.id FROM findings f "
+                "WHERE f.source = %s AND f.key = b.key ORDER BY f.id DESC LIMIT 1",
+                _SEEN["F"],
             )
         else:
             self.blob = self._insert(dialect, blobs, blob_cols) + " ON CONFLICT DO NOTHING"
@@ -189,6 +188,16 @@ class _Statements:
                 "SELECT key, finding_hash, max(id), status FROM findings "
                 "WHERE source = ? AND key IN ({}) GROUP BY key"
             )
+
+    @staticmethod
+    def _compare(latest: str, seen: str) -> str:
+        return (
+            "WITH b AS (SELECT * FROM unnest(%b::text[], %b::text[]) AS b(key, hash)), "
+            f"cur AS (SELECT b.key, b.hash, t.stored, t.id FROM b LEFT JOIN LATERAL ({latest}) "
+            "AS t ON true), "
+            f"noted AS (INSERT INTO {seen} (id) SELECT id FROM cur WHERE stored = hash) "
+            "SELECT key FROM cur WHERE stored IS DISTINCT FROM hash"
+        )
 
     @staticmethod
     def _processor(dialect: Dialect, column: Any) -> Callable[[Any], Any]:
@@ -229,18 +238,12 @@ class _Statements:
             conn.exec_driver_sql(sql, rows)
 
     def add_seen(self, conn: Connection, kind: str, ids: list[int]) -> None:
-        if self.postgresql:
-            conn.exec_driver_sql(self.seen[kind], (ids,))
-        else:
-            conn.exec_driver_sql(self.seen[kind], [(i,) for i in ids])
+        conn.exec_driver_sql(self.seen[kind], [(i,) for i in ids])
 
     def current(
         self, conn: Connection, table: Table, source: str, keys: list[str]
     ) -> dict[str, tuple[str | None, int]]:
-        """The content hash and id of the latest live version of each of ``keys``."""
-        if self.postgresql:
-            sql = self.current_ev if table is evidence else self.current_fi
-            return {k: (h, i) for k, h, i in conn.exec_driver_sql(sql, (keys, source))}
+        """The content hash and id of the latest live version of each of ``keys`` (SQLite)."""
         # SQLite returns the other columns of the row that holds max(): one index range
         # per key, no self-join (https://sqlite.org/lang_select.html#bareagg). Rows are
         # fetched in one call: iterating a result fetches them one by one.
@@ -572,6 +575,13 @@ class RunWriter:
         no note: its latest version is this run's, which closing skips anyway.
         """
         sql = self._statements()
+        if sql.postgresql:
+            # One statement compares, notes and answers: only changed keys come back.
+            keys = list(buffer)
+            hashes = [buffer[k][hash_at] for k in keys]
+            sql_text = sql.compare_ev if table is evidence else sql.compare_fi
+            found = conn.exec_driver_sql(sql_text, (keys, hashes, self.source)).fetchall()
+            return [buffer[k] for (k,) in found]
         current = sql.current(conn, table, self.source, list(buffer))
         changed = []
         unchanged = []
