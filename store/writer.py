@@ -528,6 +528,9 @@ class RunWriter:
                 self._write_findings(conn, fi_rows)
             if units:
                 conn.execute(insert(run_units), units)
+        # Counted once committed: a batch that failed and is retried counts once.
+        self.counts.evidence_written += len(ev_rows)
+        self.counts.findings_written += len(fi_rows)
 
     def _heartbeat_due(self) -> bool:
         return time.monotonic() - self._touched_at >= _HEARTBEAT_EVERY_S
@@ -554,12 +557,10 @@ class RunWriter:
         texts = {h: bodies[h].decode("utf-8") for h in {r[_EV_HASH] for r in rows}}
         sql.insert(conn, sql.blob, [(h, t, len(t)) for h, t in texts.items()])
         sql.insert(conn, sql.evidence, sql.bind_ts(sql.evidence, sql.ev_ts, rows))
-        self.counts.evidence_written += len(rows)
 
     def _write_findings(self, conn: Connection, rows: list[tuple[Any, ...]]) -> None:
         sql = self._statements()
         sql.insert(conn, sql.findings, sql.bind_ts(sql.findings, sql.fi_ts, rows))
-        self.counts.findings_written += len(rows)
 
     def _changed(
         self,
