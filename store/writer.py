@@ -47,6 +47,8 @@ RUN_STATUSES = ("running", "succeeded", "partial", "failed", "aborted")
 # Temporary tables (one per writer connection): ids of the stored versions this run saw
 # unchanged. Integer keys: no text index to maintain, one rowid probe when closing.
 _SEEN = {"E": "annexa_seen_evidence", "F": "annexa_seen_findings"}
+# Temporary: the ids of the versions closing will tombstone, read back a batch at a time.
+_CLOSE = "annexa_closing"
 
 # Buffered rows are tuples in these column orders; the timestamp is always last.
 _EV_COLS = (
@@ -322,18 +324,18 @@ class RunWriter:
         return self.run_id
 
     def _prepare_connection(self, conn: Connection) -> None:
-        """Statements, the seen-id tables and the id floors; commits."""
+        """Statements, the temporary id tables and the id floors; commits."""
         self._sql = _Statements(conn.dialect)
-        # SQLite: the rowid itself (INTEGER PRIMARY KEY), probed per candidate. PostgreSQL
-        # hashes the whole table for one anti-join: an index would only slow the inserts.
-        column_def = (
-            "TEMPORARY TABLE {} (id BIGINT NOT NULL)"
-            if conn.dialect.name == "postgresql"
-            else "TEMP TABLE {} (id INTEGER PRIMARY KEY)"
-        )
-        for name in _SEEN.values():
+        postgresql = conn.dialect.name == "postgresql"
+        temp, rowid = ("TEMPORARY", "BIGINT") if postgresql else ("TEMP", "INTEGER")
+        # Seen ids. SQLite: the rowid itself, probed per candidate. PostgreSQL hashes the
+        # whole table for one anti-join: an index would only slow the inserts.
+        # The closing ids are paged through by id: a primary key on both.
+        seen_id = f"id {rowid} NOT NULL" if postgresql else f"id {rowid} PRIMARY KEY"
+        tables = {**dict.fromkeys(_SEEN.values(), seen_id), _CLOSE: f"id {rowid} PRIMARY KEY"}
+        for name, columns in tables.items():
             conn.execute(text(f"DROP TABLE IF EXISTS {name}"))
-            conn.execute(text("CREATE " + column_def.format(name)))
+            conn.execute(text(f"CREATE {temp} TABLE {name} ({columns})"))
         # Closing considers only versions stored before this run began: a version written
         # since, by this run or by another run of the source, is not this run's to close.
         self._floor = {
@@ -634,8 +636,8 @@ class RunWriter:
             # wrote since it began is the latest of its key, and not for this run to close.
             # The tests on ``mid`` come first so that rows seen unchanged (a rewrite: all
             # of them) are ruled out from the index alone, before any row is read.
-            q = (
-                select(table)
+            candidates = (
+                select(latest.c.mid)
                 .select_from(latest)
                 .join(table, table.c.id == latest.c.mid)
                 .where(
@@ -645,22 +647,37 @@ class RunWriter:
                     table.c.run_id != self.run_id,
                 )
             )
-            batch: list[dict[str, Any]] = []
-            # The cursor is read to the end before the inserts below: SQLite cannot write a
-            # table while a cursor on it is open on the same connection.
-            rows = conn.execute(q).mappings()
-            for row in rows:
-                if not self._covered(ok, row["scope"], row["region"], row["service"]):
-                    continue
-                if self._covered(bad, row["scope"], row["region"], row["service"]):
-                    continue
-                batch.append(self._tombstone(dict(row), kind, finished_at))
-            for i in range(0, len(batch), self.batch_size):
-                conn.execute(insert(table), batch[i : i + self.batch_size])
+            # The candidates' ids go to a temporary table and are read back a batch at a
+            # time, so closing most of a large estate needs no more memory than a batch.
+            close = sa_table(_CLOSE, column("id"))
+            conn.execute(text(f"DELETE FROM {_CLOSE}"))
+            conn.execute(insert(close).from_select(["id"], candidates))
+            closed = 0
+            last = 0
+            while True:
+                page = conn.execute(
+                    select(table)
+                    .join(close, close.c.id == table.c.id)
+                    .where(close.c.id > last)
+                    .order_by(close.c.id)
+                    .limit(self.batch_size)
+                ).mappings().all()
+                if not page:
+                    break
+                last = page[-1]["id"]
+                batch = [
+                    self._tombstone(dict(row), kind, finished_at)
+                    for row in page
+                    if self._covered(ok, row["scope"], row["region"], row["service"])
+                    and not self._covered(bad, row["scope"], row["region"], row["service"])
+                ]
+                if batch:
+                    conn.execute(insert(table), batch)
+                closed += len(batch)
             if kind == "E":
-                self.counts.evidence_closed += len(batch)
+                self.counts.evidence_closed += closed
             else:
-                self.counts.findings_closed += len(batch)
+                self.counts.findings_closed += closed
 
     def _tombstone(self, row: dict[str, Any], kind: str, at: datetime) -> dict[str, Any]:
         row.pop("id")
@@ -756,7 +773,7 @@ class RunWriter:
             try:
                 if self._conn.in_transaction():
                     self._conn.rollback()
-                for name in _SEEN.values():
+                for name in (*_SEEN.values(), _CLOSE):
                     self._conn.execute(text(f"DROP TABLE IF EXISTS {name}"))
                 self._conn.commit()
             except Exception:  # noqa: BLE001,S110 - best effort; the temp table dies with the connection

@@ -411,3 +411,37 @@ def test_a_batch_that_cannot_be_written_is_kept_and_its_error_raised(
         w.flush()
     w.close()
     assert counts(engine)["evidence"] == 0
+
+
+def test_closing_more_items_than_a_batch_closes_every_one(
+    engine: Engine, index: MappingIndex
+) -> None:
+    """Closing pages through its candidates a batch at a time: none is skipped or doubled."""
+    from connectors.records import Coverage
+
+    clean = Coverage("a", "global", "disk", ok=True)
+    w = _writer(engine)
+    w.batch_size = 7
+    w.start()
+    for i in range(40):
+        w.add_evidence(_disk(f"d{i:02d}"))
+    w.add_coverage(clean)
+    w.finish("succeeded")
+
+    again = _writer(engine)
+    again.batch_size = 7
+    again.start()
+    for i in range(0, 40, 5):  # 8 stay, 32 disappear
+        again.add_evidence(_disk(f"d{i:02d}"))
+    again.add_coverage(clean)
+    s = again.finish("succeeded")
+    assert s.counts["evidence_closed"] == 32
+    with engine.connect() as conn:
+        assert {e["resource_id"] for e in evidence_at(conn)} == {
+            f"d{i:02d}" for i in range(0, 40, 5)
+        }
+        tombstones = conn.execute(
+            select(func.count()).select_from(evidence).where(evidence.c.content_hash.is_(None))
+        ).scalar_one()
+    assert tombstones == 32
+    assert verify(engine).ok
