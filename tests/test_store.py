@@ -445,3 +445,42 @@ def test_closing_more_items_than_a_batch_closes_every_one(
         ).scalar_one()
     assert tombstones == 32
     assert verify(engine).ok
+
+
+def test_a_writer_told_not_to_heartbeat_still_refuses_a_sealed_run(
+    engine: Engine, index: MappingIndex
+) -> None:
+    """The daemon renews heartbeat_at with its lease; its writer must not move it (a
+    killed replica's run would look alive after its lease expired) yet must still see a
+    seal before writing rows."""
+    from store.writer import RunSealedError, RunWriter
+
+    w = RunWriter(
+        engine,
+        source="s",
+        connector_type="t",
+        config_digest="c" * 64,
+        mapping_digest="m" * 64,
+        agent_version="0",
+        heartbeat=False,
+    )
+    w.start()
+
+    def beat() -> object:
+        with engine.connect() as conn:
+            return conn.execute(select(runs.c.heartbeat_at).where(runs.c.id == w.run_id)).scalar()
+
+    started = beat()
+    w.add_evidence(_disk("d1"))
+    w.flush()
+    w.heartbeat()
+    assert beat() == started
+    with engine.begin() as conn:
+        conn.execute(
+            text("UPDATE runs SET status = 'aborted', digest = 'x' WHERE id = :i"), {"i": w.run_id}
+        )
+    w.add_evidence(_disk("d2"))
+    with pytest.raises(RunSealedError):
+        w.flush()
+    w.close()
+    assert counts(engine)["evidence"] == 1

@@ -170,6 +170,11 @@ def collect(
         agent_version=AGENT_VERSION,
         batch_size=NEVER_FLUSH,
         run_id=run_id,
+        # The service heartbeats the run with its lease. A writer's own beat after the
+        # last renewal would make a killed replica's run look alive for up to a
+        # heartbeat after its lease expired: the replica taking over would then start
+        # before sealing it, and the two runs would overlap.
+        heartbeat=False,
     )
     writer.start()
     journal = None
