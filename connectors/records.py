@@ -172,13 +172,12 @@ def canonical_body(payload: Any) -> bytes:
 
 
 def _reference_body(payload: Any) -> bytes:
-    text = canonical_json(normalise(payload))
+    normalised = normalise(payload)
     try:
-        return text.encode("utf-8")
+        return canonical_json(normalised).encode("utf-8")
     except UnicodeEncodeError:
         # A lone surrogate (hostile or broken input) cannot be stored as UTF-8: escape
         # every non-ASCII character of this body instead, which is still canonical.
-        normalised = normalise(payload)
         return json.dumps(normalised, sort_keys=True, separators=(",", ":")).encode("ascii")
 
 
