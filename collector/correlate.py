@@ -55,7 +55,7 @@ from connectors.base import (
     SecretUnavailableError,
 )
 from connectors.checks import REGISTRY, CheckSpec, Verdict, check, failed, passed
-from connectors.common import GLOBAL, Pseudonymiser, day_precision, days_since, require
+from connectors.common import GLOBAL, Pseudonymiser, days_since, full_time, require
 from connectors.records import Coverage, Evidence, Record
 from mappings.loader import MappingIndex
 from store.writer import RunSummary
@@ -152,7 +152,7 @@ def account_from(
             login=p.get("login") or p.get("email"),
             state=state,
             status=status,
-            since=day_precision(p.get("status_changed")) if state == "offboarded" else None,
+            since=full_time(p.get("status_changed")) if state == "offboarded" else None,
             idp=True,
             emails=_emails(p.get("login"), p.get("email")),
         )
@@ -592,7 +592,7 @@ class IdentityCorrelationConnector(Connector):
                 )
                 # Offboarded before it was deleted: the offboarding date is what counts.
                 if not (acc.state == "offboarded" and acc.since):
-                    acc.since = day_precision(row["removed_at"])
+                    acc.since = full_time(row["removed_at"])
                 acc.state, acc.status = "removed", "deleted"
                 accounts.append(acc)
             services = {s for k in kinds.values() for s in k.services} | {"*"}

@@ -9,8 +9,9 @@ findings mean the same thing everywhere:
 * :func:`require` / :class:`EvidenceMissing` / :data:`ERRORS_KEY` — a payload records
   which of its fields could not be read, and a check that needs such a field raises,
   so its finding is ``error`` rather than a guessed ``pass``/``fail``;
-* :func:`parse_time`, :func:`days_since`, :func:`day_precision` — UTC time handling
-  (last-use timestamps are stored to the day, or every run would store a new version);
+* :func:`parse_time`, :func:`days_since`, :func:`activity_time` — UTC time handling
+  (a last-use timestamp is stored to the day only while it is recent, see
+  :func:`activity_time`; verdicts are always judged from full timestamps);
 * :class:`Pseudonymiser` — keyed HMAC pseudonyms of personal identifiers;
 * :func:`batches` — fixed-size chunks of a stream, for bounded worker pools.
 """
@@ -24,7 +25,7 @@ import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import structlog
@@ -91,20 +92,57 @@ def _trim_fraction(text: str) -> str:
 
 
 def days_since(value: Any, now: datetime | None = None) -> float:
-    """Days (fractional) from ``value`` to ``now`` (UTC now by default)."""
+    """Days (fractional) from ``value`` to ``now`` (UTC now by default).
+
+    A day alone (``YYYY-MM-DD``) is read as the *end* of that day: the least time that
+    can have passed. Evidence stores a day alone only for an activity less than a day
+    old (:func:`activity_time`), so no verdict with a limit of a day or more depends on
+    the hour at which it is judged.
+    """
     now = now or datetime.now(UTC)
+    if _is_day(value):
+        moment = parse_time(value) + timedelta(days=1)
+        return max(0.0, (now - moment).total_seconds() / 86400)
     return (now - parse_time(value)).total_seconds() / 86400
 
 
-def day_precision(value: Any) -> str | None:
-    """``YYYY-MM-DD`` of a timestamp, or None.
+def _is_day(value: Any) -> bool:
+    if isinstance(value, date) and not isinstance(value, datetime):
+        return True
+    return isinstance(value, str) and len(value.strip()) == 10
 
-    For timestamps that move on every use (last sign-in): kept to the second they would
-    store a new evidence version on every run for every active person.
-    """
+
+def day_precision(value: Any) -> str | None:
+    """``YYYY-MM-DD`` of a timestamp, or None — for messages, never for a verdict."""
     if value in (None, ""):
         return None
     return parse_time(value).date().isoformat()
+
+
+def full_time(value: Any) -> str | None:
+    """A timestamp as evidence stores an event that does not move: UTC, to the second."""
+    if value in (None, ""):
+        return None
+    return parse_time(value).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def activity_time(value: Any, now: datetime | None = None) -> str | None:
+    """A last-activity timestamp (last sign-in, last use) as evidence stores it.
+
+    Such a timestamp moves on every use: stored to the second, every active account
+    would write a new evidence version on every run. So while it is less than a day
+    old it is stored as its day alone, and once older — when it has stopped moving,
+    and when a limit of N days can be near — to the second. Verdicts are then exact at
+    any hour (a day alone always means "within the day before collection"; see
+    :func:`days_since`), at the cost of one more version when an account goes quiet.
+    """
+    if value in (None, ""):
+        return None
+    moment = parse_time(value)
+    now = now or datetime.now(UTC)
+    if now - moment < timedelta(days=1):
+        return moment.date().isoformat()
+    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 class Pseudonymiser:

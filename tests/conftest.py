@@ -21,8 +21,18 @@ from sqlalchemy.engine import make_url
 
 from store.engine import make_engine
 from store.migrate import upgrade
+from tests import clock
 
 pytest_plugins = ["tests.aws_fixtures"]
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # Before collection, so module-level fixtures already see the shifted clock.
+    clock.start()
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    clock.stop()
 
 PG_ADMIN_URL = os.environ.get(
     "ANNEXA_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres"

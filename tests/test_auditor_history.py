@@ -30,6 +30,8 @@ from store.queries import (
 )
 from store.writer import RunWriter
 
+pytestmark = pytest.mark.clock
+
 CHECK = "aws.s3.bucket_default_encryption"
 CONTROL = "A.8.24"
 MANUAL_CONTROL = "A.5.1"

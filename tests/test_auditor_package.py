@@ -36,6 +36,8 @@ from store.integrity import verify
 from store.retention import apply_retention
 from tests.test_auditor_history import History, build_history
 
+pytestmark = pytest.mark.clock
+
 ROOT = Path(__file__).resolve().parent.parent
 SCHEMA = Path(__file__).parent / "oscal" / "oscal_assessment-results_schema-1.0.6.json"
 ARTIFACTS = ROOT / "artifacts"

@@ -15,7 +15,10 @@ import pytest
 import connectors.aws  # noqa: F401 - registers the checks
 from connectors.aws.common import EvidenceMissing
 from connectors.checks import REGISTRY, evaluate
+from connectors.common import activity_time
 from connectors.records import Evidence
+
+pytestmark = pytest.mark.clock
 
 ACCOUNT = "123456789012"
 USER_ARN = f"arn:aws:iam::{ACCOUNT}:user/alice"
@@ -36,7 +39,8 @@ def ago(days: float) -> str:
 
 
 def day_ago(days: int) -> str:
-    return (datetime.now(UTC) - timedelta(days=days)).date().isoformat()
+    """A last-use timestamp as the connector stores it (``activity_time``)."""
+    return activity_time(datetime.now(UTC) - timedelta(days=days))
 
 
 def test_every_check_has_complete_metadata() -> None:
@@ -615,7 +619,8 @@ def test_credential_report_parsing_handles_real_and_moto_answers() -> None:
              "N/A,N/A,N/A,false,false,N/A,N/A,N/A,N/A\n")
     real = (header + row + alice).encode()
     parsed = root_row(real)
-    assert parsed is not None and parsed["password_last_used"] == "2026-11-20"
+    # Older than a day: stored to the second, so verdicts near a limit are exact.
+    assert parsed is not None and parsed["password_last_used"] == "2026-11-20T13:14:15Z"
     assert parsed["mfa_active"] == "true" and "access_key_1_last_used_region" not in parsed
     moto = repr(header.encode() + alice.encode()).encode()  # b'...' around the CSV
     assert root_row(moto) is None

@@ -38,9 +38,12 @@ from connectors.okta import OktaConnector, OktaOptions
 from connectors.records import Coverage, Evidence
 from mappings.loader import load_mappings
 from store.queries import evidence_at, findings_at
+from tests import clock
 from tests import test_entra as entra_fakes
 from tests import test_github as github_fakes
 from tests import test_okta as okta_fakes
+
+pytestmark = pytest.mark.clock
 
 NOW = datetime.now(UTC)
 FAST = {"max_attempts": 2, "retry_min_wait": 0.0, "retry_max_wait": 0.01, "timeout": 5}
@@ -64,6 +67,11 @@ github = ["gone-gh"]
 id = "carol"
 okta = ["00u3carol"]               # an Okta user id
 github = ["carol-gh"]
+
+[[person]]
+id = "erin"
+emails = ["erin@acme.example"]
+github = ["erin-gh"]
 """
 
 
@@ -158,7 +166,10 @@ def estate(httpserver: HTTPServer, monkeypatch: pytest.MonkeyPatch, tmp_path: Pa
     )
     # Suspended half a day ago: GitHub de-provisioning may lag within the grace period.
     e.okta.add_user(user("00u3carol", "carol@acme.example", "SUSPENDED", status_changed=0.5))
-    for login in ("alice-gh", "bob-gh", "gone-gh", "carol-gh", "stray-gh"):
+    # Suspended 1.2 days ago: past the grace at any hour. Cut to the day, it read as
+    # within it from about 05:00 UTC on (the offboarding day's end is under a day ago).
+    e.okta.add_user(user("00u4erin", "erin@acme.example", "SUSPENDED", status_changed=1.2))
+    for login in ("alice-gh", "bob-gh", "gone-gh", "carol-gh", "erin-gh", "stray-gh"):
         e.gh.member(login)
     e.gh.collaborators.append(github_fakes.simple_user("vendor", 900))
     g = e.graph
@@ -187,7 +198,7 @@ def test_offboarded_in_the_idp_but_active_elsewhere_fails_naming_both(estate, en
     assert summary is not None and summary.status == "succeeded", summary.errors
     assert summary.source == "identity-correlation"
     off = person_findings(engine, "identity.person.offboarded_but_active")
-    assert {p for p, f in off.items() if f["status"] == "fail"} == {"gone"}
+    assert {p for p, f in off.items() if f["status"] == "fail"} == {"gone", "erin"}
     gone = off["gone"]["message"]
     # Both records are named: the offboarded IdP account and every account still active.
     assert "okta-prod okta.user.account 00u2gone" in gone and "DEPROVISIONED since" in gone
@@ -319,7 +330,7 @@ def test_bind_for_schedulers_injects_the_snapshot(estate, engine):
     assert bind_correlation(settings, okta_lc, engine) is okta_lc
     bound = bind_correlation(settings, identity_lc, engine)
     summary = run_connector(settings, bound, engine, index)
-    assert summary.status == "succeeded" and summary.counts["evidence_seen"] == 6
+    assert summary.status == "succeeded" and summary.counts["evidence_seen"] == 7
 
 
 def test_standalone_instance_without_snapshot_reports_an_error():
@@ -376,18 +387,20 @@ grace_days = 0
         encoding="utf-8",
     )
     proc = subprocess.run(
-        [sys.executable, "-m", "collector", "correlate", "-c", str(cfg), "-f", "json"],
+        clock.command(
+            [sys.executable, "-m", "collector", "correlate", "-c", str(cfg), "-f", "json"]
+        ),
         capture_output=True,
         text=True,
-        env=dict(os.environ),
+        env=clock.env(dict(os.environ)),
         timeout=120,
     )
     assert proc.returncode == 0, proc.stderr
     (row,) = json.loads(proc.stdout)
     assert row["connector"] == "people" and row["status"] == "succeeded"
-    # gone (okta DEPROVISIONED, GitHub member) and carol (no grace) fail; stray + vendor
-    # are linked to no IdP account.
-    assert row["failing"] == 4
+    # gone (okta DEPROVISIONED, GitHub member), erin and carol (no grace) fail; stray +
+    # vendor are linked to no IdP account.
+    assert row["failing"] == 5
     with engine.connect() as conn:
         failing = {
             (f["check_id"], f["resource_id"])
@@ -395,6 +408,7 @@ grace_days = 0
         }
     assert ("identity.person.offboarded_but_active", "gone") in failing
     assert ("identity.person.offboarded_but_active", "carol") in failing
+    assert ("identity.person.offboarded_but_active", "erin") in failing
 
 
 # --------------------------------------------------------------------------- pure matching

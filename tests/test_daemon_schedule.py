@@ -8,6 +8,8 @@ import pytest
 
 from collector.daemon.schedule import DueTrigger, ScheduleError, ScheduleSpec, initial_due
 
+pytestmark = pytest.mark.clock
+
 
 def t(*a: int) -> datetime:
     return datetime(*a, tzinfo=UTC)

@@ -32,10 +32,13 @@ from werkzeug import Request, Response
 
 from connectors.base import CollectContext
 from connectors.checks import REGISTRY, evaluate
+from connectors.common import full_time
 from connectors.entra import EntraConnector, EntraOptions
 from connectors.entra.roles import GLOBAL_ADMINISTRATOR
 from connectors.http import HttpOptions
 from connectors.records import Coverage, Evidence, Finding, Record, service_of
+
+pytestmark = pytest.mark.clock
 
 TOKEN = "eyJ0eXAiOiJKV1QiLCJhbGciOiJSUzI1NiJ9.fake-graph-access-token.signature0123"
 SECRET = "Qx8~fake-client-secret-for-annexa-tests_0123456789"
@@ -481,7 +484,7 @@ def test_healthy_tenant_passes_everything_across_pages(graph):
     # Five users at two a page: three pages, each followed through @odata.nextLink.
     assert graph.requests.count("/v1.0/users") == 3
     alice = users["u-alice"]
-    assert alice["last_sign_in"] == (NOW - timedelta(days=1)).date().isoformat()
+    assert alice["last_sign_in"] == full_time(NOW - timedelta(days=1))
     assert alice["methods_registered"] == ["fido2SecurityKey", "microsoftAuthenticatorPush"]
     assert [r["name"] for r in alice["directory_roles"]] == ["Global Administrator"]
     # Bob is a Global Administrator through a role-assignable group.

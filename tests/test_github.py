@@ -27,6 +27,8 @@ from connectors.github import GitHubConnector, GitHubOptions
 from connectors.http import HttpOptions
 from connectors.records import Coverage, Evidence, Finding, Record, service_of
 
+pytestmark = pytest.mark.clock
+
 TOKEN = "ghp_TestTokenForAnnexa0123456789abcdefXYZ"
 LEAKED = "AKIAIOSFODNN7EXAMPLE-leaked-value-0123456789"
 KEY = "pseudonym-key-for-tests-0123456789"

@@ -27,6 +27,8 @@ from connectors.github_pulls import GitHubPullsConnector, GitHubPullsOptions
 from connectors.http import HttpOptions
 from connectors.records import Coverage, Evidence, Finding, Record, service_of
 
+pytestmark = pytest.mark.clock
+
 TOKEN = "ghp_PullsTestToken0123456789abcdefXYZ01"
 
 

@@ -32,6 +32,8 @@ from connectors.jira import JiraConnector, JiraOptions
 from connectors.process import period_bounds
 from connectors.records import Coverage, Evidence, Finding, Record, service_of
 
+pytestmark = pytest.mark.clock
+
 EMAIL = "annexa@acme.example"
 TOKEN = "jira-api-token-0123456789abcdef"
 PAT = "jira-dc-personal-access-token-0123456789"

@@ -22,10 +22,13 @@ from werkzeug import Request, Response
 
 from connectors.base import CollectContext
 from connectors.checks import REGISTRY, evaluate
+from connectors.common import full_time
 from connectors.http import HttpOptions
 from connectors.okta import OktaConnector, OktaOptions
 from connectors.okta.common import SIGN_IN_STATUSES
 from connectors.records import Coverage, Evidence, Finding, Record, service_of
+
+pytestmark = pytest.mark.clock
 
 TOKEN = "00TestOktaApiToken_abcdefghijklmnop1234"
 KEY = "pseudonym-key-for-tests-0123456789"
@@ -496,7 +499,7 @@ def test_healthy_org_passes_everything(okta):
     alice = users["00u0alice"].payload
     assert alice["admin_roles"] == ["SUPER_ADMIN"] and alice["api_tokens"] == ["00T1"]
     assert {f["type"] for f in alice["factors"]} == {"push", "webauthn"}
-    assert alice["last_login"] == (NOW - timedelta(days=1)).date().isoformat()
+    assert alice["last_login"] == full_time(NOW - timedelta(days=1))
     # Factors are not read for people who cannot sign in.
     assert "factors" not in users["00u4eve"].payload
     assert not any("/00u4eve/factors" in p for p in okta.requests)

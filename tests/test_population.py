@@ -32,19 +32,22 @@ from mappings.loader import load_mappings
 from store.populations import parse_period, population, sla_met
 from store.queries import findings_at
 from store.schema import evidence
+from tests import clock
 from tests import test_github_pulls as ghp
 from tests import test_jira as tj
 from tests import test_servicenow as tsn
+
+pytestmark = pytest.mark.clock
 
 H1 = "2026-01-01..2026-06-30"
 
 
 def annexa(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "collector", *args],
+        clock.command([sys.executable, "-m", "collector", *args]),
         capture_output=True,
         text=True,
-        env=dict(os.environ),
+        env=clock.env(dict(os.environ)),
         timeout=120,
     )
 

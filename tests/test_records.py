@@ -28,6 +28,8 @@ from connectors.records import (
     normalise,
 )
 
+pytestmark = pytest.mark.clock
+
 
 def reference(payload: object) -> bytes:
     return canonical_json(normalise(payload)).encode("utf-8")

@@ -31,6 +31,8 @@ from connectors.process import period_bounds
 from connectors.records import Coverage, Evidence, Finding, Record, service_of
 from connectors.servicenow import ServiceNowConnector, ServiceNowOptions
 
+pytestmark = pytest.mark.clock
+
 USER = "annexa.integration"
 PASSWORD = "sn-password-0123456789-secret"
 OAUTH = "sn-oauth-bearer-token-0123456789abcdef"

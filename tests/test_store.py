@@ -20,6 +20,8 @@ from store.queries import control_statuses, evidence_at, findings_at
 from store.schema import blobs, evidence, findings, run_units, runs
 from tests.fakes import MAPPING, FakeConnector, estate, fake_settings
 
+pytestmark = pytest.mark.clock
+
 
 @pytest.fixture
 def index(tmp_path: Path) -> MappingIndex:

@@ -29,10 +29,13 @@ from werkzeug import Request, Response
 
 from connectors.base import CollectContext
 from connectors.checks import REGISTRY, evaluate
+from connectors.common import full_time
 from connectors.http import HttpOptions
 from connectors.records import Coverage, Evidence, Finding, Record, service_of
 from connectors.workspace import WorkspaceConnector, WorkspaceOptions
 from connectors.workspace.auth import DIRECTORY_USER_READONLY
+
+pytestmark = pytest.mark.clock
 
 TOKEN = "ya29.a0AfH6SMfake-workspace-access-token-0123456789"
 KEY = "pseudonym-key-for-tests-0123456789"
@@ -330,7 +333,7 @@ def test_healthy_domain_passes_everything_across_pages(google):
     claims = google.assertions[0]
     assert claims["sub"] == ADMIN and claims["scope"] == DIRECTORY_USER_READONLY
     alice = users["100000000000000000001"]
-    assert alice["last_login"] == (NOW - timedelta(days=1)).date().isoformat()
+    assert alice["last_login"] == full_time(NOW - timedelta(days=1))
     assert alice["two_step_enrolled"] is True and alice["is_admin"] is True
     assert users["100000000000000000005"]["last_login"] is None  # 1970 = never
     admins = evidence(records, "workspace.admin.summary")[0].payload["super_admins"]

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from datetime import UTC, date, datetime
 from typing import Any
 
 from botocore.exceptions import (
@@ -16,6 +15,15 @@ from botocore.exceptions import (
     ConnectionError as BotoConnectionError,
 )
 from botocore.parsers import ResponseParserError
+
+# Time handling is the same for every source: one implementation, re-exported here.
+from connectors.common import activity_time as activity_time
+from connectors.common import day_precision as day_precision
+from connectors.common import days_since as days_since
+from connectors.common import full_time as full_time
+from connectors.common import parse_time as parse_time
+
+# Time handling is the same for every source: one implementation, re-exported here.
 
 #: What a failed AWS call can raise. Anything else is a bug and is reported as such.
 AWS_ERRORS: tuple[type[Exception], ...] = (BotoCoreError, ClientError, ResponseParserError)
@@ -75,41 +83,6 @@ def require(payload: Mapping[str, Any], key: str, *, label: str | None = None) -
     if reason:
         raise EvidenceMissing(f"{what} could not be read: {reason}")
     raise EvidenceMissing(f"{what} is missing from the evidence")
-
-
-def parse_time(value: Any) -> datetime:
-    """A UTC datetime from a datetime, a date, or an ISO-8601 string (``Z`` allowed)."""
-    if isinstance(value, datetime):
-        dt = value
-    elif isinstance(value, date):
-        dt = datetime(value.year, value.month, value.day)
-    elif isinstance(value, str) and value:
-        text = value.strip()
-        if text.endswith("Z"):
-            text = text[:-1] + "+00:00"
-        dt = datetime.fromisoformat(text)
-    else:
-        raise ValueError(f"not a timestamp: {value!r}")
-    if dt.tzinfo is None:
-        dt = dt.replace(tzinfo=UTC)
-    return dt.astimezone(UTC)
-
-
-def days_since(value: Any, now: datetime | None = None) -> float:
-    """Days (fractional) from ``value`` to ``now`` (UTC now by default)."""
-    now = now or datetime.now(UTC)
-    return (now - parse_time(value)).total_seconds() / 86400
-
-
-def day_precision(value: Any) -> str | None:
-    """``YYYY-MM-DD`` of a timestamp, or None.
-
-    Used for last-used timestamps, which AWS moves on every use: kept to the second
-    they would store a new evidence version on every run for every active credential.
-    """
-    if value in (None, ""):
-        return None
-    return parse_time(value).date().isoformat()
 
 
 #: Returned by :func:`read_partial` when the value could not be read.

@@ -32,7 +32,7 @@ from connectors.aws.common import (
     ERRORS_KEY,
     MISSING,
     EvidenceMissing,
-    day_precision,
+    activity_time,
     days_since,
     read_partial,
     require,
@@ -109,14 +109,14 @@ def get_access_key_last_used(client: Any, access_key_id: str) -> dict[str, Any]:
 def transform_user(user: Mapping[str, Any]) -> dict[str, Any]:
     out = dict(user)
     if "PasswordLastUsed" in out:
-        out["PasswordLastUsed"] = day_precision(out["PasswordLastUsed"])
+        out["PasswordLastUsed"] = activity_time(out["PasswordLastUsed"])
     return out
 
 
 def transform_last_used(last_used: Mapping[str, Any]) -> dict[str, Any]:
     out = dict(last_used)
     if "LastUsedDate" in out:
-        out["LastUsedDate"] = day_precision(out["LastUsedDate"])
+        out["LastUsedDate"] = activity_time(out["LastUsedDate"])
     return out
 
 

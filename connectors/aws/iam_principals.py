@@ -35,8 +35,8 @@ from connectors.aws.common import (
     ERRORS_KEY,
     MISSING,
     EvidenceMissing,
+    activity_time,
     as_list,
-    day_precision,
     read_partial,
     require,
     with_errors,
@@ -195,7 +195,7 @@ def group_payload(
 def role_payload(role: Mapping[str, Any], resolver: PolicyResolver) -> dict[str, Any]:
     last_used = dict(role.get("RoleLastUsed") or {})
     if "LastUsedDate" in last_used:
-        last_used["LastUsedDate"] = day_precision(last_used["LastUsedDate"])
+        last_used["LastUsedDate"] = activity_time(last_used["LastUsedDate"])
     return {
         "RoleName": role.get("RoleName"),
         "RoleId": role.get("RoleId"),

@@ -34,7 +34,7 @@ from typing import Any
 from connectors.aws.common import (
     MISSING,
     EvidenceMissing,
-    day_precision,
+    activity_time,
     days_since,
     paginate,
     read_partial,
@@ -122,7 +122,7 @@ def root_row(content: bytes | str) -> dict[str, str] | None:
             out = {k: row[k] for k in _KEEP if k in row}
             for key in _LAST_USED:
                 if _is_timestamp(out.get(key)):
-                    out[key] = day_precision(out[key]) or out[key]
+                    out[key] = activity_time(out[key]) or out[key]
             return out
     return None
 

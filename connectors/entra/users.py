@@ -28,8 +28,10 @@ from connectors.common import (
     ERRORS_KEY,
     GLOBAL,
     Pseudonymiser,
+    activity_time,
     day_precision,
     days_since,
+    full_time,
     parse_time,
     require,
 )
@@ -92,13 +94,13 @@ def _list_users(http: HttpClient, page_size: int) -> tuple[Iterable[Any], str | 
 
 
 def _last_sign_in(user: Mapping[str, Any]) -> str | None:
-    """Day of the last successful sign-in, else of the last (non-)interactive attempt."""
+    """Time of the last successful sign-in, else of the last (non-)interactive attempt."""
     activity = user.get("signInActivity")
     if not isinstance(activity, Mapping):
         return None
     success = activity.get("lastSuccessfulSignInDateTime")
     if success:
-        return day_precision(success)
+        return activity_time(success)
     attempts = [
         parse_time(v)
         for v in (
@@ -107,7 +109,7 @@ def _last_sign_in(user: Mapping[str, Any]) -> str | None:
         )
         if v
     ]
-    return max(attempts).date().isoformat() if attempts else None
+    return activity_time(max(attempts)) if attempts else None
 
 
 def user_payload(
@@ -131,7 +133,7 @@ def user_payload(
         "account_enabled": user.get("accountEnabled"),
         "created": user.get("createdDateTime"),
         "external_user_state": user.get("externalUserState"),
-        "external_user_state_changed": day_precision(user.get("externalUserStateChangeDateTime")),
+        "external_user_state_changed": full_time(user.get("externalUserStateChangeDateTime")),
         "on_premises_sync_enabled": user.get("onPremisesSyncEnabled"),
     }
     errors: dict[str, str] = {}

@@ -25,6 +25,7 @@ from connectors.okta.common import (
     GLOBAL,
     SIGN_IN_STATUSES,
     Pseudonymiser,
+    activity_time,
     day_precision,
     days_since,
     parse_time,
@@ -83,7 +84,7 @@ def user_payload(
         "created": user.get("created"),
         "activated": user.get("activated"),
         "status_changed": user.get("statusChanged"),
-        "last_login": day_precision(user.get("lastLogin")),
+        "last_login": activity_time(user.get("lastLogin")),
     }
     errors: dict[str, str] = {}
     if factors is not None:

@@ -25,6 +25,7 @@ from connectors.common import (
     GLOBAL,
     EvidenceMissing,
     Pseudonymiser,
+    activity_time,
     day_precision,
     days_since,
     require,
@@ -45,8 +46,9 @@ _NEVER = "1970-01-01"
 
 
 def _last_login(value: Any) -> str | None:
-    day = day_precision(value) if value else None
-    return None if day is None or day.startswith(_NEVER) else day
+    if not value or str(value).startswith(_NEVER):
+        return None
+    return activity_time(value)
 
 
 def user_payload(user: Mapping[str, Any], pseudo: Pseudonymiser) -> dict[str, Any]:
