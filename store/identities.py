@@ -25,7 +25,7 @@ from sqlalchemy import Connection, and_, func, select
 
 from connectors.records import utcnow
 from store.queries import evidence_at
-from store.schema import blobs, evidence, run_units, runs
+from store.schema import blobs, evidence, run_units, runs, sealed
 
 
 def current_identities(
@@ -49,7 +49,11 @@ def _latest_rows(at: datetime, *where: Any) -> Any:
         )
         .label("rn")
     )
-    return select(evidence, rn).where(evidence.c.collected_at <= at, *where).subquery()
+    return (
+        select(evidence, rn)
+        .where(evidence.c.collected_at <= at, sealed(evidence), *where)
+        .subquery()
+    )
 
 
 def removed_identities(
@@ -145,6 +149,7 @@ def latest_unit_states(
         .where(
             runs.c.source.in_(sorted(sources)),
             run_units.c.service.in_(sorted(services)),
+            runs.c.digest.is_not(None),
             runs.c.finished_at.is_not(None),
             runs.c.finished_at <= at,
         )

@@ -18,10 +18,9 @@ This module never imports ``collector``: schedule arithmetic comes in as callabl
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import (
@@ -34,26 +33,17 @@ from sqlalchemy import (
     insert,
     or_,
     select,
-    text,
     update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
 
-from connectors.records import utcnow
-from store.integrity import compute_digest, last_digest
-from store.schema import evidence, findings, runs
+from core.signing import Signer
+from store.schema import runs
 from store.schema_daemon import control_states, schedule_claims, schedules
+from store.sealing import db_now, seal_run
 
 _ONE_US = timedelta(microseconds=1)
 REAPED_PREFIX = "aborted by the reaper"
-
-
-def db_now(conn: Connection) -> datetime:
-    """The database's current time (UTC); SQLite is local, so the local clock."""
-    if conn.dialect.name == "postgresql":
-        value = conn.execute(text("SELECT clock_timestamp()")).scalar_one()
-        return value.astimezone(UTC)
-    return utcnow()
 
 
 def _insert_ignore(conn: Connection, table: Any) -> Any:
@@ -265,74 +255,38 @@ def release(
 # -- the reaper ------------------------------------------------------------------------
 
 
-def _chain_lock(conn: Connection, source: str) -> None:
-    """Serialise chain appends of one source among reapers (PostgreSQL)."""
-    if conn.dialect.name == "postgresql":
-        conn.execute(
-            text("SELECT pg_advisory_xact_lock(hashtext(:k))"), {"k": f"annexa-chain:{source}"}
-        )
-
-
 def seal_aborted(
     engine: Engine,
     run_id: str,
     reason: str,
     *,
     stale_before: datetime | None = None,
+    signer: Signer | None = None,
 ) -> bool:
-    """Seal a ``running`` run as ``aborted`` with a chained digest (as RunWriter does).
+    """Seal a ``running`` run as ``aborted`` on behalf of its dead agent (see
+    :func:`store.sealing.seal_run`); its counts are its rows, its error ``reason``.
 
-    With ``stale_before``, only if its heartbeat is older than that (re-checked in the
-    same statement, so a run whose owner just heartbeated is never sealed). Returns
+    With ``stale_before``, only if its heartbeat is older than that (re-checked under
+    the chain lock, so a run whose owner just heartbeated is never sealed). Returns
     whether this call sealed it.
     """
     with engine.begin() as conn:
-        row = conn.execute(select(runs).where(runs.c.id == run_id)).mappings().one_or_none()
-        if row is None or row["status"] != "running":
-            return False
-        _chain_lock(conn, row["source"])
-        now = db_now(conn)
-        latest = conn.execute(
-            select(func.max(runs.c.finished_at)).where(runs.c.source == row["source"])
-        ).scalar()
-        finished_at = now if latest is None or latest < now else latest + _ONE_US
-        n_ev = conn.execute(
-            select(func.count()).select_from(evidence).where(evidence.c.run_id == run_id)
-        ).scalar_one()
-        n_fi = conn.execute(
-            select(func.count()).select_from(findings).where(findings.c.run_id == run_id)
-        ).scalar_one()
-        counts = json.dumps(
-            {"evidence_written": n_ev, "findings_written": n_fi, "reaped": True}, sort_keys=True
+        sealed = seal_run(
+            conn,
+            run_id,
+            status="aborted",
+            counts=None,
+            errors=[reason],
+            signer=signer,
+            stale_before=stale_before,
         )
-        errors = json.dumps([reason])
-        prev = last_digest(conn, row["source"], exclude_run=run_id)
-        run = dict(row)
-        run.update(status="aborted", finished_at=finished_at, counts=counts, errors=errors)
-        digest = compute_digest(conn, run, prev)
-        guard = [runs.c.id == run_id, runs.c.status == "running"]
-        if stale_before is not None:
-            guard.append(or_(runs.c.heartbeat_at.is_(None), runs.c.heartbeat_at < stale_before))
-        sealed = conn.execute(
-            update(runs)
-            .where(*guard)
-            .values(
-                status="aborted",
-                finished_at=finished_at,
-                heartbeat_at=finished_at,
-                counts=counts,
-                errors=errors,
-                digest=digest,
-                prev_digest=prev,
-            )
-        ).rowcount
-        if not sealed:
+        if sealed is None:
             conn.rollback()
             return False
         conn.execute(
             update(schedule_claims)
             .where(schedule_claims.c.run_id == run_id, schedule_claims.c.status.is_(None))
-            .values(status="aborted", finished_at=finished_at)
+            .values(status="aborted", finished_at=sealed.finished_at)
         )
     return True
 
@@ -408,6 +362,7 @@ def reap_stale(
     exclude: Iterable[str] = (),
     source: str | None = None,
     unscheduled_stale_after: float = UNSCHEDULED_STALE_AFTER,
+    signer: Signer | None = None,
 ) -> list[StaleRun]:
     """Seal every stale run (see :func:`stale_runs`) as ``aborted``; return those sealed."""
     candidates = stale_runs(
@@ -425,7 +380,7 @@ def reap_stale(
             f"{REAPED_PREFIX} {me}: no heartbeat since {last} from {r.host or 'unknown host'} "
             "(the agent running it stopped)"
         )
-        if seal_aborted(engine, r.id, reason, stale_before=cutoff):
+        if seal_aborted(engine, r.id, reason, stale_before=cutoff, signer=signer):
             sealed.append(r)
     return sealed
 

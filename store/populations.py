@@ -25,7 +25,7 @@ from sqlalchemy import Connection, func, select
 
 from connectors.records import utcnow
 from store.queries import evidence_at, findings_at
-from store.schema import evidence
+from store.schema import evidence, sealed
 
 KINDS = ("change", "emergency_change", "incident", "vulnerability", "access_review", "leaver")
 #: Which date places an item in a period, by default, per kind.
@@ -159,7 +159,11 @@ def _findings_by_item(
 
 def _item_types(conn: Connection, kind: str, source: str | None) -> list[str]:
     """Resource types of the process's items (not its population summaries)."""
-    q = select(evidence.c.resource_type).distinct().where(evidence.c.service == kind)
+    q = (
+        select(evidence.c.resource_type)
+        .distinct()
+        .where(evidence.c.service == kind, sealed(evidence))
+    )
     if source:
         q = q.where(evidence.c.source == source)
     return sorted(t for (t,) in conn.execute(q) if not t.endswith(".population"))
@@ -273,7 +277,9 @@ def population(
 
 
 def _first_collected(conn: Connection, kind: str, source: str | None) -> datetime | None:
-    q = select(func.min(evidence.c.collected_at)).where(evidence.c.service == kind)
+    q = select(func.min(evidence.c.collected_at)).where(
+        evidence.c.service == kind, sealed(evidence)
+    )
     if source:
         q = q.where(evidence.c.source == source)
     first = conn.execute(q).scalar_one_or_none()

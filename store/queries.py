@@ -32,7 +32,16 @@ from typing import Any
 from sqlalchemy import Connection, Engine, bindparam, func, or_, select, text
 
 from connectors.records import utcnow
-from store.schema import UTCDateTime, blobs, evidence, findings, run_units, runs
+from store.schema import (
+    UTCDateTime,
+    blobs,
+    evidence,
+    findings,
+    run_units,
+    runs,
+    sealed,
+    sealed_sql,
+)
 from store.views import MANUAL_SOURCE
 
 CONTROL_STATUSES = (
@@ -95,7 +104,8 @@ def _latest_sql(
     )
     probe = (
         f"FROM {table} y WHERE y.source = :source AND y.key = k.key"
-        f" AND y.{time_col} <= :at ORDER BY y.{time_col} DESC, y.id DESC LIMIT 1"
+        f" AND y.{time_col} <= :at AND {sealed_sql('y')}"
+        f" ORDER BY y.{time_col} DESC, y.id DESC LIMIT 1"
     )
     if postgresql:
         return (
@@ -232,7 +242,12 @@ def last_ok_units(conn: Connection, at: datetime) -> dict[tuple[str, str, str, s
             func.max(runs.c.finished_at),
         )
         .select_from(run_units.join(runs, runs.c.id == run_units.c.run_id))
-        .where(run_units.c.ok.is_(True), runs.c.finished_at.is_not(None), runs.c.finished_at <= at)
+        .where(
+            run_units.c.ok.is_(True),
+            runs.c.digest.is_not(None),
+            runs.c.finished_at.is_not(None),
+            runs.c.finished_at <= at,
+        )
         .group_by(runs.c.source, run_units.c.scope, run_units.c.region, run_units.c.service)
     )
     found: dict[tuple[str, str, str, str], datetime] = {}
@@ -280,7 +295,7 @@ def _population(
     tcol = table.c[time_col]
     pq = (
         select(*(table.c[c] for c in cols))
-        .where(tcol > start, tcol <= end)
+        .where(tcol > start, tcol <= end, sealed(table))
         .order_by(tcol, table.c.id)
     )
     if source:
@@ -389,6 +404,10 @@ class ExceptionRule:
     ``resource`` is a shell-style glob on the resource id (``*``, ``?``, ``[..]``),
     matched case-sensitively. ``starts`` (optional, the approval date) bounds it on the
     other side so that a past instant is answered as it was then.
+
+    ``recorded_at``/``revoked_at``: when Annexa recorded the decision and when it was
+    withdrawn (see :mod:`store.decisions`). It applies only in between, whatever its
+    ``starts`` says: a backdated approval never changes what an earlier answer was.
     """
 
     id: str
@@ -400,6 +419,26 @@ class ExceptionRule:
     starts: datetime | None = None
     source: str | None = None
     scope: str | None = None
+    recorded_at: datetime | None = None
+    revoked_at: datetime | None = None
+
+    @property
+    def backdated(self) -> bool:
+        """Approved (on paper) before the day Annexa first recorded it."""
+        return (
+            self.starts is not None
+            and self.recorded_at is not None
+            and self.starts.date() < self.recorded_at.date()
+        )
+
+    @property
+    def effective_from(self) -> datetime | None:
+        bounds = [t for t in (self.starts, self.recorded_at) if t is not None]
+        return max(bounds) if bounds else None
+
+    @property
+    def effective_until(self) -> datetime:
+        return self.expires if self.revoked_at is None else min(self.expires, self.revoked_at)
 
     def matches(self, f: Mapping[str, Any]) -> bool:
         return (
@@ -410,7 +449,8 @@ class ExceptionRule:
         )
 
     def active(self, at: datetime) -> bool:
-        return (self.starts is None or self.starts <= at) and at < self.expires
+        start = self.effective_from
+        return (start is None or start <= at) and at < self.effective_until
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -423,6 +463,9 @@ class ExceptionRule:
             "expires": self.expires.isoformat(),
             "source": self.source,
             "scope": self.scope,
+            "recorded_at": self.recorded_at.isoformat() if self.recorded_at else None,
+            "revoked_at": self.revoked_at.isoformat() if self.revoked_at else None,
+            "backdated": self.backdated,
         }
 
 
@@ -603,7 +646,11 @@ def manual_history(conn: Connection) -> list[tuple[datetime, str, ManualRecord |
     q = (
         select(evidence, blobs.c.body)
         .select_from(evidence.outerjoin(blobs, blobs.c.hash == evidence.c.content_hash))
-        .where(evidence.c.source == MANUAL_SOURCE, evidence.c.resource_type == "manual.evidence")
+        .where(
+            evidence.c.source == MANUAL_SOURCE,
+            evidence.c.resource_type == "manual.evidence",
+            sealed(evidence),
+        )
         .order_by(evidence.c.collected_at, evidence.c.id)
     )
     out: list[tuple[datetime, str, ManualRecord | None]] = []
@@ -1082,20 +1129,25 @@ def control_timelines(
                     if start < bound <= end:
                         push(bound, 4, rec.control)
         for r in rules:
-            for bound in (r.starts, r.expires):
+            for bound in (r.effective_from, r.effective_until):
                 if bound is not None and start < bound <= end:
                     push(bound, 3, r.check)
         uq = (
             select(runs.c.finished_at, runs.c.source, run_units.c.scope, run_units.c.region,
                    run_units.c.service)
             .select_from(run_units.join(runs, runs.c.id == run_units.c.run_id))
-            .where(run_units.c.ok.is_(True), runs.c.finished_at > start, runs.c.finished_at <= end)
+            .where(
+                run_units.c.ok.is_(True),
+                runs.c.digest.is_not(None),
+                runs.c.finished_at > start,
+                runs.c.finished_at <= end,
+            )
         )
         for fin, src, scope, region, service in conn.execute(uq):
             push(fin, 1, (src, scope, region, service))
         fq = (
             select(*(findings.c[c] for c in _FI_COLS))
-            .where(findings.c.observed_at > start, findings.c.observed_at <= end)
+            .where(findings.c.observed_at > start, findings.c.observed_at <= end, sealed(findings))
             .order_by(findings.c.observed_at, findings.c.id)
         )
         if check_filter is not None:

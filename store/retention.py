@@ -20,36 +20,24 @@ missing body only when the log records its removal.
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from sqlalchemy import (
-    BigInteger,
-    Column,
+    Connection,
     Engine,
-    Integer,
-    String,
-    Table,
     bindparam,
+    insert,
     text,
 )
 
 from connectors.records import utcnow
-from store.schema import RowId, UTCDateTime, metadata
+from core.signing import RETENTION_DOMAIN, Signer
+from store.keys import record_key
+from store.schema import UTCDateTime, retention_log, sealed_sql
 from store.views import MANUAL_SOURCE
-
-retention_log = Table(
-    "retention_log",
-    metadata,
-    Column("id", RowId, primary_key=True, autoincrement=True),
-    Column("hash", String(64), nullable=False),
-    Column("size", Integer, nullable=False),
-    Column("cutoff", UTCDateTime(), nullable=False),
-    Column("keep", String(20), nullable=False),
-    Column("removed_at", UTCDateTime(), nullable=False),
-    Column("removed_by", String(255), nullable=False),
-    Column("token", BigInteger, nullable=False),
-)
 
 _BATCH = 500
 
@@ -75,7 +63,7 @@ SELECT v.content_hash FROM (
   SELECT e.content_hash,
          LEAD(e.collected_at) OVER (PARTITION BY e.source, e.key
                                     ORDER BY e.collected_at, e.id) AS valid_to
-  FROM evidence e WHERE e.source <> :manual
+  FROM evidence e WHERE e.source <> :manual AND {sealed}
 ) v
 WHERE v.content_hash IS NOT NULL
 GROUP BY v.content_hash
@@ -84,35 +72,52 @@ HAVING MAX(CASE WHEN v.valid_to IS NULL OR v.valid_to > :cutoff THEN 1 ELSE 0 EN
 
 _MANUAL_RECORDS = """
 SELECT b.body FROM evidence e JOIN blobs b ON b.hash = e.content_hash
-WHERE e.source = :manual AND e.resource_type = 'manual.evidence'
+WHERE e.source = :manual AND e.resource_type = 'manual.evidence' AND {sealed}
 """
 
 _MANUAL_FILES = """
 SELECT e.resource_id, e.content_hash FROM evidence e
 WHERE e.source = :manual AND e.resource_type = 'manual.file' AND e.content_hash IS NOT NULL
+  AND {sealed}
 """
+
+
+def removable_hashes(conn: Connection, cutoff: datetime) -> set[str]:
+    """Hashes no version in force at or after ``cutoff`` uses, whether stored or not.
+
+    Only rows of sealed runs count: a forged row (say, a tombstone under an unknown run)
+    must not make a body in force look removable.
+    """
+    ts = bindparam("cutoff", type_=UTCDateTime())
+    sealed = sealed_sql("e")
+    auto = {
+        r[0]
+        for r in conn.execute(
+            text(_AUTOMATED.format(sealed=sealed)).bindparams(ts),
+            {"cutoff": cutoff, "manual": MANUAL_SOURCE},
+        )
+    }
+    # Manual files: kept while any record citing them is valid at or after the cutoff.
+    last_valid: dict[str, str] = {}
+    for (body,) in conn.execute(
+        text(_MANUAL_RECORDS.format(sealed=sealed)), {"manual": MANUAL_SOURCE}
+    ):
+        p = json.loads(body)
+        sha = p["file_sha256"]
+        last_valid[sha] = max(last_valid.get(sha, ""), p["valid_until"])
+    cut = cutoff.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    for sha, chash in conn.execute(
+        text(_MANUAL_FILES.format(sealed=sealed)), {"manual": MANUAL_SOURCE}
+    ):
+        if sha in last_valid and last_valid[sha] <= cut:
+            auto.add(chash)
+    return auto
 
 
 def removable(engine: Engine, cutoff: datetime) -> list[str]:
     """Hashes of stored bodies that no version in force at or after ``cutoff`` uses."""
-    ts = bindparam("cutoff", type_=UTCDateTime())
     with engine.connect() as conn:
-        auto = {
-            r[0]
-            for r in conn.execute(
-                text(_AUTOMATED).bindparams(ts), {"cutoff": cutoff, "manual": MANUAL_SOURCE}
-            )
-        }
-        # Manual files: kept while any record citing them is valid at or after the cutoff.
-        last_valid: dict[str, str] = {}
-        for (body,) in conn.execute(text(_MANUAL_RECORDS), {"manual": MANUAL_SOURCE}):
-            p = json.loads(body)
-            sha = p["file_sha256"]
-            last_valid[sha] = max(last_valid.get(sha, ""), p["valid_until"])
-        cut = cutoff.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-        for sha, chash in conn.execute(text(_MANUAL_FILES), {"manual": MANUAL_SOURCE}):
-            if sha in last_valid and last_valid[sha] <= cut:
-                auto.add(chash)
+        auto = removable_hashes(conn, cutoff)
         if not auto:
             return []
         present: list[str] = []
@@ -126,11 +131,31 @@ def removable(engine: Engine, cutoff: datetime) -> list[str]:
     return sorted(present)
 
 
+def entry_message(entry: Mapping[str, Any]) -> str:
+    """What a retention entry's signature covers (core.signing.RETENTION_DOMAIN)."""
+    return json.dumps(
+        {
+            "hash": entry["hash"],
+            "size": int(entry["size"]),
+            "cutoff": _iso(entry["cutoff"]),
+            "keep": entry["keep"],
+            "removed_at": _iso(entry["removed_at"]),
+            "removed_by": entry["removed_by"],
+        },
+        sort_keys=True,
+        separators=(",", ":"),
+    )
+
+
+def _iso(t: datetime) -> str:
+    return t.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
 def apply_retention(
     engine: Engine, keep: timedelta, keep_label: str, *, removed_by: str, dry_run: bool = False,
-    now: datetime | None = None,
+    now: datetime | None = None, signer: Signer | None = None,
 ) -> RetentionResult:
-    """Remove every body older than ``keep`` (see module docstring); log each removal."""
+    """Remove every body older than ``keep`` (see module docstring); log and sign each."""
     now = now or utcnow()
     cutoff = now - keep
     hashes = removable(engine, cutoff)
@@ -144,24 +169,36 @@ def apply_retention(
             total += int(conn.execute(q, {"hs": chunk}).scalar_one())
     if dry_run or not hashes:
         return RetentionResult(cutoff, len(hashes), total, dry_run)
-    token = "txid_current()" if engine.dialect.name == "postgresql" else "rowid"
-    log = text(
-        "INSERT INTO retention_log (hash, size, cutoff, keep, removed_at, removed_by, token) "
-        f"SELECT hash, size, :cutoff, :keep, :now, :by, {token} FROM blobs WHERE hash IN :hs"
-    ).bindparams(
-        bindparam("hs", expanding=True),
-        bindparam("cutoff", type_=UTCDateTime()),
-        bindparam("now", type_=UTCDateTime()),
-    )
+    postgresql = engine.dialect.name == "postgresql"
+    rows = text(
+        f"SELECT hash, size, {'0' if postgresql else 'rowid'} AS token FROM blobs "
+        "WHERE hash IN :hs"
+    ).bindparams(bindparam("hs", expanding=True))
     delete = text("DELETE FROM blobs WHERE hash IN :hs").bindparams(
         bindparam("hs", expanding=True)
     )
     for i in range(0, len(hashes), _BATCH):
         chunk = hashes[i : i + _BATCH]
         with engine.begin() as conn:
-            conn.execute(
-                log,
-                {"hs": chunk, "cutoff": cutoff, "keep": keep_label, "now": now, "by": removed_by},
+            if signer is not None:
+                record_key(conn, signer, now)
+            txid = (
+                int(conn.execute(text("SELECT txid_current()")).scalar_one()) if postgresql else 0
             )
+            entries = []
+            for h, size, token in conn.execute(rows, {"hs": chunk}):
+                entry = {
+                    "hash": h, "size": int(size), "cutoff": cutoff, "keep": keep_label,
+                    "removed_at": now, "removed_by": removed_by,
+                    # The blobs guard lets a body go only with this token logged first.
+                    "token": txid if postgresql else int(token),
+                    "signature": None, "key_id": None,
+                }
+                if signer is not None:
+                    entry["signature"] = signer.sign(RETENTION_DOMAIN, entry_message(entry))
+                    entry["key_id"] = signer.key_id
+                entries.append(entry)
+            if entries:
+                conn.execute(insert(retention_log), entries)
             conn.execute(delete, {"hs": chunk})
     return RetentionResult(cutoff, len(hashes), total, False)

@@ -13,6 +13,7 @@ no longer observed by a run that read its unit without error.
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import Any
 
 from sqlalchemy import (
     BigInteger,
@@ -81,6 +82,9 @@ runs = Table(
     Column("errors", Text),
     Column("digest", String(64)),
     Column("prev_digest", String(64)),
+    # Ed25519 over the digest (core.signing.RUN_DOMAIN), set when the run is sealed.
+    Column("signature", Text),
+    Column("key_id", String(16)),
 )
 Index("ix_runs_source_finished", runs.c.source, runs.c.finished_at)
 
@@ -150,5 +154,64 @@ findings = Table(
 Index("ix_findings_source_key", findings.c.source, findings.c.key, findings.c.id)
 Index("ix_findings_run", findings.c.run_id)
 Index("ix_findings_observed", findings.c.observed_at)
+
+def sealed_sql(alias: str) -> str:
+    """SQL: the row ``alias`` belongs to a sealed run.
+
+    Every read of the history tables goes through this (or :func:`sealed`): a row whose
+    run is unknown (an orphan) or still running is not evidence yet, and a forged or
+    half-written run must never change what a control's status is.
+    """
+    return f"EXISTS (SELECT 1 FROM runs r WHERE r.id = {alias}.run_id AND r.digest IS NOT NULL)"
+
+
+def sealed(table: Table) -> Any:
+    """SQLAlchemy: rows of ``table`` that belong to a sealed run (see :func:`sealed_sql`)."""
+    from sqlalchemy import exists
+
+    return exists().where(runs.c.id == table.c.run_id, runs.c.digest.is_not(None))
+
+
+#: Every evidence body removed by ``annexa retention`` (migration 0003; signed since 0004).
+retention_log = Table(
+    "retention_log",
+    metadata,
+    Column("id", RowId, primary_key=True, autoincrement=True),
+    Column("hash", String(64), nullable=False),
+    Column("size", Integer, nullable=False),
+    Column("cutoff", UTCDateTime(), nullable=False),
+    Column("keep", String(20), nullable=False),
+    Column("removed_at", UTCDateTime(), nullable=False),
+    Column("removed_by", String(255), nullable=False),
+    Column("token", BigInteger, nullable=False),
+    # Ed25519 over the entry (core.signing.RETENTION_DOMAIN), migration 0004.
+    Column("signature", Text),
+    Column("key_id", String(16)),
+)
+
+
+#: Every public key that signed something, recorded the first time it did (migration 0004).
+signing_keys = Table(
+    "signing_keys",
+    metadata,
+    Column("key_id", String(16), primary_key=True),
+    Column("algorithm", String(20), nullable=False),
+    Column("public_key", Text, nullable=False),
+    Column("first_used_at", UTCDateTime(), nullable=False),
+)
+
+#: RFC 3161 time-stamp tokens over run digests (migration 0004).
+run_timestamps = Table(
+    "run_timestamps",
+    metadata,
+    Column("id", RowId, primary_key=True, autoincrement=True),
+    Column("run_id", String(36), nullable=False),
+    Column("digest", String(64), nullable=False),
+    Column("tsa", Text, nullable=False),
+    Column("gen_time", UTCDateTime(), nullable=False),
+    Column("token", Text, nullable=False),
+    Column("recorded_at", UTCDateTime(), nullable=False),
+)
+Index("ix_run_timestamps_run", run_timestamps.c.run_id)
 
 HISTORY_TABLES = ("evidence", "findings", "blobs", "run_units")

@@ -22,6 +22,8 @@ passes). ``annexa controls`` / the audit package apply both; see docs/schema.md.
 
 from __future__ import annotations
 
+from store.schema import sealed_sql
+
 #: Every documented view, in the order they are created (later ones use earlier ones).
 VIEWS: tuple[str, ...] = (
     "findings_history",
@@ -74,7 +76,7 @@ def view_sql(dialect: str) -> list[tuple[str, str]]:
             "f.controls, f.mapping_digest, f.finding_hash, f.observed_at AS valid_from, "
             "LEAD(f.observed_at) OVER (PARTITION BY f.source, f.key "
             "ORDER BY f.observed_at, f.id) AS valid_to "
-            "FROM findings f",
+            f"FROM findings f WHERE {sealed_sql('f')}",
         ),
         (
             "evidence_history",
@@ -84,14 +86,16 @@ def view_sql(dialect: str) -> list[tuple[str, str]]:
             "ORDER BY e.collected_at, e.id) AS valid_to, b.body, "
             "CASE WHEN e.content_hash IS NOT NULL AND b.hash IS NULL THEN "
             f"{true} ELSE NOT {true} END AS body_removed "
-            "FROM evidence e LEFT JOIN blobs b ON b.hash = e.content_hash",
+            "FROM evidence e LEFT JOIN blobs b ON b.hash = e.content_hash "
+            f"WHERE {sealed_sql('e')}",
         ),
         (
             "findings_current",
             "SELECT f.id, f.run_id, f.source, f.key, f.check_id, f.scope, f.region, f.service, "
             "f.resource_type, f.resource_id, f.status, f.severity, f.message, f.evidence_hash, "
             "f.controls, f.mapping_digest, f.finding_hash, f.observed_at "
-            "FROM findings f WHERE f.id IN (SELECT max(id) FROM findings GROUP BY source, key) "
+            "FROM findings f WHERE f.id IN (SELECT max(x.id) FROM findings x "
+            f"WHERE {sealed_sql('x')} GROUP BY x.source, x.key) "
             "AND f.status IS NOT NULL",
         ),
         (
@@ -99,7 +103,8 @@ def view_sql(dialect: str) -> list[tuple[str, str]]:
             "SELECT e.id, e.run_id, e.source, e.key, e.scope, e.region, e.service, "
             "e.resource_type, e.resource_id, e.content_hash, e.collected_at, b.body "
             "FROM evidence e LEFT JOIN blobs b ON b.hash = e.content_hash "
-            "WHERE e.id IN (SELECT max(id) FROM evidence GROUP BY source, key) "
+            "WHERE e.id IN (SELECT max(x.id) FROM evidence x "
+            f"WHERE {sealed_sql('x')} GROUP BY x.source, x.key) "
             "AND e.content_hash IS NOT NULL",
         ),
         (

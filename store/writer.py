@@ -40,8 +40,10 @@ from sqlalchemy.engine import Dialect
 from sqlalchemy.exc import StatementError
 
 from connectors.records import Coverage, Evidence, Finding, canonical_body, utcnow
-from store.integrity import compute_digest, finding_hash, last_digest
+from core.signing import Signer
+from store.integrity import finding_hash
 from store.schema import blobs, evidence, findings, run_units, runs
+from store.sealing import seal_run
 
 RUN_STATUSES = ("running", "succeeded", "partial", "failed", "aborted")
 # Temporary tables (one per writer connection): ids of the stored versions this run saw
@@ -132,6 +134,7 @@ class RunSummary:
     errors: list[str]
     started_at: datetime
     finished_at: datetime
+    key_id: str | None = None
 
 
 class _Statements:
@@ -283,8 +286,10 @@ class RunWriter:
         batch_size: int = 1000,
         run_id: str | None = None,
         heartbeat: bool = True,
+        signer: Signer | None = None,
     ) -> None:
         self.engine = engine
+        self.signer = signer
         self.heartbeat_runs = heartbeat
         self.source = source
         self.connector_type = connector_type
@@ -707,49 +712,27 @@ class RunWriter:
             self._touch(conn)
 
     def finish(self, status: str) -> RunSummary:
-        """Flush, close unseen items of clean units, seal the run with its digest."""
+        """Flush, close unseen items of clean units, seal the run (digest, signature)."""
         if status not in RUN_STATUSES or status == "running":
             raise ValueError(f"cannot finish a run as {status!r}")
         conn = self._require_conn()
         try:
             self.flush()
+            # The run's own clock, as for started_at: the two bound its records.
             finished_at = utcnow()
             with conn.begin():
                 if status != "failed":
                     self._close_unseen(conn, finished_at)
-                prev = last_digest(conn, self.source, exclude_run=self.run_id)
-                run = {
-                    "id": self.run_id,
-                    "source": self.source,
-                    "connector_type": self.connector_type,
-                    "status": status,
-                    "started_at": self.started_at,
-                    "finished_at": finished_at,
-                    "agent_version": self.agent_version,
-                    "config_digest": self.config_digest,
-                    "mapping_digest": self.mapping_digest,
-                    "counts": json.dumps(self.counts.as_dict(), sort_keys=True),
-                    "errors": json.dumps(self.errors),
-                }
-                # Round-trip timestamps through the database so the digest uses stored values.
-                run["started_at"] = conn.execute(
-                    select(runs.c.started_at).where(runs.c.id == self.run_id)
-                ).scalar_one()
-                digest = compute_digest(conn, run, prev)
-                sealed = conn.execute(
-                    update(runs)
-                    .where(runs.c.id == self.run_id, runs.c.status == "running")
-                    .values(
-                        status=status,
-                        finished_at=finished_at,
-                        heartbeat_at=finished_at,
-                        counts=run["counts"],
-                        errors=run["errors"],
-                        digest=digest,
-                        prev_digest=prev,
-                    )
+                sealed = seal_run(
+                    conn,
+                    self.run_id,
+                    status=status,
+                    counts=self.counts.as_dict(),
+                    errors=self.errors,
+                    signer=self.signer,
+                    finished_at=finished_at,
                 )
-                if sealed.rowcount != 1:
+                if sealed is None:
                     raise RunSealedError(
                         f"run {self.run_id} was sealed by another process before it finished"
                     )
@@ -757,12 +740,13 @@ class RunWriter:
                 run_id=self.run_id,
                 source=self.source,
                 status=status,
-                digest=digest,
-                prev_digest=prev,
+                digest=sealed.digest,
+                prev_digest=sealed.prev_digest,
                 counts=self.counts.as_dict(),
                 errors=list(self.errors),
-                started_at=run["started_at"],
-                finished_at=finished_at,
+                started_at=sealed.started_at,
+                finished_at=sealed.finished_at,
+                key_id=sealed.key_id,
             )
         finally:
             self.close()
