@@ -19,12 +19,20 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from connectors.base import Connector, SecretRef, UnknownConnectorError, load_connector
+from connectors.base import (
+    Connector,
+    SecretRef,
+    SecretUnavailableError,
+    UnknownConnectorError,
+    load_connector,
+)
 from connectors.records import REDACTED
+from core.signing import PublicKey, Signer, SigningKeyError, load_public_keys
 
 DEFAULT_CONFIG_FILE = "annexa.toml"
 ENV_DATABASE_URL = "ANNEXA_DATABASE_URL"
 ENV_CONFIG = "ANNEXA_CONFIG"
+ENV_SPOOL_DIR = "ANNEXA_SPOOL_DIR"
 _DURATION = re.compile(r"^\s*(\d+)\s*([smhdw])\s*$")
 _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
 _SECRETISH = re.compile(r"(secret|password|token|api_?key|private_?key|credential)", re.I)
@@ -68,8 +76,17 @@ class LogConfig(_Strict):
 class CollectionConfig(_Strict):
     #: A pass older than this (since its unit was last read cleanly) counts as stale.
     freshness: str = "7d"
+    #: A run whose heartbeat (every 15 s while it runs) is older than this is taken for
+    #: dead: the next Annexa process that writes for its source seals it ``aborted``.
+    stale_after: str = "2m"
+    #: Journal every ``annexa collect`` run locally, so that a run that loses the
+    #: database (or is killed) is written, under its own id, by the next command.
+    spool: bool = True
+    #: Where (relative to the config file). Default: ``$ANNEXA_SPOOL_DIR``, else
+    #: ``$XDG_STATE_HOME/annexa/spool`` (``~/.local/state/annexa/spool``).
+    spool_dir: Path | None = None
 
-    @field_validator("freshness")
+    @field_validator("freshness", "stale_after")
     @classmethod
     def _duration(cls, v: str) -> str:
         parse_duration(v)
@@ -78,6 +95,47 @@ class CollectionConfig(_Strict):
     @property
     def freshness_delta(self) -> timedelta:
         return parse_duration(self.freshness)
+
+    @property
+    def stale_after_delta(self) -> timedelta:
+        return parse_duration(self.stale_after)
+
+
+class SigningConfig(_Strict):
+    """Signatures over sealed runs, retention entries, decisions and packages."""
+
+    #: The collector's Ed25519 private key (PEM) by reference: ``{ file = "…" }`` or
+    #: ``{ env = "…" }``. Create one with ``annexa keys generate``. Without it, runs are
+    #: sealed unsigned and ``verify`` says so.
+    key: SecretRef | None = None
+    #: Public keys ``verify`` and ``verify-package`` trust when ``--trusted-keys`` is not
+    #: given (relative to the config file). Keep a copy where database writers cannot.
+    trusted_keys: Path | None = None
+    #: RFC 3161 time-stamping authority: each sealed run's digest is countersigned.
+    #: Nothing is sent anywhere unless this is set.
+    tsa_url: str | None = None
+    #: PEM file with the TSA's root certificate(s), to verify tokens offline.
+    tsa_roots: Path | None = None
+    #: Seconds to wait for the TSA; a failure leaves the run sealed, stamped later.
+    tsa_timeout: float = Field(default=10.0, gt=0)
+
+    @field_validator("tsa_url")
+    @classmethod
+    def _tsa(cls, v: str | None) -> str | None:
+        return None if v is None else _loopback_or_https(v)
+
+
+class RetentionConfig(_Strict):
+    #: How long evidence bodies are kept at least: ``annexa retention`` refuses a
+    #: shorter ``--keep`` and ``verify`` flags any removal that kept less.
+    keep: str | None = None
+
+    @field_validator("keep")
+    @classmethod
+    def _duration(cls, v: str | None) -> str | None:
+        if v is not None:
+            parse_duration(v)
+        return v
 
 
 class AuditConfig(_Strict):
@@ -231,6 +289,8 @@ class AnnexaConfig(_Strict):
     connectors: list[ConnectorConfig] = Field(default_factory=list)
     daemon: DaemonConfig = Field(default_factory=DaemonConfig)
     audit: AuditConfig = Field(default_factory=AuditConfig)
+    signing: SigningConfig = Field(default_factory=SigningConfig)
+    retention: RetentionConfig = Field(default_factory=RetentionConfig)
 
 
 class LoadedConnector:
@@ -261,6 +321,76 @@ class Settings:
         self.model = model
         self.path = path
         self.connectors: list[LoadedConnector] = []
+        self._signer: Signer | None = None
+
+    def resolve(self, p: Path) -> Path:
+        """``p`` relative to the config file's directory (the working one without a file)."""
+        base = self.path.parent if self.path else Path.cwd()
+        return p if p.is_absolute() else base / p
+
+    def signer(self) -> Signer | None:
+        """The collector's signing key, loaded once; None when none is configured.
+
+        Raises :class:`ConfigError` when a key is configured but unusable: a process
+        that should sign must not quietly seal unsigned runs.
+        """
+        ref = self.model.signing.key
+        if ref is None:
+            return None
+        if self._signer is None:
+            file = str(self.path) if self.path else "<config>"
+            try:
+                pem = ref.get()
+                self._signer = Signer.from_pem(pem.encode("utf-8"), source=repr(ref))
+            except (SecretUnavailableError, SigningKeyError) as exc:
+                raise ConfigError(file, [("signing.key", str(exc))]) from None
+        return self._signer
+
+    def trusted_keys(self, override: Path | None = None) -> dict[str, PublicKey] | None:
+        """Keys named by ``override`` or ``[signing] trusted_keys``; None if neither."""
+        path = override or self.model.signing.trusted_keys
+        if path is None:
+            return None
+        where = path if override else self.resolve(path)
+        try:
+            return load_public_keys(where)
+        except SigningKeyError as exc:
+            raise ConfigError(str(where), [("<file>", str(exc))]) from None
+
+    @property
+    def spool_dir(self) -> Path | None:
+        """The journal directory of CLI runs; None when spooling is off."""
+        c = self.model.collection
+        if not c.spool:
+            return None
+        if c.spool_dir is not None:
+            return self.resolve(c.spool_dir)
+        if os.environ.get(ENV_SPOOL_DIR):
+            return Path(os.environ[ENV_SPOOL_DIR])
+        state = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+        return Path(state) / "annexa" / "spool"
+
+    def tsa_roots(self, override: Path | None = None) -> list[Any] | None:
+        """The TSA root certificates named by ``override`` or ``[signing] tsa_roots``."""
+        path = override or self.model.signing.tsa_roots
+        if path is None:
+            return None
+        where = path if override else self.resolve(path)
+        from core.timestamping import TimestampError, load_roots
+
+        try:
+            return load_roots(where)
+        except TimestampError as exc:
+            raise ConfigError(str(where), [("<file>", str(exc))]) from None
+
+    @property
+    def stale_after(self) -> timedelta:
+        return self.model.collection.stale_after_delta
+
+    @property
+    def retention_keep(self) -> timedelta | None:
+        keep = self.model.retention.keep
+        return parse_duration(keep) if keep else None
 
     @property
     def database_url(self) -> str:

@@ -74,8 +74,9 @@ def demo_settings(db: Path) -> Settings:
 
 def run_demo(db: Path, fmt: OutputFormat) -> int:
     from collector.cli import _engine, _index
+    from collector.interrupts import Interrupts
     from collector.logs import configure_logging
-    from collector.runner import run_connector
+    from collector.runner import recover, run_connector
     from connectors.aws.estate import seed_demo_estate
     from store.queries import control_statuses
 
@@ -85,15 +86,27 @@ def run_demo(db: Path, fmt: OutputFormat) -> int:
     settings = demo_settings(db)
     index = _index(settings)
     engine = _engine(settings, migrate=True)
-    with moto_estate() as url:
+    for line in recover(settings, engine):
+        console.print(f"recovered: {line}", highlight=False, markup=False)
+    with moto_estate() as url, Interrupts("the demo collection") as stop:
         console.print(f"simulated AWS estate on {url} (moto); collecting into {db} …")
         seed_demo_estate(url)
-        summary = run_connector(settings, settings.connectors[0], engine, index)
+        summary = run_connector(
+            settings, settings.connectors[0], engine, index, cancel_event=stop.cancel_event
+        )
     console.print(
         f"run {summary.run_id}: {summary.status}, "
         f"{summary.counts['evidence_seen']} evidence items, "
         f"{summary.counts['findings_seen']} findings, digest {summary.digest[:16]}"
     )
+    if stop.interrupted:
+        console.print(
+            f"interrupted ({stop.name}): run {summary.run_id} sealed aborted; everything "
+            "read before the interrupt is stored",
+            highlight=False,
+            markup=False,
+        )
+        return stop.exit_code
     rows = []
     for c in control_statuses(engine, index, None, settings.freshness):
         r = c.as_dict()

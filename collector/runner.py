@@ -2,19 +2,34 @@
 
 from __future__ import annotations
 
+import hashlib
+import os
+import socket
 import threading
+import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
 from typing import Any, Protocol
 
 import structlog
 from sqlalchemy import Engine
+from sqlalchemy.exc import DBAPIError, OperationalError
 
 from collector.config import LoadedConnector, Settings
+from collector.daemon.spool import NEVER_FLUSH, Journal, database_id
 from connectors.base import CollectContext
 from connectors.checks import evaluate
-from connectors.records import Coverage, Evidence, Finding, service_of
+from connectors.records import (
+    Coverage,
+    Evidence,
+    Finding,
+    canonical_body,
+    service_of,
+    utcnow,
+)
 from connectors.redaction import scrub_text
 from mappings.loader import MappingIndex
 from store.writer import RunSummary, RunWriter
@@ -193,6 +208,340 @@ def drive(
     return DriveResult(status, tally.records, tally.ok_units, tally.error_units)
 
 
+class RunHeartbeat:
+    """Keeps a CLI run's ``heartbeat_at`` fresh from a thread of its own.
+
+    Without it a run whose source is slow to answer (nothing to flush for minutes)
+    would look dead to the next process, which seals runs whose heartbeat is older
+    than ``[collection] stale_after``. If the run turns out sealed by someone else, the
+    run is cancelled: what it writes from then on would belong to no run.
+    """
+
+    def __init__(
+        self, engine: Engine, run_id: str, cancel_event: threading.Event, every: float = 15.0
+    ) -> None:
+        self.engine = engine
+        self.run_id = run_id
+        self.cancel_event = cancel_event
+        self.every = every
+        self._stop = threading.Event()
+        self.lost = False
+        self._thread = threading.Thread(target=self._beat, name=f"heartbeat-{run_id[:8]}")
+        self._thread.daemon = True
+
+    def start(self) -> RunHeartbeat:
+        self._thread.start()
+        return self
+
+    def _beat(self) -> None:
+        from store.leases import touch_run
+
+        while not self._stop.wait(self.every):
+            try:
+                with self.engine.begin() as conn:
+                    alive = touch_run(conn, self.run_id)
+            except Exception as exc:  # noqa: BLE001 - an outage: the journal covers it
+                log.debug("heartbeat failed", run_id=self.run_id, error=type(exc).__name__)
+                continue
+            if not alive:
+                self.lost = True
+                self.cancel_event.set()
+                return
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+
+
+def is_outage(exc: BaseException) -> bool:
+    """A database error that means "unreachable" (retry later), not "wrong"."""
+    if isinstance(exc, OperationalError):
+        return True
+    return isinstance(exc, DBAPIError) and bool(exc.connection_invalidated)
+
+
+@dataclass
+class Outcome:
+    run_id: str
+    status: str
+    summary: RunSummary | None
+    journal: Path | None  # set when the run awaits replay
+    duration: float
+    records: int = 0
+
+
+class _JournalSink:
+    """Records → journal (always, when spooling) and writer (while the database answers)."""
+
+    def __init__(
+        self, writer: RunWriter, journal: Journal | None, batch_size: int, rlog: Any
+    ) -> None:
+        self.writer = writer
+        self.journal = journal
+        self.batch_size = batch_size
+        self.rlog = rlog
+        self.db_ok = True
+        self.pending = 0
+
+    def guard(self, fn: Any, *args: Any) -> Any:
+        if not self.db_ok:
+            return None
+        try:
+            return fn(*args)
+        except Exception as exc:
+            if self.journal is None or not is_outage(exc):
+                raise
+            self.outage(exc)
+            return None
+
+    def outage(self, exc: BaseException) -> None:
+        self.db_ok = False
+        assert self.journal is not None
+        self.journal.mark_outage()
+        self.rlog.warning(
+            "database unreachable: spooling the rest of the run",
+            spool=str(self.journal.path),
+            error=f"{type(exc).__name__}: {str(exc).splitlines()[0]}",
+        )
+        try:
+            self.writer.close()
+        except Exception:  # noqa: BLE001,S110 - the connection is already gone
+            pass
+
+    def _tick(self) -> None:
+        self.pending += 1
+        if self.pending >= self.batch_size:
+            self.flush()
+
+    def flush(self) -> None:
+        self.pending = 0
+        if self.guard(self.writer.flush) is None and self.db_ok and self.journal:
+            self.journal.committed(self.writer.counts.as_dict())
+
+    def evidence(self, ev: Evidence) -> str:
+        body = canonical_body(ev.payload)
+        chash = hashlib.sha256(body).hexdigest()
+        if self.journal:
+            self.journal.evidence(ev, body.decode("utf-8"))
+        self.guard(self.writer.add_evidence, ev, body)
+        self._tick()
+        return chash
+
+    def finding(self, f: Finding) -> None:
+        if self.journal:
+            self.journal.finding(f)
+        self.guard(self.writer.add_finding, f)
+        self._tick()
+
+    def coverage(self, c: Coverage) -> None:
+        if self.journal:
+            self.journal.coverage(c, utcnow())
+        self.guard(self.writer.add_coverage, c)
+
+    def error(self, message: str) -> None:
+        if self.journal:
+            self.journal.error(message)
+        self.writer.add_error(message)
+
+
+def collect_run(
+    settings: Settings,
+    lc: LoadedConnector,
+    engine: Engine,
+    index: MappingIndex,
+    *,
+    run_id: str,
+    cancel_event: threading.Event,
+    spool_dir: Path | None,
+    batch_size: int = 1000,
+    rlog: Any = None,
+    heartbeat: str = "thread",
+    progress: ProgressCallback | None = None,
+    cancel_reason: str = "cancelled before the run completed",
+) -> Outcome:
+    """Run ``lc`` once as run ``run_id``: the one run path of ``collect`` and the daemon.
+
+    Every record goes to the run's journal in ``spool_dir`` (if given) and, while the
+    database answers, to the writer; when the database stops answering the rest of the
+    run goes to the journal only, and :func:`collector.daemon.spool.replay` writes it
+    later under the same run id. ``heartbeat``: ``"thread"`` keeps the run's heartbeat
+    from a thread (CLI runs); ``"lease"``: the caller renews it (the daemon, with its
+    schedule lease). Raises only if the run cannot even start.
+    """
+    t0 = time.monotonic()
+    rlog = rlog or log.bind(run_id=run_id, connector=lc.name, connector_type=lc.cfg.type)
+    writer = RunWriter(
+        engine,
+        source=lc.name,
+        connector_type=lc.cfg.type,
+        config_digest=settings.digest(),
+        mapping_digest=index.digest,
+        agent_version=AGENT_VERSION,
+        batch_size=NEVER_FLUSH,
+        run_id=run_id,
+        # A daemon's run is heartbeated with its lease: a writer's own beat after the
+        # last renewal would make a killed replica's run look alive for up to a beat
+        # after its lease expired, and the replica taking over would overlap it.
+        heartbeat=heartbeat != "lease",
+        signer=settings.signer(),
+    )
+    writer.start()
+    beat = RunHeartbeat(engine, run_id, cancel_event).start() if heartbeat == "thread" else None
+    journal = None
+    if spool_dir is not None:
+        journal = Journal(
+            spool_dir,
+            {
+                "run_id": run_id,
+                "source": lc.name,
+                "connector_type": lc.cfg.type,
+                "config_digest": writer.config_digest,
+                "mapping_digest": writer.mapping_digest,
+                "agent_version": AGENT_VERSION,
+                "started_at": writer.started_at.isoformat(),
+                "database": database_id(engine.url),
+            },
+        )
+    sink = _JournalSink(writer, journal, batch_size, rlog)
+    rlog.info("run started")
+    try:
+        result = drive(
+            lc,
+            index,
+            sink,
+            run_id=run_id,
+            rlog=rlog,
+            cancel_event=cancel_event,
+            progress=progress,
+            cancel_reason=cancel_reason,
+        )
+    finally:
+        if beat is not None:
+            beat.stop()
+    status, records = result.status, result.records
+    if beat is not None and beat.lost:
+        sink.error("sealed by another process while it ran (its heartbeat looked stale)")
+    if journal:
+        journal.end(status)
+    summary = sink.guard(writer.finish, status) if sink.db_ok else None
+    duration = time.monotonic() - t0
+    if summary is not None:
+        if journal:
+            journal.discard()
+        rlog.info(
+            "run finished",
+            status=status,
+            **{k: v for k, v in summary.counts.items() if isinstance(v, int)},
+        )
+        stamp_runs(settings, engine)
+        return Outcome(run_id, status, summary, None, duration, records)
+    assert journal is not None
+    journal.close()
+    rlog.warning(
+        "run spooled: it will be written and sealed when the database answers",
+        status=status,
+        records=records,
+    )
+    return Outcome(run_id, status, None, journal.path, duration, records)
+
+
+def stamp_runs(settings: Settings, engine: Engine, *, limit: int = 100) -> int:
+    """Countersign sealed runs without a token by the configured TSA (RFC 3161).
+
+    Best effort: a TSA that does not answer leaves the runs sealed and unstamped, and
+    the next process stamps them. Returns how many runs were stamped.
+    """
+    url = settings.model.signing.tsa_url
+    if not url:
+        return 0
+    from core.timestamping import TimestampError, request_token, run_message
+    from store.timestamps import record_token, unstamped
+
+    with engine.connect() as conn:
+        pending = unstamped(conn, limit)
+    done = 0
+    for run_id, digest in pending:
+        try:
+            token = request_token(
+                url, run_message(digest), timeout=settings.model.signing.tsa_timeout
+            )
+        except TimestampError as exc:
+            log.warning("time stamp not obtained; retried by the next run", error=str(exc))
+            break
+        with engine.begin() as conn:
+            record_token(
+                conn,
+                run_id=run_id,
+                digest=digest,
+                tsa=url,
+                gen_time=token.gen_time,
+                token=token.b64,
+                recorded_at=utcnow(),
+            )
+        done += 1
+    return done
+
+
+class RunSpooledError(RuntimeError):
+    """The database went away during the run: it was completed into its journal."""
+
+    def __init__(self, outcome: Outcome) -> None:
+        self.outcome = outcome
+        super().__init__(
+            f"run {outcome.run_id} lost the database; its {outcome.records} records are in "
+            f"{outcome.journal} and are written under the same run id by the next annexa "
+            "command or daemon that reaches the database"
+        )
+
+
+def recover(settings: Settings, engine: Engine, *, source: str | None = None) -> list[str]:
+    """Before writing: finish what dead agents left behind, so every run ends sealed.
+
+    1. Journals in the spool directory whose agent is gone (their lock is free) are
+       replayed under their own run ids: records read before a kill or an outage are
+       written, and the run is sealed with its final status (``aborted`` if it never
+       finished).
+    2. Runs of ``source`` (every source when None) whose heartbeat is older than
+       ``[collection] stale_after`` — an agent killed on another host, or without a
+       journal — are sealed ``aborted``, chained and signed.
+
+    Returns one line per run dealt with, for the caller to print.
+    """
+    from collector.daemon import spool
+    from store.leases import reap_stale
+
+    done: list[str] = []
+    signer = settings.signer()
+    me = f"{socket.gethostname()}:{os.getpid()}"
+    spool_dir = settings.spool_dir
+    if spool_dir is not None:
+        db = database_id(engine.url)
+        for path in spool.pending(spool_dir):
+            result = spool.replay(engine, path, signer=signer, database=db)
+            if result.summary is not None:
+                done.append(
+                    f"run {result.original_run_id} ({result.summary.source}) was written from "
+                    f"its journal and sealed {result.summary.status}"
+                )
+    stale = settings.stale_after.total_seconds()
+    for r in reap_stale(
+        engine,
+        stale_after=stale,
+        unscheduled_stale_after=stale,
+        me=me,
+        source=source,
+        signer=signer,
+    ):
+        done.append(
+            f"run {r.id} ({r.source}) had no heartbeat since "
+            f"{r.heartbeat_at.isoformat() if r.heartbeat_at else 'its start'}: sealed aborted"
+        )
+    for line in done:
+        log.warning("recovered a run", detail=line)
+    stamp_runs(settings, engine)
+    return done
+
+
 def run_connector(
     settings: Settings,
     lc: LoadedConnector,
@@ -203,32 +552,25 @@ def run_connector(
     progress: ProgressCallback | None = None,
     batch_size: int = 1000,
 ) -> RunSummary:
-    """Collect one connector instance into the store as one run (see :func:`drive`)."""
-    writer = RunWriter(
-        engine,
-        source=lc.name,
-        connector_type=lc.cfg.type,
-        config_digest=settings.digest(),
-        mapping_digest=index.digest,
-        agent_version=AGENT_VERSION,
-        batch_size=batch_size,
-    )
-    run_id = writer.start()
-    rlog = log.bind(run_id=run_id, connector=lc.name, connector_type=lc.cfg.type)
-    rlog.info("run started")
-    result = drive(
+    """Collect one connector instance into the store as one run (see :func:`drive`).
+
+    Runs of the same source left behind by dead agents are sealed first
+    (:func:`recover`). Raises :class:`RunSpooledError` when the database went away
+    during the run (nothing is lost: the run is in its journal).
+    """
+    recover(settings, engine, source=lc.name)
+    outcome = collect_run(
+        settings,
         lc,
+        engine,
         index,
-        WriterSink(writer),
-        run_id=run_id,
-        rlog=rlog,
+        run_id=str(uuid.uuid4()),
         cancel_event=cancel_event or threading.Event(),
+        spool_dir=settings.spool_dir,
+        batch_size=batch_size,
         progress=progress,
+        cancel_reason="interrupted: the run was cancelled before it completed",
     )
-    summary = writer.finish(result.status)
-    rlog.info(
-        "run finished",
-        status=result.status,
-        **{k: v for k, v in summary.counts.items() if isinstance(v, int)},
-    )
-    return summary
+    if outcome.summary is None:
+        raise RunSpooledError(outcome)
+    return outcome.summary

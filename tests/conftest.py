@@ -34,6 +34,12 @@ def pytest_configure(config: pytest.Config) -> None:
 def pytest_unconfigure(config: pytest.Config) -> None:
     clock.stop()
 
+
+@pytest.fixture(autouse=True)
+def _own_spool(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each test journals its CLI runs into a spool directory of its own (not ~/.local)."""
+    monkeypatch.setenv("ANNEXA_SPOOL_DIR", str(tmp_path_factory.mktemp("spool")))
+
 PG_ADMIN_URL = os.environ.get(
     "ANNEXA_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
 )

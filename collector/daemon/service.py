@@ -393,6 +393,7 @@ class Daemon:
                 me=self.me,
                 exclude=self._local_run_ids(),
                 source=name,
+                signer=self.settings.signer(),
             ):
                 self.metrics.reaped.inc()
                 log.warning("orphaned run sealed as aborted", orphan_run_id=r.id, host=r.host)
@@ -469,7 +470,13 @@ class Daemon:
                 self._tracked.add(run_id)
 
         try:
-            return spool.replay(self.engine, path, batch_size=self.cfg.batch_size, on_run=track)
+            return spool.replay(
+                self.engine,
+                path,
+                batch_size=self.cfg.batch_size,
+                on_run=track,
+                signer=self.settings.signer(),
+            )
         finally:
             with self._state:
                 self._tracked.difference_update(ids)
@@ -556,7 +563,11 @@ class Daemon:
 
     def _reap(self) -> None:
         for r in reap_stale(
-            self.engine, stale_after=self.stale_after, me=self.me, exclude=self._local_run_ids()
+            self.engine,
+            stale_after=self.stale_after,
+            me=self.me,
+            exclude=self._local_run_ids(),
+            signer=self.settings.signer(),
         ):
             self.metrics.reaped.inc()
             log.warning(

@@ -31,6 +31,8 @@ Either way the records keep their original ``collected_at``/``observed_at``.
 
 from __future__ import annotations
 
+import fcntl
+import hashlib
 import json
 import os
 import uuid
@@ -43,6 +45,7 @@ from typing import Any
 from sqlalchemy import Engine, select
 
 from connectors.records import Coverage, Evidence, Finding, utcnow
+from core.signing import Signer
 from store.leases import REAPED_PREFIX, touch_run
 from store.schema import runs
 from store.writer import RunSummary, RunWriter
@@ -66,14 +69,17 @@ class Journal:
         directory.mkdir(parents=True, exist_ok=True, mode=0o700)
         self.path = directory / f"{header['run_id']}.jsonl"
         fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        self._f = os.fdopen(fd, "w", encoding="utf-8")
+        # Held while this process writes: a replayer that cannot take it knows the run's
+        # agent is alive; the kernel drops it when the agent dies, even by SIGKILL.
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        # Line-buffered: every record reaches the kernel at once, so a SIGKILLed agent
+        # loses nothing it had read; fsync only at outage and end (durability vs speed).
+        self._f = os.fdopen(fd, "w", encoding="utf-8", buffering=1)
         self._write({"t": "H", "v": VERSION, **header})
-        self._f.flush()
         self.outage = False
 
     def _write(self, obj: dict[str, Any]) -> None:
-        self._f.write(json.dumps(obj, separators=(",", ":"), ensure_ascii=False))
-        self._f.write("\n")
+        self._f.write(json.dumps(obj, separators=(",", ":"), ensure_ascii=False) + "\n")
 
     def evidence(self, ev: Evidence, body: str) -> None:
         self._write(
@@ -238,7 +244,7 @@ class ReplayWriter(RunWriter):
 class ReplayResult:
     original_run_id: str
     summary: RunSummary | None
-    mode: str  # "resumed", "new-run", "already-sealed", "discarded"
+    mode: str  # "resumed", "new-run", "already-sealed", "discarded", "busy", "foreign"
 
 
 def _run_state(engine: Engine, run_id: str) -> tuple[str | None, str | None]:
@@ -253,6 +259,36 @@ def _claim_for_resume(engine: Engine, run_id: str) -> bool:
         return touch_run(conn, run_id)
 
 
+def database_id(url: Any) -> str:
+    """Which database a journal belongs to: a digest of its URL without the password."""
+    from store.engine import redacted_url
+
+    return hashlib.sha256(redacted_url(url).encode()).hexdigest()[:16]
+
+
+class _Held:
+    """An exclusive, non-blocking flock on a journal for the time of its replay."""
+
+    def __init__(self, path: Path) -> None:
+        self.fd: int | None = None
+        try:
+            fd = os.open(path, os.O_RDONLY)
+        except FileNotFoundError:
+            return
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            return
+        self.fd = fd
+
+    def release(self) -> None:
+        if self.fd is not None:
+            fcntl.flock(self.fd, fcntl.LOCK_UN)
+            os.close(self.fd)
+            self.fd = None
+
+
 def replay(
     engine: Engine,
     path: Path,
@@ -261,17 +297,45 @@ def replay(
     unfinished_error: str = "the agent stopped before the run finished; sealed as aborted "
     "from its local spool at restart",
     on_run: Any = None,
+    signer: Signer | None = None,
+    database: str | None = None,
 ) -> ReplayResult:
     """Write a journal's records to the database (see module docstring); delete it.
 
     ``on_run(run_id)`` is called with the id being written before records are fed (the
     daemon heartbeats it). Raises the database error if the database is still down.
+    A journal still held by a live agent is left alone (``busy``); one written for
+    another database than ``database`` (see :func:`database_id`) too (``foreign``).
     """
+    held = _Held(path)
+    if held.fd is None:
+        return ReplayResult(path.stem, None, "busy")
+    try:
+        return _replay(
+            engine, path, batch_size=batch_size, unfinished_error=unfinished_error,
+            on_run=on_run, signer=signer, database=database,
+        )
+    finally:
+        held.release()
+
+
+def _replay(
+    engine: Engine,
+    path: Path,
+    *,
+    batch_size: int,
+    unfinished_error: str,
+    on_run: Any,
+    signer: Signer | None,
+    database: str | None,
+) -> ReplayResult:
     scan = _scan(path)
     if scan is None:
         path.unlink(missing_ok=True)
         return ReplayResult(path.stem, None, "discarded")
     h = scan.header
+    if database is not None and h.get("database") not in (None, database):
+        return ReplayResult(h["run_id"], None, "foreign")
     orig = h["run_id"]
     status = scan.end_status or "aborted"
     state, errors = _run_state(engine, orig)
@@ -302,6 +366,7 @@ def replay(
         agent_version=h["agent_version"],
         batch_size=batch_size,
         run_id=run_id,
+        signer=signer,
     )
     writer.started_at = _dt(h["started_at"])
     if on_run is not None:
