@@ -192,7 +192,7 @@ def measure(url: str, args: argparse.Namespace, span: dict[str, Any]) -> dict[st
     t = time.perf_counter()
     summary = build_package(
         engine, index, start=end - timedelta(days=args.export_days), end=end, out=pkg,
-        freshness=timedelta(days=7), exceptions=[], exceptions_file=None,
+        freshness=timedelta(days=7), exceptions=[],
         scope=default_scope(index.catalog), agent_version="bench",
     )
     out["export_s"] = round(time.perf_counter() - t, 1)

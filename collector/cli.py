@@ -36,7 +36,7 @@ from collector.output import OutputFormat, render
 from connectors.base import available_connectors
 from connectors.checks import CheckSpec
 from mappings.loader import MappingError, MappingIndex, load_mappings, validate_mappings
-from store.engine import make_engine, redacted_url
+from store.engine import NoDatabaseError, make_engine, redacted_url
 from store.migrate import current_revision, head_revision, upgrade
 
 EXIT_OK = 0
@@ -46,6 +46,7 @@ EXIT_PARTIAL = 3
 EXIT_FAILED = 4
 EXIT_VERIFY = 5
 EXIT_DATABASE = 6
+EXIT_NO_DATABASE = 7
 
 app = typer.Typer(
     name="annexa",
@@ -127,21 +128,39 @@ def _index(settings: Settings, *, check_ids: bool = True) -> MappingIndex:
         raise CliExit(EXIT_USAGE, f"invalid mapping: {exc}") from None
 
 
-def _engine(settings: Settings, *, migrate: bool) -> Engine:
-    """An engine whose schema is current (migrated when ``migrate``), or exit 6."""
+def _engine(settings: Settings, *, migrate: bool, write: bool = False) -> Engine:
+    """An engine whose schema is current, or exit.
+
+    ``migrate``: create or upgrade the schema (writing commands). ``write`` without
+    ``migrate``: a writable engine on a current schema. Neither: read-only — a read
+    never creates a database, upgrades it or switches its journal mode, so it works on
+    a read-only copy (exit 7 when there is no database at all).
+    """
     url = settings.database_url
     try:
-        engine = make_engine(url)
+        engine = make_engine(url, readonly=not (migrate or write))
         if migrate:
             upgrade(engine)
         else:
             current = current_revision(engine)
+            if current is None:
+                raise CliExit(
+                    EXIT_NO_DATABASE,
+                    f"no Annexa database at {redacted_url(url)}: run `annexa collect` (or "
+                    "`annexa demo`) first, or set ANNEXA_DATABASE_URL",
+                )
             if current != head_revision():
                 raise CliExit(
                     EXIT_DATABASE,
-                    f"database {redacted_url(url)} has schema {current or 'none'}, expected "
+                    f"database {redacted_url(url)} has schema {current}, expected "
                     f"{head_revision()}: run `annexa db upgrade` (or `annexa collect`) first",
                 )
+    except NoDatabaseError:
+        raise CliExit(
+            EXIT_NO_DATABASE,
+            f"no Annexa database at {redacted_url(url)}: run `annexa collect` (or "
+            "`annexa demo`) first, or set ANNEXA_DATABASE_URL",
+        ) from None
     except CliExit:
         raise
     except SQLAlchemyError as exc:
@@ -161,6 +180,11 @@ def _cli_errors() -> Iterator[None]:
         if exc.message:
             err.print(f"[bold red]error:[/] {exc.message}", highlight=False, markup=True)
         raise typer.Exit(exc.code) from None
+    except ConfigError as exc:
+        # Raised late (a signing key or trusted-keys file read on use): still exit 2.
+        err.print("[bold red]error:[/] invalid configuration:", highlight=False)
+        err.print(str(exc), highlight=False, markup=False)
+        raise typer.Exit(EXIT_USAGE) from None
     except (OperationalError, ProgrammingError) as exc:
         err.print(f"[bold red]error:[/] database error: {str(exc).splitlines()[0]}")
         raise typer.Exit(EXIT_DATABASE) from None
@@ -198,60 +222,136 @@ def collect(
                 "no connector to collect: add a [[connectors]] table to "
                 "the config (see config.example.toml)",
             )
-        engine = _engine(settings, migrate=True)
         from collector.correlate import run_correlation, without_correlation
+        from collector.decisions import DecisionFileError, file_decisions
+        from collector.interrupts import Interrupts
+        from collector.runner import recover
 
-        summaries = _collect_with_progress(settings, without_correlation(chosen), engine, index)
-        # Cross-source identity checks run after the sources they read from.
-        correlation = run_correlation(settings, engine, index, chosen)
-        if correlation is not None:
-            summaries.append(correlation)
-        rows = [
-            {
-                "connector": s.source,
-                "run_id": s.run_id,
-                "status": s.status,
-                "evidence": s.counts["evidence_seen"],
-                "new_evidence": s.counts["evidence_written"],
-                "findings": s.counts["findings_seen"],
-                "new_findings": s.counts["findings_written"],
-                "errors": len(s.errors),
-                "digest": s.digest[:16],
-            }
-            for s in summaries
-        ]
-        render(
-            rows,
-            [
-                ("connector", "Connector"),
-                ("status", "Status"),
-                ("evidence", "Evidence"),
-                ("new_evidence", "New"),
-                ("findings", "Findings"),
-                ("new_findings", "New"),
-                ("errors", "Errors"),
-                ("run_id", "Run"),
-            ],
-            fmt,
-            title="Collection",
-        )
+        settings.signer()  # an unusable key: exit 2 before anything is written
+        try:
+            decisions = file_decisions(settings, index, known_checks())
+        except DecisionFileError as exc:
+            raise CliExit(EXIT_USAGE, str(exc)) from None
+        engine = _engine(settings, migrate=True)
+        for line in recover(settings, engine):
+            err.print(f"recovered: {line}", highlight=False, markup=False)
+        _record_decisions(settings, engine, index, decisions)
+        with Interrupts("collecting") as stop:
+            summaries, spooled = _collect_with_progress(
+                settings, without_correlation(chosen), engine, index, stop.cancel_event
+            )
+            # Cross-source identity checks run after the sources they read from.
+            correlation = None
+            if not stop.interrupted and not spooled:
+                correlation = run_correlation(settings, engine, index, chosen)
+            if correlation is not None:
+                summaries.append(correlation)
+        _print_collection(summaries, fmt)
+        for exc in spooled:
+            err.print(f"[bold yellow]database lost[/]: {exc}", highlight=False)
+        if stop.interrupted:
+            for s in summaries:
+                if s.status == "aborted":
+                    err.print(
+                        f"interrupted ({stop.name}): run {s.run_id} ({s.source}) sealed "
+                        f"aborted after {s.counts['evidence_seen']} evidence item(s); "
+                        "everything read before the interrupt is stored",
+                        highlight=False,
+                        markup=False,
+                    )
+            raise typer.Exit(stop.exit_code)
         statuses = {s.status for s in summaries}
-        if statuses & {"failed", "aborted"}:
+        if spooled or statuses & {"failed", "aborted"}:
             raise typer.Exit(EXIT_FAILED)
         if "partial" in statuses:
             raise typer.Exit(EXIT_PARTIAL)
 
 
+def _record_decisions(
+    settings: Settings, engine: Engine, index: MappingIndex, decisions: list
+) -> None:
+    """Record what the decision files state now (exceptions, SoA), if it changed."""
+    from collector.decisions import sync
+
+    summary = sync(settings, engine, index, decisions)
+    if summary is not None:
+        err.print(
+            f"decisions recorded: run {summary.run_id} "
+            f"({summary.counts['evidence_written']} new or changed, "
+            f"{summary.counts['evidence_closed']} revoked)",
+            highlight=False,
+            markup=False,
+        )
+
+
+def _print_collection(summaries: list, fmt: OutputFormat) -> None:
+    rows = [
+        {
+            "connector": s.source,
+            "run_id": s.run_id,
+            "status": s.status,
+            "evidence": s.counts["evidence_seen"],
+            "new_evidence": s.counts["evidence_written"],
+            "findings": s.counts["findings_seen"],
+            "new_findings": s.counts["findings_written"],
+            "errors": len(s.errors),
+            "digest": s.digest[:16],
+            "signed_by": s.key_id,
+        }
+        for s in summaries
+    ]
+    render(
+        rows,
+        [
+            ("connector", "Connector"),
+            ("status", "Status"),
+            ("evidence", "Evidence"),
+            ("new_evidence", "New"),
+            ("findings", "Findings"),
+            ("new_findings", "New"),
+            ("errors", "Errors"),
+            ("run_id", "Run"),
+        ],
+        fmt,
+        title="Collection",
+    )
+
+
 def _collect_with_progress(
-    settings: Settings, chosen: list, engine: Engine, index: MappingIndex
-) -> list:
-    from collector.runner import run_connector
+    settings: Settings,
+    chosen: list,
+    engine: Engine,
+    index: MappingIndex,
+    cancel_event: Any,
+) -> tuple[list, list]:
+    """Run ``chosen`` one after the other; stop starting new ones once cancelled.
+
+    Returns the summaries, and the runs that lost the database (spooled: written by
+    the next command).
+    """
+    from collector.runner import RunSpooledError, run_connector
+
+    summaries: list = []
+    spooled: list[RunSpooledError] = []
+
+    def one(lc: Any, tick: Any = None) -> None:
+        try:
+            summaries.append(
+                run_connector(
+                    settings, lc, engine, index, cancel_event=cancel_event, progress=tick
+                )
+            )
+        except RunSpooledError as exc:
+            spooled.append(exc)
 
     if not err.is_terminal:
-        return [run_connector(settings, lc, engine, index) for lc in chosen]
+        for lc in chosen:
+            if cancel_event.is_set():
+                break
+            one(lc)
+        return summaries, spooled
     from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
-    summaries = []
     with Progress(
         SpinnerColumn(),
         TextColumn("{task.description}"),
@@ -261,13 +361,15 @@ def _collect_with_progress(
         transient=True,
     ) as progress:
         for lc in chosen:
+            if cancel_event.is_set():
+                break
             task = progress.add_task(f"collecting {lc.name}", total=None)
 
             def tick(_name: str, n: int, task: Any = task) -> None:
                 progress.update(task, completed=n)
 
-            summaries.append(run_connector(settings, lc, engine, index, progress=tick))
-    return summaries
+            one(lc, tick)
+    return summaries, spooled
 
 
 # -- controls / findings / evidence ------------------------------------------------------
@@ -298,7 +400,7 @@ def controls(
     fmt: FormatOpt = OutputFormat.table,
 ) -> None:
     """Status of every Annex A control, now, --at an instant, or over a --period."""
-    from collector.commands.auditor import exceptions_for, parse_period
+    from collector.commands.auditor import parse_period, recorded_decisions
     from store.queries import CONTROL_STATUSES, STATUS_RANK, control_statuses, control_timelines
 
     with _cli_errors():
@@ -316,9 +418,9 @@ def controls(
                 crosswalk = load_framework(framework, index.catalog)
             except MappingError as exc:
                 raise CliExit(EXIT_USAGE, f"--framework: {exc}") from None
-        rules, _ = exceptions_for(settings)
         instant = parse_instant(at)
         engine = _engine(settings, migrate=False)
+        rules, _ = recorded_decisions(settings, engine, None, instant)
         timelines = None
         if period:
             start, instant = parse_period(period)
@@ -408,16 +510,16 @@ def findings(
     fmt: FormatOpt = OutputFormat.table,
 ) -> None:
     """Findings in force now, --at an instant, or during a --period (the population)."""
-    from collector.commands.auditor import exceptions_for, parse_period
+    from collector.commands.auditor import parse_period, recorded_decisions
     from store.queries import exception_for, findings_at, findings_in_period
 
     with _cli_errors():
         settings = _settings(config)
         if period and at:
             raise CliExit(EXIT_USAGE, "--at and --period cannot be combined")
-        rules, _ = exceptions_for(settings)
         instant = parse_instant(at)
         engine = _engine(settings, migrate=False)
+        rules, _ = recorded_decisions(settings, engine, None, instant)
         stored_status = None if status == "excepted" else status
         with engine.connect() as conn:
             if period:
@@ -569,7 +671,9 @@ def runs(
     limit: Annotated[int, typer.Option(help="How many runs, newest first.")] = 20,
     fmt: FormatOpt = OutputFormat.table,
 ) -> None:
-    """Recent runs with their status, counts and digests."""
+    """Recent runs: status, why a run ended as it did, digest and signature; and runs
+    waiting in the local journal for the database."""
+    from collector.daemon.spool import pending, read
     from store.queries import list_runs
 
     with _cli_errors():
@@ -577,6 +681,28 @@ def runs(
         engine = _engine(settings, migrate=False)
         with engine.connect() as conn:
             rows = list_runs(conn, source=source, limit=limit)
+        for r in rows:
+            r["signed_by"] = r.get("key_id") or ("unsigned" if r["digest"] else "")
+            r["reason"] = r["errors"][-1] if r["errors"] else ""
+        spool_dir = settings.spool_dir
+        for path in pending(spool_dir) if spool_dir else []:
+            head = next(read(path), None) or {}
+            if source and head.get("source") != source:
+                continue
+            rows.insert(
+                0,
+                {
+                    "id": head.get("run_id", path.stem),
+                    "source": head.get("source"),
+                    "status": "spooled",
+                    "started_at": head.get("started_at"),
+                    "finished_at": None,
+                    "errors": [],
+                    "reason": f"in the journal {path}: written by the next command",
+                    "digest": None,
+                    "signed_by": "",
+                },
+            )
         render(
             rows,
             [
@@ -585,8 +711,9 @@ def runs(
                 ("status", "Status"),
                 ("started_at", "Started"),
                 ("finished_at", "Finished"),
-                ("errors", "Errors"),
+                ("reason", "Reason"),
                 ("digest", "Digest"),
+                ("signed_by", "Signed by"),
             ],
             fmt,
             title="Runs",
@@ -650,20 +777,71 @@ def mappings_validate(config: ConfigOpt = None) -> None:
 
 
 @app.command()
-def verify(config: ConfigOpt = None, fmt: FormatOpt = OutputFormat.table) -> None:
-    """Recompute every run's digest chain from the stored rows; exit 5 on any break."""
+def verify(
+    config: ConfigOpt = None,
+    trusted_keys: Annotated[
+        Path | None,
+        typer.Option(
+            "--trusted-keys",
+            help="File of trusted public keys (`annexa keys generate` prints the line): "
+            "every run, retention entry and decision must be signed by one of them.",
+        ),
+    ] = None,
+    allow_running: Annotated[
+        bool,
+        typer.Option(
+            "--allow-running",
+            help="Report runs still in progress (fresh heartbeat) instead of failing on "
+            "their not-yet-sealed rows.",
+        ),
+    ] = False,
+    tsa_roots: Annotated[
+        Path | None,
+        typer.Option(
+            "--tsa-roots",
+            help="PEM root certificate(s) of the time-stamping authority: every stored "
+            "RFC 3161 token must verify (default: [signing] tsa_roots).",
+        ),
+    ] = None,
+    fmt: FormatOpt = OutputFormat.table,
+) -> None:
+    """Recompute every run's digest chain, check signatures and retention; exit 5 on any
+    problem. Reads only: works on a read-only copy of the database."""
     from store.integrity import verify as verify_store
 
     with _cli_errors():
         settings = _settings(config)
+        keys = settings.trusted_keys(trusted_keys)
+        roots = settings.tsa_roots(tsa_roots)
         engine = _engine(settings, migrate=False)
-        result = verify_store(engine)
+        result = verify_store(
+            engine,
+            trusted_keys=keys,
+            retention_keep=settings.retention_keep,
+            allow_running=settings.stale_after if allow_running else None,
+            tsa_roots=roots,
+        )
         rows = [{"run_id": p.run_id, "problem": p.reason} for p in result.problems]
         if fmt is not OutputFormat.table:
             render(rows, [("run_id", "run_id"), ("problem", "problem")], fmt)
+        for w in result.warnings:
+            err.print(f"[yellow]warning:[/] {w}", highlight=False)
+        for run_id in result.in_progress:
+            err.print(f"in progress: run {run_id} (its rows count once it is sealed)")
         if result.ok:
             if fmt is OutputFormat.table:
-                typer.echo(f"verify OK: {result.runs_checked} runs in {result.sources} chains")
+                signed = (
+                    f"{result.signed} signed by {len(result.keys_used)} key(s)"
+                    + (" trusted" if keys is not None else "")
+                    + (f", {result.unsigned} unsigned" if result.unsigned else "")
+                )
+                stamped = (
+                    f"; {result.timestamps_checked} time stamps" if roots is not None else ""
+                )
+                typer.echo(
+                    f"verify OK: {result.runs_checked} runs in {result.sources} chains "
+                    f"({signed}); {result.retention_checked} retention entries{stamped}"
+                )
             return
         if fmt is OutputFormat.table:
             render(
@@ -673,7 +851,10 @@ def verify(config: ConfigOpt = None, fmt: FormatOpt = OutputFormat.table) -> Non
                 title="Integrity problems",
                 console=err,
             )
-        err.print(f"[bold red]verify FAILED[/]: first broken run {result.first_broken_run}")
+        err.print(
+            f"[bold red]verify FAILED[/]: {len(result.problems)} problem(s); "
+            f"first: {result.first_broken_run}"
+        )
         raise typer.Exit(EXIT_VERIFY)
 
 
@@ -709,11 +890,19 @@ def daemon(
 ) -> None:
     """Collect every connector on its schedule until SIGTERM/SIGINT (replicas welcome)."""
     from collector.daemon import DaemonError, run_daemon
+    from collector.decisions import DecisionFileError, file_decisions
 
     with _cli_errors():
         settings = _settings(config)
         index = _index(settings)
+        settings.signer()  # an unusable key: exit 2 before anything is written
+        try:
+            decisions = file_decisions(settings, index, known_checks())
+        except DecisionFileError as exc:
+            raise CliExit(EXIT_USAGE, str(exc)) from None
         engine = _engine(settings, migrate=True)
+        # Decisions are recorded when the daemon starts (and by every collect).
+        _record_decisions(settings, engine, index, decisions)
         try:
             code = run_daemon(settings, index=index, engine=engine, port=port)
         except DaemonError as exc:

@@ -15,6 +15,8 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
+from core.csvsafe import neutralise
+
 STATUS_STYLE = {
     "pass": "green",
     "fail": "bold red",
@@ -59,6 +61,13 @@ def _cell(value: Any) -> str:
     return str(value)
 
 
+def _csv_cell(value: Any) -> Any:
+    # Numbers stay numbers; text that a spreadsheet would run as a formula does not.
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return value
+    return neutralise(_cell(value))
+
+
 def render(
     rows: Sequence[dict[str, Any]],
     columns: Sequence[tuple[str, str]],
@@ -76,7 +85,7 @@ def render(
         w = csv.writer(buf, lineterminator="\n")
         w.writerow([key for key, _ in columns])
         for r in rows:
-            w.writerow([_cell(r.get(key)) for key, _ in columns])
+            w.writerow([_csv_cell(r.get(key)) for key, _ in columns])
         sys.stdout.write(buf.getvalue())
         return
     if console is None:

@@ -16,7 +16,8 @@
                            failing, changes
     control_history.csv    per control: status intervals over the period
     soa.csv                Statement of Applicability at the end of the period
-    exceptions.json        the exceptions applied (and the SHA-256 of their file)
+    exceptions.json        the exceptions in force during the period, as recorded (when
+                           recorded and revoked; backdated approvals marked)
     manual/<sha256>/<name> manual evidence files in force during the period
     oscal/assessment-results.json
     report.html            self-contained report (no network)
@@ -36,6 +37,7 @@ import hashlib
 import io
 import itertools
 import json
+import re
 import zipfile
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -46,6 +48,8 @@ from typing import Any
 from sqlalchemy import Connection, Engine, select
 
 from connectors.records import canonical_json, sha256_hex, utcnow
+from core.csvsafe import neutralise, restore
+from core.signing import PACKAGE_DOMAIN, RUN_DOMAIN, PublicKey, Signer
 from store.integrity import (
     GENESIS,
     _combine,
@@ -54,6 +58,7 @@ from store.integrity import (
     finding_hash,
     ts,
 )
+from store.keys import stored_keys
 from store.oscal import assessment_results, observation_uuid
 from store.queries import (
     ExceptionRule,
@@ -69,7 +74,7 @@ from store.queries import (
 from store.report import render_report
 from store.schema import evidence, findings, run_units, runs
 
-FORMAT = "annexa-audit-package/1"
+FORMAT = "annexa-audit-package/2"
 MANIFEST = "manifest.json"
 
 
@@ -108,7 +113,7 @@ def _csv(rows: Iterable[Mapping[str, Any]], cols: list[str]) -> bytes:
     w = csv.writer(buf, lineterminator="\n")
     w.writerow(cols)
     for r in rows:
-        w.writerow(["" if r.get(c) is None else r.get(c) for c in cols])
+        w.writerow(["" if r.get(c) is None else neutralise(r.get(c)) for c in cols])
     return buf.getvalue().encode("utf-8")
 
 
@@ -152,6 +157,7 @@ def digest_from_lines(run: Mapping[str, Any], lines: Iterable[str]) -> str:
 _RUN_FIELDS = (
     "id", "source", "connector_type", "status", "started_at", "finished_at", "agent_version",
     "config_digest", "mapping_digest", "counts", "errors", "digest", "prev_digest",
+    "signature", "key_id",
 )
 
 
@@ -186,8 +192,8 @@ def _exception_during(
     hi = f["valid_to"] or end
     for r in rules:
         if f["status"] == "fail" and r.matches(f):
-            s = r.starts or lo
-            if s < hi and r.expires > lo:
+            s = r.effective_from or lo
+            if s < hi and r.effective_until > lo:
                 return r
     return None
 
@@ -201,10 +207,10 @@ def build_package(
     out: Path,
     freshness: timedelta,
     exceptions: list[ExceptionRule],
-    exceptions_file: Path | None,
     scope: Any,
     agent_version: str,
     chart_points: int = 60,
+    signer: Signer | None = None,
 ) -> PackageSummary:
     """Write the audit package for ``[start, end]`` to ``out`` (a .zip)."""
     generated = utcnow()
@@ -233,15 +239,17 @@ def build_package(
                 )
             entry = _run_json(run)
             entry["in_period"] = run["id"] in in_period
-            if entry["in_period"]:
-                lines = run_manifest_lines(conn, run["id"])
-                if digest_from_lines(run, lines) != run["digest"]:
-                    raise ExportError(
-                        f"run {run['id']} ({run['source']}) does not match its digest: "
-                        "run `annexa verify` before exporting"
-                    )
-                entry["manifest"] = lines
+            # Every run relied on carries its manifest lines, so that every row of the
+            # package is checked against a digest its signature covers.
+            lines = run_manifest_lines(conn, run["id"])
+            if digest_from_lines(run, lines) != run["digest"]:
+                raise ExportError(
+                    f"run {run['id']} ({run['source']}) does not match its digest: "
+                    "run `annexa verify` before exporting"
+                )
+            entry["manifest"] = lines
             runs_json.append(entry)
+        key_rows = {k.id: k for k in stored_keys(conn).values()}
         hashes = {v["content_hash"] for v in ev_pop}
         stored = bodies(conn, hashes)
     files["runs.json"] = json.dumps(runs_json, indent=1, sort_keys=True).encode()
@@ -296,11 +304,16 @@ def build_package(
     files["control_history.csv"] = _csv(hist_rows, ["control", "from", "to", "status"])
     soa_rows = soa_table(statuses, scope)
     files["soa.csv"] = _csv(soa_rows, SOA_COLUMNS)
+    # Decisions as recorded (store/decisions.py): each with when it was recorded and
+    # revoked, and whether its approval date is earlier than its recording (backdated).
     exc_doc: dict[str, Any] = {
-        "file": str(exceptions_file) if exceptions_file else None,
-        "sha256": hashlib.sha256(exceptions_file.read_bytes()).hexdigest()
-        if exceptions_file else None,
-        "exceptions": [r.as_dict() for r in exceptions],
+        "recorded_in": "@decisions runs of the evidence store (see runs.json)",
+        "exceptions": [
+            r.as_dict()
+            for r in exceptions
+            if r.effective_from is None
+            or (r.effective_from <= end and r.effective_until > start)
+        ],
     }
     files["exceptions.json"] = json.dumps(exc_doc, indent=2, sort_keys=True).encode()
 
@@ -387,7 +400,21 @@ def build_package(
             for r in runs_json
         ],
     }
+    used = {r["key_id"] for r in runs_json if r.get("key_id")}
+    if signer is not None:
+        key_rows.setdefault(signer.key_id, signer.public)
+        used.add(signer.key_id)
+    manifest["signing_keys"] = [
+        {"key_id": k, "algorithm": "ed25519", "public_key": key_rows[k].b64}
+        for k in sorted(used)
+        if k in key_rows
+    ]
     manifest["manifest_digest"] = manifest_digest(manifest)
+    if signer is not None:
+        manifest["signature"] = {
+            "key_id": signer.key_id,
+            "value": signer.sign(PACKAGE_DOMAIN, manifest["manifest_digest"]),
+        }
     files[MANIFEST] = json.dumps(manifest, indent=2, sort_keys=True).encode()
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_suffix(out.suffix + ".part")
@@ -414,8 +441,21 @@ def _manual_names(ev_pop: list[dict[str, Any]], stored: Mapping[str, str], sha: 
         if v["resource_type"] == "manual.evidence" and v["content_hash"] in stored:
             p = json.loads(stored[v["content_hash"]])
             if p["file_sha256"] == sha:
-                names.add(PurePosixPath(p["filename"]).name or "file")
+                names.add(safe_entry_name(p["filename"]))
     return names or {"file"}
+
+
+_UNSAFE_NAME = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def safe_entry_name(name: str) -> str:
+    """A file name fit to be the last part of a zip entry: no directories (either slash),
+    no ``..``, no control characters, never empty — unpacking cannot escape its folder."""
+    base = PurePosixPath(str(name).replace("\\", "/")).name
+    base = _UNSAFE_NAME.sub("_", base).strip()
+    if base in ("", ".", ".."):
+        return "file"
+    return base.replace("..", "_")
 
 
 SOA_COLUMNS = ["control", "title", "theme", "applicable", "justification", "status",
@@ -463,7 +503,8 @@ def soa_table(statuses: Iterable[Mapping[str, Any]], scope: Any) -> list[dict[st
 
 
 def manifest_digest(manifest: Mapping[str, Any]) -> str:
-    body = {k: v for k, v in manifest.items() if k != "manifest_digest"}
+    """SHA-256 over the manifest without its own digest and signature (which covers it)."""
+    body = {k: v for k, v in manifest.items() if k not in ("manifest_digest", "signature")}
     return sha256_hex(canonical_json(body))
 
 
@@ -484,6 +525,10 @@ class PackageCheck:
     evidence_bodies: int = 0
     finding_rows: int = 0
     manifest_digest: str | None = None
+    signed_by: str | None = None
+    runs_signed: int = 0
+    rows_compared: int = 0
+    warnings: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -498,8 +543,18 @@ def _parse_ts(v: str) -> datetime:
     return datetime.strptime(v, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC)
 
 
-def verify_package(path: Path, *, engine: Engine | None = None) -> PackageCheck:
-    """Check an audit package offline (and against the database when ``engine`` is given)."""
+def verify_package(
+    path: Path,
+    *,
+    engine: Engine | None = None,
+    trusted_keys: Mapping[str, PublicKey] | None = None,
+) -> PackageCheck:
+    """Check an audit package offline (and against the database when ``engine`` is given).
+
+    With ``trusted_keys``, the manifest and every run it relies on must be signed by one
+    of them; without, signatures are checked against the keys the package itself lists
+    (which proves only that it is consistent: anyone can list a key of their own).
+    """
     res = PackageCheck()
     try:
         zf = zipfile.ZipFile(path)
@@ -522,6 +577,8 @@ def verify_package(path: Path, *, engine: Engine | None = None) -> PackageCheck:
         res.manifest_digest = manifest.get("manifest_digest")
         if manifest_digest(manifest) != manifest.get("manifest_digest"):
             res.add(MANIFEST, "manifest_digest does not match the manifest's content")
+        keys = _package_keys(manifest, res) if trusted_keys is None else dict(trusted_keys)
+        _verify_manifest_signature(manifest, keys, trusted_keys is not None, res)
         data: dict[str, bytes] = {}
         listed = {f["path"]: f for f in manifest.get("files", [])}
         for p in sorted(names - listed.keys() - {MANIFEST}):
@@ -535,14 +592,69 @@ def verify_package(path: Path, *, engine: Engine | None = None) -> PackageCheck:
             res.files += 1
             if len(b) != f["size"] or hashlib.sha256(b).hexdigest() != f["sha256"]:
                 res.add(p, "SHA-256 does not match the manifest (file altered)")
-    _verify_contents(data, manifest, res)
+    _verify_contents(data, manifest, res, keys, trusted=trusted_keys is not None)
     if engine is not None:
-        _verify_against_db(engine, manifest, res)
+        _verify_against_db(engine, data, manifest, res)
     return res
 
 
+def _package_keys(manifest: Mapping[str, Any], res: PackageCheck) -> dict[str, PublicKey]:
+    keys: dict[str, PublicKey] = {}
+    for k in manifest.get("signing_keys", []) or []:
+        try:
+            key = PublicKey.from_b64(str(k["public_key"]))
+        except (KeyError, TypeError, ValueError):
+            res.add(MANIFEST, "signing_keys: malformed entry")
+            continue
+        if key.id != k.get("key_id"):
+            res.add(MANIFEST, f"signing_keys: key id {k.get('key_id')} does not match its key")
+        keys[key.id] = key
+    return keys
+
+
+def _verify_manifest_signature(
+    manifest: Mapping[str, Any], keys: Mapping[str, PublicKey], trusted: bool, res: PackageCheck
+) -> None:
+    sig = manifest.get("signature")
+    if not isinstance(sig, dict):
+        if trusted:
+            res.add(MANIFEST, "not signed (no signature over the manifest)")
+        else:
+            res.warnings.append("the package is not signed: its contents are only "
+                                "self-consistent; ask for a signed export")
+        return
+    key = keys.get(str(sig.get("key_id")))
+    if key is None:
+        where = "the trusted keys" if trusted else "the package's signing_keys"
+        res.add(MANIFEST, f"signed with key {sig.get('key_id')}, which is not among {where}")
+        return
+    if not key.verify(PACKAGE_DOMAIN, manifest_digest(manifest), sig.get("value")):
+        res.add(MANIFEST, f"signature by key {key.id} does not match the manifest (the "
+                "package was altered after signing, or the signature was forged)")
+        return
+    res.signed_by = key.id
+    if not trusted:
+        res.warnings.append(
+            f"signature checked against key {key.id} listed in the package itself: pass "
+            "--trusted-keys with the keys you were given to rely on it"
+        )
+
+
+def _read_csv(data: Mapping[str, bytes], name: str) -> Iterable[dict[str, Any]]:
+    """Rows of a package CSV with every cell as it was before it was neutralised."""
+    for row in csv.DictReader(io.StringIO(data.get(name, b"").decode("utf-8"))):
+        yield {
+            k: (restore(v) if isinstance(v, str) else v) for k, v in row.items()
+        }
+
+
 def _verify_contents(
-    data: dict[str, bytes], manifest: Mapping[str, Any], res: PackageCheck
+    data: dict[str, bytes],
+    manifest: Mapping[str, Any],
+    res: PackageCheck,
+    keys: Mapping[str, PublicKey],
+    *,
+    trusted: bool,
 ) -> None:
     try:
         runs_json = json.loads(data.get("runs.json", b"[]"))
@@ -562,6 +674,10 @@ def _verify_contents(
         lr = listed_runs.get(r["id"])
         if lr is None or lr["digest"] != r["digest"] or lr["prev_digest"] != r["prev_digest"]:
             res.add("runs.json", f"run {r['id']}: digest differs from the manifest's")
+        _verify_run_signature(r, keys, trusted, res)
+        if "manifest" not in r:
+            res.add("runs.json", f"run {r['id']}: no manifest lines (its rows cannot be "
+                    "checked against its digest)")
         if "manifest" in r:
             try:
                 run = _run_from_json(r)
@@ -574,7 +690,8 @@ def _verify_contents(
                         "(rows or header altered)")
             res.runs_recomputed += 1
             lines_by_run[r["id"]] = set(r["manifest"])
-            by_source.setdefault(r["source"], []).append(r)
+            if r.get("in_period"):
+                by_source.setdefault(r["source"], []).append(r)
     for src, rs in by_source.items():
         rs.sort(key=lambda r: (r["finished_at"], r["id"]))
         for a, b in itertools.pairwise(rs):
@@ -597,8 +714,7 @@ def _verify_contents(
                     f"{item['hash'][:12]}…")
         bodies_by_hash[item["hash"]] = item["body"]
         res.evidence_bodies += 1
-    for n, row in enumerate(csv.DictReader(io.StringIO(
-            data.get("evidence.csv", b"").decode("utf-8"))), 2):
+    for n, row in enumerate(_read_csv(data, "evidence.csv"), 2):
         if None in row.values() or None in row:
             res.add("evidence.csv", f"line {n}: malformed row")
             continue
@@ -606,11 +722,13 @@ def _verify_contents(
         if h not in bodies_by_hash and row["body_removed"] != "True":
             res.add("evidence.csv", f"line {n}: body {h[:12]}… missing from evidence.jsonl")
         lines = lines_by_run.get(row["run_id"])
-        if lines is not None and f"E|{row['key']}|{h}|{row['collected_at']}" not in lines:
+        if lines is None:
+            res.add("evidence.csv", f"line {n}: {row['key']}: run {row['run_id']} is not "
+                    "among the package's runs (no digest covers the row)")
+        elif f"E|{row['key']}|{h}|{row['collected_at']}" not in lines:
             res.add("evidence.csv", f"line {n}: {row['key']} is not in the manifest of run "
                     f"{row['run_id']}")
-    for n, row in enumerate(csv.DictReader(io.StringIO(
-            data.get("findings.csv", b"").decode("utf-8"))), 2):
+    for n, row in enumerate(_read_csv(data, "findings.csv"), 2):
         if None in row.values() or None in row:
             res.add("findings.csv", f"line {n}: malformed row")
             continue
@@ -620,8 +738,10 @@ def _verify_contents(
             res.add("findings.csv", f"line {n}: {row['key']}: row does not match its finding "
                     "hash (altered)")
         lines = lines_by_run.get(row["run_id"])
-        if lines is not None and f"F|{row['key']}|{row['finding_hash']}|{row['observed_at']}" \
-                not in lines:
+        if lines is None:
+            res.add("findings.csv", f"line {n}: {row['key']}: run {row['run_id']} is not "
+                    "among the package's runs (no digest covers the row)")
+        elif f"F|{row['key']}|{row['finding_hash']}|{row['observed_at']}" not in lines:
             res.add("findings.csv", f"line {n}: {row['key']} is not in the manifest of run "
                     f"{row['run_id']}")
         res.finding_rows += 1
@@ -638,18 +758,56 @@ def _verify_contents(
             res.add("oscal/assessment-results.json", "not an OSCAL assessment-results document")
 
 
-def _verify_against_db(engine: Engine, manifest: Mapping[str, Any], res: PackageCheck) -> None:
+def _verify_run_signature(
+    run: Mapping[str, Any], keys: Mapping[str, PublicKey], trusted: bool, res: PackageCheck
+) -> None:
+    sig, kid = run.get("signature"), run.get("key_id")
+    if not sig:
+        if trusted:
+            res.add("runs.json", f"run {run['id']}: not signed")
+        return
+    key = keys.get(str(kid))
+    if key is None:
+        where = "the trusted keys" if trusted else "the package's signing_keys"
+        res.add("runs.json", f"run {run['id']}: signed with key {kid}, not among {where}")
+    elif not key.verify(RUN_DOMAIN, str(run["digest"]), sig):
+        res.add("runs.json", f"run {run['id']}: signature does not match its digest")
+    else:
+        res.runs_signed += 1
+
+
+def _verify_against_db(
+    engine: Engine, data: Mapping[str, bytes], manifest: Mapping[str, Any], res: PackageCheck
+) -> None:
+    """Every run of the package against the database: digest, signature, and row by row
+    (each run's manifest lines, one per evidence/finding version and unit)."""
+    try:
+        runs_json = {r["id"]: r for r in json.loads(data.get("runs.json", b"[]"))}
+    except (ValueError, TypeError, KeyError):
+        return  # already reported
     ids = [r["id"] for r in manifest.get("runs", [])]
-    stored: dict[str, str | None] = {}
+    stored: dict[str, Any] = {}
     with engine.connect() as conn:
         for i in range(0, len(ids), 500):
             chunk = ids[i : i + 500]
-            for rid, digest in conn.execute(
-                select(runs.c.id, runs.c.digest).where(runs.c.id.in_(chunk))
+            for row in conn.execute(
+                select(runs.c.id, runs.c.digest, runs.c.signature).where(runs.c.id.in_(chunk))
             ):
-                stored[rid] = digest
-    for r in manifest.get("runs", []):
-        if r["id"] not in stored:
-            res.add("database", f"run {r['id']} is not in the database")
-        elif stored[r["id"]] != r["digest"]:
-            res.add("database", f"run {r['id']}: stored digest differs from the package's")
+                stored[row.id] = row
+        for r in manifest.get("runs", []):
+            rid = r["id"]
+            if rid not in stored:
+                res.add("database", f"run {rid} is not in the database")
+                continue
+            if stored[rid].digest != r["digest"]:
+                res.add("database", f"run {rid}: stored digest differs from the package's")
+            packaged = runs_json.get(rid, {})
+            if (packaged.get("signature") or None) != (stored[rid].signature or None):
+                res.add("database", f"run {rid}: stored signature differs from the package's")
+            in_db = set(run_manifest_lines(conn, rid))
+            in_pkg = set(packaged.get("manifest") or [])
+            res.rows_compared += len(in_pkg)
+            for line in sorted(in_pkg - in_db)[:20]:
+                res.add("database", f"run {rid}: row {line} is in the package, not the database")
+            for line in sorted(in_db - in_pkg)[:20]:
+                res.add("database", f"run {rid}: row {line} is in the database, not the package")

@@ -75,8 +75,6 @@ def setup(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, History, Path
     url = f"sqlite:///{tmp / 'annexa.db'}"
     engine = make_engine(url)
     upgrade(engine)
-    h = build_history(engine, load_mappings(), tmp)
-    engine.dispose()
     (tmp / "exceptions.toml").write_text(
         '[[exception]]\nid = "EX-1"\ncheck = "aws.s3.bucket_default_encryption"\n'
         'resource = "legacy-export-*"\nreason = "decommissioning"\napproved_by = "CISO"\n'
@@ -92,6 +90,11 @@ def setup(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, History, Path
         f'[database]\nurl = "{url}"\n[log]\nformat = "json"\n'
         '[audit]\nscope_file = "scope.toml"\nexceptions_file = "exceptions.toml"\n'
     )
+    # Decisions count from when they are recorded: record them before the history.
+    synced = annexa("decisions", "sync", "-c", str(cfg))
+    assert synced.returncode == 0 and "decisions recorded" in synced.stdout, synced.stderr
+    h = build_history(engine, load_mappings(), tmp)
+    engine.dispose()
     return cfg, h, tmp
 
 
@@ -190,11 +193,14 @@ def test_bad_inputs_exit_2_naming_the_culprit(setup: tuple[Path, History, Path])
     )
     bad_cfg = tmp / "bad.toml"
     bad_cfg.write_text(cfg.read_text().replace("exceptions.toml", "bad-exc.toml"))
-    proc = annexa_proc("controls", "-c", str(bad_cfg))
+    proc = annexa_proc("decisions", "sync", "-c", str(bad_cfg))
     assert proc.returncode == 2
     assert "bad-exc.toml: exception[2]: unknown check 'aws.s3.no_such_check'" in flat(
         proc.stderr
     )
+    # Read commands answer from what was recorded, and say the file has changed since.
+    proc = annexa_proc("controls", "-c", str(bad_cfg), "-f", "json")
+    assert proc.returncode == 0 and "changed since it was last recorded" in flat(proc.stderr)
     proc = annexa("evidence", "add", "-c", str(cfg), "--control", "A.99.1", "--file",
                   str(cfg), "--valid-until", "2099-01-01")
     assert proc.returncode == 2 and "unknown control 'A.99.1'" in flat(proc.stderr)

@@ -51,7 +51,7 @@ def index() -> MappingIndex:
 def export(engine: Engine, index: MappingIndex, h: History, out: Path) -> Path:
     build_package(
         engine, index, start=h.start, end=h.instants["fixed"], out=out,
-        freshness=timedelta(days=7), exceptions=h.rules, exceptions_file=None,
+        freshness=timedelta(days=7), exceptions=h.rules,
         scope=default_scope(index.catalog), agent_version="test",
     )
     return out

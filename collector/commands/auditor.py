@@ -35,12 +35,11 @@ from collector.cli import (
     db_app,
     err,
     evidence_app,
-    known_checks,
     parse_instant,
 )
 from collector.config import Settings
 from collector.output import OutputFormat, render
-from mappings.loader import MappingError, MappingIndex
+from mappings.loader import MappingIndex
 
 PeriodOpt = Annotated[
     str | None,
@@ -91,30 +90,24 @@ def _rel(settings: Settings, p: Path) -> Path:
     return p if p.is_absolute() else base / p
 
 
-def exceptions_for(settings: Settings) -> tuple[list[Any], Path | None]:
-    """The configured exceptions (validated against the registered checks), or exit 2."""
-    from store.queries import ExceptionsError, load_exceptions
+def recorded_decisions(
+    settings: Settings, engine: Engine, index: MappingIndex | None, at: datetime | None
+) -> tuple[list[Any], Any]:
+    """Exceptions (every recorded version) and the SoA as recorded at ``at``.
 
-    cfg = settings.model.audit.exceptions_file
-    if cfg is None:
-        return [], None
-    path = _rel(settings, cfg)
-    try:
-        return load_exceptions(path, set(known_checks())), path
-    except ExceptionsError as exc:
-        raise CliExit(EXIT_USAGE, f"invalid exceptions file: {exc}") from None
+    Answers use decisions as Annexa recorded them, never the files as they are now
+    (see store/decisions.py); a file changed since it was recorded is pointed out.
+    """
+    from collector.decisions import decided, unrecorded
 
+    for line in unrecorded(settings, engine):
+        err.print(f"[yellow]note:[/] {line}", highlight=False)
+    if index is None:
+        from store.decisions import recorded_exceptions
 
-def scope_for(settings: Settings, index: MappingIndex) -> Any:
-    from mappings.crosswalk import default_scope, load_scope
-
-    cfg = settings.model.audit.scope_file
-    if cfg is None:
-        return default_scope(index.catalog)
-    try:
-        return load_scope(_rel(settings, cfg), index.catalog)
-    except MappingError as exc:
-        raise CliExit(EXIT_USAGE, f"invalid scope file: {exc}") from None
+        with engine.connect() as conn:
+            return recorded_exceptions(conn), None
+    return decided(engine, index, at)
 
 
 def _agent_version() -> str:
@@ -134,11 +127,10 @@ def soa(config: ConfigOpt = None, at: AtOpt = None, fmt: FormatOpt = OutputForma
 
     with _cli_errors():
         settings = _settings(config)
-        index = _index(settings)
-        scope = scope_for(settings, index)
-        rules, _ = exceptions_for(settings)
+        index = _index(settings, check_ids=False)
         instant = parse_instant(at)
         engine = _engine(settings, migrate=False)
+        rules, scope = recorded_decisions(settings, engine, index, instant)
         statuses = [
             c.as_dict()
             for c in control_statuses(engine, index, instant, settings.freshness, exceptions=rules)
@@ -173,8 +165,8 @@ def history(
         if not period:
             raise CliExit(EXIT_USAGE, "--period START..END is required")
         start, end = parse_period(period)
-        rules, _ = exceptions_for(settings)
         engine = _engine(settings, migrate=False)
+        rules, _ = recorded_decisions(settings, engine, None, None)
         tl = control_timelines(
             engine, index, start, end, settings.freshness, exceptions=rules, controls=[control]
         )[control]
@@ -188,8 +180,16 @@ def history(
             }
             for a, b, s in tl.intervals()
         ]
+        checks = set(index.checks_for(control))
+        exceptions = [
+            r.as_dict()
+            for r in rules
+            if r.check in checks
+            and (r.effective_from is None or r.effective_from <= end)
+            and r.effective_until > start
+        ]
         if fmt is OutputFormat.json:
-            render([tl.as_dict() | {"intervals": rows}], [], fmt)
+            render([tl.as_dict() | {"intervals": rows, "exceptions": exceptions}], [], fmt)
             return
         render(
             rows,
@@ -203,6 +203,26 @@ def history(
             fmt,
             title=f"{control} from {_stamp(start)} to {_stamp(end)}",
         )
+        if exceptions and fmt is OutputFormat.table:
+            for e in exceptions:
+                e["note"] = (
+                    f"BACKDATED: approved {e['starts'][:10]}, recorded {e['recorded_at'][:10]}; "
+                    "applied only from its recording"
+                    if e["backdated"]
+                    else ""
+                )
+            render(
+                exceptions,
+                [
+                    ("id", "Exception"),
+                    ("resource", "Resource"),
+                    ("recorded_at", "Recorded"),
+                    ("expires", "Expires"),
+                    ("note", "Note"),
+                ],
+                fmt,
+                title="Exceptions recorded for its checks",
+            )
 
 
 # -- export / verify-package ----------------------------------------------------------------
@@ -226,9 +246,8 @@ def export(
         if not period:
             raise CliExit(EXIT_USAGE, "--period START..END is required")
         start, end = parse_period(period)
-        scope = scope_for(settings, index)
-        rules, rules_path = exceptions_for(settings)
         engine = _engine(settings, migrate=False)
+        rules, scope = recorded_decisions(settings, engine, index, end)
         try:
             summary = build_package(
                 engine,
@@ -238,9 +257,9 @@ def export(
                 out=out,
                 freshness=settings.freshness,
                 exceptions=rules,
-                exceptions_file=rules_path,
                 scope=scope,
                 agent_version=_agent_version(),
+                signer=settings.signer(),
             )
         except ExportError as exc:
             raise CliExit(EXIT_VERIFY, str(exc)) from None
@@ -251,8 +270,19 @@ def export(
 def verify_package_cmd(
     package: Annotated[Path, typer.Argument(help="The audit package (zip).")],
     against_db: Annotated[
-        bool, typer.Option("--against-db", help="Also compare run digests with the database.")
+        bool,
+        typer.Option(
+            "--against-db", help="Also compare every run, row by row, with the database."
+        ),
     ] = False,
+    trusted_keys: Annotated[
+        Path | None,
+        typer.Option(
+            "--trusted-keys",
+            help="Public keys you trust (one `ed25519 …` line each): the manifest and every "
+            "run must be signed by one of them.",
+        ),
+    ] = None,
     config: ConfigOpt = None,
     fmt: FormatOpt = OutputFormat.table,
 ) -> None:
@@ -261,17 +291,28 @@ def verify_package_cmd(
 
     with _cli_errors():
         engine = None
-        if against_db:
-            engine = _engine(_settings(config), migrate=False)
-        res = verify_package(package, engine=engine)
+        keys = None
+        if against_db or trusted_keys is not None or config is not None:
+            settings = _settings(config)
+            keys = settings.trusted_keys(trusted_keys)
+            if against_db:
+                engine = _engine(settings, migrate=False)
+        res = verify_package(package, engine=engine, trusted_keys=keys)
+        for w in res.warnings:
+            err.print(f"[yellow]warning:[/] {w}", highlight=False)
         rows = [{"file": p.file, "problem": p.reason} for p in res.problems]
         if fmt is not OutputFormat.table:
             render(rows, [("file", "file"), ("problem", "problem")], fmt)
         elif res.ok:
+            signed = f"signed by {res.signed_by}" if res.signed_by else "not signed"
             typer.echo(
-                f"package OK: {res.files} files, {res.runs_recomputed} run digests recomputed, "
-                f"{res.evidence_bodies} evidence bodies, {res.finding_rows} finding rows; "
-                f"manifest digest {res.manifest_digest}"
+                f"package OK: {res.files} files, {res.runs_recomputed} run digests recomputed "
+                f"({res.runs_signed} signed), {res.evidence_bodies} evidence bodies, "
+                f"{res.finding_rows} finding rows"
+                + (f", {res.rows_compared} rows compared with the database" if engine else "")
+                + f"; manifest digest {res.manifest_digest} ({signed}"
+                + (", trusted key" if keys is not None and res.signed_by else "")
+                + ")"
             )
         else:
             render(
@@ -312,8 +353,22 @@ def retention(
         except ValueError as exc:
             raise CliExit(EXIT_USAGE, f"--keep: {exc}") from None
         settings = _settings(config)
-        engine = _engine(settings, migrate=False)
-        res = apply_retention(engine, delta, keep, removed_by=by or default_user(), dry_run=dry_run)
+        minimum = settings.retention_keep
+        if minimum is not None and delta < minimum:
+            raise CliExit(
+                EXIT_USAGE,
+                f"--keep {keep} is shorter than the configured minimum retention "
+                f"([retention] keep = {settings.model.retention.keep!r})",
+            )
+        engine = _engine(settings, migrate=False, write=True)
+        res = apply_retention(
+            engine,
+            delta,
+            keep,
+            removed_by=by or default_user(),
+            dry_run=dry_run,
+            signer=None if dry_run else settings.signer(),
+        )
         render([res.as_dict()], [(k, k) for k in res.as_dict()], fmt, title="Retention")
 
 
@@ -370,7 +425,7 @@ def db_grant_auditor(
     """Create a PostgreSQL role that can SELECT the auditor views and write nothing."""
     with _cli_errors():
         settings = _settings(config)
-        engine = _engine(settings, migrate=False)
+        engine = _engine(settings, migrate=False, write=True)
         for line in grant_auditor(engine, role, login=login):
             typer.echo(line)
         typer.echo(
