@@ -644,8 +644,8 @@ def mappings_validate(config: ConfigOpt = None) -> None:
         index = load_mappings(settings.mapping_dirs, known_checks=set(known_checks()))
         typer.echo(
             f"mappings OK: {len(index.catalog)} controls, {len(index.links)} links, "
-            f"{len(index.manual)} manual controls, {len(index.files)} files, "
-            f"digest {index.digest[:16]}"
+            f"{len(index.parts)} documented parts ({len(index.manual)} manual controls), "
+            f"{len(index.files)} files, digest {index.digest[:16]}"
         )
 
 
