@@ -298,7 +298,7 @@ def controls(
     fmt: FormatOpt = OutputFormat.table,
 ) -> None:
     """Status of every Annex A control, now, --at an instant, or over a --period."""
-    from collector.commands.auditor import exceptions_for, parse_period
+    from collector.commands.auditor import exceptions_for, parse_period, scope_for
     from store.queries import CONTROL_STATUSES, STATUS_RANK, control_statuses, control_timelines
 
     with _cli_errors():
@@ -336,12 +336,18 @@ def controls(
                 r["compliant_pct"] = tl["compliant_pct"]
                 r["fail_hours"] = round(sum(p["hours"] for p in tl["fail_periods"]), 2)
                 r["period"] = tl
-        if theme:
-            rows = [r for r in rows if r["theme"] == theme]
         if crosswalk is not None:
             from mappings.crosswalk import report_through
 
-            rows = report_through(crosswalk, {r["control"]: r["status"] for r in rows}, STATUS_RANK)
+            # Every 2022 control counts (a --theme filter would make the others look
+            # unevidenced); controls the SoA excludes count as not applicable.
+            scope = scope_for(settings, index)
+            rows = report_through(
+                crosswalk,
+                {r["control"]: r["status"] for r in rows},
+                STATUS_RANK,
+                excluded={c for c, a in scope.controls.items() if not a.applicable},
+            )
             if status:
                 rows = [r for r in rows if r["status"] == status]
             render(
@@ -350,12 +356,15 @@ def controls(
                     ("control", "Control"),
                     ("title", "Title"),
                     ("status", "Status"),
+                    ("unevidenced", "Unevidenced"),
                     ("iso27001_2022", "ISO/IEC 27001:2022"),
                 ],
                 fmt,
                 title=f"{crosswalk.title} at {_stamp(instant)} (through {crosswalk.file})",
             )
             return
+        if theme:
+            rows = [r for r in rows if r["theme"] == theme]
         if status:
             rows = [r for r in rows if r["status"] == status]
         for r in rows:
