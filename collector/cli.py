@@ -420,7 +420,7 @@ def controls(
                 raise CliExit(EXIT_USAGE, f"--framework: {exc}") from None
         instant = parse_instant(at)
         engine = _engine(settings, migrate=False)
-        rules, _ = recorded_decisions(settings, engine, None, instant)
+        rules, scope = recorded_decisions(settings, engine, index, instant)
         timelines = None
         if period:
             start, instant = parse_period(period)
@@ -438,12 +438,17 @@ def controls(
                 r["compliant_pct"] = tl["compliant_pct"]
                 r["fail_hours"] = round(sum(p["hours"] for p in tl["fail_periods"]), 2)
                 r["period"] = tl
-        if theme:
-            rows = [r for r in rows if r["theme"] == theme]
         if crosswalk is not None:
             from mappings.crosswalk import report_through
 
-            rows = report_through(crosswalk, {r["control"]: r["status"] for r in rows}, STATUS_RANK)
+            # Every 2022 control counts (a --theme filter would make the others look
+            # unevidenced); controls the SoA excludes count as not applicable.
+            rows = report_through(
+                crosswalk,
+                {r["control"]: r["status"] for r in rows},
+                STATUS_RANK,
+                excluded={c for c, a in scope.controls.items() if not a.applicable},
+            )
             if status:
                 rows = [r for r in rows if r["status"] == status]
             render(
@@ -452,12 +457,15 @@ def controls(
                     ("control", "Control"),
                     ("title", "Title"),
                     ("status", "Status"),
+                    ("unevidenced", "Unevidenced"),
                     ("iso27001_2022", "ISO/IEC 27001:2022"),
                 ],
                 fmt,
                 title=f"{crosswalk.title} at {_stamp(instant)} (through {crosswalk.file})",
             )
             return
+        if theme:
+            rows = [r for r in rows if r["theme"] == theme]
         if status:
             rows = [r for r in rows if r["status"] == status]
         for r in rows:
@@ -771,8 +779,8 @@ def mappings_validate(config: ConfigOpt = None) -> None:
         index = load_mappings(settings.mapping_dirs, known_checks=set(known_checks()))
         typer.echo(
             f"mappings OK: {len(index.catalog)} controls, {len(index.links)} links, "
-            f"{len(index.manual)} manual controls, {len(index.files)} files, "
-            f"digest {index.digest[:16]}"
+            f"{len(index.parts)} documented parts ({len(index.manual)} manual controls), "
+            f"{len(index.files)} files, digest {index.digest[:16]}"
         )
 
 

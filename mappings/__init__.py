@@ -1,11 +1,12 @@
-"""Annex A catalog and check → control mappings (declarative TOML + strict loader)."""
+"""Annex A catalog, documented parts and check → control mappings (TOML + strict loader)."""
 
 from mappings.loader import (
     CATALOG_FILE,
+    CONTROLS_FILE,
     THEMES,
     Control,
+    DocumentedPart,
     Link,
-    ManualControl,
     MappingError,
     MappingIndex,
     builtin_dir,
@@ -16,10 +17,11 @@ from mappings.loader import (
 
 __all__ = [
     "CATALOG_FILE",
+    "CONTROLS_FILE",
     "THEMES",
     "Control",
+    "DocumentedPart",
     "Link",
-    "ManualControl",
     "MappingError",
     "MappingIndex",
     "builtin_dir",

@@ -15,9 +15,13 @@ to ISO/IEC 27001:2022 Annex A controls::
     maps_to = ["A.8.5"]             # may be empty: no Annex A equivalent ("not_mapped")
     rationale = "optional"
 
-A framework control reports the worst status of the 2022 controls it maps to, so a
-failure is never hidden by a crosswalk. Like the mapping loader, loading is strict:
-file, entry and reason for every problem.
+Aggregation is conservative (:func:`aggregate`): a framework control passes only when
+every 2022 control it relies on passes, or does not apply (``not_applicable``, or
+excluded by the Statement of Applicability). Otherwise it shows the worst status among
+the controls that do not, and how many of its controls are unevidenced (nothing
+collected, a manual control without a record, or passing checks without the required
+document), so a crosswalk never hides a failure or a gap. Like the mapping loader,
+loading is strict: file, entry and reason for every problem.
 
 The scope file (``mappings/scope.example.toml``) declares, per Annex A control,
 whether it is applicable and why — the input of the Statement of Applicability.
@@ -36,6 +40,14 @@ from mappings.loader import MappingError, builtin_dir, control_sort_key
 CROSSWALK_DIR = "crosswalks"
 TARGET = "iso27001-2022"
 NOT_MAPPED = "not_mapped"
+
+#: Control statuses that satisfy a requirement relying on the control. Anything else,
+#: including a status this module does not know, keeps the requirement from passing.
+SATISFIED = frozenset({"pass", "not_applicable"})
+#: Control statuses with no evidence in force: nothing collected (``no_evidence``), a
+#: manual control without a valid record (``manual``), passing checks without the
+#: document the control requires (``undocumented``).
+UNEVIDENCED = frozenset({"no_evidence", "manual", "undocumented"})
 
 
 @dataclass(frozen=True)
@@ -142,24 +154,55 @@ def load_framework(name: str, catalog: Collection[str]) -> Crosswalk:
     return load_crosswalk(found[name], catalog)
 
 
+def aggregate(statuses: Collection[str], rank: Mapping[str, int]) -> str:
+    """A requirement's status from the statuses of the 2022 controls it relies on.
+
+    ``pass`` only when every control is ``pass`` or ``not_applicable`` (and one passes);
+    ``not_applicable`` when none applies; otherwise the worst status among the controls
+    that are not satisfied, by ``rank`` (lower is worse; pass ``store.queries.STATUS_RANK``
+    so the order is defined in one place). A status missing from ``rank`` ranks after
+    every known one: shown only when nothing known is wrong, never read as a pass.
+    ``not_mapped`` when the requirement relies on no control at all.
+    """
+    if not statuses:
+        return NOT_MAPPED
+    unsatisfied = [s for s in statuses if s not in SATISFIED]
+    if unsatisfied:
+        return min(unsatisfied, key=lambda s: (rank.get(s, len(rank)), s))
+    return "pass" if "pass" in statuses else "not_applicable"
+
+
 def report_through(
-    crosswalk: Crosswalk, statuses: Mapping[str, str], rank: Mapping[str, int]
+    crosswalk: Crosswalk,
+    statuses: Mapping[str, str],
+    rank: Mapping[str, int],
+    *,
+    excluded: Collection[str] = (),
 ) -> list[dict[str, Any]]:
-    """One row per framework control: the worst status of the controls it maps to."""
+    """One row per framework control, aggregated conservatively (see :func:`aggregate`).
+
+    ``statuses`` maps 2022 control ids to their status (a control missing from it is
+    ``no_evidence``); ``excluded`` are the controls the Statement of Applicability
+    excludes, which count as ``not_applicable`` whatever their own status.
+    """
+    out = set(excluded)
     rows = []
     for e in crosswalk.entries:
-        mapped = {m: statuses.get(m, "no_evidence") for m in e.maps_to}
-        status = (
-            min(mapped.values(), key=lambda s: rank.get(s, len(rank))) if mapped else NOT_MAPPED
-        )
+        mapped = {
+            m: "not_applicable" if m in out else statuses.get(m, "no_evidence") for m in e.maps_to
+        }
+        unevidenced = [m for m, s in mapped.items() if s in UNEVIDENCED]
         rows.append(
             {
                 "framework": crosswalk.framework,
                 "control": e.id,
                 "title": e.title,
-                "status": status,
+                "status": aggregate(list(mapped.values()), rank),
                 "maps_to": list(e.maps_to),
                 "iso27001_2022": mapped,
+                "unevidenced": len(unevidenced),
+                "unevidenced_controls": unevidenced,
+                "excluded_by_soa": [m for m in e.maps_to if m in out],
                 "rationale": e.rationale,
             }
         )

@@ -9,8 +9,10 @@ exactly where the problem is: file, entry and reason.
 Layout (see DESIGN.md, "Mappings")::
 
     mappings/catalogs/iso27001-2022.toml   the 93 Annex A controls (id, title, theme)
-    mappings/**/*.toml                     built-in mapping files ([[link]], [[manual]]),
-                                           except the catalogs/ and crosswalks/ folders
+    mappings/controls.toml                 every control's documented part ([[documented]])
+    mappings/checks/*.toml                 check → control links ([[link]])
+    mappings/**/*.toml                     all of these are read alike, except the
+                                           catalogs/ and crosswalks/ folders
     <user dir>/**/*.toml                   the user's own mapping files, same format
 
 A mapping file may contain only::
@@ -22,11 +24,19 @@ A mapping file may contain only::
     [[link]]
     check = "aws.iam.user_console_mfa"
     control = "A.8.5"
-    rationale = "Why this check evidences this control."
+    rationale = "Why this check evidences this control (the control's purpose)."
 
-    [[manual]]
+    [[documented]]
     control = "A.7.1"
     expected_evidence = "What the auditor expects to be shown."
+    review_interval_days = 365        # optional: default validity of a recorded document
+    automated_sufficient = true       # optional, rare: the checks alone evidence it
+    automated_rationale = "Why."      # required with automated_sufficient = true
+
+Every catalog control has exactly one ``[[documented]]`` entry across all files: a
+control's status needs both its automated part (the checks linked to it) and its
+documented part, unless the entry declares, with a rationale, that the automated part
+suffices. A control no check is linked to is *manual*.
 
 Entries are numbered from 1 in error messages (``link[3]`` is the third ``[[link]]``
 of the file), because that is how a person counts them in an editor.
@@ -42,14 +52,16 @@ import tomllib
 from collections.abc import Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 
 __all__ = [
     "CATALOG_FILE",
+    "CONTROLS_FILE",
     "THEMES",
     "Control",
+    "DocumentedPart",
     "Link",
-    "ManualControl",
     "MappingError",
     "MappingIndex",
     "builtin_dir",
@@ -62,6 +74,8 @@ THEMES: tuple[str, ...] = ("organizational", "people", "physical", "technologica
 
 #: The built-in catalog, relative to :func:`builtin_dir`.
 CATALOG_FILE = "catalogs/iso27001-2022.toml"
+#: The built-in documented parts of all controls, relative to :func:`builtin_dir`.
+CONTROLS_FILE = "controls.toml"
 
 # Folders under mappings/ that hold something other than mapping files: catalogs are
 # loaded separately, crosswalks (to other frameworks) have their own format.
@@ -76,10 +90,19 @@ _CHECK_ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]*(?:\.[A-Za-z0-9][A-Za-z0-9_
 _CATALOG_TOP_KEYS = ("catalog", "control")
 _CATALOG_META_KEYS = ("id", "title")
 _CONTROL_KEYS = ("id", "title", "theme")
-_MAPPING_TOP_KEYS = ("link", "manual", "meta")
+_MAPPING_TOP_KEYS = ("documented", "link", "meta")
 _META_KEYS = ("description", "source")
 _LINK_KEYS = ("check", "control", "rationale")
-_MANUAL_KEYS = ("control", "expected_evidence")
+_DOCUMENTED_KEYS = (
+    "control",
+    "expected_evidence",
+    "review_interval_days",
+    "automated_sufficient",
+    "automated_rationale",
+)
+_DOCUMENTED_REQUIRED = ("control", "expected_evidence")
+# A recorded document valid for more than ten years is a typo, not a review cycle.
+_MAX_REVIEW_DAYS = 3660
 
 # Version tag mixed into the digest so that a change of the digest's own recipe can
 # never collide with a digest computed the old way.
@@ -118,12 +141,30 @@ class Control:
 
 
 @dataclass(frozen=True)
-class ManualControl:
-    """A control evidenced by documents or observation, with what the auditor expects."""
+class DocumentedPart:
+    """A control's documented part: what an auditor expects to see besides the checks.
+
+    ``automated_sufficient`` is true only where the mapping declares, with
+    ``rationale``, that the control's automated part alone evidences it (ISO/IEC
+    27002:2022 expects no documented information of its own there). Otherwise a
+    control needs a recorded, valid document as well as passing checks.
+    ``review_interval_days``, when set, is the default validity of a recorded document:
+    the review or test cadence the guidance expects.
+    """
 
     control: str
     expected_evidence: str
+    automated_sufficient: bool
+    rationale: str | None
+    review_interval_days: int | None
     file: str
+
+    @property
+    def review_interval(self) -> _dt.timedelta | None:
+        """``review_interval_days`` as a timedelta (None when not declared)."""
+        if self.review_interval_days is None:
+            return None
+        return _dt.timedelta(days=self.review_interval_days)
 
 
 @dataclass(frozen=True)
@@ -156,21 +197,25 @@ def builtin_dir() -> Path:
 
 @dataclass(frozen=True)
 class MappingIndex:
-    """Everything loaded: the catalog, the links, the manual controls and their digest.
+    """Everything loaded: the catalog, the links, every control's documented part, digest.
 
     ``digest`` identifies the exact mapping content; findings store it so an auditor
-    can tell which mapping a control status was computed under.
+    can tell which mapping a control status was computed under. ``parts`` holds the
+    documented part of every catalog control (the loader refuses a mapping without one).
     """
 
     catalog: dict[str, Control]
     links: tuple[Link, ...]
-    manual: dict[str, ManualControl]
+    parts: dict[str, DocumentedPart]
     digest: str
     files: tuple[str, ...]
     _by_check: dict[str, tuple[str, ...]] = field(
         init=False, repr=False, compare=False, default_factory=dict
     )
     _by_control: dict[str, tuple[str, ...]] = field(
+        init=False, repr=False, compare=False, default_factory=dict
+    )
+    _manual: Mapping[str, DocumentedPart] = field(
         init=False, repr=False, compare=False, default_factory=dict
     )
 
@@ -189,6 +234,13 @@ class MappingIndex:
         object.__setattr__(
             self, "_by_control", {k: tuple(sorted(v)) for k, v in by_control.items()}
         )
+        object.__setattr__(
+            self,
+            "_manual",
+            MappingProxyType(
+                {cid: part for cid, part in self.parts.items() if cid not in by_control}
+            ),
+        )
 
     def controls_for(self, check_id: str) -> tuple[str, ...]:
         """Controls a check's findings count towards, in natural order (empty if none)."""
@@ -198,9 +250,21 @@ class MappingIndex:
         """Checks that evidence a control, sorted by check id (empty if none)."""
         return self._by_control.get(control_id, ())
 
+    def documented(self, control_id: str) -> DocumentedPart:
+        """The control's documented part; KeyError for an id outside the catalog."""
+        try:
+            return self.parts[control_id]
+        except KeyError:
+            raise KeyError(f"unknown control {control_id!r} (not in the catalog)") from None
+
     def is_manual(self, control_id: str) -> bool:
-        """Whether the control is (also) evidenced by manually recorded evidence."""
-        return control_id in self.manual
+        """Whether no check is linked to the control: its documented part is all there is."""
+        return control_id in self.catalog and control_id not in self._by_control
+
+    @property
+    def manual(self) -> Mapping[str, DocumentedPart]:
+        """Documented parts of the manual controls (those no check is linked to)."""
+        return self._manual
 
 
 def load_mappings(
@@ -258,8 +322,11 @@ class _Loader:
         self.catalog_id = ""
         self.links: list[Link] = []
         self.link_origin: dict[tuple[str, str], str] = {}
-        self.manual: dict[str, ManualControl] = {}
-        self.manual_origin: dict[str, str] = {}
+        self.parts: dict[str, DocumentedPart] = {}
+        self.part_origin: dict[str, tuple[str, str]] = {}  # control → (file, entry)
+        # A file that could not be read or parsed hides its entries: the completeness
+        # check would then report controls as missing that are merely unreadable.
+        self.unreadable = False
         self.loaded: list[tuple[_Source, bytes]] = []
 
     # -- error handling
@@ -288,13 +355,15 @@ class _Loader:
             sources.extend(self.user_sources(raw_dir))
         for source in sources:
             self.load_mapping_file(source)
+        if not self.unreadable:
+            self.check_documented_parts()
         if self.errors:
             return None
 
         return MappingIndex(
             catalog=dict(sorted(self.catalog.items(), key=lambda kv: control_sort_key(kv[0]))),
             links=tuple(self.links),
-            manual=dict(sorted(self.manual.items(), key=lambda kv: control_sort_key(kv[0]))),
+            parts=dict(sorted(self.parts.items(), key=lambda kv: control_sort_key(kv[0]))),
             digest=_digest(self.loaded),
             files=tuple(source.name for source, _ in self.loaded),
         )
@@ -320,12 +389,14 @@ class _Loader:
         try:
             data = source.path.read_bytes()
         except OSError as exc:
+            self.unreadable = True
             self.fail(source.name, _WHOLE_FILE, f"cannot read file: {exc.strerror or exc}")
             return None
         self.loaded.append((source, data))
         try:
             text = data.decode("utf-8")
         except UnicodeDecodeError as exc:
+            self.unreadable = True
             self.fail(
                 source.name,
                 _WHOLE_FILE,
@@ -336,6 +407,7 @@ class _Loader:
         try:
             return tomllib.loads(text)
         except tomllib.TOMLDecodeError as exc:
+            self.unreadable = True
             self.fail(source.name, _WHOLE_FILE, f"TOML syntax error: {exc}")
             return None
 
@@ -402,6 +474,11 @@ class _Loader:
                 reason = _unknown_key(key, _MAPPING_TOP_KEYS, "top-level key")
                 if key in _CATALOG_TOP_KEYS:
                     reason += "; catalogs live only in the built-in mappings/catalogs/ folder"
+                if key == "manual":
+                    reason += (
+                        "; [[manual]] entries became [[documented]]: every control already "
+                        f"declares its documented part in the built-in {CONTROLS_FILE}"
+                    )
                 self.fail(file, _WHOLE_FILE, reason)
 
         if "meta" in doc:
@@ -413,8 +490,8 @@ class _Loader:
 
         for entry, item in self.array_of_tables(file, doc, "link"):
             self.load_link(file, entry, item)
-        for entry, item in self.array_of_tables(file, doc, "manual"):
-            self.load_manual(file, entry, item)
+        for entry, item in self.array_of_tables(file, doc, "documented"):
+            self.load_documented(file, entry, item)
 
     def load_link(self, file: str, index_entry: str, item: dict[str, Any]) -> None:
         check, control = item.get("check"), item.get("control")
@@ -450,23 +527,102 @@ class _Loader:
             Link(check=check, control=control, rationale=fields["rationale"], file=file)
         )
 
-    def load_manual(self, file: str, entry: str, item: dict[str, Any]) -> None:
-        fields = self.fields(file, entry, item, _MANUAL_KEYS, _MANUAL_KEYS)
-        if fields is None:
+    def load_documented(self, file: str, index_entry: str, item: dict[str, Any]) -> None:
+        control = item.get("control")
+        entry = index_entry
+        if isinstance(control, str) and control:
+            entry = f"{index_entry} ({control})"
+        text_keys = ("control", "expected_evidence", "automated_rationale")
+        ok = True
+        for key in item:
+            if key not in _DOCUMENTED_KEYS:
+                self.fail(file, entry, _unknown_key(key, _DOCUMENTED_KEYS, "key"))
+                ok = False
+        for key in _DOCUMENTED_REQUIRED:
+            if key not in item:
+                self.fail(file, entry, f"missing key {key!r}")
+                ok = False
+        for key in text_keys:
+            if key in item and not self.nonempty_text(file, entry, key, item[key]):
+                ok = False
+        days = item.get("review_interval_days")
+        if days is not None and (
+            isinstance(days, bool) or not isinstance(days, int) or not 1 <= days <= _MAX_REVIEW_DAYS
+        ):
+            self.fail(
+                file,
+                entry,
+                f"'review_interval_days' must be a whole number of days from 1 to "
+                f"{_MAX_REVIEW_DAYS}, got {days!r} ({_toml_type(days)})",
+            )
+            ok = False
+        sufficient = item.get("automated_sufficient", False)
+        if not isinstance(sufficient, bool):
+            self.fail(
+                file,
+                entry,
+                f"'automated_sufficient' must be true or false, got {_toml_type(sufficient)}",
+            )
+            ok = False
+        elif sufficient and "automated_rationale" not in item:
+            self.fail(
+                file,
+                entry,
+                "automated_sufficient = true needs 'automated_rationale': say why the checks "
+                "alone evidence the control",
+            )
+            ok = False
+        elif not sufficient and "automated_rationale" in item:
+            self.fail(
+                file,
+                entry,
+                "'automated_rationale' is only meaningful with automated_sufficient = true",
+            )
+            ok = False
+        if not ok:
             return
-        control = fields["control"]
         if not self.valid_control(file, entry, control):
             return
-        first = self.manual_origin.get(control)
+        first = self.part_origin.get(control)
         if first is not None:
             self.fail(
-                file, entry, f"duplicate manual entry for {control}: already defined at {first}"
+                file,
+                entry,
+                f"duplicate documented part for {control}: already defined at "
+                f"{first[0]}: {first[1]}",
             )
             return
-        self.manual_origin[control] = f"{file}: {entry}"
-        self.manual[control] = ManualControl(
-            control=control, expected_evidence=fields["expected_evidence"], file=file
+        self.part_origin[control] = (file, entry)
+        self.parts[control] = DocumentedPart(
+            control=control,
+            expected_evidence=item["expected_evidence"],
+            automated_sufficient=sufficient,
+            rationale=item.get("automated_rationale"),
+            review_interval_days=days,
+            file=file,
         )
+
+    def check_documented_parts(self) -> None:
+        """Every control declares its documented part; 'automated suffices' needs checks."""
+        missing = [cid for cid in self.catalog if cid not in self.parts]
+        if missing:
+            self.fail(
+                CONTROLS_FILE,
+                _WHOLE_FILE,
+                f"no [[documented]] entry for {len(missing)} control(s): "
+                f"{', '.join(sorted(missing, key=control_sort_key))} "
+                "(every Annex A control must declare its documented part)",
+            )
+        linked = {link.control for link in self.links}
+        for cid, part in sorted(self.parts.items(), key=lambda kv: control_sort_key(kv[0])):
+            if part.automated_sufficient and cid not in linked:
+                file, entry = self.part_origin[cid]
+                self.fail(
+                    file,
+                    entry,
+                    f"automated_sufficient = true but no check is linked to {cid}: "
+                    "an automated part that does not exist cannot suffice",
+                )
 
     # -- shared validation
 
@@ -480,6 +636,15 @@ class _Loader:
                 entry,
                 f"unknown control {control} (not in catalog {self.catalog_id or CATALOG_FILE})",
             )
+            return False
+        return True
+
+    def nonempty_text(self, file: str, entry: str, key: str, value: object) -> bool:
+        if not isinstance(value, str):
+            self.fail(file, entry, f"{key!r} must be a string, got {_toml_type(value)}")
+            return False
+        if not value.strip():
+            self.fail(file, entry, f"{key!r} must not be empty")
             return False
         return True
 

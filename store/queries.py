@@ -819,7 +819,7 @@ def control_statuses(
     for cid, control in index.catalog.items():
         checks = index.checks_for(cid)
         is_manual = index.is_manual(cid)
-        expected = index.manual[cid].expected_evidence if is_manual else None
+        expected = index.documented(cid).expected_evidence
         a = acc.get(cid) or _Acc()
         recs = by_control.get(cid, [])
         valid = [r for r in recs if r.valid(at)]

@@ -136,11 +136,28 @@ def test_controls_at_period_and_crosswalks(setup: tuple[Path, History, Path]) ->
     assert len(iso13) == 114
     assert iso13["A.10.1.1"]["status"] == "pass" and iso13["A.10.1.1"]["maps_to"] == ["A.8.24"]
     assert iso13["A.5.1.1"]["status"] == "pass" and iso13["A.7.1.1"]["status"] == "manual"
+    # Conservative: a requirement passes only when every control it relies on passes.
+    split = iso13["A.18.2.3"]
+    assert split["maps_to"] == ["A.5.36", "A.8.8"]
+    assert split["status"] == "no_evidence" and split["unevidenced"] == 2
     soc2 = {r["control"]: r for r in ok_json(
         annexa("controls", "-c", c, "--framework", "soc2", "-f", "json")
     )}
     assert soc2["PI1.1"]["status"] == "not_mapped"
-    assert soc2["CC6.1"]["status"] == "pass" or "A.8.24" not in soc2["CC6.1"]["maps_to"]
+    # CC1.1: the policy (A.5.1) is recorded, the other three controls are not.
+    cc11 = soc2["CC1.1"]
+    assert cc11["iso27001_2022"]["A.5.1"] == "pass"
+    assert cc11["status"] == "manual" and cc11["unevidenced"] == 3
+    assert cc11["unevidenced_controls"] == ["A.5.4", "A.6.2", "A.6.4"]
+    # CC6.1: A.8.24 passes, its four other controls have no evidence.
+    assert soc2["CC6.1"]["iso27001_2022"]["A.8.24"] == "pass"
+    assert soc2["CC6.1"]["status"] == "no_evidence" and soc2["CC6.1"]["unevidenced"] == 4
+    # CC6.4: the scope file excludes A.7.4, which then counts as not applicable.
+    assert soc2["CC6.4"]["excluded_by_soa"] == ["A.7.4"]
+    assert soc2["CC6.4"]["iso27001_2022"]["A.7.4"] == "not_applicable"
+    assert soc2["CC6.4"]["unevidenced"] == 3
+    table = annexa("controls", "-c", c, "--framework", "soc2")
+    assert table.returncode == 0 and "Unevidenced" in table.stdout
     bad = annexa("controls", "-c", c, "--framework", "nist-800-53")
     assert bad.returncode == 2 and "available: iso27001-2013, soc2" in flat(bad.stderr)
 

@@ -206,7 +206,7 @@ def test_offboarded_in_the_idp_but_active_elsewhere_fails_naming_both(estate, en
     assert "entra-acme entra.user.account e-gone" in gone
     assert off["carol"]["status"] == "pass"  # within the one-day grace period
     assert off["alice"]["status"] == "pass" and off["bob"]["status"] == "pass"
-    assert set(off["gone"]["controls"]) >= {"A.5.18", "A.6.5"}
+    assert set(off["gone"]["controls"]) == {"A.5.18"}  # access removal, not A.6.5
     linked = person_findings(engine, "identity.person.account_linked_to_idp")
     assert {p for p, f in linked.items() if f["status"] == "fail"} == {
         "github-acme:stray-gh",

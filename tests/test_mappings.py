@@ -1,4 +1,4 @@
-"""Tests for the Annex A catalog, the shipped manual controls and the mapping loader.
+"""Tests for the Annex A catalog, the shipped documented parts and the mapping loader.
 
 Bad mapping files are written into tmp_path and passed as user directories, the same
 way a user extends the shipped mappings. Catalog validation is exercised by pointing
@@ -8,6 +8,7 @@ the loader's built-in directory at a copy in tmp_path.
 from __future__ import annotations
 
 import pickle
+import re
 import shutil
 from collections import Counter
 from pathlib import Path
@@ -16,7 +17,9 @@ import pytest
 
 import mappings
 from mappings import (
+    CONTROLS_FILE,
     THEMES,
+    DocumentedPart,
     MappingError,
     MappingIndex,
     builtin_dir,
@@ -147,7 +150,83 @@ def test_builtin_dir_is_the_package_directory() -> None:
     assert (builtin_dir() / "catalogs" / "iso27001-2022.toml").is_file()
 
 
-# --------------------------------------------------------------------------- manual
+# --------------------------------------------------------------------------- documented parts
+
+
+def documented(control: str, text: str = "Signed review record.", extra: str = "") -> str:
+    return f'[[documented]]\ncontrol = "{control}"\nexpected_evidence = "{text}"\n{extra}\n'
+
+
+def test_every_control_declares_its_documented_part(builtin: MappingIndex) -> None:
+    assert list(builtin.parts) == list(builtin.catalog)  # all 93, natural order
+    for control_id in builtin.catalog:
+        part = builtin.documented(control_id)
+        assert isinstance(part, DocumentedPart)
+        assert part.control == control_id
+        assert part.file == CONTROLS_FILE
+        assert len(part.expected_evidence.strip()) > 80, control_id
+
+
+def test_controls_that_had_no_guidance_now_have_it(builtin: MappingIndex) -> None:
+    """The 5 controls with neither check nor manual entry, and the 25 with checks only."""
+    for control_id in ("A.5.23", "A.5.28", "A.8.12", "A.8.21", "A.8.23"):
+        assert builtin.documented(control_id).review_interval_days == 365
+    assert "cloud services" in builtin.documented("A.5.23").expected_evidence
+    assert "chain of custody" in builtin.documented("A.5.28").expected_evidence
+    assert "leakage" in builtin.documented("A.8.12").expected_evidence.lower()
+    for control_id in ("A.5.15", "A.8.13", "A.8.24", "A.8.32", "A.5.24"):
+        part = builtin.documented(control_id)
+        assert not part.automated_sufficient, control_id
+        assert part.review_interval_days == 365, control_id
+    assert "policy" in builtin.documented("A.5.15").expected_evidence
+    assert "Restore test" in builtin.documented("A.8.13").expected_evidence
+    assert "policy on cryptography" in builtin.documented("A.8.24").expected_evidence
+    assert "Change management procedure" in builtin.documented("A.8.32").expected_evidence
+
+
+def test_controls_file_header_does_not_claim_checks_it_lacks() -> None:
+    header = (builtin_dir() / CONTROLS_FILE).read_text(encoding="utf-8").split("[meta]")[0]
+    assert "A.5.23" not in header and "A.5.28" not in header
+
+
+def test_automated_part_suffices_only_where_declared_with_a_rationale(
+    builtin: MappingIndex,
+) -> None:
+    sufficient = {c for c, p in builtin.parts.items() if p.automated_sufficient}
+    # Rare by design: only where ISO/IEC 27002:2022 expects no documented information.
+    assert sufficient == {"A.8.3", "A.8.5"}
+    for control_id in sufficient:
+        part = builtin.documented(control_id)
+        assert part.rationale and "27002" in part.rationale
+        assert part.review_interval_days is None
+        assert builtin.checks_for(control_id)
+    for control_id, part in builtin.parts.items():
+        if not part.automated_sufficient:
+            assert part.rationale is None, control_id
+
+
+def test_review_interval(builtin: MappingIndex) -> None:
+    import datetime as dt
+
+    assert builtin.documented("A.5.1").review_interval == dt.timedelta(days=365)
+    assert builtin.documented("A.5.7").review_interval_days == 90
+    assert builtin.documented("A.8.5").review_interval is None
+
+
+def test_documented_of_unknown_control(builtin: MappingIndex) -> None:
+    with pytest.raises(KeyError, match=r"A\.9\.9"):
+        builtin.documented("A.9.9")
+
+
+def test_manual_means_no_check_is_linked(builtin: MappingIndex) -> None:
+    for control_id in builtin.catalog:
+        assert builtin.is_manual(control_id) == (not builtin.checks_for(control_id))
+    assert set(builtin.manual) == {c for c in builtin.catalog if builtin.is_manual(c)}
+    assert list(builtin.manual) == sorted(builtin.manual, key=control_sort_key)
+    assert builtin.manual["A.7.1"].expected_evidence == (
+        builtin.documented("A.7.1").expected_evidence
+    )
+    assert not builtin.is_manual("A.9.9")
 
 
 def test_every_people_and_physical_control_is_manual(builtin: MappingIndex) -> None:
@@ -157,31 +236,15 @@ def test_every_people_and_physical_control_is_manual(builtin: MappingIndex) -> N
 
 
 def test_documentary_controls_are_manual(builtin: MappingIndex) -> None:
-    for control_id in ("A.5.1", "A.5.2", "A.5.31", "A.5.37", "A.8.10", "A.8.28", "A.8.34"):
+    for control_id in ("A.5.1", "A.5.2", "A.5.31", "A.5.37", "A.8.10", "A.8.34"):
         assert builtin.is_manual(control_id), control_id
 
 
 def test_configuration_observable_controls_are_not_manual(builtin: MappingIndex) -> None:
-    automated = ["A.5.3", "A.5.15", "A.5.16", "A.5.17", "A.5.18", "A.5.23"]
-    automated += [f"A.5.{n}" for n in range(24, 29)]
-    automated += [f"A.8.{n}" for n in (2, 3, 4, 5, 7, 8, 9, 12, 13, 14, 15, 16)]
-    automated += [f"A.8.{n}" for n in (20, 21, 22, 23, 24, 25, 32)]
+    automated = ["A.5.3", "A.5.15", "A.5.16", "A.5.17", "A.5.18", "A.5.25", "A.5.26"]
+    automated += [f"A.8.{n}" for n in (2, 3, 4, 5, 7, 9, 13, 14, 15, 16, 20, 24, 25, 28, 32)]
     for control_id in automated:
         assert not builtin.is_manual(control_id), control_id
-
-
-def test_every_manual_entry_says_what_evidence_is_expected(builtin: MappingIndex) -> None:
-    assert builtin.manual
-    for control_id, entry in builtin.manual.items():
-        assert entry.control == control_id
-        assert entry.file == "manual.toml"
-        assert len(entry.expected_evidence.strip()) > 40, control_id
-        assert control_id in builtin.catalog
-
-
-def test_manual_is_in_natural_order(builtin: MappingIndex) -> None:
-    ids = list(builtin.manual)
-    assert ids == sorted(ids, key=control_sort_key)
 
 
 # --------------------------------------------------------------------------- valid loads
@@ -189,7 +252,8 @@ def test_manual_is_in_natural_order(builtin: MappingIndex) -> None:
 
 def test_builtin_load_lists_files_and_has_stable_digest(builtin: MappingIndex) -> None:
     assert builtin.files[0] == "catalogs/iso27001-2022.toml"
-    assert "manual.toml" in builtin.files
+    assert "controls.toml" in builtin.files
+    assert "manual.toml" not in builtin.files
     assert len(builtin.digest) == 64
     assert int(builtin.digest, 16) >= 0
     assert load_mappings().digest == builtin.digest
@@ -223,23 +287,25 @@ def test_user_dir_adds_links(tmp_path: Path, known: set[str], builtin: MappingIn
     assert index.digest != builtin.digest
 
 
-def test_user_dir_may_add_manual_entries(tmp_path: Path, builtin: MappingIndex) -> None:
-    unmarked = next(c for c in builtin.catalog if not builtin.is_manual(c))
-    write(
-        tmp_path,
-        "manual.toml",
-        f'[[manual]]\ncontrol = "{unmarked}"\nexpected_evidence = "Signed review record."\n',
-    )
-    index = load_mappings([tmp_path])
-    assert index.is_manual(unmarked)
-    assert index.manual[unmarked].file == str(tmp_path / "manual.toml")
+def test_old_manual_entries_are_refused_with_a_pointer(tmp_path: Path) -> None:
+    write(tmp_path, "manual.toml", '[[manual]]\ncontrol = "A.7.1"\nexpected_evidence = "X."\n')
+    error = load_error(tmp_path)
+    assert (error.file, error.entry) == (str(tmp_path / "manual.toml"), "<file>")
+    assert "unknown top-level key 'manual'" in error.reason
+    assert "[[documented]]" in error.reason and "controls.toml" in error.reason
 
 
-def test_manual_control_may_also_have_links(tmp_path: Path, known: set[str]) -> None:
+def test_linking_a_check_makes_a_manual_control_automated(
+    tmp_path: Path, known: set[str], builtin: MappingIndex
+) -> None:
+    assert builtin.is_manual("A.8.1")
     write(tmp_path, "x.toml", link(CHECK_A, "A.8.1"))
     index = load_mappings([tmp_path], known_checks=known)
-    assert index.is_manual("A.8.1")
+    assert not index.is_manual("A.8.1")
+    assert "A.8.1" not in index.manual
     assert CHECK_A in index.checks_for("A.8.1")
+    # The documented part stays: a check never replaces the document.
+    assert index.documented("A.8.1") == builtin.documented("A.8.1")
 
 
 def test_without_known_checks_any_well_formed_check_is_accepted(tmp_path: Path) -> None:
@@ -368,9 +434,54 @@ def test_unknown_key_in_meta(tmp_path: Path) -> None:
             "'rationale' must be a string, got boolean",
         ),
         (
-            '[[manual]]\ncontrol = "A.5.9"\nexpected_evidence = 1979-05-27\n',
-            "manual[1]",
+            '[[documented]]\ncontrol = "A.5.9"\nexpected_evidence = 1979-05-27\n',
+            "documented[1] (A.5.9)",
             "'expected_evidence' must be a string, got date",
+        ),
+        (
+            '[[documented]]\ncontrol = 9\nexpected_evidence = "x"\n',
+            "documented[1]",
+            "'control' must be a string, got integer",
+        ),
+        (
+            documented("A.5.9", extra="review_interval_days = 0"),
+            "documented[1] (A.5.9)",
+            "'review_interval_days' must be a whole number of days from 1 to 3660, got 0",
+        ),
+        (
+            documented("A.5.9", extra="review_interval_days = 36500"),
+            "documented[1] (A.5.9)",
+            "'review_interval_days' must be a whole number of days from 1 to 3660",
+        ),
+        (
+            documented("A.5.9", extra='review_interval_days = "365"'),
+            "documented[1] (A.5.9)",
+            "'review_interval_days' must be a whole number of days from 1 to 3660, got '365'",
+        ),
+        (
+            documented("A.5.9", extra="review_interval_days = true"),
+            "documented[1] (A.5.9)",
+            "'review_interval_days' must be a whole number of days",
+        ),
+        (
+            documented("A.5.9", extra='automated_sufficient = "yes"'),
+            "documented[1] (A.5.9)",
+            "'automated_sufficient' must be true or false, got string",
+        ),
+        (
+            documented("A.8.5", extra="automated_sufficient = true"),
+            "documented[1] (A.8.5)",
+            "automated_sufficient = true needs 'automated_rationale'",
+        ),
+        (
+            documented("A.8.5", extra='automated_rationale = "why"'),
+            "documented[1] (A.8.5)",
+            "'automated_rationale' is only meaningful with automated_sufficient = true",
+        ),
+        (
+            documented("A.8.5", extra="automated_sufficient = false\nautomated_rationale = 'w'"),
+            "documented[1] (A.8.5)",
+            "'automated_rationale' is only meaningful with automated_sufficient = true",
         ),
         ("[meta]\nsource = 3\n", "meta", "'source' must be a string, got integer"),
         ('meta = "acme"\n', "meta", "must be a table, got string"),
@@ -381,7 +492,8 @@ def test_unknown_key_in_meta(tmp_path: Path) -> None:
 def test_wrong_types(tmp_path: Path, body: str, entry: str, reason: str) -> None:
     write(tmp_path, "x.toml", body)
     error = load_error(tmp_path)
-    assert (error.file, error.entry, error.reason) == (str(tmp_path / "x.toml"), entry, reason)
+    assert (error.file, error.entry) == (str(tmp_path / "x.toml"), entry)
+    assert error.reason.startswith(reason), error.reason
 
 
 @pytest.mark.parametrize(
@@ -394,9 +506,14 @@ def test_wrong_types(tmp_path: Path, body: str, entry: str, reason: str) -> None
             "'rationale' must not be empty",
         ),
         (
-            '[[manual]]\ncontrol = "A.5.9"\nexpected_evidence = ""\n',
-            "manual[1]",
+            '[[documented]]\ncontrol = "A.5.9"\nexpected_evidence = ""\n',
+            "documented[1] (A.5.9)",
             "'expected_evidence' must not be empty",
+        ),
+        (
+            documented("A.8.5", extra='automated_sufficient = true\nautomated_rationale = " "'),
+            "documented[1] (A.8.5)",
+            "'automated_rationale' must not be empty",
         ),
         ('[meta]\ndescription = ""\n', "meta", "'description' must not be empty"),
     ],
@@ -435,16 +552,32 @@ def test_malformed_control_id(tmp_path: Path, bad: str) -> None:
     assert "malformed control id" in error.reason
 
 
-def test_malformed_control_id_in_manual(tmp_path: Path) -> None:
-    write(tmp_path, "x.toml", '[[manual]]\ncontrol = "5.9"\nexpected_evidence = "Inventory."\n')
+def test_malformed_control_id_in_documented(tmp_path: Path) -> None:
+    write(tmp_path, "x.toml", documented("5.9", "Inventory."))
     error = load_error(tmp_path)
-    assert (error.entry, "malformed control id '5.9'" in error.reason) == ("manual[1]", True)
+    assert error.entry == "documented[1] (5.9)"
+    assert "malformed control id '5.9'" in error.reason
 
 
-def test_unknown_control_in_manual(tmp_path: Path) -> None:
-    write(tmp_path, "x.toml", '[[manual]]\ncontrol = "A.7.15"\nexpected_evidence = "X."\n')
+def test_unknown_control_in_documented(tmp_path: Path) -> None:
+    write(tmp_path, "x.toml", documented("A.7.15", "X."))
     error = load_error(tmp_path)
-    assert (error.entry, "unknown control A.7.15" in error.reason) == ("manual[1]", True)
+    assert error.entry == "documented[1] (A.7.15)"
+    assert "unknown control A.7.15" in error.reason
+
+
+def test_unknown_key_in_documented(tmp_path: Path) -> None:
+    write(tmp_path, "x.toml", documented("A.7.1", extra="owner = 'me'"))
+    error = load_error(tmp_path)
+    assert error.entry == "documented[1] (A.7.1)"
+    assert error.reason.startswith("unknown key 'owner' (allowed: automated_rationale,")
+
+
+def test_missing_expected_evidence(tmp_path: Path) -> None:
+    write(tmp_path, "x.toml", '[[documented]]\ncontrol = "A.7.1"\n')
+    error = load_error(tmp_path)
+    assert error.entry == "documented[1] (A.7.1)"
+    assert error.reason == "missing key 'expected_evidence'"
 
 
 @pytest.mark.parametrize("bad", ["aws iam.mfa", "aws.iam.mfa!", ".aws.iam", "aws..iam"])
@@ -495,22 +628,73 @@ def test_duplicate_link_across_user_dirs(tmp_path: Path) -> None:
     assert str(tmp_path / "one" / "a.toml") in info.value.reason
 
 
-def test_duplicate_manual_entry_against_builtin(tmp_path: Path) -> None:
-    write(tmp_path, "x.toml", '[[manual]]\ncontrol = "A.7.1"\nexpected_evidence = "Plans."\n')
+def test_duplicate_documented_part_against_builtin(tmp_path: Path) -> None:
+    write(tmp_path, "x.toml", documented("A.7.1", "Plans."))
     error = load_error(tmp_path)
-    assert (error.file, error.entry) == (str(tmp_path / "x.toml"), "manual[1]")
-    assert "duplicate manual entry for A.7.1" in error.reason
-    assert "manual.toml: manual[" in error.reason
+    assert (error.file, error.entry) == (str(tmp_path / "x.toml"), "documented[1] (A.7.1)")
+    assert "duplicate documented part for A.7.1" in error.reason
+    assert "controls.toml: documented[" in error.reason
 
 
-def test_duplicate_manual_entry_in_same_file(tmp_path: Path, builtin: MappingIndex) -> None:
-    free = next(c for c in builtin.catalog if not builtin.is_manual(c))
-    entry = f'[[manual]]\ncontrol = "{free}"\nexpected_evidence = "Records."\n\n'
-    write(tmp_path, "x.toml", entry * 2)
-    error = load_error(tmp_path)
-    assert error.entry == "manual[2]"
-    assert f"duplicate manual entry for {free}" in error.reason
-    assert "manual[1]" in error.reason
+def test_duplicate_documented_part_in_same_file(fake_builtin: Path) -> None:
+    path = fake_builtin / CONTROLS_FILE
+    path.write_text(
+        path.read_text(encoding="utf-8") + "\n" + documented("A.5.9", "Again."), encoding="utf-8"
+    )
+    with pytest.raises(MappingError) as info:
+        load_mappings()
+    assert info.value.file == CONTROLS_FILE
+    assert info.value.entry == "documented[94] (A.5.9)"
+    assert "duplicate documented part for A.5.9" in info.value.reason
+    assert "documented[9] (A.5.9)" in info.value.reason
+
+
+def _drop_documented(root: Path, control: str) -> None:
+    path = root / CONTROLS_FILE
+    text = path.read_text(encoding="utf-8")
+    start = text.index(f'[[documented]]\ncontrol = "{control}"\n')
+    end = text.find("[[documented]]", start + 1)
+    path.write_text(text[:start] + (text[end:] if end != -1 else ""), encoding="utf-8")
+
+
+def test_missing_documented_part_names_the_controls(fake_builtin: Path) -> None:
+    _drop_documented(fake_builtin, "A.8.12")
+    _drop_documented(fake_builtin, "A.5.23")
+    with pytest.raises(MappingError) as info:
+        load_mappings()
+    assert (info.value.file, info.value.entry) == (CONTROLS_FILE, "<file>")
+    assert info.value.reason.startswith("no [[documented]] entry for 2 control(s): A.5.23, A.8.12")
+
+
+def test_user_dir_may_supply_a_missing_documented_part(fake_builtin: Path, tmp_path: Path) -> None:
+    _drop_documented(fake_builtin, "A.8.12")
+    write(tmp_path / "user", "dlp.toml", documented("A.8.12", "Our DLP standard."))
+    index = load_mappings([tmp_path / "user"])
+    assert index.documented("A.8.12").file == str(tmp_path / "user" / "dlp.toml")
+
+
+def test_unreadable_file_does_not_add_spurious_missing_parts(fake_builtin: Path) -> None:
+    (fake_builtin / CONTROLS_FILE).write_text("broken = [\n", encoding="utf-8")
+    errors = validate_mappings()
+    assert [(e.file, e.entry) for e in errors] == [(CONTROLS_FILE, "<file>")]
+    assert "TOML syntax error" in errors[0].reason
+
+
+def test_automated_sufficient_needs_a_linked_check(fake_builtin: Path) -> None:
+    _drop_documented(fake_builtin, "A.8.12")
+    write(
+        fake_builtin,
+        "extra.toml",
+        documented("A.8.12", "DLP.", 'automated_sufficient = true\nautomated_rationale = "r"'),
+    )
+    with pytest.raises(MappingError) as info:
+        load_mappings()
+    assert (info.value.file, info.value.entry) == ("extra.toml", "documented[1] (A.8.12)")
+    assert "no check is linked to A.8.12" in info.value.reason
+    write(fake_builtin, "checks/dlp.toml", link("aws.macie.enabled", "A.8.12"))
+    index = load_mappings()
+    assert index.documented("A.8.12").automated_sufficient
+    assert index.documented("A.8.12").rationale == "r"
 
 
 def test_missing_user_dir(tmp_path: Path) -> None:
@@ -546,11 +730,14 @@ def test_validate_mappings_lists_every_problem(tmp_path: Path, known: set[str]) 
 
 @pytest.fixture
 def fake_builtin(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """A copy of the shipped catalog and manual file, used as the built-in directory."""
+    """A copy of the shipped catalog and documented parts, used as the built-in directory."""
     root = tmp_path / "builtin"
     (root / "catalogs").mkdir(parents=True)
     shutil.copy(builtin_dir() / "catalogs" / "iso27001-2022.toml", root / "catalogs")
-    shutil.copy(builtin_dir() / "manual.toml", root)
+    # The copy has no check files, so no control's automated part can suffice there.
+    text = (builtin_dir() / CONTROLS_FILE).read_text(encoding="utf-8")
+    text = re.sub(r"automated_sufficient = true\nautomated_rationale = .*\n", "", text)
+    (root / CONTROLS_FILE).write_text(text, encoding="utf-8")
     monkeypatch.setattr(loader_module, "builtin_dir", lambda: root)
     return root
 
@@ -560,7 +747,7 @@ def test_builtin_mapping_files_are_discovered(fake_builtin: Path) -> None:
     write(fake_builtin, "crosswalks/soc2.toml", "not a mapping file at all = [")
     write(fake_builtin, "catalogs/other.toml", "nor = [")
     index = load_mappings(known_checks={"aws.iam.root_mfa"})
-    assert index.files == ("catalogs/iso27001-2022.toml", "checks/aws.toml", "manual.toml")
+    assert index.files == ("catalogs/iso27001-2022.toml", "checks/aws.toml", "controls.toml")
     assert index.controls_for("aws.iam.root_mfa") == ("A.8.5",)
     assert index.links[0].file == "checks/aws.toml"
 

@@ -42,7 +42,6 @@ def _catalog_rows() -> list[dict]:
 
     root = builtin_dir()
     catalog = tomllib.loads((root / CATALOG_FILE).read_text(encoding="utf-8"))["control"]
-    manual: set[str] = set()
     automated: set[str] = set()
     for path in sorted(root.rglob("*.toml")):
         if {"catalogs", "crosswalks"} & set(path.relative_to(root).parts[:-1]):
@@ -51,9 +50,6 @@ def _catalog_rows() -> list[dict]:
             doc = tomllib.loads(path.read_text(encoding="utf-8"))
         except (OSError, ValueError):
             continue
-        for item in doc.get("manual", []) if isinstance(doc.get("manual"), list) else []:
-            if isinstance(item, dict) and isinstance(item.get("control"), str):
-                manual.add(item["control"])
         for item in doc.get("link", []) if isinstance(doc.get("link"), list) else []:
             if isinstance(item, dict) and isinstance(item.get("control"), str):
                 automated.add(item["control"])
@@ -63,7 +59,9 @@ def _catalog_rows() -> list[dict]:
             "title": c["title"],
             "theme": c["theme"],
             "position": position,
-            "manual": c["id"] in manual,
+            # Every control declares a documented part (mappings/controls.toml); the
+            # manual ones are those no check is linked to (MappingIndex.is_manual).
+            "manual": c["id"] not in automated,
             "automated": c["id"] in automated,
         }
         for position, c in enumerate(catalog, start=1)
