@@ -10,7 +10,10 @@ Exit codes (documented in README):
       (recorded as ``error`` findings; everything else was stored)
 4     collection *failed* or was aborted for at least one connector
 5     integrity verification failed (``annexa verify``)
-6     database unreachable, or its schema is missing / out of date
+6     database unreachable, or its schema is out of date
+7     no Annexa database there (read commands never create one)
+130   interrupted by SIGINT: the run was sealed ``aborted``
+143   interrupted by SIGTERM: the run was sealed ``aborted``
 ====  ==================================================================
 """
 
@@ -234,7 +237,7 @@ def collect(
             raise CliExit(EXIT_USAGE, str(exc)) from None
         engine = _engine(settings, migrate=True)
         for line in recover(settings, engine):
-            err.print(f"recovered: {line}", highlight=False, markup=False)
+            typer.echo(f"recovered: {line}", err=True)
         _record_decisions(settings, engine, index, decisions)
         with Interrupts("collecting") as stop:
             summaries, spooled = _collect_with_progress(
@@ -247,17 +250,17 @@ def collect(
             if correlation is not None:
                 summaries.append(correlation)
         _print_collection(summaries, fmt)
+        # One line each, never wrapped: scripts and people grep for them.
         for exc in spooled:
-            err.print(f"[bold yellow]database lost[/]: {exc}", highlight=False)
+            typer.echo(f"database lost: {exc}", err=True)
         if stop.interrupted:
             for s in summaries:
                 if s.status == "aborted":
-                    err.print(
+                    typer.echo(
                         f"interrupted ({stop.name}): run {s.run_id} ({s.source}) sealed "
                         f"aborted after {s.counts['evidence_seen']} evidence item(s); "
                         "everything read before the interrupt is stored",
-                        highlight=False,
-                        markup=False,
+                        err=True,
                     )
             raise typer.Exit(stop.exit_code)
         statuses = {s.status for s in summaries}

@@ -54,7 +54,10 @@ def sqlite_path(url: str | URL) -> Path | None:
     parsed = normalise_url(url)
     if parsed.get_backend_name() != "sqlite" or parsed.database in (None, "", ":memory:"):
         return None
-    return Path(parsed.database)
+    db = parsed.database
+    if parsed.query.get("uri") in ("true", "1") and db.startswith("file:"):
+        db = db.removeprefix("file:")  # sqlite:///file:/path/x.db?mode=ro&uri=true
+    return Path(db)
 
 
 def _readonly_sqlite(path: Path, **kwargs: Any) -> Engine:

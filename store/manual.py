@@ -32,6 +32,7 @@ from typing import Any
 from sqlalchemy import Engine
 
 from connectors.records import Evidence, utcnow
+from core.signing import Signer
 from store.views import MANUAL_SOURCE
 from store.writer import RunWriter
 
@@ -97,6 +98,7 @@ def add_manual_evidence(
     config_digest: str,
     agent_version: str,
     catalog: set[str] | None = None,
+    signer: Signer | None = None,
 ) -> ManualAdded:
     """Store ``file`` as evidence for ``control``, valid until ``valid_until``."""
     if catalog is not None and control not in catalog:
@@ -159,6 +161,7 @@ def add_manual_evidence(
         config_digest=config_digest,
         mapping_digest=mapping_digest,
         agent_version=agent_version,
+        signer=signer,
     )
     writer.start()
     try:

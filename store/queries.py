@@ -23,8 +23,8 @@ import heapq
 import json
 import tomllib
 from collections import Counter
-from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 from typing import Any
@@ -48,6 +48,7 @@ CONTROL_STATUSES = (
     "fail",
     "error",
     "stale",
+    "undocumented",
     "excepted",
     "pass",
     "not_applicable",
@@ -605,6 +606,16 @@ class ManualRecord:
     def expired(self, at: datetime) -> bool:
         return self.valid_until <= at
 
+    def within_review(self, interval: timedelta | None) -> ManualRecord:
+        """This record, valid no longer than the control's review interval allows.
+
+        A policy recorded "valid until 2030" still needs its yearly review: the
+        documented part's ``review_interval_days`` caps every record of the control.
+        """
+        if interval is None or self.valid_until <= self.valid_from + interval:
+            return self
+        return replace(self, valid_until=self.valid_from + interval)
+
     def as_dict(self) -> dict[str, Any]:
         return {
             "control": self.control,
@@ -680,28 +691,44 @@ def combine_status(
     manual_expired: int,
     manual_control: bool,
     has_checks: bool,
+    automated_sufficient: bool = False,
 ) -> str:
     """The one rule that turns a control's inputs into its status.
 
-    ``counts`` are the *effective* statuses of its findings in force (a failure
-    covered by an active exception counts as ``excepted``). Precedence:
-    ``fail`` > ``error`` > ``stale`` > ``excepted`` > ``pass`` > ``not_applicable`` >
-    ``manual``/``no_evidence``. Valid manual evidence counts as a pass; manual evidence
-    that expired without a valid successor makes the control ``stale``.
+    A control has two parts: the automated part (its checks' findings) and the
+    documented part (a recorded document, e.g. a policy or a test record — manual
+    evidence). ``counts`` are the *effective* statuses of its findings in force (a
+    failure covered by an active exception counts as ``excepted``). Precedence:
+    ``fail`` > ``error`` > ``stale`` > ``undocumented`` > ``excepted`` > ``pass`` >
+    ``not_applicable`` > ``manual``/``no_evidence``.
+
+    * A control with checks is ``pass`` only when they pass *and* a valid document is
+      recorded — unless its mapping declares the automated part sufficient. Passing
+      checks without it: ``undocumented``. A document without passing checks is not
+      a pass: the automated part has no evidence (``no_evidence``).
+    * A control no check can evidence (``manual_control``) passes on a valid document;
+      an expired one without a successor makes it ``stale``.
     """
     if counts.get("fail"):
         return "fail"
     if counts.get("error"):
         return "error"
-    if (counts.get("pass") and stale_pass) or (manual_expired and not manual_valid):
-        return "stale"
-    if counts.get("excepted"):
-        return "excepted"
-    if counts.get("pass") or manual_valid:
-        return "pass"
+    automated = has_checks and bool(counts.get("pass") or counts.get("excepted"))
+    if automated:
+        if counts.get("pass") and stale_pass:
+            return "stale"
+        if not automated_sufficient and not manual_valid:
+            return "undocumented"
+        return "excepted" if counts.get("excepted") else "pass"
     if counts.get("not_applicable"):
         return "not_applicable"
-    return "manual" if manual_control and not has_checks else "no_evidence"
+    if has_checks:
+        return "no_evidence"
+    if manual_expired and not manual_valid:
+        return "stale"
+    if manual_valid:
+        return "pass"
+    return "manual" if manual_control else "no_evidence"
 
 
 @dataclass
@@ -720,6 +747,9 @@ class ControlStatus:
     manual_evidence: list[dict[str, Any]] = field(default_factory=list)
     last_confirmed: datetime | None = None
     evidence_items: int = 0
+    #: The documented part: ``valid``, ``missing``, ``expired`` or ``not_required``.
+    document: str = "missing"
+    explanation: str = ""
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -727,6 +757,8 @@ class ControlStatus:
             "title": self.title,
             "theme": self.theme,
             "status": self.status,
+            "explanation": self.explanation,
+            "document": self.document,
             "checks": list(self.checks),
             "manual": self.manual,
             "expected_evidence": self.expected_evidence,
@@ -819,9 +851,11 @@ def control_statuses(
     for cid, control in index.catalog.items():
         checks = index.checks_for(cid)
         is_manual = index.is_manual(cid)
-        expected = index.documented(cid).expected_evidence
+        part = index.documented(cid)
+        expected = part.expected_evidence
         a = acc.get(cid) or _Acc()
-        recs = by_control.get(cid, [])
+        recs = [_within_review(r, index) for r in by_control.get(cid, [])]
+        recs = [r for r in recs if r is not None]
         valid = [r for r in recs if r.valid(at)]
         expired = [r for r in recs if r.expired(at)]
         stale_pass = a.unconfirmed_pass or (
@@ -834,6 +868,11 @@ def control_statuses(
             manual_expired=len(expired),
             manual_control=is_manual,
             has_checks=bool(checks),
+            automated_sufficient=part.automated_sufficient,
+        )
+        document = (
+            "valid" if valid else "not_required" if part.automated_sufficient and checks
+            else "expired" if expired else "missing"
         )
         counts = dict(sorted(a.counts.items()))
         if valid:
@@ -860,9 +899,64 @@ def control_statuses(
                 ],
                 last_confirmed=a.last_confirmed,
                 evidence_items=len(a.evidence) + len(valid),
+                document=document,
+                explanation=explain(status, cid, document, a.counts, expired, part),
             )
         )
     return out
+
+
+def _within_review(rec: ManualRecord | None, index: Any) -> ManualRecord | None:
+    if rec is None or rec.control not in index.catalog:
+        return rec
+    return rec.within_review(index.documented(rec.control).review_interval)
+
+
+def explain(
+    status: str,
+    control: str,
+    document: str,
+    counts: Mapping[str, int],
+    expired: Sequence[ManualRecord],
+    part: Any,
+) -> str:
+    """One sentence saying why a control has its status and what would change it."""
+    record = f"`annexa evidence add --control {control} --file …`"
+    if status == "undocumented":
+        why = (
+            f"its document expired on {max(r.valid_until for r in expired):%Y-%m-%d}"
+            if document == "expired" and expired
+            else "no valid document is recorded"
+        )
+        return (
+            f"checks pass, but {why}; expected: {part.expected_evidence} Record it with "
+            f"{record}"
+        )
+    if status == "pass":
+        if document == "not_required":
+            return f"checks pass; the checks alone evidence it: {part.rationale}"
+        return "checks pass and a valid document is recorded" if counts else (
+            "a valid document is recorded (no check can evidence this control)"
+        )
+    if status == "excepted":
+        return "failures are covered by recorded exceptions; the rest passes"
+    if status == "fail":
+        return f"{counts.get('fail', 0)} finding(s) fail"
+    if status == "error":
+        return f"{counts.get('error', 0)} check(s) could not be evaluated (read errors)"
+    if status == "stale":
+        return (
+            "its document expired without a successor" if not counts
+            else "a passing check's source was not read cleanly within the freshness window"
+        )
+    if status == "no_evidence":
+        return (
+            "no finding of its checks is in force (no configured source evidences it)"
+            + ("; a document alone is half of it" if document == "valid" else "")
+        )
+    if status == "manual":
+        return f"no check can evidence it: record {part.expected_evidence} with {record}"
+    return "every finding is not applicable"
 
 
 # -- control history over a period --------------------------------------------------------
@@ -1072,6 +1166,7 @@ class _Replay:
             manual_expired=sum(1 for r in recs if r.expired(t)),
             manual_control=self.index.is_manual(cid),
             has_checks=bool(self.index.checks_for(cid)),
+            automated_sufficient=self.index.documented(cid).automated_sufficient,
         )
 
 
@@ -1109,7 +1204,9 @@ def control_timelines(
                 or set(f["controls"]) & rp.controls
             ):
                 rp.apply_finding(f, start)
-        mhist = manual_history(conn)
+        mhist = [
+            (t, key, _within_review(rec, index)) for t, key, rec in manual_history(conn)
+        ]
         for t, key, rec in mhist:
             if t <= start:
                 rp.apply_manual(key, rec)

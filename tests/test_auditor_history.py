@@ -84,6 +84,16 @@ def build_history(engine: Engine, index: MappingIndex, tmp_path: Path) -> Histor
     script needs no sleeping and no assumption on how long a run takes.
     """
     h = History()
+    # The documented part of A.8.24 (a cryptography policy), valid throughout: the
+    # control then passes when its checks do (two-part status).
+    crypto = tmp_path / "crypto-policy.pdf"
+    crypto.write_bytes(b"%PDF-1.4 cryptography policy\n")
+    add_manual_evidence(
+        engine, control=CONTROL, file=crypto, valid_until=utcnow() + timedelta(days=300),
+        note="cryptography policy", added_by="alice", mapping_digest=index.digest,
+        config_digest="c" * 64, agent_version="test",
+        valid_from=utcnow() - timedelta(seconds=1),
+    )
     h.start = instant()
     run(engine, index, {"logs": "pass", "legacy-export-1": "pass", "old": "pass"})
     h.instants["all_pass"] = instant()
@@ -189,9 +199,11 @@ def test_stale_when_units_not_read_within_freshness(engine: Engine, index: Mappi
     fresh = {c.id: c.status for c in control_statuses(engine, index, t, timedelta(days=1))}
     later = t + timedelta(days=2)
     old = {c.id: c.status for c in control_statuses(engine, index, later, timedelta(days=1))}
-    assert fresh[CONTROL] == "pass" and old[CONTROL] == "stale"
+    # No cryptography policy recorded: passing checks are "undocumented"; once their
+    # source is no longer read, "stale" outranks it.
+    assert fresh[CONTROL] == "undocumented" and old[CONTROL] == "stale"
     tl = control_timelines(engine, index, t, later, timedelta(days=1), controls=[CONTROL])
     changes = tl[CONTROL].changes
-    assert [s for _, s in changes] == ["pass", "stale"]
+    assert [s for _, s in changes] == ["undocumented", "stale"]
     assert changes[1][0] - t < timedelta(days=1, seconds=1)
     assert datetime(2000, 1, 1, tzinfo=UTC) < changes[1][0]

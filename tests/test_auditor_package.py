@@ -91,7 +91,8 @@ def test_package_contents_and_oscal_validate(
     pkg, _ = package
     check = verify_package(pkg)
     assert check.ok, check.problems
-    assert check.runs_recomputed == 4  # 3 collections + the manual evidence run
+    # 3 collections + the two manual evidence runs (cryptography policy, ISMS policy)
+    assert check.runs_recomputed == 5
     with zipfile.ZipFile(pkg) as zf:
         names = set(zf.namelist())
     for expected in ("manifest.json", "runs.json", "evidence.csv", "evidence.jsonl",
@@ -99,7 +100,7 @@ def test_package_contents_and_oscal_validate(
                      "exceptions.json", "oscal/assessment-results.json", "report.html"):
         assert expected in names
     manual = [n for n in names if n.startswith("manual/")]
-    assert len(manual) == 1 and manual[0].endswith("/policy.pdf")
+    assert sorted(m.rsplit("/", 1)[1] for m in manual) == ["crypto-policy.pdf", "policy.pdf"]
     assert read(pkg, manual[0]).startswith(b"%PDF-1.4")
 
     doc = json.loads(read(pkg, "oscal/assessment-results.json"))
@@ -108,7 +109,7 @@ def test_package_contents_and_oscal_validate(
     ar = doc["assessment-results"]
     assert ar["metadata"]["oscal-version"] == "1.0.6"
     results = ar["results"]
-    assert len(results) == 5  # 4 runs + the control verdicts
+    assert len(results) == 6  # 5 runs + the control verdicts
     observations = [o for r in results for o in r.get("observations", [])]
     assert observations and all("collected" in o for o in observations)
     hashes = {
@@ -219,8 +220,10 @@ def test_tampered_stored_rows_are_named(
     assert verify(engine).ok
     assert verify_package(pkg, engine=engine).ok
     with engine.connect() as conn:
+        # The ISMS policy's run (the later of the two manual evidence runs).
         run_id, digest = conn.execute(text(
-            "SELECT id, digest FROM runs WHERE source = '@manual'"
+            "SELECT id, digest FROM runs WHERE source = '@manual' "
+            "ORDER BY finished_at DESC LIMIT 1"
         )).one()
     # Rewrite the manual record's note: `verify` names the run and the item.
     _tamper_db(

@@ -68,6 +68,22 @@ def collect(engine: Engine, index: MappingIndex, records: list, db_url: str = "x
     return run_connector(settings, settings.connectors[0], engine, index)
 
 
+def documented(
+    engine: Engine, index: MappingIndex, tmp_path: Path, control: str, signer: Signer
+) -> None:
+    """Record the control's documented part (its policy), valid for a month."""
+    from store.manual import add_manual_evidence
+
+    doc = tmp_path / f"{control}-policy.pdf"
+    doc.write_bytes(b"%PDF-1.4 policy\n")
+    now = datetime.now(UTC)
+    add_manual_evidence(
+        engine, control=control, file=doc, valid_from=now - timedelta(seconds=1),
+        valid_until=now + timedelta(days=30), mapping_digest=index.digest,
+        config_digest="c" * 64, agent_version="t", added_by="alice", signer=signer,
+    )
+
+
 def statuses(engine: Engine, index: MappingIndex, at: datetime | None = None, **kw) -> dict:
     return {c.id: c.status for c in control_statuses(engine, index, at, **kw)
             if c.id in ("A.8.5", "A.8.24")}
@@ -148,8 +164,9 @@ def test_rows_under_a_running_run_are_not_evidence(engine, index, signer):
 
 
 def test_a_run_sealed_by_someone_without_the_key_fails_trusted_verification(
-    engine, index, signer
+    engine, index, signer, tmp_path
 ):
+    documented(engine, index, tmp_path, "A.8.24", signer)
     first = collect(engine, index, FAILING)
     assert first.key_id == signer.key_id
     # The attacker drives the store's own writer: only the INSERTs and the seal UPDATE
@@ -309,6 +326,7 @@ def test_genuine_retention_is_signed_and_verifies(engine, index, db_url, signer)
 def test_a_backdated_exception_never_changes_an_earlier_answer(
     engine, index, db_url, signer, tmp_path
 ):
+    documented(engine, index, tmp_path, "A.8.24", signer)
     collect(engine, index, FAILING, db_url)
     before_recording = datetime.now(UTC)
     month_ago = (before_recording - timedelta(days=30)).date().isoformat()

@@ -474,6 +474,7 @@ def evidence_add(
                 config_digest=settings.digest(),
                 agent_version=_agent_version(),
                 catalog=set(index.catalog),
+                signer=settings.signer(),
             )
         except ManualEvidenceError as exc:
             raise CliExit(EXIT_USAGE, str(exc)) from None
