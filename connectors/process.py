@@ -540,7 +540,12 @@ def approved_before_implemented(payload: Mapping[str, Any], _params: Mapping[str
     if impl is None:
         return not_applicable(f"{_key(payload)} is not implemented yet")
     if appr is None:
-        return failed(f"{_key(payload)} was implemented at {impl} without any recorded approval")
+        discounted = d.get("discounted_approvals") or []
+        why = "; ".join(f"{(x.get('by') or {}).get('id')}: {x.get('reason')}" for x in discounted)
+        extra = f" (approvals not counted: {why})" if why else ""
+        return failed(
+            f"{_key(payload)} was implemented at {impl} without any recorded approval{extra}"
+        )
     if parse_ts(appr) > parse_ts(impl):
         return failed(
             f"{_key(payload)} was approved at {appr} by {_names(d.get('approved_by') or [])}, "

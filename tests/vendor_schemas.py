@@ -61,8 +61,11 @@ def _openapi_node(node: Any, dispatching: set[str]) -> Any:
     return out
 
 
-def openapi_schema(vendor: str, name: str, *, array: bool = False) -> dict[str, Any]:
-    """The JSON Schema of component ``name`` of an OpenAPI excerpt (``array``: a list)."""
+def openapi_schema(
+    vendor: str, name: str, *, array: bool = False, list_key: str | None = None
+) -> dict[str, Any]:
+    """The JSON Schema of component ``name`` of an OpenAPI excerpt: one object, a list
+    (``array``), or GitHub's wrapped list ``{"total_count", list_key: [...]}``."""
     schemas = _excerpt(vendor)["schemas"]
     dispatching = {n for n, s in schemas.items() if (s.get("discriminator") or {}).get("mapping")}
     defs: dict[str, Any] = {n: _openapi_node(s, dispatching) for n, s in schemas.items()}
@@ -88,6 +91,15 @@ def openapi_schema(vendor: str, name: str, *, array: bool = False) -> dict[str, 
         defs[f"{base}{_DISPATCH}"] = {"allOf": [{"$ref": f"#/$defs/{base}"}, *branches]}
     ref = f"#/$defs/{name}{_DISPATCH if name in dispatching else ''}"
     root: dict[str, Any] = {"type": "array", "items": {"$ref": ref}} if array else {"$ref": ref}
+    if list_key:
+        root = {
+            "type": "object",
+            "required": ["total_count", list_key],
+            "properties": {
+                "total_count": {"type": "integer"},
+                list_key: {"type": "array", "items": {"$ref": ref}},
+            },
+        }
     return {"$schema": "https://json-schema.org/draft/2020-12/schema", **root, "$defs": defs}
 
 

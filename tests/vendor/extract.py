@@ -45,6 +45,7 @@ OPENAPI_SETS: dict[str, tuple[list[str], dict[str, set[str]]]] = {
     "github": (
         [
             "pull-request",
+            "pull-request-simple",
             "pull-request-review",
             "check-run",
             "combined-commit-status",
@@ -66,12 +67,13 @@ OPENAPI_SETS: dict[str, tuple[list[str], dict[str, set[str]]]] = {
 }
 
 
-def _strip(node: Any) -> Any:
+def _strip(node: Any, *, names: bool = False) -> Any:
+    """Drop documentation keys; ``names``: ``node`` maps property names (all kept)."""
     if isinstance(node, dict):
         return {
-            k: _strip(v)
+            k: _strip(v, names=(k == "properties" and not names))
             for k, v in node.items()
-            if k not in _DROP and not (isinstance(k, str) and k.startswith("x-"))
+            if names or (k not in _DROP and not (isinstance(k, str) and k.startswith("x-")))
         }
     if isinstance(node, list):
         return [_strip(v) for v in node]
