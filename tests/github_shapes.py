@@ -623,3 +623,41 @@ def rule_required_checks(ruleset_id: int, source: str, contexts: list[str]) -> d
         },
         **_ruleset(ruleset_id, source),
     }
+
+
+# --------------------------------------------------------------------------- code scanning
+
+
+def code_scanning_default_setup(configured: bool) -> dict[str, Any]:
+    """``code-scanning-default-setup`` (``GET /repos/{o}/{r}/code-scanning/default-setup``)."""
+    return {
+        "state": "configured" if configured else "not-configured",
+        "languages": ["python"] if configured else [],
+        "runner_type": "standard" if configured else None,
+        "runner_label": None,
+        "query_suite": "default",
+        "threat_model": "remote",
+        "updated_at": ts(30) if configured else None,
+        "schedule": "weekly" if configured else None,
+    }
+
+
+def code_scanning_analysis(full_name: str, aid: int, tool: str = "Semgrep") -> dict[str, Any]:
+    """``code-scanning-analysis`` (``GET /repos/{o}/{r}/code-scanning/analyses`` items)."""
+    return {
+        "ref": "refs/heads/main",
+        "commit_sha": "d" * 40,
+        "analysis_key": ".github/workflows/semgrep.yml:scan",
+        "environment": "{}",
+        "category": ".github/workflows/semgrep.yml:scan",
+        "error": "",
+        "created_at": ts(1),
+        "results_count": 3,
+        "rules_count": 120,
+        "id": aid,
+        "url": f"{API}/repos/{full_name}/code-scanning/analyses/{aid}",
+        "sarif_id": "6c81cd8e-b078-4ac3-a3be-1dad7dbd0b53",
+        "tool": {"name": tool, "guid": None, "version": "1.90.0"},
+        "deletable": True,
+        "warning": "",
+    }

@@ -59,6 +59,7 @@ OPENAPI_SETS: dict[str, tuple[list[str], dict[str, set[str]]]] = {
             "code-scanning-organization-alert-items",
             "organization-secret-scanning-alert",
             "code-scanning-default-setup",
+            "code-scanning-analysis",
             "branch-protection",
             "protected-branch-required-status-check",
         ],
