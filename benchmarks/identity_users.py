@@ -220,13 +220,16 @@ def github_org(n: int, throttle: float) -> tuple[FakeOrg, int]:
     no_2fa = [m for i, m in enumerate(members) if i % 20 == 5]
     minimum += 2 * listing(f"{base}/members", {"role": "admin"}, owners)  # org + member units
     minimum += listing(f"{base}/members", {"filter": "2fa_disabled"}, no_2fa)
+    minimum += listing(f"{base}/members", {"filter": "2fa_insecure"}, [])
     minimum += listing(f"{base}/members", {}, members)
     minimum += listing(f"{base}/outside_collaborators", {"filter": "2fa_disabled"}, [])
+    minimum += listing(f"{base}/outside_collaborators", {"filter": "2fa_insecure"}, [])
     minimum += listing(f"{base}/outside_collaborators", {}, [])
     minimum += listing(f"{base}/repos", {"type": "all"}, [])
-    org.json(_qs(f"{base}/dependabot/alerts?state=open&severity=critical,high&per_page=100"), [])
+    org.json(_qs(f"{base}/dependabot/alerts?state=open&per_page=100"), [])
+    org.json(_qs(f"{base}/code-scanning/alerts?state=open&per_page=100"), [])
     org.json(_qs(f"{base}/secret-scanning/alerts?state=open&per_page=100"), [])
-    minimum += 2
+    minimum += 3
     return org, minimum
 
 

@@ -11,7 +11,8 @@ A process (one per kind per connector instance) is declared in the connector's o
 
     [[connectors.options.processes]]
     kind = "change"                       # change | emergency_change | incident |
-                                          # vulnerability | access_review | leaver
+                                          # vulnerability | access_review | leaver |
+                                          # dr_test | internal_audit | nonconformity
     jql = "project = CHG"                 # (Jira) / table + query (ServiceNow) / repos (GitHub)
     approved_states = ["Approved"]        # entering one of these states = approved
     implemented_states = ["Done"]         # … = implemented (deployed)
@@ -36,7 +37,8 @@ declared thresholds; checks compare them with the clock when they are evaluated.
 
 Each population also gets one summary evidence (``<prefix>.<kind>.population``): how
 many items passed/failed each check and, for access reviews, which periods had a
-completed review — judged by ``<prefix>.access_review.every_period``.
+completed review — judged by ``<prefix>.access_review.every_period`` (likewise DR tests
+and internal audits: ``<prefix>.dr_test.every_period``, ``<prefix>.internal_audit.…``).
 """
 
 from __future__ import annotations
@@ -66,8 +68,27 @@ log = structlog.get_logger("annexa.connectors.process")
 #: Ticketing systems are global services: every unit is in this region.
 GLOBAL = "global"
 
-Kind = Literal["change", "emergency_change", "incident", "vulnerability", "access_review", "leaver"]
+Kind = Literal[
+    "change",
+    "emergency_change",
+    "incident",
+    "vulnerability",
+    "access_review",
+    "leaver",
+    "dr_test",
+    "internal_audit",
+    "nonconformity",
+]
 KINDS: tuple[str, ...] = get_args(Kind)
+#: Kinds that must happen in every review period (the population summary lists the
+#: periods and ``every_period`` judges them): what each completed item is called.
+PERIODIC_KINDS: dict[str, str] = {
+    "access_review": "access review",
+    "dr_test": "disaster-recovery / continuity test",
+    "internal_audit": "internal audit",
+}
+#: Kinds whose items are judged against a resolution deadline set by their severity.
+SEVERITY_KINDS = frozenset({"incident", "vulnerability", "nonconformity"})
 ReviewPeriod = Literal["monthly", "quarterly", "semiannual", "annual"]
 _PERIOD_MONTHS = {"monthly": 1, "quarterly": 3, "semiannual": 6, "annual": 12}
 
@@ -236,14 +257,21 @@ class ProcessBase(BaseModel):
                 "vulnerability": ["resolved_states"],
                 "access_review": ["resolved_states"],
                 "leaver": ["resolved_states"],
+                "dr_test": ["resolved_states"],
+                "internal_audit": ["resolved_states"],
+                "nonconformity": ["resolved_states"],
             }[k]
             if k == "emergency_change" and not (self.reviewed_states or self.approved_states):
                 need.append("reviewed_states")
-        if k in ("incident", "vulnerability"):
+        if k in SEVERITY_KINDS:
             need += ["severity_field", "sla_days"]
-        if k == "access_review":
+        if k in PERIODIC_KINDS:
             need += ["review_period", "periods_from"]
-        if k == "leaver" and not self.sla_days and self.close_within_days is None:
+        if (
+            k in ("leaver", "dr_test", "internal_audit")
+            and not self.sla_days
+            and self.close_within_days is None
+        ):
             need.append("close_within_days")
         return need
 
@@ -540,7 +568,12 @@ def approved_before_implemented(payload: Mapping[str, Any], _params: Mapping[str
     if impl is None:
         return not_applicable(f"{_key(payload)} is not implemented yet")
     if appr is None:
-        return failed(f"{_key(payload)} was implemented at {impl} without any recorded approval")
+        discounted = d.get("discounted_approvals") or []
+        why = "; ".join(f"{(x.get('by') or {}).get('id')}: {x.get('reason')}" for x in discounted)
+        extra = f" (approvals not counted: {why})" if why else ""
+        return failed(
+            f"{_key(payload)} was implemented at {impl} without any recorded approval{extra}"
+        )
     if parse_ts(appr) > parse_ts(impl):
         return failed(
             f"{_key(payload)} was approved at {appr} by {_names(d.get('approved_by') or [])}, "
@@ -598,7 +631,7 @@ def _within(payload: Mapping[str, Any], done_key: str, due_key: str, what: str) 
     if due is None:
         if what == "acknowledgement":
             return not_applicable(f"{key}: no acknowledgement SLA for severity {severity!r}")
-        if d.get("kind") in ("incident", "vulnerability") and not severity:
+        if d.get("kind") in SEVERITY_KINDS and not severity:
             return failed(f"{key} has no severity, so no resolution deadline can apply")
         raise EvidenceMissing(f"no SLA is declared for severity {severity!r}")
     done = d.get(done_key)
@@ -642,7 +675,9 @@ def post_incident_review(payload: Mapping[str, Any], _params: Mapping[str, Any])
 
 
 def every_period(payload: Mapping[str, Any], _params: Mapping[str, Any]) -> Verdict:
-    """A.5.18: a completed access review in every elapsed review period."""
+    """A.5.18 / A.5.30 / A.5.35: a completed item (access review, DR test, internal
+    audit) in every elapsed review period."""
+    what = PERIODIC_KINDS.get(str(payload.get("process")), "review")
     periods = payload.get("periods")
     if not isinstance(periods, list):
         raise EvidenceMissing("the population summary has no review periods")
@@ -652,11 +687,11 @@ def every_period(payload: Mapping[str, Any], _params: Mapping[str, Any]) -> Verd
     missing = [p["period"] for p in judged if p.get("status") == "missing"]
     if missing:
         return failed(
-            f"no access review completed in {', '.join(missing)} "
+            f"no {what} completed in {', '.join(missing)} "
             f"({len(judged) - len(missing)} of {len(judged)} periods covered)"
         )
     return passed(
-        f"an access review was completed in each of {len(judged)} periods "
+        f"a {what} was completed in each of {len(judged)} periods "
         f"({judged[0]['period']} to {judged[-1]['period']})"
     )
 
@@ -672,6 +707,9 @@ _ITEM_CHECKS: tuple[tuple[str, str, Callable[..., Verdict], str], ...] = (
     ("incident", "post_incident_review", post_incident_review, "medium"),
     ("vulnerability", "closed_within_sla", resolved_within_sla, "high"),
     ("leaver", "closed_within_sla", resolved_within_sla, "high"),
+    ("dr_test", "closed_within_sla", resolved_within_sla, "medium"),
+    ("internal_audit", "closed_within_sla", resolved_within_sla, "medium"),
+    ("nonconformity", "closed_within_sla", resolved_within_sla, "high"),
 )
 
 _TEXT: dict[str, tuple[str, str, str]] = {
@@ -715,6 +753,55 @@ _TEXT: dict[str, tuple[str, str, str]] = {
         "Remediation deadlines by severity bound how long the exposure lasts.",
         "Track open items against their deadline and escalate before it passes.",
     ),
+    # Kind-specific texts ("kind.name") take precedence over the generic ones.
+    "dr_test.closed_within_sla": (
+        "Disaster-recovery / continuity test completed by its due date",
+        "ICT continuity plans must be tested to show they work; a scheduled DR test that "
+        "is not carried out and closed by its due date leaves readiness unverified.",
+        "Run the scheduled test, record its results and close the {noun}; reschedule "
+        "with a documented reason rather than letting it lapse.",
+    ),
+    "internal_audit.closed_within_sla": (
+        "Internal audit completed by its due date",
+        "Internal audits and independent reviews must be carried out at planned "
+        "intervals; an audit that overruns its schedule leaves the programme incomplete.",
+        "Complete the audit and its report, or re-plan it formally in the audit programme.",
+    ),
+    "nonconformity.closed_within_sla": (
+        "Nonconformity corrected within the deadline of its severity",
+        "Nonconformities must be reacted to, corrected and their causes addressed "
+        "(ISO/IEC 27001 clause 10.2); a deadline per severity bounds how long a known "
+        "control failure persists.",
+        "Take the corrective action, verify its effectiveness and close the {noun}; "
+        "escalate those approaching their deadline.",
+    ),
+}
+
+_EVERY_PERIOD_TEXT: dict[str, tuple[str, str, str, str]] = {
+    # kind: (title, rationale, remediation, severity)
+    "access_review": (
+        "an access review was completed in every review period",
+        "Access rights must be reviewed at planned intervals; a period without a completed "
+        "review is a gap in the control.",
+        "Complete (and record) an access review in every period; a late review does not "
+        "cover the missed period.",
+        "high",
+    ),
+    "dr_test": (
+        "a disaster-recovery / continuity test was completed in every period",
+        "Information security continuity and ICT readiness must be verified by tests at "
+        "planned intervals; a period without a completed DR test leaves recovery unproven.",
+        "Schedule DR/continuity tests in every period and close their tickets with results; "
+        "a later test does not cover the missed period.",
+        "high",
+    ),
+    "internal_audit": (
+        "an internal audit was completed in every period",
+        "The approach to information security must be independently reviewed at planned "
+        "intervals (internal audit programme); a period without a completed audit is a gap.",
+        "Complete an internal audit in every period of the audit programme and record it.",
+        "high",
+    ),
 }
 
 
@@ -729,7 +816,8 @@ def register_process_checks(
     """Register the per-item and population checks of ``kinds`` for one source.
 
     Check ids are ``{prefix}.{kind}.{name}``; they judge evidence of type
-    ``{prefix}.{kind}.{item}`` (and ``{prefix}.access_review.population``).
+    ``{prefix}.{kind}.{item}`` (and ``{prefix}.{kind}.population`` for the kinds of
+    :data:`PERIODIC_KINDS`).
     """
     wanted = set(kinds)
     noun = item.replace("_", " ")
@@ -737,7 +825,7 @@ def register_process_checks(
     for kind, name, func, severity in _ITEM_CHECKS:
         if kind not in wanted:
             continue
-        title, rationale, remediation = _TEXT[name]
+        title, rationale, remediation = _TEXT.get(f"{kind}.{name}") or _TEXT[name]
         cid = f"{prefix}.{kind}.{name}"
         check(
             id=cid,
@@ -745,21 +833,22 @@ def register_process_checks(
             severity=severity,  # type: ignore[arg-type]
             resource_type=f"{prefix}.{kind}.{item}",
             rationale=rationale.format(noun=noun),
-            remediation=remediation,
+            remediation=remediation.format(noun=noun),
             registry=registry,
         )(func)
         specs.append(registry.get(cid))
-    if "access_review" in wanted:
-        cid = f"{prefix}.access_review.every_period"
+    for kind in PERIODIC_KINDS:
+        if kind not in wanted:
+            continue
+        title, rationale, remediation, severity = _EVERY_PERIOD_TEXT[kind]
+        cid = f"{prefix}.{kind}.every_period"
         check(
             id=cid,
-            title=f"{source_label}: an access review was completed in every review period",
-            severity="high",
-            resource_type=f"{prefix}.access_review.population",
-            rationale="Access rights must be reviewed at planned intervals; a period without "
-            "a completed review is a gap in the control.",
-            remediation="Complete (and record) an access review in every period; a late review "
-            "does not cover the missed period.",
+            title=f"{source_label}: {title}",
+            severity=severity,  # type: ignore[arg-type]
+            resource_type=f"{prefix}.{kind}.population",
+            rationale=rationale,
+            remediation=remediation,
             registry=registry,
         )(every_period)
         specs.append(registry.get(cid))
@@ -793,7 +882,7 @@ class PopulationSummary:
         }
         self.failing: dict[str, list[str]] = {s.id: [] for s in self.checks}
         self.periods: dict[str, dict[str, Any]] = {}
-        if process.kind == "access_review" and process.review_period and process.periods_from:
+        if process.kind in PERIODIC_KINDS and process.review_period and process.periods_from:
             for start, end, label in periods_between(
                 process.periods_from, self.now.date(), process.review_period
             ):
@@ -833,7 +922,7 @@ class PopulationSummary:
                 for cid in sorted(self.counts)
             },
         }
-        if self.process.kind == "access_review":
+        if self.process.kind in PERIODIC_KINDS:
             periods = []
             for slot in self.periods.values():
                 if slot["reviews"]:

@@ -1,14 +1,19 @@
 """The Entra ID connector against a fake Microsoft Graph served by pytest-httpserver.
 
-The fake answers with Graph's shapes (``value`` + ``@odata.nextLink`` with a
-``$skiptoken``, users with ``signInActivity``, ``userRegistrationDetails`` rows,
-``directoryRoles`` and their mixed-type members, Conditional Access policies, the
-security-defaults policy, ``{"error": {"code", "message", "innerError"}}`` bodies), caps
-page sizes server-side as Graph does, refuses ``signInActivity`` to a tenant without a
-premium licence, and injects faults per path (429 + Retry-After, 5xx bursts, malformed
-JSON, pagination loops). Most tests authenticate with a static credential (any object
-with ``get_token``); one runs the real azure-identity ``ClientSecretCredential`` against
-a TLS token endpoint, with Graph itself over TLS, through the run engine into the store.
+Shapes follow Microsoft Graph v1.0 metadata (microsoftgraph/msgraph-metadata
+``schemas/v1.0-Prod.csdl``: ``user`` with ``signInActivity``, ``userRegistrationDetails``,
+``directoryRole``, ``conditionalAccessPolicy`` with every ``conditionalAccessConditionSet``
+and ``conditionalAccessGrantControls`` property, ``authenticationStrengthPolicy``,
+``identitySecurityDefaultsEnforcementPolicy``); ``test_fake_responses_match_graph_metadata``
+validates every body served against the excerpt in tests/vendor/graph. Pages are
+``value`` + ``@odata.nextLink`` with a ``$skiptoken``, errors
+``{"error": {"code", "message", "innerError"}}``; the fake caps page sizes server-side
+as Graph does, refuses ``signInActivity`` to a tenant without a premium licence, and
+injects faults per path (429 + Retry-After, 5xx bursts, malformed JSON, pagination
+loops). Most tests authenticate with a static credential (any object with
+``get_token``); the real-shape tests run the real azure-identity
+``ClientSecretCredential`` against a TLS token endpoint, with Graph itself over TLS,
+through the run engine.
 """
 
 from __future__ import annotations
@@ -37,6 +42,8 @@ from connectors.entra import EntraConnector, EntraOptions
 from connectors.entra.roles import GLOBAL_ADMINISTRATOR
 from connectors.http import HttpOptions
 from connectors.records import Coverage, Evidence, Finding, Record, service_of
+from tests.engine_run import run_engine
+from tests.vendor_schemas import assert_valid, graph_schema
 
 pytestmark = pytest.mark.clock
 
@@ -80,7 +87,13 @@ def graph_user(
     last: float | None = 2,
     created: float = 400,
     pending: float | None = None,
+    last_attempt: float | None = None,
+    last_success: float | str | None = "same",
 ) -> dict[str, Any]:
+    """A ``user`` with the selected properties. ``signInActivity`` follows Graph's
+    ``signInActivity`` type: ``last`` sets every timestamp alike, ``last_attempt`` the
+    interactive and non-interactive *attempts* (successful or not), ``last_success`` the
+    ``lastSuccessfulSignInDateTime`` (None: no success recorded)."""
     user: dict[str, Any] = {
         "id": uid,
         "displayName": upn.split("@")[0].title(),
@@ -98,14 +111,18 @@ def graph_user(
     if guest:
         user["externalUserState"] = "PendingAcceptance" if pending is not None else "Accepted"
         user["externalUserStateChangeDateTime"] = ts(pending if pending is not None else created)
-    if last is not None:
+    attempt = last_attempt if last_attempt is not None else last
+    success = last if last_success == "same" else last_success
+    if attempt is not None or success is not None:
         user["signInActivity"] = {
-            "lastSignInDateTime": ts(last),
+            "lastSignInDateTime": ts(attempt) if attempt is not None else None,
             "lastSignInRequestId": "c7df2760-2c81-4ef7-b578-5b5392b571df",
-            "lastNonInteractiveSignInDateTime": ts(last),
+            "lastNonInteractiveSignInDateTime": ts(attempt + 1) if attempt is not None else None,
             "lastNonInteractiveSignInRequestId": "c7df2760-2c81-4ef7-b578-5b5392b57100",
-            "lastSuccessfulSignInDateTime": ts(last),
-            "lastSuccessfulSignInRequestId": "c7df2760-2c81-4ef7-b578-5b5392b571ff",
+            "lastSuccessfulSignInDateTime": ts(success) if success is not None else None,
+            "lastSuccessfulSignInRequestId": (
+                "c7df2760-2c81-4ef7-b578-5b5392b571ff" if success is not None else None
+            ),
         }
     return user
 
@@ -128,7 +145,7 @@ def registration(uid: str, upn: str, methods: list[str], *, admin: bool = False)
         "methodsRegistered": methods,
         "isSystemPreferredAuthenticationMethodEnabled": True,
         "systemPreferredAuthenticationMethods": ["push"] if strong else [],
-        "userPreferredMethodForSecondaryAuthentication": "push" if strong else "",
+        "userPreferredMethodForSecondaryAuthentication": "push" if strong else "none",
     }
 
 
@@ -143,41 +160,78 @@ def ca_policy(
     controls: list[str] = ("mfa",),
     operator: str = "OR",
     exclude_users: int = 1,
+    conditions: dict[str, Any] | None = None,
+    strength: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
+    """A ``conditionalAccessPolicy`` as Graph v1.0 lists it: every property of
+    ``conditionalAccessConditionSet`` and ``conditionalAccessGrantControls`` present
+    (null or empty when unused), ``conditions`` overriding whole condition properties."""
+    cond: dict[str, Any] = {
+        "userRiskLevels": [],
+        "signInRiskLevels": [],
+        "servicePrincipalRiskLevels": [],
+        "insiderRiskLevels": None,
+        "clientAppTypes": list(clients),
+        "platforms": None,
+        "locations": None,
+        "devices": None,
+        "clientApplications": None,
+        "authenticationFlows": None,
+        "applications": {
+            "includeApplications": list(apps),
+            "excludeApplications": [],
+            "includeUserActions": [],
+            "includeAuthenticationContextClassReferences": [],
+            "applicationFilter": None,
+        },
+        "users": {
+            "includeUsers": list(users),
+            "excludeUsers": [f"bg-{i}" for i in range(exclude_users)],
+            "includeGroups": [],
+            "excludeGroups": [],
+            "includeRoles": [],
+            "excludeRoles": [],
+            "includeGuestsOrExternalUsers": None,
+            "excludeGuestsOrExternalUsers": None,
+        },
+    }
+    cond.update(conditions or {})
+    grant: dict[str, Any] = {
+        "operator": operator,
+        "builtInControls": list(controls),
+        "customAuthenticationFactors": [],
+        "termsOfUse": [],
+    }
+    if strength is not None:
+        grant["authenticationStrength@odata.context"] = (
+            "https://graph.microsoft.com/v1.0/$metadata#identity/conditionalAccess/policies"
+            f"('{pid}')/grantControls/authenticationStrength/$entity"
+        )
+        grant["authenticationStrength"] = strength
     return {
         "id": pid,
+        "templateId": None,
         "displayName": name,
         "createdDateTime": ts(300),
         "modifiedDateTime": ts(10),
         "state": state,
         "sessionControls": None,
-        "conditions": {
-            "signInRiskLevels": [],
-            "userRiskLevels": [],
-            "clientAppTypes": list(clients),
-            "platforms": None,
-            "locations": None,
-            "applications": {
-                "includeApplications": list(apps),
-                "excludeApplications": [],
-                "includeUserActions": [],
-            },
-            "users": {
-                "includeUsers": list(users),
-                "excludeUsers": [f"bg-{i}" for i in range(exclude_users)],
-                "includeGroups": [],
-                "excludeGroups": [],
-                "includeRoles": [],
-                "excludeRoles": [],
-            },
-        },
-        "grantControls": {
-            "operator": operator,
-            "builtInControls": list(controls),
-            "customAuthenticationFactors": [],
-            "termsOfUse": [],
-            "authenticationStrength": None,
-        },
+        "conditions": cond,
+        "grantControls": grant,
+    }
+
+
+def auth_strength(sid: str, name: str, requirements: str, combos: list[str]) -> dict[str, Any]:
+    """An ``authenticationStrengthPolicy`` as expanded inside grant controls."""
+    return {
+        "id": sid,
+        "createdDateTime": "2021-12-01T00:00:00Z",
+        "modifiedDateTime": "2021-12-01T00:00:00Z",
+        "displayName": name,
+        "description": "",
+        "policyType": "builtIn" if sid.startswith("00000000-") else "custom",
+        "requirementsSatisfied": requirements,
+        "allowedCombinations": combos,
     }
 
 
@@ -205,6 +259,8 @@ class FakeGraph:
         self.faults: dict[str, list[tuple[int, str, dict[str, str]]]] = defaultdict(list)
         self.looping: set[str] = set()
         self.requests: list[str] = []
+        #: (path, body) of every successful answer, for the schema test.
+        self.served: list[tuple[str, Any]] = []
         server.expect_request(re.compile(r"^/v1\.0/.*")).respond_with_handler(self.handle)
 
     @property
@@ -251,6 +307,8 @@ class FakeGraph:
     # -- HTTP
 
     def _json(self, body: Any, status: int = 200, headers: dict[str, str] | None = None):
+        if status == 200:
+            self.served.append((self.requests[-1], body))
         resp = Response(json.dumps(body), status=status, content_type="application/json")
         resp.headers["request-id"] = "0f5e3ad2-0000-4000-8000-000000000000"
         resp.headers["client-request-id"] = "0f5e3ad2-0000-4000-8000-000000000001"
@@ -504,7 +562,11 @@ def test_healthy_tenant_passes_everything_across_pages(graph):
     )
     tenant = evidence(records, "entra.tenant.authentication")[0].payload
     assert tenant["security_defaults_enabled"] is False
-    assert [p["exclude_users_count"] for p in tenant["conditional_access_policies"]] == [1, 1, 2]
+    assert [len(p["users"]["exclude_users"]) for p in tenant["conditional_access_policies"]] == [
+        1,
+        1,
+        2,
+    ]
     # The token was asked for once up front, then served from the credential's cache.
     assert set(cred.calls) == {(f"{graph.graph_url}/.default",)}
     assert {e.scope for e in evidence(records)} == {TENANT}
@@ -572,7 +634,7 @@ def test_weak_tenant_policies_fail(graph):
         ("entra.tenant.legacy_auth_blocked", "authentication-policies"),
     }
     mfa = next(f for f in found if f.check_id == "entra.tenant.mfa_enforced")
-    assert "report-only (not enforced): MFA (report only)" in mfa.message
+    assert "'MFA (report only)': state is enabledForReportingButNotEnforced" in mfa.message
     graph.security_defaults = True
     assert by_status(findings(collect(connector(graph)[0])), "fail") == set()
 
@@ -866,11 +928,15 @@ def test_checks_on_payloads():
             {
                 "name": "Phishing-resistant for all",
                 "state": "enabled",
-                "all_users": True,
-                "all_applications": True,
+                "users": {"include_users": ["All"]},
+                "applications": {"include": ["All"]},
+                "client_app_types": ["all"],
                 "grant_controls": [],
                 "grant_operator": "OR",
-                "authentication_strength": "Phishing-resistant MFA",
+                "authentication_strength": {
+                    "id": "00000000-0000-0000-0000-000000000004",
+                    "name": "Phishing-resistant MFA",
+                },
             }
         ],
     }
@@ -1056,3 +1122,274 @@ def test_wrong_secret_against_the_real_credential_is_a_scope_error(tls, monkeypa
     assert "AADSTS7000215" in cov["*"].error
     assert "not-the-secret" not in cov["*"].error
     assert g.requests == []
+
+
+# --------------------------------------------------------------------------- real shapes
+# Graph-shaped tenants judged by the run engine (tests/engine_run.py) with the real
+# azure-identity credential against the TLS fakes, as `annexa collect` would.
+
+BREAK_GLASS = ["bg-0", "bg-1"]
+PHISHING_RESISTANT = auth_strength(
+    "00000000-0000-0000-0000-000000000004",
+    "Phishing-resistant MFA",
+    "mfa",
+    ["windowsHelloForBusiness", "fido2", "x509CertificateMultiFactor"],
+)
+PASSWORD_ONLY_STRENGTH = auth_strength(
+    "3e8a7c1b-8f53-4d3f-9a7e-0b1c2d3e4f50", "Any sign-in", "none", ["password"]
+)
+
+
+def tls_options(tls: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "tenant_id": TENANT,
+        "client_id": CLIENT,
+        "client_secret": {"env": "ANNEXA_TEST_ENTRA_SECRET"},
+        "authority": tls["authority"],
+        "disable_instance_discovery": True,
+        "authority_ca_bundle": tls["ca"],
+        "graph_url": tls["graph"].graph_url,
+        "http": {"ca_bundle": tls["ca"], "max_attempts": 2, "retry_min_wait": 0},
+    }
+
+
+def _users_cond(**over: Any) -> dict[str, Any]:
+    base = {
+        "includeUsers": ["All"],
+        "excludeUsers": list(BREAK_GLASS),
+        "includeGroups": [],
+        "excludeGroups": [],
+        "includeRoles": [],
+        "excludeRoles": [],
+        "includeGuestsOrExternalUsers": None,
+        "excludeGuestsOrExternalUsers": None,
+    }
+    return {"users": {**base, **over}}
+
+
+#: (case, policy keyword arguments, verdict of entra.tenant.mfa_enforced, message part).
+CA_CASES: list[tuple[str, dict[str, Any], str, str]] = [
+    ("all users, all apps, mfa", {"exclude_users": 2}, "pass", "requires MFA"),
+    (
+        "only risky sign-ins",
+        {"conditions": {"signInRiskLevels": ["high", "medium"]}},
+        "fail",
+        "only at sign-in risk high, medium",
+    ),
+    ("only risky users", {"conditions": {"userRiskLevels": ["high"]}}, "fail", "user risk"),
+    (
+        "only outside trusted locations",
+        {
+            "conditions": {
+                "locations": {"includeLocations": ["All"], "excludeLocations": ["AllTrusted"]}
+            }
+        },
+        "fail",
+        "exclude ['AllTrusted']",
+    ),
+    ("only browsers", {"clients": ["browser"]}, "fail", "only client apps browser"),
+    ("modern clients", {"clients": ["browser", "mobileAppsAndDesktopClients"]}, "pass", ""),
+    (
+        "only mobile platforms",
+        {
+            "conditions": {
+                "platforms": {"includePlatforms": ["android", "iOS"], "excludePlatforms": []}
+            }
+        },
+        "fail",
+        "platforms include",
+    ),
+    (
+        "a group excluded",
+        {"conditions": _users_cond(excludeGroups=["grp-contractors"])},
+        "fail",
+        "groups excluded: grp-contractors",
+    ),
+    (
+        "a role excluded",
+        {"conditions": _users_cond(excludeRoles=[GLOBAL_ADMINISTRATOR])},
+        "fail",
+        "directory roles excluded",
+    ),
+    (
+        "guests excluded",
+        {
+            "conditions": _users_cond(
+                excludeGuestsOrExternalUsers={
+                    "guestOrExternalUserTypes": "b2bCollaborationGuest,b2bCollaborationMember",
+                    "externalTenants": {
+                        "@odata.type": "#microsoft.graph.conditionalAccessAllExternalTenants",
+                        "membershipKind": "all",
+                    },
+                }
+            )
+        },
+        "fail",
+        "guests or external users excluded",
+    ),
+    ("five users excluded", {"exclude_users": 5}, "fail", "5 users excluded (at most 2)"),
+    (
+        "Exchange Online excluded",
+        {
+            "conditions": {
+                "applications": {
+                    "includeApplications": ["All"],
+                    "excludeApplications": ["00000002-0000-0ff1-ce00-000000000000"],
+                    "includeUserActions": [],
+                    "includeAuthenticationContextClassReferences": [],
+                    "applicationFilter": None,
+                }
+            }
+        },
+        "fail",
+        "applications excluded",
+    ),
+    (
+        "device filter",
+        {
+            "conditions": {
+                "devices": {
+                    "deviceFilter": {"mode": "exclude", "rule": "device.isCompliant -eq True"}
+                }
+            }
+        },
+        "fail",
+        "device filter (exclude)",
+    ),
+    ("insider risk", {"conditions": {"insiderRiskLevels": "elevated"}}, "fail", "insider risk"),
+    (
+        "strength OR compliant device",
+        {"controls": ["compliantDevice"], "strength": PHISHING_RESISTANT},
+        "fail",
+        "MFA OR compliantDevice",
+    ),
+    ("phishing-resistant strength", {"controls": [], "strength": PHISHING_RESISTANT}, "pass", ""),
+    (
+        "strength that is not MFA",
+        {"controls": [], "strength": PASSWORD_ONLY_STRENGTH},
+        "fail",
+        "",
+    ),
+    (
+        "mfa AND compliant device",
+        {"controls": ["mfa", "compliantDevice"], "operator": "AND"},
+        "pass",
+        "",
+    ),
+    ("report only", {"state": "enabledForReportingButNotEnforced"}, "fail", "report"),
+]
+
+
+@pytest.mark.parametrize(
+    ("case", "kwargs", "verdict", "says"), CA_CASES, ids=[c[0] for c in CA_CASES]
+)
+def test_conditional_access_conditions_are_all_judged(
+    tls, monkeypatch, case, kwargs, verdict, says
+):
+    """One Graph-shaped policy per tenant (security defaults off). Before the fix the risk,
+    location, client-app, platform, exclusion, application, device-filter, insider-risk and
+    strength-OR cases all passed: the policy summary dropped those conditions."""
+    monkeypatch.setenv("ANNEXA_TEST_ENTRA_SECRET", SECRET)
+    g = tls["graph"]
+    healthy_tenant(g)
+    g.policies = [ca_policy("ca-x", case, **kwargs)]
+    run = run_engine("entra", tls_options(tls))
+    assert run.status == "succeeded", run.errors
+    f = run.one("entra.tenant.mfa_enforced", "authentication-policies")
+    assert f.status == verdict, f.message
+    assert says in f.message
+
+
+def test_approved_exclusions_are_a_parameter(tls, monkeypatch):
+    """A break-glass group named in approved_exclusions may be excluded."""
+    monkeypatch.setenv("ANNEXA_TEST_ENTRA_SECRET", SECRET)
+    g = tls["graph"]
+    healthy_tenant(g)
+    g.policies = [
+        ca_policy("ca-x", "MFA", conditions=_users_cond(excludeGroups=["grp-breakglass"]))
+    ]
+    run = run_engine(
+        "entra",
+        tls_options(tls),
+        checks={"entra.tenant.mfa_enforced": {"approved_exclusions": ["grp-breakglass"]}},
+    )
+    assert run.one("entra.tenant.mfa_enforced", "authentication-policies").status == "pass"
+
+
+def test_failed_sign_in_attempts_do_not_make_an_account_active(tls, monkeypatch):
+    """``lastSignInDateTime``/``lastNonInteractiveSignInDateTime`` count failed attempts;
+    only ``lastSuccessfulSignInDateTime`` shows use. A dormant account being sprayed
+    (recent attempts, no success recorded) passed ``entra.user.inactive`` before the fix,
+    as did a guest who never got in."""
+    monkeypatch.setenv("ANNEXA_TEST_ENTRA_SECRET", SECRET)
+    g = tls["graph"]
+    healthy_tenant(g)
+    g.add_user(
+        graph_user(
+            "u-sprayed", "sprayed@acme.example", created=400, last_attempt=1, last_success=None
+        ),
+        ["microsoftAuthenticatorPush"],
+    )
+    g.add_user(
+        graph_user("u-old", "old@acme.example", created=400, last_attempt=1, last_success=150),
+        ["microsoftAuthenticatorPush"],
+    )
+    g.add_user(
+        graph_user(
+            "u-gsprayed",
+            "x@partner.example",
+            guest=True,
+            created=400,
+            last_attempt=2,
+            last_success=None,
+        ),
+        [],
+    )
+    run = run_engine("entra", tls_options(tls))
+    assert run.ids("fail", "entra.user.") == {
+        ("entra.user.inactive", "u-sprayed"),
+        ("entra.user.inactive", "u-old"),
+        ("entra.user.guest_stale", "u-gsprayed"),
+    }
+    sprayed = run.payload("entra.user.account", "u-sprayed")
+    assert sprayed["last_sign_in"] is None and sprayed["last_sign_in_attempt"]
+    assert "successful or not" in run.one("entra.user.inactive", "u-sprayed").message
+
+
+def test_fake_responses_match_graph_metadata(tls, monkeypatch):
+    """Every body the fake served in a full run validates against Graph v1.0 metadata."""
+    monkeypatch.setenv("ANNEXA_TEST_ENTRA_SECRET", SECRET)
+    g = tls["graph"]
+    healthy_tenant(g)
+    g.policies += [ca_policy(f"ca-{i}", c, **kw) for i, (c, kw, _, _) in enumerate(CA_CASES)]
+    g.add_user(
+        graph_user("u-sprayed", "s@acme.example", last_attempt=1, last_success=None), ["email"]
+    )
+    run_engine("entra", tls_options(tls))
+    schemas = [
+        (r"/v1\.0/users", graph_schema("user", collection=True)),
+        (
+            r"/v1\.0/reports/authenticationMethods/userRegistrationDetails",
+            graph_schema("userRegistrationDetails", collection=True),
+        ),
+        (r"/v1\.0/directoryRoles", graph_schema("directoryRole", collection=True)),
+        (r"/v1\.0/directoryRoles/[^/]+/members", graph_schema("directoryObject", collection=True)),
+        (
+            r"/v1\.0/groups/[^/]+/transitiveMembers/microsoft\.graph\.user",
+            graph_schema("user", collection=True),
+        ),
+        (
+            r"/v1\.0/policies/identitySecurityDefaultsEnforcementPolicy",
+            graph_schema("identitySecurityDefaultsEnforcementPolicy"),
+        ),
+        (
+            r"/v1\.0/identity/conditionalAccess/policies",
+            graph_schema("conditionalAccessPolicy", collection=True),
+        ),
+    ]
+    seen = set()
+    for path, body in g.served:
+        pattern, schema = next((p, s) for p, s in schemas if re.fullmatch(p, path))
+        assert_valid(body, schema, path)
+        seen.add(pattern)
+    assert len(seen) == len(schemas)

@@ -1,8 +1,12 @@
 """The GitHub connector against a fake GitHub REST API served by pytest-httpserver.
 
-The fake answers with the shapes of the real API (simple-user members, repositories with
-``security_and_analysis``, classic branch protection, "rules for a branch", Dependabot
-and secret-scanning alerts with their ``repository``), paginates with ``Link`` headers
+The fake answers with the shapes of GitHub's OpenAPI description (``@octokit/openapi``,
+built by tests/github_shapes.py; ``test_fake_responses_match_the_openapi_description``
+validates every body served): ``organization-full``, ``simple-user`` members (with the
+``2fa_disabled`` and ``2fa_insecure`` filters), ``minimal-repository`` listings with
+``security_and_analysis``, ``branch-protection``, ``repository-rule-detailed`` rules for
+a branch, code-scanning default setup and analyses, and Dependabot, code-scanning and
+secret-scanning alerts with their ``repository``. It paginates with ``Link`` headers
 (page numbers for lists, ``after`` cursors for alerts) at a small server-side page size,
 sends the rate-limit headers GitHub sends, restricts owner-only data to an owner token,
 and can inject faults per path (429/403 rate limits, 5xx bursts, malformed JSON, loops).
@@ -26,6 +30,9 @@ from connectors.checks import REGISTRY, evaluate
 from connectors.github import GitHubConnector, GitHubOptions
 from connectors.http import HttpOptions
 from connectors.records import Coverage, Evidence, Finding, Record, service_of
+from tests import github_shapes as shapes
+from tests.engine_run import run_engine
+from tests.vendor_schemas import assert_valid, openapi_schema
 
 pytestmark = pytest.mark.clock
 
@@ -44,17 +51,7 @@ def ts(days_ago: float) -> str:
 
 
 def simple_user(login: str, uid: int) -> dict[str, Any]:
-    return {
-        "login": login,
-        "id": uid,
-        "node_id": f"MDQ6VXNlcj{uid}",
-        "avatar_url": f"https://avatars.githubusercontent.com/u/{uid}?v=4",
-        "gravatar_id": "",
-        "url": f"https://api.github.com/users/{login}",
-        "html_url": f"https://github.com/{login}",
-        "type": "User",
-        "site_admin": False,
-    }
+    return shapes.simple_user(login, uid)
 
 
 def repository(
@@ -68,31 +65,9 @@ def repository(
     updates: str | None = "enabled",
     sa: bool = True,
 ) -> dict[str, Any]:
-    repo: dict[str, Any] = {
-        "id": rid,
-        "node_id": f"R_{rid}",
-        "name": name,
-        "full_name": f"{ORG}/{name}",
-        "owner": {"login": ORG, "id": 1, "type": "Organization"},
-        "private": private,
-        "visibility": "private" if private else "public",
-        "html_url": f"https://github.com/{ORG}/{name}",
-        "description": None,
-        "fork": False,
-        "archived": archived,
-        "disabled": False,
-        "default_branch": "main",
-        "pushed_at": ts(0.1),
-        "created_at": ts(800),
-        "updated_at": ts(0.1),
-        "permissions": {
-            "admin": True,
-            "maintain": True,
-            "push": True,
-            "triage": True,
-            "pull": True,
-        },
-    }
+    """A ``minimal-repository`` as ``GET /orgs/{org}/repos`` lists it; the
+    ``security_and_analysis`` object only for a token that may administer it."""
+    repo = shapes.full_repository(f"{ORG}/{name}", rid, private=private, archived=archived)
     if sa:
         feats: dict[str, Any] = {"advanced_security": {"status": "enabled"}}
         for key, status in (
@@ -137,90 +112,29 @@ def classic_protection(name: str, *, reviews: int | None = 1, force: bool = Fals
 
 
 def ruleset_rules(ruleset_id: int = 42, reviews: int = 1) -> list[dict[str, Any]]:
-    src = {"ruleset_source_type": "Organization", "ruleset_source": ORG, "ruleset_id": ruleset_id}
     return [
-        {"type": "deletion", **src},
-        {"type": "non_fast_forward", **src},
-        {
-            "type": "pull_request",
-            "parameters": {
-                "required_approving_review_count": reviews,
-                "dismiss_stale_reviews_on_push": True,
-                "require_code_owner_review": False,
-                "require_last_push_approval": False,
-                "required_review_thread_resolution": False,
-                "allowed_merge_methods": ["merge", "squash", "rebase"],
-            },
-            **src,
-        },
+        shapes.rule("deletion", ruleset_id, ORG),
+        shapes.rule("non_fast_forward", ruleset_id, ORG),
+        shapes.rule_pull_request(ruleset_id, ORG, reviews),
     ]
 
 
 def dependabot_alert(repo: str, number: int, severity: str, days: float) -> dict[str, Any]:
-    return {
-        "number": number,
-        "state": "open",
-        "dependency": {
-            "package": {"ecosystem": "npm", "name": "lodash"},
-            "manifest_path": "package-lock.json",
-            "scope": "runtime",
-        },
-        "security_advisory": {
-            "ghsa_id": f"GHSA-{number:04d}-abcd-efgh",
-            "cve_id": f"CVE-2026-{number:04d}",
-            "summary": "Prototype pollution",
-            "description": "…",
-            "severity": severity,
-            "identifiers": [],
-            "references": [],
-            "published_at": ts(days + 1),
-            "updated_at": ts(days),
-            "withdrawn_at": None,
-        },
-        "security_vulnerability": {
-            "package": {"ecosystem": "npm", "name": "lodash"},
-            "severity": severity,
-            "vulnerable_version_range": "< 4.17.21",
-            "first_patched_version": {"identifier": "4.17.21"},
-        },
-        "url": f"https://api.github.com/repos/{ORG}/{repo}/dependabot/alerts/{number}",
-        "html_url": f"https://github.com/{ORG}/{repo}/security/dependabot/{number}",
-        "created_at": ts(days),
-        "updated_at": ts(days),
-        "dismissed_at": None,
-        "dismissed_by": None,
-        "dismissed_reason": None,
-        "dismissed_comment": None,
-        "fixed_at": None,
-        "auto_dismissed_at": None,
-        "repository": {"id": 7, "name": repo, "full_name": f"{ORG}/{repo}", "private": True},
-    }
+    return shapes.dependabot_alert(f"{ORG}/{repo}", number, severity, ts(days))
+
+
+def code_alert(repo: str, number: int, severity: str | None, days: float) -> dict[str, Any]:
+    return shapes.code_scanning_alert(
+        f"{ORG}/{repo}",
+        number,
+        created=ts(days),
+        security_severity=severity,
+        severity="warning" if severity is None else "error",
+    )
 
 
 def secret_alert(repo: str, number: int, days: float) -> dict[str, Any]:
-    return {
-        "number": number,
-        "created_at": ts(days),
-        "updated_at": ts(days),
-        "url": f"https://api.github.com/repos/{ORG}/{repo}/secret-scanning/alerts/{number}",
-        "html_url": f"https://github.com/{ORG}/{repo}/security/secret-scanning/{number}",
-        "locations_url": "…",
-        "state": "open",
-        "resolution": None,
-        "resolved_at": None,
-        "resolved_by": None,
-        "secret_type": "aws_access_key_id",
-        "secret_type_display_name": "AWS Access Key ID",
-        "secret": LEAKED,
-        "repository": {"id": 7, "name": repo, "full_name": f"{ORG}/{repo}"},
-        "push_protection_bypassed": False,
-        "push_protection_bypassed_by": None,
-        "push_protection_bypassed_at": None,
-        "resolution_comment": None,
-        "validity": "active",
-        "publicly_leaked": False,
-        "multi_repo": False,
-    }
+    return shapes.secret_scanning_alert(f"{ORG}/{repo}", number, created=ts(days), value=LEAKED)
 
 
 # --------------------------------------------------------------------------- the fake
@@ -232,30 +146,24 @@ class FakeGitHub:
         self.prefix = prefix
         self.page_cap = 2  # the server caps per_page, as real servers may
         self.owner_token = True
-        self.org: dict[str, Any] = {
-            "login": ORG,
-            "id": 1,
-            "node_id": "O_1",
-            "name": "Acme",
-            "type": "Organization",
-            "created_at": ts(2000),
-            "updated_at": ts(3),
-            "plan": {"name": "enterprise"},
-            "default_repository_permission": "read",
-            "members_can_create_repositories": False,
-            "members_can_create_public_repositories": False,
-            "two_factor_requirement_enabled": True,
-        }
+        self.org: dict[str, Any] = shapes.organization_full(ORG)
         self.members: list[dict] = []
         self.owners: set[str] = set()
         self.no_2fa: set[str] = set()
+        self.insecure_2fa: set[str] = set()
         self.collaborators: list[dict] = []
         self.repos: list[dict] = []
         self.protection: dict[str, Any] = {}
         self.rules: dict[str, list[dict]] = defaultdict(list)
         self.vuln_alerts: dict[str, bool] = defaultdict(lambda: True)
         self.dependabot: list[dict] = []
+        self.code_alerts: list[dict] = []
         self.secrets: list[dict] = []
+        #: Code scanning per repository: "default" (default setup configured),
+        #: "advanced" (analyses uploaded by a workflow), "none", or "off" (403, not enabled).
+        self.code_scanning: dict[str, str] = defaultdict(lambda: "default")
+        #: (path, body) of every successful JSON answer, for the schema test.
+        self.served: list[tuple[str, Any]] = []
         self.faults: dict[str, list[tuple[int, str, dict[str, str]]]] = defaultdict(list)
         self.looping: set[str] = set()
         self.requests: list[str] = []
@@ -280,6 +188,8 @@ class FakeGitHub:
     # -- HTTP
 
     def _json(self, body: Any, status: int = 200, link: str | None = None) -> Response:
+        if status == 200:
+            self.served.append((self.requests[-1].removeprefix(self.prefix), body))
         resp = Response(json.dumps(body), status=status, content_type="application/json")
         resp.headers.update(
             {
@@ -345,13 +255,14 @@ class FakeGitHub:
                 body.pop("default_repository_permission", None)
             return self._json(body)
         if path == f"/orgs/{ORG}/members":
-            if args.get("filter") == "2fa_disabled":
+            if args.get("filter") in ("2fa_disabled", "2fa_insecure"):
                 if not self.owner_token:
                     return self._json(
                         {"message": "Only owners can use this filter.", "documentation_url": "…"},
                         422,
                     )
-                people = [m for m in self.members if m["login"] in self.no_2fa]
+                chosen = self.no_2fa if args["filter"] == "2fa_disabled" else self.insecure_2fa
+                people = [m for m in self.members if m["login"] in chosen]
             elif args.get("role") == "admin":
                 people = [m for m in self.members if m["login"] in self.owners]
             else:
@@ -361,6 +272,8 @@ class FakeGitHub:
             people = self.collaborators
             if args.get("filter") == "2fa_disabled":
                 people = [m for m in people if m["login"] in self.no_2fa]
+            elif args.get("filter") == "2fa_insecure":
+                people = [m for m in people if m["login"] in self.insecure_2fa]
             return self._pages(request, people)
         if path == f"/orgs/{ORG}/repos":
             return self._pages(request, self.repos)
@@ -373,6 +286,24 @@ class FakeGitHub:
                 and (not sev or a["security_advisory"]["severity"] in sev)
             ]
             return self._cursor(request, items)
+        if path == f"/orgs/{ORG}/code-scanning/alerts":
+            return self._cursor(request, [a for a in self.code_alerts if a["state"] == "open"])
+        if m := re.fullmatch(rf"/repos/{ORG}/([^/]+)/code-scanning/default-setup", path):
+            mode = self.code_scanning[m[1]]
+            if mode == "off":
+                return self._json(
+                    {
+                        "message": "Advanced Security must be enabled for this repository "
+                        "to use code scanning.",
+                        "documentation_url": "…",
+                    },
+                    403,
+                )
+            return self._json(shapes.code_scanning_default_setup(mode == "default"))
+        if m := re.fullmatch(rf"/repos/{ORG}/([^/]+)/code-scanning/analyses", path):
+            if self.code_scanning[m[1]] == "advanced":
+                return self._json([shapes.code_scanning_analysis(f"{ORG}/{m[1]}", 201)])
+            return self._json({"message": "no analysis found", "documentation_url": "…"}, 404)
         if path == f"/orgs/{ORG}/secret-scanning/alerts":
             return self._cursor(request, [a for a in self.secrets if a["state"] == "open"])
         if m := re.fullmatch(rf"/repos/{ORG}/([^/]+)/branches/main/protection", path):
@@ -501,14 +432,22 @@ def test_healthy_org_passes_everything(gh):
     healthy_org(gh)
     records = collect(connector(gh))
     cov = coverage(records)
-    assert set(cov) == {"org", "member", "collaborator", "repo", "dependabot", "secretscanning"}
+    assert set(cov) == {
+        "org",
+        "member",
+        "collaborator",
+        "repo",
+        "dependabot",
+        "codescanning",
+        "secretscanning",
+    }
     assert all(c.ok for c in cov.values()), cov
     found = findings(records)
     assert by_status(found, "fail") == set() and by_status(found, "error") == set()
     members = {e.resource_id: e.payload for e in evidence(records, "github.member.account")}
     assert len(members) == 5  # three pages at the fake's page size of 2
-    # all members (3 pages), owners (org unit, member unit), 2fa_disabled
-    assert gh.requests.count(f"/orgs/{ORG}/members") == 3 + 1 + 1 + 1
+    # all members (3 pages), owners (org unit, member unit), 2fa_disabled, 2fa_insecure
+    assert gh.requests.count(f"/orgs/{ORG}/members") == 3 + 1 + 1 + 1 + 1
     assert members["octo-owner"]["role"] == "owner" and members["dev0"]["role"] == "member"
     web = next(
         e.payload
@@ -728,9 +667,18 @@ def test_checks_on_payloads():
     }
     assert judge("github.repo.branch_protection", two, min_approvals=2).status == "fail"
     assert judge("github.repo.branch_protection", two).status == "pass"
-    # Dismissed alerts are not judged; medium has no SLA.
+    # Dismissed alerts are not judged; every documented severity has its SLA; a severity
+    # GitHub does not document is an error.
     alert = {"state": "open", "severity": "medium", "created_at": ts(400)}
-    assert judge("github.dependabot.alerts_within_sla", alert).status == "not_applicable"
+    assert judge("github.dependabot.alerts_within_sla", alert).status == "fail"
+    assert (
+        judge("github.dependabot.alerts_within_sla", {**alert, "state": "dismissed"}).status
+        == "not_applicable"
+    )
+    assert (
+        judge("github.dependabot.alerts_within_sla", {**alert, "severity": "moderate"}).status
+        == "error"
+    )
     assert (
         judge(
             "github.dependabot.alerts_within_sla",
@@ -746,3 +694,178 @@ def test_every_github_check_is_documented():
     assert len(specs) >= 10
     for s in specs:
         assert s.title and s.rationale and s.remediation and s.severity
+
+
+# --------------------------------------------------------------------------- real shapes
+# Judged by the run engine (tests/engine_run.py), as `annexa collect` would.
+
+
+def engine_options(gh: FakeGitHub) -> dict[str, Any]:
+    return {
+        "organization": ORG,
+        "api_url": gh.api_url,
+        "token": {"env": "ANNEXA_TEST_GITHUB_TOKEN"},
+        "max_workers": 2,
+        "http": {"max_attempts": 2, "retry_min_wait": 0.0, "retry_max_wait": 0.01},
+    }
+
+
+def test_insecure_two_factor_methods_are_judged(gh):
+    """``filter=2fa_insecure`` (documented beside ``2fa_disabled``): a member or outside
+    collaborator whose only 2FA method GitHub calls insecure passed before the fix; it
+    fails by default and ``allow_insecure_methods`` accepts it."""
+    healthy_org(gh)
+    gh.member("sms-user")
+    gh.collaborators.append(simple_user("sms-vendor", 902))
+    gh.insecure_2fa |= {"sms-user", "sms-vendor"}
+    run = run_engine("github", engine_options(gh))
+    assert run.status == "succeeded", run.errors
+    assert run.ids("fail") == {
+        ("github.member.two_factor", "sms-user"),
+        ("github.collaborator.two_factor", "sms-vendor"),
+    }
+    assert "insecure" in run.one("github.member.two_factor", "sms-user").message
+    member = run.payload("github.member.account", "sms-user")
+    assert member["two_factor_enabled"] is True and member["two_factor_insecure"] is True
+    relaxed = run_engine(
+        "github",
+        engine_options(gh),
+        checks={
+            "github.member.two_factor": {"allow_insecure_methods": True},
+            "github.collaborator.two_factor": {"allow_insecure_methods": True},
+        },
+    )
+    assert relaxed.ids("fail") == set()
+
+
+def test_vulnerability_alerts_beyond_their_severity_sla(gh):
+    """Dependabot alerts of every documented severity and code-scanning alerts by their
+    rule's security severity, each against its SLA (15/30/90/180 days by default);
+    non-security code-scanning alerts are not judged. Before the fix medium and low
+    Dependabot alerts were not even read, and code scanning was not read at all."""
+    healthy_org(gh)
+    gh.dependabot += [
+        dependabot_alert("api", 2, "critical", days=20),  # > 15
+        dependabot_alert("api", 3, "medium", days=100),  # > 90
+        dependabot_alert("web", 4, "medium", days=60),
+        dependabot_alert("web", 5, "low", days=200),  # > 180
+        dependabot_alert("web", 6, "low", days=100),
+    ]
+    gh.code_alerts += [
+        code_alert("api", 1, "critical", days=20),  # > 15
+        code_alert("api", 2, "high", days=10),
+        code_alert("web", 3, "medium", days=95),  # > 90
+        code_alert("web", 4, "low", days=30),
+        code_alert("web", 5, None, days=400),  # a code-quality rule: not judged
+    ]
+    run = run_engine("github", engine_options(gh))
+    assert run.status == "succeeded", run.errors
+    assert run.ids("fail") == {
+        ("github.dependabot.alerts_within_sla", f"{ORG}/api#2"),
+        ("github.dependabot.alerts_within_sla", f"{ORG}/api#3"),
+        ("github.dependabot.alerts_within_sla", f"{ORG}/web#5"),
+        ("github.codescanning.alerts_within_sla", f"{ORG}/api#1"),
+        ("github.codescanning.alerts_within_sla", f"{ORG}/web#3"),
+    }
+    assert run.ids("not_applicable", "github.codescanning") == {
+        ("github.codescanning.alerts_within_sla", f"{ORG}/web#5")
+    }
+    code = run.one("github.codescanning.alerts_within_sla", f"{ORG}/api#1")
+    assert set(code.controls) >= {"A.8.8", "A.8.28"}
+    stricter = run_engine(
+        "github",
+        engine_options(gh),
+        checks={"github.codescanning.alerts_within_sla": {"sla_days_high": 5}},
+    )
+    assert ("github.codescanning.alerts_within_sla", f"{ORG}/api#2") in stricter.ids("fail")
+
+
+def test_code_scanning_per_repository(gh):
+    """Default setup configured, an advanced setup (analyses uploaded), none at all, and
+    Advanced Security off (403): the last two fail."""
+    healthy_org(gh)
+    for i, (name, mode) in enumerate(
+        (
+            ("cs-default", "default"),
+            ("cs-advanced", "advanced"),
+            ("cs-none", "none"),
+            ("cs-off", "off"),
+        )
+    ):
+        gh.repos.append(repository(name, 20 + i))
+        gh.rules[name] = ruleset_rules()
+        gh.code_scanning[name] = mode
+    gh.code_scanning["api"] = "default"
+    gh.code_scanning["web"] = "default"
+    run = run_engine("github", engine_options(gh))
+    assert run.ids("fail") == {
+        ("github.repo.code_scanning", f"{ORG}/cs-none"),
+        ("github.repo.code_scanning", f"{ORG}/cs-off"),
+    }
+    assert (
+        run.payload("github.repo.repository", f"{ORG}/cs-advanced")["code_scanning_setup"]
+        == "advanced"
+    )
+    assert "A.8.28" in run.one("github.repo.code_scanning", f"{ORG}/cs-none").controls
+
+
+def test_refused_code_scanning_read_is_an_error_not_a_fail(gh):
+    healthy_org(gh)
+    gh.fault(
+        f"/repos/{ORG}/api/code-scanning/default-setup",
+        (403, '{"message": "Resource not accessible by integration"}', {}),
+    )
+    run = run_engine("github", engine_options(gh))
+    assert run.ids("error") == {("github.repo.code_scanning", f"{ORG}/api")}
+
+
+def test_fake_responses_match_the_openapi_description(gh):
+    """Every body the fake served in a full run validates against GitHub's description."""
+    healthy_org(gh)
+    gh.code_alerts.append(code_alert("api", 1, "high", days=3))
+    gh.code_alerts.append(code_alert("api", 2, None, days=3))
+    gh.secrets.append(secret_alert("web", 1, days=1))
+    gh.repos.append(repository("advanced", 30))
+    gh.code_scanning["advanced"] = "advanced"
+    run_engine("github", engine_options(gh))
+    user_list = openapi_schema("github", "simple-user", array=True)
+    schemas = [
+        (rf"/orgs/{ORG}", openapi_schema("github", "organization-full")),
+        (rf"/orgs/{ORG}/members", user_list),
+        (rf"/orgs/{ORG}/outside_collaborators", user_list),
+        (rf"/orgs/{ORG}/repos", openapi_schema("github", "minimal-repository", array=True)),
+        (
+            r"/repos/[^/]+/[^/]+/branches/[^/]+/protection",
+            openapi_schema("github", "branch-protection"),
+        ),
+        (
+            r"/repos/[^/]+/[^/]+/rules/branches/[^/]+",
+            openapi_schema("github", "repository-rule-detailed", array=True),
+        ),
+        (
+            r"/repos/[^/]+/[^/]+/code-scanning/default-setup",
+            openapi_schema("github", "code-scanning-default-setup"),
+        ),
+        (
+            r"/repos/[^/]+/[^/]+/code-scanning/analyses",
+            openapi_schema("github", "code-scanning-analysis", array=True),
+        ),
+        (
+            rf"/orgs/{ORG}/dependabot/alerts",
+            openapi_schema("github", "dependabot-alert-with-repository", array=True),
+        ),
+        (
+            rf"/orgs/{ORG}/code-scanning/alerts",
+            openapi_schema("github", "code-scanning-organization-alert-items", array=True),
+        ),
+        (
+            rf"/orgs/{ORG}/secret-scanning/alerts",
+            openapi_schema("github", "organization-secret-scanning-alert", array=True),
+        ),
+    ]
+    seen = set()
+    for path, body in gh.served:
+        pattern, schema = next((p, s) for p, s in schemas if re.fullmatch(p, path))
+        assert_valid(body, schema, path)
+        seen.add(pattern)
+    assert len(seen) == len(schemas)

@@ -1,11 +1,14 @@
 """The GitHub pull-requests connector against a fake GitHub REST API (pytest-httpserver).
 
-The fake serves the real shapes: repositories with ``default_branch``, ``pulls`` lists
-(``state=closed&base=…&sort=updated&direction=desc``, ``Link`` pages of 2), pull request
-details with ``merged_by``, reviews (``APPROVED``/``CHANGES_REQUESTED``/``COMMENTED``/
-``DISMISSED`` with ``submitted_at``), ``check-runs`` (``{"total_count", "check_runs"}``),
-the combined ``status``, ruleset rules for a branch, and classic protection's
-``required_status_checks`` (404 when unprotected, 403 without admin rights).
+The fake serves the shapes of GitHub's OpenAPI description (``@octokit/openapi``, built
+by tests/github_shapes.py; ``test_fake_responses_match_the_openapi_description`` validates
+every body served): ``full-repository`` with ``default_branch``, ``pull-request-simple``
+lists (``state=closed&base=…&sort=updated&direction=desc``, ``Link`` pages of 2),
+``pull-request`` details with ``merged_by``, ``pull-request-review``s with every documented
+``state`` and ``author_association`` and their own ``commit_id``, ``check-run``s with
+every documented ``conclusion``, the ``combined-commit-status``, ruleset rules for a
+branch, and classic protection's ``status-check-policy`` (404 when unprotected, 403
+without admin rights).
 """
 
 from __future__ import annotations
@@ -26,30 +29,27 @@ from connectors.checks import evaluate
 from connectors.github_pulls import GitHubPullsConnector, GitHubPullsOptions
 from connectors.http import HttpOptions
 from connectors.records import Coverage, Evidence, Finding, Record, service_of
+from tests import github_shapes as shapes
+from tests.engine_run import run_engine
+from tests.vendor_schemas import assert_valid, openapi_schema
 
 pytestmark = pytest.mark.clock
 
 TOKEN = "ghp_PullsTestToken0123456789abcdefXYZ01"
 
 
-def login(name: str, uid: int = 1) -> dict[str, Any]:
-    return {
-        "login": name,
-        "id": uid,
-        "type": "User",
-        "site_admin": False,
-        "avatar_url": f"https://avatars.example/{name}",
-    }
-
-
 @dataclass
 class FakePR:
+    """One pull request. ``reviews``: ``(who, state, at)`` optionally followed by the
+    ``author_association`` (default MEMBER) and the reviewed ``commit_id`` (default the
+    head); ``runs``: ``(name, conclusion)`` or ``(name, conclusion, status)``."""
+
     number: int
     author: str
     merged_at: str | None
     merged_by: str | None = None
-    reviews: list[tuple[str, str, str]] = field(default_factory=list)  # (who, state, at)
-    runs: list[tuple[str, str]] = field(default_factory=lambda: [("ci", "success")])
+    reviews: list[tuple[Any, ...]] = field(default_factory=list)
+    runs: list[tuple[Any, ...]] = field(default_factory=lambda: [("ci", "success")])
     statuses: list[tuple[str, str]] = field(default_factory=list)
     title: str = ""
     updated_at: str = ""
@@ -60,24 +60,19 @@ class FakePR:
         return f"{self.number:040x}"
 
     def listed(self, repo: str, base: str) -> dict[str, Any]:
-        return {
-            "url": f"https://api.github.com/repos/{repo}/pulls/{self.number}",
-            "html_url": f"https://github.com/{repo}/pull/{self.number}",
-            "number": self.number,
-            "state": "closed",
-            "title": self.title or f"PR {self.number}",
-            "user": login(self.author),
-            "labels": [{"name": "change", "color": "fff"}],
-            "created_at": self.created_at,
-            "updated_at": self.updated_at or (self.merged_at or self.created_at),
-            "closed_at": self.merged_at or self.created_at,
-            "merged_at": self.merged_at,
-            "merge_commit_sha": f"{self.number + 1000:040x}" if self.merged_at else None,
-            "head": {"ref": f"feature-{self.number}", "sha": self.head},
-            "base": {"ref": base, "sha": "b" * 40},
-            "draft": False,
-            "comments": 7,  # volatile: must not reach the evidence
-        }
+        return shapes.pull_request_simple(
+            repo,
+            self.number,
+            author=self.author,
+            title=self.title or f"PR {self.number}",
+            head_sha=self.head,
+            base_ref=base,
+            created_at=self.created_at,
+            updated_at=self.updated_at or (self.merged_at or self.created_at),
+            merged_at=self.merged_at,
+            merge_commit_sha=f"{self.number + 1000:040x}" if self.merged_at else None,
+            labels=["change"],
+        )
 
 
 class FakeGitHub:
@@ -89,6 +84,8 @@ class FakeGitHub:
         self.protection: dict[str, Any] = {}
         self.faults: dict[str, list[tuple[int, str, dict[str, str]]]] = defaultdict(list)
         self.requests: list[str] = []
+        #: (path, body) of every successful JSON answer, for the schema test.
+        self.served: list[tuple[str, Any]] = []
         self.page_cap = 2
         server.expect_request(re.compile(r"^/.*")).respond_with_handler(self.handle)
 
@@ -97,18 +94,16 @@ class FakeGitHub:
         return self.server.url_for("").rstrip("/")
 
     def repo(self, full: str, branch: str = "main") -> None:
-        self.repos[full] = {
-            "id": len(self.repos) + 1,
-            "full_name": full,
-            "name": full.split("/")[1],
-            "default_branch": branch,
-            "pushed_at": "2026-11-01T00:00:00Z",
-        }
+        self.repos[full] = shapes.full_repository(
+            full, len(self.repos) + 1, default_branch=branch, pushed_at="2026-11-01T00:00:00Z"
+        )
 
     def fault(self, path: str, *answers: tuple[int, str, dict[str, str]]) -> None:
         self.faults[path].extend(answers)
 
     def _json(self, body: Any, status: int = 200, link: str | None = None) -> Response:
+        if status == 200:
+            self.served.append((self.requests[-1], body))
         headers = {"X-RateLimit-Remaining": "4999", "X-RateLimit-Reset": "9999999999"}
         if link:
             headers["Link"] = link
@@ -151,13 +146,7 @@ class FakeGitHub:
                 return self._json({"message": "Must have admin rights to Repository."}, 403)
             if prot is None:
                 return self._json({"message": "Branch not protected"}, 404)
-            return self._json(
-                {
-                    "strict": True,
-                    "contexts": prot,
-                    "checks": [{"context": c, "app_id": None} for c in prot],
-                }
-            )
+            return self._json(shapes.status_check_policy(repo, info["default_branch"], list(prot)))
         if rest == "/pulls":
             assert request.args.get("state") == "closed"
             assert request.args.get("base") == info["default_branch"]
@@ -168,90 +157,53 @@ class FakeGitHub:
             return self._page(request, [p.listed(repo, info["default_branch"]) for p in ordered])
         if mm := re.fullmatch(r"/pulls/(\d+)", rest):
             pr = prs[int(mm[1])]
-            body = pr.listed(repo, info["default_branch"])
-            body.update(
-                {
-                    "merged": bool(pr.merged_at),
-                    "merged_by": login(pr.merged_by) if pr.merged_by else None,
-                    "commits": 3,
-                    "additions": 10,
-                    "deletions": 2,
-                    "mergeable": None,
-                }
-            )
-            return self._json(body)
+            listed = pr.listed(repo, info["default_branch"])
+            return self._json(shapes.pull_request(listed, merged_by=pr.merged_by))
         if mm := re.fullmatch(r"/pulls/(\d+)/reviews", rest):
             pr = prs[int(mm[1])]
             reviews = [
-                {
-                    "id": 500 + i,
-                    "user": login(who),
-                    "body": "",
-                    "state": state,
-                    "submitted_at": at,
-                    "commit_id": pr.head,
-                    "author_association": "MEMBER",
-                }
-                for i, (who, state, at) in enumerate(pr.reviews)
+                shapes.review(
+                    repo,
+                    pr.number,
+                    500 + i,
+                    login=who,
+                    state=state,
+                    submitted_at=at,
+                    association=(rest[0] if rest else "MEMBER"),
+                    commit_id=(rest[1] if len(rest) > 1 else pr.head),
+                )
+                for i, (who, state, at, *rest) in enumerate(pr.reviews)
             ]
             return self._page(request, reviews)
         if mm := re.fullmatch(r"/commits/([0-9a-f]{40})/check-runs", rest):
             pr = next(p for p in self.pulls[repo] if p.head == mm[1])
             runs = [
-                {
-                    "id": 900 + i,
-                    "name": name,
-                    "head_sha": pr.head,
-                    "status": "completed",
-                    "conclusion": concl,
-                    "started_at": "2026-01-01T00:00:00Z",
-                    "completed_at": "2026-01-01T00:05:00Z",
-                    "app": {"slug": "github-actions"},
-                }
-                for i, (name, concl) in enumerate(pr.runs)
+                shapes.check_run(
+                    repo,
+                    900 + i,
+                    name=name,
+                    head_sha=pr.head,
+                    status=(rest[0] if rest else "completed"),
+                    conclusion=concl,
+                )
+                for i, (name, concl, *rest) in enumerate(pr.runs)
             ]
             return self._page(request, runs, wrap="check_runs")
         if mm := re.fullmatch(r"/commits/([0-9a-f]{40})/status", rest):
             pr = next(p for p in self.pulls[repo] if p.head == mm[1])
             statuses = [
-                {
-                    "context": c,
-                    "state": s,
-                    "description": "",
-                    "target_url": None,
-                    "updated_at": "2026-11-27T00:00:00Z",
-                }
-                for c, s in pr.statuses
+                shapes.commit_status(repo, 700 + i, context=c, state=st)
+                for i, (c, st) in enumerate(pr.statuses)
             ]
-            state = "success" if all(s == "success" for _, s in pr.statuses) else "failure"
-            return self._json(
-                {
-                    "state": state if statuses else "pending",
-                    "sha": pr.head,
-                    "total_count": len(statuses),
-                    "statuses": statuses,
-                }
-            )
+            return self._json(shapes.combined_status(repo, pr.head, statuses))
         return self._json({"message": "Not Found (fake)"}, 418)
 
 
 def plant(gh: FakeGitHub) -> dict[str, set[str]]:
     gh.repo("acme/api")
     gh.rules["acme/api"] = [
-        {
-            "type": "pull_request",
-            "ruleset_id": 7,
-            "parameters": {"required_approving_review_count": 1},
-        },
-        {
-            "type": "required_status_checks",
-            "ruleset_id": 7,
-            "ruleset_source_type": "Repository",
-            "parameters": {
-                "required_status_checks": [{"context": "ci", "integration_id": 15368}],
-                "strict_required_status_checks_policy": False,
-            },
-        },
+        shapes.rule_pull_request(7, "acme/api", 1),
+        shapes.rule_required_checks(7, "acme/api", ["ci"]),
     ]
     add = gh.pulls["acme/api"].append
     add(
@@ -503,3 +455,174 @@ def test_options_validation(gh):
         connector(gh, repos=["not a repo"])
     with pytest.raises(ValueError, match="kind"):
         connector(gh, kind="incident")
+
+
+# --------------------------------------------------------------------------- real shapes
+# Vendor-shaped pull requests judged by the run engine (tests/engine_run.py).
+
+APPROVED = "github_pulls.change.approved_before_implemented"
+SOD = "github_pulls.change.approver_not_implementer"
+CHECKS = "github_pulls.change.required_checks_passed"
+
+
+def engine_options(gh: FakeGitHub, **process: Any) -> dict[str, Any]:
+    return {
+        "api_url": gh.api_url,
+        "token": {"env": "ANNEXA_TEST_GH_PULLS_TOKEN"},
+        "processes": [{"kind": "change", "repos": ["acme/svc"], "since": "2026-01-01", **process}],
+        "max_workers": 2,
+        "http": {"max_attempts": 2, "retry_min_wait": 0.0, "retry_max_wait": 0.01},
+    }
+
+
+def svc_repo(gh: FakeGitHub) -> None:
+    gh.repo("acme/svc")
+    gh.rules["acme/svc"] = [shapes.rule_required_checks(9, "acme/svc", ["ci"])]
+
+
+def merged(n: int, reviews: list[tuple[Any, ...]], **kw: Any) -> FakePR:
+    return FakePR(n, "alice", f"2026-02-{n:02d}T12:00:00Z", "alice", reviews=reviews, **kw)
+
+
+def test_approvals_count_only_from_write_access_on_the_merged_head(gh):
+    """``author_association`` (all eight documented values), ``commit_id`` and review
+    states: before the fix an approval by a user with no write access (NONE…) or of an
+    older commit than the merged head counted as an independent approval."""
+    svc_repo(gh)
+    at = "2026-02-{:02d}T11:00:00Z".format
+    older = "e" * 40
+    cases = {
+        1: ("OWNER", None, "pass"),
+        2: ("MEMBER", None, "pass"),
+        3: ("COLLABORATOR", None, "pass"),
+        4: ("NONE", None, "fail"),
+        5: ("CONTRIBUTOR", None, "fail"),
+        6: ("FIRST_TIME_CONTRIBUTOR", None, "fail"),
+        7: ("FIRST_TIMER", None, "fail"),
+        8: ("MANNEQUIN", None, "fail"),
+        9: ("MEMBER", older, "fail"),  # approved an earlier push, not what was merged
+    }
+    for n, (assoc, commit, _) in cases.items():
+        review = ("bob", "APPROVED", at(n), assoc, *([commit] if commit else []))
+        gh.pulls["acme/svc"].append(merged(n, [review]))
+    # Dismissed approval; approval withdrawn by a later change request; approval after
+    # the merge; the author's own approval (the API refuses it, a COMMENTED stands in).
+    gh.pulls["acme/svc"].append(merged(10, [("bob", "DISMISSED", at(10))]))
+    gh.pulls["acme/svc"].append(
+        merged(
+            11,
+            [("bob", "APPROVED", "2026-02-11T10:00:00Z"), ("bob", "CHANGES_REQUESTED", at(11))],
+        )
+    )
+    gh.pulls["acme/svc"].append(merged(12, [("bob", "APPROVED", "2026-02-12T13:00:00Z")]))
+    gh.pulls["acme/svc"].append(merged(13, [("alice", "COMMENTED", at(13))]))
+    run = run_engine("github_pulls", engine_options(gh))
+    assert run.status == "succeeded", run.errors
+    expected_fail = {f"acme/svc#{n}" for n, (_, _, v) in cases.items() if v == "fail"}
+    expected_fail |= {"acme/svc#10", "acme/svc#11", "acme/svc#12", "acme/svc#13"}
+    assert {rid for cid, rid in run.ids("fail") if cid == APPROVED} == expected_fail
+    assert {rid for cid, rid in run.ids("pass") if cid == APPROVED} == {
+        "acme/svc#1",
+        "acme/svc#2",
+        "acme/svc#3",
+    }
+    msg = run.one(APPROVED, "acme/svc#4").message
+    assert "author_association NONE (no write access)" in msg
+    assert "not the merged head" in run.one(APPROVED, "acme/svc#9").message
+    derived = run.payload("github_pulls.change.pull_request", "acme/svc#4")["derived"]
+    assert derived["approved_by"] == [] and derived["discounted_approvals"][0]["by"]["id"] == "bob"
+    # No counted approval: nothing to segregate, never a pass.
+    assert (SOD, "acme/svc#4") not in run.ids("pass")
+    # An operator who accepts approvals of earlier commits says so.
+    relaxed = run_engine("github_pulls", engine_options(gh, approval_must_cover_merged_head=False))
+    assert relaxed.one(APPROVED, "acme/svc#9").status == "pass"
+
+
+def test_every_documented_conclusion_is_judged_for_required_checks(gh):
+    """A required check passes only with conclusion ``success`` by default (neutral and
+    skipped mean nothing was tested; before the fix they passed); ``passing_conclusions``
+    follows GitHub's branch protection when an operator wants it."""
+    svc_repo(gh)
+    approval = [("bob", "APPROVED", "2026-02-01T10:00:00Z")]
+    conclusions = [
+        "success",
+        "neutral",
+        "skipped",
+        "failure",
+        "cancelled",
+        "timed_out",
+        "action_required",
+        "stale",
+        "startup_failure",
+    ]
+    for i, conclusion in enumerate(conclusions, start=1):
+        gh.pulls["acme/svc"].append(merged(i, approval, runs=[("ci", conclusion)]))
+    gh.pulls["acme/svc"].append(merged(20, approval, runs=[("ci", None, "in_progress")]))
+    run = run_engine("github_pulls", engine_options(gh))
+    assert {rid for cid, rid in run.ids("pass") if cid == CHECKS} == {"acme/svc#1"}
+    assert {rid for cid, rid in run.ids("fail") if cid == CHECKS} == {
+        f"acme/svc#{i}" for i in [*range(2, len(conclusions) + 1), 20]
+    }
+    assert "ci (neutral)" in run.one(CHECKS, "acme/svc#2").message
+    lenient = run_engine(
+        "github_pulls",
+        engine_options(gh, passing_conclusions=["success", "neutral", "skipped"]),
+    )
+    assert {rid for cid, rid in lenient.ids("pass") if cid == CHECKS} == {
+        "acme/svc#1",
+        "acme/svc#2",
+        "acme/svc#3",
+    }
+
+
+def test_undocumented_association_or_conclusion_is_refused(gh):
+    with pytest.raises(ValueError, match="author_association"):
+        connector(gh, approver_associations=["OWNER", "WRITER"])
+    with pytest.raises(ValueError, match="conclusion"):
+        connector(gh, passing_conclusions=["green"])
+
+
+def test_fake_responses_match_the_openapi_description(gh):
+    """Every body the fake served in a full run validates against GitHub's description."""
+    plant(gh)
+    gh.protection["acme/api"] = ["ci"]
+    run_engine(
+        "github_pulls",
+        {
+            **engine_options(gh),
+            "processes": [
+                {"kind": "change", "repos": ["acme/api", "acme/web"], "since": "2026-01-01"}
+            ],
+        },
+    )
+    schemas = [
+        (r"/repos/[^/]+/[^/]+", openapi_schema("github", "full-repository")),
+        (
+            r"/repos/[^/]+/[^/]+/rules/branches/[^/]+",
+            openapi_schema("github", "repository-rule-detailed", array=True),
+        ),
+        (
+            r"/repos/[^/]+/[^/]+/branches/[^/]+/protection/required_status_checks",
+            openapi_schema("github", "status-check-policy"),
+        ),
+        (r"/repos/[^/]+/[^/]+/pulls", openapi_schema("github", "pull-request-simple", array=True)),
+        (r"/repos/[^/]+/[^/]+/pulls/\d+", openapi_schema("github", "pull-request")),
+        (
+            r"/repos/[^/]+/[^/]+/pulls/\d+/reviews",
+            openapi_schema("github", "pull-request-review", array=True),
+        ),
+        (
+            r"/repos/[^/]+/[^/]+/commits/[0-9a-f]+/check-runs",
+            openapi_schema("github", "check-run", list_key="check_runs"),
+        ),
+        (
+            r"/repos/[^/]+/[^/]+/commits/[0-9a-f]+/status",
+            openapi_schema("github", "combined-commit-status"),
+        ),
+    ]
+    seen = set()
+    for path, body in gh.served:
+        pattern, schema = next((p, s) for p, s in schemas if re.fullmatch(p, path))
+        assert_valid(body, schema, path)
+        seen.add(pattern)
+    assert len(seen) == len(schemas)

@@ -31,6 +31,7 @@ from connectors.http import HttpOptions
 from connectors.jira import JiraConnector, JiraOptions
 from connectors.process import period_bounds
 from connectors.records import Coverage, Evidence, Finding, Record, service_of
+from tests.engine_run import run_engine
 
 pytestmark = pytest.mark.clock
 
@@ -810,7 +811,7 @@ def iter_specs() -> Iterator[Any]:
 
 def test_every_jira_check_is_documented():
     specs = list(iter_specs())
-    assert len(specs) == 10
+    assert len(specs) == 15
     for s in specs:
         assert s.title and s.rationale and s.remediation and s.severity
         assert s.resource_type.split(".")[1] in {
@@ -820,6 +821,9 @@ def test_every_jira_check_is_documented():
             "vulnerability",
             "access_review",
             "leaver",
+            "dr_test",
+            "internal_audit",
+            "nonconformity",
         }
 
 
@@ -923,3 +927,126 @@ def test_process_checks_on_payloads():
         ).status
         == "fail"
     )
+
+
+# --------------------------------------------------------------------------- new kinds
+
+
+def _ago(days: float) -> str:
+    """A fake-issue timestamp ``days`` before now (naive UTC ``YYYY-MM-DDTHH:MM:SS``)."""
+    return (NOW - timedelta(days=days)).replace(tzinfo=None, microsecond=0).isoformat()
+
+
+def _at(day: date, hour: int = 9) -> str:
+    return f"{day.isoformat()}T{hour:02d}:00:00"
+
+
+def continuity_processes() -> list[dict[str, Any]]:
+    today = NOW.date()
+    return [
+        {
+            "kind": "dr_test",
+            "jql": "project = DR",
+            "resolved_states": ["Done"],
+            "review_period": "quarterly",
+            "periods_from": quarter_start(today, 3).isoformat(),
+            "close_within_days": 30,
+        },
+        {
+            "kind": "internal_audit",
+            "jql": "project = IA",
+            "resolved_states": ["Done"],
+            "review_period": "annual",
+            "periods_from": date(today.year - 1, 1, 1).isoformat(),
+            "close_within_days": 90,
+        },
+        {
+            "kind": "nonconformity",
+            "jql": "project = NC",
+            "resolved_states": ["Done"],
+            "severity_field": "priority",
+            "sla_days": {"Major": 30, "Minor": 90, "default": 60},
+        },
+    ]
+
+
+def test_dr_test_internal_audit_and_nonconformity_processes(jira):
+    """Planted good and bad DR tests, internal audits and nonconformities; the exact fail
+    set through the run engine. DR tests: one per quarter (the last ended quarter has
+    none), each done within 30 days; internal audits: one per year, done within 90 days;
+    nonconformities: corrected within the deadline of their severity."""
+    today = NOW.date()
+    add = jira.add
+    q3, q2 = quarter_start(today, 3), quarter_start(today, 2)
+    add(FakeIssue("DR-1", "DR test: restore ERP", _at(q3 + timedelta(days=5)), "bcm", "ops"))
+    jira.issues["DR-1"].move(_at(q3 + timedelta(days=20)), "ops", "Done")
+    add(FakeIssue("DR-2", "DR test: fail over DB", _at(q2 + timedelta(days=2)), "bcm", "ops"))
+    jira.issues["DR-2"].move(_at(q2 + timedelta(days=60)), "ops", "Done")  # 58 days > 30
+    # The last ended quarter has no completed DR test.
+    last_year = date(today.year - 1, 3, 1)
+    add(FakeIssue("IA-1", "Internal audit: ISMS", _at(last_year), "audit", "auditor"))
+    jira.issues["IA-1"].move(_at(last_year + timedelta(days=40)), "auditor", "Done")
+    add(FakeIssue("IA-2", "Internal audit: suppliers", _ago(200), "audit", "auditor"))  # open
+    add(FakeIssue("IA-3", "Internal audit: HR", _ago(10), "audit", "auditor"))  # open, in time
+    add(
+        FakeIssue(
+            "NC-1", "Access review late", "2026-01-05T09:00:00", "audit", "it", priority="Major"
+        )
+    )
+    jira.issues["NC-1"].move("2026-01-15T09:00:00", "it", "Done")  # 10 days <= 30
+    add(
+        FakeIssue(
+            "NC-2", "Backups untested", "2026-02-01T09:00:00", "audit", "it", priority="Major"
+        )
+    )
+    jira.issues["NC-2"].move("2026-03-20T09:00:00", "it", "Done")  # 47 days > 30
+    add(FakeIssue("NC-3", "Policy unsigned", _ago(100), "audit", "hr", priority="Minor"))  # open
+    add(FakeIssue("NC-4", "Training overdue", _ago(20), "audit", "hr", priority="Minor"))  # open
+    options = {
+        "url": jira.base,
+        "deployment": "cloud",
+        "email": EMAIL,
+        "token": {"env": "ANNEXA_TEST_JIRA_TOKEN"},
+        "processes": continuity_processes(),
+        "http": {"max_attempts": 2, "retry_min_wait": 0.0, "retry_max_wait": 0.01},
+    }
+    run = run_engine("jira", options)
+    assert run.status == "succeeded", run.errors
+    assert run.ids("fail") == {
+        ("jira.dr_test.closed_within_sla", "DR-2"),
+        ("jira.dr_test.every_period", "dr_test"),
+        ("jira.internal_audit.closed_within_sla", "IA-2"),
+        ("jira.nonconformity.closed_within_sla", "NC-2"),
+        ("jira.nonconformity.closed_within_sla", "NC-3"),
+    }
+    assert run.ids("error") == set()
+    assert run.ids("pass") >= {
+        ("jira.dr_test.closed_within_sla", "DR-1"),
+        ("jira.internal_audit.closed_within_sla", "IA-1"),
+        ("jira.internal_audit.every_period", "internal_audit"),
+        ("jira.nonconformity.closed_within_sla", "NC-1"),
+    }
+    missing = run.one("jira.dr_test.every_period", "dr_test").message
+    assert "no disaster-recovery / continuity test completed in" in missing
+    assert "A.5.30" in run.one("jira.dr_test.every_period", "dr_test").controls
+    assert "A.5.35" in run.one("jira.internal_audit.every_period", "internal_audit").controls
+    assert "A.5.36" in run.one("jira.nonconformity.closed_within_sla", "NC-2").controls
+
+
+def test_new_kinds_need_their_periods_and_deadlines(jira):
+    for proc, missing in (
+        ({"kind": "dr_test", "jql": "x", "resolved_states": ["Done"]}, "review_period"),
+        (
+            {
+                "kind": "internal_audit",
+                "jql": "x",
+                "resolved_states": ["Done"],
+                "review_period": "annual",
+                "periods_from": "2026-01-01",
+            },
+            "close_within_days",
+        ),
+        ({"kind": "nonconformity", "jql": "x", "resolved_states": ["Done"]}, "severity_field"),
+    ):
+        with pytest.raises(ValueError, match=missing):
+            options(jira, processes=[proc])

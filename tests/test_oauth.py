@@ -332,7 +332,7 @@ def test_github_app_with_installation_lookup(httpserver, monkeypatch, rsa_key):
     )
     records = _collect(conn)
     cov = _coverage(records)
-    assert len(cov) == 6 and all(c.ok for c in cov.values()), cov
+    assert len(cov) == 7 and all(c.ok for c in cov.values()), cov  # 7 GitHub units
     assert calls == [
         f"/orgs/{gh_t.ORG}/installation",
         f"/app/installations/{INSTALLATION}/access_tokens",
@@ -356,7 +356,7 @@ def test_github_app_refused_is_an_error_for_every_unit(httpserver, monkeypatch, 
     issuer, fake, conn, _ = _github(httpserver, monkeypatch, rsa_key, expires_in=3600, lookup=False)
     issuer.refuse = True
     cov = _coverage(_collect(conn))
-    assert len(cov) == 6
+    assert len(cov) == 7  # every GitHub unit
     assert all(not c.ok and "HTTP 401" in (c.error or "") for c in cov.values())
     assert fake.bearers == []
 

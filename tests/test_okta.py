@@ -1,9 +1,14 @@
 """The Okta connector against a fake Okta org served by pytest-httpserver on 127.0.0.1.
 
-The fake answers with the shapes of the real Management API (users with ``profile`` and
-``_links``, factors with ``factorType``/``provider``/``status``, role assignments,
-policies and rules, API token metadata), paginates users with ``after``/``limit`` and
-two ``Link`` lines (self + next) as Okta does, hides DEPROVISIONED users unless filtered
+The fake answers with the shapes of Okta's management OpenAPI spec
+(okta/okta-management-openapi-spec ``dist/current/management-minimal.yaml``: ``User``,
+``UserFactor``, ``StandardRole``, ``RoleAssignedUsers``, ``ApiToken``, ``Policy`` and
+``PolicyRule`` with the ``ACCESS_POLICY`` verification methods ``ASSURANCE``,
+``AUTH_METHOD_CHAIN`` and ``ID_PROOFING`` as in the spec's examples ``amc-two-chain``,
+``device-condition-with-oamp-response`` and ``oamp-id-proofing-policy-rule-response``);
+``test_fake_responses_match_the_okta_spec`` validates every body it served against the
+excerpt in tests/vendor/okta. It paginates users with ``after``/``limit`` and two
+``Link`` lines (self + next) as Okta does, hides DEPROVISIONED users unless filtered
 for, and can inject faults (429, 5xx bursts, malformed JSON, pagination loops) per path.
 """
 
@@ -27,6 +32,8 @@ from connectors.http import HttpOptions
 from connectors.okta import OktaConnector, OktaOptions
 from connectors.okta.common import SIGN_IN_STATUSES
 from connectors.records import Coverage, Evidence, Finding, Record, service_of
+from tests.engine_run import run_engine
+from tests.vendor_schemas import assert_valid, openapi_schema
 
 pytestmark = pytest.mark.clock
 
@@ -134,7 +141,7 @@ def sign_on_policy(pid: str, *, require_factor: bool = True, idle: int = 60) -> 
                 "signon": {
                     "access": "ALLOW",
                     "requireFactor": require_factor,
-                    "factorPromptMode": "ALWAYS" if require_factor else None,
+                    **({"factorPromptMode": "ALWAYS"} if require_factor else {}),
                     "primaryFactor": "PASSWORD_IDP_ANY_FACTOR",
                     "rememberDeviceByDefault": False,
                     "factorLifetime": 15,
@@ -151,7 +158,45 @@ def sign_on_policy(pid: str, *, require_factor: bool = True, idle: int = 60) -> 
     return policy, rules
 
 
-def access_policy(pid: str, factor_mode: str = "2FA") -> tuple[dict, list]:
+def assurance(factor_mode: str | None = "2FA", constraints: Any = None) -> dict[str, Any]:
+    """An ``AssuranceMethod`` (spec example ``create-auth-policy-rule-condition-response``)."""
+    method: dict[str, Any] = {
+        "type": "ASSURANCE",
+        "reauthenticateIn": "PT2H",
+        "constraints": (
+            constraints
+            if constraints is not None
+            else [{"knowledge": {"required": True, "types": ["PASSWORD"]}}]
+        ),
+    }
+    if factor_mode is not None:
+        method["factorMode"] = factor_mode
+    return method
+
+
+def step(*methods: tuple[str, str], then: dict | None = None, uv: bool = False) -> dict:
+    """One ``AuthenticationMethodChain`` step: any of ``(key, method)``, then ``then``."""
+    out: dict[str, Any] = {
+        "authenticationMethods": [
+            {"key": k, "method": m, **({"userVerification": "REQUIRED"} if uv else {})}
+            for k, m in methods
+        ]
+    }
+    if then is not None:
+        out["next"] = [then]
+    return out
+
+
+def chains(*alternatives: dict) -> dict[str, Any]:
+    """An ``AuthenticationMethodChainMethod`` (spec example ``amc-two-chain``)."""
+    return {"type": "AUTH_METHOD_CHAIN", "chains": list(alternatives)}
+
+
+def access_policy(
+    pid: str, factor_mode: str = "2FA", *, rules: list[tuple[str, dict]] | None = None
+) -> tuple[dict, list]:
+    """An ``AccessPolicy`` and its ``AccessPolicyRule``s: ``rules`` are (name,
+    verificationMethod); the default is one catch-all ASSURANCE rule of ``factor_mode``."""
     policy = {
         "id": pid,
         "status": "ACTIVE",
@@ -163,29 +208,23 @@ def access_policy(pid: str, factor_mode: str = "2FA") -> tuple[dict, list]:
         "lastUpdated": ts(10),
         "_links": {},
     }
-    rules = [
+    wanted = rules if rules is not None else [("Catch-all Rule", assurance(factor_mode))]
+    out = [
         {
-            "id": f"{pid}r1",
+            "id": f"{pid}r{i}",
             "status": "ACTIVE",
-            "name": "Catch-all Rule",
-            "priority": 99,
-            "system": True,
+            "name": name,
+            "priority": i,
+            "system": name == "Catch-all Rule",
             "type": "ACCESS_POLICY",
+            "created": ts(500),
+            "lastUpdated": ts(10),
             "conditions": {"network": {"connection": "ANYWHERE"}},
-            "actions": {
-                "appSignOn": {
-                    "access": "ALLOW",
-                    "verificationMethod": {
-                        "factorMode": factor_mode,
-                        "type": "ASSURANCE",
-                        "reauthenticateIn": "PT2H",
-                        "constraints": [{"knowledge": {"types": ["password"]}}],
-                    },
-                }
-            },
+            "actions": {"appSignOn": {"access": "ALLOW", "verificationMethod": method}},
         }
+        for i, (name, method) in enumerate(wanted, start=1)
     ]
-    return policy, rules
+    return policy, out
 
 
 def password_policy(
@@ -245,7 +284,7 @@ def api_token(tid: str, owner: str, *, connection: str = "ZONE", created: float 
         "lastUpdated": ts(1),
         "tokenWindow": "P30D",
         "network": {"connection": connection, "include": ["nzo1"] if connection == "ZONE" else []},
-        "_link": {"self": {"href": f"https://acme.okta.com/api/v1/api-tokens/{tid}"}},
+        "_links": {"self": {"href": f"https://acme.okta.com/api/v1/api-tokens/{tid}"}},
     }
 
 
@@ -264,6 +303,8 @@ class FakeOkta:
         self.faults: dict[str, list[tuple[int, str, dict[str, str]]]] = defaultdict(list)
         self.looping: set[str] = set()
         self.requests: list[str] = []
+        #: (path, body) of every successful JSON answer, for the schema test.
+        self.served: list[tuple[str, Any]] = []
         server.expect_request(re.compile(r"^/api/v1/.*")).respond_with_handler(self.handle)
 
     @property
@@ -284,6 +325,8 @@ class FakeOkta:
     # -- HTTP
 
     def _json(self, body: Any, status: int = 200, links: list[str] = ()) -> Response:
+        if status == 200:
+            self.served.append((self.requests[-1], body))
         resp = Response(json.dumps(body), status=status, content_type="application/json")
         for line in links:
             resp.headers.add("Link", line)
@@ -814,3 +857,245 @@ inactive_days = 30
         assert [f["status"] for f in policy] == ["error"]
     finally:
         engine.dispose()
+
+
+# --------------------------------------------------------------------------- real shapes
+# Each case below is served as Okta's management OpenAPI spec documents it and judged by
+# the run engine (tests/engine_run.py), as `annexa collect` would.
+
+
+def engine_options(okta: FakeOkta) -> dict[str, Any]:
+    return {
+        "org_url": okta.base,
+        "api_token": {"env": "ANNEXA_TEST_OKTA_TOKEN"},
+        "page_size": 2,
+        "max_workers": 2,
+        "http": {"max_attempts": 2, "retry_min_wait": 0.0, "retry_max_wait": 0.01},
+    }
+
+
+def add_access_policy(okta: FakeOkta, pid: str, name: str, method: dict) -> None:
+    policy, rules = access_policy(pid, rules=[(name, method)])
+    okta.policies["ACCESS_POLICY"].append(policy)
+    okta.rules[pid] = rules
+
+
+#: (policy id, rule verificationMethod, verdict of okta.policy.mfa_required by default).
+VERIFICATION_CASES: list[tuple[str, dict, str]] = [
+    # AUTH_METHOD_CHAIN whose only step is the password: one factor.
+    ("rstpwonly", chains(step(("okta_password", "password"))), "fail"),
+    # The spec's own example amc-two-chain: password then SMS, or FastPass with UV.
+    (
+        "rstamc2",
+        chains(
+            step(("okta_password", "password"), then=step(("phone_number", "sms"))),
+            step(("okta_verify", "signed_nonce"), uv=True),
+        ),
+        "pass",
+    ),
+    # One strong chain and one weak alternative: the weak one lets people in.
+    (
+        "rstmixed",
+        chains(
+            step(("okta_password", "password"), then=step(("okta_verify", "push"))),
+            step(
+                ("okta_password", "password"), then=step(("security_question", "security_question"))
+            ),
+        ),
+        "fail",
+    ),
+    # Password then e-mail: e-mail is not counted as a second factor by default.
+    (
+        "rstemail",
+        chains(step(("okta_password", "password"), then=step(("okta_email", "email")))),
+        "fail",
+    ),
+    # A passkey without user verification alone is one factor.
+    ("rstkeyonly", chains(step(("webauthn", "webauthn"))), "fail"),
+    # ASSURANCE without factorMode: nothing says two factors.
+    ("rstnomode", assurance(None), "fail"),
+    # Spec example device-condition-with-oamp-response: 1FA, phishing-resistant, UV optional.
+    (
+        "rst1fapr",
+        assurance(
+            "1FA",
+            [{"possession": {"phishingResistant": "REQUIRED", "userVerification": "OPTIONAL"}}],
+        ),
+        "fail",
+    ),
+    # 1FA with a possession factor that requires user verification: two factors in one.
+    (
+        "rst1fauv",
+        assurance("1FA", [{"possession": {"userVerification": "REQUIRED", "types": ["APP"]}}]),
+        "pass",
+    ),
+    # 2FA whose possession factor may only be e-mail.
+    (
+        "rst2faemail",
+        assurance("2FA", [{"possession": {"required": True, "methods": ["EMAIL"]}}]),
+        "fail",
+    ),
+    # The spec example oamp-id-proofing-policy-rule-response: identity proofing.
+    ("rstidp", {"id": "entity_id", "type": "ID_PROOFING"}, "fail"),
+    ("rst2fa", assurance("2FA"), "pass"),
+]
+
+
+def plant_verification_cases(okta: FakeOkta) -> None:
+    for pid, method, _ in VERIFICATION_CASES:
+        add_access_policy(okta, pid, f"rule of {pid}", method)
+
+
+def test_every_documented_verification_method_is_judged(okta):
+    """AUTH_METHOD_CHAIN, ASSURANCE (2FA/1FA/no mode) and ID_PROOFING rules, each as the
+    spec documents them: only rules whose every path combines two factor classes pass.
+    Before the fix, the chain of the password alone (``rstpwonly``) passed."""
+    healthy_org(okta)
+    plant_verification_cases(okta)
+    run = run_engine("okta", engine_options(okta))
+    assert run.status == "succeeded"
+    mfa = {
+        f.resource_id: f.status for f in run.findings if f.check_id == "okta.policy.mfa_required"
+    }
+    expected = {pid: verdict for pid, _, verdict in VERIFICATION_CASES}
+    assert {k: v for k, v in mfa.items() if k in expected} == expected
+    assert run.ids("fail", "okta.policy.") == {
+        ("okta.policy.mfa_required", pid) for pid, _, v in VERIFICATION_CASES if v == "fail"
+    }
+    msg = run.one("okta.policy.mfa_required", "rstpwonly").message
+    assert "okta_password/password" in msg
+    # The stored evidence keeps the chains that were judged.
+    rule = run.payload("okta.policy.sign_on", "rstamc2")["rules"][0]
+    assert rule["verification_type"] == "AUTH_METHOD_CHAIN"
+    assert rule["verification_method"]["chains"][1]["authenticationMethods"][0] == {
+        "key": "okta_verify",
+        "method": "signed_nonce",
+        "userVerification": "REQUIRED",
+    }
+
+
+def test_second_factor_methods_is_a_parameter(okta):
+    """An auditor who accepts e-mail says so: then password → e-mail passes."""
+    healthy_org(okta)
+    plant_verification_cases(okta)
+    from connectors.okta.assurance import SECOND_FACTOR_METHODS
+
+    run = run_engine(
+        "okta",
+        engine_options(okta),
+        checks={
+            "okta.policy.mfa_required": {"second_factor_methods": [*SECOND_FACTOR_METHODS, "email"]}
+        },
+    )
+    assert run.one("okta.policy.mfa_required", "rstemail").status == "pass"
+    assert run.one("okta.policy.mfa_required", "rst2faemail").status == "pass"
+    assert run.one("okta.policy.mfa_required", "rstpwonly").status == "fail"
+
+
+def test_factor_types_counted_as_second_factor(okta):
+    """``UserFactorType`` values: only e-mail or a security question enrolled is no second
+    factor by default (before the fix an e-mail factor passed); the list is a parameter."""
+    healthy_org(okta)
+    okta.add_user(okta_user("00u5mail", "mail@acme.example"), [factor("email")])
+    okta.add_user(okta_user("00u6q", "q@acme.example"), [factor("question")])
+    okta.add_user(okta_user("00u7otp", "otp@acme.example"), [factor("token:software:totp")])
+    run = run_engine("okta", engine_options(okta))
+    assert run.ids("fail", "okta.user.mfa_enrolled") == {
+        ("okta.user.mfa_enrolled", "00u5mail"),
+        ("okta.user.mfa_enrolled", "00u6q"),
+    }
+    from connectors.okta.users import SECOND_FACTOR_TYPES
+
+    run = run_engine(
+        "okta",
+        engine_options(okta),
+        checks={"okta.user.mfa_enrolled": {"second_factor_types": [*SECOND_FACTOR_TYPES, "email"]}},
+    )
+    assert run.ids("fail", "okta.user.mfa_enrolled") == {("okta.user.mfa_enrolled", "00u6q")}
+
+
+def test_api_token_network_connections(okta):
+    """``PolicyNetworkConnection`` ANYWHERE/ZONE: a ZONE condition that only excludes
+    zones leaves the token usable from everywhere else (before the fix it passed)."""
+    healthy_org(okta)
+    okta.tokens.append(api_token("00Tanywhere", "00u0alice", connection="ANYWHERE"))
+    excl = api_token("00Texclude", "00u0alice")
+    excl["network"] = {"connection": "ZONE", "exclude": ["nzo9o4rctwQCJNE6y1d7"]}
+    okta.tokens.append(excl)
+    nonet = api_token("00Tnonet", "00u0alice")
+    del nonet["network"]  # as the spec's ApiTokenListMetadataResponse's second token
+    okta.tokens.append(nonet)
+    allzones = api_token("00Tallzones", "00u0alice")
+    allzones["network"] = {"connection": "ZONE", "include": ["ALL_IP_ZONES"]}
+    okta.tokens.append(allzones)
+    run = run_engine("okta", engine_options(okta))
+    assert run.ids("fail", "okta.apitoken.network_restricted") == {
+        ("okta.apitoken.network_restricted", t) for t in ("00Tanywhere", "00Texclude", "00Tnonet")
+    }
+    assert "only excludes" in run.one("okta.apitoken.network_restricted", "00Texclude").message
+
+
+def test_user_statuses_are_each_judged(okta):
+    """Every ``UserStatus`` of the spec maps to a verdict; a status it does not document is
+    an ``error`` for the per-user checks, never a silent not-applicable."""
+    healthy_org(okta)
+    okta.add_user(okta_user("00u8prov", "prov@acme.example", "PROVISIONED", created=60), [])
+    okta.add_user(okta_user("00u9odd", "odd@acme.example", "ACTIVATING_SOON"), [])
+    run = run_engine("okta", engine_options(okta))
+    assert ("okta.user.pending_activation", "00u8prov") in run.ids("fail")
+    assert {cid for cid, rid in run.ids("error") if rid == "00u9odd"} == {
+        "okta.user.mfa_enrolled",
+        "okta.user.inactive",
+        "okta.user.deprovisioned_no_access",
+        "okta.user.pending_activation",
+    }
+
+
+def test_fake_responses_match_the_okta_spec(okta):
+    """Every body the fake served in a full run validates against the spec's schemas."""
+    healthy_org(okta)
+    plant_verification_cases(okta)
+    p, r = sign_on_policy("00pweak", require_factor=False, idle=720)
+    okta.policies["OKTA_SIGN_ON"].append(p)
+    okta.rules["00pweak"] = r
+    run_engine("okta", engine_options(okta))
+    schemas = [
+        (r"/api/v1/users", openapi_schema("okta", "User", array=True)),
+        (r"/api/v1/users/[^/]+/factors", openapi_schema("okta", "UserFactor", array=True)),
+        (r"/api/v1/users/[^/]+/roles", openapi_schema("okta", "StandardRole", array=True)),
+        (r"/api/v1/users/[^/]+", openapi_schema("okta", "User")),
+        (r"/api/v1/iam/assignees/users", openapi_schema("okta", "RoleAssignedUsers")),
+        (r"/api/v1/api-tokens", openapi_schema("okta", "ApiToken", array=True)),
+        (r"/api/v1/policies", openapi_schema("okta", "Policy", array=True)),
+        (r"/api/v1/policies/[^/]+/rules", openapi_schema("okta", "PolicyRule", array=True)),
+    ]
+    seen = set()
+    for path, body in okta.served:
+        schema = next(s for pattern, s in schemas if re.fullmatch(pattern, path))
+        assert_valid(body, schema, path)
+        seen.add(next(pattern for pattern, _ in schemas if re.fullmatch(pattern, path)))
+    assert len(seen) == len(schemas)
+
+
+def test_assurance_constraints_as_one_object():
+    """The spec's examples answer ``constraints`` as one object, its schema as a list:
+    both are read (``twofa-enabled-disallow-password-allow-phishing-response``)."""
+    from connectors.okta.assurance import SECOND_FACTOR_METHODS, verification_weakness
+
+    example = {
+        "factorMode": "2FA",
+        "type": "ASSURANCE",
+        "reauthenticateIn": "PT0S",
+        "constraints": {
+            "knowledge": {
+                "excludedAuthenticationMethods": {"key": "okta_password"},
+                "required": False,
+            },
+            "possession": {"deviceBound": "REQUIRED", "required": True},
+        },
+    }
+    assert verification_weakness(example, SECOND_FACTOR_METHODS) is None
+    email_only = {**example, "constraints": {"possession": {"methods": ["EMAIL"]}}}
+    assert "email" in (verification_weakness(email_only, SECOND_FACTOR_METHODS) or "")
+    assert verification_weakness({"type": "NEW_KIND"}, SECOND_FACTOR_METHODS)
+    assert verification_weakness(None, SECOND_FACTOR_METHODS) == "no verification method"

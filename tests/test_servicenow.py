@@ -30,6 +30,7 @@ from connectors.http import HttpOptions
 from connectors.process import period_bounds
 from connectors.records import Coverage, Evidence, Finding, Record, service_of
 from connectors.servicenow import ServiceNowConnector, ServiceNowOptions
+from tests.engine_run import run_engine
 
 pytestmark = pytest.mark.clock
 
@@ -76,6 +77,27 @@ CHOICES: dict[tuple[str, str], dict[str, str]] = {
         "1": "1 - Critical",
         "2": "2 - High",
         "3": "3 - Medium",
+        "4": "4 - Low",
+    },
+    # GRC: Audit Management engagements and GRC issues (nonconformities).
+    ("sn_audit_engagement", "state"): {
+        "1": "Validate",
+        "2": "Fieldwork",
+        "3": "Awaiting Approval",
+        "4": "Follow up",
+        "5": "Closed",
+    },
+    ("sn_grc_issue", "state"): {
+        "1": "New",
+        "2": "Analyze",
+        "3": "Respond",
+        "4": "Review",
+        "5": "Closed",
+    },
+    ("sn_grc_issue", "priority"): {
+        "1": "1 - Critical",
+        "2": "2 - High",
+        "3": "3 - Moderate",
         "4": "4 - Low",
     },
     ("change_request", "type"): {
@@ -887,6 +909,122 @@ def test_options_validation(snow):
 
 def test_every_servicenow_check_is_documented():
     specs = ServiceNowConnector.checks()
-    assert len(specs) == 10
+    assert len(specs) == 15
     for s in specs:
         assert s.title and s.rationale and s.remediation
+
+
+# --------------------------------------------------------------------------- new kinds
+
+
+def _ago(days: float) -> str:
+    return (NOW - timedelta(days=days)).replace(tzinfo=None, microsecond=0).isoformat()
+
+
+def _at(day: date, hour: int = 9) -> str:
+    return f"{day.isoformat()}T{hour:02d}:00:00"
+
+
+def test_dr_test_internal_audit_and_nonconformity_processes(snow):
+    """DR tests as catalog tasks, internal audits as Audit Management engagements
+    (``sn_audit_engagement``) and nonconformities as GRC issues (``sn_grc_issue``):
+    planted good and bad records, the exact fail set through the run engine."""
+    today = NOW.date()
+    q3, q2 = quarter_start(today, 3), quarter_start(today, 2)
+
+    def task(number: str, created: str, closed: str | None) -> None:
+        snow.record(
+            "sc_task",
+            number,
+            created,
+            requested_by="bcm",
+            assigned_to="ops",
+            state="3" if closed else "2",
+            short_description="DR test",
+            events=[(closed, "ops", "state", "3")] if closed else [],
+        )
+
+    task("SCTASK0000101", _at(q3 + timedelta(days=5)), _at(q3 + timedelta(days=20)))
+    task("SCTASK0000102", _at(q2 + timedelta(days=2)), _at(q2 + timedelta(days=60)))  # late
+
+    def engagement(number: str, created: str, closed: str | None) -> None:
+        snow.record(
+            "sn_audit_engagement",
+            number,
+            created,
+            requested_by="audit",
+            assigned_to="auditor",
+            state="5" if closed else "2",
+            events=[(closed, "auditor", "state", "5")] if closed else [],
+        )
+
+    last_year = date(today.year - 1, 3, 1)
+    engagement("AENG0001001", _at(last_year), _at(last_year + timedelta(days=40)))
+    engagement("AENG0001002", _ago(200), None)  # open past 90 days
+    engagement("AENG0001003", _ago(10), None)
+
+    def issue(number: str, priority: str, created: str, closed: str | None) -> None:
+        snow.record(
+            "sn_grc_issue",
+            number,
+            created,
+            requested_by="audit",
+            assigned_to="it",
+            priority=priority,
+            state="5" if closed else "3",
+            events=[(closed, "it", "state", "5")] if closed else [],
+        )
+
+    issue("ISS0001001", "2", "2026-01-05T09:00:00", "2026-01-15T09:00:00")  # 10 <= 30
+    issue("ISS0001002", "2", "2026-02-01T09:00:00", "2026-03-20T09:00:00")  # 47 > 30
+    issue("ISS0001003", "4", _ago(100), None)  # open past 90
+    issue("ISS0001004", "4", _ago(20), None)
+    options = {
+        "instance_url": snow.base,
+        "username": USER,
+        "password": {"env": "ANNEXA_TEST_SN_PASSWORD"},
+        "processes": [
+            {
+                "kind": "dr_test",
+                "table": "sc_task",
+                "query": "short_description=DR test",
+                "resolved_states": ["Closed Complete"],
+                "review_period": "quarterly",
+                "periods_from": q3.isoformat(),
+                "close_within_days": 30,
+            },
+            {
+                "kind": "internal_audit",
+                "table": "sn_audit_engagement",
+                "resolved_states": ["Closed"],
+                "review_period": "annual",
+                "periods_from": date(today.year - 1, 1, 1).isoformat(),
+                "close_within_days": 90,
+            },
+            {
+                "kind": "nonconformity",
+                "table": "sn_grc_issue",
+                "resolved_states": ["Closed"],
+                "severity_field": "priority",
+                "sla_days": {"1 - Critical": 15, "2 - High": 30, "default": 90},
+            },
+        ],
+        "http": {"max_attempts": 2, "retry_min_wait": 0.0, "retry_max_wait": 0.01},
+    }
+    run = run_engine("servicenow", options)
+    assert run.status == "succeeded", run.errors
+    assert run.ids("fail") == {
+        ("servicenow.dr_test.closed_within_sla", "SCTASK0000102"),
+        ("servicenow.dr_test.every_period", "dr_test"),
+        ("servicenow.internal_audit.closed_within_sla", "AENG0001002"),
+        ("servicenow.nonconformity.closed_within_sla", "ISS0001002"),
+        ("servicenow.nonconformity.closed_within_sla", "ISS0001003"),
+    }
+    assert run.ids("error") == set()
+    assert run.ids("pass") >= {
+        ("servicenow.dr_test.closed_within_sla", "SCTASK0000101"),
+        ("servicenow.internal_audit.closed_within_sla", "AENG0001001"),
+        ("servicenow.internal_audit.every_period", "internal_audit"),
+        ("servicenow.nonconformity.closed_within_sla", "ISS0001001"),
+    }
+    assert "A.5.30" in run.one("servicenow.dr_test.every_period", "dr_test").controls

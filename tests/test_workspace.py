@@ -5,8 +5,12 @@ google-auth signs a JWT assertion with a freshly generated RSA service-account k
 exchanges it at the fake token endpoint, which *verifies* the signature and the claims
 (issuer, delegated subject, scope, audience) before issuing a token; the connector then
 reads the fake Directory API through the shared HTTP layer. The fake answers with the
-Directory API's shapes (``kind``/``users``/``nextPageToken``, ``lastLoginTime``
-``1970-01-01T00:00:00.000Z`` for never, Google error bodies), pages with opaque
+Directory API's shapes as its discovery document describes them
+(``googleapiclient/discovery_cache/documents/admin.directory_v1.json``, schemas ``Users``
+and ``User``; ``test_fake_responses_match_the_discovery_document`` validates every body
+served): ``kind``/``users``/``nextPageToken``, ``lastLoginTime``
+``1970-01-01T00:00:00.000Z`` for never, Google error bodies. Like Google it answers a
+``fields`` partial-response request with only the fields asked for, pages with opaque
 ``pageToken`` values, honours ``query=isAdmin=true``, omits ``users`` when empty, and
 injects faults (429 + Retry-After, 5xx bursts, malformed JSON, a repeated page token).
 """
@@ -34,6 +38,7 @@ from connectors.http import HttpOptions
 from connectors.records import Coverage, Evidence, Finding, Record, service_of
 from connectors.workspace import WorkspaceConnector, WorkspaceOptions
 from connectors.workspace.auth import DIRECTORY_USER_READONLY
+from tests.vendor_schemas import assert_valid, discovery_schema
 
 pytestmark = pytest.mark.clock
 
@@ -106,6 +111,25 @@ def gws_user(
     }
 
 
+def partial_response(body: dict[str, Any], fields: str | None) -> dict[str, Any]:
+    """Google's partial response for ``fields=a,b(c,d)`` (one level of nesting, as the
+    connector asks): only the named keys, and inside lists only the named sub-keys."""
+    if not fields:
+        return body
+    wanted: dict[str, set[str] | None] = {}
+    for name, inner in re.findall(r"([A-Za-z]+)(?:\(([^)]*)\))?", fields):
+        wanted[name] = set(inner.split(",")) if inner else None
+    out: dict[str, Any] = {}
+    for key, sub in wanted.items():
+        if key not in body:
+            continue
+        value = body[key]
+        if sub is not None and isinstance(value, list):
+            value = [{k: v for k, v in item.items() if k in sub} for item in value]
+        out[key] = value
+    return out
+
+
 class FakeGoogle:
     """OAuth token endpoint + Directory API users listing."""
 
@@ -118,6 +142,8 @@ class FakeGoogle:
         self.faults: dict[str, list[tuple[int, str, dict[str, str]]]] = defaultdict(list)
         self.looping = False
         self.requests: list[str] = []
+        #: (path, body) of every successful listing answer, for the schema test.
+        self.served: list[tuple[str, Any]] = []
         self.assertions: list[dict[str, Any]] = []
         server.expect_request("/token", method="POST").respond_with_handler(self.token)
         server.expect_request(re.compile(r"^/admin/directory/v1/.*")).respond_with_handler(
@@ -207,6 +233,8 @@ class FakeGoogle:
             body["nextPageToken"] = "Q0FF-0"
         elif start + size < len(users):
             body["nextPageToken"] = f"Q0FF-{start + size}"
+        body = partial_response(body, args.get("fields"))
+        self.served.append((path, body))
         return self._json(body)
 
 
@@ -571,3 +599,18 @@ def test_end_to_end_through_the_run_engine_into_the_store(google, engine):
     with engine.connect() as conn:
         ids = {e["resource_id"] for e in evidence_at(conn, resource_type="workspace.user.account")}
     assert "200000000000000000001" not in ids and len(ids) == 6
+
+
+def test_fake_responses_match_the_discovery_document(google):
+    """Every listing the fake served validates against the discovery document's ``Users``
+    schema, and holds only the partial-response fields the connector asked for."""
+    healthy_domain(google)
+    records = collect(connector(google))
+    assert all(c.ok for c in coverage(records).values())
+    schema = discovery_schema("workspace", "Users")
+    assert len(google.served) == 4
+    for path, body in google.served:
+        assert_valid(body, schema, path)
+        assert set(body) <= {"users", "nextPageToken"}
+        for user in body.get("users", []):
+            assert "phones" not in user and "name" not in user

@@ -8,9 +8,10 @@ API calls:
   (403) is recorded, and judged only if security defaults are off.
 
 One evidence per tenant (``entra.tenant.authentication``) carries the security-defaults
-flag and each policy reduced to what decides MFA and legacy authentication: state,
-users/applications included and excluded (as counts and the ``All`` markers), client
-app types, grant controls and authentication strength.
+flag and each policy with every condition that decides whom it applies to (users,
+applications, client apps, platforms, locations, devices, risk levels, flows) and its
+grant controls and authentication strength — see
+:mod:`connectors.entra.conditional_access`, which also judges them.
 """
 
 from __future__ import annotations
@@ -20,55 +21,21 @@ from typing import Any
 
 from connectors.checks import Verdict, check, failed, passed
 from connectors.common import ERRORS_KEY, GLOBAL, EvidenceMissing, require
+from connectors.entra.conditional_access import (
+    LEGACY_CLIENTS,
+    coverage_gaps,
+    grant_weakness,
+    policy_summary,
+)
 from connectors.http import HttpClient, MalformedResponseError, SourceError
 from connectors.records import Evidence
 
 TENANT_TYPE = "entra.tenant.authentication"
 TENANT_ID = "authentication-policies"
 
-_LEGACY_CLIENTS = frozenset({"exchangeActiveSync", "other"})
-
-
-def _get(obj: Any, *path: str) -> Any:
-    for key in path:
-        if not isinstance(obj, Mapping):
-            return None
-        obj = obj.get(key)
-    return obj
-
-
-def _list(obj: Any, *path: str) -> list[Any]:
-    value = _get(obj, *path)
-    return list(value) if isinstance(value, list) else []
-
-
-def policy_summary(policy: Mapping[str, Any]) -> dict[str, Any]:
-    """The parts of a Conditional Access policy that decide MFA and legacy auth."""
-    users = _get(policy, "conditions", "users") or {}
-    apps = _get(policy, "conditions", "applications") or {}
-    strength = _get(policy, "grantControls", "authenticationStrength")
-    return {
-        "id": str(policy["id"]),
-        "name": policy.get("displayName"),
-        "state": policy.get("state"),
-        "all_users": "All" in _list(users, "includeUsers"),
-        "include_users_count": len(_list(users, "includeUsers")),
-        "include_groups_count": len(_list(users, "includeGroups")),
-        "include_roles_count": len(_list(users, "includeRoles")),
-        "exclude_users_count": len(_list(users, "excludeUsers")),
-        "exclude_groups_count": len(_list(users, "excludeGroups")),
-        "exclude_roles_count": len(_list(users, "excludeRoles")),
-        "all_applications": "All" in _list(apps, "includeApplications"),
-        "exclude_applications_count": len(_list(apps, "excludeApplications")),
-        "client_app_types": sorted(str(c) for c in _list(policy, "conditions", "clientAppTypes")),
-        "grant_operator": _get(policy, "grantControls", "operator"),
-        "grant_controls": sorted(str(c) for c in _list(policy, "grantControls", "builtInControls")),
-        "authentication_strength": (
-            strength.get("displayName") or strength.get("id")
-            if isinstance(strength, Mapping)
-            else None
-        ),
-    }
+#: Exclusions a policy for "everyone" may carry: Microsoft asks for two emergency-access
+#: (break-glass) accounts to be excluded from Conditional Access.
+EXCLUSION_PARAMETERS: dict[str, Any] = {"max_excluded_users": 2, "approved_exclusions": []}
 
 
 def read_tenant_policies(http: HttpClient, scope: str) -> Iterator[Evidence]:
@@ -96,35 +63,30 @@ def read_tenant_policies(http: HttpClient, scope: str) -> Iterator[Evidence]:
 # --------------------------------------------------------------------------- checks
 
 
-def _for_everyone(p: Mapping[str, Any]) -> bool:
-    """Enforced, for all users and all cloud apps (exclusions are reported, not judged:
-    break-glass accounts must be excluded)."""
-    return (
-        p.get("state") == "enabled" and bool(p.get("all_users")) and bool(p.get("all_applications"))
+def _gaps(p: Mapping[str, Any], params: Mapping[str, Any], *, judge_client_apps: bool) -> list:
+    return coverage_gaps(
+        p,
+        max_excluded_users=params["max_excluded_users"],
+        approved_exclusions=list(params["approved_exclusions"]),
+        judge_client_apps=judge_client_apps,
     )
-
-
-def requires_mfa(p: Mapping[str, Any]) -> bool:
-    """The policy's grant cannot be satisfied without MFA."""
-    controls = set(p.get("grant_controls") or [])
-    if p.get("authentication_strength"):
-        return True
-    if "mfa" not in controls:
-        return False
-    # With OR, any other control (compliant device, terms of use…) satisfies the grant alone.
-    return controls == {"mfa"} or p.get("grant_operator") == "AND"
 
 
 def _policies(payload: Mapping[str, Any]) -> list[Mapping[str, Any]]:
-    return list(require(payload, "conditional_access_policies"))
+    try:
+        return list(require(payload, "conditional_access_policies"))
+    except EvidenceMissing as exc:
+        raise EvidenceMissing(f"security defaults are off and {exc}") from None
 
 
 def _exclusions(p: Mapping[str, Any]) -> str:
-    n = sum(
-        int(p.get(k) or 0)
-        for k in ("exclude_users_count", "exclude_groups_count", "exclude_roles_count")
-    )
-    return f" ({n} user/group/role exclusion(s))" if n else ""
+    users = p.get("users") or {}
+    n = sum(len(users.get(k) or []) for k in ("exclude_users", "exclude_groups"))
+    return f" ({n} excluded user(s)/group(s))" if n else ""
+
+
+def _why_not(p: Mapping[str, Any], reasons: list[str]) -> str:
+    return f"{p.get('name')!r}: {'; '.join(reasons)}"
 
 
 @check(
@@ -134,36 +96,41 @@ def _exclusions(p: Mapping[str, Any]) -> str:
     resource_type=TENANT_TYPE,
     rationale=(
         "Per-user MFA registration is worthless unless sign-in actually demands it; "
-        "security defaults or an enabled Conditional Access policy for all users and "
-        "all cloud apps is what makes MFA mandatory."
+        "security defaults or an enabled Conditional Access policy for all users, all "
+        "cloud apps, every client, location, platform and risk level is what makes MFA "
+        "mandatory. A policy that asks for MFA only for risky sign-ins, outside trusted "
+        "locations or for some clients leaves every other sign-in on a password."
     ),
     remediation=(
         "Enable security defaults, or (with Entra ID P1) create an enabled Conditional "
-        "Access policy: Users = All users (exclude only break-glass accounts), Target "
-        "resources = All cloud apps, Grant = Require multifactor authentication or an "
-        "authentication strength."
+        "Access policy: Users = All users (exclude only the break-glass accounts), Target "
+        "resources = All cloud apps, no location, platform, client-app, device or risk "
+        "condition, Grant = Require multifactor authentication or an MFA authentication "
+        "strength (with other controls only under 'Require all the selected controls')."
     ),
+    parameters=dict(EXCLUSION_PARAMETERS),
 )
 def tenant_mfa_enforced(payload: Mapping[str, Any], params: Mapping[str, Any]) -> Verdict:
     if payload.get("security_defaults_enabled") is True:
         return passed("security defaults are enabled: every user must register and use MFA")
-    try:
-        policies = _policies(payload)
-    except EvidenceMissing as exc:
-        raise EvidenceMissing(f"security defaults are off and {exc}") from None
-    good = [p for p in policies if _for_everyone(p) and requires_mfa(p)]
+    policies = _policies(payload)
+    good, near = [], []
+    for p in policies:
+        weak = grant_weakness(p)
+        if weak in ("blocks access instead", "grant does not require MFA"):
+            continue  # not an MFA policy at all
+        reasons = [*_gaps(p, params, judge_client_apps=True), *([weak] if weak else [])]
+        if reasons:
+            near.append(_why_not(p, reasons))
+        else:
+            good.append(p)
     if good:
         names = ", ".join(f"{p.get('name')}{_exclusions(p)}" for p in good)
-        return passed(f"Conditional Access requires MFA for all users and apps: {names}")
-    report_only = [
-        str(p.get("name"))
-        for p in policies
-        if p.get("state") == "enabledForReportingButNotEnforced" and requires_mfa(p)
-    ]
-    extra = f"; report-only (not enforced): {', '.join(report_only)}" if report_only else ""
+        return passed(f"Conditional Access requires MFA for every sign-in of all users: {names}")
+    detail = f"; MFA policies that fall short: {' | '.join(near)}" if near else ""
     return failed(
         "security defaults are off and no enabled Conditional Access policy requires MFA "
-        f"for all users and all cloud apps ({len(policies)} policies){extra}"
+        f"for every sign-in of all users to all cloud apps ({len(policies)} policies){detail}"
     )
 
 
@@ -179,27 +146,32 @@ def tenant_mfa_enforced(payload: Mapping[str, Any], params: Mapping[str, Any]) -
     remediation=(
         "Enable security defaults, or create an enabled Conditional Access policy for all "
         "users and all cloud apps with client apps 'Exchange ActiveSync clients' and "
-        "'Other clients', granting 'Block access'."
+        "'Other clients', granting 'Block access', with no location, platform or risk "
+        "condition."
     ),
+    parameters=dict(EXCLUSION_PARAMETERS),
 )
 def tenant_legacy_auth_blocked(payload: Mapping[str, Any], params: Mapping[str, Any]) -> Verdict:
     if payload.get("security_defaults_enabled") is True:
         return passed("security defaults are enabled: legacy authentication is blocked")
-    try:
-        policies = _policies(payload)
-    except EvidenceMissing as exc:
-        raise EvidenceMissing(f"security defaults are off and {exc}") from None
-    good = [
-        p
-        for p in policies
-        if _for_everyone(p)
-        and "block" in (p.get("grant_controls") or [])
-        and _LEGACY_CLIENTS <= set(p.get("client_app_types") or [])
-    ]
+    policies = _policies(payload)
+    good, near = [], []
+    for p in policies:
+        if "block" not in (p.get("grant_controls") or []):
+            continue
+        clients = set(p.get("client_app_types") or [])
+        reasons = _gaps(p, params, judge_client_apps=False)
+        if "all" not in clients and not LEGACY_CLIENTS <= clients:
+            reasons.append(f"client apps {', '.join(sorted(clients)) or 'none'}")
+        if reasons:
+            near.append(_why_not(p, reasons))
+        else:
+            good.append(p)
     if good:
         names = ", ".join(f"{p.get('name')}{_exclusions(p)}" for p in good)
         return passed(f"legacy authentication is blocked by: {names}")
+    detail = f"; blocking policies that fall short: {' | '.join(near)}" if near else ""
     return failed(
         "security defaults are off and no enabled Conditional Access policy blocks "
-        "Exchange ActiveSync and other legacy clients for all users and apps"
+        f"Exchange ActiveSync and other legacy clients for all users and apps{detail}"
     )

@@ -3,7 +3,8 @@
 One evidence per user (``entra.user.account``), because auditors sample people. Each
 record keeps only what the findings need: object id, user principal name and mail
 (pseudonymised when configured), enabled flag, member/guest, invitation state,
-creation date, last successful sign-in (to the day), whether MFA is registered and
+creation date, last successful sign-in and last sign-in attempt (see :func:`_sign_ins`),
+whether MFA is registered and
 with which method *types*, and the directory roles held.
 
 API calls (``@odata.nextLink`` paging):
@@ -27,6 +28,7 @@ from connectors.checks import Verdict, check, failed, not_applicable, passed
 from connectors.common import (
     ERRORS_KEY,
     GLOBAL,
+    EvidenceMissing,
     Pseudonymiser,
     activity_time,
     day_precision,
@@ -93,23 +95,38 @@ def _list_users(http: HttpClient, page_size: int) -> tuple[Iterable[Any], str | 
     return (chain([first], with_signin) if first is not _END else ()), None
 
 
-def _last_sign_in(user: Mapping[str, Any]) -> str | None:
-    """Time of the last successful sign-in, else of the last (non-)interactive attempt."""
+def _moment(value: Any) -> str | None:
+    """A sign-in timestamp, or None for Graph's empty values (null, ``0001-01-01…``)."""
+    if not value or str(value).startswith("0001-01-01"):
+        return None
+    return str(value)
+
+
+def _sign_ins(user: Mapping[str, Any]) -> tuple[str | None, str | None]:
+    """(last *successful* sign-in, last sign-in *attempt*) from ``signInActivity``.
+
+    Graph's ``lastSignInDateTime`` (interactive) and ``lastNonInteractiveSignInDateTime``
+    record attempts "either successfully or unsuccessfully"; only
+    ``lastSuccessfulSignInDateTime`` (recorded since 1 December 2023, not backfilled)
+    shows the account was used. A dormant account whose password is being sprayed has
+    recent attempts and no recent success: activity is judged by successes alone.
+    """
     activity = user.get("signInActivity")
     if not isinstance(activity, Mapping):
-        return None
-    success = activity.get("lastSuccessfulSignInDateTime")
-    if success:
-        return activity_time(success)
+        return None, None
+    success = _moment(activity.get("lastSuccessfulSignInDateTime"))
     attempts = [
         parse_time(v)
         for v in (
-            activity.get("lastSignInDateTime"),
-            activity.get("lastNonInteractiveSignInDateTime"),
+            _moment(activity.get("lastSignInDateTime")),
+            _moment(activity.get("lastNonInteractiveSignInDateTime")),
         )
         if v
     ]
-    return activity_time(max(attempts)) if attempts else None
+    return (
+        activity_time(success) if success else None,
+        activity_time(max(attempts)) if attempts else None,
+    )
 
 
 def user_payload(
@@ -140,7 +157,7 @@ def user_payload(
     if signin_error:
         errors["last_sign_in"] = signin_error
     else:
-        payload["last_sign_in"] = _last_sign_in(user)
+        payload["last_sign_in"], payload["last_sign_in_attempt"] = _sign_ins(user)
     if registrations is None:
         for key in ("mfa_registered", "methods_registered"):
             errors[key] = registration_error or "MFA registration details were not read"
@@ -215,7 +232,10 @@ def _who(payload: Mapping[str, Any]) -> str:
 
 
 def _skip_disabled(payload: Mapping[str, Any]) -> Verdict | None:
-    if payload.get("account_enabled") is not True:
+    enabled = payload.get("account_enabled")
+    if enabled is None:
+        raise EvidenceMissing(f"accountEnabled of user {_who(payload)} was not returned")
+    if enabled is not True:
         return not_applicable(f"user {_who(payload)} is disabled and cannot sign in")
     return None
 
@@ -226,6 +246,8 @@ def _is_guest(payload: Mapping[str, Any]) -> bool:
 
 def _inactivity(payload: Mapping[str, Any], limit: int, what: str) -> Verdict:
     last = require(payload, "last_sign_in")
+    attempt = payload.get("last_sign_in_attempt")
+    tried = f"; last attempt {attempt} (successful or not)" if attempt and not last else ""
     if last:
         age = days_since(last)
         if age > limit:
@@ -236,14 +258,18 @@ def _inactivity(payload: Mapping[str, Any], limit: int, what: str) -> Verdict:
         return passed(f"{what} {_who(payload)} last signed in on {last}")
     created = payload.get("created")
     if not created:
-        return failed(f"{what} {_who(payload)} has never signed in and has no creation date")
+        return failed(
+            f"{what} {_who(payload)} has no successful sign-in and no creation date{tried}"
+        )
     age = days_since(created)
     if age > limit:
         return failed(
-            f"{what} {_who(payload)} has never signed in since {day_precision(created)} "
-            f"({int(age)} days, limit {limit})"
+            f"{what} {_who(payload)} has no successful sign-in recorded since "
+            f"{day_precision(created)} ({int(age)} days, limit {limit}){tried}"
         )
-    return passed(f"{what} {_who(payload)} was created {int(age)} days ago, not yet signed in")
+    return passed(
+        f"{what} {_who(payload)} was created {int(age)} days ago, no successful sign-in yet{tried}"
+    )
 
 
 @check(

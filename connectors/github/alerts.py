@@ -1,9 +1,15 @@
-"""Open Dependabot and secret-scanning alerts of the organisation, judged against SLAs.
+"""Open Dependabot, code-scanning and secret-scanning alerts of the organisation, judged
+against SLAs by severity.
 
-API calls (cursor pagination through ``Link`` headers):
+API calls (pagination through ``Link`` headers):
 
-* ``GET /orgs/{org}/dependabot/alerts?state=open&severity=critical,high``
-* ``GET /orgs/{org}/secret-scanning/alerts?state=open``
+* ``GET /orgs/{org}/dependabot/alerts?state=open`` — every severity GitHub documents
+  (``critical``, ``high``, ``medium``, ``low``), each with its own SLA parameter;
+* ``GET /orgs/{org}/code-scanning/alerts?state=open`` — judged by the rule's
+  ``security_severity_level`` (``critical``…``low``); alerts of non-security rules
+  (only a ``severity`` of ``error``/``warning``/``note``) are code quality, not
+  vulnerabilities, and are not judged;
+* ``GET /orgs/{org}/secret-scanning/alerts?state=open``.
 
 One evidence per open alert (resource id ``owner/repo#number``); a fixed or dismissed
 alert drops out of the listing and its record is closed when the unit was read fully.
@@ -17,12 +23,24 @@ from typing import Any
 from urllib.parse import quote
 
 from connectors.checks import Verdict, check, failed, not_applicable, passed
-from connectors.github.common import GLOBAL, day_precision, days_since, require
+from connectors.github.common import GLOBAL, EvidenceMissing, day_precision, days_since, require
 from connectors.http import HttpClient, MalformedResponseError
 from connectors.records import Evidence
 
 DEPENDABOT_TYPE = "github.dependabot.alert"
+CODE_ALERT_TYPE = "github.codescanning.alert"
 SECRET_ALERT_TYPE = "github.secretscanning.alert"  # noqa: S105 - a resource type
+
+#: Severities GitHub documents for advisories and code-scanning security severities.
+SEVERITIES = ("critical", "high", "medium", "low")
+#: Days to fix per severity: common vulnerability-management SLAs (e.g. PCI DSS 6.3.3
+#: asks for critical fixes within a month; most programmes use 15/30/90/180).
+SLA_PARAMETERS = {
+    "sla_days_critical": 15,
+    "sla_days_high": 30,
+    "sla_days_medium": 90,
+    "sla_days_low": 180,
+}
 
 
 def _get(obj: Any, *path: str) -> Any:
@@ -79,14 +97,38 @@ def secret_alert_payload(alert: Mapping[str, Any], repo: str) -> dict[str, Any]:
     }
 
 
+def code_alert_payload(alert: Mapping[str, Any], repo: str) -> dict[str, Any]:
+    return {
+        "repository": repo,
+        "number": alert.get("number"),
+        "state": alert.get("state"),
+        "security_severity": _get(alert, "rule", "security_severity_level"),
+        "rule_severity": _get(alert, "rule", "severity"),
+        "rule": _get(alert, "rule", "id") or _get(alert, "rule", "name"),
+        "tool": _get(alert, "tool", "name"),
+        "path": _get(alert, "most_recent_instance", "location", "path"),
+        "created_at": alert.get("created_at"),
+        "html_url": alert.get("html_url"),
+    }
+
+
 def read_dependabot_alerts(http: HttpClient, org: str) -> Iterator[Evidence]:
     path = f"/orgs/{quote(org, safe='')}/dependabot/alerts"
-    params = {"state": "open", "severity": "critical,high", "per_page": 100}
+    params = {"state": "open", "per_page": 100}
     for alert in http.paginate_links(path, params=params):
         if not isinstance(alert, Mapping):
             raise MalformedResponseError(f"an alert that is not an object in {path}")
         repo, rid = _alert_id(alert, path)
         yield Evidence(org, GLOBAL, DEPENDABOT_TYPE, rid, dependabot_payload(alert, repo))
+
+
+def read_code_alerts(http: HttpClient, org: str) -> Iterator[Evidence]:
+    path = f"/orgs/{quote(org, safe='')}/code-scanning/alerts"
+    for alert in http.paginate_links(path, params={"state": "open", "per_page": 100}):
+        if not isinstance(alert, Mapping):
+            raise MalformedResponseError(f"an alert that is not an object in {path}")
+        repo, rid = _alert_id(alert, path)
+        yield Evidence(org, GLOBAL, CODE_ALERT_TYPE, rid, code_alert_payload(alert, repo))
 
 
 def read_secret_alerts(http: HttpClient, org: str) -> Iterator[Evidence]:
@@ -101,36 +143,69 @@ def read_secret_alerts(http: HttpClient, org: str) -> Iterator[Evidence]:
 # --------------------------------------------------------------------------- checks
 
 
+def _within_sla(
+    payload: Mapping[str, Any], params: Mapping[str, Any], severity: Any, what: str
+) -> Verdict:
+    label = f"{severity} {what} {payload.get('repository')}#{payload.get('number')}"
+    if payload.get("state") != "open":
+        return not_applicable(f"{label} is {payload.get('state')}")
+    if severity not in SEVERITIES:
+        raise EvidenceMissing(f"{label}: severity {severity!r} is not one GitHub documents")
+    sla = params[f"sla_days_{severity}"]
+    age = days_since(require(payload, "created_at"))
+    if age > sla:
+        return failed(
+            f"{label} open since {day_precision(payload['created_at'])}: {int(age)} days, SLA {sla}"
+        )
+    return passed(f"{label} open {int(age)} days, within the {sla}-day SLA")
+
+
 @check(
     id="github.dependabot.alerts_within_sla",
-    title="Critical and high Dependabot alerts are fixed within the SLA",
+    title="Dependabot alerts are fixed within the SLA of their severity",
     severity="high",
     resource_type=DEPENDABOT_TYPE,
     rationale=(
         "A published vulnerability in a dependency is exploitable by anyone who reads "
-        "the advisory; technical vulnerabilities must be remediated within a defined time."
+        "the advisory; technical vulnerabilities must be remediated within a defined "
+        "time that depends on their severity."
     ),
     remediation=(
         "Upgrade the dependency to the first patched version (merge the Dependabot pull "
         "request), or dismiss the alert with a documented risk acceptance."
     ),
-    parameters={"sla_days_critical": 15, "sla_days_high": 30},
+    parameters=dict(SLA_PARAMETERS),
 )
 def dependabot_within_sla(payload: Mapping[str, Any], params: Mapping[str, Any]) -> Verdict:
-    label = f"{payload.get('severity')} alert {payload.get('repository')}#{payload.get('number')}"
-    if payload.get("state") != "open":
-        return not_applicable(f"{label} is {payload.get('state')}")
-    severity = payload.get("severity")
-    if severity not in ("critical", "high"):
-        return not_applicable(f"{label}: no SLA for this severity")
-    sla = params[f"sla_days_{severity}"]
-    age = days_since(require(payload, "created_at"))
-    what = f"{label} ({payload.get('package')}, {payload.get('ghsa_id')})"
-    if age > sla:
-        return failed(
-            f"{what} open since {day_precision(payload['created_at'])}: {int(age)} days, SLA {sla}"
+    what = f"Dependabot alert ({payload.get('package')}, {payload.get('ghsa_id')})"
+    return _within_sla(payload, params, payload.get("severity"), what)
+
+
+@check(
+    id="github.codescanning.alerts_within_sla",
+    title="Code-scanning security alerts are fixed within the SLA of their severity",
+    severity="high",
+    resource_type=CODE_ALERT_TYPE,
+    rationale=(
+        "A security flaw found in the organisation's own code (injection, path "
+        "traversal, unsafe deserialisation…) stays exploitable until fixed; secure "
+        "coding includes correcting what static analysis finds within a defined time."
+    ),
+    remediation=(
+        "Fix the flagged code (the alert shows the data flow), or dismiss the alert as "
+        "a false positive / won't fix with a documented reason."
+    ),
+    parameters=dict(SLA_PARAMETERS),
+)
+def code_alert_within_sla(payload: Mapping[str, Any], params: Mapping[str, Any]) -> Verdict:
+    severity = payload.get("security_severity")
+    what = f"code-scanning alert ({payload.get('tool')} {payload.get('rule')})"
+    if severity is None:
+        return not_applicable(
+            f"{what} {payload.get('repository')}#{payload.get('number')} comes from a "
+            f"non-security rule (severity {payload.get('rule_severity')}): code quality"
         )
-    return passed(f"{what} open {int(age)} days, within the {sla}-day SLA")
+    return _within_sla(payload, params, severity, what)
 
 
 @check(

@@ -17,8 +17,9 @@ Configuration (``[[connectors]] type = "github"``)::
 Units (service = second segment of the resource types), region ``global``, scope = the
 organisation login: ``org`` (``github.org.settings``), ``member``
 (``github.member.account``), ``collaborator`` (``github.collaborator.outside``), ``repo``
-(``github.repo.repository``), ``dependabot`` (``github.dependabot.alert``) and
-``secretscanning`` (``github.secretscanning.alert``).
+(``github.repo.repository``), ``dependabot`` (``github.dependabot.alert``),
+``codescanning`` (``github.codescanning.alert``) and ``secretscanning``
+(``github.secretscanning.alert``).
 
 As a GitHub App the connector signs an app JWT (RS256, ``iss`` = app id, 9 minutes),
 finds the installation on the organisation (``GET /orgs/{org}/installation``) unless
@@ -59,7 +60,15 @@ from connectors.http import (
 from connectors.oauth import CachedToken, bearer, sign_jwt_rs256
 from connectors.records import Coverage, Record
 
-SERVICES = ("org", "member", "collaborator", "repo", "dependabot", "secretscanning")
+SERVICES = (
+    "org",
+    "member",
+    "collaborator",
+    "repo",
+    "dependabot",
+    "codescanning",
+    "secretscanning",
+)
 API_HEADERS = {"Accept": "application/vnd.github+json", "X-GitHub-Api-Version": "2022-11-28"}
 
 
@@ -188,6 +197,7 @@ class GitHubConnector(Connector):
                 ),
             ),
             ("dependabot", lambda: alerts.read_dependabot_alerts(http, scope)),
+            ("codescanning", lambda: alerts.read_code_alerts(http, scope)),
             ("secretscanning", lambda: alerts.read_secret_alerts(http, scope)),
         )
         with http:

@@ -5,12 +5,16 @@ API calls (``per_page=100``, ``Link`` pagination):
 * ``GET /orgs/{org}`` — 2FA requirement and base permission (``two_factor_requirement_enabled``
   is only returned to organisation owners);
 * ``GET /orgs/{org}/members?role=admin`` — the owners;
-* ``GET /orgs/{org}/members`` and ``GET /orgs/{org}/members?filter=2fa_disabled``;
-* ``GET /orgs/{org}/outside_collaborators`` and ``…?filter=2fa_disabled``.
+* ``GET /orgs/{org}/members`` and ``GET /orgs/{org}/members?filter=2fa_disabled`` and
+  ``?filter=2fa_insecure``;
+* ``GET /orgs/{org}/outside_collaborators`` and ``…?filter=2fa_disabled`` /
+  ``…?filter=2fa_insecure``.
 
-The ``2fa_disabled`` filter is only available to owners; without it, each person's
-``two_factor_enabled`` is unknown and recorded as an error in their payload, so their
-2FA findings are ``error`` rather than a guess.
+GitHub documents three values of ``filter``: ``all``, ``2fa_disabled`` and
+``2fa_insecure`` (2FA enabled, but only with a method GitHub deems insecure, such as
+SMS); each person's payload records both flags. The filters are only available to
+owners; without them, the flags are unknown and recorded as errors in the payload, so
+the 2FA findings are ``error`` rather than a guess.
 """
 
 from __future__ import annotations
@@ -64,11 +68,12 @@ def read_org(http: HttpClient, org: str, pseudo: Pseudonymiser) -> Iterator[Evid
     yield Evidence(org, GLOBAL, ORG_TYPE, org, payload)
 
 
+#: A login set read with one ``filter`` value, or the reason it could not be read.
+LoginSet = tuple[set[str] | None, str | None]
+
+
 def _person_payload(
-    person: Mapping[str, Any],
-    pseudo: Pseudonymiser,
-    no_2fa: set[str] | None,
-    no_2fa_error: str | None,
+    person: Mapping[str, Any], pseudo: Pseudonymiser, no_2fa: LoginSet, insecure: LoginSet
 ) -> dict[str, Any]:
     login = str(person["login"])
     payload: dict[str, Any] = {
@@ -76,19 +81,34 @@ def _person_payload(
         "id": person.get("id"),
         "type": person.get("type"),
     }
-    if no_2fa is not None:
-        payload["two_factor_enabled"] = login not in no_2fa
-    else:
-        payload[ERRORS_KEY] = {"two_factor_enabled": no_2fa_error or "not read"}
+    errors: dict[str, str] = {}
+    for key, (logins, error) in (
+        ("two_factor_enabled", no_2fa),
+        ("two_factor_insecure", insecure),
+    ):
+        if logins is None:
+            errors[key] = error or "not read"
+        elif key == "two_factor_enabled":
+            payload[key] = login not in logins
+        else:
+            payload[key] = login in logins
+    if errors:
+        payload[ERRORS_KEY] = errors
     return payload
+
+
+def _two_factor_sets(http: HttpClient, path: str) -> tuple[LoginSet, LoginSet]:
+    return _login_set(http, path, filter="2fa_disabled"), _login_set(
+        http, path, filter="2fa_insecure"
+    )
 
 
 def read_members(http: HttpClient, org: str, pseudo: Pseudonymiser) -> Iterator[Evidence]:
     q = quote(org, safe="")
     owners, owners_error = _login_set(http, f"/orgs/{q}/members", role="admin")
-    no_2fa, no_2fa_error = _login_set(http, f"/orgs/{q}/members", filter="2fa_disabled")
+    no_2fa, insecure = _two_factor_sets(http, f"/orgs/{q}/members")
     for person in _logins(http, f"/orgs/{q}/members"):
-        payload = _person_payload(person, pseudo, no_2fa, no_2fa_error)
+        payload = _person_payload(person, pseudo, no_2fa, insecure)
         if owners is not None:
             payload["role"] = "owner" if person["login"] in owners else "member"
         else:
@@ -98,11 +118,9 @@ def read_members(http: HttpClient, org: str, pseudo: Pseudonymiser) -> Iterator[
 
 def read_collaborators(http: HttpClient, org: str, pseudo: Pseudonymiser) -> Iterator[Evidence]:
     q = quote(org, safe="")
-    no_2fa, no_2fa_error = _login_set(
-        http, f"/orgs/{q}/outside_collaborators", filter="2fa_disabled"
-    )
+    no_2fa, insecure = _two_factor_sets(http, f"/orgs/{q}/outside_collaborators")
     for person in _logins(http, f"/orgs/{q}/outside_collaborators"):
-        payload = _person_payload(person, pseudo, no_2fa, no_2fa_error)
+        payload = _person_payload(person, pseudo, no_2fa, insecure)
         yield Evidence(org, GLOBAL, COLLABORATOR_TYPE, str(payload["login"]), payload)
 
 
@@ -186,10 +204,23 @@ def org_default_permission(payload: Mapping[str, Any], params: Mapping[str, Any]
     )
 
 
-def _two_factor(payload: Mapping[str, Any], what: str) -> Verdict:
-    if require(payload, "two_factor_enabled") is True:
-        return passed(f"{what} {payload.get('login')} has 2FA enabled")
-    return failed(f"{what} {payload.get('login')} has 2FA disabled")
+def _two_factor(payload: Mapping[str, Any], params: Mapping[str, Any], what: str) -> Verdict:
+    who = f"{what} {payload.get('login')}"
+    if require(payload, "two_factor_enabled") is not True:
+        return failed(f"{who} has 2FA disabled")
+    if params["allow_insecure_methods"]:
+        return passed(f"{who} has 2FA enabled")
+    if require(payload, "two_factor_insecure") is True:
+        return failed(
+            f"{who} has 2FA enabled only with a method GitHub lists as insecure "
+            "(filter 2fa_insecure, e.g. SMS)"
+        )
+    return passed(f"{who} has 2FA enabled with a secure method")
+
+
+#: ``filter=2fa_insecure`` (2FA by SMS and the like): GitHub itself calls these methods
+#: insecure and lets organisations require secure ones, so they fail by default.
+_TWO_FACTOR_PARAMETERS = {"allow_insecure_methods": False}
 
 
 @check(
@@ -199,12 +230,13 @@ def _two_factor(payload: Mapping[str, Any], what: str) -> Verdict:
     resource_type=MEMBER_TYPE,
     rationale="A member without 2FA gives source-code access to whoever learns one password.",
     remediation=(
-        "Ask the member to enable 2FA (preferably a security key or passkey), or require "
-        "2FA at the organisation level."
+        "Ask the member to enable 2FA with an authenticator app, security key or passkey "
+        "(not SMS), or require (secure) 2FA at the organisation level."
     ),
+    parameters=dict(_TWO_FACTOR_PARAMETERS),
 )
 def member_two_factor(payload: Mapping[str, Any], params: Mapping[str, Any]) -> Verdict:
-    return _two_factor(payload, "member")
+    return _two_factor(payload, params, "member")
 
 
 @check(
@@ -217,9 +249,10 @@ def member_two_factor(payload: Mapping[str, Any], params: Mapping[str, Any]) -> 
         "2FA their repository access rests on one password."
     ),
     remediation=(
-        "Ask the collaborator to enable 2FA or remove their access; requiring 2FA at the "
-        "organisation level enforces it for collaborators too."
+        "Ask the collaborator to enable 2FA with a secure method or remove their access; "
+        "requiring 2FA at the organisation level enforces it for collaborators too."
     ),
+    parameters=dict(_TWO_FACTOR_PARAMETERS),
 )
 def collaborator_two_factor(payload: Mapping[str, Any], params: Mapping[str, Any]) -> Verdict:
-    return _two_factor(payload, "outside collaborator")
+    return _two_factor(payload, params, "outside collaborator")

@@ -7,7 +7,12 @@ are recorded but not inspected further: they are read-only):
   (404 "Branch not protected"; 403 "Upgrade to GitHub Pro…" on plans without it);
 * ``GET /repos/{o}/{r}/rules/branches/{default}`` — active ruleset rules for the branch,
   whether set on the repository or the organisation;
-* ``GET /repos/{o}/{r}/vulnerability-alerts`` — 204 when Dependabot alerts are on, 404 off.
+* ``GET /repos/{o}/{r}/vulnerability-alerts`` — 204 when Dependabot alerts are on, 404 off;
+* ``GET /repos/{o}/{r}/code-scanning/default-setup`` — ``state`` ``configured`` or
+  ``not-configured``; when not configured, ``GET /repos/{o}/{r}/code-scanning/analyses
+  ?per_page=1`` shows whether an advanced setup (a workflow or third-party upload)
+  analyses the code. A 403 saying code scanning / Advanced Security is not enabled, or a
+  404 "no analysis found", means no code scanning; any other refusal is an error.
 
 ``security_and_analysis`` (secret scanning, push protection, Dependabot security updates)
 comes with the repository listing when the token may administer the repository.
@@ -23,12 +28,14 @@ from urllib.parse import quote
 from connectors.checks import Verdict, check, failed, not_applicable, passed
 from connectors.common import batches
 from connectors.github.common import ERRORS_KEY, GLOBAL, EvidenceMissing, require
-from connectors.http import HttpClient, MalformedResponseError, SourceError
+from connectors.http import HttpClient, HTTPStatusError, MalformedResponseError, SourceError
 from connectors.records import Evidence
 
 REPO_TYPE = "github.repo.repository"
 
 _PLAN_UNAVAILABLE = "upgrade to github pro"
+#: 403 messages meaning "code scanning is not enabled here", not "you may not look".
+_CODE_SCANNING_OFF = ("advanced security must be enabled", "code scanning is not enabled")
 
 
 def _enabled(sa: Mapping[str, Any], key: str) -> bool:
@@ -119,9 +126,51 @@ def _read_protection(http: HttpClient, repo: Mapping[str, Any]) -> dict[str, Any
         out["dependabot_alerts_enabled"] = resp.status_code == 204 or resp.status_code == 200
     except SourceError as exc:
         errors["dependabot_alerts_enabled"] = str(exc)
+    try:
+        out["code_scanning_setup"] = _code_scanning_setup(http, base)
+    except SourceError as exc:
+        errors["code_scanning_setup"] = str(exc)
     if errors:
         out[ERRORS_KEY] = errors
     return out
+
+
+def _message(resp: Any) -> str:
+    try:
+        body = resp.json()
+    except ValueError:
+        return ""
+    return str(body.get("message", "")) if isinstance(body, Mapping) else ""
+
+
+def _code_scanning_setup(http: HttpClient, base: str) -> str | None:
+    """``"default"``, ``"advanced"`` or None (no code scanning) for one repository."""
+    resp = http.get(f"{base}/code-scanning/default-setup", allow_status={403, 404})
+    if resp.status_code == 200:
+        body = resp.json()
+        if isinstance(body, Mapping) and body.get("state") == "configured":
+            return "default"
+    elif resp.status_code == 403:
+        msg = _message(resp)
+        if any(m in msg.lower() for m in _CODE_SCANNING_OFF):
+            return None
+        raise HTTPStatusError(
+            f"code scanning default setup refused: {msg or 'forbidden'}",
+            url=str(resp.url),
+            status=403,
+        )
+    resp = http.get(
+        f"{base}/code-scanning/analyses", params={"per_page": 1}, allow_status={403, 404}
+    )
+    if resp.status_code == 200:
+        body = resp.json()
+        return "advanced" if isinstance(body, list) and body else None
+    msg = _message(resp)
+    if resp.status_code == 404 or any(m in msg.lower() for m in _CODE_SCANNING_OFF):
+        return None
+    raise HTTPStatusError(
+        f"code scanning analyses refused: {msg or 'forbidden'}", url=str(resp.url), status=403
+    )
 
 
 def repo_payload(repo: Mapping[str, Any]) -> dict[str, Any]:
@@ -349,3 +398,28 @@ def repo_dependabot_alerts(payload: Mapping[str, Any], params: Mapping[str, Any]
 )
 def repo_dependabot_updates(payload: Mapping[str, Any], params: Mapping[str, Any]) -> Verdict:
     return _feature(payload, "dependabot_security_updates_enabled", "Dependabot security updates")
+
+
+@check(
+    id="github.repo.code_scanning",
+    title="Code scanning analyses the repository",
+    severity="medium",
+    resource_type=REPO_TYPE,
+    rationale=(
+        "Static analysis on every push and pull request finds injection, unsafe "
+        "deserialisation and other coding flaws before they reach production; secure "
+        "coding needs such a check applied systematically, not on request."
+    ),
+    remediation=(
+        "Enable code scanning default setup (Security > Code security), or an advanced "
+        "CodeQL / third-party SARIF workflow; private repositories need GitHub Code "
+        "Security / Advanced Security."
+    ),
+)
+def repo_code_scanning(payload: Mapping[str, Any], params: Mapping[str, Any]) -> Verdict:
+    if (na := _skip_archived(payload)) is not None:
+        return na
+    setup = require(payload, "code_scanning_setup")
+    if setup:
+        return passed(f"code scanning ({setup} setup) analyses {payload.get('full_name')}")
+    return failed(f"no code scanning analyses {payload.get('full_name')}")

@@ -13,6 +13,9 @@ Configuration (``[[connectors]] type = "github_pulls"``)::
     # required_checks = ["ci/test"]             # besides rulesets / branch protection
     # checks_commit = "head"                    # or "merge"
     # merger_is_implementer = true
+    # approver_associations = ["OWNER", "MEMBER", "COLLABORATOR"]
+    # approval_must_cover_merged_head = true
+    # passing_conclusions = ["success"]
 
 Units: scope = the repository (``acme/api``), region ``global``, service ``change``;
 resource types ``github_pulls.change.pull_request`` (id ``acme/api#12``) and
@@ -36,7 +39,8 @@ from connectors.base import (
     SecretUnavailableError,
 )
 from connectors.checks import REGISTRY, CheckSpec
-from connectors.github_pulls.pulls import PREFIX, read_repo
+from connectors.github_pulls.approvals import AUTHOR_ASSOCIATIONS, WRITE_ASSOCIATIONS
+from connectors.github_pulls.pulls import CHECK_CONCLUSIONS, PREFIX, read_repo
 from connectors.http import HttpClient, HttpOptions, check_url, token_auth
 from connectors.process import (
     GLOBAL,
@@ -65,6 +69,39 @@ class PullsProcess(ProcessBase):
     checks_commit: Literal["head", "merge"] = "head"
     #: Whoever merged counts as an implementer: merging your own approval fails SoD.
     merger_is_implementer: bool = True
+    #: ``author_association`` values whose approvals count. GitHub documents eight; only
+    #: OWNER, MEMBER and COLLABORATOR can hold write access to the repository (NONE,
+    #: CONTRIBUTOR, FIRST_TIME_CONTRIBUTOR, FIRST_TIMER and MANNEQUIN cannot).
+    approver_associations: list[str] = Field(default_factory=lambda: list(WRITE_ASSOCIATIONS))
+    #: An approval counts only when it was given on the head commit that was merged: an
+    #: approval of an earlier commit did not see the code that went live.
+    approval_must_cover_merged_head: bool = True
+    #: Check-run conclusions that satisfy a required check. ``neutral`` and ``skipped``
+    #: mean no test result, ``stale``/``action_required`` none yet; GitHub's branch
+    #: protection accepts neutral and skipped too — add them to follow it.
+    passing_conclusions: list[str] = Field(default_factory=lambda: ["success"])
+
+    @field_validator("approver_associations")
+    @classmethod
+    def _associations(cls, v: list[str]) -> list[str]:
+        unknown = sorted(set(v) - set(AUTHOR_ASSOCIATIONS))
+        if unknown:
+            raise ValueError(
+                f"unknown author_association {unknown} (GitHub documents "
+                f"{', '.join(AUTHOR_ASSOCIATIONS)})"
+            )
+        return v
+
+    @field_validator("passing_conclusions")
+    @classmethod
+    def _conclusions(cls, v: list[str]) -> list[str]:
+        unknown = sorted(set(v) - set(CHECK_CONCLUSIONS))
+        if unknown:
+            raise ValueError(
+                f"unknown check-run conclusion {unknown} (GitHub documents "
+                f"{', '.join(CHECK_CONCLUSIONS)})"
+            )
+        return v
 
     @field_validator("repos")
     @classmethod

@@ -15,11 +15,23 @@ API calls (all reads), per configured repository:
   ``GET /commits/{sha}/status`` (combined status) for the head commit — the commit the
   required checks gate before merging — or the merge commit (``checks_commit``).
 
-What counts as approval: the latest review of each reviewer submitted before the merge;
-an ``APPROVED`` one from someone other than the author is an approval in force
-(``DISMISSED`` and later ``CHANGES_REQUESTED`` reviews withdraw it; comments do not).
-The author and — with ``merger_is_implementer`` (default) — whoever merged are the
-implementers, so a pull request merged by its only approver fails segregation of duties.
+What counts as approval (GitHub's review states ``APPROVED``, ``CHANGES_REQUESTED``,
+``COMMENTED``, ``DISMISSED``, ``PENDING``): each reviewer's latest deciding review
+submitted before the merge; an ``APPROVED`` one is in force (``DISMISSED`` and a later
+``CHANGES_REQUESTED`` withdraw it; comments and pending reviews do not count). It
+counts as an approval only when its reviewer is not the author, their
+``author_association`` is one of ``approver_associations`` (by default the three that
+can hold write access: OWNER, MEMBER, COLLABORATOR) and — with
+``approval_must_cover_merged_head`` (default) — its ``commit_id`` is the head commit that
+was merged. Approvals that do not count are kept in ``derived.discounted_approvals``
+with the reason. The author and — with ``merger_is_implementer`` (default) — whoever
+merged are the implementers, so a pull request merged by its only approver fails
+segregation of duties.
+
+Required checks pass only with a check-run ``conclusion`` in ``passing_conclusions``
+(default ``success``; GitHub documents success, failure, neutral, cancelled, skipped,
+timed_out, action_required, stale and startup_failure) after ``status`` ``completed``,
+or a commit status ``state`` of ``success``.
 """
 
 from __future__ import annotations
@@ -31,6 +43,7 @@ from typing import Any
 from urllib.parse import quote
 
 from connectors.checks import CheckSpec, Verdict, check, failed, passed
+from connectors.github_pulls.approvals import pr_derived
 from connectors.http import HttpClient, MalformedResponseError, SourceError
 from connectors.process import (
     ERRORS_KEY,
@@ -48,7 +61,19 @@ from connectors.records import Evidence
 
 PREFIX = "github_pulls"
 ITEM_TYPE = f"{PREFIX}.change.pull_request"
-_OK_CONCLUSIONS = frozenset({"success", "neutral", "skipped"})
+#: Check-run conclusions (the OpenAPI ``check-run`` enum plus ``stale`` and
+#: ``startup_failure``, which GitHub documents for check suites and Actions runs).
+CHECK_CONCLUSIONS: tuple[str, ...] = (
+    "success",
+    "failure",
+    "neutral",
+    "cancelled",
+    "skipped",
+    "timed_out",
+    "action_required",
+    "stale",
+    "startup_failure",
+)
 
 
 def gh_person(user: Any) -> dict[str, Any] | None:
@@ -83,59 +108,6 @@ def required_checks(http: HttpClient, base: str, branch: str) -> tuple[list[str]
     else:
         sources.append(f"branch_protection:unreadable (HTTP {resp.status_code})")
     return sorted(names), sorted(set(sources))
-
-
-def in_force_approvals(
-    reviews: list[Mapping[str, Any]], author: str | None, merged_at: str
-) -> list[Mapping[str, Any]]:
-    """Each reviewer's latest deciding review before the merge, if it approves."""
-    latest: dict[str, Mapping[str, Any]] = {}
-    for r in sorted(reviews, key=lambda r: (r["at"] or "", int(r.get("id") or 0))):
-        who = (r.get("by") or {}).get("id")
-        if not who or r["at"] is None or r["at"] > merged_at:
-            continue
-        if r["state"] in ("APPROVED", "CHANGES_REQUESTED", "DISMISSED"):
-            latest[who] = r
-    return [r for who, r in latest.items() if r["state"] == "APPROVED" and who != author]
-
-
-def pr_derived(
-    process: Any, ticket: Mapping[str, Any], reviews: list[Mapping[str, Any]]
-) -> dict[str, Any]:
-    """The change facts of a merged pull request (same keys as tickets' ``derived``)."""
-    author = ticket.get("requested_by")
-    merged_at = ticket["resolved"]
-    approvals = in_force_approvals(reviews, author["id"] if author else None, merged_at)
-    implementers: list[dict[str, Any]] = []
-    for p in (author, ticket.get("merged_by") if process.merger_is_implementer else None):
-        if p and p["id"] not in {i["id"] for i in implementers}:
-            implementers.append(p)
-    approvers = []
-    for r in sorted(approvals, key=lambda r: r["at"]):
-        if r["by"]["id"] not in {a["id"] for a in approvers}:
-            approvers.append(r["by"])
-    return {
-        "kind": "change",
-        "requested_by": author,
-        "approved_at": min((r["at"] for r in approvals), default=None),
-        "approved_by": approvers,
-        "implemented_at": merged_at,
-        "implemented_by": implementers,
-        "segregated_from": sorted(i["id"] for i in implementers),
-        "acknowledged_at": None,
-        "resolved_at": merged_at,
-        "reviewed_at": None,
-        "reviewed_by": [],
-        "review_due_at": None,
-        "severity": None,
-        "sla_days": None,
-        "due_at": None,
-        "ack_sla_hours": None,
-        "ack_due_at": None,
-        "review_required": False,
-        "reviews": [],
-        "history_gap": None,
-    }
 
 
 class RepoReader:
@@ -215,6 +187,7 @@ class RepoReader:
                         "state": str(r.get("state")),
                         "at": iso(r.get("submitted_at")),
                         "commit": r.get("commit_id"),
+                        "association": r.get("author_association"),
                     }
                 )
         except SourceError as exc:
@@ -296,6 +269,7 @@ class RepoReader:
             "statuses": sorted(statuses, key=lambda s: (s["context"], str(s["state"]))),
             "required_checks": self.required,
             "required_checks_from": self.required_from,
+            "passing_conclusions": sorted(self.process.passing_conclusions),
         }
         if errors:
             payload[ERRORS_KEY] = dict(sorted(errors.items()))
@@ -333,13 +307,26 @@ def read_repo(
 
 
 def _outcomes(payload: Mapping[str, Any]) -> dict[str, bool]:
+    passing = set(payload.get("passing_conclusions") or ("success",))
     out: dict[str, bool] = {}
     for run in payload.get("check_runs") or []:
-        ok = run.get("status") == "completed" and run.get("conclusion") in _OK_CONCLUSIONS
+        ok = run.get("status") == "completed" and run.get("conclusion") in passing
         out[run["name"]] = out.get(run["name"], True) and ok
     for st in payload.get("statuses") or []:
         out[st["context"]] = out.get(st["context"], True) and st.get("state") == "success"
     return out
+
+
+def _states(payload: Mapping[str, Any], name: str) -> str:
+    found = [
+        str(r.get("conclusion") or r.get("status"))
+        for r in payload.get("check_runs") or []
+        if r.get("name") == name
+    ]
+    found += [
+        str(s.get("state")) for s in payload.get("statuses") or [] if s.get("context") == name
+    ]
+    return f"{name} ({', '.join(found)})"
 
 
 @check(
@@ -365,7 +352,7 @@ def required_checks_passed(payload: Mapping[str, Any], _params: Mapping[str, Any
         if missing or bad:
             parts = []
             if bad:
-                parts.append(f"failed: {', '.join(bad)}")
+                parts.append(f"not passed: {', '.join(_states(payload, n) for n in bad)}")
             if missing:
                 parts.append(f"never ran: {', '.join(missing)}")
             return failed(f"{key} merged with required checks not passing ({'; '.join(parts)})")
@@ -374,5 +361,7 @@ def required_checks_passed(payload: Mapping[str, Any], _params: Mapping[str, Any
         return failed(f"{key} merged with no status check at all (none required, none ran)")
     bad = sorted(n for n, ok in outcomes.items() if not ok)
     if bad:
-        return failed(f"{key} merged with failing checks: {', '.join(bad)}")
+        return failed(
+            f"{key} merged with checks not passing: {', '.join(_states(payload, n) for n in bad)}"
+        )
     return passed(f"{key}: all {len(outcomes)} checks passed (none marked required)")

@@ -16,7 +16,7 @@ from urllib.parse import quote
 
 from connectors.checks import Verdict, check, failed, passed
 from connectors.http import HttpClient, MalformedResponseError
-from connectors.okta.common import GLOBAL, SIGN_IN_STATUSES, Pseudonymiser, require
+from connectors.okta.common import GLOBAL, INACTIVE_STATUSES, Pseudonymiser, require
 from connectors.records import Evidence
 
 ADMIN_TYPE = "okta.admin.summary"
@@ -98,10 +98,12 @@ class AdminReader:
 
 
 def _active_admins(payload: Mapping[str, Any], role: str | None = None) -> list[Mapping]:
+    """Admins who are not deactivated or suspended: those who can sign in, and those
+    pending activation (or in a status Okta may add later), who hold the role too."""
     return [
         a
         for a in require(payload, "admins")
-        if a.get("status") in SIGN_IN_STATUSES and (role is None or role in a.get("roles", []))
+        if a.get("status") not in INACTIVE_STATUSES and (role is None or role in a.get("roles", []))
     ]
 
 

@@ -85,11 +85,27 @@ class ApiTokenReader:
     ),
 )
 def token_network_restricted(payload: Mapping[str, Any], params: Mapping[str, Any]) -> Verdict:
+    """Judges every documented ``network.connection`` (``ANYWHERE``, ``ZONE``): a
+    ``ZONE`` condition restricts only when it *includes* zones — excluding some zones
+    alone leaves the token usable from everywhere else."""
     conn = payload.get("network_connection")
     label = f"API token {payload.get('name') or payload.get('id')}"
+    include = list(payload.get("network_zones_included") or [])
+    exclude = list(payload.get("network_zones_excluded") or [])
     if conn in (None, "", "ANYWHERE"):
         return failed(f"{label} can be used from anywhere")
-    return passed(f"{label} is restricted ({conn})")
+    if conn != "ZONE":
+        return failed(f"{label} has network connection {conn!r}, not a zone restriction")
+    if not include:
+        if exclude:
+            return failed(
+                f"{label} only excludes network zones ({', '.join(exclude)}): it can be "
+                "used from anywhere else"
+            )
+        return failed(f"{label} is set to ZONE but names no zone to include")
+    if any(z in ("ALL_IP_ZONES", "ALL_ZONES") for z in include):
+        return passed(f"{label} is restricted to the org's defined IP zones ({', '.join(include)})")
+    return passed(f"{label} is restricted to zones {', '.join(include)}")
 
 
 @check(

@@ -3,7 +3,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any
 
 import structlog
 
@@ -24,6 +25,9 @@ from connectors.records import Evidence, Finding, Record
 __all__ = [
     "ERRORS_KEY",
     "GLOBAL",
+    "INACTIVE_STATUSES",
+    "KNOWN_STATUSES",
+    "PENDING_STATUSES",
     "SIGN_IN_STATUSES",
     "EvidenceMissing",
     "Pseudonymiser",
@@ -34,12 +38,29 @@ __all__ = [
     "parse_time",
     "require",
     "run_unit",
+    "user_status",
 ]
 
 log = structlog.get_logger("annexa.connectors.okta")
 
+#: Every ``UserStatus`` of Okta's management OpenAPI spec, by what it means for access.
 #: User statuses in which the account can still sign in (or be recovered into use).
 SIGN_IN_STATUSES = frozenset({"ACTIVE", "RECOVERY", "LOCKED_OUT", "PASSWORD_EXPIRED"})
+#: Created, not yet activated (``ACTIVATING`` is the spec's transitional status).
+PENDING_STATUSES = frozenset({"STAGED", "PROVISIONED", "ACTIVATING"})
+#: Deactivated or suspended: no sign-in until an administrator restores the account.
+INACTIVE_STATUSES = frozenset({"DEPROVISIONED", "SUSPENDED"})
+KNOWN_STATUSES = SIGN_IN_STATUSES | PENDING_STATUSES | INACTIVE_STATUSES
+
+
+def user_status(payload: Mapping[str, Any]) -> str:
+    """The user's status; one the spec does not document is an ``error``, never a guess."""
+    status = payload.get("status")
+    if status not in KNOWN_STATUSES:
+        raise EvidenceMissing(
+            f"user status {status!r} is not one Okta documents; the user cannot be judged"
+        )
+    return str(status)
 
 
 def run_unit(

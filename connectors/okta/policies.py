@@ -18,6 +18,7 @@ from urllib.parse import quote
 
 from connectors.checks import Verdict, check, failed, not_applicable, passed
 from connectors.http import HttpClient, HTTPStatusError, MalformedResponseError, SourceError
+from connectors.okta.assurance import SECOND_FACTOR_METHODS, verification_weakness
 from connectors.okta.common import ERRORS_KEY, GLOBAL, EvidenceMissing, log, require
 from connectors.records import Evidence
 
@@ -53,11 +54,13 @@ def rule_summary(rule: Mapping[str, Any]) -> dict[str, Any]:
             max_session_lifetime_minutes=_get(signon, "session", "maxSessionLifetimeMinutes"),
         )
     elif isinstance(app, Mapping):
+        method = app.get("verificationMethod")
         out.update(
             access=app.get("access"),
-            factor_mode=_get(app, "verificationMethod", "factorMode"),
-            verification_type=_get(app, "verificationMethod", "type"),
-            reauthenticate_in=_get(app, "verificationMethod", "reauthenticateIn"),
+            verification_type=_get(method, "type"),
+            # Kept whole (constraints, chains and their steps): it is what decides MFA,
+            # holds no secret, and an auditor must see what was judged.
+            verification_method=dict(method) if isinstance(method, Mapping) else None,
         )
     return out
 
@@ -151,23 +154,34 @@ def _active_allow_rules(payload: Mapping[str, Any]) -> list[Mapping[str, Any]]:
     ),
     remediation=(
         "Set 'Prompt for factor' (requireFactor) on every ALLOW rule of the sign-on / "
-        "global session policy, and 'Possession factor' / 2FA (factorMode 2FA) on every "
-        "ALLOW rule of the app authentication policies; deny instead of allowing 1FA."
+        "global session policy; in app authentication policies require 2FA "
+        "(ASSURANCE factorMode 2FA) or authentication method chains whose every path "
+        "combines the password with a possession factor (or a possession factor with "
+        "user verification); deny instead of allowing one factor."
     ),
+    parameters={"second_factor_methods": list(SECOND_FACTOR_METHODS)},
 )
 def policy_mfa_required(payload: Mapping[str, Any], params: Mapping[str, Any]) -> Verdict:
+    """Sign-on rules need ``requireFactor``; authentication-policy rules are judged by
+    :func:`connectors.okta.assurance.verification_weakness` (every documented
+    verification method type: ASSURANCE, AUTH_METHOD_CHAIN, ID_PROOFING)."""
     if payload.get("status") != "ACTIVE":
         return not_applicable(f"{_label(payload)} is {payload.get('status')}")
-    weak = []
+    weak: list[str] = []
     for rule in _active_allow_rules(payload):
+        name = repr(rule.get("name") or rule.get("id"))
         if payload.get("type") == "ACCESS_POLICY":
-            if rule.get("factor_mode") == "1FA":
-                weak.append(rule)
+            if "verification_method" not in rule:
+                raise EvidenceMissing(f"rule {name} was stored without its verification method")
+            why = verification_weakness(
+                rule["verification_method"], params["second_factor_methods"]
+            )
+            if why:
+                weak.append(f"{name} ({why})")
         elif rule.get("require_factor") is not True:
-            weak.append(rule)
+            weak.append(f"{name} (requireFactor is not set)")
     if weak:
-        names = ", ".join(repr(r.get("name") or r.get("id")) for r in weak)
-        return failed(f"{_label(payload)}: rules allowing access without MFA: {names}")
+        return failed(f"{_label(payload)}: rules allowing access without MFA: {'; '.join(weak)}")
     return passed(f"{_label(payload)}: every active ALLOW rule requires MFA")
 
 
