@@ -94,6 +94,7 @@ def generate(url: str, args: argparse.Namespace) -> dict[str, Any]:
         w = writer_mod.RunWriter(
             engine, source="bench-aws", connector_type="aws", config_digest="c" * 64,
             mapping_digest=index.digest, agent_version="bench",
+            signer=getattr(args, "signer", None),
         )
         w.start()
         for i in changed:

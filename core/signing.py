@@ -20,6 +20,7 @@ Formats (stable; changing them breaks every stored signature):
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import os
 from collections.abc import Iterable, Mapping
@@ -41,6 +42,12 @@ PACKAGE_DOMAIN = "annexa-package-v1"
 
 class SigningKeyError(ValueError):
     """A key file or public-key line is unusable; the message says which and why."""
+
+
+@functools.lru_cache(maxsize=64)
+def _loaded(raw: bytes) -> Ed25519PublicKey:
+    # Verifying a year of runs checks thousands of signatures by the same few keys.
+    return Ed25519PublicKey.from_public_bytes(raw)
 
 
 def key_id(public_raw: bytes) -> str:
@@ -75,7 +82,7 @@ class PublicKey:
             return False
         try:
             sig = base64.b64decode(signature, validate=True)
-            Ed25519PublicKey.from_public_bytes(self.raw).verify(sig, _message(domain, message))
+            _loaded(self.raw).verify(sig, _message(domain, message))
         except (InvalidSignature, ValueError):
             return False
         return True

@@ -45,9 +45,14 @@ def request_token(url: str, message: bytes, *, timeout: float = 10.0) -> Token:
     import httpx
     import rfc3161_client as tsp
 
-    req = tsp.TimestampRequestBuilder().data(message).nonce(nonce=True).cert_request(
-        cert_request=True
-    ).build()
+    req = (
+        tsp.TimestampRequestBuilder()
+        .data(message)
+        .hash_algorithm(tsp.HashAlgorithm.SHA256)
+        .nonce(nonce=True)
+        .cert_request(cert_request=True)
+        .build()
+    )
     try:
         resp = httpx.post(
             url,

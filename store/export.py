@@ -73,6 +73,7 @@ from store.queries import (
 )
 from store.report import render_report
 from store.schema import evidence, findings, run_units, runs
+from store.timestamps import tokens
 
 FORMAT = "annexa-audit-package/2"
 MANIFEST = "manifest.json"
@@ -250,8 +251,20 @@ def build_package(
             entry["manifest"] = lines
             runs_json.append(entry)
         key_rows = {k.id: k for k in stored_keys(conn).values()}
+        stamps = [
+            {
+                "run_id": t["run_id"],
+                "digest": t["digest"],
+                "tsa": t["tsa"],
+                "gen_time": ts(t["gen_time"]),
+                "token": t["token"],
+            }
+            for t in tokens(conn, [r["id"] for r in runs_json])
+        ]
         hashes = {v["content_hash"] for v in ev_pop}
         stored = bodies(conn, hashes)
+    if stamps:
+        files["timestamps.json"] = json.dumps(stamps, indent=1, sort_keys=True).encode()
     files["runs.json"] = json.dumps(runs_json, indent=1, sort_keys=True).encode()
 
     for v in ev_pop:
@@ -528,6 +541,7 @@ class PackageCheck:
     signed_by: str | None = None
     runs_signed: int = 0
     rows_compared: int = 0
+    timestamps_verified: int = 0
     warnings: list[str] = field(default_factory=list)
 
     @property
@@ -548,6 +562,7 @@ def verify_package(
     *,
     engine: Engine | None = None,
     trusted_keys: Mapping[str, PublicKey] | None = None,
+    tsa_roots: list[Any] | None = None,
 ) -> PackageCheck:
     """Check an audit package offline (and against the database when ``engine`` is given).
 
@@ -593,9 +608,35 @@ def verify_package(
             if len(b) != f["size"] or hashlib.sha256(b).hexdigest() != f["sha256"]:
                 res.add(p, "SHA-256 does not match the manifest (file altered)")
     _verify_contents(data, manifest, res, keys, trusted=trusted_keys is not None)
+    if tsa_roots is not None:
+        _verify_timestamps(data, tsa_roots, res)
     if engine is not None:
         _verify_against_db(engine, data, manifest, res)
     return res
+
+
+def _verify_timestamps(data: Mapping[str, bytes], roots: list[Any], res: PackageCheck) -> None:
+    """Each RFC 3161 token must vouch, under a trusted TSA root, for its run's digest."""
+    from core.timestamping import TimestampError, run_message, verify_token
+
+    try:
+        digests = {r["id"]: r["digest"] for r in json.loads(data.get("runs.json", b"[]"))}
+        stamps = json.loads(data.get("timestamps.json", b"[]"))
+    except (ValueError, TypeError, KeyError):
+        res.add("timestamps.json", "not valid JSON")
+        return
+    if not stamps:
+        res.add("timestamps.json", "no time stamps in the package (none were taken?)")
+    for t in stamps:
+        if digests.get(t.get("run_id")) != t.get("digest"):
+            res.add("timestamps.json", f"run {t.get('run_id')}: token for another digest")
+            continue
+        try:
+            verify_token(str(t["token"]), run_message(str(t["digest"])), roots)
+        except (TimestampError, KeyError) as exc:
+            res.add("timestamps.json", f"run {t.get('run_id')}: token does not verify: {exc}")
+            continue
+        res.timestamps_verified += 1
 
 
 def _package_keys(manifest: Mapping[str, Any], res: PackageCheck) -> dict[str, PublicKey]:

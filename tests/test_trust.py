@@ -37,6 +37,9 @@ from store.retention import apply_retention
 from store.schema import blobs, evidence, findings, retention_log, runs
 from store.writer import RunWriter
 from tests.fakes import MAPPING, FakeConnector, estate, fake_settings
+from tests.tsa import local_tsa
+
+__all__ = ["local_tsa"]
 
 KEY_ENV = "ANNEXA_TEST_SIGNING_KEY"
 
@@ -498,3 +501,84 @@ def test_public_key_lines_round_trip_and_a_wrong_id_is_refused():
         parse_public_keys(bad)
     assert PublicKey.from_b64(base64.b64encode(s.public.raw).decode()).id == s.key_id
     os.environ.pop("UNUSED", None)
+
+
+# -- RFC 3161 time stamps ---------------------------------------------------------------
+
+
+def test_runs_are_time_stamped_and_tokens_verify_offline(engine, index, db_url, signer,
+                                                        local_tsa, tmp_path):
+    from core.timestamping import load_roots
+    from store.timestamps import tokens
+
+    authority, url, roots_pem = local_tsa
+    roots = load_roots(roots_pem)
+
+    def collect_stamped(records: list) -> object:
+        FakeConnector.script = records
+        settings = settings_for(db_url)
+        settings.model.signing.tsa_url = url
+        return run_connector(settings, settings.connectors[0], engine, index)
+
+    first = collect_stamped(FAILING)
+    with engine.connect() as conn:
+        (t,) = list(tokens(conn))
+    assert t["run_id"] == first.run_id and t["digest"] == first.digest
+    result = verify(engine, trusted_keys={signer.key_id: signer.public}, tsa_roots=roots)
+    assert result.ok and result.timestamps_checked == 1, result.problems
+    # The TSA is down: the run is sealed all the same, and stamped by the next run.
+    authority.up = False
+    second = collect_stamped(FAILING)
+    with engine.connect() as conn:
+        assert {t["run_id"] for t in tokens(conn)} == {first.run_id}
+    authority.up = True
+    third = collect_stamped(FAILING)
+    with engine.connect() as conn:
+        stamped = {t["run_id"] for t in tokens(conn)}
+    assert stamped == {first.run_id, second.run_id, third.run_id}
+    assert verify(engine, tsa_roots=roots).ok
+    # Another TSA's root does not vouch for these tokens.
+    from tests.tsa import LocalTsa
+
+    stranger = load_roots_from(LocalTsa().root_pem(), tmp_path)
+    bad = verify(engine, tsa_roots=stranger)
+    assert not bad.ok and all("time stamp" in p.reason for p in bad.problems)
+    # A package carries the tokens; verify-package checks them offline.
+    from mappings.crosswalk import default_scope
+
+    out = tmp_path / "audit.zip"
+    build_package(
+        engine, index, start=datetime.now(UTC) - timedelta(hours=1),
+        end=datetime.now(UTC) + timedelta(seconds=1), out=out, freshness=timedelta(days=7),
+        exceptions=[], scope=default_scope(index.catalog), agent_version="t", signer=signer,
+    )
+    res = verify_package(out, trusted_keys={signer.key_id: signer.public}, tsa_roots=roots)
+    assert res.ok and res.timestamps_verified == 3, res.problems
+
+
+def test_a_token_moved_to_another_run_is_refused(engine, index, db_url, signer, local_tsa):
+    from core.timestamping import load_roots
+
+    _, url, roots_pem = local_tsa
+    FakeConnector.script = FAILING
+    settings = settings_for(db_url)
+    settings.model.signing.tsa_url = url
+    a = run_connector(settings, settings.connectors[0], engine, index)
+    b = run_connector(settings, settings.connectors[0], engine, index)
+    with engine.connect() as conn:
+        token_a = conn.execute(
+            text(f"SELECT token FROM run_timestamps WHERE run_id = '{a.run_id}'")
+        ).scalar()
+    tamper(engine, db_url, f"UPDATE run_timestamps SET token = '{token_a}' "
+           f"WHERE run_id = '{b.run_id}'")
+    result = verify(engine, tsa_roots=load_roots(roots_pem))
+    assert [p.run_id for p in result.problems] == [b.run_id]
+    assert "does not verify" in result.problems[0].reason
+
+
+def load_roots_from(pem: bytes, tmp_path: Path) -> list:
+    from core.timestamping import load_roots
+
+    p = tmp_path / f"other-{uuid.uuid4().hex}.pem"
+    p.write_bytes(pem)
+    return load_roots(p)

@@ -283,6 +283,14 @@ def verify_package_cmd(
             "run must be signed by one of them.",
         ),
     ] = None,
+    tsa_roots: Annotated[
+        Path | None,
+        typer.Option(
+            "--tsa-roots",
+            help="PEM root certificate(s) of the time-stamping authority: every RFC 3161 "
+            "token in the package must verify.",
+        ),
+    ] = None,
     config: ConfigOpt = None,
     fmt: FormatOpt = OutputFormat.table,
 ) -> None:
@@ -291,13 +299,14 @@ def verify_package_cmd(
 
     with _cli_errors():
         engine = None
-        keys = None
-        if against_db or trusted_keys is not None or config is not None:
+        keys = roots = None
+        if against_db or trusted_keys or tsa_roots or config is not None:
             settings = _settings(config)
             keys = settings.trusted_keys(trusted_keys)
+            roots = settings.tsa_roots(tsa_roots)
             if against_db:
                 engine = _engine(settings, migrate=False)
-        res = verify_package(package, engine=engine, trusted_keys=keys)
+        res = verify_package(package, engine=engine, trusted_keys=keys, tsa_roots=roots)
         for w in res.warnings:
             err.print(f"[yellow]warning:[/] {w}", highlight=False)
         rows = [{"file": p.file, "problem": p.reason} for p in res.problems]

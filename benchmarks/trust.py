@@ -1,0 +1,167 @@
+"""Benchmark: the cost of signing sealed runs and of checking the signatures.
+
+    python benchmarks/trust.py seal   [--runs 10000] [--engines sqlite,postgresql]
+    python benchmarks/trust.py verify [--resources 10000] [--hours 8760] [--engines …]
+
+``seal``: 10,000 small runs (one evidence item and two findings each) written and
+sealed through ``store.writer.RunWriter``, once without a signing key and once with
+one, each into a fresh database; seconds, runs/s and the ratio signed/unsigned.
+
+``verify``: the year-of-hourly-runs database of ``benchmarks/history.py`` (every run
+signed), then ``verify`` twice on it: without checking signatures (what verification
+cost before signatures), and ``--trusted-keys`` (every run's signature checked against
+the trusted key). Reports both times and the ratio (target ≤ 1.1×). Each figure is the
+best of ``--repeat`` passes; the ratio is taken from figures measured in the same run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from benchmarks import history
+
+DEFAULT_PG_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
+RESULTS_DIR = Path(__file__).with_name("results")
+
+
+@contextmanager
+def database(engine_kind: str, pg_url: str) -> Iterator[str]:
+    if engine_kind == "sqlite":
+        yield f"sqlite:///{tempfile.mkdtemp()}/trust.db"
+        return
+    import psycopg
+    from sqlalchemy.engine import make_url
+
+    name = f"annexa_bench_{uuid.uuid4().hex[:8]}"
+    admin = make_url(pg_url).set(drivername="postgresql").render_as_string(False)
+    with psycopg.connect(admin, autocommit=True) as c:
+        c.execute(f"CREATE DATABASE {name}")
+    try:
+        yield make_url(pg_url).set(drivername="postgresql+psycopg", database=name).render_as_string(
+            False
+        )
+    finally:
+        with psycopg.connect(admin, autocommit=True) as c:
+            c.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+
+def seal_runs(url: str, runs: int, signer: Any) -> float:
+    from connectors.records import Evidence, Finding
+    from store.engine import make_engine
+    from store.migrate import upgrade
+    from store.writer import RunWriter
+
+    engine = make_engine(url)
+    upgrade(engine)
+    t0 = time.perf_counter()
+    for i in range(runs):
+        w = RunWriter(engine, source="bench", connector_type="bench", config_digest="c" * 64,
+                      mapping_digest="m" * 64, agent_version="bench", signer=signer)
+        w.start()
+        ev = Evidence("acct", "eu-1", "bench.disk.volume", f"d{i % 50}", {"id": i})
+        h = w.add_evidence(ev)
+        for c in ("bench.disk.a", "bench.disk.b"):
+            w.add_finding(Finding(c, "acct", "eu-1", "bench.disk.volume", f"d{i % 50}", "pass",
+                                  "low", "ok", evidence_hash=h, controls=("A.8.24",)))
+        w.finish("succeeded")
+    elapsed = time.perf_counter() - t0
+    engine.dispose()
+    return elapsed
+
+
+def best(repeat: int, fn: Callable[[], float]) -> float:
+    return min(fn() for _ in range(repeat))
+
+
+def cmd_seal(args: argparse.Namespace) -> dict[str, Any]:
+    from core.signing import Signer
+
+    signer = Signer.generate()
+    out: dict[str, Any] = {}
+    for kind in args.engines.split(","):
+
+        def once(with_key: bool, kind: str = kind) -> float:
+            with database(kind, args.pg_url) as url:
+                return seal_runs(url, args.runs, signer if with_key else None)
+
+        plain = best(args.repeat, lambda: once(False))
+        signed = best(args.repeat, lambda: once(True))
+        out[kind] = {
+            "runs": args.runs,
+            "unsigned_s": round(plain, 2),
+            "signed_s": round(signed, 2),
+            "signed_runs_per_s": round(args.runs / signed, 1),
+            "ratio_signed_to_unsigned": round(signed / plain, 3),
+        }
+        print(f"-- {kind}: {args.runs} runs sealed in {plain:.2f}s unsigned, {signed:.2f}s "
+              f"signed ({signed / plain:.3f}x)", flush=True)
+    return out
+
+
+def cmd_verify(args: argparse.Namespace) -> dict[str, Any]:
+    from core.signing import Signer
+    from store.engine import make_engine
+    from store.integrity import verify
+
+    signer = Signer.generate()
+    trusted = {signer.key_id: signer.public}
+    out: dict[str, Any] = {}
+    for kind in args.engines.split(","):
+        with database(kind, args.pg_url) as url:
+            gen_args = argparse.Namespace(**vars(args), signer=signer)
+            print(f"== {kind}: generating {args.hours} hourly signed runs over "
+                  f"{args.resources} resources", flush=True)
+            span = history.generate(url, gen_args)
+            engine = make_engine(url)
+
+            def timed(**kw: Any) -> float:
+                t0 = time.perf_counter()
+                result = verify(engine, **kw)
+                elapsed = time.perf_counter() - t0
+                assert result.ok, result.problems[:3]
+                return elapsed
+
+            plain = best(args.repeat, lambda: timed(check_signatures=False))
+            keyed = best(args.repeat, lambda: timed(trusted_keys=trusted))
+            engine.dispose()
+            out[kind] = {
+                "runs": args.hours,
+                "generation_s": span["generation_s"],
+                "verify_without_signatures_s": round(plain, 2),
+                "verify_trusted_keys_s": round(keyed, 2),
+                "ratio": round(keyed / plain, 3),
+            }
+            print(f"-- {kind}: verify {plain:.2f}s without signatures, {keyed:.2f}s with "
+                  f"--trusted-keys ({keyed / plain:.3f}x; target <= 1.1x)", flush=True)
+    return out
+
+
+def main() -> None:
+    p = argparse.ArgumentParser()
+    p.add_argument("what", choices=("seal", "verify"))
+    p.add_argument("--runs", type=int, default=10_000)
+    p.add_argument("--resources", type=int, default=10_000)
+    p.add_argument("--hours", type=int, default=8760)
+    p.add_argument("--change-rate", type=float, default=0.01)
+    p.add_argument("--engines", default="sqlite,postgresql")
+    p.add_argument("--pg-url", default=DEFAULT_PG_URL)
+    p.add_argument("--repeat", type=int, default=1)
+    args = p.parse_args()
+    result = cmd_seal(args) if args.what == "seal" else cmd_verify(args)
+    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
+    (RESULTS_DIR / f"trust-{args.what}.json").write_text(json.dumps(result, indent=1))
+
+
+if __name__ == "__main__":
+    main()
