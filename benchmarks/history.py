@@ -160,8 +160,8 @@ def db_size(url: str) -> dict[str, Any]:
 
 
 def measure(url: str, args: argparse.Namespace, span: dict[str, Any]) -> dict[str, Any]:
-    from mappings.crosswalk import default_scope
     from mappings.loader import load_mappings
+    from mappings.soa import default_scope
     from store.engine import make_engine
     from store.export import build_package
     from store.queries import control_statuses, findings_at

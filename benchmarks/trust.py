@@ -10,7 +10,7 @@ one, each into a fresh database; seconds, runs/s and the ratio signed/unsigned.
 ``verify``: the year-of-hourly-runs database of ``benchmarks/history.py`` (every run
 signed), then ``verify`` twice on it: without checking signatures (what verification
 cost before signatures), and ``--trusted-keys`` (every run's signature checked against
-the trusted key). Reports both times and the ratio (target ≤ 1.1×). Each figure is the
+the trusted key). Reports both times and the ratio (target <= 1.1x). Each figure is the
 best of ``--repeat`` passes; the ratio is taken from figures measured in the same run.
 """
 
@@ -125,7 +125,7 @@ def cmd_verify(args: argparse.Namespace) -> dict[str, Any]:
             span = history.generate(url, gen_args)
             engine = make_engine(url)
 
-            def timed(**kw: Any) -> float:
+            def timed(engine: Any = engine, **kw: Any) -> float:
                 t0 = time.perf_counter()
                 result = verify(engine, **kw)
                 elapsed = time.perf_counter() - t0

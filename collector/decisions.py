@@ -59,7 +59,7 @@ def file_decisions(
     settings: Settings, index: MappingIndex, known_checks: Collection[str]
 ) -> list[Decision]:
     """Every decision the files state now, validated; raise DecisionFileError if not."""
-    from mappings.crosswalk import load_scope
+    from mappings.soa import load_scope
     from store.queries import ExceptionsError, load_exceptions
 
     files = _files(settings)
@@ -133,7 +133,7 @@ def unrecorded(settings: Settings, engine: Engine) -> list[str]:
 def decided(engine: Engine, index: MappingIndex, at: datetime | None) -> tuple[list[Any], Any]:
     """The exceptions (every recorded version) and the SoA as recorded at ``at``."""
     from connectors.records import utcnow
-    from mappings.crosswalk import default_scope
+    from mappings.soa import default_scope
 
     with engine.connect() as conn:
         rules = recorded_exceptions(conn)

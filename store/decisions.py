@@ -98,27 +98,10 @@ def exception_decision(rule: Any, *, explicit_id: bool) -> Decision:
 
 
 def scope_decisions(scope: Any) -> list[Decision]:
-    """The recorded form of a Statement of Applicability (``mappings.crosswalk.Scope``)."""
-    out = [
-        Decision(
-            SOA_META_TYPE,
-            "meta",
-            {"organisation": scope.organisation, "description": scope.description},
-        )
-    ]
+    """The recorded form of a Statement of Applicability (``mappings.soa.Scope``)."""
+    out = [Decision(SOA_META_TYPE, "meta", scope.meta())]
     for cid, a in sorted(scope.controls.items()):
-        out.append(
-            Decision(
-                SOA_TYPE,
-                cid,
-                {
-                    "control": cid,
-                    "applicable": a.applicable,
-                    "justification": a.justification,
-                    "declared": a.declared,
-                },
-            )
-        )
+        out.append(Decision(SOA_TYPE, cid, a.as_payload()))
     return out
 
 
@@ -279,19 +262,14 @@ def recorded_exceptions(conn: Connection) -> list[Any]:
 
 def recorded_scope(conn: Connection, at: datetime, catalog: Mapping[str, Any]) -> Any | None:
     """The Statement of Applicability as recorded at ``at`` (None if none was yet)."""
-    from mappings.crosswalk import Applicability, Scope
+    from mappings.soa import Applicability, Scope
 
     def in_force(v: RecordedVersion) -> bool:
         return v.recorded_at <= at and (v.revoked_at is None or at < v.revoked_at)
 
     metas = [v for v in history(conn, SOA_META_TYPE) if in_force(v)]
     controls = {
-        v.resource_id: Applicability(
-            v.resource_id,
-            bool(v.payload["applicable"]),
-            str(v.payload["justification"]),
-            bool(v.payload.get("declared", True)),
-        )
+        v.resource_id: Applicability.from_payload({"control": v.resource_id, **v.payload})
         for v in history(conn, SOA_TYPE)
         if in_force(v)
     }
@@ -303,9 +281,15 @@ def recorded_scope(conn: Connection, at: datetime, catalog: Mapping[str, Any]) -
         for c in catalog
         if c not in controls
     }
+    from mappings.loader import control_sort_key
+
+    merged = {**missing, **controls}
     return Scope(
         organisation=str(meta.get("organisation", "")),
         description=str(meta.get("description", "")),
         file=f"recorded decisions at {_iso(at)}",
-        controls={**missing, **controls},
+        controls={c: merged[c] for c in sorted(merged, key=control_sort_key)},
+        version=meta.get("version"),
+        approved_by=meta.get("approved_by"),
+        approved_on=meta.get("approved_on"),
     )

@@ -177,12 +177,15 @@ def _run_from_json(d: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
-_EV_CSV = ["source", "key", "scope", "region", "service", "resource_type", "resource_id",
-           "content_hash", "collected_at", "valid_to", "run_id", "body_removed"]
-_FI_CSV = ["source", "key", "check_id", "scope", "region", "service", "resource_type",
+# Every row says which stored version it is (``id``), which run wrote it, and the
+# instant the population was taken at (``as_of``: the end of the period).
+_EV_CSV = ["id", "source", "key", "scope", "region", "service", "resource_type",
+           "resource_id", "content_hash", "collected_at", "valid_to", "run_id", "body_removed",
+           "as_of"]
+_FI_CSV = ["id", "source", "key", "check_id", "scope", "region", "service", "resource_type",
            "resource_id", "status", "effective_status", "exception", "severity", "message",
            "evidence_hash", "controls", "mapping_digest", "finding_hash", "observed_at",
-           "valid_to", "run_id"]
+           "valid_to", "run_id", "as_of"]
 
 
 def _exception_during(
@@ -265,13 +268,16 @@ def build_package(
         stored = bodies(conn, hashes)
     if stamps:
         files["timestamps.json"] = json.dumps(stamps, indent=1, sort_keys=True).encode()
+    with engine.connect() as conn:
+        files.update(_sample_files(conn, start, end))
     files["runs.json"] = json.dumps(runs_json, indent=1, sort_keys=True).encode()
 
     for v in ev_pop:
         v["body_removed"] = v["content_hash"] not in stored
     files["evidence.csv"] = _csv(
         ({**v, "collected_at": ts(v["collected_at"]),
-          "valid_to": ts(v["valid_to"]) if v["valid_to"] else None} for v in ev_pop),
+          "valid_to": ts(v["valid_to"]) if v["valid_to"] else None, "as_of": ts(end)}
+         for v in ev_pop),
         _EV_CSV,
     )
     files["evidence.jsonl"] = "".join(
@@ -287,7 +293,8 @@ def build_package(
         )
     files["findings.csv"] = _csv(
         ({**f, "controls": json.dumps(f["controls"]), "observed_at": ts(f["observed_at"]),
-          "valid_to": ts(f["valid_to"]) if f["valid_to"] else None} for f in fi_pop),
+          "valid_to": ts(f["valid_to"]) if f["valid_to"] else None, "as_of": ts(end)}
+         for f in fi_pop),
         _FI_CSV,
     )
 
@@ -315,7 +322,7 @@ def build_package(
         for a, b, s in tl.intervals():
             hist_rows.append({"control": cid, "from": _iso(a), "to": _iso(b), "status": s})
     files["control_history.csv"] = _csv(hist_rows, ["control", "from", "to", "status"])
-    soa_rows = soa_table(statuses, scope)
+    soa_rows = soa_table(statuses, scope, as_of=end)
     files["soa.csv"] = _csv(soa_rows, SOA_COLUMNS)
     # Decisions as recorded (store/decisions.py): each with when it was recorded and
     # revoked, and whether its approval date is earlier than its recording (backdated).
@@ -448,6 +455,47 @@ def build_package(
     )
 
 
+def _sample_files(conn: Connection, start: datetime, end: datetime) -> dict[str, bytes]:
+    """Every sample drawn of a population of the period, with that population.
+
+    The population is read again from its recorded definition; verify-package checks
+    that it is the population the sample was drawn from (its digest) and recomputes
+    the draw from the seed.
+    """
+    from store.populations import parse_period
+    from store.samples import population_rows, recorded_samples
+
+    out: dict[str, bytes] = {}
+    for s in recorded_samples(conn, end):
+        try:
+            p = parse_period(str(s.population["period"]))
+        except ValueError:
+            continue
+        if p.end_instant < start or datetime.combine(p.start, datetime.min.time(), UTC) > end:
+            continue
+        rows = population_rows(conn, s.population)
+        cols = sorted({k for r in rows for k in r if k != "item_id"})
+        out[f"samples/{s.id}/sample.json"] = json.dumps(
+            {"id": s.id, "run_id": s.run_id, "drawn_at": _iso(s.drawn_at), **s.payload()},
+            indent=1, sort_keys=True,
+        ).encode()
+        out[f"samples/{s.id}/population.csv"] = _csv(
+            ({**r, **{c: _cell_text(r.get(c)) for c in cols}} for r in rows),
+            ["item_id", *cols],
+        )
+    return out
+
+
+def _cell_text(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return _iso(value)
+    if isinstance(value, (list, tuple)):
+        return "; ".join(map(str, value))
+    if isinstance(value, dict):
+        return json.dumps(value, sort_keys=True)
+    return value
+
+
 def _manual_names(ev_pop: list[dict[str, Any]], stored: Mapping[str, str], sha: str) -> set[str]:
     names = set()
     for v in ev_pop:
@@ -471,17 +519,24 @@ def safe_entry_name(name: str) -> str:
     return base.replace("..", "_")
 
 
-SOA_COLUMNS = ["control", "title", "theme", "applicable", "justification", "status",
-               "implementation", "findings", "failing", "evidence_items", "manual_evidence"]
+SOA_COLUMNS = [
+    "control", "title", "theme", "applicable", "justification", "declared", "measured",
+    "contradiction", "owner", "implementation", "risks", "policies", "findings", "failing",
+    "evidence_items", "manual_evidence", "soa_version", "soa_approved_by", "soa_approved_on",
+    "as_of",
+]
 
 
 def implementation_label(status: str, counts: Mapping[str, int], applicable: bool) -> str:
+    """What the measured status says about implementation, in an SoA's words."""
     if not applicable:
         return "excluded"
     if status == "pass":
         return "implemented"
     if status == "excepted":
         return "implemented with approved exceptions"
+    if status == "undocumented":
+        return "implemented, not documented"
     if status == "fail":
         return "partially implemented" if counts.get("pass") else "not implemented"
     if status == "not_applicable":
@@ -489,29 +544,57 @@ def implementation_label(status: str, counts: Mapping[str, int], applicable: boo
     return "not verified"
 
 
-def soa_table(statuses: Iterable[Mapping[str, Any]], scope: Any) -> list[dict[str, Any]]:
-    """The Statement of Applicability: all controls, applicability, status, evidence counts."""
+def soa_table(
+    statuses: Iterable[Mapping[str, Any]], scope: Any, *, as_of: datetime | None = None
+) -> list[dict[str, Any]]:
+    """The Statement of Applicability (ISO/IEC 27001:2022 6.1.3 d): every Annex A
+    control and every additional control, the owner's declaration beside Annexa's
+    measurement, and where the two disagree."""
+    from mappings.soa import contradiction
+
+    meta = scope.meta() if hasattr(scope, "meta") else {}
+    stamp = _iso(as_of) if as_of else None
     rows = []
-    for c in statuses:
-        app = scope.controls[c["control"]]
-        counts = c["counts"]
-        automated = sum(v for k, v in counts.items() if k not in ("manual_evidence",
-                                                                   "manual_expired"))
+    seen: set[str] = set()
+    by_id = {c["control"]: c for c in statuses}
+    for cid, app in scope.controls.items():
+        c = by_id.get(cid)
+        seen.add(cid)
+        counts = c["counts"] if c else {}
+        measured = c["status"] if c else "not_measured"
+        automated = sum(
+            v for k, v in counts.items() if k not in ("manual_evidence", "manual_expired")
+        )
         rows.append(
             {
-                "control": c["control"],
-                "title": c["title"],
-                "theme": c["theme"],
+                "control": cid,
+                "title": c["title"] if c else (app.title or ""),
+                "theme": c["theme"] if c else "additional",
                 "applicable": "yes" if app.applicable else "no",
                 "justification": app.justification,
-                "status": c["status"],
-                "implementation": implementation_label(c["status"], counts, app.applicable),
+                "declared": app.status or "",
+                "measured": measured,
+                "status": measured,
+                "contradiction": contradiction(app.status, measured, app.applicable) or "",
+                "implementation": app.implementation
+                or implementation_label(measured, counts, app.applicable),
+                "owner": app.owner or "",
+                "risks": ", ".join(app.risks),
+                "policies": ", ".join(app.policies),
                 "findings": automated,
                 "failing": counts.get("fail", 0),
-                "evidence_items": c.get("evidence_items", 0),
+                "evidence_items": c.get("evidence_items", 0) if c else 0,
                 "manual_evidence": counts.get("manual_evidence", 0),
+                "soa_version": meta.get("version") or "",
+                "soa_approved_by": meta.get("approved_by") or "",
+                "soa_approved_on": meta.get("approved_on") or "",
+                "as_of": stamp,
             }
         )
+    for cid, c in by_id.items():
+        if cid not in seen:  # a control the recorded SoA did not know (catalog grew)
+            rows.append({**{k: "" for k in SOA_COLUMNS}, "control": cid, "title": c["title"],
+                         "measured": c["status"], "status": c["status"], "as_of": stamp})
     return rows
 
 
@@ -542,6 +625,7 @@ class PackageCheck:
     runs_signed: int = 0
     rows_compared: int = 0
     timestamps_verified: int = 0
+    samples_verified: int = 0
     warnings: list[str] = field(default_factory=list)
 
     @property
@@ -786,6 +870,7 @@ def _verify_contents(
             res.add("findings.csv", f"line {n}: {row['key']} is not in the manifest of run "
                     f"{row['run_id']}")
         res.finding_rows += 1
+    _verify_samples(data, res)
     for p, b in data.items():
         if p.startswith("manual/"):
             sha = p.split("/")[1]
@@ -797,6 +882,28 @@ def _verify_contents(
             doc["assessment-results"]["results"]
         except (ValueError, KeyError, TypeError):
             res.add("oscal/assessment-results.json", "not an OSCAL assessment-results document")
+
+
+def _verify_samples(data: Mapping[str, bytes], res: PackageCheck) -> None:
+    """Each sample's population is the one it was drawn from, and the draw recomputes."""
+    from store.samples import draw, population_digest
+
+    for path in sorted(p for p in data if p.startswith("samples/") and p.endswith("/sample.json")):
+        folder = path.rsplit("/", 1)[0]
+        try:
+            s = json.loads(data[path])
+            ids = [row["item_id"] for row in _read_csv(data, f"{folder}/population.csv")]
+        except (ValueError, KeyError, TypeError):
+            res.add(path, "malformed sample or population")
+            continue
+        if population_digest(ids) != s.get("population_digest"):
+            res.add(f"{folder}/population.csv", "population does not match the digest the "
+                    "sample was drawn from (items added, removed or changed)")
+            continue
+        if draw(ids, str(s.get("seed")), int(s.get("size", -1))) != s.get("items"):
+            res.add(path, "the items are not the draw of this seed from this population")
+            continue
+        res.samples_verified += 1
 
 
 def _verify_run_signature(

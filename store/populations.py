@@ -188,6 +188,8 @@ def _items(
                 "resource_id": row["resource_id"],
                 "hash": row["content_hash"],
                 "collected_at": row["collected_at"],
+                "run_id": row["run_id"],
+                "evidence_id": row["id"],
                 "payload": payload,
             }
 
@@ -251,7 +253,10 @@ def population(
                     "checks_passed": sorted(c for c, s in verdicts.items() if s == "pass"),
                     "url": t.get("url"),
                     "evidence_hash": item["hash"],
+                    "evidence_id": item["evidence_id"],
+                    "run_id": item["run_id"],
                     "collected_at": item["collected_at"],
+                    "as_of": instant,
                 },
             )
         )

@@ -29,8 +29,8 @@ import websocket
 from sqlalchemy import Engine, text
 from sqlalchemy.engine import make_url
 
-from mappings.crosswalk import default_scope
 from mappings.loader import MappingIndex, load_mappings
+from mappings.soa import default_scope
 from store.export import build_package, verify_package
 from store.integrity import verify
 from store.retention import apply_retention

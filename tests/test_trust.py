@@ -383,7 +383,7 @@ def package(engine, index, db_url, signer, tmp_path) -> Iterator[tuple[Path, dic
     collect(engine, index, hostile, db_url)
     collect(engine, index, estate({"d1": True}, {"alice": True}), db_url)
     end = datetime.now(UTC) + timedelta(seconds=1)
-    from mappings.crosswalk import default_scope
+    from mappings.soa import default_scope
 
     out = tmp_path / "audit.zip"
     build_package(
@@ -544,7 +544,7 @@ def test_runs_are_time_stamped_and_tokens_verify_offline(engine, index, db_url, 
     bad = verify(engine, tsa_roots=stranger)
     assert not bad.ok and all("time stamp" in p.reason for p in bad.problems)
     # A package carries the tokens; verify-package checks them offline.
-    from mappings.crosswalk import default_scope
+    from mappings.soa import default_scope
 
     out = tmp_path / "audit.zip"
     build_package(

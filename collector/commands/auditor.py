@@ -121,7 +121,10 @@ def _agent_version() -> str:
 
 @app.command()
 def soa(config: ConfigOpt = None, at: AtOpt = None, fmt: FormatOpt = OutputFormat.table) -> None:
-    """Statement of Applicability: all 93 controls, applicability, status, evidence counts."""
+    """Statement of Applicability (ISO/IEC 27001 6.1.3 d): every control's applicability and
+    justification, the owner's declared implementation beside the measured status, and
+    the contradictions between them; --at shows the SoA recorded then."""
+    from connectors.records import utcnow
     from store.export import SOA_COLUMNS, soa_table
     from store.queries import control_statuses
 
@@ -135,13 +138,26 @@ def soa(config: ConfigOpt = None, at: AtOpt = None, fmt: FormatOpt = OutputForma
             c.as_dict()
             for c in control_statuses(engine, index, instant, settings.freshness, exceptions=rules)
         ]
-        rows = soa_table(statuses, scope)
+        rows = soa_table(statuses, scope, as_of=instant or utcnow())
+        meta = scope.meta()
+        version = f" v{meta['version']}" if meta.get("version") else ""
+        approval = (
+            f", approved by {meta['approved_by']} on {meta['approved_on']}"
+            if meta.get("approved_by")
+            else ", not approved"
+        )
+        flagged = sum(1 for r in rows if r["contradiction"])
         render(
             rows,
             [(c, c.replace("_", " ").capitalize()) for c in SOA_COLUMNS],
             fmt,
-            title=f"Statement of Applicability at {_stamp(instant)}",
+            title=f"Statement of Applicability{version}{approval}, at {_stamp(instant)}",
         )
+        if flagged and fmt is OutputFormat.table:
+            err.print(
+                f"[yellow]{flagged} control(s) where the declaration and the measurement "
+                "disagree (Contradiction column)[/]"
+            )
 
 
 # -- history ----------------------------------------------------------------------------------

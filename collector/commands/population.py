@@ -50,9 +50,13 @@ COLUMNS = [
     ("sla_met", "sla_met"),
     ("checks_failed", "checks_failed"),
     ("checks_error", "checks_error"),
+    ("checks_passed", "checks_passed"),
     ("url", "url"),
     ("evidence_hash", "evidence_hash"),
+    ("evidence_id", "evidence_id"),
+    ("run_id", "run_id"),
     ("collected_at", "collected_at"),
+    ("as_of", "as_of"),
 ]
 #: What fits on a terminal, per kind of process.
 _CHANGE_TABLE = [
