@@ -14,7 +14,7 @@
 
 The tools are test dependencies: a missing one fails these tests, never skips them.
 
-Regenerate the README's checks table with ``python -m tests.test_deploy --write-checks-table``.
+The references under docs/ (CLI, checks) are generated: ``python -m collector.docgen``.
 """
 
 from __future__ import annotations
@@ -40,6 +40,7 @@ from sqlalchemy import Engine
 
 ROOT = Path(__file__).resolve().parents[1]
 README = ROOT / "README.md"
+SCHEMA_DOC = ROOT / "docs" / "schema.md"
 DOCKERFILE = ROOT / "Dockerfile"
 DOCKERIGNORE = ROOT / ".dockerignore"
 CONFIG_EXAMPLE = ROOT / "config.example.toml"
@@ -53,8 +54,6 @@ QUICK_START = {
     "&& annexa demo",
     "test": "python3 -m venv .venv && . .venv/bin/activate && pip install -e '.[test]' && pytest",
 }
-CHECKS_BEGIN = "<!-- checks-table -->"
-CHECKS_END = "<!-- /checks-table -->"
 SQL_MARKER = "<!-- sql:example -->"
 SECRETISH = re.compile(r"(PASSWORD|SECRET|TOKEN|API_?KEY|PRIVATE_?KEY|CREDENTIAL)", re.I)
 # scheme://user:password@host with a literal password.
@@ -688,37 +687,65 @@ def cli_commands() -> Iterator[tuple[str, list[str]]]:
     yield from walk(typer.main.get_command(app), "")
 
 
-def readme_section(text: str, heading: str) -> str | None:
-    m = re.search(rf"^### {re.escape(heading)}\s*$", text, re.M)
-    if not m:
-        return None
-    end = re.search(r"^##", text[m.end() :], re.M)
-    return text[m.end() : m.end() + end.start()] if end else text[m.end() :]
+def test_generated_references_are_current() -> None:
+    """docs/cli.md and docs/checks.md are generated: they must match the program."""
+    from collector import docgen
+
+    for path, text in docgen.pages().items():
+        assert path.exists() and path.read_text(encoding="utf-8") == text, (
+            f"{path.relative_to(ROOT)} is out of date: run `python -m collector.docgen`"
+        )
 
 
-def test_readme_documents_every_cli_command_and_option() -> None:
-    text = readme()
+def test_cli_reference_documents_every_command_option_and_exit_code() -> None:
+    from collector import docgen
+
+    text = docgen.cli_page()
     commands = list(cli_commands())
     assert len(commands) >= 10
     missing = []
     for path, options in commands:
-        section = readme_section(text, f"`annexa {path}`")
-        if section is None:
-            missing.append(f"### `annexa {path}`")
+        m = re.search(rf"^## `annexa {re.escape(path)}`\s*$", text, re.M)
+        if m is None:
+            missing.append(path)
             continue
-        missing += [f"annexa {path} {o}" for o in options if f"`{o}" not in section]
-    assert not missing, "README CLI reference lacks: " + ", ".join(missing)
-
-
-def test_readme_exit_codes_match_the_cli() -> None:
+        nxt = re.search(r"^## ", text[m.end():], re.M)
+        section = text[m.end(): m.end() + nxt.start()] if nxt else text[m.end():]
+        missing += [f"{path} {o}" for o in options if o not in section]
+    assert not missing, "docs/cli.md lacks: " + ", ".join(missing)
     import collector.cli as cli
 
     codes = {v for k, v in vars(cli).items() if k.startswith("EXIT_")}
-    section = readme_section(readme(), "Exit codes") or ""
-    documented = {int(m) for m in re.findall(r"^\| (\d+) \|", section, re.M)}
-    assert documented == codes
-    for code in codes:
-        assert f"{code}     " in (cli.__doc__ or ""), f"exit code {code} not in the cli docstring"
+    documented = {int(c) for c in re.findall(r"^\| (\d+) \|", text.split("## Exit codes")[1], re.M)}
+    assert codes <= documented, f"exit codes not documented: {codes - documented}"
+
+
+def test_readme_is_short_and_its_config_is_real(monkeypatch: pytest.MonkeyPatch,
+                                               tmp_path: Path) -> None:
+    text = readme()
+    assert len(text) <= 15_000, f"README is {len(text)} characters (at most 15,000)"
+    (block,) = [lines for lang, lines in _fenced(text) if lang == "toml"]
+    cfg = tmp_path / "annexa.toml"
+    cfg.write_text("\n".join(block) + "\n")
+    from collector.config import load_settings
+
+    monkeypatch.delenv("ANNEXA_DATABASE_URL", raising=False)
+    settings = load_settings(cfg)
+    assert [c.cfg.type for c in settings.connectors] == ["aws", "okta"]
+
+
+def _fenced(text: str) -> list[tuple[str, list[str]]]:
+    out, lang, buf = [], None, []
+    for line in text.splitlines():
+        if line.startswith("```"):
+            if lang is None:
+                lang, buf = line[3:].strip(), []
+            else:
+                out.append((lang, buf))
+                lang = None
+        elif lang is not None:
+            buf.append(line)
+    return out
 
 
 def test_readme_documents_every_table_and_column(tmp_path: Path) -> None:
@@ -733,54 +760,18 @@ def test_readme_documents_every_table_and_column(tmp_path: Path) -> None:
     schema = inspect(engine)
     tables = {t: [c["name"] for c in schema.get_columns(t)] for t in schema.get_table_names()}
     engine.dispose()
-    text = readme()
-    start = text.index("## The evidence database")
-    section = text[start : text.index("\n## ", start + 1)]
+    section = SCHEMA_DOC.read_text(encoding="utf-8")
     missing = [t for t in tables if f"`{t}`" not in section]
     missing += [f"{t}.{c}" for t, cols in tables.items() for c in cols if f"`{c}`" not in section]
-    assert not missing, "README's schema section lacks: " + ", ".join(missing)
+    assert not missing, "docs/schema.md lacks: " + ", ".join(missing)
 
 
-def test_readme_links_resolve() -> None:
-    for target in re.findall(r"\]\(([^)#]+)(?:#[^)]*)?\)", readme()):
-        if "://" in target:
-            continue
-        assert (ROOT / target).exists(), f"README links to missing {target}"
-
-
-def checks_table() -> str:
-    """The README's checks table, from the installed connectors and built-in mappings."""
-    from collector.cli import known_checks
-    from mappings.loader import load_mappings
-
-    specs = known_checks()
-    index = load_mappings([], known_checks=set(specs))
-    rows = [
-        "| Check | Title | Severity | Controls | Parameters (default) |",
-        "| --- | --- | --- | --- | --- |",
-    ]
-    for s in sorted(specs.values(), key=lambda s: s.id):
-        controls = ", ".join(index.controls_for(s.id)) or "—"
-        params = (
-            ", ".join(f"`{k} = {json.dumps(v)}`" for k, v in sorted(s.parameters.items())) or "—"
-        )
-        title = s.title.replace("|", "\\|")
-        rows.append(f"| `{s.id}` | {title} | {s.severity} | {controls} | {params} |")
-    return "\n".join(rows)
-
-
-def readme_checks_table(text: str) -> str:
-    assert text.count(CHECKS_BEGIN) == 1 and text.count(CHECKS_END) == 1
-    return text.split(CHECKS_BEGIN, 1)[1].split(CHECKS_END, 1)[0].strip()
-
-
-def test_readme_checks_table_is_current() -> None:
-    expected = checks_table()
-    assert expected.count("\n") >= 3, "no checks registered: is the aws connector installed?"
-    assert readme_checks_table(readme()) == expected, (
-        "README's checks table is out of date: run "
-        "`python -m tests.test_deploy --write-checks-table`"
-    )
+def test_readme_and_docs_links_resolve() -> None:
+    for page in [README, *sorted((ROOT / "docs").glob("*.md"))]:
+        for target in re.findall(r"\]\(([^)#]+)(?:#[^)]*)?\)", page.read_text()):
+            if "://" in target:
+                continue
+            assert (page.parent / target).exists(), f"{page.name} links to missing {target}"
 
 
 # -- README SQL examples, on SQLite and PostgreSQL ---------------------------------------------
@@ -839,7 +830,7 @@ def _seed(engine: Engine) -> None:
 
 
 def readme_sql() -> list[str]:
-    blocks = fenced_after(readme(), SQL_MARKER)
+    blocks = fenced_after(SCHEMA_DOC.read_text(encoding="utf-8"), SQL_MARKER)
     assert all(lang == "sql" for lang, _ in blocks)
     return ["\n".join(lines).strip().rstrip(";") for _, lines in blocks]
 
@@ -881,14 +872,3 @@ def test_readme_sql_examples_answer_at_an_instant(engine: Engine) -> None:
     rows = _query(engine, units)
     assert [r[:4] for r in rows] == [("aws-prod", ACCOUNT, "global", "iam")]
     assert rows[0][4] is not None
-
-
-if __name__ == "__main__":
-    if sys.argv[1:] != ["--write-checks-table"]:
-        sys.exit("usage: python -m tests.test_deploy --write-checks-table")
-    text = readme()
-    head, rest = text.split(CHECKS_BEGIN, 1)
-    _, tail = rest.split(CHECKS_END, 1)
-    table = checks_table()
-    README.write_text(f"{head}{CHECKS_BEGIN}\n{table}\n{CHECKS_END}{tail}", encoding="utf-8")
-    print(f"README.md: checks table written ({table.count(chr(10)) - 1} checks)")
