@@ -165,7 +165,7 @@ def findings_at(
 
 
 _LIGHT = ("source", "scope", "region", "service", "check_id", "resource_id", "status",
-          "controls", "evidence_hash")
+          "controls", "evidence_hash", "observed_at")
 
 
 def _findings_light(conn: Connection, at: datetime) -> Iterator[tuple[Any, ...]]:
@@ -176,7 +176,7 @@ def _findings_light(conn: Connection, at: datetime) -> Iterator[tuple[Any, ...]]
     pg = conn.dialect.name == "postgresql"
     sql = _latest_sql("findings", "observed_at", _LIGHT, postgresql=pg)
     sql += " WHERE t.status IS NOT NULL"
-    q = text(sql).bindparams(bindparam("at", type_=UTCDateTime()))
+    q = _typed(sql, findings, _LIGHT)
     parsed: dict[str, list[str]] = {}
     for src in _sources(conn, None):
         for row in conn.execute(q, {"at": at, "source": src}):
@@ -184,7 +184,7 @@ def _findings_light(conn: Connection, at: datetime) -> Iterator[tuple[Any, ...]]
             controls = parsed.get(c)
             if controls is None:
                 controls = parsed[c] = json.loads(c)
-            yield (*row[:7], controls, row[8])
+            yield (*row[:7], controls, row[8], row[9])
 
 
 def evidence_at(
@@ -807,12 +807,13 @@ def control_statuses(
     with engine.connect() as conn:
         units = last_ok_units(conn, at)
         manual = manual_at(conn, at)
-        for source, scope, region, service, check_id, resource_id, status, controls, eh in (
-            _findings_light(conn, at)
-        ):
+        for (source, scope, region, service, check_id, resource_id, status, controls, eh,
+             observed) in _findings_light(conn, at):
+            # A finding is confirmed by its own observation, and since by every clean
+            # read of its unit (unchanged items write no new row).
             times = [
                 x for x in (units.get((source, scope, region, service)),
-                            units.get((source, scope, "global", service)))
+                            units.get((source, scope, "global", service)), observed)
                 if x is not None
             ]
             confirmed = max(times) if times else None
@@ -1101,6 +1102,10 @@ class _Replay:
                 u = self._unit(f)
                 self.pass_units[cid][u] += 1
                 self.unit_controls.setdefault((u[0], u[1], u[3]), Counter())[cid] += 1
+                # Its own observation confirms its unit (as in control_statuses).
+                seen = f.get("observed_at")
+                if seen is not None and (u not in self.units or self.units[u] < seen):
+                    self.units[u] = seen
             touched.add(cid)
         return touched
 

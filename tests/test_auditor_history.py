@@ -175,12 +175,12 @@ def test_period_replay_agrees_with_at_everywhere(
         replayed = {cid: tl.status_at(at) for cid, tl in timelines.items()}
         assert replayed == snapshot, name
     a824 = [s for _, s in timelines[CONTROL].changes]
-    # "stale" while the first run was still going: its passes were observed but no
-    # clean read of their unit had been recorded yet (the run had not finished).
-    assert a824 == ["no_evidence", "stale", "pass", "excepted", "fail", "pass"]
+    # A pass is confirmed by its own observation: no "stale" blip while the first run
+    # was still going (its unit's clean read is recorded only when it finishes).
+    assert a824 == ["no_evidence", "pass", "excepted", "fail", "pass"]
     assert [s for _, s in timelines[MANUAL_CONTROL].changes] == ["manual", "pass", "stale"]
     # The exception expired at its expiry instant, not at the next run.
-    fail_from = timelines[CONTROL].changes[4][0]
+    fail_from = timelines[CONTROL].changes[3][0]
     assert fail_from == h.rules[0].expires
     stale_from = timelines[MANUAL_CONTROL].changes[2][0]
     assert stale_from == h.instants["policy_expired"] - timedelta(seconds=1)
