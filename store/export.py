@@ -20,7 +20,7 @@
                            recorded and revoked; backdated approvals marked)
     manual/<sha256>/<name> manual evidence files in force during the period
     oscal/assessment-results.json
-    report.html            self-contained report (no network)
+    report.html            self-contained report (no network); report.pdf with --pdf
 
 ``verify-package`` checks, offline: every file's hash and size, no unlisted file, the
 manifest digest, each in-period run's digest recomputed from its manifest lines and
@@ -39,7 +39,7 @@ import itertools
 import json
 import re
 import zipfile
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path, PurePosixPath
@@ -63,6 +63,7 @@ from store.oscal import assessment_results, observation_uuid
 from store.queries import (
     ExceptionRule,
     Timeline,
+    _confirmed_at,
     bodies,
     compliance_series,
     control_statuses,
@@ -70,6 +71,7 @@ from store.queries import (
     evidence_in_period,
     exception_for,
     findings_in_period,
+    last_ok_units,
 )
 from store.report import render_report
 from store.schema import evidence, findings, run_units, runs
@@ -215,6 +217,7 @@ def build_package(
     agent_version: str,
     chart_points: int = 60,
     signer: Signer | None = None,
+    pdf: Callable[[bytes], bytes] | None = None,
 ) -> PackageSummary:
     """Write the audit package for ``[start, end]`` to ``out`` (a .zip)."""
     generated = utcnow()
@@ -313,9 +316,9 @@ def build_package(
         c["fail_hours"] = round(sum(p["hours"] for p in tl["fail_periods"]), 2)
         c["changes"] = tl["changes"]
     files["controls.csv"] = _csv(
-        ({**c, "status_at_end": c["status"]} for c in statuses),
-        ["control", "title", "theme", "applicable", "status_at_end", "worst", "compliant_pct",
-         "fail_hours", "changes"],
+        ({**c, "status_at_end": c["status"], "as_of": _iso(end)} for c in statuses),
+        ["control", "title", "theme", "applicable", "status_at_end", "explanation", "document",
+         "worst", "compliant_pct", "fail_hours", "changes", "as_of"],
     )
     hist_rows = []
     for cid, tl in timelines.items():
@@ -353,9 +356,17 @@ def build_package(
     obs_by_hash: dict[str, str] = {}
     for v in ev_pop:
         obs_by_hash[v["content_hash"]] = observation_uuid(v)
+    with engine.connect() as conn:
+        units = last_ok_units(conn, end)
     for f in fi_pop:
         if f["valid_to"] is not None:
             continue
+        # When this state was first observed, and last confirmed: its own observation
+        # or a later clean read of its unit (unchanged items write no new row).
+        f["first_observed"] = f["valid_from"]
+        f["last_confirmed"] = max(
+            t for t in (f["observed_at"], _confirmed_at(units, f)) if t is not None
+        )
         for cid in f["controls"]:
             drill.setdefault(cid, []).append(f)
             h = f["evidence_hash"]
@@ -382,10 +393,17 @@ def build_package(
         series=series,
         drill=drill,
         payloads=payloads,
-        exceptions=[r.as_dict() for r in exceptions],
-        runs_count=len(runs_json),
+        exceptions=exc_doc["exceptions"],
+        runs=runs_json,
         soa=soa_rows,
+        timelines={cid: tl.intervals() for cid, tl in timelines.items()},
+        samples=[json.loads(b) for p, b in sorted(files.items())
+                 if p.startswith("samples/") and p.endswith("/sample.json")],
+        soa_meta=scope.meta(),
     ).encode("utf-8")
+    if pdf is not None:
+        # Printed by the caller's renderer (headless Chromium): the store runs nothing.
+        files["report.pdf"] = pdf(files["report.html"])
     pre_hashes = {p: hashlib.sha256(b).hexdigest() for p, b in files.items()}
     oscal = assessment_results(
         title=title,

@@ -29,12 +29,14 @@ import websocket
 from sqlalchemy import Engine, text
 from sqlalchemy.engine import make_url
 
+from connectors.records import utcnow
 from mappings.loader import MappingIndex, load_mappings
 from mappings.soa import default_scope
 from store.export import build_package, verify_package
 from store.integrity import verify
+from store.queries import findings_at
 from store.retention import apply_retention
-from tests.test_auditor_history import History, build_history
+from tests.test_auditor_history import History, build_history, run
 
 pytestmark = pytest.mark.clock
 
@@ -433,3 +435,45 @@ def test_report_renders_offline_in_headless_chromium(
     ]
     assert all(u.startswith(("file:", "data:", "about:")) for u in requests), requests
     assert os.path.getsize(page) > 0
+
+
+def test_the_pdf_report_keeps_every_failing_resource_and_reason(
+    engine: Engine, index: MappingIndex, tmp_path: Path, db_url: str
+) -> None:
+    """Printed through headless Chromium (annexa export --pdf): pdftotext finds every
+    failing resource id and reason; the first pages are kept as PNG artifacts."""
+    from collector.pdf import html_to_pdf
+
+    pdftotext, pdftoppm = shutil.which("pdftotext"), shutil.which("pdftoppm")
+    if pdftotext is None or pdftoppm is None:
+        pytest.fail("poppler-utils is not installed (Debian: apt-get install -y poppler-utils)")
+    h = build_history(engine, index, tmp_path)
+    # Several failing resources at the end, with long ids and reasons.
+    failing = {f"legacy-export-{i}-with-a-rather-long-bucket-name": "fail" for i in range(6)}
+    run(engine, index, {"logs": "pass", **failing})
+    out = tmp_path / "audit.zip"
+    build_package(
+        engine, index, start=h.start, end=utcnow(), out=out, freshness=timedelta(days=7),
+        exceptions=[], scope=default_scope(index.catalog), agent_version="test",
+        pdf=html_to_pdf,
+    )
+    pdf = tmp_path / "report.pdf"
+    pdf.write_bytes(read(out, "report.pdf"))
+    assert verify_package(out).ok
+    text = subprocess.run([pdftotext, str(pdf), "-"], capture_output=True,
+                          text=True, check=True).stdout
+    flat = " ".join(text.split())
+    with engine.connect() as conn:
+        fails = list(findings_at(conn, status="fail"))
+    assert len(fails) >= 6
+    for f in fails:
+        assert f["resource_id"] in flat.replace(" ", "") or f["resource_id"] in flat, (
+            f["resource_id"]
+        )
+        assert " ".join(f["message"].split()) in flat, f["message"]
+    assert "A.8.24" in flat and "A. 8. 24" not in flat
+    assert "Control" in flat and "Co nt ro l" not in flat
+    ARTIFACTS.mkdir(exist_ok=True)
+    engine_name = "postgresql" if db_url.startswith("postgresql") else "sqlite"
+    subprocess.run([pdftoppm, "-png", "-r", "60", "-f", "1", "-l", "2", str(pdf),
+                    str(ARTIFACTS / f"audit-report-{engine_name}-page")], check=True)

@@ -250,10 +250,16 @@ def export(
     out: Annotated[Path, typer.Option("--out", "-o", help="Zip file to write.")] = Path(
         "audit.zip"
     ),
+    pdf: Annotated[
+        bool,
+        typer.Option("--pdf", help="Also print the report to report.pdf (needs Chromium)."),
+    ] = False,
     config: ConfigOpt = None,
     fmt: FormatOpt = OutputFormat.table,
 ) -> None:
-    """Write the audit package for a period (CSV, JSON, OSCAL, SoA, HTML report, manifest)."""
+    """Write the signed audit package for a period: populations (CSV, JSON), OSCAL, SoA,
+    samples, the HTML report (and PDF), a signed manifest."""
+    from collector.pdf import PdfError, html_to_pdf
     from store.export import ExportError, build_package
 
     with _cli_errors():
@@ -276,7 +282,10 @@ def export(
                 scope=scope,
                 agent_version=_agent_version(),
                 signer=settings.signer(),
+                pdf=html_to_pdf if pdf else None,
             )
+        except PdfError as exc:
+            raise CliExit(EXIT_USAGE, str(exc)) from None
         except ExportError as exc:
             raise CliExit(EXIT_VERIFY, str(exc)) from None
         render([summary.as_dict()], [(k, k) for k in summary.as_dict()], fmt, title="Audit package")
