@@ -340,10 +340,14 @@ class Estate:
         self.expected_failures.add((check_id, resource_id.lower()))
 
 
-def storage_account(sub: str, name: str, *, rg: str = "rg-data", https: bool = True,
+def storage_account(sub: str, name: str, *, rg: str = "rg-data", https: bool | None = True,
                     public: bool | None = False, tls: str | None = "TLS1_2",
-                    shared_key: bool | None = False, default_action: str = "Deny",
+                    shared_key: bool | None = False, default_action: str | None = "Deny",
                     tags: dict[str, str] | None = None) -> dict[str, Any]:
+    """A storage account as ``StorageAccountList.json`` lists one (Azure REST API specs,
+    storage stable/2023-05-01); ``None`` leaves a property out, as real accounts that
+    never set it do (no ``allowBlobPublicAccess``, ``minimumTlsVersion``,
+    ``allowSharedKeyAccess``, ``networkAcls`` or ``supportsHttpsTrafficOnly``)."""
     props: dict[str, Any] = {
         "keyCreationTime": {"key1": "2025-01-01T10:00:00.0000000Z",
                             "key2": "2025-01-01T10:00:00.0000000Z"},
@@ -362,6 +366,10 @@ def storage_account(sub: str, name: str, *, rg: str = "rg-data", https: bool = T
         "primaryLocation": "westeurope",
         "statusOfPrimary": "available",
     }
+    if https is None:
+        del props["supportsHttpsTrafficOnly"]
+    if default_action is None:
+        del props["networkAcls"]
     if public is not None:
         props["allowBlobPublicAccess"] = public
     if tls is not None:
@@ -380,21 +388,84 @@ def storage_account(sub: str, name: str, *, rg: str = "rg-data", https: bool = T
     }
 
 
-def nsg_rule(name: str, priority: int, port: str, source: str = "*", *, access: str = "Allow",
-             protocol: str = "Tcp", direction: str = "Inbound") -> dict[str, Any]:
+def storage_account_from_example(sub: str, name: str, *, rg: str = "res9407"
+                                 ) -> dict[str, Any]:
+    """Account ``sto8596`` of ``StorageAccountList.json`` (Azure REST API specs,
+    specification/storage/resource-manager/Microsoft.Storage/stable/2023-05-01/examples,
+    commit c93887028b4d), renamed into ``sub``: what a real account of the list looks
+    like — no ``minimumTlsVersion``, ``allowBlobPublicAccess``,
+    ``allowSharedKeyAccess`` or ``publicNetworkAccess``; ``networkAcls`` with a resource
+    access rule; a customer-managed key."""
     return {
+        "id": rid(sub, rg, "Microsoft.Storage/storageAccounts", name),
+        "identity": {"principalId": "911871cc-ffd1-4fc4-ac11-7a316433ea66",
+                     "tenantId": TENANT, "type": "SystemAssigned"},
+        "kind": "Storage",
+        "location": "eastus2(stage)",
         "name": name,
-        "id": f".../securityRules/{name}",
-        "etag": 'W/"00000000-0000-0000-0000-000000000000"',
-        "type": "Microsoft.Network/networkSecurityGroups/securityRules",
         "properties": {
-            "provisioningState": "Succeeded", "protocol": protocol, "sourcePortRange": "*",
-            "destinationPortRange": port, "sourceAddressPrefix": source,
-            "destinationAddressPrefix": "*", "access": access, "priority": priority,
-            "direction": direction, "sourcePortRanges": [], "destinationPortRanges": [],
-            "sourceAddressPrefixes": [], "destinationAddressPrefixes": [],
+            "geoReplicationStats": {"status": "Live", "lastSyncTime": "2018-10-30T00:25:34Z",
+                                    "canFailover": True},
+            "isHnsEnabled": True,
+            "creationTime": "2017-06-01T02:42:41.7633306Z",
+            "networkAcls": {
+                "resourceAccessRules": [{
+                    "tenantId": TENANT,
+                    "resourceId": f"/subscriptions/{sub}/resourceGroups/{rg}/providers/"
+                                  "Microsoft.Synapse/workspaces/testworkspace"}],
+                "bypass": "AzureServices", "defaultAction": "Allow", "ipRules": [],
+                "virtualNetworkRules": [],
+            },
+            "primaryEndpoints": {"blob": f"https://{name}.blob.core.windows.net/",
+                                 "dfs": f"https://{name}.dfs.core.windows.net/"},
+            "primaryLocation": "eastus2(stage)",
+            "provisioningState": "Succeeded",
+            "routingPreference": {"routingChoice": "MicrosoftRouting",
+                                  "publishMicrosoftEndpoints": True,
+                                  "publishInternetEndpoints": True},
+            "encryption": {
+                "services": {
+                    "file": {"keyType": "Account", "enabled": True,
+                             "lastEnabledTime": "2019-12-11T20:49:31.7036140Z"},
+                    "blob": {"keyType": "Account", "enabled": True,
+                             "lastEnabledTime": "2019-12-11T20:49:31.7036140Z"}},
+                "keySource": "Microsoft.Keyvault",
+                "keyvaultproperties": {
+                    "keyvaulturi": "https://myvault8569.vault.azure.net",
+                    "keyname": "wrappingKey", "keyversion": "",
+                    "currentVersionedKeyIdentifier": "https://myvault8569.vault.azure.net/"
+                    "keys/wrappingKey/0682afdd9c104f4285df20107e956cad",
+                    "lastKeyRotationTimestamp": "2019-12-13T20:36:23.7023290Z"}},
+            "secondaryLocation": "northcentralus(stage)",
+            "statusOfPrimary": "available",
+            "statusOfSecondary": "available",
+            "supportsHttpsTrafficOnly": False,
         },
+        "sku": {"name": "Standard_GRS", "tier": "Standard"},
+        "tags": {"key1": "value1", "key2": "value2"},
+        "type": "Microsoft.Storage/storageAccounts",
     }
+
+
+def nsg_rule(name: str, priority: int, port: str | list[str], source: str | list[str] = "*",
+             *, access: str = "Allow", protocol: str = "Tcp", direction: str = "Inbound"
+             ) -> dict[str, Any]:
+    """A security rule shaped as in ``NetworkSecurityGroupGet.json`` (Azure REST API
+    specs, network stable/2023-09-01): a single port/prefix goes in
+    ``destinationPortRange``/``sourceAddressPrefix``, several in the plural list field,
+    and fields that are not set are absent (not empty lists)."""
+    p: dict[str, Any] = {"provisioningState": "Succeeded", "protocol": protocol,
+                         "sourcePortRange": "*", "destinationAddressPrefix": "*",
+                         "access": access, "priority": priority, "direction": direction}
+    if isinstance(port, list):
+        p["destinationPortRanges"] = port
+    else:
+        p["destinationPortRange"] = port
+    if isinstance(source, list):
+        p["sourceAddressPrefixes"] = source
+    else:
+        p["sourceAddressPrefix"] = source
+    return {"name": name, "id": f".../securityRules/{name}", "properties": p}
 
 
 def nsg(sub: str, name: str, rules: list[dict[str, Any]]) -> dict[str, Any]:
@@ -452,8 +523,11 @@ def diag_setting(name: str, *, workspace: str | None = None, storage: str | None
     return {"id": f".../diagnosticSettings/{name}", "name": name, "properties": props}
 
 
-def key_vault(sub: str, name: str, *, soft_delete: bool = True, purge: bool = True,
+def key_vault(sub: str, name: str, *, soft_delete: bool | None = True, purge: bool = True,
               rg: str = "rg-sec") -> dict[str, Any]:
+    """A vault shaped as in ``listVaultByResourceGroup.json`` (Azure REST API specs,
+    keyvault stable/2023-07-01): ``enablePurgeProtection`` is absent unless it was turned
+    on, and ``softDeleteRetentionInDays`` may be absent (ARM's default, 90)."""
     props: dict[str, Any] = {
         "sku": {"family": "A", "name": "standard"},
         "tenantId": TENANT,
@@ -461,16 +535,21 @@ def key_vault(sub: str, name: str, *, soft_delete: bool = True, purge: bool = Tr
                             "permissions": {"keys": ["get"], "secrets": ["get"]}}],
         "enabledForDeployment": False,
         "enableSoftDelete": soft_delete,
-        "softDeleteRetentionInDays": 90,
         "enableRbacAuthorization": True,
         "vaultUri": f"https://{name}.vault.azure.net/",
         "provisioningState": "Succeeded",
         "publicNetworkAccess": "Enabled",
     }
+    if soft_delete is None:
+        del props["enableSoftDelete"]
     if purge:
         props["enablePurgeProtection"] = True
     return {"id": rid(sub, rg, "Microsoft.KeyVault/vaults", name), "name": name,
             "type": "Microsoft.KeyVault/vaults", "location": "westeurope", "tags": {},
+            "systemData": {"createdBy": "keyVaultUser1", "createdByType": "User",
+                           "createdAt": "2020-01-01T12:00:00.0000000Z",
+                           "lastModifiedBy": "keyVaultUser2", "lastModifiedByType": "User",
+                           "lastModifiedAt": "2020-01-01T12:00:00.0000000Z"},
             "properties": props}
 
 
@@ -588,10 +667,15 @@ def add_good_subscription(e: Estate, sub: str, name: str, *, prefix: str) -> Non
     f.add_subscription(sub, name)
     sa = storage_account(sub, f"{prefix}data")
     f.add(_p(sub, "Microsoft.Storage/storageAccounts"), sa)
+    # Secure transfer not reported: the documented default (API 2019-04-01+) is on.
+    f.add(_p(sub, "Microsoft.Storage/storageAccounts"),
+          storage_account(sub, f"{prefix}defaults", https=None))
     f.add(_p(sub, "Microsoft.Network/networkSecurityGroups"), nsg(sub, f"{prefix}-web", [
         nsg_rule("allow-https", 100, "443"),
         nsg_rule("allow-ssh-office", 110, "22", "203.0.113.0/24"),
         nsg_rule("deny-rdp", 120, "3389", "Internet", access="Deny"),
+        nsg_rule("ssh-vnet", 130, "22", "VirtualNetwork"),
+        nsg_rule("rdp-lb", 140, "3389", ["AzureLoadBalancer", "10.0.0.0/8"]),
     ]))
     f.put_list(_p(sub, "Microsoft.Security/pricings"), pricings(sub))
     ws = rid(sub, "rg-log", "Microsoft.OperationalInsights/workspaces", f"{prefix}-law")
@@ -655,6 +739,18 @@ def add_bad_subscription(e: Estate, sub: str, name: str) -> None:
     f.add(coll, legacy)
     e.expect("azure.storage.minimum_tls_version", legacy["id"])
     e.expect("azure.storage.account_public_access_block", legacy["id"])
+    # The vendor's example account: nothing set, plain HTTP allowed (rg-data: locked).
+    example = storage_account_from_example(sub, "bexample", rg="rg-data")
+    f.add(coll, example)
+    for c in ("account_tls_only", "account_public_access_block", "minimum_tls_version",
+              "shared_key_access_disabled", "default_network_access_deny"):
+        e.expect(f"azure.storage.{c}", example["id"])
+    # Deny by default, but the IP rules admit the internet in two halves.
+    halves = storage_account(sub, "bhalves")
+    halves["properties"]["networkAcls"]["ipRules"] = [
+        {"value": "0.0.0.0/1", "action": "Allow"}, {"value": "128.0.0.0/1", "action": "Allow"}]
+    f.add(coll, halves)
+    e.expect("azure.storage.default_network_access_deny", halves["id"])
 
     coll = _p(sub, "Microsoft.Network/networkSecurityGroups")
     ssh = nsg(sub, "ssh-open", [nsg_rule("ssh", 100, "22")])
@@ -665,8 +761,17 @@ def add_bad_subscription(e: Estate, sub: str, name: str) -> None:
         nsg_rule("allow-tcp", 200, "0-65535", "Internet"),
     ])
     fine = nsg(sub, "outbound-only", [nsg_rule("out", 100, "*", direction="Outbound")])
-    for g in (ssh, rdp, every, shadow, fine):
+    # Vendor-shaped rules the literal comparisons missed: 1-65535 from "*" with protocol
+    # "*"; SSH from the internet in two halves; RDP from every Azure customer.
+    wide = nsg(sub, "wide-range", [nsg_rule("rule1", 130, "1-65535", protocol="*")])
+    halves = nsg(sub, "halves", [nsg_rule("ssh", 100, "22", ["0.0.0.0/1", "128.0.0.0/1"])])
+    cloud = nsg(sub, "azurecloud", [nsg_rule("rdp", 100, ["3389", "5985-5986"], "AzureCloud")])
+    for g in (ssh, rdp, every, shadow, fine, wide, halves, cloud):
         f.add(coll, g)
+    for c in ("ssh_open_to_internet", "rdp_open_to_internet", "all_ports_open_to_internet"):
+        e.expect(f"azure.network.{c}", wide["id"])
+    e.expect("azure.network.ssh_open_to_internet", halves["id"])
+    e.expect("azure.network.rdp_open_to_internet", cloud["id"])
     e.expect("azure.network.ssh_open_to_internet", ssh["id"])
     e.expect("azure.network.rdp_open_to_internet", rdp["id"])
     for c in ("ssh_open_to_internet", "rdp_open_to_internet", "all_ports_open_to_internet"):
@@ -697,7 +802,11 @@ def add_bad_subscription(e: Estate, sub: str, name: str) -> None:
     kv_nopurge = key_vault(sub, "b-kv-nopurge", purge=False, rg="rg-locked")
     kv_nolog = key_vault(sub, "b-kv-nolog", rg="rg-locked")
     kv_nosoft = key_vault(sub, "b-kv-nosoft", soft_delete=False, purge=False, rg="rg-open")
-    for kv in (kv_good, kv_nopurge, kv_nolog, kv_nosoft):
+    # Soft delete not reported: older API versions created vaults without it.
+    kv_unset = key_vault(sub, "b-kv-unset", soft_delete=None, purge=False, rg="rg-locked")
+    e.expect("azure.keyvault.soft_delete_enabled", kv_unset["id"])
+    e.expect("azure.keyvault.purge_protection_enabled", kv_unset["id"])
+    for kv in (kv_good, kv_nopurge, kv_nolog, kv_nosoft, kv_unset):
         f.add(coll, kv)
         path = f"{kv['id']}/providers/Microsoft.Insights/diagnosticSettings"
         f.put_list(path, [] if kv is kv_nolog else [diag_setting("audit", storage=sa_log["id"],
@@ -729,6 +838,20 @@ def add_bad_subscription(e: Estate, sub: str, name: str) -> None:
         e.expect(f"azure.sql.{c}", srv["id"])
     e.expect("azure.sql.storage_encrypted", db["id"])
     e.expect("azure.locks.critical_resource_locked", srv["id"])  # rg-sql not locked here
+    # "Allow Azure services and resources to access this server" (0.0.0.0): every Azure
+    # customer's resources may connect (FirewallRuleList.json, sql stable/2021-11-01).
+    azsrv = sql_server(sub, "b-sql-azure", public="Enabled")
+    f.add(_p(sub, "Microsoft.Sql/servers"), azsrv)
+    f.put(f"{azsrv['id']}/auditingSettings/default",
+          {"id": "x", "name": "Default", "properties": {"state": "Enabled", "retentionDays": 0,
+                                                        "isAzureMonitorTargetEnabled": True}})
+    f.put_list(f"{azsrv['id']}/firewallRules", [
+        {"id": f"{azsrv['id']}/firewallRules/AllowAllWindowsAzureIps",
+         "name": "AllowAllWindowsAzureIps", "type": "Microsoft.Sql/servers/firewallRules",
+         "properties": {"startIpAddress": "0.0.0.0", "endIpAddress": "0.0.0.0"}}])
+    for c in ("not_publicly_accessible", "firewall_open_to_internet"):
+        e.expect(f"azure.sql.{c}", azsrv["id"])
+    e.expect("azure.locks.critical_resource_locked", azsrv["id"])
 
     legacy_vm = vm(sub, "b-vm-vhd", managed=False)
     f.add(_p(sub, "Microsoft.Compute/virtualMachines"), legacy_vm)

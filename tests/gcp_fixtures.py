@@ -24,6 +24,7 @@ returns the failures it expects the checks to find.
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 import threading
@@ -88,6 +89,10 @@ class GcpFake:
         self.token_grants: list[dict[str, Any]] = []
         self.request_count = 0
         self.self_signed_jwts = 0
+        #: Answers that break the discovery document's schema, and paths no documented
+        #: method matches (see :meth:`validate`).
+        self.schema_violations: list[str] = []
+        self.unvalidated: set[str] = set()
         self._lock = threading.Lock()
         self._server: ThreadingHTTPServer | None = None
 
@@ -178,6 +183,29 @@ class GcpFake:
         if api not in APIS:
             return 404, _error(404, "NOT_FOUND", path)
         return self._api(f"/{rest}", query)
+
+    def validate(self, method: str, path: str, doc: Any) -> None:
+        """Check a 200 answer against the discovery document of its API and method."""
+        from tests.gcp_discovery import DOCUMENTS, UNDOCUMENTED
+
+        if path == "/token":
+            return
+        if path.startswith("/v3/"):
+            api, rest = "resourcemanager", path
+        else:
+            api, _, rest = path[1:].partition("/")
+            rest = "/" + rest
+        if api in UNDOCUMENTED:
+            self.unvalidated.add(f"{api}: {rest}")
+            return
+        disco = _discovery(DOCUMENTS[api])
+        found = disco.method(method, rest)
+        if found is None or found.response is None:
+            self.unvalidated.add(f"{api}: {method} {rest}")
+            return
+        with self._lock:
+            self.schema_violations += [f"{found.id}: {v}"
+                                       for v in disco.violations(found.response, doc)]
 
     def _authorised(self, header: str) -> bool:
         """The token the fake issued, or a self-signed JWT of the service-account key
@@ -272,6 +300,13 @@ class GcpFake:
         return 404, _error(404, "NOT_FOUND", f"{path} not found")
 
 
+@functools.cache
+def _discovery(name: str) -> Any:
+    from tests.gcp_discovery import Discovery
+
+    return Discovery(name)
+
+
 def _make_handler(fake: GcpFake) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
@@ -287,9 +322,12 @@ def _make_handler(fake: GcpFake) -> type[BaseHTTPRequestHandler]:
             length = int(self.headers.get("content-length") or 0)
             body = self.rfile.read(length) if length else b""
             headers = {k.lower(): v for k, v in self.headers.items()}
-            status, doc = fake.answer(method, unquote(parts.path),
+            path = unquote(parts.path)
+            status, doc = fake.answer(method, path,
                                       parse_qs(parts.query, keep_blank_values=True),
                                       headers, body)
+            if status == 200:
+                fake.validate(method, path, doc)
             data = json.dumps(doc).encode()
             self.send_response(status)
             self.send_header("Content-Type", "application/json; charset=UTF-8")
@@ -384,7 +422,9 @@ def bucket(name: str, *, pap: str = "enforced", ubla: bool = True,
 def firewall(project: str, name: str, network: str, ranges: list[str],
              allowed: list[dict[str, Any]], *, direction: str = "INGRESS",
              disabled: bool = False) -> dict[str, Any]:
-    return {
+    """A ``Firewall`` of the compute.v1 discovery document; like the API, empty lists
+    (``sourceRanges``, ``allowed``) are left out."""
+    rule: dict[str, Any] = {
         "kind": "compute#firewall", "id": str(abs(hash(name)) % 10**18),
         "creationTimestamp": "2023-01-01T00:00:00.000-08:00", "name": name,
         "network": f"https://www.googleapis.com/compute/v1/projects/{project}/global/networks/"
@@ -394,6 +434,7 @@ def firewall(project: str, name: str, network: str, ranges: list[str],
         "selfLink": f"https://www.googleapis.com/compute/v1/projects/{project}/global/"
                     f"firewalls/{name}",
     }
+    return {k: v for k, v in rule.items() if v != []}
 
 
 def vpc(project: str, name: str, auto: bool = False) -> dict[str, Any]:
@@ -490,6 +531,12 @@ def sink(parent: str, name: str, *, flt: str = "", include_children: bool = Fals
     return s
 
 
+def exclusion(name: str, flt: str, *, disabled: bool = False) -> dict[str, Any]:
+    """A ``LogExclusion`` (logging.v2 discovery document) of a sink's ``exclusions[]``."""
+    return {"name": name, "filter": flt, "disabled": disabled,
+            "createTime": "2024-01-01T00:00:00Z", "updateTime": "2024-01-01T00:00:00Z"}
+
+
 def builtin_sinks(project: str) -> list[dict[str, Any]]:
     bucket_base = f"logging.googleapis.com/projects/{project}/locations/global/buckets"
     return [sink(f"projects/{project}", "_Default", destination=f"{bucket_base}/_Default",
@@ -525,7 +572,8 @@ def add_good_project(e: Estate, pid: str, number: int, parent: str) -> None:
           {"keys": [sa_key(legacy["email"], "k-old-off", 500, disabled=True)]})
     e.expect("gcp.iam.no_user_managed_keys", ci["email"])  # a young key is still a key
     f.put_list(f"/v2/projects/{pid}/sinks", "sinks",
-               [*builtin_sinks(pid), sink(f"projects/{pid}", "to-central")])
+               [*builtin_sinks(pid), sink(f"projects/{pid}", "to-central") | {
+                   "exclusions": [exclusion("paused", "severity<=DEBUG", disabled=True)]}])
     data, logs = bucket(f"{pid}-data"), bucket(
         f"{pid}-audit-logs", retention={"retentionPeriod": "31536000", "isLocked": True,
                                         "effectiveTime": "2024-01-01T00:00:00Z"})
@@ -570,6 +618,7 @@ def add_bad_project(e: Estate, pid: str, number: int, parent: str) -> None:
     compute_sa = f"serviceAccount:{number}-compute@developer.gserviceaccount.com"
     f.policies[res] = policy({
         "roles/editor": ["user:dev@acme.example", compute_sa],
+        "roles/owner": ["domain:acme.example"],
         "roles/viewer": ["allAuthenticatedUsers"],
     })
     for c in ("user_no_primitive_roles", "service_account_no_primitive_roles",
@@ -612,7 +661,17 @@ def add_bad_project(e: Estate, pid: str, number: int, parent: str) -> None:
         firewall(pid, "egress-any", "default", ["0.0.0.0/0"], [{"IPProtocol": "all"}],
                  direction="EGRESS"),
         firewall(pid, "udp-all", "default", ["0.0.0.0/0"], [{"IPProtocol": "udp"}]),
+        # The protocol as its IANA number, and the internet in two halves: both are
+        # documented forms (compute.v1 Firewall.allowed[].IPProtocol, sourceRanges).
+        firewall(pid, "ssh-by-number", "default", ["0.0.0.0/0"],
+                 [{"IPProtocol": "6", "ports": ["22"]}]),
+        firewall(pid, "rdp-halves", "default", ["0.0.0.0/1", "128.0.0.0/1"],
+                 [{"IPProtocol": "tcp", "ports": ["3389"]}]),
+        firewall(pid, "tagged-only", "default", [], [{"IPProtocol": "all"}])
+        | {"sourceTags": ["bastion"]},
     ])
+    e.expect("gcp.network.ssh_open_to_internet", "default/ssh-by-number")
+    e.expect("gcp.network.rdp_open_to_internet", "default/rdp-halves")
     e.expect("gcp.network.ssh_open_to_internet", "default/default-allow-ssh")
     e.expect("gcp.network.rdp_open_to_internet", "default/default-allow-rdp")
     for c in ("ssh_open_to_internet", "rdp_open_to_internet", "all_ports_open_to_internet"):
@@ -623,7 +682,12 @@ def add_bad_project(e: Estate, pid: str, number: int, parent: str) -> None:
     f.put(f"{base}/aggregated/subnetworks", {"items": {"regions/us-central1": {"subnetworks": [
         subnet(pid, "default", "us-central1", flow_logs=None)]}}})
     e.expect("gcp.network.flow_logs_enabled", "us-central1/default")
+    halves = sql_instance(pid, "pg-halves", public=True, networks=["20.0.0.0/9",
+                                                                   "20.128.0.0/9"])
+    e.expect("gcp.sql.not_publicly_accessible", "pg-halves")
+    e.expect("gcp.sql.firewall_open_to_internet", "pg-halves")
     f.put_list(f"/v1/projects/{pid}/instances", "items", [
+        halves,
         sql_instance(pid, "mysql-open", backups=False, public=True,
                      networks=["0.0.0.0/0", "198.51.100.0/24"],
                      ssl_mode="ALLOW_UNENCRYPTED_AND_ENCRYPTED"),
@@ -653,9 +717,18 @@ def add_third_project(e: Estate, pid: str, number: int, parent: str) -> None:
     configuration and an export sink."""
     f = e.fake
     f.add_project(pid, number, parent)
-    f.policies[f"projects/{pid}"] = policy({"roles/browser": ["group:all@acme.example"]},
-                                           [FULL_AUDIT])
-    f.put_list(f"/v2/projects/{pid}/sinks", "sinks", [sink(f"projects/{pid}", "all")])
+    f.policies[f"projects/{pid}"] = policy({
+        "roles/browser": ["group:all@acme.example"],
+        "roles/owner": [f"principalSet://cloudresourcemanager.googleapis.com/projects/{number}"
+                        "/type/ServiceAccount"],
+    }, [FULL_AUDIT])
+    e.expect("gcp.iam.service_account_no_primitive_roles", f"projects/{pid}")
+    # No filter, but an enabled exclusion drops debug entries: not every log is exported.
+    f.put_list(f"/v2/projects/{pid}/sinks", "sinks", [
+        sink(f"projects/{pid}", "all") | {"exclusions": [
+            exclusion("no-debug", "severity<=DEBUG"),
+            exclusion("old-off", "resource.type=gce_instance", disabled=True)]}])
+    e.expect("gcp.logging.sink_all_logs", f"projects/{pid}/sinks")
     f.put_list(f"/v1/projects/{pid}/locations/global/securityCenterServices",
                "securityCenterServices", scc_services(pid))
 
@@ -674,8 +747,13 @@ def build_estate(fake: GcpFake, *, denied: bool = True) -> Estate:
                                  "roles/owner": ["user:founder@acme.example"]})
     e.expect("gcp.iam.user_no_primitive_roles", ORG)
     e.expect("gcp.iam.data_access_audit_logs", ORG)
-    fake.policies[ENG] = policy({"roles/viewer": ["group:eng@acme.example"]})
+    fake.policies[ENG] = policy({
+        "roles/viewer": ["group:eng@acme.example"],
+        "roles/editor": ["principalSet://iam.googleapis.com/locations/global/workforcePools/"
+                         "contractors/*"],
+    })
     e.expect("gcp.iam.data_access_audit_logs", ENG)
+    e.expect("gcp.iam.user_no_primitive_roles", ENG)
     fake.policies[PROD] = policy({"roles/owner": ["group:sre@acme.example"]},
                                  [FULL_AUDIT])
     e.expect("gcp.iam.user_no_primitive_roles", PROD)

@@ -135,10 +135,10 @@ def test_resource_lists_follow_next_link(arm_fake: ArmFake) -> None:
     records = collect_all(connector(arm_fake, subscriptions=[SUB_B]))
     accounts = {r.resource_id for r in records
                 if isinstance(r, Evidence) and r.resource_type == "azure.storage.account"}
-    assert len(accounts) == 5  # three pages of two
+    assert len(accounts) == 7  # four pages of two
     pages = [r.query.get("$skiptoken", ["0"])[0] for r in arm_fake.requests
              if r.path.endswith("Microsoft.Storage/storageAccounts")]
-    assert pages == ["0", "2", "4"]
+    assert pages == ["0", "2", "4", "6"]
     # Configured subscriptions: no discovery call at all; the scope opened.
     assert "/subscriptions" not in arm_fake.paths()
     assert coverage(records)[(SUB_B, "*")].ok
@@ -271,7 +271,7 @@ def test_unreadable_detail_makes_only_its_checks_errors(arm_fake: ArmFake) -> No
     records = collect_all(connector(arm_fake, subscriptions=[SUB_B]))
     assert coverage(records)[(SUB_B, "sql")].ok
     [server] = [r for r in records if isinstance(r, Evidence)
-                and r.resource_type == "azure.sql.server"]
+                and r.resource_type == "azure.sql.server" and "b-sql-open" in r.resource_id]
     assert "403" in server.payload["_errors"]["auditing"]
     verdicts = {k[0]: v for k, v in judge([server]).items()}
     assert verdicts["azure.sql.auditing_enabled"] == "error"

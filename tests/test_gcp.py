@@ -102,6 +102,65 @@ def test_planted_misconfigurations_fail_exactly_their_checks(gcp_fake: GcpFake) 
     assert {c for (c, _), (s, _) in verdicts.items() if s in ("pass", "not_applicable")} == ids
 
 
+def test_fake_answers_match_googles_discovery_documents(gcp_fake: GcpFake) -> None:
+    """Every answer the fake gives the connector is valid under the response schema of
+    its method in the discovery documents of google-api-python-client (no property they
+    do not define, types, formats, enums); the one API without a document there is
+    named."""
+    build_estate(gcp_fake)
+    collect(gcp_fake)
+    assert gcp_fake.schema_violations == []
+    assert {u.split(":", 1)[0] for u in gcp_fake.unvalidated} == {"scc"}
+    # The validator does catch drift.
+    from tests.gcp_discovery import Discovery
+
+    bad = firewall("p", "r", "n", ["0.0.0.0/0"], [{"IPProtocol": 6}]) | {"invented": True}
+    found = Discovery("compute.v1").violations("FirewallList", {"items": [bad]})
+    assert found == ["FirewallList.items[0].allowed[0].IPProtocol: expected a string, got 6",
+                     "FirewallList.items[0]: property 'invented' is not in the schema"]
+
+
+def test_member_kinds_cover_the_documented_principal_identifiers() -> None:
+    from connectors.gcp.iam import PEOPLE_KINDS, WORKLOAD_KINDS, member_kind
+
+    cases = {
+        "user:alex@example.com": "user",
+        "group:admins@example.com": "group",
+        "domain:example.com": "domain",
+        "serviceAccount:app@p.iam.gserviceaccount.com": "serviceAccount",
+        "serviceAccount:p.svc.id.goog[ns/ksa]": "serviceAccount",
+        "allUsers": "allUsers",
+        "allAuthenticatedUsers": "allAuthenticatedUsers",
+        "principal://iam.googleapis.com/locations/global/workforcePools/p/subject/raha":
+            "workforceIdentity",
+        "principalSet://iam.googleapis.com/locations/global/workforcePools/p/group/g":
+            "workforceIdentity",
+        "principalSet://iam.googleapis.com/locations/global/workforcePools/p/*":
+            "workforceIdentity",
+        "principal://iam.googleapis.com/projects/1/locations/global/workloadIdentityPools/"
+        "p/subject/s": "workloadIdentity",
+        "principalSet://iam.googleapis.com/projects/1/locations/global/"
+        "workloadIdentityPools/p/attribute.repo/x": "workloadIdentity",
+        "principalSet://cloudresourcemanager.googleapis.com/folders/2/type/ServiceAccount":
+            "serviceAccount",
+        "principal://goog/subject/alex@example.com": "user",
+        "principalSet://goog/group/admins@example.com": "group",
+        "principalSet://goog/cloudIdentityCustomerId/C01abc": "domain",
+        "principalSet://goog/public:all": "allUsers",
+        "deleted:user:alex@example.com?uid=123": "deletedUser",
+        "deleted:group:admins@example.com?uid=4": "deletedGroup",
+        "deleted:serviceAccount:app@p.iam.gserviceaccount.com?uid=5":
+            "deletedServiceAccount",
+        "projectOwner:acme-prod": "projectRole",
+        "projectViewer:acme-prod": "projectRole",
+        "somethingNew:x": "unknown",
+        "principal://example.org/x": "unknown",
+    }
+    assert {m: member_kind(m) for m in cases} == cases
+    assert not set(PEOPLE_KINDS) & set(WORKLOAD_KINDS)
+    assert set(cases.values()) <= set(PEOPLE_KINDS) | set(WORKLOAD_KINDS)
+
+
 def test_forbidden_project_is_an_error_for_that_scope_only(gcp_fake: GcpFake) -> None:
     build_estate(gcp_fake)
     _, records = collect(gcp_fake)
@@ -341,7 +400,16 @@ def test_default_transport_is_grpc() -> None:
     [
         (["0.0.0.0/0"], [{"IPProtocol": "tcp", "ports": ["22"]}], "fail", "pass", "pass"),
         (["0.0.0.0/0"], [{"IPProtocol": "tcp"}], "fail", "fail", "fail"),
-        (["0.0.0.0/0"], [{"IPProtocol": "tcp", "ports": ["1-65535"]}], "fail", "fail", "pass"),
+        # Port 0 is reserved: 1-65535 is every port (a false pass before the shared
+        # exposure arithmetic).
+        (["0.0.0.0/0"], [{"IPProtocol": "tcp", "ports": ["1-65535"]}], "fail", "fail", "fail"),
+        (["0.0.0.0/0"], [{"IPProtocol": "6", "ports": ["20-30"]}], "fail", "pass", "pass"),
+        (["0.0.0.0/0"], [{"IPProtocol": "17"}], "pass", "pass", "fail"),
+        (["0.0.0.0/1", "128.0.0.0/1"], [{"IPProtocol": "tcp", "ports": ["22"]}],
+         "fail", "pass", "pass"),
+        (["35.235.240.0/20"], [{"IPProtocol": "tcp", "ports": ["22", "3389"]}],
+         "pass", "pass", "pass"),
+        (["8.0.0.0/7"], [{"IPProtocol": "all"}], "fail", "fail", "fail"),
         (["0.0.0.0/0"], [{"IPProtocol": "tcp", "ports": ["0-65535"]}], "fail", "fail", "fail"),
         (["10.0.0.0/8"], [{"IPProtocol": "all"}], "pass", "pass", "pass"),
         (["0.0.0.0/0"], [{"IPProtocol": "icmp"}], "pass", "pass", "pass"),
@@ -356,6 +424,34 @@ def test_firewall_rule_evaluation(ranges: list[str], allowed: list[dict[str, Any
            for f in evaluate(ev, REGISTRY.for_type(gcp_network.FIREWALL), {})}
     assert got == {"ssh_open_to_internet": ssh, "rdp_open_to_internet": rdp,
                    "all_ports_open_to_internet": every}
+
+
+def test_firewall_deny_rules_evaluated_first_shadow_allow_rules() -> None:
+    """The reader gives each ingress allow rule the deny rules of its network that Google
+    evaluates first; a deny covering the allow rule's targets shadows it."""
+    allow = firewall("p", "allow-all", "n", ["0.0.0.0/0"], [{"IPProtocol": "all"}])
+    allow |= {"priority": 1000, "targetTags": ["web"]}
+    deny_ssh = firewall("p", "deny-ssh", "n", ["0.0.0.0/0"], []) | {
+        "priority": 1000, "denied": [{"IPProtocol": "tcp", "ports": ["22"]}]}
+    deny_rdp_db = firewall("p", "deny-rdp-db", "n", ["0.0.0.0/0"], []) | {
+        "priority": 10, "targetTags": ["db"], "denied": [{"IPProtocol": "tcp"}]}
+    deny_late = firewall("p", "deny-late", "n", ["0.0.0.0/0"], []) | {
+        "priority": 2000, "denied": [{"IPProtocol": "all"}]}
+    other_net = firewall("p", "deny-elsewhere", "m", ["0.0.0.0/0"], []) | {
+        "priority": 1, "denied": [{"IPProtocol": "all"}]}
+    payloads = dict(gcp_network.with_denies([allow, deny_ssh, deny_rdp_db, deny_late,
+                                             other_net]))
+    got = payloads["n/allow-all"]
+    assert [d["name"] for d in got["denyRulesBefore"]] == ["deny-rdp-db", "deny-ssh"]
+    assert "denyRulesBefore" not in payloads["n/deny-ssh"]
+    ev = Evidence("p", "global", gcp_network.FIREWALL, "n/allow-all", got)
+    verdicts = {f.check_id.rsplit(".", 1)[1]: (f.status, f.message)
+                for f in evaluate(ev, REGISTRY.for_type(gcp_network.FIREWALL), {})}
+    assert verdicts["ssh_open_to_internet"][0] == "pass"  # deny-ssh wins at equal priority
+    assert verdicts["rdp_open_to_internet"][0] == "fail"  # deny-rdp-db targets only "db"
+    assert verdicts["all_ports_open_to_internet"] == (
+        "fail", "Rule allow-all opens 65534 of 65535 TCP ports (all but 22) and every UDP "
+        "port to the internet")
 
 
 def test_check_parameters_change_verdicts() -> None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from typing import Any
 
+from connectors import exposure
 from connectors.checks import Verdict, check, failed, passed
 from connectors.records import Evidence
 
@@ -47,8 +48,15 @@ def read(arm: Arm, subscription: str, **_: Any) -> Iterator[Evidence]:
     remediation="Enable 'Secure transfer required' (supportsHttpsTrafficOnly) on the account.",
 )
 def account_tls_only(payload: Mapping[str, Any], params: Mapping[str, Any]) -> Verdict:
-    if props(payload).get("supportsHttpsTrafficOnly") is True:
+    value = props(payload).get("supportsHttpsTrafficOnly")
+    if value is True:
         return passed("Secure transfer (HTTPS only) is required")
+    if value is None:
+        # The storage API documents "the default value is true since API version
+        # 2019-04-01"; the account is read with a later version, which reports the
+        # effective value, so an absent property is the documented default.
+        return passed("Secure transfer is not reported; the documented default (API "
+                      "2019-04-01 and later) is required")
     return failed("Secure transfer is not required: plain HTTP is accepted")
 
 
@@ -123,15 +131,29 @@ def shared_key_access_disabled(payload: Mapping[str, Any], params: Mapping[str, 
     resource_type=ACCOUNT,
     rationale="With the network default action 'Allow', the account's endpoints accept "
     "connections from any network; denying by default restricts them to chosen virtual "
-    "networks, IP ranges or private endpoints.",
+    "networks, IP ranges or private endpoints — unless the IP rules themselves admit "
+    "the internet.",
     remediation="Set the firewall default action to Deny (or disable public network access) "
-    "and allow the networks that need access.",
+    "and allow only the networks that need access.",
+    parameters=dict(exposure.WIDE_PARAMETERS),
 )
 def default_network_access_deny(payload: Mapping[str, Any], params: Mapping[str, Any]) -> Verdict:
     p = props(payload)
     if str(p.get("publicNetworkAccess") or "").lower() == "disabled":
         return passed("Public network access is disabled")
-    action = (p.get("networkAcls") or {}).get("defaultAction")
-    if str(action).lower() == "deny":
-        return passed("The network default action is Deny")
-    return failed(f"The network default action is {action or 'Allow'}: any network may connect")
+    acls = p.get("networkAcls") or {}
+    action = acls.get("defaultAction")
+    if str(action).lower() != "deny":
+        return failed(f"The network default action is {action or 'Allow'}: any network may "
+                      "connect")
+    rules = [r for r in acls.get("ipRules") or []
+             if str(r.get("action") or "Allow").lower() == "allow"]
+    try:
+        admitted = exposure.parse_sources(str(r.get("value", "")) for r in rules)
+    except ValueError as exc:
+        raise ValueError(f"IP rules: {exc}") from None
+    if exposure.wide_from(params).holds(admitted):
+        values = ", ".join(str(r.get("value")) for r in rules)
+        return failed(f"The default action is Deny, but the IP rules admit the internet "
+                      f"({values})")
+    return passed("The network default action is Deny")

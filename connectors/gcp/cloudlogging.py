@@ -9,9 +9,10 @@ every ancestor are read too (once per run per ancestor; a failure is recorded un
 Resource type ``gcp.logging.sinks`` (id = ``projects/<id>/sinks``, region ``global``)::
 
     {"parent": "projects/<id>",
-     "sinks": [{"name", "destination", "filter", "disabled", "includeChildren"}],
+     "sinks": [{"name", "destination", "filter", "disabled", "includeChildren",
+                "exclusions": [{"name", "filter", "disabled"}]}],
      "inheritedSinks": [{"from": "organizations/N", "name", "destination", "filter",
-                         "disabled", "includeChildren": true}]}
+                         "disabled", "includeChildren": true, "exclusions": [...]}]}
 
 ``writerIdentity`` (a Google-managed service account) and timestamps are left out.
 The built-in ``_Required`` and ``_Default`` sinks route to the project's own log buckets
@@ -20,6 +21,7 @@ and are not exports.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator, Mapping
 from typing import Any
 
@@ -45,6 +47,10 @@ def _sink(s: Mapping[str, Any]) -> dict[str, Any]:
         "filter": s.get("filter") or "",
         "disabled": bool(s.get("disabled", False)),
         "includeChildren": bool(s.get("includeChildren", False)),
+        "exclusions": sorted(
+            ({"name": e.get("name"), "filter": e.get("filter") or "",
+              "disabled": bool(e.get("disabled", False))} for e in s.get("exclusions") or []),
+            key=lambda e: str(e["name"])),
     }
 
 
@@ -74,13 +80,64 @@ def read(ctx: GcpContext, project: Project) -> Iterator[Evidence]:
     yield evidence(project.id, SINKS, f"{project.resource}/sinks", with_errors(payload, errors))
 
 
-def _exports_everything(sink: Mapping[str, Any], audit_suffices: bool) -> bool:
+#: The audit log streams (``cloudaudit.googleapis.com/<stream>``) a sink must carry to
+#: export "all audit logs".
+AUDIT_STREAMS = frozenset({"activity", "data_access", "system_event", "policy"})
+_AUDIT_ALL = re.compile(
+    r'^(logName\s*:\s*"?cloudaudit\.googleapis\.com"?'
+    r'|protoPayload\.@type\s*=\s*"type\.googleapis\.com/google\.cloud\.audit\.AuditLog")$')
+_AUDIT_ONE = re.compile(
+    r'^(LOG_ID\("cloudaudit\.googleapis\.com/(?P<a>[a-z_]+)"\)'
+    r'|logName\s*[:=]\s*"[^"]*/logs/cloudaudit\.googleapis\.com%2F(?P<b>[a-z_]+)")$')
+
+
+def _unwrap(text: str) -> str:
+    """``text`` without parentheses that enclose all of it."""
+    text = text.strip()
+    while text.startswith("(") and text.endswith(")"):
+        depth = 0
+        for i, ch in enumerate(text):
+            depth += {"(": 1, ")": -1}.get(ch, 0)
+            if depth == 0 and i < len(text) - 1:
+                return text  # the first "(" closes before the end: not one group
+        text = text[1:-1].strip()
+    return text
+
+
+def audit_streams(flt: str) -> set[str]:
+    """The audit streams a filter selects *entirely*, when it is a disjunction
+    (``OR``) of audit-log selectors; anything else (``AND``, ``NOT``, other terms)
+    selects an unknown part and gives the empty set."""
+    streams: set[str] = set()
+    for term in re.split(r"\s+OR\s+", _unwrap(flt)):
+        term = _unwrap(term)
+        if _AUDIT_ALL.match(term):
+            streams |= AUDIT_STREAMS
+            continue
+        one = _AUDIT_ONE.match(term)
+        if not one or re.search(r"\b(AND|NOT)\b|-", term.split('"')[0]):
+            return set()
+        streams.add(one.group("a") or one.group("b"))
+    return streams
+
+
+def active_exclusions(sink: Mapping[str, Any]) -> list[str]:
+    return [str(e.get("name")) for e in sink.get("exclusions") or [] if not e.get("disabled")]
+
+
+def exports(sink: Mapping[str, Any], audit_suffices: bool) -> bool:
+    """Whether an enabled export sink carries every log entry (or, with
+    ``audit_suffices``, every audit log entry). An enabled exclusion drops entries the
+    filter selected ("log entries that match any of these exclusion filters will not
+    be exported"), so a sink with one does not export everything."""
     if sink.get("disabled") or sink.get("name") in BUILT_IN or not sink.get("destination"):
+        return False
+    if active_exclusions(sink):
         return False
     flt = str(sink.get("filter") or "").strip()
     if not flt:
         return True
-    return audit_suffices and "cloudaudit.googleapis.com" in flt and "NOT " not in flt.upper()
+    return audit_suffices and audit_streams(flt) >= AUDIT_STREAMS
 
 
 @check(
@@ -97,15 +154,24 @@ def _exports_everything(sink: Mapping[str, Any], audit_suffices: bool) -> bool:
 )
 def sink_all_logs(payload: Mapping[str, Any], params: Mapping[str, Any]) -> Verdict:
     suffice = bool(params["audit_logs_suffice"])
-    for sink in require(payload, "sinks"):
-        if _exports_everything(sink, suffice):
+    sinks = list(require(payload, "sinks"))
+    inherited = list(payload.get("inheritedSinks") or [])
+    for sink in sinks:
+        if exports(sink, suffice):
             return passed(f"Sink {sink['name']} exports to {sink['destination']}")
-    for sink in payload.get("inheritedSinks") or []:
-        if _exports_everything(sink, suffice):
+    for sink in inherited:
+        if exports(sink, suffice):
             return passed(f"Aggregated sink {sink['name']} of {sink['from']} exports to "
                           f"{sink['destination']}")
     unread = (payload.get("_errors") or {}).get("inheritedSinks")
     if unread:
         raise EvidenceMissing(f"no project sink exports all logs, and an ancestor's sinks "
                               f"could not be read: {unread}")
+    excluded = [f"{s['name']} (exclusions: {', '.join(active_exclusions(s))})"
+                for s in sinks + inherited
+                if active_exclusions(s) and not s.get("disabled") and s.get("name")
+                not in BUILT_IN]
+    if excluded:
+        return failed("No enabled sink exports all logs; these drop entries by exclusion: "
+                      + "; ".join(excluded))
     return failed("No enabled sink exports all logs (own or aggregated)")

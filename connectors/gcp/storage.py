@@ -29,7 +29,7 @@ from connectors.records import Evidence
 
 from .common import read_partial, require, with_errors
 from .context import GcpContext, Project, evidence
-from .iam import PUBLIC_MEMBERS
+from .iam import is_public
 
 SERVICE = "storage"
 BUCKET = "gcp.storage.bucket"
@@ -99,7 +99,7 @@ def bucket_public_access_block(payload: Mapping[str, Any], params: Mapping[str, 
 )
 def bucket_not_public(payload: Mapping[str, Any], params: Mapping[str, Any]) -> Verdict:
     found = [f"{m} has {b['role']}" for b in require(payload, "iamBindings")
-             for m in b["members"] if m in PUBLIC_MEMBERS]
+             for m in b["members"] if is_public(str(m))]
     if found:
         return failed("Bucket is public: " + "; ".join(found))
     return passed("No public IAM bindings on the bucket")
