@@ -89,6 +89,7 @@ def evidence_of(records: list[Record], rtype: str) -> dict[str, Evidence]:
 # --------------------------------------------------------------------------- estate
 
 
+@pytest.mark.clock  # ages of findings and keys are judged against now
 def test_planted_misconfigurations_fail_exactly_their_checks(gcp_fake: GcpFake) -> None:
     estate = build_estate(gcp_fake)
     _, records = collect(gcp_fake)
@@ -314,6 +315,7 @@ def test_evidence_is_normalised_and_holds_no_secrets(gcp_fake: GcpFake) -> None:
 # --------------------------------------------------------------------------- the store
 
 
+@pytest.mark.clock  # ages of findings and keys are judged against now
 def test_three_projects_in_a_folder_hierarchy_collected_in_one_run(
     engine: Engine, db_url: str, gcp_fake: GcpFake, sa_key_material: ServiceAccountKey,
     monkeypatch: pytest.MonkeyPatch,
@@ -573,6 +575,7 @@ def _plugin_dir(tmp_path: Path) -> Path:
     return root
 
 
+@pytest.mark.clock  # ages of findings and keys are judged against now
 def test_cli_collects_two_subscriptions_and_three_projects_in_one_run(
     tmp_path: Path, db_url: str, gcp_fake: GcpFake, sa_key_material: ServiceAccountKey,
     arm_tls_fake: Any, tls_ca: tuple[Any, Path],

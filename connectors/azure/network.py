@@ -1,11 +1,16 @@
-"""Network security groups: inbound rules open to the internet on SSH, RDP or every port.
+"""Network security groups and virtual networks: exposure to the internet, segregation.
 
-One unit per subscription (service ``network``): ``GET .../Microsoft.Network/
-networkSecurityGroups`` returns every NSG with its rules.
+One unit per subscription (service ``network``), two listings (a failure fails the
+unit): ``GET .../Microsoft.Network/networkSecurityGroups`` (every NSG with its rules)
+and ``GET .../Microsoft.Network/virtualNetworks`` (every VNet with its subnets).
 
-Resource type ``azure.network.nsg`` (id = ARM id): the ARM resource without the six
-built-in ``defaultSecurityRules`` (identical in every NSG; none allows internet traffic
-in).
+Resource types (id = ARM id):
+
+* ``azure.network.nsg``: the ARM resource without the six built-in
+  ``defaultSecurityRules`` (identical in every NSG; none allows internet traffic in);
+* ``azure.network.vnet``: the VNet's ``addressSpace`` and its subnets as ``{"name",
+  "addressPrefix(es)", "networkSecurityGroup": <id> | null, "delegations": [service],
+  "purpose"}`` (the subnets' NIC lists change with every VM and are left out).
 
 The checks evaluate the inbound rules as Azure does, with the shared set arithmetic of
 :mod:`connectors.exposure`: in priority order, the first rule matching a packet decides,
@@ -26,6 +31,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 from connectors import exposure, exposure_checks
+from connectors.checks import Verdict, check, failed, not_applicable, passed
 from connectors.records import Evidence
 
 from .arm import Arm, arm_resource, evidence
@@ -33,9 +39,18 @@ from .common import props
 
 SERVICE = "network"
 NSG = "azure.network.nsg"
+VNET = "azure.network.vnet"
 API_VERSION = "2023-09-01"
 
-ACTIONS = ("Microsoft.Network/networkSecurityGroups/read",)
+ACTIONS = (
+    "Microsoft.Network/networkSecurityGroups/read",
+    "Microsoft.Network/virtualNetworks/read",
+)
+
+#: Subnets Azure reserves for platform services, where an NSG is not supported or not
+#: the control in force (the gateway, the firewall, Route Server, Bastion).
+PLATFORM_SUBNETS = ("GatewaySubnet", "AzureFirewallSubnet", "AzureFirewallManagementSubnet",
+                    "RouteServerSubnet", "AzureBastionSubnet")
 
 #: Service tags and words that stand for the internet. ``AzureCloud`` (and its regional
 #: ``AzureCloud.<region>``) is every Azure datacenter address, which any Azure customer
@@ -57,10 +72,35 @@ def _source_name(name: str) -> exposure.Addresses:
     return exposure.NOWHERE
 
 
+def _subnet(subnet: Mapping[str, Any]) -> dict[str, Any]:
+    p = subnet.get("properties") or {}
+    out: dict[str, Any] = {"name": subnet.get("name")}
+    for key in ("addressPrefix", "addressPrefixes", "purpose"):
+        if p.get(key):
+            out[key] = p[key]
+    out["networkSecurityGroup"] = (p.get("networkSecurityGroup") or {}).get("id")
+    out["delegations"] = sorted(str((d.get("properties") or {}).get("serviceName"))
+                                for d in p.get("delegations") or [])
+    return out
+
+
+def vnet_payload(vnet: Mapping[str, Any]) -> dict[str, Any]:
+    p = vnet.get("properties") or {}
+    payload = {k: vnet[k] for k in ("id", "name", "type", "location", "tags") if k in vnet}
+    payload["properties"] = {
+        "addressSpace": p.get("addressSpace"),
+        "subnets": sorted((_subnet(s) for s in p.get("subnets") or []),
+                          key=lambda s: str(s["name"])),
+    }
+    return payload
+
+
 def read(arm: Arm, subscription: str, **_: Any) -> Iterator[Evidence]:
-    path = f"/subscriptions/{subscription}/providers/Microsoft.Network/networkSecurityGroups"
-    for nsg in arm.list(path, API_VERSION):
+    base = f"/subscriptions/{subscription}/providers/Microsoft.Network"
+    for nsg in arm.list(f"{base}/networkSecurityGroups", API_VERSION):
         yield evidence(subscription, NSG, nsg, arm_resource(nsg, drop=("defaultSecurityRules",)))
+    for vnet in arm.list(f"{base}/virtualNetworks", API_VERSION):
+        yield evidence(subscription, VNET, vnet, vnet_payload(vnet))
 
 
 # --- rule evaluation -----------------------------------------------------------------
@@ -118,3 +158,27 @@ exposure_checks.register(
     rules_of=inbound_rules, sources_of=_sources_of,
     admin_access="Azure Bastion or just-in-time VM access",
     restrict="restrict the sources of the inbound rule allowing */Internet")
+
+
+@check(
+    id="azure.network.subnet_nsg_attached",
+    title="Every subnet of a virtual network is filtered by a network security group",
+    severity="medium",
+    resource_type=VNET,
+    rationale="Azure has no default network to avoid, but a subnet without a network "
+    "security group is a flat segment: every machine in it accepts whatever the VNet, "
+    "its peers and gateways send. An NSG per subnet is what segregates networks.",
+    remediation="Associate a network security group with each workload subnet (deny by "
+    "default, allow what the tier needs).",
+    parameters={"exempt_subnets": list(PLATFORM_SUBNETS)},
+)
+def subnet_nsg_attached(payload: Mapping[str, Any], params: Mapping[str, Any]) -> Verdict:
+    exempt = {str(n).lower() for n in params["exempt_subnets"]}
+    subnets = [s for s in props(payload).get("subnets") or []
+               if str(s.get("name", "")).lower() not in exempt]
+    if not subnets:
+        return not_applicable("The virtual network has no workload subnets")
+    bare = [str(s.get("name")) for s in subnets if not s.get("networkSecurityGroup")]
+    if bare:
+        return failed("Subnets without a network security group: " + ", ".join(bare))
+    return passed(f"All {len(subnets)} workload subnets have a network security group")
