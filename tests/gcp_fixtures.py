@@ -41,7 +41,8 @@ GCP_TOKEN = "ya29.gcp-test-token-0123456789"
 ORG = "organizations/100"
 ENG = "folders/200"
 PROD = "folders/201"
-APIS = ("iam", "storage", "compute", "sqladmin", "cloudkms", "logging", "scc")
+APIS = ("iam", "storage", "compute", "sqladmin", "cloudkms", "logging", "scc",
+        "securitycenter", "dlp", "cloudbilling", "billingbudgets", "orgpolicy")
 
 
 def ts(days_ago: float) -> str:
@@ -108,11 +109,13 @@ class GcpFake:
                               "state": "ACTIVE", "createTime": "2020-01-01T00:00:00Z",
                               "etag": "x"}
 
-    def add_project(self, pid: str, number: int, parent: str) -> None:
+    def add_project(self, pid: str, number: int, parent: str,
+                    labels: dict[str, str] | None = None) -> None:
+        """A ``Project`` of cloudresourcemanager.v3."""
         self.projects[pid] = {"name": f"projects/{number}", "parent": parent,
                               "projectId": pid, "state": "ACTIVE", "displayName": pid,
                               "createTime": "2021-01-01T00:00:00Z", "etag": "x",
-                              "labels": {"env": "test"}}
+                              "labels": labels if labels is not None else {"env": "test"}}
 
     def put_list(self, path: str, key: str, items: list[dict[str, Any]]) -> None:
         self.lists[path] = (key, items)
@@ -290,8 +293,16 @@ class GcpFake:
         if path in self.docs:
             return 200, self.docs[path]
         if re.search(r"/(serviceAccounts|firewalls|networks|instances|locations|keyRings|"
-                     r"cryptoKeys|sinks|securityCenterServices)$", path):
-            return 200, {}  # Google omits empty lists
+                     r"cryptoKeys|sinks|securityCenterServices|findings|jobTriggers|"
+                     r"discoveryConfigs|targetSslProxies|budgets|getXpnHost)$", path):
+            return 200, {}  # Google omits empty lists (and getXpnHost: no host)
+        m = re.fullmatch(r"/v1/projects/([^/]+)/billingInfo", path)
+        if m:  # a project without a billing account
+            return 200, {"name": f"projects/{m.group(1)}/billingInfo",
+                         "projectId": m.group(1), "billingEnabled": False}
+        m = re.fullmatch(r"/v2/(projects/[^/]+/policies/[^/:]+):getEffectivePolicy", path)
+        if m:  # nothing set anywhere: a policy without a spec (not enforced)
+            return 200, {"name": m.group(1)}
         if path.endswith("/keys"):
             return 200, {}
         if "/aggregated/" in path:
@@ -399,7 +410,8 @@ def sa_key(email: str, key_id: str, age_days: float, *, disabled: bool = False
 
 
 def bucket(name: str, *, pap: str = "enforced", ubla: bool = True,
-           retention: dict[str, Any] | None = None, location: str = "EU") -> dict[str, Any]:
+           retention: dict[str, Any] | None = None, location: str = "EU",
+           delete_after: int | None = None) -> dict[str, Any]:
     b: dict[str, Any] = {
         "kind": "storage#bucket", "selfLink": f"https://www.googleapis.com/storage/v1/b/{name}",
         "id": name, "name": name, "projectNumber": "1", "metageneration": "3",
@@ -416,6 +428,11 @@ def bucket(name: str, *, pap: str = "enforced", ubla: bool = True,
     }
     if retention is not None:
         b["retentionPolicy"] = retention
+    if delete_after is not None:
+        b["lifecycle"] = {"rule": [
+            {"action": {"type": "SetStorageClass", "storageClass": "COLDLINE"},
+             "condition": {"age": 90}},
+            {"action": {"type": "Delete"}, "condition": {"age": delete_after}}]}
     return b
 
 
@@ -545,19 +562,161 @@ def builtin_sinks(project: str) -> list[dict[str, Any]]:
                  flt='LOG_ID("cloudaudit.googleapis.com/activity")')]
 
 
-def scc_services(project: str, sha: str = "ENABLED") -> list[dict[str, Any]]:
+def scc_services(project: str, sha: str = "ENABLED", *, vmtd: bool = False
+                 ) -> list[dict[str, Any]]:
+    """``SecurityCenterService`` items of the Security Command Center Management API
+    (REST reference, projects.locations.securityCenterServices.list; no discovery
+    document ships for it)."""
     base = f"projects/{project}/locations/global/securityCenterServices"
-    return [
+    out = [
         {"name": f"{base}/security-health-analytics", "intendedEnablementState": "INHERITED",
          "effectiveEnablementState": sha, "updateTime": ts(2)},
         {"name": f"{base}/event-threat-detection", "intendedEnablementState": "INHERITED",
          "effectiveEnablementState": "ENABLED", "updateTime": ts(2)},
     ]
+    if vmtd:
+        out.append({"name": f"{base}/vm-threat-detection", "intendedEnablementState": "ENABLED",
+                    "effectiveEnablementState": "ENABLED", "updateTime": ts(2)})
+    return out
+
+
+def scc_finding(project: str, fid: str, category: str, severity: str, days: float, *,
+                finding_class: str = "VULNERABILITY", mute: str = "UNDEFINED"
+                ) -> dict[str, Any]:
+    """A ``ListFindingsResult`` of securitycenter.v1 (finding + resource)."""
+    resource = f"//compute.googleapis.com/projects/{project}/zones/europe-west1-b/instances/vm1"
+    return {"finding": {
+        "name": f"organizations/100/sources/4417/findings/{fid}",
+        "parent": "organizations/100/sources/4417", "resourceName": resource,
+        "state": "ACTIVE", "category": category, "severity": severity,
+        "findingClass": finding_class, "mute": mute, "createTime": ts(days),
+        "eventTime": ts(0.5), "canonicalName": f"projects/1/sources/4417/findings/{fid}"},
+        "resource": {"name": resource, "projectName": f"//cloudresourcemanager.googleapis.com/"
+                     f"projects/{project}", "type": "google.compute.Instance"},
+        "stateChange": "UNCHANGED"}
+
+
+def armor_policy(name: str, *, waf: bool) -> dict[str, Any]:
+    """A Cloud Armor ``SecurityPolicy`` (compute.v1)."""
+    rules: list[dict[str, Any]] = [{
+        "kind": "compute#securityPolicyRule", "priority": 2147483647, "action": "allow",
+        "preview": False, "description": "default rule",
+        "match": {"versionedExpr": "SRC_IPS_V1", "config": {"srcIpRanges": ["*"]}}}]
+    if waf:
+        rules.insert(0, {"kind": "compute#securityPolicyRule", "priority": 1000,
+                         "action": "deny(403)", "preview": False,
+                         "match": {"expr": {"expression":
+                                            "evaluatePreconfiguredWaf('sqli-v33-stable')"}}})
+    return {"kind": "compute#securityPolicy", "id": "1", "name": name, "type": "CLOUD_ARMOR",
+            "creationTimestamp": "2024-01-01T00:00:00.000-08:00", "fingerprint": "x=",
+            "selfLink": f"https://www.googleapis.com/compute/v1/projects/p/global/"
+                        f"securityPolicies/{name}", "rules": rules}
+
+
+def backend_service(project: str, name: str, scheme: str, armor: str | None = None
+                    ) -> dict[str, Any]:
+    """A global ``BackendService`` (compute.v1)."""
+    base = f"https://www.googleapis.com/compute/v1/projects/{project}/global"
+    b: dict[str, Any] = {"kind": "compute#backendService", "id": "2", "name": name,
+                         "creationTimestamp": "2024-01-01T00:00:00.000-08:00",
+                         "selfLink": f"{base}/backendServices/{name}", "protocol": "HTTPS",
+                         "loadBalancingScheme": scheme, "timeoutSec": 30, "port": 443,
+                         "portName": "https", "fingerprint": "y=",
+                         "healthChecks": [f"{base}/healthChecks/hc"]}
+    if armor:
+        b["securityPolicy"] = f"{base}/securityPolicies/{armor}"
+    return b
+
+
+def ssl_policy(project: str, name: str, profile: str, min_tls: str) -> dict[str, Any]:
+    """An ``SslPolicy`` (compute.v1)."""
+    return {"kind": "compute#sslPolicy", "id": "3", "name": name, "profile": profile,
+            "minTlsVersion": min_tls, "fingerprint": "z=",
+            "creationTimestamp": "2024-01-01T00:00:00.000-08:00",
+            "enabledFeatures": ["TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256"],
+            "selfLink": f"https://www.googleapis.com/compute/v1/projects/{project}/global/"
+                        f"sslPolicies/{name}"}
+
+
+def https_proxy(project: str, name: str, policy: str | None) -> dict[str, Any]:
+    """A global ``TargetHttpsProxy`` (compute.v1)."""
+    base = f"https://www.googleapis.com/compute/v1/projects/{project}/global"
+    p: dict[str, Any] = {"kind": "compute#targetHttpsProxy", "id": "4", "name": name,
+                         "creationTimestamp": "2024-01-01T00:00:00.000-08:00",
+                         "selfLink": f"{base}/targetHttpsProxies/{name}",
+                         "urlMap": f"{base}/urlMaps/web", "fingerprint": "w=",
+                         "sslCertificates": [f"{base}/sslCertificates/web"]}
+    if policy:
+        p["sslPolicy"] = f"{base}/sslPolicies/{policy}"
+    return p
+
+
+def aggregated_global(key: str, items: list[dict[str, Any]]) -> dict[str, Any]:
+    """An ``…AggregatedList`` answer with ``items`` in its ``global`` scope."""
+    return {"kind": f"compute#{key}AggregatedList", "id": "projects/x/aggregated",
+            "items": {"global": {key: items},
+                      "regions/us-east1": {"warning": {"code": "NO_RESULTS_ON_PAGE",
+                                                       "message": "none"}}}}
+
+
+def budget(account: str, bid: str, *, projects: list[str] | None = None,
+           threshold: float | None = 0.8, notify: bool = True) -> dict[str, Any]:
+    """A ``GoogleCloudBillingBudgetsV1Budget`` (billingbudgets.v1)."""
+    b: dict[str, Any] = {
+        "name": f"{account}/budgets/{bid}", "displayName": f"budget {bid}", "etag": "e",
+        "budgetFilter": {"projects": projects or [], "creditTypesTreatment":
+                         "INCLUDE_ALL_CREDITS", "calendarPeriod": "MONTH"},
+        "amount": {"specifiedAmount": {"currencyCode": "EUR", "units": "1000"}},
+        "notificationsRule": {"disableDefaultIamRecipients": not notify,
+                              "schemaVersion": "1.0"},
+        "ownershipScope": "ALL_USERS"}
+    if threshold is not None:
+        b["thresholdRules"] = [{"thresholdPercent": threshold, "spendBasis": "CURRENT_SPEND"}]
+    return b
+
+
+def enforced_policy(project: str, constraint: str) -> dict[str, Any]:
+    """A ``GoogleCloudOrgpolicyV2Policy`` (orgpolicy.v2) enforcing a boolean constraint."""
+    return {"name": f"projects/{project}/policies/{constraint}",
+            "spec": {"rules": [{"enforce": True}], "etag": "x",
+                     "updateTime": "2024-01-01T00:00:00Z"}}
+
+
+ACCOUNT = "billingAccounts/01A2B3-C4D5E6-F7G8H9"
 
 
 def add_good_project(e: Estate, pid: str, number: int, parent: str) -> None:
     f = e.fake
-    f.add_project(pid, number, parent)
+    f.add_project(pid, number, parent, {"owner": "platform", "environment": "production"})
+    f.put_list(f"/v1/projects/{pid}/sources/-/findings", "listFindingsResults", [
+        scc_finding(pid, "f1", "OS_VULNERABILITY", "HIGH", 10),
+        scc_finding(pid, "f2", "MALWARE_BAD_DOMAIN", "CRITICAL", 100, finding_class="THREAT"),
+    ])
+    f.put(f"/v2/projects/{pid}/locations/global/discoveryConfigs", {"discoveryConfigs": [{
+        "name": f"projects/{pid}/locations/global/discoveryConfigs/profile-all",
+        "displayName": "profile everything", "status": "RUNNING",
+        "targets": [{"cloudStorageTarget": {}}, {"bigQueryTarget": {}}],
+        "createTime": "2024-01-01T00:00:00Z", "lastRunTime": ts(1)}]})
+    base = f"/compute/v1/projects/{pid}"
+    f.put(f"{base}/aggregated/securityPolicies", aggregated_global(
+        "securityPolicies", [armor_policy("edge-waf", waf=True)]))
+    f.put(f"{base}/aggregated/backendServices", aggregated_global("backendServices", [
+        backend_service(pid, "web", "EXTERNAL_MANAGED", armor="edge-waf"),
+        backend_service(pid, "internal-api", "INTERNAL_MANAGED")]))
+    f.put(f"{base}/aggregated/sslPolicies", aggregated_global(
+        "sslPolicies", [ssl_policy(pid, "modern", "MODERN", "TLS_1_2")]))
+    f.put(f"{base}/aggregated/targetHttpsProxies", aggregated_global(
+        "targetHttpsProxies", [https_proxy(pid, "web", "modern")]))
+    f.put(f"/v1/projects/{pid}/billingInfo", {"name": f"projects/{pid}/billingInfo",
+                                              "projectId": pid, "billingAccountName": ACCOUNT,
+                                              "billingEnabled": True})
+    for constraint in ("iam.disableServiceAccountKeyCreation",
+                       "iam.automaticIamGrantsForDefaultServiceAccounts",
+                       "compute.skipDefaultNetworkCreation", "compute.requireOsLogin",
+                       "compute.disableSerialPortAccess", "storage.uniformBucketLevelAccess",
+                       "storage.publicAccessPrevention", "sql.restrictPublicIp"):
+        f.put(f"/v2/projects/{pid}/policies/{constraint}:getEffectivePolicy",
+              enforced_policy(pid, constraint))
     f.policies[f"projects/{pid}"] = policy({
         "roles/compute.admin": ["group:platform@acme.example"],
         "roles/viewer": ["user:auditor@acme.example"],
@@ -574,9 +733,10 @@ def add_good_project(e: Estate, pid: str, number: int, parent: str) -> None:
     f.put_list(f"/v2/projects/{pid}/sinks", "sinks",
                [*builtin_sinks(pid), sink(f"projects/{pid}", "to-central") | {
                    "exclusions": [exclusion("paused", "severity<=DEBUG", disabled=True)]}])
-    data, logs = bucket(f"{pid}-data"), bucket(
+    data, logs = bucket(f"{pid}-data", delete_after=365), bucket(
         f"{pid}-audit-logs", retention={"retentionPeriod": "31536000", "isLocked": True,
-                                        "effectiveTime": "2024-01-01T00:00:00Z"})
+                                        "effectiveTime": "2024-01-01T00:00:00Z"},
+        delete_after=2555)
     f.put_list(f"/storage/v1/b?project={pid}", "items", [data, logs])
     for b in (data, logs):
         f.put(f"/storage/v1/b/{b['name']}/iam", {"kind": "storage#policy", "bindings": [
@@ -608,13 +768,64 @@ def add_good_project(e: Estate, pid: str, number: int, parent: str) -> None:
         crypto_key(ring, "data"), crypto_key(ring, "signing", rotation=None,
                                              purpose="ASYMMETRIC_SIGN")])
     f.put_list(f"/v1/projects/{pid}/locations/global/securityCenterServices",
-               "securityCenterServices", scc_services(pid))
+               "securityCenterServices", scc_services(pid, vmtd=True))
 
 
 def add_bad_project(e: Estate, pid: str, number: int, parent: str) -> None:
     f = e.fake
-    f.add_project(pid, number, parent)
+    # A development project on production's Shared VPC.
+    f.add_project(pid, number, parent, {"owner": "app-team", "environment": "dev"})
     res = f"projects/{pid}"
+    f.put(f"/compute/v1/projects/{pid}/getXpnHost", {
+        "kind": "compute#project", "id": "1001", "name": "acme-good",
+        "xpnProjectStatus": "HOST",
+        "selfLink": "https://www.googleapis.com/compute/v1/projects/acme-good"})
+    e.expect("gcp.governance.environments_separated", res)
+    f.put_list(f"/v1/projects/{pid}/sources/-/findings", "listFindingsResults", [
+        scc_finding(pid, "b1", "OS_VULNERABILITY", "CRITICAL", 20),
+        scc_finding(pid, "b2", "PUBLIC_BUCKET_ACL", "HIGH", 5,
+                    finding_class="MISCONFIGURATION", mute="MUTED"),
+    ])
+    e.expect("gcp.scc.findings_within_sla", f"{res}/sources/-/findings")
+    e.expect("gcp.scc.vm_threat_detection_enabled",
+             f"{res}/locations/global/securityCenterServices")
+    f.put(f"/v2/projects/{pid}/locations/global/jobTriggers", {"jobTriggers": [{
+        "name": f"projects/{pid}/locations/global/jobTriggers/nightly",
+        "displayName": "nightly", "status": "PAUSED",
+        "triggers": [{"schedule": {"recurrencePeriodDuration": "86400s"}}],
+        "inspectJob": {"storageConfig": {"cloudStorageOptions": {
+            "fileSet": {"url": "gs://acme-bad-public/**"}}}},
+        "createTime": "2024-01-01T00:00:00Z", "updateTime": "2024-01-01T00:00:00Z"}]})
+    e.expect("gcp.dlp.inspection_scheduled", f"{res}/dlp")
+    base = f"/compute/v1/projects/{pid}"
+    f.put(f"{base}/aggregated/securityPolicies", aggregated_global(
+        "securityPolicies", [armor_policy("allow-all", waf=False)]))
+    f.put(f"{base}/aggregated/backendServices", aggregated_global("backendServices", [
+        backend_service(pid, "shop", "EXTERNAL"),
+        backend_service(pid, "blog", "EXTERNAL_MANAGED", armor="allow-all")]))
+    f.put(f"{base}/aggregated/sslPolicies", aggregated_global(
+        "sslPolicies", [ssl_policy(pid, "legacy", "COMPATIBLE", "TLS_1_0")]))
+    f.put(f"{base}/aggregated/targetHttpsProxies", aggregated_global(
+        "targetHttpsProxies", [https_proxy(pid, "shop", None)]))
+    f.put(f"{base}/global/targetSslProxies", {"kind": "compute#targetSslProxyList",
+                                             "id": "x", "items": [{
+        "kind": "compute#targetSslProxy", "id": "5", "name": "tcp-tls",
+        "creationTimestamp": "2024-01-01T00:00:00.000-08:00", "proxyHeader": "NONE",
+        "service": f"https://www.googleapis.com/compute/v1/projects/{pid}/global/"
+                   "backendServices/shop",
+        "sslPolicy": f"https://www.googleapis.com/compute/v1/projects/{pid}/global/"
+                     "sslPolicies/legacy",
+        "selfLink": f"https://www.googleapis.com/compute/v1/projects/{pid}/global/"
+                    "targetSslProxies/tcp-tls"}]})
+    for b in ("global/shop", "global/blog"):
+        e.expect("gcp.loadbalancing.backend_cloud_armor", b)
+    for p_ in ("global/shop", "global/tcp-tls"):
+        e.expect("gcp.loadbalancing.ssl_policy_modern", p_)
+    f.put(f"/v1/projects/{pid}/billingInfo", {"name": f"projects/{pid}/billingInfo",
+                                              "projectId": pid, "billingAccountName": ACCOUNT,
+                                              "billingEnabled": True})
+    e.expect("gcp.billing.budget_alerts", f"{res}/budgets")
+    e.expect("gcp.orgpolicy.constraints_enforced", f"{res}/policies")
     compute_sa = f"serviceAccount:{number}-compute@developer.gserviceaccount.com"
     f.policies[res] = policy({
         "roles/editor": ["user:dev@acme.example", compute_sa],
@@ -636,6 +847,7 @@ def add_bad_project(e: Estate, pid: str, number: int, parent: str) -> None:
         sink(res, "errors-only", flt="severity>=ERROR"),
     ])
     e.expect("gcp.logging.sink_all_logs", f"{res}/sinks")
+    e.expect("gcp.logging.sink_destination_locked", f"{res}/sinks")
     public = bucket(f"{pid}-public", pap="inherited", ubla=False)
     logs = bucket(f"{pid}-logs", retention={"retentionPeriod": "86400", "isLocked": False})
     unnamed = bucket(f"{pid}-audit", location="US-CENTRAL1")  # no retention at all
@@ -649,6 +861,8 @@ def add_bad_project(e: Estate, pid: str, number: int, parent: str) -> None:
         e.expect(f"gcp.storage.{c}", public["name"])
     e.expect("gcp.storage.bucket_retention_lock", logs["name"])
     e.expect("gcp.storage.bucket_retention_lock", unnamed["name"])
+    for b in (public, logs, unnamed):
+        e.expect("gcp.storage.bucket_lifecycle_delete", b["name"])
     base = f"/compute/v1/projects/{pid}"
     f.put_list(f"{base}/global/firewalls", "items", [
         firewall(pid, "default-allow-ssh", "default", ["0.0.0.0/0"],
@@ -714,9 +928,17 @@ def add_bad_project(e: Estate, pid: str, number: int, parent: str) -> None:
 
 def add_third_project(e: Estate, pid: str, number: int, parent: str) -> None:
     """A nearly empty project directly under the organisation, with its own audit
-    configuration and an export sink."""
+    configuration and an export sink; unlabelled, without billing."""
     f = e.fake
     f.add_project(pid, number, parent)
+    res = f"projects/{pid}"
+    for c in ("project_labelled", "project_in_folder", "environments_separated"):
+        e.expect(f"gcp.governance.{c}", res)
+    e.expect("gcp.scc.vm_threat_detection_enabled",
+             f"{res}/locations/global/securityCenterServices")
+    e.expect("gcp.dlp.inspection_scheduled", f"{res}/dlp")
+    e.expect("gcp.orgpolicy.constraints_enforced", f"{res}/policies")
+    e.expect("gcp.logging.sink_destination_locked", f"{res}/sinks")
     f.policies[f"projects/{pid}"] = policy({
         "roles/browser": ["group:all@acme.example"],
         "roles/owner": [f"principalSet://cloudresourcemanager.googleapis.com/projects/{number}"
@@ -759,6 +981,12 @@ def build_estate(fake: GcpFake, *, denied: bool = True) -> Estate:
     e.expect("gcp.iam.user_no_primitive_roles", PROD)
     fake.put_list(f"/v2/{PROD}/sinks", "sinks",
                   [sink(PROD, "prod-all", include_children=True)])
+    fake.put_list(f"/v1/{ACCOUNT}/budgets", "budgets", [
+        budget(ACCOUNT, "good", projects=["projects/1001"]),
+        budget(ACCOUNT, "bad-muted", projects=["projects/1002"], notify=False)])
+    fake.put("/storage/v1/b/central-logs", bucket(
+        "central-logs", retention={"retentionPeriod": "34560000", "isLocked": True,
+                                   "effectiveTime": "2024-01-01T00:00:00Z"}))
     add_good_project(e, "acme-good", 1001, PROD)
     add_bad_project(e, "acme-bad", 1002, ENG)
     add_third_project(e, "acme-third", 1003, ORG)

@@ -49,7 +49,8 @@ tls_ca = azure_fx.tls_ca
 ROOT = Path(__file__).resolve().parent.parent
 FAST = {"max_attempts": 2, "retry_min_wait": 0, "retry_max_wait": 0.01, "timeout": 5,
         "connect_timeout": 2}
-PROJECT_SERVICES = {"iam", "logging", "storage", "network", "sql", "kms", "scc"}
+PROJECT_SERVICES = {"iam", "logging", "storage", "network", "sql", "kms", "scc",
+                    "governance", "dlp", "loadbalancing", "billing", "orgpolicy"}
 
 
 def options(fake: GcpFake, **extra: Any) -> GcpOptions:
@@ -501,6 +502,10 @@ def test_options_validation() -> None:
         GcpOptions(organization_ids=["100"])
     with pytest.raises(ValueError, match="SecretRef"):
         GcpOptions(auth="service_account_key", service_account_key="{}")
+    with pytest.raises(ValueError, match="not constraint names"):
+        GcpOptions(org_policy_constraints=["requireOsLogin"])
+    assert GcpOptions(org_policy_constraints=["compute.requireOsLogin"] * 2
+                      ).org_policy_constraints == ["compute.requireOsLogin"]
     o = GcpOptions(resource_manager_transport="rest",
                    resource_manager_endpoint="https://cloudresourcemanager.googleapis.com",
                    endpoints={"compute": "https://compute.googleapis.com/"})
@@ -666,3 +671,113 @@ max_age_days = 5
     assert {r["scope"] for r in rows if r["source"] == "azure-tenant"} == {az.SUB_B}
     assert {r["scope"] for r in rows if r["source"] == "gcp-org"} >= {"acme-bad", ORG}
     assert all(r["controls"] for r in rows)  # every failing check is mapped
+
+
+# --------------------------------------------------------------------------- new checks
+
+
+def _judge(check_id: str, payload: dict[str, Any], **params: Any) -> tuple[str, str]:
+    spec = REGISTRY.get(check_id)
+    ev = Evidence("p", "global", spec.resource_type, "x", payload)
+    [f] = evaluate(ev, [spec], {check_id: spec.params_with(params)})
+    return f.status, f.message
+
+
+@pytest.mark.clock
+def test_scc_findings_sla_by_class_severity_and_mute() -> None:
+    from tests.gcp_fixtures import ts
+
+    def finding(sev: str, days: float, cls: str = "VULNERABILITY", mute: str = "UNDEFINED"
+                ) -> dict[str, Any]:
+        return {"name": "1/f", "category": "OS_VULNERABILITY", "severity": sev,
+                "findingClass": cls, "createTime": ts(days), "mute": mute,
+                "resourceName": "//compute.googleapis.com/projects/p/zones/z/instances/vm"}
+
+    check = "gcp.scc.findings_within_sla"
+    assert _judge(check, {"findings": [finding("CRITICAL", 14)]})[0] == "pass"
+    status, message = _judge(check, {"findings": [finding("CRITICAL", 16)]})
+    assert status == "fail" and "CRITICAL OS_VULNERABILITY on vm (16 days > 15)" in message
+    assert _judge(check, {"findings": [finding("CRITICAL", 99, cls="THREAT")]})[0] == "pass"
+    muted = {"findings": [finding("HIGH", 60, mute="MUTED")]}
+    assert _judge(check, muted)[0] == "fail"
+    assert _judge(check, muted, include_muted=False)[0] == "pass"
+    assert _judge(check, {"findings": [finding("SEVERITY_UNSPECIFIED", 20)]})[0] == "fail"
+    assert _judge(check, {"_errors": {"findings": "HTTP 403"}})[0] == "error"
+
+
+def test_ssl_policy_profiles_and_versions() -> None:
+    check = "gcp.loadbalancing.ssl_policy_modern"
+
+    def proxy(profile: str, version: str) -> dict[str, Any]:
+        return {"policy": {"name": "p", "profile": profile, "minTlsVersion": version,
+                           "customFeatures": []}}
+
+    assert _judge(check, proxy("RESTRICTED", "TLS_1_2"))[0] == "pass"
+    assert _judge(check, proxy("MODERN", "TLS_1_0")) == (
+        "fail", "SSL policy p accepts weak TLS: minimum TLS_1_0")
+    assert _judge(check, proxy("COMPATIBLE", "TLS_1_2"))[0] == "fail"
+    assert _judge(check, proxy("CUSTOM", "TLS_1_3"),
+                  accepted_profiles=["CUSTOM"])[0] == "pass"
+    assert _judge(check, {"policy": None})[0] == "fail"
+
+
+def test_org_policy_conditional_rules_do_not_enforce() -> None:
+    from connectors.gcp.orgpolicy import enforced
+
+    assert enforced({"spec": {"rules": [{"enforce": True}]}})
+    assert not enforced({"spec": {"rules": [{"enforce": True, "condition": {
+        "expression": "resource.matchTag('env', 'prod')"}}]}})
+    assert not enforced({"spec": {"rules": [{"enforce": False}]}})
+    assert not enforced({"name": "projects/p/policies/x"})
+    check = "gcp.orgpolicy.constraints_enforced"
+    assert _judge(check, {"constraints": {"a.b": {"enforced": True}},
+                          "_errors": {"constraints": "c.d: HTTP 403"}})[0] == "error"
+    assert _judge(check, {"constraints": {"a.b": {"enforced": False}},
+                          "_errors": {"constraints": "c.d: HTTP 403"}})[0] == "fail"
+
+
+def test_budget_scope_follows_projects_and_ancestors() -> None:
+    from connectors.gcp.billing import covers
+    from connectors.gcp.context import Project
+
+    project = Project(id="p", name="projects/42", parent="folders/7")
+    everything = {"filter": {"projects": [], "resourceAncestors": []}}
+    mine = {"filter": {"projects": ["projects/42"], "resourceAncestors": []}}
+    other = {"filter": {"projects": ["projects/43"], "resourceAncestors": []}}
+    folder = {"filter": {"projects": [], "resourceAncestors": ["folders/7"]}}
+    assert covers(everything, project, ["folders/7", "organizations/1"])
+    assert covers(mine, project, [])
+    assert not covers(other, project, ["folders/7"])
+    assert covers(folder, project, ["folders/7", "organizations/1"])
+    check = "gcp.billing.budget_alerts"
+    assert _judge(check, {"billingEnabled": False})[0] == "not_applicable"
+    quiet = {"billingEnabled": True, "budgets": [
+        {"name": "b", "thresholds": [50.0], "notifies": False}]}
+    assert _judge(check, quiet)[0] == "fail"
+    assert _judge(check, {"billingEnabled": True, "budgets": [
+        {"name": "b", "thresholds": [120.0], "notifies": True}]})[0] == "fail"
+
+
+def test_sink_destination_lock_is_judged_on_the_exporting_sinks() -> None:
+    check = "gcp.logging.sink_destination_locked"
+    gcs = "storage.googleapis.com/central"
+    assert _judge(check, {"destinations": {gcs: {"kind": "gcs", "locked": True,
+                                                 "retentionDays": 400}}})[0] == "pass"
+    assert _judge(check, {"destinations": {gcs: {"kind": "gcs", "locked": True,
+                                                 "retentionDays": 30}}})[0] == "fail"
+    assert _judge(check, {"destinations": {"bigquery.googleapis.com/projects/p/datasets/d": {
+        "kind": "bigquery"}}})[0] == "fail"
+    assert _judge(check, {"destinations": {gcs: {"kind": "gcs", "error": "HTTP 403"}}})[0] \
+        == "error"
+    assert _judge(check, {"destinations": {}})[0] == "fail"
+
+
+def test_shared_vpc_host_of_the_other_environment() -> None:
+    check = "gcp.governance.environments_separated"
+    prod_host = {"projectId": "host", "labels": {"environment": "production"}}
+    assert _judge(check, {"labels": {"environment": "prod"},
+                          "sharedVpcHost": prod_host})[0] == "pass"
+    assert _judge(check, {"labels": {"environment": "staging"},
+                          "sharedVpcHost": prod_host}) == (
+        "fail", "A non-production project on the Shared VPC of host (production)")
+    assert _judge(check, {"labels": {}, "sharedVpcHost": None})[0] == "fail"

@@ -17,6 +17,16 @@ Resource type ``gcp.logging.sinks`` (id = ``projects/<id>/sinks``, region ``glob
 ``writerIdentity`` (a Google-managed service account) and timestamps are left out.
 The built-in ``_Required`` and ``_Default`` sinks route to the project's own log buckets
 and are not exports.
+
+For every sink that exports all logs or all audit logs, the destination's immutability
+is read once per run (``destinations``, keyed by destination; a failure is recorded in
+the entry's ``error``): a Cloud Storage bucket's ``retentionPolicy`` (``GET storage/v1/
+b/<bucket>``) or a log bucket's ``locked``/``retentionDays`` (``GET logging/v2/
+projects/…/locations/…/buckets/…``); BigQuery, Pub/Sub and project destinations are
+``{"kind": …}`` (no lock exists for them)::
+
+    "destinations": {"storage.googleapis.com/b": {"kind": "gcs", "locked": true,
+                                                  "retentionDays": 400}}
 """
 
 from __future__ import annotations
@@ -24,6 +34,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator, Mapping
 from typing import Any
+from urllib.parse import quote
 
 from connectors.checks import Verdict, check, failed, passed
 from connectors.http import SourceError
@@ -35,7 +46,7 @@ from .context import GcpContext, Project, evidence
 SERVICE = "logging"
 SINKS = "gcp.logging.sinks"
 
-PERMISSIONS = ("logging.sinks.list",)
+PERMISSIONS = ("logging.sinks.list", "storage.buckets.get", "logging.buckets.get")
 
 BUILT_IN = frozenset({"_Required", "_Default"})
 
@@ -76,8 +87,34 @@ def read(ctx: GcpContext, project: Project) -> Iterator[Evidence]:
             errors["inheritedSinks"] = f"sinks of {node}: {exc}"
             continue
         inherited += [{"from": node, **s} for s in sinks if s["includeChildren"]]
-    payload = {"parent": project.resource, "sinks": own, "inheritedSinks": inherited}
+    destinations = {
+        str(s["destination"]): ctx.hierarchy.memo.get(
+            f"sink-destination:{s['destination']}",
+            lambda d=str(s["destination"]): destination_lock(ctx, d))
+        for s in own + inherited if exports(s, audit_suffices=True)}
+    payload = {"parent": project.resource, "sinks": own, "inheritedSinks": inherited,
+               "destinations": dict(sorted(destinations.items()))}
     yield evidence(project.id, SINKS, f"{project.resource}/sinks", with_errors(payload, errors))
+
+
+def destination_lock(ctx: GcpContext, destination: str) -> dict[str, Any]:
+    """Whether a sink destination keeps what it receives immutable (never raises: a
+    failure is the entry's ``error``)."""
+    service, _, rest = destination.partition("/")
+    try:
+        if service == "storage.googleapis.com":
+            bucket = ctx.api("storage").get_json(f"/storage/v1/b/{quote(rest, safe='')}")
+            policy = bucket.get("retentionPolicy") or {}
+            seconds = int(policy.get("retentionPeriod") or 0)
+            return {"kind": "gcs", "locked": policy.get("isLocked") is True,
+                    "retentionDays": seconds // 86400}
+        if service == "logging.googleapis.com" and "/buckets/" in rest:
+            bucket = ctx.api("logging").get_json(f"/v2/{rest}")
+            return {"kind": "logBucket", "locked": bucket.get("locked") is True,
+                    "retentionDays": int(bucket.get("retentionDays") or 30)}
+    except SourceError as exc:
+        return {"kind": service, "error": str(exc)}
+    return {"kind": service.split(".", 1)[0]}  # bigquery, pubsub, a project: no lock
 
 
 #: The audit log streams (``cloudaudit.googleapis.com/<stream>``) a sink must carry to
@@ -175,3 +212,38 @@ def sink_all_logs(payload: Mapping[str, Any], params: Mapping[str, Any]) -> Verd
         return failed("No enabled sink exports all logs; these drop entries by exclusion: "
                       + "; ".join(excluded))
     return failed("No enabled sink exports all logs (own or aggregated)")
+
+
+@check(
+    id="gcp.logging.sink_destination_locked",
+    title="Exported audit logs land in locked (immutable) storage",
+    severity="medium",
+    resource_type=SINKS,
+    rationale="Logs are evidence only if nobody can alter or delete them: a sink exporting "
+    "the audit logs to a bucket with a locked retention policy (Bucket Lock) or to a "
+    "locked log bucket keeps them write-once for the retention period. The built-in "
+    "_Required bucket keeps Admin Activity logs 400 days but not Data Access logs.",
+    remediation="Export all (audit) logs to a Cloud Storage bucket with a locked retention "
+    "policy, or to a log bucket that is locked, of at least the retention period.",
+    parameters={"min_retention_days": 365},
+)
+def sink_destination_locked(payload: Mapping[str, Any], params: Mapping[str, Any]) -> Verdict:
+    minimum = int(params["min_retention_days"])
+    destinations = require(payload, "destinations")
+    if not destinations:
+        return failed("No enabled sink exports all logs or all audit logs")
+    unknown, weak = [], []
+    for dest, lock in destinations.items():
+        if "error" in lock:
+            unknown.append(f"{dest}: {lock['error']}")
+        elif lock.get("locked") and int(lock.get("retentionDays") or 0) >= minimum:
+            return passed(f"Logs are exported to {dest}, locked for "
+                          f"{lock['retentionDays']} days")
+        elif lock["kind"] in ("gcs", "logBucket"):
+            state = "locked" if lock.get("locked") else "not locked"
+            weak.append(f"{dest} ({state}, {lock.get('retentionDays')} days)")
+        else:
+            weak.append(f"{dest} ({lock['kind']}: cannot be locked)")
+    if unknown:
+        raise EvidenceMissing("destination locks could not be read: " + "; ".join(unknown))
+    return failed(f"No export destination is locked for {minimum} days: " + "; ".join(weak))
