@@ -27,6 +27,7 @@ from connectors.records import Coverage, Evidence, Record
 from mappings.loader import load_mappings
 from store.queries import findings_at
 from tests import azure_fixtures as azure_fx
+from tests import clock
 from tests import gcp_fixtures as fx
 from tests.gcp_fixtures import (
     ENG,
@@ -650,9 +651,10 @@ max_age_days = 5
     env.pop("ANNEXA_DATABASE_URL", None)
 
     def annexa(*args: str) -> subprocess.CompletedProcess[str]:
+        # At a shifted clock (marker "clock"), the subprocess follows it (libfaketime).
         return subprocess.run(
-            [sys.executable, "-m", "collector", *args, "--config", str(cfg)],
-            capture_output=True, text=True, env=env, timeout=240,
+            clock.command([sys.executable, "-m", "collector", *args, "--config", str(cfg)]),
+            capture_output=True, text=True, env=clock.env(env), timeout=240,
         )
 
     proc = annexa("collect", "--format", "json")
