@@ -82,6 +82,7 @@ class StaticCredential:
 
 _EMPTY_LIST = re.compile(
     r"^/subscriptions/[^/]+/providers/[^/]+/[^/]+$"
+    r"|^/subscriptions/[^/]+/resourcegroups$"
     r"|/(backuppolicies|firewallrules|databases|diagnosticsettings)$"
 )
 
@@ -120,8 +121,12 @@ class ArmFake:
 
     # -- estate
 
-    def add_subscription(self, sub: str, name: str, state: str = "Enabled") -> None:
+    def add_subscription(self, sub: str, name: str, state: str = "Enabled",
+                         tags: dict[str, str] | None = None) -> None:
+        """A subscription as ``GetSubscription.json`` shows it (resources
+        stable/2022-12-01), ``tags`` included."""
         self.subscriptions[sub] = {
+            "tags": dict(tags or {}),
             "id": f"/subscriptions/{sub}",
             "authorizationSource": "RoleBased",
             "managedByTenants": [],
@@ -228,7 +233,9 @@ class ArmFake:
             return 401, _arm_error("InvalidAuthenticationToken", "bad token"), {}
         if not query.get("api-version"):
             return 400, _arm_error("MissingApiVersionParameter", "api-version missing"), {}
-        if method != "GET":
+        # Read-only POST queries (policy compliance summaries) are answered from the
+        # documents like GETs; every other POST is refused.
+        if method != "GET" and not (method == "POST" and path.lower().endswith("/summarize")):
             return 405, _arm_error("MethodNotAllowed", method), {}
         parts = path.strip("/").split("/")
         if len(parts) >= 2 and parts[0].lower() == "subscriptions":
@@ -242,6 +249,10 @@ class ArmFake:
                 return 200, self._page(path, query, self._filtered(sub, query)), {}
         if path.rstrip("/").lower() == "/subscriptions":
             return 200, self._page(path, query, list(self.subscriptions.values())), {}
+        if len(parts) == 2 and parts[0].lower() == "subscriptions":
+            found = self.subscriptions.get(parts[1].lower())
+            if found:
+                return 200, found, {}
         key = path.rstrip("/").lower()
         if key in self.collections:
             return 200, self._page(path, query, self.collections[key]), {}
@@ -249,6 +260,8 @@ class ArmFake:
             return 200, self.documents[key], {}
         if _EMPTY_LIST.search(key):  # ARM lists what exists: nothing is an empty list
             return 200, {"value": []}, {}
+        if key.endswith("/policystates/latest/summarize"):  # nothing assigned
+            return 200, policy_summary([]), {}
         return 404, _arm_error("ResourceNotFound", f"{path} not found"), {}
 
     def _filtered(self, sub: str, query: dict[str, list[str]]) -> list[dict[str, Any]]:
@@ -336,14 +349,31 @@ class Estate:
     expected_failures: set[tuple[str, str]] = field(default_factory=set)
     resource_ids: set[str] = field(default_factory=set)
 
+    groups: dict[str, list[str]] = field(default_factory=dict)
+    under_root: list[str] = field(default_factory=list)
+
     def expect(self, check_id: str, resource_id: str) -> None:
         self.expected_failures.add((check_id, resource_id.lower()))
 
+    def place(self, sub: str, group: str | None) -> None:
+        """Put ``sub`` in management group ``group`` (None: directly under the tenant
+        root group) and serve the tenant's tree accordingly."""
+        if group is None:
+            self.under_root.append(sub)
+        else:
+            self.groups.setdefault(group, []).append(sub)
+        self.fake.put(f"/providers/Microsoft.Management/managementGroups/{TENANT}",
+                      management_tree(self.groups, self.under_root))
 
-def storage_account(sub: str, name: str, *, rg: str = "rg-data", https: bool = True,
+
+def storage_account(sub: str, name: str, *, rg: str = "rg-data", https: bool | None = True,
                     public: bool | None = False, tls: str | None = "TLS1_2",
-                    shared_key: bool | None = False, default_action: str = "Deny",
+                    shared_key: bool | None = False, default_action: str | None = "Deny",
                     tags: dict[str, str] | None = None) -> dict[str, Any]:
+    """A storage account as ``StorageAccountList.json`` lists one (Azure REST API specs,
+    storage stable/2023-05-01); ``None`` leaves a property out, as real accounts that
+    never set it do (no ``allowBlobPublicAccess``, ``minimumTlsVersion``,
+    ``allowSharedKeyAccess``, ``networkAcls`` or ``supportsHttpsTrafficOnly``)."""
     props: dict[str, Any] = {
         "keyCreationTime": {"key1": "2025-01-01T10:00:00.0000000Z",
                             "key2": "2025-01-01T10:00:00.0000000Z"},
@@ -362,6 +392,10 @@ def storage_account(sub: str, name: str, *, rg: str = "rg-data", https: bool = T
         "primaryLocation": "westeurope",
         "statusOfPrimary": "available",
     }
+    if https is None:
+        del props["supportsHttpsTrafficOnly"]
+    if default_action is None:
+        del props["networkAcls"]
     if public is not None:
         props["allowBlobPublicAccess"] = public
     if tls is not None:
@@ -380,21 +414,84 @@ def storage_account(sub: str, name: str, *, rg: str = "rg-data", https: bool = T
     }
 
 
-def nsg_rule(name: str, priority: int, port: str, source: str = "*", *, access: str = "Allow",
-             protocol: str = "Tcp", direction: str = "Inbound") -> dict[str, Any]:
+def storage_account_from_example(sub: str, name: str, *, rg: str = "res9407"
+                                 ) -> dict[str, Any]:
+    """Account ``sto8596`` of ``StorageAccountList.json`` (Azure REST API specs,
+    specification/storage/resource-manager/Microsoft.Storage/stable/2023-05-01/examples,
+    commit c93887028b4d), renamed into ``sub``: what a real account of the list looks
+    like — no ``minimumTlsVersion``, ``allowBlobPublicAccess``,
+    ``allowSharedKeyAccess`` or ``publicNetworkAccess``; ``networkAcls`` with a resource
+    access rule; a customer-managed key."""
     return {
+        "id": rid(sub, rg, "Microsoft.Storage/storageAccounts", name),
+        "identity": {"principalId": "911871cc-ffd1-4fc4-ac11-7a316433ea66",
+                     "tenantId": TENANT, "type": "SystemAssigned"},
+        "kind": "Storage",
+        "location": "eastus2(stage)",
         "name": name,
-        "id": f".../securityRules/{name}",
-        "etag": 'W/"00000000-0000-0000-0000-000000000000"',
-        "type": "Microsoft.Network/networkSecurityGroups/securityRules",
         "properties": {
-            "provisioningState": "Succeeded", "protocol": protocol, "sourcePortRange": "*",
-            "destinationPortRange": port, "sourceAddressPrefix": source,
-            "destinationAddressPrefix": "*", "access": access, "priority": priority,
-            "direction": direction, "sourcePortRanges": [], "destinationPortRanges": [],
-            "sourceAddressPrefixes": [], "destinationAddressPrefixes": [],
+            "geoReplicationStats": {"status": "Live", "lastSyncTime": "2018-10-30T00:25:34Z",
+                                    "canFailover": True},
+            "isHnsEnabled": True,
+            "creationTime": "2017-06-01T02:42:41.7633306Z",
+            "networkAcls": {
+                "resourceAccessRules": [{
+                    "tenantId": TENANT,
+                    "resourceId": f"/subscriptions/{sub}/resourceGroups/{rg}/providers/"
+                                  "Microsoft.Synapse/workspaces/testworkspace"}],
+                "bypass": "AzureServices", "defaultAction": "Allow", "ipRules": [],
+                "virtualNetworkRules": [],
+            },
+            "primaryEndpoints": {"blob": f"https://{name}.blob.core.windows.net/",
+                                 "dfs": f"https://{name}.dfs.core.windows.net/"},
+            "primaryLocation": "eastus2(stage)",
+            "provisioningState": "Succeeded",
+            "routingPreference": {"routingChoice": "MicrosoftRouting",
+                                  "publishMicrosoftEndpoints": True,
+                                  "publishInternetEndpoints": True},
+            "encryption": {
+                "services": {
+                    "file": {"keyType": "Account", "enabled": True,
+                             "lastEnabledTime": "2019-12-11T20:49:31.7036140Z"},
+                    "blob": {"keyType": "Account", "enabled": True,
+                             "lastEnabledTime": "2019-12-11T20:49:31.7036140Z"}},
+                "keySource": "Microsoft.Keyvault",
+                "keyvaultproperties": {
+                    "keyvaulturi": "https://myvault8569.vault.azure.net",
+                    "keyname": "wrappingKey", "keyversion": "",
+                    "currentVersionedKeyIdentifier": "https://myvault8569.vault.azure.net/"
+                    "keys/wrappingKey/0682afdd9c104f4285df20107e956cad",
+                    "lastKeyRotationTimestamp": "2019-12-13T20:36:23.7023290Z"}},
+            "secondaryLocation": "northcentralus(stage)",
+            "statusOfPrimary": "available",
+            "statusOfSecondary": "available",
+            "supportsHttpsTrafficOnly": False,
         },
+        "sku": {"name": "Standard_GRS", "tier": "Standard"},
+        "tags": {"key1": "value1", "key2": "value2"},
+        "type": "Microsoft.Storage/storageAccounts",
     }
+
+
+def nsg_rule(name: str, priority: int, port: str | list[str], source: str | list[str] = "*",
+             *, access: str = "Allow", protocol: str = "Tcp", direction: str = "Inbound"
+             ) -> dict[str, Any]:
+    """A security rule shaped as in ``NetworkSecurityGroupGet.json`` (Azure REST API
+    specs, network stable/2023-09-01): a single port/prefix goes in
+    ``destinationPortRange``/``sourceAddressPrefix``, several in the plural list field,
+    and fields that are not set are absent (not empty lists)."""
+    p: dict[str, Any] = {"provisioningState": "Succeeded", "protocol": protocol,
+                         "sourcePortRange": "*", "destinationAddressPrefix": "*",
+                         "access": access, "priority": priority, "direction": direction}
+    if isinstance(port, list):
+        p["destinationPortRanges"] = port
+    else:
+        p["destinationPortRange"] = port
+    if isinstance(source, list):
+        p["sourceAddressPrefixes"] = source
+    else:
+        p["sourceAddressPrefix"] = source
+    return {"name": name, "id": f".../securityRules/{name}", "properties": p}
 
 
 def nsg(sub: str, name: str, rules: list[dict[str, Any]]) -> dict[str, Any]:
@@ -422,19 +519,73 @@ PLANS = ("VirtualMachines", "SqlServers", "AppServices", "StorageAccounts", "Key
          "Arm", "Containers", "CosmosDbs", "Api")
 
 
-def pricings(sub: str, off: tuple[str, ...] = ()) -> list[dict[str, Any]]:
+#: Plan extensions as ``ListPricings_example.json`` shows them (Azure REST API specs,
+#: security stable/2024-01-01): ``isEnabled`` is the string "True"/"False".
+EXTENSIONS = {
+    "VirtualMachines": [{"name": "AgentlessVmScanning", "isEnabled": "True"}],
+    "StorageAccounts": [{"name": "OnUploadMalwareScanning", "isEnabled": "True",
+                         "additionalExtensionProperties": {"capGBPerMonthPerStorageAccount": 10}},
+                        {"name": "SensitiveDataDiscovery", "isEnabled": "True"}],
+}
+
+
+def pricings(sub: str, off: tuple[str, ...] = (), *, sensitive_data: bool = True
+             ) -> list[dict[str, Any]]:
+    """Defender plans shaped as in ``ListPricings_example.json`` (security
+    stable/2024-01-01)."""
     out = []
     for plan in PLANS:
         tier = "Free" if plan in off else "Standard"
-        p: dict[str, Any] = {"pricingTier": tier, "freeTrialRemainingTime": "PT0S"}
+        p: dict[str, Any] = {"pricingTier": tier, "freeTrialRemainingTime": "PT0S",
+                             "enforce": "False"}
         if tier == "Standard":
             p["enablementTime"] = "2025-02-03T04:05:06.789Z"
-            p["subPlan"] = "P2" if plan == "VirtualMachines" else None
+            if plan == "VirtualMachines":
+                p["subPlan"] = "P2"
+            if plan == "StorageAccounts":
+                p["subPlan"] = "DefenderForStorageV2"
+            extensions = [dict(e) for e in EXTENSIONS.get(plan, [])]
+            if not sensitive_data:
+                extensions = [e for e in extensions if e["name"] != "SensitiveDataDiscovery"]
+            if extensions:
+                p["extensions"] = extensions
         out.append({
             "id": f"/subscriptions/{sub}/providers/Microsoft.Security/pricings/{plan}",
             "name": plan, "type": "Microsoft.Security/pricings", "properties": p,
         })
     return out
+
+
+def security_settings(sub: str, *, endpoint: bool = True) -> list[dict[str, Any]]:
+    """``GetSettings_example.json`` (security stable/2022-05-01): the integrations."""
+    base = f"/subscriptions/{sub}/providers/Microsoft.Security/settings"
+    return [{"id": f"{base}/{name}", "name": name, "kind": kind,
+             "type": "Microsoft.Security/settings", "properties": {"enabled": enabled}}
+            for name, kind, enabled in (("MCAS", "DataExportSettings", True),
+                                        ("WDATP", "DataExportSettings", endpoint),
+                                        ("Sentinel", "AlertSyncSettings", False))]
+
+
+def assessment(sub: str, resource: str, key: str, name: str, code: str, *,
+               severity: str = "High", days: float = 5) -> dict[str, Any]:
+    """An assessment as ``ListAssessments_example.json`` (security stable/2021-06-01)
+    lists it, with the ``status`` dates of ``AssessmentStatusResponse`` and the
+    ``metadata`` that ``$expand=metadata`` adds."""
+    from datetime import UTC, datetime, timedelta
+
+    changed = (datetime.now(UTC) - timedelta(days=days)).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return {
+        "id": f"{resource}/providers/Microsoft.Security/assessments/{key}",
+        "name": key, "type": "Microsoft.Security/assessments",
+        "properties": {
+            "resourceDetails": {"source": "Azure", "id": resource},
+            "displayName": name,
+            "status": {"code": code, "firstEvaluationDate": "2024-01-01T00:00:00.000Z",
+                       "statusChangeDate": changed},
+            "metadata": {"displayName": name, "severity": severity,
+                         "assessmentType": "BuiltIn"},
+        },
+    }
 
 
 def diag_setting(name: str, *, workspace: str | None = None, storage: str | None = None,
@@ -452,8 +603,11 @@ def diag_setting(name: str, *, workspace: str | None = None, storage: str | None
     return {"id": f".../diagnosticSettings/{name}", "name": name, "properties": props}
 
 
-def key_vault(sub: str, name: str, *, soft_delete: bool = True, purge: bool = True,
+def key_vault(sub: str, name: str, *, soft_delete: bool | None = True, purge: bool = True,
               rg: str = "rg-sec") -> dict[str, Any]:
+    """A vault shaped as in ``listVaultByResourceGroup.json`` (Azure REST API specs,
+    keyvault stable/2023-07-01): ``enablePurgeProtection`` is absent unless it was turned
+    on, and ``softDeleteRetentionInDays`` may be absent (ARM's default, 90)."""
     props: dict[str, Any] = {
         "sku": {"family": "A", "name": "standard"},
         "tenantId": TENANT,
@@ -461,16 +615,21 @@ def key_vault(sub: str, name: str, *, soft_delete: bool = True, purge: bool = Tr
                             "permissions": {"keys": ["get"], "secrets": ["get"]}}],
         "enabledForDeployment": False,
         "enableSoftDelete": soft_delete,
-        "softDeleteRetentionInDays": 90,
         "enableRbacAuthorization": True,
         "vaultUri": f"https://{name}.vault.azure.net/",
         "provisioningState": "Succeeded",
         "publicNetworkAccess": "Enabled",
     }
+    if soft_delete is None:
+        del props["enableSoftDelete"]
     if purge:
         props["enablePurgeProtection"] = True
     return {"id": rid(sub, rg, "Microsoft.KeyVault/vaults", name), "name": name,
             "type": "Microsoft.KeyVault/vaults", "location": "westeurope", "tags": {},
+            "systemData": {"createdBy": "keyVaultUser1", "createdByType": "User",
+                           "createdAt": "2020-01-01T12:00:00.0000000Z",
+                           "lastModifiedBy": "keyVaultUser2", "lastModifiedByType": "User",
+                           "lastModifiedAt": "2020-01-01T12:00:00.0000000Z"},
             "properties": props}
 
 
@@ -578,26 +737,272 @@ def lock(scope: str, name: str, level: str = "CanNotDelete") -> dict[str, Any]:
             "properties": {"level": level, "notes": "protect"}}
 
 
+def vnet(sub: str, name: str, subnets: dict[str, bool]) -> dict[str, Any]:
+    """A virtual network as ``VirtualNetworkGet.json`` shows it (network
+    stable/2023-09-01); ``subnets``: name → whether an NSG is associated."""
+    vid = rid(sub, "rg-net", "Microsoft.Network/virtualNetworks", name)
+    nsg_id = rid(sub, "rg-net", "Microsoft.Network/networkSecurityGroups", f"{name}-nsg")
+    out = []
+    for i, (sname, with_nsg) in enumerate(subnets.items()):
+        sp: dict[str, Any] = {"addressPrefix": f"10.0.{i}.0/24", "provisioningState": "Succeeded",
+                              "privateEndpointNetworkPolicies": "Disabled",
+                              "privateLinkServiceNetworkPolicies": "Enabled",
+                              "ipConfigurations": [{"id": f"{vid}/nic{i}/ipConfigurations/c"}]}
+        if with_nsg:
+            sp["networkSecurityGroup"] = {"id": nsg_id}
+        out.append({"name": sname, "id": f"{vid}/subnets/{sname}", "properties": sp,
+                    "type": "Microsoft.Network/virtualNetworks/subnets"})
+    return {"name": name, "id": vid, "type": "Microsoft.Network/virtualNetworks",
+            "location": "westeurope",
+            "properties": {"provisioningState": "Succeeded",
+                           "addressSpace": {"addressPrefixes": ["10.0.0.0/16"]},
+                           "subnets": out, "virtualNetworkPeerings": [],
+                           "enableDdosProtection": False}}
+
+
+def azure_firewall(sub: str, name: str, *, mode: str | None = "Alert",
+                   policy: str | None = None) -> dict[str, Any]:
+    """A firewall as ``AzureFirewallListBySubscription.json`` lists it (network
+    stable/2023-09-01), rule collections left empty."""
+    props: dict[str, Any] = {
+        "provisioningState": "Succeeded",
+        "sku": {"name": "AZFW_VNet", "tier": "Premium" if policy else "Standard"},
+        "ipConfigurations": [{"name": "ipconfig", "id": "x", "properties": {
+            "privateIPAddress": "10.0.0.4",
+            "subnet": {"id": rid(sub, "rg-net", "Microsoft.Network/virtualNetworks",
+                                 "hub/subnets/AzureFirewallSubnet")}}}],
+        "applicationRuleCollections": [], "natRuleCollections": [],
+        "networkRuleCollections": [], "ipGroups": [], "additionalProperties": {},
+    }
+    if mode is not None:
+        props["threatIntelMode"] = mode
+    if policy:
+        props["firewallPolicy"] = {"id": policy}
+    return {"name": name, "id": rid(sub, "rg-net", "Microsoft.Network/azureFirewalls", name),
+            "type": "Microsoft.Network/azureFirewalls", "location": "westeurope", "zones": [],
+            "properties": props}
+
+
+def firewall_policy(sub: str, name: str, mode: str | None) -> dict[str, Any]:
+    """``FirewallPolicyGet.json`` (network stable/2023-09-01), trimmed."""
+    props: dict[str, Any] = {"provisioningState": "Succeeded", "sku": {"tier": "Premium"},
+                             "dnsSettings": {"servers": [], "enableProxy": True},
+                             "intrusionDetection": {"mode": "Deny"}}
+    if mode is not None:
+        props["threatIntelMode"] = mode
+    return {"name": name, "id": rid(sub, "rg-net", "Microsoft.Network/firewallPolicies", name),
+            "type": "Microsoft.Network/FirewallPolicies", "location": "westeurope",
+            "properties": props}
+
+
+def app_gateway(sub: str, name: str, *, tier: str = "WAF_v2", public: bool = True,
+                https: bool = True, ssl_policy: dict[str, Any] | None = None,
+                waf: dict[str, Any] | None = None, waf_policy: str | None = None
+                ) -> dict[str, Any]:
+    """An Application Gateway as ``ApplicationGatewayList.json`` lists it (network
+    stable/2023-09-01): frontends, listeners, TLS policy, WAF configuration."""
+    gid = rid(sub, "rg-web", "Microsoft.Network/applicationGateways", name)
+    frontend: dict[str, Any] = {"name": "appGatewayFrontendIP", "id": f"{gid}/fe", "properties": (
+        {"publicIPAddress": {"id": rid(sub, "rg-web", "Microsoft.Network/publicIPAddresses",
+                                       f"{name}-pip")}}
+        if public else {"privateIPAddress": "10.0.3.10", "privateIPAllocationMethod": "Static",
+                        "subnet": {"id": f"{gid}/subnet"}})}
+    listener = {"name": "listener", "id": f"{gid}/httpListeners/l", "properties": {
+        "frontendIPConfiguration": {"id": f"{gid}/fe"}, "frontendPort": {"id": f"{gid}/p"},
+        "protocol": "Https" if https else "Http", "requireServerNameIndication": False}}
+    props: dict[str, Any] = {
+        "provisioningState": "Succeeded", "operationalState": "Running",
+        "sku": {"name": tier, "tier": tier, "capacity": 2},
+        "frontendIPConfigurations": [frontend], "httpListeners": [listener],
+        "sslProfiles": [],
+    }
+    if ssl_policy is not None:
+        props["sslPolicy"] = ssl_policy
+    if waf is not None:
+        props["webApplicationFirewallConfiguration"] = waf
+    if waf_policy:
+        props["firewallPolicy"] = {"id": waf_policy}
+    return {"name": name, "id": gid, "type": "Microsoft.Network/applicationGateways",
+            "location": "westeurope", "properties": props}
+
+
+def waf_policy(sub: str, name: str, *, mode: str = "Prevention", state: str = "Enabled"
+               ) -> dict[str, Any]:
+    """``WafPolicyGet.json`` (network stable/2023-09-01), trimmed."""
+    return {"name": name, "id": rid(sub, "rg-web", "Microsoft.Network/"
+                                    "ApplicationGatewayWebApplicationFirewallPolicies", name),
+            "type": "Microsoft.Network/ApplicationGatewayWebApplicationFirewallPolicies",
+            "location": "westeurope",
+            "properties": {"provisioningState": "Succeeded", "resourceState": "Enabled",
+                           "policySettings": {"state": state, "mode": mode,
+                                              "requestBodyCheck": True},
+                           "managedRules": {"managedRuleSets": [
+                               {"ruleSetType": "OWASP", "ruleSetVersion": "3.2"}]},
+                           "customRules": []}}
+
+
+def budget(sub: str, name: str, *, threshold: float = 80, enabled: bool = True,
+           emails: int = 1, roles: tuple[str, ...] = ("Contributor", "Reader")
+           ) -> dict[str, Any]:
+    """A budget as ``BudgetsList.json`` lists it (consumption stable/2023-05-01)."""
+    return {"id": f"/subscriptions/{sub}/providers/Microsoft.Consumption/budgets/{name}",
+            "name": name, "type": "Microsoft.Consumption/budgets", "eTag": '"1d34d016a593709"',
+            "properties": {
+                "category": "Cost", "amount": 100.65, "timeGrain": "Monthly",
+                "timePeriod": {"startDate": "2024-01-01T00:00:00Z",
+                               "endDate": "2030-12-31T00:00:00Z"},
+                "currentSpend": {"amount": 80.89, "unit": "EUR"},
+                "notifications": {f"Actual_GreaterThan_{int(threshold)}_Percent": {
+                    "enabled": enabled, "operator": "GreaterThan", "threshold": threshold,
+                    "locale": "en-us",
+                    "contactEmails": [f"owner{i}@acme.example" for i in range(emails)],
+                    "contactRoles": list(roles), "contactGroups": [],
+                    "thresholdType": "Actual"}}}}
+
+
+def policy_summary(assignments: list[tuple[str, int]]) -> dict[str, Any]:
+    """``PolicyStates_SummarizeSubscriptionScope.json`` (policyinsights
+    stable/2019-10-01): ``(assignment name, non-compliant resources)``."""
+    rows = [{"policyAssignmentId": f"/subscriptions/x/providers/microsoft.authorization/"
+                                   f"policyassignments/{name}",
+             "policySetDefinitionId": "/providers/microsoft.authorization/policysetdefinitions/"
+                                      "1f3afdf9-d0c9-4c3d-847f-89da613e70a8",
+             "results": {"queryResultsUri": "https://management.azure.com/x",
+                         "nonCompliantResources": bad, "nonCompliantPolicies": 1 if bad else 0},
+             "policyDefinitions": []} for name, bad in assignments]
+    return {"@odata.context": "https://management.azure.com/x/$metadata#summary",
+            "@odata.count": 1,
+            "value": [{"@odata.id": None,
+                       "@odata.context": "https://management.azure.com/x/$metadata#summary/$entity",
+                       "results": {"queryResultsUri": "https://management.azure.com/x",
+                                   "nonCompliantResources": sum(b for _, b in assignments),
+                                   "nonCompliantPolicies": sum(1 for _, b in assignments if b)},
+                       "policyAssignments": rows}]}
+
+
+def resource_group(sub: str, name: str, tags: dict[str, str]) -> dict[str, Any]:
+    return {"id": f"/subscriptions/{sub}/resourceGroups/{name}", "name": name,
+            "type": "Microsoft.Resources/resourceGroups", "location": "westeurope",
+            "properties": {"provisioningState": "Succeeded"}, "tags": tags}
+
+
+def management_tree(children: dict[str, list[str]], under_root: list[str]) -> dict[str, Any]:
+    """The tenant root group expanded with ``$expand=children&$recurse=true``, shaped as
+    ``GetManagementGroupWithExpand.json`` (managementgroups stable/2021-04-01):
+    ``children`` maps a group name to its subscriptions; ``under_root`` are
+    subscriptions directly under the root."""
+    def sub_node(sub: str) -> dict[str, Any]:
+        return {"id": f"/subscriptions/{sub}", "type": "/subscriptions", "name": sub,
+                "displayName": f"Subscription {sub[:8]}"}
+
+    groups = [{"id": f"/providers/Microsoft.Management/managementGroups/{g}",
+               "type": "Microsoft.Management/managementGroups", "name": g, "displayName": g,
+               "children": [sub_node(x) for x in subs]} for g, subs in children.items()]
+    return {"id": f"/providers/Microsoft.Management/managementGroups/{TENANT}",
+            "type": "Microsoft.Management/managementGroups", "name": TENANT,
+            "properties": {"tenantId": TENANT, "displayName": "Tenant Root Group",
+                           "details": {"version": 1, "updatedTime": "2024-01-01T00:00:00.00Z",
+                                       "updatedBy": "admin"},
+                           "children": groups + [sub_node(x) for x in under_root]}}
+
+
+def lifecycle(account_id: str, days: int) -> dict[str, Any]:
+    """``StorageAccountGetManagementPolicy.json`` (storage stable/2023-05-01)."""
+    return {"id": f"{account_id}/managementPolicies/default", "name": "DefaultManagementPolicy",
+            "type": "Microsoft.Storage/storageAccounts/managementPolicies",
+            "properties": {"policy": {"rules": [{
+                "enabled": True, "name": "expire", "type": "Lifecycle",
+                "definition": {"filters": {"blobTypes": ["blockBlob", "appendBlob"]},
+                               "actions": {"baseBlob": {"tierToCool": {
+                                   "daysAfterModificationGreaterThan": 30},
+                                   "delete": {"daysAfterModificationGreaterThan": days}},
+                                   "snapshot": {"delete": {
+                                       "daysAfterCreationGreaterThan": 30}}}}}]},
+                "lastModifiedTime": "2024-06-08T03:01:55.7168089Z"}}
+
+
+def activity_container(account_id: str, state: str | None, days: int = 0) -> dict[str, Any]:
+    """The insights-activity-logs container as
+    ``BlobContainersGetWithAllowProtectedAppendWritesAll.json`` shows one (storage
+    stable/2023-05-01), with a time-based retention policy in ``state`` (None: none)."""
+    props: dict[str, Any] = {"publicAccess": "None", "leaseStatus": "Unlocked",
+                             "leaseState": "Available", "lastModifiedTime": "2024-03-26T05:06:14Z",
+                             "hasImmutabilityPolicy": state is not None, "hasLegalHold": False}
+    if state is not None:
+        props["immutabilityPolicy"] = {"etag": '"8d592d74cb3011a"', "properties": {
+            "immutabilityPeriodSinceCreationInDays": days, "allowProtectedAppendWritesAll": True,
+            "state": state}, "updateHistory": []}
+    return {"id": f"{account_id}/blobServices/default/containers/insights-activity-logs",
+            "name": "insights-activity-logs",
+            "type": "Microsoft.Storage/storageAccounts/blobServices/containers",
+            "etag": '"0x8D592D74CC20EBA"', "properties": props}
+
+
 def _p(sub: str, provider_path: str) -> str:
     return f"/subscriptions/{sub}/providers/{provider_path}"
 
 
 def add_good_subscription(e: Estate, sub: str, name: str, *, prefix: str) -> None:
-    """A subscription where every check passes (workspace destination, locks by RG)."""
+    """A subscription where every check passes (workspace and locked-storage
+    destinations, locks by RG)."""
     f = e.fake
-    f.add_subscription(sub, name)
+    f.add_subscription(sub, name, tags={"Owner": "platform-team", "environment": "production"})
+    e.place(sub, "production")
+    f.put_list(f"/subscriptions/{sub}/resourcegroups", [
+        resource_group(sub, "rg-data", {"environment": "prod"}),
+        resource_group(sub, "rg-net", {"Environment": "Production"}),
+        resource_group(sub, "NetworkWatcherRG", {})])
     sa = storage_account(sub, f"{prefix}data")
-    f.add(_p(sub, "Microsoft.Storage/storageAccounts"), sa)
+    # Secure transfer not reported: the documented default (API 2019-04-01+) is on.
+    defaults = storage_account(sub, f"{prefix}defaults", https=None)
+    archive = storage_account(sub, f"{prefix}archive")
+    for account in (sa, defaults, archive):
+        f.add(_p(sub, "Microsoft.Storage/storageAccounts"), account)
+        f.put(f"{account['id']}/managementPolicies/default", lifecycle(account["id"], 2555))
+    f.put(f"{archive['id']}/blobServices/default/containers/insights-activity-logs",
+          activity_container(archive["id"], "Locked", 400))
+    f.put(archive["id"], archive)
+    f.put_list(_p(sub, "Microsoft.Security/settings"), security_settings(sub))
+    vm_id = rid(sub, "rg-vm", "Microsoft.Compute/virtualMachines", f"{prefix}-vm")
+    f.put_list(_p(sub, "Microsoft.Security/assessments"), [
+        assessment(sub, vm_id, "a1", "Machines should have vulnerability findings resolved",
+                   "Unhealthy", severity="High", days=10),
+        assessment(sub, vm_id, "a2", "Install endpoint protection", "Healthy"),
+        assessment(sub, vm_id, "a3", "Disk encryption", "NotApplicable", severity="Low"),
+    ])
+    f.add(_p(sub, "Microsoft.Network/virtualNetworks"), vnet(sub, f"{prefix}-vnet", {
+        "app": True, "data": True, "GatewaySubnet": False, "AzureFirewallSubnet": False}))
+    policy = firewall_policy(sub, f"{prefix}-fwpolicy", "Deny")
+    f.put(policy["id"], policy)
+    f.add(_p(sub, "Microsoft.Network/azureFirewalls"),
+          azure_firewall(sub, f"{prefix}-fw", mode=None, policy=policy["id"]))
+    wp = waf_policy(sub, f"{prefix}-waf")
+    f.put(wp["id"], wp)
+    f.add(_p(sub, "Microsoft.Network/applicationGateways"), app_gateway(
+        sub, f"{prefix}-agw", ssl_policy={"policyType": "Predefined",
+                                          "policyName": "AppGwSslPolicy20220101"},
+        waf_policy=wp["id"]))
+    f.add(_p(sub, "Microsoft.Network/applicationGateways"), app_gateway(
+        sub, f"{prefix}-agw-custom", ssl_policy={"policyType": "CustomV2",
+                                                 "minProtocolVersion": "TLSv1_3"},
+        waf={"enabled": True, "firewallMode": "Prevention", "ruleSetType": "OWASP",
+             "ruleSetVersion": "3.2"}))
+    f.put_list(_p(sub, "Microsoft.Consumption/budgets"), [budget(sub, "monthly")])
+    f.put(_p(sub, "Microsoft.PolicyInsights/policyStates/latest/summarize"),
+          policy_summary([("mcsb", 0), ("tags", 0)]))
     f.add(_p(sub, "Microsoft.Network/networkSecurityGroups"), nsg(sub, f"{prefix}-web", [
         nsg_rule("allow-https", 100, "443"),
         nsg_rule("allow-ssh-office", 110, "22", "203.0.113.0/24"),
         nsg_rule("deny-rdp", 120, "3389", "Internet", access="Deny"),
+        nsg_rule("ssh-vnet", 130, "22", "VirtualNetwork"),
+        nsg_rule("rdp-lb", 140, "3389", ["AzureLoadBalancer", "10.0.0.0/8"]),
     ]))
     f.put_list(_p(sub, "Microsoft.Security/pricings"), pricings(sub))
     ws = rid(sub, "rg-log", "Microsoft.OperationalInsights/workspaces", f"{prefix}-law")
     f.put(ws, {"id": ws, "name": f"{prefix}-law", "properties": {"retentionInDays": 400}})
     f.put_list(_p(sub, "Microsoft.Insights/diagnosticSettings"),
-               [diag_setting("to-law", workspace=ws)])
+               [diag_setting("to-law", workspace=ws),
+                diag_setting("to-archive", storage=archive["id"])])
     kv = key_vault(sub, f"{prefix}-kv")
     f.add(_p(sub, "Microsoft.KeyVault/vaults"), kv)
     f.put_list(f"{kv['id']}/providers/Microsoft.Insights/diagnosticSettings",
@@ -639,9 +1044,21 @@ def add_good_subscription(e: Estate, sub: str, name: str, *, prefix: str) -> Non
 def add_bad_subscription(e: Estate, sub: str, name: str) -> None:
     """A subscription with one good resource of each kind and planted failures."""
     f = e.fake
-    f.add_subscription(sub, name)
+    # Owner but no environment tag; directly under the tenant root group; production
+    # and development resource groups side by side.
+    f.add_subscription(sub, name, tags={"owner": "app-team", "costcenter": "42"})
+    e.place(sub, None)
+    f.put_list(f"/subscriptions/{sub}/resourcegroups", [
+        resource_group(sub, "rg-app-prod", {"environment": "prod"}),
+        resource_group(sub, "rg-app-dev", {"environment": "dev"})])
+    gov = f"/subscriptions/{sub}"
+    for c in ("subscription_tagged", "subscription_in_management_group",
+              "environments_separated"):
+        e.expect(f"azure.governance.{c}", gov)
     coll = _p(sub, "Microsoft.Storage/storageAccounts")
-    f.add(coll, storage_account(sub, "bgood"))
+    good = storage_account(sub, "bgood")
+    f.add(coll, good)
+    f.put(f"{good['id']}/managementPolicies/default", lifecycle(good["id"], 365))
     http = storage_account(sub, "bhttp", https=False)
     f.add(coll, http)
     e.expect("azure.storage.account_tls_only", http["id"])
@@ -655,6 +1072,20 @@ def add_bad_subscription(e: Estate, sub: str, name: str) -> None:
     f.add(coll, legacy)
     e.expect("azure.storage.minimum_tls_version", legacy["id"])
     e.expect("azure.storage.account_public_access_block", legacy["id"])
+    # The vendor's example account: nothing set, plain HTTP allowed (rg-data: locked).
+    example = storage_account_from_example(sub, "bexample", rg="rg-data")
+    f.add(coll, example)
+    for c in ("account_tls_only", "account_public_access_block", "minimum_tls_version",
+              "shared_key_access_disabled", "default_network_access_deny"):
+        e.expect(f"azure.storage.{c}", example["id"])
+    # Deny by default, but the IP rules admit the internet in two halves.
+    halves = storage_account(sub, "bhalves")
+    halves["properties"]["networkAcls"]["ipRules"] = [
+        {"value": "0.0.0.0/1", "action": "Allow"}, {"value": "128.0.0.0/1", "action": "Allow"}]
+    f.add(coll, halves)
+    e.expect("azure.storage.default_network_access_deny", halves["id"])
+    for account in (http, loose, legacy, example, halves):  # no lifecycle policy
+        e.expect("azure.storage.lifecycle_delete_rule", account["id"])
 
     coll = _p(sub, "Microsoft.Network/networkSecurityGroups")
     ssh = nsg(sub, "ssh-open", [nsg_rule("ssh", 100, "22")])
@@ -665,8 +1096,17 @@ def add_bad_subscription(e: Estate, sub: str, name: str) -> None:
         nsg_rule("allow-tcp", 200, "0-65535", "Internet"),
     ])
     fine = nsg(sub, "outbound-only", [nsg_rule("out", 100, "*", direction="Outbound")])
-    for g in (ssh, rdp, every, shadow, fine):
+    # Vendor-shaped rules the literal comparisons missed: 1-65535 from "*" with protocol
+    # "*"; SSH from the internet in two halves; RDP from every Azure customer.
+    wide = nsg(sub, "wide-range", [nsg_rule("rule1", 130, "1-65535", protocol="*")])
+    halves = nsg(sub, "halves", [nsg_rule("ssh", 100, "22", ["0.0.0.0/1", "128.0.0.0/1"])])
+    cloud = nsg(sub, "azurecloud", [nsg_rule("rdp", 100, ["3389", "5985-5986"], "AzureCloud")])
+    for g in (ssh, rdp, every, shadow, fine, wide, halves, cloud):
         f.add(coll, g)
+    for c in ("ssh_open_to_internet", "rdp_open_to_internet", "all_ports_open_to_internet"):
+        e.expect(f"azure.network.{c}", wide["id"])
+    e.expect("azure.network.ssh_open_to_internet", halves["id"])
+    e.expect("azure.network.rdp_open_to_internet", cloud["id"])
     e.expect("azure.network.ssh_open_to_internet", ssh["id"])
     e.expect("azure.network.rdp_open_to_internet", rdp["id"])
     for c in ("ssh_open_to_internet", "rdp_open_to_internet", "all_ports_open_to_internet"):
@@ -674,9 +1114,53 @@ def add_bad_subscription(e: Estate, sub: str, name: str) -> None:
     e.expect("azure.network.rdp_open_to_internet", shadow["id"])
     e.expect("azure.network.all_ports_open_to_internet", shadow["id"])
 
-    f.put_list(_p(sub, "Microsoft.Security/pricings"), pricings(sub, off=("KeyVaults",)))
-    e.expect("azure.security.defender_plans_enabled",
-             f"/subscriptions/{sub}/providers/Microsoft.Security/pricings")
+    f.put_list(_p(sub, "Microsoft.Security/pricings"),
+               pricings(sub, off=("KeyVaults",), sensitive_data=False))
+    f.put_list(_p(sub, "Microsoft.Security/settings"), security_settings(sub, endpoint=False))
+    pricing_id = f"/subscriptions/{sub}/providers/Microsoft.Security/pricings"
+    for c in ("defender_plans_enabled", "malware_protection_enabled",
+              "sensitive_data_discovery_enabled"):
+        e.expect(f"azure.security.{c}", pricing_id)
+    vm_id = rid(sub, "rg-vm", "Microsoft.Compute/virtualMachines", "b-vm-vhd")
+    f.put_list(_p(sub, "Microsoft.Security/assessments"), [
+        assessment(sub, vm_id, "b1", "Machines should have vulnerability findings resolved",
+                   "Unhealthy", severity="High", days=45),
+        assessment(sub, vm_id, "b2", "Secure transfer to storage accounts", "Unhealthy",
+                   severity="Low", days=45),
+    ])
+    e.expect("azure.security.assessments_within_sla",
+             f"/subscriptions/{sub}/providers/Microsoft.Security/assessments")
+
+    flat = vnet(sub, "b-vnet", {"app": False, "db": True, "GatewaySubnet": False})
+    f.add(_p(sub, "Microsoft.Network/virtualNetworks"), flat)
+    e.expect("azure.network.subnet_nsg_attached", flat["id"])
+    classic = azure_firewall(sub, "b-fw-alert", mode="Alert")
+    off_policy = firewall_policy(sub, "b-fwpolicy-off", "Off")
+    f.put(off_policy["id"], off_policy)
+    managed = azure_firewall(sub, "b-fw-managed", mode="Deny", policy=off_policy["id"])
+    for fw in (classic, managed):
+        f.add(_p(sub, "Microsoft.Network/azureFirewalls"), fw)
+        e.expect("azure.gateway.firewall_threat_intel_deny", fw["id"])
+    old_agw = app_gateway(sub, "b-agw-old", tier="Standard_v2")
+    detect = app_gateway(sub, "b-agw-detect", ssl_policy={
+        "policyType": "Predefined", "policyName": "AppGwSslPolicy20170401"},
+        waf={"enabled": True, "firewallMode": "Detection", "ruleSetType": "OWASP",
+             "ruleSetVersion": "3.2"})
+    internal = app_gateway(sub, "b-agw-internal", tier="Standard_v2", public=False,
+                           https=False)
+    for gw in (old_agw, detect, internal):
+        f.add(_p(sub, "Microsoft.Network/applicationGateways"), gw)
+    for gw in (old_agw, detect):
+        e.expect("azure.gateway.app_gateway_tls_policy", gw["id"])
+        e.expect("azure.gateway.app_gateway_waf_enabled", gw["id"])
+    f.put_list(_p(sub, "Microsoft.Consumption/budgets"), [
+        budget(sub, "muted", enabled=False), budget(sub, "nobody", emails=0, roles=())])
+    e.expect("azure.consumption.budget_alerts",
+             f"/subscriptions/{sub}/providers/Microsoft.Consumption/budgets")
+    f.put(_p(sub, "Microsoft.PolicyInsights/policyStates/latest/summarize"),
+          policy_summary([("mcsb", 7), ("tags", 0)]))
+    e.expect("azure.policy.compliance", f"/subscriptions/{sub}/providers/"
+             "microsoft.policyinsights/policystates/latest")
 
     # Activity log to storage whose lifecycle deletes after 30 days.
     sa_log = storage_account(sub, "blogs")
@@ -689,15 +1173,23 @@ def add_bad_subscription(e: Estate, sub: str, name: str) -> None:
             }}]}}})
     f.put_list(_p(sub, "Microsoft.Insights/diagnosticSettings"),
                [diag_setting("to-storage", storage=sa_log["id"])])
-    e.expect("azure.monitor.activity_log_retention",
-             f"/subscriptions/{sub}/providers/microsoft.insights/activitylog")
+    f.put(sa_log["id"], sa_log)
+    f.put(f"{sa_log['id']}/blobServices/default/containers/insights-activity-logs",
+          activity_container(sa_log["id"], "Unlocked", 30))
+    for c in ("activity_log_retention", "activity_log_immutable"):
+        e.expect(f"azure.monitor.{c}",
+                 f"/subscriptions/{sub}/providers/microsoft.insights/activitylog")
 
     coll = _p(sub, "Microsoft.KeyVault/vaults")
     kv_good = key_vault(sub, "b-kv-good", rg="rg-locked")
     kv_nopurge = key_vault(sub, "b-kv-nopurge", purge=False, rg="rg-locked")
     kv_nolog = key_vault(sub, "b-kv-nolog", rg="rg-locked")
     kv_nosoft = key_vault(sub, "b-kv-nosoft", soft_delete=False, purge=False, rg="rg-open")
-    for kv in (kv_good, kv_nopurge, kv_nolog, kv_nosoft):
+    # Soft delete not reported: older API versions created vaults without it.
+    kv_unset = key_vault(sub, "b-kv-unset", soft_delete=None, purge=False, rg="rg-locked")
+    e.expect("azure.keyvault.soft_delete_enabled", kv_unset["id"])
+    e.expect("azure.keyvault.purge_protection_enabled", kv_unset["id"])
+    for kv in (kv_good, kv_nopurge, kv_nolog, kv_nosoft, kv_unset):
         f.add(coll, kv)
         path = f"{kv['id']}/providers/Microsoft.Insights/diagnosticSettings"
         f.put_list(path, [] if kv is kv_nolog else [diag_setting("audit", storage=sa_log["id"],
@@ -729,6 +1221,20 @@ def add_bad_subscription(e: Estate, sub: str, name: str) -> None:
         e.expect(f"azure.sql.{c}", srv["id"])
     e.expect("azure.sql.storage_encrypted", db["id"])
     e.expect("azure.locks.critical_resource_locked", srv["id"])  # rg-sql not locked here
+    # "Allow Azure services and resources to access this server" (0.0.0.0): every Azure
+    # customer's resources may connect (FirewallRuleList.json, sql stable/2021-11-01).
+    azsrv = sql_server(sub, "b-sql-azure", public="Enabled")
+    f.add(_p(sub, "Microsoft.Sql/servers"), azsrv)
+    f.put(f"{azsrv['id']}/auditingSettings/default",
+          {"id": "x", "name": "Default", "properties": {"state": "Enabled", "retentionDays": 0,
+                                                        "isAzureMonitorTargetEnabled": True}})
+    f.put_list(f"{azsrv['id']}/firewallRules", [
+        {"id": f"{azsrv['id']}/firewallRules/AllowAllWindowsAzureIps",
+         "name": "AllowAllWindowsAzureIps", "type": "Microsoft.Sql/servers/firewallRules",
+         "properties": {"startIpAddress": "0.0.0.0", "endIpAddress": "0.0.0.0"}}])
+    for c in ("not_publicly_accessible", "firewall_open_to_internet"):
+        e.expect(f"azure.sql.{c}", azsrv["id"])
+    e.expect("azure.locks.critical_resource_locked", azsrv["id"])
 
     legacy_vm = vm(sub, "b-vm-vhd", managed=False)
     f.add(_p(sub, "Microsoft.Compute/virtualMachines"), legacy_vm)
@@ -756,16 +1262,26 @@ def add_bad_subscription(e: Estate, sub: str, name: str) -> None:
 
 
 def add_unexported_subscription(e: Estate, sub: str, name: str) -> None:
-    """Only what makes the activity-log checks fail: nothing is exported."""
+    """A bare subscription in a management group: nothing exported, no tags, no budget,
+    no policy assigned, no Defender integrations reported."""
     f = e.fake
     f.add_subscription(sub, name)
+    e.place(sub, "sandbox")
     f.put_list(_p(sub, "Microsoft.Security/pricings"), pricings(sub))
     f.put_list(_p(sub, "Microsoft.Insights/diagnosticSettings"),
                [diag_setting("partial", workspace="/subscriptions/x/w",
                              categories=("Administrative",))])
     path = f"/subscriptions/{sub}/providers/microsoft.insights/activitylog"
-    e.expect("azure.monitor.activity_log_exported", path)
-    e.expect("azure.monitor.activity_log_retention", path)
+    for c in ("activity_log_exported", "activity_log_retention", "activity_log_immutable"):
+        e.expect(f"azure.monitor.{c}", path)
+    e.expect("azure.security.malware_protection_enabled",
+             f"/subscriptions/{sub}/providers/Microsoft.Security/pricings")
+    for c in ("subscription_tagged", "environments_separated"):
+        e.expect(f"azure.governance.{c}", f"/subscriptions/{sub}")
+    e.expect("azure.consumption.budget_alerts",
+             f"/subscriptions/{sub}/providers/Microsoft.Consumption/budgets")
+    e.expect("azure.policy.compliance", f"/subscriptions/{sub}/providers/"
+             "microsoft.policyinsights/policystates/latest")
 
 
 def build_estate(fake: ArmFake) -> Estate:

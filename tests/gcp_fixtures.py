@@ -24,6 +24,7 @@ returns the failures it expects the checks to find.
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 import threading
@@ -40,7 +41,8 @@ GCP_TOKEN = "ya29.gcp-test-token-0123456789"
 ORG = "organizations/100"
 ENG = "folders/200"
 PROD = "folders/201"
-APIS = ("iam", "storage", "compute", "sqladmin", "cloudkms", "logging", "scc")
+APIS = ("iam", "storage", "compute", "sqladmin", "cloudkms", "logging", "scc",
+        "securitycenter", "dlp", "cloudbilling", "billingbudgets", "orgpolicy")
 
 
 def ts(days_ago: float) -> str:
@@ -88,6 +90,10 @@ class GcpFake:
         self.token_grants: list[dict[str, Any]] = []
         self.request_count = 0
         self.self_signed_jwts = 0
+        #: Answers that break the discovery document's schema, and paths no documented
+        #: method matches (see :meth:`validate`).
+        self.schema_violations: list[str] = []
+        self.unvalidated: set[str] = set()
         self._lock = threading.Lock()
         self._server: ThreadingHTTPServer | None = None
 
@@ -103,11 +109,13 @@ class GcpFake:
                               "state": "ACTIVE", "createTime": "2020-01-01T00:00:00Z",
                               "etag": "x"}
 
-    def add_project(self, pid: str, number: int, parent: str) -> None:
+    def add_project(self, pid: str, number: int, parent: str,
+                    labels: dict[str, str] | None = None) -> None:
+        """A ``Project`` of cloudresourcemanager.v3."""
         self.projects[pid] = {"name": f"projects/{number}", "parent": parent,
                               "projectId": pid, "state": "ACTIVE", "displayName": pid,
                               "createTime": "2021-01-01T00:00:00Z", "etag": "x",
-                              "labels": {"env": "test"}}
+                              "labels": labels if labels is not None else {"env": "test"}}
 
     def put_list(self, path: str, key: str, items: list[dict[str, Any]]) -> None:
         self.lists[path] = (key, items)
@@ -178,6 +186,29 @@ class GcpFake:
         if api not in APIS:
             return 404, _error(404, "NOT_FOUND", path)
         return self._api(f"/{rest}", query)
+
+    def validate(self, method: str, path: str, doc: Any) -> None:
+        """Check a 200 answer against the discovery document of its API and method."""
+        from tests.gcp_discovery import DOCUMENTS, UNDOCUMENTED
+
+        if path == "/token":
+            return
+        if path.startswith("/v3/"):
+            api, rest = "resourcemanager", path
+        else:
+            api, _, rest = path[1:].partition("/")
+            rest = "/" + rest
+        if api in UNDOCUMENTED:
+            self.unvalidated.add(f"{api}: {rest}")
+            return
+        disco = _discovery(DOCUMENTS[api])
+        found = disco.method(method, rest)
+        if found is None or found.response is None:
+            self.unvalidated.add(f"{api}: {method} {rest}")
+            return
+        with self._lock:
+            self.schema_violations += [f"{found.id}: {v}"
+                                       for v in disco.violations(found.response, doc)]
 
     def _authorised(self, header: str) -> bool:
         """The token the fake issued, or a self-signed JWT of the service-account key
@@ -262,14 +293,29 @@ class GcpFake:
         if path in self.docs:
             return 200, self.docs[path]
         if re.search(r"/(serviceAccounts|firewalls|networks|instances|locations|keyRings|"
-                     r"cryptoKeys|sinks|securityCenterServices)$", path):
-            return 200, {}  # Google omits empty lists
+                     r"cryptoKeys|sinks|securityCenterServices|findings|jobTriggers|"
+                     r"discoveryConfigs|targetSslProxies|budgets|getXpnHost)$", path):
+            return 200, {}  # Google omits empty lists (and getXpnHost: no host)
+        m = re.fullmatch(r"/v1/projects/([^/]+)/billingInfo", path)
+        if m:  # a project without a billing account
+            return 200, {"name": f"projects/{m.group(1)}/billingInfo",
+                         "projectId": m.group(1), "billingEnabled": False}
+        m = re.fullmatch(r"/v2/(projects/[^/]+/policies/[^/:]+):getEffectivePolicy", path)
+        if m:  # nothing set anywhere: a policy without a spec (not enforced)
+            return 200, {"name": m.group(1)}
         if path.endswith("/keys"):
             return 200, {}
         if "/aggregated/" in path:
             return 200, {"items": {"regions/us-east1": {"warning": {
                 "code": "NO_RESULTS_ON_PAGE", "message": "none"}}}}
         return 404, _error(404, "NOT_FOUND", f"{path} not found")
+
+
+@functools.cache
+def _discovery(name: str) -> Any:
+    from tests.gcp_discovery import Discovery
+
+    return Discovery(name)
 
 
 def _make_handler(fake: GcpFake) -> type[BaseHTTPRequestHandler]:
@@ -287,9 +333,12 @@ def _make_handler(fake: GcpFake) -> type[BaseHTTPRequestHandler]:
             length = int(self.headers.get("content-length") or 0)
             body = self.rfile.read(length) if length else b""
             headers = {k.lower(): v for k, v in self.headers.items()}
-            status, doc = fake.answer(method, unquote(parts.path),
+            path = unquote(parts.path)
+            status, doc = fake.answer(method, path,
                                       parse_qs(parts.query, keep_blank_values=True),
                                       headers, body)
+            if status == 200:
+                fake.validate(method, path, doc)
             data = json.dumps(doc).encode()
             self.send_response(status)
             self.send_header("Content-Type", "application/json; charset=UTF-8")
@@ -361,7 +410,8 @@ def sa_key(email: str, key_id: str, age_days: float, *, disabled: bool = False
 
 
 def bucket(name: str, *, pap: str = "enforced", ubla: bool = True,
-           retention: dict[str, Any] | None = None, location: str = "EU") -> dict[str, Any]:
+           retention: dict[str, Any] | None = None, location: str = "EU",
+           delete_after: int | None = None) -> dict[str, Any]:
     b: dict[str, Any] = {
         "kind": "storage#bucket", "selfLink": f"https://www.googleapis.com/storage/v1/b/{name}",
         "id": name, "name": name, "projectNumber": "1", "metageneration": "3",
@@ -378,13 +428,20 @@ def bucket(name: str, *, pap: str = "enforced", ubla: bool = True,
     }
     if retention is not None:
         b["retentionPolicy"] = retention
+    if delete_after is not None:
+        b["lifecycle"] = {"rule": [
+            {"action": {"type": "SetStorageClass", "storageClass": "COLDLINE"},
+             "condition": {"age": 90}},
+            {"action": {"type": "Delete"}, "condition": {"age": delete_after}}]}
     return b
 
 
 def firewall(project: str, name: str, network: str, ranges: list[str],
              allowed: list[dict[str, Any]], *, direction: str = "INGRESS",
              disabled: bool = False) -> dict[str, Any]:
-    return {
+    """A ``Firewall`` of the compute.v1 discovery document; like the API, empty lists
+    (``sourceRanges``, ``allowed``) are left out."""
+    rule: dict[str, Any] = {
         "kind": "compute#firewall", "id": str(abs(hash(name)) % 10**18),
         "creationTimestamp": "2023-01-01T00:00:00.000-08:00", "name": name,
         "network": f"https://www.googleapis.com/compute/v1/projects/{project}/global/networks/"
@@ -394,6 +451,7 @@ def firewall(project: str, name: str, network: str, ranges: list[str],
         "selfLink": f"https://www.googleapis.com/compute/v1/projects/{project}/global/"
                     f"firewalls/{name}",
     }
+    return {k: v for k, v in rule.items() if v != []}
 
 
 def vpc(project: str, name: str, auto: bool = False) -> dict[str, Any]:
@@ -490,6 +548,12 @@ def sink(parent: str, name: str, *, flt: str = "", include_children: bool = Fals
     return s
 
 
+def exclusion(name: str, flt: str, *, disabled: bool = False) -> dict[str, Any]:
+    """A ``LogExclusion`` (logging.v2 discovery document) of a sink's ``exclusions[]``."""
+    return {"name": name, "filter": flt, "disabled": disabled,
+            "createTime": "2024-01-01T00:00:00Z", "updateTime": "2024-01-01T00:00:00Z"}
+
+
 def builtin_sinks(project: str) -> list[dict[str, Any]]:
     bucket_base = f"logging.googleapis.com/projects/{project}/locations/global/buckets"
     return [sink(f"projects/{project}", "_Default", destination=f"{bucket_base}/_Default",
@@ -498,19 +562,161 @@ def builtin_sinks(project: str) -> list[dict[str, Any]]:
                  flt='LOG_ID("cloudaudit.googleapis.com/activity")')]
 
 
-def scc_services(project: str, sha: str = "ENABLED") -> list[dict[str, Any]]:
+def scc_services(project: str, sha: str = "ENABLED", *, vmtd: bool = False
+                 ) -> list[dict[str, Any]]:
+    """``SecurityCenterService`` items of the Security Command Center Management API
+    (REST reference, projects.locations.securityCenterServices.list; no discovery
+    document ships for it)."""
     base = f"projects/{project}/locations/global/securityCenterServices"
-    return [
+    out = [
         {"name": f"{base}/security-health-analytics", "intendedEnablementState": "INHERITED",
          "effectiveEnablementState": sha, "updateTime": ts(2)},
         {"name": f"{base}/event-threat-detection", "intendedEnablementState": "INHERITED",
          "effectiveEnablementState": "ENABLED", "updateTime": ts(2)},
     ]
+    if vmtd:
+        out.append({"name": f"{base}/vm-threat-detection", "intendedEnablementState": "ENABLED",
+                    "effectiveEnablementState": "ENABLED", "updateTime": ts(2)})
+    return out
+
+
+def scc_finding(project: str, fid: str, category: str, severity: str, days: float, *,
+                finding_class: str = "VULNERABILITY", mute: str = "UNDEFINED"
+                ) -> dict[str, Any]:
+    """A ``ListFindingsResult`` of securitycenter.v1 (finding + resource)."""
+    resource = f"//compute.googleapis.com/projects/{project}/zones/europe-west1-b/instances/vm1"
+    return {"finding": {
+        "name": f"organizations/100/sources/4417/findings/{fid}",
+        "parent": "organizations/100/sources/4417", "resourceName": resource,
+        "state": "ACTIVE", "category": category, "severity": severity,
+        "findingClass": finding_class, "mute": mute, "createTime": ts(days),
+        "eventTime": ts(0.5), "canonicalName": f"projects/1/sources/4417/findings/{fid}"},
+        "resource": {"name": resource, "projectName": f"//cloudresourcemanager.googleapis.com/"
+                     f"projects/{project}", "type": "google.compute.Instance"},
+        "stateChange": "UNCHANGED"}
+
+
+def armor_policy(name: str, *, waf: bool) -> dict[str, Any]:
+    """A Cloud Armor ``SecurityPolicy`` (compute.v1)."""
+    rules: list[dict[str, Any]] = [{
+        "kind": "compute#securityPolicyRule", "priority": 2147483647, "action": "allow",
+        "preview": False, "description": "default rule",
+        "match": {"versionedExpr": "SRC_IPS_V1", "config": {"srcIpRanges": ["*"]}}}]
+    if waf:
+        rules.insert(0, {"kind": "compute#securityPolicyRule", "priority": 1000,
+                         "action": "deny(403)", "preview": False,
+                         "match": {"expr": {"expression":
+                                            "evaluatePreconfiguredWaf('sqli-v33-stable')"}}})
+    return {"kind": "compute#securityPolicy", "id": "1", "name": name, "type": "CLOUD_ARMOR",
+            "creationTimestamp": "2024-01-01T00:00:00.000-08:00", "fingerprint": "x=",
+            "selfLink": f"https://www.googleapis.com/compute/v1/projects/p/global/"
+                        f"securityPolicies/{name}", "rules": rules}
+
+
+def backend_service(project: str, name: str, scheme: str, armor: str | None = None
+                    ) -> dict[str, Any]:
+    """A global ``BackendService`` (compute.v1)."""
+    base = f"https://www.googleapis.com/compute/v1/projects/{project}/global"
+    b: dict[str, Any] = {"kind": "compute#backendService", "id": "2", "name": name,
+                         "creationTimestamp": "2024-01-01T00:00:00.000-08:00",
+                         "selfLink": f"{base}/backendServices/{name}", "protocol": "HTTPS",
+                         "loadBalancingScheme": scheme, "timeoutSec": 30, "port": 443,
+                         "portName": "https", "fingerprint": "y=",
+                         "healthChecks": [f"{base}/healthChecks/hc"]}
+    if armor:
+        b["securityPolicy"] = f"{base}/securityPolicies/{armor}"
+    return b
+
+
+def ssl_policy(project: str, name: str, profile: str, min_tls: str) -> dict[str, Any]:
+    """An ``SslPolicy`` (compute.v1)."""
+    return {"kind": "compute#sslPolicy", "id": "3", "name": name, "profile": profile,
+            "minTlsVersion": min_tls, "fingerprint": "z=",
+            "creationTimestamp": "2024-01-01T00:00:00.000-08:00",
+            "enabledFeatures": ["TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256"],
+            "selfLink": f"https://www.googleapis.com/compute/v1/projects/{project}/global/"
+                        f"sslPolicies/{name}"}
+
+
+def https_proxy(project: str, name: str, policy: str | None) -> dict[str, Any]:
+    """A global ``TargetHttpsProxy`` (compute.v1)."""
+    base = f"https://www.googleapis.com/compute/v1/projects/{project}/global"
+    p: dict[str, Any] = {"kind": "compute#targetHttpsProxy", "id": "4", "name": name,
+                         "creationTimestamp": "2024-01-01T00:00:00.000-08:00",
+                         "selfLink": f"{base}/targetHttpsProxies/{name}",
+                         "urlMap": f"{base}/urlMaps/web", "fingerprint": "w=",
+                         "sslCertificates": [f"{base}/sslCertificates/web"]}
+    if policy:
+        p["sslPolicy"] = f"{base}/sslPolicies/{policy}"
+    return p
+
+
+def aggregated_global(key: str, items: list[dict[str, Any]]) -> dict[str, Any]:
+    """An ``…AggregatedList`` answer with ``items`` in its ``global`` scope."""
+    return {"kind": f"compute#{key}AggregatedList", "id": "projects/x/aggregated",
+            "items": {"global": {key: items},
+                      "regions/us-east1": {"warning": {"code": "NO_RESULTS_ON_PAGE",
+                                                       "message": "none"}}}}
+
+
+def budget(account: str, bid: str, *, projects: list[str] | None = None,
+           threshold: float | None = 0.8, notify: bool = True) -> dict[str, Any]:
+    """A ``GoogleCloudBillingBudgetsV1Budget`` (billingbudgets.v1)."""
+    b: dict[str, Any] = {
+        "name": f"{account}/budgets/{bid}", "displayName": f"budget {bid}", "etag": "e",
+        "budgetFilter": {"projects": projects or [], "creditTypesTreatment":
+                         "INCLUDE_ALL_CREDITS", "calendarPeriod": "MONTH"},
+        "amount": {"specifiedAmount": {"currencyCode": "EUR", "units": "1000"}},
+        "notificationsRule": {"disableDefaultIamRecipients": not notify,
+                              "schemaVersion": "1.0"},
+        "ownershipScope": "ALL_USERS"}
+    if threshold is not None:
+        b["thresholdRules"] = [{"thresholdPercent": threshold, "spendBasis": "CURRENT_SPEND"}]
+    return b
+
+
+def enforced_policy(project: str, constraint: str) -> dict[str, Any]:
+    """A ``GoogleCloudOrgpolicyV2Policy`` (orgpolicy.v2) enforcing a boolean constraint."""
+    return {"name": f"projects/{project}/policies/{constraint}",
+            "spec": {"rules": [{"enforce": True}], "etag": "x",
+                     "updateTime": "2024-01-01T00:00:00Z"}}
+
+
+ACCOUNT = "billingAccounts/01A2B3-C4D5E6-F7G8H9"
 
 
 def add_good_project(e: Estate, pid: str, number: int, parent: str) -> None:
     f = e.fake
-    f.add_project(pid, number, parent)
+    f.add_project(pid, number, parent, {"owner": "platform", "environment": "production"})
+    f.put_list(f"/v1/projects/{pid}/sources/-/findings", "listFindingsResults", [
+        scc_finding(pid, "f1", "OS_VULNERABILITY", "HIGH", 10),
+        scc_finding(pid, "f2", "MALWARE_BAD_DOMAIN", "CRITICAL", 100, finding_class="THREAT"),
+    ])
+    f.put(f"/v2/projects/{pid}/locations/global/discoveryConfigs", {"discoveryConfigs": [{
+        "name": f"projects/{pid}/locations/global/discoveryConfigs/profile-all",
+        "displayName": "profile everything", "status": "RUNNING",
+        "targets": [{"cloudStorageTarget": {}}, {"bigQueryTarget": {}}],
+        "createTime": "2024-01-01T00:00:00Z", "lastRunTime": ts(1)}]})
+    base = f"/compute/v1/projects/{pid}"
+    f.put(f"{base}/aggregated/securityPolicies", aggregated_global(
+        "securityPolicies", [armor_policy("edge-waf", waf=True)]))
+    f.put(f"{base}/aggregated/backendServices", aggregated_global("backendServices", [
+        backend_service(pid, "web", "EXTERNAL_MANAGED", armor="edge-waf"),
+        backend_service(pid, "internal-api", "INTERNAL_MANAGED")]))
+    f.put(f"{base}/aggregated/sslPolicies", aggregated_global(
+        "sslPolicies", [ssl_policy(pid, "modern", "MODERN", "TLS_1_2")]))
+    f.put(f"{base}/aggregated/targetHttpsProxies", aggregated_global(
+        "targetHttpsProxies", [https_proxy(pid, "web", "modern")]))
+    f.put(f"/v1/projects/{pid}/billingInfo", {"name": f"projects/{pid}/billingInfo",
+                                              "projectId": pid, "billingAccountName": ACCOUNT,
+                                              "billingEnabled": True})
+    for constraint in ("iam.disableServiceAccountKeyCreation",
+                       "iam.automaticIamGrantsForDefaultServiceAccounts",
+                       "compute.skipDefaultNetworkCreation", "compute.requireOsLogin",
+                       "compute.disableSerialPortAccess", "storage.uniformBucketLevelAccess",
+                       "storage.publicAccessPrevention", "sql.restrictPublicIp"):
+        f.put(f"/v2/projects/{pid}/policies/{constraint}:getEffectivePolicy",
+              enforced_policy(pid, constraint))
     f.policies[f"projects/{pid}"] = policy({
         "roles/compute.admin": ["group:platform@acme.example"],
         "roles/viewer": ["user:auditor@acme.example"],
@@ -525,10 +731,12 @@ def add_good_project(e: Estate, pid: str, number: int, parent: str) -> None:
           {"keys": [sa_key(legacy["email"], "k-old-off", 500, disabled=True)]})
     e.expect("gcp.iam.no_user_managed_keys", ci["email"])  # a young key is still a key
     f.put_list(f"/v2/projects/{pid}/sinks", "sinks",
-               [*builtin_sinks(pid), sink(f"projects/{pid}", "to-central")])
-    data, logs = bucket(f"{pid}-data"), bucket(
+               [*builtin_sinks(pid), sink(f"projects/{pid}", "to-central") | {
+                   "exclusions": [exclusion("paused", "severity<=DEBUG", disabled=True)]}])
+    data, logs = bucket(f"{pid}-data", delete_after=365), bucket(
         f"{pid}-audit-logs", retention={"retentionPeriod": "31536000", "isLocked": True,
-                                        "effectiveTime": "2024-01-01T00:00:00Z"})
+                                        "effectiveTime": "2024-01-01T00:00:00Z"},
+        delete_after=2555)
     f.put_list(f"/storage/v1/b?project={pid}", "items", [data, logs])
     for b in (data, logs):
         f.put(f"/storage/v1/b/{b['name']}/iam", {"kind": "storage#policy", "bindings": [
@@ -560,16 +768,68 @@ def add_good_project(e: Estate, pid: str, number: int, parent: str) -> None:
         crypto_key(ring, "data"), crypto_key(ring, "signing", rotation=None,
                                              purpose="ASYMMETRIC_SIGN")])
     f.put_list(f"/v1/projects/{pid}/locations/global/securityCenterServices",
-               "securityCenterServices", scc_services(pid))
+               "securityCenterServices", scc_services(pid, vmtd=True))
 
 
 def add_bad_project(e: Estate, pid: str, number: int, parent: str) -> None:
     f = e.fake
-    f.add_project(pid, number, parent)
+    # A development project on production's Shared VPC.
+    f.add_project(pid, number, parent, {"owner": "app-team", "environment": "dev"})
     res = f"projects/{pid}"
+    f.put(f"/compute/v1/projects/{pid}/getXpnHost", {
+        "kind": "compute#project", "id": "1001", "name": "acme-good",
+        "xpnProjectStatus": "HOST",
+        "selfLink": "https://www.googleapis.com/compute/v1/projects/acme-good"})
+    e.expect("gcp.governance.environments_separated", res)
+    f.put_list(f"/v1/projects/{pid}/sources/-/findings", "listFindingsResults", [
+        scc_finding(pid, "b1", "OS_VULNERABILITY", "CRITICAL", 20),
+        scc_finding(pid, "b2", "PUBLIC_BUCKET_ACL", "HIGH", 5,
+                    finding_class="MISCONFIGURATION", mute="MUTED"),
+    ])
+    e.expect("gcp.scc.findings_within_sla", f"{res}/sources/-/findings")
+    e.expect("gcp.scc.vm_threat_detection_enabled",
+             f"{res}/locations/global/securityCenterServices")
+    f.put(f"/v2/projects/{pid}/locations/global/jobTriggers", {"jobTriggers": [{
+        "name": f"projects/{pid}/locations/global/jobTriggers/nightly",
+        "displayName": "nightly", "status": "PAUSED",
+        "triggers": [{"schedule": {"recurrencePeriodDuration": "86400s"}}],
+        "inspectJob": {"storageConfig": {"cloudStorageOptions": {
+            "fileSet": {"url": "gs://acme-bad-public/**"}}}},
+        "createTime": "2024-01-01T00:00:00Z", "updateTime": "2024-01-01T00:00:00Z"}]})
+    e.expect("gcp.dlp.inspection_scheduled", f"{res}/dlp")
+    base = f"/compute/v1/projects/{pid}"
+    f.put(f"{base}/aggregated/securityPolicies", aggregated_global(
+        "securityPolicies", [armor_policy("allow-all", waf=False)]))
+    f.put(f"{base}/aggregated/backendServices", aggregated_global("backendServices", [
+        backend_service(pid, "shop", "EXTERNAL"),
+        backend_service(pid, "blog", "EXTERNAL_MANAGED", armor="allow-all")]))
+    f.put(f"{base}/aggregated/sslPolicies", aggregated_global(
+        "sslPolicies", [ssl_policy(pid, "legacy", "COMPATIBLE", "TLS_1_0")]))
+    f.put(f"{base}/aggregated/targetHttpsProxies", aggregated_global(
+        "targetHttpsProxies", [https_proxy(pid, "shop", None)]))
+    f.put(f"{base}/global/targetSslProxies", {"kind": "compute#targetSslProxyList",
+                                             "id": "x", "items": [{
+        "kind": "compute#targetSslProxy", "id": "5", "name": "tcp-tls",
+        "creationTimestamp": "2024-01-01T00:00:00.000-08:00", "proxyHeader": "NONE",
+        "service": f"https://www.googleapis.com/compute/v1/projects/{pid}/global/"
+                   "backendServices/shop",
+        "sslPolicy": f"https://www.googleapis.com/compute/v1/projects/{pid}/global/"
+                     "sslPolicies/legacy",
+        "selfLink": f"https://www.googleapis.com/compute/v1/projects/{pid}/global/"
+                    "targetSslProxies/tcp-tls"}]})
+    for b in ("global/shop", "global/blog"):
+        e.expect("gcp.loadbalancing.backend_cloud_armor", b)
+    for p_ in ("global/shop", "global/tcp-tls"):
+        e.expect("gcp.loadbalancing.ssl_policy_modern", p_)
+    f.put(f"/v1/projects/{pid}/billingInfo", {"name": f"projects/{pid}/billingInfo",
+                                              "projectId": pid, "billingAccountName": ACCOUNT,
+                                              "billingEnabled": True})
+    e.expect("gcp.billing.budget_alerts", f"{res}/budgets")
+    e.expect("gcp.orgpolicy.constraints_enforced", f"{res}/policies")
     compute_sa = f"serviceAccount:{number}-compute@developer.gserviceaccount.com"
     f.policies[res] = policy({
         "roles/editor": ["user:dev@acme.example", compute_sa],
+        "roles/owner": ["domain:acme.example"],
         "roles/viewer": ["allAuthenticatedUsers"],
     })
     for c in ("user_no_primitive_roles", "service_account_no_primitive_roles",
@@ -587,6 +847,7 @@ def add_bad_project(e: Estate, pid: str, number: int, parent: str) -> None:
         sink(res, "errors-only", flt="severity>=ERROR"),
     ])
     e.expect("gcp.logging.sink_all_logs", f"{res}/sinks")
+    e.expect("gcp.logging.sink_destination_locked", f"{res}/sinks")
     public = bucket(f"{pid}-public", pap="inherited", ubla=False)
     logs = bucket(f"{pid}-logs", retention={"retentionPeriod": "86400", "isLocked": False})
     unnamed = bucket(f"{pid}-audit", location="US-CENTRAL1")  # no retention at all
@@ -600,6 +861,8 @@ def add_bad_project(e: Estate, pid: str, number: int, parent: str) -> None:
         e.expect(f"gcp.storage.{c}", public["name"])
     e.expect("gcp.storage.bucket_retention_lock", logs["name"])
     e.expect("gcp.storage.bucket_retention_lock", unnamed["name"])
+    for b in (public, logs, unnamed):
+        e.expect("gcp.storage.bucket_lifecycle_delete", b["name"])
     base = f"/compute/v1/projects/{pid}"
     f.put_list(f"{base}/global/firewalls", "items", [
         firewall(pid, "default-allow-ssh", "default", ["0.0.0.0/0"],
@@ -612,7 +875,17 @@ def add_bad_project(e: Estate, pid: str, number: int, parent: str) -> None:
         firewall(pid, "egress-any", "default", ["0.0.0.0/0"], [{"IPProtocol": "all"}],
                  direction="EGRESS"),
         firewall(pid, "udp-all", "default", ["0.0.0.0/0"], [{"IPProtocol": "udp"}]),
+        # The protocol as its IANA number, and the internet in two halves: both are
+        # documented forms (compute.v1 Firewall.allowed[].IPProtocol, sourceRanges).
+        firewall(pid, "ssh-by-number", "default", ["0.0.0.0/0"],
+                 [{"IPProtocol": "6", "ports": ["22"]}]),
+        firewall(pid, "rdp-halves", "default", ["0.0.0.0/1", "128.0.0.0/1"],
+                 [{"IPProtocol": "tcp", "ports": ["3389"]}]),
+        firewall(pid, "tagged-only", "default", [], [{"IPProtocol": "all"}])
+        | {"sourceTags": ["bastion"]},
     ])
+    e.expect("gcp.network.ssh_open_to_internet", "default/ssh-by-number")
+    e.expect("gcp.network.rdp_open_to_internet", "default/rdp-halves")
     e.expect("gcp.network.ssh_open_to_internet", "default/default-allow-ssh")
     e.expect("gcp.network.rdp_open_to_internet", "default/default-allow-rdp")
     for c in ("ssh_open_to_internet", "rdp_open_to_internet", "all_ports_open_to_internet"):
@@ -623,7 +896,12 @@ def add_bad_project(e: Estate, pid: str, number: int, parent: str) -> None:
     f.put(f"{base}/aggregated/subnetworks", {"items": {"regions/us-central1": {"subnetworks": [
         subnet(pid, "default", "us-central1", flow_logs=None)]}}})
     e.expect("gcp.network.flow_logs_enabled", "us-central1/default")
+    halves = sql_instance(pid, "pg-halves", public=True, networks=["20.0.0.0/9",
+                                                                   "20.128.0.0/9"])
+    e.expect("gcp.sql.not_publicly_accessible", "pg-halves")
+    e.expect("gcp.sql.firewall_open_to_internet", "pg-halves")
     f.put_list(f"/v1/projects/{pid}/instances", "items", [
+        halves,
         sql_instance(pid, "mysql-open", backups=False, public=True,
                      networks=["0.0.0.0/0", "198.51.100.0/24"],
                      ssl_mode="ALLOW_UNENCRYPTED_AND_ENCRYPTED"),
@@ -650,12 +928,29 @@ def add_bad_project(e: Estate, pid: str, number: int, parent: str) -> None:
 
 def add_third_project(e: Estate, pid: str, number: int, parent: str) -> None:
     """A nearly empty project directly under the organisation, with its own audit
-    configuration and an export sink."""
+    configuration and an export sink; unlabelled, without billing."""
     f = e.fake
     f.add_project(pid, number, parent)
-    f.policies[f"projects/{pid}"] = policy({"roles/browser": ["group:all@acme.example"]},
-                                           [FULL_AUDIT])
-    f.put_list(f"/v2/projects/{pid}/sinks", "sinks", [sink(f"projects/{pid}", "all")])
+    res = f"projects/{pid}"
+    for c in ("project_labelled", "project_in_folder", "environments_separated"):
+        e.expect(f"gcp.governance.{c}", res)
+    e.expect("gcp.scc.vm_threat_detection_enabled",
+             f"{res}/locations/global/securityCenterServices")
+    e.expect("gcp.dlp.inspection_scheduled", f"{res}/dlp")
+    e.expect("gcp.orgpolicy.constraints_enforced", f"{res}/policies")
+    e.expect("gcp.logging.sink_destination_locked", f"{res}/sinks")
+    f.policies[f"projects/{pid}"] = policy({
+        "roles/browser": ["group:all@acme.example"],
+        "roles/owner": [f"principalSet://cloudresourcemanager.googleapis.com/projects/{number}"
+                        "/type/ServiceAccount"],
+    }, [FULL_AUDIT])
+    e.expect("gcp.iam.service_account_no_primitive_roles", f"projects/{pid}")
+    # No filter, but an enabled exclusion drops debug entries: not every log is exported.
+    f.put_list(f"/v2/projects/{pid}/sinks", "sinks", [
+        sink(f"projects/{pid}", "all") | {"exclusions": [
+            exclusion("no-debug", "severity<=DEBUG"),
+            exclusion("old-off", "resource.type=gce_instance", disabled=True)]}])
+    e.expect("gcp.logging.sink_all_logs", f"projects/{pid}/sinks")
     f.put_list(f"/v1/projects/{pid}/locations/global/securityCenterServices",
                "securityCenterServices", scc_services(pid))
 
@@ -674,13 +969,24 @@ def build_estate(fake: GcpFake, *, denied: bool = True) -> Estate:
                                  "roles/owner": ["user:founder@acme.example"]})
     e.expect("gcp.iam.user_no_primitive_roles", ORG)
     e.expect("gcp.iam.data_access_audit_logs", ORG)
-    fake.policies[ENG] = policy({"roles/viewer": ["group:eng@acme.example"]})
+    fake.policies[ENG] = policy({
+        "roles/viewer": ["group:eng@acme.example"],
+        "roles/editor": ["principalSet://iam.googleapis.com/locations/global/workforcePools/"
+                         "contractors/*"],
+    })
     e.expect("gcp.iam.data_access_audit_logs", ENG)
+    e.expect("gcp.iam.user_no_primitive_roles", ENG)
     fake.policies[PROD] = policy({"roles/owner": ["group:sre@acme.example"]},
                                  [FULL_AUDIT])
     e.expect("gcp.iam.user_no_primitive_roles", PROD)
     fake.put_list(f"/v2/{PROD}/sinks", "sinks",
                   [sink(PROD, "prod-all", include_children=True)])
+    fake.put_list(f"/v1/{ACCOUNT}/budgets", "budgets", [
+        budget(ACCOUNT, "good", projects=["projects/1001"]),
+        budget(ACCOUNT, "bad-muted", projects=["projects/1002"], notify=False)])
+    fake.put("/storage/v1/b/central-logs", bucket(
+        "central-logs", retention={"retentionPeriod": "34560000", "isLocked": True,
+                                   "effectiveTime": "2024-01-01T00:00:00Z"}))
     add_good_project(e, "acme-good", 1001, PROD)
     add_bad_project(e, "acme-bad", 1002, ENG)
     add_third_project(e, "acme-third", 1003, ORG)

@@ -63,7 +63,7 @@ ROOT = Path(__file__).resolve().parent.parent
 FAST = HttpOptions(max_attempts=3, retry_min_wait=0, retry_max_wait=0.01, timeout=5,
                    connect_timeout=2)
 SERVICES = {"storage", "network", "security", "monitor", "keyvault", "sql", "compute",
-            "recoveryservices", "locks"}
+            "recoveryservices", "locks", "governance", "gateway", "consumption", "policy"}
 
 
 def connector(fake: ArmFake, credential: Any = None, **options: Any) -> AzureConnector:
@@ -88,6 +88,7 @@ def coverage(records: list[Record]) -> dict[tuple[str, str], Coverage]:
 # --------------------------------------------------------------------------- estate
 
 
+@pytest.mark.clock  # ages of findings and keys are judged against now
 def test_planted_misconfigurations_fail_exactly_their_checks(arm_fake: ArmFake) -> None:
     estate = build_estate(arm_fake)
     records = collect_all(connector(arm_fake))
@@ -135,10 +136,10 @@ def test_resource_lists_follow_next_link(arm_fake: ArmFake) -> None:
     records = collect_all(connector(arm_fake, subscriptions=[SUB_B]))
     accounts = {r.resource_id for r in records
                 if isinstance(r, Evidence) and r.resource_type == "azure.storage.account"}
-    assert len(accounts) == 5  # three pages of two
+    assert len(accounts) == 7  # four pages of two
     pages = [r.query.get("$skiptoken", ["0"])[0] for r in arm_fake.requests
              if r.path.endswith("Microsoft.Storage/storageAccounts")]
-    assert pages == ["0", "2", "4"]
+    assert pages == ["0", "2", "4", "6"]
     # Configured subscriptions: no discovery call at all; the scope opened.
     assert "/subscriptions" not in arm_fake.paths()
     assert coverage(records)[(SUB_B, "*")].ok
@@ -271,7 +272,7 @@ def test_unreadable_detail_makes_only_its_checks_errors(arm_fake: ArmFake) -> No
     records = collect_all(connector(arm_fake, subscriptions=[SUB_B]))
     assert coverage(records)[(SUB_B, "sql")].ok
     [server] = [r for r in records if isinstance(r, Evidence)
-                and r.resource_type == "azure.sql.server"]
+                and r.resource_type == "azure.sql.server" and "b-sql-open" in r.resource_id]
     assert "403" in server.payload["_errors"]["auditing"]
     verdicts = {k[0]: v for k, v in judge([server]).items()}
     assert verdicts["azure.sql.auditing_enabled"] == "error"
@@ -343,6 +344,7 @@ def _settings(db_url: str, options: dict[str, Any], name: str = "azure-prod") ->
     return settings
 
 
+@pytest.mark.clock  # ages of findings and keys are judged against now
 def test_two_subscriptions_discovered_and_collected_in_one_run(
     engine: Engine, db_url: str, arm_tls_fake: ArmFake, tls_ca: tuple[Any, Path],
     monkeypatch: pytest.MonkeyPatch,
@@ -588,3 +590,111 @@ def test_check_names_match_the_other_clouds() -> None:
     for spec in AzureConnector.checks():
         assert spec.rationale and spec.remediation and spec.title
         assert spec.resource_type.split(".")[1] in SERVICES
+
+
+# --------------------------------------------------------------------------- new checks
+
+
+def _judge(check_id: str, payload: dict[str, Any], **params: Any) -> tuple[str, str]:
+    spec = REGISTRY.get(check_id)
+    ev = Evidence(SUB_A, "global", spec.resource_type, "x", payload)
+    [f] = evaluate(ev, [spec], {check_id: spec.params_with(params)})
+    return f.status, f.message
+
+
+@pytest.mark.clock
+def test_assessment_sla_by_severity_judged_from_full_timestamps() -> None:
+    from datetime import UTC, datetime, timedelta
+
+    def ago(days: float) -> str:
+        return (datetime.now(UTC) - timedelta(days=days)).isoformat()
+
+    def unhealthy(sev: str | None, days: float) -> dict[str, Any]:
+        return {"key": "k", "displayName": "Fix it", "severity": sev,
+                "resourceId": "/subscriptions/s/resourcegroups/r/x/vm1",
+                "statusChangeDate": ago(days)}
+
+    check = "azure.security.assessments_within_sla"
+    assert _judge(check, {"unhealthy": [unhealthy("High", 29.9)]})[0] == "pass"
+    assert _judge(check, {"unhealthy": [unhealthy("High", 30.1)]})[0] == "fail"
+    assert _judge(check, {"unhealthy": [unhealthy("Low", 170)]})[0] == "pass"
+    # An unknown severity gets the strictest limit.
+    status, message = _judge(check, {"unhealthy": [unhealthy(None, 31)]})
+    assert status == "fail" and "unknown 'Fix it' on vm1 (31 days > 30)" in message
+    assert _judge(check, {"unhealthy": [unhealthy("Low", 40)]},
+                  max_age_days={"Low": 30})[0] == "fail"
+    assert _judge(check, {"unhealthy": []}) == ("pass", "No open Defender for Cloud findings")
+    assert _judge(check, {"_errors": {"unhealthy": "HTTP 403"}})[0] == "error"
+
+
+def test_app_gateway_tls_policies() -> None:
+    from connectors.azure.gateway import min_tls
+
+    assert min_tls({"policyType": "Predefined", "policyName": "AppGwSslPolicy20150501"}) == \
+        "TLSv1_0"
+    assert min_tls({"policyType": "Predefined", "policyName": "AppGwSslPolicy20220101S"}) == \
+        "TLSv1_2"
+    assert min_tls({"policyType": "Custom", "minProtocolVersion": "TLSv1_1"}) == "TLSv1_1"
+    assert min_tls({"disabledSslProtocols": ["TLSv1_0", "TLSv1_1"]}) == "TLSv1_2"
+    assert min_tls(None) is None
+    base = {"httpsListeners": 1, "sslPolicy": {"policyType": "Predefined",
+                                               "policyName": "AppGwSslPolicy20220101"}}
+    check = "azure.gateway.app_gateway_tls_policy"
+    assert _judge(check, base)[0] == "pass"
+    weak_profile = base | {"sslProfiles": [{"name": "legacy", "sslPolicy": {
+        "policyType": "Predefined", "policyName": "AppGwSslPolicy20170401"}}]}
+    assert _judge(check, weak_profile) == (
+        "fail", "TLS below TLSv1_2 is accepted: SSL profile legacy: minimum TLSv1_1")
+    assert _judge(check, base, min_version="TLSv1_3")[0] == "fail"
+    assert _judge(check, {"httpsListeners": 0})[0] == "not_applicable"
+
+
+def test_firewall_threat_intel_mode_defaults_to_alert() -> None:
+    check = "azure.gateway.firewall_threat_intel_deny"
+    assert _judge(check, {"firewallPolicy": None})[0] == "fail"
+    assert _judge(check, {"firewallPolicy": None, "threatIntelMode": "Deny"})[0] == "pass"
+    # A policy-managed firewall: the policy's mode applies, not the firewall's own.
+    assert _judge(check, {"firewallPolicy": "p", "threatIntelMode": "Deny",
+                          "policy": {"threatIntelMode": "Alert"}})[0] == "fail"
+    assert _judge(check, {"firewallPolicy": "p", "_errors": {"policy": "HTTP 403"}})[0] == \
+        "error"
+
+
+def test_environment_separation_reads_every_tag_value() -> None:
+    check = "azure.governance.environments_separated"
+    sub = {"tags": {"Environment": "prod, test"}, "resourceGroups": []}
+    status, message = _judge(check, sub)
+    assert status == "fail" and "production" in message and "non-production" in message
+    only = {"tags": {}, "resourceGroups": [{"name": "a", "tags": {"ENVIRONMENT": "PRD"}}]}
+    assert _judge(check, only)[0] == "pass"
+    assert _judge(check, {"tags": {}, "resourceGroups": []})[0] == "fail"
+    assert _judge(check, {"tags": {"stage": "dev"}, "resourceGroups": []}, tag="stage")[0] == \
+        "pass"
+
+
+def test_management_group_placement() -> None:
+    check = "azure.governance.subscription_in_management_group"
+    root = {"name": TENANT, "displayName": "Tenant Root Group"}
+    assert _judge(check, {"tenantId": TENANT, "managementGroups": [root]})[0] == "fail"
+    status, message = _judge(check, {"tenantId": TENANT, "managementGroups": [
+        {"name": "prod", "displayName": "Production"}, root]})
+    assert (status, message) == ("pass", "The subscription sits in Tenant Root Group > "
+                                 "Production")
+    assert _judge(check, {"tenantId": TENANT, "managementGroups": None})[0] == "error"
+    assert _judge(check, {"tenantId": TENANT,
+                          "_errors": {"managementGroups": "HTTP 403"}})[0] == "error"
+
+
+def test_unreadable_management_groups_make_only_placement_an_error(arm_fake: ArmFake) -> None:
+    build_estate(arm_fake)
+    arm_fake.fault(r"/providers/Microsoft\.Management/managementGroups/", 403,
+                   code="AuthorizationFailed")
+    records = collect_all(connector(arm_fake, subscriptions=[SUB_A, SUB_B]))
+    verdicts = judge(records)
+    for sub in (SUB_A, SUB_B):
+        rid = f"/subscriptions/{sub}"
+        assert verdicts[("azure.governance.subscription_in_management_group", rid)] == "error"
+        assert verdicts[("azure.governance.subscription_tagged", rid)] in ("pass", "fail")
+    # The tree is read once per tenant and the failure remembered, not retried per unit.
+    tree_reads = [r for r in arm_fake.requests if "managementGroups" in r.path]
+    assert len(tree_reads) == 1

@@ -27,6 +27,7 @@ from connectors.records import Coverage, Evidence, Record
 from mappings.loader import load_mappings
 from store.queries import findings_at
 from tests import azure_fixtures as azure_fx
+from tests import clock
 from tests import gcp_fixtures as fx
 from tests.gcp_fixtures import (
     ENG,
@@ -49,7 +50,8 @@ tls_ca = azure_fx.tls_ca
 ROOT = Path(__file__).resolve().parent.parent
 FAST = {"max_attempts": 2, "retry_min_wait": 0, "retry_max_wait": 0.01, "timeout": 5,
         "connect_timeout": 2}
-PROJECT_SERVICES = {"iam", "logging", "storage", "network", "sql", "kms", "scc"}
+PROJECT_SERVICES = {"iam", "logging", "storage", "network", "sql", "kms", "scc",
+                    "governance", "dlp", "loadbalancing", "billing", "orgpolicy"}
 
 
 def options(fake: GcpFake, **extra: Any) -> GcpOptions:
@@ -89,6 +91,7 @@ def evidence_of(records: list[Record], rtype: str) -> dict[str, Evidence]:
 # --------------------------------------------------------------------------- estate
 
 
+@pytest.mark.clock  # ages of findings and keys are judged against now
 def test_planted_misconfigurations_fail_exactly_their_checks(gcp_fake: GcpFake) -> None:
     estate = build_estate(gcp_fake)
     _, records = collect(gcp_fake)
@@ -100,6 +103,65 @@ def test_planted_misconfigurations_fail_exactly_their_checks(gcp_fake: GcpFake) 
     assert len(ids) >= 20
     assert {c for c, _ in failing} == ids
     assert {c for (c, _), (s, _) in verdicts.items() if s in ("pass", "not_applicable")} == ids
+
+
+def test_fake_answers_match_googles_discovery_documents(gcp_fake: GcpFake) -> None:
+    """Every answer the fake gives the connector is valid under the response schema of
+    its method in the discovery documents of google-api-python-client (no property they
+    do not define, types, formats, enums); the one API without a document there is
+    named."""
+    build_estate(gcp_fake)
+    collect(gcp_fake)
+    assert gcp_fake.schema_violations == []
+    assert {u.split(":", 1)[0] for u in gcp_fake.unvalidated} == {"scc"}
+    # The validator does catch drift.
+    from tests.gcp_discovery import Discovery
+
+    bad = firewall("p", "r", "n", ["0.0.0.0/0"], [{"IPProtocol": 6}]) | {"invented": True}
+    found = Discovery("compute.v1").violations("FirewallList", {"items": [bad]})
+    assert found == ["FirewallList.items[0].allowed[0].IPProtocol: expected a string, got 6",
+                     "FirewallList.items[0]: property 'invented' is not in the schema"]
+
+
+def test_member_kinds_cover_the_documented_principal_identifiers() -> None:
+    from connectors.gcp.iam import PEOPLE_KINDS, WORKLOAD_KINDS, member_kind
+
+    cases = {
+        "user:alex@example.com": "user",
+        "group:admins@example.com": "group",
+        "domain:example.com": "domain",
+        "serviceAccount:app@p.iam.gserviceaccount.com": "serviceAccount",
+        "serviceAccount:p.svc.id.goog[ns/ksa]": "serviceAccount",
+        "allUsers": "allUsers",
+        "allAuthenticatedUsers": "allAuthenticatedUsers",
+        "principal://iam.googleapis.com/locations/global/workforcePools/p/subject/raha":
+            "workforceIdentity",
+        "principalSet://iam.googleapis.com/locations/global/workforcePools/p/group/g":
+            "workforceIdentity",
+        "principalSet://iam.googleapis.com/locations/global/workforcePools/p/*":
+            "workforceIdentity",
+        "principal://iam.googleapis.com/projects/1/locations/global/workloadIdentityPools/"
+        "p/subject/s": "workloadIdentity",
+        "principalSet://iam.googleapis.com/projects/1/locations/global/"
+        "workloadIdentityPools/p/attribute.repo/x": "workloadIdentity",
+        "principalSet://cloudresourcemanager.googleapis.com/folders/2/type/ServiceAccount":
+            "serviceAccount",
+        "principal://goog/subject/alex@example.com": "user",
+        "principalSet://goog/group/admins@example.com": "group",
+        "principalSet://goog/cloudIdentityCustomerId/C01abc": "domain",
+        "principalSet://goog/public:all": "allUsers",
+        "deleted:user:alex@example.com?uid=123": "deletedUser",
+        "deleted:group:admins@example.com?uid=4": "deletedGroup",
+        "deleted:serviceAccount:app@p.iam.gserviceaccount.com?uid=5":
+            "deletedServiceAccount",
+        "projectOwner:acme-prod": "projectRole",
+        "projectViewer:acme-prod": "projectRole",
+        "somethingNew:x": "unknown",
+        "principal://example.org/x": "unknown",
+    }
+    assert {m: member_kind(m) for m in cases} == cases
+    assert not set(PEOPLE_KINDS) & set(WORKLOAD_KINDS)
+    assert set(cases.values()) <= set(PEOPLE_KINDS) | set(WORKLOAD_KINDS)
 
 
 def test_forbidden_project_is_an_error_for_that_scope_only(gcp_fake: GcpFake) -> None:
@@ -255,6 +317,7 @@ def test_evidence_is_normalised_and_holds_no_secrets(gcp_fake: GcpFake) -> None:
 # --------------------------------------------------------------------------- the store
 
 
+@pytest.mark.clock  # ages of findings and keys are judged against now
 def test_three_projects_in_a_folder_hierarchy_collected_in_one_run(
     engine: Engine, db_url: str, gcp_fake: GcpFake, sa_key_material: ServiceAccountKey,
     monkeypatch: pytest.MonkeyPatch,
@@ -341,7 +404,16 @@ def test_default_transport_is_grpc() -> None:
     [
         (["0.0.0.0/0"], [{"IPProtocol": "tcp", "ports": ["22"]}], "fail", "pass", "pass"),
         (["0.0.0.0/0"], [{"IPProtocol": "tcp"}], "fail", "fail", "fail"),
-        (["0.0.0.0/0"], [{"IPProtocol": "tcp", "ports": ["1-65535"]}], "fail", "fail", "pass"),
+        # Port 0 is reserved: 1-65535 is every port (a false pass before the shared
+        # exposure arithmetic).
+        (["0.0.0.0/0"], [{"IPProtocol": "tcp", "ports": ["1-65535"]}], "fail", "fail", "fail"),
+        (["0.0.0.0/0"], [{"IPProtocol": "6", "ports": ["20-30"]}], "fail", "pass", "pass"),
+        (["0.0.0.0/0"], [{"IPProtocol": "17"}], "pass", "pass", "fail"),
+        (["0.0.0.0/1", "128.0.0.0/1"], [{"IPProtocol": "tcp", "ports": ["22"]}],
+         "fail", "pass", "pass"),
+        (["35.235.240.0/20"], [{"IPProtocol": "tcp", "ports": ["22", "3389"]}],
+         "pass", "pass", "pass"),
+        (["8.0.0.0/7"], [{"IPProtocol": "all"}], "fail", "fail", "fail"),
         (["0.0.0.0/0"], [{"IPProtocol": "tcp", "ports": ["0-65535"]}], "fail", "fail", "fail"),
         (["10.0.0.0/8"], [{"IPProtocol": "all"}], "pass", "pass", "pass"),
         (["0.0.0.0/0"], [{"IPProtocol": "icmp"}], "pass", "pass", "pass"),
@@ -356,6 +428,34 @@ def test_firewall_rule_evaluation(ranges: list[str], allowed: list[dict[str, Any
            for f in evaluate(ev, REGISTRY.for_type(gcp_network.FIREWALL), {})}
     assert got == {"ssh_open_to_internet": ssh, "rdp_open_to_internet": rdp,
                    "all_ports_open_to_internet": every}
+
+
+def test_firewall_deny_rules_evaluated_first_shadow_allow_rules() -> None:
+    """The reader gives each ingress allow rule the deny rules of its network that Google
+    evaluates first; a deny covering the allow rule's targets shadows it."""
+    allow = firewall("p", "allow-all", "n", ["0.0.0.0/0"], [{"IPProtocol": "all"}])
+    allow |= {"priority": 1000, "targetTags": ["web"]}
+    deny_ssh = firewall("p", "deny-ssh", "n", ["0.0.0.0/0"], []) | {
+        "priority": 1000, "denied": [{"IPProtocol": "tcp", "ports": ["22"]}]}
+    deny_rdp_db = firewall("p", "deny-rdp-db", "n", ["0.0.0.0/0"], []) | {
+        "priority": 10, "targetTags": ["db"], "denied": [{"IPProtocol": "tcp"}]}
+    deny_late = firewall("p", "deny-late", "n", ["0.0.0.0/0"], []) | {
+        "priority": 2000, "denied": [{"IPProtocol": "all"}]}
+    other_net = firewall("p", "deny-elsewhere", "m", ["0.0.0.0/0"], []) | {
+        "priority": 1, "denied": [{"IPProtocol": "all"}]}
+    payloads = dict(gcp_network.with_denies([allow, deny_ssh, deny_rdp_db, deny_late,
+                                             other_net]))
+    got = payloads["n/allow-all"]
+    assert [d["name"] for d in got["denyRulesBefore"]] == ["deny-rdp-db", "deny-ssh"]
+    assert "denyRulesBefore" not in payloads["n/deny-ssh"]
+    ev = Evidence("p", "global", gcp_network.FIREWALL, "n/allow-all", got)
+    verdicts = {f.check_id.rsplit(".", 1)[1]: (f.status, f.message)
+                for f in evaluate(ev, REGISTRY.for_type(gcp_network.FIREWALL), {})}
+    assert verdicts["ssh_open_to_internet"][0] == "pass"  # deny-ssh wins at equal priority
+    assert verdicts["rdp_open_to_internet"][0] == "fail"  # deny-rdp-db targets only "db"
+    assert verdicts["all_ports_open_to_internet"] == (
+        "fail", "Rule allow-all opens 65534 of 65535 TCP ports (all but 22) and every UDP "
+        "port to the internet")
 
 
 def test_check_parameters_change_verdicts() -> None:
@@ -403,6 +503,10 @@ def test_options_validation() -> None:
         GcpOptions(organization_ids=["100"])
     with pytest.raises(ValueError, match="SecretRef"):
         GcpOptions(auth="service_account_key", service_account_key="{}")
+    with pytest.raises(ValueError, match="not constraint names"):
+        GcpOptions(org_policy_constraints=["requireOsLogin"])
+    assert GcpOptions(org_policy_constraints=["compute.requireOsLogin"] * 2
+                      ).org_policy_constraints == ["compute.requireOsLogin"]
     o = GcpOptions(resource_manager_transport="rest",
                    resource_manager_endpoint="https://cloudresourcemanager.googleapis.com",
                    endpoints={"compute": "https://compute.googleapis.com/"})
@@ -477,6 +581,7 @@ def _plugin_dir(tmp_path: Path) -> Path:
     return root
 
 
+@pytest.mark.clock  # ages of findings and keys are judged against now
 def test_cli_collects_two_subscriptions_and_three_projects_in_one_run(
     tmp_path: Path, db_url: str, gcp_fake: GcpFake, sa_key_material: ServiceAccountKey,
     arm_tls_fake: Any, tls_ca: tuple[Any, Path],
@@ -546,9 +651,10 @@ max_age_days = 5
     env.pop("ANNEXA_DATABASE_URL", None)
 
     def annexa(*args: str) -> subprocess.CompletedProcess[str]:
+        # At a shifted clock (marker "clock"), the subprocess follows it (libfaketime).
         return subprocess.run(
-            [sys.executable, "-m", "collector", *args, "--config", str(cfg)],
-            capture_output=True, text=True, env=env, timeout=240,
+            clock.command([sys.executable, "-m", "collector", *args, "--config", str(cfg)]),
+            capture_output=True, text=True, env=clock.env(env), timeout=240,
         )
 
     proc = annexa("collect", "--format", "json")
@@ -567,3 +673,113 @@ max_age_days = 5
     assert {r["scope"] for r in rows if r["source"] == "azure-tenant"} == {az.SUB_B}
     assert {r["scope"] for r in rows if r["source"] == "gcp-org"} >= {"acme-bad", ORG}
     assert all(r["controls"] for r in rows)  # every failing check is mapped
+
+
+# --------------------------------------------------------------------------- new checks
+
+
+def _judge(check_id: str, payload: dict[str, Any], **params: Any) -> tuple[str, str]:
+    spec = REGISTRY.get(check_id)
+    ev = Evidence("p", "global", spec.resource_type, "x", payload)
+    [f] = evaluate(ev, [spec], {check_id: spec.params_with(params)})
+    return f.status, f.message
+
+
+@pytest.mark.clock
+def test_scc_findings_sla_by_class_severity_and_mute() -> None:
+    from tests.gcp_fixtures import ts
+
+    def finding(sev: str, days: float, cls: str = "VULNERABILITY", mute: str = "UNDEFINED"
+                ) -> dict[str, Any]:
+        return {"name": "1/f", "category": "OS_VULNERABILITY", "severity": sev,
+                "findingClass": cls, "createTime": ts(days), "mute": mute,
+                "resourceName": "//compute.googleapis.com/projects/p/zones/z/instances/vm"}
+
+    check = "gcp.scc.findings_within_sla"
+    assert _judge(check, {"findings": [finding("CRITICAL", 14)]})[0] == "pass"
+    status, message = _judge(check, {"findings": [finding("CRITICAL", 16)]})
+    assert status == "fail" and "CRITICAL OS_VULNERABILITY on vm (16 days > 15)" in message
+    assert _judge(check, {"findings": [finding("CRITICAL", 99, cls="THREAT")]})[0] == "pass"
+    muted = {"findings": [finding("HIGH", 60, mute="MUTED")]}
+    assert _judge(check, muted)[0] == "fail"
+    assert _judge(check, muted, include_muted=False)[0] == "pass"
+    assert _judge(check, {"findings": [finding("SEVERITY_UNSPECIFIED", 20)]})[0] == "fail"
+    assert _judge(check, {"_errors": {"findings": "HTTP 403"}})[0] == "error"
+
+
+def test_ssl_policy_profiles_and_versions() -> None:
+    check = "gcp.loadbalancing.ssl_policy_modern"
+
+    def proxy(profile: str, version: str) -> dict[str, Any]:
+        return {"policy": {"name": "p", "profile": profile, "minTlsVersion": version,
+                           "customFeatures": []}}
+
+    assert _judge(check, proxy("RESTRICTED", "TLS_1_2"))[0] == "pass"
+    assert _judge(check, proxy("MODERN", "TLS_1_0")) == (
+        "fail", "SSL policy p accepts weak TLS: minimum TLS_1_0")
+    assert _judge(check, proxy("COMPATIBLE", "TLS_1_2"))[0] == "fail"
+    assert _judge(check, proxy("CUSTOM", "TLS_1_3"),
+                  accepted_profiles=["CUSTOM"])[0] == "pass"
+    assert _judge(check, {"policy": None})[0] == "fail"
+
+
+def test_org_policy_conditional_rules_do_not_enforce() -> None:
+    from connectors.gcp.orgpolicy import enforced
+
+    assert enforced({"spec": {"rules": [{"enforce": True}]}})
+    assert not enforced({"spec": {"rules": [{"enforce": True, "condition": {
+        "expression": "resource.matchTag('env', 'prod')"}}]}})
+    assert not enforced({"spec": {"rules": [{"enforce": False}]}})
+    assert not enforced({"name": "projects/p/policies/x"})
+    check = "gcp.orgpolicy.constraints_enforced"
+    assert _judge(check, {"constraints": {"a.b": {"enforced": True}},
+                          "_errors": {"constraints": "c.d: HTTP 403"}})[0] == "error"
+    assert _judge(check, {"constraints": {"a.b": {"enforced": False}},
+                          "_errors": {"constraints": "c.d: HTTP 403"}})[0] == "fail"
+
+
+def test_budget_scope_follows_projects_and_ancestors() -> None:
+    from connectors.gcp.billing import covers
+    from connectors.gcp.context import Project
+
+    project = Project(id="p", name="projects/42", parent="folders/7")
+    everything = {"filter": {"projects": [], "resourceAncestors": []}}
+    mine = {"filter": {"projects": ["projects/42"], "resourceAncestors": []}}
+    other = {"filter": {"projects": ["projects/43"], "resourceAncestors": []}}
+    folder = {"filter": {"projects": [], "resourceAncestors": ["folders/7"]}}
+    assert covers(everything, project, ["folders/7", "organizations/1"])
+    assert covers(mine, project, [])
+    assert not covers(other, project, ["folders/7"])
+    assert covers(folder, project, ["folders/7", "organizations/1"])
+    check = "gcp.billing.budget_alerts"
+    assert _judge(check, {"billingEnabled": False})[0] == "not_applicable"
+    quiet = {"billingEnabled": True, "budgets": [
+        {"name": "b", "thresholds": [50.0], "notifies": False}]}
+    assert _judge(check, quiet)[0] == "fail"
+    assert _judge(check, {"billingEnabled": True, "budgets": [
+        {"name": "b", "thresholds": [120.0], "notifies": True}]})[0] == "fail"
+
+
+def test_sink_destination_lock_is_judged_on_the_exporting_sinks() -> None:
+    check = "gcp.logging.sink_destination_locked"
+    gcs = "storage.googleapis.com/central"
+    assert _judge(check, {"destinations": {gcs: {"kind": "gcs", "locked": True,
+                                                 "retentionDays": 400}}})[0] == "pass"
+    assert _judge(check, {"destinations": {gcs: {"kind": "gcs", "locked": True,
+                                                 "retentionDays": 30}}})[0] == "fail"
+    assert _judge(check, {"destinations": {"bigquery.googleapis.com/projects/p/datasets/d": {
+        "kind": "bigquery"}}})[0] == "fail"
+    assert _judge(check, {"destinations": {gcs: {"kind": "gcs", "error": "HTTP 403"}}})[0] \
+        == "error"
+    assert _judge(check, {"destinations": {}})[0] == "fail"
+
+
+def test_shared_vpc_host_of_the_other_environment() -> None:
+    check = "gcp.governance.environments_separated"
+    prod_host = {"projectId": "host", "labels": {"environment": "production"}}
+    assert _judge(check, {"labels": {"environment": "prod"},
+                          "sharedVpcHost": prod_host})[0] == "pass"
+    assert _judge(check, {"labels": {"environment": "staging"},
+                          "sharedVpcHost": prod_host}) == (
+        "fail", "A non-production project on the Shared VPC of host (production)")
+    assert _judge(check, {"labels": {}, "sharedVpcHost": None})[0] == "fail"

@@ -14,7 +14,8 @@ Configuration (``[[connectors]] type = "azure"``)::
 
 Units are ``<subscription id>/global/<service>`` — ``storage``, ``network``,
 ``security``, ``monitor``, ``keyvault``, ``sql``, ``compute``, ``recoveryservices``,
-``locks`` — the second segment of the resource types each produces. Evidence carries
+``locks``, ``governance``, ``gateway``, ``consumption``, ``policy`` — the second
+segment of the resource types each produces. Evidence carries
 the resource's location as its region (a ``global`` unit covers every region of its
 service). A 403 on one subscription fails that subscription's units only; the run
 goes on with the others. Units run on a bounded thread pool sharing one HTTP client.
@@ -42,13 +43,28 @@ from connectors.checks import REGISTRY, CheckSpec
 from connectors.http import HttpClient, HttpOptions, SourceError, check_url
 from connectors.records import Coverage, Record
 
-from . import compute, keyvault, locks, monitor, network, recoveryservices, security, sql, storage
+from . import (
+    compute,
+    consumption,
+    gateway,
+    governance,
+    keyvault,
+    locks,
+    monitor,
+    network,
+    policy,
+    recoveryservices,
+    security,
+    sql,
+    storage,
+)
 from .arm import Arm, CredentialError, TokenCredential, bearer_auth
 from .common import GLOBAL, Unit, stream_units
 from .credentials import REQUIRED, CredentialKind, build_credential
 
 SERVICE_MODULES: tuple[ModuleType, ...] = (
     storage, network, security, monitor, keyvault, sql, compute, recoveryservices, locks,
+    governance, gateway, consumption, policy,
 )
 SERVICES: tuple[str, ...] = tuple(m.SERVICE for m in SERVICE_MODULES)
 SUBSCRIPTIONS_API = "2022-12-01"
@@ -196,8 +212,9 @@ def discover_subscriptions(arm: Arm) -> list[Subscription]:
 
 
 class AzureConnector(Connector):
-    """Reads storage, network, Defender, activity log, Key Vault, SQL, compute, backup
-    and lock settings of every subscription an Entra identity can read."""
+    """Reads storage, network, Defender, activity log, Key Vault, SQL, compute, backup,
+    lock, governance, gateway, budget and policy-compliance settings of every
+    subscription an Entra identity can read."""
 
     type: ClassVar[str] = "azure"
     prefix: ClassVar[str] = "azure"
@@ -228,20 +245,23 @@ class AzureConnector(Connector):
         """Scope of failures before any subscription is known (discovery, credential)."""
         return self.options.tenant_id or self.name
 
-    def _readers(self) -> list[tuple[str, Callable[..., Iterator[Any]]]]:
+    def _readers(self, arm: Arm) -> list[tuple[str, Callable[..., Iterator[Any]]]]:
         o = self.options
+        tree = governance.ManagementTree(arm)  # read once per tenant, shared by the units
         out: list[tuple[str, Callable[..., Iterator[Any]]]] = []
         for m in SERVICE_MODULES:
             read = m.read
             if m is locks:
                 read = partial(locks.read, critical_types=tuple(o.critical_resource_types),
                                critical_tag=o.tag)
+            elif m is governance:
+                read = partial(governance.read, tree=tree)
             out.append((m.SERVICE, read))
         return out
 
     def plan(self, arm: Arm, subscriptions: list[Subscription]) -> Iterator[Unit]:
         """Units lazily, subscription by subscription (the pool pulls them one by one)."""
-        readers = self._readers()
+        readers = self._readers(arm)
         for sub in subscriptions:
             for service, read in readers:
                 yield Unit(sub.id, service, partial(read, arm, sub.id))

@@ -8,7 +8,10 @@ subscription (service ``monitor``):
   listing (a failure fails the unit);
 * for each workspace destination, ``GET <workspace id>`` for ``retentionInDays``;
 * for each storage destination, ``GET <account id>/managementPolicies/default`` (404:
-  no lifecycle policy, blobs are kept until deleted by hand).
+  no lifecycle policy, blobs are kept until deleted by hand), and its immutability:
+  ``GET <account id>`` (account-level ``immutableStorageWithVersioning``) and
+  ``GET <account id>/blobServices/default/containers/insights-activity-logs`` (the
+  container's time-based retention policy; 404: no container yet).
 
 Destination reads are partial: a failure is recorded in the destination's ``error``
 and only the retention check becomes an error (unless another destination suffices).
@@ -21,7 +24,11 @@ microsoft.insights/activitylog``, region ``global``)::
                              "eventHubAuthorizationRuleId", "eventHubName",
                              "logs": [{"category", "categoryGroup", "enabled"}]}],
      "destinations": {"<lower-cased id>": {"kind": "workspace", "retentionInDays": 365}
-                      | {"kind": "storage", "deleteAfterDays": null | 90}
+                      | {"kind": "storage", "deleteAfterDays": null | 90,
+                         "immutability": {"container": null | {"state", "days",
+                                                                "legalHold"},
+                                          "account": {"enabled", "state", "days"}}
+                           | "immutabilityError": "..."}
                       | {"kind": ..., "error": "..."}}}
 """
 
@@ -47,6 +54,8 @@ ACTIONS = (
     "Microsoft.Insights/diagnosticSettings/read",
     "Microsoft.OperationalInsights/workspaces/read",
     "Microsoft.Storage/storageAccounts/managementPolicies/read",
+    "Microsoft.Storage/storageAccounts/read",
+    "Microsoft.Storage/storageAccounts/blobServices/containers/read",
 )
 
 #: Where the activity log lands in a storage account.
@@ -89,6 +98,27 @@ def storage_delete_after_days(policy: Mapping[str, Any] | None) -> int | None:
     return min(days) if days else None
 
 
+def read_immutability(arm: Arm, account_id: str) -> dict[str, Any]:
+    """The WORM protection of the activity-log container: its own time-based retention
+    policy, and the account's default version-level policy."""
+    container = arm.get(f"{account_id}/blobServices/default/containers/{ACTIVITY_CONTAINER}",
+                        STORAGE_API, missing_ok=True)
+    account = arm.get(account_id, STORAGE_API)
+    cprops = (container or {}).get("properties") or {}
+    cpolicy = (cprops.get("immutabilityPolicy") or {}).get("properties") or {}
+    versioning = (account.get("properties") or {}).get("immutableStorageWithVersioning") or {}
+    apolicy = versioning.get("immutabilityPolicy") or {}
+    return {
+        "container": None if container is None else {
+            "state": cpolicy.get("state"),
+            "days": cpolicy.get("immutabilityPeriodSinceCreationInDays"),
+            "legalHold": bool(cprops.get("hasLegalHold")),
+        },
+        "account": {"enabled": bool(versioning.get("enabled")), "state": apolicy.get("state"),
+                    "days": apolicy.get("immutabilityPeriodSinceCreationInDays")},
+    }
+
+
 def read_destination(arm: Arm, kind: str, resource_id: str) -> dict[str, Any]:
     try:
         if kind == "workspace":
@@ -97,9 +127,15 @@ def read_destination(arm: Arm, kind: str, resource_id: str) -> dict[str, Any]:
                     "retentionInDays": (ws.get("properties") or {}).get("retentionInDays")}
         policy = arm.get(f"{resource_id}/managementPolicies/default", STORAGE_API,
                          missing_ok=True)
-        return {"kind": kind, "deleteAfterDays": storage_delete_after_days(policy)}
+        dest: dict[str, Any] = {"kind": kind,
+                                "deleteAfterDays": storage_delete_after_days(policy)}
     except SourceError as exc:
         return {"kind": kind, "error": str(exc)}
+    try:
+        dest["immutability"] = read_immutability(arm, resource_id)
+    except SourceError as exc:  # only the immutability check needs it
+        dest["immutabilityError"] = str(exc)
+    return dest
 
 
 def read(arm: Arm, subscription: str, **_: Any) -> Iterator[Evidence]:
@@ -230,3 +266,57 @@ def activity_log_retention(payload: Mapping[str, Any], params: Mapping[str, Any]
         return failed(f"Activity log retention below {min_days} days: " + "; ".join(short))
     return failed("The activity log is not exported to a workspace or storage account, so "
                   "it is kept only 90 days")
+
+
+def _locked(policy: Mapping[str, Any] | None, states: set[str], min_days: int) -> bool:
+    if not policy or str(policy.get("state") or "").lower() not in states:
+        return False
+    days = policy.get("days")
+    return isinstance(days, int) and days >= min_days
+
+
+@check(
+    id="azure.monitor.activity_log_immutable",
+    title="The activity log is exported to immutable (WORM) storage",
+    severity="medium",
+    resource_type=ACTIVITY_LOG,
+    rationale="Logs are evidence only if nobody, an administrator included, can alter or "
+    "delete them: a locked time-based retention policy on the storage that receives the "
+    "activity log makes it write-once, read-many for the retention period.",
+    remediation="Export the activity log to a storage account and lock a time-based "
+    "retention policy on its insights-activity-logs container (or the account's default "
+    "version-level immutability policy) for at least the retention period.",
+    parameters={"min_retention_days": 365, "accepted_states": ["Locked"],
+                "required_categories": ["Administrative", "Security", "Policy", "Alert"]},
+)
+def activity_log_immutable(payload: Mapping[str, Any], params: Mapping[str, Any]) -> Verdict:
+    min_days = int(params["min_retention_days"])
+    states = {str(x).lower() for x in params["accepted_states"]}
+    destinations = payload.get("destinations") or {}
+    unknown: list[str] = []
+    weak: list[str] = []
+    for s in exporting_settings(payload, list(params["required_categories"])):
+        rid = s.get("storageAccountId")
+        if not rid:
+            continue
+        label = str(rid).rsplit("/", 1)[-1]
+        dest = destinations.get(str(rid).lower()) or {}
+        if "immutability" not in dest:
+            unknown.append(f"{label}: {dest.get('immutabilityError') or dest.get('error')}")
+            continue
+        imm = dest["immutability"]
+        for where, policy in ((f"container {ACTIVITY_CONTAINER}", imm.get("container")),
+                              ("account default policy", imm.get("account"))):
+            if _locked(policy, states, min_days):
+                return passed(f"Storage account {label} keeps the activity log immutable "
+                              f"({where}: {policy['state']}, {policy['days']} days)")
+        c = imm.get("container") or {}
+        weak.append(f"{label} (container policy {c.get('state') or 'none'}, "
+                    f"{c.get('days') or 0} days)")
+    if unknown:
+        raise EvidenceMissing("immutability could not be read for " + "; ".join(unknown))
+    if weak:
+        return failed(f"No storage destination has a {'/'.join(sorted(states))} retention "
+                      f"policy of at least {min_days} days: " + "; ".join(weak))
+    return failed("The activity log is not exported to a storage account; workspaces and "
+                  "event hubs are not immutable storage")

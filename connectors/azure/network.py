@@ -1,25 +1,37 @@
-"""Network security groups: inbound rules open to the internet on SSH, RDP or every port.
+"""Network security groups and virtual networks: exposure to the internet, segregation.
 
-One unit per subscription (service ``network``): ``GET .../Microsoft.Network/
-networkSecurityGroups`` returns every NSG with its rules.
+One unit per subscription (service ``network``), two listings (a failure fails the
+unit): ``GET .../Microsoft.Network/networkSecurityGroups`` (every NSG with its rules)
+and ``GET .../Microsoft.Network/virtualNetworks`` (every VNet with its subnets).
 
-Resource type ``azure.network.nsg`` (id = ARM id): the ARM resource without the six
-built-in ``defaultSecurityRules`` (identical in every NSG; none allows internet traffic
-in).
+Resource types (id = ARM id):
 
-The checks read the inbound rules in priority order, as Azure does: for the port in
-question, the first rule whose source is the whole internet (``*``, ``Internet``,
-``0.0.0.0/0``, ``::/0``) and whose protocol and destination ports cover it decides —
-an ``Allow`` opens it, a ``Deny`` shadows every later rule. Check names are those of the
-AWS and Google Cloud checks of the same family (``*.network.ssh_open_to_internet``…).
+* ``azure.network.nsg``: the ARM resource without the six built-in
+  ``defaultSecurityRules`` (identical in every NSG; none allows internet traffic in);
+* ``azure.network.vnet``: the VNet's ``addressSpace`` and its subnets as ``{"name",
+  "addressPrefix(es)", "networkSecurityGroup": <id> | null, "delegations": [service],
+  "purpose"}`` (the subnets' NIC lists change with every VM and are left out).
+
+The checks evaluate the inbound rules as Azure does, with the shared set arithmetic of
+:mod:`connectors.exposure`: in priority order, the first rule matching a packet decides,
+so a ``Deny`` shadows every later rule for the sources and ports it covers. Ports are
+the union of ``destinationPortRange(s)``; sources the union of
+``sourceAddressPrefix(es)`` (CIDRs of either family, ``*``/``Any``, the ``Internet`` and
+``AzureCloud`` service tags as the internet; ``sourceApplicationSecurityGroups`` and
+other service tags — VirtualNetwork, AzureLoadBalancer, a Microsoft service's own
+addresses — as not); protocols by name or number. The built-in rules (dropped from the
+evidence) allow nothing from the internet, and ``DenyAllInBound`` ends every list. Check
+names are those of the AWS and Google Cloud checks of the same family
+(``*.network.ssh_open_to_internet``…).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
-from connectors.checks import Verdict, check, failed, passed
+from connectors import exposure, exposure_checks
+from connectors.checks import Verdict, check, failed, not_applicable, passed
 from connectors.records import Evidence
 
 from .arm import Arm, arm_resource, evidence
@@ -27,19 +39,68 @@ from .common import props
 
 SERVICE = "network"
 NSG = "azure.network.nsg"
+VNET = "azure.network.vnet"
 API_VERSION = "2023-09-01"
 
-ACTIONS = ("Microsoft.Network/networkSecurityGroups/read",)
-
-INTERNET_SOURCES = frozenset(
-    {"*", "internet", "any", "0.0.0.0", "0.0.0.0/0", "::/0", "::"}  # noqa: S104 - data
+ACTIONS = (
+    "Microsoft.Network/networkSecurityGroups/read",
+    "Microsoft.Network/virtualNetworks/read",
 )
+
+#: Subnets Azure reserves for platform services, where an NSG is not supported or not
+#: the control in force (the gateway, the firewall, Route Server, Bastion).
+PLATFORM_SUBNETS = ("GatewaySubnet", "AzureFirewallSubnet", "AzureFirewallManagementSubnet",
+                    "RouteServerSubnet", "AzureBastionSubnet")
+
+#: Service tags and words that stand for the internet. ``AzureCloud`` (and its regional
+#: ``AzureCloud.<region>``) is every Azure datacenter address, which any Azure customer
+#: can rent: internet-wide for exposure. ``0.0.0.0`` and ``::`` are taken as "any", as
+#: the unspecified address conventionally means.
+ANY_WORDS = frozenset({"*", "any", "0.0.0.0", "::"})  # noqa: S104 - data
+INTERNET_TAGS = frozenset({"internet", "azurecloud"})
+
+
+def _source_name(name: str) -> exposure.Addresses:
+    """Addresses of a source that is not an address: a word or a service tag."""
+    key = name.strip().lower()
+    if key in ANY_WORDS:
+        return exposure.ANY
+    if key in INTERNET_TAGS or key.startswith("azurecloud."):
+        return exposure.PUBLIC
+    # VirtualNetwork, AzureLoadBalancer and service tags of Microsoft services
+    # (Storage, Sql.WestEurope, AzureFrontDoor.Backend…): not the open internet.
+    return exposure.NOWHERE
+
+
+def _subnet(subnet: Mapping[str, Any]) -> dict[str, Any]:
+    p = subnet.get("properties") or {}
+    out: dict[str, Any] = {"name": subnet.get("name")}
+    for key in ("addressPrefix", "addressPrefixes", "purpose"):
+        if p.get(key):
+            out[key] = p[key]
+    out["networkSecurityGroup"] = (p.get("networkSecurityGroup") or {}).get("id")
+    out["delegations"] = sorted(str((d.get("properties") or {}).get("serviceName"))
+                                for d in p.get("delegations") or [])
+    return out
+
+
+def vnet_payload(vnet: Mapping[str, Any]) -> dict[str, Any]:
+    p = vnet.get("properties") or {}
+    payload = {k: vnet[k] for k in ("id", "name", "type", "location", "tags") if k in vnet}
+    payload["properties"] = {
+        "addressSpace": p.get("addressSpace"),
+        "subnets": sorted((_subnet(s) for s in p.get("subnets") or []),
+                          key=lambda s: str(s["name"])),
+    }
+    return payload
 
 
 def read(arm: Arm, subscription: str, **_: Any) -> Iterator[Evidence]:
-    path = f"/subscriptions/{subscription}/providers/Microsoft.Network/networkSecurityGroups"
-    for nsg in arm.list(path, API_VERSION):
+    base = f"/subscriptions/{subscription}/providers/Microsoft.Network"
+    for nsg in arm.list(f"{base}/networkSecurityGroups", API_VERSION):
         yield evidence(subscription, NSG, nsg, arm_resource(nsg, drop=("defaultSecurityRules",)))
+    for vnet in arm.list(f"{base}/virtualNetworks", API_VERSION):
+        yield evidence(subscription, VNET, vnet, vnet_payload(vnet))
 
 
 # --- rule evaluation -----------------------------------------------------------------
@@ -47,113 +108,77 @@ def read(arm: Arm, subscription: str, **_: Any) -> Iterator[Evidence]:
 
 def _listed(p: Mapping[str, Any], one: str, many: str) -> list[str]:
     values = [str(v) for v in p.get(many) or []]
-    if p.get(one):
+    if p.get(one) not in (None, ""):
         values.append(str(p[one]))
     return values
 
 
-def port_range_covers(spec: str, low: int, high: int) -> bool:
-    """Whether a port spec (``*``, ``22``, ``20-30``) covers every port in ``low..high``."""
-    spec = spec.strip()
-    if spec in ("*", ""):
-        return True
-    first, _, last = spec.partition("-")
-    try:
-        start, end = int(first), int(last or first)
-    except ValueError:
-        return False
-    return start <= low and high <= end
+def _source(value: str) -> str:
+    # The unspecified addresses read as "any" (see ANY_WORDS), not as one host.
+    return "*" if value.strip() in ANY_WORDS else value
 
 
-def _internet_source(p: Mapping[str, Any]) -> bool:
-    return any(s.strip().lower() in INTERNET_SOURCES for s in _listed(
-        p, "sourceAddressPrefix", "sourceAddressPrefixes"
-    ))
-
-
-def _protocol_covers(p: Mapping[str, Any], protocol: str) -> bool:
-    return str(p.get("protocol") or "*").lower() in ("*", "any", protocol)
-
-
-def inbound_rules(payload: Mapping[str, Any]) -> list[tuple[str, Mapping[str, Any]]]:
-    rules = props(payload).get("securityRules") or []
+def inbound_rules(payload: Mapping[str, Any]) -> list[exposure.Rule]:
+    """The NSG's inbound custom rules as :class:`connectors.exposure.Rule` (raises
+    ValueError on a rule it cannot read)."""
     out = []
-    for rule in rules:
+    for rule in props(payload).get("securityRules") or []:
         p = rule.get("properties") or {}
-        if str(p.get("direction", "")).lower() == "inbound":
-            out.append((str(rule.get("name") or "?"), p))
-    return sorted(out, key=lambda r: int(r[1].get("priority") or 4096))
-
-
-def deciding_rule(
-    payload: Mapping[str, Any], low: int, high: int, protocol: str
-) -> tuple[str, str] | None:
-    """``(rule name, access)`` of the first internet rule covering ``low..high`` for
-    ``protocol`` (``tcp``, ``udp``), or None when no custom rule covers it (the
-    built-in ``DenyAllInBound`` then applies)."""
-    for name, p in inbound_rules(payload):
-        if not _internet_source(p) or not _protocol_covers(p, protocol):
+        if str(p.get("direction", "")).lower() != "inbound":
             continue
-        ports = _listed(p, "destinationPortRange", "destinationPortRanges")
-        if any(port_range_covers(spec, low, high) for spec in ports):
-            return name, str(p.get("access") or "")
-    return None
+        name = str(rule.get("name") or "?")
+        try:
+            sources = exposure.parse_sources(
+                [_source(v) for v in _listed(p, "sourceAddressPrefix", "sourceAddressPrefixes")],
+                _source_name)
+            ports = _listed(p, "destinationPortRange", "destinationPortRanges")
+            out.append(exposure.Rule(
+                name=name, priority=int(p.get("priority") or 4096),
+                allow=str(p.get("access") or "").lower() == "allow",
+                protocol=exposure.parse_protocol(p.get("protocol")),
+                ports=exposure.parse_ports(ports), sources=sources))
+        except ValueError as exc:
+            raise ValueError(f"rule {name}: {exc}") from None
+    return out
 
 
-def _open_port_verdict(payload: Mapping[str, Any], port: int, label: str) -> Verdict:
-    decided = deciding_rule(payload, port, port, "tcp")
-    if decided and decided[1].lower() == "allow":
-        return failed(f"Rule {decided[0]} allows {label} (TCP {port}) from the internet")
-    if decided:
-        return passed(f"Rule {decided[0]} denies {label} (TCP {port}) from the internet")
-    return passed(f"No rule allows {label} (TCP {port}) from the internet")
+def _sources_of(payload: Mapping[str, Any], names: Sequence[str]) -> str:
+    by_name = {str(r.get("name")): r.get("properties") or {}
+               for r in props(payload).get("securityRules") or []}
+    values: list[str] = []
+    for n in names:
+        values += _listed(by_name.get(n, {}), "sourceAddressPrefix", "sourceAddressPrefixes")
+    return ", ".join(dict.fromkeys(values))
 
 
 # --- checks --------------------------------------------------------------------------
 
-
-@check(
-    id="azure.network.ssh_open_to_internet",
-    title="No network security group allows SSH (22) from the internet",
-    severity="high",
-    resource_type=NSG,
-    rationale="SSH reachable from any address is brute-forced and exploited within hours; "
-    "administrative access should come through a bastion, VPN or allow-listed ranges.",
-    remediation="Remove or restrict the inbound rule allowing TCP 22 from */Internet; use "
-    "Azure Bastion or just-in-time VM access.",
-)
-def ssh_open_to_internet(payload: Mapping[str, Any], params: Mapping[str, Any]) -> Verdict:
-    return _open_port_verdict(payload, 22, "SSH")
+exposure_checks.register(
+    prefix="azure", resource_type=NSG, subject="network security group",
+    rules_of=inbound_rules, sources_of=_sources_of,
+    admin_access="Azure Bastion or just-in-time VM access",
+    restrict="restrict the sources of the inbound rule allowing */Internet")
 
 
 @check(
-    id="azure.network.rdp_open_to_internet",
-    title="No network security group allows RDP (3389) from the internet",
-    severity="high",
-    resource_type=NSG,
-    rationale="RDP reachable from any address is a leading ransomware entry point; "
-    "administrative access should come through a bastion, VPN or allow-listed ranges.",
-    remediation="Remove or restrict the inbound rule allowing TCP 3389 from */Internet; use "
-    "Azure Bastion or just-in-time VM access.",
+    id="azure.network.subnet_nsg_attached",
+    title="Every subnet of a virtual network is filtered by a network security group",
+    severity="medium",
+    resource_type=VNET,
+    rationale="Azure has no default network to avoid, but a subnet without a network "
+    "security group is a flat segment: every machine in it accepts whatever the VNet, "
+    "its peers and gateways send. An NSG per subnet is what segregates networks.",
+    remediation="Associate a network security group with each workload subnet (deny by "
+    "default, allow what the tier needs).",
+    parameters={"exempt_subnets": list(PLATFORM_SUBNETS)},
 )
-def rdp_open_to_internet(payload: Mapping[str, Any], params: Mapping[str, Any]) -> Verdict:
-    return _open_port_verdict(payload, 3389, "RDP")
-
-
-@check(
-    id="azure.network.all_ports_open_to_internet",
-    title="No network security group allows every port from the internet",
-    severity="critical",
-    resource_type=NSG,
-    rationale="A rule allowing all ports from anywhere exposes every service on the "
-    "attached machines, including ones never meant to be reachable.",
-    remediation="Replace the rule with rules for the specific ports and sources needed.",
-)
-def all_ports_open_to_internet(payload: Mapping[str, Any], params: Mapping[str, Any]) -> Verdict:
-    for protocol in ("tcp", "udp"):
-        decided = deciding_rule(payload, 0, 65535, protocol)
-        if decided and decided[1].lower() == "allow":
-            return failed(
-                f"Rule {decided[0]} allows every {protocol.upper()} port from the internet"
-            )
-    return passed("No rule allows every port from the internet")
+def subnet_nsg_attached(payload: Mapping[str, Any], params: Mapping[str, Any]) -> Verdict:
+    exempt = {str(n).lower() for n in params["exempt_subnets"]}
+    subnets = [s for s in props(payload).get("subnets") or []
+               if str(s.get("name", "")).lower() not in exempt]
+    if not subnets:
+        return not_applicable("The virtual network has no workload subnets")
+    bare = [str(s.get("name")) for s in subnets if not s.get("networkSecurityGroup")]
+    if bare:
+        return failed("Subnets without a network security group: " + ", ".join(bare))
+    return passed(f"All {len(subnets)} workload subnets have a network security group")

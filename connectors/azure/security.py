@@ -1,14 +1,31 @@
-"""Microsoft Defender for Cloud: which plans are on in each subscription.
+"""Microsoft Defender for Cloud: plans, integrations and open security assessments.
 
-One unit per subscription (service ``security``): ``GET .../Microsoft.Security/pricings``.
+One unit per subscription (service ``security``):
 
-Resource type ``azure.security.pricings`` (id = ``/subscriptions/<id>/providers/
-Microsoft.Security/pricings``, region ``global``)::
+* ``GET .../Microsoft.Security/pricings`` (the listing; a failure fails the unit);
+* ``GET .../Microsoft.Security/settings`` (partial, ``_errors.settings``): the
+  integrations, e.g. ``WDATP`` (Microsoft Defender for Endpoint on servers);
+* ``GET .../Microsoft.Security/assessments?$expand=metadata`` (partial, recorded in the
+  assessments evidence): every assessment with its status and severity.
+
+Resource types (region ``global``):
+
+``azure.security.pricings`` (id = ``/subscriptions/<id>/providers/
+Microsoft.Security/pricings``)::
 
     {"subscriptionId": "...",
      "pricings": [{"name": "VirtualMachines", "pricingTier": "Standard",
                    "subPlan": "P2", "deprecated": false,
-                   "extensions": [{"name": "...", "isEnabled": "True"}]}, ...]}
+                   "extensions": [{"name": "...", "isEnabled": "True"}]}, ...],
+     "settings": [{"name": "WDATP", "kind": "DataExportSettings", "enabled": true}]}
+
+``azure.security.assessments`` (id = ``/subscriptions/<id>/providers/
+Microsoft.Security/assessments``): the unhealthy ones, and how many there are of each
+status (healthy ones change with every resource added and are only counted)::
+
+    {"subscriptionId": "...", "counts": {"Healthy": 12, "Unhealthy": 2, ...},
+     "unhealthy": [{"key", "displayName", "severity", "resourceId",
+                    "statusChangeDate", "firstEvaluationDate"}]}
 
 ``freeTrialRemainingTime`` counts down every second and is dropped (it would store a
 new version on every run); ``enablementTime`` stays (it changes only when a plan does).
@@ -21,15 +38,23 @@ from typing import Any
 
 from connectors.checks import Verdict, check, failed, passed
 from connectors.records import Evidence, utcnow
+from connectors.sla import OpenItem, sla_verdict
 
 from .arm import Arm
-from .common import GLOBAL, require
+from .common import GLOBAL, EvidenceMissing, read_partial, require, with_errors
 
 SERVICE = "security"
 PRICINGS = "azure.security.pricings"
+ASSESSMENTS = "azure.security.assessments"
 API_VERSION = "2024-01-01"
+SETTINGS_API = "2022-05-01"
+ASSESSMENTS_API = "2021-06-01"
 
-ACTIONS = ("Microsoft.Security/pricings/read",)
+ACTIONS = (
+    "Microsoft.Security/pricings/read",
+    "Microsoft.Security/settings/read",
+    "Microsoft.Security/assessments/read",
+)
 
 _KEPT = ("pricingTier", "subPlan", "deprecated", "enablementTime", "enforce", "inherited")
 
@@ -45,18 +70,82 @@ def transform(pricing: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
+def _setting(item: Mapping[str, Any]) -> dict[str, Any]:
+    return {"name": item.get("name"), "kind": item.get("kind"),
+            "enabled": (item.get("properties") or {}).get("enabled")}
+
+
+def _assessments(arm: Arm, subscription: str) -> dict[str, Any]:
+    path = f"/subscriptions/{subscription}/providers/Microsoft.Security/assessments"
+    counts: dict[str, int] = {}
+    unhealthy: list[dict[str, Any]] = []
+    for a in arm.list(path, ASSESSMENTS_API, {"$expand": "metadata"}):
+        p = a.get("properties") or {}
+        status = p.get("status") or {}
+        code = str(status.get("code") or "Unknown")
+        counts[code] = counts.get(code, 0) + 1
+        if code != "Unhealthy":
+            continue
+        unhealthy.append({
+            "key": a.get("name"),
+            "displayName": p.get("displayName") or (p.get("metadata") or {}).get("displayName"),
+            "severity": (p.get("metadata") or {}).get("severity"),
+            "resourceId": str((p.get("resourceDetails") or {}).get("id") or a.get("id")).lower(),
+            "statusChangeDate": status.get("statusChangeDate"),
+            "firstEvaluationDate": status.get("firstEvaluationDate"),
+        })
+    unhealthy.sort(key=lambda u: (u["resourceId"], str(u["key"])))
+    return {"counts": dict(sorted(counts.items())), "unhealthy": unhealthy}
+
+
 def read(arm: Arm, subscription: str, **_: Any) -> Iterator[Evidence]:
-    path = f"/subscriptions/{subscription}/providers/Microsoft.Security/pricings"
+    base = f"/subscriptions/{subscription}/providers/Microsoft.Security"
+    path = f"{base}/pricings"
     pricings = sorted((transform(p) for p in arm.list(path, API_VERSION)),
                       key=lambda p: str(p["name"]))
+    errors: dict[str, str] = {}
+    settings = read_partial(errors, "settings", lambda: sorted(
+        (_setting(s) for s in arm.list(f"{base}/settings", SETTINGS_API)),
+        key=lambda s: str(s["name"])))
+    payload: dict[str, Any] = {"subscriptionId": subscription, "pricings": pricings}
+    if settings is not None:
+        payload["settings"] = settings
     yield Evidence(
         scope=subscription,
         region=GLOBAL,
         resource_type=PRICINGS,
         resource_id=path.lower(),
-        payload={"subscriptionId": subscription, "pricings": pricings},
+        payload=with_errors(payload, errors),
         collected_at=utcnow(),
     )
+    errors = {}
+    found = read_partial(errors, "assessments", lambda: _assessments(arm, subscription))
+    yield Evidence(
+        scope=subscription,
+        region=GLOBAL,
+        resource_type=ASSESSMENTS,
+        resource_id=f"{base}/assessments".lower(),
+        payload=with_errors({"subscriptionId": subscription, **(found or {})}, errors),
+        collected_at=utcnow(),
+    )
+
+
+def _plan(payload: Mapping[str, Any], name: str) -> Mapping[str, Any] | None:
+    for p in require(payload, "pricings"):
+        if str(p.get("name", "")).lower() == name.lower():
+            return p
+    return None
+
+
+def _on(plan: Mapping[str, Any] | None) -> bool:
+    return plan is not None and str(plan.get("pricingTier", "")).lower() == "standard"
+
+
+def _extension_on(plan: Mapping[str, Any] | None, name: str) -> bool:
+    return _on(plan) and any(
+        str(e.get("name", "")).lower() == name.lower()
+        and str(e.get("isEnabled", "")).lower() == "true"
+        for e in (plan or {}).get("extensions") or [])
 
 
 @check(
@@ -84,3 +173,78 @@ def defender_plans_enabled(payload: Mapping[str, Any], params: Mapping[str, Any]
     if off:
         return failed("Defender plans not on: " + ", ".join(off))
     return passed("Defender plans on: " + ", ".join(map(str, params["required_plans"])))
+
+
+@check(
+    id="azure.security.assessments_within_sla",
+    title="Defender for Cloud findings are remediated within the SLA of their severity",
+    severity="high",
+    resource_type=ASSESSMENTS,
+    rationale="Unhealthy Defender for Cloud assessments are the subscription's known "
+    "vulnerabilities and misconfigurations; technical vulnerability management means "
+    "fixing them within a time set by their severity, not only detecting them.",
+    remediation="Remediate (or formally exempt) the listed recommendations; agree "
+    "remediation times by severity and track them.",
+    parameters={"max_age_days": {"High": 30, "Medium": 90, "Low": 180}},
+)
+def assessments_within_sla(payload: Mapping[str, Any], params: Mapping[str, Any]) -> Verdict:
+    items = [OpenItem(f"'{u.get('displayName')}' on {str(u.get('resourceId')).rsplit('/', 1)[-1]}",
+                      str(u.get("severity") or "unknown"),
+                      u.get("statusChangeDate") or u.get("firstEvaluationDate"))
+             for u in require(payload, "unhealthy")]
+    return sla_verdict(items, params["max_age_days"], "Defender for Cloud findings")
+
+
+@check(
+    id="azure.security.malware_protection_enabled",
+    title="Servers are protected against malware (Defender for Servers with Defender "
+    "for Endpoint)",
+    severity="high",
+    resource_type=PRICINGS,
+    rationale="Defender for Servers deploys Microsoft Defender for Endpoint (antimalware, "
+    "endpoint detection and response) to the subscription's machines when its "
+    "integration (WDATP) is on; without it servers have no managed malware protection.",
+    remediation="Turn on the Defender for Servers plan and its 'Endpoint protection' "
+    "integration; optionally Defender for Storage malware scanning on upload.",
+    parameters={"require_storage_malware_scanning": False},
+)
+def malware_protection_enabled(payload: Mapping[str, Any], params: Mapping[str, Any]
+                               ) -> Verdict:
+    servers = _plan(payload, "VirtualMachines")
+    if not _on(servers):
+        tier = (servers or {}).get("pricingTier") or "not offered"
+        return failed(f"Defender for Servers is off ({tier})")
+    if "settings" not in payload:
+        raise EvidenceMissing("the Defender for Cloud integrations could not be read: "
+                              + str((payload.get("_errors") or {}).get("settings")))
+    wdatp = {str(s.get("name")): s.get("enabled") for s in payload["settings"]}.get("WDATP")
+    if wdatp is not True:
+        state = "off" if wdatp is False else "not reported"
+        return failed(f"Defender for Servers is on but its Defender for Endpoint "
+                      f"integration (WDATP) is {state}")
+    if params["require_storage_malware_scanning"] and not _extension_on(
+            _plan(payload, "StorageAccounts"), "OnUploadMalwareScanning"):
+        return failed("Defender for Storage malware scanning on upload is off")
+    return passed(f"Defender for Servers ({servers.get('subPlan') or 'Standard'}) with "
+                  "Defender for Endpoint is on")
+
+
+@check(
+    id="azure.security.sensitive_data_discovery_enabled",
+    title="Sensitive data discovery is on (Defender for Storage or Defender CSPM)",
+    severity="medium",
+    resource_type=PRICINGS,
+    rationale="Data leakage prevention starts with knowing where sensitive data sits: "
+    "the SensitiveDataDiscovery extension of Defender for Storage or Defender CSPM "
+    "classifies storage contents and raises alerts on exposure of sensitive data.",
+    remediation="Enable the Sensitive data discovery extension of the Defender CSPM or "
+    "Defender for Storage plan.",
+    parameters={"plans": ["StorageAccounts", "CloudPosture"]},
+)
+def sensitive_data_discovery_enabled(payload: Mapping[str, Any], params: Mapping[str, Any]
+                                     ) -> Verdict:
+    for name in params["plans"]:
+        if _extension_on(_plan(payload, str(name)), "SensitiveDataDiscovery"):
+            return passed(f"Sensitive data discovery is on ({name})")
+    return failed("Sensitive data discovery is off in "
+                  + " and ".join(map(str, params["plans"])))

@@ -17,10 +17,10 @@ Resource types (id = ARM id):
 
 from __future__ import annotations
 
-import ipaddress
 from collections.abc import Iterator, Mapping
 from typing import Any
 
+from connectors import exposure
 from connectors.checks import Verdict, check, failed, not_applicable, passed
 from connectors.records import Evidence
 
@@ -166,25 +166,29 @@ def minimum_tls_version(payload: Mapping[str, Any], params: Mapping[str, Any]) -
     return failed(f"Minimal TLS version is {actual}, below {wanted}")
 
 
-def _rule_span(rule: Mapping[str, Any]) -> int:
-    try:
-        start = int(ipaddress.IPv4Address(str(rule.get("startIpAddress"))))
-        end = int(ipaddress.IPv4Address(str(rule.get("endIpAddress"))))
-    except ValueError:
-        return 0
-    return end - start + 1
+#: The rule "Allow Azure services and resources to access this server" (ARM writes it
+#: as 0.0.0.0-0.0.0.0, named AllowAllWindowsAzureIps): it admits every Azure
+#: datacenter address, which any Azure customer's resources use.
+AZURE_SERVICES = ("0.0.0.0", "0.0.0.0")  # noqa: S104 - data
+
+
+def _span(rule: Mapping[str, Any]) -> tuple[str, str]:
+    return str(rule.get("startIpAddress")), str(rule.get("endIpAddress"))
 
 
 @check(
     id="azure.sql.firewall_open_to_internet",
-    title="No SQL server firewall rule admits the whole internet",
+    title="SQL server firewall rules do not admit the internet",
     severity="high",
     resource_type=SERVER,
-    rationale="A firewall rule spanning (nearly) every IPv4 address exposes the database "
-    "login to anyone, leaving passwords as the only defence.",
-    remediation="Delete the rule and allow only the client ranges that need access (or "
-    "disable public network access).",
-    parameters={"max_addresses": 65536},
+    rationale="Firewall rules that together span more than a limited range of public "
+    "addresses — or admit every Azure customer's resources through 'Allow Azure "
+    "services' — expose the database login to anyone there, leaving passwords as the "
+    "only defence.",
+    remediation="Delete the wide rules and allow only the client ranges that need access; "
+    "turn off 'Allow Azure services and resources to access this server' (or disable "
+    "public network access and use private endpoints).",
+    parameters={"max_addresses": 65536, "allow_azure_services": False},
 )
 def firewall_open_to_internet(payload: Mapping[str, Any], params: Mapping[str, Any]) -> Verdict:
     state = str(props(payload).get("publicNetworkAccess") or "Enabled").lower()
@@ -192,12 +196,21 @@ def firewall_open_to_internet(payload: Mapping[str, Any], params: Mapping[str, A
         return not_applicable("Public network access is disabled; firewall rules do not apply")
     rules = require(payload, "firewallRules")
     limit = int(params["max_addresses"])
-    wide = [r for r in rules if _rule_span(r) > limit]
-    if wide:
+    azure = [r for r in rules if _span(r) == AZURE_SERVICES]
+    admitted = exposure.NOWHERE
+    for r in rules:
+        if _span(r) != AZURE_SERVICES:
+            admitted = admitted | exposure.address_range(*_span(r))
+    count = admitted.public().v4.size()
+    if count > limit:
         names = ", ".join(f"{r['name']} ({r['startIpAddress']}-{r['endIpAddress']})"
-                          for r in wide)
-        return failed(f"Firewall rules admit more than {limit} addresses: {names}")
-    return passed("No firewall rule admits more than a limited address range")
+                          for r in rules if _span(r) != AZURE_SERVICES)
+        return failed(f"Firewall rules admit {count} public addresses (more than {limit}): "
+                      f"{names}")
+    if azure and not params["allow_azure_services"]:
+        return failed(f"Rule {azure[0].get('name')} (0.0.0.0) admits every Azure "
+                      "datacenter address, including other customers' resources")
+    return passed(f"Firewall rules admit {count} public addresses (limit {limit})")
 
 
 @check(

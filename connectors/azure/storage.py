@@ -1,10 +1,15 @@
 """Storage accounts: transport security, public access, TLS, shared keys, network default.
 
 One unit per subscription (service ``storage``): ``GET .../Microsoft.Storage/
-storageAccounts`` returns every account with its properties; nothing else is read (the
-keys are never listed: ``listKeys`` is an action, not a read, and Reader cannot call it).
+storageAccounts`` returns every account with its properties (the listing; a failure
+fails the unit), then per account ``GET <account id>/managementPolicies/default`` (its
+lifecycle rules; 404 = none; partial, recorded under ``_errors.managementPolicy``). The
+keys are never listed: ``listKeys`` is an action, not a read, and Reader cannot call it.
 
-Resource type ``azure.storage.account`` (id = ARM id): the ARM resource as returned.
+Resource type ``azure.storage.account`` (id = ARM id): the ARM resource as returned,
+with ``managementPolicy``: null (no lifecycle policy) or ``{"rules": [{"name",
+"enabled", "prefixes", "blobTypes", "deleteAfterDays"}]}`` (``deleteAfterDays``: the
+base-blob delete action's days, null when the rule does not delete).
 """
 
 from __future__ import annotations
@@ -12,26 +17,56 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from typing import Any
 
+from connectors import exposure
 from connectors.checks import Verdict, check, failed, passed
 from connectors.records import Evidence
 
 from .arm import Arm, arm_resource, evidence
-from .common import props
+from .common import props, read_partial, require, with_errors
 
 SERVICE = "storage"
 ACCOUNT = "azure.storage.account"
 API_VERSION = "2023-05-01"
 
-ACTIONS = ("Microsoft.Storage/storageAccounts/read",)
+ACTIONS = (
+    "Microsoft.Storage/storageAccounts/read",
+    "Microsoft.Storage/storageAccounts/managementPolicies/read",
+)
+
+_DELETE_KEYS = ("daysAfterModificationGreaterThan", "daysAfterCreationGreaterThan",
+                "daysAfterLastAccessTimeGreaterThan")
 
 #: TLS versions in order, as ARM names them.
 TLS_ORDER = ("TLS1_0", "TLS1_1", "TLS1_2", "TLS1_3")
 
 
+def lifecycle_rules(policy: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    """The lifecycle policy's rules, compact (None: the account has no policy)."""
+    if policy is None:
+        return None
+    rules = []
+    for rule in ((policy.get("properties") or {}).get("policy") or {}).get("rules") or []:
+        definition = rule.get("definition") or {}
+        filters = definition.get("filters") or {}
+        delete = ((definition.get("actions") or {}).get("baseBlob") or {}).get("delete") or {}
+        days = [int(delete[k]) for k in _DELETE_KEYS if isinstance(delete.get(k), (int, float))]
+        rules.append({"name": rule.get("name"), "enabled": rule.get("enabled", True) is not False,
+                      "prefixes": list(filters.get("prefixMatch") or []),
+                      "blobTypes": list(filters.get("blobTypes") or []),
+                      "deleteAfterDays": min(days) if days else None})
+    return {"rules": sorted(rules, key=lambda r: str(r["name"]))}
+
+
 def read(arm: Arm, subscription: str, **_: Any) -> Iterator[Evidence]:
     path = f"/subscriptions/{subscription}/providers/Microsoft.Storage/storageAccounts"
     for account in arm.list(path, API_VERSION):
-        yield evidence(subscription, ACCOUNT, account, arm_resource(account))
+        payload = arm_resource(account)
+        errors: dict[str, str] = {}
+        policy = read_partial(errors, "managementPolicy", lambda a=account: arm.get(
+            f"{a['id']}/managementPolicies/default", API_VERSION, missing_ok=True) or {})
+        if policy is not None:
+            payload["managementPolicy"] = lifecycle_rules(policy or None)
+        yield evidence(subscription, ACCOUNT, account, with_errors(payload, errors))
 
 
 # --- checks --------------------------------------------------------------------------
@@ -47,8 +82,15 @@ def read(arm: Arm, subscription: str, **_: Any) -> Iterator[Evidence]:
     remediation="Enable 'Secure transfer required' (supportsHttpsTrafficOnly) on the account.",
 )
 def account_tls_only(payload: Mapping[str, Any], params: Mapping[str, Any]) -> Verdict:
-    if props(payload).get("supportsHttpsTrafficOnly") is True:
+    value = props(payload).get("supportsHttpsTrafficOnly")
+    if value is True:
         return passed("Secure transfer (HTTPS only) is required")
+    if value is None:
+        # The storage API documents "the default value is true since API version
+        # 2019-04-01"; the account is read with a later version, which reports the
+        # effective value, so an absent property is the documented default.
+        return passed("Secure transfer is not reported; the documented default (API "
+                      "2019-04-01 and later) is required")
     return failed("Secure transfer is not required: plain HTTP is accepted")
 
 
@@ -123,15 +165,56 @@ def shared_key_access_disabled(payload: Mapping[str, Any], params: Mapping[str, 
     resource_type=ACCOUNT,
     rationale="With the network default action 'Allow', the account's endpoints accept "
     "connections from any network; denying by default restricts them to chosen virtual "
-    "networks, IP ranges or private endpoints.",
+    "networks, IP ranges or private endpoints — unless the IP rules themselves admit "
+    "the internet.",
     remediation="Set the firewall default action to Deny (or disable public network access) "
-    "and allow the networks that need access.",
+    "and allow only the networks that need access.",
+    parameters=dict(exposure.WIDE_PARAMETERS),
 )
 def default_network_access_deny(payload: Mapping[str, Any], params: Mapping[str, Any]) -> Verdict:
     p = props(payload)
     if str(p.get("publicNetworkAccess") or "").lower() == "disabled":
         return passed("Public network access is disabled")
-    action = (p.get("networkAcls") or {}).get("defaultAction")
-    if str(action).lower() == "deny":
-        return passed("The network default action is Deny")
-    return failed(f"The network default action is {action or 'Allow'}: any network may connect")
+    acls = p.get("networkAcls") or {}
+    action = acls.get("defaultAction")
+    if str(action).lower() != "deny":
+        return failed(f"The network default action is {action or 'Allow'}: any network may "
+                      "connect")
+    rules = [r for r in acls.get("ipRules") or []
+             if str(r.get("action") or "Allow").lower() == "allow"]
+    try:
+        admitted = exposure.parse_sources(str(r.get("value", "")) for r in rules)
+    except ValueError as exc:
+        raise ValueError(f"IP rules: {exc}") from None
+    if exposure.wide_from(params).holds(admitted):
+        values = ", ".join(str(r.get("value")) for r in rules)
+        return failed(f"The default action is Deny, but the IP rules admit the internet "
+                      f"({values})")
+    return passed("The network default action is Deny")
+
+
+@check(
+    id="azure.storage.lifecycle_delete_rule",
+    title="Storage accounts delete data that is no longer needed (lifecycle rules)",
+    severity="low",
+    resource_type=ACCOUNT,
+    rationale="Information should be deleted when it is no longer required; a lifecycle "
+    "management rule that deletes blobs after a set age makes retention a rule rather "
+    "than a memory, and limits what a breach can expose.",
+    remediation="Add a lifecycle management rule with a delete action on base blobs "
+    "after the retention period (per container prefix where periods differ).",
+    parameters={"max_delete_after_days": 0},
+)
+def lifecycle_delete_rule(payload: Mapping[str, Any], params: Mapping[str, Any]) -> Verdict:
+    policy = require(payload, "managementPolicy")
+    if policy is None:
+        return failed("No lifecycle management policy: blobs are kept until deleted by hand")
+    deleting = [r for r in policy["rules"] if r["enabled"] and r["deleteAfterDays"] is not None]
+    if not deleting:
+        return failed("No enabled lifecycle rule deletes base blobs")
+    limit = int(params["max_delete_after_days"])
+    if limit and min(r["deleteAfterDays"] for r in deleting) > limit:
+        return failed(f"Lifecycle rules delete blobs only after more than {limit} days")
+    return passed("Lifecycle rules delete blobs: " + ", ".join(
+        f"{r['name']} after {r['deleteAfterDays']} days"
+        + (f" ({', '.join(r['prefixes'])})" if r["prefixes"] else "") for r in deleting))

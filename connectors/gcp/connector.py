@@ -15,8 +15,9 @@ hierarchy above the projects; a folder not reachable that way is read with
 ``folders.get`` when a project names it as parent).
 
 Units: per project (scope = project id, region ``global``) ``iam``, ``logging``,
-``storage``, ``network``, ``sql``, ``kms``, ``scc`` — the second segment of the resource
-types each produces; per folder and organisation (scope ``folders/N`` /
+``storage``, ``network``, ``sql``, ``kms``, ``scc``, ``governance``, ``dlp``,
+``loadbalancing``, ``billing``, ``orgpolicy`` — the second segment of the resource types
+each produces; per folder and organisation (scope ``folders/N`` /
 ``organizations/N``) ``iam`` (its policy). A 403 on one project fails that project's
 units only. Units run on a bounded thread pool; the HTTP clients and the Resource
 Manager clients are shared.
@@ -42,13 +43,29 @@ from connectors.checks import REGISTRY, CheckSpec
 from connectors.http import HttpClient, HttpOptions, SourceError, check_url
 from connectors.records import Coverage, Record
 
-from . import cloudlogging, iam, kms, network, scc, sql, storage
+from . import (
+    billing,
+    cloudlogging,
+    dlp,
+    governance,
+    iam,
+    kms,
+    loadbalancing,
+    network,
+    orgpolicy,
+    scc,
+    sql,
+    storage,
+)
 from .auth import CredentialKind, bearer_auth, build_credentials
 from .common import GLOBAL, Unit, stream_units
 from .context import GcpContext, Project
 from .resourcemanager import Hierarchy, ResourceManager, Transport
 
-PROJECT_MODULES: tuple[ModuleType, ...] = (iam, cloudlogging, storage, network, sql, kms, scc)
+PROJECT_MODULES: tuple[ModuleType, ...] = (
+    iam, cloudlogging, storage, network, sql, kms, scc, governance, dlp, loadbalancing,
+    billing, orgpolicy,
+)
 SERVICES: tuple[str, ...] = tuple(m.SERVICE for m in PROJECT_MODULES)
 
 #: Every IAM permission the connector uses (``docs/permissions/gcp.md`` lists exactly
@@ -66,6 +83,7 @@ PERMISSIONS: tuple[str, ...] = tuple(dict.fromkeys(
 _PROJECT_ID = re.compile(r"^[a-z][a-z0-9-]{4,28}[a-z0-9]$|^[a-z0-9.-]+:[a-z][a-z0-9-]+$")
 _NODE = re.compile(r"^(organizations|folders)/\d+$")
 _LOCATION = re.compile(r"^[a-z0-9-]+$")
+_CONSTRAINT = re.compile(r"^[a-z][A-Za-z0-9]*(\.[A-Za-z0-9]+)+$")
 
 
 class GcpEndpoints(BaseModel):
@@ -81,6 +99,11 @@ class GcpEndpoints(BaseModel):
     cloudkms: str = "https://cloudkms.googleapis.com"
     logging: str = "https://logging.googleapis.com"
     scc: str = "https://securitycentermanagement.googleapis.com"
+    securitycenter: str = "https://securitycenter.googleapis.com"
+    dlp: str = "https://dlp.googleapis.com"
+    cloudbilling: str = "https://cloudbilling.googleapis.com"
+    billingbudgets: str = "https://billingbudgets.googleapis.com"
+    orgpolicy: str = "https://orgpolicy.googleapis.com"
 
     @field_validator("*")
     @classmethod
@@ -110,6 +133,10 @@ class GcpOptions(ConnectorOptions):
     )
     kms_locations: list[str] | None = Field(
         None, description="KMS locations to read; default: every location listed"
+    )
+    org_policy_constraints: list[str] = Field(
+        default_factory=lambda: list(orgpolicy.DEFAULT_CONSTRAINTS),
+        description="boolean organisation-policy constraints that must be enforced",
     )
     resource_manager_transport: Transport = "grpc"
     resource_manager_endpoint: str | None = Field(
@@ -150,6 +177,14 @@ class GcpOptions(ConnectorOptions):
                 raise ValueError(f"not KMS locations: {', '.join(bad)}")
         return v
 
+    @field_validator("org_policy_constraints")
+    @classmethod
+    def _constraints(cls, v: list[str]) -> list[str]:
+        bad = [c for c in v if not _CONSTRAINT.match(c)]
+        if bad:
+            raise ValueError(f"not constraint names (service.name): {', '.join(bad)}")
+        return list(dict.fromkeys(v))
+
     @field_validator("oauth_url")
     @classmethod
     def _oauth_url(cls, v: str | None) -> str | None:
@@ -173,12 +208,14 @@ class GcpOptions(ConnectorOptions):
 
 def _project(d: dict[str, Any]) -> Project:
     return Project(id=str(d["projectId"]), name=str(d.get("name") or ""),
-                   parent=d.get("parent") or None, display_name=d.get("displayName"))
+                   parent=d.get("parent") or None, display_name=d.get("displayName"),
+                   labels=dict(d.get("labels") or {}))
 
 
 class GcpConnector(Connector):
-    """Reads IAM, logging, storage, network, Cloud SQL, KMS and SCC settings of every
-    project (and the IAM policies of the folders and organisation above them)."""
+    """Reads IAM, logging, storage, network, Cloud SQL, KMS, SCC, governance, DLP,
+    load-balancer, billing and organisation-policy settings of every project (and the
+    IAM policies of the folders and organisation above them)."""
 
     type: ClassVar[str] = "gcp"
     prefix: ClassVar[str] = "gcp"
@@ -269,7 +306,14 @@ class GcpConnector(Connector):
         }
 
     def _readers(self) -> list[tuple[str, Callable[..., Iterator[Any]]]]:
-        return [(m.SERVICE, m.read) for m in PROJECT_MODULES]
+        out: list[tuple[str, Callable[..., Iterator[Any]]]] = []
+        for m in PROJECT_MODULES:
+            read = m.read
+            if m is orgpolicy:
+                read = partial(orgpolicy.read,
+                               constraints=tuple(self.options.org_policy_constraints))
+            out.append((m.SERVICE, read))
+        return out
 
     def plan(self, gctx: GcpContext, projects: list[Project],
              nodes: dict[str, tuple[str | None, str | None]]) -> Iterator[Unit]:

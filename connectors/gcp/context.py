@@ -21,6 +21,11 @@ class Project:
     name: str  # "projects/<number>"
     parent: str | None = None  # "folders/N" or "organizations/N"
     display_name: str | None = None
+    labels: Mapping[str, str] = field(default_factory=dict, hash=False, compare=False)
+
+    @property
+    def number(self) -> str:
+        return self.name.rsplit("/", 1)[-1]
 
     @property
     def resource(self) -> str:

@@ -56,7 +56,68 @@ PERMISSIONS = (
     "iam.serviceAccountKeys.list",
 )
 
-PUBLIC_MEMBERS = frozenset({"allUsers", "allAuthenticatedUsers"})
+# --- principals --------------------------------------------------------------------------
+
+#: Kinds of principal that are people (or stand for people: domains, everyone, workforce
+#: identity federation, the project-role convenience values of bucket policies), and
+#: kinds that are workloads. ``unknown`` is any identifier IAM's "Principal identifiers"
+#: page does not list: judged as a person, so it is never silently passed.
+PEOPLE_KINDS = ("user", "group", "domain", "allUsers", "allAuthenticatedUsers",
+                "workforceIdentity", "deletedUser", "deletedGroup", "projectRole", "unknown")
+WORKLOAD_KINDS = ("serviceAccount", "deletedServiceAccount", "workloadIdentity")
+PUBLIC_KINDS = frozenset({"allUsers", "allAuthenticatedUsers"})
+
+_PREFIXES = {"user": "user", "group": "group", "domain": "domain",
+             "serviceAccount": "serviceAccount", "projectOwner": "projectRole",
+             "projectEditor": "projectRole", "projectViewer": "projectRole"}
+
+
+def member_kind(member: str) -> str:
+    """The kind of an allow-policy member, per IAM's principal identifiers: ``user:``,
+    ``group:``, ``serviceAccount:`` (Kubernetes service accounts included), ``domain:``,
+    ``allUsers``, ``allAuthenticatedUsers``, ``principal://`` and ``principalSet://``
+    (workforce and workload identity pools, Google accounts and groups, a Cloud
+    Identity customer, every service account or service agent of a project, folder or
+    organisation, built-in resource identities), ``deleted:…`` and the bucket-policy
+    convenience values ``projectOwner:``/``projectEditor:``/``projectViewer:``."""
+    m = str(member).strip()
+    if m in ("allUsers", "allAuthenticatedUsers"):
+        return m
+    if m.startswith("deleted:"):
+        inner = member_kind(m[len("deleted:"):].split("?", 1)[0])
+        return {"user": "deletedUser", "group": "deletedGroup",
+                "serviceAccount": "deletedServiceAccount"}.get(inner, "unknown")
+    for scheme in ("principal://", "principalSet://"):
+        if m.startswith(scheme):
+            return _principal_uri_kind(m[len(scheme):])
+    prefix, sep, _ = m.partition(":")
+    return _PREFIXES.get(prefix, "unknown") if sep else "unknown"
+
+
+def _principal_uri_kind(rest: str) -> str:
+    if rest.startswith("iam.googleapis.com/locations/global/workforcePools/"):
+        return "workforceIdentity"
+    if rest.startswith("iam.googleapis.com/projects/") and "/workloadIdentityPools/" in rest:
+        return "workloadIdentity"
+    if rest.startswith("cloudresourcemanager.googleapis.com/") and (
+            rest.endswith("/type/ServiceAccount") or rest.endswith("/type/ServiceAgent")):
+        return "serviceAccount"
+    if rest.startswith("goog/subject/"):
+        return "user"
+    if rest.startswith("goog/group/"):
+        return "group"
+    if rest.startswith("goog/cloudIdentityCustomerId/"):
+        return "domain"
+    if rest == "goog/public:all":
+        return "allUsers"
+    host = rest.split("/", 1)[0]
+    if host.endswith(".id.goog"):  # built-in resource identities (agents, GKE…)
+        return "workloadIdentity"
+    return "unknown"
+
+
+def is_public(member: str) -> bool:
+    return member_kind(member) in PUBLIC_KINDS
 
 
 # --- policies --------------------------------------------------------------------------
@@ -163,17 +224,18 @@ def read(ctx: GcpContext, project: Project) -> Iterator[Evidence]:
 # --- checks: policies -----------------------------------------------------------------
 
 
-def _grants(payload: Mapping[str, Any], roles: Sequence[str], prefixes: Sequence[str],
+def _grants(payload: Mapping[str, Any], roles: Sequence[str], kinds: Sequence[str],
             allowed: Sequence[str]) -> list[str]:
-    roles_set = set(roles)
+    roles_set, kinds_set = set(roles), set(kinds)
     out = []
     for b in require(payload, "bindings"):
         if b.get("role") not in roles_set:
             continue
         for m in b.get("members") or []:
-            kind = str(m).split(":", 1)[0]
-            if kind in prefixes and m not in allowed:
-                out.append(f"{m} has {b['role']}")
+            kind = member_kind(str(m))
+            if kind in kinds_set and m not in allowed:
+                note = " (unrecognised member type)" if kind == "unknown" else ""
+                out.append(f"{m} has {b['role']}{note}")
     return out
 
 
@@ -185,16 +247,17 @@ def _grants(payload: Mapping[str, Any], roles: Sequence[str], prefixes: Sequence
     rationale="Owner and Editor grant thousands of permissions across every service; "
     "people should get the predefined or custom roles their job needs, so access follows "
     "least privilege and can be reviewed.",
-    remediation="Replace the Owner/Editor bindings of users and groups with specific "
-    "roles (keep break-glass accounts in allowed_members).",
-    parameters={"roles": ["roles/owner", "roles/editor"], "member_types": ["user", "group"],
+    remediation="Replace the Owner/Editor bindings of users, groups, domains and "
+    "workforce identities with specific roles (keep break-glass accounts in "
+    "allowed_members).",
+    parameters={"roles": ["roles/owner", "roles/editor"], "member_types": list(PEOPLE_KINDS),
                 "allowed_members": []},
 )
 def user_no_primitive_roles(payload: Mapping[str, Any], params: Mapping[str, Any]) -> Verdict:
     found = _grants(payload, params["roles"], params["member_types"], params["allowed_members"])
     if found:
         return failed("Basic roles granted to people: " + "; ".join(found))
-    return passed("No user or group holds a basic role here")
+    return passed("No person, group, domain or workforce identity holds a basic role here")
 
 
 @check(
@@ -207,12 +270,14 @@ def user_no_primitive_roles(payload: Mapping[str, Any], params: Mapping[str, Any
     "Engine service account gets Editor unless this is prevented).",
     remediation="Grant the service account only the roles its workload uses and remove "
     "Owner/Editor.",
-    parameters={"roles": ["roles/owner", "roles/editor"], "allowed_members": []},
+    parameters={"roles": ["roles/owner", "roles/editor"],
+                "member_types": list(WORKLOAD_KINDS), "allowed_members": []},
 )
 def service_account_no_primitive_roles(
     payload: Mapping[str, Any], params: Mapping[str, Any]
 ) -> Verdict:
-    found = _grants(payload, params["roles"], ["serviceAccount"], params["allowed_members"])
+    found = _grants(payload, params["roles"], params["member_types"],
+                    params["allowed_members"])
     if found:
         return failed("Basic roles granted to service accounts: " + "; ".join(found))
     return passed("No service account holds a basic role here")
@@ -229,7 +294,7 @@ def service_account_no_primitive_roles(
 )
 def no_public_bindings(payload: Mapping[str, Any], params: Mapping[str, Any]) -> Verdict:
     found = [f"{m} has {b.get('role')}" for b in require(payload, "bindings")
-             for m in b.get("members") or [] if m in PUBLIC_MEMBERS]
+             for m in b.get("members") or [] if is_public(str(m))]
     if found:
         return failed("Public bindings: " + "; ".join(found))
     return passed("No binding grants access to allUsers or allAuthenticatedUsers")

@@ -8,18 +8,31 @@ Resource types:
 
 * ``gcp.network.firewall`` (id = ``<network name>/<rule name>``, region ``global``):
   the firewall rule as returned (``direction``, ``sourceRanges``, ``allowed``,
-  ``denied``, ``disabled``, ``priority``, ``logConfig``);
+  ``denied``, ``disabled``, ``priority``, ``logConfig``) and, for an enabled ingress
+  allow rule, ``denyRulesBefore``: the enabled ingress deny rules of the same network
+  that Google evaluates first (priority lower or equal: at equal priority a deny wins),
+  as ``{name, priority, denied, sourceRanges, sourceTags, sourceServiceAccounts,
+  targetTags, targetServiceAccounts}``;
 * ``gcp.network.vpc`` (id = network name): the network without its subnetwork URL list;
 * ``gcp.network.subnet`` (id = ``<region>/<name>``, region = the subnet's region).
 
-Check names are those of the AWS and Azure checks of the same family.
+The exposure checks use the shared set arithmetic of :mod:`connectors.exposure`: a
+rule's ports are the union of its ``ports`` (none = every port), its protocol a name or
+an IANA number (``"tcp"``, ``"6"``, ``"all"``), its sources the union of
+``sourceRanges`` of either family (no source at all = every address, as the API
+defaults). A deny rule evaluated first shadows the allow rule where it covers the allow
+rule's targets (it applies to all instances, or to a superset of its target tags or
+service accounts). Hierarchical and network firewall policies are not read here: a deny
+there may make a verdict stricter than reality, never more lenient. Check names are
+those of the AWS and Azure checks of the same family.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
+from connectors import exposure, exposure_checks
 from connectors.checks import Verdict, check, failed, not_applicable, passed
 from connectors.http import PaginationError
 from connectors.records import Evidence
@@ -34,7 +47,6 @@ SUBNET = "gcp.network.subnet"
 
 PERMISSIONS = ("compute.firewalls.list", "compute.networks.list", "compute.subnetworks.list")
 
-INTERNET_RANGES = frozenset({"0.0.0.0/0", "::/0"})
 #: Subnet purposes that carry VM traffic (the others cannot have flow logs).
 VM_PURPOSES = frozenset({"PRIVATE", "PRIVATE_RFC_1918", ""})
 
@@ -64,11 +76,42 @@ def _short(url: Any) -> str:
     return str(url or "").rstrip("/").rsplit("/", 1)[-1]
 
 
+_DENY_KEPT = ("name", "priority", "denied", "sourceRanges", "sourceTags",
+              "sourceServiceAccounts", "targetTags", "targetServiceAccounts")
+
+
+def _ingress(rule: Mapping[str, Any]) -> bool:
+    return not rule.get("disabled") and str(rule.get("direction") or "INGRESS") == "INGRESS"
+
+
+def _priority(rule: Mapping[str, Any]) -> int:
+    return int(rule.get("priority", 1000))  # the API's default
+
+
+def with_denies(rules: list[dict[str, Any]]) -> Iterator[tuple[str, dict[str, Any]]]:
+    """``(id, payload)`` of each rule; enabled ingress allow rules carry the deny rules
+    of their network that are evaluated before them."""
+    denies: dict[str, list[dict[str, Any]]] = {}
+    for rule in rules:
+        if _ingress(rule) and rule.get("denied"):
+            denies.setdefault(str(rule.get("network")), []).append(rule)
+    for rule in rules:
+        payload = dict(rule)
+        if _ingress(rule) and rule.get("allowed"):
+            before = [d for d in denies.get(str(rule.get("network")), [])
+                      if _priority(d) <= _priority(rule)]
+            payload["denyRulesBefore"] = sorted(
+                ({k: d[k] for k in _DENY_KEPT if k in d} for d in before),
+                key=lambda d: (_priority(d), str(d.get("name"))))
+        yield f"{_short(rule.get('network'))}/{rule.get('name')}", payload
+
+
 def read(ctx: GcpContext, project: Project) -> Iterator[Evidence]:
     base = f"/compute/v1/projects/{project.id}"
-    for rule in ctx.items("compute", f"{base}/global/firewalls", "items", {"maxResults": 500}):
-        rid = f"{_short(rule.get('network'))}/{rule.get('name')}"
-        yield evidence(project.id, FIREWALL, rid, dict(rule))
+    rules = list(ctx.items("compute", f"{base}/global/firewalls", "items",
+                           {"maxResults": 500}))
+    for rid, payload in with_denies(rules):
+        yield evidence(project.id, FIREWALL, rid, payload)
     for net in ctx.items("compute", f"{base}/global/networks", "items", {"maxResults": 500}):
         payload = {k: v for k, v in net.items() if k != "subnetworks"}
         payload["subnetworkCount"] = len(net.get("subnetworks") or [])
@@ -82,81 +125,56 @@ def read(ctx: GcpContext, project: Project) -> Iterator[Evidence]:
 # --- firewall evaluation ---------------------------------------------------------------
 
 
-def _covers(ports: list[str] | None, low: int, high: int) -> bool:
-    if not ports:  # no ports listed: every port of the protocol
+def _sources(rule: Mapping[str, Any]) -> exposure.Addresses:
+    ranges = rule.get("sourceRanges") or []
+    if not ranges and not rule.get("sourceTags") and not rule.get("sourceServiceAccounts"):
+        return exposure.ANY  # no source given: the rule applies to every source
+    return exposure.parse_sources(ranges)
+
+
+def _entries(rule: Mapping[str, Any], key: str, allow: bool) -> list[exposure.Rule]:
+    name = str(rule.get("name") or "?")
+    try:
+        sources = _sources(rule)
+        return [exposure.Rule(name=name, priority=_priority(rule), allow=allow,
+                              protocol=exposure.parse_protocol(e.get("IPProtocol")),
+                              ports=exposure.parse_ports(e.get("ports")), sources=sources)
+                for e in rule.get(key) or []]
+    except ValueError as exc:
+        raise ValueError(f"rule {name}: {exc}") from None
+
+
+def _covers_targets(deny: Mapping[str, Any], allow: Mapping[str, Any]) -> bool:
+    """Whether ``deny`` applies to every instance ``allow`` applies to."""
+    d_tags, d_sas = set(deny.get("targetTags") or []), set(deny.get("targetServiceAccounts")
+                                                            or [])
+    if not d_tags and not d_sas:
         return True
-    for spec in ports:
-        first, _, last = str(spec).partition("-")
-        try:
-            if int(first) <= low and high <= int(last or first):
-                return True
-        except ValueError:
-            continue
-    return False
+    a_tags, a_sas = set(allow.get("targetTags") or []), set(allow.get("targetServiceAccounts")
+                                                            or [])
+    return bool(a_tags and a_tags <= d_tags) or bool(a_sas and a_sas <= d_sas)
 
 
-def opens(rule: Mapping[str, Any], low: int, high: int, protocols: tuple[str, ...]) -> bool:
-    """Whether an enabled ingress rule allows ``low..high`` for one of ``protocols`` from
-    the whole internet."""
-    if rule.get("disabled") or str(rule.get("direction", "INGRESS")) != "INGRESS":
-        return False
-    if not INTERNET_RANGES & set(rule.get("sourceRanges") or []):
-        return False
-    for allowed in rule.get("allowed") or []:
-        proto = str(allowed.get("IPProtocol", "")).lower()
-        if (proto == "all" or proto in protocols) and _covers(allowed.get("ports"), low, high):
-            return True
-    return False
+def effective_rules(payload: Mapping[str, Any]) -> list[exposure.Rule]:
+    """The rule's allow entries with the deny rules that are evaluated before them."""
+    if not _ingress(payload):
+        return []
+    rules = _entries(payload, "allowed", True)
+    for deny in payload.get("denyRulesBefore") or []:
+        if _covers_targets(deny, payload):
+            rules += _entries(deny, "denied", False)
+    return rules
 
 
-def _port_verdict(payload: Mapping[str, Any], port: int, label: str) -> Verdict:
-    if opens(payload, port, port, ("tcp",)):
-        return failed(f"Rule {payload.get('name')} allows {label} (TCP {port}) from "
-                      f"{', '.join(sorted(INTERNET_RANGES & set(payload['sourceRanges'])))}")
-    return passed(f"Rule does not allow {label} (TCP {port}) from the internet")
+def _sources_of(payload: Mapping[str, Any], names: Sequence[str]) -> str:
+    return ", ".join(payload.get("sourceRanges") or ["every source"])
 
 
-@check(
-    id="gcp.network.ssh_open_to_internet",
-    title="No firewall rule allows SSH (22) from the internet",
-    severity="high",
-    resource_type=FIREWALL,
-    rationale="SSH reachable from any address is brute-forced and exploited within hours; "
-    "administrative access should come through IAP, a bastion or allow-listed ranges.",
-    remediation="Restrict the rule's source ranges (e.g. to IAP's 35.235.240.0/20) or "
-    "delete it.",
-)
-def ssh_open_to_internet(payload: Mapping[str, Any], params: Mapping[str, Any]) -> Verdict:
-    return _port_verdict(payload, 22, "SSH")
-
-
-@check(
-    id="gcp.network.rdp_open_to_internet",
-    title="No firewall rule allows RDP (3389) from the internet",
-    severity="high",
-    resource_type=FIREWALL,
-    rationale="RDP reachable from any address is a leading ransomware entry point; "
-    "administrative access should come through IAP, a bastion or allow-listed ranges.",
-    remediation="Restrict the rule's source ranges (e.g. to IAP's 35.235.240.0/20) or "
-    "delete it.",
-)
-def rdp_open_to_internet(payload: Mapping[str, Any], params: Mapping[str, Any]) -> Verdict:
-    return _port_verdict(payload, 3389, "RDP")
-
-
-@check(
-    id="gcp.network.all_ports_open_to_internet",
-    title="No firewall rule allows every port from the internet",
-    severity="critical",
-    resource_type=FIREWALL,
-    rationale="A rule allowing all ports from anywhere exposes every service on the "
-    "targeted instances, including ones never meant to be reachable.",
-    remediation="Replace the rule with rules for the specific ports and sources needed.",
-)
-def all_ports_open_to_internet(payload: Mapping[str, Any], params: Mapping[str, Any]) -> Verdict:
-    if opens(payload, 0, 65535, ("tcp",)) or opens(payload, 0, 65535, ("udp",)):
-        return failed(f"Rule {payload.get('name')} allows every port from the internet")
-    return passed("Rule does not allow every port from the internet")
+exposure_checks.register(
+    prefix="gcp", resource_type=FIREWALL, subject="firewall rule",
+    rules_of=effective_rules, sources_of=_sources_of,
+    admin_access="IAP TCP forwarding (35.235.240.0/20), a bastion",
+    restrict="restrict the rule's source ranges")
 
 
 @check(

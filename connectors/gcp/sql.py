@@ -19,6 +19,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from typing import Any
 
+from connectors import exposure
 from connectors.checks import Verdict, check, failed, not_applicable, passed
 from connectors.records import Evidence
 
@@ -128,13 +129,14 @@ def not_publicly_accessible(
 
 @check(
     id="gcp.sql.firewall_open_to_internet",
-    title="No Cloud SQL authorised network admits the whole internet",
+    title="Cloud SQL authorised networks do not admit the internet",
     severity="high",
     resource_type=INSTANCE,
-    rationale="An authorised network of 0.0.0.0/0 exposes the database login to anyone, "
-    "leaving passwords as the only defence.",
-    remediation="Remove 0.0.0.0/0 from the authorised networks; use the Cloud SQL Auth "
-    "Proxy or private IP.",
+    rationale="Authorised networks that together admit as many public addresses as a /8 "
+    "(0.0.0.0/0, or several wide ranges) expose the database login to anyone, leaving "
+    "passwords as the only defence.",
+    remediation="Remove the wide authorised networks; use the Cloud SQL Auth Proxy or "
+    "private IP.",
     parameters={"min_prefix_length": 8},
 )
 def firewall_open_to_internet(payload: Mapping[str, Any], params: Mapping[str, Any]) -> Verdict:
@@ -143,16 +145,16 @@ def firewall_open_to_internet(payload: Mapping[str, Any], params: Mapping[str, A
         return not_applicable("The instance has no public IP; authorised networks do not "
                               "apply")
     minimum = int(params["min_prefix_length"])
-    wide = []
-    for net in ip.get("authorizedNetworks") or []:
-        value = str(net.get("value", ""))
-        prefix = value.partition("/")[2]
-        length = int(prefix) if prefix.isdigit() else 32
-        if length < minimum:
-            wide.append(f"{net.get('name') or 'unnamed'} ({value})")
-    if wide:
-        return failed("Authorised networks wider than /" + str(minimum) + ": " + ", ".join(wide))
-    return passed("No authorised network admits the whole internet")
+    nets = list(ip.get("authorizedNetworks") or [])
+    try:
+        admitted = exposure.parse_sources(str(n.get("value", "")) for n in nets)
+    except ValueError as exc:
+        raise ValueError(f"authorised networks: {exc}") from None
+    if exposure.Wide(v4_prefix=minimum).holds(admitted):
+        names = ", ".join(f"{n.get('name') or 'unnamed'} ({n.get('value')})" for n in nets)
+        return failed(f"Authorised networks admit {admitted.public().v4.size()} public "
+                      f"addresses (as many as a /{minimum} or more): {names}")
+    return passed("Authorised networks admit a limited range of public addresses")
 
 
 @check(

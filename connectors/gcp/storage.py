@@ -10,7 +10,7 @@ Resource type ``gcp.storage.bucket`` (id = bucket name, region = its location)::
      "iamConfiguration": {"uniformBucketLevelAccess": {"enabled", "lockedTime"},
                           "publicAccessPrevention": "enforced" | "inherited"},
      "retentionPolicy": {"retentionPeriod", "effectiveTime", "isLocked"}?,
-     "versioning", "logging", "encryption", "softDeletePolicy",
+     "versioning", "logging", "encryption", "softDeletePolicy", "lifecycle",
      "iamBindings": [{"role", "members"}]}
 
 ``updated`` and ``metageneration`` move with every metadata write (labels…) and are
@@ -29,7 +29,7 @@ from connectors.records import Evidence
 
 from .common import read_partial, require, with_errors
 from .context import GcpContext, Project, evidence
-from .iam import PUBLIC_MEMBERS
+from .iam import is_public
 
 SERVICE = "storage"
 BUCKET = "gcp.storage.bucket"
@@ -38,7 +38,7 @@ PERMISSIONS = ("storage.buckets.list", "storage.buckets.getIamPolicy")
 
 _KEPT = ("name", "location", "locationType", "storageClass", "timeCreated",
          "iamConfiguration", "retentionPolicy", "versioning", "logging", "encryption",
-         "softDeletePolicy", "defaultEventBasedHold", "labels")
+         "softDeletePolicy", "defaultEventBasedHold", "labels", "lifecycle")
 
 
 def bucket_payload(ctx: GcpContext, bucket: Mapping[str, Any]) -> dict[str, Any]:
@@ -99,7 +99,7 @@ def bucket_public_access_block(payload: Mapping[str, Any], params: Mapping[str, 
 )
 def bucket_not_public(payload: Mapping[str, Any], params: Mapping[str, Any]) -> Verdict:
     found = [f"{m} has {b['role']}" for b in require(payload, "iamBindings")
-             for m in b["members"] if m in PUBLIC_MEMBERS]
+             for m in b["members"] if is_public(str(m))]
     if found:
         return failed("Bucket is public: " + "; ".join(found))
     return passed("No public IAM bindings on the bucket")
@@ -142,3 +142,30 @@ def bucket_retention_lock(payload: Mapping[str, Any], params: Mapping[str, Any])
         return failed("The bucket holds logs or records but has no retention policy")
     return not_applicable("Not a log or records bucket (name_pattern) and no retention "
                           "policy is set")
+
+
+@check(
+    id="gcp.storage.bucket_lifecycle_delete",
+    title="Cloud Storage buckets delete objects that are no longer needed (lifecycle)",
+    severity="low",
+    resource_type=BUCKET,
+    rationale="Information should be deleted when it is no longer required; an object "
+    "lifecycle rule with a Delete action enforces the retention period instead of "
+    "keeping data (and what a breach can expose) indefinitely.",
+    remediation="Add a lifecycle rule with action Delete (condition age, or "
+    "daysSinceNoncurrentTime for versions) matching the data's retention period.",
+    parameters={"max_age_days": 0},
+)
+def bucket_lifecycle_delete(payload: Mapping[str, Any], params: Mapping[str, Any]) -> Verdict:
+    rules = [r for r in (payload.get("lifecycle") or {}).get("rule") or []
+             if (r.get("action") or {}).get("type") == "Delete"]
+    if not rules:
+        return failed("No lifecycle rule deletes objects: they are kept until deleted by "
+                      "hand")
+    ages = [int((r.get("condition") or {}).get("age")) for r in rules
+            if isinstance((r.get("condition") or {}).get("age"), int)]
+    limit = int(params["max_age_days"])
+    if limit and (not ages or min(ages) > limit):
+        return failed(f"No lifecycle rule deletes objects within {limit} days")
+    return passed(f"{len(rules)} lifecycle rule(s) delete objects"
+                  + (f" (after {min(ages)} days)" if ages else ""))
