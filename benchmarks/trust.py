@@ -56,16 +56,12 @@ def database(engine_kind: str, pg_url: str) -> Iterator[str]:
             c.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
 
 
-def seal_runs(url: str, runs: int, signer: Any) -> float:
+def seal_runs(engine: Any, runs: int, signer: Any, offset: int = 0) -> float:
     from connectors.records import Evidence, Finding
-    from store.engine import make_engine
-    from store.migrate import upgrade
     from store.writer import RunWriter
 
-    engine = make_engine(url)
-    upgrade(engine)
     t0 = time.perf_counter()
-    for i in range(runs):
+    for i in range(offset, offset + runs):
         w = RunWriter(engine, source="bench", connector_type="bench", config_digest="c" * 64,
                       mapping_digest="m" * 64, agent_version="bench", signer=signer)
         w.start()
@@ -75,9 +71,7 @@ def seal_runs(url: str, runs: int, signer: Any) -> float:
             w.add_finding(Finding(c, "acct", "eu-1", "bench.disk.volume", f"d{i % 50}", "pass",
                                   "low", "ok", evidence_hash=h, controls=("A.8.24",)))
         w.finish("succeeded")
-    elapsed = time.perf_counter() - t0
-    engine.dispose()
-    return elapsed
+    return time.perf_counter() - t0
 
 
 def best(repeat: int, fn: Callable[[], float]) -> float:
@@ -85,27 +79,40 @@ def best(repeat: int, fn: Callable[[], float]) -> float:
 
 
 def cmd_seal(args: argparse.Namespace) -> dict[str, Any]:
+    """Signed and unsigned runs sealed in alternating rounds, each into its own database,
+    so that a loaded machine's drift weighs on both alike."""
     from core.signing import Signer
+    from store.engine import make_engine
+    from store.migrate import upgrade
 
     signer = Signer.generate()
     out: dict[str, Any] = {}
+    rounds = max(1, args.rounds)
+    per_round = args.runs // rounds
     for kind in args.engines.split(","):
-
-        def once(with_key: bool, kind: str = kind) -> float:
-            with database(kind, args.pg_url) as url:
-                return seal_runs(url, args.runs, signer if with_key else None)
-
-        plain = best(args.repeat, lambda: once(False))
-        signed = best(args.repeat, lambda: once(True))
+        with database(kind, args.pg_url) as url_plain, database(kind, args.pg_url) as url_key:
+            if kind == "sqlite":  # two files, not one
+                url_key = url_key.replace("trust.db", "trust-signed.db")
+            plain_engine, key_engine = make_engine(url_plain), make_engine(url_key)
+            upgrade(plain_engine)
+            upgrade(key_engine)
+            plain = signed = 0.0
+            for r in range(rounds):
+                plain += seal_runs(plain_engine, per_round, None, r * per_round)
+                signed += seal_runs(key_engine, per_round, signer, r * per_round)
+            plain_engine.dispose()
+            key_engine.dispose()
+        n = per_round * rounds
         out[kind] = {
-            "runs": args.runs,
+            "runs": n,
             "unsigned_s": round(plain, 2),
             "signed_s": round(signed, 2),
-            "signed_runs_per_s": round(args.runs / signed, 1),
+            "unsigned_ms_per_run": round(1000 * plain / n, 2),
+            "signed_ms_per_run": round(1000 * signed / n, 2),
             "ratio_signed_to_unsigned": round(signed / plain, 3),
         }
-        print(f"-- {kind}: {args.runs} runs sealed in {plain:.2f}s unsigned, {signed:.2f}s "
-              f"signed ({signed / plain:.3f}x)", flush=True)
+        print(f"-- {kind}: {n} runs sealed in {plain:.2f}s unsigned, {signed:.2f}s signed "
+              f"({signed / plain:.3f}x), in {rounds} alternating rounds", flush=True)
     return out
 
 
@@ -157,6 +164,7 @@ def main() -> None:
     p.add_argument("--engines", default="sqlite,postgresql")
     p.add_argument("--pg-url", default=DEFAULT_PG_URL)
     p.add_argument("--repeat", type=int, default=1)
+    p.add_argument("--rounds", type=int, default=20)
     args = p.parse_args()
     result = cmd_seal(args) if args.what == "seal" else cmd_verify(args)
     RESULTS_DIR.mkdir(parents=True, exist_ok=True)
