@@ -7,13 +7,21 @@ to ISO/IEC 27001:2022 Annex A controls::
     framework = "iso27001-2013"     # the name `annexa controls --framework` takes
     title = "ISO/IEC 27001:2013 Annex A"
     target = "iso27001-2022"
+    catalog = "iso27001-2013"       # catalogs/frameworks/<catalog>.toml: the framework's ids
     source = "where the correspondence comes from"
 
     [[control]]
     id = "A.9.4.2"
     title = "Secure log-on procedures"
-    maps_to = ["A.8.5"]             # may be empty: no Annex A equivalent ("not_mapped")
+    maps_to = ["A.8.5"]             # may be empty: no equivalent ("not_mapped")
     rationale = "optional"
+
+``maps_to`` names Annex A controls and, where the source maps to the management system
+itself, ISO/IEC 27001:2022 clauses (``6.1.2``, ``9.2`` …, see :mod:`mappings.clauses`).
+Every ``id`` must be a requirement of the framework's catalog
+(``catalogs/frameworks/<catalog>.toml``: ids with titles, version and source), and every
+requirement of that catalog must have an entry, so that no requirement is silently
+missing from a report.
 
 Aggregation is conservative (:func:`aggregate`): a framework control passes only when
 every 2022 control it relies on passes, or does not apply (``not_applicable``, or
@@ -38,6 +46,7 @@ from typing import Any
 from mappings.loader import MappingError, builtin_dir, control_sort_key
 
 CROSSWALK_DIR = "crosswalks"
+FRAMEWORK_CATALOG_DIR = "catalogs/frameworks"
 TARGET = "iso27001-2022"
 NOT_MAPPED = "not_mapped"
 
@@ -65,6 +74,57 @@ class Crosswalk:
     source: str
     file: str
     entries: tuple[CrosswalkEntry, ...]
+    #: The framework catalog the entries were validated against (None: not declared).
+    catalog: FrameworkCatalog | None = None
+
+
+@dataclass(frozen=True)
+class FrameworkCatalog:
+    """A framework's requirement ids, as published: what a crosswalk may name."""
+
+    id: str
+    title: str
+    version: str
+    source: str
+    file: str
+    requirements: dict[str, str]  # id -> title
+
+
+def load_framework_catalog(name: str) -> FrameworkCatalog:
+    """``catalogs/frameworks/<name>.toml``, validated (unique, non-empty ids and titles)."""
+    path = builtin_dir() / FRAMEWORK_CATALOG_DIR / f"{name}.toml"
+    if not path.is_file():
+        raise MappingError(
+            f"{FRAMEWORK_CATALOG_DIR}/", "<dir>", f"no framework catalog named {name!r}"
+        )
+    file, doc = _read(path)
+    for key in doc:
+        if key not in ("catalog", "requirement"):
+            raise MappingError(file, "<file>", f"unknown top-level key {key!r}")
+    meta = doc.get("catalog")
+    if not isinstance(meta, dict):
+        raise MappingError(file, "catalog", "missing [catalog] table")
+    for key in ("id", "title", "version", "source"):
+        if not isinstance(meta.get(key), str) or not meta[key].strip():
+            raise MappingError(file, "catalog", f"missing or empty {key!r}")
+    if meta["id"] != name:
+        raise MappingError(file, "catalog", f"id {meta['id']!r} differs from the file name")
+    items = doc.get("requirement")
+    if not isinstance(items, list) or not items:
+        raise MappingError(file, "<file>", "lists no [[requirement]] entries")
+    reqs: dict[str, str] = {}
+    for n, item in enumerate(items, start=1):
+        entry = f"requirement[{n}]"
+        if not isinstance(item, dict) or set(item) - {"id", "title", "group"}:
+            raise MappingError(file, entry, "must be a table of id, title and optional group")
+        rid, title = item.get("id"), item.get("title")
+        if not isinstance(rid, str) or not rid.strip() or not isinstance(title, str):
+            raise MappingError(file, entry, "needs a non-empty 'id' and a 'title'")
+        if rid in reqs:
+            raise MappingError(file, f"{entry} ({rid})", f"duplicate id {rid}")
+        reqs[rid] = title
+    return FrameworkCatalog(meta["id"], meta["title"], meta["version"], meta["source"], file,
+                            reqs)
 
 
 def available_crosswalks() -> dict[str, Path]:
@@ -92,12 +152,21 @@ def _read(path: Path) -> tuple[str, dict[str, Any]]:
 
 
 def load_crosswalk(path: Path, catalog: Collection[str]) -> Crosswalk:
-    """Load and validate one crosswalk file against the 2022 catalog."""
+    """Load and validate one crosswalk file against the 2022 catalog (Annex A ids in
+    ``catalog``, plus the clause ids of :mod:`mappings.clauses`) and, when its ``[meta]``
+    names one, against the framework's own catalog."""
+    from mappings.clauses import builtin_clauses
+
+    targets = set(catalog) | set(builtin_clauses())
     file, doc = _read(path)
     for key in doc:
         if key not in ("meta", "control"):
             raise MappingError(file, "<file>", f"unknown top-level key {key!r}")
     meta = doc.get("meta")
+    if isinstance(meta, dict):
+        for key in meta:
+            if key not in ("framework", "title", "target", "catalog", "source"):
+                raise MappingError(file, "meta", f"unknown key {key!r}")
     if not isinstance(meta, dict):
         raise MappingError(file, "meta", "missing [meta] table (framework, title, target)")
     for key in ("framework", "title", "target"):
@@ -105,6 +174,11 @@ def load_crosswalk(path: Path, catalog: Collection[str]) -> Crosswalk:
             raise MappingError(file, "meta", f"missing or empty {key!r}")
     if meta["target"] != TARGET:
         raise MappingError(file, "meta", f"target must be {TARGET!r}, got {meta['target']!r}")
+    framework_catalog = None
+    if meta.get("catalog") is not None:
+        if not isinstance(meta["catalog"], str):
+            raise MappingError(file, "meta", "'catalog' must name a framework catalog")
+        framework_catalog = load_framework_catalog(meta["catalog"])
     items = doc.get("control")
     if not isinstance(items, list) or not items:
         raise MappingError(file, "<file>", "lists no [[control]] entries")
@@ -128,9 +202,16 @@ def load_crosswalk(path: Path, catalog: Collection[str]) -> Crosswalk:
         if cid in seen:
             raise MappingError(file, entry, f"duplicate id {cid}")
         seen.add(cid)
+        if framework_catalog is not None and cid not in framework_catalog.requirements:
+            raise MappingError(
+                file, entry, f"{cid!r} is not a requirement of catalog {framework_catalog.id} "
+                f"({framework_catalog.file})"
+            )
         for m in maps:
-            if m not in catalog:
-                raise MappingError(file, entry, f"unknown ISO/IEC 27001:2022 control {m!r}")
+            if m not in targets:
+                raise MappingError(
+                    file, entry, f"unknown ISO/IEC 27001:2022 control or clause {m!r}"
+                )
         if len(set(maps)) != len(maps):
             raise MappingError(file, entry, "'maps_to' lists a control twice")
         rationale = item.get("rationale")
@@ -140,8 +221,16 @@ def load_crosswalk(path: Path, catalog: Collection[str]) -> Crosswalk:
                 rationale if isinstance(rationale, str) else None,
             )
         )
+    if framework_catalog is not None:
+        missing = [r for r in framework_catalog.requirements if r not in seen]
+        if missing:
+            raise MappingError(
+                file, "<file>", f"{len(missing)} requirement(s) of catalog "
+                f"{framework_catalog.id} have no entry: {', '.join(missing[:8])}"
+                + ("…" if len(missing) > 8 else ""),
+            )
     return Crosswalk(meta["framework"], meta["title"], str(meta.get("source", "")), file,
-                     tuple(entries))
+                     tuple(entries), framework_catalog)
 
 
 def load_framework(name: str, catalog: Collection[str]) -> Crosswalk:

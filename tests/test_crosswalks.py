@@ -77,7 +77,10 @@ def test_2013_crosswalk_is_table_b2_row_for_row(
 
 
 def test_builtin_crosswalks_load(index: MappingIndex) -> None:
-    assert set(available_crosswalks()) == {"iso27001-2013", "soc2"}
+    assert set(available_crosswalks()) == {
+        "iso27001-2013", "soc2", "nist-csf-2.0", "nis2", "pci-dss-4.0", "hipaa-security",
+        "gdpr-art32",
+    }
     for name in available_crosswalks():
         assert load_framework(name, index.catalog).entries
 
