@@ -138,6 +138,41 @@ class RetentionConfig(_Strict):
         return v
 
 
+class RiskConfig(_Strict):
+    """The risk register's scales and the risk appetite (``[audit.risk]``).
+
+    A risk's score is likelihood x impact, each a level from 1 to the length of its
+    scale (given as the number or as the level's label). Recorded as a decision with the
+    risks (store/risks.py), so that a changed appetite never rewrites past answers.
+    """
+
+    #: Likelihood levels, lowest first.
+    likelihood: list[str] = Field(
+        default_factory=lambda: ["Rare", "Unlikely", "Possible", "Likely", "Almost certain"],
+        min_length=2,
+        max_length=10,
+    )
+    #: Impact levels, lowest first.
+    impact: list[str] = Field(
+        default_factory=lambda: ["Negligible", "Minor", "Moderate", "Major", "Severe"],
+        min_length=2,
+        max_length=10,
+    )
+    #: Highest residual score tolerated without the risk owner's recorded acceptance.
+    #: Unset: every risk above the lowest score needs an acceptance.
+    appetite: int | None = Field(None, ge=0)
+
+    @field_validator("likelihood", "impact")
+    @classmethod
+    def _labels(cls, v: list[str]) -> list[str]:
+        folded = [s.strip().casefold() for s in v]
+        if any(not s for s in folded) or len(set(folded)) != len(folded):
+            raise ValueError("levels must be distinct, non-empty labels")
+        if any(s.isdigit() for s in folded):
+            raise ValueError("a level label cannot be a number (numbers are levels)")
+        return v
+
+
 class AuditConfig(_Strict):
     """Inputs of the auditor features; relative paths are relative to the config file."""
 
@@ -145,6 +180,10 @@ class AuditConfig(_Strict):
     scope_file: Path | None = None
     #: Approved exceptions (see docs/exceptions.example.toml).
     exceptions_file: Path | None = None
+    #: Risk register, TOML or CSV (see docs/risks.example.toml); risks are also read from
+    #: Jira / ServiceNow processes of kind "risk".
+    risks_file: Path | None = None
+    risk: RiskConfig = Field(default_factory=RiskConfig)
 
 
 class ConnectorConfig(_Strict):

@@ -43,6 +43,7 @@ def _files(settings: Settings) -> dict[str, Path | None]:
     return {
         "exceptions": settings.resolve(audit.exceptions_file) if audit.exceptions_file else None,
         "soa": settings.resolve(audit.scope_file) if audit.scope_file else None,
+        "risks": settings.resolve(audit.risks_file) if audit.risks_file else None,
     }
 
 
@@ -77,6 +78,7 @@ def file_decisions(
         except MappingError as exc:
             raise DecisionFileError(f"invalid scope file: {exc}") from None
         out.extend(scope_decisions(scope))
+    out.extend(risk_file_decisions(settings, files["risks"], index))
     # Without a file nothing is recorded (the default SoA, every control applicable, is
     # what answers then); a file whose setting is removed has its decisions revoked.
     for kind, path in files.items():
@@ -92,6 +94,38 @@ def file_decisions(
     return out
 
 
+def risk_policy(settings: Settings) -> Any:
+    """The configured risk appetite and scales (``[audit.risk]``)."""
+    from store.risk_input import RiskPolicy, Scales
+
+    cfg = settings.model.audit.risk
+    return RiskPolicy(cfg.appetite, Scales(tuple(cfg.likelihood), tuple(cfg.impact)))
+
+
+def risk_file_decisions(
+    settings: Settings, path: Path | None, index: MappingIndex
+) -> list[Decision]:
+    """The risks file's risks and the risk policy, as decisions (store/risks.py).
+
+    The policy is recorded when a risks file or an appetite is configured: it is what
+    the register's flags are judged against, so a changed appetite is a new decision.
+    """
+    from store.decisions import RISK_POLICY_TYPE, RISK_TYPE
+    from store.risk_input import RiskFileError, load_risk_file
+
+    policy = risk_policy(settings)
+    out: list[Decision] = []
+    if path is not None:
+        try:
+            risks = load_risk_file(path, policy.scales, index.catalog)
+        except RiskFileError as exc:
+            raise DecisionFileError(f"invalid risks file: {exc}") from None
+        out.extend(Decision(RISK_TYPE, r.id, r.payload()) for r in risks)
+    if path is not None or policy.appetite is not None:
+        out.append(Decision(RISK_POLICY_TYPE, "policy", policy.payload()))
+    return out
+
+
 def sync(
     settings: Settings, engine: Engine, index: MappingIndex, decisions: list[Decision]
 ) -> RunSummary | None:
@@ -101,7 +135,7 @@ def sync(
     return record_decisions(
         engine,
         decisions,
-        services={"exceptions", "soa", "files"},
+        services={"exceptions", "soa", "files", "risks"},
         signer=settings.signer(),
         config_digest=settings.digest(),
         mapping_digest=index.digest,

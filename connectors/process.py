@@ -12,7 +12,8 @@ A process (one per kind per connector instance) is declared in the connector's o
     [[connectors.options.processes]]
     kind = "change"                       # change | emergency_change | incident |
                                           # vulnerability | access_review | leaver |
-                                          # dr_test | internal_audit | nonconformity
+                                          # dr_test | internal_audit | nonconformity |
+                                          # management_review | risk
     jql = "project = CHG"                 # (Jira) / table + query (ServiceNow) / repos (GitHub)
     approved_states = ["Approved"]        # entering one of these states = approved
     implemented_states = ["Done"]         # … = implemented (deployed)
@@ -38,7 +39,13 @@ declared thresholds; checks compare them with the clock when they are evaluated.
 Each population also gets one summary evidence (``<prefix>.<kind>.population``): how
 many items passed/failed each check and, for access reviews, which periods had a
 completed review — judged by ``<prefix>.access_review.every_period`` (likewise DR tests
-and internal audits: ``<prefix>.dr_test.every_period``, ``<prefix>.internal_audit.…``).
+and internal audits: ``<prefix>.dr_test.every_period``, ``<prefix>.internal_audit.…``,
+management reviews: ``<prefix>.management_review.every_period``).
+
+Kind ``risk`` feeds the risk register (:mod:`store.risks`) rather than checks: each item
+carries ``ticket["risk"]``, the values of the fields named in ``risk_fields`` (likelihood,
+impact, treatment, treating controls …), and entering an ``approved_states`` state is the
+owner's acceptance of the risk (who and when, from the history).
 """
 
 from __future__ import annotations
@@ -78,6 +85,8 @@ Kind = Literal[
     "dr_test",
     "internal_audit",
     "nonconformity",
+    "management_review",
+    "risk",
 ]
 KINDS: tuple[str, ...] = get_args(Kind)
 #: Kinds that must happen in every review period (the population summary lists the
@@ -86,11 +95,19 @@ PERIODIC_KINDS: dict[str, str] = {
     "access_review": "access review",
     "dr_test": "disaster-recovery / continuity test",
     "internal_audit": "internal audit",
+    "management_review": "management review",
 }
 #: Kinds whose items are judged against a resolution deadline set by their severity.
 SEVERITY_KINDS = frozenset({"incident", "vulnerability", "nonconformity"})
 ReviewPeriod = Literal["monthly", "quarterly", "semiannual", "annual"]
 _PERIOD_MONTHS = {"monthly": 1, "quarterly": 3, "semiannual": 6, "annual": 12}
+#: Risk register fields a ``risk`` process may read from its source (register name →
+#: the source's field id or name); ``likelihood`` and ``impact`` are required.
+RISK_FIELDS = frozenset({
+    "asset", "threat", "vulnerability", "owner", "likelihood", "impact", "treatment",
+    "controls", "residual_likelihood", "residual_impact", "residual_score", "review_date",
+    "accepted_by", "accepted_on",
+})
 
 #: Payload key under which read failures of one item are recorded (checks then error).
 ERRORS_KEY = "_errors"
@@ -226,6 +243,19 @@ class ProcessBase(BaseModel):
     periods_from: date | None = None
     #: False: the requester may not be the (only) approver either.
     requester_may_approve: bool = False
+    #: Kind ``risk``: register field → the source's field (see :data:`RISK_FIELDS`).
+    risk_fields: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("risk_fields")
+    @classmethod
+    def _risk_fields(cls, v: dict[str, str]) -> dict[str, str]:
+        unknown = sorted(set(v) - RISK_FIELDS)
+        if unknown:
+            raise ValueError(
+                f"unknown risk field(s) {', '.join(unknown)} "
+                f"(allowed: {', '.join(sorted(RISK_FIELDS))})"
+            )
+        return v
 
     @field_validator("sla_days", "ack_sla_hours")
     @classmethod
@@ -260,6 +290,8 @@ class ProcessBase(BaseModel):
                 "dr_test": ["resolved_states"],
                 "internal_audit": ["resolved_states"],
                 "nonconformity": ["resolved_states"],
+                "management_review": ["resolved_states"],
+                "risk": [],
             }[k]
             if k == "emergency_change" and not (self.reviewed_states or self.approved_states):
                 need.append("reviewed_states")
@@ -268,11 +300,15 @@ class ProcessBase(BaseModel):
         if k in PERIODIC_KINDS:
             need += ["review_period", "periods_from"]
         if (
-            k in ("leaver", "dr_test", "internal_audit")
+            k in ("leaver", "dr_test", "internal_audit", "management_review")
             and not self.sla_days
             and self.close_within_days is None
         ):
             need.append("close_within_days")
+        if k == "risk" and not {"likelihood", "impact"} <= set(self.risk_fields):
+            need.append("risk_fields (with likelihood and impact)")
+        elif k != "risk" and self.risk_fields:
+            raise ValueError("risk_fields is only for processes of kind risk")
         return need
 
     def sla_for(self, severity: str | None) -> float | None:
@@ -710,6 +746,7 @@ _ITEM_CHECKS: tuple[tuple[str, str, Callable[..., Verdict], str], ...] = (
     ("dr_test", "closed_within_sla", resolved_within_sla, "medium"),
     ("internal_audit", "closed_within_sla", resolved_within_sla, "medium"),
     ("nonconformity", "closed_within_sla", resolved_within_sla, "high"),
+    ("management_review", "closed_within_sla", resolved_within_sla, "medium"),
 )
 
 _TEXT: dict[str, tuple[str, str, str]] = {
@@ -775,6 +812,14 @@ _TEXT: dict[str, tuple[str, str, str]] = {
         "Take the corrective action, verify its effectiveness and close the {noun}; "
         "escalate those approaching their deadline.",
     ),
+    "management_review.closed_within_sla": (
+        "Management review or its action completed by its due date",
+        "Top management must review the ISMS at planned intervals and act on the results "
+        "(ISO/IEC 27001 clause 9.3); a review or review action left open past its due date "
+        "shows the review's decisions are not carried out.",
+        "Hold the review as planned and close each resulting action by its due date, or "
+        "re-plan it with a recorded decision.",
+    ),
 }
 
 _EVERY_PERIOD_TEXT: dict[str, tuple[str, str, str, str]] = {
@@ -800,6 +845,14 @@ _EVERY_PERIOD_TEXT: dict[str, tuple[str, str, str, str]] = {
         "The approach to information security must be independently reviewed at planned "
         "intervals (internal audit programme); a period without a completed audit is a gap.",
         "Complete an internal audit in every period of the audit programme and record it.",
+        "high",
+    ),
+    "management_review": (
+        "a management review was completed in every period",
+        "Top management must review the ISMS at planned intervals (ISO/IEC 27001 clause "
+        "9.3); a period without a completed management review is a gap.",
+        "Hold and record a management review in every planned period; a later review does "
+        "not cover the missed period.",
         "high",
     ),
 }

@@ -20,7 +20,10 @@ Items (``resource_type`` → ``resource_id``):
   when the file gives none, so that reordering the file changes nothing);
 * ``decision.soa.control`` → a control id: applicable, justification, declared or not;
 * ``decision.soa.meta`` → ``meta``: organisation and scope description;
-* ``decision.files.source`` → ``exceptions`` / ``soa``: the file and its SHA-256.
+* ``decision.files.source`` → ``exceptions`` / ``soa`` / ``risks``: the file and its SHA-256;
+* ``decision.risks.risk`` → a risk's id: the risk as declared, with its acceptance
+  (approver and date), which counts from ``max(accepted_on, recorded)``;
+* ``decision.risks.policy`` → ``policy``: the risk appetite and scales in force.
 
 An exception applies from ``max(approved_on, recorded)``; one whose ``approved_on``
 is earlier than the day it was recorded is *backdated*, shown as such and never applied
@@ -55,6 +58,11 @@ SOA_META_TYPE = "decision.soa.meta"
 #: file changed since it was recorded).
 SOURCE_FILE_TYPE = "decision.files.source"
 SERVICES = {t: service_of(t) for t in (EXCEPTION_TYPE, SOA_TYPE, SOA_META_TYPE, SOURCE_FILE_TYPE)}
+#: The risk register (store/risks.py): one item per risk of the risks file (id = the
+#: risk's id, with its acceptance), and ``policy``: the appetite and scales in force.
+RISK_TYPE = "decision.risks.risk"
+RISK_POLICY_TYPE = "decision.risks.policy"
+SERVICES.update({t: service_of(t) for t in (RISK_TYPE, RISK_POLICY_TYPE)})
 
 
 @dataclass(frozen=True)

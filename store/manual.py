@@ -102,7 +102,10 @@ def add_manual_evidence(
 ) -> ManualAdded:
     """Store ``file`` as evidence for ``control``, valid until ``valid_until``."""
     if catalog is not None and control not in catalog:
-        raise ManualEvidenceError(f"--control: unknown control {control!r} (expected like A.5.1)")
+        raise ManualEvidenceError(
+            f"--control: unknown control {control!r} (expected an Annex A control like A.5.1 "
+            "or an ISMS clause like 9.2)"
+        )
     if not file.is_file():
         raise ManualEvidenceError(f"--file: {file} is not a readable file")
     size = file.stat().st_size

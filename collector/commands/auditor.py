@@ -473,7 +473,10 @@ def db_grant_auditor(
 
 @evidence_app.command("add")
 def evidence_add(
-    control: Annotated[str, typer.Option("--control", help="Annex A control, e.g. A.5.1.")],
+    control: Annotated[
+        str,
+        typer.Option("--control", help="Annex A control (A.5.1) or ISMS clause (9.2)."),
+    ],
     file: Annotated[Path, typer.Option("--file", help="The document or record.")],
     valid_until: Annotated[
         str, typer.Option("--valid-until", help="Last day it counts (date) or an instant.")
@@ -487,6 +490,7 @@ def evidence_add(
     fmt: FormatOpt = OutputFormat.table,
 ) -> None:
     """Record a document as evidence for a control, content-addressed, until it expires."""
+    from mappings.clauses import builtin_clauses
     from store.manual import ManualEvidenceError, add_manual_evidence
 
     with _cli_errors():
@@ -507,7 +511,7 @@ def evidence_add(
                 mapping_digest=index.digest,
                 config_digest=settings.digest(),
                 agent_version=_agent_version(),
-                catalog=set(index.catalog),
+                catalog=set(index.catalog) | set(builtin_clauses()),
                 signer=settings.signer(),
             )
         except ManualEvidenceError as exc:

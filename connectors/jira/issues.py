@@ -178,6 +178,7 @@ class IssueReader:
 
     def fields(self) -> str:
         extra = [self.severity_field] if self.severity_field else []
+        extra += list(self.process.risk_fields.values())
         return ",".join(dict.fromkeys([*BASE_FIELDS, *extra]))
 
     def search(self) -> Iterator[Any]:
@@ -289,7 +290,14 @@ class IssueReader:
 
         status = fields.get("status") if isinstance(fields.get("status"), Mapping) else {}
         labels = fields.get("labels") if isinstance(fields.get("labels"), list) else []
-        return {
+        extra: dict[str, Any] = {}
+        if self.process.risk_fields:
+            # Kind "risk": the register's fields by their register names (store.risks).
+            extra["risk"] = {
+                name: field_label(fields.get(fid))
+                for name, fid in sorted(self.process.risk_fields.items())
+            }
+        return extra | {
             "key": key,
             "id": None if issue.get("id") is None else str(issue["id"]),
             "title": fields.get("summary") if isinstance(fields.get("summary"), str) else None,

@@ -173,6 +173,7 @@ class SnReader:
         extra = [self.severity_field] if self.severity_field else []
         if self.process.review_field:
             extra.append(self.process.review_field)
+        extra += list(self.process.risk_fields.values())
         return ",".join(dict.fromkeys([*BASE_FIELDS, *extra, *self.process.fields]))
 
     def records(self) -> Iterator[Any]:
@@ -349,7 +350,13 @@ class SnReader:
         uri = quote(f"{self.table}.do?sys_id={sys_id}", safe="")
         requester = _person(rec, "requested_by") or _person(rec, "opened_by")
         extra = {name: _display(rec, name) for name in sorted(self.process.fields)}
-        return {
+        risk: dict[str, Any] = {}
+        if self.process.risk_fields:
+            # Kind "risk": the register's fields by their register names (store.risks).
+            risk["risk"] = {
+                name: _display(rec, fid) for name, fid in sorted(self.process.risk_fields.items())
+            }
+        return risk | {
             "key": number,
             "id": sys_id,
             "title": _display(rec, "short_description"),

@@ -1,0 +1,161 @@
+"""``annexa risks`` and ``annexa isms``: the risk register and the ISMS clauses 4-10.
+
+Both answer now or ``--at`` an instant, from what is recorded: risks and their
+acceptances as recorded decisions or collected tickets (store/risks.py), clause
+evidence as manual records, policy documents and process findings (store/isms.py).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any
+
+import typer
+from sqlalchemy import Engine
+
+from collector.cli import (
+    AtOpt,
+    ConfigOpt,
+    FormatOpt,
+    _cli_errors,
+    _engine,
+    _index,
+    _settings,
+    _stamp,
+    app,
+    err,
+    parse_instant,
+)
+from collector.config import Settings
+from collector.output import OutputFormat, render
+from mappings.loader import MappingIndex
+
+FLAG_LABELS = {
+    "treatment_not_effective": "treatment not effective",
+    "residual_above_appetite": "residual above appetite",
+    "review_overdue": "review overdue",
+    "no_review_date": "no review date",
+    "unreadable": "unreadable",
+}
+
+
+def register(
+    settings: Settings, engine: Engine, index: MappingIndex, instant: datetime | None
+) -> tuple[list[Any], Any, bool, list[Any]]:
+    """The register at ``instant`` (rows, policy, policy recorded?) and the exceptions."""
+    from collector.commands.auditor import recorded_decisions
+    from collector.decisions import risk_policy
+    from connectors.records import utcnow
+    from store.risks import register_at
+
+    rules, _ = recorded_decisions(settings, engine, index, instant)
+    rows, policy, recorded = register_at(
+        engine, index, instant or utcnow(), fallback=risk_policy(settings),
+        freshness=settings.freshness, exceptions=rules,
+    )
+    return rows, policy, recorded, rules
+
+
+@app.command()
+def risks(
+    config: ConfigOpt = None,
+    at: AtOpt = None,
+    flagged: Annotated[
+        bool, typer.Option("--flagged", help="Only risks with a flag raised.")
+    ] = False,
+    fmt: FormatOpt = OutputFormat.table,
+) -> None:
+    """The risk register: each risk, the live status of its treating controls, and the
+    flags — treatment not effective, residual above appetite without recorded
+    acceptance, review overdue."""
+    with _cli_errors():
+        settings = _settings(config)
+        index = _index(settings, check_ids=False)
+        instant = parse_instant(at)
+        engine = _engine(settings, migrate=False)
+        rows, policy, recorded, _ = register(settings, engine, index, instant)
+        if not recorded:
+            err.print(
+                "[yellow]note:[/] no risk appetite recorded then: judged against the "
+                "configured [audit.risk]",
+                highlight=False,
+            )
+        out = []
+        for r in rows:
+            if flagged and not r.flagged:
+                continue
+            d = r.as_dict()
+            d["score"] = (
+                f"{r.likelihood}x{r.impact}={r.inherent_score}" if r.likelihood else ""
+            )
+            d["residual"] = (
+                f"{r.effective_residual} (target {r.target_residual})"
+                if r.effective_residual is not None else ""
+            )
+            d["treating"] = [f"{c} {s}" for c, s in r.controls.items()] + [
+                f"{a} (additional)" for a in r.additional_controls
+            ]
+            d["flag_text"] = [FLAG_LABELS.get(f, f) for f in r.flags] + [
+                f"{FLAG_LABELS.get(f, f)} (accepted)" for f in r.accepted_flags
+            ]
+            d["acceptance"] = (
+                f"{r.accepted_by}, {r.accepted_on:%Y-%m-%d}" if r.accepted_on else ""
+            )
+            out.append(d)
+        if not out and fmt is OutputFormat.table:
+            err.print(f"no {'flagged ' if flagged else ''}risks recorded at {_stamp(instant)}")
+        render(
+            out,
+            [
+                ("id", "Risk"),
+                ("title", "Title"),
+                ("owner", "Owner"),
+                ("score", "LxI"),
+                ("treatment", "Treatment"),
+                ("treating", "Treating controls"),
+                ("residual", "Residual"),
+                ("acceptance", "Accepted"),
+                ("review_date", "Review"),
+                ("flag_text", "Flags"),
+            ],
+            fmt,
+            title=f"Risk register at {_stamp(instant)} (appetite {policy.threshold})",
+        )
+
+
+@app.command()
+def isms(
+    config: ConfigOpt = None,
+    at: AtOpt = None,
+    fmt: FormatOpt = OutputFormat.table,
+) -> None:
+    """Readiness of every ISO/IEC 27001:2022 clause 4-10: documents, process checks and
+    the risk register, with the same statuses as the controls."""
+    from connectors.records import utcnow
+    from store.isms import clause_statuses
+
+    with _cli_errors():
+        settings = _settings(config)
+        index = _index(settings, check_ids=False)
+        instant = parse_instant(at)
+        engine = _engine(settings, migrate=False)
+        rows, _, _, rules = register(settings, engine, index, instant)
+        out = [
+            c.as_dict()
+            for c in clause_statuses(
+                engine, instant or utcnow(), register=rows, freshness=settings.freshness,
+                exceptions=rules,
+            )
+        ]
+        render(
+            out,
+            [
+                ("clause", "Clause"),
+                ("title", "Title"),
+                ("status", "Status"),
+                ("document", "Document"),
+                ("explanation", "Why"),
+            ],
+            fmt,
+            title=f"ISMS clauses 4-10 at {_stamp(instant)}",
+        )
