@@ -28,6 +28,7 @@ from connectors.base import (
 )
 from connectors.records import REDACTED
 from core.signing import PublicKey, Signer, SigningKeyError, load_public_keys
+from store.risk_input import DEFAULT_IMPACT, DEFAULT_LIKELIHOOD
 
 DEFAULT_CONFIG_FILE = "annexa.toml"
 ENV_DATABASE_URL = "ANNEXA_DATABASE_URL"
@@ -148,13 +149,13 @@ class RiskConfig(_Strict):
 
     #: Likelihood levels, lowest first.
     likelihood: list[str] = Field(
-        default_factory=lambda: ["Rare", "Unlikely", "Possible", "Likely", "Almost certain"],
+        default_factory=lambda: list(DEFAULT_LIKELIHOOD),
         min_length=2,
         max_length=10,
     )
     #: Impact levels, lowest first.
     impact: list[str] = Field(
-        default_factory=lambda: ["Negligible", "Minor", "Moderate", "Major", "Severe"],
+        default_factory=lambda: list(DEFAULT_IMPACT),
         min_length=2,
         max_length=10,
     )

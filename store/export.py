@@ -16,6 +16,8 @@
                            failing, changes
     control_history.csv    per control: status intervals over the period
     soa.csv                Statement of Applicability at the end of the period
+    isms.csv               ISMS clauses 4-10: readiness at the end of the period
+    risks.csv              the risk register at the end of the period (store/risks.py)
     exceptions.json        the exceptions in force during the period, as recorded (when
                            recorded and revoked; backdated approvals marked)
     manual/<sha256>/<name> manual evidence files in force during the period
@@ -58,6 +60,7 @@ from store.integrity import (
     finding_hash,
     ts,
 )
+from store.isms import ISMS_COLUMNS, RISK_COLUMNS, package_parts
 from store.keys import stored_keys
 from store.oscal import assessment_results, observation_uuid
 from store.queries import (
@@ -381,6 +384,12 @@ def build_package(
             if h and h in stored and h not in payloads and len(payloads) < payload_budget:
                 payloads[h] = stored[h]
     series = compliance_series(timelines, chart_points, applicable=scope.applicable)
+    # ISMS clauses, risk register and monthly trends (store/isms.py).
+    isms = package_parts(engine, index, start=start, end=end, timelines=timelines,
+                         applicable=scope.applicable, freshness=freshness,
+                         exceptions=exceptions)
+    files["isms.csv"] = _csv(isms["isms_csv"], ISMS_COLUMNS)
+    files["risks.csv"] = _csv(isms["risks_csv"], RISK_COLUMNS)
     title = "ISO/IEC 27001:2022 audit package"
     files["report.html"] = render_report(
         title=title,
@@ -400,6 +409,7 @@ def build_package(
         samples=[json.loads(b) for p, b in sorted(files.items())
                  if p.startswith("samples/") and p.endswith("/sample.json")],
         soa_meta=scope.meta(),
+        extra_sections=isms["sections"],
     ).encode("utf-8")
     if pdf is not None:
         # Printed by the caller's renderer (headless Chromium): the store runs nothing.

@@ -40,6 +40,9 @@ from pathlib import Path
 from typing import Any
 
 TREATMENTS = ("modify", "retain", "avoid", "share")
+#: The default scales (``[audit.risk]`` without likelihood / impact).
+DEFAULT_LIKELIHOOD = ("Rare", "Unlikely", "Possible", "Likely", "Almost certain")
+DEFAULT_IMPACT = ("Negligible", "Minor", "Moderate", "Major", "Severe")
 #: ISO/IEC 27005 names the options as nouns; both spellings are accepted.
 _TREATMENT_ALIASES = {
     "modification": "modify", "mitigate": "modify", "reduce": "modify",
@@ -71,8 +74,8 @@ class Scales:
         labels = self.likelihood if axis.endswith("likelihood") else self.impact
         if isinstance(value, bool):
             raise RiskFileError(f"{axis}: {value!r} is not a level")
-        if isinstance(value, int) or (isinstance(value, str) and value.strip().isdigit()):
-            n = int(value)
+        n = whole(value)
+        if n is not None:
             if 1 <= n <= len(labels):
                 return n
             raise RiskFileError(f"{axis}: {n} is outside the scale 1..{len(labels)}")
@@ -107,6 +110,11 @@ class RiskPolicy:
     @classmethod
     def from_payload(cls, p: Mapping[str, Any]) -> RiskPolicy:
         return cls(p.get("appetite"), Scales(tuple(p["likelihood"]), tuple(p["impact"])))
+
+    @classmethod
+    def default(cls) -> RiskPolicy:
+        """No appetite, the default scales: what answers when nothing is configured."""
+        return cls(None, Scales(DEFAULT_LIKELIHOOD, DEFAULT_IMPACT))
 
 
 @dataclass(frozen=True)
@@ -170,6 +178,20 @@ class Risk:
             accepted_on=_parse(p.get("accepted_on")),
             source=p.get("source") or "file", url=p.get("url"),
         )
+
+
+def whole(value: Any) -> int | None:
+    """A whole number from ``3``, ``"3"``, ``3.0`` or ``"3.0"`` (ticket number fields come
+    back as floats); None for anything else."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    try:
+        f = float(value) if isinstance(value, float | str) else None
+    except ValueError:
+        return None
+    return int(f) if f is not None and f.is_integer() else None
 
 
 def _iso(t: datetime | None) -> str | None:
@@ -249,7 +271,11 @@ def build_risk(
         raise RiskFileError(
             f"treatment {item['treatment']!r} is not one of {', '.join(TREATMENTS)}"
         )
-    controls = _list(item.get("controls"), "controls", split=r"[;,\s]+")
+    controls: list[str] = []
+    for piece in _list(item.get("controls"), "controls", split=r"[;,]"):
+        words = piece.split()
+        # "A.8.1 A.8.24" is two ids; "MFA app" is one additional control.
+        controls += words if all(_ANNEX_A.fullmatch(w) for w in words) else [piece]
     additional = _list(item.get("additional_controls"), "additional_controls", split=r";")
     annex = [c for c in controls if _ANNEX_A.fullmatch(c)]
     # Free text in the controls of a ticket (or a file) is an additional control; an
@@ -270,9 +296,9 @@ def build_risk(
             raise RiskFileError("give residual_score or the residual levels, not both")
     elif item.get("residual_score") not in (None, ""):
         raw = item["residual_score"]
-        if isinstance(raw, bool) or not str(raw).strip().isdigit():
+        residual = whole(raw)
+        if residual is None:
             raise RiskFileError(f"residual_score: {raw!r} is not a whole number")
-        residual = int(raw)
         top = len(scales.likelihood) * len(scales.impact)
         if not 1 <= residual <= top:
             raise RiskFileError(f"residual_score: {residual} is outside 1..{top}")

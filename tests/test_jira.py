@@ -811,7 +811,7 @@ def iter_specs() -> Iterator[Any]:
 
 def test_every_jira_check_is_documented():
     specs = list(iter_specs())
-    assert len(specs) == 15
+    assert len(specs) == 17
     for s in specs:
         assert s.title and s.rationale and s.remediation and s.severity
         assert s.resource_type.split(".")[1] in {
@@ -824,6 +824,7 @@ def test_every_jira_check_is_documented():
             "dr_test",
             "internal_audit",
             "nonconformity",
+            "management_review",
         }
 
 

@@ -909,7 +909,7 @@ def test_options_validation(snow):
 
 def test_every_servicenow_check_is_documented():
     specs = ServiceNowConnector.checks()
-    assert len(specs) == 15
+    assert len(specs) == 17
     for s in specs:
         assert s.title and s.rationale and s.remediation
 
