@@ -397,7 +397,9 @@ def controls(
     framework: Annotated[
         str,
         typer.Option(
-            "--framework", help="iso27001-2022 (default), iso27001-2013 or soc2 (crosswalks)."
+            "--framework",
+            help="iso27001-2022 (default), or a crosswalk: iso27001-2013, soc2, nist-csf-2.0, "
+            "nis2, pci-dss-4.0, hipaa-security, gdpr-art32.",
         ),
     ] = "iso27001-2022",
     fmt: FormatOpt = OutputFormat.table,
@@ -442,13 +444,17 @@ def controls(
                 r["fail_hours"] = round(sum(p["hours"] for p in tl["fail_periods"]), 2)
                 r["period"] = tl
         if crosswalk is not None:
+            from collector.commands.isms import clause_status_map
             from mappings.crosswalk import report_through
 
             # Every 2022 control counts (a --theme filter would make the others look
-            # unevidenced); controls the SoA excludes count as not applicable.
+            # unevidenced); controls the SoA excludes count as not applicable; clauses
+            # 4-10 (which official mappings reference) count with their readiness.
+            statuses = {r["control"]: r["status"] for r in rows}
+            statuses |= clause_status_map(settings, engine, index, instant, statuses, rules)
             rows = report_through(
                 crosswalk,
-                {r["control"]: r["status"] for r in rows},
+                statuses,
                 STATUS_RANK,
                 excluded={c for c, a in scope.controls.items() if not a.applicable},
             )

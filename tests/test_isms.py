@@ -271,6 +271,18 @@ def test_evidence_add_takes_clause_ids(engine: Engine, db_url: str, tmp_path: Pa
     out = json.loads(annexa("isms", "-c", str(cfg), "-f", "json").stdout)
     by = {r["clause"]: r for r in out}
     assert len(by) == 25 and by["9.3"]["status"] == "pass" and by["9.2"]["status"] == "manual"
+    # Crosswalks see clause readiness: GV.RR-02 relies on clause 7.2 alone, GV.RR-03 on
+    # 7.1 and 7.2; with only 7.2 evidenced, GV.RR-03 (one unevidenced clause) is not pass.
+    doc.write_bytes(b"competence matrix")
+    assert annexa("evidence", "add", "-c", str(cfg), "--control", "7.2", "--file", str(doc),
+                  "--valid-until", "2099-01-01").returncode == 0
+    csf = annexa("controls", "-c", str(cfg), "--framework", "nist-csf-2.0", "-f", "json")
+    assert csf.returncode == 0, csf.stderr
+    rows = {r["control"]: r for r in json.loads(csf.stdout)}
+    assert len(rows) == 106
+    assert rows["GV.RR-02"]["status"] == "pass"
+    assert rows["GV.RR-03"]["status"] == "manual" and rows["GV.RR-03"]["unevidenced"] == 1
+    assert rows["GV.RR-03"]["iso27001_2022"] == {"7.1": "manual", "7.2": "pass"}
 
 
 def test_package_carries_isms_risks_and_monthly_trends(

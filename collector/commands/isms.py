@@ -159,3 +159,33 @@ def isms(
             fmt,
             title=f"ISMS clauses 4-10 at {_stamp(instant)}",
         )
+
+
+def clause_status_map(
+    settings: Settings,
+    engine: Engine,
+    index: MappingIndex,
+    instant: datetime | None,
+    control_status: dict[str, str],
+    rules: list[Any],
+) -> dict[str, str]:
+    """Clause id → status at ``instant``, for crosswalks that map to clauses (``annexa
+    controls --framework nist-csf-2.0``); ``control_status`` are the Annex A statuses
+    already computed for the same instant."""
+    from collector.decisions import risk_policy
+    from connectors.records import utcnow
+    from store.isms import clause_statuses
+    from store.queries import STATUS_RANK
+    from store.risks import read_history, register_rows
+
+    at = instant or utcnow()
+    with engine.connect() as conn:
+        history = read_history(conn)
+    rows, _, _ = register_rows(history, at=at, statuses=control_status,
+                               fallback=risk_policy(settings), catalog=index.catalog,
+                               rank=STATUS_RANK)
+    return {
+        c.id: c.status
+        for c in clause_statuses(engine, at, register=rows, freshness=settings.freshness,
+                                 exceptions=rules)
+    }
