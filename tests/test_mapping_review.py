@@ -153,7 +153,13 @@ def test_every_link_cites_its_control_and_purpose(index: MappingIndex) -> None:
 def test_every_registered_check_evidences_a_control(
     index: MappingIndex, registered: set[str]
 ) -> None:
-    assert sorted(c for c in registered if not index.controls_for(c)) == []
+    """…or an ISMS clause: management reviews evidence clause 9.3, which no Annex A
+    control asks for (linking them to one would make it unreachable without Jira)."""
+    from mappings.clauses import builtin_clauses
+
+    clauses = builtin_clauses().values()
+    unjudged = [c for c in registered if not any(cl.judges(c) for cl in clauses)]
+    assert sorted(c for c in unjudged if not index.controls_for(c)) == []
 
 
 def test_no_control_lost_its_documented_part_to_a_link(index: MappingIndex) -> None:
