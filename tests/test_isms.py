@@ -26,8 +26,8 @@ from collector.config import AnnexaConfig, ConnectorConfig, LoadedConnector, Set
 from collector.runner import run_connector
 from connectors.base import load_connector
 from connectors.records import Evidence
-from mappings.crosswalk import default_scope
 from mappings.loader import MappingIndex, load_mappings
+from mappings.soa import default_scope
 from store.export import build_package, verify_package
 from store.isms import clause_statuses
 from store.manual import add_manual_evidence

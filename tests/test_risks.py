@@ -253,3 +253,11 @@ def test_an_invalid_risks_file_stops_the_sync_and_records_nothing(
         file_decisions(settings, index, KNOWN)
     rows, _, recorded = rows_at(engine, index, settings)
     assert rows == {} and not recorded
+
+
+def test_the_documented_example_file_loads(index: MappingIndex) -> None:
+    example = Path(__file__).parent.parent / "docs" / "risks.example.toml"
+    risks = {r.id: r for r in load_risk_file(example, SCALES, index.catalog)}
+    assert risks["R-001"].controls == ("A.8.1", "A.8.24")
+    assert (risks["R-001"].inherent_score, risks["R-001"].target_residual) == (16, 4)
+    assert risks["R-002"].accepted_by == "CEO"
