@@ -31,8 +31,8 @@ from collector.output import OutputFormat, render
 from mappings.loader import MappingIndex
 
 FLAG_LABELS = {
-    "treatment_not_effective": "treatment not effective",
-    "residual_above_appetite": "residual above appetite",
+    "treatment_not_effective": "not effective",
+    "residual_above_appetite": "above appetite",
     "review_overdue": "review overdue",
     "no_review_date": "no review date",
     "unreadable": "unreadable",
@@ -86,7 +86,8 @@ def risks(
                 continue
             d = r.as_dict()
             d["score"] = (
-                f"{r.likelihood}x{r.impact}={r.inherent_score}" if r.likelihood else ""
+                f"{r.likelihood}x{r.impact}={r.inherent_score} -> {r.effective_residual}"
+                if r.likelihood else ""
             )
             d["residual"] = (
                 f"{r.effective_residual} (target {r.target_residual})"
@@ -95,29 +96,29 @@ def risks(
             d["treating"] = [f"{c} {s}" for c, s in r.controls.items()] + [
                 f"{a} (additional)" for a in r.additional_controls
             ]
-            d["flag_text"] = [FLAG_LABELS.get(f, f) for f in r.flags] + [
-                f"{FLAG_LABELS.get(f, f)} (accepted)" for f in r.accepted_flags
-            ]
+            d["flag_text"] = [FLAG_LABELS.get(f, f) for f in r.flags] + (
+                [f"accepted by {r.accepted_by}"] if r.accepted_flags else []
+            )
             d["acceptance"] = (
                 f"{r.accepted_by}, {r.accepted_on:%Y-%m-%d}" if r.accepted_on else ""
             )
             out.append(d)
         if not out and fmt is OutputFormat.table:
             err.print(f"no {'flagged ' if flagged else ''}risks recorded at {_stamp(instant)}")
+        columns = [
+            ("id", "Risk"),
+            ("owner", "Owner"),
+            ("score", "Score -> residual"),
+            ("treating", "Treating controls"),
+            ("flag_text", "Flags"),
+        ]
+        if fmt is not OutputFormat.table:
+            columns[1:1] = [("title", "Title")]
+            columns[3:3] = [("treatment", "Treatment"), ("residual", "Residual")]
+            columns += [("acceptance", "Accepted"), ("review_date", "Review")]
         render(
             out,
-            [
-                ("id", "Risk"),
-                ("title", "Title"),
-                ("owner", "Owner"),
-                ("score", "LxI"),
-                ("treatment", "Treatment"),
-                ("treating", "Treating controls"),
-                ("residual", "Residual"),
-                ("acceptance", "Accepted"),
-                ("review_date", "Review"),
-                ("flag_text", "Flags"),
-            ],
+            columns,
             fmt,
             title=f"Risk register at {_stamp(instant)} (appetite {policy.threshold})",
         )
@@ -147,18 +148,27 @@ def isms(
                 exceptions=rules,
             )
         ]
-        render(
-            out,
-            [
-                ("clause", "Clause"),
-                ("title", "Title"),
-                ("status", "Status"),
-                ("document", "Document"),
-                ("explanation", "Why"),
-            ],
-            fmt,
-            title=f"ISMS clauses 4-10 at {_stamp(instant)}",
-        )
+        for c in out:
+            judged = [f"{k} {v}" for k, v in c["counts"].items()]
+            if c["register"] is not None:
+                judged.append(f"risk register {c['register']}")
+            c["judged"] = ", ".join(judged)
+        columns = [
+            ("clause", "Clause"),
+            ("title", "Title"),
+            ("status", "Status"),
+            ("document", "Document"),
+            ("judged", "Judged by"),
+        ]
+        if fmt is not OutputFormat.table:
+            columns += [("explanation", "Why"), ("expected_evidence", "Expected evidence")]
+        render(out, columns, fmt, title=f"ISMS clauses 4-10 at {_stamp(instant)}")
+        if fmt is OutputFormat.table and any(c["document"] != "valid" for c in out):
+            err.print(
+                "record a clause's document with `annexa evidence add --control CLAUSE "
+                "--file …`; what each expects: `annexa isms -f json`",
+                highlight=False, markup=False,
+            )
 
 
 def clause_status_map(
