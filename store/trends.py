@@ -97,8 +97,10 @@ def _line_chart(
                      f"{top * frac:g}{suffix}</text>")
     for i, label in enumerate(labels):
         x = left + (i * step if n > 1 else w / 2)
+        # The first and last labels sit at the plot's edges: anchor them inside it.
+        anchor = "start" if i == 0 and n > 1 else "end" if i == n - 1 and n > 1 else "middle"
         parts.append(f'<text x="{x:.1f}" y="{height - 10}" font-size="10" '
-                     f'text-anchor="middle">{escape(label)}</text>')
+                     f'text-anchor="{anchor}">{escape(label)}</text>')
     for lx, (name, color, values) in enumerate(lines):
         pts = []
         for i, v in enumerate(values):
@@ -107,8 +109,10 @@ def _line_chart(
             pts.append(f"{x:.1f},{y:.1f}")
             parts.append(f'<circle cx="{x:.1f}" cy="{y:.1f}" r="3" fill="{color}">'
                          f"<title>{escape(labels[i])}: {escape(name)} {v:g}</title></circle>")
+        # Later series dashed, so that one drawn over an equal one stays visible.
+        dash = ' stroke-dasharray="6 4"' if lx else ""
         parts.append(f'<polyline class="series" data-name="{escape(name)}" fill="none" '
-                     f'stroke="{color}" stroke-width="2" points="{" ".join(pts)}"/>')
+                     f'stroke="{color}" stroke-width="2"{dash} points="{" ".join(pts)}"/>')
         parts.append(f'<text x="{left + w - 4}" y="{pad_top + 14 + 13 * lx}" font-size="11" '
                      f'text-anchor="end" fill="{color}">{escape(name)}</text>')
     parts.append("</svg>")
