@@ -157,6 +157,16 @@ def test_jira_risks_nonconformities_and_reviews_judge_the_register_and_clauses(
     assert register(engine, index, before) == []
     assert r2.flags == ["treatment_not_effective", "residual_above_appetite"]
     assert r2.additional_controls == ["MFA app"] and r2.url.endswith("/browse/RISK-2")
+    # The owner accepts RISK-2 in Jira, dated 40 days back; the next collection records
+    # it: flagged until then, accepted from then on.
+    jira.issues["RISK-2"].move(ago(40), "ciso", "Approved")
+    between = datetime.now(UTC)
+    store_run(engine, index, db_url, "jira", options)
+    assert {r.id: r for r in register(engine, index, between)}["RISK-2"].flags == [
+        "treatment_not_effective", "residual_above_appetite"
+    ]
+    r2 = {r.id: r for r in register(engine, index)}["RISK-2"]
+    assert r2.accepted and r2.flags == [] and r2.acceptance_recorded_at > between
 
     c = clauses(engine, list(rows.values()))
     assert c["10.2"].status == "fail"  # NC-1 corrected after its deadline
