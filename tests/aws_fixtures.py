@@ -1,11 +1,10 @@
 """Fixtures for AWS tests: a real moto server on 127.0.0.1, and a fault-injecting proxy.
 
 * ``moto_server`` (session): ``ThreadedMotoServer`` on a free loopback port.
-* ``aws_env``: resets moto, isolates the AWS environment (no profile, config file or
-  stray credentials of the machine), points boto3 at moto with the standard
-  ``AWS_ENDPOINT_URL`` and uses moto as the HTTP proxy too — S3 Control puts the
-  account id in front of the endpoint host (``123456789012.127.0.0.1``), which does
-  not resolve, and moto routes proxied requests itself. Yields the endpoint URL.
+* ``aws_env``: resets moto, isolates the AWS environment (no profile, config file,
+  proxy or stray credentials of the machine) and points boto3 at moto with the
+  standard ``AWS_ENDPOINT_URL`` alone — S3 Control included: with a custom endpoint
+  the connector keeps the account id out of the host name. Yields the endpoint URL.
 * ``aws_fault_proxy``: like ``aws_env``, but the HTTP proxy is a small local server
   that forwards to moto and answers chosen requests with an error instead (throttling,
   AccessDenied…). Real boto3 retry and error parsing run against real HTTP answers;
@@ -17,7 +16,7 @@
 * ``access_analyzer`` (session): the local IAM Access Analyzer fake
   (:mod:`connectors.aws.fakes`; moto has none), reached through the standard
   ``AWS_ENDPOINT_URL_ACCESSANALYZER`` and listed in ``NO_PROXY`` (its own port only) so
-  that it is not sent to moto's proxy. ``aws_env`` resets it with moto.
+  that the fault proxy does not see it. ``aws_env`` resets it with moto.
 """
 
 from __future__ import annotations
@@ -135,7 +134,6 @@ def aws_env(
     access_analyzer.reset()
     _isolated_aws_env(monkeypatch, tmp_path)
     monkeypatch.setenv("AWS_ENDPOINT_URL", moto_server)
-    _use_proxy(monkeypatch, moto_server)
     _use_analyzer(monkeypatch, access_analyzer)
     return moto_server
 
@@ -153,7 +151,6 @@ def aws_module_env(
     with pytest.MonkeyPatch.context() as mp:
         _isolated_aws_env(mp, tmp_path_factory.mktemp("aws"))
         mp.setenv("AWS_ENDPOINT_URL", moto_server)
-        _use_proxy(mp, moto_server)
         _use_analyzer(mp, access_analyzer)
         yield moto_server
 

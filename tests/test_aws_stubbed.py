@@ -106,7 +106,7 @@ def test_root_with_virtual_mfa_and_recent_use(account: Account, stubbed: list) -
          "User": {"Path": "/", "UserName": "alice", "UserId": "AIDAALICEEXAMPLE1",
                   "Arn": f"arn:aws:iam::{ACCOUNT}:user/alice",
                   "CreateDate": datetime(2020, 2, 1, tzinfo=UTC)}},
-    ], "IsTruncated": False}, {"AssignmentStatus": "Assigned"})
+    ], "IsTruncated": False}, {"AssignmentStatus": "Assigned", "MaxItems": 1000})
     payload = iam_root.root_payload(iam, account, {"AccountMFAEnabled": 1}, poll=(0.0,))
     assert payload["CredentialReportRow"]["mfa_active"] == "true"
     assert payload["CredentialReportRow"]["password_last_used"] == used[:10]
@@ -125,7 +125,7 @@ def test_credential_report_never_ready_is_an_error_not_a_verdict(
     for _ in range(3):
         s.add_response("generate_credential_report", {"State": "INPROGRESS"})
     s.add_response("list_virtual_mfa_devices", {"VirtualMFADevices": [], "IsTruncated": False},
-                   {"AssignmentStatus": "Assigned"})
+                   {"AssignmentStatus": "Assigned", "MaxItems": 1000})
     payload = iam_root.root_payload(iam, account, {"AccountMFAEnabled": 1}, poll=(0.0, 0.0))
     assert payload["_errors"] == {"CredentialReportRow": "ReportNotReady"}
     assert judge("aws.iam.root_recent_use", payload) == "error"

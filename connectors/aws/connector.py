@@ -137,6 +137,12 @@ class AwsOptions(ConnectorOptions):
         default=None,
         description="Custom endpoint for every service; else boto3 honours AWS_ENDPOINT_URL.",
     )
+    endpoint_account_prefix: bool = Field(
+        default=False,
+        description="With a custom endpoint, let S3 Control call <account id>.<endpoint "
+        "host> as it does on AWS's own endpoints (only for an endpoint whose DNS answers "
+        "such names).",
+    )
     connect_timeout: float = Field(default=3, gt=0, le=120)
     read_timeout: float = Field(default=20, gt=0, le=600)
     max_attempts: int = Field(default=5, ge=1, le=20)
@@ -354,6 +360,7 @@ class AwsConnector(Connector):
             read_timeout=o.read_timeout,
             max_attempts=o.max_attempts,
             max_pool_connections=max(10, o.max_workers * 2),
+            endpoint_account_prefix=o.endpoint_account_prefix,
         )
 
     def _scope_error(self, ctx: CollectContext, error: str, what: str) -> Coverage:

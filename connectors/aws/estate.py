@@ -44,7 +44,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import boto3
-from botocore.config import Config
+
+from connectors.aws.session import ClientSettings, make_client
 
 MAIN_ACCOUNT = "123456789012"
 SECURE_ACCOUNT = "210987654321"
@@ -118,21 +119,14 @@ class _Estate:
         return self._clients[key]
 
     def _new_client(self, service: str, region: str) -> Any:
-        config = Config(retries={"mode": "standard", "max_attempts": 2})
         endpoint = self.endpoint_url
-        if service == "s3control":
-            # S3 Control prefixes the account id to the endpoint host
-            # (123456789012.127.0.0.1), which does not resolve; moto also serves as an
-            # HTTP proxy and routes such requests itself.
-            config = config.merge(
-                Config(proxies={"http": self.endpoint_url, "https": self.endpoint_url})
-            )
         if service == "accessanalyzer":
             endpoint = os.environ[ANALYZER_ENV]  # moto has none: the local fake
-        return boto3.client(
-            service, endpoint_url=endpoint, region_name=region, config=config,
-            **self.credentials,
-        )
+        # The connector's own client factory: S3 Control then calls the endpoint's host
+        # (not <account>.127.0.0.1, which does not resolve), exactly as in a collection.
+        session = boto3.Session(region_name=region, **self.credentials)
+        settings = ClientSettings(endpoint_url=endpoint, max_attempts=2)
+        return make_client(session, service, region, settings)
 
     def arn(self, service: str, region: str, resource: str) -> str:
         return f"arn:aws:{service}:{region}:{self.account_id}:{resource}"
@@ -783,7 +777,7 @@ def ensure_access_analyzer() -> str:
 
     moto has no Access Analyzer. The fake runs on 127.0.0.1 for the life of the
     process; ``AWS_ENDPOINT_URL_ACCESSANALYZER`` and ``NO_PROXY`` are set so that boto3
-    (ours and the connector's) reaches it directly rather than through moto's proxy.
+    (ours and the connector's) reaches it directly even where an HTTP proxy is set.
     """
     if os.environ.get(ANALYZER_ENV):
         return os.environ[ANALYZER_ENV]

@@ -34,6 +34,7 @@ from connectors.aws.common import (
     EvidenceMissing,
     activity_time,
     days_since,
+    paginate,
     read_partial,
     require,
     with_errors,
@@ -66,10 +67,7 @@ ACTIONS: dict[str, str | None] = {
 
 
 def get_users(client: Any) -> list[dict[str, Any]]:
-    users: list[dict[str, Any]] = []
-    for page in client.get_paginator("list_users").paginate():
-        users.extend(page.get("Users", []))
-    return users
+    return list(paginate(client, "list_users", "Users"))
 
 
 def get_password_policy(client: Any) -> dict[str, Any] | None:
@@ -86,17 +84,11 @@ def get_login_profile(client: Any, user_name: str) -> dict[str, Any]:
 
 
 def get_mfa_devices(client: Any, user_name: str) -> list[dict[str, Any]]:
-    devices: list[dict[str, Any]] = []
-    for page in client.get_paginator("list_mfa_devices").paginate(UserName=user_name):
-        devices.extend(page.get("MFADevices", []))
-    return devices
+    return list(paginate(client, "list_mfa_devices", "MFADevices", UserName=user_name))
 
 
 def get_access_keys(client: Any, user_name: str) -> list[dict[str, Any]]:
-    keys: list[dict[str, Any]] = []
-    for page in client.get_paginator("list_access_keys").paginate(UserName=user_name):
-        keys.extend(page.get("AccessKeyMetadata", []))
-    return keys
+    return list(paginate(client, "list_access_keys", "AccessKeyMetadata", UserName=user_name))
 
 
 def get_access_key_last_used(client: Any, access_key_id: str) -> dict[str, Any]:
