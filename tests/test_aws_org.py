@@ -62,6 +62,8 @@ SECURITY_AUDIT = (
 BEYOND_SECURITY_AUDIT = {
     # SecurityAudit grants backup:ListBackupVaults and vault policies, not the plans
     "backup:ListBackupPlans": "the only API that lists backup plans",
+    "ec2:GetManagedPrefixListEntries": "the CIDR blocks a security-group rule admits through "
+    "a prefix list (SecurityAudit grants ec2:Describe*, and this is a Get)",
 }
 
 

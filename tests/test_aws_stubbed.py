@@ -156,7 +156,7 @@ def test_current_aws_bucket_defaults(account: Account, stubbed: list) -> None:
     s.add_response("get_bucket_logging", {}, {"Bucket": "new-bucket"})
     bucket = {"Name": "new-bucket", "CreationDate": datetime(2026, 11, 1, tzinfo=UTC),
               "BucketRegion": "eu-west-1", "BucketArn": "arn:aws:s3:::new-bucket"}
-    base, access, settings = list(s3.bucket_evidence(account, bucket))
+    base, access, settings = list(s3.bucket_evidence(account, bucket, (None, {})))
     assert base.region == "eu-west-1" and "_errors" not in base.payload
     assert judge("aws.s3.bucket_default_encryption", base.payload) == "pass"
     assert judge("aws.s3.bucket_public_access_block", base.payload) == "pass"

@@ -17,10 +17,10 @@ change every few minutes) and its event selectors, read once per trail in its ho
 region; a failure to read either is recorded under the trail's ``_errors``.
 
 Each trail homed in the account also carries ``S3BucketAccess``: whether its log bucket
-is one of the account's own buckets (``ListBuckets``) and, if so, the bucket's public
-access block, policy status and ACL — so "the trail's bucket is not public" is a pure
-check on the trail. A bucket in another account (a central log archive) is judged by
-that account's own S3 checks.
+is one of the account's own buckets (``ListBuckets``) and, if so, the bucket's and the
+account's public access block, policy status and ACL — so "the trail's bucket is not
+public" is a pure check on the trail. A bucket in another account (a central log
+archive) is judged by that account's own S3 checks.
 """
 
 from __future__ import annotations
@@ -50,6 +50,7 @@ ACTIONS: dict[str, str | None] = {
     "cloudtrail:DescribeTrails": "cloudtrail:DescribeTrails",
     "cloudtrail:GetTrailStatus": "cloudtrail:GetTrailStatus",
     "cloudtrail:GetEventSelectors": "cloudtrail:GetEventSelectors",
+    "s3control:GetPublicAccessBlock": "s3:GetAccountPublicAccessBlock",
 }
 
 #: Status fields that describe configuration or lasting faults; the ``Latest*Time`` /
@@ -110,6 +111,13 @@ class OwnBuckets:
         self._account = account
         self._names: set[str] | None = None
         self._error: str | None = None
+        self._level: tuple[Any, dict[str, str]] | None = None
+
+    def account_block(self) -> tuple[Any, dict[str, str]]:
+        """The account-level public access block (see :func:`s3.account_block`), once."""
+        if self._level is None:
+            self._level = s3.account_block(self._account)
+        return self._level
 
     def contains(self, name: str, errors: dict[str, str]) -> bool | None:
         if self._names is None and self._error is None:
@@ -143,6 +151,10 @@ def bucket_access(account: Account, bucket: str, own: OwnBuckets) -> dict[str, A
                          absent=("NoSuchPublicAccessBlockConfiguration",))
     if block is not MISSING:
         out["PublicAccessBlockConfiguration"] = block
+    level, level_errors = own.account_block()
+    if level is not MISSING:
+        out["AccountPublicAccessBlock"] = level
+    errors.update(level_errors)
     s3.read_public_parts(client, bucket, out, errors)
     return with_errors(out, errors)
 

@@ -7,8 +7,10 @@ Resource type ``aws.config.recorders`` (id = region)::
     {"ConfigurationRecorders": [...],
      "Status": [{"name", "recording", "lastStatus"?, "lastErrorCode"?}]}
 
-Only lasting facts of the status are kept: ``lastStatus`` only when it is ``FAILURE``
-(``PENDING``/``SUCCESS`` alternate with every delivery), and no timestamps.
+Only lasting facts of the status are kept: ``lastStatus`` only when it is ``Failure``
+(``Pending``/``Success`` alternate with every delivery), and no timestamps. The API
+model's enumeration is ``Pending | Success | Failure | NotApplicable``; moto answers in
+capitals, so the value is compared without regard to case.
 """
 
 from __future__ import annotations
@@ -31,10 +33,14 @@ ACTIONS: dict[str, str | None] = {
 }
 
 
+def failing(status: Mapping[str, Any]) -> bool:
+    return str(status.get("lastStatus") or "").lower() == "failure"
+
+
 def transform_status(status: Mapping[str, Any]) -> dict[str, Any]:
     out: dict[str, Any] = {"name": status.get("name"), "recording": status.get("recording")}
-    if status.get("lastStatus") == "FAILURE":
-        out["lastStatus"] = "FAILURE"
+    if failing(status):
+        out["lastStatus"] = status["lastStatus"]
     for key in ("lastErrorCode", "lastErrorMessage"):
         if status.get(key):
             out[key] = status[key]
@@ -84,7 +90,7 @@ def recorder_enabled(payload: Mapping[str, Any], params: Mapping[str, Any]) -> V
         recorder = recorders.get(name, {})
         if not status.get("recording"):
             problems.append(f"{name} is stopped")
-        elif status.get("lastStatus") == "FAILURE":
+        elif failing(status):
             problems.append(f"{name} fails ({status.get('lastErrorCode', 'unknown error')})")
         elif params["require_all_resource_types"] and not records_everything(recorder):
             problems.append(f"{name} records only some resource types")

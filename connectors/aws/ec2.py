@@ -7,20 +7,33 @@ kept, and nothing of the unit is closed by absence).
 
 Resource types
     ``aws.ec2.ebs_encryption_by_default``  id = region; ``{"EbsEncryptionByDefault"}``
-    ``aws.ec2.security_group``  id = group ARN; the ``DescribeSecurityGroups`` entry
+    ``aws.ec2.security_group``  id = group ARN; the ``DescribeSecurityGroups`` entry,
+                                plus ``PrefixListEntries`` ({prefix list id: [CIDR]}) of
+                                the managed prefix lists its ingress rules reference
     ``aws.ec2.volume``          id = volume ARN; the ``DescribeVolumes`` entry
     ``aws.ec2.instance``        id = instance ARN; the ``DescribeInstances`` entry
 
 Security-group checks are named ``aws.network.*`` so that the Azure and GCP connectors
-can share the same check names for "SSH/RDP/all ports open to the internet".
+can share the same check names for "SSH/RDP/all ports open to the internet"; exposure
+is judged by set arithmetic over every rule (:mod:`connectors.aws.exposure`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
-from connectors.aws.common import paginate, require, without
+from connectors.aws.common import (
+    ERRORS_KEY,
+    MISSING,
+    EvidenceMissing,
+    paginate,
+    read_partial,
+    require,
+    with_errors,
+    without,
+)
+from connectors.aws.exposure import Exposure
 from connectors.aws.session import Account
 from connectors.aws.units import ReaderSpec
 from connectors.checks import Verdict, check, failed, not_applicable, passed
@@ -36,14 +49,13 @@ ACTIONS: dict[str, str | None] = {
     "ec2:DescribeRegions": "ec2:DescribeRegions",
     "ec2:GetEbsEncryptionByDefault": "ec2:GetEbsEncryptionByDefault",
     "ec2:DescribeSecurityGroups": "ec2:DescribeSecurityGroups",
+    "ec2:GetManagedPrefixListEntries": "ec2:GetManagedPrefixListEntries",
     "ec2:DescribeVolumes": "ec2:DescribeVolumes",
     "ec2:DescribeInstances": "ec2:DescribeInstances",
 }
 
 #: Opt-in states of regions the account can use.
 _ENABLED = {"opt-in-not-required", "opted-in"}
-#: Sources that mean "anyone on the internet".
-INTERNET = ("0.0.0.0/0", "::/0")
 
 # --- get -----------------------------------------------------------------------------
 
@@ -66,6 +78,47 @@ def get_instances(client: Any) -> Iterator[tuple[str, dict[str, Any]]]:
                                 PaginationConfig={"PageSize": 1000}):
         for instance in reservation.get("Instances") or []:
             yield reservation.get("OwnerId", ""), instance
+
+
+class PrefixLists:
+    """Entries of the managed prefix lists ingress rules reference, read once per unit.
+
+    A rule naming a prefix list admits every CIDR block in it (a customer list may hold
+    ``0.0.0.0/0``), so each security group's payload carries the entries of the lists
+    its ingress rules name, under ``PrefixListEntries``. A list that cannot be read is
+    recorded under ``_errors`` and the exposure checks become errors unless the group
+    is open to the internet anyway.
+    """
+
+    def __init__(self, client: Any) -> None:
+        self._client = client
+        self._entries: dict[str, list[str] | str] = {}  # id -> CIDRs, or an error code
+
+    def _read(self, pl: str) -> list[str] | str:
+        if pl not in self._entries:
+            errors: dict[str, str] = {}
+            entries = read_partial(errors, "PrefixListEntries", lambda: sorted(
+                str(e.get("Cidr")) for e in paginate(
+                    self._client, "get_managed_prefix_list_entries", "Entries",
+                    PrefixListId=pl)))
+            self._entries[pl] = errors["PrefixListEntries"] if entries is MISSING else entries
+        return self._entries[pl]
+
+    def attach(self, group: Mapping[str, Any]) -> dict[str, Any]:
+        names = sorted({str(ref.get("PrefixListId")) for p in group.get("IpPermissions") or []
+                        for ref in p.get("PrefixListIds") or []})
+        if not names:
+            return dict(group)
+        out = dict(group)
+        out["PrefixListEntries"] = {}
+        errors: dict[str, str] = {}
+        for pl in names:
+            entries = self._read(pl)
+            if isinstance(entries, str):
+                errors["PrefixListEntries"] = f"{pl}: {entries}"
+            else:
+                out["PrefixListEntries"][pl] = entries
+        return with_errors(out, errors)
 
 
 # --- transform -----------------------------------------------------------------------
@@ -94,12 +147,13 @@ def read(account: Account, region: str) -> Iterator[Evidence]:
     payload = {"EbsEncryptionByDefault": answer["EbsEncryptionByDefault"]}
     yield account.evidence(EBS_ENCRYPTION_BY_DEFAULT, region, region, payload)
 
+    prefix_lists = PrefixLists(client)
     for group in paginate(client, "describe_security_groups", "SecurityGroups",
                           PaginationConfig={"PageSize": 1000}):
         arn = group.get("SecurityGroupArn") or account.arn(
             "ec2", region, f"security-group/{group['GroupId']}"
         )
-        yield account.evidence(SECURITY_GROUP, arn, region, group)
+        yield account.evidence(SECURITY_GROUP, arn, region, prefix_lists.attach(group))
 
     for volume in paginate(client, "describe_volumes", "Volumes",
                            PaginationConfig={"PageSize": 500}):
@@ -133,50 +187,20 @@ def ebs_default_encryption(payload: Mapping[str, Any], params: Mapping[str, Any]
     return failed("EBS encryption by default is off")
 
 
-def _open_sources(permission: Mapping[str, Any]) -> list[str]:
-    sources = [r.get("CidrIp") for r in permission.get("IpRanges") or []]
-    sources += [r.get("CidrIpv6") for r in permission.get("Ipv6Ranges") or []]
-    return [s for s in sources if s in INTERNET]
-
-
-def _covers(permission: Mapping[str, Any], port: int, protocols: tuple[str, ...]) -> bool:
-    protocol = str(permission.get("IpProtocol"))
-    if protocol == "-1":
-        return True
-    if protocol not in protocols:
-        return False
-    low, high = permission.get("FromPort"), permission.get("ToPort")
-    if low in (None, -1) or high in (None, -1):
-        return True
-    return int(low) <= port <= int(high)
-
-
-def _all_ports(permission: Mapping[str, Any]) -> bool:
-    protocol = str(permission.get("IpProtocol"))
-    if protocol == "-1":
-        return True
-    if protocol not in ("tcp", "6", "udp", "17"):
-        return False
-    low, high = permission.get("FromPort"), permission.get("ToPort")
-    return low in (None, -1, 0) and high in (None, -1, 65535)
-
-
 def open_to_internet_verdict(
-    payload: Mapping[str, Any], what: str, matches: Any
+    payload: Mapping[str, Any], what: str, reached: Callable[[Exposure], list[str]]
 ) -> Verdict:
-    """Fail when an ingress rule matching ``matches`` admits 0.0.0.0/0 or ::/0."""
-    rules = require(payload, "IpPermissions")
-    found = []
-    for permission in rules:
-        sources = _open_sources(permission)
-        if sources and matches(permission):
-            ports = ("all" if str(permission.get("IpProtocol")) == "-1"
-                     else f"{permission.get('IpProtocol')} {permission.get('FromPort')}-"
-                     f"{permission.get('ToPort')}")
-            found.append(f"{ports} from {', '.join(sources)}")
+    """Fail when the whole internet reaches ``what`` (see :mod:`connectors.aws.exposure`)."""
+    exposure = Exposure(require(payload, "IpPermissions"), payload.get("PrefixListEntries") or {})
     name = payload.get("GroupName") or payload.get("GroupId") or "?"
-    if found:
-        return failed(f"Security group {name} opens {what} to the internet: " + "; ".join(found))
+    families = reached(exposure)
+    if families:
+        return failed(f"Security group {name} opens {what} to the internet (every public "
+                      f"address of {' and '.join(families)})")
+    if exposure.unknown:
+        reason = (payload.get(ERRORS_KEY) or {}).get("PrefixListEntries", "not read")
+        raise EvidenceMissing(f"entries of prefix lists {', '.join(sorted(set(exposure.unknown)))}"
+                              f" could not be read: {reason}")
     return passed(f"Security group {name} does not open {what} to the internet")
 
 
@@ -197,8 +221,7 @@ _NETWORK_RATIONALE = (
     "Manager instead of inbound SSH.",
 )
 def ssh_open_to_internet(payload: Mapping[str, Any], params: Mapping[str, Any]) -> Verdict:
-    return open_to_internet_verdict(payload, "SSH (22)",
-                                    lambda p: _covers(p, 22, ("tcp", "6")))
+    return open_to_internet_verdict(payload, "SSH (22)", lambda e: e.port_open("tcp", 22))
 
 
 @check(
@@ -211,8 +234,8 @@ def ssh_open_to_internet(payload: Mapping[str, Any], params: Mapping[str, Any]) 
     "/ a bastion instead of inbound RDP.",
 )
 def rdp_open_to_internet(payload: Mapping[str, Any], params: Mapping[str, Any]) -> Verdict:
-    return open_to_internet_verdict(payload, "RDP (3389)",
-                                    lambda p: _covers(p, 3389, ("tcp", "6", "udp", "17")))
+    return open_to_internet_verdict(payload, "RDP (3389)", lambda e: sorted(
+        set(e.port_open("tcp", 3389)) | set(e.port_open("udp", 3389))))
 
 
 @check(
@@ -225,7 +248,8 @@ def rdp_open_to_internet(payload: Mapping[str, Any], params: Mapping[str, Any]) 
     remediation="Replace the rule with rules for the specific ports the service needs.",
 )
 def all_ports_open_to_internet(payload: Mapping[str, Any], params: Mapping[str, Any]) -> Verdict:
-    return open_to_internet_verdict(payload, "all ports", _all_ports)
+    return open_to_internet_verdict(payload, "all ports", lambda e: sorted(
+        set(e.all_ports_open("tcp")) | set(e.all_ports_open("udp"))))
 
 
 @check(

@@ -32,6 +32,8 @@ ACTIONS: dict[str, str | None] = {
 #: ``…-FS-1-2-Res-2020-10``, ``…-TLS13-1-3-2021-06``, FIPS variants…).
 MODERN_POLICY = re.compile(r"^ELBSecurityPolicy-(TLS13-1-[23]|TLS-1-[23]|FS-1-[23])-")
 _TLS = ("HTTPS", "TLS")
+#: QUIC always carries TLS 1.3 end to end (the load balancer passes it through).
+_ENCRYPTED_PASSTHROUGH = ("QUIC", "TCP_QUIC")
 
 
 def listener_entries(client: Any, arn: str) -> list[dict[str, Any]]:
@@ -93,7 +95,7 @@ def listeners_tls_only(payload: Mapping[str, Any], params: Mapping[str, Any]) ->
     plain = []
     for listener in listeners:
         protocol = listener.get("Protocol")
-        if protocol in _TLS:
+        if protocol in _TLS or protocol in _ENCRYPTED_PASSTHROUGH:
             continue
         if protocol == "HTTP" and _redirects_to_https(listener):
             continue
@@ -102,7 +104,7 @@ def listeners_tls_only(payload: Mapping[str, Any], params: Mapping[str, Any]) ->
         plain.append(_label(listener))
     if plain:
         return failed("Plaintext listeners: " + ", ".join(plain))
-    return passed("Every listener is TLS or redirects to HTTPS")
+    return passed("Every listener is TLS (or QUIC) or redirects to HTTPS")
 
 
 @check(

@@ -420,6 +420,31 @@ def _security_group(p: _Plan, region: str, name: str, rules: list[dict[str, Any]
         p.bad("aws.network.rdp_open_to_internet", arn)
 
 
+def _ssh_by_union(p: _Plan, region: str) -> None:
+    """SSH open to the internet with no rule naming 0.0.0.0/0 and port 22 alone: two
+    halves of IPv4 (one rule by protocol number), and a customer prefix list that holds
+    0.0.0.0/0."""
+    ec2 = p.estate.client("ec2", region)
+    pl = ec2.create_managed_prefix_list(
+        PrefixListName="annexa-demo-partners", MaxEntries=5, AddressFamily="IPv4",
+        Entries=[{"Cidr": "0.0.0.0/0", "Description": "meant to be partners"}],
+    )["PrefixList"]["PrefixListId"]
+    for name, rules in (
+        ("annexa-demo-ssh-halves", [
+            {"IpProtocol": "tcp", "FromPort": 22, "ToPort": 22,
+             "IpRanges": [{"CidrIp": "0.0.0.0/1"}]},
+            {"IpProtocol": "6", "FromPort": 20, "ToPort": 23,
+             "IpRanges": [{"CidrIp": "128.0.0.0/1"}]}]),
+        ("annexa-demo-ssh-partners", [
+            {"IpProtocol": "tcp", "FromPort": 22, "ToPort": 22,
+             "PrefixListIds": [{"PrefixListId": pl}]}]),
+    ):
+        group_id = ec2.create_security_group(GroupName=name, Description=name)["GroupId"]
+        ec2.authorize_security_group_ingress(GroupId=group_id, IpPermissions=rules)
+        p.bad("aws.network.ssh_open_to_internet",
+              p.estate.arn("ec2", region, f"security-group/{group_id}"))
+
+
 def _cidr(cidr: str, port: int, protocol: str = "tcp") -> dict[str, Any]:
     key, ranges = ("Ipv6Ranges", [{"CidrIpv6": cidr}]) if ":" in cidr else (
         "IpRanges", [{"CidrIp": cidr}])
@@ -603,6 +628,7 @@ def _plant_main(p: _Plan) -> None:
     _security_group(p, HOME, "annexa-demo-web", [_cidr("0.0.0.0/0", 443),
                                                  _cidr("10.0.0.0/8", 22)])
     _security_group(p, OTHER, "annexa-demo-all-open", [_cidr("0.0.0.0/0", 0, "-1")])
+    _ssh_by_union(p, HOME)
     _flow_logs(p, HOME, logs)
     _flow_logs(p, OTHER, None)
     _rds(p, HOME, "annexa-demo-orders", good=True)

@@ -71,6 +71,11 @@ def storage_encrypted(payload: Mapping[str, Any], params: Mapping[str, Any]) -> 
     parameters={"min_days": 7},
 )
 def backup_retention(payload: Mapping[str, Any], params: Mapping[str, Any]) -> Verdict:
+    source = payload.get("ReadReplicaSourceDBInstanceIdentifier") or payload.get(
+        "ReadReplicaSourceDBClusterIdentifier")
+    if source:
+        return not_applicable(f"{_name(payload)} is a read replica of {source}: its "
+                              "source's backups hold the data")
     days = require(payload, "BackupRetentionPeriod")
     want = params["min_days"]
     if days >= want:
