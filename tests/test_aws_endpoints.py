@@ -32,6 +32,7 @@ from collector.runner import run_connector
 from connectors.aws import AwsConnector, AwsOptions
 from connectors.aws.common import IncompleteListing, paginate
 from connectors.aws.connector import SERVICES
+from connectors.aws.fakes import ENDPOINT_VARIABLES
 from connectors.aws.session import ClientSettings, make_client
 from connectors.base import CollectContext
 from connectors.records import Coverage, Evidence
@@ -43,8 +44,8 @@ from tests.aws_fixtures import FaultProxy, _handler_for
 MAIN = "123456789012"
 #: Services whose API moto 5.2 does not implement (moto answers 500 or 404 with HTML).
 NOT_IN_MOTO = {"accessanalyzer"}
-_ENDPOINT_VARS = ("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_ACCESSANALYZER", "HTTP_PROXY",
-                  "HTTPS_PROXY", "http_proxy", "https_proxy", "NO_PROXY", "no_proxy")
+_ENDPOINT_VARS = ("AWS_ENDPOINT_URL", *ENDPOINT_VARIABLES, "HTTP_PROXY", "HTTPS_PROXY",
+                  "http_proxy", "https_proxy", "NO_PROXY", "no_proxy")
 
 
 @pytest.fixture

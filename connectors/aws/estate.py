@@ -28,8 +28,8 @@ moto gaps bridged here, only when the moto server runs in this process
 (``ThreadedMotoServer``, as in ``annexa demo`` and the tests; ``"aged": true`` in the
 result): credentials that should look old are aged, and the credential report gets
 the ``<root_account>`` row real AWS always has, by editing moto's in-memory state. moto
-has no Access Analyzer: :func:`ensure_access_analyzer` starts the local fake of
-:mod:`connectors.aws.fakes` unless ``AWS_ENDPOINT_URL_ACCESSANALYZER`` is already set.
+lacks some operations (Access Analyzer, Macie jobs…): :func:`ensure_moto_gaps` starts
+the local fake of :mod:`connectors.aws.fakes` unless its endpoint variables are set.
 """
 
 from __future__ import annotations
@@ -55,6 +55,12 @@ REGIONS = ("us-east-1", "eu-west-1")
 HOME = "us-east-1"
 OTHER = "eu-west-1"
 ANALYZER_ENV = "AWS_ENDPOINT_URL_ACCESSANALYZER"
+#: boto3 client name → the per-service endpoint variable of the local fake of moto's gaps.
+_GAP_SERVICES = {
+    "accessanalyzer": ANALYZER_ENV, "guardduty": "AWS_ENDPOINT_URL_GUARDDUTY",
+    "macie2": "AWS_ENDPOINT_URL_MACIE2", "route53resolver": "AWS_ENDPOINT_URL_ROUTE53RESOLVER",
+    "config": "AWS_ENDPOINT_URL_CONFIG_SERVICE", "backup": "AWS_ENDPOINT_URL_BACKUP",
+}
 
 _ALL_BLOCKED = {
     "BlockPublicAcls": True,
@@ -120,8 +126,8 @@ class _Estate:
 
     def _new_client(self, service: str, region: str) -> Any:
         endpoint = self.endpoint_url
-        if service == "accessanalyzer":
-            endpoint = os.environ[ANALYZER_ENV]  # moto has none: the local fake
+        if service in _GAP_SERVICES:  # operations moto lacks: the local fake
+            endpoint = os.environ.get(_GAP_SERVICES[service]) or endpoint
         # The connector's own client factory: S3 Control then calls the endpoint's host
         # (not <account>.127.0.0.1, which does not resolve), exactly as in a collection.
         session = boto3.Session(region_name=region, **self.credentials)
@@ -795,23 +801,25 @@ def _root_row_in_process(account_id: str, *, mfa: bool, used_days_ago: int | Non
     return True
 
 
-# --- Access Analyzer --------------------------------------------------------------------
+# --- what moto lacks ---------------------------------------------------------------------
 
 
-def ensure_access_analyzer() -> str:
-    """The Access Analyzer endpoint: the environment's, or a local fake started now.
+def ensure_moto_gaps(endpoint_url: str) -> str:
+    """The endpoint of the operations moto lacks: the environment's, or a fake started now.
 
-    moto has no Access Analyzer. The fake runs on 127.0.0.1 for the life of the
-    process; ``AWS_ENDPOINT_URL_ACCESSANALYZER`` and ``NO_PROXY`` are set so that boto3
-    (ours and the connector's) reaches it directly even where an HTTP proxy is set.
+    The fake (:mod:`connectors.aws.fakes`) runs on 127.0.0.1 for the life of the
+    process and forwards every other request of its services to ``endpoint_url``. The
+    standard per-service endpoint variables and ``NO_PROXY`` are set so that boto3 (ours
+    and the connector's) reaches it directly even where an HTTP proxy is set.
     """
-    if os.environ.get(ANALYZER_ENV):
-        return os.environ[ANALYZER_ENV]
-    from connectors.aws.fakes import AccessAnalyzerFake
+    from connectors.aws.fakes import ENDPOINT_VARIABLES, MotoGapsFake
 
-    fake = AccessAnalyzerFake()
+    if all(os.environ.get(name) for name in ENDPOINT_VARIABLES):
+        return os.environ[ANALYZER_ENV]
+    fake = MotoGapsFake(upstream=endpoint_url)
     url = fake.start()
-    os.environ[ANALYZER_ENV] = url
+    for name in ENDPOINT_VARIABLES:
+        os.environ[name] = url
     no_proxy = [x for x in os.environ.get("NO_PROXY", "").split(",") if x]
     os.environ["NO_PROXY"] = ",".join([*no_proxy, fake.netloc])
     return url
@@ -865,7 +873,7 @@ def seed_demo_estate(endpoint_url: str, *, age_credentials: bool = True) -> dict
     {"name", "role_arn", "users", "fail": {check id: [resource ids expected to fail]}}}}``.
     Secrets of the planted access keys are not returned.
     """
-    ensure_access_analyzer()
+    ensure_moto_gaps(endpoint_url)
     main = _Estate(endpoint_url, _FAKE_CREDENTIALS, MAIN_ACCOUNT)
     main.account_id = main.client("sts").get_caller_identity()["Account"]
     main_plan = _Plan(main)
@@ -896,7 +904,7 @@ def seed_org_estate(endpoint_url: str) -> dict[str, Any]:
     Returns ``{"endpoint_url", "regions", "aged", "management", "role_name",
     "accounts": {account id: {"name", "role_arn", "users", "fail"}}}``.
     """
-    ensure_access_analyzer()
+    ensure_moto_gaps(endpoint_url)
     main = _Estate(endpoint_url, _FAKE_CREDENTIALS, MAIN_ACCOUNT)
     main.account_id = main.client("sts").get_caller_identity()["Account"]
     org = main.client("organizations")
