@@ -213,7 +213,8 @@ def test_config_recorder_failing_delivery_fails(account: Account) -> None:
         "ConfigurationRecordersStatus": [{
             "name": "default", "recording": True, "lastStatus": "Failure",
             "lastErrorCode": "NoSuchBucket", "lastErrorMessage": "bucket gone"}]})
-    (ev,) = config.read(account, REGION)
+    s.add_response("describe_conformance_packs", {"ConformancePackDetails": []})
+    ev, _packs = config.read(account, REGION)
     s.assert_no_pending_responses()
     (finding,) = evaluate(ev, [REGISTRY.get("aws.config.recorder_enabled")], {})
     assert finding.status == "fail" and "NoSuchBucket" in finding.message
@@ -250,6 +251,7 @@ def test_read_replica_backups_are_its_sources(account: Account) -> None:
         {**base, "DBInstanceIdentifier": "replica", "BackupRetentionPeriod": 0,
          "ReadReplicaSourceDBInstanceIdentifier": "primary",
          "DBInstanceArn": f"arn:aws:rds:{REGION}:{MAIN}:db:replica"}]})
+    s.add_response("describe_db_clusters", {"DBClusters": []})
     statuses = {ev.resource_id.rsplit(":", 1)[1]: f.status for ev in rds.read(account, REGION)
                 for f in evaluate(ev, [REGISTRY.get("aws.rds.backup_retention")], {})}
     assert statuses == {"primary": "pass", "replica": "not_applicable"}

@@ -180,7 +180,8 @@ def pages(
 
     Pages are asked for at the caller's ``PaginationConfig.PageSize``, else at the
     largest size the service model allows. A page holding that many items (under
-    ``keys``, together) without a continuation token raises :class:`IncompleteListing`
+    ``keys``, JMESPath expressions, together) without a continuation token raises
+    :class:`IncompleteListing`
     once it has been handed over: a server that caps its answer without saying so must
     not truncate the listing silently (and let its missing resources be closed).
     """
@@ -198,7 +199,7 @@ def pages(
     tokens = _as_tuple(paging.get("output_token"))
     for page in client.get_paginator(operation).paginate(PaginationConfig=config, **kwargs):
         yield page
-        count = sum(len(page.get(k) or []) for k in keys)
+        count = sum(len(jmespath.search(k, page) or []) for k in keys)
         if size and count >= size and not any(jmespath.search(t, page) for t in tokens):
             raise IncompleteListing(operation=api_name, size=size)
 

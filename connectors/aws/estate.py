@@ -45,6 +45,7 @@ from typing import Any
 
 import boto3
 
+from connectors.aws import estate_services as services
 from connectors.aws.session import ClientSettings, make_client
 
 MAIN_ACCOUNT = "123456789012"
@@ -213,7 +214,7 @@ def _password_policy(p: _Plan, strong: bool | None) -> None:
         iam.update_account_password_policy(
             MinimumPasswordLength=16, RequireSymbols=True, RequireNumbers=True,
             RequireUppercaseCharacters=True, RequireLowercaseCharacters=True,
-            PasswordReusePrevention=24,
+            PasswordReusePrevention=24, MaxPasswordAge=90,
         )
         return
     iam.update_account_password_policy(
@@ -305,13 +306,26 @@ def _bucket(
     versioning: bool = False,
     log_to: str | None = None,
     log_target: bool = False,
+    object_lock: bool = False,
+    expire_days: int | None = None,
 ) -> str:
     """Create a bucket as described and record which S3 checks it should fail."""
     s3 = p.estate.client("s3", region)
+    extra: dict[str, Any] = {"ObjectLockEnabledForBucket": True} if object_lock else {}
     if region == "us-east-1":
-        s3.create_bucket(Bucket=name)
+        s3.create_bucket(Bucket=name, **extra)
     else:
-        s3.create_bucket(Bucket=name, CreateBucketConfiguration={"LocationConstraint": region})
+        s3.create_bucket(Bucket=name, CreateBucketConfiguration={"LocationConstraint": region},
+                         **extra)
+    if object_lock:
+        s3.put_object_lock_configuration(Bucket=name, ObjectLockConfiguration={
+            "ObjectLockEnabled": "Enabled",
+            "Rule": {"DefaultRetention": {"Mode": "COMPLIANCE", "Days": 365}}})
+    if expire_days:
+        s3.put_bucket_lifecycle_configuration(Bucket=name, LifecycleConfiguration={"Rules": [{
+            "ID": "expire-logs", "Status": "Enabled", "Filter": {"Prefix": ""},
+            "Expiration": {"Days": expire_days},
+            "NoncurrentVersionExpiration": {"NoncurrentDays": 30}}]})
     if encryption:
         s3.put_bucket_encryption(Bucket=name, ServerSideEncryptionConfiguration=encryption)
     if block:
@@ -360,7 +374,9 @@ def _trail(
     kms_key: str | None = None,
     log_group: str | None = None,
     public_bucket: bool = False,
+    archived: bool = False,
 ) -> str:
+    """``archived``: the bucket has Object Lock and an expiration rule."""
     cloudtrail = p.estate.client("cloudtrail", region)
     extra: dict[str, Any] = {}
     if kms_key:
@@ -383,6 +399,9 @@ def _trail(
         p.bad("aws.cloudtrail.cloudwatch_delivery", arn)
     if public_bucket:
         p.bad("aws.cloudtrail.bucket_not_public", arn)
+    if not archived:
+        p.bad("aws.cloudtrail.logs_immutable", arn)
+        p.bad("aws.cloudtrail.bucket_lifecycle", arn)
     return arn
 
 
@@ -402,6 +421,9 @@ def _kms_key(p: _Plan, region: str, *, rotation: bool) -> str:
 def _log_group(p: _Plan, region: str, name: str, retention: int | None) -> None:
     logs = p.estate.client("logs", region)
     logs.create_log_group(logGroupName=name)
+    if retention is None:
+        p.bad("aws.logs.log_group_retention_set", p.estate.arn("logs", region,
+                                                               f"log-group:{name}"))
     if retention is not None:
         logs.put_retention_policy(logGroupName=name, retentionInDays=retention)
         if retention < 365:
@@ -461,8 +483,20 @@ def _cidr(cidr: str, port: int, protocol: str = "tcp") -> dict[str, Any]:
 
 
 def _ec2(p: _Plan, region: str, *, ebs_default: bool, volume_encrypted: bool, imdsv2: bool,
-         root_encrypted: bool) -> None:
+         root_encrypted: bool, own_vpc: bool = False) -> None:
+    """``own_vpc``: the instance runs in a VPC of its own, else in the default VPC."""
     ec2 = p.estate.client("ec2", region)
+    placement: dict[str, Any] = {}
+    if own_vpc:
+        vpc = ec2.create_vpc(CidrBlock="10.42.0.0/16")["Vpc"]["VpcId"]
+        subnet = ec2.create_subnet(VpcId=vpc, CidrBlock="10.42.1.0/24",
+                                   AvailabilityZone=f"{region}a")["Subnet"]["SubnetId"]
+        placement["SubnetId"] = subnet
+    else:
+        (default,) = ec2.describe_vpcs(Filters=[{"Name": "is-default", "Values": ["true"]}])[
+            "Vpcs"]
+        p.bad("aws.vpc.default_vpc_unused", p.estate.arn("ec2", region,
+                                                         f"vpc/{default['VpcId']}"))
     if ebs_default:
         ec2.enable_ebs_encryption_by_default()
     else:
@@ -476,6 +510,7 @@ def _ec2(p: _Plan, region: str, *, ebs_default: bool, volume_encrypted: bool, im
         MetadataOptions={"HttpTokens": "required" if imdsv2 else "optional"},
         BlockDeviceMappings=[{"DeviceName": "/dev/sda1",
                               "Ebs": {"VolumeSize": 8, "Encrypted": root_encrypted}}],
+        **placement,
     )["Instances"][0]
     if not imdsv2:
         p.bad("aws.ec2.instance_imdsv2",
@@ -519,14 +554,19 @@ def _rds(p: _Plan, region: str, name: str, *, good: bool) -> None:
             p.bad(f"aws.rds.{check_id}", arn)
 
 
-def _regional_settings(p: _Plan, region: str, bucket: str, *, off: tuple[str, ...] = ()) -> None:
-    """GuardDuty, Config, Security Hub, Backup and Access Analyzer, except ``off``."""
+def _regional_settings(p: _Plan, region: str, bucket: str, *, off: tuple[str, ...] = (),
+                       malware: bool = True) -> None:
+    """GuardDuty (with Malware Protection for EC2 if ``malware``), Config, Security Hub,
+    Backup and Access Analyzer, except ``off``."""
     e = p.estate
     for service, check_id in _REGIONAL_SETTINGS.items():
         if service in off:
             p.bad(check_id, region)
+    if "guardduty" in off or not malware:
+        p.bad("aws.guardduty.malware_protection", region)
     if "guardduty" not in off:
-        e.client("guardduty", region).create_detector(Enable=True)
+        features = [{"Name": "EBS_MALWARE_PROTECTION", "Status": "ENABLED"}] if malware else []
+        e.client("guardduty", region).create_detector(Enable=True, Features=features)
     if "config" not in off:
         config = e.client("config", region)
         config.put_configuration_recorder(ConfigurationRecorder={
@@ -548,17 +588,21 @@ def _regional_settings(p: _Plan, region: str, bucket: str, *, off: tuple[str, ..
 
 
 def _load_balancer(p: _Plan, region: str, name: str, *, redirect: bool,
-                   tls_policy: str | None) -> None:
+                   tls_policy: str | None, waf: bool = False) -> None:
     e = p.estate
     subnets = [s["SubnetId"] for s in e.client("ec2", region).describe_subnets()["Subnets"]]
     elb = e.client("elbv2", region)
-    arn = elb.create_load_balancer(Name=name, Subnets=subnets[:2])["LoadBalancers"][0][
-        "LoadBalancerArn"]
+    arn = elb.create_load_balancer(Name=name, Subnets=subnets[:2], Scheme="internet-facing",
+                                   Type="application")["LoadBalancers"][0]["LoadBalancerArn"]
     action = ({"Type": "redirect", "RedirectConfig": {"Protocol": "HTTPS", "Port": "443",
                                                       "StatusCode": "HTTP_301"}}
               if redirect else
               {"Type": "fixed-response", "FixedResponseConfig": {"StatusCode": "200"}})
     elb.create_listener(LoadBalancerArn=arn, Protocol="HTTP", Port=80, DefaultActions=[action])
+    if waf:
+        services.web_acl(p, region, arn)
+    else:
+        p.bad("aws.elbv2.public_alb_waf", arn)
     if not redirect:
         p.bad("aws.elbv2.listeners_tls_only", arn)
     if tls_policy:
@@ -639,15 +683,33 @@ def _plant_main(p: _Plan) -> None:
     _flow_logs(p, OTHER, None)
     _rds(p, HOME, "annexa-demo-orders", good=True)
     _rds(p, OTHER, "annexa-demo-legacy", good=False)
-    _regional_settings(p, HOME, logs)
+    _regional_settings(p, HOME, logs, malware=False)
     _regional_settings(p, OTHER, logs, off=tuple(_REGIONAL_SETTINGS))
-    _load_balancer(p, HOME, "annexa-demo-web", redirect=True, tls_policy=_MODERN_TLS)
+    _load_balancer(p, HOME, "annexa-demo-web", redirect=True, tls_policy=_MODERN_TLS,
+                   waf=True)
     _load_balancer(p, OTHER, "annexa-demo-legacy", redirect=False, tls_policy=_OLD_TLS)
+    services.inspector(p, HOME, scanning=True,
+                       findings=[("CRITICAL", 40), ("HIGH", 5), ("LOW", 400)])
+    services.inspector(p, OTHER, scanning=False, findings=[])
+    services.ecr_image(p, HOME, "annexa-demo-api", scanned_days_ago=60)
+    services.ecr_image(p, HOME, "annexa-demo-web", scanned_days_ago=1)
+    services.ecr_image(p, OTHER, "annexa-demo-batch", scanned_days_ago=None)
+    services.macie(p, HOME, enabled=True, scheduled_job=False)
+    services.macie(p, OTHER, enabled=False, scheduled_job=False)
+    services.conformance_pack(p, HOME, "NON_COMPLIANT")
+    services.conformance_pack(p, OTHER, None)
+    services.restore_testing(p, HOME, plan=True, selection=False)
+    services.restore_testing(p, OTHER, plan=False, selection=False)
+    services.aurora_cluster(p, HOME, "annexa-demo-reports", good=False)
+    services.distribution(p, good=False)
+    services.budget(p, alerts=False)
+    services.dns_firewall(p, HOME, associate=True)
+    services.dns_firewall(p, OTHER, associate=False)
 
 
 def _plant_secure(p: _Plan, *, flaws: bool = False) -> None:
     """Everything right; with ``flaws``, root was used recently and GuardDuty is off in
-    the second region."""
+    the second region. (Its organisation is planted by the caller.)"""
     e, iam = p.estate, p.estate.client("iam")
     _password_policy(p, strong=True)
     p.users = {
@@ -665,7 +727,7 @@ def _plant_secure(p: _Plan, *, flaws: bool = False) -> None:
                    log_target=True, log_to=p.name("annexa-secure-logs"))
     archive = _bucket(p, p.name("annexa-secure-archive"), encryption=_SSE_KMS,
                       block=_ALL_BLOCKED, policy=_tls_only_policy(p.name("annexa-secure-archive")),
-                      versioning=True, log_to=logs)
+                      versioning=True, log_to=logs, object_lock=True, expire_days=400)
     e.client("s3control").put_public_access_block(
         AccountId=p.account_id, PublicAccessBlockConfiguration=_ALL_BLOCKED
     )
@@ -673,17 +735,30 @@ def _plant_secure(p: _Plan, *, flaws: bool = False) -> None:
     _kms_key(p, OTHER, rotation=True)
     _log_group(p, HOME, "annexa-secure-trail", 400)
     _trail(p, p.name("annexa-secure-trail"), archive, multi_region=True, validation=True,
-           logging=True, kms_key=key, log_group="annexa-secure-trail")
+           logging=True, kms_key=key, log_group="annexa-secure-trail", archived=True)
     for region in REGIONS:
         _ec2(p, region, ebs_default=True, volume_encrypted=True, imdsv2=True,
-             root_encrypted=True)
+             root_encrypted=True, own_vpc=True)
         _security_group(p, region, "annexa-web", [_cidr("0.0.0.0/0", 443),
                                                   _cidr("::/0", 443)])
         _flow_logs(p, region, logs)
         _regional_settings(p, region, logs,
                            off=("guardduty",) if flaws and region == OTHER else ())
     _rds(p, HOME, p.name("annexa-secure-db"), good=True)
-    _load_balancer(p, HOME, p.name("annexa-web"), redirect=True, tls_policy=_MODERN_TLS)
+    _load_balancer(p, HOME, p.name("annexa-web"), redirect=True, tls_policy=_MODERN_TLS,
+                   waf=True)
+    services.s3_malware_plan(p, HOME, archive)
+    for region in REGIONS:
+        services.inspector(p, region, scanning=True,
+                           findings=[("HIGH", 3)] if region == HOME else [])
+        services.macie(p, region, enabled=True, scheduled_job=True)
+        services.conformance_pack(p, region, "COMPLIANT")
+        services.restore_testing(p, region, plan=True, selection=True)
+        services.dns_firewall(p, region, associate=True)
+    services.ecr_image(p, HOME, p.name("annexa-api"), scanned_days_ago=2)
+    services.aurora_cluster(p, HOME, p.name("annexa-secure-cluster"), good=True)
+    services.distribution(p, good=True)
+    services.budget(p, alerts=True)
 
 
 def _plant_weak(p: _Plan) -> None:
@@ -719,6 +794,16 @@ def _plant_weak(p: _Plan) -> None:
                                            _cidr("::/0", 0, "-1")])
     _rds(p, HOME, p.name("annexa-weak-db"), good=False)
     _load_balancer(p, HOME, p.name("weak-web"), redirect=False, tls_policy=None)
+    for region in REGIONS:
+        services.inspector(p, region, scanning=False, findings=[])
+        services.macie(p, region, enabled=False, scheduled_job=False)
+        services.conformance_pack(p, region, None)
+        services.restore_testing(p, region, plan=False, selection=False)
+        services.dns_firewall(p, region, associate=False)
+    services.ecr_image(p, HOME, p.name("weak-app"), scanned_days_ago=None)
+    services.aurora_cluster(p, HOME, p.name("annexa-weak-cluster"), good=False)
+    services.distribution(p, good=False)
+    services.budget(p, alerts=False)
 
 
 # --- moto's in-process state -----------------------------------------------------------
@@ -878,9 +963,16 @@ def seed_demo_estate(endpoint_url: str, *, age_credentials: bool = True) -> dict
     main.account_id = main.client("sts").get_caller_identity()["Account"]
     main_plan = _Plan(main)
     _plant_main(main_plan)
+    services.standalone(main_plan)
 
     secure_plan = _Plan(_assumed(endpoint_url, main, SECURE_ACCOUNT, AUDIT_ROLE))
     _plant_secure(secure_plan)
+    # the secure account manages an organisation of its own, with a development account
+    owner = {"owner": "platform-team"}
+    services.organization(secure_plan, {
+        SECURE_ACCOUNT: ({**owner, "environment": "production"}, None),
+        "new:annexa-secure-dev": ({**owner, "environment": "development"}, "non-production"),
+    }, create=True)
 
     aged = age_credentials and _age_main(main_plan)
     in_process = _finish(main_plan, aged) and _finish(secure_plan, aged)
@@ -927,6 +1019,13 @@ def seed_org_estate(endpoint_url: str) -> dict[str, Any]:
             _plant_weak(plan)
         else:
             _plant_secure(plan, flaws=name == "flawed")
+    owner = {"owner": "platform-team"}
+    services.organization(plans["management"], {
+        main.account_id: ({**owner, "environment": "production"}, None),
+        members["secure"]: ({**owner, "environment": "production"}, "production"),
+        members["flawed"]: ({**owner, "environment": "development"}, None),  # no OU
+        members["weak"]: ({"environment": "sandbox"}, None),  # no owner, no OU
+    }, create=False)
     aged = _age_main(plans["management"])
     in_process = all([_finish(p, aged) for p in plans.values()])
     return {

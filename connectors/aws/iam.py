@@ -284,6 +284,37 @@ def password_policy_complexity(payload: Mapping[str, Any], params: Mapping[str, 
 
 
 @check(
+    id="aws.iam.password_policy_max_age",
+    title="IAM passwords expire when the organisation's policy requires it",
+    severity="low",
+    resource_type=PASSWORD_POLICY,
+    rationale="Where the organisation's password rules set a maximum age, the account "
+    "password policy must enforce it. Current NIST SP 800-63B no longer asks for periodic "
+    "expiry (change on evidence of compromise instead), so by default none is required.",
+    remediation="Set MaxPasswordAge in the account password policy to at most the "
+    "required number of days, or leave max_age_days at 0 if passwords need not expire.",
+    parameters={"max_age_days": 0},
+)
+def password_policy_max_age(payload: Mapping[str, Any], params: Mapping[str, Any]) -> Verdict:
+    """``max_age_days`` 0: expiry is not required. Otherwise the policy must exist and
+    set ``MaxPasswordAge`` (absent from the policy = passwords never expire) at most it."""
+    policy = _policy(payload)
+    want = params["max_age_days"]
+    age = (policy or {}).get("MaxPasswordAge")
+    if not want:
+        return not_applicable("Password expiry is not required (max_age_days = 0); "
+                              + (f"passwords expire after {age} days" if age else
+                                 "passwords do not expire"))
+    if policy is None:
+        return failed(_NO_POLICY + f"; passwords never expire (required: {want} days)")
+    if not age:
+        return failed(f"Passwords never expire (required: at most {want} days)")
+    if age > want:
+        return failed(f"Passwords expire after {age} days (required: at most {want})")
+    return passed(f"Passwords expire after {age} days (required: at most {want})")
+
+
+@check(
     id="aws.iam.user_console_mfa",
     title="IAM users with console access have MFA",
     severity="high",

@@ -1,0 +1,138 @@
+"""Amazon Inspector: is scanning on, and are its findings fixed within the SLA.
+
+Regional units (service ``inspector2``):
+
+* ``BatchGetAccountStatus`` for the account: one ``aws.inspector2.account_status``
+  evidence (id = region) — ``{"State": {...}, "ResourceState": {"ec2": {"status"},
+  "ecr": {...}, "lambda": {...}, ...}}`` (``null`` members: not reported).
+* ``ListFindings`` filtered on ``findingStatus = ACTIVE``, page by page: one
+  ``aws.inspector2.finding`` evidence per open finding (id = finding ARN) with what an
+  auditor needs — severity, type, title, first observation, fix availability, the
+  vulnerability id and the affected resources — and without ``lastObservedAt`` /
+  ``updatedAt`` (they move with every rescan). A finding closed or suppressed drops out
+  of the listing and is closed by absence.
+
+Severities are Inspector's (``INFORMATIONAL | LOW | MEDIUM | HIGH | CRITICAL |
+UNTRIAGED``, botocore inspector2 2020-06-08); the SLA parameters give the days allowed
+from ``firstObservedAt`` per severity (0 = no limit). :mod:`connectors.aws.ecr` judges
+basic ECR scan findings with the same parameters.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+from connectors.aws.common import days_since, paginate, require
+from connectors.aws.session import Account
+from connectors.aws.units import ReaderSpec
+from connectors.checks import Verdict, check, failed, not_applicable, passed
+from connectors.records import Evidence
+
+SERVICE = "inspector2"
+ACCOUNT_STATUS = "aws.inspector2.account_status"
+FINDING = "aws.inspector2.finding"
+
+ACTIONS: dict[str, str | None] = {
+    "inspector2:BatchGetAccountStatus": "inspector2:BatchGetAccountStatus",
+    "inspector2:ListFindings": "inspector2:ListFindings",
+}
+
+#: Days allowed to remediate, by severity, from first observation (0 = no limit).
+SLA_PARAMETERS: dict[str, int] = {
+    "critical_days": 15,
+    "high_days": 30,
+    "medium_days": 90,
+    "low_days": 180,
+    "informational_days": 0,
+    "untriaged_days": 30,
+}
+_FINDING_FIELDS = ("findingArn", "awsAccountId", "type", "title", "severity", "status",
+                   "firstObservedAt", "fixAvailable", "exploitAvailable", "inspectorScore")
+
+
+def sla_days(severity: str, params: Mapping[str, Any]) -> int:
+    """Days allowed for ``severity`` (an unknown severity gets the strictest limit)."""
+    # ECR basic scanning says UNDEFINED where Inspector says UNTRIAGED
+    key = f"{str(severity).lower().replace('undefined', 'untriaged')}_days"
+    if key in params:
+        return int(params[key])
+    limits = [int(v) for k, v in params.items() if k.endswith("_days") and v]
+    return min(limits) if limits else 0
+
+
+def transform_finding(finding: Mapping[str, Any]) -> dict[str, Any]:
+    out = {k: finding[k] for k in _FINDING_FIELDS if k in finding}
+    vulnerability = finding.get("packageVulnerabilityDetails") or {}
+    if vulnerability.get("vulnerabilityId"):
+        out["vulnerabilityId"] = vulnerability["vulnerabilityId"]
+    out["resources"] = [{k: r.get(k) for k in ("type", "id", "region")}
+                        for r in finding.get("resources") or []]
+    return out
+
+
+def read(account: Account, region: str) -> Iterator[Evidence]:
+    client = account.client("inspector2", region)
+    answer = client.batch_get_account_status(accountIds=[account.account_id])
+    mine = next((a for a in answer.get("accounts") or []
+                 if a.get("accountId") == account.account_id), None)
+    status = {"State": (mine or {}).get("state"),
+              "ResourceState": (mine or {}).get("resourceState")}
+    yield account.evidence(ACCOUNT_STATUS, region, region, status)
+    active = {"findingStatus": [{"comparison": "EQUALS", "value": "ACTIVE"}]}
+    for finding in paginate(client, "list_findings", "findings", filterCriteria=active):
+        if finding.get("status", "ACTIVE") != "ACTIVE":
+            continue
+        yield account.evidence(FINDING, finding["findingArn"], region,
+                               transform_finding(finding))
+
+
+READERS = (ReaderSpec(SERVICE, read, regional=True),)
+
+
+@check(
+    id="aws.inspector2.scanning_enabled",
+    title="Amazon Inspector scans EC2 instances and ECR images in every region",
+    severity="high",
+    resource_type=ACCOUNT_STATUS,
+    rationale="Vulnerability management starts with knowing: Inspector continuously "
+    "scans instances and container images for known vulnerabilities (CVEs) and network "
+    "exposure, the technical-vulnerability information the control asks to obtain.",
+    remediation="Activate Amazon Inspector for EC2 and ECR in the region (organisation-"
+    "wide from the delegated administrator, with auto-enable for new accounts).",
+    parameters={"resource_types": ["ec2", "ecr"]},
+)
+def scanning_enabled(payload: Mapping[str, Any], params: Mapping[str, Any]) -> Verdict:
+    resources = require(payload, "ResourceState") or {}
+    wanted = list(params["resource_types"])
+    off = [f"{t} ({(resources.get(t) or {}).get('status', 'not activated')})"
+           for t in wanted if (resources.get(t) or {}).get("status") != "ENABLED"]
+    if off:
+        return failed("Inspector does not scan: " + ", ".join(off))
+    return passed("Inspector scans " + ", ".join(wanted))
+
+
+@check(
+    id="aws.inspector2.finding_within_sla",
+    title="Amazon Inspector findings are remediated within the SLA for their severity",
+    severity="high",
+    resource_type=FINDING,
+    rationale="Known vulnerabilities must be remediated in a time that matches their "
+    "risk; an open finding older than its severity's SLA is a vulnerability left "
+    "exposed longer than the organisation accepts.",
+    remediation="Patch or rebuild the affected resource (or suppress the finding with a "
+    "recorded risk acceptance); adjust the *_days parameters to the vulnerability "
+    "management policy.",
+    parameters=SLA_PARAMETERS,
+)
+def finding_within_sla(payload: Mapping[str, Any], params: Mapping[str, Any]) -> Verdict:
+    severity = str(require(payload, "severity"))
+    first = require(payload, "firstObservedAt")
+    limit = sla_days(severity, params)
+    what = f"{severity} {payload.get('vulnerabilityId') or payload.get('title') or 'finding'}"
+    if not limit:
+        return not_applicable(f"{what}: no SLA for {severity} findings")
+    age = days_since(first)
+    if age > limit:
+        return failed(f"{what} open for {int(age)} days (SLA: {limit} days)")
+    return passed(f"{what} open for {int(age)} days, within the {limit}-day SLA")
