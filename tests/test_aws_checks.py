@@ -788,7 +788,8 @@ def rule(protocol: str, low: int | None, high: int | None, cidr: str = "0.0.0.0/
         ([rule("tcp", 22, 22)], "fail", "pass", "pass"),
         ([rule("tcp", 22, 22, "10.0.0.0/8")], "pass", "pass", "pass"),
         ([rule("tcp", 3389, 3389, "::/0")], "pass", "fail", "pass"),
-        ([rule("udp", 3389, 3389)], "pass", "fail", "pass"),
+        # the RDP check is the shared one of every cloud (connectors.exposure_checks): TCP
+        ([rule("udp", 3389, 3389)], "pass", "pass", "pass"),
         ([rule("udp", 22, 22)], "pass", "pass", "pass"),  # SSH is TCP
         ([rule("tcp", 0, 65535)], "fail", "fail", "fail"),
         ([rule("tcp", 20, 25)], "fail", "pass", "pass"),

@@ -65,7 +65,9 @@ def test_inspector_finding_sla_by_severity() -> None:
     assert status(check, finding("LOW", 181)) == "fail"
     assert status(check, finding("INFORMATIONAL", 900)) == "not_applicable"
     assert status(check, finding("UNTRIAGED", 31)) == "fail"
-    assert status(check, finding("CRITICAL", 16), critical_days=30) == "pass"
+    assert status(check, finding("CRITICAL", 16),
+                  max_age_days={"CRITICAL": 30, "HIGH": 30}) == "pass"
+    assert status(check, finding("NEWSEVERITY", 16)) == "fail"  # unknown: the strictest
     with pytest.raises(EvidenceMissing):
         status(check, {"severity": "HIGH"})
 

@@ -65,8 +65,9 @@ def _group(ec2: Any, vpc: str, name: str, rules: list[dict[str, Any]]) -> str:
 
 def test_internet_exposure_is_judged_on_unions_not_literals(aws_env: str) -> None:
     """Rules in the DescribeSecurityGroups shape (``IpProtocol`` by name or number,
-    ``IpRanges``/``Ipv6Ranges``/``PrefixListIds``): each planted group opens its port to
-    every public address, but no single rule names ``0.0.0.0/0`` with that exact port."""
+    ``IpRanges``/``Ipv6Ranges``/``PrefixListIds``): each failing group opens its port to
+    the internet (:mod:`connectors.exposure`: at least a /8 of public addresses), but no
+    single rule names ``0.0.0.0/0`` with that exact port."""
     ec2 = boto3.client("ec2", region_name=REGION)
     vpc = ec2.create_vpc(CidrBlock="10.20.0.0/16")["Vpc"]["VpcId"]
     pl = ec2.create_managed_prefix_list(
@@ -91,7 +92,7 @@ def test_internet_exposure_is_judged_on_unions_not_literals(aws_env: str) -> Non
                                         "64.0.0.0/2", "128.0.0.0/1")]}]),
         # RDP over IPv6 from two halves of the address space
         "rdp-v6-split": _group(ec2, vpc, "rdp-v6-split", [
-            {"IpProtocol": "udp", "FromPort": 3389, "ToPort": 3389,
+            {"IpProtocol": "tcp", "FromPort": 3389, "ToPort": 3389,
              "Ipv6Ranges": [{"CidrIpv6": "::/1"}, {"CidrIpv6": "8000::/1"}]}]),
         # every usable TCP port: 1-65535 (port 0 is not one)
         "all-from-1": _group(ec2, vpc, "all-from-1", [
@@ -103,10 +104,14 @@ def test_internet_exposure_is_judged_on_unions_not_literals(aws_env: str) -> Non
              "IpRanges": [{"CidrIp": "0.0.0.0/0"}]},
             {"IpProtocol": "17", "FromPort": 32768, "ToPort": 65535,
              "IpRanges": [{"CidrIp": "0.0.0.0/0"}]}]),
-        # good: private sources only, and half of the internet on 22 is not all of it
+        # half of the internet is "the internet" (at least a /8 of public addresses)
+        "ssh-half": _group(ec2, vpc, "ssh-half", [
+            {"IpProtocol": "tcp", "FromPort": 22, "ToPort": 22, "IpRanges": halves[:1]}]),
+        # good: private sources, and one small public range (a /20)
         "private": _group(ec2, vpc, "private", [
             {"IpProtocol": "-1", "IpRanges": [{"CidrIp": "10.0.0.0/8"}]},
-            {"IpProtocol": "tcp", "FromPort": 22, "ToPort": 22, "IpRanges": halves[:1]}]),
+            {"IpProtocol": "tcp", "FromPort": 22, "ToPort": 22,
+             "IpRanges": [{"CidrIp": "35.235.240.0/20"}]}]),
     }
     records = collect(["ec2"])
     by_name = {rec.payload.get("GroupName"): rec.resource_id for rec in records
@@ -118,9 +123,8 @@ def test_internet_exposure_is_judged_on_unions_not_literals(aws_env: str) -> Non
         return {name for name in groups if found[by_name[name]] == "fail"}
 
     assert failing("aws.network.ssh_open_to_internet") == {
-        "ssh-split", "ssh-prefix-list", "ssh-public-only", "all-from-1"}
-    assert failing("aws.network.rdp_open_to_internet") == {"rdp-v6-split", "all-from-1",
-                                                           "all-split"}
+        "ssh-split", "ssh-prefix-list", "ssh-public-only", "ssh-half", "all-from-1"}
+    assert failing("aws.network.rdp_open_to_internet") == {"rdp-v6-split", "all-from-1"}
     assert failing("aws.network.all_ports_open_to_internet") == {"all-from-1", "all-split"}
     listed = next(r for r in records if isinstance(r, Evidence)
                   and r.resource_id == by_name["ssh-prefix-list"])

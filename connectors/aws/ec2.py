@@ -14,15 +14,17 @@ Resource types
     ``aws.ec2.instance``        id = instance ARN; the ``DescribeInstances`` entry
 
 Security-group checks are named ``aws.network.*`` so that the Azure and GCP connectors
-can share the same check names for "SSH/RDP/all ports open to the internet"; exposure
-is judged by set arithmetic over every rule (:mod:`connectors.aws.exposure`).
+share the same check names for "SSH/RDP/all ports open to the internet"; they are
+declared by :mod:`connectors.exposure_checks` and judged by the set arithmetic of
+:mod:`connectors.exposure` over every rule of the group.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
+from connectors import exposure, exposure_checks
 from connectors.aws.common import (
     ERRORS_KEY,
     MISSING,
@@ -33,7 +35,6 @@ from connectors.aws.common import (
     with_errors,
     without,
 )
-from connectors.aws.exposure import Exposure
 from connectors.aws.session import Account
 from connectors.aws.units import ReaderSpec
 from connectors.checks import Verdict, check, failed, not_applicable, passed
@@ -187,69 +188,61 @@ def ebs_default_encryption(payload: Mapping[str, Any], params: Mapping[str, Any]
     return failed("EBS encryption by default is off")
 
 
-def open_to_internet_verdict(
-    payload: Mapping[str, Any], what: str, reached: Callable[[Exposure], list[str]]
-) -> Verdict:
-    """Fail when the whole internet reaches ``what`` (see :mod:`connectors.aws.exposure`)."""
-    exposure = Exposure(require(payload, "IpPermissions"), payload.get("PrefixListEntries") or {})
-    name = payload.get("GroupName") or payload.get("GroupId") or "?"
-    families = reached(exposure)
-    if families:
-        return failed(f"Security group {name} opens {what} to the internet (every public "
-                      f"address of {' and '.join(families)})")
-    if exposure.unknown:
-        reason = (payload.get(ERRORS_KEY) or {}).get("PrefixListEntries", "not read")
-        raise EvidenceMissing(f"entries of prefix lists {', '.join(sorted(set(exposure.unknown)))}"
-                              f" could not be read: {reason}")
-    return passed(f"Security group {name} does not open {what} to the internet")
+def _protocol(permission: Mapping[str, Any]) -> int | None:
+    raw = str(permission.get("IpProtocol", "")).strip().lower()
+    return None if raw == "-1" else exposure.parse_protocol(raw)  # EC2 says -1 for "all"
 
 
-_NETWORK_RATIONALE = (
-    "A rule admitting the whole internet exposes the service to scanning, brute force "
-    "and exploitation; administrative access should come from known networks or a "
-    "bastion/Session Manager."
-)
+def _rule_name(index: int, permission: Mapping[str, Any]) -> str:
+    protocol = str(permission.get("IpProtocol"))
+    if protocol == "-1":
+        return f"#{index} (all traffic)"
+    low, high = permission.get("FromPort"), permission.get("ToPort")
+    ports = "" if low in (None, -1) else f" {low}" if low == high else f" {low}-{high}"
+    return f"#{index} ({protocol}{ports})"
 
 
-@check(
-    id="aws.network.ssh_open_to_internet",
-    title="No security group allows SSH (22) from the internet",
-    severity="high",
-    resource_type=SECURITY_GROUP,
-    rationale=_NETWORK_RATIONALE,
-    remediation="Restrict the rule's source to known address ranges, or use Session "
-    "Manager instead of inbound SSH.",
-)
-def ssh_open_to_internet(payload: Mapping[str, Any], params: Mapping[str, Any]) -> Verdict:
-    return open_to_internet_verdict(payload, "SSH (22)", lambda e: e.port_open("tcp", 22))
+def ingress_rules(payload: Mapping[str, Any]) -> list[exposure.Rule]:
+    """The group's ingress rules as :class:`connectors.exposure.Rule`: allow-only,
+    evaluated together (a security group has no order and no deny). Sources are the
+    rule's IPv4 and IPv6 ranges and the entries of the managed prefix lists it names;
+    a prefix list whose entries could not be read makes the verdict an error."""
+    entries = payload.get("PrefixListEntries") or {}
+    out = []
+    for index, permission in enumerate(require(payload, "IpPermissions"), start=1):
+        values = [r.get("CidrIp") for r in permission.get("IpRanges") or []]
+        values += [r.get("CidrIpv6") for r in permission.get("Ipv6Ranges") or []]
+        for ref in permission.get("PrefixListIds") or []:
+            pl = str(ref.get("PrefixListId"))
+            if pl not in entries:
+                reason = (payload.get(ERRORS_KEY) or {}).get("PrefixListEntries", "not read")
+                raise EvidenceMissing(f"entries of prefix list {pl} could not be read: "
+                                      f"{reason}")
+            values += entries[pl]
+        protocol = _protocol(permission)
+        low, high = permission.get("FromPort"), permission.get("ToPort")
+        ports = (exposure.ALL_PORTS if protocol not in exposure.PORT_PROTOCOLS
+                 or low in (None, -1) else exposure.Intervals.of((int(low), int(high))))
+        out.append(exposure.Rule(name=_rule_name(index, permission), priority=0, allow=True,
+                                 protocol=protocol, ports=ports,
+                                 sources=exposure.parse_sources(v for v in values if v)))
+    return out
 
 
-@check(
-    id="aws.network.rdp_open_to_internet",
-    title="No security group allows RDP (3389) from the internet",
-    severity="high",
-    resource_type=SECURITY_GROUP,
-    rationale=_NETWORK_RATIONALE,
-    remediation="Restrict the rule's source to known address ranges, or use Fleet Manager "
-    "/ a bastion instead of inbound RDP.",
-)
-def rdp_open_to_internet(payload: Mapping[str, Any], params: Mapping[str, Any]) -> Verdict:
-    return open_to_internet_verdict(payload, "RDP (3389)", lambda e: sorted(
-        set(e.port_open("tcp", 3389)) | set(e.port_open("udp", 3389))))
+def _sources_of(payload: Mapping[str, Any], names: Sequence[str]) -> str:
+    rules = {r.name: r for r in ingress_rules(payload)}
+    joined = exposure.NOWHERE
+    for name in names:
+        if name in rules:
+            joined = joined | rules[name].sources
+    return joined.describe()
 
 
-@check(
-    id="aws.network.all_ports_open_to_internet",
-    title="No security group allows all ports from the internet",
-    severity="critical",
-    resource_type=SECURITY_GROUP,
-    rationale="Opening every port exposes whatever listens on the instance, including "
-    "services never meant to be reachable.",
-    remediation="Replace the rule with rules for the specific ports the service needs.",
-)
-def all_ports_open_to_internet(payload: Mapping[str, Any], params: Mapping[str, Any]) -> Verdict:
-    return open_to_internet_verdict(payload, "all ports", lambda e: sorted(
-        set(e.all_ports_open("tcp")) | set(e.all_ports_open("udp"))))
+exposure_checks.register(
+    prefix="aws", resource_type=SECURITY_GROUP, subject="security group",
+    rules_of=ingress_rules, sources_of=_sources_of,
+    admin_access="Session Manager (or a bastion)",
+    restrict="restrict the rule's source ranges and prefix lists")
 
 
 @check(

@@ -29,17 +29,17 @@ from typing import Any
 from connectors.aws.common import (
     MISSING,
     EvidenceMissing,
-    days_since,
     paginate,
     read_partial,
     require,
     with_errors,
 )
-from connectors.aws.inspector2 import SLA_PARAMETERS, sla_days
+from connectors.aws.inspector2 import MAX_AGE_DAYS, NOT_JUDGED
 from connectors.aws.session import Account
 from connectors.aws.units import ReaderSpec
-from connectors.checks import Verdict, check, failed, not_applicable, passed
+from connectors.checks import Verdict, check, failed, not_applicable
 from connectors.records import Evidence
+from connectors.sla import OpenItem, sla_verdict
 
 SERVICE = "ecr"
 IMAGE = "aws.ecr.image"
@@ -121,7 +121,7 @@ READERS = (ReaderSpec(SERVICE, read, regional=True),)
     "severity's SLA rebuilt or removed.",
     remediation="Turn on scan on push (or enhanced scanning) for the repository; rebuild "
     "the image on patched base images, or delete images no longer deployed.",
-    parameters={**SLA_PARAMETERS, "require_scan": True},
+    parameters={"max_age_days": MAX_AGE_DAYS, "require_scan": True},
 )
 def image_scan_findings_within_sla(payload: Mapping[str, Any],
                                    params: Mapping[str, Any]) -> Verdict:
@@ -138,16 +138,9 @@ def image_scan_findings_within_sla(payload: Mapping[str, Any],
         return failed(f"{name} has no usable vulnerability scan ({status or 'never scanned'})")
     counts = payload.get("FindingSeverityCounts") or {}
     completed = payload.get("ScanCompletedAt")
-    if not completed and any(counts.values()):
+    items = [OpenItem(f"{n} finding(s) of {name}", severity, completed)
+             for severity, n in sorted(counts.items()) if n and severity not in NOT_JUDGED]
+    if items and not completed:
         raise EvidenceMissing(f"{name}: the time of the scan that found its findings is "
                               "missing")
-    late = []
-    for severity, count in sorted(counts.items()):
-        limit = sla_days(severity, params)
-        if count and limit and completed and days_since(completed) > limit:
-            late.append(f"{count} {severity} (SLA {limit} days)")
-    age = f"{int(days_since(completed))} days ago" if completed else "at an unknown time"
-    if late:
-        return failed(f"{name}: findings found {age} are past their SLA: " + ", ".join(late))
-    found = ", ".join(f"{n} {s}" for s, n in sorted(counts.items()) if n) or "no findings"
-    return passed(f"{name}: scanned {age}, {found} within the SLA")
+    return sla_verdict(items, params["max_age_days"], "ECR scan findings")

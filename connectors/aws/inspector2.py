@@ -13,9 +13,11 @@ Regional units (service ``inspector2``):
   of the listing and is closed by absence.
 
 Severities are Inspector's (``INFORMATIONAL | LOW | MEDIUM | HIGH | CRITICAL |
-UNTRIAGED``, botocore inspector2 2020-06-08); the SLA parameters give the days allowed
-from ``firstObservedAt`` per severity (0 = no limit). :mod:`connectors.aws.ecr` judges
-basic ECR scan findings with the same parameters.
+UNTRIAGED``, botocore inspector2 2020-06-08); ``max_age_days`` gives the days allowed
+from ``firstObservedAt`` per severity, judged by the shared :mod:`connectors.sla` (a
+severity it does not name gets the strictest limit; ``INFORMATIONAL`` findings are not
+vulnerabilities to fix and are ``not_applicable``). :mod:`connectors.aws.ecr` judges
+basic ECR scan findings with the same parameter.
 """
 
 from __future__ import annotations
@@ -23,11 +25,12 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-from connectors.aws.common import days_since, paginate, require
+from connectors.aws.common import paginate, require
 from connectors.aws.session import Account
 from connectors.aws.units import ReaderSpec
 from connectors.checks import Verdict, check, failed, not_applicable, passed
 from connectors.records import Evidence
+from connectors.sla import OpenItem, sla_verdict
 
 SERVICE = "inspector2"
 ACCOUNT_STATUS = "aws.inspector2.account_status"
@@ -38,27 +41,13 @@ ACTIONS: dict[str, str | None] = {
     "inspector2:ListFindings": "inspector2:ListFindings",
 }
 
-#: Days allowed to remediate, by severity, from first observation (0 = no limit).
-SLA_PARAMETERS: dict[str, int] = {
-    "critical_days": 15,
-    "high_days": 30,
-    "medium_days": 90,
-    "low_days": 180,
-    "informational_days": 0,
-    "untriaged_days": 30,
-}
+#: Days allowed to remediate, by severity, from first observation.
+MAX_AGE_DAYS: dict[str, int] = {"CRITICAL": 15, "HIGH": 30, "MEDIUM": 90, "LOW": 180,
+                                "UNTRIAGED": 30}
+#: Severities that are information, not vulnerabilities to remediate.
+NOT_JUDGED = ("INFORMATIONAL",)
 _FINDING_FIELDS = ("findingArn", "awsAccountId", "type", "title", "severity", "status",
                    "firstObservedAt", "fixAvailable", "exploitAvailable", "inspectorScore")
-
-
-def sla_days(severity: str, params: Mapping[str, Any]) -> int:
-    """Days allowed for ``severity`` (an unknown severity gets the strictest limit)."""
-    # ECR basic scanning says UNDEFINED where Inspector says UNTRIAGED
-    key = f"{str(severity).lower().replace('undefined', 'untriaged')}_days"
-    if key in params:
-        return int(params[key])
-    limits = [int(v) for k, v in params.items() if k.endswith("_days") and v]
-    return min(limits) if limits else 0
 
 
 def transform_finding(finding: Mapping[str, Any]) -> dict[str, Any]:
@@ -123,16 +112,13 @@ def scanning_enabled(payload: Mapping[str, Any], params: Mapping[str, Any]) -> V
     remediation="Patch or rebuild the affected resource (or suppress the finding with a "
     "recorded risk acceptance); adjust the *_days parameters to the vulnerability "
     "management policy.",
-    parameters=SLA_PARAMETERS,
+    parameters={"max_age_days": MAX_AGE_DAYS},
 )
 def finding_within_sla(payload: Mapping[str, Any], params: Mapping[str, Any]) -> Verdict:
     severity = str(require(payload, "severity"))
     first = require(payload, "firstObservedAt")
-    limit = sla_days(severity, params)
-    what = f"{severity} {payload.get('vulnerabilityId') or payload.get('title') or 'finding'}"
-    if not limit:
-        return not_applicable(f"{what}: no SLA for {severity} findings")
-    age = days_since(first)
-    if age > limit:
-        return failed(f"{what} open for {int(age)} days (SLA: {limit} days)")
-    return passed(f"{what} open for {int(age)} days, within the {limit}-day SLA")
+    what = str(payload.get("vulnerabilityId") or payload.get("title") or "finding")
+    if severity.upper() in NOT_JUDGED:
+        return not_applicable(f"{severity} {what}: informational, no remediation SLA")
+    return sla_verdict([OpenItem(what, severity, first)], params["max_age_days"],
+                       "Inspector findings")
