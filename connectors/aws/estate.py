@@ -13,8 +13,13 @@ Used by ``annexa demo``, the connector tests and the end-to-end tests.
   groups open to the internet, unencrypted volumes, an IMDSv1 instance, a VPC without
   flow logs, a short log retention, a key without rotation, a weak RDS instance, and
   GuardDuty / Config / Security Hub / Backup / Access Analyzer / a TLS load balancer
-  in one region only;
-* the *secure* account (210987654321, reached by assuming a role): everything right.
+  in one region only; old Inspector and ECR findings, no malware scanning, Macie
+  without a scheduled job, a non-compliant conformance pack, a restore testing plan
+  that restores nothing, a weak Aurora cluster and CloudFront distribution, no budget,
+  workloads in the default VPC, and no organisation (see
+  :mod:`connectors.aws.estate_services`);
+* the *secure* account (210987654321, reached by assuming a role): everything right,
+  including an organisation of its own with a development account in an OU.
 
 :func:`seed_org_estate` plants an AWS Organization: the main account as management
 account and three member accounts (secure, weak — everything wrong —, and secure with
