@@ -39,12 +39,9 @@ def moto_estate() -> Iterator[str]:
             "AWS_SECRET_ACCESS_KEY": "testing",
             "AWS_SESSION_TOKEN": "testing",
             "AWS_DEFAULT_REGION": DEMO_REGIONS[0],
-            # S3 Control prefixes the account id to the host; moto routes proxied requests.
-            "HTTP_PROXY": url,
-            "HTTPS_PROXY": url,
         }
     )
-    for var in ("NO_PROXY", "no_proxy", "AWS_PROFILE"):
+    for var in ("AWS_PROFILE",):
         os.environ.pop(var, None)
     try:
         yield url

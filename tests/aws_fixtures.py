@@ -1,11 +1,10 @@
 """Fixtures for AWS tests: a real moto server on 127.0.0.1, and a fault-injecting proxy.
 
 * ``moto_server`` (session): ``ThreadedMotoServer`` on a free loopback port.
-* ``aws_env``: resets moto, isolates the AWS environment (no profile, config file or
-  stray credentials of the machine), points boto3 at moto with the standard
-  ``AWS_ENDPOINT_URL`` and uses moto as the HTTP proxy too — S3 Control puts the
-  account id in front of the endpoint host (``123456789012.127.0.0.1``), which does
-  not resolve, and moto routes proxied requests itself. Yields the endpoint URL.
+* ``aws_env``: resets moto, isolates the AWS environment (no profile, config file,
+  proxy or stray credentials of the machine) and points boto3 at moto with the
+  standard ``AWS_ENDPOINT_URL`` alone — S3 Control included: with a custom endpoint
+  the connector keeps the account id out of the host name. Yields the endpoint URL.
 * ``aws_fault_proxy``: like ``aws_env``, but the HTTP proxy is a small local server
   that forwards to moto and answers chosen requests with an error instead (throttling,
   AccessDenied…). Real boto3 retry and error parsing run against real HTTP answers;
@@ -14,10 +13,13 @@
   many tests).
 * ``aws_offline_env``: the isolated environment with fake credentials and no proxy,
   for unreachable-endpoint tests.
-* ``access_analyzer`` (session): the local IAM Access Analyzer fake
-  (:mod:`connectors.aws.fakes`; moto has none), reached through the standard
-  ``AWS_ENDPOINT_URL_ACCESSANALYZER`` and listed in ``NO_PROXY`` (its own port only) so
-  that it is not sent to moto's proxy. ``aws_env`` resets it with moto.
+* ``access_analyzer`` (session): the local fake of the operations moto lacks
+  (:mod:`connectors.aws.fakes`: Access Analyzer, GuardDuty malware protection plans,
+  Macie jobs, DNS Firewall associations, conformance packs, restore testing), reached
+  through the standard per-service endpoint variables (``AWS_ENDPOINT_URL_GUARDDUTY``…)
+  and listed in ``NO_PROXY`` (its own port only) so that the fault proxy does not see
+  it; it forwards every other request of those services to moto. ``aws_env`` resets it
+  with moto.
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
-from connectors.aws.fakes import AccessAnalyzerFake
+from connectors.aws.fakes import ENDPOINT_VARIABLES, MotoGapsFake
 
 _PROXY_VARS = (
     "HTTP_PROXY",
@@ -49,9 +51,9 @@ _PROXY_VARS = (
 
 
 @pytest.fixture(scope="session")
-def access_analyzer() -> Iterator[AccessAnalyzerFake]:
-    """The Access Analyzer fake for the whole session."""
-    fake = AccessAnalyzerFake()
+def access_analyzer(moto_server: str) -> Iterator[MotoGapsFake]:
+    """The fake of moto's missing operations for the whole session (forwarding to moto)."""
+    fake = MotoGapsFake(upstream=moto_server)
     fake.start()
     try:
         yield fake
@@ -59,8 +61,9 @@ def access_analyzer() -> Iterator[AccessAnalyzerFake]:
         fake.stop()
 
 
-def _use_analyzer(mp: pytest.MonkeyPatch, fake: AccessAnalyzerFake) -> None:
-    mp.setenv("AWS_ENDPOINT_URL_ACCESSANALYZER", fake.url)
+def _use_analyzer(mp: pytest.MonkeyPatch, fake: MotoGapsFake) -> None:
+    for name in ENDPOINT_VARIABLES:
+        mp.setenv(name, fake.url)
     for name in ("NO_PROXY", "no_proxy"):  # this port only: 127.0.0.1 stays proxied
         mp.setenv(name, fake.netloc)
 
@@ -126,7 +129,7 @@ def aws_offline_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
 @pytest.fixture
 def aws_env(
     moto_server: str,
-    access_analyzer: AccessAnalyzerFake,
+    access_analyzer: MotoGapsFake,
     monkeypatch: pytest.MonkeyPatch,
     tmp_path: Path,
 ) -> str:
@@ -135,14 +138,13 @@ def aws_env(
     access_analyzer.reset()
     _isolated_aws_env(monkeypatch, tmp_path)
     monkeypatch.setenv("AWS_ENDPOINT_URL", moto_server)
-    _use_proxy(monkeypatch, moto_server)
     _use_analyzer(monkeypatch, access_analyzer)
     return moto_server
 
 
 @pytest.fixture(scope="module")
 def aws_module_env(
-    moto_server: str, access_analyzer: AccessAnalyzerFake, tmp_path_factory: pytest.TempPathFactory
+    moto_server: str, access_analyzer: MotoGapsFake, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[str]:
     """``aws_env`` for a whole module: one estate planted once, read by many tests.
 
@@ -153,7 +155,6 @@ def aws_module_env(
     with pytest.MonkeyPatch.context() as mp:
         _isolated_aws_env(mp, tmp_path_factory.mktemp("aws"))
         mp.setenv("AWS_ENDPOINT_URL", moto_server)
-        _use_proxy(mp, moto_server)
         _use_analyzer(mp, access_analyzer)
         yield moto_server
 
@@ -392,7 +393,7 @@ def _handler_for(proxy: FaultProxy) -> type[BaseHTTPRequestHandler]:
 
 @pytest.fixture
 def aws_fault_proxy(
-    aws_env: str, access_analyzer: AccessAnalyzerFake, monkeypatch: pytest.MonkeyPatch
+    aws_env: str, access_analyzer: MotoGapsFake, monkeypatch: pytest.MonkeyPatch
 ) -> Iterator[FaultProxy]:
     """``aws_env`` with every AWS request passing through a :class:`FaultProxy`."""
     proxy = FaultProxy(upstream=aws_env)

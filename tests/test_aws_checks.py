@@ -308,6 +308,7 @@ UNCONFIGURED_BUCKET = {
     "Region": "us-east-1",
     "ServerSideEncryptionConfiguration": None,
     "PublicAccessBlockConfiguration": None,
+    "AccountPublicAccessBlock": None,
 }
 
 
@@ -365,6 +366,7 @@ def test_bucket_public_access_block() -> None:
     partial = {
         **AWS_DEFAULT_BUCKET,
         "PublicAccessBlockConfiguration": {**ALL_ON, "BlockPublicPolicy": False},
+        "AccountPublicAccessBlock": None,
     }
     verdict, message = run(check, partial)
     assert verdict == "fail" and message.endswith("leaves off: BlockPublicPolicy")
@@ -649,7 +651,7 @@ PRIVATE_ACL = {"Grants": [{"Grantee": {"Type": "CanonicalUser", "ID": "abc"},
 
 def access(**parts: Any) -> dict[str, Any]:
     payload = {"Name": "b", "Policy": None, "PolicyStatus": None, "Acl": PRIVATE_ACL,
-               "PublicAccessBlockConfiguration": None}
+               "PublicAccessBlockConfiguration": None, "AccountPublicAccessBlock": None}
     payload.update(parts)
     return payload
 
@@ -720,7 +722,7 @@ def test_trail_kms_cloudwatch_and_bucket() -> None:
     assert status("aws.cloudtrail.cloudwatch_delivery", trail()) == "fail"
     check = "aws.cloudtrail.bucket_not_public"
     own = {"Name": "logs", "InAccount": True, "Acl": PRIVATE_ACL, "PolicyStatus": None,
-           "PublicAccessBlockConfiguration": None}
+           "PublicAccessBlockConfiguration": None, "AccountPublicAccessBlock": None}
     assert status(check, trail(S3BucketAccess=own)) == "pass"
     assert status(check, trail(S3BucketAccess={**own, "Acl": PUBLIC_ACL})) == "fail"
     foreign = {"Name": "central-logs", "InAccount": False}
@@ -786,7 +788,8 @@ def rule(protocol: str, low: int | None, high: int | None, cidr: str = "0.0.0.0/
         ([rule("tcp", 22, 22)], "fail", "pass", "pass"),
         ([rule("tcp", 22, 22, "10.0.0.0/8")], "pass", "pass", "pass"),
         ([rule("tcp", 3389, 3389, "::/0")], "pass", "fail", "pass"),
-        ([rule("udp", 3389, 3389)], "pass", "fail", "pass"),
+        # the RDP check is the shared one of every cloud (connectors.exposure_checks): TCP
+        ([rule("udp", 3389, 3389)], "pass", "pass", "pass"),
         ([rule("udp", 22, 22)], "pass", "pass", "pass"),  # SSH is TCP
         ([rule("tcp", 0, 65535)], "fail", "fail", "fail"),
         ([rule("tcp", 20, 25)], "fail", "pass", "pass"),

@@ -31,6 +31,7 @@ from store.schema import findings as findings_table
 
 MAIN = "123456789012"
 REGIONAL = {"ec2", "vpc", "logs", "kms", "rds", "guardduty", "config", "securityhub",
+            "inspector2", "ecr", "macie", "route53resolver",
             "backup", "elbv2", "accessanalyzer"}
 
 
@@ -193,7 +194,9 @@ def test_region_discovery_failure_fails_only_region_dependent_units(aws_fault_pr
     assert units[(MAIN, "global", "ec2")].error == (
         "region discovery failed: DescribeRegions: UnauthorizedOperation (HTTP 403)"
     )
-    assert {k[2] for k, c in units.items() if c.ok} == {"iam", "s3", "s3control"}
+    assert {k[2] for k, c in units.items() if c.ok} == {"iam", "s3", "s3control",
+                                                         "organizations", "cloudfront",
+                                                         "budgets"}
 
 
 # --- organisation mode: one account or one service failing --------------------------------

@@ -9,6 +9,7 @@ protocol, reached through ``AWS_ENDPOINT_URL_ACCESSANALYZER``).
 from __future__ import annotations
 
 import json
+import os
 from collections import defaultdict
 
 import boto3
@@ -23,7 +24,8 @@ from connectors.common import activity_time
 from connectors.records import Coverage, Evidence, Finding, Record
 
 REGIONS = ["us-east-1", "eu-west-1"]
-GLOBAL_SERVICES = {"iam", "s3", "s3control", "cloudtrail"}
+GLOBAL_SERVICES = {"iam", "s3", "s3control", "cloudtrail", "organizations", "cloudfront",
+                   "budgets"}
 
 
 def collect(name: str = "aws-test", **options) -> list[Record]:
@@ -153,9 +155,13 @@ def test_evidence_payloads_are_the_api_answer_without_secrets(estate: dict, runs
 def test_findings_carry_account_region_and_resource_arn(runs: dict) -> None:
     per_region = {"aws.ec2.ebs_encryption_by_default", "aws.guardduty.detectors",
                   "aws.config.recorders", "aws.securityhub.hub", "aws.backup.plans",
-                  "aws.accessanalyzer.analyzers"}
+                  "aws.accessanalyzer.analyzers", "aws.config.conformance_packs",
+                  "aws.backup.restore_testing", "aws.inspector2.account_status",
+                  "aws.macie.status"}
     per_account = {"aws.iam.password_policy", "aws.iam.account", "aws.cloudtrail.trails",
-                   "aws.s3control.account_public_access_block"}
+                   "aws.s3control.account_public_access_block", "aws.budgets.budgets"}
+    # a standalone account is its own (ungoverned) organisation: id = account id
+    standalone = {"aws.organizations.account", "aws.organizations.organization"}
     buckets = {"aws.s3.bucket", "aws.s3.bucket_access", "aws.s3.bucket_settings"}
     for account_id, records in runs.items():
         for f in findings_of(records):
@@ -163,7 +169,8 @@ def test_findings_carry_account_region_and_resource_arn(runs: dict) -> None:
             assert f.region in (*REGIONS, "global")
             if f.resource_type in per_region:
                 assert f.resource_id == f.region
-            elif f.resource_type in per_account:
+            elif f.resource_type in per_account or (
+                    f.resource_type in standalone and f.resource_id == account_id):
                 assert f.resource_id == account_id and f.region == "global"
             elif f.resource_type in buckets:
                 assert f.region in REGIONS  # the bucket's region; its ARN is in the payload
@@ -181,6 +188,7 @@ def test_parameters_from_config_change_the_verdicts(estate: dict, runs: dict) ->
         "aws.iam.credentials_unused": {"max_unused_days": 150},
         "aws.logs.log_group_retention": {"min_retention_days": 30},
         "aws.iam.role_no_full_admin_policy": {"allowed_names": ["annexa-demo-*"]},
+        "aws.iam.password_policy_max_age": {"max_age_days": 90},
     }
     findings = findings_of(runs[MAIN_ACCOUNT], params)
 
@@ -191,10 +199,18 @@ def test_parameters_from_config_change_the_verdicts(estate: dict, runs: dict) ->
     assert failing("aws.iam.credentials_unused") == {users["dave-legacy"]}  # erin: 100 < 150
     assert failing("aws.logs.log_group_retention") == set()  # 30 days now enough
     assert failing("aws.iam.role_no_full_admin_policy") == set()  # approved by name
+    # expiry required: main's policy sets none, secure's expires passwords after 90 days
+    assert failing("aws.iam.password_policy_max_age") == {MAIN_ACCOUNT}
+    secure = {f.status for f in findings_of(runs[SECURE_ACCOUNT], params)
+              if f.check_id == "aws.iam.password_policy_max_age"}
+    assert secure == {"pass"}
 
 
-def test_s3control_goes_through_the_moto_proxy(runs: dict) -> None:
-    """The account-id host prefix of S3 Control resolves only via the proxy trick."""
+def test_s3control_reads_through_the_one_endpoint(runs: dict) -> None:
+    """No proxy is set: S3 Control reaches moto at the endpoint's own host (the account
+    id travels in its header, not in front of the host name)."""
+    assert not any(os.environ.get(v) for v in ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy",
+                                                "https_proxy"))
     (ev,) = [
         r for r in runs[SECURE_ACCOUNT]
         if isinstance(r, Evidence)

@@ -25,7 +25,8 @@ from connectors.records import Coverage, Evidence, Finding, Record
 
 ROOT = Path(__file__).resolve().parents[1]
 REGIONS = ["us-east-1", "eu-west-1"]
-GLOBAL_SERVICES = {"iam", "s3", "s3control", "cloudtrail"}
+GLOBAL_SERVICES = {"iam", "s3", "s3control", "cloudtrail", "organizations", "cloudfront",
+                   "budgets"}
 
 #: Action patterns of AWS's managed policy ``SecurityAudit`` that the connector relies on.
 #: Source: arn:aws:iam::aws:policy/SecurityAudit, default version v47 (2024-11-22), as
@@ -62,6 +63,21 @@ SECURITY_AUDIT = (
 BEYOND_SECURITY_AUDIT = {
     # SecurityAudit grants backup:ListBackupVaults and vault policies, not the plans
     "backup:ListBackupPlans": "the only API that lists backup plans",
+    "ec2:GetManagedPrefixListEntries": "the CIDR blocks a security-group rule admits through "
+    "a prefix list (SecurityAudit grants ec2:Describe*, and this is a Get)",
+    "s3:GetLifecycleConfiguration": "the CloudTrail log bucket's expiration rules",
+    "backup:ListRestoreTestingPlans": "restore testing (like the backup plans)",
+    "backup:ListRestoreTestingSelections": "restore testing (like the backup plans)",
+}
+#: Read-only actions of the services added with issue 15 whose presence in SecurityAudit
+#: has not been checked against the policy's current version: listed, so that a role
+#: built from SecurityAudit alone knows to add them (docs/permissions/aws.json has all).
+NOT_CHECKED_AGAINST_SECURITY_AUDIT = {
+    "budgets:ViewBudget", "cloudfront:ListDistributions",
+    "config:GetConformancePackComplianceSummary", "ecr:DescribeImageScanFindings",
+    "ecr:DescribeImages", "ecr:DescribeRepositories", "inspector2:BatchGetAccountStatus",
+    "inspector2:ListFindings", "macie2:GetMacieSession", "macie2:ListClassificationJobs",
+    "route53resolver:ListFirewallRuleGroupAssociations", "wafv2:GetWebACLForResource",
 }
 
 
@@ -124,9 +140,15 @@ def test_each_check_fails_exactly_the_planted_resources(org: dict, run: tuple) -
                              if f.check_id == spec.id and f.status == "fail")
             assert failing == sorted(planted["fail"].get(spec.id, [])), (account_id, spec.id)
             statuses[spec.id].update(f.status for f in mine if f.check_id == spec.id)
-    # every check passes somewhere and fails somewhere (moto cannot give root access keys)
+    # every check passes somewhere and fails somewhere (moto cannot give root access keys;
+    # password expiry is not required by default, as NIST SP 800-63B no longer asks it)
+    assert statuses["aws.iam.password_policy_max_age"] == {"not_applicable"}
+    # one organisation here, whose environments are separated (the demo's standalone
+    # account is the failing case)
+    assert statuses["aws.organizations.environments_separated"] == {"pass"}
     for check_id, seen in statuses.items():
-        if check_id != "aws.iam.root_access_keys":
+        if check_id not in ("aws.iam.root_access_keys", "aws.iam.password_policy_max_age",
+                            "aws.organizations.environments_separated"):
             assert {"pass", "fail"} <= seen, (check_id, seen)
     assert len(statuses) == len(AwsConnector.checks()) >= 35
 
@@ -172,7 +194,8 @@ def test_permissions_document_is_exactly_the_actions_called(run: tuple) -> None:
     assert assume["Action"] == ["sts:AssumeRole"] and all(
         r.startswith("arn:aws:iam::*:role/") for r in assume["Resource"])
     assert all(
-        a.split(":")[1].startswith(("Get", "List", "Describe", "GenerateCredentialReport"))
+        a.split(":")[1].startswith(("Get", "List", "Describe", "GenerateCredentialReport",
+                                    "BatchGet", "ViewBudget"))
         for a in read_only
     )
 
@@ -183,7 +206,8 @@ def test_read_actions_are_granted_by_security_audit() -> None:
     (read_only,) = [s["Action"] for s in doc["Statement"] if s["Sid"] == "AnnexaAwsReadOnly"]
     outside = [a for a in read_only
                if not any(fnmatch.fnmatchcase(a, p) for p in SECURITY_AUDIT)]
-    assert sorted(outside) == sorted(BEYOND_SECURITY_AUDIT)
+    assert sorted(outside) == sorted({*BEYOND_SECURITY_AUDIT,
+                                      *NOT_CHECKED_AGAINST_SECURITY_AUDIT})
     # and the patterns listed are not stale: each one is used
     unused = [p for p in SECURITY_AUDIT if not any(fnmatch.fnmatchcase(a, p) for a in read_only)]
     assert not unused, unused

@@ -106,7 +106,7 @@ def test_root_with_virtual_mfa_and_recent_use(account: Account, stubbed: list) -
          "User": {"Path": "/", "UserName": "alice", "UserId": "AIDAALICEEXAMPLE1",
                   "Arn": f"arn:aws:iam::{ACCOUNT}:user/alice",
                   "CreateDate": datetime(2020, 2, 1, tzinfo=UTC)}},
-    ], "IsTruncated": False}, {"AssignmentStatus": "Assigned"})
+    ], "IsTruncated": False}, {"AssignmentStatus": "Assigned", "MaxItems": 1000})
     payload = iam_root.root_payload(iam, account, {"AccountMFAEnabled": 1}, poll=(0.0,))
     assert payload["CredentialReportRow"]["mfa_active"] == "true"
     assert payload["CredentialReportRow"]["password_last_used"] == used[:10]
@@ -125,7 +125,7 @@ def test_credential_report_never_ready_is_an_error_not_a_verdict(
     for _ in range(3):
         s.add_response("generate_credential_report", {"State": "INPROGRESS"})
     s.add_response("list_virtual_mfa_devices", {"VirtualMFADevices": [], "IsTruncated": False},
-                   {"AssignmentStatus": "Assigned"})
+                   {"AssignmentStatus": "Assigned", "MaxItems": 1000})
     payload = iam_root.root_payload(iam, account, {"AccountMFAEnabled": 1}, poll=(0.0, 0.0))
     assert payload["_errors"] == {"CredentialReportRow": "ReportNotReady"}
     assert judge("aws.iam.root_recent_use", payload) == "error"
@@ -156,7 +156,7 @@ def test_current_aws_bucket_defaults(account: Account, stubbed: list) -> None:
     s.add_response("get_bucket_logging", {}, {"Bucket": "new-bucket"})
     bucket = {"Name": "new-bucket", "CreationDate": datetime(2026, 11, 1, tzinfo=UTC),
               "BucketRegion": "eu-west-1", "BucketArn": "arn:aws:s3:::new-bucket"}
-    base, access, settings = list(s3.bucket_evidence(account, bucket))
+    base, access, settings = list(s3.bucket_evidence(account, bucket, (None, {})))
     assert base.region == "eu-west-1" and "_errors" not in base.payload
     assert judge("aws.s3.bucket_default_encryption", base.payload) == "pass"
     assert judge("aws.s3.bucket_public_access_block", base.payload) == "pass"

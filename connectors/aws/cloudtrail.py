@@ -17,10 +17,11 @@ change every few minutes) and its event selectors, read once per trail in its ho
 region; a failure to read either is recorded under the trail's ``_errors``.
 
 Each trail homed in the account also carries ``S3BucketAccess``: whether its log bucket
-is one of the account's own buckets (``ListBuckets``) and, if so, the bucket's public
-access block, policy status and ACL — so "the trail's bucket is not public" is a pure
-check on the trail. A bucket in another account (a central log archive) is judged by
-that account's own S3 checks.
+is one of the account's own buckets (``ListBuckets``) and, if so, the bucket's and the
+account's public access block, policy status and ACL, its Object Lock configuration
+(null: none) and lifecycle rules ([]: none) — so "the trail's bucket is not public",
+"… is immutable" and "… deletes old logs" are pure checks on the trail. A bucket in
+another account (a central log archive) is judged by that account's own S3 checks.
 """
 
 from __future__ import annotations
@@ -50,6 +51,9 @@ ACTIONS: dict[str, str | None] = {
     "cloudtrail:DescribeTrails": "cloudtrail:DescribeTrails",
     "cloudtrail:GetTrailStatus": "cloudtrail:GetTrailStatus",
     "cloudtrail:GetEventSelectors": "cloudtrail:GetEventSelectors",
+    "s3control:GetPublicAccessBlock": "s3:GetAccountPublicAccessBlock",
+    "s3:GetObjectLockConfiguration": "s3:GetBucketObjectLockConfiguration",
+    "s3:GetBucketLifecycleConfiguration": "s3:GetLifecycleConfiguration",
 }
 
 #: Status fields that describe configuration or lasting faults; the ``Latest*Time`` /
@@ -110,6 +114,13 @@ class OwnBuckets:
         self._account = account
         self._names: set[str] | None = None
         self._error: str | None = None
+        self._level: tuple[Any, dict[str, str]] | None = None
+
+    def account_block(self) -> tuple[Any, dict[str, str]]:
+        """The account-level public access block (see :func:`s3.account_block`), once."""
+        if self._level is None:
+            self._level = s3.account_block(self._account)
+        return self._level
 
     def contains(self, name: str, errors: dict[str, str]) -> bool | None:
         if self._names is None and self._error is None:
@@ -143,7 +154,23 @@ def bucket_access(account: Account, bucket: str, own: OwnBuckets) -> dict[str, A
                          absent=("NoSuchPublicAccessBlockConfiguration",))
     if block is not MISSING:
         out["PublicAccessBlockConfiguration"] = block
+    level, level_errors = own.account_block()
+    if level is not MISSING:
+        out["AccountPublicAccessBlock"] = level
+    errors.update(level_errors)
     s3.read_public_parts(client, bucket, out, errors)
+    lock = read_partial(
+        errors, "ObjectLockConfiguration",
+        lambda: client.get_object_lock_configuration(Bucket=bucket)["ObjectLockConfiguration"],
+        absent=("ObjectLockConfigurationNotFoundError",))
+    if lock is not MISSING:
+        out["ObjectLockConfiguration"] = lock
+    rules = read_partial(
+        errors, "LifecycleRules",
+        lambda: client.get_bucket_lifecycle_configuration(Bucket=bucket).get("Rules", []),
+        absent=("NoSuchLifecycleConfiguration",))
+    if rules is not MISSING:
+        out["LifecycleRules"] = rules or []
     return with_errors(out, errors)
 
 
@@ -315,3 +342,84 @@ def bucket_not_public(payload: Mapping[str, Any], params: Mapping[str, Any]) -> 
         return not_applicable(f"Log bucket {name} belongs to another account; its own S3 "
                               "checks judge it")
     return s3.public_bucket_verdict(access, f"Log bucket {name}")
+
+
+def _bucket_facts(payload: Mapping[str, Any]) -> Mapping[str, Any]:
+    access = require(payload, "S3BucketAccess")
+    if "InAccount" not in access:
+        require(access, "InAccount", label="S3BucketAccess")
+    return access
+
+
+@check(
+    id="aws.cloudtrail.logs_immutable",
+    title="CloudTrail logs land in immutable storage",
+    severity="high",
+    resource_type=TRAIL,
+    rationale="Audit logs are evidence: an administrator (or an intruder with their "
+    "rights) must not be able to delete or overwrite them. S3 Object Lock with a default "
+    "retention makes every delivered log file write-once for that period; a bucket in a "
+    "dedicated log-archive account is out of reach of this account's principals.",
+    remediation="Deliver the trail to a bucket created with Object Lock and a default "
+    "retention (COMPLIANCE mode for the strongest guarantee), or to a bucket of a "
+    "dedicated log-archive account.",
+    parameters={"require_compliance_mode": False, "accept_other_account_bucket": True},
+)
+def logs_immutable(payload: Mapping[str, Any], params: Mapping[str, Any]) -> Verdict:
+    access = _bucket_facts(payload)
+    name = access.get("Name", "?")
+    if not access["InAccount"]:
+        if params["accept_other_account_bucket"]:
+            return passed(f"Logs go to bucket {name} of another account (a log archive)")
+        return failed(f"Logs go to bucket {name} of another account, which is not accepted "
+                      "as immutable storage (accept_other_account_bucket = false)")
+    lock = require(access, "ObjectLockConfiguration")
+    if not lock or lock.get("ObjectLockEnabled") != "Enabled":
+        return failed(f"Log bucket {name} has no Object Lock")
+    retention = (lock.get("Rule") or {}).get("DefaultRetention") or {}
+    mode = retention.get("Mode")
+    period = (f"{retention['Days']} days" if retention.get("Days")
+              else f"{retention['Years']} years" if retention.get("Years") else None)
+    if not mode or not period:
+        return failed(f"Log bucket {name} has Object Lock but no default retention, so "
+                      "delivered log files are not locked")
+    if params["require_compliance_mode"] and mode != "COMPLIANCE":
+        return failed(f"Log bucket {name} locks files in {mode} mode for {period} "
+                      "(COMPLIANCE mode required)")
+    return passed(f"Log bucket {name} locks every file in {mode} mode for {period}")
+
+
+def expiring_rules(rules: Any) -> list[str]:
+    """Enabled lifecycle rules that delete current or noncurrent object versions."""
+    out = []
+    for rule in rules or []:
+        if rule.get("Status") != "Enabled":
+            continue
+        expiration = rule.get("Expiration") or {}
+        noncurrent = rule.get("NoncurrentVersionExpiration") or {}
+        if expiration.get("Days") or expiration.get("Date") or noncurrent.get(
+                "NoncurrentDays"):
+            out.append(str(rule.get("ID") or "unnamed rule"))
+    return out
+
+
+@check(
+    id="aws.cloudtrail.bucket_lifecycle",
+    title="The CloudTrail log bucket deletes logs after their retention",
+    severity="low",
+    resource_type=TRAIL,
+    rationale="Audit logs kept forever outlive their purpose and the personal data in "
+    "them; an expiration rule deletes them once the retention period has passed.",
+    remediation="Add an enabled lifecycle rule with an expiration (and noncurrent-version "
+    "expiration on versioned buckets) matching the log retention policy.",
+)
+def bucket_lifecycle(payload: Mapping[str, Any], params: Mapping[str, Any]) -> Verdict:
+    access = _bucket_facts(payload)
+    name = access.get("Name", "?")
+    if not access["InAccount"]:
+        return not_applicable(f"Log bucket {name} belongs to another account; its own "
+                              "lifecycle is judged there")
+    rules = expiring_rules(require(access, "LifecycleRules"))
+    if rules:
+        return passed(f"Log bucket {name} expires objects: {', '.join(rules)}")
+    return failed(f"Log bucket {name} has no enabled expiration rule: logs are kept forever")

@@ -1,4 +1,4 @@
-"""AWS Config: is a configuration recorder recording in each region.
+"""AWS Config: is a configuration recorder recording, and are conformance packs met.
 
 Regional units (service ``config``): ``DescribeConfigurationRecorders`` and
 ``DescribeConfigurationRecorderStatus`` (both must succeed, or the unit fails).
@@ -7,8 +7,15 @@ Resource type ``aws.config.recorders`` (id = region)::
     {"ConfigurationRecorders": [...],
      "Status": [{"name", "recording", "lastStatus"?, "lastErrorCode"?}]}
 
-Only lasting facts of the status are kept: ``lastStatus`` only when it is ``FAILURE``
-(``PENDING``/``SUCCESS`` alternate with every delivery), and no timestamps.
+Only lasting facts of the status are kept: ``lastStatus`` only when it is ``Failure``
+(``Pending``/``Success`` alternate with every delivery), and no timestamps.
+
+Resource type ``aws.config.conformance_packs`` (id = region): ``{"ConformancePacks":
+[{"ConformancePackName", "ConformancePackArn", "ComplianceStatus"}]}``, read partially
+(``DescribeConformancePacks`` + ``GetConformancePackComplianceSummary``; a failure is
+recorded under ``_errors`` and only the conformance-pack check becomes an error). The API
+model's enumeration is ``Pending | Success | Failure | NotApplicable``; moto answers in
+capitals, so the value is compared without regard to case.
 """
 
 from __future__ import annotations
@@ -16,7 +23,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-from connectors.aws.common import require
+from connectors.aws.common import MISSING, paginate, read_partial, require, with_errors
 from connectors.aws.session import Account
 from connectors.aws.units import ReaderSpec
 from connectors.checks import Verdict, check, failed, passed
@@ -24,17 +31,24 @@ from connectors.records import Evidence
 
 SERVICE = "config"
 RECORDERS = "aws.config.recorders"
+CONFORMANCE_PACKS = "aws.config.conformance_packs"
 
 ACTIONS: dict[str, str | None] = {
     "config:DescribeConfigurationRecorders": "config:DescribeConfigurationRecorders",
     "config:DescribeConfigurationRecorderStatus": "config:DescribeConfigurationRecorderStatus",
+    "config:DescribeConformancePacks": "config:DescribeConformancePacks",
+    "config:GetConformancePackComplianceSummary": "config:GetConformancePackComplianceSummary",
 }
+
+
+def failing(status: Mapping[str, Any]) -> bool:
+    return str(status.get("lastStatus") or "").lower() == "failure"
 
 
 def transform_status(status: Mapping[str, Any]) -> dict[str, Any]:
     out: dict[str, Any] = {"name": status.get("name"), "recording": status.get("recording")}
-    if status.get("lastStatus") == "FAILURE":
-        out["lastStatus"] = "FAILURE"
+    if failing(status):
+        out["lastStatus"] = status["lastStatus"]
     for key in ("lastErrorCode", "lastErrorMessage"):
         if status.get(key):
             out[key] = status[key]
@@ -52,6 +66,28 @@ def read(account: Account, region: str) -> Iterator[Evidence]:
         "Status": [transform_status(s) for s in status],
     }
     yield account.evidence(RECORDERS, region, region, payload)
+    errors: dict[str, str] = {}
+    packs = read_partial(errors, "ConformancePacks", lambda: conformance_packs(client))
+    yield account.evidence(CONFORMANCE_PACKS, region, region, with_errors(
+        {} if packs is MISSING else {"ConformancePacks": packs}, errors))
+
+
+def conformance_packs(client: Any) -> list[dict[str, Any]]:
+    """Each deployed pack with its compliance (``GetConformancePackComplianceSummary``
+    takes at most five names a call)."""
+    packs = [{"ConformancePackName": p["ConformancePackName"],
+              "ConformancePackArn": p.get("ConformancePackArn")}
+             for p in paginate(client, "describe_conformance_packs", "ConformancePackDetails")]
+    status: dict[str, str] = {}
+    names = [p["ConformancePackName"] for p in packs]
+    for i in range(0, len(names), 5):
+        for item in paginate(client, "get_conformance_pack_compliance_summary",
+                             "ConformancePackComplianceSummaryList",
+                             ConformancePackNames=names[i:i + 5]):
+            status[item["ConformancePackName"]] = item.get("ConformancePackComplianceStatus")
+    for pack in packs:
+        pack["ComplianceStatus"] = status.get(pack["ConformancePackName"])
+    return packs
 
 
 READERS = (ReaderSpec(SERVICE, read, regional=True),)
@@ -84,10 +120,38 @@ def recorder_enabled(payload: Mapping[str, Any], params: Mapping[str, Any]) -> V
         recorder = recorders.get(name, {})
         if not status.get("recording"):
             problems.append(f"{name} is stopped")
-        elif status.get("lastStatus") == "FAILURE":
+        elif failing(status):
             problems.append(f"{name} fails ({status.get('lastErrorCode', 'unknown error')})")
         elif params["require_all_resource_types"] and not records_everything(recorder):
             problems.append(f"{name} records only some resource types")
         else:
             return passed(f"Recorder {name} is recording")
     return failed("No recorder is recording" + (": " + "; ".join(problems) if problems else ""))
+
+
+@check(
+    id="aws.config.conformance_packs_compliant",
+    title="AWS Config conformance packs are deployed and compliant in every region",
+    severity="medium",
+    resource_type=CONFORMANCE_PACKS,
+    rationale="A conformance pack is a configuration baseline (a set of Config rules, "
+    "e.g. the CIS or operational best-practice packs) evaluated continuously; its "
+    "compliance shows whether resources are configured as the baseline says.",
+    remediation="Deploy a conformance pack matching the configuration baseline in the "
+    "region (organisation-wide from the delegated administrator) and remediate its "
+    "non-compliant rules.",
+    parameters={"min_packs": 1, "allow_insufficient_data": True},
+)
+def conformance_packs_compliant(payload: Mapping[str, Any], params: Mapping[str, Any]) -> Verdict:
+    packs = require(payload, "ConformancePacks")
+    if len(packs) < params["min_packs"]:
+        return failed(f"{len(packs)} conformance pack(s) deployed (required: "
+                      f"{params['min_packs']})")
+    allowed = {"COMPLIANT"} | ({"INSUFFICIENT_DATA"} if params["allow_insufficient_data"]
+                               else set())
+    bad = [f"{p['ConformancePackName']} ({p.get('ComplianceStatus') or 'unknown'})"
+           for p in packs if p.get("ComplianceStatus") not in allowed]
+    if bad:
+        return failed("Conformance packs not compliant: " + ", ".join(bad))
+    return passed("Conformance packs compliant: " + ", ".join(
+        f"{p['ConformancePackName']} ({p.get('ComplianceStatus')})" for p in packs))

@@ -1,9 +1,10 @@
 """The AWS connector: options, the plan of units per account, and ``collect``.
 
 Units are named ``<account id>/<region>/<service>``: ``global`` for IAM, S3 (listing,
-evidence in each bucket's region), S3 Control and CloudTrail (every region read inside
-the one unit); one per enabled region for the regional services (EC2, VPC, CloudWatch
-Logs, KMS, RDS, GuardDuty, Config, Security Hub, Backup, ELBv2, Access Analyzer).
+evidence in each bucket's region), S3 Control, CloudTrail (every region read inside
+the one unit), Organizations, CloudFront and Budgets; one per enabled region for the
+regional services (EC2, VPC, CloudWatch Logs, KMS, RDS, GuardDuty, Config, Security
+Hub, Backup, ELBv2, Access Analyzer, Inspector, ECR, Macie, Route 53 Resolver).
 
 Scope
     *Single account* (default): the credential chain or ``profile``, optionally a
@@ -36,15 +37,22 @@ from pydantic import Field, field_validator, model_validator
 from connectors.aws import (
     accessanalyzer,
     backup,
+    budgets,
+    cloudfront,
     cloudtrail,
     config,
     ec2,
+    ecr,
     elbv2,
     guardduty,
     iam,
+    inspector2,
     kms,
     logs,
+    macie,
+    organizations,
     rds,
+    route53resolver,
     s3,
     s3control,
     securityhub,
@@ -82,6 +90,13 @@ SERVICE_MODULES = (
     backup,
     elbv2,
     accessanalyzer,
+    organizations,
+    cloudfront,
+    budgets,
+    inspector2,
+    ecr,
+    macie,
+    route53resolver,
 )
 READERS: tuple[ReaderSpec, ...] = tuple(r for m in SERVICE_MODULES for r in m.READERS)
 SERVICES: tuple[str, ...] = tuple(dict.fromkeys(r.service for r in READERS))
@@ -136,6 +151,12 @@ class AwsOptions(ConnectorOptions):
     endpoint_url: str | None = Field(
         default=None,
         description="Custom endpoint for every service; else boto3 honours AWS_ENDPOINT_URL.",
+    )
+    endpoint_account_prefix: bool = Field(
+        default=False,
+        description="With a custom endpoint, let S3 Control call <account id>.<endpoint "
+        "host> as it does on AWS's own endpoints (only for an endpoint whose DNS answers "
+        "such names).",
     )
     connect_timeout: float = Field(default=3, gt=0, le=120)
     read_timeout: float = Field(default=20, gt=0, le=600)
@@ -354,6 +375,7 @@ class AwsConnector(Connector):
             read_timeout=o.read_timeout,
             max_attempts=o.max_attempts,
             max_pool_connections=max(10, o.max_workers * 2),
+            endpoint_account_prefix=o.endpoint_account_prefix,
         )
 
     def _scope_error(self, ctx: CollectContext, error: str, what: str) -> Coverage:

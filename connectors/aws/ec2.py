@@ -7,20 +7,34 @@ kept, and nothing of the unit is closed by absence).
 
 Resource types
     ``aws.ec2.ebs_encryption_by_default``  id = region; ``{"EbsEncryptionByDefault"}``
-    ``aws.ec2.security_group``  id = group ARN; the ``DescribeSecurityGroups`` entry
+    ``aws.ec2.security_group``  id = group ARN; the ``DescribeSecurityGroups`` entry,
+                                plus ``PrefixListEntries`` ({prefix list id: [CIDR]}) of
+                                the managed prefix lists its ingress rules reference
     ``aws.ec2.volume``          id = volume ARN; the ``DescribeVolumes`` entry
     ``aws.ec2.instance``        id = instance ARN; the ``DescribeInstances`` entry
 
 Security-group checks are named ``aws.network.*`` so that the Azure and GCP connectors
-can share the same check names for "SSH/RDP/all ports open to the internet".
+share the same check names for "SSH/RDP/all ports open to the internet"; they are
+declared by :mod:`connectors.exposure_checks` and judged by the set arithmetic of
+:mod:`connectors.exposure` over every rule of the group.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
-from connectors.aws.common import paginate, require, without
+from connectors import exposure, exposure_checks
+from connectors.aws.common import (
+    ERRORS_KEY,
+    MISSING,
+    EvidenceMissing,
+    paginate,
+    read_partial,
+    require,
+    with_errors,
+    without,
+)
 from connectors.aws.session import Account
 from connectors.aws.units import ReaderSpec
 from connectors.checks import Verdict, check, failed, not_applicable, passed
@@ -36,14 +50,13 @@ ACTIONS: dict[str, str | None] = {
     "ec2:DescribeRegions": "ec2:DescribeRegions",
     "ec2:GetEbsEncryptionByDefault": "ec2:GetEbsEncryptionByDefault",
     "ec2:DescribeSecurityGroups": "ec2:DescribeSecurityGroups",
+    "ec2:GetManagedPrefixListEntries": "ec2:GetManagedPrefixListEntries",
     "ec2:DescribeVolumes": "ec2:DescribeVolumes",
     "ec2:DescribeInstances": "ec2:DescribeInstances",
 }
 
 #: Opt-in states of regions the account can use.
 _ENABLED = {"opt-in-not-required", "opted-in"}
-#: Sources that mean "anyone on the internet".
-INTERNET = ("0.0.0.0/0", "::/0")
 
 # --- get -----------------------------------------------------------------------------
 
@@ -66,6 +79,47 @@ def get_instances(client: Any) -> Iterator[tuple[str, dict[str, Any]]]:
                                 PaginationConfig={"PageSize": 1000}):
         for instance in reservation.get("Instances") or []:
             yield reservation.get("OwnerId", ""), instance
+
+
+class PrefixLists:
+    """Entries of the managed prefix lists ingress rules reference, read once per unit.
+
+    A rule naming a prefix list admits every CIDR block in it (a customer list may hold
+    ``0.0.0.0/0``), so each security group's payload carries the entries of the lists
+    its ingress rules name, under ``PrefixListEntries``. A list that cannot be read is
+    recorded under ``_errors`` and the exposure checks become errors unless the group
+    is open to the internet anyway.
+    """
+
+    def __init__(self, client: Any) -> None:
+        self._client = client
+        self._entries: dict[str, list[str] | str] = {}  # id -> CIDRs, or an error code
+
+    def _read(self, pl: str) -> list[str] | str:
+        if pl not in self._entries:
+            errors: dict[str, str] = {}
+            entries = read_partial(errors, "PrefixListEntries", lambda: sorted(
+                str(e.get("Cidr")) for e in paginate(
+                    self._client, "get_managed_prefix_list_entries", "Entries",
+                    PrefixListId=pl)))
+            self._entries[pl] = errors["PrefixListEntries"] if entries is MISSING else entries
+        return self._entries[pl]
+
+    def attach(self, group: Mapping[str, Any]) -> dict[str, Any]:
+        names = sorted({str(ref.get("PrefixListId")) for p in group.get("IpPermissions") or []
+                        for ref in p.get("PrefixListIds") or []})
+        if not names:
+            return dict(group)
+        out = dict(group)
+        out["PrefixListEntries"] = {}
+        errors: dict[str, str] = {}
+        for pl in names:
+            entries = self._read(pl)
+            if isinstance(entries, str):
+                errors["PrefixListEntries"] = f"{pl}: {entries}"
+            else:
+                out["PrefixListEntries"][pl] = entries
+        return with_errors(out, errors)
 
 
 # --- transform -----------------------------------------------------------------------
@@ -94,12 +148,13 @@ def read(account: Account, region: str) -> Iterator[Evidence]:
     payload = {"EbsEncryptionByDefault": answer["EbsEncryptionByDefault"]}
     yield account.evidence(EBS_ENCRYPTION_BY_DEFAULT, region, region, payload)
 
+    prefix_lists = PrefixLists(client)
     for group in paginate(client, "describe_security_groups", "SecurityGroups",
                           PaginationConfig={"PageSize": 1000}):
         arn = group.get("SecurityGroupArn") or account.arn(
             "ec2", region, f"security-group/{group['GroupId']}"
         )
-        yield account.evidence(SECURITY_GROUP, arn, region, group)
+        yield account.evidence(SECURITY_GROUP, arn, region, prefix_lists.attach(group))
 
     for volume in paginate(client, "describe_volumes", "Volumes",
                            PaginationConfig={"PageSize": 500}):
@@ -133,99 +188,61 @@ def ebs_default_encryption(payload: Mapping[str, Any], params: Mapping[str, Any]
     return failed("EBS encryption by default is off")
 
 
-def _open_sources(permission: Mapping[str, Any]) -> list[str]:
-    sources = [r.get("CidrIp") for r in permission.get("IpRanges") or []]
-    sources += [r.get("CidrIpv6") for r in permission.get("Ipv6Ranges") or []]
-    return [s for s in sources if s in INTERNET]
+def _protocol(permission: Mapping[str, Any]) -> int | None:
+    raw = str(permission.get("IpProtocol", "")).strip().lower()
+    return None if raw == "-1" else exposure.parse_protocol(raw)  # EC2 says -1 for "all"
 
 
-def _covers(permission: Mapping[str, Any], port: int, protocols: tuple[str, ...]) -> bool:
+def _rule_name(index: int, permission: Mapping[str, Any]) -> str:
     protocol = str(permission.get("IpProtocol"))
     if protocol == "-1":
-        return True
-    if protocol not in protocols:
-        return False
+        return f"#{index} (all traffic)"
     low, high = permission.get("FromPort"), permission.get("ToPort")
-    if low in (None, -1) or high in (None, -1):
-        return True
-    return int(low) <= port <= int(high)
+    ports = "" if low in (None, -1) else f" {low}" if low == high else f" {low}-{high}"
+    return f"#{index} ({protocol}{ports})"
 
 
-def _all_ports(permission: Mapping[str, Any]) -> bool:
-    protocol = str(permission.get("IpProtocol"))
-    if protocol == "-1":
-        return True
-    if protocol not in ("tcp", "6", "udp", "17"):
-        return False
-    low, high = permission.get("FromPort"), permission.get("ToPort")
-    return low in (None, -1, 0) and high in (None, -1, 65535)
+def ingress_rules(payload: Mapping[str, Any]) -> list[exposure.Rule]:
+    """The group's ingress rules as :class:`connectors.exposure.Rule`: allow-only,
+    evaluated together (a security group has no order and no deny). Sources are the
+    rule's IPv4 and IPv6 ranges and the entries of the managed prefix lists it names;
+    a prefix list whose entries could not be read makes the verdict an error."""
+    entries = payload.get("PrefixListEntries") or {}
+    out = []
+    for index, permission in enumerate(require(payload, "IpPermissions"), start=1):
+        values = [r.get("CidrIp") for r in permission.get("IpRanges") or []]
+        values += [r.get("CidrIpv6") for r in permission.get("Ipv6Ranges") or []]
+        for ref in permission.get("PrefixListIds") or []:
+            pl = str(ref.get("PrefixListId"))
+            if pl not in entries:
+                reason = (payload.get(ERRORS_KEY) or {}).get("PrefixListEntries", "not read")
+                raise EvidenceMissing(f"entries of prefix list {pl} could not be read: "
+                                      f"{reason}")
+            values += entries[pl]
+        protocol = _protocol(permission)
+        low, high = permission.get("FromPort"), permission.get("ToPort")
+        ports = (exposure.ALL_PORTS if protocol not in exposure.PORT_PROTOCOLS
+                 or low in (None, -1) else exposure.Intervals.of((int(low), int(high))))
+        out.append(exposure.Rule(name=_rule_name(index, permission), priority=0, allow=True,
+                                 protocol=protocol, ports=ports,
+                                 sources=exposure.parse_sources(v for v in values if v)))
+    return out
 
 
-def open_to_internet_verdict(
-    payload: Mapping[str, Any], what: str, matches: Any
-) -> Verdict:
-    """Fail when an ingress rule matching ``matches`` admits 0.0.0.0/0 or ::/0."""
-    rules = require(payload, "IpPermissions")
-    found = []
-    for permission in rules:
-        sources = _open_sources(permission)
-        if sources and matches(permission):
-            ports = ("all" if str(permission.get("IpProtocol")) == "-1"
-                     else f"{permission.get('IpProtocol')} {permission.get('FromPort')}-"
-                     f"{permission.get('ToPort')}")
-            found.append(f"{ports} from {', '.join(sources)}")
-    name = payload.get("GroupName") or payload.get("GroupId") or "?"
-    if found:
-        return failed(f"Security group {name} opens {what} to the internet: " + "; ".join(found))
-    return passed(f"Security group {name} does not open {what} to the internet")
+def _sources_of(payload: Mapping[str, Any], names: Sequence[str]) -> str:
+    rules = {r.name: r for r in ingress_rules(payload)}
+    joined = exposure.NOWHERE
+    for name in names:
+        if name in rules:
+            joined = joined | rules[name].sources
+    return joined.describe()
 
 
-_NETWORK_RATIONALE = (
-    "A rule admitting the whole internet exposes the service to scanning, brute force "
-    "and exploitation; administrative access should come from known networks or a "
-    "bastion/Session Manager."
-)
-
-
-@check(
-    id="aws.network.ssh_open_to_internet",
-    title="No security group allows SSH (22) from the internet",
-    severity="high",
-    resource_type=SECURITY_GROUP,
-    rationale=_NETWORK_RATIONALE,
-    remediation="Restrict the rule's source to known address ranges, or use Session "
-    "Manager instead of inbound SSH.",
-)
-def ssh_open_to_internet(payload: Mapping[str, Any], params: Mapping[str, Any]) -> Verdict:
-    return open_to_internet_verdict(payload, "SSH (22)",
-                                    lambda p: _covers(p, 22, ("tcp", "6")))
-
-
-@check(
-    id="aws.network.rdp_open_to_internet",
-    title="No security group allows RDP (3389) from the internet",
-    severity="high",
-    resource_type=SECURITY_GROUP,
-    rationale=_NETWORK_RATIONALE,
-    remediation="Restrict the rule's source to known address ranges, or use Fleet Manager "
-    "/ a bastion instead of inbound RDP.",
-)
-def rdp_open_to_internet(payload: Mapping[str, Any], params: Mapping[str, Any]) -> Verdict:
-    return open_to_internet_verdict(payload, "RDP (3389)",
-                                    lambda p: _covers(p, 3389, ("tcp", "6", "udp", "17")))
-
-
-@check(
-    id="aws.network.all_ports_open_to_internet",
-    title="No security group allows all ports from the internet",
-    severity="critical",
-    resource_type=SECURITY_GROUP,
-    rationale="Opening every port exposes whatever listens on the instance, including "
-    "services never meant to be reachable.",
-    remediation="Replace the rule with rules for the specific ports the service needs.",
-)
-def all_ports_open_to_internet(payload: Mapping[str, Any], params: Mapping[str, Any]) -> Verdict:
-    return open_to_internet_verdict(payload, "all ports", _all_ports)
+exposure_checks.register(
+    prefix="aws", resource_type=SECURITY_GROUP, subject="security group",
+    rules_of=ingress_rules, sources_of=_sources_of,
+    admin_access="Session Manager (or a bastion)",
+    restrict="restrict the rule's source ranges and prefix lists")
 
 
 @check(

@@ -2,7 +2,9 @@
 
 Regional units (service ``elbv2``): ``DescribeLoadBalancers`` page by page; for each,
 ``DescribeListeners`` (partial). Resource type ``aws.elbv2.load_balancer`` (id = load
-balancer ARN): ``{"LoadBalancer": {...}, "Listeners": [...]}``. Gateway load balancers
+balancer ARN): ``{"LoadBalancer": {...}, "Listeners": [...], "WebACL": {"Name", "ARN"} |
+null}`` — ``WebACL`` (``wafv2:GetWebACLForResource``, partial) only on internet-facing
+application load balancers. Gateway load balancers
 (GENEVE) carry no client traffic to encrypt and are ``not_applicable``. Classic load
 balancers are not read.
 """
@@ -25,6 +27,7 @@ LOAD_BALANCER = "aws.elbv2.load_balancer"
 ACTIONS: dict[str, str | None] = {
     "elbv2:DescribeLoadBalancers": "elasticloadbalancing:DescribeLoadBalancers",
     "elbv2:DescribeListeners": "elasticloadbalancing:DescribeListeners",
+    "wafv2:GetWebACLForResource": "wafv2:GetWebACLForResource",
 }
 
 #: AWS predefined policies whose minimum protocol is TLS 1.2 or 1.3
@@ -32,6 +35,23 @@ ACTIONS: dict[str, str | None] = {
 #: ``…-FS-1-2-Res-2020-10``, ``…-TLS13-1-3-2021-06``, FIPS variants…).
 MODERN_POLICY = re.compile(r"^ELBSecurityPolicy-(TLS13-1-[23]|TLS-1-[23]|FS-1-[23])-")
 _TLS = ("HTTPS", "TLS")
+#: QUIC always carries TLS 1.3 end to end (the load balancer passes it through).
+_ENCRYPTED_PASSTHROUGH = ("QUIC", "TCP_QUIC")
+
+
+def public_application(lb: Mapping[str, Any]) -> bool:
+    """An internet-facing application load balancer. ``Scheme`` and ``Type`` are optional
+    members of the answer; absent, they are CreateLoadBalancer's documented defaults
+    (``internet-facing``, ``application``)."""
+    return (lb.get("Type") or "application") == "application" and (
+        lb.get("Scheme") or "internet-facing") == "internet-facing"
+
+
+def web_acl(account: Account, region: str, arn: str) -> dict[str, Any] | None:
+    """The AWS WAF (v2) web ACL protecting the load balancer, or None."""
+    acl = account.client("wafv2", region).get_web_acl_for_resource(ResourceArn=arn).get(
+        "WebACL")
+    return {"Name": acl.get("Name"), "ARN": acl.get("ARN")} if acl else None
 
 
 def listener_entries(client: Any, arn: str) -> list[dict[str, Any]]:
@@ -49,6 +69,10 @@ def read(account: Account, region: str) -> Iterator[Evidence]:
                                  lambda arn=arn: listener_entries(client, arn))
         if listeners is not MISSING:
             payload["Listeners"] = listeners
+        if public_application(lb):
+            acl = read_partial(errors, "WebACL", lambda arn=arn: web_acl(account, region, arn))
+            if acl is not MISSING:
+                payload["WebACL"] = acl
         yield account.evidence(LOAD_BALANCER, lb["LoadBalancerArn"], region,
                                with_errors(payload, errors))
 
@@ -93,7 +117,7 @@ def listeners_tls_only(payload: Mapping[str, Any], params: Mapping[str, Any]) ->
     plain = []
     for listener in listeners:
         protocol = listener.get("Protocol")
-        if protocol in _TLS:
+        if protocol in _TLS or protocol in _ENCRYPTED_PASSTHROUGH:
             continue
         if protocol == "HTTP" and _redirects_to_https(listener):
             continue
@@ -102,7 +126,7 @@ def listeners_tls_only(payload: Mapping[str, Any], params: Mapping[str, Any]) ->
         plain.append(_label(listener))
     if plain:
         return failed("Plaintext listeners: " + ", ".join(plain))
-    return passed("Every listener is TLS or redirects to HTTPS")
+    return passed("Every listener is TLS (or QUIC) or redirects to HTTPS")
 
 
 @check(
@@ -133,3 +157,24 @@ def listeners_modern_tls_policy(payload: Mapping[str, Any], params: Mapping[str,
         return failed("Listeners allowing TLS before 1.2: " + ", ".join(weak))
     return passed("TLS listeners use TLS 1.2+ policies: " + ", ".join(
         f"{_label(x)} ({x.get('SslPolicy')})" for x in tls))
+
+
+@check(
+    id="aws.elbv2.public_alb_waf",
+    title="Internet-facing application load balancers are protected by AWS WAF",
+    severity="medium",
+    resource_type=LOAD_BALANCER,
+    rationale="A web ACL in front of a public web service filters exploits, bots and "
+    "abusive request rates before they reach the application: a security control of "
+    "the network service itself.",
+    remediation="Associate an AWS WAF web ACL (with the AWS managed core rule set, at "
+    "least) with the load balancer.",
+)
+def public_alb_waf(payload: Mapping[str, Any], params: Mapping[str, Any]) -> Verdict:
+    lb = payload.get("LoadBalancer") or {}
+    if not public_application(lb):
+        return not_applicable(f"{lb.get('Scheme', '?')} {lb.get('Type', '?')} load balancer")
+    acl = require(payload, "WebACL")
+    if acl is None:
+        return failed("No AWS WAF web ACL protects this internet-facing load balancer")
+    return passed(f"Protected by web ACL {acl.get('Name')}")

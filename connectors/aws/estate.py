@@ -13,8 +13,13 @@ Used by ``annexa demo``, the connector tests and the end-to-end tests.
   groups open to the internet, unencrypted volumes, an IMDSv1 instance, a VPC without
   flow logs, a short log retention, a key without rotation, a weak RDS instance, and
   GuardDuty / Config / Security Hub / Backup / Access Analyzer / a TLS load balancer
-  in one region only;
-* the *secure* account (210987654321, reached by assuming a role): everything right.
+  in one region only; old Inspector and ECR findings, no malware scanning, Macie
+  without a scheduled job, a non-compliant conformance pack, a restore testing plan
+  that restores nothing, a weak Aurora cluster and CloudFront distribution, no budget,
+  workloads in the default VPC, and no organisation (see
+  :mod:`connectors.aws.estate_services`);
+* the *secure* account (210987654321, reached by assuming a role): everything right,
+  including an organisation of its own with a development account in an OU.
 
 :func:`seed_org_estate` plants an AWS Organization: the main account as management
 account and three member accounts (secure, weak — everything wrong —, and secure with
@@ -28,8 +33,8 @@ moto gaps bridged here, only when the moto server runs in this process
 (``ThreadedMotoServer``, as in ``annexa demo`` and the tests; ``"aged": true`` in the
 result): credentials that should look old are aged, and the credential report gets
 the ``<root_account>`` row real AWS always has, by editing moto's in-memory state. moto
-has no Access Analyzer: :func:`ensure_access_analyzer` starts the local fake of
-:mod:`connectors.aws.fakes` unless ``AWS_ENDPOINT_URL_ACCESSANALYZER`` is already set.
+lacks some operations (Access Analyzer, Macie jobs…): :func:`ensure_moto_gaps` starts
+the local fake of :mod:`connectors.aws.fakes` unless its endpoint variables are set.
 """
 
 from __future__ import annotations
@@ -44,7 +49,9 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import boto3
-from botocore.config import Config
+
+from connectors.aws import estate_services as services
+from connectors.aws.session import ClientSettings, make_client
 
 MAIN_ACCOUNT = "123456789012"
 SECURE_ACCOUNT = "210987654321"
@@ -54,6 +61,12 @@ REGIONS = ("us-east-1", "eu-west-1")
 HOME = "us-east-1"
 OTHER = "eu-west-1"
 ANALYZER_ENV = "AWS_ENDPOINT_URL_ACCESSANALYZER"
+#: boto3 client name → the per-service endpoint variable of the local fake of moto's gaps.
+_GAP_SERVICES = {
+    "accessanalyzer": ANALYZER_ENV, "guardduty": "AWS_ENDPOINT_URL_GUARDDUTY",
+    "macie2": "AWS_ENDPOINT_URL_MACIE2", "route53resolver": "AWS_ENDPOINT_URL_ROUTE53RESOLVER",
+    "config": "AWS_ENDPOINT_URL_CONFIG_SERVICE", "backup": "AWS_ENDPOINT_URL_BACKUP",
+}
 
 _ALL_BLOCKED = {
     "BlockPublicAcls": True,
@@ -118,21 +131,14 @@ class _Estate:
         return self._clients[key]
 
     def _new_client(self, service: str, region: str) -> Any:
-        config = Config(retries={"mode": "standard", "max_attempts": 2})
         endpoint = self.endpoint_url
-        if service == "s3control":
-            # S3 Control prefixes the account id to the endpoint host
-            # (123456789012.127.0.0.1), which does not resolve; moto also serves as an
-            # HTTP proxy and routes such requests itself.
-            config = config.merge(
-                Config(proxies={"http": self.endpoint_url, "https": self.endpoint_url})
-            )
-        if service == "accessanalyzer":
-            endpoint = os.environ[ANALYZER_ENV]  # moto has none: the local fake
-        return boto3.client(
-            service, endpoint_url=endpoint, region_name=region, config=config,
-            **self.credentials,
-        )
+        if service in _GAP_SERVICES:  # operations moto lacks: the local fake
+            endpoint = os.environ.get(_GAP_SERVICES[service]) or endpoint
+        # The connector's own client factory: S3 Control then calls the endpoint's host
+        # (not <account>.127.0.0.1, which does not resolve), exactly as in a collection.
+        session = boto3.Session(region_name=region, **self.credentials)
+        settings = ClientSettings(endpoint_url=endpoint, max_attempts=2)
+        return make_client(session, service, region, settings)
 
     def arn(self, service: str, region: str, resource: str) -> str:
         return f"arn:aws:{service}:{region}:{self.account_id}:{resource}"
@@ -213,7 +219,7 @@ def _password_policy(p: _Plan, strong: bool | None) -> None:
         iam.update_account_password_policy(
             MinimumPasswordLength=16, RequireSymbols=True, RequireNumbers=True,
             RequireUppercaseCharacters=True, RequireLowercaseCharacters=True,
-            PasswordReusePrevention=24,
+            PasswordReusePrevention=24, MaxPasswordAge=90,
         )
         return
     iam.update_account_password_policy(
@@ -305,13 +311,26 @@ def _bucket(
     versioning: bool = False,
     log_to: str | None = None,
     log_target: bool = False,
+    object_lock: bool = False,
+    expire_days: int | None = None,
 ) -> str:
     """Create a bucket as described and record which S3 checks it should fail."""
     s3 = p.estate.client("s3", region)
+    extra: dict[str, Any] = {"ObjectLockEnabledForBucket": True} if object_lock else {}
     if region == "us-east-1":
-        s3.create_bucket(Bucket=name)
+        s3.create_bucket(Bucket=name, **extra)
     else:
-        s3.create_bucket(Bucket=name, CreateBucketConfiguration={"LocationConstraint": region})
+        s3.create_bucket(Bucket=name, CreateBucketConfiguration={"LocationConstraint": region},
+                         **extra)
+    if object_lock:
+        s3.put_object_lock_configuration(Bucket=name, ObjectLockConfiguration={
+            "ObjectLockEnabled": "Enabled",
+            "Rule": {"DefaultRetention": {"Mode": "COMPLIANCE", "Days": 365}}})
+    if expire_days:
+        s3.put_bucket_lifecycle_configuration(Bucket=name, LifecycleConfiguration={"Rules": [{
+            "ID": "expire-logs", "Status": "Enabled", "Filter": {"Prefix": ""},
+            "Expiration": {"Days": expire_days},
+            "NoncurrentVersionExpiration": {"NoncurrentDays": 30}}]})
     if encryption:
         s3.put_bucket_encryption(Bucket=name, ServerSideEncryptionConfiguration=encryption)
     if block:
@@ -360,7 +379,9 @@ def _trail(
     kms_key: str | None = None,
     log_group: str | None = None,
     public_bucket: bool = False,
+    archived: bool = False,
 ) -> str:
+    """``archived``: the bucket has Object Lock and an expiration rule."""
     cloudtrail = p.estate.client("cloudtrail", region)
     extra: dict[str, Any] = {}
     if kms_key:
@@ -383,6 +404,9 @@ def _trail(
         p.bad("aws.cloudtrail.cloudwatch_delivery", arn)
     if public_bucket:
         p.bad("aws.cloudtrail.bucket_not_public", arn)
+    if not archived:
+        p.bad("aws.cloudtrail.logs_immutable", arn)
+        p.bad("aws.cloudtrail.bucket_lifecycle", arn)
     return arn
 
 
@@ -402,6 +426,9 @@ def _kms_key(p: _Plan, region: str, *, rotation: bool) -> str:
 def _log_group(p: _Plan, region: str, name: str, retention: int | None) -> None:
     logs = p.estate.client("logs", region)
     logs.create_log_group(logGroupName=name)
+    if retention is None:
+        p.bad("aws.logs.log_group_retention_set", p.estate.arn("logs", region,
+                                                               f"log-group:{name}"))
     if retention is not None:
         logs.put_retention_policy(logGroupName=name, retentionInDays=retention)
         if retention < 365:
@@ -426,6 +453,31 @@ def _security_group(p: _Plan, region: str, name: str, rules: list[dict[str, Any]
         p.bad("aws.network.rdp_open_to_internet", arn)
 
 
+def _ssh_by_union(p: _Plan, region: str) -> None:
+    """SSH open to the internet with no rule naming 0.0.0.0/0 and port 22 alone: two
+    halves of IPv4 (one rule by protocol number), and a customer prefix list that holds
+    0.0.0.0/0."""
+    ec2 = p.estate.client("ec2", region)
+    pl = ec2.create_managed_prefix_list(
+        PrefixListName="annexa-demo-partners", MaxEntries=5, AddressFamily="IPv4",
+        Entries=[{"Cidr": "0.0.0.0/0", "Description": "meant to be partners"}],
+    )["PrefixList"]["PrefixListId"]
+    for name, rules in (
+        ("annexa-demo-ssh-halves", [
+            {"IpProtocol": "tcp", "FromPort": 22, "ToPort": 22,
+             "IpRanges": [{"CidrIp": "0.0.0.0/1"}]},
+            {"IpProtocol": "6", "FromPort": 20, "ToPort": 23,
+             "IpRanges": [{"CidrIp": "128.0.0.0/1"}]}]),
+        ("annexa-demo-ssh-partners", [
+            {"IpProtocol": "tcp", "FromPort": 22, "ToPort": 22,
+             "PrefixListIds": [{"PrefixListId": pl}]}]),
+    ):
+        group_id = ec2.create_security_group(GroupName=name, Description=name)["GroupId"]
+        ec2.authorize_security_group_ingress(GroupId=group_id, IpPermissions=rules)
+        p.bad("aws.network.ssh_open_to_internet",
+              p.estate.arn("ec2", region, f"security-group/{group_id}"))
+
+
 def _cidr(cidr: str, port: int, protocol: str = "tcp") -> dict[str, Any]:
     key, ranges = ("Ipv6Ranges", [{"CidrIpv6": cidr}]) if ":" in cidr else (
         "IpRanges", [{"CidrIp": cidr}])
@@ -436,8 +488,20 @@ def _cidr(cidr: str, port: int, protocol: str = "tcp") -> dict[str, Any]:
 
 
 def _ec2(p: _Plan, region: str, *, ebs_default: bool, volume_encrypted: bool, imdsv2: bool,
-         root_encrypted: bool) -> None:
+         root_encrypted: bool, own_vpc: bool = False) -> None:
+    """``own_vpc``: the instance runs in a VPC of its own, else in the default VPC."""
     ec2 = p.estate.client("ec2", region)
+    placement: dict[str, Any] = {}
+    if own_vpc:
+        vpc = ec2.create_vpc(CidrBlock="10.42.0.0/16")["Vpc"]["VpcId"]
+        subnet = ec2.create_subnet(VpcId=vpc, CidrBlock="10.42.1.0/24",
+                                   AvailabilityZone=f"{region}a")["Subnet"]["SubnetId"]
+        placement["SubnetId"] = subnet
+    else:
+        (default,) = ec2.describe_vpcs(Filters=[{"Name": "is-default", "Values": ["true"]}])[
+            "Vpcs"]
+        p.bad("aws.vpc.default_vpc_unused", p.estate.arn("ec2", region,
+                                                         f"vpc/{default['VpcId']}"))
     if ebs_default:
         ec2.enable_ebs_encryption_by_default()
     else:
@@ -451,6 +515,7 @@ def _ec2(p: _Plan, region: str, *, ebs_default: bool, volume_encrypted: bool, im
         MetadataOptions={"HttpTokens": "required" if imdsv2 else "optional"},
         BlockDeviceMappings=[{"DeviceName": "/dev/sda1",
                               "Ebs": {"VolumeSize": 8, "Encrypted": root_encrypted}}],
+        **placement,
     )["Instances"][0]
     if not imdsv2:
         p.bad("aws.ec2.instance_imdsv2",
@@ -494,14 +559,19 @@ def _rds(p: _Plan, region: str, name: str, *, good: bool) -> None:
             p.bad(f"aws.rds.{check_id}", arn)
 
 
-def _regional_settings(p: _Plan, region: str, bucket: str, *, off: tuple[str, ...] = ()) -> None:
-    """GuardDuty, Config, Security Hub, Backup and Access Analyzer, except ``off``."""
+def _regional_settings(p: _Plan, region: str, bucket: str, *, off: tuple[str, ...] = (),
+                       malware: bool = True) -> None:
+    """GuardDuty (with Malware Protection for EC2 if ``malware``), Config, Security Hub,
+    Backup and Access Analyzer, except ``off``."""
     e = p.estate
     for service, check_id in _REGIONAL_SETTINGS.items():
         if service in off:
             p.bad(check_id, region)
+    if "guardduty" in off or not malware:
+        p.bad("aws.guardduty.malware_protection", region)
     if "guardduty" not in off:
-        e.client("guardduty", region).create_detector(Enable=True)
+        features = [{"Name": "EBS_MALWARE_PROTECTION", "Status": "ENABLED"}] if malware else []
+        e.client("guardduty", region).create_detector(Enable=True, Features=features)
     if "config" not in off:
         config = e.client("config", region)
         config.put_configuration_recorder(ConfigurationRecorder={
@@ -523,17 +593,21 @@ def _regional_settings(p: _Plan, region: str, bucket: str, *, off: tuple[str, ..
 
 
 def _load_balancer(p: _Plan, region: str, name: str, *, redirect: bool,
-                   tls_policy: str | None) -> None:
+                   tls_policy: str | None, waf: bool = False) -> None:
     e = p.estate
     subnets = [s["SubnetId"] for s in e.client("ec2", region).describe_subnets()["Subnets"]]
     elb = e.client("elbv2", region)
-    arn = elb.create_load_balancer(Name=name, Subnets=subnets[:2])["LoadBalancers"][0][
-        "LoadBalancerArn"]
+    arn = elb.create_load_balancer(Name=name, Subnets=subnets[:2], Scheme="internet-facing",
+                                   Type="application")["LoadBalancers"][0]["LoadBalancerArn"]
     action = ({"Type": "redirect", "RedirectConfig": {"Protocol": "HTTPS", "Port": "443",
                                                       "StatusCode": "HTTP_301"}}
               if redirect else
               {"Type": "fixed-response", "FixedResponseConfig": {"StatusCode": "200"}})
     elb.create_listener(LoadBalancerArn=arn, Protocol="HTTP", Port=80, DefaultActions=[action])
+    if waf:
+        services.web_acl(p, region, arn)
+    else:
+        p.bad("aws.elbv2.public_alb_waf", arn)
     if not redirect:
         p.bad("aws.elbv2.listeners_tls_only", arn)
     if tls_policy:
@@ -609,19 +683,38 @@ def _plant_main(p: _Plan) -> None:
     _security_group(p, HOME, "annexa-demo-web", [_cidr("0.0.0.0/0", 443),
                                                  _cidr("10.0.0.0/8", 22)])
     _security_group(p, OTHER, "annexa-demo-all-open", [_cidr("0.0.0.0/0", 0, "-1")])
+    _ssh_by_union(p, HOME)
     _flow_logs(p, HOME, logs)
     _flow_logs(p, OTHER, None)
     _rds(p, HOME, "annexa-demo-orders", good=True)
     _rds(p, OTHER, "annexa-demo-legacy", good=False)
-    _regional_settings(p, HOME, logs)
+    _regional_settings(p, HOME, logs, malware=False)
     _regional_settings(p, OTHER, logs, off=tuple(_REGIONAL_SETTINGS))
-    _load_balancer(p, HOME, "annexa-demo-web", redirect=True, tls_policy=_MODERN_TLS)
+    _load_balancer(p, HOME, "annexa-demo-web", redirect=True, tls_policy=_MODERN_TLS,
+                   waf=True)
     _load_balancer(p, OTHER, "annexa-demo-legacy", redirect=False, tls_policy=_OLD_TLS)
+    services.inspector(p, HOME, scanning=True,
+                       findings=[("CRITICAL", 40), ("HIGH", 5), ("LOW", 400)])
+    services.inspector(p, OTHER, scanning=False, findings=[])
+    services.ecr_image(p, HOME, "annexa-demo-api", scanned_days_ago=60)
+    services.ecr_image(p, HOME, "annexa-demo-web", scanned_days_ago=1)
+    services.ecr_image(p, OTHER, "annexa-demo-batch", scanned_days_ago=None)
+    services.macie(p, HOME, enabled=True, scheduled_job=False)
+    services.macie(p, OTHER, enabled=False, scheduled_job=False)
+    services.conformance_pack(p, HOME, "NON_COMPLIANT")
+    services.conformance_pack(p, OTHER, None)
+    services.restore_testing(p, HOME, plan=True, selection=False)
+    services.restore_testing(p, OTHER, plan=False, selection=False)
+    services.aurora_cluster(p, HOME, "annexa-demo-reports", good=False)
+    services.distribution(p, good=False)
+    services.budget(p, alerts=False)
+    services.dns_firewall(p, HOME, associate=True)
+    services.dns_firewall(p, OTHER, associate=False)
 
 
 def _plant_secure(p: _Plan, *, flaws: bool = False) -> None:
     """Everything right; with ``flaws``, root was used recently and GuardDuty is off in
-    the second region."""
+    the second region. (Its organisation is planted by the caller.)"""
     e, iam = p.estate, p.estate.client("iam")
     _password_policy(p, strong=True)
     p.users = {
@@ -639,7 +732,7 @@ def _plant_secure(p: _Plan, *, flaws: bool = False) -> None:
                    log_target=True, log_to=p.name("annexa-secure-logs"))
     archive = _bucket(p, p.name("annexa-secure-archive"), encryption=_SSE_KMS,
                       block=_ALL_BLOCKED, policy=_tls_only_policy(p.name("annexa-secure-archive")),
-                      versioning=True, log_to=logs)
+                      versioning=True, log_to=logs, object_lock=True, expire_days=400)
     e.client("s3control").put_public_access_block(
         AccountId=p.account_id, PublicAccessBlockConfiguration=_ALL_BLOCKED
     )
@@ -647,17 +740,30 @@ def _plant_secure(p: _Plan, *, flaws: bool = False) -> None:
     _kms_key(p, OTHER, rotation=True)
     _log_group(p, HOME, "annexa-secure-trail", 400)
     _trail(p, p.name("annexa-secure-trail"), archive, multi_region=True, validation=True,
-           logging=True, kms_key=key, log_group="annexa-secure-trail")
+           logging=True, kms_key=key, log_group="annexa-secure-trail", archived=True)
     for region in REGIONS:
         _ec2(p, region, ebs_default=True, volume_encrypted=True, imdsv2=True,
-             root_encrypted=True)
+             root_encrypted=True, own_vpc=True)
         _security_group(p, region, "annexa-web", [_cidr("0.0.0.0/0", 443),
                                                   _cidr("::/0", 443)])
         _flow_logs(p, region, logs)
         _regional_settings(p, region, logs,
                            off=("guardduty",) if flaws and region == OTHER else ())
     _rds(p, HOME, p.name("annexa-secure-db"), good=True)
-    _load_balancer(p, HOME, p.name("annexa-web"), redirect=True, tls_policy=_MODERN_TLS)
+    _load_balancer(p, HOME, p.name("annexa-web"), redirect=True, tls_policy=_MODERN_TLS,
+                   waf=True)
+    services.s3_malware_plan(p, HOME, archive)
+    for region in REGIONS:
+        services.inspector(p, region, scanning=True,
+                           findings=[("HIGH", 3)] if region == HOME else [])
+        services.macie(p, region, enabled=True, scheduled_job=True)
+        services.conformance_pack(p, region, "COMPLIANT")
+        services.restore_testing(p, region, plan=True, selection=True)
+        services.dns_firewall(p, region, associate=True)
+    services.ecr_image(p, HOME, p.name("annexa-api"), scanned_days_ago=2)
+    services.aurora_cluster(p, HOME, p.name("annexa-secure-cluster"), good=True)
+    services.distribution(p, good=True)
+    services.budget(p, alerts=True)
 
 
 def _plant_weak(p: _Plan) -> None:
@@ -693,6 +799,16 @@ def _plant_weak(p: _Plan) -> None:
                                            _cidr("::/0", 0, "-1")])
     _rds(p, HOME, p.name("annexa-weak-db"), good=False)
     _load_balancer(p, HOME, p.name("weak-web"), redirect=False, tls_policy=None)
+    for region in REGIONS:
+        services.inspector(p, region, scanning=False, findings=[])
+        services.macie(p, region, enabled=False, scheduled_job=False)
+        services.conformance_pack(p, region, None)
+        services.restore_testing(p, region, plan=False, selection=False)
+        services.dns_firewall(p, region, associate=False)
+    services.ecr_image(p, HOME, p.name("weak-app"), scanned_days_ago=None)
+    services.aurora_cluster(p, HOME, p.name("annexa-weak-cluster"), good=False)
+    services.distribution(p, good=False)
+    services.budget(p, alerts=False)
 
 
 # --- moto's in-process state -----------------------------------------------------------
@@ -775,23 +891,25 @@ def _root_row_in_process(account_id: str, *, mfa: bool, used_days_ago: int | Non
     return True
 
 
-# --- Access Analyzer --------------------------------------------------------------------
+# --- what moto lacks ---------------------------------------------------------------------
 
 
-def ensure_access_analyzer() -> str:
-    """The Access Analyzer endpoint: the environment's, or a local fake started now.
+def ensure_moto_gaps(endpoint_url: str) -> str:
+    """The endpoint of the operations moto lacks: the environment's, or a fake started now.
 
-    moto has no Access Analyzer. The fake runs on 127.0.0.1 for the life of the
-    process; ``AWS_ENDPOINT_URL_ACCESSANALYZER`` and ``NO_PROXY`` are set so that boto3
-    (ours and the connector's) reaches it directly rather than through moto's proxy.
+    The fake (:mod:`connectors.aws.fakes`) runs on 127.0.0.1 for the life of the
+    process and forwards every other request of its services to ``endpoint_url``. The
+    standard per-service endpoint variables and ``NO_PROXY`` are set so that boto3 (ours
+    and the connector's) reaches it directly even where an HTTP proxy is set.
     """
-    if os.environ.get(ANALYZER_ENV):
-        return os.environ[ANALYZER_ENV]
-    from connectors.aws.fakes import AccessAnalyzerFake
+    from connectors.aws.fakes import ENDPOINT_VARIABLES, MotoGapsFake
 
-    fake = AccessAnalyzerFake()
+    if all(os.environ.get(name) for name in ENDPOINT_VARIABLES):
+        return os.environ[ANALYZER_ENV]
+    fake = MotoGapsFake(upstream=endpoint_url)
     url = fake.start()
-    os.environ[ANALYZER_ENV] = url
+    for name in ENDPOINT_VARIABLES:
+        os.environ[name] = url
     no_proxy = [x for x in os.environ.get("NO_PROXY", "").split(",") if x]
     os.environ["NO_PROXY"] = ",".join([*no_proxy, fake.netloc])
     return url
@@ -845,14 +963,21 @@ def seed_demo_estate(endpoint_url: str, *, age_credentials: bool = True) -> dict
     {"name", "role_arn", "users", "fail": {check id: [resource ids expected to fail]}}}}``.
     Secrets of the planted access keys are not returned.
     """
-    ensure_access_analyzer()
+    ensure_moto_gaps(endpoint_url)
     main = _Estate(endpoint_url, _FAKE_CREDENTIALS, MAIN_ACCOUNT)
     main.account_id = main.client("sts").get_caller_identity()["Account"]
     main_plan = _Plan(main)
     _plant_main(main_plan)
+    services.standalone(main_plan)
 
     secure_plan = _Plan(_assumed(endpoint_url, main, SECURE_ACCOUNT, AUDIT_ROLE))
     _plant_secure(secure_plan)
+    # the secure account manages an organisation of its own, with a development account
+    owner = {"owner": "platform-team"}
+    services.organization(secure_plan, {
+        SECURE_ACCOUNT: ({**owner, "environment": "production"}, None),
+        "new:annexa-secure-dev": ({**owner, "environment": "development"}, "non-production"),
+    }, create=True)
 
     aged = age_credentials and _age_main(main_plan)
     in_process = _finish(main_plan, aged) and _finish(secure_plan, aged)
@@ -876,7 +1001,7 @@ def seed_org_estate(endpoint_url: str) -> dict[str, Any]:
     Returns ``{"endpoint_url", "regions", "aged", "management", "role_name",
     "accounts": {account id: {"name", "role_arn", "users", "fail"}}}``.
     """
-    ensure_access_analyzer()
+    ensure_moto_gaps(endpoint_url)
     main = _Estate(endpoint_url, _FAKE_CREDENTIALS, MAIN_ACCOUNT)
     main.account_id = main.client("sts").get_caller_identity()["Account"]
     org = main.client("organizations")
@@ -899,6 +1024,13 @@ def seed_org_estate(endpoint_url: str) -> dict[str, Any]:
             _plant_weak(plan)
         else:
             _plant_secure(plan, flaws=name == "flawed")
+    owner = {"owner": "platform-team"}
+    services.organization(plans["management"], {
+        main.account_id: ({**owner, "environment": "production"}, None),
+        members["secure"]: ({**owner, "environment": "production"}, "production"),
+        members["flawed"]: ({**owner, "environment": "development"}, None),  # no OU
+        members["weak"]: ({"environment": "sandbox"}, None),  # no owner, no OU
+    }, create=False)
     aged = _age_main(plans["management"])
     in_process = all([_finish(p, aged) for p in plans.values()])
     return {

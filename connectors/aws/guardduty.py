@@ -1,15 +1,22 @@
-"""GuardDuty: is a detector enabled in each region.
+"""GuardDuty: is a detector enabled in each region, and is malware protection on.
 
 Regional units (service ``guardduty``): ``ListDetectors``, then ``GetDetector`` for each
-(partial). Resource type ``aws.guardduty.detectors`` (id = region):
-``{"Detectors": [{"DetectorId", "Status", ...}]}`` — an empty list means GuardDuty is
-off in the region.
+(partial), then ``ListMalwareProtectionPlans`` and ``GetMalwareProtectionPlan`` for each
+(partial, under ``MalwareProtectionPlans``). Resource type ``aws.guardduty.detectors``
+(id = region): ``{"Detectors": [{"DetectorId", "Status", "Features", ...}],
+"MalwareProtectionPlans": [{"MalwareProtectionPlanId", "Status", "ProtectedResource"}]}``
+— an empty ``Detectors`` list means GuardDuty is off in the region. Malware Protection
+for EC2 is the detector feature ``EBS_MALWARE_PROTECTION`` (older detectors also report
+it under ``DataSources.MalwareProtection``); Malware Protection for S3 is one plan per
+protected bucket, independent of any detector.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
 from typing import Any
+
+from botocore.exceptions import PaginationError
 
 from connectors.aws.common import (
     ERRORS_KEY,
@@ -31,6 +38,8 @@ DETECTORS = "aws.guardduty.detectors"
 ACTIONS: dict[str, str | None] = {
     "guardduty:ListDetectors": "guardduty:ListDetectors",
     "guardduty:GetDetector": "guardduty:GetDetector",
+    "guardduty:ListMalwareProtectionPlans": "guardduty:ListMalwareProtectionPlans",
+    "guardduty:GetMalwareProtectionPlan": "guardduty:GetMalwareProtectionPlan",
 }
 
 
@@ -43,11 +52,42 @@ def detector_entry(client: Any, detector_id: str) -> dict[str, Any]:
     return with_errors(entry, errors)
 
 
+def plan_ids(client: Any) -> Iterator[str]:
+    """Every plan id (botocore has no paginator for this operation; a repeated token
+    raises, as botocore's paginators do, rather than spinning or stopping short)."""
+    seen: set[str] = set()
+    kwargs: dict[str, Any] = {}
+    while True:
+        page = client.list_malware_protection_plans(**kwargs)
+        for item in page.get("MalwareProtectionPlans") or []:
+            yield item["MalwareProtectionPlanId"]
+        token = page.get("NextToken")
+        if not token:
+            return
+        if token in seen:
+            raise PaginationError(message="ListMalwareProtectionPlans repeated a NextToken")
+        seen.add(token)
+        kwargs["NextToken"] = token
+
+
+def malware_plans(client: Any) -> list[dict[str, Any]]:
+    plans = []
+    for plan_id in plan_ids(client):
+        plan = client.get_malware_protection_plan(MalwareProtectionPlanId=plan_id)
+        plans.append({"MalwareProtectionPlanId": plan_id, "Status": plan.get("Status"),
+                      "ProtectedResource": plan.get("ProtectedResource")})
+    return plans
+
+
 def read(account: Account, region: str) -> Iterator[Evidence]:
     client = account.client("guardduty", region)
     ids = list(paginate(client, "list_detectors", "DetectorIds"))
-    payload = {"Detectors": [detector_entry(client, d) for d in ids]}
-    yield account.evidence(DETECTORS, region, region, payload)
+    payload: dict[str, Any] = {"Detectors": [detector_entry(client, d) for d in ids]}
+    errors: dict[str, str] = {}
+    plans = read_partial(errors, "MalwareProtectionPlans", lambda: malware_plans(client))
+    if plans is not MISSING:
+        payload["MalwareProtectionPlans"] = plans
+    yield account.evidence(DETECTORS, region, region, with_errors(payload, errors))
 
 
 READERS = (ReaderSpec(SERVICE, read, regional=True),)
@@ -75,3 +115,50 @@ def enabled(payload: Mapping[str, Any], params: Mapping[str, Any]) -> Verdict:
         raise EvidenceMissing("could not read detector status: " + ", ".join(
             f"{d['DetectorId']} ({(d.get(ERRORS_KEY) or {}).get('Status')})" for d in unknown))
     return failed("GuardDuty detectors exist but are suspended")
+
+
+def ec2_malware_protection(detector: Mapping[str, Any]) -> bool:
+    """Whether the detector scans EBS volumes of instances with suspicious findings."""
+    for feature in detector.get("Features") or []:
+        if feature.get("Name") == "EBS_MALWARE_PROTECTION":
+            return feature.get("Status") == "ENABLED"
+    legacy = ((((detector.get("DataSources") or {}).get("MalwareProtection") or {})
+               .get("ScanEc2InstanceWithFindings") or {}).get("EbsVolumes") or {})
+    return legacy.get("Status") == "ENABLED"
+
+
+@check(
+    id="aws.guardduty.malware_protection",
+    title="GuardDuty Malware Protection scans instances (and S3 uploads) in every region",
+    severity="high",
+    resource_type=DETECTORS,
+    rationale="Malware Protection for EC2 scans the volumes of instances GuardDuty finds "
+    "behaving suspiciously, and Malware Protection for S3 scans new objects in protected "
+    "buckets: detection of malware where the workloads and their uploads live.",
+    remediation="Enable the EBS_MALWARE_PROTECTION feature on the region's detector "
+    "(organisation-wide from the delegated administrator), and create a Malware "
+    "Protection plan for each bucket that receives untrusted uploads.",
+    parameters={"require_s3_protection": False},
+)
+def malware_protection(payload: Mapping[str, Any], params: Mapping[str, Any]) -> Verdict:
+    detectors = require(payload, "Detectors")
+    enabled = [d for d in detectors if d.get("Status") == "ENABLED"]
+    if not enabled:
+        if any("Status" not in d for d in detectors):
+            raise EvidenceMissing("could not read detector status")
+        return failed("GuardDuty is not enabled in the region, so no malware scanning")
+    scanning = [d["DetectorId"] for d in enabled if ec2_malware_protection(d)]
+    if not scanning:
+        return failed("Malware Protection for EC2 (EBS_MALWARE_PROTECTION) is off on "
+                      + ", ".join(d["DetectorId"] for d in enabled))
+    if params["require_s3_protection"]:
+        plans = require(payload, "MalwareProtectionPlans")
+        active = [p for p in plans if p.get("Status") == "ACTIVE"]
+        if not active:
+            return failed("Malware Protection for EC2 is on, but no bucket has an active "
+                          "Malware Protection for S3 plan")
+        buckets = ", ".join(str(((p.get("ProtectedResource") or {}).get("S3Bucket") or {})
+                                .get("BucketName")) for p in active)
+        return passed(f"Malware Protection for EC2 is on ({', '.join(scanning)}) and S3 "
+                      f"uploads are scanned in {buckets}")
+    return passed(f"Malware Protection for EC2 is on ({', '.join(scanning)})")

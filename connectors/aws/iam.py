@@ -34,6 +34,7 @@ from connectors.aws.common import (
     EvidenceMissing,
     activity_time,
     days_since,
+    paginate,
     read_partial,
     require,
     with_errors,
@@ -66,10 +67,7 @@ ACTIONS: dict[str, str | None] = {
 
 
 def get_users(client: Any) -> list[dict[str, Any]]:
-    users: list[dict[str, Any]] = []
-    for page in client.get_paginator("list_users").paginate():
-        users.extend(page.get("Users", []))
-    return users
+    return list(paginate(client, "list_users", "Users"))
 
 
 def get_password_policy(client: Any) -> dict[str, Any] | None:
@@ -86,17 +84,11 @@ def get_login_profile(client: Any, user_name: str) -> dict[str, Any]:
 
 
 def get_mfa_devices(client: Any, user_name: str) -> list[dict[str, Any]]:
-    devices: list[dict[str, Any]] = []
-    for page in client.get_paginator("list_mfa_devices").paginate(UserName=user_name):
-        devices.extend(page.get("MFADevices", []))
-    return devices
+    return list(paginate(client, "list_mfa_devices", "MFADevices", UserName=user_name))
 
 
 def get_access_keys(client: Any, user_name: str) -> list[dict[str, Any]]:
-    keys: list[dict[str, Any]] = []
-    for page in client.get_paginator("list_access_keys").paginate(UserName=user_name):
-        keys.extend(page.get("AccessKeyMetadata", []))
-    return keys
+    return list(paginate(client, "list_access_keys", "AccessKeyMetadata", UserName=user_name))
 
 
 def get_access_key_last_used(client: Any, access_key_id: str) -> dict[str, Any]:
@@ -289,6 +281,37 @@ def password_policy_complexity(payload: Mapping[str, Any], params: Mapping[str, 
     if not wanted:
         return passed("No character class is required by the check parameters")
     return passed("Password policy requires " + ", ".join(wanted))
+
+
+@check(
+    id="aws.iam.password_policy_max_age",
+    title="IAM passwords expire when the organisation's policy requires it",
+    severity="low",
+    resource_type=PASSWORD_POLICY,
+    rationale="Where the organisation's password rules set a maximum age, the account "
+    "password policy must enforce it. Current NIST SP 800-63B no longer asks for periodic "
+    "expiry (change on evidence of compromise instead), so by default none is required.",
+    remediation="Set MaxPasswordAge in the account password policy to at most the "
+    "required number of days, or leave max_age_days at 0 if passwords need not expire.",
+    parameters={"max_age_days": 0},
+)
+def password_policy_max_age(payload: Mapping[str, Any], params: Mapping[str, Any]) -> Verdict:
+    """``max_age_days`` 0: expiry is not required. Otherwise the policy must exist and
+    set ``MaxPasswordAge`` (absent from the policy = passwords never expire) at most it."""
+    policy = _policy(payload)
+    want = params["max_age_days"]
+    age = (policy or {}).get("MaxPasswordAge")
+    if not want:
+        return not_applicable("Password expiry is not required (max_age_days = 0); "
+                              + (f"passwords expire after {age} days" if age else
+                                 "passwords do not expire"))
+    if policy is None:
+        return failed(_NO_POLICY + f"; passwords never expire (required: {want} days)")
+    if not age:
+        return failed(f"Passwords never expire (required: at most {want} days)")
+    if age > want:
+        return failed(f"Passwords expire after {age} days (required: at most {want})")
+    return passed(f"Passwords expire after {age} days (required: at most {want})")
 
 
 @check(

@@ -37,6 +37,7 @@ from connectors.aws.common import (
     EvidenceMissing,
     activity_time,
     as_list,
+    pages,
     read_partial,
     require,
     with_errors,
@@ -93,8 +94,10 @@ class AuthorizationDetails:
 
 def get_authorization_details(client: Any) -> AuthorizationDetails:
     details = AuthorizationDetails()
-    pages = client.get_paginator("get_account_authorization_details").paginate(Filter=_FILTER)
-    for page in pages:
+    listing = pages(client, "get_account_authorization_details",
+                    ("UserDetailList", "GroupDetailList", "RoleDetailList", "Policies"),
+                    Filter=_FILTER)
+    for page in listing:
         for user in page.get("UserDetailList") or []:
             details.users[user["Arn"]] = user
         details.groups.extend(page.get("GroupDetailList") or [])

@@ -59,3 +59,26 @@ def log_group_retention(payload: Mapping[str, Any], params: Mapping[str, Any]) -
     if days >= want:
         return passed(f"Events are kept {days} days (required: {want})")
     return failed(f"Events are kept only {days} days (required: {want})")
+
+
+@check(
+    id="aws.logs.log_group_retention_set",
+    title="CloudWatch log groups delete events after a set retention",
+    severity="low",
+    resource_type=LOG_GROUP,
+    rationale="Logs hold personal data and secrets that leak into messages; kept forever "
+    "they outlive every purpose. A retention period deletes events once they are no "
+    "longer required.",
+    remediation="Set a retention period on the log group (PutRetentionPolicy) matching the "
+    "logging policy, at most max_retention_days.",
+    parameters={"max_retention_days": 3653},
+)
+def log_group_retention_set(payload: Mapping[str, Any], params: Mapping[str, Any]) -> Verdict:
+    """``retentionInDays`` absent means "never expire" (DescribeLogGroups omits it)."""
+    limit = params["max_retention_days"]
+    days = payload.get("retentionInDays")
+    if days is None:
+        return failed("Events never expire")
+    if limit and days > limit:
+        return failed(f"Events are kept {days} days (at most {limit} allowed)")
+    return passed(f"Events are deleted after {days} days")

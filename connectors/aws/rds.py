@@ -1,11 +1,16 @@
-"""RDS DB instances: encryption, backups, exposure, availability, deletion protection.
+"""RDS DB instances and clusters: encryption, backups, exposure, availability, deletion
+protection.
 
-Regional units (service ``rds``): ``DescribeDBInstances`` page by page, one evidence per
-instance. ``LatestRestorableTime`` (it moves every few minutes) is dropped.
+Regional units (service ``rds``): ``DescribeDBInstances`` then ``DescribeDBClusters``
+page by page, one evidence per instance and per cluster. Restorable times and the
+cluster's transient ``Status`` (they move every few minutes) are dropped.
 
-Resource type ``aws.rds.db_instance`` (id = ``DBInstanceArn``). Instances of an Aurora
-cluster (``DBClusterIdentifier`` set) get Multi-AZ and deletion protection from their
-cluster, so those two checks are ``not_applicable`` on them.
+Resource types ``aws.rds.db_instance`` (id = ``DBInstanceArn``) and
+``aws.rds.db_cluster`` (id = ``DBClusterArn``: Aurora, Multi-AZ DB clusters, and the
+DocumentDB / Neptune clusters the RDS API also lists). Instances of a cluster
+(``DBClusterIdentifier`` set) get Multi-AZ and deletion protection from their cluster,
+so those two checks are ``not_applicable`` on them and judged on the cluster; a
+cluster's encryption and backup retention are judged on the cluster too.
 """
 
 from __future__ import annotations
@@ -22,9 +27,16 @@ from connectors.records import Evidence
 SERVICE = "rds"
 DB_INSTANCE = "aws.rds.db_instance"
 
-ACTIONS: dict[str, str | None] = {"rds:DescribeDBInstances": "rds:DescribeDBInstances"}
+DB_CLUSTER = "aws.rds.db_cluster"
+
+ACTIONS: dict[str, str | None] = {
+    "rds:DescribeDBInstances": "rds:DescribeDBInstances",
+    "rds:DescribeDBClusters": "rds:DescribeDBClusters",
+}
 
 _VOLATILE = ("LatestRestorableTime",)
+_CLUSTER_VOLATILE = ("LatestRestorableTime", "EarliestRestorableTime", "Status",
+                     "PercentProgress")
 
 
 def read(account: Account, region: str) -> Iterator[Evidence]:
@@ -35,6 +47,11 @@ def read(account: Account, region: str) -> Iterator[Evidence]:
             "rds", region, f"db:{db['DBInstanceIdentifier']}"
         )
         yield account.evidence(DB_INSTANCE, arn, region, without(db, _VOLATILE))
+    for cluster in paginate(client, "describe_db_clusters", "DBClusters",
+                            PaginationConfig={"PageSize": 100}):
+        arn = cluster.get("DBClusterArn") or account.arn(
+            "rds", region, f"cluster:{cluster['DBClusterIdentifier']}")
+        yield account.evidence(DB_CLUSTER, arn, region, without(cluster, _CLUSTER_VOLATILE))
 
 
 READERS = (ReaderSpec(SERVICE, read, regional=True),)
@@ -71,6 +88,11 @@ def storage_encrypted(payload: Mapping[str, Any], params: Mapping[str, Any]) -> 
     parameters={"min_days": 7},
 )
 def backup_retention(payload: Mapping[str, Any], params: Mapping[str, Any]) -> Verdict:
+    source = payload.get("ReadReplicaSourceDBInstanceIdentifier") or payload.get(
+        "ReadReplicaSourceDBClusterIdentifier")
+    if source:
+        return not_applicable(f"{_name(payload)} is a read replica of {source}: its "
+                              "source's backups hold the data")
     days = require(payload, "BackupRetentionPeriod")
     want = params["min_days"]
     if days >= want:
@@ -128,3 +150,63 @@ def deletion_protection(payload: Mapping[str, Any], params: Mapping[str, Any]) -
     if require(payload, "DeletionProtection"):
         return passed(f"{_name(payload)} has deletion protection")
     return failed(f"{_name(payload)} can be deleted without first disabling a protection")
+
+
+# --- clusters ---------------------------------------------------------------------------
+
+
+def _cluster(payload: Mapping[str, Any]) -> str:
+    return str(payload.get("DBClusterIdentifier") or "?")
+
+
+@check(
+    id="aws.rds.cluster_storage_encrypted",
+    title="RDS and Aurora clusters encrypt their storage",
+    severity="high",
+    resource_type=DB_CLUSTER,
+    rationale="Cluster storage encryption protects the shared cluster volume, its "
+    "snapshots and backups at rest, for every instance of the cluster.",
+    remediation="Restore the cluster from a snapshot copied with encryption (encryption "
+    "cannot be turned on in place), then switch the application to it.",
+)
+def cluster_storage_encrypted(payload: Mapping[str, Any], params: Mapping[str, Any]) -> Verdict:
+    if require(payload, "StorageEncrypted"):
+        return passed(f"Cluster {_cluster(payload)} encrypts storage with "
+                      f"{payload.get('KmsKeyId', 'KMS')}")
+    return failed(f"Cluster {_cluster(payload)} does not encrypt its storage")
+
+
+@check(
+    id="aws.rds.cluster_backup_retention",
+    title="RDS and Aurora clusters keep automated backups long enough",
+    severity="medium",
+    resource_type=DB_CLUSTER,
+    rationale="A cluster's continuous backups are its point-in-time recovery copies; a "
+    "short retention loses them before a problem is noticed.",
+    remediation="Set the cluster's BackupRetentionPeriod to at least the required days.",
+    parameters={"min_days": 7},
+)
+def cluster_backup_retention(payload: Mapping[str, Any], params: Mapping[str, Any]) -> Verdict:
+    days = require(payload, "BackupRetentionPeriod")
+    want = params["min_days"]
+    if days >= want:
+        return passed(f"Cluster {_cluster(payload)} keeps backups {days} days "
+                      f"(required: {want})")
+    return failed(f"Cluster {_cluster(payload)} keeps backups only {days} days "
+                  f"(required: {want})")
+
+
+@check(
+    id="aws.rds.cluster_deletion_protection",
+    title="RDS and Aurora clusters have deletion protection",
+    severity="medium",
+    resource_type=DB_CLUSTER,
+    rationale="Deleting a cluster by mistake removes its volume and, unless retained, its "
+    "automated backups; deletion protection demands a deliberate change first.",
+    remediation="Modify the cluster with DeletionProtection=true.",
+)
+def cluster_deletion_protection(payload: Mapping[str, Any], params: Mapping[str, Any]) -> Verdict:
+    if require(payload, "DeletionProtection"):
+        return passed(f"Cluster {_cluster(payload)} has deletion protection")
+    return failed(f"Cluster {_cluster(payload)} can be deleted without first disabling a "
+                  "protection")

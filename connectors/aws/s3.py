@@ -16,6 +16,10 @@ aspect of a bucket re-versions only the findings judged on that aspect:
 ``aws.s3.bucket_settings``  ``{"Name", "Arn", "Region", "Versioning": {"Status"?,
                             "MFADelete"?}, "Logging": {"LoggingEnabled"?}}``
 
+The first two also carry ``AccountPublicAccessBlock`` (the account-level setting, read
+once per unit): S3 applies a flag that is on at either level, so a bucket whose own
+block is off but whose account blocks everything is not public.
+
 (null = not configured.) Current AWS turns default encryption and the public access
 block on for new buckets (SSE-S3 since 2023-01, all four block flags since 2023-04);
 older buckets and moto answer "not configured".
@@ -23,6 +27,7 @@ older buckets and moto answer "not configured".
 
 from __future__ import annotations
 
+import fnmatch
 import json
 from collections.abc import Iterator, Mapping
 from typing import Any
@@ -57,6 +62,7 @@ ACTIONS: dict[str, str | None] = {
     "s3:GetBucketAcl": "s3:GetBucketAcl",
     "s3:GetBucketVersioning": "s3:GetBucketVersioning",
     "s3:GetBucketLogging": "s3:GetBucketLogging",
+    "s3control:GetPublicAccessBlock": "s3:GetAccountPublicAccessBlock",
 }
 
 PUBLIC_ACCESS_FLAGS = (
@@ -140,7 +146,22 @@ def read_public_parts(
     _part(payload, errors, "Acl", lambda: get_acl(client, name))
 
 
-def bucket_evidence(account: Account, bucket: Mapping[str, Any]) -> Iterator[Evidence]:
+def account_block(account: Account) -> tuple[Any, dict[str, str]]:
+    """The account-level public access block (None: not configured), or MISSING + errors.
+
+    S3 applies the account's and the bucket's settings together (a flag is on when it
+    is on at either level), so each bucket's access evidence carries both.
+    """
+    errors: dict[str, str] = {}
+    value = read_partial(errors, "AccountPublicAccessBlock", lambda: account.client(
+        "s3control").get_public_access_block(AccountId=account.account_id)[
+            "PublicAccessBlockConfiguration"], absent=("NoSuchPublicAccessBlockConfiguration",))
+    return value, errors
+
+
+def bucket_evidence(
+    account: Account, bucket: Mapping[str, Any], account_level: tuple[Any, dict[str, str]]
+) -> Iterator[Evidence]:
     """The bucket's three evidence items (see the module docstring)."""
     name = bucket["Name"]
     region_errors: dict[str, str] = {}
@@ -154,16 +175,19 @@ def bucket_evidence(account: Account, bucket: Mapping[str, Any]) -> Iterator[Evi
     client = account.client("s3", known)
     common = {"Name": name, "Arn": f"arn:{account.partition}:s3:::{name}", "Region": known}
 
-    errors = dict(region_errors)
-    base: dict[str, Any] = {**common, "CreationDate": bucket.get("CreationDate")}
+    level, level_errors = account_level
+    blocks = {} if level is MISSING else {"AccountPublicAccessBlock": level}
+
+    errors = {**region_errors, **level_errors}
+    base: dict[str, Any] = {**common, **blocks, "CreationDate": bucket.get("CreationDate")}
     _part(base, errors, "ServerSideEncryptionConfiguration", lambda: get_encryption(
         client, name), ("ServerSideEncryptionConfigurationNotFoundError",))
     block = _part(base, errors, "PublicAccessBlockConfiguration", lambda: get_public_access_block(
         client, name), ("NoSuchPublicAccessBlockConfiguration",))
     yield account.evidence(BUCKET, name, where, with_errors(base, errors))
 
-    errors = dict(region_errors)
-    access: dict[str, Any] = dict(common)
+    errors = {**region_errors, **level_errors}
+    access: dict[str, Any] = {**common, **blocks}
     if block is MISSING:
         errors["PublicAccessBlockConfiguration"] = base[ERRORS_KEY][
             "PublicAccessBlockConfiguration"]
@@ -186,8 +210,11 @@ def bucket_evidence(account: Account, bucket: Mapping[str, Any]) -> Iterator[Evi
 def read(account: Account, region: str = GLOBAL) -> Iterator[Evidence]:
     # The listing's first page is read before anything is yielded: a failure there
     # fails the unit with nothing stored.
+    account_level: tuple[Any, dict[str, str]] | None = None
     for bucket in get_buckets(account.client("s3")):
-        yield from bucket_evidence(account, bucket)
+        if account_level is None:
+            account_level = account_block(account)
+        yield from bucket_evidence(account, bucket, account_level)
 
 
 READERS = (ReaderSpec(SERVICE, read, regional=False),)
@@ -204,6 +231,20 @@ def public_access_block_verdict(config: Mapping[str, Any] | None, what: str) -> 
     if off:
         return failed(f"Public access block on the {what} leaves off: " + ", ".join(off))
     return passed(f"All four public access block settings are on for the {what}")
+
+
+def effective_block(payload: Mapping[str, Any], needed: tuple[str, ...]) -> dict[str, bool]:
+    """The public access block S3 applies to the bucket: each flag on at either level.
+
+    Raises :class:`EvidenceMissing` only when a flag in ``needed`` is off on the bucket
+    and the account's setting could not be read.
+    """
+    bucket = require(payload, "PublicAccessBlockConfiguration") or {}
+    flags = {f: bool(bucket.get(f)) for f in PUBLIC_ACCESS_FLAGS}
+    if all(flags[f] for f in needed):
+        return flags
+    level = require(payload, "AccountPublicAccessBlock") or {}
+    return {f: flags[f] or bool(level.get(f)) for f in PUBLIC_ACCESS_FLAGS}
 
 
 _ALGORITHMS = {"AES256": "SSE-S3", "aws:kms": "SSE-KMS", "aws:kms:dsse": "DSSE-KMS"}
@@ -247,8 +288,19 @@ def bucket_default_encryption(payload: Mapping[str, Any], params: Mapping[str, A
     remediation="Turn on all four Block Public Access settings for the bucket.",
 )
 def bucket_public_access_block(payload: Mapping[str, Any], params: Mapping[str, Any]) -> Verdict:
-    return public_access_block_verdict(require(payload, "PublicAccessBlockConfiguration"),
-                                       "bucket")
+    bucket = require(payload, "PublicAccessBlockConfiguration")
+    flags = effective_block(payload, PUBLIC_ACCESS_FLAGS)
+    off = [f for f in PUBLIC_ACCESS_FLAGS if not flags[f]]
+    if off:
+        if bucket is None and not payload.get("AccountPublicAccessBlock"):
+            return failed("No public access block is configured on the bucket or the account")
+        return failed("Public access block (bucket and account together) leaves off: "
+                      + ", ".join(off))
+    bucket_off = [f for f in PUBLIC_ACCESS_FLAGS if not (bucket or {}).get(f)]
+    if bucket_off:
+        return passed("All four public access block settings are on, "
+                      f"{', '.join(bucket_off)} at the account level")
+    return passed("All four public access block settings are on for the bucket")
 
 
 # --- checks on aws.s3.bucket_access and aws.s3.bucket_settings -------------------------
@@ -270,7 +322,6 @@ def bucket_not_public(payload: Mapping[str, Any], params: Mapping[str, Any]) -> 
 
 def public_bucket_verdict(payload: Mapping[str, Any], what: str) -> Verdict:
     """Shared with the CloudTrail check on a trail's bucket."""
-    block = require(payload, "PublicAccessBlockConfiguration") or {}
     acl = require(payload, "Acl")
     status = require(payload, "PolicyStatus")
     reasons = []
@@ -279,9 +330,13 @@ def public_bucket_verdict(payload: Mapping[str, Any], what: str) -> Verdict:
         for g in acl.get("Grants") or []
         if (uri := (g.get("Grantee") or {}).get("URI")) in PUBLIC_GRANTEES
     ]
+    public_policy = bool(status and status.get("IsPublic"))
+    block: Mapping[str, bool] = {}
+    if grants or public_policy:  # only then does the block (bucket or account) matter
+        block = effective_block(payload, ("IgnorePublicAcls", "RestrictPublicBuckets"))
     if grants and not block.get("IgnorePublicAcls"):
         reasons.append("the ACL grants " + ", ".join(grants))
-    if status and status.get("IsPublic") and not block.get("RestrictPublicBuckets"):
+    if public_policy and not block.get("RestrictPublicBuckets"):
         reasons.append("the bucket policy is public")
     if reasons:
         return failed(f"{what} is public: " + "; ".join(reasons))
@@ -295,8 +350,15 @@ def _lower_keys(mapping: Any) -> dict[str, Any]:
     return {str(k).lower(): v for k, v in mapping.items()} if isinstance(mapping, Mapping) else {}
 
 
-def denies_insecure_transport(statement: Mapping[str, Any]) -> bool:
-    """A ``Deny`` of all S3 actions to everyone when ``aws:SecureTransport`` is false."""
+def denies_insecure_transport(statement: Mapping[str, Any], bucket_arn: str = "") -> bool:
+    """A ``Deny`` of all S3 actions on the bucket's objects, to everyone, when
+    ``aws:SecureTransport`` is false.
+
+    The principal may be ``"*"`` or ``{"AWS": "*"}`` (or a list holding ``"*"``); the
+    condition ``Bool`` or ``BoolIfExists`` (the key is present on every S3 request).
+    The statement must cover the objects (``<bucket>/*``, ``*`` or a wildcard matching
+    them): a Deny on the bucket ARN alone leaves every object readable over HTTP.
+    """
     if statement.get("Effect") != "Deny":
         return False
     principal = statement.get("Principal")
@@ -304,9 +366,17 @@ def denies_insecure_transport(statement: Mapping[str, Any]) -> bool:
         return False
     if not {"*", "s3:*"} & set(as_list(statement.get("Action"))):
         return False
+    if bucket_arn and not any(
+        fnmatch.fnmatchcase(f"{bucket_arn}/any-object-key", str(r))
+        for r in as_list(statement.get("Resource"))
+    ):
+        return False
     condition = _lower_keys(statement.get("Condition"))
-    secure = _lower_keys(condition.get("bool")).get("aws:securetransport")
-    return any(str(v).lower() == "false" for v in as_list(secure))
+    secure = [
+        *as_list(_lower_keys(condition.get("bool")).get("aws:securetransport")),
+        *as_list(_lower_keys(condition.get("boolifexists")).get("aws:securetransport")),
+    ]
+    return any(str(v).lower() == "false" for v in secure)
 
 
 @check(
@@ -323,7 +393,8 @@ def bucket_tls_only(payload: Mapping[str, Any], params: Mapping[str, Any]) -> Ve
     policy = require(payload, "Policy")
     if policy is None:
         return failed("Bucket has no policy, so plain-HTTP requests are not denied")
-    if any(denies_insecure_transport(s) for s in as_list(policy.get("Statement"))
+    arn = str(payload.get("Arn") or f"arn:aws:s3:::{payload.get('Name', '')}")
+    if any(denies_insecure_transport(s, arn) for s in as_list(policy.get("Statement"))
            if isinstance(s, Mapping)):
         return passed("Bucket policy denies requests without TLS (aws:SecureTransport)")
     return failed("Bucket policy does not deny requests made without TLS")

@@ -23,6 +23,7 @@ import botocore.session
 from botocore.config import Config
 from botocore.credentials import RefreshableCredentials
 
+from connectors.aws.common import OperationNotOffered, not_offered
 from connectors.records import Coverage, Evidence, normalise
 
 #: Region name used for units of global services (IAM, the S3 bucket listing…).
@@ -54,15 +55,23 @@ def _is_loopback(host: str) -> bool:
 
 @dataclass(frozen=True)
 class ClientSettings:
-    """How every client talks to AWS."""
+    """How every client talks to AWS.
+
+    ``endpoint_account_prefix``: with a custom endpoint, whether S3 Control may put the
+    account id in front of its host (``<account>.<endpoint host>``), as it does on
+    AWS's own endpoints. Off by default: one custom endpoint (a proxy, a private
+    gateway, a test server) serves every account at one host name, and the account is
+    in the request's ``x-amz-account-id`` header anyway.
+    """
 
     endpoint_url: str | None = None
     connect_timeout: float = 3
     read_timeout: float = 20
     max_attempts: int = 5
     max_pool_connections: int = 10
+    endpoint_account_prefix: bool = False
 
-    def botocore_config(self) -> Config:
+    def botocore_config(self, *, custom_endpoint: bool = False) -> Config:
         return Config(
             connect_timeout=self.connect_timeout,
             read_timeout=self.read_timeout,
@@ -70,7 +79,57 @@ class ClientSettings:
             retries={"mode": "adaptive", "total_max_attempts": self.max_attempts},
             max_pool_connections=self.max_pool_connections,
             user_agent_extra="annexa",
+            # operations whose model has a "hostPrefix" (e.g. "{AccountId}.") would
+            # otherwise call hosts a custom endpoint does not answer to
+            inject_host_prefix=not custom_endpoint or self.endpoint_account_prefix,
         )
+
+
+#: Environment variables through which boto3 takes a custom endpoint for every service.
+_ENDPOINT_ENV = "AWS_ENDPOINT_URL"
+
+
+def custom_endpoint_in_effect(settings: ClientSettings, service_env: str) -> bool:
+    """Whether the client will talk to a custom endpoint (option or environment)."""
+    if settings.endpoint_url:
+        return True
+    if os.environ.get("AWS_IGNORE_CONFIGURED_ENDPOINT_URLS", "").lower() == "true":
+        return False
+    return bool(os.environ.get(f"{_ENDPOINT_ENV}_{service_env}") or os.environ.get(_ENDPOINT_ENV))
+
+
+def _refuse_retry_when_not_offered(
+    response: Any = None, operation: Any = None, **_: Any
+) -> None:
+    """``needs-retry`` hook (runs before botocore's): raise at once on "not offered"."""
+    if not response:
+        return
+    http, parsed = response
+    status = getattr(http, "status_code", None)
+    code = str((parsed or {}).get("Error", {}).get("Code") or "") or None
+    if status is not None and status >= 500 and not_offered(status, code):
+        error = {
+            "Error": {"Code": "OperationNotOffered",
+                      "Message": "the endpoint does not implement this operation"},
+            "ResponseMetadata": {"HTTPStatusCode": status},
+        }
+        raise OperationNotOffered(error, getattr(operation, "name", "") or "")
+
+
+def _strip_account_prefix(endpoint_host: str) -> Callable[..., None]:
+    """``before-sign`` hook: S3 Control's ``<account>.<host>`` back to the endpoint's host.
+
+    Needed besides ``inject_host_prefix=False``: S3 Control's endpoint rules (not only
+    its operation models) put the account id in front of a custom endpoint's host.
+    """
+
+    def strip(request: Any = None, **_: Any) -> None:
+        parts = urlsplit(request.url)
+        head, _, rest = parts.netloc.partition(".")
+        if head.isdigit() and rest == endpoint_host:
+            request.url = parts._replace(netloc=rest).geturl()
+
+    return strip
 
 
 def make_client(
@@ -81,10 +140,20 @@ def make_client(
     on_call: Callable[[str], None] | None = None,
 ) -> Any:
     """A boto3 client; ``on_call("service:Operation")`` is told of every API call made."""
-    kwargs: dict[str, Any] = {"region_name": region, "config": settings.botocore_config()}
+    # boto3's per-service variable is AWS_ENDPOINT_URL_<service id, "_" for " " and "-">
+    service_id = session._session.get_service_model(service).service_id
+    env_name = service_id.hyphenize().upper().replace("-", "_")
+    custom = custom_endpoint_in_effect(settings, env_name)
+    kwargs: dict[str, Any] = {
+        "region_name": region, "config": settings.botocore_config(custom_endpoint=custom)
+    }
     if settings.endpoint_url:
         kwargs["endpoint_url"] = settings.endpoint_url
     client = session.client(service, **kwargs)
+    client.meta.events.register_first("needs-retry", _refuse_retry_when_not_offered)
+    if custom and service == "s3control" and not settings.endpoint_account_prefix:
+        host = urlsplit(client.meta.endpoint_url).netloc
+        client.meta.events.register("before-sign.s3-control", _strip_account_prefix(host))
     if on_call is not None:
         name = client.meta.service_model.service_name
 

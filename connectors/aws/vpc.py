@@ -1,10 +1,13 @@
-"""VPC flow logs, per VPC.
+"""VPCs: flow logs, and whether the default VPC is in use.
 
 Regional units (service ``vpc``, read with the EC2 API). The region's flow logs are
 read first (they are few) and indexed by the resource they log; then each VPC is
-yielded with the flow logs attached to it. A failed call fails the unit.
+yielded with the flow logs attached to it. The default VPC also carries the network
+interfaces in it (``DescribeNetworkInterfaces`` filtered on its id: id, type,
+description and requester only — they say what uses it). A failed call fails the unit.
 
-Resource type ``aws.vpc.vpc`` (id = VPC ARN): ``{"Vpc": {...}, "FlowLogs": [...]}``.
+Resource type ``aws.vpc.vpc`` (id = VPC ARN): ``{"Vpc": {...}, "FlowLogs": [...],
+"NetworkInterfaces": [...]}`` (the last only on the default VPC).
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ from typing import Any
 from connectors.aws.common import paginate, require
 from connectors.aws.session import Account
 from connectors.aws.units import ReaderSpec
-from connectors.checks import Verdict, check, failed, passed
+from connectors.checks import Verdict, check, failed, not_applicable, passed
 from connectors.records import Evidence
 
 SERVICE = "vpc"
@@ -24,7 +27,10 @@ VPC = "aws.vpc.vpc"
 ACTIONS: dict[str, str | None] = {
     "ec2:DescribeVpcs": "ec2:DescribeVpcs",
     "ec2:DescribeFlowLogs": "ec2:DescribeFlowLogs",
+    "ec2:DescribeNetworkInterfaces": "ec2:DescribeNetworkInterfaces",
 }
+_INTERFACE_FIELDS = ("NetworkInterfaceId", "InterfaceType", "Description", "RequesterId",
+                     "RequesterManaged")
 
 _FLOW_LOG_FIELDS = (
     "FlowLogId",
@@ -47,7 +53,13 @@ def read(account: Account, region: str) -> Iterator[Evidence]:
         by_resource.setdefault(flow_log.get("ResourceId", ""), []).append(entry)
     for vpc in paginate(client, "describe_vpcs", "Vpcs", PaginationConfig={"PageSize": 1000}):
         arn = account.arn("ec2", region, f"vpc/{vpc['VpcId']}")
-        payload = {"Vpc": vpc, "FlowLogs": by_resource.get(vpc["VpcId"], [])}
+        payload: dict[str, Any] = {"Vpc": vpc, "FlowLogs": by_resource.get(vpc["VpcId"], [])}
+        if vpc.get("IsDefault"):
+            payload["NetworkInterfaces"] = [
+                {k: eni[k] for k in _INTERFACE_FIELDS if k in eni}
+                for eni in paginate(client, "describe_network_interfaces", "NetworkInterfaces",
+                                    Filters=[{"Name": "vpc-id", "Values": [vpc["VpcId"]]}])
+            ]
         yield account.evidence(VPC, arn, region, payload)
 
 
@@ -74,3 +86,29 @@ def flow_logs_enabled(payload: Mapping[str, Any], params: Mapping[str, Any]) -> 
         return passed(f"Active flow logs: {what}")
     return failed("No active flow log" + (" of all traffic" if params["require_all_traffic"]
                                           else "") + " records this VPC")
+
+
+@check(
+    id="aws.vpc.default_vpc_unused",
+    title="The default VPC is not used",
+    severity="medium",
+    resource_type=VPC,
+    rationale="The default VPC has public subnets that give every instance a public "
+    "address and a route to the internet: networks should be segregated by design, in "
+    "VPCs built for the purpose, not in the one AWS creates for convenience.",
+    remediation="Move the workloads (the network interfaces listed) into purpose-built "
+    "VPCs, then delete the default VPC.",
+)
+def default_vpc_unused(payload: Mapping[str, Any], params: Mapping[str, Any]) -> Verdict:
+    vpc = require(payload, "Vpc")
+    if not vpc.get("IsDefault"):
+        return not_applicable("Not the default VPC")
+    interfaces = require(payload, "NetworkInterfaces")
+    if interfaces:
+        used = ", ".join(f"{i.get('NetworkInterfaceId')} ({i.get('InterfaceType') or 'interface'}"
+                         f"{': ' + i['Description'] if i.get('Description') else ''})"
+                         for i in interfaces[:10])
+        more = f" and {len(interfaces) - 10} more" if len(interfaces) > 10 else ""
+        return failed(f"The default VPC has {len(interfaces)} network interface(s): "
+                      f"{used}{more}")
+    return passed("The default VPC has no network interface")

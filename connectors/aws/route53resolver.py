@@ -1,0 +1,77 @@
+"""Route 53 Resolver DNS Firewall: is a firewall rule group associated with each VPC.
+
+Regional units (service ``route53resolver``): ``ListFirewallRuleGroupAssociations``
+(all of the region's, page by page), then ``DescribeVpcs`` (EC2): one
+``aws.route53resolver.vpc`` evidence per VPC (id = VPC ARN)::
+
+    {"VpcId", "IsDefault", "FirewallRuleGroupAssociations": [{"Id", "Name",
+     "FirewallRuleGroupId", "Priority", "Status", "ManagedOwnerName"?}]}
+
+Association statuses are ``COMPLETE | DELETING | UPDATING`` (botocore route53resolver
+2018-04-01); only ``COMPLETE`` and ``UPDATING`` associations filter queries.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+from connectors.aws.common import paginate, require
+from connectors.aws.session import Account
+from connectors.aws.units import ReaderSpec
+from connectors.checks import Verdict, check, failed, passed
+from connectors.records import Evidence
+
+SERVICE = "route53resolver"
+VPC = "aws.route53resolver.vpc"
+
+ACTIONS: dict[str, str | None] = {
+    "route53resolver:ListFirewallRuleGroupAssociations":
+        "route53resolver:ListFirewallRuleGroupAssociations",
+    "ec2:DescribeVpcs": "ec2:DescribeVpcs",
+}
+
+_FIELDS = ("Id", "Name", "FirewallRuleGroupId", "Priority", "Status", "ManagedOwnerName",
+           "MutationProtection")
+FILTERING = ("COMPLETE", "UPDATING")
+
+
+def read(account: Account, region: str) -> Iterator[Evidence]:
+    resolver = account.client("route53resolver", region)
+    by_vpc: dict[str, list[dict[str, Any]]] = {}
+    for association in paginate(resolver, "list_firewall_rule_group_associations",
+                                "FirewallRuleGroupAssociations"):
+        entry = {k: association[k] for k in _FIELDS if k in association}
+        by_vpc.setdefault(str(association.get("VpcId")), []).append(entry)
+    ec2 = account.client("ec2", region)
+    for vpc in paginate(ec2, "describe_vpcs", "Vpcs", PaginationConfig={"PageSize": 1000}):
+        payload = {"VpcId": vpc["VpcId"], "IsDefault": bool(vpc.get("IsDefault")),
+                   "FirewallRuleGroupAssociations": by_vpc.get(vpc["VpcId"], [])}
+        yield account.evidence(VPC, account.arn("ec2", region, f"vpc/{vpc['VpcId']}"), region,
+                               payload)
+
+
+READERS = (ReaderSpec(SERVICE, read, regional=True),)
+
+
+@check(
+    id="aws.route53resolver.dns_firewall_associated",
+    title="Route 53 Resolver DNS Firewall filters each VPC's DNS queries",
+    severity="medium",
+    resource_type=VPC,
+    rationale="Web filtering at the DNS layer blocks lookups of known malicious and "
+    "unwanted domains (malware, command and control, data exfiltration) for everything "
+    "in the VPC, with a log of what was blocked.",
+    remediation="Associate a DNS Firewall rule group (e.g. with the AWS managed domain "
+    "lists for malware and botnet command and control) with the VPC.",
+)
+def dns_firewall_associated(payload: Mapping[str, Any], params: Mapping[str, Any]) -> Verdict:
+    associations = require(payload, "FirewallRuleGroupAssociations")
+    active = [a for a in associations if a.get("Status") in FILTERING]
+    if not active:
+        state = ", ".join(f"{a.get('Name')} {a.get('Status')}" for a in associations)
+        return failed(f"No DNS Firewall rule group filters VPC {payload.get('VpcId')}"
+                      + (f" ({state})" if state else ""))
+    return passed("DNS Firewall rule groups: " + ", ".join(
+        f"{a.get('Name') or a.get('FirewallRuleGroupId')} (priority {a.get('Priority')})"
+        for a in active))
