@@ -21,7 +21,8 @@
     exceptions.json        the exceptions in force during the period, as recorded (when
                            recorded and revoked; backdated approvals marked)
     manual/<sha256>/<name> manual evidence files in force during the period
-    oscal/assessment-results.json
+    oscal/                 OSCAL 1.2.1: assessment-results.json importing assessment-plan.json
+                           → ssp.json (the SoA) → profile.json → catalog.json (Annex A)
     report.html            self-contained report (no network); report.pdf with --pdf
 
 ``verify-package`` checks, offline: every file's hash and size, no unlisted file, the
@@ -62,7 +63,8 @@ from store.integrity import (
 )
 from store.isms import ISMS_COLUMNS, RISK_COLUMNS, package_parts
 from store.keys import stored_keys
-from store.oscal import assessment_results, observation_uuid
+from store.oscal import check_chain
+from store.oscal_results import oscal_documents
 from store.queries import (
     ExceptionRule,
     Timeline,
@@ -355,10 +357,6 @@ def build_package(
 
     # Drill-down: findings in force at the end of the period, by control.
     drill: dict[str, list[dict[str, Any]]] = {}
-    cited: dict[str, list[str]] = {}
-    obs_by_hash: dict[str, str] = {}
-    for v in ev_pop:
-        obs_by_hash[v["content_hash"]] = observation_uuid(v)
     with engine.connect() as conn:
         units = last_ok_units(conn, end)
     for f in fi_pop:
@@ -372,10 +370,6 @@ def build_package(
         )
         for cid in f["controls"]:
             drill.setdefault(cid, []).append(f)
-            h = f["evidence_hash"]
-            if h in obs_by_hash and len(cited.setdefault(cid, [])) < 500:
-                if obs_by_hash[h] not in cited[cid]:
-                    cited[cid].append(obs_by_hash[h])
     payload_budget = 2000
     payloads: dict[str, str] = {}
     for cid in drill:
@@ -414,22 +408,13 @@ def build_package(
     if pdf is not None:
         # Printed by the caller's renderer (headless Chromium): the store runs nothing.
         files["report.pdf"] = pdf(files["report.html"])
-    pre_hashes = {p: hashlib.sha256(b).hexdigest() for p, b in files.items()}
-    oscal = assessment_results(
-        title=title,
-        organisation=scope.organisation,
-        start=start,
-        end=end,
-        generated_at=generated,
-        agent_version=agent_version,
-        runs=[_run_from_json(r) for r in runs_json],
-        evidence_versions=ev_pop,
-        controls=statuses,
-        applicable=scope.applicable,
-        cited=cited,
-        package_files=pre_hashes,
-    )
-    files["oscal/assessment-results.json"] = json.dumps(oscal, indent=1).encode("utf-8")
+    # The OSCAL chain: catalog → profile → SSP → assessment plan → assessment results.
+    files.update(oscal_documents(
+        index=index, scope=scope, title=title, start=start, end=end, generated=generated,
+        agent_version=agent_version, runs=runs_json, evidence_versions=ev_pop,
+        findings_at_end=[f for f in fi_pop if f["valid_to"] is None], controls=statuses,
+        bodies=stored, package_files=files,
+    ))
 
     listed = [
         {"path": p, "sha256": hashlib.sha256(b).hexdigest(), "size": len(b)}
@@ -904,12 +889,9 @@ def _verify_contents(
             sha = p.split("/")[1]
             if hashlib.sha256(b).hexdigest() != sha:
                 res.add(p, "file does not match the SHA-256 it is filed under")
-    if "oscal/assessment-results.json" in data:
-        try:
-            doc = json.loads(data["oscal/assessment-results.json"])
-            doc["assessment-results"]["results"]
-        except (ValueError, KeyError, TypeError):
-            res.add("oscal/assessment-results.json", "not an OSCAL assessment-results document")
+    # The OSCAL chain: each file parses as its model and imports only files it holds.
+    for path, reason in check_chain(data):
+        res.add(path, reason)
 
 
 def _verify_samples(data: Mapping[str, bytes], res: PackageCheck) -> None:

@@ -19,7 +19,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import orjson
-from sqlalchemy import Connection, Engine, String, exists, func, select, type_coerce
+from sqlalchemy import Connection, Engine, String, exists, func, or_, select, type_coerce
 
 from connectors.records import sha256_hex
 from core.signing import RETENTION_DOMAIN, RUN_DOMAIN, PublicKey
@@ -397,6 +397,36 @@ def _after_seal(conn: Connection, run: Mapping[str, Any], m: _Manifest) -> list[
     return out
 
 
+def _judged_elsewhere(conn: Connection, run_id: str) -> list[str]:
+    """Finding rows whose ``evidence_id`` names a version other than the one judged.
+
+    ``evidence_id`` (migration 0005) is outside the finding hash, so that no digest
+    changed; it must therefore agree with what the hash does cover: the evidence row it
+    names has the finding's ``evidence_hash`` and source.
+    """
+    e = evidence.alias("e")
+    q = (
+        select(findings.c.id, findings.c.key, findings.c.evidence_id)
+        .select_from(findings.outerjoin(e, e.c.id == findings.c.evidence_id))
+        .where(
+            findings.c.run_id == run_id,
+            findings.c.evidence_id.is_not(None),
+            or_(
+                e.c.id.is_(None),
+                e.c.source != findings.c.source,
+                e.c.content_hash.is_distinct_from(findings.c.evidence_hash),
+            ),
+        )
+        .order_by(findings.c.id)
+        .limit(NAMED_ROWS)
+    )
+    return [
+        f"finding {key} (row {fid}): evidence_id {eid} is not a version of its source with "
+        "the evidence hash the finding was judged on"
+        for fid, key, eid in conn.execute(q)
+    ]
+
+
 def _signature_problem(
     run: Mapping[str, Any],
     trusted: Mapping[str, PublicKey] | None,
@@ -558,6 +588,7 @@ def verify(
                         )
                     )
                 m = _manifest_lines(conn, run["id"], check_bodies=True)
+                m.problems += _judged_elsewhere(conn, run["id"])
                 for p in m.problems:
                     result.problems.append(ManifestProblem(run["id"], p))
                 if _combine(run["prev_digest"] or GENESIS, run, m) != run["digest"]:

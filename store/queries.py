@@ -29,7 +29,7 @@ from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection, Engine, bindparam, func, or_, select, text
+from sqlalchemy import Connection, Engine, Text, bindparam, cast, func, or_, select, text
 
 from connectors.records import utcnow
 from store.schema import (
@@ -1258,7 +1258,8 @@ def control_timelines(
             fq = fq.where(
                 or_(
                     findings.c.check_id.in_(sorted(check_filter) or [""]),
-                    *(findings.c.controls.contains(f'"{cid}"') for cid in selected),
+                    # As text: the column is jsonb on PostgreSQL (migration 0005).
+                    *(cast(findings.c.controls, Text).contains(f'"{cid}"') for cid in selected),
                 )
             )
         frows: Iterable[Any] = conn.execute(fq, execution_options=_STREAM).mappings()

@@ -12,6 +12,7 @@ no longer observed by a run that read its unit without error.
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
 from typing import Any
 
@@ -20,6 +21,7 @@ from sqlalchemy import (
     Boolean,
     Column,
     DateTime,
+    ForeignKey,
     Index,
     Integer,
     MetaData,
@@ -27,8 +29,9 @@ from sqlalchemy import (
     Table,
     Text,
 )
+from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.engine import Dialect
-from sqlalchemy.types import TypeDecorator
+from sqlalchemy.types import TypeDecorator, TypeEngine
 
 metadata = MetaData()
 
@@ -64,6 +67,74 @@ class UTCDateTime(TypeDecorator[datetime]):
         return value.astimezone(UTC)
 
 
+class SignedJSONError(ValueError):
+    """A JSON text that the database would not give back exactly as it was signed."""
+
+
+def canonical_json_text(value: Any) -> str:
+    """The one text form of a signed JSON column: what the writers have always written
+    (``json.dumps`` with sorted keys, default separators, ASCII escapes)."""
+    return json.dumps(value, sort_keys=True)
+
+
+class SignedJSON(TypeDecorator[str]):
+    """A JSON column whose text is covered by a digest (``runs.counts``, ``runs.errors``,
+    ``findings.controls``) — ``jsonb`` on PostgreSQL, ``JSON`` on SQLite (migration 0005).
+
+    To Python it is always the *text* the digest was computed over, on both engines:
+
+    * SQLite keeps the text verbatim (its JSON is text).
+    * PostgreSQL's ``jsonb`` keeps the value, not the text (keys reordered, spaces
+      dropped); the text is re-made with :func:`canonical_json_text`, which is exactly
+      what every writer of these columns wrote. A text that would not come back
+      identical is refused when written (:class:`SignedJSONError`), so a digest can
+      never silently stop matching its row.
+    """
+
+    impl = Text
+    cache_ok = True
+
+    def load_dialect_impl(self, dialect: Dialect) -> TypeEngine[Any]:
+        if dialect.name == "postgresql":
+            return dialect.type_descriptor(JSONB(none_as_null=True))
+        return dialect.type_descriptor(Text())
+
+    def process_bind_param(self, value: str | None, dialect: Dialect) -> Any:
+        if value is None:
+            return None
+        if not isinstance(value, str):
+            raise SignedJSONError(f"a signed JSON column takes its JSON text, not {type(value)}")
+        parsed = json.loads(value)
+        if canonical_json_text(parsed) != value or not jsonb_storable(parsed):
+            raise SignedJSONError(
+                f"JSON text {value[:80]!r} is not in canonical form (json.dumps with sorted "
+                "keys) or holds text PostgreSQL cannot store (NUL, lone surrogates)"
+            )
+        return parsed if dialect.name == "postgresql" else value
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> str | None:
+        if value is None or (isinstance(value, str) and dialect.name != "postgresql"):
+            return value
+        return canonical_json_text(value)
+
+
+def jsonb_storable(value: Any) -> bool:
+    """Whether PostgreSQL's jsonb can hold ``value`` (it refuses NUL and lone surrogates)."""
+    if isinstance(value, str):
+        if "\x00" in value:
+            return False
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return False
+        return True
+    if isinstance(value, dict):
+        return all(jsonb_storable(k) and jsonb_storable(v) for k, v in value.items())
+    if isinstance(value, list):
+        return all(jsonb_storable(v) for v in value)
+    return True
+
+
 runs = Table(
     "runs",
     metadata,
@@ -78,8 +149,9 @@ runs = Table(
     Column("agent_version", String(50), nullable=False),
     Column("config_digest", String(64), nullable=False),
     Column("mapping_digest", String(64), nullable=False),
-    Column("counts", Text),
-    Column("errors", Text),
+    # JSON texts inside the signed run header (store.integrity.run_header).
+    Column("counts", SignedJSON()),
+    Column("errors", SignedJSON()),
     Column("digest", String(64)),
     Column("prev_digest", String(64)),
     # Ed25519 over the digest (core.signing.RUN_DOMAIN), set when the run is sealed.
@@ -146,10 +218,14 @@ findings = Table(
     Column("severity", String(20), nullable=False),
     Column("message", Text, nullable=False),
     Column("evidence_hash", String(64)),
-    Column("controls", Text, nullable=False),
+    Column("controls", SignedJSON(), nullable=False),
     Column("mapping_digest", String(64), nullable=False),
     Column("observed_at", UTCDateTime(), nullable=False),
     Column("finding_hash", String(64), nullable=False),
+    # The evidence version the verdict was judged on (migration 0005; NULL on older rows,
+    # and when the verdict rests on no evidence of its own resource). Outside the finding
+    # hash, so that no digest changed; `verify` checks it against `evidence_hash`.
+    Column("evidence_id", RowId, ForeignKey("evidence.id")),
 )
 Index("ix_findings_source_key", findings.c.source, findings.c.key, findings.c.id)
 Index("ix_findings_run", findings.c.run_id)

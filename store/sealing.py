@@ -9,7 +9,6 @@ onto the same previous digest.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -20,9 +19,21 @@ from sqlalchemy import Connection, func, or_, select, text, update
 from core.signing import RUN_DOMAIN, Signer
 from store.integrity import digest_of, last_digest, seal_manifest
 from store.keys import record_key
-from store.schema import runs
+from store.schema import canonical_json_text, runs
 
 _ONE_US = timedelta(microseconds=1)
+
+
+def storable(message: str) -> str:
+    """``message`` as a JSON column holds it on every engine: NUL and surrogate code
+    points (which PostgreSQL's jsonb refuses) become U+FFFD. The run header is signed
+    over the stored text, so the replacement is what is signed."""
+    text = str(message).replace("\x00", "\ufffd")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        text = "".join("\ufffd" if 0xD800 <= ord(ch) <= 0xDFFF else ch for ch in text)
+    return text
 
 
 class RunNotRunningError(RuntimeError):
@@ -109,8 +120,8 @@ def seal_run(
             "reaped": True,
         }
     counts = {**counts, "rows": manifest.rows, "max_id": manifest.max_id}
-    counts_text = json.dumps(counts, sort_keys=True)
-    errors_text = json.dumps(list(errors))
+    counts_text = canonical_json_text(counts)
+    errors_text = canonical_json_text([storable(e) for e in errors])
     prev = last_digest(conn, source, exclude_run=run_id)
     run = dict(row)
     run.update(status=status, finished_at=finished, counts=counts_text, errors=errors_text)

@@ -161,7 +161,7 @@ class _Statements:
         if self.postgresql:
             self.blob = self._unnest_insert(dialect, blobs, blob_cols) + " ON CONFLICT DO NOTHING"
             self.evidence = self._unnest_insert(dialect, evidence, _EV_COLS)
-            self.findings = self._unnest_insert(dialect, findings, _FI_COLS)
+            self.findings = self._findings_insert(dialect, postgresql=True)
             # Change detection in one round trip: the server compares each key's latest
             # version (one index probe per key: LATERAL) with the batch's hash, notes the
             # unchanged ids itself, and sends back only the keys to write (none, for an
@@ -180,7 +180,7 @@ class _Statements:
         else:
             self.blob = self._insert(dialect, blobs, blob_cols) + " ON CONFLICT DO NOTHING"
             self.evidence = self._insert(dialect, evidence, _EV_COLS)
-            self.findings = self._insert(dialect, findings, _FI_COLS)
+            self.findings = self._findings_insert(dialect, postgresql=False)
             self.seen = {
                 kind: f"INSERT OR IGNORE INTO {name} (id) VALUES (?)"
                 for kind, name in _SEEN.items()
@@ -203,6 +203,41 @@ class _Statements:
             f"noted AS (INSERT INTO {seen} (id) SELECT id FROM cur WHERE stored = hash) "
             "SELECT key FROM cur WHERE stored IS DISTINCT FROM hash"
         )
+
+    @staticmethod
+    def _findings_insert(dialect: Dialect, *, postgresql: bool) -> str:
+        """Insert finding rows, each with ``evidence_id``: the evidence version it was
+        judged on, found by the database as the row is written.
+
+        A verdict is judged on its own resource's evidence (``connectors.checks.evaluate``),
+        so the version is the latest row of that resource's key with the finding's
+        ``evidence_hash``: written in this batch (evidence goes first, in the same
+        transaction) or earlier, when unchanged. One index probe of
+        ``(source, key, id)`` per row. No such row (no evidence, or evidence of another
+        item): NULL, never a guess.
+        """
+        prep = dialect.identifier_preparer
+        names = [prep.format_column(findings.c[c]) for c in _FI_COLS]
+        target = ", ".join([*names, prep.format_column(findings.c.evidence_id)])
+        if postgresql:
+            col = {c: f"u.{n}" for c, n in zip(_FI_COLS, names, strict=True)}
+            arrays = ", ".join(f"%b::{findings.c[c].type.compile(dialect)}[]" for c in _FI_COLS)
+            values = ", ".join(col[c] for c in _FI_COLS)
+            source = f"unnest({arrays}) AS u({', '.join(names)})"
+        else:
+            col = {c: f"?{i}" for i, c in enumerate(_FI_COLS, start=1)}
+            values = ", ".join(col[c] for c in _FI_COLS)
+            source = None
+        ev_key = " || '|' || ".join(col[c] for c in ("resource_type", "scope", "region",
+                                                      "resource_id"))
+        judged = (
+            "(SELECT max(e.id) FROM evidence e WHERE e.source = "
+            f"{col['source']} AND e.key = {ev_key} AND e.content_hash = {col['evidence_hash']})"
+        )
+        table = prep.format_table(findings)
+        if source is not None:
+            return f"INSERT INTO {table} ({target}) SELECT {values}, {judged} FROM {source}"
+        return f"INSERT INTO {table} ({target}) VALUES ({values}, {judged})"
 
     @staticmethod
     def _processor(dialect: Dialect, column: Any) -> Callable[[Any], Any]:

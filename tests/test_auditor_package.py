@@ -1,5 +1,5 @@
-"""The audit package: OSCAL valid against NIST's schema, tamper evidence, the HTML report
-in a real headless Chromium with networking disabled, and retention.
+"""The audit package: contents, tamper evidence, the HTML report in a real headless
+Chromium with networking disabled, and retention. (Its OSCAL: tests/test_oscal.py.)
 """
 
 from __future__ import annotations
@@ -22,7 +22,6 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-import jsonschema
 import psycopg
 import pytest
 import websocket
@@ -41,7 +40,6 @@ from tests.test_auditor_history import History, build_history, run
 pytestmark = pytest.mark.clock
 
 ROOT = Path(__file__).resolve().parent.parent
-SCHEMA = Path(__file__).parent / "oscal" / "oscal_assessment-results_schema-1.0.6.json"
 ARTIFACTS = ROOT / "artifacts"
 
 
@@ -63,16 +61,6 @@ def export(engine: Engine, index: MappingIndex, h: History, out: Path) -> Path:
 def package(engine: Engine, index: MappingIndex, tmp_path: Path) -> tuple[Path, History]:
     h = build_history(engine, index, tmp_path)
     return export(engine, index, h, tmp_path / "audit.zip"), h
-
-
-def oscal_validator() -> jsonschema.protocols.Validator:
-    """NIST's schema as published. Python's ``re`` lacks ``\\p{L}``/``\\p{N}``; they are
-    rewritten to the equivalent ``re`` classes (letters: ``[^\\W\\d_]``, digits: ``\\d``)."""
-    raw = SCHEMA.read_text()
-    raw = raw.replace("\\\\p{L}", "[^\\\\W\\\\d_]").replace("\\\\p{N}", "\\\\d")
-    schema = json.loads(raw)
-    jsonschema.Draft7Validator.check_schema(schema)
-    return jsonschema.Draft7Validator(schema, format_checker=jsonschema.FormatChecker())
 
 
 def read(pkg: Path, name: str) -> bytes:
@@ -105,27 +93,17 @@ def test_package_contents_and_oscal_validate(
     assert sorted(m.rsplit("/", 1)[1] for m in manual) == ["crypto-policy.pdf", "policy.pdf"]
     assert read(pkg, manual[0]).startswith(b"%PDF-1.4")
 
+    # The OSCAL chain is listed and hashed like any file (its content: tests/test_oscal.py).
+    for name in ("catalog", "profile", "ssp", "assessment-plan", "assessment-results"):
+        assert f"oscal/{name}.json" in names
     doc = json.loads(read(pkg, "oscal/assessment-results.json"))
-    errors = sorted(oscal_validator().iter_errors(doc), key=lambda e: list(e.path))
-    assert not errors, [f"{list(e.path)}: {e.message}" for e in errors[:5]]
-    ar = doc["assessment-results"]
-    assert ar["metadata"]["oscal-version"] == "1.0.6"
-    results = ar["results"]
-    assert len(results) == 6  # 5 runs + the control verdicts
-    observations = [o for r in results for o in r.get("observations", [])]
-    assert observations and all("collected" in o for o in observations)
-    hashes = {
-        hh["value"] for res in ar["back-matter"]["resources"] for rl in res.get("rlinks", [])
-        for hh in rl.get("hashes", [])
-    }
-    body_hashes = {json.loads(line)["hash"] for line in read(pkg, "evidence.jsonl").splitlines()}
-    assert body_hashes <= hashes
-    verdicts = {f["target"]["target-id"]: f for f in results[-1]["findings"]}
+    (result,) = doc["assessment-results"]["results"]  # one result for the period
+    verdicts = {f["target"]["target-id"]: f for f in result["findings"]}
     assert len(verdicts) == 93
-    assert verdicts["A.8.24"]["target"]["status"]["state"] == "satisfied"
-    assert verdicts["A.5.1"]["target"]["status"]["state"] == "satisfied"  # manual evidence
-    assert verdicts["A.7.1"]["target"]["status"]["state"] == "not-satisfied"  # nothing shown
-    assert verdicts["A.8.24"]["related-observations"]
+    assert verdicts["A.8.24_obj"]["target"]["status"]["state"] == "satisfied"
+    assert verdicts["A.5.1_obj"]["target"]["status"]["state"] == "satisfied"  # manual evidence
+    assert verdicts["A.7.1_obj"]["target"]["status"]["state"] == "not-satisfied"  # nothing shown
+    assert verdicts["A.8.24_obj"]["related-observations"]
     # The population CSVs name the excepted and expired history.
     rows = list(csv.DictReader(io.StringIO(read(pkg, "findings.csv").decode())))
     legacy = [r for r in rows if r["resource_id"] == "legacy-export-1"]

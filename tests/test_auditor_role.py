@@ -54,7 +54,7 @@ def test_auditor_can_read_every_view_and_write_nothing(
         for view in (*VIEWS, *READABLE_TABLES):
             conn.execute(f"SELECT * FROM {view} LIMIT 5").fetchall()
         statuses = dict(conn.execute(
-            "SELECT control, status FROM control_status_current"
+            "SELECT control, status FROM control_status_unadjusted"
         ).fetchall())
         assert len(statuses) == 93 and statuses["A.8.24"] == "pass"
         assert conn.execute("SELECT count(*) FROM findings_current").fetchone()[0] == 2
@@ -80,7 +80,7 @@ def test_auditor_can_read_every_view_and_write_nothing(
             "TRUNCATE evidence",
             "CREATE TABLE public.auditor_notes (x int)",
             "CREATE VIEW public.auditor_view AS SELECT 1",
-            "DROP VIEW control_status_current",
+            "DROP VIEW control_status_unadjusted",
             "ALTER TABLE runs ADD COLUMN x int",
             "CREATE INDEX ix_auditor ON runs (source)",
             "GRANT SELECT ON blobs TO PUBLIC",

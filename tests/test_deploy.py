@@ -774,15 +774,22 @@ def test_readme_and_docs_links_resolve() -> None:
             assert (page.parent / target).exists(), f"{page.name} links to missing {target}"
 
 
-# -- README SQL examples, on SQLite and PostgreSQL ---------------------------------------------
+# -- docs/schema.md SQL examples, on SQLite and PostgreSQL ------------------------------------
 
 ACCOUNT = "123456789012"
 BEFORE = datetime(2026, 2, 1, 10, 0, tzinfo=UTC)  # alice without MFA
-AFTER = datetime(2026, 4, 1, 10, 0, tzinfo=UTC)  # alice fixed it; README asks about 03-01
+AFTER = datetime(2026, 4, 1, 10, 0, tzinfo=UTC)  # alice fixed it; the doc asks about 03-01
+DOC_FROM = datetime(2026, 1, 1, tzinfo=UTC)
+DOC_UNTIL = datetime(2099, 1, 1, tzinfo=UTC)  # far from any clock the tests run at
+EXC_APPROVED = datetime(2026, 1, 15, tzinfo=UTC)
+EXC_EXPIRES = datetime(2099, 6, 30, tzinfo=UTC)
 
 
-def _seed(engine: Engine) -> None:
+def _seed(engine: Engine, tmp_path: Path) -> None:
     from connectors.records import Coverage, Evidence, Finding
+    from store.decisions import exception_decision, record_decisions
+    from store.manual import add_manual_evidence
+    from store.queries import ExceptionRule
     from store.writer import RunWriter
 
     for when, alice_mfa in ((BEFORE, False), (AFTER, True)):
@@ -806,7 +813,9 @@ def _seed(engine: Engine) -> None:
                     region="global",
                     resource_type="aws.iam.user",
                     resource_id=arn,
-                    payload={"UserName": user, "MFADevices": ["virtual"] if mfa else []},
+                    # alice and carol without MFA have identical bodies: a join on the
+                    # hash alone would pair each with the other's evidence too.
+                    payload={"MFADevices": ["virtual"] if mfa else []},
                     collected_at=when,
                 )
             )
@@ -826,7 +835,21 @@ def _seed(engine: Engine) -> None:
                 )
             )
         w.add_coverage(Coverage(scope=ACCOUNT, region="global", service="iam", ok=True))
-        w.finish("succeeded")
+        if when == AFTER:
+            w.add_coverage(Coverage(scope=ACCOUNT, region="eu-west-1", service="s3", ok=False,
+                                    error="AccessDenied: s3:ListAllMyBuckets"))
+        w.finish("partial" if when == AFTER else "succeeded")
+    doc = tmp_path / "access-policy.pdf"
+    doc.write_bytes(b"%PDF-1.4 access control policy")
+    add_manual_evidence(engine, control="A.5.15", file=doc, valid_from=DOC_FROM,
+                        valid_until=DOC_UNTIL, added_by="ciso", mapping_digest="0" * 64,
+                        config_digest="0" * 64, agent_version="test")
+    rule = ExceptionRule(id="EX-7", check="aws.iam.user_console_mfa", resource="*:user/carol",
+                         reason="leaver, account disabled", approved_by="CISO",
+                         expires=EXC_EXPIRES, starts=EXC_APPROVED)
+    record_decisions(engine, [exception_decision(rule, explicit_id=True)],
+                     services=["exceptions"], signer=None, config_digest="0" * 64,
+                     mapping_digest="0" * 64, agent_version="test")
 
 
 def readme_sql() -> list[str]:
@@ -847,9 +870,25 @@ def _query(engine: Engine, sql: str) -> list[tuple[Any, ...]]:
         raw.close()
 
 
-def test_readme_sql_examples_answer_at_an_instant(engine: Engine) -> None:
-    _seed(engine)
-    failing, by_status, users, units = readme_sql()
+def _instant(value: Any) -> datetime:
+    """A timestamp as either engine returns it (SQLite: its stored text form)."""
+    if isinstance(value, datetime):
+        return value.astimezone(UTC)
+    return datetime.fromisoformat(str(value)).replace(tzinfo=UTC)
+
+
+def _json(value: Any) -> Any:
+    """A JSON column as either engine returns it (PostgreSQL: already decoded)."""
+    return json.loads(value) if isinstance(value, str) else value
+
+
+def test_schema_doc_sql_examples_answer_the_audit_questions(engine: Engine,
+                                                           tmp_path: Path) -> None:
+    _seed(engine, tmp_path)
+    examples = readme_sql()
+    assert len(examples) == 11
+    (failing, by_status, users, units, judged, intervals, population, controls, documents,
+     exceptions, run_list) = examples
     arn = f"arn:aws:iam::{ACCOUNT}:user/"
 
     rows = _query(engine, failing)
@@ -857,7 +896,7 @@ def test_readme_sql_examples_answer_at_an_instant(engine: Engine) -> None:
         ("aws.iam.user_console_mfa", f"{arn}alice", "high"),
         ("aws.iam.user_console_mfa", f"{arn}carol", "high"),
     ]
-    assert json.loads(rows[0][7]) == ["A.8.5"]
+    assert _json(rows[0][7]) == ["A.8.5"]
     now = "\n".join(line for line in failing.splitlines() if "observed_at <= '" not in line)
     assert _query(engine, now) == [], "now, alice's fix and carol's tombstone are in force"
 
@@ -865,10 +904,54 @@ def test_readme_sql_examples_answer_at_an_instant(engine: Engine) -> None:
 
     rows = _query(engine, users)
     assert [r[2].removeprefix(arn) for r in rows] == ["alice", "bob", "carol"]
-    assert json.loads(rows[0][5]) == {"MFADevices": [], "UserName": "alice"}
+    assert json.loads(rows[0][5]) == {"MFADevices": []}
     now = "\n".join(line for line in users.splitlines() if "collected_at <= '" not in line)
     assert [r[2].removeprefix(arn) for r in _query(engine, now)] == ["alice", "bob"]
 
-    rows = _query(engine, units)
-    assert [r[:4] for r in rows] == [("aws-prod", ACCOUNT, "global", "iam")]
-    assert rows[0][4] is not None
+    rows = [r for r in _query(engine, units) if r[0] == "aws-prod"]
+    assert [r[:4] for r in rows] == [("aws-prod", ACCOUNT, "global", "iam")]  # s3 failed
+    assert _instant(rows[0][4]) > AFTER  # the second run, sealed after its items were read
+
+    # Nothing fails now (carol's failure was tombstoned); at 1 March alice and carol
+    # failed with identical bodies: still one row each, their own evidence version.
+    assert _query(engine, judged) == []
+    then = judged.replace("FROM findings_current f", "FROM findings_history f").replace(
+        "WHERE f.status = 'fail'",
+        "WHERE f.status = 'fail' AND f.valid_from <= '2026-03-01 00:00:00' "
+        "AND (f.valid_to IS NULL OR f.valid_to > '2026-03-01 00:00:00')")
+    rows = _query(engine, then)
+    assert [(r[1].removeprefix(arn), _instant(r[3])) for r in rows] == [
+        ("alice", BEFORE), ("carol", BEFORE)]
+    assert rows[0][4] == rows[1][4], "the two bodies are identical (same hash)"
+
+    rows = _query(engine, intervals)
+    assert [(r[0].removeprefix(arn), _instant(r[2])) for r in rows] == [
+        ("alice", BEFORE), ("carol", BEFORE)]
+    assert _instant(rows[0][3]) == AFTER  # alice fixed it
+    assert _instant(rows[1][3]) > AFTER  # carol's tombstone: when the second run ended
+
+    rows = _query(engine, population)
+    assert [r[0].removeprefix(arn) for r in rows] == ["alice", "alice", "bob", "carol"]
+
+    assert _query(engine, controls) == []  # the database alone: nothing fails now
+    passing = controls.replace("WHERE status = 'fail'", "WHERE pass_count > 0")
+    assert [r[0] for r in _query(engine, passing)] == ["A.8.5"]
+
+    rows = _query(engine, documents)
+    assert [(r[0], r[1], r[2]) for r in rows] == [("A.5.15", "access-policy.pdf", "ciso")]
+    assert (_instant(rows[0][3]), _instant(rows[0][4])) == (DOC_FROM, DOC_UNTIL)
+    assert _query(engine, documents.replace("2026-03-01", "2025-03-01")) == []
+
+    (exc,) = _query(engine, exceptions)
+    assert exc[:5] == ("EX-7", "aws.iam.user_console_mfa", "*:user/carol", "CISO",
+                       "leaver, account disabled")
+    approved, recorded, eff_from, eff_until = (_instant(v) for v in exc[5:9])
+    assert approved == EXC_APPROVED
+    assert eff_from == recorded > approved  # backdated: in force only once recorded
+    assert eff_until == EXC_EXPIRES
+
+    rows = _query(engine, run_list)
+    assert [r[1] for r in rows] == ["succeeded", "partial"]
+    assert [str(r[3]) for r in rows] == ["3", "1"]  # alice changed; bob unchanged
+    assert _json(rows[1][5]) == [f"{ACCOUNT}/eu-west-1/s3: AccessDenied: s3:ListAllMyBuckets"]
+    assert rows[1][7] == rows[0][6], "each run chains to the one before"

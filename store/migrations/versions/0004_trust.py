@@ -11,14 +11,16 @@ Create Date: 2026-12-05
   (append-only). Verification against these is a self-check; trust comes from the
   keys an auditor keeps (``verify --trusted-keys``).
 * ``run_timestamps`` — RFC 3161 time-stamp tokens over run digests (append-only).
-* the views of :mod:`store.views` are recreated: they read rows of sealed runs only.
+* the views of :mod:`store.views` are dropped (they were recreated here, reading rows of
+  sealed runs only, until migration 0005 took over creating them: their definitions
+  describe the head schema).
 """
 
 import sqlalchemy as sa
 from alembic import op
 
 from store.schema import UTCDateTime
-from store.views import VIEWS, view_sql
+from store.views import drop_views
 
 revision = "0004"
 down_revision = "0003"
@@ -31,8 +33,7 @@ APPEND_ONLY = ("signing_keys", "run_timestamps")
 
 def upgrade() -> None:
     pg = op.get_bind().dialect.name == "postgresql"
-    for name in reversed(VIEWS):
-        op.execute(f"DROP VIEW IF EXISTS {name}")
+    drop_views(op)
     # Plain ADD COLUMN on both engines: nullable columns need no table rebuild on SQLite,
     # so its append-only triggers stay as they are.
     op.add_column("runs", sa.Column("signature", sa.Text))
@@ -73,9 +74,6 @@ def upgrade() -> None:
                     f"CREATE TRIGGER {table}_no_{action.lower()} BEFORE {action} ON {table} "
                     f"BEGIN SELECT RAISE(ABORT, 'annexa: {table} is append-only'); END"
                 )
-    for name, select in view_sql("postgresql" if pg else "sqlite"):
-        assert name in VIEWS
-        op.execute(f"CREATE VIEW {name} AS {select}")
 
 
 def downgrade() -> None:
