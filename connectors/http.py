@@ -701,6 +701,44 @@ class HttpClient:
             elif is_last is None and len(items) < page_size:
                 return
 
+    def paginate_pages(
+        self,
+        url: str,
+        *,
+        params: Mapping[str, Any] | None = None,
+        items_key: str | None = None,
+        page_param: str = "page",
+        size_param: str = "per_page",
+        page_size: int = 100,
+        first_page: int = 1,
+        max_pages: int | None = None,
+    ) -> Iterator[Any]:
+        """Items of every page of a page-number API (KnowBe4 ``page``/``per_page``).
+
+        Such APIs say nothing about the next page: the last one is the first page with
+        fewer than ``page_size`` items (an empty page included). A server that ignores
+        ``page`` would repeat its first page forever, so a page identical to the one
+        before it is a :class:`PaginationError`, as is running past ``max_pages``.
+        """
+        pages = 0
+        number = first_page
+        previous: bytes | None = None
+        while True:
+            pages = self._count_page(pages, max_pages, url)
+            query = {**dict(params or {}), page_param: number, size_param: page_size}
+            resp = self.get(url, params=query)
+            items = self._list_of(resp.json(), items_key, resp)
+            if items and resp.content == previous:
+                raise PaginationError(
+                    f"page {number} repeats the page before it (pagination loop)",
+                    url=str(resp.url),
+                )
+            yield from items
+            if len(items) < page_size:
+                return
+            previous = resp.content
+            number += 1
+
     # -- internals
 
     def _resolve(self, url: str) -> httpx.URL:
