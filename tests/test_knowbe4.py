@@ -63,70 +63,138 @@ class FakeKnowBe4:
     # -- state
 
     def user(
-        self, uid: int, email: str, *, start: float | None, joined: float = 900,
+        self,
+        uid: int,
+        email: str,
+        *,
+        start: float | None,
+        joined: float = 900,
         status: str = "active",
     ) -> None:
         first = email.split("@")[0]
-        self.users.append({
-            "id": uid, "employee_number": str(1000 + uid), "first_name": first.title(),
-            "last_name": "Example", "job_title": "Engineer", "email": email,
-            "phish_prone_percentage": 14.2, "phone_number": "", "extension": "",
-            "mobile_phone_number": "", "location": "Berlin", "division": "R&D",
-            "manager_name": "Boss", "manager_email": "boss@acme.example",
-            "provisioning_managed": False, "provisioning_guid": None,
-            "groups": [3264], "current_risk_score": 42.1, "aliases": [],
-            "joined_on": self.ts(joined), "last_sign_in": self.ts(1), "status": status,
-            "organization": "Acme", "department": "Engineering", "language": "English - United States",
-            "comment": "", "employee_start_date": self.day(start) if start is not None else None,
-            "archived_at": self.ts(3) if status == "archived" else None,
-            "custom_field_1": None, "custom_date_1": None,
-        })
+        self.users.append(
+            {
+                "id": uid,
+                "employee_number": str(1000 + uid),
+                "first_name": first.title(),
+                "last_name": "Example",
+                "job_title": "Engineer",
+                "email": email,
+                "phish_prone_percentage": 14.2,
+                "phone_number": "",
+                "extension": "",
+                "mobile_phone_number": "",
+                "location": "Berlin",
+                "division": "R&D",
+                "manager_name": "Boss",
+                "manager_email": "boss@acme.example",
+                "provisioning_managed": False,
+                "provisioning_guid": None,
+                "groups": [3264],
+                "current_risk_score": 42.1,
+                "aliases": [],
+                "joined_on": self.ts(joined),
+                "last_sign_in": self.ts(1),
+                "status": status,
+                "organization": "Acme",
+                "department": "Engineering",
+                "language": "English - United States",
+                "comment": "",
+                "employee_start_date": self.day(start) if start is not None else None,
+                "archived_at": self.ts(3) if status == "archived" else None,
+                "custom_field_1": None,
+                "custom_date_1": None,
+            }
+        )
 
     def enrol(
-        self, uid: int, module: str, *, enrolled: float, completed: float | None,
+        self,
+        uid: int,
+        module: str,
+        *,
+        enrolled: float,
+        completed: float | None,
         campaign: str | None = None,
     ) -> None:
         user = next(u for u in self.users if u["id"] == uid)
-        self.enrollments.append({
-            "enrollment_id": 1425500 + len(self.enrollments), "content_type": "Store Purchase",
-            "module_name": module,
-            "user": {"id": uid, "first_name": user["first_name"],
-                     "last_name": user["last_name"], "email": user["email"]},
-            "campaign_name": campaign or module, "enrollment_date": self.ts(enrolled),
-            "start_date": self.ts(enrolled), "completion_date": (
-                self.ts(completed) if completed is not None else None),
-            "status": "Passed" if completed is not None else "In Progress",
-            "time_spent": 2340, "policy_acknowledged": False,
-        })
+        self.enrollments.append(
+            {
+                "enrollment_id": 1425500 + len(self.enrollments),
+                "content_type": "Store Purchase",
+                "module_name": module,
+                "user": {
+                    "id": uid,
+                    "first_name": user["first_name"],
+                    "last_name": user["last_name"],
+                    "email": user["email"],
+                },
+                "campaign_name": campaign or module,
+                "enrollment_date": self.ts(enrolled),
+                "start_date": self.ts(enrolled),
+                "completion_date": (self.ts(completed) if completed is not None else None),
+                "status": "Passed" if completed is not None else "In Progress",
+                "time_spent": 2340,
+                "policy_acknowledged": False,
+            }
+        )
 
     def phishing_test(self, pst: int, *, started: float, status: str = "Closed") -> None:
-        self.tests.append({
-            "campaign_id": 240000 + pst, "pst_id": pst, "status": status,
-            "name": f"Corporate Test {pst}", "groups": [{"group_id": 16342, "name": "Corporate"}],
-            "phish_prone_percentage": 0.5, "started_at": self.ts(started), "duration": 1,
-            "categories": [{"category_id": 4237, "name": "Current Events"}],
-            "template": {"id": 11428, "name": "CNN Breaking News"},
-            "landing_page": {"id": 1842, "name": "SEI Landing Page"},
-            "scheduled_count": 0, "delivered_count": 0, "opened_count": 0, "clicked_count": 0,
-            "replied_count": 0, "attachment_open_count": 0, "macro_enabled_count": 0,
-            "data_entered_count": 0, "qr_code_scanned_count": 0, "reported_count": 0,
-            "bounced_count": 0,
-        })
+        self.tests.append(
+            {
+                "campaign_id": 240000 + pst,
+                "pst_id": pst,
+                "status": status,
+                "name": f"Corporate Test {pst}",
+                "groups": [{"group_id": 16342, "name": "Corporate"}],
+                "phish_prone_percentage": 0.5,
+                "started_at": self.ts(started),
+                "duration": 1,
+                "categories": [{"category_id": 4237, "name": "Current Events"}],
+                "template": {"id": 11428, "name": "CNN Breaking News"},
+                "landing_page": {"id": 1842, "name": "SEI Landing Page"},
+                "scheduled_count": 0,
+                "delivered_count": 0,
+                "opened_count": 0,
+                "clicked_count": 0,
+                "replied_count": 0,
+                "attachment_open_count": 0,
+                "macro_enabled_count": 0,
+                "data_entered_count": 0,
+                "qr_code_scanned_count": 0,
+                "reported_count": 0,
+                "bounced_count": 0,
+            }
+        )
 
     def recipient(self, pst: int, uid: int, delivered: float, **events: float | None) -> None:
         user = next(u for u in self.users if u["id"] == uid)
         r = {
             "recipient_id": 3077700 + sum(len(v) for v in self.recipients.values()),
             "pst_id": pst,
-            "user": {"id": uid, "active_directory_guid": None, "first_name": user["first_name"],
-                     "last_name": user["last_name"], "email": user["email"]},
+            "user": {
+                "id": uid,
+                "active_directory_guid": None,
+                "first_name": user["first_name"],
+                "last_name": user["last_name"],
+                "email": user["email"],
+            },
             "template": {"id": 2, "name": "Your Amazon Order"},
-            "scheduled_at": self.ts(delivered), "delivered_at": self.ts(delivered),
-            "opened_at": None, "clicked_at": None, "replied_at": None,
-            "attachment_opened_at": None, "macro_enabled_at": None, "data_entered_at": None,
-            "qr_code_scanned": None, "reported_at": None, "bounced_at": None,
-            "ip": "XX.XX.XXX.XXX", "ip_location": "St.Petersburg, FL", "browser": "Chrome",
-            "browser_version": "48.0", "os": "MacOSX",
+            "scheduled_at": self.ts(delivered),
+            "delivered_at": self.ts(delivered),
+            "opened_at": None,
+            "clicked_at": None,
+            "replied_at": None,
+            "attachment_opened_at": None,
+            "macro_enabled_at": None,
+            "data_entered_at": None,
+            "qr_code_scanned": None,
+            "reported_at": None,
+            "bounced_at": None,
+            "ip": "XX.XX.XXX.XXX",
+            "ip_location": "St.Petersburg, FL",
+            "browser": "Chrome",
+            "browser_version": "48.0",
+            "os": "MacOSX",
         }
         for key, ago in events.items():
             assert key in r, key
@@ -178,27 +246,40 @@ def plant(kb: FakeKnowBe4) -> None:
     year old; bob and frank got no (timely) remedial training after failing a test;
     nobody reported test 2.
     """
-    kb.campaigns.append({
-        "campaign_id": 3423, "name": REQUIRED,
-        "groups": [{"group_id": 0, "name": "All Users"}], "status": "In Progress",
-        "content": [{"store_purchase_id": 7, "content_type": "Store Purchase",
-                     "name": "2026 Security Awareness Training", "type": "Training Module",
-                     "duration": 45, "retired": False}],
-        "duration_type": "Relative End Date", "start_date": kb.ts(500), "end_date": None,
-        "relative_duration": "30 days", "auto_enroll": True,
-        "allow_multiple_enrollments": False, "completion_percentage": 80,
-    })
+    kb.campaigns.append(
+        {
+            "campaign_id": 3423,
+            "name": REQUIRED,
+            "groups": [{"group_id": 0, "name": "All Users"}],
+            "status": "In Progress",
+            "content": [
+                {
+                    "store_purchase_id": 7,
+                    "content_type": "Store Purchase",
+                    "name": "2026 Security Awareness Training",
+                    "type": "Training Module",
+                    "duration": 45,
+                    "retired": False,
+                }
+            ],
+            "duration_type": "Relative End Date",
+            "start_date": kb.ts(500),
+            "end_date": None,
+            "relative_duration": "30 days",
+            "auto_enroll": True,
+            "allow_multiple_enrollments": False,
+            "completion_percentage": 80,
+        }
+    )
     kb.user(1, "alice@acme.example", start=400)
     kb.user(2, "bob@acme.example", start=60)
     kb.user(3, "carol@acme.example", start=500)
     kb.user(4, "dan@acme.example", start=10)
     kb.user(5, "erin@acme.example", start=300, status="archived")
     kb.user(6, "frank@acme.example", start=None, joined=200)
-    kb.enrol(1, "2026 Security Awareness Training", enrolled=120, completed=100,
-             campaign=REQUIRED)
+    kb.enrol(1, "2026 Security Awareness Training", enrolled=120, completed=100, campaign=REQUIRED)
     kb.enrol(2, "2026 Security Awareness Training", enrolled=59, completed=10, campaign=REQUIRED)
-    kb.enrol(3, "2025 Security Awareness Training", enrolled=420, completed=400,
-             campaign=REQUIRED)
+    kb.enrol(3, "2025 Security Awareness Training", enrolled=420, completed=400, campaign=REQUIRED)
     kb.enrol(4, "2026 Security Awareness Training", enrolled=9, completed=None, campaign=REQUIRED)
     kb.enrol(6, "2026 Security Awareness Training", enrolled=100, completed=95, campaign=REQUIRED)
     kb.enrol(1, REMEDIAL, enrolled=40, completed=35)
@@ -222,8 +303,12 @@ def options(kb: FakeKnowBe4, **extra: Any) -> dict[str, Any]:
         "url": kb.base,
         "token": {"env": "ANNEXA_TEST_KB4_TOKEN"},
         "page_size": 2,
-        "http": {"max_attempts": 3, "retry_min_wait": 0.0, "retry_max_wait": 0.01,
-                 "max_retry_after": 5},
+        "http": {
+            "max_attempts": 3,
+            "retry_min_wait": 0.0,
+            "retry_max_wait": 0.01,
+            "max_retry_after": 5,
+        },
         **extra,
     }
 
@@ -268,10 +353,12 @@ def test_planted_people_and_tests_fail_exactly_their_checks(kb4):
     summary = result.payload("knowbe4.phishing.test", "101")
     assert (summary["delivered"], summary["failed"], summary["reported"]) == (5, 3, 2)
     assert summary["failed_and_reported"] == 1
-    assert {c for f in result.findings if f.check_id == "knowbe4.phishing.reported"
-            for c in f.controls} == {"A.6.8"}
-    assert {c for f in result.findings if f.check_id.startswith("knowbe4.user.")
-            for c in f.controls} == {"A.6.3"}
+    assert {
+        c for f in result.findings if f.check_id == "knowbe4.phishing.reported" for c in f.controls
+    } == {"A.6.8"}
+    assert {
+        c for f in result.findings if f.check_id.startswith("knowbe4.user.") for c in f.controls
+    } == {"A.6.3"}
     # Tests older than the lookback are never read (the API's daily budget is small).
     assert not any("/security_tests/103/" in r for r in kb4.requests)
     # Volatile and network fields of the source are not stored.
@@ -299,7 +386,9 @@ def test_429_with_retry_after_is_waited_out(kb4):
 
 def test_429_asking_for_too_long_a_wait_is_a_unit_error_not_a_pass(kb4):
     plant(kb4)
-    kb4.faults["/v1/users"].append((429, '{"message":"Rate limit exceeded"}', {"Retry-After": "3600"}))
+    kb4.faults["/v1/users"].append(
+        (429, '{"message":"Rate limit exceeded"}', {"Retry-After": "3600"})
+    )
     result = run(kb4)
     assert result.status == "partial"
     bad = {c.service: c.error for c in result.coverage if not c.ok}
@@ -327,8 +416,9 @@ def test_unreadable_enrolments_make_remedial_checks_error_not_fail(kb4):
     kb4.faults["/v1/training/enrollments"] += [(500, "", {})] * 3
     result = run(kb4)
     assert result.status == "partial"
-    remedial = {f.status for f in result.findings
-                if f.check_id == "knowbe4.phishing.remedial_training"}
+    remedial = {
+        f.status for f in result.findings if f.check_id == "knowbe4.phishing.remedial_training"
+    }
     assert remedial == {"error"}
     assert ("knowbe4.phishing.reported", "102") in result.ids("fail")
 

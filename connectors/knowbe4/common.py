@@ -46,9 +46,7 @@ def completed_at(enrolment: Mapping[str, Any]) -> datetime | None:
     return parse_time(enrolment["completion_date"])
 
 
-def required_items(
-    enrolments: Sequence[Mapping[str, Any]], required: Iterable[str]
-) -> list[str]:
+def required_items(enrolments: Sequence[Mapping[str, Any]], required: Iterable[str]) -> list[str]:
     """The names judged: the configured ones, or (none configured) every module the
     person is enrolled in."""
     names = [r for r in required if isinstance(r, str) and r.strip()]

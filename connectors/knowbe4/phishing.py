@@ -41,9 +41,9 @@ DEFAULT_FAILURE_EVENTS: tuple[str, ...] = (
 )
 
 
-def _failure_time(recipient: Mapping[str, Any], events: Sequence[str]) -> tuple[
-    datetime | None, list[str]
-]:
+def _failure_time(
+    recipient: Mapping[str, Any], events: Sequence[str]
+) -> tuple[datetime | None, list[str]]:
     hits = [(parse_time(recipient[k]), k) for k in events if recipient.get(k)]
     if not hits:
         return None, []
@@ -174,8 +174,10 @@ def remedial_training(payload: Mapping[str, Any], params: Mapping[str, Any]) -> 
     due = failed_at + timedelta(days=params["remedial_days"])
     relevant = [e for e in since if not names or any(matches(e, n) for n in names)]
     done = sorted(t for e in relevant if (t := completed_at(e)) and t >= failed_at)
-    what = f"{who} failed '{payload.get('test')}' ({', '.join(payload.get('events') or [])}) " \
+    what = (
+        f"{who} failed '{payload.get('test')}' ({', '.join(payload.get('events') or [])}) "
         f"on {day_precision(failed_at)}"
+    )
     wanted = " or ".join(names) if names else "any training"
     if done and done[0] <= due:
         return passed(f"{what}; remedial training completed on {day_precision(done[0])}")

@@ -47,9 +47,7 @@ def read_campaigns(http: HttpClient, scope: str, page_size: int) -> Iterator[Evi
                 "name": c.get("name"),
                 "status": c.get("status"),
                 "groups": sorted(str(g.get("name")) for g in groups if isinstance(g, Mapping)),
-                "content": sorted(
-                    str(m.get("name")) for m in content if isinstance(m, Mapping)
-                ),
+                "content": sorted(str(m.get("name")) for m in content if isinstance(m, Mapping)),
                 "duration_type": c.get("duration_type"),
                 "start_date": c.get("start_date"),
                 "end_date": c.get("end_date"),
