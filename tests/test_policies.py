@@ -1,0 +1,302 @@
+"""The policies connector on a real git repository of Markdown policies in a temp dir,
+judged by the real run engine (tests/engine_run.py → collector.runner.drive).
+
+Planted: a policy past its review date, one without an approver, one approved by its
+own owner, one with malformed front matter, and an employee who acknowledged an old
+version; everything else passes. Dates are relative to the test's own ``now`` with
+margins of weeks, so no verdict depends on the hour or the date of the run.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import shutil
+import subprocess
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from connectors.policies.frontmatter import interval_days, parse
+from tests.engine_run import EngineRun, run_engine
+
+pytestmark = [
+    pytest.mark.clock,
+    pytest.mark.skipif(shutil.which("git") is None, reason="needs the git CLI"),
+]
+
+
+def day(now: datetime, days_ago: int) -> str:
+    return (now - timedelta(days=days_ago)).date().isoformat()
+
+
+def policy(title: str, **fields: Any) -> str:
+    lines = ["---", f"title: {title}"]
+    for k, v in fields.items():
+        lines.append(f"{k}: {v}")
+    return "\n".join([*lines, "---", "", f"# {title}", "", "Text of the policy.", ""])
+
+
+def git(repo: Path, *args: str) -> None:
+    env = {
+        **os.environ,
+        "GIT_AUTHOR_NAME": "Policy Bot",
+        "GIT_AUTHOR_EMAIL": "bot@acme.example",
+        "GIT_COMMITTER_NAME": "Policy Bot",
+        "GIT_COMMITTER_EMAIL": "bot@acme.example",
+    }
+    subprocess.run(["git", "-C", str(repo), *args], check=True, env=env, capture_output=True)
+
+
+def write_csv(path: Path, rows: list[dict[str, str]]) -> Path:
+    with path.open("w", newline="", encoding="utf-8") as f:
+        w = csv.DictWriter(f, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(rows)
+    return path
+
+
+@pytest.fixture
+def repo(tmp_path: Path) -> dict[str, Any]:
+    now = datetime.now(UTC)
+    root = tmp_path / "policies"
+    (root / "procedures").mkdir(parents=True)
+    files = {
+        "isp.md": policy(
+            "Information Security Policy",
+            owner="ciso@acme.example",
+            approver="ceo@acme.example",
+            approved_on=day(now, 100),
+            review_interval="12 months",
+            version='"3.0"',
+            controls="[A.5.1]",
+        ),
+        "access-control.md": policy(
+            "Access Control Policy",
+            owner="ciso@acme.example",
+            approver="cto@acme.example",
+            approved_on=day(now, 400),
+            review_interval="P1Y",
+            version='"2"',
+            controls="[A.5.15, A.5.18]",
+        ),
+        "procedures/backup.md": policy(
+            "Backup Procedure",
+            owner="ops@acme.example",
+            approved_on=day(now, 20),
+            review_interval="6 months",
+            version='"1"',
+            controls="[A.8.13, A.5.37]",
+            acknowledgement_required="false",
+        ),
+        "acceptable-use.md": policy(
+            "Acceptable Use Policy",
+            owner="ciso@acme.example",
+            approver="CISO@acme.example",
+            approved_on=day(now, 50),
+            review_interval="1 year",
+            version='"1"',
+            controls="[A.5.10]",
+        ),
+        "broken.md": "---\ntitle: Cryptography Policy\nowner: [ciso@acme.example\n"
+        "approver: ceo@acme.example\n---\n\n# Cryptography\n",
+        "README.md": "# Our policies\n\nNo front matter here, and that is fine.\n",
+    }
+    for rel, text in files.items():
+        (root / rel).write_text(text, encoding="utf-8")
+    git(root, "init", "-q")
+    git(root, "add", "-A")
+    git(root, "commit", "-q", "-m", "policies")
+    acks = write_csv(
+        tmp_path / "acks.csv",
+        [
+            {
+                "email": "alice@acme.example",
+                "policy": "isp",
+                "version": "3.0",
+                "acknowledged_at": day(now, 90),
+            },
+            {
+                "email": "alice@acme.example",
+                "policy": "Access Control Policy",
+                "version": "2",
+                "acknowledged_at": day(now, 300),
+            },
+            {
+                "email": "Alice@Acme.example",
+                "policy": "acceptable-use.md",
+                "version": "1",
+                "acknowledged_at": day(now, 40),
+            },
+            {
+                "email": "bob@acme.example",
+                "policy": "isp",
+                "version": "2.0",
+                "acknowledged_at": day(now, 200),
+            },
+            {
+                "email": "bob@acme.example",
+                "policy": "access-control",
+                "version": "2",
+                "acknowledged_at": day(now, 300),
+            },
+            {
+                "email": "bob@acme.example",
+                "policy": "acceptable-use",
+                "version": "1",
+                "acknowledged_at": day(now, 30),
+            },
+        ],
+    )
+    roster = write_csv(
+        tmp_path / "roster.csv",
+        [
+            {"email": "alice@acme.example", "status": "Active", "start_date": day(now, 900)},
+            {"email": "bob@acme.example", "status": "active", "start_date": day(now, 400)},
+            {"email": "carol@acme.example", "status": "active", "start_date": day(now, 5)},
+            {"email": "dave@acme.example", "status": "terminated", "start_date": day(now, 800)},
+        ],
+    )
+    return {"root": root, "acks": acks, "roster": roster}
+
+
+def options(repo: dict[str, Any], **extra: Any) -> dict[str, Any]:
+    return {
+        "path": str(repo["root"]),
+        "acknowledgements": {"csv": str(repo["acks"]), "version_column": "version"},
+        "employees": {
+            "csv": str(repo["roster"]),
+            "status_column": "status",
+            "start_date_column": "start_date",
+        },
+        **extra,
+    }
+
+
+def run(repo: dict[str, Any], **extra: Any) -> EngineRun:
+    return run_engine("policies", options(repo, **extra), name="policies")
+
+
+def test_planted_policies_and_people_fail_exactly_their_checks(repo):
+    result = run(repo)
+    doc = {(c, r) for c, r in result.ids("fail") if c.startswith("policies.document.")}
+    assert doc == {
+        ("policies.document.approved", "procedures/backup.md"),
+        ("policies.document.approved", "acceptable-use.md"),
+        ("policies.document.reviewed", "access-control.md"),
+    }
+    ack = {(c, r) for c, r in result.ids("fail") if c.startswith("policies.acknowledgement.")}
+    assert ack == {("policies.acknowledgement.complete", "bob@acme.example")}
+    bob = result.one("policies.acknowledgement.complete", "bob@acme.example").message
+    assert "isp.md v3.0 (last acknowledged v2.0" in bob and "access-control" not in bob
+    assert result.one("policies.acknowledgement.complete", "alice@acme.example").status == "pass"
+    carol = result.one("policies.acknowledgement.complete", "carol@acme.example")
+    assert carol.status == "pass" and "due within 30 days" in carol.message
+    assert not [f for f in result.findings if f.resource_id == "dave@acme.example"]
+    assert result.one("policies.document.approved", "isp.md").status == "pass"
+    assert result.one("policies.document.reviewed", "isp.md").status == "pass"
+    assert (
+        "has no approver"
+        in result.one("policies.document.approved", "procedures/backup.md").message
+    )
+    assert (
+        "approved by its own owner"
+        in result.one("policies.document.approved", "acceptable-use.md").message
+    )
+    # Controls resolved from the shipped mapping.
+    assert set(result.one("policies.document.reviewed", "isp.md").controls) == {"A.5.1", "A.5.37"}
+    assert set(result.one("policies.acknowledgement.complete", "bob@acme.example").controls) == {
+        "A.5.1",
+        "A.6.2",
+    }
+    # The front matter is the evidence, with the commit that last changed the file.
+    isp = result.payload("policies.document.policy", "isp.md")
+    assert isp["approver"] == "ceo@acme.example" and isp["controls"] == ["A.5.1"]
+    assert isp["review_days"] == 365 and len(isp["last_commit"]["sha"]) == 40
+    assert not [e for e in result.evidence if e.resource_id == "README.md"]
+
+
+def test_malformed_front_matter_is_an_error_naming_the_file_and_loses_nothing_else(repo):
+    result = run(repo)
+    broken = [f for f in result.findings if f.resource_id == "broken.md"]
+    assert {f.status for f in broken} == {"error"} and len(broken) == 2
+    for f in broken:
+        assert "broken.md: front matter is not valid YAML at line" in f.message
+    # Every other policy is judged; the document unit was read.
+    judged = {f.resource_id for f in result.findings if f.check_id.startswith("policies.document")}
+    assert judged == {
+        "isp.md",
+        "access-control.md",
+        "procedures/backup.md",
+        "acceptable-use.md",
+        "broken.md",
+    }
+    units = {c.service: c for c in result.coverage if c.service != "*"}
+    assert units["document"].ok
+    # Whether broken.md needs acknowledging is unknown: that unit says so (naming it),
+    # and the people are still judged on the policies that could be read.
+    assert not units["acknowledgement"].ok and "broken.md" in units["acknowledgement"].error
+    assert ("policies.acknowledgement.complete", "bob@acme.example") in result.ids("fail")
+
+
+def test_without_the_broken_file_every_unit_is_clean(repo):
+    (repo["root"] / "broken.md").unlink()
+    result = run(repo)
+    assert result.status == "succeeded"
+    assert result.ids("error") == set()
+
+
+def test_missing_directory_and_unreadable_csv_are_unit_errors(repo, tmp_path):
+    gone = run(repo, path=str(tmp_path / "nowhere"))
+    assert gone.status == "failed"
+    err = {c.service: c.error for c in gone.coverage if not c.ok}
+    assert "does not exist" in err["document"]
+    assert {f.status for f in gone.findings} == {"error"}
+    bad = options(repo)
+    bad["employees"]["email_column"] = "mail"
+    result = run_engine("policies", bad, name="policies")
+    err = {c.service: c.error for c in result.coverage if not c.ok}
+    assert "column(s) mail not in the header" in err["acknowledgement"]
+    assert ("policies.document.reviewed", "access-control.md") in result.ids("fail")
+
+
+def test_approver_may_equal_owner_when_the_parameter_allows_it(repo):
+    result = run_engine(
+        "policies",
+        options(repo),
+        name="policies",
+        checks={"policies.document.approved": {"approver_differs_from_owner": False}},
+    )
+    assert result.one("policies.document.approved", "acceptable-use.md").status == "pass"
+
+
+@pytest.mark.parametrize(
+    ("text", "days"),
+    [
+        ("12 months", 365),
+        ("1 year", 365),
+        ("P1Y", 365),
+        ("P6M", 183),
+        ("90 days", 90),
+        ("P2W", 14),
+        ("2 years", 730),
+    ],
+)
+def test_review_intervals(text, days):
+    assert interval_days(text) == days
+
+
+def test_front_matter_errors_name_the_file_and_the_field():
+    p = parse("x/y.md", "no front matter\n")
+    assert p["_errors"]["approver"] == (
+        "x/y.md: no YAML front matter (a '---' block at the top of the file)"
+    )
+    p = parse("z.md", "---\ntitle: T\nreview_interval: fortnightly\napprover: a\n---\n")
+    assert set(p["_errors"]) == {"review_interval"} and "z.md: review_interval" in str(p)
+    assert p["approver"] == "a"
+    p = parse("c.md", "---\ncontrols: [A.5.1, B.1]\n---\n")
+    assert "not Annex A control ids: B.1" in p["_errors"]["controls"]
+    p = parse("o.md", "---\ntitle: open\n")
+    assert "never closed" in p["_errors"]["title"]
