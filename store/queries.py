@@ -807,8 +807,11 @@ def control_statuses(
     with engine.connect() as conn:
         units = last_ok_units(conn, at)
         manual = manual_at(conn, at)
+        approved_policies: list[tuple[str, str, str]] = []
         for (source, scope, region, service, check_id, resource_id, status, controls, eh,
              observed) in _findings_light(conn, at):
+            if check_id == "policies.document.approved" and status == "pass" and eh:
+                approved_policies.append((source, resource_id, eh))
             # A finding is confirmed by its own observation, and since by every clean
             # read of its unit (unchanged items write no new row).
             times = [
@@ -845,6 +848,10 @@ def control_statuses(
                         listed.append(f"{resource_id} ({check_id})")
                 if confirmed and (a.last_confirmed is None or confirmed > a.last_confirmed):
                     a.last_confirmed = confirmed
+        if approved_policies:
+            from store.policy_documents import policy_records
+
+            manual += policy_records(conn, approved_policies)
     by_control: dict[str, list[ManualRecord]] = {}
     for rec in manual:
         by_control.setdefault(rec.control, []).append(rec)

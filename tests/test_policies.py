@@ -300,3 +300,62 @@ def test_front_matter_errors_name_the_file_and_the_field():
     assert "not Annex A control ids: B.1" in p["_errors"]["controls"]
     p = parse("o.md", "---\ntitle: open\n")
     assert "never closed" in p["_errors"]["title"]
+
+
+# --------------------------------------------------------------------------- documented part
+
+
+def _store_run(engine: Any, repo: dict[str, Any]) -> None:
+    from collector.config import AnnexaConfig, ConnectorConfig, LoadedConnector, Settings
+    from collector.runner import run_connector
+    from connectors.policies import PoliciesConnector, PoliciesOptions
+
+    cfg = ConnectorConfig(type="policies", name="policies", options=options(repo))
+    settings = Settings(AnnexaConfig(database={"url": "sqlite://"}, connectors=[cfg]), None)
+    lc = LoadedConnector(cfg, PoliciesConnector, PoliciesOptions.model_validate(cfg.options))
+    settings.connectors = [lc]
+    run_connector(settings, lc, engine, _index())
+
+
+def _index() -> Any:
+    from mappings.loader import load_mappings
+
+    return load_mappings()
+
+
+def test_an_approved_in_date_policy_is_the_recorded_document_of_its_controls(engine, repo):
+    """isp.md (approved 100 days ago, yearly review) lists A.5.1: it is A.5.1's valid
+    document. access-control.md lists A.5.15/A.5.18 but is past its review: an expired
+    document. acceptable-use.md lists A.5.10 but is approved by its own owner: no document.
+    backup.md lists A.8.13/A.5.37 but has no approver: no document."""
+    from store.queries import control_statuses
+
+    _store_run(engine, repo)
+    st = {c.id: c for c in control_statuses(engine, _index())}
+    a51 = st["A.5.1"]
+    assert a51.document == "valid", a51
+    [doc] = [d for d in a51.manual_evidence if d["state"] == "valid"]
+    assert doc["filename"] == "isp.md" and "approved by ceo@acme.example" in doc["note"]
+    # Its checks fail (access-control.md is overdue, two approvals fail): still fail.
+    assert a51.status == "fail"
+    assert st["A.5.15"].document == "expired" and st["A.5.18"].document == "expired"
+    assert st["A.5.10"].document == "missing"
+    assert st["A.8.13"].document == "missing" and st["A.5.37"].document == "missing"
+    # Nothing that no approved policy lists gets a document from the repository.
+    assert st["A.8.24"].document == "missing"
+
+
+def test_a_valid_policy_makes_a_manual_control_pass(engine, repo):
+    (repo["root"] / "broken.md").unlink()
+    text = (repo["root"] / "acceptable-use.md").read_text(encoding="utf-8")
+    (repo["root"] / "acceptable-use.md").write_text(
+        text.replace("approver: CISO@acme.example", "approver: ceo@acme.example"),
+        encoding="utf-8",
+    )
+    _store_run(engine, repo)
+    from store.queries import control_statuses
+
+    st = {c.id: c for c in control_statuses(engine, _index())}
+    # A.5.10 (acceptable use) has no check: its recorded document is its evidence.
+    assert st["A.5.10"].manual and st["A.5.10"].status == "pass"
+    assert st["A.5.10"].document == "valid"
