@@ -23,7 +23,7 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import Connection, select
 
 from store.queries import ManualRecord
-from store.schema import blobs, evidence, sealed
+from store.schema import blobs, evidence, findings, sealed
 
 #: The finding that makes a policy count as a document (see the module docstring).
 APPROVED_CHECK = "policies.document.approved"
@@ -84,4 +84,38 @@ def policy_records(
                     run_id=row.run_id,
                 )
             )
+    return out
+
+
+def policy_history(conn: Connection) -> list[tuple[datetime, str, ManualRecord | None]]:
+    """The document records of :func:`policy_records` as a change log, for timelines.
+
+    Replays every sealed version of ``policies.document.approved`` in order: a ``pass``
+    (re)defines the policy's records, anything else (``fail``, ``error``, closed) removes
+    them — the same answer :func:`policy_records` gives for the findings in force at any
+    instant, in the shape of :func:`store.queries.manual_history`.
+    """
+    q = (
+        select(
+            findings.c.observed_at,
+            findings.c.source,
+            findings.c.resource_id,
+            findings.c.status,
+            findings.c.evidence_hash,
+        )
+        .where(findings.c.check_id == APPROVED_CHECK, sealed(findings))
+        .order_by(findings.c.observed_at, findings.c.id)
+    )
+    out: list[tuple[datetime, str, ManualRecord | None]] = []
+    keys: dict[tuple[str, str], set[str]] = {}
+    for t, source, resource_id, status, eh in conn.execute(q):
+        new = (
+            policy_records(conn, [(source, resource_id, eh)]) if status == "pass" and eh else []
+        )
+        before = keys.get((source, resource_id), set())
+        for rec in new:
+            out.append((t, rec.key, rec))
+        for key in sorted(before - {r.key for r in new}):
+            out.append((t, key, None))
+        keys[(source, resource_id)] = {r.key for r in new}
     return out

@@ -1216,8 +1216,13 @@ def control_timelines(
                 or set(f["controls"]) & rp.controls
             ):
                 rp.apply_finding(f, start)
+        from store.policy_documents import policy_history
+
         mhist = [
-            (t, key, _within_review(rec, index)) for t, key, rec in manual_history(conn)
+            (t, key, _within_review(rec, index))
+            for t, key, rec in sorted(
+                [*manual_history(conn), *policy_history(conn)], key=lambda e: e[0]
+            )
         ]
         for t, key, rec in mhist:
             if t <= start:

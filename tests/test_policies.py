@@ -359,3 +359,26 @@ def test_a_valid_policy_makes_a_manual_control_pass(engine, repo):
     # A.5.10 (acceptable use) has no check: its recorded document is its evidence.
     assert st["A.5.10"].manual and st["A.5.10"].status == "pass"
     assert st["A.5.10"].document == "valid"
+
+
+def test_timelines_replay_policy_documents_as_control_statuses_does(engine, repo):
+    """A manual control documented only by a policy: undocumented before the run, pass
+    after it, and the same answer from the timeline replay as from control_statuses."""
+    from store.queries import control_statuses, control_timelines
+
+    (repo["root"] / "broken.md").unlink()
+    text = (repo["root"] / "acceptable-use.md").read_text(encoding="utf-8")
+    (repo["root"] / "acceptable-use.md").write_text(
+        text.replace("approver: CISO@acme.example", "approver: ceo@acme.example"),
+        encoding="utf-8",
+    )
+    before = datetime.now(UTC) - timedelta(seconds=1)
+    _store_run(engine, repo)
+    after = datetime.now(UTC) + timedelta(seconds=1)
+    index = _index()
+    timelines = control_timelines(engine, index, before, after, controls=["A.5.10", "A.5.1"])
+    now = {c.id: c.status for c in control_statuses(engine, index, after)}
+    for cid in ("A.5.10", "A.5.1"):
+        assert timelines[cid].status_at(after) == now[cid], cid
+    assert timelines["A.5.10"].status_at(before) == "manual"
+    assert timelines["A.5.10"].status_at(after) == "pass"
