@@ -47,6 +47,8 @@ class FakeKnowBe4:
         self.recipients: dict[int, list[dict[str, Any]]] = defaultdict(list)
         self.faults: dict[str, list[tuple[int, str, dict[str, str]]]] = defaultdict(list)
         self.requests: list[str] = []
+        #: Paths answered with page 1 whatever ``page`` says (a server ignoring paging).
+        self.ignore_page: set[str] = set()
         self.server = server
         server.expect_request(re.compile(r"^/v1/.*")).respond_with_handler(self.handle)
 
@@ -207,7 +209,7 @@ class FakeKnowBe4:
         return Response(json.dumps(body), status=status, content_type="application/json")
 
     def _page(self, request: Request, items: list[dict[str, Any]]) -> Response:
-        page = int(request.args.get("page", 1))
+        page = 1 if request.path in self.ignore_page else int(request.args.get("page", 1))
         per_page = min(int(request.args.get("per_page", 100)), 500)
         return self._json(items[(page - 1) * per_page : page * per_page])
 
@@ -432,3 +434,12 @@ def test_every_knowbe4_check_is_documented_and_mapped():
     for s in specs:
         assert s.rationale and s.remediation and s.title
         assert index.controls_for(s.id), s.id
+
+
+def test_a_server_ignoring_page_is_a_unit_error_not_an_endless_loop(kb4):
+    plant(kb4)
+    kb4.ignore_page.add("/v1/users")
+    result = run(kb4)
+    bad = {c.service: c.error for c in result.coverage if not c.ok}
+    assert set(bad) == {"user"} and "repeats the page before it" in bad["user"]
+    assert len([r for r in kb4.requests if r.startswith("/v1/users?")]) == 2
