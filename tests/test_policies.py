@@ -382,3 +382,15 @@ def test_timelines_replay_policy_documents_as_control_statuses_does(engine, repo
         assert timelines[cid].status_at(after) == now[cid], cid
     assert timelines["A.5.10"].status_at(before) == "manual"
     assert timelines["A.5.10"].status_at(after) == "pass"
+
+
+def test_a_file_that_is_not_utf8_is_an_error_naming_it(repo):
+    (repo["root"] / "broken.md").unlink()
+    (repo["root"] / "latin1.md").write_bytes(
+        "---\ntitle: Politique d'accès\n---\n".encode("latin-1")
+    )
+    result = run(repo)
+    bad = [f for f in result.findings if f.resource_id == "latin1.md"]
+    assert {f.status for f in bad} == {"error"} and len(bad) == 2
+    assert all("latin1.md: cannot be read as UTF-8 text" in f.message for f in bad)
+    assert result.one("policies.document.approved", "isp.md").status == "pass"

@@ -22,7 +22,7 @@ import structlog
 from connectors.checks import Verdict, check, failed, passed
 from connectors.common import GLOBAL, parse_time, require
 from connectors.http import SourceError
-from connectors.policies.frontmatter import parse
+from connectors.policies.frontmatter import FIELDS, parse
 from connectors.records import Evidence
 
 POLICY_TYPE = "policies.document.policy"
@@ -94,10 +94,7 @@ def read_policies(
             payload["sha256"] = hashlib.sha256(data).hexdigest()
         except (OSError, UnicodeDecodeError) as exc:
             reason = f"{rel}: cannot be read as UTF-8 text: {type(exc).__name__}"
-            payload = {
-                "path": rel,
-                "_errors": {"approver": reason, "approved_on": reason, "review_interval": reason},
-            }
+            payload = {"path": rel, "_errors": dict.fromkeys(FIELDS, reason)}
         if "_errors" in payload:
             log.warning("policy front matter problem", file=rel, errors=payload["_errors"])
         if git:
