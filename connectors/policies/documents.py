@@ -30,18 +30,14 @@ log = structlog.get_logger("annexa.connectors.policies")
 
 
 def policy_files(root: Path, include: Sequence[str], exclude: Sequence[str]) -> list[Path]:
-    """Files under ``root`` matching ``include`` and no ``exclude`` pattern, sorted."""
+    """Files under ``root`` selected by :func:`matches`, sorted (``.git`` never)."""
     if not root.is_dir():
         raise SourceError(f"policy directory {root} does not exist or is not a directory")
-    found: set[Path] = set()
-    for pattern in include:
-        found.update(p for p in root.glob(pattern) if p.is_file() and ".git" not in p.parts)
     out = []
-    for p in sorted(found):
+    for p in sorted(root.rglob("*")):
         rel = p.relative_to(root).as_posix()
-        if any(fnmatch.fnmatch(rel, x) or fnmatch.fnmatch(p.name, x) for x in exclude):
-            continue
-        out.append(p)
+        if p.is_file() and ".git" not in p.parts and matches(rel, include, exclude):
+            out.append(p)
     return out
 
 
@@ -80,26 +76,56 @@ def is_git(root: Path) -> bool:
     return _git(root, "rev-parse", "--is-inside-work-tree") == "true"
 
 
+def matches(rel: str, include: Sequence[str], exclude: Sequence[str]) -> bool:
+    """``rel`` (a POSIX path in the repository) is selected by the patterns; ``**/x``
+    also matches ``x`` at the top, and an exclude pattern may name the file alone."""
+    name = rel.rsplit("/", 1)[-1]
+
+    def hit(pattern: str) -> bool:
+        return fnmatch.fnmatch(rel, pattern) or (
+            pattern.startswith("**/") and fnmatch.fnmatch(rel, pattern[3:])
+        )
+
+    if not any(hit(p) for p in include):
+        return False
+    return not any(hit(x) or fnmatch.fnmatch(name, x) for x in exclude)
+
+
+def policy_evidence(
+    scope: str, rel: str, data: bytes | None, error: str | None, commit: dict[str, str] | None
+) -> Evidence:
+    """The evidence of one policy file, from its bytes (or the reason they are missing)."""
+    payload: dict[str, Any]
+    if data is not None:
+        try:
+            payload = parse(rel, data.decode("utf-8"))
+            payload["sha256"] = hashlib.sha256(data).hexdigest()
+        except UnicodeDecodeError:
+            error = "UnicodeDecodeError"
+    if data is None or error:
+        reason = f"{rel}: cannot be read as UTF-8 text: {error}"
+        payload = {"path": rel, "_errors": dict.fromkeys(FIELDS, reason)}
+    if "_errors" in payload:
+        log.warning("policy front matter problem", file=rel, errors=payload["_errors"])
+    if commit is not None:
+        payload["last_commit"] = commit
+    return Evidence(scope, GLOBAL, POLICY_TYPE, rel, payload)
+
+
 def read_policies(
     root: Path, scope: str, include: Sequence[str], exclude: Sequence[str], use_git: bool
 ) -> Iterator[Evidence]:
-    """One evidence per policy file; a file that cannot be read or parsed still yields
-    its evidence, with the reason in ``_errors`` (its checks are ``error``)."""
+    """One evidence per policy file of a local directory; a file that cannot be read or
+    parsed still yields its evidence, with the reason in ``_errors`` (checks ``error``)."""
     git = use_git and is_git(root)
     for path in policy_files(root, include, exclude):
         rel = path.relative_to(root).as_posix()
         try:
-            data = path.read_bytes()
-            payload = parse(rel, data.decode("utf-8"))
-            payload["sha256"] = hashlib.sha256(data).hexdigest()
-        except (OSError, UnicodeDecodeError) as exc:
-            reason = f"{rel}: cannot be read as UTF-8 text: {type(exc).__name__}"
-            payload = {"path": rel, "_errors": dict.fromkeys(FIELDS, reason)}
-        if "_errors" in payload:
-            log.warning("policy front matter problem", file=rel, errors=payload["_errors"])
-        if git:
-            payload["last_commit"] = last_commit(root, rel)
-        yield Evidence(scope, GLOBAL, POLICY_TYPE, rel, payload)
+            data: bytes | None = path.read_bytes()
+            error = None
+        except OSError as exc:
+            data, error = None, type(exc).__name__
+        yield policy_evidence(scope, rel, data, error, last_commit(root, rel) if git else None)
 
 
 # --------------------------------------------------------------------------- checks
