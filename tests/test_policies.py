@@ -9,8 +9,12 @@ margins of weeks, so no verdict depends on the hour or the date of the run.
 
 from __future__ import annotations
 
+import base64
 import csv
+import hashlib
+import json
 import os
+import re
 import shutil
 import subprocess
 from datetime import UTC, datetime, timedelta
@@ -18,6 +22,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from pytest_httpserver import HTTPServer
+from werkzeug import Request, Response
 
 from connectors.policies.frontmatter import interval_days, parse
 from tests.engine_run import EngineRun, run_engine
@@ -394,3 +400,175 @@ def test_a_file_that_is_not_utf8_is_an_error_naming_it(repo):
     assert {f.status for f in bad} == {"error"} and len(bad) == 2
     assert all("latin1.md: cannot be read as UTF-8 text" in f.message for f in bad)
     assert result.one("policies.document.approved", "isp.md").status == "pass"
+
+
+# --------------------------------------------------------------------------- from GitHub
+
+
+class FakeGitHubRepo:
+    """A repository as GitHub's REST API serves it (docs.github.com/rest: "Get a tree"
+    ``{sha, url, tree: [{path, mode, type, sha, size, url}], truncated}``, "Get a blob"
+    ``{content, encoding: "base64", url, sha, size}``, "List commits"
+    ``[{sha, commit: {author, committer: {name, email, date}, message}}]``); Bearer auth
+    (401 ``{"message": "Bad credentials"}``) and 429 with ``Retry-After`` on demand."""
+
+    TOKEN = "github_pat_for_tests_0123456789"
+
+    def __init__(self, server: HTTPServer, files: dict[str, bytes]) -> None:
+        self.files = {rel: (hashlib.sha1(data).hexdigest(), data) for rel, data in files.items()}
+        self.throttle = 0
+        self.requests: list[str] = []
+        self.base = server.url_for("/").rstrip("/")
+        server.expect_request(re.compile(r"^/repos/.*")).respond_with_handler(self.handle)
+
+    def handle(self, request: Request) -> Response:
+        def reply(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+            return Response(
+                json.dumps(body),
+                status=status,
+                headers=headers or {},
+                content_type="application/json",
+            )
+
+        self.requests.append(request.path)
+        if request.headers.get("Authorization") != f"Bearer {self.TOKEN}":
+            return reply(
+                {"message": "Bad credentials", "documentation_url": "https://docs.github.com/rest"},
+                401,
+            )
+        if self.throttle:
+            self.throttle -= 1
+            return reply({"message": "API rate limit exceeded"}, 429, {"Retry-After": "1"})
+        if re.fullmatch(r"/repos/acme/policies/git/trees/main", request.path):
+            tree = [
+                {
+                    "path": "procedures",
+                    "mode": "040000",
+                    "type": "tree",
+                    "sha": "d" * 40,
+                    "url": "https://api.github.com/x",
+                }
+            ]
+            tree += [
+                {
+                    "path": rel,
+                    "mode": "100644",
+                    "type": "blob",
+                    "sha": sha,
+                    "size": len(data),
+                    "url": f"https://api.github.com/x/{sha}",
+                }
+                for rel, (sha, data) in sorted(self.files.items())
+            ]
+            return reply(
+                {
+                    "sha": "e" * 40,
+                    "url": "https://api.github.com/x",
+                    "tree": tree,
+                    "truncated": False,
+                }
+            )
+        if m := re.fullmatch(r"/repos/acme/policies/git/blobs/([0-9a-f]{40})", request.path):
+            for sha, data in self.files.values():
+                if sha == m[1]:
+                    return reply(
+                        {
+                            "sha": sha,
+                            "node_id": "B_1",
+                            "size": len(data),
+                            "url": "https://api.github.com/x",
+                            "content": base64.encodebytes(data).decode(),
+                            "encoding": "base64",
+                        }
+                    )
+            return reply({"message": "Not Found"}, 404)
+        if request.path == "/repos/acme/policies/commits":
+            return reply(
+                [
+                    {
+                        "sha": "c" * 40,
+                        "node_id": "C_1",
+                        "commit": {
+                            "author": {
+                                "name": "Policy Bot",
+                                "email": "bot@acme.example",
+                                "date": "2026-01-02T03:04:05Z",
+                            },
+                            "committer": {
+                                "name": "Policy Bot",
+                                "email": "bot@acme.example",
+                                "date": "2026-01-02T03:04:05Z",
+                            },
+                            "message": f"approve {request.args['path']}",
+                        },
+                    }
+                ]
+            )
+        return reply({"message": "Not Found"}, 404)
+
+
+@pytest.fixture
+def github_repo(
+    httpserver: HTTPServer, repo: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> FakeGitHubRepo:
+    httpserver.no_handler_status_code = 418
+    monkeypatch.setenv("ANNEXA_TEST_POLICIES_GH", FakeGitHubRepo.TOKEN)
+    root: Path = repo["root"]
+    files = {
+        p.relative_to(root).as_posix(): p.read_bytes()
+        for p in root.rglob("*")
+        if p.is_file() and ".git" not in p.parts
+    }
+    return FakeGitHubRepo(httpserver, files)
+
+
+def github_options(fake: FakeGitHubRepo) -> dict[str, Any]:
+    return {
+        "github": {
+            "repository": "acme/policies",
+            "api_url": fake.base,
+            "token": {"env": "ANNEXA_TEST_POLICIES_GH"},
+            "http": {
+                "max_attempts": 3,
+                "retry_min_wait": 0.0,
+                "retry_max_wait": 0.01,
+                "max_retry_after": 5,
+            },
+        }
+    }
+
+
+def test_policies_read_from_github_fail_exactly_like_the_clone(github_repo):
+    github_repo.throttle = 1  # the first call is answered 429 + Retry-After, then served
+    result = run_engine("policies", github_options(github_repo), name="policies-gh")
+    assert {(c, r) for c, r in result.ids("fail")} == {
+        ("policies.document.approved", "procedures/backup.md"),
+        ("policies.document.approved", "acceptable-use.md"),
+        ("policies.document.reviewed", "access-control.md"),
+    }
+    assert {f.resource_id for f in result.findings if f.status == "error"} == {"broken.md"}
+    isp = result.payload("policies.document.policy", "isp.md")
+    assert isp["last_commit"] == {"sha": "c" * 40, "committed_at": "2026-01-02T03:04:05Z"}
+    assert result.status == "succeeded"
+    assert github_repo.requests.count("/repos/acme/policies/git/trees/main") == 2
+
+
+def test_github_bad_credentials_make_the_document_unit_an_error(github_repo, monkeypatch):
+    monkeypatch.setenv("ANNEXA_TEST_POLICIES_GH", "wrong")
+    result = run_engine("policies", github_options(github_repo), name="policies-gh")
+    bad = {c.service: c.error for c in result.coverage if not c.ok}
+    assert "401" in bad["document"] and "Bad credentials" in bad["document"]
+    assert result.ids("pass") == set() and result.ids("fail") == set()
+
+
+def test_exactly_one_source_is_required(repo):
+    from pydantic import ValidationError
+
+    from connectors.policies import PoliciesOptions
+
+    with pytest.raises(ValidationError, match="exactly one of path"):
+        PoliciesOptions.model_validate({})
+    with pytest.raises(ValidationError, match="exactly one of path"):
+        PoliciesOptions.model_validate(
+            {"path": "/x", "github": {"repository": "acme/policies", "token": {"env": "X"}}}
+        )

@@ -4,6 +4,11 @@ Configuration (``[[connectors]] type = "policies"``)::
 
     [connectors.options]
     path = "/srv/annexa/policies"        # a local clone, kept current by `git pull`
+    # or read through the GitHub REST API instead of a clone:
+    # [connectors.options.github]
+    # repository = "acme/policies"
+    # ref = "main"
+    # token = { env = "POLICIES_GITHUB_TOKEN" }   # fine-grained, contents: read
     include = ["**/*.md"]
     exclude = ["README.md", "CHANGELOG.md", "templates/*"]
 
@@ -39,12 +44,19 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import ClassVar
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from connectors.base import CollectContext, Connector, ConnectorOptions
+from connectors.base import (
+    CollectContext,
+    Connector,
+    ConnectorOptions,
+    SecretRef,
+    SecretUnavailableError,
+)
 from connectors.checks import REGISTRY, CheckSpec
 from connectors.common import GLOBAL, run_unit
-from connectors.policies import acknowledgements, documents
+from connectors.http import HttpClient, HttpOptions, SourceError, check_url, token_auth
+from connectors.policies import acknowledgements, documents, github_source
 from connectors.policies.acknowledgements import Policy
 from connectors.records import Coverage, Evidence, Record
 
@@ -71,14 +83,42 @@ class EmployeesCsv(BaseModel):
     start_date_column: str | None = None
 
 
+class GitHubRepository(BaseModel):
+    """Read the policies straight from GitHub instead of a local clone."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    repository: str = Field(
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9-]{0,38}/[A-Za-z0-9._-]{1,100}$", description="owner/name"
+    )
+    ref: str = Field("main", min_length=1, description="branch, tag or commit")
+    api_url: str = "https://api.github.com"
+    token: SecretRef = Field(description="fine-grained token with contents: read on the repo")
+    http: HttpOptions = Field(default_factory=HttpOptions)
+
+    @field_validator("api_url")
+    @classmethod
+    def _url(cls, v: str) -> str:
+        return check_url(v).rstrip("/")
+
+
 class PoliciesOptions(ConnectorOptions):
-    path: str = Field(min_length=1, description="local directory (git clone) of the policies")
+    path: str | None = Field(
+        None, min_length=1, description="local directory (git clone) of the policies"
+    )
+    github: GitHubRepository | None = None
     scope: str | None = Field(None, description="scope name (default: the directory's name)")
     include: list[str] = Field(default_factory=lambda: ["**/*.md"], min_length=1)
     exclude: list[str] = Field(default_factory=lambda: ["README.md", "CHANGELOG.md"])
     git: bool = Field(True, description="record each file's last commit (git log)")
     acknowledgements: AcknowledgementCsv | None = None
     employees: EmployeesCsv | None = None
+
+    @model_validator(mode="after")
+    def _one_source(self) -> PoliciesOptions:
+        if (self.path is None) == (self.github is None):
+            raise ValueError("give exactly one of path (a local clone) or github")
+        return self
 
 
 class PoliciesConnector(Connector):
@@ -94,11 +134,35 @@ class PoliciesConnector(Connector):
 
     @property
     def root(self) -> Path:
-        return Path(self.options.path).expanduser()
+        return Path(self.options.path or ".").expanduser()
 
     @property
     def scope(self) -> str:
-        return self.options.scope or self.root.resolve().name or str(self.root)
+        if self.options.scope:
+            return self.options.scope
+        if self.options.github is not None:
+            return self.options.github.repository
+        return self.root.resolve().name or str(self.root)
+
+    def _files(self, scope: str) -> Iterator[Evidence]:
+        """Policy evidence from the local clone or, with ``github``, the GitHub API."""
+        opts = self.options
+        gh = opts.github
+        if gh is None:
+            yield from documents.read_policies(
+                self.root, scope, opts.include, opts.exclude, opts.git
+            )
+            return
+        try:
+            auth = token_auth("Bearer", gh.token.get())
+        except SecretUnavailableError as exc:
+            raise SourceError(str(exc)) from None
+        with HttpClient(
+            gh.api_url, auth=auth, options=gh.http, headers=github_source.API_HEADERS
+        ) as http:
+            yield from github_source.read_github_policies(
+                http, gh.repository, gh.ref, scope, opts.include, opts.exclude, opts.git
+            )
 
     def collect(self, ctx: CollectContext) -> Iterator[Record]:
         opts = self.options
@@ -107,9 +171,7 @@ class PoliciesConnector(Connector):
         unclear: list[str] = []
 
         def read() -> Iterator[Evidence]:
-            for ev in documents.read_policies(
-                self.root, scope, opts.include, opts.exclude, opts.git
-            ):
+            for ev in self._files(scope):
                 p = ev.payload
                 if "_errors" in p and "acknowledgement_required" in p["_errors"]:
                     unclear.append(str(p["path"]))
@@ -148,8 +210,6 @@ class PoliciesConnector(Connector):
     def _acknowledgements(
         self, scope: str, required: list[Policy], unclear: list[str]
     ) -> Iterator[Evidence]:
-        from connectors.http import SourceError
-
         ack, emp = self.options.acknowledgements, self.options.employees
         assert ack is not None
         if emp is None:
