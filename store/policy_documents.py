@@ -61,8 +61,13 @@ def policy_records(
         if p.get("_errors") or not p.get("approver") or not p.get("approved_on"):
             continue
         start = _day(p["approved_on"])
+        due = (
+            _day(p["review_due"])
+            if p.get("review_due")
+            else start + timedelta(days=DEFAULT_REVIEW_DAYS)
+        )
         # The whole due day still counts, as in the policies.document.reviewed check.
-        until = start + timedelta(days=int(p.get("review_days") or DEFAULT_REVIEW_DAYS) + 1)
+        until = due + timedelta(days=1)
         version = f" v{p['version']}" if p.get("version") else ""
         for control in p.get("controls") or []:
             out.append(
@@ -109,9 +114,7 @@ def policy_history(conn: Connection) -> list[tuple[datetime, str, ManualRecord |
     out: list[tuple[datetime, str, ManualRecord | None]] = []
     keys: dict[tuple[str, str], set[str]] = {}
     for t, source, resource_id, status, eh in conn.execute(q):
-        new = (
-            policy_records(conn, [(source, resource_id, eh)]) if status == "pass" and eh else []
-        )
+        new = policy_records(conn, [(source, resource_id, eh)]) if status == "pass" and eh else []
         before = keys.get((source, resource_id), set())
         for rec in new:
             out.append((t, rec.key, rec))

@@ -25,7 +25,7 @@ import pytest
 from pytest_httpserver import HTTPServer
 from werkzeug import Request, Response
 
-from connectors.policies.frontmatter import interval_days, parse
+from connectors.policies.frontmatter import add_interval, interval_days, parse
 from tests.engine_run import EngineRun, run_engine
 
 pytestmark = [
@@ -292,6 +292,23 @@ def test_approver_may_equal_owner_when_the_parameter_allows_it(repo):
 )
 def test_review_intervals(text, days):
     assert interval_days(text) == days
+
+
+@pytest.mark.parametrize(
+    ("start", "text", "due"),
+    [
+        ("2024-01-01", "12 months", "2025-01-01"),
+        ("2024-01-01", "P1Y", "2025-01-01"),
+        ("2025-01-31", "1 month", "2025-02-28"),
+        ("2024-02-29", "1 year", "2025-02-28"),
+        ("2025-11-15", "P1Y2M10D", "2027-01-25"),
+        ("2025-12-20", "2 weeks", "2026-01-03"),
+    ],
+)
+def test_review_due_dates_follow_the_calendar(start, text, due):
+    from datetime import date
+
+    assert add_interval(date.fromisoformat(start), text).isoformat() == due
 
 
 def test_front_matter_errors_name_the_file_and_the_field():

@@ -189,17 +189,18 @@ def reviewed(payload: Mapping[str, Any], params: Mapping[str, Any]) -> Verdict:
     name = _name(payload)
     approved_on = require(payload, "approved_on")
     require(payload, "review_interval")
-    days = payload.get("review_days") or params["default_review_days"]
     if not approved_on:
         return failed(f"{name} has no approved_on date: it was never reviewed")
-    due = parse_time(approved_on) + timedelta(days=days + 1)  # the whole due day counts
-    how = payload.get("review_interval") or f"{days} days (default)"
-    if datetime.now(UTC) >= due:
+    if payload.get("review_due"):
+        due = parse_time(payload["review_due"])
+        how = str(payload.get("review_interval"))
+    else:
+        due = parse_time(approved_on) + timedelta(days=params["default_review_days"])
+        how = f"{params['default_review_days']} days (no review_interval; the default)"
+    # The whole due day still counts as in time.
+    if datetime.now(UTC) >= due + timedelta(days=1):
         return failed(
             f"{name}: last approved on {approved_on}; review every {how} was due by "
-            f"{(due - timedelta(days=1)).date().isoformat()}"
+            f"{due.date().isoformat()}"
         )
-    return passed(
-        f"{name}: approved on {approved_on}, next review by "
-        f"{(due - timedelta(days=1)).date().isoformat()}"
-    )
+    return passed(f"{name}: approved on {approved_on}, next review by {due.date().isoformat()}")

@@ -21,7 +21,7 @@ other checks — and every other policy — are still judged.
 from __future__ import annotations
 
 import re
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from typing import Any
 
 import yaml
@@ -45,23 +45,44 @@ _WORDS = re.compile(r"^(\d+)\s*(year|month|week|day)s?$", re.IGNORECASE)
 _DAYS = {"year": 365, "month": 30.4375, "week": 7, "day": 1}
 
 
-def interval_days(text: str) -> int:
-    """Days in ``"12 months"``, ``"1 year"``, ``"P1Y"``, ``"P6M"``, ``"90 days"``…"""
+def interval(text: str) -> tuple[int, int]:
+    """``(months, days)`` of ``"12 months"``, ``"1 year"``, ``"P1Y"``, ``"P6M"``, ``"90 days"``…
+
+    Years and months stay calendar months, so "12 months" after 2024-01-01 is 2025-01-01
+    (not 365 days, which a leap year would make 2024-12-31)."""
     value = text.strip()
     if m := _ISO_PERIOD.fullmatch(value):
         if not any(m.groups()):
             raise ValueError(f"empty period {text!r}")
         y, mo, w, d = (int(g or 0) for g in m.groups())
-        days = y * 365 + mo * _DAYS["month"] + w * 7 + d
+        months, days = y * 12 + mo, w * 7 + d
     elif m := _WORDS.fullmatch(value):
-        days = int(m[1]) * _DAYS[m[2].lower()]
+        n, unit = int(m[1]), m[2].lower()
+        months = n * 12 if unit == "year" else n if unit == "month" else 0
+        days = n * 7 if unit == "week" else n if unit == "day" else 0
     else:
         raise ValueError(
             f"review_interval {text!r} is not a period such as '12 months', '1 year' or 'P1Y'"
         )
-    if days <= 0:
+    if months <= 0 and days <= 0:
         raise ValueError(f"review_interval {text!r} is not a positive period")
-    return round(days)
+    return months, days
+
+
+def interval_days(text: str) -> int:
+    """Approximate length of the interval in days (for messages and defaults)."""
+    months, days = interval(text)
+    return round(months * _DAYS["month"] + days)
+
+
+def add_interval(start: date, text: str) -> date:
+    """``start`` plus the interval, by the calendar (31 Jan + 1 month = 28/29 Feb)."""
+    months, days = interval(text)
+    total = start.year * 12 + (start.month - 1) + months
+    year, month = divmod(total, 12)
+    month += 1
+    last = (date(year + (month == 12), month % 12 + 1, 1) - timedelta(days=1)).day
+    return date(year, month, min(start.day, last)) + timedelta(days=days)
 
 
 def split(text: str) -> tuple[str | None, str]:
@@ -126,14 +147,21 @@ def parse(relpath: str, text: str) -> dict[str, Any]:
             payload["approved_on"] = _day(meta["approved_on"])
         except ValueError as exc:
             errors["approved_on"] = f"{relpath}: {exc}"
-    interval = meta.get("review_interval")
-    if interval in (None, ""):
+    every = meta.get("review_interval")
+    if every in (None, ""):
         payload["review_interval"] = None
         payload["review_days"] = None
+        payload["review_due"] = None
     else:
         try:
-            payload["review_interval"] = str(interval)
-            payload["review_days"] = interval_days(str(interval))
+            payload["review_interval"] = str(every)
+            payload["review_days"] = interval_days(str(every))
+            approved = payload.get("approved_on")
+            payload["review_due"] = (
+                add_interval(date.fromisoformat(approved), str(every)).isoformat()
+                if approved
+                else None
+            )
         except ValueError as exc:
             errors["review_interval"] = f"{relpath}: {exc}"
     controls = meta.get("controls", [])
