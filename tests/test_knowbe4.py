@@ -443,3 +443,17 @@ def test_a_server_ignoring_page_is_a_unit_error_not_an_endless_loop(kb4):
     bad = {c.service: c.error for c in result.coverage if not c.ok}
     assert set(bad) == {"user"} and "repeats the page before it" in bad["user"]
     assert len([r for r in kb4.requests if r.startswith("/v1/users?")]) == 2
+
+
+def test_pseudonymise_replaces_emails_and_drops_names(kb4, monkeypatch):
+    from connectors.common import Pseudonymiser
+
+    plant(kb4)
+    monkeypatch.setenv("ANNEXA_TEST_KB4_PSEUDO", "pseudonym-key-for-tests-0123456789")
+    result = run(kb4, pseudonymise=True, pseudonymise_key={"env": "ANNEXA_TEST_KB4_PSEUDO"})
+    text = json.dumps([e.payload for e in result.evidence] + [f.message for f in result.findings])
+    assert "@acme.example" not in text and "Alice" not in text
+    pseudo = Pseudonymiser("pseudonym-key-for-tests-0123456789")
+    assert result.payload("knowbe4.user.training", "2")["email"] == pseudo("bob@acme.example")
+    # The verdicts do not change.
+    assert ("knowbe4.user.training_on_hire", "2") in result.ids("fail")

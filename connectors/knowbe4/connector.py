@@ -6,6 +6,8 @@ Configuration (``[[connectors]] type = "knowbe4"``)::
     url = "https://us.api.knowbe4.com"        # eu./ca./uk./de.api.knowbe4.com by region
     token = { env = "KNOWBE4_REPORTING_TOKEN" }   # Reporting API key, sent as Bearer
     phishing_lookback_days = 365              # tests started earlier are not read
+    pseudonymise = false                      # HMAC-SHA256 e-mails, names dropped
+    # pseudonymise_key = { env = "ANNEXA_PSEUDONYM_KEY" }   # the key the IdPs use too
 
 Units (service = second segment of the resource types), all in region ``global`` of
 scope = the API host: ``training`` (``knowbe4.training.campaign``), ``user``
@@ -27,7 +29,7 @@ from collections.abc import Iterator
 from typing import Any, ClassVar
 from urllib.parse import urlsplit
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from connectors.base import (
     CollectContext,
@@ -37,7 +39,7 @@ from connectors.base import (
     SecretUnavailableError,
 )
 from connectors.checks import REGISTRY, CheckSpec
-from connectors.common import GLOBAL, run_unit
+from connectors.common import GLOBAL, Pseudonymiser, run_unit
 from connectors.http import HttpClient, HttpOptions, SourceError, check_url, token_auth
 from connectors.knowbe4 import phishing, training
 from connectors.records import Coverage, Record
@@ -60,7 +62,15 @@ class KnowBe4Options(ConnectorOptions):
         min_length=1,
         description="recipient timestamps that count as failing a phishing test",
     )
+    pseudonymise: bool = Field(False, description="HMAC-SHA256 e-mail addresses, drop names")
+    pseudonymise_key: SecretRef | None = None
     http: HttpOptions = Field(default_factory=HttpOptions)
+
+    @model_validator(mode="after")
+    def _pseudonym_key(self) -> KnowBe4Options:
+        if self.pseudonymise and self.pseudonymise_key is None:
+            raise ValueError("pseudonymise = true needs pseudonymise_key")
+        return self
 
     @field_validator("url")
     @classmethod
@@ -99,6 +109,9 @@ class KnowBe4Connector(Connector):
         scope = self.scope
         try:
             auth = token_auth("Bearer", opts.token.get())
+            pseudo = Pseudonymiser(
+                opts.pseudonymise_key.get() if opts.pseudonymise and opts.pseudonymise_key else None
+            )
         except SecretUnavailableError as exc:
             for service in SERVICES:
                 yield Coverage(scope, GLOBAL, service, ok=False, error=str(exc))
@@ -110,9 +123,11 @@ class KnowBe4Connector(Connector):
             headers={"Accept": "application/json"},
             cancel_event=ctx.cancel_event,
         ) as http:
-            yield from self._collect(ctx, http, scope)
+            yield from self._collect(ctx, http, scope, pseudo)
 
-    def _collect(self, ctx: CollectContext, http: HttpClient, scope: str) -> Iterator[Record]:
+    def _collect(
+        self, ctx: CollectContext, http: HttpClient, scope: str, pseudo: Pseudonymiser
+    ) -> Iterator[Record]:
         opts = self.options
 
         def unit(service: str, read: Any) -> Iterator[Record]:
@@ -133,7 +148,8 @@ class KnowBe4Connector(Connector):
             yield Coverage(scope, GLOBAL, "user", ok=False, error=error)
         else:
             yield from unit(
-                "user", lambda: training.read_users(http, scope, enrolments, error, opts.page_size)
+                "user",
+                lambda: training.read_users(http, scope, enrolments, error, opts.page_size, pseudo),
             )
         if ctx.cancelled():
             return
@@ -148,5 +164,6 @@ class KnowBe4Connector(Connector):
                 failure_events=opts.failure_events,
                 page_size=opts.page_size,
                 cancelled=ctx.cancelled,
+                pseudo=pseudo,
             ),
         )

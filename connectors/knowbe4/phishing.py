@@ -22,7 +22,14 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from connectors.checks import Verdict, check, failed, not_applicable, passed
-from connectors.common import GLOBAL, day_precision, full_time, parse_time, require
+from connectors.common import (
+    GLOBAL,
+    Pseudonymiser,
+    day_precision,
+    full_time,
+    parse_time,
+    require,
+)
 from connectors.http import HttpClient, MalformedResponseError
 from connectors.knowbe4.common import completed_at, matches
 from connectors.records import Evidence
@@ -71,6 +78,7 @@ def read_tests(
     failure_events: Sequence[str],
     page_size: int,
     cancelled: Any,
+    pseudo: Pseudonymiser,
 ) -> Iterator[Evidence]:
     now = datetime.now(UTC)
     for test in http.paginate_pages("/v1/phishing/security_tests", page_size=page_size):
@@ -82,7 +90,7 @@ def read_tests(
         if started and now - parse_time(started) > timedelta(days=lookback_days):
             continue
         yield from _read_test(
-            http, scope, test, enrolments, enrolment_error, failure_events, page_size
+            http, scope, test, enrolments, enrolment_error, failure_events, page_size, pseudo
         )
 
 
@@ -94,6 +102,7 @@ def _read_test(
     enrolment_error: str | None,
     failure_events: Sequence[str],
     page_size: int,
+    pseudo: Pseudonymiser,
 ) -> Iterator[Evidence]:
     pst = test["pst_id"]
     counts = {"recipients": 0, "delivered": 0, "failed": 0, "reported": 0, "failed_and_reported": 0}
@@ -118,7 +127,7 @@ def _read_test(
             "test": test.get("name"),
             "recipient_id": r["recipient_id"],
             "user_id": uid,
-            "email": email.strip().lower() if isinstance(email, str) else None,
+            "email": pseudo(email.strip().lower()) if isinstance(email, str) else None,
             "failed_at": full_time(at),
             "events": events,
             "reported_at": full_time(r.get("reported_at")),

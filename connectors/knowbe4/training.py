@@ -21,7 +21,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from connectors.checks import Verdict, check, failed, not_applicable, passed
-from connectors.common import GLOBAL, day_precision, parse_time, require
+from connectors.common import GLOBAL, Pseudonymiser, day_precision, parse_time, require
 from connectors.http import HttpClient, MalformedResponseError
 from connectors.knowbe4.common import completions, enrolment_summary, matches, required_items
 from connectors.records import Evidence
@@ -71,14 +71,21 @@ def read_enrolments(http: HttpClient, page_size: int) -> dict[str, list[dict[str
 
 
 def user_payload(
-    user: Mapping[str, Any], enrolments: list[dict[str, Any]] | None, error: str | None
+    user: Mapping[str, Any],
+    enrolments: list[dict[str, Any]] | None,
+    error: str | None,
+    pseudo: Pseudonymiser,
 ) -> dict[str, Any]:
-    """Only what the checks and an auditor need (no risk score or sign-in: they move)."""
+    """Only what the checks and an auditor need (no risk score or sign-in: they move).
+
+    Pseudonymised, the e-mail becomes its keyed pseudonym (still matching the other
+    sources pseudonymised with the same key) and the name is left out."""
     email = user.get("email")
+    name = " ".join(str(user.get(k)) for k in ("first_name", "last_name") if user.get(k))
     payload: dict[str, Any] = {
         "id": user["id"],
-        "email": email.strip().lower() if isinstance(email, str) else None,
-        "name": " ".join(str(user.get(k)) for k in ("first_name", "last_name") if user.get(k)),
+        "email": pseudo(email.strip().lower()) if isinstance(email, str) else None,
+        "name": None if pseudo.enabled else name,
         "status": user.get("status"),
         "employee_start_date": user.get("employee_start_date"),
         "joined_on": user.get("joined_on"),
@@ -97,6 +104,7 @@ def read_users(
     enrolments: Mapping[str, list[dict[str, Any]]] | None,
     enrolment_error: str | None,
     page_size: int,
+    pseudo: Pseudonymiser,
 ) -> Iterator[Evidence]:
     for user in http.paginate_pages("/v1/users", page_size=page_size):
         if not isinstance(user, Mapping) or user.get("id") is None:
@@ -111,6 +119,7 @@ def read_users(
                 user,
                 None if enrolments is None else list(enrolments.get(uid, [])),
                 enrolment_error,
+                pseudo,
             ),
         )
 
