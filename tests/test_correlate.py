@@ -577,7 +577,7 @@ def test_identity_options_validation():
             IdentityOptions.model_validate(bad)
 
 
-# --------------------------------------------------------------------------- HR as a source of people
+# ---------------------------------------------------------------- HR as a source of people
 
 
 def test_an_hr_leaver_still_active_in_okta_and_github_fails_a518_naming_both(
@@ -603,7 +603,8 @@ def test_an_hr_leaver_still_active_in_okta_and_github_fails_a518_naming_both(
     estate.okta.add_user(user("00u6grace", "grace@acme.example"), [okta_fakes.factor("push")])
     estate.gh.member("frank-gh")
     (tmp_path / "identity-map.toml").write_text(
-        MAP + '\n[[person]]\nid = "frank"\nemails = ["frank@acme.example"]\ngithub = ["frank-gh"]\n',
+        MAP + '\n[[person]]\nid = "frank"\nemails = ["frank@acme.example"]\n'
+        'github = ["frank-gh"]\n',
         encoding="utf-8",
     )
     estate.loaded["bamboohr-acme"] = LoadedConnector(
