@@ -19,10 +19,18 @@ Figures per run: employees/s (records collected / wall-clock seconds), requests 
 the minimum (the difference is the throttled answers retried), peak RSS. Baseline in
 the same run: the smallest N; target: peak RSS at the largest N within 1.2x of it.
 
-Measured on the project machine (2 cores, shared with other jobs), 2026-12-05:
+Measured on the project machine (2 cores, shared with 7 other jobs), 2026-12-05,
+default arguments (5 % throttled, SCIM 500 a page)::
 
-    connector  employees  seconds  employees/s  requests  minimum  ratio  429s  peak RSS MB  vs base
-    (filled in below by the run recorded in the report)
+    connector employees  seconds   empl/s  requests  minimum  ratio  429s  peak RSS MB  vs base
+    bamboohr      10000     1.96     5089         2        2  1.000     0         53.6    1.00x
+    bamboohr     100000    11.44     8739         2        2  1.000     0         56.3    1.05x
+    scim          10000     2.24     4456        21       20  1.050     1         51.6    1.00x
+    scim         100000    19.83     5044       207      200  1.035     7         51.9    1.01x
+
+Every extra request is a throttled answer retried. BambooHR's directory ids are held
+as a sorted integer array (0.8 MB at 100,000); before that, as a set of strings, peak
+RSS grew 1.18x.
 """
 
 from __future__ import annotations
