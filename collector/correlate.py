@@ -589,8 +589,8 @@ def leaver_access_removed(payload: Mapping[str, Any], params: Mapping[str, Any])
             f"SLA: {listed}"
         )
     return failed(
-        f"{who}: left on {end} ({', '.join(_label(a) for a in hr)}) but still active "
-        f"{int(age)} day(s) after the {params['sla_days']}-day SLA began: {listed}"
+        f"{who}: left on {end} ({', '.join(_label(a) for a in hr)}) and is still active "
+        f"{int(age)} full day(s) later (SLA: {params['sla_days']} day(s)): {listed}"
     )
 
 
