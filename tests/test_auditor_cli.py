@@ -135,7 +135,9 @@ def test_controls_at_period_and_crosswalks(setup: tuple[Path, History, Path]) ->
     )}
     assert len(iso13) == 114
     assert iso13["A.10.1.1"]["status"] == "pass" and iso13["A.10.1.1"]["maps_to"] == ["A.8.24"]
-    assert iso13["A.5.1.1"]["status"] == "pass" and iso13["A.7.1.1"]["status"] == "manual"
+    assert iso13["A.5.1.1"]["status"] == "pass" and iso13["A.7.2.2"]["status"] == "manual"
+    # Screening (A.6.1) has HR checks since issue 16; no HR source ran here.
+    assert iso13["A.7.1.1"]["status"] == "no_evidence"
     # Conservative: a requirement passes only when every control it relies on passes.
     split = iso13["A.18.2.3"]
     assert split["maps_to"] == ["A.5.36", "A.8.8"]
@@ -144,10 +146,11 @@ def test_controls_at_period_and_crosswalks(setup: tuple[Path, History, Path]) ->
         annexa("controls", "-c", c, "--framework", "soc2", "-f", "json")
     )}
     assert soc2["PI1.1"]["status"] == "not_mapped"
-    # CC1.1: the policy (A.5.1) is recorded, the other three controls are not.
+    # CC1.1: the policy (A.5.1) is recorded, the other three controls are not; A.6.2
+    # (terms of employment) has HR checks since issue 16 and no HR source ran here.
     cc11 = soc2["CC1.1"]
     assert cc11["iso27001_2022"]["A.5.1"] == "pass"
-    assert cc11["status"] == "manual" and cc11["unevidenced"] == 3
+    assert cc11["status"] == "no_evidence" and cc11["unevidenced"] == 3
     assert cc11["unevidenced_controls"] == ["A.5.4", "A.6.2", "A.6.4"]
     # CC6.1: A.8.24 passes, its four other controls have no evidence.
     assert soc2["CC6.1"]["iso27001_2022"]["A.8.24"] == "pass"

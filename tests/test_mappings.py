@@ -229,10 +229,19 @@ def test_manual_means_no_check_is_linked(builtin: MappingIndex) -> None:
     assert not builtin.is_manual("A.9.9")
 
 
-def test_every_people_and_physical_control_is_manual(builtin: MappingIndex) -> None:
+#: People controls the HR sources evidence (issue 16): screening, terms, NDA.
+HR_EVIDENCED = {"A.6.1", "A.6.2", "A.6.6"}
+
+
+def test_every_physical_and_other_people_control_is_manual(builtin: MappingIndex) -> None:
     for control_id, control in builtin.catalog.items():
-        if control.theme in ("people", "physical"):
+        if control.theme == "physical" or (
+            control.theme == "people" and control_id not in HR_EVIDENCED
+        ):
             assert builtin.is_manual(control_id), control_id
+    for control_id in HR_EVIDENCED:
+        assert not builtin.is_manual(control_id), control_id
+        assert {c.split(".")[0] for c in builtin.checks_for(control_id)} == {"bamboohr", "hr"}
 
 
 def test_documentary_controls_are_manual(builtin: MappingIndex) -> None:
