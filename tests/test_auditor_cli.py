@@ -135,7 +135,11 @@ def test_controls_at_period_and_crosswalks(setup: tuple[Path, History, Path]) ->
     )}
     assert len(iso13) == 114
     assert iso13["A.10.1.1"]["status"] == "pass" and iso13["A.10.1.1"]["maps_to"] == ["A.8.24"]
-    assert iso13["A.6.1.1"]["status"] == "pass" and iso13["A.7.1.1"]["status"] == "manual"
+    assert iso13["A.6.1.1"]["status"] == "pass" and iso13["A.7.2.3"]["status"] == "manual"
+    # Screening (A.6.1) has HR checks and awareness (A.6.3) KnowBe4 checks since issue
+    # 16; no such source ran here.
+    assert iso13["A.7.1.1"]["status"] == "no_evidence"
+    assert iso13["A.7.2.2"]["status"] == "no_evidence"
     # Conservative: a requirement passes only when every control it relies on passes.
     split = iso13["A.18.2.3"]
     assert split["maps_to"] == ["A.5.36", "A.8.8"]
@@ -144,8 +148,9 @@ def test_controls_at_period_and_crosswalks(setup: tuple[Path, History, Path]) ->
         annexa("controls", "-c", c, "--framework", "soc2", "-f", "json")
     )}
     assert soc2["PI1.1"]["status"] == "not_mapped"
-    # CC1.1: none of its four controls is evidenced; A.5.1 and A.6.2 have checks (the
-    # policy connector's) that never ran here, so the requirement has no evidence.
+    # CC1.1: none of its four controls is evidenced here. Since issue 16 A.5.1 has the
+    # policy connector's checks and A.6.2 the HR and policy-acknowledgement checks, and
+    # no such source ran; A.5.4 and A.6.4 have no document recorded.
     cc11 = soc2["CC1.1"]
     assert cc11["iso27001_2022"]["A.5.1"] == "no_evidence"
     assert cc11["status"] == "no_evidence" and cc11["unevidenced"] == 4
