@@ -589,3 +589,53 @@ def test_exactly_one_source_is_required(repo):
         PoliciesOptions.model_validate(
             {"path": "/x", "github": {"repository": "acme/policies", "token": {"env": "X"}}}
         )
+
+
+def test_the_hr_connectors_csv_export_serves_as_the_roster(repo, tmp_path):
+    """Columns of connectors/hr/csvsource.py: a leaver (termination date passed) is not
+    asked to acknowledge; someone leaving next month still is."""
+    now = datetime.now(UTC)
+    hr = write_csv(
+        tmp_path / "hr.csv",
+        [
+            {
+                "employee_id": "1",
+                "work_email": "alice@acme.example",
+                "name": "Alice",
+                "employment_status": "Active",
+                "hire_date": day(now, 900),
+                "termination_date": "",
+            },
+            {
+                "employee_id": "2",
+                "work_email": "bob@acme.example",
+                "name": "Bob",
+                "employment_status": "Active",
+                "hire_date": day(now, 400),
+                "termination_date": day(now, -30),
+            },
+            {
+                "employee_id": "3",
+                "work_email": "erin@acme.example",
+                "name": "Erin",
+                "employment_status": "Terminated",
+                "hire_date": day(now, 700),
+                "termination_date": day(now, 20),
+            },
+        ],
+    )
+    opts = options(repo)
+    opts["employees"] = {
+        "csv": str(hr),
+        "email_column": "work_email",
+        "start_date_column": "hire_date",
+        "termination_date_column": "termination_date",
+    }
+    result = run_engine("policies", opts, name="policies")
+    people = {
+        e.resource_id
+        for e in result.evidence
+        if e.resource_type == "policies.acknowledgement.person"
+    }
+    assert people == {"alice@acme.example", "bob@acme.example"}
+    assert ("policies.acknowledgement.complete", "bob@acme.example") in result.ids("fail")

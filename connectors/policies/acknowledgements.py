@@ -97,14 +97,30 @@ def read_people(
     status: str | None,
     active_values: Sequence[str],
     start_date: str | None,
+    termination_date: str | None = None,
 ) -> list[dict[str, str | None]]:
-    """Active employees of the roster: ``[{email, start_date}]``."""
+    """Active employees of the roster: ``[{email, start_date}]``.
+
+    Active: the status (when a status column is named) is one of ``active_values``, and
+    the termination date (when that column is named) is empty or still to come — so the
+    ``hr`` connector's CSV export (``work_email``, ``hire_date``, ``termination_date``)
+    can serve as the roster unchanged."""
     active = {v.casefold() for v in active_values}
+    now = datetime.now(UTC)
     people = []
-    for row in _rows(path, [email, status or "", start_date or ""]):
+    for row in _rows(path, [email, status or "", start_date or "", termination_date or ""]):
         who = row.get(email, "").lower()
         if not who or (status and row.get(status, "").casefold() not in active):
             continue
+        left = row.get(termination_date or "") if termination_date else None
+        if left:
+            try:
+                if parse_time(left) <= now:
+                    continue
+            except ValueError:
+                raise SourceError(
+                    f"{path}: {left!r} in column {termination_date} is not a date"
+                ) from None
         people.append({"email": who, "start_date": (row.get(start_date or "") or None)})
     return people
 

@@ -25,6 +25,9 @@ Configuration (``[[connectors]] type = "policies"``)::
     status_column = "status"
     active_values = ["active"]
     start_date_column = "start_date"       # optional: grace period for new hires
+    termination_date_column = "termination_date"   # optional
+    # The `hr` connector's CSV export works as is: email_column = "work_email",
+    # start_date_column = "hire_date", termination_date_column = "termination_date".
 
 Units (scope = ``scope`` or the directory's name, region ``global``): ``document``
 (``policies.document.policy``, one per file) and ``acknowledgement``
@@ -81,6 +84,9 @@ class EmployeesCsv(BaseModel):
     status_column: str | None = None
     active_values: list[str] = Field(default_factory=lambda: ["active"], min_length=1)
     start_date_column: str | None = None
+    termination_date_column: str | None = Field(
+        None, description="people with a termination date on or before the run are not active"
+    )
 
 
 class GitHubRepository(BaseModel):
@@ -230,6 +236,7 @@ class PoliciesConnector(Connector):
             status=emp.status_column,
             active_values=emp.active_values,
             start_date=emp.start_date_column,
+            termination_date=emp.termination_date_column,
         )
         yield from acknowledgements.person_evidence(scope, people, required, acks)
         if unclear:
