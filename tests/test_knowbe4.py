@@ -361,6 +361,10 @@ def test_planted_people_and_tests_fail_exactly_their_checks(kb4):
     assert {
         c for f in result.findings if f.check_id.startswith("knowbe4.user.") for c in f.controls
     } == {"A.6.3"}
+    # The programme itself (the campaign: content, audience, schedule) is evidence too.
+    campaign = result.payload("knowbe4.training.campaign", "3423")
+    assert campaign["content"] == ["2026 Security Awareness Training"]
+    assert campaign["groups"] == ["All Users"] and campaign["auto_enroll"] is True
     # Tests older than the lookback are never read (the API's daily budget is small).
     assert not any("/security_tests/103/" in r for r in kb4.requests)
     # Volatile and network fields of the source are not stored.
