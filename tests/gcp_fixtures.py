@@ -392,6 +392,13 @@ class GcpFake:
             return 200, self._page(key, items, query)
         if path in self.docs:
             return 200, self.docs[path]
+        m = re.fullmatch(r"/storage/v1/b/([^/]+)", path)
+        if m:  # buckets.get of a bucket planted in a project's listing
+            for key, (_, items) in self.lists.items():
+                if key.startswith("/storage/v1/b?project="):
+                    found = [b for b in items if b.get("name") == m.group(1)]
+                    if found:
+                        return 200, found[0]
         if re.search(r"/(serviceAccounts|firewalls|networks|instances|locations|keyRings|"
                      r"cryptoKeys|sinks|securityCenterServices|findings|jobTriggers|"
                      r"discoveryConfigs|targetSslProxies|budgets|getXpnHost)$", path):

@@ -165,6 +165,28 @@ def test_only_what_the_inventory_lacks_is_read_directly(fake: GcpFake) -> None:
         "/cloudasset/v1/projects/acme-bad/assets"}
 
 
+@pytest.mark.clock
+def test_bucket_data_without_iam_configuration_is_read_from_the_bucket(
+        fake: GcpFake) -> None:
+    """Asset data lacking a field the checks read (``iamConfiguration``) is completed by
+    one ``buckets.get`` of that bucket only; verdicts stay those of the direct path."""
+    build_estate(fake, denied=False)
+    direct, _ = run(fake)
+    real = fake._estate_assets
+
+    def partial_data(pid: str) -> Any:
+        for name, atype, data, pol in real(pid):
+            if data.get("name") == "acme-bad-public":
+                data = {k: v for k, v in data.items() if k != "iamConfiguration"}
+            yield name, atype, data, pol
+
+    fake._estate_assets = partial_data  # type: ignore[method-assign]
+    bulk, calls = run(fake, inventory="asset_inventory")
+    assert outcomes(bulk) == outcomes(direct)
+    assert hashes(bulk, BULK_TYPES) == hashes(direct, BULK_TYPES)
+    assert replaced(calls) == ["/storage/storage/v1/b/acme-bad-public"]
+
+
 def test_inventory_options_are_validated() -> None:
     assert GcpOptions.model_validate({}).inventory == "direct"
     with pytest.raises(ValidationError, match="inventory"):
