@@ -26,12 +26,11 @@ from pytest_httpserver import HTTPServer
 from werkzeug import Request, Response
 
 from connectors.base import CollectContext
-from connectors.checks import evaluate
 from connectors.http import HttpOptions
 from connectors.jira import JiraConnector, JiraOptions
 from connectors.process import period_bounds
-from connectors.records import Coverage, Evidence, Finding, Record, service_of
-from tests.engine_run import run_engine
+from connectors.records import Coverage, Evidence, Finding, Record
+from tests.harness import run_built, run_engine
 
 pytestmark = pytest.mark.clock
 
@@ -538,35 +537,6 @@ def coverage(records: list[Record]) -> dict[str, Coverage]:
     return {r.service: r for r in records if isinstance(r, Coverage)}
 
 
-def findings(records: list[Record], specs: list | None = None) -> list[Finding]:
-    """What the collector does with the records (see collector.runner)."""
-    specs = specs if specs is not None else JiraConnector.checks()
-    by_type: dict[str, list] = defaultdict(list)
-    for s in specs:
-        by_type[s.resource_type].append(s)
-    params = {s.id: s.parameters for s in specs}
-    out: list[Finding] = []
-    for rec in records:
-        if isinstance(rec, Evidence):
-            out.extend(evaluate(rec, by_type[rec.resource_type], params))
-        elif isinstance(rec, Coverage) and not rec.ok:
-            out.extend(
-                Finding(
-                    s.id,
-                    rec.scope,
-                    rec.region,
-                    s.resource_type,
-                    f"unit:{rec.unit}",
-                    "error",
-                    s.severity,
-                    rec.error or "",
-                )
-                for s in specs
-                if service_of(s.resource_type) == rec.service
-            )
-    return out
-
-
 def failing(found: list[Finding], status: str = "fail") -> dict[str, set[str]]:
     out: dict[str, set[str]] = defaultdict(set)
     for f in found:
@@ -594,7 +564,8 @@ def jira_dc(httpserver: HTTPServer, monkeypatch: pytest.MonkeyPatch) -> FakeJira
 
 def test_planted_problems_fail_exactly_their_checks_cloud_jql_paging(jira):
     expected = plant(jira)
-    records = collect(connector(jira))
+    run = run_built(connector(jira))
+    records = run.records
     assert {s: c.ok for s, c in coverage(records).items()} == {
         k: True
         for k in (
@@ -606,7 +577,7 @@ def test_planted_problems_fail_exactly_their_checks_cloud_jql_paging(jira):
             "leaver",
         )
     }
-    found = findings(records)
+    found = run.findings
     assert failing(found) == expected
     assert failing(found, "error") == {}
     passing = failing(found, "pass")
@@ -631,15 +602,15 @@ def test_planted_problems_fail_exactly_their_checks_cloud_jql_paging(jira):
 
 def test_compliant_estate_passes(jira):
     plant(jira, compliant=True)
-    found = findings(collect(connector(jira)))
+    found = run_built(connector(jira)).findings
     assert failing(found) == {} and failing(found, "error") == {}
     assert failing(found, "pass")["jira.access_review.every_period"] == {"access_review"}
 
 
 def test_offset_paging_with_is_last_gives_the_same_verdicts(jira):
     expected = plant(jira)
-    records = collect(connector(jira, search_api="offset"))
-    assert failing(findings(records)) == expected
+    run = run_built(connector(jira, search_api="offset"))
+    assert failing(run.findings) == expected
     assert jira.count("/rest/api/3/search/jql") == 0
     assert jira.count("/rest/api/2/search") == 2 + 1 + 2 + 1 + 1 + 1
 
@@ -685,20 +656,22 @@ def test_ten_thousand_changelog_entries_are_paged_and_filtered(jira):
     big.noise(9_997, "2026-01-02T11:00:00")
     big.move("2026-01-30T09:00:00", "bob", "In Progress").move("2026-01-30T10:00:00", "bob", "Done")
     assert len(big.histories) == 10_000
-    records = collect(connector(jira, processes=[processes()[0]]))
+    run = run_built(connector(jira, processes=[processes()[0]]))
+    records = run.records
     assert coverage(records)["change"].ok
     ev = evidence(records)["CHG-7"]
     assert [h["to"] for h in ev.payload["history"]] == ["Approved", "In Progress", "Done"]
     assert jira.count("/rest/api/3/issue/CHG-7/changelog") == 100
-    verdicts = {f.check_id: f.status for f in findings(records)}
+    verdicts = {f.check_id: f.status for f in run.findings}
     assert verdicts["jira.change.approved_before_implemented"] == "pass"
     # Above max_changelog_entries the history is not read: error for this item only.
     jira.add(FakeIssue("CHG-8", "Fine", "2026-01-03T09:00:00", "alice", "bob")).move(
         "2026-01-03T10:00:00", "carol", "Approved"
     ).move("2026-01-03T11:00:00", "bob", "Done")
-    records = collect(connector(jira, processes=[processes()[0]], max_changelog_entries=5_000))
+    run = run_built(connector(jira, processes=[processes()[0]], max_changelog_entries=5_000))
+    records = run.records
     assert coverage(records)["change"].ok
-    errors = failing(findings(records), "error")
+    errors = failing(run.findings, "error")
     assert errors == {
         "jira.change.approved_before_implemented": {"CHG-7"},
         "jira.change.approver_not_implementer": {"CHG-7"},
@@ -711,19 +684,21 @@ def test_429_and_5xx_are_retried_and_the_run_finishes(jira):
     jira.fault("/rest/api/3/search/jql", (429, "{}", {"Retry-After": "0"}), (503, "", {}))
     jira.fault("/rest/api/3/issue/CHG-1/changelog", (502, "bad gateway", {}))
     jira.issues["CHG-1"].noise(45, "2026-01-07T00:00:00")  # forces a /changelog read
-    records = collect(connector(jira))
+    run = run_built(connector(jira))
+    records = run.records
     assert all(c.ok for c in coverage(records).values())
-    assert failing(findings(records)) == expected
+    assert failing(run.findings) == expected
 
 
 def test_persistent_5xx_is_an_error_for_that_process_only(jira):
     expected = plant(jira)
     jira.fault("/rest/api/3/search/jql", *[(500, "{}", {})] * 4)  # first process: change
-    records = collect(connector(jira))
+    run = run_built(connector(jira))
+    records = run.records
     cov = coverage(records)
     assert not cov["change"].ok and "HTTP 500" in (cov["change"].error or "")
     assert all(c.ok for k, c in cov.items() if k != "change")
-    found = findings(records)
+    found = run.findings
     errs = failing(found, "error")
     assert set(errs) == {
         "jira.change.approved_before_implemented",
@@ -737,20 +712,23 @@ def test_malformed_payloads(jira):
     plant(jira)
     # A page that is not JSON: the process unit errors (not retried: it is not transient).
     jira.fault("/rest/api/3/search/jql", (200, "{not json", {}))
-    records = collect(connector(jira))
+    run = run_built(connector(jira))
+    records = run.records
     assert "malformed JSON" in (coverage(records)["change"].error or "")
     assert coverage(records)["incident"].ok
     # A changelog page that is malformed: that item's history errors, the unit is fine.
     jira.issues["CHG-1"].noise(45, "2026-01-07T00:00:00")
     jira.fault("/rest/api/3/issue/CHG-1/changelog", (200, '{"values": 5}', {}))
-    records = collect(connector(jira))
+    run = run_built(connector(jira))
+    records = run.records
     assert coverage(records)["change"].ok
-    errs = failing(findings(records), "error")
+    errs = failing(run.findings, "error")
     assert errs["jira.change.approved_before_implemented"] == {"CHG-1"}
     # An issue without a key: the readable ones are stored, the unit ends in error.
     bad = json.dumps({"issues": [{"id": "1", "fields": {}}], "isLast": True})
     jira.fault("/rest/api/3/search/jql", (200, bad, {}))
-    records = collect(connector(jira))
+    run = run_built(connector(jira))
+    records = run.records
     assert "1 issue(s) could not be read" in (coverage(records)["change"].error or "")
 
 
@@ -759,9 +737,10 @@ def test_data_center_bearer_pat_offset_paging_and_full_changelog(jira_dc):
     expected = plant(jira_dc)
     big = jira_dc.issues["CHG-1"]
     big.noise(150, "2026-01-07T00:00:00")
-    records = collect(connector(jira_dc))
+    run = run_built(connector(jira_dc))
+    records = run.records
     assert all(c.ok for c in coverage(records).values())
-    assert failing(findings(records)) == expected
+    assert failing(run.findings) == expected
     assert jira_dc.count("/rest/api/2/search") == 2 + 1 + 2 + 1 + 1 + 1
     assert jira_dc.count("/rest/api/3/") == 0
     assert evidence(records)["CHG-1"].payload["ticket"]["requested_by"]["id"] == "acc-alice"

@@ -25,12 +25,11 @@ from pytest_httpserver import HTTPServer
 from werkzeug import Request, Response
 
 from connectors.base import CollectContext
-from connectors.checks import evaluate
 from connectors.http import HttpOptions
 from connectors.process import period_bounds
-from connectors.records import Coverage, Evidence, Finding, Record, service_of
+from connectors.records import Coverage, Evidence, Finding, Record
 from connectors.servicenow import ServiceNowConnector, ServiceNowOptions
-from tests.engine_run import run_engine
+from tests.harness import run_built, run_engine
 
 pytestmark = pytest.mark.clock
 
@@ -649,34 +648,6 @@ def coverage(records: list[Record]) -> dict[str, Coverage]:
     return {r.service: r for r in records if isinstance(r, Coverage)}
 
 
-def findings(records: list[Record]) -> list[Finding]:
-    specs = ServiceNowConnector.checks()
-    by_type: dict[str, list] = defaultdict(list)
-    for s in specs:
-        by_type[s.resource_type].append(s)
-    params = {s.id: s.parameters for s in specs}
-    out: list[Finding] = []
-    for rec in records:
-        if isinstance(rec, Evidence):
-            out.extend(evaluate(rec, by_type[rec.resource_type], params))
-        elif isinstance(rec, Coverage) and not rec.ok:
-            out.extend(
-                Finding(
-                    s.id,
-                    rec.scope,
-                    rec.region,
-                    s.resource_type,
-                    f"unit:{rec.unit}",
-                    "error",
-                    s.severity,
-                    rec.error or "",
-                )
-                for s in specs
-                if service_of(s.resource_type) == rec.service
-            )
-    return out
-
-
 def by_status(found: list[Finding], status: str = "fail") -> dict[str, set[str]]:
     out: dict[str, set[str]] = defaultdict(set)
     for f in found:
@@ -697,12 +668,13 @@ def snow(httpserver: HTTPServer, monkeypatch: pytest.MonkeyPatch) -> FakeService
 
 def test_planted_problems_fail_exactly_their_checks(snow):
     expected = plant(snow)
-    records = collect(connector(snow))
+    run = run_built(connector(snow))
+    records = run.records
     assert all(c.ok for c in coverage(records).values()) and len(coverage(records)) == 6
-    found = by_status(findings(records))
+    found = by_status(run.findings)
     assert found == expected
-    assert by_status(findings(records), "error") == {}
-    passing = by_status(findings(records), "pass")
+    assert by_status(run.findings, "error") == {}
+    passing = by_status(run.findings, "pass")
     assert passing["servicenow.change.approved_before_implemented"] == {
         "CHG0000001",
         "CHG0000003",
@@ -726,7 +698,7 @@ def test_planted_problems_fail_exactly_their_checks(snow):
 
 def test_compliant_instance_passes(snow):
     plant(snow, compliant=True)
-    found = findings(collect(connector(snow)))
+    found = run_built(connector(snow)).findings
     assert by_status(found) == {} and by_status(found, "error") == {}
     assert by_status(found, "pass")["servicenow.access_review.every_period"] == {"access_review"}
 
@@ -762,8 +734,8 @@ def test_oauth_bearer(httpserver, monkeypatch):
     monkeypatch.setenv("ANNEXA_TEST_SN_TOKEN", OAUTH)
     snow = FakeServiceNow(httpserver, oauth=True)
     expected = plant(snow)
-    records = collect(connector(snow))
-    assert by_status(findings(records)) == expected
+    run = run_built(connector(snow))
+    assert by_status(run.findings) == expected
 
 
 def test_state_labels_without_sys_choice_access(snow):
@@ -781,14 +753,15 @@ def test_state_labels_without_sys_choice_access(snow):
         "leaver": {"resolved_states": ["3"]},
     }
     procs = [{**p, **raw[p["kind"]]} for p in processes()]
-    records = collect(connector(snow, processes=procs))
+    run = run_built(connector(snow, processes=procs))
+    records = run.records
     assert all(c.ok for c in coverage(records).values())
-    assert by_status(findings(records)) == expected
+    assert by_status(run.findings) == expected
     hist = evidence(records)["CHG0000001"].payload["history"]
     assert [h["to"] for h in hist if h["field"] == "state"][:2] == ["-3", "-2"]
     # Labels declared but unknown: implemented changes show no transition into their
     # state, so their history-based checks are errors — neither a pass nor a false fail.
-    found = findings(collect(connector(snow)))
+    found = run_built(connector(snow)).findings
     assert "servicenow.change.approved_before_implemented" not in by_status(found)
     errs = by_status(found, "error")["servicenow.change.approved_before_implemented"]
     assert errs == {"CHG0000002", "CHG0000003", "CHG0000004"}  # those in Implement now
@@ -800,14 +773,16 @@ def test_429_5xx_retried_then_unit_error(snow):
     expected = plant(snow)
     snow.fault("change_request", (429, "{}", {"Retry-After": "0"}), (503, "{}", {}))
     snow.fault("sys_audit", (500, "{}", {}))
-    records = collect(connector(snow))
+    run = run_built(connector(snow))
+    records = run.records
     assert all(c.ok for c in coverage(records).values())
-    assert by_status(findings(records)) == expected
+    assert by_status(run.findings) == expected
     snow.fault("incident", *[(503, "{}", {})] * 4)
-    records = collect(connector(snow))
+    run = run_built(connector(snow))
+    records = run.records
     cov = coverage(records)
     assert not cov["incident"].ok and all(c.ok for k, c in cov.items() if k != "incident")
-    assert set(by_status(findings(records), "error")) == {
+    assert set(by_status(run.findings, "error")) == {
         "servicenow.incident.acknowledged_within_sla",
         "servicenow.incident.resolved_within_sla",
         "servicenow.incident.post_incident_review",
@@ -817,9 +792,10 @@ def test_429_5xx_retried_then_unit_error(snow):
 def test_unreadable_audit_errors_those_items_only(snow):
     plant(snow)
     snow.fault("sys_audit", *[(403, json.dumps({"error": {"message": "ACL"}}), {})] * 1)
-    records = collect(connector(snow))
+    run = run_built(connector(snow))
+    records = run.records
     assert coverage(records)["change"].ok
-    errs = by_status(findings(records), "error")
+    errs = by_status(run.findings, "error")
     # The first page of changes (the 2 oldest records) had no readable history.
     assert errs["servicenow.change.approved_before_implemented"] == {"CHG0000001", "CHG0000002"}
     assert "403" in evidence(records)["CHG0000001"].payload["_errors"]["history"]
@@ -860,19 +836,21 @@ def test_ten_thousand_audit_entries(snow):
         state="3",
         approvals=[("carol", "approved", "2026-01-02T10:00:00")],
     )
-    records = collect(connector(snow, processes=[{"kind": "change"}], audit_page_size=1000))
+    run = run_built(connector(snow, processes=[{"kind": "change"}], audit_page_size=1000))
+    records = run.records
     assert coverage(records)["change"].ok
     ev = evidence(records)["CHG0000099"]
     assert len(ev.payload["history"]) == 10_001
-    verdicts = {f.check_id: f.status for f in findings(records)}
+    verdicts = {f.check_id: f.status for f in run.findings}
     assert verdicts["servicenow.change.approved_before_implemented"] == "pass"
     assert snow.count("sys_audit") == 11
-    records = collect(
+    run = run_built(
         connector(
             snow, processes=[{"kind": "change"}], audit_page_size=1000, max_history_entries=1000
         )
     )
-    errs = by_status(findings(records), "error")
+    records = run.records
+    errs = by_status(run.findings, "error")
     assert errs["servicenow.change.approved_before_implemented"] == {"CHG0000099"}
 
 
