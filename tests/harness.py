@@ -30,7 +30,7 @@ import structlog
 
 from collector.config import ConnectorConfig, LoadedConnector
 from collector.runner import drive
-from connectors.base import Connector, load_connector
+from connectors.base import CollectContext, Connector, load_connector
 from connectors.records import Coverage, Evidence, Finding, Record
 from mappings.loader import MappingIndex, load_mappings
 
@@ -80,6 +80,35 @@ class RunResult:
         ]
         assert len(found) == 1, (resource_type, resource_id)
         return dict(found[0])
+
+
+def stream(connector: Connector) -> list[Record]:
+    """The records exactly as the connector yields them, outside the engine: for tests of
+    the stream itself (payloads, coverage rows, request counts), never for verdicts."""
+    return list(connector.collect(CollectContext(run_id="test")))
+
+
+def coverage_by_service(records: Iterable[Record]) -> dict[str, Coverage]:
+    """Coverage rows by service (the last one wins)."""
+    return {r.service: r for r in records if isinstance(r, Coverage)}
+
+
+def evidence_by_id(records: Iterable[Record], suffix: str = "") -> dict[str, Evidence]:
+    """Evidence by resource id, of the resource types ending in ``suffix``."""
+    return {
+        r.resource_id: r
+        for r in records
+        if isinstance(r, Evidence) and r.resource_type.endswith(suffix)
+    }
+
+
+def by_check(found: Iterable[Finding], status: str = "fail") -> dict[str, set[str]]:
+    """Resource ids with ``status``, by check id (checks without any are left out)."""
+    out: dict[str, set[str]] = {}
+    for f in found:
+        if f.status == status:
+            out.setdefault(f.check_id, set()).add(f.resource_id)
+    return out
 
 
 #: The name the harness used before it was made the only one (tests/engine_run.py, now this module).

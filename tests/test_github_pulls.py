@@ -26,10 +26,10 @@ from werkzeug import Request, Response
 
 from connectors.base import CollectContext
 from connectors.github_pulls import GitHubPullsConnector, GitHubPullsOptions
-from connectors.http import HttpOptions
-from connectors.records import Coverage, Evidence, Finding, Record
+from connectors.records import Coverage, Evidence, Record
 from tests import github_shapes as shapes
-from tests.harness import run_built, run_engine
+from tests.fakehttp import FAST_HTTP
+from tests.harness import by_check, run_built, run_engine
 from tests.vendor_schemas import assert_valid, openapi_schema
 
 pytestmark = pytest.mark.clock
@@ -277,16 +277,6 @@ def plant(gh: FakeGitHub) -> dict[str, set[str]]:
     }
 
 
-FAST_HTTP = HttpOptions(
-    max_attempts=4,
-    retry_min_wait=0.0,
-    retry_max_wait=0.01,
-    max_retry_after=2,
-    timeout=10,
-    connect_timeout=2,
-)
-
-
 def connector(gh: FakeGitHub, **process: Any) -> GitHubPullsConnector:
     proc = {"kind": "change", "repos": ["acme/api", "acme/web"], "since": "2026-01-01", **process}
     opts = {
@@ -301,14 +291,6 @@ def connector(gh: FakeGitHub, **process: Any) -> GitHubPullsConnector:
 
 def collect(conn: GitHubPullsConnector) -> list[Record]:
     return list(conn.collect(CollectContext(run_id="test")))
-
-
-def by_status(found: list[Finding], status: str = "fail") -> dict[str, set[str]]:
-    out: dict[str, set[str]] = defaultdict(set)
-    for f in found:
-        if f.status == status:
-            out[f.check_id].add(f.resource_id)
-    return dict(out)
 
 
 def prs(records: list[Record]) -> dict[str, Evidence]:
@@ -333,9 +315,9 @@ def test_planted_pull_requests_fail_exactly_their_checks(gh):
     cov = {r.scope: r for r in records if isinstance(r, Coverage)}
     assert set(cov) == {"acme/api", "acme/web"} and all(c.ok for c in cov.values())
     found = run.findings
-    assert by_status(found) == expected
-    assert by_status(found, "error") == {}
-    passing = by_status(found, "pass")
+    assert by_check(found) == expected
+    assert by_check(found, "error") == {}
+    passing = by_check(found, "pass")
     assert passing["github_pulls.change.approved_before_implemented"] == {
         "acme/api#1",
         "acme/api#3",
@@ -380,13 +362,13 @@ def test_merger_may_approve_when_configured(gh):
     expected = plant(gh)
     found = run_built(connector(gh, merger_is_implementer=False)).findings
     expected.pop("github_pulls.change.approver_not_implementer")
-    assert by_status(found) == expected
+    assert by_check(found) == expected
 
 
 def test_configured_required_check_that_never_ran_fails(gh):
     plant(gh)
     found = run_built(connector(gh, required_checks=["security-scan"])).findings
-    fails = by_status(found)["github_pulls.change.required_checks_passed"]
+    fails = by_check(found)["github_pulls.change.required_checks_passed"]
     assert "acme/api#1" in fails and "acme/web#1" in fails
     msg = next(
         f.message
@@ -405,13 +387,13 @@ def test_errors_are_per_pull_request_or_per_repo(gh):
     cov = {r.scope: r for r in records if isinstance(r, Coverage)}
     assert cov["acme/api"].ok and not cov["acme/web"].ok
     found = run.findings
-    errs = by_status(found, "error")
+    errs = by_check(found, "error")
     assert errs["github_pulls.change.approved_before_implemented"] >= {"acme/api#1"}
-    assert "acme/api#1" not in by_status(found).get(
+    assert "acme/api#1" not in by_check(found).get(
         "github_pulls.change.approved_before_implemented", set()
     )
     assert (
-        by_status(found)["github_pulls.change.approver_not_implementer"]
+        by_check(found)["github_pulls.change.approver_not_implementer"]
         == expected["github_pulls.change.approver_not_implementer"]
     )
 
