@@ -40,8 +40,8 @@ from connectors.checks import REGISTRY, evaluate
 from connectors.common import full_time
 from connectors.entra import EntraConnector, EntraOptions
 from connectors.entra.roles import GLOBAL_ADMINISTRATOR
-from connectors.http import HttpOptions
 from connectors.records import Coverage, Evidence, Finding, Record
+from tests.fakehttp import FAST_HTTP
 from tests.harness import run_built, run_engine
 from tests.vendor_schemas import assert_valid, graph_schema
 
@@ -417,14 +417,7 @@ def graph(httpserver: HTTPServer, monkeypatch: pytest.MonkeyPatch) -> FakeGraph:
     return FakeGraph(httpserver)
 
 
-FAST = HttpOptions(
-    max_attempts=4,
-    retry_min_wait=0.0,
-    retry_max_wait=0.01,
-    max_retry_after=2,
-    timeout=5,
-    connect_timeout=2,
-)
+FAST = FAST_HTTP
 
 
 def healthy_tenant(g: FakeGraph) -> None:

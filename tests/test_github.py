@@ -28,9 +28,9 @@ from werkzeug import Request, Response
 from connectors.base import CollectContext
 from connectors.checks import REGISTRY, evaluate
 from connectors.github import GitHubConnector, GitHubOptions
-from connectors.http import HttpOptions
 from connectors.records import Coverage, Evidence, Finding, Record
 from tests import github_shapes as shapes
+from tests.fakehttp import FAST_HTTP
 from tests.harness import run_built, run_engine
 from tests.vendor_schemas import assert_valid, openapi_schema
 
@@ -362,15 +362,7 @@ def connector(gh: FakeGitHub, **options: Any) -> GitHubConnector:
         "api_url": gh.api_url,
         "token": {"env": "ANNEXA_TEST_GITHUB_TOKEN"},
         "max_workers": 2,
-        "http": HttpOptions(
-            max_attempts=4,
-            retry_min_wait=0.0,
-            retry_max_wait=0.01,
-            max_retry_after=2,
-            secondary_rate_limit_wait=0.01,
-            timeout=5,
-            connect_timeout=2,
-        ),
+        "http": FAST_HTTP.model_copy(update={"secondary_rate_limit_wait": 0.01}),
         **options,
     }
     return GitHubConnector("github-test", GitHubOptions.model_validate(opts))

@@ -28,10 +28,10 @@ from werkzeug import Request, Response
 from connectors.base import CollectContext
 from connectors.checks import REGISTRY, evaluate
 from connectors.common import full_time
-from connectors.http import HttpOptions
 from connectors.okta import OktaConnector, OktaOptions
 from connectors.okta.common import SIGN_IN_STATUSES
 from connectors.records import Coverage, Evidence, Finding, Record
+from tests.fakehttp import FAST_HTTP
 from tests.harness import run_built, run_engine
 from tests.vendor_schemas import assert_valid, openapi_schema
 
@@ -465,14 +465,7 @@ def connector(okta: FakeOkta, **options: Any) -> OktaConnector:
         "api_token": {"env": "ANNEXA_TEST_OKTA_TOKEN"},
         "page_size": 2,
         "max_workers": 2,
-        "http": HttpOptions(
-            max_attempts=4,
-            retry_min_wait=0.0,
-            retry_max_wait=0.01,
-            max_retry_after=2,
-            timeout=5,
-            connect_timeout=2,
-        ),
+        "http": FAST_HTTP,
         **options,
     }
     return OktaConnector("okta-test", OktaOptions.model_validate(opts))

@@ -34,10 +34,10 @@ from werkzeug import Request, Response
 from connectors.base import CollectContext
 from connectors.checks import REGISTRY, evaluate
 from connectors.common import full_time
-from connectors.http import HttpOptions
 from connectors.records import Coverage, Evidence, Finding, Record
 from connectors.workspace import WorkspaceConnector, WorkspaceOptions
 from connectors.workspace.auth import DIRECTORY_USER_READONLY
+from tests.fakehttp import FAST_HTTP
 from tests.harness import run_built
 from tests.vendor_schemas import assert_valid, discovery_schema
 
@@ -281,14 +281,7 @@ def connector(g: FakeGoogle, **options: Any) -> WorkspaceConnector:
         "service_account_key": {"env": "ANNEXA_TEST_GWS_KEY"},
         "directory_url": g.base,
         "oauth_url": f"{g.base}/token",
-        "http": HttpOptions(
-            max_attempts=4,
-            retry_min_wait=0.0,
-            retry_max_wait=0.01,
-            max_retry_after=2,
-            timeout=5,
-            connect_timeout=2,
-        ),
+        "http": FAST_HTTP,
         **options,
     }
     return WorkspaceConnector("workspace-test", WorkspaceOptions.model_validate(opts))
