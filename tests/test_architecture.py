@@ -5,8 +5,9 @@ Reads every module of our packages with ``ast`` (no import is executed), takes e
 included, since a lazy import is still a dependency a reader must follow — and fails on
 
 * a cycle between modules (strongly connected components of more than one module);
-* a forbidden arrow: ``connectors → store``, ``store → collector``, ``core → anything of
-  ours``, and ``anything → collector.cli`` except ``collector.__main__``.
+* a forbidden arrow: ``connectors → store``, ``store → collector``, ``store →
+  connectors``, ``core → anything of ours``, and ``anything → collector.cli`` except
+  ``collector.__main__``.
 
 Arrows that break a rule today and cannot be removed before the core package exists are
 listed in :data:`ALLOWED` with the reason; an entry that no longer matches any arrow
@@ -17,26 +18,28 @@ from __future__ import annotations
 
 import ast
 from collections.abc import Iterator
+from fnmatch import fnmatch
+from functools import cache
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGES = ("collector", "connectors", "core", "mappings", "store")
 
-#: (importer, imported) arrows that break a rule today, each with why it stays for now.
+#: Arrows that break a rule today, as (importer pattern, imported module) → why each
+#: stays for now. Patterns are fnmatch-style over module names.
 ALLOWED: dict[tuple[str, str], str] = {
-    # The domain (records, hashing, redaction, check registry) still lives in
-    # connectors/; until it moves to a core package every store module that reads or
-    # writes records must import it from there (issue 14, deliverable 1).
-    **{
-        (m, "connectors.records"): "records live in connectors/ until the core package exists"
-        for m in (
-            "store.chain",
-            "store.export",
-            "store.queries",
-            "store.writer",
-        )
-    },
+    # The domain (records and hashing) still lives in connectors/records.py; every store
+    # module that reads or writes records must import it from there until it moves to a
+    # core package (issue 14, deliverable 1). Nothing else of connectors/ is allowed.
+    ("store.*", "connectors.records"): "records live in connectors/ until the core exists",
+    # The CLI reference (docs/cli.md) is generated from the assembled Typer app, and only
+    # collector/cli.py assembles it (its own commands + collector/commands/*).
+    ("collector.docgen", "collector.cli"): "renders the assembled CLI into docs/cli.md",
 }
+
+
+def allowed(src: str, dst: str) -> bool:
+    return any(fnmatch(src, pat) and dst == target for pat, target in ALLOWED)
 
 
 def module_name(path: Path) -> str:
@@ -88,6 +91,7 @@ def imports(mod: str, path: Path, known: dict[str, Path]) -> Iterator[str]:
                     yield target
 
 
+@cache
 def graph() -> dict[str, set[str]]:
     known = modules()
     return {
@@ -152,6 +156,8 @@ def forbidden(src: str, dst: str) -> str | None:
         return "core depends on nothing of ours"
     if _package(src) == "connectors" and _package(dst) == "store":
         return "connectors never touch the store"
+    if _package(src) == "store" and _package(dst) == "connectors":
+        return "the store depends on the domain only, never on a connector"
     if _package(src) == "store" and _package(dst) == "collector":
         return "the store does not know the collector"
     return None
@@ -191,14 +197,21 @@ def test_no_forbidden_arrows() -> None:
         f"{src} → {dst}: {why}"
         for src, dsts in g.items()
         for dst in dsts
-        if (why := forbidden(src, dst)) and (src, dst) not in ALLOWED
+        if (why := forbidden(src, dst)) and not allowed(src, dst)
     )
     assert bad == [], "forbidden imports:\n" + "\n".join(bad)
 
 
 def test_every_allowed_exception_is_still_needed() -> None:
-    """The allow-list only shrinks: an entry without its arrow must be deleted."""
+    """The allow-list only shrinks: an entry that no arrow uses must be deleted, and an
+    entry must name an arrow some rule forbids."""
     g = graph()
-    stale = sorted(f"{s} → {d}" for s, d in ALLOWED if d not in g.get(s, set()))
+    stale = sorted(
+        f"{pat} → {dst}"
+        for pat, dst in ALLOWED
+        if not any(fnmatch(src, pat) and dst in dsts for src, dsts in g.items())
+    )
     assert stale == [], "remove from ALLOWED (the arrow is gone):\n" + "\n".join(stale)
-    assert all(forbidden(s, d) for s, d in ALLOWED), "ALLOWED lists an arrow no rule forbids"
+    assert all(
+        forbidden(src, dst) for pat, dst in ALLOWED for src in g if fnmatch(src, pat)
+    ), "ALLOWED lists an arrow no rule forbids"
