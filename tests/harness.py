@@ -24,6 +24,7 @@ import threading
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from functools import cache
+from pathlib import Path
 from typing import Any
 
 import structlog
@@ -151,15 +152,16 @@ class _Built(LoadedConnector):
 
 
 @cache
-def _index() -> MappingIndex:
-    return load_mappings()
+def _index(mapping_dirs: tuple[str, ...] = ()) -> MappingIndex:
+    """The shipped mappings plus ``mapping_dirs`` (as ``[mappings] paths`` adds them)."""
+    return load_mappings(mapping_dirs)
 
 
-def _drive(loaded: LoadedConnector) -> RunResult:
+def _drive(loaded: LoadedConnector, mapping_dirs: Iterable[str | Path] = ()) -> RunResult:
     run = RunResult()
     result = drive(
         loaded,
-        _index(),
+        _index(tuple(str(d) for d in mapping_dirs)),
         _Sink(run, loaded.name),
         run_id="test-run",
         rlog=structlog.get_logger("test"),
@@ -176,6 +178,7 @@ def run_engine(
     name: str = "under-test",
     checks: dict[str, dict[str, Any]] | None = None,
     disabled_checks: Iterable[str] = (),
+    mapping_dirs: Iterable[str | Path] = (),
 ) -> RunResult:
     """Validate ``options`` as the config loader does and drive one run into a list."""
     cfg = ConnectorConfig(
@@ -186,7 +189,8 @@ def run_engine(
         disabled_checks=list(disabled_checks),
     )
     cls = load_connector(connector_type)
-    return _drive(LoadedConnector(cfg, cls, cls.Options.model_validate(cfg.options)))
+    loaded = LoadedConnector(cfg, cls, cls.Options.model_validate(cfg.options))
+    return _drive(loaded, mapping_dirs)
 
 
 def run_built(
@@ -194,9 +198,11 @@ def run_built(
     *,
     checks: dict[str, dict[str, Any]] | None = None,
     disabled_checks: Iterable[str] = (),
+    mapping_dirs: Iterable[str | Path] = (),
 ) -> RunResult:
     """Drive an instance the test built through the engine, with per-check ``checks``
-    parameter overrides as ``[connectors.checks]`` would give them."""
+    parameter overrides as ``[connectors.checks]`` would give them, and the controls of
+    the shipped mappings plus ``mapping_dirs``."""
     cfg = ConnectorConfig(
         type=connector.type,
         name=connector.name,
@@ -204,4 +210,4 @@ def run_built(
         checks=checks or {},
         disabled_checks=list(disabled_checks),
     )
-    return _drive(_Built(cfg, connector))
+    return _drive(_Built(cfg, connector), mapping_dirs)
