@@ -20,7 +20,9 @@ Dispatch order, the same for every fake so tests read alike:
    the test loudly instead of being retried as a 5xx).
 
 Built on pytest-httpserver's werkzeug server (threaded here: connectors read with
-worker pools). Use it as a context manager or call :meth:`FakeHTTP.stop`.
+worker pools). Use it as a context manager or call :meth:`FakeHTTP.stop`. Given a
+server (e.g. the ``httpserver`` fixture, to share it with other handlers such as a
+token endpoint), the fake serves on it and leaves its lifecycle to the owner.
 """
 
 from __future__ import annotations
@@ -94,7 +96,9 @@ class FakeHTTP:
         self.requests: list[str] = []
         self._auth_failures = 0
         self._lock = threading.Lock()
-        self.server.expect_request(re.compile(r"^/.*")).respond_with_handler(self._dispatch)
+        self.server.expect_request(re.compile(r"^/.*")).respond_with_handler(
+            lambda request: self.handle(request)
+        )
 
     # -- lifecycle
 
@@ -159,7 +163,8 @@ class FakeHTTP:
 
     # -- serving
 
-    def _dispatch(self, request: Request) -> Response:
+    def handle(self, request: Request) -> Response:
+        """Answer one request (a test may wrap it, e.g. to translate credentials)."""
         key = self.key(request)
         with self._lock:
             self.requests.append(key)

@@ -21,6 +21,7 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import pytest
+from pytest_httpserver import HTTPServer
 from werkzeug import Request, Response
 
 from connectors.jira import JiraConnector, JiraOptions
@@ -213,8 +214,8 @@ class FakeJira(FakeHTTP):
     Bearer personal access token; a refusal is 401 ``{"errorMessages": [...]}``.
     """
 
-    def __init__(self, *, deployment: str = "cloud") -> None:
-        super().__init__()
+    def __init__(self, server: HTTPServer | None = None, *, deployment: str = "cloud") -> None:
+        super().__init__(server)
         self.deployment = deployment
         self.issues: dict[str, FakeIssue] = {}
         self.page_cap = 2

@@ -22,6 +22,7 @@ from typing import Any
 from urllib.parse import urlencode
 
 import pytest
+from pytest_httpserver import HTTPServer
 from werkzeug import Request, Response
 
 from connectors.process import period_bounds
@@ -137,8 +138,8 @@ class FakeServiceNow(FakeHTTP):
     (``/api/now/table/{tableName}``, ``sysparm_*`` parameters, ``X-Total-Count`` and
     ``Link`` headers, the ``{"error": …, "status": "failure"}`` error body)."""
 
-    def __init__(self, *, oauth: bool = False) -> None:
-        super().__init__()
+    def __init__(self, server: HTTPServer | None = None, *, oauth: bool = False) -> None:
+        super().__init__(server)
         self.oauth = oauth
         self.tables: dict[str, list[dict[str, Any]]] = defaultdict(list)
         self.users: dict[str, dict[str, str]] = {}
