@@ -28,10 +28,10 @@ from werkzeug import Request, Response
 from connectors.base import CollectContext
 from connectors.checks import REGISTRY, evaluate
 from connectors.github import GitHubConnector, GitHubOptions
-from connectors.http import HttpOptions
-from connectors.records import Coverage, Evidence, Finding, Record, service_of
+from connectors.records import Coverage, Evidence, Finding, Record
 from tests import github_shapes as shapes
-from tests.engine_run import run_engine
+from tests.fakehttp import FAST_HTTP
+from tests.harness import run_built, run_engine
 from tests.vendor_schemas import assert_valid, openapi_schema
 
 pytestmark = pytest.mark.clock
@@ -362,15 +362,7 @@ def connector(gh: FakeGitHub, **options: Any) -> GitHubConnector:
         "api_url": gh.api_url,
         "token": {"env": "ANNEXA_TEST_GITHUB_TOKEN"},
         "max_workers": 2,
-        "http": HttpOptions(
-            max_attempts=4,
-            retry_min_wait=0.0,
-            retry_max_wait=0.01,
-            max_retry_after=2,
-            secondary_rate_limit_wait=0.01,
-            timeout=5,
-            connect_timeout=2,
-        ),
+        "http": FAST_HTTP.model_copy(update={"secondary_rate_limit_wait": 0.01}),
         **options,
     }
     return GitHubConnector("github-test", GitHubOptions.model_validate(opts))
@@ -392,35 +384,6 @@ def coverage(records: list[Record]) -> dict[str, Coverage]:
     return {r.service: r for r in records if isinstance(r, Coverage)}
 
 
-def findings(records: list[Record], params: dict[str, dict] | None = None) -> list[Finding]:
-    """What the collector does with the records (see collector.runner)."""
-    specs = GitHubConnector.checks()
-    by_type: dict[str, list] = defaultdict(list)
-    for s in specs:
-        by_type[s.resource_type].append(s)
-    merged = {s.id: s.params_with((params or {}).get(s.id)) for s in specs}
-    out: list[Finding] = []
-    for rec in records:
-        if isinstance(rec, Evidence):
-            out.extend(evaluate(rec, by_type[rec.resource_type], merged))
-        elif isinstance(rec, Coverage) and not rec.ok:
-            out.extend(
-                Finding(
-                    s.id,
-                    rec.scope,
-                    rec.region,
-                    s.resource_type,
-                    f"github:{rec.unit}",
-                    "error",
-                    s.severity,
-                    rec.error or "",
-                )
-                for s in specs
-                if service_of(s.resource_type) == rec.service
-            )
-    return out
-
-
 def by_status(found: list[Finding], status: str) -> set[tuple[str, str]]:
     return {(f.check_id, f.resource_id) for f in found if f.status == status}
 
@@ -430,7 +393,8 @@ def by_status(found: list[Finding], status: str) -> set[tuple[str, str]]:
 
 def test_healthy_org_passes_everything(gh):
     healthy_org(gh)
-    records = collect(connector(gh))
+    run = run_built(connector(gh))
+    records = run.records
     cov = coverage(records)
     assert set(cov) == {
         "org",
@@ -442,7 +406,7 @@ def test_healthy_org_passes_everything(gh):
         "secretscanning",
     }
     assert all(c.ok for c in cov.values()), cov
-    found = findings(records)
+    found = run.findings
     assert by_status(found, "fail") == set() and by_status(found, "error") == set()
     members = {e.resource_id: e.payload for e in evidence(records, "github.member.account")}
     assert len(members) == 5  # three pages at the fake's page size of 2
@@ -480,9 +444,9 @@ def test_planted_problems_fail_exactly_their_checks(gh):
     gh.dependabot.append(dependabot_alert("api", 2, "critical", days=20))
     gh.dependabot.append(dependabot_alert("web", 3, "high", days=29))
     gh.secrets.append(secret_alert("web", 1, days=9))
-    records = collect(connector(gh))
-    assert all(c.ok for c in coverage(records).values())
-    found = findings(records, {"github.org.owner_count": {"max_owners": 2}})
+    run = run_built(connector(gh), checks={"github.org.owner_count": {"max_owners": 2}})
+    assert all(c.ok for c in coverage(run.records).values())
+    found = run.findings
     assert by_status(found, "fail") == {
         ("github.org.owner_count", ORG),
         ("github.member.two_factor", "no2fa"),
@@ -512,9 +476,10 @@ def test_rate_limits_and_5xx_burst_are_absorbed(gh):
         (503, "", {}),
         (500, "", {}),
     )
-    records = collect(connector(gh))
+    run = run_built(connector(gh))
+    records = run.records
     assert all(c.ok for c in coverage(records).values())
-    found = findings(records)
+    found = run.findings
     assert by_status(found, "fail") == set() and by_status(found, "error") == set()
     assert gh.requests.count(f"/repos/{ORG}/api/branches/main/protection") == 4
 
@@ -522,11 +487,12 @@ def test_rate_limits_and_5xx_burst_are_absorbed(gh):
 def test_malformed_json_fails_only_its_unit(gh):
     healthy_org(gh)
     gh.fault(f"/orgs/{ORG}/repos", (200, '[{"full_name": "acme/api", ', {}))
-    records = collect(connector(gh))
+    run = run_built(connector(gh))
+    records = run.records
     cov = coverage(records)
     assert not cov["repo"].ok and "malformed JSON" in cov["repo"].error
     assert all(c.ok for s, c in cov.items() if s != "repo")
-    errors = {f.check_id for f in findings(records) if f.status == "error"}
+    errors = {f.check_id for f in run.findings if f.status == "error"}
     assert errors == {s.id for s in GitHubConnector.checks() if s.id.startswith("github.repo.")}
 
 
@@ -534,9 +500,10 @@ def test_unreadable_protection_is_an_error_for_that_repo_only(gh):
     healthy_org(gh)
     gh.repos.append(repository("broken", 9))
     gh.fault(f"/repos/{ORG}/broken/rules/branches/main", (200, "{oops", {}))
-    records = collect(connector(gh))
+    run = run_built(connector(gh))
+    records = run.records
     assert coverage(records)["repo"].ok
-    assert by_status(findings(records), "error") == {
+    assert by_status(run.findings, "error") == {
         ("github.repo.branch_protection", f"{ORG}/broken"),
         ("github.repo.force_push_blocked", f"{ORG}/broken"),
     }
@@ -545,9 +512,10 @@ def test_unreadable_protection_is_an_error_for_that_repo_only(gh):
 def test_non_owner_token_gives_errors_not_verdicts(gh):
     healthy_org(gh)
     gh.owner_token = False
-    records = collect(connector(gh))
+    run = run_built(connector(gh))
+    records = run.records
     assert all(c.ok for c in coverage(records).values())
-    found = findings(records)
+    found = run.findings
     errors = by_status(found, "error")
     assert ("github.org.two_factor_required", ORG) in errors
     assert ("github.org.default_permission", ORG) in errors
@@ -558,10 +526,11 @@ def test_non_owner_token_gives_errors_not_verdicts(gh):
 
 
 def test_empty_org(gh):
-    records = collect(connector(gh))
+    run = run_built(connector(gh))
+    records = run.records
     assert all(c.ok for c in coverage(records).values())
     assert [e.resource_type for e in evidence(records)] == ["github.org.settings"]
-    statuses = {(f.check_id, f.status) for f in findings(records)}
+    statuses = {(f.check_id, f.status) for f in run.findings}
     assert statuses == {
         ("github.org.two_factor_required", "pass"),
         ("github.org.owner_count", "pass"),
@@ -697,7 +666,7 @@ def test_every_github_check_is_documented():
 
 
 # --------------------------------------------------------------------------- real shapes
-# Judged by the run engine (tests/engine_run.py), as `annexa collect` would.
+# Judged by the run engine (tests/harness.py), as `annexa collect` would.
 
 
 def engine_options(gh: FakeGitHub) -> dict[str, Any]:
