@@ -22,7 +22,7 @@ from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import Connection, select
 
-from store.queries import ManualRecord
+from store.manual_records import ManualRecord
 from store.schema import blobs, evidence, findings, sealed
 
 #: The finding that makes a policy count as a document (see the module docstring).

@@ -24,7 +24,7 @@ import json
 import tomllib
 from collections import Counter
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 from typing import Any
@@ -32,6 +32,7 @@ from typing import Any
 from sqlalchemy import Connection, Engine, Text, bindparam, cast, func, or_, select, text
 
 from connectors.records import utcnow
+from store.manual_records import ManualRecord
 from store.schema import (
     UTCDateTime,
     blobs,
@@ -651,55 +652,6 @@ def exception_for(
 
 
 # -- manual evidence (read side; writing is store.manual) -----------------------------------
-
-
-@dataclass(frozen=True)
-class ManualRecord:
-    """One manual evidence record (a version of ``manual.evidence`` for a control/file)."""
-
-    key: str
-    control: str
-    filename: str
-    file_sha256: str
-    size: int
-    note: str
-    added_by: str
-    recorded_at: datetime
-    valid_from: datetime
-    valid_until: datetime
-    content_hash: str
-    run_id: str
-
-    def valid(self, at: datetime) -> bool:
-        return self.valid_from <= at < self.valid_until
-
-    def expired(self, at: datetime) -> bool:
-        return self.valid_until <= at
-
-    def within_review(self, interval: timedelta | None) -> ManualRecord:
-        """This record, valid no longer than the control's review interval allows.
-
-        A policy recorded "valid until 2030" still needs its yearly review: the
-        documented part's ``review_interval_days`` caps every record of the control.
-        """
-        if interval is None or self.valid_until <= self.valid_from + interval:
-            return self
-        return replace(self, valid_until=self.valid_from + interval)
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "control": self.control,
-            "filename": self.filename,
-            "file_sha256": self.file_sha256,
-            "size": self.size,
-            "note": self.note,
-            "added_by": self.added_by,
-            "recorded_at": self.recorded_at.isoformat(),
-            "valid_from": self.valid_from.isoformat(),
-            "valid_until": self.valid_until.isoformat(),
-            "content_hash": self.content_hash,
-            "run_id": self.run_id,
-        }
 
 
 def _manual_from(row: Mapping[str, Any], body: str | None) -> ManualRecord | None:
