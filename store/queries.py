@@ -232,6 +232,28 @@ def evidence_at(
             yield out
 
 
+def item_versions(
+    conn: Connection, source: str, key: str, at: datetime | None = None
+) -> list[dict[str, Any]]:
+    """Every version of one evidence item recorded by ``at``, oldest first (sealed runs
+    only); a tombstone (``content_hash`` None) says the item was no longer seen.
+
+    One range of the ``(source, key, id)`` index: cheap however long the history.
+    """
+    at = at or utcnow()
+    q = (
+        select(*(evidence.c[c] for c in _EV_COLS))
+        .where(
+            evidence.c.source == source,
+            evidence.c.key == key,
+            evidence.c.collected_at <= at,
+            sealed(evidence),
+        )
+        .order_by(evidence.c.collected_at, evidence.c.id)
+    )
+    return [dict(r) for r in conn.execute(q).mappings()]
+
+
 def last_ok_units(conn: Connection, at: datetime) -> dict[tuple[str, str, str, str], datetime]:
     """(source, scope, region, service) → finish time of the latest clean read at ``at``."""
     q = (
@@ -1351,11 +1373,14 @@ def compliance_series(
 
 
 def list_runs(
-    conn: Connection, *, source: str | None = None, limit: int = 50
+    conn: Connection, *, source: str | None = None, limit: int = 50, at: datetime | None = None
 ) -> list[dict[str, Any]]:
+    """The latest ``limit`` runs, newest first; ``at``: those started by then."""
     q = select(runs).order_by(runs.c.started_at.desc()).limit(limit)
     if source:
         q = q.where(runs.c.source == source)
+    if at is not None:
+        q = q.where(runs.c.started_at <= at)
     rows = []
     for row in conn.execute(q).mappings():
         r = dict(row)
