@@ -173,7 +173,7 @@ def page(role: str = "viewer") -> Callable[[Handler], Callable[[Request], Awaita
     return wrap
 
 
-def render(request: Request, name: str, who: Person | None, status: int = 200,
+def render(request: Request, name: str, who: Person | None, http_status: int = 200,
            **context: Any) -> Response:
     console: Console = request.app.state.console
     at_text = request.query_params.get("at") or ""
@@ -187,7 +187,7 @@ def render(request: Request, name: str, who: Person | None, status: int = 200,
         "statuses": CONTROL_STATUSES,
         "path": request.url.path,
     }
-    return templates.TemplateResponse(request, name, base | context, status_code=status)
+    return templates.TemplateResponse(request, name, base | context, status_code=http_status)
 
 
 def download(request: Request, rows: list[dict[str, Any]], columns: list[tuple[str, str]],
@@ -344,7 +344,7 @@ async def login(request: Request) -> Response:
     wait = console.limiter.retry_after(client)
     if wait:
         log.warning("login throttled", client=client)
-        resp = render(request, "login.html", None, status=429, next=nxt,
+        resp = render(request, "login.html", None, http_status=429, next=nxt,
                       oidc=console.oidc is not None,
                       error=f"too many failed logins: try again in {wait} s")
         resp.headers["retry-after"] = str(wait)
@@ -357,7 +357,7 @@ async def login(request: Request) -> Response:
     if who is None:
         console.limiter.failed(client)
         log.warning("login refused", client=client)  # never the token
-        return render(request, "login.html", None, status=401, next=nxt,
+        return render(request, "login.html", None, http_status=401, next=nxt,
                       oidc=console.oidc is not None, error="unknown token")
     console.limiter.succeeded(client)
     _start_session(request, console, who)

@@ -162,7 +162,7 @@ def control(ctx: Context, cid: str, at: datetime | None) -> dict[str, Any]:
         ],
         "exceptions": exceptions,
         "expected": part.expected_evidence,
-        "review_interval": part.review_interval,
+        "review_days": part.review_interval.days if part.review_interval else None,
         "applicable": applicability.applicable if applicability else True,
         "justification": applicability.justification if applicability else "",
         "targets": [f["target"] for f in found],
