@@ -233,25 +233,35 @@ def evidence_at(
 
 
 def item_versions(
-    conn: Connection, source: str, key: str, at: datetime | None = None
+    conn: Connection, source: str, key: str, at: datetime | None = None, *,
+    kind: str = "evidence",
 ) -> list[dict[str, Any]]:
-    """Every version of one evidence item recorded by ``at``, oldest first (sealed runs
-    only); a tombstone (``content_hash`` None) says the item was no longer seen.
+    """Every version of one evidence item (``kind="findings"``: one finding) recorded by
+    ``at``, oldest first (sealed runs only); a tombstone (``content_hash`` / ``status``
+    None) says the item was no longer seen.
 
     One range of the ``(source, key, id)`` index: cheap however long the history.
     """
     at = at or utcnow()
-    q = (
-        select(*(evidence.c[c] for c in _EV_COLS))
-        .where(
-            evidence.c.source == source,
-            evidence.c.key == key,
-            evidence.c.collected_at <= at,
-            sealed(evidence),
-        )
-        .order_by(evidence.c.collected_at, evidence.c.id)
+    table, cols, time_col = (
+        (evidence, _EV_COLS, "collected_at") if kind == "evidence"
+        else (findings, _FI_COLS, "observed_at")
     )
-    return [dict(r) for r in conn.execute(q).mappings()]
+    q = (
+        select(*(table.c[c] for c in cols))
+        .where(
+            table.c.source == source,
+            table.c.key == key,
+            table.c[time_col] <= at,
+            sealed(table),
+        )
+        .order_by(table.c[time_col], table.c.id)
+    )
+    out = [dict(r) for r in conn.execute(q).mappings()]
+    if kind != "evidence":
+        for r in out:
+            r["controls"] = json.loads(r["controls"])
+    return out
 
 
 def last_ok_units(conn: Connection, at: datetime) -> dict[tuple[str, str, str, str], datetime]:

@@ -45,8 +45,15 @@ def build(
                 agent_version=AGENT_VERSION,
             )
 
+    from connectors.base import available_connectors
+
+    by_type: dict[str, set[str]] = {}
+    for cls in available_connectors().values():
+        for spec in cls.checks():
+            by_type.setdefault(spec.resource_type, set()).add(spec.id)
     console = Console(
-        ctx=Context(engine=engine, index=index, freshness=settings.freshness),
+        ctx=Context(engine=engine, index=index, freshness=settings.freshness,
+                    checks_by_type=by_type),
         access=access,
         record=record,
         limiter=LoginLimiter(access.login_attempts, access.login_window_seconds),

@@ -61,7 +61,9 @@ SECURITY_HEADERS = {
 
 
 class SecurityHeaders:
-    """Adds the CSP and companion headers to every response (pages, files, errors)."""
+    """Adds the CSP and companion headers to every response (pages, files, errors), and
+    ``Server-Timing: app;dur=…`` (time until the response starts: what a page costs the
+    server, read by benchmarks/console.py and by a browser's developer tools)."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -71,9 +73,12 @@ class SecurityHeaders:
             await self.app(scope, receive, send)
             return
 
+        started = time.perf_counter()
+
         async def send_with(message: Message) -> None:
             if message["type"] == "http.response.start":
                 headers = MutableHeaders(scope=message)
+                headers["server-timing"] = f"app;dur={(time.perf_counter() - started) * 1000:.1f}"
                 for k, v in SECURITY_HEADERS.items():
                     headers[k] = v
                 if scope.get("path", "").startswith("/static/"):

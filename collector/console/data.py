@@ -13,7 +13,7 @@ from __future__ import annotations
 import difflib
 import json
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -86,6 +86,8 @@ class Context:
     engine: Engine
     index: MappingIndex
     freshness: timedelta
+    #: resource type → the ids of the checks registered for it (the connectors' specs).
+    checks_by_type: dict[str, set[str]] = field(default_factory=dict)
 
 
 def evidence_key(f: dict[str, Any]) -> str:
@@ -169,6 +171,31 @@ def control(ctx: Context, cid: str, at: datetime | None) -> dict[str, Any]:
     }
 
 
+def _resource_findings(
+    conn: Any, ctx: Context, source: str, ev: dict[str, Any], at: datetime
+) -> list[dict[str, Any]]:
+    """The findings in force at ``at`` on the resource of evidence row ``ev``.
+
+    A finding's key is ``check|scope|region|resource``: each check registered for the
+    resource type is one probe of the index (``item_versions``), instead of walking every
+    finding of the source. Without a known check for the type, the walk it is.
+    """
+    checks = ctx.checks_by_type.get(ev["resource_type"])
+    if not checks:
+        return [
+            f for f in findings_at(conn, at, source=source)
+            if (f["resource_type"], f["scope"], f["region"], f["resource_id"])
+            == (ev["resource_type"], ev["scope"], ev["region"], ev["resource_id"])
+        ]
+    out = []
+    for check in sorted(checks):
+        key = f"{check}|{ev['scope']}|{ev['region']}|{ev['resource_id']}"
+        versions = item_versions(conn, source, key, at, kind="findings")
+        if versions and versions[-1]["status"] is not None:
+            out.append(versions[-1])
+    return out
+
+
 def _pretty(body: str | None) -> list[str]:
     if body is None:
         return ["(body removed by retention; its hash is kept)"]
@@ -192,15 +219,7 @@ def resource(
             return None
         stored = bodies(conn, {v["content_hash"] for v in alive})
         head = versions[-1]
-        rtype, scope, region, rid = head["resource_type"], head["scope"], head["region"], (
-            head["resource_id"]
-        )
-        found = [
-            f
-            for f in findings_at(conn, when, source=source)
-            if f["resource_id"] == rid and f["scope"] == scope and f["region"] == region
-            and f["resource_type"] == rtype
-        ]
+        found = _resource_findings(conn, ctx, source, head, when)
     by_id = {v["id"]: v for v in alive}
     new = by_id.get(b) if b is not None else (alive[-1] if alive else None)
     old = by_id.get(a) if a is not None else None
