@@ -171,7 +171,9 @@ class LiveConsole:
         self.sock.close()
 
 
-def serve(estate: Estate, *, comments: bool, access: Access | None = None) -> LiveConsole:
+def serve(
+    estate: Estate, *, comments: bool, access: Access | None = None, oidc: Any = None
+) -> LiveConsole:
     """The console over the estate's store, as ``annexa serve`` builds it."""
     from collector.console.auth import open_access
 
@@ -181,4 +183,6 @@ def serve(estate: Estate, *, comments: bool, access: Access | None = None) -> Li
     engine = make_engine(estate.db_url, readonly=not comments)
     if access is None:
         access = load_access(estate.auth) if comments else open_access()
-    return LiveConsole(build(settings, engine, estate.index, access, comments=comments))
+    return LiveConsole(
+        build(settings, engine, estate.index, access, comments=comments, oidc=oidc)
+    )
