@@ -20,7 +20,6 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import httpx
-import pytest
 from markupsafe import escape
 
 from collector.console.app import CSP
@@ -35,7 +34,6 @@ from tests.console_fixtures import (
     serve,
 )
 
-pytestmark = pytest.mark.clock
 pytest_plugins = ["tests.console_fixtures"]
 
 

@@ -30,7 +30,6 @@ from tests.console_fixtures import (
 )
 from tests.test_console import annexa
 
-pytestmark = pytest.mark.clock
 pytest_plugins = ["tests.console_fixtures"]
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"

@@ -18,7 +18,6 @@ from collector.console.auth import load_access
 from tests.console_fixtures import Estate, LiveConsole, serve
 from tests.oidc_fake import FakeOpenIdProvider
 
-pytestmark = pytest.mark.clock
 pytest_plugins = ["tests.console_fixtures"]
 
 CLIENT_ID = "annexa-console"
