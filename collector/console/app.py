@@ -423,7 +423,9 @@ def create_app(console: Console) -> Starlette:
                 secret_key=access.session_secret,
                 session_cookie="annexa_console",
                 max_age=int(access.session_hours * 3600),
-                same_site="strict",
+                # Lax, not Strict: the OpenID provider redirects back cross-site, and the
+                # callback needs the session (state, nonce). Forms carry CSRF tokens.
+                same_site="lax",
                 https_only=access.https_only,
             ),
         ],
