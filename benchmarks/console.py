@@ -71,6 +71,7 @@ def measure(url: str, span: dict[str, Any], n: int) -> dict[str, Any]:
         "overview csv": "/?format=csv",
         f"control {control} (now)": f"/controls/{control}",
         f"control {control} (--at mid-year)": f"/controls/{control}?at={at}",
+        f"control {control} timeline fragment (htmx)": f"/controls/{control}/timeline",
         "resource + diff (now)": f"/resource?source=bench-aws&key={quote(key)}",
         "resource + diff (--at mid-year)": f"/resource?source=bench-aws&key={quote(key)}&at={at}",
         "runs": "/runs",

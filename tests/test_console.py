@@ -89,6 +89,9 @@ def test_overview_control_resource_runs_read_the_store(estate: Estate) -> None:
         assert statuses == sorted(statuses, key=["fail", "error", "excepted", "pass",
                                                  "not_applicable"].index)
         assert "Change management procedure" in control  # the expected document
+        timeline = c.get("/controls/A.8.32/timeline").text  # fetched by htmx on load
+        assert re.findall(r'class="st st-(\w+)"', timeline)[-1] == "fail"
+        assert 'hx-get="/controls/A.8.32/timeline"' in control
 
         res = c.get(chg2_key(c))
         assert res.status_code == 200

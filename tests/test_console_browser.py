@@ -109,6 +109,9 @@ def test_overview_to_failing_control_to_resource_to_diff(
             w.page.wait_for_url("**/controls/A.8.32")
             first = w.page.locator("#findings tbody tr").first
             assert first.locator(".st").first.inner_text() == "fail"
+            # The timeline arrives through htmx (a script from 'self', under the CSP).
+            w.page.locator("#timeline tbody tr").last.wait_for(timeout=30_000)
+            assert w.page.locator("#timeline .st").last.inner_text() == "fail"
             w.shot(artifacts, "2-control")
             w.page.locator("#findings a.resource", has_text="CHG-2").click()
             w.page.wait_for_url("**/resource?**")

@@ -248,6 +248,16 @@ async def control(request: Request, console: Console, who: Person) -> Response:
 
 
 @page()
+async def control_timeline(request: Request, console: Console, who: Person) -> Response:
+    cid = request.path_params["cid"]
+    if cid not in console.ctx.index.catalog:
+        raise HTTPException(404, "no such control")
+    at = parse_at(request.query_params.get("at"))
+    rows = await run_in_threadpool(data.timeline, console.ctx, cid, at)
+    return render(request, "timeline.html", who, timeline=rows)
+
+
+@page()
 async def resource(request: Request, console: Console, who: Person) -> Response:
     source = request.query_params.get("source") or ""
     key = request.query_params.get("key") or ""
@@ -402,6 +412,7 @@ def create_app(console: Console) -> Starlette:
     routes = [
         Route("/", overview),
         Route("/controls/{cid}", control),
+        Route("/controls/{cid}/timeline", control_timeline),
         Route("/resource", resource),
         Route("/runs", runs),
         Route("/runs/{run_id}/verify", verify_run),
@@ -412,7 +423,7 @@ def create_app(console: Console) -> Starlette:
         Mount("/static", StaticFiles(directory=HERE / "static"), name="static"),
     ]
     if console.oidc is not None:
-        routes[6:6] = console.oidc.routes()
+        routes[7:7] = console.oidc.routes()
     access = console.access
     app = Starlette(
         routes=routes,

@@ -77,6 +77,8 @@ RUN_COLUMNS = [
 #: Failing first: the order an auditor reads a control's findings in.
 _FINDING_ORDER = {"fail": 0, "error": 1, "excepted": 2, "pass": 3, "not_applicable": 4}
 TIMELINE_DAYS = 30
+#: Finding rows rendered on a control page (failing first); the download has them all.
+PAGE_ROWS = 200
 
 
 @dataclass
@@ -141,10 +143,6 @@ def control(ctx: Context, cid: str, at: datetime | None) -> dict[str, Any]:
         f["target"] = f"{f['source']} {f['key']}"
     found.sort(key=lambda f: (_FINDING_ORDER.get(f["effective_status"], 9), f["check_id"],
                               f["resource_id"]))
-    tl = control_timelines(
-        ctx.engine, ctx.index, when - timedelta(days=TIMELINE_DAYS), when, ctx.freshness,
-        exceptions=rules, controls=[cid],
-    )[cid]
     exceptions = [
         r.as_dict()
         for r in rules
@@ -158,10 +156,7 @@ def control(ctx: Context, cid: str, at: datetime | None) -> dict[str, Any]:
         "status": status.as_dict(),
         "findings": found,
         "columns": FINDING_COLUMNS,
-        "timeline": [
-            {"from": a, "to": b, "status": s, "hours": round((b - a).total_seconds() / 3600, 2)}
-            for a, b, s in tl.intervals()
-        ],
+        "shown": found[:PAGE_ROWS],
         "exceptions": exceptions,
         "expected": part.expected_evidence,
         "review_days": part.review_interval.days if part.review_interval else None,
@@ -194,6 +189,21 @@ def _resource_findings(
         if versions and versions[-1]["status"] is not None:
             out.append(versions[-1])
     return out
+
+
+def timeline(ctx: Context, cid: str, at: datetime | None) -> list[dict[str, Any]]:
+    """A control's status intervals over the last :data:`TIMELINE_DAYS` before ``at``
+    (a fragment of its own: the replay costs more than the rest of the page)."""
+    when = at or utcnow()
+    rules, _ = decided(ctx.engine, ctx.index, at)
+    tl = control_timelines(
+        ctx.engine, ctx.index, when - timedelta(days=TIMELINE_DAYS), when, ctx.freshness,
+        exceptions=rules, controls=[cid],
+    )[cid]
+    return [
+        {"from": a, "to": b, "status": s, "hours": round((b - a).total_seconds() / 3600, 2)}
+        for a, b, s in tl.intervals()
+    ]
 
 
 def _pretty(body: str | None) -> list[str]:
