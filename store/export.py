@@ -20,6 +20,8 @@
     risks.csv              the risk register at the end of the period (store/risks.py)
     exceptions.json        the exceptions in force during the period, as recorded (when
                            recorded and revoked; backdated approvals marked)
+    comments.json          auditor comments and evidence requests recorded by the end of
+                           the period, each with its signed @decisions run
     manual/<sha256>/<name> manual evidence files in force during the period
     oscal/                 OSCAL 1.2.1: assessment-results.json importing assessment-plan.json
                            → ssp.json (the SoA) → profile.json → catalog.json (Annex A)
@@ -416,6 +418,16 @@ def build_package(
         ],
     }
     files["exceptions.json"] = json.dumps(exc_doc, indent=2, sort_keys=True).encode()
+    # Auditor comments and evidence requests recorded by the end (store/comments.py).
+    from store.comments import comments as recorded_comments
+
+    with engine.connect() as conn:
+        remarks = [c.as_dict() | {"recorded_at": _iso(c.recorded_at)}
+                   for c in recorded_comments(conn, end)]
+    files["comments.json"] = json.dumps(
+        {"recorded_in": "@decisions runs of the evidence store (see runs.json)",
+         "comments": remarks}, indent=2, sort_keys=True, ensure_ascii=False,
+    ).encode("utf-8")
 
     # Manual files in force during the period, as the files themselves.
     for v in ev_pop:

@@ -114,18 +114,24 @@ def _latest_sql(
     extra_join: str = "",
     *,
     postgresql: bool = False,
+    key_range: bool = False,
 ) -> str:
     """Each key's latest version at ``:at`` for one ``:source``: key walk + one probe per key.
 
     PostgreSQL runs the probe as a ``LATERAL`` subquery (about a quarter faster there);
     SQLite has no ``LATERAL`` and resolves the same probe as a correlated scalar.
+    ``key_range``: walk only the keys in ``[:lo, :hi)`` (a finding key starts with its
+    check id, so one check's findings are one range of the index).
     """
     names = ", ".join(f"t.{c}" for c in cols)
+    bound = " AND key >= :lo AND key < :hi" if key_range else ""
+    xbound = " AND x.key < :hi" if key_range else ""
     keys = (
         "WITH RECURSIVE k(key) AS ("
-        f" SELECT min(key) FROM {table} WHERE source = :source"
+        f" SELECT min(key) FROM {table} WHERE source = :source{bound}"
         " UNION ALL"
-        f" SELECT (SELECT min(x.key) FROM {table} x WHERE x.source = :source AND x.key > k.key)"
+        f" SELECT (SELECT min(x.key) FROM {table} x WHERE x.source = :source AND x.key > k.key"
+        f"{xbound})"
         " FROM k WHERE k.key IS NOT NULL)"
     )
     probe = (
@@ -152,6 +158,17 @@ def _typed(sql: str, table: Any, cols: Iterable[str], *more: Any) -> Any:
     )
 
 
+def _bytewise_keys(conn: Connection) -> bool:
+    """Whether text keys sort by code point (key ranges are then exact): always on SQLite;
+    on PostgreSQL only under the C collation (a linguistic one may ignore the ``|``)."""
+    if conn.dialect.name != "postgresql":
+        return True
+    coll = conn.execute(
+        text("SELECT datcollate FROM pg_database WHERE datname = current_database()")
+    ).scalar()
+    return str(coll).split(".")[0] in ("C", "POSIX")
+
+
 def findings_at(
     conn: Connection,
     at: datetime | None = None,
@@ -161,10 +178,15 @@ def findings_at(
     status: str | None = None,
     check_ids: Collection[str] | None = None,
 ) -> Iterator[dict[str, Any]]:
-    """Current findings at ``at`` (tombstoned ones excluded), streamed per source."""
+    """Current findings at ``at`` (tombstoned ones excluded), streamed per source.
+
+    ``check_ids`` walks only those checks' key ranges (a finding key starts with
+    ``check_id|``), so the cost follows their findings, not the whole source.
+    """
     at = at or utcnow()
     pg = conn.dialect.name == "postgresql"
-    sql = _latest_sql("findings", "observed_at", _FI_COLS, postgresql=pg)
+    ranged = check_ids is not None and not check_id and _bytewise_keys(conn)
+    sql = _latest_sql("findings", "observed_at", _FI_COLS, postgresql=pg, key_range=ranged)
     sql += " WHERE t.status IS NOT NULL"
     if check_id:
         sql += " AND t.check_id = :check_id"
@@ -177,14 +199,17 @@ def findings_at(
         params["check_id"] = check_id
     if status:
         params["status"] = status
+    # "}" is the character after "|": [check|, check}) holds exactly check's keys.
+    ranges = [{"lo": f"{c}|", "hi": f"{c}}}"} for c in sorted(check_ids or ())] if ranged else [{}]
     rows: list[dict[str, Any]] = []
     for src in _sources(conn, source):
-        for row in conn.execute(q, {**params, "source": src}).mappings():
-            if check_ids is not None and row["check_id"] not in check_ids:
-                continue
-            out = dict(row)
-            out["controls"] = json.loads(out["controls"])
-            rows.append(out)
+        for bounds in ranges:
+            for row in conn.execute(q, {**params, **bounds, "source": src}).mappings():
+                if check_ids is not None and row["check_id"] not in check_ids:
+                    continue
+                out = dict(row)
+                out["controls"] = json.loads(out["controls"])
+                rows.append(out)
     rows.sort(key=lambda r: (r["check_id"], r["source"], r["key"]))
     yield from rows
 
@@ -269,6 +294,38 @@ def evidence_at(
                 out["payload"] = json.loads(body) if body is not None else None
                 out["body_removed"] = body is None
             yield out
+
+
+def item_versions(
+    conn: Connection, source: str, key: str, at: datetime | None = None, *,
+    kind: str = "evidence",
+) -> list[dict[str, Any]]:
+    """Every version of one evidence item (``kind="findings"``: one finding) recorded by
+    ``at``, oldest first (sealed runs only); a tombstone (``content_hash`` / ``status``
+    None) says the item was no longer seen.
+
+    One range of the ``(source, key, id)`` index: cheap however long the history.
+    """
+    at = at or utcnow()
+    table, cols, time_col = (
+        (evidence, _EV_COLS, "collected_at") if kind == "evidence"
+        else (findings, _FI_COLS, "observed_at")
+    )
+    q = (
+        select(*(table.c[c] for c in cols))
+        .where(
+            table.c.source == source,
+            table.c.key == key,
+            table.c[time_col] <= at,
+            sealed(table),
+        )
+        .order_by(table.c[time_col], table.c.id)
+    )
+    out = [dict(r) for r in conn.execute(q).mappings()]
+    if kind != "evidence":
+        for r in out:
+            r["controls"] = json.loads(r["controls"])
+    return out
 
 
 def last_ok_units(conn: Connection, at: datetime) -> dict[tuple[str, str, str, str], datetime]:
@@ -1433,11 +1490,14 @@ def compliance_series(
 
 
 def list_runs(
-    conn: Connection, *, source: str | None = None, limit: int = 50
+    conn: Connection, *, source: str | None = None, limit: int = 50, at: datetime | None = None
 ) -> list[dict[str, Any]]:
+    """The latest ``limit`` runs, newest first; ``at``: those started by then."""
     q = select(runs).order_by(runs.c.started_at.desc()).limit(limit)
     if source:
         q = q.where(runs.c.source == source)
+    if at is not None:
+        q = q.where(runs.c.started_at <= at)
     rows = []
     for row in conn.execute(q).mappings():
         r = dict(row)
