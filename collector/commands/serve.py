@@ -9,7 +9,7 @@ from typing import Annotated
 
 import typer
 
-from collector.cli import (
+from collector.clikit import (
     EXIT_USAGE,
     CliExit,
     ConfigOpt,
