@@ -566,6 +566,29 @@ def security_settings(sub: str, *, endpoint: bool = True) -> list[dict[str, Any]
                                         ("Sentinel", "AlertSyncSettings", False))]
 
 
+def security_contact(sub: str, *, emails: str = "soc@contoso.example", legacy: bool = False,
+                     alerts: str | None = "Medium", by_role: bool = True) -> dict[str, Any]:
+    """A ``Microsoft.Security/securityContacts`` item: the 2023-12-01-preview shape
+    (``isEnabled``, ``notificationsSources``; securityContacts ``GetSecurityContact``
+    example) or, with ``legacy``, the 2020-01-01-preview ``alertNotifications`` one.
+    ``alerts`` None: alert mails off."""
+    props: dict[str, Any] = {
+        "emails": emails, "phone": "+1-555-0100",
+        "notificationsByRole": {"state": "On" if by_role else "Off", "roles": ["Owner"]},
+    }
+    if legacy:
+        props["alertNotifications"] = {"state": "On" if alerts else "Off",
+                                       "minimalSeverity": alerts or "High"}
+    else:
+        props["isEnabled"] = True
+        props["notificationsSources"] = (
+            [{"sourceType": "Alert", "minimalSeverity": alerts}] if alerts else []
+        ) + [{"sourceType": "AttackPath", "minimalRiskLevel": "Critical"}]
+    return {"id": f"/subscriptions/{sub}/providers/Microsoft.Security/securityContacts/default",
+            "name": "default", "type": "Microsoft.Security/securityContacts",
+            "properties": props}
+
+
 def assessment(sub: str, resource: str, key: str, name: str, code: str, *,
                severity: str = "High", days: float = 5) -> dict[str, Any]:
     """An assessment as ``ListAssessments_example.json`` (security stable/2021-06-01)
@@ -998,6 +1021,7 @@ def add_good_subscription(e: Estate, sub: str, name: str, *, prefix: str) -> Non
         nsg_rule("rdp-lb", 140, "3389", ["AzureLoadBalancer", "10.0.0.0/8"]),
     ]))
     f.put_list(_p(sub, "Microsoft.Security/pricings"), pricings(sub))
+    f.put_list(_p(sub, "Microsoft.Security/securityContacts"), [security_contact(sub)])
     ws = rid(sub, "rg-log", "Microsoft.OperationalInsights/workspaces", f"{prefix}-law")
     f.put(ws, {"id": ws, "name": f"{prefix}-law", "properties": {"retentionInDays": 400}})
     f.put_list(_p(sub, "Microsoft.Insights/diagnosticSettings"),
@@ -1117,9 +1141,12 @@ def add_bad_subscription(e: Estate, sub: str, name: str) -> None:
     f.put_list(_p(sub, "Microsoft.Security/pricings"),
                pricings(sub, off=("KeyVaults",), sensitive_data=False))
     f.put_list(_p(sub, "Microsoft.Security/settings"), security_settings(sub, endpoint=False))
+    # Alert mails switched off (2020-01-01-preview shape): no contact is told.
+    f.put_list(_p(sub, "Microsoft.Security/securityContacts"),
+               [security_contact(sub, legacy=True, alerts=None)])
     pricing_id = f"/subscriptions/{sub}/providers/Microsoft.Security/pricings"
     for c in ("defender_plans_enabled", "malware_protection_enabled",
-              "sensitive_data_discovery_enabled"):
+              "sensitive_data_discovery_enabled", "contacts_configured"):
         e.expect(f"azure.security.{c}", pricing_id)
     vm_id = rid(sub, "rg-vm", "Microsoft.Compute/virtualMachines", "b-vm-vhd")
     f.put_list(_p(sub, "Microsoft.Security/assessments"), [
@@ -1274,8 +1301,9 @@ def add_unexported_subscription(e: Estate, sub: str, name: str) -> None:
     path = f"/subscriptions/{sub}/providers/microsoft.insights/activitylog"
     for c in ("activity_log_exported", "activity_log_retention", "activity_log_immutable"):
         e.expect(f"azure.monitor.{c}", path)
-    e.expect("azure.security.malware_protection_enabled",
-             f"/subscriptions/{sub}/providers/Microsoft.Security/pricings")
+    for c in ("malware_protection_enabled", "contacts_configured"):  # no contact at all
+        e.expect(f"azure.security.{c}",
+                 f"/subscriptions/{sub}/providers/Microsoft.Security/pricings")
     for c in ("subscription_tagged", "environments_separated"):
         e.expect(f"azure.governance.{c}", f"/subscriptions/{sub}")
     e.expect("azure.consumption.budget_alerts",

@@ -90,6 +90,9 @@ MUST: list[tuple[str, str, str]] = [
     ("github.repo.code_scanning", "A.8.29", "static application security testing"),
     # Dependencies are supplied components; Dependabot monitors them.
     ("github.repo.dependabot_alerts", "A.5.21", "supplied components monitored"),
+    # New checks for issue 15 (60 of 93).
+    ("aws.iam.role_third_party_external_id", "A.5.19", "supplier access to systems "
+     "controlled"),
 ]
 
 MUST_NOT: list[tuple[str, str, str]] = [

@@ -7,7 +7,8 @@ Used by ``annexa demo``, the connector tests and the end-to-end tests.
 * the *main* account (the caller's, 123456789012 in moto): a mix of good and bad
   configuration in every service and in both demo regions — a weak password policy,
   console users with and without MFA, fresh, old, unused and inactive access keys,
-  administrator policies on a group, a role and a user, buckets with and without
+  administrator policies on a group, a role and a user, a supplier's role without an
+  external ID, buckets with and without
   encryption, public access block, TLS-only policy, versioning and logging, one public
   bucket, trails with and without validation, KMS and CloudWatch delivery, security
   groups open to the internet, unencrypted volumes, an IMDSv1 instance, a VPC without
@@ -259,6 +260,28 @@ def _role(p: _Plan, name: str, *, admin: bool, managed: str | None = None) -> No
                             PolicyDocument=json.dumps(document))
     if admin:
         p.bad("aws.iam.role_no_full_admin_policy", arn)
+
+
+#: A supplier's AWS account (outside every demo organisation).
+VENDOR_ACCOUNT = "464622532012"
+
+
+def _vendor_role(p: _Plan, name: str, *, external_id: str | None) -> None:
+    """A role a supplier's account assumes (read-only), with or without the external ID
+    the supplier issued (``aws.iam.role_third_party_external_id``)."""
+    statement: dict[str, Any] = {
+        "Effect": "Allow", "Action": "sts:AssumeRole",
+        "Principal": {"AWS": f"arn:aws:iam::{VENDOR_ACCOUNT}:root"},
+    }
+    if external_id:
+        statement["Condition"] = {"StringEquals": {"sts:ExternalId": external_id}}
+    iam = p.estate.client("iam")
+    arn = iam.create_role(RoleName=name, AssumeRolePolicyDocument=json.dumps(
+        {"Version": "2012-10-17", "Statement": [statement]}))["Role"]["Arn"]
+    iam.put_role_policy(RoleName=name, PolicyName=f"{name}-inline",
+                        PolicyDocument=json.dumps(_READ_DOC))
+    if not external_id:
+        p.bad("aws.iam.role_third_party_external_id", arn)
 
 
 def _root(p: _Plan, *, mfa: bool, used_days_ago: int | None) -> None:
@@ -648,6 +671,8 @@ def _plant_main(p: _Plan) -> None:
     p.bad("aws.iam.user_no_full_admin_policy", users["dave-legacy"]["arn"])
     _role(p, "annexa-demo-deployer", admin=True)
     _role(p, "annexa-demo-reporting", admin=False, managed=read)
+    _vendor_role(p, "annexa-demo-vendor-monitoring", external_id=None)
+    _vendor_role(p, "annexa-demo-vendor-backup", external_id="vendor-issued-7f3a")
     _root(p, mfa=True, used_days_ago=2)
 
     logs = _bucket(p, "annexa-demo-logs", encryption=_SSE_S3, block=_ALL_BLOCKED,
@@ -725,6 +750,7 @@ def _plant_secure(p: _Plan, *, flaws: bool = False) -> None:
     read = _policy(iam, "annexa-read", _READ_DOC)
     _group(p, "annexa-auditors", read, admin=False, members=(p.name("ops-admin"),))
     _role(p, "annexa-app", admin=False)
+    _vendor_role(p, p.name("annexa-vendor-monitoring"), external_id="vendor-issued-c41e")
     _root(p, mfa=True, used_days_ago=3 if flaws else 400)
 
     logs = _bucket(p, p.name("annexa-secure-logs"), encryption=_SSE_KMS, block=_ALL_BLOCKED,
