@@ -409,7 +409,8 @@ def storage_account(sub: str, name: str, *, rg: str = "rg-data", https: bool | N
         "name": name,
         "type": "Microsoft.Storage/storageAccounts",
         "location": "westeurope",
-        "tags": tags or {},
+        # Labelled with a level of the default classification scheme unless told.
+        "tags": tags if tags is not None else {"data-classification": "internal"},
         "properties": props,
     }
 
@@ -1087,13 +1088,16 @@ def add_bad_subscription(e: Estate, sub: str, name: str) -> None:
     f.add(coll, http)
     e.expect("azure.storage.account_tls_only", http["id"])
     loose = storage_account(sub, "bloose", public=True, tls="TLS1_0", shared_key=None,
-                            default_action="Allow")
+                            default_action="Allow", tags={"owner": "team-b"})
     f.add(coll, loose)
+    e.expect("azure.storage.account_classified", loose["id"])  # no classification tag
     for c in ("account_public_access_block", "minimum_tls_version",
               "shared_key_access_disabled", "default_network_access_deny"):
         e.expect(f"azure.storage.{c}", loose["id"])
-    legacy = storage_account(sub, "blegacy", public=None, tls=None)  # defaults: TLS1_0
+    legacy = storage_account(sub, "blegacy", public=None, tls=None,  # defaults: TLS1_0
+                             tags={"Data-Classification": "secret"})  # not a level
     f.add(coll, legacy)
+    e.expect("azure.storage.account_classified", legacy["id"])
     e.expect("azure.storage.minimum_tls_version", legacy["id"])
     e.expect("azure.storage.account_public_access_block", legacy["id"])
     # The vendor's example account: nothing set, plain HTTP allowed (rg-data: locked).
@@ -1102,6 +1106,7 @@ def add_bad_subscription(e: Estate, sub: str, name: str) -> None:
     for c in ("account_tls_only", "account_public_access_block", "minimum_tls_version",
               "shared_key_access_disabled", "default_network_access_deny"):
         e.expect(f"azure.storage.{c}", example["id"])
+    e.expect("azure.storage.account_classified", example["id"])  # tags key1/key2 only
     # Deny by default, but the IP rules admit the internet in two halves.
     halves = storage_account(sub, "bhalves")
     halves["properties"]["networkAcls"]["ipRules"] = [

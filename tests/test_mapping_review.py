@@ -93,6 +93,12 @@ MUST: list[tuple[str, str, str]] = [
     # New checks for issue 15 (60 of 93).
     ("aws.iam.role_third_party_external_id", "A.5.19", "supplier access to systems "
      "controlled"),
+    ("azure.security.contacts_configured", "A.5.24", "points of contact for reporting "
+     "incidents"),
+    ("gcp.storage.bucket_classified", "A.5.12", "data store classified"),
+    ("gcp.storage.bucket_classified", "A.5.13", "metadata label of the scheme"),
+    ("azure.storage.account_classified", "A.5.12", "data store classified"),
+    ("azure.storage.account_classified", "A.5.13", "metadata label of the scheme"),
 ]
 
 MUST_NOT: list[tuple[str, str, str]] = [
