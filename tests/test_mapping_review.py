@@ -99,6 +99,9 @@ MUST: list[tuple[str, str, str]] = [
     ("gcp.storage.bucket_classified", "A.5.13", "metadata label of the scheme"),
     ("azure.storage.account_classified", "A.5.12", "data store classified"),
     ("azure.storage.account_classified", "A.5.13", "metadata label of the scheme"),
+    # The organisation's own intelligence fed to a detective control (unlike GuardDuty
+    # itself, which stays out of A.5.7 below).
+    ("aws.guardduty.threat_intel_applied", "A.5.7", "intelligence as input to detection"),
 ]
 
 MUST_NOT: list[tuple[str, str, str]] = [

@@ -14,7 +14,8 @@ Used by ``annexa demo``, the connector tests and the end-to-end tests.
   groups open to the internet, unencrypted volumes, an IMDSv1 instance, a VPC without
   flow logs, a short log retention, a key without rotation, a weak RDS instance, and
   GuardDuty / Config / Security Hub / Backup / Access Analyzer / a TLS load balancer
-  in one region only; old Inspector and ECR findings, no malware scanning, Macie
+  in one region only (GuardDuty without a threat intel set); old Inspector and ECR
+  findings, no malware scanning, Macie
   without a scheduled job, a non-compliant conformance pack, a restore testing plan
   that restores nothing, a weak Aurora cluster and CloudFront distribution, no budget,
   workloads in the default VPC, and no organisation (see
@@ -583,18 +584,26 @@ def _rds(p: _Plan, region: str, name: str, *, good: bool) -> None:
 
 
 def _regional_settings(p: _Plan, region: str, bucket: str, *, off: tuple[str, ...] = (),
-                       malware: bool = True) -> None:
-    """GuardDuty (with Malware Protection for EC2 if ``malware``), Config, Security Hub,
-    Backup and Access Analyzer, except ``off``."""
+                       malware: bool = True, threat_intel: bool = True) -> None:
+    """GuardDuty (with Malware Protection for EC2 if ``malware`` and an active threat
+    intel set if ``threat_intel``), Config, Security Hub, Backup and Access Analyzer,
+    except ``off``."""
     e = p.estate
     for service, check_id in _REGIONAL_SETTINGS.items():
         if service in off:
             p.bad(check_id, region)
     if "guardduty" in off or not malware:
         p.bad("aws.guardduty.malware_protection", region)
+    if "guardduty" in off or not threat_intel:
+        p.bad("aws.guardduty.threat_intel_applied", region)
     if "guardduty" not in off:
         features = [{"Name": "EBS_MALWARE_PROTECTION", "Status": "ENABLED"}] if malware else []
-        e.client("guardduty", region).create_detector(Enable=True, Features=features)
+        guardduty = e.client("guardduty", region)
+        detector = guardduty.create_detector(Enable=True, Features=features)["DetectorId"]
+        if threat_intel:
+            guardduty.create_threat_intel_set(
+                DetectorId=detector, Name="isac-blocklist", Format="TXT", Activate=True,
+                Location=f"https://s3.amazonaws.com/{bucket}/threat-intel/blocklist.txt")
     if "config" not in off:
         config = e.client("config", region)
         config.put_configuration_recorder(ConfigurationRecorder={
@@ -713,7 +722,7 @@ def _plant_main(p: _Plan) -> None:
     _flow_logs(p, OTHER, None)
     _rds(p, HOME, "annexa-demo-orders", good=True)
     _rds(p, OTHER, "annexa-demo-legacy", good=False)
-    _regional_settings(p, HOME, logs, malware=False)
+    _regional_settings(p, HOME, logs, malware=False, threat_intel=False)
     _regional_settings(p, OTHER, logs, off=tuple(_REGIONAL_SETTINGS))
     _load_balancer(p, HOME, "annexa-demo-web", redirect=True, tls_policy=_MODERN_TLS,
                    waf=True)
