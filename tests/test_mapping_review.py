@@ -102,6 +102,10 @@ MUST: list[tuple[str, str, str]] = [
     # The organisation's own intelligence fed to a detective control (unlike GuardDuty
     # itself, which stays out of A.5.7 below).
     ("aws.guardduty.threat_intel_applied", "A.5.7", "intelligence as input to detection"),
+    # Outside collaborators are the outsourced developers; admin rights would let them
+    # switch off the organisation's development controls.
+    ("github.repo.outside_collaborators_no_admin", "A.8.30", "outsourced development "
+     "kept under the organisation's controls"),
 ]
 
 MUST_NOT: list[tuple[str, str, str]] = [
