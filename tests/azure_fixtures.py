@@ -590,6 +590,28 @@ def security_contact(sub: str, *, emails: str = "soc@contoso.example", legacy: b
             "properties": props}
 
 
+def masking_policy(db_id: str, state: str) -> dict[str, Any]:
+    """``DataMaskingPolicyGet.json`` (sql stable/2021-11-01 examples), for ``db_id``."""
+    return {"id": f"{db_id}/dataMaskingPolicies/Default", "name": "Default",
+            "type": "Microsoft.Sql/servers/databases/dataMaskingPolicies",
+            "location": "West Europe", "kind": None,
+            "properties": {"dataMaskingState": state, "exemptPrincipals": "testuser;",
+                           "applicationPrincipals": "", "maskingLevel": ""}}
+
+
+def masking_rule(db_id: str, table: str, column: str, state: str = "Enabled",
+                 function: str = "Text") -> dict[str, Any]:
+    """A rule of ``DataMaskingRuleListByDatabase.json`` (sql stable/2021-11-01)."""
+    return {"id": f"{db_id}/dataMaskingPolicies/Default/rules/", "name": "",
+            "type": "Microsoft.Sql/servers/databases/dataMaskingPolicies/rules",
+            "location": "West Europe", "kind": None,
+            "properties": {"id": f"dbo_{table}_{column}", "ruleState": state,
+                           "schemaName": "dbo", "tableName": table, "columnName": column,
+                           "aliasName": None, "maskingFunction": function,
+                           "numberFrom": None, "numberTo": None, "prefixSize": "1",
+                           "suffixSize": "0", "replacementString": "xxxx"}}
+
+
 def assessment(sub: str, resource: str, key: str, name: str, code: str, *,
                severity: str = "High", days: float = 5) -> dict[str, Any]:
     """An assessment as ``ListAssessments_example.json`` (security stable/2021-06-01)
@@ -1045,9 +1067,13 @@ def add_good_subscription(e: Estate, sub: str, name: str, *, prefix: str) -> Non
     db = {"id": f"{srv['id']}/databases/appdb", "name": "appdb",
           "type": "Microsoft.Sql/servers/databases", "location": "westeurope",
           "sku": {"name": "GP_S_Gen5", "tier": "GeneralPurpose"},
+          "tags": {"data-classification": "confidential"},
           "properties": {"status": "Online", "collation": "SQL_Latin1_General_CP1_CI_AS"}}
     master = {**db, "id": f"{srv['id']}/databases/master", "name": "master"}
     f.put_list(f"{srv['id']}/databases", [master, db])
+    f.put(f"{db['id']}/dataMaskingPolicies/Default", masking_policy(db["id"], "Enabled"))
+    f.put_list(f"{db['id']}/dataMaskingPolicies/Default/rules",
+               [masking_rule(db["id"], "customers", "email", function="Email")])
     f.put(f"{db['id']}/transparentDataEncryption/current",
           {"id": "x", "name": "current", "properties": {"state": "Enabled"}})
     f.add(_p(sub, "Microsoft.Compute/virtualMachines"), vm(sub, f"{prefix}-vm"))
@@ -1248,6 +1274,10 @@ def add_bad_subscription(e: Estate, sub: str, name: str) -> None:
     f.put_list(f"{srv['id']}/databases", [db])
     f.put(f"{db['id']}/transparentDataEncryption/current",
           {"id": "x", "name": "current", "properties": {"state": "Disabled"}})
+    # Unclassified, masking never configured (the policy answers Disabled, no rules).
+    f.put(f"{db['id']}/dataMaskingPolicies/Default", masking_policy(db["id"], "Disabled"))
+    f.put_list(f"{db['id']}/dataMaskingPolicies/Default/rules", [])
+    e.expect("azure.sql.database_data_masking", db["id"])
     for c in ("auditing_enabled", "not_publicly_accessible", "minimum_tls_version",
               "firewall_open_to_internet"):
         e.expect(f"azure.sql.{c}", srv["id"])

@@ -106,6 +106,7 @@ MUST: list[tuple[str, str, str]] = [
     # switch off the organisation's development controls.
     ("github.repo.outside_collaborators_no_admin", "A.8.30", "outsourced development "
      "kept under the organisation's controls"),
+    ("azure.sql.database_data_masking", "A.8.11", "data masking per classification"),
 ]
 
 MUST_NOT: list[tuple[str, str, str]] = [
