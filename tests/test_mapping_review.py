@@ -107,6 +107,8 @@ MUST: list[tuple[str, str, str]] = [
     ("github.repo.outside_collaborators_no_admin", "A.8.30", "outsourced development "
      "kept under the organisation's controls"),
     ("azure.sql.database_data_masking", "A.8.11", "data masking per classification"),
+    ("entra.tenant.managed_device_required", "A.6.7", "remote access only from devices "
+     "meeting security requirements"),
 ]
 
 MUST_NOT: list[tuple[str, str, str]] = [
