@@ -9,6 +9,7 @@ that is not installed, a control counted twice, an empty expected-evidence text)
 from __future__ import annotations
 
 import json
+import sys
 import tomllib
 from pathlib import Path
 from typing import Any
@@ -23,14 +24,23 @@ from mappings.loader import load_mappings
 
 MAPPINGS = Path(__file__).resolve().parent.parent / "mappings"
 
-#: Issue 15 asks for at least 60 of 93 controls with an automated check. This floor is
-#: what the checks on the cloud, identity, code-host and ticketing connectors reach on
-#: their own (HR, device and awareness connectors add their controls on top).
-AUTOMATED_AT_LEAST = 50
+#: Issue 15 asks for at least 60 of 93 controls with an automated check. Floors of what
+#: is true today: all installed sources, and the cloud, identity, code-host and
+#: ticketing connectors on their own (issue 15's part; HR, awareness, policy and device
+#: connectors add their controls on top).
+AUTOMATED_AT_LEAST = 57
+PEOPLE_SOURCES = {"bamboohr", "hr", "knowbe4", "policies", "devices", "mdm", "intune",
+                  "jamf", "kandji"}
+TECHNICAL_AUTOMATED_AT_LEAST = 50
 
 
 def cli(*args: str) -> str:
-    res = CliRunner().invoke(app, list(args), env={"ANNEXA_DATABASE_URL": None})
+    from collector.logs import configure_logging
+
+    try:
+        res = CliRunner().invoke(app, list(args), env={"ANNEXA_DATABASE_URL": None})
+    finally:  # the command bound logging to the runner's stream, closed by now
+        configure_logging("console", "warning", stream=sys.stderr)
     assert res.exit_code == 0, res.output
     return res.output
 
@@ -74,6 +84,9 @@ def test_json_counts_are_true_and_reach_the_goal(report: dict[str, Any]) -> None
     assert figures["controls"] == 93
     assert figures["with_automated_checks"] == len(automated)
     assert figures["with_automated_checks"] >= AUTOMATED_AT_LEAST
+    technical = {r["control"] for r in report["controls"]
+                 if set(r["sources"]) - PEOPLE_SOURCES}
+    assert len(technical) >= TECHNICAL_AUTOMATED_AT_LEAST
     assert figures["manual_only"] == 93 - len(automated)
     assert figures["with_expected_evidence"] == len(documented) == 93
     rows = report["controls"]
