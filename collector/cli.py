@@ -610,11 +610,32 @@ def runs(
 
 
 @app.command()
-def checks(config: ConfigOpt = None, fmt: FormatOpt = OutputFormat.table) -> None:
+def checks(
+    config: ConfigOpt = None,
+    fmt: FormatOpt = OutputFormat.table,
+    by_control: Annotated[
+        bool,
+        typer.Option(
+            "--by-control",
+            help="One row per Annex A control: its automated checks and sources, its "
+            "expected evidence, and the coverage counts.",
+        ),
+    ] = False,
+) -> None:
     """Every check with its metadata, parameters and the controls it evidences."""
     with _cli_errors():
         settings = _settings(config)
         index = _index(settings)
+        if by_control:
+            from collector.commands.coverage import control_rows, render_by_control
+
+            sources = {
+                spec.id: name
+                for name, cls in available_connectors().items()
+                for spec in cls.checks()
+            }
+            render_by_control(control_rows(index, sources), fmt)
+            return
         rows = [
             {
                 "id": s.id,

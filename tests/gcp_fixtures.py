@@ -518,7 +518,10 @@ def sa_key(email: str, key_id: str, age_days: float, *, disabled: bool = False
 
 def bucket(name: str, *, pap: str = "enforced", ubla: bool = True,
            retention: dict[str, Any] | None = None, location: str = "EU",
-           delete_after: int | None = None) -> dict[str, Any]:
+           delete_after: int | None = None,
+           labels: dict[str, str] | None = None) -> dict[str, Any]:
+    """A ``Bucket`` (storage.v1 discovery schema); ``labels`` default to a level of the
+    default classification scheme, ``{}`` leaves them out as the API does."""
     b: dict[str, Any] = {
         "kind": "storage#bucket", "selfLink": f"https://www.googleapis.com/storage/v1/b/{name}",
         "id": name, "name": name, "projectNumber": "1", "metageneration": "3",
@@ -533,6 +536,9 @@ def bucket(name: str, *, pap: str = "enforced", ubla: bool = True,
         "softDeletePolicy": {"retentionDurationSeconds": "604800",
                              "effectiveTime": "2024-03-01T07:00:00.000Z"},
     }
+    labels = {"data-classification": "confidential"} if labels is None else labels
+    if labels:
+        b["labels"] = labels
     if retention is not None:
         b["retentionPolicy"] = retention
     if delete_after is not None:
@@ -955,8 +961,11 @@ def add_bad_project(e: Estate, pid: str, number: int, parent: str) -> None:
     ])
     e.expect("gcp.logging.sink_all_logs", f"{res}/sinks")
     e.expect("gcp.logging.sink_destination_locked", f"{res}/sinks")
-    public = bucket(f"{pid}-public", pap="inherited", ubla=False)
-    logs = bucket(f"{pid}-logs", retention={"retentionPeriod": "86400", "isLocked": False})
+    public = bucket(f"{pid}-public", pap="inherited", ubla=False, labels={})
+    logs = bucket(f"{pid}-logs", retention={"retentionPeriod": "86400", "isLocked": False},
+                  labels={"data-classification": "top-secret"})  # not a level of the scheme
+    e.expect("gcp.storage.bucket_classified", public["name"])  # no labels at all
+    e.expect("gcp.storage.bucket_classified", logs["name"])
     unnamed = bucket(f"{pid}-audit", location="US-CENTRAL1")  # no retention at all
     f.put_list(f"/storage/v1/b?project={pid}", "items", [public, logs, unnamed])
     f.put(f"/storage/v1/b/{public['name']}/iam", {"bindings": [

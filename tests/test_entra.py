@@ -451,6 +451,14 @@ def healthy_tenant(g: FakeGraph) -> None:
             controls=["block"],
         ),
         ca_policy("ca-3", "Report-only device policy", state="enabledForReportingButNotEnforced"),
+        ca_policy(
+            "ca-4",
+            "Compliant device off the trusted networks",
+            controls=["compliantDevice"],
+            conditions={
+                "locations": {"includeLocations": ["All"], "excludeLocations": ["AllTrusted"]}
+            },
+        ),
     ]
 
 
@@ -530,6 +538,7 @@ def test_healthy_tenant_passes_everything_across_pages(graph):
     assert [len(p["users"]["exclude_users"]) for p in tenant["conditional_access_policies"]] == [
         1,
         1,
+        1,
         2,
     ]
     # The token was asked for once up front, then served from the credential's cache.
@@ -598,11 +607,14 @@ def test_weak_tenant_policies_fail(graph):
     assert by_status(found, "fail") == {
         ("entra.tenant.mfa_enforced", "authentication-policies"),
         ("entra.tenant.legacy_auth_blocked", "authentication-policies"),
+        ("entra.tenant.managed_device_required", "authentication-policies"),
     }
     mfa = next(f for f in found if f.check_id == "entra.tenant.mfa_enforced")
     assert "'MFA (report only)': state is enabledForReportingButNotEnforced" in mfa.message
     graph.security_defaults = True
-    assert by_status(run_built(connector(graph)[0]).findings, "fail") == set()
+    # Security defaults enforce MFA and block legacy clients, but check no device.
+    assert by_status(run_built(connector(graph)[0]).findings, "fail") == {
+        ("entra.tenant.managed_device_required", "authentication-policies")}
 
 
 def test_429_retry_after_then_success_and_5xx_burst(graph):
@@ -637,7 +649,8 @@ def test_5xx_forever_is_an_error_for_that_unit_only(graph):
     assert not cov["tenant"].ok and "HTTP 502" in cov["tenant"].error
     assert cov["user"].ok and cov["role"].ok
     errors = {f.check_id for f in run.findings if f.status == "error"}
-    assert errors == {"entra.tenant.mfa_enforced", "entra.tenant.legacy_auth_blocked"}
+    assert errors == {"entra.tenant.mfa_enforced", "entra.tenant.legacy_auth_blocked",
+                      "entra.tenant.managed_device_required"}
 
 
 def test_malformed_json_fails_only_its_unit_and_dependants_error(graph):
@@ -692,8 +705,11 @@ def test_tenant_without_premium_licence(graph):
     assert all(c.ok for c in coverage(records).values())
     found = run.findings
     errors = by_status(found, "error")
-    assert {c for c, _ in errors} == {"entra.user.inactive", "entra.user.guest_stale"}
-    msg = next(f.message for f in found if f.status == "error")
+    # Without P1 there is no Conditional Access to read: the device check cannot judge.
+    assert {c for c, _ in errors} == {"entra.user.inactive", "entra.user.guest_stale",
+                                      "entra.tenant.managed_device_required"}
+    msg = next(f.message for f in found
+               if f.status == "error" and f.check_id == "entra.user.inactive")
     assert "premium license" in msg
     assert by_status(found, "fail") == set()
     graph.security_defaults = False
@@ -711,6 +727,7 @@ def test_empty_tenant(graph):
         ("entra.role.global_admin_count", "fail"),  # documented: fewer than two admins
         ("entra.tenant.mfa_enforced", "fail"),
         ("entra.tenant.legacy_auth_blocked", "fail"),
+        ("entra.tenant.managed_device_required", "fail"),
     }
 
 
@@ -1271,6 +1288,46 @@ def test_conditional_access_conditions_are_all_judged(
     f = run.one("entra.tenant.mfa_enforced", "authentication-policies")
     assert f.status == verdict, f.message
     assert says in f.message
+
+
+TRUSTED_ONLY = {"locations": {"includeLocations": ["All"], "excludeLocations": ["AllTrusted"]}}
+
+#: (case, policy keyword arguments, verdict of entra.tenant.managed_device_required).
+DEVICE_CASES: list[tuple[str, dict[str, Any], str]] = [
+    ("compliant device, everywhere", {"controls": ["compliantDevice"]}, "pass"),
+    ("hybrid joined, outside trusted locations",
+     {"controls": ["domainJoinedDevice"], "conditions": TRUSTED_ONLY}, "pass"),
+    ("compliant device AND mfa", {"controls": ["compliantDevice", "mfa"], "operator": "AND"},
+     "pass"),
+    ("compliant device OR mfa", {"controls": ["compliantDevice", "mfa"]}, "fail"),
+    ("one named location excluded", {"controls": ["compliantDevice"], "conditions": {
+        "locations": {"includeLocations": ["All"], "excludeLocations": ["loc-branch"]}}},
+     "fail"),
+    ("only some users", {"controls": ["compliantDevice"], "users": ["u-alice"]}, "fail"),
+    ("report only", {"controls": ["compliantDevice"],
+                     "state": "enabledForReportingButNotEnforced"}, "fail"),
+    ("only browsers", {"controls": ["compliantDevice"], "clients": ["browser"]}, "fail"),
+    ("only risky sign-ins", {"controls": ["compliantDevice"],
+                             "conditions": {"signInRiskLevels": ["high"]}}, "fail"),
+    ("mfa only", {"controls": ["mfa"]}, "fail"),
+]
+
+
+@pytest.mark.parametrize(("case", "kwargs", "verdict"), DEVICE_CASES,
+                         ids=[c[0] for c in DEVICE_CASES])
+def test_managed_device_policies_are_judged(tls, monkeypatch, case, kwargs, verdict):
+    """Graph-shaped policies (grant ``compliantDevice`` / ``domainJoinedDevice``) through
+    the run engine: A.6.7 remote working is evidenced only by a policy every user meets
+    on every app and client, off the trusted networks at least."""
+    monkeypatch.setenv("ANNEXA_TEST_ENTRA_SECRET", SECRET)
+    g = tls["graph"]
+    healthy_tenant(g)
+    g.policies = [ca_policy("ca-d", case, **kwargs)]
+    run = run_engine("entra", tls_options(tls))
+    assert run.status == "succeeded", run.errors
+    f = run.one("entra.tenant.managed_device_required", "authentication-policies")
+    assert f.status == verdict, f.message
+    assert tuple(f.controls) == ("A.6.7",)
 
 
 def test_approved_exclusions_are_a_parameter(tls, monkeypatch):

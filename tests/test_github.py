@@ -162,6 +162,9 @@ class FakeGitHub:
         #: Code scanning per repository: "default" (default setup configured),
         #: "advanced" (analyses uploaded by a workflow), "none", or "off" (403, not enabled).
         self.code_scanning: dict[str, str] = defaultdict(lambda: "default")
+        #: Outside collaborators per repository: (login, role) with role one of
+        #: admin, maintain, write, triage, read.
+        self.repo_outside: dict[str, list[tuple[str, str]]] = defaultdict(list)
         #: (path, body) of every successful JSON answer, for the schema test.
         self.served: list[tuple[str, Any]] = []
         self.faults: dict[str, list[tuple[int, str, dict[str, str]]]] = defaultdict(list)
@@ -324,6 +327,13 @@ class FakeGitHub:
             return self._json(prot)
         if m := re.fullmatch(rf"/repos/{ORG}/([^/]+)/rules/branches/main", path):
             return self._pages(request, self.rules[m[1]])
+        if m := re.fullmatch(rf"/repos/{ORG}/([^/]+)/collaborators", path):
+            if args.get("affiliation") != "outside":
+                return self._json({"message": "fake serves affiliation=outside only",
+                                   "documentation_url": "…"}, 418)
+            people = [shapes.collaborator(login, 700 + i, role)
+                      for i, (login, role) in enumerate(self.repo_outside[m[1]])]
+            return self._pages(request, people)
         if m := re.fullmatch(rf"/repos/{ORG}/([^/]+)/vulnerability-alerts", path):
             if self.vuln_alerts[m[1]]:
                 return Response(status=204)
@@ -353,6 +363,7 @@ def healthy_org(gh: FakeGitHub) -> None:
     gh.repos.append(repository("web", 2))
     gh.rules["web"] = ruleset_rules()  # protected by an organisation ruleset only
     gh.repos.append(repository("legacy", 3, archived=True, sa=False))
+    gh.repo_outside["api"] = [("contractor", "write")]  # contributes, does not administer
     gh.dependabot.append(dependabot_alert("api", 1, "high", days=10))
 
 
@@ -441,6 +452,8 @@ def test_planted_problems_fail_exactly_their_checks(gh):
     gh.protection["plan"] = "plan"  # private repo on a plan without protection
     gh.rules["plan"] = ruleset_rules(reviews=2)  # …but an org ruleset covers it
     gh.vuln_alerts["plan"] = False
+    gh.repo_outside["naked"] = [("contractor", "admin")]
+    gh.repo_outside["forcy"] = [("auditor", "read"), ("vendor-no2fa", "maintain")]
     gh.dependabot.append(dependabot_alert("api", 2, "critical", days=20))
     gh.dependabot.append(dependabot_alert("web", 3, "high", days=29))
     gh.secrets.append(secret_alert("web", 1, days=9))
@@ -457,6 +470,8 @@ def test_planted_problems_fail_exactly_their_checks(gh):
         ("github.repo.secret_scanning", f"{ORG}/forcy"),
         ("github.repo.secret_scanning_push_protection", f"{ORG}/forcy"),
         ("github.repo.dependabot_alerts", f"{ORG}/plan"),
+        ("github.repo.outside_collaborators_no_admin", f"{ORG}/naked"),
+        ("github.repo.outside_collaborators_no_admin", f"{ORG}/forcy"),
         ("github.dependabot.alerts_within_sla", f"{ORG}/api#2"),
         ("github.secretscanning.alerts_within_sla", f"{ORG}/web#1"),
     }
@@ -778,6 +793,38 @@ def test_code_scanning_per_repository(gh):
     assert "A.8.28" in run.one("github.repo.code_scanning", f"{ORG}/cs-none").controls
 
 
+def test_outside_collaborator_permissions_through_the_run_engine(gh):
+    """Every repository role GitHub documents (read, triage, write, maintain, admin) on
+    an outside collaborator, judged by the run engine; ``allowed_logins`` approves one."""
+    healthy_org(gh)
+    roles = ["read", "triage", "write", "maintain", "admin"]
+    for i, role in enumerate(roles):
+        gh.repos.append(repository(f"r-{role}", 60 + i))
+        gh.rules[f"r-{role}"] = ruleset_rules()
+        gh.repo_outside[f"r-{role}"] = [(f"ext-{role}", role)]
+    gh.repos.append(repository("r-approved", 70))
+    gh.rules["r-approved"] = ruleset_rules()
+    gh.repo_outside["r-approved"] = [("break-glass-vendor", "admin")]
+    check = "github.repo.outside_collaborators_no_admin"
+    run = run_engine("github", engine_options(gh),
+                     checks={check: {"allowed_logins": ["Break-Glass-Vendor"]}})
+    assert run.status == "succeeded", run.errors
+    assert run.ids("fail", check) == {(check, f"{ORG}/r-maintain"), (check, f"{ORG}/r-admin")}
+    assert {(check, f"{ORG}/r-{r}") for r in ("read", "triage", "write")} | {
+        (check, f"{ORG}/r-approved"), (check, f"{ORG}/api"), (check, f"{ORG}/web")
+    } == run.ids("pass", check)
+    f = run.one(check, f"{ORG}/r-admin")
+    assert "ext-admin (admin)" in f.message and tuple(f.controls) == ("A.8.30",)
+    assert run.payload("github.repo.repository", f"{ORG}/r-write")["outside_collaborators"] == [
+        {"login": "ext-write", "role_name": "write", "permission": "push"}]
+    # A refused listing is an error for that repository, never a pass.
+    gh.fault(f"/repos/{ORG}/r-read/collaborators",
+             *[(403, json.dumps({"message": "Must have admin rights to Repository.",
+                                 "documentation_url": "…"}), {})] * 4)
+    again = run_engine("github", engine_options(gh))
+    assert again.one(check, f"{ORG}/r-read").status == "error"
+
+
 def test_refused_code_scanning_read_is_an_error_not_a_fail(gh):
     healthy_org(gh)
     gh.fault(
@@ -796,12 +843,15 @@ def test_fake_responses_match_the_openapi_description(gh):
     gh.secrets.append(secret_alert("web", 1, days=1))
     gh.repos.append(repository("advanced", 30))
     gh.code_scanning["advanced"] = "advanced"
+    gh.repo_outside["advanced"] = [("ext-admin", "admin"), ("ext-read", "read")]
     run_engine("github", engine_options(gh))
     user_list = openapi_schema("github", "simple-user", array=True)
     schemas = [
         (rf"/orgs/{ORG}", openapi_schema("github", "organization-full")),
         (rf"/orgs/{ORG}/members", user_list),
         (rf"/orgs/{ORG}/outside_collaborators", user_list),
+        (r"/repos/[^/]+/[^/]+/collaborators", openapi_schema("github", "collaborator",
+                                                             array=True)),
         (rf"/orgs/{ORG}/repos", openapi_schema("github", "minimal-repository", array=True)),
         (
             r"/repos/[^/]+/[^/]+/branches/[^/]+/protection",

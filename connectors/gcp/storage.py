@@ -24,6 +24,7 @@ from collections.abc import Iterator, Mapping
 from typing import Any
 from urllib.parse import quote
 
+from connectors import classification
 from connectors.checks import Verdict, check, failed, not_applicable, passed
 from connectors.records import Evidence
 
@@ -173,3 +174,19 @@ def bucket_lifecycle_delete(payload: Mapping[str, Any], params: Mapping[str, Any
         return failed(f"No lifecycle rule deletes objects within {limit} days")
     return passed(f"{len(rules)} lifecycle rule(s) delete objects"
                   + (f" (after {min(ages)} days)" if ages else ""))
+
+
+@check(
+    id="gcp.storage.bucket_classified",
+    title="Cloud Storage buckets carry a data-classification label of the scheme",
+    severity="low",
+    resource_type=BUCKET,
+    rationale=classification.RATIONALE,
+    remediation="Add the label (e.g. data-classification=confidential) to the bucket, "
+    "with a level of the classification scheme; set tag_key and allowed_values to the "
+    "organisation's scheme.",
+    parameters=classification.PARAMETERS,
+)
+def bucket_classified(payload: Mapping[str, Any], params: Mapping[str, Any]) -> Verdict:
+    return classification.classification_verdict(
+        payload.get("labels"), params, f"Bucket {payload.get('name')}")
