@@ -628,6 +628,7 @@ def checks(
         index = _index(settings)
         if by_control:
             from collector.commands.coverage import control_rows, render_by_control
+            from connectors.base import available_connectors
 
             sources = {
                 spec.id: name
