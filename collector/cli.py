@@ -25,22 +25,22 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
-import structlog
 import typer
-from rich.console import Console
-from sqlalchemy import Engine
-from sqlalchemy.exc import OperationalError, ProgrammingError, SQLAlchemyError
 
-from collector.config import ConfigError, Settings, load_settings
-from collector.logs import configure_logging
 from collector.output import OutputFormat, render
-from connectors.base import available_connectors
-from connectors.checks import CheckSpec
-from mappings.loader import MappingError, MappingIndex, load_mappings, validate_mappings
-from store.engine import NoDatabaseError, make_engine, redacted_url
-from store.migrate import current_revision, head_revision, upgrade
+
+# Start-up is part of the product: `annexa --help` must not pay for alembic,
+# SQLAlchemy, structlog, pydantic or any SDK. Commands import what they use when they
+# run (tests/test_cli_startup.py keeps this true; benchmarks/startup.py measures it).
+if TYPE_CHECKING:
+    from rich.console import Console
+    from sqlalchemy import Engine
+
+    from collector.config import Settings
+    from connectors.checks import CheckSpec
+    from mappings.loader import MappingIndex
 
 EXIT_OK = 0
 EXIT_INTERNAL = 1
@@ -57,6 +57,9 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    # Plain click help: typer's Rich help imports rich.markdown and friends, which
+    # alone doubles the time of `annexa --help` (benchmarks/startup.py).
+    rich_markup_mode=None,
 )
 mappings_app = typer.Typer(help="Validate the Annex A mapping files.", no_args_is_help=True)
 db_app = typer.Typer(help="Manage the evidence database schema.", no_args_is_help=True)
@@ -65,7 +68,79 @@ app.add_typer(mappings_app, name="mappings")
 app.add_typer(db_app, name="db")
 app.add_typer(evidence_app, name="evidence")
 
-err = Console(stderr=True)
+class _StderrConsole:
+    """The Rich console on stderr, made on first use: importing ``rich.console`` is a
+    good part of what `annexa --help` would otherwise spend."""
+
+    _console: Console | None = None
+
+    @property
+    def real(self) -> Console:
+        if self._console is None:
+            from rich.console import Console
+
+            self._console = Console(stderr=True)
+        return self._console
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.real, name)
+
+
+err: Any = _StderrConsole()
+
+
+def version_text() -> str:
+    """``annexa <version> (commit <sha>, schema <revision>)``: what a bug report needs.
+
+    The commit is known when the package runs from a git checkout (an editable
+    install); the schema revision is the newest store migration this build writes.
+    """
+    import subprocess
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        release = version("annexa")
+    except PackageNotFoundError:
+        release = "unknown"
+    root = Path(__file__).resolve().parent.parent
+    commit = "unknown"
+    if (root / ".git").exists():
+        try:
+            done = subprocess.run(  # noqa: S603 - fixed argv, no shell
+                ["git", "-C", str(root), "rev-parse", "--short=12", "HEAD"],  # noqa: S607
+                capture_output=True,
+                text=True,
+                timeout=5,
+                check=False,
+            )
+            if done.returncode == 0 and done.stdout.strip():
+                commit = done.stdout.strip()
+        except (OSError, subprocess.SubprocessError):
+            pass
+    from store.migrate import head_revision
+
+    return f"annexa {release} (commit {commit}, schema {head_revision()})"
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        typer.echo(version_text())
+        raise typer.Exit(EXIT_OK)
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version",
+            is_eager=True,
+            callback=_print_version,
+            help="Print the version, git commit (when known) and schema revision; exit.",
+        ),
+    ] = False,
+) -> None:
+    """Automated evidence collection for ISO/IEC 27001:2022 Annex A."""
 
 ConfigOpt = Annotated[
     Path | None,
@@ -104,6 +179,9 @@ def _stamp(instant: datetime | None) -> str:
 
 
 def _settings(config: Path | None) -> Settings:
+    from collector.config import ConfigError, load_settings
+    from collector.logs import configure_logging
+
     try:
         settings = load_settings(config)
     except ConfigError as exc:
@@ -113,6 +191,8 @@ def _settings(config: Path | None) -> Settings:
 
 
 def known_checks() -> dict[str, CheckSpec]:
+    from connectors.base import available_connectors
+
     out: dict[str, CheckSpec] = {}
     for cls in available_connectors().values():
         for spec in cls.checks():
@@ -124,6 +204,8 @@ def _index(settings: Settings, *, check_ids: bool = True) -> MappingIndex:
     """The mapping index; ``check_ids=False`` skips checking that every mapped check
     exists, which needs every connector imported (about half a second of start-up).
     Read commands skip it: ``collect`` and ``mappings validate`` always check."""
+    from mappings.loader import MappingError, load_mappings
+
     try:
         known = set(known_checks()) if check_ids else None
         return load_mappings(settings.mapping_dirs, known_checks=known)
@@ -139,6 +221,11 @@ def _engine(settings: Settings, *, migrate: bool, write: bool = False) -> Engine
     never creates a database, upgrades it or switches its journal mode, so it works on
     a read-only copy (exit 7 when there is no database at all).
     """
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from store.engine import NoDatabaseError, make_engine, redacted_url
+    from store.migrate import current_revision, head_revision, upgrade
+
     url = settings.database_url
     try:
         engine = make_engine(url, readonly=not (migrate or write))
@@ -177,6 +264,11 @@ def _engine(settings: Settings, *, migrate: bool, write: bool = False) -> Engine
 
 @contextmanager
 def _cli_errors() -> Iterator[None]:
+    # Imported when a command runs, not when the CLI loads (see the imports above).
+    from sqlalchemy.exc import OperationalError, ProgrammingError
+
+    from collector.config import ConfigError
+
     try:
         yield
     except CliExit as exc:
@@ -360,7 +452,7 @@ def _collect_with_progress(
         TextColumn("{task.description}"),
         TextColumn("{task.completed} records"),
         TimeElapsedColumn(),
-        console=err,
+        console=err.real,
         transient=True,
     ) as progress:
         for lc in chosen:
@@ -418,6 +510,7 @@ def controls(
         crosswalk = None
         if framework != "iso27001-2022":
             from mappings.crosswalk import load_framework
+            from mappings.loader import MappingError
 
             try:
                 crosswalk = load_framework(framework, index.catalog)
@@ -645,6 +738,8 @@ def evidence_show(
                     "content": f"<{p.get('size')} bytes; export the audit package to get it>"
                 }
         if fmt is OutputFormat.table:
+            from rich.console import Console
+
             console = Console()
             for r in rows:
                 console.rule(f"{r['resource_type']}  {r['resource_id']}")
@@ -778,6 +873,8 @@ def checks(config: ConfigOpt = None, fmt: FormatOpt = OutputFormat.table) -> Non
 @mappings_app.command("validate")
 def mappings_validate(config: ConfigOpt = None) -> None:
     """Validate the catalog, built-in and configured mapping files; list every problem."""
+    from mappings.loader import load_mappings, validate_mappings
+
     with _cli_errors():
         settings = _settings(config)
         problems = validate_mappings(settings.mapping_dirs, set(known_checks()))
@@ -878,6 +975,9 @@ def verify(
 @db_app.command("upgrade")
 def db_upgrade(config: ConfigOpt = None) -> None:
     """Create or migrate the schema to the current version."""
+    from store.engine import redacted_url
+    from store.migrate import head_revision
+
     with _cli_errors():
         settings = _settings(config)
         _engine(settings, migrate=True)
@@ -942,6 +1042,8 @@ def main() -> None:
     except SystemExit:
         raise
     except Exception:  # noqa: BLE001 - last resort: say it is a bug, exit 1
+        import structlog
+
         structlog.get_logger("annexa").error("internal error", exc_info=True)
         err.print("[bold red]internal error[/]: this is a bug in annexa; please report it")
         sys.exit(EXIT_INTERNAL)

@@ -10,12 +10,12 @@ import sys
 from collections.abc import Sequence
 from datetime import datetime
 from enum import StrEnum
-from typing import Any
-
-from rich.console import Console
-from rich.table import Table
+from typing import TYPE_CHECKING, Any
 
 from core.csvsafe import neutralise
+
+if TYPE_CHECKING:
+    from rich.console import Console
 
 STATUS_STYLE = {
     "pass": "green",
@@ -88,6 +88,9 @@ def render(
             w.writerow([_csv_cell(r.get(key)) for key, _ in columns])
         sys.stdout.write(buf.getvalue())
         return
+    from rich.console import Console
+    from rich.table import Table
+
     if console is None:
         # Piped tables are read in files and CI logs: do not fold them at 80 columns.
         wide = not sys.stdout.isatty() and "COLUMNS" not in os.environ

@@ -14,10 +14,9 @@ from __future__ import annotations
 import re
 from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from sqlalchemy import Engine, text
 
 from collector.cli import (
     EXIT_USAGE,
@@ -37,9 +36,14 @@ from collector.cli import (
     evidence_app,
     parse_instant,
 )
-from collector.config import Settings
 from collector.output import OutputFormat, render
-from mappings.loader import MappingIndex
+
+if TYPE_CHECKING:
+    from sqlalchemy import Engine
+
+    from collector.config import Settings
+    from mappings.loader import MappingIndex
+
 
 PeriodOpt = Annotated[
     str | None,
@@ -411,6 +415,8 @@ def retention(
 
 def grant_auditor(engine: Engine, role: str, *, login: bool = True) -> list[str]:
     """Create/refresh ``role``: SELECT on the documented views and tables, nothing else."""
+    from sqlalchemy import text
+
     from store.views import READABLE_TABLES, VIEWS
 
     if not _ROLE.match(role):
