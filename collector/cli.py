@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
@@ -178,6 +178,40 @@ def _stamp(instant: datetime | None) -> str:
     return (instant or datetime.now(UTC)).isoformat(timespec="seconds")
 
 
+def choose(option: str, value: str | None, choices: Sequence[str], *, what: str = "") -> None:
+    """Exit 2 unless ``value`` (when given) is one of ``choices``, naming the closest.
+
+    A filter that matches nothing because of a typo would print an empty table and
+    exit 0 — indistinguishable from "all clear"; so a value outside the known set is an
+    error that suggests the nearest spelling ("did you mean fail?").
+    """
+    if value is None or value in choices:
+        return
+    import difflib
+
+    close = difflib.get_close_matches(value, list(choices), n=1, cutoff=0.5)
+    hint = f"; did you mean {close[0]}?" if close else ""
+    listed = ", ".join(choices) if len(choices) <= 12 else f"{choices[0]} … {choices[-1]}"
+    raise CliExit(EXIT_USAGE, f"{option}: {value!r} is not {what or 'one of'} {listed}{hint}")
+
+
+def is_glob(pattern: str | None) -> bool:
+    return pattern is not None and any(c in pattern for c in "*?[")
+
+
+def glob_match(value: Any, pattern: str | None, *, substring: bool = False) -> bool:
+    """``pattern`` with ``*``, ``?`` or ``[...]`` is a glob over the whole value;
+    without, an exact value (or a substring when ``substring``)."""
+    if pattern is None:
+        return True
+    text = "" if value is None else str(value)
+    if is_glob(pattern):
+        from fnmatch import fnmatchcase
+
+        return fnmatchcase(text, pattern)
+    return pattern in text if substring else text == pattern
+
+
 def _settings(config: Path | None) -> Settings:
     from collector.config import ConfigError, load_settings
     from collector.logs import configure_logging
@@ -262,6 +296,14 @@ def _engine(settings: Settings, *, migrate: bool, write: bool = False) -> Engine
     return engine
 
 
+def error_line(message: str, *, label: str = "error") -> None:
+    """``error: <message>`` on stderr, unwrapped and literal: a reason is one line that
+    people and scripts grep, and text such as ``[[connectors]]`` is not Rich markup."""
+    from rich.markup import escape
+
+    err.print(f"[bold red]{label}:[/] {escape(message)}", highlight=False, soft_wrap=True)
+
+
 @contextmanager
 def _cli_errors() -> Iterator[None]:
     # Imported when a command runs, not when the CLI loads (see the imports above).
@@ -273,7 +315,7 @@ def _cli_errors() -> Iterator[None]:
         yield
     except CliExit as exc:
         if exc.message:
-            err.print(f"[bold red]error:[/] {exc.message}", highlight=False, markup=True)
+            error_line(exc.message)
         raise typer.Exit(exc.code) from None
     except ConfigError as exc:
         # Raised late (a signing key or trusted-keys file read on use): still exit 2.
@@ -503,8 +545,10 @@ def controls(
     with _cli_errors():
         settings = _settings(config)
         index = _index(settings, check_ids=False)
-        if status and status not in CONTROL_STATUSES:
-            raise CliExit(EXIT_USAGE, f"--status must be one of {', '.join(CONTROL_STATUSES)}")
+        from mappings.loader import THEMES
+
+        choose("--status", status, CONTROL_STATUSES)
+        choose("--theme", theme, THEMES)
         if period and at:
             raise CliExit(EXIT_USAGE, "--at and --period cannot be combined")
         crosswalk = None
@@ -603,13 +647,21 @@ def controls(
 def findings(
     config: ConfigOpt = None,
     control: Annotated[
-        str | None, typer.Option(help="Only findings mapped to this control.")
+        str | None, typer.Option(help="Only findings mapped to this control (e.g. A.8.5).")
     ] = None,
-    check: Annotated[str | None, typer.Option(help="Only this check id.")] = None,
+    check: Annotated[
+        str | None, typer.Option(help="Only this check id, or a glob (aws.s3.*).")
+    ] = None,
     status: Annotated[
         str | None, typer.Option(help="pass, fail, error, not_applicable or excepted.")
     ] = None,
-    source: Annotated[str | None, typer.Option(help="Only this connector instance.")] = None,
+    source: Annotated[
+        str | None, typer.Option(help="Only this connector instance, or a glob.")
+    ] = None,
+    resource: Annotated[
+        str | None,
+        typer.Option(help="Resource ids containing this text, or a glob (arn:*:prod-*)."),
+    ] = None,
     at: AtOpt = None,
     period: Annotated[
         str | None,
@@ -621,31 +673,49 @@ def findings(
 ) -> None:
     """Findings in force now, --at an instant, or during a --period (the population)."""
     from collector.commands.auditor import parse_period, recorded_decisions
+    from connectors.records import FINDING_STATUSES
     from store.queries import exception_for, findings_at, findings_in_period
 
     with _cli_errors():
         settings = _settings(config)
+        choose("--status", status, (*FINDING_STATUSES, "excepted"))
+        if control is not None:
+            catalog = list(_index(settings, check_ids=False).catalog)
+            choose("--control", control, catalog, what="an Annex A control:")
         if period and at:
             raise CliExit(EXIT_USAGE, "--at and --period cannot be combined")
         instant = parse_instant(at)
         engine = _engine(settings, migrate=False)
         rules, _ = recorded_decisions(settings, engine, None, instant)
         stored_status = None if status == "excepted" else status
+        # Exact ids go to SQL; globs are matched here.
+        exact_check = None if is_glob(check) else check
+        exact_source = None if is_glob(source) else source
         with engine.connect() as conn:
             if period:
                 start, end = parse_period(period)
                 found = findings_in_period(
-                    conn, start, end, check_id=check, source=source, status=stored_status
+                    conn, start, end, check_id=exact_check, source=exact_source,
+                    status=stored_status,
                 )
                 when = end
             else:
                 found = list(
-                    findings_at(conn, instant, check_id=check, source=source, status=stored_status)
+                    findings_at(
+                        conn, instant, check_id=exact_check, source=exact_source,
+                        status=stored_status,
+                    )
                 )
                 when = instant or datetime.now(UTC)
             rows = []
             for r in found:
                 if control is not None and control not in r["controls"]:
+                    continue
+                if not (
+                    glob_match(r["check_id"], check)
+                    and glob_match(r["source"], source)
+                    and glob_match(r["resource_id"], resource, substring=True)
+                ):
                     continue
                 at_when = r.get("valid_to") is None
                 exc = exception_for(rules, r, when) if at_when else None
@@ -669,6 +739,9 @@ def findings(
         ]
         if period:
             columns += [("valid_from", "From"), ("valid_to", "To")]
+        if not rows and check and not is_glob(check):
+            # Only now pay for importing every connector: a typo in a check id.
+            choose("--check", check, sorted(known_checks()), what="a known check:")
         render(rows, columns, fmt, title="Findings")
 
 
