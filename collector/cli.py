@@ -139,8 +139,19 @@ def _root(
             help="Print the version, git commit (when known) and schema revision; exit.",
         ),
     ] = False,
+    no_pager: Annotated[
+        bool,
+        typer.Option(
+            "--no-pager",
+            help="Never page long tables on a terminal ($ANNEXA_PAGER, $PAGER or less).",
+        ),
+    ] = False,
 ) -> None:
     """Automated evidence collection for ISO/IEC 27001:2022 Annex A."""
+    if no_pager:
+        from collector import output
+
+        output.PAGER_ENABLED = False
 
 ConfigOpt = Annotated[
     Path | None,
@@ -148,6 +159,12 @@ ConfigOpt = Annotated[
 ]
 FormatOpt = Annotated[
     OutputFormat, typer.Option("--format", "-f", help="Output format: table, json or csv.")
+]
+WideOpt = Annotated[
+    bool,
+    typer.Option(
+        "--wide", help="Table: every column, values in full (default: what fits 80 columns)."
+    ),
 ]
 AtOpt = Annotated[
     str | None,
@@ -537,6 +554,7 @@ def controls(
         ),
     ] = "iso27001-2022",
     fmt: FormatOpt = OutputFormat.table,
+    wide: WideOpt = False,
 ) -> None:
     """Status of every Annex A control, now, --at an instant, or over a --period."""
     from collector.commands.auditor import parse_period, recorded_decisions
@@ -640,6 +658,8 @@ def controls(
             columns,
             fmt,
             title=f"Annex A controls at {_stamp(instant)}",
+            narrow=("control", "title", "status", "worst", "summary"),
+            wide=wide,
         )
 
 
@@ -670,6 +690,7 @@ def findings(
         ),
     ] = None,
     fmt: FormatOpt = OutputFormat.table,
+    wide: WideOpt = False,
 ) -> None:
     """Findings in force now, --at an instant, or during a --period (the population)."""
     from collector.commands.auditor import parse_period, recorded_decisions
@@ -742,7 +763,14 @@ def findings(
         if not rows and check and not is_glob(check):
             # Only now pay for importing every connector: a typo in a check id.
             choose("--check", check, sorted(known_checks()), what="a known check:")
-        render(rows, columns, fmt, title="Findings")
+        render(
+            rows,
+            columns,
+            fmt,
+            title="Findings",
+            narrow=("check_id", "effective_status", "resource_id", "message"),
+            wide=wide,
+        )
 
 
 @evidence_app.command("show")
@@ -855,6 +883,7 @@ def runs(
     source: Annotated[str | None, typer.Option(help="Only this connector instance.")] = None,
     limit: Annotated[int, typer.Option(help="How many runs, newest first.")] = 20,
     fmt: FormatOpt = OutputFormat.table,
+    wide: WideOpt = False,
 ) -> None:
     """Recent runs: status, why a run ended as it did, digest and signature; and runs
     waiting in the local journal for the database."""
@@ -902,6 +931,8 @@ def runs(
             ],
             fmt,
             title="Runs",
+            narrow=("id", "source", "status", "started_at", "reason"),
+            wide=wide,
         )
 
 

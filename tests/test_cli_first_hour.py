@@ -110,3 +110,82 @@ def test_an_error_naming_a_toml_table_is_printed_literally(tmp_path):
     assert "add a [[connectors]] table" in proc.stderr, proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
     assert not (tmp_path / "a.db").exists()
+
+
+# -- tables on an 80x24 terminal (tmux) ---------------------------------------------------
+
+
+def _tmux_run(tmp: Path, db: Path, args: list[str], **env: str) -> list[str]:
+    """Run ``annexa args`` in a detached tmux session of 80x24 and return every line it
+    printed (scrollback included; wrapped lines joined, so an over-long line shows)."""
+    conf = tmp / "tmux.conf"
+    conf.write_text("set -g history-limit 100000\nset -g remain-on-exit on\n")
+    sock = f"annexa-{os.getpid()}-{abs(hash(tuple(args))) % 10**8}"
+    exports = " ".join(f"{k}={v}" for k, v in _env(db, TERM="xterm-256color", **env).items()
+                       if k in ("PATH", "PYTHONPATH", "HOME", "TERM", "ANNEXA_DATABASE_URL",
+                                "PAGER", "ANNEXA_PAGER", "LANG", "LC_ALL"))
+    shell = f"env -u COLUMNS -u LINES {exports} {sys.executable} -m collector {' '.join(args)}"
+    shell += "; echo __EXIT_$?__"
+    tmux = ["tmux", "-L", sock, "-f", str(conf)]
+    subprocess.run([*tmux, "new-session", "-d", "-x", "80", "-y", "24", "-s", "t", shell],
+                   check=True, cwd=db.parent, timeout=60)
+    try:
+        import time
+
+        deadline = time.monotonic() + 300
+        while True:
+            out = subprocess.run([*tmux, "capture-pane", "-p", "-J", "-S", "-", "-t", "t"],
+                                 capture_output=True, text=True, check=True, timeout=60).stdout
+            if "__EXIT_" in out or time.monotonic() > deadline:
+                break
+            time.sleep(0.5)
+    finally:
+        subprocess.run([*tmux, "kill-server"], check=False, timeout=60)
+    assert "__EXIT_0__" in out, out[-2000:]
+    lines = out.rstrip("\n").split("\n")
+    return lines[: next(i for i, line in enumerate(lines) if "__EXIT_" in line)]
+
+
+@pytest.mark.parametrize(
+    "args",
+    [["findings"], ["findings", "--status", "fail"], ["controls"], ["runs"], ["soa"]],
+    ids=lambda a: "-".join(a),
+)
+def test_tables_fit_an_80_by_24_terminal(demo_db, tmp_path, args):
+    count = len(json_rows(annexa(demo_db, *args, "-f", "json")))
+    assert count > 0
+    lines = _tmux_run(tmp_path, demo_db, ["--no-pager", *args])
+    too_long = [line for line in lines if len(line.rstrip()) > 80]
+    assert not too_long, too_long[:3]
+    body = [line for line in lines if line.startswith("│")]
+    assert count <= len(body) <= 3 * count, (count, len(body), lines[:12])
+    headers = next(line for line in lines if line.startswith("┃"))
+    assert "│k" not in headers and all(len(h.strip()) > 2 for h in headers.split("┃")[1:-1])
+
+
+def test_long_output_on_a_terminal_goes_through_the_pager(demo_db, tmp_path):
+    """As git does: $PAGER gets a long table on a TTY; --no-pager prints it directly."""
+    paged = tmp_path / "paged.txt"
+    pager = tmp_path / "pager.sh"
+    pager.write_text(f"#!/bin/sh\ncat > {paged}\n")
+    pager.chmod(0o755)
+    lines = _tmux_run(tmp_path, demo_db, ["findings"], PAGER=str(pager))
+    assert paged.exists() and paged.read_text().count("\n") > 24
+    assert not [line for line in lines if line.startswith("│")]
+
+
+def test_piped_tables_are_complete_and_never_wrapped(demo_db):
+    proc = annexa(demo_db, "findings", "--status", "fail")
+    assert proc.returncode == 0, proc.stderr
+    failing = json_rows(annexa(demo_db, "findings", "--status", "fail", "-f", "json"))
+    body = [line for line in proc.stdout.splitlines() if line.startswith("│")]
+    assert len(body) == len(failing)  # one line per row, whatever the width
+    assert "Observed" in proc.stdout and "Scope" in proc.stdout  # every column
+    assert all(r["message"] in proc.stdout for r in failing)
+
+
+def json_rows(proc: subprocess.CompletedProcess[str]) -> list[dict]:
+    import json
+
+    assert proc.returncode == 0, proc.stderr
+    return json.loads(proc.stdout)

@@ -25,6 +25,7 @@ from collector.cli import (
     CliExit,
     ConfigOpt,
     FormatOpt,
+    WideOpt,
     _cli_errors,
     _engine,
     _index,
@@ -124,7 +125,12 @@ def _agent_version() -> str:
 
 
 @app.command()
-def soa(config: ConfigOpt = None, at: AtOpt = None, fmt: FormatOpt = OutputFormat.table) -> None:
+def soa(
+    config: ConfigOpt = None,
+    at: AtOpt = None,
+    fmt: FormatOpt = OutputFormat.table,
+    wide: WideOpt = False,
+) -> None:
     """Statement of Applicability (ISO/IEC 27001 6.1.3 d): every control's applicability and
     justification, the owner's declared implementation beside the measured status, and
     the contradictions between them; --at shows the SoA recorded then."""
@@ -156,6 +162,8 @@ def soa(config: ConfigOpt = None, at: AtOpt = None, fmt: FormatOpt = OutputForma
             [(c, c.replace("_", " ").capitalize()) for c in SOA_COLUMNS],
             fmt,
             title=f"Statement of Applicability{version}{approval}, at {_stamp(instant)}",
+            narrow=("control", "applicable", "declared", "measured", "contradiction"),
+            wide=wide,
         )
         if flagged and fmt is OutputFormat.table:
             err.print(
