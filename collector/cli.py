@@ -381,6 +381,7 @@ def collect(
         from collector.interrupts import Interrupts
         from collector.runner import recover
 
+        _refuse_unresolved_secrets(settings, chosen)
         settings.signer()  # an unusable key: exit 2 before anything is written
         try:
             decisions = file_decisions(settings, index, known_checks())
@@ -419,6 +420,22 @@ def collect(
             raise typer.Exit(EXIT_FAILED)
         if "partial" in statuses:
             raise typer.Exit(EXIT_PARTIAL)
+
+
+def _refuse_unresolved_secrets(settings: Settings, chosen: list) -> None:
+    """The static part of `annexa config check`, before anything is written: a secret
+    that does not resolve would only make a ``failed`` run full of ``error`` findings."""
+    from collector.configcheck import secret_lines
+
+    bad = [line for line in secret_lines(settings, chosen) if not line.ok]
+    for line in bad:
+        error_line(f"{line.what}: {line.detail}")
+    if bad:
+        raise CliExit(
+            EXIT_USAGE,
+            f"{len(bad)} secret reference(s) do not resolve: nothing collected "
+            "(`annexa config check` checks them all)",
+        )
 
 
 def _record_decisions(
