@@ -402,6 +402,7 @@ def collect(
             if correlation is not None:
                 summaries.append(correlation)
         _print_collection(summaries, fmt)
+        _print_run_errors(summaries)
         # One line each, never wrapped: scripts and people grep for them.
         for exc in spooled:
             typer.echo(f"database lost: {exc}", err=True)
@@ -420,6 +421,25 @@ def collect(
             raise typer.Exit(EXIT_FAILED)
         if "partial" in statuses:
             raise typer.Exit(EXIT_PARTIAL)
+
+
+#: Error lines printed per run after a collection; the rest are in `annexa runs` and
+#: `annexa findings --status error`.
+MAX_ERROR_LINES = 20
+
+
+def _print_run_errors(summaries: list) -> None:
+    """One line per error with its reason, on stderr: the table's "Errors 1" says that
+    something failed, this says what."""
+    for s in summaries:
+        for reason in s.errors[:MAX_ERROR_LINES]:
+            error_line(f"{s.source}: {reason}", label=f"{s.status} run {s.run_id}")
+        if len(s.errors) > MAX_ERROR_LINES:
+            error_line(
+                f"{s.source}: … {len(s.errors) - MAX_ERROR_LINES} more: `annexa findings "
+                f"--status error --source {s.source}`",
+                label=f"{s.status} run {s.run_id}",
+            )
 
 
 def _refuse_unresolved_secrets(settings: Settings, chosen: list) -> None:

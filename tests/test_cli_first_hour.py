@@ -115,7 +115,7 @@ def test_an_error_naming_a_toml_table_is_printed_literally(tmp_path):
 # -- tables on an 80x24 terminal (tmux) ---------------------------------------------------
 
 
-def _tmux_run(tmp: Path, db: Path, args: list[str], **env: str) -> list[str]:
+def _tmux_run(tmp: Path, db: Path, args: list[str], expect: int = 0, **env: str) -> list[str]:
     """Run ``annexa args`` in a detached tmux session of 80x24 and return every line it
     printed (scrollback included; wrapped lines joined, so an over-long line shows)."""
     conf = tmp / "tmux.conf"
@@ -123,7 +123,7 @@ def _tmux_run(tmp: Path, db: Path, args: list[str], **env: str) -> list[str]:
     sock = f"annexa-{os.getpid()}-{abs(hash(tuple(args))) % 10**8}"
     exports = " ".join(f"{k}={v}" for k, v in _env(db, TERM="xterm-256color", **env).items()
                        if k in ("PATH", "PYTHONPATH", "HOME", "TERM", "ANNEXA_DATABASE_URL",
-                                "PAGER", "ANNEXA_PAGER", "LANG", "LC_ALL"))
+                                "PAGER", "ANNEXA_PAGER", "LANG", "LC_ALL") or k in env)
     shell = f"env -u COLUMNS -u LINES {exports} {sys.executable} -m collector {' '.join(args)}"
     shell += "; echo __EXIT_$?__"
     tmux = ["tmux", "-L", sock, "-f", str(conf)]
@@ -141,7 +141,7 @@ def _tmux_run(tmp: Path, db: Path, args: list[str], **env: str) -> list[str]:
             time.sleep(0.5)
     finally:
         subprocess.run([*tmux, "kill-server"], check=False, timeout=60)
-    assert "__EXIT_0__" in out, out[-2000:]
+    assert f"__EXIT_{expect}__" in out, out[-2000:]
     lines = out.rstrip("\n").split("\n")
     return lines[: next(i for i, line in enumerate(lines) if "__EXIT_" in line)]
 
@@ -189,3 +189,28 @@ def json_rows(proc: subprocess.CompletedProcess[str]) -> list[dict]:
 
     assert proc.returncode == 0, proc.stderr
     return json.loads(proc.stdout)
+
+
+def test_a_failed_collect_says_why_one_line_each_and_logs_never_cross_the_spinner(tmp_path):
+    """An Okta org that refuses connections (a closed loopback port): on a terminal the
+    human log lines print whole above the progress display, and after the table each
+    error has one line with its reason."""
+    cfg = tmp_path / "annexa.toml"
+    cfg.write_text(
+        f'[database]\nurl = "sqlite:///{tmp_path / "annexa.db"}"\n\n'
+        '[[connectors]]\ntype = "okta"\nname = "okta"\n[connectors.options]\n'
+        'org_url = "http://127.0.0.1:9"\napi_token = { env = "OKTA_TOKEN_FOR_TEST" }\n'
+        '[connectors.options.http]\nmax_attempts = 1\n'
+    )
+    db = tmp_path / "annexa.db"
+    lines = _tmux_run(tmp_path, db, ["--no-pager", "collect", "-c", str(cfg)], expect=4,
+                      OKTA_TOKEN_FOR_TEST="t0ken")
+    spinner = set("⠋⠙⠹⠸⠼⠴⠦⠧⠇⠏")
+    started = [i for i, line in enumerate(lines) if "[info     ] run started" in line]
+    assert len(started) == 1 and lines[started[0]][:4].isdigit(), lines[:5]
+    assert not [line for line in lines if spinner & set(line)], lines
+    reasons = [line for line in lines if line.startswith("failed run ")]
+    assert len(reasons) == 4, lines[-10:]
+    assert all("Connection refused" in line and "okta: 127.0.0.1/global/" in line
+               for line in reasons)
+    assert "t0ken" not in "\n".join(lines)
