@@ -445,15 +445,15 @@ def _print_run_errors(summaries: list) -> None:
 def _refuse_unresolved_secrets(settings: Settings, chosen: list) -> None:
     """The static part of `annexa config check`, before anything is written: a secret
     that does not resolve would only make a ``failed`` run full of ``error`` findings."""
-    from collector.configcheck import secret_lines
+    from collector.configcheck import sdk_lines, secret_lines
 
-    bad = [line for line in secret_lines(settings, chosen) if not line.ok]
+    bad = [line for line in [*sdk_lines(chosen), *secret_lines(settings, chosen)] if not line.ok]
     for line in bad:
         error_line(f"{line.what}: {line.detail}")
     if bad:
         raise CliExit(
             EXIT_USAGE,
-            f"{len(bad)} secret reference(s) do not resolve: nothing collected "
+            f"{len(bad)} problem(s) with SDKs or secret references: nothing collected "
             "(`annexa config check` checks them all)",
         )
 
@@ -1177,7 +1177,56 @@ def _load_command_modules() -> None:
 _load_command_modules()
 
 
+def _short(text: str | None, width: int) -> str:
+    """First sentence of a help text, cut to ``width`` (as click shortens it)."""
+    words = " ".join((text or "").split("\n\n")[0].split())
+    end = words.find(". ")
+    first = words if end < 0 else words[: end + 1]
+    return first if len(first) <= width else first[: width - 3].rsplit(" ", 1)[0] + "..."
+
+
+def top_level_help() -> str:
+    """`annexa --help` without building every command's parameters (what typer does
+    first, for any argument): the same usage, options and command list, from the
+    registered commands' names and docstrings."""
+    from typer.models import DefaultPlaceholder
+
+    rows: list[tuple[str, str]] = []
+    for info in app.registered_commands:
+        if info.hidden or info.callback is None:
+            continue
+        name = info.name or info.callback.__name__.lower().replace("_", "-")
+        rows.append((name, info.help or info.callback.__doc__ or ""))
+    for group in app.registered_groups:
+        if group.hidden is True:
+            continue
+        helptext = group.help
+        if isinstance(helptext, DefaultPlaceholder) or not helptext:
+            helptext = group.typer_instance.info.help if group.typer_instance else ""
+        rows.append((str(group.name), str(helptext or "")))
+    pad = max(len(n) for n, _ in rows)
+    lines = [
+        "Usage: annexa [OPTIONS] COMMAND [ARGS]...",
+        "",
+        f"  {app.info.help}",
+        "",
+        "Options:",
+        "  --version   Print the version, git commit (when known) and schema revision;",
+        "              exit.",
+        "  --no-pager  Never page long tables on a terminal ($ANNEXA_PAGER, $PAGER or",
+        "              less).",
+        "  --help      Show this message and exit.",
+        "",
+        "Commands:",
+    ]
+    lines += [f"  {n:<{pad}}  {_short(h, 80 - pad - 4)}".rstrip() for n, h in rows]
+    return "\n".join(lines) + "\n"
+
+
 def main() -> None:
+    if sys.argv[1:] == ["--help"] or sys.argv[1:] == ["-h"]:
+        sys.stdout.write(top_level_help())
+        sys.exit(EXIT_OK)
     try:
         app()
     except SystemExit:

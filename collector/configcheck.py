@@ -76,6 +76,33 @@ def secret_lines(settings: Settings, connectors: list[LoadedConnector] | None = 
     return lines
 
 
+#: Connector types whose SDK is an extra: (module to find, extra to install).
+SDK_EXTRAS: dict[str, tuple[str, str]] = {
+    "azure": ("azure.identity", "azure"),
+    "entra": ("azure.identity", "entra"),
+    "gcp": ("google.cloud.resourcemanager_v3", "gcp"),
+    "workspace": ("google.oauth2", "workspace"),
+}
+
+
+def sdk_lines(connectors: list[LoadedConnector]) -> list[Line]:
+    """A connector whose SDK is not installed (``pip install 'annexa[azure]'``…)."""
+    import importlib.util
+
+    lines = []
+    for c in connectors:
+        module, extra = SDK_EXTRAS.get(c.cfg.type, (None, None))
+        if module is None:
+            continue
+        try:
+            found = importlib.util.find_spec(module) is not None
+        except ModuleNotFoundError:
+            found = False
+        detail = "installed" if found else f"{module} is missing: pip install 'annexa[{extra}]'"
+        lines.append(Line(f"sdk of {c.name} ({c.cfg.type})", found, detail))
+    return lines
+
+
 # -- --connect: the cheapest read-only calls ---------------------------------------------------
 
 #: AWS calls tried by ``--connect``: (service, operation, kwargs, IAM action). One per

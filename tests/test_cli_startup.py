@@ -77,3 +77,23 @@ def test_read_commands_in_an_empty_directory_create_nothing(tmp_path):
         assert "no Annexa database at" in said and "ANNEXA_DATABASE_URL" in said, said
         assert "annexa collect" in said, said
         assert list(tmp_path.iterdir()) == [], (args, list(tmp_path.iterdir()))
+
+
+def test_fast_top_level_help_lists_exactly_the_commands_typer_builds():
+    """`annexa --help` is written from the registered commands without building them;
+    it must list what the full typer app would, and its options."""
+    import click
+    import typer.main
+
+    from collector.cli import app, top_level_help
+
+    group = typer.main.get_command(app)
+    ctx = click.Context(group)
+    expected = {n for n in group.list_commands(ctx) if not group.get_command(ctx, n).hidden}
+    text = top_level_help()
+    listed = {line.split()[0] for line in text.split("Commands:\n", 1)[1].splitlines()}
+    assert listed == expected
+    options = {p.opts[0] for p in group.get_params(ctx)}
+    assert options == {"--version", "--no-pager", "--help"}
+    assert all(o in text for o in options)
+    assert max(len(line) for line in text.splitlines()) <= 80

@@ -39,7 +39,7 @@ def config_check(
     """Validate the file, every secret reference, the mapping and decision files and
     the signing key; with --connect, try each source. Writes nothing."""
     from collector.config import ConfigError, load_settings
-    from collector.configcheck import connect_lines, secret_lines
+    from collector.configcheck import connect_lines, sdk_lines, secret_lines
     from collector.decisions import DecisionFileError, file_decisions
     from mappings.loader import load_mappings, validate_mappings
 
@@ -54,7 +54,8 @@ def config_check(
         path = settings.path or Path("(no file: defaults)")
         names = ", ".join(c.name for c in settings.connectors) or "none"
         _say(True, f"config {path}", f"{len(settings.connectors)} connector(s): {names}")
-        for line in secret_lines(settings, list(settings.connectors)):
+        enabled = [c for c in settings.connectors if c.cfg.enabled]
+        for line in [*sdk_lines(enabled), *secret_lines(settings, list(settings.connectors))]:
             failed += not line.ok
             _say(line.ok, line.what, line.detail)
         checks = known_checks()
