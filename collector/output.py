@@ -134,14 +134,16 @@ def render(
     if fit and narrow and not wide:
         shown = [c for c in columns if c[0] in narrow]
     texts = [[_table_cell(r.get(key), short=fit) for key, _ in shown] for r in rows]
+    full = not fit or (wide and console is None)
     if console is None:
-        if fit:
-            console = Console()
-        else:
+        if full:
+            # Piped, or --wide: every value in full on one line (a pager scrolls sideways).
             need = sum(
                 max([len(h), *(len(row[i]) for row in texts)]) + 3 for i, (_, h) in enumerate(shown)
             )
             console = Console(width=max(80, need + 4))
+        else:
+            console = Console()
     widths: list[int | None] = [None] * len(shown)
     if fit and not wide:
         widths = _fit_widths(shown, texts, console.width)
@@ -155,8 +157,8 @@ def render(
     table = Table(title=title, show_lines=False, header_style="bold")
     for (_, header), w in zip(shown, widths, strict=True):
         if w is None:
-            # Piped: never wrapped; --wide on a terminal: folded, every value in full.
-            table.add_column(header, overflow="fold" if fit else "ignore", no_wrap=not fit)
+            # Piped or --wide: never wrapped; a given console (stderr): folded.
+            table.add_column(header, overflow="ignore" if full else "fold", no_wrap=full)
         else:
             table.add_column(_clip(header, w), width=w, no_wrap=True, overflow="ellipsis")
     for row in texts:
@@ -168,7 +170,7 @@ def render(
     if console.is_terminal and console.file is sys.stdout and PAGER_ENABLED:
         with console.capture() as captured:
             console.print(table)
-        _page(captured.get(), console.size.height)
+        _page(captured.get(), console.size.height, sideways=wide)
         return
     console.print(table)
 
@@ -228,9 +230,10 @@ def _fit_widths(
     return [n if f else next(it) for n, f in zip(natural, fixed, strict=True)]
 
 
-def _page(text: str, height: int) -> None:
+def _page(text: str, height: int, *, sideways: bool = False) -> None:
     """Show ``text`` through the pager when it is longer than the screen (as git does;
-    ``LESS=FRX`` unless set: quit on one screen, keep colours, leave it on screen)."""
+    ``LESS=FRX`` unless set: quit on one screen, keep colours, leave it on screen; and
+    ``S`` for --wide tables: long lines scroll sideways instead of wrapping)."""
     import shlex
     import subprocess
 
@@ -238,7 +241,7 @@ def _page(text: str, height: int) -> None:
     if text.count("\n") < height - 1 or pager.strip() in ("", "cat"):
         sys.stdout.write(text)
         return
-    env = os.environ | {"LESS": os.environ.get("LESS", "FRX")}
+    env = os.environ | {"LESS": os.environ.get("LESS", "FRSX" if sideways else "FRX")}
     try:
         subprocess.run(shlex.split(pager), input=text, text=True, env=env, check=False)  # noqa: S603
     except OSError:

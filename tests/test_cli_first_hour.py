@@ -214,3 +214,17 @@ def test_a_failed_collect_says_why_one_line_each_and_logs_never_cross_the_spinne
     assert all("Connection refused" in line and "okta: 127.0.0.1/global/" in line
                for line in reasons)
     assert "t0ken" not in "\n".join(lines)
+
+
+def test_wide_shows_every_column_in_full_one_line_per_row(demo_db):
+    failing = json_rows(annexa(demo_db, "findings", "--status", "fail", "-f", "json"))
+    proc = annexa(demo_db, "findings", "--status", "fail", "--wide", COLUMNS="80")
+    assert proc.returncode == 0, proc.stderr
+    body = [line for line in proc.stdout.splitlines() if line.startswith("│")]
+    assert len(body) == len(failing)
+    header = next(line for line in proc.stdout.splitlines() if line.startswith("┃"))
+    for title in ("Check", "Severity", "Scope", "Controls", "Message", "Observed"):
+        assert f" {title} " in header
+    assert all(r["resource_id"] in proc.stdout and r["message"] in proc.stdout for r in failing)
+    narrow = annexa(demo_db, "findings", "--status", "fail", COLUMNS="80")
+    assert max(len(line) for line in narrow.stdout.splitlines()) <= 80
