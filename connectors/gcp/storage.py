@@ -41,12 +41,16 @@ _KEPT = ("name", "location", "locationType", "storageClass", "timeCreated",
          "softDeletePolicy", "defaultEventBasedHold", "labels", "lifecycle")
 
 
-def bucket_payload(ctx: GcpContext, bucket: Mapping[str, Any]) -> dict[str, Any]:
+def bucket_payload(ctx: GcpContext, bucket: Mapping[str, Any],
+                   policy: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """The evidence payload of ``bucket``; its IAM ``policy`` is read from the bucket
+    unless given (the bulk inventory path passes the one Cloud Asset Inventory listed)."""
     payload = {k: bucket[k] for k in _KEPT if k in bucket}
     errors: dict[str, str] = {}
-    path = f"/storage/v1/b/{quote(str(bucket['name']), safe='')}/iam"
-    policy = read_partial(errors, "iamBindings", lambda: ctx.api("storage").get_json(
-        path, params={"optionsRequestedPolicyVersion": 3}))
+    if policy is None:
+        path = f"/storage/v1/b/{quote(str(bucket['name']), safe='')}/iam"
+        policy = read_partial(errors, "iamBindings", lambda: ctx.api("storage").get_json(
+            path, params={"optionsRequestedPolicyVersion": 3}))
     if policy is not None:
         payload["iamBindings"] = sorted(
             ({"role": b.get("role"), "members": sorted(b.get("members") or [])}
