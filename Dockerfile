@@ -29,10 +29,11 @@ COPY mappings/ mappings/
 COPY store/ store/
 
 # A wheel (so the image runs exactly what `pip install annexa` would install: mapping
-# files and migrations included as package data), installed into a self-contained venv.
+# files and migrations included as package data), installed into a self-contained venv
+# with every source's SDK (the [all] extra).
 RUN pip wheel --no-cache-dir --no-deps --wheel-dir /wheels . \
     && python -m venv /opt/annexa \
-    && /opt/annexa/bin/pip install --no-cache-dir /wheels/annexa-*.whl \
+    && /opt/annexa/bin/pip install --no-cache-dir "$(echo /wheels/annexa-*.whl)[all]" \
     && /opt/annexa/bin/annexa --help > /dev/null
 
 # --- final: the interpreter, the venv, nothing else --------------------------------------

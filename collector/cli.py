@@ -16,26 +16,22 @@ Exit codes (documented in README):
 143   interrupted by SIGTERM: the run was sealed ``aborted``
 ====  ==================================================================
 """
-
 from __future__ import annotations
 
 import json
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
-import structlog
 import typer
-from rich.console import Console
-from sqlalchemy import Engine
 
 from collector.clikit import (
     EXIT_DATABASE,  # noqa: F401 - every exit code is named here, beside the docstring
     EXIT_FAILED,
     EXIT_INTERNAL,
     EXIT_NO_DATABASE,  # noqa: F401 - every exit code is named here, beside the docstring
-    EXIT_OK,  # noqa: F401 - every exit code is named here, beside the docstring
+    EXIT_OK,
     EXIT_PARTIAL,
     EXIT_USAGE,
     EXIT_VERIFY,
@@ -43,24 +39,35 @@ from collector.clikit import (
     CliExit,
     ConfigOpt,
     FormatOpt,
+    WideOpt,
     _cli_errors,
     _engine,
     _index,
     _settings,
     _stamp,
     app,
+    choose,
     db_app,
     err,
+    error_line,
     evidence_app,
+    glob_match,
+    is_glob,
     known_checks,
     mappings_app,
     parse_instant,
 )
-from collector.config import Settings
 from collector.output import OutputFormat, render
-from mappings.loader import MappingError, MappingIndex, load_mappings, validate_mappings
-from store.engine import redacted_url
-from store.migrate import head_revision
+
+# Start-up is part of the product: `annexa --help` must not pay for alembic,
+# SQLAlchemy, structlog, pydantic or any SDK. Commands import what they use when they
+# run (tests/test_cli_startup.py keeps this true; benchmarks/startup.py measures it).
+if TYPE_CHECKING:
+    from sqlalchemy import Engine
+
+    from collector.config import Settings
+    from mappings.loader import MappingIndex
+
 
 # -- collect --------------------------------------------------------------------------
 
@@ -99,6 +106,7 @@ def collect(
         from collector.interrupts import Interrupts
         from collector.runner import recover
 
+        _refuse_unresolved_secrets(settings, chosen)
         settings.signer()  # an unusable key: exit 2 before anything is written
         try:
             decisions = file_decisions(settings, index, known_checks())
@@ -119,6 +127,7 @@ def collect(
             if correlation is not None:
                 summaries.append(correlation)
         _print_collection(summaries, fmt)
+        _print_run_errors(summaries)
         # One line each, never wrapped: scripts and people grep for them.
         for exc in spooled:
             typer.echo(f"database lost: {exc}", err=True)
@@ -137,6 +146,41 @@ def collect(
             raise typer.Exit(EXIT_FAILED)
         if "partial" in statuses:
             raise typer.Exit(EXIT_PARTIAL)
+
+
+#: Error lines printed per run after a collection; the rest are in `annexa runs` and
+#: `annexa findings --status error`.
+MAX_ERROR_LINES = 20
+
+
+def _print_run_errors(summaries: list) -> None:
+    """One line per error with its reason, on stderr: the table's "Errors 1" says that
+    something failed, this says what."""
+    for s in summaries:
+        for reason in s.errors[:MAX_ERROR_LINES]:
+            error_line(f"{s.source}: {reason}", label=f"{s.status} run {s.run_id}")
+        if len(s.errors) > MAX_ERROR_LINES:
+            error_line(
+                f"{s.source}: … {len(s.errors) - MAX_ERROR_LINES} more: `annexa findings "
+                f"--status error --source {s.source}`",
+                label=f"{s.status} run {s.run_id}",
+            )
+
+
+def _refuse_unresolved_secrets(settings: Settings, chosen: list) -> None:
+    """The static part of `annexa config check`, before anything is written: a secret
+    that does not resolve would only make a ``failed`` run full of ``error`` findings."""
+    from collector.configcheck import sdk_lines, secret_lines
+
+    bad = [line for line in [*sdk_lines(chosen), *secret_lines(settings, chosen)] if not line.ok]
+    for line in bad:
+        error_line(f"{line.what}: {line.detail}")
+    if bad:
+        raise CliExit(
+            EXIT_USAGE,
+            f"{len(bad)} problem(s) with SDKs or secret references: nothing collected "
+            "(`annexa config check` checks them all)",
+        )
 
 
 def _record_decisions(
@@ -229,7 +273,7 @@ def _collect_with_progress(
         TextColumn("{task.description}"),
         TextColumn("{task.completed} records"),
         TimeElapsedColumn(),
-        console=err,
+        console=err.real,
         transient=True,
     ) as progress:
         for lc in chosen:
@@ -272,6 +316,7 @@ def controls(
         ),
     ] = "iso27001-2022",
     fmt: FormatOpt = OutputFormat.table,
+    wide: WideOpt = False,
 ) -> None:
     """Status of every Annex A control, now, --at an instant, or over a --period."""
     from collector.commands.auditor import parse_period, recorded_decisions
@@ -280,13 +325,16 @@ def controls(
     with _cli_errors():
         settings = _settings(config)
         index = _index(settings, check_ids=False)
-        if status and status not in CONTROL_STATUSES:
-            raise CliExit(EXIT_USAGE, f"--status must be one of {', '.join(CONTROL_STATUSES)}")
+        from mappings.loader import THEMES
+
+        choose("--status", status, CONTROL_STATUSES)
+        choose("--theme", theme, THEMES)
         if period and at:
             raise CliExit(EXIT_USAGE, "--at and --period cannot be combined")
         crosswalk = None
         if framework != "iso27001-2022":
             from mappings.crosswalk import load_framework
+            from mappings.loader import MappingError
 
             try:
                 crosswalk = load_framework(framework, index.catalog)
@@ -372,6 +420,8 @@ def controls(
             columns,
             fmt,
             title=f"Annex A controls at {_stamp(instant)}",
+            narrow=("control", "title", "status", "worst", "summary"),
+            wide=wide,
         )
 
 
@@ -379,13 +429,21 @@ def controls(
 def findings(
     config: ConfigOpt = None,
     control: Annotated[
-        str | None, typer.Option(help="Only findings mapped to this control.")
+        str | None, typer.Option(help="Only findings mapped to this control (e.g. A.8.5).")
     ] = None,
-    check: Annotated[str | None, typer.Option(help="Only this check id.")] = None,
+    check: Annotated[
+        str | None, typer.Option(help="Only this check id, or a glob (aws.s3.*).")
+    ] = None,
     status: Annotated[
         str | None, typer.Option(help="pass, fail, error, not_applicable or excepted.")
     ] = None,
-    source: Annotated[str | None, typer.Option(help="Only this connector instance.")] = None,
+    source: Annotated[
+        str | None, typer.Option(help="Only this connector instance, or a glob.")
+    ] = None,
+    resource: Annotated[
+        str | None,
+        typer.Option(help="Resource ids containing this text, or a glob (arn:*:prod-*)."),
+    ] = None,
     at: AtOpt = None,
     period: Annotated[
         str | None,
@@ -394,34 +452,53 @@ def findings(
         ),
     ] = None,
     fmt: FormatOpt = OutputFormat.table,
+    wide: WideOpt = False,
 ) -> None:
     """Findings in force now, --at an instant, or during a --period (the population)."""
     from collector.commands.auditor import parse_period, recorded_decisions
+    from connectors.records import FINDING_STATUSES
     from store.queries import exception_for, findings_at, findings_in_period
 
     with _cli_errors():
         settings = _settings(config)
+        choose("--status", status, (*FINDING_STATUSES, "excepted"))
+        if control is not None:
+            catalog = list(_index(settings, check_ids=False).catalog)
+            choose("--control", control, catalog, what="an Annex A control:")
         if period and at:
             raise CliExit(EXIT_USAGE, "--at and --period cannot be combined")
         instant = parse_instant(at)
         engine = _engine(settings, migrate=False)
         rules, _ = recorded_decisions(settings, engine, None, instant)
         stored_status = None if status == "excepted" else status
+        # Exact ids go to SQL; globs are matched here.
+        exact_check = None if is_glob(check) else check
+        exact_source = None if is_glob(source) else source
         with engine.connect() as conn:
             if period:
                 start, end = parse_period(period)
                 found = findings_in_period(
-                    conn, start, end, check_id=check, source=source, status=stored_status
+                    conn, start, end, check_id=exact_check, source=exact_source,
+                    status=stored_status,
                 )
                 when = end
             else:
                 found = list(
-                    findings_at(conn, instant, check_id=check, source=source, status=stored_status)
+                    findings_at(
+                        conn, instant, check_id=exact_check, source=exact_source,
+                        status=stored_status,
+                    )
                 )
                 when = instant or datetime.now(UTC)
             rows = []
             for r in found:
                 if control is not None and control not in r["controls"]:
+                    continue
+                if not (
+                    glob_match(r["check_id"], check)
+                    and glob_match(r["source"], source)
+                    and glob_match(r["resource_id"], resource, substring=True)
+                ):
                     continue
                 at_when = r.get("valid_to") is None
                 exc = exception_for(rules, r, when) if at_when else None
@@ -445,7 +522,17 @@ def findings(
         ]
         if period:
             columns += [("valid_from", "From"), ("valid_to", "To")]
-        render(rows, columns, fmt, title="Findings")
+        if not rows and check and not is_glob(check):
+            # Only now pay for importing every connector: a typo in a check id.
+            choose("--check", check, sorted(known_checks()), what="a known check:")
+        render(
+            rows,
+            columns,
+            fmt,
+            title="Findings",
+            narrow=("check_id", "effective_status", "resource_id", "message"),
+            wide=wide,
+        )
 
 
 @evidence_app.command("show")
@@ -514,6 +601,8 @@ def evidence_show(
                     "content": f"<{p.get('size')} bytes; export the audit package to get it>"
                 }
         if fmt is OutputFormat.table:
+            from rich.console import Console
+
             console = Console()
             for r in rows:
                 console.rule(f"{r['resource_type']}  {r['resource_id']}")
@@ -556,6 +645,7 @@ def runs(
     source: Annotated[str | None, typer.Option(help="Only this connector instance.")] = None,
     limit: Annotated[int, typer.Option(help="How many runs, newest first.")] = 20,
     fmt: FormatOpt = OutputFormat.table,
+    wide: WideOpt = False,
 ) -> None:
     """Recent runs: status, why a run ended as it did, digest and signature; and runs
     waiting in the local journal for the database."""
@@ -603,6 +693,8 @@ def runs(
             ],
             fmt,
             title="Runs",
+            narrow=("id", "source", "status", "started_at", "reason"),
+            wide=wide,
         )
 
 
@@ -669,6 +761,8 @@ def checks(
 @mappings_app.command("validate")
 def mappings_validate(config: ConfigOpt = None) -> None:
     """Validate the catalog, built-in and configured mapping files; list every problem."""
+    from mappings.loader import load_mappings, validate_mappings
+
     with _cli_errors():
         settings = _settings(config)
         problems = validate_mappings(settings.mapping_dirs, set(known_checks()))
@@ -769,6 +863,9 @@ def verify(
 @db_app.command("upgrade")
 def db_upgrade(config: ConfigOpt = None) -> None:
     """Create or migrate the schema to the current version."""
+    from store.engine import redacted_url
+    from store.migrate import head_revision
+
     with _cli_errors():
         settings = _settings(config)
         _engine(settings, migrate=True)
@@ -827,12 +924,63 @@ def _load_command_modules() -> None:
 _load_command_modules()
 
 
+def _short(text: str | None, width: int) -> str:
+    """First sentence of a help text, cut to ``width`` (as click shortens it)."""
+    words = " ".join((text or "").split("\n\n")[0].split())
+    end = words.find(". ")
+    first = words if end < 0 else words[: end + 1]
+    return first if len(first) <= width else first[: width - 3].rsplit(" ", 1)[0] + "..."
+
+
+def top_level_help() -> str:
+    """`annexa --help` without building every command's parameters (what typer does
+    first, for any argument): the same usage, options and command list, from the
+    registered commands' names and docstrings."""
+    from typer.models import DefaultPlaceholder
+
+    rows: list[tuple[str, str]] = []
+    for info in app.registered_commands:
+        if info.hidden or info.callback is None:
+            continue
+        name = info.name or info.callback.__name__.lower().replace("_", "-")
+        rows.append((name, info.help or info.callback.__doc__ or ""))
+    for group in app.registered_groups:
+        if group.hidden is True:
+            continue
+        helptext = group.help
+        if isinstance(helptext, DefaultPlaceholder) or not helptext:
+            helptext = group.typer_instance.info.help if group.typer_instance else ""
+        rows.append((str(group.name), str(helptext or "")))
+    pad = max(len(n) for n, _ in rows)
+    lines = [
+        "Usage: annexa [OPTIONS] COMMAND [ARGS]...",
+        "",
+        f"  {app.info.help}",
+        "",
+        "Options:",
+        "  --version   Print the version, git commit (when known) and schema revision;",
+        "              exit.",
+        "  --no-pager  Never page long tables on a terminal ($ANNEXA_PAGER, $PAGER or",
+        "              less).",
+        "  --help      Show this message and exit.",
+        "",
+        "Commands:",
+    ]
+    lines += [f"  {n:<{pad}}  {_short(h, 80 - pad - 4)}".rstrip() for n, h in rows]
+    return "\n".join(lines) + "\n"
+
+
 def main() -> None:
+    if sys.argv[1:] == ["--help"] or sys.argv[1:] == ["-h"]:
+        sys.stdout.write(top_level_help())
+        sys.exit(EXIT_OK)
     try:
         app()
     except SystemExit:
         raise
     except Exception:  # noqa: BLE001 - last resort: say it is a bug, exit 1
+        import structlog
+
         structlog.get_logger("annexa").error("internal error", exc_info=True)
         err.print("[bold red]internal error[/]: this is a bug in annexa; please report it")
         sys.exit(EXIT_INTERNAL)

@@ -12,25 +12,26 @@ Command modules import from here; only ``collector/__main__`` imports ``collecto
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.console import Console
-from sqlalchemy import Engine
-from sqlalchemy.exc import OperationalError, ProgrammingError, SQLAlchemyError
 
-from collector.config import ConfigError, Settings, load_settings
-from collector.logs import configure_logging
 from collector.output import OutputFormat
-from connectors.base import available_connectors
-from connectors.checks import CheckSpec
-from mappings.loader import MappingError, MappingIndex, load_mappings
-from store.engine import NoDatabaseError, make_engine, redacted_url
-from store.migrate import current_revision, head_revision, upgrade
+
+# Start-up is part of the product: `annexa --help` must not pay for alembic,
+# SQLAlchemy, structlog, pydantic or any SDK. Commands import what they use when they
+# run (tests/test_cli_startup.py keeps this true; benchmarks/startup.py measures it).
+if TYPE_CHECKING:
+    from rich.console import Console
+    from sqlalchemy import Engine
+
+    from collector.config import Settings
+    from connectors.checks import CheckSpec
+    from mappings.loader import MappingIndex
 
 EXIT_OK = 0
 EXIT_INTERNAL = 1
@@ -47,6 +48,9 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    # Plain click help: typer's Rich help imports rich.markdown and friends, which
+    # alone doubles the time of `annexa --help` (benchmarks/startup.py).
+    rich_markup_mode=None,
 )
 mappings_app = typer.Typer(help="Validate the Annex A mapping files.", no_args_is_help=True)
 db_app = typer.Typer(help="Manage the evidence database schema.", no_args_is_help=True)
@@ -55,7 +59,90 @@ app.add_typer(mappings_app, name="mappings")
 app.add_typer(db_app, name="db")
 app.add_typer(evidence_app, name="evidence")
 
-err = Console(stderr=True)
+class _StderrConsole:
+    """The Rich console on stderr, made on first use: importing ``rich.console`` is a
+    good part of what `annexa --help` would otherwise spend."""
+
+    _console: Console | None = None
+
+    @property
+    def real(self) -> Console:
+        if self._console is None:
+            from rich.console import Console
+
+            self._console = Console(stderr=True)
+        return self._console
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.real, name)
+
+
+err: Any = _StderrConsole()
+
+
+def version_text() -> str:
+    """``annexa <version> (commit <sha>, schema <revision>)``: what a bug report needs.
+
+    The commit is known when the package runs from a git checkout (an editable
+    install); the schema revision is the newest store migration this build writes.
+    """
+    import subprocess
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        release = version("annexa")
+    except PackageNotFoundError:
+        release = "unknown"
+    root = Path(__file__).resolve().parent.parent
+    commit = "unknown"
+    if (root / ".git").exists():
+        try:
+            done = subprocess.run(  # noqa: S603 - fixed argv, no shell
+                ["git", "-C", str(root), "rev-parse", "--short=12", "HEAD"],  # noqa: S607
+                capture_output=True,
+                text=True,
+                timeout=5,
+                check=False,
+            )
+            if done.returncode == 0 and done.stdout.strip():
+                commit = done.stdout.strip()
+        except (OSError, subprocess.SubprocessError):
+            pass
+    from store.migrate import head_revision
+
+    return f"annexa {release} (commit {commit}, schema {head_revision()})"
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        typer.echo(version_text())
+        raise typer.Exit(EXIT_OK)
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version",
+            is_eager=True,
+            callback=_print_version,
+            help="Print the version, git commit (when known) and schema revision; exit.",
+        ),
+    ] = False,
+    no_pager: Annotated[
+        bool,
+        typer.Option(
+            "--no-pager",
+            help="Never page long tables on a terminal ($ANNEXA_PAGER, $PAGER or less).",
+        ),
+    ] = False,
+) -> None:
+    """Automated evidence collection for ISO/IEC 27001:2022 Annex A."""
+    if no_pager:
+        from collector import output
+
+        output.PAGER_ENABLED = False
 
 ConfigOpt = Annotated[
     Path | None,
@@ -63,6 +150,12 @@ ConfigOpt = Annotated[
 ]
 FormatOpt = Annotated[
     OutputFormat, typer.Option("--format", "-f", help="Output format: table, json or csv.")
+]
+WideOpt = Annotated[
+    bool,
+    typer.Option(
+        "--wide", help="Table: every column, values in full (default: what fits 80 columns)."
+    ),
 ]
 AtOpt = Annotated[
     str | None,
@@ -93,7 +186,44 @@ def _stamp(instant: datetime | None) -> str:
     return (instant or datetime.now(UTC)).isoformat(timespec="seconds")
 
 
+def choose(option: str, value: str | None, choices: Sequence[str], *, what: str = "") -> None:
+    """Exit 2 unless ``value`` (when given) is one of ``choices``, naming the closest.
+
+    A filter that matches nothing because of a typo would print an empty table and
+    exit 0 — indistinguishable from "all clear"; so a value outside the known set is an
+    error that suggests the nearest spelling ("did you mean fail?").
+    """
+    if value is None or value in choices:
+        return
+    import difflib
+
+    close = difflib.get_close_matches(value, list(choices), n=1, cutoff=0.5)
+    hint = f"; did you mean {close[0]}?" if close else ""
+    listed = ", ".join(choices) if len(choices) <= 12 else f"{choices[0]} … {choices[-1]}"
+    raise CliExit(EXIT_USAGE, f"{option}: {value!r} is not {what or 'one of'} {listed}{hint}")
+
+
+def is_glob(pattern: str | None) -> bool:
+    return pattern is not None and any(c in pattern for c in "*?[")
+
+
+def glob_match(value: Any, pattern: str | None, *, substring: bool = False) -> bool:
+    """``pattern`` with ``*``, ``?`` or ``[...]`` is a glob over the whole value;
+    without, an exact value (or a substring when ``substring``)."""
+    if pattern is None:
+        return True
+    text = "" if value is None else str(value)
+    if is_glob(pattern):
+        from fnmatch import fnmatchcase
+
+        return fnmatchcase(text, pattern)
+    return pattern in text if substring else text == pattern
+
+
 def _settings(config: Path | None) -> Settings:
+    from collector.config import ConfigError, load_settings
+    from collector.logs import configure_logging
+
     try:
         settings = load_settings(config)
     except ConfigError as exc:
@@ -103,6 +233,8 @@ def _settings(config: Path | None) -> Settings:
 
 
 def known_checks() -> dict[str, CheckSpec]:
+    from connectors.base import available_connectors
+
     out: dict[str, CheckSpec] = {}
     for cls in available_connectors().values():
         for spec in cls.checks():
@@ -114,6 +246,8 @@ def _index(settings: Settings, *, check_ids: bool = True) -> MappingIndex:
     """The mapping index; ``check_ids=False`` skips checking that every mapped check
     exists, which needs every connector imported (about half a second of start-up).
     Read commands skip it: ``collect`` and ``mappings validate`` always check."""
+    from mappings.loader import MappingError, load_mappings
+
     try:
         known = set(known_checks()) if check_ids else None
         return load_mappings(settings.mapping_dirs, known_checks=known)
@@ -129,6 +263,11 @@ def _engine(settings: Settings, *, migrate: bool, write: bool = False) -> Engine
     never creates a database, upgrades it or switches its journal mode, so it works on
     a read-only copy (exit 7 when there is no database at all).
     """
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from store.engine import NoDatabaseError, make_engine, redacted_url
+    from store.migrate import current_revision, head_revision, upgrade
+
     url = settings.database_url
     try:
         engine = make_engine(url, readonly=not (migrate or write))
@@ -165,13 +304,26 @@ def _engine(settings: Settings, *, migrate: bool, write: bool = False) -> Engine
     return engine
 
 
+def error_line(message: str, *, label: str = "error") -> None:
+    """``error: <message>`` on stderr, unwrapped and literal: a reason is one line that
+    people and scripts grep, and text such as ``[[connectors]]`` is not Rich markup."""
+    from rich.markup import escape
+
+    err.print(f"[bold red]{label}:[/] {escape(message)}", highlight=False, soft_wrap=True)
+
+
 @contextmanager
 def _cli_errors() -> Iterator[None]:
+    # Imported when a command runs, not when the CLI loads (see the imports above).
+    from sqlalchemy.exc import OperationalError, ProgrammingError
+
+    from collector.config import ConfigError
+
     try:
         yield
     except CliExit as exc:
         if exc.message:
-            err.print(f"[bold red]error:[/] {exc.message}", highlight=False, markup=True)
+            error_line(exc.message)
         raise typer.Exit(exc.code) from None
     except ConfigError as exc:
         # Raised late (a signing key or trusted-keys file read on use): still exit 2.

@@ -1,9 +1,15 @@
 """Shared fixtures: a fresh database per test on SQLite *and* PostgreSQL.
 
-PostgreSQL tests are on by default and fail (never skip) when the server named by
-``ANNEXA_TEST_POSTGRES_URL`` (default: postgres@127.0.0.1:5432, trust auth) cannot be
-reached. A developer without PostgreSQL may set ``ANNEXA_TEST_SKIP_POSTGRES=1``;
-CI never does.
+PostgreSQL tests are on by default and fail (never skip). Which server, decided once per
+session when the first PostgreSQL test needs it:
+
+* ``ANNEXA_TEST_POSTGRES_URL`` when set (CI sets it): that server; unreachable is one
+  error at that point, ending the session, not one failure per test.
+* otherwise the machine's server on 127.0.0.1:5432 when one answers;
+* otherwise a throwaway PostgreSQL started with ``pgserver`` (PostgreSQL in a wheel, in
+  the ``test`` extra) in a temporary directory, stopped and deleted at the end.
+
+A developer may still set ``ANNEXA_TEST_SKIP_POSTGRES=1``; CI never does.
 """
 
 from __future__ import annotations
@@ -40,8 +46,11 @@ def _own_spool(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.Mon
     """Each test journals its CLI runs into a spool directory of its own (not ~/.local)."""
     monkeypatch.setenv("ANNEXA_SPOOL_DIR", str(tmp_path_factory.mktemp("spool")))
 
-PG_ADMIN_URL = os.environ.get(
-    "ANNEXA_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
+CONFIGURED_PG_URL = os.environ.get("ANNEXA_TEST_POSTGRES_URL")
+#: The machine's server. (The variable only lets tests/test_pg_fallback.py pretend that
+#: nothing listens there.)
+MACHINE_PG_URL = os.environ.get(
+    "ANNEXA_TEST_MACHINE_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
 )
 SKIP_PG = os.environ.get("ANNEXA_TEST_SKIP_POSTGRES") == "1"
 ENGINES = ["sqlite"] if SKIP_PG else ["sqlite", "postgresql"]
@@ -51,22 +60,60 @@ def _pg_conninfo(url: str) -> str:
     return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
 
 
+def _answers(url: str) -> str | None:
+    """None when ``url`` accepts a connection, else the reason."""
+    try:
+        with psycopg.connect(_pg_conninfo(url), autocommit=True, connect_timeout=5):
+            return None
+    except psycopg.OperationalError as exc:
+        return " ".join(str(exc).split())
+
+
+@pytest.fixture(scope="session")
+def pg_admin_url() -> Iterator[str]:
+    """The admin URL of the PostgreSQL server of this session (see the module doc)."""
+    if CONFIGURED_PG_URL:
+        reason = _answers(CONFIGURED_PG_URL)
+        if reason is not None:
+            pytest.exit(
+                f"PostgreSQL at ANNEXA_TEST_POSTGRES_URL="
+                f"{make_url(CONFIGURED_PG_URL).render_as_string()} is unreachable: {reason}",
+                returncode=1,
+            )
+        yield CONFIGURED_PG_URL
+        return
+    if _answers(MACHINE_PG_URL) is None:
+        yield MACHINE_PG_URL
+        return
+    try:
+        import pgserver
+    except ImportError:
+        pytest.exit(
+            "no PostgreSQL for the tests: nothing answers on 127.0.0.1:5432, "
+            "ANNEXA_TEST_POSTGRES_URL is not set and pgserver is not installed "
+            "(pip install -e '.[test]'); or set ANNEXA_TEST_SKIP_POSTGRES=1 locally",
+            returncode=1,
+        )
+    # Not under pytest's 0700 temp root: as root, pgserver runs PostgreSQL as a user
+    # of its own, which must reach the data directory.
+    import tempfile
+
+    server = pgserver.get_server(tempfile.mkdtemp(prefix="annexa-pg-"), cleanup_mode="delete")
+    print(f"\nthrowaway PostgreSQL (pgserver) for this session: {server.get_uri()}")
+    try:
+        yield server.get_uri()
+    finally:
+        server.cleanup()
+
+
 @pytest.fixture
-def postgres_url() -> Iterator[str]:
+def postgres_url(pg_admin_url: str) -> Iterator[str]:
     """A new, empty PostgreSQL database, dropped after the test."""
     name = f"annexa_test_{uuid.uuid4().hex[:12]}"
-    admin = _pg_conninfo(PG_ADMIN_URL)
-    try:
-        conn = psycopg.connect(admin, autocommit=True, connect_timeout=5)
-    except psycopg.OperationalError as exc:
-        pytest.fail(
-            f"PostgreSQL is unreachable at {make_url(PG_ADMIN_URL).render_as_string()}: {exc}\n"
-            "Start it, point ANNEXA_TEST_POSTGRES_URL at one, or (locally only) set "
-            "ANNEXA_TEST_SKIP_POSTGRES=1."
-        )
-    with conn:
+    admin = _pg_conninfo(pg_admin_url)
+    with psycopg.connect(admin, autocommit=True, connect_timeout=5) as conn:
         conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    url = make_url(PG_ADMIN_URL).set(drivername="postgresql+psycopg", database=name)
+    url = make_url(pg_admin_url).set(drivername="postgresql+psycopg", database=name)
     try:
         yield url.render_as_string(hide_password=False)
     finally:

@@ -216,7 +216,8 @@ def _mutate(text: str, old: str, new: str) -> str:
             "--no-install-recommends gcc && rm -rf /var/lib/apt/lists/*\nCOPY --from=builder",
             "build tools in the final stage",
         ),
-        ("pip install --no-cache-dir /wheels", "pip install /wheels", "--no-cache-dir"),
+        ('pip install --no-cache-dir "$(echo /wheels', 'pip install "$(echo /wheels',
+         "--no-cache-dir"),
         ("&& rm -rf /var/lib/apt/lists/*", "", "apt lists not removed"),
         (
             "FROM python:3.11.14-slim-bookworm AS builder",

@@ -14,10 +14,9 @@ from __future__ import annotations
 import re
 from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from sqlalchemy import Engine, text
 
 from collector.clikit import (
     EXIT_USAGE,
@@ -26,6 +25,7 @@ from collector.clikit import (
     CliExit,
     ConfigOpt,
     FormatOpt,
+    WideOpt,
     _cli_errors,
     _engine,
     _index,
@@ -37,9 +37,14 @@ from collector.clikit import (
     evidence_app,
     parse_instant,
 )
-from collector.config import Settings
 from collector.output import OutputFormat, render
-from mappings.loader import MappingIndex
+
+if TYPE_CHECKING:
+    from sqlalchemy import Engine
+
+    from collector.config import Settings
+    from mappings.loader import MappingIndex
+
 
 PeriodOpt = Annotated[
     str | None,
@@ -120,7 +125,12 @@ def _agent_version() -> str:
 
 
 @app.command()
-def soa(config: ConfigOpt = None, at: AtOpt = None, fmt: FormatOpt = OutputFormat.table) -> None:
+def soa(
+    config: ConfigOpt = None,
+    at: AtOpt = None,
+    fmt: FormatOpt = OutputFormat.table,
+    wide: WideOpt = False,
+) -> None:
     """Statement of Applicability (ISO/IEC 27001 6.1.3 d): every control's applicability and
     justification, the owner's declared implementation beside the measured status, and
     the contradictions between them; --at shows the SoA recorded then."""
@@ -152,6 +162,8 @@ def soa(config: ConfigOpt = None, at: AtOpt = None, fmt: FormatOpt = OutputForma
             [(c, c.replace("_", " ").capitalize()) for c in SOA_COLUMNS],
             fmt,
             title=f"Statement of Applicability{version}{approval}, at {_stamp(instant)}",
+            narrow=("control", "applicable", "declared", "measured", "contradiction"),
+            wide=wide,
         )
         if flagged and fmt is OutputFormat.table:
             err.print(
@@ -411,6 +423,8 @@ def retention(
 
 def grant_auditor(engine: Engine, role: str, *, login: bool = True) -> list[str]:
     """Create/refresh ``role``: SELECT on the documented views and tables, nothing else."""
+    from sqlalchemy import text
+
     from store.views import READABLE_TABLES, VIEWS
 
     if not _ROLE.match(role):

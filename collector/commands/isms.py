@@ -8,10 +8,9 @@ evidence as manual records, policy documents and process findings (store/isms.py
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from sqlalchemy import Engine
 
 from collector.clikit import (
     AtOpt,
@@ -26,9 +25,14 @@ from collector.clikit import (
     err,
     parse_instant,
 )
-from collector.config import Settings
 from collector.output import OutputFormat, render
-from mappings.loader import MappingIndex
+
+if TYPE_CHECKING:
+    from sqlalchemy import Engine
+
+    from collector.config import Settings
+    from mappings.loader import MappingIndex
+
 
 FLAG_LABELS = {
     "treatment_not_effective": "not effective",

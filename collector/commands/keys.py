@@ -25,7 +25,6 @@ from collector.clikit import (
     app,
 )
 from collector.output import OutputFormat, render
-from core.signing import Signer, write_private_key
 
 keys_app = typer.Typer(help="Signing keys: generate one, list those the store recorded.")
 app.add_typer(keys_app, name="keys")
@@ -40,6 +39,8 @@ def keys_generate(
 ) -> None:
     """Create an Ed25519 signing key; print its public key line and write it to OUT.pub."""
     with _cli_errors():
+        from core.signing import Signer, write_private_key
+
         signer = Signer.generate()
         try:
             write_private_key(signer, out)
