@@ -701,6 +701,48 @@ class HttpClient:
             elif is_last is None and len(items) < page_size:
                 return
 
+    def paginate_pages(
+        self,
+        url: str,
+        *,
+        params: Mapping[str, Any] | Sequence[tuple[str, Any]] | None = None,
+        items_key: str | None = "results",
+        page_param: str = "page",
+        size_param: str = "page-size",
+        page_size: int = 100,
+        total_key: str | None = "totalCount",
+        first_page: int = 0,
+        max_pages: int | None = None,
+    ) -> Iterator[Any]:
+        """Items of every page of a page-number API (Jamf Pro: ``page``/``page-size``,
+        body ``{"totalCount", "results"}``).
+
+        ``params`` may be a list of pairs, for repeated parameters (Jamf's
+        ``section=GENERAL&section=SECURITY``). Stops on an empty page, when
+        ``total_key`` says every item was served, or, without a total, on a short page.
+        """
+        pages = 0
+        seen = 0
+        number = first_page
+        base = list(params.items()) if isinstance(params, Mapping) else list(params or [])
+        while True:
+            pages = self._count_page(pages, max_pages, url)
+            query = [*base, (page_param, number), (size_param, page_size)]
+            resp = self.get(url, params=query)  # type: ignore[arg-type]
+            body = resp.json()
+            items = self._list_of(body, items_key, resp)
+            yield from items
+            if not items:
+                return
+            seen += len(items)
+            total = _lookup(body, total_key) if total_key else None
+            if isinstance(total, int) and not isinstance(total, bool):
+                if seen >= total:
+                    return
+            elif len(items) < page_size:
+                return
+            number += 1
+
     # -- internals
 
     def _resolve(self, url: str) -> httpx.URL:
