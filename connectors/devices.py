@@ -255,7 +255,12 @@ def checked_in(p: Mapping[str, Any], params: Mapping[str, Any]) -> Verdict:
     return passed(f"{_who(p)} last checked in on {day_precision(last)}")
 
 
+MOBILE_PLATFORMS = frozenset({"ios", "ipados", "android"})
+
+
 def not_jailbroken(p: Mapping[str, Any], params: Mapping[str, Any]) -> Verdict:
+    if p.get("platform") not in MOBILE_PLATFORMS:
+        return not_applicable(f"{_who(p)}: jailbreak detection applies to iOS/Android only")
     jb = _need(p, "jailbroken", "the jailbreak / root state")
     if jb is True:
         return failed(f"{_who(p)} is jailbroken or rooted")
