@@ -215,8 +215,7 @@ def os_patched(p: Mapping[str, Any], params: Mapping[str, Any]) -> Verdict:
     if _at_least(version, newest):
         return passed(f"{_who(p)} runs {version} (≥ {newest}, released {released})")
     return failed(
-        f"{_who(p)} runs {version}; {newest} was released on {released}, more than "
-        f"{limit} days ago"
+        f"{_who(p)} runs {version}; {newest} was released on {released}, more than {limit} days ago"
     )
 
 
@@ -419,9 +418,7 @@ def register_device_checks(
         func, meta = _CHECKS[name]
         meta = {**meta, **(overrides or {}).get(name, {})}
 
-        def bound(
-            payload: Mapping[str, Any], params: Mapping[str, Any], _f: Any = func
-        ) -> Verdict:
+        def bound(payload: Mapping[str, Any], params: Mapping[str, Any], _f: Any = func) -> Verdict:
             return _f(payload, params)
 
         bound.__doc__ = func.__doc__

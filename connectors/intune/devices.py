@@ -200,11 +200,17 @@ def read_devices(
                 for d in rows
                 if read_protection and platform_of(d.get("operatingSystem")) == "windows"
             ]
-            states = dict(zip(windows, pool.map(lambda i: _read_protection(http, i), windows)))
+            states = dict(
+                zip(windows, pool.map(lambda i: _read_protection(http, i), windows), strict=True)
+            )
             for d in rows:
                 prot, err = states.get(str(d["id"]), (None, None))
                 if not read_protection:
                     err = "reading Defender state is switched off (read_protection_state)"
                 yield Evidence(
-                    scope, GLOBAL, DEVICE_TYPE, str(d["id"]), device_payload_of(d, prot, err, pseudo)
+                    scope,
+                    GLOBAL,
+                    DEVICE_TYPE,
+                    str(d["id"]),
+                    device_payload_of(d, prot, err, pseudo),
                 )
