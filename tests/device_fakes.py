@@ -252,7 +252,7 @@ class _GraphHandler(_Handler):
         if self.fault(parts.path):
             return
         srv: FakeIntune = self.server
-        if self.headers.get("Authorization") != f"Bearer {GRAPH_TOKEN}":
+        if self.headers.get("Authorization") != f"Bearer {srv.token}":
             self.send_json(
                 401,
                 {
