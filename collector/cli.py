@@ -226,8 +226,8 @@ def collect(
                 "the config (see config.example.toml)",
             )
         from collector.correlate import run_correlation, without_correlation
-        from collector.devices import run_device_ownership, without_ownership
         from collector.decisions import DecisionFileError, file_decisions
+        from collector.devices import run_device_ownership, without_ownership
         from collector.interrupts import Interrupts
         from collector.runner import recover
 
@@ -254,7 +254,7 @@ def collect(
                 correlation = run_correlation(settings, engine, index, chosen)
             if correlation is not None:
                 summaries.append(correlation)
-            # Device ownership (devices × people, A.5.9 / A.5.11) likewise runs last.
+            # Device ownership (devices joined with people, A.5.9 / A.5.11) likewise runs last.
             if not stop.interrupted and not spooled:
                 ownership = run_device_ownership(settings, engine, index, chosen)
                 if ownership is not None:
