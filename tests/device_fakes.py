@@ -189,6 +189,7 @@ class _Server(ThreadingHTTPServer):
         self.lock = threading.Lock()
         #: path → answers to give before the real one: (status, headers, body).
         self.faults: dict[str, list[tuple[int, dict[str, str], str]]] = defaultdict(list)
+        self.faults_served = 0
         self.thread = threading.Thread(target=self.serve_forever, daemon=True)
 
     @property
@@ -226,8 +227,10 @@ class _Handler(BaseHTTPRequestHandler):
             self.server.requests.append(self.path)
             queued = self.server.faults.get(path)
             answer = queued.pop(0) if queued else None
-        if answer is None:
+        if answer is None or answer[0] == 0:  # 0: this request passes (spacing faults)
             return False
+        with self.server.lock:
+            self.server.faults_served += 1
         status, headers, body = answer
         data = body.encode()
         self.send_response(status)
@@ -313,6 +316,7 @@ class FakeIntune(_Server):
             protection,
             page_cap,
         )
+        self.token = GRAPH_TOKEN
 
 
 # --------------------------------------------------------------------------- Jamf
