@@ -15,7 +15,7 @@ Configuration (``[[connectors]] type = "intune"``)::
     client_id = "11111111-1111-1111-1111-111111111111"
     client_secret = { env = "ANNEXA_ENTRA_CLIENT_SECRET" }
     read_protection_state = true     # Defender state of Windows devices
-    max_workers = 4                  # parallel windowsProtectionState reads
+    max_workers = 8                  # parallel windowsProtectionState reads
 
 One unit, ``device`` (``intune.device.managed``), scope = the tenant id.
 """
@@ -42,7 +42,7 @@ class IntuneOptions(EntraOptions):
     read_protection_state: bool = Field(
         True, description="read Defender state (windowsProtectionState) of Windows devices"
     )
-    max_workers: int = Field(4, ge=1, le=16, description="parallel Defender state reads")
+    max_workers: int = Field(8, ge=1, le=16, description="parallel Defender state reads")
 
 
 class IntuneConnector(EntraConnector):
