@@ -53,6 +53,8 @@ class PersonFact:
     emails: tuple[str, ...]
     state: str  # active | leaver | pending
     since: str | None = None  # when they left, if known
+    #: An employment record (HR): its termination outranks an account left enabled.
+    authoritative: bool = False
 
 
 @dataclass(frozen=True)
@@ -80,7 +82,8 @@ def hr_person(source: str, rtype: str, rid: str, payload: Mapping[str, Any]) -> 
     email = email_of(payload.get("work_email"))
     ended = payload.get("termination_date")
     left = bool(ended) and parse_time(ended) <= datetime.now(UTC)
-    return PersonFact((email,) if email else (), "leaver" if left else "active", full_time(ended))
+    state = "leaver" if left else "active"
+    return PersonFact((email,) if email else (), state, full_time(ended), authoritative=True)
 
 
 #: People sources by connector type (GitHub has no e-mails, so it cannot join devices).
@@ -128,7 +131,7 @@ def join(
         for email in fact.emails:
             p = by_email.setdefault(email, _Person())
             p.accounts.append({"source": source, "id": rid, "state": fact.state})
-            hr_left = fact.state == "leaver" and source.startswith("hr:")
+            hr_left = fact.state == "leaver" and fact.authoritative
             if hr_left or _RANK[fact.state] > _RANK[p.state]:
                 p.state, p.since = fact.state, fact.since
             elif fact.state == p.state == "leaver" and fact.since:
