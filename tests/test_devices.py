@@ -270,3 +270,32 @@ def test_unreported_state_is_an_error_never_a_pass():
     windows = device_payload(id="y", platform="windows", os_version="10.0.26100.1")
     with pytest.raises(KeyError, match="no release list configured for platform 'windows'"):
         spec.func(windows, spec.parameters)
+
+
+def test_the_intune_fake_serves_graph_csdl_shapes():
+    """What FakeIntune serves validates against the managedDevice and
+    windowsProtectionState types of Microsoft Graph's v1.0 CSDL (tests/vendor/graph)."""
+    import httpx
+
+    from connectors.intune.devices import SELECT
+    from tests.device_fakes import GRAPH_TOKEN
+    from tests.vendor_schemas import assert_valid, graph_schema
+
+    devices, states = planted_intune()
+    with FakeIntune(len(devices), devices.__getitem__, states.get, page_cap=4) as graph:
+        headers = {"Authorization": f"Bearer {GRAPH_TOKEN}"}
+        page = httpx.get(
+            f"{graph.url}/v1.0/deviceManagement/managedDevices",
+            params={"$select": SELECT, "$top": 999},
+            headers=headers,
+        ).json()
+        state = httpx.get(
+            f"{graph.url}/v1.0/deviceManagement/managedDevices/d-jb/windowsProtectionState",
+            headers=headers,
+        ).json()
+    assert len(page["value"]) == 4 and "%24skiptoken=4" in page["@odata.nextLink"]
+    assert_valid(page, graph_schema("managedDevice", collection=True), "managedDevices page")
+    assert_valid(state, graph_schema("windowsProtectionState"), "windowsProtectionState")
+    bad = {**devices[0], "complianceState": "ok"}
+    with pytest.raises(AssertionError, match="complianceState"):
+        assert_valid({"value": [bad]}, graph_schema("managedDevice", collection=True))
