@@ -19,6 +19,7 @@ guessed pass: an unknown encryption state is not an encrypted disk.
 
 from __future__ import annotations
 
+import hashlib
 import re
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
@@ -112,6 +113,25 @@ def _at_least(version: str, minimum: str) -> bool:
     have, need = version_key(version), version_key(minimum)
     width = max(len(have), len(need))
     return have + (0,) * (width - len(have)) >= need + (0,) * (width - len(need))
+
+
+class SeenIds:
+    """Ids already yielded in this run, kept as 64-bit digests (about half the memory
+    of the id strings), so a listing that repeats an item across pages yields it once
+    while memory stays nearly flat for fleets of 100,000 devices. A collision (p ≈ 3e-10
+    at 100,000 ids) would drop one device from one run; the store then keeps its last
+    state, it never invents one."""
+
+    def __init__(self) -> None:
+        self._seen: set[int] = set()
+
+    def add(self, item_id: str) -> bool:
+        """True when ``item_id`` is new (and remember it)."""
+        key = int.from_bytes(hashlib.blake2b(item_id.encode(), digest_size=8).digest(), "big")
+        if key in self._seen:
+            return False
+        self._seen.add(key)
+        return True
 
 
 # --------------------------------------------------------------------------- check logic

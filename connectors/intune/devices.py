@@ -29,7 +29,13 @@ from connectors.common import (
     batches,
     full_time,
 )
-from connectors.devices import device_payload, email_of, platform_of, register_device_checks
+from connectors.devices import (
+    SeenIds,
+    device_payload,
+    email_of,
+    platform_of,
+    register_device_checks,
+)
 from connectors.http import HttpClient, MalformedResponseError, SourceError
 from connectors.records import Evidence
 
@@ -182,7 +188,7 @@ def read_devices(
     listing = http.paginate_next_url(
         DEVICES_PATH, params={"$select": SELECT, "$top": min(page_size, 999)}
     )
-    seen: set[str] = set()
+    seen = SeenIds()
     with ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="annexa-intune") as pool:
         for batch in batches(listing, page_size):
             if cancelled():
@@ -191,9 +197,8 @@ def read_devices(
             for d in batch:
                 if not isinstance(d, Mapping) or not d.get("id"):
                     raise MalformedResponseError("a managed device without an id")
-                if str(d["id"]) in seen:
+                if not seen.add(str(d["id"])):
                     continue
-                seen.add(str(d["id"]))
                 rows.append(d)
             windows = [
                 str(d["id"])

@@ -18,7 +18,13 @@ from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 from connectors.common import ERRORS_KEY, GLOBAL, Pseudonymiser, activity_time, full_time
-from connectors.devices import device_payload, email_of, platform_of, register_device_checks
+from connectors.devices import (
+    SeenIds,
+    device_payload,
+    email_of,
+    platform_of,
+    register_device_checks,
+)
 from connectors.http import HttpClient, MalformedResponseError
 from connectors.records import Evidence
 
@@ -155,14 +161,13 @@ def read_computers(
 ) -> Iterator[Evidence]:
     """Every computer, streamed page by page (memory stays flat)."""
     params = [("section", s) for s in SECTIONS] + [("sort", "id:asc")]
-    seen: set[str] = set()
+    seen = SeenIds()
     for c in http.paginate_pages(INVENTORY_PATH, params=params, page_size=page_size):
         if cancelled():
             return
         if not isinstance(c, Mapping) or not c.get("id"):
             raise MalformedResponseError("a computer without an id in computers-inventory")
         cid = str(c["id"])
-        if cid in seen:
+        if not seen.add(cid):
             continue
-        seen.add(cid)
         yield Evidence(scope, GLOBAL, COMPUTER_TYPE, cid, computer_payload(c, pseudo))
