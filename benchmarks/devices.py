@@ -12,7 +12,7 @@ connector's checks — and keeps nothing.
 
 Figures per run: devices/s, requests made vs the minimum possible (Intune: one per page
 of 999 devices + one ``windowsProtectionState`` per Windows device, a quarter of the
-fleet here; Jamf: one token + one per page of 500 computers; the difference must be
+fleet here, + one for the compliance policies; Jamf: one token + one per page of 500 computers; the difference must be
 exactly the throttled answers retried), and peak RSS. Baseline in the same run: the
 smallest N; the target is peak RSS at the largest N within 1.2x of it.
 
@@ -144,7 +144,7 @@ def run_one(kind: str, n: int, throttle: int) -> dict[str, Any]:
     if kind == "intune":
         fake = FakeIntune(n, _intune_device(now), page_cap=INTUNE_PAGE)
         listing = "/v1.0/deviceManagement/managedDevices"
-        minimum = math.ceil(n / INTUNE_PAGE) + math.ceil(n / 4)
+        minimum = math.ceil(n / INTUNE_PAGE) + math.ceil(n / 4) + 1  # + the policies
     else:
         fake = FakeJamf(n, lambda i: jamf_computer(i, now))
         listing = "/api/v1/computers-inventory"

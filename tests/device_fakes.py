@@ -109,6 +109,41 @@ def protection_state(
     }
 
 
+def compliance_policy(
+    kind: str, *, required: bool = True, lock: int | None = 5, assigned: bool = True
+) -> dict[str, Any]:
+    """A ``deviceCompliancePolicy`` of OData type ``kind`` with its ``assignments``."""
+    ios = kind == "iosCompliancePolicy"
+    word = "passcode" if ios else "password"
+    return {
+        "@odata.type": f"#microsoft.graph.{kind}",
+        "id": f"pol-{kind}",
+        "displayName": f"Baseline {kind}",
+        "description": None,
+        "createdDateTime": "2026-01-05T10:00:00Z",
+        "lastModifiedDateTime": "2026-06-01T10:00:00Z",
+        "version": 3,
+        f"{word}Required": required,
+        f"{word}MinutesOfInactivityBeforeLock": lock,
+        "assignments": [
+            {
+                "id": f"asg-{kind}",
+                "target": {"@odata.type": "#microsoft.graph.allLicensedUsersAssignmentTarget"},
+            }
+        ]
+        if assigned
+        else [],
+    }
+
+
+BASELINE_POLICIES = (
+    "windows10CompliancePolicy",
+    "macOSCompliancePolicy",
+    "iosCompliancePolicy",
+    "androidCompliancePolicy",
+)
+
+
 def jamf_computer(
     i: int,
     now: datetime,
@@ -285,6 +320,18 @@ class _GraphHandler(_Handler):
                 body["@odata.nextLink"] = f"{srv.url}{parts.path}?{urlencode(nxt)}"
             self.send_json(200, body)
             return
+        if parts.path == "/v1.0/deviceManagement/deviceCompliancePolicies":
+            self.send_json(
+                200,
+                {
+                    "@odata.context": "https://graph.microsoft.com/v1.0/$metadata#deviceManagement/"
+                    "deviceCompliancePolicies(assignments())",
+                    "value": srv.policies
+                    if args.get("$expand") == "assignments"
+                    else [{k: v for k, v in p.items() if k != "assignments"} for p in srv.policies],
+                },
+            )
+            return
         prefix, suffix = "/v1.0/deviceManagement/managedDevices/", "/windowsProtectionState"
         if parts.path.startswith(prefix) and parts.path.endswith(suffix):
             did = parts.path[len(prefix) : -len(suffix)]
@@ -317,6 +364,7 @@ class FakeIntune(_Server):
             page_cap,
         )
         self.token = GRAPH_TOKEN
+        self.policies = [compliance_policy(k) for k in BASELINE_POLICIES]
 
 
 # --------------------------------------------------------------------------- Jamf

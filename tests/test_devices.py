@@ -21,12 +21,14 @@ import trustme
 from connectors.checks import REGISTRY
 from connectors.devices import device_payload
 from tests.device_fakes import (
+    BASELINE_POLICIES,
     JAMF_CLIENT,
     JAMF_PASSWORD,
     JAMF_SECRET,
     JAMF_USER,
     FakeIntune,
     FakeJamf,
+    compliance_policy,
     intune_device,
     jamf_computer,
     protection_state,
@@ -139,7 +141,9 @@ def test_intune_planted_devices_fail_exactly_their_checks(authority):
     listing = [r for r in graph.requests if r.startswith("/v1.0/deviceManagement/managedDevices?")]
     windows = [d for d in devices if d["operatingSystem"] == "Windows"]
     assert len(listing) == 5
-    assert len(graph.requests) == 5 + len(windows)
+    assert len(graph.requests) == 5 + len(windows) + 1  # + the compliance policies
+    policy = run.one("intune.tenant.passcode_policy", "compliance-policies")
+    assert policy.status == "pass" and "ios: Baseline iosCompliancePolicy" in policy.message
     mac = run.one("intune.device.anti_malware", devices[2]["id"])
     assert mac.status == "not_applicable" and "Windows devices only" in mac.message
     assert (
@@ -299,3 +303,38 @@ def test_the_intune_fake_serves_graph_csdl_shapes():
     bad = {**devices[0], "complianceState": "ok"}
     with pytest.raises(AssertionError, match="complianceState"):
         assert_valid({"value": [bad]}, graph_schema("managedDevice", collection=True))
+
+
+def test_intune_policy_without_passcode_or_lock_fails_for_platforms_in_use(authority):
+    """Only platforms with managed devices are judged: no Android device here, so the
+    missing Android policy does not matter; iOS without a lock and an unassigned macOS
+    policy fail."""
+    devices, states = planted_intune()
+    with FakeIntune(len(devices), devices.__getitem__, states.get) as graph:
+        graph.token = TOKEN
+        graph.policies = [
+            compliance_policy("windows10CompliancePolicy"),
+            compliance_policy("macOSCompliancePolicy", assigned=False),
+            compliance_policy("iosCompliancePolicy", lock=None),
+        ]
+        run = run_engine(
+            "intune", intune_options(authority, graph), checks=_params("intune.device")
+        )
+    f = run.one("intune.tenant.passcode_policy", "compliance-policies")
+    assert f.status == "fail", f.message
+    assert "for: ios, macos (devices: ios 2, macos 1)" in f.message
+    assert set(f.controls) == {"A.7.7", "A.8.1"}
+    assert len(BASELINE_POLICIES) == 4
+
+
+def test_intune_policy_check_errors_when_devices_were_not_read(authority):
+    devices, states = planted_intune()
+    with FakeIntune(len(devices), devices.__getitem__, states.get) as graph:
+        graph.token = TOKEN
+        graph.faults["/v1.0/deviceManagement/managedDevices"].extend(
+            [(500, {}, '{"error":{"code":"InternalServerError","message":"x"}}')] * 3
+        )
+        run = run_engine("intune", intune_options(authority, graph))
+    assert run.status == "partial"
+    f = run.one("intune.tenant.passcode_policy", "compliance-policies")
+    assert f.status == "error" and "device unit was not read cleanly" in f.message

@@ -17,7 +17,9 @@ Configuration (``[[connectors]] type = "intune"``)::
     read_protection_state = true     # Defender state of Windows devices
     max_workers = 8                  # parallel windowsProtectionState reads
 
-One unit, ``device`` (``intune.device.managed``), scope = the tenant id.
+Units, scope = the tenant id: ``device`` (``intune.device.managed``) and ``tenant``
+(``intune.tenant.compliance_policies``: the passcode settings of the compliance
+policies, judged for the platforms the device unit found).
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ from connectors.common import GLOBAL, Pseudonymiser, run_unit
 from connectors.entra.auth import build_credential, token_value
 from connectors.entra.connector import EntraConnector, EntraOptions, _close
 from connectors.http import SourceError
-from connectors.intune import devices
+from connectors.intune import devices, policies
 from connectors.records import Coverage, Record
 
 
@@ -74,23 +76,41 @@ class IntuneConnector(EntraConnector):
         opened = False
         try:
             with http:
-                for rec in run_unit(
-                    scope,
-                    "device",
-                    lambda: devices.read_devices(
-                        http,
-                        scope,
-                        pseudo,
-                        page_size=opts.page_size,
-                        max_workers=opts.max_workers,
-                        read_protection=opts.read_protection_state,
-                        cancelled=ctx.cancelled,
+                counted: dict[str, int] = {}
+                devices_ok: list[bool] = []
+                units = (
+                    (
+                        "device",
+                        lambda: devices.read_devices(
+                            http,
+                            scope,
+                            pseudo,
+                            page_size=opts.page_size,
+                            max_workers=opts.max_workers,
+                            read_protection=opts.read_protection_state,
+                            cancelled=ctx.cancelled,
+                            platforms=counted,
+                        ),
                     ),
-                    ctx.cancelled,
-                    source="intune",
-                ):
-                    opened = opened or (isinstance(rec, Coverage) and rec.ok)
-                    yield rec
+                    (
+                        "tenant",
+                        lambda: policies.read_policies(
+                            http,
+                            scope,
+                            counted if devices_ok == [True] else None,
+                            "the device unit was not read cleanly",
+                        ),
+                    ),
+                )
+                for service, read in units:
+                    if ctx.cancelled():
+                        return
+                    for rec in run_unit(scope, service, read, ctx.cancelled, source="intune"):
+                        if isinstance(rec, Coverage):
+                            opened = opened or rec.ok
+                            if service == "device":
+                                devices_ok.append(rec.ok)
+                        yield rec
             if opened and not ctx.cancelled():
                 yield Coverage(scope, GLOBAL, "*", ok=True)
         finally:

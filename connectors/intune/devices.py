@@ -183,8 +183,11 @@ def read_devices(
     max_workers: int,
     read_protection: bool,
     cancelled: Callable[[], bool],
+    platforms: dict[str, int] | None = None,
 ) -> Iterator[Evidence]:
-    """Every managed device, streamed in batches of one page (memory stays flat)."""
+    """Every managed device, streamed in batches of one page (memory stays flat).
+
+    ``platforms`` (if given) counts the devices per platform, for the policy check."""
     listing = http.paginate_next_url(
         DEVICES_PATH, params={"$select": SELECT, "$top": min(page_size, 999)}
     )
@@ -199,6 +202,9 @@ def read_devices(
                     raise MalformedResponseError("a managed device without an id")
                 if not seen.add(str(d["id"])):
                     continue
+                if platforms is not None:
+                    key = platform_of(d.get("operatingSystem")) or "unknown"
+                    platforms[key] = platforms.get(key, 0) + 1
                 rows.append(d)
             windows = [
                 str(d["id"])
