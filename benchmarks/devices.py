@@ -12,9 +12,10 @@ connector's checks — and keeps nothing.
 
 Figures per run: devices/s, requests made vs the minimum possible (Intune: one per page
 of 999 devices + one ``windowsProtectionState`` per Windows device, a quarter of the
-fleet here, + one for the compliance policies; Jamf: one token + one per page of 500 computers; the difference must be
-exactly the throttled answers retried), and peak RSS. Baseline in the same run: the
-smallest N; the target is peak RSS at the largest N within 1.2x of it.
+fleet here, + one for the compliance policies; Jamf: one token + one per page of 500
+computers; the difference must be exactly the throttled answers retried), and peak
+RSS. Baseline in the same run: the smallest N; the target is peak RSS at the largest N
+within 1.2x of it.
 
 Measured on the project's 2-core machine under the load of 8 parallel sessions
 (2026-12-05, 20 throttled answers per run):
