@@ -338,3 +338,22 @@ def test_intune_policy_check_errors_when_devices_were_not_read(authority):
     assert run.status == "partial"
     f = run.one("intune.tenant.passcode_policy", "compliance-policies")
     assert f.status == "error" and "device unit was not read cleanly" in f.message
+
+
+def test_page_number_paginator_without_a_total_stops_on_a_short_page(httpserver):
+    """``HttpClient.paginate_pages`` (Jamf's paging): repeated parameters survive, and
+    without ``totalCount`` a page shorter than ``page-size`` is the last."""
+    from connectors.http import HttpClient, HttpOptions
+
+    httpserver.no_handler_status_code = 418
+    for page, items in ((0, [1, 2]), (1, [3])):
+        httpserver.expect_ordered_request(
+            "/items",
+            query_string=f"section=A&section=B&page={page}&page-size=2",
+        ).respond_with_json({"results": items})
+    with HttpClient(httpserver.url_for("/"), options=HttpOptions(max_attempts=1)) as http:
+        got = list(
+            http.paginate_pages("/items", params=[("section", "A"), ("section", "B")], page_size=2)
+        )
+    assert got == [1, 2, 3]
+    assert len(httpserver.log) == 2
