@@ -21,16 +21,17 @@ Measured on the project's 2-core machine under the load of 8 parallel sessions
 (2026-12-05, 20 throttled answers per run):
 
     connector  devices  seconds devices/s  requests  minimum  ratio  peak RSS MB  vs base
-    intune       10000    24.84       403      2522     2511  1.004         59.2    1.00x
-    intune      100000   221.76       451     25121    25101  1.001         68.0    1.15x
-    jamf         10000     5.90      1696        41       21  1.952         68.5    1.00x
-    jamf        100000    63.77      1568       221      201  1.100         76.4    1.12x
+    intune       10000    20.08       498      2523     2512  1.004         59.3    1.00x
+    intune      100000   198.44       504     25122    25102  1.001         68.4    1.15x
+    jamf         10000     8.27      1210        41       21  1.952         68.3    1.00x
+    jamf        100000    69.96      1429       221      201  1.100         76.5    1.12x
 
 Every request beyond the minimum is one of the 20 throttled answers retried (the ratio
 at 10,000 Jamf computers looks large only because the minimum is 21 requests). Intune's
 time is the per-device Defender reads (8 in parallel); the listing alone is 101
-requests. Memory: ids already yielded are kept as 64-bit digests for de-duplication
-(:class:`connectors.devices.SeenIds`, about 6 MB at 100,000), the rest is flat.
+requests, the compliance policies one more. Memory: ids already yielded are kept as
+64-bit digests for de-duplication (:class:`connectors.devices.SeenIds`, about 6 MB at
+100,000), the rest is flat.
 """
 
 from __future__ import annotations
