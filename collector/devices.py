@@ -13,8 +13,9 @@ People sources are declared in :data:`PEOPLE_KINDS`: each maps a connector type 
 resource types holding its people and a function reducing one stored payload to a
 :class:`PersonFact` (join e-mails, employment state, since when). The identity sources
 reuse :func:`collector.correlate.account_from` (an account suspended / deprovisioned /
-deleted in the IdP is a leaver). An HR source whose payload has ``work_email`` and
-``termination_date`` is one more line there, with :func:`hr_person`.
+deleted in the IdP is a leaver); the HR sources (``bamboohr``, ``hr``: ``work_email``,
+``termination_date``) are read by :func:`hr_person`, and an HR termination outranks an
+IdP account left enabled.
 
 One evidence per person (``devices.person.assets``), keyed by e-mail, listing the
 person's accounts and devices; devices without any user become their own record.
@@ -78,21 +79,33 @@ def _identity_person(kind: str) -> Callable[[str, str, str, Mapping[str, Any]], 
 
 
 def hr_person(source: str, rtype: str, rid: str, payload: Mapping[str, Any]) -> PersonFact:
-    """An HR record with ``work_email`` and ``termination_date`` (past = leaver)."""
+    """An HR record (``connectors/hr/model.py``: ``work_email``, ``termination_date``,
+    ``terminated``): a leaver once the termination date has passed (a future date is
+    still an employee who has a laptop to return later), or terminated without a date."""
     email = email_of(payload.get("work_email"))
     ended = payload.get("termination_date")
-    left = bool(ended) and parse_time(ended) <= datetime.now(UTC)
+    if ended:
+        left = parse_time(ended) <= datetime.now(UTC)
+    else:
+        left = payload.get("terminated") is True
     state = "leaver" if left else "active"
     return PersonFact((email,) if email else (), state, full_time(ended), authoritative=True)
 
 
-#: People sources by connector type (GitHub has no e-mails, so it cannot join devices).
-#: An HR connector is added with one line, e.g.
-#: ``"bamboohr": PeopleKind("bamboohr", ("bamboohr.employee.record",), ("employee",), hr_person)``
+#: People sources by connector type (GitHub has no e-mails, so it cannot join devices):
+#: the identity providers, whose suspended / deprovisioned / deleted accounts are
+#: leavers, and the HR sources (bamboohr, hr), whose termination dates are authoritative.
 PEOPLE_KINDS: dict[str, PeopleKind] = {
-    t: PeopleKind(t, k.resource_types, k.services, _identity_person(t))
-    for t, k in KINDS.items()
-    if k.idp
+    **{
+        t: PeopleKind(t, k.resource_types, k.services, _identity_person(t))
+        for t, k in KINDS.items()
+        if k.idp
+    },
+    **{
+        t: PeopleKind(t, k.resource_types, k.services, hr_person, idp=False)
+        for t, k in KINDS.items()
+        if k.hr
+    },
 }
 
 #: Device sources: connector type → (resource types, unit).
@@ -109,6 +122,7 @@ DEVICE_KINDS: dict[str, IdentityKind] = {
 class _Person:
     state: str = "unknown"
     since: str | None = None
+    authoritative: bool = False  # the state comes from an HR record
     accounts: list[dict[str, Any]] = field(default_factory=list)
     devices: list[dict[str, Any]] = field(default_factory=list)
 
@@ -131,11 +145,12 @@ def join(
         for email in fact.emails:
             p = by_email.setdefault(email, _Person())
             p.accounts.append({"source": source, "id": rid, "state": fact.state})
-            hr_left = fact.state == "leaver" and fact.authoritative
-            if hr_left or _RANK[fact.state] > _RANK[p.state]:
+            if fact.authoritative and not p.authoritative:
+                p.state, p.since, p.authoritative = fact.state, fact.since, True
+            elif fact.authoritative == p.authoritative and _RANK[fact.state] > _RANK[p.state]:
                 p.state, p.since = fact.state, fact.since
-            elif fact.state == p.state == "leaver" and fact.since:
-                p.since = max(p.since or "", fact.since)
+            elif fact.authoritative == p.authoritative and fact.state == p.state == "leaver":
+                p.since = max(p.since or "", fact.since or "") or None
     unassigned = []
     for source, rid, d in devices:
         summary = {

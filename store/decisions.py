@@ -132,9 +132,7 @@ def pending_changes(
         for d in decisions
     }
     with engine.connect() as conn:
-        have = {
-            k: h for k, h in _recorded(conn).items() if SERVICES.get(k[0]) in set(services)
-        }
+        have = {k: h for k, h in _recorded(conn).items() if SERVICES.get(k[0]) in set(services)}
     lines = []
     for key in sorted(wanted.keys() | have.keys()):
         if key not in have:

@@ -61,13 +61,37 @@ MAX_LISTED = 50
 _STREAM = {"yield_per": 5000}
 
 _FI_COLS = (
-    "id", "run_id", "source", "key", "check_id", "scope", "region", "service",
-    "resource_type", "resource_id", "status", "severity", "message", "evidence_hash",
-    "controls", "mapping_digest", "observed_at", "finding_hash",
+    "id",
+    "run_id",
+    "source",
+    "key",
+    "check_id",
+    "scope",
+    "region",
+    "service",
+    "resource_type",
+    "resource_id",
+    "status",
+    "severity",
+    "message",
+    "evidence_hash",
+    "controls",
+    "mapping_digest",
+    "observed_at",
+    "finding_hash",
 )
 _EV_COLS = (
-    "id", "run_id", "source", "key", "scope", "region", "service", "resource_type",
-    "resource_id", "content_hash", "collected_at",
+    "id",
+    "run_id",
+    "source",
+    "key",
+    "scope",
+    "region",
+    "service",
+    "resource_type",
+    "resource_id",
+    "content_hash",
+    "collected_at",
 )
 
 
@@ -164,8 +188,18 @@ def findings_at(
     yield from rows
 
 
-_LIGHT = ("source", "scope", "region", "service", "check_id", "resource_id", "status",
-          "controls", "evidence_hash", "observed_at")
+_LIGHT = (
+    "source",
+    "scope",
+    "region",
+    "service",
+    "check_id",
+    "resource_id",
+    "status",
+    "controls",
+    "evidence_hash",
+    "observed_at",
+)
 
 
 def _findings_light(conn: Connection, at: datetime) -> Iterator[tuple[Any, ...]]:
@@ -202,8 +236,12 @@ def evidence_at(
     pg = conn.dialect.name == "postgresql"
     if with_payload:
         sql = _latest_sql(
-            "evidence", "collected_at", _EV_COLS, ", b.body AS body",
-            " LEFT JOIN blobs b ON b.hash = t.content_hash", postgresql=pg,
+            "evidence",
+            "collected_at",
+            _EV_COLS,
+            ", b.body AS body",
+            " LEFT JOIN blobs b ON b.hash = t.content_hash",
+            postgresql=pg,
         )
     else:
         sql = _latest_sql("evidence", "collected_at", _EV_COLS, postgresql=pg)
@@ -337,8 +375,15 @@ def findings_in_period(
         )
 
     rows = _population(
-        conn, findings, "observed_at", _FI_COLS, start, end,
-        alive_col="status", source=source, where=keep,
+        conn,
+        findings,
+        "observed_at",
+        _FI_COLS,
+        start,
+        end,
+        alive_col="status",
+        source=source,
+        where=keep,
     )
     for r in rows:
         r["controls"] = json.loads(r["controls"])
@@ -366,8 +411,15 @@ def evidence_in_period(
         )
 
     rows = _population(
-        conn, evidence, "collected_at", _EV_COLS, start, end,
-        alive_col="content_hash", source=source, where=keep,
+        conn,
+        evidence,
+        "collected_at",
+        _EV_COLS,
+        start,
+        end,
+        alive_col="content_hash",
+        source=source,
+        where=keep,
     )
     rows.sort(key=lambda r: (r["source"], r["key"], r["valid_from"]))
     return rows
@@ -470,8 +522,17 @@ class ExceptionRule:
         }
 
 
-_EXC_KEYS = {"id", "check", "resource", "reason", "approved_by", "expires", "approved_on",
-             "source", "scope"}
+_EXC_KEYS = {
+    "id",
+    "check",
+    "resource",
+    "reason",
+    "approved_by",
+    "expires",
+    "approved_on",
+    "source",
+    "scope",
+}
 _EXC_REQUIRED = ("check", "resource", "reason", "approved_by", "expires")
 
 
@@ -484,8 +545,9 @@ def _instant(value: Any, *, end_of_day: bool) -> datetime:
         return datetime.combine(d, time(0), tzinfo=UTC)
     if isinstance(value, str):
         try:
-            return _instant(datetime.fromisoformat(value.replace("Z", "+00:00")),
-                            end_of_day=end_of_day)
+            return _instant(
+                datetime.fromisoformat(value.replace("Z", "+00:00")), end_of_day=end_of_day
+            )
         except ValueError:
             pass
         try:
@@ -521,8 +583,9 @@ def load_exceptions(path: str | Path, known_checks: Collection[str]) -> list[Exc
         raise ExceptionsError(file, "<file>", f"invalid TOML: {exc}") from None
     for key in doc:
         if key != "exception":
-            raise ExceptionsError(file, "<file>", f"unknown top-level key {key!r} "
-                                  "(expected [[exception]] tables)")
+            raise ExceptionsError(
+                file, "<file>", f"unknown top-level key {key!r} (expected [[exception]] tables)"
+            )
     items = doc.get("exception", [])
     if not isinstance(items, list):
         raise ExceptionsError(file, "exception", "must be an array of tables ([[exception]])")
@@ -534,8 +597,9 @@ def load_exceptions(path: str | Path, known_checks: Collection[str]) -> list[Exc
             raise ExceptionsError(file, entry, "must be a table")
         for key in item:
             if key not in _EXC_KEYS:
-                raise ExceptionsError(file, entry, f"unknown key {key!r} (allowed: "
-                                      f"{', '.join(sorted(_EXC_KEYS))})")
+                raise ExceptionsError(
+                    file, entry, f"unknown key {key!r} (allowed: {', '.join(sorted(_EXC_KEYS))})"
+                )
         for key in _EXC_REQUIRED:
             if key not in item:
                 raise ExceptionsError(file, entry, f"missing key {key!r}")
@@ -560,9 +624,15 @@ def load_exceptions(path: str | Path, known_checks: Collection[str]) -> list[Exc
         ids.add(rid)
         rules.append(
             ExceptionRule(
-                id=rid, check=check, resource=item["resource"], reason=item["reason"],
-                approved_by=item["approved_by"], expires=expires, starts=starts,
-                source=item.get("source"), scope=item.get("scope"),
+                id=rid,
+                check=check,
+                resource=item["resource"],
+                reason=item["reason"],
+                approved_by=item["approved_by"],
+                expires=expires,
+                starts=starts,
+                source=item.get("source"),
+                scope=item.get("scope"),
             )
         )
     return rules
@@ -807,20 +877,42 @@ def control_statuses(
     with engine.connect() as conn:
         units = last_ok_units(conn, at)
         manual = manual_at(conn, at)
-        for (source, scope, region, service, check_id, resource_id, status, controls, eh,
-             observed) in _findings_light(conn, at):
+        approved_policies: list[tuple[str, str, str]] = []
+        for (
+            source,
+            scope,
+            region,
+            service,
+            check_id,
+            resource_id,
+            status,
+            controls,
+            eh,
+            observed,
+        ) in _findings_light(conn, at):
+            if check_id == "policies.document.approved" and status == "pass" and eh:
+                approved_policies.append((source, resource_id, eh))
             # A finding is confirmed by its own observation, and since by every clean
             # read of its unit (unchanged items write no new row).
             times = [
-                x for x in (units.get((source, scope, region, service)),
-                            units.get((source, scope, "global", service)), observed)
+                x
+                for x in (
+                    units.get((source, scope, region, service)),
+                    units.get((source, scope, "global", service)),
+                    observed,
+                )
                 if x is not None
             ]
             confirmed = max(times) if times else None
             eff = status
             if status == "fail" and rules:
-                f = {"source": source, "scope": scope, "check_id": check_id,
-                     "resource_id": resource_id, "status": status}
+                f = {
+                    "source": source,
+                    "scope": scope,
+                    "check_id": check_id,
+                    "resource_id": resource_id,
+                    "status": status,
+                }
                 if exception_for(rules, f, at):
                     eff = "excepted"
             for cid in controls:
@@ -838,13 +930,19 @@ def control_statuses(
                     ):
                         a.oldest_pass_confirmation = confirmed
                 elif eff in ("fail", "error", "excepted"):
-                    listed = a.failing if eff == "fail" else (
-                        a.erroring if eff == "error" else a.excepted
+                    listed = (
+                        a.failing
+                        if eff == "fail"
+                        else (a.erroring if eff == "error" else a.excepted)
                     )
                     if len(listed) < MAX_LISTED:
                         listed.append(f"{resource_id} ({check_id})")
                 if confirmed and (a.last_confirmed is None or confirmed > a.last_confirmed):
                     a.last_confirmed = confirmed
+        if approved_policies:
+            from store.policy_documents import policy_records
+
+            manual += policy_records(conn, approved_policies)
     by_control: dict[str, list[ManualRecord]] = {}
     for rec in manual:
         by_control.setdefault(rec.control, []).append(rec)
@@ -872,8 +970,13 @@ def control_statuses(
             automated_sufficient=part.automated_sufficient,
         )
         document = (
-            "valid" if valid else "not_required" if part.automated_sufficient and checks
-            else "expired" if expired else "missing"
+            "valid"
+            if valid
+            else "not_required"
+            if part.automated_sufficient and checks
+            else "expired"
+            if expired
+            else "missing"
         )
         counts = dict(sorted(a.counts.items()))
         if valid:
@@ -894,8 +997,12 @@ def control_statuses(
                 erroring=a.erroring,
                 excepted=a.excepted,
                 manual_evidence=[
-                    {**r.as_dict(), "state": "valid" if r.valid(at) else
-                     ("expired" if r.expired(at) else "not_yet_valid")}
+                    {
+                        **r.as_dict(),
+                        "state": "valid"
+                        if r.valid(at)
+                        else ("expired" if r.expired(at) else "not_yet_valid"),
+                    }
                     for r in recs
                 ],
                 last_confirmed=a.last_confirmed,
@@ -929,15 +1036,14 @@ def explain(
             if document == "expired" and expired
             else "no valid document is recorded"
         )
-        return (
-            f"checks pass, but {why}; expected: {part.expected_evidence} Record it with "
-            f"{record}"
-        )
+        return f"checks pass, but {why}; expected: {part.expected_evidence} Record it with {record}"
     if status == "pass":
         if document == "not_required":
             return f"checks pass; the checks alone evidence it: {part.rationale}"
-        return "checks pass and a valid document is recorded" if counts else (
-            "a valid document is recorded (no check can evidence this control)"
+        return (
+            "checks pass and a valid document is recorded"
+            if counts
+            else ("a valid document is recorded (no check can evidence this control)")
         )
     if status == "excepted":
         return "failures are covered by recorded exceptions; the rest passes"
@@ -947,13 +1053,13 @@ def explain(
         return f"{counts.get('error', 0)} check(s) could not be evaluated (read errors)"
     if status == "stale":
         return (
-            "its document expired without a successor" if not counts
+            "its document expired without a successor"
+            if not counts
             else "a passing check's source was not read cleanly within the freshness window"
         )
     if status == "no_evidence":
-        return (
-            "no finding of its checks is in force (no configured source evidences it)"
-            + ("; a document alone is half of it" if document == "valid" else "")
+        return "no finding of its checks is in force (no configured source evidences it)" + (
+            "; a document alone is half of it" if document == "valid" else ""
         )
     if status == "manual":
         return f"no check can evidence it: record {part.expected_evidence} with {record}"
@@ -1013,16 +1119,22 @@ class Timeline:
             "changes": len(self.changes) - 1,
             "seconds": {s: round(v.total_seconds(), 3) for s, v in sorted(durations.items())},
             "fail_periods": [
-                {"from": a.isoformat(), "to": b.isoformat(),
-                 "hours": round((b - a).total_seconds() / 3600, 2)}
+                {
+                    "from": a.isoformat(),
+                    "to": b.isoformat(),
+                    "hours": round((b - a).total_seconds() / 3600, 2),
+                }
                 for a, b, s in self.intervals()
                 if s == "fail"
             ],
             "compliant_pct": round(
-                100.0 * sum(
-                    v.total_seconds() for s, v in durations.items()
+                100.0
+                * sum(
+                    v.total_seconds()
+                    for s, v in durations.items()
                     if s in ("pass", "excepted", "not_applicable")
-                ) / total,
+                )
+                / total,
                 2,
             ),
             "history": [{"at": t.isoformat(), "status": s} for t, s in self.changes],
@@ -1146,8 +1258,11 @@ class _Replay:
 
     # evaluation
     def _confirmation(self, u: tuple[str, str, str, str]) -> datetime | None:
-        times = [x for x in (self.units.get(u), self.units.get((u[0], u[1], "global", u[3])))
-                 if x is not None]
+        times = [
+            x
+            for x in (self.units.get(u), self.units.get((u[0], u[1], "global", u[3])))
+            if x is not None
+        ]
         return max(times) if times else None
 
     def evaluate(self, cid: str, t: datetime) -> str:
@@ -1209,8 +1324,13 @@ def control_timelines(
                 or set(f["controls"]) & rp.controls
             ):
                 rp.apply_finding(f, start)
+        from store.policy_documents import policy_history
+
         mhist = [
-            (t, key, _within_review(rec, index)) for t, key, rec in manual_history(conn)
+            (t, key, _within_review(rec, index))
+            for t, key, rec in sorted(
+                [*manual_history(conn), *policy_history(conn)], key=lambda e: e[0]
+            )
         ]
         for t, key, rec in mhist:
             if t <= start:
@@ -1235,8 +1355,13 @@ def control_timelines(
                 if bound is not None and start < bound <= end:
                     push(bound, 3, r.check)
         uq = (
-            select(runs.c.finished_at, runs.c.source, run_units.c.scope, run_units.c.region,
-                   run_units.c.service)
+            select(
+                runs.c.finished_at,
+                runs.c.source,
+                run_units.c.scope,
+                run_units.c.region,
+                run_units.c.service,
+            )
             .select_from(run_units.join(runs, runs.c.id == run_units.c.run_id))
             .where(
                 run_units.c.ok.is_(True),
@@ -1345,8 +1470,13 @@ def compliance_series(
             counts[tl.status_at(t)] += 1
         total = sum(counts.values()) or 1
         ok = counts["pass"] + counts["excepted"] + counts["not_applicable"]
-        out.append({"at": t.isoformat(), "counts": dict(counts),
-                    "compliant_pct": round(100.0 * ok / total, 2)})
+        out.append(
+            {
+                "at": t.isoformat(),
+                "counts": dict(counts),
+                "compliant_pct": round(100.0 * ok / total, 2),
+            }
+        )
     return out
 
 

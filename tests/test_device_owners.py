@@ -3,7 +3,8 @@
 End to end: ``annexa collect`` (a subprocess, as an operator runs it) collects an Okta
 tenant (tests/test_okta.py's fake) and a Jamf Pro server (tests/device_fakes.py), stores
 both runs, then runs the device-ownership join from the store. A leaver deprovisioned in
-Okta whose MacBook is still enrolled fails A.5.11; an active person without a device,
+Okta, and an HR leaver (CSV export of the ``hr`` connector) still active in Okta, whose
+MacBooks are still enrolled fail A.5.11; an active person without a device,
 a Mac assigned to an unknown address and a Mac assigned to nobody fail their checks.
 The pure tests drive the join and the HR hook on hand-made facts.
 """
@@ -48,11 +49,25 @@ def test_annexa_collect_joins_devices_with_people(httpserver: HTTPServer, engine
     okta.add_user(
         user("00u2gone", "gone@acme.example", "DEPROVISIONED", status_changed=30, last_login=31)
     )
+    # Left 20 days ago per HR, still ACTIVE in Okta: HR's termination is authoritative.
+    okta.add_user(user("00u3hrleaver", "hrleaver@acme.example"), [okta_fakes.factor("push")])
+    left = (NOW - timedelta(days=20)).date().isoformat()
+    soon = (NOW + timedelta(days=20)).date().isoformat()
+    (tmp_path / "hr.csv").write_text(
+        "employee_id,work_email,name,employment_status,hire_date,termination_date\n"
+        "1,alice@acme.example,Alice,active,2020-01-06,\n"
+        "2,bob@acme.example,Bob,active,2021-03-01,\n"
+        f"3,hrleaver@acme.example,Hal,terminated,2019-05-02,{left}\n"
+        f"4,notice@acme.example,Nia,active,2022-09-12,{soon}\n",
+        encoding="utf-8",
+    )
     macs = [
         jamf_computer(0, NOW, email="alice@acme.example"),
         jamf_computer(1, NOW, email="Gone@acme.example"),  # case differs: still matched
         jamf_computer(2, NOW, email="stranger@acme.example"),
         jamf_computer(3, NOW, email=""),
+        jamf_computer(4, NOW, email="hrleaver@acme.example"),
+        jamf_computer(5, NOW, email="notice@acme.example"),  # leaves in 20 days
     ]
     cfg = tmp_path / "annexa.toml"
     with FakeJamf(len(macs), macs.__getitem__) as jamf:
@@ -77,6 +92,12 @@ auth = "basic"
 username = "{JAMF_USER}"
 password = {{ env = "ANNEXA_TEST_JAMF_PASSWORD" }}
 page_size = 2
+[[connectors]]
+type = "hr"
+name = "hr-export"
+[connectors.options]
+source = "csv"
+path = "{tmp_path / "hr.csv"}"
 """,
             encoding="utf-8",
         )
@@ -101,6 +122,8 @@ page_size = 2
     assert runs == {
         "okta-prod": "succeeded",
         "jamf-macs": "succeeded",
+        "hr-export": "succeeded",
+        "identity-correlation": "succeeded",
         "device-ownership": "succeeded",
     }
     with engine.connect() as conn:
@@ -116,13 +139,22 @@ page_size = 2
         ("devices.person.device_owner_active", "stranger@acme.example"),
         ("devices.person.device_owner_active", "unassigned:jamf-macs:4"),
         ("devices.person.leaver_devices_returned", "gone@acme.example"),
+        ("devices.person.leaver_devices_returned", "hrleaver@acme.example"),
     }
+    hal = failing[("devices.person.leaver_devices_returned", "hrleaver@acme.example")]
+    assert "A.5.11" in hal["controls"] and "MAC-000004" in hal["message"]
+    assert f"left {left}" in hal["message"]
     leaver = failing[("devices.person.leaver_devices_returned", "gone@acme.example")]
     assert "A.5.11" in leaver["controls"]
     assert "MAC-000001" in leaver["message"] and "still has" in leaver["message"]
     assert people["alice@acme.example"]["state"] == "active"
     assert [d["name"] for d in people["alice@acme.example"]["devices"]] == ["MAC-000000"]
     assert people["gone@acme.example"]["state"] == "leaver"
+    assert people["notice@acme.example"]["state"] == "active"  # still employed
+    assert {a["source"] for a in people["hrleaver@acme.example"]["accounts"]} == {
+        "okta-prod",
+        "hr-export",
+    }
 
 
 # --------------------------------------------------------------------------- pure
@@ -154,6 +186,10 @@ def test_join_states_and_the_hr_hook():
     )
     assert hr_left.state == "leaver" and hr_left.emails == ("zoe@acme.example",)
     assert hr_future.state == "active"
+    undated = hr_person(
+        "hr", "hr.employee.record", "9", {"work_email": "u@acme.example", "terminated": True}
+    )
+    assert undated.state == "leaver" and undated.since is None
     people = [
         ("okta", "00u1", PersonFact(("zoe@acme.example",), "active")),  # IdP not yet off
         ("hr:bamboo", "7", hr_left),

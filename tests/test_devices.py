@@ -353,7 +353,15 @@ def test_page_number_paginator_without_a_total_stops_on_a_short_page(httpserver)
         ).respond_with_json({"results": items})
     with HttpClient(httpserver.url_for("/"), options=HttpOptions(max_attempts=1)) as http:
         got = list(
-            http.paginate_pages("/items", params=[("section", "A"), ("section", "B")], page_size=2)
+            http.paginate_pages(
+                "/items",
+                params=[("section", "A"), ("section", "B")],
+                items_key="results",
+                size_param="page-size",
+                first_page=0,
+                total_key="totalCount",
+                page_size=2,
+            )
         )
     assert got == [1, 2, 3]
     assert len(httpserver.log) == 2

@@ -162,7 +162,16 @@ def read_computers(
     """Every computer, streamed page by page (memory stays flat)."""
     params = [("section", s) for s in SECTIONS] + [("sort", "id:asc")]
     seen = SeenIds()
-    for c in http.paginate_pages(INVENTORY_PATH, params=params, page_size=page_size):
+    pages = http.paginate_pages(
+        INVENTORY_PATH,
+        params=params,
+        items_key="results",
+        size_param="page-size",
+        first_page=0,
+        total_key="totalCount",
+        page_size=page_size,
+    )
+    for c in pages:
         if cancelled():
             return
         if not isinstance(c, Mapping) or not c.get("id"):
