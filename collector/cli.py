@@ -103,6 +103,7 @@ def collect(
             )
         from collector.correlate import run_correlation, without_correlation
         from collector.decisions import DecisionFileError, file_decisions
+        from collector.devices import run_device_ownership, without_ownership
         from collector.interrupts import Interrupts
         from collector.runner import recover
 
@@ -118,7 +119,11 @@ def collect(
         _record_decisions(settings, engine, index, decisions)
         with Interrupts("collecting") as stop:
             summaries, spooled = _collect_with_progress(
-                settings, without_correlation(chosen), engine, index, stop.cancel_event
+                settings,
+                without_ownership(without_correlation(chosen)),
+                engine,
+                index,
+                stop.cancel_event,
             )
             # Cross-source identity checks run after the sources they read from.
             correlation = None
@@ -126,6 +131,11 @@ def collect(
                 correlation = run_correlation(settings, engine, index, chosen)
             if correlation is not None:
                 summaries.append(correlation)
+            # Device ownership (devices joined with people, A.5.9 / A.5.11) likewise runs last.
+            if not stop.interrupted and not spooled:
+                ownership = run_device_ownership(settings, engine, index, chosen)
+                if ownership is not None:
+                    summaries.append(ownership)
         _print_collection(summaries, fmt)
         _print_run_errors(summaries)
         # One line each, never wrapped: scripts and people grep for them.

@@ -714,29 +714,37 @@ class HttpClient:
         self,
         url: str,
         *,
-        params: Mapping[str, Any] | None = None,
+        params: Mapping[str, Any] | Sequence[tuple[str, Any]] | None = None,
         items_key: str | None = None,
         page_param: str = "page",
         size_param: str = "per_page",
         page_size: int = 100,
         first_page: int = 1,
+        total_key: str | None = None,
         max_pages: int | None = None,
     ) -> Iterator[Any]:
-        """Items of every page of a page-number API (KnowBe4 ``page``/``per_page``).
+        """Items of every page of a page-number API (KnowBe4 ``page``/``per_page``; Jamf
+        Pro ``page``/``page-size`` from 0 with ``total_key="totalCount"``).
 
-        Such APIs say nothing about the next page: the last one is the first page with
-        fewer than ``page_size`` items (an empty page included). A server that ignores
-        ``page`` would repeat its first page forever, so a page identical to the one
-        before it is a :class:`PaginationError`, as is running past ``max_pages``.
+        ``params`` may be a list of pairs, for repeated parameters (Jamf's
+        ``section=GENERAL&section=SECURITY``). The last page is the first one with fewer
+        than ``page_size`` items (an empty page included), or the one that brings the
+        count to the body's ``total_key`` when the API states a total (which saves the
+        empty page after a full one). A server that ignores ``page`` would repeat its
+        first page forever, so a page identical to the one before it is a
+        :class:`PaginationError`, as is running past ``max_pages``.
         """
         pages = 0
         number = first_page
+        served = 0
         previous: bytes | None = None
+        base = list(params.items()) if isinstance(params, Mapping) else list(params or [])
         while True:
             pages = self._count_page(pages, max_pages, url)
-            query = {**dict(params or {}), page_param: number, size_param: page_size}
-            resp = self.get(url, params=query)
-            items = self._list_of(resp.json(), items_key, resp)
+            query = [*base, (page_param, number), (size_param, page_size)]
+            resp = self.get(url, params=query)  # type: ignore[arg-type]
+            body = resp.json()
+            items = self._list_of(body, items_key, resp)
             if items and resp.content == previous:
                 raise PaginationError(
                     f"page {number} repeats the page before it (pagination loop)",
@@ -744,6 +752,10 @@ class HttpClient:
                 )
             yield from items
             if len(items) < page_size:
+                return
+            served += len(items)
+            total = _lookup(body, total_key) if total_key else None
+            if isinstance(total, int) and not isinstance(total, bool) and served >= total:
                 return
             previous = resp.content
             number += 1

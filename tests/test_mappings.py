@@ -240,14 +240,17 @@ AWARENESS_EVIDENCED = {"A.6.2", "A.6.3", "A.6.8"}
 OBSERVED_PEOPLE_CONTROLS = {
     "A.6.7": "entra.tenant.managed_device_required",  # remote working: device requirement
 }
+#: Physical controls the device checks evidence (issue 16): clear screen (screen lock)
+#: and off-premises assets (disk encryption of laptops and phones).
+DEVICE_EVIDENCED = {"A.7.7", "A.7.9"}
 
 
 def test_every_physical_and_other_people_control_is_manual(builtin: MappingIndex) -> None:
-    automated = HR_EVIDENCED | AWARENESS_EVIDENCED | set(OBSERVED_PEOPLE_CONTROLS)
+    automated = (
+        HR_EVIDENCED | AWARENESS_EVIDENCED | DEVICE_EVIDENCED | set(OBSERVED_PEOPLE_CONTROLS)
+    )
     for control_id, control in builtin.catalog.items():
-        if control.theme == "physical" or (
-            control.theme == "people" and control_id not in automated
-        ):
+        if control.theme in ("people", "physical") and control_id not in automated:
             assert builtin.is_manual(control_id), control_id
     for control_id in automated:
         assert not builtin.is_manual(control_id), control_id
@@ -257,6 +260,8 @@ def test_every_physical_and_other_people_control_is_manual(builtin: MappingIndex
         assert {c.split(".")[0] for c in builtin.checks_for(control_id)} & {"knowbe4", "policies"}
     for control_id, check_id in OBSERVED_PEOPLE_CONTROLS.items():
         assert check_id in builtin.checks_for(control_id)
+    for control_id in DEVICE_EVIDENCED:
+        assert {c.split(".")[0] for c in builtin.checks_for(control_id)} >= {"intune", "jamf"}
 
 
 def test_documentary_controls_are_manual(builtin: MappingIndex) -> None:
@@ -325,14 +330,14 @@ def test_old_manual_entries_are_refused_with_a_pointer(tmp_path: Path) -> None:
 def test_linking_a_check_makes_a_manual_control_automated(
     tmp_path: Path, known: set[str], builtin: MappingIndex
 ) -> None:
-    assert builtin.is_manual("A.8.1")
-    write(tmp_path, "x.toml", link(CHECK_A, "A.8.1"))
+    assert builtin.is_manual("A.8.19")
+    write(tmp_path, "x.toml", link(CHECK_A, "A.8.19"))
     index = load_mappings([tmp_path], known_checks=known)
-    assert not index.is_manual("A.8.1")
-    assert "A.8.1" not in index.manual
-    assert CHECK_A in index.checks_for("A.8.1")
+    assert not index.is_manual("A.8.19")
+    assert "A.8.19" not in index.manual
+    assert CHECK_A in index.checks_for("A.8.19")
     # The documented part stays: a check never replaces the document.
-    assert index.documented("A.8.1") == builtin.documented("A.8.1")
+    assert index.documented("A.8.19") == builtin.documented("A.8.19")
 
 
 def test_without_known_checks_any_well_formed_check_is_accepted(tmp_path: Path) -> None:

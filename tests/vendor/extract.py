@@ -175,7 +175,15 @@ GRAPH_ROOTS = [
     "userRegistrationDetails",
     "directoryRole",
     "identitySecurityDefaultsEnforcementPolicy",
+    "managedDevice",
+    "windowsProtectionState",
 ]
+#: managedDevice properties the Intune connector selects (the entity is large).
+GRAPH_MANAGED_DEVICE = {
+    "id", "deviceName", "operatingSystem", "osVersion", "complianceState", "isEncrypted",
+    "jailBroken", "lastSyncDateTime", "enrolledDateTime", "userPrincipalName",
+    "emailAddress", "managedDeviceOwnerType", "managementState",
+}  # fmt: skip
 GRAPH_USER = {
     "id", "userPrincipalName", "mail", "accountEnabled", "userType", "createdDateTime",
     "externalUserState", "externalUserStateChangeDateTime", "onPremisesSyncEnabled",
@@ -221,6 +229,10 @@ def main(argv: list[str]) -> None:
         # The user entity is large; keep only the properties the connector selects.
         user = schemas["user"]
         user["properties"] = {k: v for k, v in user["properties"].items() if k in GRAPH_USER}
+        device = schemas["managedDevice"]
+        device["properties"] = {
+            k: v for k, v in device["properties"].items() if k in GRAPH_MANAGED_DEVICE
+        }
         body = {"schemas": _graph_reachable(schemas, GRAPH_ROOTS)}
     elif which == "workspace":
         doc = json.loads(source.read_text(encoding="utf-8"))
