@@ -309,6 +309,10 @@ class DaemonConfig(_Strict):
     #: Relative paths are relative to the working directory (/data in the image).
     spool_dir: Path = Path("annexa-spool")
     batch_size: int = Field(default=1000, ge=1)
+    #: When several due times of a schedule passed unserved (no replica up, or a run
+    #: outlasted its period): "latest" runs the latest of them at once, "none" waits for
+    #: the next due time. Either way each one not run is recorded in schedule_missed.
+    catch_up: Literal["latest", "none"] = "latest"
     notifications: NotificationsConfig = Field(default_factory=NotificationsConfig)
 
     @field_validator("jitter", "grace_period", "lease", "heartbeat")

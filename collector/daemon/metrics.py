@@ -73,9 +73,16 @@ class Metrics:
             registry=r,
         )
         self.active = Gauge("annexa_active_runs", "Runs in progress on this replica.", registry=r)
+        self.missed = Counter(
+            "annexa_schedule_missed",
+            "Due times recorded missed (not run) by this replica's claims.",
+            ["connector"],
+            registry=r,
+        )
         for name in connectors:
             for status in RUN_STATUSES:
                 self.runs.labels(name, status)
+            self.missed.labels(name)
         for status in CONTROL_STATUSES:
             self.controls.labels(status).set(0)
 
