@@ -14,7 +14,7 @@ import signal
 import subprocess
 import time
 from collections import Counter
-from datetime import datetime, timedelta
+from datetime import datetime
 from pathlib import Path
 
 import psycopg
@@ -124,10 +124,11 @@ def test_two_replicas_run_each_due_collection_once_and_one_takes_over_from_a_kil
     by_run = {r.id: r for r in _runs(engine)}
     after = [c for c in claims if c.claimed_at > killed_at]
     assert {c.claimed_by.split(":")[1] for c in after} == {str(survivor.proc.pid)}
-    first_after = min(c.claimed_at for c in after)
-    assert timedelta(seconds=1) < first_after - killed_at < timedelta(seconds=2 + period), (
-        "the survivor claimed too early (lease ignored) or too late"
-    )
+    # The first claim after the kill takes the killed run's due time over (found dead
+    # through its run lock, or at the latest when its 2 s lease ran out).
+    orphan_claim = next(c for c in claims if c.run_id == orphan)
+    first = min(after, key=lambda c: c.claimed_at)
+    assert first.takeover and first.due_at == orphan_claim.due_at
     # Exactly once: every grid slot from the first to the last has exactly one claim
     # that is not a takeover (the first claim is the "overdue at start-up" one).
     grid = [c.due_at for c in claims[1:] if not c.takeover]
@@ -235,14 +236,10 @@ def test_a_run_deaf_to_cancellation_does_not_hold_the_process_and_is_reaped_late
     d1.signal(signal.SIGTERM)
     assert d1.wait(grace + 4) == 0
     assert time.monotonic() - t0 < grace + 3
-    assert "left to the reaper" in d1.logs()
-    # Not sealed by d1 (its thread might still have written); the next start reaps it.
-    d2 = DaemonProcess(cfg, plugin_path, name="d2")
-    daemons.append(d2)
-    d2.wait_ready()
-    wait_for(lambda: {r.id: r for r in _runs(engine)}[stuck].status == "aborted", 10, "the reaper")
-    d2.proc.kill()
-    d2.wait(5)
+    assert "sealed as aborted" in d1.logs()
+    # Sealed by d1 before it exited (the writer's guard refuses rows after a seal).
+    r = {r.id: r for r in _runs(engine)}[stuck]
+    assert r.status == "aborted" and r.digest and "aborted at shutdown" in r.errors
     result = verify(engine)
     assert result.ok, result.problems
     engine.dispose()
