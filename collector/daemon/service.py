@@ -182,7 +182,7 @@ class Daemon:
             except ScheduleError as exc:
                 raise DaemonError(f"{settings.path}: {key}: {exc}") from None
             self.connectors[lc.name] = lc
-        self.metrics = Metrics(self.connectors)
+        self.metrics = Metrics(self.connectors, self._control_ids(index))
         self.metrics.watch_pool(engine.pool)
         try:
             self.notifier = Notifier(cfg.notifications, self.metrics)
@@ -216,6 +216,14 @@ class Daemon:
         self._signals = 0
 
     # -- set-up -------------------------------------------------------------------------
+
+    @staticmethod
+    def _control_ids(index: MappingIndex) -> list[str]:
+        """The controls ``control_statuses`` reports on (for zero-initialised series)."""
+        try:
+            return list(index.catalog)
+        except Exception:  # noqa: BLE001 - then series appear at the first evaluation
+            return []
 
     @staticmethod
     def _make_ready_engine(url: str) -> Engine:
@@ -330,7 +338,11 @@ class Daemon:
             details["database"] = "ok"
         except Exception as exc:  # noqa: BLE001 - any failure means "not ready"
             db_ok = False
-            details["database"] = f"unreachable: {_short(exc)}"
+            # The error class only: driver messages name the host and port, and
+            # /readyz answers anyone who can reach the health port.
+            details["database"] = f"unreachable ({type(exc).__name__})"
+            log.debug("readiness: database unreachable", error=_short(exc))
+        self.metrics.db_up.set(int(db_ok))
         running = self.scheduler.running and not self._stopping.is_set()
         details["scheduler"] = "running" if running else "stopped"
         with self._state:
@@ -639,7 +651,9 @@ class Daemon:
             if self._db_up:
                 log.warning("database unreachable", error=_short(exc))
             self._db_up = False
+            self.metrics.db_up.set(0)
             return
+        self.metrics.db_up.set(1)
         if not self._db_up:
             log.info("database reachable again")
             self._db_up = True
@@ -708,7 +722,9 @@ class Daemon:
     def _evaluate_controls_once(self) -> None:
         try:
             statuses = control_statuses(self.engine, self.index, None, self.settings.freshness)
-            self.metrics.set_controls(Tally(c.status for c in statuses))
+            self.metrics.set_controls(
+                Tally(c.status for c in statuses), {c.id: c.status for c in statuses}
+            )
             by_id = {c.id: c for c in statuses}
             changes = control_changes(
                 self.engine, {c.id: c.status for c in statuses if c.status != "manual"}
