@@ -256,6 +256,11 @@ class JiraNotifyConfig(_Strict):
     on: list[_ControlStatus] = Field(
         default_factory=lambda: ["fail", "error", "stale", "no_evidence"]
     )
+    #: When the control passes again, the issue is commented and moved through the
+    #: transition of this name (or to the status of this name); on a relapse it is
+    #: reopened through ``reopen_transition`` and commented.
+    done_transition: str = "Done"
+    reopen_transition: str = "Reopen"
 
     @field_validator("url")
     @classmethod
@@ -271,8 +276,11 @@ class NotificationsConfig(_Strict):
     max_attempts: int = Field(default=6, ge=1, le=50)
     #: Control statuses are also re-evaluated on this period (a pass turns stale with time).
     evaluate_every: _Duration = "5m"
+    #: A replica delivering an outbox row holds it this long; a replica that dies while
+    #: delivering leaves it to another (or its restart) after this. At-least-once.
+    delivery_lease: _Duration = "5m"
 
-    @field_validator("timeout", "evaluate_every")
+    @field_validator("timeout", "evaluate_every", "delivery_lease")
     @classmethod
     def _duration(cls, v: str | float) -> str | float:
         _seconds(v)

@@ -521,12 +521,18 @@ class ControlChange:
     at: datetime
 
 
-def control_changes(engine: Engine, statuses: dict[str, str]) -> list[ControlChange]:
+def control_changes(
+    engine: Engine,
+    statuses: dict[str, str],
+    outbox: Callable[[Connection, ControlChange], list[tuple[str, dict[str, Any]]]] | None = None,
+) -> list[ControlChange]:
     """Record ``statuses`` (control → status); return the changes *this call* won.
 
     A control seen for the first time sets the baseline silently. A change is won by a
     conditional ``UPDATE … WHERE status = :old``: if two replicas evaluate the same
-    change, exactly one gets it, so one notification is sent per change.
+    change, exactly one gets it, so one notification is sent per change. ``outbox``
+    gives the notifications of a won change (destination, payload), written to the
+    outbox in the same transaction (:mod:`store.outbox`).
     """
     changes: list[ControlChange] = []
     with engine.begin() as conn:
@@ -551,5 +557,17 @@ def control_changes(engine: Engine, statuses: dict[str, str]) -> list[ControlCha
                 .values(status=new, changed_at=now)
             ).rowcount
             if won:
-                changes.append(ControlChange(control, old, new, now))
+                change = ControlChange(control, old, new, now)
+                changes.append(change)
+                if outbox is not None:
+                    from store.outbox import enqueue
+
+                    enqueue(
+                        conn,
+                        control=control,
+                        at=now,
+                        old=old,
+                        new=new,
+                        rows=outbox(conn, change),
+                    )
     return changes

@@ -40,6 +40,7 @@ from sqlalchemy.pool import NullPool
 
 from collector.config import LoadedConnector, Settings, _seconds
 from collector.daemon import spool
+from collector.daemon.changes import describe
 from collector.daemon.execute import Outcome, collect, instance_scope, is_outage
 from collector.daemon.health import HealthServer
 from collector.daemon.metrics import Metrics
@@ -185,7 +186,7 @@ class Daemon:
         self.metrics = Metrics(self.connectors, self._control_ids(index))
         self.metrics.watch_pool(engine.pool)
         try:
-            self.notifier = Notifier(cfg.notifications, self.metrics)
+            self.notifier = Notifier(cfg.notifications, self.metrics, engine=engine, me=self.me)
         except SecretUnavailableError as exc:
             raise DaemonError(f"{settings.path}: daemon.notifications: {exc}") from None
         self._slots = {name: threading.Lock() for name in self.connectors}
@@ -726,13 +727,13 @@ class Daemon:
                 Tally(c.status for c in statuses), {c.id: c.status for c in statuses}
             )
             by_id = {c.id: c for c in statuses}
-            changes = control_changes(
-                self.engine, {c.id: c.status for c in statuses if c.status != "manual"}
-            )
-            for ch in changes:
+
+            def notifications(conn: Any, ch: Any) -> list[tuple[str, dict[str, Any]]]:
+                if not self.notifier.enabled:
+                    return []
                 c = by_id[ch.control]
-                log.info("control status changed", control=ch.control, old=ch.old, new=ch.new)
-                self.notifier.submit(
+                what = describe(conn, self.index, ch.control, ch.new)
+                return self.notifier.destinations(
                     Notification(
                         control=ch.control,
                         title=c.title,
@@ -740,8 +741,23 @@ class Daemon:
                         new=ch.new,
                         at=ch.at,
                         resources=tuple(c.failing or c.erroring),
+                        severity=what["severity"],
+                        run_id=what["run_id"],
+                        items=tuple(what["items"]),
+                        more=what["more"],
+                        command=what["command"],
                     )
                 )
+
+            changes = control_changes(
+                self.engine,
+                {c.id: c.status for c in statuses if c.status != "manual"},
+                outbox=notifications,
+            )
+            for ch in changes:
+                log.info("control status changed", control=ch.control, old=ch.old, new=ch.new)
+            if changes:
+                self.notifier.wake()
         except Exception as exc:  # noqa: BLE001 - evaluated again later
             log.warning("control evaluation failed", error=_short(exc))
 
