@@ -86,12 +86,22 @@ class CollectionConfig(_Strict):
     #: Where (relative to the config file). Default: ``$ANNEXA_SPOOL_DIR``, else
     #: ``$XDG_STATE_HOME/annexa/spool`` (``~/.local/state/annexa/spool``).
     spool_dir: Path | None = None
+    #: A run still reading after this long is stopped: what it had not read is an
+    #: ``error`` for every check of the connector instance, naming this bound. "0": none.
+    run_deadline: str = "6h"
 
-    @field_validator("freshness", "stale_after")
+    @field_validator("freshness", "stale_after", "run_deadline")
     @classmethod
     def _duration(cls, v: str) -> str:
-        parse_duration(v)
+        if v not in ("0", "0s"):
+            parse_duration(v)
         return v
+
+    @property
+    def run_deadline_seconds(self) -> float | None:
+        if self.run_deadline in ("0", "0s"):
+            return None
+        return parse_duration(self.run_deadline).total_seconds()
 
     @property
     def freshness_delta(self) -> timedelta:
