@@ -214,6 +214,8 @@ def stress(args: argparse.Namespace) -> int:
     plugin = plugin_dir(work)
     os.environ["PYTHONPATH"] = os.pathsep.join([str(plugin), str(REPO)])
     hogs = cpu_hog()
+    # SIGTERM ends the benchmark through the finally clauses (hogs and daemons stopped).
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     results: dict[str, Any] = {}
     try:
         for name, scenario in SCENARIOS.items():

@@ -32,6 +32,8 @@ from tests.daemon_fixtures import DaemonProcess, wait_for, write_config
 #: The lease in the takeover scenario: far longer than any wait in it, so a takeover
 #: seen in time can only have come from the run lock.
 LONG_LEASE = 120
+#: A daemon's start-up under a CPU hog on a loaded 2-core machine can take 20 s and more.
+START_TIMEOUT = 90.0
 
 
 def _rows(engine: Engine, table: Any, order: Any) -> list:
@@ -109,7 +111,7 @@ def takeover_after_sigkill(
     replicas = [DaemonProcess(config(n), plugin, name=n) for n in ("a", "b")]
     try:
         for d in replicas:
-            d.wait_ready()
+            d.wait_ready(START_TIMEOUT)
 
         def mid_run() -> tuple[DaemonProcess, DaemonProcess, str] | None:
             for victim, survivor in (replicas, replicas[::-1]):
@@ -192,7 +194,7 @@ def sigterm_at_claim_time(
         for i in range(rounds):
             d = DaemonProcess(cfg, plugin, name=f"t{i}")
             try:
-                d.wait_ready()
+                d.wait_ready(START_TIMEOUT)
                 n = len(_rows(engine, schedule_claims, schedule_claims.c.id))
                 wait_for(
                     lambda n=n: len(_rows(engine, schedule_claims, schedule_claims.c.id)) > n,
