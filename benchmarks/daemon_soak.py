@@ -443,7 +443,19 @@ def main() -> int:
         1 for n in names for s in slots if by_slot.get((n, s), 0) == 0 and (n, s) not in recorded
     )
     recorded_missed = sum(1 for n in names for s in slots if (n, s) in recorded)
-    both = sum(1 for n in names for s in slots if by_slot.get((n, s), 0) and (n, s) in recorded)
+    # A claim whose run was lost with its replica and not taken over is also recorded
+    # missed (claimed, not run): not a double count.
+    lost = {
+        (c["name"], c["due_at"])
+        for c in claims
+        if not c["takeover"] and c["status"] in ("aborted", "not_started")
+    }
+    both = sum(
+        1
+        for n in names
+        for s in slots
+        if by_slot.get((n, s), 0) and (n, s) in recorded and (n, s) not in lost
+    )
     duplicate = sum(1 for n in names for s in slots if by_slot.get((n, s), 0) > 1)
     overlaps = 0
     for n in names:

@@ -164,6 +164,13 @@ def claim(
     with engine.begin() as conn:
         now = db_now(conn)
         nxt = next_due(now)
+        # The claim it replaces (row-locked on PostgreSQL): an unfinished one whose due
+        # time is not retaken (a later due time has come) is recorded missed below.
+        prev = conn.execute(
+            select(schedules.c.claimed_by, schedules.c.claimed_due, schedules.c.run_id)
+            .where(schedules.c.name == name)
+            .with_for_update()
+        ).one_or_none()
         takeover = and_(schedules.c.claimed_by.is_not(None), schedules.c.next_due > now)
         stmt = (
             update(schedules)
@@ -201,6 +208,27 @@ def claim(
                 missed, due_at = overdue[:-1], overdue[-1]
         if missed:
             _record_missed(conn, name, me, now, missed, catch_up, due_at, gap)
+        if (
+            not is_takeover
+            and prev is not None
+            and prev.claimed_by is not None
+            and prev.claimed_due is not None
+            and prev.claimed_due not in missed
+            and prev.claimed_due != due_at
+        ):
+            conn.execute(
+                _insert_ignore(conn, schedule_missed).values(
+                    name=name,
+                    due_at=prev.claimed_due,
+                    recorded_at=now,
+                    recorded_by=me,
+                    reason=(
+                        f"not run to completion: its run {prev.run_id} on {prev.claimed_by} "
+                        "was lost (the replica died or stopped) and a later due time came "
+                        f"before it could be taken over; claimed {due_at.isoformat()} instead"
+                    ),
+                )
+            )
         if skip_all:
             conn.execute(
                 update(schedules)

@@ -67,7 +67,10 @@ def check_every_slot_once(engine: Engine, name: str, period: int) -> dict[str, i
     skipped = Counter(int(m.due_at.timestamp()) for m in missed if on_grid(m.due_at))
     dup = {t: n for t, n in claimed.items() if n > 1}
     assert not dup, f"due times claimed more than once: {dup}"
-    both = set(claimed) & set(skipped)
+    # A claim whose run was lost with its replica, and not taken over, is recorded
+    # missed as well: claimed, but not run.
+    lost = {int(c.due_at.timestamp()) for c in claims if c.status in ("aborted", "not_started")}
+    both = (set(claimed) & set(skipped)) - lost
     assert not both, f"due times both claimed and recorded missed: {sorted(both)}"
     seen = sorted(set(claimed) | set(skipped))
     assert seen, "no due time was claimed"
@@ -133,20 +136,27 @@ def takeover_after_sigkill(
 
         def taken_over() -> Any:
             for c in _rows(engine, schedule_claims, schedule_claims.c.id):
-                if (
-                    c.takeover
-                    and c.run_id != orphan
-                    and c.claimed_by.split(":")[1] == str(survivor.proc.pid)
+                if c.claimed_at > killed_at and c.claimed_by.split(":")[1] == str(
+                    survivor.proc.pid
                 ):
                     return c
             return None
 
-        take = wait_for(taken_over, 60, "the survivor's takeover claim", interval=0.1)
+        # The victim's lease blocks every claim until it expires (LONG_LEASE): a claim
+        # before that came from finding the victim's run lock free.
+        take = wait_for(taken_over, 60, "the survivor's first claim after the kill", 0.1)
         assert take.claimed_at < lease_until, "taken over only after the lease expired"
         orphan_claim = next(
             c for c in _rows(engine, schedule_claims, schedule_claims.c.id) if c.run_id == orphan
         )
-        assert take.due_at == orphan_claim.due_at, "the takeover served another due time"
+        if not (take.takeover and take.due_at == orphan_claim.due_at):
+            # A later due time had come by then: it ran, and the lost one is on record.
+            lost = [
+                m
+                for m in _rows(engine, schedule_missed, schedule_missed.c.id)
+                if m.due_at == orphan_claim.due_at
+            ]
+            assert lost and orphan in lost[0].reason, "the lost due time is not on record"
         # The survivor carries on alone for two more due times.
         n = len(_rows(engine, schedule_claims, schedule_claims.c.id))
         wait_for(

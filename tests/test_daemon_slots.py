@@ -7,6 +7,7 @@ whatever the time of day.
 
 from __future__ import annotations
 
+import time
 from datetime import timedelta
 
 import psycopg
@@ -159,3 +160,17 @@ def test_run_locks_are_a_no_op_on_sqlite(tmp_path) -> None:
 
 def _plain(url: str) -> str:
     return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+
+
+def test_a_lost_claim_not_taken_over_before_the_next_due_time_is_recorded_missed(
+    engine: Engine,
+) -> None:
+    secondly = ScheduleSpec.parse("every 1s")
+    ensure_schedule(engine, "job", secondly.text, lambda now, _l: now)
+    a = claim(engine, "job", "A", "run-a", lease=0.2, next_due=secondly.next_after)
+    assert a is not None
+    time.sleep(1.3)  # A "died": its lease ran out, and its next due time has come
+    b = claim(engine, "job", "B", "run-b", lease=30, next_due=secondly.next_after)
+    assert b is not None and not b.takeover and b.due_at > a.due_at
+    lost = [m for m in _missed(engine) if m.due_at == a.due_at]
+    assert len(lost) == 1 and "run-a on A was lost" in lost[0].reason
