@@ -219,6 +219,8 @@ def stress(args: argparse.Namespace) -> int:
     results: dict[str, Any] = {}
     try:
         for name, scenario in SCENARIOS.items():
+            if args.only and name not in args.only:
+                continue
             failures: list[str] = []
             figures: list[dict[str, Any]] = []
             t0 = time.monotonic()
@@ -286,6 +288,9 @@ def main() -> int:
     ap.add_argument("--rss-warmup", type=float, default=120.0, help="seconds before the slope")
     ap.add_argument(
         "--stress", type=int, nargs="?", const=20, default=0, help="repeat the scenarios N times"
+    )
+    ap.add_argument(
+        "--only", action="append", choices=["takeover", "sigterm"], help="with --stress"
     )
     args = ap.parse_args()
     if args.stress:
