@@ -27,6 +27,13 @@ Design (why it lives in the collector):
   correlated are closed; otherwise the findings are computed on the latest known data,
   the unit is an ``error`` naming the stale sources, and nothing is closed.
 
+HR sources (``bamboohr``, ``hr``) are sources of *people*, not of access: their records
+(employee id, work e-mail, hire and termination dates) join the accounts of the same
+person like any other source, and two checks judge accounts against them — a leaver
+whose accounts are still active after the offboarding SLA (A.5.18), and an account
+usable before the person's hire date. An HR record is never itself an account held
+("still active", "not linked to an IdP"), and a person known only to HR is not emitted.
+
 Matching: accounts are joined when they share an e-mail address (logins and primary
 e-mails of the IdPs; pseudonyms match too when every source uses the same
 ``pseudonymise_key``), and/or through a declarative identity map (TOML, see
@@ -40,6 +47,7 @@ import tomllib
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import date, timedelta
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -54,8 +62,24 @@ from connectors.base import (
     SecretRef,
     SecretUnavailableError,
 )
-from connectors.checks import REGISTRY, CheckSpec, Verdict, check, failed, passed
-from connectors.common import GLOBAL, Pseudonymiser, days_since, full_time, require
+from connectors.checks import (
+    REGISTRY,
+    CheckSpec,
+    Verdict,
+    check,
+    failed,
+    not_applicable,
+    passed,
+)
+from connectors.common import (
+    GLOBAL,
+    EvidenceMissing,
+    Pseudonymiser,
+    days_since,
+    full_time,
+    parse_time,
+    require,
+)
 from connectors.records import Coverage, Evidence, Record
 from mappings.loader import MappingIndex
 from store.writer import RunSummary
@@ -77,6 +101,7 @@ class IdentityKind:
     resource_types: tuple[str, ...]
     services: tuple[str, ...]  # the units that read them
     idp: bool  # an identity provider (its "disabled" ends employment-level access)
+    hr: bool = False  # a source of people (employment dates), not of access
 
 
 KINDS: dict[str, IdentityKind] = {
@@ -89,6 +114,8 @@ KINDS: dict[str, IdentityKind] = {
         ("member", "collaborator"),
         False,
     ),
+    "bamboohr": IdentityKind("bamboohr", ("bamboohr.employee.record",), ("employee",), False, True),
+    "hr": IdentityKind("hr", ("hr.employee.record",), ("employee",), False, True),
 }
 
 _OKTA_ACTIVE = frozenset({"ACTIVE", "RECOVERY", "LOCKED_OUT", "PASSWORD_EXPIRED"})
@@ -109,9 +136,13 @@ class Account:
     since: str | None
     idp: bool
     emails: tuple[str, ...] = ()
+    active_from: str | None = None  # first moment the account could be used, if known
+    hr: bool = False
+    hire_date: str | None = None
+    termination_date: str | None = None
 
     def as_payload(self) -> dict[str, Any]:
-        return {
+        out: dict[str, Any] = {
             "source": self.source,
             "kind": self.kind,
             "type": self.resource_type,
@@ -122,6 +153,13 @@ class Account:
             "since": self.since,
             "idp": self.idp,
         }
+        if self.active_from is not None:
+            out["active_from"] = self.active_from
+        if self.hr:
+            out["hr"] = True
+            out["hire_date"] = self.hire_date
+            out["termination_date"] = self.termination_date
+        return out
 
 
 def _emails(*values: Any) -> tuple[str, ...]:
@@ -139,6 +177,21 @@ def account_from(
     """An :class:`Account` from one stored identity payload (see each connector's users)."""
     p = payload
     base = {"source": source, "kind": kind, "resource_type": resource_type, "id": resource_id}
+    if kind in ("bamboohr", "hr"):
+        left = bool(p.get("terminated"))
+        end = p.get("termination_date")
+        return Account(
+            **base,
+            login=p.get("work_email"),
+            state="offboarded" if left else "active",
+            status=str(p.get("employment_status") or ("terminated" if left else "employed")),
+            since=end if left else None,
+            idp=False,
+            emails=_emails(p.get("work_email")),
+            hr=True,
+            hire_date=p.get("hire_date"),
+            termination_date=end,
+        )
     if kind == "okta":
         status = str(p.get("status"))
         if status in _OKTA_ACTIVE:
@@ -155,6 +208,10 @@ def account_from(
             since=full_time(p.get("status_changed")) if state == "offboarded" else None,
             idp=True,
             emails=_emails(p.get("login"), p.get("email")),
+            # Staged accounts are not usable; activation is when sign-in became possible.
+            active_from=full_time(p.get("activated"))
+            if p.get("activated")
+            else (full_time(p.get("created")) if state != "pending" else None),
         )
     if kind == "entra":
         enabled = p.get("account_enabled")
@@ -166,6 +223,7 @@ def account_from(
             since=None,  # Graph has no "disabled since"
             idp=True,
             emails=_emails(p.get("mail"), p.get("user_principal_name")),
+            active_from=full_time(p.get("created")),
         )
     if kind == "workspace":
         off = next((f for f in ("suspended", "archived") if p.get(f)), None)
@@ -177,6 +235,7 @@ def account_from(
             since=None,
             idp=True,
             emails=_emails(p.get("primary_email")),
+            active_from=full_time(p.get("created")),
         )
     outside = resource_type.endswith(".outside")
     return Account(
@@ -358,6 +417,8 @@ def correlate(
         labels[uf.find(root)].append(pid)
     for root, members in groups.items():
         accs = [accounts[i] for i in members]
+        if all(a.hr for a in accs):
+            continue  # known to HR only: no account to judge
         sources = {a.source for a in accs}
         has_idp = any(a.idp for a in accs)
         if len(sources) < 2 and (has_idp or not emit_unlinked):
@@ -434,7 +495,9 @@ def offboarded_but_active(payload: Mapping[str, Any], params: Mapping[str, Any])
         return passed(f"{who}: not offboarded in any identity provider")
     off_sources = {a.get("source") for a in offboarded}
     still = [
-        a for a in accounts if a.get("state") == "active" and a.get("source") not in off_sources
+        a
+        for a in accounts
+        if a.get("state") == "active" and a.get("source") not in off_sources and not a.get("hr")
     ]
     if not still:
         where = ", ".join(sorted(map(str, off_sources)))
@@ -465,7 +528,7 @@ def offboarded_but_active(payload: Mapping[str, Any], params: Mapping[str, Any])
     ),
 )
 def account_linked_to_idp(payload: Mapping[str, Any], params: Mapping[str, Any]) -> Verdict:
-    accounts = require(payload, "accounts")
+    accounts = [a for a in require(payload, "accounts") if not a.get("hr")]
     idp = [a for a in accounts if a.get("idp")]
     who = payload.get("person")
     if idp:
@@ -474,6 +537,101 @@ def account_linked_to_idp(payload: Mapping[str, Any], params: Mapping[str, Any])
         f"{', '.join(_label(a) for a in accounts)}: linked to no identity-provider account "
         "(by e-mail or the identity map)"
     )
+
+
+def _hr_records(payload: Mapping[str, Any]) -> tuple[list[Mapping[str, Any]], list[Any]]:
+    """(HR records, other accounts) of one person."""
+    accounts = require(payload, "accounts")
+    return [a for a in accounts if a.get("hr")], [a for a in accounts if not a.get("hr")]
+
+
+@check(
+    id="identity.person.leaver_access_removed",
+    title="A leaver recorded in HR has no active account in any identity source after the SLA",
+    severity="high",
+    resource_type=PERSON_TYPE,
+    rationale=(
+        "The HR termination date is when access must end. Accounts still active in the "
+        "identity provider or held directly in other systems (GitHub) after the "
+        "offboarding SLA are access rights a leaver should no longer have, whatever any "
+        "single system says about the person."
+    ),
+    remediation=(
+        "Disable or remove every account named now, review what they did since the "
+        "termination date, and drive de-provisioning from the HR termination (HR → IdP "
+        "→ SCIM to every connected system)."
+    ),
+    parameters={"sla_days": 1},
+)
+def leaver_access_removed(payload: Mapping[str, Any], params: Mapping[str, Any]) -> Verdict:
+    hr, others = _hr_records(payload)
+    who = payload.get("person")
+    if not hr:
+        return not_applicable(f"{who}: no HR record is linked to this person")
+    employed = [a for a in hr if a.get("state") != "offboarded"]
+    if employed:
+        return passed(f"{who}: employed per {', '.join(_label(a) for a in employed)}")
+    ends = [a.get("termination_date") for a in hr]
+    if not all(ends):
+        raise EvidenceMissing(
+            f"{who}: terminated in HR ({', '.join(_label(a) for a in hr)}) with no "
+            "termination date to judge the SLA by"
+        )
+    end = max(str(e) for e in ends)
+    active = [a for a in others if a.get("state") == "active"]
+    if not active:
+        return passed(f"{who}: left on {end}; no account is active in any identity source")
+    listed = "; ".join(f"{_label(a)} ({a.get('status')})" for a in active)
+    age = days_since(end)
+    if age <= params["sla_days"]:
+        return passed(
+            f"{who}: leaves on {end}; still active within the {params['sla_days']}-day "
+            f"SLA: {listed}"
+        )
+    return failed(
+        f"{who}: left on {end} ({', '.join(_label(a) for a in hr)}) and is still active "
+        f"{int(age)} full day(s) later (SLA: {params['sla_days']} day(s)): {listed}"
+    )
+
+
+@check(
+    id="identity.person.no_access_before_hire",
+    title="No account of a person was usable before their hire date",
+    severity="medium",
+    resource_type=PERSON_TYPE,
+    rationale=(
+        "Access is granted to people under contract: an account usable before the hire "
+        "date gives someone access before screening, terms and NDA are in place, and "
+        "often points to an account reused or created outside the joiner process."
+    ),
+    remediation=(
+        "Keep joiners' accounts staged (not activated) until the start date, driven by "
+        "the HR hire date; review what an early account did before the start."
+    ),
+    parameters={"days_before_hire": 0},
+)
+def no_access_before_hire(payload: Mapping[str, Any], params: Mapping[str, Any]) -> Verdict:
+    hr, others = _hr_records(payload)
+    who = payload.get("person")
+    if not hr:
+        return not_applicable(f"{who}: no HR record is linked to this person")
+    hires = [str(a["hire_date"]) for a in hr if a.get("hire_date")]
+    if not hires:
+        raise EvidenceMissing(f"{who}: the HR record has no hire date to judge by")
+    hire = min(hires)
+    limit = date.fromisoformat(hire) - timedelta(days=params["days_before_hire"])
+    judged = [a for a in others if a.get("active_from")]
+    if not judged:
+        return not_applicable(
+            f"{who}: no account with a known activation date (e.g. GitHub memberships)"
+        )
+    early = [a for a in judged if parse_time(a["active_from"]).date() < limit]
+    if early:
+        return failed(
+            f"{who}: hired on {hire} but usable earlier: "
+            + "; ".join(f"{_label(a)} active from {a['active_from']}" for a in early)
+        )
+    return passed(f"{who}: hired on {hire}; {len(judged)} account(s) usable only from then on")
 
 
 # --------------------------------------------------------------------------- the connector

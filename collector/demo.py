@@ -70,7 +70,7 @@ def demo_settings(db: Path) -> Settings:
 
 
 def run_demo(db: Path, fmt: OutputFormat) -> int:
-    from collector.cli import _engine, _index
+    from collector.clikit import _engine, _index
     from collector.interrupts import Interrupts
     from collector.logs import configure_logging
     from collector.runner import recover, run_connector

@@ -82,7 +82,7 @@ def cli_page() -> str:
 
 
 def checks_page() -> str:
-    from collector.cli import known_checks
+    from collector.clikit import known_checks
     from mappings.loader import load_mappings
 
     specs = known_checks()

@@ -68,6 +68,20 @@ def _csv_cell(value: Any) -> Any:
     return neutralise(_cell(value))
 
 
+def serialise(
+    rows: Sequence[dict[str, Any]], columns: Sequence[tuple[str, str]], fmt: OutputFormat
+) -> str:
+    """``rows`` as the JSON or CSV text the CLI prints (the web console's downloads too)."""
+    if fmt is OutputFormat.json:
+        return json.dumps([_plain(r) for r in rows], indent=2, sort_keys=True) + "\n"
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow([key for key, _ in columns])
+    for r in rows:
+        w.writerow([_csv_cell(r.get(key)) for key, _ in columns])
+    return buf.getvalue()
+
+
 def render(
     rows: Sequence[dict[str, Any]],
     columns: Sequence[tuple[str, str]],
@@ -77,16 +91,8 @@ def render(
     console: Console | None = None,
 ) -> None:
     """Print ``rows``; ``columns`` are ``(key, header)`` pairs used by table and CSV."""
-    if fmt is OutputFormat.json:
-        sys.stdout.write(json.dumps([_plain(r) for r in rows], indent=2, sort_keys=True) + "\n")
-        return
-    if fmt is OutputFormat.csv:
-        buf = io.StringIO()
-        w = csv.writer(buf, lineterminator="\n")
-        w.writerow([key for key, _ in columns])
-        for r in rows:
-            w.writerow([_csv_cell(r.get(key)) for key, _ in columns])
-        sys.stdout.write(buf.getvalue())
+    if fmt is not OutputFormat.table:
+        sys.stdout.write(serialise(rows, columns, fmt))
         return
     if console is None:
         # Piped tables are read in files and CI logs: do not fold them at 80 columns.

@@ -46,7 +46,7 @@ from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC
 from importlib.metadata import PackageNotFoundError, version
-from typing import Any
+from typing import Any, BinaryIO
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import httpx
@@ -501,6 +501,7 @@ class HttpClient:
         data: Mapping[str, str] | None = None,
         headers: Mapping[str, str] | None = None,
         allow_status: Collection[int] = (),
+        sink: BinaryIO | None = None,
     ) -> Response:
         """Send one request with retries; return the answer or raise :class:`SourceError`.
 
@@ -512,6 +513,12 @@ class HttpClient:
         :class:`HTTPStatusError`, or :class:`RetryExhaustedError` after the retries.
         Every method is retried: send only idempotent requests (reads, and read-only
         ``POST`` queries such as ``getIamPolicy``).
+
+        ``sink`` (a seekable binary file): a ``2xx`` body is written there instead of
+        memory (rewound and truncated on each attempt) and the returned ``content`` is
+        empty. For sources that answer with one large document and no paging (BambooHR
+        reports): the caller streams it back from the file, so memory stays flat.
+        ``max_response_mb`` then does not apply (it guards memory); the deadline does.
         """
         if data is not None and json_body is not None:
             raise ValueError("give json_body or data, not both")
@@ -541,7 +548,7 @@ class HttpClient:
         )
         try:
             resp = retrying(
-                self._attempt, method, target, params, json_body, headers, data, end=end
+                self._attempt, method, target, params, json_body, headers, data, sink, end=end
             )
         except _RetryableStatus as exc:
             r = exc.response
@@ -706,6 +713,8 @@ class HttpClient:
         Jira: ``startAt``/``maxResults`` with ``isLast``/``total`` (the defaults).
         ServiceNow: ``start_param="sysparm_offset", size_param="sysparm_limit",
         items_key="result", last_key=None, total_key=None``.
+        SCIM 2.0 (RFC 7644 §3.4.2.4): ``start_param="startIndex", size_param="count",
+        items_key="Resources", total_key="totalResults", last_key=None, start=1``.
         The next offset advances by the number of items received (servers may cap the
         page size). Stops on ``last_key`` true, on reaching ``total``, on an empty page,
         or, when the body says neither, on a page shorter than ``page_size``.
@@ -728,10 +737,49 @@ class HttpClient:
             if is_last is True:
                 return
             if isinstance(total, int) and not isinstance(total, bool):
-                if offset >= total:
+                if offset - start >= total:  # SCIM counts from startIndex=1
                     return
             elif is_last is None and len(items) < page_size:
                 return
+
+    def paginate_pages(
+        self,
+        url: str,
+        *,
+        params: Mapping[str, Any] | None = None,
+        items_key: str | None = None,
+        page_param: str = "page",
+        size_param: str = "per_page",
+        page_size: int = 100,
+        first_page: int = 1,
+        max_pages: int | None = None,
+    ) -> Iterator[Any]:
+        """Items of every page of a page-number API (KnowBe4 ``page``/``per_page``).
+
+        Such APIs say nothing about the next page: the last one is the first page with
+        fewer than ``page_size`` items (an empty page included). A server that ignores
+        ``page`` would repeat its first page forever, so a page identical to the one
+        before it is a :class:`PaginationError`, as is running past ``max_pages``.
+        """
+        pages = 0
+        started = time.monotonic()
+        number = first_page
+        previous: bytes | None = None
+        while True:
+            pages = self._count_page(pages, max_pages, url, started)
+            query = {**dict(params or {}), page_param: number, size_param: page_size}
+            resp = self.get(url, params=query)
+            items = self._list_of(resp.json(), items_key, resp)
+            if items and resp.content == previous:
+                raise PaginationError(
+                    f"page {number} repeats the page before it (pagination loop)",
+                    url=str(resp.url),
+                )
+            yield from items
+            if len(items) < page_size:
+                return
+            previous = resp.content
+            number += 1
 
     # -- internals
 
@@ -814,6 +862,7 @@ class HttpClient:
         json_body: Any,
         extra_headers: Mapping[str, str] | None,
         form: Mapping[str, str] | None = None,
+        sink: BinaryIO | None = None,
         *,
         end: float | None = None,
     ) -> Response:
@@ -844,6 +893,8 @@ class HttpClient:
         if form is not None:
             kwargs["data"] = dict(form)
         with self._client.stream(method, url, **kwargs) as r:
+            if sink is not None and r.is_success:
+                return self._download(r, sink, deadline)
             length = r.headers.get("content-length")
             if length and length.isdigit() and int(length) > self._max_bytes:
                 raise ResponseTooLargeError(
@@ -884,6 +935,24 @@ class HttpClient:
                 )
             raise _RetryableStatus(resp, delay)
         return resp
+
+    def _download(self, r: httpx.Response, sink: BinaryIO, deadline: float) -> Response:
+        """Write a successful streamed body to ``sink`` (see :meth:`request`)."""
+        sink.seek(0)
+        sink.truncate()
+        for chunk in r.iter_bytes():
+            if time.monotonic() > deadline:
+                raise _DeadlineExceeded(f"{self.options.request_deadline}s deadline")
+            sink.write(chunk)
+        sink.flush()
+        self._note_budget(r.headers)
+        return Response(
+            status_code=r.status_code,
+            url=r.url,
+            headers=r.headers,
+            content=b"",
+            links={k: dict(v) for k, v in r.links.items() if k is not None},
+        )
 
     def _retry_delay(self, resp: Response) -> float | bool | None:
         """``False``: do not retry. Otherwise the server-requested delay, or ``None``

@@ -321,6 +321,12 @@ class Evidence:
     resource_id: str
     payload: dict[str, Any]
     collected_at: datetime = field(default_factory=utcnow)
+    #: When the source itself last recorded the resource, for evidence read from a bulk
+    #: inventory (Cloud Asset Inventory ``updateTime``) rather than from the resource's
+    #: own API: the data may be older than ``collected_at``. ``None`` for direct reads.
+    #: Not part of the payload (so the content hash and the checks are the same either
+    #: way) and not yet persisted by the store: see docs/bulk-inventory.md.
+    source_updated_at: datetime | None = None
 
     @property
     def key(self) -> str:

@@ -23,7 +23,9 @@ Items (``resource_type`` → ``resource_id``):
 * ``decision.files.source`` → ``exceptions`` / ``soa`` / ``risks``: the file and its SHA-256;
 * ``decision.risks.risk`` → a risk's id: the risk as declared, with its acceptance
   (approver and date), which counts from ``max(accepted_on, recorded)``;
-* ``decision.risks.policy`` → ``policy``: the risk appetite and scales in force.
+* ``decision.risks.policy`` → ``policy``: the risk appetite and scales in force;
+* ``decision.comments.comment`` → a comment's id: an auditor's comment or evidence
+  request on a control or a finding (store/comments.py), append-only.
 
 An exception applies from ``max(approved_on, recorded)``; one whose ``approved_on``
 is earlier than the day it was recorded is *backdated*, shown as such and never applied
@@ -63,6 +65,10 @@ SERVICES = {t: service_of(t) for t in (EXCEPTION_TYPE, SOA_TYPE, SOA_META_TYPE, 
 RISK_TYPE = "decision.risks.risk"
 RISK_POLICY_TYPE = "decision.risks.policy"
 SERVICES.update({t: service_of(t) for t in (RISK_TYPE, RISK_POLICY_TYPE)})
+#: Auditor comments and evidence requests (store/comments.py): one item per comment,
+#: never revoked (no sync reads the ``comments`` unit, so none is ever tombstoned).
+COMMENT_TYPE = "decision.comments.comment"
+SERVICES[COMMENT_TYPE] = service_of(COMMENT_TYPE)
 
 
 @dataclass(frozen=True)
@@ -132,9 +138,7 @@ def pending_changes(
         for d in decisions
     }
     with engine.connect() as conn:
-        have = {
-            k: h for k, h in _recorded(conn).items() if SERVICES.get(k[0]) in set(services)
-        }
+        have = {k: h for k, h in _recorded(conn).items() if SERVICES.get(k[0]) in set(services)}
     lines = []
     for key in sorted(wanted.keys() | have.keys()):
         if key not in have:

@@ -20,6 +20,8 @@
     risks.csv              the risk register at the end of the period (store/risks.py)
     exceptions.json        the exceptions in force during the period, as recorded (when
                            recorded and revoked; backdated approvals marked)
+    comments.json          auditor comments and evidence requests recorded by the end of
+                           the period, each with its signed @decisions run
     manual/<sha256>/<name> manual evidence files in force during the period
     oscal/                 OSCAL 1.2.1: assessment-results.json importing assessment-plan.json
                            → ssp.json (the SoA) → profile.json → catalog.json (Annex A)
@@ -163,9 +165,21 @@ def digest_from_lines(run: Mapping[str, Any], lines: Iterable[str]) -> str:
 
 
 _RUN_FIELDS = (
-    "id", "source", "connector_type", "status", "started_at", "finished_at", "agent_version",
-    "config_digest", "mapping_digest", "counts", "errors", "digest", "prev_digest",
-    "signature", "key_id",
+    "id",
+    "source",
+    "connector_type",
+    "status",
+    "started_at",
+    "finished_at",
+    "agent_version",
+    "config_digest",
+    "mapping_digest",
+    "counts",
+    "errors",
+    "digest",
+    "prev_digest",
+    "signature",
+    "key_id",
 )
 
 
@@ -186,13 +200,46 @@ def _run_from_json(d: Mapping[str, Any]) -> dict[str, Any]:
 
 # Every row says which stored version it is (``id``), which run wrote it, and the
 # instant the population was taken at (``as_of``: the end of the period).
-_EV_CSV = ["id", "source", "key", "scope", "region", "service", "resource_type",
-           "resource_id", "content_hash", "collected_at", "valid_to", "run_id", "body_removed",
-           "as_of"]
-_FI_CSV = ["id", "source", "key", "check_id", "scope", "region", "service", "resource_type",
-           "resource_id", "status", "effective_status", "exception", "severity", "message",
-           "evidence_hash", "controls", "mapping_digest", "finding_hash", "observed_at",
-           "valid_to", "run_id", "as_of"]
+_EV_CSV = [
+    "id",
+    "source",
+    "key",
+    "scope",
+    "region",
+    "service",
+    "resource_type",
+    "resource_id",
+    "content_hash",
+    "collected_at",
+    "valid_to",
+    "run_id",
+    "body_removed",
+    "as_of",
+]
+_FI_CSV = [
+    "id",
+    "source",
+    "key",
+    "check_id",
+    "scope",
+    "region",
+    "service",
+    "resource_type",
+    "resource_id",
+    "status",
+    "effective_status",
+    "exception",
+    "severity",
+    "message",
+    "evidence_hash",
+    "controls",
+    "mapping_digest",
+    "finding_hash",
+    "observed_at",
+    "valid_to",
+    "run_id",
+    "as_of",
+]
 
 
 def _exception_during(
@@ -242,8 +289,10 @@ def build_package(
             for r in conn.execute(select(runs).where(runs.c.id.in_(chunk))).mappings():
                 run_rows[r["id"]] = dict(r)
         runs_json = []
-        for run in sorted(run_rows.values(), key=lambda r: (r["source"], r["finished_at"] or
-                                                            r["started_at"], r["id"])):
+        for run in sorted(
+            run_rows.values(),
+            key=lambda r: (r["source"], r["finished_at"] or r["started_at"], r["id"]),
+        ):
             if run["digest"] is None:
                 raise ExportError(
                     f"run {run['id']} ({run['source']}) is not sealed yet (still running?); "
@@ -283,9 +332,15 @@ def build_package(
     for v in ev_pop:
         v["body_removed"] = v["content_hash"] not in stored
     files["evidence.csv"] = _csv(
-        ({**v, "collected_at": ts(v["collected_at"]),
-          "valid_to": ts(v["valid_to"]) if v["valid_to"] else None, "as_of": ts(end)}
-         for v in ev_pop),
+        (
+            {
+                **v,
+                "collected_at": ts(v["collected_at"]),
+                "valid_to": ts(v["valid_to"]) if v["valid_to"] else None,
+                "as_of": ts(end),
+            }
+            for v in ev_pop
+        ),
         _EV_CSV,
     )
     files["evidence.jsonl"] = "".join(
@@ -300,17 +355,25 @@ def build_package(
             "excepted" if at_end and exception_for(exceptions, f, end) else f["status"]
         )
     files["findings.csv"] = _csv(
-        ({**f, "controls": json.dumps(f["controls"]), "observed_at": ts(f["observed_at"]),
-          "valid_to": ts(f["valid_to"]) if f["valid_to"] else None, "as_of": ts(end)}
-         for f in fi_pop),
+        (
+            {
+                **f,
+                "controls": json.dumps(f["controls"]),
+                "observed_at": ts(f["observed_at"]),
+                "valid_to": ts(f["valid_to"]) if f["valid_to"] else None,
+                "as_of": ts(end),
+            }
+            for f in fi_pop
+        ),
         _FI_CSV,
     )
 
     timelines: dict[str, Timeline] = control_timelines(
         engine, index, start, end, freshness, exceptions=exceptions
     )
-    statuses = [c.as_dict() for c in control_statuses(engine, index, end, freshness,
-                                                        exceptions=exceptions)]
+    statuses = [
+        c.as_dict() for c in control_statuses(engine, index, end, freshness, exceptions=exceptions)
+    ]
     for c in statuses:
         tl = timelines[c["control"]].as_dict()
         app = scope.controls[c["control"]]
@@ -322,8 +385,20 @@ def build_package(
         c["changes"] = tl["changes"]
     files["controls.csv"] = _csv(
         ({**c, "status_at_end": c["status"], "as_of": _iso(end)} for c in statuses),
-        ["control", "title", "theme", "applicable", "status_at_end", "explanation", "document",
-         "worst", "compliant_pct", "fail_hours", "changes", "as_of"],
+        [
+            "control",
+            "title",
+            "theme",
+            "applicable",
+            "status_at_end",
+            "explanation",
+            "document",
+            "worst",
+            "compliant_pct",
+            "fail_hours",
+            "changes",
+            "as_of",
+        ],
     )
     hist_rows = []
     for cid, tl in timelines.items():
@@ -339,11 +414,20 @@ def build_package(
         "exceptions": [
             r.as_dict()
             for r in exceptions
-            if r.effective_from is None
-            or (r.effective_from <= end and r.effective_until > start)
+            if r.effective_from is None or (r.effective_from <= end and r.effective_until > start)
         ],
     }
     files["exceptions.json"] = json.dumps(exc_doc, indent=2, sort_keys=True).encode()
+    # Auditor comments and evidence requests recorded by the end (store/comments.py).
+    from store.comments import comments as recorded_comments
+
+    with engine.connect() as conn:
+        remarks = [c.as_dict() | {"recorded_at": _iso(c.recorded_at)}
+                   for c in recorded_comments(conn, end)]
+    files["comments.json"] = json.dumps(
+        {"recorded_in": "@decisions runs of the evidence store (see runs.json)",
+         "comments": remarks}, indent=2, sort_keys=True, ensure_ascii=False,
+    ).encode("utf-8")
 
     # Manual files in force during the period, as the files themselves.
     for v in ev_pop:
@@ -379,9 +463,16 @@ def build_package(
                 payloads[h] = stored[h]
     series = compliance_series(timelines, chart_points, applicable=scope.applicable)
     # ISMS clauses, risk register and monthly trends (store/isms.py).
-    isms = package_parts(engine, index, start=start, end=end, timelines=timelines,
-                         applicable=scope.applicable, freshness=freshness,
-                         exceptions=exceptions)
+    isms = package_parts(
+        engine,
+        index,
+        start=start,
+        end=end,
+        timelines=timelines,
+        applicable=scope.applicable,
+        freshness=freshness,
+        exceptions=exceptions,
+    )
     files["isms.csv"] = _csv(isms["isms_csv"], ISMS_COLUMNS)
     files["risks.csv"] = _csv(isms["risks_csv"], RISK_COLUMNS)
     title = "ISO/IEC 27001:2022 audit package"
@@ -400,8 +491,11 @@ def build_package(
         runs=runs_json,
         soa=soa_rows,
         timelines={cid: tl.intervals() for cid, tl in timelines.items()},
-        samples=[json.loads(b) for p, b in sorted(files.items())
-                 if p.startswith("samples/") and p.endswith("/sample.json")],
+        samples=[
+            json.loads(b)
+            for p, b in sorted(files.items())
+            if p.startswith("samples/") and p.endswith("/sample.json")
+        ],
         soa_meta=scope.meta(),
         extra_sections=isms["sections"],
     ).encode("utf-8")
@@ -409,12 +503,23 @@ def build_package(
         # Printed by the caller's renderer (headless Chromium): the store runs nothing.
         files["report.pdf"] = pdf(files["report.html"])
     # The OSCAL chain: catalog → profile → SSP → assessment plan → assessment results.
-    files.update(oscal_documents(
-        index=index, scope=scope, title=title, start=start, end=end, generated=generated,
-        agent_version=agent_version, runs=runs_json, evidence_versions=ev_pop,
-        findings_at_end=[f for f in fi_pop if f["valid_to"] is None], controls=statuses,
-        bodies=stored, package_files=files,
-    ))
+    files.update(
+        oscal_documents(
+            index=index,
+            scope=scope,
+            title=title,
+            start=start,
+            end=end,
+            generated=generated,
+            agent_version=agent_version,
+            runs=runs_json,
+            evidence_versions=ev_pop,
+            findings_at_end=[f for f in fi_pop if f["valid_to"] is None],
+            controls=statuses,
+            bodies=stored,
+            package_files=files,
+        )
+    )
 
     listed = [
         {"path": p, "sha256": hashlib.sha256(b).hexdigest(), "size": len(b)}
@@ -428,8 +533,7 @@ def build_package(
         "mapping_digest": index.digest,
         "files": listed,
         "runs": [
-            {k: r[k] for k in ("id", "source", "digest", "prev_digest", "finished_at",
-                               "in_period")}
+            {k: r[k] for k in ("id", "source", "digest", "prev_digest", "finished_at", "in_period")}
             for r in runs_json
         ],
     }
@@ -490,7 +594,8 @@ def _sample_files(conn: Connection, start: datetime, end: datetime) -> dict[str,
         cols = sorted({k for r in rows for k in r if k != "item_id"})
         out[f"samples/{s.id}/sample.json"] = json.dumps(
             {"id": s.id, "run_id": s.run_id, "drawn_at": _iso(s.drawn_at), **s.payload()},
-            indent=1, sort_keys=True,
+            indent=1,
+            sort_keys=True,
         ).encode()
         out[f"samples/{s.id}/population.csv"] = _csv(
             ({**r, **{c: _cell_text(r.get(c)) for c in cols}} for r in rows),
@@ -533,9 +638,25 @@ def safe_entry_name(name: str) -> str:
 
 
 SOA_COLUMNS = [
-    "control", "title", "theme", "applicable", "justification", "declared", "measured",
-    "contradiction", "owner", "implementation", "risks", "policies", "findings", "failing",
-    "evidence_items", "manual_evidence", "soa_version", "soa_approved_by", "soa_approved_on",
+    "control",
+    "title",
+    "theme",
+    "applicable",
+    "justification",
+    "declared",
+    "measured",
+    "contradiction",
+    "owner",
+    "implementation",
+    "risks",
+    "policies",
+    "findings",
+    "failing",
+    "evidence_items",
+    "manual_evidence",
+    "soa_version",
+    "soa_approved_by",
+    "soa_approved_on",
     "as_of",
 ]
 
@@ -606,8 +727,16 @@ def soa_table(
         )
     for cid, c in by_id.items():
         if cid not in seen:  # a control the recorded SoA did not know (catalog grew)
-            rows.append({**{k: "" for k in SOA_COLUMNS}, "control": cid, "title": c["title"],
-                         "measured": c["status"], "status": c["status"], "as_of": stamp})
+            rows.append(
+                {
+                    **{k: "" for k in SOA_COLUMNS},
+                    "control": cid,
+                    "title": c["title"],
+                    "measured": c["status"],
+                    "status": c["status"],
+                    "as_of": stamp,
+                }
+            )
     return rows
 
 
@@ -758,8 +887,10 @@ def _verify_manifest_signature(
         if trusted:
             res.add(MANIFEST, "not signed (no signature over the manifest)")
         else:
-            res.warnings.append("the package is not signed: its contents are only "
-                                "self-consistent; ask for a signed export")
+            res.warnings.append(
+                "the package is not signed: its contents are only "
+                "self-consistent; ask for a signed export"
+            )
         return
     key = keys.get(str(sig.get("key_id")))
     if key is None:
@@ -767,8 +898,11 @@ def _verify_manifest_signature(
         res.add(MANIFEST, f"signed with key {sig.get('key_id')}, which is not among {where}")
         return
     if not key.verify(PACKAGE_DOMAIN, manifest_digest(manifest), sig.get("value")):
-        res.add(MANIFEST, f"signature by key {key.id} does not match the manifest (the "
-                "package was altered after signing, or the signature was forged)")
+        res.add(
+            MANIFEST,
+            f"signature by key {key.id} does not match the manifest (the "
+            "package was altered after signing, or the signature was forged)",
+        )
         return
     res.signed_by = key.id
     if not trusted:
@@ -781,9 +915,7 @@ def _verify_manifest_signature(
 def _read_csv(data: Mapping[str, bytes], name: str) -> Iterable[dict[str, Any]]:
     """Rows of a package CSV with every cell as it was before it was neutralised."""
     for row in csv.DictReader(io.StringIO(data.get(name, b"").decode("utf-8"))):
-        yield {
-            k: (restore(v) if isinstance(v, str) else v) for k, v in row.items()
-        }
+        yield {k: (restore(v) if isinstance(v, str) else v) for k, v in row.items()}
 
 
 def _verify_contents(
@@ -814,8 +946,10 @@ def _verify_contents(
             res.add("runs.json", f"run {r['id']}: digest differs from the manifest's")
         _verify_run_signature(r, keys, trusted, res)
         if "manifest" not in r:
-            res.add("runs.json", f"run {r['id']}: no manifest lines (its rows cannot be "
-                    "checked against its digest)")
+            res.add(
+                "runs.json",
+                f"run {r['id']}: no manifest lines (its rows cannot be checked against its digest)",
+            )
         if "manifest" in r:
             try:
                 run = _run_from_json(r)
@@ -824,8 +958,10 @@ def _verify_contents(
                 res.add("runs.json", f"run {r['id']}: malformed run header")
                 continue
             if recomputed != r["digest"]:
-                res.add("runs.json", f"run {r['id']}: recomputed digest does not match "
-                        "(rows or header altered)")
+                res.add(
+                    "runs.json",
+                    f"run {r['id']}: recomputed digest does not match (rows or header altered)",
+                )
             res.runs_recomputed += 1
             lines_by_run[r["id"]] = set(r["manifest"])
             if r.get("in_period"):
@@ -834,8 +970,11 @@ def _verify_contents(
         rs.sort(key=lambda r: (r["finished_at"], r["id"]))
         for a, b in itertools.pairwise(rs):
             if b["prev_digest"] != a["digest"]:
-                res.add("runs.json", f"run {b['id']} ({src}): chain broken "
-                        f"(prev_digest is not the digest of run {a['id']})")
+                res.add(
+                    "runs.json",
+                    f"run {b['id']} ({src}): chain broken "
+                    f"(prev_digest is not the digest of run {a['id']})",
+                )
     bodies_by_hash: dict[str, str] = {}
     for n, line in enumerate(data.get("evidence.jsonl", b"").decode("utf-8").splitlines(), 1):
         try:
@@ -843,13 +982,17 @@ def _verify_contents(
         except ValueError:
             res.add("evidence.jsonl", f"line {n}: not valid JSON")
             continue
-        if not isinstance(item, dict) or not isinstance(item.get("body"), str) \
-                or not isinstance(item.get("hash"), str):
+        if (
+            not isinstance(item, dict)
+            or not isinstance(item.get("body"), str)
+            or not isinstance(item.get("hash"), str)
+        ):
             res.add("evidence.jsonl", f"line {n}: malformed entry")
             continue
         if sha256_hex(item["body"]) != item["hash"]:
-            res.add("evidence.jsonl", f"line {n}: body does not match its hash "
-                    f"{item['hash'][:12]}…")
+            res.add(
+                "evidence.jsonl", f"line {n}: body does not match its hash {item['hash'][:12]}…"
+            )
         bodies_by_hash[item["hash"]] = item["body"]
         res.evidence_bodies += 1
     for n, row in enumerate(_read_csv(data, "evidence.csv"), 2):
@@ -861,27 +1004,40 @@ def _verify_contents(
             res.add("evidence.csv", f"line {n}: body {h[:12]}… missing from evidence.jsonl")
         lines = lines_by_run.get(row["run_id"])
         if lines is None:
-            res.add("evidence.csv", f"line {n}: {row['key']}: run {row['run_id']} is not "
-                    "among the package's runs (no digest covers the row)")
+            res.add(
+                "evidence.csv",
+                f"line {n}: {row['key']}: run {row['run_id']} is not "
+                "among the package's runs (no digest covers the row)",
+            )
         elif f"E|{row['key']}|{h}|{row['collected_at']}" not in lines:
-            res.add("evidence.csv", f"line {n}: {row['key']} is not in the manifest of run "
-                    f"{row['run_id']}")
+            res.add(
+                "evidence.csv",
+                f"line {n}: {row['key']} is not in the manifest of run {row['run_id']}",
+            )
     for n, row in enumerate(_read_csv(data, "findings.csv"), 2):
         if None in row.values() or None in row:
             res.add("findings.csv", f"line {n}: malformed row")
             continue
-        fh = finding_hash({**row, "evidence_hash": row["evidence_hash"] or None,
-                           "status": row["status"] or None})
+        fh = finding_hash(
+            {**row, "evidence_hash": row["evidence_hash"] or None, "status": row["status"] or None}
+        )
         if fh != row["finding_hash"]:
-            res.add("findings.csv", f"line {n}: {row['key']}: row does not match its finding "
-                    "hash (altered)")
+            res.add(
+                "findings.csv",
+                f"line {n}: {row['key']}: row does not match its finding hash (altered)",
+            )
         lines = lines_by_run.get(row["run_id"])
         if lines is None:
-            res.add("findings.csv", f"line {n}: {row['key']}: run {row['run_id']} is not "
-                    "among the package's runs (no digest covers the row)")
+            res.add(
+                "findings.csv",
+                f"line {n}: {row['key']}: run {row['run_id']} is not "
+                "among the package's runs (no digest covers the row)",
+            )
         elif f"F|{row['key']}|{row['finding_hash']}|{row['observed_at']}" not in lines:
-            res.add("findings.csv", f"line {n}: {row['key']} is not in the manifest of run "
-                    f"{row['run_id']}")
+            res.add(
+                "findings.csv",
+                f"line {n}: {row['key']} is not in the manifest of run {row['run_id']}",
+            )
         res.finding_rows += 1
     _verify_samples(data, res)
     for p, b in data.items():
@@ -907,8 +1063,11 @@ def _verify_samples(data: Mapping[str, bytes], res: PackageCheck) -> None:
             res.add(path, "malformed sample or population")
             continue
         if population_digest(ids) != s.get("population_digest"):
-            res.add(f"{folder}/population.csv", "population does not match the digest the "
-                    "sample was drawn from (items added, removed or changed)")
+            res.add(
+                f"{folder}/population.csv",
+                "population does not match the digest the "
+                "sample was drawn from (items added, removed or changed)",
+            )
             continue
         if draw(ids, str(s.get("seed")), int(s.get("size", -1))) != s.get("items"):
             res.add(path, "the items are not the draw of this seed from this population")

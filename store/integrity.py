@@ -178,9 +178,7 @@ def _manifest_lines(conn: Connection, run_id: str, check_bodies: bool) -> _Manif
                 elif body is None:
                     m.problems.append(f"evidence {key}: body {chash[:12]}… is missing")
                 elif sha256_hex(body) != chash:
-                    m.problems.append(
-                        f"evidence {key}: body does not match its hash {chash[:12]}…"
-                    )
+                    m.problems.append(f"evidence {key}: body does not match its hash {chash[:12]}…")
             m.line(f"E|{key}|{chash or '-'}|{ts(collected_at)}")
     else:
         # Sealing needs the hashes only: the bodies are neither read nor joined.

@@ -63,10 +63,16 @@ class ClauseStatus:
 
     def as_dict(self) -> dict[str, Any]:
         return {
-            "clause": self.id, "title": self.title, "status": self.status,
-            "document": self.document, "documents": self.documents, "counts": self.counts,
-            "failing": self.failing, "register": self.register,
-            "expected_evidence": self.expected_evidence, "explanation": self.explanation,
+            "clause": self.id,
+            "title": self.title,
+            "status": self.status,
+            "document": self.document,
+            "documents": self.documents,
+            "counts": self.counts,
+            "failing": self.failing,
+            "register": self.register,
+            "expected_evidence": self.expected_evidence,
+            "explanation": self.explanation,
         }
 
 
@@ -136,9 +142,14 @@ def clause_statuses(
             status = f["status"]
             if status == "fail" and rules and exception_for(rules, f, at):
                 status = "excepted"
-            times = [t for t in (units.get((f["source"], f["scope"], f["region"], f["service"])),
-                                 units.get((f["source"], f["scope"], "global", f["service"])))
-                     if t is not None]
+            times = [
+                t
+                for t in (
+                    units.get((f["source"], f["scope"], f["region"], f["service"])),
+                    units.get((f["source"], f["scope"], "global", f["service"])),
+                )
+                if t is not None
+            ]
             for c in judged:
                 counts[c][status] = counts[c].get(status, 0) + 1
                 if status in ("fail", "error") and len(failing[c]) < 20:
@@ -167,8 +178,9 @@ def clause_statuses(
         reg: str | None = None
         status = base
         if clause.register is not None:
-            verdicts = [r.status if clause.register == "treatment" else r.assessment_status
-                        for r in rows]
+            verdicts = [
+                r.status if clause.register == "treatment" else r.assessment_status for r in rows
+            ]
             reg = aggregate(verdicts, STATUS_RANK) if verdicts else "no_evidence"
             if base in ("manual", "no_evidence") and reg in _SATISFIED:
                 status = "undocumented"
@@ -177,10 +189,15 @@ def clause_statuses(
         document = "valid" if valid else "expired" if expired else "missing"
         out.append(
             ClauseStatus(
-                id=cid, title=clause.title, status=status,
-                expected_evidence=clause.expected_evidence, document=document,
-                documents=valid + expired, counts=dict(sorted(c.items())),
-                failing=failing[cid], register=reg,
+                id=cid,
+                title=clause.title,
+                status=status,
+                expected_evidence=clause.expected_evidence,
+                document=document,
+                documents=valid + expired,
+                counts=dict(sorted(c.items())),
+                failing=failing[cid],
+                register=reg,
                 explanation=_explain(status, clause, document, c, reg),
             )
         )
@@ -193,8 +210,11 @@ def _explain(
     record = f"`annexa evidence add --control {clause.id} --file …`"
     parts: list[str] = []
     if counts:
-        parts.append(", ".join(f"{k}={v}" for k, v in sorted(counts.items())) + " from "
-                     + ", ".join(clause.checks))
+        parts.append(
+            ", ".join(f"{k}={v}" for k, v in sorted(counts.items()))
+            + " from "
+            + ", ".join(clause.checks)
+        )
     if reg is not None:
         parts.append(f"risk register: {reg}")
     judged = f" ({'; '.join(parts)})" if parts else ""
@@ -209,13 +229,42 @@ def _explain(
 
 # -- the audit package ----------------------------------------------------------------------
 
-ISMS_COLUMNS = ["clause", "title", "status", "document", "documents", "counts", "register",
-                "expected_evidence", "explanation"]
-RISK_COLUMNS = ["id", "title", "source", "owner", "asset", "threat", "vulnerability",
-                "likelihood", "impact", "inherent_score", "treatment", "controls",
-                "additional_controls", "target_residual", "effective_residual", "appetite",
-                "review_date", "accepted_by", "accepted_on", "acceptance_recorded_at",
-                "flags", "accepted_flags", "status"]
+ISMS_COLUMNS = [
+    "clause",
+    "title",
+    "status",
+    "document",
+    "documents",
+    "counts",
+    "register",
+    "expected_evidence",
+    "explanation",
+]
+RISK_COLUMNS = [
+    "id",
+    "title",
+    "source",
+    "owner",
+    "asset",
+    "threat",
+    "vulnerability",
+    "likelihood",
+    "impact",
+    "inherent_score",
+    "treatment",
+    "controls",
+    "additional_controls",
+    "target_residual",
+    "effective_residual",
+    "appetite",
+    "review_date",
+    "accepted_by",
+    "accepted_on",
+    "acceptance_recorded_at",
+    "flags",
+    "accepted_flags",
+    "status",
+]
 
 
 def package_parts(
@@ -247,21 +296,25 @@ def package_parts(
         history = read_history(conn)
     fallback = RiskPolicy.default()
     at_end = {cid: tl.status_at(end) for cid, tl in timelines.items()}
-    rows, _, _ = register_rows(history, at=end, statuses=at_end, fallback=fallback,
-                               catalog=index.catalog, rank=STATUS_RANK)
+    rows, _, _ = register_rows(
+        history, at=end, statuses=at_end, fallback=fallback, catalog=index.catalog, rank=STATUS_RANK
+    )
     clauses = clause_statuses(engine, end, register=rows, freshness=freshness, exceptions=rules)
     points = month_points(start, end)
     controls = control_share_series(timelines, points, set(applicable))
-    risks = risk_series(history, timelines, points, fallback=fallback,
-                        catalog=index.catalog, rank=STATUS_RANK)
+    risks = risk_series(
+        history, timelines, points, fallback=fallback, catalog=index.catalog, rank=STATUS_RANK
+    )
 
     def flat(d: dict[str, Any]) -> dict[str, Any]:
         return {k: json.dumps(v) if isinstance(v, dict | list) else v for k, v in d.items()}
 
     return {
         "sections": [
-            ("ISMS clauses 4-10 at the end of the period",
-             isms_table([c.as_dict() for c in clauses])),
+            (
+                "ISMS clauses 4-10 at the end of the period",
+                isms_table([c.as_dict() for c in clauses]),
+            ),
             ("Continual improvement: month by month", trends_html(controls, risks)),
         ],
         "isms": [c.as_dict() for c in clauses],
@@ -279,8 +332,10 @@ def isms_table(rows: Iterable[Mapping[str, Any]]) -> str:
     from store.report import STATUS_COLORS
 
     def badge(s: str) -> str:
-        return (f'<span class="badge" style="background:{STATUS_COLORS.get(s, "#555")}">'
-                f"{escape(s)}</span>")
+        return (
+            f'<span class="badge" style="background:{STATUS_COLORS.get(s, "#555")}">'
+            f"{escape(s)}</span>"
+        )
 
     body = "".join(
         f"<tr><td>{escape(c['clause'])}</td><td>{escape(c['title'])}</td>"
@@ -288,5 +343,7 @@ def isms_table(rows: Iterable[Mapping[str, Any]]) -> str:
         f"<td>{escape(c['explanation'])}</td></tr>"
         for c in rows
     )
-    return ('<table id="isms"><thead><tr><th>Clause</th><th>Title</th><th>Status</th>'
-            f"<th>Document</th><th>Why</th></tr></thead><tbody>{body}</tbody></table>")
+    return (
+        '<table id="isms"><thead><tr><th>Clause</th><th>Title</th><th>Status</th>'
+        f"<th>Document</th><th>Why</th></tr></thead><tbody>{body}</tbody></table>"
+    )

@@ -122,13 +122,19 @@ def _organisation(name: str) -> dict[str, Any]:
 
 def _objective(control: str, documented: Any, checks: int) -> str:
     if documented is not None and documented.automated_sufficient:
-        return (f"Every automated check mapped to {control} passes ({checks} check(s)); "
-                f"no document of its own is expected: {documented.rationale}")
+        return (
+            f"Every automated check mapped to {control} passes ({checks} check(s)); "
+            f"no document of its own is expected: {documented.rationale}"
+        )
     if checks:
-        return (f"A record of the documented part of {control} is in force, and every "
-                f"automated check mapped to it passes ({checks} check(s)).")
-    return (f"A record of the documented part of {control} is in force (no automated "
-            "check evidences this control).")
+        return (
+            f"A record of the documented part of {control} is in force, and every "
+            f"automated check mapped to it passes ({checks} check(s))."
+        )
+    return (
+        f"A record of the documented part of {control} is in force (no automated "
+        "check evidences this control)."
+    )
 
 
 def catalog(index: Any, generated: datetime) -> dict[str, Any]:
@@ -141,32 +147,49 @@ def catalog(index: Any, generated: datetime) -> dict[str, Any]:
             documented = None
         parts = []
         if documented is not None:
-            parts.append({"id": f"{cid}_gdn", "name": "guidance",
-                          "title": "Expected evidence (documented part)",
-                          "prose": documented.expected_evidence})
-        parts.append({"id": objective_id(cid), "name": "assessment-objective",
-                      "prose": _objective(cid, documented, len(index.checks_for(cid)))})
-        groups.setdefault(c.theme, []).append({
-            "id": cid,
-            "class": "annex-a",
-            "title": c.title,
-            "props": [{"name": "label", "value": cid}],
-            "parts": parts,
-        })
+            parts.append(
+                {
+                    "id": f"{cid}_gdn",
+                    "name": "guidance",
+                    "title": "Expected evidence (documented part)",
+                    "prose": documented.expected_evidence,
+                }
+            )
+        parts.append(
+            {
+                "id": objective_id(cid),
+                "name": "assessment-objective",
+                "prose": _objective(cid, documented, len(index.checks_for(cid))),
+            }
+        )
+        groups.setdefault(c.theme, []).append(
+            {
+                "id": cid,
+                "class": "annex-a",
+                "title": c.title,
+                "props": [{"name": "label", "value": cid}],
+                "parts": parts,
+            }
+        )
     return {
         "catalog": {
             "uuid": uid("catalog", "iso27001-2022"),
             "metadata": metadata(
-                "ISO/IEC 27001:2022 Annex A", generated, "2022",
+                "ISO/IEC 27001:2022 Annex A",
+                generated,
+                "2022",
                 remarks="Control ids and titles of ISO/IEC 27001:2022 Table A.1. The text "
                 "of the standard is not reproduced; guidance parts are Annexa's summaries "
                 "of the evidence an auditor expects.",
             ),
             "groups": [
-                {"id": token(theme), "class": "theme", "title": THEMES.get(theme, (theme,
-                                                                                    theme))[1],
-                 "props": [{"name": "label", "value": THEMES.get(theme, (theme,))[0]}],
-                 "controls": controls}
+                {
+                    "id": token(theme),
+                    "class": "theme",
+                    "title": THEMES.get(theme, (theme, theme))[1],
+                    "props": [{"name": "label", "value": THEMES.get(theme, (theme,))[0]}],
+                    "controls": controls,
+                }
                 for theme, controls in groups.items()
             ],
         }
@@ -181,13 +204,25 @@ def additional_catalog(scope: Any, generated: datetime) -> dict[str, Any] | None
     return {
         "catalog": {
             "uuid": uid("catalog", "additional", scope.organisation),
-            "metadata": metadata(f"Additional controls of {scope.organisation or 'the ISMS'}",
-                                 generated, scope.version or "-"),
+            "metadata": metadata(
+                f"Additional controls of {scope.organisation or 'the ISMS'}",
+                generated,
+                scope.version or "-",
+            ),
             "controls": [
-                {"id": cid, "class": "additional", "title": a.title or cid,
-                 "parts": [{"id": objective_id(cid), "name": "assessment-objective",
+                {
+                    "id": cid,
+                    "class": "additional",
+                    "title": a.title or cid,
+                    "parts": [
+                        {
+                            "id": objective_id(cid),
+                            "name": "assessment-objective",
                             "prose": f"{cid} is implemented as the Statement of "
-                                     "Applicability declares."}]}
+                            "Applicability declares.",
+                        }
+                    ],
+                }
                 for cid, a in extra.items()
             ],
         }
@@ -211,14 +246,17 @@ def profile(index: Any, scope: Any, generated: datetime) -> dict[str, Any]:
         if not a.applicable
     ]
     meta = scope.meta() if hasattr(scope, "meta") else {}
-    props = [prop(k.replace("_", "-"), meta[k]) for k in ("approved_by", "approved_on")
-             if meta.get(k)]
+    props = [
+        prop(k.replace("_", "-"), meta[k]) for k in ("approved_by", "approved_on") if meta.get(k)
+    ]
     return {
         "profile": {
             "uuid": uid("profile", scope.organisation, meta.get("version")),
             "metadata": metadata(
-                "Statement of Applicability: the applicable controls", generated,
-                meta.get("version") or "unversioned", props=props + excluded,
+                "Statement of Applicability: the applicable controls",
+                generated,
+                meta.get("version") or "unversioned",
+                props=props + excluded,
                 **(_organisation(scope.organisation) if scope.organisation else {}),
             ),
             "imports": imports,
@@ -245,8 +283,8 @@ def ssp(scope: Any, generated: datetime) -> dict[str, Any]:
         by_component: dict[str, Any] = {
             "component-uuid": system,
             "uuid": uid("by-component", cid),
-            "description": a.implementation or "How it is implemented is not described in "
-                                               "the Statement of Applicability.",
+            "description": a.implementation
+            or "How it is implemented is not described in the Statement of Applicability.",
         }
         if a.status:
             by_component["implementation-status"] = {"state": DECLARED_STATE[a.status]}
@@ -265,14 +303,18 @@ def ssp(scope: Any, generated: datetime) -> dict[str, Any]:
             req["responsible-roles"] = [{"role-id": token(f"owner-{a.owner}")}]
         requirements.append(req)
     soa = f"version {meta.get('version')}" if meta.get("version") else "(unversioned)"
-    approval = (f", approved by {meta['approved_by']} on {meta.get('approved_on') or '?'}"
-                if meta.get("approved_by") else ", not approved")
+    approval = (
+        f", approved by {meta['approved_by']} on {meta.get('approved_on') or '?'}"
+        if meta.get("approved_by")
+        else ", not approved"
+    )
     description = scope.description or "The scope of the information security management system."
     return {
         "system-security-plan": {
             "uuid": uid("ssp", org, meta.get("version")),
             "metadata": metadata(
-                f"{org}: information security management system", generated,
+                f"{org}: information security management system",
+                generated,
                 meta.get("version") or "unversioned",
                 roles=[{"id": token(f"owner-{o}"), "title": o} for o in owners],
                 **(_organisation(scope.organisation) if scope.organisation else {}),
@@ -282,18 +324,29 @@ def ssp(scope: Any, generated: datetime) -> dict[str, Any]:
                 "system-ids": [{"identifier-type": NS, "id": uid("system", org)}],
                 "system-name": org,
                 "description": description,
-                "system-information": {"information-types": [{
-                    "uuid": uid("information", org),
-                    "title": "Information within the ISMS scope",
-                    "description": description,
-                }]},
+                "system-information": {
+                    "information-types": [
+                        {
+                            "uuid": uid("information", org),
+                            "title": "Information within the ISMS scope",
+                            "description": description,
+                        }
+                    ]
+                },
                 "status": {"state": "operational"},
                 "authorization-boundary": {"description": description},
             },
-            "system-implementation": {"components": [{
-                "uuid": system, "type": THIS_SYSTEM, "title": f"{org} ISMS",
-                "description": description, "status": {"state": "operational"},
-            }]},
+            "system-implementation": {
+                "components": [
+                    {
+                        "uuid": system,
+                        "type": THIS_SYSTEM,
+                        "title": f"{org} ISMS",
+                        "description": description,
+                        "status": {"state": "operational"},
+                    }
+                ]
+            },
             "control-implementation": {
                 "description": f"The Statement of Applicability {soa}{approval}: for each "
                 "applicable control the owner's declared implementation status, the owner "
@@ -322,10 +375,15 @@ def assessment_plan(
 ) -> dict[str, Any]:
     """Continuous assessment: the connector instances (``source`` → connector type)."""
     components = [
-        {"uuid": tool_uuid(src), "type": "software", "title": f"Connector instance {src}",
-         "description": f"Annexa {kind} connector instance {src}: reads configuration and "
-                        "records evidence; checks judge it.",
-         "props": [prop("connector-type", kind)], "status": {"state": "operational"}}
+        {
+            "uuid": tool_uuid(src),
+            "type": "software",
+            "title": f"Connector instance {src}",
+            "description": f"Annexa {kind} connector instance {src}: reads configuration and "
+            "records evidence; checks judge it.",
+            "props": [prop("connector-type", kind)],
+            "status": {"state": "operational"},
+        }
         for src, kind in sorted(tools.items())
     ]
     platform: dict[str, Any] = {"uuid": PLATFORM, "title": f"Annexa {agent_version}"}

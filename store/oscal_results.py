@@ -102,27 +102,37 @@ class _Resources:
 
     def body(self, content_hash: str) -> str:
         rid = body_resource(content_hash)
-        self.used.setdefault(rid, {
-            "uuid": rid,
-            "title": f"Evidence body {content_hash[:16]}",
-            "description": "The body as read (canonical JSON): the line of evidence.jsonl "
-                           f"whose hash is {content_hash}, the SHA-256 of the body.",
-            "props": [prop("content-hash", content_hash)],
-            "rlinks": [{"href": "../evidence.jsonl", "media-type": "application/jsonl"}],
-        })
+        self.used.setdefault(
+            rid,
+            {
+                "uuid": rid,
+                "title": f"Evidence body {content_hash[:16]}",
+                "description": "The body as read (canonical JSON): the line of evidence.jsonl "
+                f"whose hash is {content_hash}, the SHA-256 of the body.",
+                "props": [prop("content-hash", content_hash)],
+                "rlinks": [{"href": "../evidence.jsonl", "media-type": "application/jsonl"}],
+            },
+        )
         return rid
 
     def files(self, sha256: str) -> list[str]:
         out = []
         for path in self.manual_files.get(sha256, []):
             rid = file_resource(path)
-            self.used.setdefault(rid, {
-                "uuid": rid,
-                "title": path.rsplit("/", 1)[-1],
-                "description": "A document recorded with `annexa evidence add`.",
-                "rlinks": [{"href": f"../{path}",
-                            "hashes": [{"algorithm": "SHA-256", "value": sha256}]}],
-            })
+            self.used.setdefault(
+                rid,
+                {
+                    "uuid": rid,
+                    "title": path.rsplit("/", 1)[-1],
+                    "description": "A document recorded with `annexa evidence add`.",
+                    "rlinks": [
+                        {
+                            "href": f"../{path}",
+                            "hashes": [{"algorithm": "SHA-256", "value": sha256}],
+                        }
+                    ],
+                },
+            )
             out.append(rid)
         return out
 
@@ -148,7 +158,7 @@ def _observation(
         h = v["content_hash"]
         entry: dict[str, Any] = {
             "description": f"Version read {iso(v['collected_at'])} by run {v['run_id']} "
-                           f"(SHA-256 {h}).",
+            f"(SHA-256 {h}).",
             "props": [prop("content-hash", h), prop("run-id", v["run_id"])],
         }
         if v.get("body_removed"):
@@ -168,51 +178,83 @@ def _observation(
         subjects = [{"subject-uuid": documents[0], "type": "resource", "title": rid}]
     else:
         item = uid("inventory-item", source, key)
-        inventory.append({
-            "uuid": item,
-            "description": f"{rtype} {rid} in {head['scope']}/{head['region']}, "
-                           f"read by connector instance {source}.",
-            "props": [prop("resource-type", rtype), prop("resource-id", rid),
-                      prop("scope", head["scope"]), prop("region", head["region"]),
-                      prop("source", source)],
-        })
-        subjects = [{"subject-uuid": item, "type": "inventory-item", "title": f"{rtype} {rid}",
-                     "props": [prop("resource-type", rtype), prop("resource-id", rid)]}]
-    run_ids = list(dict.fromkeys([*(v["run_id"] for v in versions),
-                                  *(f["run_id"] for f in verdicts)]))
-    collected = max([*(v["collected_at"] for v in versions),
-                     *(f["observed_at"] for f in verdicts)])
-    props = [prop("resource-type", rtype), prop("resource-id", rid), prop("scope", head["scope"]),
-             prop("region", head["region"]), prop("source", source)]
+        inventory.append(
+            {
+                "uuid": item,
+                "description": f"{rtype} {rid} in {head['scope']}/{head['region']}, "
+                f"read by connector instance {source}.",
+                "props": [
+                    prop("resource-type", rtype),
+                    prop("resource-id", rid),
+                    prop("scope", head["scope"]),
+                    prop("region", head["region"]),
+                    prop("source", source),
+                ],
+            }
+        )
+        subjects = [
+            {
+                "subject-uuid": item,
+                "type": "inventory-item",
+                "title": f"{rtype} {rid}",
+                "props": [prop("resource-type", rtype), prop("resource-id", rid)],
+            }
+        ]
+    run_ids = list(
+        dict.fromkeys([*(v["run_id"] for v in versions), *(f["run_id"] for f in verdicts)])
+    )
+    collected = max([*(v["collected_at"] for v in versions), *(f["observed_at"] for f in verdicts)])
+    props = [
+        prop("resource-type", rtype),
+        prop("resource-id", rid),
+        prop("scope", head["scope"]),
+        prop("region", head["region"]),
+        prop("source", source),
+    ]
     lines = []
     for f in verdicts:
         status = f.get("effective_status") or f["status"]
-        props.append(prop("verdict", status, **{"class": token(f["check_id"]),
-                                                "remarks": f["message"] or "-"}))
+        props.append(
+            prop(
+                "verdict", status, **{"class": token(f["check_id"]), "remarks": f["message"] or "-"}
+            )
+        )
         lines.append(f"{f['check_id']}: {status} — {f['message']}")
     obs: dict[str, Any] = {
         "uuid": observation_uuid(source, key, start, end),
         "title": f"{rtype} {rid}",
         "description": (
             f"{rtype} {rid} ({head['scope']}/{head['region']}), read by {source}: "
-            + (f"{len(versions)} version(s) in force during the period." if versions else
-               "known from its verdicts only (no evidence of it in force during the period).")
-            + ("\n\nVerdicts in force at the end of the period:\n\n"
-               + "\n".join(f"- {line}" for line in lines) if lines else "")
+            + (
+                f"{len(versions)} version(s) in force during the period."
+                if versions
+                else "known from its verdicts only (no evidence of it in force during the period)."
+            )
+            + (
+                "\n\nVerdicts in force at the end of the period:\n\n"
+                + "\n".join(f"- {line}" for line in lines)
+                if lines
+                else ""
+            )
         ),
         "props": props,
         "methods": ["EXAMINE"] if manual else ["TEST"],
-        "origins": [{
-            "actors": [{"type": "tool", "actor-uuid": tool_uuid(source)}],
-            "related-tasks": [{"task-uuid": run_task(r)} for r in run_ids],
-        }],
+        "origins": [
+            {
+                "actors": [{"type": "tool", "actor-uuid": tool_uuid(source)}],
+                "related-tasks": [{"task-uuid": run_task(r)} for r in run_ids],
+            }
+        ],
         "subjects": subjects,
         "collected": iso(collected),
     }
     if evidence:
         obs["relevant-evidence"] = evidence
-    until = _parse((payloads.get(versions[-1]["content_hash"]) or {}).get("valid_until")) \
-        if versions and rtype == "manual.evidence" else None
+    until = (
+        _parse((payloads.get(versions[-1]["content_hash"]) or {}).get("valid_until"))
+        if versions and rtype == "manual.evidence"
+        else None
+    )
     if until is not None:
         obs["expires"] = iso(until)
     return obs
@@ -232,10 +274,15 @@ def _finding(
     cid, status = c["control"], c["status"]
     bad = [f for f in in_force if f["status"] in ("fail", "error")]
     good = [f for f in in_force if f["status"] not in ("fail", "error")]
-    related = list(dict.fromkeys(
-        [*(obs_of[(f["source"], evidence_key(f))] for f in bad), *manual_obs,
-         *(obs_of[(f["source"], evidence_key(f))] for f in good[:PASSING_CITED])]
-    ))
+    related = list(
+        dict.fromkeys(
+            [
+                *(obs_of[(f["source"], evidence_key(f))] for f in bad),
+                *manual_obs,
+                *(obs_of[(f["source"], evidence_key(f))] for f in good[:PASSING_CITED]),
+            ]
+        )
+    )
     why = c.get("explanation")
     reasons = [f"Status at {iso(end)}: {status}" + (f" — {why}." if why else ".")]
     for label, wanted in (("Failing", "fail"), ("Erroring", "error")):
@@ -243,10 +290,15 @@ def _finding(
         if rows:
             lines = [f"{label} resources ({len(rows)}):", ""]
             for f in rows:
-                exc = f" [excepted: {f['exception']}]" if f.get("effective_status") == \
-                    "excepted" else ""
-                lines.append(f"- {f['resource_id']} ({f['source']}, {f['scope']}/"
-                             f"{f['region']}) — {f['check_id']}: {f['message']}{exc}")
+                exc = (
+                    f" [excepted: {f['exception']}]"
+                    if f.get("effective_status") == "excepted"
+                    else ""
+                )
+                lines.append(
+                    f"- {f['resource_id']} ({f['source']}, {f['scope']}/"
+                    f"{f['region']}) — {f['check_id']}: {f['message']}{exc}"
+                )
             reasons.append("\n".join(lines))
     if c.get("document"):
         reasons.append(f"Documented part: {c['document']}.")
@@ -254,7 +306,7 @@ def _finding(
         "uuid": uid("finding", cid, iso(end)),
         "title": f"{cid} {c['title']}",
         "description": f"Annexa status of {cid} at {iso(end)}: {status} (worst during the "
-                       f"period: {c.get('worst', status)}).",
+        f"period: {c.get('worst', status)}).",
         "props": [
             prop("annexa-status", status),
             prop("worst-in-period", c.get("worst", status)),
@@ -321,21 +373,36 @@ def assessment_results(
     inventory: list[dict[str, Any]] = []
     observations, obs_of = [], {}
     for skey in sorted(by_resource.keys() | verdicts.keys()):
-        obs = _observation(*skey, by_resource.get(skey, []), verdicts.get(skey, []),
-                           start=start, end=end, resources=resources, payloads=payloads,
-                           inventory=inventory)
+        obs = _observation(
+            *skey,
+            by_resource.get(skey, []),
+            verdicts.get(skey, []),
+            start=start,
+            end=end,
+            resources=resources,
+            payloads=payloads,
+            inventory=inventory,
+        )
         observations.append(obs)
         obs_of[skey] = obs["uuid"]
     manual_by_control: dict[str, list[str]] = {}
     for (src, _key), versions in by_resource.items():
         last = versions[-1]
-        if src == MANUAL_SOURCE and last["resource_type"] == "manual.evidence" \
-                and last["valid_to"] is None:
+        if (
+            src == MANUAL_SOURCE
+            and last["resource_type"] == "manual.evidence"
+            and last["valid_to"] is None
+        ):
             control = str(last["resource_id"]).split("/", 1)[0]
             manual_by_control.setdefault(control, []).append(obs_of[(src, _key)])
     findings = [
-        _finding(c, by_control.get(c["control"], []), manual_by_control.get(c["control"], []),
-                 obs_of, end)
+        _finding(
+            c,
+            by_control.get(c["control"], []),
+            manual_by_control.get(c["control"], []),
+            obs_of,
+            end,
+        )
         for c in controls
         if c["control"] in applicable
     ]
@@ -345,16 +412,22 @@ def assessment_results(
             "type": "action",
             "title": f"Run {r['id']} of {r['source']}",
             "description": f"Collection by connector instance {r['source']} "
-                           f"({r['connector_type']}): {r['status']}.",
-            "props": [prop("run-id", r["id"]), prop("source", r["source"]),
-                      prop("run-status", r["status"]), prop("run-digest", r["digest"]),
-                      prop("prev-digest", r["prev_digest"] or "-"),
-                      prop("signed-by", r.get("key_id") or "not signed"),
-                      prop("in-period", "yes" if r.get("in_period") else "no")],
-            "timing": {"within-date-range": {
-                "start": iso(_parse(r["started_at"]) or start),
-                "end": iso(_parse(r["finished_at"]) or _parse(r["started_at"]) or end),
-            }},
+            f"({r['connector_type']}): {r['status']}.",
+            "props": [
+                prop("run-id", r["id"]),
+                prop("source", r["source"]),
+                prop("run-status", r["status"]),
+                prop("run-digest", r["digest"]),
+                prop("prev-digest", r["prev_digest"] or "-"),
+                prop("signed-by", r.get("key_id") or "not signed"),
+                prop("in-period", "yes" if r.get("in_period") else "no"),
+            ],
+            "timing": {
+                "within-date-range": {
+                    "start": iso(_parse(r["started_at"]) or start),
+                    "end": iso(_parse(r["finished_at"]) or _parse(r["started_at"]) or end),
+                }
+            },
         }
         for r in runs
     ]
@@ -374,8 +447,10 @@ def assessment_results(
         ),
         "start": iso(start),
         "end": iso(end),
-        "props": [prop("runs", len(runs)),
-                  prop("runs-in-period", sum(1 for r in runs if r.get("in_period")))],
+        "props": [
+            prop("runs", len(runs)),
+            prop("runs-in-period", sum(1 for r in runs if r.get("in_period"))),
+        ],
         "reviewed-controls": {"control-selections": [{"include-all": {}}]},
     }
     if local:
@@ -384,11 +459,13 @@ def assessment_results(
         result["observations"] = observations
     if findings:
         result["findings"] = findings
-    extra: dict[str, Any] = {"props": [prop("period-start", iso(start)),
-                                       prop("period-end", iso(end))]}
+    extra: dict[str, Any] = {
+        "props": [prop("period-start", iso(start)), prop("period-end", iso(end))]
+    }
     if organisation:
-        extra["parties"] = [{"uuid": uid("party", organisation), "type": "organization",
-                             "name": organisation}]
+        extra["parties"] = [
+            {"uuid": uid("party", organisation), "type": "organization", "name": organisation}
+        ]
     doc: dict[str, Any] = {
         "uuid": uid("assessment-results", iso(start), iso(end), iso(generated)),
         "metadata": metadata(title, generated, agent_version, **extra),
@@ -429,10 +506,18 @@ def oscal_documents(
     tools = {r["source"]: r["connector_type"] for r in runs if r["source"] not in NOT_OBSERVED}
     docs = chain_documents(index, scope, tools, generated, agent_version)
     docs[RESULTS] = assessment_results(
-        title=title, organisation=scope.organisation, start=start, end=end,
-        generated=generated, agent_version=agent_version, runs=runs,
-        evidence_versions=evidence_versions, findings_at_end=findings_at_end,
-        controls=controls, applicable=scope.applicable, manual_files=manual_files,
+        title=title,
+        organisation=scope.organisation,
+        start=start,
+        end=end,
+        generated=generated,
+        agent_version=agent_version,
+        runs=runs,
+        evidence_versions=evidence_versions,
+        findings_at_end=findings_at_end,
+        controls=controls,
+        applicable=scope.applicable,
+        manual_files=manual_files,
         payloads=payloads,
     )
     return {f"{FOLDER}/{name}": dumps(doc) for name, doc in docs.items()}

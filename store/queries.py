@@ -24,7 +24,7 @@ import json
 import tomllib
 from collections import Counter
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 from typing import Any
@@ -32,6 +32,7 @@ from typing import Any
 from sqlalchemy import Connection, Engine, Text, bindparam, cast, func, or_, select, text
 
 from connectors.records import utcnow
+from store.manual_records import ManualRecord
 from store.schema import (
     UTCDateTime,
     blobs,
@@ -61,13 +62,37 @@ MAX_LISTED = 50
 _STREAM = {"yield_per": 5000}
 
 _FI_COLS = (
-    "id", "run_id", "source", "key", "check_id", "scope", "region", "service",
-    "resource_type", "resource_id", "status", "severity", "message", "evidence_hash",
-    "controls", "mapping_digest", "observed_at", "finding_hash",
+    "id",
+    "run_id",
+    "source",
+    "key",
+    "check_id",
+    "scope",
+    "region",
+    "service",
+    "resource_type",
+    "resource_id",
+    "status",
+    "severity",
+    "message",
+    "evidence_hash",
+    "controls",
+    "mapping_digest",
+    "observed_at",
+    "finding_hash",
 )
 _EV_COLS = (
-    "id", "run_id", "source", "key", "scope", "region", "service", "resource_type",
-    "resource_id", "content_hash", "collected_at",
+    "id",
+    "run_id",
+    "source",
+    "key",
+    "scope",
+    "region",
+    "service",
+    "resource_type",
+    "resource_id",
+    "content_hash",
+    "collected_at",
 )
 
 
@@ -89,18 +114,24 @@ def _latest_sql(
     extra_join: str = "",
     *,
     postgresql: bool = False,
+    key_range: bool = False,
 ) -> str:
     """Each key's latest version at ``:at`` for one ``:source``: key walk + one probe per key.
 
     PostgreSQL runs the probe as a ``LATERAL`` subquery (about a quarter faster there);
     SQLite has no ``LATERAL`` and resolves the same probe as a correlated scalar.
+    ``key_range``: walk only the keys in ``[:lo, :hi)`` (a finding key starts with its
+    check id, so one check's findings are one range of the index).
     """
     names = ", ".join(f"t.{c}" for c in cols)
+    bound = " AND key >= :lo AND key < :hi" if key_range else ""
+    xbound = " AND x.key < :hi" if key_range else ""
     keys = (
         "WITH RECURSIVE k(key) AS ("
-        f" SELECT min(key) FROM {table} WHERE source = :source"
+        f" SELECT min(key) FROM {table} WHERE source = :source{bound}"
         " UNION ALL"
-        f" SELECT (SELECT min(x.key) FROM {table} x WHERE x.source = :source AND x.key > k.key)"
+        f" SELECT (SELECT min(x.key) FROM {table} x WHERE x.source = :source AND x.key > k.key"
+        f"{xbound})"
         " FROM k WHERE k.key IS NOT NULL)"
     )
     probe = (
@@ -127,6 +158,17 @@ def _typed(sql: str, table: Any, cols: Iterable[str], *more: Any) -> Any:
     )
 
 
+def _bytewise_keys(conn: Connection) -> bool:
+    """Whether text keys sort by code point (key ranges are then exact): always on SQLite;
+    on PostgreSQL only under the C collation (a linguistic one may ignore the ``|``)."""
+    if conn.dialect.name != "postgresql":
+        return True
+    coll = conn.execute(
+        text("SELECT datcollate FROM pg_database WHERE datname = current_database()")
+    ).scalar()
+    return str(coll).split(".")[0] in ("C", "POSIX")
+
+
 def findings_at(
     conn: Connection,
     at: datetime | None = None,
@@ -136,10 +178,15 @@ def findings_at(
     status: str | None = None,
     check_ids: Collection[str] | None = None,
 ) -> Iterator[dict[str, Any]]:
-    """Current findings at ``at`` (tombstoned ones excluded), streamed per source."""
+    """Current findings at ``at`` (tombstoned ones excluded), streamed per source.
+
+    ``check_ids`` walks only those checks' key ranges (a finding key starts with
+    ``check_id|``), so the cost follows their findings, not the whole source.
+    """
     at = at or utcnow()
     pg = conn.dialect.name == "postgresql"
-    sql = _latest_sql("findings", "observed_at", _FI_COLS, postgresql=pg)
+    ranged = check_ids is not None and not check_id and _bytewise_keys(conn)
+    sql = _latest_sql("findings", "observed_at", _FI_COLS, postgresql=pg, key_range=ranged)
     sql += " WHERE t.status IS NOT NULL"
     if check_id:
         sql += " AND t.check_id = :check_id"
@@ -152,20 +199,33 @@ def findings_at(
         params["check_id"] = check_id
     if status:
         params["status"] = status
+    # "}" is the character after "|": [check|, check}) holds exactly check's keys.
+    ranges = [{"lo": f"{c}|", "hi": f"{c}}}"} for c in sorted(check_ids or ())] if ranged else [{}]
     rows: list[dict[str, Any]] = []
     for src in _sources(conn, source):
-        for row in conn.execute(q, {**params, "source": src}).mappings():
-            if check_ids is not None and row["check_id"] not in check_ids:
-                continue
-            out = dict(row)
-            out["controls"] = json.loads(out["controls"])
-            rows.append(out)
+        for bounds in ranges:
+            for row in conn.execute(q, {**params, **bounds, "source": src}).mappings():
+                if check_ids is not None and row["check_id"] not in check_ids:
+                    continue
+                out = dict(row)
+                out["controls"] = json.loads(out["controls"])
+                rows.append(out)
     rows.sort(key=lambda r: (r["check_id"], r["source"], r["key"]))
     yield from rows
 
 
-_LIGHT = ("source", "scope", "region", "service", "check_id", "resource_id", "status",
-          "controls", "evidence_hash", "observed_at")
+_LIGHT = (
+    "source",
+    "scope",
+    "region",
+    "service",
+    "check_id",
+    "resource_id",
+    "status",
+    "controls",
+    "evidence_hash",
+    "observed_at",
+)
 
 
 def _findings_light(conn: Connection, at: datetime) -> Iterator[tuple[Any, ...]]:
@@ -202,8 +262,12 @@ def evidence_at(
     pg = conn.dialect.name == "postgresql"
     if with_payload:
         sql = _latest_sql(
-            "evidence", "collected_at", _EV_COLS, ", b.body AS body",
-            " LEFT JOIN blobs b ON b.hash = t.content_hash", postgresql=pg,
+            "evidence",
+            "collected_at",
+            _EV_COLS,
+            ", b.body AS body",
+            " LEFT JOIN blobs b ON b.hash = t.content_hash",
+            postgresql=pg,
         )
     else:
         sql = _latest_sql("evidence", "collected_at", _EV_COLS, postgresql=pg)
@@ -230,6 +294,38 @@ def evidence_at(
                 out["payload"] = json.loads(body) if body is not None else None
                 out["body_removed"] = body is None
             yield out
+
+
+def item_versions(
+    conn: Connection, source: str, key: str, at: datetime | None = None, *,
+    kind: str = "evidence",
+) -> list[dict[str, Any]]:
+    """Every version of one evidence item (``kind="findings"``: one finding) recorded by
+    ``at``, oldest first (sealed runs only); a tombstone (``content_hash`` / ``status``
+    None) says the item was no longer seen.
+
+    One range of the ``(source, key, id)`` index: cheap however long the history.
+    """
+    at = at or utcnow()
+    table, cols, time_col = (
+        (evidence, _EV_COLS, "collected_at") if kind == "evidence"
+        else (findings, _FI_COLS, "observed_at")
+    )
+    q = (
+        select(*(table.c[c] for c in cols))
+        .where(
+            table.c.source == source,
+            table.c.key == key,
+            table.c[time_col] <= at,
+            sealed(table),
+        )
+        .order_by(table.c[time_col], table.c.id)
+    )
+    out = [dict(r) for r in conn.execute(q).mappings()]
+    if kind != "evidence":
+        for r in out:
+            r["controls"] = json.loads(r["controls"])
+    return out
 
 
 def last_ok_units(conn: Connection, at: datetime) -> dict[tuple[str, str, str, str], datetime]:
@@ -337,8 +433,15 @@ def findings_in_period(
         )
 
     rows = _population(
-        conn, findings, "observed_at", _FI_COLS, start, end,
-        alive_col="status", source=source, where=keep,
+        conn,
+        findings,
+        "observed_at",
+        _FI_COLS,
+        start,
+        end,
+        alive_col="status",
+        source=source,
+        where=keep,
     )
     for r in rows:
         r["controls"] = json.loads(r["controls"])
@@ -366,8 +469,15 @@ def evidence_in_period(
         )
 
     rows = _population(
-        conn, evidence, "collected_at", _EV_COLS, start, end,
-        alive_col="content_hash", source=source, where=keep,
+        conn,
+        evidence,
+        "collected_at",
+        _EV_COLS,
+        start,
+        end,
+        alive_col="content_hash",
+        source=source,
+        where=keep,
     )
     rows.sort(key=lambda r: (r["source"], r["key"], r["valid_from"]))
     return rows
@@ -470,8 +580,17 @@ class ExceptionRule:
         }
 
 
-_EXC_KEYS = {"id", "check", "resource", "reason", "approved_by", "expires", "approved_on",
-             "source", "scope"}
+_EXC_KEYS = {
+    "id",
+    "check",
+    "resource",
+    "reason",
+    "approved_by",
+    "expires",
+    "approved_on",
+    "source",
+    "scope",
+}
 _EXC_REQUIRED = ("check", "resource", "reason", "approved_by", "expires")
 
 
@@ -484,8 +603,9 @@ def _instant(value: Any, *, end_of_day: bool) -> datetime:
         return datetime.combine(d, time(0), tzinfo=UTC)
     if isinstance(value, str):
         try:
-            return _instant(datetime.fromisoformat(value.replace("Z", "+00:00")),
-                            end_of_day=end_of_day)
+            return _instant(
+                datetime.fromisoformat(value.replace("Z", "+00:00")), end_of_day=end_of_day
+            )
         except ValueError:
             pass
         try:
@@ -521,8 +641,9 @@ def load_exceptions(path: str | Path, known_checks: Collection[str]) -> list[Exc
         raise ExceptionsError(file, "<file>", f"invalid TOML: {exc}") from None
     for key in doc:
         if key != "exception":
-            raise ExceptionsError(file, "<file>", f"unknown top-level key {key!r} "
-                                  "(expected [[exception]] tables)")
+            raise ExceptionsError(
+                file, "<file>", f"unknown top-level key {key!r} (expected [[exception]] tables)"
+            )
     items = doc.get("exception", [])
     if not isinstance(items, list):
         raise ExceptionsError(file, "exception", "must be an array of tables ([[exception]])")
@@ -534,8 +655,9 @@ def load_exceptions(path: str | Path, known_checks: Collection[str]) -> list[Exc
             raise ExceptionsError(file, entry, "must be a table")
         for key in item:
             if key not in _EXC_KEYS:
-                raise ExceptionsError(file, entry, f"unknown key {key!r} (allowed: "
-                                      f"{', '.join(sorted(_EXC_KEYS))})")
+                raise ExceptionsError(
+                    file, entry, f"unknown key {key!r} (allowed: {', '.join(sorted(_EXC_KEYS))})"
+                )
         for key in _EXC_REQUIRED:
             if key not in item:
                 raise ExceptionsError(file, entry, f"missing key {key!r}")
@@ -560,9 +682,15 @@ def load_exceptions(path: str | Path, known_checks: Collection[str]) -> list[Exc
         ids.add(rid)
         rules.append(
             ExceptionRule(
-                id=rid, check=check, resource=item["resource"], reason=item["reason"],
-                approved_by=item["approved_by"], expires=expires, starts=starts,
-                source=item.get("source"), scope=item.get("scope"),
+                id=rid,
+                check=check,
+                resource=item["resource"],
+                reason=item["reason"],
+                approved_by=item["approved_by"],
+                expires=expires,
+                starts=starts,
+                source=item.get("source"),
+                scope=item.get("scope"),
             )
         )
     return rules
@@ -581,55 +709,6 @@ def exception_for(
 
 
 # -- manual evidence (read side; writing is store.manual) -----------------------------------
-
-
-@dataclass(frozen=True)
-class ManualRecord:
-    """One manual evidence record (a version of ``manual.evidence`` for a control/file)."""
-
-    key: str
-    control: str
-    filename: str
-    file_sha256: str
-    size: int
-    note: str
-    added_by: str
-    recorded_at: datetime
-    valid_from: datetime
-    valid_until: datetime
-    content_hash: str
-    run_id: str
-
-    def valid(self, at: datetime) -> bool:
-        return self.valid_from <= at < self.valid_until
-
-    def expired(self, at: datetime) -> bool:
-        return self.valid_until <= at
-
-    def within_review(self, interval: timedelta | None) -> ManualRecord:
-        """This record, valid no longer than the control's review interval allows.
-
-        A policy recorded "valid until 2030" still needs its yearly review: the
-        documented part's ``review_interval_days`` caps every record of the control.
-        """
-        if interval is None or self.valid_until <= self.valid_from + interval:
-            return self
-        return replace(self, valid_until=self.valid_from + interval)
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "control": self.control,
-            "filename": self.filename,
-            "file_sha256": self.file_sha256,
-            "size": self.size,
-            "note": self.note,
-            "added_by": self.added_by,
-            "recorded_at": self.recorded_at.isoformat(),
-            "valid_from": self.valid_from.isoformat(),
-            "valid_until": self.valid_until.isoformat(),
-            "content_hash": self.content_hash,
-            "run_id": self.run_id,
-        }
 
 
 def _manual_from(row: Mapping[str, Any], body: str | None) -> ManualRecord | None:
@@ -807,20 +886,42 @@ def control_statuses(
     with engine.connect() as conn:
         units = last_ok_units(conn, at)
         manual = manual_at(conn, at)
-        for (source, scope, region, service, check_id, resource_id, status, controls, eh,
-             observed) in _findings_light(conn, at):
+        approved_policies: list[tuple[str, str, str]] = []
+        for (
+            source,
+            scope,
+            region,
+            service,
+            check_id,
+            resource_id,
+            status,
+            controls,
+            eh,
+            observed,
+        ) in _findings_light(conn, at):
+            if check_id == "policies.document.approved" and status == "pass" and eh:
+                approved_policies.append((source, resource_id, eh))
             # A finding is confirmed by its own observation, and since by every clean
             # read of its unit (unchanged items write no new row).
             times = [
-                x for x in (units.get((source, scope, region, service)),
-                            units.get((source, scope, "global", service)), observed)
+                x
+                for x in (
+                    units.get((source, scope, region, service)),
+                    units.get((source, scope, "global", service)),
+                    observed,
+                )
                 if x is not None
             ]
             confirmed = max(times) if times else None
             eff = status
             if status == "fail" and rules:
-                f = {"source": source, "scope": scope, "check_id": check_id,
-                     "resource_id": resource_id, "status": status}
+                f = {
+                    "source": source,
+                    "scope": scope,
+                    "check_id": check_id,
+                    "resource_id": resource_id,
+                    "status": status,
+                }
                 if exception_for(rules, f, at):
                     eff = "excepted"
             for cid in controls:
@@ -838,13 +939,19 @@ def control_statuses(
                     ):
                         a.oldest_pass_confirmation = confirmed
                 elif eff in ("fail", "error", "excepted"):
-                    listed = a.failing if eff == "fail" else (
-                        a.erroring if eff == "error" else a.excepted
+                    listed = (
+                        a.failing
+                        if eff == "fail"
+                        else (a.erroring if eff == "error" else a.excepted)
                     )
                     if len(listed) < MAX_LISTED:
                         listed.append(f"{resource_id} ({check_id})")
                 if confirmed and (a.last_confirmed is None or confirmed > a.last_confirmed):
                     a.last_confirmed = confirmed
+        if approved_policies:
+            from store.policy_documents import policy_records
+
+            manual += policy_records(conn, approved_policies)
     by_control: dict[str, list[ManualRecord]] = {}
     for rec in manual:
         by_control.setdefault(rec.control, []).append(rec)
@@ -872,8 +979,13 @@ def control_statuses(
             automated_sufficient=part.automated_sufficient,
         )
         document = (
-            "valid" if valid else "not_required" if part.automated_sufficient and checks
-            else "expired" if expired else "missing"
+            "valid"
+            if valid
+            else "not_required"
+            if part.automated_sufficient and checks
+            else "expired"
+            if expired
+            else "missing"
         )
         counts = dict(sorted(a.counts.items()))
         if valid:
@@ -894,8 +1006,12 @@ def control_statuses(
                 erroring=a.erroring,
                 excepted=a.excepted,
                 manual_evidence=[
-                    {**r.as_dict(), "state": "valid" if r.valid(at) else
-                     ("expired" if r.expired(at) else "not_yet_valid")}
+                    {
+                        **r.as_dict(),
+                        "state": "valid"
+                        if r.valid(at)
+                        else ("expired" if r.expired(at) else "not_yet_valid"),
+                    }
                     for r in recs
                 ],
                 last_confirmed=a.last_confirmed,
@@ -929,15 +1045,14 @@ def explain(
             if document == "expired" and expired
             else "no valid document is recorded"
         )
-        return (
-            f"checks pass, but {why}; expected: {part.expected_evidence} Record it with "
-            f"{record}"
-        )
+        return f"checks pass, but {why}; expected: {part.expected_evidence} Record it with {record}"
     if status == "pass":
         if document == "not_required":
             return f"checks pass; the checks alone evidence it: {part.rationale}"
-        return "checks pass and a valid document is recorded" if counts else (
-            "a valid document is recorded (no check can evidence this control)"
+        return (
+            "checks pass and a valid document is recorded"
+            if counts
+            else ("a valid document is recorded (no check can evidence this control)")
         )
     if status == "excepted":
         return "failures are covered by recorded exceptions; the rest passes"
@@ -947,13 +1062,13 @@ def explain(
         return f"{counts.get('error', 0)} check(s) could not be evaluated (read errors)"
     if status == "stale":
         return (
-            "its document expired without a successor" if not counts
+            "its document expired without a successor"
+            if not counts
             else "a passing check's source was not read cleanly within the freshness window"
         )
     if status == "no_evidence":
-        return (
-            "no finding of its checks is in force (no configured source evidences it)"
-            + ("; a document alone is half of it" if document == "valid" else "")
+        return "no finding of its checks is in force (no configured source evidences it)" + (
+            "; a document alone is half of it" if document == "valid" else ""
         )
     if status == "manual":
         return f"no check can evidence it: record {part.expected_evidence} with {record}"
@@ -1013,16 +1128,22 @@ class Timeline:
             "changes": len(self.changes) - 1,
             "seconds": {s: round(v.total_seconds(), 3) for s, v in sorted(durations.items())},
             "fail_periods": [
-                {"from": a.isoformat(), "to": b.isoformat(),
-                 "hours": round((b - a).total_seconds() / 3600, 2)}
+                {
+                    "from": a.isoformat(),
+                    "to": b.isoformat(),
+                    "hours": round((b - a).total_seconds() / 3600, 2),
+                }
                 for a, b, s in self.intervals()
                 if s == "fail"
             ],
             "compliant_pct": round(
-                100.0 * sum(
-                    v.total_seconds() for s, v in durations.items()
+                100.0
+                * sum(
+                    v.total_seconds()
+                    for s, v in durations.items()
                     if s in ("pass", "excepted", "not_applicable")
-                ) / total,
+                )
+                / total,
                 2,
             ),
             "history": [{"at": t.isoformat(), "status": s} for t, s in self.changes],
@@ -1146,8 +1267,11 @@ class _Replay:
 
     # evaluation
     def _confirmation(self, u: tuple[str, str, str, str]) -> datetime | None:
-        times = [x for x in (self.units.get(u), self.units.get((u[0], u[1], "global", u[3])))
-                 if x is not None]
+        times = [
+            x
+            for x in (self.units.get(u), self.units.get((u[0], u[1], "global", u[3])))
+            if x is not None
+        ]
         return max(times) if times else None
 
     def evaluate(self, cid: str, t: datetime) -> str:
@@ -1209,8 +1333,13 @@ def control_timelines(
                 or set(f["controls"]) & rp.controls
             ):
                 rp.apply_finding(f, start)
+        from store.policy_documents import policy_history
+
         mhist = [
-            (t, key, _within_review(rec, index)) for t, key, rec in manual_history(conn)
+            (t, key, _within_review(rec, index))
+            for t, key, rec in sorted(
+                [*manual_history(conn), *policy_history(conn)], key=lambda e: e[0]
+            )
         ]
         for t, key, rec in mhist:
             if t <= start:
@@ -1235,8 +1364,13 @@ def control_timelines(
                 if bound is not None and start < bound <= end:
                     push(bound, 3, r.check)
         uq = (
-            select(runs.c.finished_at, runs.c.source, run_units.c.scope, run_units.c.region,
-                   run_units.c.service)
+            select(
+                runs.c.finished_at,
+                runs.c.source,
+                run_units.c.scope,
+                run_units.c.region,
+                run_units.c.service,
+            )
             .select_from(run_units.join(runs, runs.c.id == run_units.c.run_id))
             .where(
                 run_units.c.ok.is_(True),
@@ -1345,17 +1479,25 @@ def compliance_series(
             counts[tl.status_at(t)] += 1
         total = sum(counts.values()) or 1
         ok = counts["pass"] + counts["excepted"] + counts["not_applicable"]
-        out.append({"at": t.isoformat(), "counts": dict(counts),
-                    "compliant_pct": round(100.0 * ok / total, 2)})
+        out.append(
+            {
+                "at": t.isoformat(),
+                "counts": dict(counts),
+                "compliant_pct": round(100.0 * ok / total, 2),
+            }
+        )
     return out
 
 
 def list_runs(
-    conn: Connection, *, source: str | None = None, limit: int = 50
+    conn: Connection, *, source: str | None = None, limit: int = 50, at: datetime | None = None
 ) -> list[dict[str, Any]]:
+    """The latest ``limit`` runs, newest first; ``at``: those started by then."""
     q = select(runs).order_by(runs.c.started_at.desc()).limit(limit)
     if source:
         q = q.where(runs.c.source == source)
+    if at is not None:
+        q = q.where(runs.c.started_at <= at)
     rows = []
     for row in conn.execute(q).mappings():
         r = dict(row)

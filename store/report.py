@@ -69,14 +69,18 @@ def timeline_svg(intervals: Sequence[tuple[datetime, datetime, str]], width: int
         return ""
     start, end = intervals[0][0], intervals[-1][1]
     total = (end - start).total_seconds() or 1.0
-    parts = [f'<svg class="strip" xmlns="http://www.w3.org/2000/svg" width="{width}" '
-             f'height="14" viewBox="0 0 {width} 14" role="img" aria-label="status timeline">']
+    parts = [
+        f'<svg class="strip" xmlns="http://www.w3.org/2000/svg" width="{width}" '
+        f'height="14" viewBox="0 0 {width} 14" role="img" aria-label="status timeline">'
+    ]
     for a, b, s in intervals:
         x = width * (a - start).total_seconds() / total
         w = max(width * (b - a).total_seconds() / total, 1.0)
-        parts.append(f'<rect x="{x:.2f}" y="0" width="{w:.2f}" height="14" '
-                     f'fill="{STATUS_COLORS.get(s, "#555")}"><title>{escape(s)} {_t(a)} → '
-                     f"{_t(b)}</title></rect>")
+        parts.append(
+            f'<rect x="{x:.2f}" y="0" width="{w:.2f}" height="14" '
+            f'fill="{STATUS_COLORS.get(s, "#555")}"><title>{escape(s)} {_t(a)} → '
+            f"{_t(b)}</title></rect>"
+        )
     parts.append("</svg>")
     return "".join(parts)
 
@@ -98,10 +102,10 @@ def chart_svg(series: Sequence[Mapping[str, Any]], width: int = 900, height: int
     ]
     for pct in (0, 50, 100):
         y = top + h - h * pct / 100
-        parts.append(f'<line x1="{left}" x2="{left + w}" y1="{y:.1f}" y2="{y:.1f}" '
-                     'stroke="#ddd"/>')
-        parts.append(f'<text x="{left - 4}" y="{y + 4:.1f}" font-size="10" '
-                     f'text-anchor="end">{pct}%</text>')
+        parts.append(f'<line x1="{left}" x2="{left + w}" y1="{y:.1f}" y2="{y:.1f}" stroke="#ddd"/>')
+        parts.append(
+            f'<text x="{left - 4}" y="{y + 4:.1f}" font-size="10" text-anchor="end">{pct}%</text>'
+        )
     points = []
     for i, s in enumerate(series):
         counts = {k: v for k, v in s["counts"].items() if k in CHARTED}
@@ -124,23 +128,30 @@ def chart_svg(series: Sequence[Mapping[str, Any]], width: int = 900, height: int
         pct = 100.0 * passing / evaluated if evaluated else 0.0
         py = top + h - h * pct / 100
         points.append(f"{x + bw / 2:.2f},{py:.2f}")
-    parts.append(f'<polyline id="compliance-line" fill="none" stroke="#111" stroke-width="2" '
-                 f'points="{" ".join(points)}"/>')
+    parts.append(
+        f'<polyline id="compliance-line" fill="none" stroke="#111" stroke-width="2" '
+        f'points="{" ".join(points)}"/>'
+    )
     first, last = series[0]["at"][:10], series[-1]["at"][:10]
     parts.append(f'<text x="{left}" y="{height - 20}" font-size="11">{escape(first)}</text>')
-    parts.append(f'<text x="{left + w}" y="{height - 20}" font-size="11" '
-                 f'text-anchor="end">{escape(last)}</text>')
+    parts.append(
+        f'<text x="{left + w}" y="{height - 20}" font-size="11" '
+        f'text-anchor="end">{escape(last)}</text>'
+    )
     lx = left
     for status in CHARTED:
-        parts.append(f'<rect x="{lx}" y="{height - 12}" width="10" height="10" '
-                     f'fill="{STATUS_COLORS[status]}"/>')
+        parts.append(
+            f'<rect x="{lx}" y="{height - 12}" width="10" height="10" '
+            f'fill="{STATUS_COLORS[status]}"/>'
+        )
         parts.append(f'<text x="{lx + 13}" y="{height - 3}" font-size="10">{status}</text>')
         lx += 110
     parts.append("</svg>")
     return "".join(parts)
 
 
-_CSS = """
+_CSS = (
+    """
 body{font:14px/1.45 system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:24px;color:#222}
 h1{font-size:22px;margin:0 0 4px} h2{font-size:17px;margin:28px 0 8px}
 h3{font-size:15px;margin:18px 0 4px}
@@ -149,7 +160,9 @@ th,td{border-bottom:1px solid #e3e3e3;padding:4px 6px;text-align:left;vertical-a
 td{overflow-wrap:break-word} th{background:#f3f3f3;white-space:nowrap}
 .id,.cid{white-space:nowrap;font-family:ui-monospace,Menlo,Consolas,monospace;font-size:12px}
 .badge{color:#fff;border-radius:3px;padding:1px 6px;font-size:12px;white-space:nowrap}
-""" + "".join(f".s-{s}{{background:{c}}}" for s, c in STATUS_COLORS.items()) + """
+"""
+    + "".join(f".s-{s}{{background:{c}}}" for s, c in STATUS_COLORS.items())
+    + """
 pre{background:#f7f7f7;padding:8px;overflow:auto;max-height:320px;font-size:12px;
 white-space:pre-wrap} .excluded{color:#999}
 .cards span{display:inline-block;margin:0 12px 6px 0} #filter{padding:4px;width:260px}
@@ -164,6 +177,7 @@ padding:0;font:inherit}
  @page{size:A4 landscape;margin:12mm}
 }
 """
+)
 
 _JS = """
 (function () {
@@ -205,15 +219,23 @@ def _payload(h: str, payloads: Mapping[str, str]) -> str:
         pass
     if len(text) > MAX_PAYLOAD_CHARS:
         text = text[:MAX_PAYLOAD_CHARS] + "\n… (truncated; the whole body is in evidence.jsonl)"
-    return (f'<div class="foldable"><span class="id">{escape(h[:16])}</span>'
-            f'<div class="more"><pre>{escape(text)}</pre></div></div>')
+    return (
+        f'<div class="foldable"><span class="id">{escape(h[:16])}</span>'
+        f'<div class="more"><pre>{escape(text)}</pre></div></div>'
+    )
 
 
 def _findings_table(findings: Sequence[Mapping[str, Any]], payloads: Mapping[str, str]) -> str:
     order = {"fail": 0, "error": 1, "excepted": 2, "pass": 3, "not_applicable": 4}
     rows = []
-    for f in sorted(findings, key=lambda f: (order.get(f["effective_status"], 5),
-                                             str(f["check_id"]), str(f["resource_id"]))):
+    for f in sorted(
+        findings,
+        key=lambda f: (
+            order.get(f["effective_status"], 5),
+            str(f["check_id"]),
+            str(f["resource_id"]),
+        ),
+    ):
         exc = f.get("exception")
         status = _badge(f["effective_status"]) + (
             f"<br><small>{escape(exc)}</small>" if exc else ""
@@ -225,9 +247,12 @@ def _findings_table(findings: Sequence[Mapping[str, Any]], payloads: Mapping[str
             f"<td>{_t(f.get('first_observed'))}</td><td>{_t(f.get('last_confirmed'))}</td>"
             f"<td>{_payload(f.get('evidence_hash') or '', payloads)}</td></tr>"
         )
-    return ("<table><tr><th>Check</th><th>Resource</th><th>Status</th><th>Reason</th>"
-            "<th>First observed</th><th>Last confirmed</th><th>Evidence</th></tr>"
-            + "".join(rows) + "</table>")
+    return (
+        "<table><tr><th>Check</th><th>Resource</th><th>Status</th><th>Reason</th>"
+        "<th>First observed</th><th>Last confirmed</th><th>Evidence</th></tr>"
+        + "".join(rows)
+        + "</table>"
+    )
 
 
 def _intervals_text(intervals: Sequence[tuple[datetime, datetime, str]]) -> str:
@@ -275,16 +300,18 @@ def render_report(
     apart = " ".join(
         f"<span>{_badge(s)} {unevidenced[s]}</span>" for s in STATUS_COLORS if s in unevidenced
     )
-    attention = [c for c in controls
-                 if c.get("applicable", True) and c["status"] in NEEDS_ATTENTION]
+    attention = [
+        c for c in controls if c.get("applicable", True) and c["status"] in NEEDS_ATTENTION
+    ]
     order = {s: i for i, s in enumerate(NEEDS_ATTENTION)}
     attention.sort(key=lambda c: (order[c["status"]], c["control"]))
     failing_blocks = []
     for c in attention:
         cid = c["control"]
         tl = timelines.get(cid, ())
-        findings = [f for f in drill.get(cid, [])
-                    if f["effective_status"] in ("fail", "error", "excepted")]
+        findings = [
+            f for f in drill.get(cid, []) if f["effective_status"] in ("fail", "error", "excepted")
+        ]
         failing_blocks.append(
             f'<div class="failing" id="f-{escape(cid)}"><h3><span class="cid">{escape(cid)}'
             f"</span> {escape(c['title'])} {_badge(c['status'])}</h3>"
@@ -300,8 +327,10 @@ def render_report(
         findings = drill.get(cid, [])
         detail = []
         if findings:
-            detail.append(f'<div class="foldable">{len(findings)} finding(s)<div class="more">'
-                          f"{_findings_table(findings, payloads)}</div></div>")
+            detail.append(
+                f'<div class="foldable">{len(findings)} finding(s)<div class="more">'
+                f"{_findings_table(findings, payloads)}</div></div>"
+            )
         for m in c.get("manual_evidence", []):
             detail.append(
                 f"<div>document: {escape(m['filename'])} ({escape(m['state'])}, valid until "
@@ -319,24 +348,30 @@ def render_report(
             f"<td>{c.get('compliant_pct', '')}</td><td>{c.get('fail_hours', 0)}</td>"
             f"<td>{timeline_svg(tl, 160) if len(tl) > 1 else ''}{''.join(detail)}</td></tr>"
         )
-    run_rows = "".join(
-        f'<tr><td class="id">{escape(r["source"])}</td><td class="id">{escape(r["id"])}</td>'
-        f"<td>{_badge(r['status'])}</td><td>{_iso_t(r.get('started_at'))}</td>"
-        f"<td>{_iso_t(r.get('finished_at'))}</td>"
-        f'<td class="id">{escape((r.get("digest") or "")[:16])}</td>'
-        f"<td>{escape('signed by ' + r['key_id'] if r.get('key_id') else 'unsigned')}</td>"
-        f"<td>{'yes' if r.get('in_period') else 'before'}</td></tr>"
-        for r in runs
-    ) or '<tr><td colspan="8">none</td></tr>'
-    exc_rows = "".join(
-        f'<tr><td class="id">{escape(e["id"])}</td><td class="id">{escape(e["check"])}</td>'
-        f"<td>{escape(e['resource'])}</td><td>{escape(e['reason'])}</td>"
-        f"<td>{escape(e['approved_by'])}</td><td>{escape((e.get('starts') or '')[:10])}</td>"
-        f"<td>{_iso_t(e.get('recorded_at'))}"
-        f"{' <b>backdated</b>' if e.get('backdated') else ''}</td>"
-        f"<td>{escape(_last_day(e['expires']))}</td></tr>"
-        for e in exceptions
-    ) or '<tr><td colspan="8">none</td></tr>'
+    run_rows = (
+        "".join(
+            f'<tr><td class="id">{escape(r["source"])}</td><td class="id">{escape(r["id"])}</td>'
+            f"<td>{_badge(r['status'])}</td><td>{_iso_t(r.get('started_at'))}</td>"
+            f"<td>{_iso_t(r.get('finished_at'))}</td>"
+            f'<td class="id">{escape((r.get("digest") or "")[:16])}</td>'
+            f"<td>{escape('signed by ' + r['key_id'] if r.get('key_id') else 'unsigned')}</td>"
+            f"<td>{'yes' if r.get('in_period') else 'before'}</td></tr>"
+            for r in runs
+        )
+        or '<tr><td colspan="8">none</td></tr>'
+    )
+    exc_rows = (
+        "".join(
+            f'<tr><td class="id">{escape(e["id"])}</td><td class="id">{escape(e["check"])}</td>'
+            f"<td>{escape(e['resource'])}</td><td>{escape(e['reason'])}</td>"
+            f"<td>{escape(e['approved_by'])}</td><td>{escape((e.get('starts') or '')[:10])}</td>"
+            f"<td>{_iso_t(e.get('recorded_at'))}"
+            f"{' <b>backdated</b>' if e.get('backdated') else ''}</td>"
+            f"<td>{escape(_last_day(e['expires']))}</td></tr>"
+            for e in exceptions
+        )
+        or '<tr><td colspan="8">none</td></tr>'
+    )
     soa_rows = "".join(
         f'<tr><td class="cid">{escape(r["control"])}</td><td>{escape(r["title"])}</td>'
         f"<td>{escape(r['applicable'])}</td><td>{escape(r['justification'])}</td>"
@@ -345,23 +380,27 @@ def render_report(
         f"<td>{escape(r['implementation'])}</td></tr>"
         for r in soa
     )
-    sample_rows = "".join(
-        f'<tr><td class="id">{escape(s["id"])}</td><td>{escape(json.dumps(s["population"]))}'
-        f"</td><td>{s['size']} of {s['population_size']}</td>"
-        f'<td class="id">{escape(s["seed"])}</td>'
-        f'<td class="id">{escape(s["population_digest"][:16])}</td>'
-        f"<td>{escape(', '.join(s['items']))}</td></tr>"
-        for s in samples
-    ) or '<tr><td colspan="6">none</td></tr>'
+    sample_rows = (
+        "".join(
+            f'<tr><td class="id">{escape(s["id"])}</td><td>{escape(json.dumps(s["population"]))}'
+            f"</td><td>{s['size']} of {s['population_size']}</td>"
+            f'<td class="id">{escape(s["seed"])}</td>'
+            f'<td class="id">{escape(s["population_digest"][:16])}</td>'
+            f"<td>{escape(', '.join(s['items']))}</td></tr>"
+            for s in samples
+        )
+        or '<tr><td colspan="6">none</td></tr>'
+    )
     meta = soa_meta or {}
     soa_line = ""
     if meta.get("version") or meta.get("approved_by"):
-        soa_line = (f"<br>Statement of Applicability v{escape(str(meta.get('version') or '?'))}"
-                    f", approved by {escape(str(meta.get('approved_by') or '—'))} on "
-                    f"{escape(str(meta.get('approved_on') or '—'))}")
+        soa_line = (
+            f"<br>Statement of Applicability v{escape(str(meta.get('version') or '?'))}"
+            f", approved by {escape(str(meta.get('approved_by') or '—'))} on "
+            f"{escape(str(meta.get('approved_on') or '—'))}"
+        )
     extras = "".join(f"<h2>{escape(t)}</h2>{html}" for t, html in extra_sections)
-    csp = ("default-src 'none'; style-src 'unsafe-inline'; script-src 'unsafe-inline'; "
-           "img-src data:")
+    csp = "default-src 'none'; style-src 'unsafe-inline'; script-src 'unsafe-inline'; img-src data:"
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8">
 <meta http-equiv="Content-Security-Policy" content="{csp}">
@@ -369,14 +408,14 @@ def render_report(
 <title>{escape(title)}</title><style>{_CSS}</style></head>
 <body data-ready="0">
 <h1>{escape(title)}</h1>
-<div class="meta">{escape(organisation)}{' — ' if organisation else ''}{escape(scope_description)}
+<div class="meta">{escape(organisation)}{" — " if organisation else ""}{escape(scope_description)}
 <br>Period {_t(start)} → {_t(end)} · generated {_t(generated_at)} · {len(runs)} runs relied on ·
 verify this package offline with <code>annexa verify-package --trusted-keys …</code>{soa_line}</div>
 <h2>Status of applicable controls at the end of the period</h2>
 <div class="cards">{cards}</div>
-<div class="cards meta">Without automated evidence (not charted): {apart or 'none'}</div>
+<div class="cards meta">Without automated evidence (not charted): {apart or "none"}</div>
 <h2>Needing attention at the end of the period ({len(attention)})</h2>
-{''.join(failing_blocks) or '<p>none</p>'}
+{"".join(failing_blocks) or "<p>none</p>"}
 <h2>Compliance over the period</h2>
 {chart_svg(series)}
 <h2>Controls</h2>
@@ -384,7 +423,7 @@ verify this package offline with <code>annexa verify-package --trusted-keys …<
 <table id="controls"><thead><tr><th>Control</th><th>Title</th><th>Applicable</th>
 <th>Status at end</th><th>Worst in period</th><th>Compliant %</th><th>Hours failing</th>
 <th>Evidence</th></tr></thead><tbody>
-{''.join(body)}
+{"".join(body)}
 </tbody></table>
 <h2>Runs relied on</h2>
 <table id="runs"><tr><th>Source</th><th>Run</th><th>Status</th><th>Started</th>

@@ -152,8 +152,14 @@ def _iso(t: datetime) -> str:
 
 
 def apply_retention(
-    engine: Engine, keep: timedelta, keep_label: str, *, removed_by: str, dry_run: bool = False,
-    now: datetime | None = None, signer: Signer | None = None,
+    engine: Engine,
+    keep: timedelta,
+    keep_label: str,
+    *,
+    removed_by: str,
+    dry_run: bool = False,
+    now: datetime | None = None,
+    signer: Signer | None = None,
 ) -> RetentionResult:
     """Remove every body older than ``keep`` (see module docstring); log and sign each."""
     now = now or utcnow()
@@ -171,12 +177,9 @@ def apply_retention(
         return RetentionResult(cutoff, len(hashes), total, dry_run)
     postgresql = engine.dialect.name == "postgresql"
     rows = text(
-        f"SELECT hash, size, {'0' if postgresql else 'rowid'} AS token FROM blobs "
-        "WHERE hash IN :hs"
+        f"SELECT hash, size, {'0' if postgresql else 'rowid'} AS token FROM blobs WHERE hash IN :hs"
     ).bindparams(bindparam("hs", expanding=True))
-    delete = text("DELETE FROM blobs WHERE hash IN :hs").bindparams(
-        bindparam("hs", expanding=True)
-    )
+    delete = text("DELETE FROM blobs WHERE hash IN :hs").bindparams(bindparam("hs", expanding=True))
     for i in range(0, len(hashes), _BATCH):
         chunk = hashes[i : i + _BATCH]
         with engine.begin() as conn:
@@ -188,11 +191,16 @@ def apply_retention(
             entries = []
             for h, size, token in conn.execute(rows, {"hs": chunk}):
                 entry = {
-                    "hash": h, "size": int(size), "cutoff": cutoff, "keep": keep_label,
-                    "removed_at": now, "removed_by": removed_by,
+                    "hash": h,
+                    "size": int(size),
+                    "cutoff": cutoff,
+                    "keep": keep_label,
+                    "removed_at": now,
+                    "removed_by": removed_by,
                     # The blobs guard lets a body go only with this token logged first.
                     "token": txid if postgresql else int(token),
-                    "signature": None, "key_id": None,
+                    "signature": None,
+                    "key_id": None,
                 }
                 if signer is not None:
                     entry["signature"] = signer.sign(RETENTION_DOMAIN, entry_message(entry))

@@ -45,16 +45,34 @@ DEFAULT_LIKELIHOOD = ("Rare", "Unlikely", "Possible", "Likely", "Almost certain"
 DEFAULT_IMPACT = ("Negligible", "Minor", "Moderate", "Major", "Severe")
 #: ISO/IEC 27005 names the options as nouns; both spellings are accepted.
 _TREATMENT_ALIASES = {
-    "modification": "modify", "mitigate": "modify", "reduce": "modify",
-    "retention": "retain", "accept": "retain",
+    "modification": "modify",
+    "mitigate": "modify",
+    "reduce": "modify",
+    "retention": "retain",
+    "accept": "retain",
     "avoidance": "avoid",
-    "sharing": "share", "transfer": "share",
+    "sharing": "share",
+    "transfer": "share",
 }
 _ANNEX_A = re.compile(r"A\.\d+\.\d+")
 _KEYS = (
-    "id", "title", "asset", "threat", "vulnerability", "owner", "likelihood", "impact",
-    "treatment", "controls", "additional_controls", "residual_likelihood", "residual_impact",
-    "residual_score", "review_date", "accepted_by", "accepted_on",
+    "id",
+    "title",
+    "asset",
+    "threat",
+    "vulnerability",
+    "owner",
+    "likelihood",
+    "impact",
+    "treatment",
+    "controls",
+    "additional_controls",
+    "residual_likelihood",
+    "residual_impact",
+    "residual_score",
+    "review_date",
+    "accepted_by",
+    "accepted_on",
 )
 _REQUIRED = ("id", "title", "owner", "likelihood", "impact", "treatment")
 
@@ -84,8 +102,7 @@ class Scales:
             if value.strip().casefold() in folded:
                 return folded.index(value.strip().casefold()) + 1
         raise RiskFileError(
-            f"{axis}: {value!r} is neither a level 1..{len(labels)} nor one of "
-            f"{', '.join(labels)}"
+            f"{axis}: {value!r} is neither a level 1..{len(labels)} nor one of {', '.join(labels)}"
         )
 
     def as_dict(self) -> dict[str, list[str]]:
@@ -152,31 +169,45 @@ class Risk:
     def payload(self) -> dict[str, Any]:
         """The recorded form (canonical: no derived values that scales could change)."""
         return {
-            "id": self.id, "title": self.title, "owner": self.owner, "asset": self.asset,
-            "threat": self.threat, "vulnerability": self.vulnerability,
-            "likelihood": self.likelihood, "impact": self.impact,
-            "treatment": self.treatment, "controls": list(self.controls),
+            "id": self.id,
+            "title": self.title,
+            "owner": self.owner,
+            "asset": self.asset,
+            "threat": self.threat,
+            "vulnerability": self.vulnerability,
+            "likelihood": self.likelihood,
+            "impact": self.impact,
+            "treatment": self.treatment,
+            "controls": list(self.controls),
             "additional_controls": list(self.additional_controls),
             "residual_score": self.residual_score,
             "review_date": self.review_date.isoformat() if self.review_date else None,
             "accepted_by": self.accepted_by,
             "accepted_on": _iso(self.accepted_on),
-            "source": self.source, "url": self.url,
+            "source": self.source,
+            "url": self.url,
         }
 
     @classmethod
     def from_payload(cls, p: Mapping[str, Any]) -> Risk:
         return cls(
-            id=p["id"], title=p["title"], owner=p["owner"], asset=p.get("asset") or "",
-            threat=p.get("threat") or "", vulnerability=p.get("vulnerability") or "",
-            likelihood=int(p["likelihood"]), impact=int(p["impact"]), treatment=p["treatment"],
+            id=p["id"],
+            title=p["title"],
+            owner=p["owner"],
+            asset=p.get("asset") or "",
+            threat=p.get("threat") or "",
+            vulnerability=p.get("vulnerability") or "",
+            likelihood=int(p["likelihood"]),
+            impact=int(p["impact"]),
+            treatment=p["treatment"],
             controls=tuple(p.get("controls") or ()),
             additional_controls=tuple(p.get("additional_controls") or ()),
             residual_score=p.get("residual_score"),
             review_date=date.fromisoformat(p["review_date"]) if p.get("review_date") else None,
             accepted_by=p.get("accepted_by"),
             accepted_on=_parse(p.get("accepted_on")),
-            source=p.get("source") or "file", url=p.get("url"),
+            source=p.get("source") or "file",
+            url=p.get("url"),
         )
 
 
@@ -306,8 +337,7 @@ def build_risk(
     impact = scales.level("impact", item["impact"])
     if residual is not None and residual > likelihood * impact:
         raise RiskFileError(
-            f"the target residual score {residual} exceeds the inherent score "
-            f"{likelihood * impact}"
+            f"the target residual score {residual} exceeds the inherent score {likelihood * impact}"
         )
     by, on = _text(item, "accepted_by"), item.get("accepted_on")
     if bool(by) != (on not in (None, "")):

@@ -69,8 +69,12 @@ def _versions(conn: Connection, *where: Any) -> list[Version]:
     """Every sealed version of the matching evidence items, tombstones closing them."""
     q = (
         select(
-            evidence.c.key, evidence.c.resource_id, evidence.c.source, evidence.c.collected_at,
-            evidence.c.content_hash, blobs.c.body,
+            evidence.c.key,
+            evidence.c.resource_id,
+            evidence.c.source,
+            evidence.c.collected_at,
+            evidence.c.content_hash,
+            blobs.c.body,
         )
         .select_from(evidence.outerjoin(blobs, blobs.c.hash == evidence.c.content_hash))
         .where(sealed(evidence), *where)
@@ -82,8 +86,16 @@ def _versions(conn: Connection, *where: Any) -> list[Version]:
         if r.content_hash is None or r.body is None:
             continue  # a tombstone (revoked / no longer seen), or a body removed by retention
         nxt = rows[i + 1] if i + 1 < len(rows) and rows[i + 1].key == r.key else None
-        out.append(Version(r.key, r.resource_id, r.source, json.loads(r.body), r.collected_at,
-                           nxt.collected_at if nxt is not None else None))
+        out.append(
+            Version(
+                r.key,
+                r.resource_id,
+                r.source,
+                json.loads(r.body),
+                r.collected_at,
+                nxt.collected_at if nxt is not None else None,
+            )
+        )
     return out
 
 
@@ -115,8 +127,9 @@ def _with_acceptance_times(versions: list[Version]) -> list[Version]:
             since = None
         elif not (contiguous and prev is not None and _acceptance_key(prev) == acc):
             since = v.recorded_at
-        out.append(Version(v.key, v.resource_id, v.source, v.payload, v.recorded_at,
-                           v.revoked_at, since))
+        out.append(
+            Version(v.key, v.resource_id, v.source, v.payload, v.recorded_at, v.revoked_at, since)
+        )
         prev = v
     return out
 
@@ -200,22 +213,35 @@ class RiskRow:
 
     def as_dict(self) -> dict[str, Any]:
         return {
-            "id": self.id, "title": self.title, "source": self.source, "owner": self.owner,
-            "asset": self.asset, "threat": self.threat, "vulnerability": self.vulnerability,
-            "likelihood": self.likelihood, "impact": self.impact,
-            "inherent_score": self.inherent_score, "treatment": self.treatment,
-            "controls": self.controls, "additional_controls": self.additional_controls,
+            "id": self.id,
+            "title": self.title,
+            "source": self.source,
+            "owner": self.owner,
+            "asset": self.asset,
+            "threat": self.threat,
+            "vulnerability": self.vulnerability,
+            "likelihood": self.likelihood,
+            "impact": self.impact,
+            "inherent_score": self.inherent_score,
+            "treatment": self.treatment,
+            "controls": self.controls,
+            "additional_controls": self.additional_controls,
             "treatment_status": self.treatment_status,
             "target_residual": self.target_residual,
-            "effective_residual": self.effective_residual, "appetite": self.appetite,
-            "review_date": self.review_date, "accepted_by": self.accepted_by,
+            "effective_residual": self.effective_residual,
+            "appetite": self.appetite,
+            "review_date": self.review_date,
+            "accepted_by": self.accepted_by,
             "accepted_on": self.accepted_on.isoformat() if self.accepted_on else None,
             "acceptance_recorded_at": (
                 self.acceptance_recorded_at.isoformat() if self.acceptance_recorded_at else None
             ),
-            "accepted": self.accepted, "flags": self.flags,
-            "accepted_flags": self.accepted_flags, "status": self.status,
-            "assessment_status": self.assessment_status, "notes": self.notes,
+            "accepted": self.accepted,
+            "flags": self.flags,
+            "accepted_flags": self.accepted_flags,
+            "status": self.status,
+            "assessment_status": self.assessment_status,
+            "notes": self.notes,
             "recorded_at": self.recorded_at.isoformat() if self.recorded_at else None,
             "url": self.url,
         }
@@ -240,15 +266,25 @@ def judge(
     from mappings.crosswalk import aggregate
 
     row = RiskRow(
-        id=risk.id, title=risk.title, source=risk.source, owner=risk.owner,
-        asset=risk.asset, threat=risk.threat, vulnerability=risk.vulnerability,
-        likelihood=risk.likelihood, impact=risk.impact, inherent_score=risk.inherent_score,
+        id=risk.id,
+        title=risk.title,
+        source=risk.source,
+        owner=risk.owner,
+        asset=risk.asset,
+        threat=risk.threat,
+        vulnerability=risk.vulnerability,
+        likelihood=risk.likelihood,
+        impact=risk.impact,
+        inherent_score=risk.inherent_score,
         treatment=risk.treatment,
         controls={c: statuses.get(c, "no_evidence") for c in risk.controls},
         additional_controls=list(risk.additional_controls),
-        target_residual=risk.target_residual, appetite=policy.appetite,
+        target_residual=risk.target_residual,
+        appetite=policy.appetite,
         review_date=risk.review_date.isoformat() if risk.review_date else None,
-        accepted_by=risk.accepted_by, accepted_on=risk.accepted_on, url=risk.url,
+        accepted_by=risk.accepted_by,
+        accepted_on=risk.accepted_on,
+        url=risk.url,
     )
     if row.controls:
         row.treatment_status = aggregate(list(row.controls.values()), rank)
@@ -269,9 +305,7 @@ def judge(
     row.effective_residual = risk.target_residual if effective else risk.inherent_score
     if row.effective_residual > policy.threshold:
         row.flags.append("residual_above_appetite")
-        row.notes.append(
-            f"residual {row.effective_residual} above the appetite {policy.threshold}"
-        )
+        row.notes.append(f"residual {row.effective_residual} above the appetite {policy.threshold}")
     if risk.accepted_on is not None and acceptance_recorded_at is not None:
         row.acceptance_recorded_at = acceptance_recorded_at
         if risk.accepted_on > acceptance_recorded_at:
@@ -319,15 +353,26 @@ def register_rows(
         except (RiskFileError, KeyError, TypeError, ValueError) as exc:
             rows.append(
                 RiskRow(
-                    id=v.resource_id, title="(unreadable risk)", source=v.source,
-                    status="error", assessment_status="error",
-                    treatment_status="error", flags=["unreadable"], notes=[str(exc)],
+                    id=v.resource_id,
+                    title="(unreadable risk)",
+                    source=v.source,
+                    status="error",
+                    assessment_status="error",
+                    treatment_status="error",
+                    flags=["unreadable"],
+                    notes=[str(exc)],
                     recorded_at=v.recorded_at,
                 )
             )
             continue
-        row = judge(risk, at=at, statuses=statuses, policy=policy, rank=rank,
-                    acceptance_recorded_at=v.acceptance_recorded_at)
+        row = judge(
+            risk,
+            at=at,
+            statuses=statuses,
+            policy=policy,
+            rank=rank,
+            acceptance_recorded_at=v.acceptance_recorded_at,
+        )
         row.recorded_at = v.recorded_at
         rows.append(row)
     rows.sort(key=lambda r: (r.source != "file", r.source, r.id))
@@ -350,12 +395,15 @@ def register_at(
     if statuses is not None:
         now = statuses(at)
     else:
-        now = {c.id: c.status for c in control_statuses(engine, index, at, freshness,
-                                                         exceptions=exceptions)}
+        now = {
+            c.id: c.status
+            for c in control_statuses(engine, index, at, freshness, exceptions=exceptions)
+        }
     with engine.connect() as conn:
         history = read_history(conn)
-    return register_rows(history, at=at, statuses=now, fallback=fallback,
-                         catalog=index.catalog, rank=STATUS_RANK)
+    return register_rows(
+        history, at=at, statuses=now, fallback=fallback, catalog=index.catalog, rank=STATUS_RANK
+    )
 
 
 def risks_by_control(rows: Iterable[RiskRow]) -> dict[str, list[dict[str, Any]]]:
@@ -368,7 +416,12 @@ def risks_by_control(rows: Iterable[RiskRow]) -> dict[str, list[dict[str, Any]]]
     for r in rows:
         for cid in r.controls:
             out.setdefault(cid, []).append(
-                {"risk": r.id, "title": r.title, "treatment": r.treatment,
-                 "status": r.status, "flags": list(r.flags)}
+                {
+                    "risk": r.id,
+                    "title": r.title,
+                    "treatment": r.treatment,
+                    "status": r.status,
+                    "flags": list(r.flags),
+                }
             )
     return out

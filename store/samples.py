@@ -60,9 +60,7 @@ class SampleError(ValueError):
 
 def auto_size(frequency: str, population: int) -> int:
     if frequency not in AUTO_SIZES:
-        raise SampleError(
-            f"unknown frequency {frequency!r} (one of {', '.join(AUTO_SIZES)})"
-        )
+        raise SampleError(f"unknown frequency {frequency!r} (one of {', '.join(AUTO_SIZES)})")
     return min(AUTO_SIZES[frequency], population)
 
 
@@ -180,9 +178,7 @@ def record_sample(
     )
     writer.start()
     try:
-        writer.add_evidence(
-            Evidence("samples", "global", SAMPLE_TYPE, sample.id, sample.payload())
-        )
+        writer.add_evidence(Evidence("samples", "global", SAMPLE_TYPE, sample.id, sample.payload()))
         # No coverage reported: a sample once recorded is never closed by a later draw.
         return writer.finish("succeeded")
     except BaseException:
@@ -236,19 +232,25 @@ def population_rows(conn: Connection, spec: Mapping[str, Any]) -> list[dict[str,
 
     kind = spec.get("kind")
     period = parse_period(str(spec["period"]))
-    start = datetime(period.start.year, period.start.month, period.start.day,
-                     tzinfo=period.end_instant.tzinfo)
+    start = datetime(
+        period.start.year, period.start.month, period.start.day, tzinfo=period.end_instant.tzinfo
+    )
     if kind == "process":
         at = datetime.fromisoformat(spec["as_of"]) if spec.get("as_of") else None
-        rows = population(conn, str(spec["process"]), period, at=at,
-                          source=spec.get("source"), by=spec.get("by")).rows
+        rows = population(
+            conn, str(spec["process"]), period, at=at, source=spec.get("source"), by=spec.get("by")
+        ).rows
         for r in rows:
             r["item_id"] = f"{r['source']}|{r['key']}"
         return rows
     if kind == "findings":
         rows = findings_in_period(
-            conn, start, period.end_instant, check_id=spec.get("check"),
-            source=spec.get("source"), status=spec.get("status"),
+            conn,
+            start,
+            period.end_instant,
+            check_id=spec.get("check"),
+            source=spec.get("source"),
+            status=spec.get("status"),
         )
         if spec.get("control"):
             rows = [r for r in rows if spec["control"] in r["controls"]]
@@ -257,7 +259,10 @@ def population_rows(conn: Connection, spec: Mapping[str, Any]) -> list[dict[str,
         return rows
     if kind == "evidence":
         rows = evidence_in_period(
-            conn, start, period.end_instant, source=spec.get("source"),
+            conn,
+            start,
+            period.end_instant,
+            source=spec.get("source"),
             resource_type=spec.get("resource_type"),
         )
         for r in rows:

@@ -231,6 +231,7 @@ Index("ix_findings_source_key", findings.c.source, findings.c.key, findings.c.id
 Index("ix_findings_run", findings.c.run_id)
 Index("ix_findings_observed", findings.c.observed_at)
 
+
 def sealed_sql(alias: str) -> str:
     """SQL: the row ``alias`` belongs to a sealed run.
 

@@ -72,9 +72,7 @@ def lock_chain(conn: Connection, source: str, run_id: str) -> None:
             text("SELECT pg_advisory_xact_lock(hashtext(:k))"), {"k": f"annexa-chain:{source}"}
         )
     else:
-        conn.execute(
-            update(runs).where(runs.c.id == run_id).values(status=runs.c.status)
-        )
+        conn.execute(update(runs).where(runs.c.id == run_id).values(status=runs.c.status))
 
 
 def seal_run(

@@ -16,12 +16,22 @@ from store.schema import run_timestamps, runs
 
 
 def record_token(
-    conn: Connection, *, run_id: str, digest: str, tsa: str, gen_time: datetime, token: str,
+    conn: Connection,
+    *,
+    run_id: str,
+    digest: str,
+    tsa: str,
+    gen_time: datetime,
+    token: str,
     recorded_at: datetime,
 ) -> None:
     conn.execute(
         insert(run_timestamps).values(
-            run_id=run_id, digest=digest, tsa=tsa, gen_time=gen_time, token=token,
+            run_id=run_id,
+            digest=digest,
+            tsa=tsa,
+            gen_time=gen_time,
+            token=token,
             recorded_at=recorded_at,
         )
     )

@@ -41,11 +41,15 @@ def control_share_series(
     for t in points:
         states = [tl.status_at(t) for cid, tl in timelines.items() if cid in applicable]
         passing = sum(1 for s in states if s == "pass")
-        out.append({
-            "month": f"{t:%Y-%m}", "at": t.isoformat(), "passing": passing,
-            "applicable": len(states),
-            "pct": round(100.0 * passing / len(states), 1) if states else 0.0,
-        })
+        out.append(
+            {
+                "month": f"{t:%Y-%m}",
+                "at": t.isoformat(),
+                "passing": passing,
+                "applicable": len(states),
+                "pct": round(100.0 * passing / len(states), 1) if states else 0.0,
+            }
+        )
     return out
 
 
@@ -62,22 +66,33 @@ def risk_series(
     out = []
     for t in points:
         statuses = {cid: tl.status_at(t) for cid, tl in timelines.items()}
-        rows, policy, _ = register_rows(history, at=t, statuses=statuses, fallback=fallback,
-                                        catalog=catalog, rank=rank)
+        rows, policy, _ = register_rows(
+            history, at=t, statuses=statuses, fallback=fallback, catalog=catalog, rank=rank
+        )
         scored = [r for r in rows if r.inherent_score is not None]
-        out.append({
-            "month": f"{t:%Y-%m}", "at": t.isoformat(), "risks": len(rows),
-            "inherent": sum(r.inherent_score or 0 for r in scored),
-            "residual": sum(r.effective_residual or 0 for r in scored),
-            "flagged": sum(1 for r in rows if r.flagged),
-            "appetite": policy.threshold,
-        })
+        out.append(
+            {
+                "month": f"{t:%Y-%m}",
+                "at": t.isoformat(),
+                "risks": len(rows),
+                "inherent": sum(r.inherent_score or 0 for r in scored),
+                "residual": sum(r.effective_residual or 0 for r in scored),
+                "flagged": sum(1 for r in rows if r.flagged),
+                "appetite": policy.threshold,
+            }
+        )
     return out
 
 
 def _line_chart(
-    title: str, labels: Sequence[str], lines: Sequence[tuple[str, str, Sequence[float]]],
-    top: float, suffix: str, chart_id: str, width: int = 900, height: int = 200,
+    title: str,
+    labels: Sequence[str],
+    lines: Sequence[tuple[str, str, Sequence[float]]],
+    top: float,
+    suffix: str,
+    chart_id: str,
+    width: int = 900,
+    height: int = 200,
 ) -> str:
     left, right, pad_top, bottom = 44, 10, 24, 28
     w, h = width - left - right, height - pad_top - bottom
@@ -93,28 +108,38 @@ def _line_chart(
     ]
     for frac in (0.0, 0.5, 1.0):
         y = pad_top + h - h * frac
-        parts.append(f'<text x="{left - 4}" y="{y + 4:.1f}" font-size="10" text-anchor="end">'
-                     f"{top * frac:g}{suffix}</text>")
+        parts.append(
+            f'<text x="{left - 4}" y="{y + 4:.1f}" font-size="10" text-anchor="end">'
+            f"{top * frac:g}{suffix}</text>"
+        )
     for i, label in enumerate(labels):
         x = left + (i * step if n > 1 else w / 2)
         # The first and last labels sit at the plot's edges: anchor them inside it.
         anchor = "start" if i == 0 and n > 1 else "end" if i == n - 1 and n > 1 else "middle"
-        parts.append(f'<text x="{x:.1f}" y="{height - 10}" font-size="10" '
-                     f'text-anchor="{anchor}">{escape(label)}</text>')
+        parts.append(
+            f'<text x="{x:.1f}" y="{height - 10}" font-size="10" '
+            f'text-anchor="{anchor}">{escape(label)}</text>'
+        )
     for lx, (name, color, values) in enumerate(lines):
         pts = []
         for i, v in enumerate(values):
             x = left + (i * step if n > 1 else w / 2)
             y = pad_top + h - h * min(float(v), top) / top
             pts.append(f"{x:.1f},{y:.1f}")
-            parts.append(f'<circle cx="{x:.1f}" cy="{y:.1f}" r="3" fill="{color}">'
-                         f"<title>{escape(labels[i])}: {escape(name)} {v:g}</title></circle>")
+            parts.append(
+                f'<circle cx="{x:.1f}" cy="{y:.1f}" r="3" fill="{color}">'
+                f"<title>{escape(labels[i])}: {escape(name)} {v:g}</title></circle>"
+            )
         # Later series dashed, so that one drawn over an equal one stays visible.
         dash = ' stroke-dasharray="6 4"' if lx else ""
-        parts.append(f'<polyline class="series" data-name="{escape(name)}" fill="none" '
-                     f'stroke="{color}" stroke-width="2"{dash} points="{" ".join(pts)}"/>')
-        parts.append(f'<text x="{left + w - 4}" y="{pad_top + 14 + 13 * lx}" font-size="11" '
-                     f'text-anchor="end" fill="{color}">{escape(name)}</text>')
+        parts.append(
+            f'<polyline class="series" data-name="{escape(name)}" fill="none" '
+            f'stroke="{color}" stroke-width="2"{dash} points="{" ".join(pts)}"/>'
+        )
+        parts.append(
+            f'<text x="{left + w - 4}" y="{pad_top + 14 + 13 * lx}" font-size="11" '
+            f'text-anchor="end" fill="{color}">{escape(name)}</text>'
+        )
     parts.append("</svg>")
     return "".join(parts)
 
@@ -122,25 +147,40 @@ def _line_chart(
 def trends_html(controls: Sequence[Mapping[str, Any]], risks: Sequence[Mapping[str, Any]]) -> str:
     """The report's continual-improvement section body: two charts and their numbers."""
     labels = [p["month"] for p in controls]
-    out = [_line_chart(
-        "Applicable controls passing (%), at the end of each month", labels,
-        [("passing", "#2e7d32", [p["pct"] for p in controls])], 100.0, "%", "trend-controls",
-    )]
+    out = [
+        _line_chart(
+            "Applicable controls passing (%), at the end of each month",
+            labels,
+            [("passing", "#2e7d32", [p["pct"] for p in controls])],
+            100.0,
+            "%",
+            "trend-controls",
+        )
+    ]
     if any(p["risks"] for p in risks):
         top = max(max(p["inherent"] for p in risks), 1)
-        out.append(_line_chart(
-            "Risk scores (sum over the register), at the end of each month", labels,
-            [("inherent", "#8e24aa", [p["inherent"] for p in risks]),
-             ("effective residual", "#c62828", [p["residual"] for p in risks])],
-            float(top), "", "trend-risks",
-        ))
+        out.append(
+            _line_chart(
+                "Risk scores (sum over the register), at the end of each month",
+                labels,
+                [
+                    ("inherent", "#8e24aa", [p["inherent"] for p in risks]),
+                    ("effective residual", "#c62828", [p["residual"] for p in risks]),
+                ],
+                float(top),
+                "",
+                "trend-risks",
+            )
+        )
     rows = "".join(
         f"<tr><td>{escape(c['month'])}</td><td>{c['passing']}/{c['applicable']}</td>"
         f"<td>{c['pct']}</td><td>{r['risks']}</td><td>{r['inherent']}</td>"
         f"<td>{r['residual']}</td><td>{r['flagged']}</td></tr>"
         for c, r in zip(controls, risks, strict=True)
     )
-    out.append('<table id="trends"><thead><tr><th>Month</th><th>Controls passing</th>'
-               "<th>%</th><th>Risks</th><th>Inherent</th><th>Effective residual</th>"
-               f"<th>Flagged</th></tr></thead><tbody>{rows}</tbody></table>")
+    out.append(
+        '<table id="trends"><thead><tr><th>Month</th><th>Controls passing</th>'
+        "<th>%</th><th>Risks</th><th>Inherent</th><th>Effective residual</th>"
+        f"<th>Flagged</th></tr></thead><tbody>{rows}</tbody></table>"
+    )
     return "".join(out)

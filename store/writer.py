@@ -228,8 +228,9 @@ class _Statements:
             col = {c: f"?{i}" for i, c in enumerate(_FI_COLS, start=1)}
             values = ", ".join(col[c] for c in _FI_COLS)
             source = None
-        ev_key = " || '|' || ".join(col[c] for c in ("resource_type", "scope", "region",
-                                                      "resource_id"))
+        ev_key = " || '|' || ".join(
+            col[c] for c in ("resource_type", "scope", "region", "resource_id")
+        )
         judged = (
             "(SELECT max(e.id) FROM evidence e WHERE e.source = "
             f"{col['source']} AND e.key = {ev_key} AND e.content_hash = {col['evidence_hash']})"
@@ -702,13 +703,17 @@ class RunWriter:
             closed = 0
             last = 0
             while True:
-                page = conn.execute(
-                    select(table)
-                    .join(close, close.c.id == table.c.id)
-                    .where(close.c.id > last)
-                    .order_by(close.c.id)
-                    .limit(self.batch_size)
-                ).mappings().all()
+                page = (
+                    conn.execute(
+                        select(table)
+                        .join(close, close.c.id == table.c.id)
+                        .where(close.c.id > last)
+                        .order_by(close.c.id)
+                        .limit(self.batch_size)
+                    )
+                    .mappings()
+                    .all()
+                )
                 if not page:
                     break
                 last = page[-1]["id"]

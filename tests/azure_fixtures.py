@@ -409,7 +409,8 @@ def storage_account(sub: str, name: str, *, rg: str = "rg-data", https: bool | N
         "name": name,
         "type": "Microsoft.Storage/storageAccounts",
         "location": "westeurope",
-        "tags": tags or {},
+        # Labelled with a level of the default classification scheme unless told.
+        "tags": tags if tags is not None else {"data-classification": "internal"},
         "properties": props,
     }
 
@@ -564,6 +565,51 @@ def security_settings(sub: str, *, endpoint: bool = True) -> list[dict[str, Any]
             for name, kind, enabled in (("MCAS", "DataExportSettings", True),
                                         ("WDATP", "DataExportSettings", endpoint),
                                         ("Sentinel", "AlertSyncSettings", False))]
+
+
+def security_contact(sub: str, *, emails: str = "soc@contoso.example", legacy: bool = False,
+                     alerts: str | None = "Medium", by_role: bool = True) -> dict[str, Any]:
+    """A ``Microsoft.Security/securityContacts`` item: the 2023-12-01-preview shape
+    (``isEnabled``, ``notificationsSources``; securityContacts ``GetSecurityContact``
+    example) or, with ``legacy``, the 2020-01-01-preview ``alertNotifications`` one.
+    ``alerts`` None: alert mails off."""
+    props: dict[str, Any] = {
+        "emails": emails, "phone": "+1-555-0100",
+        "notificationsByRole": {"state": "On" if by_role else "Off", "roles": ["Owner"]},
+    }
+    if legacy:
+        props["alertNotifications"] = {"state": "On" if alerts else "Off",
+                                       "minimalSeverity": alerts or "High"}
+    else:
+        props["isEnabled"] = True
+        props["notificationsSources"] = (
+            [{"sourceType": "Alert", "minimalSeverity": alerts}] if alerts else []
+        ) + [{"sourceType": "AttackPath", "minimalRiskLevel": "Critical"}]
+    return {"id": f"/subscriptions/{sub}/providers/Microsoft.Security/securityContacts/default",
+            "name": "default", "type": "Microsoft.Security/securityContacts",
+            "properties": props}
+
+
+def masking_policy(db_id: str, state: str) -> dict[str, Any]:
+    """``DataMaskingPolicyGet.json`` (sql stable/2021-11-01 examples), for ``db_id``."""
+    return {"id": f"{db_id}/dataMaskingPolicies/Default", "name": "Default",
+            "type": "Microsoft.Sql/servers/databases/dataMaskingPolicies",
+            "location": "West Europe", "kind": None,
+            "properties": {"dataMaskingState": state, "exemptPrincipals": "testuser;",
+                           "applicationPrincipals": "", "maskingLevel": ""}}
+
+
+def masking_rule(db_id: str, table: str, column: str, state: str = "Enabled",
+                 function: str = "Text") -> dict[str, Any]:
+    """A rule of ``DataMaskingRuleListByDatabase.json`` (sql stable/2021-11-01)."""
+    return {"id": f"{db_id}/dataMaskingPolicies/Default/rules/", "name": "",
+            "type": "Microsoft.Sql/servers/databases/dataMaskingPolicies/rules",
+            "location": "West Europe", "kind": None,
+            "properties": {"id": f"dbo_{table}_{column}", "ruleState": state,
+                           "schemaName": "dbo", "tableName": table, "columnName": column,
+                           "aliasName": None, "maskingFunction": function,
+                           "numberFrom": None, "numberTo": None, "prefixSize": "1",
+                           "suffixSize": "0", "replacementString": "xxxx"}}
 
 
 def assessment(sub: str, resource: str, key: str, name: str, code: str, *,
@@ -998,6 +1044,7 @@ def add_good_subscription(e: Estate, sub: str, name: str, *, prefix: str) -> Non
         nsg_rule("rdp-lb", 140, "3389", ["AzureLoadBalancer", "10.0.0.0/8"]),
     ]))
     f.put_list(_p(sub, "Microsoft.Security/pricings"), pricings(sub))
+    f.put_list(_p(sub, "Microsoft.Security/securityContacts"), [security_contact(sub)])
     ws = rid(sub, "rg-log", "Microsoft.OperationalInsights/workspaces", f"{prefix}-law")
     f.put(ws, {"id": ws, "name": f"{prefix}-law", "properties": {"retentionInDays": 400}})
     f.put_list(_p(sub, "Microsoft.Insights/diagnosticSettings"),
@@ -1020,9 +1067,13 @@ def add_good_subscription(e: Estate, sub: str, name: str, *, prefix: str) -> Non
     db = {"id": f"{srv['id']}/databases/appdb", "name": "appdb",
           "type": "Microsoft.Sql/servers/databases", "location": "westeurope",
           "sku": {"name": "GP_S_Gen5", "tier": "GeneralPurpose"},
+          "tags": {"data-classification": "confidential"},
           "properties": {"status": "Online", "collation": "SQL_Latin1_General_CP1_CI_AS"}}
     master = {**db, "id": f"{srv['id']}/databases/master", "name": "master"}
     f.put_list(f"{srv['id']}/databases", [master, db])
+    f.put(f"{db['id']}/dataMaskingPolicies/Default", masking_policy(db["id"], "Enabled"))
+    f.put_list(f"{db['id']}/dataMaskingPolicies/Default/rules",
+               [masking_rule(db["id"], "customers", "email", function="Email")])
     f.put(f"{db['id']}/transparentDataEncryption/current",
           {"id": "x", "name": "current", "properties": {"state": "Enabled"}})
     f.add(_p(sub, "Microsoft.Compute/virtualMachines"), vm(sub, f"{prefix}-vm"))
@@ -1063,13 +1114,16 @@ def add_bad_subscription(e: Estate, sub: str, name: str) -> None:
     f.add(coll, http)
     e.expect("azure.storage.account_tls_only", http["id"])
     loose = storage_account(sub, "bloose", public=True, tls="TLS1_0", shared_key=None,
-                            default_action="Allow")
+                            default_action="Allow", tags={"owner": "team-b"})
     f.add(coll, loose)
+    e.expect("azure.storage.account_classified", loose["id"])  # no classification tag
     for c in ("account_public_access_block", "minimum_tls_version",
               "shared_key_access_disabled", "default_network_access_deny"):
         e.expect(f"azure.storage.{c}", loose["id"])
-    legacy = storage_account(sub, "blegacy", public=None, tls=None)  # defaults: TLS1_0
+    legacy = storage_account(sub, "blegacy", public=None, tls=None,  # defaults: TLS1_0
+                             tags={"Data-Classification": "secret"})  # not a level
     f.add(coll, legacy)
+    e.expect("azure.storage.account_classified", legacy["id"])
     e.expect("azure.storage.minimum_tls_version", legacy["id"])
     e.expect("azure.storage.account_public_access_block", legacy["id"])
     # The vendor's example account: nothing set, plain HTTP allowed (rg-data: locked).
@@ -1078,6 +1132,7 @@ def add_bad_subscription(e: Estate, sub: str, name: str) -> None:
     for c in ("account_tls_only", "account_public_access_block", "minimum_tls_version",
               "shared_key_access_disabled", "default_network_access_deny"):
         e.expect(f"azure.storage.{c}", example["id"])
+    e.expect("azure.storage.account_classified", example["id"])  # tags key1/key2 only
     # Deny by default, but the IP rules admit the internet in two halves.
     halves = storage_account(sub, "bhalves")
     halves["properties"]["networkAcls"]["ipRules"] = [
@@ -1117,9 +1172,12 @@ def add_bad_subscription(e: Estate, sub: str, name: str) -> None:
     f.put_list(_p(sub, "Microsoft.Security/pricings"),
                pricings(sub, off=("KeyVaults",), sensitive_data=False))
     f.put_list(_p(sub, "Microsoft.Security/settings"), security_settings(sub, endpoint=False))
+    # Alert mails switched off (2020-01-01-preview shape): no contact is told.
+    f.put_list(_p(sub, "Microsoft.Security/securityContacts"),
+               [security_contact(sub, legacy=True, alerts=None)])
     pricing_id = f"/subscriptions/{sub}/providers/Microsoft.Security/pricings"
     for c in ("defender_plans_enabled", "malware_protection_enabled",
-              "sensitive_data_discovery_enabled"):
+              "sensitive_data_discovery_enabled", "contacts_configured"):
         e.expect(f"azure.security.{c}", pricing_id)
     vm_id = rid(sub, "rg-vm", "Microsoft.Compute/virtualMachines", "b-vm-vhd")
     f.put_list(_p(sub, "Microsoft.Security/assessments"), [
@@ -1216,6 +1274,10 @@ def add_bad_subscription(e: Estate, sub: str, name: str) -> None:
     f.put_list(f"{srv['id']}/databases", [db])
     f.put(f"{db['id']}/transparentDataEncryption/current",
           {"id": "x", "name": "current", "properties": {"state": "Disabled"}})
+    # Unclassified, masking never configured (the policy answers Disabled, no rules).
+    f.put(f"{db['id']}/dataMaskingPolicies/Default", masking_policy(db["id"], "Disabled"))
+    f.put_list(f"{db['id']}/dataMaskingPolicies/Default/rules", [])
+    e.expect("azure.sql.database_data_masking", db["id"])
     for c in ("auditing_enabled", "not_publicly_accessible", "minimum_tls_version",
               "firewall_open_to_internet"):
         e.expect(f"azure.sql.{c}", srv["id"])
@@ -1274,8 +1336,9 @@ def add_unexported_subscription(e: Estate, sub: str, name: str) -> None:
     path = f"/subscriptions/{sub}/providers/microsoft.insights/activitylog"
     for c in ("activity_log_exported", "activity_log_retention", "activity_log_immutable"):
         e.expect(f"azure.monitor.{c}", path)
-    e.expect("azure.security.malware_protection_enabled",
-             f"/subscriptions/{sub}/providers/Microsoft.Security/pricings")
+    for c in ("malware_protection_enabled", "contacts_configured"):  # no contact at all
+        e.expect(f"azure.security.{c}",
+                 f"/subscriptions/{sub}/providers/Microsoft.Security/pricings")
     for c in ("subscription_tagged", "environments_separated"):
         e.expect(f"azure.governance.{c}", f"/subscriptions/{sub}")
     e.expect("azure.consumption.budget_alerts",

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import sys
 import time
 from datetime import UTC, datetime
 from typing import Any
@@ -52,8 +53,19 @@ def start() -> None:
 def stop() -> None:
     global _travel
     if _travel is not None:
+        moment = target()
+        ended = datetime.now(UTC)
         _travel.stop()
         _travel = None
+        if moment is not None and ended.date() != moment.date():
+            # Fixtures computed "now" on one date and the product judged on the next: a
+            # failure in this pass may be that crossing, not a clock bug. Start earlier.
+            print(
+                f"\nWARNING: this {ENV}={moment.isoformat()} pass ran into "
+                f"{ended.isoformat()}: it crossed midnight, so date-sensitive results of "
+                "this pass are not reliable; choose an instant further from midnight",
+                file=sys.stderr,
+            )
 
 
 def shifted() -> bool:

@@ -33,6 +33,7 @@ DOCUMENTS = {
     "cloudbilling": "cloudbilling.v1",
     "orgpolicy": "orgpolicy.v2",
     "resourcemanager": "cloudresourcemanager.v3",
+    "cloudasset": "cloudasset.v1",
 }
 #: APIs without a discovery document in the package (their shapes come from the REST
 #: reference pages, named in tests/gcp_fixtures.py).

@@ -13,6 +13,17 @@ One real HTTP server (``ThreadingHTTPServer``) serves:
   ``<url>/cloudkms``, ``<url>/logging``, ``<url>/scc``), with Google's list shapes:
   ``{<key>: [...], "nextPageToken": "…"}``, empty lists omitted, ``aggregated`` lists
   keyed by ``regions/<name>``;
+* Cloud Asset Inventory (``<url>/cloudasset``): ``GET /v1/<parent>/assets`` (``assets.list``
+  of the ``cloudasset.v1`` discovery document shipped in google-api-python-client:
+  ``contentType`` RESOURCE | IAM_POLICY, repeated ``assetTypes``, ``pageSize``/
+  ``pageToken``; ``ListAssetsResponse`` {``assets``, ``nextPageToken``, ``readTime``};
+  ``Asset`` {``name``, ``assetType``, ``ancestors``, ``updateTime``, ``resource``
+  {``version``, ``discoveryDocumentUri``, ``discoveryName``, ``parent``, ``location``,
+  ``data``} | ``iamPolicy``}) built from the same planted estate as the direct APIs:
+  buckets and their ``…/iam`` policies, firewalls, networks and aggregated subnetworks
+  of every project under the parent (asset names as in Google's "Resource name format"
+  page: ``//storage.googleapis.com/<bucket>``, ``//compute.googleapis.com/projects/<id>/
+  global/firewalls/<name>``);
 * ``POST /token``: the JWT-bearer grant of a service-account key; the assertion's
   signature is verified with the key's public half.
 
@@ -42,7 +53,7 @@ ORG = "organizations/100"
 ENG = "folders/200"
 PROD = "folders/201"
 APIS = ("iam", "storage", "compute", "sqladmin", "cloudkms", "logging", "scc",
-        "securitycenter", "dlp", "cloudbilling", "billingbudgets", "orgpolicy")
+        "securitycenter", "dlp", "cloudbilling", "billingbudgets", "orgpolicy", "cloudasset")
 
 
 def ts(days_ago: float) -> str:
@@ -73,8 +84,11 @@ class GcpFake:
     """The fake's estate and server (context manager)."""
 
     def __init__(self, *, page_size: int = 2, token: str = GCP_TOKEN, record: bool = True,
-                 public_key_pem: bytes | None = None) -> None:
+                 public_key_pem: bytes | None = None, asset_page_size: int = 1000) -> None:
         self.page_size = page_size
+        #: Cloud Asset Inventory pages: the caller's pageSize, at most this.
+        self.asset_page_size = asset_page_size
+        self.asset_update_time = "2026-01-01T00:00:00Z"
         self.token = token
         self.record = record
         self.public_key_pem = public_key_pem
@@ -282,7 +296,93 @@ class GcpFake:
             return 200, self.folders[path]
         return 404 if method == "GET" else 405, _error(404, "NOT_FOUND", path)
 
+    # -- Cloud Asset Inventory, from the planted estate
+
+    def _ancestors(self, pid: str) -> list[str]:
+        project = self.projects[pid]
+        chain = [project["name"]]
+        node = project.get("parent")
+        while node:
+            chain.append(node)
+            node = (self.folders.get(node) or {}).get("parent")
+        return chain
+
+    def _estate_assets(self, pid: str) -> Iterator[tuple[str, str, dict[str, Any],
+                                                          dict[str, Any] | None]]:
+        """``(asset name, asset type, resource data, IAM policy)`` of one project."""
+        compute = "//compute.googleapis.com"
+        for b in self.lists.get(f"/storage/v1/b?project={pid}", ("", []))[1]:
+            pol = self.docs.get(f"/storage/v1/b/{b['name']}/iam")
+            yield (f"//storage.googleapis.com/{b['name']}", "storage.googleapis.com/Bucket",
+                   b, pol)
+        base = f"/compute/v1/projects/{pid}"
+        for kind, atype in (("firewalls", "Firewall"), ("networks", "Network")):
+            for r in self.lists.get(f"{base}/global/{kind}", ("", []))[1]:
+                yield (f"{compute}/projects/{pid}/global/{kind}/{r['name']}",
+                       f"compute.googleapis.com/{atype}", r, None)
+        for scoped in (self.docs.get(f"{base}/aggregated/subnetworks") or {}).get(
+                "items", {}).values():
+            for r in scoped.get("subnetworks") or []:
+                region = str(r.get("region", "")).rsplit("/", 1)[-1]
+                yield (f"{compute}/projects/{pid}/regions/{region}/subnetworks/{r['name']}",
+                       "compute.googleapis.com/Subnetwork", r, None)
+
+    def _assets(self, parent: str, query: dict[str, list[str]]) -> tuple[int, Any]:
+        content = (query.get("contentType") or ["CONTENT_TYPE_UNSPECIFIED"])[0]
+        types = set(query.get("assetTypes") or [])
+        kind, _, ident = parent.partition("/")
+        if kind == "projects":
+            ident = next((p["name"] for pid, p in self.projects.items()
+                          if ident in (pid, p["name"].split("/")[1])), "")
+            parent = ident
+        if not ident or (kind == "organizations" and parent not in self.organizations) or (
+                kind == "folders" and parent not in self.folders):
+            return 403, _error(403, "PERMISSION_DENIED", f"no access to {parent}")
+        assets: list[dict[str, Any]] = []
+        for pid in self.projects:
+            ancestors = self._ancestors(pid)
+            if parent not in ancestors:
+                continue
+            for name, atype, data, pol in self._estate_assets(pid):
+                if types and atype not in types:
+                    continue
+                asset: dict[str, Any] = {"name": name, "assetType": atype,
+                                         "ancestors": ancestors,
+                                         "updateTime": self.asset_update_time}
+                if content == "RESOURCE":
+                    service, _, short = atype.partition("/")
+                    api = service.split(".")[0]
+                    asset["resource"] = {
+                        "version": "v1", "discoveryName": short,
+                        "discoveryDocumentUri": f"https://www.googleapis.com/discovery/v1/"
+                                                f"apis/{api}/v1/rest",
+                        "parent": f"//cloudresourcemanager.googleapis.com/{ancestors[0]}",
+                        "data": data}
+                    if data.get("location"):
+                        asset["resource"]["location"] = str(data["location"]).lower()
+                elif content == "IAM_POLICY":
+                    if pol is None:
+                        continue
+                    asset["iamPolicy"] = {"version": 1, "etag": "BwXa", "bindings": [
+                        {"role": b["role"], "members": b["members"]}
+                        for b in pol.get("bindings") or []]}
+                else:
+                    return 400, _error(400, "INVALID_ARGUMENT",
+                                       f"contentType {content} is not served by the fake")
+                assets.append(asset)
+        size = min(int((query.get("pageSize") or ["100"])[0]), 1000, self.asset_page_size)
+        start = int((query.get("pageToken") or ["0"])[0] or 0)
+        body: dict[str, Any] = {"readTime": self.asset_update_time}
+        if assets[start:start + size]:
+            body["assets"] = assets[start:start + size]
+        if start + size < len(assets):
+            body["nextPageToken"] = str(start + size)
+        return 200, body
+
     def _api(self, path: str, query: dict[str, list[str]]) -> tuple[int, Any]:
+        m = re.fullmatch(r"/v1/((?:organizations|folders|projects)/[^/]+)/assets", path)
+        if m:
+            return self._assets(m.group(1), query)
         if path == "/storage/v1/b":  # buckets are listed with ?project=
             key, items = self.lists.get(f"/storage/v1/b?project={query['project'][0]}",
                                         ("items", []))
@@ -292,6 +392,13 @@ class GcpFake:
             return 200, self._page(key, items, query)
         if path in self.docs:
             return 200, self.docs[path]
+        m = re.fullmatch(r"/storage/v1/b/([^/]+)", path)
+        if m:  # buckets.get of a bucket planted in a project's listing
+            for key, (_, items) in self.lists.items():
+                if key.startswith("/storage/v1/b?project="):
+                    found = [b for b in items if b.get("name") == m.group(1)]
+                    if found:
+                        return 200, found[0]
         if re.search(r"/(serviceAccounts|firewalls|networks|instances|locations|keyRings|"
                      r"cryptoKeys|sinks|securityCenterServices|findings|jobTriggers|"
                      r"discoveryConfigs|targetSslProxies|budgets|getXpnHost)$", path):
@@ -411,7 +518,10 @@ def sa_key(email: str, key_id: str, age_days: float, *, disabled: bool = False
 
 def bucket(name: str, *, pap: str = "enforced", ubla: bool = True,
            retention: dict[str, Any] | None = None, location: str = "EU",
-           delete_after: int | None = None) -> dict[str, Any]:
+           delete_after: int | None = None,
+           labels: dict[str, str] | None = None) -> dict[str, Any]:
+    """A ``Bucket`` (storage.v1 discovery schema); ``labels`` default to a level of the
+    default classification scheme, ``{}`` leaves them out as the API does."""
     b: dict[str, Any] = {
         "kind": "storage#bucket", "selfLink": f"https://www.googleapis.com/storage/v1/b/{name}",
         "id": name, "name": name, "projectNumber": "1", "metageneration": "3",
@@ -426,6 +536,9 @@ def bucket(name: str, *, pap: str = "enforced", ubla: bool = True,
         "softDeletePolicy": {"retentionDurationSeconds": "604800",
                              "effectiveTime": "2024-03-01T07:00:00.000Z"},
     }
+    labels = {"data-classification": "confidential"} if labels is None else labels
+    if labels:
+        b["labels"] = labels
     if retention is not None:
         b["retentionPolicy"] = retention
     if delete_after is not None:
@@ -848,8 +961,11 @@ def add_bad_project(e: Estate, pid: str, number: int, parent: str) -> None:
     ])
     e.expect("gcp.logging.sink_all_logs", f"{res}/sinks")
     e.expect("gcp.logging.sink_destination_locked", f"{res}/sinks")
-    public = bucket(f"{pid}-public", pap="inherited", ubla=False)
-    logs = bucket(f"{pid}-logs", retention={"retentionPeriod": "86400", "isLocked": False})
+    public = bucket(f"{pid}-public", pap="inherited", ubla=False, labels={})
+    logs = bucket(f"{pid}-logs", retention={"retentionPeriod": "86400", "isLocked": False},
+                  labels={"data-classification": "top-secret"})  # not a level of the scheme
+    e.expect("gcp.storage.bucket_classified", public["name"])  # no labels at all
+    e.expect("gcp.storage.bucket_classified", logs["name"])
     unnamed = bucket(f"{pid}-audit", location="US-CENTRAL1")  # no retention at all
     f.put_list(f"/storage/v1/b?project={pid}", "items", [public, logs, unnamed])
     f.put(f"/storage/v1/b/{public['name']}/iam", {"bindings": [

@@ -661,3 +661,23 @@ def code_scanning_analysis(full_name: str, aid: int, tool: str = "Semgrep") -> d
         "deletable": True,
         "warning": "",
     }
+
+
+#: Repository role → the ``permissions`` flags GitHub reports for it.
+_ROLE_PERMISSIONS = {
+    "admin": ("admin", "maintain", "push", "triage", "pull"),
+    "maintain": ("maintain", "push", "triage", "pull"),
+    "write": ("push", "triage", "pull"),
+    "triage": ("triage", "pull"),
+    "read": ("pull",),
+}
+
+
+def collaborator(login: str, uid: int, role: str) -> dict[str, Any]:
+    """``collaborator`` (``GET /repos/{owner}/{repo}/collaborators``): a simple user
+    with ``permissions`` (pull, triage, push, maintain, admin) and ``role_name``."""
+    flags = _ROLE_PERMISSIONS[role]
+    return {**simple_user(login, uid),
+            "permissions": {p: p in flags for p in ("pull", "triage", "push", "maintain",
+                                                    "admin")},
+            "role_name": role}

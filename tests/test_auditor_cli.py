@@ -109,15 +109,15 @@ def test_controls_at_period_and_crosswalks(setup: tuple[Path, History, Path]) ->
     assert then["A.8.24"]["excepted_resources"] == [
         "legacy-export-1 (aws.s3.bucket_default_encryption)"
     ]
-    assert then["A.5.1"]["status"] == "pass"
-    assert then["A.5.1"]["manual_evidence"][0]["added_by"] == "alice"
+    assert then["A.5.2"]["status"] == "pass"
+    assert then["A.5.2"]["manual_evidence"][0]["added_by"] == "alice"
     now = {r["control"]: r["status"] for r in ok_json(annexa("controls", "-c", c, "-f", "json"))}
-    assert now["A.8.24"] == "pass" and now["A.5.1"] == "pass"
+    assert now["A.8.24"] == "pass" and now["A.5.2"] == "pass"
     expired_at = h.instants["policy_expired"].isoformat()
     later = {r["control"]: r["status"] for r in ok_json(
         annexa("controls", "-c", c, "--at", expired_at, "-f", "json")
     )}
-    assert later["A.5.1"] == "stale"
+    assert later["A.5.2"] == "stale"
 
     period = f"{h.start.isoformat()}..{h.instants['fixed'].isoformat()}"
     over = {r["control"]: r for r in ok_json(
@@ -135,7 +135,11 @@ def test_controls_at_period_and_crosswalks(setup: tuple[Path, History, Path]) ->
     )}
     assert len(iso13) == 114
     assert iso13["A.10.1.1"]["status"] == "pass" and iso13["A.10.1.1"]["maps_to"] == ["A.8.24"]
-    assert iso13["A.5.1.1"]["status"] == "pass" and iso13["A.7.1.1"]["status"] == "manual"
+    assert iso13["A.6.1.1"]["status"] == "pass" and iso13["A.7.2.3"]["status"] == "manual"
+    # Screening (A.6.1) has HR checks and awareness (A.6.3) KnowBe4 checks since issue
+    # 16; no such source ran here.
+    assert iso13["A.7.1.1"]["status"] == "no_evidence"
+    assert iso13["A.7.2.2"]["status"] == "no_evidence"
     # Conservative: a requirement passes only when every control it relies on passes.
     split = iso13["A.18.2.3"]
     assert split["maps_to"] == ["A.5.36", "A.8.8"]
@@ -144,11 +148,13 @@ def test_controls_at_period_and_crosswalks(setup: tuple[Path, History, Path]) ->
         annexa("controls", "-c", c, "--framework", "soc2", "-f", "json")
     )}
     assert soc2["PI1.1"]["status"] == "not_mapped"
-    # CC1.1: the policy (A.5.1) is recorded, the other three controls are not.
+    # CC1.1: none of its four controls is evidenced here. Since issue 16 A.5.1 has the
+    # policy connector's checks and A.6.2 the HR and policy-acknowledgement checks, and
+    # no such source ran; A.5.4 and A.6.4 have no document recorded.
     cc11 = soc2["CC1.1"]
-    assert cc11["iso27001_2022"]["A.5.1"] == "pass"
-    assert cc11["status"] == "manual" and cc11["unevidenced"] == 3
-    assert cc11["unevidenced_controls"] == ["A.5.4", "A.6.2", "A.6.4"]
+    assert cc11["iso27001_2022"]["A.5.1"] == "no_evidence"
+    assert cc11["status"] == "no_evidence" and cc11["unevidenced"] == 4
+    assert cc11["unevidenced_controls"] == ["A.5.1", "A.5.4", "A.6.2", "A.6.4"]
     # CC6.1: A.8.24 passes, its four other controls have no evidence.
     assert soc2["CC6.1"]["iso27001_2022"]["A.8.24"] == "pass"
     assert soc2["CC6.1"]["status"] == "no_evidence" and soc2["CC6.1"]["unevidenced"] == 4
@@ -234,18 +240,18 @@ def test_evidence_add_counts_until_it_expires(setup: tuple[Path, History, Path])
     cfg, _, tmp = setup
     doc = tmp / "access-review.xlsx"
     doc.write_bytes(b"quarterly access review Q4")
-    add = annexa("evidence", "add", "-c", str(cfg), "--control", "A.5.2", "--file", str(doc),
+    add = annexa("evidence", "add", "-c", str(cfg), "--control", "A.5.5", "--file", str(doc),
                  "--valid-until", "2099-06-30", "--note", "Q4 review", "--by", "bob",
                  "-f", "json")
     [rec] = ok_json(add)
     assert rec["added_by"] == "bob" and rec["valid_until"].startswith("2099-07-01T00:00:00")
     now = {r["control"]: r for r in ok_json(annexa("controls", "-c", str(cfg), "-f", "json"))}
-    assert now["A.5.2"]["status"] == "pass"
-    assert now["A.5.2"]["counts"]["manual_evidence"] == 1
+    assert now["A.5.5"]["status"] == "pass"
+    assert now["A.5.5"]["counts"]["manual_evidence"] == 1
     later = {r["control"]: r["status"] for r in ok_json(
         annexa("controls", "-c", str(cfg), "--at", "2099-07-01T00:00:00Z", "-f", "json")
     )}
-    assert later["A.5.2"] == "stale"
+    assert later["A.5.5"] == "stale"
     assert annexa("verify", "-c", str(cfg)).returncode == 0
     dry = ok_json(annexa("retention", "--keep", "3y", "--dry-run", "-c", str(cfg), "-f", "json"))
     assert dry[0]["bodies_to_remove"] == 0

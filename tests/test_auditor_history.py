@@ -34,7 +34,7 @@ pytestmark = pytest.mark.clock
 
 CHECK = "aws.s3.bucket_default_encryption"
 CONTROL = "A.8.24"
-MANUAL_CONTROL = "A.5.1"
+MANUAL_CONTROL = "A.5.2"  # manual: no check is linked (A.5.1 has policy checks)
 ACCOUNT = "123456789012"
 
 
@@ -123,7 +123,7 @@ def build_history(engine: Engine, index: MappingIndex, tmp_path: Path) -> Histor
 
 
 EXPECTED = {
-    # instant: (A.8.24, A.5.1)
+    # instant: (A.8.24, A.5.2)
     "all_pass": ("pass", "manual"),
     "policy_valid": ("pass", "pass"),
     "failing_excepted": ("excepted", "pass"),

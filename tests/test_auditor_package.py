@@ -101,7 +101,7 @@ def test_package_contents_and_oscal_validate(
     verdicts = {f["target"]["target-id"]: f for f in result["findings"]}
     assert len(verdicts) == 93
     assert verdicts["A.8.24_obj"]["target"]["status"]["state"] == "satisfied"
-    assert verdicts["A.5.1_obj"]["target"]["status"]["state"] == "satisfied"  # manual evidence
+    assert verdicts["A.5.2_obj"]["target"]["status"]["state"] == "satisfied"  # manual evidence
     assert verdicts["A.7.1_obj"]["target"]["status"]["state"] == "not-satisfied"  # nothing shown
     assert verdicts["A.8.24_obj"]["related-observations"]
     # The population CSVs name the excepted and expired history.

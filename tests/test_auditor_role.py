@@ -59,7 +59,7 @@ def test_auditor_can_read_every_view_and_write_nothing(
         assert len(statuses) == 93 and statuses["A.8.24"] == "pass"
         assert conn.execute("SELECT count(*) FROM findings_current").fetchone()[0] == 2
         assert conn.execute(
-            "SELECT count(*) FROM manual_evidence_current WHERE control = 'A.5.1'"
+            "SELECT count(*) FROM manual_evidence_current WHERE control = 'A.5.2'"
         ).fetchone()[0] == 1
 
         # Even with the session default switched off, privileges refuse every write.

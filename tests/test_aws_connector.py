@@ -24,10 +24,10 @@ from collector.runner import run_connector
 from connectors.aws import AwsConnector, AwsOptions
 from connectors.aws.connector import SERVICES
 from connectors.base import CollectContext, available_connectors
-from connectors.checks import REGISTRY, evaluate
-from connectors.records import Coverage, Evidence, Finding, Record
+from connectors.records import Coverage, Evidence, Record
 from mappings import load_mappings
 from store.schema import findings as findings_table
+from tests.harness import run_engine
 
 MAIN = "123456789012"
 REGIONAL = {"ec2", "vpc", "logs", "kms", "rds", "guardduty", "config", "securityhub",
@@ -45,14 +45,6 @@ def collect(name: str = "aws-test", ctx: CollectContext | None = None, **options
     if whole[0].ok:
         return [r for r in records if r is not whole[0]]
     return records
-
-
-def findings_of(records: list[Record]) -> list[Finding]:
-    out: list[Finding] = []
-    for rec in records:
-        if isinstance(rec, Evidence):
-            out.extend(evaluate(rec, REGISTRY.for_type(rec.resource_type), {}))
-    return out
 
 
 def coverage_of(records: list[Record]) -> dict[tuple[str, str, str], Coverage]:
@@ -145,13 +137,14 @@ def test_access_denied_on_one_bucket_is_an_error_for_that_check_only(aws_fault_p
             "Rules": [{"ApplyServerSideEncryptionByDefault": {"SSEAlgorithm": "AES256"}}]})
     aws_fault_proxy.fail(service="s3", operation="GetBucketEncryption", bucket="annexa-denied",
                          code="AccessDenied", status=403)
-    records = collect(regions=["us-east-1"], services=["s3"])
+    run = run_engine("aws", {"regions": ["us-east-1"], "services": ["s3"]}, name="aws-test")
+    records = run.records
     assert coverage_of(records)[(MAIN, "global", "s3")].ok
     denied = next(r for r in records if isinstance(r, Evidence)
                   and r.resource_type == "aws.s3.bucket" and r.resource_id == "annexa-denied")
     assert "ServerSideEncryptionConfiguration" not in denied.payload
     assert denied.payload["_errors"] == {"ServerSideEncryptionConfiguration": "AccessDenied"}
-    verdicts = {(f.check_id, f.resource_id): f for f in findings_of(records)}
+    verdicts = {(f.check_id, f.resource_id): f for f in run.findings}
     enc = verdicts[("aws.s3.bucket_default_encryption", "annexa-denied")]
     assert enc.status == "error" and "AccessDenied" in enc.message
     assert verdicts[("aws.s3.bucket_public_access_block", "annexa-denied")].status == "fail"
@@ -168,17 +161,18 @@ def test_unreadable_trail_status_makes_logging_check_an_error(aws_fault_proxy) -
     aws_fault_proxy.fail(
         service="cloudtrail", operation="GetTrailStatus", code="AccessDeniedException"
     )
-    records = collect(regions=["us-east-1"], services=["cloudtrail"])
-    assert all(c.ok for c in coverage_of(records).values())
+    run = run_engine("aws", {"regions": ["us-east-1"], "services": ["cloudtrail"]},
+                     name="aws-test")
+    assert all(c.ok for c in coverage_of(run.records).values())
     (finding,) = [
-        f for f in findings_of(records) if f.check_id == "aws.cloudtrail.multi_region_logging"
+        f for f in run.findings if f.check_id == "aws.cloudtrail.multi_region_logging"
     ]
     assert finding.status == "error" and "AccessDeniedException" in finding.message
     validation = [
-        f for f in findings_of(records) if f.check_id == "aws.cloudtrail.log_file_validation"
+        f for f in run.findings if f.check_id == "aws.cloudtrail.log_file_validation"
     ]
     assert {f.status for f in validation} == {"pass", "fail"}  # still judged
-    public = [f for f in findings_of(records) if f.check_id == "aws.cloudtrail.bucket_not_public"]
+    public = [f for f in run.findings if f.check_id == "aws.cloudtrail.bucket_not_public"]
     assert {f.status for f in public} == {"pass"}
 
 

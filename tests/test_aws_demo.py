@@ -19,9 +19,9 @@ from connectors.aws import AwsConnector, AwsOptions
 from connectors.aws.connector import SERVICES
 from connectors.aws.estate import MAIN_ACCOUNT, SECURE_ACCOUNT, seed_demo_estate
 from connectors.base import CollectContext
-from connectors.checks import REGISTRY, evaluate
 from connectors.common import activity_time
-from connectors.records import Coverage, Evidence, Finding, Record
+from connectors.records import Coverage, Evidence, Record
+from tests.harness import RunResult, run_engine
 
 REGIONS = ["us-east-1", "eu-west-1"]
 GLOBAL_SERVICES = {"iam", "s3", "s3control", "cloudtrail", "organizations", "cloudfront",
@@ -37,13 +37,13 @@ def collect(name: str = "aws-test", **options) -> list[Record]:
     return [r for r in records if r is not whole[0]]
 
 
-def findings_of(records: list[Record], params: dict | None = None) -> list[Finding]:
-    """Evaluate evidence exactly as the collector does."""
-    out: list[Finding] = []
-    for rec in records:
-        if isinstance(rec, Evidence):
-            out.extend(evaluate(rec, REGISTRY.for_type(rec.resource_type), params or {}))
-    return out
+def engine(name: str = "aws-test", checks: dict | None = None, **options) -> RunResult:
+    """One run through the product's run engine (tests/harness.py); the scope-level
+    ``*`` unit is asserted here, once (``RunResult.records`` leaves it out)."""
+    run = run_engine("aws", options, name=name, checks=checks)
+    whole = [c for c in run.coverage if c.service == "*"]
+    assert len(whole) == 1 and whole[0].scope == name and whole[0].ok, whole
+    return run
 
 
 @pytest.fixture(scope="module")
@@ -52,10 +52,10 @@ def estate(aws_module_env: str) -> dict:
 
 
 @pytest.fixture(scope="module")
-def runs(estate: dict) -> dict[str, list[Record]]:
-    """One collection per demo account (main: own credentials; secure: assumed role)."""
+def runs(estate: dict) -> dict[str, RunResult]:
+    """One engine run per demo account (main: own credentials; secure: assumed role)."""
     return {
-        account_id: collect(regions=REGIONS, role_arn=planted["role_arn"])
+        account_id: engine(regions=REGIONS, role_arn=planted["role_arn"])
         for account_id, planted in estate["accounts"].items()
     }
 
@@ -63,8 +63,8 @@ def runs(estate: dict) -> dict[str, list[Record]]:
 def test_every_unit_is_read_and_every_check_judged(estate: dict, runs: dict) -> None:
     check_ids = {spec.id for spec in AwsConnector.checks()}
     assert len(check_ids) >= 35
-    for account_id, records in runs.items():
-        cov = [r for r in records if isinstance(r, Coverage)]
+    for account_id, run in runs.items():
+        cov = [r for r in run.records if isinstance(r, Coverage)]
         units = {(c.scope, c.region, c.service) for c in cov}
         assert len(units) == len(cov), "one Coverage per unit"
         assert all(c.ok for c in cov), [c for c in cov if not c.ok]
@@ -72,7 +72,7 @@ def test_every_unit_is_read_and_every_check_judged(estate: dict, runs: dict) -> 
             (account_id, r, s) for r in REGIONS for s in set(SERVICES) - GLOBAL_SERVICES
         }
         assert units == expected
-        findings = findings_of(records)
+        findings = run.findings
         assert {f.check_id for f in findings} == check_ids
         assert not [f for f in findings if f.status == "error"]
 
@@ -80,9 +80,9 @@ def test_every_unit_is_read_and_every_check_judged(estate: dict, runs: dict) -> 
 def test_each_check_fails_exactly_the_planted_resources(estate: dict, runs: dict) -> None:
     assert estate["aged"], "the moto server runs in-process: credentials aged, root row set"
     statuses: dict[str, set[str]] = defaultdict(set)
-    for account_id, records in runs.items():
+    for account_id, run in runs.items():
         planted = estate["accounts"][account_id]["fail"]
-        findings = findings_of(records)
+        findings = run.findings
         for spec in AwsConnector.checks():
             mine = [f for f in findings if f.check_id == spec.id]
             failing = sorted(f.resource_id for f in mine if f.status == "fail")
@@ -96,7 +96,7 @@ def test_each_check_fails_exactly_the_planted_resources(estate: dict, runs: dict
 
 
 def test_evidence_payloads_are_the_api_answer_without_secrets(estate: dict, runs: dict) -> None:
-    records = runs[MAIN_ACCOUNT]
+    records = runs[MAIN_ACCOUNT].records
     evidence = {(e.resource_type, e.resource_id): e for e in records if isinstance(e, Evidence)}
     users = estate["accounts"][MAIN_ACCOUNT]["users"]
 
@@ -163,8 +163,8 @@ def test_findings_carry_account_region_and_resource_arn(runs: dict) -> None:
     # a standalone account is its own (ungoverned) organisation: id = account id
     standalone = {"aws.organizations.account", "aws.organizations.organization"}
     buckets = {"aws.s3.bucket", "aws.s3.bucket_access", "aws.s3.bucket_settings"}
-    for account_id, records in runs.items():
-        for f in findings_of(records):
+    for account_id, run in runs.items():
+        for f in run.findings:
             assert f.scope == account_id
             assert f.region in (*REGIONS, "global")
             if f.resource_type in per_region:
@@ -190,7 +190,9 @@ def test_parameters_from_config_change_the_verdicts(estate: dict, runs: dict) ->
         "aws.iam.role_no_full_admin_policy": {"allowed_names": ["annexa-demo-*"]},
         "aws.iam.password_policy_max_age": {"max_age_days": 90},
     }
-    findings = findings_of(runs[MAIN_ACCOUNT], params)
+    main, secure_role = (estate["accounts"][a]["role_arn"] for a in (MAIN_ACCOUNT, SECURE_ACCOUNT))
+    findings = engine(regions=REGIONS, role_arn=main, services=["iam", "logs"],
+                      checks=params).findings
 
     def failing(check_id: str) -> set[str]:
         return {f.resource_id for f in findings if f.check_id == check_id and f.status == "fail"}
@@ -201,7 +203,8 @@ def test_parameters_from_config_change_the_verdicts(estate: dict, runs: dict) ->
     assert failing("aws.iam.role_no_full_admin_policy") == set()  # approved by name
     # expiry required: main's policy sets none, secure's expires passwords after 90 days
     assert failing("aws.iam.password_policy_max_age") == {MAIN_ACCOUNT}
-    secure = {f.status for f in findings_of(runs[SECURE_ACCOUNT], params)
+    secure_run = engine(regions=REGIONS, role_arn=secure_role, services=["iam"], checks=params)
+    secure = {f.status for f in secure_run.findings
               if f.check_id == "aws.iam.password_policy_max_age"}
     assert secure == {"pass"}
 
@@ -212,7 +215,7 @@ def test_s3control_reads_through_the_one_endpoint(runs: dict) -> None:
     assert not any(os.environ.get(v) for v in ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy",
                                                 "https_proxy"))
     (ev,) = [
-        r for r in runs[SECURE_ACCOUNT]
+        r for r in runs[SECURE_ACCOUNT].records
         if isinstance(r, Evidence)
         and r.resource_type == "aws.s3control.account_public_access_block"
     ]

@@ -361,6 +361,8 @@ def test_guardduty_s3_malware_plans(account: Account, stubs: Any) -> None:
     s.add_response("list_detectors", {"DetectorIds": ["d1"]})
     s.add_response("get_detector", {"Status": "ENABLED", "ServiceRole": "r", "Features": [
         {"Name": "EBS_MALWARE_PROTECTION", "Status": "ENABLED"}]}, {"DetectorId": "d1"})
+    s.add_response("list_threat_intel_sets", {"ThreatIntelSetIds": []},
+                   {"DetectorId": "d1", "MaxResults": 50})
     pages = {"p1": ({"NextToken": "t"}, {}), "p2": ({}, {"NextToken": "t"})}
     for plan, state in (("p1", "ACTIVE"), ("p2", "ERROR")):
         more, asked = pages[plan]

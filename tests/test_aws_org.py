@@ -20,8 +20,8 @@ from connectors.aws import ACTIONS, AwsConnector, AwsOptions
 from connectors.aws.connector import SERVICES
 from connectors.aws.estate import seed_org_estate
 from connectors.base import CollectContext
-from connectors.checks import REGISTRY, evaluate
-from connectors.records import Coverage, Evidence, Finding, Record
+from connectors.records import Coverage
+from tests.harness import RunResult, run_built
 
 ROOT = Path(__file__).resolve().parents[1]
 REGIONS = ["us-east-1", "eu-west-1"]
@@ -87,17 +87,9 @@ def org_options(**extra) -> AwsOptions:
 
 
 def org_member(run: tuple) -> str:
-    _, records = run
-    return next(r.scope for r in records if isinstance(r, Coverage) and r.service == "*"
-                and r.scope not in ("aws-org", "123456789012"))
-
-
-def findings_of(records: list[Record]) -> list[Finding]:
-    out: list[Finding] = []
-    for rec in records:
-        if isinstance(rec, Evidence):
-            out.extend(evaluate(rec, REGISTRY.for_type(rec.resource_type), {}))
-    return out
+    _, result = run
+    return next(c.scope for c in result.coverage if c.service == "*"
+                and c.scope not in ("aws-org", "123456789012"))
 
 
 @pytest.fixture(scope="module")
@@ -106,17 +98,18 @@ def org(aws_module_env: str) -> dict:
 
 
 @pytest.fixture(scope="module")
-def run(org: dict) -> tuple[AwsConnector, list[Record]]:
+def run(org: dict) -> tuple[AwsConnector, RunResult]:
+    """One run of the organisation through the product's run engine (tests/harness.py)."""
     connector = AwsConnector("aws-org", org_options(session_name="annexa-test",
                                                     external_id="ext-123", max_workers=12))
-    return connector, list(connector.collect(CollectContext(run_id="t")))
+    return connector, run_built(connector)
 
 
 def test_every_account_region_and_service_is_read(org: dict, run: tuple) -> None:
-    _, records = run
+    _, result = run
     accounts = set(org["accounts"])
     assert len(accounts) == 4  # management + 3 members
-    cov = [r for r in records if isinstance(r, Coverage)]
+    cov = result.coverage
     assert all(c.ok for c in cov), [c for c in cov if not c.ok]
     scopes = {c.scope for c in cov if c.service == "*"}
     assert scopes == accounts | {"aws-org"}  # the org listing, then every account opened
@@ -129,8 +122,8 @@ def test_every_account_region_and_service_is_read(org: dict, run: tuple) -> None
 
 def test_each_check_fails_exactly_the_planted_resources(org: dict, run: tuple) -> None:
     assert org["aged"], "moto runs in-process: each account's root row is planted"
-    _, records = run
-    findings = findings_of(records)
+    _, result = run
+    findings = result.findings
     assert not [f for f in findings if f.status == "error"]
     statuses: dict[str, set[str]] = defaultdict(set)
     for account_id, planted in org["accounts"].items():
@@ -154,13 +147,13 @@ def test_each_check_fails_exactly_the_planted_resources(org: dict, run: tuple) -
 
 
 def test_findings_carry_account_region_and_arn(org: dict, run: tuple) -> None:
-    _, records = run
+    _, result = run
     arn_types = {"aws.iam.user", "aws.iam.group", "aws.iam.role", "aws.iam.root_user",
                  "aws.cloudtrail.trail", "aws.ec2.security_group", "aws.ec2.volume",
                  "aws.ec2.instance", "aws.vpc.vpc", "aws.logs.log_group", "aws.kms.key",
                  "aws.rds.db_instance", "aws.elbv2.load_balancer"}
     seen = set()
-    for f in findings_of(records):
+    for f in result.findings:
         assert f.scope in org["accounts"] and f.region in (*REGIONS, "global")
         if f.resource_type in arn_types:
             seen.add(f.resource_type)

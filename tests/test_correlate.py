@@ -261,7 +261,8 @@ def test_fixing_the_leak_closes_the_failure_on_the_next_correlation(estate, engi
     # stray-gh left GitHub: its person is no longer seen, so its findings are closed.
     assert "github-acme:stray-gh" not in linked
     assert second.counts["evidence_closed"] == 1
-    assert second.counts["findings_closed"] == 2
+    # Its four checks' findings (two of them not_applicable: no HR record) are closed.
+    assert second.counts["findings_closed"] == 4
 
 
 def test_a_stale_source_makes_the_correlation_unit_an_error_and_closes_nothing(estate, engine):
@@ -284,6 +285,8 @@ def test_a_stale_source_makes_the_correlation_unit_an_error_and_closes_nothing(e
     assert {f["check_id"] for f in errors} == {
         "identity.person.offboarded_but_active",
         "identity.person.account_linked_to_idp",
+        "identity.person.leaver_access_removed",
+        "identity.person.no_access_before_hire",
     }
     assert errors[0]["resource_id"] == "identity:people/global/person"
 
@@ -560,6 +563,8 @@ def test_every_identity_check_is_documented():
     assert {s.id for s in specs} == {
         "identity.person.offboarded_but_active",
         "identity.person.account_linked_to_idp",
+        "identity.person.leaver_access_removed",
+        "identity.person.no_access_before_hire",
     }
     for s in specs:
         assert s.title and s.rationale and s.remediation and s.resource_type == PERSON_TYPE
@@ -570,3 +575,83 @@ def test_identity_options_validation():
     for bad in ({"pseudonymise": True}, {"sources": "okta"}, {"unknown": 1}):
         with pytest.raises(ValueError):
             IdentityOptions.model_validate(bad)
+
+
+# ---------------------------------------------------------------- HR as a source of people
+
+
+def test_an_hr_leaver_still_active_in_okta_and_github_fails_a518_naming_both(
+    estate, engine, monkeypatch, tmp_path
+):
+    """BambooHR joins the identity sources: its leavers and joiners are judged against the
+    accounts of the same person (matched by work e-mail, or the identity map)."""
+    from connectors.bamboohr import BambooHRConnector, BambooHROptions
+    from tests import test_bamboohr as bamboo_fakes
+
+    monkeypatch.setenv("ANNEXA_TEST_BAMBOOHR_KEY", bamboo_fakes.API_KEY)
+    hr = bamboo_fakes.FakeBambooHR(estate.okta.server)
+    emp = bamboo_fakes.employee
+    hr.employees += [
+        emp(201, "frank@acme.example", hire="2020-01-06", terminated=day(30)),
+        emp(202, "alice@acme.example", hire="2020-01-06"),
+        emp(203, "grace@acme.example", hire=(NOW + timedelta(days=30)).date().isoformat()),
+        emp(204, "gone@acme.example", hire="2020-01-06", terminated=day(31)),
+        emp(205, "hronly@acme.example", hire="2020-01-06"),
+    ]
+    user = okta_fakes.okta_user
+    estate.okta.add_user(user("00u5frank", "frank@acme.example"), [okta_fakes.factor("push")])
+    estate.okta.add_user(user("00u6grace", "grace@acme.example"), [okta_fakes.factor("push")])
+    estate.gh.member("frank-gh")
+    (tmp_path / "identity-map.toml").write_text(
+        MAP + '\n[[person]]\nid = "frank"\nemails = ["frank@acme.example"]\n'
+        'github = ["frank-gh"]\n',
+        encoding="utf-8",
+    )
+    estate.loaded["bamboohr-acme"] = LoadedConnector(
+        ConnectorConfig(type="bamboohr", name="bamboohr-acme"),
+        BambooHRConnector,
+        BambooHROptions.model_validate(bamboo_fakes.options(hr)),
+    )
+    index = load_mappings()
+    estate.collect(engine, index)
+    summary = run_correlation(estate.settings(), engine, index)
+    assert summary is not None and summary.status == "succeeded", summary.errors
+
+    leavers = person_findings(engine, "identity.person.leaver_access_removed")
+    assert {p for p, f in leavers.items() if f["status"] == "fail"} == {"frank", "gone"}
+    frank = leavers["frank"]
+    assert set(frank["controls"]) == {"A.5.18"}
+    assert f"left on {day(30)}" in frank["message"]
+    assert "bamboohr-acme bamboohr.employee.record 201" in frank["message"]
+    # Both accounts still active are named.
+    assert "okta-prod okta.user.account 00u5frank, frank@acme.example (ACTIVE)" in frank["message"]
+    assert "github-acme github.member.account frank-gh" in frank["message"]
+    # gone: deprovisioned in Okta, but GitHub and Entra still active.
+    assert "github-acme github.member.account gone-gh" in leavers["gone"]["message"]
+    assert "entra-acme entra.user.account e-gone" in leavers["gone"]["message"]
+    assert "00u2gone" not in leavers["gone"]["message"].split("still active")[1]
+    assert leavers["alice"]["status"] == "pass" and "employed" in leavers["alice"]["message"]
+    assert leavers["carol"]["status"] == "not_applicable"  # no HR record
+
+    early = person_findings(engine, "identity.person.no_access_before_hire")
+    assert {p for p, f in early.items() if f["status"] == "fail"} == {"grace@acme.example"}
+    assert "okta-prod okta.user.account 00u6grace" in early["grace@acme.example"]["message"]
+    assert set(early["grace@acme.example"]["controls"]) == {"A.5.16", "A.5.18"}
+    assert early["alice"]["status"] == "pass"
+
+    # HR records are people, not access: the existing checks are unchanged by them.
+    off = person_findings(engine, "identity.person.offboarded_but_active")
+    assert {p for p, f in off.items() if f["status"] == "fail"} == {"gone", "erin"}
+    assert "bamboohr" not in off["gone"]["message"]
+    linked = person_findings(engine, "identity.person.account_linked_to_idp")
+    assert {p for p, f in linked.items() if f["status"] == "fail"} == {
+        "github-acme:stray-gh",
+        "github-acme:vendor",
+    }
+    with engine.connect() as conn:
+        people = {
+            e["resource_id"]: e["payload"] for e in evidence_at(conn, resource_type=PERSON_TYPE)
+        }
+    assert not any("hronly" in pid for pid in people)  # known to HR only: nothing to judge
+    [record] = [a for a in people["frank"]["accounts"] if a.get("hr")]
+    assert record["termination_date"] == day(30) and record["hire_date"] == "2020-01-06"

@@ -40,9 +40,9 @@ from connectors.checks import REGISTRY, evaluate
 from connectors.common import full_time
 from connectors.entra import EntraConnector, EntraOptions
 from connectors.entra.roles import GLOBAL_ADMINISTRATOR
-from connectors.http import HttpOptions
-from connectors.records import Coverage, Evidence, Finding, Record, service_of
-from tests.engine_run import run_engine
+from connectors.records import Coverage, Evidence, Finding, Record
+from tests.fakehttp import FAST_HTTP
+from tests.harness import run_built, run_engine
 from tests.vendor_schemas import assert_valid, graph_schema
 
 pytestmark = pytest.mark.clock
@@ -417,14 +417,7 @@ def graph(httpserver: HTTPServer, monkeypatch: pytest.MonkeyPatch) -> FakeGraph:
     return FakeGraph(httpserver)
 
 
-FAST = HttpOptions(
-    max_attempts=4,
-    retry_min_wait=0.0,
-    retry_max_wait=0.01,
-    max_retry_after=2,
-    timeout=5,
-    connect_timeout=2,
-)
+FAST = FAST_HTTP
 
 
 def healthy_tenant(g: FakeGraph) -> None:
@@ -458,6 +451,14 @@ def healthy_tenant(g: FakeGraph) -> None:
             controls=["block"],
         ),
         ca_policy("ca-3", "Report-only device policy", state="enabledForReportingButNotEnforced"),
+        ca_policy(
+            "ca-4",
+            "Compliant device off the trusted networks",
+            controls=["compliantDevice"],
+            conditions={
+                "locations": {"includeLocations": ["All"], "excludeLocations": ["AllTrusted"]}
+            },
+        ),
     ]
 
 
@@ -492,35 +493,6 @@ def coverage(records: list[Record]) -> dict[str, Coverage]:
     return {r.service: r for r in records if isinstance(r, Coverage)}
 
 
-def findings(records: list[Record], params: dict[str, dict] | None = None) -> list[Finding]:
-    """What the collector does with the records (see collector.runner)."""
-    specs = EntraConnector.checks()
-    by_type: dict[str, list] = defaultdict(list)
-    for s in specs:
-        by_type[s.resource_type].append(s)
-    merged = {s.id: s.params_with((params or {}).get(s.id)) for s in specs}
-    out: list[Finding] = []
-    for rec in records:
-        if isinstance(rec, Evidence):
-            out.extend(evaluate(rec, by_type[rec.resource_type], merged))
-        elif isinstance(rec, Coverage) and not rec.ok:
-            out.extend(
-                Finding(
-                    s.id,
-                    rec.scope,
-                    rec.region,
-                    s.resource_type,
-                    f"entra:{rec.unit}",
-                    "error",
-                    s.severity,
-                    rec.error or "",
-                )
-                for s in specs
-                if rec.service == "*" or service_of(s.resource_type) == rec.service
-            )
-    return out
-
-
 def by_status(found: list[Finding], status: str) -> set[tuple[str, str]]:
     return {(f.check_id, f.resource_id) for f in found if f.status == status}
 
@@ -531,10 +503,11 @@ def by_status(found: list[Finding], status: str) -> set[tuple[str, str]]:
 def test_healthy_tenant_passes_everything_across_pages(graph):
     healthy_tenant(graph)
     conn, cred = connector(graph)
-    records = collect(conn)
+    run = run_built(conn)
+    records = run.records
     cov = coverage(records)
     assert set(cov) == {"*", "role", "tenant", "user"} and all(c.ok for c in cov.values()), cov
-    found = findings(records)
+    found = run.findings
     assert by_status(found, "fail") == set()
     assert by_status(found, "error") == set()
     users = {e.resource_id: e.payload for e in evidence(records, "entra.user.account")}
@@ -565,6 +538,7 @@ def test_healthy_tenant_passes_everything_across_pages(graph):
     assert [len(p["users"]["exclude_users"]) for p in tenant["conditional_access_policies"]] == [
         1,
         1,
+        1,
         2,
     ]
     # The token was asked for once up front, then served from the credential's cache.
@@ -592,9 +566,10 @@ def test_planted_users_fail_exactly_their_checks(graph):
             ["fido2SecurityKey", "microsoftAuthenticatorPush"],
             [GLOBAL_ADMINISTRATOR],
         )
-    records = collect(connector(graph)[0])
+    run = run_built(connector(graph)[0])
+    records = run.records
     assert all(c.ok for c in coverage(records).values())
-    found = findings(records)
+    found = run.findings
     assert by_status(found, "fail") == {
         ("entra.user.mfa_registered", "u-nomfa"),
         ("entra.user.inactive", "u-idle"),
@@ -616,7 +591,7 @@ def test_admin_without_phishing_resistant_method_fails(graph):
         ["microsoftAuthenticatorPush", "mobilePhone"],
         [SECURITY_ADMIN],
     )
-    found = findings(collect(connector(graph)[0]))
+    found = run_built(connector(graph)[0]).findings
     assert by_status(found, "fail") == {("entra.user.admin_phishing_resistant_mfa", "u-weak")}
 
 
@@ -628,15 +603,18 @@ def test_weak_tenant_policies_fail(graph):
         ca_policy("ca-ro", "MFA (report only)", state="enabledForReportingButNotEnforced"),
         ca_policy("ca-some", "MFA for a group", users=["u-alice"]),
     ]
-    found = findings(collect(connector(graph)[0]))
+    found = run_built(connector(graph)[0]).findings
     assert by_status(found, "fail") == {
         ("entra.tenant.mfa_enforced", "authentication-policies"),
         ("entra.tenant.legacy_auth_blocked", "authentication-policies"),
+        ("entra.tenant.managed_device_required", "authentication-policies"),
     }
     mfa = next(f for f in found if f.check_id == "entra.tenant.mfa_enforced")
     assert "'MFA (report only)': state is enabledForReportingButNotEnforced" in mfa.message
     graph.security_defaults = True
-    assert by_status(findings(collect(connector(graph)[0])), "fail") == set()
+    # Security defaults enforce MFA and block legacy clients, but check no device.
+    assert by_status(run_built(connector(graph)[0]).findings, "fail") == {
+        ("entra.tenant.managed_device_required", "authentication-policies")}
 
 
 def test_429_retry_after_then_success_and_5xx_burst(graph):
@@ -651,10 +629,11 @@ def test_429_retry_after_then_success_and_5xx_burst(graph):
     )
     graph.fault("/directoryRoles", (503, "", {}), (504, "<html>gateway</html>", {}), (500, "", {}))
     started = time.monotonic()
-    records = collect(connector(graph)[0])
+    run = run_built(connector(graph)[0])
+    records = run.records
     elapsed = time.monotonic() - started
     assert all(c.ok for c in coverage(records).values())
-    assert by_status(findings(records), "fail") == set()
+    assert by_status(run.findings, "fail") == set()
     assert elapsed >= 1.0  # Retry-After: 1 honoured (backoff alone waits ~0)
     assert graph.requests.count("/v1.0/directoryRoles") == 4
     assert graph.requests.count("/v1.0/users") == 4  # 3 pages + the throttled attempt
@@ -664,22 +643,25 @@ def test_5xx_forever_is_an_error_for_that_unit_only(graph):
     healthy_tenant(graph)
     graph.fault("/identity/conditionalAccess/policies", *[(503, "", {})] * 4)
     graph.fault("/policies/identitySecurityDefaultsEnforcementPolicy", *[(502, "", {})] * 4)
-    records = collect(connector(graph)[0])
+    run = run_built(connector(graph)[0])
+    records = run.records
     cov = coverage(records)
     assert not cov["tenant"].ok and "HTTP 502" in cov["tenant"].error
     assert cov["user"].ok and cov["role"].ok
-    errors = {f.check_id for f in findings(records) if f.status == "error"}
-    assert errors == {"entra.tenant.mfa_enforced", "entra.tenant.legacy_auth_blocked"}
+    errors = {f.check_id for f in run.findings if f.status == "error"}
+    assert errors == {"entra.tenant.mfa_enforced", "entra.tenant.legacy_auth_blocked",
+                      "entra.tenant.managed_device_required"}
 
 
 def test_malformed_json_fails_only_its_unit_and_dependants_error(graph):
     healthy_tenant(graph)
     graph.fault("/directoryRoles", (200, '{"value": [{"id": ', {}))
-    records = collect(connector(graph)[0])
+    run = run_built(connector(graph)[0])
+    records = run.records
     cov = coverage(records)
     assert not cov["role"].ok and "malformed JSON" in cov["role"].error
     assert cov["user"].ok and cov["tenant"].ok
-    found = findings(records)
+    found = run.findings
     errors = by_status(found, "error")
     # Role checks error at the unit; per-user checks that need roles error per user.
     assert ("entra.role.global_admin_count", f"entra:{TENANT}/global/role") in errors
@@ -699,9 +681,10 @@ def test_unreadable_registration_report_makes_only_mfa_checks_error(graph):
             {},
         ),
     )
-    records = collect(connector(graph)[0])
+    run = run_built(connector(graph)[0])
+    records = run.records
     assert coverage(records)["user"].ok
-    errors = by_status(findings(records), "error")
+    errors = by_status(run.findings, "error")
     assert errors == {
         ("entra.user.mfa_registered", "u-alice"),
         ("entra.user.mfa_registered", "u-bob"),
@@ -717,28 +700,34 @@ def test_tenant_without_premium_licence(graph):
     healthy_tenant(graph)
     graph.premium = False
     graph.security_defaults = True
-    records = collect(connector(graph)[0])
+    run = run_built(connector(graph)[0])
+    records = run.records
     assert all(c.ok for c in coverage(records).values())
-    found = findings(records)
+    found = run.findings
     errors = by_status(found, "error")
-    assert {c for c, _ in errors} == {"entra.user.inactive", "entra.user.guest_stale"}
-    msg = next(f.message for f in found if f.status == "error")
+    # Without P1 there is no Conditional Access to read: the device check cannot judge.
+    assert {c for c, _ in errors} == {"entra.user.inactive", "entra.user.guest_stale",
+                                      "entra.tenant.managed_device_required"}
+    msg = next(f.message for f in found
+               if f.status == "error" and f.check_id == "entra.user.inactive")
     assert "premium license" in msg
     assert by_status(found, "fail") == set()
     graph.security_defaults = False
-    errors = by_status(findings(collect(connector(graph)[0])), "error")
+    errors = by_status(run_built(connector(graph)[0]).findings, "error")
     assert ("entra.tenant.mfa_enforced", "authentication-policies") in errors
 
 
 def test_empty_tenant(graph):
-    records = collect(connector(graph)[0])
+    run = run_built(connector(graph)[0])
+    records = run.records
     cov = coverage(records)
     assert all(c.ok for c in cov.values()) and set(cov) == {"*", "role", "tenant", "user"}
     assert evidence(records, "entra.user.account") == []
-    assert {(f.check_id, f.status) for f in findings(records)} == {
+    assert {(f.check_id, f.status) for f in run.findings} == {
         ("entra.role.global_admin_count", "fail"),  # documented: fewer than two admins
         ("entra.tenant.mfa_enforced", "fail"),
         ("entra.tenant.legacy_auth_blocked", "fail"),
+        ("entra.tenant.managed_device_required", "fail"),
     }
 
 
@@ -761,12 +750,13 @@ def test_credential_failure_fails_the_whole_scope(graph):
             "provided.\nTrace ID: 1\nCorrelation ID: 2"
         )
     )
-    records = collect(connector(graph, credential=failing)[0])
+    run = run_built(connector(graph, credential=failing)[0])
+    records = run.records
     cov = coverage(records)
     assert set(cov) == {"*"} and not cov["*"].ok
     assert "AADSTS7000215" in cov["*"].error and "Trace ID" not in cov["*"].error
     assert graph.requests == []
-    found = findings(records)
+    found = run.findings
     assert {f.status for f in found} == {"error"} and len(found) == len(EntraConnector.checks())
 
 
@@ -1125,7 +1115,7 @@ def test_wrong_secret_against_the_real_credential_is_a_scope_error(tls, monkeypa
 
 
 # --------------------------------------------------------------------------- real shapes
-# Graph-shaped tenants judged by the run engine (tests/engine_run.py) with the real
+# Graph-shaped tenants judged by the run engine (tests/harness.py) with the real
 # azure-identity credential against the TLS fakes, as `annexa collect` would.
 
 BREAK_GLASS = ["bg-0", "bg-1"]
@@ -1298,6 +1288,46 @@ def test_conditional_access_conditions_are_all_judged(
     f = run.one("entra.tenant.mfa_enforced", "authentication-policies")
     assert f.status == verdict, f.message
     assert says in f.message
+
+
+TRUSTED_ONLY = {"locations": {"includeLocations": ["All"], "excludeLocations": ["AllTrusted"]}}
+
+#: (case, policy keyword arguments, verdict of entra.tenant.managed_device_required).
+DEVICE_CASES: list[tuple[str, dict[str, Any], str]] = [
+    ("compliant device, everywhere", {"controls": ["compliantDevice"]}, "pass"),
+    ("hybrid joined, outside trusted locations",
+     {"controls": ["domainJoinedDevice"], "conditions": TRUSTED_ONLY}, "pass"),
+    ("compliant device AND mfa", {"controls": ["compliantDevice", "mfa"], "operator": "AND"},
+     "pass"),
+    ("compliant device OR mfa", {"controls": ["compliantDevice", "mfa"]}, "fail"),
+    ("one named location excluded", {"controls": ["compliantDevice"], "conditions": {
+        "locations": {"includeLocations": ["All"], "excludeLocations": ["loc-branch"]}}},
+     "fail"),
+    ("only some users", {"controls": ["compliantDevice"], "users": ["u-alice"]}, "fail"),
+    ("report only", {"controls": ["compliantDevice"],
+                     "state": "enabledForReportingButNotEnforced"}, "fail"),
+    ("only browsers", {"controls": ["compliantDevice"], "clients": ["browser"]}, "fail"),
+    ("only risky sign-ins", {"controls": ["compliantDevice"],
+                             "conditions": {"signInRiskLevels": ["high"]}}, "fail"),
+    ("mfa only", {"controls": ["mfa"]}, "fail"),
+]
+
+
+@pytest.mark.parametrize(("case", "kwargs", "verdict"), DEVICE_CASES,
+                         ids=[c[0] for c in DEVICE_CASES])
+def test_managed_device_policies_are_judged(tls, monkeypatch, case, kwargs, verdict):
+    """Graph-shaped policies (grant ``compliantDevice`` / ``domainJoinedDevice``) through
+    the run engine: A.6.7 remote working is evidenced only by a policy every user meets
+    on every app and client, off the trusted networks at least."""
+    monkeypatch.setenv("ANNEXA_TEST_ENTRA_SECRET", SECRET)
+    g = tls["graph"]
+    healthy_tenant(g)
+    g.policies = [ca_policy("ca-d", case, **kwargs)]
+    run = run_engine("entra", tls_options(tls))
+    assert run.status == "succeeded", run.errors
+    f = run.one("entra.tenant.managed_device_required", "authentication-policies")
+    assert f.status == verdict, f.message
+    assert tuple(f.controls) == ("A.6.7",)
 
 
 def test_approved_exclusions_are_a_parameter(tls, monkeypatch):

@@ -28,10 +28,10 @@ from werkzeug import Request, Response
 from connectors.base import CollectContext
 from connectors.checks import REGISTRY, evaluate
 from connectors.github import GitHubConnector, GitHubOptions
-from connectors.http import HttpOptions
-from connectors.records import Coverage, Evidence, Finding, Record, service_of
+from connectors.records import Coverage, Evidence, Finding, Record
 from tests import github_shapes as shapes
-from tests.engine_run import run_engine
+from tests.fakehttp import FAST_HTTP
+from tests.harness import run_built, run_engine
 from tests.vendor_schemas import assert_valid, openapi_schema
 
 pytestmark = pytest.mark.clock
@@ -162,6 +162,9 @@ class FakeGitHub:
         #: Code scanning per repository: "default" (default setup configured),
         #: "advanced" (analyses uploaded by a workflow), "none", or "off" (403, not enabled).
         self.code_scanning: dict[str, str] = defaultdict(lambda: "default")
+        #: Outside collaborators per repository: (login, role) with role one of
+        #: admin, maintain, write, triage, read.
+        self.repo_outside: dict[str, list[tuple[str, str]]] = defaultdict(list)
         #: (path, body) of every successful JSON answer, for the schema test.
         self.served: list[tuple[str, Any]] = []
         self.faults: dict[str, list[tuple[int, str, dict[str, str]]]] = defaultdict(list)
@@ -324,6 +327,13 @@ class FakeGitHub:
             return self._json(prot)
         if m := re.fullmatch(rf"/repos/{ORG}/([^/]+)/rules/branches/main", path):
             return self._pages(request, self.rules[m[1]])
+        if m := re.fullmatch(rf"/repos/{ORG}/([^/]+)/collaborators", path):
+            if args.get("affiliation") != "outside":
+                return self._json({"message": "fake serves affiliation=outside only",
+                                   "documentation_url": "…"}, 418)
+            people = [shapes.collaborator(login, 700 + i, role)
+                      for i, (login, role) in enumerate(self.repo_outside[m[1]])]
+            return self._pages(request, people)
         if m := re.fullmatch(rf"/repos/{ORG}/([^/]+)/vulnerability-alerts", path):
             if self.vuln_alerts[m[1]]:
                 return Response(status=204)
@@ -353,6 +363,7 @@ def healthy_org(gh: FakeGitHub) -> None:
     gh.repos.append(repository("web", 2))
     gh.rules["web"] = ruleset_rules()  # protected by an organisation ruleset only
     gh.repos.append(repository("legacy", 3, archived=True, sa=False))
+    gh.repo_outside["api"] = [("contractor", "write")]  # contributes, does not administer
     gh.dependabot.append(dependabot_alert("api", 1, "high", days=10))
 
 
@@ -362,15 +373,7 @@ def connector(gh: FakeGitHub, **options: Any) -> GitHubConnector:
         "api_url": gh.api_url,
         "token": {"env": "ANNEXA_TEST_GITHUB_TOKEN"},
         "max_workers": 2,
-        "http": HttpOptions(
-            max_attempts=4,
-            retry_min_wait=0.0,
-            retry_max_wait=0.01,
-            max_retry_after=2,
-            secondary_rate_limit_wait=0.01,
-            timeout=5,
-            connect_timeout=2,
-        ),
+        "http": FAST_HTTP.model_copy(update={"secondary_rate_limit_wait": 0.01}),
         **options,
     }
     return GitHubConnector("github-test", GitHubOptions.model_validate(opts))
@@ -392,35 +395,6 @@ def coverage(records: list[Record]) -> dict[str, Coverage]:
     return {r.service: r for r in records if isinstance(r, Coverage)}
 
 
-def findings(records: list[Record], params: dict[str, dict] | None = None) -> list[Finding]:
-    """What the collector does with the records (see collector.runner)."""
-    specs = GitHubConnector.checks()
-    by_type: dict[str, list] = defaultdict(list)
-    for s in specs:
-        by_type[s.resource_type].append(s)
-    merged = {s.id: s.params_with((params or {}).get(s.id)) for s in specs}
-    out: list[Finding] = []
-    for rec in records:
-        if isinstance(rec, Evidence):
-            out.extend(evaluate(rec, by_type[rec.resource_type], merged))
-        elif isinstance(rec, Coverage) and not rec.ok:
-            out.extend(
-                Finding(
-                    s.id,
-                    rec.scope,
-                    rec.region,
-                    s.resource_type,
-                    f"github:{rec.unit}",
-                    "error",
-                    s.severity,
-                    rec.error or "",
-                )
-                for s in specs
-                if service_of(s.resource_type) == rec.service
-            )
-    return out
-
-
 def by_status(found: list[Finding], status: str) -> set[tuple[str, str]]:
     return {(f.check_id, f.resource_id) for f in found if f.status == status}
 
@@ -430,7 +404,8 @@ def by_status(found: list[Finding], status: str) -> set[tuple[str, str]]:
 
 def test_healthy_org_passes_everything(gh):
     healthy_org(gh)
-    records = collect(connector(gh))
+    run = run_built(connector(gh))
+    records = run.records
     cov = coverage(records)
     assert set(cov) == {
         "org",
@@ -442,7 +417,7 @@ def test_healthy_org_passes_everything(gh):
         "secretscanning",
     }
     assert all(c.ok for c in cov.values()), cov
-    found = findings(records)
+    found = run.findings
     assert by_status(found, "fail") == set() and by_status(found, "error") == set()
     members = {e.resource_id: e.payload for e in evidence(records, "github.member.account")}
     assert len(members) == 5  # three pages at the fake's page size of 2
@@ -477,12 +452,14 @@ def test_planted_problems_fail_exactly_their_checks(gh):
     gh.protection["plan"] = "plan"  # private repo on a plan without protection
     gh.rules["plan"] = ruleset_rules(reviews=2)  # …but an org ruleset covers it
     gh.vuln_alerts["plan"] = False
+    gh.repo_outside["naked"] = [("contractor", "admin")]
+    gh.repo_outside["forcy"] = [("auditor", "read"), ("vendor-no2fa", "maintain")]
     gh.dependabot.append(dependabot_alert("api", 2, "critical", days=20))
     gh.dependabot.append(dependabot_alert("web", 3, "high", days=29))
     gh.secrets.append(secret_alert("web", 1, days=9))
-    records = collect(connector(gh))
-    assert all(c.ok for c in coverage(records).values())
-    found = findings(records, {"github.org.owner_count": {"max_owners": 2}})
+    run = run_built(connector(gh), checks={"github.org.owner_count": {"max_owners": 2}})
+    assert all(c.ok for c in coverage(run.records).values())
+    found = run.findings
     assert by_status(found, "fail") == {
         ("github.org.owner_count", ORG),
         ("github.member.two_factor", "no2fa"),
@@ -493,6 +470,8 @@ def test_planted_problems_fail_exactly_their_checks(gh):
         ("github.repo.secret_scanning", f"{ORG}/forcy"),
         ("github.repo.secret_scanning_push_protection", f"{ORG}/forcy"),
         ("github.repo.dependabot_alerts", f"{ORG}/plan"),
+        ("github.repo.outside_collaborators_no_admin", f"{ORG}/naked"),
+        ("github.repo.outside_collaborators_no_admin", f"{ORG}/forcy"),
         ("github.dependabot.alerts_within_sla", f"{ORG}/api#2"),
         ("github.secretscanning.alerts_within_sla", f"{ORG}/web#1"),
     }
@@ -512,9 +491,10 @@ def test_rate_limits_and_5xx_burst_are_absorbed(gh):
         (503, "", {}),
         (500, "", {}),
     )
-    records = collect(connector(gh))
+    run = run_built(connector(gh))
+    records = run.records
     assert all(c.ok for c in coverage(records).values())
-    found = findings(records)
+    found = run.findings
     assert by_status(found, "fail") == set() and by_status(found, "error") == set()
     assert gh.requests.count(f"/repos/{ORG}/api/branches/main/protection") == 4
 
@@ -522,11 +502,12 @@ def test_rate_limits_and_5xx_burst_are_absorbed(gh):
 def test_malformed_json_fails_only_its_unit(gh):
     healthy_org(gh)
     gh.fault(f"/orgs/{ORG}/repos", (200, '[{"full_name": "acme/api", ', {}))
-    records = collect(connector(gh))
+    run = run_built(connector(gh))
+    records = run.records
     cov = coverage(records)
     assert not cov["repo"].ok and "malformed JSON" in cov["repo"].error
     assert all(c.ok for s, c in cov.items() if s != "repo")
-    errors = {f.check_id for f in findings(records) if f.status == "error"}
+    errors = {f.check_id for f in run.findings if f.status == "error"}
     assert errors == {s.id for s in GitHubConnector.checks() if s.id.startswith("github.repo.")}
 
 
@@ -534,9 +515,10 @@ def test_unreadable_protection_is_an_error_for_that_repo_only(gh):
     healthy_org(gh)
     gh.repos.append(repository("broken", 9))
     gh.fault(f"/repos/{ORG}/broken/rules/branches/main", (200, "{oops", {}))
-    records = collect(connector(gh))
+    run = run_built(connector(gh))
+    records = run.records
     assert coverage(records)["repo"].ok
-    assert by_status(findings(records), "error") == {
+    assert by_status(run.findings, "error") == {
         ("github.repo.branch_protection", f"{ORG}/broken"),
         ("github.repo.force_push_blocked", f"{ORG}/broken"),
     }
@@ -545,9 +527,10 @@ def test_unreadable_protection_is_an_error_for_that_repo_only(gh):
 def test_non_owner_token_gives_errors_not_verdicts(gh):
     healthy_org(gh)
     gh.owner_token = False
-    records = collect(connector(gh))
+    run = run_built(connector(gh))
+    records = run.records
     assert all(c.ok for c in coverage(records).values())
-    found = findings(records)
+    found = run.findings
     errors = by_status(found, "error")
     assert ("github.org.two_factor_required", ORG) in errors
     assert ("github.org.default_permission", ORG) in errors
@@ -558,10 +541,11 @@ def test_non_owner_token_gives_errors_not_verdicts(gh):
 
 
 def test_empty_org(gh):
-    records = collect(connector(gh))
+    run = run_built(connector(gh))
+    records = run.records
     assert all(c.ok for c in coverage(records).values())
     assert [e.resource_type for e in evidence(records)] == ["github.org.settings"]
-    statuses = {(f.check_id, f.status) for f in findings(records)}
+    statuses = {(f.check_id, f.status) for f in run.findings}
     assert statuses == {
         ("github.org.two_factor_required", "pass"),
         ("github.org.owner_count", "pass"),
@@ -697,7 +681,7 @@ def test_every_github_check_is_documented():
 
 
 # --------------------------------------------------------------------------- real shapes
-# Judged by the run engine (tests/engine_run.py), as `annexa collect` would.
+# Judged by the run engine (tests/harness.py), as `annexa collect` would.
 
 
 def engine_options(gh: FakeGitHub) -> dict[str, Any]:
@@ -809,6 +793,38 @@ def test_code_scanning_per_repository(gh):
     assert "A.8.28" in run.one("github.repo.code_scanning", f"{ORG}/cs-none").controls
 
 
+def test_outside_collaborator_permissions_through_the_run_engine(gh):
+    """Every repository role GitHub documents (read, triage, write, maintain, admin) on
+    an outside collaborator, judged by the run engine; ``allowed_logins`` approves one."""
+    healthy_org(gh)
+    roles = ["read", "triage", "write", "maintain", "admin"]
+    for i, role in enumerate(roles):
+        gh.repos.append(repository(f"r-{role}", 60 + i))
+        gh.rules[f"r-{role}"] = ruleset_rules()
+        gh.repo_outside[f"r-{role}"] = [(f"ext-{role}", role)]
+    gh.repos.append(repository("r-approved", 70))
+    gh.rules["r-approved"] = ruleset_rules()
+    gh.repo_outside["r-approved"] = [("break-glass-vendor", "admin")]
+    check = "github.repo.outside_collaborators_no_admin"
+    run = run_engine("github", engine_options(gh),
+                     checks={check: {"allowed_logins": ["Break-Glass-Vendor"]}})
+    assert run.status == "succeeded", run.errors
+    assert run.ids("fail", check) == {(check, f"{ORG}/r-maintain"), (check, f"{ORG}/r-admin")}
+    assert {(check, f"{ORG}/r-{r}") for r in ("read", "triage", "write")} | {
+        (check, f"{ORG}/r-approved"), (check, f"{ORG}/api"), (check, f"{ORG}/web")
+    } == run.ids("pass", check)
+    f = run.one(check, f"{ORG}/r-admin")
+    assert "ext-admin (admin)" in f.message and tuple(f.controls) == ("A.8.30",)
+    assert run.payload("github.repo.repository", f"{ORG}/r-write")["outside_collaborators"] == [
+        {"login": "ext-write", "role_name": "write", "permission": "push"}]
+    # A refused listing is an error for that repository, never a pass.
+    gh.fault(f"/repos/{ORG}/r-read/collaborators",
+             *[(403, json.dumps({"message": "Must have admin rights to Repository.",
+                                 "documentation_url": "…"}), {})] * 4)
+    again = run_engine("github", engine_options(gh))
+    assert again.one(check, f"{ORG}/r-read").status == "error"
+
+
 def test_refused_code_scanning_read_is_an_error_not_a_fail(gh):
     healthy_org(gh)
     gh.fault(
@@ -827,12 +843,15 @@ def test_fake_responses_match_the_openapi_description(gh):
     gh.secrets.append(secret_alert("web", 1, days=1))
     gh.repos.append(repository("advanced", 30))
     gh.code_scanning["advanced"] = "advanced"
+    gh.repo_outside["advanced"] = [("ext-admin", "admin"), ("ext-read", "read")]
     run_engine("github", engine_options(gh))
     user_list = openapi_schema("github", "simple-user", array=True)
     schemas = [
         (rf"/orgs/{ORG}", openapi_schema("github", "organization-full")),
         (rf"/orgs/{ORG}/members", user_list),
         (rf"/orgs/{ORG}/outside_collaborators", user_list),
+        (r"/repos/[^/]+/[^/]+/collaborators", openapi_schema("github", "collaborator",
+                                                             array=True)),
         (rf"/orgs/{ORG}/repos", openapi_schema("github", "minimal-repository", array=True)),
         (
             r"/repos/[^/]+/[^/]+/branches/[^/]+/protection",

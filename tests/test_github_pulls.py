@@ -25,12 +25,11 @@ from pytest_httpserver import HTTPServer
 from werkzeug import Request, Response
 
 from connectors.base import CollectContext
-from connectors.checks import evaluate
 from connectors.github_pulls import GitHubPullsConnector, GitHubPullsOptions
-from connectors.http import HttpOptions
-from connectors.records import Coverage, Evidence, Finding, Record, service_of
+from connectors.records import Coverage, Evidence, Record
 from tests import github_shapes as shapes
-from tests.engine_run import run_engine
+from tests.fakehttp import FAST_HTTP
+from tests.harness import by_check, run_built, run_engine
 from tests.vendor_schemas import assert_valid, openapi_schema
 
 pytestmark = pytest.mark.clock
@@ -278,16 +277,6 @@ def plant(gh: FakeGitHub) -> dict[str, set[str]]:
     }
 
 
-FAST_HTTP = HttpOptions(
-    max_attempts=4,
-    retry_min_wait=0.0,
-    retry_max_wait=0.01,
-    max_retry_after=2,
-    timeout=10,
-    connect_timeout=2,
-)
-
-
 def connector(gh: FakeGitHub, **process: Any) -> GitHubPullsConnector:
     proc = {"kind": "change", "repos": ["acme/api", "acme/web"], "since": "2026-01-01", **process}
     opts = {
@@ -302,41 +291,6 @@ def connector(gh: FakeGitHub, **process: Any) -> GitHubPullsConnector:
 
 def collect(conn: GitHubPullsConnector) -> list[Record]:
     return list(conn.collect(CollectContext(run_id="test")))
-
-
-def findings(records: list[Record]) -> list[Finding]:
-    specs = GitHubPullsConnector.checks()
-    by_type: dict[str, list] = defaultdict(list)
-    for s in specs:
-        by_type[s.resource_type].append(s)
-    out: list[Finding] = []
-    for rec in records:
-        if isinstance(rec, Evidence):
-            out.extend(evaluate(rec, by_type[rec.resource_type], {s.id: {} for s in specs}))
-        elif isinstance(rec, Coverage) and not rec.ok:
-            out.extend(
-                Finding(
-                    s.id,
-                    rec.scope,
-                    rec.region,
-                    s.resource_type,
-                    f"unit:{rec.unit}",
-                    "error",
-                    s.severity,
-                    rec.error or "",
-                )
-                for s in specs
-                if service_of(s.resource_type) == rec.service
-            )
-    return out
-
-
-def by_status(found: list[Finding], status: str = "fail") -> dict[str, set[str]]:
-    out: dict[str, set[str]] = defaultdict(set)
-    for f in found:
-        if f.status == status:
-            out[f.check_id].add(f.resource_id)
-    return dict(out)
 
 
 def prs(records: list[Record]) -> dict[str, Evidence]:
@@ -356,13 +310,14 @@ def gh(httpserver: HTTPServer, monkeypatch: pytest.MonkeyPatch) -> FakeGitHub:
 
 def test_planted_pull_requests_fail_exactly_their_checks(gh):
     expected = plant(gh)
-    records = collect(connector(gh))
+    run = run_built(connector(gh))
+    records = run.records
     cov = {r.scope: r for r in records if isinstance(r, Coverage)}
     assert set(cov) == {"acme/api", "acme/web"} and all(c.ok for c in cov.values())
-    found = findings(records)
-    assert by_status(found) == expected
-    assert by_status(found, "error") == {}
-    passing = by_status(found, "pass")
+    found = run.findings
+    assert by_check(found) == expected
+    assert by_check(found, "error") == {}
+    passing = by_check(found, "pass")
     assert passing["github_pulls.change.approved_before_implemented"] == {
         "acme/api#1",
         "acme/api#3",
@@ -405,15 +360,15 @@ def test_planted_pull_requests_fail_exactly_their_checks(gh):
 
 def test_merger_may_approve_when_configured(gh):
     expected = plant(gh)
-    found = findings(collect(connector(gh, merger_is_implementer=False)))
+    found = run_built(connector(gh, merger_is_implementer=False)).findings
     expected.pop("github_pulls.change.approver_not_implementer")
-    assert by_status(found) == expected
+    assert by_check(found) == expected
 
 
 def test_configured_required_check_that_never_ran_fails(gh):
     plant(gh)
-    found = findings(collect(connector(gh, required_checks=["security-scan"])))
-    fails = by_status(found)["github_pulls.change.required_checks_passed"]
+    found = run_built(connector(gh, required_checks=["security-scan"])).findings
+    fails = by_check(found)["github_pulls.change.required_checks_passed"]
     assert "acme/api#1" in fails and "acme/web#1" in fails
     msg = next(
         f.message
@@ -427,17 +382,18 @@ def test_errors_are_per_pull_request_or_per_repo(gh):
     expected = plant(gh)
     gh.fault("/repos/acme/api/pulls/1/reviews", *[(502, "{}", {})] * 4)
     gh.fault("/repos/acme/web", (429, "{}", {"Retry-After": "0"}), *[(500, "{}", {})] * 4)
-    records = collect(connector(gh))
+    run = run_built(connector(gh))
+    records = run.records
     cov = {r.scope: r for r in records if isinstance(r, Coverage)}
     assert cov["acme/api"].ok and not cov["acme/web"].ok
-    found = findings(records)
-    errs = by_status(found, "error")
+    found = run.findings
+    errs = by_check(found, "error")
     assert errs["github_pulls.change.approved_before_implemented"] >= {"acme/api#1"}
-    assert "acme/api#1" not in by_status(found).get(
+    assert "acme/api#1" not in by_check(found).get(
         "github_pulls.change.approved_before_implemented", set()
     )
     assert (
-        by_status(found)["github_pulls.change.approver_not_implementer"]
+        by_check(found)["github_pulls.change.approver_not_implementer"]
         == expected["github_pulls.change.approver_not_implementer"]
     )
 
@@ -458,7 +414,7 @@ def test_options_validation(gh):
 
 
 # --------------------------------------------------------------------------- real shapes
-# Vendor-shaped pull requests judged by the run engine (tests/engine_run.py).
+# Vendor-shaped pull requests judged by the run engine (tests/harness.py).
 
 APPROVED = "github_pulls.change.approved_before_implemented"
 SOD = "github_pulls.change.approver_not_implementer"

@@ -1,4 +1,4 @@
-"""The Jira connector against a fake Jira (Cloud and Data Center) on pytest-httpserver.
+"""The Jira connector against a fake Jira (Cloud and Data Center) on tests/fakehttp.py.
 
 The fake answers with the shapes of the real REST API: ``/rest/api/3/search/jql``
 (``nextPageToken``/``isLast``), ``/rest/api/2/search`` (``startAt``/``maxResults``/
@@ -15,7 +15,6 @@ from __future__ import annotations
 import base64
 import json
 import re
-from collections import defaultdict
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
@@ -25,13 +24,18 @@ import pytest
 from pytest_httpserver import HTTPServer
 from werkzeug import Request, Response
 
-from connectors.base import CollectContext
-from connectors.checks import evaluate
-from connectors.http import HttpOptions
 from connectors.jira import JiraConnector, JiraOptions
 from connectors.process import period_bounds
-from connectors.records import Coverage, Evidence, Finding, Record, service_of
-from tests.engine_run import run_engine
+from connectors.records import Evidence
+from tests.fakehttp import FAST_HTTP, FakeHTTP, json_response, offset_page, token_page
+from tests.harness import (
+    by_check,
+    coverage_by_service,
+    evidence_by_id,
+    run_built,
+    run_engine,
+    stream,
+)
 
 pytestmark = pytest.mark.clock
 
@@ -202,38 +206,43 @@ class FakeIssue:
         }
 
 
-class FakeJira:
-    """A scriptable Jira REST API on a pytest-httpserver."""
+class FakeJira(FakeHTTP):
+    """A scriptable Jira REST API on the shared fake skeleton (tests/fakehttp.py).
 
-    def __init__(self, server: HTTPServer, *, deployment: str = "cloud") -> None:
-        self.server = server
+    Shapes from Atlassian's REST API v3/v2 reference (search/jql, search, issue
+    changelog); Cloud authenticates with Basic email:API token, Data Center with a
+    Bearer personal access token; a refusal is 401 ``{"errorMessages": [...]}``.
+    """
+
+    def __init__(self, server: HTTPServer | None = None, *, deployment: str = "cloud") -> None:
+        super().__init__(server)
         self.deployment = deployment
         self.issues: dict[str, FakeIssue] = {}
         self.page_cap = 2
         self.changelog_cap = 100
-        self.faults: dict[str, list[tuple[int, str, dict[str, str]]]] = defaultdict(list)
-        self.requests: list[str] = []
         self.v2_is_last = True  # Cloud's /rest/api/2/search sends isLast; DC does not
-        server.expect_request(re.compile(r"^/.*")).respond_with_handler(self.handle)
-
-    @property
-    def base(self) -> str:
-        return self.server.url_for("").rstrip("/")
+        self.route(r"/rest/api/3/search/jql", self._search_jql)
+        self.route(r"/rest/api/2/search", self._search_v2)
+        self.route(r"/rest/api/3/issue/([A-Z]+-\d+)/changelog", self._changelog)
+        self.route(r"/rest/api/2/issue/([A-Z]+-\d+)", self._issue)
 
     def add(self, issue: FakeIssue) -> FakeIssue:
         self.issues[issue.key] = issue
         return issue
 
-    def fault(self, path: str, *answers: tuple[int, str, dict[str, str]]) -> None:
-        self.faults[path].extend(answers)
+    # -- skeleton hooks
 
-    def count(self, prefix: str) -> int:
-        return sum(1 for p in self.requests if p.startswith(prefix))
+    def authorised(self, request: Request) -> bool:
+        header = request.headers.get("Authorization", "")
+        if self.deployment == "cloud":
+            expected = base64.b64encode(f"{EMAIL}:{TOKEN}".encode()).decode()
+            return header == f"Basic {expected}"
+        return header == f"Bearer {PAT}"
 
-    # -- handler
+    def unauthorised(self, request: Request) -> Response:
+        return json_response({"errorMessages": ["You are not authenticated."]}, 401)
 
-    def _json(self, body: Any, status: int = 200) -> Response:
-        return Response(json.dumps(body), status=status, content_type="application/json")
+    # -- routes
 
     def _select(self, jql: str) -> list[FakeIssue]:
         m = re.search(r"project\s*=\s*([A-Z]+)", jql)
@@ -243,73 +252,65 @@ class FakeJira:
             key=lambda i: int(i.key.split("-")[1]),
         )
 
-    def _authorised(self, request: Request) -> bool:
-        header = request.headers.get("Authorization", "")
-        if self.deployment == "cloud":
-            expected = base64.b64encode(f"{EMAIL}:{TOKEN}".encode()).decode()
-            return header == f"Basic {expected}"
-        return header == f"Bearer {PAT}"
+    @property
+    def _cap(self) -> int | None:
+        return CLOUD_CAP if self.deployment == "cloud" else None
 
-    def handle(self, request: Request) -> Response:
-        path = request.path
-        self.requests.append(path)
-        if not self._authorised(request):
-            return self._json({"errorMessages": ["You are not authenticated."]}, 401)
-        if self.faults.get(path):
-            status, body, headers = self.faults[path].pop(0)
-            return Response(body, status=status, headers=headers, content_type="application/json")
+    def _search_jql(self, request: Request, _: re.Match[str]) -> Response:
         args = request.args
-        cap = CLOUD_CAP if self.deployment == "cloud" else None
-        if path == "/rest/api/3/search/jql" and self.deployment == "cloud":
-            if args.get("expand") != "changelog":
-                return self._json({"errorMessages": ["test expects expand=changelog"]}, 400)
-            issues = self._select(args.get("jql", ""))
-            size = min(int(args.get("maxResults", 50)), self.page_cap)
-            token = args.get("nextPageToken")
-            start = int(base64.b64decode(token).decode()) if token else 0
-            chunk = issues[start : start + size]
-            body: dict[str, Any] = {
-                "issues": [i.as_json(self.base, cap) for i in chunk],
-                "isLast": start + size >= len(issues),
-            }
-            if not body["isLast"]:
-                body["nextPageToken"] = base64.b64encode(str(start + size).encode()).decode()
-            return self._json(body)
-        if path == "/rest/api/2/search":
-            issues = self._select(args.get("jql", ""))
-            size = min(int(args.get("maxResults", 50)), self.page_cap)
-            start = int(args.get("startAt", 0))
-            chunk = issues[start : start + size]
-            body = {
-                "expand": "schema,names",
-                "startAt": start,
+        if self.deployment != "cloud":
+            return json_response({"errorMessages": ["null for uri"]}, 404)
+        if args.get("expand") != "changelog":
+            return json_response({"errorMessages": ["test expects expand=changelog"]}, 400)
+        size = min(int(args.get("maxResults", 50)), self.page_cap)
+        chunk, token = token_page(
+            self._select(args.get("jql", "")), args.get("nextPageToken"), size
+        )
+        body: dict[str, Any] = {
+            "issues": [i.as_json(self.base, self._cap) for i in chunk],
+            "isLast": token is None,
+        }
+        if token is not None:
+            body["nextPageToken"] = token
+        return json_response(body)
+
+    def _search_v2(self, request: Request, _: re.Match[str]) -> Response:
+        args = request.args
+        issues = self._select(args.get("jql", ""))
+        size = min(int(args.get("maxResults", 50)), self.page_cap)
+        start = int(args.get("startAt", 0))
+        chunk, last = offset_page(issues, start, size)
+        body: dict[str, Any] = {
+            "expand": "schema,names",
+            "startAt": start,
+            "maxResults": size,
+            "total": len(issues),
+            "issues": [i.as_json(self.base, self._cap) for i in chunk],
+        }
+        if self.v2_is_last:
+            body["isLast"] = last
+        return json_response(body)
+
+    def _changelog(self, request: Request, m: re.Match[str]) -> Response:
+        if self.deployment != "cloud":
+            return json_response({"errorMessages": ["null for uri"]}, 404)
+        issue = self.issues[m[1]]
+        start = int(request.args.get("startAt", 0))
+        size = min(int(request.args.get("maxResults", 50)), self.changelog_cap)
+        values, last = offset_page(issue.histories, start, size)
+        return json_response(
+            {
+                "self": f"{self.base}{request.path}?startAt={start}&maxResults={size}",
                 "maxResults": size,
-                "total": len(issues),
-                "issues": [i.as_json(self.base, cap) for i in chunk],
+                "startAt": start,
+                "total": len(issue.histories),
+                "isLast": last,
+                "values": values,
             }
-            if self.v2_is_last:
-                body["isLast"] = start + size >= len(issues)
-            return self._json(body)
-        if m := re.fullmatch(r"/rest/api/3/issue/([A-Z]+-\d+)/changelog", path):
-            if self.deployment != "cloud":
-                return self._json({"errorMessages": ["null for uri"]}, 404)
-            issue = self.issues[m[1]]
-            start = int(args.get("startAt", 0))
-            size = min(int(args.get("maxResults", 50)), self.changelog_cap)
-            values = issue.histories[start : start + size]
-            return self._json(
-                {
-                    "self": f"{self.base}{path}?startAt={start}&maxResults={size}",
-                    "maxResults": size,
-                    "startAt": start,
-                    "total": len(issue.histories),
-                    "isLast": start + size >= len(issue.histories),
-                    "values": values,
-                }
-            )
-        if m := re.fullmatch(r"/rest/api/2/issue/([A-Z]+-\d+)", path):
-            return self._json(self.issues[m[1]].as_json(self.base, None))
-        return self._json({"errorMessages": ["fake: no such endpoint"]}, 418)
+        )
+
+    def _issue(self, request: Request, m: re.Match[str]) -> Response:
+        return json_response(self.issues[m[1]].as_json(self.base, None))
 
 
 # --------------------------------------------------------------------------- planted data
@@ -493,16 +494,6 @@ def processes() -> list[dict[str, Any]]:
 # --------------------------------------------------------------------------- helpers
 
 
-FAST_HTTP = HttpOptions(
-    max_attempts=4,
-    retry_min_wait=0.0,
-    retry_max_wait=0.01,
-    max_retry_after=2,
-    timeout=10,
-    connect_timeout=2,
-)
-
-
 def options(jira: FakeJira, **extra: Any) -> JiraOptions:
     opts: dict[str, Any] = {
         "url": jira.base,
@@ -522,71 +513,18 @@ def connector(jira: FakeJira, **extra: Any) -> JiraConnector:
     return JiraConnector("jira-test", options(jira, **extra))
 
 
-def collect(conn: JiraConnector) -> list[Record]:
-    return list(conn.collect(CollectContext(run_id="test")))
-
-
-def evidence(records: list[Record], suffix: str = ".ticket") -> dict[str, Evidence]:
-    return {
-        r.resource_id: r
-        for r in records
-        if isinstance(r, Evidence) and r.resource_type.endswith(suffix)
-    }
-
-
-def coverage(records: list[Record]) -> dict[str, Coverage]:
-    return {r.service: r for r in records if isinstance(r, Coverage)}
-
-
-def findings(records: list[Record], specs: list | None = None) -> list[Finding]:
-    """What the collector does with the records (see collector.runner)."""
-    specs = specs if specs is not None else JiraConnector.checks()
-    by_type: dict[str, list] = defaultdict(list)
-    for s in specs:
-        by_type[s.resource_type].append(s)
-    params = {s.id: s.parameters for s in specs}
-    out: list[Finding] = []
-    for rec in records:
-        if isinstance(rec, Evidence):
-            out.extend(evaluate(rec, by_type[rec.resource_type], params))
-        elif isinstance(rec, Coverage) and not rec.ok:
-            out.extend(
-                Finding(
-                    s.id,
-                    rec.scope,
-                    rec.region,
-                    s.resource_type,
-                    f"unit:{rec.unit}",
-                    "error",
-                    s.severity,
-                    rec.error or "",
-                )
-                for s in specs
-                if service_of(s.resource_type) == rec.service
-            )
-    return out
-
-
-def failing(found: list[Finding], status: str = "fail") -> dict[str, set[str]]:
-    out: dict[str, set[str]] = defaultdict(set)
-    for f in found:
-        if f.status == status:
-            out[f.check_id].add(f.resource_id)
-    return dict(out)
-
-
 @pytest.fixture
-def jira(httpserver: HTTPServer, monkeypatch: pytest.MonkeyPatch) -> FakeJira:
-    httpserver.no_handler_status_code = 418
+def jira(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeJira]:
     monkeypatch.setenv("ANNEXA_TEST_JIRA_TOKEN", TOKEN)
-    return FakeJira(httpserver)
+    with FakeJira() as fake:
+        yield fake
 
 
 @pytest.fixture
-def jira_dc(httpserver: HTTPServer, monkeypatch: pytest.MonkeyPatch) -> FakeJira:
-    httpserver.no_handler_status_code = 418
+def jira_dc(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeJira]:
     monkeypatch.setenv("ANNEXA_TEST_JIRA_TOKEN", PAT)
-    return FakeJira(httpserver, deployment="datacenter")
+    with FakeJira(deployment="datacenter") as fake:
+        yield fake
 
 
 # --------------------------------------------------------------------------- tests
@@ -594,8 +532,9 @@ def jira_dc(httpserver: HTTPServer, monkeypatch: pytest.MonkeyPatch) -> FakeJira
 
 def test_planted_problems_fail_exactly_their_checks_cloud_jql_paging(jira):
     expected = plant(jira)
-    records = collect(connector(jira))
-    assert {s: c.ok for s, c in coverage(records).items()} == {
+    run = run_built(connector(jira))
+    records = run.records
+    assert {s: c.ok for s, c in coverage_by_service(records).items()} == {
         k: True
         for k in (
             "change",
@@ -606,10 +545,10 @@ def test_planted_problems_fail_exactly_their_checks_cloud_jql_paging(jira):
             "leaver",
         )
     }
-    found = findings(records)
-    assert failing(found) == expected
-    assert failing(found, "error") == {}
-    passing = failing(found, "pass")
+    found = run.findings
+    assert by_check(found) == expected
+    assert by_check(found, "error") == {}
+    passing = by_check(found, "pass")
     assert passing["jira.change.approved_before_implemented"] == {"CHG-1", "CHG-3"}
     assert passing["jira.change.approver_not_implementer"] == {"CHG-1", "CHG-2", "CHG-4"}
     assert passing["jira.emergency_change.reviewed_within_window"] == {"ECH-1"}
@@ -618,7 +557,7 @@ def test_planted_problems_fail_exactly_their_checks_cloud_jql_paging(jira):
     assert passing["jira.incident.post_incident_review"] == {"INC-1"}
     assert passing["jira.vulnerability.closed_within_sla"] == {"VUL-1"}
     assert passing["jira.leaver.closed_within_sla"] == {"LVR-1"}
-    na = failing(found, "not_applicable")
+    na = by_check(found, "not_applicable")
     assert na["jira.change.approved_before_implemented"] == {"CHG-4"}  # not done yet
     assert na["jira.incident.post_incident_review"] == {"INC-2"}  # low severity
     # Paged with nextPageToken at 2 issues a page: CHG has 4 issues → 2 requests.
@@ -631,24 +570,24 @@ def test_planted_problems_fail_exactly_their_checks_cloud_jql_paging(jira):
 
 def test_compliant_estate_passes(jira):
     plant(jira, compliant=True)
-    found = findings(collect(connector(jira)))
-    assert failing(found) == {} and failing(found, "error") == {}
-    assert failing(found, "pass")["jira.access_review.every_period"] == {"access_review"}
+    found = run_built(connector(jira)).findings
+    assert by_check(found) == {} and by_check(found, "error") == {}
+    assert by_check(found, "pass")["jira.access_review.every_period"] == {"access_review"}
 
 
 def test_offset_paging_with_is_last_gives_the_same_verdicts(jira):
     expected = plant(jira)
-    records = collect(connector(jira, search_api="offset"))
-    assert failing(findings(records)) == expected
+    run = run_built(connector(jira, search_api="offset"))
+    assert by_check(run.findings) == expected
     assert jira.count("/rest/api/3/search/jql") == 0
     assert jira.count("/rest/api/2/search") == 2 + 1 + 2 + 1 + 1 + 1
 
 
 def test_evidence_is_snapshot_plus_sorted_history_without_volatile_fields(jira):
     plant(jira)
-    ev = evidence(collect(connector(jira)))
+    ev = evidence_by_id(stream(connector(jira)), ".ticket")
     chg2 = ev["CHG-2"]
-    assert chg2.resource_type == "jira.change.ticket" and chg2.scope.startswith("localhost")
+    assert chg2.resource_type == "jira.change.ticket" and chg2.scope.startswith("127.0.0.1")
     p = chg2.payload
     body = chg2.body()
     for volatile in ("updated", "watchCount", "lastViewed", "avatar"):
@@ -666,12 +605,12 @@ def test_evidence_is_snapshot_plus_sorted_history_without_volatile_fields(jira):
     assert [x["id"] for x in d["approved_by"]] == ["acc-carol"]
     assert [x["id"] for x in d["implemented_by"]] == ["acc-bob"]
     # Reading twice gives byte-identical evidence (the fake's volatile fields differ).
-    again = evidence(collect(connector(jira)))
+    again = evidence_by_id(stream(connector(jira)), ".ticket")
     assert {k: e.content_hash() for k, e in again.items()} == {
         k: e.content_hash() for k, e in ev.items()
     }
     # The population summary counts every check's outcomes.
-    summary = evidence(collect(connector(jira)), ".population")["change"].payload
+    summary = evidence_by_id(stream(connector(jira)), ".population")["change"].payload
     assert summary["items"] == 4
     assert summary["checks"]["jira.change.approved_before_implemented"]["failing"] == ["CHG-2"]
 
@@ -685,25 +624,28 @@ def test_ten_thousand_changelog_entries_are_paged_and_filtered(jira):
     big.noise(9_997, "2026-01-02T11:00:00")
     big.move("2026-01-30T09:00:00", "bob", "In Progress").move("2026-01-30T10:00:00", "bob", "Done")
     assert len(big.histories) == 10_000
-    records = collect(connector(jira, processes=[processes()[0]]))
-    assert coverage(records)["change"].ok
-    ev = evidence(records)["CHG-7"]
+    run = run_built(connector(jira, processes=[processes()[0]]))
+    records = run.records
+    assert coverage_by_service(records)["change"].ok
+    ev = evidence_by_id(records, ".ticket")["CHG-7"]
     assert [h["to"] for h in ev.payload["history"]] == ["Approved", "In Progress", "Done"]
     assert jira.count("/rest/api/3/issue/CHG-7/changelog") == 100
-    verdicts = {f.check_id: f.status for f in findings(records)}
+    verdicts = {f.check_id: f.status for f in run.findings}
     assert verdicts["jira.change.approved_before_implemented"] == "pass"
     # Above max_changelog_entries the history is not read: error for this item only.
     jira.add(FakeIssue("CHG-8", "Fine", "2026-01-03T09:00:00", "alice", "bob")).move(
         "2026-01-03T10:00:00", "carol", "Approved"
     ).move("2026-01-03T11:00:00", "bob", "Done")
-    records = collect(connector(jira, processes=[processes()[0]], max_changelog_entries=5_000))
-    assert coverage(records)["change"].ok
-    errors = failing(findings(records), "error")
+    run = run_built(connector(jira, processes=[processes()[0]], max_changelog_entries=5_000))
+    records = run.records
+    assert coverage_by_service(records)["change"].ok
+    errors = by_check(run.findings, "error")
     assert errors == {
         "jira.change.approved_before_implemented": {"CHG-7"},
         "jira.change.approver_not_implementer": {"CHG-7"},
     }
-    assert "10000 changelog entries" in evidence(records)["CHG-7"].payload["_errors"]["history"]
+    chg7 = evidence_by_id(records, ".ticket")["CHG-7"].payload
+    assert "10000 changelog entries" in chg7["_errors"]["history"]
 
 
 def test_429_and_5xx_are_retried_and_the_run_finishes(jira):
@@ -711,25 +653,27 @@ def test_429_and_5xx_are_retried_and_the_run_finishes(jira):
     jira.fault("/rest/api/3/search/jql", (429, "{}", {"Retry-After": "0"}), (503, "", {}))
     jira.fault("/rest/api/3/issue/CHG-1/changelog", (502, "bad gateway", {}))
     jira.issues["CHG-1"].noise(45, "2026-01-07T00:00:00")  # forces a /changelog read
-    records = collect(connector(jira))
-    assert all(c.ok for c in coverage(records).values())
-    assert failing(findings(records)) == expected
+    run = run_built(connector(jira))
+    records = run.records
+    assert all(c.ok for c in coverage_by_service(records).values())
+    assert by_check(run.findings) == expected
 
 
 def test_persistent_5xx_is_an_error_for_that_process_only(jira):
     expected = plant(jira)
     jira.fault("/rest/api/3/search/jql", *[(500, "{}", {})] * 4)  # first process: change
-    records = collect(connector(jira))
-    cov = coverage(records)
+    run = run_built(connector(jira))
+    records = run.records
+    cov = coverage_by_service(records)
     assert not cov["change"].ok and "HTTP 500" in (cov["change"].error or "")
     assert all(c.ok for k, c in cov.items() if k != "change")
-    found = findings(records)
-    errs = failing(found, "error")
+    found = run.findings
+    errs = by_check(found, "error")
     assert set(errs) == {
         "jira.change.approved_before_implemented",
         "jira.change.approver_not_implementer",
     }
-    fails = failing(found)
+    fails = by_check(found)
     assert fails == {k: v for k, v in expected.items() if not k.startswith("jira.change.")}
 
 
@@ -737,21 +681,24 @@ def test_malformed_payloads(jira):
     plant(jira)
     # A page that is not JSON: the process unit errors (not retried: it is not transient).
     jira.fault("/rest/api/3/search/jql", (200, "{not json", {}))
-    records = collect(connector(jira))
-    assert "malformed JSON" in (coverage(records)["change"].error or "")
-    assert coverage(records)["incident"].ok
+    run = run_built(connector(jira))
+    records = run.records
+    assert "malformed JSON" in (coverage_by_service(records)["change"].error or "")
+    assert coverage_by_service(records)["incident"].ok
     # A changelog page that is malformed: that item's history errors, the unit is fine.
     jira.issues["CHG-1"].noise(45, "2026-01-07T00:00:00")
     jira.fault("/rest/api/3/issue/CHG-1/changelog", (200, '{"values": 5}', {}))
-    records = collect(connector(jira))
-    assert coverage(records)["change"].ok
-    errs = failing(findings(records), "error")
+    run = run_built(connector(jira))
+    records = run.records
+    assert coverage_by_service(records)["change"].ok
+    errs = by_check(run.findings, "error")
     assert errs["jira.change.approved_before_implemented"] == {"CHG-1"}
     # An issue without a key: the readable ones are stored, the unit ends in error.
     bad = json.dumps({"issues": [{"id": "1", "fields": {}}], "isLast": True})
     jira.fault("/rest/api/3/search/jql", (200, bad, {}))
-    records = collect(connector(jira))
-    assert "1 issue(s) could not be read" in (coverage(records)["change"].error or "")
+    run = run_built(connector(jira))
+    records = run.records
+    assert "1 issue(s) could not be read" in (coverage_by_service(records)["change"].error or "")
 
 
 def test_data_center_bearer_pat_offset_paging_and_full_changelog(jira_dc):
@@ -759,18 +706,20 @@ def test_data_center_bearer_pat_offset_paging_and_full_changelog(jira_dc):
     expected = plant(jira_dc)
     big = jira_dc.issues["CHG-1"]
     big.noise(150, "2026-01-07T00:00:00")
-    records = collect(connector(jira_dc))
-    assert all(c.ok for c in coverage(records).values())
-    assert failing(findings(records)) == expected
+    run = run_built(connector(jira_dc))
+    records = run.records
+    assert all(c.ok for c in coverage_by_service(records).values())
+    assert by_check(run.findings) == expected
     assert jira_dc.count("/rest/api/2/search") == 2 + 1 + 2 + 1 + 1 + 1
     assert jira_dc.count("/rest/api/3/") == 0
-    assert evidence(records)["CHG-1"].payload["ticket"]["requested_by"]["id"] == "acc-alice"
+    chg1 = evidence_by_id(records, ".ticket")["CHG-1"].payload
+    assert chg1["ticket"]["requested_by"]["id"] == "acc-alice"
 
 
 def test_token_never_stored_or_in_errors(jira):
     plant(jira)
     jira.fault("/rest/api/3/search/jql", *[(500, json.dumps({"message": TOKEN}), {})] * 4)
-    records = collect(connector(jira))
+    records = stream(connector(jira))
     text = " ".join(
         e.body() if isinstance(e, Evidence) else str(getattr(e, "error", "")) for e in records
     )
@@ -780,11 +729,11 @@ def test_token_never_stored_or_in_errors(jira):
 def test_wrong_credentials_error_every_process(jira, monkeypatch):
     plant(jira)
     monkeypatch.setenv("ANNEXA_TEST_JIRA_TOKEN", "wrong-token-123456")
-    cov = coverage(collect(connector(jira)))
+    cov = coverage_by_service(stream(connector(jira)))
     assert len(cov) == 6 and not any(c.ok for c in cov.values())
     assert all("401" in (c.error or "") for c in cov.values())
     monkeypatch.delenv("ANNEXA_TEST_JIRA_TOKEN")
-    cov = coverage(collect(connector(jira)))
+    cov = coverage_by_service(stream(connector(jira)))
     assert all("ANNEXA_TEST_JIRA_TOKEN" in (c.error or "") for c in cov.values())
 
 

@@ -36,6 +36,7 @@ from connectors.servicenow import ServiceNowOptions
 from tests import test_github as gh_t
 from tests import test_okta as okta_t
 from tests import test_servicenow as sn_t
+from tests.harness import by_check, run_built
 
 CLIENT_ID = "0oaAnnexaServiceApp"
 SN_CLIENT_SECRET = "sn-client-secret-0123456789abcdef"
@@ -422,18 +423,18 @@ def _servicenow(httpserver: HTTPServer, monkeypatch, *, expires_in: int, user: b
 @pytest.mark.parametrize("user", [True, False])
 def test_servicenow_oauth_grants(httpserver, monkeypatch, user):
     issuer, fake, conn, expected = _servicenow(httpserver, monkeypatch, expires_in=1800, user=user)
-    records = _collect(conn)
-    assert sn_t.by_status(sn_t.findings(records)) == expected
+    run = run_built(conn)
+    assert by_check(run.findings) == expected
     (token,) = issuer.issued
     assert set(fake.bearers) == {f"Bearer {token}"}
-    text = _text(records)
+    text = _text(run.records)
     assert token not in text and SN_CLIENT_SECRET not in text
 
 
 def test_servicenow_token_refreshed(httpserver, monkeypatch):
     issuer, fake, conn, expected = _servicenow(httpserver, monkeypatch, expires_in=30, user=False)
-    records = _collect(conn)
-    assert sn_t.by_status(sn_t.findings(records)) == expected
+    run = run_built(conn)
+    assert by_check(run.findings) == expected
     assert len(issuer.issued) > 2 and all(issuer.valid(b) for b in fake.bearers)
 
 

@@ -28,11 +28,11 @@ from werkzeug import Request, Response
 from connectors.base import CollectContext
 from connectors.checks import REGISTRY, evaluate
 from connectors.common import full_time
-from connectors.http import HttpOptions
 from connectors.okta import OktaConnector, OktaOptions
 from connectors.okta.common import SIGN_IN_STATUSES
-from connectors.records import Coverage, Evidence, Finding, Record, service_of
-from tests.engine_run import run_engine
+from connectors.records import Coverage, Evidence, Finding, Record
+from tests.fakehttp import FAST_HTTP
+from tests.harness import run_built, run_engine
 from tests.vendor_schemas import assert_valid, openapi_schema
 
 pytestmark = pytest.mark.clock
@@ -465,14 +465,7 @@ def connector(okta: FakeOkta, **options: Any) -> OktaConnector:
         "api_token": {"env": "ANNEXA_TEST_OKTA_TOKEN"},
         "page_size": 2,
         "max_workers": 2,
-        "http": HttpOptions(
-            max_attempts=4,
-            retry_min_wait=0.0,
-            retry_max_wait=0.01,
-            max_retry_after=2,
-            timeout=5,
-            connect_timeout=2,
-        ),
+        "http": FAST_HTTP,
         **options,
     }
     return OktaConnector("okta-test", OktaOptions.model_validate(opts))
@@ -490,36 +483,6 @@ def coverage(records: list[Record]) -> dict[str, Coverage]:
     return {r.service: r for r in records if isinstance(r, Coverage)}
 
 
-def findings(records: list[Record], params: dict[str, dict] | None = None) -> list[Finding]:
-    """What the collector does: each evidence judged by the checks of its type, and an
-    ``error`` per check of a failed unit's service."""
-    specs = OktaConnector.checks()
-    by_type: dict[str, list] = defaultdict(list)
-    for s in specs:
-        by_type[s.resource_type].append(s)
-    merged = {s.id: s.params_with((params or {}).get(s.id)) for s in specs}
-    out: list[Finding] = []
-    for rec in records:
-        if isinstance(rec, Evidence):
-            out.extend(evaluate(rec, by_type[rec.resource_type], merged))
-        elif isinstance(rec, Coverage) and not rec.ok:
-            out.extend(
-                Finding(
-                    s.id,
-                    rec.scope,
-                    rec.region,
-                    s.resource_type,
-                    f"okta:{rec.unit}",
-                    "error",
-                    s.severity,
-                    rec.error or "",
-                )
-                for s in specs
-                if service_of(s.resource_type) == rec.service
-            )
-    return out
-
-
 def by_status(found: list[Finding], status: str) -> set[tuple[str, str]]:
     return {(f.check_id, f.resource_id) for f in found if f.status == status}
 
@@ -529,11 +492,12 @@ def by_status(found: list[Finding], status: str) -> set[tuple[str, str]]:
 
 def test_healthy_org_passes_everything(okta):
     healthy_org(okta)
-    records = collect(connector(okta))
+    run = run_built(connector(okta))
+    records = run.records
     cov = coverage(records)
     assert set(cov) == {"admin", "apitoken", "policy", "user"}
     assert all(c.ok for c in cov.values()), cov
-    found = findings(records)
+    found = run.findings
     assert by_status(found, "fail") == set()
     assert by_status(found, "error") == set()
     users = {e.resource_id: e for e in evidence(records) if e.resource_type == "okta.user.account"}
@@ -570,9 +534,9 @@ def test_planted_users_fail_exactly_their_checks(okta):
             [factor("webauthn", provider="FIDO")],
             [role("APP_ADMIN", "Application Administrator")],
         )
-    records = collect(connector(okta))
-    assert all(c.ok for c in coverage(records).values())
-    found = findings(records, {"okta.admin.count": {"max_admins": 2}})
+    run = run_built(connector(okta), checks={"okta.admin.count": {"max_admins": 2}})
+    assert all(c.ok for c in coverage(run.records).values())
+    found = run.findings
     assert by_status(found, "fail") == {
         ("okta.user.mfa_enrolled", "00u5nomfa"),
         ("okta.user.inactive", "00u6idle"),
@@ -602,8 +566,7 @@ def test_weak_policies_fail(okta):
         password_policy("00ppw", min_length=8, attempts=0, common=False)
     )
     okta.tokens.append(api_token("00Told", "00u0a", connection="ANYWHERE", created=800))
-    records = collect(connector(okta))
-    assert by_status(findings(records), "fail") == {
+    assert by_status(run_built(connector(okta)).findings, "fail") == {
         ("okta.policy.mfa_required", "00pweak"),
         ("okta.policy.session_idle_timeout", "00pweak"),
         ("okta.policy.mfa_required", "rst1fa"),
@@ -624,10 +587,10 @@ def test_429_then_success_and_5xx_burst_are_absorbed(okta):
         (502, "<html>bad gateway</html>", {}),
         (500, "", {}),
     )
-    records = collect(connector(okta))
-    assert all(c.ok for c in coverage(records).values())
-    assert by_status(findings(records), "fail") == set()
-    assert by_status(findings(records), "error") == set()
+    run = run_built(connector(okta))
+    assert all(c.ok for c in coverage(run.records).values())
+    assert by_status(run.findings, "fail") == set()
+    assert by_status(run.findings, "error") == set()
     assert okta.requests.count("/api/v1/users/00u1bob/factors") == 4
     assert okta.requests.count("/api/v1/users") == 4  # 3 pages + the throttled attempt
 
@@ -635,11 +598,11 @@ def test_429_then_success_and_5xx_burst_are_absorbed(okta):
 def test_malformed_json_fails_only_its_unit(okta):
     healthy_org(okta)
     okta.fault("/api/v1/policies", (200, '[{"id": "00p1", "type": ', {}))
-    records = collect(connector(okta))
-    cov = coverage(records)
+    run = run_built(connector(okta))
+    cov = coverage(run.records)
     assert not cov["policy"].ok and "malformed JSON" in cov["policy"].error
     assert cov["user"].ok and cov["admin"].ok and cov["apitoken"].ok
-    found = findings(records)
+    found = run.findings
     errors = {f.check_id for f in found if f.status == "error"}
     assert errors == {s.id for s in OktaConnector.checks() if s.id.startswith("okta.policy.")}
     assert by_status(found, "fail") == set()
@@ -648,9 +611,9 @@ def test_malformed_json_fails_only_its_unit(okta):
 def test_unreadable_factors_make_only_that_users_mfa_checks_error(okta):
     healthy_org(okta)
     okta.fault("/api/v1/users/00u1bob/factors", (200, "{not json", {}))
-    records = collect(connector(okta))
-    assert coverage(records)["user"].ok
-    found = findings(records)
+    run = run_built(connector(okta))
+    assert coverage(run.records)["user"].ok
+    found = run.findings
     assert by_status(found, "error") == {("okta.user.mfa_enrolled", "00u1bob")}
     bob = next(f for f in found if f.resource_id == "00u1bob" and f.status == "error")
     assert "factors could not be read" in bob.message
@@ -662,10 +625,10 @@ def test_admin_unit_failure_turns_role_checks_into_errors_not_passes(okta):
         "/api/v1/iam/assignees/users",
         (403, '{"errorCode":"E0000006","errorSummary":"You do not have permission"}', {}),
     )
-    records = collect(connector(okta))
-    cov = coverage(records)
+    run = run_built(connector(okta))
+    cov = coverage(run.records)
     assert not cov["admin"].ok and "permission" in cov["admin"].error and cov["user"].ok
-    errors = by_status(findings(records), "error")
+    errors = by_status(run.findings, "error")
     # Per-person checks that need roles are errors for the people they apply to.
     assert ("okta.user.admin_phishing_resistant_mfa", "00u0alice") in errors
     assert ("okta.user.deprovisioned_no_access", "00u4eve") in errors
@@ -673,12 +636,12 @@ def test_admin_unit_failure_turns_role_checks_into_errors_not_passes(okta):
 
 
 def test_empty_org(okta):
-    records = collect(connector(okta))
-    cov = coverage(records)
+    run = run_built(connector(okta))
+    cov = coverage(run.records)
     assert all(c.ok for c in cov.values()) and set(cov) == {"admin", "apitoken", "policy", "user"}
-    ev = evidence(records)
+    ev = evidence(run.records)
     assert [e.resource_type for e in ev] == ["okta.admin.summary"]
-    assert {(f.check_id, f.status) for f in findings(records)} == {
+    assert {(f.check_id, f.status) for f in run.findings} == {
         ("okta.admin.count", "pass"),
         ("okta.admin.super_admin_count", "pass"),
     }
@@ -861,7 +824,7 @@ inactive_days = 30
 
 # --------------------------------------------------------------------------- real shapes
 # Each case below is served as Okta's management OpenAPI spec documents it and judged by
-# the run engine (tests/engine_run.py), as `annexa collect` would.
+# the run engine (tests/harness.py), as `annexa collect` would.
 
 
 def engine_options(okta: FakeOkta) -> dict[str, Any]:

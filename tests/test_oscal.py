@@ -315,10 +315,10 @@ def test_evidence_and_manual_documents_are_linked_and_back_matter_is_all_cited(
         for h in link.hashes or []:
             assert hashlib.sha256(target.read_bytes()).hexdigest() == h.value
 
-    # The documents recorded for A.5.1 and A.8.24 are relevant evidence of their findings.
+    # The documents recorded for A.5.2 and A.8.24 are relevant evidence of their findings.
     observations = {o.uuid: o for o in result.observations}
     by_control = {f.target.target_id.removesuffix("_obj"): f for f in result.findings}
-    for cid, name in (("A.5.1", "policy.pdf"), ("A.8.24", "crypto-policy.pdf")):
+    for cid, name in (("A.5.2", "policy.pdf"), ("A.8.24", "crypto-policy.pdf")):
         docs = []
         for rel in by_control[cid].related_observations:
             for ev in observations[rel.observation_uuid].relevant_evidence or []:

@@ -1,4 +1,4 @@
-"""The ServiceNow connector against a fake Table API on pytest-httpserver.
+"""The ServiceNow connector against a fake Table API on tests/fakehttp.py.
 
 The fake answers like the real ``/api/now/table/{table}``: ``{"result": [...]}`` pages
 driven by ``sysparm_offset``/``sysparm_limit`` (with ``X-Total-Count`` and ``Link``
@@ -16,6 +16,7 @@ import base64
 import json
 import re
 from collections import defaultdict
+from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 from urllib.parse import urlencode
@@ -24,13 +25,18 @@ import pytest
 from pytest_httpserver import HTTPServer
 from werkzeug import Request, Response
 
-from connectors.base import CollectContext
-from connectors.checks import evaluate
-from connectors.http import HttpOptions
 from connectors.process import period_bounds
-from connectors.records import Coverage, Evidence, Finding, Record, service_of
+from connectors.records import Evidence
 from connectors.servicenow import ServiceNowConnector, ServiceNowOptions
-from tests.engine_run import run_engine
+from tests.fakehttp import FAST_HTTP, FakeHTTP, json_response
+from tests.harness import (
+    by_check,
+    coverage_by_service,
+    evidence_by_id,
+    run_built,
+    run_engine,
+    stream,
+)
 
 pytestmark = pytest.mark.clock
 
@@ -126,18 +132,21 @@ def sn(text: str) -> str:
     return datetime.fromisoformat(text).strftime("%Y-%m-%d %H:%M:%S")
 
 
-class FakeServiceNow:
-    def __init__(self, server: HTTPServer, *, oauth: bool = False) -> None:
-        self.server = server
+class FakeServiceNow(FakeHTTP):
+    """The Table API on the shared fake skeleton (tests/fakehttp.py); faults and the
+    request log are keyed by table. Shapes from ServiceNow's Table API reference
+    (``/api/now/table/{tableName}``, ``sysparm_*`` parameters, ``X-Total-Count`` and
+    ``Link`` headers, the ``{"error": …, "status": "failure"}`` error body)."""
+
+    def __init__(self, server: HTTPServer | None = None, *, oauth: bool = False) -> None:
+        super().__init__(server)
         self.oauth = oauth
         self.tables: dict[str, list[dict[str, Any]]] = defaultdict(list)
         self.users: dict[str, dict[str, str]] = {}
         self.problems: dict[str, str] = {}
-        self.faults: dict[str, list[tuple[int, str, dict[str, str]]]] = defaultdict(list)
-        self.requests: list[str] = []
         self.choice_forbidden = False
         self._n = 0
-        server.expect_request(re.compile(r"^/.*")).respond_with_handler(self.handle)
+        self.route(r"/api/now/table/([a-z0-9_]+)", self._table)
         for table_field, labels in CHOICES.items():
             table, fld = table_field
             if fld == "state":
@@ -154,10 +163,6 @@ class FakeServiceNow:
                         }
                     )
 
-    @property
-    def base(self) -> str:
-        return self.server.url_for("").rstrip("/")
-
     def sid(self) -> str:
         self._n += 1
         return f"{self._n:032x}"
@@ -170,10 +175,8 @@ class FakeServiceNow:
         self.users[sys_id] = {"user_name": user_name, "name": user_name.title() + " Smith"}
         return sys_id
 
-    def fault(self, table: str, *answers: tuple[int, str, dict[str, str]]) -> None:
-        self.faults[table].extend(answers)
-
     def count(self, table: str) -> int:
+        """Requests of exactly ``table``."""
         return self.requests.count(table)
 
     # -- building records
@@ -293,40 +296,39 @@ class FakeServiceNow:
                 ok &= have != val
         return ok, order
 
-    def handle(self, request: Request) -> Response:
+    # -- skeleton hooks
+
+    def key(self, request: Request) -> str:
         m = re.fullmatch(r"/api/now/table/([a-z0-9_]+)", request.path)
-        table = m[1] if m else ""
-        self.requests.append(table)
-        header = request.headers.get("Authorization", "")
+        return m[1] if m else ""
+
+    def authorised(self, request: Request) -> bool:
         good = (
             f"Bearer {OAUTH}"
             if self.oauth
             else "Basic " + base64.b64encode(f"{USER}:{PASSWORD}".encode()).decode()
         )
-        if header != good:
-            return Response(
-                json.dumps(
-                    {
-                        "error": {
-                            "message": "User Not Authenticated",
-                            "detail": "Required to provide Auth information",
-                        },
-                        "status": "failure",
-                    }
-                ),
-                status=401,
-                content_type="application/json",
-            )
-        if self.faults.get(table):
-            status, body, headers = self.faults[table].pop(0)
-            return Response(body, status=status, headers=headers, content_type="application/json")
-        if not m:
-            return Response("{}", status=418)
+        return request.headers.get("Authorization", "") == good
+
+    def unauthorised(self, request: Request) -> Response:
+        return json_response(
+            {
+                "error": {
+                    "message": "User Not Authenticated",
+                    "detail": "Required to provide Auth information",
+                },
+                "status": "failure",
+            },
+            401,
+        )
+
+    # -- the Table API
+
+    def _table(self, request: Request, m: re.Match[str]) -> Response:
+        table = m[1]
         if table == "sys_choice" and self.choice_forbidden:
-            return Response(
-                json.dumps({"error": {"message": "Insufficient rights"}, "status": "failure"}),
-                status=403,
-                content_type="application/json",
+            return json_response(
+                {"error": {"message": "Insufficient rights"}, "status": "failure"}, 403
             )
         args = request.args
         query = args.get("sysparm_query", "")
@@ -356,9 +358,7 @@ class FakeServiceNow:
         if offset + limit < len(rows):
             nxt = {**args.to_dict(), "sysparm_offset": offset + limit}
             headers["Link"] = f'<{self.base}{request.path}?{urlencode(nxt)}>;rel="next"'
-        return Response(
-            json.dumps({"result": out}), headers=headers, content_type="application/json"
-        )
+        return json_response({"result": out}, headers=headers)
 
 
 # --------------------------------------------------------------------------- planted
@@ -606,16 +606,6 @@ def processes() -> list[dict[str, Any]]:
     ]
 
 
-FAST_HTTP = HttpOptions(
-    max_attempts=4,
-    retry_min_wait=0.0,
-    retry_max_wait=0.01,
-    max_retry_after=2,
-    timeout=10,
-    connect_timeout=2,
-)
-
-
 def connector(snow: FakeServiceNow, **extra: Any) -> ServiceNowConnector:
     opts: dict[str, Any] = {
         "instance_url": snow.base,
@@ -633,63 +623,11 @@ def connector(snow: FakeServiceNow, **extra: Any) -> ServiceNowConnector:
     return ServiceNowConnector("sn-test", ServiceNowOptions.model_validate(opts))
 
 
-def collect(conn: ServiceNowConnector) -> list[Record]:
-    return list(conn.collect(CollectContext(run_id="test")))
-
-
-def evidence(records: list[Record], suffix: str = ".ticket") -> dict[str, Evidence]:
-    return {
-        r.resource_id: r
-        for r in records
-        if isinstance(r, Evidence) and r.resource_type.endswith(suffix)
-    }
-
-
-def coverage(records: list[Record]) -> dict[str, Coverage]:
-    return {r.service: r for r in records if isinstance(r, Coverage)}
-
-
-def findings(records: list[Record]) -> list[Finding]:
-    specs = ServiceNowConnector.checks()
-    by_type: dict[str, list] = defaultdict(list)
-    for s in specs:
-        by_type[s.resource_type].append(s)
-    params = {s.id: s.parameters for s in specs}
-    out: list[Finding] = []
-    for rec in records:
-        if isinstance(rec, Evidence):
-            out.extend(evaluate(rec, by_type[rec.resource_type], params))
-        elif isinstance(rec, Coverage) and not rec.ok:
-            out.extend(
-                Finding(
-                    s.id,
-                    rec.scope,
-                    rec.region,
-                    s.resource_type,
-                    f"unit:{rec.unit}",
-                    "error",
-                    s.severity,
-                    rec.error or "",
-                )
-                for s in specs
-                if service_of(s.resource_type) == rec.service
-            )
-    return out
-
-
-def by_status(found: list[Finding], status: str = "fail") -> dict[str, set[str]]:
-    out: dict[str, set[str]] = defaultdict(set)
-    for f in found:
-        if f.status == status:
-            out[f.check_id].add(f.resource_id)
-    return dict(out)
-
-
 @pytest.fixture
-def snow(httpserver: HTTPServer, monkeypatch: pytest.MonkeyPatch) -> FakeServiceNow:
-    httpserver.no_handler_status_code = 418
+def snow(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeServiceNow]:
     monkeypatch.setenv("ANNEXA_TEST_SN_PASSWORD", PASSWORD)
-    return FakeServiceNow(httpserver)
+    with FakeServiceNow() as fake:
+        yield fake
 
 
 # --------------------------------------------------------------------------- tests
@@ -697,12 +635,14 @@ def snow(httpserver: HTTPServer, monkeypatch: pytest.MonkeyPatch) -> FakeService
 
 def test_planted_problems_fail_exactly_their_checks(snow):
     expected = plant(snow)
-    records = collect(connector(snow))
-    assert all(c.ok for c in coverage(records).values()) and len(coverage(records)) == 6
-    found = by_status(findings(records))
+    run = run_built(connector(snow))
+    records = run.records
+    cov = coverage_by_service(records)
+    assert all(c.ok for c in cov.values()) and len(cov) == 6
+    found = by_check(run.findings)
     assert found == expected
-    assert by_status(findings(records), "error") == {}
-    passing = by_status(findings(records), "pass")
+    assert by_check(run.findings, "error") == {}
+    passing = by_check(run.findings, "pass")
     assert passing["servicenow.change.approved_before_implemented"] == {
         "CHG0000001",
         "CHG0000003",
@@ -726,14 +666,14 @@ def test_planted_problems_fail_exactly_their_checks(snow):
 
 def test_compliant_instance_passes(snow):
     plant(snow, compliant=True)
-    found = findings(collect(connector(snow)))
-    assert by_status(found) == {} and by_status(found, "error") == {}
-    assert by_status(found, "pass")["servicenow.access_review.every_period"] == {"access_review"}
+    found = run_built(connector(snow)).findings
+    assert by_check(found) == {} and by_check(found, "error") == {}
+    assert by_check(found, "pass")["servicenow.access_review.every_period"] == {"access_review"}
 
 
 def test_history_from_audit_and_approver_from_approval_records(snow):
     plant(snow)
-    ev = evidence(collect(connector(snow)))
+    ev = evidence_by_id(stream(connector(snow)), ".ticket")
     p = ev["CHG0000003"].payload
     d = p["derived"]
     # sys_audit credits "system" with the approval; the approval record names dave.
@@ -752,18 +692,17 @@ def test_history_from_audit_and_approver_from_approval_records(snow):
     assert inc["ticket"]["severity"] == "2 - High" and inc["derived"]["reviews"] == ["PRB0000001"]
     # Batched: a page of 2 records costs one sys_audit and one approvals query, not 2 each.
     snow.requests.clear()
-    collect(connector(snow, processes=[{"kind": "change"}], audit_page_size=1000))
+    stream(connector(snow, processes=[{"kind": "change"}], audit_page_size=1000))
     assert snow.count("change_request") == 3  # 4 records at 2 a page, then an empty page
     assert snow.count("sys_audit") == 2 and snow.count("sysapproval_approver") == 2
 
 
-def test_oauth_bearer(httpserver, monkeypatch):
-    httpserver.no_handler_status_code = 418
+def test_oauth_bearer(monkeypatch):
     monkeypatch.setenv("ANNEXA_TEST_SN_TOKEN", OAUTH)
-    snow = FakeServiceNow(httpserver, oauth=True)
-    expected = plant(snow)
-    records = collect(connector(snow))
-    assert by_status(findings(records)) == expected
+    with FakeServiceNow(oauth=True) as snow:
+        expected = plant(snow)
+        run = run_built(connector(snow))
+    assert by_check(run.findings) == expected
 
 
 def test_state_labels_without_sys_choice_access(snow):
@@ -781,16 +720,17 @@ def test_state_labels_without_sys_choice_access(snow):
         "leaver": {"resolved_states": ["3"]},
     }
     procs = [{**p, **raw[p["kind"]]} for p in processes()]
-    records = collect(connector(snow, processes=procs))
-    assert all(c.ok for c in coverage(records).values())
-    assert by_status(findings(records)) == expected
-    hist = evidence(records)["CHG0000001"].payload["history"]
+    run = run_built(connector(snow, processes=procs))
+    records = run.records
+    assert all(c.ok for c in coverage_by_service(records).values())
+    assert by_check(run.findings) == expected
+    hist = evidence_by_id(records, ".ticket")["CHG0000001"].payload["history"]
     assert [h["to"] for h in hist if h["field"] == "state"][:2] == ["-3", "-2"]
     # Labels declared but unknown: implemented changes show no transition into their
     # state, so their history-based checks are errors — neither a pass nor a false fail.
-    found = findings(collect(connector(snow)))
-    assert "servicenow.change.approved_before_implemented" not in by_status(found)
-    errs = by_status(found, "error")["servicenow.change.approved_before_implemented"]
+    found = run_built(connector(snow)).findings
+    assert "servicenow.change.approved_before_implemented" not in by_check(found)
+    errs = by_check(found, "error")["servicenow.change.approved_before_implemented"]
     assert errs == {"CHG0000002", "CHG0000003", "CHG0000004"}  # those in Implement now
     msg = next(f.message for f in found if f.resource_id == "CHG0000002" and f.status == "error")
     assert "no transition into an implemented state" in msg
@@ -800,14 +740,16 @@ def test_429_5xx_retried_then_unit_error(snow):
     expected = plant(snow)
     snow.fault("change_request", (429, "{}", {"Retry-After": "0"}), (503, "{}", {}))
     snow.fault("sys_audit", (500, "{}", {}))
-    records = collect(connector(snow))
-    assert all(c.ok for c in coverage(records).values())
-    assert by_status(findings(records)) == expected
+    run = run_built(connector(snow))
+    records = run.records
+    assert all(c.ok for c in coverage_by_service(records).values())
+    assert by_check(run.findings) == expected
     snow.fault("incident", *[(503, "{}", {})] * 4)
-    records = collect(connector(snow))
-    cov = coverage(records)
+    run = run_built(connector(snow))
+    records = run.records
+    cov = coverage_by_service(records)
     assert not cov["incident"].ok and all(c.ok for k, c in cov.items() if k != "incident")
-    assert set(by_status(findings(records), "error")) == {
+    assert set(by_check(run.findings, "error")) == {
         "servicenow.incident.acknowledged_within_sla",
         "servicenow.incident.resolved_within_sla",
         "servicenow.incident.post_incident_review",
@@ -817,22 +759,23 @@ def test_429_5xx_retried_then_unit_error(snow):
 def test_unreadable_audit_errors_those_items_only(snow):
     plant(snow)
     snow.fault("sys_audit", *[(403, json.dumps({"error": {"message": "ACL"}}), {})] * 1)
-    records = collect(connector(snow))
-    assert coverage(records)["change"].ok
-    errs = by_status(findings(records), "error")
+    run = run_built(connector(snow))
+    records = run.records
+    assert coverage_by_service(records)["change"].ok
+    errs = by_check(run.findings, "error")
     # The first page of changes (the 2 oldest records) had no readable history.
     assert errs["servicenow.change.approved_before_implemented"] == {"CHG0000001", "CHG0000002"}
-    assert "403" in evidence(records)["CHG0000001"].payload["_errors"]["history"]
+    assert "403" in evidence_by_id(records, ".ticket")["CHG0000001"].payload["_errors"]["history"]
 
 
 def test_malformed_payloads(snow):
     plant(snow)
     snow.fault("change_request", (200, '{"result": {"oops": 1}}', {}))
-    records = collect(connector(snow))
-    assert "expected a JSON list" in (coverage(records)["change"].error or "")
+    records = stream(connector(snow))
+    assert "expected a JSON list" in (coverage_by_service(records)["change"].error or "")
     snow.fault("incident", (200, json.dumps({"result": [{"number": {"value": ""}}]}), {}))
-    records = collect(connector(snow))
-    assert "1 record(s) could not be read" in (coverage(records)["incident"].error or "")
+    records = stream(connector(snow))
+    assert "1 record(s) could not be read" in (coverage_by_service(records)["incident"].error or "")
 
 
 def test_ten_thousand_audit_entries(snow):
@@ -860,26 +803,28 @@ def test_ten_thousand_audit_entries(snow):
         state="3",
         approvals=[("carol", "approved", "2026-01-02T10:00:00")],
     )
-    records = collect(connector(snow, processes=[{"kind": "change"}], audit_page_size=1000))
-    assert coverage(records)["change"].ok
-    ev = evidence(records)["CHG0000099"]
+    run = run_built(connector(snow, processes=[{"kind": "change"}], audit_page_size=1000))
+    records = run.records
+    assert coverage_by_service(records)["change"].ok
+    ev = evidence_by_id(records, ".ticket")["CHG0000099"]
     assert len(ev.payload["history"]) == 10_001
-    verdicts = {f.check_id: f.status for f in findings(records)}
+    verdicts = {f.check_id: f.status for f in run.findings}
     assert verdicts["servicenow.change.approved_before_implemented"] == "pass"
     assert snow.count("sys_audit") == 11
-    records = collect(
+    run = run_built(
         connector(
             snow, processes=[{"kind": "change"}], audit_page_size=1000, max_history_entries=1000
         )
     )
-    errs = by_status(findings(records), "error")
+    records = run.records
+    errs = by_check(run.findings, "error")
     assert errs["servicenow.change.approved_before_implemented"] == {"CHG0000099"}
 
 
 def test_password_never_stored(snow):
     plant(snow)
     snow.fault("incident", *[(500, json.dumps({"error": {"message": PASSWORD}}), {})] * 4)
-    records = collect(connector(snow))
+    records = stream(connector(snow))
     text = " ".join(
         e.body() if isinstance(e, Evidence) else str(getattr(e, "error", "")) for e in records
     )

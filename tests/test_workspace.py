@@ -34,10 +34,11 @@ from werkzeug import Request, Response
 from connectors.base import CollectContext
 from connectors.checks import REGISTRY, evaluate
 from connectors.common import full_time
-from connectors.http import HttpOptions
-from connectors.records import Coverage, Evidence, Finding, Record, service_of
+from connectors.records import Coverage, Evidence, Finding, Record
 from connectors.workspace import WorkspaceConnector, WorkspaceOptions
 from connectors.workspace.auth import DIRECTORY_USER_READONLY
+from tests.fakehttp import FAST_HTTP
+from tests.harness import run_built
 from tests.vendor_schemas import assert_valid, discovery_schema
 
 pytestmark = pytest.mark.clock
@@ -280,14 +281,7 @@ def connector(g: FakeGoogle, **options: Any) -> WorkspaceConnector:
         "service_account_key": {"env": "ANNEXA_TEST_GWS_KEY"},
         "directory_url": g.base,
         "oauth_url": f"{g.base}/token",
-        "http": HttpOptions(
-            max_attempts=4,
-            retry_min_wait=0.0,
-            retry_max_wait=0.01,
-            max_retry_after=2,
-            timeout=5,
-            connect_timeout=2,
-        ),
+        "http": FAST_HTTP,
         **options,
     }
     return WorkspaceConnector("workspace-test", WorkspaceOptions.model_validate(opts))
@@ -309,34 +303,6 @@ def coverage(records: list[Record]) -> dict[str, Coverage]:
     return {r.service: r for r in records if isinstance(r, Coverage)}
 
 
-def findings(records: list[Record], params: dict[str, dict] | None = None) -> list[Finding]:
-    specs = WorkspaceConnector.checks()
-    by_type: dict[str, list] = defaultdict(list)
-    for s in specs:
-        by_type[s.resource_type].append(s)
-    merged = {s.id: s.params_with((params or {}).get(s.id)) for s in specs}
-    out: list[Finding] = []
-    for rec in records:
-        if isinstance(rec, Evidence):
-            out.extend(evaluate(rec, by_type[rec.resource_type], merged))
-        elif isinstance(rec, Coverage) and not rec.ok:
-            out.extend(
-                Finding(
-                    s.id,
-                    rec.scope,
-                    rec.region,
-                    s.resource_type,
-                    f"workspace:{rec.unit}",
-                    "error",
-                    s.severity,
-                    rec.error or "",
-                )
-                for s in specs
-                if rec.service == "*" or service_of(s.resource_type) == rec.service
-            )
-    return out
-
-
 def by_status(found: list[Finding], status: str) -> set[tuple[str, str]]:
     return {(f.check_id, f.resource_id) for f in found if f.status == status}
 
@@ -348,10 +314,11 @@ USERS = "/admin/directory/v1/users"
 
 def test_healthy_domain_passes_everything_across_pages(google):
     healthy_domain(google)
-    records = collect(connector(google))
+    run = run_built(connector(google))
+    records = run.records
     cov = coverage(records)
     assert set(cov) == {"*", "admin", "user"} and all(c.ok for c in cov.values()), cov
-    found = findings(records)
+    found = run.findings
     assert by_status(found, "fail") == set() and by_status(found, "error") == set()
     users = {e.resource_id: e.payload for e in evidence(records, "workspace.user.account")}
     assert len(users) == 6
@@ -380,9 +347,10 @@ def test_planted_users_fail_exactly_their_checks(google):
     ]
     for i in range(3):
         google.users.append(gws_user(f"30000000000000000000{i}", f"sa{i}@acme.example", admin=True))
-    records = collect(connector(google))
+    run = run_built(connector(google))
+    records = run.records
     assert all(c.ok for c in coverage(records).values())
-    found = findings(records)
+    found = run.findings
     assert by_status(found, "fail") == {
         ("workspace.user.two_step_enrolled", "200000000000000000001"),
         ("workspace.user.two_step_enforced", "200000000000000000002"),
@@ -406,21 +374,23 @@ def test_429_retry_after_then_success_and_5xx_burst(google):
         (502, "<html>bad gateway</html>", {}),
     )
     started = time.monotonic()
-    records = collect(connector(google))
+    run = run_built(connector(google))
+    records = run.records
     assert time.monotonic() - started >= 1.0  # Retry-After honoured
     assert all(c.ok for c in coverage(records).values())
-    assert by_status(findings(records), "fail") == set()
+    assert by_status(run.findings, "fail") == set()
     assert google.requests.count(USERS) == 4 + 3  # 4 pages + 3 answers retried
 
 
 def test_5xx_forever_is_an_error_for_that_unit(google):
     healthy_domain(google)
     google.fault(USERS, *[(503, "", {})] * 4)  # exhausts the admin listing's attempts
-    records = collect(connector(google))
+    run = run_built(connector(google))
+    records = run.records
     cov = coverage(records)
     assert not cov["admin"].ok and "HTTP 503" in cov["admin"].error
     assert cov["user"].ok and cov["*"].ok
-    assert {f.check_id for f in findings(records) if f.status == "error"} == {
+    assert {f.check_id for f in run.findings if f.status == "error"} == {
         "workspace.admin.super_admin_count"
     }
 
@@ -428,19 +398,21 @@ def test_5xx_forever_is_an_error_for_that_unit(google):
 def test_malformed_json_fails_only_its_unit(google):
     healthy_domain(google)
     google.fault(USERS, (200, '{"kind": "admin#directory#users", "users": [', {}))
-    records = collect(connector(google))
+    run = run_built(connector(google))
+    records = run.records
     cov = coverage(records)
     assert not cov["admin"].ok and "malformed JSON" in cov["admin"].error
     assert cov["user"].ok
-    assert by_status(findings(records), "fail") == set()
+    assert by_status(run.findings, "fail") == set()
 
 
 def test_empty_customer(google):
-    records = collect(connector(google))
+    run = run_built(connector(google))
+    records = run.records
     cov = coverage(records)
     assert set(cov) == {"*", "admin", "user"} and all(c.ok for c in cov.values())
     assert evidence(records, "workspace.user.account") == []
-    assert {(f.check_id, f.status) for f in findings(records)} == {
+    assert {(f.check_id, f.status) for f in run.findings} == {
         ("workspace.admin.super_admin_count", "pass")
     }
 
@@ -457,12 +429,13 @@ def test_repeated_page_token_is_a_unit_error_not_a_hang(google):
 def test_delegation_not_granted_fails_the_whole_scope(google):
     healthy_domain(google)
     google.delegation_granted = False
-    records = collect(connector(google))
+    run = run_built(connector(google))
+    records = run.records
     cov = coverage(records)
     assert set(cov) == {"*"} and not cov["*"].ok
     assert "unauthorized_client" in cov["*"].error
     assert USERS not in google.requests
-    assert {f.status for f in findings(records)} == {"error"}
+    assert {f.status for f in run.findings} == {"error"}
 
 
 def test_bad_key_is_reported_by_option_name(google, monkeypatch):

@@ -2,7 +2,7 @@
 
 Every module in this package is imported by :mod:`collector.cli` after the main app
 exists; a module registers its commands with ``@app.command()`` (or
-``app.add_typer``) using ``from collector.cli import app``. Adding a command is adding
+``app.add_typer``) using ``from collector.clikit import app``. Adding a command is adding
 a module here — no edit to ``cli.py`` needed.
 """
 

@@ -19,7 +19,7 @@ from typing import Annotated, Any
 import typer
 from sqlalchemy import Engine, text
 
-from collector.cli import (
+from collector.clikit import (
     EXIT_USAGE,
     EXIT_VERIFY,
     AtOpt,

@@ -10,7 +10,7 @@ from typing import Annotated
 
 import typer
 
-from collector.cli import (
+from collector.clikit import (
     EXIT_USAGE,
     AtOpt,
     CliExit,

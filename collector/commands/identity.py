@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import typer
 
-from collector.cli import (
+from collector.clikit import (
     EXIT_FAILED,
     EXIT_PARTIAL,
     EXIT_USAGE,

@@ -13,7 +13,7 @@ from typing import Annotated, Any
 import typer
 from sqlalchemy import Engine
 
-from collector.cli import (
+from collector.clikit import (
     AtOpt,
     ConfigOpt,
     FormatOpt,

@@ -14,7 +14,7 @@ from typing import Annotated
 
 import typer
 
-from collector.cli import (
+from collector.clikit import (
     EXIT_USAGE,
     CliExit,
     ConfigOpt,

@@ -13,7 +13,7 @@ from typing import Annotated, Any
 
 import typer
 
-from collector.cli import (
+from collector.clikit import (
     EXIT_USAGE,
     AtOpt,
     CliExit,

@@ -7,13 +7,15 @@ Used by ``annexa demo``, the connector tests and the end-to-end tests.
 * the *main* account (the caller's, 123456789012 in moto): a mix of good and bad
   configuration in every service and in both demo regions — a weak password policy,
   console users with and without MFA, fresh, old, unused and inactive access keys,
-  administrator policies on a group, a role and a user, buckets with and without
+  administrator policies on a group, a role and a user, a supplier's role without an
+  external ID, buckets with and without
   encryption, public access block, TLS-only policy, versioning and logging, one public
   bucket, trails with and without validation, KMS and CloudWatch delivery, security
   groups open to the internet, unencrypted volumes, an IMDSv1 instance, a VPC without
   flow logs, a short log retention, a key without rotation, a weak RDS instance, and
   GuardDuty / Config / Security Hub / Backup / Access Analyzer / a TLS load balancer
-  in one region only; old Inspector and ECR findings, no malware scanning, Macie
+  in one region only (GuardDuty without a threat intel set); old Inspector and ECR
+  findings, no malware scanning, Macie
   without a scheduled job, a non-compliant conformance pack, a restore testing plan
   that restores nothing, a weak Aurora cluster and CloudFront distribution, no budget,
   workloads in the default VPC, and no organisation (see
@@ -259,6 +261,28 @@ def _role(p: _Plan, name: str, *, admin: bool, managed: str | None = None) -> No
                             PolicyDocument=json.dumps(document))
     if admin:
         p.bad("aws.iam.role_no_full_admin_policy", arn)
+
+
+#: A supplier's AWS account (outside every demo organisation).
+VENDOR_ACCOUNT = "464622532012"
+
+
+def _vendor_role(p: _Plan, name: str, *, external_id: str | None) -> None:
+    """A role a supplier's account assumes (read-only), with or without the external ID
+    the supplier issued (``aws.iam.role_third_party_external_id``)."""
+    statement: dict[str, Any] = {
+        "Effect": "Allow", "Action": "sts:AssumeRole",
+        "Principal": {"AWS": f"arn:aws:iam::{VENDOR_ACCOUNT}:root"},
+    }
+    if external_id:
+        statement["Condition"] = {"StringEquals": {"sts:ExternalId": external_id}}
+    iam = p.estate.client("iam")
+    arn = iam.create_role(RoleName=name, AssumeRolePolicyDocument=json.dumps(
+        {"Version": "2012-10-17", "Statement": [statement]}))["Role"]["Arn"]
+    iam.put_role_policy(RoleName=name, PolicyName=f"{name}-inline",
+                        PolicyDocument=json.dumps(_READ_DOC))
+    if not external_id:
+        p.bad("aws.iam.role_third_party_external_id", arn)
 
 
 def _root(p: _Plan, *, mfa: bool, used_days_ago: int | None) -> None:
@@ -560,18 +584,26 @@ def _rds(p: _Plan, region: str, name: str, *, good: bool) -> None:
 
 
 def _regional_settings(p: _Plan, region: str, bucket: str, *, off: tuple[str, ...] = (),
-                       malware: bool = True) -> None:
-    """GuardDuty (with Malware Protection for EC2 if ``malware``), Config, Security Hub,
-    Backup and Access Analyzer, except ``off``."""
+                       malware: bool = True, threat_intel: bool = True) -> None:
+    """GuardDuty (with Malware Protection for EC2 if ``malware`` and an active threat
+    intel set if ``threat_intel``), Config, Security Hub, Backup and Access Analyzer,
+    except ``off``."""
     e = p.estate
     for service, check_id in _REGIONAL_SETTINGS.items():
         if service in off:
             p.bad(check_id, region)
     if "guardduty" in off or not malware:
         p.bad("aws.guardduty.malware_protection", region)
+    if "guardduty" in off or not threat_intel:
+        p.bad("aws.guardduty.threat_intel_applied", region)
     if "guardduty" not in off:
         features = [{"Name": "EBS_MALWARE_PROTECTION", "Status": "ENABLED"}] if malware else []
-        e.client("guardduty", region).create_detector(Enable=True, Features=features)
+        guardduty = e.client("guardduty", region)
+        detector = guardduty.create_detector(Enable=True, Features=features)["DetectorId"]
+        if threat_intel:
+            guardduty.create_threat_intel_set(
+                DetectorId=detector, Name="isac-blocklist", Format="TXT", Activate=True,
+                Location=f"https://s3.amazonaws.com/{bucket}/threat-intel/blocklist.txt")
     if "config" not in off:
         config = e.client("config", region)
         config.put_configuration_recorder(ConfigurationRecorder={
@@ -648,6 +680,8 @@ def _plant_main(p: _Plan) -> None:
     p.bad("aws.iam.user_no_full_admin_policy", users["dave-legacy"]["arn"])
     _role(p, "annexa-demo-deployer", admin=True)
     _role(p, "annexa-demo-reporting", admin=False, managed=read)
+    _vendor_role(p, "annexa-demo-vendor-monitoring", external_id=None)
+    _vendor_role(p, "annexa-demo-vendor-backup", external_id="vendor-issued-7f3a")
     _root(p, mfa=True, used_days_ago=2)
 
     logs = _bucket(p, "annexa-demo-logs", encryption=_SSE_S3, block=_ALL_BLOCKED,
@@ -688,7 +722,7 @@ def _plant_main(p: _Plan) -> None:
     _flow_logs(p, OTHER, None)
     _rds(p, HOME, "annexa-demo-orders", good=True)
     _rds(p, OTHER, "annexa-demo-legacy", good=False)
-    _regional_settings(p, HOME, logs, malware=False)
+    _regional_settings(p, HOME, logs, malware=False, threat_intel=False)
     _regional_settings(p, OTHER, logs, off=tuple(_REGIONAL_SETTINGS))
     _load_balancer(p, HOME, "annexa-demo-web", redirect=True, tls_policy=_MODERN_TLS,
                    waf=True)
@@ -725,6 +759,7 @@ def _plant_secure(p: _Plan, *, flaws: bool = False) -> None:
     read = _policy(iam, "annexa-read", _READ_DOC)
     _group(p, "annexa-auditors", read, admin=False, members=(p.name("ops-admin"),))
     _role(p, "annexa-app", admin=False)
+    _vendor_role(p, p.name("annexa-vendor-monitoring"), external_id="vendor-issued-c41e")
     _root(p, mfa=True, used_days_ago=3 if flaws else 400)
 
     logs = _bucket(p, p.name("annexa-secure-logs"), encryption=_SSE_KMS, block=_ALL_BLOCKED,

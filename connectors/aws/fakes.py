@@ -13,7 +13,9 @@ service            operations served here
 =================  ====================================================================
 Access Analyzer    CreateAnalyzer, ListAnalyzers (REST-JSON ``/analyzer``; moto has none)
 GuardDuty          CreateMalwareProtectionPlan, ListMalwareProtectionPlans,
-                   GetMalwareProtectionPlan (REST-JSON ``/malware-protection-plan``)
+                   GetMalwareProtectionPlan (REST-JSON ``/malware-protection-plan``);
+                   CreateThreatIntelSet, ListThreatIntelSets, GetThreatIntelSet
+                   (``/detector/{DetectorId}/threatintelset``)
 Macie              CreateClassificationJob, ListClassificationJobs (``/jobs``,
                    ``/jobs/list``)
 Route 53 Resolver  AssociateFirewallRuleGroup, ListFirewallRuleGroupAssociations
@@ -146,7 +148,37 @@ class MotoGapsFake:
             return 200, {"arn": analyzer["arn"]}
         return None
 
+    def _threat_intel(self, c: _Call) -> Answer | None:
+        """Threat intel sets by detector id (the detector itself lives in moto)."""
+        found = re.fullmatch(r"/detector/([^/]+)/threatintelset(?:/([^/]+))?", c.path)
+        if not found:
+            return None
+        detector, set_id = found.groups()
+        sets = [t for t in c.items("threat-intel-set") if t["detectorId"] == detector]
+        if set_id is None and c.method == "POST":
+            c.log("CreateThreatIntelSet")
+            new_id = uuid.uuid4().hex
+            c.add("threat-intel-set", {
+                "detectorId": detector, "threatIntelSetId": new_id,
+                "name": c.body.get("name"), "format": c.body.get("format"),
+                "location": c.body.get("location"),
+                "status": "ACTIVE" if c.body.get("activate") else "INACTIVE",
+                "tags": c.body.get("tags") or {}})
+            return 200, {"threatIntelSetId": new_id}
+        if set_id is None and c.method == "GET":
+            c.log("ListThreatIntelSets")
+            return 200, {"threatIntelSetIds": [t["threatIntelSetId"] for t in sets]}
+        if c.method == "GET":
+            c.log("GetThreatIntelSet")
+            got = next((t for t in sets if t["threatIntelSetId"] == set_id), None)
+            if got is None:
+                return _not_found("threat intel set")
+            return 200, {k: got[k] for k in ("name", "format", "location", "status", "tags")}
+        return None
+
     def _guardduty(self, c: _Call) -> Answer | None:
+        if c.path.startswith("/detector/") and "/threatintelset" in c.path:
+            return self._threat_intel(c)
         if c.path == "/malware-protection-plan" and c.method == "POST":
             c.log("CreateMalwareProtectionPlan")
             plan_id = uuid.uuid4().hex[:20]

@@ -2,7 +2,9 @@
 
 Regional units (service ``guardduty``): ``ListDetectors``, then ``GetDetector`` for each
 (partial), then ``ListMalwareProtectionPlans`` and ``GetMalwareProtectionPlan`` for each
-(partial, under ``MalwareProtectionPlans``). Resource type ``aws.guardduty.detectors``
+(partial, under ``MalwareProtectionPlans``), and per detector ``ListThreatIntelSets`` +
+``GetThreatIntelSet`` (partial, under the detector's ``ThreatIntelSets``; moto lacks
+them, see :mod:`connectors.aws.fakes`). Resource type ``aws.guardduty.detectors``
 (id = region): ``{"Detectors": [{"DetectorId", "Status", "Features", ...}],
 "MalwareProtectionPlans": [{"MalwareProtectionPlanId", "Status", "ProtectedResource"}]}``
 — an empty ``Detectors`` list means GuardDuty is off in the region. Malware Protection
@@ -40,7 +42,21 @@ ACTIONS: dict[str, str | None] = {
     "guardduty:GetDetector": "guardduty:GetDetector",
     "guardduty:ListMalwareProtectionPlans": "guardduty:ListMalwareProtectionPlans",
     "guardduty:GetMalwareProtectionPlan": "guardduty:GetMalwareProtectionPlan",
+    "guardduty:ListThreatIntelSets": "guardduty:ListThreatIntelSets",
+    "guardduty:GetThreatIntelSet": "guardduty:GetThreatIntelSet",
 }
+
+
+def threat_intel_sets(client: Any, detector_id: str) -> list[dict[str, Any]]:
+    """The detector's threat intelligence sets (lists of known-malicious IPs and domains
+    the organisation supplies), with their status; the S3 location is not kept."""
+    out = []
+    for set_id in paginate(client, "list_threat_intel_sets", "ThreatIntelSetIds",
+                           DetectorId=detector_id):
+        got = client.get_threat_intel_set(DetectorId=detector_id, ThreatIntelSetId=set_id)
+        out.append({"ThreatIntelSetId": set_id, "Name": got.get("Name"),
+                    "Format": got.get("Format"), "Status": got.get("Status")})
+    return sorted(out, key=lambda t: str(t["ThreatIntelSetId"]))
 
 
 def detector_entry(client: Any, detector_id: str) -> dict[str, Any]:
@@ -49,6 +65,10 @@ def detector_entry(client: Any, detector_id: str) -> dict[str, Any]:
     answer = read_partial(errors, "Status", lambda: client.get_detector(DetectorId=detector_id))
     if answer is not MISSING:
         entry.update({k: v for k, v in answer.items() if k != "ResponseMetadata"})
+    sets = read_partial(errors, "ThreatIntelSets",
+                        lambda: threat_intel_sets(client, detector_id))
+    if sets is not MISSING:
+        entry["ThreatIntelSets"] = sets
     return with_errors(entry, errors)
 
 
@@ -162,3 +182,43 @@ def malware_protection(payload: Mapping[str, Any], params: Mapping[str, Any]) ->
         return passed(f"Malware Protection for EC2 is on ({', '.join(scanning)}) and S3 "
                       f"uploads are scanned in {buckets}")
     return passed(f"Malware Protection for EC2 is on ({', '.join(scanning)})")
+
+
+@check(
+    id="aws.guardduty.threat_intel_applied",
+    title="GuardDuty detectors apply the organisation's threat intelligence (an active "
+    "threat intel set)",
+    severity="low",
+    resource_type=DETECTORS,
+    rationale="Threat intelligence is only useful once it reaches a detective control: a "
+    "GuardDuty threat intel set is the organisation's own list of known-malicious IP "
+    "addresses and domains (from its feeds, ISAC or incidents), turned into findings "
+    "whenever the account talks to them. GuardDuty's built-in AWS feeds are vendor "
+    "detection and are not counted here.",
+    remediation="Upload the threat intelligence list (TXT, STIX, OTX_CSV…) to S3 and "
+    "create an activated threat intel set on the region's detector (from the delegated "
+    "administrator for the organisation); keep it updated from the intelligence process.",
+)
+def threat_intel_applied(payload: Mapping[str, Any], params: Mapping[str, Any]) -> Verdict:
+    detectors = require(payload, "Detectors")
+    enabled = [d for d in detectors if d.get("Status") == "ENABLED"]
+    if not enabled:
+        if any("Status" not in d for d in detectors):
+            raise EvidenceMissing("could not read detector status")
+        return failed("GuardDuty is not enabled in the region: no threat intelligence is "
+                      "applied to detection")
+    applied, missing = [], []
+    for d in enabled:
+        sets = require(d, "ThreatIntelSets")
+        active = [str(t.get("Name")) for t in sets if t.get("Status") == "ACTIVE"]
+        (applied if active else missing).append(
+            f"{d['DetectorId']} ({', '.join(active) or _states(sets)})")
+    if missing:
+        return failed("No active threat intel set on detector " + "; ".join(missing))
+    return passed("Threat intelligence applied on detector " + "; ".join(applied))
+
+
+def _states(sets: list[Mapping[str, Any]]) -> str:
+    if not sets:
+        return "none"
+    return ", ".join(f"{t.get('Name')} {t.get('Status')}" for t in sets)

@@ -181,9 +181,16 @@ def read(account: Account, region: str = GLOBAL) -> Iterator[Evidence]:
             group, members.get(group.get("GroupName", ""), []), resolver
         )
         yield account.evidence(iam_principals.GROUP, group["Arn"], GLOBAL, payload)
+    org_errors: dict[str, str] = {}
+    organization = read_partial(org_errors, "Organization", lambda: (
+        iam_principals.get_organization(account.client("organizations")))
+    ) if details.roles else MISSING
     for role in details.roles:
         payload = iam_principals.role_payload(role, resolver)
-        yield account.evidence(iam_principals.ROLE, role["Arn"], GLOBAL, payload)
+        if organization is not MISSING:
+            payload["Organization"] = organization
+        yield account.evidence(iam_principals.ROLE, role["Arn"], GLOBAL,
+                               with_errors(payload, org_errors))
 
 
 READERS = (ReaderSpec(SERVICE, read, regional=False),)

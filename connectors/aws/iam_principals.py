@@ -26,10 +26,13 @@ from __future__ import annotations
 
 import fnmatch
 import json
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import unquote
+
+from botocore.exceptions import ClientError
 
 from connectors.aws.common import (
     ERRORS_KEY,
@@ -37,7 +40,9 @@ from connectors.aws.common import (
     EvidenceMissing,
     activity_time,
     as_list,
+    error_code,
     pages,
+    paginate,
     read_partial,
     require,
     with_errors,
@@ -52,6 +57,8 @@ ACTIONS: dict[str, str | None] = {
     "iam:GetAccountAuthorizationDetails": "iam:GetAccountAuthorizationDetails",
     "iam:GetPolicy": "iam:GetPolicy",
     "iam:GetPolicyVersion": "iam:GetPolicyVersion",
+    "organizations:DescribeOrganization": "organizations:DescribeOrganization",
+    "organizations:ListAccounts": "organizations:ListAccounts",
 }
 
 _FILTER = ["User", "Group", "Role", "LocalManagedPolicy"]
@@ -112,6 +119,28 @@ def get_managed_policy_document(client: Any, arn: str) -> dict[str, Any]:
     return client.get_policy_version(PolicyArn=arn, VersionId=version)["PolicyVersion"][
         "Document"
     ]
+
+
+def get_organization(client: Any) -> dict[str, Any] | None:
+    """The organisation the account belongs to, for judging role trusts: its id, its
+    management account and, where this account may list them (management or delegated
+    administrator), every member account id (``AccountIds`` None otherwise). None when
+    the account is in no organisation."""
+    try:
+        organization = client.describe_organization()["Organization"]
+    except ClientError as exc:
+        if error_code(exc) == "AWSOrganizationsNotInUseException":
+            return None
+        raise
+    try:
+        ids: list[str] | None = sorted(
+            a["Id"] for a in paginate(client, "list_accounts", "Accounts"))
+    except ClientError as exc:
+        if error_code(exc) not in ("AccessDeniedException", "AccessDenied"):
+            raise
+        ids = None  # a member account may not list its organisation
+    return {"Id": organization.get("Id"), "MasterAccountId": organization.get("MasterAccountId"),
+            "AccountIds": ids}
 
 
 # --- transform -----------------------------------------------------------------------
@@ -316,3 +345,117 @@ def group_no_full_admin_policy(payload: Mapping[str, Any], params: Mapping[str, 
 def role_no_full_admin_policy(payload: Mapping[str, Any], params: Mapping[str, Any]) -> Verdict:
     return admin_verdict(payload, params, name_key="RoleName", inline_key="RolePolicyList",
                          kind="role")
+
+
+# --- third-party access: roles other accounts may assume ------------------------------------
+
+#: Condition keys that restrict who may assume the role to the caller's own organisation
+#: or named accounts (IAM global condition context keys).
+_ORG_KEYS = ("aws:principalorgid", "aws:principalorgpaths", "aws:principalaccount")
+_ACCOUNT_ARN = re.compile(r"^arn:aws[a-z-]*:(?:iam|sts)::(\d{12}):")
+_ASSUME = {"sts:assumerole", "sts:*", "*"}
+
+
+def _condition_keys(statement: Mapping[str, Any]) -> set[str]:
+    """Lower-cased condition keys of a statement, whatever their operator."""
+    keys: set[str] = set()
+    for block in (statement.get("Condition") or {}).values():
+        if isinstance(block, Mapping):
+            keys.update(str(k).lower() for k in block)
+    return keys
+
+
+def _trusted_accounts(principal: Any) -> list[str]:
+    """Account ids (or ``*``) named in a statement's ``AWS`` principal: an account id,
+    an ``arn:aws:iam::ACCOUNT:root|user/…|role/…`` or an assumed-role session ARN."""
+    if principal == "*":
+        return ["*"]
+    if not isinstance(principal, Mapping):
+        return []
+    out = []
+    for value in as_list(principal.get("AWS")):
+        text = str(value)
+        if text == "*" or text.isdigit():
+            out.append(text)
+        elif m := _ACCOUNT_ARN.match(text):
+            out.append(m.group(1))
+        # else a unique id (AROA…/AIDA…): the principal was deleted, nobody can use it
+    return out
+
+
+def external_trust(payload: Mapping[str, Any], internal: set[str]) -> list[dict[str, Any]]:
+    """Each trust statement letting an AWS principal outside ``internal`` assume the role:
+    ``{"accounts", "external_id", "org_restricted"}``."""
+    document = policy_document(require(payload, "AssumeRolePolicyDocument"))
+    found = []
+    for statement in as_list(document.get("Statement")):
+        if not isinstance(statement, Mapping) or statement.get("Effect") != "Allow":
+            continue
+        actions = {str(a).lower() for a in as_list(statement.get("Action"))}
+        if not actions & _ASSUME:
+            continue  # sts:AssumeRoleWithSAML / WithWebIdentity / TagSession: not accounts
+        accounts = [a for a in _trusted_accounts(statement.get("Principal"))
+                    if a not in internal]
+        if not accounts:
+            continue
+        keys = _condition_keys(statement)
+        found.append({
+            "accounts": accounts,
+            "external_id": "sts:externalid" in keys,
+            "org_restricted": any(k in keys for k in _ORG_KEYS),
+        })
+    return found
+
+
+@check(
+    id="aws.iam.role_third_party_external_id",
+    title="Roles that other AWS accounts may assume require an external ID",
+    severity="high",
+    resource_type=ROLE,
+    rationale="A role trusted by another AWS account is how a supplier (monitoring, backup, "
+    "cost or security vendor) reaches the account. Without an sts:ExternalId condition any "
+    "customer of that supplier can make it act on this account (the confused-deputy "
+    "problem); a trust open to every principal (*) lets anyone in. Listing each such role "
+    "also shows which outside accounts hold access, for the supplier register.",
+    remediation="Add a Condition StringEquals sts:ExternalId with the value the supplier "
+    "issued for this account; name accounts of your own organisation in "
+    "internal_accounts; remove trusts no supplier needs.",
+    parameters={"internal_accounts": []},
+)
+def role_third_party_external_id(
+    payload: Mapping[str, Any], params: Mapping[str, Any]
+) -> Verdict:
+    arn = str(require(payload, "Arn"))
+    m = _ACCOUNT_ARN.match(arn)
+    own = {m.group(1)} if m else set()
+    internal = own | {str(a) for a in params["internal_accounts"]}
+    name = payload.get("RoleName") or arn
+    trusts = external_trust(payload, internal)
+    if trusts:
+        # Accounts of the role's own organisation are not third parties.
+        organization = require(payload, "Organization")
+        if organization:
+            internal |= {str(organization.get("MasterAccountId") or "")}
+            internal |= {str(a) for a in organization.get("AccountIds") or []}
+            trusts = external_trust(payload, internal)
+    if not trusts:
+        return passed(f"Role {name} is not assumable from AWS accounts outside "
+                      f"{', '.join(sorted(internal)) or 'its own'} (services, federated "
+                      "identity providers and internal accounts are not third parties here)")
+    public = [t for t in trusts if "*" in t["accounts"] and not t["org_restricted"]]
+    if public:
+        return failed(f"Role {name} may be assumed by any AWS principal (Principal '*'"
+                      + (" with only an external ID" if public[0]["external_id"] else "")
+                      + ")")
+    missing = sorted({a for t in trusts if not t["external_id"] and not t["org_restricted"]
+                      for a in t["accounts"]})
+    if missing:
+        organization = payload.get("Organization") or {}
+        unlisted = (f" (not listed in organisation {organization.get('Id')}: this account "
+                    "cannot list its members; name them in internal_accounts)"
+                    if organization and organization.get("AccountIds") is None else "")
+        return failed(f"Role {name} may be assumed by external account(s) "
+                      f"{', '.join(missing)} without an sts:ExternalId condition{unlisted}")
+    accounts = sorted({a for t in trusts for a in t["accounts"]})
+    return passed(f"Role {name} trusts external account(s) {', '.join(accounts)} only "
+                  "under an sts:ExternalId or organisation condition")

@@ -11,17 +11,52 @@ login host, so a TLS-inspecting proxy or a private authority with its own CA wor
 from __future__ import annotations
 
 import os
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from connectors.base import SecretRef
+from connectors.http import HttpOptions
 
 if TYPE_CHECKING:
     from .arm import TokenCredential
-    from .connector import AzureOptions
 
 CredentialKind = Literal[
     "default", "client_secret", "certificate", "managed_identity", "workload_identity"
 ]
+
+
+class CredentialOptions(Protocol):
+    """What a credential is built from: the fields of ``AzureOptions`` (and any options
+    model with the same names) that this module reads.
+
+    Declared here rather than importing ``AzureOptions`` so that the connector imports
+    its credentials and not the other way round (no import cycle; see
+    tests/test_architecture.py).
+    """
+
+    @property
+    def auth(self) -> CredentialKind: ...
+    @property
+    def tenant_id(self) -> str | None: ...
+    @property
+    def client_id(self) -> str | None: ...
+    @property
+    def client_secret(self) -> SecretRef | None: ...
+    @property
+    def certificate_path(self) -> str | None: ...
+    @property
+    def certificate_password(self) -> SecretRef | None: ...
+    @property
+    def managed_identity_client_id(self) -> str | None: ...
+    @property
+    def workload_identity_file(self) -> str | None: ...
+    @property
+    def authority(self) -> str: ...
+    @property
+    def disable_instance_discovery(self) -> bool: ...
+    @property
+    def authority_ca_bundle(self) -> str | None: ...
+    @property
+    def http(self) -> HttpOptions: ...
 
 #: What each kind needs from the options (checked when the config is validated).
 REQUIRED: dict[str, tuple[str, ...]] = {
@@ -37,7 +72,7 @@ def _secret(ref: SecretRef | None) -> str | None:
     return ref.get() if ref is not None else None
 
 
-def build_credential(o: AzureOptions) -> TokenCredential:
+def build_credential(o: CredentialOptions) -> TokenCredential:
     """The azure-identity credential the options describe.
 
     Raises :class:`~connectors.base.SecretUnavailableError` when a secret reference

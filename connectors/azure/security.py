@@ -6,7 +6,12 @@ One unit per subscription (service ``security``):
 * ``GET .../Microsoft.Security/settings`` (partial, ``_errors.settings``): the
   integrations, e.g. ``WDATP`` (Microsoft Defender for Endpoint on servers);
 * ``GET .../Microsoft.Security/assessments?$expand=metadata`` (partial, recorded in the
-  assessments evidence): every assessment with its status and severity.
+  assessments evidence): every assessment with its status and severity;
+* ``GET .../Microsoft.Security/securityContacts`` (partial, ``_errors.securityContacts``,
+  api-version 2023-12-01-preview): who Defender for Cloud e-mails about alerts. Both
+  documented shapes are read: ``isEnabled`` + ``notificationsSources[]`` (sourceType
+  ``Alert`` / ``AttackPath``) and the 2020-01-01-preview ``alertNotifications``
+  {state, minimalSeverity} (security-resource-manager specs, securityContacts examples).
 
 Resource types (region ``global``):
 
@@ -17,7 +22,10 @@ Microsoft.Security/pricings``)::
      "pricings": [{"name": "VirtualMachines", "pricingTier": "Standard",
                    "subPlan": "P2", "deprecated": false,
                    "extensions": [{"name": "...", "isEnabled": "True"}]}, ...],
-     "settings": [{"name": "WDATP", "kind": "DataExportSettings", "enabled": true}]}
+     "settings": [{"name": "WDATP", "kind": "DataExportSettings", "enabled": true}],
+     "securityContacts": [{"name": "default", "emails": "a@x;b@x", "phone": "...",
+                           "isEnabled": true, "notificationsByRole": {...},
+                           "notificationsSources": [...], "alertNotifications": {...}}]}
 
 ``azure.security.assessments`` (id = ``/subscriptions/<id>/providers/
 Microsoft.Security/assessments``): the unhealthy ones, and how many there are of each
@@ -49,11 +57,13 @@ ASSESSMENTS = "azure.security.assessments"
 API_VERSION = "2024-01-01"
 SETTINGS_API = "2022-05-01"
 ASSESSMENTS_API = "2021-06-01"
+CONTACTS_API = "2023-12-01-preview"
 
 ACTIONS = (
     "Microsoft.Security/pricings/read",
     "Microsoft.Security/settings/read",
     "Microsoft.Security/assessments/read",
+    "Microsoft.Security/securityContacts/read",
 )
 
 _KEPT = ("pricingTier", "subPlan", "deprecated", "enablementTime", "enforce", "inherited")
@@ -73,6 +83,15 @@ def transform(pricing: Mapping[str, Any]) -> dict[str, Any]:
 def _setting(item: Mapping[str, Any]) -> dict[str, Any]:
     return {"name": item.get("name"), "kind": item.get("kind"),
             "enabled": (item.get("properties") or {}).get("enabled")}
+
+
+_CONTACT_KEPT = ("emails", "phone", "isEnabled", "notificationsByRole",
+                 "notificationsSources", "alertNotifications")
+
+
+def _contact(item: Mapping[str, Any]) -> dict[str, Any]:
+    p = item.get("properties") or {}
+    return {"name": item.get("name"), **{k: p[k] for k in _CONTACT_KEPT if k in p}}
 
 
 def _assessments(arm: Arm, subscription: str) -> dict[str, Any]:
@@ -107,9 +126,14 @@ def read(arm: Arm, subscription: str, **_: Any) -> Iterator[Evidence]:
     settings = read_partial(errors, "settings", lambda: sorted(
         (_setting(s) for s in arm.list(f"{base}/settings", SETTINGS_API)),
         key=lambda s: str(s["name"])))
+    contacts = read_partial(errors, "securityContacts", lambda: sorted(
+        (_contact(c) for c in arm.list(f"{base}/securityContacts", CONTACTS_API)),
+        key=lambda c: str(c["name"])))
     payload: dict[str, Any] = {"subscriptionId": subscription, "pricings": pricings}
     if settings is not None:
         payload["settings"] = settings
+    if contacts is not None:
+        payload["securityContacts"] = contacts
     yield Evidence(
         scope=subscription,
         region=GLOBAL,
@@ -248,3 +272,80 @@ def sensitive_data_discovery_enabled(payload: Mapping[str, Any], params: Mapping
             return passed(f"Sensitive data discovery is on ({name})")
     return failed("Sensitive data discovery is off in "
                   + " and ".join(map(str, params["plans"])))
+
+
+#: Defender for Cloud alert severities, lowest first (``minimalSeverity``).
+_SEVERITY_ORDER = ("Low", "Medium", "High")
+
+
+def _alerts_from(contact: Mapping[str, Any]) -> str | None:
+    """The lowest alert severity e-mailed to this contact, or None when it gets no alert
+    mails: ``isEnabled`` false turns the contact off; ``notificationsSources`` (current
+    API) or ``alertNotifications`` (2020-01-01-preview) say which alerts go out."""
+    if contact.get("isEnabled") is False:
+        return None
+    sources = contact.get("notificationsSources")
+    if isinstance(sources, list):
+        for source in sources:
+            if str(source.get("sourceType", "")).lower() == "alert":
+                return str(source.get("minimalSeverity") or "High")
+        return None
+    legacy = contact.get("alertNotifications")
+    if isinstance(legacy, Mapping):
+        if str(legacy.get("state", "")).lower() != "on":
+            return None
+        return str(legacy.get("minimalSeverity") or "High")
+    return None
+
+
+def _recipients(contact: Mapping[str, Any]) -> list[str]:
+    """Named addresses, and the roles notified when role notifications are on."""
+    out = [e.strip() for e in str(contact.get("emails") or "").replace(",", ";").split(";")
+           if e.strip()]
+    by_role = contact.get("notificationsByRole") or {}
+    if str(by_role.get("state", "")).lower() == "on":
+        out += [f"role {r}" for r in by_role.get("roles") or []]
+    return out
+
+
+@check(
+    id="azure.security.contacts_configured",
+    title="Defender for Cloud e-mails security alerts to named security contacts",
+    severity="medium",
+    resource_type=PRICINGS,
+    rationale="Incident response starts with someone being told: Defender for Cloud "
+    "notifies the subscription's security contacts of alerts, and Microsoft uses them when "
+    "it detects a compromise. Without a contact receiving alert mails of the required "
+    "severity, detected incidents wait until someone opens the portal.",
+    remediation="In Defender for Cloud → Environment settings → Email notifications, add "
+    "the incident-response mailbox and turn on alert notifications of the required "
+    "minimal severity.",
+    parameters={"minimal_severity": "High", "require_named_email": True},
+)
+def contacts_configured(payload: Mapping[str, Any], params: Mapping[str, Any]) -> Verdict:
+    wanted = str(params["minimal_severity"]).capitalize()
+    if wanted not in _SEVERITY_ORDER:
+        raise ValueError(f"minimal_severity must be one of {', '.join(_SEVERITY_ORDER)}")
+    contacts = require(payload, "securityContacts")
+    if not contacts:
+        return failed("No security contact is configured for Defender for Cloud")
+    problems = []
+    for contact in contacts:
+        name = contact.get("name") or "?"
+        severity = _alerts_from(contact)
+        recipients = _recipients(contact)
+        named = [r for r in recipients if not r.startswith("role ")]
+        if severity is None:
+            problems.append(f"{name}: alert notifications off")
+        elif severity.capitalize() not in _SEVERITY_ORDER:
+            problems.append(f"{name}: unknown minimal severity {severity!r}")
+        elif _SEVERITY_ORDER.index(severity.capitalize()) > _SEVERITY_ORDER.index(wanted):
+            problems.append(f"{name}: only {severity} alerts mailed (need {wanted} and above)")
+        elif params["require_named_email"] and not named:
+            problems.append(f"{name}: no e-mail address, only {', '.join(recipients) or 'nobody'}")
+        elif not recipients:
+            problems.append(f"{name}: no recipient")
+        else:
+            return passed(f"Security contact {name} gets {severity} and higher alerts: "
+                          + ", ".join(recipients))
+    return failed("No security contact receives alert mails: " + "; ".join(problems))

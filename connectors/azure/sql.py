@@ -4,7 +4,8 @@ One unit per subscription (service ``sql``): ``GET .../Microsoft.Sql/servers`` (
 listing; a failure fails the unit), then per server (partial reads, recorded under
 ``_errors``): ``auditingSettings/default`` and ``firewallRules``; then the server's
 ``databases`` (a listing: its failure fails the unit, so unlisted databases are never
-taken as deleted) and per user database ``transparentDataEncryption/current``.
+taken as deleted) and per user database ``transparentDataEncryption/current`` and the
+dynamic data masking policy with its rules.
 
 Resource types (id = ARM id):
 
@@ -12,7 +13,11 @@ Resource types (id = ARM id):
   properties; the write-only storage key is never returned) and ``firewallRules``
   (``[{"name", "startIpAddress", "endIpAddress"}]``);
 * ``azure.sql.database``: the ARM resource (``master`` is skipped: it is a system
-  database TDE does not apply to) plus ``transparentDataEncryption`` (``{"state"}``).
+  database TDE does not apply to) plus ``transparentDataEncryption`` (``{"state"}``)
+  and ``dataMasking`` (``{"dataMaskingState", "exemptPrincipals", "rules": [{"schemaName",
+  "tableName", "columnName", "maskingFunction", "ruleState"}]}``) from
+  ``dataMaskingPolicies/Default`` and its ``rules`` (partial, ``_errors.dataMasking``;
+  shapes of the DataMaskingPolicyGet / DataMaskingRuleListByDatabase examples).
 """
 
 from __future__ import annotations
@@ -38,6 +43,8 @@ ACTIONS = (
     "Microsoft.Sql/servers/firewallRules/read",
     "Microsoft.Sql/servers/databases/read",
     "Microsoft.Sql/servers/databases/transparentDataEncryption/read",
+    "Microsoft.Sql/servers/databases/dataMaskingPolicies/read",
+    "Microsoft.Sql/servers/databases/dataMaskingPolicies/rules/read",
 )
 
 _DB_KEPT = ("status", "collation", "maxSizeBytes", "zoneRedundant", "readScale",
@@ -72,7 +79,27 @@ def database_payload(arm: Arm, db: Mapping[str, Any]) -> dict[str, Any]:
     if tde is not None:
         payload["transparentDataEncryption"] = {"state": (tde.get("properties") or {})
                                                 .get("state")}
+    masking = read_partial(errors, "dataMasking", lambda: _masking(arm, str(db["id"])))
+    if masking is not None:
+        payload["dataMasking"] = masking
     return with_errors(payload, errors)
+
+
+def _masking(arm: Arm, db_id: str) -> dict[str, Any]:
+    """Dynamic data masking of one database: the ``Default`` policy's state and exempt
+    principals, and its rules (schema, table, column, function, state). Every database
+    has the policy; a database that never configured masking answers ``Disabled``."""
+    base = f"{db_id}/dataMaskingPolicies/Default"
+    policy = (arm.get(base, API_VERSION) or {}).get("properties") or {}
+    rules = []
+    for rule in arm.list(f"{base}/rules", API_VERSION):
+        r = rule.get("properties") or {}
+        rules.append({k: r.get(k) for k in ("schemaName", "tableName", "columnName",
+                                            "maskingFunction", "ruleState")})
+    return {"dataMaskingState": policy.get("dataMaskingState"),
+            "exemptPrincipals": policy.get("exemptPrincipals"),
+            "rules": sorted(rules, key=lambda r: tuple(str(r[k]) for k in (
+                "schemaName", "tableName", "columnName")))}
 
 
 def read(arm: Arm, subscription: str, **_: Any) -> Iterator[Evidence]:
@@ -227,3 +254,46 @@ def storage_encrypted(payload: Mapping[str, Any], params: Mapping[str, Any]) -> 
     if str(state).lower() == "enabled":
         return passed("Transparent data encryption is enabled")
     return failed(f"Transparent data encryption is {state or 'not enabled'}")
+
+
+@check(
+    id="azure.sql.database_data_masking",
+    title="SQL databases holding confidential data mask it dynamically",
+    severity="medium",
+    resource_type=DATABASE,
+    rationale="Dynamic data masking hides sensitive columns (identity numbers, cards, "
+    "e-mail addresses) from users and applications that may query the table but need not "
+    "see the values. Which databases need it follows their classification: by default "
+    "those classified confidential or restricted, and unclassified ones (their need "
+    "is unknown).",
+    remediation="Enable dynamic data masking on the database with rules for the sensitive "
+    "columns (Defender for SQL's recommendations list them), exempting only the "
+    "principals that need clear values; or record the database's classification.",
+    parameters={"tag_key": "data-classification",
+                "require_for_classifications": ["confidential", "restricted"],
+                "require_when_unclassified": True},
+)
+def database_data_masking(payload: Mapping[str, Any], params: Mapping[str, Any]) -> Verdict:
+    key = str(params["tag_key"]).lower()
+    level = next((str(v) for k, v in (payload.get("tags") or {}).items()
+                  if str(k).lower() == key and str(v).strip()), None)
+    needing = {str(c).lower() for c in params["require_for_classifications"]}
+    if level is None and not params["require_when_unclassified"]:
+        return not_applicable("Not classified, and unclassified databases are not required "
+                              "to mask (require_when_unclassified = false)")
+    if level is not None and level.lower() not in needing:
+        return not_applicable(f"Classified {level}: masking is required only for "
+                              f"{', '.join(sorted(needing))}")
+    why = f"classified {level}" if level else "not classified"
+    masking = require(payload, "dataMasking")
+    state = str(masking.get("dataMaskingState") or "")
+    rules = [r for r in masking.get("rules") or []
+             if str(r.get("ruleState") or "Enabled").lower() == "enabled"]
+    if state.lower() != "enabled":
+        return failed(f"Database {payload.get('name')} ({why}) has dynamic data masking "
+                      f"{state or 'not configured'}")
+    if not rules:
+        return failed(f"Database {payload.get('name')} ({why}): masking is enabled but no "
+                      "column has an enabled masking rule")
+    columns = ", ".join(f"{r.get('tableName')}.{r.get('columnName')}" for r in rules)
+    return passed(f"Database {payload.get('name')} ({why}) masks {columns}")

@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-from connectors import exposure
+from connectors import classification, exposure
 from connectors.checks import Verdict, check, failed, passed
 from connectors.records import Evidence
 
@@ -218,3 +218,19 @@ def lifecycle_delete_rule(payload: Mapping[str, Any], params: Mapping[str, Any])
     return passed("Lifecycle rules delete blobs: " + ", ".join(
         f"{r['name']} after {r['deleteAfterDays']} days"
         + (f" ({', '.join(r['prefixes'])})" if r["prefixes"] else "") for r in deleting))
+
+
+@check(
+    id="azure.storage.account_classified",
+    title="Storage accounts carry a data-classification tag of the scheme",
+    severity="low",
+    resource_type=ACCOUNT,
+    rationale=classification.RATIONALE,
+    remediation="Tag the storage account (e.g. data-classification=confidential) with a "
+    "level of the classification scheme, or enforce the tag with Azure Policy; set "
+    "tag_key and allowed_values to the organisation's scheme.",
+    parameters=classification.PARAMETERS,
+)
+def account_classified(payload: Mapping[str, Any], params: Mapping[str, Any]) -> Verdict:
+    return classification.classification_verdict(
+        payload.get("tags"), params, f"Storage account {payload.get('name')}")

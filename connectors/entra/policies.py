@@ -175,3 +175,71 @@ def tenant_legacy_auth_blocked(payload: Mapping[str, Any], params: Mapping[str, 
         "security defaults are off and no enabled Conditional Access policy blocks "
         f"Exchange ActiveSync and other legacy clients for all users and apps{detail}"
     )
+
+
+#: Grant controls that require a managed device (Graph ``conditionalAccessGrantControl``).
+DEVICE_CONTROLS = ("compliantDevice", "domainJoinedDevice")
+
+
+def _remote_only(p: Mapping[str, Any]) -> bool:
+    """A policy for every location except the trusted ones: it governs exactly the
+    sign-ins from outside the organisation's networks, i.e. remote working."""
+    loc = p.get("locations") or {}
+    return "All" in (loc.get("include") or []) and set(loc.get("exclude") or []) <= {
+        "AllTrusted"}
+
+
+@check(
+    id="entra.tenant.managed_device_required",
+    title="Conditional Access admits only compliant or joined devices (at least off the "
+    "trusted networks)",
+    severity="medium",
+    resource_type=TENANT_TYPE,
+    rationale=(
+        "Information reached from home or on the road is only as safe as the device it "
+        "lands on. A Conditional Access policy granting access only from Intune-compliant "
+        "or Entra hybrid-joined devices keeps unmanaged personal devices (no encryption, "
+        "patching or malware protection enforced) out, for every user and app; a policy "
+        "limited to sign-ins outside the trusted locations is enough, since those are "
+        "the remote ones. Security defaults do not check devices."
+    ),
+    remediation=(
+        "Create an enabled Conditional Access policy: Users = All users (exclude only the "
+        "break-glass accounts), Target resources = All cloud apps, Locations = any "
+        "(optionally excluding All trusted locations), Grant = Require device to be marked "
+        "as compliant or Require Microsoft Entra hybrid joined device (with other controls "
+        "only under 'Require all the selected controls')."
+    ),
+    parameters=dict(EXCLUSION_PARAMETERS),
+)
+def tenant_managed_device_required(
+    payload: Mapping[str, Any], params: Mapping[str, Any]
+) -> Verdict:
+    policies = list(require(payload, "conditional_access_policies"))
+    good, near = [], []
+    for p in policies:
+        controls = set(p.get("grant_controls") or [])
+        device = sorted(controls & set(DEVICE_CONTROLS))
+        if not device:
+            continue
+        reasons = [r for r in _gaps(p, params, judge_client_apps=True)
+                   if not (r.startswith("locations include") and _remote_only(p))]
+        others = sorted(controls - set(DEVICE_CONTROLS))
+        others += [f"authentication strength {p['authentication_strength'].get('name')}"
+                   for _ in [0] if p.get("authentication_strength")]
+        others += [f"custom factor {c}" for c in p.get("custom_authentication_factors") or []]
+        if others and p.get("grant_operator") != "AND":
+            reasons.append(f"{' or '.join(device)} OR {', '.join(others)}: any one alone "
+                           "satisfies the grant")
+        if reasons:
+            near.append(_why_not(p, reasons))
+        else:
+            good.append(p)
+    if good:
+        names = ", ".join(
+            f"{p.get('name')}{' (outside trusted locations)' if p.get('locations') else ''}"
+            f"{_exclusions(p)}" for p in good)
+        return passed(f"Conditional Access requires a compliant or joined device: {names}")
+    detail = f"; device policies that fall short: {' | '.join(near)}" if near else ""
+    return failed("no enabled Conditional Access policy requires a compliant or joined "
+                  f"device for all users and apps ({len(policies)} policies){detail}")

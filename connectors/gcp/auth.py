@@ -16,15 +16,26 @@ from __future__ import annotations
 import json
 import threading
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal, Protocol
 
+from connectors.base import SecretRef
 from connectors.http import AuthHeaders, SourceError
 from connectors.redaction import register_secret
 
-if TYPE_CHECKING:
-    from .connector import GcpOptions
-
 CredentialKind = Literal["adc", "service_account_key"]
+
+
+class CredentialOptions(Protocol):
+    """The fields of ``GcpOptions`` this module reads, declared here so that the
+    connector imports its auth and not the other way round (no import cycle; see
+    tests/test_architecture.py)."""
+
+    @property
+    def auth(self) -> CredentialKind: ...
+    @property
+    def service_account_key(self) -> SecretRef | None: ...
+    @property
+    def oauth_url(self) -> str | None: ...
 
 #: Read-only access to every API used is granted by IAM roles; the OAuth scope must be
 #: the broad one because Security Command Center management accepts no narrower scope.
@@ -35,7 +46,7 @@ class CredentialError(SourceError):
     """The credentials could not produce an access token."""
 
 
-def build_credentials(o: GcpOptions) -> Any:
+def build_credentials(o: CredentialOptions) -> Any:
     """google-auth credentials as the options describe.
 
     Raises :class:`~connectors.base.SecretUnavailableError` when the key cannot be read,

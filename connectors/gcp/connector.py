@@ -8,11 +8,20 @@ Configuration (``[[connectors]] type = "gcp"``)::
     # project_ids = ["acme-prod"]               # default: every active project visible
     # kms_locations = ["europe-west1", "global"]
     # resource_manager_transport = "rest"       # default grpc
+    # inventory = "asset_inventory"             # bulk reads (default "direct")
+    # asset_inventory_parents = ["organizations/123"]  # default: the organisations found
 
 Discovery (Resource Manager v3): ``projects:search`` (every ACTIVE project the identity
 can see), ``organizations:search`` and ``folders.list`` under each organisation (the
 hierarchy above the projects; a folder not reachable that way is read with
 ``folders.get`` when a project names it as parent).
+
+Bulk inventory (``inventory = "asset_inventory"``, off by default: the Cloud Asset API
+must be enabled): before the units run, Cloud Asset Inventory lists the buckets, their
+IAM policies, firewall rules, networks and subnets of every project under each parent
+in a few paged calls, and the ``storage`` and ``network`` units of the projects it
+covers are built from that listing (:mod:`.assetinventory`); the other units, and every
+unit of a project the inventory does not cover, read directly.
 
 Units: per project (scope = project id, region ``global``) ``iam``, ``logging``,
 ``storage``, ``network``, ``sql``, ``kms``, ``scc``, ``governance``, ``dlp``,
@@ -29,7 +38,7 @@ import re
 from collections.abc import Callable, Iterator
 from functools import partial
 from types import ModuleType
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -44,6 +53,7 @@ from connectors.http import HttpClient, HttpOptions, SourceError, check_url
 from connectors.records import Coverage, Record
 
 from . import (
+    assetinventory,
     billing,
     cloudlogging,
     dlp,
@@ -78,6 +88,7 @@ PERMISSIONS: tuple[str, ...] = tuple(dict.fromkeys(
         "resourcemanager.projects.get",
     ]
     + [p for m in PROJECT_MODULES for p in m.PERMISSIONS]
+    + list(assetinventory.PERMISSIONS)
 ))
 
 _PROJECT_ID = re.compile(r"^[a-z][a-z0-9-]{4,28}[a-z0-9]$|^[a-z0-9.-]+:[a-z][a-z0-9-]+$")
@@ -104,6 +115,7 @@ class GcpEndpoints(BaseModel):
     cloudbilling: str = "https://cloudbilling.googleapis.com"
     billingbudgets: str = "https://billingbudgets.googleapis.com"
     orgpolicy: str = "https://orgpolicy.googleapis.com"
+    cloudasset: str = "https://cloudasset.googleapis.com"
 
     @field_validator("*")
     @classmethod
@@ -138,6 +150,12 @@ class GcpOptions(ConnectorOptions):
         default_factory=lambda: list(orgpolicy.DEFAULT_CONSTRAINTS),
         description="boolean organisation-policy constraints that must be enforced",
     )
+    inventory: Literal["direct", "asset_inventory"] = Field(
+        "direct", description="asset_inventory: read storage and network resources in bulk "
+        "from Cloud Asset Inventory (the API must be enabled)")
+    asset_inventory_parents: list[str] | None = Field(
+        None, description='"organizations/N", "folders/N" or "projects/ID" to list; '
+        "default: the organisations found, else each project")
     resource_manager_transport: Transport = "grpc"
     resource_manager_endpoint: str | None = Field(
         None, description="REST: https URL (or loopback http); gRPC: host[:port]"
@@ -166,6 +184,17 @@ class GcpOptions(ConnectorOptions):
             bad = [o for o in v if not re.match(r"^organizations/\d+$", o)]
             if bad:
                 raise ValueError(f'not "organizations/<number>": {", ".join(bad)}')
+        return v
+
+    @field_validator("asset_inventory_parents")
+    @classmethod
+    def _parents(cls, v: list[str] | None) -> list[str] | None:
+        if v is not None:
+            bad = [p for p in v if not (_NODE.match(p) or (
+                p.startswith("projects/") and _PROJECT_ID.match(p.split("/", 1)[1])))]
+            if bad or not v:
+                raise ValueError('asset_inventory_parents: not "organizations/N", '
+                                 f'"folders/N" or "projects/ID": {", ".join(bad)}')
         return v
 
     @field_validator("kms_locations")
@@ -210,6 +239,16 @@ def _project(d: dict[str, Any]) -> Project:
     return Project(id=str(d["projectId"]), name=str(d.get("name") or ""),
                    parent=d.get("parent") or None, display_name=d.get("displayName"),
                    labels=dict(d.get("labels") or {}))
+
+
+def _chain(gctx: GcpContext, project: Project) -> list[str]:
+    """The project (by number and id) and its ancestors, nearest first; only the project
+    itself when an ancestor cannot be read."""
+    own = [project.name, project.resource]
+    try:
+        return own + gctx.hierarchy.ancestors(project.name)
+    except SourceError:
+        return own
 
 
 class GcpConnector(Connector):
@@ -316,13 +355,43 @@ class GcpConnector(Connector):
         return out
 
     def plan(self, gctx: GcpContext, projects: list[Project],
-             nodes: dict[str, tuple[str | None, str | None]]) -> Iterator[Unit]:
+             nodes: dict[str, tuple[str | None, str | None]],
+             inventory: assetinventory.Inventory | None = None) -> Iterator[Unit]:
         for node, (parent, display) in nodes.items():
             yield Unit(node, iam.SERVICE, partial(iam.read_node, gctx, node, parent, display))
         readers = self._readers()
+        bulk = {storage.SERVICE: assetinventory.read_storage,
+                network.SERVICE: assetinventory.read_network}
         for project in projects:
+            covered = inventory is not None and inventory.covers(_chain(gctx, project))
             for service, read in readers:
-                yield Unit(project.id, service, partial(read, gctx, project))
+                if covered and service in bulk:
+                    yield Unit(project.id, service,
+                               partial(bulk[service], gctx, inventory, project))
+                else:
+                    yield Unit(project.id, service, partial(read, gctx, project))
+
+    def inventory_parents(self, projects: list[Project],
+                          nodes: dict[str, tuple[str | None, str | None]]) -> list[str]:
+        """The configured parents, else the organisations discovered, else each
+        project (an identity without organisation access)."""
+        if self.options.asset_inventory_parents is not None:
+            return list(self.options.asset_inventory_parents)
+        orgs = [n for n in nodes if n.startswith("organizations/")]
+        return orgs or [p.resource for p in projects]
+
+    def load_inventory(self, ctx: CollectContext, gctx: GcpContext, projects: list[Project],
+                       nodes: dict[str, tuple[str | None, str | None]]
+                       ) -> assetinventory.Inventory | None:
+        """The bulk listing, or None in direct mode; a parent that cannot be listed
+        is logged and its projects read directly."""
+        if self.options.inventory != "asset_inventory":
+            return None
+        inv = assetinventory.load(gctx, self.inventory_parents(projects, nodes))
+        for parent, error in inv.failed.items():
+            ctx.log.warning("gcp asset inventory could not be listed; reading directly",
+                            connector=self.name, parent=parent, error=error)
+        return inv
 
     def collect(self, ctx: CollectContext) -> Iterator[Record]:
         o = self.options
@@ -376,8 +445,9 @@ class GcpConnector(Connector):
                          folders_and_orgs=len(nodes))
             gctx = GcpContext(rm=rm, hierarchy=hierarchy, apis=apis,
                               kms_locations=o.kms_locations)
+            inventory = self.load_inventory(ctx, gctx, projects, nodes)
             yield from stream_units(
-                self.plan(gctx, projects, nodes), max_workers=o.max_workers,
+                self.plan(gctx, projects, nodes, inventory), max_workers=o.max_workers,
                 cancelled=ctx.cancelled,
             )
         finally:

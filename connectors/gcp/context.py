@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from connectors.http import HttpClient
@@ -57,7 +58,7 @@ class GcpContext:
 
 def evidence(
     scope: str, resource_type: str, resource_id: str, payload: dict[str, Any],
-    location: Any = None,
+    location: Any = None, source_updated_at: datetime | None = None,
 ) -> Evidence:
     return Evidence(
         scope=scope,
@@ -66,4 +67,5 @@ def evidence(
         resource_id=resource_id,
         payload=payload,
         collected_at=utcnow(),
+        source_updated_at=source_updated_at,
     )

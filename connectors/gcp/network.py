@@ -30,6 +30,7 @@ those of the AWS and Azure checks of the same family.
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
+from datetime import datetime
 from typing import Any
 
 from connectors import exposure, exposure_checks
@@ -110,16 +111,39 @@ def read(ctx: GcpContext, project: Project) -> Iterator[Evidence]:
     base = f"/compute/v1/projects/{project.id}"
     rules = list(ctx.items("compute", f"{base}/global/firewalls", "items",
                            {"maxResults": 500}))
-    for rid, payload in with_denies(rules):
-        yield evidence(project.id, FIREWALL, rid, payload)
+    yield from firewall_evidence(project, rules)
     for net in ctx.items("compute", f"{base}/global/networks", "items", {"maxResults": 500}):
-        payload = {k: v for k, v in net.items() if k != "subnetworks"}
-        payload["subnetworkCount"] = len(net.get("subnetworks") or [])
-        yield evidence(project.id, VPC, str(net.get("name")), payload)
+        yield network_evidence(project, net)
     for subnet in aggregated(ctx, f"{base}/aggregated/subnetworks", "subnetworks"):
-        region = region_of(subnet.get("region"))
-        yield evidence(project.id, SUBNET, f"{region}/{subnet.get('name')}", dict(subnet),
-                       region)
+        yield subnet_evidence(project, subnet)
+
+
+# The transforms, shared with the bulk inventory path (connectors/gcp/assetinventory.py),
+# which passes when Cloud Asset Inventory last recorded each resource.
+
+
+def firewall_evidence(project: Project, rules: list[dict[str, Any]],
+                      updated: Mapping[str, datetime | None] | None = None
+                      ) -> Iterator[Evidence]:
+    """Evidence of a project's firewall rules (``updated``: by rule selfLink)."""
+    for rid, payload in with_denies(rules):
+        yield evidence(project.id, FIREWALL, rid, payload,
+                       source_updated_at=(updated or {}).get(str(payload.get("selfLink"))))
+
+
+def network_evidence(project: Project, net: Mapping[str, Any],
+                     updated: datetime | None = None) -> Evidence:
+    payload = {k: v for k, v in net.items() if k != "subnetworks"}
+    payload["subnetworkCount"] = len(net.get("subnetworks") or [])
+    return evidence(project.id, VPC, str(net.get("name")), payload,
+                    source_updated_at=updated)
+
+
+def subnet_evidence(project: Project, subnet: Mapping[str, Any],
+                    updated: datetime | None = None) -> Evidence:
+    region = region_of(subnet.get("region"))
+    return evidence(project.id, SUBNET, f"{region}/{subnet.get('name')}", dict(subnet),
+                    region, source_updated_at=updated)
 
 
 # --- firewall evaluation ---------------------------------------------------------------

@@ -24,6 +24,7 @@ from collections.abc import Iterator, Mapping
 from typing import Any
 from urllib.parse import quote
 
+from connectors import classification
 from connectors.checks import Verdict, check, failed, not_applicable, passed
 from connectors.records import Evidence
 
@@ -41,12 +42,16 @@ _KEPT = ("name", "location", "locationType", "storageClass", "timeCreated",
          "softDeletePolicy", "defaultEventBasedHold", "labels", "lifecycle")
 
 
-def bucket_payload(ctx: GcpContext, bucket: Mapping[str, Any]) -> dict[str, Any]:
+def bucket_payload(ctx: GcpContext, bucket: Mapping[str, Any],
+                   policy: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """The evidence payload of ``bucket``; its IAM ``policy`` is read from the bucket
+    unless given (the bulk inventory path passes the one Cloud Asset Inventory listed)."""
     payload = {k: bucket[k] for k in _KEPT if k in bucket}
     errors: dict[str, str] = {}
-    path = f"/storage/v1/b/{quote(str(bucket['name']), safe='')}/iam"
-    policy = read_partial(errors, "iamBindings", lambda: ctx.api("storage").get_json(
-        path, params={"optionsRequestedPolicyVersion": 3}))
+    if policy is None:
+        path = f"/storage/v1/b/{quote(str(bucket['name']), safe='')}/iam"
+        policy = read_partial(errors, "iamBindings", lambda: ctx.api("storage").get_json(
+            path, params={"optionsRequestedPolicyVersion": 3}))
     if policy is not None:
         payload["iamBindings"] = sorted(
             ({"role": b.get("role"), "members": sorted(b.get("members") or [])}
@@ -169,3 +174,19 @@ def bucket_lifecycle_delete(payload: Mapping[str, Any], params: Mapping[str, Any
         return failed(f"No lifecycle rule deletes objects within {limit} days")
     return passed(f"{len(rules)} lifecycle rule(s) delete objects"
                   + (f" (after {min(ages)} days)" if ages else ""))
+
+
+@check(
+    id="gcp.storage.bucket_classified",
+    title="Cloud Storage buckets carry a data-classification label of the scheme",
+    severity="low",
+    resource_type=BUCKET,
+    rationale=classification.RATIONALE,
+    remediation="Add the label (e.g. data-classification=confidential) to the bucket, "
+    "with a level of the classification scheme; set tag_key and allowed_values to the "
+    "organisation's scheme.",
+    parameters=classification.PARAMETERS,
+)
+def bucket_classified(payload: Mapping[str, Any], params: Mapping[str, Any]) -> Verdict:
+    return classification.classification_verdict(
+        payload.get("labels"), params, f"Bucket {payload.get('name')}")

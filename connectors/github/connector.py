@@ -194,6 +194,7 @@ class GitHubConnector(Connector):
                     include_archived=opts.include_archived,
                     max_workers=opts.max_workers,
                     cancelled=ctx.cancelled,
+                    pseudo=pseudo,
                 ),
             ),
             ("dependabot", lambda: alerts.read_dependabot_alerts(http, scope)),

@@ -8,6 +8,8 @@ are recorded but not inspected further: they are read-only):
 * ``GET /repos/{o}/{r}/rules/branches/{default}`` — active ruleset rules for the branch,
   whether set on the repository or the organisation;
 * ``GET /repos/{o}/{r}/vulnerability-alerts`` — 204 when Dependabot alerts are on, 404 off;
+* ``GET /repos/{o}/{r}/collaborators?affiliation=outside`` — outside collaborators with
+  their ``role_name`` and strongest ``permissions`` flag;
 * ``GET /repos/{o}/{r}/code-scanning/default-setup`` — ``state`` ``configured`` or
   ``not-configured``; when not configured, ``GET /repos/{o}/{r}/code-scanning/analyses
   ?per_page=1`` shows whether an advanced setup (a workflow or third-party upload)
@@ -130,9 +132,33 @@ def _read_protection(http: HttpClient, repo: Mapping[str, Any]) -> dict[str, Any
         out["code_scanning_setup"] = _code_scanning_setup(http, base)
     except SourceError as exc:
         errors["code_scanning_setup"] = str(exc)
+    try:
+        out["outside_collaborators"] = _outside_collaborators(http, base)
+    except SourceError as exc:
+        errors["outside_collaborators"] = str(exc)
     if errors:
         out[ERRORS_KEY] = errors
     return out
+
+
+#: Repository permissions from strongest to weakest (``collaborator.permissions``).
+_PERMISSION_ORDER = ("admin", "maintain", "push", "triage", "pull")
+
+
+def _outside_collaborators(http: HttpClient, base: str) -> list[dict[str, Any]]:
+    """Outside collaborators of one repository with their effective permission
+    (``GET …/collaborators?affiliation=outside``: login, ``role_name`` — a base or
+    custom role — and the ``permissions`` booleans)."""
+    out = []
+    for c in http.paginate_links(f"{base}/collaborators",
+                                 params={"affiliation": "outside", "per_page": 100}):
+        if not isinstance(c, Mapping) or not c.get("login"):
+            raise MalformedResponseError(f"a collaborator without login in {base}/collaborators")
+        perms = c.get("permissions") if isinstance(c.get("permissions"), Mapping) else {}
+        strongest = next((p for p in _PERMISSION_ORDER if perms.get(p) is True), None)
+        out.append({"login": c["login"], "role_name": c.get("role_name"),
+                    "permission": strongest})
+    return sorted(out, key=lambda c: str(c["login"]).lower())
 
 
 def _message(resp: Any) -> str:
@@ -211,6 +237,7 @@ def read_repos(
     include_archived: bool,
     max_workers: int,
     cancelled: Callable[[], bool],
+    pseudo: Callable[[str | None], str | None] | None = None,
 ) -> Iterator[Evidence]:
     q = quote(org, safe="")
 
@@ -229,6 +256,9 @@ def read_repos(
         if repo.get("archived"):
             return payload
         extra = _read_protection(http, repo)
+        if pseudo is not None:  # logins are personal data: pseudonymised like members'
+            for person in extra.get("outside_collaborators") or []:
+                person["login"] = pseudo(person["login"])
         errors = {**payload.pop(ERRORS_KEY, {}), **extra.pop(ERRORS_KEY, {})}
         payload.update(extra)
         if errors:
@@ -423,3 +453,44 @@ def repo_code_scanning(payload: Mapping[str, Any], params: Mapping[str, Any]) ->
     if setup:
         return passed(f"code scanning ({setup} setup) analyses {payload.get('full_name')}")
     return failed(f"no code scanning analyses {payload.get('full_name')}")
+
+
+@check(
+    id="github.repo.outside_collaborators_no_admin",
+    title="Outside collaborators cannot administer or maintain the repository",
+    severity="medium",
+    resource_type=REPO_TYPE,
+    rationale=(
+        "Outside collaborators are people outside the organisation (contractors, "
+        "outsourced developers) given access to one repository. With admin or maintain "
+        "permission they can change branch protection, required reviews, rulesets, "
+        "webhooks or collaborators — the controls the organisation relies on for work "
+        "done by outsiders. Contributing (write) is what outsourced development needs."
+    ),
+    remediation=(
+        "Lower the collaborator to write (or a custom role without administration), or "
+        "make them an organisation member under its policies; list an approved exception "
+        "in allowed_logins (its pseud: value when logins are pseudonymised)."
+    ),
+    parameters={"forbidden_permissions": ["admin", "maintain"], "allowed_logins": []},
+)
+def repo_outside_collaborators_no_admin(
+    payload: Mapping[str, Any], params: Mapping[str, Any]
+) -> Verdict:
+    if (na := _skip_archived(payload)) is not None:
+        return na
+    people = require(payload, "outside_collaborators")
+    forbidden = {str(p).lower() for p in params["forbidden_permissions"]}
+    allowed = {str(a).lower() for a in params["allowed_logins"]}
+    too_strong = [f"{c['login']} ({c.get('role_name') or c.get('permission')})"
+                  for c in people
+                  if str(c.get("permission")).lower() in forbidden
+                  and str(c["login"]).lower() not in allowed]
+    name = payload.get("full_name")
+    if too_strong:
+        return failed(f"{name}: outside collaborators with {'/'.join(sorted(forbidden))} "
+                      f"permission: {', '.join(too_strong)}")
+    if not people:
+        return passed(f"{name} has no outside collaborators")
+    return passed(f"{name}: {len(people)} outside collaborator(s), with permission "
+                  + ", ".join(sorted({str(c.get('permission')) for c in people})))

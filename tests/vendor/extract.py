@@ -62,6 +62,7 @@ OPENAPI_SETS: dict[str, tuple[list[str], dict[str, set[str]]]] = {
             "code-scanning-analysis",
             "branch-protection",
             "protected-branch-required-status-check",
+            "collaborator",
         ],
         {},
     ),

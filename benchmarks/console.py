@@ -1,0 +1,177 @@
+"""Benchmark: server time per console page on a year of hourly history.
+
+    python benchmarks/console.py [--resources 10000] [--hours 8760] [--engines sqlite,postgresql]
+                                 [--requests 20] [--reuse URL] [--keep-db]
+
+The database is the one of ``benchmarks/history.py`` (its ``generate``: a year of hourly
+runs over ``--resources`` S3 buckets, 1 % changing per run), or a kept one (``--reuse``).
+The console is built as ``annexa serve`` builds it and served by a real uvicorn on
+127.0.0.1; each page is requested ``--requests`` times over httpx, and the server time
+is read from the ``Server-Timing`` header the console sets on every response (time until
+the response starts). Figures per page: p50 / p95 of that server time, and the client's
+wall time p50. Baseline, measured in the same run: ``control_statuses(at)`` called
+directly (what ``annexa controls --at`` runs), so each page's ratio to it shows what the
+page adds beyond the store's own query. Target (issue 20): every page < 300 ms.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import tempfile
+import time
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from benchmarks.history import DEFAULT_PG_URL, RESULTS_DIR, generate  # noqa: E402
+
+TARGET_MS = 300.0
+
+
+def pct(values: list[float], p: float) -> float:
+    s = sorted(values)
+    return s[min(len(s) - 1, max(0, round(p / 100 * (len(s) - 1))))]
+
+
+def measure(url: str, span: dict[str, Any], n: int) -> dict[str, Any]:
+    import httpx
+
+    from collector.config import AnnexaConfig, Settings
+    from collector.console import build
+    from collector.console.auth import open_access
+    from mappings.loader import load_mappings
+    from store.engine import make_engine
+    from store.queries import control_statuses
+    from tests.console_fixtures import LiveConsole
+
+    index = load_mappings()
+    settings = Settings(AnnexaConfig(database={"url": url}), None)
+    engine = make_engine(url, readonly=True)
+    app = build(settings, engine, index, open_access())
+    end, start = span["end"], span["start"]
+    mid = start + (end - start) / 2
+    control = index.controls_for("aws.s3.bucket_default_encryption")[0]
+    key = "aws.s3.bucket|111122223333|eu-west-1|bucket-00042"
+    with engine.connect() as conn:
+        from store.queries import list_runs
+
+        run_id = list_runs(conn, limit=1)[0]["id"]
+    at = quote(mid.isoformat())
+    pages = {
+        "overview (now)": "/",
+        "overview (--at mid-year)": f"/?at={at}",
+        "overview csv": "/?format=csv",
+        f"control {control} (now)": f"/controls/{control}",
+        f"control {control} (--at mid-year)": f"/controls/{control}?at={at}",
+        f"control {control} timeline fragment (htmx)": f"/controls/{control}/timeline",
+        "resource + diff (now)": f"/resource?source=bench-aws&key={quote(key)}",
+        "resource + diff (--at mid-year)": f"/resource?source=bench-aws&key={quote(key)}&at={at}",
+        "runs": "/runs",
+        "verify one run": f"/runs/{run_id}/verify",
+    }
+    base = []
+    for _ in range(max(3, n // 4)):
+        t0 = time.perf_counter()
+        control_statuses(engine, index, mid, timedelta(days=7))
+        base.append((time.perf_counter() - t0) * 1000)
+    baseline = statistics.median(base)
+    out: dict[str, Any] = {"baseline_control_statuses_ms": round(baseline, 1), "pages": {}}
+    with LiveConsole(app) as live, httpx.Client(base_url=live.url, timeout=120) as c:
+        for name, path in pages.items():
+            c.get(path).raise_for_status()  # warm
+            server, wall = [], []
+            for _ in range(n):
+                t0 = time.perf_counter()
+                r = c.get(path)
+                wall.append((time.perf_counter() - t0) * 1000)
+                r.raise_for_status()
+                server.append(float(r.headers["server-timing"].split("dur=")[1]))
+            p50, p95 = pct(server, 50), pct(server, 95)
+            out["pages"][name] = {
+                "server_p50_ms": round(p50, 1),
+                "server_p95_ms": round(p95, 1),
+                "wall_p50_ms": round(pct(wall, 50), 1),
+                "ratio_to_baseline": round(p50 / baseline, 2),
+                "under_target": p95 < TARGET_MS,
+            }
+            print(f"  {name:40s} p50 {p50:7.1f} ms  p95 {p95:7.1f} ms  "
+                  f"({p50 / baseline:4.2f}x control_statuses)"
+                  f"{'' if p95 < TARGET_MS else '  over 300 ms'}", flush=True)
+    return out
+
+
+def main() -> None:
+    p = argparse.ArgumentParser()
+    p.add_argument("--resources", type=int, default=10_000)
+    p.add_argument("--hours", type=int, default=8760)
+    p.add_argument("--change-rate", type=float, default=0.01)
+    p.add_argument("--engines", default="sqlite,postgresql")
+    p.add_argument("--requests", type=int, default=20)
+    p.add_argument("--pg-url", default=DEFAULT_PG_URL)
+    p.add_argument("--keep-db", action="store_true")
+    p.add_argument("--reuse", metavar="URL", help="Measure a database kept by "
+                   "benchmarks/history.py --keep-db (same --resources/--hours).")
+    args = p.parse_args()
+    results: dict[str, Any] = {"args": vars(args)}
+    from datetime import UTC, datetime
+
+    for eng in args.engines.split(","):
+        cleanup = None
+        if args.reuse:
+            url = args.reuse
+        elif eng == "sqlite":
+            url = f"sqlite:///{tempfile.mkdtemp()}/history.db"
+        else:
+            import uuid
+
+            import psycopg
+            from sqlalchemy.engine import make_url
+
+            name = f"annexa_bench_{uuid.uuid4().hex[:8]}"
+            admin = make_url(args.pg_url).set(drivername="postgresql").render_as_string(False)
+            with psycopg.connect(admin, autocommit=True) as c:
+                c.execute(f"CREATE DATABASE {name}")
+            url = make_url(args.pg_url).set(drivername="postgresql+psycopg",
+                                            database=name).render_as_string(False)
+
+            def cleanup(name: str = name, admin: str = admin) -> None:
+                import psycopg
+
+                with psycopg.connect(admin, autocommit=True) as c:
+                    c.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+        try:
+            if args.reuse:
+                start = datetime(2025, 1, 1, tzinfo=UTC)
+                span = {"start": start, "end": start + timedelta(hours=args.hours)}
+            else:
+                print(f"== {eng}: generating {args.hours} hourly runs over {args.resources} "
+                      "resources", flush=True)
+                span = generate(url, args)
+                if eng == "postgresql":
+                    import psycopg
+
+                    with psycopg.connect(url.replace("+psycopg", ""), autocommit=True) as c:
+                        c.execute("VACUUM ANALYZE")
+            print(f"== {eng}: console pages, {args.requests} requests each", flush=True)
+            results[eng] = measure(url, span, args.requests)
+        finally:
+            if cleanup and not args.keep_db:
+                cleanup()
+            elif args.keep_db:
+                print(f"kept {url}", flush=True)
+    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
+    out = RESULTS_DIR / f"console-{args.engines.replace(',', '-')}.json"
+    out.write_text(json.dumps(results, indent=1, default=str))
+    print(f"written {out}")
+
+
+if __name__ == "__main__":
+    main()
