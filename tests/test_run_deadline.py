@@ -12,8 +12,8 @@ from collector.config import CollectionConfig, ConnectorConfig, LoadedConnector
 from collector.runner import drive
 from mappings.loader import load_mappings
 from tests.daemon_fixtures import PacedConnector, PacedOptions
-from tests.engine_run import EngineRun, _Sink
 from tests.fakes import MAPPING
+from tests.harness import EngineRun, _Sink
 
 
 def test_a_run_past_its_deadline_errors_every_check_naming_the_bound(tmp_path) -> None:
@@ -29,7 +29,7 @@ def test_a_run_past_its_deadline_errors_every_check_naming_the_bound(tmp_path) -
     result = drive(
         lc,
         index,
-        _Sink(run),
+        _Sink(run, lc.name),
         run_id="r1",
         rlog=structlog.get_logger("test"),
         cancel_event=outer,
