@@ -38,6 +38,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects import postgresql, sqlite
 
 from core.signing import Signer
+from store.outbox import enqueue
 from store.schema import runs
 from store.schema_daemon import control_states, schedule_claims, schedule_missed, schedules
 from store.sealing import db_now, seal_run
@@ -588,8 +589,6 @@ def control_changes(
                 change = ControlChange(control, old, new, now)
                 changes.append(change)
                 if outbox is not None:
-                    from store.outbox import enqueue
-
                     enqueue(
                         conn,
                         control=control,

@@ -22,6 +22,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Connection, Engine, exists, func, or_, select, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import aliased
 
 from store.schema_daemon import control_states, notification_outbox
@@ -52,13 +53,13 @@ def enqueue(
     new: str,
     rows: list[tuple[str, dict[str, Any]]],
 ) -> None:
-    """Insert one row per ``(destination, payload)`` in the caller's transaction."""
-    from store.leases import _insert_ignore  # one insert-or-ignore helper for both
-
+    """Insert one row per ``(destination, payload)`` in the caller's transaction
+    (``ON CONFLICT DO NOTHING``: a decision replayed is not queued twice)."""
     if not rows:
         return
+    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
     conn.execute(
-        _insert_ignore(conn, ob),
+        dialect.insert(ob).on_conflict_do_nothing(),
         [
             {
                 "dedup_key": dedup_key(control, at, old, new, dest),
