@@ -86,12 +86,22 @@ class CollectionConfig(_Strict):
     #: Where (relative to the config file). Default: ``$ANNEXA_SPOOL_DIR``, else
     #: ``$XDG_STATE_HOME/annexa/spool`` (``~/.local/state/annexa/spool``).
     spool_dir: Path | None = None
+    #: A run still reading after this long is stopped: what it had not read is an
+    #: ``error`` for every check of the connector instance, naming this bound. "0": none.
+    run_deadline: str = "6h"
 
-    @field_validator("freshness", "stale_after")
+    @field_validator("freshness", "stale_after", "run_deadline")
     @classmethod
     def _duration(cls, v: str) -> str:
-        parse_duration(v)
+        if v not in ("0", "0s"):
+            parse_duration(v)
         return v
+
+    @property
+    def run_deadline_seconds(self) -> float | None:
+        if self.run_deadline in ("0", "0s"):
+            return None
+        return parse_duration(self.run_deadline).total_seconds()
 
     @property
     def freshness_delta(self) -> timedelta:
@@ -256,6 +266,11 @@ class JiraNotifyConfig(_Strict):
     on: list[_ControlStatus] = Field(
         default_factory=lambda: ["fail", "error", "stale", "no_evidence"]
     )
+    #: When the control passes again, the issue is commented and moved through the
+    #: transition of this name (or to the status of this name); on a relapse it is
+    #: reopened through ``reopen_transition`` and commented.
+    done_transition: str = "Done"
+    reopen_transition: str = "Reopen"
 
     @field_validator("url")
     @classmethod
@@ -271,8 +286,11 @@ class NotificationsConfig(_Strict):
     max_attempts: int = Field(default=6, ge=1, le=50)
     #: Control statuses are also re-evaluated on this period (a pass turns stale with time).
     evaluate_every: _Duration = "5m"
+    #: A replica delivering an outbox row holds it this long; a replica that dies while
+    #: delivering leaves it to another (or its restart) after this. At-least-once.
+    delivery_lease: _Duration = "5m"
 
-    @field_validator("timeout", "evaluate_every")
+    @field_validator("timeout", "evaluate_every", "delivery_lease")
     @classmethod
     def _duration(cls, v: str | float) -> str | float:
         _seconds(v)
@@ -309,6 +327,10 @@ class DaemonConfig(_Strict):
     #: Relative paths are relative to the working directory (/data in the image).
     spool_dir: Path = Path("annexa-spool")
     batch_size: int = Field(default=1000, ge=1)
+    #: When several due times of a schedule passed unserved (no replica up, or a run
+    #: outlasted its period): "latest" runs the latest of them at once, "none" waits for
+    #: the next due time. Either way each one not run is recorded in schedule_missed.
+    catch_up: Literal["latest", "none"] = "latest"
     notifications: NotificationsConfig = Field(default_factory=NotificationsConfig)
 
     @field_validator("jitter", "grace_period", "lease", "heartbeat")

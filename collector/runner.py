@@ -115,6 +115,33 @@ class DriveResult:
     error_units: int
 
 
+class _RunCancel(threading.Event):
+    """The connector's cancel event: set by the caller's ``cancel`` or by the run
+    deadline passing (``expired``), without ever setting the caller's event (a CLI
+    shares one across connectors)."""
+
+    def __init__(self, outer: threading.Event) -> None:
+        super().__init__()
+        self.outer = outer
+        self.expired = False
+
+    def is_set(self) -> bool:
+        return super().is_set() or self.outer.is_set()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        end = None if timeout is None else time.monotonic() + timeout
+        while not self.is_set():
+            left = None if end is None else end - time.monotonic()
+            if left is not None and left <= 0:
+                return False
+            super().wait(0.2 if left is None else min(0.2, left))
+        return True
+
+    def expire(self) -> None:
+        self.expired = True
+        self.set()
+
+
 def drive(
     lc: LoadedConnector,
     index: MappingIndex,
@@ -125,6 +152,7 @@ def drive(
     cancel_event: threading.Event,
     progress: ProgressCallback | None = None,
     cancel_reason: str = "cancelled before the run completed",
+    deadline: float | None = None,
 ) -> DriveResult:
     """Stream one connector run into ``sink``: checks, controls, unit errors, status.
 
@@ -133,7 +161,46 @@ def drive(
     Status: ``succeeded`` when every unit was read, ``partial`` when some failed,
     ``failed`` when nothing could be read or the connector broke before reading
     anything, ``aborted`` when cancelled.
+
+    ``deadline`` (seconds, ``collection.run_deadline``): past it the connector is
+    cancelled and what it had not read is an ``error`` for every check of the instance
+    naming the bound (never a silent keep-the-last-verdict); the run ends ``partial``
+    (or ``failed`` if nothing was read).
     """
+    run_cancel = _RunCancel(cancel_event)
+    timer = threading.Timer(deadline, run_cancel.expire) if deadline else None
+    if timer is not None:
+        timer.daemon = True
+        timer.start()
+    try:
+        return _drive(
+            lc,
+            index,
+            sink,
+            run_id=run_id,
+            rlog=rlog,
+            cancel_event=run_cancel,
+            progress=progress,
+            cancel_reason=cancel_reason,
+            deadline=deadline,
+        )
+    finally:
+        if timer is not None:
+            timer.cancel()
+
+
+def _drive(
+    lc: LoadedConnector,
+    index: MappingIndex,
+    sink: RecordSink,
+    *,
+    run_id: str,
+    rlog: Any,
+    cancel_event: _RunCancel,
+    progress: ProgressCallback | None,
+    cancel_reason: str,
+    deadline: float | None,
+) -> DriveResult:
     tally = _Tally()
     crashed = False
     whole_reported = False
@@ -191,7 +258,19 @@ def drive(
         sink.coverage(whole)
         for f in _unit_error_findings(lc, whole, index):
             sink.finding(f)
-    if cancel_event.is_set():
+    if cancel_event.expired and not cancel_event.outer.is_set():
+        reason = (
+            f"run_deadline={deadline:g}s passed: stopped reading; what was not read is an "
+            "error for every check of the instance"
+        )
+        sink.error(reason)
+        rlog.error("run deadline passed", run_deadline=deadline)
+        whole = Coverage(lc.name, "global", "*", ok=False, error=reason)
+        sink.coverage(whole)
+        for f in _unit_error_findings(lc, whole, index):
+            sink.finding(f)
+        status = "partial" if tally.ok_units else "failed"
+    elif cancel_event.is_set():
         sink.error(cancel_reason)
         status = "aborted"
     else:
@@ -414,6 +493,7 @@ def collect_run(
             cancel_event=cancel_event,
             progress=progress,
             cancel_reason=cancel_reason,
+            deadline=settings.model.collection.run_deadline_seconds,
         )
     finally:
         if beat is not None:

@@ -170,6 +170,14 @@ class HttpOptions(BaseModel):
     request_deadline: float = Field(
         300.0, gt=0, description="wall-clock limit of one attempt, body included, seconds"
     )
+    total_deadline: float = Field(
+        900.0,
+        gt=0,
+        description="wall-clock limit of one request across all its attempts and waits, seconds",
+    )
+    listing_deadline: float = Field(
+        3600.0, gt=0, description="wall-clock limit of one paginated listing, seconds"
+    )
     max_attempts: int = Field(5, ge=1, le=20, description="attempts per request")
     retry_min_wait: float = Field(1.0, ge=0, description="first backoff wait, seconds")
     retry_max_wait: float = Field(30.0, ge=0, description="longest backoff wait, seconds")
@@ -376,6 +384,15 @@ class _DeadlineExceeded(Exception):
     """Internal: one attempt ran past ``request_deadline`` (treated as a transport error)."""
 
 
+def _stop_at(end: float) -> Any:
+    """A tenacity stop condition: no further attempt once ``end`` (monotonic) passed."""
+
+    def stop(_state: RetryCallState) -> bool:
+        return time.monotonic() >= end
+
+    return stop
+
+
 def _is_retryable(exc: BaseException) -> bool:
     """Throttling, server errors and transient transport failures are retried; a TLS
     certificate that does not verify will not verify on the next attempt either."""
@@ -507,9 +524,14 @@ class HttpClient:
             raise ValueError("give json_body or data, not both")
         target = self._resolve(url)
         o = self.options
-        stop = stop_after_attempt(o.max_attempts)
+        end = time.monotonic() + o.total_deadline
+        stop = stop_after_attempt(o.max_attempts) | _stop_at(end)
         if self._cancel is not None:
             stop = stop | stop_when_event_set(self._cancel)
+
+        def sleep(seconds: float) -> None:  # a backoff never outlasts the total deadline
+            self._sleep(max(0.0, min(seconds, end - time.monotonic())))
+
         retrying = Retrying(
             stop=stop,
             wait=_wait_for_server(
@@ -520,12 +542,14 @@ class HttpClient:
                 )
             ),
             retry=retry_if_exception(_is_retryable),
-            sleep=self._sleep,
+            sleep=sleep,
             reraise=True,
             before_sleep=self._log_retry,
         )
         try:
-            resp = retrying(self._attempt, method, target, params, json_body, headers, data, sink)
+            resp = retrying(
+                self._attempt, method, target, params, json_body, headers, data, sink, end=end
+            )
         except _RetryableStatus as exc:
             r = exc.response
             detail = _error_detail(r.content)
@@ -539,6 +563,10 @@ class HttpClient:
         except (httpx.TransportError, _DeadlineExceeded) as exc:
             kind = type(exc).__name__
             detail = str(exc).splitlines()[0][:200] if str(exc) else ""
+            if time.monotonic() >= end and "total_deadline" not in detail:
+                detail = f"total_deadline={o.total_deadline:g}s passed" + (
+                    f" ({detail})" if detail else ""
+                )
             raise TransportError(
                 f"{kind} after {retrying.statistics.get('attempt_number', 1)} attempt(s)"
                 + (f": {detail}" if detail else ""),
@@ -584,11 +612,12 @@ class HttpClient:
         Each page's body is a JSON list, or an object holding the list at ``items_key``.
         """
         pages = 0
+        started = time.monotonic()
         seen: set[str] = set()
         next_url: str | None = url
         next_params = params
         while next_url is not None:
-            pages = self._count_page(pages, max_pages, next_url)
+            pages = self._count_page(pages, max_pages, next_url, started)
             resp = self.get(next_url, params=next_params)
             yield from self._list_of(resp.json(), items_key, resp)
             link = resp.links.get("next", {}).get("url")
@@ -611,11 +640,12 @@ class HttpClient:
         """
         keys = [next_key] if isinstance(next_key, str) else list(next_key)
         pages = 0
+        started = time.monotonic()
         seen: set[str] = set()
         next_url: str | None = url
         next_params = params
         while next_url is not None:
-            pages = self._count_page(pages, max_pages, next_url)
+            pages = self._count_page(pages, max_pages, next_url, started)
             resp = self.get(next_url, params=next_params)
             body = resp.json()
             yield from self._list_of(body, items_key, resp)
@@ -644,10 +674,11 @@ class HttpClient:
         Stops when the cursor is absent/empty or ``last_key`` is true.
         """
         pages = 0
+        started = time.monotonic()
         seen: set[str] = set()
         query = dict(params or {})
         while True:
-            pages = self._count_page(pages, max_pages, url)
+            pages = self._count_page(pages, max_pages, url, started)
             resp = self.get(url, params=query)
             body = resp.json()
             yield from self._list_of(body, items_key, resp)
@@ -689,9 +720,10 @@ class HttpClient:
         or, when the body says neither, on a page shorter than ``page_size``.
         """
         pages = 0
+        started = time.monotonic()
         offset = start
         while True:
-            pages = self._count_page(pages, max_pages, url)
+            pages = self._count_page(pages, max_pages, url, started)
             query = {**dict(params or {}), start_param: offset, size_param: page_size}
             resp = self.get(url, params=query)
             body = resp.json()
@@ -735,12 +767,13 @@ class HttpClient:
         :class:`PaginationError`, as is running past ``max_pages``.
         """
         pages = 0
+        started = time.monotonic()
         number = first_page
         served = 0
         previous: bytes | None = None
         base = list(params.items()) if isinstance(params, Mapping) else list(params or [])
         while True:
-            pages = self._count_page(pages, max_pages, url)
+            pages = self._count_page(pages, max_pages, url, started)
             query = [*base, (page_param, number), (size_param, page_size)]
             resp = self.get(url, params=query)  # type: ignore[arg-type]
             body = resp.json()
@@ -787,10 +820,21 @@ class HttpClient:
         seen.add(absolute)
         return absolute
 
-    def _count_page(self, pages: int, max_pages: int | None, url: str) -> int:
+    def _count_page(
+        self, pages: int, max_pages: int | None, url: str, started: float | None = None
+    ) -> int:
+        """Count a page of a listing; stop it at ``max_pages`` or ``listing_deadline``."""
         limit = max_pages or self.options.max_pages
         if pages >= limit:
-            raise PaginationError(f"more than {limit} pages; stopped", url=url)
+            raise PaginationError(f"more than {limit} pages (max_pages); stopped", url=url)
+        if started is not None:
+            took = time.monotonic() - started
+            if took > self.options.listing_deadline:
+                raise PaginationError(
+                    f"listing_deadline={self.options.listing_deadline:g}s passed after "
+                    f"{pages} pages; stopped",
+                    url=url,
+                )
         return pages + 1
 
     @staticmethod
@@ -831,6 +875,8 @@ class HttpClient:
         extra_headers: Mapping[str, str] | None,
         form: Mapping[str, str] | None = None,
         sink: BinaryIO | None = None,
+        *,
+        end: float | None = None,
     ) -> Response:
         if self._cancel is not None and self._cancel.is_set():
             raise SourceError("cancelled", url=str(url))
@@ -838,8 +884,22 @@ class HttpClient:
         headers: dict[str, str] = dict(extra_headers or {})
         if self._auth is not None:
             headers.update(self._auth())
-        deadline = time.monotonic() + self.options.request_deadline
-        kwargs: dict[str, Any] = {"params": params, "headers": headers}
+        o = self.options
+        now = time.monotonic()
+        deadline = now + o.request_deadline
+        bound = f"request_deadline={o.request_deadline:g}s"
+        if end is not None and end < deadline:
+            deadline, bound = end, f"total_deadline={o.total_deadline:g}s"
+        left = deadline - now
+        if left <= 0:
+            raise _DeadlineExceeded(f"{bound} passed")
+        # No single read or connect may wait past the deadline either: a source that
+        # sends nothing at all fails at the deadline, not one read timeout later.
+        kwargs: dict[str, Any] = {
+            "params": params,
+            "headers": headers,
+            "timeout": httpx.Timeout(min(o.timeout, left), connect=min(o.connect_timeout, left)),
+        }
         if json_body is not None:
             kwargs["json"] = json_body
         if form is not None:
@@ -865,7 +925,7 @@ class HttpClient:
                         status=r.status_code,
                     )
                 if time.monotonic() > deadline:
-                    raise _DeadlineExceeded(f"{self.options.request_deadline}s deadline")
+                    raise _DeadlineExceeded(f"{bound} passed while reading the body")
                 chunks.append(chunk)
             resp = Response(
                 status_code=r.status_code,

@@ -38,12 +38,20 @@ from sqlalchemy import (
 from sqlalchemy.dialects import postgresql, sqlite
 
 from core.signing import Signer
+from store.outbox import enqueue
 from store.schema import runs
-from store.schema_daemon import control_states, schedule_claims, schedules
+from store.schema_daemon import control_states, schedule_claims, schedule_missed, schedules
 from store.sealing import db_now, seal_run
 
 _ONE_US = timedelta(microseconds=1)
 REAPED_PREFIX = "aborted by the reaper"
+#: What a claim does when more than one due time has passed unserved: ``latest`` runs
+#: the latest of them at once and records the earlier ones missed; ``none`` records
+#: them all missed and waits for the next due time.
+CATCH_UP_POLICIES = ("latest", "none")
+#: At most this many missed slots are recorded one row each per claim (a daemon down
+#: for a month on a 20-second schedule); the rest are named in the last row's reason.
+MAX_MISSED_ROWS = 1000
 
 
 def _insert_ignore(conn: Connection, table: Any) -> Any:
@@ -103,6 +111,10 @@ class Claim:
     claimed_at: datetime
     takeover: bool
     next_due: datetime
+    #: Due times this claim recorded in ``schedule_missed``.
+    missed: tuple[datetime, ...] = ()
+    #: False: the catch-up policy skipped every overdue slot; nothing is to be run.
+    run: bool = True
 
     @property
     def lateness(self) -> float:
@@ -132,6 +144,7 @@ def claim(
     lease: float,
     next_due: Callable[[datetime], datetime],
     max_takeovers: int = 3,
+    catch_up: str = "latest",
 ) -> Claim | None:
     """Atomically claim ``name`` for ``me`` if it is due; ``None`` if someone else has it.
 
@@ -140,10 +153,25 @@ def claim(
     expired before it released) retries the due time that holder had claimed and keeps
     the schedule's ``next_due``; at most ``max_takeovers`` times in a row, so a
     collection that kills its agent does not loop.
+
+    ``next_due(t)`` is the first due time strictly after ``t``. When several due times
+    have passed unserved (no replica was up, or the previous run outlasted a period),
+    the winner records each but one in ``schedule_missed`` in the same transaction, so
+    every due time is either claimed or recorded missed, exactly once; which one runs is
+    the ``catch_up`` policy (:data:`CATCH_UP_POLICIES`).
     """
+    if catch_up not in CATCH_UP_POLICIES:
+        raise ValueError(f"catch_up must be one of {CATCH_UP_POLICIES}, not {catch_up!r}")
     with engine.begin() as conn:
         now = db_now(conn)
         nxt = next_due(now)
+        # The claim it replaces (row-locked on PostgreSQL): an unfinished one whose due
+        # time is not retaken (a later due time has come) is recorded missed below.
+        prev = conn.execute(
+            select(schedules.c.claimed_by, schedules.c.claimed_due, schedules.c.run_id)
+            .where(schedules.c.name == name)
+            .with_for_update()
+        ).one_or_none()
         takeover = and_(schedules.c.claimed_by.is_not(None), schedules.c.next_due > now)
         stmt = (
             update(schedules)
@@ -163,6 +191,62 @@ def claim(
         if row is None:
             return None
         due_at = row.claimed_due or now
+        is_takeover = row.takeovers > 0
+        missed: list[datetime] = []
+        gap = skip_all = False
+        if not is_takeover:
+            overdue = [due_at]
+            while (later := next_due(overdue[-1])) <= now:
+                if len(overdue) > MAX_MISSED_ROWS:  # jump to the latest slot ≤ now
+                    while (n := next_due(later)) <= now:
+                        later, gap = n, True
+                    overdue.append(later)
+                    break
+                overdue.append(later)
+            if catch_up == "none" and len(overdue) > 1:
+                missed, skip_all = overdue, True
+            else:
+                missed, due_at = overdue[:-1], overdue[-1]
+        if missed:
+            _record_missed(conn, name, me, now, missed, catch_up, due_at, gap)
+        if (
+            not is_takeover
+            and prev is not None
+            and prev.claimed_by is not None
+            and prev.claimed_due is not None
+            and prev.claimed_due not in missed
+            and prev.claimed_due != due_at
+        ):
+            conn.execute(
+                _insert_ignore(conn, schedule_missed).values(
+                    name=name,
+                    due_at=prev.claimed_due,
+                    recorded_at=now,
+                    recorded_by=me,
+                    reason=(
+                        f"not run to completion: its run {prev.run_id} on {prev.claimed_by} "
+                        "was lost (the replica died or stopped) and a later due time came "
+                        f"before it could be taken over; claimed {due_at.isoformat()} instead"
+                    ),
+                )
+            )
+        if skip_all:
+            conn.execute(
+                update(schedules)
+                .where(schedules.c.name == name)
+                .values(
+                    claimed_by=None,
+                    claimed_at=None,
+                    claimed_due=None,
+                    lease_until=None,
+                    run_id=None,
+                )
+            )
+            return Claim(name, run_id, due_at, now, False, row.next_due, tuple(missed), False)
+        if missed:
+            conn.execute(
+                update(schedules).where(schedules.c.name == name).values(claimed_due=due_at)
+            )
         conn.execute(
             insert(schedule_claims).values(
                 name=name,
@@ -170,10 +254,80 @@ def claim(
                 claimed_at=now,
                 claimed_by=me,
                 run_id=run_id,
-                takeover=row.takeovers > 0,
+                takeover=is_takeover,
             )
         )
-    return Claim(name, run_id, due_at, now, row.takeovers > 0, row.next_due)
+    return Claim(name, run_id, due_at, now, is_takeover, row.next_due, tuple(missed))
+
+
+def _record_missed(
+    conn: Connection,
+    name: str,
+    me: str,
+    now: datetime,
+    slots: list[datetime],
+    policy: str,
+    served: datetime,
+    gap: bool,
+) -> None:
+    """One ``schedule_missed`` row per slot (beyond the cap, the gap is named)."""
+    if policy == "none":
+        why = "overdue when claimed (catch_up = none: overdue due times are skipped)"
+    else:
+        why = (
+            f"superseded by the later due time {served.isoformat()}, run instead "
+            "(catch_up = latest)"
+        )
+    reason = f"not run: {why}; no replica claimed it before {now.isoformat()}"
+    rows = [
+        {"name": name, "due_at": d, "recorded_at": now, "recorded_by": me, "reason": reason}
+        for d in slots
+    ]
+    if gap:
+        rows[-1]["reason"] = (
+            f"{reason} (more than {MAX_MISSED_ROWS} due times were missed: those between "
+            f"the first {MAX_MISSED_ROWS} and {served.isoformat()} are not listed one by one)"
+        )
+    conn.execute(_insert_ignore(conn, schedule_missed), rows)
+
+
+@dataclass(frozen=True)
+class HeldClaim:
+    name: str
+    claimed_by: str
+    run_id: str
+
+
+def claims_held_elsewhere(engine: Engine, me: str) -> list[HeldClaim]:
+    """Schedules under another replica's live lease (to check that replica is alive)."""
+    with engine.connect() as conn:
+        now = db_now(conn)
+        q = select(schedules.c.name, schedules.c.claimed_by, schedules.c.run_id).where(
+            schedules.c.claimed_by.is_not(None),
+            schedules.c.claimed_by != me,
+            schedules.c.run_id.is_not(None),
+            schedules.c.lease_until >= now,
+        )
+        return [HeldClaim(r.name, r.claimed_by, r.run_id) for r in conn.execute(q)]
+
+
+def expire_lease(engine: Engine, held: HeldClaim) -> bool:
+    """End the live lease of a replica known dead, if it still holds that very claim;
+    the claim stays, so the next :func:`claim` takes its due time over."""
+    with engine.begin() as conn:
+        now = db_now(conn)
+        return bool(
+            conn.execute(
+                update(schedules)
+                .where(
+                    schedules.c.name == held.name,
+                    schedules.c.claimed_by == held.claimed_by,
+                    schedules.c.run_id == held.run_id,
+                    schedules.c.lease_until >= now,
+                )
+                .values(lease_until=now - _ONE_US)
+            ).rowcount
+        )
 
 
 def due_names(engine: Engine, names: Collection[str], max_takeovers: int = 3) -> list[str]:
@@ -396,12 +550,18 @@ class ControlChange:
     at: datetime
 
 
-def control_changes(engine: Engine, statuses: dict[str, str]) -> list[ControlChange]:
+def control_changes(
+    engine: Engine,
+    statuses: dict[str, str],
+    outbox: Callable[[Connection, ControlChange], list[tuple[str, dict[str, Any]]]] | None = None,
+) -> list[ControlChange]:
     """Record ``statuses`` (control → status); return the changes *this call* won.
 
     A control seen for the first time sets the baseline silently. A change is won by a
     conditional ``UPDATE … WHERE status = :old``: if two replicas evaluate the same
-    change, exactly one gets it, so one notification is sent per change.
+    change, exactly one gets it, so one notification is sent per change. ``outbox``
+    gives the notifications of a won change (destination, payload), written to the
+    outbox in the same transaction (:mod:`store.outbox`).
     """
     changes: list[ControlChange] = []
     with engine.begin() as conn:
@@ -426,5 +586,15 @@ def control_changes(engine: Engine, statuses: dict[str, str]) -> list[ControlCha
                 .values(status=new, changed_at=now)
             ).rowcount
             if won:
-                changes.append(ControlChange(control, old, new, now))
+                change = ControlChange(control, old, new, now)
+                changes.append(change)
+                if outbox is not None:
+                    enqueue(
+                        conn,
+                        control=control,
+                        at=now,
+                        old=old,
+                        new=new,
+                        rows=outbox(conn, change),
+                    )
     return changes

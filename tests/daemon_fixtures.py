@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -228,7 +229,7 @@ class DaemonProcess:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def wait_ready(self, timeout: float = 20.0) -> None:
+    def wait_ready(self, timeout: float = 60.0) -> None:
         def up() -> bool:
             if self.proc.poll() is not None:
                 raise AssertionError(f"daemon exited {self.proc.returncode}:\n{self.logs()}")
@@ -369,3 +370,85 @@ def pg_proxy() -> Iterator[Callable[[int], TcpProxy]]:
     yield make
     for p in made:
         p.close()
+
+
+class JiraWriteFake:
+    """Jira's write API for notifications, with state, on a pytest-httpserver.
+
+    Shapes from the Jira Cloud platform REST API v2 reference (issues, issue comments,
+    issue transitions) and its OpenAPI models ``IssueTransition``/``StatusDetails``:
+    ``POST /rest/api/2/issue`` → 201 ``{"id", "key", "self"}``;
+    ``POST /rest/api/2/issue/{key}/comment`` → 201 comment ``{"id", "body", …}``;
+    ``GET /rest/api/2/issue/{key}/transitions`` → ``{"expand": "transitions",
+    "transitions": [{"id", "name", "to": {"id", "name", "statusCategory": {"key"}}}]}``
+    offering only the transitions valid from the issue's status (a simple workflow:
+    To Do --Done--> Done --Reopen--> To Do); ``POST …/transitions`` with
+    ``{"transition": {"id"}}`` → 204, 400 for a transition not valid now. Basic auth
+    is checked on every request (401 otherwise).
+    """
+
+    WORKFLOW = {
+        "To Do": [("31", "Done", "Done", "done")],
+        "Done": [("41", "Reopen", "To Do", "new")],
+    }
+
+    def __init__(self, server: Any, user: str, token: str, prefix: str = "/jira") -> None:
+        import base64
+
+        self.auth = "Basic " + base64.b64encode(f"{user}:{token}".encode()).decode()
+        self.prefix = prefix
+        self.issues: dict[str, dict[str, Any]] = {}
+        self.calls: list[tuple[str, str]] = []
+        self.base = server.url_for(prefix)
+        server.expect_request(re.compile("^" + re.escape(prefix) + "/")).respond_with_handler(
+            self.handle
+        )
+
+    def handle(self, request: Any) -> Any:
+        from werkzeug import Response
+
+        path = request.path[len(self.prefix) :]
+        self.calls.append((request.method, path))
+        if request.headers.get("Authorization") != self.auth:
+            return Response(json.dumps({"errorMessages": ["unauthorized"]}), 401)
+
+        def reply(body: Any, status: int = 200) -> Any:
+            return Response(json.dumps(body), status, content_type="application/json")
+
+        if request.method == "POST" and path == "/rest/api/2/issue":
+            fields = request.get_json()["fields"]
+            key = f"{fields['project']['key']}-{len(self.issues) + 1}"
+            self.issues[key] = {"fields": fields, "status": "To Do", "comments": []}
+            n = len(self.issues)
+            return reply({"id": str(10000 + n), "key": key, "self": f"{self.base}/{n}"}, 201)
+        m = re.fullmatch(r"/rest/api/2/issue/([A-Z]+-\d+)/(comment|transitions)", path)
+        if not m or m.group(1) not in self.issues:
+            return reply({"errorMessages": ["Issue does not exist"]}, 404)
+        issue = self.issues[m.group(1)]
+        if m.group(2) == "comment" and request.method == "POST":
+            body = request.get_json()["body"]
+            issue["comments"].append(body)
+            return reply({"id": str(len(issue["comments"])), "body": body}, 201)
+        options = self.WORKFLOW[issue["status"]]
+        if m.group(2) == "transitions" and request.method == "GET":
+            return reply(
+                {
+                    "expand": "transitions",
+                    "transitions": [
+                        {
+                            "id": tid,
+                            "name": name,
+                            "to": {"id": tid, "name": to, "statusCategory": {"key": cat}},
+                        }
+                        for tid, name, to, cat in options
+                    ],
+                }
+            )
+        if m.group(2) == "transitions" and request.method == "POST":
+            wanted = request.get_json()["transition"]["id"]
+            for tid, _name, to, _cat in options:
+                if tid == wanted:
+                    issue["status"] = to
+                    return Response(status=204)
+            return reply({"errorMessages": ["It is not on the appropriate screen"]}, 400)
+        return reply({"errorMessages": ["method not allowed"]}, 405)

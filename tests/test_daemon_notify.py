@@ -3,8 +3,8 @@ and the daemon's endpoints answer over HTTP — an in-process daemon, both engin
 
 from __future__ import annotations
 
-import base64
 import json
+import re
 import time
 from pathlib import Path
 
@@ -19,7 +19,13 @@ from store.engine import make_engine
 from store.migrate import upgrade
 from store.schema import runs
 from store.schema_daemon import control_states
-from tests.daemon_fixtures import PacedConnector, PacedOptions, http_get, wait_for
+from tests.daemon_fixtures import (
+    JiraWriteFake,
+    PacedConnector,
+    PacedOptions,
+    http_get,
+    wait_for,
+)
 from tests.fakes import MAPPING
 
 JIRA_TOKEN = "jira-token-0123456789abcdef"
@@ -77,7 +83,7 @@ def _state(engine: Engine, control: str) -> str | None:
         ).scalar()
 
 
-def test_one_notification_per_status_change_across_runs_and_restarts(
+def test_fail_pass_fail_one_message_each_naming_the_change_and_the_jira_issue_follows(
     engine: Engine,
     db_url: str,
     index: MappingIndex,
@@ -90,9 +96,7 @@ def test_one_notification_per_status_change_across_runs_and_restarts(
     # The first delivery attempt fails: it is retried with backoff, not lost or doubled.
     httpserver.expect_oneshot_request("/hook", method="POST").respond_with_data("busy", 503)
     httpserver.expect_request("/hook", method="POST").respond_with_data("ok")
-    httpserver.expect_request("/jira/rest/api/2/issue", method="POST").respond_with_json(
-        {"id": "10001", "key": "SEC-1"}, status=201
-    )
+    jira = JiraWriteFake(httpserver, "bot@example.com", JIRA_TOKEN)
     mfa = tmp_path / "mfa"
     mfa.write_text("pass")
     settings = _settings(db_url, tmp_path, httpserver, mfa)
@@ -107,48 +111,69 @@ def test_one_notification_per_status_change_across_runs_and_restarts(
         assert http_get(base + "/nope")[0] == 404
         wait_for(lambda: _state(engine, "A.8.5") == "pass", 10, "a first passing run")
         n = _runs(engine)
-        mfa.write_text("fail")
-        wait_for(lambda: _state(engine, "A.8.5") == "fail", 10, "A.8.5 to fail")
-        wait_for(lambda: _runs(engine) >= n + 2, 10, "more failing runs")
-        mfa.write_text("pass")
-        wait_for(lambda: _state(engine, "A.8.5") == "pass", 10, "A.8.5 to recover")
-        wait_for(lambda: _runs(engine) >= n + 4, 10, "more passing runs")
-        assert daemon.notifier.drain(10)
+        for status in ("fail", "pass", "fail"):
+            mfa.write_text(status)
+            wait_for(lambda s=status: _state(engine, "A.8.5") == s, 10, f"A.8.5 to {status}")
+            wait_for(lambda n=n: _runs(engine) >= n + 2, 10, "more runs")
+            n = _runs(engine)
+            assert daemon.notifier.drain(10)
         metrics = http_get(base + "/metrics")[1]
-        assert 'annexa_notifications_total{channel="webhook",outcome="sent"} 2.0' in metrics
-        assert 'annexa_notifications_total{channel="jira",outcome="sent"} 1.0' in metrics
+        assert 'annexa_notifications_total{channel="webhook",outcome="sent"} 3.0' in metrics
+        assert 'annexa_notifications_total{channel="jira",outcome="sent"} 3.0' in metrics
     finally:
         daemon.shutdown()
     # A restarted (or second) replica on the same database does not repeat anything.
     again = Daemon(settings, index, engine, replica_id="replica-2")
     again.start()
     try:
-        wait_for(lambda: _runs(engine) >= n + 6, 10, "runs of the second replica")
+        wait_for(lambda: _runs(engine) >= n + 2, 10, "runs of the second replica")
         assert again.notifier.drain(10)
     finally:
         again.shutdown()
 
-    hooks = [json.loads(r.data) for r, resp in httpserver.log if r.path == "/hook"]
-    ok_hooks = [
-        json.loads(r.data)
+    hooks = [r for r, _ in httpserver.log if r.path == "/hook"]
+    texts = [
+        json.loads(r.data)["text"]
         for r, resp in httpserver.log
         if r.path == "/hook" and resp.status_code == 200
     ]
-    assert len(hooks) == 3  # one retried
-    texts = [h["text"] for h in ok_hooks]
-    assert len(texts) == 2, texts
-    assert "A.8.5" in texts[0] and "FAILING" in texts[0] and "alice (fake.user.mfa)" in texts[0]
-    assert "A.8.5" in texts[1] and "passes again" in texts[1] and "(was fail)" in texts[1]
-    jira = [(r, json.loads(r.data)) for r, _ in httpserver.log if r.path.startswith("/jira")]
-    assert len(jira) == 1
-    request, issue = jira[0]
-    expected = base64.b64encode(f"bot@example.com:{JIRA_TOKEN}".encode()).decode()
-    assert request.headers["Authorization"] == f"Basic {expected}"
+    assert len(hooks) == 4 and len(texts) == 3, texts  # one retried
+    failing, passing, relapse = texts
+    for text in (failing, relapse):
+        assert "A.8.5" in text and "FAILING (was pass)" in text
+        assert "alice (fake.user.mfa)" in text and "Severity: high." in text
+        # What changed, field by field, and where to see it.
+        assert "fake.user.mfa alice [high] fail: alice has no MFA — mfa: true → false" in text
+        assert "See the evidence: annexa findings --control A.8.5" in text
+    assert "passes again" in passing and "(was fail)" in passing
+    assert "mfa: false → true" in passing
+    run_ids = [re.search(r"Run: ([0-9a-f-]{36})\.", t).group(1) for t in texts]
+    with engine.connect() as conn:
+        known = set(conn.execute(select(runs.c.id)).scalars())
+    assert set(run_ids) <= known and len(set(run_ids)) == 3
+
+    # Jira: opened at the failure, commented and resolved at the pass, reopened and
+    # commented at the relapse; nothing else, and never the token in a body.
+    assert list(jira.issues) == ["SEC-1"]
+    issue = jira.issues["SEC-1"]
+    assert issue["status"] == "To Do"
     fields = issue["fields"]
     assert fields["project"] == {"key": "SEC"} and fields["issuetype"] == {"name": "Task"}
     assert fields["summary"].startswith("[Annexa] A.8.5") and "fail (was pass)" in fields["summary"]
+    assert "mfa: true → false" in fields["description"]
     assert "A.8.5" in fields["labels"]
-    assert JIRA_TOKEN not in json.dumps(issue)
+    assert len(issue["comments"]) == 2
+    assert issue["comments"][0].startswith("The control passes again; resolving.")
+    assert issue["comments"][1].startswith("Reopened by Annexa: the control relapsed.")
+    assert "mfa: true → false" in issue["comments"][1]
+    assert [c for c in jira.calls if c[0] == "POST"] == [
+        ("POST", "/rest/api/2/issue"),
+        ("POST", "/rest/api/2/issue/SEC-1/comment"),
+        ("POST", "/rest/api/2/issue/SEC-1/transitions"),
+        ("POST", "/rest/api/2/issue/SEC-1/transitions"),
+        ("POST", "/rest/api/2/issue/SEC-1/comment"),
+    ]
+    assert JIRA_TOKEN not in json.dumps(jira.issues)
 
 
 def test_unreachable_webhook_never_blocks_collection(

@@ -6,9 +6,19 @@ resource id or URL — so no secret can reach ``/metrics``.
 
 from __future__ import annotations
 
+import platform
 from collections.abc import Iterable
+from importlib.metadata import PackageNotFoundError, version
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    Info,
+    ProcessCollector,
+    generate_latest,
+)
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from store.queries import CONTROL_STATUSES
@@ -16,12 +26,48 @@ from store.queries import CONTROL_STATUSES
 RUN_STATUSES = ("succeeded", "partial", "failed", "aborted")
 FINDING_STATUSES = ("pass", "fail", "error", "not_applicable")
 CONTENT_TYPE = CONTENT_TYPE_LATEST
+NOTIFY_CHANNELS = ("webhook", "jira")
+NOTIFY_OUTCOMES = ("sent", "failed")
+
+
+def annexa_version() -> str:
+    try:
+        return version("annexa")
+    except PackageNotFoundError:  # pragma: no cover - run from a source tree
+        return "unknown"
 
 
 class Metrics:
-    def __init__(self, connectors: Iterable[str] = ()) -> None:
+    """Every labelled series is created at start-up with its zero value (connectors,
+    statuses, controls and channels are known then), so an alert on ``increase()`` or
+    on a status sees the first failure, not an absent series turning up."""
+
+    def __init__(self, connectors: Iterable[str] = (), controls: Iterable[str] = ()) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
+        connectors = list(connectors)
+        # process_resident_memory_bytes, process_cpu_seconds_total, open fds… of this
+        # replica (Linux /proc), in this registry rather than the global one.
+        ProcessCollector(registry=r)
+        Info("annexa_build", "Version of Annexa and Python this replica runs.", registry=r).info(
+            {"version": annexa_version(), "python": platform.python_version()}
+        )
+        self.db_up = Gauge(
+            "annexa_database_up",
+            "1 when the last database check of this replica succeeded, else 0.",
+            registry=r,
+        )
+        self.db_up.set(1)
+        self.control_status = Gauge(
+            "annexa_control_status",
+            "1 for the current status of each Annex A control, 0 for the other statuses.",
+            ["control", "status"],
+            registry=r,
+        )
+        self._control_ids = sorted(controls)
+        for control in self._control_ids:
+            for status in CONTROL_STATUSES:
+                self.control_status.labels(control, status).set(0)
         self.runs = Counter(
             "annexa_runs", "Finished collection runs.", ["connector", "status"], registry=r
         )
@@ -73,9 +119,26 @@ class Metrics:
             registry=r,
         )
         self.active = Gauge("annexa_active_runs", "Runs in progress on this replica.", registry=r)
+        self.missed = Counter(
+            "annexa_schedule_missed",
+            "Due times recorded missed (not run) by this replica's claims.",
+            ["connector"],
+            registry=r,
+        )
         for name in connectors:
             for status in RUN_STATUSES:
                 self.runs.labels(name, status)
+            for status in FINDING_STATUSES:
+                self.findings.labels(name, status).set(0)
+            for takeover in ("false", "true"):
+                self.claims.labels(name, takeover)
+            self.missed.labels(name)
+            self.duration.labels(name)
+            self.lateness.labels(name)
+            self.last_success.labels(name).set(0)
+        for channel in NOTIFY_CHANNELS:
+            for outcome in NOTIFY_OUTCOMES:
+                self.notifications.labels(channel, outcome)
         for status in CONTROL_STATUSES:
             self.controls.labels(status).set(0)
 
@@ -105,9 +168,14 @@ class Metrics:
         for s in FINDING_STATUSES:
             self.findings.labels(connector, s).set(int(by_status.get(s, 0)))
 
-    def set_controls(self, counts: dict[str, int]) -> None:
+    def set_controls(
+        self, counts: dict[str, int], by_control: dict[str, str] | None = None
+    ) -> None:
         for status in CONTROL_STATUSES:
             self.controls.labels(status).set(counts.get(status, 0))
+        for control, current in (by_control or {}).items():
+            for status in CONTROL_STATUSES:
+                self.control_status.labels(control, status).set(int(status == current))
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -40,6 +40,7 @@ from sqlalchemy.pool import NullPool
 
 from collector.config import LoadedConnector, Settings, _seconds
 from collector.daemon import spool
+from collector.daemon.changes import describe
 from collector.daemon.execute import Outcome, collect, instance_scope, is_outage
 from collector.daemon.health import HealthServer
 from collector.daemon.metrics import Metrics
@@ -50,16 +51,22 @@ from connectors.redaction import scrub_text
 from mappings.loader import MappingIndex
 from store.engine import make_engine, normalise_url
 from store.leases import (
+    REAPED_PREFIX,
+    Claim,
     claim,
+    claims_held_elsewhere,
     control_changes,
     due_names,
     ensure_schedule,
+    expire_lease,
     reap_stale,
     release,
     renew,
+    seal_aborted,
     touch_run,
 )
 from store.queries import control_statuses
+from store.runlocks import RunLocks
 
 log = structlog.get_logger("annexa.daemon")
 
@@ -68,6 +75,9 @@ log = structlog.get_logger("annexa.daemon")
 #: period when that is shorter, at least 1 s).
 ABORT_WAIT = 5.0
 MAX_TAKEOVERS = 3
+#: How often (at most) a replica checks, through the run locks, that the replicas
+#: holding live leases are alive (PostgreSQL).
+WATCH_EVERY = 2.0
 
 
 class DaemonError(Exception):
@@ -173,10 +183,10 @@ class Daemon:
             except ScheduleError as exc:
                 raise DaemonError(f"{settings.path}: {key}: {exc}") from None
             self.connectors[lc.name] = lc
-        self.metrics = Metrics(self.connectors)
+        self.metrics = Metrics(self.connectors, self._control_ids(index))
         self.metrics.watch_pool(engine.pool)
         try:
-            self.notifier = Notifier(cfg.notifications, self.metrics)
+            self.notifier = Notifier(cfg.notifications, self.metrics, engine=engine, me=self.me)
         except SecretUnavailableError as exc:
             raise DaemonError(f"{settings.path}: daemon.notifications: {exc}") from None
         self._slots = {name: threading.Lock() for name in self.connectors}
@@ -202,10 +212,19 @@ class Daemon:
         self._db_lock = FileLock(lock_path) if lock_path else None
         self._spool_lock: FileLock | None = None
         self._ready_engine = self._make_ready_engine(settings.database_url)
+        self.runlocks = RunLocks(settings.database_url)
         self.http: HealthServer | None = None
         self._signals = 0
 
     # -- set-up -------------------------------------------------------------------------
+
+    @staticmethod
+    def _control_ids(index: MappingIndex) -> list[str]:
+        """The controls ``control_statuses`` reports on (for zero-initialised series)."""
+        try:
+            return list(index.catalog)
+        except Exception:  # noqa: BLE001 - then series appear at the first evaluation
+            return []
 
     @staticmethod
     def _make_ready_engine(url: str) -> Engine:
@@ -289,7 +308,15 @@ class Daemon:
             IntervalTrigger(seconds=_seconds(self.cfg.notifications.evaluate_every), timezone=UTC),
             id="controls",
         )
-        self._accepting = True
+        if self.runlocks.enabled:
+            self.scheduler.add_job(
+                self._watch,
+                IntervalTrigger(seconds=min(self.heartbeat_s, WATCH_EVERY), timezone=UTC),
+                id="watch",
+                next_run_time=now,
+            )
+        with self._state:
+            self._accepting = True
         self.scheduler.start()
         log.info(
             "daemon started",
@@ -312,7 +339,11 @@ class Daemon:
             details["database"] = "ok"
         except Exception as exc:  # noqa: BLE001 - any failure means "not ready"
             db_ok = False
-            details["database"] = f"unreachable: {_short(exc)}"
+            # The error class only: driver messages name the host and port, and
+            # /readyz answers anyone who can reach the health port.
+            details["database"] = f"unreachable ({type(exc).__name__})"
+            log.debug("readiness: database unreachable", error=_short(exc))
+        self.metrics.db_up.set(int(db_ok))
         running = self.scheduler.running and not self._stopping.is_set()
         details["scheduler"] = "running" if running else "stopped"
         with self._state:
@@ -352,7 +383,11 @@ class Daemon:
         lc = self.connectors[name]
         spec = self.specs[name]
         run_id = str(uuid.uuid4())
+        # The run lock first, the claim second: a live claim always has its lock held,
+        # so a peer finding the lock free knows the claimant died (store.runlocks).
         try:
+            if not self.runlocks.acquire(name):
+                return  # another replica is running it
             c = claim(
                 self.engine,
                 name,
@@ -361,19 +396,55 @@ class Daemon:
                 lease=self.lease_s,
                 next_due=spec.next_after,
                 max_takeovers=MAX_TAKEOVERS,
+                catch_up=self.cfg.catch_up,
             )
         except Exception as exc:
+            self.runlocks.release(name)
             if not is_outage(exc):
                 raise
             log.debug("claim failed: database unreachable", connector=name, error=_short(exc))
             return
         if c is None:
+            self.runlocks.release(name)
+            return
+        self._count_missed(name, c)
+        if not c.run:
+            self.runlocks.release(name)
+            return
+        active = _Active(name, c.run_id)
+        with self._state:
+            # Re-checked under the lock shutdown() takes to stop accepting: a claim won
+            # after stop was requested is handed back untouched, never started.
+            accepted = self._accepting
+            if accepted:
+                self._active[name] = active
+                self.metrics.active.set(len(self._active))
+        if not accepted:
+            log.info("stopping: claim handed back unstarted", connector=name, run_id=run_id)
+            try:
+                release(self.engine, name, self.me, run_id, "not_started", retake=True)
+            except Exception as exc:  # noqa: BLE001 - the lease then simply expires
+                log.warning("could not release the schedule lease", error=_short(exc))
+            self.runlocks.release(name)
             return
         scope = instance_scope(lc)
         with structlog.contextvars.bound_contextvars(run_id=run_id, connector=name, scope=scope):
-            self._run_claimed(name, lc, c)
+            self._run_claimed(name, lc, c, active)
 
-    def _run_claimed(self, name: str, lc: LoadedConnector, c: Any) -> None:
+    def _count_missed(self, name: str, c: Claim) -> None:
+        if not c.missed:
+            return
+        self.metrics.missed.labels(name).inc(len(c.missed))
+        log.warning(
+            "due times missed",
+            connector=name,
+            count=len(c.missed),
+            first=c.missed[0].isoformat(),
+            last=c.missed[-1].isoformat(),
+            catch_up=self.cfg.catch_up,
+        )
+
+    def _run_claimed(self, name: str, lc: LoadedConnector, c: Claim, active: _Active) -> None:
         self.metrics.lateness.labels(name).observe(c.lateness)
         self.metrics.claims.labels(name, str(c.takeover).lower()).inc()
         log.info(
@@ -399,10 +470,6 @@ class Daemon:
                 log.warning("orphaned run sealed as aborted", orphan_run_id=r.id, host=r.host)
         except Exception as exc:  # noqa: BLE001 - reaping is best effort here
             log.warning("reaping failed", error=_short(exc))
-        active = _Active(name, c.run_id)
-        with self._state:
-            self._active[name] = active
-            self.metrics.active.set(len(self._active))
         outcome: Outcome | None = None
         try:
             outcome = collect(
@@ -430,7 +497,11 @@ class Daemon:
         try:
             release(self.engine, name, self.me, c.run_id, status, retake=retake)
         except Exception as exc:  # noqa: BLE001 - the lease then simply expires
+            # The run lock stays held (the claim is still live in the table): dropped
+            # after the next attempt of this connector releases its claim.
             log.warning("could not release the schedule lease", error=_short(exc))
+        else:
+            self.runlocks.release(name)
         if outcome is not None and outcome.summary is not None:
             self._report(name, outcome)
 
@@ -511,6 +582,8 @@ class Daemon:
         with self._state:
             active = list(self._active.values())
             tracked = list(self._tracked)
+        if active:
+            self.runlocks.check()
         for a in active:
             where = {
                 "run_id": a.run_id,
@@ -534,6 +607,41 @@ class Daemon:
             except Exception as exc:  # noqa: BLE001
                 log.debug("heartbeat failed", run_id=run_id, error=_short(exc))
 
+    def _watch(self) -> None:
+        """Take over at once from a replica that died holding a live lease (PostgreSQL):
+        its run lock is free although its claim is live (see store.runlocks)."""
+        if not self._accepting:
+            return
+        try:
+            held = claims_held_elsewhere(self.engine, self.me)
+        except Exception as exc:  # noqa: BLE001 - the next watch (or the lease) covers it
+            log.debug("watch failed", error=_short(exc))
+            return
+        for h in held:
+            if h.name not in self.connectors or self._slots[h.name].locked():
+                continue
+            if not self.runlocks.holder_gone(h.name):
+                continue
+            try:
+                if not expire_lease(self.engine, h):
+                    continue  # it finished (or was taken over) meanwhile
+                log.warning(
+                    "replica holding a schedule is gone (its run lock was released): taking over",
+                    connector=h.name,
+                    replica=h.claimed_by,
+                    orphan_run_id=h.run_id,
+                )
+                reason = (
+                    f"{REAPED_PREFIX} {self.me}: the replica running it ({h.claimed_by}) died "
+                    "(its database session ended and released the run lock)"
+                )
+                if seal_aborted(self.engine, h.run_id, reason, signer=self.settings.signer()):
+                    self.metrics.reaped.inc()
+            except Exception as exc:  # noqa: BLE001 - the lease remains the fallback
+                log.warning("takeover failed", connector=h.name, error=_short(exc))
+                continue
+            self.kick(h.name)
+
     def _poll(self) -> None:
         if not self._accepting:
             return
@@ -544,7 +652,9 @@ class Daemon:
             if self._db_up:
                 log.warning("database unreachable", error=_short(exc))
             self._db_up = False
+            self.metrics.db_up.set(0)
             return
+        self.metrics.db_up.set(1)
         if not self._db_up:
             log.info("database reachable again")
             self._db_up = True
@@ -613,15 +723,17 @@ class Daemon:
     def _evaluate_controls_once(self) -> None:
         try:
             statuses = control_statuses(self.engine, self.index, None, self.settings.freshness)
-            self.metrics.set_controls(Tally(c.status for c in statuses))
-            by_id = {c.id: c for c in statuses}
-            changes = control_changes(
-                self.engine, {c.id: c.status for c in statuses if c.status != "manual"}
+            self.metrics.set_controls(
+                Tally(c.status for c in statuses), {c.id: c.status for c in statuses}
             )
-            for ch in changes:
+            by_id = {c.id: c for c in statuses}
+
+            def notifications(conn: Any, ch: Any) -> list[tuple[str, dict[str, Any]]]:
+                if not self.notifier.enabled:
+                    return []
                 c = by_id[ch.control]
-                log.info("control status changed", control=ch.control, old=ch.old, new=ch.new)
-                self.notifier.submit(
+                what = describe(conn, self.index, ch.control, ch.new)
+                return self.notifier.destinations(
                     Notification(
                         control=ch.control,
                         title=c.title,
@@ -629,8 +741,23 @@ class Daemon:
                         new=ch.new,
                         at=ch.at,
                         resources=tuple(c.failing or c.erroring),
+                        severity=what["severity"],
+                        run_id=what["run_id"],
+                        items=tuple(what["items"]),
+                        more=what["more"],
+                        command=what["command"],
                     )
                 )
+
+            changes = control_changes(
+                self.engine,
+                {c.id: c.status for c in statuses if c.status != "manual"},
+                outbox=notifications,
+            )
+            for ch in changes:
+                log.info("control status changed", control=ch.control, old=ch.old, new=ch.new)
+            if changes:
+                self.notifier.wake()
         except Exception as exc:  # noqa: BLE001 - evaluated again later
             log.warning("control evaluation failed", error=_short(exc))
 
@@ -691,9 +818,41 @@ class Daemon:
         with self._state:
             return not self._active
 
+    def _seal_left(self) -> None:
+        """Seal runs that did not stop after cancellation as aborted, before exiting.
+
+        Safe although their threads still live: the run writer touches the run row,
+        ``status = 'running'``, in the same transaction before writing any row, so a
+        batch racing the seal either commits before it or is refused after it (the
+        digest covers exactly what was committed). The lease is expired so that a peer
+        (or this daemon's next start) takes the due time over.
+        """
+        with self._state:
+            left = list(self._active.values())
+        for a in left:
+            where = {"run_id": a.run_id, "connector": a.name}
+            reason = (
+                "aborted at shutdown: the run did not stop within the grace period "
+                f"and {ABORT_WAIT:g} s after cancellation (replica {self.me})"
+            )
+            try:
+                sealed = seal_aborted(self.engine, a.run_id, reason, signer=self.settings.signer())
+                log.warning("run did not stop after cancellation; sealed as aborted", **where)
+                if not sealed:
+                    log.info("run was already sealed", **where)
+            except Exception as exc:  # noqa: BLE001 - then a peer's reaper seals it
+                log.warning(
+                    "could not seal the run; left to the reaper", error=_short(exc), **where
+                )
+            try:
+                release(self.engine, a.name, self.me, a.run_id, "aborted", retake=True)
+            except Exception as exc:  # noqa: BLE001 - the lease then simply expires
+                log.warning("could not release the schedule lease", error=_short(exc))
+
     def shutdown(self) -> None:
         t0 = time.monotonic()
-        self._accepting = False
+        with self._state:  # after this, no attempt registers a run (_attempt_locked)
+            self._accepting = False
         self._stopping.set()
         if self.scheduler.running:
             self.scheduler.shutdown(wait=False)
@@ -707,27 +866,13 @@ class Daemon:
                     a.cancel.set()
             abort_wait = min(ABORT_WAIT, max(1.0, self.grace_s / 4))
             if not self._wait_idle(time.monotonic() + abort_wait):
-                # Not sealed here: its thread may still write rows, which would break the
-                # digest of a sealed run. The lease is expired so that a peer (or this
-                # daemon's next start) takes the collection over and reaps the run once
-                # its heartbeat is stale (this process stops heartbeating it now).
-                with self._state:
-                    left = list(self._active.values())
-                for a in left:
-                    log.warning(
-                        "run did not stop after cancellation; left to the reaper",
-                        run_id=a.run_id,
-                        connector=a.name,
-                    )
-                    try:
-                        release(self.engine, a.name, self.me, a.run_id, "aborted", retake=True)
-                    except Exception as exc:  # noqa: BLE001 - the lease then simply expires
-                        log.warning("could not release the schedule lease", error=_short(exc))
+                self._seal_left()
         self._pool.shutdown(wait=False, cancel_futures=True)
         self.notifier.stop(timeout=2.0)
         if self.http is not None:
             self.http.stop()
         self._ready_engine.dispose()
+        self.runlocks.close()
         self.engine.dispose()
         self._release_locks()
         log.info("daemon stopped", seconds=round(time.monotonic() - t0, 3))
