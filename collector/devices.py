@@ -398,6 +398,15 @@ def ownership_instance(settings: Settings) -> LoadedConnector | None:
     return LoadedConnector(cfg, DeviceOwnershipConnector, DeviceOwnersOptions())
 
 
+def bind_ownership(settings: Settings, lc: LoadedConnector, engine: Engine) -> LoadedConnector:
+    """``lc`` ready to run: a ``device_owners`` instance gets its store snapshot
+    injected (for schedulers that run each configured instance themselves, e.g. the
+    daemon); any other instance is returned unchanged."""
+    if lc.cfg.type != DeviceOwnershipConnector.type:
+        return lc
+    return _Bound(lc, _snapshot(settings, lc, engine))
+
+
 def without_ownership(chosen: Iterable[LoadedConnector]) -> list[LoadedConnector]:
     return [c for c in chosen if c.cfg.type != DeviceOwnershipConnector.type]
 

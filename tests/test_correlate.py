@@ -336,6 +336,31 @@ def test_bind_for_schedulers_injects_the_snapshot(estate, engine):
     assert summary.status == "succeeded" and summary.counts["evidence_seen"] == 7
 
 
+def test_the_daemon_runs_a_scheduled_identity_instance_on_the_store(estate, engine):
+    """The daemon schedules every configured instance itself: its run path must bind the
+    identity instance to the store as `annexa collect` does, not run it unbound."""
+    import threading
+
+    from collector.daemon.execute import collect
+
+    index = load_mappings()
+    estate.collect(engine, index)
+    settings = estate.settings()
+    identity_lc = settings.connectors[-1]
+    assert identity_lc.cfg.type == "identity"
+    outcome = collect(
+        settings,
+        identity_lc,
+        engine,
+        index,
+        run_id="daemon-identity-1",
+        cancel_event=threading.Event(),
+        spool_dir=None,
+    )
+    assert outcome.status == "succeeded" and outcome.summary is not None, outcome
+    assert outcome.summary.counts["evidence_seen"] == 7, outcome.summary.errors
+
+
 def test_standalone_instance_without_snapshot_reports_an_error():
     conn = IdentityCorrelationConnector("identity", IdentityOptions())
     (cov,) = list(conn.collect(CollectContext(run_id="x")))
