@@ -778,7 +778,7 @@ def mappings_validate(config: ConfigOpt = None) -> None:
         problems = validate_mappings(settings.mapping_dirs, set(known_checks()))
         if problems:
             for p in problems:
-                err.print(f"[bold red]error:[/] {p}", highlight=False)
+                error_line(str(p))
             raise CliExit(EXIT_USAGE, f"{len(problems)} mapping problem(s)")
         index = load_mappings(settings.mapping_dirs, known_checks=set(known_checks()))
         typer.echo(
@@ -837,7 +837,7 @@ def verify(
         if fmt is not OutputFormat.table:
             render(rows, [("run_id", "run_id"), ("problem", "problem")], fmt)
         for w in result.warnings:
-            err.print(f"[yellow]warning:[/] {w}", highlight=False)
+            error_line(str(w), label="warning")
         for run_id in result.in_progress:
             err.print(f"in progress: run {run_id} (its rows count once it is sealed)")
         if result.ok:

@@ -328,8 +328,8 @@ def _cli_errors() -> Iterator[None]:
     except ConfigError as exc:
         # Raised late (a signing key or trusted-keys file read on use): still exit 2.
         err.print("[bold red]error:[/] invalid configuration:", highlight=False)
-        err.print(str(exc), highlight=False, markup=False)
+        err.print(str(exc), highlight=False, markup=False, soft_wrap=True)
         raise typer.Exit(EXIT_USAGE) from None
     except (OperationalError, ProgrammingError) as exc:
-        err.print(f"[bold red]error:[/] database error: {str(exc).splitlines()[0]}")
+        error_line(f"database error: {str(exc).splitlines()[0]}")
         raise typer.Exit(EXIT_DATABASE) from None

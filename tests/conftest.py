@@ -35,6 +35,12 @@ pytest_plugins = ["tests.aws_fixtures"]
 def pytest_configure(config: pytest.Config) -> None:
     # Before collection, so module-level fixtures already see the shifted clock.
     clock.start()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        # xdist workers inherit COLUMNS=80 / LINES=24 from their launcher: the CLI would
+        # take every piped table and message for an 80-column terminal. Tests that want a
+        # width set one themselves; otherwise output is judged as piped, as serially.
+        os.environ.pop("COLUMNS", None)
+        os.environ.pop("LINES", None)
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:

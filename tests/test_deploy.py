@@ -52,7 +52,8 @@ DAEMON_PORT = 9464
 QUICK_START = {
     "demo": "python3 -m venv .venv && . .venv/bin/activate && pip install -e '.[demo]' "
     "&& annexa demo",
-    "test": "python3 -m venv .venv && . .venv/bin/activate && pip install -e '.[test]' && pytest",
+    "test": "python3 -m venv .venv && . .venv/bin/activate && pip install -e '.[test]' "
+    "&& pytest -n 2",
 }
 SQL_MARKER = "<!-- sql:example -->"
 SECRETISH = re.compile(r"(PASSWORD|SECRET|TOKEN|API_?KEY|PRIVATE_?KEY|CREDENTIAL)", re.I)
