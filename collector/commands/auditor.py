@@ -124,6 +124,30 @@ def _agent_version() -> str:
 # -- soa ------------------------------------------------------------------------------------
 
 
+def soa_columns() -> list[tuple[str, str]]:
+    """The SoA's columns as ``annexa soa`` prints them (also the console's download)."""
+    from store.export import SOA_COLUMNS
+
+    return [(c, c.replace("_", " ").capitalize()) for c in SOA_COLUMNS]
+
+
+def soa_rows(
+    engine: Engine, index: MappingIndex, instant: datetime | None, freshness: timedelta,
+    rules: list[Any], scope: Any,
+) -> list[dict[str, Any]]:
+    """The SoA rows at ``instant`` (None: now) from the recorded decisions ``rules`` and
+    ``scope``: shared by ``annexa soa`` and the console's SoA page, so they cannot differ."""
+    from connectors.records import utcnow
+    from store.export import soa_table
+    from store.queries import control_statuses
+
+    statuses = [
+        c.as_dict()
+        for c in control_statuses(engine, index, instant, freshness, exceptions=rules)
+    ]
+    return soa_table(statuses, scope, as_of=instant or utcnow())
+
+
 @app.command()
 def soa(
     config: ConfigOpt = None,
@@ -134,21 +158,13 @@ def soa(
     """Statement of Applicability (ISO/IEC 27001 6.1.3 d): every control's applicability and
     justification, the owner's declared implementation beside the measured status, and
     the contradictions between them; --at shows the SoA recorded then."""
-    from connectors.records import utcnow
-    from store.export import SOA_COLUMNS, soa_table
-    from store.queries import control_statuses
-
     with _cli_errors():
         settings = _settings(config)
         index = _index(settings, check_ids=False)
         instant = parse_instant(at)
         engine = _engine(settings, migrate=False)
         rules, scope = recorded_decisions(settings, engine, index, instant)
-        statuses = [
-            c.as_dict()
-            for c in control_statuses(engine, index, instant, settings.freshness, exceptions=rules)
-        ]
-        rows = soa_table(statuses, scope, as_of=instant or utcnow())
+        rows = soa_rows(engine, index, instant, settings.freshness, rules, scope)
         meta = scope.meta()
         version = f" v{meta['version']}" if meta.get("version") else ""
         approval = (
@@ -159,7 +175,7 @@ def soa(
         flagged = sum(1 for r in rows if r["contradiction"])
         render(
             rows,
-            [(c, c.replace("_", " ").capitalize()) for c in SOA_COLUMNS],
+            soa_columns(),
             fmt,
             title=f"Statement of Applicability{version}{approval}, at {_stamp(instant)}",
             narrow=("control", "applicable", "declared", "measured", "contradiction"),

@@ -60,6 +60,51 @@ def register(
     return rows, policy, recorded, rules
 
 
+def risk_rows(rows: list[Any], *, flagged: bool = False) -> list[dict[str, Any]]:
+    """The register's rows as ``annexa risks`` prints them (also the console's risks page
+    and download): score, residual, treating controls and flags as text."""
+    out = []
+    for r in rows:
+        if flagged and not r.flagged:
+            continue
+        d = r.as_dict()
+        d["score"] = (
+            f"{r.likelihood}x{r.impact}={r.inherent_score} -> {r.effective_residual}"
+            if r.likelihood else ""
+        )
+        d["residual"] = (
+            f"{r.effective_residual} (target {r.target_residual})"
+            if r.effective_residual is not None else ""
+        )
+        d["treating"] = [f"{c} {s}" for c, s in r.controls.items()] + [
+            f"{a} (additional)" for a in r.additional_controls
+        ]
+        d["flag_text"] = [FLAG_LABELS.get(f, f) for f in r.flags] + (
+            [f"accepted by {r.accepted_by}"] if r.accepted_flags else []
+        )
+        d["acceptance"] = (
+            f"{r.accepted_by}, {r.accepted_on:%Y-%m-%d}" if r.accepted_on else ""
+        )
+        out.append(d)
+    return out
+
+
+def risk_columns(*, full: bool) -> list[tuple[str, str]]:
+    """``annexa risks`` columns: the terminal's, or with ``full`` those of CSV/JSON."""
+    columns = [
+        ("id", "Risk"),
+        ("owner", "Owner"),
+        ("score", "Score -> residual"),
+        ("treating", "Treating controls"),
+        ("flag_text", "Flags"),
+    ]
+    if full:
+        columns[1:1] = [("title", "Title")]
+        columns[3:3] = [("treatment", "Treatment"), ("residual", "Residual")]
+        columns += [("acceptance", "Accepted"), ("review_date", "Review")]
+    return columns
+
+
 @app.command()
 def risks(
     config: ConfigOpt = None,
@@ -84,42 +129,10 @@ def risks(
                 "configured [audit.risk]",
                 highlight=False,
             )
-        out = []
-        for r in rows:
-            if flagged and not r.flagged:
-                continue
-            d = r.as_dict()
-            d["score"] = (
-                f"{r.likelihood}x{r.impact}={r.inherent_score} -> {r.effective_residual}"
-                if r.likelihood else ""
-            )
-            d["residual"] = (
-                f"{r.effective_residual} (target {r.target_residual})"
-                if r.effective_residual is not None else ""
-            )
-            d["treating"] = [f"{c} {s}" for c, s in r.controls.items()] + [
-                f"{a} (additional)" for a in r.additional_controls
-            ]
-            d["flag_text"] = [FLAG_LABELS.get(f, f) for f in r.flags] + (
-                [f"accepted by {r.accepted_by}"] if r.accepted_flags else []
-            )
-            d["acceptance"] = (
-                f"{r.accepted_by}, {r.accepted_on:%Y-%m-%d}" if r.accepted_on else ""
-            )
-            out.append(d)
+        out = risk_rows(rows, flagged=flagged)
         if not out and fmt is OutputFormat.table:
             err.print(f"no {'flagged ' if flagged else ''}risks recorded at {_stamp(instant)}")
-        columns = [
-            ("id", "Risk"),
-            ("owner", "Owner"),
-            ("score", "Score -> residual"),
-            ("treating", "Treating controls"),
-            ("flag_text", "Flags"),
-        ]
-        if fmt is not OutputFormat.table:
-            columns[1:1] = [("title", "Title")]
-            columns[3:3] = [("treatment", "Treatment"), ("residual", "Residual")]
-            columns += [("acceptance", "Accepted"), ("review_date", "Review")]
+        columns = risk_columns(full=fmt is not OutputFormat.table)
         render(
             out,
             columns,

@@ -193,36 +193,45 @@ def sample(
         )
 
 
+SAMPLES_COLUMNS = [("id", "Sample"), ("drawn_at", "Drawn"), ("population", "Population"),
+                   ("size", "Size"), ("population_size", "Of"), ("seed", "Seed")]
+
+
+def sample_rows(conn: Any, instant: Any) -> list[dict[str, Any]]:
+    """The samples recorded by ``instant`` (None: now) as ``annexa samples`` lists them
+    (also the console's samples page and download)."""
+    from store.samples import recorded_samples
+
+    return [
+        {
+            "id": s.id,
+            "drawn_at": s.drawn_at,
+            "population": json.dumps(s.population, sort_keys=True),
+            "size": s.size,
+            "population_size": s.population_size,
+            "seed": s.seed,
+            "population_digest": s.population_digest,
+            "items": s.items,
+            "drawn_by": s.drawn_by,
+            "run_id": s.run_id,
+        }
+        for s in recorded_samples(conn, instant)
+    ]
+
+
 @app.command()
 def samples(config: ConfigOpt = None, at: AtOpt = None,
             fmt: FormatOpt = OutputFormat.table) -> None:
     """Samples recorded so far (or up to --at): what was sampled, seed, size, digest."""
-    from store.samples import recorded_samples
-
     with _cli_errors():
         settings = _settings(config)
         instant = parse_instant(at)
         engine = _engine(settings, migrate=False)
         with engine.connect() as conn:
-            rows = [
-                {
-                    "id": s.id,
-                    "drawn_at": s.drawn_at,
-                    "population": json.dumps(s.population, sort_keys=True),
-                    "size": s.size,
-                    "population_size": s.population_size,
-                    "seed": s.seed,
-                    "population_digest": s.population_digest,
-                    "items": s.items,
-                    "drawn_by": s.drawn_by,
-                    "run_id": s.run_id,
-                }
-                for s in recorded_samples(conn, instant)
-            ]
+            rows = sample_rows(conn, instant)
         render(
             rows,
-            [("id", "Sample"), ("drawn_at", "Drawn"), ("population", "Population"),
-             ("size", "Size"), ("population_size", "Of"), ("seed", "Seed")],
+            SAMPLES_COLUMNS,
             fmt,
             title=f"Recorded samples at {_stamp(instant)}",
         )

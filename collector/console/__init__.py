@@ -45,6 +45,7 @@ def build(
                 agent_version=AGENT_VERSION,
             )
 
+    from collector.decisions import risk_policy
     from connectors.base import available_connectors
 
     by_type: dict[str, set[str]] = {}
@@ -53,7 +54,7 @@ def build(
             by_type.setdefault(spec.resource_type, set()).add(spec.id)
     console = Console(
         ctx=Context(engine=engine, index=index, freshness=settings.freshness,
-                    checks_by_type=by_type),
+                    checks_by_type=by_type, risk_policy=risk_policy(settings)),
         access=access,
         record=record,
         limiter=LoginLimiter(access.login_attempts, access.login_window_seconds),

@@ -289,6 +289,58 @@ async def runs(request: Request, console: Console, who: Person) -> Response:
 
 
 @page()
+async def soa(request: Request, console: Console, who: Person) -> Response:
+    at = parse_at(request.query_params.get("at"))
+    d = await run_in_threadpool(data.soa, console.ctx, at)
+    got = download(request, d["rows"], d["columns"], "soa")
+    return got or render(request, "soa.html", who, **d)
+
+
+@page()
+async def risks(request: Request, console: Console, who: Person) -> Response:
+    at = parse_at(request.query_params.get("at"))
+    flagged = request.query_params.get("flagged") in ("1", "true", "yes", "on")
+    d = await run_in_threadpool(data.risks, console.ctx, at, flagged)
+    got = download(request, d["rows"], d["columns"], "risks")
+    return got or render(request, "risks.html", who, flagged=flagged, **d)
+
+
+@page()
+async def population(request: Request, console: Console, who: Person) -> Response:
+    from store.populations import BY_CHOICES, KINDS
+
+    q = request.query_params
+    at = parse_at(q.get("at"))
+    process = q.get("process") or "change"
+    period = (q.get("period") or "").strip()
+    source = q.get("source") or None
+    by = q.get("by") or None
+    if process not in KINDS:
+        raise HTTPException(400, f"process must be one of {', '.join(KINDS)}")
+    if by not in (None, *BY_CHOICES):
+        raise HTTPException(400, f"by must be one of {', '.join(BY_CHOICES)}")
+    form = {"process": process, "period": period, "source": source or "", "by": by or "",
+            "kinds": KINDS, "by_choices": BY_CHOICES}
+    if not period:  # nothing to read until a period is chosen
+        return render(request, "population.html", who, rows=None, **form)
+    try:
+        d = await run_in_threadpool(data.population, console.ctx, process, period, at,
+                                    source, by)
+    except ValueError as exc:
+        raise HTTPException(400, f"period: {exc}") from None
+    got = download(request, d["rows"], d["columns"], f"population-{process}")
+    return got or render(request, "population.html", who, **form, **d)
+
+
+@page()
+async def samples(request: Request, console: Console, who: Person) -> Response:
+    at = parse_at(request.query_params.get("at"))
+    d = await run_in_threadpool(data.samples, console.ctx, at)
+    got = download(request, d["rows"], d["columns"], "samples")
+    return got or render(request, "samples.html", who, **d)
+
+
+@page()
 async def verify_run(request: Request, console: Console, who: Person) -> Response:
     run_id = request.path_params["run_id"]
     d = await run_in_threadpool(data.verify_run, console.ctx, run_id)
@@ -416,6 +468,10 @@ def create_app(console: Console) -> Starlette:
         Route("/resource", resource),
         Route("/runs", runs),
         Route("/runs/{run_id}/verify", verify_run),
+        Route("/soa", soa),
+        Route("/risks", risks),
+        Route("/population", population),
+        Route("/samples", samples),
         Route("/comments", add_comment, methods=["POST"]),
         Route("/login", login, methods=["GET", "POST"]),
         Route("/logout", logout, methods=["POST"]),
@@ -423,7 +479,7 @@ def create_app(console: Console) -> Starlette:
         Mount("/static", StaticFiles(directory=HERE / "static"), name="static"),
     ]
     if console.oidc is not None:
-        routes[7:7] = console.oidc.routes()
+        routes[11:11] = console.oidc.routes()
     access = console.access
     app = Starlette(
         routes=routes,

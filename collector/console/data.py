@@ -90,6 +90,9 @@ class Context:
     freshness: timedelta
     #: resource type → the ids of the checks registered for it (the connectors' specs).
     checks_by_type: dict[str, set[str]] = field(default_factory=dict)
+    #: The configured ``[audit.risk]`` appetite: what risks are judged against when no
+    #: appetite was recorded then (as ``annexa risks`` does).
+    risk_policy: Any = None
 
 
 def evidence_key(f: dict[str, Any]) -> str:
@@ -319,3 +322,55 @@ def verify_run(ctx: Context, run_id: str) -> dict[str, Any]:
         "key_id": run.get("key_id"),
         "problems": problems,
     }
+
+
+# -- SoA, risks, populations, samples: the CLI commands' own row builders ------------------
+
+
+def soa(ctx: Context, at: datetime | None) -> dict[str, Any]:
+    """The Statement of Applicability recorded at ``at``, as ``annexa soa`` builds it."""
+    from collector.commands.auditor import soa_columns, soa_rows
+
+    rules, scope = decided(ctx.engine, ctx.index, at)
+    rows = soa_rows(ctx.engine, ctx.index, at, ctx.freshness, rules, scope)
+    return {"rows": rows, "columns": soa_columns(), "meta": scope.meta(),
+            "contradictions": sum(1 for r in rows if r["contradiction"])}
+
+
+def risks(ctx: Context, at: datetime | None, flagged: bool) -> dict[str, Any]:
+    """The risk register at ``at``, as ``annexa risks`` builds it."""
+    from collector.commands.isms import risk_columns, risk_rows
+    from store.risks import register_at
+
+    rules, _ = decided(ctx.engine, ctx.index, at)
+    rows, policy, recorded = register_at(
+        ctx.engine, ctx.index, at or utcnow(), fallback=ctx.risk_policy,
+        freshness=ctx.freshness, exceptions=rules,
+    )
+    return {"rows": risk_rows(rows, flagged=flagged), "columns": risk_columns(full=True),
+            "appetite": policy.threshold, "policy_recorded": recorded}
+
+
+def population(
+    ctx: Context, process: str, period: str, at: datetime | None, source: str | None,
+    by: str | None,
+) -> dict[str, Any]:
+    """A process population, as ``annexa population`` reads it (store/populations.py)."""
+    from collector.commands.population import COLUMNS
+    from store.populations import parse_period
+    from store.populations import population as read_population
+
+    span = parse_period(period)  # ValueError: the page says why
+    with ctx.engine.connect() as conn:
+        result = read_population(conn, process, span, at=at, source=source, by=by)
+    return {"rows": result.rows, "columns": COLUMNS, "warnings": result.warnings,
+            "by": result.by, "instant": result.instant, "span": span}
+
+
+def samples(ctx: Context, at: datetime | None) -> dict[str, Any]:
+    """The samples recorded by ``at``, as ``annexa samples`` lists them."""
+    from collector.commands.samples import SAMPLES_COLUMNS, sample_rows
+
+    with ctx.engine.connect() as conn:
+        rows = sample_rows(conn, at)
+    return {"rows": rows, "columns": SAMPLES_COLUMNS}
