@@ -364,7 +364,7 @@ def population(
     with ctx.engine.connect() as conn:
         result = read_population(conn, process, span, at=at, source=source, by=by)
     return {"rows": result.rows, "columns": COLUMNS, "warnings": result.warnings,
-            "by": result.by, "instant": result.instant, "span": span}
+            "by_used": result.by, "instant": result.instant, "span": span}
 
 
 def samples(ctx: Context, at: datetime | None) -> dict[str, Any]:
