@@ -131,3 +131,27 @@ def test_samples_time_travel_escaping_and_downloads(sampled: Estate) -> None:
         _same_as_cli(c, sampled, "/samples", {"at": at}, "samples", "--at", at)
         got = json.loads(c.get("/samples", params={"format": "json"}).text)
         assert got[0]["drawn_by"] == DRAWER and got[0]["size"] == 1
+
+
+def test_overview_trend_agrees_with_the_overview_and_travels(sampled: Estate) -> None:
+    with serve(sampled, comments=False) as live, httpx.Client(base_url=live.url) as c:
+        home = c.get("/").text
+        assert 'hx-get="/trend"' in home
+        frag = c.get("/trend")
+        assert frag.status_code == 200 and " style=" not in frag.text
+        assert "<script" not in frag.text
+        points = re.findall(r'<circle class="point"', frag.text)
+        assert len(points) == 30
+        # The last point is the overview's answer: same passing count, same statuses.
+        rows = json.loads(c.get("/", params={"format": "json"}).text)
+        now = re.search(r'id="trend-now">(\d+) of (\d+) applicable', frag.text)
+        assert now and int(now[1]) == sum(1 for r in rows if r["status"] == "pass")
+        counts = dict(re.findall(r'<li class="st st-\w+">(\w+) (\d+)</li>', frag.text))
+        expected: dict[str, str] = {}
+        for r in rows:
+            expected[r["status"]] = str(int(expected.get(r["status"], "0")) + 1)
+        assert counts == expected and "fail" in counts
+        then = c.get("/trend", params={"at": sampled.before.isoformat()}).text
+        assert re.search(r'id="trend-now">0 of \d+ applicable', then)
+        then_counts = dict(re.findall(r'<li class="st st-\w+">(\w+) (\d+)</li>', then))
+        assert "fail" not in then_counts and "no_evidence" in then_counts

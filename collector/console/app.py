@@ -224,6 +224,13 @@ async def overview(request: Request, console: Console, who: Person) -> Response:
 
 
 @page()
+async def trend(request: Request, console: Console, who: Person) -> Response:
+    at = parse_at(request.query_params.get("at"))
+    d = await run_in_threadpool(data.trend, console.ctx, at)
+    return render(request, "trend.html", who, **d)
+
+
+@page()
 async def control(request: Request, console: Console, who: Person) -> Response:
     cid = request.path_params["cid"]
     if cid not in console.ctx.index.catalog:
@@ -463,6 +470,7 @@ async def http_error(request: Request, exc: Exception) -> Response:
 def create_app(console: Console) -> Starlette:
     routes = [
         Route("/", overview),
+        Route("/trend", trend),
         Route("/controls/{cid}", control),
         Route("/controls/{cid}/timeline", control_timeline),
         Route("/resource", resource),
@@ -479,7 +487,7 @@ def create_app(console: Console) -> Starlette:
         Mount("/static", StaticFiles(directory=HERE / "static"), name="static"),
     ]
     if console.oidc is not None:
-        routes[11:11] = console.oidc.routes()
+        routes[12:12] = console.oidc.routes()
     access = console.access
     app = Starlette(
         routes=routes,

@@ -374,3 +374,42 @@ def samples(ctx: Context, at: datetime | None) -> dict[str, Any]:
     with ctx.engine.connect() as conn:
         rows = sample_rows(conn, at)
     return {"rows": rows, "columns": SAMPLES_COLUMNS}
+
+
+#: The overview's trend chart: plot box (SVG user units) and days shown.
+TREND_W, TREND_H, TREND_DAYS = 720, 160, 30
+
+
+def trend(ctx: Context, at: datetime | None) -> dict[str, Any]:
+    """Share of applicable controls passing at the end of each of the last
+    :data:`TREND_DAYS` days before ``at``: the audit report's continual-improvement series
+    (``store.trends.control_share_series`` over ``control_timelines``), day by day, so
+    each point is what the overview showed at that instant. A fragment of its own: the
+    replay of every control costs more than the rest of the overview."""
+    from store.trends import control_share_series
+
+    when = at or utcnow()
+    rules, scope = decided(ctx.engine, ctx.index, at)
+    timelines = control_timelines(
+        ctx.engine, ctx.index, when - timedelta(days=TREND_DAYS), when, ctx.freshness,
+        exceptions=rules,
+    )
+    applicable = {
+        cid for cid in timelines
+        if (a := scope.controls.get(cid)) is None or a.applicable
+    }
+    points = [when - timedelta(days=d) for d in range(TREND_DAYS - 1, -1, -1)]
+    series = control_share_series(timelines, points, applicable)
+    step = TREND_W / max(len(series) - 1, 1)
+    for i, p in enumerate(series):
+        p["x"] = round(i * step, 1)
+        p["y"] = round(TREND_H - TREND_H * p["pct"] / 100, 1)
+        p["day"] = f"{points[i]:%Y-%m-%d}"
+    last = Counter(tl.status_at(when) for tl in timelines.values())
+    return {
+        "series": series,
+        "last_counts": [(st, last[st]) for st in CONTROL_STATUSES if last[st]],
+        "polyline": " ".join(f"{p['x']},{p['y']}" for p in series),
+        "width": TREND_W,
+        "height": TREND_H,
+    }
