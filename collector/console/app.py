@@ -487,7 +487,8 @@ def create_app(console: Console) -> Starlette:
         Mount("/static", StaticFiles(directory=HERE / "static"), name="static"),
     ]
     if console.oidc is not None:
-        routes[12:12] = console.oidc.routes()
+        at_login = next(i for i, r in enumerate(routes) if getattr(r, "path", "") == "/login")
+        routes[at_login:at_login] = console.oidc.routes()  # before /login, as before
     access = console.access
     app = Starlette(
         routes=routes,
