@@ -70,9 +70,9 @@ def estate(projects: int, per_project: int, page_size: int) -> Any:
 
 
 def collect(fake: Any, mode: str, workers: int) -> tuple[dict[str, str], float]:
-    from connectors.base import CollectContext
     from connectors.gcp import GcpConnector, GcpOptions
-    from connectors.records import Evidence
+    from core.connector import CollectContext
+    from core.records import Evidence
     from tests.gcp_fixtures import StaticTokenCredentials
 
     opts = GcpOptions.model_validate({

@@ -218,9 +218,9 @@ def _connector(cloud: str, url: str, workers: int) -> Any:
 
 
 def child_collect(spec: dict[str, Any]) -> dict[str, Any]:
-    from connectors.base import CollectContext
-    from connectors.checks import evaluate
-    from connectors.records import Coverage, Evidence
+    from core.checks import evaluate
+    from core.connector import CollectContext
+    from core.records import Coverage, Evidence
 
     connector = _connector(spec["cloud"], spec["url"], spec["workers"])
     checks: dict[str, list[Any]] = {}

@@ -81,10 +81,10 @@ def child(kind: str, url: str) -> dict[str, Any]:
     structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.ERROR))
     from azure.core.credentials import AccessToken
 
-    from connectors.base import CollectContext
-    from connectors.checks import evaluate
     from connectors.http import HttpOptions
-    from connectors.records import Coverage, Evidence
+    from core.checks import evaluate
+    from core.connector import CollectContext
+    from core.records import Coverage, Evidence
     from tests.device_fakes import GRAPH_TOKEN, JAMF_PASSWORD, JAMF_USER
 
     http = HttpOptions(max_attempts=10, retry_min_wait=0.0, retry_max_wait=0.05, timeout=60)

@@ -65,7 +65,7 @@ class SimClock:
 
 def generate(url: str, args: argparse.Namespace) -> dict[str, Any]:
     import store.writer as writer_mod
-    from connectors.records import Coverage, Evidence, Finding
+    from core.records import Coverage, Evidence, Finding
     from mappings.loader import load_mappings
     from store.engine import make_engine
     from store.migrate import upgrade

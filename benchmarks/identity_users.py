@@ -286,10 +286,10 @@ def child(kind: str, url: str, workers: int) -> dict[str, Any]:
     import structlog
 
     structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.ERROR))
-    from connectors.base import CollectContext
-    from connectors.checks import evaluate
     from connectors.http import HttpOptions
-    from connectors.records import Coverage, Evidence
+    from core.checks import evaluate
+    from core.connector import CollectContext
+    from core.records import Coverage, Evidence
 
     http = HttpOptions(max_attempts=10, retry_min_wait=0.0, retry_max_wait=0.05, timeout=30)
     if kind == "okta":

@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from connectors.records import Coverage, Evidence, Finding
+from core.records import Coverage, Evidence, Finding
 
 ACCOUNTS = 20
 REGIONS = ("eu-west-1", "eu-central-1", "us-east-1", "us-west-2")

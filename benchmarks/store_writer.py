@@ -95,7 +95,7 @@ def _writer_class(path: str | None) -> Any:
 
 def child_write(spec: dict[str, Any]) -> dict[str, Any]:
     """One writer run of ``spec['n']`` items; timed from ``start()`` to ``finish()``."""
-    from connectors.records import Evidence, sha256_hex
+    from core.records import Evidence, sha256_hex
     from store.engine import make_engine
 
     RunWriter = _writer_class(spec.get("writer"))
@@ -137,7 +137,7 @@ def child_write(spec: dict[str, Any]) -> dict[str, Any]:
         pass
     gen = time.perf_counter() - t1
 
-    # What of the writer's time is ``Evidence.body()`` + SHA-256 (connectors/records.py).
+    # What of the writer's time is ``Evidence.body()`` + SHA-256 (core/records.py).
     t2 = time.perf_counter()
     for ev, _fi in estate.items(n, salt):
         sha256_hex(ev.body())
@@ -162,7 +162,7 @@ def _storage_ts(value: datetime) -> str:
 
 def raw_rows(n: int, salt: int, run_id: str, sqlite_ts: bool) -> dict[str, list[tuple]]:
     """Exactly the rows ``first`` writes for ``n`` items (evidence, findings, blobs)."""
-    from connectors.records import sha256_hex
+    from core.records import sha256_hex
     from store.integrity import finding_hash
 
     conv = _storage_ts if sqlite_ts else (lambda v: v)

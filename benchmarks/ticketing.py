@@ -344,9 +344,9 @@ def child_baseline(source: str, url: str, size: int, history: int, cap: int) -> 
 def child_connector(source: str, url: str, size: int, history: int, cap: int) -> dict[str, Any]:
     from collections import defaultdict
 
-    from connectors.base import CollectContext
-    from connectors.checks import evaluate
-    from connectors.records import Evidence
+    from core.checks import evaluate
+    from core.connector import CollectContext
+    from core.records import Evidence
 
     os.environ["ANNEXA_BENCH_TOKEN"] = TOKEN
     if source == "jira":

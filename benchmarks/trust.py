@@ -57,7 +57,7 @@ def database(engine_kind: str, pg_url: str) -> Iterator[str]:
 
 
 def seal_runs(engine: Any, runs: int, signer: Any, offset: int = 0) -> float:
-    from connectors.records import Evidence, Finding
+    from core.records import Evidence, Finding
     from store.writer import RunWriter
 
     t0 = time.perf_counter()

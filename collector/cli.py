@@ -466,7 +466,7 @@ def findings(
 ) -> None:
     """Findings in force now, --at an instant, or during a --period (the population)."""
     from collector.commands.auditor import parse_period, recorded_decisions
-    from connectors.records import FINDING_STATUSES
+    from core.records import FINDING_STATUSES
     from store.queries import exception_for, findings_at, findings_in_period
 
     with _cli_errors():
@@ -730,7 +730,7 @@ def checks(
         index = _index(settings)
         if by_control:
             from collector.commands.coverage import control_rows, render_by_control
-            from connectors.base import available_connectors
+            from core.connector import available_connectors
 
             sources = {
                 spec.id: name

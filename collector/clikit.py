@@ -30,7 +30,7 @@ if TYPE_CHECKING:
     from sqlalchemy import Engine
 
     from collector.config import Settings
-    from connectors.checks import CheckSpec
+    from core.checks import CheckSpec
     from mappings.loader import MappingIndex
 
 EXIT_OK = 0
@@ -233,7 +233,7 @@ def _settings(config: Path | None) -> Settings:
 
 
 def known_checks() -> dict[str, CheckSpec]:
-    from connectors.base import available_connectors
+    from core.connector import available_connectors
 
     out: dict[str, CheckSpec] = {}
     for cls in available_connectors().values():

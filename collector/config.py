@@ -19,14 +19,14 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from connectors.base import (
+from core.connector import (
     Connector,
     SecretRef,
     SecretUnavailableError,
     UnknownConnectorError,
     load_connector,
 )
-from connectors.records import REDACTED
+from core.records import REDACTED
 from core.signing import PublicKey, Signer, SigningKeyError, load_public_keys
 from store.risk_input import DEFAULT_IMPACT, DEFAULT_LIKELIHOOD
 

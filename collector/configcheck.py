@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel
 
-from connectors.base import SecretRef, SecretUnavailableError
+from core.connector import SecretRef, SecretUnavailableError
 
 if TYPE_CHECKING:
     from collector.config import LoadedConnector, Settings
@@ -165,8 +165,8 @@ OKTA_PROBES: tuple[tuple[str, str], ...] = (
 def probe_okta(lc: LoadedConnector) -> list[Line]:
     from contextlib import ExitStack
 
-    from connectors.base import CollectContext
     from connectors.http import SourceError
+    from core.connector import CollectContext
 
     conn: Any = lc.build()
     ctx = CollectContext(run_id="config-check")

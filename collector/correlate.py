@@ -55,14 +55,8 @@ from pydantic import Field, model_validator
 from sqlalchemy import Engine
 
 from collector.config import ConnectorConfig, LoadedConnector, Settings
-from connectors.base import (
-    CollectContext,
-    Connector,
-    ConnectorOptions,
-    SecretRef,
-    SecretUnavailableError,
-)
-from connectors.checks import (
+from connectors.common import GLOBAL, EvidenceMissing, Pseudonymiser, require
+from core.checks import (
     REGISTRY,
     CheckSpec,
     Verdict,
@@ -71,16 +65,15 @@ from connectors.checks import (
     not_applicable,
     passed,
 )
-from connectors.common import (
-    GLOBAL,
-    EvidenceMissing,
-    Pseudonymiser,
-    days_since,
-    full_time,
-    parse_time,
-    require,
+from core.connector import (
+    CollectContext,
+    Connector,
+    ConnectorOptions,
+    SecretRef,
+    SecretUnavailableError,
 )
-from connectors.records import Coverage, Evidence, Record
+from core.records import Coverage, Evidence, Record
+from core.times import days_since, full_time, parse_time
 from mappings.loader import MappingIndex
 from store.writer import RunSummary
 

@@ -166,7 +166,7 @@ def unrecorded(settings: Settings, engine: Engine) -> list[str]:
 
 def decided(engine: Engine, index: MappingIndex, at: datetime | None) -> tuple[list[Any], Any]:
     """The exceptions (every recorded version) and the SoA as recorded at ``at``."""
-    from connectors.records import utcnow
+    from core.records import utcnow
     from mappings.soa import default_scope
 
     with engine.connect() as conn:

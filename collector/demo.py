@@ -53,7 +53,7 @@ def moto_estate() -> Iterator[str]:
 
 def demo_settings(db: Path) -> Settings:
     from collector.config import LoadedConnector
-    from connectors.base import load_connector
+    from core.connector import load_connector
 
     model = AnnexaConfig(
         database={"url": f"sqlite:///{db}"},

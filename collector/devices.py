@@ -33,11 +33,12 @@ from sqlalchemy import Engine
 
 from collector.config import ConnectorConfig, LoadedConnector, Settings
 from collector.correlate import KINDS, IdentityKind, _stale_sources, account_from
-from connectors.base import CollectContext, Connector, ConnectorOptions
-from connectors.checks import REGISTRY, CheckSpec, Verdict, check, failed, not_applicable, passed
-from connectors.common import GLOBAL, days_since, full_time, parse_time, require
+from connectors.common import GLOBAL, require
 from connectors.devices import email_of
-from connectors.records import Coverage, Evidence, Record
+from core.checks import REGISTRY, CheckSpec, Verdict, check, failed, not_applicable, passed
+from core.connector import CollectContext, Connector, ConnectorOptions
+from core.records import Coverage, Evidence, Record
+from core.times import days_since, full_time, parse_time
 from mappings.loader import MappingIndex
 from store.writer import RunSummary
 

@@ -8,7 +8,7 @@ from typing import Any
 
 import structlog
 
-from connectors.redaction import scrub, scrub_text
+from core.redaction import scrub, scrub_text
 
 _LEVELS = {
     "debug": logging.DEBUG,

@@ -20,9 +20,9 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 
 from collector.config import LoadedConnector, Settings
 from collector.daemon.spool import NEVER_FLUSH, Journal, database_id
-from connectors.base import CollectContext
-from connectors.checks import evaluate
-from connectors.records import (
+from core.checks import evaluate
+from core.connector import CollectContext
+from core.records import (
     Coverage,
     Evidence,
     Finding,
@@ -30,7 +30,7 @@ from connectors.records import (
     service_of,
     utcnow,
 )
-from connectors.redaction import scrub_text
+from core.redaction import scrub_text
 from mappings.loader import MappingIndex
 from store.writer import RunSummary, RunWriter
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from connectors.checks import Verdict, failed, passed
+from core.checks import Verdict, failed, passed
 
 #: Parameters every classification check takes: the tag key and the levels of the
 #: scheme (compared case-insensitively; Google Cloud labels are lower case).

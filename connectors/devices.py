@@ -24,8 +24,9 @@ import re
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
-from connectors.checks import Verdict, check, failed, not_applicable, passed
-from connectors.common import ERRORS_KEY, EvidenceMissing, day_precision, days_since, parse_time
+from connectors.common import ERRORS_KEY, EvidenceMissing
+from core.checks import Verdict, check, failed, not_applicable, passed
+from core.times import day_precision, days_since, parse_time
 
 #: Keys of every device payload (the device model), in the order an auditor reads them.
 MODEL_KEYS: tuple[str, ...] = (

@@ -14,7 +14,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from connectors import exposure
-from connectors.checks import Verdict, check, failed, passed
+from core.checks import Verdict, check, failed, passed
 
 RulesOf = Callable[[Mapping[str, Any]], Sequence[exposure.Rule]]
 SourcesOf = Callable[[Mapping[str, Any], Sequence[str]], str]

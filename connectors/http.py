@@ -62,7 +62,7 @@ from tenacity import (
 )
 from tenacity.wait import wait_base
 
-from connectors.redaction import REDACTED, register_secret, scrub_text
+from core.redaction import REDACTED, register_secret, scrub_text
 
 __all__ = [
     "AuthHeaders",

@@ -29,7 +29,7 @@ from typing import Any
 import jwt
 
 from connectors.http import AuthHeaders, HttpClient, MalformedResponseError, SourceError
-from connectors.redaction import register_secret
+from core.redaction import register_secret
 
 __all__ = [
     "DEFAULT_MARGIN",

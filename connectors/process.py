@@ -57,7 +57,8 @@ from typing import Any, ClassVar, Literal, get_args
 import structlog
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from connectors.checks import (
+from connectors.http import SourceError
+from core.checks import (
     REGISTRY,
     CheckRegistry,
     CheckSpec,
@@ -67,8 +68,7 @@ from connectors.checks import (
     not_applicable,
     passed,
 )
-from connectors.http import SourceError
-from connectors.records import Coverage, Evidence, Record
+from core.records import Coverage, Evidence, Record
 
 log = structlog.get_logger("annexa.connectors.process")
 

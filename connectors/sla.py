@@ -12,8 +12,9 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
-from connectors.checks import Verdict, failed, passed
-from connectors.common import EvidenceMissing, days_since
+from connectors.common import EvidenceMissing
+from core.checks import Verdict, failed, passed
+from core.times import days_since
 
 
 @dataclass(frozen=True)

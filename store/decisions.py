@@ -43,7 +43,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, select
 
-from connectors.records import Coverage, Evidence, canonical_body, service_of
+from core.records import Coverage, Evidence, canonical_body, service_of
 from core.signing import Signer
 from store.schema import blobs, evidence, sealed
 from store.writer import RunSummary, RunWriter

@@ -52,8 +52,8 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, select
 
-from connectors.records import canonical_json, sha256_hex, utcnow
 from core.csvsafe import neutralise, restore
+from core.records import canonical_json, sha256_hex, utcnow
 from core.signing import PACKAGE_DOMAIN, RUN_DOMAIN, PublicKey, Signer
 from store.integrity import (
     GENESIS,

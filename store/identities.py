@@ -23,7 +23,7 @@ from typing import Any
 
 from sqlalchemy import Connection, and_, func, select
 
-from connectors.records import utcnow
+from core.records import utcnow
 from store.queries import evidence_at
 from store.schema import blobs, evidence, run_units, runs, sealed
 

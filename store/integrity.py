@@ -21,7 +21,7 @@ from typing import Any
 import orjson
 from sqlalchemy import Connection, Engine, String, exists, func, or_, select, type_coerce
 
-from connectors.records import sha256_hex
+from core.records import sha256_hex
 from core.signing import RETENTION_DOMAIN, RUN_DOMAIN, PublicKey
 from store.keys import stored_keys
 from store.retention import entry_message, removable_hashes

@@ -31,7 +31,7 @@ from typing import Any
 
 from sqlalchemy import Engine
 
-from connectors.records import Evidence, utcnow
+from core.records import Evidence, utcnow
 from core.signing import Signer
 from store.views import MANUAL_SOURCE
 from store.writer import RunWriter

@@ -23,7 +23,7 @@ from typing import Any
 
 from sqlalchemy import Connection, func, select
 
-from connectors.records import utcnow
+from core.records import utcnow
 from store.queries import evidence_at, findings_at
 from store.schema import evidence, sealed
 

@@ -31,7 +31,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, Text, bindparam, cast, func, or_, select, text
 
-from connectors.records import utcnow
+from core.records import utcnow
 from store.manual_records import ManualRecord
 from store.schema import (
     UTCDateTime,

@@ -33,7 +33,7 @@ from sqlalchemy import (
     text,
 )
 
-from connectors.records import utcnow
+from core.records import utcnow
 from core.signing import RETENTION_DOMAIN, Signer
 from store.keys import record_key
 from store.schema import UTCDateTime, retention_log, sealed_sql

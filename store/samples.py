@@ -33,7 +33,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, select
 
-from connectors.records import Evidence, utcnow
+from core.records import Evidence, utcnow
 from core.signing import Signer
 from store.schema import blobs, evidence, sealed
 from store.writer import RunSummary, RunWriter

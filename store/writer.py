@@ -39,7 +39,7 @@ from sqlalchemy import table as sa_table
 from sqlalchemy.engine import Dialect
 from sqlalchemy.exc import StatementError
 
-from connectors.records import Coverage, Evidence, Finding, canonical_body, utcnow
+from core.records import Coverage, Evidence, Finding, canonical_body, utcnow
 from core.signing import Signer
 from store.integrity import finding_hash
 from store.schema import blobs, evidence, findings, run_units, runs
@@ -209,7 +209,7 @@ class _Statements:
         """Insert finding rows, each with ``evidence_id``: the evidence version it was
         judged on, found by the database as the row is written.
 
-        A verdict is judged on its own resource's evidence (``connectors.checks.evaluate``),
+        A verdict is judged on its own resource's evidence (``core.checks.evaluate``),
         so the version is the latest row of that resource's key with the finding's
         ``evidence_hash``: written in this batch (evidence goes first, in the same
         transaction) or earlier, when unchanged. One index probe of

@@ -1392,6 +1392,6 @@ def arm_tls_fake(tls_ca: tuple[Any, Path]) -> Iterator[ArmFake]:
 
 def collect_all(connector: Any) -> list[Any]:
     """Every record of one ``collect`` run."""
-    from connectors.base import CollectContext
+    from core.connector import CollectContext
 
     return list(connector.collect(CollectContext(run_id="test")))

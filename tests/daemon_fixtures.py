@@ -32,9 +32,9 @@ from typing import Any
 
 import pytest
 
-from connectors.base import CollectContext, Connector, ConnectorOptions, SecretRef
-from connectors.checks import CheckSpec
-from connectors.records import Coverage, Evidence, Record
+from core.checks import CheckSpec
+from core.connector import CollectContext, Connector, ConnectorOptions, SecretRef
+from core.records import Coverage, Evidence, Record
 from tests.fakes import FAKE_REGISTRY, MAPPING
 
 REPO = Path(__file__).resolve().parents[1]

@@ -5,7 +5,7 @@ It exists so that the guide's code is real (tests/test_example_connector.py runs
 through the product's engine against a fake on tests/fakehttp.py) and so that a
 connector outside ``connectors/`` is proven to need no core change. A real connector
 lives in ``connectors/<source>/`` and registers its checks in the shared
-``connectors.checks.REGISTRY`` (leave out ``registry=``); this one keeps its checks in a
+``core.checks.REGISTRY`` (leave out ``registry=``); this one keeps its checks in a
 registry of its own so that they never show in ``annexa checks`` or the docs.
 
 The fictional API: ``GET /api/v1/users?limit=N&cursor=C`` with ``Authorization: Bearer
@@ -22,17 +22,17 @@ from urllib.parse import urlsplit
 
 from pydantic import Field
 
-from connectors.base import (
+from connectors.common import GLOBAL, require, run_unit
+from connectors.http import HttpClient, HttpOptions, token_auth
+from core.checks import CheckRegistry, CheckSpec, Verdict, check, failed, passed
+from core.connector import (
     CollectContext,
     Connector,
     ConnectorOptions,
     SecretRef,
     SecretUnavailableError,
 )
-from connectors.checks import CheckRegistry, CheckSpec, Verdict, check, failed, passed
-from connectors.common import GLOBAL, require, run_unit
-from connectors.http import HttpClient, HttpOptions, token_auth
-from connectors.records import Coverage, Evidence, Record
+from core.records import Coverage, Evidence, Record
 
 EXAMPLE_REGISTRY = CheckRegistry()
 

@@ -9,9 +9,9 @@ from collections.abc import Iterator, Mapping
 from typing import Any, ClassVar
 
 from collector.config import AnnexaConfig, ConnectorConfig, LoadedConnector, Settings
-from connectors.base import CollectContext, Connector, ConnectorOptions
-from connectors.checks import CheckRegistry, CheckSpec, check, failed, passed
-from connectors.records import Coverage, Evidence, Record
+from core.checks import CheckRegistry, CheckSpec, check, failed, passed
+from core.connector import CollectContext, Connector, ConnectorOptions
+from core.records import Coverage, Evidence, Record
 
 FAKE_REGISTRY = CheckRegistry()
 

@@ -31,8 +31,8 @@ import structlog
 
 from collector.config import ConnectorConfig, LoadedConnector
 from collector.runner import drive
-from connectors.base import CollectContext, Connector, load_connector
-from connectors.records import Coverage, Evidence, Finding, Record
+from core.connector import CollectContext, Connector, load_connector
+from core.records import Coverage, Evidence, Finding, Record
 from mappings.loader import MappingIndex, load_mappings
 
 

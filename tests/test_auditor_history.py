@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import Engine
 
-from connectors.records import Coverage, Evidence, Finding, utcnow
+from core.records import Coverage, Evidence, Finding, utcnow
 from mappings.loader import MappingIndex, load_mappings
 from store.manual import add_manual_evidence
 from store.queries import (

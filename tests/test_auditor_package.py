@@ -28,7 +28,7 @@ import websocket
 from sqlalchemy import Engine, text
 from sqlalchemy.engine import make_url
 
-from connectors.records import utcnow
+from core.records import utcnow
 from mappings.loader import MappingIndex, load_mappings
 from mappings.soa import default_scope
 from store.export import build_package, verify_package

@@ -23,7 +23,7 @@ import psycopg
 import pytest
 from sqlalchemy import Engine, insert, select, text
 
-from connectors.records import Coverage, Evidence, Finding
+from core.records import Coverage, Evidence, Finding
 from core.signing import Signer
 from store.engine import make_engine
 from store.integrity import verify
@@ -65,7 +65,7 @@ _OLD_WRITER = textwrap.dedent(
     import json, sys
     from datetime import UTC, datetime, timedelta
     from pathlib import Path
-    from connectors.records import Coverage, Evidence, Finding
+    from core.records import Coverage, Evidence, Finding
     from core.signing import Signer
     from store.engine import make_engine
     from store.migrate import upgrade, head_revision

@@ -14,9 +14,9 @@ import pytest
 
 import connectors.aws  # noqa: F401 - registers the checks
 from connectors.aws.common import EvidenceMissing
-from connectors.checks import REGISTRY, evaluate
-from connectors.common import activity_time
-from connectors.records import Evidence
+from core.checks import REGISTRY, evaluate
+from core.records import Evidence
+from core.times import activity_time
 
 pytestmark = pytest.mark.clock
 

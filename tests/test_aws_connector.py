@@ -23,8 +23,8 @@ from collector.config import AnnexaConfig, ConnectorConfig, LoadedConnector, Set
 from collector.runner import run_connector
 from connectors.aws import AwsConnector, AwsOptions
 from connectors.aws.connector import SERVICES
-from connectors.base import CollectContext, available_connectors
-from connectors.records import Coverage, Evidence, Record
+from core.connector import CollectContext, available_connectors
+from core.records import Coverage, Evidence, Record
 from mappings import load_mappings
 from store.schema import findings as findings_table
 from tests.harness import run_engine

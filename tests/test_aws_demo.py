@@ -18,9 +18,9 @@ import pytest
 from connectors.aws import AwsConnector, AwsOptions
 from connectors.aws.connector import SERVICES
 from connectors.aws.estate import MAIN_ACCOUNT, SECURE_ACCOUNT, seed_demo_estate
-from connectors.base import CollectContext
-from connectors.common import activity_time
-from connectors.records import Coverage, Evidence, Record
+from core.connector import CollectContext
+from core.records import Coverage, Evidence, Record
+from core.times import activity_time
 from tests.harness import RunResult, run_engine
 
 REGIONS = ["us-east-1", "eu-west-1"]

@@ -34,8 +34,8 @@ from connectors.aws.common import IncompleteListing, paginate
 from connectors.aws.connector import SERVICES
 from connectors.aws.fakes import ENDPOINT_VARIABLES
 from connectors.aws.session import ClientSettings, make_client
-from connectors.base import CollectContext
-from connectors.records import Coverage, Evidence
+from core.connector import CollectContext
+from core.records import Coverage, Evidence
 from mappings import load_mappings
 from store.engine import make_engine
 from store.schema import evidence as evidence_table

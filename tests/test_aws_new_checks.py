@@ -32,7 +32,7 @@ import connectors.aws  # noqa: F401 - registers the checks
 from connectors.aws import backup, config, guardduty, macie, route53resolver
 from connectors.aws.common import EvidenceMissing
 from connectors.aws.session import Account, ClientSettings
-from connectors.checks import REGISTRY
+from core.checks import REGISTRY
 
 pytestmark = pytest.mark.clock  # SLA and age verdicts are judged against now
 

@@ -19,8 +19,8 @@ from pydantic import ValidationError
 from connectors.aws import ACTIONS, AwsConnector, AwsOptions
 from connectors.aws.connector import SERVICES
 from connectors.aws.estate import seed_org_estate
-from connectors.base import CollectContext
-from connectors.records import Coverage
+from core.connector import CollectContext
+from core.records import Coverage
 from tests.harness import RunResult, run_built
 
 ROOT = Path(__file__).resolve().parents[1]

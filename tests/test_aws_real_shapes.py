@@ -28,9 +28,9 @@ from botocore.stub import Stubber
 import connectors.aws  # noqa: F401 - registers the checks
 from connectors.aws import AwsConnector, AwsOptions, config, elbv2, rds
 from connectors.aws.session import Account, ClientSettings, make_client
-from connectors.base import CollectContext
-from connectors.checks import REGISTRY, evaluate
-from connectors.records import Coverage, Evidence, Finding
+from core.checks import REGISTRY, evaluate
+from core.connector import CollectContext
+from core.records import Coverage, Evidence, Finding
 
 MAIN = "123456789012"
 REGION = "us-east-1"

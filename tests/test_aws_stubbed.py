@@ -25,7 +25,7 @@ from botocore.stub import Stubber
 import connectors.aws  # noqa: F401 - registers the checks
 from connectors.aws import accessanalyzer, iam_root, kms, s3, securityhub
 from connectors.aws.session import Account, ClientSettings
-from connectors.checks import REGISTRY
+from core.checks import REGISTRY
 
 ACCOUNT = "123456789012"
 ROOT_ARN = f"arn:aws:iam::{ACCOUNT}:root"

@@ -24,7 +24,7 @@ from botocore.stub import Stubber
 import connectors.aws  # noqa: F401 - registers the checks
 from connectors.aws.common import EvidenceMissing
 from connectors.aws.iam_principals import get_organization
-from connectors.checks import REGISTRY
+from core.checks import REGISTRY
 from tests.engine_run import run_engine
 
 CHECK = "aws.iam.role_third_party_external_id"

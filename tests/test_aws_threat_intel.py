@@ -21,7 +21,7 @@ from botocore.validate import ParamValidator
 import connectors.aws  # noqa: F401 - registers the checks
 from connectors.aws.common import EvidenceMissing
 from connectors.aws.guardduty import threat_intel_sets
-from connectors.checks import REGISTRY
+from core.checks import REGISTRY
 from tests.engine_run import run_engine
 
 CHECK = "aws.guardduty.threat_intel_applied"

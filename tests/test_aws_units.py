@@ -17,7 +17,7 @@ import boto3
 
 from connectors.aws.session import Account, ClientSettings
 from connectors.aws.units import RegionBreaker, Unit, stream_jobs
-from connectors.records import Coverage, Record
+from core.records import Coverage, Record
 
 
 @dataclass

@@ -27,10 +27,10 @@ from connectors.azure import (
     network,
     recoveryservices,
 )
-from connectors.base import CollectContext
-from connectors.checks import REGISTRY, evaluate
 from connectors.http import HttpOptions
-from connectors.records import Coverage, Evidence, Record
+from core.checks import REGISTRY, evaluate
+from core.connector import CollectContext
+from core.records import Coverage, Evidence, Record
 from mappings.loader import load_mappings
 from store.queries import findings_at
 from tests import azure_fixtures as fx

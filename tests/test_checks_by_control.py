@@ -19,7 +19,7 @@ from typer.testing import CliRunner
 
 from collector.cli import app
 from collector.commands.coverage import control_rows, counts
-from connectors.base import available_connectors
+from core.connector import available_connectors
 from mappings.loader import load_mappings
 
 MAPPINGS = Path(__file__).resolve().parent.parent / "mappings"

@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from connectors.checks import REGISTRY
+from core.checks import REGISTRY
 from tests import azure_fixtures as azure_fx
 from tests import gcp_fixtures as gcp_fx
 from tests.azure_fixtures import SUB_A, ArmFake

@@ -13,8 +13,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 import time_machine
 
-from connectors.common import activity_time, days_since, full_time
 from connectors.okta.users import user_inactive
+from core.times import activity_time, days_since, full_time
 
 pytestmark = pytest.mark.clock
 

@@ -28,7 +28,7 @@ from collector.config import ConnectorConfig, LoadedConnector
 from collector.runner import drive
 from connectors.azure import AzureConnector, AzureOptions
 from connectors.gcp import GcpConnector, GcpOptions
-from connectors.records import Coverage, Evidence, Finding
+from core.records import Coverage, Evidence, Finding
 from mappings.loader import load_mappings
 from tests import azure_fixtures as azure_fx
 from tests import gcp_fixtures as gcp_fx

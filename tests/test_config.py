@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from collector.config import ConfigError, load_settings, parse_duration
-from connectors.base import SecretRef, SecretUnavailableError
+from core.connector import SecretRef, SecretUnavailableError
 
 GOOD = """
 [database]

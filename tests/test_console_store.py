@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 
 from sqlalchemy import Engine
 
-from connectors.records import Coverage, Evidence, Finding
+from core.records import Coverage, Evidence, Finding
 from store.queries import findings_at, item_versions, list_runs
 from store.writer import RunWriter
 

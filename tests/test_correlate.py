@@ -29,13 +29,13 @@ from collector.correlate import (
     without_correlation,
 )
 from collector.runner import run_connector
-from connectors.base import CollectContext
-from connectors.checks import REGISTRY, evaluate
 from connectors.common import Pseudonymiser
 from connectors.entra import EntraConnector, EntraOptions
 from connectors.github import GitHubConnector, GitHubOptions
 from connectors.okta import OktaConnector, OktaOptions
-from connectors.records import Coverage, Evidence
+from core.checks import REGISTRY, evaluate
+from core.connector import CollectContext
+from core.records import Coverage, Evidence
 from mappings.loader import load_mappings
 from store.queries import evidence_at, findings_at
 from tests import clock
@@ -369,7 +369,7 @@ def test_standalone_instance_without_snapshot_reports_an_error():
 
 
 @pytest.mark.skipif(
-    "identity" not in __import__("connectors.base").base.available_connectors(),
+    "identity" not in __import__("core.connector").base.available_connectors(),
     reason="entry point identity = collector.correlate:IdentityCorrelationConnector not registered",
 )
 def test_cli_correlate_command_and_config_table(estate, engine, db_url, tmp_path):

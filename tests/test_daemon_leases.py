@@ -10,7 +10,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import Engine, select
 
 from collector.daemon.schedule import ScheduleSpec
-from connectors.records import Evidence
+from core.records import Evidence
 from store.integrity import verify
 from store.leases import (
     REAPED_PREFIX,

@@ -16,8 +16,8 @@ from sqlalchemy.engine import make_url
 from collector.config import AnnexaConfig, ConnectorConfig, LoadedConnector, Settings
 from collector.daemon import spool
 from collector.daemon.execute import collect
-from connectors.base import CollectContext, Connector, ConnectorOptions
-from connectors.records import Coverage, Evidence, Record
+from core.connector import CollectContext, Connector, ConnectorOptions
+from core.records import Coverage, Evidence, Record
 from mappings.loader import MappingIndex, load_mappings
 from store.engine import make_engine
 from store.integrity import verify

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from connectors.checks import REGISTRY
+from core.checks import REGISTRY
 from tests.azure_fixtures import SUB_A, ArmFake, masking_policy, masking_rule, rid
 from tests.test_cloud_real_shapes import (  # noqa: F401 - fixtures
     arm_tls_fake,

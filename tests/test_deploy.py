@@ -601,7 +601,7 @@ def test_config_example_documents_every_option() -> None:
     (``# key = ...``), or is the name of a table (``[a.key]``, ``[[a.key]]``).
     """
     from collector.config import AnnexaConfig
-    from connectors.base import available_connectors
+    from core.connector import available_connectors
 
     text = CONFIG_EXAMPLE.read_text(encoding="utf-8")
 
@@ -788,7 +788,7 @@ EXC_EXPIRES = datetime(2099, 6, 30, tzinfo=UTC)
 
 
 def _seed(engine: Engine, tmp_path: Path) -> None:
-    from connectors.records import Coverage, Evidence, Finding
+    from core.records import Coverage, Evidence, Finding
     from store.decisions import exception_decision, record_decisions
     from store.manual import add_manual_evidence
     from store.queries import ExceptionRule

@@ -28,8 +28,8 @@ from collector.devices import (
     hr_person,
     join,
 )
-from connectors.base import CollectContext
-from connectors.checks import REGISTRY
+from core.checks import REGISTRY
+from core.connector import CollectContext
 from store.queries import evidence_at, findings_at
 from tests import clock
 from tests import test_okta as okta_fakes

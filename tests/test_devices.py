@@ -18,8 +18,8 @@ from typing import Any
 import pytest
 import trustme
 
-from connectors.checks import REGISTRY
 from connectors.devices import device_payload
+from core.checks import REGISTRY
 from tests.device_fakes import (
     BASELINE_POLICIES,
     JAMF_CLIENT,

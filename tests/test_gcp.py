@@ -18,12 +18,12 @@ from sqlalchemy import Engine
 
 from collector.config import AnnexaConfig, ConnectorConfig, LoadedConnector, Settings
 from collector.runner import run_connector
-from connectors.base import CollectContext
-from connectors.checks import REGISTRY, evaluate
 from connectors.gcp import PERMISSIONS, GcpConnector, GcpOptions
 from connectors.gcp import network as gcp_network
 from connectors.gcp.resourcemanager import ResourceManager
-from connectors.records import Coverage, Evidence, Record
+from core.checks import REGISTRY, evaluate
+from core.connector import CollectContext
+from core.records import Coverage, Evidence, Record
 from mappings.loader import load_mappings
 from store.queries import findings_at
 from tests import azure_fixtures as azure_fx

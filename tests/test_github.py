@@ -25,10 +25,10 @@ import pytest
 from pytest_httpserver import HTTPServer
 from werkzeug import Request, Response
 
-from connectors.base import CollectContext
-from connectors.checks import REGISTRY, evaluate
 from connectors.github import GitHubConnector, GitHubOptions
-from connectors.records import Coverage, Evidence, Finding, Record
+from core.checks import REGISTRY, evaluate
+from core.connector import CollectContext
+from core.records import Coverage, Evidence, Finding, Record
 from tests import github_shapes as shapes
 from tests.fakehttp import FAST_HTTP
 from tests.harness import run_built, run_engine

@@ -24,9 +24,9 @@ import pytest
 from pytest_httpserver import HTTPServer
 from werkzeug import Request, Response
 
-from connectors.base import CollectContext
 from connectors.github_pulls import GitHubPullsConnector, GitHubPullsOptions
-from connectors.records import Coverage, Evidence, Record
+from core.connector import CollectContext
+from core.records import Coverage, Evidence, Record
 from tests import github_shapes as shapes
 from tests.fakehttp import FAST_HTTP
 from tests.harness import by_check, run_built, run_engine

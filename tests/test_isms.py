@@ -24,8 +24,8 @@ from sqlalchemy import Engine
 
 from collector.config import AnnexaConfig, ConnectorConfig, LoadedConnector, Settings
 from collector.runner import run_connector
-from connectors.base import load_connector
-from connectors.records import Evidence
+from core.connector import load_connector
+from core.records import Evidence
 from mappings.loader import MappingIndex, load_mappings
 from mappings.soa import default_scope
 from store.export import build_package, verify_package

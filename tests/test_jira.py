@@ -26,7 +26,7 @@ from werkzeug import Request, Response
 
 from connectors.jira import JiraConnector, JiraOptions
 from connectors.process import period_bounds
-from connectors.records import Evidence
+from core.records import Evidence
 from tests.fakehttp import FAST_HTTP, FakeHTTP, json_response, offset_page, token_page
 from tests.harness import (
     by_check,

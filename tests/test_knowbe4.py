@@ -25,7 +25,7 @@ import pytest
 from pytest_httpserver import HTTPServer
 from werkzeug import Request, Response
 
-from connectors.checks import REGISTRY
+from core.checks import REGISTRY
 from tests.engine_run import EngineRun, run_engine
 
 pytestmark = pytest.mark.clock

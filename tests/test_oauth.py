@@ -20,7 +20,6 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from pytest_httpserver import HTTPServer
 from werkzeug import Request, Response
 
-from connectors.base import CollectContext
 from connectors.github import GitHubOptions
 from connectors.http import HttpClient
 from connectors.oauth import (
@@ -31,8 +30,9 @@ from connectors.oauth import (
     sign_jwt_rs256,
 )
 from connectors.okta import OktaOptions
-from connectors.records import Coverage, Evidence, Record
 from connectors.servicenow import ServiceNowOptions
+from core.connector import CollectContext
+from core.records import Coverage, Evidence, Record
 from tests import test_github as gh_t
 from tests import test_okta as okta_t
 from tests import test_servicenow as sn_t
@@ -129,7 +129,7 @@ def test_cached_token_refreshes_within_margin_and_registers_secret():
     now[0] += 2  # 59 s left: refreshed
     assert auth()["Authorization"].endswith("second-token-abcdef")
     assert source.fetches == 2
-    from connectors.redaction import scrub_text
+    from core.redaction import scrub_text
 
     assert "second-token-abcdef" not in scrub_text("x second-token-abcdef y")
 

@@ -25,12 +25,12 @@ import pytest
 from pytest_httpserver import HTTPServer
 from werkzeug import Request, Response
 
-from connectors.base import CollectContext
-from connectors.checks import REGISTRY, evaluate
-from connectors.common import full_time
 from connectors.okta import OktaConnector, OktaOptions
 from connectors.okta.common import SIGN_IN_STATUSES
-from connectors.records import Coverage, Evidence, Finding, Record
+from core.checks import REGISTRY, evaluate
+from core.connector import CollectContext
+from core.records import Coverage, Evidence, Finding, Record
+from core.times import full_time
 from tests.fakehttp import FAST_HTTP
 from tests.harness import run_built, run_engine
 from tests.vendor_schemas import assert_valid, openapi_schema

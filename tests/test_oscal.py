@@ -29,7 +29,7 @@ from trestle.oscal.catalog import Catalog
 from trestle.oscal.profile import Profile
 from trestle.oscal.ssp import SystemSecurityPlan
 
-from connectors.records import Evidence, Finding, utcnow
+from core.records import Evidence, Finding, utcnow
 from mappings.loader import MappingIndex, load_mappings
 from mappings.soa import load_scope
 from store.export import build_package, verify_package

@@ -24,10 +24,10 @@ from sqlalchemy import Engine, func, select
 
 from collector.config import AnnexaConfig, ConnectorConfig, LoadedConnector, Settings
 from collector.runner import run_connector
-from connectors.base import Connector
 from connectors.github_pulls import GitHubPullsConnector, GitHubPullsOptions
 from connectors.jira import JiraConnector
 from connectors.servicenow import ServiceNowConnector, ServiceNowOptions
+from core.connector import Connector
 from mappings.loader import load_mappings
 from store.populations import parse_period, population, sla_met
 from store.queries import findings_at
@@ -300,7 +300,7 @@ def test_cli_usage_errors(tmp_path: Path) -> None:
 
 
 def test_every_ticketing_check_is_mapped_to_annex_a() -> None:
-    from connectors.checks import REGISTRY
+    from core.checks import REGISTRY
     from mappings.clauses import builtin_clauses
 
     index = load_mappings([])

@@ -19,8 +19,8 @@ from zoneinfo import ZoneInfo
 import pytest
 from dateutil import tz as dateutil_tz
 
-from connectors import records
-from connectors.records import (
+from core import records
+from core.records import (
     REDACTED,
     Evidence,
     canonical_body,

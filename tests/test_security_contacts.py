@@ -76,7 +76,7 @@ def test_azure_unreadable_contacts_are_an_error_not_a_verdict(azure: ArmFake) ->
 
 
 def test_azure_contact_mailing_only_high_fails_a_medium_requirement() -> None:
-    from connectors.checks import REGISTRY
+    from core.checks import REGISTRY
 
     spec = REGISTRY.get(CHECK)
     payload = {"securityContacts": [{"name": "default", "emails": "soc@x", "isEnabled": True,

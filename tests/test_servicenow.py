@@ -26,8 +26,8 @@ from pytest_httpserver import HTTPServer
 from werkzeug import Request, Response
 
 from connectors.process import period_bounds
-from connectors.records import Evidence
 from connectors.servicenow import ServiceNowConnector, ServiceNowOptions
+from core.records import Evidence
 from tests.fakehttp import FAST_HTTP, FakeHTTP, json_response
 from tests.harness import (
     by_check,

@@ -13,7 +13,7 @@ from sqlalchemy import Engine, func, select, text
 from sqlalchemy.exc import DBAPIError
 
 from collector.runner import run_connector
-from connectors.records import utcnow
+from core.records import utcnow
 from mappings.loader import MappingIndex, load_mappings
 from store.integrity import verify
 from store.queries import control_statuses, evidence_at, findings_at
@@ -142,7 +142,7 @@ def test_check_parameters_from_config(engine: Engine, index: MappingIndex) -> No
     records = [
         *estate({}, {}),
     ]
-    from connectors.records import Evidence
+    from core.records import Evidence
 
     svc = Evidence(
         "acct-1",
@@ -282,7 +282,7 @@ def test_verify_detects_row_and_chain_tampering(
 
 def test_a_run_sealed_by_someone_else_gains_no_rows(engine: Engine, index: MappingIndex) -> None:
     """A daemon may reap a run as stale; its late writer must not break the digest."""
-    from connectors.records import Evidence
+    from core.records import Evidence
     from store.writer import RunSealedError, RunWriter
 
     w = RunWriter(
@@ -320,7 +320,7 @@ def _writer(engine: Engine, source: str = "s"):
 
 
 def _disk(name: str, version: int = 1):
-    from connectors.records import Evidence
+    from core.records import Evidence
 
     return Evidence("a", "global", "fake.disk.volume", name, {"id": name, "v": version})
 
@@ -329,7 +329,7 @@ def test_closing_leaves_what_another_run_wrote_after_this_one_began(
     engine: Engine, index: MappingIndex
 ) -> None:
     """Absence is judged against the state this run started from, not a newer one."""
-    from connectors.records import Coverage
+    from core.records import Coverage
 
     clean = Coverage("a", "global", "disk", ok=True)
     first = _writer(engine)
@@ -373,7 +373,7 @@ def test_closing_leaves_what_another_run_wrote_after_this_one_began(
 def test_an_item_seen_twice_in_a_run_is_neither_rewritten_nor_closed(
     engine: Engine, index: MappingIndex
 ) -> None:
-    from connectors.records import Coverage
+    from core.records import Coverage
 
     clean = Coverage("a", "global", "disk", ok=True)
     w = _writer(engine)
@@ -428,7 +428,7 @@ def test_closing_more_items_than_a_batch_closes_every_one(
     engine: Engine, index: MappingIndex
 ) -> None:
     """Closing pages through its candidates a batch at a time: none is skipped or doubled."""
-    from connectors.records import Coverage
+    from core.records import Coverage
 
     clean = Coverage("a", "global", "disk", ok=True)
     w = _writer(engine)

@@ -186,7 +186,7 @@ def test_a_run_sealed_by_someone_without_the_key_fails_trusted_verification(
             forged.add_coverage(r)
     with engine.connect() as conn:
         fails = [f for f in findings_at(conn, status="fail")]
-    from connectors.records import Finding
+    from core.records import Finding
 
     for f in fails:
         forged.add_finding(

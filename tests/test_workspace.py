@@ -31,12 +31,12 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from pytest_httpserver import HTTPServer
 from werkzeug import Request, Response
 
-from connectors.base import CollectContext
-from connectors.checks import REGISTRY, evaluate
-from connectors.common import full_time
-from connectors.records import Coverage, Evidence, Finding, Record
 from connectors.workspace import WorkspaceConnector, WorkspaceOptions
 from connectors.workspace.auth import DIRECTORY_USER_READONLY
+from core.checks import REGISTRY, evaluate
+from core.connector import CollectContext
+from core.records import Coverage, Evidence, Finding, Record
+from core.times import full_time
 from tests.fakehttp import FAST_HTTP
 from tests.harness import run_built
 from tests.vendor_schemas import assert_valid, discovery_schema

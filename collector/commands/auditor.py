@@ -137,7 +137,7 @@ def soa_rows(
 ) -> list[dict[str, Any]]:
     """The SoA rows at ``instant`` (None: now) from the recorded decisions ``rules`` and
     ``scope``: shared by ``annexa soa`` and the console's SoA page, so they cannot differ."""
-    from connectors.records import utcnow
+    from core.records import utcnow
     from store.export import soa_table
     from store.queries import control_statuses
 

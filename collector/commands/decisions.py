@@ -77,7 +77,7 @@ def decisions_list(
         settings = _settings(config)
         instant = parse_instant(at)
         engine = _engine(settings, migrate=False)
-        from connectors.records import utcnow
+        from core.records import utcnow
 
         when = instant or utcnow()
         with engine.connect() as conn:

@@ -49,7 +49,7 @@ def register(
     """The register at ``instant`` (rows, policy, policy recorded?) and the exceptions."""
     from collector.commands.auditor import recorded_decisions
     from collector.decisions import risk_policy
-    from connectors.records import utcnow
+    from core.records import utcnow
     from store.risks import register_at
 
     rules, _ = recorded_decisions(settings, engine, index, instant)
@@ -149,7 +149,7 @@ def isms(
 ) -> None:
     """Readiness of every ISO/IEC 27001:2022 clause 4-10: documents, process checks and
     the risk register, with the same statuses as the controls."""
-    from connectors.records import utcnow
+    from core.records import utcnow
     from store.isms import clause_statuses
 
     with _cli_errors():
@@ -200,7 +200,7 @@ def clause_status_map(
     controls --framework nist-csf-2.0``); ``control_status`` are the Annex A statuses
     already computed for the same instant."""
     from collector.decisions import risk_policy
-    from connectors.records import utcnow
+    from core.records import utcnow
     from store.isms import clause_statuses
     from store.queries import STATUS_RANK
     from store.risks import read_history, register_rows

@@ -136,7 +136,7 @@ def sample(
                 end = parse_period(period).end_instant
             except ValueError as exc:
                 raise CliExit(EXIT_USAGE, f"--period: {exc}") from None
-            from connectors.records import utcnow
+            from core.records import utcnow
 
             spec["as_of"] = (instant or min(end, utcnow())).isoformat()
         try:

@@ -46,7 +46,7 @@ def build(
             )
 
     from collector.decisions import risk_policy
-    from connectors.base import available_connectors
+    from core.connector import available_connectors
 
     by_type: dict[str, set[str]] = {}
     for cls in available_connectors().values():

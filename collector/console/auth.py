@@ -26,7 +26,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
 
-from connectors.base import SecretRef, SecretUnavailableError
+from core.connector import SecretRef, SecretUnavailableError
 
 ROLES = ("viewer", "auditor", "admin")
 RANK = {r: i for i, r in enumerate(ROLES)}

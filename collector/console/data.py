@@ -20,7 +20,7 @@ from typing import Any
 from sqlalchemy import Engine
 
 from collector.decisions import decided
-from connectors.records import utcnow
+from core.records import utcnow
 from mappings.loader import MappingIndex
 from store.queries import (
     CONTROL_STATUSES,

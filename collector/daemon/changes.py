@@ -14,8 +14,8 @@ from typing import Any
 
 from sqlalchemy import Connection, select
 
-from connectors.records import SEVERITIES
-from connectors.redaction import scrub, scrub_text
+from core.records import SEVERITIES
+from core.redaction import scrub, scrub_text
 from mappings.loader import MappingIndex
 from store.queries import bodies, findings_at
 from store.schema import evidence

@@ -12,7 +12,7 @@ from sqlalchemy import Engine
 
 from collector.config import LoadedConnector, Settings
 from collector.runner import Outcome, collect_run, is_outage
-from connectors.redaction import scrub_text
+from core.redaction import scrub_text
 from mappings.loader import MappingIndex
 
 __all__ = ["Outcome", "collect", "instance_scope", "is_outage"]

@@ -50,8 +50,8 @@ from tenacity import (
 
 from collector.config import NotificationsConfig, _seconds
 from collector.daemon.metrics import Metrics
-from connectors.base import SecretRef
-from connectors.redaction import register_secret, scrub_text
+from core.connector import SecretRef
+from core.redaction import register_secret, scrub_text
 from store import outbox
 
 log = structlog.get_logger("annexa.daemon")

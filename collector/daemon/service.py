@@ -46,8 +46,8 @@ from collector.daemon.health import HealthServer
 from collector.daemon.metrics import Metrics
 from collector.daemon.notify import Notification, Notifier
 from collector.daemon.schedule import DueTrigger, ScheduleError, ScheduleSpec, initial_due
-from connectors.base import SecretUnavailableError
-from connectors.redaction import scrub_text
+from core.connector import SecretUnavailableError
+from core.redaction import scrub_text
 from mappings.loader import MappingIndex
 from store.engine import make_engine, normalise_url
 from store.leases import (

@@ -44,7 +44,7 @@ from typing import Any
 
 from sqlalchemy import Engine, select
 
-from connectors.records import Coverage, Evidence, Finding, utcnow
+from core.records import Coverage, Evidence, Finding, utcnow
 from core.signing import Signer
 from store.leases import REAPED_PREFIX, touch_run
 from store.schema import runs

@@ -22,8 +22,8 @@ from typing import Any
 from connectors.aws.common import pages, require
 from connectors.aws.session import GLOBAL, Account
 from connectors.aws.units import ReaderSpec
-from connectors.checks import Verdict, check, failed, not_applicable, passed
-from connectors.records import Evidence
+from core.checks import Verdict, check, failed, not_applicable, passed
+from core.records import Evidence
 
 SERVICE = "cloudfront"
 DISTRIBUTION = "aws.cloudfront.distribution"

@@ -40,8 +40,8 @@ from connectors.aws.common import (
 )
 from connectors.aws.session import GLOBAL, Account
 from connectors.aws.units import ReaderSpec
-from connectors.checks import Verdict, check, failed, not_applicable, passed
-from connectors.records import Evidence
+from core.checks import Verdict, check, failed, not_applicable, passed
+from core.records import Evidence
 
 SERVICE = "cloudtrail"
 TRAILS = "aws.cloudtrail.trails"

@@ -19,15 +19,6 @@ from botocore.exceptions import (
 )
 from botocore.parsers import ResponseParserError
 
-# Time handling is the same for every source: one implementation, re-exported here.
-from connectors.common import activity_time as activity_time
-from connectors.common import day_precision as day_precision
-from connectors.common import days_since as days_since
-from connectors.common import full_time as full_time
-from connectors.common import parse_time as parse_time
-
-# Time handling is the same for every source: one implementation, re-exported here.
-
 #: What a failed AWS call can raise. Anything else is a bug and is reported as such.
 AWS_ERRORS: tuple[type[Exception], ...] = (BotoCoreError, ClientError, ResponseParserError)
 

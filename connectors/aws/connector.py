@@ -70,9 +70,9 @@ from connectors.aws.session import (
     open_member,
 )
 from connectors.aws.units import Job, ReaderSpec, RegionBreaker, Unit, stream_jobs
-from connectors.base import CollectContext, Connector, ConnectorOptions
-from connectors.checks import REGISTRY, CheckSpec
-from connectors.records import Coverage, Record
+from core.checks import REGISTRY, CheckSpec
+from core.connector import CollectContext, Connector, ConnectorOptions
+from core.records import Coverage, Record
 
 SERVICE_MODULES = (
     iam,

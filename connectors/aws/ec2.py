@@ -37,8 +37,8 @@ from connectors.aws.common import (
 )
 from connectors.aws.session import Account
 from connectors.aws.units import ReaderSpec
-from connectors.checks import Verdict, check, failed, not_applicable, passed
-from connectors.records import Evidence
+from core.checks import Verdict, check, failed, not_applicable, passed
+from core.records import Evidence
 
 SERVICE = "ec2"
 EBS_ENCRYPTION_BY_DEFAULT = "aws.ec2.ebs_encryption_by_default"

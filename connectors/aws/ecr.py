@@ -37,9 +37,9 @@ from connectors.aws.common import (
 from connectors.aws.inspector2 import MAX_AGE_DAYS, NOT_JUDGED
 from connectors.aws.session import Account
 from connectors.aws.units import ReaderSpec
-from connectors.checks import Verdict, check, failed, not_applicable
-from connectors.records import Evidence
 from connectors.sla import OpenItem, sla_verdict
+from core.checks import Verdict, check, failed, not_applicable
+from core.records import Evidence
 
 SERVICE = "ecr"
 IMAGE = "aws.ecr.image"

@@ -18,8 +18,8 @@ from typing import Any
 from connectors.aws.common import MISSING, paginate, read_partial, require, with_errors
 from connectors.aws.session import Account
 from connectors.aws.units import ReaderSpec
-from connectors.checks import Verdict, check, failed, not_applicable, passed
-from connectors.records import Evidence
+from core.checks import Verdict, check, failed, not_applicable, passed
+from core.records import Evidence
 
 SERVICE = "elbv2"
 LOAD_BALANCER = "aws.elbv2.load_balancer"

@@ -32,8 +32,6 @@ from connectors.aws.common import (
     ERRORS_KEY,
     MISSING,
     EvidenceMissing,
-    activity_time,
-    days_since,
     paginate,
     read_partial,
     require,
@@ -42,8 +40,9 @@ from connectors.aws.common import (
 from connectors.aws.iam_principals import PolicyResolver, user_policies
 from connectors.aws.session import GLOBAL, Account
 from connectors.aws.units import ReaderSpec
-from connectors.checks import Verdict, check, failed, not_applicable, passed
-from connectors.records import Evidence
+from core.checks import Verdict, check, failed, not_applicable, passed
+from core.records import Evidence
+from core.times import activity_time, days_since
 
 SERVICE = "iam"
 PASSWORD_POLICY = "aws.iam.password_policy"  # noqa: S105 - a resource type

@@ -38,7 +38,6 @@ from connectors.aws.common import (
     ERRORS_KEY,
     MISSING,
     EvidenceMissing,
-    activity_time,
     as_list,
     error_code,
     pages,
@@ -47,7 +46,8 @@ from connectors.aws.common import (
     require,
     with_errors,
 )
-from connectors.checks import Verdict, check, failed, passed
+from core.checks import Verdict, check, failed, passed
+from core.times import activity_time
 
 GROUP = "aws.iam.group"
 ROLE = "aws.iam.role"

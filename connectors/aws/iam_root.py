@@ -34,14 +34,13 @@ from typing import Any
 from connectors.aws.common import (
     MISSING,
     EvidenceMissing,
-    activity_time,
-    days_since,
     paginate,
     read_partial,
     require,
     with_errors,
 )
-from connectors.checks import Verdict, check, failed, passed
+from core.checks import Verdict, check, failed, passed
+from core.times import activity_time, days_since
 
 ROOT_USER = "aws.iam.root_user"
 ROOT_ROW = "<root_account>"

@@ -28,9 +28,9 @@ from typing import Any
 from connectors.aws.common import paginate, require
 from connectors.aws.session import Account
 from connectors.aws.units import ReaderSpec
-from connectors.checks import Verdict, check, failed, not_applicable, passed
-from connectors.records import Evidence
 from connectors.sla import OpenItem, sla_verdict
+from core.checks import Verdict, check, failed, not_applicable, passed
+from core.records import Evidence
 
 SERVICE = "inspector2"
 ACCOUNT_STATUS = "aws.inspector2.account_status"

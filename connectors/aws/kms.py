@@ -17,8 +17,8 @@ from typing import Any
 from connectors.aws.common import MISSING, paginate, read_partial, require, with_errors
 from connectors.aws.session import Account
 from connectors.aws.units import ReaderSpec
-from connectors.checks import Verdict, check, failed, not_applicable, passed
-from connectors.records import Evidence
+from core.checks import Verdict, check, failed, not_applicable, passed
+from core.records import Evidence
 
 SERVICE = "kms"
 KEY = "aws.kms.key"

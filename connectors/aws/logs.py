@@ -14,8 +14,8 @@ from typing import Any
 from connectors.aws.common import paginate, without
 from connectors.aws.session import Account
 from connectors.aws.units import ReaderSpec
-from connectors.checks import Verdict, check, failed, passed
-from connectors.records import Evidence
+from core.checks import Verdict, check, failed, passed
+from core.records import Evidence
 
 SERVICE = "logs"
 LOG_GROUP = "aws.logs.log_group"

@@ -32,8 +32,8 @@ from botocore.exceptions import ClientError
 from connectors.aws.common import error_code, paginate, require
 from connectors.aws.session import GLOBAL, Account
 from connectors.aws.units import ReaderSpec
-from connectors.checks import Verdict, check, failed, not_applicable, passed
-from connectors.records import Evidence
+from core.checks import Verdict, check, failed, not_applicable, passed
+from core.records import Evidence
 
 SERVICE = "organizations"
 ACCOUNT = "aws.organizations.account"

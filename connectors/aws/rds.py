@@ -21,8 +21,8 @@ from typing import Any
 from connectors.aws.common import paginate, require, without
 from connectors.aws.session import Account
 from connectors.aws.units import ReaderSpec
-from connectors.checks import Verdict, check, failed, not_applicable, passed
-from connectors.records import Evidence
+from core.checks import Verdict, check, failed, not_applicable, passed
+from core.records import Evidence
 
 SERVICE = "rds"
 DB_INSTANCE = "aws.rds.db_instance"

@@ -19,8 +19,8 @@ from typing import Any
 from connectors.aws.common import paginate, require
 from connectors.aws.session import Account
 from connectors.aws.units import ReaderSpec
-from connectors.checks import Verdict, check, failed, passed
-from connectors.records import Evidence
+from core.checks import Verdict, check, failed, passed
+from core.records import Evidence
 
 SERVICE = "route53resolver"
 VPC = "aws.route53resolver.vpc"

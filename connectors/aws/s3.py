@@ -43,8 +43,8 @@ from connectors.aws.common import (
 )
 from connectors.aws.session import GLOBAL, Account
 from connectors.aws.units import ReaderSpec
-from connectors.checks import Verdict, check, failed, passed
-from connectors.records import Evidence
+from core.checks import Verdict, check, failed, passed
+from core.records import Evidence
 
 SERVICE = "s3"
 BUCKET = "aws.s3.bucket"

@@ -18,8 +18,8 @@ from connectors.aws.common import error_code, require
 from connectors.aws.s3 import public_access_block_verdict
 from connectors.aws.session import GLOBAL, Account
 from connectors.aws.units import ReaderSpec
-from connectors.checks import Verdict, check
-from connectors.records import Evidence
+from core.checks import Verdict, check
+from core.records import Evidence
 
 SERVICE = "s3control"
 ACCOUNT_PUBLIC_ACCESS_BLOCK = "aws.s3control.account_public_access_block"

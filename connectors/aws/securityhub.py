@@ -16,8 +16,8 @@ from botocore.exceptions import ClientError
 from connectors.aws.common import error_code, require, without
 from connectors.aws.session import Account
 from connectors.aws.units import ReaderSpec
-from connectors.checks import Verdict, check, failed, passed
-from connectors.records import Evidence
+from core.checks import Verdict, check, failed, passed
+from core.records import Evidence
 
 SERVICE = "securityhub"
 HUB = "aws.securityhub.hub"

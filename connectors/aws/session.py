@@ -24,7 +24,7 @@ from botocore.config import Config
 from botocore.credentials import RefreshableCredentials
 
 from connectors.aws.common import OperationNotOffered, not_offered
-from connectors.records import Coverage, Evidence, normalise
+from core.records import Coverage, Evidence, normalise
 
 #: Region name used for units of global services (IAM, the S3 bucket listing…).
 GLOBAL = "global"

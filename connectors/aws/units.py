@@ -32,7 +32,7 @@ from urllib3.exceptions import NameResolutionError
 
 from connectors.aws.common import AWS_ERRORS, describe_error
 from connectors.aws.session import GLOBAL, Account
-from connectors.records import Coverage, Evidence, Finding, Record
+from core.records import Coverage, Evidence, Finding, Record
 
 log = structlog.get_logger("annexa.connectors.aws")
 

@@ -22,8 +22,8 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from connectors.http import AuthHeaders, HttpClient, SourceError
-from connectors.records import Evidence, utcnow
-from connectors.redaction import register_secret
+from core.records import Evidence, utcnow
+from core.redaction import register_secret
 
 from .common import location_of
 

@@ -12,18 +12,11 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 
-from connectors.common import (
-    ERRORS_KEY,
-    GLOBAL,
-    EvidenceMissing,
-    Unit,
-    days_since,
-    parse_time,
-    require,
-)
+from connectors.common import ERRORS_KEY, GLOBAL, EvidenceMissing, Unit, require
 from connectors.common import stream_units as _stream_units
 from connectors.http import SourceError
-from connectors.records import Record
+from core.records import Record
+from core.times import days_since, parse_time
 
 __all__ = [
     "ERRORS_KEY",

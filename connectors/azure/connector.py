@@ -32,16 +32,16 @@ from typing import Any, ClassVar
 
 from pydantic import Field, field_validator, model_validator
 
-from connectors.base import (
+from connectors.http import HttpClient, HttpOptions, SourceError, check_url
+from core.checks import REGISTRY, CheckSpec
+from core.connector import (
     CollectContext,
     Connector,
     ConnectorOptions,
     SecretRef,
     SecretUnavailableError,
 )
-from connectors.checks import REGISTRY, CheckSpec
-from connectors.http import HttpClient, HttpOptions, SourceError, check_url
-from connectors.records import Coverage, Record
+from core.records import Coverage, Record
 
 from . import (
     compute,

@@ -13,8 +13,8 @@ from __future__ import annotations
 import os
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
-from connectors.base import SecretRef
 from connectors.http import HttpOptions
+from core.connector import SecretRef
 
 if TYPE_CHECKING:
     from .arm import TokenCredential
@@ -75,7 +75,7 @@ def _secret(ref: SecretRef | None) -> str | None:
 def build_credential(o: CredentialOptions) -> TokenCredential:
     """The azure-identity credential the options describe.
 
-    Raises :class:`~connectors.base.SecretUnavailableError` when a secret reference
+    Raises :class:`~core.connector.SecretUnavailableError` when a secret reference
     cannot be read, ``ValueError``/``OSError`` when a certificate cannot be loaded.
     """
     from azure import identity

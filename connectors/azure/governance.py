@@ -29,9 +29,9 @@ import threading
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
-from connectors.checks import Verdict, check, failed, passed
 from connectors.http import SourceError
-from connectors.records import Evidence, utcnow
+from core.checks import Verdict, check, failed, passed
+from core.records import Evidence, utcnow
 
 from .arm import Arm
 from .common import GLOBAL, EvidenceMissing, read_partial, require, with_errors

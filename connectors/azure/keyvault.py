@@ -17,8 +17,8 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-from connectors.checks import Verdict, check, failed, passed
-from connectors.records import Evidence
+from core.checks import Verdict, check, failed, passed
+from core.records import Evidence
 
 from .arm import Arm, arm_resource, evidence
 from .common import props, read_partial, require, with_errors

@@ -37,9 +37,9 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-from connectors.checks import Verdict, check, failed, passed
 from connectors.http import SourceError
-from connectors.records import Evidence, utcnow
+from core.checks import Verdict, check, failed, passed
+from core.records import Evidence, utcnow
 
 from .arm import Arm
 from .common import GLOBAL, EvidenceMissing, require

@@ -31,8 +31,8 @@ from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 from connectors import exposure, exposure_checks
-from connectors.checks import Verdict, check, failed, not_applicable, passed
-from connectors.records import Evidence
+from core.checks import Verdict, check, failed, not_applicable, passed
+from core.records import Evidence
 
 from .arm import Arm, arm_resource, evidence
 from .common import props

@@ -38,14 +38,6 @@ from urllib.parse import quote
 
 from pydantic import Field, field_validator, model_validator
 
-from connectors.base import (
-    CollectContext,
-    Connector,
-    ConnectorOptions,
-    SecretRef,
-    SecretUnavailableError,
-)
-from connectors.checks import REGISTRY, CheckSpec
 from connectors.common import GLOBAL, Pseudonymiser, run_unit
 from connectors.hr import checks
 from connectors.hr.model import SERVICE, HrPerson, record_type, text
@@ -57,8 +49,16 @@ from connectors.http import (
     check_url,
 )
 from connectors.jsonstream import iter_list
-from connectors.records import Coverage, Evidence, Record
-from connectors.redaction import register_secret
+from core.checks import REGISTRY, CheckSpec
+from core.connector import (
+    CollectContext,
+    Connector,
+    ConnectorOptions,
+    SecretRef,
+    SecretUnavailableError,
+)
+from core.records import Coverage, Evidence, Record
+from core.redaction import register_secret
 
 PREFIX = "bamboohr"
 RECORD_TYPE = record_type(PREFIX)

@@ -29,7 +29,7 @@ from collections.abc import Mapping
 from typing import Any, Protocol
 
 from connectors.http import AuthHeaders, SourceError
-from connectors.redaction import register_secret, scrub_text
+from core.redaction import register_secret, scrub_text
 
 
 class TokenCredential(Protocol):

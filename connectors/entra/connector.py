@@ -33,19 +33,19 @@ from urllib.parse import urlsplit
 
 from pydantic import Field, field_validator, model_validator
 
-from connectors.base import (
+from connectors.common import GLOBAL, Pseudonymiser, run_unit
+from connectors.entra import policies, roles, users
+from connectors.entra.auth import TokenCredential, bearer_auth, build_credential, token_value
+from connectors.http import HttpClient, HttpOptions, SourceError, check_url
+from core.checks import REGISTRY, CheckSpec
+from core.connector import (
     CollectContext,
     Connector,
     ConnectorOptions,
     SecretRef,
     SecretUnavailableError,
 )
-from connectors.checks import REGISTRY, CheckSpec
-from connectors.common import GLOBAL, Pseudonymiser, run_unit
-from connectors.entra import policies, roles, users
-from connectors.entra.auth import TokenCredential, bearer_auth, build_credential, token_value
-from connectors.http import HttpClient, HttpOptions, SourceError, check_url
-from connectors.records import Coverage, Record
+from core.records import Coverage, Record
 
 SERVICES = ("role", "tenant", "user")
 _TENANT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9.-]{0,252}$")

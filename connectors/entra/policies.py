@@ -19,7 +19,6 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-from connectors.checks import Verdict, check, failed, passed
 from connectors.common import ERRORS_KEY, GLOBAL, EvidenceMissing, require
 from connectors.entra.conditional_access import (
     LEGACY_CLIENTS,
@@ -28,7 +27,8 @@ from connectors.entra.conditional_access import (
     policy_summary,
 )
 from connectors.http import HttpClient, MalformedResponseError, SourceError
-from connectors.records import Evidence
+from core.checks import Verdict, check, failed, passed
+from core.records import Evidence
 
 TENANT_TYPE = "entra.tenant.authentication"
 TENANT_ID = "authentication-policies"

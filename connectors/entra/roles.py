@@ -20,10 +20,10 @@ from collections.abc import Iterator, Mapping
 from typing import Any
 from urllib.parse import quote
 
-from connectors.checks import Verdict, check, failed, passed
 from connectors.common import GLOBAL, Pseudonymiser, require
 from connectors.http import HttpClient, MalformedResponseError
-from connectors.records import Evidence
+from core.checks import Verdict, check, failed, passed
+from core.records import Evidence
 
 ROLE_TYPE = "entra.role.summary"
 SUMMARY_ID = "directory-roles"

@@ -24,22 +24,12 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from itertools import chain
 from typing import Any
 
-from connectors.checks import Verdict, check, failed, not_applicable, passed
-from connectors.common import (
-    ERRORS_KEY,
-    GLOBAL,
-    EvidenceMissing,
-    Pseudonymiser,
-    activity_time,
-    day_precision,
-    days_since,
-    full_time,
-    parse_time,
-    require,
-)
+from connectors.common import ERRORS_KEY, GLOBAL, EvidenceMissing, Pseudonymiser, require
 from connectors.entra.roles import PRIVILEGED_ROLE_TEMPLATES
 from connectors.http import HttpClient, HTTPStatusError, MalformedResponseError, SourceError
-from connectors.records import Evidence
+from core.checks import Verdict, check, failed, not_applicable, passed
+from core.records import Evidence
+from core.times import activity_time, day_precision, days_since, full_time, parse_time
 
 USER_TYPE = "entra.user.account"
 

@@ -39,9 +39,9 @@ from datetime import datetime
 from typing import Any
 from urllib.parse import quote
 
-from connectors.common import parse_time
 from connectors.http import SourceError
-from connectors.records import Evidence
+from core.records import Evidence
+from core.times import parse_time
 
 from . import network, storage
 from .context import GcpContext, Project, evidence

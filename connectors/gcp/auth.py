@@ -18,9 +18,9 @@ import threading
 from collections.abc import Mapping
 from typing import Any, Literal, Protocol
 
-from connectors.base import SecretRef
 from connectors.http import AuthHeaders, SourceError
-from connectors.redaction import register_secret
+from core.connector import SecretRef
+from core.redaction import register_secret
 
 CredentialKind = Literal["adc", "service_account_key"]
 
@@ -49,7 +49,7 @@ class CredentialError(SourceError):
 def build_credentials(o: CredentialOptions) -> Any:
     """google-auth credentials as the options describe.
 
-    Raises :class:`~connectors.base.SecretUnavailableError` when the key cannot be read,
+    Raises :class:`~core.connector.SecretUnavailableError` when the key cannot be read,
     ``ValueError`` when it is not a service-account key, and
     ``google.auth.exceptions.DefaultCredentialsError`` when ADC finds nothing.
     """

@@ -36,9 +36,9 @@ from collections.abc import Iterator, Mapping
 from typing import Any
 from urllib.parse import quote
 
-from connectors.checks import Verdict, check, failed, passed
 from connectors.http import SourceError
-from connectors.records import Evidence
+from core.checks import Verdict, check, failed, passed
+from core.records import Evidence
 
 from .common import EvidenceMissing, require, with_errors
 from .context import GcpContext, Project, evidence

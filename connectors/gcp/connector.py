@@ -42,15 +42,15 @@ from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from connectors.base import (
+from connectors.http import HttpClient, HttpOptions, SourceError, check_url
+from core.checks import REGISTRY, CheckSpec
+from core.connector import (
     CollectContext,
     Connector,
     ConnectorOptions,
     SecretRef,
 )
-from connectors.checks import REGISTRY, CheckSpec
-from connectors.http import HttpClient, HttpOptions, SourceError, check_url
-from connectors.records import Coverage, Record
+from core.records import Coverage, Record
 
 from . import (
     assetinventory,

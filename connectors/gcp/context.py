@@ -8,7 +8,7 @@ from datetime import datetime
 from typing import Any
 
 from connectors.http import HttpClient
-from connectors.records import Evidence, utcnow
+from core.records import Evidence, utcnow
 
 from .common import GLOBAL, region_of
 from .resourcemanager import Hierarchy, ResourceManager

@@ -37,11 +37,12 @@ from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 from urllib.parse import quote
 
-from connectors.checks import Verdict, check, failed, not_applicable, passed
 from connectors.http import SourceError
-from connectors.records import Evidence
+from core.checks import Verdict, check, failed, not_applicable, passed
+from core.records import Evidence
+from core.times import days_since
 
-from .common import EvidenceMissing, days_since, read_partial, require, with_errors
+from .common import EvidenceMissing, read_partial, require, with_errors
 from .context import GcpContext, Project, evidence
 
 SERVICE = "iam"

@@ -25,8 +25,8 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-from connectors.checks import Verdict, check, failed, not_applicable, passed
-from connectors.records import Evidence
+from core.checks import Verdict, check, failed, not_applicable, passed
+from core.records import Evidence
 
 from .common import region_of, require
 from .context import GcpContext, Project, evidence

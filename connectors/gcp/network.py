@@ -34,9 +34,9 @@ from datetime import datetime
 from typing import Any
 
 from connectors import exposure, exposure_checks
-from connectors.checks import Verdict, check, failed, not_applicable, passed
 from connectors.http import PaginationError
-from connectors.records import Evidence
+from core.checks import Verdict, check, failed, not_applicable, passed
+from core.records import Evidence
 
 from .common import region_of
 from .context import GcpContext, Project, evidence

@@ -20,9 +20,9 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
-from connectors.checks import Verdict, check, failed, passed
 from connectors.http import SourceError
-from connectors.records import Evidence
+from core.checks import Verdict, check, failed, passed
+from core.records import Evidence
 
 from .common import EvidenceMissing, require, with_errors
 from .context import GcpContext, Project, evidence

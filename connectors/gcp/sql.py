@@ -20,8 +20,8 @@ from collections.abc import Iterator, Mapping
 from typing import Any
 
 from connectors import exposure
-from connectors.checks import Verdict, check, failed, not_applicable, passed
-from connectors.records import Evidence
+from core.checks import Verdict, check, failed, not_applicable, passed
+from core.records import Evidence
 
 from .common import require
 from .context import GcpContext, Project, evidence

@@ -25,8 +25,8 @@ from typing import Any
 from urllib.parse import quote
 
 from connectors import classification
-from connectors.checks import Verdict, check, failed, not_applicable, passed
-from connectors.records import Evidence
+from core.checks import Verdict, check, failed, not_applicable, passed
+from core.records import Evidence
 
 from .common import read_partial, require, with_errors
 from .context import GcpContext, Project, evidence

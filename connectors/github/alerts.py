@@ -22,10 +22,11 @@ from collections.abc import Iterator, Mapping
 from typing import Any
 from urllib.parse import quote
 
-from connectors.checks import Verdict, check, failed, not_applicable, passed
-from connectors.github.common import GLOBAL, EvidenceMissing, day_precision, days_since, require
+from connectors.github.common import GLOBAL, EvidenceMissing, require
 from connectors.http import HttpClient, MalformedResponseError
-from connectors.records import Evidence
+from core.checks import Verdict, check, failed, not_applicable, passed
+from core.records import Evidence
+from core.times import day_precision, days_since
 
 DEPENDABOT_TYPE = "github.dependabot.alert"
 CODE_ALERT_TYPE = "github.codescanning.alert"

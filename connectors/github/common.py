@@ -7,18 +7,10 @@ from collections.abc import Callable, Iterator
 
 import structlog
 
-from connectors.common import (
-    ERRORS_KEY,
-    GLOBAL,
-    EvidenceMissing,
-    Pseudonymiser,
-    day_precision,
-    days_since,
-    parse_time,
-    require,
-)
+from connectors.common import ERRORS_KEY, GLOBAL, EvidenceMissing, Pseudonymiser, require
 from connectors.common import run_unit as _run_unit
-from connectors.records import Evidence, Finding, Record
+from core.records import Evidence, Finding, Record
+from core.times import day_precision, days_since, parse_time
 
 __all__ = [
     "ERRORS_KEY",

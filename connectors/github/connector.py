@@ -38,14 +38,6 @@ from typing import ClassVar
 
 from pydantic import Field, field_validator, model_validator
 
-from connectors.base import (
-    CollectContext,
-    Connector,
-    ConnectorOptions,
-    SecretRef,
-    SecretUnavailableError,
-)
-from connectors.checks import REGISTRY, CheckSpec
 from connectors.github import alerts, org, repos
 from connectors.github.common import GLOBAL, Pseudonymiser, run_unit
 from connectors.http import (
@@ -58,7 +50,15 @@ from connectors.http import (
     token_auth,
 )
 from connectors.oauth import CachedToken, bearer, sign_jwt_rs256
-from connectors.records import Coverage, Record
+from core.checks import REGISTRY, CheckSpec
+from core.connector import (
+    CollectContext,
+    Connector,
+    ConnectorOptions,
+    SecretRef,
+    SecretUnavailableError,
+)
+from core.records import Coverage, Record
 
 SERVICES = (
     "org",

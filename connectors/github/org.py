@@ -23,10 +23,10 @@ from collections.abc import Iterator, Mapping
 from typing import Any
 from urllib.parse import quote
 
-from connectors.checks import Verdict, check, failed, passed
 from connectors.github.common import ERRORS_KEY, GLOBAL, EvidenceMissing, Pseudonymiser, require
 from connectors.http import HttpClient, MalformedResponseError, SourceError
-from connectors.records import Evidence
+from core.checks import Verdict, check, failed, passed
+from core.records import Evidence
 
 ORG_TYPE = "github.org.settings"
 MEMBER_TYPE = "github.member.account"

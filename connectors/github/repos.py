@@ -27,11 +27,11 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 from urllib.parse import quote
 
-from connectors.checks import Verdict, check, failed, not_applicable, passed
 from connectors.common import batches
 from connectors.github.common import ERRORS_KEY, GLOBAL, EvidenceMissing, require
 from connectors.http import HttpClient, HTTPStatusError, MalformedResponseError, SourceError
-from connectors.records import Evidence
+from core.checks import Verdict, check, failed, not_applicable, passed
+from core.records import Evidence
 
 REPO_TYPE = "github.repo.repository"
 

@@ -31,14 +31,6 @@ from typing import ClassVar, Literal
 
 from pydantic import Field, field_validator
 
-from connectors.base import (
-    CollectContext,
-    Connector,
-    ConnectorOptions,
-    SecretRef,
-    SecretUnavailableError,
-)
-from connectors.checks import REGISTRY, CheckSpec
 from connectors.github_pulls.approvals import AUTHOR_ASSOCIATIONS, WRITE_ASSOCIATIONS
 from connectors.github_pulls.pulls import CHECK_CONCLUSIONS, PREFIX, read_repo
 from connectors.http import HttpClient, HttpOptions, check_url, token_auth
@@ -50,7 +42,15 @@ from connectors.process import (
     run_unit,
     unique_kinds,
 )
-from connectors.records import Coverage, Record
+from core.checks import REGISTRY, CheckSpec
+from core.connector import (
+    CollectContext,
+    Connector,
+    ConnectorOptions,
+    SecretRef,
+    SecretUnavailableError,
+)
+from core.records import Coverage, Record
 
 register_process_checks(PREFIX, "GitHub", kinds=("change",), item="pull_request")
 

@@ -42,7 +42,6 @@ from datetime import UTC, date, datetime
 from typing import Any
 from urllib.parse import quote
 
-from connectors.checks import CheckSpec, Verdict, check, failed, passed
 from connectors.github_pulls.approvals import pr_derived
 from connectors.http import HttpClient, MalformedResponseError, SourceError
 from connectors.process import (
@@ -57,7 +56,8 @@ from connectors.process import (
     person,
     sort_history,
 )
-from connectors.records import Evidence
+from core.checks import CheckSpec, Verdict, check, failed, passed
+from core.records import Evidence
 
 PREFIX = "github_pulls"
 ITEM_TYPE = f"{PREFIX}.change.pull_request"

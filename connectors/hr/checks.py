@@ -15,9 +15,9 @@ from collections.abc import Mapping
 from datetime import UTC, date, datetime
 from typing import Any
 
-from connectors.checks import Verdict, check, failed, not_applicable, passed
 from connectors.common import EvidenceMissing, require
 from connectors.hr.model import record_type, who
+from core.checks import Verdict, check, failed, not_applicable, passed
 
 #: Parameters of every check here: ``hired_on_or_after`` (``YYYY-MM-DD``) leaves out
 #: people hired before the process existed (empty: judge everyone).

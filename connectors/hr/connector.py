@@ -25,21 +25,21 @@ from urllib.parse import urlsplit
 
 from pydantic import Field, field_validator, model_validator
 
-from connectors.base import (
-    CollectContext,
-    Connector,
-    ConnectorOptions,
-    SecretRef,
-    SecretUnavailableError,
-)
-from connectors.checks import REGISTRY, CheckSpec
 from connectors.common import GLOBAL, Pseudonymiser, run_unit
 from connectors.hr import checks
 from connectors.hr.csvsource import read_csv
 from connectors.hr.model import SERVICE, HrPerson, record_type
 from connectors.hr.scim import DEFAULT_ATTRIBUTES, read_users
 from connectors.http import HttpClient, HttpOptions, check_url, token_auth
-from connectors.records import Coverage, Evidence, Record
+from core.checks import REGISTRY, CheckSpec
+from core.connector import (
+    CollectContext,
+    Connector,
+    ConnectorOptions,
+    SecretRef,
+    SecretUnavailableError,
+)
+from core.records import Coverage, Evidence, Record
 
 PREFIX = "hr"
 RECORD_TYPE = record_type(PREFIX)

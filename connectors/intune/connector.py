@@ -29,14 +29,14 @@ from typing import Any, ClassVar
 
 from pydantic import Field
 
-from connectors.base import CollectContext, ConnectorOptions, SecretUnavailableError
-from connectors.checks import REGISTRY, CheckSpec
 from connectors.common import GLOBAL, Pseudonymiser, run_unit
 from connectors.entra.auth import build_credential, token_value
 from connectors.entra.connector import EntraConnector, EntraOptions, _close
 from connectors.http import SourceError
 from connectors.intune import devices, policies
-from connectors.records import Coverage, Record
+from core.checks import REGISTRY, CheckSpec
+from core.connector import CollectContext, ConnectorOptions, SecretUnavailableError
+from core.records import Coverage, Record
 
 
 class IntuneOptions(EntraOptions):

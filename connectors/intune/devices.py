@@ -21,14 +21,7 @@ from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from connectors.common import (
-    ERRORS_KEY,
-    GLOBAL,
-    Pseudonymiser,
-    activity_time,
-    batches,
-    full_time,
-)
+from connectors.common import ERRORS_KEY, GLOBAL, Pseudonymiser, batches
 from connectors.devices import (
     SeenIds,
     device_payload,
@@ -37,7 +30,8 @@ from connectors.devices import (
     register_device_checks,
 )
 from connectors.http import HttpClient, MalformedResponseError, SourceError
-from connectors.records import Evidence
+from core.records import Evidence
+from core.times import activity_time, full_time
 
 DEVICE_TYPE = "intune.device.managed"
 DEVICES_PATH = "/deviceManagement/managedDevices"

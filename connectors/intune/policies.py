@@ -20,10 +20,10 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-from connectors.checks import Verdict, check, failed, passed
 from connectors.common import ERRORS_KEY, GLOBAL, require
 from connectors.http import HttpClient
-from connectors.records import Evidence
+from core.checks import Verdict, check, failed, passed
+from core.records import Evidence
 
 POLICY_TYPE = "intune.tenant.compliance_policies"
 POLICY_ID = "compliance-policies"

@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
-from connectors.common import ERRORS_KEY, GLOBAL, Pseudonymiser, activity_time, full_time
+from connectors.common import ERRORS_KEY, GLOBAL, Pseudonymiser
 from connectors.devices import (
     SeenIds,
     device_payload,
@@ -26,7 +26,8 @@ from connectors.devices import (
     register_device_checks,
 )
 from connectors.http import HttpClient, MalformedResponseError
-from connectors.records import Evidence
+from core.records import Evidence
+from core.times import activity_time, full_time
 
 COMPUTER_TYPE = "jamf.computer.inventory"
 SECTIONS = ("GENERAL", "DISK_ENCRYPTION", "SECURITY", "OPERATING_SYSTEM", "USER_AND_LOCATION")

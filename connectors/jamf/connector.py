@@ -34,15 +34,7 @@ from urllib.parse import urlsplit
 
 from pydantic import Field, field_validator, model_validator
 
-from connectors.base import (
-    CollectContext,
-    Connector,
-    ConnectorOptions,
-    SecretRef,
-    SecretUnavailableError,
-)
-from connectors.checks import REGISTRY, CheckSpec
-from connectors.common import GLOBAL, Pseudonymiser, parse_time, run_unit
+from connectors.common import GLOBAL, Pseudonymiser, run_unit
 from connectors.http import (
     AuthHeaders,
     HttpClient,
@@ -53,8 +45,17 @@ from connectors.http import (
 )
 from connectors.jamf import computers
 from connectors.oauth import CachedToken, bearer, post_token_form
-from connectors.records import Coverage, Record
-from connectors.redaction import register_secret
+from core.checks import REGISTRY, CheckSpec
+from core.connector import (
+    CollectContext,
+    Connector,
+    ConnectorOptions,
+    SecretRef,
+    SecretUnavailableError,
+)
+from core.records import Coverage, Record
+from core.redaction import register_secret
+from core.times import parse_time
 
 SERVICES = ("computer",)
 

@@ -29,14 +29,6 @@ from urllib.parse import urlsplit
 
 from pydantic import Field, field_validator, model_validator
 
-from connectors.base import (
-    CollectContext,
-    Connector,
-    ConnectorOptions,
-    SecretRef,
-    SecretUnavailableError,
-)
-from connectors.checks import REGISTRY, CheckSpec
 from connectors.http import HttpClient, HttpOptions, check_url, token_auth
 from connectors.jira.issues import JiraReadSettings, read_process
 from connectors.process import (
@@ -47,7 +39,15 @@ from connectors.process import (
     run_unit,
     unique_kinds,
 )
-from connectors.records import Coverage, Record
+from core.checks import REGISTRY, CheckSpec
+from core.connector import (
+    CollectContext,
+    Connector,
+    ConnectorOptions,
+    SecretRef,
+    SecretUnavailableError,
+)
+from core.records import Coverage, Record
 
 PREFIX = "jira"
 register_process_checks(PREFIX, "Jira")

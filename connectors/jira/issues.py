@@ -27,7 +27,6 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
 
-from connectors.checks import CheckSpec
 from connectors.http import HttpClient, MalformedResponseError, SourceError
 from connectors.process import (
     GLOBAL,
@@ -39,7 +38,8 @@ from connectors.process import (
     item_payload,
     person,
 )
-from connectors.records import Evidence
+from core.checks import CheckSpec
+from core.records import Evidence
 
 #: Changelog fields always kept (matched by field id or name, case-insensitively).
 BASE_TRACKED = ("status", "resolution", "assignee")

@@ -8,7 +8,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from connectors.common import parse_time
+from core.times import parse_time
 
 #: Enrolment statuses (KnowBe4 Reporting API ``Enrollment.status``) that mean the
 #: module was finished: "Passed" for courses with an assessment, "Completed" otherwise.

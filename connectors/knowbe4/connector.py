@@ -31,18 +31,18 @@ from urllib.parse import urlsplit
 
 from pydantic import Field, field_validator, model_validator
 
-from connectors.base import (
+from connectors.common import GLOBAL, Pseudonymiser, run_unit
+from connectors.http import HttpClient, HttpOptions, SourceError, check_url, token_auth
+from connectors.knowbe4 import phishing, training
+from core.checks import REGISTRY, CheckSpec
+from core.connector import (
     CollectContext,
     Connector,
     ConnectorOptions,
     SecretRef,
     SecretUnavailableError,
 )
-from connectors.checks import REGISTRY, CheckSpec
-from connectors.common import GLOBAL, Pseudonymiser, run_unit
-from connectors.http import HttpClient, HttpOptions, SourceError, check_url, token_auth
-from connectors.knowbe4 import phishing, training
-from connectors.records import Coverage, Record
+from core.records import Coverage, Record
 
 PREFIX = "knowbe4"
 SERVICES = ("training", "user", "phishing")

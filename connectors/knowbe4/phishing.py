@@ -21,18 +21,12 @@ from collections.abc import Iterator, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from connectors.checks import Verdict, check, failed, not_applicable, passed
-from connectors.common import (
-    GLOBAL,
-    Pseudonymiser,
-    day_precision,
-    full_time,
-    parse_time,
-    require,
-)
+from connectors.common import GLOBAL, Pseudonymiser, require
 from connectors.http import HttpClient, MalformedResponseError
 from connectors.knowbe4.common import completed_at, matches
-from connectors.records import Evidence
+from core.checks import Verdict, check, failed, not_applicable, passed
+from core.records import Evidence
+from core.times import day_precision, full_time, parse_time
 
 FAILURE_TYPE = "knowbe4.phishing.failure"
 TEST_TYPE = "knowbe4.phishing.test"

@@ -20,11 +20,12 @@ from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from connectors.checks import Verdict, check, failed, not_applicable, passed
-from connectors.common import GLOBAL, Pseudonymiser, day_precision, parse_time, require
+from connectors.common import GLOBAL, Pseudonymiser, require
 from connectors.http import HttpClient, MalformedResponseError
 from connectors.knowbe4.common import completions, enrolment_summary, matches, required_items
-from connectors.records import Evidence
+from core.checks import Verdict, check, failed, not_applicable, passed
+from core.records import Evidence
+from core.times import day_precision, parse_time
 
 USER_TYPE = "knowbe4.user.training"
 CAMPAIGN_TYPE = "knowbe4.training.campaign"

@@ -14,10 +14,10 @@ from collections.abc import Iterator, Mapping
 from typing import Any
 from urllib.parse import quote
 
-from connectors.checks import Verdict, check, failed, passed
 from connectors.http import HttpClient, MalformedResponseError
 from connectors.okta.common import GLOBAL, INACTIVE_STATUSES, Pseudonymiser, require
-from connectors.records import Evidence
+from core.checks import Verdict, check, failed, passed
+from core.records import Evidence
 
 ADMIN_TYPE = "okta.admin.summary"
 SUMMARY_ID = "admin-roles"

@@ -10,10 +10,11 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-from connectors.checks import Verdict, check, failed, passed
 from connectors.http import HttpClient, MalformedResponseError
-from connectors.okta.common import GLOBAL, day_precision, days_since
-from connectors.records import Evidence
+from connectors.okta.common import GLOBAL
+from core.checks import Verdict, check, failed, passed
+from core.records import Evidence
+from core.times import day_precision, days_since
 
 TOKEN_TYPE = "okta.apitoken.token"  # noqa: S105 - a resource type, not a secret
 

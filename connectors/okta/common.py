@@ -8,19 +8,10 @@ from typing import Any
 
 import structlog
 
-from connectors.common import (
-    ERRORS_KEY,
-    GLOBAL,
-    EvidenceMissing,
-    Pseudonymiser,
-    activity_time,
-    day_precision,
-    days_since,
-    parse_time,
-    require,
-)
+from connectors.common import ERRORS_KEY, GLOBAL, EvidenceMissing, Pseudonymiser, require
 from connectors.common import run_unit as _run_unit
-from connectors.records import Evidence, Finding, Record
+from core.records import Evidence, Finding, Record
+from core.times import activity_time, day_precision, days_since, parse_time
 
 __all__ = [
     "ERRORS_KEY",

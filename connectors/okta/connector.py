@@ -37,14 +37,6 @@ from urllib.parse import urlsplit
 
 from pydantic import Field, field_validator, model_validator
 
-from connectors.base import (
-    CollectContext,
-    Connector,
-    ConnectorOptions,
-    SecretRef,
-    SecretUnavailableError,
-)
-from connectors.checks import REGISTRY, CheckSpec
 from connectors.http import (
     AuthHeaders,
     HttpClient,
@@ -56,7 +48,15 @@ from connectors.http import (
 from connectors.oauth import CachedToken, bearer, post_token_form, sign_jwt_rs256
 from connectors.okta import admins, apitokens, policies, users
 from connectors.okta.common import GLOBAL, Pseudonymiser, run_unit
-from connectors.records import Coverage, Record
+from core.checks import REGISTRY, CheckSpec
+from core.connector import (
+    CollectContext,
+    Connector,
+    ConnectorOptions,
+    SecretRef,
+    SecretUnavailableError,
+)
+from core.records import Coverage, Record
 
 SERVICES = ("admin", "apitoken", "policy", "user")
 

@@ -16,11 +16,11 @@ from collections.abc import Iterator, Mapping
 from typing import Any
 from urllib.parse import quote
 
-from connectors.checks import Verdict, check, failed, not_applicable, passed
 from connectors.http import HttpClient, HTTPStatusError, MalformedResponseError, SourceError
 from connectors.okta.assurance import SECOND_FACTOR_METHODS, verification_weakness
 from connectors.okta.common import ERRORS_KEY, GLOBAL, EvidenceMissing, log, require
-from connectors.records import Evidence
+from core.checks import Verdict, check, failed, not_applicable, passed
+from core.records import Evidence
 
 SIGN_ON_TYPE = "okta.policy.sign_on"
 PASSWORD_TYPE = "okta.policy.password"  # noqa: S105 - a resource type

@@ -17,7 +17,6 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 from urllib.parse import quote
 
-from connectors.checks import Verdict, check, failed, not_applicable, passed
 from connectors.common import batches
 from connectors.http import HttpClient, MalformedResponseError, SourceError
 from connectors.okta.common import (
@@ -27,14 +26,12 @@ from connectors.okta.common import (
     PENDING_STATUSES,
     SIGN_IN_STATUSES,
     Pseudonymiser,
-    activity_time,
-    day_precision,
-    days_since,
-    parse_time,
     require,
     user_status,
 )
-from connectors.records import Evidence
+from core.checks import Verdict, check, failed, not_applicable, passed
+from core.records import Evidence
+from core.times import activity_time, day_precision, days_since, parse_time
 
 USER_TYPE = "okta.user.account"
 

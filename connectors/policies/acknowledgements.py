@@ -26,10 +26,11 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from connectors.checks import Verdict, check, failed, passed
-from connectors.common import GLOBAL, parse_time, require
+from connectors.common import GLOBAL, require
 from connectors.http import SourceError
-from connectors.records import Evidence
+from core.checks import Verdict, check, failed, passed
+from core.records import Evidence
+from core.times import parse_time
 
 PERSON_TYPE = "policies.acknowledgement.person"
 

@@ -49,19 +49,19 @@ from typing import ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from connectors.base import (
+from connectors.common import GLOBAL, run_unit
+from connectors.http import HttpClient, HttpOptions, SourceError, check_url, token_auth
+from connectors.policies import acknowledgements, documents, github_source
+from connectors.policies.acknowledgements import Policy
+from core.checks import REGISTRY, CheckSpec
+from core.connector import (
     CollectContext,
     Connector,
     ConnectorOptions,
     SecretRef,
     SecretUnavailableError,
 )
-from connectors.checks import REGISTRY, CheckSpec
-from connectors.common import GLOBAL, run_unit
-from connectors.http import HttpClient, HttpOptions, SourceError, check_url, token_auth
-from connectors.policies import acknowledgements, documents, github_source
-from connectors.policies.acknowledgements import Policy
-from connectors.records import Coverage, Evidence, Record
+from core.records import Coverage, Evidence, Record
 
 PREFIX = "policies"
 

@@ -19,11 +19,12 @@ from typing import Any
 
 import structlog
 
-from connectors.checks import Verdict, check, failed, passed
-from connectors.common import GLOBAL, parse_time, require
+from connectors.common import GLOBAL, require
 from connectors.http import SourceError
 from connectors.policies.frontmatter import FIELDS, parse
-from connectors.records import Evidence
+from core.checks import Verdict, check, failed, passed
+from core.records import Evidence
+from core.times import parse_time
 
 POLICY_TYPE = "policies.document.policy"
 log = structlog.get_logger("annexa.connectors.policies")

@@ -19,10 +19,10 @@ import binascii
 from collections.abc import Iterator, Mapping, Sequence
 from urllib.parse import quote
 
-from connectors.common import full_time
 from connectors.http import HttpClient, MalformedResponseError, SourceError
 from connectors.policies.documents import matches, policy_evidence
-from connectors.records import Evidence
+from core.records import Evidence
+from core.times import full_time
 
 API_HEADERS = {"Accept": "application/vnd.github+json", "X-GitHub-Api-Version": "2022-11-28"}
 

@@ -47,14 +47,6 @@ from urllib.parse import urlsplit
 
 from pydantic import Field, field_validator, model_validator
 
-from connectors.base import (
-    CollectContext,
-    Connector,
-    ConnectorOptions,
-    SecretRef,
-    SecretUnavailableError,
-)
-from connectors.checks import REGISTRY, CheckSpec
 from connectors.http import (
     AuthHeaders,
     HttpClient,
@@ -72,8 +64,16 @@ from connectors.process import (
     run_unit,
     unique_kinds,
 )
-from connectors.records import Coverage, Record
 from connectors.servicenow.records import SnReadSettings, read_process
+from core.checks import REGISTRY, CheckSpec
+from core.connector import (
+    CollectContext,
+    Connector,
+    ConnectorOptions,
+    SecretRef,
+    SecretUnavailableError,
+)
+from core.records import Coverage, Record
 
 PREFIX = "servicenow"
 register_process_checks(PREFIX, "ServiceNow")

@@ -42,7 +42,6 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
 
-from connectors.checks import CheckSpec
 from connectors.http import HttpClient, MalformedResponseError, SourceError
 from connectors.process import (
     GLOBAL,
@@ -54,7 +53,8 @@ from connectors.process import (
     item_payload,
     person,
 )
-from connectors.records import Evidence
+from core.checks import CheckSpec
+from core.records import Evidence
 
 #: History fields whose target value is a workflow (or approval) state.
 STATE_FIELDS = ("state", "approval", "approver")

@@ -20,7 +20,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from connectors.http import AuthHeaders, SourceError
-from connectors.redaction import register_secret, scrub_text
+from core.redaction import register_secret, scrub_text
 
 #: The one scope the connector needs (users, including admin flags and 2SV state).
 DIRECTORY_USER_READONLY = "https://www.googleapis.com/auth/admin.directory.user.readonly"

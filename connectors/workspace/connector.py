@@ -27,19 +27,19 @@ from typing import Any, ClassVar
 
 from pydantic import Field, field_validator, model_validator
 
-from connectors.base import (
+from connectors.common import GLOBAL, Pseudonymiser, run_unit
+from connectors.http import HttpClient, HttpOptions, SourceError, check_url
+from connectors.workspace import users
+from connectors.workspace.auth import DelegatedCredentials, load_key
+from core.checks import REGISTRY, CheckSpec
+from core.connector import (
     CollectContext,
     Connector,
     ConnectorOptions,
     SecretRef,
     SecretUnavailableError,
 )
-from connectors.checks import REGISTRY, CheckSpec
-from connectors.common import GLOBAL, Pseudonymiser, run_unit
-from connectors.http import HttpClient, HttpOptions, SourceError, check_url
-from connectors.records import Coverage, Record
-from connectors.workspace import users
-from connectors.workspace.auth import DelegatedCredentials, load_key
+from core.records import Coverage, Record
 
 SERVICES = ("admin", "user")
 _EMAIL = re.compile(r"^[^@\s]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}$")

@@ -20,18 +20,11 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
-from connectors.checks import Verdict, check, failed, not_applicable, passed
-from connectors.common import (
-    GLOBAL,
-    EvidenceMissing,
-    Pseudonymiser,
-    activity_time,
-    day_precision,
-    days_since,
-    require,
-)
+from connectors.common import GLOBAL, EvidenceMissing, Pseudonymiser, require
 from connectors.http import HttpClient, MalformedResponseError
-from connectors.records import Evidence
+from core.checks import Verdict, check, failed, not_applicable, passed
+from core.records import Evidence
+from core.times import activity_time, day_precision, days_since
 
 USER_TYPE = "workspace.user.account"
 ADMIN_TYPE = "workspace.admin.summary"

@@ -3,8 +3,8 @@
 A connector is a class registered under the entry-point group ``annexa.connectors``
 (built-ins are registered in ``pyproject.toml`` exactly as a third-party package would
 register its own). The collector instantiates it with its validated options and calls
-:meth:`Connector.collect`, which streams :class:`~connectors.records.Evidence`,
-:class:`~connectors.records.Finding` and :class:`~connectors.records.Coverage`.
+:meth:`Connector.collect`, which streams :class:`~core.records.Evidence`,
+:class:`~core.records.Finding` and :class:`~core.records.Coverage`.
 
 Contract, so that runs are honest:
 
@@ -31,8 +31,8 @@ from typing import Any, ClassVar
 import structlog
 from pydantic import BaseModel, ConfigDict, model_validator
 
-from connectors.checks import CheckSpec
-from connectors.records import Record
+from core.checks import CheckSpec
+from core.records import Record
 
 ENTRY_POINT_GROUP = "annexa.connectors"
 
@@ -128,7 +128,7 @@ class SecretRef(BaseModel):
         return self
 
     def get(self) -> str:
-        from connectors.redaction import register_secret
+        from core.redaction import register_secret
 
         if self.env is not None:
             value = os.environ.get(self.env)

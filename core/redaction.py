@@ -7,6 +7,7 @@ secret keys, GitHub/Okta/Slack tokens, private keys, passwords in URLs).
 
 from __future__ import annotations
 
+import functools
 import re
 import threading
 from typing import Any
@@ -24,9 +25,48 @@ _PATTERNS = [
     re.compile(r"(?i)(://[^:/@\s]+:)[^@\s]+(@)"),
     re.compile(r"(?i)\b(password|passwd|secret|api[_-]?key|token)=([^&\s]+)"),
 ]
+#: The one rule for what a key names a secret, used by stored evidence and by logs.
 _SECRET_KEY = re.compile(
-    r"(?i)(secret|password|passwd|token|authorization|api_?key|private_?key|credential|cookie)"
+    r"(?i)(secret|password|passwd|token|authorization|api_?key|private_?key|credential"
+    r"|cookie|session_?key)"
 )
+# Key names matching the pattern above that carry metadata, not secrets.
+_NOT_SECRET = frozenset(
+    {
+        "PasswordPolicy",
+        "password_enabled",
+        "password_last_used",
+        "password_last_changed",
+        "password_next_rotation",
+        "PasswordLastUsed",
+        "PasswordReusePrevention",
+        "MinimumPasswordLength",
+        "RequireSymbols",
+        "RequireNumbers",
+        "RequireUppercaseCharacters",
+        "RequireLowercaseCharacters",
+        "AllowUsersToChangePassword",
+        "ExpirePasswords",
+        "MaxPasswordAge",
+        "HardExpiry",
+        "PasswordLastChanged",
+        "token_type",
+        "HttpTokens",  # EC2 IMDS setting ("required"/"optional"), not a token
+    }
+)
+# Booleans and timestamps about a secret ("password_enabled") are not secrets.
+_ABOUT_A_SECRET = ("_enabled", "_active", "_last_used", "_last_rotated", "_date", "lastused")
+
+
+@functools.lru_cache(maxsize=8192)
+def is_secret_key(key: str) -> bool:
+    """Whether a mapping key names a secret, so its string value is never kept.
+
+    Cached: payload key names repeat across millions of items, and this runs per key.
+    """
+    if key in _NOT_SECRET or key.lower().endswith(_ABOUT_A_SECRET):
+        return False
+    return bool(_SECRET_KEY.search(key))
 
 
 def register_secret(value: str) -> None:
@@ -54,7 +94,7 @@ def scrub_text(text: str) -> str:
 
 def scrub(value: Any, key: str | None = None) -> Any:
     """Redact secrets in ``value`` (recursively); keys that name a secret lose their value."""
-    if key is not None and _SECRET_KEY.search(key) and isinstance(value, (str, bytes)) and value:
+    if key is not None and is_secret_key(key) and isinstance(value, (str, bytes)) and value:
         return REDACTED
     if isinstance(value, str):
         return scrub_text(value)

@@ -7,15 +7,15 @@ connector never imports database code.
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import json
-import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
 import orjson
+
+from core.redaction import REDACTED, is_secret_key
 
 FindingStatus = Literal["pass", "fail", "error", "not_applicable"]
 FINDING_STATUSES: tuple[str, ...] = ("pass", "fail", "error", "not_applicable")
@@ -26,54 +26,10 @@ SEVERITIES: tuple[str, ...] = ("info", "low", "medium", "high", "critical")
 VOLATILE_KEYS = frozenset(
     {"ResponseMetadata", "RequestId", "requestId", "x-amz-request-id", "ETag", "etag"}
 )
-# Keys that must never be stored: the value is replaced by a marker.
-_SECRET_KEY = re.compile(
-    r"(secret|password|passwd|token|private_?key|credential|api_?key|session_?key)",
-    re.IGNORECASE,
-)
-# Key names matching the pattern above that carry metadata, not secrets.
-_NOT_SECRET = frozenset(
-    {
-        "PasswordPolicy",
-        "password_enabled",
-        "password_last_used",
-        "password_last_changed",
-        "password_next_rotation",
-        "PasswordLastUsed",
-        "PasswordReusePrevention",
-        "MinimumPasswordLength",
-        "RequireSymbols",
-        "RequireNumbers",
-        "RequireUppercaseCharacters",
-        "RequireLowercaseCharacters",
-        "AllowUsersToChangePassword",
-        "ExpirePasswords",
-        "MaxPasswordAge",
-        "HardExpiry",
-        "PasswordLastChanged",
-        "token_type",
-        "HttpTokens",  # EC2 IMDS setting ("required"/"optional"), not a token
-    }
-)
-REDACTED = "[REDACTED]"
 
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
-
-
-@functools.lru_cache(maxsize=8192)
-def _is_secret_key(key: str) -> bool:
-    # Cached: payload key names repeat across millions of items, and this runs per key.
-    if key in _NOT_SECRET:
-        return False
-    lowered = key.lower()
-    # Booleans and timestamps about a secret ("password_enabled") are not secrets.
-    if lowered.endswith(
-        ("_enabled", "_active", "_last_used", "_last_rotated", "_date", "lastused")
-    ):
-        return False
-    return bool(_SECRET_KEY.search(key))
 
 
 _PLAIN = (str, bool, int, float, type(None))
@@ -106,7 +62,7 @@ def _normalise_dict(value: dict[Any, Any]) -> dict[str, Any]:
         key = k if type(k) is str else str(k)
         if key in VOLATILE_KEYS:
             continue
-        if isinstance(v, (str, bytes)) and v and _is_secret_key(key):
+        if isinstance(v, (str, bytes)) and v and is_secret_key(key):
             out[key] = REDACTED
         elif type(v) in _PLAIN:
             out[key] = v
@@ -235,7 +191,7 @@ def _apply_key_rules(d: dict[Any, Any]) -> dict[Any, Any] | None:
             if copy is None:
                 copy = dict(d)
             del copy[k]
-        elif _is_secret_key(k):
+        elif is_secret_key(k):
             v = d[k]
             if isinstance(v, (str, bytes)) and v:
                 if copy is None:
@@ -253,7 +209,7 @@ def _prepare_dict_keys(d: dict[Any, Any]) -> dict[str, Any]:
         key = k if type(k) is str else str(k)
         if key in VOLATILE_KEYS:
             continue
-        if isinstance(v, (str, bytes)) and v and _is_secret_key(key):
+        if isinstance(v, (str, bytes)) and v and is_secret_key(key):
             out[key] = REDACTED
         else:
             out[key] = v if type(v) in _SCALARS else _prepare(v)

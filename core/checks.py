@@ -25,7 +25,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from connectors.records import SEVERITIES, Evidence, Finding, FindingStatus, Severity
+from core.records import SEVERITIES, Evidence, Finding, FindingStatus, Severity
 
 
 @dataclass(frozen=True, slots=True)
