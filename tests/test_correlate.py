@@ -368,10 +368,6 @@ def test_standalone_instance_without_snapshot_reports_an_error():
     assert "runs after the identity connectors" in cov.error
 
 
-@pytest.mark.skipif(
-    "identity" not in __import__("core.connector").base.available_connectors(),
-    reason="entry point identity = collector.correlate:IdentityCorrelationConnector not registered",
-)
 def test_cli_correlate_command_and_config_table(estate, engine, db_url, tmp_path):
     """`annexa correlate` as a subprocess, configured by a [[connectors]] type = "identity"
     table; the Okta and GitHub runs were stored before."""
