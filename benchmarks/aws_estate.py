@@ -32,7 +32,6 @@ import argparse
 import json
 import os
 import platform
-import resource
 import subprocess
 import sys
 import tempfile
@@ -47,6 +46,8 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
+
+from benchmarks.measure import peak_rss_mb  # noqa: E402 - after the path fix
 
 REGIONS = ("us-east-1", "eu-west-1")
 ROLE = "annexa-audit"
@@ -63,17 +64,6 @@ TARGET_RSS_RATIO = 1.2
 RESULTS = ROOT / "benchmarks" / "results" / "aws_estate.json"
 
 
-def peak_rss_mb() -> float:
-    """This process's peak RSS in MB (``VmHWM``; ``ru_maxrss`` elsewhere)."""
-    try:
-        with open("/proc/self/status", encoding="ascii") as f:
-            for line in f:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    maxrss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return maxrss / (1024 * 1024) if sys.platform == "darwin" else maxrss / 1024
 
 
 def clean_env(moto_url: str) -> dict[str, str]:

@@ -33,7 +33,6 @@ import argparse
 import json
 import os
 import platform
-import resource
 import subprocess
 import sys
 import time
@@ -44,23 +43,14 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from benchmarks.measure import peak_rss_mb  # noqa: E402 - after the path fix
+
 SUBSCRIPTIONS = 100
 PROJECTS = 300
 FOLDERS = 10
 TARGET_RSS_RATIO = 1.2
 
 
-def peak_rss_mb() -> float:
-    """Peak RSS of this process in MB (``VmHWM``; ``ru_maxrss`` elsewhere)."""
-    try:
-        with open("/proc/self/status", encoding="ascii") as f:
-            for line in f:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    maxrss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return maxrss / (1024 * 1024) if sys.platform == "darwin" else maxrss / 1024
 
 
 # -- estates (parent) ---------------------------------------------------------------------

@@ -52,7 +52,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from benchmarks.identity_users import peak_rss_mb  # noqa: E402
+from benchmarks.measure import peak_rss_mb  # noqa: E402 - after the path fix
 
 TARGET_RSS_RATIO = 1.2
 INTUNE_PAGE = 999

@@ -36,7 +36,6 @@ import statistics
 import sys
 import tempfile
 import time
-import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -44,6 +43,8 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
+
+from benchmarks.measure import scratch_database  # noqa: E402 - after the path fix
 
 DEFAULT_PG_URL = os.environ.get(
     "ANNEXA_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
@@ -238,27 +239,7 @@ def main() -> None:
     for eng in args.engines.split(","):
         print(f"== {eng}: generating {args.hours} hourly runs over {args.resources} resources",
               flush=True)
-        if args.reuse:
-            url = args.reuse
-            cleanup = None
-        elif eng == "sqlite":
-            url = f"sqlite:///{tempfile.mkdtemp()}/history.db"
-            cleanup = None
-        else:
-            import psycopg
-            from sqlalchemy.engine import make_url
-
-            name = f"annexa_bench_{uuid.uuid4().hex[:8]}"
-            admin = make_url(args.pg_url).set(drivername="postgresql").render_as_string(False)
-            with psycopg.connect(admin, autocommit=True) as c:
-                c.execute(f"CREATE DATABASE {name}")
-            url = make_url(args.pg_url).set(drivername="postgresql+psycopg",
-                                            database=name).render_as_string(False)
-
-            def cleanup(name: str = name, admin: str = admin) -> None:
-                with psycopg.connect(admin, autocommit=True) as c:
-                    c.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
-        try:
+        with scratch_database(eng, args.pg_url, keep=args.keep_db, reuse=args.reuse) as url:
             if args.reuse:
                 start = datetime(2025, 1, 1, tzinfo=UTC)
                 span = {"generation_s": None, "start": start,
@@ -285,11 +266,6 @@ def main() -> None:
                   f"{m.get('export_bytes', 0) / 1e6:.1f} MB; "
                   f"db {size['total_bytes'] / 1e6:.0f} MB vs ~{base['estimated_bytes'] / 1e6:.0f} "
                   f"MB without change-only storage ({r['size_ratio']}x)", flush=True)
-        finally:
-            if cleanup and not args.keep_db:
-                cleanup()
-            elif args.keep_db:
-                print(f"kept {url}", flush=True)
     RESULTS_DIR.mkdir(parents=True, exist_ok=True)
     out = RESULTS_DIR / f"history-{args.engines.replace(',', '-')}.json"
     out.write_text(json.dumps(results, indent=1, default=str))

@@ -55,7 +55,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from benchmarks.identity_users import peak_rss_mb  # noqa: E402 - after the path fix
+from benchmarks.measure import peak_rss_mb  # noqa: E402 - after the path fix
 
 API_KEY = "bench-bamboohr-key-0123456789abcdef0123"
 SCIM_TOKEN = "bench-scim-token-0123456789abcdef"

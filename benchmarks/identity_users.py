@@ -28,7 +28,6 @@ import json
 import logging
 import os
 import random
-import resource
 import subprocess
 import sys
 import threading
@@ -42,6 +41,8 @@ from urllib.parse import parse_qs, urlencode, urlsplit
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
+
+from benchmarks.measure import peak_rss_mb  # noqa: E402 - after the path fix
 
 PAGE = 200
 OKTA_TOKEN = "00BenchOktaToken_abcdefghijklmnopqrstuv"
@@ -268,18 +269,6 @@ def serve(org: FakeOrg) -> ThreadingHTTPServer:
 # --------------------------------------------------------------------------- child
 
 
-def peak_rss_mb() -> float:
-    """This process's peak RSS in MB: ``VmHWM`` on Linux (``ru_maxrss`` survives exec, so
-    a child of the parent holding the fake org would report the parent's peak)."""
-    try:
-        with open("/proc/self/status", encoding="ascii") as f:
-            for line in f:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    maxrss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return maxrss / (1024 * 1024) if sys.platform == "darwin" else maxrss / 1024
 
 
 def child(kind: str, url: str, workers: int) -> dict[str, Any]:

@@ -27,7 +27,6 @@ import hashlib
 import json
 import os
 import platform
-import resource
 import signal
 import sqlite3
 import subprocess
@@ -44,6 +43,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from benchmarks import store_estate as estate  # noqa: E402
+from benchmarks.measure import peak_rss_mb  # noqa: E402 - after the path fix
 
 RESULTS = ROOT / "benchmarks" / "results" / "store_writer.json"
 DEFAULT_PG_URL = os.environ.get(
@@ -56,22 +56,6 @@ TARGET_REWRITE_SPEEDUP = 3.0
 TARGET_RSS_GROWTH = 1.25  # "flat": at most 25 % more peak RSS for 10x the items
 
 
-def peak_rss_mb() -> float:
-    """This process's peak RSS in MB.
-
-    ``VmHWM`` where Linux provides it: ``ru_maxrss`` survives ``exec``, so a child
-    started (vfork + exec) by a parent that once held a large result would report the
-    parent's peak. Elsewhere ``ru_maxrss`` (kilobytes on Linux, bytes on macOS).
-    """
-    try:
-        with open("/proc/self/status", encoding="ascii") as f:
-            for line in f:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    maxrss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return maxrss / (1024 * 1024) if sys.platform == "darwin" else maxrss / 1024
 
 
 # -- children ----------------------------------------------------------------------------

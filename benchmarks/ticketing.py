@@ -35,7 +35,6 @@ import argparse
 import json
 import os
 import platform
-import resource
 import socket
 import subprocess
 import sys
@@ -50,13 +49,13 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from benchmarks.measure import peak_rss_mb  # noqa: E402 - after the path fix
+
 BASE = datetime(2025, 1, 1, tzinfo=UTC)
 TARGET_RSS_GROWTH = 1.25
 TOKEN = "bench-token-0123456789abcdef"
 
 
-def peak_rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 # --------------------------------------------------------------------------- fake Jira

@@ -19,41 +19,18 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import tempfile
 import time
-import uuid
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks import history
+from benchmarks.measure import scratch_database
 
 DEFAULT_PG_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 RESULTS_DIR = Path(__file__).with_name("results")
-
-
-@contextmanager
-def database(engine_kind: str, pg_url: str) -> Iterator[str]:
-    if engine_kind == "sqlite":
-        yield f"sqlite:///{tempfile.mkdtemp()}/trust.db"
-        return
-    import psycopg
-    from sqlalchemy.engine import make_url
-
-    name = f"annexa_bench_{uuid.uuid4().hex[:8]}"
-    admin = make_url(pg_url).set(drivername="postgresql").render_as_string(False)
-    with psycopg.connect(admin, autocommit=True) as c:
-        c.execute(f"CREATE DATABASE {name}")
-    try:
-        yield make_url(pg_url).set(drivername="postgresql+psycopg", database=name).render_as_string(
-            False
-        )
-    finally:
-        with psycopg.connect(admin, autocommit=True) as c:
-            c.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
 
 
 def seal_runs(engine: Any, runs: int, signer: Any, offset: int = 0) -> float:
@@ -62,14 +39,33 @@ def seal_runs(engine: Any, runs: int, signer: Any, offset: int = 0) -> float:
 
     t0 = time.perf_counter()
     for i in range(offset, offset + runs):
-        w = RunWriter(engine, source="bench", connector_type="bench", config_digest="c" * 64,
-                      mapping_digest="m" * 64, agent_version="bench", signer=signer)
+        w = RunWriter(
+            engine,
+            source="bench",
+            connector_type="bench",
+            config_digest="c" * 64,
+            mapping_digest="m" * 64,
+            agent_version="bench",
+            signer=signer,
+        )
         w.start()
         ev = Evidence("acct", "eu-1", "bench.disk.volume", f"d{i % 50}", {"id": i})
         h = w.add_evidence(ev)
         for c in ("bench.disk.a", "bench.disk.b"):
-            w.add_finding(Finding(c, "acct", "eu-1", "bench.disk.volume", f"d{i % 50}", "pass",
-                                  "low", "ok", evidence_hash=h, controls=("A.8.24",)))
+            w.add_finding(
+                Finding(
+                    c,
+                    "acct",
+                    "eu-1",
+                    "bench.disk.volume",
+                    f"d{i % 50}",
+                    "pass",
+                    "low",
+                    "ok",
+                    evidence_hash=h,
+                    controls=("A.8.24",),
+                )
+            )
         w.finish("succeeded")
     return time.perf_counter() - t0
 
@@ -90,7 +86,10 @@ def cmd_seal(args: argparse.Namespace) -> dict[str, Any]:
     rounds = max(1, args.rounds)
     per_round = args.runs // rounds
     for kind in args.engines.split(","):
-        with database(kind, args.pg_url) as url_plain, database(kind, args.pg_url) as url_key:
+        with (
+            scratch_database(kind, args.pg_url) as url_plain,
+            scratch_database(kind, args.pg_url) as url_key,
+        ):
             if kind == "sqlite":  # two files, not one
                 url_key = url_key.replace("trust.db", "trust-signed.db")
             plain_engine, key_engine = make_engine(url_plain), make_engine(url_key)
@@ -111,8 +110,11 @@ def cmd_seal(args: argparse.Namespace) -> dict[str, Any]:
             "signed_ms_per_run": round(1000 * signed / n, 2),
             "ratio_signed_to_unsigned": round(signed / plain, 3),
         }
-        print(f"-- {kind}: {n} runs sealed in {plain:.2f}s unsigned, {signed:.2f}s signed "
-              f"({signed / plain:.3f}x), in {rounds} alternating rounds", flush=True)
+        print(
+            f"-- {kind}: {n} runs sealed in {plain:.2f}s unsigned, {signed:.2f}s signed "
+            f"({signed / plain:.3f}x), in {rounds} alternating rounds",
+            flush=True,
+        )
     return out
 
 
@@ -125,10 +127,13 @@ def cmd_verify(args: argparse.Namespace) -> dict[str, Any]:
     trusted = {signer.key_id: signer.public}
     out: dict[str, Any] = {}
     for kind in args.engines.split(","):
-        with database(kind, args.pg_url) as url:
+        with scratch_database(kind, args.pg_url) as url:
             gen_args = argparse.Namespace(**vars(args), signer=signer)
-            print(f"== {kind}: generating {args.hours} hourly signed runs over "
-                  f"{args.resources} resources", flush=True)
+            print(
+                f"== {kind}: generating {args.hours} hourly signed runs over "
+                f"{args.resources} resources",
+                flush=True,
+            )
             span = history.generate(url, gen_args)
             engine = make_engine(url)
 
@@ -149,8 +154,11 @@ def cmd_verify(args: argparse.Namespace) -> dict[str, Any]:
                 "verify_trusted_keys_s": round(keyed, 2),
                 "ratio": round(keyed / plain, 3),
             }
-            print(f"-- {kind}: verify {plain:.2f}s without signatures, {keyed:.2f}s with "
-                  f"--trusted-keys ({keyed / plain:.3f}x; target <= 1.1x)", flush=True)
+            print(
+                f"-- {kind}: verify {plain:.2f}s without signatures, {keyed:.2f}s with "
+                f"--trusted-keys ({keyed / plain:.3f}x; target <= 1.1x)",
+                flush=True,
+            )
     return out
 
 
