@@ -271,3 +271,19 @@ def test_config_check_connect_says_whether_resource_graph_is_reachable(
         assert "missing permission Microsoft.ResourceGraph/resources/read (HTTP 403)" in detail
         assert "read every subscription directly" in detail
         assert probe not in lines()  # direct mode: Resource Graph is not needed
+
+
+@pytest.mark.clock
+def test_a_row_repeated_across_pages_is_one_resource(arm_fake: ArmFake) -> None:
+    """Resource Graph documents that pages of a changing table can repeat a row: the
+    repeat is one resource, not two evidence records of the same key."""
+    fx.build_estate(arm_fake)
+    direct, _ = run(arm_fake)
+    arm_fake.graph_page_size = 3
+    arm_fake.graph_rows = lambda rows: rows[:4] + rows[3:4] + rows[4:]
+    bulk, calls = run(arm_fake, inventory="resource_graph")
+    assert outcomes(bulk) == outcomes(direct)
+    assert hashes(bulk, BULK_TYPES) == hashes(direct, BULK_TYPES)
+    keys = [e.key for e in bulk.evidence if e.resource_type in BULK_TYPES]
+    assert len(keys) == len(set(keys))
+    assert not replaced(calls) or all(SUB_DENIED in p for p in replaced(calls))

@@ -203,6 +203,7 @@ def _sort(inv: Inventory, batch: Sequence[str], rows: list[Any]) -> None:
     """File the rows of one batch; a row no subscription of the batch owns makes the
     whole batch untrusted (raised, so its subscriptions read directly)."""
     wanted = set(batch)
+    seen: set[str] = set()
     for row in rows:
         if not isinstance(row, Mapping):
             raise SourceError("Resource Graph returned a row that is not an object")
@@ -214,7 +215,9 @@ def _sort(inv: Inventory, batch: Sequence[str], rows: list[Any]) -> None:
                 f"{sub!r} that the query did not ask for")
         rid = row.get("id")
         name = row.get("name") if isinstance(row.get("name"), str) else None
-        if not isinstance(rid, str) or not rid.startswith("/subscriptions/"):
+        if isinstance(rid, str) and rid.lower() in seen:
+            continue  # pages of a changing table can repeat a row (paging limitations)
+        if not isinstance(rid, str) or not rid.lower().startswith("/subscriptions/"):
             inv.broken.setdefault(sub, []).append(
                 Broken(arm_type, None, name, location_of(row), "the row has no resource id"))
         elif not isinstance(row.get("properties"), Mapping):
@@ -222,6 +225,7 @@ def _sort(inv: Inventory, batch: Sequence[str], rows: list[Any]) -> None:
                 Broken(arm_type, rid, name, location_of(row),
                        "the row has no properties object"))
         else:
+            seen.add(rid.lower())
             inv.resources.setdefault((sub, arm_type), []).append(arm_shaped(row))
 
 
