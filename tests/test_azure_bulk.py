@@ -287,3 +287,42 @@ def test_a_row_repeated_across_pages_is_one_resource(arm_fake: ArmFake) -> None:
     keys = [e.key for e in bulk.evidence if e.resource_type in BULK_TYPES]
     assert len(keys) == len(set(keys))
     assert not replaced(calls) or all(SUB_DENIED in p for p in replaced(calls))
+
+
+def test_cli_config_check_connect_reports_resource_graph(
+        tls_ca: tuple[Any, Path], tmp_path: Path) -> None:
+    """The command itself: ``annexa config check --connect`` in a subprocess (real
+    ClientSecretCredential, TLS to the fake) prints the Resource Graph line."""
+    import os
+    import subprocess
+    import sys
+
+    ca, ca_path = tls_ca
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("127.0.0.1").configure_cert(ctx)
+    with ArmFake(ssl_context=ctx) as fake:
+        fx.build_estate(fake)
+        cfg = tmp_path / "annexa.toml"
+        cfg.write_text(
+            f'[database]\nurl = "sqlite:///{tmp_path / "annexa.db"}"\n\n'
+            '[[connectors]]\ntype = "azure"\nname = "az"\n[connectors.options]\n'
+            f'auth = "client_secret"\ntenant_id = "{fx.TENANT}"\n'
+            f'client_id = "{fx.CLIENT_ID}"\n'
+            'client_secret = { env = "ANNEXA_TEST_AZURE_SECRET" }\n'
+            f'authority = "{fake.url}"\ndisable_instance_discovery = true\n'
+            f'arm_url = "{fake.url}"\ninventory = "resource_graph"\n'
+            f'[connectors.options.http]\nca_bundle = "{ca_path}"\nmax_attempts = 1\n')
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("ANNEXA_", "AZURE_"))
+               and k.lower() not in ("http_proxy", "https_proxy", "no_proxy")}
+        env |= {"PYTHONPATH": str(Path(__file__).resolve().parent.parent),
+                "REQUESTS_CA_BUNDLE": str(ca_path),
+                "ANNEXA_TEST_AZURE_SECRET": fx.CLIENT_SECRET}
+        proc = subprocess.run([sys.executable, "-m", "collector", "config", "check",
+                               "--connect", "-c", str(cfg)], cwd=tmp_path, env=env,
+                              capture_output=True, text=True, timeout=300)
+    out = proc.stdout
+    assert proc.returncode == 0, out + proc.stderr
+    assert (f"ok    az: POST {GRAPH} (Microsoft.ResourceGraph/resources/read): reachable: "
+            in out), out
+    assert fx.CLIENT_SECRET not in out + proc.stderr
+    assert not (tmp_path / "annexa.db").exists()
