@@ -192,8 +192,61 @@ def probe_okta(lc: LoadedConnector) -> list[Line]:
         return lines
 
 
+def probe_azure(lc: LoadedConnector) -> list[Line]:
+    """A token, the subscription listing, and — with ``inventory = "resource_graph"`` —
+    one page of the Resource Graph query (is bulk mode going to work, or read
+    directly?)."""
+    from connectors.azure import resourcegraph
+    from connectors.azure.arm import Arm, CredentialError, bearer_auth
+    from connectors.azure.connector import Subscription, discover_subscriptions
+    from connectors.azure.credentials import build_credential
+    from connectors.http import HttpClient, SourceError
+
+    conn: Any = lc.build()
+    o = conn.options
+    try:
+        auth = bearer_auth(conn._credential or build_credential(o), o.scope_for_token)
+        auth()
+    except (SecretUnavailableError, ValueError, OSError, CredentialError) as exc:
+        return [Line(f"Entra token for {o.scope_for_token}", False, str(exc))]
+    lines = [Line(f"Entra token for {o.scope_for_token}", True, "issued")]
+    with HttpClient(o.arm_url, auth=auth, options=o.http,
+                    headers={"Accept": "application/json"}) as http:
+        arm = Arm(http)
+        action = "Microsoft.Resources/subscriptions/read"
+        if o.subscriptions:
+            subs = [Subscription(s) for s in o.subscriptions]
+            lines.append(Line("subscriptions", True, f"{len(subs)} configured"))
+        else:
+            what = f"GET /subscriptions ({action})"
+            try:
+                subs = discover_subscriptions(arm)
+            except SourceError as exc:
+                return [*lines, Line(what, False, _arm_denied(exc, action))]
+            lines.append(Line(what, True, f"{len(subs)} readable subscriptions"))
+        if o.inventory == "resource_graph":
+            what = f"POST {resourcegraph.PATH} ({resourcegraph.ACTIONS[0]})"
+            if not subs:
+                lines.append(Line(what, False, "no subscription to query"))
+                return lines
+            try:
+                lines.append(Line(what, True, resourcegraph.probe(arm, [s.id for s in subs])))
+            except SourceError as exc:
+                detail = _arm_denied(exc, resourcegraph.ACTIONS[0])
+                lines.append(Line(what, False, f"{detail}; inventory = \"resource_graph\" "
+                                  "would read every subscription directly"))
+    return lines
+
+
+def _arm_denied(exc: Any, action: str) -> str:
+    if getattr(exc, "status", None) in (401, 403):
+        return f"missing permission {action} (HTTP {exc.status})"
+    return str(exc)
+
+
 PROBES: dict[str, Callable[[LoadedConnector], list[Line]]] = {
     "aws": probe_aws,
+    "azure": probe_azure,
     "okta": probe_okta,
 }
 

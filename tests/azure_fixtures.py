@@ -13,6 +13,18 @@ trustme CA when asked) holding an in-memory estate:
   ``resourceType eq`` / ``tagName eq … and tagValue eq`` filters ARM supports;
 * ``denied``: subscriptions answering 403 ``AuthorizationFailed`` to everything;
 * ``faults``: scripted answers (status, headers, count) for matching paths;
+* Azure Resource Graph, ``POST /providers/Microsoft.ResourceGraph/resources``
+  (resourcegraph stable/2022-10-01 ``QueryRequest``/``QueryResponse``): rows of the
+  ``Resources`` table built from the same planted resources the ARM listings serve
+  (``type`` lower-cased, ``subscriptionId``/``resourceGroup``/``tenantId`` added,
+  absent fields null or ""), ``ResourceContainers`` rows for the readable
+  subscriptions; denied subscriptions are left out silently, as Resource Graph leaves
+  out what the caller cannot read. Only the query shape the connector sends is
+  understood (``<table> | where type in~ (...) [| project cols] [| order by id asc]``);
+  anything else is a 400 ``BadRequest``/``InvalidQuery`` as the service answers a
+  query it cannot parse. ``$top`` (1..1000) and ``$skipToken`` page the rows
+  (``graph_page_size`` caps a page further); ``graph_truncate`` answers a truncated
+  page without a ``$skipToken``; ``graph_rows`` post-processes the rows (hostile rows);
 * Entra: ``GET /<tenant>/v2.0/.well-known/openid-configuration`` and
   ``POST /<tenant>/oauth2/v2.0/token`` (client-credentials grant), so the real
   ``azure.identity.ClientSecretCredential`` can authenticate against it over TLS.
@@ -24,6 +36,7 @@ returns the failures it expects the checks to find.
 
 from __future__ import annotations
 
+import base64
 import json
 import re
 import ssl
@@ -115,6 +128,10 @@ class ArmFake:
         self.requests: list[Seen] = []
         self.token_requests: list[dict[str, list[str]]] = []
         self.request_count = 0
+        self.graph_page_size = 1000
+        self.graph_truncate = False
+        self.graph_rows: Any = None  # callable(rows) -> rows, applied before paging
+        self.graph_queries: list[dict[str, Any]] = []
         self._lock = threading.Lock()
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
@@ -233,6 +250,10 @@ class ArmFake:
             return 401, _arm_error("InvalidAuthenticationToken", "bad token"), {}
         if not query.get("api-version"):
             return 400, _arm_error("MissingApiVersionParameter", "api-version missing"), {}
+        if path.rstrip("/").lower() == "/providers/microsoft.resourcegraph/resources":
+            if method != "POST":
+                return 405, _arm_error("MethodNotAllowed", method), {}
+            return self._graph(query, body)
         # Read-only POST queries (policy compliance summaries) are answered from the
         # documents like GETs; every other POST is refused.
         if method != "GET" and not (method == "POST" and path.lower().endswith("/summarize")):
@@ -263,6 +284,64 @@ class ArmFake:
         if key.endswith("/policystates/latest/summarize"):  # nothing assigned
             return 200, policy_summary([]), {}
         return 404, _arm_error("ResourceNotFound", f"{path} not found"), {}
+
+    # -- Resource Graph
+
+    def _graph(self, query: dict[str, list[str]], raw: bytes
+               ) -> tuple[int, dict[str, Any], dict[str, str]]:
+        try:
+            req = json.loads(raw or b"null")
+        except ValueError:
+            return 400, _arm_error("BadRequest", "request body is not JSON"), {}
+        if not isinstance(req, dict) or not isinstance(req.get("query"), str):
+            return 400, _arm_error("BadRequest", "QueryRequest.query is required"), {}
+        self.graph_queries.append(req)
+        opts = req.get("options") or {}
+        top = opts.get("$top", 100)
+        if not isinstance(top, int) or not 1 <= top <= 1000:
+            return 400, _arm_error("BadRequest", "$top must be between 1 and 1000"), {}
+        if opts.get("resultFormat", "objectArray") != "objectArray":
+            return 400, _arm_error("BadRequest", "the fake answers objectArray only"), {}
+        parsed = parse_graph_query(req["query"])
+        if parsed is None:
+            return 400, {"error": {"code": "BadRequest", "message": "Please provide below "
+                                   "info when asking for support: timestamp, correlationId",
+                                   "details": [{"code": "InvalidQuery", "message": "Query is "
+                                                "invalid. Please refer to the documentation "
+                                                "for the Azure Resource Graph service and "
+                                                "fix the error before retrying."}]}}, {}
+        table, types, columns = parsed
+        subs = [str(s).lower() for s in req.get("subscriptions") or []]
+        readable = [s for s in subs if s not in self.denied]
+        if table == "resources":
+            rows = [graph_row(r) for s in readable for r in self.resources.get(s, [])
+                    if r["type"].lower() in types]
+        else:
+            rows = [{"id": f"/subscriptions/{s}", "name": s, "subscriptionId": s,
+                     "type": "microsoft.resources/subscriptions", "tenantId": TENANT,
+                     "properties": {"state": self.subscriptions[s]["state"]}}
+                    for s in readable if s in self.subscriptions
+                    and "microsoft.resources/subscriptions" in types]
+        if columns is not None:
+            unknown = [c for c in columns if c not in GRAPH_COLUMNS]
+            if unknown:
+                return 400, _arm_error("BadRequest", f"Failed to resolve column {unknown[0]}"), {}
+            rows = [{c: r.get(c) for c in columns} for r in rows]
+        rows.sort(key=lambda r: str(r.get("id", "")))
+        if self.graph_rows is not None:
+            rows = self.graph_rows(rows)
+        token = opts.get("$skipToken")
+        start = int(base64.b64decode(token).decode().split(":", 1)[1]) if token else 0
+        size = min(top, self.graph_page_size)
+        page = rows[start:start + size]
+        body: dict[str, Any] = {"totalRecords": len(rows), "count": len(page),
+                                "resultTruncated": "false", "facets": [], "data": page}
+        if start + size < len(rows):
+            if self.graph_truncate:
+                body["resultTruncated"] = "true"
+            else:
+                body["$skipToken"] = base64.b64encode(f"offset:{start + size}".encode()).decode()
+        return 200, body, {}
 
     def _filtered(self, sub: str, query: dict[str, list[str]]) -> list[dict[str, Any]]:
         items = self.resources.get(sub, [])
@@ -327,6 +406,51 @@ def _make_handler(fake: ArmFake) -> type[BaseHTTPRequestHandler]:
             self._serve("POST")
 
     return Handler
+
+
+#: The one query shape the fake understands (the connector's): a table, a ``type in~``
+#: filter, optionally a projection and an ``order by id asc``.
+_GRAPH_QUERY = re.compile(
+    r"^\s*(?P<table>Resources|ResourceContainers)\s*"
+    r"\|\s*where\s+type\s+in~\s*\((?P<types>\s*'[^']+'(\s*,\s*'[^']+')*\s*)\)\s*"
+    r"(\|\s*project\s+(?P<cols>\w+(\s*,\s*\w+)*)\s*)?"
+    r"(\|\s*order\s+by\s+id\s+asc\s*)?$",
+    re.IGNORECASE,
+)
+
+
+#: The ``Resources`` / ``ResourceContainers`` columns (what ``getschema`` lists).
+GRAPH_COLUMNS = frozenset({"id", "name", "type", "tenantId", "kind", "location",
+                           "resourceGroup", "subscriptionId", "managedBy", "sku", "plan",
+                           "properties", "tags", "identity", "zones", "extendedLocation"})
+
+
+def parse_graph_query(text: str) -> tuple[str, set[str], list[str] | None] | None:
+    """(table, lower-cased types, projected columns or None), or None: not understood."""
+    m = _GRAPH_QUERY.match(text)
+    if m is None:
+        return None
+    types = {t.lower() for t in re.findall(r"'([^']+)'", m.group("types"))}
+    cols = [c.strip() for c in m.group("cols").split(",")] if m.group("cols") else None
+    return m.group("table").lower(), types, cols
+
+
+def graph_row(resource: dict[str, Any]) -> dict[str, Any]:
+    """A ``Resources`` row of an ARM resource: the table's columns, ``type`` lower-cased
+    (as in ResourcesFirstPageQuery.json), the string columns "" and the dynamic ones null
+    where the resource has no such field."""
+    parts = resource["id"].split("/")
+    return {
+        "id": resource["id"], "name": resource.get("name", ""),
+        "type": resource["type"].lower(), "tenantId": TENANT,
+        "kind": resource.get("kind", ""), "location": resource.get("location", ""),
+        "resourceGroup": parts[4].lower() if len(parts) > 4 else "",
+        "subscriptionId": parts[2].lower(), "managedBy": resource.get("managedBy", ""),
+        "sku": resource.get("sku"), "plan": resource.get("plan"),
+        "properties": resource.get("properties"), "tags": resource.get("tags"),
+        "identity": resource.get("identity"), "zones": resource.get("zones"),
+        "extendedLocation": resource.get("extendedLocation"),
+    }
 
 
 # --------------------------------------------------------------------------- estate

@@ -11,6 +11,7 @@ Configuration (``[[connectors]] type = "azure"``)::
     # subscriptions = ["…"]           # default: every subscription the identity can read
     # arm_url = "https://management.usgovcloudapi.net"     # sovereign clouds
     # authority = "https://login.microsoftonline.us"
+    # inventory = "resource_graph"    # bulk reads (default "direct")
 
 Units are ``<subscription id>/global/<service>`` — ``storage``, ``network``,
 ``security``, ``monitor``, ``keyvault``, ``sql``, ``compute``, ``recoveryservices``,
@@ -19,6 +20,12 @@ segment of the resource types each produces. Evidence carries
 the resource's location as its region (a ``global`` unit covers every region of its
 service). A 403 on one subscription fails that subscription's units only; the run
 goes on with the others. Units run on a bounded thread pool sharing one HTTP client.
+
+Bulk inventory (``inventory = "resource_graph"``, off by default): before the units
+run, Azure Resource Graph is queried once per 1000 subscriptions for storage accounts,
+NSGs and VNets; the ``storage`` and ``network`` units of each subscription it covers
+are built from its rows (:mod:`.resourcegraph`), every other unit, and those of a
+subscription it does not cover, read ARM directly.
 """
 
 from __future__ import annotations
@@ -28,7 +35,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from functools import partial
 from types import ModuleType
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 from pydantic import Field, field_validator, model_validator
 
@@ -54,6 +61,7 @@ from . import (
     network,
     policy,
     recoveryservices,
+    resourcegraph,
     security,
     sql,
     storage,
@@ -75,6 +83,7 @@ ACTIONS: tuple[str, ...] = tuple(
     dict.fromkeys(
         ["Microsoft.Resources/subscriptions/read"]
         + [a for m in SERVICE_MODULES for a in m.ACTIONS]
+        + list(resourcegraph.ACTIONS)
     )
 )
 
@@ -126,6 +135,11 @@ class AzureOptions(ConnectorOptions):
         None, description='"name=value": resources with this tag must carry a lock too'
     )
     max_workers: int = Field(8, ge=1, le=64, description="units read concurrently")
+    inventory: Literal["direct", "resource_graph"] = Field(
+        "direct", description="resource_graph: read storage accounts, NSGs and VNets in bulk "
+        "with Azure Resource Graph (Microsoft.ResourceGraph/resources/read); direct: ARM "
+        "listings per subscription"
+    )
     http: HttpOptions = Field(default_factory=HttpOptions)
 
     @field_validator("arm_url")
@@ -259,12 +273,37 @@ class AzureConnector(Connector):
             out.append((m.SERVICE, read))
         return out
 
-    def plan(self, arm: Arm, subscriptions: list[Subscription]) -> Iterator[Unit]:
-        """Units lazily, subscription by subscription (the pool pulls them one by one)."""
+    def plan(self, arm: Arm, subscriptions: list[Subscription],
+             inventory: resourcegraph.Inventory | None = None) -> Iterator[Unit]:
+        """Units lazily, subscription by subscription (the pool pulls them one by one);
+        the units ``inventory`` covers read from it."""
         readers = self._readers(arm)
         for sub in subscriptions:
+            bulk = inventory is not None and inventory.covers(sub.id)
             for service, read in readers:
-                yield Unit(sub.id, service, partial(read, arm, sub.id))
+                if bulk and service in resourcegraph.READERS:
+                    yield Unit(sub.id, service, partial(resourcegraph.READERS[service], arm,
+                                                        inventory, sub.id))
+                else:
+                    yield Unit(sub.id, service, partial(read, arm, sub.id))
+
+    def load_inventory(self, ctx: CollectContext, arm: Arm, subscriptions: list[Subscription]
+                       ) -> resourcegraph.Inventory | None:
+        """The Resource Graph inventory when asked for; every subscription it does not
+        cover is logged with the reason (it reads directly)."""
+        if self.options.inventory != "resource_graph" or not subscriptions:
+            return None
+        inv = resourcegraph.load(arm, [s.id for s in subscriptions])
+        reasons: dict[str, list[str]] = {}
+        for sub, reason in inv.failed.items():
+            reasons.setdefault(reason, []).append(sub)
+        for reason, subs in reasons.items():
+            ctx.log.warning("azure resource graph does not cover these subscriptions; "
+                            "reading them directly", connector=self.name, error=reason,
+                            subscriptions=len(subs), first=subs[0])
+        ctx.log.info("azure resource graph inventory", connector=self.name,
+                     covered=len(inv.covered), direct=len(inv.failed), calls=inv.calls)
+        return inv
 
     def collect(self, ctx: CollectContext) -> Iterator[Record]:
         o = self.options
@@ -307,8 +346,10 @@ class AzureConnector(Connector):
             subs = [s for s in subs if s.id not in excluded]
             self.subscriptions = subs
             ctx.log.info("azure subscriptions", connector=self.name, count=len(subs))
+            inventory = self.load_inventory(ctx, arm, subs)
             yield from stream_units(
-                self.plan(arm, subs), max_workers=o.max_workers, cancelled=ctx.cancelled
+                self.plan(arm, subs, inventory), max_workers=o.max_workers,
+                cancelled=ctx.cancelled,
             )
 
     def _scope_errors(self, error: str) -> Iterator[Coverage]:
@@ -316,3 +357,4 @@ class AzureConnector(Connector):
         scopes = self.options.subscriptions or [self.tenant_scope]
         for scope in scopes:
             yield Coverage(scope, GLOBAL, "*", ok=False, error=error)
+

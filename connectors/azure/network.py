@@ -95,12 +95,21 @@ def vnet_payload(vnet: Mapping[str, Any]) -> dict[str, Any]:
     return payload
 
 
+def nsg_evidence(subscription: str, nsg: Mapping[str, Any]) -> Evidence:
+    """An NSG's evidence from its ARM body (or a Resource Graph row shaped as one)."""
+    return evidence(subscription, NSG, nsg, arm_resource(nsg, drop=("defaultSecurityRules",)))
+
+
+def vnet_evidence(subscription: str, vnet: Mapping[str, Any]) -> Evidence:
+    return evidence(subscription, VNET, vnet, vnet_payload(vnet))
+
+
 def read(arm: Arm, subscription: str, **_: Any) -> Iterator[Evidence]:
     base = f"/subscriptions/{subscription}/providers/Microsoft.Network"
     for nsg in arm.list(f"{base}/networkSecurityGroups", API_VERSION):
-        yield evidence(subscription, NSG, nsg, arm_resource(nsg, drop=("defaultSecurityRules",)))
+        yield nsg_evidence(subscription, nsg)
     for vnet in arm.list(f"{base}/virtualNetworks", API_VERSION):
-        yield evidence(subscription, VNET, vnet, vnet_payload(vnet))
+        yield vnet_evidence(subscription, vnet)
 
 
 # --- rule evaluation -----------------------------------------------------------------

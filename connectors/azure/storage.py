@@ -60,13 +60,19 @@ def lifecycle_rules(policy: Mapping[str, Any] | None) -> dict[str, Any] | None:
 def read(arm: Arm, subscription: str, **_: Any) -> Iterator[Evidence]:
     path = f"/subscriptions/{subscription}/providers/Microsoft.Storage/storageAccounts"
     for account in arm.list(path, API_VERSION):
-        payload = arm_resource(account)
-        errors: dict[str, str] = {}
-        policy = read_partial(errors, "managementPolicy", lambda a=account: arm.get(
-            f"{a['id']}/managementPolicies/default", API_VERSION, missing_ok=True) or {})
-        if policy is not None:
-            payload["managementPolicy"] = lifecycle_rules(policy or None)
-        yield evidence(subscription, ACCOUNT, account, with_errors(payload, errors))
+        yield account_evidence(arm, subscription, account)
+
+
+def account_evidence(arm: Arm, subscription: str, account: Mapping[str, Any]) -> Evidence:
+    """One account's evidence from its ARM body (listed here, or a Resource Graph row
+    shaped as one by :mod:`.resourcegraph`), with its lifecycle policy read from ARM."""
+    payload = arm_resource(account)
+    errors: dict[str, str] = {}
+    policy = read_partial(errors, "managementPolicy", lambda: arm.get(
+        f"{account['id']}/managementPolicies/default", API_VERSION, missing_ok=True) or {})
+    if policy is not None:
+        payload["managementPolicy"] = lifecycle_rules(policy or None)
+    return evidence(subscription, ACCOUNT, account, with_errors(payload, errors))
 
 
 # --- checks --------------------------------------------------------------------------
