@@ -130,8 +130,8 @@ def azure_estate(subscriptions: int, per_sub: int, page_size: int) -> Any:
 
 def azure_collect(fake: Any, mode: str, workers: int) -> tuple[dict[str, str], float]:
     from connectors.azure import AzureConnector, AzureOptions
-    from connectors.base import CollectContext
-    from connectors.records import Evidence
+    from core.connector import CollectContext
+    from core.records import Evidence
     from tests.azure_fixtures import StaticCredential
 
     opts = AzureOptions.model_validate({

@@ -42,10 +42,10 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from connectors.checks import REGISTRY
 from connectors.common import batches
 from connectors.http import SourceError
-from connectors.records import Evidence, Finding
+from core.checks import REGISTRY
+from core.records import Evidence, Finding
 
 from . import network, storage
 from .arm import Arm
@@ -77,7 +77,7 @@ SERVICES: frozenset[str] = frozenset(s for s, _ in TYPES.values())
 #: ARM's top-level fields that are also ``Resources`` columns. ``tenantId``,
 #: ``resourceGroup`` and ``subscriptionId`` are Resource Graph's own and not in an ARM
 #: body; ``etag`` is in ARM bodies but not a column (evidence never stores an etag:
-#: :data:`connectors.records.VOLATILE_KEYS`).
+#: :data:`core.records.VOLATILE_KEYS`).
 ENVELOPE = ("id", "name", "type", "location", "tags", "sku", "kind", "identity", "zones",
             "extendedLocation", "plan", "managedBy", "properties")
 COLUMNS = (*ENVELOPE, "subscriptionId")
