@@ -183,6 +183,7 @@ class Daemon:
             except ScheduleError as exc:
                 raise DaemonError(f"{settings.path}: {key}: {exc}") from None
             self.connectors[lc.name] = lc
+        self._refuse_unresolved_secrets(settings)
         self.metrics = Metrics(self.connectors, self._control_ids(index))
         self.metrics.watch_pool(engine.pool)
         try:
@@ -217,6 +218,20 @@ class Daemon:
         self._signals = 0
 
     # -- set-up -------------------------------------------------------------------------
+
+    def _refuse_unresolved_secrets(self, settings: Settings) -> None:
+        """Refuse to start, as ``collect`` does, when a scheduled connector's secret (or the
+        signing key, or a notification target's) does not resolve: otherwise every due
+        time would seal a ``failed`` run full of ``error`` findings until someone looked."""
+        from collector.configcheck import secret_lines
+
+        bad = [ln for ln in secret_lines(settings, list(self.connectors.values())) if not ln.ok]
+        if bad:
+            raise DaemonError(
+                f"{settings.path}: {len(bad)} secret reference(s) do not resolve: "
+                + "; ".join(f"{ln.what}: {ln.detail}" for ln in bad)
+                + " (`annexa config check` lists them all)"
+            )
 
     @staticmethod
     def _control_ids(index: MappingIndex) -> list[str]:
