@@ -367,28 +367,51 @@ def unit_confirmation(finished_at: Any, source_as_of: Any) -> Any:
 
 
 def last_ok_units(conn: Connection, at: datetime) -> dict[tuple[str, str, str, str], datetime]:
-    """(source, scope, region, service) → the latest confirmation by a clean read at
-    ``at``: its run's finish time, or its inventory's as-of if older."""
+    """(source, scope, region, service) → what the latest clean read by ``at`` confirms:
+    its run's finish time, or its inventory's as-of (``source_as_of``) if older.
+
+    The *latest* read, not the freshest confirmation of any read: a read from an older
+    inventory snapshot than an earlier direct read vouches only for its snapshot (for
+    direct reads the two are the same, the latest finish time).
+    """
+    keys = (runs.c.source, run_units.c.scope, run_units.c.region, run_units.c.service)
+    clean = (
+        run_units.c.ok.is_(True),
+        runs.c.digest.is_not(None),
+        runs.c.finished_at.is_not(None),
+        runs.c.finished_at <= at,
+    )
+    joined = run_units.join(runs, runs.c.id == run_units.c.run_id)
+    latest = (
+        select(*keys, func.max(runs.c.finished_at).label("fin"))
+        .select_from(joined)
+        .where(*clean)
+        .group_by(*keys)
+        .subquery()
+    )
     q = (
         select(
-            runs.c.source,
-            run_units.c.scope,
-            run_units.c.region,
-            run_units.c.service,
-            func.max(unit_confirmation(runs.c.finished_at, run_units.c.source_as_of)),
+            *keys,
+            func.min(unit_confirmation(runs.c.finished_at, run_units.c.source_as_of)),
         )
-        .select_from(run_units.join(runs, runs.c.id == run_units.c.run_id))
-        .where(
-            run_units.c.ok.is_(True),
-            runs.c.digest.is_not(None),
-            runs.c.finished_at.is_not(None),
-            runs.c.finished_at <= at,
+        .select_from(
+            joined.join(
+                latest,
+                and_(
+                    latest.c.source == runs.c.source,
+                    latest.c.scope == run_units.c.scope,
+                    latest.c.region == run_units.c.region,
+                    latest.c.service == run_units.c.service,
+                    latest.c.fin == runs.c.finished_at,
+                ),
+            )
         )
-        .group_by(runs.c.source, run_units.c.scope, run_units.c.region, run_units.c.service)
+        .where(*clean)
+        .group_by(*keys)
     )
     found: dict[tuple[str, str, str, str], datetime] = {}
-    for source, scope, region, service, finished in conn.execute(q):
-        found[(source, scope, region, service)] = finished
+    for source, scope, region, service, confirmed in conn.execute(q):
+        found[(source, scope, region, service)] = confirmed
     return found
 
 
@@ -1294,9 +1317,8 @@ class _Replay:
     def confirm(
         self, unit: tuple[str, str, str, str], t: datetime, as_of: datetime | None = None
     ) -> set[str]:
-        c = as_of if as_of is not None and as_of < t else t
-        if unit not in self.units or self.units[unit] < c:
-            self.units[unit] = c
+        # The latest clean read confirms as of its snapshot (as in last_ok_units).
+        self.units[unit] = as_of if as_of is not None and as_of < t else t
         users = self.unit_controls.get((unit[0], unit[1], unit[3]), {})
         return {c for c, n in users.items() if n > 0}
 
