@@ -186,7 +186,7 @@ def _manifest_lines(conn: Connection, run_id: str, check_bodies: bool) -> _Manif
                     m.problems.append(f"evidence {key}: body {chash[:12]}… is missing")
                 elif sha256_hex(body) != chash:
                     m.problems.append(f"evidence {key}: body does not match its hash {chash[:12]}…")
-            m.line(f"E|{key}|{chash or '-'}|{ts(collected_at)}{_as_of(ts, as_of)}")
+            m.line(f"E|{key}|{chash or '-'}|{ts(collected_at)}{as_of_suffix(ts, as_of)}")
     else:
         # Sealing needs the hashes only: the bodies are neither read nor joined.
         stamp, fmt = _stamp(conn, evidence.c.collected_at)
@@ -197,7 +197,7 @@ def _manifest_lines(conn: Connection, run_id: str, check_bodies: bool) -> _Manif
         def ev_lines() -> Iterator[str]:
             for key, chash, at, as_of, row_id in conn.execute(ev, execution_options=_STREAM):
                 m.count("evidence", row_id)
-                yield f"E|{key}|{chash or '-'}|{fmt(at)}{_as_of(as_of_fmt, as_of)}"
+                yield f"E|{key}|{chash or '-'}|{fmt(at)}{as_of_suffix(as_of_fmt, as_of)}"
 
         m.lines(ev_lines())
     fi_order = (_sorted_by_key(conn, findings.c.key), findings.c.id)
@@ -231,12 +231,12 @@ def _manifest_lines(conn: Connection, run_id: str, check_bodies: bool) -> _Manif
         m.count("run_units", u["id"])
         m.line(
             f"U|{u['scope']}/{u['region']}/{u['service']}|{int(bool(u['ok']))}|{u['error'] or ''}"
-            f"{_as_of(ts, u['source_as_of'])}"
+            f"{as_of_suffix(ts, u['source_as_of'])}"
         )
     return m
 
 
-def _as_of(fmt: Callable[[Any], str], value: Any) -> str:
+def as_of_suffix(fmt: Callable[[Any], str], value: Any) -> str:
     """A manifest line's as-of suffix: nothing when NULL (every row sealed before
     migration 0007), so those lines, and the digests over them, are unchanged."""
     return "" if value is None else f"|as-of={fmt(value)}"
