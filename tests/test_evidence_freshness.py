@@ -318,3 +318,44 @@ def test_upgrade_from_0006_keeps_existing_rows(
     _collect(engine, index, _user(True, utcnow() - timedelta(days=10)))
     assert verify(engine).ok
     assert _status(engine, index, "A.8.5") == "stale"
+
+
+# -- audit package ----------------------------------------------------------------------
+
+
+def test_the_audit_package_carries_and_checks_the_snapshot_time(
+    engine: Engine, index: MappingIndex, tmp_path: Path
+) -> None:
+    """evidence.csv shows ``source_updated_at``; the package verifier rebuilds each row's
+    manifest line with it (a forged value in the CSV is named) and the runs' digests
+    recompute from the lines the package carries."""
+    import csv
+    import io
+    import zipfile
+
+    from mappings.soa import default_scope
+    from store.export import build_package, verify_package
+
+    start = utcnow() - timedelta(hours=1)
+    as_of = datetime(2026, 11, 20, 6, 30, tzinfo=UTC)
+    _collect(engine, index, _user(True, as_of))
+    end = utcnow()
+    pkg = tmp_path / "audit.zip"
+    build_package(engine, index, start=start, end=end, out=pkg, freshness=timedelta(days=7),
+                  exceptions=[], scope=default_scope(index.catalog), agent_version="test")
+    check = verify_package(pkg, engine=engine)
+    assert check.ok, check.problems
+    with zipfile.ZipFile(pkg) as zf:
+        text_csv = zf.read("evidence.csv").decode()
+        members = {i.filename: zf.read(i.filename) for i in zf.infolist()}
+    rows = list(csv.DictReader(io.StringIO(text_csv)))
+    (alice,) = [r for r in rows if r["resource_id"] == "alice"]
+    assert alice["source_updated_at"] == "2026-11-20T06:30:00.000000Z"
+
+    forged = text_csv.replace("2026-11-20T06:30:00.000000Z", "2026-12-01T06:30:00.000000Z")
+    bad = tmp_path / "forged.zip"
+    with zipfile.ZipFile(bad, "w") as zf:
+        for name, data in members.items():
+            zf.writestr(name, forged.encode() if name == "evidence.csv" else data)
+    reasons = [p.reason for p in verify_package(bad).problems]
+    assert any("is not in the manifest of run" in r for r in reasons), reasons
