@@ -1395,12 +1395,22 @@ def control_timelines(
         check_filter = {c for cid in selected for c in index.checks_for(cid)}
     with engine.connect() as conn:
         rp.units = dict(last_ok_units(conn, start))
+        # The as-of of the inventory records the findings in force were judged on (only
+        # findings judged on one: none for a store of direct reads).
+        as_of_by_id = dict(
+            conn.execute(
+                select(findings.c.id, evidence.c.source_updated_at)
+                .select_from(findings.join(evidence, evidence.c.id == findings.c.evidence_id))
+                .where(evidence.c.source_updated_at.is_not(None), findings.c.observed_at <= start)
+            ).all()
+        )
         for f in findings_at(conn, start):
             if (
                 check_filter is None
                 or f["check_id"] in check_filter
                 or set(f["controls"]) & rp.controls
             ):
+                f["source_updated_at"] = as_of_by_id.get(f["id"])
                 rp.apply_finding(f, start)
         from store.policy_documents import policy_history
 

@@ -109,6 +109,18 @@ def test_an_old_inventory_snapshot_is_stale_and_the_same_read_directly_passes(
     assert _timeline_now(engine, index, "A.8.5") == "pass"
 
 
+def test_a_timeline_starting_after_the_old_snapshot_agrees_with_control_statuses(
+    engine: Engine, index: MappingIndex
+) -> None:
+    """The finding in force at the timeline's start was judged on an old snapshot: the
+    replay's initial state is stale too, as control_statuses says."""
+    _collect(engine, index, _user(True, utcnow() - timedelta(days=10)))
+    start = utcnow()
+    end = start + timedelta(microseconds=1)
+    tl = control_timelines(engine, index, start, end, controls=["A.8.5"])["A.8.5"]
+    assert tl.status_at(start) == "stale" == _status(engine, index, "A.8.5")
+
+
 def test_the_same_evidence_read_directly_passes(engine: Engine, index: MappingIndex) -> None:
     _collect(engine, index, _user(True, None))
     assert _status(engine, index, "A.8.5") == "pass"
