@@ -40,6 +40,7 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
@@ -67,8 +68,11 @@ MAX_PAGE: dict[str, dict[str, int]] = {
     # Cloud Asset Inventory assets.list pageSize ≤ 1000; Cloud Storage buckets.list
     # maxResults ≤ 1000; Compute list maxResults ≤ 500.
     "gcp": {"pageSize": 1000, "maxResults": 500},
+    # Jamf Pro API /api/v1/computers-inventory: page-size ≤ 2000.
+    "jamf": {"page-size": 2000},
 }
-PAGE_PARAMS = ("limit", "per_page", "$top", "maxResults", "sysparm_limit", "pageSize")
+PAGE_PARAMS = ("limit", "per_page", "$top", "maxResults", "sysparm_limit", "pageSize",
+               "page-size")
 CURSOR_PARAMS = ("after", "page", "pageToken", "nextPageToken", "startAt",
                  "sysparm_offset", "$skiptoken", "cursor", "$skip")
 
@@ -82,6 +86,7 @@ NOTES: dict[str, str] = {
             "(the search returns the first 100 entries)",
     "servicenow": "per process: one table listing; per record: audit pages beyond the "
                   "first (sys_audit queried per record set)",
+    "jamf": "one token, then the inventory listing (sections in the same call)",
     "gcp": "per project: the listings of each service; per bucket: its IAM policy "
            "(direct); bulk: one assets.list per content type and parent",
 }
@@ -206,7 +211,7 @@ def okta(users: int) -> Report:
             fake.add_user(t.okta_user(f"00ub{i:05d}", f"user{i}@acme.example", last_login=2),
                           [t.factor("push")])
         with observed() as calls:
-            n = _run(t.connector(fake, page_size=200, max_workers=4))
+            n = _run(t.connector(fake, page_size=200, max_workers=4))  # the default
         return analyse("okta", list(calls), n)
     finally:
         server.stop()
@@ -244,7 +249,7 @@ def entra(users: int) -> Report:
         for i in range(users):
             fake.add_user(t.graph_user(f"u-b{i:05d}", f"user{i}@acme.example", last=2),
                           ["microsoftAuthenticatorPush"])
-        conn, _ = t.connector(fake, page_size=999)
+        conn, _ = t.connector(fake, page_size=999)  # the default
         with observed() as calls:
             n = _run(conn)
         return analyse("entra", list(calls), n)
@@ -259,7 +264,7 @@ def jira(users: int) -> Report:
     with t.FakeJira() as fake:
         t.plant(fake)
         with observed() as calls:
-            n = _run(t.connector(fake, page_size=100))
+            n = _run(t.connector(fake, page_size=100))  # the option's default
         return analyse("jira", list(calls), n)
 
 
@@ -270,7 +275,8 @@ def servicenow(users: int) -> Report:
     with t.FakeServiceNow() as fake:
         t.plant(fake)
         with observed() as calls:
-            n = _run(t.connector(fake, page_size=200, audit_page_size=10_000))
+            # The options' defaults (the test helper pages by 2 and 3).
+            n = _run(t.connector(fake, page_size=100, audit_page_size=1000))
         return analyse("servicenow", list(calls), n)
 
 
@@ -295,12 +301,30 @@ def gcp(users: int, inventory: str = "direct") -> Report:
         return r
 
 
+def jamf(users: int) -> Report:
+    from tests import device_fakes as d
+    from tests.harness import run_engine
+
+    os.environ["ANNEXA_TEST_JAMF_PASSWORD"] = d.JAMF_PASSWORD
+    now = datetime.now(UTC)
+    computers = [d.jamf_computer(i, now) for i in range(max(users, 1) * 3)]
+    with d.FakeJamf(len(computers), computers.__getitem__) as fake:
+        with observed() as calls:
+            # The connector's default page size (500); Jamf Pro allows 2000.
+            result = run_engine("jamf", {
+                "url": fake.url, "auth": "basic", "username": d.JAMF_USER,
+                "password": {"env": "ANNEXA_TEST_JAMF_PASSWORD"},
+                "http": {"max_attempts": 2, "retry_min_wait": 0, "retry_max_wait": 0.01}})
+        return analyse("jamf", list(calls), len(result.evidence))
+
+
 SCENARIOS: dict[str, Callable[[int], list[Report]]] = {
     "okta": lambda n: [okta(n)],
     "github": lambda n: [github(n)],
     "entra": lambda n: [entra(n)],
     "jira": lambda n: [jira(n)],
     "servicenow": lambda n: [servicenow(n)],
+    "jamf": lambda n: [jamf(n)],
     "gcp": lambda n: [gcp(n), gcp(n, "asset_inventory")],
 }
 
