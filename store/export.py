@@ -63,6 +63,7 @@ from store.integrity import (
     as_of_suffix,
     finding_hash,
     ts,
+    unit_line,
 )
 from store.isms import ISMS_COLUMNS, RISK_COLUMNS, package_parts
 from store.keys import stored_keys
@@ -162,10 +163,7 @@ def run_manifest_lines(conn: Connection, run_id: str) -> list[str]:
         .order_by(run_units.c.scope, run_units.c.region, run_units.c.service, run_units.c.id)
     )
     for u in conn.execute(uq).mappings():
-        lines.append(
-            f"U|{u['scope']}/{u['region']}/{u['service']}|{int(bool(u['ok']))}|{u['error'] or ''}"
-            f"{as_of_suffix(ts, u['source_as_of'])}"
-        )
+        lines.append(unit_line(u))
     return lines
 
 

@@ -3,8 +3,9 @@
 A run's digest is ``sha256(prev_digest, run header, manifest)`` where the manifest is
 every row the run wrote — evidence versions, finding versions, unit outcomes — as
 ``(kind, key, content hash, timestamp)`` lines sorted by key (an evidence line also
-carries the source's as-of time, and a unit line its ``source_as_of``, when not NULL:
-migration 0007; a row without one hashes exactly as before, so older seals verify).
+carries the source's as-of time when not NULL, and a unit with a ``source_as_of`` is a
+``V`` line: migration 0007; a row without one hashes exactly as before, so older seals
+verify).
 Content hashes are recomputed from the stored bodies, so rewriting a body, a row, or a run's header
 breaks the digest of the run that wrote it; deleting or re-ordering runs breaks the
 chain. ``verify`` walks every source's chain and names the first run that breaks.
@@ -229,10 +230,7 @@ def _manifest_lines(conn: Connection, run_id: str, check_bodies: bool) -> _Manif
     )
     for u in conn.execute(uq).mappings():
         m.count("run_units", u["id"])
-        m.line(
-            f"U|{u['scope']}/{u['region']}/{u['service']}|{int(bool(u['ok']))}|{u['error'] or ''}"
-            f"{as_of_suffix(ts, u['source_as_of'])}"
-        )
+        m.line(unit_line(u))
     return m
 
 
@@ -240,6 +238,17 @@ def as_of_suffix(fmt: Callable[[Any], str], value: Any) -> str:
     """A manifest line's as-of suffix: nothing when NULL (every row sealed before
     migration 0007), so those lines, and the digests over them, are unchanged."""
     return "" if value is None else f"|as-of={fmt(value)}"
+
+
+def unit_line(u: Mapping[str, Any]) -> str:
+    """A ``run_units`` row's manifest line. A unit read from an inventory (``source_as_of``
+    set, migration 0007) is a ``V`` line with the as-of *before* the free-text error, so
+    no error text can make a ``U`` line (as-of NULL) hash like it; a ``U`` line is
+    exactly what it was before 0007."""
+    unit = f"{u['scope']}/{u['region']}/{u['service']}|{int(bool(u['ok']))}"
+    if u["source_as_of"] is None:
+        return f"U|{unit}|{u['error'] or ''}"
+    return f"V|{unit}|{ts(u['source_as_of'])}|{u['error'] or ''}"
 
 
 def compute_digest(conn: Connection, run: dict[str, Any], prev_digest: str) -> str:

@@ -184,6 +184,22 @@ def test_a_forged_freshness_is_named_by_verify(
     assert result.first_broken_run == first.run_id
 
 
+def test_an_erased_unit_as_of_cannot_hide_in_its_error_text(
+    engine: Engine, index: MappingIndex, db_url: str
+) -> None:
+    """Moving the as-of into the unit's free-text error (and erasing it) would make the
+    same text under a suffix encoding; the ``V`` line tells them apart."""
+    from store.integrity import ts
+
+    old = datetime(2026, 11, 1, tzinfo=UTC)
+    first = _collect(engine, index, _user(True, old))
+    assert verify(engine).ok
+    _tamper(engine, db_url, f"UPDATE run_units SET error = '{ts(old)}|', source_as_of = NULL "
+                            "WHERE source_as_of IS NOT NULL")
+    result = verify(engine)
+    assert not result.ok and result.first_broken_run == first.run_id
+
+
 def test_freshness_is_outside_the_content_hash(engine: Engine, index: MappingIndex) -> None:
     """The same payload with and without an as-of has one content hash (one blob)."""
     _collect(engine, index, _user(True, None))
