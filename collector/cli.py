@@ -620,6 +620,11 @@ def evidence_show(
                     f"source={r['source']} scope={r['scope']} region={r['region']} "
                     f"collected_at={r['collected_at'].isoformat()} hash={r['content_hash']}"
                     + (
+                        f" source_as_of={r['source_updated_at'].isoformat()}"
+                        if r.get("source_updated_at")
+                        else ""
+                    )
+                    + (
                         f" valid_to={r['valid_to'].isoformat() if r['valid_to'] else '-'}"
                         if period
                         else ""
@@ -642,6 +647,8 @@ def evidence_show(
             ("resource_id", "resource_id"),
             ("content_hash", "content_hash"),
             ("collected_at", "collected_at"),
+            # The inventory's snapshot time the data is as of (bulk modes; empty: direct).
+            ("source_updated_at", "source_updated_at"),
             ("payload", "payload"),
         ]
         if period:

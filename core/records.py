@@ -277,11 +277,14 @@ class Evidence:
     resource_id: str
     payload: dict[str, Any]
     collected_at: datetime = field(default_factory=utcnow)
-    #: When the source itself last recorded the resource, for evidence read from a bulk
-    #: inventory (Cloud Asset Inventory ``updateTime``) rather than from the resource's
-    #: own API: the data may be older than ``collected_at``. ``None`` for direct reads.
-    #: Not part of the payload (so the content hash and the checks are the same either
-    #: way) and not yet persisted by the store: see docs/bulk-inventory.md.
+    #: For evidence read from a provider's bulk inventory rather than the resource's own
+    #: API: the time up to which the provider vouches for the record — its snapshot
+    #: time (Cloud Asset Inventory: the listing's ``readTime``), *not* the time of the
+    #: resource's last change (``updateTime``): an unchanged resource is still described
+    #: truly. ``None`` for a direct read (true as of ``collected_at``). Not part of the
+    #: payload (the content hash and the checks are the same either way); stored in
+    #: ``evidence.source_updated_at``, sealed, and counted toward ``stale``
+    #: (docs/concepts.md, "Stale").
     source_updated_at: datetime | None = None
 
     @property

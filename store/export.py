@@ -60,8 +60,10 @@ from store.integrity import (
     _combine,
     _Manifest,
     _sorted_by_key,
+    as_of_suffix,
     finding_hash,
     ts,
+    unit_line,
 )
 from store.isms import ISMS_COLUMNS, RISK_COLUMNS, package_parts
 from store.keys import stored_keys
@@ -127,16 +129,27 @@ def _csv(rows: Iterable[Mapping[str, Any]], cols: list[str]) -> bytes:
     return buf.getvalue().encode("utf-8")
 
 
+def _csv_as_of(text_value: str | None) -> str:
+    """The manifest suffix of an evidence.csv row's ``source_updated_at`` (already in the
+    manifest's form; empty, or absent in a package made before migration 0007: none)."""
+    return f"|as-of={text_value}" if text_value else ""
+
+
 def run_manifest_lines(conn: Connection, run_id: str) -> list[str]:
     """The lines a run's digest is computed over (same order as store.integrity)."""
     lines: list[str] = []
     eq = (
-        select(evidence.c.key, evidence.c.content_hash, evidence.c.collected_at)
+        select(
+            evidence.c.key,
+            evidence.c.content_hash,
+            evidence.c.collected_at,
+            evidence.c.source_updated_at,
+        )
         .where(evidence.c.run_id == run_id)
         .order_by(_sorted_by_key(conn, evidence.c.key), evidence.c.id)
     )
-    for key, chash, collected_at in conn.execute(eq):
-        lines.append(f"E|{key}|{chash or '-'}|{ts(collected_at)}")
+    for key, chash, collected_at, as_of in conn.execute(eq):
+        lines.append(f"E|{key}|{chash or '-'}|{ts(collected_at)}{as_of_suffix(ts, as_of)}")
     fq = (
         select(findings.c.key, findings.c.finding_hash, findings.c.observed_at)
         .where(findings.c.run_id == run_id)
@@ -150,9 +163,7 @@ def run_manifest_lines(conn: Connection, run_id: str) -> list[str]:
         .order_by(run_units.c.scope, run_units.c.region, run_units.c.service, run_units.c.id)
     )
     for u in conn.execute(uq).mappings():
-        lines.append(
-            f"U|{u['scope']}/{u['region']}/{u['service']}|{int(bool(u['ok']))}|{u['error'] or ''}"
-        )
+        lines.append(unit_line(u))
     return lines
 
 
@@ -211,6 +222,7 @@ _EV_CSV = [
     "resource_id",
     "content_hash",
     "collected_at",
+    "source_updated_at",
     "valid_to",
     "run_id",
     "body_removed",
@@ -336,6 +348,9 @@ def build_package(
             {
                 **v,
                 "collected_at": ts(v["collected_at"]),
+                "source_updated_at": (
+                    ts(v["source_updated_at"]) if v.get("source_updated_at") else None
+                ),
                 "valid_to": ts(v["valid_to"]) if v["valid_to"] else None,
                 "as_of": ts(end),
             }
@@ -1009,7 +1024,10 @@ def _verify_contents(
                 f"line {n}: {row['key']}: run {row['run_id']} is not "
                 "among the package's runs (no digest covers the row)",
             )
-        elif f"E|{row['key']}|{h}|{row['collected_at']}" not in lines:
+        elif (
+            f"E|{row['key']}|{h}|{row['collected_at']}"
+            f"{_csv_as_of(row.get('source_updated_at'))}" not in lines
+        ):
             res.add(
                 "evidence.csv",
                 f"line {n}: {row['key']} is not in the manifest of run {row['run_id']}",

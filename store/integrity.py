@@ -2,8 +2,11 @@
 
 A run's digest is ``sha256(prev_digest, run header, manifest)`` where the manifest is
 every row the run wrote — evidence versions, finding versions, unit outcomes — as
-``(kind, key, content hash, timestamp)`` lines sorted by key. Content hashes are
-recomputed from the stored bodies, so rewriting a body, a row, or a run's header
+``(kind, key, content hash, timestamp)`` lines sorted by key (an evidence line also
+carries the source's as-of time when not NULL, and a unit with a ``source_as_of`` is a
+``V`` line: migration 0007; a row without one hashes exactly as before, so older seals
+verify).
+Content hashes are recomputed from the stored bodies, so rewriting a body, a row, or a run's header
 breaks the digest of the run that wrote it; deleting or re-ordering runs breaks the
 chain. ``verify`` walks every source's chain and names the first run that breaks.
 """
@@ -157,7 +160,12 @@ _STREAM = {"yield_per": 2000}
 
 def _manifest_lines(conn: Connection, run_id: str, check_bodies: bool) -> _Manifest:
     m = _Manifest()
-    ev_cols = [evidence.c.key, evidence.c.content_hash, evidence.c.collected_at]
+    ev_cols = [
+        evidence.c.key,
+        evidence.c.content_hash,
+        evidence.c.collected_at,
+        evidence.c.source_updated_at,
+    ]
     order = (_sorted_by_key(conn, evidence.c.key), evidence.c.id)
     if check_bodies:
         # A body removed by `annexa retention` is acceptable: its removal is logged.
@@ -168,7 +176,7 @@ def _manifest_lines(conn: Connection, run_id: str, check_bodies: bool) -> _Manif
             .where(evidence.c.run_id == run_id)
             .order_by(*order)
         )
-        for key, chash, collected_at, body, was_retained, row_id in conn.execute(
+        for key, chash, collected_at, as_of, body, was_retained, row_id in conn.execute(
             ev, execution_options=_STREAM
         ):
             m.count("evidence", row_id)
@@ -179,17 +187,18 @@ def _manifest_lines(conn: Connection, run_id: str, check_bodies: bool) -> _Manif
                     m.problems.append(f"evidence {key}: body {chash[:12]}… is missing")
                 elif sha256_hex(body) != chash:
                     m.problems.append(f"evidence {key}: body does not match its hash {chash[:12]}…")
-            m.line(f"E|{key}|{chash or '-'}|{ts(collected_at)}")
+            m.line(f"E|{key}|{chash or '-'}|{ts(collected_at)}{as_of_suffix(ts, as_of)}")
     else:
         # Sealing needs the hashes only: the bodies are neither read nor joined.
         stamp, fmt = _stamp(conn, evidence.c.collected_at)
-        ev = select(evidence.c.key, evidence.c.content_hash, stamp, evidence.c.id)
+        as_of_stamp, as_of_fmt = _stamp(conn, evidence.c.source_updated_at)
+        ev = select(evidence.c.key, evidence.c.content_hash, stamp, as_of_stamp, evidence.c.id)
         ev = ev.where(evidence.c.run_id == run_id).order_by(*order)
 
         def ev_lines() -> Iterator[str]:
-            for key, chash, at, row_id in conn.execute(ev, execution_options=_STREAM):
+            for key, chash, at, as_of, row_id in conn.execute(ev, execution_options=_STREAM):
                 m.count("evidence", row_id)
-                yield f"E|{key}|{chash or '-'}|{fmt(at)}"
+                yield f"E|{key}|{chash or '-'}|{fmt(at)}{as_of_suffix(as_of_fmt, as_of)}"
 
         m.lines(ev_lines())
     fi_order = (_sorted_by_key(conn, findings.c.key), findings.c.id)
@@ -221,10 +230,25 @@ def _manifest_lines(conn: Connection, run_id: str, check_bodies: bool) -> _Manif
     )
     for u in conn.execute(uq).mappings():
         m.count("run_units", u["id"])
-        m.line(
-            f"U|{u['scope']}/{u['region']}/{u['service']}|{int(bool(u['ok']))}|{u['error'] or ''}"
-        )
+        m.line(unit_line(u))
     return m
+
+
+def as_of_suffix(fmt: Callable[[Any], str], value: Any) -> str:
+    """A manifest line's as-of suffix: nothing when NULL (every row sealed before
+    migration 0007), so those lines, and the digests over them, are unchanged."""
+    return "" if value is None else f"|as-of={fmt(value)}"
+
+
+def unit_line(u: Mapping[str, Any]) -> str:
+    """A ``run_units`` row's manifest line. A unit read from an inventory (``source_as_of``
+    set, migration 0007) is a ``V`` line with the as-of *before* the free-text error, so
+    no error text can make a ``U`` line (as-of NULL) hash like it; a ``U`` line is
+    exactly what it was before 0007."""
+    unit = f"{u['scope']}/{u['region']}/{u['service']}|{int(bool(u['ok']))}"
+    if u["source_as_of"] is None:
+        return f"U|{unit}|{u['error'] or ''}"
+    return f"V|{unit}|{ts(u['source_as_of'])}|{u['error'] or ''}"
 
 
 def compute_digest(conn: Connection, run: dict[str, Any], prev_digest: str) -> str:

@@ -161,6 +161,9 @@ def _observation(
             f"(SHA-256 {h}).",
             "props": [prop("content-hash", h), prop("run-id", v["run_id"])],
         }
+        if v.get("source_updated_at"):
+            # Read from a provider's inventory: the data is as of its snapshot time.
+            entry["props"].append(prop("source-as-of", iso(v["source_updated_at"])))
         if v.get("body_removed"):
             entry["description"] += " Its body was removed by retention; its hash stays."
         else:

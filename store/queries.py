@@ -29,7 +29,19 @@ from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection, Engine, Text, bindparam, cast, func, or_, select, text
+from sqlalchemy import (
+    Connection,
+    Engine,
+    Text,
+    and_,
+    bindparam,
+    case,
+    cast,
+    func,
+    or_,
+    select,
+    text,
+)
 
 from core.records import utcnow
 from store.manual_records import ManualRecord
@@ -93,6 +105,7 @@ _EV_COLS = (
     "resource_id",
     "content_hash",
     "collected_at",
+    "source_updated_at",
 )
 
 
@@ -229,14 +242,23 @@ _LIGHT = (
 
 
 def _findings_light(conn: Connection, at: datetime) -> Iterator[tuple[Any, ...]]:
-    """Findings in force at ``at`` as tuples of :data:`_LIGHT` (the hot path).
+    """Findings in force at ``at`` as tuples of :data:`_LIGHT` (the hot path), the
+    observation time capped by the as-of of the evidence version judged (its
+    ``source_updated_at``: a verdict on an inventory's record is no fresher than it).
 
     Control lists repeat (one per check), so each distinct JSON text is parsed once.
     """
     pg = conn.dialect.name == "postgresql"
-    sql = _latest_sql("findings", "observed_at", _LIGHT, postgresql=pg)
+    sql = _latest_sql(
+        "findings",
+        "observed_at",
+        _LIGHT,
+        ", e.source_updated_at AS source_updated_at",
+        " LEFT JOIN evidence e ON e.id = t.evidence_id",
+        postgresql=pg,
+    )
     sql += " WHERE t.status IS NOT NULL"
-    q = _typed(sql, findings, _LIGHT)
+    q = _typed(sql, findings, _LIGHT, evidence.c.source_updated_at)
     parsed: dict[str, list[str]] = {}
     for src in _sources(conn, None):
         for row in conn.execute(q, {"at": at, "source": src}):
@@ -244,7 +266,10 @@ def _findings_light(conn: Connection, at: datetime) -> Iterator[tuple[Any, ...]]
             controls = parsed.get(c)
             if controls is None:
                 controls = parsed[c] = json.loads(c)
-            yield (*row[:7], controls, row[8], row[9])
+            observed, as_of = row[9], row[10]
+            if as_of is not None and as_of < observed:
+                observed = as_of
+            yield (*row[:7], controls, row[8], observed)
 
 
 def evidence_at(
@@ -328,28 +353,65 @@ def item_versions(
     return out
 
 
+def unit_confirmation(finished_at: Any, source_as_of: Any) -> Any:
+    """SQL: the time a clean read confirms its unit as of — the run's finish, or the
+    source's as-of when the unit was read from an inventory older than that (migration
+    0007; docs/concepts.md "Stale")."""
+    return case(
+        (
+            and_(source_as_of.is_not(None), source_as_of < finished_at),
+            source_as_of,
+        ),
+        else_=finished_at,
+    )
+
+
 def last_ok_units(conn: Connection, at: datetime) -> dict[tuple[str, str, str, str], datetime]:
-    """(source, scope, region, service) → finish time of the latest clean read at ``at``."""
+    """(source, scope, region, service) → what the latest clean read by ``at`` confirms:
+    its run's finish time, or its inventory's as-of (``source_as_of``) if older.
+
+    The *latest* read, not the freshest confirmation of any read: a read from an older
+    inventory snapshot than an earlier direct read vouches only for its snapshot (for
+    direct reads the two are the same, the latest finish time).
+    """
+    keys = (runs.c.source, run_units.c.scope, run_units.c.region, run_units.c.service)
+    clean = (
+        run_units.c.ok.is_(True),
+        runs.c.digest.is_not(None),
+        runs.c.finished_at.is_not(None),
+        runs.c.finished_at <= at,
+    )
+    joined = run_units.join(runs, runs.c.id == run_units.c.run_id)
+    latest = (
+        select(*keys, func.max(runs.c.finished_at).label("fin"))
+        .select_from(joined)
+        .where(*clean)
+        .group_by(*keys)
+        .subquery()
+    )
     q = (
         select(
-            runs.c.source,
-            run_units.c.scope,
-            run_units.c.region,
-            run_units.c.service,
-            func.max(runs.c.finished_at),
+            *keys,
+            func.min(unit_confirmation(runs.c.finished_at, run_units.c.source_as_of)),
         )
-        .select_from(run_units.join(runs, runs.c.id == run_units.c.run_id))
-        .where(
-            run_units.c.ok.is_(True),
-            runs.c.digest.is_not(None),
-            runs.c.finished_at.is_not(None),
-            runs.c.finished_at <= at,
+        .select_from(
+            joined.join(
+                latest,
+                and_(
+                    latest.c.source == runs.c.source,
+                    latest.c.scope == run_units.c.scope,
+                    latest.c.region == run_units.c.region,
+                    latest.c.service == run_units.c.service,
+                    latest.c.fin == runs.c.finished_at,
+                ),
+            )
         )
-        .group_by(runs.c.source, run_units.c.scope, run_units.c.region, run_units.c.service)
+        .where(*clean)
+        .group_by(*keys)
     )
     found: dict[tuple[str, str, str, str], datetime] = {}
-    for source, scope, region, service, finished in conn.execute(q):
-        found[(source, scope, region, service)] = finished
+    for source, scope, region, service, confirmed in conn.execute(q):
+        found[(source, scope, region, service)] = confirmed
     return found
 
 
@@ -1223,8 +1285,12 @@ class _Replay:
                 u = self._unit(f)
                 self.pass_units[cid][u] += 1
                 self.unit_controls.setdefault((u[0], u[1], u[3]), Counter())[cid] += 1
-                # Its own observation confirms its unit (as in control_statuses).
+                # Its own observation confirms its unit (as in control_statuses), no
+                # later than the as-of of the inventory record it was judged on.
                 seen = f.get("observed_at")
+                as_of = f.get("source_updated_at")
+                if seen is not None and as_of is not None and as_of < seen:
+                    seen = as_of
                 if seen is not None and (u not in self.units or self.units[u] < seen):
                     self.units[u] = seen
             touched.add(cid)
@@ -1248,8 +1314,11 @@ class _Replay:
                 touched |= self._add(fk, f, t)
         return touched
 
-    def confirm(self, unit: tuple[str, str, str, str], t: datetime) -> set[str]:
-        self.units[unit] = t
+    def confirm(
+        self, unit: tuple[str, str, str, str], t: datetime, as_of: datetime | None = None
+    ) -> set[str]:
+        # The latest clean read confirms as of its snapshot (as in last_ok_units).
+        self.units[unit] = as_of if as_of is not None and as_of < t else t
         users = self.unit_controls.get((unit[0], unit[1], unit[3]), {})
         return {c for c, n in users.items() if n > 0}
 
@@ -1326,12 +1395,22 @@ def control_timelines(
         check_filter = {c for cid in selected for c in index.checks_for(cid)}
     with engine.connect() as conn:
         rp.units = dict(last_ok_units(conn, start))
+        # The as-of of the inventory records the findings in force were judged on (only
+        # findings judged on one: none for a store of direct reads).
+        as_of_by_id = dict(
+            conn.execute(
+                select(findings.c.id, evidence.c.source_updated_at)
+                .select_from(findings.join(evidence, evidence.c.id == findings.c.evidence_id))
+                .where(evidence.c.source_updated_at.is_not(None), findings.c.observed_at <= start)
+            ).all()
+        )
         for f in findings_at(conn, start):
             if (
                 check_filter is None
                 or f["check_id"] in check_filter
                 or set(f["controls"]) & rp.controls
             ):
+                f["source_updated_at"] = as_of_by_id.get(f["id"])
                 rp.apply_finding(f, start)
         from store.policy_documents import policy_history
 
@@ -1370,6 +1449,7 @@ def control_timelines(
                 run_units.c.scope,
                 run_units.c.region,
                 run_units.c.service,
+                run_units.c.source_as_of,
             )
             .select_from(run_units.join(runs, runs.c.id == run_units.c.run_id))
             .where(
@@ -1379,10 +1459,13 @@ def control_timelines(
                 runs.c.finished_at <= end,
             )
         )
-        for fin, src, scope, region, service in conn.execute(uq):
-            push(fin, 1, (src, scope, region, service))
+        for fin, src, scope, region, service, as_of in conn.execute(uq):
+            push(fin, 1, ((src, scope, region, service), as_of))
         fq = (
-            select(*(findings.c[c] for c in _FI_COLS))
+            select(*(findings.c[c] for c in _FI_COLS), evidence.c.source_updated_at)
+            .select_from(
+                findings.outerjoin(evidence, evidence.c.id == findings.c.evidence_id)
+            )
             .where(findings.c.observed_at > start, findings.c.observed_at <= end, sealed(findings))
             .order_by(findings.c.observed_at, findings.c.id)
         )
@@ -1445,7 +1528,7 @@ def control_timelines(
                 _, kind, _, payload = events[ei]
                 ei += 1
                 if kind == 1:
-                    touched |= rp.confirm(payload, t)
+                    touched |= rp.confirm(payload[0], t, payload[1])
                 elif kind == 2:
                     touched |= rp.apply_manual(*payload)
                 elif kind == 3:

@@ -171,6 +171,10 @@ run_units = Table(
     Column("ok", Boolean, nullable=False),
     Column("error", Text),
     Column("recorded_at", UTCDateTime(), nullable=False),
+    # Migration 0007: the oldest ``source_updated_at`` of the evidence the run read in this
+    # unit (NULL: all read directly). A clean read confirms the unit's items only as of
+    # this time (store.queries.last_ok_units). In the run's manifest when not NULL.
+    Column("source_as_of", UTCDateTime()),
 )
 Index("ix_run_units_run", run_units.c.run_id)
 
@@ -196,6 +200,10 @@ evidence = Table(
     Column("resource_id", Text, nullable=False),
     Column("content_hash", String(64)),
     Column("collected_at", UTCDateTime(), nullable=False),
+    # Migration 0007: the time up to which the source vouches for this version's data
+    # (``Evidence.source_updated_at``: a bulk inventory's snapshot time); NULL for a
+    # direct read. Outside the content hash; in the run's manifest when not NULL.
+    Column("source_updated_at", UTCDateTime()),
 )
 Index("ix_evidence_source_key", evidence.c.source, evidence.c.key, evidence.c.id)
 Index("ix_evidence_run", evidence.c.run_id)

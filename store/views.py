@@ -90,8 +90,13 @@ def _explode(dialect: str, alias: str) -> str:
     return f"JOIN json_each({alias}.controls) AS c"
 
 
-def view_sql(dialect: str) -> list[tuple[str, str]]:
-    """``(name, SELECT …)`` for every view on ``dialect`` ("sqlite" or "postgresql")."""
+def view_sql(dialect: str, *, freshness: bool = True) -> list[tuple[str, str]]:
+    """``(name, SELECT …)`` for every view on ``dialect`` ("sqlite" or "postgresql").
+
+    ``freshness``: the evidence views show ``source_updated_at`` (migration 0007);
+    False gives the views as migrations 0005 to 0006 made them (no such column yet).
+    """
+    fresh = "e.source_updated_at, " if freshness else ""
     now = _now(dialect)
     j = lambda expr, f: _json(dialect, expr, f)  # noqa: E731
     t = lambda expr, f: _ts(dialect, _json(dialect, expr, f))  # noqa: E731
@@ -115,6 +120,7 @@ def view_sql(dialect: str) -> list[tuple[str, str]]:
             "evidence_history",
             "SELECT e.id, e.run_id, e.source, e.key, e.scope, e.region, e.service, "
             "e.resource_type, e.resource_id, e.content_hash, e.collected_at AS valid_from, "
+            f"{fresh}"
             "LEAD(e.collected_at) OVER (PARTITION BY e.source, e.key "
             "ORDER BY e.collected_at, e.id) AS valid_to, b.body, "
             f"{flag('e.content_hash IS NOT NULL AND b.hash IS NULL')} AS body_removed "
@@ -133,7 +139,7 @@ def view_sql(dialect: str) -> list[tuple[str, str]]:
         (
             "evidence_current",
             "SELECT e.id, e.run_id, e.source, e.key, e.scope, e.region, e.service, "
-            "e.resource_type, e.resource_id, e.content_hash, e.collected_at, b.body "
+            f"e.resource_type, e.resource_id, e.content_hash, e.collected_at, {fresh}b.body "
             "FROM evidence e LEFT JOIN blobs b ON b.hash = e.content_hash "
             "WHERE e.id IN (SELECT max(x.id) FROM evidence x "
             f"WHERE {sealed_sql('x')} GROUP BY x.source, x.key) "
@@ -228,7 +234,8 @@ def drop_views(op: Any) -> None:
         op.execute(f"DROP VIEW IF EXISTS {name}")
 
 
-def create_views(op: Any, dialect: str) -> None:
-    """Create the views of the head revision (only the latest migration may call this)."""
-    for name, select in view_sql(dialect):
+def create_views(op: Any, dialect: str, *, freshness: bool = True) -> None:
+    """Create the views of the head revision (``freshness=False``: of revisions 0005 to 0006,
+    for a migration that runs before the columns of 0007 exist)."""
+    for name, select in view_sql(dialect, freshness=freshness):
         op.execute(f"CREATE VIEW {name} AS {select}")

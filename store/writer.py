@@ -52,7 +52,8 @@ _SEEN = {"E": "annexa_seen_evidence", "F": "annexa_seen_findings"}
 # Temporary: the ids of the versions closing will tombstone, read back a batch at a time.
 _CLOSE = "annexa_closing"
 
-# Buffered rows are tuples in these column orders; the timestamp is always last.
+# Buffered rows are tuples in these column orders; the timestamp is always last (an
+# evidence row's last two columns are timestamps: the source's as-of, then collected_at).
 _EV_COLS = (
     "run_id",
     "source",
@@ -63,6 +64,7 @@ _EV_COLS = (
     "resource_type",
     "resource_id",
     "content_hash",
+    "source_updated_at",
     "collected_at",
 )
 _FI_COLS = (
@@ -261,10 +263,12 @@ class _Statements:
 
     @staticmethod
     def bind_ts(
-        sql: str, ts: Callable[[Any], Any], rows: list[tuple[Any, ...]]
+        sql: str, ts: Callable[[Any], Any], rows: list[tuple[Any, ...]], stamps: int = 1
     ) -> list[tuple[Any, ...]]:
-        """``rows`` with their last column (the timestamp) converted for the driver."""
+        """``rows`` with their last ``stamps`` columns (timestamps) converted for the driver."""
         try:
+            if stamps == 2:
+                return [(*r[:-2], ts(r[-2]), ts(r[-1])) for r in rows]
             return [(*r[:-1], ts(r[-1])) for r in rows]
         except ValueError as exc:
             # What SQLAlchemy raises when a bind processor fails (e.g. a naive datetime).
@@ -343,6 +347,9 @@ class RunWriter:
         self._fi: dict[str, tuple[Any, ...]] = {}
         self._controls_json: dict[tuple[str, ...], str] = {}
         self._units: list[dict[str, Any]] = []
+        # (scope, service) → region → oldest source as-of of the evidence buffered for a
+        # unit whose coverage has not come yet (see ``_unit_row``).
+        self._as_of: dict[tuple[str, str], dict[str, datetime]] = {}
         self._floor: dict[str, int] = {"E": 0, "F": 0}
         self._touched_at = time.monotonic()
         self._behind: ThreadPoolExecutor | None = None
@@ -423,8 +430,14 @@ class RunWriter:
             ev.resource_type,
             ev.resource_id,
             chash,
+            ev.source_updated_at,
             ev.collected_at,
         )
+        if ev.source_updated_at is not None:
+            regions = self._as_of.setdefault((ev.scope, ev.service), {})
+            known = regions.get(ev.region)
+            if known is None or ev.source_updated_at < known:
+                regions[ev.region] = ev.source_updated_at
         self.counts.evidence_seen += 1
         if len(self._ev) >= self.batch_size:
             self._auto_flush()
@@ -477,22 +490,38 @@ class RunWriter:
             self._auto_flush()
 
     def add_coverage(self, c: Coverage) -> None:
-        self._units.append(
-            {
-                "run_id": self.run_id,
-                "scope": c.scope,
-                "region": c.region,
-                "service": c.service,
-                "ok": c.ok,
-                "error": c.error,
-                "recorded_at": utcnow(),
-            }
-        )
+        self._units.append(self._unit_row(c, utcnow()))
         if c.ok:
             self.counts.units_ok += 1
         else:
             self.counts.units_error += 1
             self.errors.append(f"{c.unit}: {c.error}")
+
+    def _unit_row(self, c: Coverage, at: datetime) -> dict[str, Any]:
+        """The ``run_units`` row of ``c``, with its ``source_as_of``: the oldest
+        ``source_updated_at`` of the evidence this run read in the unit (yielded before
+        its coverage, as connectors do). A unit in region ``global`` covers the
+        evidence of every region of its service (an S3 or GCS listing)."""
+        regions = self._as_of.get((c.scope, c.service))
+        as_of = None
+        if regions:
+            if c.region == "global":
+                taken = list(regions.values())
+                regions.clear()
+            else:
+                one = regions.pop(c.region, None)
+                taken = [one] if one is not None else []
+            as_of = min(taken) if taken else None
+        return {
+            "run_id": self.run_id,
+            "scope": c.scope,
+            "region": c.region,
+            "service": c.service,
+            "ok": c.ok,
+            "error": c.error,
+            "recorded_at": at,
+            "source_as_of": as_of,
+        }
 
     def add_error(self, message: str) -> None:
         """A run-level error (not tied to a unit), kept in the run's record."""
@@ -606,7 +635,7 @@ class RunWriter:
         # Decoded only now: an unchanged item's body is hashed, never stored.
         texts = {h: bodies[h].decode("utf-8") for h in {r[_EV_HASH] for r in rows}}
         sql.insert(conn, sql.blob, [(h, t, len(t)) for h, t in texts.items()])
-        sql.insert(conn, sql.evidence, sql.bind_ts(sql.evidence, sql.ev_ts, rows))
+        sql.insert(conn, sql.evidence, sql.bind_ts(sql.evidence, sql.ev_ts, rows, stamps=2))
 
     def _write_findings(self, conn: Connection, rows: list[tuple[Any, ...]]) -> None:
         sql = self._statements()
@@ -737,6 +766,7 @@ class RunWriter:
         if kind == "E":
             row["content_hash"] = None
             row["collected_at"] = at
+            row["source_updated_at"] = None
         else:
             row["status"] = None
             row["message"] = "no longer observed"

@@ -88,7 +88,11 @@ class GcpFake:
         self.page_size = page_size
         #: Cloud Asset Inventory pages: the caller's pageSize, at most this.
         self.asset_page_size = asset_page_size
+        #: Every asset's ``updateTime`` (its last change), and the listings' ``readTime``
+        #: (the snapshot time; None: the time of the request, as Google answers a listing
+        #: made without ``readTime``).
         self.asset_update_time = "2026-01-01T00:00:00Z"
+        self.asset_read_time: str | None = None
         self.token = token
         self.record = record
         self.public_key_pem = public_key_pem
@@ -372,7 +376,8 @@ class GcpFake:
                 assets.append(asset)
         size = min(int((query.get("pageSize") or ["100"])[0]), 1000, self.asset_page_size)
         start = int((query.get("pageToken") or ["0"])[0] or 0)
-        body: dict[str, Any] = {"readTime": self.asset_update_time}
+        read = self.asset_read_time or datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+        body: dict[str, Any] = {"readTime": read}
         if assets[start:start + size]:
             body["assets"] = assets[start:start + size]
         if start + size < len(assets):

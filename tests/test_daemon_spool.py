@@ -24,7 +24,7 @@ from store.integrity import verify
 from store.leases import seal_aborted
 from store.migrate import upgrade
 from store.queries import evidence_at
-from store.schema import evidence, runs
+from store.schema import evidence, run_units, runs
 from store.writer import RunWriter
 from tests import daemon_fixtures as fx
 from tests.daemon_fixtures import TcpProxy
@@ -227,3 +227,35 @@ def test_database_cut_mid_run_loses_nothing(
     assert verify(direct).ok
     via_proxy.dispose()
     direct.dispose()
+
+
+def test_replay_keeps_the_inventory_snapshot_time(engine: Engine, tmp_path: Path) -> None:
+    """Evidence journalled with ``source_updated_at`` (a bulk inventory's snapshot) is
+    stored with it when the journal is replayed, and the run still verifies."""
+    as_of = T0 - timedelta(days=3)
+    w = RunWriter(engine, source="src", connector_type="fake", config_digest="c" * 64,
+                  mapping_digest="m" * 64, agent_version="t", batch_size=spool.NEVER_FLUSH)
+    run_id = w.start()
+    j = spool.Journal(tmp_path / "spool", {
+        "run_id": run_id, "source": "src", "connector_type": "fake",
+        "config_digest": "c" * 64, "mapping_digest": "m" * 64, "agent_version": "t",
+        "started_at": w.started_at.isoformat()})
+    j.mark_outage()
+    for i in range(2):
+        ev = Evidence("acct", "eu-1", "fake.disk.volume", f"d{i}",
+                      {"id": f"d{i}", "encrypted": True},
+                      collected_at=T0 + timedelta(seconds=i),
+                      source_updated_at=as_of if i == 0 else None)
+        j.evidence(ev, ev.body())
+    j.coverage(Coverage("acct", "eu-1", "disk", ok=True), T0 + timedelta(seconds=5))
+    j.close()
+    w.close()
+    result = spool.replay(engine, j.path)
+    assert result.mode == "resumed"
+    with engine.connect() as conn:
+        rows = select(evidence.c.resource_id, evidence.c.source_updated_at)
+        stored = dict(conn.execute(rows).all())
+        units = conn.execute(select(run_units.c.source_as_of)).scalars().all()
+    assert stored == {"d0": as_of, "d1": None}
+    assert units == [as_of]
+    assert verify(engine).ok

@@ -365,3 +365,17 @@ def test_page_number_paginator_without_a_total_stops_on_a_short_page(httpserver)
         )
     assert got == [1, 2, 3]
     assert len(httpserver.log) == 2
+
+
+def test_jamf_reads_full_pages_by_default(monkeypatch):
+    """The default page size is Jamf Pro's maximum (2000): 2,500 computers are two
+    inventory calls, not five (benchmarks/calls.py flagged the former default of 500)."""
+    monkeypatch.setenv("ANNEXA_TEST_JAMF_PASSWORD", JAMF_PASSWORD)
+    macs = [jamf_computer(i, NOW) for i in range(2500)]
+    with FakeJamf(len(macs), macs.__getitem__) as fake:
+        opts = {k: v for k, v in jamf_options(fake).items() if k != "page_size"}
+        run = run_engine("jamf", {**opts, "auth": "basic", "username": JAMF_USER,
+                                  "password": {"env": "ANNEXA_TEST_JAMF_PASSWORD"}})
+        assert len(fake.sections_seen) == 2
+    computers = [e for e in run.evidence if e.resource_type == "jamf.computer.inventory"]
+    assert len(computers) == 2500

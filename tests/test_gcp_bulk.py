@@ -78,6 +78,7 @@ def by_api(seen: list[fx.Seen]) -> Counter[str]:
 def test_bulk_and_direct_modes_give_identical_findings_with_fewer_calls(
         fake: GcpFake) -> None:
     estate = build_estate(fake, denied=False)
+    fake.asset_read_time = "2026-02-03T04:05:06Z"  # the snapshot time, not updateTime
     direct, direct_calls = run(fake)
     bulk, bulk_calls = run(fake, inventory="asset_inventory")
     assert direct.status == bulk.status == "succeeded", (direct.errors, bulk.errors)
@@ -91,8 +92,8 @@ def test_bulk_and_direct_modes_give_identical_findings_with_fewer_calls(
     assert hashes(bulk, BULK_TYPES) == hashes(direct, BULK_TYPES)
     assert len(hashes(bulk, BULK_TYPES)) == 21
 
-    # The inventory's freshness travels with the evidence (direct reads have none).
-    stamp = datetime(2026, 1, 1, tzinfo=UTC)
+    # The inventory's snapshot time travels with the evidence (direct reads have none).
+    stamp = datetime(2026, 2, 3, 4, 5, 6, tzinfo=UTC)
     for e in bulk.evidence:
         expected = stamp if e.resource_type in BULK_TYPES else None
         assert e.source_updated_at == expected, e.key

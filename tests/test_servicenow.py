@@ -15,7 +15,7 @@ from __future__ import annotations
 import base64
 import json
 import re
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
@@ -973,3 +973,21 @@ def test_dr_test_internal_audit_and_nonconformity_processes(snow):
         ("servicenow.nonconformity.closed_within_sla", "ISS0001001"),
     }
     assert "A.5.30" in run.one("servicenow.dr_test.every_period", "dr_test").controls
+
+
+def test_state_labels_are_read_once_per_table(snow):
+    """Normal and emergency changes share ``change_request``: one ``sys_choice`` read for
+    it (benchmarks/calls.py found it read twice), and the emergency changes' history
+    still uses the labels (their verdicts are the planted ones)."""
+    expected = plant(snow)
+    run = run_built(connector(snow))
+    choice_reads = Counter(
+        e.args.get("sysparm_query", "").split(",")[0] for e in snow.log
+        if e.path == "/api/now/table/sys_choice"
+    )
+    assert choice_reads == {
+        f"nameIN{t}": 1
+        for t in ("change_request", "incident", "sn_vul_vulnerable_item", "sc_task",
+                  "sc_req_item")
+    }
+    assert by_check(run.findings) == expected

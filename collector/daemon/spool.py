@@ -91,6 +91,7 @@ class Journal:
                 "resource_id": ev.resource_id,
                 "body": body,
                 "at": _iso(ev.collected_at),
+                **({"su": _iso(ev.source_updated_at)} if ev.source_updated_at else {}),
             }
         )
 
@@ -221,18 +222,9 @@ class ReplayWriter(RunWriter):
     def add_coverage_at(self, c: Coverage, at: datetime, *, stored: bool = False) -> None:
         """Like ``add_coverage`` with the original time; ``stored``: already in the
         database (committed before the outage), so only counted."""
+        row = self._unit_row(c, at)  # taken even when stored: the unit's as-of is spent
         if not stored:
-            self._units.append(
-                {
-                    "run_id": self.run_id,
-                    "scope": c.scope,
-                    "region": c.region,
-                    "service": c.service,
-                    "ok": c.ok,
-                    "error": c.error,
-                    "recorded_at": at,
-                }
-            )
+            self._units.append(row)
         if c.ok:
             self.counts.units_ok += 1
         else:
@@ -395,6 +387,7 @@ def _replay(
                         obj["resource_id"],
                         json.loads(obj["body"]),
                         collected_at=_dt(obj["at"]),
+                        source_updated_at=_dt(obj["su"]) if obj.get("su") else None,
                     ),
                     # The journaled body itself: normalising it again could differ from
                     # the hash the run's findings already cite.

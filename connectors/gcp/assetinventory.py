@@ -22,10 +22,12 @@ when one of its ancestors (or itself) is a parent whose listings succeeded; the 
 other projects (or every project, when the Cloud Asset API is not enabled or denied)
 read directly as before.
 
-Freshness: each evidence carries ``source_updated_at`` — the asset's ``updateTime``
-(for a bucket, the older of its resource and IAM policy assets): when Google last
-recorded a change, not when the listing ran. See docs/bulk-inventory.md for what the
-stale logic does with it (not yet: it is not persisted).
+Freshness: each evidence carries ``source_updated_at`` — the ``readTime`` of the listing
+page it came from ("time the snapshot was taken", ``ListAssetsResponse``; for a bucket
+the older of its resource and IAM policy pages): the time up to which the inventory
+vouches for the record. Not the asset's ``updateTime``, which is when Google last
+recorded a *change*: an unchanged resource has an old ``updateTime`` and is still
+described truly. The store counts it toward ``stale`` (docs/concepts.md).
 
 Permissions: ``cloudasset.assets.listResource`` and ``cloudasset.assets.listIamPolicy``
 on the parent (roles/cloudasset.viewer).
@@ -63,11 +65,11 @@ PERMISSIONS = ("cloudasset.assets.listResource", "cloudasset.assets.listIamPolic
 
 @dataclass(frozen=True)
 class Asset:
-    """One listed asset: the service's JSON and when the inventory last recorded it."""
+    """One listed asset: the service's JSON, and the snapshot time of its listing page."""
 
     name: str
     data: Mapping[str, Any]
-    updated: datetime | None
+    as_of: datetime | None
 
 
 @dataclass
@@ -109,10 +111,28 @@ def _time(value: Any) -> datetime | None:
 
 
 def _list(ctx: GcpContext, parent: str, content: str, types: Sequence[str]
-          ) -> Iterator[dict[str, Any]]:
-    yield from ctx.items(API, f"/v1/{parent}/assets", "assets",
-                         {"contentType": content, "assetTypes": list(types),
-                          "pageSize": PAGE_SIZE})
+          ) -> Iterator[tuple[dict[str, Any], datetime | None]]:
+    """Each asset of the listing with its page's ``readTime`` (pages followed here, not by
+    ``ctx.items``, because the snapshot time is on the page, not on the asset)."""
+    params: dict[str, Any] = {"contentType": content, "assetTypes": list(types),
+                              "pageSize": PAGE_SIZE}
+    seen: set[str] = set()
+    while True:
+        page = ctx.api(API).get_json(f"/v1/{parent}/assets", params=params)
+        if not isinstance(page, Mapping):
+            raise SourceError(f"assets.list of {parent}: expected a JSON object")
+        read = _time(page.get("readTime"))
+        for a in page.get("assets") or []:
+            if isinstance(a, Mapping):
+                yield dict(a), read
+        token = str(page.get("nextPageToken") or "")
+        if not token:
+            return
+        if token in seen:
+            raise SourceError(f"assets.list of {parent} returned the same nextPageToken "
+                              "twice (pagination loop)")
+        seen.add(token)
+        params = {**params, "pageToken": token}
 
 
 def load(ctx: GcpContext, parents: Sequence[str]) -> Inventory:
@@ -123,17 +143,16 @@ def load(ctx: GcpContext, parents: Sequence[str]) -> Inventory:
         resources: dict[tuple[str, str], list[Asset]] = {}
         policies: dict[str, Asset] = {}
         try:
-            for a in _list(ctx, parent, "RESOURCE", RESOURCE_TYPES):
+            for a, read in _list(ctx, parent, "RESOURCE", RESOURCE_TYPES):
                 number = _project_number(a)
                 data = (a.get("resource") or {}).get("data")
                 if number is None or not isinstance(data, Mapping):
                     continue
                 resources.setdefault((number, str(a.get("assetType"))), []).append(
-                    Asset(str(a.get("name")), data, _time(a.get("updateTime"))))
-            for a in _list(ctx, parent, "IAM_POLICY", IAM_POLICY_TYPES):
+                    Asset(str(a.get("name")), data, read))
+            for a, read in _list(ctx, parent, "IAM_POLICY", IAM_POLICY_TYPES):
                 if isinstance(a.get("iamPolicy"), Mapping):
-                    policies[str(a.get("name"))] = Asset(
-                        str(a.get("name")), a["iamPolicy"], _time(a.get("updateTime")))
+                    policies[str(a.get("name"))] = Asset(str(a.get("name")), a["iamPolicy"], read)
         except SourceError as exc:
             inv.failed[parent] = str(exc)
             continue
@@ -161,8 +180,8 @@ def read_storage(ctx: GcpContext, inv: Inventory, project: Project) -> Iterator[
         payload = storage.bucket_payload(ctx, bucket, policy.data if policy else None)
         yield evidence(project.id, storage.BUCKET, str(bucket["name"]), payload,
                        bucket.get("location"),
-                       source_updated_at=_oldest(asset.updated,
-                                                 policy.updated if policy else None))
+                       source_updated_at=_oldest(asset.as_of,
+                                                 policy.as_of if policy else None))
 
 
 def read_network(ctx: GcpContext, inv: Inventory, project: Project) -> Iterator[Evidence]:
@@ -170,8 +189,8 @@ def read_network(ctx: GcpContext, inv: Inventory, project: Project) -> Iterator[
     rules = inv.of(project, FIREWALL)
     yield from network.firewall_evidence(
         project, [dict(a.data) for a in rules],
-        {str(a.data.get("selfLink")): a.updated for a in rules})
+        {str(a.data.get("selfLink")): a.as_of for a in rules})
     for a in inv.of(project, NETWORK):
-        yield network.network_evidence(project, a.data, a.updated)
+        yield network.network_evidence(project, a.data, a.as_of)
     for a in inv.of(project, SUBNETWORK):
-        yield network.subnet_evidence(project, a.data, a.updated)
+        yield network.subnet_evidence(project, a.data, a.as_of)

@@ -182,9 +182,10 @@ class GitHubConnector(Connector):
         opts = self.options
         scope = opts.organization
         http = self._client(ctx, auth)
+        owners = org.Owners(http, scope)  # one listing for the org and member units
         units = (
-            ("org", lambda: org.read_org(http, scope, pseudo)),
-            ("member", lambda: org.read_members(http, scope, pseudo)),
+            ("org", lambda: org.read_org(http, scope, pseudo, owners)),
+            ("member", lambda: org.read_members(http, scope, pseudo, owners)),
             ("collaborator", lambda: org.read_collaborators(http, scope, pseudo)),
             (
                 "repo",

@@ -19,6 +19,7 @@ the 2FA findings are ``error`` rather than a guess.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator, Mapping
 from typing import Any
 from urllib.parse import quote
@@ -49,12 +50,40 @@ def _login_set(http: HttpClient, path: str, **params: Any) -> tuple[set[str] | N
         return None, str(exc)
 
 
-def read_org(http: HttpClient, org: str, pseudo: Pseudonymiser) -> Iterator[Evidence]:
+class Owners:
+    """``GET /orgs/{org}/members?role=admin``, read once per run by whichever unit asks
+    first (``org`` lists the owners, ``member`` marks each member's role)."""
+
+    def __init__(self, http: HttpClient, org: str) -> None:
+        self._path = f"/orgs/{quote(org, safe='')}/members"
+        self._http = http
+        self._lock = threading.Lock()
+        self._read: tuple[set[str] | None, SourceError | None] | None = None
+
+    def get(self) -> set[str]:
+        """The owners' logins; raises the listing's error (each time it is asked)."""
+        with self._lock:
+            if self._read is None:
+                try:
+                    self._read = ({str(p["login"]) for p in _logins(
+                        self._http, self._path, role="admin")}, None)
+                except SourceError as exc:
+                    self._read = (None, exc)
+        owners, error = self._read
+        if owners is None:
+            assert error is not None
+            raise error  # the same error for both units, as two reads would have given
+        return owners
+
+
+def read_org(
+    http: HttpClient, org: str, pseudo: Pseudonymiser, owners: Owners | None = None
+) -> Iterator[Evidence]:
     q = quote(org, safe="")
     data = http.get_json(f"/orgs/{q}")
     if not isinstance(data, Mapping):
         raise MalformedResponseError(f"/orgs/{org} is not an object")
-    owners = sorted(str(p["login"]) for p in _logins(http, f"/orgs/{q}/members", role="admin"))
+    owners_set = (owners or Owners(http, org)).get()
     payload = {
         "login": data.get("login"),
         "id": data.get("id"),
@@ -63,7 +92,7 @@ def read_org(http: HttpClient, org: str, pseudo: Pseudonymiser) -> Iterator[Evid
         "members_can_create_public_repositories": data.get(
             "members_can_create_public_repositories"
         ),
-        "owners": sorted(str(pseudo(o)) for o in owners),
+        "owners": sorted(str(pseudo(o)) for o in owners_set),
     }
     yield Evidence(org, GLOBAL, ORG_TYPE, org, payload)
 
@@ -103,9 +132,16 @@ def _two_factor_sets(http: HttpClient, path: str) -> tuple[LoginSet, LoginSet]:
     )
 
 
-def read_members(http: HttpClient, org: str, pseudo: Pseudonymiser) -> Iterator[Evidence]:
+def read_members(
+    http: HttpClient, org: str, pseudo: Pseudonymiser, owners_once: Owners | None = None
+) -> Iterator[Evidence]:
     q = quote(org, safe="")
-    owners, owners_error = _login_set(http, f"/orgs/{q}/members", role="admin")
+    owners: set[str] | None
+    owners_error: str | None
+    try:
+        owners, owners_error = (owners_once or Owners(http, org)).get(), None
+    except SourceError as exc:
+        owners, owners_error = None, str(exc)
     no_2fa, insecure = _two_factor_sets(http, f"/orgs/{q}/members")
     for person in _logins(http, f"/orgs/{q}/members"):
         payload = _person_payload(person, pseudo, no_2fa, insecure)

@@ -256,6 +256,7 @@ class ServiceNowConnector(Connector):
         http = self._client(ctx, auth)
         settings = opts.read_settings()
         specs = self.checks()
+        choices: dict[str, list[Any] | None] = {}  # state labels, read once per table
         with http:
             for process in opts.processes:
                 if ctx.cancelled():
@@ -265,7 +266,7 @@ class ServiceNowConnector(Connector):
                     scope,
                     process.kind,
                     lambda p=process, c=checks: read_process(
-                        http, settings, p, scope, c, ctx.cancelled
+                        http, settings, p, scope, c, ctx.cancelled, choices
                     ),
                     ctx.cancelled,
                     source_label="servicenow",

@@ -27,9 +27,10 @@ stays well under one request):
   ^fieldnameIN{state,approval,severity}^ORDERBYsys_created_on`` (offset pages)
 * ``GET /api/now/table/sysapproval_approver?sysparm_query=sysapprovalIN{ids}`` (change
   processes only)
-* once per process: ``GET /api/now/table/sys_choice?sysparm_query=nameIN{table},task
-  ^element=state^inactive=false`` for the state labels (without it the history keeps
-  raw values, and states must be declared by raw value too, e.g. ``"-1"``).
+* once per table (two processes on one table share it): ``GET
+  /api/now/table/sys_choice?sysparm_query=nameIN{table},task^element=state^inactive=false``
+  for the state labels (without it the history keeps raw values, and states must be
+  declared by raw value too, e.g. ``"-1"``).
 
 A record whose history cannot be read is stored with ``_errors.history`` — its
 history-based checks are ``error``, never pass or fail.
@@ -147,19 +148,31 @@ class SnReader:
             total_key=None,
         )
 
-    def load_choices(self) -> None:
-        """State value → label for the table (table-specific choices override ``task``)."""
-        try:
-            rows = list(
-                self._table(
-                    "sys_choice",
-                    f"nameIN{self.table},task^element=state^inactive=false^language=en",
-                    "name,value,label",
-                    "false",
-                    1000,
+    def load_choices(self, cache: dict[str, list[Any] | None] | None = None) -> None:
+        """State value → label for the table (table-specific choices override ``task``).
+
+        ``cache`` (table → rows, None = unreadable) is shared by the processes of one
+        run: two processes on one table (normal and emergency changes) read its choices
+        once.
+        """
+        if cache is not None and self.table in cache:
+            rows = cache[self.table]
+        else:
+            try:
+                rows = list(
+                    self._table(
+                        "sys_choice",
+                        f"nameIN{self.table},task^element=state^inactive=false^language=en",
+                        "name,value,label",
+                        "false",
+                        1000,
+                    )
                 )
-            )
-        except SourceError:
+            except SourceError:
+                rows = None
+            if cache is not None:
+                cache[self.table] = rows
+        if rows is None:
             # History then keeps raw values (declare states by raw value, e.g. "-1").
             # Labels are not guessed from the records read: they would depend on which
             # records came first and change the evidence between two identical reads.
@@ -384,10 +397,13 @@ def read_process(
     scope: str,
     item_checks: list[CheckSpec],
     cancelled: Callable[[], bool],
+    choices: dict[str, list[Any] | None] | None = None,
 ) -> Iterator[Evidence]:
-    """Every record of the process as evidence, then the population summary."""
+    """Every record of the process as evidence, then the population summary.
+
+    ``choices``: the run's state-label cache (see :meth:`SnReader.load_choices`)."""
     reader = SnReader(http, settings, process, scope)
-    reader.load_choices()
+    reader.load_choices(choices)
     summary = PopulationSummary(process, item_checks)
     unreadable: list[str] = []
     for page in batches(reader.records(), settings.page_size):

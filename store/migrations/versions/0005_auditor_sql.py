@@ -58,7 +58,8 @@ def upgrade() -> None:
         # A nullable column with a NULL default: SQLite adds it, reference included,
         # without another rebuild (alembic would want one for the constraint).
         op.execute("ALTER TABLE findings ADD COLUMN evidence_id INTEGER REFERENCES evidence (id)")
-    create_views(op, bind.dialect.name)
+    # The views as of this revision: the freshness columns come with 0007.
+    create_views(op, bind.dialect.name, freshness=False)
 
 
 def _check_texts_survive_jsonb(bind: sa.Connection) -> None:
