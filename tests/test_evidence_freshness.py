@@ -22,8 +22,8 @@ from sqlalchemy import Engine, func, select, text
 
 from collector.config import AnnexaConfig, ConnectorConfig, LoadedConnector, Settings
 from collector.runner import run_connector
-from connectors.base import load_connector
-from connectors.records import Coverage, Evidence, utcnow
+from core.connector import load_connector
+from core.records import Coverage, Evidence, utcnow
 from mappings.loader import MappingIndex, load_mappings
 from store.engine import make_engine
 from store.integrity import verify
