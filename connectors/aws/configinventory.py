@@ -18,8 +18,8 @@ What the inventory replaces, for every bucket it holds (``s3`` unit of each acco
 
 * ``GetBucketEncryption``, ``GetPublicAccessBlock``, ``GetBucketPolicy``,
   ``GetBucketVersioning``, ``GetBucketLogging`` (and ``GetBucketLocation`` when the
-  listing has no ``BucketRegion``): from the configuration item's supplementary
-  configuration ``ServerSideEncryptionConfiguration``,
+  listing has no ``BucketRegion``: the item's ``awsRegion``): from the configuration
+  item's supplementary configuration ``ServerSideEncryptionConfiguration``,
   ``PublicAccessBlockConfiguration``, ``BucketPolicy``,
   ``BucketVersioningConfiguration``, ``BucketLoggingConfiguration``, converted to the
   exact shape the S3 API returns and handed to :func:`.s3.bucket_evidence` — the same
@@ -84,7 +84,7 @@ S3_QUERY = (
 SERVICES = frozenset({s3.SERVICE})
 
 _ACCOUNT = re.compile(r"^\d{12}$")
-_BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
+_BUCKET = re.compile(r"^[A-Za-z0-9._-]{1,255}$")  # legacy us-east-1 names included
 _MALFORMED = "AWS Config item is malformed: "
 
 
