@@ -28,7 +28,8 @@ resourceType = '<type>'`` — anything else is ``InvalidExpressionException``.
 
 Test hooks: ``corrupt[bucket name] = function(entry JSON string) -> str`` rewrites one
 bucket's ``Results`` entry (hostile input); ``extra_entries`` are appended verbatim;
-``drop`` leaves buckets out (not recorded); ``requests`` logs each query answered.
+``drop`` leaves buckets out (not recorded); ``deny`` answers AccessDeniedException;
+``requests`` logs each query answered.
 """
 
 from __future__ import annotations
@@ -131,6 +132,7 @@ class ConfigSelectFake:
         self.extra_entries: list[str] = []
         self.drop: set[str] = set()
         self.max_page = MAX_LIMIT
+        self.deny = False  # answer AccessDeniedException (a caller without the permission)
         self._lock = threading.Lock()
         self._server: ThreadingHTTPServer | None = None
         self.url = ""
@@ -185,6 +187,9 @@ class ConfigSelectFake:
         limit = body.get("Limit") or body.get("MaxResults") or 0
         if not isinstance(limit, int) or not 0 <= limit <= MAX_LIMIT:
             return _error("InvalidLimitException", "Limit must be 0-100")
+        if self.deny:
+            return _error("AccessDeniedException", "not authorized to perform "
+                          "config:SelectAggregateResourceConfig")
         aggregator = config_backends[account][region].config_aggregators.get(name)
         if aggregator is None:
             return _error("NoSuchConfigurationAggregatorException",

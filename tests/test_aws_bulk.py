@@ -194,11 +194,18 @@ def test_pages_are_followed_at_the_largest_page_size(estate: dict[str, Any]) -> 
     assert hashes(paged) == hashes(one_page) and outcomes(paged) == outcomes(one_page)
 
 
-def test_missing_aggregator_falls_back_to_direct_reads_with_a_logged_reason(
-        estate: dict[str, Any]) -> None:
+@pytest.mark.parametrize(("aggregator", "deny", "code"), [
+    ("no-such-aggregator", False, "NoSuchConfigurationAggregatorException"),
+    (ORG_AGGREGATOR, True, "AccessDeniedException")], ids=["missing", "denied"])
+def test_unavailable_aggregator_falls_back_to_direct_reads_with_a_logged_reason(
+        estate: dict[str, Any], aggregator: str, deny: bool, code: str) -> None:
     direct, direct_seen, _ = run(estate)
-    with structlog.testing.capture_logs() as logs:
-        bulk, bulk_seen, selects = run(estate, **bulk_options("no-such-aggregator"))
+    estate["fake"].deny = deny
+    try:
+        with structlog.testing.capture_logs() as logs:
+            bulk, bulk_seen, selects = run(estate, **bulk_options(aggregator))
+    finally:
+        estate["fake"].deny = False
     assert bulk.status == "succeeded", bulk.errors
     assert outcomes(bulk) == outcomes(direct) and hashes(bulk) == hashes(direct)
     assert sorted(map(s3_op, bulk_seen)) == sorted(map(s3_op, direct_seen))
@@ -207,8 +214,7 @@ def test_missing_aggregator_falls_back_to_direct_reads_with_a_logged_reason(
     assert all(e.source_updated_at is None for e in bulk.evidence)
     warned = [e for e in logs if "aggregator could not be queried" in e["event"]]
     assert len(warned) == 1
-    assert warned[0]["error"] == (
-        "SelectAggregateResourceConfig: NoSuchConfigurationAggregatorException (HTTP 400)")
+    assert warned[0]["error"] == f"SelectAggregateResourceConfig: {code} (HTTP 400)"
     assert warned[0]["log_level"] == "warning"
 
 
