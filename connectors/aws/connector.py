@@ -278,8 +278,8 @@ class AwsOptions(ConnectorOptions):
             raise ValueError(f"accounts both included and excluded: {', '.join(both)}")
         return self
 
-
     def _check_inventory(self) -> None:
+        """The bulk inventory options fit together (see :mod:`.configinventory`)."""
         if self.inventory == configinventory.MODE:
             if not self.config_aggregator_name:
                 raise ValueError('inventory = "config_aggregator" needs config_aggregator_name '
