@@ -151,7 +151,20 @@ def probe_aws(lc: LoadedConnector) -> list[Line]:
             lines.append(Line(action, False, describe_error(exc)))
         else:
             lines.append(Line(action, True, "allowed"))
+    if o.inventory == "config_aggregator" and o.config_aggregator_name:
+        lines.append(probe_aws_aggregator(account, o.config_aggregator_name,
+                                          o.config_aggregator_region or account.home_region))
     return lines
+
+
+def probe_aws_aggregator(account: Any, name: str, region: str) -> Line:
+    """Whether the AWS Config aggregator of the bulk inventory mode answers a query."""
+    from connectors.aws import configinventory
+
+    ok, detail = configinventory.probe(account, name, region)
+    if not ok:
+        detail += " (the collection will read every resource directly)"
+    return Line(configinventory.ACTION, ok, detail)
 
 
 #: Okta reads tried by ``--connect``: (path, OAuth scope / admin permission needed).

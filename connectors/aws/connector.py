@@ -20,6 +20,12 @@ Scope
     role cannot be assumed becomes ``Coverage(<account>, "global", "*", ok=False)``
     (every check an ``error`` there) and the run goes on; ``ok=True`` once it opens.
 
+Bulk inventory (``inventory = "config_aggregator"``, off by default): before the units
+run, one AWS Config advanced query over the aggregator ``config_aggregator_name`` gives
+the S3 buckets' configuration of every source account; the ``s3`` units take it from
+there and read directly only what it lacks (:mod:`.configinventory`). When the query
+fails, a warning is logged and every unit reads directly.
+
 Every account, region and service runs on one bounded pool (``max_workers``); opening
 an account is a job on it too. Every unit ends with one ``Coverage`` record.
 """
@@ -30,7 +36,7 @@ import re
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from functools import partial
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 from pydantic import Field, field_validator, model_validator
 
@@ -41,6 +47,7 @@ from connectors.aws import (
     cloudfront,
     cloudtrail,
     config,
+    configinventory,
     ec2,
     ecr,
     elbv2,
@@ -124,6 +131,7 @@ _ROLE_ARN = re.compile(r"^arn:aws[a-z-]*:iam::\d{12}:role/[\w+=,.@/-]{1,512}$")
 _ROLE_NAME = re.compile(r"^/?([\w+=,.@-]+/)*[\w+=,.@-]{1,64}$")
 _SESSION_NAME = re.compile(r"^[\w+=,.@-]{2,64}$")
 _ACCOUNT_ID = re.compile(r"^\d{12}$")
+_AGGREGATOR = re.compile(r"^[\w-]{1,256}$", re.ASCII)
 
 
 class AwsOptions(ConnectorOptions):
@@ -162,6 +170,17 @@ class AwsOptions(ConnectorOptions):
     read_timeout: float = Field(default=20, gt=0, le=600)
     max_attempts: int = Field(default=5, ge=1, le=20)
     max_workers: int = Field(default=16, ge=1, le=128)
+    inventory: Literal["direct", "config_aggregator"] = Field(
+        default="direct",
+        description="config_aggregator: read S3 buckets' configuration in bulk from an AWS "
+        "Config aggregator (config_aggregator_name); direct: every resource's own API.",
+    )
+    config_aggregator_name: str | None = Field(
+        default=None, description="The AWS Config configuration aggregator to query."
+    )
+    config_aggregator_region: str | None = Field(
+        default=None, description="Region of the aggregator; default the home region."
+    )
 
     @field_validator("regions")
     @classmethod
@@ -174,6 +193,21 @@ class AwsOptions(ConnectorOptions):
         if bad:
             raise ValueError(f"not AWS region names: {', '.join(bad)}")
         return list(dict.fromkeys(value))
+
+    @field_validator("config_aggregator_name")
+    @classmethod
+    def _aggregator_name(cls, value: str | None) -> str | None:
+        if value is not None and not _AGGREGATOR.match(value):
+            raise ValueError("config_aggregator_name must be 1-256 characters of "
+                             f"[A-Za-z0-9_-] (an AWS Config aggregator name), got {value!r}")
+        return value
+
+    @field_validator("config_aggregator_region")
+    @classmethod
+    def _aggregator_region(cls, value: str | None) -> str | None:
+        if value is not None and not _REGION.match(value):
+            raise ValueError(f"config_aggregator_region: not an AWS region name: {value!r}")
+        return value
 
     @field_validator("services")
     @classmethod
@@ -238,10 +272,28 @@ class AwsOptions(ConnectorOptions):
             given += ["exclude_accounts"] if self.exclude_accounts else []
             if given:
                 raise ValueError(f"{', '.join(given)} only apply with organization = true")
+        self._check_inventory()
         if self.include_accounts and set(self.include_accounts) & set(self.exclude_accounts):
             both = sorted(set(self.include_accounts) & set(self.exclude_accounts))
             raise ValueError(f"accounts both included and excluded: {', '.join(both)}")
         return self
+
+    def _check_inventory(self) -> None:
+        """The bulk inventory options fit together (see :mod:`.configinventory`)."""
+        if self.inventory == configinventory.MODE:
+            if not self.config_aggregator_name:
+                raise ValueError('inventory = "config_aggregator" needs config_aggregator_name '
+                                 "(the AWS Config aggregator to query)")
+            if self.services is not None and not configinventory.SERVICES & set(self.services):
+                raise ValueError('inventory = "config_aggregator" replaces reads of the s3 '
+                                 "service, which services leaves out: add \"s3\" or use "
+                                 'inventory = "direct"')
+            return
+        given = [n for n in ("config_aggregator_name", "config_aggregator_region")
+                 if getattr(self, n) is not None]
+        if given:
+            raise ValueError(f'{", ".join(given)} only apply with inventory = '
+                             '"config_aggregator"')
 
 
 def readers_for(services: Sequence[str] | None) -> tuple[ReaderSpec, ...]:
@@ -362,6 +414,8 @@ class AwsConnector(Connector):
         self.options: AwsOptions = options
         #: ``service:Operation`` of every API call made by the last ``collect``.
         self.operations_called: set[str] = set()
+        #: The bulk inventory of the last ``collect`` (None: direct reads only).
+        self.inventory: configinventory.Inventory | None = None
 
     @classmethod
     def checks(cls) -> list[CheckSpec]:
@@ -401,7 +455,7 @@ class AwsConnector(Connector):
             )
             yield self._scope_error(ctx, error, "aws account could not be opened")
             return
-        readers = readers_for(o.services)
+        readers = self.bulk_readers(ctx, caller, readers_for(o.services))
         breaker = RegionBreaker()
         if not o.organization:
             ctx.log.info("aws account opened", connector=self.name, account=caller.account_id)
@@ -427,6 +481,29 @@ class AwsConnector(Connector):
         yield from problems
         jobs = (self.account_job(caller, a, readers, breaker, ctx) for a in selected)
         yield from stream_jobs(jobs, max_workers=o.max_workers, cancelled=ctx.cancelled)
+
+    def bulk_readers(self, ctx: CollectContext, caller: Account,
+                     readers: tuple[ReaderSpec, ...]) -> tuple[ReaderSpec, ...]:
+        """``readers`` with the units the inventory covers reading from it; unchanged in
+        direct mode, or (logged) when the aggregator cannot be queried."""
+        o = self.options
+        self.inventory = None
+        if o.inventory != configinventory.MODE or o.config_aggregator_name is None:
+            return readers
+        region = o.config_aggregator_region or caller.home_region
+        inv = configinventory.load(caller, o.config_aggregator_name, region)
+        self.inventory = inv
+        if inv.error is not None:
+            ctx.log.warning("aws config aggregator could not be queried; reading directly",
+                            connector=self.name, aggregator=inv.aggregator, region=region,
+                            error=inv.error)
+            return readers
+        if inv.unattributed:
+            ctx.log.warning("aws config aggregator entries naming no bucket were skipped",
+                            connector=self.name, entries=inv.unattributed)
+        ctx.log.info("aws config aggregator read", connector=self.name,
+                     aggregator=inv.aggregator, buckets=len(inv.buckets), calls=inv.calls)
+        return configinventory.readers(readers, inv)
 
     @staticmethod
     def _without_own_scope(records: Iterator[Record]) -> Iterator[Record]:

@@ -30,6 +30,7 @@ from __future__ import annotations
 import fnmatch
 import json
 from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from connectors.aws.common import (
@@ -124,14 +125,31 @@ def get_logging(client: Any, name: str) -> dict[str, Any]:
 # --- transform -----------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class Unreadable:
+    """A part a bulk inventory returned but that cannot be used (a malformed item):
+    recorded under ``_errors`` like a failed read, never read as "not configured"."""
+
+    reason: str
+
+
 def _part(
     payload: dict[str, Any],
     errors: dict[str, str],
     key: str,
     call: Any,
     absent: tuple[str, ...] = (),
+    known: Mapping[str, Any] | None = None,
 ) -> Any:
-    value = read_partial(errors, key, call, absent=absent)
+    # A part an inventory already holds is taken from it (and not read again); what
+    # it lacks is read directly, so the payload is the same either way.
+    if known is not None and key in known:
+        value = known[key]
+        if isinstance(value, Unreadable):
+            errors[key] = value.reason
+            return MISSING
+    else:
+        value = read_partial(errors, key, call, absent=absent)
     if value is not MISSING:
         payload[key] = value
     return value
@@ -160,9 +178,18 @@ def account_block(account: Account) -> tuple[Any, dict[str, str]]:
 
 
 def bucket_evidence(
-    account: Account, bucket: Mapping[str, Any], account_level: tuple[Any, dict[str, str]]
+    account: Account,
+    bucket: Mapping[str, Any],
+    account_level: tuple[Any, dict[str, str]],
+    parts: Mapping[str, Any] | None = None,
 ) -> Iterator[Evidence]:
-    """The bucket's three evidence items (see the module docstring)."""
+    """The bucket's three evidence items (see the module docstring).
+
+    ``parts``: parts already read in bulk (:mod:`.configinventory`), by payload key
+    (``ServerSideEncryptionConfiguration``, ``PublicAccessBlockConfiguration``,
+    ``Policy``, ``Versioning``, ``Logging``), in the shape the direct read gives; the
+    parts it lacks are read directly.
+    """
     name = bucket["Name"]
     region_errors: dict[str, str] = {}
     region = bucket.get("BucketRegion")
@@ -181,9 +208,9 @@ def bucket_evidence(
     errors = {**region_errors, **level_errors}
     base: dict[str, Any] = {**common, **blocks, "CreationDate": bucket.get("CreationDate")}
     _part(base, errors, "ServerSideEncryptionConfiguration", lambda: get_encryption(
-        client, name), ("ServerSideEncryptionConfigurationNotFoundError",))
+        client, name), ("ServerSideEncryptionConfigurationNotFoundError",), known=parts)
     block = _part(base, errors, "PublicAccessBlockConfiguration", lambda: get_public_access_block(
-        client, name), ("NoSuchPublicAccessBlockConfiguration",))
+        client, name), ("NoSuchPublicAccessBlockConfiguration",), known=parts)
     yield account.evidence(BUCKET, name, where, with_errors(base, errors))
 
     errors = {**region_errors, **level_errors}
@@ -193,14 +220,15 @@ def bucket_evidence(
             "PublicAccessBlockConfiguration"]
     else:
         access["PublicAccessBlockConfiguration"] = block
-    _part(access, errors, "Policy", lambda: get_policy(client, name), ("NoSuchBucketPolicy",))
+    _part(access, errors, "Policy", lambda: get_policy(client, name), ("NoSuchBucketPolicy",),
+          known=parts)
     read_public_parts(client, name, access, errors)
     yield account.evidence(BUCKET_ACCESS, name, where, with_errors(access, errors))
 
     errors = dict(region_errors)
     settings: dict[str, Any] = dict(common)
-    _part(settings, errors, "Versioning", lambda: get_versioning(client, name))
-    _part(settings, errors, "Logging", lambda: get_logging(client, name))
+    _part(settings, errors, "Versioning", lambda: get_versioning(client, name), known=parts)
+    _part(settings, errors, "Logging", lambda: get_logging(client, name), known=parts)
     yield account.evidence(BUCKET_SETTINGS, name, where, with_errors(settings, errors))
 
 
