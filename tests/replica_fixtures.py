@@ -82,7 +82,8 @@ class UnitizedConnector(Connector):
 class GateServer:
     """The fake source. ``expect`` distinct pids must hold a request at once before
     any is answered; afterwards the ``victim`` pid's next request is held until
-    ``victim_gone`` is set (the test kills that process first)."""
+    ``victim_gone`` is set (the test kills that process first), and the others' wait
+    until the victim's is held."""
 
     def __init__(self, expect: int, victim: int) -> None:
         self.expect = expect
@@ -136,6 +137,9 @@ class GateServer:
             self.victim_blocked.set()
             self.victim_gone.wait()
             return False
+        # The others wait until the victim holds its second unit, so that it surely
+        # gets one (jobs are left: each other replica holds at most one meanwhile).
+        self.victim_blocked.wait(600)
         return True
 
     @property
