@@ -756,9 +756,18 @@ class RunWriter:
         if not ok:
             return
         for table, kind in ((evidence, "E"), (findings, "F")):
+            mine = [table.c.source == self.source]
+            if only is not None:
+                # A unit closes only within its own scopes and services (every version
+                # of a key shares them: both are part of what the key names), so its
+                # closing reads its own part of the source, not all of it per unit.
+                mine += [
+                    table.c.scope.in_(sorted({u[0] for u in ok})),
+                    table.c.service.in_(sorted({u[2] for u in ok})),
+                ]
             latest = (
                 select(func.max(table.c.id).label("mid"))
-                .where(table.c.source == self.source)
+                .where(*mine)
                 .group_by(table.c.key)
                 .subquery()
             )
