@@ -17,8 +17,8 @@ the queue and the database rather than a fake AWS. It is registered as a connect
 plugin through a throw-away ``.dist-info`` on PYTHONPATH, as a third-party package
 would register one.
 
-    python benchmarks/replicas.py                       # 20 accounts x 4 regions x 2 services, 320 per unit
-    python benchmarks/replicas.py --per-unit 40         # quick look (6,400 resources)
+    python benchmarks/replicas.py                # 20 x 4 x 2 units, 320 resources each
+    python benchmarks/replicas.py --per-unit 40  # quick look (6,400 resources)
 """
 
 from __future__ import annotations
