@@ -173,7 +173,10 @@ class Distributor:
             # connector failures never raise (they are recorded as unit errors).
             retry=RetryStrategy(max_attempts=attempts, wait=1),
         )(self._task)
-        self._defer_app = self.app.with_connector(SyncPsycopgConnector(conninfo=info))
+        # Deferring happens on the daemon's own threads, not on the worker's event loop:
+        # a separate app with a synchronous connector and no tasks of its own (it
+        # defers by name; the task lives in ``self.app``, on every replica).
+        self._defer_app = App(connector=SyncPsycopgConnector(conninfo=info))
         self._worker: Worker | None = None
         self._thread: threading.Thread | None = None
         self._ready = threading.Event()
