@@ -142,6 +142,10 @@ def test_three_replicas_share_a_run_and_a_killed_ones_unit_completes_elsewhere(
     counts = json.loads(run.counts)
     assert counts["evidence_written"] == UNITS * RECORDS
     assert counts["units"] == UNITS and len(counts["replicas"]) == 3
+    sealed_by = [
+        e for d in replicas for e in d.log_events() if e.get("event") == "distributed run sealed"
+    ]
+    assert len(sealed_by) == 1, sealed_by
     assert verify(engine).ok
     cli = subprocess.run(
         [str(ANNEXA), "verify", "--config", str(tmp_path / "b" / "annexa.toml")],
