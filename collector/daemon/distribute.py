@@ -225,6 +225,9 @@ class Distributor:
                 update_heartbeat_interval=self.heartbeat,
                 stalled_worker_timeout=self.stalled_after,
                 shutdown_graceful_timeout=self.grace,
+                # The ledger (dispatch_units) is the record of every unit; a finished
+                # job row would only grow procrastinate's table.
+                delete_jobs="successful",
             )
             self._ready.set()
             stalled = asyncio.create_task(self._retry_stalled_forever())
