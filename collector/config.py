@@ -331,9 +331,22 @@ class DaemonConfig(_Strict):
     #: outlasted its period): "latest" runs the latest of them at once, "none" waits for
     #: the next due time. Either way each one not run is recorded in schedule_missed.
     catch_up: Literal["latest", "none"] = "latest"
+    #: PostgreSQL only: spread the units (scope x region x service) of each run over
+    #: the replicas through a procrastinate queue in the same database, instead of
+    #: reading a whole connector instance in the replica that claimed it. See
+    #: docs/replicas.md.
+    distribute: bool = False
+    #: With ``distribute``: units this replica executes at once.
+    unit_workers: int = Field(default=2, ge=1, le=64)
+    #: With ``distribute``: attempts at a unit (a crash, or its replica dying) before
+    #: it is recorded as an error of every check of its service.
+    unit_attempts: int = Field(default=3, ge=1, le=20)
+    #: With ``distribute``: a unit not finished this long after the run was dispatched
+    #: is recorded as timed out (an error of every check of its service).
+    unit_timeout: _Duration = "1h"
     notifications: NotificationsConfig = Field(default_factory=NotificationsConfig)
 
-    @field_validator("jitter", "grace_period", "lease", "heartbeat")
+    @field_validator("jitter", "grace_period", "lease", "heartbeat", "unit_timeout")
     @classmethod
     def _duration(cls, v: str | float) -> str | float:
         _seconds(v)

@@ -79,6 +79,22 @@ def _unit_error_findings(lc: LoadedConnector, c: Coverage, index: MappingIndex) 
     return out
 
 
+def _unread(lc: LoadedConnector, unit: tuple[str, str, str] | None, reason: str) -> Coverage:
+    """The coverage error of what was not read: the unit, or the whole instance."""
+    if unit is None:
+        return Coverage(lc.name, "global", "*", ok=False, error=reason)
+    scope, region, service = unit
+    return Coverage(scope, region, service, ok=False, error=reason)
+
+
+def unit_error(lc: LoadedConnector, index: MappingIndex, sink: RecordSink, c: Coverage) -> None:
+    """Record an unreadable unit: its coverage error and an ``error`` for every check
+    of its service (of every service for ``*``)."""
+    sink.coverage(c)
+    for f in _unit_error_findings(lc, c, index):
+        sink.finding(f)
+
+
 class RecordSink(Protocol):
     """Where a run's records go: the store writer, or the daemon's journaling sink."""
 
@@ -153,8 +169,14 @@ def drive(
     progress: ProgressCallback | None = None,
     cancel_reason: str = "cancelled before the run completed",
     deadline: float | None = None,
+    unit: tuple[str, str, str] | None = None,
 ) -> DriveResult:
     """Stream one connector run into ``sink``: checks, controls, unit errors, status.
+
+    ``unit`` (scope, region, service): read that one unit of the instance
+    (:meth:`core.connector.Connector.collect_unit`, a unit of a run spread over
+    daemon replicas) instead of the whole instance; what cannot be read of it then is
+    an error of that unit only.
 
     Never raises for the source or the connector: a crash becomes an ``error`` for every
     check of the instance. Messages are scrubbed of secrets before they are stored.
@@ -183,6 +205,7 @@ def drive(
             progress=progress,
             cancel_reason=cancel_reason,
             deadline=deadline,
+            unit=unit,
         )
     finally:
         if timer is not None:
@@ -200,6 +223,7 @@ def _drive(
     progress: ProgressCallback | None,
     cancel_reason: str,
     deadline: float | None,
+    unit: tuple[str, str, str] | None = None,
 ) -> DriveResult:
     tally = _Tally()
     crashed = False
@@ -216,7 +240,8 @@ def _drive(
     try:
         connector = lc.build()
         ctx = CollectContext(run_id=run_id, log=rlog, cancel_event=cancel_event)
-        for rec in connector.collect(ctx):
+        source = connector.collect(ctx) if unit is None else connector.collect_unit(ctx, *unit)
+        for rec in source:
             tally.records += 1
             if isinstance(rec, Evidence):
                 h = sink.evidence(rec)
@@ -254,10 +279,7 @@ def _drive(
         rlog.error("connector crashed", exc_info=True)
         # What was not read because of the crash is an error for every check, never a
         # silent keep-the-last-verdict; the next clean run closes these again.
-        whole = Coverage(lc.name, "global", "*", ok=False, error=reason)
-        sink.coverage(whole)
-        for f in _unit_error_findings(lc, whole, index):
-            sink.finding(f)
+        unit_error(lc, index, sink, _unread(lc, unit, reason))
     if cancel_event.expired and not cancel_event.outer.is_set():
         reason = (
             f"run_deadline={deadline:g}s passed: stopped reading; what was not read is an "
@@ -265,16 +287,18 @@ def _drive(
         )
         sink.error(reason)
         rlog.error("run deadline passed", run_deadline=deadline)
-        whole = Coverage(lc.name, "global", "*", ok=False, error=reason)
-        sink.coverage(whole)
-        for f in _unit_error_findings(lc, whole, index):
-            sink.finding(f)
+        unit_error(lc, index, sink, _unread(lc, unit, reason))
         status = "partial" if tally.ok_units else "failed"
     elif cancel_event.is_set():
         sink.error(cancel_reason)
         status = "aborted"
     else:
-        if not crashed and not whole_reported:
+        if unit is not None and not crashed and not (tally.ok_units or tally.error_units):
+            # A unit that reports no coverage of itself was not read, as far as anyone
+            # can tell: an error, never a silent pass.
+            unit_error(lc, index, sink, _unread(lc, unit, "the connector reported no coverage"))
+            tally.error_units += 1
+        elif unit is None and not crashed and not whole_reported:
             sink.coverage(Coverage(lc.name, "global", "*", ok=True))
         if crashed:
             status = "failed" if tally.ok_units == 0 else "partial"

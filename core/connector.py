@@ -78,6 +78,24 @@ class Connector(ABC):
     def collect(self, ctx: CollectContext) -> Iterator[Record]:
         """Stream records; never raise for a failure of the source."""
 
+    def plan_units(self, ctx: CollectContext) -> list[tuple[str, str, str]] | None:
+        """The units (scope, region, service) of one run, so that a daemon with
+        ``[daemon] distribute = true`` can spread them over its replicas.
+
+        Optional. None (the default): the instance is read whole, by one replica, as
+        one unit. A connector that plans units must read each one in
+        :meth:`collect_unit`, from its own options alone (any replica may run any
+        unit, each with its own copy of the configuration; no secret travels).
+        """
+        return None
+
+    def collect_unit(
+        self, ctx: CollectContext, scope: str, region: str, service: str
+    ) -> Iterator[Record]:
+        """Stream the records of one unit returned by :meth:`plan_units`, ending with
+        its ``Coverage`` (same contract as :meth:`collect`)."""
+        raise NotImplementedError(f"{type(self).__name__} plans no units")
+
 
 class UnknownConnectorError(LookupError):
     pass

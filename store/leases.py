@@ -40,7 +40,13 @@ from sqlalchemy.dialects import postgresql, sqlite
 from core.signing import Signer
 from store.outbox import enqueue
 from store.schema import runs
-from store.schema_daemon import control_states, schedule_claims, schedule_missed, schedules
+from store.schema_daemon import (
+    control_states,
+    dispatch_units,
+    schedule_claims,
+    schedule_missed,
+    schedules,
+)
 from store.sealing import db_now, seal_run
 
 _ONE_US = timedelta(microseconds=1)
@@ -489,12 +495,20 @@ def stale_runs(
             schedules.c.claimed_by != me,
         )
         scheduled = exists().where(schedule_claims.c.run_id == runs.c.id)
+        # A run spread over replicas ([daemon] distribute) ends by its units: each is
+        # finished, failed or timed out by whichever replica is alive (collector/
+        # daemon/distribute.py). A lapse in its heartbeat says nothing of them until
+        # their deadline (daemon.unit_timeout) has passed.
+        distributed = exists().where(
+            dispatch_units.c.run_id == runs.c.id, dispatch_units.c.deadline_at >= now
+        )
         q = select(
             runs.c.id, runs.c.source, runs.c.host, runs.c.heartbeat_at, scheduled.label("sch")
         ).where(
             runs.c.status == "running",
             _stale(cutoff),
             ~live_elsewhere,
+            ~distributed,
         )
         if source is not None:
             q = q.where(runs.c.source == source)

@@ -90,3 +90,33 @@ notification_outbox = Table(
     Column("last_error", Text),
 )
 Index("ix_notification_outbox_pending", notification_outbox.c.sent_at, notification_outbox.c.id)
+
+#: Migration 0007. One row per unit (scope x region x service) of a run whose units
+#: are spread over daemon replicas (``[daemon] distribute = true``, PostgreSQL). The
+#: queue itself is procrastinate's; this table is the run's own ledger: a unit's
+#: records and its row turning ``done``/``failed`` commit in one transaction, so a
+#: retried unit (its replica died) finds it done and writes nothing twice, and the
+#: run is sealed exactly when no row is ``pending`` or ``running`` any more.
+dispatch_units = Table(
+    "dispatch_units",
+    metadata,
+    Column("id", RowId, primary_key=True, autoincrement=True),
+    Column("run_id", String(36), nullable=False),
+    Column("source", String(200), nullable=False),
+    Column("scope", String(255), nullable=False),
+    Column("region", String(100), nullable=False),
+    Column("service", String(100), nullable=False),
+    #: pending → running → done | failed | timed_out (the last three are final).
+    Column("state", String(20), nullable=False),
+    #: The unit's drive status (succeeded/partial/failed) once final.
+    Column("status", String(20)),
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("replica", String(255)),
+    Column("deadline_at", UTCDateTime(), nullable=False),
+    Column("updated_at", UTCDateTime(), nullable=False),
+    #: JSON: the unit writer's counts, summed into the run's at the seal.
+    Column("counts", Text),
+    Column("error", Text),
+    UniqueConstraint("run_id", "scope", "region", "service", name="uq_dispatch_units_unit"),
+)
+Index("ix_dispatch_units_state", dispatch_units.c.state, dispatch_units.c.run_id)

@@ -306,6 +306,10 @@ class RunSealedError(RuntimeError):
     """The run was sealed by someone else while this writer still held it."""
 
 
+class _Superseded(Exception):
+    """``commit_unit``: the unit was finished by another attempt; roll back."""
+
+
 class RunWriter:
     """Writes one run. Use as a context manager or call ``start``/``finish``.
 
@@ -354,6 +358,7 @@ class RunWriter:
         self._touched_at = time.monotonic()
         self._behind: ThreadPoolExecutor | None = None
         self._in_flight: tuple[Future[None], _Batch] | None = None
+        self._attached: str | None = None
         self.started_at = utcnow()
 
     # -- lifecycle -----------------------------------------------------------------
@@ -398,6 +403,49 @@ class RunWriter:
             for kind, table in (("E", evidence), ("F", findings))
         }
         conn.commit()
+
+    def attach(self, *, seal: bool = False) -> str:
+        """Write into the existing running run ``run_id`` instead of starting one.
+
+        For a unit of a distributed run: no ``runs`` row is inserted; every write
+        checks, under a shared lock on the run's row, that it is still running. Use
+        :meth:`commit_unit` (not :meth:`finish`). ``seal``: this writer seals the run
+        in its commit; it locks the run's row exclusively (two sealers then queue up
+        instead of deadlocking on the upgrade of two shared locks).
+        """
+        self._attached = "seal" if seal else "unit"
+        self._conn = self.engine.connect()
+        self._prepare_connection(self._conn)
+        return self.run_id
+
+    def commit_unit(self, then: Callable[[Connection], bool]) -> bool:
+        """Commit a unit of a distributed run in ONE transaction: every buffered
+        record, the closing of items its own clean units did not see again, and
+        ``then(conn)`` (the caller marks the unit done there).
+
+        When ``then`` answers False (the unit was finished meanwhile by another
+        attempt) the whole transaction is rolled back and False returned: a unit's
+        records are written once or not at all. Raises :class:`RunSealedError` when the
+        run was sealed meanwhile (nothing is written).
+        """
+        self._wait_behind()
+        batch = self._take_batch()
+        conn = self._require_conn()
+        if conn.in_transaction():
+            conn.commit()
+        try:
+            with conn.begin():
+                ev_rows, fi_rows = self._write_rows(conn, batch, touch=True)
+                # Counted before ``then`` so that it can store them; this writer is
+                # done either way (a rolled-back unit's writer is discarded).
+                self.counts.evidence_written += len(ev_rows)
+                self.counts.findings_written += len(fi_rows)
+                self._close_unseen(conn, utcnow(), only=batch[3])
+                if not then(conn):
+                    raise _Superseded
+        except _Superseded:
+            return False
+        return True
 
     def __enter__(self) -> RunWriter:
         self.start()
@@ -588,34 +636,63 @@ class RunWriter:
         return batch
 
     def _write_batch(self, batch: _Batch) -> None:
-        ev, bodies, fi, units = batch
         conn = self._require_conn()
         if conn.in_transaction():
             conn.commit()
         with conn.begin():
-            ev_rows = self._changed(conn, evidence, "E", ev, _EV_HASH) if ev else []
-            fi_rows = self._changed(conn, findings, "F", fi, _FI_HASH) if fi else []
-            if ev_rows or fi_rows or units or (self.heartbeat_runs and self._heartbeat_due()):
-                # Before any row, in the same transaction: a run sealed meanwhile (reaped
-                # as stale by a daemon) must not gain rows, or its digest would no longer
-                # verify. A batch of unchanged items writes nothing the digest covers: it
-                # skips this write (and, on PostgreSQL, its WAL flush) between beats.
-                self._touch(conn)
-            if ev_rows:
-                self._write_evidence(conn, ev_rows, bodies)
-            if fi_rows:
-                self._write_findings(conn, fi_rows)
-            if units:
-                conn.execute(insert(run_units), units)
+            ev_rows, fi_rows = self._write_rows(conn, batch)
         # Counted once committed: a batch that failed and is retried counts once.
         self.counts.evidence_written += len(ev_rows)
         self.counts.findings_written += len(fi_rows)
+
+    def _write_rows(
+        self, conn: Connection, batch: _Batch, *, touch: bool = False
+    ) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]:
+        """Write ``batch`` in the caller's transaction; the evidence and finding rows
+        that changed (and so were written)."""
+        ev, bodies, fi, units = batch
+        ev_rows = self._changed(conn, evidence, "E", ev, _EV_HASH) if ev else []
+        fi_rows = self._changed(conn, findings, "F", fi, _FI_HASH) if fi else []
+        if (
+            touch
+            or ev_rows
+            or fi_rows
+            or units
+            or (self.heartbeat_runs and self._heartbeat_due())
+        ):
+            # Before any row, in the same transaction: a run sealed meanwhile (reaped
+            # as stale by a daemon) must not gain rows, or its digest would no longer
+            # verify. A batch of unchanged items writes nothing the digest covers: it
+            # skips this write (and, on PostgreSQL, its WAL flush) between beats.
+            self._touch(conn)
+        if ev_rows:
+            self._write_evidence(conn, ev_rows, bodies)
+        if fi_rows:
+            self._write_findings(conn, fi_rows)
+        if units:
+            conn.execute(insert(run_units), units)
+        return ev_rows, fi_rows
 
     def _heartbeat_due(self) -> bool:
         return time.monotonic() - self._touched_at >= _HEARTBEAT_EVERY_S
 
     def _touch(self, conn: Connection) -> None:
         """Refresh the heartbeat; raise ``RunSealedError`` if the run is no longer running."""
+        if self._attached:
+            # A unit of a distributed run: a shared lock on the run's row, so that units
+            # commit side by side while a seal (which updates the row) waits for them.
+            status = conn.execute(
+                select(runs.c.status)
+                .where(runs.c.id == self.run_id)
+                .with_for_update(read=self._attached != "seal")
+            ).scalar()
+            self._touched_at = time.monotonic()
+            if status != "running":
+                raise RunSealedError(
+                    f"run {self.run_id} is no longer running (sealed by another process); "
+                    "nothing more is written to it"
+                )
+            return
         # Without heartbeat: a no-op update, which still locks the row against a seal.
         beat = {"heartbeat_at": utcnow()} if self.heartbeat_runs else {"status": runs.c.status}
         done = conn.execute(
@@ -678,10 +755,14 @@ class RunWriter:
     # -- closing -------------------------------------------------------------------
 
     def _closable_units(
-        self, conn: Connection
+        self, conn: Connection, only: list[dict[str, Any]] | None = None
     ) -> tuple[set[tuple[str, str, str]], set[tuple[str, str, str]]]:
         ok: set[tuple[str, str, str]] = set()
         bad: set[tuple[str, str, str]] = set()
+        if only is not None:
+            for u in only:
+                (ok if u["ok"] else bad).add((u["scope"], u["region"], u["service"]))
+            return ok, bad
         q = select(
             run_units.c.scope, run_units.c.region, run_units.c.service, run_units.c.ok
         ).where(run_units.c.run_id == self.run_id)
@@ -694,14 +775,28 @@ class RunWriter:
         # A unit read in region "global" (IAM, S3 listing) covers every region of its service.
         return (scope, region, service) in units or (scope, "global", service) in units
 
-    def _close_unseen(self, conn: Connection, finished_at: datetime) -> None:
-        ok, bad = self._closable_units(conn)
+    def _close_unseen(
+        self, conn: Connection, finished_at: datetime, only: list[dict[str, Any]] | None = None
+    ) -> None:
+        """Tombstone what clean units of the run did not see again. ``only``: the units
+        of this writer alone (a unit of a distributed run: the other units' unchanged
+        items were noted by other writers, in other sessions)."""
+        ok, bad = self._closable_units(conn, only)
         if not ok:
             return
         for table, kind in ((evidence, "E"), (findings, "F")):
+            mine = [table.c.source == self.source]
+            if only is not None:
+                # A unit closes only within its own scopes and services (every version
+                # of a key shares them: both are part of what the key names), so its
+                # closing reads its own part of the source, not all of it per unit.
+                mine += [
+                    table.c.scope.in_(sorted({u[0] for u in ok})),
+                    table.c.service.in_(sorted({u[2] for u in ok})),
+                ]
             latest = (
                 select(func.max(table.c.id).label("mid"))
-                .where(table.c.source == self.source)
+                .where(*mine)
                 .group_by(table.c.key)
                 .subquery()
             )

@@ -214,6 +214,7 @@ class Daemon:
         self._spool_lock: FileLock | None = None
         self._ready_engine = self._make_ready_engine(settings.database_url)
         self.runlocks = RunLocks(settings.database_url)
+        self.distributor = self._make_distributor() if cfg.distribute else None
         self.http: HealthServer | None = None
         self._signals = 0
 
@@ -232,6 +233,26 @@ class Daemon:
                 + "; ".join(f"{ln.what}: {ln.detail}" for ln in bad)
                 + " (`annexa config check` lists them all)"
             )
+
+    def _make_distributor(self) -> Any:
+        """``[daemon] distribute``: this replica's share of the unit queue."""
+        from collector.daemon.distribute import DistributeError, Distributor
+
+        try:
+            return Distributor(
+                self.settings,
+                self.engine,
+                self.index,
+                self.me,
+                workers=self.cfg.unit_workers,
+                attempts=self.cfg.unit_attempts,
+                unit_timeout=self.cfg.seconds("unit_timeout"),
+                heartbeat=self.heartbeat_s,
+                stalled_after=self.lease_s,
+                grace=self.grace_s,
+            )
+        except DistributeError as exc:
+            raise DaemonError(f"{self.settings.path}: {exc}") from None
 
     @staticmethod
     def _control_ids(index: MappingIndex) -> list[str]:
@@ -296,6 +317,8 @@ class Daemon:
                 next_due=due.isoformat(),
             )
         self._reap()
+        if self.distributor is not None:
+            self.distributor.start()
         self.notifier.start()
         self._evaluate_controls()
         self.http = HealthServer(self.cfg.host, self.port, ready=self.ready, metrics=self.metrics)
@@ -485,6 +508,9 @@ class Daemon:
                 log.warning("orphaned run sealed as aborted", orphan_run_id=r.id, host=r.host)
         except Exception as exc:  # noqa: BLE001 - reaping is best effort here
             log.warning("reaping failed", error=_short(exc))
+        if self.distributor is not None:
+            self._dispatch_claimed(name, lc, c)
+            return
         outcome: Outcome | None = None
         try:
             outcome = collect(
@@ -519,6 +545,30 @@ class Daemon:
             self.runlocks.release(name)
         if outcome is not None and outcome.summary is not None:
             self._report(name, outcome)
+
+    def _dispatch_claimed(self, name: str, lc: LoadedConnector, c: Claim) -> None:
+        """Distributed: create the run, queue its units, give the schedule back at once.
+
+        The run outlives the claim on purpose: its units are executed (and it is
+        sealed) by whichever replicas are alive, each keeping it heartbeated, so a
+        dead dispatcher loses nothing.
+        """
+        status = "dispatched"
+        try:
+            self.distributor.dispatch(lc, c.run_id)
+        except Exception as exc:
+            status = "failed"
+            log.error("run could not be dispatched", error=_short(exc), exc_info=True)
+        finally:
+            with self._state:
+                self._active.pop(name, None)
+                self.metrics.active.set(len(self._active))
+        try:
+            release(self.engine, name, self.me, c.run_id, status, retake=status == "failed")
+        except Exception as exc:  # noqa: BLE001 - the lease then simply expires
+            log.warning("could not release the schedule lease", error=_short(exc))
+        else:
+            self.runlocks.release(name)
 
     def _await_replay(self, outcome: Outcome) -> Outcome:
         """Wait for the database, then write the spooled run; give up only at shutdown."""
@@ -682,6 +732,8 @@ class Daemon:
                 self.engine, [n for n in self.connectors if n not in busy], MAX_TAKEOVERS
             ):
                 self.kick(name)
+            if self.distributor is not None:
+                self.distributor.sweep()
             self._reap()
         except Exception as exc:  # noqa: BLE001 - next poll retries
             log.debug("poll failed", error=_short(exc))
@@ -883,6 +935,8 @@ class Daemon:
             if not self._wait_idle(time.monotonic() + abort_wait):
                 self._seal_left()
         self._pool.shutdown(wait=False, cancel_futures=True)
+        if self.distributor is not None:
+            self.distributor.stop()
         self.notifier.stop(timeout=2.0)
         if self.http is not None:
             self.http.stop()
