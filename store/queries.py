@@ -247,6 +247,15 @@ def _findings_light(conn: Connection, at: datetime) -> Iterator[tuple[Any, ...]]
             yield (*row[:7], controls, row[8], row[9])
 
 
+def _in_force(conn: Connection, at: datetime) -> Iterator[tuple[Any, ...]]:
+    """:func:`_findings_light` at ``at``, read from the materialised findings in force
+    (``store.current``) when it is current and nothing in it is after ``at``; the walk
+    otherwise (a past instant, or a table behind the runs) — same rows, same order."""
+    from store.current import current_light, trusted
+
+    return current_light(conn) if trusted(conn, at) else _findings_light(conn, at)
+
+
 def evidence_at(
     conn: Connection,
     at: datetime | None = None,
@@ -874,11 +883,14 @@ def control_statuses(
     freshness: timedelta = timedelta(days=7),
     *,
     exceptions: Iterable[ExceptionRule] = (),
+    materialised: bool = True,
 ) -> list[ControlStatus]:
     """Every catalog control's status at ``at`` (see :func:`combine_status`).
 
     A pass whose unit has not been read cleanly within ``freshness`` before ``at``
-    is ``stale``; nothing passes by absence.
+    is ``stale``; nothing passes by absence. The findings in force come from the
+    materialised table when it answers ``at`` exactly (``store.current``);
+    ``materialised=False`` always walks the history (the reference it is tested against).
     """
     at = at or utcnow()
     rules = list(exceptions)
@@ -898,7 +910,7 @@ def control_statuses(
             controls,
             eh,
             observed,
-        ) in _findings_light(conn, at):
+        ) in (_in_force(conn, at) if materialised else _findings_light(conn, at)):
             if check_id == "policies.document.approved" and status == "pass" and eh:
                 approved_policies.append((source, resource_id, eh))
             # A finding is confirmed by its own observation, and since by every clean

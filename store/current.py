@@ -1,0 +1,194 @@
+"""The findings in force now, materialised: what the current control status needs from history.
+
+Derived data, not evidence. ``findings_in_force`` holds, per finding key of each source,
+its latest sealed version (a tombstone too, so an item that disappeared stays gone):
+exactly the rows the point-in-time walk of :func:`store.queries._findings_light` finds
+at "now", without walking every key's history. It is maintained by
+:func:`store.sealing.seal_run` — the one place every run ends (writer, crash recovery,
+the daemon's reaper, the journal replay) — in the sealing transaction, so a run's
+findings are in force here exactly when its seal commits.
+
+Everything that depends on the reading instant (stale windows, exception expiry,
+document expiry, manual records and decisions recorded after the last run) is *not*
+stored: the status is still computed at read time by the same code from these inputs.
+
+Trust: ``findings_in_force_state`` counts the sealed runs applied. A reader uses the
+table only when that count equals the sealed runs in ``runs`` and no stored version
+lies after the reading instant; otherwise (a run sealed by an older version, retention
+removed runs, the table was emptied by hand) it answers from the history walk — slower,
+never wrong — and the next seal rebuilds the table from the evidence. ``verify`` never
+reads it. ``annexa rebuild-current`` rebuilds it on demand.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from datetime import datetime
+
+from sqlalchemy import (
+    Column,
+    Connection,
+    Integer,
+    String,
+    Table,
+    Text,
+    func,
+    select,
+    text,
+)
+
+from store.schema import RowId, UTCDateTime, metadata, runs, sealed_sql
+
+findings_in_force = Table(
+    "findings_in_force",
+    metadata,
+    Column("source", String(200), primary_key=True),
+    Column("key", Text, primary_key=True),
+    Column("finding_id", RowId, nullable=False),
+    Column("check_id", String(200), nullable=False),
+    Column("scope", String(255), nullable=False),
+    Column("region", String(100), nullable=False),
+    Column("service", String(100), nullable=False),
+    Column("resource_id", Text, nullable=False),
+    Column("status", String(20)),
+    Column("controls", Text, nullable=False),
+    Column("evidence_hash", String(64)),
+    Column("observed_at", UTCDateTime(), nullable=False),
+)
+
+findings_in_force_state = Table(
+    "findings_in_force_state",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    # Sealed runs whose findings the table holds; compared with the runs table on read.
+    Column("runs_applied", Integer, nullable=False),
+)
+
+_COLS = (
+    "source, key, finding_id, check_id, scope, region, service, resource_id, status,"
+    " controls, evidence_hash, observed_at"
+)
+_FROM = (
+    "f.source, f.key, f.id, f.check_id, f.scope, f.region, f.service, f.resource_id, f.status,"
+    " f.controls, f.evidence_hash, f.observed_at"
+)
+
+
+def _sealed_runs(conn: Connection) -> int:
+    return int(
+        conn.execute(
+            select(func.count()).select_from(runs).where(runs.c.digest.is_not(None))
+        ).scalar_one()
+    )
+
+
+def _controls_text(conn: Connection) -> str:
+    # The findings column is jsonb on PostgreSQL; the copy is the text of it.
+    return "CAST(f.controls AS TEXT)" if conn.dialect.name == "postgresql" else "f.controls"
+
+
+def apply_run(conn: Connection, run_id: str) -> None:
+    """Bring the table up to date with ``run_id``, just sealed in this transaction.
+
+    The state row is updated first: on PostgreSQL its row lock serialises concurrent
+    seals from here to commit, so the count read next sees every other committed seal.
+    If the table was behind before this run, it is rebuilt instead of patched.
+    """
+    applied = conn.execute(
+        text(
+            "UPDATE findings_in_force_state SET runs_applied = runs_applied + 1 WHERE id = 1"
+            " RETURNING runs_applied"
+        )
+    ).scalar()
+    if applied is None or applied != _sealed_runs(conn):
+        rebuild(conn)
+        return
+    ctl = _controls_text(conn)
+    newest_in_run = (
+        "NOT EXISTS (SELECT 1 FROM findings g WHERE g.source = f.source AND g.key = f.key"
+        " AND g.run_id = :run AND (g.observed_at > f.observed_at"
+        " OR (g.observed_at = f.observed_at AND g.id > f.id)))"
+    )
+    # Replace what this run supersedes; a stored version newer than the run's stays.
+    conn.execute(
+        text(
+            "DELETE FROM findings_in_force WHERE EXISTS (SELECT 1 FROM findings f"
+            " WHERE f.run_id = :run AND f.source = findings_in_force.source"
+            " AND f.key = findings_in_force.key AND (f.observed_at > findings_in_force.observed_at"
+            " OR (f.observed_at = findings_in_force.observed_at"
+            " AND f.id > findings_in_force.finding_id)))"
+        ),
+        {"run": run_id},
+    )
+    conn.execute(
+        text(
+            f"INSERT INTO findings_in_force ({_COLS}) SELECT "
+            f"{_FROM.replace('f.controls', ctl)} FROM findings f WHERE f.run_id = :run"
+            f" AND {newest_in_run} AND NOT EXISTS (SELECT 1 FROM findings_in_force c"
+            " WHERE c.source = f.source AND c.key = f.key)"
+        ),
+        {"run": run_id},
+    )
+
+
+def rebuild(conn: Connection) -> int:
+    """Recompute the table from the evidence (every source's latest sealed finding
+    versions) and mark it current; returns the rows written."""
+    conn.execute(findings_in_force.delete())
+    conn.execute(findings_in_force_state.delete())
+    ctl = "CAST(t.controls AS TEXT)" if conn.dialect.name == "postgresql" else "t.controls"
+    # The point-in-time walk of store.queries without its instant: the distinct keys by
+    # a loose index scan, each key's latest sealed version by one index probe.
+    insert = text(
+        f"INSERT INTO findings_in_force ({_COLS}) WITH RECURSIVE k(key) AS ("
+        " SELECT min(key) FROM findings WHERE source = :source"
+        " UNION ALL SELECT (SELECT min(x.key) FROM findings x WHERE x.source = :source"
+        " AND x.key > k.key) FROM k WHERE k.key IS NOT NULL)"
+        " SELECT t.source, t.key, t.id, t.check_id, t.scope, t.region, t.service,"
+        f" t.resource_id, t.status, {ctl}, t.evidence_hash, t.observed_at"
+        " FROM k JOIN findings t ON t.id = (SELECT y.id FROM findings y"
+        f" WHERE y.source = :source AND y.key = k.key AND {sealed_sql('y')}"
+        " ORDER BY y.observed_at DESC, y.id DESC LIMIT 1)"
+    )
+    sources = conn.execute(select(runs.c.source).distinct()).scalars().all()
+    written = 0
+    for src in sources:
+        written += conn.execute(insert, {"source": src}).rowcount
+    conn.execute(
+        findings_in_force_state.insert().values(id=1, runs_applied=_sealed_runs(conn))
+    )
+    return written
+
+
+def trusted(conn: Connection, at: datetime) -> bool:
+    """Whether the table answers "in force at ``at``" exactly (see the module doc)."""
+    applied = conn.execute(
+        select(findings_in_force_state.c.runs_applied).where(findings_in_force_state.c.id == 1)
+    ).scalar()
+    if applied is None or applied != _sealed_runs(conn):
+        return False
+    latest = conn.execute(select(func.max(findings_in_force.c.observed_at))).scalar()
+    return latest is None or latest <= at
+
+
+def current_light(conn: Connection) -> Iterator[tuple[object, ...]]:
+    """The rows of :func:`store.queries._findings_light` at now, from the table, in the
+    same order (per source, by key)."""
+    q = text(
+        "SELECT source, scope, region, service, check_id, resource_id, status, controls,"
+        " evidence_hash, observed_at FROM findings_in_force WHERE status IS NOT NULL"
+        " ORDER BY source, key"
+    ).columns(
+        *(findings_in_force.c[c] for c in (
+            "source", "scope", "region", "service", "check_id", "resource_id", "status",
+            "controls", "evidence_hash", "observed_at",
+        ))
+    )
+    parsed: dict[str, list[str]] = {}
+    for row in conn.execute(q):
+        c = row[7]
+        controls = parsed.get(c)
+        if controls is None:
+            controls = parsed[c] = json.loads(c)
+        yield (*row[:7], controls, row[8], row[9])
