@@ -23,8 +23,9 @@ reads it. ``annexa rebuild-current`` rebuilds it on demand.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import (
     Column,
@@ -65,6 +66,12 @@ findings_in_force_state = Table(
     Column("runs_applied", Integer, nullable=False),
 )
 
+#: The columns of store.queries.findings_at (kept equal to its _FI_COLS by a test).
+_FI_COLS = (
+    "id", "run_id", "source", "key", "check_id", "scope", "region", "service",
+    "resource_type", "resource_id", "status", "severity", "message", "evidence_hash",
+    "controls", "mapping_digest", "observed_at", "finding_hash",
+)
 _COLS = (
     "source, key, finding_id, check_id, scope, region, service, resource_id, status,"
     " controls, evidence_hash, observed_at"
@@ -192,3 +199,40 @@ def current_light(conn: Connection) -> Iterator[tuple[object, ...]]:
         if controls is None:
             controls = parsed[c] = json.loads(c)
         yield (*row[:7], controls, row[8], row[9])
+
+
+def current_findings(
+    conn: Connection,
+    *,
+    check_id: str | None = None,
+    source: str | None = None,
+    status: str | None = None,
+    check_ids: Collection[str] | None = None,
+) -> list[dict[str, Any]]:
+    """The rows :func:`store.queries.findings_at` returns at now (when :func:`trusted`):
+    the ``findings`` rows the table points at, same columns, same order."""
+    from store.schema import findings
+
+    cur = findings_in_force.c
+    q = (
+        select(findings)
+        .select_from(findings_in_force.join(findings, findings.c.id == cur.finding_id))
+        .where(cur.status.is_not(None))
+    )
+    if check_id:
+        q = q.where(cur.check_id == check_id)
+    if check_ids is not None:
+        if not check_ids:
+            return []
+        q = q.where(cur.check_id.in_(sorted(check_ids)))
+    if source:
+        q = q.where(cur.source == source)
+    if status:
+        q = q.where(cur.status == status)
+    rows = []
+    for row in conn.execute(q).mappings():
+        out = {c: row[c] for c in _FI_COLS}
+        out["controls"] = json.loads(out["controls"])
+        rows.append(out)
+    rows.sort(key=lambda r: (r["check_id"], r["source"], r["key"]))
+    return rows

@@ -184,6 +184,24 @@ def findings_at(
     ``check_id|``), so the cost follows their findings, not the whole source.
     """
     at = at or utcnow()
+    from store.current import current_findings, trusted
+
+    if trusted(conn, at):  # the materialised findings in force answer ``at`` exactly
+        yield from current_findings(
+            conn, check_id=check_id, source=source, status=status, check_ids=check_ids
+        )
+        return
+    yield from _findings_walk(conn, at, check_id, source, status, check_ids)
+
+
+def _findings_walk(
+    conn: Connection,
+    at: datetime,
+    check_id: str | None,
+    source: str | None,
+    status: str | None,
+    check_ids: Collection[str] | None,
+) -> Iterator[dict[str, Any]]:
     pg = conn.dialect.name == "postgresql"
     ranged = check_ids is not None and not check_id and _bytewise_keys(conn)
     sql = _latest_sql("findings", "observed_at", _FI_COLS, postgresql=pg, key_range=ranged)

@@ -147,3 +147,27 @@ def test_a_past_instant_uses_the_walk_and_rebuild_reproduces_the_seal_maintained
     with engine.connect() as conn:
         again = sorted(tuple(r) for r in conn.execute(text("SELECT * FROM findings_in_force")))
     assert again == kept and len(kept) == 3  # d1, d2 (tombstone), alice
+
+
+def test_findings_at_now_from_the_table_equals_the_walk(engine: Engine, index: MappingIndex) -> None:
+    from store import current, queries
+
+    assert current._FI_COLS == queries._FI_COLS
+    _collect(engine, index, {"d1": False, "d2": True}, {"alice": True})
+    _collect(engine, index, {"d1": True}, {"alice": False, "bob": True})
+    _direct(engine, index, "not_applicable")
+    now = datetime.now(UTC)
+    filters = [
+        {}, {"check_ids": {"fake.disk.encrypted"}}, {"check_ids": set()},
+        {"check_ids": {"fake.user.mfa", "nope"}}, {"check_id": "fake.user.mfa"},
+        {"source": "direct"}, {"status": "fail"}, {"status": "pass", "source": "fake-1"},
+    ]
+    with engine.connect() as conn:
+        assert trusted(conn, now)
+        for kw in filters:
+            fast = list(queries.findings_at(conn, now, **kw))
+            slow = list(queries._findings_walk(
+                conn, now, kw.get("check_id"), kw.get("source"), kw.get("status"),
+                kw.get("check_ids")))
+            assert fast == slow, kw
+        assert len(list(queries.findings_at(conn, now))) == 4  # d1, alice, bob, na1
