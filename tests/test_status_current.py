@@ -149,7 +149,9 @@ def test_a_past_instant_uses_the_walk_and_rebuild_reproduces_the_seal_maintained
     assert again == kept and len(kept) == 3  # d1, d2 (tombstone), alice
 
 
-def test_findings_at_now_from_the_table_equals_the_walk(engine: Engine, index: MappingIndex) -> None:
+def test_findings_at_now_from_the_table_equals_the_walk(
+    engine: Engine, index: MappingIndex
+) -> None:
     from store import current, queries
 
     assert current._FI_COLS == queries._FI_COLS
