@@ -236,3 +236,79 @@ def current_findings(
         rows.append(out)
     rows.sort(key=lambda r: (r["check_id"], r["source"], r["key"]))
     return rows
+
+
+#: Statuses whose findings are listed by resource (the first MAX_LISTED per control).
+_LISTED = ("fail", "error", "excepted")
+_POLICY_CHECK = "policies.document.approved"
+
+
+def _one_by_one(rule_checks: Collection[str]) -> Any:
+    """Findings the status needs one by one: approved policies (read as documents) and
+    failures of checks an active exception names (matched rule by rule)."""
+    cur = findings_in_force.c
+    cond = cur.check_id == _POLICY_CHECK
+    if rule_checks:
+        cond = cond | (cur.status.in_(_LISTED) & cur.check_id.in_(sorted(rule_checks)))
+    return cond
+
+
+def listed_rows(
+    conn: Connection, rule_checks: Collection[str], top: int
+) -> Iterator[tuple[object, ...]]:
+    """In :func:`current_light`'s order, rows of its shape plus (key, whole): every
+    one-by-one row (``whole``), and of the other listed statuses the first ``top`` of
+    each (controls, status) — enough for every control's first ``top`` (its lists are
+    the merge, in this order, of those of its controls lists)."""
+    cur = findings_in_force.c
+    whole = _one_by_one(rule_checks)
+    rank = func.row_number().over(
+        partition_by=(cur.controls, cur.status, whole), order_by=(cur.source, cur.key)
+    )
+    inner = (
+        select(cur.source, cur.key, cur.scope, cur.region, cur.service, cur.check_id,
+               cur.resource_id, cur.status, cur.controls, cur.evidence_hash, cur.observed_at,
+               whole.label("whole"), rank.label("rn"))
+        .where(cur.status.is_not(None), whole | cur.status.in_(_LISTED))
+        .subquery()
+    )
+    q = (
+        select(inner)
+        .where(inner.c.whole | (inner.c.rn <= top))
+        .order_by(inner.c.source, inner.c.key)
+    )
+    parsed: dict[str, list[str]] = {}
+    for r in conn.execute(q):
+        c = r.controls
+        controls = parsed.get(c)
+        if controls is None:
+            controls = parsed[c] = json.loads(c)
+        yield (r.source, r.scope, r.region, r.service, r.check_id, r.resource_id, r.status,
+               controls, r.evidence_hash, r.observed_at, r.key, bool(r.whole))
+
+
+def groups(conn: Connection, rule_checks: Collection[str]) -> list[tuple[Any, ...]]:
+    """The rows not taken one by one, counted per (controls, status, unit): controls
+    text, status, source, scope, region, service, count, oldest and newest observation."""
+    cur = findings_in_force.c
+    keys = (cur.controls, cur.status, cur.source, cur.scope, cur.region, cur.service)
+    q = (
+        select(*keys, func.count(), func.min(cur.observed_at), func.max(cur.observed_at))
+        .where(cur.status.is_not(None), ~_one_by_one(rule_checks))
+        .group_by(*keys)
+    )
+    return [tuple(r) for r in conn.execute(q)]
+
+
+def evidence_counts(conn: Connection) -> dict[str, int]:
+    """Per control, the distinct evidence its findings in force were judged on."""
+    if conn.dialect.name == "postgresql":
+        each = "CROSS JOIN LATERAL jsonb_array_elements_text(CAST(f.controls AS jsonb)) j(value)"
+    else:
+        each = ", json_each(f.controls) j"
+    q = text(
+        f"SELECT j.value, count(DISTINCT f.evidence_hash) FROM findings_in_force f {each}"
+        " WHERE f.status IS NOT NULL AND f.evidence_hash IS NOT NULL AND f.evidence_hash <> ''"
+        " GROUP BY j.value"
+    )
+    return {str(cid): int(n) for cid, n in conn.execute(q)}

@@ -888,10 +888,135 @@ class _Acc:
     unconfirmed_pass: bool = False
     last_confirmed: datetime | None = None
     evidence: set[str] = field(default_factory=set)
+    #: Distinct evidence counted by the database (the materialised path), else None.
+    evidence_count: int | None = None
 
 
 def _resource_label(f: Mapping[str, Any]) -> str:
     return f"{f['resource_id']} ({f['check_id']})"
+
+
+def _accumulate(
+    acc: dict[str, _Acc],
+    rows: Iterable[tuple[Any, ...]],
+    units: Mapping[tuple[str, str, str, str], datetime],
+    rules: list[ExceptionRule],
+    at: datetime,
+    approved_policies: list[tuple[str, str, str]],
+) -> None:
+    """Add findings in force (tuples of :data:`_LIGHT`) to each of their controls."""
+    for (
+        source,
+        scope,
+        region,
+        service,
+        check_id,
+        resource_id,
+        status,
+        controls,
+        eh,
+        observed,
+        *more,
+    ) in rows:
+        # ``more``: (key, whole) from the materialised path; a row not whole is only
+        # listed (the database counted it with its group).
+        whole = not more or more[1]
+        if not whole:
+            _list_only(acc, controls, status, f"{resource_id} ({check_id})")
+            continue
+        if check_id == "policies.document.approved" and status == "pass" and eh:
+            approved_policies.append((source, resource_id, eh))
+        # A finding is confirmed by its own observation, and since by every clean
+        # read of its unit (unchanged items write no new row).
+        times = [
+            x
+            for x in (
+                units.get((source, scope, region, service)),
+                units.get((source, scope, "global", service)),
+                observed,
+            )
+            if x is not None
+        ]
+        confirmed = max(times) if times else None
+        eff = status
+        if status == "fail" and rules:
+            f = {
+                "source": source,
+                "scope": scope,
+                "check_id": check_id,
+                "resource_id": resource_id,
+                "status": status,
+            }
+            if exception_for(rules, f, at):
+                eff = "excepted"
+        for cid in controls:
+            a = acc.get(cid)
+            if a is None:
+                a = acc[cid] = _Acc()
+            a.counts[eff] = a.counts.get(eff, 0) + 1
+            if eh:
+                a.evidence.add(eh)
+            if eff == "pass":
+                if confirmed is None:
+                    a.unconfirmed_pass = True
+                elif (
+                    a.oldest_pass_confirmation is None or confirmed < a.oldest_pass_confirmation
+                ):
+                    a.oldest_pass_confirmation = confirmed
+            elif eff in ("fail", "error", "excepted"):
+                listed = (
+                    a.failing
+                    if eff == "fail"
+                    else (a.erroring if eff == "error" else a.excepted)
+                )
+                if len(listed) < MAX_LISTED:
+                    listed.append(f"{resource_id} ({check_id})")
+            if confirmed and (a.last_confirmed is None or confirmed > a.last_confirmed):
+                a.last_confirmed = confirmed
+
+
+def _list_only(acc: dict[str, _Acc], controls: list[str], status: str, label: str) -> None:
+    for cid in controls:
+        a = acc.get(cid)
+        if a is None:
+            a = acc[cid] = _Acc()
+        listed = (
+            a.failing if status == "fail" else (a.erroring if status == "error" else a.excepted)
+        )
+        if len(listed) < MAX_LISTED:
+            listed.append(label)
+
+
+def _accumulate_groups(
+    acc: dict[str, _Acc],
+    groups: Iterable[tuple[Any, ...]],
+    units: Mapping[tuple[str, str, str, str], datetime],
+) -> None:
+    """Add findings counted per (controls, status, unit) — none of them listed, none
+    failing — as :func:`_accumulate` would one by one. A finding is confirmed at the
+    latest of its unit's clean reads and its own observation, so over a group the
+    oldest confirmation is that of its oldest observation, the newest of its newest."""
+    parsed: dict[str, list[str]] = {}
+    for controls_text, status, source, scope, region, service, n, oldest, newest in groups:
+        controls = parsed.get(controls_text)
+        if controls is None:
+            controls = parsed[controls_text] = json.loads(controls_text)
+        read = [
+            x for x in (units.get((source, scope, region, service)),
+                        units.get((source, scope, "global", service))) if x is not None
+        ]
+        first, last = max([*read, oldest]), max([*read, newest])
+        for cid in controls:
+            a = acc.get(cid)
+            if a is None:
+                a = acc[cid] = _Acc()
+            a.counts[status] = a.counts.get(status, 0) + n
+            if status == "pass" and (
+                a.oldest_pass_confirmation is None or first < a.oldest_pass_confirmation
+            ):
+                a.oldest_pass_confirmation = first
+            if a.last_confirmed is None or last > a.last_confirmed:
+                a.last_confirmed = last
 
 
 def control_statuses(
@@ -917,67 +1042,22 @@ def control_statuses(
         units = last_ok_units(conn, at)
         manual = manual_at(conn, at)
         approved_policies: list[tuple[str, str, str]] = []
-        for (
-            source,
-            scope,
-            region,
-            service,
-            check_id,
-            resource_id,
-            status,
-            controls,
-            eh,
-            observed,
-        ) in (_in_force(conn, at) if materialised else _findings_light(conn, at)):
-            if check_id == "policies.document.approved" and status == "pass" and eh:
-                approved_policies.append((source, resource_id, eh))
-            # A finding is confirmed by its own observation, and since by every clean
-            # read of its unit (unchanged items write no new row).
-            times = [
-                x
-                for x in (
-                    units.get((source, scope, region, service)),
-                    units.get((source, scope, "global", service)),
-                    observed,
-                )
-                if x is not None
-            ]
-            confirmed = max(times) if times else None
-            eff = status
-            if status == "fail" and rules:
-                f = {
-                    "source": source,
-                    "scope": scope,
-                    "check_id": check_id,
-                    "resource_id": resource_id,
-                    "status": status,
-                }
-                if exception_for(rules, f, at):
-                    eff = "excepted"
-            for cid in controls:
-                a = acc.get(cid)
-                if a is None:
-                    a = acc[cid] = _Acc()
-                a.counts[eff] = a.counts.get(eff, 0) + 1
-                if eh:
-                    a.evidence.add(eh)
-                if eff == "pass":
-                    if confirmed is None:
-                        a.unconfirmed_pass = True
-                    elif (
-                        a.oldest_pass_confirmation is None or confirmed < a.oldest_pass_confirmation
-                    ):
-                        a.oldest_pass_confirmation = confirmed
-                elif eff in ("fail", "error", "excepted"):
-                    listed = (
-                        a.failing
-                        if eff == "fail"
-                        else (a.erroring if eff == "error" else a.excepted)
-                    )
-                    if len(listed) < MAX_LISTED:
-                        listed.append(f"{resource_id} ({check_id})")
-                if confirmed and (a.last_confirmed is None or confirmed > a.last_confirmed):
-                    a.last_confirmed = confirmed
+        fast = None
+        if materialised:
+            from store import current
+
+            fast = current.trusted(conn, at)
+        if fast:
+            # O(groups): the table aggregated in SQL; only rows that are listed or
+            # matched one by one (failures, errors, approved policies) come back as rows.
+            checks = {r.check for r in rules if r.active(at)}
+            rows = current.listed_rows(conn, checks, MAX_LISTED)
+            _accumulate(acc, rows, units, rules, at, approved_policies)
+            _accumulate_groups(acc, current.groups(conn, checks), units)
+            for cid, n in current.evidence_counts(conn).items():
+                acc.setdefault(cid, _Acc()).evidence_count = n
+        else:
+            _accumulate(acc, _findings_light(conn, at), units, rules, at, approved_policies)
         if approved_policies:
             from store.policy_documents import policy_records
 
@@ -1045,7 +1125,9 @@ def control_statuses(
                     for r in recs
                 ],
                 last_confirmed=a.last_confirmed,
-                evidence_items=len(a.evidence) + len(valid),
+                evidence_items=(
+                    len(a.evidence) if a.evidence_count is None else a.evidence_count
+                ) + len(valid),
                 document=document,
                 explanation=explain(status, cid, document, a.counts, expired, part),
             )

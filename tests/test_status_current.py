@@ -173,3 +173,32 @@ def test_findings_at_now_from_the_table_equals_the_walk(
                 kw.get("check_ids")))
             assert fast == slow, kw
         assert len(list(queries.findings_at(conn, now))) == 4  # d1, alice, bob, na1
+
+
+def test_long_failure_lists_and_exceptions_merge_as_the_walk_lists_them(
+    engine: Engine, index: MappingIndex
+) -> None:
+    """More failures than a control lists, under two control lists of one control, some
+    excepted: the first MAX_LISTED per control come out in the walk's order."""
+    for source in ("s-b", "s-a"):
+        w = RunWriter(engine, source=source, connector_type="t", config_digest="c" * 64,
+                      mapping_digest=index.digest, agent_version="test")
+        w.start()
+        for i in range(70):
+            name = f"r{(i * 37) % 70:03d}"
+            eh = w.add_evidence(Evidence("acct", "eu-1", "fake.disk.volume", name, {"i": i}))
+            for check, controls in (("fake.disk.encrypted", ("A.8.24",)),
+                                    ("fake.user.mfa", ("A.8.5", "A.8.24"))):
+                status = ("fail", "pass", "error", "not_applicable")[i % 4] if i % 3 else "fail"
+                w.add_finding(Finding(check, "acct", "eu-1", "fake.disk.volume", name, status,
+                                      "high", f"{name} {status}", evidence_hash=eh,
+                                      controls=controls))
+        w.add_coverage(Coverage("acct", "eu-1", "disk", ok=True))
+        w.finish("succeeded")
+    now = datetime.now(UTC)
+    rule = ExceptionRule(id="x2", check="fake.user.mfa", resource="r0[0-3]*",
+                         reason="accepted", approved_by="ciso", expires=now + timedelta(days=3))
+    for rules in ([], [rule]):
+        st = _by_id(_same(engine, index, now, exceptions=rules), "A.8.24")
+        assert len(st["failing_resources"]) == 50 and st["counts"]["fail"] > 50
+    assert st["excepted_resources"] and st["error_scopes"]
