@@ -11,13 +11,18 @@ findings are in force here exactly when its seal commits.
 Everything that depends on the reading instant (stale windows, exception expiry,
 document expiry, manual records and decisions recorded after the last run) is *not*
 stored: the status is still computed at read time by the same code from these inputs.
+The read is O(groups), not O(findings): the database counts the findings in force per
+(controls, status, unit) with their oldest and newest observation (all a stale window
+needs), and distinct evidence per control; only rows read one by one come back —
+approved policies, failures of checks an active exception names, and the first
+``MAX_LISTED`` failures/errors per control list.
 
 Trust: ``findings_in_force_state`` counts the sealed runs applied. A reader uses the
 table only when that count equals the sealed runs in ``runs`` and no stored version
 lies after the reading instant; otherwise (a run sealed by an older version, retention
 removed runs, the table was emptied by hand) it answers from the history walk — slower,
-never wrong — and the next seal rebuilds the table from the evidence. ``verify`` never
-reads it. ``annexa rebuild-current`` rebuilds it on demand.
+never wrong — and the next seal rebuilds the table from the evidence (so does migration 0008 when it
+creates it). ``verify`` never reads it.
 """
 
 from __future__ import annotations
