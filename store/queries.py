@@ -197,6 +197,24 @@ def findings_at(
     ``check_id|``), so the cost follows their findings, not the whole source.
     """
     at = at or utcnow()
+    from store.current import current_findings, trusted
+
+    if trusted(conn, at):  # the materialised findings in force answer ``at`` exactly
+        yield from current_findings(
+            conn, check_id=check_id, source=source, status=status, check_ids=check_ids
+        )
+        return
+    yield from _findings_walk(conn, at, check_id, source, status, check_ids)
+
+
+def _findings_walk(
+    conn: Connection,
+    at: datetime,
+    check_id: str | None,
+    source: str | None,
+    status: str | None,
+    check_ids: Collection[str] | None,
+) -> Iterator[dict[str, Any]]:
     pg = conn.dialect.name == "postgresql"
     ranged = check_ids is not None and not check_id and _bytewise_keys(conn)
     sql = _latest_sql("findings", "observed_at", _FI_COLS, postgresql=pg, key_range=ranged)
@@ -270,6 +288,15 @@ def _findings_light(conn: Connection, at: datetime) -> Iterator[tuple[Any, ...]]
             if as_of is not None and as_of < observed:
                 observed = as_of
             yield (*row[:7], controls, row[8], observed)
+
+
+def _in_force(conn: Connection, at: datetime) -> Iterator[tuple[Any, ...]]:
+    """:func:`_findings_light` at ``at``, read from the materialised findings in force
+    (``store.current``) when it is current and nothing in it is after ``at``; the walk
+    otherwise (a past instant, or a table behind the runs) — same rows, same order."""
+    from store.current import current_light, trusted
+
+    return current_light(conn) if trusted(conn, at) else _findings_light(conn, at)
 
 
 def evidence_at(
@@ -923,10 +950,135 @@ class _Acc:
     unconfirmed_pass: bool = False
     last_confirmed: datetime | None = None
     evidence: set[str] = field(default_factory=set)
+    #: Distinct evidence counted by the database (the materialised path), else None.
+    evidence_count: int | None = None
 
 
 def _resource_label(f: Mapping[str, Any]) -> str:
     return f"{f['resource_id']} ({f['check_id']})"
+
+
+def _accumulate(
+    acc: dict[str, _Acc],
+    rows: Iterable[tuple[Any, ...]],
+    units: Mapping[tuple[str, str, str, str], datetime],
+    rules: list[ExceptionRule],
+    at: datetime,
+    approved_policies: list[tuple[str, str, str]],
+) -> None:
+    """Add findings in force (tuples of :data:`_LIGHT`) to each of their controls."""
+    for (
+        source,
+        scope,
+        region,
+        service,
+        check_id,
+        resource_id,
+        status,
+        controls,
+        eh,
+        observed,
+        *more,
+    ) in rows:
+        # ``more``: (key, whole) from the materialised path; a row not whole is only
+        # listed (the database counted it with its group).
+        whole = not more or more[1]
+        if not whole:
+            _list_only(acc, controls, status, f"{resource_id} ({check_id})")
+            continue
+        if check_id == "policies.document.approved" and status == "pass" and eh:
+            approved_policies.append((source, resource_id, eh))
+        # A finding is confirmed by its own observation, and since by every clean
+        # read of its unit (unchanged items write no new row).
+        times = [
+            x
+            for x in (
+                units.get((source, scope, region, service)),
+                units.get((source, scope, "global", service)),
+                observed,
+            )
+            if x is not None
+        ]
+        confirmed = max(times) if times else None
+        eff = status
+        if status == "fail" and rules:
+            f = {
+                "source": source,
+                "scope": scope,
+                "check_id": check_id,
+                "resource_id": resource_id,
+                "status": status,
+            }
+            if exception_for(rules, f, at):
+                eff = "excepted"
+        for cid in controls:
+            a = acc.get(cid)
+            if a is None:
+                a = acc[cid] = _Acc()
+            a.counts[eff] = a.counts.get(eff, 0) + 1
+            if eh:
+                a.evidence.add(eh)
+            if eff == "pass":
+                if confirmed is None:
+                    a.unconfirmed_pass = True
+                elif (
+                    a.oldest_pass_confirmation is None or confirmed < a.oldest_pass_confirmation
+                ):
+                    a.oldest_pass_confirmation = confirmed
+            elif eff in ("fail", "error", "excepted"):
+                listed = (
+                    a.failing
+                    if eff == "fail"
+                    else (a.erroring if eff == "error" else a.excepted)
+                )
+                if len(listed) < MAX_LISTED:
+                    listed.append(f"{resource_id} ({check_id})")
+            if confirmed and (a.last_confirmed is None or confirmed > a.last_confirmed):
+                a.last_confirmed = confirmed
+
+
+def _list_only(acc: dict[str, _Acc], controls: list[str], status: str, label: str) -> None:
+    for cid in controls:
+        a = acc.get(cid)
+        if a is None:
+            a = acc[cid] = _Acc()
+        listed = (
+            a.failing if status == "fail" else (a.erroring if status == "error" else a.excepted)
+        )
+        if len(listed) < MAX_LISTED:
+            listed.append(label)
+
+
+def _accumulate_groups(
+    acc: dict[str, _Acc],
+    groups: Iterable[tuple[Any, ...]],
+    units: Mapping[tuple[str, str, str, str], datetime],
+) -> None:
+    """Add findings counted per (controls, status, unit) — none of them listed, none
+    failing — as :func:`_accumulate` would one by one. A finding is confirmed at the
+    latest of its unit's clean reads and its own observation, so over a group the
+    oldest confirmation is that of its oldest observation, the newest of its newest."""
+    parsed: dict[str, list[str]] = {}
+    for controls_text, status, source, scope, region, service, n, oldest, newest in groups:
+        controls = parsed.get(controls_text)
+        if controls is None:
+            controls = parsed[controls_text] = json.loads(controls_text)
+        read = [
+            x for x in (units.get((source, scope, region, service)),
+                        units.get((source, scope, "global", service))) if x is not None
+        ]
+        first, last = max([*read, oldest]), max([*read, newest])
+        for cid in controls:
+            a = acc.get(cid)
+            if a is None:
+                a = acc[cid] = _Acc()
+            a.counts[status] = a.counts.get(status, 0) + n
+            if status == "pass" and (
+                a.oldest_pass_confirmation is None or first < a.oldest_pass_confirmation
+            ):
+                a.oldest_pass_confirmation = first
+            if a.last_confirmed is None or last > a.last_confirmed:
+                a.last_confirmed = last
 
 
 def control_statuses(
@@ -936,11 +1088,14 @@ def control_statuses(
     freshness: timedelta = timedelta(days=7),
     *,
     exceptions: Iterable[ExceptionRule] = (),
+    materialised: bool = True,
 ) -> list[ControlStatus]:
     """Every catalog control's status at ``at`` (see :func:`combine_status`).
 
     A pass whose unit has not been read cleanly within ``freshness`` before ``at``
-    is ``stale``; nothing passes by absence.
+    is ``stale``; nothing passes by absence. The findings in force come from the
+    materialised table when it answers ``at`` exactly (``store.current``);
+    ``materialised=False`` always walks the history (the reference it is tested against).
     """
     at = at or utcnow()
     rules = list(exceptions)
@@ -949,67 +1104,22 @@ def control_statuses(
         units = last_ok_units(conn, at)
         manual = manual_at(conn, at)
         approved_policies: list[tuple[str, str, str]] = []
-        for (
-            source,
-            scope,
-            region,
-            service,
-            check_id,
-            resource_id,
-            status,
-            controls,
-            eh,
-            observed,
-        ) in _findings_light(conn, at):
-            if check_id == "policies.document.approved" and status == "pass" and eh:
-                approved_policies.append((source, resource_id, eh))
-            # A finding is confirmed by its own observation, and since by every clean
-            # read of its unit (unchanged items write no new row).
-            times = [
-                x
-                for x in (
-                    units.get((source, scope, region, service)),
-                    units.get((source, scope, "global", service)),
-                    observed,
-                )
-                if x is not None
-            ]
-            confirmed = max(times) if times else None
-            eff = status
-            if status == "fail" and rules:
-                f = {
-                    "source": source,
-                    "scope": scope,
-                    "check_id": check_id,
-                    "resource_id": resource_id,
-                    "status": status,
-                }
-                if exception_for(rules, f, at):
-                    eff = "excepted"
-            for cid in controls:
-                a = acc.get(cid)
-                if a is None:
-                    a = acc[cid] = _Acc()
-                a.counts[eff] = a.counts.get(eff, 0) + 1
-                if eh:
-                    a.evidence.add(eh)
-                if eff == "pass":
-                    if confirmed is None:
-                        a.unconfirmed_pass = True
-                    elif (
-                        a.oldest_pass_confirmation is None or confirmed < a.oldest_pass_confirmation
-                    ):
-                        a.oldest_pass_confirmation = confirmed
-                elif eff in ("fail", "error", "excepted"):
-                    listed = (
-                        a.failing
-                        if eff == "fail"
-                        else (a.erroring if eff == "error" else a.excepted)
-                    )
-                    if len(listed) < MAX_LISTED:
-                        listed.append(f"{resource_id} ({check_id})")
-                if confirmed and (a.last_confirmed is None or confirmed > a.last_confirmed):
-                    a.last_confirmed = confirmed
+        fast = None
+        if materialised:
+            from store import current
+
+            fast = current.trusted(conn, at)
+        if fast:
+            # O(groups): the table aggregated in SQL; only rows that are listed or
+            # matched one by one (failures, errors, approved policies) come back as rows.
+            checks = {r.check for r in rules if r.active(at)}
+            rows = current.listed_rows(conn, checks, MAX_LISTED)
+            _accumulate(acc, rows, units, rules, at, approved_policies)
+            _accumulate_groups(acc, current.groups(conn, checks), units)
+            for cid, n in current.evidence_counts(conn).items():
+                acc.setdefault(cid, _Acc()).evidence_count = n
+        else:
+            _accumulate(acc, _findings_light(conn, at), units, rules, at, approved_policies)
         if approved_policies:
             from store.policy_documents import policy_records
 
@@ -1077,7 +1187,9 @@ def control_statuses(
                     for r in recs
                 ],
                 last_confirmed=a.last_confirmed,
-                evidence_items=len(a.evidence) + len(valid),
+                evidence_items=(
+                    len(a.evidence) if a.evidence_count is None else a.evidence_count
+                ) + len(valid),
                 document=document,
                 explanation=explain(status, cid, document, a.counts, expired, part),
             )

@@ -17,6 +17,7 @@ from typing import Any
 from sqlalchemy import Connection, func, or_, select, text, update
 
 from core.signing import RUN_DOMAIN, Signer
+from store.current import apply_run
 from store.integrity import digest_of, last_digest, seal_manifest
 from store.keys import record_key
 from store.schema import canonical_json_text, runs
@@ -148,4 +149,6 @@ def seal_run(
     ).rowcount
     if done != 1:
         return None
+    # The findings in force now, kept with the seal (derived; see store.current).
+    apply_run(conn, run_id)
     return Sealed(run_id, source, status, digest, prev, key_id, row["started_at"], finished)

@@ -79,6 +79,35 @@ def _access_file(tmp: Path) -> Path:
 @pytest.fixture(scope="module")
 def estate(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Estate]:
     tmp = tmp_path_factory.mktemp("console")
+    yield from build_estate(tmp, f"sqlite:///{tmp / 'annexa.db'}")
+
+
+@pytest.fixture(scope="module")
+def pg_estate(tmp_path_factory: pytest.TempPathFactory, pg_admin_url: str) -> Iterator[Estate]:
+    """The same estate in a PostgreSQL database of its own, dropped afterwards."""
+    import uuid
+
+    import psycopg
+    from psycopg import sql
+    from sqlalchemy.engine import make_url
+
+    name = f"annexa_test_console_{uuid.uuid4().hex[:10]}"
+    admin = make_url(pg_admin_url).set(drivername="postgresql").render_as_string(False)
+    with psycopg.connect(admin, autocommit=True, connect_timeout=5) as conn:
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    url = make_url(pg_admin_url).set(drivername="postgresql+psycopg", database=name)
+    try:
+        yield from build_estate(tmp_path_factory.mktemp("console-pg"),
+                                url.render_as_string(hide_password=False))
+    finally:
+        with psycopg.connect(admin, autocommit=True) as conn:
+            conn.execute(
+                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+            )
+
+
+def build_estate(tmp: Path, db_url: str) -> Iterator[Estate]:
+    """The estate in the database at ``db_url`` (two signed Jira runs; see the module doc)."""
     server = HTTPServer(host="127.0.0.1", port=0)
     server.no_handler_status_code = 418
     server.start()
@@ -93,7 +122,6 @@ def estate(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Estate]:
         jira.issues["CHG-2"].summary = HOSTILE
         key = tmp / "signing.pem"
         write_private_key(Signer.generate(), key)
-        db_url = f"sqlite:///{tmp / 'annexa.db'}"
         opts = tj.options(jira).model_dump(mode="json")
         import json
 

@@ -1,6 +1,7 @@
 """The console in a real browser: Playwright driving the system Chromium (no download).
 
-What a person does: overview → failing control → resource → evidence diff; time travel;
+What a person does: overview → failing control → resource → evidence diff; time travel
+(these two on SQLite and on PostgreSQL, ``pg_estate``: a database of its own);
 an auditor's comment that persists and lands in the audit package; a viewer who cannot
 comment; hostile markup planted in evidence that stays text under the CSP (no dialog,
 no console error, no element created). Screenshots are kept under
@@ -20,6 +21,7 @@ from urllib.parse import quote
 
 import pytest
 
+from tests.conftest import SKIP_PG
 from tests.console_fixtures import (
     AUDITOR_TOKEN,
     EDITED,
@@ -46,6 +48,20 @@ def browser() -> Iterator[Any]:
             yield b
         finally:
             b.close()
+
+
+@pytest.fixture(
+    params=[
+        "sqlite",
+        pytest.param("postgresql", marks=[
+            pytest.mark.postgres,
+            pytest.mark.skipif(SKIP_PG, reason="ANNEXA_TEST_SKIP_POSTGRES=1"),
+        ]),
+    ]
+)
+def any_estate(request: pytest.FixtureRequest) -> Estate:
+    """The estate on SQLite, then in a PostgreSQL database of its own."""
+    return request.getfixturevalue("estate" if request.param == "sqlite" else "pg_estate")
 
 
 @pytest.fixture
@@ -96,8 +112,9 @@ def log_in(w: Watched, url: str, token: str) -> None:
 
 
 def test_overview_to_failing_control_to_resource_to_diff(
-    estate: Estate, browser: Any, artifacts: Path
+    any_estate: Estate, browser: Any, artifacts: Path
 ) -> None:
+    estate = any_estate
     with serve(estate, comments=False) as live:
         w = Watched(browser)
         try:
@@ -130,7 +147,10 @@ def test_overview_to_failing_control_to_resource_to_diff(
             w.close()
 
 
-def test_time_travel_changes_the_answer(estate: Estate, browser: Any, artifacts: Path) -> None:
+def test_time_travel_changes_the_answer(
+    any_estate: Estate, browser: Any, artifacts: Path
+) -> None:
+    estate = any_estate
     with serve(estate, comments=False) as live:
         w = Watched(browser)
         try:

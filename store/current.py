@@ -1,0 +1,319 @@
+"""The findings in force now, materialised: what the current control status needs from history.
+
+Derived data, not evidence. ``findings_in_force`` holds, per finding key of each source,
+its latest sealed version (a tombstone too, so an item that disappeared stays gone):
+exactly the rows the point-in-time walk of :func:`store.queries._findings_light` finds
+at "now", without walking every key's history. It is maintained by
+:func:`store.sealing.seal_run` — the one place every run ends (writer, crash recovery,
+the daemon's reaper, the journal replay) — in the sealing transaction, so a run's
+findings are in force here exactly when its seal commits.
+
+Everything that depends on the reading instant (stale windows, exception expiry,
+document expiry, manual records and decisions recorded after the last run) is *not*
+stored: the status is still computed at read time by the same code from these inputs.
+The read is O(groups), not O(findings): the database counts the findings in force per
+(controls, status, unit) with their oldest and newest observation (all a stale window
+needs), and distinct evidence per control; only rows read one by one come back —
+approved policies, failures of checks an active exception names, and the first
+``MAX_LISTED`` failures/errors per control list.
+
+Trust: ``findings_in_force_state`` counts the sealed runs applied. A reader uses the
+table only when that count equals the sealed runs in ``runs`` and no stored version
+lies after the reading instant; otherwise (a run sealed by an older version, retention
+removed runs, the table was emptied by hand) it answers from the history walk — slower,
+never wrong — and the next seal rebuilds the table from the evidence (so does migration 0008 when it
+creates it). ``verify`` never reads it.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Collection, Iterator
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import (
+    Column,
+    Connection,
+    Integer,
+    String,
+    Table,
+    Text,
+    func,
+    select,
+    text,
+)
+
+from store.schema import RowId, UTCDateTime, metadata, runs, sealed_sql
+
+findings_in_force = Table(
+    "findings_in_force",
+    metadata,
+    Column("source", String(200), primary_key=True),
+    Column("key", Text, primary_key=True),
+    Column("finding_id", RowId, nullable=False),
+    Column("check_id", String(200), nullable=False),
+    Column("scope", String(255), nullable=False),
+    Column("region", String(100), nullable=False),
+    Column("service", String(100), nullable=False),
+    Column("resource_id", Text, nullable=False),
+    Column("status", String(20)),
+    Column("controls", Text, nullable=False),
+    Column("evidence_hash", String(64)),
+    Column("observed_at", UTCDateTime(), nullable=False),
+)
+
+findings_in_force_state = Table(
+    "findings_in_force_state",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    # Sealed runs whose findings the table holds; compared with the runs table on read.
+    Column("runs_applied", Integer, nullable=False),
+)
+
+#: The columns of store.queries.findings_at (kept equal to its _FI_COLS by a test).
+_FI_COLS = (
+    "id", "run_id", "source", "key", "check_id", "scope", "region", "service",
+    "resource_type", "resource_id", "status", "severity", "message", "evidence_hash",
+    "controls", "mapping_digest", "observed_at", "finding_hash",
+)
+_COLS = (
+    "source, key, finding_id, check_id, scope, region, service, resource_id, status,"
+    " controls, evidence_hash, observed_at"
+)
+_FROM = (
+    "f.source, f.key, f.id, f.check_id, f.scope, f.region, f.service, f.resource_id, f.status,"
+    " f.controls, f.evidence_hash, f.observed_at"
+)
+
+
+def _sealed_runs(conn: Connection) -> int:
+    return int(
+        conn.execute(
+            select(func.count()).select_from(runs).where(runs.c.digest.is_not(None))
+        ).scalar_one()
+    )
+
+
+def _controls_text(conn: Connection) -> str:
+    # The findings column is jsonb on PostgreSQL; the copy is the text of it.
+    return "CAST(f.controls AS TEXT)" if conn.dialect.name == "postgresql" else "f.controls"
+
+
+def apply_run(conn: Connection, run_id: str) -> None:
+    """Bring the table up to date with ``run_id``, just sealed in this transaction.
+
+    The state row is updated first: on PostgreSQL its row lock serialises concurrent
+    seals from here to commit, so the count read next sees every other committed seal.
+    If the table was behind before this run, it is rebuilt instead of patched.
+    """
+    applied = conn.execute(
+        text(
+            "UPDATE findings_in_force_state SET runs_applied = runs_applied + 1 WHERE id = 1"
+            " RETURNING runs_applied"
+        )
+    ).scalar()
+    if applied is None or applied != _sealed_runs(conn):
+        rebuild(conn)
+        return
+    ctl = _controls_text(conn)
+    newest_in_run = (
+        "NOT EXISTS (SELECT 1 FROM findings g WHERE g.source = f.source AND g.key = f.key"
+        " AND g.run_id = :run AND (g.observed_at > f.observed_at"
+        " OR (g.observed_at = f.observed_at AND g.id > f.id)))"
+    )
+    # Replace what this run supersedes; a stored version newer than the run's stays.
+    conn.execute(
+        text(
+            "DELETE FROM findings_in_force WHERE EXISTS (SELECT 1 FROM findings f"
+            " WHERE f.run_id = :run AND f.source = findings_in_force.source"
+            " AND f.key = findings_in_force.key AND (f.observed_at > findings_in_force.observed_at"
+            " OR (f.observed_at = findings_in_force.observed_at"
+            " AND f.id > findings_in_force.finding_id)))"
+        ),
+        {"run": run_id},
+    )
+    conn.execute(
+        text(
+            f"INSERT INTO findings_in_force ({_COLS}) SELECT "
+            f"{_FROM.replace('f.controls', ctl)} FROM findings f WHERE f.run_id = :run"
+            f" AND {newest_in_run} AND NOT EXISTS (SELECT 1 FROM findings_in_force c"
+            " WHERE c.source = f.source AND c.key = f.key)"
+        ),
+        {"run": run_id},
+    )
+
+
+def rebuild(conn: Connection) -> int:
+    """Recompute the table from the evidence (every source's latest sealed finding
+    versions) and mark it current; returns the rows written."""
+    conn.execute(findings_in_force.delete())
+    conn.execute(findings_in_force_state.delete())
+    ctl = "CAST(t.controls AS TEXT)" if conn.dialect.name == "postgresql" else "t.controls"
+    # The point-in-time walk of store.queries without its instant: the distinct keys by
+    # a loose index scan, each key's latest sealed version by one index probe.
+    insert = text(
+        f"INSERT INTO findings_in_force ({_COLS}) WITH RECURSIVE k(key) AS ("
+        " SELECT min(key) FROM findings WHERE source = :source"
+        " UNION ALL SELECT (SELECT min(x.key) FROM findings x WHERE x.source = :source"
+        " AND x.key > k.key) FROM k WHERE k.key IS NOT NULL)"
+        " SELECT t.source, t.key, t.id, t.check_id, t.scope, t.region, t.service,"
+        f" t.resource_id, t.status, {ctl}, t.evidence_hash, t.observed_at"
+        " FROM k JOIN findings t ON t.id = (SELECT y.id FROM findings y"
+        f" WHERE y.source = :source AND y.key = k.key AND {sealed_sql('y')}"
+        " ORDER BY y.observed_at DESC, y.id DESC LIMIT 1)"
+    )
+    sources = conn.execute(select(runs.c.source).distinct()).scalars().all()
+    written = 0
+    for src in sources:
+        written += conn.execute(insert, {"source": src}).rowcount
+    conn.execute(
+        findings_in_force_state.insert().values(id=1, runs_applied=_sealed_runs(conn))
+    )
+    return written
+
+
+def trusted(conn: Connection, at: datetime) -> bool:
+    """Whether the table answers "in force at ``at``" exactly (see the module doc)."""
+    applied = conn.execute(
+        select(findings_in_force_state.c.runs_applied).where(findings_in_force_state.c.id == 1)
+    ).scalar()
+    if applied is None or applied != _sealed_runs(conn):
+        return False
+    latest = conn.execute(select(func.max(findings_in_force.c.observed_at))).scalar()
+    return latest is None or latest <= at
+
+
+def current_light(conn: Connection) -> Iterator[tuple[object, ...]]:
+    """The rows of :func:`store.queries._findings_light` at now, from the table, in the
+    same order (per source, by key)."""
+    q = text(
+        "SELECT source, scope, region, service, check_id, resource_id, status, controls,"
+        " evidence_hash, observed_at FROM findings_in_force WHERE status IS NOT NULL"
+        " ORDER BY source, key"
+    ).columns(
+        *(findings_in_force.c[c] for c in (
+            "source", "scope", "region", "service", "check_id", "resource_id", "status",
+            "controls", "evidence_hash", "observed_at",
+        ))
+    )
+    parsed: dict[str, list[str]] = {}
+    for row in conn.execute(q):
+        c = row[7]
+        controls = parsed.get(c)
+        if controls is None:
+            controls = parsed[c] = json.loads(c)
+        yield (*row[:7], controls, row[8], row[9])
+
+
+def current_findings(
+    conn: Connection,
+    *,
+    check_id: str | None = None,
+    source: str | None = None,
+    status: str | None = None,
+    check_ids: Collection[str] | None = None,
+) -> list[dict[str, Any]]:
+    """The rows :func:`store.queries.findings_at` returns at now (when :func:`trusted`):
+    the ``findings`` rows the table points at, same columns, same order."""
+    from store.schema import findings
+
+    cur = findings_in_force.c
+    q = (
+        select(findings)
+        .select_from(findings_in_force.join(findings, findings.c.id == cur.finding_id))
+        .where(cur.status.is_not(None))
+    )
+    if check_id:
+        q = q.where(cur.check_id == check_id)
+    if check_ids is not None:
+        if not check_ids:
+            return []
+        q = q.where(cur.check_id.in_(sorted(check_ids)))
+    if source:
+        q = q.where(cur.source == source)
+    if status:
+        q = q.where(cur.status == status)
+    rows = []
+    for row in conn.execute(q).mappings():
+        out = {c: row[c] for c in _FI_COLS}
+        out["controls"] = json.loads(out["controls"])
+        rows.append(out)
+    rows.sort(key=lambda r: (r["check_id"], r["source"], r["key"]))
+    return rows
+
+
+#: Statuses whose findings are listed by resource (the first MAX_LISTED per control).
+_LISTED = ("fail", "error", "excepted")
+_POLICY_CHECK = "policies.document.approved"
+
+
+def _one_by_one(rule_checks: Collection[str]) -> Any:
+    """Findings the status needs one by one: approved policies (read as documents) and
+    failures of checks an active exception names (matched rule by rule)."""
+    cur = findings_in_force.c
+    cond = cur.check_id == _POLICY_CHECK
+    if rule_checks:
+        cond = cond | (cur.status.in_(_LISTED) & cur.check_id.in_(sorted(rule_checks)))
+    return cond
+
+
+def listed_rows(
+    conn: Connection, rule_checks: Collection[str], top: int
+) -> Iterator[tuple[object, ...]]:
+    """In :func:`current_light`'s order, rows of its shape plus (key, whole): every
+    one-by-one row (``whole``), and of the other listed statuses the first ``top`` of
+    each (controls, status) — enough for every control's first ``top`` (its lists are
+    the merge, in this order, of those of its controls lists)."""
+    cur = findings_in_force.c
+    whole = _one_by_one(rule_checks)
+    rank = func.row_number().over(
+        partition_by=(cur.controls, cur.status, whole), order_by=(cur.source, cur.key)
+    )
+    inner = (
+        select(cur.source, cur.key, cur.scope, cur.region, cur.service, cur.check_id,
+               cur.resource_id, cur.status, cur.controls, cur.evidence_hash, cur.observed_at,
+               whole.label("whole"), rank.label("rn"))
+        .where(cur.status.is_not(None), whole | cur.status.in_(_LISTED))
+        .subquery()
+    )
+    q = (
+        select(inner)
+        .where(inner.c.whole | (inner.c.rn <= top))
+        .order_by(inner.c.source, inner.c.key)
+    )
+    parsed: dict[str, list[str]] = {}
+    for r in conn.execute(q):
+        c = r.controls
+        controls = parsed.get(c)
+        if controls is None:
+            controls = parsed[c] = json.loads(c)
+        yield (r.source, r.scope, r.region, r.service, r.check_id, r.resource_id, r.status,
+               controls, r.evidence_hash, r.observed_at, r.key, bool(r.whole))
+
+
+def groups(conn: Connection, rule_checks: Collection[str]) -> list[tuple[Any, ...]]:
+    """The rows not taken one by one, counted per (controls, status, unit): controls
+    text, status, source, scope, region, service, count, oldest and newest observation."""
+    cur = findings_in_force.c
+    keys = (cur.controls, cur.status, cur.source, cur.scope, cur.region, cur.service)
+    q = (
+        select(*keys, func.count(), func.min(cur.observed_at), func.max(cur.observed_at))
+        .where(cur.status.is_not(None), ~_one_by_one(rule_checks))
+        .group_by(*keys)
+    )
+    return [tuple(r) for r in conn.execute(q)]
+
+
+def evidence_counts(conn: Connection) -> dict[str, int]:
+    """Per control, the distinct evidence its findings in force were judged on."""
+    if conn.dialect.name == "postgresql":
+        each = "CROSS JOIN LATERAL jsonb_array_elements_text(CAST(f.controls AS jsonb)) j(value)"
+    else:
+        each = ", json_each(f.controls) j"
+    q = text(
+        f"SELECT j.value, count(DISTINCT f.evidence_hash) FROM findings_in_force f {each}"
+        " WHERE f.status IS NOT NULL AND f.evidence_hash IS NOT NULL AND f.evidence_hash <> ''"
+        " GROUP BY j.value"
+    )
+    return {str(cid): int(n) for cid, n in conn.execute(q)}

@@ -1,0 +1,204 @@
+"""The materialised findings in force (store.current) give exactly the walk's statuses.
+
+Every comparison computes ``control_statuses`` twice at the same instant — once from
+``findings_in_force`` (asserted to be the path taken) and once by walking the history —
+over histories that exercise each input: a failure that passes later, a resource that
+disappears (tombstone), ``not_applicable`` findings, exceptions before and after their
+expiry, stale windows, and documents recorded after the last run. Runs go through the
+real engine (``run_connector``) and the real writer; nothing is stubbed.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from sqlalchemy import Engine, text
+
+from collector.runner import run_connector
+from connectors.records import Coverage, Evidence, Finding
+from mappings.loader import MappingIndex, load_mappings
+from store.current import rebuild, trusted
+from store.manual import add_manual_evidence
+from store.queries import ExceptionRule, control_statuses
+from store.writer import RunWriter
+from tests.fakes import MAPPING, FakeConnector, estate, fake_settings
+
+pytestmark = pytest.mark.clock
+
+
+@pytest.fixture
+def index(tmp_path: Path) -> MappingIndex:
+    d = tmp_path / "maps"
+    d.mkdir()
+    (d / "fake.toml").write_text(MAPPING)
+    return load_mappings([d])
+
+
+def _collect(engine: Engine, index: MappingIndex, disks: dict, users: dict) -> None:
+    FakeConnector.script = estate(disks, users)
+    settings = fake_settings("x")
+    run_connector(settings, settings.connectors[0], engine, index)
+
+
+def _direct(engine: Engine, index: MappingIndex, status: str) -> None:
+    """A run of another source, written by the writer: a finding of any status."""
+    w = RunWriter(engine, source="direct", connector_type="t", config_digest="c" * 64,
+                  mapping_digest=index.digest, agent_version="test")
+    w.start()
+    eh = w.add_evidence(Evidence("acct", "eu-1", "fake.disk.volume", "na1", {"id": "na1"}))
+    w.add_finding(Finding("fake.disk.encrypted", "acct", "eu-1", "fake.disk.volume", "na1",
+                          status, "high", f"na1 {status}", evidence_hash=eh,
+                          controls=("A.8.24",)))
+    w.add_coverage(Coverage("acct", "eu-1", "disk", ok=True))
+    w.finish("succeeded")
+
+
+def _same(engine: Engine, index: MappingIndex, at: datetime, **kw) -> list[dict]:
+    """Both paths at ``at``; asserts the materialised one was taken and agrees."""
+    with engine.connect() as conn:
+        assert trusted(conn, at), "the materialised table should answer here"
+    fast = [c.as_dict() for c in control_statuses(engine, index, at, **kw)]
+    slow = [c.as_dict() for c in control_statuses(engine, index, at, materialised=False, **kw)]
+    assert fast == slow
+    return fast
+
+
+def _by_id(statuses: list[dict], cid: str) -> dict:
+    return next(c for c in statuses if c["control"] == cid)
+
+
+def test_materialised_statuses_equal_the_walk_over_a_varied_history(
+    engine: Engine, index: MappingIndex, tmp_path: Path
+) -> None:
+    _collect(engine, index, {"d1": False, "d2": True}, {"alice": True})
+    now = datetime.now(UTC)
+    assert _by_id(_same(engine, index, now), "A.8.24")["status"] == "fail"
+    # fail -> pass, and d2 disappears from a clean read (a tombstone in force).
+    _collect(engine, index, {"d1": True}, {"alice": True, "bob": False})
+    now = datetime.now(UTC)
+    st = _same(engine, index, now)
+    assert _by_id(st, "A.8.24")["status"] == "undocumented"
+    assert _by_id(st, "A.8.5")["status"] == "fail"
+    # not_applicable alone does not hide a pass; a failing one of another source counts.
+    _direct(engine, index, "not_applicable")
+    _same(engine, index, datetime.now(UTC))
+    _direct(engine, index, "fail")
+    now = datetime.now(UTC)
+    assert _by_id(_same(engine, index, now), "A.8.24")["status"] == "fail"
+    # An exception covering that failure: excepted while active, failing after expiry.
+    rule = ExceptionRule(id="x1", check="fake.disk.encrypted", resource="na1",
+                         reason="accepted", approved_by="ciso", expires=now + timedelta(days=3))
+    st = _same(engine, index, now, exceptions=[rule])
+    assert _by_id(st, "A.8.24")["status"] == "excepted" or _by_id(st, "A.8.24")["counts"].get(
+        "excepted")
+    later = now + timedelta(days=5)
+    st = _same(engine, index, later, exceptions=[rule])
+    assert _by_id(st, "A.8.24")["status"] == "fail"
+    # A document recorded after the last run, then the freshness window passing.
+    _direct(engine, index, "pass")
+    doc = tmp_path / "policy.pdf"
+    doc.write_bytes(b"%PDF-1.4 cryptography policy\n")
+    now = datetime.now(UTC)
+    add_manual_evidence(engine, control="A.8.24", file=doc, mapping_digest=index.digest,
+                        config_digest="c" * 64, agent_version="t", added_by="alice",
+                        valid_from=now - timedelta(seconds=1), valid_until=now + timedelta(days=30))
+    st = _same(engine, index, datetime.now(UTC))
+    assert _by_id(st, "A.8.24")["document"] == "valid"
+    stale = _same(engine, index, datetime.now(UTC) + timedelta(days=10))
+    assert _by_id(stale, "A.8.24")["status"] == "stale"
+    expired = _same(engine, index, datetime.now(UTC) + timedelta(days=40),
+                    freshness=timedelta(days=365))
+    assert _by_id(expired, "A.8.24")["document"] == "expired"
+
+
+def test_a_table_behind_the_runs_is_not_used_and_the_next_seal_rebuilds_it(
+    engine: Engine, index: MappingIndex
+) -> None:
+    _collect(engine, index, {"d1": False}, {"alice": True})
+    # What a run sealed by a version without the table leaves: one run not applied.
+    with engine.begin() as conn:
+        conn.execute(text("UPDATE findings_in_force_state SET runs_applied = runs_applied - 1"))
+        conn.execute(text("DELETE FROM findings_in_force"))
+    now = datetime.now(UTC)
+    with engine.connect() as conn:
+        assert not trusted(conn, now)
+    walked = [c.as_dict() for c in control_statuses(engine, index, now)]
+    assert _by_id(walked, "A.8.24")["status"] == "fail"  # from the walk, not the empty table
+    _collect(engine, index, {"d1": True}, {"alice": True})
+    now = datetime.now(UTC)
+    assert _by_id(_same(engine, index, now), "A.8.24")["status"] == "undocumented"
+
+
+def test_a_past_instant_uses_the_walk_and_rebuild_reproduces_the_seal_maintained_table(
+    engine: Engine, index: MappingIndex
+) -> None:
+    _collect(engine, index, {"d1": False, "d2": True}, {"alice": True})
+    first = datetime.now(UTC)
+    _collect(engine, index, {"d1": True}, {"alice": False})
+    with engine.connect() as conn:
+        assert not trusted(conn, first - timedelta(days=1))
+        kept = sorted(tuple(r) for r in conn.execute(text("SELECT * FROM findings_in_force")))
+    assert _by_id([c.as_dict() for c in control_statuses(engine, index, first)],
+                  "A.8.24")["status"] == "fail"
+    with engine.begin() as conn:
+        rebuild(conn)
+    with engine.connect() as conn:
+        again = sorted(tuple(r) for r in conn.execute(text("SELECT * FROM findings_in_force")))
+    assert again == kept and len(kept) == 3  # d1, d2 (tombstone), alice
+
+
+def test_findings_at_now_from_the_table_equals_the_walk(
+    engine: Engine, index: MappingIndex
+) -> None:
+    from store import current, queries
+
+    assert current._FI_COLS == queries._FI_COLS
+    _collect(engine, index, {"d1": False, "d2": True}, {"alice": True})
+    _collect(engine, index, {"d1": True}, {"alice": False, "bob": True})
+    _direct(engine, index, "not_applicable")
+    now = datetime.now(UTC)
+    filters = [
+        {}, {"check_ids": {"fake.disk.encrypted"}}, {"check_ids": set()},
+        {"check_ids": {"fake.user.mfa", "nope"}}, {"check_id": "fake.user.mfa"},
+        {"source": "direct"}, {"status": "fail"}, {"status": "pass", "source": "fake-1"},
+    ]
+    with engine.connect() as conn:
+        assert trusted(conn, now)
+        for kw in filters:
+            fast = list(queries.findings_at(conn, now, **kw))
+            slow = list(queries._findings_walk(
+                conn, now, kw.get("check_id"), kw.get("source"), kw.get("status"),
+                kw.get("check_ids")))
+            assert fast == slow, kw
+        assert len(list(queries.findings_at(conn, now))) == 4  # d1, alice, bob, na1
+
+
+def test_long_failure_lists_and_exceptions_merge_as_the_walk_lists_them(
+    engine: Engine, index: MappingIndex
+) -> None:
+    """More failures than a control lists, under two control lists of one control, some
+    excepted: the first MAX_LISTED per control come out in the walk's order."""
+    for source in ("s-b", "s-a"):
+        w = RunWriter(engine, source=source, connector_type="t", config_digest="c" * 64,
+                      mapping_digest=index.digest, agent_version="test")
+        w.start()
+        for i in range(70):
+            name = f"r{(i * 37) % 70:03d}"
+            eh = w.add_evidence(Evidence("acct", "eu-1", "fake.disk.volume", name, {"i": i}))
+            for check, controls in (("fake.disk.encrypted", ("A.8.24",)),
+                                    ("fake.user.mfa", ("A.8.5", "A.8.24"))):
+                status = ("fail", "pass", "error", "not_applicable")[i % 4] if i % 3 else "fail"
+                w.add_finding(Finding(check, "acct", "eu-1", "fake.disk.volume", name, status,
+                                      "high", f"{name} {status}", evidence_hash=eh,
+                                      controls=controls))
+        w.add_coverage(Coverage("acct", "eu-1", "disk", ok=True))
+        w.finish("succeeded")
+    now = datetime.now(UTC)
+    rule = ExceptionRule(id="x2", check="fake.user.mfa", resource="r0[0-3]*",
+                         reason="accepted", approved_by="ciso", expires=now + timedelta(days=3))
+    for rules in ([], [rule]):
+        st = _by_id(_same(engine, index, now, exceptions=rules), "A.8.24")
+        assert len(st["failing_resources"]) == 50 and st["counts"]["fail"] > 50
+    assert st["excepted_resources"] and st["error_scopes"]
