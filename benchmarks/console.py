@@ -13,7 +13,7 @@ wall time p50. Measured in the same run: ``control_statuses`` at now by the hist
 (the path the overview and control pages took before the materialised findings in force,
 ``store.current``; each page's ratio is to it), the same call as the pages now make it,
 and at mid-year (what ``annexa controls --at`` runs). Target (issue 20): every page
-< 300 ms. A database kept by an older version is upgraded first (migration 0008 builds
+< 300 ms. A database kept by an older version is upgraded first (migration 0009 builds
 the table from the history).
 """
 
@@ -58,7 +58,7 @@ def measure(url: str, span: dict[str, Any], n: int, only: list[str] | None = Non
     from tests.console_fixtures import LiveConsole
 
     index = load_mappings()
-    upgrade(make_engine(url))  # a kept database from an older version gains migration 0008
+    upgrade(make_engine(url))  # a kept database from an older version gains migration 0009
     settings = Settings(AnnexaConfig(database={"url": url}), None)
     engine = make_engine(url, readonly=True)
     app = build(settings, engine, index, open_access())

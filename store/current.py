@@ -21,7 +21,7 @@ Trust: ``findings_in_force_state`` counts the sealed runs applied. A reader uses
 table only when that count equals the sealed runs in ``runs`` and no stored version
 lies after the reading instant; otherwise (a run sealed by an older version, retention
 removed runs, the table was emptied by hand) it answers from the history walk — slower,
-never wrong — and the next seal rebuilds the table from the evidence (so does migration 0008 when it
+never wrong — and the next seal rebuilds the table from the evidence (so does migration 0009 when it
 creates it). ``verify`` never reads it.
 """
 

@@ -17,7 +17,7 @@ import pytest
 from sqlalchemy import Engine, text
 
 from collector.runner import run_connector
-from connectors.records import Coverage, Evidence, Finding
+from core.records import Coverage, Evidence, Finding
 from mappings.loader import MappingIndex, load_mappings
 from store.current import rebuild, trusted
 from store.manual import add_manual_evidence

@@ -1,7 +1,7 @@
 """Units of runs spread over daemon replicas (``[daemon] distribute = true``).
 
-Revision ID: 0007
-Revises: 0006
+Revision ID: 0008
+Revises: 0007
 Create Date: 2026-12-05
 
 * ``dispatch_units`` — one row per unit of a distributed run: its state

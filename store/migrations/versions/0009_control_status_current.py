@@ -1,7 +1,7 @@
 """The findings in force now, materialised for the current control status.
 
-Revision ID: 0008
-Revises: 0006
+Revision ID: 0009
+Revises: 0008
 Create Date: 2026-12-05
 
 * ``findings_in_force`` — per (source, finding key) its latest sealed version, so the
@@ -19,8 +19,8 @@ from alembic import op
 
 from store.schema import UTCDateTime
 
-revision = "0008"
-down_revision = "0006"
+revision = "0009"
+down_revision = "0008"
 branch_labels = None
 depends_on = None
 
