@@ -16,7 +16,8 @@ from dataclasses import dataclass, field
 import boto3
 
 from connectors.aws.session import Account, ClientSettings
-from connectors.aws.units import RegionBreaker, Unit, stream_jobs
+from connectors.aws.units import RegionBreaker, Unit
+from connectors.kit import stream_jobs
 from core.records import Coverage, Record
 
 

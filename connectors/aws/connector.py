@@ -60,7 +60,6 @@ from connectors.aws import (
 )
 from connectors.aws.common import AWS_ERRORS, describe_error, paginate
 from connectors.aws.session import (
-    GLOBAL,
     Account,
     ClientSettings,
     RoleToAssume,
@@ -69,8 +68,8 @@ from connectors.aws.session import (
     open_account,
     open_member,
 )
-from connectors.aws.units import Job, ReaderSpec, RegionBreaker, Unit, stream_jobs
-from core.checks import REGISTRY, CheckSpec
+from connectors.aws.units import ReaderSpec, RegionBreaker, Unit
+from connectors.kit import GLOBAL, Job, stream_jobs
 from core.connector import CollectContext, Connector, ConnectorOptions
 from core.records import Coverage, Record
 
@@ -363,10 +362,6 @@ class AwsConnector(Connector):
         #: ``service:Operation`` of every API call made by the last ``collect``.
         self.operations_called: set[str] = set()
 
-    @classmethod
-    def checks(cls) -> list[CheckSpec]:
-        return [spec for svc in SERVICES for spec in REGISTRY.for_service(cls.prefix, svc)]
-
     def client_settings(self) -> ClientSettings:
         o = self.options
         return ClientSettings(
@@ -411,7 +406,7 @@ class AwsConnector(Connector):
                            ctx.log)
             ]
             yield from self._without_own_scope(
-                stream_jobs(jobs, max_workers=o.max_workers, cancelled=ctx.cancelled)
+                stream_jobs(jobs, max_workers=o.max_workers, cancelled=ctx.cancelled, source="aws")
             )
             return
         try:
@@ -426,7 +421,9 @@ class AwsConnector(Connector):
                      management=management, caller=caller.account_id)
         yield from problems
         jobs = (self.account_job(caller, a, readers, breaker, ctx) for a in selected)
-        yield from stream_jobs(jobs, max_workers=o.max_workers, cancelled=ctx.cancelled)
+        yield from stream_jobs(
+            jobs, max_workers=o.max_workers, cancelled=ctx.cancelled, source="aws"
+        )
 
     @staticmethod
     def _without_own_scope(records: Iterator[Record]) -> Iterator[Record]:

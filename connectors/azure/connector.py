@@ -33,7 +33,7 @@ from typing import Any, ClassVar
 from pydantic import Field, field_validator, model_validator
 
 from connectors.http import HttpClient, HttpOptions, SourceError, check_url
-from core.checks import REGISTRY, CheckSpec
+from connectors.kit import GLOBAL, Unit, stream_units
 from core.connector import (
     CollectContext,
     Connector,
@@ -59,7 +59,6 @@ from . import (
     storage,
 )
 from .arm import Arm, CredentialError, TokenCredential, bearer_auth
-from .common import GLOBAL, Unit, stream_units
 from .credentials import REQUIRED, CredentialKind, build_credential
 
 SERVICE_MODULES: tuple[ModuleType, ...] = (
@@ -236,10 +235,6 @@ class AzureConnector(Connector):
         #: Subscriptions read by the last ``collect`` (discovered or configured).
         self.subscriptions: list[Subscription] = []
 
-    @classmethod
-    def checks(cls) -> list[CheckSpec]:
-        return [s for svc in SERVICES for s in REGISTRY.for_service(cls.prefix, svc)]
-
     @property
     def tenant_scope(self) -> str:
         """Scope of failures before any subscription is known (discovery, credential)."""
@@ -264,7 +259,7 @@ class AzureConnector(Connector):
         readers = self._readers(arm)
         for sub in subscriptions:
             for service, read in readers:
-                yield Unit(sub.id, service, partial(read, arm, sub.id))
+                yield Unit(sub.id, service, partial(read, arm, sub.id), source="azure")
 
     def collect(self, ctx: CollectContext) -> Iterator[Record]:
         o = self.options
@@ -308,7 +303,10 @@ class AzureConnector(Connector):
             self.subscriptions = subs
             ctx.log.info("azure subscriptions", connector=self.name, count=len(subs))
             yield from stream_units(
-                self.plan(arm, subs), max_workers=o.max_workers, cancelled=ctx.cancelled
+                self.plan(arm, subs),
+                max_workers=o.max_workers,
+                cancelled=ctx.cancelled,
+                source="azure",
             )
 
     def _scope_errors(self, error: str) -> Iterator[Coverage]:

@@ -38,7 +38,6 @@ from urllib.parse import quote
 
 from pydantic import Field, field_validator, model_validator
 
-from connectors.common import GLOBAL, Pseudonymiser, run_unit
 from connectors.hr import checks
 from connectors.hr.model import SERVICE, HrPerson, record_type, text
 from connectors.http import (
@@ -49,7 +48,7 @@ from connectors.http import (
     check_url,
 )
 from connectors.jsonstream import iter_list
-from core.checks import REGISTRY, CheckSpec
+from connectors.kit import GLOBAL, Pseudonymiser, run_unit
 from core.connector import (
     CollectContext,
     Connector,
@@ -203,10 +202,6 @@ class BambooHRConnector(Connector):
     Options: ClassVar[type[ConnectorOptions]] = BambooHROptions
 
     options: BambooHROptions
-
-    @classmethod
-    def checks(cls) -> list[CheckSpec]:
-        return [s for s in REGISTRY if s.id.startswith(f"{PREFIX}.")]
 
     @property
     def base(self) -> str:

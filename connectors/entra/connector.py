@@ -33,11 +33,10 @@ from urllib.parse import urlsplit
 
 from pydantic import Field, field_validator, model_validator
 
-from connectors.common import GLOBAL, Pseudonymiser, run_unit
 from connectors.entra import policies, roles, users
 from connectors.entra.auth import TokenCredential, bearer_auth, build_credential, token_value
 from connectors.http import HttpClient, HttpOptions, SourceError, check_url
-from core.checks import REGISTRY, CheckSpec
+from connectors.kit import GLOBAL, Pseudonymiser, run_unit
 from core.connector import (
     CollectContext,
     Connector,
@@ -153,10 +152,6 @@ class EntraConnector(Connector):
         the options describe (embedding, tests)."""
         super().__init__(name, options)
         self._credential = credential
-
-    @classmethod
-    def checks(cls) -> list[CheckSpec]:
-        return [s for s in REGISTRY if s.id.startswith("entra.")]
 
     def _client(self, ctx: CollectContext, credential: TokenCredential) -> HttpClient:
         opts = self.options

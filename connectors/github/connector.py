@@ -39,7 +39,6 @@ from typing import ClassVar
 from pydantic import Field, field_validator, model_validator
 
 from connectors.github import alerts, org, repos
-from connectors.github.common import GLOBAL, Pseudonymiser, run_unit
 from connectors.http import (
     AuthHeaders,
     HttpClient,
@@ -49,8 +48,8 @@ from connectors.http import (
     check_url,
     token_auth,
 )
+from connectors.kit import GLOBAL, Pseudonymiser, run_unit
 from connectors.oauth import CachedToken, bearer, sign_jwt_rs256
-from core.checks import REGISTRY, CheckSpec
 from core.connector import (
     CollectContext,
     Connector,
@@ -112,10 +111,6 @@ class GitHubConnector(Connector):
     Options: ClassVar[type[ConnectorOptions]] = GitHubOptions
 
     options: GitHubOptions
-
-    @classmethod
-    def checks(cls) -> list[CheckSpec]:
-        return [s for s in REGISTRY if s.id.startswith("github.")]
 
     def collect(self, ctx: CollectContext) -> Iterator[Record]:
         opts = self.options
@@ -205,7 +200,7 @@ class GitHubConnector(Connector):
             for service, read in units:
                 if ctx.cancelled():
                     return
-                yield from run_unit(scope, service, read, ctx.cancelled)
+                yield from run_unit(scope, service, read, ctx.cancelled, source="github")
 
 
 def _installation_token(body: object, url: str) -> tuple[str, float]:

@@ -34,15 +34,8 @@ from pydantic import Field, field_validator
 from connectors.github_pulls.approvals import AUTHOR_ASSOCIATIONS, WRITE_ASSOCIATIONS
 from connectors.github_pulls.pulls import CHECK_CONCLUSIONS, PREFIX, read_repo
 from connectors.http import HttpClient, HttpOptions, check_url, token_auth
-from connectors.process import (
-    GLOBAL,
-    ProcessBase,
-    item_checks_for,
-    register_process_checks,
-    run_unit,
-    unique_kinds,
-)
-from core.checks import REGISTRY, CheckSpec
+from connectors.kit import GLOBAL, run_unit
+from connectors.process import ProcessBase, item_checks_for, register_process_checks, unique_kinds
 from core.connector import (
     CollectContext,
     Connector,
@@ -139,10 +132,6 @@ class GitHubPullsConnector(Connector):
 
     options: GitHubPullsOptions
 
-    @classmethod
-    def checks(cls) -> list[CheckSpec]:
-        return [s for s in REGISTRY if s.id.startswith(f"{PREFIX}.")]
-
     def collect(self, ctx: CollectContext) -> Iterator[Record]:
         opts = self.options
         try:
@@ -176,5 +165,5 @@ class GitHubPullsConnector(Connector):
                             http, p, r, c, max_workers=opts.max_workers, cancelled=ctx.cancelled
                         ),
                         ctx.cancelled,
-                        source_label="github_pulls",
+                        source="github_pulls",
                     )

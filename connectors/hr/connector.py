@@ -25,13 +25,12 @@ from urllib.parse import urlsplit
 
 from pydantic import Field, field_validator, model_validator
 
-from connectors.common import GLOBAL, Pseudonymiser, run_unit
 from connectors.hr import checks
 from connectors.hr.csvsource import read_csv
 from connectors.hr.model import SERVICE, HrPerson, record_type
 from connectors.hr.scim import DEFAULT_ATTRIBUTES, read_users
 from connectors.http import HttpClient, HttpOptions, check_url, token_auth
-from core.checks import REGISTRY, CheckSpec
+from connectors.kit import GLOBAL, Pseudonymiser, run_unit
 from core.connector import (
     CollectContext,
     Connector,
@@ -111,10 +110,6 @@ class HrConnector(Connector):
     Options: ClassVar[type[ConnectorOptions]] = HrOptions
 
     options: HrOptions
-
-    @classmethod
-    def checks(cls) -> list[CheckSpec]:
-        return [s for s in REGISTRY if s.id.startswith(f"{PREFIX}.")]
 
     @property
     def scope(self) -> str:

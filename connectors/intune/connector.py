@@ -29,12 +29,11 @@ from typing import Any, ClassVar
 
 from pydantic import Field
 
-from connectors.common import GLOBAL, Pseudonymiser, run_unit
 from connectors.entra.auth import build_credential, token_value
 from connectors.entra.connector import EntraConnector, EntraOptions, _close
 from connectors.http import SourceError
 from connectors.intune import devices, policies
-from core.checks import REGISTRY, CheckSpec
+from connectors.kit import GLOBAL, Pseudonymiser, run_unit
 from core.connector import CollectContext, ConnectorOptions, SecretUnavailableError
 from core.records import Coverage, Record
 
@@ -53,10 +52,6 @@ class IntuneConnector(EntraConnector):
     Options: ClassVar[type[ConnectorOptions]] = IntuneOptions
 
     options: IntuneOptions
-
-    @classmethod
-    def checks(cls) -> list[CheckSpec]:
-        return [s for s in REGISTRY if s.id.startswith("intune.")]
 
     def collect(self, ctx: CollectContext) -> Iterator[Record]:
         opts = self.options

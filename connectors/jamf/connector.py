@@ -34,7 +34,6 @@ from urllib.parse import urlsplit
 
 from pydantic import Field, field_validator, model_validator
 
-from connectors.common import GLOBAL, Pseudonymiser, run_unit
 from connectors.http import (
     AuthHeaders,
     HttpClient,
@@ -44,8 +43,8 @@ from connectors.http import (
     check_url,
 )
 from connectors.jamf import computers
+from connectors.kit import GLOBAL, Pseudonymiser, run_unit
 from connectors.oauth import CachedToken, bearer, post_token_form
-from core.checks import REGISTRY, CheckSpec
 from core.connector import (
     CollectContext,
     Connector,
@@ -108,10 +107,6 @@ class JamfConnector(Connector):
     Options: ClassVar[type[ConnectorOptions]] = JamfOptions
 
     options: JamfOptions
-
-    @classmethod
-    def checks(cls) -> list[CheckSpec]:
-        return [s for s in REGISTRY if s.id.startswith("jamf.")]
 
     @property
     def scope(self) -> str:

@@ -31,15 +31,8 @@ from pydantic import Field, field_validator, model_validator
 
 from connectors.http import HttpClient, HttpOptions, check_url, token_auth
 from connectors.jira.issues import JiraReadSettings, read_process
-from connectors.process import (
-    GLOBAL,
-    ProcessBase,
-    item_checks_for,
-    register_process_checks,
-    run_unit,
-    unique_kinds,
-)
-from core.checks import REGISTRY, CheckSpec
+from connectors.kit import GLOBAL, run_unit
+from connectors.process import ProcessBase, item_checks_for, register_process_checks, unique_kinds
 from core.connector import (
     CollectContext,
     Connector,
@@ -126,10 +119,6 @@ class JiraConnector(Connector):
 
     options: JiraOptions
 
-    @classmethod
-    def checks(cls) -> list[CheckSpec]:
-        return [s for s in REGISTRY if s.id.startswith(f"{PREFIX}.")]
-
     def collect(self, ctx: CollectContext) -> Iterator[Record]:
         opts = self.options
         scope = opts.scope
@@ -165,5 +154,5 @@ class JiraConnector(Connector):
                         http, settings, p, scope, c, ctx.cancelled
                     ),
                     ctx.cancelled,
-                    source_label="jira",
+                    source="jira",
                 )

@@ -31,10 +31,9 @@ from urllib.parse import urlsplit
 
 from pydantic import Field, field_validator, model_validator
 
-from connectors.common import GLOBAL, Pseudonymiser, run_unit
 from connectors.http import HttpClient, HttpOptions, SourceError, check_url, token_auth
+from connectors.kit import GLOBAL, Pseudonymiser, run_unit
 from connectors.knowbe4 import phishing, training
-from core.checks import REGISTRY, CheckSpec
 from core.connector import (
     CollectContext,
     Connector,
@@ -95,10 +94,6 @@ class KnowBe4Connector(Connector):
     Options: ClassVar[type[ConnectorOptions]] = KnowBe4Options
 
     options: KnowBe4Options
-
-    @classmethod
-    def checks(cls) -> list[CheckSpec]:
-        return [s for s in REGISTRY if s.id.startswith(f"{PREFIX}.")]
 
     @property
     def scope(self) -> str:

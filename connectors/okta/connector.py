@@ -45,10 +45,9 @@ from connectors.http import (
     check_url,
     token_auth,
 )
+from connectors.kit import GLOBAL, Pseudonymiser, run_unit
 from connectors.oauth import CachedToken, bearer, post_token_form, sign_jwt_rs256
 from connectors.okta import admins, apitokens, policies, users
-from connectors.okta.common import GLOBAL, Pseudonymiser, run_unit
-from core.checks import REGISTRY, CheckSpec
 from core.connector import (
     CollectContext,
     Connector,
@@ -119,10 +118,6 @@ class OktaConnector(Connector):
     Options: ClassVar[type[ConnectorOptions]] = OktaOptions
 
     options: OktaOptions
-
-    @classmethod
-    def checks(cls) -> list[CheckSpec]:
-        return [s for s in REGISTRY if s.id.startswith("okta.")]
 
     @property
     def scope(self) -> str:
@@ -205,15 +200,19 @@ class OktaConnector(Connector):
         scope = self.scope
         with self._client(ctx, auth) as http:
             admin_reader = admins.AdminReader(http, scope, pseudo)
-            yield from run_unit(scope, "admin", admin_reader.read, ctx.cancelled)
+            yield from run_unit(scope, "admin", admin_reader.read, ctx.cancelled, source="okta")
             if ctx.cancelled():
                 return
             token_reader = apitokens.ApiTokenReader(http, scope)
-            yield from run_unit(scope, "apitoken", token_reader.read, ctx.cancelled)
+            yield from run_unit(scope, "apitoken", token_reader.read, ctx.cancelled, source="okta")
             if ctx.cancelled():
                 return
             yield from run_unit(
-                scope, "policy", lambda: policies.read_policies(http, scope), ctx.cancelled
+                scope,
+                "policy",
+                lambda: policies.read_policies(http, scope),
+                ctx.cancelled,
+                source="okta",
             )
             if ctx.cancelled():
                 return

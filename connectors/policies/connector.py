@@ -49,11 +49,10 @@ from typing import ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from connectors.common import GLOBAL, run_unit
 from connectors.http import HttpClient, HttpOptions, SourceError, check_url, token_auth
+from connectors.kit import GLOBAL, run_unit
 from connectors.policies import acknowledgements, documents, github_source
 from connectors.policies.acknowledgements import Policy
-from core.checks import REGISTRY, CheckSpec
 from core.connector import (
     CollectContext,
     Connector,
@@ -133,10 +132,6 @@ class PoliciesConnector(Connector):
     Options: ClassVar[type[ConnectorOptions]] = PoliciesOptions
 
     options: PoliciesOptions
-
-    @classmethod
-    def checks(cls) -> list[CheckSpec]:
-        return [s for s in REGISTRY if s.id.startswith(f"{PREFIX}.")]
 
     @property
     def root(self) -> Path:

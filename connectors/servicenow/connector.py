@@ -55,17 +55,10 @@ from connectors.http import (
     check_url,
     token_auth,
 )
+from connectors.kit import GLOBAL, run_unit
 from connectors.oauth import CachedToken, bearer, post_token_form
-from connectors.process import (
-    GLOBAL,
-    ProcessBase,
-    item_checks_for,
-    register_process_checks,
-    run_unit,
-    unique_kinds,
-)
+from connectors.process import ProcessBase, item_checks_for, register_process_checks, unique_kinds
 from connectors.servicenow.records import SnReadSettings, read_process
-from core.checks import REGISTRY, CheckSpec
 from core.connector import (
     CollectContext,
     Connector,
@@ -199,10 +192,6 @@ class ServiceNowConnector(Connector):
 
     options: ServiceNowOptions
 
-    @classmethod
-    def checks(cls) -> list[CheckSpec]:
-        return [s for s in REGISTRY if s.id.startswith(f"{PREFIX}.")]
-
     def collect(self, ctx: CollectContext) -> Iterator[Record]:
         opts = self.options
         scope = opts.scope
@@ -268,5 +257,5 @@ class ServiceNowConnector(Connector):
                         http, settings, p, scope, c, ctx.cancelled
                     ),
                     ctx.cancelled,
-                    source_label="servicenow",
+                    source="servicenow",
                 )

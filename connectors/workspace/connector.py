@@ -27,11 +27,10 @@ from typing import Any, ClassVar
 
 from pydantic import Field, field_validator, model_validator
 
-from connectors.common import GLOBAL, Pseudonymiser, run_unit
 from connectors.http import HttpClient, HttpOptions, SourceError, check_url
+from connectors.kit import GLOBAL, Pseudonymiser, run_unit
 from connectors.workspace import users
 from connectors.workspace.auth import DelegatedCredentials, load_key
-from core.checks import REGISTRY, CheckSpec
 from core.connector import (
     CollectContext,
     Connector,
@@ -93,10 +92,6 @@ class WorkspaceConnector(Connector):
     Options: ClassVar[type[ConnectorOptions]] = WorkspaceOptions
 
     options: WorkspaceOptions
-
-    @classmethod
-    def checks(cls) -> list[CheckSpec]:
-        return [s for s in REGISTRY if s.id.startswith("workspace.")]
 
     def collect(self, ctx: CollectContext) -> Iterator[Record]:
         opts = self.options
