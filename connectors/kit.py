@@ -14,7 +14,9 @@ ServiceNow, HR, devices, KnowBe4, policies…).
   / :func:`with_errors` / :func:`read_partial`: a payload records which of its fields
   could not be read, and a check needing such a field raises, so its finding is
   ``error`` rather than a guessed ``pass``/``fail``.
-* :data:`GLOBAL`, :func:`batches`, :class:`Pseudonymiser`.
+* **People** — :class:`Pseudonymiser` and :class:`PseudonymiseOptions` (the
+  ``pseudonymise`` / ``pseudonymise_key`` options every identity-reading connector has).
+* :data:`GLOBAL`, :func:`batches`.
 
 What a unit error may keep (the rule, implemented once in :func:`unit_error`):
 
@@ -42,11 +44,13 @@ from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Protocol, Self
 
 import structlog
+from pydantic import Field, model_validator
 
 from connectors.http import SourceError
+from core.connector import ConnectorOptions, SecretRef
 from core.records import Coverage, Evidence, Finding, Record
 from core.redaction import scrub_text
 
@@ -58,7 +62,7 @@ GLOBAL = "global"
 #: Payload key under which partial read failures of one resource are recorded.
 ERRORS_KEY = "_errors"
 #: Longest unit error message stored (the rest is cut, marked by ``…``).
-MAX_ERROR_CHARS = 300
+MAX_ERROR_CHARS = 2000
 #: Longest detail kept of an unexpected exception's text.
 MAX_DETAIL_CHARS = 120
 
@@ -356,3 +360,28 @@ class Pseudonymiser:
             return value
         digest = hmac.new(self._key, value.strip().lower().encode("utf-8"), hashlib.sha256)
         return self.PREFIX + digest.hexdigest()[:32]
+
+
+class PseudonymiseOptions(ConnectorOptions):
+    """Options of a connector that reads personal identifiers (logins, e-mail addresses).
+
+    The key alone turns pseudonymisation on, so that every source given the same key
+    pseudonymises alike and people still match across sources; ``pseudonymise = true``
+    without a key is refused.
+    """
+
+    pseudonymise: bool = Field(False, description="HMAC-SHA256 personal identifiers")
+    pseudonymise_key: SecretRef | None = Field(
+        None, description="the pseudonym key, by reference; the same in every source"
+    )
+
+    @model_validator(mode="after")
+    def _pseudonymise_needs_key(self) -> Self:
+        if self.pseudonymise and self.pseudonymise_key is None:
+            raise ValueError("pseudonymise = true needs pseudonymise_key")
+        return self
+
+    def pseudonymiser(self) -> Pseudonymiser:
+        """The run's pseudonymiser: keyed when ``pseudonymise_key`` is given."""
+        return Pseudonymiser(self.pseudonymise_key.get() if self.pseudonymise_key else None)
+

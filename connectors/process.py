@@ -50,14 +50,13 @@ owner's acceptance of the risk (who and when, from the history).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import UTC, date, datetime, timedelta
 from typing import Any, ClassVar, Literal, get_args
 
-import structlog
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from connectors.kit import ERRORS_KEY, EvidenceMissing
+from connectors.kit import ERRORS_KEY, GLOBAL, EvidenceMissing, run_unit
 from core.checks import (
     REGISTRY,
     CheckRegistry,
@@ -68,8 +67,7 @@ from core.checks import (
     not_applicable,
     passed,
 )
-
-log = structlog.get_logger("annexa.connectors.process")
+from core.records import Coverage, Evidence, Record
 
 Kind = Literal[
     "change",
@@ -991,3 +989,38 @@ def item_checks_for(specs: Iterable[CheckSpec], prefix: str, kind: str) -> list[
     return [
         s for s in specs if s.id.startswith(head) and not s.resource_type.endswith(".population")
     ]
+
+
+def process_units(
+    scope: str,
+    processes: Iterable[ProcessBase],
+    specs: Iterable[CheckSpec],
+    prefix: str,
+    read: Callable[[ProcessBase, list[CheckSpec]], Iterable[Evidence]],
+    cancelled: Callable[[], bool],
+    *,
+    source: str,
+) -> Iterator[Record]:
+    """One unit per declared process (service = its kind), in order: ``read(process,
+    item_checks)`` under the kit's :func:`~connectors.kit.run_unit`."""
+    specs = list(specs)
+    for process in processes:
+        if cancelled():
+            return
+        checks = item_checks_for(specs, prefix, process.kind)
+        yield from run_unit(
+            scope,
+            process.kind,
+            lambda p=process, c=checks: read(p, c),  # type: ignore[misc]
+            cancelled,
+            source=source,
+        )
+
+
+def process_errors(
+    scope: str, processes: Iterable[ProcessBase], error: str
+) -> Iterator[Coverage]:
+    """Every process unit failed before anything was read (a credential, a token)."""
+    for p in processes:
+        yield Coverage(scope, GLOBAL, p.kind, ok=False, error=error)
+

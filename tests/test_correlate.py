@@ -369,7 +369,7 @@ def test_standalone_instance_without_snapshot_reports_an_error():
 
 
 @pytest.mark.skipif(
-    "identity" not in __import__("core.connector").base.available_connectors(),
+    "identity" not in __import__("core.connector").connector.available_connectors(),
     reason="entry point identity = collector.correlate:IdentityCorrelationConnector not registered",
 )
 def test_cli_correlate_command_and_config_table(estate, engine, db_url, tmp_path):

@@ -36,7 +36,7 @@ from collections.abc import Container, Iterable, Iterator, Mapping
 from typing import Any, ClassVar
 from urllib.parse import quote
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, field_validator
 
 from connectors.hr import checks
 from connectors.hr.model import SERVICE, HrPerson, record_type, text
@@ -48,7 +48,7 @@ from connectors.http import (
     check_url,
 )
 from connectors.jsonstream import iter_list
-from connectors.kit import GLOBAL, Pseudonymiser, run_unit
+from connectors.kit import GLOBAL, PseudonymiseOptions, Pseudonymiser, run_unit
 from core.connector import (
     CollectContext,
     Connector,
@@ -85,7 +85,7 @@ CUSTOM_DATES = {
 }
 
 
-class BambooHROptions(ConnectorOptions):
+class BambooHROptions(PseudonymiseOptions):
     company_domain: str = Field(min_length=1, description="the {company} of acme.bamboohr.com")
     api_key: SecretRef = Field(description="API key of a read-only user (Basic auth user name)")
     api_url: str = Field("https://api.bamboohr.com", description="API host")
@@ -102,20 +102,12 @@ class BambooHROptions(ConnectorOptions):
         default_factory=lambda: ["Terminated"],
         description="employmentHistoryStatus values meaning the person has left",
     )
-    pseudonymise: bool = False
-    pseudonymise_key: SecretRef | None = None
     http: HttpOptions = Field(default_factory=HttpOptions)
 
     @field_validator("api_url")
     @classmethod
     def _url(cls, v: str) -> str:
         return check_url(v).rstrip("/")
-
-    @model_validator(mode="after")
-    def _pseudonym_key(self) -> BambooHROptions:
-        if self.pseudonymise and self.pseudonymise_key is None:
-            raise ValueError("pseudonymise = true needs pseudonymise_key")
-        return self
 
 
 def basic_auth(api_key: str) -> AuthHeaders:
@@ -217,7 +209,7 @@ class BambooHRConnector(Connector):
         scope = opts.company_domain
         try:
             auth = basic_auth(opts.api_key.get())
-            pseudo = Pseudonymiser(opts.pseudonymise_key.get() if opts.pseudonymise_key else None)
+            pseudo = opts.pseudonymiser()
         except SecretUnavailableError as exc:
             yield Coverage(scope, GLOBAL, SERVICE, ok=False, error=str(exc))
             return

@@ -48,7 +48,7 @@ from connectors.http import (
     check_url,
     token_auth,
 )
-from connectors.kit import GLOBAL, Pseudonymiser, run_unit
+from connectors.kit import GLOBAL, PseudonymiseOptions, Pseudonymiser, run_unit
 from connectors.oauth import CachedToken, bearer, sign_jwt_rs256
 from core.connector import (
     CollectContext,
@@ -71,7 +71,7 @@ SERVICES = (
 API_HEADERS = {"Accept": "application/vnd.github+json", "X-GitHub-Api-Version": "2022-11-28"}
 
 
-class GitHubOptions(ConnectorOptions):
+class GitHubOptions(PseudonymiseOptions):
     organization: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9-]{0,38}$")
     api_url: str = "https://api.github.com"
     token: SecretRef | None = Field(None, description="PAT (Bearer); or the app_* options")
@@ -81,8 +81,6 @@ class GitHubOptions(ConnectorOptions):
         None, ge=1, description="the app's installation on the organisation; looked up if absent"
     )
     include_archived: bool = True
-    pseudonymise: bool = False
-    pseudonymise_key: SecretRef | None = None
     max_workers: int = Field(4, ge=1, le=16, description="concurrent per-repository reads")
     http: HttpOptions = Field(default_factory=HttpOptions)
 
@@ -100,8 +98,6 @@ class GitHubOptions(ConnectorOptions):
             raise ValueError("installation_id needs app_id and app_private_key")
         if app == (self.token is not None):
             raise ValueError("give exactly one of token or app_id + app_private_key")
-        if self.pseudonymise and self.pseudonymise_key is None:
-            raise ValueError("pseudonymise = true needs pseudonymise_key")
         return self
 
 
@@ -118,9 +114,7 @@ class GitHubConnector(Connector):
         with ExitStack() as stack:
             try:
                 auth = self._auth(ctx, stack)
-                pseudo = Pseudonymiser(
-                    opts.pseudonymise_key.get() if opts.pseudonymise_key else None
-                )
+                pseudo = opts.pseudonymiser()
             except (SecretUnavailableError, SourceError) as exc:
                 for service in SERVICES:
                     yield Coverage(scope, GLOBAL, service, ok=False, error=str(exc))

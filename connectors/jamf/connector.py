@@ -43,7 +43,7 @@ from connectors.http import (
     check_url,
 )
 from connectors.jamf import computers
-from connectors.kit import GLOBAL, Pseudonymiser, run_unit
+from connectors.kit import GLOBAL, PseudonymiseOptions, run_unit
 from connectors.oauth import CachedToken, bearer, post_token_form
 from core.connector import (
     CollectContext,
@@ -59,7 +59,7 @@ from core.times import parse_time
 SERVICES = ("computer",)
 
 
-class JamfOptions(ConnectorOptions):
+class JamfOptions(PseudonymiseOptions):
     url: str = Field(description="Jamf Pro server, e.g. https://acme.jamfcloud.com")
     auth: Literal["api_client", "basic"] = "api_client"
     client_id: str | None = Field(None, description="API client id (auth = api_client)")
@@ -67,8 +67,6 @@ class JamfOptions(ConnectorOptions):
     username: str | None = Field(None, description="Jamf user account (auth = basic)")
     password: SecretRef | None = None
     page_size: int = Field(500, ge=1, le=2000, description="computers per page (page-size)")
-    pseudonymise: bool = False
-    pseudonymise_key: SecretRef | None = None
     http: HttpOptions = Field(default_factory=HttpOptions)
 
     @field_validator("url")
@@ -86,8 +84,6 @@ class JamfOptions(ConnectorOptions):
         stray = [n for n in other if getattr(self, n) is not None]
         if stray:
             raise ValueError(f"{', '.join(stray)} given but auth = {self.auth!r}")
-        if self.pseudonymise and self.pseudonymise_key is None:
-            raise ValueError("pseudonymise = true needs pseudonymise_key")
         return self
 
 
@@ -165,9 +161,7 @@ class JamfConnector(Connector):
         with ExitStack() as stack:
             try:
                 auth = self._auth(ctx, stack)
-                pseudo = Pseudonymiser(
-                    opts.pseudonymise_key.get() if opts.pseudonymise_key else None
-                )
+                pseudo = opts.pseudonymiser()
             except (SecretUnavailableError, SourceError) as exc:
                 yield Coverage(scope, GLOBAL, "*", ok=False, error=str(exc))
                 return

@@ -31,8 +31,13 @@ from pydantic import Field, field_validator, model_validator
 
 from connectors.http import HttpClient, HttpOptions, check_url, token_auth
 from connectors.jira.issues import JiraReadSettings, read_process
-from connectors.kit import GLOBAL, run_unit
-from connectors.process import ProcessBase, item_checks_for, register_process_checks, unique_kinds
+from connectors.process import (
+    ProcessBase,
+    process_errors,
+    process_units,
+    register_process_checks,
+    unique_kinds,
+)
 from core.connector import (
     CollectContext,
     Connector,
@@ -40,7 +45,7 @@ from core.connector import (
     SecretRef,
     SecretUnavailableError,
 )
-from core.records import Coverage, Record
+from core.records import Record
 
 PREFIX = "jira"
 register_process_checks(PREFIX, "Jira")
@@ -125,8 +130,7 @@ class JiraConnector(Connector):
         try:
             secret = opts.token.get()
         except SecretUnavailableError as exc:
-            for p in opts.processes:
-                yield Coverage(scope, GLOBAL, p.kind, ok=False, error=str(exc))
+            yield from process_errors(scope, opts.processes, str(exc))
             return
         if opts.email:
             basic = base64.b64encode(f"{opts.email}:{secret}".encode()).decode("ascii")
@@ -141,18 +145,13 @@ class JiraConnector(Connector):
             cancel_event=ctx.cancel_event,
         )
         settings = opts.read_settings()
-        specs = self.checks()
         with http:
-            for process in opts.processes:
-                if ctx.cancelled():
-                    return
-                checks = item_checks_for(specs, PREFIX, process.kind)
-                yield from run_unit(
-                    scope,
-                    process.kind,
-                    lambda p=process, c=checks: read_process(
-                        http, settings, p, scope, c, ctx.cancelled
-                    ),
-                    ctx.cancelled,
-                    source="jira",
-                )
+            yield from process_units(
+                scope,
+                opts.processes,
+                self.checks(),
+                PREFIX,
+                lambda p, c: read_process(http, settings, p, scope, c, ctx.cancelled),
+                ctx.cancelled,
+                source=self.type,
+            )

@@ -45,7 +45,7 @@ from connectors.http import (
     check_url,
     token_auth,
 )
-from connectors.kit import GLOBAL, Pseudonymiser, run_unit
+from connectors.kit import GLOBAL, PseudonymiseOptions, Pseudonymiser, run_unit
 from connectors.oauth import CachedToken, bearer, post_token_form, sign_jwt_rs256
 from connectors.okta import admins, apitokens, policies, users
 from core.connector import (
@@ -66,7 +66,7 @@ DEFAULT_SCOPES = ["okta.users.read", "okta.roles.read", "okta.policies.read", "o
 CLIENT_ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 
 
-class OktaOptions(ConnectorOptions):
+class OktaOptions(PseudonymiseOptions):
     org_url: str = Field(description="https://<org>.okta.com (or a custom domain)")
     api_token: SecretRef | None = Field(None, description="SSWS API token (read-only admin)")
     oauth_access_token: SecretRef | None = Field(
@@ -82,8 +82,6 @@ class OktaOptions(ConnectorOptions):
     oauth_scopes: list[str] = Field(
         default_factory=lambda: list(DEFAULT_SCOPES), min_length=1, description="granted scopes"
     )
-    pseudonymise: bool = False
-    pseudonymise_key: SecretRef | None = None
     page_size: int = Field(200, ge=1, le=200)
     max_workers: int = Field(4, ge=1, le=16, description="concurrent factor reads")
     http: HttpOptions = Field(default_factory=HttpOptions)
@@ -107,8 +105,6 @@ class OktaOptions(ConnectorOptions):
             )
         if (self.oauth_client_id is None) != (self.oauth_private_key is None):
             raise ValueError("oauth_client_id and oauth_private_key go together")
-        if self.pseudonymise and self.pseudonymise_key is None:
-            raise ValueError("pseudonymise = true needs pseudonymise_key")
         return self
 
 
@@ -184,9 +180,7 @@ class OktaConnector(Connector):
         with ExitStack() as stack:
             try:
                 auth = self._auth(ctx, stack)
-                pseudo = Pseudonymiser(
-                    opts.pseudonymise_key.get() if opts.pseudonymise_key else None
-                )
+                pseudo = opts.pseudonymiser()
             except (SecretUnavailableError, SourceError) as exc:
                 for service in SERVICES:
                     yield Coverage(scope, GLOBAL, service, ok=False, error=str(exc))

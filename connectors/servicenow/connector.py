@@ -55,9 +55,14 @@ from connectors.http import (
     check_url,
     token_auth,
 )
-from connectors.kit import GLOBAL, run_unit
 from connectors.oauth import CachedToken, bearer, post_token_form
-from connectors.process import ProcessBase, item_checks_for, register_process_checks, unique_kinds
+from connectors.process import (
+    ProcessBase,
+    process_errors,
+    process_units,
+    register_process_checks,
+    unique_kinds,
+)
 from connectors.servicenow.records import SnReadSettings, read_process
 from core.connector import (
     CollectContext,
@@ -66,7 +71,7 @@ from core.connector import (
     SecretRef,
     SecretUnavailableError,
 )
-from core.records import Coverage, Record
+from core.records import Record
 
 PREFIX = "servicenow"
 register_process_checks(PREFIX, "ServiceNow")
@@ -199,8 +204,7 @@ class ServiceNowConnector(Connector):
             try:
                 auth = self._auth(ctx, stack)
             except (SecretUnavailableError, SourceError) as exc:
-                for p in opts.processes:
-                    yield Coverage(scope, GLOBAL, p.kind, ok=False, error=str(exc))
+                yield from process_errors(scope, opts.processes, str(exc))
                 return
             yield from self._collect(ctx, auth)
 
@@ -244,18 +248,13 @@ class ServiceNowConnector(Connector):
         scope = opts.scope
         http = self._client(ctx, auth)
         settings = opts.read_settings()
-        specs = self.checks()
         with http:
-            for process in opts.processes:
-                if ctx.cancelled():
-                    return
-                checks = item_checks_for(specs, PREFIX, process.kind)
-                yield from run_unit(
-                    scope,
-                    process.kind,
-                    lambda p=process, c=checks: read_process(
-                        http, settings, p, scope, c, ctx.cancelled
-                    ),
-                    ctx.cancelled,
-                    source="servicenow",
-                )
+            yield from process_units(
+                scope,
+                opts.processes,
+                self.checks(),
+                PREFIX,
+                lambda p, c: read_process(http, settings, p, scope, c, ctx.cancelled),
+                ctx.cancelled,
+                source=self.type,
+            )
