@@ -16,6 +16,8 @@ ServiceNow, HR, devices, KnowBe4, policies…).
   ``error`` rather than a guessed ``pass``/``fail``.
 * **People** — :class:`Pseudonymiser` and :class:`PseudonymiseOptions` (the
   ``pseudonymise`` / ``pseudonymise_key`` options every identity-reading connector has).
+* **Options** — :data:`SourceURL` (a source's base URL, checked and without a trailing
+  slash).
 * :data:`GLOBAL`, :func:`batches`.
 
 What a unit error may keep (the rule, implemented once in :func:`unit_error`):
@@ -44,12 +46,12 @@ from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any, Protocol, Self
+from typing import Annotated, Any, Protocol, Self
 
 import structlog
-from pydantic import Field, model_validator
+from pydantic import AfterValidator, Field, model_validator
 
-from connectors.http import SourceError
+from connectors.http import SourceError, check_url
 from core.connector import ConnectorOptions, SecretRef
 from core.records import Coverage, Evidence, Finding, Record
 from core.redaction import scrub_text
@@ -332,6 +334,18 @@ def batches(items: Iterable[Any], size: int) -> Iterator[list[Any]]:
             batch = []
     if batch:
         yield batch
+
+
+# --------------------------------------------------------------------------- options
+
+
+def _source_url(value: str) -> str:
+    return check_url(value).rstrip("/")
+
+
+#: An option holding a source's base URL: ``https://`` (``http://`` only to a loopback
+#: host, see :func:`connectors.http.check_url`), kept without its trailing slash.
+SourceURL = Annotated[str, AfterValidator(_source_url)]
 
 
 # --------------------------------------------------------------------------- people

@@ -33,7 +33,7 @@ from typing import Any, ClassVar
 from pydantic import Field, field_validator, model_validator
 
 from connectors.http import HttpClient, HttpOptions, SourceError, check_url
-from connectors.kit import GLOBAL, Unit, stream_units
+from connectors.kit import GLOBAL, SourceURL, Unit, stream_units
 from core.connector import (
     CollectContext,
     Connector,
@@ -111,7 +111,7 @@ class AzureOptions(ConnectorOptions):
     authority_ca_bundle: str | None = Field(
         None, description="PEM bundle to verify the authority with (default: http.ca_bundle)"
     )
-    arm_url: str = Field("https://management.azure.com", description="Resource Manager URL")
+    arm_url: SourceURL = Field("https://management.azure.com", description="Resource Manager URL")
     arm_scope: str | None = Field(None, description="token scope; default: <arm_url>/.default")
     subscriptions: list[str] | None = Field(
         None, description="subscription ids to read; default: every readable subscription"
@@ -127,10 +127,6 @@ class AzureOptions(ConnectorOptions):
     max_workers: int = Field(8, ge=1, le=64, description="units read concurrently")
     http: HttpOptions = Field(default_factory=HttpOptions)
 
-    @field_validator("arm_url")
-    @classmethod
-    def _url(cls, v: str) -> str:
-        return check_url(v).rstrip("/")
 
     @field_validator("authority")
     @classmethod

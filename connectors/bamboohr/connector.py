@@ -36,7 +36,7 @@ from collections.abc import Container, Iterable, Iterator, Mapping
 from typing import Any, ClassVar
 from urllib.parse import quote
 
-from pydantic import Field, field_validator
+from pydantic import Field
 
 from connectors.hr import checks
 from connectors.hr.model import SERVICE, HrPerson, record_type, text
@@ -45,10 +45,9 @@ from connectors.http import (
     HttpClient,
     HttpOptions,
     MalformedResponseError,
-    check_url,
 )
 from connectors.jsonstream import iter_list
-from connectors.kit import GLOBAL, PseudonymiseOptions, Pseudonymiser, run_unit
+from connectors.kit import GLOBAL, PseudonymiseOptions, Pseudonymiser, SourceURL, run_unit
 from core.connector import (
     CollectContext,
     Connector,
@@ -88,7 +87,7 @@ CUSTOM_DATES = {
 class BambooHROptions(PseudonymiseOptions):
     company_domain: str = Field(min_length=1, description="the {company} of acme.bamboohr.com")
     api_key: SecretRef = Field(description="API key of a read-only user (Basic auth user name)")
-    api_url: str = Field("https://api.bamboohr.com", description="API host")
+    api_url: SourceURL = Field("https://api.bamboohr.com", description="API host")
     background_check_field: str | None = Field(
         None, min_length=1, description="custom field (alias) holding the background-check date"
     )
@@ -104,10 +103,6 @@ class BambooHROptions(PseudonymiseOptions):
     )
     http: HttpOptions = Field(default_factory=HttpOptions)
 
-    @field_validator("api_url")
-    @classmethod
-    def _url(cls, v: str) -> str:
-        return check_url(v).rstrip("/")
 
 
 def basic_auth(api_key: str) -> AuthHeaders:

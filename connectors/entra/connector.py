@@ -36,7 +36,7 @@ from pydantic import Field, field_validator, model_validator
 from connectors.entra import policies, roles, users
 from connectors.entra.auth import TokenCredential, bearer_auth, build_credential, token_value
 from connectors.http import HttpClient, HttpOptions, SourceError, check_url
-from connectors.kit import GLOBAL, PseudonymiseOptions, Pseudonymiser, run_unit
+from connectors.kit import GLOBAL, PseudonymiseOptions, Pseudonymiser, SourceURL, run_unit
 from core.connector import (
     CollectContext,
     Connector,
@@ -77,7 +77,7 @@ class EntraOptions(PseudonymiseOptions):
     authority_ca_bundle: str | None = Field(
         None, description="PEM bundle to verify the authority with (replaces the default)"
     )
-    graph_url: str = "https://graph.microsoft.com"
+    graph_url: SourceURL = "https://graph.microsoft.com"
     graph_version: Literal["v1.0", "beta"] = "v1.0"
     graph_scope: str | None = Field(None, description="default: <graph_url>/.default")
     page_size: int = Field(999, ge=1, le=999, description="users per page ($top)")
@@ -90,10 +90,6 @@ class EntraOptions(PseudonymiseOptions):
             raise ValueError("must be a tenant id (GUID) or domain name")
         return v
 
-    @field_validator("graph_url")
-    @classmethod
-    def _graph(cls, v: str) -> str:
-        return check_url(v).rstrip("/")
 
     @field_validator("authority")
     @classmethod

@@ -36,7 +36,7 @@ from contextlib import ExitStack
 from datetime import UTC, datetime
 from typing import ClassVar
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, model_validator
 
 from connectors.github import alerts, org, repos
 from connectors.http import (
@@ -45,10 +45,9 @@ from connectors.http import (
     HttpOptions,
     MalformedResponseError,
     SourceError,
-    check_url,
     token_auth,
 )
-from connectors.kit import GLOBAL, PseudonymiseOptions, Pseudonymiser, run_unit
+from connectors.kit import GLOBAL, PseudonymiseOptions, Pseudonymiser, SourceURL, run_unit
 from connectors.oauth import CachedToken, bearer, sign_jwt_rs256
 from core.connector import (
     CollectContext,
@@ -73,7 +72,7 @@ API_HEADERS = {"Accept": "application/vnd.github+json", "X-GitHub-Api-Version": 
 
 class GitHubOptions(PseudonymiseOptions):
     organization: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9-]{0,38}$")
-    api_url: str = "https://api.github.com"
+    api_url: SourceURL = "https://api.github.com"
     token: SecretRef | None = Field(None, description="PAT (Bearer); or the app_* options")
     app_id: int | None = Field(None, ge=1, description="GitHub App id (authenticate as the app)")
     app_private_key: SecretRef | None = Field(None, description="the app's PEM private key")
@@ -84,10 +83,6 @@ class GitHubOptions(PseudonymiseOptions):
     max_workers: int = Field(4, ge=1, le=16, description="concurrent per-repository reads")
     http: HttpOptions = Field(default_factory=HttpOptions)
 
-    @field_validator("api_url")
-    @classmethod
-    def _url(cls, v: str) -> str:
-        return check_url(v).rstrip("/")
 
     @model_validator(mode="after")
     def _credentials(self) -> GitHubOptions:

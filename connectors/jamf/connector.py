@@ -32,7 +32,7 @@ from datetime import UTC, datetime
 from typing import Any, ClassVar, Literal
 from urllib.parse import urlsplit
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, model_validator
 
 from connectors.http import (
     AuthHeaders,
@@ -40,10 +40,9 @@ from connectors.http import (
     HttpOptions,
     MalformedResponseError,
     SourceError,
-    check_url,
 )
 from connectors.jamf import computers
-from connectors.kit import GLOBAL, PseudonymiseOptions, run_unit
+from connectors.kit import GLOBAL, PseudonymiseOptions, SourceURL, run_unit
 from connectors.oauth import CachedToken, bearer, post_token_form
 from core.connector import (
     CollectContext,
@@ -60,7 +59,7 @@ SERVICES = ("computer",)
 
 
 class JamfOptions(PseudonymiseOptions):
-    url: str = Field(description="Jamf Pro server, e.g. https://acme.jamfcloud.com")
+    url: SourceURL = Field(description="Jamf Pro server, e.g. https://acme.jamfcloud.com")
     auth: Literal["api_client", "basic"] = "api_client"
     client_id: str | None = Field(None, description="API client id (auth = api_client)")
     client_secret: SecretRef | None = None
@@ -69,10 +68,6 @@ class JamfOptions(PseudonymiseOptions):
     page_size: int = Field(500, ge=1, le=2000, description="computers per page (page-size)")
     http: HttpOptions = Field(default_factory=HttpOptions)
 
-    @field_validator("url")
-    @classmethod
-    def _url(cls, v: str) -> str:
-        return check_url(v).rstrip("/")
 
     @model_validator(mode="after")
     def _credentials(self) -> JamfOptions:

@@ -29,8 +29,9 @@ from urllib.parse import urlsplit
 
 from pydantic import Field, field_validator, model_validator
 
-from connectors.http import HttpClient, HttpOptions, check_url, token_auth
+from connectors.http import HttpClient, HttpOptions, token_auth
 from connectors.jira.issues import JiraReadSettings, read_process
+from connectors.kit import SourceURL
 from connectors.process import (
     ProcessBase,
     process_errors,
@@ -62,7 +63,7 @@ class JiraProcess(ProcessBase):
 
 
 class JiraOptions(ConnectorOptions):
-    url: str
+    url: SourceURL
     deployment: Literal["cloud", "datacenter"] = "cloud"
     #: Basic auth user (Cloud: the account e-mail). Without it the token is a Bearer PAT.
     email: str | None = None
@@ -80,10 +81,6 @@ class JiraOptions(ConnectorOptions):
     processes: list[JiraProcess] = Field(min_length=1)
     http: HttpOptions = Field(default_factory=HttpOptions)
 
-    @field_validator("url")
-    @classmethod
-    def _url(cls, v: str) -> str:
-        return check_url(v).rstrip("/")
 
     @field_validator("processes")
     @classmethod

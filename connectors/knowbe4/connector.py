@@ -31,8 +31,8 @@ from urllib.parse import urlsplit
 
 from pydantic import Field, field_validator
 
-from connectors.http import HttpClient, HttpOptions, SourceError, check_url, token_auth
-from connectors.kit import GLOBAL, PseudonymiseOptions, Pseudonymiser, run_unit
+from connectors.http import HttpClient, HttpOptions, SourceError, token_auth
+from connectors.kit import GLOBAL, PseudonymiseOptions, Pseudonymiser, SourceURL, run_unit
 from connectors.knowbe4 import phishing, training
 from core.connector import (
     CollectContext,
@@ -48,7 +48,7 @@ SERVICES = ("training", "user", "phishing")
 
 
 class KnowBe4Options(PseudonymiseOptions):
-    url: str = Field(
+    url: SourceURL = Field(
         "https://us.api.knowbe4.com", description="Reporting API root of the account's region"
     )
     token: SecretRef = Field(description="Reporting API key (Account Settings → API)")
@@ -63,10 +63,6 @@ class KnowBe4Options(PseudonymiseOptions):
     )
     http: HttpOptions = Field(default_factory=HttpOptions)
 
-    @field_validator("url")
-    @classmethod
-    def _url(cls, v: str) -> str:
-        return check_url(v).rstrip("/")
 
     @field_validator("failure_events")
     @classmethod

@@ -35,17 +35,16 @@ from contextlib import ExitStack
 from typing import ClassVar
 from urllib.parse import urlsplit
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, model_validator
 
 from connectors.http import (
     AuthHeaders,
     HttpClient,
     HttpOptions,
     SourceError,
-    check_url,
     token_auth,
 )
-from connectors.kit import GLOBAL, PseudonymiseOptions, Pseudonymiser, run_unit
+from connectors.kit import GLOBAL, PseudonymiseOptions, Pseudonymiser, SourceURL, run_unit
 from connectors.oauth import CachedToken, bearer, post_token_form, sign_jwt_rs256
 from connectors.okta import admins, apitokens, policies, users
 from core.connector import (
@@ -67,7 +66,7 @@ CLIENT_ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 
 
 class OktaOptions(PseudonymiseOptions):
-    org_url: str = Field(description="https://<org>.okta.com (or a custom domain)")
+    org_url: SourceURL = Field(description="https://<org>.okta.com (or a custom domain)")
     api_token: SecretRef | None = Field(None, description="SSWS API token (read-only admin)")
     oauth_access_token: SecretRef | None = Field(
         None, description="OAuth 2.0 access token of a service app (Bearer)"
@@ -86,10 +85,6 @@ class OktaOptions(PseudonymiseOptions):
     max_workers: int = Field(4, ge=1, le=16, description="concurrent factor reads")
     http: HttpOptions = Field(default_factory=HttpOptions)
 
-    @field_validator("org_url")
-    @classmethod
-    def _url(cls, v: str) -> str:
-        return check_url(v).rstrip("/")
 
     @model_validator(mode="after")
     def _credentials(self) -> OktaOptions:

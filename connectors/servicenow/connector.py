@@ -52,9 +52,9 @@ from connectors.http import (
     HttpClient,
     HttpOptions,
     SourceError,
-    check_url,
     token_auth,
 )
+from connectors.kit import SourceURL
 from connectors.oauth import CachedToken, bearer, post_token_form
 from connectors.process import (
     ProcessBase,
@@ -129,7 +129,7 @@ class ServiceNowProcess(ProcessBase):
 
 
 class ServiceNowOptions(ConnectorOptions):
-    instance_url: str
+    instance_url: SourceURL
     #: Basic auth (an integration user with read roles); or ``token`` (OAuth bearer);
     #: or ``oauth_client_id`` + ``oauth_client_secret`` (with username + password: the
     #: password grant, else client_credentials).
@@ -148,10 +148,6 @@ class ServiceNowOptions(ConnectorOptions):
     processes: list[ServiceNowProcess] = Field(min_length=1)
     http: HttpOptions = Field(default_factory=HttpOptions)
 
-    @field_validator("instance_url")
-    @classmethod
-    def _url(cls, v: str) -> str:
-        return check_url(v).rstrip("/")
 
     @field_validator("processes")
     @classmethod
