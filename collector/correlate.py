@@ -55,7 +55,7 @@ from pydantic import Field, model_validator
 from sqlalchemy import Engine
 
 from collector.config import ConnectorConfig, LoadedConnector, Settings
-from connectors.common import GLOBAL, EvidenceMissing, Pseudonymiser, require
+from connectors.kit import GLOBAL, EvidenceMissing, Pseudonymiser, require
 from core.checks import (
     REGISTRY,
     CheckSpec,

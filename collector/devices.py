@@ -33,8 +33,8 @@ from sqlalchemy import Engine
 
 from collector.config import ConnectorConfig, LoadedConnector, Settings
 from collector.correlate import KINDS, IdentityKind, _stale_sources, account_from
-from connectors.common import GLOBAL, require
 from connectors.devices import email_of
+from connectors.kit import GLOBAL, require
 from core.checks import REGISTRY, CheckSpec, Verdict, check, failed, not_applicable, passed
 from core.connector import CollectContext, Connector, ConnectorOptions
 from core.records import Coverage, Evidence, Record

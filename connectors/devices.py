@@ -24,7 +24,7 @@ import re
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
-from connectors.common import ERRORS_KEY, EvidenceMissing
+from connectors.kit import ERRORS_KEY, EvidenceMissing
 from core.checks import Verdict, check, failed, not_applicable, passed
 from core.times import day_precision, days_since, parse_time
 

@@ -54,10 +54,9 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import UTC, date, datetime, timedelta
 from typing import Any, ClassVar, Literal, get_args
 
-import structlog
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from connectors.http import SourceError
+from connectors.kit import ERRORS_KEY, GLOBAL, EvidenceMissing, run_unit
 from core.checks import (
     REGISTRY,
     CheckRegistry,
@@ -69,11 +68,6 @@ from core.checks import (
     passed,
 )
 from core.records import Coverage, Evidence, Record
-
-log = structlog.get_logger("annexa.connectors.process")
-
-#: Ticketing systems are global services: every unit is in this region.
-GLOBAL = "global"
 
 Kind = Literal[
     "change",
@@ -109,19 +103,10 @@ RISK_FIELDS = frozenset({
     "accepted_by", "accepted_on",
 })
 
-#: Payload key under which read failures of one item are recorded (checks then error).
-ERRORS_KEY = "_errors"
 #: Most failing keys listed per check in a population summary.
 MAX_LISTED = 50
 #: Most review keys listed per period in an access-review summary.
 MAX_PERIOD_KEYS = 20
-
-
-class EvidenceMissing(KeyError):
-    """A check's input could not be read; raised so the finding is ``error``."""
-
-    def __str__(self) -> str:
-        return str(self.args[0]) if self.args else "input missing"
 
 
 # --------------------------------------------------------------------------- time
@@ -1006,49 +991,36 @@ def item_checks_for(specs: Iterable[CheckSpec], prefix: str, kind: str) -> list[
     ]
 
 
-def batches(items: Iterable[Any], size: int) -> Iterable[list[Any]]:
-    """``items`` in lists of ``size`` (the last may be shorter), lazily."""
-    batch: list[Any] = []
-    for it in items:
-        batch.append(it)
-        if len(batch) >= size:
-            yield batch
-            batch = []
-    if batch:
-        yield batch
-
-
-def run_unit(
+def process_units(
     scope: str,
-    service: str,
-    read: Callable[[], Iterable[Evidence]],
+    processes: Iterable[ProcessBase],
+    specs: Iterable[CheckSpec],
+    prefix: str,
+    read: Callable[[ProcessBase, list[CheckSpec]], Iterable[Evidence]],
     cancelled: Callable[[], bool],
     *,
-    region: str = GLOBAL,
-    source_label: str = "ticketing",
+    source: str,
 ) -> Iterator[Record]:
-    """The unit's records followed by its ``Coverage``; never raises.
-
-    A ``SourceError`` (after the HTTP layer's retries) makes the unit ``ok=False`` —
-    every check of the process becomes an ``error`` there and nothing is closed by
-    absence. A unit interrupted by cancellation yields no ``Coverage``.
-    """
-    try:
-        for record in read():
-            yield record
-            if cancelled():
-                return
-    except SourceError as exc:
+    """One unit per declared process (service = its kind), in order: ``read(process,
+    item_checks)`` under the kit's :func:`~connectors.kit.run_unit`."""
+    specs = list(specs)
+    for process in processes:
         if cancelled():
             return
-        yield Coverage(scope, region, service, ok=False, error=str(exc))
-        return
-    except Exception as exc:
-        log.error(f"{source_label} unit crashed", scope=scope, service=service, exc_info=True)
-        yield Coverage(
-            scope, region, service, ok=False, error=f"internal error: {type(exc).__name__}: {exc}"
+        checks = item_checks_for(specs, prefix, process.kind)
+        yield from run_unit(
+            scope,
+            process.kind,
+            lambda p=process, c=checks: read(p, c),  # type: ignore[misc]
+            cancelled,
+            source=source,
         )
-        return
-    if cancelled():
-        return
-    yield Coverage(scope, region, service, ok=True)
+
+
+def process_errors(
+    scope: str, processes: Iterable[ProcessBase], error: str
+) -> Iterator[Coverage]:
+    """Every process unit failed before anything was read (a credential, a token)."""
+    for p in processes:
+        yield Coverage(scope, GLOBAL, p.kind, ok=False, error=error)
+

@@ -2,7 +2,7 @@
 
 Shared by every check of the form "vulnerabilities of severity S are fixed within N
 days" (Defender for Cloud assessments, Security Command Center findings, …). Ages are
-judged from full timestamps (:func:`connectors.common.days_since`); a severity the
+judged from full timestamps (:func:`core.times.days_since`); a severity the
 limits do not name gets the strictest limit, so an unexpected value is never given
 more time than the worst known one.
 """
@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
-from connectors.common import EvidenceMissing
+from connectors.kit import EvidenceMissing
 from core.checks import Verdict, failed, passed
 from core.times import days_since
 

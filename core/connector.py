@@ -31,7 +31,7 @@ from typing import Any, ClassVar
 import structlog
 from pydantic import BaseModel, ConfigDict, model_validator
 
-from core.checks import CheckSpec
+from core.checks import REGISTRY, CheckRegistry, CheckSpec
 from core.records import Record
 
 ENTRY_POINT_GROUP = "annexa.connectors"
@@ -64,15 +64,24 @@ class Connector(ABC):
     Options: ClassVar[type[ConnectorOptions]] = ConnectorOptions
     #: Prefix of every check id and resource type this connector produces.
     prefix: ClassVar[str]
+    #: Where this connector's checks register (``@check`` defaults to the global one).
+    check_registry: ClassVar[CheckRegistry] = REGISTRY
 
     def __init__(self, name: str, options: ConnectorOptions) -> None:
         self.name = name
         self.options = options
 
     @classmethod
-    @abstractmethod
     def checks(cls) -> list[CheckSpec]:
-        """Every check this connector's evidence is evaluated with."""
+        """Every check this connector's evidence is evaluated with.
+
+        By default the checks of :attr:`check_registry` whose id starts with
+        ``prefix + "."`` — a connector's checks register when its modules are imported,
+        which importing the connector class does. Override only when a connector's
+        checks are not exactly those (say why in the override).
+        """
+        head = f"{cls.prefix}."
+        return [s for s in cls.check_registry if s.id.startswith(head)]
 
     @abstractmethod
     def collect(self, ctx: CollectContext) -> Iterator[Record]:

@@ -22,9 +22,9 @@ from urllib.parse import urlsplit
 
 from pydantic import Field
 
-from connectors.common import GLOBAL, require, run_unit
 from connectors.http import HttpClient, HttpOptions, token_auth
-from core.checks import CheckRegistry, CheckSpec, Verdict, check, failed, passed
+from connectors.kit import GLOBAL, require, run_unit
+from core.checks import CheckRegistry, Verdict, check, failed, passed
 from core.connector import (
     CollectContext,
     Connector,
@@ -92,10 +92,9 @@ class ExampleConnector(Connector):
     prefix = "example"
     Options: ClassVar[type[ConnectorOptions]] = ExampleOptions
     options: ExampleOptions
-
-    @classmethod
-    def checks(cls) -> list[CheckSpec]:
-        return [s for s in EXAMPLE_REGISTRY if s.id.startswith(f"{cls.prefix}.")]
+    # Checks default to those of ``check_registry`` whose id starts with ``prefix.``;
+    # the example keeps its checks out of the product's registry.
+    check_registry = EXAMPLE_REGISTRY
 
     def collect(self, ctx: CollectContext) -> Iterator[Record]:
         opts = self.options

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 import connectors.aws  # noqa: F401 - registers the checks
-from connectors.aws.common import EvidenceMissing
+from connectors.kit import EvidenceMissing
 from core.checks import REGISTRY, evaluate
 from core.records import Evidence
 from core.times import activity_time

@@ -30,8 +30,8 @@ from botocore.validate import ParamValidator
 
 import connectors.aws  # noqa: F401 - registers the checks
 from connectors.aws import backup, config, guardduty, macie, route53resolver
-from connectors.aws.common import EvidenceMissing
 from connectors.aws.session import Account, ClientSettings
+from connectors.kit import EvidenceMissing
 from core.checks import REGISTRY
 
 pytestmark = pytest.mark.clock  # SLA and age verdicts are judged against now

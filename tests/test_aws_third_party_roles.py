@@ -22,8 +22,8 @@ import pytest
 from botocore.stub import Stubber
 
 import connectors.aws  # noqa: F401 - registers the checks
-from connectors.aws.common import EvidenceMissing
 from connectors.aws.iam_principals import get_organization
+from connectors.kit import EvidenceMissing
 from core.checks import REGISTRY
 from tests.engine_run import run_engine
 

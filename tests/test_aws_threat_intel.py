@@ -19,8 +19,8 @@ from botocore.stub import Stubber
 from botocore.validate import ParamValidator
 
 import connectors.aws  # noqa: F401 - registers the checks
-from connectors.aws.common import EvidenceMissing
 from connectors.aws.guardduty import threat_intel_sets
+from connectors.kit import EvidenceMissing
 from core.checks import REGISTRY
 from tests.engine_run import run_engine
 

@@ -16,7 +16,8 @@ from dataclasses import dataclass, field
 import boto3
 
 from connectors.aws.session import Account, ClientSettings
-from connectors.aws.units import RegionBreaker, Unit, stream_jobs
+from connectors.aws.units import RegionBreaker, Unit
+from connectors.kit import stream_jobs
 from core.records import Coverage, Record
 
 
@@ -132,11 +133,10 @@ def test_an_unreachable_region_costs_one_connect_timeout(aws_offline_env: None) 
 
     units = [Unit(account, "eu-west-1", s, read, breaker) for s in ("ec2", "vpc", "rds", "kms")]
     account.retain(len(units))
-    start = time.monotonic()
     records = list(stream_jobs(units, max_workers=1, cancelled=lambda: False))
-    elapsed = time.monotonic() - start
-    assert calls == ["eu-west-1"]  # only the first unit tried to connect
-    assert elapsed < 8
+    # Only the first unit tried to connect (the cost is judged by the calls made, not by
+    # wall time, which a loaded machine stretches).
+    assert calls == ["eu-west-1"]
     assert [r.ok for r in records] == [False] * 4
     assert "EndpointConnectionError" in records[0].error
     assert all(r.error.startswith("skipped: eu-west-1 unreachable in this run")

@@ -29,9 +29,9 @@ from collector.correlate import (
     without_correlation,
 )
 from collector.runner import run_connector
-from connectors.common import Pseudonymiser
 from connectors.entra import EntraConnector, EntraOptions
 from connectors.github import GitHubConnector, GitHubOptions
+from connectors.kit import Pseudonymiser
 from connectors.okta import OktaConnector, OktaOptions
 from core.checks import REGISTRY, evaluate
 from core.connector import CollectContext

@@ -801,7 +801,7 @@ def test_pseudonymise_replaces_personal_identifiers(graph):
     alice = next(e.payload for e in evidence(records) if e.resource_id == "u-alice")
     assert alice["mail"].startswith("pseud:") and alice["mail"] == alice["user_principal_name"]
     # The same key gives the same pseudonym in every connector (cross-source matching).
-    from connectors.common import Pseudonymiser
+    from connectors.kit import Pseudonymiser
 
     assert alice["mail"] == Pseudonymiser(KEY)("Alice@ACME.example")
 

@@ -450,7 +450,7 @@ def test_a_server_ignoring_page_is_a_unit_error_not_an_endless_loop(kb4):
 
 
 def test_pseudonymise_replaces_emails_and_drops_names(kb4, monkeypatch):
-    from connectors.common import Pseudonymiser
+    from connectors.kit import Pseudonymiser
 
     plant(kb4)
     monkeypatch.setenv("ANNEXA_TEST_KB4_PSEUDO", "pseudonym-key-for-tests-0123456789")

@@ -472,7 +472,7 @@ def test_pseudonymise_replaces_personal_identifiers(google):
     )
     bodies = " ".join(e.body() for e in evidence(records))
     assert "acme.example" not in bodies
-    from connectors.common import Pseudonymiser
+    from connectors.kit import Pseudonymiser
 
     emails = {e.payload.get("primary_email") for e in evidence(records, "workspace.user.account")}
     assert Pseudonymiser(KEY)("alice@acme.example") in emails

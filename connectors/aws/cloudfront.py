@@ -19,9 +19,10 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-from connectors.aws.common import pages, require
-from connectors.aws.session import GLOBAL, Account
+from connectors.aws.common import pages
+from connectors.aws.session import Account
 from connectors.aws.units import ReaderSpec
+from connectors.kit import GLOBAL, require
 from core.checks import Verdict, check, failed, not_applicable, passed
 from core.records import Evidence
 

@@ -30,16 +30,10 @@ from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 from connectors.aws import s3
-from connectors.aws.common import (
-    ERRORS_KEY,
-    MISSING,
-    EvidenceMissing,
-    read_partial,
-    require,
-    with_errors,
-)
-from connectors.aws.session import GLOBAL, Account
+from connectors.aws.common import MISSING, read_partial
+from connectors.aws.session import Account
 from connectors.aws.units import ReaderSpec
+from connectors.kit import ERRORS_KEY, GLOBAL, EvidenceMissing, require, with_errors
 from core.checks import Verdict, check, failed, not_applicable, passed
 from core.records import Evidence
 

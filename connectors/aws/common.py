@@ -1,4 +1,7 @@
-"""Small helpers shared by the AWS service modules: errors, time, payload inputs."""
+"""What is AWS-specific in reading a service: botocore error classification and
+description (:data:`AWS_SOURCE`, the kit's :class:`~connectors.kit.SourceErrors` for
+AWS units), partial reads by error code, and never-truncated pagination. The unit
+machinery, ``require`` and ``EvidenceMissing`` are the kit's (:mod:`connectors.kit`)."""
 
 from __future__ import annotations
 
@@ -19,12 +22,10 @@ from botocore.exceptions import (
 )
 from botocore.parsers import ResponseParserError
 
+from connectors.kit import SourceErrors
+
 #: What a failed AWS call can raise. Anything else is a bug and is reported as such.
 AWS_ERRORS: tuple[type[Exception], ...] = (BotoCoreError, ClientError, ResponseParserError)
-
-#: Payload key under which partial read failures of one resource are recorded.
-ERRORS_KEY = "_errors"
-
 
 class OperationNotOffered(ClientError):
     """The endpoint answered an operation it does not implement.
@@ -85,27 +86,8 @@ def describe_error(exc: BaseException) -> str:
     return type(exc).__name__
 
 
-class EvidenceMissing(KeyError):
-    """A check's input is absent from the payload (it could not be read).
-
-    Raised by checks so the finding is ``error``: never pass or fail on what could
-    not be read.
-    """
-
-    def __str__(self) -> str:  # KeyError quotes its argument; keep the message plain
-        return str(self.args[0]) if self.args else "input missing"
-
-
-def require(payload: Mapping[str, Any], key: str, *, label: str | None = None) -> Any:
-    """``payload[key]``, or :class:`EvidenceMissing` naming why it is absent."""
-    if key in payload:
-        return payload[key]
-    errors = payload.get(ERRORS_KEY) or {}
-    reason = errors.get(label or key) or errors.get(key)
-    what = label or key
-    if reason:
-        raise EvidenceMissing(f"{what} could not be read: {reason}")
-    raise EvidenceMissing(f"{what} is missing from the evidence")
+#: AWS units: botocore's errors are failures of the source, described by code only.
+AWS_SOURCE = SourceErrors(AWS_ERRORS, describe_error)
 
 
 #: Returned by :func:`read_partial` when the value could not be read.
@@ -132,13 +114,6 @@ def read_partial(
     except ResponseParserError:
         errors[key] = "ResponseParserError"
     return MISSING
-
-
-def with_errors(payload: dict[str, Any], errors: Mapping[str, str]) -> dict[str, Any]:
-    """``payload`` with ``errors`` under ``_errors`` when there are any."""
-    if errors:
-        payload[ERRORS_KEY] = dict(errors)
-    return payload
 
 
 class IncompleteListing(BotoCoreError):

@@ -64,8 +64,9 @@ import structlog
 
 from connectors.aws import s3
 from connectors.aws.common import AWS_ERRORS, describe_error, pages
-from connectors.aws.session import GLOBAL, Account
+from connectors.aws.session import Account
 from connectors.aws.units import ReaderSpec
+from connectors.kit import GLOBAL
 from core.records import Evidence
 from core.times import parse_time
 

@@ -67,7 +67,6 @@ from connectors.aws import (
 )
 from connectors.aws.common import AWS_ERRORS, describe_error, paginate
 from connectors.aws.session import (
-    GLOBAL,
     Account,
     ClientSettings,
     RoleToAssume,
@@ -76,8 +75,8 @@ from connectors.aws.session import (
     open_account,
     open_member,
 )
-from connectors.aws.units import Job, ReaderSpec, RegionBreaker, Unit, stream_jobs
-from core.checks import REGISTRY, CheckSpec
+from connectors.aws.units import ReaderSpec, RegionBreaker, Unit
+from connectors.kit import GLOBAL, Job, stream_jobs
 from core.connector import CollectContext, Connector, ConnectorOptions
 from core.records import Coverage, Record
 
@@ -417,10 +416,6 @@ class AwsConnector(Connector):
         #: The bulk inventory of the last ``collect`` (None: direct reads only).
         self.inventory: configinventory.Inventory | None = None
 
-    @classmethod
-    def checks(cls) -> list[CheckSpec]:
-        return [spec for svc in SERVICES for spec in REGISTRY.for_service(cls.prefix, svc)]
-
     def client_settings(self) -> ClientSettings:
         o = self.options
         return ClientSettings(
@@ -465,7 +460,7 @@ class AwsConnector(Connector):
                            ctx.log)
             ]
             yield from self._without_own_scope(
-                stream_jobs(jobs, max_workers=o.max_workers, cancelled=ctx.cancelled)
+                stream_jobs(jobs, max_workers=o.max_workers, cancelled=ctx.cancelled, source="aws")
             )
             return
         try:
@@ -480,7 +475,9 @@ class AwsConnector(Connector):
                      management=management, caller=caller.account_id)
         yield from problems
         jobs = (self.account_job(caller, a, readers, breaker, ctx) for a in selected)
-        yield from stream_jobs(jobs, max_workers=o.max_workers, cancelled=ctx.cancelled)
+        yield from stream_jobs(
+            jobs, max_workers=o.max_workers, cancelled=ctx.cancelled, source="aws"
+        )
 
     def bulk_readers(self, ctx: CollectContext, caller: Account,
                      readers: tuple[ReaderSpec, ...]) -> tuple[ReaderSpec, ...]:

@@ -25,18 +25,10 @@ from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 from connectors import exposure, exposure_checks
-from connectors.aws.common import (
-    ERRORS_KEY,
-    MISSING,
-    EvidenceMissing,
-    paginate,
-    read_partial,
-    require,
-    with_errors,
-    without,
-)
+from connectors.aws.common import MISSING, paginate, read_partial, without
 from connectors.aws.session import Account
 from connectors.aws.units import ReaderSpec
+from connectors.kit import ERRORS_KEY, EvidenceMissing, require, with_errors
 from core.checks import Verdict, check, failed, not_applicable, passed
 from core.records import Evidence
 

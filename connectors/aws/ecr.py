@@ -26,17 +26,11 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-from connectors.aws.common import (
-    MISSING,
-    EvidenceMissing,
-    paginate,
-    read_partial,
-    require,
-    with_errors,
-)
+from connectors.aws.common import MISSING, paginate, read_partial
 from connectors.aws.inspector2 import MAX_AGE_DAYS, NOT_JUDGED
 from connectors.aws.session import Account
 from connectors.aws.units import ReaderSpec
+from connectors.kit import EvidenceMissing, require, with_errors
 from connectors.sla import OpenItem, sla_verdict
 from core.checks import Verdict, check, failed, not_applicable
 from core.records import Evidence

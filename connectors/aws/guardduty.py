@@ -20,17 +20,10 @@ from typing import Any
 
 from botocore.exceptions import PaginationError
 
-from connectors.aws.common import (
-    ERRORS_KEY,
-    MISSING,
-    EvidenceMissing,
-    paginate,
-    read_partial,
-    require,
-    with_errors,
-)
+from connectors.aws.common import MISSING, paginate, read_partial
 from connectors.aws.session import Account
 from connectors.aws.units import ReaderSpec
+from connectors.kit import ERRORS_KEY, EvidenceMissing, require, with_errors
 from core.checks import Verdict, check, failed, passed
 from core.records import Evidence
 

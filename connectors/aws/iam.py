@@ -28,18 +28,11 @@ from collections.abc import Iterator, Mapping
 from typing import Any
 
 from connectors.aws import iam_principals, iam_root
-from connectors.aws.common import (
-    ERRORS_KEY,
-    MISSING,
-    EvidenceMissing,
-    paginate,
-    read_partial,
-    require,
-    with_errors,
-)
+from connectors.aws.common import MISSING, paginate, read_partial
 from connectors.aws.iam_principals import PolicyResolver, user_policies
-from connectors.aws.session import GLOBAL, Account
+from connectors.aws.session import Account
 from connectors.aws.units import ReaderSpec
+from connectors.kit import ERRORS_KEY, GLOBAL, EvidenceMissing, require, with_errors
 from core.checks import Verdict, check, failed, not_applicable, passed
 from core.records import Evidence
 from core.times import activity_time, days_since

@@ -34,18 +34,8 @@ from urllib.parse import unquote
 
 from botocore.exceptions import ClientError
 
-from connectors.aws.common import (
-    ERRORS_KEY,
-    MISSING,
-    EvidenceMissing,
-    as_list,
-    error_code,
-    pages,
-    paginate,
-    read_partial,
-    require,
-    with_errors,
-)
+from connectors.aws.common import MISSING, as_list, error_code, pages, paginate, read_partial
+from connectors.kit import ERRORS_KEY, EvidenceMissing, require, with_errors
 from core.checks import Verdict, check, failed, passed
 from core.times import activity_time
 

@@ -31,14 +31,8 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-from connectors.aws.common import (
-    MISSING,
-    EvidenceMissing,
-    paginate,
-    read_partial,
-    require,
-    with_errors,
-)
+from connectors.aws.common import MISSING, paginate, read_partial
+from connectors.kit import EvidenceMissing, require, with_errors
 from core.checks import Verdict, check, failed, passed
 from core.times import activity_time, days_since
 

@@ -14,9 +14,10 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-from connectors.aws.common import MISSING, paginate, read_partial, require, with_errors
+from connectors.aws.common import MISSING, paginate, read_partial
 from connectors.aws.session import Account
 from connectors.aws.units import ReaderSpec
+from connectors.kit import require, with_errors
 from core.checks import Verdict, check, failed, not_applicable, passed
 from core.records import Evidence
 

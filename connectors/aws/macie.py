@@ -23,9 +23,10 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from connectors.aws.common import MISSING, error_code, paginate, read_partial, require, with_errors
+from connectors.aws.common import MISSING, error_code, paginate, read_partial
 from connectors.aws.session import Account
 from connectors.aws.units import ReaderSpec
+from connectors.kit import require, with_errors
 from core.checks import Verdict, check, failed, passed
 from core.records import Evidence
 

@@ -29,9 +29,10 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from connectors.aws.common import error_code, paginate, require
-from connectors.aws.session import GLOBAL, Account
+from connectors.aws.common import error_code, paginate
+from connectors.aws.session import Account
 from connectors.aws.units import ReaderSpec
+from connectors.kit import GLOBAL, require
 from core.checks import Verdict, check, failed, not_applicable, passed
 from core.records import Evidence
 

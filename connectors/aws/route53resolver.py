@@ -16,9 +16,10 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-from connectors.aws.common import paginate, require
+from connectors.aws.common import paginate
 from connectors.aws.session import Account
 from connectors.aws.units import ReaderSpec
+from connectors.kit import require
 from core.checks import Verdict, check, failed, passed
 from core.records import Evidence
 

@@ -33,17 +33,10 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from connectors.aws.common import (
-    ERRORS_KEY,
-    MISSING,
-    as_list,
-    paginate,
-    read_partial,
-    require,
-    with_errors,
-)
-from connectors.aws.session import GLOBAL, Account
+from connectors.aws.common import MISSING, as_list, paginate, read_partial
+from connectors.aws.session import Account
 from connectors.aws.units import ReaderSpec
+from connectors.kit import ERRORS_KEY, GLOBAL, require, with_errors
 from core.checks import Verdict, check, failed, passed
 from core.records import Evidence
 

@@ -14,10 +14,11 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from connectors.aws.common import error_code, require
+from connectors.aws.common import error_code
 from connectors.aws.s3 import public_access_block_verdict
-from connectors.aws.session import GLOBAL, Account
+from connectors.aws.session import Account
 from connectors.aws.units import ReaderSpec
+from connectors.kit import GLOBAL, require
 from core.checks import Verdict, check
 from core.records import Evidence
 

@@ -13,9 +13,10 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from connectors.aws.common import error_code, require, without
+from connectors.aws.common import error_code, without
 from connectors.aws.session import Account
 from connectors.aws.units import ReaderSpec
+from connectors.kit import require
 from core.checks import Verdict, check, failed, passed
 from core.records import Evidence
 

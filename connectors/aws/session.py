@@ -24,10 +24,9 @@ from botocore.config import Config
 from botocore.credentials import RefreshableCredentials
 
 from connectors.aws.common import OperationNotOffered, not_offered
+from connectors.kit import GLOBAL
 from core.records import Coverage, Evidence, normalise
 
-#: Region name used for units of global services (IAM, the S3 bucket listing…).
-GLOBAL = "global"
 #: Used for global API calls when neither the profile nor the environment names a region.
 DEFAULT_HOME_REGION = "us-east-1"
 

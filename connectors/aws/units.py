@@ -1,4 +1,8 @@
-"""Units of work and the one bounded thread pool that runs them all.
+"""AWS units: one service read in one account and one region, run by the kit.
+
+The unit machinery (records then one ``Coverage``, the error rule, the bounded pool
+:func:`connectors.kit.stream_jobs`) is :mod:`connectors.kit`'s; what is AWS's here is
+the unit's shape (account, region, reader), the reader specs and the region breaker.
 
 A *unit* is one service read in one account and one region (``global`` for global
 services): the granularity at which a failure is recorded. Every unit ends with exactly
@@ -18,23 +22,17 @@ the same run is reported as an error at once instead of paying it again.
 
 from __future__ import annotations
 
-import queue
 import threading
-from collections import deque
-from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Protocol
 
-import structlog
 from botocore.exceptions import ConnectionError as BotoConnectionError
 from urllib3.exceptions import NameResolutionError
 
-from connectors.aws.common import AWS_ERRORS, describe_error
-from connectors.aws.session import GLOBAL, Account
-from core.records import Coverage, Evidence, Finding, Record
-
-log = structlog.get_logger("annexa.connectors.aws")
+from connectors.aws.common import AWS_SOURCE
+from connectors.aws.session import Account
+from connectors.kit import GLOBAL, run_unit
+from core.records import Evidence, Finding, Record
 
 #: A service reader: ``read(account, region)`` yields the unit's evidence.
 Reader = Callable[[Account, str], Iterator[Evidence | Finding]]
@@ -72,17 +70,10 @@ class RegionBreaker:
             self._down.setdefault(region, reason)
 
 
-class Job(Protocol):
-    """Something the pool runs: yields records, and may yield further jobs."""
-
-    @property
-    def name(self) -> str: ...
-
-    def run(self, cancelled: Callable[[], bool]) -> Iterator[Record | Job]: ...
-
-
 @dataclass(frozen=True)
 class Unit:
+    """An AWS unit; a :class:`connectors.kit.Job` that releases its account when done."""
+
     account: Account
     region: str
     service: str
@@ -95,13 +86,17 @@ class Unit:
 
     def run(self, cancelled: Callable[[], bool]) -> Iterator[Record]:
         try:
-            yield from run_unit(self, cancelled)
+            yield from run_account_unit(self, cancelled)
         finally:
             self.account.release()
 
 
-def run_unit(unit: Unit, cancelled: Callable[[], bool]) -> Iterator[Record]:
-    """The unit's records followed by its ``Coverage``; never raises."""
+def run_account_unit(unit: Unit, cancelled: Callable[[], bool]) -> Iterator[Record]:
+    """The kit's :func:`~connectors.kit.run_unit` for an AWS unit, behind the breaker.
+
+    A region already found unreachable in this run is reported at once; a failure that
+    shows the region unreachable trips the breaker for the units still to come.
+    """
     breaker = unit.breaker if unit.region != GLOBAL else None
     down = breaker.reason(unit.region) if breaker else None
     if down is not None:
@@ -109,24 +104,21 @@ def run_unit(unit: Unit, cancelled: Callable[[], bool]) -> Iterator[Record]:
             unit.region, unit.service, f"skipped: {unit.region} unreachable in this run ({down})"
         )
         return
-    try:
-        for record in unit.read(unit.account, unit.region):
-            yield record
-            if cancelled():
-                return
-    except AWS_ERRORS as exc:
-        reason = describe_error(exc)
+
+    def tripped(exc: BaseException, reason: str) -> None:
         if breaker is not None and region_unreachable(exc):
             breaker.trip(unit.region, reason)
-        yield unit.account.coverage(unit.region, unit.service, reason)
-        return
-    except Exception as exc:  # a bug in one unit must not stop the run
-        log.error("aws unit crashed", unit=unit.name, exc_info=True)
-        yield unit.account.coverage(
-            unit.region, unit.service, f"internal error: {type(exc).__name__}"
-        )
-        return
-    yield unit.account.coverage(unit.region, unit.service)
+
+    yield from run_unit(
+        unit.account.account_id,
+        unit.service,
+        lambda: unit.read(unit.account, unit.region),
+        cancelled,
+        region=unit.region,
+        source="aws",
+        errors=AWS_SOURCE,
+        on_failure=tripped,
+    )
 
 
 def region_unreachable(exc: BaseException) -> bool:
@@ -143,93 +135,3 @@ def region_unreachable(exc: BaseException) -> bool:
     text = str(cause if cause is not None else exc)
     return not any(s in text for s in ("Name or service not known", "nodename nor servname",
                                        "Failed to resolve"))
-
-
-_JOB_DONE = object()
-
-
-@dataclass(frozen=True)
-class _Spawned:
-    job: Job
-
-
-def stream_jobs(
-    jobs: Iterable[Job],
-    *,
-    max_workers: int,
-    cancelled: Callable[[], bool],
-    buffer: int = 512,
-) -> Iterator[Record]:
-    """Run jobs on at most ``max_workers`` threads, yielding records as they arrive.
-
-    Jobs are scheduled one at a time as workers free up; jobs yielded by a running job
-    (an account's units) go before the next job of ``jobs``, which is read lazily.
-    ``cancelled()`` stops new jobs promptly; a bounded queue keeps memory flat when
-    the consumer is slower than the workers. Closing the generator makes the workers
-    stop at their next record.
-    """
-    out: queue.Queue[object] = queue.Queue(maxsize=buffer)
-    stop = threading.Event()
-    pending = iter(jobs)
-    ready: deque[Job] = deque()
-
-    def put(item: object) -> bool:
-        while not stop.is_set():
-            try:
-                out.put(item, timeout=0.2)
-                return True
-            except queue.Full:
-                continue
-        return False
-
-    def work(job: Job) -> None:
-        try:
-            for item in job.run(cancelled):
-                record = isinstance(item, (Evidence, Finding, Coverage))
-                wrapped = item if record else _Spawned(item)  # type: ignore[arg-type]
-                if not put(wrapped):
-                    return
-        except Exception:  # jobs never raise by contract; log and carry on if one does
-            log.error("aws job crashed", job=job.name, exc_info=True)
-        finally:
-            put(_JOB_DONE)
-
-    pool = ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="annexa-aws")
-
-    def schedule_next() -> bool:
-        if cancelled() or stop.is_set():
-            return False
-        job = ready.popleft() if ready else next(pending, None)
-        if job is None:
-            return False
-        pool.submit(work, job)
-        return True
-
-    running = 0
-    try:
-        while running < max_workers and schedule_next():
-            running += 1
-        while running:
-            item = out.get()
-            if item is _JOB_DONE:
-                running -= 1
-            elif isinstance(item, _Spawned):
-                ready.append(item.job)
-            else:
-                yield item  # type: ignore[misc]
-            while running < max_workers and schedule_next():
-                running += 1
-    finally:
-        stop.set()
-        pool.shutdown(wait=False, cancel_futures=True)
-
-
-def stream_units(
-    units: Iterable[Unit],
-    *,
-    max_workers: int,
-    cancelled: Callable[[], bool],
-    buffer: int = 512,
-) -> Iterator[Record]:
-    """:func:`stream_jobs` for plain units (kept for callers that have only units)."""
-    return stream_jobs(units, max_workers=max_workers, cancelled=cancelled, buffer=buffer)

@@ -40,7 +40,7 @@ from typing import Any, ClassVar, Literal
 from pydantic import Field, field_validator, model_validator
 
 from connectors.http import HttpClient, HttpOptions, SourceError, check_url
-from core.checks import REGISTRY, CheckSpec
+from connectors.kit import GLOBAL, SourceURL, Unit, stream_units
 from core.connector import (
     CollectContext,
     Connector,
@@ -67,7 +67,6 @@ from . import (
     storage,
 )
 from .arm import Arm, CredentialError, TokenCredential, bearer_auth
-from .common import GLOBAL, Unit, stream_units
 from .credentials import REQUIRED, CredentialKind, build_credential
 
 SERVICE_MODULES: tuple[ModuleType, ...] = (
@@ -121,7 +120,7 @@ class AzureOptions(ConnectorOptions):
     authority_ca_bundle: str | None = Field(
         None, description="PEM bundle to verify the authority with (default: http.ca_bundle)"
     )
-    arm_url: str = Field("https://management.azure.com", description="Resource Manager URL")
+    arm_url: SourceURL = Field("https://management.azure.com", description="Resource Manager URL")
     arm_scope: str | None = Field(None, description="token scope; default: <arm_url>/.default")
     subscriptions: list[str] | None = Field(
         None, description="subscription ids to read; default: every readable subscription"
@@ -142,10 +141,6 @@ class AzureOptions(ConnectorOptions):
     )
     http: HttpOptions = Field(default_factory=HttpOptions)
 
-    @field_validator("arm_url")
-    @classmethod
-    def _url(cls, v: str) -> str:
-        return check_url(v).rstrip("/")
 
     @field_validator("authority")
     @classmethod
@@ -250,10 +245,6 @@ class AzureConnector(Connector):
         #: Subscriptions read by the last ``collect`` (discovered or configured).
         self.subscriptions: list[Subscription] = []
 
-    @classmethod
-    def checks(cls) -> list[CheckSpec]:
-        return [s for svc in SERVICES for s in REGISTRY.for_service(cls.prefix, svc)]
-
     @property
     def tenant_scope(self) -> str:
         """Scope of failures before any subscription is known (discovery, credential)."""
@@ -283,9 +274,9 @@ class AzureConnector(Connector):
             for service, read in readers:
                 if bulk and service in resourcegraph.READERS:
                     yield Unit(sub.id, service, partial(resourcegraph.READERS[service], arm,
-                                                        inventory, sub.id))
+                                                        inventory, sub.id), source="azure")
                 else:
-                    yield Unit(sub.id, service, partial(read, arm, sub.id))
+                    yield Unit(sub.id, service, partial(read, arm, sub.id), source="azure")
 
     def load_inventory(self, ctx: CollectContext, arm: Arm, subscriptions: list[Subscription]
                        ) -> resourcegraph.Inventory | None:
@@ -348,8 +339,10 @@ class AzureConnector(Connector):
             ctx.log.info("azure subscriptions", connector=self.name, count=len(subs))
             inventory = self.load_inventory(ctx, arm, subs)
             yield from stream_units(
-                self.plan(arm, subs, inventory), max_workers=o.max_workers,
+                self.plan(arm, subs, inventory),
+                max_workers=o.max_workers,
                 cancelled=ctx.cancelled,
+                source="azure",
             )
 
     def _scope_errors(self, error: str) -> Iterator[Coverage]:

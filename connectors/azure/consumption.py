@@ -19,11 +19,11 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from typing import Any
 
+from connectors.kit import GLOBAL, require
 from core.checks import Verdict, check, failed, passed
 from core.records import Evidence, utcnow
 
 from .arm import Arm
-from .common import GLOBAL, require
 
 SERVICE = "consumption"
 BUDGETS = "azure.consumption.budgets"

@@ -31,11 +31,11 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from typing import Any
 
+from connectors.kit import EvidenceMissing, read_partial, require, with_errors
 from core.checks import Verdict, check, failed, not_applicable, passed
 from core.records import Evidence
 
 from .arm import Arm, evidence
-from .common import EvidenceMissing, read_partial, require, with_errors
 
 SERVICE = "gateway"
 FIREWALL = "azure.gateway.firewall"

@@ -30,11 +30,11 @@ from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 from connectors.http import SourceError
+from connectors.kit import GLOBAL, EvidenceMissing, read_partial, require, with_errors
 from core.checks import Verdict, check, failed, passed
 from core.records import Evidence, utcnow
 
 from .arm import Arm
-from .common import GLOBAL, EvidenceMissing, read_partial, require, with_errors
 
 SERVICE = "governance"
 SUBSCRIPTION = "azure.governance.subscription"

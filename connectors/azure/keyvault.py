@@ -17,11 +17,12 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from typing import Any
 
+from connectors.kit import read_partial, require, with_errors
 from core.checks import Verdict, check, failed, passed
 from core.records import Evidence
 
 from .arm import Arm, arm_resource, evidence
-from .common import props, read_partial, require, with_errors
+from .common import props
 from .monitor import DIAGNOSTIC_API, transform_setting
 
 SERVICE = "keyvault"

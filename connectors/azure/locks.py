@@ -25,11 +25,12 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
+from connectors.kit import require
 from core.checks import Verdict, check, failed, passed
 from core.records import Evidence
 
 from .arm import Arm, evidence
-from .common import require, resource_group_of
+from .common import resource_group_of
 
 SERVICE = "locks"
 CRITICAL_RESOURCE = "azure.locks.critical_resource"

@@ -38,11 +38,11 @@ from collections.abc import Iterator, Mapping
 from typing import Any
 
 from connectors.http import SourceError
+from connectors.kit import GLOBAL, EvidenceMissing, require
 from core.checks import Verdict, check, failed, passed
 from core.records import Evidence, utcnow
 
 from .arm import Arm
-from .common import GLOBAL, EvidenceMissing, require
 
 SERVICE = "monitor"
 ACTIVITY_LOG = "azure.monitor.activity_log"

@@ -42,8 +42,8 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from connectors.common import batches
 from connectors.http import SourceError
+from connectors.kit import batches
 from core.checks import REGISTRY
 from core.records import Evidence, Finding
 

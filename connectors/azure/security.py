@@ -44,12 +44,12 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from typing import Any
 
+from connectors.kit import GLOBAL, EvidenceMissing, read_partial, require, with_errors
 from connectors.sla import OpenItem, sla_verdict
 from core.checks import Verdict, check, failed, passed
 from core.records import Evidence, utcnow
 
 from .arm import Arm
-from .common import GLOBAL, EvidenceMissing, read_partial, require, with_errors
 
 SERVICE = "security"
 PRICINGS = "azure.security.pricings"

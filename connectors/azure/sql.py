@@ -26,11 +26,12 @@ from collections.abc import Iterator, Mapping
 from typing import Any
 
 from connectors import exposure
+from connectors.kit import read_partial, require, with_errors
 from core.checks import Verdict, check, failed, not_applicable, passed
 from core.records import Evidence
 
 from .arm import Arm, arm_resource, evidence
-from .common import props, read_partial, require, with_errors
+from .common import props
 
 SERVICE = "sql"
 SERVER = "azure.sql.server"

@@ -18,11 +18,12 @@ from collections.abc import Iterator, Mapping
 from typing import Any
 
 from connectors import classification, exposure
+from connectors.kit import read_partial, require, with_errors
 from core.checks import Verdict, check, failed, passed
 from core.records import Evidence
 
 from .arm import Arm, arm_resource, evidence
-from .common import props, read_partial, require, with_errors
+from .common import props
 
 SERVICE = "storage"
 ACCOUNT = "azure.storage.account"

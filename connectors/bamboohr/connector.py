@@ -36,9 +36,8 @@ from collections.abc import Container, Iterable, Iterator, Mapping
 from typing import Any, ClassVar
 from urllib.parse import quote
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field
 
-from connectors.common import GLOBAL, Pseudonymiser, run_unit
 from connectors.hr import checks
 from connectors.hr.model import SERVICE, HrPerson, record_type, text
 from connectors.http import (
@@ -46,10 +45,9 @@ from connectors.http import (
     HttpClient,
     HttpOptions,
     MalformedResponseError,
-    check_url,
 )
 from connectors.jsonstream import iter_list
-from core.checks import REGISTRY, CheckSpec
+from connectors.kit import GLOBAL, PseudonymiseOptions, Pseudonymiser, SourceURL, run_unit
 from core.connector import (
     CollectContext,
     Connector,
@@ -86,10 +84,10 @@ CUSTOM_DATES = {
 }
 
 
-class BambooHROptions(ConnectorOptions):
+class BambooHROptions(PseudonymiseOptions):
     company_domain: str = Field(min_length=1, description="the {company} of acme.bamboohr.com")
     api_key: SecretRef = Field(description="API key of a read-only user (Basic auth user name)")
-    api_url: str = Field("https://api.bamboohr.com", description="API host")
+    api_url: SourceURL = Field("https://api.bamboohr.com", description="API host")
     background_check_field: str | None = Field(
         None, min_length=1, description="custom field (alias) holding the background-check date"
     )
@@ -103,20 +101,8 @@ class BambooHROptions(ConnectorOptions):
         default_factory=lambda: ["Terminated"],
         description="employmentHistoryStatus values meaning the person has left",
     )
-    pseudonymise: bool = False
-    pseudonymise_key: SecretRef | None = None
     http: HttpOptions = Field(default_factory=HttpOptions)
 
-    @field_validator("api_url")
-    @classmethod
-    def _url(cls, v: str) -> str:
-        return check_url(v).rstrip("/")
-
-    @model_validator(mode="after")
-    def _pseudonym_key(self) -> BambooHROptions:
-        if self.pseudonymise and self.pseudonymise_key is None:
-            raise ValueError("pseudonymise = true needs pseudonymise_key")
-        return self
 
 
 def basic_auth(api_key: str) -> AuthHeaders:
@@ -204,10 +190,6 @@ class BambooHRConnector(Connector):
 
     options: BambooHROptions
 
-    @classmethod
-    def checks(cls) -> list[CheckSpec]:
-        return [s for s in REGISTRY if s.id.startswith(f"{PREFIX}.")]
-
     @property
     def base(self) -> str:
         return f"/api/gateway.php/{quote(self.options.company_domain, safe='')}/v1"
@@ -222,7 +204,7 @@ class BambooHRConnector(Connector):
         scope = opts.company_domain
         try:
             auth = basic_auth(opts.api_key.get())
-            pseudo = Pseudonymiser(opts.pseudonymise_key.get() if opts.pseudonymise_key else None)
+            pseudo = opts.pseudonymiser()
         except SecretUnavailableError as exc:
             yield Coverage(scope, GLOBAL, SERVICE, ok=False, error=str(exc))
             return

@@ -33,11 +33,10 @@ from urllib.parse import urlsplit
 
 from pydantic import Field, field_validator, model_validator
 
-from connectors.common import GLOBAL, Pseudonymiser, run_unit
 from connectors.entra import policies, roles, users
 from connectors.entra.auth import TokenCredential, bearer_auth, build_credential, token_value
 from connectors.http import HttpClient, HttpOptions, SourceError, check_url
-from core.checks import REGISTRY, CheckSpec
+from connectors.kit import GLOBAL, PseudonymiseOptions, Pseudonymiser, SourceURL, run_unit
 from core.connector import (
     CollectContext,
     Connector,
@@ -59,7 +58,7 @@ def _https(value: str, what: str) -> str:
     return value.rstrip("/")
 
 
-class EntraOptions(ConnectorOptions):
+class EntraOptions(PseudonymiseOptions):
     tenant_id: str = Field(description="directory (tenant) id or primary domain")
     auth: Literal[
         "client_secret", "certificate", "managed_identity", "workload_identity", "default"
@@ -78,12 +77,10 @@ class EntraOptions(ConnectorOptions):
     authority_ca_bundle: str | None = Field(
         None, description="PEM bundle to verify the authority with (replaces the default)"
     )
-    graph_url: str = "https://graph.microsoft.com"
+    graph_url: SourceURL = "https://graph.microsoft.com"
     graph_version: Literal["v1.0", "beta"] = "v1.0"
     graph_scope: str | None = Field(None, description="default: <graph_url>/.default")
     page_size: int = Field(999, ge=1, le=999, description="users per page ($top)")
-    pseudonymise: bool = False
-    pseudonymise_key: SecretRef | None = None
     http: HttpOptions = Field(default_factory=HttpOptions)
 
     @field_validator("tenant_id")
@@ -93,10 +90,6 @@ class EntraOptions(ConnectorOptions):
             raise ValueError("must be a tenant id (GUID) or domain name")
         return v
 
-    @field_validator("graph_url")
-    @classmethod
-    def _graph(cls, v: str) -> str:
-        return check_url(v).rstrip("/")
 
     @field_validator("authority")
     @classmethod
@@ -126,8 +119,6 @@ class EntraOptions(ConnectorOptions):
         ]
         if stray:
             raise ValueError(f"{', '.join(stray)} given but auth = {self.auth!r}")
-        if self.pseudonymise and self.pseudonymise_key is None:
-            raise ValueError("pseudonymise = true needs pseudonymise_key")
         return self
 
     @property
@@ -154,10 +145,6 @@ class EntraConnector(Connector):
         super().__init__(name, options)
         self._credential = credential
 
-    @classmethod
-    def checks(cls) -> list[CheckSpec]:
-        return [s for s in REGISTRY if s.id.startswith("entra.")]
-
     def _client(self, ctx: CollectContext, credential: TokenCredential) -> HttpClient:
         opts = self.options
         return HttpClient(
@@ -173,7 +160,7 @@ class EntraConnector(Connector):
         scope = opts.tenant_id
         owned: Any = None
         try:
-            pseudo = Pseudonymiser(opts.pseudonymise_key.get() if opts.pseudonymise_key else None)
+            pseudo = opts.pseudonymiser()
             credential = self._credential
             if credential is None:
                 credential = owned = build_credential(opts)
@@ -188,35 +175,42 @@ class EntraConnector(Connector):
         opened = False
         try:
             with http:
-                role_reader = roles.RoleReader(http, scope, pseudo)
-                units = (
-                    ("role", role_reader.read),
-                    ("tenant", lambda: policies.read_tenant_policies(http, scope)),
-                    (
-                        "user",
-                        lambda: users.read_users(
-                            http,
-                            scope,
-                            pseudo,
-                            roles_by_user=role_reader.roles_by_user,
-                            roles_error=role_reader.error,
-                            page_size=opts.page_size,
-                            cancelled=ctx.cancelled,
-                        ),
-                    ),
-                )
-                for service, read in units:
-                    if ctx.cancelled():
-                        return
-                    for rec in run_unit(scope, service, read, ctx.cancelled, source="entra"):
-                        opened = opened or (isinstance(rec, Coverage) and rec.ok)
-                        yield rec
+                for rec in self._read(ctx, http, scope, pseudo):
+                    opened = opened or (isinstance(rec, Coverage) and rec.ok)
+                    yield rec
             if opened and not ctx.cancelled():
                 # The scope opened: close "could not authenticate" errors of earlier runs.
                 # (Only when a unit was read, so a run that read nothing stays "failed".)
                 yield Coverage(scope, GLOBAL, "*", ok=True)
         finally:
             _close(owned)
+
+    def _read(
+        self, ctx: CollectContext, http: HttpClient, scope: str, pseudo: Pseudonymiser
+    ) -> Iterator[Record]:
+        """The units of an authenticated tenant (Intune reads its own)."""
+        opts = self.options
+        role_reader = roles.RoleReader(http, scope, pseudo)
+        units = (
+            ("role", role_reader.read),
+            ("tenant", lambda: policies.read_tenant_policies(http, scope)),
+            (
+                "user",
+                lambda: users.read_users(
+                    http,
+                    scope,
+                    pseudo,
+                    roles_by_user=role_reader.roles_by_user,
+                    roles_error=role_reader.error,
+                    page_size=opts.page_size,
+                    cancelled=ctx.cancelled,
+                ),
+            ),
+        )
+        for service, read in units:
+            if ctx.cancelled():
+                return
+            yield from run_unit(scope, service, read, ctx.cancelled, source=self.type)
 
 
 def _close(credential: Any) -> None:

@@ -19,7 +19,6 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-from connectors.common import ERRORS_KEY, GLOBAL, EvidenceMissing, require
 from connectors.entra.conditional_access import (
     LEGACY_CLIENTS,
     coverage_gaps,
@@ -27,6 +26,7 @@ from connectors.entra.conditional_access import (
     policy_summary,
 )
 from connectors.http import HttpClient, MalformedResponseError, SourceError
+from connectors.kit import ERRORS_KEY, GLOBAL, EvidenceMissing, require
 from core.checks import Verdict, check, failed, passed
 from core.records import Evidence
 

@@ -20,8 +20,8 @@ from collections.abc import Iterator, Mapping
 from typing import Any
 from urllib.parse import quote
 
-from connectors.common import GLOBAL, Pseudonymiser, require
 from connectors.http import HttpClient, MalformedResponseError
+from connectors.kit import GLOBAL, Pseudonymiser, require
 from core.checks import Verdict, check, failed, passed
 from core.records import Evidence
 

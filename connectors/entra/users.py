@@ -24,9 +24,9 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from itertools import chain
 from typing import Any
 
-from connectors.common import ERRORS_KEY, GLOBAL, EvidenceMissing, Pseudonymiser, require
 from connectors.entra.roles import PRIVILEGED_ROLE_TEMPLATES
 from connectors.http import HttpClient, HTTPStatusError, MalformedResponseError, SourceError
+from connectors.kit import ERRORS_KEY, GLOBAL, EvidenceMissing, Pseudonymiser, require
 from core.checks import Verdict, check, failed, not_applicable, passed
 from core.records import Evidence
 from core.times import activity_time, day_precision, days_since, full_time, parse_time

@@ -24,10 +24,10 @@ from collections.abc import Iterator, Mapping
 from typing import Any
 
 from connectors.http import SourceError
+from connectors.kit import require, with_errors
 from core.checks import Verdict, check, failed, not_applicable, passed
 from core.records import Evidence
 
-from .common import require, with_errors
 from .context import GcpContext, Project, evidence
 
 SERVICE = "billing"

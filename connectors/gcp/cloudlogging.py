@@ -37,10 +37,10 @@ from typing import Any
 from urllib.parse import quote
 
 from connectors.http import SourceError
+from connectors.kit import EvidenceMissing, require, with_errors
 from core.checks import Verdict, check, failed, passed
 from core.records import Evidence
 
-from .common import EvidenceMissing, require, with_errors
 from .context import GcpContext, Project, evidence
 
 SERVICE = "logging"

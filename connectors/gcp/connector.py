@@ -43,7 +43,7 @@ from typing import Any, ClassVar, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from connectors.http import HttpClient, HttpOptions, SourceError, check_url
-from core.checks import REGISTRY, CheckSpec
+from connectors.kit import GLOBAL, Unit, stream_units
 from core.connector import (
     CollectContext,
     Connector,
@@ -68,7 +68,6 @@ from . import (
     storage,
 )
 from .auth import CredentialKind, bearer_auth, build_credentials
-from .common import GLOBAL, Unit, stream_units
 from .context import GcpContext, Project
 from .resourcemanager import Hierarchy, ResourceManager, Transport
 
@@ -272,10 +271,6 @@ class GcpConnector(Connector):
         self.projects: list[Project] = []
         self.nodes: list[str] = []
 
-    @classmethod
-    def checks(cls) -> list[CheckSpec]:
-        return [s for svc in SERVICES for s in REGISTRY.for_service(cls.prefix, svc)]
-
     # -- discovery
 
     def discover_projects(self, rm: ResourceManager) -> Iterator[Project | Coverage]:
@@ -358,7 +353,8 @@ class GcpConnector(Connector):
              nodes: dict[str, tuple[str | None, str | None]],
              inventory: assetinventory.Inventory | None = None) -> Iterator[Unit]:
         for node, (parent, display) in nodes.items():
-            yield Unit(node, iam.SERVICE, partial(iam.read_node, gctx, node, parent, display))
+            yield Unit(node, iam.SERVICE, partial(iam.read_node, gctx, node, parent, display),
+                       source="gcp")
         readers = self._readers()
         bulk = {storage.SERVICE: assetinventory.read_storage,
                 network.SERVICE: assetinventory.read_network}
@@ -367,9 +363,9 @@ class GcpConnector(Connector):
             for service, read in readers:
                 if covered and service in bulk:
                     yield Unit(project.id, service,
-                               partial(bulk[service], gctx, inventory, project))
+                               partial(bulk[service], gctx, inventory, project), source="gcp")
                 else:
-                    yield Unit(project.id, service, partial(read, gctx, project))
+                    yield Unit(project.id, service, partial(read, gctx, project), source="gcp")
 
     def inventory_parents(self, projects: list[Project],
                           nodes: dict[str, tuple[str | None, str | None]]) -> list[str]:
@@ -448,7 +444,7 @@ class GcpConnector(Connector):
             inventory = self.load_inventory(ctx, gctx, projects, nodes)
             yield from stream_units(
                 self.plan(gctx, projects, nodes, inventory), max_workers=o.max_workers,
-                cancelled=ctx.cancelled,
+                cancelled=ctx.cancelled, source="gcp",
             )
         finally:
             for client in apis.values():

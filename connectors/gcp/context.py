@@ -8,9 +8,10 @@ from datetime import datetime
 from typing import Any
 
 from connectors.http import HttpClient
+from connectors.kit import GLOBAL
 from core.records import Evidence, utcnow
 
-from .common import GLOBAL, region_of
+from .common import region_of
 from .resourcemanager import Hierarchy, ResourceManager
 
 

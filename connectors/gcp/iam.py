@@ -38,11 +38,11 @@ from typing import Any
 from urllib.parse import quote
 
 from connectors.http import SourceError
+from connectors.kit import EvidenceMissing, read_partial, require, with_errors
 from core.checks import Verdict, check, failed, not_applicable, passed
 from core.records import Evidence
 from core.times import days_since
 
-from .common import EvidenceMissing, read_partial, require, with_errors
 from .context import GcpContext, Project, evidence
 
 SERVICE = "iam"

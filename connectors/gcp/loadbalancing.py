@@ -25,10 +25,11 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from typing import Any
 
+from connectors.kit import require
 from core.checks import Verdict, check, failed, not_applicable, passed
 from core.records import Evidence
 
-from .common import region_of, require
+from .common import region_of
 from .context import GcpContext, Project, evidence
 from .network import aggregated
 

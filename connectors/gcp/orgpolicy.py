@@ -21,10 +21,10 @@ from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 from connectors.http import SourceError
+from connectors.kit import EvidenceMissing, require, with_errors
 from core.checks import Verdict, check, failed, passed
 from core.records import Evidence
 
-from .common import EvidenceMissing, require, with_errors
 from .context import GcpContext, Project, evidence
 
 SERVICE = "orgpolicy"

@@ -36,11 +36,11 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from typing import Any
 
+from connectors.kit import read_partial, require, with_errors
 from connectors.sla import OpenItem, sla_verdict
 from core.checks import Verdict, check, failed, passed
 from core.records import Evidence
 
-from .common import read_partial, require, with_errors
 from .context import GcpContext, Project, evidence
 
 SERVICE = "scc"

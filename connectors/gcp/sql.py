@@ -20,10 +20,10 @@ from collections.abc import Iterator, Mapping
 from typing import Any
 
 from connectors import exposure
+from connectors.kit import require
 from core.checks import Verdict, check, failed, not_applicable, passed
 from core.records import Evidence
 
-from .common import require
 from .context import GcpContext, Project, evidence
 
 SERVICE = "sql"

@@ -25,10 +25,10 @@ from typing import Any
 from urllib.parse import quote
 
 from connectors import classification
+from connectors.kit import read_partial, require, with_errors
 from core.checks import Verdict, check, failed, not_applicable, passed
 from core.records import Evidence
 
-from .common import read_partial, require, with_errors
 from .context import GcpContext, Project, evidence
 from .iam import is_public
 

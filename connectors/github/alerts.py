@@ -22,8 +22,8 @@ from collections.abc import Iterator, Mapping
 from typing import Any
 from urllib.parse import quote
 
-from connectors.github.common import GLOBAL, EvidenceMissing, require
 from connectors.http import HttpClient, MalformedResponseError
+from connectors.kit import GLOBAL, EvidenceMissing, require
 from core.checks import Verdict, check, failed, not_applicable, passed
 from core.records import Evidence
 from core.times import day_precision, days_since

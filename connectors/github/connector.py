@@ -36,21 +36,19 @@ from contextlib import ExitStack
 from datetime import UTC, datetime
 from typing import ClassVar
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, model_validator
 
 from connectors.github import alerts, org, repos
-from connectors.github.common import GLOBAL, Pseudonymiser, run_unit
 from connectors.http import (
     AuthHeaders,
     HttpClient,
     HttpOptions,
     MalformedResponseError,
     SourceError,
-    check_url,
     token_auth,
 )
+from connectors.kit import GLOBAL, PseudonymiseOptions, Pseudonymiser, SourceURL, run_unit
 from connectors.oauth import CachedToken, bearer, sign_jwt_rs256
-from core.checks import REGISTRY, CheckSpec
 from core.connector import (
     CollectContext,
     Connector,
@@ -72,9 +70,9 @@ SERVICES = (
 API_HEADERS = {"Accept": "application/vnd.github+json", "X-GitHub-Api-Version": "2022-11-28"}
 
 
-class GitHubOptions(ConnectorOptions):
+class GitHubOptions(PseudonymiseOptions):
     organization: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9-]{0,38}$")
-    api_url: str = "https://api.github.com"
+    api_url: SourceURL = "https://api.github.com"
     token: SecretRef | None = Field(None, description="PAT (Bearer); or the app_* options")
     app_id: int | None = Field(None, ge=1, description="GitHub App id (authenticate as the app)")
     app_private_key: SecretRef | None = Field(None, description="the app's PEM private key")
@@ -82,15 +80,9 @@ class GitHubOptions(ConnectorOptions):
         None, ge=1, description="the app's installation on the organisation; looked up if absent"
     )
     include_archived: bool = True
-    pseudonymise: bool = False
-    pseudonymise_key: SecretRef | None = None
     max_workers: int = Field(4, ge=1, le=16, description="concurrent per-repository reads")
     http: HttpOptions = Field(default_factory=HttpOptions)
 
-    @field_validator("api_url")
-    @classmethod
-    def _url(cls, v: str) -> str:
-        return check_url(v).rstrip("/")
 
     @model_validator(mode="after")
     def _credentials(self) -> GitHubOptions:
@@ -101,8 +93,6 @@ class GitHubOptions(ConnectorOptions):
             raise ValueError("installation_id needs app_id and app_private_key")
         if app == (self.token is not None):
             raise ValueError("give exactly one of token or app_id + app_private_key")
-        if self.pseudonymise and self.pseudonymise_key is None:
-            raise ValueError("pseudonymise = true needs pseudonymise_key")
         return self
 
 
@@ -113,19 +103,13 @@ class GitHubConnector(Connector):
 
     options: GitHubOptions
 
-    @classmethod
-    def checks(cls) -> list[CheckSpec]:
-        return [s for s in REGISTRY if s.id.startswith("github.")]
-
     def collect(self, ctx: CollectContext) -> Iterator[Record]:
         opts = self.options
         scope = opts.organization
         with ExitStack() as stack:
             try:
                 auth = self._auth(ctx, stack)
-                pseudo = Pseudonymiser(
-                    opts.pseudonymise_key.get() if opts.pseudonymise_key else None
-                )
+                pseudo = opts.pseudonymiser()
             except (SecretUnavailableError, SourceError) as exc:
                 for service in SERVICES:
                     yield Coverage(scope, GLOBAL, service, ok=False, error=str(exc))
@@ -206,7 +190,7 @@ class GitHubConnector(Connector):
             for service, read in units:
                 if ctx.cancelled():
                     return
-                yield from run_unit(scope, service, read, ctx.cancelled)
+                yield from run_unit(scope, service, read, ctx.cancelled, source="github")
 
 
 def _installation_token(body: object, url: str) -> tuple[str, float]:

@@ -24,8 +24,8 @@ from collections.abc import Iterator, Mapping
 from typing import Any
 from urllib.parse import quote
 
-from connectors.github.common import ERRORS_KEY, GLOBAL, EvidenceMissing, Pseudonymiser, require
 from connectors.http import HttpClient, MalformedResponseError, SourceError
+from connectors.kit import ERRORS_KEY, GLOBAL, EvidenceMissing, Pseudonymiser, require
 from core.checks import Verdict, check, failed, passed
 from core.records import Evidence
 

@@ -27,9 +27,8 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 from urllib.parse import quote
 
-from connectors.common import batches
-from connectors.github.common import ERRORS_KEY, GLOBAL, EvidenceMissing, require
 from connectors.http import HttpClient, HTTPStatusError, MalformedResponseError, SourceError
+from connectors.kit import ERRORS_KEY, GLOBAL, EvidenceMissing, batches, require
 from core.checks import Verdict, check, failed, not_applicable, passed
 from core.records import Evidence
 

@@ -33,16 +33,9 @@ from pydantic import Field, field_validator
 
 from connectors.github_pulls.approvals import AUTHOR_ASSOCIATIONS, WRITE_ASSOCIATIONS
 from connectors.github_pulls.pulls import CHECK_CONCLUSIONS, PREFIX, read_repo
-from connectors.http import HttpClient, HttpOptions, check_url, token_auth
-from connectors.process import (
-    GLOBAL,
-    ProcessBase,
-    item_checks_for,
-    register_process_checks,
-    run_unit,
-    unique_kinds,
-)
-from core.checks import REGISTRY, CheckSpec
+from connectors.http import HttpClient, HttpOptions, token_auth
+from connectors.kit import GLOBAL, SourceURL, run_unit
+from connectors.process import ProcessBase, item_checks_for, register_process_checks, unique_kinds
 from core.connector import (
     CollectContext,
     Connector,
@@ -115,16 +108,12 @@ class PullsProcess(ProcessBase):
 
 
 class GitHubPullsOptions(ConnectorOptions):
-    api_url: str = "https://api.github.com"
+    api_url: SourceURL = "https://api.github.com"
     token: SecretRef
     processes: list[PullsProcess] = Field(min_length=1)
     max_workers: int = Field(4, ge=1, le=16, description="concurrent pull-request reads")
     http: HttpOptions = Field(default_factory=HttpOptions)
 
-    @field_validator("api_url")
-    @classmethod
-    def _url(cls, v: str) -> str:
-        return check_url(v).rstrip("/")
 
     @field_validator("processes")
     @classmethod
@@ -138,10 +127,6 @@ class GitHubPullsConnector(Connector):
     Options: ClassVar[type[ConnectorOptions]] = GitHubPullsOptions
 
     options: GitHubPullsOptions
-
-    @classmethod
-    def checks(cls) -> list[CheckSpec]:
-        return [s for s in REGISTRY if s.id.startswith(f"{PREFIX}.")]
 
     def collect(self, ctx: CollectContext) -> Iterator[Record]:
         opts = self.options
@@ -176,5 +161,5 @@ class GitHubPullsConnector(Connector):
                             http, p, r, c, max_workers=opts.max_workers, cancelled=ctx.cancelled
                         ),
                         ctx.cancelled,
-                        source_label="github_pulls",
+                        source="github_pulls",
                     )

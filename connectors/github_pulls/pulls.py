@@ -44,13 +44,10 @@ from urllib.parse import quote
 
 from connectors.github_pulls.approvals import pr_derived
 from connectors.http import HttpClient, MalformedResponseError, SourceError
+from connectors.kit import ERRORS_KEY, GLOBAL, EvidenceMissing, batches
 from connectors.process import (
-    ERRORS_KEY,
-    GLOBAL,
-    EvidenceMissing,
     PopulationSummary,
     ProcessBase,
-    batches,
     history_entry,
     iso,
     person,

@@ -15,8 +15,8 @@ from collections.abc import Mapping
 from datetime import UTC, date, datetime
 from typing import Any
 
-from connectors.common import EvidenceMissing, require
 from connectors.hr.model import record_type, who
+from connectors.kit import EvidenceMissing, require
 from core.checks import Verdict, check, failed, not_applicable, passed
 
 #: Parameters of every check here: ``hired_on_or_after`` (``YYYY-MM-DD``) leaves out

@@ -25,13 +25,12 @@ from urllib.parse import urlsplit
 
 from pydantic import Field, field_validator, model_validator
 
-from connectors.common import GLOBAL, Pseudonymiser, run_unit
 from connectors.hr import checks
 from connectors.hr.csvsource import read_csv
 from connectors.hr.model import SERVICE, HrPerson, record_type
 from connectors.hr.scim import DEFAULT_ATTRIBUTES, read_users
 from connectors.http import HttpClient, HttpOptions, check_url, token_auth
-from core.checks import REGISTRY, CheckSpec
+from connectors.kit import GLOBAL, PseudonymiseOptions, Pseudonymiser, run_unit
 from core.connector import (
     CollectContext,
     Connector,
@@ -46,7 +45,7 @@ RECORD_TYPE = record_type(PREFIX)
 checks.register(PREFIX, "HR via SCIM or CSV")
 
 
-class HrOptions(ConnectorOptions):
+class HrOptions(PseudonymiseOptions):
     source: Literal["scim", "csv"] = Field(description="where the HR records are read from")
     scim_url: str | None = Field(None, description="SCIM 2.0 base URL (…/scim/v2)")
     token: SecretRef | None = Field(None, description="SCIM bearer token (read-only)")
@@ -61,8 +60,6 @@ class HrOptions(ConnectorOptions):
         default_factory=lambda: ["terminated", "inactive"],
         description="CSV employment_status values meaning the person has left",
     )
-    pseudonymise: bool = False
-    pseudonymise_key: SecretRef | None = None
     http: HttpOptions = Field(default_factory=HttpOptions)
 
     @field_validator("scim_url")
@@ -92,8 +89,6 @@ class HrOptions(ConnectorOptions):
                 raise ValueError('source = "csv" needs path')
             if self.scim_url or self.token is not None or self.attributes:
                 raise ValueError('scim_url, token and attributes are for source = "scim"')
-        if self.pseudonymise and self.pseudonymise_key is None:
-            raise ValueError("pseudonymise = true needs pseudonymise_key")
         return self
 
 
@@ -112,10 +107,6 @@ class HrConnector(Connector):
 
     options: HrOptions
 
-    @classmethod
-    def checks(cls) -> list[CheckSpec]:
-        return [s for s in REGISTRY if s.id.startswith(f"{PREFIX}.")]
-
     @property
     def scope(self) -> str:
         o = self.options
@@ -127,7 +118,7 @@ class HrConnector(Connector):
         opts = self.options
         scope = self.scope
         try:
-            pseudo = Pseudonymiser(opts.pseudonymise_key.get() if opts.pseudonymise_key else None)
+            pseudo = opts.pseudonymiser()
             auth = token_auth("Bearer", opts.token.get()) if opts.token is not None else None
         except SecretUnavailableError as exc:
             yield Coverage(scope, GLOBAL, SERVICE, ok=False, error=str(exc))

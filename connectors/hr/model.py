@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any
 
-from connectors.common import ERRORS_KEY, Pseudonymiser
+from connectors.kit import ERRORS_KEY, Pseudonymiser
 
 #: The unit (service) of every HR source and the last part of its resource type.
 SERVICE = "employee"

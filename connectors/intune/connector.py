@@ -25,17 +25,15 @@ policies, judged for the platforms the device unit found).
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any, ClassVar
+from typing import ClassVar
 
 from pydantic import Field
 
-from connectors.common import GLOBAL, Pseudonymiser, run_unit
-from connectors.entra.auth import build_credential, token_value
-from connectors.entra.connector import EntraConnector, EntraOptions, _close
-from connectors.http import SourceError
+from connectors.entra.connector import EntraConnector, EntraOptions
+from connectors.http import HttpClient
 from connectors.intune import devices, policies
-from core.checks import REGISTRY, CheckSpec
-from core.connector import CollectContext, ConnectorOptions, SecretUnavailableError
+from connectors.kit import Pseudonymiser, run_unit
+from core.connector import CollectContext, ConnectorOptions
 from core.records import Coverage, Record
 
 
@@ -54,64 +52,42 @@ class IntuneConnector(EntraConnector):
 
     options: IntuneOptions
 
-    @classmethod
-    def checks(cls) -> list[CheckSpec]:
-        return [s for s in REGISTRY if s.id.startswith("intune.")]
-
-    def collect(self, ctx: CollectContext) -> Iterator[Record]:
+    def _read(
+        self, ctx: CollectContext, http: HttpClient, scope: str, pseudo: Pseudonymiser
+    ) -> Iterator[Record]:
+        """Devices, then the tenant's policies (judged against the device platforms seen
+        only when the device unit was read cleanly)."""
         opts = self.options
-        scope = opts.tenant_id
-        owned: Any = None
-        try:
-            pseudo = Pseudonymiser(opts.pseudonymise_key.get() if opts.pseudonymise_key else None)
-            credential = self._credential
-            if credential is None:
-                credential = owned = build_credential(opts)
-            token_value(credential, opts.scope)
-            http = self._client(ctx, credential)
-        except (SecretUnavailableError, SourceError, ValueError, OSError) as exc:
-            yield Coverage(scope, GLOBAL, "*", ok=False, error=str(exc))
-            _close(owned)
-            return
-        opened = False
-        try:
-            with http:
-                counted: dict[str, int] = {}
-                devices_ok: list[bool] = []
-                units = (
-                    (
-                        "device",
-                        lambda: devices.read_devices(
-                            http,
-                            scope,
-                            pseudo,
-                            page_size=opts.page_size,
-                            max_workers=opts.max_workers,
-                            read_protection=opts.read_protection_state,
-                            cancelled=ctx.cancelled,
-                            platforms=counted,
-                        ),
-                    ),
-                    (
-                        "tenant",
-                        lambda: policies.read_policies(
-                            http,
-                            scope,
-                            counted if devices_ok == [True] else None,
-                            "the device unit was not read cleanly",
-                        ),
-                    ),
-                )
-                for service, read in units:
-                    if ctx.cancelled():
-                        return
-                    for rec in run_unit(scope, service, read, ctx.cancelled, source="intune"):
-                        if isinstance(rec, Coverage):
-                            opened = opened or rec.ok
-                            if service == "device":
-                                devices_ok.append(rec.ok)
-                        yield rec
-            if opened and not ctx.cancelled():
-                yield Coverage(scope, GLOBAL, "*", ok=True)
-        finally:
-            _close(owned)
+        counted: dict[str, int] = {}
+        devices_ok: list[bool] = []
+        units = (
+            (
+                "device",
+                lambda: devices.read_devices(
+                    http,
+                    scope,
+                    pseudo,
+                    page_size=opts.page_size,
+                    max_workers=opts.max_workers,
+                    read_protection=opts.read_protection_state,
+                    cancelled=ctx.cancelled,
+                    platforms=counted,
+                ),
+            ),
+            (
+                "tenant",
+                lambda: policies.read_policies(
+                    http,
+                    scope,
+                    counted if devices_ok == [True] else None,
+                    "the device unit was not read cleanly",
+                ),
+            ),
+        )
+        for service, read in units:
+            if ctx.cancelled():
+                return
+            for rec in run_unit(scope, service, read, ctx.cancelled, source=self.type):
+                if isinstance(rec, Coverage) and service == "device":
+                    devices_ok.append(rec.ok)
+                yield rec

@@ -21,7 +21,6 @@ from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from connectors.common import ERRORS_KEY, GLOBAL, Pseudonymiser, batches
 from connectors.devices import (
     SeenIds,
     device_payload,
@@ -30,6 +29,7 @@ from connectors.devices import (
     register_device_checks,
 )
 from connectors.http import HttpClient, MalformedResponseError, SourceError
+from connectors.kit import ERRORS_KEY, GLOBAL, Pseudonymiser, batches
 from core.records import Evidence
 from core.times import activity_time, full_time
 

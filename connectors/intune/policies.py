@@ -20,8 +20,8 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-from connectors.common import ERRORS_KEY, GLOBAL, require
 from connectors.http import HttpClient
+from connectors.kit import ERRORS_KEY, GLOBAL, require
 from core.checks import Verdict, check, failed, passed
 from core.records import Evidence
 

@@ -17,7 +17,6 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
-from connectors.common import ERRORS_KEY, GLOBAL, Pseudonymiser
 from connectors.devices import (
     SeenIds,
     device_payload,
@@ -26,6 +25,7 @@ from connectors.devices import (
     register_device_checks,
 )
 from connectors.http import HttpClient, MalformedResponseError
+from connectors.kit import ERRORS_KEY, GLOBAL, Pseudonymiser
 from core.records import Evidence
 from core.times import activity_time, full_time
 

@@ -32,20 +32,18 @@ from datetime import UTC, datetime
 from typing import Any, ClassVar, Literal
 from urllib.parse import urlsplit
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, model_validator
 
-from connectors.common import GLOBAL, Pseudonymiser, run_unit
 from connectors.http import (
     AuthHeaders,
     HttpClient,
     HttpOptions,
     MalformedResponseError,
     SourceError,
-    check_url,
 )
 from connectors.jamf import computers
+from connectors.kit import GLOBAL, PseudonymiseOptions, SourceURL, run_unit
 from connectors.oauth import CachedToken, bearer, post_token_form
-from core.checks import REGISTRY, CheckSpec
 from core.connector import (
     CollectContext,
     Connector,
@@ -60,8 +58,8 @@ from core.times import parse_time
 SERVICES = ("computer",)
 
 
-class JamfOptions(ConnectorOptions):
-    url: str = Field(description="Jamf Pro server, e.g. https://acme.jamfcloud.com")
+class JamfOptions(PseudonymiseOptions):
+    url: SourceURL = Field(description="Jamf Pro server, e.g. https://acme.jamfcloud.com")
     auth: Literal["api_client", "basic"] = "api_client"
     client_id: str | None = Field(None, description="API client id (auth = api_client)")
     client_secret: SecretRef | None = None
@@ -72,14 +70,8 @@ class JamfOptions(ConnectorOptions):
     page_size: int = Field(
         2000, ge=1, le=2000, description="computers per page (page-size; 2000 is the maximum)"
     )
-    pseudonymise: bool = False
-    pseudonymise_key: SecretRef | None = None
     http: HttpOptions = Field(default_factory=HttpOptions)
 
-    @field_validator("url")
-    @classmethod
-    def _url(cls, v: str) -> str:
-        return check_url(v).rstrip("/")
 
     @model_validator(mode="after")
     def _credentials(self) -> JamfOptions:
@@ -91,8 +83,6 @@ class JamfOptions(ConnectorOptions):
         stray = [n for n in other if getattr(self, n) is not None]
         if stray:
             raise ValueError(f"{', '.join(stray)} given but auth = {self.auth!r}")
-        if self.pseudonymise and self.pseudonymise_key is None:
-            raise ValueError("pseudonymise = true needs pseudonymise_key")
         return self
 
 
@@ -112,10 +102,6 @@ class JamfConnector(Connector):
     Options: ClassVar[type[ConnectorOptions]] = JamfOptions
 
     options: JamfOptions
-
-    @classmethod
-    def checks(cls) -> list[CheckSpec]:
-        return [s for s in REGISTRY if s.id.startswith("jamf.")]
 
     @property
     def scope(self) -> str:
@@ -174,9 +160,7 @@ class JamfConnector(Connector):
         with ExitStack() as stack:
             try:
                 auth = self._auth(ctx, stack)
-                pseudo = Pseudonymiser(
-                    opts.pseudonymise_key.get() if opts.pseudonymise_key else None
-                )
+                pseudo = opts.pseudonymiser()
             except (SecretUnavailableError, SourceError) as exc:
                 yield Coverage(scope, GLOBAL, "*", ok=False, error=str(exc))
                 return

@@ -29,17 +29,16 @@ from urllib.parse import urlsplit
 
 from pydantic import Field, field_validator, model_validator
 
-from connectors.http import HttpClient, HttpOptions, check_url, token_auth
+from connectors.http import HttpClient, HttpOptions, token_auth
 from connectors.jira.issues import JiraReadSettings, read_process
+from connectors.kit import SourceURL
 from connectors.process import (
-    GLOBAL,
     ProcessBase,
-    item_checks_for,
+    process_errors,
+    process_units,
     register_process_checks,
-    run_unit,
     unique_kinds,
 )
-from core.checks import REGISTRY, CheckSpec
 from core.connector import (
     CollectContext,
     Connector,
@@ -47,7 +46,7 @@ from core.connector import (
     SecretRef,
     SecretUnavailableError,
 )
-from core.records import Coverage, Record
+from core.records import Record
 
 PREFIX = "jira"
 register_process_checks(PREFIX, "Jira")
@@ -64,7 +63,7 @@ class JiraProcess(ProcessBase):
 
 
 class JiraOptions(ConnectorOptions):
-    url: str
+    url: SourceURL
     deployment: Literal["cloud", "datacenter"] = "cloud"
     #: Basic auth user (Cloud: the account e-mail). Without it the token is a Bearer PAT.
     email: str | None = None
@@ -82,10 +81,6 @@ class JiraOptions(ConnectorOptions):
     processes: list[JiraProcess] = Field(min_length=1)
     http: HttpOptions = Field(default_factory=HttpOptions)
 
-    @field_validator("url")
-    @classmethod
-    def _url(cls, v: str) -> str:
-        return check_url(v).rstrip("/")
 
     @field_validator("processes")
     @classmethod
@@ -126,18 +121,13 @@ class JiraConnector(Connector):
 
     options: JiraOptions
 
-    @classmethod
-    def checks(cls) -> list[CheckSpec]:
-        return [s for s in REGISTRY if s.id.startswith(f"{PREFIX}.")]
-
     def collect(self, ctx: CollectContext) -> Iterator[Record]:
         opts = self.options
         scope = opts.scope
         try:
             secret = opts.token.get()
         except SecretUnavailableError as exc:
-            for p in opts.processes:
-                yield Coverage(scope, GLOBAL, p.kind, ok=False, error=str(exc))
+            yield from process_errors(scope, opts.processes, str(exc))
             return
         if opts.email:
             basic = base64.b64encode(f"{opts.email}:{secret}".encode()).decode("ascii")
@@ -152,18 +142,13 @@ class JiraConnector(Connector):
             cancel_event=ctx.cancel_event,
         )
         settings = opts.read_settings()
-        specs = self.checks()
         with http:
-            for process in opts.processes:
-                if ctx.cancelled():
-                    return
-                checks = item_checks_for(specs, PREFIX, process.kind)
-                yield from run_unit(
-                    scope,
-                    process.kind,
-                    lambda p=process, c=checks: read_process(
-                        http, settings, p, scope, c, ctx.cancelled
-                    ),
-                    ctx.cancelled,
-                    source_label="jira",
-                )
+            yield from process_units(
+                scope,
+                opts.processes,
+                self.checks(),
+                PREFIX,
+                lambda p, c: read_process(http, settings, p, scope, c, ctx.cancelled),
+                ctx.cancelled,
+                source=self.type,
+            )

@@ -28,11 +28,10 @@ from typing import Any
 from urllib.parse import quote
 
 from connectors.http import HttpClient, MalformedResponseError, SourceError
+from connectors.kit import GLOBAL, batches
 from connectors.process import (
-    GLOBAL,
     PopulationSummary,
     ProcessBase,
-    batches,
     history_entry,
     iso,
     item_payload,

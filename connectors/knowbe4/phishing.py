@@ -21,8 +21,8 @@ from collections.abc import Iterator, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from connectors.common import GLOBAL, Pseudonymiser, require
 from connectors.http import HttpClient, MalformedResponseError
+from connectors.kit import GLOBAL, Pseudonymiser, require
 from connectors.knowbe4.common import completed_at, matches
 from core.checks import Verdict, check, failed, not_applicable, passed
 from core.records import Evidence

@@ -20,8 +20,8 @@ from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from connectors.common import GLOBAL, Pseudonymiser, require
 from connectors.http import HttpClient, MalformedResponseError
+from connectors.kit import GLOBAL, Pseudonymiser, require
 from connectors.knowbe4.common import completions, enrolment_summary, matches, required_items
 from core.checks import Verdict, check, failed, not_applicable, passed
 from core.records import Evidence

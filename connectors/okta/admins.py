@@ -15,7 +15,8 @@ from typing import Any
 from urllib.parse import quote
 
 from connectors.http import HttpClient, MalformedResponseError
-from connectors.okta.common import GLOBAL, INACTIVE_STATUSES, Pseudonymiser, require
+from connectors.kit import GLOBAL, Pseudonymiser, require
+from connectors.okta.common import INACTIVE_STATUSES
 from core.checks import Verdict, check, failed, passed
 from core.records import Evidence
 

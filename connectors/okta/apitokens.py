@@ -11,7 +11,7 @@ from collections.abc import Iterator, Mapping
 from typing import Any
 
 from connectors.http import HttpClient, MalformedResponseError
-from connectors.okta.common import GLOBAL
+from connectors.kit import GLOBAL
 from core.checks import Verdict, check, failed, passed
 from core.records import Evidence
 from core.times import day_precision, days_since

@@ -35,20 +35,18 @@ from contextlib import ExitStack
 from typing import ClassVar
 from urllib.parse import urlsplit
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, model_validator
 
 from connectors.http import (
     AuthHeaders,
     HttpClient,
     HttpOptions,
     SourceError,
-    check_url,
     token_auth,
 )
+from connectors.kit import GLOBAL, PseudonymiseOptions, Pseudonymiser, SourceURL, run_unit
 from connectors.oauth import CachedToken, bearer, post_token_form, sign_jwt_rs256
 from connectors.okta import admins, apitokens, policies, users
-from connectors.okta.common import GLOBAL, Pseudonymiser, run_unit
-from core.checks import REGISTRY, CheckSpec
 from core.connector import (
     CollectContext,
     Connector,
@@ -67,8 +65,8 @@ DEFAULT_SCOPES = ["okta.users.read", "okta.roles.read", "okta.policies.read", "o
 CLIENT_ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 
 
-class OktaOptions(ConnectorOptions):
-    org_url: str = Field(description="https://<org>.okta.com (or a custom domain)")
+class OktaOptions(PseudonymiseOptions):
+    org_url: SourceURL = Field(description="https://<org>.okta.com (or a custom domain)")
     api_token: SecretRef | None = Field(None, description="SSWS API token (read-only admin)")
     oauth_access_token: SecretRef | None = Field(
         None, description="OAuth 2.0 access token of a service app (Bearer)"
@@ -83,16 +81,10 @@ class OktaOptions(ConnectorOptions):
     oauth_scopes: list[str] = Field(
         default_factory=lambda: list(DEFAULT_SCOPES), min_length=1, description="granted scopes"
     )
-    pseudonymise: bool = False
-    pseudonymise_key: SecretRef | None = None
     page_size: int = Field(200, ge=1, le=200)
     max_workers: int = Field(4, ge=1, le=16, description="concurrent factor reads")
     http: HttpOptions = Field(default_factory=HttpOptions)
 
-    @field_validator("org_url")
-    @classmethod
-    def _url(cls, v: str) -> str:
-        return check_url(v).rstrip("/")
 
     @model_validator(mode="after")
     def _credentials(self) -> OktaOptions:
@@ -108,8 +100,6 @@ class OktaOptions(ConnectorOptions):
             )
         if (self.oauth_client_id is None) != (self.oauth_private_key is None):
             raise ValueError("oauth_client_id and oauth_private_key go together")
-        if self.pseudonymise and self.pseudonymise_key is None:
-            raise ValueError("pseudonymise = true needs pseudonymise_key")
         return self
 
 
@@ -119,10 +109,6 @@ class OktaConnector(Connector):
     Options: ClassVar[type[ConnectorOptions]] = OktaOptions
 
     options: OktaOptions
-
-    @classmethod
-    def checks(cls) -> list[CheckSpec]:
-        return [s for s in REGISTRY if s.id.startswith("okta.")]
 
     @property
     def scope(self) -> str:
@@ -189,9 +175,7 @@ class OktaConnector(Connector):
         with ExitStack() as stack:
             try:
                 auth = self._auth(ctx, stack)
-                pseudo = Pseudonymiser(
-                    opts.pseudonymise_key.get() if opts.pseudonymise_key else None
-                )
+                pseudo = opts.pseudonymiser()
             except (SecretUnavailableError, SourceError) as exc:
                 for service in SERVICES:
                     yield Coverage(scope, GLOBAL, service, ok=False, error=str(exc))
@@ -205,15 +189,19 @@ class OktaConnector(Connector):
         scope = self.scope
         with self._client(ctx, auth) as http:
             admin_reader = admins.AdminReader(http, scope, pseudo)
-            yield from run_unit(scope, "admin", admin_reader.read, ctx.cancelled)
+            yield from run_unit(scope, "admin", admin_reader.read, ctx.cancelled, source="okta")
             if ctx.cancelled():
                 return
             token_reader = apitokens.ApiTokenReader(http, scope)
-            yield from run_unit(scope, "apitoken", token_reader.read, ctx.cancelled)
+            yield from run_unit(scope, "apitoken", token_reader.read, ctx.cancelled, source="okta")
             if ctx.cancelled():
                 return
             yield from run_unit(
-                scope, "policy", lambda: policies.read_policies(http, scope), ctx.cancelled
+                scope,
+                "policy",
+                lambda: policies.read_policies(http, scope),
+                ctx.cancelled,
+                source="okta",
             )
             if ctx.cancelled():
                 return

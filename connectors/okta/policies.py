@@ -16,11 +16,15 @@ from collections.abc import Iterator, Mapping
 from typing import Any
 from urllib.parse import quote
 
+import structlog
+
 from connectors.http import HttpClient, HTTPStatusError, MalformedResponseError, SourceError
+from connectors.kit import ERRORS_KEY, GLOBAL, EvidenceMissing, require
 from connectors.okta.assurance import SECOND_FACTOR_METHODS, verification_weakness
-from connectors.okta.common import ERRORS_KEY, GLOBAL, EvidenceMissing, log, require
 from core.checks import Verdict, check, failed, not_applicable, passed
 from core.records import Evidence
+
+log = structlog.get_logger("annexa.connectors.okta")
 
 SIGN_ON_TYPE = "okta.policy.sign_on"
 PASSWORD_TYPE = "okta.policy.password"  # noqa: S105 - a resource type

@@ -17,16 +17,12 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 from urllib.parse import quote
 
-from connectors.common import batches
 from connectors.http import HttpClient, MalformedResponseError, SourceError
+from connectors.kit import ERRORS_KEY, GLOBAL, Pseudonymiser, batches, require
 from connectors.okta.common import (
-    ERRORS_KEY,
-    GLOBAL,
     INACTIVE_STATUSES,
     PENDING_STATUSES,
     SIGN_IN_STATUSES,
-    Pseudonymiser,
-    require,
     user_status,
 )
 from core.checks import Verdict, check, failed, not_applicable, passed

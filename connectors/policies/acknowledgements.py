@@ -26,8 +26,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from connectors.common import GLOBAL, require
 from connectors.http import SourceError
+from connectors.kit import GLOBAL, require
 from core.checks import Verdict, check, failed, passed
 from core.records import Evidence
 from core.times import parse_time

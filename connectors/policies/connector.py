@@ -47,13 +47,12 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import ClassVar
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from connectors.common import GLOBAL, run_unit
-from connectors.http import HttpClient, HttpOptions, SourceError, check_url, token_auth
+from connectors.http import HttpClient, HttpOptions, SourceError, token_auth
+from connectors.kit import GLOBAL, SourceURL, run_unit
 from connectors.policies import acknowledgements, documents, github_source
 from connectors.policies.acknowledgements import Policy
-from core.checks import REGISTRY, CheckSpec
 from core.connector import (
     CollectContext,
     Connector,
@@ -98,14 +97,10 @@ class GitHubRepository(BaseModel):
         pattern=r"^[A-Za-z0-9][A-Za-z0-9-]{0,38}/[A-Za-z0-9._-]{1,100}$", description="owner/name"
     )
     ref: str = Field("main", min_length=1, description="branch, tag or commit")
-    api_url: str = "https://api.github.com"
+    api_url: SourceURL = "https://api.github.com"
     token: SecretRef = Field(description="fine-grained token with contents: read on the repo")
     http: HttpOptions = Field(default_factory=HttpOptions)
 
-    @field_validator("api_url")
-    @classmethod
-    def _url(cls, v: str) -> str:
-        return check_url(v).rstrip("/")
 
 
 class PoliciesOptions(ConnectorOptions):
@@ -133,10 +128,6 @@ class PoliciesConnector(Connector):
     Options: ClassVar[type[ConnectorOptions]] = PoliciesOptions
 
     options: PoliciesOptions
-
-    @classmethod
-    def checks(cls) -> list[CheckSpec]:
-        return [s for s in REGISTRY if s.id.startswith(f"{PREFIX}.")]
 
     @property
     def root(self) -> Path:

@@ -19,8 +19,8 @@ from typing import Any
 
 import structlog
 
-from connectors.common import GLOBAL, require
 from connectors.http import SourceError
+from connectors.kit import GLOBAL, require
 from connectors.policies.frontmatter import FIELDS, parse
 from core.checks import Verdict, check, failed, passed
 from core.records import Evidence

@@ -26,7 +26,7 @@ from typing import Any
 
 import yaml
 
-from connectors.common import ERRORS_KEY
+from connectors.kit import ERRORS_KEY
 
 #: Fields the checks read; a front matter that cannot be parsed spoils all of them.
 FIELDS = (

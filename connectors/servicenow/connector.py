@@ -52,20 +52,18 @@ from connectors.http import (
     HttpClient,
     HttpOptions,
     SourceError,
-    check_url,
     token_auth,
 )
+from connectors.kit import SourceURL
 from connectors.oauth import CachedToken, bearer, post_token_form
 from connectors.process import (
-    GLOBAL,
     ProcessBase,
-    item_checks_for,
+    process_errors,
+    process_units,
     register_process_checks,
-    run_unit,
     unique_kinds,
 )
 from connectors.servicenow.records import SnReadSettings, read_process
-from core.checks import REGISTRY, CheckSpec
 from core.connector import (
     CollectContext,
     Connector,
@@ -73,7 +71,7 @@ from core.connector import (
     SecretRef,
     SecretUnavailableError,
 )
-from core.records import Coverage, Record
+from core.records import Record
 
 PREFIX = "servicenow"
 register_process_checks(PREFIX, "ServiceNow")
@@ -131,7 +129,7 @@ class ServiceNowProcess(ProcessBase):
 
 
 class ServiceNowOptions(ConnectorOptions):
-    instance_url: str
+    instance_url: SourceURL
     #: Basic auth (an integration user with read roles); or ``token`` (OAuth bearer);
     #: or ``oauth_client_id`` + ``oauth_client_secret`` (with username + password: the
     #: password grant, else client_credentials).
@@ -150,10 +148,6 @@ class ServiceNowOptions(ConnectorOptions):
     processes: list[ServiceNowProcess] = Field(min_length=1)
     http: HttpOptions = Field(default_factory=HttpOptions)
 
-    @field_validator("instance_url")
-    @classmethod
-    def _url(cls, v: str) -> str:
-        return check_url(v).rstrip("/")
 
     @field_validator("processes")
     @classmethod
@@ -199,10 +193,6 @@ class ServiceNowConnector(Connector):
 
     options: ServiceNowOptions
 
-    @classmethod
-    def checks(cls) -> list[CheckSpec]:
-        return [s for s in REGISTRY if s.id.startswith(f"{PREFIX}.")]
-
     def collect(self, ctx: CollectContext) -> Iterator[Record]:
         opts = self.options
         scope = opts.scope
@@ -210,8 +200,7 @@ class ServiceNowConnector(Connector):
             try:
                 auth = self._auth(ctx, stack)
             except (SecretUnavailableError, SourceError) as exc:
-                for p in opts.processes:
-                    yield Coverage(scope, GLOBAL, p.kind, ok=False, error=str(exc))
+                yield from process_errors(scope, opts.processes, str(exc))
                 return
             yield from self._collect(ctx, auth)
 
@@ -255,19 +244,14 @@ class ServiceNowConnector(Connector):
         scope = opts.scope
         http = self._client(ctx, auth)
         settings = opts.read_settings()
-        specs = self.checks()
         choices: dict[str, list[Any] | None] = {}  # state labels, read once per table
         with http:
-            for process in opts.processes:
-                if ctx.cancelled():
-                    return
-                checks = item_checks_for(specs, PREFIX, process.kind)
-                yield from run_unit(
-                    scope,
-                    process.kind,
-                    lambda p=process, c=checks: read_process(
-                        http, settings, p, scope, c, ctx.cancelled, choices
-                    ),
-                    ctx.cancelled,
-                    source_label="servicenow",
-                )
+            yield from process_units(
+                scope,
+                opts.processes,
+                self.checks(),
+                PREFIX,
+                lambda p, c: read_process(http, settings, p, scope, c, ctx.cancelled, choices),
+                ctx.cancelled,
+                source=self.type,
+            )

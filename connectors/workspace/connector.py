@@ -25,13 +25,12 @@ import re
 from collections.abc import Iterator
 from typing import Any, ClassVar
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, field_validator
 
-from connectors.common import GLOBAL, Pseudonymiser, run_unit
 from connectors.http import HttpClient, HttpOptions, SourceError, check_url
+from connectors.kit import GLOBAL, PseudonymiseOptions, run_unit
 from connectors.workspace import users
 from connectors.workspace.auth import DelegatedCredentials, load_key
-from core.checks import REGISTRY, CheckSpec
 from core.connector import (
     CollectContext,
     Connector,
@@ -45,7 +44,7 @@ SERVICES = ("admin", "user")
 _EMAIL = re.compile(r"^[^@\s]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}$")
 
 
-class WorkspaceOptions(ConnectorOptions):
+class WorkspaceOptions(PseudonymiseOptions):
     admin_email: str = Field(description="administrator impersonated via domain-wide delegation")
     service_account_key: SecretRef = Field(description="the service account key JSON")
     customer: str = Field("my_customer", pattern=r"^(my_customer|C[0-9A-Za-z]{4,20})$")
@@ -53,8 +52,6 @@ class WorkspaceOptions(ConnectorOptions):
     directory_url: str = "https://admin.googleapis.com"
     oauth_url: str | None = Field(None, description="OAuth 2.0 token endpoint (token_uri)")
     page_size: int = Field(500, ge=1, le=500, description="users per page (maxResults)")
-    pseudonymise: bool = False
-    pseudonymise_key: SecretRef | None = None
     http: HttpOptions = Field(default_factory=HttpOptions)
 
     @field_validator("admin_email")
@@ -68,12 +65,6 @@ class WorkspaceOptions(ConnectorOptions):
     @classmethod
     def _url(cls, v: str | None) -> str | None:
         return check_url(v).rstrip("/") if v is not None else None
-
-    @model_validator(mode="after")
-    def _pseudonym_key(self) -> WorkspaceOptions:
-        if self.pseudonymise and self.pseudonymise_key is None:
-            raise ValueError("pseudonymise = true needs pseudonymise_key")
-        return self
 
     @property
     def scope(self) -> str:
@@ -94,16 +85,12 @@ class WorkspaceConnector(Connector):
 
     options: WorkspaceOptions
 
-    @classmethod
-    def checks(cls) -> list[CheckSpec]:
-        return [s for s in REGISTRY if s.id.startswith("workspace.")]
-
     def collect(self, ctx: CollectContext) -> Iterator[Record]:
         opts = self.options
         scope = opts.scope
         creds: DelegatedCredentials | None = None
         try:
-            pseudo = Pseudonymiser(opts.pseudonymise_key.get() if opts.pseudonymise_key else None)
+            pseudo = opts.pseudonymiser()
             info = load_key(opts.service_account_key.get(), "service_account_key")
             creds = DelegatedCredentials(
                 info,

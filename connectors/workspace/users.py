@@ -20,8 +20,8 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
-from connectors.common import GLOBAL, EvidenceMissing, Pseudonymiser, require
 from connectors.http import HttpClient, MalformedResponseError
+from connectors.kit import GLOBAL, EvidenceMissing, Pseudonymiser, require
 from core.checks import Verdict, check, failed, not_applicable, passed
 from core.records import Evidence
 from core.times import activity_time, day_precision, days_since
