@@ -344,6 +344,12 @@ class DaemonConfig(_Strict):
     #: With ``distribute``: a unit not finished this long after the run was dispatched
     #: is recorded as timed out (an error of every check of its service).
     unit_timeout: _Duration = "1h"
+    #: With ``distribute``: which units may run at the same time anywhere in the
+    #: cluster. "scope" (default): one unit per source scope (an AWS account, an Okta
+    #: org, a GitHub org) at a time across all replicas, so adding replicas never
+    #: multiplies the request rate an account sees; "scope_region": one per scope and
+    #: region (AWS throttles per account and region); "none": no bound.
+    unit_lock: Literal["scope", "scope_region", "none"] = "scope"
     notifications: NotificationsConfig = Field(default_factory=NotificationsConfig)
 
     @field_validator("jitter", "grace_period", "lease", "heartbeat", "unit_timeout")

@@ -86,7 +86,7 @@ def env_factory(
         dist = Distributor(
             settings, engine, index, f"test:{len(made)}:x", workers=1,
             attempts=d.unit_attempts, unit_timeout=d.seconds("unit_timeout"),
-            heartbeat=0.5, stalled_after=2, grace=1,
+            heartbeat=0.5, stalled_after=2, grace=1, unit_lock=d.unit_lock,
         )
         dist._defer_app.open()
         made.append(dist)
@@ -180,3 +180,27 @@ def test_a_distributed_run_is_not_reaped_before_its_units_deadline(env_factory: 
 def _units(env: Env, run_id: str) -> list[Any]:
     with env.engine.connect() as conn:
         return units_of(conn, run_id)
+
+
+@pytest.mark.parametrize(
+    ("unit_lock", "expected"),
+    [("scope", {"org:a1"}), ("scope_region", {"org:a1/r1"}), ("none", {None})],
+)
+def test_units_of_one_account_share_a_queue_lock(
+    env_factory: Any, postgres_url: str, unit_lock: str, expected: set[str | None]
+) -> None:
+    """Per-account rate limits across replicas: every job of one scope carries the same
+    procrastinate lock, and procrastinate never runs two jobs of one lock at once on any
+    replica. ``unit_lock = "none"`` leaves them unbounded."""
+    import psycopg
+
+    env = env_factory(unit_lock=unit_lock)
+    run_id = env.dispatch()
+    with psycopg.connect(postgres_url.replace("+psycopg", "")) as conn:
+        locks = {
+            row[0]
+            for row in conn.execute(
+                "SELECT lock FROM procrastinate_jobs WHERE args->>'run_id' = %s", (run_id,)
+            )
+        }
+    assert locks == expected

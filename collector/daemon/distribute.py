@@ -152,8 +152,10 @@ class Distributor:
         heartbeat: float,
         stalled_after: float,
         grace: float,
+        unit_lock: str = "scope",
     ) -> None:
         self.settings = settings
+        self.unit_lock = unit_lock
         self.engine = engine
         self.index = index
         self.me = me
@@ -308,6 +310,15 @@ class Distributor:
             return whole
         return list(dict.fromkeys(units)) if units else whole
 
+    def lock_of(self, source: str, scope: str, region: str) -> str | None:
+        """The procrastinate lock of a unit (``[daemon] unit_lock``): jobs sharing a lock
+        never run at the same time, on any replica — the per-account bound on requests."""
+        if self.unit_lock == "scope":
+            return f"{source}:{scope}"
+        if self.unit_lock == "scope_region":
+            return f"{source}:{scope}/{region}"
+        return None
+
     def dispatch(self, lc: LoadedConnector, run_id: str) -> int:
         """Create run ``run_id`` of ``lc``, record its units, queue one job per unit."""
         units = self.plan(lc, run_id)
@@ -319,12 +330,12 @@ class Distributor:
             add_units(conn, run_id, lc.name, units, deadline)
         # After the ledger commits: a job never names a unit the ledger lacks. A crash
         # in between leaves pending units without jobs: they time out, never pass.
-        self._defer_app.configure_task(TASK, queue=QUEUE).batch_defer(
-            *(
-                {"run_id": run_id, "source": lc.name, "scope": s, "region": r, "service": v}
-                for s, r, v in units
-            )
-        )
+        groups: dict[str | None, list[dict[str, str]]] = {}
+        for s, r, v in units:
+            args = {"run_id": run_id, "source": lc.name, "scope": s, "region": r, "service": v}
+            groups.setdefault(self.lock_of(lc.name, s, r), []).append(args)
+        for lock, jobs in groups.items():
+            self._defer_app.configure_task(TASK, queue=QUEUE, lock=lock).batch_defer(*jobs)
         log.info("run dispatched", run_id=run_id, connector=lc.name, units=len(units))
         return len(units)
 

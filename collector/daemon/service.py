@@ -250,6 +250,7 @@ class Daemon:
                 heartbeat=self.heartbeat_s,
                 stalled_after=self.lease_s,
                 grace=self.grace_s,
+                unit_lock=self.cfg.unit_lock,
             )
         except DistributeError as exc:
             raise DaemonError(f"{self.settings.path}: {exc}") from None
