@@ -31,6 +31,7 @@ from typing import Any, ClassVar
 import structlog
 from pydantic import BaseModel, ConfigDict, model_validator
 
+from core.accounts import AccountSource
 from core.checks import CheckSpec
 from core.records import Record
 
@@ -64,6 +65,9 @@ class Connector(ABC):
     Options: ClassVar[type[ConnectorOptions]] = ConnectorOptions
     #: Prefix of every check id and resource type this connector produces.
     prefix: ClassVar[str]
+    #: An identity or HR source's account hook (core/accounts.py): how the identity
+    #: analyzers read its stored accounts. None for every other source.
+    accounts: ClassVar[AccountSource | None] = None
 
     def __init__(self, name: str, options: ConnectorOptions) -> None:
         self.name = name

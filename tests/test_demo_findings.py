@@ -63,11 +63,9 @@ def _seed_moto_random(url: str) -> None:
 
 
 def _seed_estate(url: str) -> dict[str, Any]:
-    try:
-        from annexa_demo.aws.estate import seed_demo_estate
-    except ImportError:  # before the demo estate left the product package
-        from connectors.aws.estate import seed_demo_estate  # type: ignore[no-redef]
-    return seed_demo_estate(url)
+    from collector.demo import demo_seeder
+
+    return demo_seeder()(url)
 
 
 def demo_findings(url: str, db: Path) -> list[dict[str, Any]]:

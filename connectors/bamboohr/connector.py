@@ -40,6 +40,7 @@ from pydantic import Field, field_validator, model_validator
 
 from connectors.common import GLOBAL, Pseudonymiser, run_unit
 from connectors.hr import checks
+from connectors.hr.accounts import hr_accounts
 from connectors.hr.model import SERVICE, HrPerson, record_type, text
 from connectors.http import (
     AuthHeaders,
@@ -201,6 +202,8 @@ class BambooHRConnector(Connector):
     type = "bamboohr"
     prefix = PREFIX
     Options: ClassVar[type[ConnectorOptions]] = BambooHROptions
+    #: Its employee records, for the identity analyzers (core/accounts.py).
+    accounts = hr_accounts(RECORD_TYPE)
 
     options: BambooHROptions
 

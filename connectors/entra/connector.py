@@ -35,6 +35,7 @@ from pydantic import Field, field_validator, model_validator
 
 from connectors.common import GLOBAL, Pseudonymiser, run_unit
 from connectors.entra import policies, roles, users
+from connectors.entra.accounts import ACCOUNTS
 from connectors.entra.auth import TokenCredential, bearer_auth, build_credential, token_value
 from connectors.http import HttpClient, HttpOptions, SourceError, check_url
 from core.checks import REGISTRY, CheckSpec
@@ -143,6 +144,8 @@ class EntraConnector(Connector):
     type = "entra"
     prefix = "entra"
     Options: ClassVar[type[ConnectorOptions]] = EntraOptions
+    #: Its accounts, for the identity analyzers (core/accounts.py).
+    accounts = ACCOUNTS
 
     options: EntraOptions
 

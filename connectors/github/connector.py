@@ -39,6 +39,7 @@ from typing import ClassVar
 from pydantic import Field, field_validator, model_validator
 
 from connectors.github import alerts, org, repos
+from connectors.github.accounts import ACCOUNTS
 from connectors.github.common import GLOBAL, Pseudonymiser, run_unit
 from connectors.http import (
     AuthHeaders,
@@ -110,6 +111,8 @@ class GitHubConnector(Connector):
     type = "github"
     prefix = "github"
     Options: ClassVar[type[ConnectorOptions]] = GitHubOptions
+    #: Its accounts, for the identity analyzers (core/accounts.py).
+    accounts = ACCOUNTS
 
     options: GitHubOptions
 

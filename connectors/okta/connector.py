@@ -47,6 +47,7 @@ from connectors.http import (
 )
 from connectors.oauth import CachedToken, bearer, post_token_form, sign_jwt_rs256
 from connectors.okta import admins, apitokens, policies, users
+from connectors.okta.accounts import ACCOUNTS
 from connectors.okta.common import GLOBAL, Pseudonymiser, run_unit
 from core.checks import REGISTRY, CheckSpec
 from core.connector import (
@@ -117,6 +118,8 @@ class OktaConnector(Connector):
     type = "okta"
     prefix = "okta"
     Options: ClassVar[type[ConnectorOptions]] = OktaOptions
+    #: Its accounts, for the identity analyzers (core/accounts.py).
+    accounts = ACCOUNTS
 
     options: OktaOptions
 

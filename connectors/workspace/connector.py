@@ -30,6 +30,7 @@ from pydantic import Field, field_validator, model_validator
 from connectors.common import GLOBAL, Pseudonymiser, run_unit
 from connectors.http import HttpClient, HttpOptions, SourceError, check_url
 from connectors.workspace import users
+from connectors.workspace.accounts import ACCOUNTS
 from connectors.workspace.auth import DelegatedCredentials, load_key
 from core.checks import REGISTRY, CheckSpec
 from core.connector import (
@@ -91,6 +92,8 @@ class WorkspaceConnector(Connector):
     type = "workspace"
     prefix = "workspace"
     Options: ClassVar[type[ConnectorOptions]] = WorkspaceOptions
+    #: Its accounts, for the identity analyzers (core/accounts.py).
+    accounts = ACCOUNTS
 
     options: WorkspaceOptions
 
