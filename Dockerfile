@@ -23,8 +23,11 @@ RUN apt-get update \
 
 WORKDIR /src
 COPY pyproject.toml README.md ./
+# The demo estates (annexa_demo/, the [demo] extra) stay out of the image.
+COPY analyzers/ analyzers/
 COPY collector/ collector/
 COPY connectors/ connectors/
+COPY core/ core/
 COPY mappings/ mappings/
 COPY store/ store/
 

@@ -347,7 +347,7 @@ def main() -> int:
         print(json.dumps(collect_child(args.child, args.workers)))
         return 0
 
-    from connectors.aws.fakes import AccessAnalyzerFake
+    from annexa_demo.aws.fakes import AccessAnalyzerFake
 
     analyzer = AccessAnalyzerFake()
     analyzer_url = analyzer.start()

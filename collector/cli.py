@@ -101,9 +101,8 @@ def collect(
                 "no connector to collect: add a [[connectors]] table to "
                 "the config (see config.example.toml)",
             )
-        from collector.correlate import run_correlation, without_correlation
+        from collector.analysis import run_analyzers, without_analyzers
         from collector.decisions import DecisionFileError, file_decisions
-        from collector.devices import run_device_ownership, without_ownership
         from collector.interrupts import Interrupts
         from collector.runner import recover
 
@@ -120,22 +119,15 @@ def collect(
         with Interrupts("collecting") as stop:
             summaries, spooled = _collect_with_progress(
                 settings,
-                without_ownership(without_correlation(chosen)),
+                without_analyzers(chosen),
                 engine,
                 index,
                 stop.cancel_event,
             )
-            # Cross-source identity checks run after the sources they read from.
-            correlation = None
+            # Analyzers (identity correlation, device ownership…) read what the sources
+            # stored: they run after them.
             if not stop.interrupted and not spooled:
-                correlation = run_correlation(settings, engine, index, chosen)
-            if correlation is not None:
-                summaries.append(correlation)
-            # Device ownership (devices joined with people, A.5.9 / A.5.11) likewise runs last.
-            if not stop.interrupted and not spooled:
-                ownership = run_device_ownership(settings, engine, index, chosen)
-                if ownership is not None:
-                    summaries.append(ownership)
+                summaries += run_analyzers(settings, engine, index, chosen)
         _print_collection(summaries, fmt)
         _print_run_errors(summaries)
         # One line each, never wrapped: scripts and people grep for them.
@@ -737,11 +729,11 @@ def checks(
         index = _index(settings)
         if by_control:
             from collector.commands.coverage import control_rows, render_by_control
-            from core.connector import available_connectors
+            from collector.plugins import available_plugins
 
             sources = {
                 spec.id: name
-                for name, cls in available_connectors().items()
+                for name, cls in available_plugins().items()
                 for spec in cls.checks()
             }
             render_by_control(control_rows(index, sources), fmt)

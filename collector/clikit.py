@@ -233,10 +233,10 @@ def _settings(config: Path | None) -> Settings:
 
 
 def known_checks() -> dict[str, CheckSpec]:
-    from core.connector import available_connectors
+    from collector.plugins import available_plugins
 
     out: dict[str, CheckSpec] = {}
-    for cls in available_connectors().values():
+    for cls in available_plugins().values():
         for spec in cls.checks():
             out[spec.id] = spec
     return out

@@ -19,12 +19,12 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from collector.plugins import load_plugin
 from core.connector import (
     Connector,
     SecretRef,
     SecretUnavailableError,
     UnknownConnectorError,
-    load_connector,
 )
 from core.records import REDACTED
 from core.signing import PublicKey, Signer, SigningKeyError, load_public_keys
@@ -541,7 +541,7 @@ def _validate_connectors(
             continue
         seen[c.name] = i
         try:
-            cls = load_connector(c.type)
+            cls = load_plugin(c.type)
         except UnknownConnectorError as exc:
             problems.append((f"{where}.type", str(exc)))
             continue

@@ -7,9 +7,10 @@ as configured by a user, and the store is the same SQLite file ``annexa collect`
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 from rich.console import Console
 
@@ -17,6 +18,19 @@ from collector.config import AnnexaConfig, ConnectorConfig, Settings
 from collector.output import OutputFormat, render
 
 DEMO_REGIONS = ["us-east-1", "eu-west-1"]
+DEMO_EXTRA = "annexa demo needs the 'demo' extra: pip install 'annexa[demo]'"
+
+
+def demo_seeder() -> Callable[[str], dict[str, Any]]:
+    """The demo estate's seeding function, or a clear exit when the ``[demo]`` extra
+    (moto, and the demo package annexa_demo that drives it) is not installed."""
+    try:
+        import moto  # noqa: F401  (the estate edits moto's state: it must be there)
+
+        from annexa_demo.aws.estate import seed_demo_estate
+    except ImportError:
+        raise SystemExit(DEMO_EXTRA) from None
+    return seed_demo_estate
 
 
 @contextmanager
@@ -25,7 +39,7 @@ def moto_estate() -> Iterator[str]:
     try:
         from moto.server import ThreadedMotoServer
     except ImportError:
-        raise SystemExit("annexa demo needs the 'demo' extra: pip install 'annexa[demo]'") from None
+        raise SystemExit(DEMO_EXTRA) from None
     saved = dict(os.environ)
     os.environ["MOTO_EC2_LOAD_DEFAULT_AMIS"] = "false"
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
@@ -74,9 +88,9 @@ def run_demo(db: Path, fmt: OutputFormat) -> int:
     from collector.interrupts import Interrupts
     from collector.logs import configure_logging
     from collector.runner import recover, run_connector
-    from connectors.aws.estate import seed_demo_estate
     from store.queries import control_statuses
 
+    seed_demo_estate = demo_seeder()  # before anything is written
     console = Console(stderr=True)
     configure_logging("console", "warning")
     os.environ.pop("ANNEXA_DATABASE_URL", None)

@@ -5,7 +5,7 @@ thing — a laptop or phone, who it belongs to, whether its disk is encrypted, w
 OS is current, when it last checked in — in different words. Each connector reduces its
 source's record to one :func:`device_payload` (the *device model*), and the checks here
 judge that model, so a FileVault Mac and a BitLocker laptop are held to one standard and
-the cross-source ownership checks (``collector/devices.py``) read one shape.
+the cross-source ownership checks (``analyzers/devices.py``) read one shape.
 
 Checks are registered once per source resource type by :func:`register_device_checks`
 (``intune.device.disk_encrypted``, ``jamf.computer.disk_encrypted``…), because a check

@@ -31,6 +31,7 @@ from typing import Any, ClassVar
 import structlog
 from pydantic import BaseModel, ConfigDict, model_validator
 
+from core.accounts import AccountSource
 from core.checks import REGISTRY, CheckRegistry, CheckSpec
 from core.records import Record
 
@@ -66,6 +67,9 @@ class Connector(ABC):
     prefix: ClassVar[str]
     #: Where this connector's checks register (``@check`` defaults to the global one).
     check_registry: ClassVar[CheckRegistry] = REGISTRY
+    #: An identity or HR source's account hook (core/accounts.py): how the identity
+    #: analyzers read its stored accounts. None for every other source.
+    accounts: ClassVar[AccountSource | None] = None
 
     def __init__(self, name: str, options: ConnectorOptions) -> None:
         self.name = name

@@ -2,7 +2,7 @@
 
 An HTTP server on 127.0.0.1 reached through ``AWS_ENDPOINT_URL_CONFIG_SERVICE``: it
 answers ``StarlingDoveService.SelectAggregateResourceConfig`` and forwards every other
-request (the Config operations moto and :mod:`connectors.aws.fakes` serve) unchanged.
+request (the Config operations moto and :mod:`annexa_demo.aws.fakes` serve) unchanged.
 The wire format follows botocore's service model of ``config`` 2014-11-12 (JSON 1.1,
 ``X-Amz-Target``): request ``Expression``, ``ConfigurationAggregatorName``, ``Limit``
 (0-100), ``NextToken``; response ``Results`` (a list of JSON *strings*, one per item,
@@ -48,7 +48,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import urlsplit
 
-from connectors.aws.fakes import _signature_scope, account_of
+from annexa_demo.aws.fakes import _signature_scope, account_of
 
 TARGET = "StarlingDoveService.SelectAggregateResourceConfig"
 CAPTURED = "2026-01-01T00:00:00.000Z"

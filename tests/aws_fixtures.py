@@ -14,7 +14,7 @@
 * ``aws_offline_env``: the isolated environment with fake credentials and no proxy,
   for unreachable-endpoint tests.
 * ``access_analyzer`` (session): the local fake of the operations moto lacks
-  (:mod:`connectors.aws.fakes`: Access Analyzer, GuardDuty malware protection plans,
+  (:mod:`annexa_demo.aws.fakes`: Access Analyzer, GuardDuty malware protection plans,
   Macie jobs, DNS Firewall associations, conformance packs, restore testing), reached
   through the standard per-service endpoint variables (``AWS_ENDPOINT_URL_GUARDDUTY``…)
   and listed in ``NO_PROXY`` (its own port only) so that the fault proxy does not see
@@ -36,7 +36,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
-from connectors.aws.fakes import ENDPOINT_VARIABLES, MotoGapsFake
+from annexa_demo.aws.fakes import ENDPOINT_VARIABLES, MotoGapsFake
 
 _PROXY_VARS = (
     "HTTP_PROXY",

@@ -5,9 +5,13 @@ Reads every module of our packages with ``ast`` (no import is executed), takes e
 included, since a lazy import is still a dependency a reader must follow — and fails on
 
 * a cycle between modules (strongly connected components of more than one module);
-* a forbidden arrow: ``connectors → store``/``collector``, ``store → collector``,
-  ``store → connectors``, ``mappings → store``/``collector``/``connectors``, ``core →
-  anything of ours``, and ``anything → collector.cli`` except ``collector.__main__``.
+* a forbidden arrow: ``connectors → store``/``collector``/``analyzers``, ``store →
+  collector``/``connectors``/``analyzers``, ``mappings → store``/``collector``/
+  ``connectors``/``analyzers``, ``core → anything of ours``, ``analyzers →
+  store``/``collector`` (they read the store through core's ``EvidenceView`` only),
+  ``anything → annexa_demo`` except ``collector.demo`` (the demo estates ship with the
+  ``[demo]`` extra only; ``annexa_demo`` may import connectors and core), and
+  ``anything → collector.cli`` except ``collector.__main__``.
 
 Arrows that break a rule today and cannot be removed before the core package exists are
 listed in :data:`ALLOWED` with the reason; an entry that no longer matches any arrow
@@ -23,7 +27,7 @@ from functools import cache
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-PACKAGES = ("collector", "connectors", "core", "mappings", "store")
+PACKAGES = ("analyzers", "annexa_demo", "collector", "connectors", "core", "mappings", "store")
 
 #: Arrows that break a rule today, as (importer pattern, imported module) → why each
 #: stays for now. Patterns are fnmatch-style over module names.
@@ -148,14 +152,25 @@ def forbidden(src: str, dst: str) -> str | None:
     """Why ``src → dst`` breaks a rule, or None."""
     if dst == "collector.cli" and src != "collector.__main__":
         return "only collector/__main__ may import the CLI"
+    if _package(dst) == "annexa_demo" and _package(src) != "annexa_demo" and src != (
+        "collector.demo"
+    ):
+        return "the demo estates are not the product: only `annexa demo` may load them"
+    if _package(src) == "annexa_demo" and _package(dst) in ("store", "collector"):
+        return "the demo estates plant a source; they do not touch the store or collector"
     if _package(src) == "core" and _package(dst) != "core":
         return "core depends on nothing of ours"
-    if _package(src) == "connectors" and _package(dst) in ("store", "collector"):
-        return "connectors stream records; they never touch the store or the collector"
-    if _package(src) == "mappings" and _package(dst) in ("store", "collector", "connectors"):
+    if _package(src) == "connectors" and _package(dst) in ("store", "collector", "analyzers"):
+        return "connectors stream records; they never touch the store, the collector or an "\
+            "analyzer"
+    if _package(src) == "analyzers" and _package(dst) in ("store", "collector"):
+        return "analyzers read the store through core.analyzer.EvidenceView, never directly"
+    if _package(src) == "mappings" and _package(dst) in (
+        "store", "collector", "connectors", "analyzers"
+    ):
         return "mappings are data and their loader; they know no runtime package"
-    if _package(src) == "store" and _package(dst) == "connectors":
-        return "the store depends on the domain only, never on a connector"
+    if _package(src) == "store" and _package(dst) in ("connectors", "analyzers"):
+        return "the store depends on the domain only, never on a connector or an analyzer"
     if _package(src) == "store" and _package(dst) == "collector":
         return "the store does not know the collector"
     return None

@@ -1,6 +1,6 @@
 """Bulk inventory mode of the aws connector (``inventory = "config_aggregator"``).
 
-One AWS Organization (``connectors.aws.estate.seed_org_estate``: a management account
+One AWS Organization (``annexa_demo.aws.estate.seed_org_estate``: a management account
 and three members, buckets of every kind in two regions) is planted once in moto. The
 direct path reads it through moto; the bulk path asks AWS Config's
 ``SelectAggregateResourceConfig`` — served by :mod:`tests.aws_config_fake`, whose items
@@ -25,9 +25,9 @@ import pytest
 import structlog
 from pydantic import ValidationError
 
+from annexa_demo.aws.estate import seed_org_estate
 from connectors.aws import AwsOptions
 from connectors.aws.configinventory import parse_bucket
-from connectors.aws.estate import seed_org_estate
 from tests.aws_config_fake import CAPTURED, ConfigSelectFake
 from tests.aws_fixtures import FaultProxy, _handler_for
 from tests.harness import RunResult, run_engine

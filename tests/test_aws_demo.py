@@ -2,7 +2,7 @@
 
 A real moto server over a real socket (see TESTING.md); boto3 is pointed at it only
 through the standard environment set by ``tests/aws_fixtures.py``. moto has no Access
-Analyzer: that service is the local fake of ``connectors.aws.fakes`` (real wire
+Analyzer: that service is the local fake of ``annexa_demo.aws.fakes`` (real wire
 protocol, reached through ``AWS_ENDPOINT_URL_ACCESSANALYZER``).
 """
 
@@ -15,9 +15,9 @@ from collections import defaultdict
 import boto3
 import pytest
 
+from annexa_demo.aws.estate import MAIN_ACCOUNT, SECURE_ACCOUNT, seed_demo_estate
 from connectors.aws import AwsConnector, AwsOptions
 from connectors.aws.connector import SERVICES
-from connectors.aws.estate import MAIN_ACCOUNT, SECURE_ACCOUNT, seed_demo_estate
 from core.connector import CollectContext
 from core.records import Coverage, Evidence, Record
 from core.times import activity_time

@@ -27,12 +27,12 @@ import boto3
 import pytest
 from sqlalchemy import Engine, select
 
+from annexa_demo.aws.fakes import ENDPOINT_VARIABLES
 from collector.config import AnnexaConfig, ConnectorConfig, LoadedConnector, Settings
 from collector.runner import run_connector
 from connectors.aws import AwsConnector, AwsOptions
 from connectors.aws.common import IncompleteListing, paginate
 from connectors.aws.connector import SERVICES
-from connectors.aws.fakes import ENDPOINT_VARIABLES
 from connectors.aws.session import ClientSettings, make_client
 from core.connector import CollectContext
 from core.records import Coverage, Evidence

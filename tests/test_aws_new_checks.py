@@ -9,7 +9,7 @@ Three layers:
   answer, GuardDuty Malware Protection plans, conformance-pack compliance (five names a
   call), DNS Firewall associations and Backup restore testing — moto 5.2 implements
   none of these operations;
-* the local fake of those operations (``connectors.aws.fakes``, used by the demo and
+* the local fake of those operations (``annexa_demo.aws.fakes``, used by the demo and
   the estate tests): every answer it gives is validated against the operation's output
   shape in the botocore service model.
 

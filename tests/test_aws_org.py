@@ -1,9 +1,9 @@
 """Organisation mode against moto's server: a management account and three members in
-two regions, planted once for the module (``connectors.aws.estate.seed_org_estate``).
+two regions, planted once for the module (``annexa_demo.aws.estate.seed_org_estate``).
 
 moto's Organizations lists the accounts; ``sts:AssumeRole`` into each member returns
 credentials of that member's own backend, so the fan-out is real. Access Analyzer is the
-local fake of ``connectors.aws.fakes`` (moto has none).
+local fake of ``annexa_demo.aws.fakes`` (moto has none).
 """
 
 from __future__ import annotations
@@ -16,9 +16,9 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
+from annexa_demo.aws.estate import seed_org_estate
 from connectors.aws import ACTIONS, AwsConnector, AwsOptions
 from connectors.aws.connector import SERVICES
-from connectors.aws.estate import seed_org_estate
 from core.connector import CollectContext
 from core.records import Coverage
 from tests.harness import RunResult, run_built

@@ -4,7 +4,7 @@ moto has no ``<root_account>`` row in its credential report and cannot assign a 
 MFA device to root; it answers "not configured" where current AWS turns default
 encryption and the public access block on for new buckets, and it never includes
 ``BucketRegion`` in ``ListBuckets``; it has no Access Analyzer (the moto-based tests use
-the local fake of ``connectors.aws.fakes``). Each test here stubs the real AWS response
+the local fake of ``annexa_demo.aws.fakes``). Each test here stubs the real AWS response
 shapes (taken from the API references) on a real client — parameter validation and
 response parsing are botocore's own — and runs the connector's read and transform code
 on them. ``GetEbsDefaultKmsKeyId`` (unimplemented in moto) is not called by the

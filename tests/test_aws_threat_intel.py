@@ -2,7 +2,7 @@
 detective controls): an active GuardDuty threat intel set on every enabled detector.
 
 moto 5 implements GuardDuty detectors but not threat intel sets: those operations are
-served by the local fake of :mod:`connectors.aws.fakes` (wire protocol from the botocore
+served by the local fake of :mod:`annexa_demo.aws.fakes` (wire protocol from the botocore
 service model, every answer validated here against its output shape), the reader is
 also tested on botocore ``Stubber`` answers, and the exact fail set comes from the real
 run engine over moto + the fake. Status values are the model's ``ThreatIntelSetStatus``

@@ -19,7 +19,7 @@ from typer.testing import CliRunner
 
 from collector.cli import app
 from collector.commands.coverage import control_rows, counts
-from core.connector import available_connectors
+from collector.plugins import available_plugins
 from mappings.loader import load_mappings
 
 MAPPINGS = Path(__file__).resolve().parent.parent / "mappings"
@@ -51,7 +51,7 @@ def report() -> dict[str, Any]:
 
 
 def installed_sources() -> dict[str, str]:
-    return {s.id: name for name, cls in available_connectors().items() for s in cls.checks()}
+    return {s.id: name for name, cls in available_plugins().items() for s in cls.checks()}
 
 
 def independent_counts() -> tuple[set[str], set[str], set[str]]:

@@ -1,4 +1,4 @@
-"""Cross-source identity checks (collector/correlate.py).
+"""Cross-source identity checks (analyzers/identity.py, the ``identity`` analyzer).
 
 The end-to-end tests run the real Okta, GitHub and Entra connectors against their fakes
 (tests/test_okta.py, tests/test_github.py, tests/test_entra.py, all on one local
@@ -10,29 +10,30 @@ the checks on hand-made accounts.
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import pytest
 from pytest_httpserver import HTTPServer
 
-from collector.config import AnnexaConfig, ConnectorConfig, LoadedConnector, Settings
-from collector.correlate import (
+from analyzers.identity import (
     PERSON_TYPE,
-    Account,
-    IdentityCorrelationConnector,
+    IdentityAnalyzer,
     IdentityMapError,
     IdentityOptions,
     correlate,
     load_identity_map,
-    run_correlation,
-    without_correlation,
 )
+from collector.analysis import run_analyzer, without_analyzers
+from collector.config import AnnexaConfig, ConnectorConfig, LoadedConnector, Settings
+from collector.plugins import analyzer_run
 from collector.runner import run_connector
 from connectors.entra import EntraConnector, EntraOptions
 from connectors.github import GitHubConnector, GitHubOptions
 from connectors.kit import Pseudonymiser
 from connectors.okta import OktaConnector, OktaOptions
+from core.accounts import PSEUDONYM_PREFIX, Account
 from core.checks import REGISTRY, evaluate
 from core.connector import CollectContext
 from core.records import Coverage, Evidence
@@ -42,6 +43,8 @@ from tests import clock
 from tests import test_entra as entra_fakes
 from tests import test_github as github_fakes
 from tests import test_okta as okta_fakes
+
+run_correlation = partial(run_analyzer, "identity")
 
 pytestmark = pytest.mark.clock
 
@@ -141,7 +144,7 @@ class Estate:
         settings.connectors = [
             *self.loaded.values(),
             LoadedConnector(
-                cfg, IdentityCorrelationConnector, IdentityOptions.model_validate(cfg.options)
+                cfg, analyzer_run(IdentityAnalyzer), IdentityOptions.model_validate(cfg.options)
             ),
         ]
         return settings
@@ -302,7 +305,7 @@ def test_when_the_correlation_runs(estate, engine, tmp_path):
     # Fewer than two identity sources after `sources` filtering: nothing to correlate.
     assert run_correlation(estate.settings(sources=["okta-prod"]), engine, index) is None
     # The identity instance is taken out of the normal collection loop.
-    assert [c.cfg.type for c in without_correlation(settings.connectors)] == [
+    assert [c.cfg.type for c in without_analyzers(settings.connectors)] == [
         "okta",
         "github",
         "entra",
@@ -324,7 +327,7 @@ def test_identity_map_errors_are_unit_errors_naming_file_and_entry(estate, engin
 
 def test_bind_for_schedulers_injects_the_snapshot(estate, engine):
     """What a scheduler (the daemon) does with a configured identity instance."""
-    from collector.correlate import bind_correlation
+    from collector.analysis import bind as bind_correlation
 
     index = load_mappings()
     estate.collect(engine, index)
@@ -362,10 +365,25 @@ def test_the_daemon_runs_a_scheduled_identity_instance_on_the_store(estate, engi
 
 
 def test_standalone_instance_without_snapshot_reports_an_error():
-    conn = IdentityCorrelationConnector("identity", IdentityOptions())
+    conn = analyzer_run(IdentityAnalyzer)("identity", IdentityOptions())
     (cov,) = list(conn.collect(CollectContext(run_id="x")))
     assert isinstance(cov, Coverage) and cov.service == "*" and not cov.ok
-    assert "runs after the identity connectors" in cov.error
+    assert "runs after the sources whose stored evidence it reads" in cov.error
+
+
+def test_the_pseudonym_prefix_is_the_connectors_one():
+    """core cannot import connectors.kit: the match-key prefix is held equal here."""
+    assert Pseudonymiser.PREFIX == PSEUDONYM_PREFIX
+
+
+def test_identity_and_device_owners_are_registered_analyzers():
+    from core.analyzer import available_analyzers
+    from core.connector import available_connectors
+
+    analyzers = available_analyzers()
+    assert analyzers["identity"] is IdentityAnalyzer
+    assert {"identity", "device_owners"} <= set(analyzers)
+    assert not {"identity", "device_owners"} & set(available_connectors())
 
 
 def test_cli_correlate_command_and_config_table(estate, engine, db_url, tmp_path):
@@ -580,7 +598,7 @@ def test_the_example_identity_map_is_valid():
 
 
 def test_every_identity_check_is_documented():
-    specs = IdentityCorrelationConnector.checks()
+    specs = IdentityAnalyzer.checks()
     assert {s.id for s in specs} == {
         "identity.person.offboarded_but_active",
         "identity.person.account_linked_to_idp",

@@ -601,7 +601,7 @@ def test_config_example_documents_every_option() -> None:
     (``# key = ...``), or is the name of a table (``[a.key]``, ``[[a.key]]``).
     """
     from collector.config import AnnexaConfig
-    from core.connector import available_connectors
+    from collector.plugins import available_plugins
 
     text = CONFIG_EXAMPLE.read_text(encoding="utf-8")
 
@@ -613,7 +613,7 @@ def test_config_example_documents_every_option() -> None:
         )
 
     missing = [path for path, key in config_options(AnnexaConfig) if not documented(path, key)]
-    for type_name, cls in available_connectors().items():
+    for type_name, cls in available_plugins().items():
         missing += [
             f"{path} ({type_name})"
             for path, key in config_options(cls.Options, "connectors.options.")

@@ -1,4 +1,4 @@
-"""Devices joined with people (collector/devices.py): A.5.9, A.5.11, A.8.1.
+"""Devices joined with people (analyzers/devices.py): A.5.9, A.5.11, A.8.1.
 
 End to end: ``annexa collect`` (a subprocess, as an operator runs it) collects an Okta
 tenant (tests/test_okta.py's fake) and a Jamf Pro server (tests/device_fakes.py), stores
@@ -21,13 +21,16 @@ from typing import Any
 import pytest
 from pytest_httpserver import HTTPServer
 
-from collector.devices import (
-    DeviceOwnershipConnector,
+from analyzers.devices import (
+    DeviceOwnershipAnalyzer,
     DeviceOwnersOptions,
     PersonFact,
-    hr_person,
     join,
 )
+from analyzers.devices import hr_person as hr_fact
+from collector.plugins import analyzer_run
+from connectors.hr.accounts import hr_account
+from core.accounts import AccountRef
 from core.checks import REGISTRY
 from core.connector import CollectContext
 from store.queries import evidence_at, findings_at
@@ -169,6 +172,11 @@ def _device(rid: str, email: str | None) -> tuple[str, str, dict[str, Any]]:
     return ("intune", rid, {"name": rid, "platform": "windows", "user_email": email})
 
 
+def hr_person(source: str, rtype: str, rid: str, payload: dict) -> PersonFact:
+    """An HR record through the HR connectors' own account hook, as the analyzer reads it."""
+    return hr_fact(hr_account(AccountRef(source, rtype.split(".")[0], rtype, rid), payload))
+
+
 def test_join_states_and_the_hr_hook():
     left = (NOW - timedelta(days=20)).date().isoformat()
     later = (NOW + timedelta(days=20)).date().isoformat()
@@ -222,6 +230,6 @@ def test_join_states_and_the_hr_hook():
 def test_missing_state_is_an_error_and_standalone_runs_report_it():
     with pytest.raises(KeyError):
         judge({"person": "a@b.example", "devices": []}, "devices.person.has_managed_device")
-    conn = DeviceOwnershipConnector("x", DeviceOwnersOptions())
+    conn = analyzer_run(DeviceOwnershipAnalyzer)("x", DeviceOwnersOptions())
     (cov,) = list(conn.collect(CollectContext(run_id="r")))
-    assert not cov.ok and "after the device and people connectors" in cov.error
+    assert not cov.ok and "runs after the sources whose stored evidence it reads" in cov.error

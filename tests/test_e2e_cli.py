@@ -22,7 +22,7 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.engine import make_url
 
-from connectors.aws.estate import seed_demo_estate
+from annexa_demo.aws.estate import seed_demo_estate
 from store.engine import make_engine
 from store.schema import evidence, findings
 

@@ -28,26 +28,25 @@ from collector.output import OutputFormat, render
 @app.command()
 def correlate(config: ConfigOpt = None, fmt: FormatOpt = OutputFormat.table) -> None:
     """Correlate people across the stored identity sources (okta, entra, workspace, github)."""
-    from collector.correlate import correlation_instance, identity_sources, run_correlation
+    from analyzers.identity import IdentityAnalyzer, chosen_sources
+    from collector.analysis import analyzer_instance, run_analyzer, source_instances
 
     with _cli_errors():
         settings = _settings(config)
         index = _index(settings)
-        instance = correlation_instance(settings)
+        instance = analyzer_instance(settings, IdentityAnalyzer.type)
         if instance is None:
             raise CliExit(EXIT_USAGE, "the identity connector is disabled in the config")
-        sources = identity_sources(settings)
-        if instance.options.sources:
-            sources = [s for s in sources if s.name in instance.options.sources]
+        sources, _ = chosen_sources(instance.options, source_instances(settings))
         if len(sources) < 2:
             raise CliExit(
                 EXIT_USAGE,
                 "identity correlation needs at least two enabled identity connectors "
-                f"(okta, entra, workspace, github); configured: "
-                f"{', '.join(s.name for s in sources) or 'none'}",
+                f"(okta, entra, workspace, github, hr, bamboohr…); configured: "
+                f"{', '.join(sorted(sources)) or 'none'}",
             )
         engine = _engine(settings, migrate=True)
-        summary = run_correlation(settings, engine, index, force=True)
+        summary = run_analyzer(IdentityAnalyzer.type, settings, engine, index, force=True)
         assert summary is not None  # two sources and forced: it always runs
         render(
             [

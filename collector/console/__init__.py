@@ -46,10 +46,10 @@ def build(
             )
 
     from collector.decisions import risk_policy
-    from core.connector import available_connectors
+    from collector.plugins import available_plugins
 
     by_type: dict[str, set[str]] = {}
-    for cls in available_connectors().values():
+    for cls in available_plugins().values():
         for spec in cls.checks():
             by_type.setdefault(spec.resource_type, set()).add(spec.id)
     console = Console(

@@ -59,15 +59,13 @@ def collect(
 ) -> Outcome:
     """Run ``lc`` once as run ``run_id`` for the daemon (see :func:`collect_run`).
 
-    The cross-source instances (``identity`` correlation, ``device_owners``) read the
-    store rather than an API: they get their snapshot of it here, as ``annexa collect``
-    gives it after the sources, or a scheduled one would only report that it was not
-    bound.
+    Analyzer instances (``identity`` correlation, ``device_owners``…) read the store
+    rather than an API: they get their view of it here, as ``annexa collect`` gives it
+    after the sources, or a scheduled one would only report that it was not bound.
     """
-    from collector.correlate import bind_correlation
-    from collector.devices import bind_ownership
+    from collector.analysis import bind
 
-    lc = bind_ownership(settings, bind_correlation(settings, lc, engine), engine)
+    lc = bind(settings, lc, engine)
     rlog = rlog or log.bind(run_id=run_id, connector=lc.name, scope=instance_scope(lc))
     return collect_run(
         settings,

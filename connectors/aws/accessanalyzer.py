@@ -7,7 +7,7 @@ kept but do not count: only ``ACCOUNT`` / ``ORGANIZATION`` analyzers report reso
 shared outside the zone of trust.
 
 moto has no Access Analyzer; tests and ``annexa demo`` use a local fake
-(:mod:`connectors.aws.fakes`).
+(:mod:`annexa_demo.aws.fakes`).
 """
 
 from __future__ import annotations

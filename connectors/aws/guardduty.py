@@ -4,7 +4,7 @@ Regional units (service ``guardduty``): ``ListDetectors``, then ``GetDetector`` 
 (partial), then ``ListMalwareProtectionPlans`` and ``GetMalwareProtectionPlan`` for each
 (partial, under ``MalwareProtectionPlans``), and per detector ``ListThreatIntelSets`` +
 ``GetThreatIntelSet`` (partial, under the detector's ``ThreatIntelSets``; moto lacks
-them, see :mod:`connectors.aws.fakes`). Resource type ``aws.guardduty.detectors``
+them, see :mod:`annexa_demo.aws.fakes`). Resource type ``aws.guardduty.detectors``
 (id = region): ``{"Detectors": [{"DetectorId", "Status", "Features", ...}],
 "MalwareProtectionPlans": [{"MalwareProtectionPlanId", "Status", "ProtectedResource"}]}``
 — an empty ``Detectors`` list means GuardDuty is off in the region. Malware Protection

@@ -39,6 +39,7 @@ from urllib.parse import quote
 from pydantic import Field
 
 from connectors.hr import checks
+from connectors.hr.accounts import hr_accounts
 from connectors.hr.model import SERVICE, HrPerson, record_type, text
 from connectors.http import (
     AuthHeaders,
@@ -187,6 +188,8 @@ class BambooHRConnector(Connector):
     type = "bamboohr"
     prefix = PREFIX
     Options: ClassVar[type[ConnectorOptions]] = BambooHROptions
+    #: Its employee records, for the identity analyzers (core/accounts.py).
+    accounts = hr_accounts(RECORD_TYPE)
 
     options: BambooHROptions
 

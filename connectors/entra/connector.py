@@ -34,6 +34,7 @@ from urllib.parse import urlsplit
 from pydantic import Field, field_validator, model_validator
 
 from connectors.entra import policies, roles, users
+from connectors.entra.accounts import ACCOUNTS
 from connectors.entra.auth import TokenCredential, bearer_auth, build_credential, token_value
 from connectors.http import HttpClient, HttpOptions, SourceError, check_url
 from connectors.kit import GLOBAL, PseudonymiseOptions, Pseudonymiser, SourceURL, run_unit
@@ -134,6 +135,8 @@ class EntraConnector(Connector):
     type = "entra"
     prefix = "entra"
     Options: ClassVar[type[ConnectorOptions]] = EntraOptions
+    #: Its accounts, for the identity analyzers (core/accounts.py).
+    accounts = ACCOUNTS
 
     options: EntraOptions
 

@@ -39,6 +39,7 @@ from typing import ClassVar
 from pydantic import Field, model_validator
 
 from connectors.github import alerts, org, repos
+from connectors.github.accounts import ACCOUNTS
 from connectors.http import (
     AuthHeaders,
     HttpClient,
@@ -100,6 +101,8 @@ class GitHubConnector(Connector):
     type = "github"
     prefix = "github"
     Options: ClassVar[type[ConnectorOptions]] = GitHubOptions
+    #: Its accounts, for the identity analyzers (core/accounts.py).
+    accounts = ACCOUNTS
 
     options: GitHubOptions
 

@@ -26,6 +26,7 @@ from urllib.parse import urlsplit
 from pydantic import Field, field_validator, model_validator
 
 from connectors.hr import checks
+from connectors.hr.accounts import hr_accounts
 from connectors.hr.csvsource import read_csv
 from connectors.hr.model import SERVICE, HrPerson, record_type
 from connectors.hr.scim import DEFAULT_ATTRIBUTES, read_users
@@ -104,6 +105,8 @@ class HrConnector(Connector):
     type = "hr"
     prefix = PREFIX
     Options: ClassVar[type[ConnectorOptions]] = HrOptions
+    #: Its employee records, for the identity analyzers (core/accounts.py).
+    accounts = hr_accounts(RECORD_TYPE)
 
     options: HrOptions
 

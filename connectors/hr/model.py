@@ -3,7 +3,7 @@
 BambooHR, a SCIM 2.0 endpoint and a CSV export all describe the same facts in different
 shapes; each reader turns its shape into an :class:`HrPerson`, whose payload is what the
 checks (:mod:`connectors.hr.checks`) judge and what the identity correlation
-(:mod:`collector.correlate`) and later device checks join on: ``employee_id`` and
+(:mod:`analyzers.identity`) and later device checks join on: ``employee_id`` and
 ``work_email`` identify the person, ``termination_date`` says when access and equipment
 were due back.
 

@@ -47,6 +47,7 @@ from connectors.http import (
 from connectors.kit import GLOBAL, PseudonymiseOptions, Pseudonymiser, SourceURL, run_unit
 from connectors.oauth import CachedToken, bearer, post_token_form, sign_jwt_rs256
 from connectors.okta import admins, apitokens, policies, users
+from connectors.okta.accounts import ACCOUNTS
 from core.connector import (
     CollectContext,
     Connector,
@@ -107,6 +108,8 @@ class OktaConnector(Connector):
     type = "okta"
     prefix = "okta"
     Options: ClassVar[type[ConnectorOptions]] = OktaOptions
+    #: Its accounts, for the identity analyzers (core/accounts.py).
+    accounts = ACCOUNTS
 
     options: OktaOptions
 

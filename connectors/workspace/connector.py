@@ -30,6 +30,7 @@ from pydantic import Field, field_validator
 from connectors.http import HttpClient, HttpOptions, SourceError, check_url
 from connectors.kit import GLOBAL, PseudonymiseOptions, run_unit
 from connectors.workspace import users
+from connectors.workspace.accounts import ACCOUNTS
 from connectors.workspace.auth import DelegatedCredentials, load_key
 from core.connector import (
     CollectContext,
@@ -82,6 +83,8 @@ class WorkspaceConnector(Connector):
     type = "workspace"
     prefix = "workspace"
     Options: ClassVar[type[ConnectorOptions]] = WorkspaceOptions
+    #: Its accounts, for the identity analyzers (core/accounts.py).
+    accounts = ACCOUNTS
 
     options: WorkspaceOptions
 

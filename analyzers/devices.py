@@ -5,17 +5,16 @@ A device-management source knows devices and an e-mail per device; identity prov
 (and, later, HR) know who is employed. Neither can tell alone that a leaver still has a
 laptop (A.5.11) or that a device belongs to nobody the organisation knows (A.5.9), so the
 join is judged here, after the sources' runs, from what they stored — exactly as the
-identity correlation (:mod:`collector.correlate`) does, and through the same machinery:
-an ordinary connector (entry point ``device_owners``) whose store snapshot is injected
-(:func:`run_device_ownership`), its own run, digest chain and checks.
+identity correlation (:mod:`analyzers.identity`) does, and through the same machinery:
+an analyzer (entry point ``device_owners`` in ``annexa.analyzers``) reading the store
+through :class:`core.analyzer.EvidenceView`, with its own run, digest chain and checks.
 
-People sources are declared in :data:`PEOPLE_KINDS`: each maps a connector type to the
-resource types holding its people and a function reducing one stored payload to a
-:class:`PersonFact` (join e-mails, employment state, since when). The identity sources
-reuse :func:`collector.correlate.account_from` (an account suspended / deprovisioned /
-deleted in the IdP is a leaver); the HR sources (``bamboohr``, ``hr``: ``work_email``,
-``termination_date``) are read by :func:`hr_person`, and an HR termination outranks an
-IdP account left enabled.
+People sources are the configured instances whose connector class declares an account
+hook (``accounts``, :class:`core.accounts.AccountSource`), reduced by :func:`person_fact`
+to a :class:`PersonFact` (join e-mails, employment state, since when): an identity
+provider's account suspended / deprovisioned / deleted is a leaver; an HR record's
+termination date (:func:`hr_person`) outranks an IdP account left enabled. Sources that
+are neither (GitHub: no e-mails) cannot join devices and are left out.
 
 One evidence per person (``devices.person.assets``), keyed by e-mail, listing the
 person's accounts and devices; devices without any user become their own record.
@@ -23,24 +22,22 @@ person's accounts and devices; devices without any user become their own record.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, ClassVar
 
 from pydantic import Field
-from sqlalchemy import Engine
 
-from collector.config import ConnectorConfig, LoadedConnector, Settings
-from collector.correlate import KINDS, IdentityKind, _stale_sources, account_from
+from analyzers.identity import IdentityKind, _stale_sources, account_from, identity_kinds
 from connectors.devices import email_of
 from connectors.kit import GLOBAL, require
+from core.accounts import Account
+from core.analyzer import Analyzer, EvidenceView
 from core.checks import REGISTRY, CheckSpec, Verdict, check, failed, not_applicable, passed
 from core.connector import CollectContext, Connector, ConnectorOptions
 from core.records import Coverage, Evidence, Record
 from core.times import days_since, full_time, parse_time
-from mappings.loader import MappingIndex
-from store.writer import RunSummary
 
 PERSON_TYPE = "devices.person.assets"
 SCOPE = "people"
@@ -59,55 +56,33 @@ class PersonFact:
     authoritative: bool = False
 
 
-@dataclass(frozen=True)
-class PeopleKind:
-    connector_type: str
-    resource_types: tuple[str, ...]
-    services: tuple[str, ...]
-    read: Callable[[str, str, str, Mapping[str, Any]], PersonFact]
-    idp: bool = True
+def person_fact(acc: Account) -> PersonFact:
+    """What an identity provider's account says about its person."""
+    state = {"active": "active", "offboarded": "leaver", "removed": "leaver"}.get(
+        acc.state, "pending"
+    )
+    return PersonFact(acc.emails, state, acc.since)
 
 
-def _identity_person(kind: str) -> Callable[[str, str, str, Mapping[str, Any]], PersonFact]:
-    def read(source: str, rtype: str, rid: str, payload: Mapping[str, Any]) -> PersonFact:
-        acc = account_from(source, kind, rtype, rid, payload)
-        state = {"active": "active", "offboarded": "leaver", "removed": "leaver"}.get(
-            acc.state, "pending"
-        )
-        return PersonFact(acc.emails, state, acc.since)
-
-    return read
-
-
-def hr_person(source: str, rtype: str, rid: str, payload: Mapping[str, Any]) -> PersonFact:
-    """An HR record (``connectors/hr/model.py``: ``work_email``, ``termination_date``,
-    ``terminated``): a leaver once the termination date has passed (a future date is
+def hr_person(acc: Account) -> PersonFact:
+    """An HR record: a leaver once the termination date has passed (a future date is
     still an employee who has a laptop to return later), or terminated without a date."""
-    email = email_of(payload.get("work_email"))
-    ended = payload.get("termination_date")
-    if ended:
-        left = parse_time(ended) <= datetime.now(UTC)
-    else:
-        left = payload.get("terminated") is True
+    email = email_of(acc.login)
+    ended = acc.termination_date
+    left = parse_time(ended) <= datetime.now(UTC) if ended else acc.state == "offboarded"
     state = "leaver" if left else "active"
     return PersonFact((email,) if email else (), state, full_time(ended), authoritative=True)
 
 
-#: People sources by connector type (GitHub has no e-mails, so it cannot join devices):
-#: the identity providers, whose suspended / deprovisioned / deleted accounts are
-#: leavers, and the HR sources (bamboohr, hr), whose termination dates are authoritative.
-PEOPLE_KINDS: dict[str, PeopleKind] = {
-    **{
-        t: PeopleKind(t, k.resource_types, k.services, _identity_person(t))
-        for t, k in KINDS.items()
-        if k.idp
-    },
-    **{
-        t: PeopleKind(t, k.resource_types, k.services, hr_person, idp=False)
-        for t, k in KINDS.items()
-        if k.hr
-    },
-}
+def people_kinds(instances: Mapping[str, type[Connector]]) -> dict[str, IdentityKind]:
+    """The people sources among ``instances``: identity providers and HR sources."""
+    return {n: k for n, k in identity_kinds(instances).items() if k.idp or k.hr}
+
+
+def _fact(kind: IdentityKind, source: str, row: Mapping[str, Any]) -> PersonFact:
+    acc = account_from(kind, source, row["resource_type"], row["resource_id"], row["payload"])
+    return hr_person(acc) if kind.hr else person_fact(acc)
+
 
 #: Device sources: connector type → (resource types, unit).
 DEVICE_KINDS: dict[str, IdentityKind] = {
@@ -286,7 +261,7 @@ def leaver_devices_returned(payload: Mapping[str, Any], params: Mapping[str, Any
     return failed(f"leaver {who}{left} still has {_devices_text(devices)} enrolled")
 
 
-# --------------------------------------------------------------------------- the connector
+# --------------------------------------------------------------------------- the analyzer
 
 
 class DeviceOwnersOptions(ConnectorOptions):
@@ -301,148 +276,68 @@ class DeviceOwnersOptions(ConnectorOptions):
     )
 
 
-@dataclass
-class Snapshot:
-    engine: Engine
-    people: dict[str, str]  # instance name → connector type
-    devices: dict[str, str]
-    missing: list[str] = field(default_factory=list)
+def chosen_sources(
+    options: DeviceOwnersOptions, instances: Mapping[str, type[Connector]]
+) -> tuple[dict[str, IdentityKind], dict[str, IdentityKind], list[str]]:
+    """(people sources, device sources, names in the options that are neither)."""
+    people = people_kinds(instances)
+    devices = {n: DEVICE_KINDS[c.type] for n, c in instances.items() if c.type in DEVICE_KINDS}
+    missing = [
+        n for n in [*options.people, *options.devices] if n not in people and n not in devices
+    ]
+    if options.people:
+        people = {n: k for n, k in people.items() if n in options.people}
+    if options.devices:
+        devices = {n: k for n, k in devices.items() if n in options.devices}
+    return people, devices, missing
 
 
-class DeviceOwnershipConnector(Connector):
+class DeviceOwnershipAnalyzer(Analyzer):
     """Joins stored devices with stored people (see the module docstring)."""
 
     type = "device_owners"
     prefix = "devices"
+    scope = SCOPE
+    default_name = DEFAULT_NAME
+    order = 20
     Options: ClassVar[type[ConnectorOptions]] = DeviceOwnersOptions
 
-    def __init__(
-        self, name: str, options: ConnectorOptions, snapshot: Snapshot | None = None
-    ) -> None:
-        super().__init__(name, options)
-        self._snapshot = snapshot
+    options: DeviceOwnersOptions
 
     @classmethod
     def checks(cls) -> list[CheckSpec]:
         return [s for s in REGISTRY if s.id.startswith("devices.")]
 
-    def collect(self, ctx: CollectContext) -> Iterator[Record]:
-        snap = self._snapshot
-        if snap is None:
-            yield Coverage(
-                SCOPE, GLOBAL, "*", ok=False,
-                error="device ownership runs after the device and people connectors "
-                "(annexa collect), not on its own",
-            )  # fmt: skip
-            return
-        yield from self._collect(snap, ctx)
-
-    def _collect(self, snap: Snapshot, ctx: CollectContext) -> Iterator[Record]:
-        from store.identities import current_identities, latest_unit_states, removed_identities
-
-        problems = [f"{n}: no such people or device connector is configured" for n in snap.missing]
+    def analyze(self, view: EvidenceView, ctx: CollectContext) -> Iterator[Record]:
+        people_src, device_src, missing = chosen_sources(self.options, view.instances)
+        problems = [f"{n}: no such people or device connector is configured" for n in missing]
         people: list[tuple[str, str, PersonFact]] = []
         devices: list[tuple[str, str, Mapping[str, Any]]] = []
-        with snap.engine.connect() as conn:
-            for name, t in sorted(snap.people.items()):
-                kind = PEOPLE_KINDS[t]
-                for row in current_identities(conn, kind.resource_types, [name]):
-                    if row["payload"] is not None:
-                        fact = kind.read(
-                            name, row["resource_type"], row["resource_id"], row["payload"]
-                        )
-                        people.append((name, row["resource_id"], fact))
-                if kind.idp:
-                    for row in removed_identities(conn, kind.resource_types, [name]):
-                        fact = kind.read(
-                            name, row["resource_type"], row["resource_id"], row["payload"]
-                        )
-                        since = fact.since or full_time(row["removed_at"])
-                        people.append(
-                            (name, row["resource_id"], PersonFact(fact.emails, "leaver", since))
-                        )
-            for name, t in sorted(snap.devices.items()):
-                for row in current_identities(conn, DEVICE_KINDS[t].resource_types, [name]):
-                    if row["payload"] is not None:
-                        devices.append((name, row["resource_id"], row["payload"]))
-            kinds: dict[str, IdentityKind] = {n: DEVICE_KINDS[t] for n, t in snap.devices.items()}
-            for n, t in snap.people.items():
-                pk = PEOPLE_KINDS[t]
-                kinds[n] = IdentityKind(t, pk.resource_types, pk.services, pk.idp)
-            services = {s for k in kinds.values() for s in k.services} | {"*"}
-            states = latest_unit_states(conn, list(kinds), services)
-        problems += _stale_sources(kinds, states)
+        for name, kind in sorted(people_src.items()):
+            for row in view.current(kind.resource_types, [name]):
+                if row["payload"] is not None:
+                    people.append((name, row["resource_id"], _fact(kind, name, row)))
+            if kind.idp:
+                for row in view.removed(kind.resource_types, [name]):
+                    fact = _fact(kind, name, row)
+                    since = fact.since or full_time(row["removed_at"])
+                    people.append(
+                        (name, row["resource_id"], PersonFact(fact.emails, "leaver", since))
+                    )
+        for name, kind in sorted(device_src.items()):
+            for row in view.current(kind.resource_types, [name]):
+                if row["payload"] is not None:
+                    devices.append((name, row["resource_id"], row["payload"]))
+        kinds = {**device_src, **people_src}
+        services = {s for k in kinds.values() for s in k.services} | {"*"}
+        problems += _stale_sources(kinds, view.unit_states(list(kinds), services))
         for pid, payload in join(people, devices):
             if ctx.cancelled():
                 return
             yield Evidence(SCOPE, GLOBAL, PERSON_TYPE, pid, payload)
         yield Coverage(SCOPE, GLOBAL, SERVICE, ok=not problems, error="; ".join(problems) or None)
 
-
-# --------------------------------------------------------------------------- collector step
-
-
-class _Bound(LoadedConnector):
-    def __init__(self, base: LoadedConnector, snapshot: Snapshot) -> None:
-        super().__init__(base.cfg, base.cls, base.options)
-        self.snapshot = snapshot
-
-    def build(self) -> Connector:
-        return DeviceOwnershipConnector(self.cfg.name, self.options, snapshot=self.snapshot)
-
-
-def ownership_instance(settings: Settings) -> LoadedConnector | None:
-    for c in settings.connectors:
-        if c.cfg.type == DeviceOwnershipConnector.type:
-            return c if c.cfg.enabled else None
-    cfg = ConnectorConfig(type=DeviceOwnershipConnector.type, name=DEFAULT_NAME)
-    return LoadedConnector(cfg, DeviceOwnershipConnector, DeviceOwnersOptions())
-
-
-def bind_ownership(settings: Settings, lc: LoadedConnector, engine: Engine) -> LoadedConnector:
-    """``lc`` ready to run: a ``device_owners`` instance gets its store snapshot
-    injected (for schedulers that run each configured instance themselves, e.g. the
-    daemon); any other instance is returned unchanged."""
-    if lc.cfg.type != DeviceOwnershipConnector.type:
-        return lc
-    return _Bound(lc, _snapshot(settings, lc, engine))
-
-
-def without_ownership(chosen: Iterable[LoadedConnector]) -> list[LoadedConnector]:
-    return [c for c in chosen if c.cfg.type != DeviceOwnershipConnector.type]
-
-
-def _snapshot(settings: Settings, lc: LoadedConnector, engine: Engine) -> Snapshot:
-    opts: DeviceOwnersOptions = lc.options
-    enabled = [c for c in settings.connectors if c.cfg.enabled]
-    people = {c.name: c.cfg.type for c in enabled if c.cfg.type in PEOPLE_KINDS}
-    devices = {c.name: c.cfg.type for c in enabled if c.cfg.type in DEVICE_KINDS}
-    missing = [n for n in [*opts.people, *opts.devices] if n not in people and n not in devices]
-    if opts.people:
-        people = {n: t for n, t in people.items() if n in opts.people}
-    if opts.devices:
-        devices = {n: t for n, t in devices.items() if n in opts.devices}
-    return Snapshot(engine=engine, people=people, devices=devices, missing=missing)
-
-
-def run_device_ownership(
-    settings: Settings,
-    engine: Engine,
-    index: MappingIndex,
-    chosen: Iterable[LoadedConnector] | None = None,
-) -> RunSummary | None:
-    """Run the join as its own run when a device source and a people source are
-    configured and this invocation collected one of them (None: nothing to do)."""
-    from collector.runner import run_connector
-
-    lc = ownership_instance(settings)
-    if lc is None:
-        return None
-    snap = _snapshot(settings, lc, engine)
-    if not snap.people or not snap.devices:
-        return None
-    if chosen is not None:
-        names = {c.name for c in chosen}
-        if lc.name not in names and not names & (set(snap.people) | set(snap.devices)):
-            return None
-    return run_connector(settings, _Bound(lc, snap), engine, index)
+    def inputs(self, instances: Mapping[str, type[Connector]]) -> set[str]:
+        """The people and device sources: none unless there is one of each."""
+        people, devices, _ = chosen_sources(self.options, instances)
+        return set(people) | set(devices) if people and devices else set()

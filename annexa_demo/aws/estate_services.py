@@ -3,9 +3,9 @@ Inspector and ECR scan findings, GuardDuty malware protection, Macie, DNS Firewa
 Config conformance packs, Backup restore testing, Aurora clusters, CloudFront, WAF,
 budgets and AWS Organizations governance.
 
-Called by :mod:`connectors.aws.estate` with its ``_Plan`` (``p``: ``p.estate.client()``,
+Called by :mod:`annexa_demo.aws.estate` with its ``_Plan`` (``p``: ``p.estate.client()``,
 ``p.bad(check, *ids)``, ``p.account_id``). Operations moto lacks go to the local fake
-(:mod:`connectors.aws.fakes`) through the standard per-service endpoint variables;
+(:mod:`annexa_demo.aws.fakes`) through the standard per-service endpoint variables;
 Inspector findings and ECR scan results are queued through moto's own API
 (``/moto-api/static/…``), which moto answers from then on.
 """

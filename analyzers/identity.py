@@ -6,22 +6,19 @@ enabled in Google Workspace, is the offboarding failure auditors look for under 
 can see it, so it is judged here, **after** the identity connectors' runs, from what
 they stored.
 
-Design (why it lives in the collector):
+Design:
 
-* Connectors never touch the database, and the correlation's input *is* the database:
-  the current evidence of the identity resource types of every configured identity
-  source (``store.identities``), including items deleted in the source (tombstoned by
-  a clean read → state ``removed``).
-* It is still a connector in every other respect, so nothing downstream is special:
-  :class:`IdentityCorrelationConnector` (entry point ``identity``) declares its checks
-  with ``@check`` (``annexa checks`` lists them, mappings validate against them), takes
-  validated options from an optional ``[[connectors]] type = "identity"`` table, and
-  its records go through the ordinary run engine (:func:`collector.runner.run_connector`)
-  as its own run with its own digest chain (source ``identity-correlation`` by default).
-  The store handle is *injected* by :func:`run_correlation` when it builds the
-  instance — never put in the config — so a connector instance created any other way
-  (e.g. scheduled on its own) has no snapshot and reports its unit as an error instead
-  of judging nothing.
+* It is an analyzer (core/analyzer.py, entry point ``identity`` in the group
+  ``annexa.analyzers``): its input is the store — the current evidence of the account
+  resource types of every configured identity source, including items deleted in the
+  source (tombstoned by a clean read → state ``removed``) — read through the read-only
+  :class:`core.analyzer.EvidenceView` the collector hands it (``collector/analysis.py``).
+  Its records go through the ordinary run engine as its own run with its own digest
+  chain (source ``identity-correlation`` by default), configured by an optional
+  ``[[connectors]] type = "identity"`` table.
+* It knows no source: each identity or HR connector class declares its account hook
+  (``accounts``, :class:`core.accounts.AccountSource`) and the analyzer reads every
+  configured instance whose class has one. A new identity source touches no file here.
 * Its one unit, ``people/global/person``, is ``ok`` only when every input source's
   identity units were read cleanly in their latest run: then people no longer
   correlated are closed; otherwise the findings are computed on the latest known data,
@@ -45,17 +42,17 @@ from __future__ import annotations
 
 import tomllib
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from pathlib import Path
 from typing import Any, ClassVar
 
 from pydantic import Field, model_validator
-from sqlalchemy import Engine
 
-from collector.config import ConnectorConfig, LoadedConnector, Settings
 from connectors.kit import GLOBAL, EvidenceMissing, Pseudonymiser, require
+from core.accounts import Account, AccountReader, AccountRef
+from core.analyzer import Analyzer, EvidenceView
 from core.checks import (
     REGISTRY,
     CheckSpec,
@@ -71,11 +68,10 @@ from core.connector import (
     ConnectorOptions,
     SecretRef,
     SecretUnavailableError,
+    available_connectors,
 )
 from core.records import Coverage, Evidence, Record
 from core.times import days_since, full_time, parse_time
-from mappings.loader import MappingIndex
-from store.writer import RunSummary
 
 PERSON_TYPE = "identity.person.link"
 SCOPE = "people"
@@ -88,157 +84,41 @@ DEFAULT_NAME = "identity-correlation"
 
 @dataclass(frozen=True)
 class IdentityKind:
-    """How one connector type's identity evidence is read."""
+    """How one connector type's identity evidence is read (from its account hook)."""
 
     connector_type: str
     resource_types: tuple[str, ...]
     services: tuple[str, ...]  # the units that read them
     idp: bool  # an identity provider (its "disabled" ends employment-level access)
     hr: bool = False  # a source of people (employment dates), not of access
+    read: AccountReader | None = None
 
 
-KINDS: dict[str, IdentityKind] = {
-    "okta": IdentityKind("okta", ("okta.user.account",), ("user",), True),
-    "entra": IdentityKind("entra", ("entra.user.account",), ("user",), True),
-    "workspace": IdentityKind("workspace", ("workspace.user.account",), ("user",), True),
-    "github": IdentityKind(
-        "github",
-        ("github.member.account", "github.collaborator.outside"),
-        ("member", "collaborator"),
-        False,
-    ),
-    "bamboohr": IdentityKind("bamboohr", ("bamboohr.employee.record",), ("employee",), False, True),
-    "hr": IdentityKind("hr", ("hr.employee.record",), ("employee",), False, True),
-}
-
-_OKTA_ACTIVE = frozenset({"ACTIVE", "RECOVERY", "LOCKED_OUT", "PASSWORD_EXPIRED"})
-_OKTA_OFFBOARDED = frozenset({"DEPROVISIONED", "SUSPENDED"})
+def kind_of(cls: type[Connector]) -> IdentityKind | None:
+    """The identity kind a connector class declares (``accounts``), or None."""
+    src = getattr(cls, "accounts", None)
+    if src is None:
+        return None
+    return IdentityKind(cls.type, src.resource_types, src.services, src.idp, src.hr, src.read)
 
 
-@dataclass(slots=True)
-class Account:
-    """One account of one source, reduced to what matching and the checks need."""
-
-    source: str
-    kind: str
-    resource_type: str
-    id: str
-    login: str | None
-    state: str  # active | offboarded | removed | pending
-    status: str
-    since: str | None
-    idp: bool
-    emails: tuple[str, ...] = ()
-    active_from: str | None = None  # first moment the account could be used, if known
-    hr: bool = False
-    hire_date: str | None = None
-    termination_date: str | None = None
-
-    def as_payload(self) -> dict[str, Any]:
-        out: dict[str, Any] = {
-            "source": self.source,
-            "kind": self.kind,
-            "type": self.resource_type,
-            "id": self.id,
-            "login": self.login,
-            "state": self.state,
-            "status": self.status,
-            "since": self.since,
-            "idp": self.idp,
-        }
-        if self.active_from is not None:
-            out["active_from"] = self.active_from
-        if self.hr:
-            out["hr"] = True
-            out["hire_date"] = self.hire_date
-            out["termination_date"] = self.termination_date
-        return out
+def identity_kinds(instances: Mapping[str, type[Connector]]) -> dict[str, IdentityKind]:
+    """Instance name → kind, for every instance whose class has an account hook."""
+    return {n: k for n, cls in instances.items() if (k := kind_of(cls)) is not None}
 
 
-def _emails(*values: Any) -> tuple[str, ...]:
-    """Match keys: e-mail-like values (or pseudonyms of them), trimmed and lower-cased."""
-    out = []
-    for v in values:
-        if isinstance(v, str) and ("@" in v or v.startswith(Pseudonymiser.PREFIX)):
-            out.append(v.strip().lower())
-    return tuple(sorted(set(out)))
+def installed_identity_types() -> list[str]:
+    """Connector types installed with an account hook (the keys of the identity map)."""
+    return sorted(t for t, cls in available_connectors().items() if kind_of(cls) is not None)
 
 
 def account_from(
-    source: str, kind: str, resource_type: str, resource_id: str, payload: Mapping[str, Any]
+    kind: IdentityKind, source: str, resource_type: str, resource_id: str,
+    payload: Mapping[str, Any],
 ) -> Account:
-    """An :class:`Account` from one stored identity payload (see each connector's users)."""
-    p = payload
-    base = {"source": source, "kind": kind, "resource_type": resource_type, "id": resource_id}
-    if kind in ("bamboohr", "hr"):
-        left = bool(p.get("terminated"))
-        end = p.get("termination_date")
-        return Account(
-            **base,
-            login=p.get("work_email"),
-            state="offboarded" if left else "active",
-            status=str(p.get("employment_status") or ("terminated" if left else "employed")),
-            since=end if left else None,
-            idp=False,
-            emails=_emails(p.get("work_email")),
-            hr=True,
-            hire_date=p.get("hire_date"),
-            termination_date=end,
-        )
-    if kind == "okta":
-        status = str(p.get("status"))
-        if status in _OKTA_ACTIVE:
-            state = "active"
-        elif status in _OKTA_OFFBOARDED:
-            state = "offboarded"
-        else:
-            state = "pending"
-        return Account(
-            **base,
-            login=p.get("login") or p.get("email"),
-            state=state,
-            status=status,
-            since=full_time(p.get("status_changed")) if state == "offboarded" else None,
-            idp=True,
-            emails=_emails(p.get("login"), p.get("email")),
-            # Staged accounts are not usable; activation is when sign-in became possible.
-            active_from=full_time(p.get("activated"))
-            if p.get("activated")
-            else (full_time(p.get("created")) if state != "pending" else None),
-        )
-    if kind == "entra":
-        enabled = p.get("account_enabled")
-        return Account(
-            **base,
-            login=p.get("mail") or p.get("user_principal_name"),
-            state="active" if enabled is True else "offboarded" if enabled is False else "pending",
-            status="enabled" if enabled else "disabled",
-            since=None,  # Graph has no "disabled since"
-            idp=True,
-            emails=_emails(p.get("mail"), p.get("user_principal_name")),
-            active_from=full_time(p.get("created")),
-        )
-    if kind == "workspace":
-        off = next((f for f in ("suspended", "archived") if p.get(f)), None)
-        return Account(
-            **base,
-            login=p.get("primary_email"),
-            state="offboarded" if off else "active",
-            status=off or "active",
-            since=None,
-            idp=True,
-            emails=_emails(p.get("primary_email")),
-            active_from=full_time(p.get("created")),
-        )
-    outside = resource_type.endswith(".outside")
-    return Account(
-        **base,
-        login=p.get("login") or resource_id,
-        state="active",
-        status="outside collaborator" if outside else str(p.get("role") or "member"),
-        since=None,
-        idp=False,
-    )
+    """An :class:`Account` from one stored identity payload, by the source's own hook."""
+    assert kind.read is not None
+    return kind.read(AccountRef(source, kind.connector_type, resource_type, resource_id), payload)
 
 
 # --------------------------------------------------------------------------- identity map
@@ -251,7 +131,7 @@ class IdentityMapError(ValueError):
         super().__init__(f"{file}: {entry}: {reason}")
 
 
-_MAP_KEYS = ("id", "emails", "note", *KINDS)
+_MAP_FIELDS = ("id", "emails", "note")
 
 
 @dataclass
@@ -261,9 +141,12 @@ class Person:
     accounts: dict[str, tuple[str, ...]] = field(default_factory=dict)
 
 
-def load_identity_map(path: Path) -> list[Person]:
+def load_identity_map(path: Path, kinds: Iterable[str] | None = None) -> list[Person]:
     """``[[person]]`` tables: ``id`` (unique), ``emails``, and per source type (``okta``,
-    ``entra``, ``workspace``, ``github``) the account ids, logins or e-mails."""
+    ``entra``, ``workspace``, ``github``… ``kinds``: by default every installed connector
+    type with an account hook) the account ids, logins or e-mails."""
+    kinds = tuple(installed_identity_types() if kinds is None else kinds)
+    allowed_keys = (*_MAP_FIELDS, *kinds)
     shown = str(path)
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
@@ -286,10 +169,10 @@ def load_identity_map(path: Path) -> list[Person]:
         entry = f"person[{i}]"
         if not isinstance(item, dict):
             raise IdentityMapError(shown, entry, "must be a table")
-        unknown = sorted(set(item) - set(_MAP_KEYS))
+        unknown = sorted(set(item) - set(allowed_keys))
         if unknown:
             raise IdentityMapError(
-                shown, entry, f"unknown key {unknown[0]!r} (allowed: {', '.join(_MAP_KEYS)})"
+                shown, entry, f"unknown key {unknown[0]!r} (allowed: {', '.join(allowed_keys)})"
             )
         pid = item.get("id")
         if not isinstance(pid, str) or not pid.strip():
@@ -300,7 +183,7 @@ def load_identity_map(path: Path) -> list[Person]:
             )
         seen_ids[pid] = i
         values: dict[str, tuple[str, ...]] = {}
-        for key in ("emails", *KINDS):
+        for key in ("emails", *kinds):
             raw = item.get(key, [])
             raw = [raw] if isinstance(raw, str) else raw
             if not isinstance(raw, list) or not all(isinstance(v, str) and v for v in raw):
@@ -308,7 +191,7 @@ def load_identity_map(path: Path) -> list[Person]:
                     shown, f"{entry}.{key}", "must be a string or a list of strings"
                 )
             values[key] = tuple(v.strip().lower() for v in raw)
-        for key in KINDS:
+        for key in kinds:
             for v in values[key]:
                 prev = owner.setdefault((key, v), pid)
                 if prev != pid:
@@ -317,7 +200,7 @@ def load_identity_map(path: Path) -> list[Person]:
                     )
         if not any(values.values()):
             raise IdentityMapError(shown, entry, f"person {pid!r} names no e-mail and no account")
-        out.append(Person(pid, values["emails"], {k: values[k] for k in KINDS if values[k]}))
+        out.append(Person(pid, values["emails"], {k: values[k] for k in kinds if values[k]}))
     return out
 
 
@@ -627,7 +510,7 @@ def no_access_before_hire(payload: Mapping[str, Any], params: Mapping[str, Any])
     return passed(f"{who}: hired on {hire}; {len(judged)} account(s) usable only from then on")
 
 
-# --------------------------------------------------------------------------- the connector
+# --------------------------------------------------------------------------- the analyzer
 
 
 class IdentityOptions(ConnectorOptions):
@@ -655,99 +538,79 @@ class IdentityOptions(ConnectorOptions):
         return self
 
 
-@dataclass
-class Snapshot:
-    """What the correlation reads: injected by :func:`run_correlation` (never config)."""
+def chosen_sources(
+    options: IdentityOptions, instances: Mapping[str, type[Connector]]
+) -> tuple[dict[str, IdentityKind], list[str]]:
+    """(the identity instances to correlate, names in ``sources`` that are none)."""
+    kinds = identity_kinds(instances)
+    missing = [n for n in options.sources if n not in kinds]
+    if options.sources:
+        kinds = {n: k for n, k in kinds.items() if n in options.sources}
+    return kinds, missing
 
-    engine: Engine
-    sources: dict[str, str]  # instance name → connector type
-    base_dir: Path
-    emit_unlinked: bool = True
-    missing: list[str] = field(default_factory=list)  # named in options, not configured
 
-
-class IdentityCorrelationConnector(Connector):
+class IdentityAnalyzer(Analyzer):
     """Correlates the stored identity evidence of the configured identity sources."""
 
     type = "identity"
     prefix = "identity"
+    scope = SCOPE
+    default_name = DEFAULT_NAME
+    order = 10
     Options: ClassVar[type[ConnectorOptions]] = IdentityOptions
 
     options: IdentityOptions
-
-    def __init__(
-        self, name: str, options: ConnectorOptions, snapshot: Snapshot | None = None
-    ) -> None:
-        super().__init__(name, options)
-        self._snapshot = snapshot
 
     @classmethod
     def checks(cls) -> list[CheckSpec]:
         return [s for s in REGISTRY if s.id.startswith("identity.")]
 
-    def collect(self, ctx: CollectContext) -> Iterator[Record]:
-        snap = self._snapshot
-        if snap is None:
-            yield Coverage(
-                SCOPE,
-                GLOBAL,
-                "*",
-                ok=False,
-                error="identity correlation runs after the identity connectors "
-                "(annexa collect, annexa correlate), not on its own",
-            )
-            return
+    def analyze(self, view: EvidenceView, ctx: CollectContext) -> Iterator[Record]:
         try:
-            yield from self._collect(snap, ctx)
+            yield from self._analyze(view, ctx)
         except (IdentityMapError, SecretUnavailableError) as exc:
             yield Coverage(SCOPE, GLOBAL, SERVICE, ok=False, error=str(exc))
 
-    def _collect(self, snap: Snapshot, ctx: CollectContext) -> Iterator[Record]:
-        from store.identities import current_identities, latest_unit_states, removed_identities
-
+    def _analyze(self, view: EvidenceView, ctx: CollectContext) -> Iterator[Record]:
         opts = self.options
         pseudo = Pseudonymiser(opts.pseudonymise_key.get() if opts.pseudonymise_key else None)
+        kinds, missing = chosen_sources(opts, view.instances)
         people: list[Person] = []
         if opts.identity_map:
             path = Path(opts.identity_map)
-            people = load_identity_map(path if path.is_absolute() else snap.base_dir / path)
-        kinds = {name: KINDS[t] for name, t in snap.sources.items()}
-        types_of: dict[str, str] = {
-            rt: k.connector_type for k in kinds.values() for rt in k.resource_types
-        }
+            map_kinds = {*installed_identity_types(), *(k.connector_type for k in kinds.values())}
+            people = load_identity_map(
+                path if path.is_absolute() else view.base_dir / path, sorted(map_kinds)
+            )
+        kind_of_type = {rt: k for k in kinds.values() for rt in k.resource_types}
         accounts: list[Account] = []
-        problems = [f"{n}: no such identity connector is configured" for n in snap.missing]
-        with snap.engine.connect() as conn:
-            for name, kind in sorted(kinds.items()):
-                for row in current_identities(conn, kind.resource_types, [name]):
-                    if row["payload"] is None:
-                        continue
-                    accounts.append(
-                        account_from(
-                            name,
-                            kind.connector_type,
-                            row["resource_type"],
-                            row["resource_id"],
-                            row["payload"],
-                        )
+        problems = [f"{n}: no such identity connector is configured" for n in missing]
+        for name, kind in sorted(kinds.items()):
+            for row in view.current(kind.resource_types, [name]):
+                if row["payload"] is None:
+                    continue
+                accounts.append(
+                    account_from(
+                        kind, name, row["resource_type"], row["resource_id"], row["payload"]
                     )
-            idp_sources = [n for n, k in kinds.items() if k.idp]
-            idp_types = [rt for n in idp_sources for rt in kinds[n].resource_types]
-            for row in removed_identities(conn, idp_types, idp_sources):
-                acc = account_from(
-                    row["source"],
-                    types_of[row["resource_type"]],
-                    row["resource_type"],
-                    row["resource_id"],
-                    row["payload"],
                 )
-                # Offboarded before it was deleted: the offboarding date is what counts.
-                if not (acc.state == "offboarded" and acc.since):
-                    acc.since = full_time(row["removed_at"])
-                acc.state, acc.status = "removed", "deleted"
-                accounts.append(acc)
-            services = {s for k in kinds.values() for s in k.services} | {"*"}
-            states = latest_unit_states(conn, list(kinds), services)
+        idp_sources = [n for n, k in kinds.items() if k.idp]
+        idp_types = [rt for n in idp_sources for rt in kinds[n].resource_types]
+        for row in view.removed(idp_types, idp_sources):
+            acc = account_from(
+                kind_of_type[row["resource_type"]],
+                row["source"],
+                row["resource_type"],
+                row["resource_id"],
+                row["payload"],
+            )
+            # Offboarded before it was deleted: the offboarding date is what counts.
+            if not (acc.state == "offboarded" and acc.since):
+                acc.since = full_time(row["removed_at"])
+            acc.state, acc.status = "removed", "deleted"
+            accounts.append(acc)
+        services = {s for k in kinds.values() for s in k.services} | {"*"}
+        states = view.unit_states(list(kinds), services)
         problems += _stale_sources(kinds, states)
         if ctx.cancelled():
             return
@@ -757,7 +620,7 @@ class IdentityCorrelationConnector(Connector):
             match_by_email=opts.match_by_email,
             pseudo=pseudo,
             pseudonymise_ids=opts.pseudonymise,
-            emit_unlinked=snap.emit_unlinked,
+            emit_unlinked="identity.person.account_linked_to_idp" in self.enabled_checks,
         ):
             yield Evidence(SCOPE, GLOBAL, PERSON_TYPE, pid, payload)
             if ctx.cancelled():
@@ -766,6 +629,11 @@ class IdentityCorrelationConnector(Connector):
             yield Coverage(SCOPE, GLOBAL, SERVICE, ok=False, error="; ".join(problems))
         else:
             yield Coverage(SCOPE, GLOBAL, SERVICE, ok=True)
+
+    def inputs(self, instances: Mapping[str, type[Connector]]) -> set[str]:
+        """The identity sources to correlate: none unless there are two or more."""
+        kinds, _ = chosen_sources(self.options, instances)
+        return set(kinds) if len(kinds) >= 2 else set()
 
 
 def _stale_sources(kinds: Mapping[str, IdentityKind], states: Iterable[Any]) -> list[str]:
@@ -793,93 +661,3 @@ def _stale_sources(kinds: Mapping[str, IdentityKind], states: Iterable[Any]) -> 
             elif auth is not None and not auth.ok and auth.finished_at > s.finished_at:
                 problems.append(f"{name}: its latest run could not authenticate ({auth.error})")
     return problems
-
-
-# --------------------------------------------------------------------------- collector step
-
-
-class _Bound(LoadedConnector):
-    """A loaded ``identity`` instance whose build() injects the store snapshot."""
-
-    def __init__(self, base: LoadedConnector, snapshot: Snapshot) -> None:
-        super().__init__(base.cfg, base.cls, base.options)
-        self.snapshot = snapshot
-
-    def build(self) -> Connector:
-        return IdentityCorrelationConnector(self.cfg.name, self.options, snapshot=self.snapshot)
-
-
-def identity_sources(settings: Settings) -> list[LoadedConnector]:
-    """Enabled connector instances whose evidence the correlation understands."""
-    return [c for c in settings.connectors if c.cfg.enabled and c.cfg.type in KINDS]
-
-
-def correlation_instance(settings: Settings) -> LoadedConnector | None:
-    """The configured ``identity`` instance (None when it is disabled), or the default."""
-    for c in settings.connectors:
-        if c.cfg.type == IdentityCorrelationConnector.type:
-            return c if c.cfg.enabled else None
-    cfg = ConnectorConfig(type=IdentityCorrelationConnector.type, name=DEFAULT_NAME)
-    return LoadedConnector(cfg, IdentityCorrelationConnector, IdentityOptions())
-
-
-def without_correlation(chosen: Iterable[LoadedConnector]) -> list[LoadedConnector]:
-    """``chosen`` minus the ``identity`` instance, which runs after the others."""
-    return [c for c in chosen if c.cfg.type != IdentityCorrelationConnector.type]
-
-
-def bind_correlation(settings: Settings, lc: LoadedConnector, engine: Engine) -> LoadedConnector:
-    """``lc`` ready to run: an ``identity`` instance gets its store snapshot injected
-    (for schedulers that run each configured instance themselves, e.g. the daemon);
-    any other instance is returned unchanged."""
-    if lc.cfg.type != IdentityCorrelationConnector.type:
-        return lc
-    return _Bound(lc, _snapshot(settings, lc, engine))
-
-
-def _snapshot(settings: Settings, lc: LoadedConnector, engine: Engine) -> Snapshot:
-    opts: IdentityOptions = lc.options
-    configured = identity_sources(settings)
-    sources = [s for s in configured if not opts.sources or s.name in opts.sources]
-    names = {s.name for s in configured}
-    return Snapshot(
-        engine=engine,
-        sources={s.name: s.cfg.type for s in sources},
-        base_dir=settings.path.parent if settings.path else Path.cwd(),
-        emit_unlinked="identity.person.account_linked_to_idp" in lc.enabled_checks,
-        missing=[n for n in opts.sources if n not in names],
-    )
-
-
-def run_correlation(
-    settings: Settings,
-    engine: Engine,
-    index: MappingIndex,
-    chosen: Iterable[LoadedConnector] | None = None,
-    *,
-    progress: Callable[[str, int], None] | None = None,
-    force: bool = False,
-) -> RunSummary | None:
-    """Run the correlation as its own run, or return None when there is nothing to do.
-
-    It runs when at least two identity sources are configured (after ``sources``
-    filtering) and — unless ``force`` — this invocation collected one of them or named
-    the correlation instance (``chosen``: what ``annexa collect`` ran; None = all).
-    """
-    from collector.runner import run_connector
-
-    lc = correlation_instance(settings)
-    if lc is None:
-        return None
-    opts: IdentityOptions = lc.options
-    sources = identity_sources(settings)
-    if opts.sources:
-        sources = [s for s in sources if s.name in opts.sources]
-    if len(sources) < 2:
-        return None
-    if chosen is not None and not force:
-        names = {c.name for c in chosen}
-        if lc.name not in names and not names & {s.name for s in sources}:
-            return None
-    bound = _Bound(lc, _snapshot(settings, lc, engine))
-    return run_connector(settings, bound, engine, index, progress=progress)

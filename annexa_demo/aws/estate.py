@@ -19,7 +19,7 @@ Used by ``annexa demo``, the connector tests and the end-to-end tests.
   without a scheduled job, a non-compliant conformance pack, a restore testing plan
   that restores nothing, a weak Aurora cluster and CloudFront distribution, no budget,
   workloads in the default VPC, and no organisation (see
-  :mod:`connectors.aws.estate_services`);
+  :mod:`annexa_demo.aws.estate_services`);
 * the *secure* account (210987654321, reached by assuming a role): everything right,
   including an organisation of its own with a development account in an OU.
 
@@ -36,7 +36,7 @@ moto gaps bridged here, only when the moto server runs in this process
 result): credentials that should look old are aged, and the credential report gets
 the ``<root_account>`` row real AWS always has, by editing moto's in-memory state. moto
 lacks some operations (Access Analyzer, Macie jobs…): :func:`ensure_moto_gaps` starts
-the local fake of :mod:`connectors.aws.fakes` unless its endpoint variables are set.
+the local fake of :mod:`annexa_demo.aws.fakes` unless its endpoint variables are set.
 """
 
 from __future__ import annotations
@@ -52,7 +52,7 @@ from typing import Any
 
 import boto3
 
-from connectors.aws import estate_services as services
+from annexa_demo.aws import estate_services as services
 from connectors.aws.session import ClientSettings, make_client
 
 MAIN_ACCOUNT = "123456789012"
@@ -932,12 +932,12 @@ def _root_row_in_process(account_id: str, *, mfa: bool, used_days_ago: int | Non
 def ensure_moto_gaps(endpoint_url: str) -> str:
     """The endpoint of the operations moto lacks: the environment's, or a fake started now.
 
-    The fake (:mod:`connectors.aws.fakes`) runs on 127.0.0.1 for the life of the
+    The fake (:mod:`annexa_demo.aws.fakes`) runs on 127.0.0.1 for the life of the
     process and forwards every other request of its services to ``endpoint_url``. The
     standard per-service endpoint variables and ``NO_PROXY`` are set so that boto3 (ours
     and the connector's) reaches it directly even where an HTTP proxy is set.
     """
-    from connectors.aws.fakes import ENDPOINT_VARIABLES, MotoGapsFake
+    from annexa_demo.aws.fakes import ENDPOINT_VARIABLES, MotoGapsFake
 
     if all(os.environ.get(name) for name in ENDPOINT_VARIABLES):
         return os.environ[ANALYZER_ENV]
