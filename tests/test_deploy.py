@@ -189,7 +189,24 @@ def dockerfile_problems(text: str) -> list[str]:
         problems.append("ENV ANNEXA_DATABASE_URL=sqlite:////data/annexa.db missing")
     if str(DAEMON_PORT) not in " ".join(a for w, a in final if w == "EXPOSE"):
         problems.append(f"EXPOSE {DAEMON_PORT} missing")
+    copied = {
+        src.rstrip("/")
+        for stage in st
+        for w, a in stage
+        if w == "COPY" and "--from=" not in a
+        for src in a.split()[:-1]
+    }
+    for pkg in product_packages():
+        if pkg not in copied:
+            problems.append(f"package {pkg}/ is not copied into the build: the image lacks it")
     return problems
+
+
+def product_packages() -> list[str]:
+    """The top-level packages pyproject ships, less the demo estates (an extra's)."""
+    meta = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
+    include = meta["tool"]["setuptools"]["packages"]["find"]["include"]
+    return sorted({p.rstrip("*").rstrip(".") for p in include} - {"annexa_demo"})
 
 
 def test_dockerfile_has_what_the_deployment_relies_on() -> None:
@@ -210,6 +227,7 @@ def _mutate(text: str, old: str, new: str) -> str:
         ('CMD ["daemon"]', "CMD daemon", "CMD must be"),
         ('ENTRYPOINT ["annexa"]', 'ENTRYPOINT ["python", "-m", "collector"]', "ENTRYPOINT"),
         ("VOLUME /data", "", "no VOLUME"),
+        ("COPY core/ core/\n", "", "package core/ is not copied"),
         ("/healthz", "/", "HEALTHCHECK"),
         (
             "COPY --from=builder",
