@@ -140,10 +140,12 @@ def test_bulk_and_direct_modes_give_identical_findings_with_fewer_calls(
     assert len(hashes(bulk)) == 3 * len(buckets) and len(buckets) >= 9
     assert len({e.scope for e in bulk.evidence}) == 4
 
-    # Freshness: the item's capture time, on every bucket evidence read in bulk.
-    captured = {e.source_updated_at for e in bulk.evidence}
-    assert {str(t.isoformat()) for t in captured} == {"2026-01-01T00:00:00+00:00"}, CAPTURED
+    # Freshness: the sources' sync time (never the items' capture time, a last change),
+    # on every bucket evidence read in bulk; one status call.
+    synced = {e.source_updated_at for e in bulk.evidence}
+    assert {str(t.isoformat()) for t in synced} == {"2026-12-01T06:00:00+00:00"}, CAPTURED
     assert all(e.source_updated_at is None for e in direct.evidence)
+    assert [q.limit for q in estate["fake"].status_requests[-1:]] == [100]
 
     # Calls on the wire: the replaced reads are gone, but for the parts the items lack
     # (a bucket without default encryption or public access block: moto's and AWS's
