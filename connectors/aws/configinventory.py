@@ -462,3 +462,17 @@ def probe(account: Account, aggregator: str, region: str) -> tuple[bool, str]:
         return False, f"aggregator {aggregator} in {region} unavailable: {describe_error(exc)}"
     found = "results" if answer.get("Results") else "no S3 bucket recorded yet"
     return True, f"aggregator {aggregator} in {region} answers ({found})"
+
+
+def probe_status(account: Account, aggregator: str, region: str) -> tuple[bool, str]:
+    """Whether the aggregator reports its sources' sync status (one call, one entry):
+    without it the inventory cannot be dated and is not used."""
+    client = account.client("config", region)
+    try:
+        answer = client.describe_configuration_aggregator_sources_status(
+            ConfigurationAggregatorName=aggregator, Limit=1)
+    except AWS_ERRORS as exc:
+        return False, (f"aggregator {aggregator} in {region} source status unavailable: "
+                       f"{describe_error(exc)}")
+    found = "sources" if answer.get("AggregatedSourceStatusList") else "no source yet"
+    return True, f"aggregator {aggregator} in {region} reports its sync status ({found})"
