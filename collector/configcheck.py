@@ -152,8 +152,9 @@ def probe_aws(lc: LoadedConnector) -> list[Line]:
         else:
             lines.append(Line(action, True, "allowed"))
     if o.inventory == "config_aggregator" and o.config_aggregator_name:
-        lines.append(probe_aws_aggregator(account, o.config_aggregator_name,
-                                          o.config_aggregator_region or account.home_region))
+        region = o.config_aggregator_region or account.home_region
+        lines.append(probe_aws_aggregator(account, o.config_aggregator_name, region))
+        lines.append(probe_aws_aggregator_status(account, o.config_aggregator_name, region))
     return lines
 
 
@@ -165,6 +166,16 @@ def probe_aws_aggregator(account: Any, name: str, region: str) -> Line:
     if not ok:
         detail += " (the collection will read every resource directly)"
     return Line(configinventory.ACTION, ok, detail)
+
+
+def probe_aws_aggregator_status(account: Any, name: str, region: str) -> Line:
+    """Whether the aggregator reports its sources' sync status (what dates the data)."""
+    from connectors.aws import configinventory
+
+    ok, detail = configinventory.probe_status(account, name, region)
+    if not ok:
+        detail += " (the collection will read every resource directly)"
+    return Line(configinventory.STATUS_ACTION, ok, detail)
 
 
 #: Okta reads tried by ``--connect``: (path, OAuth scope / admin permission needed).

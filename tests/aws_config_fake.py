@@ -23,6 +23,19 @@ the two keys moto leaves out, in the documented shape of the AWS::S3::Bucket ite
 ``BucketVersioningConfiguration`` (``{"status": "Off"|"Enabled"|"Suspended",
 "isMfaDeleteEnabled"}``). ``configurationItemCaptureTime`` is :data:`CAPTURED`.
 
+It also answers ``StarlingDoveService.DescribeConfigurationAggregatorSourcesStatus``
+(same model: request ``ConfigurationAggregatorName``, ``UpdateStatus``, ``Limit``
+(0-100), ``NextToken``; response ``AggregatedSourceStatusList[]`` of ``SourceId``,
+``SourceType`` (``ACCOUNT``|``ORGANIZATION``), ``AwsRegion``, ``LastUpdateStatus``
+(``SUCCEEDED``|``FAILED``|``OUTDATED``), ``LastUpdateTime`` (epoch seconds, as JSON 1.1
+sends timestamps), ``LastErrorCode``, ``LastErrorMessage``; ``NextToken``). One entry
+per source account and region: an account aggregator's listed accounts, an organisation
+aggregator's accounts (moto's) with ``SourceType = ORGANIZATION``; regions the listed
+ones, or :data:`ALL_REGIONS` for ``AllAwsRegions``. Every source ``SUCCEEDED`` at
+``synced`` unless ``source_status[(account, region)]`` overrides fields (or is None:
+no entry); ``deny_status`` answers AccessDeniedException; ``status_requests`` logs each
+call answered; ``status_max_page`` caps a page.
+
 Only the query shape the connector sends is understood — ``SELECT <fields> WHERE
 resourceType = '<type>'`` — anything else is ``InvalidExpressionException``.
 
@@ -51,7 +64,13 @@ from urllib.parse import urlsplit
 from annexa_demo.aws.fakes import _signature_scope, account_of
 
 TARGET = "StarlingDoveService.SelectAggregateResourceConfig"
+STATUS_TARGET = "StarlingDoveService.DescribeConfigurationAggregatorSourcesStatus"
 CAPTURED = "2026-01-01T00:00:00.000Z"
+#: Default LastUpdateTime of every source (epoch seconds: 2026-12-01T06:00:00Z).
+SYNCED = 1796104800.0
+#: The regions an ``AllAwsRegions`` source reports (where the test estates live).
+ALL_REGIONS = ("eu-west-1", "us-east-1")
+_STATUSES = {"FAILED", "SUCCEEDED", "OUTDATED"}
 MAX_LIMIT = 100
 _QUERY = re.compile(r"^\s*SELECT\s+(?P<fields>.+?)\s+WHERE\s+resourceType\s*=\s*"
                     r"'(?P<type>[A-Za-z0-9:]+)'\s*$", re.IGNORECASE | re.DOTALL)
@@ -133,6 +152,11 @@ class ConfigSelectFake:
         self.drop: set[str] = set()
         self.max_page = MAX_LIMIT
         self.deny = False  # answer AccessDeniedException (a caller without the permission)
+        self.synced = SYNCED
+        self.source_status: dict[tuple[str, str], dict[str, Any] | None] = {}
+        self.deny_status = False
+        self.status_requests: list[Query] = []
+        self.status_max_page = MAX_LIMIT
         self._lock = threading.Lock()
         self._server: ThreadingHTTPServer | None = None
         self.url = ""
@@ -173,6 +197,63 @@ class ConfigSelectFake:
                     continue
                 out.append(_moto_bucket_item(account, bucket))
         return out
+
+    def source_entries(self, aggregator: Any) -> list[dict[str, Any]]:
+        """One ``AggregatedSourceStatus`` per source account and region."""
+        from moto.s3.models import s3_backends
+
+        accounts, regions = self._sources(aggregator)
+        kind = "ACCOUNT" if accounts is not None else "ORGANIZATION"
+        if accounts is None:
+            accounts = {a for a in s3_backends if s3_backends[a].get("aws") is not None}
+        out = []
+        for account in sorted(accounts):
+            for region in sorted(regions if regions is not None else ALL_REGIONS):
+                entry: dict[str, Any] = {
+                    "SourceId": account, "SourceType": kind, "AwsRegion": region,
+                    "LastUpdateStatus": "SUCCEEDED", "LastUpdateTime": self.synced}
+                if (account, region) in self.source_status:
+                    override = self.source_status[(account, region)]
+                    if override is None:
+                        continue
+                    entry.update(override)
+                out.append(entry)
+        return out
+
+    def sources_status(self, account: str, region: str, body: dict[str, Any]
+                       ) -> tuple[int, dict[str, Any]]:
+        from moto.config.models import config_backends
+
+        name = body.get("ConfigurationAggregatorName")
+        if not isinstance(name, str) or not _AGGREGATOR.match(name):
+            return _error("ValidationException", "ConfigurationAggregatorName is invalid")
+        limit = body.get("Limit") or 0
+        if not isinstance(limit, int) or not 0 <= limit <= MAX_LIMIT:
+            return _error("InvalidLimitException", "Limit must be 0-100")
+        wanted = body.get("UpdateStatus")
+        if wanted is not None and (not isinstance(wanted, list) or not wanted
+                                   or any(w not in _STATUSES for w in wanted)):
+            return _error("ValidationException", "UpdateStatus is invalid")
+        if self.deny_status:
+            return _error("AccessDeniedException", "not authorized to perform "
+                          "config:DescribeConfigurationAggregatorSourcesStatus")
+        aggregator = config_backends[account][region].config_aggregators.get(name)
+        if aggregator is None:
+            return _error("NoSuchConfigurationAggregatorException",
+                          f"The configuration aggregator does not exist: {name}")
+        with self._lock:
+            self.status_requests.append(Query(account, region, name, limit,
+                                              body.get("NextToken")))
+        entries = [e for e in self.source_entries(aggregator)
+                   if wanted is None or e.get("LastUpdateStatus") in wanted]
+        start = self._offset(body.get("NextToken"), STATUS_TARGET, name)
+        if start is None:
+            return _error("InvalidNextTokenException", "The NextToken is invalid")
+        size = min(limit or self.status_max_page, self.status_max_page)
+        answer: dict[str, Any] = {"AggregatedSourceStatusList": entries[start:start + size]}
+        if start + size < len(entries):
+            answer["NextToken"] = self._token(start + size, STATUS_TARGET, name)
+        return 200, answer
 
     # -- the operation ----------------------------------------------------------------
     def select(self, account: str, region: str, body: dict[str, Any]
@@ -244,7 +325,8 @@ class ConfigSelectFake:
     def handle(self, handler: BaseHTTPRequestHandler) -> tuple[int, dict[str, str], bytes]:
         length = int(handler.headers.get("Content-Length") or 0)
         raw = handler.rfile.read(length) if length else b""
-        if handler.headers.get("X-Amz-Target", "") != TARGET:
+        target = handler.headers.get("X-Amz-Target", "")
+        if target not in (TARGET, STATUS_TARGET):
             return self._forward(handler, raw)
         access_key, region, _service = _signature_scope(handler.headers)
         try:
@@ -254,7 +336,8 @@ class ConfigSelectFake:
         if not isinstance(body, dict):
             status, doc = _error("SerializationException", "body is not a JSON object")
         else:
-            status, doc = self.select(account_of(access_key), region, body)
+            operation = self.select if target == TARGET else self.sources_status
+            status, doc = operation(account_of(access_key), region, body)
         return status, {"Content-Type": "application/x-amz-json-1.1"}, json.dumps(
             doc).encode()
 

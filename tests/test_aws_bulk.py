@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import threading
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from http.server import ThreadingHTTPServer
 from typing import Any
 
@@ -24,11 +25,24 @@ import boto3
 import pytest
 import structlog
 from pydantic import ValidationError
+from sqlalchemy import Engine, select
 
+<<<<<<< HEAD
 from annexa_demo.aws.estate import seed_org_estate
 from connectors.aws import AwsOptions
 from connectors.aws.configinventory import parse_bucket
 from tests.aws_config_fake import CAPTURED, ConfigSelectFake
+=======
+from collector.config import AnnexaConfig, ConnectorConfig, LoadedConnector, Settings
+from collector.runner import run_connector
+from connectors.aws import AwsConnector, AwsOptions
+from connectors.aws.configinventory import Inventory, parse_bucket, parse_source
+from annexa_demo.aws.estate import seed_org_estate
+from mappings.loader import load_mappings
+from store.queries import control_statuses
+from store.schema import evidence
+from tests.aws_config_fake import CAPTURED, MAX_LIMIT, SYNCED, ConfigSelectFake
+>>>>>>> h-awsfresh
 from tests.aws_fixtures import FaultProxy, _handler_for
 from tests.harness import RunResult, run_engine
 
@@ -140,10 +154,12 @@ def test_bulk_and_direct_modes_give_identical_findings_with_fewer_calls(
     assert len(hashes(bulk)) == 3 * len(buckets) and len(buckets) >= 9
     assert len({e.scope for e in bulk.evidence}) == 4
 
-    # Freshness: the item's capture time, on every bucket evidence read in bulk.
-    captured = {e.source_updated_at for e in bulk.evidence}
-    assert {str(t.isoformat()) for t in captured} == {"2026-01-01T00:00:00+00:00"}, CAPTURED
+    # Freshness: the sources' sync time (never the items' capture time, a last change),
+    # on every bucket evidence read in bulk; one status call.
+    synced = {e.source_updated_at for e in bulk.evidence}
+    assert {str(t.isoformat()) for t in synced} == {"2026-12-01T06:00:00+00:00"}, CAPTURED
     assert all(e.source_updated_at is None for e in direct.evidence)
+    assert [q.limit for q in estate["fake"].status_requests[-1:]] == [100]
 
     # Calls on the wire: the replaced reads are gone, but for the parts the items lack
     # (a bucket without default encryption or public access block: moto's and AWS's
@@ -350,3 +366,183 @@ def test_inventory_options_are_validated() -> None:
     ok = AwsOptions.model_validate({"inventory": "config_aggregator",
                                     "config_aggregator_name": "org-wide_1"})
     assert ok.config_aggregator_region is None
+
+
+# -- freshness: the sources' sync time, stored and counted toward stale -----------------
+# Instants are taken once before a run and verdicts asked at an explicit ``at`` a day
+# later: no verdict depends on how long the run takes nor on the time of day.
+
+
+def _bucket_regions() -> dict[tuple[str, str], str]:
+    """(account, bucket) → region, from moto (the estate's truth)."""
+    from moto.s3.models import s3_backends
+
+    return {(account, name): bucket.region_name for account, backends in s3_backends.items()
+            if backends.get("aws") is not None
+            for name, bucket in backends["aws"].buckets.items()}
+
+
+def _secure(estate: dict[str, Any]) -> str:
+    (account,) = [a for a, p in estate["org"]["accounts"].items() if p["name"] == "secure"]
+    return account
+
+
+def _store_run(estate: dict[str, Any], db_url: str, engine: Engine, **extra: Any) -> Any:
+    """One run of the secure member's s3 units into the store (``run_connector``: the
+    product's engine and writer)."""
+    opts = {"regions": REGIONS, "organization": True, "member_role_name": "annexa-audit",
+            "services": ["s3"], "max_workers": 8, "max_attempts": 2,
+            "include_accounts": [_secure(estate)], **bulk_options(), **extra}
+    cfg = ConnectorConfig(type="aws", name="aws-org", options=opts)
+    loaded = LoadedConnector(cfg, AwsConnector, AwsOptions.model_validate(opts))
+    settings = Settings(AnnexaConfig(database={"url": db_url}, connectors=[cfg]), None)
+    settings.connectors = [loaded]
+    return run_connector(settings, loaded, engine, load_mappings([]))
+
+
+#: Rests on S3 checks only (aws.s3.bucket_* of mappings/checks/aws.toml), all of which
+#: pass in the secure account: its status is decided by the S3 evidence alone.
+CONTROL = "A.8.3"
+
+
+def _status(engine: Engine, at: datetime) -> str:
+    return next(c.status for c in control_statuses(engine, load_mappings([]), at=at)
+                if c.id == CONTROL)
+
+
+def _stored_as_of(engine: Engine, run_id: str) -> dict[str, set[datetime | None]]:
+    """Bucket name → the source_updated_at of its evidence rows written by ``run_id``."""
+    out: dict[str, set[datetime | None]] = {}
+    with engine.connect() as conn:
+        for rtype, rid, at in conn.execute(
+                select(evidence.c.resource_type, evidence.c.resource_id,
+                       evidence.c.source_updated_at).where(evidence.c.run_id == run_id)):
+            if rtype in S3_TYPES:
+                out.setdefault(rid, set()).add(at)
+    return out
+
+
+@pytest.fixture
+def synced(estate: dict[str, Any]) -> Iterator[datetime]:
+    """Every source synced an hour before the run (the fake's LastUpdateTime)."""
+    fake: ConfigSelectFake = estate["fake"]
+    instant = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=1)
+    fake.synced = instant.timestamp()
+    try:
+        yield instant
+    finally:
+        fake.synced, fake.source_status = SYNCED, {}
+
+
+def test_a_recently_synced_source_dates_its_evidence_and_the_control_passes(
+        estate: dict[str, Any], engine: Engine, db_url: str, synced: datetime) -> None:
+    s = _store_run(estate, db_url, engine)
+    assert s.status == "succeeded", s.errors
+    stored = _stored_as_of(engine, s.run_id)
+    assert len(stored) >= 2 and all(v == {synced} for v in stored.values()), stored
+    # Dated by the items' capture time (CAPTURED, a last change long ago) it would be
+    # stale: an unchanged bucket the aggregator still vouches for passes.
+    assert _status(engine, synced + timedelta(days=1)) == "pass"
+
+
+def test_a_failed_source_keeps_its_old_sync_time_and_the_control_is_stale(
+        estate: dict[str, Any], engine: Engine, db_url: str, synced: datetime) -> None:
+    """The secure account's source in one region FAILED 30 days ago: its buckets carry
+    that time (the others the fresh one), the warning names it, the control is stale."""
+    account = _secure(estate)
+    regions = {name: r for (a, name), r in _bucket_regions().items() if a == account}
+    failed_region = sorted(regions.values())[0]
+    old = synced - timedelta(days=30)
+    estate["fake"].source_status[(account, failed_region)] = {
+        "LastUpdateStatus": "FAILED", "LastUpdateTime": old.timestamp(),
+        "LastErrorCode": "OrganizationAccessDeniedException",
+        "LastErrorMessage": "not authorized"}
+    with structlog.testing.capture_logs() as logs:
+        s = _store_run(estate, db_url, engine)
+    assert s.status == "succeeded", s.errors
+    stored = _stored_as_of(engine, s.run_id)
+    assert set(stored) == set(regions)
+    for name, region in regions.items():
+        assert stored[name] == ({old} if region == failed_region else {synced}), name
+    at = synced + timedelta(days=1)
+    assert _status(engine, at) == "stale"
+    warned = [e for e in logs if "source not synced" in e["event"]]
+    assert [(w["source"], w["source_region"], w["status"], w["error_code"],
+             w["log_level"]) for w in warned] == [
+        (account, failed_region, "FAILED", "OrganizationAccessDeniedException", "warning")]
+
+    # The source syncs again: the next run confirms the unchanged buckets (no new
+    # evidence rows) and the control passes.
+    estate["fake"].source_status = {}
+    again = _store_run(estate, db_url, engine)
+    assert again.status == "succeeded" and again.counts["evidence_written"] == 0
+    assert _status(engine, at) == "pass"
+
+
+def test_a_denied_status_call_reads_everything_directly(estate: dict[str, Any]) -> None:
+    """Without config:DescribeConfigurationAggregatorSourcesStatus the inventory's age is
+    unknown: nothing of it is used (bulk data of unknown age must not look fresh)."""
+    direct, direct_seen, _ = run(estate)
+    estate["fake"].deny_status = True
+    try:
+        with structlog.testing.capture_logs() as logs:
+            bulk, bulk_seen, selects = run(estate, **bulk_options())
+    finally:
+        estate["fake"].deny_status = False
+    assert bulk.status == "succeeded", bulk.errors
+    assert selects == 1  # the query itself answered; its data was not used
+    assert outcomes(bulk) == outcomes(direct) and hashes(bulk) == hashes(direct)
+    assert sorted(map(s3_op, bulk_seen)) == sorted(map(s3_op, direct_seen))
+    assert all(e.source_updated_at is None for e in bulk.evidence)
+    warned = [e for e in logs if "aggregator could not be queried" in e["event"]]
+    assert len(warned) == 1 and warned[0]["log_level"] == "warning"
+    assert warned[0]["error"] == ("DescribeConfigurationAggregatorSourcesStatus: "
+                                  "AccessDeniedException (HTTP 400)")
+
+
+def test_a_source_without_status_is_read_directly(estate: dict[str, Any]) -> None:
+    """No status entry for an account and region: its buckets are not dated by the
+    aggregator, so they are read directly; the rest in bulk. Status pages followed."""
+    account = _secure(estate)
+    regions = {name: r for (a, name), r in _bucket_regions().items() if a == account}
+    gap = sorted(regions.values())[0]
+    fake: ConfigSelectFake = estate["fake"]
+    fake.source_status[(account, gap)] = None
+    fake.status_max_page = 3
+    fake.status_requests.clear()
+    try:
+        direct, _, _ = run(estate)
+        bulk, seen, _ = run(estate, **bulk_options())
+    finally:
+        fake.source_status, fake.status_max_page = {}, MAX_LIMIT
+    assert outcomes(bulk) == outcomes(direct) and hashes(bulk) == hashes(direct)
+    undated = {n for n, r in regions.items() if r == gap}
+    for e in bulk.evidence:
+        if e.resource_type in S3_TYPES:
+            assert (e.source_updated_at is None) == (e.resource_id in undated), e.key
+    versioned = {s.bucket for s in seen if s3_op(s) == "GetBucketVersioning"}
+    assert versioned == undated
+    calls = list(fake.status_requests)
+    assert len(calls) >= 3 and {q.limit for q in calls} == {100}
+    assert [q.token is None for q in calls] == [True] + [False] * (len(calls) - 1)
+
+
+def test_source_status_entries_are_parsed_as_published() -> None:
+    """An organisation entry naming the organisation (not an account) dates every
+    account of its region; an account's own entry wins; no region, no date."""
+    stamp = datetime(2026, 11, 30, 8, tzinfo=UTC)
+    org = parse_source({"SourceId": "o-abc123", "SourceType": "ORGANIZATION",
+                        "AwsRegion": "eu-west-1", "LastUpdateStatus": "SUCCEEDED",
+                        "LastUpdateTime": stamp})
+    own = parse_source({"SourceId": "111111111111", "SourceType": "ORGANIZATION",
+                        "AwsRegion": "eu-west-1", "LastUpdateStatus": "OUTDATED",
+                        "LastUpdateTime": stamp - timedelta(days=9)})
+    assert org is not None and own is not None
+    assert parse_source({"SourceId": "111111111111"}) is None
+    inv = Inventory("org", "us-east-1", sources={("o-abc123", "eu-west-1"): org,
+                                                 ("111111111111", "eu-west-1"): own})
+    assert inv.source("222222222222", "eu-west-1") is org
+    assert inv.source("111111111111", "eu-west-1") is own
+    assert inv.source("222222222222", "us-east-1") is None
+    assert inv.source("222222222222", None) is None
+    assert inv.unhealthy() == [own]

@@ -37,6 +37,13 @@ def aggregator_line(lines: list) -> object:
     return found[0]
 
 
+def status_line(lines: list) -> object:
+    found = [x for x in lines
+             if x.what == "config:DescribeConfigurationAggregatorSourcesStatus"]
+    assert len(found) == 1, lines
+    return found[0]
+
+
 def test_connect_reports_the_aggregator(aws_env: str, fake: ConfigSelectFake) -> None:
     boto3.client("s3", endpoint_url=aws_env).create_bucket(Bucket="probe-bucket")
     boto3.client("config", region_name="eu-west-1", endpoint_url=aws_env) \
@@ -50,6 +57,23 @@ def test_connect_reports_the_aggregator(aws_env: str, fake: ConfigSelectFake) ->
     assert line.ok, line
     assert line.detail == "aggregator org-wide in eu-west-1 answers (results)"
     assert [q.limit for q in fake.requests] == [1]
+    status = status_line(connect_lines(loaded(
+        inventory="config_aggregator", config_aggregator_name="org-wide",
+        config_aggregator_region="eu-west-1")))
+    assert status.ok and status.detail == (
+        "aggregator org-wide in eu-west-1 reports its sync status (sources)")
+    assert [q.limit for q in fake.status_requests] == [1, 1]
+
+    # Without config:DescribeConfigurationAggregatorSourcesStatus: said, with the effect.
+    fake.deny_status = True
+    status = status_line(connect_lines(loaded(
+        inventory="config_aggregator", config_aggregator_name="org-wide",
+        config_aggregator_region="eu-west-1")))
+    assert not status.ok and status.detail == (
+        "aggregator org-wide in eu-west-1 source status unavailable: "
+        "DescribeConfigurationAggregatorSourcesStatus: AccessDeniedException (HTTP 400) "
+        "(the collection will read every resource directly)")
+    fake.deny_status = False
 
     # Not in the home region (us-east-1): missing there, and said so.
     line = aggregator_line(connect_lines(loaded(
@@ -64,4 +88,5 @@ def test_connect_reports_the_aggregator(aws_env: str, fake: ConfigSelectFake) ->
 def test_no_aggregator_line_in_direct_mode(aws_env: str, fake: ConfigSelectFake) -> None:
     lines = connect_lines(loaded())
     assert lines and all(x.what != "config:SelectAggregateResourceConfig" for x in lines)
-    assert fake.requests == []
+    assert all(x.what != "config:DescribeConfigurationAggregatorSourcesStatus" for x in lines)
+    assert fake.requests == [] and fake.status_requests == []

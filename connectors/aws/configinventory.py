@@ -45,9 +45,20 @@ directly. Two entries for one bucket make its parts errors too.
 The inventory is all-or-nothing: when the query fails (no such aggregator, access
 denied, a page failing midway) it is logged and every unit reads directly.
 
-Freshness: every evidence of a bucket taken from the inventory carries
-``source_updated_at`` = the item's ``configurationItemCaptureTime`` (when AWS Config
-recorded that state).
+Freshness: an item's ``configurationItemCaptureTime`` is when AWS Config recorded its
+last *change* (it records on change), old for every unchanged bucket, so it is not what
+the aggregator vouches for. After the query, one paged
+``DescribeConfigurationAggregatorSourcesStatus`` (``config:Describe…SourcesStatus``,
+``Limit=100``) gives each source's ``LastUpdateTime``: when the aggregator last synced
+that account and region. Every evidence of a bucket taken from the inventory carries
+``source_updated_at`` = that time for the item's (account, ``awsRegion``). A source
+``FAILED`` or ``OUTDATED`` keeps its old time (its evidence goes stale honestly; the
+connector logs a warning naming it). An item whose source has no entry, or no time, is
+read directly — no vouched time, no bulk data. Organisation aggregators report
+``SourceType = ORGANIZATION``: an entry whose ``SourceId`` is an account id dates that
+account; one naming the organisation (not an account id) dates every account of its
+region. When the status call fails, the inventory fails as a whole (every unit reads
+directly): bulk data of unknown age must not look fresh.
 """
 
 from __future__ import annotations
@@ -75,6 +86,10 @@ log = structlog.get_logger("annexa.connectors.aws")
 MODE = "config_aggregator"
 OPERATION = "select_aggregate_resource_config"
 ACTION = "config:SelectAggregateResourceConfig"
+STATUS_OPERATION = "describe_configuration_aggregator_sources_status"
+STATUS_ACTION = "config:DescribeConfigurationAggregatorSourcesStatus"
+#: LastUpdateStatus values meaning the source's data is not current.
+UNHEALTHY = frozenset({"FAILED", "OUTDATED"})
 PAGE_SIZE = 100  # the documented maximum of Limit
 S3_TYPE = "AWS::S3::Bucket"
 S3_QUERY = (
@@ -104,6 +119,18 @@ class BucketItem:
     parts: dict[str, Any]  # payload key → value, or s3.Unreadable
 
 
+@dataclass(frozen=True)
+class SourceStatus:
+    """One ``AggregatedSourceStatus``: a source account (or organisation) in a region."""
+
+    source_id: str
+    source_type: str | None
+    region: str
+    status: str | None
+    updated: datetime | None  # LastUpdateTime: when the aggregator last synced it
+    error_code: str | None
+
+
 @dataclass
 class Inventory:
     """What the aggregator returned (empty with ``error`` set when it failed)."""
@@ -114,9 +141,33 @@ class Inventory:
     calls: int = 0
     unattributed: int = 0  # entries naming no bucket (skipped)
     error: str | None = None
+    #: (source id, region) → status; source id an account id or the organisation's.
+    sources: dict[tuple[str, str], SourceStatus] = field(default_factory=dict)
+    status_calls: int = 0
 
     def bucket(self, account: str, name: str) -> BucketItem | None:
         return self.buckets.get((account, name))
+
+    def source(self, account: str, region: str | None) -> SourceStatus | None:
+        """The status dating ``account`` in ``region``: its own entry, else an
+        organisation-wide entry of that region (a ``SourceId`` not an account id)."""
+        if region is None:
+            return None
+        own = self.sources.get((account, region))
+        if own is not None:
+            return own
+        return next((s for (sid, r), s in sorted(self.sources.items())
+                     if r == region and s.source_type == "ORGANIZATION"
+                     and not _ACCOUNT.match(sid)), None)
+
+    def as_of(self, item: BucketItem) -> datetime | None:
+        """The time the aggregator vouches for ``item`` (None: not covered)."""
+        found = self.source(item.account, item.region)
+        return found.updated if found is not None else None
+
+    def unhealthy(self) -> list[SourceStatus]:
+        """Sources whose last sync failed or is outdated (their data is old)."""
+        return [s for _k, s in sorted(self.sources.items()) if s.status in UNHEALTHY]
 
 
 # --- get -----------------------------------------------------------------------------
@@ -149,14 +200,54 @@ def load(account: Account, aggregator: str, region: str) -> Inventory:
                 if key in items:
                     duplicates.add(key)
                 items[key] = item
+        inv.sources = load_sources(inv, account, aggregator, region)
     except AWS_ERRORS as exc:
         inv.error = describe_error(exc)
+        inv.sources = {}
         return inv
     for key in duplicates:
         reason = s3.Unreadable(_MALFORMED + "two configuration items for one bucket")
         items[key] = replace(items[key], parts={k: reason for k in PARTS})
     inv.buckets = items
     return inv
+
+
+def parse_source(entry: Any) -> SourceStatus | None:
+    """One ``AggregatedSourceStatus`` entry; None when it names no source or region."""
+    if not isinstance(entry, dict):
+        return None
+    source, region = entry.get("SourceId"), entry.get("AwsRegion")
+    if not (isinstance(source, str) and source and isinstance(region, str) and region):
+        return None
+
+    def text(key: str) -> str | None:
+        value = entry.get(key)
+        return value if isinstance(value, str) else None
+
+    return SourceStatus(source, text("SourceType"), region, text("LastUpdateStatus"),
+                        _time(entry.get("LastUpdateTime")), text("LastErrorCode"))
+
+
+def load_sources(inv: Inventory, account: Account, aggregator: str, region: str
+                 ) -> dict[tuple[str, str], SourceStatus]:
+    """Every source's sync status (raises the AWS error when the call fails)."""
+    client = account.client("config", region)
+    out: dict[tuple[str, str], SourceStatus] = {}
+    for page in pages(client, STATUS_OPERATION, ("AggregatedSourceStatusList",),
+                      ConfigurationAggregatorName=aggregator,
+                      PaginationConfig={"PageSize": PAGE_SIZE}):
+        inv.status_calls += 1
+        for entry in page.get("AggregatedSourceStatusList") or []:
+            status = parse_source(entry)
+            if status is None:
+                continue  # undatable: its items are read directly
+            key = (status.source_id, status.region)
+            old = out.get(key)
+            # Two entries for one source: the older time is the one both vouch for.
+            if old is None or (old.updated is not None and (
+                    status.updated is None or status.updated < old.updated)):
+                out[key] = status
+    return out
 
 
 # --- transform (AWS Config item → the S3 API's shapes) ---------------------------------
@@ -336,16 +427,18 @@ def read_s3(inv: Inventory, account: Account, region: str = GLOBAL) -> Iterator[
         if account_level is None:
             account_level = s3.account_block(account)
         item = inv.bucket(account.account_id, bucket["Name"])
-        if item is None:
+        as_of = inv.as_of(item) if item is not None else None
+        if item is None or as_of is None:  # not in the inventory, or not dated by it
             direct += 1
             yield from s3.bucket_evidence(account, bucket, account_level)
             continue
         if not bucket.get("BucketRegion") and item.region:
             bucket = {**bucket, "BucketRegion": item.region}
         for ev in s3.bucket_evidence(account, bucket, account_level, item.parts):
-            yield replace(ev, source_updated_at=item.captured)
+            yield replace(ev, source_updated_at=as_of)
     if direct:
-        log.info("aws buckets not in the config aggregator, read directly",
+        log.info("aws buckets not in (or not dated by) the config aggregator, read "
+                 "directly",
                  account=account.account_id, buckets=direct, aggregator=inv.aggregator)
 
 
@@ -370,3 +463,17 @@ def probe(account: Account, aggregator: str, region: str) -> tuple[bool, str]:
         return False, f"aggregator {aggregator} in {region} unavailable: {describe_error(exc)}"
     found = "results" if answer.get("Results") else "no S3 bucket recorded yet"
     return True, f"aggregator {aggregator} in {region} answers ({found})"
+
+
+def probe_status(account: Account, aggregator: str, region: str) -> tuple[bool, str]:
+    """Whether the aggregator reports its sources' sync status (one call, one entry):
+    without it the inventory cannot be dated and is not used."""
+    client = account.client("config", region)
+    try:
+        answer = client.describe_configuration_aggregator_sources_status(
+            ConfigurationAggregatorName=aggregator, Limit=1)
+    except AWS_ERRORS as exc:
+        return False, (f"aggregator {aggregator} in {region} source status unavailable: "
+                       f"{describe_error(exc)}")
+    found = "sources" if answer.get("AggregatedSourceStatusList") else "no source yet"
+    return True, f"aggregator {aggregator} in {region} reports its sync status ({found})"

@@ -23,8 +23,9 @@ Scope
 Bulk inventory (``inventory = "config_aggregator"``, off by default): before the units
 run, one AWS Config advanced query over the aggregator ``config_aggregator_name`` gives
 the S3 buckets' configuration of every source account; the ``s3`` units take it from
-there and read directly only what it lacks (:mod:`.configinventory`). When the query
-fails, a warning is logged and every unit reads directly.
+there and read directly only what it lacks (:mod:`.configinventory`); each source's
+sync time (``DescribeConfigurationAggregatorSourcesStatus``) dates that evidence. When
+either call fails, a warning is logged and every unit reads directly.
 
 Every account, region and service runs on one bounded pool (``max_workers``); opening
 an account is a job on it too. Every unit ends with one ``Coverage`` record.
@@ -498,8 +499,18 @@ class AwsConnector(Connector):
         if inv.unattributed:
             ctx.log.warning("aws config aggregator entries naming no bucket were skipped",
                             connector=self.name, entries=inv.unattributed)
+        for source in inv.unhealthy():
+            # Its buckets keep the last sync time: their evidence goes stale, visibly.
+            ctx.log.warning("aws config aggregator source not synced; its evidence is as "
+                            "of the last sync", connector=self.name,
+                            aggregator=inv.aggregator, source=source.source_id,
+                            source_region=source.region, status=source.status,
+                            error_code=source.error_code,
+                            last_update=source.updated.isoformat() if source.updated
+                            else None)
         ctx.log.info("aws config aggregator read", connector=self.name,
-                     aggregator=inv.aggregator, buckets=len(inv.buckets), calls=inv.calls)
+                     aggregator=inv.aggregator, buckets=len(inv.buckets), calls=inv.calls,
+                     sources=len(inv.sources), status_calls=inv.status_calls)
         return configinventory.readers(readers, inv)
 
     @staticmethod
