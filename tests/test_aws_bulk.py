@@ -27,22 +27,15 @@ import structlog
 from pydantic import ValidationError
 from sqlalchemy import Engine, select
 
-<<<<<<< HEAD
 from annexa_demo.aws.estate import seed_org_estate
-from connectors.aws import AwsOptions
-from connectors.aws.configinventory import parse_bucket
-from tests.aws_config_fake import CAPTURED, ConfigSelectFake
-=======
 from collector.config import AnnexaConfig, ConnectorConfig, LoadedConnector, Settings
 from collector.runner import run_connector
 from connectors.aws import AwsConnector, AwsOptions
 from connectors.aws.configinventory import Inventory, parse_bucket, parse_source
-from annexa_demo.aws.estate import seed_org_estate
 from mappings.loader import load_mappings
 from store.queries import control_statuses
 from store.schema import evidence
 from tests.aws_config_fake import CAPTURED, MAX_LIMIT, SYNCED, ConfigSelectFake
->>>>>>> h-awsfresh
 from tests.aws_fixtures import FaultProxy, _handler_for
 from tests.harness import RunResult, run_engine
 
