@@ -3,7 +3,8 @@
 Derived data, not evidence. ``findings_in_force`` holds, per finding key of each source,
 its latest sealed version (a tombstone too, so an item that disappeared stays gone):
 exactly the rows the point-in-time walk of :func:`store.queries._findings_light` finds
-at "now", without walking every key's history. It is maintained by
+at "now", without walking every key's history, with each one's observation capped by
+the as-of of the evidence it was judged on (``seen_at``, as the walk caps it). It is maintained by
 :func:`store.sealing.seal_run` — the one place every run ends (writer, crash recovery,
 the daemon's reaper, the journal replay) — in the sealing transaction, so a run's
 findings are in force here exactly when its seal commits.
@@ -61,6 +62,10 @@ findings_in_force = Table(
     Column("controls", Text, nullable=False),
     Column("evidence_hash", String(64)),
     Column("observed_at", UTCDateTime(), nullable=False),
+    # The observation capped by the as-of of the evidence version judged (its
+    # ``source_updated_at``): what the status counts as the finding's own confirmation,
+    # as store.queries._findings_light does (a verdict on a snapshot is no fresher).
+    Column("seen_at", UTCDateTime(), nullable=False),
 )
 
 findings_in_force_state = Table(
@@ -79,11 +84,21 @@ _FI_COLS = (
 )
 _COLS = (
     "source, key, finding_id, check_id, scope, region, service, resource_id, status,"
-    " controls, evidence_hash, observed_at"
+    " controls, evidence_hash, observed_at, seen_at"
 )
+
+
+def _seen(t: str) -> str:
+    """SQL of ``seen_at`` for the finding aliased ``t`` joined to its evidence ``e``."""
+    return (
+        f"CASE WHEN e.source_updated_at IS NOT NULL AND e.source_updated_at < {t}.observed_at"
+        f" THEN e.source_updated_at ELSE {t}.observed_at END"
+    )
+
+
 _FROM = (
     "f.source, f.key, f.id, f.check_id, f.scope, f.region, f.service, f.resource_id, f.status,"
-    " f.controls, f.evidence_hash, f.observed_at"
+    f" f.controls, f.evidence_hash, f.observed_at, {_seen('f')}"
 )
 
 
@@ -136,7 +151,8 @@ def apply_run(conn: Connection, run_id: str) -> None:
     conn.execute(
         text(
             f"INSERT INTO findings_in_force ({_COLS}) SELECT "
-            f"{_FROM.replace('f.controls', ctl)} FROM findings f WHERE f.run_id = :run"
+            f"{_FROM.replace('f.controls', ctl)} FROM findings f"
+            " LEFT JOIN evidence e ON e.id = f.evidence_id WHERE f.run_id = :run"
             f" AND {newest_in_run} AND NOT EXISTS (SELECT 1 FROM findings_in_force c"
             " WHERE c.source = f.source AND c.key = f.key)"
         ),
@@ -158,10 +174,11 @@ def rebuild(conn: Connection) -> int:
         " UNION ALL SELECT (SELECT min(x.key) FROM findings x WHERE x.source = :source"
         " AND x.key > k.key) FROM k WHERE k.key IS NOT NULL)"
         " SELECT t.source, t.key, t.id, t.check_id, t.scope, t.region, t.service,"
-        f" t.resource_id, t.status, {ctl}, t.evidence_hash, t.observed_at"
+        f" t.resource_id, t.status, {ctl}, t.evidence_hash, t.observed_at, {_seen('t')}"
         " FROM k JOIN findings t ON t.id = (SELECT y.id FROM findings y"
         f" WHERE y.source = :source AND y.key = k.key AND {sealed_sql('y')}"
         " ORDER BY y.observed_at DESC, y.id DESC LIMIT 1)"
+        " LEFT JOIN evidence e ON e.id = t.evidence_id"
     )
     sources = conn.execute(select(runs.c.source).distinct()).scalars().all()
     written = 0
@@ -186,15 +203,15 @@ def trusted(conn: Connection, at: datetime) -> bool:
 
 def current_light(conn: Connection) -> Iterator[tuple[object, ...]]:
     """The rows of :func:`store.queries._findings_light` at now, from the table, in the
-    same order (per source, by key)."""
+    same order (per source, by key), the observation capped as there (``seen_at``)."""
     q = text(
         "SELECT source, scope, region, service, check_id, resource_id, status, controls,"
-        " evidence_hash, observed_at FROM findings_in_force WHERE status IS NOT NULL"
+        " evidence_hash, seen_at FROM findings_in_force WHERE status IS NOT NULL"
         " ORDER BY source, key"
     ).columns(
         *(findings_in_force.c[c] for c in (
             "source", "scope", "region", "service", "check_id", "resource_id", "status",
-            "controls", "evidence_hash", "observed_at",
+            "controls", "evidence_hash", "seen_at",
         ))
     )
     parsed: dict[str, list[str]] = {}
@@ -272,7 +289,7 @@ def listed_rows(
     )
     inner = (
         select(cur.source, cur.key, cur.scope, cur.region, cur.service, cur.check_id,
-               cur.resource_id, cur.status, cur.controls, cur.evidence_hash, cur.observed_at,
+               cur.resource_id, cur.status, cur.controls, cur.evidence_hash, cur.seen_at,
                whole.label("whole"), rank.label("rn"))
         .where(cur.status.is_not(None), whole | cur.status.in_(_LISTED))
         .subquery()
@@ -289,16 +306,17 @@ def listed_rows(
         if controls is None:
             controls = parsed[c] = json.loads(c)
         yield (r.source, r.scope, r.region, r.service, r.check_id, r.resource_id, r.status,
-               controls, r.evidence_hash, r.observed_at, r.key, bool(r.whole))
+               controls, r.evidence_hash, r.seen_at, r.key, bool(r.whole))
 
 
 def groups(conn: Connection, rule_checks: Collection[str]) -> list[tuple[Any, ...]]:
     """The rows not taken one by one, counted per (controls, status, unit): controls
-    text, status, source, scope, region, service, count, oldest and newest observation."""
+    text, status, source, scope, region, service, count, oldest and newest observation
+    (capped by the evidence's as-of, ``seen_at``, as each row of :func:`current_light`)."""
     cur = findings_in_force.c
     keys = (cur.controls, cur.status, cur.source, cur.scope, cur.region, cur.service)
     q = (
-        select(*keys, func.count(), func.min(cur.observed_at), func.max(cur.observed_at))
+        select(*keys, func.count(), func.min(cur.seen_at), func.max(cur.seen_at))
         .where(cur.status.is_not(None), ~_one_by_one(rule_checks))
         .group_by(*keys)
     )

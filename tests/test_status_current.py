@@ -10,6 +10,7 @@ real engine (``run_connector``) and the real writer; nothing is stubbed.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -202,3 +203,52 @@ def test_long_failure_lists_and_exceptions_merge_as_the_walk_lists_them(
         st = _by_id(_same(engine, index, now, exceptions=rules), "A.8.24")
         assert len(st["failing_resources"]) == 50 and st["counts"]["fail"] > 50
     assert st["excepted_resources"] and st["error_scopes"]
+
+
+
+def _snapshot(engine: Engine, index: MappingIndex, disks: dict, users: dict,
+              as_of: datetime | None, *, direct: tuple[str, ...] = ()) -> None:
+    """A run of ``estate`` read from an inventory snapshot taken at ``as_of`` (None: read
+    directly); the resources named in ``direct`` are read directly whatever ``as_of``."""
+    FakeConnector.script = [
+        replace(r, source_updated_at=as_of)
+        if isinstance(r, Evidence) and r.resource_id not in direct else r
+        for r in estate(disks, users)
+    ]
+    settings = fake_settings("x")
+    run_connector(settings, settings.connectors[0], engine, index)
+
+
+def test_inventory_snapshots_cap_confirmation_as_the_walk_does(
+    engine: Engine, index: MappingIndex
+) -> None:
+    """Evidence from an inventory snapshot (``source_updated_at``, ``run_units.source_as_of``):
+    a finding's own observation is capped by its evidence's as-of, its unit's clean read
+    by the unit's as-of; the materialised path caps exactly as the walk — passes counted
+    in groups, failures listed, failures an exception names — before and after the
+    window, and after a fresher snapshot that writes no new version (unchanged items)."""
+    old = datetime.now(UTC) - timedelta(days=10)
+    _snapshot(engine, index, {"d1": True, "d2": False}, {"alice": True, "bob": False}, old,
+              direct=("bob",))
+    now = datetime.now(UTC)
+    rule = ExceptionRule(id="x3", check="fake.disk.encrypted", resource="d2",
+                         reason="accepted", approved_by="ciso", expires=now + timedelta(days=30))
+    for rules in ([], [rule]):
+        st = _same(engine, index, now, exceptions=rules)
+        assert _by_id(st, "A.8.5")["status"] == "fail"  # bob, read directly
+    # d2 fixed and bob fixed directly; d1 and alice only from the 10-day-old snapshot:
+    # stale, never pass (both paths).
+    _snapshot(engine, index, {"d1": True, "d2": True}, {"alice": True, "bob": True}, old,
+              direct=("bob",))
+    now = datetime.now(UTC)
+    st = _same(engine, index, now)
+    assert _by_id(st, "A.8.5")["status"] == "stale"
+    assert _by_id(st, "A.8.24")["status"] == "stale"
+    # A fresher snapshot of the same content writes no new version; the unit's as-of
+    # confirms it — until the window passes that as-of.
+    recent = datetime.now(UTC) - timedelta(days=2)
+    _snapshot(engine, index, {"d1": True, "d2": True}, {"alice": True, "bob": True}, recent,
+              direct=("bob",))
+    now = datetime.now(UTC)
+    assert _by_id(_same(engine, index, now), "A.8.5")["status"] != "stale"
+    assert _by_id(_same(engine, index, now + timedelta(days=6)), "A.8.5")["status"] == "stale"

@@ -6,7 +6,8 @@ Create Date: 2026-12-05
 
 * ``findings_in_force`` — per (source, finding key) its latest sealed version, so the
   console's overview and control pages read the findings in force instead of walking
-  every key's history (see ``store.current``). Derived data, not evidence: ``verify``
+  every key's history (see ``store.current``); ``seen_at`` is the observation capped by
+  the as-of of the evidence judged (``evidence.source_updated_at``, migration 0007). Derived data, not evidence: ``verify``
   does not read it, and it is rebuilt from ``findings`` whenever it is behind.
 * ``findings_in_force_state`` — the count of sealed runs applied, compared with
   ``runs`` by every reader.
@@ -42,6 +43,7 @@ def upgrade() -> None:
         sa.Column("controls", sa.Text, nullable=False),
         sa.Column("evidence_hash", sa.String(64)),
         sa.Column("observed_at", UTCDateTime(), nullable=False),
+        sa.Column("seen_at", UTCDateTime(), nullable=False),
     )
     op.create_table(
         "findings_in_force_state",
