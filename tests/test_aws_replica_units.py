@@ -9,15 +9,28 @@ members reached by assuming ``annexa-audit``).
 
 from __future__ import annotations
 
+import json
 from collections import Counter
+from pathlib import Path
 
 import pytest
+from sqlalchemy import select
 
+from collector.config import load_settings
+from collector.daemon.distribute import Distributor, ensure_queue_schema
 from connectors.aws import AwsConnector, AwsOptions
 from connectors.aws.connector import SERVICES
 from connectors.aws.estate import seed_org_estate
 from core.connector import CollectContext
 from core.records import Coverage
+from mappings.loader import load_mappings
+from store.engine import make_engine
+from store.integrity import verify
+from store.migrate import upgrade
+from store.schema import evidence as evidence_t
+from store.schema import findings as findings_t
+from store.schema import runs
+from tests.daemon_fixtures import write_config
 from tests.harness import RunResult, run_built, run_built_units
 
 REGIONS = ["us-east-1", "eu-west-1"]
@@ -126,3 +139,70 @@ def test_planning_fails_loudly_when_the_organisation_cannot_be_listed(
     connector = org_connector(role_arn="arn:aws:iam::123456789012:role/does-not-exist")
     with pytest.raises(Exception):  # noqa: B017 - botocore's, whichever moto gives
         connector.plan_units(CollectContext(run_id="t"))
+
+
+#: The distributed run reads fewer services (every unit is a PostgreSQL transaction).
+DIST_SERVICES = ["iam", "s3", "s3control", "ec2", "kms", "logs"]
+
+
+def test_two_replicas_seal_one_run_with_the_findings_of_collect(
+    org: dict, postgres_url: str, tmp_path: Path,
+) -> None:
+    """Two replicas (real Distributors on one PostgreSQL, procrastinate's schema, jobs
+    deferred) share the organisation's units, each executing every other unit through
+    the run engine, in process: the run is sealed once, by the replica making the last
+    unit final, with the findings and evidence ``collect`` gives."""
+    options = {"regions": REGIONS, "organization": True, "member_role_name": "annexa-audit",
+               "session_name": "annexa-test", "external_id": "ext-123", "max_workers": 4,
+               "services": DIST_SERVICES}
+    engine = make_engine(postgres_url)
+    upgrade(engine)
+    ensure_queue_schema(postgres_url)
+    replicas: list[Distributor] = []
+    for n in range(2):
+        cfg = write_config(tmp_path / f"r{n}" / "annexa.toml", postgres_url, connectors=[{
+            "type": "aws", "name": "aws-org", "schedule": "every 1h", "options": options,
+        }], daemon={"distribute": True})
+        settings = load_settings(cfg)
+        d = settings.model.daemon
+        dist = Distributor(
+            settings, engine, load_mappings(settings.mapping_dirs), f"test:{n}:aws",
+            workers=1, attempts=d.unit_attempts, unit_timeout=d.seconds("unit_timeout"),
+            heartbeat=0.5, stalled_after=60, grace=1, unit_lock=d.unit_lock,
+        )
+        dist._defer_app.open()
+        replicas.append(dist)
+    try:
+        run_id = "00000000-0000-4000-8000-0000000a0b5e"
+        lc = replicas[0].settings.connectors[0]
+        planned = replicas[0].plan(lc, run_id)
+        assert replicas[0].dispatch(lc, run_id) == len(planned) > 8
+        sealed = []
+        for i, unit in enumerate(planned):
+            dist = replicas[i % 2]
+            dist._task(run_id, "aws-org", *unit)
+            with engine.connect() as conn:
+                sealed.append(conn.execute(select(runs.c.status).where(
+                    runs.c.id == run_id)).scalar_one())
+        # Sealed by the last unit, not before.
+        assert sealed[:-1] == ["running"] * (len(planned) - 1)
+        assert sealed[-1] == "succeeded"
+        with engine.connect() as conn:
+            run = conn.execute(select(runs).where(runs.c.id == run_id)).one()
+            stored_findings = Counter(
+                (f.check_id, f.resource_id, f.status)
+                for f in conn.execute(select(findings_t).where(findings_t.c.run_id == run_id)))
+            stored_evidence = Counter(
+                (e.resource_type, e.resource_id, e.content_hash)
+                for e in conn.execute(select(evidence_t).where(evidence_t.c.run_id == run_id)))
+        assert json.loads(run.counts)["replicas"] == ["test:0:aws", "test:1:aws"]
+        assert json.loads(run.counts)["units"] == len(planned)
+        expected = run_built(AwsConnector("aws-org", AwsOptions(**options)))
+        assert expected.status == "succeeded"
+        assert stored_findings == findings(expected)
+        assert stored_evidence == evidence(expected)
+        assert verify(engine).ok
+    finally:
+        for dist in replicas:
+            dist._defer_app.close()
+        engine.dispose()
