@@ -28,6 +28,11 @@ fails, a warning is logged and every unit reads directly.
 
 Every account, region and service runs on one bounded pool (``max_workers``); opening
 an account is a job on it too. Every unit ends with one ``Coverage`` record.
+
+Daemon replicas (``[daemon] distribute = true``): :meth:`AwsConnector.plan_units` names
+every unit ``collect`` would read and :meth:`AwsConnector.collect_unit` reads one on any
+replica by the same path (caller, member role, :func:`layout`, :class:`AccountJob`).
+What stays one unit, and why: docs/replicas.md.
 """
 
 from __future__ import annotations
