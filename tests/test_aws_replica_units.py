@@ -14,6 +14,7 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
+from botocore.exceptions import ClientError
 from sqlalchemy import select
 
 from collector.config import load_settings
@@ -136,9 +137,14 @@ def test_planning_fails_loudly_when_the_organisation_cannot_be_listed(
 ) -> None:
     """A caller that cannot list the organisation: the distributor logs why and reads
     the instance whole, which records the failure as collect does."""
-    connector = org_connector(role_arn="arn:aws:iam::123456789012:role/does-not-exist")
-    with pytest.raises(Exception):  # noqa: B017 - botocore's, whichever moto gives
+    # An account outside any organisation (moto lets the role be assumed).
+    connector = org_connector(role_arn="arn:aws:iam::111122223333:role/auditor")
+    with pytest.raises(ClientError):
         connector.plan_units(CollectContext(run_id="t"))
+    whole = run_built(connector)
+    assert whole.status == "failed"
+    assert [(c.scope, c.service, c.ok) for c in whole.coverage] == [("aws-org", "*", False)]
+    assert "organisation accounts could not be listed" in str(whole.coverage[0].error)
 
 
 #: The distributed run reads fewer services (every unit is a PostgreSQL transaction).
