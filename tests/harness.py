@@ -16,6 +16,9 @@ Two entry points:
 * :func:`run_built` — an instance the test already built (e.g. with an injected test
   credential the options cannot express). The engine still validates nothing new: it
   evaluates the instance's records with the class's checks and the given parameters.
+* :func:`run_built_units` — the same instance read unit by unit, as daemon replicas read
+  it (``plan_units``, then ``drive(..., unit=...)`` per unit, the path
+  ``collector.daemon.distribute`` takes), into one result.
 """
 
 from __future__ import annotations
@@ -157,8 +160,13 @@ def _index(mapping_dirs: tuple[str, ...] = ()) -> MappingIndex:
     return load_mappings(mapping_dirs)
 
 
-def _drive(loaded: LoadedConnector, mapping_dirs: Iterable[str | Path] = ()) -> RunResult:
-    run = RunResult()
+def _drive(
+    loaded: LoadedConnector,
+    mapping_dirs: Iterable[str | Path] = (),
+    unit: tuple[str, str, str] | None = None,
+    run: RunResult | None = None,
+) -> RunResult:
+    run = RunResult() if run is None else run
     result = drive(
         loaded,
         _index(tuple(str(d) for d in mapping_dirs)),
@@ -166,6 +174,7 @@ def _drive(loaded: LoadedConnector, mapping_dirs: Iterable[str | Path] = ()) -> 
         run_id="test-run",
         rlog=structlog.get_logger("test"),
         cancel_event=threading.Event(),
+        unit=unit,
     )
     run.status = result.status
     return run
@@ -211,3 +220,21 @@ def run_built(
         disabled_checks=list(disabled_checks),
     )
     return _drive(_Built(cfg, connector), mapping_dirs)
+
+
+def run_built_units(
+    connector: Connector, *, mapping_dirs: Iterable[str | Path] = ()
+) -> tuple[list[tuple[str, str, str]], RunResult]:
+    """The instance's plan, and every planned unit driven through the engine one at a
+    time (``drive(..., unit=...)``, as a replica runs a unit) into one result. ``status``
+    is ``succeeded`` only if every unit's run was. The plan must not be None."""
+    plan = connector.plan_units(CollectContext(run_id="test-run"))
+    assert plan is not None, f"{connector.type} planned no units"
+    cfg = ConnectorConfig(type=connector.type, name=connector.name, options={})
+    loaded = _Built(cfg, connector)
+    run = RunResult()
+    statuses = set()
+    for unit in plan:
+        statuses.add(_drive(loaded, mapping_dirs, unit=unit, run=run).status)
+    run.status = "succeeded" if statuses <= {"succeeded"} else ",".join(sorted(statuses))
+    return plan, run

@@ -29,12 +29,18 @@ either call fails, a warning is logged and every unit reads directly.
 
 Every account, region and service runs on one bounded pool (``max_workers``); opening
 an account is a job on it too. Every unit ends with one ``Coverage`` record.
+
+Daemon replicas (``[daemon] distribute = true``): :meth:`AwsConnector.plan_units` names
+every unit ``collect`` would read and :meth:`AwsConnector.collect_unit` reads one on any
+replica by the same path (caller, member role, :func:`layout`, :class:`AccountJob`).
+What stays one unit, and why: docs/replicas.md.
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import partial
 from typing import Any, ClassVar, Literal
@@ -302,6 +308,19 @@ def readers_for(services: Sequence[str] | None) -> tuple[ReaderSpec, ...]:
     return tuple(r for r in READERS if r.service in services)
 
 
+def layout(regions: Sequence[str], readers: Sequence[ReaderSpec]) -> list[tuple[str, ReaderSpec]]:
+    """Where each reader runs in one account, in plan order: the global readers first
+    (region ``global``), then every region's regional readers. The one ordering both
+    :func:`plan_units` (collect) and :meth:`AwsConnector.plan_units` (replicas) use."""
+    out = [(GLOBAL, r) for r in readers if not r.regional]
+    out += [(region, r) for region in regions for r in readers if r.regional]
+    return out
+
+
+def needs_regions(readers: Sequence[ReaderSpec]) -> bool:
+    return any(r.regional or r.needs_regions for r in readers)
+
+
 def plan_units(
     account: Account,
     regions: Sequence[str] | None,
@@ -310,7 +329,7 @@ def plan_units(
 ) -> tuple[list[Unit], list[Coverage]]:
     """The units to read in ``account``, and Coverage errors for units that cannot run
     because the account's regions could not be discovered."""
-    if regions is None and any(r.regional or r.needs_regions for r in readers):
+    if regions is None and needs_regions(readers):
         try:
             regions = ec2.discover_regions(account)
         except AWS_ERRORS as exc:
@@ -324,17 +343,11 @@ def plan_units(
                 if not r.regional and not r.needs_regions
             ]
             return units, problems
-    units: list[Unit] = []
-    for r in readers:
-        if r.regional:
-            continue
-        read = partial(r.read, regions=list(regions or ())) if r.needs_regions else r.read
-        units.append(Unit(account, GLOBAL, r.service, read, breaker))
-    units += [
-        Unit(account, region, r.service, r.read, breaker)
-        for region in regions or ()
-        for r in readers
-        if r.regional
+    every = list(regions or ())
+    units = [
+        Unit(account, region, r.service,
+             partial(r.read, regions=every) if r.needs_regions else r.read, breaker)
+        for region, r in layout(every, readers)
     ]
     return units, []
 
@@ -432,24 +445,34 @@ class AwsConnector(Connector):
         ctx.log.warning(what, connector=self.name, error=error)
         return Coverage(scope=self.name, region=GLOBAL, service="*", ok=False, error=error)
 
+    def open_caller(self) -> Account:
+        """The caller's account (profile / credential chain, ``role_arn`` assumed).
+
+        Raises botocore errors, or :class:`ValueError` for an ``AWS_ENDPOINT_URL`` that
+        is neither https nor plain http to a loopback host.
+        """
+        o = self.options
+        role = RoleToAssume(o.role_arn, o.session_name, o.external_id) if o.role_arn else None
+        return open_account(
+            base_session(o.profile),
+            self.client_settings(),
+            role=role,
+            on_call=self.operations_called.add,
+        )
+
+    @staticmethod
+    def caller_error(exc: BaseException) -> str:
+        if isinstance(exc, ValueError):  # raised only for the environment variable
+            return "AWS_ENDPOINT_URL must be https, or plain http to a loopback host"
+        return describe_error(exc)
+
     def collect(self, ctx: CollectContext) -> Iterator[Record]:
         o = self.options
         self.operations_called = set()
-        role = RoleToAssume(o.role_arn, o.session_name, o.external_id) if o.role_arn else None
         try:
-            caller = open_account(
-                base_session(o.profile),
-                self.client_settings(),
-                role=role,
-                on_call=self.operations_called.add,
-            )
+            caller = self.open_caller()
         except (*AWS_ERRORS, ValueError) as exc:
-            error = (
-                "AWS_ENDPOINT_URL must be https, or plain http to a loopback host"
-                if isinstance(exc, ValueError)  # raised only for the environment variable
-                else describe_error(exc)
-            )
-            yield self._scope_error(ctx, error, "aws account could not be opened")
+            yield self._scope_error(ctx, self.caller_error(exc), "aws account could not be opened")
             return
         readers = self.bulk_readers(ctx, caller, readers_for(o.services))
         breaker = RegionBreaker()
@@ -543,6 +566,20 @@ class AwsConnector(Connector):
             chosen = [a for a in chosen if a.id != management]
         return chosen, problems
 
+    def opener(self, caller: Account, account_id: str) -> Callable[[], Account]:
+        """How to open ``account_id``: the caller's own account as it is, any other by
+        assuming ``member_role_name`` there from the caller."""
+        if account_id == caller.account_id:
+            return lambda: caller
+        o = self.options
+        path_name = (o.member_role_name or "").lstrip("/")
+        role = RoleToAssume(
+            f"arn:{caller.partition}:iam::{account_id}:role/{path_name}",
+            o.session_name,
+            o.external_id,
+        )
+        return partial(open_member, caller, account_id, role)
+
     def account_job(
         self,
         caller: Account,
@@ -551,15 +588,161 @@ class AwsConnector(Connector):
         breaker: RegionBreaker,
         ctx: CollectContext,
     ) -> AccountJob:
+        return AccountJob(account.id, self.opener(caller, account.id), self.options.regions,
+                          readers, breaker, ctx.log)
+
+    # -- units for daemon replicas (Connector.plan_units / collect_unit) -------------
+
+    def opening_unit(self, readers: Sequence[ReaderSpec]) -> tuple[str, str] | None:
+        """(region, service) of the unit of each account that also reports the account's
+        own ``Coverage(<account>, "global", "*")`` in organisation mode: its first unit
+        in plan order. None when that needs the account's regions discovered (only
+        regional services chosen and no ``regions``)."""
+        first_global = next((r for r in readers if not r.regional), None)
+        if first_global is not None:
+            return GLOBAL, first_global.service
+        if self.options.regions:
+            return self.options.regions[0], readers[0].service
+        return None
+
+    def plan_units(self, ctx: CollectContext) -> list[tuple[str, str, str]] | None:
+        """Every (account, region, service) unit ``collect`` would read.
+
+        ``(<account>, "global", "*")`` is a whole account, read as ``collect`` reads it
+        (opened, its regions discovered, every unit): planned for an account that could
+        not be opened or whose regions could not be discovered now (reading it records
+        why, as ``collect`` does), for an included account missing from the
+        organisation, and for every account when the unit reporting the account's
+        opening cannot be named without discovering regions (:meth:`opening_unit`).
+
+        None in bulk-inventory mode: the aggregator's inventory is one query for the
+        whole organisation, loaded once per run and shared by every account's ``s3``
+        units; per unit it would be loaded once per unit, or not at all. Raises when the
+        caller cannot be opened or the organisation cannot be listed: the distributor
+        then reads the instance whole, which records that failure as ``collect`` does.
+        """
         o = self.options
-        if account.id == caller.account_id:
-            opener: Callable[[], Account] = lambda: caller  # noqa: E731
-        else:
-            path_name = (o.member_role_name or "").lstrip("/")
-            role = RoleToAssume(
-                f"arn:{caller.partition}:iam::{account.id}:role/{path_name}",
-                o.session_name,
-                o.external_id,
-            )
-            opener = partial(open_member, caller, account.id, role)
-        return AccountJob(account.id, opener, o.regions, readers, breaker, ctx.log)
+        if o.inventory == configinventory.MODE:
+            return None
+        try:
+            caller = self.open_caller()
+        except ValueError as exc:
+            raise ValueError(self.caller_error(exc)) from None
+        readers = readers_for(o.services)
+        wholes: list[str] = []
+        accounts = [caller.account_id]
+        if o.organization:
+            management, listed = list_org_accounts(caller)
+            selected, problems = self.select_accounts(management, listed)
+            wholes = [c.scope for c in problems]
+            accounts = [a.id for a in selected]
+            if self.opening_unit(readers) is None:
+                return [(a, GLOBAL, "*") for a in wholes + accounts]
+
+        def account_plan(account_id: str) -> list[tuple[str, str, str]]:
+            regions = o.regions
+            if regions is None and needs_regions(readers):
+                try:
+                    regions = ec2.discover_regions(self.opener(caller, account_id)())
+                except AWS_ERRORS as exc:
+                    ctx.log.warning("aws account planned whole", account=account_id,
+                                    error=describe_error(exc))
+                    return [(account_id, GLOBAL, "*")]
+            return [(account_id, region, r.service)
+                    for region, r in layout(list(regions or ()), readers)]
+
+        units = [(a, GLOBAL, "*") for a in wholes]
+        with ThreadPoolExecutor(max_workers=max(1, min(o.max_workers, len(accounts))),
+                                thread_name_prefix="annexa-aws-plan") as pool:
+            for part in pool.map(account_plan, accounts):
+                units += part
+        ctx.log.info("aws units planned", connector=self.name, accounts=len(accounts),
+                     units=len(units))
+        return units
+
+    def collect_unit(
+        self, ctx: CollectContext, scope: str, region: str, service: str
+    ) -> Iterator[Record]:
+        """Read one planned unit: open its account by the same path as ``collect`` (the
+        caller, then the member role) and run the same reader, ending with its Coverage.
+
+        In organisation mode the account's first unit (:meth:`opening_unit`) also
+        reports the account's own ``Coverage(<account>, "global", "*")``, as ``collect``
+        does once per account. The region breaker is this unit's own: a region found
+        unreachable costs each of its units the connect timeout (each still ends in an
+        error, never a pass).
+        """
+        o = self.options
+        self.operations_called = set()
+        if service == "*":
+            yield from self.collect_account(ctx, scope)
+            return
+
+        def failed(error: str) -> Coverage:
+            ctx.log.warning("aws unit failed", connector=self.name, scope=scope,
+                            region=region, service=service, error=error)
+            return Coverage(scope, region, service, ok=False, error=error)
+
+        readers = readers_for(o.services)
+        spec = next((r for r in readers if r.service == service), None)
+        if spec is None or spec.regional == (region == GLOBAL):
+            yield failed(f"not a unit this connector plans: {scope}/{region}/{service}")
+            return
+        try:
+            caller = self.open_caller()
+        except (*AWS_ERRORS, ValueError) as exc:
+            yield failed(f"account could not be opened: {self.caller_error(exc)}")
+            return
+        if not o.organization and scope != caller.account_id:
+            yield failed(f"the credentials open account {caller.account_id}, not {scope}")
+            return
+        opening = o.organization and self.opening_unit(readers) == (region, service)
+        regions = [region] if spec.regional else o.regions
+        job = AccountJob(scope, self.opener(caller, scope), regions, (spec,), RegionBreaker(),
+                         ctx.log)
+        for rec in stream_jobs([job], max_workers=1, cancelled=ctx.cancelled, source="aws"):
+            if isinstance(rec, Coverage) and rec.service == "*":
+                if opening:
+                    yield rec
+                if not rec.ok:
+                    yield Coverage(scope, region, service, ok=False, error=rec.error)
+                continue
+            yield rec
+
+    def collect_account(self, ctx: CollectContext, account_id: str) -> Iterator[Record]:
+        """The whole-account unit ``(<account>, "global", "*")``: what ``collect``
+        yields for that account (opened, regions discovered, every unit)."""
+        o = self.options
+        try:
+            caller = self.open_caller()
+        except (*AWS_ERRORS, ValueError) as exc:
+            error = f"account could not be opened: {self.caller_error(exc)}"
+            yield Coverage(account_id, GLOBAL, "*", ok=False, error=error)
+            return
+        readers = readers_for(o.services)
+        if not o.organization:
+            if account_id != caller.account_id:
+                yield Coverage(account_id, GLOBAL, "*", ok=False, error=(
+                    f"the credentials open account {caller.account_id}, not {account_id}"))
+                return
+            job = AccountJob(account_id, lambda: caller, o.regions, readers, RegionBreaker(),
+                             ctx.log)
+            yield from self._without_own_scope(stream_jobs(
+                [job], max_workers=o.max_workers, cancelled=ctx.cancelled, source="aws"))
+            return
+        try:
+            management, listed = list_org_accounts(caller)
+        except AWS_ERRORS as exc:
+            yield Coverage(account_id, GLOBAL, "*", ok=False, error=(
+                f"organisation accounts could not be listed: {describe_error(exc)}"))
+            return
+        selected, problems = self.select_accounts(management, listed)
+        problem = next((c for c in problems if c.scope == account_id), None)
+        chosen = next((a for a in selected if a.id == account_id), None)
+        if chosen is None:
+            yield problem or Coverage(account_id, GLOBAL, "*", ok=False,
+                                      error="not an account this connector reads")
+            return
+        job = self.account_job(caller, chosen, readers, RegionBreaker(), ctx)
+        yield from stream_jobs([job], max_workers=o.max_workers, cancelled=ctx.cancelled,
+                               source="aws")
