@@ -17,11 +17,11 @@ import pytest
 from botocore.exceptions import ClientError
 from sqlalchemy import select
 
+from annexa_demo.aws.estate import seed_org_estate
 from collector.config import load_settings
 from collector.daemon.distribute import Distributor, ensure_queue_schema
 from connectors.aws import AwsConnector, AwsOptions
 from connectors.aws.connector import SERVICES
-from connectors.aws.estate import seed_org_estate
 from core.connector import CollectContext
 from core.records import Coverage
 from mappings.loader import load_mappings
