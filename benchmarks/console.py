@@ -49,7 +49,7 @@ def measure(url: str, span: dict[str, Any], n: int) -> dict[str, Any]:
     from collector.console.auth import open_access
     from mappings.loader import load_mappings
     from store.engine import make_engine
-    from store.queries import control_statuses
+    from store.status import control_statuses
     from tests.console_fixtures import LiveConsole
 
     index = load_mappings()

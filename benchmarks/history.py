@@ -164,7 +164,8 @@ def measure(url: str, args: argparse.Namespace, span: dict[str, Any]) -> dict[st
     from mappings.soa import default_scope
     from store.engine import make_engine
     from store.export import build_package
-    from store.queries import control_statuses, findings_at
+    from store.queries import findings_at
+    from store.status import control_statuses
 
     index = load_mappings()
     engine = make_engine(url)

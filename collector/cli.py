@@ -330,7 +330,8 @@ def controls(
 ) -> None:
     """Status of every Annex A control, now, --at an instant, or over a --period."""
     from collector.commands.auditor import parse_period, recorded_decisions
-    from store.queries import CONTROL_STATUSES, STATUS_RANK, control_statuses, control_timelines
+    from store.status import CONTROL_STATUSES, STATUS_RANK, control_statuses
+    from store.timelines import control_timelines
 
     with _cli_errors():
         settings = _settings(config)
@@ -467,7 +468,8 @@ def findings(
     """Findings in force now, --at an instant, or during a --period (the population)."""
     from collector.commands.auditor import parse_period, recorded_decisions
     from core.records import FINDING_STATUSES
-    from store.queries import exception_for, findings_at, findings_in_period
+    from store.exceptions import exception_for
+    from store.queries import findings_at, findings_in_period
 
     with _cli_errors():
         settings = _settings(config)

@@ -55,6 +55,7 @@ from sqlalchemy import Connection, Engine, select
 from core.csvsafe import neutralise, restore
 from core.records import canonical_json, sha256_hex, utcnow
 from core.signing import PACKAGE_DOMAIN, RUN_DOMAIN, PublicKey, Signer
+from store.exceptions import ExceptionRule, exception_for
 from store.integrity import (
     GENESIS,
     _combine,
@@ -68,20 +69,16 @@ from store.keys import stored_keys
 from store.oscal import check_chain
 from store.oscal_results import oscal_documents
 from store.queries import (
-    ExceptionRule,
-    Timeline,
     _confirmed_at,
     bodies,
-    compliance_series,
-    control_statuses,
-    control_timelines,
     evidence_in_period,
-    exception_for,
     findings_in_period,
     last_ok_units,
 )
 from store.report import render_report
 from store.schema import evidence, findings, run_units, runs
+from store.status import control_statuses
+from store.timelines import Timeline, compliance_series, control_timelines
 from store.timestamps import tokens
 
 FORMAT = "annexa-audit-package/2"

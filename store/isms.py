@@ -1,6 +1,6 @@
 """Readiness of the ISMS clauses 4-10 at any instant, with the honest control statuses.
 
-A clause has the same two parts as an Annex A control (see ``store.queries``):
+A clause has the same two parts as an Annex A control (see ``store.status``):
 
 * its **documented part** — any of: a manual record for the clause id (``annexa evidence
   add --control 9.2``, capped by the clause's review interval), a policy document whose
@@ -12,7 +12,7 @@ A clause has the same two parts as an Annex A control (see ``store.queries``):
   register (6.1.2/8.2: every risk reviewed on time; 6.1.3/8.3: every risk effectively
   treated or accepted).
 
-Status: :func:`store.queries.combine_status` over the findings and documents (so a clause
+Status: :func:`store.status.combine_status` over the findings and documents (so a clause
 whose process checks pass without its document is ``undocumented``, a clause with
 nothing recorded is ``manual``), then aggregated conservatively with the register's
 verdict: ``pass`` only when every part passes.
@@ -33,16 +33,11 @@ from typing import Any
 from sqlalchemy import Engine
 
 from mappings.clauses import Clause, builtin_clauses
-from store.queries import (
-    STATUS_RANK,
-    combine_status,
-    exception_for,
-    findings_at,
-    last_ok_units,
-    manual_at,
-)
+from store.exceptions import exception_for
+from store.queries import findings_at, last_ok_units, manual_at
 from store.risks import RiskRow, _versions
 from store.schema import evidence
+from store.status import STATUS_RANK, combine_status
 
 POLICY_TYPE_SUFFIX = ".policy.document"
 _SATISFIED = frozenset({"pass", "not_applicable"})
@@ -286,9 +281,9 @@ def package_parts(
     """
     import json
 
-    from store.queries import STATUS_RANK
     from store.risk_input import RiskPolicy
     from store.risks import read_history, register_rows
+    from store.status import STATUS_RANK
     from store.trends import control_share_series, month_points, risk_series, trends_html
 
     rules = list(exceptions)

@@ -2,7 +2,7 @@
 share of applicable controls passing and the risk scores, for the audit package.
 
 Both series are read from what the package already computed — each control's status
-timeline over the period (``store.queries.control_timelines``), so a month's point is
+timeline over the period (``store.timelines.control_timelines``), so a month's point is
 exactly the status ``annexa controls --at`` gives for that instant — and the recorded
 risk register (``store.risks``) judged against those statuses. The charts are inline SVG
 (no script, no external resource), so the report stays one self-contained file.

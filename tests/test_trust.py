@@ -32,9 +32,10 @@ from mappings.loader import MappingIndex, load_mappings
 from store.decisions import recorded_exceptions
 from store.export import build_package, verify_package
 from store.integrity import verify
-from store.queries import control_statuses, findings_at
+from store.queries import findings_at
 from store.retention import apply_retention
 from store.schema import blobs, evidence, findings, retention_log, runs
+from store.status import control_statuses
 from store.writer import RunWriter
 from tests.fakes import MAPPING, FakeConnector, estate, fake_settings
 from tests.tsa import local_tsa

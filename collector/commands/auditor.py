@@ -139,7 +139,7 @@ def soa_rows(
     ``scope``: shared by ``annexa soa`` and the console's SoA page, so they cannot differ."""
     from core.records import utcnow
     from store.export import soa_table
-    from store.queries import control_statuses
+    from store.status import control_statuses
 
     statuses = [
         c.as_dict()
@@ -199,7 +199,7 @@ def history(
     fmt: FormatOpt = OutputFormat.table,
 ) -> None:
     """A control's status over a period: every change, when it failed and for how long."""
-    from store.queries import control_timelines
+    from store.timelines import control_timelines
 
     with _cli_errors():
         settings = _settings(config)
@@ -406,8 +406,7 @@ def retention(
 ) -> None:
     """Remove evidence bodies older than --keep; hashes, rows and tombstones stay."""
     from store.manual import default_user
-    from store.queries import parse_keep
-    from store.retention import apply_retention
+    from store.retention import apply_retention, parse_keep
 
     with _cli_errors():
         try:

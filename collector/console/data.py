@@ -1,7 +1,7 @@
 """What each console page shows, read through the store's own point-in-time queries.
 
 Nothing here computes a status or walks history itself: control status comes from
-``store.queries.control_statuses``, timelines from ``control_timelines``, findings and
+``store.status.control_statuses``, timelines from ``control_timelines``, findings and
 evidence from ``findings_at`` / ``item_versions``, decisions from the recorded
 decisions (``collector.decisions.decided``) — so the console, the CLI and the audit
 package cannot disagree about an instant. Each table is returned as rows plus the
@@ -22,16 +22,10 @@ from sqlalchemy import Engine
 from collector.decisions import decided
 from core.records import utcnow
 from mappings.loader import MappingIndex
-from store.queries import (
-    CONTROL_STATUSES,
-    bodies,
-    control_statuses,
-    control_timelines,
-    exception_for,
-    findings_at,
-    item_versions,
-    list_runs,
-)
+from store.exceptions import exception_for
+from store.queries import bodies, findings_at, item_versions, list_runs
+from store.status import CONTROL_STATUSES, control_statuses
+from store.timelines import control_timelines
 
 THEMES = ("organizational", "people", "physical", "technological")
 CONTROL_COLUMNS = [
