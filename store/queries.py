@@ -322,7 +322,7 @@ def last_ok_units(conn: Connection, at: datetime) -> dict[tuple[str, str, str, s
     return found
 
 
-def _confirmed_at(
+def confirmed_at(
     units: Mapping[tuple[str, str, str, str], datetime], f: Mapping[str, Any]
 ) -> datetime | None:
     times = [

@@ -281,7 +281,7 @@ def runs(ctx: Context, at: datetime | None, limit: int = 100) -> dict[str, Any]:
 def verify_run(ctx: Context, run_id: str) -> dict[str, Any]:
     """Recompute one run's digest from its stored rows and check its signature."""
     from core.signing import RUN_DOMAIN
-    from store.export import digest_from_lines, run_manifest_lines
+    from store.integrity import digest_from_lines, run_manifest_lines
     from store.keys import stored_keys
     from store.schema import runs as runs_table
 
