@@ -57,7 +57,7 @@ from collector.clikit import (
     mappings_app,
     parse_instant,
 )
-from collector.output import OutputFormat, render
+from collector.output import FINDING_COLUMNS, OutputFormat, render
 
 # Start-up is part of the product: `annexa --help` must not pay for alembic,
 # SQLAlchemy, structlog, pydantic or any SDK. Commands import what they use when they
@@ -519,19 +519,7 @@ def findings(
                 if status == "excepted" and not exc:
                     continue
                 rows.append(r)
-        columns = [
-            ("check_id", "Check"),
-            ("status", "Status"),
-            ("effective_status", "Effective"),
-            ("severity", "Severity"),
-            ("source", "Source"),
-            ("scope", "Scope"),
-            ("region", "Region"),
-            ("resource_id", "Resource"),
-            ("controls", "Controls"),
-            ("message", "Message"),
-            ("observed_at", "Observed"),
-        ]
+        columns = list(FINDING_COLUMNS)
         if period:
             columns += [("valid_from", "From"), ("valid_to", "To")]
         if not rows and check and not is_glob(check):

@@ -20,6 +20,7 @@ from typing import Any
 from sqlalchemy import Engine
 
 from collector.decisions import decided
+from collector.output import FINDING_COLUMNS
 from core.records import utcnow
 from mappings.loader import MappingIndex
 from store.exceptions import exception_for
@@ -35,19 +36,6 @@ CONTROL_COLUMNS = [
     ("status", "Status"),
     ("summary", "Findings"),
     ("resources", "Failing / erroring / excepted resources"),
-]
-FINDING_COLUMNS = [
-    ("check_id", "Check"),
-    ("status", "Status"),
-    ("effective_status", "Effective"),
-    ("severity", "Severity"),
-    ("source", "Source"),
-    ("scope", "Scope"),
-    ("region", "Region"),
-    ("resource_id", "Resource"),
-    ("controls", "Controls"),
-    ("message", "Message"),
-    ("observed_at", "Observed"),
 ]
 EVIDENCE_COLUMNS = [
     ("id", "Version"),
