@@ -25,6 +25,8 @@ WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY collector/ collector/
 COPY connectors/ connectors/
+COPY core/ core/
+COPY exports/ exports/
 COPY mappings/ mappings/
 COPY store/ store/
 

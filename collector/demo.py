@@ -75,7 +75,7 @@ def run_demo(db: Path, fmt: OutputFormat) -> int:
     from collector.logs import configure_logging
     from collector.runner import recover, run_connector
     from connectors.aws.estate import seed_demo_estate
-    from store.queries import control_statuses
+    from store.status import control_statuses
 
     console = Console(stderr=True)
     configure_logging("console", "warning")
