@@ -28,6 +28,7 @@ COPY analyzers/ analyzers/
 COPY collector/ collector/
 COPY connectors/ connectors/
 COPY core/ core/
+COPY exports/ exports/
 COPY mappings/ mappings/
 COPY store/ store/
 

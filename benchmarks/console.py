@@ -54,7 +54,7 @@ def measure(url: str, span: dict[str, Any], n: int, only: list[str] | None = Non
     from mappings.loader import load_mappings
     from store.engine import make_engine
     from store.migrate import upgrade
-    from store.queries import control_statuses
+    from store.status import control_statuses
     from tests.console_fixtures import LiveConsole
 
     index = load_mappings()

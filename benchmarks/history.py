@@ -161,11 +161,12 @@ def db_size(url: str) -> dict[str, Any]:
 
 
 def measure(url: str, args: argparse.Namespace, span: dict[str, Any]) -> dict[str, Any]:
+    from exports.package import build_package
     from mappings.loader import load_mappings
     from mappings.soa import default_scope
     from store.engine import make_engine
-    from store.export import build_package
-    from store.queries import control_statuses, findings_at
+    from store.queries import findings_at
+    from store.status import control_statuses
 
     index = load_mappings()
     engine = make_engine(url)
@@ -200,7 +201,7 @@ def measure(url: str, args: argparse.Namespace, span: dict[str, Any]) -> dict[st
     out["export_s"] = round(time.perf_counter() - t, 1)
     out["export"] = summary.as_dict()
     out["export_bytes"] = pkg.stat().st_size
-    from store.export import verify_package
+    from exports.verify import verify_package
 
     t = time.perf_counter()
     ok = verify_package(pkg).ok

@@ -57,7 +57,7 @@ from collector.clikit import (
     mappings_app,
     parse_instant,
 )
-from collector.output import OutputFormat, render
+from collector.output import FINDING_COLUMNS, OutputFormat, render
 
 # Start-up is part of the product: `annexa --help` must not pay for alembic,
 # SQLAlchemy, structlog, pydantic or any SDK. Commands import what they use when they
@@ -322,7 +322,8 @@ def controls(
 ) -> None:
     """Status of every Annex A control, now, --at an instant, or over a --period."""
     from collector.commands.auditor import parse_period, recorded_decisions
-    from store.queries import CONTROL_STATUSES, STATUS_RANK, control_statuses, control_timelines
+    from store.status import CONTROL_STATUSES, STATUS_RANK, control_statuses
+    from store.timelines import control_timelines
 
     with _cli_errors():
         settings = _settings(config)
@@ -459,7 +460,8 @@ def findings(
     """Findings in force now, --at an instant, or during a --period (the population)."""
     from collector.commands.auditor import parse_period, recorded_decisions
     from core.records import FINDING_STATUSES
-    from store.queries import exception_for, findings_at, findings_in_period
+    from store.exceptions import exception_for
+    from store.queries import findings_at, findings_in_period
 
     with _cli_errors():
         settings = _settings(config)
@@ -509,19 +511,7 @@ def findings(
                 if status == "excepted" and not exc:
                     continue
                 rows.append(r)
-        columns = [
-            ("check_id", "Check"),
-            ("status", "Status"),
-            ("effective_status", "Effective"),
-            ("severity", "Severity"),
-            ("source", "Source"),
-            ("scope", "Scope"),
-            ("region", "Region"),
-            ("resource_id", "Resource"),
-            ("controls", "Controls"),
-            ("message", "Message"),
-            ("observed_at", "Observed"),
-        ]
+        columns = list(FINDING_COLUMNS)
         if period:
             columns += [("valid_from", "From"), ("valid_to", "To")]
         if not rows and check and not is_glob(check):

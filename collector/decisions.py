@@ -60,8 +60,8 @@ def file_decisions(
     settings: Settings, index: MappingIndex, known_checks: Collection[str]
 ) -> list[Decision]:
     """Every decision the files state now, validated; raise DecisionFileError if not."""
+    from collector.exceptions_file import ExceptionsError, load_exceptions
     from mappings.soa import load_scope
-    from store.queries import ExceptionsError, load_exceptions
 
     files = _files(settings)
     out: list[Decision] = []

@@ -88,7 +88,7 @@ def run_demo(db: Path, fmt: OutputFormat) -> int:
     from collector.interrupts import Interrupts
     from collector.logs import configure_logging
     from collector.runner import recover, run_connector
-    from store.queries import control_statuses
+    from store.status import control_statuses
 
     seed_demo_estate = demo_seeder()  # before anything is written
     console = Console(stderr=True)

@@ -17,6 +17,21 @@ from core.csvsafe import neutralise
 if TYPE_CHECKING:
     from rich.console import Console
 
+#: The columns of a findings table, the same in ``annexa findings`` and the console.
+FINDING_COLUMNS = [
+    ("check_id", "Check"),
+    ("status", "Status"),
+    ("effective_status", "Effective"),
+    ("severity", "Severity"),
+    ("source", "Source"),
+    ("scope", "Scope"),
+    ("region", "Region"),
+    ("resource_id", "Resource"),
+    ("controls", "Controls"),
+    ("message", "Message"),
+    ("observed_at", "Observed"),
+]
+
 STATUS_STYLE = {
     "pass": "green",
     "fail": "bold red",

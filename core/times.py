@@ -8,7 +8,7 @@ shared by all connectors and analyzers, not a helper of one of them.
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
 
@@ -97,3 +97,27 @@ def activity_time(value: Any, now: datetime | None = None) -> str | None:
     if now - moment < timedelta(days=1):
         return moment.date().isoformat()
     return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def day_or_instant(value: Any, *, end_of_day: bool) -> datetime:
+    """A TOML date (whole day: ``end_of_day`` → next midnight UTC) or date-time (UTC).
+
+    Strings in either ISO form are read too; anything else is a :class:`ValueError`.
+    """
+    if isinstance(value, datetime):
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+    if isinstance(value, date):
+        d = value + timedelta(days=1) if end_of_day else value
+        return datetime.combine(d, time(0), tzinfo=UTC)
+    if isinstance(value, str):
+        try:
+            return day_or_instant(
+                datetime.fromisoformat(value.replace("Z", "+00:00")), end_of_day=end_of_day
+            )
+        except ValueError:
+            pass
+        try:
+            return day_or_instant(date.fromisoformat(value), end_of_day=end_of_day)
+        except ValueError:
+            pass
+    raise ValueError(f"{value!r} is not a date (2027-06-30) or date-time")

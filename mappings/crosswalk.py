@@ -248,7 +248,7 @@ def aggregate(statuses: Collection[str], rank: Mapping[str, int]) -> str:
 
     ``pass`` only when every control is ``pass`` or ``not_applicable`` (and one passes);
     ``not_applicable`` when none applies; otherwise the worst status among the controls
-    that are not satisfied, by ``rank`` (lower is worse; pass ``store.queries.STATUS_RANK``
+    that are not satisfied, by ``rank`` (lower is worse; pass ``store.status.STATUS_RANK``
     so the order is defined in one place). A status missing from ``rank`` ranks after
     every known one: shown only when nothing known is wrong, never read as a pass.
     ``not_mapped`` when the requirement relies on no control at all.

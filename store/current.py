@@ -2,7 +2,7 @@
 
 Derived data, not evidence. ``findings_in_force`` holds, per finding key of each source,
 its latest sealed version (a tombstone too, so an item that disappeared stays gone):
-exactly the rows the point-in-time walk of :func:`store.queries._findings_light` finds
+exactly the rows the point-in-time walk of :func:`store.queries.findings_light` finds
 at "now", without walking every key's history, with each one's observation capped by
 the as-of of the evidence it was judged on (``seen_at``, as the walk caps it). It is maintained by
 :func:`store.sealing.seal_run` — the one place every run ends (writer, crash recovery,
@@ -64,7 +64,7 @@ findings_in_force = Table(
     Column("observed_at", UTCDateTime(), nullable=False),
     # The observation capped by the as-of of the evidence version judged (its
     # ``source_updated_at``): what the status counts as the finding's own confirmation,
-    # as store.queries._findings_light does (a verdict on a snapshot is no fresher).
+    # as store.queries.findings_light does (a verdict on a snapshot is no fresher).
     Column("seen_at", UTCDateTime(), nullable=False),
 )
 
@@ -76,7 +76,7 @@ findings_in_force_state = Table(
     Column("runs_applied", Integer, nullable=False),
 )
 
-#: The columns of store.queries.findings_at (kept equal to its _FI_COLS by a test).
+#: The columns of store.queries.findings_at (kept equal to its FINDING_COLUMNS by a test).
 _FI_COLS = (
     "id", "run_id", "source", "key", "check_id", "scope", "region", "service",
     "resource_type", "resource_id", "status", "severity", "message", "evidence_hash",
@@ -202,7 +202,7 @@ def trusted(conn: Connection, at: datetime) -> bool:
 
 
 def current_light(conn: Connection) -> Iterator[tuple[object, ...]]:
-    """The rows of :func:`store.queries._findings_light` at now, from the table, in the
+    """The rows of :func:`store.queries.findings_light` at now, from the table, in the
     same order (per source, by key), the observation capped as there (``seen_at``)."""
     q = text(
         "SELECT source, scope, region, service, check_id, resource_id, status, controls,"

@@ -91,7 +91,7 @@ def _parse(v: str | None) -> datetime | None:
 
 
 def exception_decision(rule: Any, *, explicit_id: bool) -> Decision:
-    """The recorded form of an exception rule (``store.queries.ExceptionRule``)."""
+    """The recorded form of an exception rule (``store.exceptions.ExceptionRule``)."""
     payload = {
         "id": rule.id,
         "check": rule.check,
@@ -249,7 +249,7 @@ def recorded_exceptions(conn: Connection) -> list[Any]:
     The rules returned apply exactly when they were in force *as recorded*: a
     backdated ``approved_on`` never takes effect before the recording.
     """
-    from store.queries import ExceptionRule
+    from store.exceptions import ExceptionRule
 
     out = []
     for v in history(conn, EXCEPTION_TYPE):

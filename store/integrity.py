@@ -644,3 +644,43 @@ def verify(
             "writers can add to: pass --trusted-keys with the keys you keep for assurance"
         )
     return result
+
+
+def run_manifest_lines(conn: Connection, run_id: str) -> list[str]:
+    """The lines a run's digest is computed over (same order as store.integrity)."""
+    lines: list[str] = []
+    eq = (
+        select(
+            evidence.c.key,
+            evidence.c.content_hash,
+            evidence.c.collected_at,
+            evidence.c.source_updated_at,
+        )
+        .where(evidence.c.run_id == run_id)
+        .order_by(_sorted_by_key(conn, evidence.c.key), evidence.c.id)
+    )
+    for key, chash, collected_at, as_of in conn.execute(eq):
+        lines.append(f"E|{key}|{chash or '-'}|{ts(collected_at)}{as_of_suffix(ts, as_of)}")
+    fq = (
+        select(findings.c.key, findings.c.finding_hash, findings.c.observed_at)
+        .where(findings.c.run_id == run_id)
+        .order_by(_sorted_by_key(conn, findings.c.key), findings.c.id)
+    )
+    for key, fhash, observed_at in conn.execute(fq):
+        lines.append(f"F|{key}|{fhash}|{ts(observed_at)}")
+    uq = (
+        select(run_units)
+        .where(run_units.c.run_id == run_id)
+        .order_by(run_units.c.scope, run_units.c.region, run_units.c.service, run_units.c.id)
+    )
+    for u in conn.execute(uq).mappings():
+        lines.append(unit_line(u))
+    return lines
+
+
+def digest_from_lines(run: Mapping[str, Any], lines: Iterable[str]) -> str:
+    """A run's digest from its header and manifest lines (what ``verify`` computes)."""
+    m = _Manifest()
+    for line in lines:
+        m.line(line)
+    return _combine(run["prev_digest"] or GENESIS, dict(run), m)

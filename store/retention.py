@@ -210,3 +210,12 @@ def apply_retention(
                 conn.execute(insert(retention_log), entries)
             conn.execute(delete, {"hs": chunk})
     return RetentionResult(cutoff, len(hashes), total, False)
+
+
+def parse_keep(text_value: str) -> timedelta:
+    """``3y``, ``18m`` (months), ``90d``, ``12w`` → timedelta (a year is 365 days)."""
+    s = text_value.strip().lower()
+    units = {"y": 365, "m": 30, "w": 7, "d": 1}
+    if len(s) < 2 or s[-1] not in units or not s[:-1].isdigit() or int(s[:-1]) <= 0:
+        raise ValueError(f"{text_value!r} is not a duration like 3y, 18m, 12w or 90d")
+    return timedelta(days=int(s[:-1]) * units[s[-1]])

@@ -389,8 +389,8 @@ def register_at(
     exceptions: Iterable[Any] = (),
     statuses: Callable[[datetime], Mapping[str, str]] | None = None,
 ) -> tuple[list[RiskRow], RiskPolicy, bool]:
-    """The register at ``at`` with live control statuses (``store.queries``)."""
-    from store.queries import STATUS_RANK, control_statuses
+    """The register at ``at`` with live control statuses (``store.status``)."""
+    from store.status import STATUS_RANK, control_statuses
 
     if statuses is not None:
         now = statuses(at)

@@ -20,14 +20,11 @@ from sqlalchemy import Engine
 
 from core.records import Coverage, Evidence, Finding, utcnow
 from mappings.loader import MappingIndex, load_mappings
+from store.exceptions import ExceptionRule
 from store.manual import add_manual_evidence
-from store.queries import (
-    ExceptionRule,
-    control_statuses,
-    control_timelines,
-    findings_at,
-    findings_in_period,
-)
+from store.queries import findings_at, findings_in_period
+from store.status import control_statuses
+from store.timelines import control_timelines
 from store.writer import RunWriter
 
 pytestmark = pytest.mark.clock

@@ -29,9 +29,10 @@ from sqlalchemy import Engine, text
 from sqlalchemy.engine import make_url
 
 from core.records import utcnow
+from exports.package import build_package
+from exports.verify import verify_package
 from mappings.loader import MappingIndex, load_mappings
 from mappings.soa import default_scope
-from store.export import build_package, verify_package
 from store.integrity import verify
 from store.queries import findings_at
 from store.retention import apply_retention
@@ -150,7 +151,7 @@ def test_consistent_forgery_is_caught_by_the_cross_checks(
     package: tuple[Path, History], tmp_path: Path
 ) -> None:
     """Alter a finding and fix up every hash in the manifest: the run digests still differ."""
-    from store.export import manifest_digest
+    from exports.package import manifest_digest
 
     pkg, _ = package
     rows = read(pkg, "findings.csv").decode().replace(",fail,", ",pass,", 1).encode()

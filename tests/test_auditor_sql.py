@@ -73,7 +73,7 @@ _OLD_WRITER = textwrap.dedent(
     from store.sealing import seal_run
     from store.manual import add_manual_evidence
     from store.decisions import record_decisions, exception_decision
-    from store.queries import ExceptionRule
+    from store.exceptions import ExceptionRule
 
     url, key_pem, work = sys.argv[1], Path(sys.argv[2]).read_bytes(), Path(sys.argv[3])
     signer = Signer.from_pem(key_pem)

@@ -33,8 +33,8 @@ from collector.runner import run_connector
 from connectors.aws import AwsConnector, AwsOptions
 from connectors.aws.configinventory import Inventory, parse_bucket, parse_source
 from mappings.loader import load_mappings
-from store.queries import control_statuses
 from store.schema import evidence
+from store.status import control_statuses
 from tests.aws_config_fake import CAPTURED, MAX_LIMIT, SYNCED, ConfigSelectFake
 from tests.aws_fixtures import FaultProxy, _handler_for
 from tests.harness import RunResult, run_engine

@@ -2,7 +2,7 @@
 
 The official correspondence is stored as data in tests/data/iso27002_2022_annex_b.toml
 (its header names the sources). Aggregation is tested on the real status order of
-``store.queries`` and, end to end through the CLI, in tests/test_auditor_cli.py.
+``store.status`` and, end to end through the CLI, in tests/test_auditor_cli.py.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from mappings.crosswalk import (
     load_framework,
     report_through,
 )
-from store.queries import CONTROL_STATUSES, STATUS_RANK
+from store.status import CONTROL_STATUSES, STATUS_RANK
 
 ANNEX_B = Path(__file__).parent / "data" / "iso27002_2022_annex_b.toml"
 
@@ -122,7 +122,7 @@ def test_aggregate_passes_only_when_every_control_does(
 
 
 def test_aggregate_follows_the_given_order() -> None:
-    """The order is the caller's (store.queries.STATUS_RANK), not a copy of it."""
+    """The order is the caller's (store.status.STATUS_RANK), not a copy of it."""
     reversed_rank = {s: -i for i, s in enumerate(CONTROL_STATUSES)}
     assert aggregate(["fail", "stale", "pass"], STATUS_RANK) == "fail"
     assert aggregate(["fail", "stale", "pass"], reversed_rank) == "stale"

@@ -808,8 +808,8 @@ EXC_EXPIRES = datetime(2099, 6, 30, tzinfo=UTC)
 def _seed(engine: Engine, tmp_path: Path) -> None:
     from core.records import Coverage, Evidence, Finding
     from store.decisions import exception_decision, record_decisions
+    from store.exceptions import ExceptionRule
     from store.manual import add_manual_evidence
-    from store.queries import ExceptionRule
     from store.writer import RunWriter
 
     for when, alice_mfa in ((BEFORE, False), (AFTER, True)):

@@ -28,8 +28,10 @@ from mappings.loader import MappingIndex, load_mappings
 from store.engine import make_engine
 from store.integrity import verify
 from store.migrate import _config, current_revision, head_revision, upgrade
-from store.queries import control_statuses, control_timelines, evidence_at
+from store.queries import evidence_at
 from store.schema import evidence, findings, run_units, runs
+from store.status import control_statuses
+from store.timelines import control_timelines
 from tests import gcp_fixtures as fx
 from tests.fakes import MAPPING, FakeConnector, fake_settings
 from tests.gcp_fixtures import GcpFake, ServiceAccountKey, build_estate
@@ -361,8 +363,9 @@ def test_the_audit_package_carries_and_checks_the_snapshot_time(
     import io
     import zipfile
 
+    from exports.package import build_package
+    from exports.verify import verify_package
     from mappings.soa import default_scope
-    from store.export import build_package, verify_package
 
     start = utcnow() - timedelta(hours=1)
     as_of = datetime(2026, 11, 20, 6, 30, tzinfo=UTC)

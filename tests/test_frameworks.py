@@ -24,7 +24,7 @@ from mappings.crosswalk import (
     load_framework_catalog,
     report_through,
 )
-from store.queries import STATUS_RANK
+from store.status import STATUS_RANK
 
 CROSSWALKS = builtin_dir() / "crosswalks"
 CATALOGS = builtin_dir() / "catalogs" / "frameworks"

@@ -26,9 +26,10 @@ from collector.config import AnnexaConfig, ConnectorConfig, LoadedConnector, Set
 from collector.runner import run_connector
 from core.connector import load_connector
 from core.records import Evidence
+from exports.package import build_package
+from exports.verify import verify_package
 from mappings.loader import MappingIndex, load_mappings
 from mappings.soa import default_scope
-from store.export import build_package, verify_package
 from store.isms import clause_statuses
 from store.manual import add_manual_evidence
 from store.risk_input import RiskPolicy

@@ -30,9 +30,10 @@ from trestle.oscal.profile import Profile
 from trestle.oscal.ssp import SystemSecurityPlan
 
 from core.records import Evidence, Finding, utcnow
+from exports.package import build_package
+from exports.verify import verify_package
 from mappings.loader import MappingIndex, load_mappings
 from mappings.soa import load_scope
-from store.export import build_package, verify_package
 from store.writer import RunWriter
 from tests.test_auditor_history import History, build_history, run
 

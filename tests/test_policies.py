@@ -351,7 +351,7 @@ def test_an_approved_in_date_policy_is_the_recorded_document_of_its_controls(eng
     document. access-control.md lists A.5.15/A.5.18 but is past its review: an expired
     document. acceptable-use.md lists A.5.10 but is approved by its own owner: no document.
     backup.md lists A.8.13/A.5.37 but has no approver: no document."""
-    from store.queries import control_statuses
+    from store.status import control_statuses
 
     _store_run(engine, repo)
     st = {c.id: c for c in control_statuses(engine, _index())}
@@ -376,7 +376,7 @@ def test_a_valid_policy_makes_a_manual_control_pass(engine, repo):
         encoding="utf-8",
     )
     _store_run(engine, repo)
-    from store.queries import control_statuses
+    from store.status import control_statuses
 
     st = {c.id: c for c in control_statuses(engine, _index())}
     # A.5.10 (acceptable use) has no check: its recorded document is its evidence.
@@ -387,7 +387,8 @@ def test_a_valid_policy_makes_a_manual_control_pass(engine, repo):
 def test_timelines_replay_policy_documents_as_control_statuses_does(engine, repo):
     """A manual control documented only by a policy: undocumented before the run, pass
     after it, and the same answer from the timeline replay as from control_statuses."""
-    from store.queries import control_statuses, control_timelines
+    from store.status import control_statuses
+    from store.timelines import control_timelines
 
     (repo["root"] / "broken.md").unlink()
     text = (repo["root"] / "acceptable-use.md").read_text(encoding="utf-8")

@@ -95,8 +95,8 @@ def test_the_draw_can_be_recomputed_without_annexa(store, tmp_path):
 
 
 def test_samples_travel_in_the_package_and_verify(store, tmp_path, engine):
+    from exports.package import build_package
     from mappings.soa import default_scope
-    from store.export import build_package
 
     draw_json(store, "pkg-seed")
     pkg = tmp_path / "audit.zip"
@@ -111,7 +111,7 @@ def test_samples_travel_in_the_package_and_verify(store, tmp_path, engine):
         names = zf.namelist()
     sample_files = [n for n in names if n.startswith("samples/")]
     assert len(sample_files) == 2 and any(n.endswith("population.csv") for n in sample_files)
-    from store.export import verify_package
+    from exports.verify import verify_package
 
     res = verify_package(pkg)
     assert res.ok and res.samples_verified == 1, res.problems
@@ -125,7 +125,7 @@ def test_samples_travel_in_the_package_and_verify(store, tmp_path, engine):
 
 
 def _rewrite(src: Path, dst: Path, target: str) -> None:
-    from store.export import manifest_digest
+    from exports.package import manifest_digest
 
     with zipfile.ZipFile(src) as zf:
         files = {n: zf.read(n) for n in zf.namelist()}

@@ -15,7 +15,7 @@ import pytest
 from collector.runner import run_connector
 from mappings.loader import MappingIndex, load_mappings
 from store.manual import add_manual_evidence
-from store.queries import CONTROL_STATUSES, combine_status, control_statuses
+from store.status import CONTROL_STATUSES, combine_status, control_statuses
 from tests.fakes import MAPPING, FakeConnector, estate, fake_settings
 
 pytestmark = pytest.mark.clock

@@ -21,8 +21,9 @@ from collector.runner import run_connector
 from core.records import Coverage, Evidence, Finding
 from mappings.loader import MappingIndex, load_mappings
 from store.current import rebuild, trusted
+from store.exceptions import ExceptionRule
 from store.manual import add_manual_evidence
-from store.queries import ExceptionRule, control_statuses
+from store.status import control_statuses
 from store.writer import RunWriter
 from tests.fakes import MAPPING, FakeConnector, estate, fake_settings
 
@@ -155,7 +156,7 @@ def test_findings_at_now_from_the_table_equals_the_walk(
 ) -> None:
     from store import current, queries
 
-    assert current._FI_COLS == queries._FI_COLS
+    assert current._FI_COLS == queries.FINDING_COLUMNS
     _collect(engine, index, {"d1": False, "d2": True}, {"alice": True})
     _collect(engine, index, {"d1": True}, {"alice": False, "bob": True})
     _direct(engine, index, "not_applicable")

@@ -16,8 +16,9 @@ from collector.runner import run_connector
 from core.records import utcnow
 from mappings.loader import MappingIndex, load_mappings
 from store.integrity import verify
-from store.queries import control_statuses, evidence_at, findings_at
+from store.queries import evidence_at, findings_at
 from store.schema import blobs, evidence, findings, run_units, runs
+from store.status import control_statuses
 from tests.fakes import MAPPING, FakeConnector, estate, fake_settings
 
 pytestmark = pytest.mark.clock

@@ -28,13 +28,15 @@ from collector.decisions import file_decisions, sync
 from collector.runner import run_connector
 from core.csvsafe import neutralise, restore
 from core.signing import PublicKey, Signer
+from exports.package import build_package
+from exports.verify import verify_package
 from mappings.loader import MappingIndex, load_mappings
 from store.decisions import recorded_exceptions
-from store.export import build_package, verify_package
 from store.integrity import verify
-from store.queries import control_statuses, findings_at
+from store.queries import findings_at
 from store.retention import apply_retention
 from store.schema import blobs, evidence, findings, retention_log, runs
+from store.status import control_statuses
 from store.writer import RunWriter
 from tests.fakes import MAPPING, FakeConnector, estate, fake_settings
 from tests.tsa import local_tsa
@@ -401,7 +403,7 @@ def _rewrite(src: Path, dst: Path, edit, *, rehash: bool) -> None:
     if rehash:
         import hashlib
 
-        from store.export import manifest_digest
+        from exports.package import manifest_digest
 
         m = json.loads(files["manifest.json"])
         for f in m["files"]:
@@ -444,7 +446,7 @@ def _strip_signature(files: dict) -> None:
 
 
 def _other_key(files: dict) -> None:
-    from store.export import manifest_digest
+    from exports.package import manifest_digest
 
     other = Signer.generate()
     m = json.loads(files["manifest.json"])

@@ -1,7 +1,7 @@
 """Auditor commands: SoA, audit package, retention, manual evidence, control history.
 
 ``soa``              Statement of Applicability (table / CSV / JSON)
-``export``           audit package for a period (zip; see store/export.py)
+``export``           audit package for a period (zip; see exports/package.py)
 ``verify-package``   offline verification of an audit package (exit 5 on any problem)
 ``retention``        remove evidence bodies older than --keep (hashes and rows stay)
 ``history``          one control's status changes over a period
@@ -126,7 +126,7 @@ def _agent_version() -> str:
 
 def soa_columns() -> list[tuple[str, str]]:
     """The SoA's columns as ``annexa soa`` prints them (also the console's download)."""
-    from store.export import SOA_COLUMNS
+    from exports.soa import SOA_COLUMNS
 
     return [(c, c.replace("_", " ").capitalize()) for c in SOA_COLUMNS]
 
@@ -138,8 +138,8 @@ def soa_rows(
     """The SoA rows at ``instant`` (None: now) from the recorded decisions ``rules`` and
     ``scope``: shared by ``annexa soa`` and the console's SoA page, so they cannot differ."""
     from core.records import utcnow
-    from store.export import soa_table
-    from store.queries import control_statuses
+    from exports.soa import soa_table
+    from store.status import control_statuses
 
     statuses = [
         c.as_dict()
@@ -199,7 +199,7 @@ def history(
     fmt: FormatOpt = OutputFormat.table,
 ) -> None:
     """A control's status over a period: every change, when it failed and for how long."""
-    from store.queries import control_timelines
+    from store.timelines import control_timelines
 
     with _cli_errors():
         settings = _settings(config)
@@ -288,7 +288,8 @@ def export(
     """Write the signed audit package for a period: populations (CSV, JSON), OSCAL, SoA,
     samples, the HTML report (and PDF), a signed manifest."""
     from collector.pdf import PdfError, html_to_pdf
-    from store.export import ExportError, build_package
+    from exports.exporter import ExportError
+    from exports.package import build_package
 
     with _cli_errors():
         settings = _settings(config)
@@ -348,7 +349,7 @@ def verify_package_cmd(
     fmt: FormatOpt = OutputFormat.table,
 ) -> None:
     """Verify an audit package offline; exit 5 naming every file that does not verify."""
-    from store.export import verify_package
+    from exports.verify import verify_package
 
     with _cli_errors():
         engine = None
@@ -406,8 +407,7 @@ def retention(
 ) -> None:
     """Remove evidence bodies older than --keep; hashes, rows and tombstones stay."""
     from store.manual import default_user
-    from store.queries import parse_keep
-    from store.retention import apply_retention
+    from store.retention import apply_retention, parse_keep
 
     with _cli_errors():
         try:

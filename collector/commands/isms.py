@@ -202,8 +202,8 @@ def clause_status_map(
     from collector.decisions import risk_policy
     from core.records import utcnow
     from store.isms import clause_statuses
-    from store.queries import STATUS_RANK
     from store.risks import read_history, register_rows
+    from store.status import STATUS_RANK
 
     at = instant or utcnow()
     with engine.connect() as conn:

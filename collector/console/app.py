@@ -40,7 +40,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from collector.console import data
 from collector.console.auth import Access, LoginLimiter, Person, csrf_ok, csrf_token
 from collector.output import OutputFormat, serialise
-from store.queries import CONTROL_STATUSES
+from store.status import CONTROL_STATUSES
 
 HERE = Path(__file__).resolve().parent
 log = structlog.get_logger("annexa.console")

@@ -1,7 +1,7 @@
 """What each console page shows, read through the store's own point-in-time queries.
 
 Nothing here computes a status or walks history itself: control status comes from
-``store.queries.control_statuses``, timelines from ``control_timelines``, findings and
+``store.status.control_statuses``, timelines from ``control_timelines``, findings and
 evidence from ``findings_at`` / ``item_versions``, decisions from the recorded
 decisions (``collector.decisions.decided``) — so the console, the CLI and the audit
 package cannot disagree about an instant. Each table is returned as rows plus the
@@ -20,18 +20,13 @@ from typing import Any
 from sqlalchemy import Engine
 
 from collector.decisions import decided
+from collector.output import FINDING_COLUMNS
 from core.records import utcnow
 from mappings.loader import MappingIndex
-from store.queries import (
-    CONTROL_STATUSES,
-    bodies,
-    control_statuses,
-    control_timelines,
-    exception_for,
-    findings_at,
-    item_versions,
-    list_runs,
-)
+from store.exceptions import exception_for
+from store.queries import bodies, findings_at, item_versions, list_runs
+from store.status import CONTROL_STATUSES, control_statuses
+from store.timelines import control_timelines
 
 THEMES = ("organizational", "people", "physical", "technological")
 CONTROL_COLUMNS = [
@@ -41,19 +36,6 @@ CONTROL_COLUMNS = [
     ("status", "Status"),
     ("summary", "Findings"),
     ("resources", "Failing / erroring / excepted resources"),
-]
-FINDING_COLUMNS = [
-    ("check_id", "Check"),
-    ("status", "Status"),
-    ("effective_status", "Effective"),
-    ("severity", "Severity"),
-    ("source", "Source"),
-    ("scope", "Scope"),
-    ("region", "Region"),
-    ("resource_id", "Resource"),
-    ("controls", "Controls"),
-    ("message", "Message"),
-    ("observed_at", "Observed"),
 ]
 EVIDENCE_COLUMNS = [
     ("id", "Version"),
@@ -287,7 +269,7 @@ def runs(ctx: Context, at: datetime | None, limit: int = 100) -> dict[str, Any]:
 def verify_run(ctx: Context, run_id: str) -> dict[str, Any]:
     """Recompute one run's digest from its stored rows and check its signature."""
     from core.signing import RUN_DOMAIN
-    from store.export import digest_from_lines, run_manifest_lines
+    from store.integrity import digest_from_lines, run_manifest_lines
     from store.keys import stored_keys
     from store.schema import runs as runs_table
 

@@ -21,7 +21,7 @@ from prometheus_client import (
 )
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
-from store.queries import CONTROL_STATUSES
+from store.status import CONTROL_STATUSES
 
 RUN_STATUSES = ("succeeded", "partial", "failed", "aborted")
 FINDING_STATUSES = ("pass", "fail", "error", "not_applicable")

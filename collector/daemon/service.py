@@ -65,8 +65,8 @@ from store.leases import (
     seal_aborted,
     touch_run,
 )
-from store.queries import control_statuses
 from store.runlocks import RunLocks
+from store.status import control_statuses
 
 log = structlog.get_logger("annexa.daemon")
 

@@ -24,7 +24,7 @@ that holds it:
 ``assessment-plan.json``
     Continuous assessment by Annexa: the connector instances are its tools.
 ``assessment-results.json``
-    See :mod:`store.oscal_results`.
+    See :mod:`exports.oscal_results`.
 
 The version is the one compliance-trestle (an independent implementation, used by the
 tests) reads: 1.2.1, for every file. UUIDs are version-5 UUIDs derived from stable

@@ -30,7 +30,7 @@ from collections.abc import Iterable, Mapping
 from datetime import datetime
 from typing import Any
 
-from store.oscal import (
+from exports.oscal import (
     FOLDER,
     PLAN,
     PLATFORM,
