@@ -1,4 +1,4 @@
-"""Read queries for the cross-source identity correlation (collector/correlate.py).
+"""Read queries for the cross-source identity correlation (analyzers/identity.py).
 
 The correlation judges what the identity connectors last stored, so it needs three
 answers from the store, each at an instant (default: now):

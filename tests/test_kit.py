@@ -136,11 +136,8 @@ def test_a_source_error_keeps_the_connectors_description_scrubbed() -> None:
 # --------------------------------------------------------------------------- checks()
 
 #: Connectors that keep their own ``checks()``, and why. Each must still equal the
-#: prefix-derived set (the override exists only because its module is owned elsewhere).
-OVERRIDES: dict[str, str] = {
-    "identity": "collector/correlate.py (correlation connector, owned by the collector)",
-    "device_owners": "collector/devices.py (correlation connector, owned by the collector)",
-}
+#: prefix-derived set. None today: the two correlations became analyzers (analyzers/).
+OVERRIDES: dict[str, str] = {}
 
 
 @pytest.mark.parametrize("name", sorted(available_connectors()))

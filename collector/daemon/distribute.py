@@ -269,14 +269,11 @@ class Distributor:
     # -- dispatching (the replica that claimed the schedule) ------------------------
 
     def _instance(self, source: str) -> LoadedConnector | None:
-        from collector.correlate import bind_correlation
-        from collector.devices import bind_ownership
+        from collector.analysis import bind
 
         for lc in self.settings.connectors:
             if lc.name == source:
-                return bind_ownership(
-                    self.settings, bind_correlation(self.settings, lc, self.engine), self.engine
-                )
+                return bind(self.settings, lc, self.engine)
         return None
 
     def _writer(self, lc: LoadedConnector, run_id: str) -> RunWriter:
