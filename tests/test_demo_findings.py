@@ -16,7 +16,7 @@ golden pins check, resource and status only and records ``"evidence_hash": null`
   those findings are pinned by check, resource type and status (``"resource": null``);
 * evidence that carries a time of the seeding or the collection (``CreateDate`` of users,
   keys, roles and policies, ``LaunchTime``, last-use dates, the backdated credential
-  ages…). Which ones is not listed by hand: the fixture collects the demo twice, the
+  ages…). Which ones is not listed by hand: regenerating collects the demo twice, the
   second time with the clock travelled 400 days and 7 hours ahead (another hour, day,
   month and year), and a hash that differs between the two is volatile. The golden marks
   which hashes are pinned; statuses are pinned everywhere.
@@ -36,7 +36,6 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-import pytest
 import time_machine
 from sqlalchemy import select
 
@@ -121,32 +120,70 @@ def _reset(url: str) -> None:
     _reset_moto(url)
 
 
-@pytest.fixture
-def two_collections(aws_env: str, access_analyzer, tmp_path: Path) -> list[dict[str, Any]]:
-    first = demo_findings(aws_env, tmp_path / "one.db")
-    _reset(aws_env)
+def _two_collections(url: str, access_analyzer: Any, tmp_path: Path) -> list[dict[str, Any]]:
+    """What regenerating the golden needs: the demo collected twice, the second time
+    with the clock travelled ahead, so that the hashes and ids that differ are unpinned."""
+    first = demo_findings(url, tmp_path / "one.db")
+    _reset(url)
     access_analyzer.reset()
     with time_machine.travel(datetime.now(UTC) + SHIFT, tick=True):
-        second = demo_findings(aws_env, tmp_path / "two.db")
+        second = demo_findings(url, tmp_path / "two.db")
     return _pinned(first, second)
 
 
-def test_the_demo_findings_match_the_golden_file(two_collections: list[dict[str, Any]]) -> None:
-    found = two_collections
-    assert len(found) > 100 and {f["status"] for f in found} >= {"pass", "fail"}
+def project_on_golden(found: list[dict[str, Any]], golden: list[dict[str, Any]]
+                      ) -> list[dict[str, Any]]:
+    """One collection seen as the golden pins it: the evidence hash kept only where the
+    golden pins one, and a finding whose resource the golden does not name (an id drawn
+    afresh by each seeding) reduced to its check, resource type and status."""
+    named = {(g["check"], g["resource_type"], g["resource"]): g for g in golden if g["resource"]}
+    out = []
+    for f in found:
+        g = named.get((f["check"], f["resource_type"], f["resource"]))
+        if g is None:
+            out.append({**f, "resource": None, "evidence_hash": None})
+        else:
+            out.append({**f, "evidence_hash": f["evidence_hash"] if g["evidence_hash"] else None})
+    return sorted(out, key=_key)
+
+
+def test_the_demo_findings_match_the_golden_file(
+    aws_env: str, access_analyzer: Any, tmp_path: Path
+) -> None:
     if os.environ.get("ANNEXA_REGENERATE_GOLDEN"):
+        regenerated = _two_collections(aws_env, access_analyzer, tmp_path)
         GOLDEN.parent.mkdir(exist_ok=True)
-        GOLDEN.write_text(json.dumps(found, indent=1, sort_keys=True) + "\n", encoding="utf-8")
+        GOLDEN.write_text(json.dumps(regenerated, indent=1, sort_keys=True) + "\n",
+                          encoding="utf-8")
+        _reset(aws_env)
+        access_analyzer.reset()
     golden = json.loads(GOLDEN.read_text(encoding="utf-8"))
-    # Compare hashes only where the golden pins one (a time-dependent payload has none),
-    # resources only where they are not generated afresh by each seeding.
+    # Which hashes and ids are volatile was settled when the golden was made (two
+    # collections, a clock shift apart): checking needs one collection, at half the cost.
+    found = demo_findings(aws_env, tmp_path / "check.db")
+    assert len(found) > 100 and {f["status"] for f in found} >= {"pass", "fail"}
     assert len(found) == len(golden), (len(found), len(golden))
-    got = [
-        {**f, "evidence_hash": f["evidence_hash"] if g["evidence_hash"] else None,
-         "resource": f["resource"] if g["resource"] else None}
-        for f, g in zip(found, golden, strict=True)
-    ]  # fmt: skip
-    assert sorted(got, key=_key) == golden
+    assert project_on_golden(found, golden) == sorted(golden, key=_key)
     pinned = sum(1 for g in golden if g["evidence_hash"])
     # 78 of 189 when generated: the rest carry seeding or collection times (see above).
     assert pinned >= len(golden) // 3, f"only {pinned} of {len(golden)} evidence hashes pinned"
+
+
+def test_a_changed_verdict_or_hash_is_caught() -> None:
+    """The projection cannot hide a change: a flipped status, a changed pinned hash or a
+    finding on a resource the golden does not know all make it differ from the golden."""
+    golden = json.loads(GOLDEN.read_text(encoding="utf-8"))
+    found = [dict(g, resource=g["resource"] or f"generated-{i}",
+                  evidence_hash=g["evidence_hash"] or f"volatile-{i}")
+             for i, g in enumerate(golden)]
+    assert project_on_golden(found, golden) == sorted(golden, key=_key)
+    pinned = next(i for i, g in enumerate(golden) if g["evidence_hash"] and g["resource"])
+    flipped = [dict(f) for f in found]
+    flipped[pinned]["status"] = "pass" if found[pinned]["status"] != "pass" else "fail"
+    assert project_on_golden(flipped, golden) != sorted(golden, key=_key)
+    rehashed = [dict(f) for f in found]
+    rehashed[pinned]["evidence_hash"] = "0" * 64
+    assert project_on_golden(rehashed, golden) != sorted(golden, key=_key)
+    renamed = [dict(f) for f in found]
+    renamed[pinned]["resource"] = "arn:aws:s3:::not-in-the-demo"
+    assert project_on_golden(renamed, golden) != sorted(golden, key=_key)
