@@ -28,7 +28,7 @@ from collections.abc import Iterator, Mapping
 from typing import Any
 
 from connectors.aws import iam_principals, iam_root
-from connectors.aws.common import MISSING, paginate, read_partial
+from connectors.aws.common import MISSING, actions, paginate, read_partial
 from connectors.aws.iam_principals import PolicyResolver, user_policies
 from connectors.aws.session import Account
 from connectors.aws.units import ReaderSpec
@@ -43,14 +43,12 @@ ACCOUNT = "aws.iam.account"
 USER = "aws.iam.user"
 
 #: API operation → IAM action it needs (see docs/permissions/aws.json).
-ACTIONS: dict[str, str | None] = {
-    "iam:ListUsers": "iam:ListUsers",
-    "iam:GetAccountPasswordPolicy": "iam:GetAccountPasswordPolicy",
-    "iam:GetAccountSummary": "iam:GetAccountSummary",
-    "iam:GetLoginProfile": "iam:GetLoginProfile",
-    "iam:ListMFADevices": "iam:ListMFADevices",
-    "iam:ListAccessKeys": "iam:ListAccessKeys",
-    "iam:GetAccessKeyLastUsed": "iam:GetAccessKeyLastUsed",
+ACTIONS = {
+    **actions(
+        "iam:ListUsers", "iam:GetAccountPasswordPolicy", "iam:GetAccountSummary",
+        "iam:GetLoginProfile", "iam:ListMFADevices", "iam:ListAccessKeys",
+        "iam:GetAccessKeyLastUsed",
+    ),
     **iam_principals.ACTIONS,
     **iam_root.ACTIONS,
 }

@@ -34,7 +34,15 @@ from urllib.parse import unquote
 
 from botocore.exceptions import ClientError
 
-from connectors.aws.common import MISSING, as_list, error_code, pages, paginate, read_partial
+from connectors.aws.common import (
+    MISSING,
+    actions,
+    as_list,
+    error_code,
+    pages,
+    paginate,
+    read_partial,
+)
 from connectors.kit import ERRORS_KEY, EvidenceMissing, require, with_errors
 from core.checks import Verdict, check, failed, passed
 from core.times import activity_time
@@ -43,13 +51,10 @@ GROUP = "aws.iam.group"
 ROLE = "aws.iam.role"
 USER = "aws.iam.user"
 
-ACTIONS: dict[str, str | None] = {
-    "iam:GetAccountAuthorizationDetails": "iam:GetAccountAuthorizationDetails",
-    "iam:GetPolicy": "iam:GetPolicy",
-    "iam:GetPolicyVersion": "iam:GetPolicyVersion",
-    "organizations:DescribeOrganization": "organizations:DescribeOrganization",
-    "organizations:ListAccounts": "organizations:ListAccounts",
-}
+ACTIONS = actions(
+    "iam:GetAccountAuthorizationDetails", "iam:GetPolicy", "iam:GetPolicyVersion",
+    "organizations:DescribeOrganization", "organizations:ListAccounts",
+)
 
 _FILTER = ["User", "Group", "Role", "LocalManagedPolicy"]
 

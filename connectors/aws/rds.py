@@ -18,7 +18,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-from connectors.aws.common import paginate, without
+from connectors.aws.common import actions, paginate, without
 from connectors.aws.session import Account
 from connectors.aws.units import ReaderSpec
 from connectors.kit import require
@@ -30,10 +30,7 @@ DB_INSTANCE = "aws.rds.db_instance"
 
 DB_CLUSTER = "aws.rds.db_cluster"
 
-ACTIONS: dict[str, str | None] = {
-    "rds:DescribeDBInstances": "rds:DescribeDBInstances",
-    "rds:DescribeDBClusters": "rds:DescribeDBClusters",
-}
+ACTIONS = actions("rds:DescribeDBInstances", "rds:DescribeDBClusters")
 
 _VOLATILE = ("LatestRestorableTime",)
 _CLUSTER_VOLATILE = ("LatestRestorableTime", "EarliestRestorableTime", "Status",
