@@ -45,7 +45,7 @@ from dataclasses import dataclass
 from functools import partial
 from typing import Any, ClassVar, Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from connectors.aws import (
     accessanalyzer,
@@ -139,6 +139,21 @@ _SESSION_NAME = re.compile(r"^[\w+=,.@-]{2,64}$")
 _ACCOUNT_ID = re.compile(r"^\d{12}$")
 _AGGREGATOR = re.compile(r"^[\w-]{1,256}$", re.ASCII)
 
+#: Option → (the pattern its value, when given, must match; the error otherwise, with
+#: ``{value}``).
+_PATTERNS: dict[str, tuple[re.Pattern[str], str]] = {
+    "role_arn": (_ROLE_ARN, "not an IAM role ARN: {value!r}"),
+    "session_name": (_SESSION_NAME,
+                     "session_name must be 2-64 characters of [A-Za-z0-9_+=,.@-]"),
+    "member_role_name": (_ROLE_NAME,
+                         "not an IAM role name (optionally with a path): {value!r}"),
+    "config_aggregator_name": (_AGGREGATOR,
+                               "config_aggregator_name must be 1-256 characters of "
+                               "[A-Za-z0-9_-] (an AWS Config aggregator name), got {value!r}"),
+    "config_aggregator_region": (_REGION,
+                                 "config_aggregator_region: not an AWS region name: {value!r}"),
+}
+
 
 class AwsOptions(ConnectorOptions):
     """``[connectors.options]`` of an ``aws`` connector."""
@@ -200,21 +215,6 @@ class AwsOptions(ConnectorOptions):
             raise ValueError(f"not AWS region names: {', '.join(bad)}")
         return list(dict.fromkeys(value))
 
-    @field_validator("config_aggregator_name")
-    @classmethod
-    def _aggregator_name(cls, value: str | None) -> str | None:
-        if value is not None and not _AGGREGATOR.match(value):
-            raise ValueError("config_aggregator_name must be 1-256 characters of "
-                             f"[A-Za-z0-9_-] (an AWS Config aggregator name), got {value!r}")
-        return value
-
-    @field_validator("config_aggregator_region")
-    @classmethod
-    def _aggregator_region(cls, value: str | None) -> str | None:
-        if value is not None and not _REGION.match(value):
-            raise ValueError(f"config_aggregator_region: not an AWS region name: {value!r}")
-        return value
-
     @field_validator("services")
     @classmethod
     def _services(cls, value: list[str] | None) -> list[str] | None:
@@ -239,25 +239,12 @@ class AwsOptions(ConnectorOptions):
             raise ValueError(f"not 12-digit AWS account ids: {', '.join(map(str, bad))}")
         return list(dict.fromkeys(value))
 
-    @field_validator("role_arn")
+    @field_validator(*_PATTERNS)
     @classmethod
-    def _role_arn(cls, value: str | None) -> str | None:
-        if value is not None and not _ROLE_ARN.match(value):
-            raise ValueError(f"not an IAM role ARN: {value!r}")
-        return value
-
-    @field_validator("member_role_name")
-    @classmethod
-    def _member_role_name(cls, value: str | None) -> str | None:
-        if value is not None and not _ROLE_NAME.match(value):
-            raise ValueError(f"not an IAM role name (optionally with a path): {value!r}")
-        return value
-
-    @field_validator("session_name")
-    @classmethod
-    def _session_name(cls, value: str) -> str:
-        if not _SESSION_NAME.match(value):
-            raise ValueError("session_name must be 2-64 characters of [A-Za-z0-9_+=,.@-]")
+    def _matches_pattern(cls, value: str | None, info: ValidationInfo) -> str | None:
+        pattern, message = _PATTERNS[str(info.field_name)]
+        if value is not None and not pattern.match(value):
+            raise ValueError(message.format(value=value))
         return value
 
     @field_validator("endpoint_url")
