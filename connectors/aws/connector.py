@@ -139,6 +139,18 @@ _SESSION_NAME = re.compile(r"^[\w+=,.@-]{2,64}$")
 _ACCOUNT_ID = re.compile(r"^\d{12}$")
 _AGGREGATOR = re.compile(r"^[\w-]{1,256}$", re.ASCII)
 
+#: List option → (whether an item is valid; the error naming the invalid ones as
+#: ``{bad}``; the error when the list is empty, None where an empty list is allowed).
+_LISTS: dict[str, tuple[Callable[[str], object], str, str | None]] = {
+    "regions": (_REGION.match, "not AWS region names: {bad}",
+                "regions must not be empty (omit it to use every enabled region)"),
+    "services": (lambda s: s in SERVICES,
+                 "unknown services: {bad} (known: " + ", ".join(SERVICES) + ")",
+                 "services must not be empty (omit it to read every service)"),
+    "include_accounts": (_ACCOUNT_ID.match, "not 12-digit AWS account ids: {bad}", None),
+    "exclude_accounts": (_ACCOUNT_ID.match, "not 12-digit AWS account ids: {bad}", None),
+}
+
 #: Option → (the pattern its value, when given, must match; the error otherwise, with
 #: ``{value}``).
 _PATTERNS: dict[str, tuple[re.Pattern[str], str]] = {
@@ -203,40 +215,18 @@ class AwsOptions(ConnectorOptions):
         default=None, description="Region of the aggregator; default the home region."
     )
 
-    @field_validator("regions")
+    @field_validator(*_LISTS)
     @classmethod
-    def _regions(cls, value: list[str] | None) -> list[str] | None:
+    def _distinct_items(cls, value: list[str] | None, info: ValidationInfo) -> list[str] | None:
+        """The list without repeats (None: the option's default applies)."""
         if value is None:
             return None
-        if not value:
-            raise ValueError("regions must not be empty (omit it to use every enabled region)")
-        bad = [r for r in value if not _REGION.match(r)]
+        valid, invalid, empty = _LISTS[str(info.field_name)]
+        if not value and empty:
+            raise ValueError(empty)
+        bad = [str(item) for item in value if not valid(str(item))]
         if bad:
-            raise ValueError(f"not AWS region names: {', '.join(bad)}")
-        return list(dict.fromkeys(value))
-
-    @field_validator("services")
-    @classmethod
-    def _services(cls, value: list[str] | None) -> list[str] | None:
-        if value is None:
-            return None
-        if not value:
-            raise ValueError("services must not be empty (omit it to read every service)")
-        bad = [s for s in value if s not in SERVICES]
-        if bad:
-            raise ValueError(
-                f"unknown services: {', '.join(bad)} (known: {', '.join(SERVICES)})"
-            )
-        return list(dict.fromkeys(value))
-
-    @field_validator("include_accounts", "exclude_accounts")
-    @classmethod
-    def _accounts(cls, value: list[str] | None) -> list[str] | None:
-        if value is None:
-            return None
-        bad = [a for a in value if not _ACCOUNT_ID.match(str(a))]
-        if bad:
-            raise ValueError(f"not 12-digit AWS account ids: {', '.join(map(str, bad))}")
+            raise ValueError(invalid.format(bad=", ".join(bad)))
         return list(dict.fromkeys(value))
 
     @field_validator(*_PATTERNS)
