@@ -307,7 +307,8 @@ def _admin_check(kind: str) -> CheckFunc:
         return admin_verdict(payload, params, name_key=f"{prefix}Name",
                              inline_key=f"{prefix}PolicyList", kind=kind)
 
-    no_full_admin_policy.__name__ = f"{kind}_no_full_admin_policy"
+    no_full_admin_policy.__name__ = no_full_admin_policy.__qualname__ = (
+        f"{kind}_no_full_admin_policy")
     return no_full_admin_policy
 
 
