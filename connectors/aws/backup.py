@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-from connectors.aws.common import MISSING, paginate, read_partial, without
+from connectors.aws.common import MISSING, actions, paginate, read_partial, without
 from connectors.aws.session import Account
 from connectors.aws.units import ReaderSpec
 from connectors.kit import require, with_errors
@@ -27,11 +27,10 @@ SERVICE = "backup"
 PLANS = "aws.backup.plans"
 RESTORE_TESTING = "aws.backup.restore_testing"
 
-ACTIONS: dict[str, str | None] = {
-    "backup:ListBackupPlans": "backup:ListBackupPlans",
-    "backup:ListRestoreTestingPlans": "backup:ListRestoreTestingPlans",
-    "backup:ListRestoreTestingSelections": "backup:ListRestoreTestingSelections",
-}
+ACTIONS = actions(
+    "backup:ListBackupPlans", "backup:ListRestoreTestingPlans",
+    "backup:ListRestoreTestingSelections",
+)
 
 
 def read(account: Account, region: str) -> Iterator[Evidence]:

@@ -19,7 +19,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-from connectors.aws.common import pages
+from connectors.aws.common import actions, pages
 from connectors.aws.session import Account
 from connectors.aws.units import ReaderSpec
 from connectors.kit import GLOBAL, require
@@ -29,9 +29,7 @@ from core.records import Evidence
 SERVICE = "cloudfront"
 DISTRIBUTION = "aws.cloudfront.distribution"
 
-ACTIONS: dict[str, str | None] = {
-    "cloudfront:ListDistributions": "cloudfront:ListDistributions",
-}
+ACTIONS = actions("cloudfront:ListDistributions")
 
 MODERN = ("TLSv1.2_2018", "TLSv1.2_2019", "TLSv1.2_2021", "TLSv1.2_2025", "TLSv1.3_2025")
 

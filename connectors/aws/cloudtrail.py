@@ -30,7 +30,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 from connectors.aws import s3
-from connectors.aws.common import MISSING, read_partial
+from connectors.aws.common import MISSING, actions, read_partial
 from connectors.aws.session import Account
 from connectors.aws.units import ReaderSpec
 from connectors.kit import ERRORS_KEY, GLOBAL, EvidenceMissing, require, with_errors
@@ -41,14 +41,14 @@ SERVICE = "cloudtrail"
 TRAILS = "aws.cloudtrail.trails"
 TRAIL = "aws.cloudtrail.trail"
 
-ACTIONS: dict[str, str | None] = {
-    "cloudtrail:DescribeTrails": "cloudtrail:DescribeTrails",
-    "cloudtrail:GetTrailStatus": "cloudtrail:GetTrailStatus",
-    "cloudtrail:GetEventSelectors": "cloudtrail:GetEventSelectors",
-    "s3control:GetPublicAccessBlock": "s3:GetAccountPublicAccessBlock",
-    "s3:GetObjectLockConfiguration": "s3:GetBucketObjectLockConfiguration",
-    "s3:GetBucketLifecycleConfiguration": "s3:GetLifecycleConfiguration",
-}
+ACTIONS = actions(
+    "cloudtrail:DescribeTrails", "cloudtrail:GetTrailStatus", "cloudtrail:GetEventSelectors",
+    renamed={
+        "s3control:GetPublicAccessBlock": "s3:GetAccountPublicAccessBlock",
+        "s3:GetObjectLockConfiguration": "s3:GetBucketObjectLockConfiguration",
+        "s3:GetBucketLifecycleConfiguration": "s3:GetLifecycleConfiguration",
+    },
+)
 
 #: Status fields that describe configuration or lasting faults; the ``Latest*Time`` /
 #: ``*Attempt*`` fields move with every delivery and are dropped.

@@ -176,6 +176,18 @@ def paginate(client: Any, operation: str, key: str, **kwargs: Any) -> Iterator[A
         yield from page.get(key) or []
 
 
+def actions(
+    *operations: str, renamed: Mapping[str, str | None] | None = None
+) -> dict[str, str | None]:
+    """API operation → the IAM action it needs (see docs/permissions/aws.json).
+
+    Most operations need the action of their own name (``ec2:DescribeVolumes``): list
+    them in ``operations``. ``renamed`` maps those whose action is named otherwise
+    (``s3:ListBuckets`` needs ``s3:ListAllMyBuckets``), or None where none is needed.
+    """
+    return {**{op: op for op in operations}, **(renamed or {})}
+
+
 def as_list(value: Any) -> list[Any]:
     """A policy element that may be a single value or a list, as a list."""
     if value is None:

@@ -23,7 +23,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-from connectors.aws.common import MISSING, paginate, read_partial
+from connectors.aws.common import MISSING, actions, paginate, read_partial
 from connectors.aws.session import Account
 from connectors.aws.units import ReaderSpec
 from connectors.kit import require, with_errors
@@ -34,12 +34,10 @@ SERVICE = "config"
 RECORDERS = "aws.config.recorders"
 CONFORMANCE_PACKS = "aws.config.conformance_packs"
 
-ACTIONS: dict[str, str | None] = {
-    "config:DescribeConfigurationRecorders": "config:DescribeConfigurationRecorders",
-    "config:DescribeConfigurationRecorderStatus": "config:DescribeConfigurationRecorderStatus",
-    "config:DescribeConformancePacks": "config:DescribeConformancePacks",
-    "config:GetConformancePackComplianceSummary": "config:GetConformancePackComplianceSummary",
-}
+ACTIONS = actions(
+    "config:DescribeConfigurationRecorders", "config:DescribeConfigurationRecorderStatus",
+    "config:DescribeConformancePacks", "config:GetConformancePackComplianceSummary",
+)
 
 
 def failing(status: Mapping[str, Any]) -> bool:

@@ -45,7 +45,7 @@ from dataclasses import dataclass
 from functools import partial
 from typing import Any, ClassVar, Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from connectors.aws import (
     accessanalyzer,
@@ -139,6 +139,33 @@ _SESSION_NAME = re.compile(r"^[\w+=,.@-]{2,64}$")
 _ACCOUNT_ID = re.compile(r"^\d{12}$")
 _AGGREGATOR = re.compile(r"^[\w-]{1,256}$", re.ASCII)
 
+#: List option → (whether an item is valid; the error naming the invalid ones as
+#: ``{bad}``; the error when the list is empty, None where an empty list is allowed).
+_LISTS: dict[str, tuple[Callable[[str], object], str, str | None]] = {
+    "regions": (_REGION.match, "not AWS region names: {bad}",
+                "regions must not be empty (omit it to use every enabled region)"),
+    "services": (lambda s: s in SERVICES,
+                 "unknown services: {bad} (known: " + ", ".join(SERVICES) + ")",
+                 "services must not be empty (omit it to read every service)"),
+    "include_accounts": (_ACCOUNT_ID.match, "not 12-digit AWS account ids: {bad}", None),
+    "exclude_accounts": (_ACCOUNT_ID.match, "not 12-digit AWS account ids: {bad}", None),
+}
+
+#: Option → (the pattern its value, when given, must match; the error otherwise, with
+#: ``{value}``).
+_PATTERNS: dict[str, tuple[re.Pattern[str], str]] = {
+    "role_arn": (_ROLE_ARN, "not an IAM role ARN: {value!r}"),
+    "session_name": (_SESSION_NAME,
+                     "session_name must be 2-64 characters of [A-Za-z0-9_+=,.@-]"),
+    "member_role_name": (_ROLE_NAME,
+                         "not an IAM role name (optionally with a path): {value!r}"),
+    "config_aggregator_name": (_AGGREGATOR,
+                               "config_aggregator_name must be 1-256 characters of "
+                               "[A-Za-z0-9_-] (an AWS Config aggregator name), got {value!r}"),
+    "config_aggregator_region": (_REGION,
+                                 "config_aggregator_region: not an AWS region name: {value!r}"),
+}
+
 
 class AwsOptions(ConnectorOptions):
     """``[connectors.options]`` of an ``aws`` connector."""
@@ -188,76 +215,26 @@ class AwsOptions(ConnectorOptions):
         default=None, description="Region of the aggregator; default the home region."
     )
 
-    @field_validator("regions")
+    @field_validator(*_LISTS)
     @classmethod
-    def _regions(cls, value: list[str] | None) -> list[str] | None:
+    def _distinct_items(cls, value: list[str] | None, info: ValidationInfo) -> list[str] | None:
+        """The list without repeats (None: the option's default applies)."""
         if value is None:
             return None
-        if not value:
-            raise ValueError("regions must not be empty (omit it to use every enabled region)")
-        bad = [r for r in value if not _REGION.match(r)]
+        valid, invalid, empty = _LISTS[str(info.field_name)]
+        if not value and empty:
+            raise ValueError(empty)
+        bad = [str(item) for item in value if not valid(str(item))]
         if bad:
-            raise ValueError(f"not AWS region names: {', '.join(bad)}")
+            raise ValueError(invalid.format(bad=", ".join(bad)))
         return list(dict.fromkeys(value))
 
-    @field_validator("config_aggregator_name")
+    @field_validator(*_PATTERNS)
     @classmethod
-    def _aggregator_name(cls, value: str | None) -> str | None:
-        if value is not None and not _AGGREGATOR.match(value):
-            raise ValueError("config_aggregator_name must be 1-256 characters of "
-                             f"[A-Za-z0-9_-] (an AWS Config aggregator name), got {value!r}")
-        return value
-
-    @field_validator("config_aggregator_region")
-    @classmethod
-    def _aggregator_region(cls, value: str | None) -> str | None:
-        if value is not None and not _REGION.match(value):
-            raise ValueError(f"config_aggregator_region: not an AWS region name: {value!r}")
-        return value
-
-    @field_validator("services")
-    @classmethod
-    def _services(cls, value: list[str] | None) -> list[str] | None:
-        if value is None:
-            return None
-        if not value:
-            raise ValueError("services must not be empty (omit it to read every service)")
-        bad = [s for s in value if s not in SERVICES]
-        if bad:
-            raise ValueError(
-                f"unknown services: {', '.join(bad)} (known: {', '.join(SERVICES)})"
-            )
-        return list(dict.fromkeys(value))
-
-    @field_validator("include_accounts", "exclude_accounts")
-    @classmethod
-    def _accounts(cls, value: list[str] | None) -> list[str] | None:
-        if value is None:
-            return None
-        bad = [a for a in value if not _ACCOUNT_ID.match(str(a))]
-        if bad:
-            raise ValueError(f"not 12-digit AWS account ids: {', '.join(map(str, bad))}")
-        return list(dict.fromkeys(value))
-
-    @field_validator("role_arn")
-    @classmethod
-    def _role_arn(cls, value: str | None) -> str | None:
-        if value is not None and not _ROLE_ARN.match(value):
-            raise ValueError(f"not an IAM role ARN: {value!r}")
-        return value
-
-    @field_validator("member_role_name")
-    @classmethod
-    def _member_role_name(cls, value: str | None) -> str | None:
-        if value is not None and not _ROLE_NAME.match(value):
-            raise ValueError(f"not an IAM role name (optionally with a path): {value!r}")
-        return value
-
-    @field_validator("session_name")
-    @classmethod
-    def _session_name(cls, value: str) -> str:
-        if not _SESSION_NAME.match(value):
-            raise ValueError("session_name must be 2-64 characters of [A-Za-z0-9_+=,.@-]")
+    def _matches_pattern(cls, value: str | None, info: ValidationInfo) -> str | None:
+        pattern, message = _PATTERNS[str(info.field_name)]
+        if value is not None and not pattern.match(value):
+            raise ValueError(message.format(value=value))
         return value
 
     @field_validator("endpoint_url")

@@ -25,7 +25,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 from connectors import exposure, exposure_checks
-from connectors.aws.common import MISSING, paginate, read_partial, without
+from connectors.aws.common import MISSING, actions, paginate, read_partial, without
 from connectors.aws.session import Account
 from connectors.aws.units import ReaderSpec
 from connectors.kit import ERRORS_KEY, EvidenceMissing, require, with_errors
@@ -38,14 +38,10 @@ SECURITY_GROUP = "aws.ec2.security_group"
 VOLUME = "aws.ec2.volume"
 INSTANCE = "aws.ec2.instance"
 
-ACTIONS: dict[str, str | None] = {
-    "ec2:DescribeRegions": "ec2:DescribeRegions",
-    "ec2:GetEbsEncryptionByDefault": "ec2:GetEbsEncryptionByDefault",
-    "ec2:DescribeSecurityGroups": "ec2:DescribeSecurityGroups",
-    "ec2:GetManagedPrefixListEntries": "ec2:GetManagedPrefixListEntries",
-    "ec2:DescribeVolumes": "ec2:DescribeVolumes",
-    "ec2:DescribeInstances": "ec2:DescribeInstances",
-}
+ACTIONS = actions(
+    "ec2:DescribeRegions", "ec2:GetEbsEncryptionByDefault", "ec2:DescribeSecurityGroups",
+    "ec2:GetManagedPrefixListEntries", "ec2:DescribeVolumes", "ec2:DescribeInstances",
+)
 
 #: Opt-in states of regions the account can use.
 _ENABLED = {"opt-in-not-required", "opted-in"}

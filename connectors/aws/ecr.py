@@ -26,7 +26,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-from connectors.aws.common import MISSING, paginate, read_partial
+from connectors.aws.common import MISSING, actions, paginate, read_partial
 from connectors.aws.inspector2 import MAX_AGE_DAYS, NOT_JUDGED
 from connectors.aws.session import Account
 from connectors.aws.units import ReaderSpec
@@ -38,11 +38,7 @@ from core.records import Evidence
 SERVICE = "ecr"
 IMAGE = "aws.ecr.image"
 
-ACTIONS: dict[str, str | None] = {
-    "ecr:DescribeRepositories": "ecr:DescribeRepositories",
-    "ecr:DescribeImages": "ecr:DescribeImages",
-    "ecr:DescribeImageScanFindings": "ecr:DescribeImageScanFindings",
-}
+ACTIONS = actions("ecr:DescribeRepositories", "ecr:DescribeImages", "ecr:DescribeImageScanFindings")
 
 #: Statuses of enhanced scanning (Amazon Inspector) in ECR's ``ScanStatus`` enumeration.
 ENHANCED = ("ACTIVE", "PENDING", "SCAN_ELIGIBILITY_EXPIRED", "FINDINGS_UNAVAILABLE",

@@ -15,7 +15,7 @@ import re
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-from connectors.aws.common import MISSING, paginate, read_partial
+from connectors.aws.common import MISSING, actions, paginate, read_partial
 from connectors.aws.session import Account
 from connectors.aws.units import ReaderSpec
 from connectors.kit import require, with_errors
@@ -25,11 +25,13 @@ from core.records import Evidence
 SERVICE = "elbv2"
 LOAD_BALANCER = "aws.elbv2.load_balancer"
 
-ACTIONS: dict[str, str | None] = {
-    "elbv2:DescribeLoadBalancers": "elasticloadbalancing:DescribeLoadBalancers",
-    "elbv2:DescribeListeners": "elasticloadbalancing:DescribeListeners",
-    "wafv2:GetWebACLForResource": "wafv2:GetWebACLForResource",
-}
+ACTIONS = actions(
+    "wafv2:GetWebACLForResource",
+    renamed={
+        "elbv2:DescribeLoadBalancers": "elasticloadbalancing:DescribeLoadBalancers",
+        "elbv2:DescribeListeners": "elasticloadbalancing:DescribeListeners",
+    },
+)
 
 #: AWS predefined policies whose minimum protocol is TLS 1.2 or 1.3
 #: (``ELBSecurityPolicy-TLS13-1-2-2021-06``, ``…-TLS-1-2-Ext-2018-06``,

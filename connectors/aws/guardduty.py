@@ -20,7 +20,7 @@ from typing import Any
 
 from botocore.exceptions import PaginationError
 
-from connectors.aws.common import MISSING, paginate, read_partial
+from connectors.aws.common import MISSING, actions, paginate, read_partial
 from connectors.aws.session import Account
 from connectors.aws.units import ReaderSpec
 from connectors.kit import ERRORS_KEY, EvidenceMissing, require, with_errors
@@ -30,14 +30,11 @@ from core.records import Evidence
 SERVICE = "guardduty"
 DETECTORS = "aws.guardduty.detectors"
 
-ACTIONS: dict[str, str | None] = {
-    "guardduty:ListDetectors": "guardduty:ListDetectors",
-    "guardduty:GetDetector": "guardduty:GetDetector",
-    "guardduty:ListMalwareProtectionPlans": "guardduty:ListMalwareProtectionPlans",
-    "guardduty:GetMalwareProtectionPlan": "guardduty:GetMalwareProtectionPlan",
-    "guardduty:ListThreatIntelSets": "guardduty:ListThreatIntelSets",
-    "guardduty:GetThreatIntelSet": "guardduty:GetThreatIntelSet",
-}
+ACTIONS = actions(
+    "guardduty:ListDetectors", "guardduty:GetDetector", "guardduty:ListMalwareProtectionPlans",
+    "guardduty:GetMalwareProtectionPlan", "guardduty:ListThreatIntelSets",
+    "guardduty:GetThreatIntelSet",
+)
 
 
 def threat_intel_sets(client: Any, detector_id: str) -> list[dict[str, Any]]:

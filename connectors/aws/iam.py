@@ -24,16 +24,17 @@ a new evidence version on every run for every active credential.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+import functools
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 from connectors.aws import iam_principals, iam_root
-from connectors.aws.common import MISSING, paginate, read_partial
+from connectors.aws.common import MISSING, actions, paginate, read_partial
 from connectors.aws.iam_principals import PolicyResolver, user_policies
 from connectors.aws.session import Account
 from connectors.aws.units import ReaderSpec
 from connectors.kit import ERRORS_KEY, GLOBAL, EvidenceMissing, require, with_errors
-from core.checks import Verdict, check, failed, not_applicable, passed
+from core.checks import CheckFunc, Verdict, check, failed, not_applicable, passed
 from core.records import Evidence
 from core.times import activity_time, days_since
 
@@ -43,14 +44,12 @@ ACCOUNT = "aws.iam.account"
 USER = "aws.iam.user"
 
 #: API operation → IAM action it needs (see docs/permissions/aws.json).
-ACTIONS: dict[str, str | None] = {
-    "iam:ListUsers": "iam:ListUsers",
-    "iam:GetAccountPasswordPolicy": "iam:GetAccountPasswordPolicy",
-    "iam:GetAccountSummary": "iam:GetAccountSummary",
-    "iam:GetLoginProfile": "iam:GetLoginProfile",
-    "iam:ListMFADevices": "iam:ListMFADevices",
-    "iam:ListAccessKeys": "iam:ListAccessKeys",
-    "iam:GetAccessKeyLastUsed": "iam:GetAccessKeyLastUsed",
+ACTIONS = {
+    **actions(
+        "iam:ListUsers", "iam:GetAccountPasswordPolicy", "iam:GetAccountSummary",
+        "iam:GetLoginProfile", "iam:ListMFADevices", "iam:ListAccessKeys",
+        "iam:GetAccessKeyLastUsed",
+    ),
     **iam_principals.ACTIONS,
     **iam_root.ACTIONS,
 }
@@ -198,6 +197,20 @@ def _policy(payload: Mapping[str, Any]) -> Mapping[str, Any] | None:
 _NO_POLICY = "No account password policy is set (AWS defaults: 8 characters, no reuse limit)"
 
 
+def _judges_policy(judge: Callable[[Mapping[str, Any], Mapping[str, Any]], Verdict]) -> CheckFunc:
+    """A check of a password policy setting: it fails when the account has no password
+    policy at all, and otherwise is ``judge(policy, params)``."""
+
+    @functools.wraps(judge)
+    def on_payload(payload: Mapping[str, Any], params: Mapping[str, Any]) -> Verdict:
+        policy = _policy(payload)
+        if policy is None:
+            return failed(_NO_POLICY)
+        return judge(policy, params)
+
+    return on_payload
+
+
 @check(
     id="aws.iam.password_policy_min_length",
     title="IAM password policy requires a minimum length",
@@ -207,11 +220,9 @@ _NO_POLICY = "No account password policy is set (AWS defaults: 8 characters, no 
     remediation="Set MinimumPasswordLength in the account password policy to at least 14.",
     parameters={"min_length": 14},
 )
-def password_policy_min_length(payload: Mapping[str, Any], params: Mapping[str, Any]) -> Verdict:
-    policy = _policy(payload)
+@_judges_policy
+def password_policy_min_length(policy: Mapping[str, Any], params: Mapping[str, Any]) -> Verdict:
     want = params["min_length"]
-    if policy is None:
-        return failed(_NO_POLICY)
     length = policy.get("MinimumPasswordLength")
     if length is None:
         raise EvidenceMissing("PasswordPolicy.MinimumPasswordLength is missing")
@@ -229,11 +240,9 @@ def password_policy_min_length(payload: Mapping[str, Any], params: Mapping[str, 
     remediation="Set PasswordReusePrevention in the account password policy to 24.",
     parameters={"min_reuse_prevention": 24},
 )
-def password_policy_reuse(payload: Mapping[str, Any], params: Mapping[str, Any]) -> Verdict:
-    policy = _policy(payload)
+@_judges_policy
+def password_policy_reuse(policy: Mapping[str, Any], params: Mapping[str, Any]) -> Verdict:
     want = params["min_reuse_prevention"]
-    if policy is None:
-        return failed(_NO_POLICY)
     remembered = policy.get("PasswordReusePrevention")  # absent = reuse allowed
     if remembered is None:
         return failed("Password reuse prevention is not set")
@@ -265,10 +274,8 @@ _COMPLEXITY = {
         "require_lowercase": True,
     },
 )
-def password_policy_complexity(payload: Mapping[str, Any], params: Mapping[str, Any]) -> Verdict:
-    policy = _policy(payload)
-    if policy is None:
-        return failed(_NO_POLICY)
+@_judges_policy
+def password_policy_complexity(policy: Mapping[str, Any], params: Mapping[str, Any]) -> Verdict:
     missing = [
         label
         for param, (key, label) in _COMPLEXITY.items()

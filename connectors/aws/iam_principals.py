@@ -34,22 +34,27 @@ from urllib.parse import unquote
 
 from botocore.exceptions import ClientError
 
-from connectors.aws.common import MISSING, as_list, error_code, pages, paginate, read_partial
+from connectors.aws.common import (
+    MISSING,
+    actions,
+    as_list,
+    error_code,
+    pages,
+    paginate,
+    read_partial,
+)
 from connectors.kit import ERRORS_KEY, EvidenceMissing, require, with_errors
-from core.checks import Verdict, check, failed, passed
+from core.checks import CheckFunc, Verdict, check, failed, passed
 from core.times import activity_time
 
 GROUP = "aws.iam.group"
 ROLE = "aws.iam.role"
 USER = "aws.iam.user"
 
-ACTIONS: dict[str, str | None] = {
-    "iam:GetAccountAuthorizationDetails": "iam:GetAccountAuthorizationDetails",
-    "iam:GetPolicy": "iam:GetPolicy",
-    "iam:GetPolicyVersion": "iam:GetPolicyVersion",
-    "organizations:DescribeOrganization": "organizations:DescribeOrganization",
-    "organizations:ListAccounts": "organizations:ListAccounts",
-}
+ACTIONS = actions(
+    "iam:GetAccountAuthorizationDetails", "iam:GetPolicy", "iam:GetPolicyVersion",
+    "organizations:DescribeOrganization", "organizations:ListAccounts",
+)
 
 _FILTER = ["User", "Group", "Role", "LocalManagedPolicy"]
 
@@ -292,49 +297,41 @@ _ADMIN_RATIONALE = (
 _ADMIN_PARAMS = {"allowed_names": []}
 
 
-@check(
-    id="aws.iam.user_no_full_admin_policy",
-    title="IAM users have no policy granting *:* administrator access",
-    severity="high",
-    resource_type=USER,
-    rationale=_ADMIN_RATIONALE,
-    remediation="Replace the policy with least-privilege permissions; grant administration "
-    "through a role assumed with MFA instead of a user.",
-    parameters=_ADMIN_PARAMS,
-)
-def user_no_full_admin_policy(payload: Mapping[str, Any], params: Mapping[str, Any]) -> Verdict:
-    return admin_verdict(payload, params, name_key="UserName", inline_key="UserPolicyList",
-                         kind="user")
+def _admin_check(kind: str) -> CheckFunc:
+    """The full-admin check of one principal kind (``user``, ``group``, ``role``), whose
+    evidence names it under ``<Kind>Name`` and holds its inline policies under
+    ``<Kind>PolicyList``."""
+    prefix = kind.capitalize()
+
+    def no_full_admin_policy(payload: Mapping[str, Any], params: Mapping[str, Any]) -> Verdict:
+        return admin_verdict(payload, params, name_key=f"{prefix}Name",
+                             inline_key=f"{prefix}PolicyList", kind=kind)
+
+    no_full_admin_policy.__name__ = no_full_admin_policy.__qualname__ = (
+        f"{kind}_no_full_admin_policy")
+    return no_full_admin_policy
 
 
-@check(
-    id="aws.iam.group_no_full_admin_policy",
-    title="IAM groups have no policy granting *:* administrator access",
-    severity="high",
-    resource_type=GROUP,
-    rationale=_ADMIN_RATIONALE,
-    remediation="Detach the policy from the group, or list the group in allowed_names once "
-    "its membership is approved.",
-    parameters=_ADMIN_PARAMS,
-)
-def group_no_full_admin_policy(payload: Mapping[str, Any], params: Mapping[str, Any]) -> Verdict:
-    return admin_verdict(payload, params, name_key="GroupName", inline_key="GroupPolicyList",
-                         kind="group")
-
-
-@check(
-    id="aws.iam.role_no_full_admin_policy",
-    title="IAM roles have no policy granting *:* administrator access",
-    severity="high",
-    resource_type=ROLE,
-    rationale=_ADMIN_RATIONALE,
-    remediation="Scope the role's policies to what its users need, or list an approved "
-    "administration role in allowed_names.",
-    parameters=_ADMIN_PARAMS,
-)
-def role_no_full_admin_policy(payload: Mapping[str, Any], params: Mapping[str, Any]) -> Verdict:
-    return admin_verdict(payload, params, name_key="RoleName", inline_key="RolePolicyList",
-                         kind="role")
+#: ``aws.iam.{user,group,role}_no_full_admin_policy``, the same check on each kind of
+#: principal: kind → (resource type, remediation).
+_ADMIN_CHECKS = {
+    "user": (USER, "Replace the policy with least-privilege permissions; grant "
+             "administration through a role assumed with MFA instead of a user."),
+    "group": (GROUP, "Detach the policy from the group, or list the group in allowed_names "
+              "once its membership is approved."),
+    "role": (ROLE, "Scope the role's policies to what its users need, or list an approved "
+             "administration role in allowed_names."),
+}
+for _kind, (_resource_type, _remediation) in _ADMIN_CHECKS.items():
+    check(
+        id=f"aws.iam.{_kind}_no_full_admin_policy",
+        title=f"IAM {_kind}s have no policy granting *:* administrator access",
+        severity="high",
+        resource_type=_resource_type,
+        rationale=_ADMIN_RATIONALE,
+        remediation=_remediation,
+        parameters=_ADMIN_PARAMS,
+    )(_admin_check(_kind))
 
 
 # --- third-party access: roles other accounts may assume ------------------------------------

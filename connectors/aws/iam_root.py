@@ -31,7 +31,7 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-from connectors.aws.common import MISSING, paginate, read_partial
+from connectors.aws.common import MISSING, actions, paginate, read_partial
 from connectors.kit import EvidenceMissing, require, with_errors
 from core.checks import Verdict, check, failed, passed
 from core.times import activity_time, days_since
@@ -39,11 +39,9 @@ from core.times import activity_time, days_since
 ROOT_USER = "aws.iam.root_user"
 ROOT_ROW = "<root_account>"
 
-ACTIONS: dict[str, str | None] = {
-    "iam:GenerateCredentialReport": "iam:GenerateCredentialReport",
-    "iam:GetCredentialReport": "iam:GetCredentialReport",
-    "iam:ListVirtualMFADevices": "iam:ListVirtualMFADevices",
-}
+ACTIONS = actions(
+    "iam:GenerateCredentialReport", "iam:GetCredentialReport", "iam:ListVirtualMFADevices",
+)
 
 #: Seconds to wait between ``GenerateCredentialReport`` polls (about 15 s in all).
 REPORT_POLL = (0.2, 0.5, 1.0, 1.5, 2.0, 2.0, 2.0, 2.0, 2.0, 2.0)

@@ -25,7 +25,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-from connectors.aws.common import paginate
+from connectors.aws.common import actions, paginate
 from connectors.aws.session import Account
 from connectors.aws.units import ReaderSpec
 from connectors.kit import require
@@ -37,10 +37,7 @@ SERVICE = "inspector2"
 ACCOUNT_STATUS = "aws.inspector2.account_status"
 FINDING = "aws.inspector2.finding"
 
-ACTIONS: dict[str, str | None] = {
-    "inspector2:BatchGetAccountStatus": "inspector2:BatchGetAccountStatus",
-    "inspector2:ListFindings": "inspector2:ListFindings",
-}
+ACTIONS = actions("inspector2:BatchGetAccountStatus", "inspector2:ListFindings")
 
 #: Days allowed to remediate, by severity, from first observation.
 MAX_AGE_DAYS: dict[str, int] = {"CRITICAL": 15, "HIGH": 30, "MEDIUM": 90, "LOW": 180,

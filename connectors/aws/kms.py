@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-from connectors.aws.common import MISSING, paginate, read_partial
+from connectors.aws.common import MISSING, actions, paginate, read_partial
 from connectors.aws.session import Account
 from connectors.aws.units import ReaderSpec
 from connectors.kit import require, with_errors
@@ -24,11 +24,7 @@ from core.records import Evidence
 SERVICE = "kms"
 KEY = "aws.kms.key"
 
-ACTIONS: dict[str, str | None] = {
-    "kms:ListKeys": "kms:ListKeys",
-    "kms:DescribeKey": "kms:DescribeKey",
-    "kms:GetKeyRotationStatus": "kms:GetKeyRotationStatus",
-}
+ACTIONS = actions("kms:ListKeys", "kms:DescribeKey", "kms:GetKeyRotationStatus")
 
 
 def rotatable(metadata: Mapping[str, Any]) -> str | None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-from connectors.aws.common import paginate, without
+from connectors.aws.common import actions, paginate, without
 from connectors.aws.session import Account
 from connectors.aws.units import ReaderSpec
 from core.checks import Verdict, check, failed, passed
@@ -20,7 +20,7 @@ from core.records import Evidence
 SERVICE = "logs"
 LOG_GROUP = "aws.logs.log_group"
 
-ACTIONS: dict[str, str | None] = {"logs:DescribeLogGroups": "logs:DescribeLogGroups"}
+ACTIONS = actions("logs:DescribeLogGroups")
 
 
 def log_group_arn(group: Mapping[str, Any]) -> str:

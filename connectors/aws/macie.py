@@ -23,7 +23,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from connectors.aws.common import MISSING, error_code, paginate, read_partial
+from connectors.aws.common import MISSING, actions, error_code, paginate, read_partial
 from connectors.aws.session import Account
 from connectors.aws.units import ReaderSpec
 from connectors.kit import require, with_errors
@@ -33,10 +33,7 @@ from core.records import Evidence
 SERVICE = "macie"
 STATUS = "aws.macie.status"
 
-ACTIONS: dict[str, str | None] = {
-    "macie2:GetMacieSession": "macie2:GetMacieSession",
-    "macie2:ListClassificationJobs": "macie2:ListClassificationJobs",
-}
+ACTIONS = actions("macie2:GetMacieSession", "macie2:ListClassificationJobs")
 
 NOT_ENABLED = ("AccessDeniedException", "ResourceNotFoundException")
 ONGOING = ("RUNNING", "IDLE")

@@ -29,7 +29,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from connectors.aws.common import error_code, paginate
+from connectors.aws.common import actions, error_code, paginate
 from connectors.aws.session import Account
 from connectors.aws.units import ReaderSpec
 from connectors.kit import GLOBAL, require
@@ -40,12 +40,10 @@ SERVICE = "organizations"
 ACCOUNT = "aws.organizations.account"
 ORGANIZATION = "aws.organizations.organization"
 
-ACTIONS: dict[str, str | None] = {
-    "organizations:DescribeOrganization": "organizations:DescribeOrganization",
-    "organizations:ListAccounts": "organizations:ListAccounts",
-    "organizations:ListParents": "organizations:ListParents",
-    "organizations:ListTagsForResource": "organizations:ListTagsForResource",
-}
+ACTIONS = actions(
+    "organizations:DescribeOrganization", "organizations:ListAccounts",
+    "organizations:ListParents", "organizations:ListTagsForResource",
+)
 
 NOT_IN_USE = "AWSOrganizationsNotInUseException"
 #: Default tag values (lower case) that mean production and non-production.

@@ -18,7 +18,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-from connectors.aws.common import paginate, without
+from connectors.aws.common import actions, paginate, without
 from connectors.aws.session import Account
 from connectors.aws.units import ReaderSpec
 from connectors.kit import require
@@ -30,10 +30,7 @@ DB_INSTANCE = "aws.rds.db_instance"
 
 DB_CLUSTER = "aws.rds.db_cluster"
 
-ACTIONS: dict[str, str | None] = {
-    "rds:DescribeDBInstances": "rds:DescribeDBInstances",
-    "rds:DescribeDBClusters": "rds:DescribeDBClusters",
-}
+ACTIONS = actions("rds:DescribeDBInstances", "rds:DescribeDBClusters")
 
 _VOLATILE = ("LatestRestorableTime",)
 _CLUSTER_VOLATILE = ("LatestRestorableTime", "EarliestRestorableTime", "Status",
@@ -62,6 +59,26 @@ def _name(payload: Mapping[str, Any]) -> str:
     return str(payload.get("DBInstanceIdentifier") or "?")
 
 
+def _cluster(payload: Mapping[str, Any]) -> str:
+    return str(payload.get("DBClusterIdentifier") or "?")
+
+
+# Instances and clusters carry these settings under the same keys; the verdicts differ
+# only in how they name the database (``subject``).
+
+
+def _storage_encrypted(subject: str, payload: Mapping[str, Any]) -> Verdict:
+    if require(payload, "StorageEncrypted"):
+        return passed(f"{subject} encrypts storage with {payload.get('KmsKeyId', 'KMS')}")
+    return failed(f"{subject} does not encrypt its storage")
+
+
+def _deletion_protection(subject: str, payload: Mapping[str, Any]) -> Verdict:
+    if require(payload, "DeletionProtection"):
+        return passed(f"{subject} has deletion protection")
+    return failed(f"{subject} can be deleted without first disabling a protection")
+
+
 @check(
     id="aws.rds.storage_encrypted",
     title="RDS instances encrypt their storage",
@@ -73,9 +90,7 @@ def _name(payload: Mapping[str, Any]) -> str:
     "switch to it (encryption cannot be turned on in place).",
 )
 def storage_encrypted(payload: Mapping[str, Any], params: Mapping[str, Any]) -> Verdict:
-    if require(payload, "StorageEncrypted"):
-        return passed(f"{_name(payload)} encrypts storage with {payload.get('KmsKeyId', 'KMS')}")
-    return failed(f"{_name(payload)} does not encrypt its storage")
+    return _storage_encrypted(_name(payload), payload)
 
 
 @check(
@@ -148,16 +163,10 @@ def multi_az(payload: Mapping[str, Any], params: Mapping[str, Any]) -> Verdict:
 def deletion_protection(payload: Mapping[str, Any], params: Mapping[str, Any]) -> Verdict:
     if payload.get("DBClusterIdentifier"):
         return not_applicable("Aurora instance: deletion protection is set on its cluster")
-    if require(payload, "DeletionProtection"):
-        return passed(f"{_name(payload)} has deletion protection")
-    return failed(f"{_name(payload)} can be deleted without first disabling a protection")
+    return _deletion_protection(_name(payload), payload)
 
 
 # --- clusters ---------------------------------------------------------------------------
-
-
-def _cluster(payload: Mapping[str, Any]) -> str:
-    return str(payload.get("DBClusterIdentifier") or "?")
 
 
 @check(
@@ -171,10 +180,7 @@ def _cluster(payload: Mapping[str, Any]) -> str:
     "cannot be turned on in place), then switch the application to it.",
 )
 def cluster_storage_encrypted(payload: Mapping[str, Any], params: Mapping[str, Any]) -> Verdict:
-    if require(payload, "StorageEncrypted"):
-        return passed(f"Cluster {_cluster(payload)} encrypts storage with "
-                      f"{payload.get('KmsKeyId', 'KMS')}")
-    return failed(f"Cluster {_cluster(payload)} does not encrypt its storage")
+    return _storage_encrypted(f"Cluster {_cluster(payload)}", payload)
 
 
 @check(
@@ -207,7 +213,4 @@ def cluster_backup_retention(payload: Mapping[str, Any], params: Mapping[str, An
     remediation="Modify the cluster with DeletionProtection=true.",
 )
 def cluster_deletion_protection(payload: Mapping[str, Any], params: Mapping[str, Any]) -> Verdict:
-    if require(payload, "DeletionProtection"):
-        return passed(f"Cluster {_cluster(payload)} has deletion protection")
-    return failed(f"Cluster {_cluster(payload)} can be deleted without first disabling a "
-                  "protection")
+    return _deletion_protection(f"Cluster {_cluster(payload)}", payload)

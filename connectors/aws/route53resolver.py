@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-from connectors.aws.common import paginate
+from connectors.aws.common import actions, paginate
 from connectors.aws.session import Account
 from connectors.aws.units import ReaderSpec
 from connectors.kit import require
@@ -26,11 +26,7 @@ from core.records import Evidence
 SERVICE = "route53resolver"
 VPC = "aws.route53resolver.vpc"
 
-ACTIONS: dict[str, str | None] = {
-    "route53resolver:ListFirewallRuleGroupAssociations":
-        "route53resolver:ListFirewallRuleGroupAssociations",
-    "ec2:DescribeVpcs": "ec2:DescribeVpcs",
-}
+ACTIONS = actions("route53resolver:ListFirewallRuleGroupAssociations", "ec2:DescribeVpcs")
 
 _FIELDS = ("Id", "Name", "FirewallRuleGroupId", "Priority", "Status", "ManagedOwnerName",
            "MutationProtection")

@@ -33,7 +33,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from connectors.aws.common import MISSING, as_list, paginate, read_partial
+from connectors.aws.common import MISSING, actions, as_list, paginate, read_partial
 from connectors.aws.session import Account
 from connectors.aws.units import ReaderSpec
 from connectors.kit import ERRORS_KEY, GLOBAL, require, with_errors
@@ -46,18 +46,16 @@ BUCKET_ACCESS = "aws.s3.bucket_access"
 BUCKET_SETTINGS = "aws.s3.bucket_settings"
 UNKNOWN_REGION = "unknown"
 
-ACTIONS: dict[str, str | None] = {
-    "s3:ListBuckets": "s3:ListAllMyBuckets",
-    "s3:GetBucketLocation": "s3:GetBucketLocation",
-    "s3:GetBucketEncryption": "s3:GetEncryptionConfiguration",
-    "s3:GetPublicAccessBlock": "s3:GetBucketPublicAccessBlock",
-    "s3:GetBucketPolicy": "s3:GetBucketPolicy",
-    "s3:GetBucketPolicyStatus": "s3:GetBucketPolicyStatus",
-    "s3:GetBucketAcl": "s3:GetBucketAcl",
-    "s3:GetBucketVersioning": "s3:GetBucketVersioning",
-    "s3:GetBucketLogging": "s3:GetBucketLogging",
-    "s3control:GetPublicAccessBlock": "s3:GetAccountPublicAccessBlock",
-}
+ACTIONS = actions(
+    "s3:GetBucketLocation", "s3:GetBucketPolicy", "s3:GetBucketPolicyStatus", "s3:GetBucketAcl",
+    "s3:GetBucketVersioning", "s3:GetBucketLogging",
+    renamed={
+        "s3:ListBuckets": "s3:ListAllMyBuckets",
+        "s3:GetBucketEncryption": "s3:GetEncryptionConfiguration",
+        "s3:GetPublicAccessBlock": "s3:GetBucketPublicAccessBlock",
+        "s3control:GetPublicAccessBlock": "s3:GetAccountPublicAccessBlock",
+    },
+)
 
 PUBLIC_ACCESS_FLAGS = (
     "BlockPublicAcls",

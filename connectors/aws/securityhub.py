@@ -13,7 +13,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from connectors.aws.common import error_code, without
+from connectors.aws.common import actions, error_code, without
 from connectors.aws.session import Account
 from connectors.aws.units import ReaderSpec
 from connectors.kit import require
@@ -23,7 +23,7 @@ from core.records import Evidence
 SERVICE = "securityhub"
 HUB = "aws.securityhub.hub"
 
-ACTIONS: dict[str, str | None] = {"securityhub:DescribeHub": "securityhub:DescribeHub"}
+ACTIONS = actions("securityhub:DescribeHub")
 
 NOT_ENABLED = ("InvalidAccessException",)
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-from connectors.aws.common import paginate
+from connectors.aws.common import actions, paginate
 from connectors.aws.session import Account
 from connectors.aws.units import ReaderSpec
 from connectors.kit import require
@@ -25,11 +25,7 @@ from core.records import Evidence
 SERVICE = "vpc"
 VPC = "aws.vpc.vpc"
 
-ACTIONS: dict[str, str | None] = {
-    "ec2:DescribeVpcs": "ec2:DescribeVpcs",
-    "ec2:DescribeFlowLogs": "ec2:DescribeFlowLogs",
-    "ec2:DescribeNetworkInterfaces": "ec2:DescribeNetworkInterfaces",
-}
+ACTIONS = actions("ec2:DescribeVpcs", "ec2:DescribeFlowLogs", "ec2:DescribeNetworkInterfaces")
 _INTERFACE_FIELDS = ("NetworkInterfaceId", "InterfaceType", "Description", "RequesterId",
                      "RequesterManaged")
 
