@@ -23,6 +23,7 @@ from typing import Any
 from urllib.parse import quote
 
 from connectors.http import HttpClient, MalformedResponseError
+from connectors.identityshared import dig
 from connectors.kit import GLOBAL, EvidenceMissing, require
 from core.checks import Verdict, check, failed, not_applicable, passed
 from core.records import Evidence
@@ -44,16 +45,8 @@ SLA_PARAMETERS = {
 }
 
 
-def _get(obj: Any, *path: str) -> Any:
-    for key in path:
-        if not isinstance(obj, Mapping):
-            return None
-        obj = obj.get(key)
-    return obj
-
-
 def _alert_id(alert: Mapping[str, Any], path: str) -> tuple[str, str]:
-    repo = _get(alert, "repository", "full_name")
+    repo = dig(alert, "repository", "full_name")
     number = alert.get("number")
     if not repo or number is None:
         raise MalformedResponseError(f"an alert without repository or number in {path}")
@@ -61,8 +54,8 @@ def _alert_id(alert: Mapping[str, Any], path: str) -> tuple[str, str]:
 
 
 def dependabot_payload(alert: Mapping[str, Any], repo: str) -> dict[str, Any]:
-    pkg = _get(alert, "dependency", "package") or _get(alert, "security_vulnerability", "package")
-    severity = _get(alert, "security_advisory", "severity") or _get(
+    pkg = dig(alert, "dependency", "package") or dig(alert, "security_vulnerability", "package")
+    severity = dig(alert, "security_advisory", "severity") or dig(
         alert, "security_vulnerability", "severity"
     )
     return {
@@ -70,11 +63,11 @@ def dependabot_payload(alert: Mapping[str, Any], repo: str) -> dict[str, Any]:
         "number": alert.get("number"),
         "state": alert.get("state"),
         "severity": severity,
-        "ghsa_id": _get(alert, "security_advisory", "ghsa_id"),
-        "cve_id": _get(alert, "security_advisory", "cve_id"),
-        "package": f"{_get(pkg, 'ecosystem')}:{_get(pkg, 'name')}" if pkg else None,
-        "manifest_path": _get(alert, "dependency", "manifest_path"),
-        "first_patched_version": _get(
+        "ghsa_id": dig(alert, "security_advisory", "ghsa_id"),
+        "cve_id": dig(alert, "security_advisory", "cve_id"),
+        "package": f"{dig(pkg, 'ecosystem')}:{dig(pkg, 'name')}" if pkg else None,
+        "manifest_path": dig(alert, "dependency", "manifest_path"),
+        "first_patched_version": dig(
             alert, "security_vulnerability", "first_patched_version", "identifier"
         ),
         "created_at": alert.get("created_at"),
@@ -103,11 +96,11 @@ def code_alert_payload(alert: Mapping[str, Any], repo: str) -> dict[str, Any]:
         "repository": repo,
         "number": alert.get("number"),
         "state": alert.get("state"),
-        "security_severity": _get(alert, "rule", "security_severity_level"),
-        "rule_severity": _get(alert, "rule", "severity"),
-        "rule": _get(alert, "rule", "id") or _get(alert, "rule", "name"),
-        "tool": _get(alert, "tool", "name"),
-        "path": _get(alert, "most_recent_instance", "location", "path"),
+        "security_severity": dig(alert, "rule", "security_severity_level"),
+        "rule_severity": dig(alert, "rule", "severity"),
+        "rule": dig(alert, "rule", "id") or dig(alert, "rule", "name"),
+        "tool": dig(alert, "tool", "name"),
+        "path": dig(alert, "most_recent_instance", "location", "path"),
         "created_at": alert.get("created_at"),
         "html_url": alert.get("html_url"),
     }
