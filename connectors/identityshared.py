@@ -1,17 +1,22 @@
 """Helpers the identity and SaaS connectors (Okta, Entra, GitHub, Workspace…) share.
 
-Their vendors answer with deep JSON documents, and several of their readers feed a later
-unit (admin roles and API tokens are copied onto each user's evidence): the look-up and
-the "remember why the read failed" wrapper live here once instead of in every source.
+Their vendors answer with deep JSON documents; each reads one scope (org, tenant,
+customer) unit after unit behind one credential, and a unit may feed a later one (admin
+roles and API tokens are copied onto each user's evidence). The look-up, the unit
+sequence and the scope-wide coverage live here once instead of in every source.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 
 from connectors.http import HttpClient
-from core.records import Evidence
+from connectors.kit import GLOBAL, run_unit
+from core.records import Coverage, Evidence, Record
+
+#: A unit of a scope: its service name and the call that reads it.
+UnitRead = tuple[str, Callable[[], Iterable[Evidence]]]
 
 
 def dig(obj: Any, *path: str) -> Any:
@@ -43,3 +48,34 @@ class RecordingReader:
 
     def _read(self) -> Iterator[Evidence]:
         raise NotImplementedError
+
+
+def units_in_turn(
+    scope: str, units: Iterable[UnitRead], cancelled: Callable[[], bool], *, source: str
+) -> Iterator[Record]:
+    """Each unit's records and ``Coverage``, one unit after the other (so a unit may use
+    what an earlier reader kept), until the run is cancelled."""
+    for service, read in units:
+        if cancelled():
+            return
+        yield from run_unit(scope, service, read, cancelled, source=source)
+
+
+def reopening(
+    scope: str, records: Iterable[Record], cancelled: Callable[[], bool]
+) -> Iterator[Record]:
+    """``records``, then ``Coverage(scope, GLOBAL, "*", ok=True)`` when one of their units
+    was read: the scope opened, which closes the "could not authenticate" error of an
+    earlier run. (Only then, so a run that read nothing stays failed.)"""
+    opened = False
+    for rec in records:
+        opened = opened or (isinstance(rec, Coverage) and rec.ok)
+        yield rec
+    if opened and not cancelled():
+        yield Coverage(scope, GLOBAL, "*", ok=True)
+
+
+def refused(scope: str, services: Iterable[str], error: str) -> Iterator[Coverage]:
+    """One failed ``Coverage`` per service: the credential failed before anything was read."""
+    for service in services:
+        yield Coverage(scope, GLOBAL, service, ok=False, error=error)

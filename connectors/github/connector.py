@@ -48,7 +48,8 @@ from connectors.http import (
     SourceError,
     token_auth,
 )
-from connectors.kit import GLOBAL, PseudonymiseOptions, Pseudonymiser, SourceURL, run_unit
+from connectors.identityshared import refused, units_in_turn
+from connectors.kit import PseudonymiseOptions, Pseudonymiser, SourceURL
 from connectors.oauth import CachedToken, bearer, sign_jwt_rs256
 from core.connector import (
     CollectContext,
@@ -57,7 +58,7 @@ from core.connector import (
     SecretRef,
     SecretUnavailableError,
 )
-from core.records import Coverage, Record
+from core.records import Record
 
 SERVICES = (
     "org",
@@ -114,8 +115,7 @@ class GitHubConnector(Connector):
                 auth = self._auth(ctx, stack)
                 pseudo = opts.pseudonymiser()
             except (SecretUnavailableError, SourceError) as exc:
-                for service in SERVICES:
-                    yield Coverage(scope, GLOBAL, service, ok=False, error=str(exc))
+                yield from refused(scope, SERVICES, str(exc))
                 return
             yield from self._collect(ctx, auth, pseudo)
 
@@ -190,10 +190,7 @@ class GitHubConnector(Connector):
             ("secretscanning", lambda: alerts.read_secret_alerts(http, scope)),
         )
         with http:
-            for service, read in units:
-                if ctx.cancelled():
-                    return
-                yield from run_unit(scope, service, read, ctx.cancelled, source="github")
+            yield from units_in_turn(scope, units, ctx.cancelled, source="github")
 
 
 def _installation_token(body: object, url: str) -> tuple[str, float]:

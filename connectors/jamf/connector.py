@@ -41,6 +41,7 @@ from connectors.http import (
     MalformedResponseError,
     SourceError,
 )
+from connectors.identityshared import reopening
 from connectors.jamf import computers
 from connectors.kit import GLOBAL, PseudonymiseOptions, SourceURL, run_unit
 from connectors.oauth import CachedToken, bearer, post_token_form
@@ -165,8 +166,7 @@ class JamfConnector(Connector):
                 yield Coverage(scope, GLOBAL, "*", ok=False, error=str(exc))
                 return
             with self._client(ctx, auth) as http:
-                opened = False
-                for rec in run_unit(
+                read = run_unit(
                     scope,
                     "computer",
                     lambda: computers.read_computers(
@@ -174,8 +174,5 @@ class JamfConnector(Connector):
                     ),
                     ctx.cancelled,
                     source="jamf",
-                ):
-                    opened = opened or (isinstance(rec, Coverage) and rec.ok)
-                    yield rec
-                if opened and not ctx.cancelled():
-                    yield Coverage(scope, GLOBAL, "*", ok=True)
+                )
+                yield from reopening(scope, read, ctx.cancelled)

@@ -44,7 +44,8 @@ from connectors.http import (
     SourceError,
     token_auth,
 )
-from connectors.kit import GLOBAL, PseudonymiseOptions, Pseudonymiser, SourceURL, run_unit
+from connectors.identityshared import refused, units_in_turn
+from connectors.kit import PseudonymiseOptions, Pseudonymiser, SourceURL
 from connectors.oauth import CachedToken, bearer, post_token_form, sign_jwt_rs256
 from connectors.okta import admins, apitokens, policies, users
 from connectors.okta.accounts import ACCOUNTS
@@ -55,7 +56,7 @@ from core.connector import (
     SecretRef,
     SecretUnavailableError,
 )
-from core.records import Coverage, Record
+from core.records import Record
 
 SERVICES = ("admin", "apitoken", "policy", "user")
 
@@ -180,8 +181,7 @@ class OktaConnector(Connector):
                 auth = self._auth(ctx, stack)
                 pseudo = opts.pseudonymiser()
             except (SecretUnavailableError, SourceError) as exc:
-                for service in SERVICES:
-                    yield Coverage(scope, GLOBAL, service, ok=False, error=str(exc))
+                yield from refused(scope, SERVICES, str(exc))
                 return
             yield from self._collect(ctx, auth, pseudo)
 
@@ -192,36 +192,25 @@ class OktaConnector(Connector):
         scope = self.scope
         with self._client(ctx, auth) as http:
             admin_reader = admins.AdminReader(http, scope, pseudo)
-            yield from run_unit(scope, "admin", admin_reader.read, ctx.cancelled, source="okta")
-            if ctx.cancelled():
-                return
             token_reader = apitokens.ApiTokenReader(http, scope)
-            yield from run_unit(scope, "apitoken", token_reader.read, ctx.cancelled, source="okta")
-            if ctx.cancelled():
-                return
-            yield from run_unit(
-                scope,
-                "policy",
-                lambda: policies.read_policies(http, scope),
-                ctx.cancelled,
-                source="okta",
-            )
-            if ctx.cancelled():
-                return
-            yield from run_unit(
-                scope,
-                "user",
-                lambda: users.read_users(
-                    http,
-                    scope,
-                    pseudo,
-                    admin_roles=admin_reader.roles_by_user,
-                    admin_error=admin_reader.error,
-                    tokens_by_owner=token_reader.tokens_by_owner,
-                    tokens_error=token_reader.error,
-                    page_size=opts.page_size,
-                    max_workers=opts.max_workers,
-                    cancelled=ctx.cancelled,
+            units = (
+                ("admin", admin_reader.read),
+                ("apitoken", token_reader.read),
+                ("policy", lambda: policies.read_policies(http, scope)),
+                (
+                    "user",
+                    lambda: users.read_users(
+                        http,
+                        scope,
+                        pseudo,
+                        admin_roles=admin_reader.roles_by_user,
+                        admin_error=admin_reader.error,
+                        tokens_by_owner=token_reader.tokens_by_owner,
+                        tokens_error=token_reader.error,
+                        page_size=opts.page_size,
+                        max_workers=opts.max_workers,
+                        cancelled=ctx.cancelled,
+                    ),
                 ),
-                ctx.cancelled,
             )
+            yield from units_in_turn(scope, units, ctx.cancelled, source="okta")
