@@ -43,7 +43,6 @@ import base64
 from collections.abc import Iterator
 from contextlib import ExitStack
 from typing import Any, ClassVar
-from urllib.parse import urlsplit
 
 from pydantic import Field, field_validator, model_validator
 
@@ -58,10 +57,11 @@ from connectors.kit import SourceURL
 from connectors.oauth import CachedToken, bearer, post_token_form
 from connectors.process import (
     ProcessBase,
+    ProcessOptions,
     process_errors,
     process_units,
     register_process_checks,
-    unique_kinds,
+    url_scope,
 )
 from connectors.servicenow.records import SnReadSettings, read_process
 from core.connector import (
@@ -128,7 +128,7 @@ class ServiceNowProcess(ProcessBase):
         return v
 
 
-class ServiceNowOptions(ConnectorOptions):
+class ServiceNowOptions(ProcessOptions):
     instance_url: SourceURL
     #: Basic auth (an integration user with read roles); or ``token`` (OAuth bearer);
     #: or ``oauth_client_id`` + ``oauth_client_secret`` (with username + password: the
@@ -147,12 +147,6 @@ class ServiceNowOptions(ConnectorOptions):
     system_users: list[str] = Field(default_factory=lambda: ["system", "guest"])
     processes: list[ServiceNowProcess] = Field(min_length=1)
     http: HttpOptions = Field(default_factory=HttpOptions)
-
-
-    @field_validator("processes")
-    @classmethod
-    def _kinds(cls, v: list[ServiceNowProcess]) -> list[ServiceNowProcess]:
-        return unique_kinds(v)  # type: ignore[return-value]
 
     @model_validator(mode="after")
     def _auth(self) -> ServiceNowOptions:
@@ -173,8 +167,7 @@ class ServiceNowOptions(ConnectorOptions):
 
     @property
     def scope(self) -> str:
-        parts = urlsplit(self.instance_url)
-        return f"{parts.netloc}{parts.path}".rstrip("/")
+        return url_scope(self.instance_url)
 
     def read_settings(self) -> SnReadSettings:
         return SnReadSettings(
