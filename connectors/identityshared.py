@@ -50,6 +50,27 @@ class RecordingReader:
         raise NotImplementedError
 
 
+def carry_over(
+    payload: dict[str, Any],
+    errors: dict[str, str],
+    key: str,
+    found: Mapping[str, list[Any]] | None,
+    uid: str,
+    error: str | None,
+    *,
+    unread: str,
+    arrange: Callable[[list[Any]], list[Any]] = list,
+) -> None:
+    """Copies the user's share of what an earlier unit read (``found``: user id → values,
+    e.g. the admin roles) to ``payload[key]``, arranged; when that unit did not complete
+    (``found`` is ``None``), ``errors[key]`` says why instead (its ``error``, else
+    ``unread``), so a check on ``key`` shows ``error`` rather than a false pass."""
+    if found is not None:
+        payload[key] = arrange(found.get(uid, []))
+    else:
+        errors[key] = error or unread
+
+
 def units_in_turn(
     scope: str, units: Iterable[UnitRead], cancelled: Callable[[], bool], *, source: str
 ) -> Iterator[Record]:
