@@ -2,17 +2,20 @@
 
 Their vendors answer with deep JSON documents; each reads one scope (org, tenant,
 customer) unit after unit behind one credential, and a unit may feed a later one (admin
-roles and API tokens are copied onto each user's evidence). The look-up, the unit
-sequence and the scope-wide coverage live here once instead of in every source.
+roles and API tokens are copied onto each user's evidence). The look-up, the sign-in
+before the units, the unit sequence and the scope-wide coverage live here once instead
+of in every source.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from typing import Any
+from contextlib import ExitStack
+from typing import Any, ClassVar
 
-from connectors.http import HttpClient
-from connectors.kit import GLOBAL, run_unit
+from connectors.http import AuthHeaders, HttpClient, SourceError
+from connectors.kit import GLOBAL, PseudonymiseOptions, Pseudonymiser, run_unit
+from core.connector import CollectContext, Connector, SecretUnavailableError
 from core.records import Coverage, Evidence, Record
 
 #: A unit of a scope: its service name and the call that reads it.
@@ -100,3 +103,38 @@ def refused(scope: str, services: Iterable[str], error: str) -> Iterator[Coverag
     """One failed ``Coverage`` per service: the credential failed before anything was read."""
     for service in services:
         yield Coverage(scope, GLOBAL, service, ok=False, error=error)
+
+
+class SignInConnector(Connector):
+    """A source read behind one sign-in per run (GitHub, Okta, Jamf): ``_auth`` builds the
+    auth callable and fetches a first token, so a refused credential fails the run once,
+    up front, as one failed ``Coverage`` per ``refused_services``; otherwise
+    ``_collect`` reads the units with it."""
+
+    #: The services a refused sign-in fails: ``("*",)`` is the whole scope at once.
+    refused_services: ClassVar[tuple[str, ...]] = ("*",)
+
+    options: PseudonymiseOptions
+
+    @property
+    def scope(self) -> str:
+        raise NotImplementedError
+
+    def _auth(self, ctx: CollectContext, stack: ExitStack) -> AuthHeaders:
+        """The auth callable; a client it needs for its tokens goes on ``stack``."""
+        raise NotImplementedError
+
+    def _collect(
+        self, ctx: CollectContext, auth: AuthHeaders, pseudo: Pseudonymiser
+    ) -> Iterator[Record]:
+        raise NotImplementedError
+
+    def collect(self, ctx: CollectContext) -> Iterator[Record]:
+        with ExitStack() as stack:
+            try:
+                auth = self._auth(ctx, stack)
+                pseudo = self.options.pseudonymiser()
+            except (SecretUnavailableError, SourceError) as exc:
+                yield from refused(self.scope, self.refused_services, str(exc))
+                return
+            yield from self._collect(ctx, auth, pseudo)

@@ -45,18 +45,15 @@ from connectors.http import (
     HttpClient,
     HttpOptions,
     MalformedResponseError,
-    SourceError,
     token_auth,
 )
-from connectors.identityshared import refused, units_in_turn
+from connectors.identityshared import SignInConnector, units_in_turn
 from connectors.kit import PseudonymiseOptions, Pseudonymiser, SourceURL
 from connectors.oauth import CachedToken, bearer, sign_jwt_rs256
 from core.connector import (
     CollectContext,
-    Connector,
     ConnectorOptions,
     SecretRef,
-    SecretUnavailableError,
 )
 from core.records import Record
 
@@ -98,26 +95,20 @@ class GitHubOptions(PseudonymiseOptions):
         return self
 
 
-class GitHubConnector(Connector):
+class GitHubConnector(SignInConnector):
     type = "github"
     prefix = "github"
     Options: ClassVar[type[ConnectorOptions]] = GitHubOptions
     #: Its accounts, for the identity analyzers (core/accounts.py).
     accounts = ACCOUNTS
 
+    refused_services = SERVICES
+
     options: GitHubOptions
 
-    def collect(self, ctx: CollectContext) -> Iterator[Record]:
-        opts = self.options
-        scope = opts.organization
-        with ExitStack() as stack:
-            try:
-                auth = self._auth(ctx, stack)
-                pseudo = opts.pseudonymiser()
-            except (SecretUnavailableError, SourceError) as exc:
-                yield from refused(scope, SERVICES, str(exc))
-                return
-            yield from self._collect(ctx, auth, pseudo)
+    @property
+    def scope(self) -> str:
+        return self.options.organization
 
     def _client(self, ctx: CollectContext, auth: AuthHeaders | None) -> HttpClient:
         return HttpClient(
@@ -167,7 +158,7 @@ class GitHubConnector(Connector):
         self, ctx: CollectContext, auth: AuthHeaders, pseudo: Pseudonymiser
     ) -> Iterator[Record]:
         opts = self.options
-        scope = opts.organization
+        scope = self.scope
         http = self._client(ctx, auth)
         owners = org.Owners(http, scope)  # one listing for the org and member units
         units = (

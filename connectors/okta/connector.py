@@ -41,20 +41,17 @@ from connectors.http import (
     AuthHeaders,
     HttpClient,
     HttpOptions,
-    SourceError,
     token_auth,
 )
-from connectors.identityshared import refused, units_in_turn
+from connectors.identityshared import SignInConnector, units_in_turn
 from connectors.kit import PseudonymiseOptions, Pseudonymiser, SourceURL
 from connectors.oauth import CachedToken, bearer, post_token_form, sign_jwt_rs256
 from connectors.okta import admins, apitokens, policies, users
 from connectors.okta.accounts import ACCOUNTS
 from core.connector import (
     CollectContext,
-    Connector,
     ConnectorOptions,
     SecretRef,
-    SecretUnavailableError,
 )
 from core.records import Record
 
@@ -105,12 +102,14 @@ class OktaOptions(PseudonymiseOptions):
         return self
 
 
-class OktaConnector(Connector):
+class OktaConnector(SignInConnector):
     type = "okta"
     prefix = "okta"
     Options: ClassVar[type[ConnectorOptions]] = OktaOptions
     #: Its accounts, for the identity analyzers (core/accounts.py).
     accounts = ACCOUNTS
+
+    refused_services = SERVICES
 
     options: OktaOptions
 
@@ -172,18 +171,6 @@ class OktaConnector(Connector):
             headers={"Accept": "application/json"},
             cancel_event=ctx.cancel_event,
         )
-
-    def collect(self, ctx: CollectContext) -> Iterator[Record]:
-        opts = self.options
-        scope = self.scope
-        with ExitStack() as stack:
-            try:
-                auth = self._auth(ctx, stack)
-                pseudo = opts.pseudonymiser()
-            except (SecretUnavailableError, SourceError) as exc:
-                yield from refused(scope, SERVICES, str(exc))
-                return
-            yield from self._collect(ctx, auth, pseudo)
 
     def _collect(
         self, ctx: CollectContext, auth: AuthHeaders, pseudo: Pseudonymiser
