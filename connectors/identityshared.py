@@ -15,8 +15,10 @@ from typing import Any, ClassVar
 
 from connectors.http import AuthHeaders, HttpClient, SourceError
 from connectors.kit import GLOBAL, PseudonymiseOptions, Pseudonymiser, run_unit
+from core.checks import Verdict, failed, passed
 from core.connector import CollectContext, Connector, SecretUnavailableError
 from core.records import Coverage, Evidence, Record
+from core.times import days_since
 
 #: A unit of a scope: its service name and the call that reads it.
 UnitRead = tuple[str, Callable[[], Iterable[Evidence]]]
@@ -72,6 +74,15 @@ def carry_over(
         payload[key] = arrange(found.get(uid, []))
     else:
         errors[key] = error or unread
+
+
+def last_sign_in_verdict(who: str, last: str, limit: float) -> Verdict:
+    """Passes when the account's last sign-in ``last`` is at most ``limit`` days ago
+    (``who`` names the account in the message: "user alice@example.com")."""
+    age = days_since(last)
+    if age > limit:
+        return failed(f"{who} last signed in on {last} ({int(age)} days ago, limit {limit})")
+    return passed(f"{who} last signed in on {last}")
 
 
 def units_in_turn(

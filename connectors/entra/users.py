@@ -26,7 +26,7 @@ from typing import Any
 
 from connectors.entra.roles import PRIVILEGED_ROLE_TEMPLATES
 from connectors.http import HttpClient, HTTPStatusError, MalformedResponseError, SourceError
-from connectors.identityshared import carry_over
+from connectors.identityshared import carry_over, last_sign_in_verdict
 from connectors.kit import GLOBAL, EvidenceMissing, Pseudonymiser, require, with_errors
 from core.checks import Verdict, check, failed, not_applicable, passed
 from core.records import Evidence
@@ -238,13 +238,7 @@ def _inactivity(payload: Mapping[str, Any], limit: int, what: str) -> Verdict:
     attempt = payload.get("last_sign_in_attempt")
     tried = f"; last attempt {attempt} (successful or not)" if attempt and not last else ""
     if last:
-        age = days_since(last)
-        if age > limit:
-            return failed(
-                f"{what} {_who(payload)} last signed in on {last} ({int(age)} days ago, "
-                f"limit {limit})"
-            )
-        return passed(f"{what} {_who(payload)} last signed in on {last}")
+        return last_sign_in_verdict(f"{what} {_who(payload)}", last, limit)
     created = payload.get("created")
     if not created:
         return failed(

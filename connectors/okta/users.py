@@ -18,7 +18,7 @@ from typing import Any
 from urllib.parse import quote
 
 from connectors.http import HttpClient, MalformedResponseError, SourceError
-from connectors.identityshared import carry_over
+from connectors.identityshared import carry_over, last_sign_in_verdict
 from connectors.kit import GLOBAL, Pseudonymiser, batches, require, with_errors
 from connectors.okta.common import (
     INACTIVE_STATUSES,
@@ -277,13 +277,7 @@ def user_inactive(payload: Mapping[str, Any], params: Mapping[str, Any]) -> Verd
     limit = params["inactive_days"]
     last = payload.get("last_login")
     if last:
-        age = days_since(last)
-        if age > limit:
-            return failed(
-                f"user {_who(payload)} last signed in on {last} ({int(age)} days ago, "
-                f"limit {limit})"
-            )
-        return passed(f"user {_who(payload)} last signed in on {last}")
+        return last_sign_in_verdict(f"user {_who(payload)}", last, limit)
     since = payload.get("activated") or payload.get("created")
     if since is None:
         return failed(f"user {_who(payload)} has never signed in and has no activation date")
