@@ -18,7 +18,7 @@ The ``secret`` field of a secret-scanning alert (the leaked value) is never kept
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 from urllib.parse import quote
 
@@ -106,32 +106,33 @@ def code_alert_payload(alert: Mapping[str, Any], repo: str) -> dict[str, Any]:
     }
 
 
-def read_dependabot_alerts(http: HttpClient, org: str) -> Iterator[Evidence]:
-    path = f"/orgs/{quote(org, safe='')}/dependabot/alerts"
-    params = {"state": "open", "per_page": 100}
-    for alert in http.paginate_links(path, params=params):
+def _read_alerts(
+    http: HttpClient,
+    org: str,
+    feature: str,
+    resource_type: str,
+    payload_of: Callable[[Mapping[str, Any], str], dict[str, Any]],
+) -> Iterator[Evidence]:
+    """One evidence per open alert of the organisation's ``feature`` (the path segment:
+    ``dependabot``, ``code-scanning``, ``secret-scanning``)."""
+    path = f"/orgs/{quote(org, safe='')}/{feature}/alerts"
+    for alert in http.paginate_links(path, params={"state": "open", "per_page": 100}):
         if not isinstance(alert, Mapping):
             raise MalformedResponseError(f"an alert that is not an object in {path}")
         repo, rid = _alert_id(alert, path)
-        yield Evidence(org, GLOBAL, DEPENDABOT_TYPE, rid, dependabot_payload(alert, repo))
+        yield Evidence(org, GLOBAL, resource_type, rid, payload_of(alert, repo))
+
+
+def read_dependabot_alerts(http: HttpClient, org: str) -> Iterator[Evidence]:
+    return _read_alerts(http, org, "dependabot", DEPENDABOT_TYPE, dependabot_payload)
 
 
 def read_code_alerts(http: HttpClient, org: str) -> Iterator[Evidence]:
-    path = f"/orgs/{quote(org, safe='')}/code-scanning/alerts"
-    for alert in http.paginate_links(path, params={"state": "open", "per_page": 100}):
-        if not isinstance(alert, Mapping):
-            raise MalformedResponseError(f"an alert that is not an object in {path}")
-        repo, rid = _alert_id(alert, path)
-        yield Evidence(org, GLOBAL, CODE_ALERT_TYPE, rid, code_alert_payload(alert, repo))
+    return _read_alerts(http, org, "code-scanning", CODE_ALERT_TYPE, code_alert_payload)
 
 
 def read_secret_alerts(http: HttpClient, org: str) -> Iterator[Evidence]:
-    path = f"/orgs/{quote(org, safe='')}/secret-scanning/alerts"
-    for alert in http.paginate_links(path, params={"state": "open", "per_page": 100}):
-        if not isinstance(alert, Mapping):
-            raise MalformedResponseError(f"an alert that is not an object in {path}")
-        repo, rid = _alert_id(alert, path)
-        yield Evidence(org, GLOBAL, SECRET_ALERT_TYPE, rid, secret_alert_payload(alert, repo))
+    return _read_alerts(http, org, "secret-scanning", SECRET_ALERT_TYPE, secret_alert_payload)
 
 
 # --------------------------------------------------------------------------- checks
