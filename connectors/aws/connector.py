@@ -83,6 +83,7 @@ from connectors.aws.session import (
     open_member,
 )
 from connectors.aws.units import ReaderSpec, RegionBreaker, Unit
+from connectors.cloudshared import all_match
 from connectors.kit import GLOBAL, Job, stream_jobs
 from core.connector import CollectContext, Connector, ConnectorOptions
 from core.records import Coverage, Record
@@ -195,10 +196,7 @@ class AwsOptions(ConnectorOptions):
             return None
         if not value:
             raise ValueError("regions must not be empty (omit it to use every enabled region)")
-        bad = [r for r in value if not _REGION.match(r)]
-        if bad:
-            raise ValueError(f"not AWS region names: {', '.join(bad)}")
-        return list(dict.fromkeys(value))
+        return list(dict.fromkeys(all_match(value, _REGION, "AWS region names")))
 
     @field_validator("config_aggregator_name")
     @classmethod
