@@ -49,7 +49,7 @@ from connectors.http import (
 )
 from connectors.identityshared import SignInConnector, units_in_turn
 from connectors.kit import PseudonymiseOptions, Pseudonymiser, SourceURL
-from connectors.oauth import CachedToken, bearer, sign_jwt_rs256
+from connectors.oauth import bearer_signed_in, sign_jwt_rs256
 from core.connector import (
     CollectContext,
     ConnectorOptions,
@@ -150,9 +150,7 @@ class GitHubConnector(SignInConnector):
             resp = app_http.request("POST", f"/app/installations/{installation[0]}/access_tokens")
             return _installation_token(resp.json(), str(resp.url))
 
-        source = CachedToken(fetch)
-        source.get()
-        return bearer(source)
+        return bearer_signed_in(fetch)
 
     def _collect(
         self, ctx: CollectContext, auth: AuthHeaders, pseudo: Pseudonymiser

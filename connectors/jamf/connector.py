@@ -43,7 +43,7 @@ from connectors.http import (
 from connectors.identityshared import SignInConnector, reopening
 from connectors.jamf import computers
 from connectors.kit import PseudonymiseOptions, Pseudonymiser, SourceURL, run_unit
-from connectors.oauth import CachedToken, bearer, post_token_form
+from connectors.oauth import bearer_signed_in, post_token_form
 from core.connector import (
     CollectContext,
     ConnectorOptions,
@@ -148,9 +148,7 @@ class JamfConnector(SignInConnector):
                 register_secret(token)
                 return token, _seconds_until(body.get("expires"), str(resp.url))
 
-        source = CachedToken(fetch)
-        source.get()  # one failure for the whole scope, not one per unit
-        return bearer(source)
+        return bearer_signed_in(fetch)
 
     def _collect(
         self, ctx: CollectContext, auth: AuthHeaders, pseudo: Pseudonymiser

@@ -45,7 +45,7 @@ from connectors.http import (
 )
 from connectors.identityshared import SignInConnector, units_in_turn
 from connectors.kit import PseudonymiseOptions, Pseudonymiser, SourceURL
-from connectors.oauth import CachedToken, bearer, post_token_form, sign_jwt_rs256
+from connectors.oauth import bearer_signed_in, post_token_form, sign_jwt_rs256
 from connectors.okta import admins, apitokens, policies, users
 from connectors.okta.accounts import ACCOUNTS
 from core.connector import (
@@ -159,9 +159,7 @@ class OktaConnector(SignInConnector):
                 },
             )
 
-        source = CachedToken(fetch)
-        source.get()
-        return bearer(source)
+        return bearer_signed_in(fetch)
 
     def _client(self, ctx: CollectContext, auth: AuthHeaders | None) -> HttpClient:
         return HttpClient(

@@ -54,7 +54,7 @@ from connectors.http import (
     token_auth,
 )
 from connectors.kit import SourceURL
-from connectors.oauth import CachedToken, bearer, post_token_form
+from connectors.oauth import bearer_signed_in, post_token_form
 from connectors.process import (
     ProcessBase,
     ProcessOptions,
@@ -223,9 +223,7 @@ class ServiceNowConnector(Connector):
                     grant_type="password", username=opts.username, password=opts.password.get()
                 )
             token_http = stack.enter_context(self._client(ctx, None))
-            source = CachedToken(lambda: post_token_form(token_http, "/oauth_token.do", form))
-            source.get()
-            return bearer(source)
+            return bearer_signed_in(lambda: post_token_form(token_http, "/oauth_token.do", form))
         if opts.token is not None:
             return token_auth("Bearer", opts.token.get())
         assert opts.password is not None
