@@ -292,12 +292,8 @@ def read_repo(
     with ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="github-pulls") as pool:
         pages = (pool.map(reader.build, batch) for batch in batches(reader.merged(since), 50))
         yield from stream_population(
-            process,
-            item_checks,
-            pages,
-            cancelled,
-            scope=repo,
-            resource_type=f"{PREFIX}.change.population",
+            process, item_checks, pages, cancelled,
+            scope=repo, resource_type=f"{PREFIX}.change.population",
         )
 
 

@@ -339,11 +339,6 @@ def read_process(
             pool.map(reader.build, page) for page in batches(reader.search(), settings.page_size)
         )
         yield from stream_population(
-            process,
-            item_checks,
-            pages,
-            cancelled,
-            scope=scope,
-            resource_type=f"jira.{process.kind}.population",
-            noun="issue",
+            process, item_checks, pages, cancelled,
+            scope=scope, resource_type=f"jira.{process.kind}.population", noun="issue",
         )

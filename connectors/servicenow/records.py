@@ -405,11 +405,6 @@ def read_process(
     reader.load_choices(choices)
     pages = (reader.page(page) for page in batches(reader.records(), settings.page_size))
     yield from stream_population(
-        process,
-        item_checks,
-        pages,
-        cancelled,
-        scope=scope,
-        resource_type=f"servicenow.{process.kind}.population",
-        noun="record",
+        process, item_checks, pages, cancelled,
+        scope=scope, resource_type=f"servicenow.{process.kind}.population", noun="record",
     )
