@@ -3,8 +3,9 @@
 Their vendors answer with deep JSON documents; each reads one scope (org, tenant,
 customer) unit after unit behind one credential, and a unit may feed a later one (admin
 roles and API tokens are copied onto each user's evidence). The look-up, the sign-in
-before the units, the unit sequence and the scope-wide coverage live here once instead
-of in every source.
+before the units, the unit sequence, the scope-wide coverage, the copy of an earlier
+unit's result onto each user and the inactivity verdict live here once instead of in
+every source.
 """
 
 from __future__ import annotations
