@@ -253,6 +253,12 @@ def _origin(url: str | httpx.URL) -> tuple[str, str, int | None]:
     return (u.scheme, u.host.lower(), u.port)
 
 
+def _link_header_next(resp: Response, body: Any) -> str | None:
+    """The ``rel="next"`` URL of the ``Link`` header (``body`` is not looked at)."""
+    url = resp.links.get("next", {}).get("url")
+    return str(url) if url else None
+
+
 def _lookup(body: Any, path: str) -> Any:
     """``body["a"]["b"]`` for ``path="a.b"``; keys containing dots are tried whole first."""
     if isinstance(body, Mapping) and path in body:
@@ -611,18 +617,7 @@ class HttpClient:
 
         Each page's body is a JSON list, or an object holding the list at ``items_key``.
         """
-        pages = 0
-        started = time.monotonic()
-        seen: set[str] = set()
-        next_url: str | None = url
-        next_params = params
-        while next_url is not None:
-            pages = self._count_page(pages, max_pages, next_url, started)
-            resp = self.get(next_url, params=next_params)
-            yield from self._list_of(resp.json(), items_key, resp)
-            link = resp.links.get("next", {}).get("url")
-            next_url = self._next_url(link, resp, seen) if link else None
-            next_params = None
+        return self._follow_links(url, params, items_key, max_pages, _link_header_next)
 
     def paginate_next_url(
         self,
@@ -639,6 +634,28 @@ class HttpClient:
         several tried in order: Graph ``@odata.nextLink``, ARM ``nextLink``…
         """
         keys = [next_key] if isinstance(next_key, str) else list(next_key)
+
+        def link_in_body(resp: Response, body: Any) -> str | None:
+            link = next((v for k in keys if (v := _lookup(body, k))), None)
+            if link is not None and not isinstance(link, str):
+                raise MalformedResponseError(
+                    "next-page link is not a string", url=str(resp.url), status=resp.status_code
+                )
+            return link
+
+        return self._follow_links(url, params, items_key, max_pages, link_in_body)
+
+    def _follow_links(
+        self,
+        url: str,
+        params: Mapping[str, Any] | None,
+        items_key: str | None,
+        max_pages: int | None,
+        next_link: Callable[[Response, Any], str | None],
+    ) -> Iterator[Any]:
+        """Items of every page, from ``url`` on to the page ``next_link(resp, body)``
+        names, until it names none. ``params`` go with the first request only: a next
+        link carries its own query."""
         pages = 0
         started = time.monotonic()
         seen: set[str] = set()
@@ -649,11 +666,7 @@ class HttpClient:
             resp = self.get(next_url, params=next_params)
             body = resp.json()
             yield from self._list_of(body, items_key, resp)
-            link = next((v for k in keys if (v := _lookup(body, k))), None)
-            if link is not None and not isinstance(link, str):
-                raise MalformedResponseError(
-                    "next-page link is not a string", url=str(resp.url), status=resp.status_code
-                )
+            link = next_link(resp, body)
             next_url = self._next_url(link, resp, seen) if link else None
             next_params = None
 

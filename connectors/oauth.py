@@ -105,6 +105,15 @@ def bearer(source: CachedToken) -> AuthHeaders:
     return headers
 
 
+def bearer_signed_in(fetch: TokenFetch) -> AuthHeaders:
+    """:func:`bearer` auth from the tokens ``fetch`` issues, the first fetched now: a
+    refused client fails the run once, up front, instead of every unit with the same
+    error."""
+    source = CachedToken(fetch)
+    source.get()
+    return bearer(source)
+
+
 def sign_jwt_rs256(claims: Mapping[str, Any], private_key_pem: str, kid: str | None = None) -> str:
     """``claims`` signed with RS256 by ``private_key_pem`` (``kid`` in the header if given).
 

@@ -53,9 +53,11 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import UTC, date, datetime, timedelta
 from typing import Any, ClassVar, Literal, get_args
+from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from connectors.http import MalformedResponseError
 from connectors.kit import ERRORS_KEY, GLOBAL, EvidenceMissing, run_unit
 from core.checks import (
     REGISTRY,
@@ -67,6 +69,7 @@ from core.checks import (
     not_applicable,
     passed,
 )
+from core.connector import ConnectorOptions
 from core.records import Coverage, Evidence, Record
 
 Kind = Literal[
@@ -320,6 +323,23 @@ def unique_kinds(processes: Sequence[ProcessBase]) -> list[ProcessBase]:
             )
         seen.add(p.kind)
     return list(processes)
+
+
+class ProcessOptions(ConnectorOptions):
+    """Options of a process connector: its subclass declares ``processes``, a list of
+    its own :class:`ProcessBase` subclass, validated here to hold one process per kind."""
+
+    @field_validator("processes", check_fields=False)
+    @classmethod
+    def _kinds(cls, v: list[ProcessBase]) -> list[ProcessBase]:
+        return unique_kinds(v)
+
+
+def url_scope(url: str) -> str:
+    """The scope of a source known by its URL: host and path, e.g.
+    ``example.atlassian.net/jira`` (the scheme and a trailing slash say nothing)."""
+    parts = urlsplit(url)
+    return f"{parts.netloc}{parts.path}".rstrip("/")
 
 
 # --------------------------------------------------------------------------- items
@@ -981,6 +1001,42 @@ class PopulationSummary:
             out["review_period"] = self.process.review_period
             out["periods"] = periods
         return out
+
+
+def stream_population(
+    process: ProcessBase,
+    item_checks: Sequence[CheckSpec],
+    pages: Iterable[Iterable[Evidence | str]],
+    cancelled: Callable[[], bool],
+    *,
+    scope: str,
+    resource_type: str,
+    noun: str = "item",
+) -> Iterator[Evidence]:
+    """Every item of ``pages`` as evidence, then the population summary (of
+    ``resource_type``, resource id = the kind).
+
+    A ``str`` in a page names an item that could not be read at all (no key, no fields):
+    such items are counted and, if any, the unit ends with an error after everything
+    readable was yielded, so nothing is closed by absence and the process's checks show
+    ``error`` until they read cleanly. Cancellation is looked at after each page.
+    """
+    summary = PopulationSummary(process, item_checks)
+    unreadable: list[str] = []
+    for page in pages:
+        for result in page:
+            if isinstance(result, str):
+                unreadable.append(result)
+                continue
+            summary.add(result.resource_id, result.payload)
+            yield result
+        if cancelled():
+            return
+    yield Evidence(scope, GLOBAL, resource_type, process.kind, summary.payload())
+    if unreadable:
+        raise MalformedResponseError(
+            f"{len(unreadable)} {noun}(s) could not be read: {'; '.join(unreadable[:5])}"
+        )
 
 
 def item_checks_for(specs: Iterable[CheckSpec], prefix: str, kind: str) -> list[CheckSpec]:

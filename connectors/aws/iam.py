@@ -33,6 +33,7 @@ from connectors.aws.common import MISSING, actions, paginate, read_partial
 from connectors.aws.iam_principals import PolicyResolver, user_policies
 from connectors.aws.session import Account
 from connectors.aws.units import ReaderSpec
+from connectors.cloudshared import older_than
 from connectors.kit import ERRORS_KEY, GLOBAL, EvidenceMissing, require, with_errors
 from core.checks import CheckFunc, Verdict, check, failed, not_applicable, passed
 from core.records import Evidence
@@ -359,11 +360,9 @@ def access_key_rotated(payload: Mapping[str, Any], params: Mapping[str, Any]) ->
     if not keys:
         return not_applicable("User has no active access key")
     limit = params["max_age_days"]
-    old = []
-    for key in keys:
-        age = days_since(key["CreateDate"])
-        if age > limit:
-            old.append(f"{key.get('AccessKeyId', '?')} ({int(age)} days)")
+    old = older_than(
+        keys, limit, lambda key: key["CreateDate"], lambda key: key.get("AccessKeyId", "?")
+    )
     if old:
         return failed(f"Active access keys older than {limit} days: " + ", ".join(old))
     return passed(f"Active access keys are at most {limit} days old: {len(keys)} checked")

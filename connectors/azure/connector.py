@@ -39,6 +39,7 @@ from typing import Any, ClassVar, Literal
 
 from pydantic import Field, field_validator, model_validator
 
+from connectors.cloudshared import all_match
 from connectors.http import HttpClient, HttpOptions, SourceError, check_url
 from connectors.kit import GLOBAL, SourceURL, Unit, stream_units
 from core.connector import (
@@ -162,18 +163,13 @@ class AzureOptions(ConnectorOptions):
     def _subscriptions(cls, v: list[str] | None) -> list[str] | None:
         if v is None:
             return None
-        bad = [s for s in v if not _GUID.match(s)]
-        if bad:
-            raise ValueError(f"not subscription ids (GUIDs): {', '.join(bad)}")
+        all_match(v, _GUID, "subscription ids (GUIDs)")
         return list(dict.fromkeys(s.lower() for s in v))
 
     @field_validator("critical_resource_types")
     @classmethod
     def _types(cls, v: list[str]) -> list[str]:
-        bad = [t for t in v if not _RESOURCE_TYPE.match(t)]
-        if bad:
-            raise ValueError(f"not resource types (Provider/type): {', '.join(bad)}")
-        return v
+        return all_match(v, _RESOURCE_TYPE, "resource types (Provider/type)")
 
     @field_validator("critical_tag")
     @classmethod

@@ -28,6 +28,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from connectors.identityshared import dig
+
 #: Built-in authentication strengths (Graph ``authenticationStrengthPolicy`` ids): all
 #: three satisfy ``mfa``. Custom strengths are judged by their ``requirementsSatisfied``.
 BUILT_IN_MFA_STRENGTHS = frozenset(
@@ -42,16 +44,8 @@ MODERN_CLIENTS = frozenset({"browser", "mobileAppsAndDesktopClients"})
 LEGACY_CLIENTS = frozenset({"exchangeActiveSync", "other"})
 
 
-def _get(obj: Any, *path: str) -> Any:
-    for key in path:
-        if not isinstance(obj, Mapping):
-            return None
-        obj = obj.get(key)
-    return obj
-
-
 def _strings(obj: Any, *path: str) -> list[str]:
-    value = _get(obj, *path)
+    value = dig(obj, *path)
     return sorted(str(v) for v in value) if isinstance(value, list) else []
 
 
@@ -72,7 +66,7 @@ def _guests(obj: Any) -> dict[str, Any] | None:
         return None
     return {
         "types": obj.get("guestOrExternalUserTypes"),
-        "tenants": _get(obj, "externalTenants", "membershipKind"),
+        "tenants": dig(obj, "externalTenants", "membershipKind"),
     }
 
 
@@ -96,7 +90,7 @@ def policy_summary(policy: Mapping[str, Any]) -> dict[str, Any]:
     apps = cond.get("applications")
     grant = policy.get("grantControls")
     insider = cond.get("insiderRiskLevels")
-    flows = _get(cond, "authenticationFlows", "transferMethods")
+    flows = dig(cond, "authenticationFlows", "transferMethods")
     return {
         "id": str(policy["id"]),
         "name": policy.get("displayName"),
@@ -108,8 +102,8 @@ def policy_summary(policy: Mapping[str, Any]) -> dict[str, Any]:
             "exclude_groups": _strings(users, "excludeGroups"),
             "include_roles": _strings(users, "includeRoles"),
             "exclude_roles": _strings(users, "excludeRoles"),
-            "include_guests": _guests(_get(users, "includeGuestsOrExternalUsers")),
-            "exclude_guests": _guests(_get(users, "excludeGuestsOrExternalUsers")),
+            "include_guests": _guests(dig(users, "includeGuestsOrExternalUsers")),
+            "exclude_guests": _guests(dig(users, "excludeGuestsOrExternalUsers")),
         },
         "applications": {
             "include": _strings(apps, "includeApplications"),
@@ -118,7 +112,7 @@ def policy_summary(policy: Mapping[str, Any]) -> dict[str, Any]:
             "authentication_contexts": _strings(
                 apps, "includeAuthenticationContextClassReferences"
             ),
-            "filter": _filter(_get(apps, "applicationFilter")),
+            "filter": _filter(dig(apps, "applicationFilter")),
         },
         "client_app_types": _strings(cond, "clientAppTypes"),
         "platforms": _include_exclude(
@@ -127,18 +121,18 @@ def policy_summary(policy: Mapping[str, Any]) -> dict[str, Any]:
         "locations": _include_exclude(
             cond.get("locations"), "includeLocations", "excludeLocations"
         ),
-        "device_filter": _filter(_get(cond, "devices", "deviceFilter")),
+        "device_filter": _filter(dig(cond, "devices", "deviceFilter")),
         "sign_in_risk_levels": _strings(cond, "signInRiskLevels"),
         "user_risk_levels": _strings(cond, "userRiskLevels"),
         "service_principal_risk_levels": _strings(cond, "servicePrincipalRiskLevels"),
         "insider_risk_levels": insider if isinstance(insider, str) and insider else None,
         "authentication_flows": flows if isinstance(flows, str) and flows else None,
         "workload_identities": isinstance(cond.get("clientApplications"), Mapping),
-        "grant_operator": _get(grant, "operator"),
+        "grant_operator": dig(grant, "operator"),
         "grant_controls": _strings(grant, "builtInControls"),
         "custom_authentication_factors": _strings(grant, "customAuthenticationFactors"),
         "terms_of_use": _strings(grant, "termsOfUse"),
-        "authentication_strength": _strength(_get(grant, "authenticationStrength")),
+        "authentication_strength": _strength(dig(grant, "authenticationStrength")),
     }
 
 

@@ -37,7 +37,8 @@ from connectors.entra import policies, roles, users
 from connectors.entra.accounts import ACCOUNTS
 from connectors.entra.auth import TokenCredential, bearer_auth, build_credential, token_value
 from connectors.http import HttpClient, HttpOptions, SourceError, check_url
-from connectors.kit import GLOBAL, PseudonymiseOptions, Pseudonymiser, SourceURL, run_unit
+from connectors.identityshared import reopening, units_in_turn
+from connectors.kit import GLOBAL, PseudonymiseOptions, Pseudonymiser, SourceURL
 from core.connector import (
     CollectContext,
     Connector,
@@ -175,16 +176,9 @@ class EntraConnector(Connector):
             yield Coverage(scope, GLOBAL, "*", ok=False, error=str(exc))
             _close(owned)
             return
-        opened = False
         try:
             with http:
-                for rec in self._read(ctx, http, scope, pseudo):
-                    opened = opened or (isinstance(rec, Coverage) and rec.ok)
-                    yield rec
-            if opened and not ctx.cancelled():
-                # The scope opened: close "could not authenticate" errors of earlier runs.
-                # (Only when a unit was read, so a run that read nothing stays "failed".)
-                yield Coverage(scope, GLOBAL, "*", ok=True)
+                yield from reopening(scope, self._read(ctx, http, scope, pseudo), ctx.cancelled)
         finally:
             _close(owned)
 
@@ -210,10 +204,7 @@ class EntraConnector(Connector):
                 ),
             ),
         )
-        for service, read in units:
-            if ctx.cancelled():
-                return
-            yield from run_unit(scope, service, read, ctx.cancelled, source=self.type)
+        yield from units_in_turn(scope, units, ctx.cancelled, source=self.type)
 
 
 def _close(credential: Any) -> None:

@@ -16,7 +16,7 @@ grant controls and authentication strength — see
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 from connectors.entra.conditional_access import (
@@ -89,6 +89,25 @@ def _why_not(p: Mapping[str, Any], reasons: list[str]) -> str:
     return f"{p.get('name')!r}: {'; '.join(reasons)}"
 
 
+def _meeting(
+    policies: list[Mapping[str, Any]],
+    shortfalls: Callable[[Mapping[str, Any]], list[str] | None],
+) -> tuple[list[Mapping[str, Any]], list[str]]:
+    """``(good, near)``: the policies of the kind a check looks for that meet all its
+    conditions, and why each other one of that kind falls short. ``shortfalls(p)`` is
+    ``None`` for a policy of another kind, else the conditions it misses."""
+    good, near = [], []
+    for p in policies:
+        reasons = shortfalls(p)
+        if reasons is None:
+            continue
+        if reasons:
+            near.append(_why_not(p, reasons))
+        else:
+            good.append(p)
+    return good, near
+
+
 @check(
     id="entra.tenant.mfa_enforced",
     title="The Entra tenant requires MFA for all users (security defaults or Conditional Access)",
@@ -114,16 +133,14 @@ def tenant_mfa_enforced(payload: Mapping[str, Any], params: Mapping[str, Any]) -
     if payload.get("security_defaults_enabled") is True:
         return passed("security defaults are enabled: every user must register and use MFA")
     policies = _policies(payload)
-    good, near = [], []
-    for p in policies:
+
+    def shortfalls(p: Mapping[str, Any]) -> list[str] | None:
         weak = grant_weakness(p)
         if weak in ("blocks access instead", "grant does not require MFA"):
-            continue  # not an MFA policy at all
-        reasons = [*_gaps(p, params, judge_client_apps=True), *([weak] if weak else [])]
-        if reasons:
-            near.append(_why_not(p, reasons))
-        else:
-            good.append(p)
+            return None  # not an MFA policy at all
+        return [*_gaps(p, params, judge_client_apps=True), *([weak] if weak else [])]
+
+    good, near = _meeting(policies, shortfalls)
     if good:
         names = ", ".join(f"{p.get('name')}{_exclusions(p)}" for p in good)
         return passed(f"Conditional Access requires MFA for every sign-in of all users: {names}")
@@ -155,18 +172,17 @@ def tenant_legacy_auth_blocked(payload: Mapping[str, Any], params: Mapping[str, 
     if payload.get("security_defaults_enabled") is True:
         return passed("security defaults are enabled: legacy authentication is blocked")
     policies = _policies(payload)
-    good, near = [], []
-    for p in policies:
+
+    def shortfalls(p: Mapping[str, Any]) -> list[str] | None:
         if "block" not in (p.get("grant_controls") or []):
-            continue
+            return None
         clients = set(p.get("client_app_types") or [])
         reasons = _gaps(p, params, judge_client_apps=False)
         if "all" not in clients and not LEGACY_CLIENTS <= clients:
             reasons.append(f"client apps {', '.join(sorted(clients)) or 'none'}")
-        if reasons:
-            near.append(_why_not(p, reasons))
-        else:
-            good.append(p)
+        return reasons
+
+    good, near = _meeting(policies, shortfalls)
     if good:
         names = ", ".join(f"{p.get('name')}{_exclusions(p)}" for p in good)
         return passed(f"legacy authentication is blocked by: {names}")
@@ -216,12 +232,12 @@ def tenant_managed_device_required(
     payload: Mapping[str, Any], params: Mapping[str, Any]
 ) -> Verdict:
     policies = list(require(payload, "conditional_access_policies"))
-    good, near = [], []
-    for p in policies:
+
+    def shortfalls(p: Mapping[str, Any]) -> list[str] | None:
         controls = set(p.get("grant_controls") or [])
         device = sorted(controls & set(DEVICE_CONTROLS))
         if not device:
-            continue
+            return None
         reasons = [r for r in _gaps(p, params, judge_client_apps=True)
                    if not (r.startswith("locations include") and _remote_only(p))]
         others = sorted(controls - set(DEVICE_CONTROLS))
@@ -231,10 +247,9 @@ def tenant_managed_device_required(
         if others and p.get("grant_operator") != "AND":
             reasons.append(f"{' or '.join(device)} OR {', '.join(others)}: any one alone "
                            "satisfies the grant")
-        if reasons:
-            near.append(_why_not(p, reasons))
-        else:
-            good.append(p)
+        return reasons
+
+    good, near = _meeting(policies, shortfalls)
     if good:
         names = ", ".join(
             f"{p.get('name')}{' (outside trusted locations)' if p.get('locations') else ''}"

@@ -21,6 +21,7 @@ from typing import Any
 from urllib.parse import quote
 
 from connectors.http import HttpClient, MalformedResponseError
+from connectors.identityshared import RecordingReader
 from connectors.kit import GLOBAL, Pseudonymiser, require
 from core.checks import Verdict, check, failed, passed
 from core.records import Evidence
@@ -59,24 +60,15 @@ def _kind(obj: Mapping[str, Any]) -> str:
     return _TYPES.get(str(obj.get("@odata.type")), str(obj.get("@odata.type") or "unknown"))
 
 
-class RoleReader:
+class RoleReader(RecordingReader):
     """Reads directory roles; after a complete read ``roles_by_user`` maps a user's object
     id to the roles they hold (directly or through a group), otherwise it stays ``None``
     and ``error`` says why."""
 
     def __init__(self, http: HttpClient, scope: str, pseudo: Pseudonymiser) -> None:
-        self.http = http
-        self.scope = scope
+        super().__init__(http, scope)
         self.pseudo = pseudo
         self.roles_by_user: dict[str, list[dict[str, str]]] | None = None
-        self.error: str | None = None
-
-    def read(self) -> Iterator[Evidence]:
-        try:
-            yield from self._read()
-        except Exception as exc:
-            self.error = str(exc) if str(exc) else type(exc).__name__
-            raise
 
     def _users_of_group(self, group_id: str) -> Iterator[Mapping[str, Any]]:
         path = f"/groups/{quote(group_id, safe='')}/transitiveMembers/microsoft.graph.user"

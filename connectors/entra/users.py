@@ -26,7 +26,8 @@ from typing import Any
 
 from connectors.entra.roles import PRIVILEGED_ROLE_TEMPLATES
 from connectors.http import HttpClient, HTTPStatusError, MalformedResponseError, SourceError
-from connectors.kit import ERRORS_KEY, GLOBAL, EvidenceMissing, Pseudonymiser, require
+from connectors.identityshared import carry_over, last_sign_in_verdict
+from connectors.kit import GLOBAL, EvidenceMissing, Pseudonymiser, require, with_errors
 from core.checks import Verdict, check, failed, not_applicable, passed
 from core.records import Evidence
 from core.times import activity_time, day_precision, days_since, full_time, parse_time
@@ -157,13 +158,11 @@ def user_payload(
     else:
         for key in ("mfa_registered", "methods_registered"):
             errors[key] = "the user is not (yet) in the userRegistrationDetails report"
-    if roles_by_user is not None:
-        payload["directory_roles"] = list(roles_by_user.get(uid, []))
-    else:
-        errors["directory_roles"] = roles_error or "directory roles were not read"
-    if errors:
-        payload[ERRORS_KEY] = errors
-    return payload
+    carry_over(
+        payload, errors, "directory_roles", roles_by_user, uid, roles_error,
+        unread="directory roles were not read",
+    )
+    return with_errors(payload, errors)
 
 
 def read_users(
@@ -239,13 +238,7 @@ def _inactivity(payload: Mapping[str, Any], limit: int, what: str) -> Verdict:
     attempt = payload.get("last_sign_in_attempt")
     tried = f"; last attempt {attempt} (successful or not)" if attempt and not last else ""
     if last:
-        age = days_since(last)
-        if age > limit:
-            return failed(
-                f"{what} {_who(payload)} last signed in on {last} ({int(age)} days ago, "
-                f"limit {limit})"
-            )
-        return passed(f"{what} {_who(payload)} last signed in on {last}")
+        return last_sign_in_verdict(f"{what} {_who(payload)}", last, limit)
     created = payload.get("created")
     if not created:
         return failed(

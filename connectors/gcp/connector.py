@@ -42,6 +42,7 @@ from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from connectors.cloudshared import all_match
 from connectors.http import HttpClient, HttpOptions, SourceError, check_url
 from connectors.kit import GLOBAL, Unit, stream_units
 from core.connector import (
@@ -92,6 +93,7 @@ PERMISSIONS: tuple[str, ...] = tuple(dict.fromkeys(
 
 _PROJECT_ID = re.compile(r"^[a-z][a-z0-9-]{4,28}[a-z0-9]$|^[a-z0-9.-]+:[a-z][a-z0-9-]+$")
 _NODE = re.compile(r"^(organizations|folders)/\d+$")
+_ORGANIZATION = re.compile(r"^organizations/\d+$")
 _LOCATION = re.compile(r"^[a-z0-9-]+$")
 _CONSTRAINT = re.compile(r"^[a-z][A-Za-z0-9]*(\.[A-Za-z0-9]+)+$")
 
@@ -171,19 +173,12 @@ class GcpOptions(ConnectorOptions):
     def _projects(cls, v: list[str] | None) -> list[str] | None:
         if v is None:
             return None
-        bad = [p for p in v if not _PROJECT_ID.match(p)]
-        if bad:
-            raise ValueError(f"not project ids: {', '.join(bad)}")
-        return list(dict.fromkeys(v))
+        return list(dict.fromkeys(all_match(v, _PROJECT_ID, "project ids")))
 
     @field_validator("organization_ids")
     @classmethod
     def _orgs(cls, v: list[str] | None) -> list[str] | None:
-        if v is not None:
-            bad = [o for o in v if not re.match(r"^organizations/\d+$", o)]
-            if bad:
-                raise ValueError(f'not "organizations/<number>": {", ".join(bad)}')
-        return v
+        return None if v is None else all_match(v, _ORGANIZATION, '"organizations/<number>"')
 
     @field_validator("asset_inventory_parents")
     @classmethod
@@ -199,19 +194,12 @@ class GcpOptions(ConnectorOptions):
     @field_validator("kms_locations")
     @classmethod
     def _locations(cls, v: list[str] | None) -> list[str] | None:
-        if v is not None:
-            bad = [loc for loc in v if not _LOCATION.match(loc)]
-            if bad:
-                raise ValueError(f"not KMS locations: {', '.join(bad)}")
-        return v
+        return None if v is None else all_match(v, _LOCATION, "KMS locations")
 
     @field_validator("org_policy_constraints")
     @classmethod
     def _constraints(cls, v: list[str]) -> list[str]:
-        bad = [c for c in v if not _CONSTRAINT.match(c)]
-        if bad:
-            raise ValueError(f"not constraint names (service.name): {', '.join(bad)}")
-        return list(dict.fromkeys(v))
+        return list(dict.fromkeys(all_match(v, _CONSTRAINT, "constraint names (service.name)")))
 
     @field_validator("oauth_url")
     @classmethod

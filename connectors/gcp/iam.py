@@ -37,11 +37,11 @@ from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 from urllib.parse import quote
 
+from connectors.cloudshared import older_than
 from connectors.http import SourceError
 from connectors.kit import EvidenceMissing, read_partial, require, with_errors
 from core.checks import Verdict, check, failed, not_applicable, passed
 from core.records import Evidence
-from core.times import days_since
 
 from .context import GcpContext, Project, evidence
 
@@ -390,11 +390,7 @@ def access_key_rotated(payload: Mapping[str, Any], params: Mapping[str, Any]) ->
     if not keys:
         return not_applicable("No enabled user-managed keys")
     limit = float(params["max_age_days"])
-    old = []
-    for k in keys:
-        age = days_since(k["validAfterTime"])
-        if age > limit:
-            old.append(f"{str(k['keyId'])[:12]} ({int(age)} days)")
+    old = older_than(keys, limit, lambda k: k["validAfterTime"], lambda k: str(k["keyId"])[:12])
     if old:
         return failed(f"Keys older than {int(limit)} days: " + ", ".join(old))
     return passed(f"All {len(keys)} enabled keys are younger than {int(limit)} days")

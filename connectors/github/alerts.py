@@ -18,11 +18,12 @@ The ``secret`` field of a secret-scanning alert (the leaked value) is never kept
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 from urllib.parse import quote
 
 from connectors.http import HttpClient, MalformedResponseError
+from connectors.identityshared import dig
 from connectors.kit import GLOBAL, EvidenceMissing, require
 from core.checks import Verdict, check, failed, not_applicable, passed
 from core.records import Evidence
@@ -44,16 +45,8 @@ SLA_PARAMETERS = {
 }
 
 
-def _get(obj: Any, *path: str) -> Any:
-    for key in path:
-        if not isinstance(obj, Mapping):
-            return None
-        obj = obj.get(key)
-    return obj
-
-
 def _alert_id(alert: Mapping[str, Any], path: str) -> tuple[str, str]:
-    repo = _get(alert, "repository", "full_name")
+    repo = dig(alert, "repository", "full_name")
     number = alert.get("number")
     if not repo or number is None:
         raise MalformedResponseError(f"an alert without repository or number in {path}")
@@ -61,8 +54,8 @@ def _alert_id(alert: Mapping[str, Any], path: str) -> tuple[str, str]:
 
 
 def dependabot_payload(alert: Mapping[str, Any], repo: str) -> dict[str, Any]:
-    pkg = _get(alert, "dependency", "package") or _get(alert, "security_vulnerability", "package")
-    severity = _get(alert, "security_advisory", "severity") or _get(
+    pkg = dig(alert, "dependency", "package") or dig(alert, "security_vulnerability", "package")
+    severity = dig(alert, "security_advisory", "severity") or dig(
         alert, "security_vulnerability", "severity"
     )
     return {
@@ -70,11 +63,11 @@ def dependabot_payload(alert: Mapping[str, Any], repo: str) -> dict[str, Any]:
         "number": alert.get("number"),
         "state": alert.get("state"),
         "severity": severity,
-        "ghsa_id": _get(alert, "security_advisory", "ghsa_id"),
-        "cve_id": _get(alert, "security_advisory", "cve_id"),
-        "package": f"{_get(pkg, 'ecosystem')}:{_get(pkg, 'name')}" if pkg else None,
-        "manifest_path": _get(alert, "dependency", "manifest_path"),
-        "first_patched_version": _get(
+        "ghsa_id": dig(alert, "security_advisory", "ghsa_id"),
+        "cve_id": dig(alert, "security_advisory", "cve_id"),
+        "package": f"{dig(pkg, 'ecosystem')}:{dig(pkg, 'name')}" if pkg else None,
+        "manifest_path": dig(alert, "dependency", "manifest_path"),
+        "first_patched_version": dig(
             alert, "security_vulnerability", "first_patched_version", "identifier"
         ),
         "created_at": alert.get("created_at"),
@@ -103,42 +96,43 @@ def code_alert_payload(alert: Mapping[str, Any], repo: str) -> dict[str, Any]:
         "repository": repo,
         "number": alert.get("number"),
         "state": alert.get("state"),
-        "security_severity": _get(alert, "rule", "security_severity_level"),
-        "rule_severity": _get(alert, "rule", "severity"),
-        "rule": _get(alert, "rule", "id") or _get(alert, "rule", "name"),
-        "tool": _get(alert, "tool", "name"),
-        "path": _get(alert, "most_recent_instance", "location", "path"),
+        "security_severity": dig(alert, "rule", "security_severity_level"),
+        "rule_severity": dig(alert, "rule", "severity"),
+        "rule": dig(alert, "rule", "id") or dig(alert, "rule", "name"),
+        "tool": dig(alert, "tool", "name"),
+        "path": dig(alert, "most_recent_instance", "location", "path"),
         "created_at": alert.get("created_at"),
         "html_url": alert.get("html_url"),
     }
 
 
-def read_dependabot_alerts(http: HttpClient, org: str) -> Iterator[Evidence]:
-    path = f"/orgs/{quote(org, safe='')}/dependabot/alerts"
-    params = {"state": "open", "per_page": 100}
-    for alert in http.paginate_links(path, params=params):
+def _read_alerts(
+    http: HttpClient,
+    org: str,
+    feature: str,
+    resource_type: str,
+    payload_of: Callable[[Mapping[str, Any], str], dict[str, Any]],
+) -> Iterator[Evidence]:
+    """One evidence per open alert of the organisation's ``feature`` (the path segment:
+    ``dependabot``, ``code-scanning``, ``secret-scanning``)."""
+    path = f"/orgs/{quote(org, safe='')}/{feature}/alerts"
+    for alert in http.paginate_links(path, params={"state": "open", "per_page": 100}):
         if not isinstance(alert, Mapping):
             raise MalformedResponseError(f"an alert that is not an object in {path}")
         repo, rid = _alert_id(alert, path)
-        yield Evidence(org, GLOBAL, DEPENDABOT_TYPE, rid, dependabot_payload(alert, repo))
+        yield Evidence(org, GLOBAL, resource_type, rid, payload_of(alert, repo))
+
+
+def read_dependabot_alerts(http: HttpClient, org: str) -> Iterator[Evidence]:
+    return _read_alerts(http, org, "dependabot", DEPENDABOT_TYPE, dependabot_payload)
 
 
 def read_code_alerts(http: HttpClient, org: str) -> Iterator[Evidence]:
-    path = f"/orgs/{quote(org, safe='')}/code-scanning/alerts"
-    for alert in http.paginate_links(path, params={"state": "open", "per_page": 100}):
-        if not isinstance(alert, Mapping):
-            raise MalformedResponseError(f"an alert that is not an object in {path}")
-        repo, rid = _alert_id(alert, path)
-        yield Evidence(org, GLOBAL, CODE_ALERT_TYPE, rid, code_alert_payload(alert, repo))
+    return _read_alerts(http, org, "code-scanning", CODE_ALERT_TYPE, code_alert_payload)
 
 
 def read_secret_alerts(http: HttpClient, org: str) -> Iterator[Evidence]:
-    path = f"/orgs/{quote(org, safe='')}/secret-scanning/alerts"
-    for alert in http.paginate_links(path, params={"state": "open", "per_page": 100}):
-        if not isinstance(alert, Mapping):
-            raise MalformedResponseError(f"an alert that is not an object in {path}")
-        repo, rid = _alert_id(alert, path)
-        yield Evidence(org, GLOBAL, SECRET_ALERT_TYPE, rid, secret_alert_payload(alert, repo))
+    return _read_alerts(http, org, "secret-scanning", SECRET_ALERT_TYPE, secret_alert_payload)
 
 
 # --------------------------------------------------------------------------- checks

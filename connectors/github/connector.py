@@ -45,19 +45,17 @@ from connectors.http import (
     HttpClient,
     HttpOptions,
     MalformedResponseError,
-    SourceError,
     token_auth,
 )
-from connectors.kit import GLOBAL, PseudonymiseOptions, Pseudonymiser, SourceURL, run_unit
-from connectors.oauth import CachedToken, bearer, sign_jwt_rs256
+from connectors.identityshared import SignInConnector, units_in_turn
+from connectors.kit import PseudonymiseOptions, Pseudonymiser, SourceURL
+from connectors.oauth import bearer_signed_in, sign_jwt_rs256
 from core.connector import (
     CollectContext,
-    Connector,
     ConnectorOptions,
     SecretRef,
-    SecretUnavailableError,
 )
-from core.records import Coverage, Record
+from core.records import Record
 
 SERVICES = (
     "org",
@@ -97,27 +95,20 @@ class GitHubOptions(PseudonymiseOptions):
         return self
 
 
-class GitHubConnector(Connector):
+class GitHubConnector(SignInConnector):
     type = "github"
     prefix = "github"
     Options: ClassVar[type[ConnectorOptions]] = GitHubOptions
     #: Its accounts, for the identity analyzers (core/accounts.py).
     accounts = ACCOUNTS
 
+    refused_services = SERVICES
+
     options: GitHubOptions
 
-    def collect(self, ctx: CollectContext) -> Iterator[Record]:
-        opts = self.options
-        scope = opts.organization
-        with ExitStack() as stack:
-            try:
-                auth = self._auth(ctx, stack)
-                pseudo = opts.pseudonymiser()
-            except (SecretUnavailableError, SourceError) as exc:
-                for service in SERVICES:
-                    yield Coverage(scope, GLOBAL, service, ok=False, error=str(exc))
-                return
-            yield from self._collect(ctx, auth, pseudo)
+    @property
+    def scope(self) -> str:
+        return self.options.organization
 
     def _client(self, ctx: CollectContext, auth: AuthHeaders | None) -> HttpClient:
         return HttpClient(
@@ -159,15 +150,13 @@ class GitHubConnector(Connector):
             resp = app_http.request("POST", f"/app/installations/{installation[0]}/access_tokens")
             return _installation_token(resp.json(), str(resp.url))
 
-        source = CachedToken(fetch)
-        source.get()
-        return bearer(source)
+        return bearer_signed_in(fetch)
 
     def _collect(
         self, ctx: CollectContext, auth: AuthHeaders, pseudo: Pseudonymiser
     ) -> Iterator[Record]:
         opts = self.options
-        scope = opts.organization
+        scope = self.scope
         http = self._client(ctx, auth)
         owners = org.Owners(http, scope)  # one listing for the org and member units
         units = (
@@ -190,10 +179,7 @@ class GitHubConnector(Connector):
             ("secretscanning", lambda: alerts.read_secret_alerts(http, scope)),
         )
         with http:
-            for service, read in units:
-                if ctx.cancelled():
-                    return
-                yield from run_unit(scope, service, read, ctx.cancelled, source="github")
+            yield from units_in_turn(scope, units, ctx.cancelled, source="github")
 
 
 def _installation_token(body: object, url: str) -> tuple[str, float]:

@@ -35,7 +35,12 @@ from connectors.github_pulls.approvals import AUTHOR_ASSOCIATIONS, WRITE_ASSOCIA
 from connectors.github_pulls.pulls import CHECK_CONCLUSIONS, PREFIX, read_repo
 from connectors.http import HttpClient, HttpOptions, token_auth
 from connectors.kit import GLOBAL, SourceURL, run_unit
-from connectors.process import ProcessBase, item_checks_for, register_process_checks, unique_kinds
+from connectors.process import (
+    ProcessBase,
+    ProcessOptions,
+    item_checks_for,
+    register_process_checks,
+)
 from core.connector import (
     CollectContext,
     Connector,
@@ -107,18 +112,12 @@ class PullsProcess(ProcessBase):
         return v
 
 
-class GitHubPullsOptions(ConnectorOptions):
+class GitHubPullsOptions(ProcessOptions):
     api_url: SourceURL = "https://api.github.com"
     token: SecretRef
     processes: list[PullsProcess] = Field(min_length=1)
     max_workers: int = Field(4, ge=1, le=16, description="concurrent pull-request reads")
     http: HttpOptions = Field(default_factory=HttpOptions)
-
-
-    @field_validator("processes")
-    @classmethod
-    def _kinds(cls, v: list[PullsProcess]) -> list[PullsProcess]:
-        return unique_kinds(v)  # type: ignore[return-value]
 
 
 class GitHubPullsConnector(Connector):

@@ -46,12 +46,12 @@ from connectors.github_pulls.approvals import pr_derived
 from connectors.http import HttpClient, MalformedResponseError, SourceError
 from connectors.kit import ERRORS_KEY, GLOBAL, EvidenceMissing, batches
 from connectors.process import (
-    PopulationSummary,
     ProcessBase,
     history_entry,
     iso,
     person,
     sort_history,
+    stream_population,
 )
 from core.checks import CheckSpec, Verdict, check, failed, passed
 from core.records import Evidence
@@ -289,15 +289,12 @@ def read_repo(
     since = (
         datetime(since_day.year, since_day.month, since_day.day, tzinfo=UTC) if since_day else None
     )
-    summary = PopulationSummary(process, item_checks)
     with ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="github-pulls") as pool:
-        for batch in batches(reader.merged(since), 50):
-            for ev in pool.map(reader.build, batch):
-                summary.add(ev.resource_id, ev.payload)
-                yield ev
-            if cancelled():
-                return
-    yield Evidence(repo, GLOBAL, f"{PREFIX}.change.population", "change", summary.payload())
+        pages = (pool.map(reader.build, batch) for batch in batches(reader.merged(since), 50))
+        yield from stream_population(
+            process, item_checks, pages, cancelled,
+            scope=repo, resource_type=f"{PREFIX}.change.population",
+        )
 
 
 # --------------------------------------------------------------------------- checks

@@ -39,19 +39,17 @@ from connectors.http import (
     HttpClient,
     HttpOptions,
     MalformedResponseError,
-    SourceError,
 )
+from connectors.identityshared import SignInConnector, reopening
 from connectors.jamf import computers
-from connectors.kit import GLOBAL, PseudonymiseOptions, SourceURL, run_unit
-from connectors.oauth import CachedToken, bearer, post_token_form
+from connectors.kit import PseudonymiseOptions, Pseudonymiser, SourceURL, run_unit
+from connectors.oauth import bearer_signed_in, post_token_form
 from core.connector import (
     CollectContext,
-    Connector,
     ConnectorOptions,
     SecretRef,
-    SecretUnavailableError,
 )
-from core.records import Coverage, Record
+from core.records import Record
 from core.redaction import register_secret
 from core.times import parse_time
 
@@ -96,7 +94,7 @@ def _seconds_until(expires: Any, resp_url: str) -> float:
         ) from None
 
 
-class JamfConnector(Connector):
+class JamfConnector(SignInConnector):
     type = "jamf"
     prefix = "jamf"
     Options: ClassVar[type[ConnectorOptions]] = JamfOptions
@@ -150,32 +148,21 @@ class JamfConnector(Connector):
                 register_secret(token)
                 return token, _seconds_until(body.get("expires"), str(resp.url))
 
-        source = CachedToken(fetch)
-        source.get()  # one failure for the whole scope, not one per unit
-        return bearer(source)
+        return bearer_signed_in(fetch)
 
-    def collect(self, ctx: CollectContext) -> Iterator[Record]:
+    def _collect(
+        self, ctx: CollectContext, auth: AuthHeaders, pseudo: Pseudonymiser
+    ) -> Iterator[Record]:
         opts = self.options
         scope = self.scope
-        with ExitStack() as stack:
-            try:
-                auth = self._auth(ctx, stack)
-                pseudo = opts.pseudonymiser()
-            except (SecretUnavailableError, SourceError) as exc:
-                yield Coverage(scope, GLOBAL, "*", ok=False, error=str(exc))
-                return
-            with self._client(ctx, auth) as http:
-                opened = False
-                for rec in run_unit(
-                    scope,
-                    "computer",
-                    lambda: computers.read_computers(
-                        http, scope, pseudo, page_size=opts.page_size, cancelled=ctx.cancelled
-                    ),
-                    ctx.cancelled,
-                    source="jamf",
-                ):
-                    opened = opened or (isinstance(rec, Coverage) and rec.ok)
-                    yield rec
-                if opened and not ctx.cancelled():
-                    yield Coverage(scope, GLOBAL, "*", ok=True)
+        with self._client(ctx, auth) as http:
+            read = run_unit(
+                scope,
+                "computer",
+                lambda: computers.read_computers(
+                    http, scope, pseudo, page_size=opts.page_size, cancelled=ctx.cancelled
+                ),
+                ctx.cancelled,
+                source="jamf",
+            )
+            yield from reopening(scope, read, ctx.cancelled)

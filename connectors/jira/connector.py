@@ -25,19 +25,19 @@ from __future__ import annotations
 import base64
 from collections.abc import Iterator
 from typing import ClassVar, Literal
-from urllib.parse import urlsplit
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, model_validator
 
 from connectors.http import HttpClient, HttpOptions, token_auth
 from connectors.jira.issues import JiraReadSettings, read_process
 from connectors.kit import SourceURL
 from connectors.process import (
     ProcessBase,
+    ProcessOptions,
     process_errors,
     process_units,
     register_process_checks,
-    unique_kinds,
+    url_scope,
 )
 from core.connector import (
     CollectContext,
@@ -62,7 +62,7 @@ class JiraProcess(ProcessBase):
     )
 
 
-class JiraOptions(ConnectorOptions):
+class JiraOptions(ProcessOptions):
     url: SourceURL
     deployment: Literal["cloud", "datacenter"] = "cloud"
     #: Basic auth user (Cloud: the account e-mail). Without it the token is a Bearer PAT.
@@ -81,12 +81,6 @@ class JiraOptions(ConnectorOptions):
     processes: list[JiraProcess] = Field(min_length=1)
     http: HttpOptions = Field(default_factory=HttpOptions)
 
-
-    @field_validator("processes")
-    @classmethod
-    def _kinds(cls, v: list[JiraProcess]) -> list[JiraProcess]:
-        return unique_kinds(v)  # type: ignore[return-value]
-
     @model_validator(mode="after")
     def _api(self) -> JiraOptions:
         if self.search_api is None:
@@ -97,8 +91,7 @@ class JiraOptions(ConnectorOptions):
 
     @property
     def scope(self) -> str:
-        parts = urlsplit(self.url)
-        return f"{parts.netloc}{parts.path}".rstrip("/")
+        return url_scope(self.url)
 
     def read_settings(self) -> JiraReadSettings:
         return JiraReadSettings(

@@ -30,12 +30,12 @@ from urllib.parse import quote
 from connectors.http import HttpClient, MalformedResponseError, SourceError
 from connectors.kit import GLOBAL, batches
 from connectors.process import (
-    PopulationSummary,
     ProcessBase,
     history_entry,
     iso,
     item_payload,
     person,
+    stream_population,
 )
 from core.checks import CheckSpec
 from core.records import Evidence
@@ -332,24 +332,13 @@ def read_process(
     absence and the process's checks show ``error`` until they read cleanly.
     """
     reader = IssueReader(http, settings, process, scope)
-    summary = PopulationSummary(process, item_checks)
-    unreadable: list[str] = []
     with ThreadPoolExecutor(
         max_workers=settings.max_workers, thread_name_prefix="jira-changelog"
     ) as pool:
-        for page in batches(reader.search(), settings.page_size):
-            for result in pool.map(reader.build, page):
-                if isinstance(result, str):
-                    unreadable.append(result)
-                    continue
-                summary.add(result.resource_id, result.payload)
-                yield result
-            if cancelled():
-                return
-    yield Evidence(
-        scope, GLOBAL, f"jira.{process.kind}.population", process.kind, summary.payload()
-    )
-    if unreadable:
-        raise MalformedResponseError(
-            f"{len(unreadable)} issue(s) could not be read: {'; '.join(unreadable[:5])}"
+        pages = (
+            pool.map(reader.build, page) for page in batches(reader.search(), settings.page_size)
+        )
+        yield from stream_population(
+            process, item_checks, pages, cancelled,
+            scope=scope, resource_type=f"jira.{process.kind}.population", noun="issue",
         )

@@ -32,6 +32,7 @@ from urllib.parse import urlsplit
 from pydantic import Field, field_validator
 
 from connectors.http import HttpClient, HttpOptions, SourceError, token_auth
+from connectors.identityshared import refused
 from connectors.kit import GLOBAL, PseudonymiseOptions, Pseudonymiser, SourceURL, run_unit
 from connectors.knowbe4 import phishing, training
 from core.connector import (
@@ -98,8 +99,7 @@ class KnowBe4Connector(Connector):
                 opts.pseudonymise_key.get() if opts.pseudonymise and opts.pseudonymise_key else None
             )
         except SecretUnavailableError as exc:
-            for service in SERVICES:
-                yield Coverage(scope, GLOBAL, service, ok=False, error=str(exc))
+            yield from refused(scope, SERVICES, str(exc))
             return
         with HttpClient(
             opts.url,

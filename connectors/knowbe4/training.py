@@ -151,6 +151,22 @@ def _active(p: Mapping[str, Any]) -> bool:
     return str(p.get("status") or "").casefold() == "active"
 
 
+def _trainee(
+    payload: Mapping[str, Any], params: Mapping[str, Any]
+) -> tuple[str, list[Mapping[str, Any]], list[str]] | Verdict:
+    """``(who, enrolments, required trainings)`` of a person the training checks judge,
+    or the verdict when there is nothing to judge: an inactive user (not applicable), or
+    one enrolled in no required training at all (failed)."""
+    who = _who(payload)
+    if not _active(payload):
+        return not_applicable(f"{who} is {payload.get('status')} in KnowBe4")
+    enrolments = require(payload, "enrollments")
+    names = required_items(enrolments, params["required"])
+    if not names:
+        return failed(f"{who} is enrolled in no training at all")
+    return who, enrolments, names
+
+
 @check(
     id="knowbe4.user.training_on_hire",
     title="New staff completed the required security training within N days of starting",
@@ -169,13 +185,10 @@ def _active(p: Mapping[str, Any]) -> bool:
     parameters={"required": [], "onboarding_days": 30, "judge_hires_within_days": 365},
 )
 def training_on_hire(payload: Mapping[str, Any], params: Mapping[str, Any]) -> Verdict:
-    who = _who(payload)
-    if not _active(payload):
-        return not_applicable(f"{who} is {payload.get('status')} in KnowBe4")
-    enrolments = require(payload, "enrollments")
-    names = required_items(enrolments, params["required"])
-    if not names:
-        return failed(f"{who} is enrolled in no training at all")
+    trainee = _trainee(payload, params)
+    if isinstance(trainee, Verdict):
+        return trainee
+    who, enrolments, names = trainee
     now = datetime.now(UTC)
     limit = timedelta(days=params["onboarding_days"])
     problems, pending, done = [], [], []
@@ -224,13 +237,10 @@ def training_on_hire(payload: Mapping[str, Any], params: Mapping[str, Any]) -> V
     parameters={"required": [], "refresh_days": 365, "onboarding_days": 30},
 )
 def training_current(payload: Mapping[str, Any], params: Mapping[str, Any]) -> Verdict:
-    who = _who(payload)
-    if not _active(payload):
-        return not_applicable(f"{who} is {payload.get('status')} in KnowBe4")
-    enrolments = require(payload, "enrollments")
-    names = required_items(enrolments, params["required"])
-    if not names:
-        return failed(f"{who} is enrolled in no training at all")
+    trainee = _trainee(payload, params)
+    if isinstance(trainee, Verdict):
+        return trainee
+    who, enrolments, names = trainee
     now = datetime.now(UTC)
     problems, ok = [], []
     for name in names:

@@ -15,6 +15,7 @@ from typing import Any
 from urllib.parse import quote
 
 from connectors.http import HttpClient, MalformedResponseError
+from connectors.identityshared import RecordingReader
 from connectors.kit import GLOBAL, Pseudonymiser, require
 from connectors.okta.common import INACTIVE_STATUSES
 from core.checks import Verdict, check, failed, passed
@@ -31,23 +32,14 @@ def _role_name(role: Mapping[str, Any]) -> str:
     return kind
 
 
-class AdminReader:
+class AdminReader(RecordingReader):
     """Reads admin assignments; after a complete read, ``roles_by_user`` maps user id →
     role names (otherwise it stays ``None`` and ``error`` says why)."""
 
     def __init__(self, http: HttpClient, scope: str, pseudo: Pseudonymiser) -> None:
-        self.http = http
-        self.scope = scope
+        super().__init__(http, scope)
         self.pseudo = pseudo
         self.roles_by_user: dict[str, list[str]] | None = None
-        self.error: str | None = None
-
-    def read(self) -> Iterator[Evidence]:
-        try:
-            yield from self._read()
-        except Exception as exc:
-            self.error = str(exc) if str(exc) else type(exc).__name__
-            raise
 
     def _read(self) -> Iterator[Evidence]:
         admins: list[dict[str, Any]] = []

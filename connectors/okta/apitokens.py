@@ -11,6 +11,7 @@ from collections.abc import Iterator, Mapping
 from typing import Any
 
 from connectors.http import HttpClient, MalformedResponseError
+from connectors.identityshared import RecordingReader
 from connectors.kit import GLOBAL
 from core.checks import Verdict, check, failed, passed
 from core.records import Evidence
@@ -37,21 +38,12 @@ def token_payload(token: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
-class ApiTokenReader:
+class ApiTokenReader(RecordingReader):
     """Reads API tokens; after a complete read ``tokens_by_owner`` maps user id → token ids."""
 
     def __init__(self, http: HttpClient, scope: str) -> None:
-        self.http = http
-        self.scope = scope
+        super().__init__(http, scope)
         self.tokens_by_owner: dict[str, list[str]] | None = None
-        self.error: str | None = None
-
-    def read(self) -> Iterator[Evidence]:
-        try:
-            yield from self._read()
-        except Exception as exc:
-            self.error = str(exc) if str(exc) else type(exc).__name__
-            raise
 
     def _read(self) -> Iterator[Evidence]:
         owners: dict[str, list[str]] = {}

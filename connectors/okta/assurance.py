@@ -26,6 +26,8 @@ from collections.abc import Iterable, Iterator, Mapping
 from itertools import product
 from typing import Any
 
+from connectors.identityshared import dig
+
 #: Authenticator method types (Okta ``AuthenticatorMethodType``) counted as a factor
 #: beyond the password. Left out by default, as NIST SP 800-63B (§5.1.3.1, §5.1.1.1) and
 #: Okta's own phishing guidance would have it: ``email`` (not an out-of-band device),
@@ -55,14 +57,6 @@ _TYPE_METHODS: dict[str, tuple[str, ...]] = {
     "app": ("push", "signed_nonce", "totp", "otp"),
     "federated": ("idp",),
 }
-
-
-def _get(obj: Any, *path: str) -> Any:
-    for key in path:
-        if not isinstance(obj, Mapping):
-            return None
-        obj = obj.get(key)
-    return obj
 
 
 def _as_list(value: Any) -> list[Any]:
@@ -170,7 +164,7 @@ def weak_assurance(verification: Mapping[str, Any], counted: frozenset[str]) -> 
         if constraints and all(
             isinstance(c.get("possession"), Mapping)
             and not isinstance(c.get("knowledge"), Mapping)
-            and _lower(_get(c, "possession", "userVerification")) == "required"
+            and _lower(dig(c, "possession", "userVerification")) == "required"
             and ((allowed := _allowed_methods(c["possession"])) is None or bool(allowed & counted))
             for c in constraints
         ):

@@ -41,21 +41,19 @@ from connectors.http import (
     AuthHeaders,
     HttpClient,
     HttpOptions,
-    SourceError,
     token_auth,
 )
-from connectors.kit import GLOBAL, PseudonymiseOptions, Pseudonymiser, SourceURL, run_unit
-from connectors.oauth import CachedToken, bearer, post_token_form, sign_jwt_rs256
+from connectors.identityshared import SignInConnector, units_in_turn
+from connectors.kit import PseudonymiseOptions, Pseudonymiser, SourceURL
+from connectors.oauth import bearer_signed_in, post_token_form, sign_jwt_rs256
 from connectors.okta import admins, apitokens, policies, users
 from connectors.okta.accounts import ACCOUNTS
 from core.connector import (
     CollectContext,
-    Connector,
     ConnectorOptions,
     SecretRef,
-    SecretUnavailableError,
 )
-from core.records import Coverage, Record
+from core.records import Record
 
 SERVICES = ("admin", "apitoken", "policy", "user")
 
@@ -104,12 +102,14 @@ class OktaOptions(PseudonymiseOptions):
         return self
 
 
-class OktaConnector(Connector):
+class OktaConnector(SignInConnector):
     type = "okta"
     prefix = "okta"
     Options: ClassVar[type[ConnectorOptions]] = OktaOptions
     #: Its accounts, for the identity analyzers (core/accounts.py).
     accounts = ACCOUNTS
+
+    refused_services = SERVICES
 
     options: OktaOptions
 
@@ -159,9 +159,7 @@ class OktaConnector(Connector):
                 },
             )
 
-        source = CachedToken(fetch)
-        source.get()
-        return bearer(source)
+        return bearer_signed_in(fetch)
 
     def _client(self, ctx: CollectContext, auth: AuthHeaders | None) -> HttpClient:
         return HttpClient(
@@ -172,19 +170,6 @@ class OktaConnector(Connector):
             cancel_event=ctx.cancel_event,
         )
 
-    def collect(self, ctx: CollectContext) -> Iterator[Record]:
-        opts = self.options
-        scope = self.scope
-        with ExitStack() as stack:
-            try:
-                auth = self._auth(ctx, stack)
-                pseudo = opts.pseudonymiser()
-            except (SecretUnavailableError, SourceError) as exc:
-                for service in SERVICES:
-                    yield Coverage(scope, GLOBAL, service, ok=False, error=str(exc))
-                return
-            yield from self._collect(ctx, auth, pseudo)
-
     def _collect(
         self, ctx: CollectContext, auth: AuthHeaders, pseudo: Pseudonymiser
     ) -> Iterator[Record]:
@@ -192,36 +177,25 @@ class OktaConnector(Connector):
         scope = self.scope
         with self._client(ctx, auth) as http:
             admin_reader = admins.AdminReader(http, scope, pseudo)
-            yield from run_unit(scope, "admin", admin_reader.read, ctx.cancelled, source="okta")
-            if ctx.cancelled():
-                return
             token_reader = apitokens.ApiTokenReader(http, scope)
-            yield from run_unit(scope, "apitoken", token_reader.read, ctx.cancelled, source="okta")
-            if ctx.cancelled():
-                return
-            yield from run_unit(
-                scope,
-                "policy",
-                lambda: policies.read_policies(http, scope),
-                ctx.cancelled,
-                source="okta",
-            )
-            if ctx.cancelled():
-                return
-            yield from run_unit(
-                scope,
-                "user",
-                lambda: users.read_users(
-                    http,
-                    scope,
-                    pseudo,
-                    admin_roles=admin_reader.roles_by_user,
-                    admin_error=admin_reader.error,
-                    tokens_by_owner=token_reader.tokens_by_owner,
-                    tokens_error=token_reader.error,
-                    page_size=opts.page_size,
-                    max_workers=opts.max_workers,
-                    cancelled=ctx.cancelled,
+            units = (
+                ("admin", admin_reader.read),
+                ("apitoken", token_reader.read),
+                ("policy", lambda: policies.read_policies(http, scope)),
+                (
+                    "user",
+                    lambda: users.read_users(
+                        http,
+                        scope,
+                        pseudo,
+                        admin_roles=admin_reader.roles_by_user,
+                        admin_error=admin_reader.error,
+                        tokens_by_owner=token_reader.tokens_by_owner,
+                        tokens_error=token_reader.error,
+                        page_size=opts.page_size,
+                        max_workers=opts.max_workers,
+                        cancelled=ctx.cancelled,
+                    ),
                 ),
-                ctx.cancelled,
             )
+            yield from units_in_turn(scope, units, ctx.cancelled, source="okta")

@@ -19,6 +19,7 @@ from urllib.parse import quote
 import structlog
 
 from connectors.http import HttpClient, HTTPStatusError, MalformedResponseError, SourceError
+from connectors.identityshared import dig
 from connectors.kit import ERRORS_KEY, GLOBAL, EvidenceMissing, require
 from connectors.okta.assurance import SECOND_FACTOR_METHODS, verification_weakness
 from core.checks import Verdict, check, failed, not_applicable, passed
@@ -30,38 +31,30 @@ SIGN_ON_TYPE = "okta.policy.sign_on"
 PASSWORD_TYPE = "okta.policy.password"  # noqa: S105 - a resource type
 
 
-def _get(obj: Any, *path: str) -> Any:
-    for key in path:
-        if not isinstance(obj, Mapping):
-            return None
-        obj = obj.get(key)
-    return obj
-
-
 def rule_summary(rule: Mapping[str, Any]) -> dict[str, Any]:
     """The parts of a sign-on or access-policy rule that decide MFA and sessions."""
-    signon = _get(rule, "actions", "signon")
-    app = _get(rule, "actions", "appSignOn")
+    signon = dig(rule, "actions", "signon")
+    app = dig(rule, "actions", "appSignOn")
     out: dict[str, Any] = {
         "id": rule.get("id"),
         "name": rule.get("name"),
         "status": rule.get("status"),
         "priority": rule.get("priority"),
-        "network_connection": _get(rule, "conditions", "network", "connection"),
+        "network_connection": dig(rule, "conditions", "network", "connection"),
     }
     if isinstance(signon, Mapping):
         out.update(
             access=signon.get("access"),
             require_factor=signon.get("requireFactor"),
             factor_prompt_mode=signon.get("factorPromptMode"),
-            max_session_idle_minutes=_get(signon, "session", "maxSessionIdleMinutes"),
-            max_session_lifetime_minutes=_get(signon, "session", "maxSessionLifetimeMinutes"),
+            max_session_idle_minutes=dig(signon, "session", "maxSessionIdleMinutes"),
+            max_session_lifetime_minutes=dig(signon, "session", "maxSessionLifetimeMinutes"),
         )
     elif isinstance(app, Mapping):
         method = app.get("verificationMethod")
         out.update(
             access=app.get("access"),
-            verification_type=_get(method, "type"),
+            verification_type=dig(method, "type"),
             # Kept whole (constraints, chains and their steps): it is what decides MFA,
             # holds no secret, and an auditor must see what was judged.
             verification_method=dict(method) if isinstance(method, Mapping) else None,
@@ -70,7 +63,7 @@ def rule_summary(rule: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def password_settings(policy: Mapping[str, Any]) -> dict[str, Any]:
-    pw = _get(policy, "settings", "password") or {}
+    pw = dig(policy, "settings", "password") or {}
     cx, age, lock = pw.get("complexity") or {}, pw.get("age") or {}, pw.get("lockout") or {}
     return {
         "min_length": cx.get("minLength"),
@@ -79,7 +72,7 @@ def password_settings(policy: Mapping[str, Any]) -> dict[str, Any]:
         "min_number": cx.get("minNumber"),
         "min_symbol": cx.get("minSymbol"),
         "exclude_username": cx.get("excludeUsername"),
-        "common_dictionary_excluded": _get(cx, "dictionary", "common", "exclude"),
+        "common_dictionary_excluded": dig(cx, "dictionary", "common", "exclude"),
         "max_age_days": age.get("maxAgeDays"),
         "min_age_minutes": age.get("minAgeMinutes"),
         "history_count": age.get("historyCount"),

@@ -18,7 +18,8 @@ from typing import Any
 from urllib.parse import quote
 
 from connectors.http import HttpClient, MalformedResponseError, SourceError
-from connectors.kit import ERRORS_KEY, GLOBAL, Pseudonymiser, batches, require
+from connectors.identityshared import carry_over, last_sign_in_verdict
+from connectors.kit import GLOBAL, Pseudonymiser, batches, require, with_errors
 from connectors.okta.common import (
     INACTIVE_STATUSES,
     PENDING_STATUSES,
@@ -106,17 +107,15 @@ def user_payload(
         payload["factors"] = factors
     elif factor_error:
         errors["factors"] = factor_error
-    if admin_roles is not None:
-        payload["admin_roles"] = sorted(admin_roles.get(uid, []))
-    else:
-        errors["admin_roles"] = admin_error or "admin role assignments were not read"
-    if tokens_by_owner is not None:
-        payload["api_tokens"] = sorted(tokens_by_owner.get(uid, []))
-    else:
-        errors["api_tokens"] = tokens_error or "API tokens were not read"
-    if errors:
-        payload[ERRORS_KEY] = errors
-    return payload
+    carry_over(
+        payload, errors, "admin_roles", admin_roles, uid, admin_error,
+        unread="admin role assignments were not read", arrange=sorted,
+    )
+    carry_over(
+        payload, errors, "api_tokens", tokens_by_owner, uid, tokens_error,
+        unread="API tokens were not read", arrange=sorted,
+    )
+    return with_errors(payload, errors)
 
 
 def read_users(
@@ -278,13 +277,7 @@ def user_inactive(payload: Mapping[str, Any], params: Mapping[str, Any]) -> Verd
     limit = params["inactive_days"]
     last = payload.get("last_login")
     if last:
-        age = days_since(last)
-        if age > limit:
-            return failed(
-                f"user {_who(payload)} last signed in on {last} ({int(age)} days ago, "
-                f"limit {limit})"
-            )
-        return passed(f"user {_who(payload)} last signed in on {last}")
+        return last_sign_in_verdict(f"user {_who(payload)}", last, limit)
     since = payload.get("activated") or payload.get("created")
     if since is None:
         return failed(f"user {_who(payload)} has never signed in and has no activation date")

@@ -43,7 +43,6 @@ import base64
 from collections.abc import Iterator
 from contextlib import ExitStack
 from typing import Any, ClassVar
-from urllib.parse import urlsplit
 
 from pydantic import Field, field_validator, model_validator
 
@@ -55,13 +54,14 @@ from connectors.http import (
     token_auth,
 )
 from connectors.kit import SourceURL
-from connectors.oauth import CachedToken, bearer, post_token_form
+from connectors.oauth import bearer_signed_in, post_token_form
 from connectors.process import (
     ProcessBase,
+    ProcessOptions,
     process_errors,
     process_units,
     register_process_checks,
-    unique_kinds,
+    url_scope,
 )
 from connectors.servicenow.records import SnReadSettings, read_process
 from core.connector import (
@@ -128,7 +128,7 @@ class ServiceNowProcess(ProcessBase):
         return v
 
 
-class ServiceNowOptions(ConnectorOptions):
+class ServiceNowOptions(ProcessOptions):
     instance_url: SourceURL
     #: Basic auth (an integration user with read roles); or ``token`` (OAuth bearer);
     #: or ``oauth_client_id`` + ``oauth_client_secret`` (with username + password: the
@@ -147,12 +147,6 @@ class ServiceNowOptions(ConnectorOptions):
     system_users: list[str] = Field(default_factory=lambda: ["system", "guest"])
     processes: list[ServiceNowProcess] = Field(min_length=1)
     http: HttpOptions = Field(default_factory=HttpOptions)
-
-
-    @field_validator("processes")
-    @classmethod
-    def _kinds(cls, v: list[ServiceNowProcess]) -> list[ServiceNowProcess]:
-        return unique_kinds(v)  # type: ignore[return-value]
 
     @model_validator(mode="after")
     def _auth(self) -> ServiceNowOptions:
@@ -173,8 +167,7 @@ class ServiceNowOptions(ConnectorOptions):
 
     @property
     def scope(self) -> str:
-        parts = urlsplit(self.instance_url)
-        return f"{parts.netloc}{parts.path}".rstrip("/")
+        return url_scope(self.instance_url)
 
     def read_settings(self) -> SnReadSettings:
         return SnReadSettings(
@@ -230,9 +223,7 @@ class ServiceNowConnector(Connector):
                     grant_type="password", username=opts.username, password=opts.password.get()
                 )
             token_http = stack.enter_context(self._client(ctx, None))
-            source = CachedToken(lambda: post_token_form(token_http, "/oauth_token.do", form))
-            source.get()
-            return bearer(source)
+            return bearer_signed_in(lambda: post_token_form(token_http, "/oauth_token.do", form))
         if opts.token is not None:
             return token_auth("Bearer", opts.token.get())
         assert opts.password is not None

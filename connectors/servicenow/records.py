@@ -46,12 +46,12 @@ from urllib.parse import quote
 from connectors.http import HttpClient, MalformedResponseError, SourceError
 from connectors.kit import GLOBAL, batches
 from connectors.process import (
-    PopulationSummary,
     ProcessBase,
     history_entry,
     iso,
     item_payload,
     person,
+    stream_population,
 )
 from core.checks import CheckSpec
 from core.records import Evidence
@@ -403,21 +403,8 @@ def read_process(
     ``choices``: the run's state-label cache (see :meth:`SnReader.load_choices`)."""
     reader = SnReader(http, settings, process, scope)
     reader.load_choices(choices)
-    summary = PopulationSummary(process, item_checks)
-    unreadable: list[str] = []
-    for page in batches(reader.records(), settings.page_size):
-        for result in reader.page(page):
-            if isinstance(result, str):
-                unreadable.append(result)
-                continue
-            summary.add(result.resource_id, result.payload)
-            yield result
-        if cancelled():
-            return
-    yield Evidence(
-        scope, GLOBAL, f"servicenow.{process.kind}.population", process.kind, summary.payload()
+    pages = (reader.page(page) for page in batches(reader.records(), settings.page_size))
+    yield from stream_population(
+        process, item_checks, pages, cancelled,
+        scope=scope, resource_type=f"servicenow.{process.kind}.population", noun="record",
     )
-    if unreadable:
-        raise MalformedResponseError(
-            f"{len(unreadable)} record(s) could not be read: {'; '.join(unreadable[:5])}"
-        )

@@ -28,7 +28,8 @@ from typing import Any, ClassVar
 from pydantic import Field, field_validator
 
 from connectors.http import HttpClient, HttpOptions, SourceError, check_url
-from connectors.kit import GLOBAL, PseudonymiseOptions, run_unit
+from connectors.identityshared import reopening, units_in_turn
+from connectors.kit import GLOBAL, PseudonymiseOptions
 from connectors.workspace import users
 from connectors.workspace.accounts import ACCOUNTS
 from connectors.workspace.auth import DelegatedCredentials, load_key
@@ -115,7 +116,6 @@ class WorkspaceConnector(Connector):
             if creds is not None:
                 creds.close()
             return
-        opened = False
         units: tuple[tuple[str, Any], ...] = (
             (
                 "admin",
@@ -130,13 +130,7 @@ class WorkspaceConnector(Connector):
         )
         try:
             with http:
-                for service, read in units:
-                    if ctx.cancelled():
-                        return
-                    for rec in run_unit(scope, service, read, ctx.cancelled, source="workspace"):
-                        opened = opened or (isinstance(rec, Coverage) and rec.ok)
-                        yield rec
-            if opened and not ctx.cancelled():
-                yield Coverage(scope, GLOBAL, "*", ok=True)
+                read = units_in_turn(scope, units, ctx.cancelled, source="workspace")
+                yield from reopening(scope, read, ctx.cancelled)
         finally:
             creds.close()

@@ -21,6 +21,7 @@ from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 from connectors.http import HttpClient, MalformedResponseError
+from connectors.identityshared import last_sign_in_verdict
 from connectors.kit import GLOBAL, EvidenceMissing, Pseudonymiser, require
 from core.checks import Verdict, check, failed, not_applicable, passed
 from core.records import Evidence
@@ -213,13 +214,7 @@ def user_inactive(payload: Mapping[str, Any], params: Mapping[str, Any]) -> Verd
         return not_applicable(
             f"user {_who(payload)} has never signed in (judged by workspace.user.never_signed_in)"
         )
-    age = days_since(last)
-    limit = params["inactive_days"]
-    if age > limit:
-        return failed(
-            f"user {_who(payload)} last signed in on {last} ({int(age)} days ago, limit {limit})"
-        )
-    return passed(f"user {_who(payload)} last signed in on {last}")
+    return last_sign_in_verdict(f"user {_who(payload)}", last, params["inactive_days"])
 
 
 @check(
