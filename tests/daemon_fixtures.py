@@ -35,7 +35,7 @@ import pytest
 from core.checks import CheckSpec
 from core.connector import CollectContext, Connector, ConnectorOptions, SecretRef
 from core.records import Coverage, Evidence, Record
-from tests.fakes import FAKE_REGISTRY, MAPPING
+from tests.fakes import FAKE_REGISTRY, write_fake_mapping
 
 REPO = Path(__file__).resolve().parents[1]
 ANNEXA = Path(sys.executable).parent / "annexa"
@@ -135,9 +135,7 @@ def write_config(
 ) -> Path:
     """A config file with the fake mapping, ``connectors`` and a [daemon] table."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    maps = path.parent / "maps"
-    maps.mkdir(exist_ok=True)
-    (maps / "fake.toml").write_text(MAPPING)
+    write_fake_mapping(path.parent / "maps")
     d = {
         "port": 0,
         "heartbeat": 0.5,

@@ -14,7 +14,7 @@ from sqlalchemy import Engine, func, select
 
 from collector.config import AnnexaConfig, ConnectorConfig, LoadedConnector, Settings
 from collector.daemon import Daemon
-from mappings.loader import MappingIndex, load_mappings
+from mappings.loader import MappingIndex
 from store.engine import make_engine
 from store.migrate import upgrade
 from store.schema import runs
@@ -26,17 +26,11 @@ from tests.daemon_fixtures import (
     http_get,
     wait_for,
 )
-from tests.fakes import MAPPING
+from tests.fakes import index
+
+__all__ = ["index"]  # a fixture, imported for the tests below
 
 JIRA_TOKEN = "jira-token-0123456789abcdef"
-
-
-@pytest.fixture
-def index(tmp_path: Path) -> MappingIndex:
-    d = tmp_path / "maps"
-    d.mkdir()
-    (d / "fake.toml").write_text(MAPPING)
-    return load_mappings([d])
 
 
 def _settings(db_url: str, tmp_path: Path, httpserver: HTTPServer, mfa_file: Path) -> Settings:

@@ -15,13 +15,11 @@ from store.engine import make_engine
 from store.migrate import upgrade
 from store.schema import runs
 from tests.daemon_fixtures import PacedConnector, PacedOptions
-from tests.fakes import MAPPING
+from tests.fakes import write_fake_mapping
 
 
 def _daemon(tmp_path: Path, token: dict[str, str]) -> Daemon:
-    maps = tmp_path / "maps"
-    maps.mkdir(exist_ok=True)
-    (maps / "fake.toml").write_text(MAPPING)
+    maps = write_fake_mapping(tmp_path / "maps")
     options = {"records": 2, "token": token}
     cfg = ConnectorConfig(type="paced", name="p1", schedule="every 1s", options=options)
     url = f"sqlite:///{tmp_path / 'a.db'}"

@@ -15,21 +15,17 @@ from sqlalchemy import Engine, event, select
 
 from collector.config import AnnexaConfig, ConnectorConfig, LoadedConnector, Settings
 from collector.daemon import Daemon
-from mappings.loader import load_mappings
 from store.integrity import verify
 from store.schema import runs
 from store.schema_daemon import schedule_claims, schedules
 from tests.daemon_fixtures import PacedConnector, PacedOptions, wait_for
-from tests.fakes import MAPPING
+from tests.fakes import fake_index
 
 
 def test_stop_requested_during_a_claim_hands_the_claim_back_unstarted(
     engine: Engine, db_url: str, tmp_path: Path
 ) -> None:
-    maps = tmp_path / "maps"
-    maps.mkdir()
-    (maps / "fake.toml").write_text(MAPPING)
-    index = load_mappings([maps])
+    index = fake_index(tmp_path / "maps")
     options = {"records": 2}
     cfg = ConnectorConfig(type="paced", name="p1", schedule="every 1h", options=options)
     model = AnnexaConfig(

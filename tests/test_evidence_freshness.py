@@ -33,28 +33,20 @@ from store.schema import evidence, findings, run_units, runs
 from store.status import control_statuses
 from store.timelines import control_timelines
 from tests import gcp_fixtures as fx
-from tests.fakes import MAPPING, FakeConnector, fake_settings
-from tests.gcp_fixtures import GcpFake, ServiceAccountKey, build_estate
+from tests.fakes import FakeConnector, fake_settings, index
+from tests.gcp_fixtures import GcpFake, ServiceAccountKey, build_estate, fake_options
 from tests.test_store import _tamper
+
+__all__ = ["index"]  # a fixture, imported for the tests below
 
 pytestmark = pytest.mark.clock
 sa_key_material = fx.sa_key_material
 
 BULK_TYPES = {"gcp.storage.bucket", "gcp.network.firewall", "gcp.network.vpc",
               "gcp.network.subnet"}
-FAST = {"max_attempts": 2, "retry_min_wait": 0, "retry_max_wait": 0.01, "timeout": 5,
-        "connect_timeout": 2}
 #: A database sealed by the code before migration 0007 (revision 0006, commit 88788c6):
 #: two runs of the fake connector, made by tests/data/README.md's recipe.
 SEALED_0006 = Path(__file__).parent / "data" / "sealed_0006.sqlite"
-
-
-@pytest.fixture
-def index(tmp_path: Path) -> MappingIndex:
-    d = tmp_path / "maps"
-    d.mkdir()
-    (d / "fake.toml").write_text(MAPPING)
-    return load_mappings([d])
 
 
 def _user(mfa: bool, as_of: datetime | None) -> list[Any]:
@@ -222,14 +214,7 @@ def gcp(sa_key_material: ServiceAccountKey, monkeypatch: pytest.MonkeyPatch) -> 
 
 
 def _gcp_run(engine: Engine, fake: GcpFake, db_url: str, **extra: Any) -> Any:
-    opts = {
-        "auth": "service_account_key",
-        "service_account_key": {"env": "ANNEXA_TEST_GCP_KEY"},
-        "oauth_url": f"{fake.url}/token",
-        "resource_manager_transport": "rest", "resource_manager_endpoint": fake.url,
-        "resource_manager_retry_timeout": 0, "endpoints": fake.endpoints(), "http": FAST,
-        "max_workers": 4, **extra,
-    }
+    opts = fake_options(fake, key=True, max_workers=4, **extra)
     cfg = ConnectorConfig(type="gcp", name="gcp-org", options=opts)
     cls = load_connector("gcp")
     loaded = LoadedConnector(cfg, cls, cls.Options.model_validate(opts))
