@@ -35,7 +35,7 @@ from store.timelines import control_timelines
 from tests import gcp_fixtures as fx
 from tests.fakes import FakeConnector, fake_settings, index
 from tests.gcp_fixtures import GcpFake, ServiceAccountKey, build_estate, fake_options
-from tests.test_store import _tamper
+from tests.tamper import tamper
 
 __all__ = ["index"]  # a fixture, imported for the tests below
 
@@ -172,7 +172,7 @@ def test_a_forged_freshness_is_named_by_verify(
 ) -> None:
     first = _collect(engine, index, _user(True, utcnow() - timedelta(days=10)))
     assert verify(engine).ok
-    _tamper(engine, db_url, statement)
+    tamper(db_url, statement)
     result = verify(engine)
     assert not result.ok
     assert result.first_broken_run == first.run_id
@@ -188,7 +188,7 @@ def test_an_erased_unit_as_of_cannot_hide_in_its_error_text(
     old = datetime(2026, 11, 1, tzinfo=UTC)
     first = _collect(engine, index, _user(True, old))
     assert verify(engine).ok
-    _tamper(engine, db_url, f"UPDATE run_units SET error = '{ts(old)}|', source_as_of = NULL "
+    tamper(db_url, f"UPDATE run_units SET error = '{ts(old)}|', source_as_of = NULL "
                             "WHERE source_as_of IS NOT NULL")
     result = verify(engine)
     assert not result.ok and result.first_broken_run == first.run_id
