@@ -13,12 +13,11 @@ from pathlib import Path
 
 from sqlalchemy import Engine, event, select
 
-from collector.config import AnnexaConfig, ConnectorConfig, LoadedConnector, Settings
 from collector.daemon import Daemon
 from store.integrity import verify
 from store.schema import runs
 from store.schema_daemon import schedule_claims, schedules
-from tests.daemon_fixtures import PacedConnector, PacedOptions, wait_for
+from tests.daemon_fixtures import paced_settings, wait_for
 from tests.fakes import fake_index
 
 
@@ -26,23 +25,7 @@ def test_stop_requested_during_a_claim_hands_the_claim_back_unstarted(
     engine: Engine, db_url: str, tmp_path: Path
 ) -> None:
     index = fake_index(tmp_path / "maps")
-    options = {"records": 2}
-    cfg = ConnectorConfig(type="paced", name="p1", schedule="every 1h", options=options)
-    model = AnnexaConfig(
-        database={"url": db_url},
-        connectors=[cfg],
-        daemon={
-            "port": 0,
-            "host": "127.0.0.1",
-            "heartbeat": 0.5,
-            "lease": 2,
-            "jitter": 0,
-            "grace_period": 2,
-            "spool_dir": str(tmp_path / "spool"),
-        },
-    )
-    settings = Settings(model, None)
-    settings.connectors = [LoadedConnector(cfg, PacedConnector, PacedOptions(**options))]
+    settings = paced_settings(db_url, tmp_path / "spool", schedule="every 1h")
     daemon = Daemon(settings, index, engine, replica_id="replica-1")
     stopped = threading.Event()
     stopper: list[threading.Thread] = []

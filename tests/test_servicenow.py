@@ -413,6 +413,34 @@ def change(
     )
 
 
+def vulnerable_item(snow: FakeServiceNow, number: str, risk_rating: str, *, closed: str) -> None:
+    """A scanner's finding of ``risk_rating``, found 2026-04-01, closed by gina at ``closed``."""
+    snow.record(
+        "sn_vul_vulnerable_item",
+        number,
+        "2026-04-01T09:00:00",
+        requested_by="scanner",
+        assigned_to="gina",
+        risk_rating=risk_rating,
+        state="3",
+        events=[(closed, "gina", "state", "3")],
+    )
+
+
+def leaver_request(snow: FakeServiceNow, number: str, *, closed: str) -> None:
+    """HR's leaver request of 2026-05-01, closed by IT at ``closed``."""
+    snow.record(
+        "sc_req_item",
+        number,
+        "2026-05-01T09:00:00",
+        requested_by="hr",
+        assigned_to="it",
+        state="3",
+        cat_item="leaver",
+        events=[(closed, "it", "state", "3")],
+    )
+
+
 def incident(
     snow: FakeServiceNow,
     number: str,
@@ -473,26 +501,8 @@ def plant(snow: FakeServiceNow, *, compliant: bool = False) -> dict[str, set[str
         "2026-03-02T08:00:00",
         problem="PRB0000001",
     )
-    snow.record(
-        "sn_vul_vulnerable_item",
-        "VIT0000001",
-        "2026-04-01T09:00:00",
-        requested_by="scanner",
-        assigned_to="gina",
-        risk_rating="1",
-        state="3",
-        events=[("2026-04-05T09:00:00", "gina", "state", "3")],
-    )
-    snow.record(
-        "sc_req_item",
-        "RITM0000001",
-        "2026-05-01T09:00:00",
-        requested_by="hr",
-        assigned_to="it",
-        state="3",
-        cat_item="leaver",
-        events=[("2026-05-02T09:00:00", "it", "state", "3")],
-    )
+    vulnerable_item(snow, "VIT0000001", "1", closed="2026-04-05T09:00:00")
+    leaver_request(snow, "RITM0000001", closed="2026-05-02T09:00:00")
     today = NOW.date()
     for i, back in enumerate((3, 2, 1)):
         if back == 1 and not compliant:
@@ -539,26 +549,8 @@ def plant(snow: FakeServiceNow, *, compliant: bool = False) -> dict[str, set[str
     incident(
         snow, "INC0000003", "1", "2026-03-10T08:00:00", "2026-03-10T08:30:00", "2026-03-10T20:00:00"
     )
-    snow.record(
-        "sn_vul_vulnerable_item",
-        "VIT0000002",
-        "2026-04-01T09:00:00",
-        requested_by="scanner",
-        assigned_to="gina",
-        risk_rating="2",
-        state="3",
-        events=[("2026-05-15T09:00:00", "gina", "state", "3")],
-    )
-    snow.record(
-        "sc_req_item",
-        "RITM0000002",
-        "2026-05-01T09:00:00",
-        requested_by="hr",
-        assigned_to="it",
-        state="3",
-        cat_item="leaver",
-        events=[("2026-05-10T09:00:00", "it", "state", "3")],
-    )
+    vulnerable_item(snow, "VIT0000002", "2", closed="2026-05-15T09:00:00")
+    leaver_request(snow, "RITM0000002", closed="2026-05-10T09:00:00")
     return {
         "servicenow.change.approved_before_implemented": {"CHG0000002"},
         "servicenow.change.approver_not_implementer": {"CHG0000003"},
