@@ -80,10 +80,34 @@ def estate(projects: int, per_project: int, page_size: int) -> Any:
     return fake
 
 
-def collect(fake: Any, mode: str, workers: int) -> tuple[dict[str, str], float]:
-    from connectors.gcp import GcpConnector, GcpOptions
+def timed_hashes(conn: Any, fake: Any,
+                 services: tuple[str, ...] = ()) -> tuple[dict[str, str], float]:
+    """One collection by ``conn`` from ``fake`` (its request log emptied first): the content
+    hash of each evidence by key (of ``services`` only, when named), and the seconds."""
     from core.connector import CollectContext
     from core.records import Evidence
+
+    fake.requests.clear()
+    t0 = time.perf_counter()
+    hashes = {r.key: r.content_hash() for r in conn.collect(CollectContext(run_id="bench"))
+              if isinstance(r, Evidence) and (not services or r.service in services)}
+    return hashes, time.perf_counter() - t0
+
+
+def both_ways(fake: Any, collect: Any, bulk_mode: str,
+              workers: int) -> list[tuple[dict[str, str], float, list[str]]]:
+    """The estate collected directly, then through ``bulk_mode``, from one running fake:
+    each way's evidence hashes, seconds and request paths."""
+    out = []
+    with fake:
+        for mode in ("direct", bulk_mode):
+            hashes, seconds = collect(fake, mode, workers)
+            out.append((hashes, seconds, [s.path for s in fake.requests]))
+    return out
+
+
+def collect(fake: Any, mode: str, workers: int) -> tuple[dict[str, str], float]:
+    from connectors.gcp import GcpConnector, GcpOptions
     from tests.gcp_fixtures import StaticTokenCredentials
 
     opts = GcpOptions.model_validate({
@@ -92,11 +116,7 @@ def collect(fake: Any, mode: str, workers: int) -> tuple[dict[str, str], float]:
         "max_workers": workers, "inventory": mode,
         "http": {"timeout": 30, "max_attempts": 3, "retry_min_wait": 0.1}})
     c = GcpConnector(f"bench-{mode}", opts, credentials=StaticTokenCredentials())
-    fake.requests.clear()
-    t0 = time.perf_counter()
-    hashes = {r.key: r.content_hash() for r in c.collect(CollectContext(run_id="bench"))
-              if isinstance(r, Evidence)}
-    return hashes, time.perf_counter() - t0
+    return timed_hashes(c, fake)
 
 
 AZURE_LISTINGS = ("/providers/microsoft.storage/storageaccounts",
@@ -130,19 +150,13 @@ def azure_estate(subscriptions: int, per_sub: int, page_size: int) -> Any:
 
 def azure_collect(fake: Any, mode: str, workers: int) -> tuple[dict[str, str], float]:
     from connectors.azure import AzureConnector, AzureOptions
-    from core.connector import CollectContext
-    from core.records import Evidence
     from tests.azure_fixtures import StaticCredential
 
     opts = AzureOptions.model_validate({
         "arm_url": fake.url, "max_workers": workers, "inventory": mode,
         "http": {"timeout": 30, "max_attempts": 3, "retry_min_wait": 0.1}})
     c = AzureConnector(f"bench-{mode}", opts, credential=StaticCredential())
-    fake.requests.clear()
-    t0 = time.perf_counter()
-    hashes = {r.key: r.content_hash() for r in c.collect(CollectContext(run_id="bench"))
-              if isinstance(r, Evidence) and r.service in ("storage", "network")}
-    return hashes, time.perf_counter() - t0
+    return timed_hashes(c, fake, ("storage", "network"))
 
 
 def azure_unit_calls(paths: list[str]) -> tuple[int, int, int]:
@@ -164,11 +178,8 @@ def bench_azure(args: argparse.Namespace) -> None:
           f"{'t bulk':>7} {'ratio':>5}")
     for n in args.subscriptions:
         fake = azure_estate(n, args.per_subscription, args.arm_page_size)
-        with fake:
-            direct, t_direct = azure_collect(fake, "direct", args.workers)
-            d_paths = [s.path for s in fake.requests]
-            bulk, t_bulk = azure_collect(fake, "resource_graph", args.workers)
-            b_paths = [s.path for s in fake.requests]
+        (direct, t_direct, d_paths), (bulk, t_bulk, b_paths) = both_ways(
+            fake, azure_collect, "resource_graph", args.workers)
         resources = n * args.per_subscription
         d_list, _, d_pol = azure_unit_calls(d_paths)
         d_units = d_list + d_pol
@@ -211,11 +222,8 @@ def bench_gcp(args: argparse.Namespace) -> None:
           f"{'same':>4} {'t direct':>8} {'t bulk':>7} {'ratio':>5}")
     for n in args.projects:
         fake = estate(n, args.per_project, args.page_size)
-        with fake:
-            direct, t_direct = collect(fake, "direct", args.workers)
-            d_calls = [s.path for s in fake.requests]
-            bulk, t_bulk = collect(fake, "asset_inventory", args.workers)
-            b_calls = [s.path for s in fake.requests]
+        (direct, t_direct, d_calls), (bulk, t_bulk, b_calls) = both_ways(
+            fake, collect, "asset_inventory", args.workers)
         resources = n * (args.per_project + 1)  # + each project's VPC
         d_rep = sum(1 for p in d_calls if any(x in p for x in REPLACED))
         b_rep = sum(1 for p in b_calls if any(x in p for x in REPLACED))

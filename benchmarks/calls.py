@@ -198,51 +198,55 @@ def _run(connector: Any) -> int:
     return len(result.evidence)
 
 
-def okta(users: int) -> Report:
-    from tests import test_okta as t
-
-    os.environ["ANNEXA_TEST_OKTA_TOKEN"] = t.TOKEN
+def _on_fake_server(name: str, t: Any, secret: dict[str, str],
+                    plant: Callable[[Any], Any]) -> Report:
+    """One run of a connector whose test module ``t`` fakes its API on a pytest-httpserver:
+    ``secret`` and the test pseudonym key go in the environment, ``plant`` fills a fake on
+    the server and returns the connector to run; only that run's calls are observed."""
+    os.environ.update(secret)
     os.environ["ANNEXA_TEST_PSEUDONYM_KEY"] = t.KEY
     server = _server()
     try:
+        conn = plant(server)
+        with observed() as calls:
+            n = _run(conn)
+        return analyse(name, list(calls), n)
+    finally:
+        server.stop()
+
+
+def okta(users: int) -> Report:
+    from tests import test_okta as t
+
+    def plant(server: Any) -> Any:
         fake = t.FakeOkta(server)
         t.healthy_org(fake)
         for i in range(users):
             fake.add_user(t.okta_user(f"00ub{i:05d}", f"user{i}@acme.example", last_login=2),
                           [t.factor("push")])
-        with observed() as calls:
-            n = _run(t.connector(fake, page_size=200, max_workers=4))  # the default
-        return analyse("okta", list(calls), n)
-    finally:
-        server.stop()
+        return t.connector(fake, page_size=200, max_workers=4)  # the default
+
+    return _on_fake_server("okta", t, {"ANNEXA_TEST_OKTA_TOKEN": t.TOKEN}, plant)
 
 
 def github(users: int) -> Report:
     from tests import test_github as t
 
-    os.environ["ANNEXA_TEST_GITHUB_TOKEN"] = t.TOKEN
-    os.environ["ANNEXA_TEST_PSEUDONYM_KEY"] = t.KEY
-    server = _server()
-    try:
+    def plant(server: Any) -> Any:
         fake = t.FakeGitHub(server)
         fake.page_cap = 100  # github.com's per_page maximum (the test fake caps at 2)
         t.healthy_org(fake)
         for i in range(users):
             fake.member(f"member{i:05d}")
-        with observed() as calls:
-            n = _run(t.connector(fake, max_workers=4))
-        return analyse("github", list(calls), n)
-    finally:
-        server.stop()
+        return t.connector(fake, max_workers=4)
+
+    return _on_fake_server("github", t, {"ANNEXA_TEST_GITHUB_TOKEN": t.TOKEN}, plant)
 
 
 def entra(users: int) -> Report:
     from tests import test_entra as t
 
-    os.environ["ANNEXA_TEST_ENTRA_SECRET"] = t.SECRET
-    os.environ["ANNEXA_TEST_PSEUDONYM_KEY"] = t.KEY
-    server = _server()
-    try:
+    def plant(server: Any) -> Any:
         fake = t.FakeGraph(server)
         fake.page_cap = 999  # Graph's $top maximum for /users (the test fake caps at 2)
         t.healthy_tenant(fake)
@@ -250,11 +254,9 @@ def entra(users: int) -> Report:
             fake.add_user(t.graph_user(f"u-b{i:05d}", f"user{i}@acme.example", last=2),
                           ["microsoftAuthenticatorPush"])
         conn, _ = t.connector(fake, page_size=999)  # the default
-        with observed() as calls:
-            n = _run(conn)
-        return analyse("entra", list(calls), n)
-    finally:
-        server.stop()
+        return conn
+
+    return _on_fake_server("entra", t, {"ANNEXA_TEST_ENTRA_SECRET": t.SECRET}, plant)
 
 
 def jira(users: int) -> Report:

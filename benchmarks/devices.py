@@ -37,11 +37,8 @@ requests, the compliance policies one more. Memory: ids already yielded are kept
 from __future__ import annotations
 
 import argparse
-import json
-import logging
 import math
 import os
-import subprocess
 import sys
 import time
 from datetime import UTC, datetime
@@ -52,7 +49,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from benchmarks.measure import peak_rss_mb  # noqa: E402 - after the path fix
+from benchmarks import measure  # noqa: E402 - after the path fix
 
 TARGET_RSS_RATIO = 1.2
 INTUNE_PAGE = 999
@@ -75,19 +72,13 @@ def _intune_device(now: datetime) -> Any:
     return make
 
 
-def child(kind: str, url: str) -> dict[str, Any]:
-    import structlog
-
-    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.ERROR))
+def child(args: argparse.Namespace) -> dict[str, Any]:
+    kind, url = args.child, args.url
+    http = measure.child_http(timeout=60)
     from azure.core.credentials import AccessToken
 
-    from connectors.http import HttpOptions
-    from core.checks import evaluate
-    from core.connector import CollectContext
-    from core.records import Coverage, Evidence
     from tests.device_fakes import GRAPH_TOKEN, JAMF_PASSWORD, JAMF_USER
 
-    http = HttpOptions(max_attempts=10, retry_min_wait=0.0, retry_max_wait=0.05, timeout=60)
     conn: Any
     if kind == "intune":
         from connectors.intune import IntuneConnector, IntuneOptions
@@ -115,31 +106,11 @@ def child(kind: str, url: str) -> dict[str, Any]:
                 http=http,
             ),
         )
-    specs: dict[str, list[Any]] = {}
-    for s in conn.checks():
-        specs.setdefault(s.resource_type, []).append(s)
-    params = {s.id: s.parameters for s in conn.checks()}
-    before = peak_rss_mb()
-    devices = findings = 0
-    failed_units = []
-    started = time.perf_counter()
-    for rec in conn.collect(CollectContext(run_id="bench")):
-        if isinstance(rec, Evidence):
-            devices += rec.resource_type in DEVICE_TYPES  # not the tenant's policy record
-            findings += sum(1 for _ in evaluate(rec, specs.get(rec.resource_type, ()), params))
-        elif isinstance(rec, Coverage) and not rec.ok:
-            failed_units.append(f"{rec.unit}: {rec.error}")
-    return {
-        "devices": devices,
-        "findings": findings,
-        "seconds": time.perf_counter() - started,
-        "rss_before_mb": before,
-        "peak_rss_mb": peak_rss_mb(),
-        "failed_units": failed_units,
-    }
+    # Devices only: not the tenant's policy record.
+    return measure.tally_stream(conn, "devices", DEVICE_TYPES)
 
 
-def run_one(kind: str, n: int, throttle: int) -> dict[str, Any]:
+def run_one(args: argparse.Namespace, kind: str, n: int) -> dict[str, Any]:
     from tests.device_fakes import FakeIntune, FakeJamf, jamf_computer
 
     now = datetime.now(UTC)
@@ -152,60 +123,21 @@ def run_one(kind: str, n: int, throttle: int) -> dict[str, Any]:
         fake = FakeJamf(n, lambda i: jamf_computer(i, now))
         listing = "/api/v1/computers-inventory"
         minimum = 1 + math.ceil(n / JAMF_PAGE)
-    # Every other listing request answers 429 until ``throttle`` of them were sent.
-    for _ in range(throttle):
+    # Every other listing request answers 429 until ``--throttle`` of them were sent.
+    for _ in range(args.throttle):
         fake.faults[listing] += [(429, {"Retry-After": "0"}, "{}"), (0, {}, "")]
     with fake:
-        cmd = [sys.executable, __file__, "--child", kind, "--url", fake.url]
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=3600, check=False)
+        result = measure.run_child(__file__, f"{kind} N={n}", kind, "--url", fake.url)
         requests, throttled = len(fake.requests), fake.faults_served
-    if proc.returncode != 0:
-        raise SystemExit(f"{kind} N={n} child failed:\n{proc.stderr[-3000:]}")
-    result = json.loads(proc.stdout.strip().splitlines()[-1])
-    result.update(connector=kind, n=n, requests=requests, minimum=minimum, throttled=throttled)
+    result.update(connector=kind, n=n, requests=requests, minimum_requests=minimum,
+                  throttled=throttled)
     return result
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
-    ap.add_argument("--devices", type=int, nargs="+", default=[10000, 100000])
-    ap.add_argument("--connectors", default="intune,jamf")
+    ap = measure.stream_parser(__doc__, "devices", [10000, 100000], ["intune", "jamf"])
     ap.add_argument("--throttle", type=int, default=20, help="429 answers per run")
-    ap.add_argument("--child", choices=["intune", "jamf"])
-    ap.add_argument("--url")
-    args = ap.parse_args()
-    if args.child:
-        print(json.dumps(child(args.child, args.url)))
-        return
-    print(
-        f"{'connector':<9} {'devices':>8} {'seconds':>8} {'devices/s':>9} {'requests':>9} "
-        f"{'minimum':>8} {'ratio':>6} {'peak RSS MB':>12} {'vs base':>8}"
-    )
-    ok = True
-    for kind in args.connectors.split(","):
-        base = None
-        growth = 1.0
-        for n in sorted(args.devices):
-            r = run_one(kind, n, args.throttle)
-            base = base or r["peak_rss_mb"]
-            growth = r["peak_rss_mb"] / base
-            print(
-                f"{kind:<9} {r['devices']:>8} {r['seconds']:>8.2f} "
-                f"{r['devices'] / r['seconds']:>9.0f} {r['requests']:>9} {r['minimum']:>8} "
-                f"{r['requests'] / r['minimum']:>6.3f} {r['peak_rss_mb']:>12.1f} {growth:>7.2f}x",
-                flush=True,
-            )
-            if r["failed_units"] or r["devices"] != n:
-                ok = False
-                print(f"  collected {r['devices']} of {n}; failed units: {r['failed_units']}")
-            if r["requests"] - r["throttled"] != r["minimum"]:
-                ok = False
-                print("  successful requests differ from the minimum: over- or under-fetching")
-        if growth > TARGET_RSS_RATIO:
-            ok = False
-            print(f"  {kind}: peak RSS grew {growth:.2f}x (target ≤ {TARGET_RSS_RATIO}x)")
-    sys.exit(0 if ok else 1)
-
+    measure.stream_main(ap, "devices", TARGET_RSS_RATIO, child, run_one)
 
 if __name__ == "__main__":
     main()

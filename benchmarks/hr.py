@@ -37,16 +37,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import math
 import os
 import random
-import subprocess
 import sys
 import threading
-import time
 from datetime import date, timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -55,7 +52,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from benchmarks.measure import peak_rss_mb  # noqa: E402 - after the path fix
+from benchmarks import measure  # noqa: E402 - after the path fix
 
 API_KEY = "bench-bamboohr-key-0123456789abcdef0123"
 SCIM_TOKEN = "bench-scim-token-0123456789abcdef"
@@ -192,7 +189,7 @@ class _Handler(BaseHTTPRequestHandler):
         length = int(self.headers.get("Content-Length") or 0)
         if length:
             self.rfile.read(length)
-        status, headers, body = self.server.company.answer(method, self.path)
+        status, headers, body = self.server.fake.answer(method, self.path)
         self.send_response(status)
         for k, v in headers.items():
             self.send_header(k, v)
@@ -207,28 +204,12 @@ class _Handler(BaseHTTPRequestHandler):
         self._answer("POST")
 
 
-def serve(company: FakeCompany) -> ThreadingHTTPServer:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
-    server.daemon_threads = True
-    server.company = company  # type: ignore[attr-defined]
-    company.base = f"http://127.0.0.1:{server.server_address[1]}"
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    return server
-
-
 # --------------------------------------------------------------------------- child
 
 
-def child(kind: str, url: str, page: int) -> dict[str, Any]:
-    import structlog
-
-    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.ERROR))
-    from connectors.http import HttpOptions
-    from core.checks import evaluate
-    from core.connector import CollectContext
-    from core.records import Coverage, Evidence
-
-    http = HttpOptions(max_attempts=10, retry_min_wait=0.0, retry_max_wait=0.05, timeout=60)
+def child(args: argparse.Namespace) -> dict[str, Any]:
+    kind, url, page = args.child, args.url, args.page
+    http = measure.child_http(timeout=60)
     if kind == "bamboohr":
         from connectors.bamboohr import BambooHRConnector, BambooHROptions
 
@@ -259,111 +240,26 @@ def child(kind: str, url: str, page: int) -> dict[str, Any]:
                 http=http,
             ),
         )
-    specs: dict[str, list[Any]] = {}
-    for s in conn.checks():
-        specs.setdefault(s.resource_type, []).append(s)
-    params = {s.id: s.parameters for s in conn.checks()}
-    before = peak_rss_mb()
-    people = findings = failing = 0
-    failed_units = []
-    started = time.perf_counter()
-    for rec in conn.collect(CollectContext(run_id="bench")):
-        if isinstance(rec, Evidence):
-            people += 1
-            for f in evaluate(rec, specs.get(rec.resource_type, ()), params):
-                findings += 1
-                failing += f.status == "fail"
-        elif isinstance(rec, Coverage) and not rec.ok:
-            failed_units.append(f"{rec.unit}: {rec.error}")
-    seconds = time.perf_counter() - started
-    return {
-        "people": people,
-        "findings": findings,
-        "failing": failing,
-        "seconds": seconds,
-        "rss_before_mb": before,
-        "peak_rss_mb": peak_rss_mb(),
-        "failed_units": failed_units,
-    }
+    return measure.tally_stream(conn, "people")
 
 
 # --------------------------------------------------------------------------- parent
 
 
-def run_one(kind: str, n: int, throttle: float, page: int) -> dict[str, Any]:
+def run_one(args: argparse.Namespace, kind: str, n: int) -> dict[str, Any]:
     if kind == "bamboohr":
-        company, minimum = bamboohr_company(n, throttle)
+        company, minimum = bamboohr_company(n, args.throttle)
     else:
-        company, minimum = scim_company(n, throttle, page)
-    server = serve(company)
-    cmd = [sys.executable, __file__, "--child", kind, "--url", company.base, "--page", str(page)]
-    try:
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=3600, check=False)
-    finally:
-        server.shutdown()
-        server.server_close()
-    if proc.returncode != 0:
-        raise SystemExit(f"{kind} N={n} child failed:\n{proc.stderr[-3000:]}")
-    result = json.loads(proc.stdout.strip().splitlines()[-1])
-    result.update(
-        connector=kind,
-        n=n,
-        requests=company.requests,
-        throttled=company.throttled,
-        minimum_requests=minimum,
-    )
-    return result
+        company, minimum = scim_company(n, args.throttle, args.page)
+    return measure.run_served(__file__, _Handler, company, minimum, kind, n, "--page",
+                              str(args.page))
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
-    ap.add_argument("--employees", type=int, nargs="+", default=[10_000, 100_000])
+    ap = measure.stream_parser(__doc__, "employees", [10_000, 100_000], ["bamboohr", "scim"])
     ap.add_argument("--throttle", type=float, default=0.05)
-    ap.add_argument("--connectors", default="bamboohr,scim")
     ap.add_argument("--page", type=int, default=500, help="SCIM users per page (count)")
-    ap.add_argument("--child", choices=["bamboohr", "scim"])
-    ap.add_argument("--url")
-    args = ap.parse_args()
-    if args.child:
-        print(json.dumps(child(args.child, args.url, args.page)))
-        return
-    sizes = sorted(args.employees)
-    print(
-        f"{'connector':<9} {'employees':>9} {'seconds':>8} {'empl/s':>8} {'requests':>9} "
-        f"{'minimum':>8} {'ratio':>6} {'429s':>5} {'peak RSS MB':>12} {'vs base':>8}"
-    )
-    ok = True
-    for kind in args.connectors.split(","):
-        base_rss = None
-        growth = 1.0
-        for n in sizes:
-            r = run_one(kind, n, args.throttle, args.page)
-            base_rss = base_rss or r["peak_rss_mb"]
-            growth = r["peak_rss_mb"] / base_rss
-            print(
-                f"{kind:<9} {r['people']:>9} {r['seconds']:>8.2f} "
-                f"{r['people'] / r['seconds']:>8.0f} {r['requests']:>9} "
-                f"{r['minimum_requests']:>8} {r['requests'] / r['minimum_requests']:>6.3f} "
-                f"{r['throttled']:>5} {r['peak_rss_mb']:>12.1f} {growth:>7.2f}x",
-                flush=True,
-            )
-            if r["failed_units"]:
-                ok = False
-                print(f"  failed units: {r['failed_units']}")
-            if r["people"] != n:
-                ok = False
-                print(f"  expected {n} employees, collected {r['people']}")
-            if r["requests"] - r["throttled"] != r["minimum_requests"]:
-                ok = False
-                print("  successful requests differ from the minimum: over- or under-fetching")
-        if growth > TARGET_RSS_RATIO:
-            ok = False
-            print(f"  peak RSS grew {growth:.2f}x from {sizes[0]} to {sizes[-1]} employees "
-                  f"(target <= {TARGET_RSS_RATIO}x)")  # fmt: skip
-    print("all targets met" if ok else "SOME TARGETS MISSED")
-    if not ok:
-        sys.exit(1)
-
+    measure.stream_main(ap, "people", TARGET_RSS_RATIO, child, run_one)
 
 if __name__ == "__main__":
     main()

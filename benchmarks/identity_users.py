@@ -25,15 +25,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import os
 import random
-import subprocess
 import sys
 import threading
-import time
 from collections.abc import Callable
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit
@@ -42,7 +39,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from benchmarks.measure import peak_rss_mb  # noqa: E402 - after the path fix
+from benchmarks import measure  # noqa: E402 - after the path fix
 
 PAGE = 200
 OKTA_TOKEN = "00BenchOktaToken_abcdefghijklmnopqrstuv"
@@ -243,7 +240,7 @@ class _Handler(BaseHTTPRequestHandler):
         pass
 
     def do_GET(self) -> None:
-        org: FakeOrg = self.server.org
+        org: FakeOrg = self.server.fake
         status, headers, body = org.answer(_qs(self.path))
         self.send_response(status)
         for k, v in headers.items():
@@ -257,30 +254,14 @@ class _Handler(BaseHTTPRequestHandler):
         self.wfile.write(body)
 
 
-def serve(org: FakeOrg) -> ThreadingHTTPServer:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
-    server.daemon_threads = True
-    server.org = org  # type: ignore[attr-defined]
-    org.base = f"http://127.0.0.1:{server.server_address[1]}"
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    return server
-
-
 # --------------------------------------------------------------------------- child
 
 
 
 
-def child(kind: str, url: str, workers: int) -> dict[str, Any]:
-    import structlog
-
-    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.ERROR))
-    from connectors.http import HttpOptions
-    from core.checks import evaluate
-    from core.connector import CollectContext
-    from core.records import Coverage, Evidence
-
-    http = HttpOptions(max_attempts=10, retry_min_wait=0.0, retry_max_wait=0.05, timeout=30)
+def child(args: argparse.Namespace) -> dict[str, Any]:
+    kind, url, workers = args.child, args.url, args.workers
+    http = measure.child_http(timeout=30)
     if kind == "okta":
         from connectors.okta import OktaConnector, OktaOptions
 
@@ -307,112 +288,23 @@ def child(kind: str, url: str, workers: int) -> dict[str, Any]:
             ),
         )
         user_type = "github.member.account"
-    specs: dict[str, list[Any]] = {}
-    for s in conn.checks():
-        specs.setdefault(s.resource_type, []).append(s)
-    params = {s.id: s.parameters for s in conn.checks()}
-    before = peak_rss_mb()
-    users = findings = 0
-    failed_units = []
-    started = time.perf_counter()
-    for rec in conn.collect(CollectContext(run_id="bench")):
-        if isinstance(rec, Evidence):
-            users += rec.resource_type == user_type
-            findings += sum(1 for _ in evaluate(rec, specs.get(rec.resource_type, ()), params))
-        elif isinstance(rec, Coverage) and not rec.ok:
-            failed_units.append(f"{rec.unit}: {rec.error}")
-    seconds = time.perf_counter() - started
-    return {
-        "users": users,
-        "findings": findings,
-        "seconds": seconds,
-        "rss_before_mb": before,
-        "peak_rss_mb": peak_rss_mb(),
-        "failed_units": failed_units,
-    }
+    return measure.tally_stream(conn, "users", {user_type})
 
 
 # --------------------------------------------------------------------------- parent
 
 
-def run_one(kind: str, n: int, throttle: float, workers: int) -> dict[str, Any]:
-    org, minimum = (okta_org if kind == "okta" else github_org)(n, throttle)
-    server = serve(org)
-    cmd = [sys.executable, __file__, "--child", kind, "--url", org.base, "--workers", str(workers)]
-    try:
-        proc = subprocess.run(
-            cmd,
-            capture_output=True,
-            text=True,
-            timeout=3600,
-            check=False,
-        )
-    finally:
-        server.shutdown()
-        server.server_close()
-    if proc.returncode != 0:
-        raise SystemExit(f"{kind} N={n} child failed:\n{proc.stderr[-3000:]}")
-    result = json.loads(proc.stdout.strip().splitlines()[-1])
-    result.update(
-        connector=kind,
-        n=n,
-        requests=org.requests,
-        throttled=org.throttled,
-        minimum_requests=minimum,
-    )
-    return result
+def run_one(args: argparse.Namespace, kind: str, n: int) -> dict[str, Any]:
+    org, minimum = (okta_org if kind == "okta" else github_org)(n, args.throttle)
+    return measure.run_served(__file__, _Handler, org, minimum, kind, n, "--workers",
+                              str(args.workers))
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--users", type=int, nargs="+", default=[5000, 50000])
+    ap = measure.stream_parser(__doc__, "users", [5000, 50000], ["okta", "github"])
     ap.add_argument("--throttle", type=float, default=0.05)
-    ap.add_argument("--connectors", default="okta,github")
     ap.add_argument("--workers", type=int, default=8, help="Okta concurrent factor reads")
-    ap.add_argument("--child", choices=["okta", "github"])
-    ap.add_argument("--url")
-    args = ap.parse_args()
-    if args.child:
-        print(json.dumps(child(args.child, args.url, args.workers)))
-        return
-    sizes = sorted(args.users)
-    results = []
-    print(
-        f"{'connector':<9} {'users':>7} {'seconds':>8} {'users/s':>8} {'requests':>9} "
-        f"{'minimum':>8} {'ratio':>6} {'429s':>6} {'peak RSS MB':>12} {'vs base':>8}"
-    )
-    ok = True
-    for kind in args.connectors.split(","):
-        base_rss = None
-        for n in sizes:
-            r = run_one(kind, n, args.throttle, args.workers)
-            results.append(r)
-            base_rss = base_rss or r["peak_rss_mb"]
-            growth = r["peak_rss_mb"] / base_rss
-            print(
-                f"{kind:<9} {r['users']:>7} {r['seconds']:>8.2f} "
-                f"{r['users'] / r['seconds']:>8.0f} {r['requests']:>9} "
-                f"{r['minimum_requests']:>8} {r['requests'] / r['minimum_requests']:>6.3f} "
-                f"{r['throttled']:>6} {r['peak_rss_mb']:>12.1f} {growth:>7.2f}x",
-                flush=True,
-            )
-            if r["failed_units"]:
-                ok = False
-                print(f"  failed units: {r['failed_units']}")
-            if r["users"] != n:
-                ok = False
-                print(f"  expected {n} users, collected {r['users']}")
-            if r["requests"] - r["throttled"] != r["minimum_requests"]:
-                ok = False
-                print("  successful requests differ from the minimum: over- or under-fetching")
-        if growth > TARGET_RSS_RATIO:
-            ok = False
-            print(f"  peak RSS grew {growth:.2f}x from {sizes[0]} to {sizes[-1]} users "
-                  f"(target <= {TARGET_RSS_RATIO}x)")  # fmt: skip
-    print("all targets met" if ok else "SOME TARGETS MISSED")
-    if not ok:
-        sys.exit(1)
-
+    measure.stream_main(ap, "users", TARGET_RSS_RATIO, child, run_one)
 
 if __name__ == "__main__":
     main()

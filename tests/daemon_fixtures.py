@@ -28,14 +28,17 @@ import urllib.request
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
 from core.checks import CheckSpec
 from core.connector import CollectContext, Connector, ConnectorOptions, SecretRef
 from core.records import Coverage, Evidence, Record
-from tests.fakes import FAKE_REGISTRY, MAPPING
+from tests.fakes import FAKE_REGISTRY, write_fake_mapping
+
+if TYPE_CHECKING:
+    from collector.config import Settings
 
 REPO = Path(__file__).resolve().parents[1]
 ANNEXA = Path(sys.executable).parent / "annexa"
@@ -104,19 +107,50 @@ class PacedConnector(Connector):
         yield Coverage(o.scope, "global", "user", ok=True)
 
 
+def connector_plugin(root: Path, kind: str, target: str) -> Path:
+    """``root`` made a directory for PYTHONPATH whose distribution ``annexa-<kind>-test``
+    registers ``target`` (``module:Class``) as ``kind`` under ``annexa.connectors``, as an
+    installed plugin would."""
+    info = root / f"annexa_{kind}_test-0.0.0.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text(
+        f"Metadata-Version: 2.1\nName: annexa-{kind}-test\nVersion: 0.0.0\n"
+    )
+    (info / "entry_points.txt").write_text(f"[annexa.connectors]\n{kind} = {target}\n")
+    return root
+
+
 @pytest.fixture(scope="session")
 def plugin_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A directory for PYTHONPATH registering ``paced`` under ``annexa.connectors``."""
-    root = tmp_path_factory.mktemp("plugin")
-    info = root / "annexa_paced_test-0.0.0.dist-info"
-    info.mkdir()
-    (info / "METADATA").write_text(
-        "Metadata-Version: 2.1\nName: annexa-paced-test\nVersion: 0.0.0\n"
+    return connector_plugin(
+        tmp_path_factory.mktemp("plugin"), "paced", "tests.daemon_fixtures:PacedConnector"
     )
-    (info / "entry_points.txt").write_text(
-        "[annexa.connectors]\npaced = tests.daemon_fixtures:PacedConnector\n"
+
+
+#: A daemon that heartbeats and hands over fast, with no jitter: test runs start on time.
+FAST_DAEMON = {"port": 0, "host": "127.0.0.1", "heartbeat": 0.5, "lease": 2, "jitter": 0,
+               "grace_period": 2}
+
+
+def paced_settings(db_url: str, spool_dir: Path, *, schedule: str = "every 1s",
+                   options: dict[str, Any] | None = None, config_path: Path | None = None,
+                   **daemon: Any) -> Settings:
+    """In-process settings for a daemon with one ``paced`` connector ``p1`` on
+    ``schedule`` (two records unless ``options`` say otherwise): :data:`FAST_DAEMON`
+    spooling under ``spool_dir``, with ``daemon`` on top."""
+    from collector.config import AnnexaConfig, ConnectorConfig, LoadedConnector, Settings
+
+    options = options or {"records": 2}
+    cfg = ConnectorConfig(type="paced", name="p1", schedule=schedule, options=options)
+    model = AnnexaConfig(
+        database={"url": db_url},
+        connectors=[cfg],
+        daemon={**FAST_DAEMON, "spool_dir": str(spool_dir), **daemon},
     )
-    return root
+    settings = Settings(model, config_path)
+    settings.connectors = [LoadedConnector(cfg, PacedConnector, PacedOptions(**options))]
+    return settings
 
 
 def free_port() -> int:
@@ -135,9 +169,7 @@ def write_config(
 ) -> Path:
     """A config file with the fake mapping, ``connectors`` and a [daemon] table."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    maps = path.parent / "maps"
-    maps.mkdir(exist_ok=True)
-    (maps / "fake.toml").write_text(MAPPING)
+    write_fake_mapping(path.parent / "maps")
     d = {
         "port": 0,
         "heartbeat": 0.5,

@@ -6,12 +6,18 @@ Its checks live in their own registry so they never appear in ``annexa checks``.
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
+from pathlib import Path
 from typing import Any, ClassVar
+
+import pytest
+from sqlalchemy import Engine
 
 from collector.config import AnnexaConfig, ConnectorConfig, LoadedConnector, Settings
 from core.checks import CheckRegistry, CheckSpec, check, failed, passed
 from core.connector import CollectContext, Connector, ConnectorOptions
 from core.records import Coverage, Evidence, Record
+from mappings.loader import MappingIndex, load_mappings
+from store.writer import RunWriter
 
 FAKE_REGISTRY = CheckRegistry()
 
@@ -58,6 +64,24 @@ rationale = "MFA is secure authentication."
 """
 
 
+def write_fake_mapping(maps: Path) -> Path:
+    """Writes ``MAPPING`` as ``maps/fake.toml``, creating the folder; returns the folder."""
+    maps.mkdir(parents=True, exist_ok=True)
+    (maps / "fake.toml").write_text(MAPPING)
+    return maps
+
+
+def fake_index(maps: Path) -> MappingIndex:
+    """The fake checks' mapping loaded from a file in ``maps``, as an operator's would be."""
+    return load_mappings([write_fake_mapping(maps)])
+
+
+@pytest.fixture
+def index(tmp_path: Path) -> MappingIndex:
+    """Fixture: the fake checks' mapping (import it into a test module to use it)."""
+    return fake_index(tmp_path / "maps")
+
+
 class FakeOptions(ConnectorOptions):
     pass
 
@@ -100,6 +124,19 @@ def estate(
         out.append(Evidence(scope, "global", "fake.user.account", u, {"name": u, "mfa": mfa}))
     out.append(Coverage(scope, "global", "user", ok=True))
     return out
+
+
+def plain_writer(engine: Engine, source: str = "src", **kw: Any) -> RunWriter:
+    """A run writer with no config behind it: placeholder config and mapping digests and
+    agent version (``kw`` overrides any, or sets the writer's other options)."""
+    fields: dict[str, Any] = {
+        "source": source,
+        "connector_type": "fake",
+        "config_digest": "c" * 64,
+        "mapping_digest": "m" * 64,
+        "agent_version": "t",
+    }
+    return RunWriter(engine, **{**fields, **kw})
 
 
 def fake_settings(db_url: str, **connector: Any) -> Settings:

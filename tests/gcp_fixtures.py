@@ -491,6 +491,30 @@ def audit_config(*types: str, exempted: tuple[str, ...] = ()) -> dict[str, Any]:
 
 FULL_AUDIT = audit_config("ADMIN_READ", "DATA_READ", "DATA_WRITE")
 
+#: Bounded, near-instant retries: a fault the fake plants costs milliseconds, not seconds.
+FAST = {"max_attempts": 2, "retry_min_wait": 0, "retry_max_wait": 0.01, "timeout": 5,
+        "connect_timeout": 2}
+
+
+def fake_options(fake: GcpFake, *, key: bool = False, **extra: Any) -> dict[str, Any]:
+    """``[connectors.options]`` that point every GCP API at ``fake`` (REST resource
+    manager, no retry budget), with ``extra`` on top; ``key`` adds service-account-key
+    auth from ``ANNEXA_TEST_GCP_KEY``, its JWT grant sent to the fake's token endpoint."""
+    auth = {
+        "auth": "service_account_key",
+        "service_account_key": {"env": "ANNEXA_TEST_GCP_KEY"},
+        "oauth_url": f"{fake.url}/token",
+    } if key else {}
+    return {
+        **auth,
+        "resource_manager_transport": "rest",
+        "resource_manager_endpoint": fake.url,
+        "resource_manager_retry_timeout": 0,
+        "endpoints": fake.endpoints(),
+        "http": FAST,
+        **extra,
+    }
+
 
 def policy(bindings: dict[str, list[str]], audit: list[dict[str, Any]] | None = None
            ) -> dict[str, Any]:

@@ -67,6 +67,14 @@ class RunResult:
             if f.status == status and f.check_id.startswith(check_prefix)
         }
 
+    def assert_fails_exactly(self, expected: set[tuple[str, str]]) -> None:
+        """The run succeeded, failed exactly ``expected`` ``(check id, resource id)`` pairs
+        and erred on none: the verdict of a connector test over a planted estate."""
+        assert self.status == "succeeded", (self.status, self.errors)
+        failed = self.ids("fail")
+        assert failed == expected, {"missing": expected - failed, "unexpected": failed - expected}
+        assert self.ids("error") == set(), self.ids("error")
+
     def one(self, check_id: str, resource_id: str) -> Finding:
         """The single finding of ``check_id`` on ``resource_id`` (fails on none or many)."""
         found = [
@@ -95,6 +103,20 @@ def stream(connector: Connector) -> list[Record]:
 def coverage_by_service(records: Iterable[Record]) -> dict[str, Coverage]:
     """Coverage rows by service (the last one wins)."""
     return {r.service: r for r in records if isinstance(r, Coverage)}
+
+
+def evidence_of(records: Iterable[Record], rtype: str | None = None) -> list[Evidence]:
+    """The evidence among ``records``, in order; only of ``rtype`` when it is given."""
+    return [
+        r
+        for r in records
+        if isinstance(r, Evidence) and (rtype is None or r.resource_type == rtype)
+    ]
+
+
+def by_status(found: Iterable[Finding], status: str) -> set[tuple[str, str]]:
+    """``(check id, resource id)`` of the findings with ``status``."""
+    return {(f.check_id, f.resource_id) for f in found if f.status == status}
 
 
 def evidence_by_id(records: Iterable[Record], suffix: str = "") -> dict[str, Evidence]:

@@ -25,6 +25,7 @@ import pytest
 from core.checks import CheckSpec
 from core.connector import CollectContext, Connector, ConnectorOptions
 from core.records import Coverage, Evidence, Record
+from tests.daemon_fixtures import connector_plugin
 from tests.fakes import FAKE_REGISTRY
 
 
@@ -159,13 +160,7 @@ class GateServer:
 @pytest.fixture(scope="session")
 def unitized_plugin(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A directory for PYTHONPATH registering ``unitized`` under ``annexa.connectors``."""
-    root = tmp_path_factory.mktemp("unitized-plugin")
-    info = root / "annexa_unitized_test-0.0.0.dist-info"
-    info.mkdir()
-    (info / "METADATA").write_text(
-        "Metadata-Version: 2.1\nName: annexa-unitized-test\nVersion: 0.0.0\n"
+    return connector_plugin(
+        tmp_path_factory.mktemp("unitized-plugin"), "unitized",
+        "tests.replica_fixtures:UnitizedConnector",
     )
-    (info / "entry_points.txt").write_text(
-        "[annexa.connectors]\nunitized = tests.replica_fixtures:UnitizedConnector\n"
-    )
-    return root

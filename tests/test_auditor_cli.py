@@ -15,39 +15,16 @@ import os
 import subprocess
 import sys
 import zipfile
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
-from typer.testing import CliRunner
 
 from mappings.loader import load_mappings
 from store.engine import make_engine
 from store.migrate import upgrade
+from tests.cli_runner import CliResult, annexa
 from tests.test_auditor_history import History, build_history
-
-
-@dataclass
-class Result:
-    returncode: int
-    stdout: str
-    stderr: str
-
-
-def annexa(*args: str) -> Result:
-    """Run ``annexa ARGS`` in-process (Click's runner) and return code/stdout/stderr."""
-    from collector.cli import app
-    from collector.logs import configure_logging
-
-    try:
-        res = CliRunner().invoke(app, list(args), env={"ANNEXA_DATABASE_URL": None})
-    finally:
-        # The command pointed logging at the runner's captured stream, now closed.
-        configure_logging("console", "warning", stream=sys.stderr)
-    if res.exception is not None and not isinstance(res.exception, SystemExit):
-        raise res.exception
-    return Result(res.exit_code, res.stdout, res.stderr)
 
 
 def annexa_proc(*args: str) -> subprocess.CompletedProcess[str]:
@@ -64,7 +41,7 @@ def flat(text: str) -> str:
     return " ".join(text.split())
 
 
-def ok_json(proc: Result | subprocess.CompletedProcess[str]) -> Any:
+def ok_json(proc: CliResult | subprocess.CompletedProcess[str]) -> Any:
     assert proc.returncode == 0, proc.stderr
     return json.loads(proc.stdout)
 

@@ -12,7 +12,6 @@ import os
 import re
 import shutil
 import socket
-import sqlite3
 import subprocess
 import tempfile
 import time
@@ -22,11 +21,9 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-import psycopg
 import pytest
 import websocket
 from sqlalchemy import Engine, text
-from sqlalchemy.engine import make_url
 
 from core.records import utcnow
 from exports.package import build_package
@@ -36,6 +33,8 @@ from mappings.soa import default_scope
 from store.integrity import verify
 from store.queries import findings_at
 from store.retention import apply_retention
+from tests.forgery import rezip, unzip
+from tests.tamper import tamper
 from tests.test_auditor_history import History, build_history, run
 
 pytestmark = pytest.mark.clock
@@ -151,47 +150,15 @@ def test_consistent_forgery_is_caught_by_the_cross_checks(
     package: tuple[Path, History], tmp_path: Path
 ) -> None:
     """Alter a finding and fix up every hash in the manifest: the run digests still differ."""
-    from exports.package import manifest_digest
-
     pkg, _ = package
-    rows = read(pkg, "findings.csv").decode().replace(",fail,", ",pass,", 1).encode()
-    files = {}
-    with zipfile.ZipFile(pkg) as zf:
-        for n in zf.namelist():
-            files[n] = zf.read(n)
-    files["findings.csv"] = rows
-    manifest = json.loads(files["manifest.json"])
-    import hashlib
-
-    for f in manifest["files"]:
-        f["sha256"] = hashlib.sha256(files[f["path"]]).hexdigest()
-        f["size"] = len(files[f["path"]])
-    manifest["manifest_digest"] = manifest_digest(manifest)
-    files["manifest.json"] = json.dumps(manifest).encode()
+    files = unzip(pkg)
+    files["findings.csv"] = files["findings.csv"].decode().replace(",fail,", ",pass,", 1).encode()
     forged = tmp_path / "forged.zip"
-    with zipfile.ZipFile(forged, "w") as zf:
-        for n, b in files.items():
-            zf.writestr(n, b)
+    rezip(files, forged)
     check = verify_package(forged)
     assert not check.ok
     assert {p.file for p in check.problems} == {"findings.csv"}
     assert "does not match its finding hash" in check.problems[0].reason
-
-
-def _tamper_db(db_url: str, sql: str, params: tuple[Any, ...]) -> None:
-    """Bypass the append-only triggers the way an attacker with raw access would."""
-    if db_url.startswith("sqlite"):
-        con = sqlite3.connect(make_url(db_url).database)
-        for (name,) in con.execute("SELECT name FROM sqlite_master WHERE type='trigger'"):
-            con.execute(f"DROP TRIGGER {name}")
-        con.execute(sql.replace("%s", "?"), params)
-        con.commit()
-        con.close()
-        return
-    url = make_url(db_url).set(drivername="postgresql").render_as_string(hide_password=False)
-    with psycopg.connect(url, autocommit=True) as con:
-        con.execute("SET session_replication_role = replica")
-        con.execute(sql, params)
 
 
 def test_tampered_stored_rows_are_named(
@@ -207,17 +174,17 @@ def test_tampered_stored_rows_are_named(
             "ORDER BY finished_at DESC LIMIT 1"
         )).one()
     # Rewrite the manual record's note: `verify` names the run and the item.
-    _tamper_db(
+    tamper(
         db_url,
         "UPDATE blobs SET body = replace(body, 'approved by the board', 'never approved') "
         "WHERE hash IN (SELECT content_hash FROM evidence WHERE run_id = %s)",
-        (run_id,),
+        params=(run_id,),
     )
     res = verify(engine)
     assert not res.ok and res.first_broken_run == run_id
     assert "manual.evidence" in res.problems[0].reason
     # Re-seal the run with another digest: the package no longer matches the database.
-    _tamper_db(db_url, "UPDATE runs SET digest = %s WHERE id = %s", ("0" * 64, run_id))
+    tamper(db_url, "UPDATE runs SET digest = %s WHERE id = %s", params=("0" * 64, run_id))
     check = verify_package(pkg, engine=engine)
     assert [p.reason for p in check.problems] == [
         f"run {run_id}: stored digest differs from the package's"

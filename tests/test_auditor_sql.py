@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import os
-import sqlite3
 import subprocess
 import sys
 import tarfile
@@ -19,7 +18,6 @@ import textwrap
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-import psycopg
 import pytest
 from sqlalchemy import Engine, insert, select, text
 
@@ -30,6 +28,7 @@ from store.integrity import verify
 from store.migrate import current_revision, upgrade
 from store.schema import SignedJSONError, evidence, findings, runs
 from store.writer import RunWriter
+from tests.tamper import tamper
 
 ROOT = Path(__file__).resolve().parents[1]
 #: The last commit of main before migration 0005: its code wrote schema 0004.
@@ -291,26 +290,11 @@ def test_verify_names_a_finding_whose_evidence_id_was_altered(
         alice, bob = conn.execute(
             select(findings.c.id, findings.c.evidence_id).order_by(findings.c.resource_id)).all()
     # Not covered by the finding hash (no digest changed): checked against what is.
-    _tamper(engine, db_url, f"UPDATE findings SET evidence_id = {bob[1]} WHERE id = {alice[0]}")
+    tamper(db_url, f"UPDATE findings SET evidence_id = {bob[1]} WHERE id = {alice[0]}")
     result = verify(engine)
     assert not result.ok
     (problem,) = result.problems
     assert f"evidence_id {bob[1]}" in problem.reason and "alice" in problem.reason
-
-
-def _tamper(engine: Engine, db_url: str, statement: str) -> None:
-    """What the database's owner can do: bypass the append-only triggers."""
-    if engine.dialect.name == "sqlite":
-        con = sqlite3.connect(db_url.removeprefix("sqlite:///"))
-        con.execute("DROP TRIGGER findings_no_update")
-        con.execute(statement)
-        con.commit()
-        con.close()
-    else:
-        url = engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
-        with psycopg.connect(url, autocommit=True) as con:
-            con.execute("SET session_replication_role = replica")
-            con.execute(statement)
 
 
 @pytest.mark.parametrize("written", [

@@ -40,6 +40,7 @@ from mappings import load_mappings
 from store.engine import make_engine
 from store.schema import evidence as evidence_table
 from tests.aws_fixtures import FaultProxy, _handler_for
+from tests.configs import connector_table, write_config
 
 MAIN = "123456789012"
 #: Services whose listing moto 5.2 does not implement (it answers 500 or 404 with HTML):
@@ -78,16 +79,9 @@ def test_config_with_only_endpoint_url_succeeds_through_the_cli(
             "RestrictPublicBuckets": True})
     _client(url, "s3").create_bucket(Bucket="annexa-endpoint-test")
     services = sorted(set(SERVICES) - NOT_IN_MOTO)
-    cfg = tmp_path / "annexa.toml"
-    cfg.write_text(f"""
-[database]
-url = "{db_url}"
-
-[[connectors]]
-type = "aws"
-name = "one-endpoint"
-options = {{ endpoint_url = "{url}", regions = ["us-east-1"], services = {json.dumps(services)} }}
-""")
+    cfg = write_config(tmp_path / "annexa.toml", db_url, connector_table("aws", "one-endpoint", {
+        "endpoint_url": url, "regions": ["us-east-1"], "services": services,
+    }))
     env = {k: v for k, v in os.environ.items() if k not in _ENDPOINT_VARS}
     proc = subprocess.run([sys.executable, "-m", "collector", "collect", "--config", str(cfg),
                            "--format", "json"], capture_output=True, text=True, env=env,

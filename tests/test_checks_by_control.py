@@ -9,18 +9,16 @@ that is not installed, a control counted twice, an empty expected-evidence text)
 from __future__ import annotations
 
 import json
-import sys
 import tomllib
 from pathlib import Path
 from typing import Any
 
 import pytest
-from typer.testing import CliRunner
 
-from collector.cli import app
 from collector.commands.coverage import control_rows, counts
 from collector.plugins import available_plugins
 from mappings.loader import load_mappings
+from tests.cli_runner import annexa
 
 MAPPINGS = Path(__file__).resolve().parent.parent / "mappings"
 
@@ -35,14 +33,9 @@ TECHNICAL_AUTOMATED_AT_LEAST = 50
 
 
 def cli(*args: str) -> str:
-    from collector.logs import configure_logging
-
-    try:
-        res = CliRunner().invoke(app, list(args), env={"ANNEXA_DATABASE_URL": None})
-    finally:  # the command bound logging to the runner's stream, closed by now
-        configure_logging("console", "warning", stream=sys.stderr)
-    assert res.exit_code == 0, res.output
-    return res.output
+    result = annexa(*args)
+    assert result.returncode == 0, result.stdout + result.stderr
+    return result.stdout
 
 
 @pytest.fixture(scope="module")

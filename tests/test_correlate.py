@@ -43,6 +43,7 @@ from tests import clock
 from tests import test_entra as entra_fakes
 from tests import test_github as github_fakes
 from tests import test_okta as okta_fakes
+from tests.configs import connector_table, secret_env, write_config
 
 run_correlation = partial(run_analyzer, "identity")
 
@@ -399,34 +400,18 @@ def test_cli_correlate_command_and_config_table(estate, engine, db_url, tmp_path
     cfg = tmp_path / "annexa.toml"
     okta_url = estate.loaded["okta-prod"].options.org_url
     gh_url = estate.loaded["github-acme"].options.api_url
-    cfg.write_text(
-        f"""
-[database]
-url = "{db_url}"
-[log]
-format = "json"
-[[connectors]]
-type = "okta"
-name = "okta-prod"
-[connectors.options]
-org_url = "{okta_url}"
-api_token = {{ env = "ANNEXA_TEST_OKTA_TOKEN" }}
-[[connectors]]
-type = "github"
-name = "github-acme"
-[connectors.options]
-organization = "{github_fakes.ORG}"
-api_url = "{gh_url}"
-token = {{ env = "ANNEXA_TEST_GITHUB_TOKEN" }}
-[[connectors]]
-type = "identity"
-name = "people"
-[connectors.options]
-identity_map = "identity-map.toml"
-[connectors.checks."identity.person.offboarded_but_active"]
-grace_days = 0
-""",
-        encoding="utf-8",
+    write_config(
+        cfg,
+        db_url,
+        connector_table("okta", "okta-prod",
+                  {"org_url": okta_url, "api_token": secret_env("ANNEXA_TEST_OKTA_TOKEN")}),
+        connector_table("github", "github-acme", {
+            "organization": github_fakes.ORG, "api_url": gh_url,
+            "token": secret_env("ANNEXA_TEST_GITHUB_TOKEN"),
+        }),
+        connector_table("identity", "people", {"identity_map": "identity-map.toml"},
+                  **{"identity.person.offboarded_but_active": {"grace_days": 0}}),
+        json_logs=True,
     )
     proc = subprocess.run(
         clock.command(

@@ -25,7 +25,7 @@ from store.leases import (
 )
 from store.schema import runs
 from store.schema_daemon import schedule_claims, schedules
-from store.writer import RunWriter
+from tests.fakes import plain_writer
 
 SPEC = ScheduleSpec.parse("every 1h")
 
@@ -116,14 +116,7 @@ def test_a_changed_spec_is_followed_and_an_old_collection_is_overdue(engine: Eng
 
 def _orphan(engine: Engine, source: str = "src") -> str:
     """A run whose agent died after committing one batch (never finished)."""
-    w = RunWriter(
-        engine,
-        source=source,
-        connector_type="fake",
-        config_digest="c" * 64,
-        mapping_digest="m" * 64,
-        agent_version="t",
-    )
+    w = plain_writer(engine, source)
     run_id = w.start()
     w.add_evidence(Evidence("acct", "eu-1", "fake.disk.volume", "d1", {"id": "d1"}))
     w.flush()
@@ -132,14 +125,7 @@ def _orphan(engine: Engine, source: str = "src") -> str:
 
 
 def _finished(engine: Engine, source: str = "src") -> str:
-    w = RunWriter(
-        engine,
-        source=source,
-        connector_type="fake",
-        config_digest="c" * 64,
-        mapping_digest="m" * 64,
-        agent_version="t",
-    )
+    w = plain_writer(engine, source)
     w.start()
     w.add_evidence(Evidence("acct", "eu-1", "fake.disk.volume", "d2", {"id": "d2"}))
     return w.finish("succeeded").run_id

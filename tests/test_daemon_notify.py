@@ -12,61 +12,41 @@ import pytest
 from pytest_httpserver import HTTPServer
 from sqlalchemy import Engine, func, select
 
-from collector.config import AnnexaConfig, ConnectorConfig, LoadedConnector, Settings
+from collector.config import Settings
 from collector.daemon import Daemon
-from mappings.loader import MappingIndex, load_mappings
+from mappings.loader import MappingIndex
 from store.engine import make_engine
 from store.migrate import upgrade
 from store.schema import runs
 from store.schema_daemon import control_states
 from tests.daemon_fixtures import (
     JiraWriteFake,
-    PacedConnector,
-    PacedOptions,
     http_get,
+    paced_settings,
     wait_for,
 )
-from tests.fakes import MAPPING
+from tests.fakes import index
+
+__all__ = ["index"]  # a fixture, imported for the tests below
 
 JIRA_TOKEN = "jira-token-0123456789abcdef"
 
 
-@pytest.fixture
-def index(tmp_path: Path) -> MappingIndex:
-    d = tmp_path / "maps"
-    d.mkdir()
-    (d / "fake.toml").write_text(MAPPING)
-    return load_mappings([d])
-
-
 def _settings(db_url: str, tmp_path: Path, httpserver: HTTPServer, mfa_file: Path) -> Settings:
-    options = {"records": 2, "mfa_file": str(mfa_file)}
-    cfg = ConnectorConfig(type="paced", name="p1", schedule="every 1s", options=options)
-    model = AnnexaConfig(
-        database={"url": db_url},
-        connectors=[cfg],
-        daemon={
-            "port": 0,
-            "host": "127.0.0.1",
-            "heartbeat": 0.5,
-            "lease": 2,
-            "jitter": 0,
-            "grace_period": 2,
-            "spool_dir": str(tmp_path / "spool"),
-            "notifications": {
-                "webhooks": [{"url": httpserver.url_for("/hook")}],
-                "jira": {
-                    "url": httpserver.url_for("/jira"),
-                    "project": "SEC",
-                    "user": "bot@example.com",
-                    "token": {"env": "ANNEXA_TEST_JIRA_TOKEN"},
-                },
+    return paced_settings(
+        db_url,
+        tmp_path / "spool",
+        options={"records": 2, "mfa_file": str(mfa_file)},
+        notifications={
+            "webhooks": [{"url": httpserver.url_for("/hook")}],
+            "jira": {
+                "url": httpserver.url_for("/jira"),
+                "project": "SEC",
+                "user": "bot@example.com",
+                "token": {"env": "ANNEXA_TEST_JIRA_TOKEN"},
             },
         },
     )
-    settings = Settings(model, None)
-    settings.connectors = [LoadedConnector(cfg, PacedConnector, PacedOptions(**options))]
-    return settings
 
 
 def _runs(engine: Engine) -> int:

@@ -8,30 +8,20 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select
 
-from collector.config import AnnexaConfig, ConnectorConfig, LoadedConnector, Settings
 from collector.daemon import Daemon, DaemonError
 from mappings.loader import load_mappings
 from store.engine import make_engine
 from store.migrate import upgrade
 from store.schema import runs
-from tests.daemon_fixtures import PacedConnector, PacedOptions
-from tests.fakes import MAPPING
+from tests.daemon_fixtures import paced_settings
+from tests.fakes import write_fake_mapping
 
 
 def _daemon(tmp_path: Path, token: dict[str, str]) -> Daemon:
-    maps = tmp_path / "maps"
-    maps.mkdir(exist_ok=True)
-    (maps / "fake.toml").write_text(MAPPING)
-    options = {"records": 2, "token": token}
-    cfg = ConnectorConfig(type="paced", name="p1", schedule="every 1s", options=options)
+    maps = write_fake_mapping(tmp_path / "maps")
     url = f"sqlite:///{tmp_path / 'a.db'}"
-    model = AnnexaConfig(
-        database={"url": url},
-        connectors=[cfg],
-        daemon={"port": 0, "host": "127.0.0.1", "spool_dir": str(tmp_path / "spool")},
-    )
-    settings = Settings(model, tmp_path / "annexa.toml")
-    settings.connectors = [LoadedConnector(cfg, PacedConnector, PacedOptions(**options))]
+    settings = paced_settings(url, tmp_path / "spool", options={"records": 2, "token": token},
+                              config_path=tmp_path / "annexa.toml")
     engine = make_engine(url)
     upgrade(engine)
     return Daemon(settings, load_mappings([maps]), engine)

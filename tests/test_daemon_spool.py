@@ -18,7 +18,7 @@ from collector.daemon import spool
 from collector.daemon.execute import collect
 from core.connector import CollectContext, Connector, ConnectorOptions
 from core.records import Coverage, Evidence, Record
-from mappings.loader import MappingIndex, load_mappings
+from mappings.loader import MappingIndex
 from store.engine import make_engine
 from store.integrity import verify
 from store.leases import seal_aborted
@@ -28,19 +28,13 @@ from store.schema import evidence, run_units, runs
 from store.writer import RunWriter
 from tests import daemon_fixtures as fx
 from tests.daemon_fixtures import TcpProxy
-from tests.fakes import FAKE_REGISTRY, MAPPING
+from tests.fakes import FAKE_REGISTRY, index, plain_writer
+
+__all__ = ["index"]  # a fixture, imported for the tests below
 
 pg_proxy = fx.pg_proxy  # fixture
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
-
-
-@pytest.fixture
-def index(tmp_path: Path) -> MappingIndex:
-    d = tmp_path / "maps"
-    d.mkdir()
-    (d / "fake.toml").write_text(MAPPING)
-    return load_mappings([d])
 
 
 def disk(i: int) -> Evidence:
@@ -56,15 +50,7 @@ def disk(i: int) -> Evidence:
 
 def _interrupted_run(engine: Engine, spool_dir: Path, *, outage: bool) -> tuple[str, Path]:
     """A run that committed d0-d2, then journalled d3-d5 and died (no final status)."""
-    w = RunWriter(
-        engine,
-        source="src",
-        connector_type="fake",
-        config_digest="c" * 64,
-        mapping_digest="m" * 64,
-        agent_version="t",
-        batch_size=spool.NEVER_FLUSH,
-    )
+    w = plain_writer(engine, batch_size=spool.NEVER_FLUSH)
     run_id = w.start()
     j = spool.Journal(
         spool_dir,

@@ -13,40 +13,19 @@ from pathlib import Path
 
 from sqlalchemy import Engine, event, select
 
-from collector.config import AnnexaConfig, ConnectorConfig, LoadedConnector, Settings
 from collector.daemon import Daemon
-from mappings.loader import load_mappings
 from store.integrity import verify
 from store.schema import runs
 from store.schema_daemon import schedule_claims, schedules
-from tests.daemon_fixtures import PacedConnector, PacedOptions, wait_for
-from tests.fakes import MAPPING
+from tests.daemon_fixtures import paced_settings, wait_for
+from tests.fakes import fake_index
 
 
 def test_stop_requested_during_a_claim_hands_the_claim_back_unstarted(
     engine: Engine, db_url: str, tmp_path: Path
 ) -> None:
-    maps = tmp_path / "maps"
-    maps.mkdir()
-    (maps / "fake.toml").write_text(MAPPING)
-    index = load_mappings([maps])
-    options = {"records": 2}
-    cfg = ConnectorConfig(type="paced", name="p1", schedule="every 1h", options=options)
-    model = AnnexaConfig(
-        database={"url": db_url},
-        connectors=[cfg],
-        daemon={
-            "port": 0,
-            "host": "127.0.0.1",
-            "heartbeat": 0.5,
-            "lease": 2,
-            "jitter": 0,
-            "grace_period": 2,
-            "spool_dir": str(tmp_path / "spool"),
-        },
-    )
-    settings = Settings(model, None)
-    settings.connectors = [LoadedConnector(cfg, PacedConnector, PacedOptions(**options))]
+    index = fake_index(tmp_path / "maps")
+    settings = paced_settings(db_url, tmp_path / "spool", schedule="every 1h")
     daemon = Daemon(settings, index, engine, replica_id="replica-1")
     stopped = threading.Event()
     stopper: list[threading.Thread] = []

@@ -810,17 +810,10 @@ def _seed(engine: Engine, tmp_path: Path) -> None:
     from store.decisions import exception_decision, record_decisions
     from store.exceptions import ExceptionRule
     from store.manual import add_manual_evidence
-    from store.writer import RunWriter
+    from tests.fakes import plain_writer
 
     for when, alice_mfa in ((BEFORE, False), (AFTER, True)):
-        w = RunWriter(
-            engine,
-            source="aws-prod",
-            connector_type="aws",
-            config_digest="0" * 64,
-            mapping_digest="0" * 64,
-            agent_version="test",
-        )
+        w = plain_writer(engine, "aws-prod", connector_type="aws")
         w.start()
         users = [("alice", alice_mfa), ("bob", True)]
         if when == BEFORE:

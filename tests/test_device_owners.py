@@ -36,6 +36,7 @@ from core.connector import CollectContext
 from store.queries import evidence_at, findings_at
 from tests import clock
 from tests import test_okta as okta_fakes
+from tests.configs import connector_table, secret_env, write_config
 from tests.device_fakes import JAMF_PASSWORD, JAMF_USER, FakeJamf, jamf_computer
 
 pytestmark = pytest.mark.clock
@@ -74,35 +75,19 @@ def test_annexa_collect_joins_devices_with_people(httpserver: HTTPServer, engine
     ]
     cfg = tmp_path / "annexa.toml"
     with FakeJamf(len(macs), macs.__getitem__) as jamf:
-        cfg.write_text(
-            f"""
-[database]
-url = "{db_url}"
-[log]
-format = "json"
-[[connectors]]
-type = "okta"
-name = "okta-prod"
-[connectors.options]
-org_url = "{httpserver.url_for("/").rstrip("/")}"
-api_token = {{ env = "ANNEXA_TEST_OKTA_TOKEN" }}
-[[connectors]]
-type = "jamf"
-name = "jamf-macs"
-[connectors.options]
-url = "{jamf.url}"
-auth = "basic"
-username = "{JAMF_USER}"
-password = {{ env = "ANNEXA_TEST_JAMF_PASSWORD" }}
-page_size = 2
-[[connectors]]
-type = "hr"
-name = "hr-export"
-[connectors.options]
-source = "csv"
-path = "{tmp_path / "hr.csv"}"
-""",
-            encoding="utf-8",
+        write_config(
+            cfg,
+            db_url,
+            connector_table("okta", "okta-prod", {
+                "org_url": httpserver.url_for("/").rstrip("/"),
+                "api_token": secret_env("ANNEXA_TEST_OKTA_TOKEN"),
+            }),
+            connector_table("jamf", "jamf-macs", {
+                "url": jamf.url, "auth": "basic", "username": JAMF_USER,
+                "password": secret_env("ANNEXA_TEST_JAMF_PASSWORD"), "page_size": 2,
+            }),
+            connector_table("hr", "hr-export", {"source": "csv", "path": tmp_path / "hr.csv"}),
+            json_logs=True,
         )
         env = clock.env(
             {

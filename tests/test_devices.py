@@ -125,8 +125,7 @@ def test_intune_planted_devices_fail_exactly_their_checks(authority):
         run = run_engine(
             "intune", intune_options(authority, graph), checks=_params("intune.device")
         )
-    assert run.status == "succeeded", run.errors
-    assert run.ids("fail") == {
+    run.assert_fails_exactly({
         ("intune.device.disk_encrypted", "d-unencrypted"),
         ("intune.device.screen_lock", "d-noncompliant"),
         ("intune.device.os_supported", "d-win10"),
@@ -135,8 +134,7 @@ def test_intune_planted_devices_fail_exactly_their_checks(authority):
         ("intune.device.not_jailbroken", "d-jb"),
         ("intune.device.anti_malware", "d-defender-off"),
         ("intune.device.os_patched", "d-unpatched"),
-    }
-    assert run.ids("error") == set()
+    })
     # 10 devices over pages of 3 after one 429: 1 + 4 listing calls, + 1 per Windows device.
     listing = [r for r in graph.requests if r.startswith("/v1.0/deviceManagement/managedDevices?")]
     windows = [d for d in devices if d["operatingSystem"] == "Windows"]
@@ -226,8 +224,7 @@ def test_jamf_planted_computers_fail_exactly_their_checks(monkeypatch):
             ),
             checks=_params("jamf.computer"),
         )
-    assert run.status == "succeeded", run.errors
-    assert run.ids("fail") == {
+    run.assert_fails_exactly({
         ("jamf.computer.disk_encrypted", "3"),
         ("jamf.computer.firewall_enabled", "4"),
         ("jamf.computer.anti_malware", "5"),
@@ -236,8 +233,7 @@ def test_jamf_planted_computers_fail_exactly_their_checks(monkeypatch):
         ("jamf.computer.os_patched", "7"),
         ("jamf.computer.checked_in", "8"),
         ("jamf.computer.os_patched", "9"),
-    }
-    assert run.ids("error") == set()
+    })
     # One token for the run; 9 computers in pages of 2 = 5 pages, + the 429.
     assert fake.tokens_issued == 1
     assert len([r for r in fake.requests if "computers-inventory" in r]) == 6

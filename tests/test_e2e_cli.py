@@ -10,14 +10,12 @@ from __future__ import annotations
 import json
 import os
 import socket
-import sqlite3
 import subprocess
 import sys
 from pathlib import Path
 from typing import Any
 
 import boto3
-import psycopg
 import pytest
 from sqlalchemy import func, select
 from sqlalchemy.engine import make_url
@@ -25,6 +23,7 @@ from sqlalchemy.engine import make_url
 from annexa_demo.aws.estate import seed_demo_estate
 from store.engine import make_engine
 from store.schema import evidence, findings
+from tests.tamper import tamper
 
 MAIN = "123456789012"
 
@@ -239,32 +238,14 @@ def test_unchanged_estate_adds_nothing_and_time_travel_works(
 
 def _tamper_blob(db_url: str, run_id: str) -> None:
     """An attacker with file/superuser access rewrites one evidence body, bypassing triggers."""
-    if db_url.startswith("sqlite"):
-        con = sqlite3.connect(make_url(db_url).database)
-        for (name,) in con.execute(
-            "SELECT name FROM sqlite_master WHERE type='trigger'"
-        ).fetchall():
-            con.execute(f"DROP TRIGGER {name}")
-        con.execute(
-            "UPDATE blobs SET body = replace(body, 'false', 'true') WHERE hash IN "
-            "(SELECT content_hash FROM evidence WHERE run_id = ? "
-            "AND resource_type = 'aws.iam.password_policy')",
-            (run_id,),
-        )
-        assert con.total_changes == 1
-        con.commit()
-        con.close()
-        return
-    url = make_url(db_url).set(drivername="postgresql").render_as_string(hide_password=False)
-    with psycopg.connect(url, autocommit=True) as con:
-        con.execute("SET session_replication_role = replica")
-        cur = con.execute(
-            "UPDATE blobs SET body = replace(body, 'false', 'true') WHERE hash IN "
-            "(SELECT content_hash FROM evidence WHERE run_id = %s "
-            "AND resource_type = 'aws.iam.password_policy')",
-            (run_id,),
-        )
-        assert cur.rowcount == 1
+    changed = tamper(
+        db_url,
+        "UPDATE blobs SET body = replace(body, 'false', 'true') WHERE hash IN "
+        "(SELECT content_hash FROM evidence WHERE run_id = %s "
+        "AND resource_type = 'aws.iam.password_policy')",
+        params=(run_id,),
+    )
+    assert changed == 1
 
 
 def test_verify_passes_then_names_the_tampered_run(

@@ -38,11 +38,13 @@ from werkzeug import Request, Response
 from connectors.entra import EntraConnector, EntraOptions
 from connectors.entra.roles import GLOBAL_ADMINISTRATOR
 from core.checks import REGISTRY, evaluate
-from core.connector import CollectContext
-from core.records import Coverage, Evidence, Finding, Record
+from core.records import Evidence, Finding
 from core.times import full_time
 from tests.fakehttp import FAST_HTTP
-from tests.harness import run_built, run_engine
+from tests.harness import by_status, run_built, run_engine
+from tests.harness import coverage_by_service as coverage
+from tests.harness import evidence_of as evidence
+from tests.harness import stream as collect
 from tests.vendor_schemas import assert_valid, graph_schema
 
 pytestmark = pytest.mark.clock
@@ -475,26 +477,6 @@ def connector(
     }
     cred = credential if credential is not None else StaticCredential()
     return EntraConnector("entra-test", EntraOptions.model_validate(opts), credential=cred), cred
-
-
-def collect(conn: EntraConnector) -> list[Record]:
-    return list(conn.collect(CollectContext(run_id="test")))
-
-
-def evidence(records: list[Record], rtype: str | None = None) -> list[Evidence]:
-    return [
-        r
-        for r in records
-        if isinstance(r, Evidence) and (rtype is None or r.resource_type == rtype)
-    ]
-
-
-def coverage(records: list[Record]) -> dict[str, Coverage]:
-    return {r.service: r for r in records if isinstance(r, Coverage)}
-
-
-def by_status(found: list[Finding], status: str) -> set[tuple[str, str]]:
-    return {(f.check_id, f.resource_id) for f in found if f.status == status}
 
 
 # --------------------------------------------------------------------------- tests

@@ -33,28 +33,20 @@ from store.schema import evidence, findings, run_units, runs
 from store.status import control_statuses
 from store.timelines import control_timelines
 from tests import gcp_fixtures as fx
-from tests.fakes import MAPPING, FakeConnector, fake_settings
-from tests.gcp_fixtures import GcpFake, ServiceAccountKey, build_estate
-from tests.test_store import _tamper
+from tests.fakes import FakeConnector, fake_settings, index
+from tests.gcp_fixtures import GcpFake, ServiceAccountKey, build_estate, fake_options
+from tests.tamper import tamper
+
+__all__ = ["index"]  # a fixture, imported for the tests below
 
 pytestmark = pytest.mark.clock
 sa_key_material = fx.sa_key_material
 
 BULK_TYPES = {"gcp.storage.bucket", "gcp.network.firewall", "gcp.network.vpc",
               "gcp.network.subnet"}
-FAST = {"max_attempts": 2, "retry_min_wait": 0, "retry_max_wait": 0.01, "timeout": 5,
-        "connect_timeout": 2}
 #: A database sealed by the code before migration 0007 (revision 0006, commit 88788c6):
 #: two runs of the fake connector, made by tests/data/README.md's recipe.
 SEALED_0006 = Path(__file__).parent / "data" / "sealed_0006.sqlite"
-
-
-@pytest.fixture
-def index(tmp_path: Path) -> MappingIndex:
-    d = tmp_path / "maps"
-    d.mkdir()
-    (d / "fake.toml").write_text(MAPPING)
-    return load_mappings([d])
 
 
 def _user(mfa: bool, as_of: datetime | None) -> list[Any]:
@@ -180,7 +172,7 @@ def test_a_forged_freshness_is_named_by_verify(
 ) -> None:
     first = _collect(engine, index, _user(True, utcnow() - timedelta(days=10)))
     assert verify(engine).ok
-    _tamper(engine, db_url, statement)
+    tamper(db_url, statement)
     result = verify(engine)
     assert not result.ok
     assert result.first_broken_run == first.run_id
@@ -196,7 +188,7 @@ def test_an_erased_unit_as_of_cannot_hide_in_its_error_text(
     old = datetime(2026, 11, 1, tzinfo=UTC)
     first = _collect(engine, index, _user(True, old))
     assert verify(engine).ok
-    _tamper(engine, db_url, f"UPDATE run_units SET error = '{ts(old)}|', source_as_of = NULL "
+    tamper(db_url, f"UPDATE run_units SET error = '{ts(old)}|', source_as_of = NULL "
                             "WHERE source_as_of IS NOT NULL")
     result = verify(engine)
     assert not result.ok and result.first_broken_run == first.run_id
@@ -222,14 +214,7 @@ def gcp(sa_key_material: ServiceAccountKey, monkeypatch: pytest.MonkeyPatch) -> 
 
 
 def _gcp_run(engine: Engine, fake: GcpFake, db_url: str, **extra: Any) -> Any:
-    opts = {
-        "auth": "service_account_key",
-        "service_account_key": {"env": "ANNEXA_TEST_GCP_KEY"},
-        "oauth_url": f"{fake.url}/token",
-        "resource_manager_transport": "rest", "resource_manager_endpoint": fake.url,
-        "resource_manager_retry_timeout": 0, "endpoints": fake.endpoints(), "http": FAST,
-        "max_workers": 4, **extra,
-    }
+    opts = fake_options(fake, key=True, max_workers=4, **extra)
     cfg = ConnectorConfig(type="gcp", name="gcp-org", options=opts)
     cls = load_connector("gcp")
     loaded = LoadedConnector(cfg, cls, cls.Options.model_validate(opts))

@@ -22,6 +22,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.configs import connector_table, write_config
+
 ROOT = Path(__file__).resolve().parent.parent
 LEAVER = "identity.person.leaver_access_removed"
 HEADER = (
@@ -69,22 +71,11 @@ def estate(tmp_path: Path) -> Path:
         "2023-01-02,2023-01-02,2023-01-02\n",
         encoding="utf-8",
     )
-    (tmp_path / "annexa.toml").write_text(
-        f"""
-[database]
-url = "sqlite:///{tmp_path / 'annexa.db'}"
-
-[[connectors]]
-type = "acme_directory"
-name = "acme"
-options = {{ path = "{tmp_path / 'acme.json'}" }}
-
-[[connectors]]
-type = "hr"
-name = "people"
-options = {{ source = "csv", path = "{tmp_path / 'people.csv'}" }}
-""",
-        encoding="utf-8",
+    write_config(
+        tmp_path / "annexa.toml",
+        f"sqlite:///{tmp_path / 'annexa.db'}",
+        connector_table("acme_directory", "acme", {"path": tmp_path / "acme.json"}),
+        connector_table("hr", "people", {"source": "csv", "path": tmp_path / "people.csv"}),
     )
     install_plugin(tmp_path / "site")
     return tmp_path

@@ -29,6 +29,7 @@ from store.queries import findings_at
 from tests import azure_fixtures as azure_fx
 from tests import clock
 from tests import gcp_fixtures as fx
+from tests.configs import connector_table, secret_env, write_config
 from tests.gcp_fixtures import (
     ENG,
     GCP_TOKEN,
@@ -48,21 +49,12 @@ arm_tls_fake = azure_fx.arm_tls_fake
 tls_ca = azure_fx.tls_ca
 
 ROOT = Path(__file__).resolve().parent.parent
-FAST = {"max_attempts": 2, "retry_min_wait": 0, "retry_max_wait": 0.01, "timeout": 5,
-        "connect_timeout": 2}
 PROJECT_SERVICES = {"iam", "logging", "storage", "network", "sql", "kms", "scc",
                     "governance", "dlp", "loadbalancing", "billing", "orgpolicy"}
 
 
 def options(fake: GcpFake, **extra: Any) -> GcpOptions:
-    base: dict[str, Any] = {
-        "resource_manager_transport": "rest",
-        "resource_manager_endpoint": fake.url,
-        "resource_manager_retry_timeout": 0,
-        "endpoints": fake.endpoints(),
-        "http": FAST,
-    }
-    return GcpOptions.model_validate({**base, **extra})
+    return GcpOptions.model_validate(fx.fake_options(fake, **extra))
 
 
 def collect(fake: GcpFake, **extra: Any) -> tuple[GcpConnector, list[Record]]:
@@ -327,13 +319,7 @@ def test_three_projects_in_a_folder_hierarchy_collected_in_one_run(
     project turns only that project's checks into errors."""
     estate = build_estate(gcp_fake, denied=False)
     monkeypatch.setenv("ANNEXA_TEST_GCP_KEY", sa_key_material.json)
-    opts = {
-        "auth": "service_account_key",
-        "service_account_key": {"env": "ANNEXA_TEST_GCP_KEY"},
-        "oauth_url": f"{gcp_fake.url}/token",
-        "resource_manager_transport": "rest", "resource_manager_endpoint": gcp_fake.url,
-        "resource_manager_retry_timeout": 0, "endpoints": gcp_fake.endpoints(), "http": FAST,
-    }
+    opts = fx.fake_options(gcp_fake, key=True)
     cfg = ConnectorConfig(type="gcp", name="gcp-org", options=opts)
     settings = Settings(AnnexaConfig(database={"url": db_url}, connectors=[cfg]), None)
     settings.connectors = [LoadedConnector(cfg, GcpConnector, GcpOptions.model_validate(opts))]
@@ -601,46 +587,20 @@ def test_cli_collects_two_subscriptions_and_three_projects_in_one_run(
     az.add_bad_subscription(azure_estate, az.SUB_B, "prod-b")
     gcp_estate = build_estate(gcp_fake, denied=False)
     gcp_estate.expect("gcp.iam.access_key_rotated", "ci@acme-good.iam.gserviceaccount.com")
-    endpoints = "\n".join(f'{k} = "{v}"' for k, v in gcp_fake.endpoints().items())
     cfg = tmp_path / "annexa.toml"
-    cfg.write_text(f"""
-[database]
-url = "{db_url}"
-
-[[connectors]]
-type = "azure"
-name = "azure-tenant"
-[connectors.options]
-auth = "client_secret"
-tenant_id = "{az.TENANT}"
-client_id = "{az.CLIENT_ID}"
-client_secret = {{ env = "ANNEXA_TEST_AZURE_SECRET" }}
-authority = "{arm_tls_fake.url}"
-disable_instance_discovery = true
-arm_url = "{arm_tls_fake.url}"
-[connectors.options.http]
-ca_bundle = "{ca_path}"
-max_attempts = 2
-retry_min_wait = 0.0
-
-[[connectors]]
-type = "gcp"
-name = "gcp-org"
-[connectors.options]
-auth = "service_account_key"
-service_account_key = {{ env = "ANNEXA_TEST_GCP_KEY" }}
-oauth_url = "{gcp_fake.url}/token"
-resource_manager_transport = "rest"
-resource_manager_endpoint = "{gcp_fake.url}"
-resource_manager_retry_timeout = 0
-[connectors.options.endpoints]
-{endpoints}
-[connectors.options.http]
-max_attempts = 2
-retry_min_wait = 0.0
-[connectors.checks."gcp.iam.access_key_rotated"]
-max_age_days = 5
-""", encoding="utf-8")
+    retry = {"max_attempts": 2, "retry_min_wait": 0.0}
+    write_config(
+        cfg,
+        db_url,
+        connector_table("azure", "azure-tenant", {
+            "auth": "client_secret", "tenant_id": az.TENANT, "client_id": az.CLIENT_ID,
+            "client_secret": secret_env("ANNEXA_TEST_AZURE_SECRET"),
+            "authority": arm_tls_fake.url, "disable_instance_discovery": True,
+            "arm_url": arm_tls_fake.url, "http": {"ca_bundle": ca_path, **retry},
+        }),
+        connector_table("gcp", "gcp-org", fx.fake_options(gcp_fake, key=True, http=retry),
+                  **{"gcp.iam.access_key_rotated": {"max_age_days": 5}}),
+    )
     env = {
         **os.environ,
         "PYTHONPATH": os.pathsep.join([str(_plugin_dir(tmp_path)), str(ROOT)]),

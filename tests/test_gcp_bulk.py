@@ -18,12 +18,10 @@ from pydantic import ValidationError
 from connectors.gcp import GcpOptions
 from tests import gcp_fixtures as fx
 from tests.engine_run import EngineRun, run_engine
-from tests.gcp_fixtures import GcpFake, ServiceAccountKey, build_estate
+from tests.gcp_fixtures import GcpFake, ServiceAccountKey, build_estate, fake_options
 
 sa_key_material = fx.sa_key_material
 
-FAST = {"max_attempts": 2, "retry_min_wait": 0, "retry_max_wait": 0.01, "timeout": 5,
-        "connect_timeout": 2}
 BULK_TYPES = {"gcp.storage.bucket", "gcp.network.firewall", "gcp.network.vpc",
               "gcp.network.subnet"}
 #: Paths the inventory replaces: the bucket listings and policies, the compute listings.
@@ -44,14 +42,7 @@ def fake(sa_key_material: ServiceAccountKey, request: pytest.FixtureRequest,
 def run(fake: GcpFake, **extra: Any) -> tuple[EngineRun, list[fx.Seen]]:
     """One engine run; the requests it made (the token grant excluded)."""
     fake.requests.clear()
-    opts = {
-        "auth": "service_account_key",
-        "service_account_key": {"env": "ANNEXA_TEST_GCP_KEY"},
-        "oauth_url": f"{fake.url}/token",
-        "resource_manager_transport": "rest", "resource_manager_endpoint": fake.url,
-        "resource_manager_retry_timeout": 0, "endpoints": fake.endpoints(), "http": FAST,
-        "max_workers": 4, **extra,
-    }
+    opts = fake_options(fake, key=True, max_workers=4, **extra)
     result = run_engine("gcp", opts, name="gcp-org")
     return result, [r for r in fake.requests if r.path != "/token"]
 

@@ -25,11 +25,11 @@ from pytest_httpserver import HTTPServer
 from werkzeug import Request, Response
 
 from connectors.github_pulls import GitHubPullsConnector, GitHubPullsOptions
-from core.connector import CollectContext
 from core.records import Coverage, Evidence, Record
 from tests import github_shapes as shapes
 from tests.fakehttp import FAST_HTTP
 from tests.harness import by_check, run_built, run_engine
+from tests.harness import stream as collect
 from tests.vendor_schemas import assert_valid, openapi_schema
 
 pytestmark = pytest.mark.clock
@@ -287,10 +287,6 @@ def connector(gh: FakeGitHub, **process: Any) -> GitHubPullsConnector:
         "http": FAST_HTTP,
     }
     return GitHubPullsConnector("gh-pulls", GitHubPullsOptions.model_validate(opts))
-
-
-def collect(conn: GitHubPullsConnector) -> list[Record]:
-    return list(conn.collect(CollectContext(run_id="test")))
 
 
 def prs(records: list[Record]) -> dict[str, Evidence]:

@@ -28,11 +28,14 @@ from werkzeug import Request, Response
 from connectors.okta import OktaConnector, OktaOptions
 from connectors.okta.common import SIGN_IN_STATUSES
 from core.checks import REGISTRY, evaluate
-from core.connector import CollectContext
-from core.records import Coverage, Evidence, Finding, Record
+from core.records import Evidence, Finding
 from core.times import full_time
+from tests.configs import connector_table, secret_env, write_config
 from tests.fakehttp import FAST_HTTP
-from tests.harness import run_built, run_engine
+from tests.harness import by_status, run_built, run_engine
+from tests.harness import coverage_by_service as coverage
+from tests.harness import evidence_of as evidence
+from tests.harness import stream as collect
 from tests.vendor_schemas import assert_valid, openapi_schema
 
 pytestmark = pytest.mark.clock
@@ -471,22 +474,6 @@ def connector(okta: FakeOkta, **options: Any) -> OktaConnector:
     return OktaConnector("okta-test", OktaOptions.model_validate(opts))
 
 
-def collect(conn: OktaConnector) -> list[Record]:
-    return list(conn.collect(CollectContext(run_id="test")))
-
-
-def evidence(records: list[Record]) -> list[Evidence]:
-    return [r for r in records if isinstance(r, Evidence)]
-
-
-def coverage(records: list[Record]) -> dict[str, Coverage]:
-    return {r.service: r for r in records if isinstance(r, Coverage)}
-
-
-def by_status(found: list[Finding], status: str) -> set[tuple[str, str]]:
-    return {(f.check_id, f.resource_id) for f in found if f.status == status}
-
-
 # --------------------------------------------------------------------------- tests
 
 
@@ -783,25 +770,13 @@ def test_end_to_end_through_config_runner_and_store(okta, tmp_path):
     okta.add_user(okta_user("00u5nomfa", "nomfa@acme.example"), [])
     okta.fault("/api/v1/policies", (200, "{broken", {}))
     cfg = tmp_path / "annexa.toml"
-    cfg.write_text(
-        f"""
-[database]
-url = "sqlite:///{tmp_path / "annexa.db"}"
-
-[[connectors]]
-type = "okta"
-name = "okta-e2e"
-[connectors.options]
-org_url = "{okta.base}"
-api_token = {{ env = "ANNEXA_TEST_OKTA_TOKEN" }}
-[connectors.options.http]
-max_attempts = 2
-retry_min_wait = 0.0
-retry_max_wait = 0.01
-[connectors.checks."okta.user.inactive"]
-inactive_days = 30
-""",
-        encoding="utf-8",
+    write_config(
+        cfg,
+        f"sqlite:///{tmp_path / 'annexa.db'}",
+        connector_table("okta", "okta-e2e", {
+            "org_url": okta.base, "api_token": secret_env("ANNEXA_TEST_OKTA_TOKEN"),
+            "http": {"max_attempts": 2, "retry_min_wait": 0.0, "retry_max_wait": 0.01},
+        }, **{"okta.user.inactive": {"inactive_days": 30}}),
     )
     settings = load_settings(cfg)
     engine = make_engine(settings.database_url)

@@ -36,6 +36,7 @@ from tests import clock
 from tests import test_github_pulls as ghp
 from tests import test_jira as tj
 from tests import test_servicenow as tsn
+from tests.configs import connector_table, secret_env, write_config
 
 pytestmark = pytest.mark.clock
 
@@ -322,33 +323,18 @@ def test_config_collect_and_population_end_to_end(
     between) → ``annexa population``: all real subprocesses, as an operator runs them."""
     tj.plant(jira)
     cfg = tmp_path / "annexa.toml"
-    cfg.write_text(
-        f"""
-[database]
-url = "{db_url}"
-
-[log]
-format = "json"
-
-[[connectors]]
-type = "jira"
-name = "jira-e2e"
-[connectors.options]
-url = "{jira.base}"
-email = "{tj.EMAIL}"
-token = {{ env = "ANNEXA_TEST_JIRA_TOKEN" }}
-[connectors.options.http]
-max_attempts = 2
-retry_min_wait = 0.0
-retry_max_wait = 0.01
-
-[[connectors.options.processes]]
-kind = "change"
-jql = "project = CHG"
-approved_states = ["Approved"]
-implemented_states = ["Done"]
-""",
-        encoding="utf-8",
+    write_config(
+        cfg,
+        db_url,
+        connector_table("jira", "jira-e2e", {
+            "url": jira.base, "email": tj.EMAIL, "token": secret_env("ANNEXA_TEST_JIRA_TOKEN"),
+            "http": {"max_attempts": 2, "retry_min_wait": 0.0, "retry_max_wait": 0.01},
+            "processes": [{
+                "kind": "change", "jql": "project = CHG",
+                "approved_states": ["Approved"], "implemented_states": ["Done"],
+            }],
+        }),
+        json_logs=True,
     )
     first = annexa("collect", "--config", str(cfg), "--format", "json")
     assert first.returncode == 0, first.stderr

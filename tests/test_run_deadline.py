@@ -10,17 +10,13 @@ import structlog
 
 from collector.config import CollectionConfig, ConnectorConfig, LoadedConnector
 from collector.runner import drive
-from mappings.loader import load_mappings
 from tests.daemon_fixtures import PacedConnector, PacedOptions
-from tests.fakes import MAPPING
+from tests.fakes import fake_index
 from tests.harness import EngineRun, _Sink
 
 
 def test_a_run_past_its_deadline_errors_every_check_naming_the_bound(tmp_path) -> None:
-    maps = tmp_path / "maps"
-    maps.mkdir()
-    (maps / "fake.toml").write_text(MAPPING)
-    index = load_mappings([maps])
+    index = fake_index(tmp_path / "maps")
     options = {"records": 100_000, "delay": 0.01, "stamp": False}
     cfg = ConnectorConfig(type="paced", name="p1", options=options)
     lc = LoadedConnector(cfg, PacedConnector, PacedOptions(**options))

@@ -320,14 +320,10 @@ def test_a_formula_in_a_source_value_is_neutralised_in_cli_csv(tmp_path, db, plu
                                                                key):
     from collector.config import SecretRef, SigningConfig
     from collector.runner import run_connector
-    from mappings.loader import load_mappings
-    from tests.fakes import MAPPING, FakeConnector, estate, fake_settings
+    from tests.fakes import FakeConnector, estate, fake_index, fake_settings
 
     db_url, engine = db
-    maps = tmp_path / "maps"
-    maps.mkdir(exist_ok=True)
-    (maps / "fake.toml").write_text(MAPPING)
-    index = load_mappings([maps])
+    index = fake_index(tmp_path / "maps")
     hostile = '=HYPERLINK("http://x","y")'
     FakeConnector.script = estate({"d1": False}, {hostile: False})
     settings = fake_settings(db_url)

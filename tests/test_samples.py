@@ -10,40 +10,23 @@ from __future__ import annotations
 
 import hashlib
 import json
-import sys
 import zipfile
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
 
-from collector.cli import app
 from collector.runner import run_connector
 from mappings.loader import load_mappings
 from store.samples import AUTO_SIZES, SampleError, auto_size, draw, population_digest
-from tests.fakes import MAPPING, FakeConnector, estate, fake_settings
-
-
-def annexa(*args: str) -> tuple[int, str, str]:
-    from collector.logs import configure_logging
-
-    try:
-        res = CliRunner().invoke(app, list(args), env={"ANNEXA_DATABASE_URL": None})
-    finally:
-        # The command pointed logging at the runner's captured stream, now closed.
-        configure_logging("console", "warning", stream=sys.stderr)
-    if res.exception is not None and not isinstance(res.exception, SystemExit):
-        raise res.exception
-    return res.exit_code, res.stdout, res.stderr
+from tests.cli_runner import annexa
+from tests.fakes import FakeConnector, estate, fake_index, fake_settings
+from tests.forgery import rezip, unzip
 
 
 @pytest.fixture
 def store(tmp_path: Path, db_url: str, engine) -> Path:
-    maps = tmp_path / "maps"
-    maps.mkdir()
-    (maps / "fake.toml").write_text(MAPPING)
-    index = load_mappings([maps])
+    index = fake_index(tmp_path / "maps")
     disks = {f"disk-{i:02d}": i % 3 != 0 for i in range(30)}
     FakeConnector.script = estate(disks, {"alice": True})
     settings = fake_settings(db_url)
@@ -125,10 +108,7 @@ def test_samples_travel_in_the_package_and_verify(store, tmp_path, engine):
 
 
 def _rewrite(src: Path, dst: Path, target: str) -> None:
-    from exports.package import manifest_digest
-
-    with zipfile.ZipFile(src) as zf:
-        files = {n: zf.read(n) for n in zf.namelist()}
+    files = unzip(src)
     name = next(n for n in files if n.endswith(target))
     if target == "population.csv":
         lines = files[name].decode().splitlines(keepends=True)
@@ -137,15 +117,7 @@ def _rewrite(src: Path, dst: Path, target: str) -> None:
         s = json.loads(files[name])
         s["items"] = list(reversed(s["items"]))
         files[name] = json.dumps(s).encode()
-    m = json.loads(files["manifest.json"])
-    for f in m["files"]:
-        f["sha256"] = hashlib.sha256(files[f["path"]]).hexdigest()
-        f["size"] = len(files[f["path"]])
-    m["manifest_digest"] = manifest_digest(m)
-    files["manifest.json"] = json.dumps(m).encode()
-    with zipfile.ZipFile(dst, "w") as zf:
-        for n, b in files.items():
-            zf.writestr(n, b)
+    rezip(files, dst)
 
 
 def test_bad_requests_exit_2(store):

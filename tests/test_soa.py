@@ -9,20 +9,18 @@ the CLI itself (Click's runner, in process).
 from __future__ import annotations
 
 import json
-import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
 
-from collector.cli import app
 from collector.config import AnnexaConfig, Settings
 from collector.decisions import file_decisions, sync
 from collector.runner import run_connector
 from mappings.loader import MappingError, load_mappings
 from mappings.soa import contradiction, load_scope
-from tests.fakes import MAPPING, FakeConnector, estate, fake_settings
+from tests.cli_runner import annexa
+from tests.fakes import FakeConnector, estate, fake_index, fake_settings
 
 SOA_V1 = """
 [meta]
@@ -60,24 +58,9 @@ status = "planned"
 """
 
 
-def annexa(*args: str) -> tuple[int, str, str]:
-    from collector.logs import configure_logging
-
-    try:
-        res = CliRunner().invoke(app, list(args), env={"ANNEXA_DATABASE_URL": None})
-    finally:
-        configure_logging("console", "warning", stream=sys.stderr)
-    if res.exception is not None and not isinstance(res.exception, SystemExit):
-        raise res.exception
-    return res.exit_code, res.stdout, res.stderr
-
-
 @pytest.fixture
 def setup(tmp_path: Path, db_url: str, engine):
-    maps = tmp_path / "maps"
-    maps.mkdir()
-    (maps / "fake.toml").write_text(MAPPING)
-    index = load_mappings([maps])
+    index = fake_index(tmp_path / "maps")
     FakeConnector.script = estate({"d1": True}, {"alice": False})  # A.8.5 fails
     settings = fake_settings(db_url)
     run_connector(settings, settings.connectors[0], engine, index)

@@ -13,20 +13,14 @@ from pathlib import Path
 import pytest
 
 from collector.runner import run_connector
-from mappings.loader import MappingIndex, load_mappings
+from mappings.loader import load_mappings
 from store.manual import add_manual_evidence
 from store.status import CONTROL_STATUSES, combine_status, control_statuses
-from tests.fakes import MAPPING, FakeConnector, estate, fake_settings
+from tests.fakes import FakeConnector, estate, fake_settings, index
+
+__all__ = ["index"]  # a fixture, imported for the tests below
 
 pytestmark = pytest.mark.clock
-
-
-@pytest.fixture
-def index(tmp_path: Path) -> MappingIndex:
-    d = tmp_path / "maps"
-    d.mkdir()
-    (d / "fake.toml").write_text(MAPPING)
-    return load_mappings([d])
 
 
 def _status(engine, index, control: str, at: datetime | None = None):

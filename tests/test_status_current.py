@@ -19,23 +19,17 @@ from sqlalchemy import Engine, text
 
 from collector.runner import run_connector
 from core.records import Coverage, Evidence, Finding
-from mappings.loader import MappingIndex, load_mappings
+from mappings.loader import MappingIndex
 from store.current import rebuild, trusted
 from store.exceptions import ExceptionRule
 from store.manual import add_manual_evidence
 from store.status import control_statuses
 from store.writer import RunWriter
-from tests.fakes import MAPPING, FakeConnector, estate, fake_settings
+from tests.fakes import FakeConnector, estate, fake_settings, index
+
+__all__ = ["index"]  # a fixture, imported for the tests below
 
 pytestmark = pytest.mark.clock
-
-
-@pytest.fixture
-def index(tmp_path: Path) -> MappingIndex:
-    d = tmp_path / "maps"
-    d.mkdir()
-    (d / "fake.toml").write_text(MAPPING)
-    return load_mappings([d])
 
 
 def _collect(engine: Engine, index: MappingIndex, disks: dict, users: dict) -> None:

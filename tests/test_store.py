@@ -2,34 +2,26 @@
 
 from __future__ import annotations
 
-import sqlite3
 import threading
 from datetime import timedelta
-from pathlib import Path
 
-import psycopg
 import pytest
 from sqlalchemy import Engine, func, select, text
 from sqlalchemy.exc import DBAPIError
 
 from collector.runner import run_connector
 from core.records import utcnow
-from mappings.loader import MappingIndex, load_mappings
+from mappings.loader import MappingIndex
 from store.integrity import verify
 from store.queries import evidence_at, findings_at
 from store.schema import blobs, evidence, findings, run_units, runs
 from store.status import control_statuses
-from tests.fakes import MAPPING, FakeConnector, estate, fake_settings
+from tests.fakes import FakeConnector, estate, fake_settings, index, plain_writer
+from tests.tamper import tamper
+
+__all__ = ["index"]  # a fixture, imported for the tests below
 
 pytestmark = pytest.mark.clock
-
-
-@pytest.fixture
-def index(tmp_path: Path) -> MappingIndex:
-    d = tmp_path / "maps"
-    d.mkdir()
-    (d / "fake.toml").write_text(MAPPING)
-    return load_mappings([d])
 
 
 def counts(engine: Engine) -> dict[str, int]:
@@ -210,25 +202,6 @@ def test_history_is_append_only_in_the_database(
     assert counts(engine)["evidence"] == 2
 
 
-def _tamper(engine: Engine, db_url: str, statement: str) -> None:
-    """What an attacker with file or superuser access can do: bypass the triggers."""
-    if engine.dialect.name == "sqlite":
-        path = db_url.removeprefix("sqlite:///")
-        con = sqlite3.connect(path)
-        for (name,) in con.execute(
-            "SELECT name FROM sqlite_master WHERE type = 'trigger'"
-        ).fetchall():
-            con.execute(f"DROP TRIGGER {name}")
-        con.execute(statement)
-        con.commit()
-        con.close()
-    else:
-        url = engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
-        with psycopg.connect(url, autocommit=True) as con:
-            con.execute("SET session_replication_role = replica")
-            con.execute(statement)
-
-
 def test_verify_passes_then_names_the_tampered_run(
     engine: Engine, index: MappingIndex, db_url: str
 ) -> None:
@@ -243,9 +216,7 @@ def test_verify_passes_then_names_the_tampered_run(
                 evidence.c.resource_id == "d1", evidence.c.run_id == first.run_id
             )
         ).scalar_one()
-    _tamper(
-        engine,
-        db_url,
+    tamper(db_url,
         f'UPDATE blobs SET body = \'{{"encrypted":true,"id":"d1"}}\' WHERE hash = \'{h}\'',
     )
     result = verify(engine)
@@ -269,7 +240,7 @@ def test_verify_detects_row_and_chain_tampering(
     first = collect(engine, index, estate({"d1": False}, {"alice": True}))
     second = collect(engine, index, estate({"d1": False}, {"alice": True}, disk_error="Throttling"))
     ids = {"first": first.run_id, "second": second.run_id}
-    _tamper(engine, db_url, statement.format(**ids))
+    tamper(db_url, statement.format(**ids))
     result = verify(engine)
     if broken is None:
         assert result.ok
@@ -284,16 +255,9 @@ def test_verify_detects_row_and_chain_tampering(
 def test_a_run_sealed_by_someone_else_gains_no_rows(engine: Engine, index: MappingIndex) -> None:
     """A daemon may reap a run as stale; its late writer must not break the digest."""
     from core.records import Evidence
-    from store.writer import RunSealedError, RunWriter
+    from store.writer import RunSealedError
 
-    w = RunWriter(
-        engine,
-        source="s",
-        connector_type="t",
-        config_digest="c" * 64,
-        mapping_digest="m" * 64,
-        agent_version="0",
-    )
+    w = plain_writer(engine)
     w.start()
     with engine.begin() as conn:  # what the reaper does to a stale run
         conn.execute(
@@ -308,16 +272,8 @@ def test_a_run_sealed_by_someone_else_gains_no_rows(engine: Engine, index: Mappi
 
 
 def _writer(engine: Engine, source: str = "s"):
-    from store.writer import RunWriter
 
-    return RunWriter(
-        engine,
-        source=source,
-        connector_type="t",
-        config_digest="c" * 64,
-        mapping_digest="m" * 64,
-        agent_version="0",
-    )
+    return plain_writer(engine, source)
 
 
 def _disk(name: str, version: int = 1):
@@ -465,17 +421,9 @@ def test_a_writer_told_not_to_heartbeat_still_refuses_a_sealed_run(
     """The daemon renews heartbeat_at with its lease; its writer must not move it (a
     killed replica's run would look alive after its lease expired) yet must still see a
     seal before writing rows."""
-    from store.writer import RunSealedError, RunWriter
+    from store.writer import RunSealedError
 
-    w = RunWriter(
-        engine,
-        source="s",
-        connector_type="t",
-        config_digest="c" * 64,
-        mapping_digest="m" * 64,
-        agent_version="0",
-        heartbeat=False,
-    )
+    w = plain_writer(engine, heartbeat=False)
     w.start()
 
     def beat() -> object:

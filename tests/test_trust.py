@@ -12,14 +12,12 @@ from __future__ import annotations
 import base64
 import json
 import os
-import sqlite3
 import uuid
 import zipfile
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-import psycopg
 import pytest
 from sqlalchemy import Engine, delete, insert, select, text
 
@@ -30,7 +28,7 @@ from core.csvsafe import neutralise, restore
 from core.signing import PublicKey, Signer
 from exports.package import build_package
 from exports.verify import verify_package
-from mappings.loader import MappingIndex, load_mappings
+from mappings.loader import MappingIndex
 from store.decisions import recorded_exceptions
 from store.integrity import verify
 from store.queries import findings_at
@@ -38,20 +36,14 @@ from store.retention import apply_retention
 from store.schema import blobs, evidence, findings, retention_log, runs
 from store.status import control_statuses
 from store.writer import RunWriter
-from tests.fakes import MAPPING, FakeConnector, estate, fake_settings
+from tests.fakes import FakeConnector, estate, fake_settings, index
+from tests.forgery import rezip, unzip
+from tests.tamper import tamper
 from tests.tsa import local_tsa
 
-__all__ = ["local_tsa"]
+__all__ = ["index", "local_tsa"]  # fixtures
 
 KEY_ENV = "ANNEXA_TEST_SIGNING_KEY"
-
-
-@pytest.fixture
-def index(tmp_path: Path) -> MappingIndex:
-    d = tmp_path / "maps"
-    d.mkdir()
-    (d / "fake.toml").write_text(MAPPING)
-    return load_mappings([d])
 
 
 @pytest.fixture
@@ -92,24 +84,6 @@ def documented(
 def statuses(engine: Engine, index: MappingIndex, at: datetime | None = None, **kw) -> dict:
     return {c.id: c.status for c in control_statuses(engine, index, at, **kw)
             if c.id in ("A.8.5", "A.8.24")}
-
-
-def tamper(engine: Engine, db_url: str, *statements: str) -> None:
-    """What a superuser or the file's owner can do: bypass the append-only triggers."""
-    if engine.dialect.name == "sqlite":
-        con = sqlite3.connect(db_url.removeprefix("sqlite:///"))
-        for (name,) in con.execute("SELECT name FROM sqlite_master WHERE type = 'trigger'"):
-            con.execute(f"DROP TRIGGER {name}")
-        for s in statements:
-            con.execute(s)
-        con.commit()
-        con.close()
-    else:
-        url = engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
-        with psycopg.connect(url, autocommit=True) as con:
-            con.execute("SET session_replication_role = replica")
-            for s in statements:
-                con.execute(s)
 
 
 FAILING = estate({"d1": False, "d2": True}, {"alice": False, "bob": True})
@@ -223,7 +197,7 @@ def test_a_signature_over_another_digest_is_refused(engine, index, db_url, signe
     second = collect(engine, index, FAILING, db_url)
     with engine.connect() as conn:
         sig1 = conn.execute(select(runs.c.signature).where(runs.c.id == first.run_id)).scalar()
-    tamper(engine, db_url, f"UPDATE runs SET signature = '{sig1}' WHERE id = '{second.run_id}'")
+    tamper(db_url, f"UPDATE runs SET signature = '{sig1}' WHERE id = '{second.run_id}'")
     result = verify(engine, trusted_keys={signer.key_id: signer.public})
     assert [p.run_id for p in result.problems] == [second.run_id]
     assert "does not match the run's digest" in result.problems[0].reason
@@ -242,7 +216,7 @@ def test_an_edited_row_of_a_killed_run_is_named_after_recovery(engine, index, db
     killed.flush()
     killed._conn.close()  # the process is gone; its heartbeat stops
     killed._conn = None
-    tamper(engine, db_url, f"UPDATE runs SET heartbeat_at = started_at - interval '1 hour' "
+    tamper(db_url, f"UPDATE runs SET heartbeat_at = started_at - interval '1 hour' "
            f"WHERE id = '{killed.run_id}'" if engine.dialect.name == "postgresql" else
            f"UPDATE runs SET heartbeat_at = '2000-01-01 00:00:00.000000' "
            f"WHERE id = '{killed.run_id}'")
@@ -253,7 +227,7 @@ def test_an_edited_row_of_a_killed_run_is_named_after_recovery(engine, index, db
     assert row["status"] == "aborted" and row["signature"] and "no heartbeat" in row["errors"]
     trusted = {signer.key_id: signer.public}
     assert verify(engine, trusted_keys=trusted).ok
-    tamper(engine, db_url, f"UPDATE evidence SET content_hash = '{'0' * 64}' "
+    tamper(db_url, f"UPDATE evidence SET content_hash = '{'0' * 64}' "
            f"WHERE run_id = '{killed.run_id}'")
     result = verify(engine, trusted_keys=trusted)
     assert {p.run_id for p in result.problems} == {killed.run_id}
@@ -397,23 +371,9 @@ def package(engine, index, db_url, signer, tmp_path) -> Iterator[tuple[Path, dic
 
 def _rewrite(src: Path, dst: Path, edit, *, rehash: bool) -> None:
     """Rewrite a package: ``edit(files)`` changes contents; ``rehash`` fixes the manifest."""
-    with zipfile.ZipFile(src) as zf:
-        files = {n: zf.read(n) for n in zf.namelist()}
+    files = unzip(src)
     edit(files)
-    if rehash:
-        import hashlib
-
-        from exports.package import manifest_digest
-
-        m = json.loads(files["manifest.json"])
-        for f in m["files"]:
-            f["sha256"] = hashlib.sha256(files[f["path"]]).hexdigest()
-            f["size"] = len(files[f["path"]])
-        m["manifest_digest"] = manifest_digest(m)
-        files["manifest.json"] = json.dumps(m).encode()
-    with zipfile.ZipFile(dst, "w") as zf:
-        for n, b in files.items():
-            zf.writestr(n, b)
+    rezip(files, dst, rehash=rehash)
 
 
 def test_a_signed_package_verifies_offline_and_against_the_database(package, engine):
@@ -571,7 +531,7 @@ def test_a_token_moved_to_another_run_is_refused(engine, index, db_url, signer, 
         token_a = conn.execute(
             text(f"SELECT token FROM run_timestamps WHERE run_id = '{a.run_id}'")
         ).scalar()
-    tamper(engine, db_url, f"UPDATE run_timestamps SET token = '{token_a}' "
+    tamper(db_url, f"UPDATE run_timestamps SET token = '{token_a}' "
            f"WHERE run_id = '{b.run_id}'")
     result = verify(engine, tsa_roots=load_roots(roots_pem))
     assert [p.run_id for p in result.problems] == [b.run_id]

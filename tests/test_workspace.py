@@ -34,11 +34,13 @@ from werkzeug import Request, Response
 from connectors.workspace import WorkspaceConnector, WorkspaceOptions
 from connectors.workspace.auth import DIRECTORY_USER_READONLY
 from core.checks import REGISTRY, evaluate
-from core.connector import CollectContext
-from core.records import Coverage, Evidence, Finding, Record
+from core.records import Evidence, Finding
 from core.times import full_time
 from tests.fakehttp import FAST_HTTP
-from tests.harness import run_built
+from tests.harness import by_status, run_built
+from tests.harness import coverage_by_service as coverage
+from tests.harness import evidence_of as evidence
+from tests.harness import stream as collect
 from tests.vendor_schemas import assert_valid, discovery_schema
 
 pytestmark = pytest.mark.clock
@@ -285,26 +287,6 @@ def connector(g: FakeGoogle, **options: Any) -> WorkspaceConnector:
         **options,
     }
     return WorkspaceConnector("workspace-test", WorkspaceOptions.model_validate(opts))
-
-
-def collect(conn: WorkspaceConnector) -> list[Record]:
-    return list(conn.collect(CollectContext(run_id="test")))
-
-
-def evidence(records: list[Record], rtype: str | None = None) -> list[Evidence]:
-    return [
-        r
-        for r in records
-        if isinstance(r, Evidence) and (rtype is None or r.resource_type == rtype)
-    ]
-
-
-def coverage(records: list[Record]) -> dict[str, Coverage]:
-    return {r.service: r for r in records if isinstance(r, Coverage)}
-
-
-def by_status(found: list[Finding], status: str) -> set[tuple[str, str]]:
-    return {(f.check_id, f.resource_id) for f in found if f.status == status}
 
 
 USERS = "/admin/directory/v1/users"
