@@ -53,15 +53,7 @@ from pydantic import Field, model_validator
 from connectors.kit import GLOBAL, EvidenceMissing, Pseudonymiser, require
 from core.accounts import Account, AccountReader, AccountRef
 from core.analyzer import Analyzer, EvidenceView
-from core.checks import (
-    REGISTRY,
-    CheckSpec,
-    Verdict,
-    check,
-    failed,
-    not_applicable,
-    passed,
-)
+from core.checks import Verdict, check, failed, not_applicable, passed
 from core.connector import (
     CollectContext,
     Connector,
@@ -560,10 +552,6 @@ class IdentityAnalyzer(Analyzer):
     Options: ClassVar[type[ConnectorOptions]] = IdentityOptions
 
     options: IdentityOptions
-
-    @classmethod
-    def checks(cls) -> list[CheckSpec]:
-        return [s for s in REGISTRY if s.id.startswith("identity.")]
 
     def analyze(self, view: EvidenceView, ctx: CollectContext) -> Iterator[Record]:
         try:

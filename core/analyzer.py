@@ -22,7 +22,7 @@ from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any, ClassVar, Protocol
 
-from core.checks import CheckSpec
+from core.checks import REGISTRY, CheckRegistry, CheckSpec
 from core.connector import CollectContext, Connector, ConnectorOptions
 from core.records import Record
 
@@ -82,6 +82,8 @@ class Analyzer(ABC):
     default_name: ClassVar[str]
     #: Where it runs among the analyzers after a collection (lower first).
     order: ClassVar[int] = 100
+    #: Where its checks register (tests may give an analyzer a registry of its own).
+    check_registry: ClassVar[CheckRegistry] = REGISTRY
 
     def __init__(
         self, name: str, options: ConnectorOptions, enabled_checks: Iterable[str] | None = None
@@ -95,9 +97,15 @@ class Analyzer(ABC):
         )
 
     @classmethod
-    @abstractmethod
     def checks(cls) -> list[CheckSpec]:
-        """Every check this analyzer's evidence is evaluated with."""
+        """Every check this analyzer's evidence is evaluated with.
+
+        By default the checks of :attr:`check_registry` whose id starts with
+        ``prefix + "."``, exactly as :meth:`Connector.checks` — an analyzer's checks
+        register when its module is imported, which importing the class does. Override
+        only when an analyzer's checks are not exactly those (say why in the override).
+        """
+        return cls.check_registry.with_prefix(cls.prefix)
 
     def inputs(self, instances: Mapping[str, type[Connector]]) -> set[str]:
         """The names among ``instances`` (the enabled connector instances) whose stored

@@ -84,8 +84,7 @@ class Connector(ABC):
         which importing the connector class does. Override only when a connector's
         checks are not exactly those (say why in the override).
         """
-        head = f"{cls.prefix}."
-        return [s for s in cls.check_registry if s.id.startswith(head)]
+        return cls.check_registry.with_prefix(cls.prefix)
 
     @abstractmethod
     def collect(self, ctx: CollectContext) -> Iterator[Record]:
