@@ -40,7 +40,6 @@ type — the only way to link GitHub accounts, which expose no e-mail.
 
 from __future__ import annotations
 
-import tomllib
 from collections import defaultdict
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -64,6 +63,7 @@ from core.connector import (
 )
 from core.records import Coverage, Evidence, Record
 from core.times import days_since, full_time, parse_time
+from core.tomlfile import read_toml
 
 PERSON_TYPE = "identity.person.link"
 SCOPE = "people"
@@ -140,12 +140,7 @@ def load_identity_map(path: Path, kinds: Iterable[str] | None = None) -> list[Pe
     kinds = tuple(installed_identity_types() if kinds is None else kinds)
     allowed_keys = (*_MAP_FIELDS, *kinds)
     shown = str(path)
-    try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise IdentityMapError(shown, "<file>", f"cannot be read: {exc.strerror}") from None
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise IdentityMapError(shown, "<file>", f"invalid TOML: {exc}") from None
+    data = read_toml(path, IdentityMapError)
     extra = sorted(set(data) - {"person"})
     if extra:
         raise IdentityMapError(

@@ -19,19 +19,13 @@ from exports.oscal_results import oscal_documents
 from exports.report import render_report
 from exports.soa import SOA_COLUMNS
 from store.integrity import ts
+from store.schema import EVIDENCE_FIELDS, PLACE_COLUMNS
 
 # Every row says which stored version it is (``id``), which run wrote it, and the
 # instant the population was taken at (``as_of``: the end of the period).
 EVIDENCE_COLUMNS = [
     "id",
-    "source",
-    "key",
-    "scope",
-    "region",
-    "service",
-    "resource_type",
-    "resource_id",
-    "content_hash",
+    *EVIDENCE_FIELDS,
     "collected_at",
     "source_updated_at",
     "valid_to",
@@ -44,11 +38,7 @@ FINDING_COLUMNS = [
     "source",
     "key",
     "check_id",
-    "scope",
-    "region",
-    "service",
-    "resource_type",
-    "resource_id",
+    *PLACE_COLUMNS,
     "status",
     "effective_status",
     "exception",

@@ -43,6 +43,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from core.tomlfile import read_toml
 from mappings.loader import MappingError, builtin_dir, control_sort_key
 
 CROSSWALK_DIR = "crosswalks"
@@ -142,13 +143,7 @@ def available_crosswalks() -> dict[str, Path]:
 
 
 def _read(path: Path) -> tuple[str, dict[str, Any]]:
-    file = str(path)
-    try:
-        return file, tomllib.loads(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise MappingError(file, "<file>", f"cannot read file: {exc.strerror or exc}") from None
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise MappingError(file, "<file>", f"invalid TOML: {exc}") from None
+    return str(path), read_toml(path, MappingError)
 
 
 def load_crosswalk(path: Path, catalog: Collection[str]) -> Crosswalk:

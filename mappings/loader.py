@@ -533,15 +533,7 @@ class _Loader:
         if isinstance(control, str) and control:
             entry = f"{index_entry} ({control})"
         text_keys = ("control", "expected_evidence", "automated_rationale")
-        ok = True
-        for key in item:
-            if key not in _DOCUMENTED_KEYS:
-                self.fail(file, entry, _unknown_key(key, _DOCUMENTED_KEYS, "key"))
-                ok = False
-        for key in _DOCUMENTED_REQUIRED:
-            if key not in item:
-                self.fail(file, entry, f"missing key {key!r}")
-                ok = False
+        ok = self.keys_known(file, entry, item, _DOCUMENTED_KEYS, _DOCUMENTED_REQUIRED)
         for key in text_keys:
             if key in item and not self.nonempty_text(file, entry, key, item[key]):
                 ok = False
@@ -665,15 +657,16 @@ class _Loader:
                 continue
             yield entry, item
 
-    def fields(
+    def keys_known(
         self,
         file: str,
         entry: str,
         table: Mapping[str, Any],
         allowed: Sequence[str],
         required: Sequence[str],
-    ) -> dict[str, str] | None:
-        """Check a table holds only known, non-empty string fields; None if it does not."""
+    ) -> bool:
+        """Whether ``table`` has every ``required`` key and no key outside ``allowed``;
+        each problem is reported (all of them, not the first)."""
         ok = True
         for key in table:
             if key not in allowed:
@@ -683,6 +676,18 @@ class _Loader:
             if key not in table:
                 self.fail(file, entry, f"missing key {key!r}")
                 ok = False
+        return ok
+
+    def fields(
+        self,
+        file: str,
+        entry: str,
+        table: Mapping[str, Any],
+        allowed: Sequence[str],
+        required: Sequence[str],
+    ) -> dict[str, str] | None:
+        """Check a table holds only known, non-empty string fields; None if it does not."""
+        ok = self.keys_known(file, entry, table, allowed, required)
         result: dict[str, str] = {}
         for key in allowed:
             if key not in table:

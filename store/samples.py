@@ -36,7 +36,7 @@ from sqlalchemy import Connection, Engine, select
 from core.records import Evidence, utcnow
 from core.signing import Signer
 from store.schema import blobs, evidence, sealed
-from store.writer import RunSummary, RunWriter
+from store.writer import RunSummary, record_run
 
 SAMPLES_SOURCE = "@samples"
 SAMPLE_TYPE = "sample.draws.record"
@@ -167,23 +167,17 @@ def record_sample(
     agent_version: str,
 ) -> RunSummary:
     """Record ``sample`` as one signed ``@samples`` run (drawing again adds nothing)."""
-    writer = RunWriter(
+    # No coverage reported: a sample once recorded is never closed by a later draw.
+    return record_run(
         engine,
+        [Evidence("samples", "global", SAMPLE_TYPE, sample.id, sample.payload())],
         source=SAMPLES_SOURCE,
         connector_type="samples",
+        signer=signer,
         config_digest=config_digest,
         mapping_digest=mapping_digest,
         agent_version=agent_version,
-        signer=signer,
     )
-    writer.start()
-    try:
-        writer.add_evidence(Evidence("samples", "global", SAMPLE_TYPE, sample.id, sample.payload()))
-        # No coverage reported: a sample once recorded is never closed by a later draw.
-        return writer.finish("succeeded")
-    except BaseException:
-        writer.close()
-        raise
 
 
 def recorded_samples(conn: Connection, at: datetime | None = None) -> list[Sample]:
