@@ -39,6 +39,7 @@ from collector.clikit import (
     CliExit,
     ConfigOpt,
     FormatOpt,
+    PeriodOpt,
     WideOpt,
     _cli_errors,
     _engine,
@@ -55,9 +56,8 @@ from collector.clikit import (
     is_glob,
     known_checks,
     mappings_app,
-    parse_instant,
 )
-from collector.output import FINDING_COLUMNS, OutputFormat, render
+from collector.output import CONTROL_COLUMNS, FINDING_COLUMNS, RUN_COLUMNS, OutputFormat, render
 
 # Start-up is part of the product: `annexa --help` must not pay for alembic,
 # SQLAlchemy, structlog, pydantic or any SDK. Commands import what they use when they
@@ -321,7 +321,7 @@ def controls(
     wide: WideOpt = False,
 ) -> None:
     """Status of every Annex A control, now, --at an instant, or over a --period."""
-    from collector.commands.auditor import parse_period, recorded_decisions
+    from collector.commands.auditor import instant_or_period, recorded_decisions
     from store.status import CONTROL_STATUSES, STATUS_RANK, control_statuses
     from store.timelines import control_timelines
 
@@ -332,8 +332,7 @@ def controls(
 
         choose("--status", status, CONTROL_STATUSES)
         choose("--theme", theme, THEMES)
-        if period and at:
-            raise CliExit(EXIT_USAGE, "--at and --period cannot be combined")
+        instant, span = instant_or_period(at, period)
         crosswalk = None
         if framework != "iso27001-2022":
             from mappings.crosswalk import load_framework
@@ -343,12 +342,11 @@ def controls(
                 crosswalk = load_framework(framework, index.catalog)
             except MappingError as exc:
                 raise CliExit(EXIT_USAGE, f"--framework: {exc}") from None
-        instant = parse_instant(at)
         engine = _engine(settings, migrate=False)
         rules, scope = recorded_decisions(settings, engine, index, instant)
         timelines = None
-        if period:
-            start, instant = parse_period(period)
+        if span:
+            start, instant = span
             timelines = control_timelines(
                 engine, index, start, instant, settings.freshness, exceptions=rules
             )
@@ -404,14 +402,7 @@ def controls(
             r["resources"] = listed[:5] + (
                 [f"… +{len(listed) - 5} more"] if len(listed) > 5 else []
             )
-        columns = [
-            ("control", "Control"),
-            ("title", "Title"),
-            ("theme", "Theme"),
-            ("status", "Status"),
-            ("summary", "Findings"),
-            ("resources", "Failing / erroring / excepted resources"),
-        ]
+        columns = list(CONTROL_COLUMNS)
         if timelines is not None:
             columns[4:4] = [
                 ("worst", "Worst"),
@@ -448,17 +439,12 @@ def findings(
         typer.Option(help="Resource ids containing this text, or a glob (arn:*:prod-*)."),
     ] = None,
     at: AtOpt = None,
-    period: Annotated[
-        str | None,
-        typer.Option(
-            "--period", help="START..END: every finding version in force during the period."
-        ),
-    ] = None,
+    period: PeriodOpt = None,
     fmt: FormatOpt = OutputFormat.table,
     wide: WideOpt = False,
 ) -> None:
     """Findings in force now, --at an instant, or during a --period (the population)."""
-    from collector.commands.auditor import parse_period, recorded_decisions
+    from collector.commands.auditor import instant_or_period, recorded_decisions
     from core.records import FINDING_STATUSES
     from store.exceptions import exception_for
     from store.queries import findings_at, findings_in_period
@@ -469,9 +455,7 @@ def findings(
         if control is not None:
             catalog = list(_index(settings, check_ids=False).catalog)
             choose("--control", control, catalog, what="an Annex A control:")
-        if period and at:
-            raise CliExit(EXIT_USAGE, "--at and --period cannot be combined")
-        instant = parse_instant(at)
+        instant, span = instant_or_period(at, period)
         engine = _engine(settings, migrate=False)
         rules, _ = recorded_decisions(settings, engine, None, instant)
         stored_status = None if status == "excepted" else status
@@ -479,8 +463,8 @@ def findings(
         exact_check = None if is_glob(check) else check
         exact_source = None if is_glob(source) else source
         with engine.connect() as conn:
-            if period:
-                start, end = parse_period(period)
+            if span:
+                start, end = span
                 found = findings_in_period(
                     conn, start, end, check_id=exact_check, source=exact_source,
                     status=stored_status,
@@ -539,27 +523,20 @@ def evidence_show(
     ] = None,
     source: Annotated[str | None, typer.Option(help="Only this connector instance.")] = None,
     at: AtOpt = None,
-    period: Annotated[
-        str | None,
-        typer.Option(
-            "--period", help="START..END: every evidence version in force during the period."
-        ),
-    ] = None,
+    period: PeriodOpt = None,
     fmt: FormatOpt = OutputFormat.table,
 ) -> None:
     """Evidence snapshots in force now, --at an instant or during a --period, with payloads."""
-    from collector.commands.auditor import parse_period
+    from collector.commands.auditor import instant_or_period
     from store.queries import bodies, evidence_at, evidence_in_period
 
     with _cli_errors():
         settings = _settings(config)
-        if period and at:
-            raise CliExit(EXIT_USAGE, "--at and --period cannot be combined")
-        instant = parse_instant(at)
+        instant, span = instant_or_period(at, period)
         engine = _engine(settings, migrate=False)
         with engine.connect() as conn:
-            if period:
-                start, end = parse_period(period)
+            if span:
+                start, end = span
                 rows = evidence_in_period(
                     conn,
                     start,
@@ -680,16 +657,7 @@ def runs(
             )
         render(
             rows,
-            [
-                ("id", "Run"),
-                ("source", "Source"),
-                ("status", "Status"),
-                ("started_at", "Started"),
-                ("finished_at", "Finished"),
-                ("reason", "Reason"),
-                ("digest", "Digest"),
-                ("signed_by", "Signed by"),
-            ],
+            RUN_COLUMNS,
             fmt,
             title="Runs",
             narrow=("id", "source", "status", "started_at", "reason"),

@@ -161,6 +161,10 @@ AtOpt = Annotated[
     str | None,
     typer.Option("--at", help="Answer as of this instant (ISO 8601, UTC if no offset)."),
 ]
+PeriodOpt = Annotated[
+    str | None,
+    typer.Option("--period", help="START..END: every version in force during the period."),
+]
 
 
 class CliExit(Exception):

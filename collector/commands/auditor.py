@@ -90,6 +90,16 @@ def parse_period(spec: str, opt: str = "--period") -> tuple[datetime, datetime]:
     return start, end
 
 
+def instant_or_period(
+    at: str | None, period: str | None
+) -> tuple[datetime | None, tuple[datetime, datetime] | None]:
+    """The ``--at`` instant (None: now) and the ``--period`` bounds (None: not asked);
+    the two options exclude each other."""
+    if period and at:
+        raise CliExit(EXIT_USAGE, "--at and --period cannot be combined")
+    return parse_instant(at), parse_period(period) if period else None
+
+
 def _rel(settings: Settings, p: Path) -> Path:
     base = settings.path.parent if settings.path else Path.cwd()
     return p if p.is_absolute() else base / p
