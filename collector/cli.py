@@ -33,13 +33,13 @@ from collector.clikit import (
     EXIT_NO_DATABASE,  # noqa: F401 - every exit code is named here, beside the docstring
     EXIT_OK,
     EXIT_PARTIAL,
-    EXIT_USAGE,
     EXIT_VERIFY,
     AtOpt,
     CliExit,
     ConfigOpt,
     FormatOpt,
     PeriodOpt,
+    UsageError,
     WideOpt,
     _cli_errors,
     _engine,
@@ -89,15 +89,13 @@ def collect(
             names = {c.name for c in settings.connectors}
             unknown = sorted(set(only) - names)
             if unknown:
-                raise CliExit(
-                    EXIT_USAGE,
+                raise UsageError(
                     f"--only: no connector named {', '.join(unknown)} "
                     f"(configured: {', '.join(sorted(names)) or 'none'})",
                 )
             chosen = [c for c in settings.connectors if c.name in only]
         if not chosen:
-            raise CliExit(
-                EXIT_USAGE,
+            raise UsageError(
                 "no connector to collect: add a [[connectors]] table to "
                 "the config (see config.example.toml)",
             )
@@ -111,7 +109,7 @@ def collect(
         try:
             decisions = file_decisions(settings, index, known_checks())
         except DecisionFileError as exc:
-            raise CliExit(EXIT_USAGE, str(exc)) from None
+            raise UsageError(str(exc)) from None
         engine = _engine(settings, migrate=True)
         for line in recover(settings, engine):
             typer.echo(f"recovered: {line}", err=True)
@@ -178,8 +176,7 @@ def _refuse_unresolved_secrets(settings: Settings, chosen: list) -> None:
     for line in bad:
         error_line(f"{line.what}: {line.detail}")
     if bad:
-        raise CliExit(
-            EXIT_USAGE,
+        raise UsageError(
             f"{len(bad)} problem(s) with SDKs or secret references: nothing collected "
             "(`annexa config check` checks them all)",
         )
@@ -341,7 +338,7 @@ def controls(
             try:
                 crosswalk = load_framework(framework, index.catalog)
             except MappingError as exc:
-                raise CliExit(EXIT_USAGE, f"--framework: {exc}") from None
+                raise UsageError(f"--framework: {exc}") from None
         engine = _engine(settings, migrate=False)
         rules, scope = recorded_decisions(settings, engine, index, instant)
         timelines = None
@@ -736,7 +733,7 @@ def mappings_validate(config: ConfigOpt = None) -> None:
         if problems:
             for p in problems:
                 error_line(str(p))
-            raise CliExit(EXIT_USAGE, f"{len(problems)} mapping problem(s)")
+            raise UsageError(f"{len(problems)} mapping problem(s)")
         index = load_mappings(settings.mapping_dirs, known_checks=set(known_checks()))
         typer.echo(
             f"mappings OK: {len(index.catalog)} controls, {len(index.links)} links, "
@@ -871,7 +868,7 @@ def daemon(
         try:
             decisions = file_decisions(settings, index, known_checks())
         except DecisionFileError as exc:
-            raise CliExit(EXIT_USAGE, str(exc)) from None
+            raise UsageError(str(exc)) from None
         engine = _engine(settings, migrate=True)
         # Decisions are recorded when the daemon starts (and by every collect).
         _record_decisions(settings, engine, index, decisions)

@@ -173,6 +173,13 @@ class CliExit(Exception):
         self.message = message
 
 
+class UsageError(CliExit):
+    """Invalid usage, configuration or mapping: exit 2, nothing written."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(EXIT_USAGE, message)
+
+
 def parse_instant(text: str | None) -> datetime | None:
     """ISO 8601 date or date-time; naive values are UTC. ``None`` means now."""
     if text is None or text == "now":
@@ -180,7 +187,7 @@ def parse_instant(text: str | None) -> datetime | None:
     try:
         value = datetime.fromisoformat(text.replace("Z", "+00:00"))
     except ValueError:
-        raise CliExit(EXIT_USAGE, f"--at: {text!r} is not an ISO 8601 date or date-time") from None
+        raise UsageError(f"--at: {text!r} is not an ISO 8601 date or date-time") from None
     if value.tzinfo is None:
         value = value.replace(tzinfo=UTC)
     return value.astimezone(UTC)
@@ -204,7 +211,7 @@ def choose(option: str, value: str | None, choices: Sequence[str], *, what: str 
     close = difflib.get_close_matches(value, list(choices), n=1, cutoff=0.5)
     hint = f"; did you mean {close[0]}?" if close else ""
     listed = ", ".join(choices) if len(choices) <= 12 else f"{choices[0]} … {choices[-1]}"
-    raise CliExit(EXIT_USAGE, f"{option}: {value!r} is not {what or 'one of'} {listed}{hint}")
+    raise UsageError(f"{option}: {value!r} is not {what or 'one of'} {listed}{hint}")
 
 
 def is_glob(pattern: str | None) -> bool:
@@ -231,7 +238,7 @@ def _settings(config: Path | None) -> Settings:
     try:
         settings = load_settings(config)
     except ConfigError as exc:
-        raise CliExit(EXIT_USAGE, f"invalid configuration:\n{exc}") from None
+        raise UsageError(f"invalid configuration:\n{exc}") from None
     configure_logging(settings.model.log.format, settings.model.log.level)
     return settings
 
@@ -256,7 +263,7 @@ def _index(settings: Settings, *, check_ids: bool = True) -> MappingIndex:
         known = set(known_checks()) if check_ids else None
         return load_mappings(settings.mapping_dirs, known_checks=known)
     except MappingError as exc:
-        raise CliExit(EXIT_USAGE, f"invalid mapping: {exc}") from None
+        raise UsageError(f"invalid mapping: {exc}") from None
 
 
 def _engine(settings: Settings, *, migrate: bool, write: bool = False) -> Engine:

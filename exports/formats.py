@@ -343,18 +343,4 @@ class OscalExporter(Exporter):
     name = "oscal"
 
     def write(self, ctx: PackageContext) -> Mapping[str, bytes]:
-        return oscal_documents(
-            index=ctx.index,
-            scope=ctx.scope,
-            title=ctx.title,
-            start=ctx.start,
-            end=ctx.end,
-            generated=ctx.generated,
-            agent_version=ctx.agent_version,
-            runs=ctx.runs,
-            evidence_versions=ctx.evidence_versions,
-            findings_at_end=ctx.findings_at_end,
-            controls=ctx.controls,
-            bodies=ctx.bodies,
-            package_files=ctx.files,
-        )
+        return oscal_documents(ctx)

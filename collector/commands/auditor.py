@@ -19,12 +19,12 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from collector.clikit import (
-    EXIT_USAGE,
     EXIT_VERIFY,
     AtOpt,
     CliExit,
     ConfigOpt,
     FormatOpt,
+    UsageError,
     WideOpt,
     _cli_errors,
     _engine,
@@ -68,25 +68,23 @@ def _bound(value: str, *, end: bool, opt: str) -> datetime:
             return datetime.combine(d + timedelta(days=1) if end else d, time(0), tzinfo=UTC)
         t = datetime.fromisoformat(value.replace("Z", "+00:00"))
     except ValueError:
-        raise CliExit(
-            EXIT_USAGE, f"{opt}: {value!r} is not an ISO 8601 date or date-time"
-        ) from None
+        raise UsageError(f"{opt}: {value!r} is not an ISO 8601 date or date-time") from None
     return (t.replace(tzinfo=UTC) if t.tzinfo is None else t).astimezone(UTC)
 
 
 def parse_period(spec: str, opt: str = "--period") -> tuple[datetime, datetime]:
     """``START..END`` → (start, end); END may be empty, and is at most now."""
     if ".." not in spec:
-        raise CliExit(EXIT_USAGE, f"{opt}: expected START..END, e.g. 2026-01-01..2026-03-31")
+        raise UsageError(f"{opt}: expected START..END, e.g. 2026-01-01..2026-03-31")
     a, b = spec.split("..", 1)
     if not a.strip():
-        raise CliExit(EXIT_USAGE, f"{opt}: the period needs a start")
+        raise UsageError(f"{opt}: the period needs a start")
     start = _bound(a, end=False, opt=opt)
     now = datetime.now(UTC)
     # Nothing is known about the future: a period ending later ends now.
     end = min(_bound(b, end=True, opt=opt), now) if b.strip() else now
     if end <= start:
-        raise CliExit(EXIT_USAGE, f"{opt}: {spec!r} ends before it starts (or is in the future)")
+        raise UsageError(f"{opt}: {spec!r} ends before it starts (or is in the future)")
     return start, end
 
 
@@ -96,7 +94,7 @@ def instant_or_period(
     """The ``--at`` instant (None: now) and the ``--period`` bounds (None: not asked);
     the two options exclude each other."""
     if period and at:
-        raise CliExit(EXIT_USAGE, "--at and --period cannot be combined")
+        raise UsageError("--at and --period cannot be combined")
     return parse_instant(at), parse_period(period) if period else None
 
 
@@ -215,9 +213,9 @@ def history(
         settings = _settings(config)
         index = _index(settings)
         if control not in index.catalog:
-            raise CliExit(EXIT_USAGE, f"unknown control {control!r} (expected like A.8.5)")
+            raise UsageError(f"unknown control {control!r} (expected like A.8.5)")
         if not period:
-            raise CliExit(EXIT_USAGE, "--period START..END is required")
+            raise UsageError("--period START..END is required")
         start, end = parse_period(period)
         engine = _engine(settings, migrate=False)
         rules, _ = recorded_decisions(settings, engine, None, None)
@@ -305,7 +303,7 @@ def export(
         settings = _settings(config)
         index = _index(settings)
         if not period:
-            raise CliExit(EXIT_USAGE, "--period START..END is required")
+            raise UsageError("--period START..END is required")
         start, end = parse_period(period)
         engine = _engine(settings, migrate=False)
         rules, scope = recorded_decisions(settings, engine, index, end)
@@ -324,7 +322,7 @@ def export(
                 pdf=html_to_pdf if pdf else None,
             )
         except PdfError as exc:
-            raise CliExit(EXIT_USAGE, str(exc)) from None
+            raise UsageError(str(exc)) from None
         except ExportError as exc:
             raise CliExit(EXIT_VERIFY, str(exc)) from None
         render([summary.as_dict()], [(k, k) for k in summary.as_dict()], fmt, title="Audit package")
@@ -423,12 +421,11 @@ def retention(
         try:
             delta = parse_keep(keep)
         except ValueError as exc:
-            raise CliExit(EXIT_USAGE, f"--keep: {exc}") from None
+            raise UsageError(f"--keep: {exc}") from None
         settings = _settings(config)
         minimum = settings.retention_keep
         if minimum is not None and delta < minimum:
-            raise CliExit(
-                EXIT_USAGE,
+            raise UsageError(
                 f"--keep {keep} is shorter than the configured minimum retention "
                 f"([retention] keep = {settings.model.retention.keep!r})",
             )
@@ -454,10 +451,9 @@ def grant_auditor(engine: Engine, role: str, *, login: bool = True) -> list[str]
     from store.views import READABLE_TABLES, VIEWS
 
     if not _ROLE.match(role):
-        raise CliExit(EXIT_USAGE, f"role {role!r}: use lower-case letters, digits and _")
+        raise UsageError(f"role {role!r}: use lower-case letters, digits and _")
     if engine.dialect.name != "postgresql":
-        raise CliExit(
-            EXIT_USAGE,
+        raise UsageError(
             "grant-auditor needs PostgreSQL: SQLite has no roles — give auditors a copy of "
             "the file, or open it read-only (sqlite3 'file:annexa.db?mode=ro')",
         )
@@ -555,6 +551,6 @@ def evidence_add(
                 signer=settings.signer(),
             )
         except ManualEvidenceError as exc:
-            raise CliExit(EXIT_USAGE, str(exc)) from None
+            raise UsageError(str(exc)) from None
         d = added.as_dict()
         render([d], [(k, k) for k in d], fmt, title="Manual evidence recorded")

@@ -11,11 +11,10 @@ from typing import Annotated
 import typer
 
 from collector.clikit import (
-    EXIT_USAGE,
     AtOpt,
-    CliExit,
     ConfigOpt,
     FormatOpt,
+    UsageError,
     _cli_errors,
     _engine,
     _index,
@@ -45,7 +44,7 @@ def decisions_sync(config: ConfigOpt = None) -> None:
         try:
             decisions = file_decisions(settings, index, known_checks())
         except DecisionFileError as exc:
-            raise CliExit(EXIT_USAGE, str(exc)) from None
+            raise UsageError(str(exc)) from None
         engine = _engine(settings, migrate=True)
         summary = sync(settings, engine, index, decisions)
         if summary is None:

@@ -12,10 +12,9 @@ import typer
 from collector.clikit import (
     EXIT_FAILED,
     EXIT_PARTIAL,
-    EXIT_USAGE,
-    CliExit,
     ConfigOpt,
     FormatOpt,
+    UsageError,
     _cli_errors,
     _engine,
     _index,
@@ -36,11 +35,10 @@ def correlate(config: ConfigOpt = None, fmt: FormatOpt = OutputFormat.table) -> 
         index = _index(settings)
         instance = analyzer_instance(settings, IdentityAnalyzer.type)
         if instance is None:
-            raise CliExit(EXIT_USAGE, "the identity connector is disabled in the config")
+            raise UsageError("the identity connector is disabled in the config")
         sources, _ = chosen_sources(instance.options, source_instances(settings))
         if len(sources) < 2:
-            raise CliExit(
-                EXIT_USAGE,
+            raise UsageError(
                 "identity correlation needs at least two enabled identity connectors "
                 f"(okta, entra, workspace, github, hr, bamboohr…); configured: "
                 f"{', '.join(sorted(sources)) or 'none'}",

@@ -15,10 +15,9 @@ from typing import Annotated
 import typer
 
 from collector.clikit import (
-    EXIT_USAGE,
-    CliExit,
     ConfigOpt,
     FormatOpt,
+    UsageError,
     _cli_errors,
     _engine,
     _settings,
@@ -45,9 +44,9 @@ def keys_generate(
         try:
             write_private_key(signer, out)
         except FileExistsError:
-            raise CliExit(EXIT_USAGE, f"--out: {out} exists; refusing to overwrite a key") from None
+            raise UsageError(f"--out: {out} exists; refusing to overwrite a key") from None
         except OSError as exc:
-            raise CliExit(EXIT_USAGE, f"--out: {out}: {exc.strerror}") from None
+            raise UsageError(f"--out: {out}: {exc.strerror}") from None
         public = signer.public.line() + (f" {comment}" if comment else "")
         pub = out.with_name(out.name + ".pub")
         pub.write_text(public + "\n", encoding="utf-8")

@@ -15,11 +15,10 @@ from typing import Annotated, Any
 import typer
 
 from collector.clikit import (
-    EXIT_USAGE,
     AtOpt,
-    CliExit,
     ConfigOpt,
     FormatOpt,
+    UsageError,
     _cli_errors,
     _engine,
     _settings,
@@ -135,13 +134,13 @@ def population(
 
     with _cli_errors():
         if process not in KINDS:
-            raise CliExit(EXIT_USAGE, f"--process must be one of {', '.join(KINDS)}")
+            raise UsageError(f"--process must be one of {', '.join(KINDS)}")
         if by is not None and by not in BY_CHOICES:
-            raise CliExit(EXIT_USAGE, f"--by must be one of {', '.join(BY_CHOICES)}")
+            raise UsageError(f"--by must be one of {', '.join(BY_CHOICES)}")
         try:
             span = parse_period(period)
         except ValueError as exc:
-            raise CliExit(EXIT_USAGE, f"--period: {exc}") from None
+            raise UsageError(f"--period: {exc}") from None
         instant = parse_instant(at)
         if at is not None and instant is None:  # --at now: the latest evidence
             instant = datetime.now(UTC)

@@ -14,11 +14,10 @@ from typing import Annotated, Any
 import typer
 
 from collector.clikit import (
-    EXIT_USAGE,
     AtOpt,
-    CliExit,
     ConfigOpt,
     FormatOpt,
+    UsageError,
     _cli_errors,
     _engine,
     _index,
@@ -37,10 +36,9 @@ SAMPLE_COLUMNS = [("item_id", "Item"), ("status", "Status"), ("title", "Title")]
 def _spec(population: str, period: str, **filters: Any) -> dict[str, Any]:
     kind, _, process = population.partition(":")
     if kind == "process" and not process:
-        raise CliExit(EXIT_USAGE, "--population process:<kind>, e.g. process:change")
+        raise UsageError("--population process:<kind>, e.g. process:change")
     if kind not in ("process", "findings", "evidence"):
-        raise CliExit(
-            EXIT_USAGE,
+        raise UsageError(
             f"--population {population!r}: use process:<kind>, findings or evidence",
         )
     spec: dict[str, Any] = {"kind": kind, "period": period}
@@ -135,7 +133,7 @@ def sample(
             try:
                 end = parse_period(period).end_instant
             except ValueError as exc:
-                raise CliExit(EXIT_USAGE, f"--period: {exc}") from None
+                raise UsageError(f"--period: {exc}") from None
             from core.records import utcnow
 
             spec["as_of"] = (instant or min(end, utcnow())).isoformat()
@@ -158,7 +156,7 @@ def sample(
                     raise SampleError(f"--size {n} is larger than the population ({len(ids)})")
             drawn = make_sample(spec, ids, seed=seed, size=n, drawn_by=drawn_by or default_user())
         except (SampleError, ValueError) as exc:
-            raise CliExit(EXIT_USAGE, str(exc)) from None
+            raise UsageError(str(exc)) from None
         summary = record_sample(
             engine, drawn, signer=settings.signer(), config_digest=settings.digest(),
             mapping_digest=index.digest, agent_version=AGENT_VERSION,

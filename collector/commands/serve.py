@@ -11,8 +11,8 @@ import typer
 
 from collector.clikit import (
     EXIT_USAGE,
-    CliExit,
     ConfigOpt,
+    UsageError,
     _cli_errors,
     _engine,
     _index,
@@ -87,15 +87,14 @@ def serve(
         try:
             access = load_access(auth) if auth else open_access()
         except AccessFileError as exc:
-            raise CliExit(EXIT_USAGE, f"invalid access file: {exc}") from None
+            raise UsageError(f"invalid access file: {exc}") from None
         if access.anonymous and not _loopback(host):
-            raise CliExit(
-                EXIT_USAGE,
+            raise UsageError(
                 f"--host {host}: without --auth the console only listens on loopback "
                 "(anyone reaching it could read the evidence)",
             )
         if comments and access.anonymous:
-            raise CliExit(EXIT_USAGE, "--comments needs --auth: a comment names its author")
+            raise UsageError("--comments needs --auth: a comment names its author")
         index = _index(settings, check_ids=False)
         engine = _engine(settings, migrate=False, write=comments)
         oidc = None
