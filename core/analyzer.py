@@ -18,12 +18,11 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import datetime
-from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any, ClassVar, Protocol
 
 from core.checks import REGISTRY, CheckRegistry, CheckSpec
-from core.connector import CollectContext, Connector, ConnectorOptions
+from core.connector import CollectContext, Connector, ConnectorOptions, registered_classes
 from core.records import Record
 
 ENTRY_POINT_GROUP = "annexa.analyzers"
@@ -125,10 +124,4 @@ class UnknownAnalyzerError(LookupError):
 
 def available_analyzers() -> dict[str, type[Analyzer]]:
     """Every analyzer class registered under the entry-point group."""
-    found: dict[str, type[Analyzer]] = {}
-    for ep in entry_points(group=ENTRY_POINT_GROUP):
-        cls = ep.load()
-        if not (isinstance(cls, type) and issubclass(cls, Analyzer)):
-            raise TypeError(f"entry point {ep.name!r} ({ep.value}) is not an Analyzer subclass")
-        found[ep.name] = cls
-    return found
+    return registered_classes(ENTRY_POINT_GROUP, Analyzer)

@@ -26,7 +26,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from importlib.metadata import entry_points
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeVar
 
 import structlog
 from pydantic import BaseModel, ConfigDict, model_validator
@@ -109,19 +109,30 @@ class Connector(ABC):
         raise NotImplementedError(f"{type(self).__name__} plans no units")
 
 
+_T = TypeVar("_T")
+
+
 class UnknownConnectorError(LookupError):
     pass
 
 
-def available_connectors() -> dict[str, type[Connector]]:
-    """Every connector class registered under the entry-point group."""
-    found: dict[str, type[Connector]] = {}
-    for ep in entry_points(group=ENTRY_POINT_GROUP):
+def registered_classes(group: str, base: type[_T]) -> dict[str, type[_T]]:
+    """Every class registered under the entry-point ``group``, by entry-point name; a
+    registered object that is not a subclass of ``base`` is a packaging error."""
+    found: dict[str, type[_T]] = {}
+    for ep in entry_points(group=group):
         cls = ep.load()
-        if not (isinstance(cls, type) and issubclass(cls, Connector)):
-            raise TypeError(f"entry point {ep.name!r} ({ep.value}) is not a Connector subclass")
+        if not (isinstance(cls, type) and issubclass(cls, base)):
+            raise TypeError(
+                f"entry point {ep.name!r} ({ep.value}) is not a subclass of {base.__name__}"
+            )
         found[ep.name] = cls
     return found
+
+
+def available_connectors() -> dict[str, type[Connector]]:
+    """Every connector class registered under the entry-point group."""
+    return registered_classes(ENTRY_POINT_GROUP, Connector)
 
 
 def load_connector(type_name: str) -> type[Connector]:

@@ -248,18 +248,23 @@ def population_rows(conn: Connection, spec: Mapping[str, Any]) -> list[dict[str,
         )
         if spec.get("control"):
             rows = [r for r in rows if spec["control"] in r["controls"]]
-        for r in rows:
-            r["item_id"] = f"{r['source']}|{r['key']}|{_stamp(r['valid_from'])}"
-        return rows
+        return _version_ids(rows)
     if kind == "evidence":
-        rows = evidence_in_period(
-            conn,
-            start,
-            period.end_instant,
-            source=spec.get("source"),
-            resource_type=spec.get("resource_type"),
+        return _version_ids(
+            evidence_in_period(
+                conn,
+                start,
+                period.end_instant,
+                source=spec.get("source"),
+                resource_type=spec.get("resource_type"),
+            )
         )
-        for r in rows:
-            r["item_id"] = f"{r['source']}|{r['key']}|{_stamp(r['valid_from'])}"
-        return rows
     raise SampleError(f"unknown population kind {kind!r} (one of {', '.join(POPULATION_KINDS)})")
+
+
+def _version_ids(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """``rows`` (versions in force during a period), each given its ``item_id``: the item
+    and the instant that version took effect."""
+    for r in rows:
+        r["item_id"] = f"{r['source']}|{r['key']}|{_stamp(r['valid_from'])}"
+    return rows
