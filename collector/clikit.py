@@ -15,6 +15,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
+from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -163,7 +164,11 @@ AtOpt = Annotated[
 ]
 PeriodOpt = Annotated[
     str | None,
-    typer.Option("--period", help="START..END: every version in force during the period."),
+    typer.Option(
+        "--period",
+        help="START..END (ISO 8601 dates or date-times, UTC if no offset; a date END "
+        "includes that whole day).",
+    ),
 ]
 
 
@@ -344,3 +349,38 @@ def _cli_errors() -> Iterator[None]:
     except (OperationalError, ProgrammingError) as exc:
         error_line(f"database error: {str(exc).splitlines()[0]}")
         raise typer.Exit(EXIT_DATABASE) from None
+
+
+class Command:
+    """What a command reads, each when it first asks: the ``--at`` instant (parsed on
+    entry; None is now), the settings, the mappings and the store."""
+
+    def __init__(self, config: Path | None, instant: datetime | None) -> None:
+        self.config = config
+        self.instant = instant
+
+    @cached_property
+    def settings(self) -> Settings:
+        """The configuration (see :func:`_settings`), loaded once."""
+        return _settings(self.config)
+
+    @property
+    def stamp(self) -> str:
+        """The instant answered for, as titles show it."""
+        return _stamp(self.instant)
+
+    def index(self, *, check_ids: bool = True) -> MappingIndex:
+        """The mapping index (see :func:`_index`)."""
+        return _index(self.settings, check_ids=check_ids)
+
+    def engine(self, *, migrate: bool = False, write: bool = False) -> Engine:
+        """The store, read-only unless asked (see :func:`_engine`)."""
+        return _engine(self.settings, migrate=migrate, write=write)
+
+
+@contextmanager
+def command(config: Path | None, *, at: str | None = None) -> Iterator[Command]:
+    """The body of a command: ``--at`` parsed, the rest read on demand, and every error
+    inside turned into its message and exit code (:func:`_cli_errors`)."""
+    with _cli_errors():
+        yield Command(config, parse_instant(at))

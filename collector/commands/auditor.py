@@ -24,14 +24,12 @@ from collector.clikit import (
     CliExit,
     ConfigOpt,
     FormatOpt,
+    PeriodOpt,
     UsageError,
     WideOpt,
-    _cli_errors,
-    _engine,
-    _index,
-    _settings,
     _stamp,
     app,
+    command,
     db_app,
     err,
     evidence_app,
@@ -46,14 +44,6 @@ if TYPE_CHECKING:
     from mappings.loader import MappingIndex
 
 
-PeriodOpt = Annotated[
-    str | None,
-    typer.Option(
-        "--period",
-        help="START..END (ISO 8601 dates or date-times, UTC if no offset; a date END "
-        "includes that whole day).",
-    ),
-]
 _ROLE = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 
 
@@ -166,11 +156,11 @@ def soa(
     """Statement of Applicability (ISO/IEC 27001 6.1.3 d): every control's applicability and
     justification, the owner's declared implementation beside the measured status, and
     the contradictions between them; --at shows the SoA recorded then."""
-    with _cli_errors():
-        settings = _settings(config)
-        index = _index(settings, check_ids=False)
-        instant = parse_instant(at)
-        engine = _engine(settings, migrate=False)
+    with command(config, at=at) as cmd:
+        settings = cmd.settings
+        index = cmd.index(check_ids=False)
+        instant = cmd.instant
+        engine = cmd.engine(migrate=False)
         rules, scope = recorded_decisions(settings, engine, index, instant)
         rows = soa_rows(engine, index, instant, settings.freshness, rules, scope)
         meta = scope.meta()
@@ -185,7 +175,7 @@ def soa(
             rows,
             soa_columns(),
             fmt,
-            title=f"Statement of Applicability{version}{approval}, at {_stamp(instant)}",
+            title=f"Statement of Applicability{version}{approval}, at {cmd.stamp}",
             narrow=("control", "applicable", "declared", "measured", "contradiction"),
             wide=wide,
         )
@@ -209,15 +199,15 @@ def history(
     """A control's status over a period: every change, when it failed and for how long."""
     from store.timelines import control_timelines
 
-    with _cli_errors():
-        settings = _settings(config)
-        index = _index(settings)
+    with command(config) as cmd:
+        settings = cmd.settings
+        index = cmd.index()
         if control not in index.catalog:
             raise UsageError(f"unknown control {control!r} (expected like A.8.5)")
         if not period:
             raise UsageError("--period START..END is required")
         start, end = parse_period(period)
-        engine = _engine(settings, migrate=False)
+        engine = cmd.engine(migrate=False)
         rules, _ = recorded_decisions(settings, engine, None, None)
         tl = control_timelines(
             engine, index, start, end, settings.freshness, exceptions=rules, controls=[control]
@@ -299,13 +289,13 @@ def export(
     from exports.exporter import ExportError
     from exports.package import build_package
 
-    with _cli_errors():
-        settings = _settings(config)
-        index = _index(settings)
+    with command(config) as cmd:
+        settings = cmd.settings
+        index = cmd.index()
         if not period:
             raise UsageError("--period START..END is required")
         start, end = parse_period(period)
-        engine = _engine(settings, migrate=False)
+        engine = cmd.engine(migrate=False)
         rules, scope = recorded_decisions(settings, engine, index, end)
         try:
             summary = build_package(
@@ -359,15 +349,15 @@ def verify_package_cmd(
     """Verify an audit package offline; exit 5 naming every file that does not verify."""
     from exports.verify import verify_package
 
-    with _cli_errors():
+    with command(config) as cmd:
         engine = None
         keys = roots = None
         if against_db or trusted_keys or tsa_roots or config is not None:
-            settings = _settings(config)
+            settings = cmd.settings
             keys = settings.trusted_keys(trusted_keys)
             roots = settings.tsa_roots(tsa_roots)
             if against_db:
-                engine = _engine(settings, migrate=False)
+                engine = cmd.engine(migrate=False)
         res = verify_package(package, engine=engine, trusted_keys=keys, tsa_roots=roots)
         for w in res.warnings:
             err.print(f"[yellow]warning:[/] {w}", highlight=False)
@@ -417,19 +407,19 @@ def retention(
     from store.manual import default_user
     from store.retention import apply_retention, parse_keep
 
-    with _cli_errors():
+    with command(config) as cmd:
         try:
             delta = parse_keep(keep)
         except ValueError as exc:
             raise UsageError(f"--keep: {exc}") from None
-        settings = _settings(config)
+        settings = cmd.settings
         minimum = settings.retention_keep
         if minimum is not None and delta < minimum:
             raise UsageError(
                 f"--keep {keep} is shorter than the configured minimum retention "
                 f"([retention] keep = {settings.model.retention.keep!r})",
             )
-        engine = _engine(settings, migrate=False, write=True)
+        engine = cmd.engine(migrate=False, write=True)
         res = apply_retention(
             engine,
             delta,
@@ -493,9 +483,8 @@ def db_grant_auditor(
     config: ConfigOpt = None,
 ) -> None:
     """Create a PostgreSQL role that can SELECT the auditor views and write nothing."""
-    with _cli_errors():
-        settings = _settings(config)
-        engine = _engine(settings, migrate=False, write=True)
+    with command(config) as cmd:
+        engine = cmd.engine(migrate=False, write=True)
         for line in grant_auditor(engine, role, login=login):
             typer.echo(line)
         typer.echo(
@@ -529,12 +518,12 @@ def evidence_add(
     from mappings.clauses import builtin_clauses
     from store.manual import ManualEvidenceError, add_manual_evidence
 
-    with _cli_errors():
-        settings = _settings(config)
-        index = _index(settings)
+    with command(config) as cmd:
+        settings = cmd.settings
+        index = cmd.index()
         until = _bound(valid_until, end=True, opt="--valid-until")
         since = _bound(valid_from, end=False, opt="--valid-from") if valid_from else None
-        engine = _engine(settings, migrate=True)
+        engine = cmd.engine(migrate=True)
         try:
             added = add_manual_evidence(
                 engine,

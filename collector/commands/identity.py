@@ -15,11 +15,8 @@ from collector.clikit import (
     ConfigOpt,
     FormatOpt,
     UsageError,
-    _cli_errors,
-    _engine,
-    _index,
-    _settings,
     app,
+    command,
 )
 from collector.output import OutputFormat, render
 
@@ -30,9 +27,9 @@ def correlate(config: ConfigOpt = None, fmt: FormatOpt = OutputFormat.table) -> 
     from analyzers.identity import IdentityAnalyzer, chosen_sources
     from collector.analysis import analyzer_instance, run_analyzer, source_instances
 
-    with _cli_errors():
-        settings = _settings(config)
-        index = _index(settings)
+    with command(config) as cmd:
+        settings = cmd.settings
+        index = cmd.index()
         instance = analyzer_instance(settings, IdentityAnalyzer.type)
         if instance is None:
             raise UsageError("the identity connector is disabled in the config")
@@ -43,7 +40,7 @@ def correlate(config: ConfigOpt = None, fmt: FormatOpt = OutputFormat.table) -> 
                 f"(okta, entra, workspace, github, hr, bamboohr…); configured: "
                 f"{', '.join(sorted(sources)) or 'none'}",
             )
-        engine = _engine(settings, migrate=True)
+        engine = cmd.engine(migrate=True)
         summary = run_analyzer(IdentityAnalyzer.type, settings, engine, index, force=True)
         assert summary is not None  # two sources and forced: it always runs
         render(

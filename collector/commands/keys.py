@@ -14,15 +14,7 @@ from typing import Annotated
 
 import typer
 
-from collector.clikit import (
-    ConfigOpt,
-    FormatOpt,
-    UsageError,
-    _cli_errors,
-    _engine,
-    _settings,
-    app,
-)
+from collector.clikit import ConfigOpt, FormatOpt, UsageError, _cli_errors, app, command
 from collector.output import OutputFormat, render
 
 keys_app = typer.Typer(help="Signing keys: generate one, list those the store recorded.")
@@ -65,9 +57,8 @@ def keys_list(config: ConfigOpt = None, fmt: FormatOpt = OutputFormat.table) -> 
 
     from store.schema import runs, signing_keys
 
-    with _cli_errors():
-        settings = _settings(config)
-        engine = _engine(settings, migrate=False)
+    with command(config) as cmd:
+        engine = cmd.engine(migrate=False)
         with engine.connect() as conn:
             used = dict(
                 conn.execute(

@@ -13,20 +13,7 @@ from typing import Annotated, Any
 
 import typer
 
-from collector.clikit import (
-    AtOpt,
-    ConfigOpt,
-    FormatOpt,
-    UsageError,
-    _cli_errors,
-    _engine,
-    _index,
-    _settings,
-    _stamp,
-    app,
-    err,
-    parse_instant,
-)
+from collector.clikit import AtOpt, ConfigOpt, FormatOpt, UsageError, app, command, err
 from collector.output import OutputFormat, render
 from core.csvsafe import neutralise
 
@@ -120,13 +107,13 @@ def sample(
         record_sample,
     )
 
-    with _cli_errors():
+    with command(config, at=at) as cmd:
         spec = _spec(population, period, source=source, check=check, control=control,
                      status=status, resource_type=resource_type, by=by)
-        instant = parse_instant(at)
-        settings = _settings(config)
-        index = _index(settings, check_ids=False)
-        engine = _engine(settings, migrate=True)
+        instant = cmd.instant
+        settings = cmd.settings
+        index = cmd.index(check_ids=False)
+        engine = cmd.engine(migrate=True)
         if spec["kind"] == "process":
             from store.populations import parse_period
 
@@ -221,15 +208,14 @@ def sample_rows(conn: Any, instant: Any) -> list[dict[str, Any]]:
 def samples(config: ConfigOpt = None, at: AtOpt = None,
             fmt: FormatOpt = OutputFormat.table) -> None:
     """Samples recorded so far (or up to --at): what was sampled, seed, size, digest."""
-    with _cli_errors():
-        settings = _settings(config)
-        instant = parse_instant(at)
-        engine = _engine(settings, migrate=False)
+    with command(config, at=at) as cmd:
+        instant = cmd.instant
+        engine = cmd.engine(migrate=False)
         with engine.connect() as conn:
             rows = sample_rows(conn, instant)
         render(
             rows,
             SAMPLES_COLUMNS,
             fmt,
-            title=f"Recorded samples at {_stamp(instant)}",
+            title=f"Recorded samples at {cmd.stamp}",
         )
