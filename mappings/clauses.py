@@ -17,7 +17,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-from core.tomlfile import read_toml
+from core.tomlfile import numbered_tables, read_toml
 from mappings.loader import MappingError, builtin_dir
 
 CLAUSES_FILE = "catalogs/iso27001-2022-clauses.toml"
@@ -69,14 +69,8 @@ def load_clauses(path: Path | None = None) -> dict[str, Clause]:
     path = path or builtin_dir() / CLAUSES_FILE
     file = str(path)
     doc = read_toml(path, MappingError)
-    for key in doc:
-        if key not in ("catalog", "clause"):
-            raise MappingError(file, "<file>", f"unknown top-level key {key!r}")
-    items = doc.get("clause")
-    if not isinstance(items, list) or not items:
-        raise MappingError(file, "<file>", "lists no [[clause]] entries")
     out: dict[str, Clause] = {}
-    for n, item in enumerate(items, start=1):
+    for n, item in numbered_tables(path, doc, "clause", ("catalog", "clause"), MappingError):
         entry = f"clause[{n}]"
         if not isinstance(item, dict):
             raise MappingError(file, entry, "must be a table")

@@ -49,7 +49,7 @@ import difflib
 import hashlib
 import re
 import tomllib
-from collections.abc import Collection, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
@@ -413,14 +413,24 @@ class _Loader:
 
     # -- catalog
 
-    def load_catalog(self, source: _Source) -> None:
+    def read_tables(
+        self, source: _Source, allowed: Sequence[str], hint: Callable[[str], str] | None = None
+    ) -> dict[str, Any] | None:
+        """The file's document (None if unreadable), each top-level key outside
+        ``allowed`` reported, followed by ``hint(key)`` when that says more."""
         doc = self.read(source)
+        for key in doc or ():
+            if key not in allowed:
+                more = hint(key) if hint else ""
+                reason = _unknown_key(key, allowed, "top-level key") + more
+                self.fail(source.name, _WHOLE_FILE, reason)
+        return doc
+
+    def load_catalog(self, source: _Source) -> None:
+        doc = self.read_tables(source, _CATALOG_TOP_KEYS)
         if doc is None:
             return
         file = source.name
-        for key in doc:
-            if key not in _CATALOG_TOP_KEYS:
-                self.fail(file, _WHOLE_FILE, _unknown_key(key, _CATALOG_TOP_KEYS, "top-level key"))
 
         meta = doc.get("catalog")
         if meta is None:
@@ -465,21 +475,10 @@ class _Loader:
     # -- mapping files
 
     def load_mapping_file(self, source: _Source) -> None:
-        doc = self.read(source)
+        doc = self.read_tables(source, _MAPPING_TOP_KEYS, _mapping_key_hint)
         if doc is None:
             return
         file = source.name
-        for key in doc:
-            if key not in _MAPPING_TOP_KEYS:
-                reason = _unknown_key(key, _MAPPING_TOP_KEYS, "top-level key")
-                if key in _CATALOG_TOP_KEYS:
-                    reason += "; catalogs live only in the built-in mappings/catalogs/ folder"
-                if key == "manual":
-                    reason += (
-                        "; [[manual]] entries became [[documented]]: every control already "
-                        f"declares its documented part in the built-in {CONTROLS_FILE}"
-                    )
-                self.fail(file, _WHOLE_FILE, reason)
 
         if "meta" in doc:
             meta = doc["meta"]
@@ -657,14 +656,8 @@ class _Loader:
                 continue
             yield entry, item
 
-    def keys_known(
-        self,
-        file: str,
-        entry: str,
-        table: Mapping[str, Any],
-        allowed: Sequence[str],
-        required: Sequence[str],
-    ) -> bool:
+    def keys_known(self, file: str, entry: str, table: Mapping[str, Any],
+                   allowed: Sequence[str], required: Sequence[str]) -> bool:
         """Whether ``table`` has every ``required`` key and no key outside ``allowed``;
         each problem is reported (all of them, not the first)."""
         ok = True
@@ -737,6 +730,18 @@ def _digest(loaded: Sequence[tuple[_Source, bytes]]) -> str:
         hasher.update(len(data).to_bytes(8, "big"))
         hasher.update(data)
     return hasher.hexdigest()
+
+
+def _mapping_key_hint(key: str) -> str:
+    """What a top-level key a mapping file may not have became, if it used to be valid."""
+    if key in _CATALOG_TOP_KEYS:
+        return "; catalogs live only in the built-in mappings/catalogs/ folder"
+    if key == "manual":
+        return (
+            "; [[manual]] entries became [[documented]]: every control already "
+            f"declares its documented part in the built-in {CONTROLS_FILE}"
+        )
+    return ""
 
 
 def _unknown_key(key: str, allowed: Sequence[str], what: str) -> str:
