@@ -42,12 +42,10 @@ from collector.clikit import (
     UsageError,
     WideOpt,
     _cli_errors,
-    _engine,
-    _index,
-    _settings,
     _stamp,
     app,
     choose,
+    command,
     db_app,
     err,
     error_line,
@@ -81,9 +79,9 @@ def collect(
     fmt: FormatOpt = OutputFormat.table,
 ) -> None:
     """Run every enabled connector once and store what it finds."""
-    with _cli_errors():
-        settings = _settings(config)
-        index = _index(settings)
+    with command(config) as cmd:
+        settings = cmd.settings
+        index = cmd.index()
         chosen = [c for c in settings.connectors if c.cfg.enabled]
         if only:
             names = {c.name for c in settings.connectors}
@@ -110,7 +108,7 @@ def collect(
             decisions = file_decisions(settings, index, known_checks())
         except DecisionFileError as exc:
             raise UsageError(str(exc)) from None
-        engine = _engine(settings, migrate=True)
+        engine = cmd.engine(migrate=True)
         for line in recover(settings, engine):
             typer.echo(f"recovered: {line}", err=True)
         _record_decisions(settings, engine, index, decisions)
@@ -322,9 +320,9 @@ def controls(
     from store.status import CONTROL_STATUSES, STATUS_RANK, control_statuses
     from store.timelines import control_timelines
 
-    with _cli_errors():
-        settings = _settings(config)
-        index = _index(settings, check_ids=False)
+    with command(config) as cmd:
+        settings = cmd.settings
+        index = cmd.index(check_ids=False)
         from mappings.loader import THEMES
 
         choose("--status", status, CONTROL_STATUSES)
@@ -339,7 +337,7 @@ def controls(
                 crosswalk = load_framework(framework, index.catalog)
             except MappingError as exc:
                 raise UsageError(f"--framework: {exc}") from None
-        engine = _engine(settings, migrate=False)
+        engine = cmd.engine(migrate=False)
         rules, scope = recorded_decisions(settings, engine, index, instant)
         timelines = None
         if span:
@@ -446,14 +444,14 @@ def findings(
     from store.exceptions import exception_for
     from store.queries import findings_at, findings_in_period
 
-    with _cli_errors():
-        settings = _settings(config)
+    with command(config) as cmd:
+        settings = cmd.settings
         choose("--status", status, (*FINDING_STATUSES, "excepted"))
         if control is not None:
-            catalog = list(_index(settings, check_ids=False).catalog)
+            catalog = list(cmd.index(check_ids=False).catalog)
             choose("--control", control, catalog, what="an Annex A control:")
         instant, span = instant_or_period(at, period)
-        engine = _engine(settings, migrate=False)
+        engine = cmd.engine(migrate=False)
         rules, _ = recorded_decisions(settings, engine, None, instant)
         stored_status = None if status == "excepted" else status
         # Exact ids go to SQL; globs are matched here.
@@ -527,10 +525,9 @@ def evidence_show(
     from collector.commands.auditor import instant_or_period
     from store.queries import bodies, evidence_at, evidence_in_period
 
-    with _cli_errors():
-        settings = _settings(config)
+    with command(config) as cmd:
         instant, span = instant_or_period(at, period)
-        engine = _engine(settings, migrate=False)
+        engine = cmd.engine(migrate=False)
         with engine.connect() as conn:
             if span:
                 start, end = span
@@ -625,9 +622,9 @@ def runs(
     from collector.daemon.spool import pending, read
     from store.queries import list_runs
 
-    with _cli_errors():
-        settings = _settings(config)
-        engine = _engine(settings, migrate=False)
+    with command(config) as cmd:
+        settings = cmd.settings
+        engine = cmd.engine(migrate=False)
         with engine.connect() as conn:
             rows = list_runs(conn, source=source, limit=limit)
         for r in rows:
@@ -679,9 +676,8 @@ def checks(
     ] = False,
 ) -> None:
     """Every check with its metadata, parameters and the controls it evidences."""
-    with _cli_errors():
-        settings = _settings(config)
-        index = _index(settings)
+    with command(config) as cmd:
+        index = cmd.index()
         if by_control:
             from collector.commands.coverage import control_rows, render_by_control
             from collector.plugins import available_plugins
@@ -727,8 +723,8 @@ def mappings_validate(config: ConfigOpt = None) -> None:
     """Validate the catalog, built-in and configured mapping files; list every problem."""
     from mappings.loader import load_mappings, validate_mappings
 
-    with _cli_errors():
-        settings = _settings(config)
+    with command(config) as cmd:
+        settings = cmd.settings
         problems = validate_mappings(settings.mapping_dirs, set(known_checks()))
         if problems:
             for p in problems:
@@ -775,11 +771,11 @@ def verify(
     problem. Reads only: works on a read-only copy of the database."""
     from store.integrity import verify as verify_store
 
-    with _cli_errors():
-        settings = _settings(config)
+    with command(config) as cmd:
+        settings = cmd.settings
         keys = settings.trusted_keys(trusted_keys)
         roots = settings.tsa_roots(tsa_roots)
-        engine = _engine(settings, migrate=False)
+        engine = cmd.engine(migrate=False)
         result = verify_store(
             engine,
             trusted_keys=keys,
@@ -830,9 +826,9 @@ def db_upgrade(config: ConfigOpt = None) -> None:
     from store.engine import redacted_url
     from store.migrate import head_revision
 
-    with _cli_errors():
-        settings = _settings(config)
-        _engine(settings, migrate=True)
+    with command(config) as cmd:
+        settings = cmd.settings
+        cmd.engine(migrate=True)
         typer.echo(f"database {redacted_url(settings.database_url)} is at schema {head_revision()}")
 
 
@@ -861,15 +857,15 @@ def daemon(
     from collector.daemon import DaemonError, run_daemon
     from collector.decisions import DecisionFileError, file_decisions
 
-    with _cli_errors():
-        settings = _settings(config)
-        index = _index(settings)
+    with command(config) as cmd:
+        settings = cmd.settings
+        index = cmd.index()
         settings.signer()  # an unusable key: exit 2 before anything is written
         try:
             decisions = file_decisions(settings, index, known_checks())
         except DecisionFileError as exc:
             raise UsageError(str(exc)) from None
-        engine = _engine(settings, migrate=True)
+        engine = cmd.engine(migrate=True)
         # Decisions are recorded when the daemon starts (and by every collect).
         _record_decisions(settings, engine, index, decisions)
         try:

@@ -174,14 +174,8 @@ def record_decisions(
     ]
     records += [Coverage(SCOPE, REGION, service, ok=True) for service in sorted(services)]
     return record_run(
-        engine,
-        records,
-        source=DECISIONS_SOURCE,
-        connector_type="decisions",
-        signer=signer,
-        config_digest=config_digest,
-        mapping_digest=mapping_digest,
-        agent_version=agent_version,
+        engine, records, source=DECISIONS_SOURCE, connector_type="decisions", signer=signer,
+        config_digest=config_digest, mapping_digest=mapping_digest, agent_version=agent_version,
     )
 
 

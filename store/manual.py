@@ -158,14 +158,8 @@ def add_manual_evidence(
         collected_at=now,
     )
     summary = record_run(
-        engine,
-        [file_ev, record],
-        source=MANUAL_SOURCE,
-        connector_type="manual",
-        signer=signer,
-        config_digest=config_digest,
-        mapping_digest=mapping_digest,
-        agent_version=agent_version,
+        engine, [file_ev, record], source=MANUAL_SOURCE, connector_type="manual", signer=signer,
+        config_digest=config_digest, mapping_digest=mapping_digest, agent_version=agent_version,
         seal_failure=True,
     )
     return ManualAdded(

@@ -168,15 +168,10 @@ def record_sample(
 ) -> RunSummary:
     """Record ``sample`` as one signed ``@samples`` run (drawing again adds nothing)."""
     # No coverage reported: a sample once recorded is never closed by a later draw.
+    record = Evidence("samples", "global", SAMPLE_TYPE, sample.id, sample.payload())
     return record_run(
-        engine,
-        [Evidence("samples", "global", SAMPLE_TYPE, sample.id, sample.payload())],
-        source=SAMPLES_SOURCE,
-        connector_type="samples",
-        signer=signer,
-        config_digest=config_digest,
-        mapping_digest=mapping_digest,
-        agent_version=agent_version,
+        engine, [record], source=SAMPLES_SOURCE, connector_type="samples", signer=signer,
+        config_digest=config_digest, mapping_digest=mapping_digest, agent_version=agent_version,
     )
 
 

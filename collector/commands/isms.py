@@ -106,11 +106,8 @@ def risks(
     flags — treatment not effective, residual above appetite without recorded
     acceptance, review overdue."""
     with command(config, at=at) as cmd:
-        settings = cmd.settings
         index = cmd.index(check_ids=False)
-        instant = cmd.instant
-        engine = cmd.engine(migrate=False)
-        rows, policy, recorded, _ = register(settings, engine, index, instant)
+        rows, policy, recorded, _ = register(cmd.settings, cmd.engine(), index, cmd.instant)
         if not recorded:
             err.print(
                 "[yellow]note:[/] no risk appetite recorded then: judged against the "
@@ -141,16 +138,14 @@ def isms(
     from store.isms import clause_statuses
 
     with command(config, at=at) as cmd:
-        settings = cmd.settings
         index = cmd.index(check_ids=False)
-        instant = cmd.instant
-        engine = cmd.engine(migrate=False)
-        rows, _, _, rules = register(settings, engine, index, instant)
+        engine = cmd.engine()
+        rows, _, _, rules = register(cmd.settings, engine, index, cmd.instant)
         out = [
             c.as_dict()
             for c in clause_statuses(
-                engine, instant or utcnow(), register=rows, freshness=settings.freshness,
-                exceptions=rules,
+                engine, cmd.instant or utcnow(), register=rows,
+                freshness=cmd.settings.freshness, exceptions=rules,
             )
         ]
         for c in out:
