@@ -40,8 +40,9 @@ type — the only way to link GitHub accounts, which expose no e-mail.
 
 from __future__ import annotations
 
+import functools
 from collections import defaultdict
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from pathlib import Path
@@ -402,10 +403,25 @@ def account_linked_to_idp(payload: Mapping[str, Any], params: Mapping[str, Any])
     )
 
 
-def _hr_records(payload: Mapping[str, Any]) -> tuple[list[Mapping[str, Any]], list[Any]]:
-    """(HR records, other accounts) of one person."""
-    accounts = require(payload, "accounts")
-    return [a for a in accounts if a.get("hr")], [a for a in accounts if not a.get("hr")]
+_Rows = list[Mapping[str, Any]]
+#: How a check of a person against HR judges: (who, HR records, other accounts, params).
+_HrJudge = Callable[[Any, _Rows, _Rows, Mapping[str, Any]], Verdict]
+
+
+def _against_hr(judge: _HrJudge) -> Callable[[Mapping[str, Any], Mapping[str, Any]], Verdict]:
+    """A check of a person's accounts against their HR records: not applicable to a
+    person no HR record is linked to; ``judge`` gets the records split."""
+
+    @functools.wraps(judge)
+    def check_person(payload: Mapping[str, Any], params: Mapping[str, Any]) -> Verdict:
+        accounts = require(payload, "accounts")
+        hr = [a for a in accounts if a.get("hr")]
+        who = payload.get("person")
+        if not hr:
+            return not_applicable(f"{who}: no HR record is linked to this person")
+        return judge(who, hr, [a for a in accounts if not a.get("hr")], params)
+
+    return check_person
 
 
 @check(
@@ -426,11 +442,8 @@ def _hr_records(payload: Mapping[str, Any]) -> tuple[list[Mapping[str, Any]], li
     ),
     parameters={"sla_days": 1},
 )
-def leaver_access_removed(payload: Mapping[str, Any], params: Mapping[str, Any]) -> Verdict:
-    hr, others = _hr_records(payload)
-    who = payload.get("person")
-    if not hr:
-        return not_applicable(f"{who}: no HR record is linked to this person")
+@_against_hr
+def leaver_access_removed(who: Any, hr: _Rows, others: _Rows, params: Mapping[str, Any]) -> Verdict:
     employed = [a for a in hr if a.get("state") != "offboarded"]
     if employed:
         return passed(f"{who}: employed per {', '.join(_label(a) for a in employed)}")
@@ -473,11 +486,8 @@ def leaver_access_removed(payload: Mapping[str, Any], params: Mapping[str, Any])
     ),
     parameters={"days_before_hire": 0},
 )
-def no_access_before_hire(payload: Mapping[str, Any], params: Mapping[str, Any]) -> Verdict:
-    hr, others = _hr_records(payload)
-    who = payload.get("person")
-    if not hr:
-        return not_applicable(f"{who}: no HR record is linked to this person")
+@_against_hr
+def no_access_before_hire(who: Any, hr: _Rows, others: _Rows, params: Mapping[str, Any]) -> Verdict:
     hires = [str(a["hire_date"]) for a in hr if a.get("hire_date")]
     if not hires:
         raise EvidenceMissing(f"{who}: the HR record has no hire date to judge by")

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import cached_property
 from pathlib import Path
@@ -351,23 +352,18 @@ def _cli_errors() -> Iterator[None]:
         raise typer.Exit(EXIT_DATABASE) from None
 
 
+@dataclass
 class Command:
     """What a command reads, each when it first asks: the ``--at`` instant (parsed on
     entry; None is now), the settings, the mappings and the store."""
 
-    def __init__(self, config: Path | None, instant: datetime | None) -> None:
-        self.config = config
-        self.instant = instant
+    config: Path | None
+    instant: datetime | None
 
     @cached_property
     def settings(self) -> Settings:
         """The configuration (see :func:`_settings`), loaded once."""
         return _settings(self.config)
-
-    @property
-    def stamp(self) -> str:
-        """The instant answered for, as titles show it."""
-        return _stamp(self.instant)
 
     def index(self, *, check_ids: bool = True) -> MappingIndex:
         """The mapping index (see :func:`_index`)."""
@@ -376,6 +372,11 @@ class Command:
     def engine(self, *, migrate: bool = False, write: bool = False) -> Engine:
         """The store, read-only unless asked (see :func:`_engine`)."""
         return _engine(self.settings, migrate=migrate, write=write)
+
+    @property
+    def stamp(self) -> str:
+        """The instant answered for, as titles show it."""
+        return _stamp(self.instant)
 
 
 @contextmanager

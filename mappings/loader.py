@@ -758,24 +758,21 @@ def _suggest(check: str, known: Collection[str]) -> str:
     return f" (did you mean {close[0]!r}?)" if close else ""
 
 
+#: TOML's names of the parsed types, most specific first (a bool is an int, a datetime
+#: a date).
+_TOML_TYPES: tuple[tuple[type, str], ...] = (
+    (bool, "boolean"),
+    (str, "string"),
+    (int, "integer"),
+    (float, "float"),
+    (dict, "table"),
+    (list, "array"),
+    (_dt.datetime, "datetime"),
+    (_dt.date, "date"),
+    (_dt.time, "time"),
+)
+
+
 def _toml_type(value: object) -> str:
     """TOML's name for a parsed value's type, for error messages people recognise."""
-    if isinstance(value, bool):
-        return "boolean"
-    if isinstance(value, str):
-        return "string"
-    if isinstance(value, int):
-        return "integer"
-    if isinstance(value, float):
-        return "float"
-    if isinstance(value, dict):
-        return "table"
-    if isinstance(value, list):
-        return "array"
-    if isinstance(value, _dt.datetime):
-        return "datetime"
-    if isinstance(value, _dt.date):
-        return "date"
-    if isinstance(value, _dt.time):
-        return "time"
-    return type(value).__name__
+    return next((name for t, name in _TOML_TYPES if isinstance(value, t)), type(value).__name__)
