@@ -22,7 +22,7 @@ from __future__ import annotations
 import os
 import threading
 from abc import ABC, abstractmethod
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from importlib.metadata import entry_points
 from pathlib import Path
@@ -136,11 +136,15 @@ def available_connectors() -> dict[str, type[Connector]]:
 
 
 def load_connector(type_name: str) -> type[Connector]:
-    connectors = available_connectors()
+    return class_of_type(available_connectors(), type_name)
+
+
+def class_of_type(classes: Mapping[str, type[Connector]], type_name: str) -> type[Connector]:
+    """``classes[type_name]``, or :class:`UnknownConnectorError` naming those installed."""
     try:
-        return connectors[type_name]
+        return classes[type_name]
     except KeyError:
-        known = ", ".join(sorted(connectors)) or "none installed"
+        known = ", ".join(sorted(classes)) or "none installed"
         raise UnknownConnectorError(
             f"unknown connector type {type_name!r} (available: {known})"
         ) from None
