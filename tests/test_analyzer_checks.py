@@ -2,7 +2,7 @@
 
 ``Analyzer.checks()`` used to be abstract, and each analyzer filtered the registry by
 hand; the base class now derives the set (core/analyzer.py), and no analyzer overrides
-it without a reason recorded here.
+it.
 """
 
 from __future__ import annotations
@@ -17,19 +17,14 @@ from core.checks import CheckRegistry, Verdict, check, passed
 from core.connector import CollectContext
 from core.records import Record
 
-#: Analyzers that keep their own ``checks()``, and why. None today.
-OVERRIDES: dict[str, str] = {}
-
 
 @pytest.mark.parametrize("name", sorted(available_analyzers()))
-def test_each_analyzers_checks_are_those_of_its_prefix(name: str) -> None:
+def test_each_analyzer_has_the_checks_of_its_prefix_without_overriding(name: str) -> None:
     cls = available_analyzers()[name]
-    derived = sorted(s.id for s in cls.check_registry if s.id.startswith(f"{cls.prefix}."))
-    assert sorted(s.id for s in cls.checks()) == derived
-    assert derived, f"{name} registers no check under {cls.prefix}."
-    assert ("checks" in vars(cls)) == (name in OVERRIDES), (
-        f"{name}: checks() is derived from prefix; override it only with a reason in OVERRIDES"
-    )
+    assert "checks" not in vars(cls), f"{name}: checks() is derived from prefix; keep it so"
+    ids = {s.id for s in cls.checks()}
+    assert ids, f"{name} registers no check under {cls.prefix}."
+    assert ids == {s.id for s in cls.check_registry if s.id.split(".")[0] == cls.prefix}
 
 
 def _verdict(_resource: object) -> Verdict:
