@@ -34,7 +34,7 @@ from connectors.devices import email_of
 from connectors.kit import GLOBAL, require
 from core.accounts import Account
 from core.analyzer import Analyzer, EvidenceView
-from core.checks import REGISTRY, CheckSpec, Verdict, check, failed, not_applicable, passed
+from core.checks import Verdict, check, failed, not_applicable, passed
 from core.connector import CollectContext, Connector, ConnectorOptions
 from core.records import Coverage, Evidence, Record
 from core.times import days_since, full_time, parse_time
@@ -303,10 +303,6 @@ class DeviceOwnershipAnalyzer(Analyzer):
     Options: ClassVar[type[ConnectorOptions]] = DeviceOwnersOptions
 
     options: DeviceOwnersOptions
-
-    @classmethod
-    def checks(cls) -> list[CheckSpec]:
-        return [s for s in REGISTRY if s.id.startswith("devices.")]
 
     def analyze(self, view: EvidenceView, ctx: CollectContext) -> Iterator[Record]:
         people_src, device_src, missing = chosen_sources(self.options, view.instances)

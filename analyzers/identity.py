@@ -40,9 +40,9 @@ type — the only way to link GitHub accounts, which expose no e-mail.
 
 from __future__ import annotations
 
-import tomllib
+import functools
 from collections import defaultdict
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from pathlib import Path
@@ -53,15 +53,7 @@ from pydantic import Field, model_validator
 from connectors.kit import GLOBAL, EvidenceMissing, Pseudonymiser, require
 from core.accounts import Account, AccountReader, AccountRef
 from core.analyzer import Analyzer, EvidenceView
-from core.checks import (
-    REGISTRY,
-    CheckSpec,
-    Verdict,
-    check,
-    failed,
-    not_applicable,
-    passed,
-)
+from core.checks import Verdict, check, failed, not_applicable, passed
 from core.connector import (
     CollectContext,
     Connector,
@@ -72,6 +64,7 @@ from core.connector import (
 )
 from core.records import Coverage, Evidence, Record
 from core.times import days_since, full_time, parse_time
+from core.tomlfile import read_toml
 
 PERSON_TYPE = "identity.person.link"
 SCOPE = "people"
@@ -148,12 +141,7 @@ def load_identity_map(path: Path, kinds: Iterable[str] | None = None) -> list[Pe
     kinds = tuple(installed_identity_types() if kinds is None else kinds)
     allowed_keys = (*_MAP_FIELDS, *kinds)
     shown = str(path)
-    try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise IdentityMapError(shown, "<file>", f"cannot be read: {exc.strerror}") from None
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise IdentityMapError(shown, "<file>", f"invalid TOML: {exc}") from None
+    data = read_toml(path, IdentityMapError)
     extra = sorted(set(data) - {"person"})
     if extra:
         raise IdentityMapError(
@@ -415,10 +403,25 @@ def account_linked_to_idp(payload: Mapping[str, Any], params: Mapping[str, Any])
     )
 
 
-def _hr_records(payload: Mapping[str, Any]) -> tuple[list[Mapping[str, Any]], list[Any]]:
-    """(HR records, other accounts) of one person."""
-    accounts = require(payload, "accounts")
-    return [a for a in accounts if a.get("hr")], [a for a in accounts if not a.get("hr")]
+_Rows = list[Mapping[str, Any]]
+#: How a check of a person against HR judges: (who, HR records, other accounts, params).
+_HrJudge = Callable[[Any, _Rows, _Rows, Mapping[str, Any]], Verdict]
+
+
+def _against_hr(judge: _HrJudge) -> Callable[[Mapping[str, Any], Mapping[str, Any]], Verdict]:
+    """A check of a person's accounts against their HR records: not applicable to a
+    person no HR record is linked to; ``judge`` gets the records split."""
+
+    @functools.wraps(judge)
+    def check_person(payload: Mapping[str, Any], params: Mapping[str, Any]) -> Verdict:
+        accounts = require(payload, "accounts")
+        hr = [a for a in accounts if a.get("hr")]
+        who = payload.get("person")
+        if not hr:
+            return not_applicable(f"{who}: no HR record is linked to this person")
+        return judge(who, hr, [a for a in accounts if not a.get("hr")], params)
+
+    return check_person
 
 
 @check(
@@ -439,11 +442,8 @@ def _hr_records(payload: Mapping[str, Any]) -> tuple[list[Mapping[str, Any]], li
     ),
     parameters={"sla_days": 1},
 )
-def leaver_access_removed(payload: Mapping[str, Any], params: Mapping[str, Any]) -> Verdict:
-    hr, others = _hr_records(payload)
-    who = payload.get("person")
-    if not hr:
-        return not_applicable(f"{who}: no HR record is linked to this person")
+@_against_hr
+def leaver_access_removed(who: Any, hr: _Rows, others: _Rows, params: Mapping[str, Any]) -> Verdict:
     employed = [a for a in hr if a.get("state") != "offboarded"]
     if employed:
         return passed(f"{who}: employed per {', '.join(_label(a) for a in employed)}")
@@ -486,11 +486,8 @@ def leaver_access_removed(payload: Mapping[str, Any], params: Mapping[str, Any])
     ),
     parameters={"days_before_hire": 0},
 )
-def no_access_before_hire(payload: Mapping[str, Any], params: Mapping[str, Any]) -> Verdict:
-    hr, others = _hr_records(payload)
-    who = payload.get("person")
-    if not hr:
-        return not_applicable(f"{who}: no HR record is linked to this person")
+@_against_hr
+def no_access_before_hire(who: Any, hr: _Rows, others: _Rows, params: Mapping[str, Any]) -> Verdict:
     hires = [str(a["hire_date"]) for a in hr if a.get("hire_date")]
     if not hires:
         raise EvidenceMissing(f"{who}: the HR record has no hire date to judge by")
@@ -560,10 +557,6 @@ class IdentityAnalyzer(Analyzer):
     Options: ClassVar[type[ConnectorOptions]] = IdentityOptions
 
     options: IdentityOptions
-
-    @classmethod
-    def checks(cls) -> list[CheckSpec]:
-        return [s for s in REGISTRY if s.id.startswith("identity.")]
 
     def analyze(self, view: EvidenceView, ctx: CollectContext) -> Iterator[Record]:
         try:

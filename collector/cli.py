@@ -33,20 +33,19 @@ from collector.clikit import (
     EXIT_NO_DATABASE,  # noqa: F401 - every exit code is named here, beside the docstring
     EXIT_OK,
     EXIT_PARTIAL,
-    EXIT_USAGE,
     EXIT_VERIFY,
     AtOpt,
     CliExit,
     ConfigOpt,
     FormatOpt,
+    PeriodOpt,
+    UsageError,
     WideOpt,
     _cli_errors,
-    _engine,
-    _index,
-    _settings,
     _stamp,
     app,
     choose,
+    command,
     db_app,
     err,
     error_line,
@@ -55,9 +54,8 @@ from collector.clikit import (
     is_glob,
     known_checks,
     mappings_app,
-    parse_instant,
 )
-from collector.output import FINDING_COLUMNS, OutputFormat, render
+from collector.output import CONTROL_COLUMNS, FINDING_COLUMNS, RUN_COLUMNS, OutputFormat, render
 
 # Start-up is part of the product: `annexa --help` must not pay for alembic,
 # SQLAlchemy, structlog, pydantic or any SDK. Commands import what they use when they
@@ -81,23 +79,21 @@ def collect(
     fmt: FormatOpt = OutputFormat.table,
 ) -> None:
     """Run every enabled connector once and store what it finds."""
-    with _cli_errors():
-        settings = _settings(config)
-        index = _index(settings)
+    with command(config) as cmd:
+        settings = cmd.settings
+        index = cmd.index()
         chosen = [c for c in settings.connectors if c.cfg.enabled]
         if only:
             names = {c.name for c in settings.connectors}
             unknown = sorted(set(only) - names)
             if unknown:
-                raise CliExit(
-                    EXIT_USAGE,
+                raise UsageError(
                     f"--only: no connector named {', '.join(unknown)} "
                     f"(configured: {', '.join(sorted(names)) or 'none'})",
                 )
             chosen = [c for c in settings.connectors if c.name in only]
         if not chosen:
-            raise CliExit(
-                EXIT_USAGE,
+            raise UsageError(
                 "no connector to collect: add a [[connectors]] table to "
                 "the config (see config.example.toml)",
             )
@@ -111,8 +107,8 @@ def collect(
         try:
             decisions = file_decisions(settings, index, known_checks())
         except DecisionFileError as exc:
-            raise CliExit(EXIT_USAGE, str(exc)) from None
-        engine = _engine(settings, migrate=True)
+            raise UsageError(str(exc)) from None
+        engine = cmd.engine(migrate=True)
         for line in recover(settings, engine):
             typer.echo(f"recovered: {line}", err=True)
         _record_decisions(settings, engine, index, decisions)
@@ -178,8 +174,7 @@ def _refuse_unresolved_secrets(settings: Settings, chosen: list) -> None:
     for line in bad:
         error_line(f"{line.what}: {line.detail}")
     if bad:
-        raise CliExit(
-            EXIT_USAGE,
+        raise UsageError(
             f"{len(bad)} problem(s) with SDKs or secret references: nothing collected "
             "(`annexa config check` checks them all)",
         )
@@ -321,19 +316,18 @@ def controls(
     wide: WideOpt = False,
 ) -> None:
     """Status of every Annex A control, now, --at an instant, or over a --period."""
-    from collector.commands.auditor import parse_period, recorded_decisions
+    from collector.commands.auditor import instant_or_period, recorded_decisions
     from store.status import CONTROL_STATUSES, STATUS_RANK, control_statuses
     from store.timelines import control_timelines
 
-    with _cli_errors():
-        settings = _settings(config)
-        index = _index(settings, check_ids=False)
+    with command(config) as cmd:
+        settings = cmd.settings
+        index = cmd.index(check_ids=False)
         from mappings.loader import THEMES
 
         choose("--status", status, CONTROL_STATUSES)
         choose("--theme", theme, THEMES)
-        if period and at:
-            raise CliExit(EXIT_USAGE, "--at and --period cannot be combined")
+        instant, span = instant_or_period(at, period)
         crosswalk = None
         if framework != "iso27001-2022":
             from mappings.crosswalk import load_framework
@@ -342,13 +336,12 @@ def controls(
             try:
                 crosswalk = load_framework(framework, index.catalog)
             except MappingError as exc:
-                raise CliExit(EXIT_USAGE, f"--framework: {exc}") from None
-        instant = parse_instant(at)
-        engine = _engine(settings, migrate=False)
+                raise UsageError(f"--framework: {exc}") from None
+        engine = cmd.engine(migrate=False)
         rules, scope = recorded_decisions(settings, engine, index, instant)
         timelines = None
-        if period:
-            start, instant = parse_period(period)
+        if span:
+            start, instant = span
             timelines = control_timelines(
                 engine, index, start, instant, settings.freshness, exceptions=rules
             )
@@ -404,14 +397,7 @@ def controls(
             r["resources"] = listed[:5] + (
                 [f"… +{len(listed) - 5} more"] if len(listed) > 5 else []
             )
-        columns = [
-            ("control", "Control"),
-            ("title", "Title"),
-            ("theme", "Theme"),
-            ("status", "Status"),
-            ("summary", "Findings"),
-            ("resources", "Failing / erroring / excepted resources"),
-        ]
+        columns = list(CONTROL_COLUMNS)
         if timelines is not None:
             columns[4:4] = [
                 ("worst", "Worst"),
@@ -448,39 +434,32 @@ def findings(
         typer.Option(help="Resource ids containing this text, or a glob (arn:*:prod-*)."),
     ] = None,
     at: AtOpt = None,
-    period: Annotated[
-        str | None,
-        typer.Option(
-            "--period", help="START..END: every finding version in force during the period."
-        ),
-    ] = None,
+    period: PeriodOpt = None,
     fmt: FormatOpt = OutputFormat.table,
     wide: WideOpt = False,
 ) -> None:
     """Findings in force now, --at an instant, or during a --period (the population)."""
-    from collector.commands.auditor import parse_period, recorded_decisions
+    from collector.commands.auditor import instant_or_period, recorded_decisions
     from core.records import FINDING_STATUSES
     from store.exceptions import exception_for
     from store.queries import findings_at, findings_in_period
 
-    with _cli_errors():
-        settings = _settings(config)
+    with command(config) as cmd:
+        settings = cmd.settings
         choose("--status", status, (*FINDING_STATUSES, "excepted"))
         if control is not None:
-            catalog = list(_index(settings, check_ids=False).catalog)
+            catalog = list(cmd.index(check_ids=False).catalog)
             choose("--control", control, catalog, what="an Annex A control:")
-        if period and at:
-            raise CliExit(EXIT_USAGE, "--at and --period cannot be combined")
-        instant = parse_instant(at)
-        engine = _engine(settings, migrate=False)
+        instant, span = instant_or_period(at, period)
+        engine = cmd.engine(migrate=False)
         rules, _ = recorded_decisions(settings, engine, None, instant)
         stored_status = None if status == "excepted" else status
         # Exact ids go to SQL; globs are matched here.
         exact_check = None if is_glob(check) else check
         exact_source = None if is_glob(source) else source
         with engine.connect() as conn:
-            if period:
-                start, end = parse_period(period)
+            if span:
+                start, end = span
                 found = findings_in_period(
                     conn, start, end, check_id=exact_check, source=exact_source,
                     status=stored_status,
@@ -539,27 +518,19 @@ def evidence_show(
     ] = None,
     source: Annotated[str | None, typer.Option(help="Only this connector instance.")] = None,
     at: AtOpt = None,
-    period: Annotated[
-        str | None,
-        typer.Option(
-            "--period", help="START..END: every evidence version in force during the period."
-        ),
-    ] = None,
+    period: PeriodOpt = None,
     fmt: FormatOpt = OutputFormat.table,
 ) -> None:
     """Evidence snapshots in force now, --at an instant or during a --period, with payloads."""
-    from collector.commands.auditor import parse_period
+    from collector.commands.auditor import instant_or_period
     from store.queries import bodies, evidence_at, evidence_in_period
 
-    with _cli_errors():
-        settings = _settings(config)
-        if period and at:
-            raise CliExit(EXIT_USAGE, "--at and --period cannot be combined")
-        instant = parse_instant(at)
-        engine = _engine(settings, migrate=False)
+    with command(config) as cmd:
+        instant, span = instant_or_period(at, period)
+        engine = cmd.engine(migrate=False)
         with engine.connect() as conn:
-            if period:
-                start, end = parse_period(period)
+            if span:
+                start, end = span
                 rows = evidence_in_period(
                     conn,
                     start,
@@ -651,9 +622,9 @@ def runs(
     from collector.daemon.spool import pending, read
     from store.queries import list_runs
 
-    with _cli_errors():
-        settings = _settings(config)
-        engine = _engine(settings, migrate=False)
+    with command(config) as cmd:
+        settings = cmd.settings
+        engine = cmd.engine(migrate=False)
         with engine.connect() as conn:
             rows = list_runs(conn, source=source, limit=limit)
         for r in rows:
@@ -680,16 +651,7 @@ def runs(
             )
         render(
             rows,
-            [
-                ("id", "Run"),
-                ("source", "Source"),
-                ("status", "Status"),
-                ("started_at", "Started"),
-                ("finished_at", "Finished"),
-                ("reason", "Reason"),
-                ("digest", "Digest"),
-                ("signed_by", "Signed by"),
-            ],
+            RUN_COLUMNS,
             fmt,
             title="Runs",
             narrow=("id", "source", "status", "started_at", "reason"),
@@ -714,9 +676,8 @@ def checks(
     ] = False,
 ) -> None:
     """Every check with its metadata, parameters and the controls it evidences."""
-    with _cli_errors():
-        settings = _settings(config)
-        index = _index(settings)
+    with command(config) as cmd:
+        index = cmd.index()
         if by_control:
             from collector.commands.coverage import control_rows, render_by_control
             from collector.plugins import available_plugins
@@ -762,13 +723,13 @@ def mappings_validate(config: ConfigOpt = None) -> None:
     """Validate the catalog, built-in and configured mapping files; list every problem."""
     from mappings.loader import load_mappings, validate_mappings
 
-    with _cli_errors():
-        settings = _settings(config)
+    with command(config) as cmd:
+        settings = cmd.settings
         problems = validate_mappings(settings.mapping_dirs, set(known_checks()))
         if problems:
             for p in problems:
                 error_line(str(p))
-            raise CliExit(EXIT_USAGE, f"{len(problems)} mapping problem(s)")
+            raise UsageError(f"{len(problems)} mapping problem(s)")
         index = load_mappings(settings.mapping_dirs, known_checks=set(known_checks()))
         typer.echo(
             f"mappings OK: {len(index.catalog)} controls, {len(index.links)} links, "
@@ -810,11 +771,11 @@ def verify(
     problem. Reads only: works on a read-only copy of the database."""
     from store.integrity import verify as verify_store
 
-    with _cli_errors():
-        settings = _settings(config)
+    with command(config) as cmd:
+        settings = cmd.settings
         keys = settings.trusted_keys(trusted_keys)
         roots = settings.tsa_roots(tsa_roots)
-        engine = _engine(settings, migrate=False)
+        engine = cmd.engine(migrate=False)
         result = verify_store(
             engine,
             trusted_keys=keys,
@@ -865,9 +826,9 @@ def db_upgrade(config: ConfigOpt = None) -> None:
     from store.engine import redacted_url
     from store.migrate import head_revision
 
-    with _cli_errors():
-        settings = _settings(config)
-        _engine(settings, migrate=True)
+    with command(config) as cmd:
+        settings = cmd.settings
+        cmd.engine(migrate=True)
         typer.echo(f"database {redacted_url(settings.database_url)} is at schema {head_revision()}")
 
 
@@ -896,15 +857,15 @@ def daemon(
     from collector.daemon import DaemonError, run_daemon
     from collector.decisions import DecisionFileError, file_decisions
 
-    with _cli_errors():
-        settings = _settings(config)
-        index = _index(settings)
+    with command(config) as cmd:
+        settings = cmd.settings
+        index = cmd.index()
         settings.signer()  # an unusable key: exit 2 before anything is written
         try:
             decisions = file_decisions(settings, index, known_checks())
         except DecisionFileError as exc:
-            raise CliExit(EXIT_USAGE, str(exc)) from None
-        engine = _engine(settings, migrate=True)
+            raise UsageError(str(exc)) from None
+        engine = cmd.engine(migrate=True)
         # Decisions are recorded when the daemon starts (and by every collect).
         _record_decisions(settings, engine, index, decisions)
         try:

@@ -14,7 +14,9 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -161,12 +163,27 @@ AtOpt = Annotated[
     str | None,
     typer.Option("--at", help="Answer as of this instant (ISO 8601, UTC if no offset)."),
 ]
+PeriodOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--period",
+        help="START..END (ISO 8601 dates or date-times, UTC if no offset; a date END "
+        "includes that whole day).",
+    ),
+]
 
 
 class CliExit(Exception):
     def __init__(self, code: int, message: str | None = None) -> None:
         self.code = code
         self.message = message
+
+
+class UsageError(CliExit):
+    """Invalid usage, configuration or mapping: exit 2, nothing written."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(EXIT_USAGE, message)
 
 
 def parse_instant(text: str | None) -> datetime | None:
@@ -176,7 +193,7 @@ def parse_instant(text: str | None) -> datetime | None:
     try:
         value = datetime.fromisoformat(text.replace("Z", "+00:00"))
     except ValueError:
-        raise CliExit(EXIT_USAGE, f"--at: {text!r} is not an ISO 8601 date or date-time") from None
+        raise UsageError(f"--at: {text!r} is not an ISO 8601 date or date-time") from None
     if value.tzinfo is None:
         value = value.replace(tzinfo=UTC)
     return value.astimezone(UTC)
@@ -200,7 +217,7 @@ def choose(option: str, value: str | None, choices: Sequence[str], *, what: str 
     close = difflib.get_close_matches(value, list(choices), n=1, cutoff=0.5)
     hint = f"; did you mean {close[0]}?" if close else ""
     listed = ", ".join(choices) if len(choices) <= 12 else f"{choices[0]} … {choices[-1]}"
-    raise CliExit(EXIT_USAGE, f"{option}: {value!r} is not {what or 'one of'} {listed}{hint}")
+    raise UsageError(f"{option}: {value!r} is not {what or 'one of'} {listed}{hint}")
 
 
 def is_glob(pattern: str | None) -> bool:
@@ -227,7 +244,7 @@ def _settings(config: Path | None) -> Settings:
     try:
         settings = load_settings(config)
     except ConfigError as exc:
-        raise CliExit(EXIT_USAGE, f"invalid configuration:\n{exc}") from None
+        raise UsageError(f"invalid configuration:\n{exc}") from None
     configure_logging(settings.model.log.format, settings.model.log.level)
     return settings
 
@@ -252,7 +269,7 @@ def _index(settings: Settings, *, check_ids: bool = True) -> MappingIndex:
         known = set(known_checks()) if check_ids else None
         return load_mappings(settings.mapping_dirs, known_checks=known)
     except MappingError as exc:
-        raise CliExit(EXIT_USAGE, f"invalid mapping: {exc}") from None
+        raise UsageError(f"invalid mapping: {exc}") from None
 
 
 def _engine(settings: Settings, *, migrate: bool, write: bool = False) -> Engine:
@@ -333,3 +350,38 @@ def _cli_errors() -> Iterator[None]:
     except (OperationalError, ProgrammingError) as exc:
         error_line(f"database error: {str(exc).splitlines()[0]}")
         raise typer.Exit(EXIT_DATABASE) from None
+
+
+@dataclass
+class Command:
+    """What a command reads, each when it first asks: the ``--at`` instant (parsed on
+    entry; None is now), the settings, the mappings and the store."""
+
+    config: Path | None
+    instant: datetime | None
+
+    @cached_property
+    def settings(self) -> Settings:
+        """The configuration (see :func:`_settings`), loaded once."""
+        return _settings(self.config)
+
+    def index(self, *, check_ids: bool = True) -> MappingIndex:
+        """The mapping index (see :func:`_index`)."""
+        return _index(self.settings, check_ids=check_ids)
+
+    def engine(self, *, migrate: bool = False, write: bool = False) -> Engine:
+        """The store, read-only unless asked (see :func:`_engine`)."""
+        return _engine(self.settings, migrate=migrate, write=write)
+
+    @property
+    def stamp(self) -> str:
+        """The instant answered for, as titles show it."""
+        return _stamp(self.instant)
+
+
+@contextmanager
+def command(config: Path | None, *, at: str | None = None) -> Iterator[Command]:
+    """The body of a command: ``--at`` parsed, the rest read on demand, and every error
+    inside turned into its message and exit code (:func:`_cli_errors`)."""
+    with _cli_errors():
+        yield Command(config, parse_instant(at))

@@ -13,9 +13,10 @@ import json
 import os
 import re
 import tomllib
+from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
@@ -29,6 +30,8 @@ from core.connector import (
 from core.records import REDACTED
 from core.signing import PublicKey, Signer, SigningKeyError, load_public_keys
 from store.risk_input import DEFAULT_IMPACT, DEFAULT_LIKELIHOOD
+
+_T = TypeVar("_T")
 
 DEFAULT_CONFIG_FILE = "annexa.toml"
 ENV_DATABASE_URL = "ANNEXA_DATABASE_URL"
@@ -429,13 +432,27 @@ class Settings:
 
     def trusted_keys(self, override: Path | None = None) -> dict[str, PublicKey] | None:
         """Keys named by ``override`` or ``[signing] trusted_keys``; None if neither."""
-        path = override or self.model.signing.trusted_keys
+        return self._signing_file(
+            override, self.model.signing.trusted_keys, load_public_keys, SigningKeyError
+        )
+
+    def _signing_file(
+        self,
+        override: Path | None,
+        configured: Path | None,
+        load: Callable[[Path], _T],
+        errors: type[Exception],
+    ) -> _T | None:
+        """``load`` of the file ``override`` names (as given), else of the configured
+        one (relative to the config's folder); None if neither. ``errors`` raised by
+        ``load`` are a configuration error naming the file."""
+        path = override or configured
         if path is None:
             return None
         where = path if override else self.resolve(path)
         try:
-            return load_public_keys(where)
-        except SigningKeyError as exc:
+            return load(where)
+        except errors as exc:
             raise ConfigError(str(where), [("<file>", str(exc))]) from None
 
     @property
@@ -453,16 +470,10 @@ class Settings:
 
     def tsa_roots(self, override: Path | None = None) -> list[Any] | None:
         """The TSA root certificates named by ``override`` or ``[signing] tsa_roots``."""
-        path = override or self.model.signing.tsa_roots
-        if path is None:
-            return None
-        where = path if override else self.resolve(path)
         from core.timestamping import TimestampError, load_roots
 
-        try:
-            return load_roots(where)
-        except TimestampError as exc:
-            raise ConfigError(str(where), [("<file>", str(exc))]) from None
+        roots = self.model.signing.tsa_roots
+        return self._signing_file(override, roots, load_roots, TimestampError)
 
     @property
     def stale_after(self) -> timedelta:

@@ -6,11 +6,11 @@ Parsing a file is input, not storage: the rules it yields are recorded as decisi
 
 from __future__ import annotations
 
-import tomllib
 from collections.abc import Collection
 from pathlib import Path
 
 from core.times import day_or_instant
+from core.tomlfile import read_toml
 from store.exceptions import ExceptionRule
 
 
@@ -56,12 +56,7 @@ def load_exceptions(path: str | Path, known_checks: Collection[str]) -> list[Exc
     """
     p = Path(path)
     file = str(p)
-    try:
-        doc = tomllib.loads(p.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise ExceptionsError(file, "<file>", f"cannot be read: {exc.strerror or exc}") from None
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise ExceptionsError(file, "<file>", f"invalid TOML: {exc}") from None
+    doc = read_toml(p, ExceptionsError)
     for key in doc:
         if key != "exception":
             raise ExceptionsError(

@@ -31,6 +31,26 @@ FINDING_COLUMNS = [
     ("message", "Message"),
     ("observed_at", "Observed"),
 ]
+#: The columns of a controls table, the same in ``annexa controls`` and the console.
+CONTROL_COLUMNS = [
+    ("control", "Control"),
+    ("title", "Title"),
+    ("theme", "Theme"),
+    ("status", "Status"),
+    ("summary", "Findings"),
+    ("resources", "Failing / erroring / excepted resources"),
+]
+#: The columns of a runs table, the same in ``annexa runs`` and the console.
+RUN_COLUMNS = [
+    ("id", "Run"),
+    ("source", "Source"),
+    ("status", "Status"),
+    ("started_at", "Started"),
+    ("finished_at", "Finished"),
+    ("reason", "Reason"),
+    ("digest", "Digest"),
+    ("signed_by", "Signed by"),
+]
 
 STATUS_STYLE = {
     "pass": "green",

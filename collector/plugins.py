@@ -19,8 +19,8 @@ from core.connector import (
     CollectContext,
     Connector,
     ConnectorOptions,
-    UnknownConnectorError,
     available_connectors,
+    class_of_type,
 )
 from core.records import Coverage, Record
 
@@ -86,11 +86,4 @@ def available_plugins() -> dict[str, type[Connector]]:
 
 def load_plugin(type_name: str) -> type[Connector]:
     """The class of a configured ``type``: a connector, or an analyzer's run."""
-    plugins = available_plugins()
-    try:
-        return plugins[type_name]
-    except KeyError:
-        known = ", ".join(sorted(plugins)) or "none installed"
-        raise UnknownConnectorError(
-            f"unknown connector type {type_name!r} (available: {known})"
-        ) from None
+    return class_of_type(available_plugins(), type_name)

@@ -18,12 +18,11 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import datetime
-from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any, ClassVar, Protocol
 
-from core.checks import CheckSpec
-from core.connector import CollectContext, Connector, ConnectorOptions
+from core.checks import REGISTRY, CheckRegistry, CheckSpec
+from core.connector import CollectContext, Connector, ConnectorOptions, registered_classes
 from core.records import Record
 
 ENTRY_POINT_GROUP = "annexa.analyzers"
@@ -82,6 +81,8 @@ class Analyzer(ABC):
     default_name: ClassVar[str]
     #: Where it runs among the analyzers after a collection (lower first).
     order: ClassVar[int] = 100
+    #: Where its checks register (tests may give an analyzer a registry of its own).
+    check_registry: ClassVar[CheckRegistry] = REGISTRY
 
     def __init__(
         self, name: str, options: ConnectorOptions, enabled_checks: Iterable[str] | None = None
@@ -95,9 +96,15 @@ class Analyzer(ABC):
         )
 
     @classmethod
-    @abstractmethod
     def checks(cls) -> list[CheckSpec]:
-        """Every check this analyzer's evidence is evaluated with."""
+        """Every check this analyzer's evidence is evaluated with.
+
+        By default the checks of :attr:`check_registry` whose id starts with
+        ``prefix + "."``, exactly as :meth:`Connector.checks` — an analyzer's checks
+        register when its module is imported, which importing the class does. Override
+        only when an analyzer's checks are not exactly those (say why in the override).
+        """
+        return cls.check_registry.with_prefix(cls.prefix)
 
     def inputs(self, instances: Mapping[str, type[Connector]]) -> set[str]:
         """The names among ``instances`` (the enabled connector instances) whose stored
@@ -117,10 +124,4 @@ class UnknownAnalyzerError(LookupError):
 
 def available_analyzers() -> dict[str, type[Analyzer]]:
     """Every analyzer class registered under the entry-point group."""
-    found: dict[str, type[Analyzer]] = {}
-    for ep in entry_points(group=ENTRY_POINT_GROUP):
-        cls = ep.load()
-        if not (isinstance(cls, type) and issubclass(cls, Analyzer)):
-            raise TypeError(f"entry point {ep.name!r} ({ep.value}) is not an Analyzer subclass")
-        found[ep.name] = cls
-    return found
+    return registered_classes(ENTRY_POINT_GROUP, Analyzer)

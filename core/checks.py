@@ -116,6 +116,11 @@ class CheckRegistry:
     def for_type(self, resource_type: str) -> list[CheckSpec]:
         return self._by_type.get(resource_type, [])
 
+    def with_prefix(self, prefix: str) -> list[CheckSpec]:
+        """Checks whose id is ``{prefix}.*``: those of one connector or analyzer."""
+        head = f"{prefix}."
+        return [s for s in self if s.id.startswith(head)]
+
     def for_service(self, prefix: str, service: str) -> list[CheckSpec]:
         """Checks whose resource type is ``{prefix}.{service}.*``."""
         head = f"{prefix}.{service}."

@@ -22,11 +22,11 @@ from __future__ import annotations
 import os
 import threading
 from abc import ABC, abstractmethod
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from importlib.metadata import entry_points
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeVar
 
 import structlog
 from pydantic import BaseModel, ConfigDict, model_validator
@@ -84,8 +84,7 @@ class Connector(ABC):
         which importing the connector class does. Override only when a connector's
         checks are not exactly those (say why in the override).
         """
-        head = f"{cls.prefix}."
-        return [s for s in cls.check_registry if s.id.startswith(head)]
+        return cls.check_registry.with_prefix(cls.prefix)
 
     @abstractmethod
     def collect(self, ctx: CollectContext) -> Iterator[Record]:
@@ -110,27 +109,42 @@ class Connector(ABC):
         raise NotImplementedError(f"{type(self).__name__} plans no units")
 
 
+_T = TypeVar("_T")
+
+
 class UnknownConnectorError(LookupError):
     pass
 
 
-def available_connectors() -> dict[str, type[Connector]]:
-    """Every connector class registered under the entry-point group."""
-    found: dict[str, type[Connector]] = {}
-    for ep in entry_points(group=ENTRY_POINT_GROUP):
+def registered_classes(group: str, base: type[_T]) -> dict[str, type[_T]]:
+    """Every class registered under the entry-point ``group``, by entry-point name; a
+    registered object that is not a subclass of ``base`` is a packaging error."""
+    found: dict[str, type[_T]] = {}
+    for ep in entry_points(group=group):
         cls = ep.load()
-        if not (isinstance(cls, type) and issubclass(cls, Connector)):
-            raise TypeError(f"entry point {ep.name!r} ({ep.value}) is not a Connector subclass")
+        if not (isinstance(cls, type) and issubclass(cls, base)):
+            raise TypeError(
+                f"entry point {ep.name!r} ({ep.value}) is not a subclass of {base.__name__}"
+            )
         found[ep.name] = cls
     return found
 
 
+def available_connectors() -> dict[str, type[Connector]]:
+    """Every connector class registered under the entry-point group."""
+    return registered_classes(ENTRY_POINT_GROUP, Connector)
+
+
 def load_connector(type_name: str) -> type[Connector]:
-    connectors = available_connectors()
+    return class_of_type(available_connectors(), type_name)
+
+
+def class_of_type(classes: Mapping[str, type[Connector]], type_name: str) -> type[Connector]:
+    """``classes[type_name]``, or :class:`UnknownConnectorError` naming those installed."""
     try:
-        return connectors[type_name]
+        return classes[type_name]
     except KeyError:
-        known = ", ".join(sorted(connectors)) or "none installed"
+        known = ", ".join(sorted(classes)) or "none installed"
         raise UnknownConnectorError(
             f"unknown connector type {type_name!r} (available: {known})"
         ) from None

@@ -19,19 +19,13 @@ from exports.oscal_results import oscal_documents
 from exports.report import render_report
 from exports.soa import SOA_COLUMNS
 from store.integrity import ts
+from store.schema import EVIDENCE_FIELDS, PLACE_COLUMNS
 
 # Every row says which stored version it is (``id``), which run wrote it, and the
 # instant the population was taken at (``as_of``: the end of the period).
 EVIDENCE_COLUMNS = [
     "id",
-    "source",
-    "key",
-    "scope",
-    "region",
-    "service",
-    "resource_type",
-    "resource_id",
-    "content_hash",
+    *EVIDENCE_FIELDS,
     "collected_at",
     "source_updated_at",
     "valid_to",
@@ -44,11 +38,7 @@ FINDING_COLUMNS = [
     "source",
     "key",
     "check_id",
-    "scope",
-    "region",
-    "service",
-    "resource_type",
-    "resource_id",
+    *PLACE_COLUMNS,
     "status",
     "effective_status",
     "exception",
@@ -353,18 +343,4 @@ class OscalExporter(Exporter):
     name = "oscal"
 
     def write(self, ctx: PackageContext) -> Mapping[str, bytes]:
-        return oscal_documents(
-            index=ctx.index,
-            scope=ctx.scope,
-            title=ctx.title,
-            start=ctx.start,
-            end=ctx.end,
-            generated=ctx.generated,
-            agent_version=ctx.agent_version,
-            runs=ctx.runs,
-            evidence_versions=ctx.evidence_versions,
-            findings_at_end=ctx.findings_at_end,
-            controls=ctx.controls,
-            bodies=ctx.bodies,
-            package_files=ctx.files,
-        )
+        return oscal_documents(ctx)

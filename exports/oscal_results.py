@@ -26,9 +26,9 @@ Every back-matter resource is referenced by an observation; every href is relati
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from exports.oscal import (
     FOLDER,
@@ -46,6 +46,9 @@ from exports.oscal import (
     tool_uuid,
     uid,
 )
+
+if TYPE_CHECKING:
+    from exports.exporter import PackageContext
 
 SATISFIED = frozenset({"pass", "not_applicable"})
 #: Passing resources cited per control finding (failing and erroring ones: all of them).
@@ -339,36 +342,28 @@ def _finding(
 
 
 def assessment_results(
+    ctx: PackageContext,
     *,
-    title: str,
-    organisation: str,
-    start: datetime,
-    end: datetime,
-    generated: datetime,
-    agent_version: str,
-    runs: Iterable[Mapping[str, Any]],
-    evidence_versions: Iterable[Mapping[str, Any]],
-    findings_at_end: Iterable[Mapping[str, Any]],
-    controls: Iterable[Mapping[str, Any]],
-    applicable: set[str],
     manual_files: Mapping[str, list[str]],
     payloads: Mapping[str, Mapping[str, Any]],
 ) -> dict[str, Any]:
-    """The assessment-results document of ``[start, end]`` (a dict ready for json).
+    """The assessment-results document of the package's period (a dict ready for json).
 
-    ``findings_at_end``: finding versions in force at ``end`` (with ``effective_status``
-    and ``exception``); ``controls``: control status dicts at ``end`` (``as_dict`` plus
-    ``worst``); ``manual_files``: SHA-256 → package paths of the recorded documents;
-    ``payloads``: content hash → payload of the manual evidence records.
+    Read from ``ctx``: the finding versions in force at the end (with
+    ``effective_status`` and ``exception``), the control statuses at the end (``as_dict``
+    plus ``worst``), the runs and evidence versions. ``manual_files``: SHA-256 → package
+    paths of the recorded documents; ``payloads``: content hash → payload of the manual
+    evidence records.
     """
-    runs = list(runs)
+    start, end, runs = ctx.start, ctx.end, list(ctx.runs)
+    organisation, applicable = ctx.scope.organisation, ctx.scope.applicable
     by_resource: dict[tuple[str, str], list[Mapping[str, Any]]] = {}
-    for v in sorted(evidence_versions, key=lambda v: (v["source"], v["key"], v["valid_from"])):
+    for v in sorted(ctx.evidence_versions, key=lambda v: (v["source"], v["key"], v["valid_from"])):
         if v["source"] not in NOT_OBSERVED:
             by_resource.setdefault((v["source"], v["key"]), []).append(v)
     verdicts: dict[tuple[str, str], list[Mapping[str, Any]]] = {}
     by_control: dict[str, list[Mapping[str, Any]]] = {}
-    for f in findings_at_end:
+    for f in ctx.findings_at_end:
         verdicts.setdefault((f["source"], evidence_key(f)), []).append(f)
         for cid in f["controls"]:
             by_control.setdefault(cid, []).append(f)
@@ -406,7 +401,7 @@ def assessment_results(
             obs_of,
             end,
         )
-        for c in controls
+        for c in ctx.controls
         if c["control"] in applicable
     ]
     tasks = [
@@ -470,8 +465,8 @@ def assessment_results(
             {"uuid": uid("party", organisation), "type": "organization", "name": organisation}
         ]
     doc: dict[str, Any] = {
-        "uuid": uid("assessment-results", iso(start), iso(end), iso(generated)),
-        "metadata": metadata(title, generated, agent_version, **extra),
+        "uuid": uid("assessment-results", iso(start), iso(end), iso(ctx.generated)),
+        "metadata": metadata(ctx.title, ctx.generated, ctx.agent_version, **extra),
         "import-ap": {"href": PLAN},
         "results": [result],
     }
@@ -480,47 +475,20 @@ def assessment_results(
     return {"assessment-results": doc}
 
 
-def oscal_documents(
-    *,
-    index: Any,
-    scope: Any,
-    title: str,
-    start: datetime,
-    end: datetime,
-    generated: datetime,
-    agent_version: str,
-    runs: list[Mapping[str, Any]],
-    evidence_versions: list[Mapping[str, Any]],
-    findings_at_end: Iterable[Mapping[str, Any]],
-    controls: list[Mapping[str, Any]],
-    bodies: Mapping[str, str],
-    package_files: Iterable[str],
-) -> dict[str, bytes]:
-    """Every OSCAL file of the package, by package path (``oscal/…``)."""
+def oscal_documents(ctx: PackageContext) -> dict[str, bytes]:
+    """Every OSCAL file of the package, by package path (``oscal/…``); the manual
+    documents cited are those the exporters before wrote (``ctx.files``)."""
     manual_files: dict[str, list[str]] = {}
-    for path in sorted(package_files):
+    for path in sorted(ctx.files):
         if path.startswith("manual/"):
             manual_files.setdefault(path.split("/")[1], []).append(path)
+    bodies = ctx.bodies
     payloads = {
         v["content_hash"]: json.loads(bodies[v["content_hash"]])
-        for v in evidence_versions
+        for v in ctx.evidence_versions
         if v["resource_type"] == "manual.evidence" and v["content_hash"] in bodies
     }
-    tools = {r["source"]: r["connector_type"] for r in runs if r["source"] not in NOT_OBSERVED}
-    docs = chain_documents(index, scope, tools, generated, agent_version)
-    docs[RESULTS] = assessment_results(
-        title=title,
-        organisation=scope.organisation,
-        start=start,
-        end=end,
-        generated=generated,
-        agent_version=agent_version,
-        runs=runs,
-        evidence_versions=evidence_versions,
-        findings_at_end=findings_at_end,
-        controls=controls,
-        applicable=scope.applicable,
-        manual_files=manual_files,
-        payloads=payloads,
-    )
+    tools = {r["source"]: r["connector_type"] for r in ctx.runs if r["source"] not in NOT_OBSERVED}
+    docs = chain_documents(ctx.index, ctx.scope, tools, ctx.generated, ctx.agent_version)
+    docs[RESULTS] = assessment_results(ctx, manual_files=manual_files, payloads=payloads)
     return {f"{FOLDER}/{name}": dumps(doc) for name, doc in docs.items()}

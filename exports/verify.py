@@ -15,7 +15,7 @@ import io
 import itertools
 import json
 import zipfile
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -293,32 +293,16 @@ def _verify_contents(
             )
         bodies_by_hash[item["hash"]] = item["body"]
         res.evidence_bodies += 1
-    for n, row in enumerate(_read_csv(data, "evidence.csv"), 2):
-        if None in row.values() or None in row:
-            res.add("evidence.csv", f"line {n}: malformed row")
-            continue
+    for n, row in _well_formed(data, "evidence.csv", res):
         h = row["content_hash"]
         if h not in bodies_by_hash and row["body_removed"] != "True":
             res.add("evidence.csv", f"line {n}: body {h[:12]}… missing from evidence.jsonl")
-        lines = lines_by_run.get(row["run_id"])
-        if lines is None:
-            res.add(
-                "evidence.csv",
-                f"line {n}: {row['key']}: run {row['run_id']} is not "
-                "among the package's runs (no digest covers the row)",
-            )
-        elif (
+        manifest_line = (
             f"E|{row['key']}|{h}|{row['collected_at']}"
-            f"{_csv_as_of(row.get('source_updated_at'))}" not in lines
-        ):
-            res.add(
-                "evidence.csv",
-                f"line {n}: {row['key']} is not in the manifest of run {row['run_id']}",
-            )
-    for n, row in enumerate(_read_csv(data, "findings.csv"), 2):
-        if None in row.values() or None in row:
-            res.add("findings.csv", f"line {n}: malformed row")
-            continue
+            f"{_csv_as_of(row.get('source_updated_at'))}"
+        )
+        _check_in_manifest(res, "evidence.csv", n, row, lines_by_run, manifest_line)
+    for n, row in _well_formed(data, "findings.csv", res):
         fh = finding_hash(
             {**row, "evidence_hash": row["evidence_hash"] or None, "status": row["status"] or None}
         )
@@ -327,18 +311,8 @@ def _verify_contents(
                 "findings.csv",
                 f"line {n}: {row['key']}: row does not match its finding hash (altered)",
             )
-        lines = lines_by_run.get(row["run_id"])
-        if lines is None:
-            res.add(
-                "findings.csv",
-                f"line {n}: {row['key']}: run {row['run_id']} is not "
-                "among the package's runs (no digest covers the row)",
-            )
-        elif f"F|{row['key']}|{row['finding_hash']}|{row['observed_at']}" not in lines:
-            res.add(
-                "findings.csv",
-                f"line {n}: {row['key']} is not in the manifest of run {row['run_id']}",
-            )
+        manifest_line = f"F|{row['key']}|{row['finding_hash']}|{row['observed_at']}"
+        _check_in_manifest(res, "findings.csv", n, row, lines_by_run, manifest_line)
         res.finding_rows += 1
     _verify_samples(data, res)
     for p, b in data.items():
@@ -349,6 +323,39 @@ def _verify_contents(
     # The OSCAL chain: each file parses as its model and imports only files it holds.
     for path, reason in check_chain(data):
         res.add(path, reason)
+
+
+def _well_formed(
+    data: Mapping[str, bytes], name: str, res: PackageCheck
+) -> Iterator[tuple[int, dict[str, Any]]]:
+    """(line number, row) of each row of the CSV file ``name``; a malformed row (too
+    many or too few fields) is reported and skipped."""
+    for n, row in enumerate(_read_csv(data, name), 2):
+        if None in row.values() or None in row:
+            res.add(name, f"line {n}: malformed row")
+            continue
+        yield n, row
+
+
+def _check_in_manifest(
+    res: PackageCheck,
+    name: str,
+    n: int,
+    row: Mapping[str, Any],
+    lines_by_run: Mapping[str, set[str]],
+    manifest_line: str,
+) -> None:
+    """Report the row unless its run is among the package's and that run's signed
+    manifest holds ``manifest_line`` (what the row claims the run wrote)."""
+    lines = lines_by_run.get(row["run_id"])
+    if lines is None:
+        res.add(
+            name,
+            f"line {n}: {row['key']}: run {row['run_id']} is not "
+            "among the package's runs (no digest covers the row)",
+        )
+    elif manifest_line not in lines:
+        res.add(name, f"line {n}: {row['key']} is not in the manifest of run {row['run_id']}")
 
 
 def _verify_samples(data: Mapping[str, bytes], res: PackageCheck) -> None:

@@ -1,31 +1,7 @@
-"""Annex A catalog, documented parts and check → control mappings (TOML + strict loader)."""
+"""Annex A catalog, documented parts and check → control mappings (TOML + strict loader).
 
-from mappings.loader import (
-    CATALOG_FILE,
-    CONTROLS_FILE,
-    THEMES,
-    Control,
-    DocumentedPart,
-    Link,
-    MappingError,
-    MappingIndex,
-    builtin_dir,
-    control_sort_key,
-    load_mappings,
-    validate_mappings,
-)
+The package exports exactly the public names of :mod:`mappings.loader` (its ``__all__``).
+"""
 
-__all__ = [
-    "CATALOG_FILE",
-    "CONTROLS_FILE",
-    "THEMES",
-    "Control",
-    "DocumentedPart",
-    "Link",
-    "MappingError",
-    "MappingIndex",
-    "builtin_dir",
-    "control_sort_key",
-    "load_mappings",
-    "validate_mappings",
-]
+from mappings.loader import *  # noqa: F403 - re-export: loader.__all__ is the one list
+from mappings.loader import __all__  # noqa: F401 - re-exported with the names it lists

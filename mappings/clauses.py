@@ -11,13 +11,13 @@ validates the catalog, as strictly as the Annex A loader (file, entry, reason).
 from __future__ import annotations
 
 import re
-import tomllib
 from dataclasses import dataclass
 from datetime import timedelta
 from functools import cache
 from pathlib import Path
 from typing import Any
 
+from core.tomlfile import numbered_tables, read_toml
 from mappings.loader import MappingError, builtin_dir
 
 CLAUSES_FILE = "catalogs/iso27001-2022-clauses.toml"
@@ -68,20 +68,9 @@ def load_clauses(path: Path | None = None) -> dict[str, Clause]:
     """Load and validate the clause catalog (the built-in one by default)."""
     path = path or builtin_dir() / CLAUSES_FILE
     file = str(path)
-    try:
-        doc = tomllib.loads(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise MappingError(file, "<file>", f"cannot read file: {exc.strerror or exc}") from None
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise MappingError(file, "<file>", f"invalid TOML: {exc}") from None
-    for key in doc:
-        if key not in ("catalog", "clause"):
-            raise MappingError(file, "<file>", f"unknown top-level key {key!r}")
-    items = doc.get("clause")
-    if not isinstance(items, list) or not items:
-        raise MappingError(file, "<file>", "lists no [[clause]] entries")
+    doc = read_toml(path, MappingError)
     out: dict[str, Clause] = {}
-    for n, item in enumerate(items, start=1):
+    for n, item in numbered_tables(path, doc, "clause", ("catalog", "clause"), MappingError):
         entry = f"clause[{n}]"
         if not isinstance(item, dict):
             raise MappingError(file, entry, "must be a table")

@@ -43,6 +43,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from core.tomlfile import numbered_tables, read_toml
 from mappings.loader import MappingError, builtin_dir, control_sort_key
 
 CROSSWALK_DIR = "crosswalks"
@@ -98,9 +99,8 @@ def load_framework_catalog(name: str) -> FrameworkCatalog:
             f"{FRAMEWORK_CATALOG_DIR}/", "<dir>", f"no framework catalog named {name!r}"
         )
     file, doc = _read(path)
-    for key in doc:
-        if key not in ("catalog", "requirement"):
-            raise MappingError(file, "<file>", f"unknown top-level key {key!r}")
+    tops = ("catalog", "requirement")
+    numbered = numbered_tables(path, doc, "requirement", tops, MappingError)
     meta = doc.get("catalog")
     if not isinstance(meta, dict):
         raise MappingError(file, "catalog", "missing [catalog] table")
@@ -109,11 +109,8 @@ def load_framework_catalog(name: str) -> FrameworkCatalog:
             raise MappingError(file, "catalog", f"missing or empty {key!r}")
     if meta["id"] != name:
         raise MappingError(file, "catalog", f"id {meta['id']!r} differs from the file name")
-    items = doc.get("requirement")
-    if not isinstance(items, list) or not items:
-        raise MappingError(file, "<file>", "lists no [[requirement]] entries")
     reqs: dict[str, str] = {}
-    for n, item in enumerate(items, start=1):
+    for n, item in numbered:
         entry = f"requirement[{n}]"
         if not isinstance(item, dict) or set(item) - {"id", "title", "group"}:
             raise MappingError(file, entry, "must be a table of id, title and optional group")
@@ -142,13 +139,7 @@ def available_crosswalks() -> dict[str, Path]:
 
 
 def _read(path: Path) -> tuple[str, dict[str, Any]]:
-    file = str(path)
-    try:
-        return file, tomllib.loads(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise MappingError(file, "<file>", f"cannot read file: {exc.strerror or exc}") from None
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise MappingError(file, "<file>", f"invalid TOML: {exc}") from None
+    return str(path), read_toml(path, MappingError)
 
 
 def load_crosswalk(path: Path, catalog: Collection[str]) -> Crosswalk:

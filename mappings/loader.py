@@ -49,7 +49,7 @@ import difflib
 import hashlib
 import re
 import tomllib
-from collections.abc import Collection, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
@@ -413,14 +413,24 @@ class _Loader:
 
     # -- catalog
 
-    def load_catalog(self, source: _Source) -> None:
+    def read_tables(
+        self, source: _Source, allowed: Sequence[str], hint: Callable[[str], str] | None = None
+    ) -> dict[str, Any] | None:
+        """The file's document (None if unreadable), each top-level key outside
+        ``allowed`` reported, followed by ``hint(key)`` when that says more."""
         doc = self.read(source)
+        for key in doc or ():
+            if key not in allowed:
+                more = hint(key) if hint else ""
+                reason = _unknown_key(key, allowed, "top-level key") + more
+                self.fail(source.name, _WHOLE_FILE, reason)
+        return doc
+
+    def load_catalog(self, source: _Source) -> None:
+        doc = self.read_tables(source, _CATALOG_TOP_KEYS)
         if doc is None:
             return
         file = source.name
-        for key in doc:
-            if key not in _CATALOG_TOP_KEYS:
-                self.fail(file, _WHOLE_FILE, _unknown_key(key, _CATALOG_TOP_KEYS, "top-level key"))
 
         meta = doc.get("catalog")
         if meta is None:
@@ -465,21 +475,10 @@ class _Loader:
     # -- mapping files
 
     def load_mapping_file(self, source: _Source) -> None:
-        doc = self.read(source)
+        doc = self.read_tables(source, _MAPPING_TOP_KEYS, _mapping_key_hint)
         if doc is None:
             return
         file = source.name
-        for key in doc:
-            if key not in _MAPPING_TOP_KEYS:
-                reason = _unknown_key(key, _MAPPING_TOP_KEYS, "top-level key")
-                if key in _CATALOG_TOP_KEYS:
-                    reason += "; catalogs live only in the built-in mappings/catalogs/ folder"
-                if key == "manual":
-                    reason += (
-                        "; [[manual]] entries became [[documented]]: every control already "
-                        f"declares its documented part in the built-in {CONTROLS_FILE}"
-                    )
-                self.fail(file, _WHOLE_FILE, reason)
 
         if "meta" in doc:
             meta = doc["meta"]
@@ -533,15 +532,7 @@ class _Loader:
         if isinstance(control, str) and control:
             entry = f"{index_entry} ({control})"
         text_keys = ("control", "expected_evidence", "automated_rationale")
-        ok = True
-        for key in item:
-            if key not in _DOCUMENTED_KEYS:
-                self.fail(file, entry, _unknown_key(key, _DOCUMENTED_KEYS, "key"))
-                ok = False
-        for key in _DOCUMENTED_REQUIRED:
-            if key not in item:
-                self.fail(file, entry, f"missing key {key!r}")
-                ok = False
+        ok = self.keys_known(file, entry, item, _DOCUMENTED_KEYS, _DOCUMENTED_REQUIRED)
         for key in text_keys:
             if key in item and not self.nonempty_text(file, entry, key, item[key]):
                 ok = False
@@ -665,15 +656,10 @@ class _Loader:
                 continue
             yield entry, item
 
-    def fields(
-        self,
-        file: str,
-        entry: str,
-        table: Mapping[str, Any],
-        allowed: Sequence[str],
-        required: Sequence[str],
-    ) -> dict[str, str] | None:
-        """Check a table holds only known, non-empty string fields; None if it does not."""
+    def keys_known(self, file: str, entry: str, table: Mapping[str, Any],
+                   allowed: Sequence[str], required: Sequence[str]) -> bool:
+        """Whether ``table`` has every ``required`` key and no key outside ``allowed``;
+        each problem is reported (all of them, not the first)."""
         ok = True
         for key in table:
             if key not in allowed:
@@ -683,6 +669,18 @@ class _Loader:
             if key not in table:
                 self.fail(file, entry, f"missing key {key!r}")
                 ok = False
+        return ok
+
+    def fields(
+        self,
+        file: str,
+        entry: str,
+        table: Mapping[str, Any],
+        allowed: Sequence[str],
+        required: Sequence[str],
+    ) -> dict[str, str] | None:
+        """Check a table holds only known, non-empty string fields; None if it does not."""
+        ok = self.keys_known(file, entry, table, allowed, required)
         result: dict[str, str] = {}
         for key in allowed:
             if key not in table:
@@ -734,6 +732,18 @@ def _digest(loaded: Sequence[tuple[_Source, bytes]]) -> str:
     return hasher.hexdigest()
 
 
+def _mapping_key_hint(key: str) -> str:
+    """What a top-level key a mapping file may not have became, if it used to be valid."""
+    if key in _CATALOG_TOP_KEYS:
+        return "; catalogs live only in the built-in mappings/catalogs/ folder"
+    if key == "manual":
+        return (
+            "; [[manual]] entries became [[documented]]: every control already "
+            f"declares its documented part in the built-in {CONTROLS_FILE}"
+        )
+    return ""
+
+
 def _unknown_key(key: str, allowed: Sequence[str], what: str) -> str:
     return f"unknown {what} {key!r} (allowed: {', '.join(sorted(allowed))})"
 
@@ -748,24 +758,21 @@ def _suggest(check: str, known: Collection[str]) -> str:
     return f" (did you mean {close[0]!r}?)" if close else ""
 
 
+#: TOML's names of the parsed types, most specific first (a bool is an int, a datetime
+#: a date).
+_TOML_TYPES: tuple[tuple[type, str], ...] = (
+    (bool, "boolean"),
+    (str, "string"),
+    (int, "integer"),
+    (float, "float"),
+    (dict, "table"),
+    (list, "array"),
+    (_dt.datetime, "datetime"),
+    (_dt.date, "date"),
+    (_dt.time, "time"),
+)
+
+
 def _toml_type(value: object) -> str:
     """TOML's name for a parsed value's type, for error messages people recognise."""
-    if isinstance(value, bool):
-        return "boolean"
-    if isinstance(value, str):
-        return "string"
-    if isinstance(value, int):
-        return "integer"
-    if isinstance(value, float):
-        return "float"
-    if isinstance(value, dict):
-        return "table"
-    if isinstance(value, list):
-        return "array"
-    if isinstance(value, _dt.datetime):
-        return "datetime"
-    if isinstance(value, _dt.date):
-        return "date"
-    if isinstance(value, _dt.time):
-        return "time"
-    return type(value).__name__
+    return next((name for t, name in _TOML_TYPES if isinstance(value, t)), type(value).__name__)

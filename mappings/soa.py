@@ -42,13 +42,13 @@ sees it: ``annexa soa --at`` shows the SoA in force then, not today's file.
 
 from __future__ import annotations
 
-import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 
+from core.tomlfile import read_toml
 from mappings.loader import MappingError, control_sort_key
 
 #: Implementation status an owner may declare.
@@ -193,12 +193,7 @@ def _entry(
 def load_scope(path: Path, catalog: Mapping[str, Any]) -> Scope:
     """Parse and validate a SoA file; every catalog control gets an applicability."""
     file = str(path)
-    try:
-        doc = tomllib.loads(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise MappingError(file, "<file>", f"cannot be read: {exc.strerror or exc}") from None
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise MappingError(file, "<file>", f"invalid TOML: {exc}") from None
+    doc = read_toml(path, MappingError)
     for key in doc:
         if key not in ("meta", "defaults", "control", "additional"):
             raise MappingError(

@@ -46,7 +46,7 @@ from sqlalchemy import Connection, Engine, select
 from core.records import Coverage, Evidence, canonical_body, service_of
 from core.signing import Signer
 from store.schema import blobs, evidence, sealed
-from store.writer import RunSummary, RunWriter
+from store.writer import RunSummary, record_run
 
 DECISIONS_SOURCE = "@decisions"
 SCOPE = "decisions"
@@ -169,25 +169,14 @@ def record_decisions(
     items = list(decisions)
     if not pending_changes(engine, items, services):
         return None
-    writer = RunWriter(
-        engine,
-        source=DECISIONS_SOURCE,
-        connector_type="decisions",
-        config_digest=config_digest,
-        mapping_digest=mapping_digest,
-        agent_version=agent_version,
-        signer=signer,
+    records: list[Evidence | Coverage] = [
+        Evidence(SCOPE, REGION, d.resource_type, d.resource_id, d.payload) for d in items
+    ]
+    records += [Coverage(SCOPE, REGION, service, ok=True) for service in sorted(services)]
+    return record_run(
+        engine, records, source=DECISIONS_SOURCE, connector_type="decisions", signer=signer,
+        config_digest=config_digest, mapping_digest=mapping_digest, agent_version=agent_version,
     )
-    writer.start()
-    try:
-        for d in items:
-            writer.add_evidence(Evidence(SCOPE, REGION, d.resource_type, d.resource_id, d.payload))
-        for service in sorted(services):
-            writer.add_coverage(Coverage(SCOPE, REGION, service, ok=True))
-        return writer.finish("succeeded")
-    except BaseException:
-        writer.close()
-        raise
 
 
 # -- read side ---------------------------------------------------------------------------

@@ -34,7 +34,7 @@ from sqlalchemy import Engine
 from core.records import Evidence, utcnow
 from core.signing import Signer
 from store.views import MANUAL_SOURCE
-from store.writer import RunWriter
+from store.writer import record_run
 
 MAX_FILE_BYTES = 64 * 1024 * 1024
 FILE_TYPE = "manual.file"
@@ -157,23 +157,11 @@ def add_manual_evidence(
         },
         collected_at=now,
     )
-    writer = RunWriter(
-        engine,
-        source=MANUAL_SOURCE,
-        connector_type="manual",
-        config_digest=config_digest,
-        mapping_digest=mapping_digest,
-        agent_version=agent_version,
-        signer=signer,
+    summary = record_run(
+        engine, [file_ev, record], source=MANUAL_SOURCE, connector_type="manual", signer=signer,
+        config_digest=config_digest, mapping_digest=mapping_digest, agent_version=agent_version,
+        seal_failure=True,
     )
-    writer.start()
-    try:
-        writer.add_evidence(file_ev)
-        writer.add_evidence(record)
-    except BaseException:
-        writer.finish("failed")
-        raise
-    summary = writer.finish("succeeded")
     return ManualAdded(
         run_id=summary.run_id,
         control=control,

@@ -24,46 +24,25 @@ from sqlalchemy import Connection, and_, bindparam, case, func, select, text
 from core.records import utcnow
 from core.times import day_or_instant
 from store.manual_records import ManualRecord
-from store.schema import UTCDateTime, blobs, evidence, findings, run_units, runs, sealed, sealed_sql
+from store.schema import (
+    EVIDENCE_FIELDS,
+    FINDING_FIELDS,
+    UTCDateTime,
+    blobs,
+    evidence,
+    findings,
+    run_units,
+    runs,
+    sealed,
+    sealed_sql,
+)
 from store.views import MANUAL_SOURCE
 
 #: Execution options of the long reads a replay streams (rows fetched in batches).
 STREAM = {"yield_per": 5000}
 
-FINDING_COLUMNS = (
-    "id",
-    "run_id",
-    "source",
-    "key",
-    "check_id",
-    "scope",
-    "region",
-    "service",
-    "resource_type",
-    "resource_id",
-    "status",
-    "severity",
-    "message",
-    "evidence_hash",
-    "controls",
-    "mapping_digest",
-    "observed_at",
-    "finding_hash",
-)
-_EV_COLS = (
-    "id",
-    "run_id",
-    "source",
-    "key",
-    "scope",
-    "region",
-    "service",
-    "resource_type",
-    "resource_id",
-    "content_hash",
-    "collected_at",
-    "source_updated_at",
-)
+FINDING_COLUMNS = ("id", "run_id", *FINDING_FIELDS, "observed_at", "finding_hash")
+_EV_COLS = ("id", "run_id", *EVIDENCE_FIELDS, "collected_at", "source_updated_at")
 
 
 # -- point in time: findings and evidence ------------------------------------------------

@@ -36,7 +36,7 @@ from sqlalchemy import Connection, Engine, select
 from core.records import Evidence, utcnow
 from core.signing import Signer
 from store.schema import blobs, evidence, sealed
-from store.writer import RunSummary, RunWriter
+from store.writer import RunSummary, record_run
 
 SAMPLES_SOURCE = "@samples"
 SAMPLE_TYPE = "sample.draws.record"
@@ -167,23 +167,12 @@ def record_sample(
     agent_version: str,
 ) -> RunSummary:
     """Record ``sample`` as one signed ``@samples`` run (drawing again adds nothing)."""
-    writer = RunWriter(
-        engine,
-        source=SAMPLES_SOURCE,
-        connector_type="samples",
-        config_digest=config_digest,
-        mapping_digest=mapping_digest,
-        agent_version=agent_version,
-        signer=signer,
+    # No coverage reported: a sample once recorded is never closed by a later draw.
+    record = Evidence("samples", "global", SAMPLE_TYPE, sample.id, sample.payload())
+    return record_run(
+        engine, [record], source=SAMPLES_SOURCE, connector_type="samples", signer=signer,
+        config_digest=config_digest, mapping_digest=mapping_digest, agent_version=agent_version,
     )
-    writer.start()
-    try:
-        writer.add_evidence(Evidence("samples", "global", SAMPLE_TYPE, sample.id, sample.payload()))
-        # No coverage reported: a sample once recorded is never closed by a later draw.
-        return writer.finish("succeeded")
-    except BaseException:
-        writer.close()
-        raise
 
 
 def recorded_samples(conn: Connection, at: datetime | None = None) -> list[Sample]:
@@ -254,18 +243,23 @@ def population_rows(conn: Connection, spec: Mapping[str, Any]) -> list[dict[str,
         )
         if spec.get("control"):
             rows = [r for r in rows if spec["control"] in r["controls"]]
-        for r in rows:
-            r["item_id"] = f"{r['source']}|{r['key']}|{_stamp(r['valid_from'])}"
-        return rows
+        return _version_ids(rows)
     if kind == "evidence":
-        rows = evidence_in_period(
-            conn,
-            start,
-            period.end_instant,
-            source=spec.get("source"),
-            resource_type=spec.get("resource_type"),
+        return _version_ids(
+            evidence_in_period(
+                conn,
+                start,
+                period.end_instant,
+                source=spec.get("source"),
+                resource_type=spec.get("resource_type"),
+            )
         )
-        for r in rows:
-            r["item_id"] = f"{r['source']}|{r['key']}|{_stamp(r['valid_from'])}"
-        return rows
     raise SampleError(f"unknown population kind {kind!r} (one of {', '.join(POPULATION_KINDS)})")
+
+
+def _version_ids(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """``rows`` (versions in force during a period), each given its ``item_id``: the item
+    and the instant that version took effect."""
+    for r in rows:
+        r["item_id"] = f"{r['source']}|{r['key']}|{_stamp(r['valid_from'])}"
+    return rows

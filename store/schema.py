@@ -135,6 +135,45 @@ def jsonb_storable(value: Any) -> bool:
     return True
 
 
+#: The unit a row was read in (connector collect units: account x region x service).
+UNIT_COLUMNS = ("scope", "region", "service")
+#: Where an evidence or finding row is: its unit, then the resource within it.
+PLACE_COLUMNS = (*UNIT_COLUMNS, "resource_type", "resource_id")
+#: What an evidence row states: all of its columns but its id, run and times.
+EVIDENCE_FIELDS = ("source", "key", *PLACE_COLUMNS, "content_hash")
+#: What a finding row states: all of its columns but its id, run, time and hash.
+FINDING_FIELDS = (
+    "source",
+    "key",
+    "check_id",
+    *PLACE_COLUMNS,
+    "status",
+    "severity",
+    "message",
+    "evidence_hash",
+    "controls",
+    "mapping_digest",
+)
+
+
+def unit_columns() -> list[Column[str]]:
+    """New ``scope``, ``region``, ``service`` columns (a Column serves one table only)."""
+    return [
+        Column("scope", String(255), nullable=False),
+        Column("region", String(100), nullable=False),
+        Column("service", String(100), nullable=False),
+    ]
+
+
+def place_columns() -> list[Column[str]]:
+    """New :data:`PLACE_COLUMNS`: the unit, then ``resource_type`` and ``resource_id``."""
+    return [
+        *unit_columns(),
+        Column("resource_type", String(200), nullable=False),
+        Column("resource_id", Text, nullable=False),
+    ]
+
+
 runs = Table(
     "runs",
     metadata,
@@ -165,9 +204,7 @@ run_units = Table(
     metadata,
     Column("id", RowId, primary_key=True, autoincrement=True),
     Column("run_id", String(36), nullable=False),
-    Column("scope", String(255), nullable=False),
-    Column("region", String(100), nullable=False),
-    Column("service", String(100), nullable=False),
+    *unit_columns(),
     Column("ok", Boolean, nullable=False),
     Column("error", Text),
     Column("recorded_at", UTCDateTime(), nullable=False),
@@ -193,11 +230,7 @@ evidence = Table(
     Column("run_id", String(36), nullable=False),
     Column("source", String(200), nullable=False),
     Column("key", Text, nullable=False),
-    Column("scope", String(255), nullable=False),
-    Column("region", String(100), nullable=False),
-    Column("service", String(100), nullable=False),
-    Column("resource_type", String(200), nullable=False),
-    Column("resource_id", Text, nullable=False),
+    *place_columns(),
     Column("content_hash", String(64)),
     Column("collected_at", UTCDateTime(), nullable=False),
     # Migration 0007: the time up to which the source vouches for this version's data
@@ -217,11 +250,7 @@ findings = Table(
     Column("source", String(200), nullable=False),
     Column("key", Text, nullable=False),
     Column("check_id", String(200), nullable=False),
-    Column("scope", String(255), nullable=False),
-    Column("region", String(100), nullable=False),
-    Column("service", String(100), nullable=False),
-    Column("resource_type", String(200), nullable=False),
-    Column("resource_id", Text, nullable=False),
+    *place_columns(),
     Column("status", String(20)),
     Column("severity", String(20), nullable=False),
     Column("message", Text, nullable=False),

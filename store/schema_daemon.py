@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from sqlalchemy import Boolean, Column, Index, Integer, String, Table, Text, UniqueConstraint
 
-from store.schema import RowId, UTCDateTime, metadata
+from store.schema import RowId, UTCDateTime, metadata, unit_columns
 
 schedules = Table(
     "schedules",
@@ -103,9 +103,7 @@ dispatch_units = Table(
     Column("id", RowId, primary_key=True, autoincrement=True),
     Column("run_id", String(36), nullable=False),
     Column("source", String(200), nullable=False),
-    Column("scope", String(255), nullable=False),
-    Column("region", String(100), nullable=False),
-    Column("service", String(100), nullable=False),
+    *unit_columns(),
     #: pending → running → done | failed | timed_out (the last three are final).
     Column("state", String(20), nullable=False),
     #: The unit's drive status (succeeded/partial/failed) once final.

@@ -42,7 +42,7 @@ from sqlalchemy.exc import StatementError
 from core.records import Coverage, Evidence, Finding, canonical_body, utcnow
 from core.signing import Signer
 from store.integrity import finding_hash
-from store.schema import blobs, evidence, findings, run_units, runs
+from store.schema import EVIDENCE_FIELDS, FINDING_FIELDS, blobs, evidence, findings, run_units, runs
 from store.sealing import seal_run
 
 RUN_STATUSES = ("running", "succeeded", "partial", "failed", "aborted")
@@ -54,38 +54,8 @@ _CLOSE = "annexa_closing"
 
 # Buffered rows are tuples in these column orders; the timestamp is always last (an
 # evidence row's last two columns are timestamps: the source's as-of, then collected_at).
-_EV_COLS = (
-    "run_id",
-    "source",
-    "key",
-    "scope",
-    "region",
-    "service",
-    "resource_type",
-    "resource_id",
-    "content_hash",
-    "source_updated_at",
-    "collected_at",
-)
-_FI_COLS = (
-    "run_id",
-    "source",
-    "key",
-    "check_id",
-    "scope",
-    "region",
-    "service",
-    "resource_type",
-    "resource_id",
-    "status",
-    "severity",
-    "message",
-    "evidence_hash",
-    "controls",
-    "mapping_digest",
-    "finding_hash",
-    "observed_at",
-)
+_EV_COLS = ("run_id", *EVIDENCE_FIELDS, "source_updated_at", "collected_at")
+_FI_COLS = ("run_id", *FINDING_FIELDS, "finding_hash", "observed_at")
 _EV_HASH = _EV_COLS.index("content_hash")
 _ABSENT: tuple[None, int] = (None, 0)
 # What one flush writes: evidence rows by key, their bodies by hash, finding rows by key,
@@ -951,7 +921,7 @@ class RunWriter:
 
 
 def write_records(writer: RunWriter, records: Iterable[Evidence | Finding | Coverage]) -> None:
-    """Convenience for tests and benchmarks: route each record to the writer."""
+    """Route each record to the writer's ``add_*`` method of its kind."""
     for rec in records:
         if isinstance(rec, Evidence):
             writer.add_evidence(rec)
@@ -959,3 +929,44 @@ def write_records(writer: RunWriter, records: Iterable[Evidence | Finding | Cove
             writer.add_finding(rec)
         else:
             writer.add_coverage(rec)
+
+
+def record_run(
+    engine: Engine,
+    records: Iterable[Evidence | Coverage],
+    *,
+    source: str,
+    connector_type: str,
+    signer: Signer | None,
+    config_digest: str,
+    mapping_digest: str,
+    agent_version: str,
+    seal_failure: bool = False,
+) -> RunSummary:
+    """Write ``records`` as one signed run of ``source``, sealed ``succeeded``: how
+    Annexa records what it is told (manual evidence, samples, decisions) rather than
+    what it collects.
+
+    On any exception the writer is closed and the exception raised; the run is left
+    unsealed (never evidence), or with ``seal_failure`` sealed ``failed`` so that the
+    attempt stays on record.
+    """
+    writer = RunWriter(
+        engine,
+        source=source,
+        connector_type=connector_type,
+        config_digest=config_digest,
+        mapping_digest=mapping_digest,
+        agent_version=agent_version,
+        signer=signer,
+    )
+    writer.start()
+    try:
+        write_records(writer, records)
+    except BaseException:
+        if seal_failure:
+            writer.finish("failed")
+        else:
+            writer.close()
+        raise
+    return writer.finish("succeeded")  # closes the writer, sealed or not

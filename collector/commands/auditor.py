@@ -19,19 +19,17 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from collector.clikit import (
-    EXIT_USAGE,
     EXIT_VERIFY,
     AtOpt,
     CliExit,
     ConfigOpt,
     FormatOpt,
+    PeriodOpt,
+    UsageError,
     WideOpt,
-    _cli_errors,
-    _engine,
-    _index,
-    _settings,
     _stamp,
     app,
+    command,
     db_app,
     err,
     evidence_app,
@@ -46,14 +44,6 @@ if TYPE_CHECKING:
     from mappings.loader import MappingIndex
 
 
-PeriodOpt = Annotated[
-    str | None,
-    typer.Option(
-        "--period",
-        help="START..END (ISO 8601 dates or date-times, UTC if no offset; a date END "
-        "includes that whole day).",
-    ),
-]
 _ROLE = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 
 
@@ -68,26 +58,34 @@ def _bound(value: str, *, end: bool, opt: str) -> datetime:
             return datetime.combine(d + timedelta(days=1) if end else d, time(0), tzinfo=UTC)
         t = datetime.fromisoformat(value.replace("Z", "+00:00"))
     except ValueError:
-        raise CliExit(
-            EXIT_USAGE, f"{opt}: {value!r} is not an ISO 8601 date or date-time"
-        ) from None
+        raise UsageError(f"{opt}: {value!r} is not an ISO 8601 date or date-time") from None
     return (t.replace(tzinfo=UTC) if t.tzinfo is None else t).astimezone(UTC)
 
 
 def parse_period(spec: str, opt: str = "--period") -> tuple[datetime, datetime]:
     """``START..END`` → (start, end); END may be empty, and is at most now."""
     if ".." not in spec:
-        raise CliExit(EXIT_USAGE, f"{opt}: expected START..END, e.g. 2026-01-01..2026-03-31")
+        raise UsageError(f"{opt}: expected START..END, e.g. 2026-01-01..2026-03-31")
     a, b = spec.split("..", 1)
     if not a.strip():
-        raise CliExit(EXIT_USAGE, f"{opt}: the period needs a start")
+        raise UsageError(f"{opt}: the period needs a start")
     start = _bound(a, end=False, opt=opt)
     now = datetime.now(UTC)
     # Nothing is known about the future: a period ending later ends now.
     end = min(_bound(b, end=True, opt=opt), now) if b.strip() else now
     if end <= start:
-        raise CliExit(EXIT_USAGE, f"{opt}: {spec!r} ends before it starts (or is in the future)")
+        raise UsageError(f"{opt}: {spec!r} ends before it starts (or is in the future)")
     return start, end
+
+
+def instant_or_period(
+    at: str | None, period: str | None
+) -> tuple[datetime | None, tuple[datetime, datetime] | None]:
+    """The ``--at`` instant (None: now) and the ``--period`` bounds (None: not asked);
+    the two options exclude each other."""
+    if period and at:
+        raise UsageError("--at and --period cannot be combined")
+    return parse_instant(at), parse_period(period) if period else None
 
 
 def _rel(settings: Settings, p: Path) -> Path:
@@ -158,11 +156,11 @@ def soa(
     """Statement of Applicability (ISO/IEC 27001 6.1.3 d): every control's applicability and
     justification, the owner's declared implementation beside the measured status, and
     the contradictions between them; --at shows the SoA recorded then."""
-    with _cli_errors():
-        settings = _settings(config)
-        index = _index(settings, check_ids=False)
-        instant = parse_instant(at)
-        engine = _engine(settings, migrate=False)
+    with command(config, at=at) as cmd:
+        settings = cmd.settings
+        index = cmd.index(check_ids=False)
+        instant = cmd.instant
+        engine = cmd.engine(migrate=False)
         rules, scope = recorded_decisions(settings, engine, index, instant)
         rows = soa_rows(engine, index, instant, settings.freshness, rules, scope)
         meta = scope.meta()
@@ -177,7 +175,7 @@ def soa(
             rows,
             soa_columns(),
             fmt,
-            title=f"Statement of Applicability{version}{approval}, at {_stamp(instant)}",
+            title=f"Statement of Applicability{version}{approval}, at {cmd.stamp}",
             narrow=("control", "applicable", "declared", "measured", "contradiction"),
             wide=wide,
         )
@@ -201,15 +199,15 @@ def history(
     """A control's status over a period: every change, when it failed and for how long."""
     from store.timelines import control_timelines
 
-    with _cli_errors():
-        settings = _settings(config)
-        index = _index(settings)
+    with command(config) as cmd:
+        settings = cmd.settings
+        index = cmd.index()
         if control not in index.catalog:
-            raise CliExit(EXIT_USAGE, f"unknown control {control!r} (expected like A.8.5)")
+            raise UsageError(f"unknown control {control!r} (expected like A.8.5)")
         if not period:
-            raise CliExit(EXIT_USAGE, "--period START..END is required")
+            raise UsageError("--period START..END is required")
         start, end = parse_period(period)
-        engine = _engine(settings, migrate=False)
+        engine = cmd.engine(migrate=False)
         rules, _ = recorded_decisions(settings, engine, None, None)
         tl = control_timelines(
             engine, index, start, end, settings.freshness, exceptions=rules, controls=[control]
@@ -291,13 +289,13 @@ def export(
     from exports.exporter import ExportError
     from exports.package import build_package
 
-    with _cli_errors():
-        settings = _settings(config)
-        index = _index(settings)
+    with command(config) as cmd:
+        settings = cmd.settings
+        index = cmd.index()
         if not period:
-            raise CliExit(EXIT_USAGE, "--period START..END is required")
+            raise UsageError("--period START..END is required")
         start, end = parse_period(period)
-        engine = _engine(settings, migrate=False)
+        engine = cmd.engine(migrate=False)
         rules, scope = recorded_decisions(settings, engine, index, end)
         try:
             summary = build_package(
@@ -314,7 +312,7 @@ def export(
                 pdf=html_to_pdf if pdf else None,
             )
         except PdfError as exc:
-            raise CliExit(EXIT_USAGE, str(exc)) from None
+            raise UsageError(str(exc)) from None
         except ExportError as exc:
             raise CliExit(EXIT_VERIFY, str(exc)) from None
         render([summary.as_dict()], [(k, k) for k in summary.as_dict()], fmt, title="Audit package")
@@ -351,15 +349,15 @@ def verify_package_cmd(
     """Verify an audit package offline; exit 5 naming every file that does not verify."""
     from exports.verify import verify_package
 
-    with _cli_errors():
+    with command(config) as cmd:
         engine = None
         keys = roots = None
         if against_db or trusted_keys or tsa_roots or config is not None:
-            settings = _settings(config)
+            settings = cmd.settings
             keys = settings.trusted_keys(trusted_keys)
             roots = settings.tsa_roots(tsa_roots)
             if against_db:
-                engine = _engine(settings, migrate=False)
+                engine = cmd.engine(migrate=False)
         res = verify_package(package, engine=engine, trusted_keys=keys, tsa_roots=roots)
         for w in res.warnings:
             err.print(f"[yellow]warning:[/] {w}", highlight=False)
@@ -409,20 +407,19 @@ def retention(
     from store.manual import default_user
     from store.retention import apply_retention, parse_keep
 
-    with _cli_errors():
+    with command(config) as cmd:
         try:
             delta = parse_keep(keep)
         except ValueError as exc:
-            raise CliExit(EXIT_USAGE, f"--keep: {exc}") from None
-        settings = _settings(config)
+            raise UsageError(f"--keep: {exc}") from None
+        settings = cmd.settings
         minimum = settings.retention_keep
         if minimum is not None and delta < minimum:
-            raise CliExit(
-                EXIT_USAGE,
+            raise UsageError(
                 f"--keep {keep} is shorter than the configured minimum retention "
                 f"([retention] keep = {settings.model.retention.keep!r})",
             )
-        engine = _engine(settings, migrate=False, write=True)
+        engine = cmd.engine(migrate=False, write=True)
         res = apply_retention(
             engine,
             delta,
@@ -444,10 +441,9 @@ def grant_auditor(engine: Engine, role: str, *, login: bool = True) -> list[str]
     from store.views import READABLE_TABLES, VIEWS
 
     if not _ROLE.match(role):
-        raise CliExit(EXIT_USAGE, f"role {role!r}: use lower-case letters, digits and _")
+        raise UsageError(f"role {role!r}: use lower-case letters, digits and _")
     if engine.dialect.name != "postgresql":
-        raise CliExit(
-            EXIT_USAGE,
+        raise UsageError(
             "grant-auditor needs PostgreSQL: SQLite has no roles — give auditors a copy of "
             "the file, or open it read-only (sqlite3 'file:annexa.db?mode=ro')",
         )
@@ -487,9 +483,8 @@ def db_grant_auditor(
     config: ConfigOpt = None,
 ) -> None:
     """Create a PostgreSQL role that can SELECT the auditor views and write nothing."""
-    with _cli_errors():
-        settings = _settings(config)
-        engine = _engine(settings, migrate=False, write=True)
+    with command(config) as cmd:
+        engine = cmd.engine(migrate=False, write=True)
         for line in grant_auditor(engine, role, login=login):
             typer.echo(line)
         typer.echo(
@@ -523,12 +518,12 @@ def evidence_add(
     from mappings.clauses import builtin_clauses
     from store.manual import ManualEvidenceError, add_manual_evidence
 
-    with _cli_errors():
-        settings = _settings(config)
-        index = _index(settings)
+    with command(config) as cmd:
+        settings = cmd.settings
+        index = cmd.index()
         until = _bound(valid_until, end=True, opt="--valid-until")
         since = _bound(valid_from, end=False, opt="--valid-from") if valid_from else None
-        engine = _engine(settings, migrate=True)
+        engine = cmd.engine(migrate=True)
         try:
             added = add_manual_evidence(
                 engine,
@@ -545,6 +540,6 @@ def evidence_add(
                 signer=settings.signer(),
             )
         except ManualEvidenceError as exc:
-            raise CliExit(EXIT_USAGE, str(exc)) from None
+            raise UsageError(str(exc)) from None
         d = added.as_dict()
         render([d], [(k, k) for k in d], fmt, title="Manual evidence recorded")

@@ -11,20 +11,14 @@ from typing import Annotated
 import typer
 
 from collector.clikit import (
-    EXIT_USAGE,
     AtOpt,
-    CliExit,
     ConfigOpt,
     FormatOpt,
-    _cli_errors,
-    _engine,
-    _index,
-    _settings,
-    _stamp,
+    UsageError,
     app,
+    command,
     err,
     known_checks,
-    parse_instant,
 )
 from collector.output import OutputFormat, render
 
@@ -39,14 +33,14 @@ def decisions_sync(config: ConfigOpt = None) -> None:
     """Record what the exceptions and scope files state now (nothing if unchanged)."""
     from collector.decisions import DecisionFileError, file_decisions, sync
 
-    with _cli_errors():
-        settings = _settings(config)
-        index = _index(settings)
+    with command(config) as cmd:
+        settings = cmd.settings
+        index = cmd.index()
         try:
             decisions = file_decisions(settings, index, known_checks())
         except DecisionFileError as exc:
-            raise CliExit(EXIT_USAGE, str(exc)) from None
-        engine = _engine(settings, migrate=True)
+            raise UsageError(str(exc)) from None
+        engine = cmd.engine(migrate=True)
         summary = sync(settings, engine, index, decisions)
         if summary is None:
             typer.echo("decisions unchanged: nothing recorded")
@@ -73,10 +67,9 @@ def decisions_list(
 
     if kind not in ("exceptions", "soa"):
         raise typer.BadParameter("use exceptions or soa", param_hint="--kind")
-    with _cli_errors():
-        settings = _settings(config)
-        instant = parse_instant(at)
-        engine = _engine(settings, migrate=False)
+    with command(config, at=at) as cmd:
+        instant = cmd.instant
+        engine = cmd.engine(migrate=False)
         from core.records import utcnow
 
         when = instant or utcnow()
@@ -116,5 +109,5 @@ def decisions_list(
                     ("recorded_at", "Recorded"),
                 ]
         if not rows and fmt is OutputFormat.table:
-            err.print(f"no {kind} decisions recorded at {_stamp(instant)}")
-        render(rows, cols, fmt, title=f"Recorded {kind} at {_stamp(instant)}")
+            err.print(f"no {kind} decisions recorded at {cmd.stamp}")
+        render(rows, cols, fmt, title=f"Recorded {kind} at {cmd.stamp}")

@@ -12,15 +12,11 @@ import typer
 from collector.clikit import (
     EXIT_FAILED,
     EXIT_PARTIAL,
-    EXIT_USAGE,
-    CliExit,
     ConfigOpt,
     FormatOpt,
-    _cli_errors,
-    _engine,
-    _index,
-    _settings,
+    UsageError,
     app,
+    command,
 )
 from collector.output import OutputFormat, render
 
@@ -31,21 +27,20 @@ def correlate(config: ConfigOpt = None, fmt: FormatOpt = OutputFormat.table) -> 
     from analyzers.identity import IdentityAnalyzer, chosen_sources
     from collector.analysis import analyzer_instance, run_analyzer, source_instances
 
-    with _cli_errors():
-        settings = _settings(config)
-        index = _index(settings)
+    with command(config) as cmd:
+        settings = cmd.settings
+        index = cmd.index()
         instance = analyzer_instance(settings, IdentityAnalyzer.type)
         if instance is None:
-            raise CliExit(EXIT_USAGE, "the identity connector is disabled in the config")
+            raise UsageError("the identity connector is disabled in the config")
         sources, _ = chosen_sources(instance.options, source_instances(settings))
         if len(sources) < 2:
-            raise CliExit(
-                EXIT_USAGE,
+            raise UsageError(
                 "identity correlation needs at least two enabled identity connectors "
                 f"(okta, entra, workspace, github, hr, bamboohr…); configured: "
                 f"{', '.join(sorted(sources)) or 'none'}",
             )
-        engine = _engine(settings, migrate=True)
+        engine = cmd.engine(migrate=True)
         summary = run_analyzer(IdentityAnalyzer.type, settings, engine, index, force=True)
         assert summary is not None  # two sources and forced: it always runs
         render(

@@ -12,19 +12,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from collector.clikit import (
-    AtOpt,
-    ConfigOpt,
-    FormatOpt,
-    _cli_errors,
-    _engine,
-    _index,
-    _settings,
-    _stamp,
-    app,
-    err,
-    parse_instant,
-)
+from collector.clikit import AtOpt, ConfigOpt, FormatOpt, app, command, err
 from collector.output import OutputFormat, render
 
 if TYPE_CHECKING:
@@ -117,12 +105,9 @@ def risks(
     """The risk register: each risk, the live status of its treating controls, and the
     flags — treatment not effective, residual above appetite without recorded
     acceptance, review overdue."""
-    with _cli_errors():
-        settings = _settings(config)
-        index = _index(settings, check_ids=False)
-        instant = parse_instant(at)
-        engine = _engine(settings, migrate=False)
-        rows, policy, recorded, _ = register(settings, engine, index, instant)
+    with command(config, at=at) as cmd:
+        index = cmd.index(check_ids=False)
+        rows, policy, recorded, _ = register(cmd.settings, cmd.engine(), index, cmd.instant)
         if not recorded:
             err.print(
                 "[yellow]note:[/] no risk appetite recorded then: judged against the "
@@ -131,13 +116,13 @@ def risks(
             )
         out = risk_rows(rows, flagged=flagged)
         if not out and fmt is OutputFormat.table:
-            err.print(f"no {'flagged ' if flagged else ''}risks recorded at {_stamp(instant)}")
+            err.print(f"no {'flagged ' if flagged else ''}risks recorded at {cmd.stamp}")
         columns = risk_columns(full=fmt is not OutputFormat.table)
         render(
             out,
             columns,
             fmt,
-            title=f"Risk register at {_stamp(instant)} (appetite {policy.threshold})",
+            title=f"Risk register at {cmd.stamp} (appetite {policy.threshold})",
         )
 
 
@@ -152,17 +137,15 @@ def isms(
     from core.records import utcnow
     from store.isms import clause_statuses
 
-    with _cli_errors():
-        settings = _settings(config)
-        index = _index(settings, check_ids=False)
-        instant = parse_instant(at)
-        engine = _engine(settings, migrate=False)
-        rows, _, _, rules = register(settings, engine, index, instant)
+    with command(config, at=at) as cmd:
+        index = cmd.index(check_ids=False)
+        engine = cmd.engine()
+        rows, _, _, rules = register(cmd.settings, engine, index, cmd.instant)
         out = [
             c.as_dict()
             for c in clause_statuses(
-                engine, instant or utcnow(), register=rows, freshness=settings.freshness,
-                exceptions=rules,
+                engine, cmd.instant or utcnow(), register=rows,
+                freshness=cmd.settings.freshness, exceptions=rules,
             )
         ]
         for c in out:
@@ -179,7 +162,7 @@ def isms(
         ]
         if fmt is not OutputFormat.table:
             columns += [("explanation", "Why"), ("expected_evidence", "Expected evidence")]
-        render(out, columns, fmt, title=f"ISMS clauses 4-10 at {_stamp(instant)}")
+        render(out, columns, fmt, title=f"ISMS clauses 4-10 at {cmd.stamp}")
         if fmt is OutputFormat.table and any(c["document"] != "valid" for c in out):
             err.print(
                 "record a clause's document with `annexa evidence add --control CLAUSE "

@@ -14,16 +14,7 @@ from typing import Annotated
 
 import typer
 
-from collector.clikit import (
-    EXIT_USAGE,
-    CliExit,
-    ConfigOpt,
-    FormatOpt,
-    _cli_errors,
-    _engine,
-    _settings,
-    app,
-)
+from collector.clikit import ConfigOpt, FormatOpt, UsageError, _cli_errors, app, command
 from collector.output import OutputFormat, render
 
 keys_app = typer.Typer(help="Signing keys: generate one, list those the store recorded.")
@@ -45,9 +36,9 @@ def keys_generate(
         try:
             write_private_key(signer, out)
         except FileExistsError:
-            raise CliExit(EXIT_USAGE, f"--out: {out} exists; refusing to overwrite a key") from None
+            raise UsageError(f"--out: {out} exists; refusing to overwrite a key") from None
         except OSError as exc:
-            raise CliExit(EXIT_USAGE, f"--out: {out}: {exc.strerror}") from None
+            raise UsageError(f"--out: {out}: {exc.strerror}") from None
         public = signer.public.line() + (f" {comment}" if comment else "")
         pub = out.with_name(out.name + ".pub")
         pub.write_text(public + "\n", encoding="utf-8")
@@ -66,9 +57,8 @@ def keys_list(config: ConfigOpt = None, fmt: FormatOpt = OutputFormat.table) -> 
 
     from store.schema import runs, signing_keys
 
-    with _cli_errors():
-        settings = _settings(config)
-        engine = _engine(settings, migrate=False)
+    with command(config) as cmd:
+        engine = cmd.engine(migrate=False)
         with engine.connect() as conn:
             used = dict(
                 conn.execute(

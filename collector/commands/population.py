@@ -14,19 +14,7 @@ from typing import Annotated, Any
 
 import typer
 
-from collector.clikit import (
-    EXIT_USAGE,
-    AtOpt,
-    CliExit,
-    ConfigOpt,
-    FormatOpt,
-    _cli_errors,
-    _engine,
-    _settings,
-    app,
-    err,
-    parse_instant,
-)
+from collector.clikit import AtOpt, ConfigOpt, FormatOpt, UsageError, app, command, err
 from collector.output import OutputFormat, render
 
 #: Every column, in the order CSV and JSON consumers see them.
@@ -133,20 +121,19 @@ def population(
     from store.populations import BY_CHOICES, KINDS, parse_period
     from store.populations import population as read_population
 
-    with _cli_errors():
+    with command(config, at=at) as cmd:
         if process not in KINDS:
-            raise CliExit(EXIT_USAGE, f"--process must be one of {', '.join(KINDS)}")
+            raise UsageError(f"--process must be one of {', '.join(KINDS)}")
         if by is not None and by not in BY_CHOICES:
-            raise CliExit(EXIT_USAGE, f"--by must be one of {', '.join(BY_CHOICES)}")
+            raise UsageError(f"--by must be one of {', '.join(BY_CHOICES)}")
         try:
             span = parse_period(period)
         except ValueError as exc:
-            raise CliExit(EXIT_USAGE, f"--period: {exc}") from None
-        instant = parse_instant(at)
+            raise UsageError(f"--period: {exc}") from None
+        instant = cmd.instant
         if at is not None and instant is None:  # --at now: the latest evidence
             instant = datetime.now(UTC)
-        settings = _settings(config)
-        engine = _engine(settings, migrate=False)
+        engine = cmd.engine(migrate=False)
         with engine.connect() as conn:
             result = read_population(conn, process, span, at=instant, source=source, by=by)
         for warning in result.warnings:

@@ -13,21 +13,7 @@ from typing import Annotated, Any
 
 import typer
 
-from collector.clikit import (
-    EXIT_USAGE,
-    AtOpt,
-    CliExit,
-    ConfigOpt,
-    FormatOpt,
-    _cli_errors,
-    _engine,
-    _index,
-    _settings,
-    _stamp,
-    app,
-    err,
-    parse_instant,
-)
+from collector.clikit import AtOpt, ConfigOpt, FormatOpt, UsageError, app, command, err
 from collector.output import OutputFormat, render
 from core.csvsafe import neutralise
 
@@ -37,10 +23,9 @@ SAMPLE_COLUMNS = [("item_id", "Item"), ("status", "Status"), ("title", "Title")]
 def _spec(population: str, period: str, **filters: Any) -> dict[str, Any]:
     kind, _, process = population.partition(":")
     if kind == "process" and not process:
-        raise CliExit(EXIT_USAGE, "--population process:<kind>, e.g. process:change")
+        raise UsageError("--population process:<kind>, e.g. process:change")
     if kind not in ("process", "findings", "evidence"):
-        raise CliExit(
-            EXIT_USAGE,
+        raise UsageError(
             f"--population {population!r}: use process:<kind>, findings or evidence",
         )
     spec: dict[str, Any] = {"kind": kind, "period": period}
@@ -122,20 +107,20 @@ def sample(
         record_sample,
     )
 
-    with _cli_errors():
+    with command(config, at=at) as cmd:
         spec = _spec(population, period, source=source, check=check, control=control,
                      status=status, resource_type=resource_type, by=by)
-        instant = parse_instant(at)
-        settings = _settings(config)
-        index = _index(settings, check_ids=False)
-        engine = _engine(settings, migrate=True)
+        instant = cmd.instant
+        settings = cmd.settings
+        index = cmd.index(check_ids=False)
+        engine = cmd.engine(migrate=True)
         if spec["kind"] == "process":
             from store.populations import parse_period
 
             try:
                 end = parse_period(period).end_instant
             except ValueError as exc:
-                raise CliExit(EXIT_USAGE, f"--period: {exc}") from None
+                raise UsageError(f"--period: {exc}") from None
             from core.records import utcnow
 
             spec["as_of"] = (instant or min(end, utcnow())).isoformat()
@@ -158,7 +143,7 @@ def sample(
                     raise SampleError(f"--size {n} is larger than the population ({len(ids)})")
             drawn = make_sample(spec, ids, seed=seed, size=n, drawn_by=drawn_by or default_user())
         except (SampleError, ValueError) as exc:
-            raise CliExit(EXIT_USAGE, str(exc)) from None
+            raise UsageError(str(exc)) from None
         summary = record_sample(
             engine, drawn, signer=settings.signer(), config_digest=settings.digest(),
             mapping_digest=index.digest, agent_version=AGENT_VERSION,
@@ -223,15 +208,14 @@ def sample_rows(conn: Any, instant: Any) -> list[dict[str, Any]]:
 def samples(config: ConfigOpt = None, at: AtOpt = None,
             fmt: FormatOpt = OutputFormat.table) -> None:
     """Samples recorded so far (or up to --at): what was sampled, seed, size, digest."""
-    with _cli_errors():
-        settings = _settings(config)
-        instant = parse_instant(at)
-        engine = _engine(settings, migrate=False)
+    with command(config, at=at) as cmd:
+        instant = cmd.instant
+        engine = cmd.engine(migrate=False)
         with engine.connect() as conn:
             rows = sample_rows(conn, instant)
         render(
             rows,
             SAMPLES_COLUMNS,
             fmt,
-            title=f"Recorded samples at {_stamp(instant)}",
+            title=f"Recorded samples at {cmd.stamp}",
         )

@@ -9,17 +9,7 @@ from typing import Annotated
 
 import typer
 
-from collector.clikit import (
-    EXIT_USAGE,
-    CliExit,
-    ConfigOpt,
-    _cli_errors,
-    _engine,
-    _index,
-    _settings,
-    app,
-    err,
-)
+from collector.clikit import EXIT_USAGE, ConfigOpt, UsageError, app, command, err
 
 
 def _loopback(host: str) -> bool:
@@ -76,8 +66,8 @@ def serve(
             raise typer.Exit(EXIT_USAGE)
         typer.echo(digest(token))
         return
-    with _cli_errors():
-        settings = _settings(config)
+    with command(config) as cmd:
+        settings = cmd.settings
         if database_url:
             import os
 
@@ -87,17 +77,16 @@ def serve(
         try:
             access = load_access(auth) if auth else open_access()
         except AccessFileError as exc:
-            raise CliExit(EXIT_USAGE, f"invalid access file: {exc}") from None
+            raise UsageError(f"invalid access file: {exc}") from None
         if access.anonymous and not _loopback(host):
-            raise CliExit(
-                EXIT_USAGE,
+            raise UsageError(
                 f"--host {host}: without --auth the console only listens on loopback "
                 "(anyone reaching it could read the evidence)",
             )
         if comments and access.anonymous:
-            raise CliExit(EXIT_USAGE, "--comments needs --auth: a comment names its author")
-        index = _index(settings, check_ids=False)
-        engine = _engine(settings, migrate=False, write=comments)
+            raise UsageError("--comments needs --auth: a comment names its author")
+        index = cmd.index(check_ids=False)
+        engine = cmd.engine(migrate=False, write=comments)
         oidc = None
         if access.oidc is not None:
             from collector.console.oidc import OidcLogin

@@ -207,6 +207,25 @@ def download(request: Request, rows: list[dict[str, Any]], columns: list[tuple[s
         "content-disposition": f'attachment; filename="{name}.{fmt}"'})
 
 
+async def table_page(request: Request, console: Console, who: Person, name: str,
+                     read: Callable[..., Any], *args: Any, **context: Any) -> Response:
+    """The page ``{name}.html`` of the table ``read(ctx, at, *args)`` returns as of
+    ``?at`` (read in a worker thread), or that table as ``?format=csv|json``, downloaded
+    as ``{name}.{format}``."""
+    at = parse_at(request.query_params.get("at"))
+    d = await run_in_threadpool(read, console.ctx, at, *args)
+    got = download(request, d["rows"], d["columns"], name)
+    return got or render(request, f"{name}.html", who, **context, **d)
+
+
+def catalog_control(request: Request, console: Console) -> str:
+    """The control id of the path; 404 unless the catalog has it."""
+    cid: str = request.path_params["cid"]
+    if cid not in console.ctx.index.catalog:
+        raise HTTPException(404, "no such control")
+    return cid
+
+
 # -- pages ---------------------------------------------------------------------------------
 
 
@@ -232,9 +251,7 @@ async def trend(request: Request, console: Console, who: Person) -> Response:
 
 @page()
 async def control(request: Request, console: Console, who: Person) -> Response:
-    cid = request.path_params["cid"]
-    if cid not in console.ctx.index.catalog:
-        raise HTTPException(404, "no such control")
+    cid = catalog_control(request, console)
     at = parse_at(request.query_params.get("at"))
     d = await run_in_threadpool(data.control, console.ctx, cid, at)
     got = download(request, d["findings"], d["columns"], f"findings-{cid}")
@@ -256,9 +273,7 @@ async def control(request: Request, console: Console, who: Person) -> Response:
 
 @page()
 async def control_timeline(request: Request, console: Console, who: Person) -> Response:
-    cid = request.path_params["cid"]
-    if cid not in console.ctx.index.catalog:
-        raise HTTPException(404, "no such control")
+    cid = catalog_control(request, console)
     at = parse_at(request.query_params.get("at"))
     rows = await run_in_threadpool(data.timeline, console.ctx, cid, at)
     return render(request, "timeline.html", who, timeline=rows)
@@ -289,27 +304,19 @@ async def resource(request: Request, console: Console, who: Person) -> Response:
 
 @page()
 async def runs(request: Request, console: Console, who: Person) -> Response:
-    at = parse_at(request.query_params.get("at"))
-    d = await run_in_threadpool(data.runs, console.ctx, at)
-    got = download(request, d["rows"], d["columns"], "runs")
-    return got or render(request, "runs.html", who, **d)
+    return await table_page(request, console, who, "runs", data.runs)
 
 
 @page()
 async def soa(request: Request, console: Console, who: Person) -> Response:
-    at = parse_at(request.query_params.get("at"))
-    d = await run_in_threadpool(data.soa, console.ctx, at)
-    got = download(request, d["rows"], d["columns"], "soa")
-    return got or render(request, "soa.html", who, **d)
+    return await table_page(request, console, who, "soa", data.soa)
 
 
 @page()
 async def risks(request: Request, console: Console, who: Person) -> Response:
-    at = parse_at(request.query_params.get("at"))
     flagged = request.query_params.get("flagged") in ("1", "true", "yes", "on")
-    d = await run_in_threadpool(data.risks, console.ctx, at, flagged)
-    got = download(request, d["rows"], d["columns"], "risks")
-    return got or render(request, "risks.html", who, flagged=flagged, **d)
+    return await table_page(request, console, who, "risks", data.risks, flagged,
+                            flagged=flagged)
 
 
 @page()
@@ -341,10 +348,7 @@ async def population(request: Request, console: Console, who: Person) -> Respons
 
 @page()
 async def samples(request: Request, console: Console, who: Person) -> Response:
-    at = parse_at(request.query_params.get("at"))
-    d = await run_in_threadpool(data.samples, console.ctx, at)
-    got = download(request, d["rows"], d["columns"], "samples")
-    return got or render(request, "samples.html", who, **d)
+    return await table_page(request, console, who, "samples", data.samples)
 
 
 @page()

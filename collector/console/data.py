@@ -20,7 +20,7 @@ from typing import Any
 from sqlalchemy import Engine
 
 from collector.decisions import decided
-from collector.output import FINDING_COLUMNS
+from collector.output import CONTROL_COLUMNS, FINDING_COLUMNS, RUN_COLUMNS
 from core.records import utcnow
 from mappings.loader import MappingIndex
 from store.exceptions import exception_for
@@ -29,14 +29,6 @@ from store.status import CONTROL_STATUSES, control_statuses
 from store.timelines import control_timelines
 
 THEMES = ("organizational", "people", "physical", "technological")
-CONTROL_COLUMNS = [
-    ("control", "Control"),
-    ("title", "Title"),
-    ("theme", "Theme"),
-    ("status", "Status"),
-    ("summary", "Findings"),
-    ("resources", "Failing / erroring / excepted resources"),
-]
 EVIDENCE_COLUMNS = [
     ("id", "Version"),
     ("source", "source"),
@@ -45,16 +37,6 @@ EVIDENCE_COLUMNS = [
     ("content_hash", "content_hash"),
     ("collected_at", "collected_at"),
     ("run_id", "run_id"),
-]
-RUN_COLUMNS = [
-    ("id", "Run"),
-    ("source", "Source"),
-    ("status", "Status"),
-    ("started_at", "Started"),
-    ("finished_at", "Finished"),
-    ("reason", "Reason"),
-    ("digest", "Digest"),
-    ("signed_by", "Signed by"),
 ]
 #: Failing first: the order an auditor reads a control's findings in.
 _FINDING_ORDER = {"fail": 0, "error": 1, "excepted": 2, "pass": 3, "not_applicable": 4}
