@@ -175,13 +175,15 @@ def metadata_path(module: str) -> Path:
     if file is None:
         raise CheckMetadataError(
             f"module {module} has no file beside which to read check metadata; "
-            "declare its checks with the keyword form of @check"
+            "declare its checks with the keyword form of @check(id=..., title=..., ...)"
         )
     source = Path(file)
     return source.with_name(source.name.split(".")[0] + METADATA_SUFFIX)
 
 
-def _metadata_file(path: Path) -> _MetadataFile:
+def _metadata_file(path: Path, reader: str) -> _MetadataFile:
+    """The parsed file at ``path``, read on first use; ``reader`` names who wants it."""
+    path = path.resolve()
     cached = _FILES.get(path)
     if cached is not None:
         return cached
@@ -190,11 +192,13 @@ def _metadata_file(path: Path) -> _MetadataFile:
             entries = tomllib.load(fh)
     except FileNotFoundError:
         raise CheckMetadataError(
-            f"{path}: no such file; create it with a table per check of its module "
-            '(["<check id>"] with title, severity, resource_type, rationale, remediation)'
+            f"{path}: no such file, where {reader} reads its metadata; create it with a "
+            'table per check of the module (["<check id>"] with '
+            + ", ".join(_REQUIRED_FIELDS)
+            + ")"
         ) from None
     except tomllib.TOMLDecodeError as exc:
-        raise CheckMetadataError(f"{path}: not valid TOML: {exc}") from None
+        raise CheckMetadataError(f"{path} (read by {reader}): not valid TOML: {exc}") from None
     loaded = _FILES[path] = _MetadataFile(path, entries)
     return loaded
 
@@ -237,7 +241,7 @@ def _entry(file: _MetadataFile, check_id: str) -> Mapping[str, Any]:
 
 def _spec_from_file(check_id: str, func: CheckFunc) -> CheckSpec:
     """``func``'s spec with the metadata of ``check_id`` in its module's file."""
-    file = _metadata_file(metadata_path(func.__module__))
+    file = _metadata_file(metadata_path(func.__module__), f"check {check_id}")
     entry = _entry(file, check_id)
     file.claimed.add(check_id)
     return CheckSpec(
@@ -258,7 +262,11 @@ def unclaimed_metadata(paths: Iterable[Path] | None = None) -> list[str]:
 
     Meaningful once every module whose checks read these files is imported.
     """
-    files = list(_FILES.values()) if paths is None else [_metadata_file(p) for p in paths]
+    files = (
+        list(_FILES.values())
+        if paths is None
+        else [_metadata_file(p, "verify_metadata") for p in paths]
+    )
     return [
         f'{file.path}: ["{check_id}"]'
         for file in files

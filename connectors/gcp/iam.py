@@ -62,7 +62,9 @@ PERMISSIONS = (
 #: Kinds of principal that are people (or stand for people: domains, everyone, workforce
 #: identity federation, the project-role convenience values of bucket policies), and
 #: kinds that are workloads. ``unknown`` is any identifier IAM's "Principal identifiers"
-#: page does not list: judged as a person, so it is never silently passed.
+#: page does not list: judged as a person, so it is never silently passed. They are the
+#: member_types defaults of the primitive-role checks in iam.checks.toml, which must
+#: list the same (tests/test_check_metadata.py holds them together).
 PEOPLE_KINDS = ("user", "group", "domain", "allUsers", "allAuthenticatedUsers",
                 "workforceIdentity", "deletedUser", "deletedGroup", "projectRole", "unknown")
 WORKLOAD_KINDS = ("serviceAccount", "deletedServiceAccount", "workloadIdentity")

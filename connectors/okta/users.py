@@ -38,7 +38,9 @@ _DEPROVISIONED_FILTER = 'status eq "DEPROVISIONED"'
 #: beside the password: possession authenticators. Left out by default: ``question``
 #: (knowledge, like the password) and ``email`` (NIST SP 800-63B §5.1.3.1 does not
 #: accept e-mail as an out-of-band authenticator). ``sms``/``call`` stay (restricted, not
-#: forbidden, by SP 800-63B); remove them to demand stronger factors.
+#: forbidden, by SP 800-63B); remove them to demand stronger factors. The default of
+#: okta.user.mfa_enrolled's second_factor_types in users.checks.toml, which must list
+#: the same (tests/test_check_metadata.py holds them together).
 SECOND_FACTOR_TYPES: tuple[str, ...] = (
     "push",
     "signed_nonce",
