@@ -16,20 +16,6 @@ from typing import Any
 
 from core.checks import Verdict, failed, passed
 
-#: Parameters every classification check takes: the tag key and the levels of the
-#: scheme (compared case-insensitively; Google Cloud labels are lower case).
-PARAMETERS: dict[str, Any] = {
-    "tag_key": "data-classification",
-    "allowed_values": ["public", "internal", "confidential", "restricted"],
-}
-
-RATIONALE = (
-    "Handling rules (encryption, access, retention, transfer) follow a data store's "
-    "classification; a store without a classification label, or with a value outside "
-    "the organisation's scheme, cannot be shown to be handled according to its level "
-    "and is invisible to tooling that enforces the scheme."
-)
-
 
 def classification_verdict(
     tags: Mapping[str, Any] | None, params: Mapping[str, Any], what: str

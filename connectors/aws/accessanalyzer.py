@@ -42,16 +42,7 @@ def read(account: Account, region: str) -> Iterator[Evidence]:
 READERS = (ReaderSpec(SERVICE, read, regional=True),)
 
 
-@check(
-    id="aws.accessanalyzer.enabled",
-    title="IAM Access Analyzer watches for external access in every region",
-    severity="medium",
-    resource_type=ANALYZERS,
-    rationale="An external-access analyzer reports every bucket, key, role or queue whose "
-    "policy lets principals outside the account or organisation in, so unintended "
-    "sharing is found rather than assumed away.",
-    remediation="Create an account (or organisation) analyzer in the region.",
-)
+@check("aws.accessanalyzer.enabled")
 def enabled(payload: Mapping[str, Any], params: Mapping[str, Any]) -> Verdict:
     analyzers = require(payload, "analyzers")
     active = [

@@ -63,16 +63,7 @@ def restore_testing(client: Any) -> list[dict[str, Any]]:
 READERS = (ReaderSpec(SERVICE, read, regional=True),)
 
 
-@check(
-    id="aws.backup.plan_exists",
-    title="An AWS Backup plan exists in every region",
-    severity="medium",
-    resource_type=PLANS,
-    rationale="A backup plan schedules and retains backup copies of the region's "
-    "resources centrally, instead of relying on each service's own settings.",
-    remediation="Create a backup plan with rules and resource assignments in the region.",
-    parameters={"min_plans": 1},
-)
+@check("aws.backup.plan_exists")
 def plan_exists(payload: Mapping[str, Any], params: Mapping[str, Any]) -> Verdict:
     plans: Any = require(payload, "BackupPlansList")
     want = params["min_plans"]
@@ -84,17 +75,7 @@ def plan_exists(payload: Mapping[str, Any], params: Mapping[str, Any]) -> Verdic
     return failed(f"Only {len(plans)} backup plan(s) (required: {want}): {names}")
 
 
-@check(
-    id="aws.backup.restore_testing",
-    title="AWS Backup restore testing plans test restores in every region",
-    severity="medium",
-    resource_type=RESTORE_TESTING,
-    rationale="A backup is only known to be usable once it has been restored: a restore "
-    "testing plan restores recovery points on a schedule and validates them, the "
-    "recurring test ISO/IEC 27002 asks of backup copies.",
-    remediation="Create a restore testing plan with a schedule and at least one "
-    "selection of protected resource types in the region.",
-)
+@check("aws.backup.restore_testing")
 def restore_testing_plans(payload: Mapping[str, Any], params: Mapping[str, Any]) -> Verdict:
     plans = require(payload, "RestoreTestingPlans")
     if not plans:

@@ -53,18 +53,7 @@ def read(account: Account, region: str = GLOBAL) -> Iterator[Evidence]:
 READERS = (ReaderSpec(SERVICE, read, regional=False),)
 
 
-@check(
-    id="aws.budgets.alerts_configured",
-    title="AWS budgets with alert notifications watch the account's spend or usage",
-    severity="low",
-    resource_type=BUDGETS,
-    rationale="Capacity and its cost are monitored when a budget alerts someone before "
-    "use outgrows what was planned: runaway resources, abuse of stolen credentials and "
-    "growth all show first in spend and usage.",
-    remediation="Create a monthly cost (or usage) budget with an actual and a forecasted "
-    "alert notification to the team that owns the account.",
-    parameters={"budget_types": ["COST", "USAGE"]},
-)
+@check("aws.budgets.alerts_configured")
 def alerts_configured(payload: Mapping[str, Any], params: Mapping[str, Any]) -> Verdict:
     budgets = require(payload, "Budgets")
     kinds = set(params["budget_types"])

@@ -64,15 +64,7 @@ def _name(payload: Mapping[str, Any]) -> str:
     return str(aliases[0] if aliases else payload.get("DomainName") or payload.get("Id"))
 
 
-@check(
-    id="aws.cloudfront.distribution_waf",
-    title="CloudFront distributions are protected by AWS WAF",
-    severity="medium",
-    resource_type=DISTRIBUTION,
-    rationale="A web ACL at the edge filters exploits, bots and abusive request rates "
-    "before they reach the origin: a security control of the network service itself.",
-    remediation="Associate an AWS WAF web ACL (scope CLOUDFRONT) with the distribution.",
-)
+@check("aws.cloudfront.distribution_waf")
 def distribution_waf(payload: Mapping[str, Any], params: Mapping[str, Any]) -> Verdict:
     if payload.get("Enabled") is False:
         return not_applicable(f"Distribution {_name(payload)} is disabled")
@@ -82,17 +74,7 @@ def distribution_waf(payload: Mapping[str, Any], params: Mapping[str, Any]) -> V
     return passed(f"Distribution {_name(payload)} is protected by {acl}")
 
 
-@check(
-    id="aws.cloudfront.distribution_min_tls",
-    title="CloudFront distributions accept viewers over TLS 1.2 or later only",
-    severity="medium",
-    resource_type=DISTRIBUTION,
-    rationale="Viewers connecting with TLS 1.0/1.1 use protocol versions and ciphers with "
-    "known weaknesses; plain HTTP carries data unprotected.",
-    remediation="Use a custom certificate with a security policy of TLSv1.2_2021 or later "
-    "and set every cache behaviour's viewer protocol policy to redirect-to-https or "
-    "https-only.",
-)
+@check("aws.cloudfront.distribution_min_tls")
 def distribution_min_tls(payload: Mapping[str, Any], params: Mapping[str, Any]) -> Verdict:
     if payload.get("Enabled") is False:
         return not_applicable(f"Distribution {_name(payload)} is disabled")

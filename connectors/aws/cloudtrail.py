@@ -222,17 +222,7 @@ def _name(trail: Mapping[str, Any]) -> str:
     return str(trail.get("Name") or trail.get("TrailARN") or "?")
 
 
-@check(
-    id="aws.cloudtrail.multi_region_logging",
-    title="A multi-region CloudTrail trail is logging",
-    severity="high",
-    resource_type=TRAILS,
-    rationale="Without a logging multi-region trail, API activity in some regions leaves "
-    "no audit record.",
-    remediation="Create a multi-region trail (or an organisation trail) recording all "
-    "management events, and start logging.",
-    parameters={"require_management_events": True},
-)
+@check("aws.cloudtrail.multi_region_logging")
 def multi_region_logging(payload: Mapping[str, Any], params: Mapping[str, Any]) -> Verdict:
     trails = require(payload, "trailList")
     multi = [t for t in trails if t.get("IsMultiRegionTrail")]
@@ -267,30 +257,14 @@ def _error(trail: Mapping[str, Any], key: str) -> str:
     return str((trail.get(ERRORS_KEY) or {}).get(key, "missing"))
 
 
-@check(
-    id="aws.cloudtrail.log_file_validation",
-    title="CloudTrail trails validate their log files",
-    severity="medium",
-    resource_type=TRAIL,
-    rationale="Log file validation (signed digest files) shows whether delivered logs were "
-    "altered or deleted.",
-    remediation="Enable log file validation on the trail.",
-)
+@check("aws.cloudtrail.log_file_validation")
 def log_file_validation(payload: Mapping[str, Any], params: Mapping[str, Any]) -> Verdict:
     if require(payload, "LogFileValidationEnabled"):
         return passed("Log file validation is enabled")
     return failed("Log file validation is disabled")
 
 
-@check(
-    id="aws.cloudtrail.kms_encryption",
-    title="CloudTrail trails encrypt log files with a KMS key",
-    severity="medium",
-    resource_type=TRAIL,
-    rationale="SSE-KMS adds a key policy in front of the logs: reading them needs both S3 "
-    "and KMS permissions, and every decryption is itself logged.",
-    remediation="Set a customer managed KMS key (KmsKeyId) on the trail.",
-)
+@check("aws.cloudtrail.kms_encryption")
 def kms_encryption(payload: Mapping[str, Any], params: Mapping[str, Any]) -> Verdict:
     key = payload.get("KmsKeyId")
     if key:
@@ -298,15 +272,7 @@ def kms_encryption(payload: Mapping[str, Any], params: Mapping[str, Any]) -> Ver
     return failed("Log files are encrypted only with S3-managed keys (no KmsKeyId)")
 
 
-@check(
-    id="aws.cloudtrail.cloudwatch_delivery",
-    title="CloudTrail trails deliver to CloudWatch Logs",
-    severity="medium",
-    resource_type=TRAIL,
-    rationale="Delivery to CloudWatch Logs lets metric filters and alarms react to API "
-    "activity as it happens, instead of after someone reads the S3 files.",
-    remediation="Configure a CloudWatch Logs log group and delivery role on the trail.",
-)
+@check("aws.cloudtrail.cloudwatch_delivery")
 def cloudwatch_delivery(payload: Mapping[str, Any], params: Mapping[str, Any]) -> Verdict:
     group = payload.get("CloudWatchLogsLogGroupArn")
     if not group:
@@ -317,16 +283,7 @@ def cloudwatch_delivery(payload: Mapping[str, Any], params: Mapping[str, Any]) -
     return passed(f"The trail delivers to {group}")
 
 
-@check(
-    id="aws.cloudtrail.bucket_not_public",
-    title="The S3 bucket of each CloudTrail trail is not public",
-    severity="critical",
-    resource_type=TRAIL,
-    rationale="Audit logs in a public bucket disclose the account's activity to anyone and "
-    "invite tampering with the record.",
-    remediation="Remove public grants from the log bucket's policy and ACL and turn on its "
-    "public access block.",
-)
+@check("aws.cloudtrail.bucket_not_public")
 def bucket_not_public(payload: Mapping[str, Any], params: Mapping[str, Any]) -> Verdict:
     access = require(payload, "S3BucketAccess")
     if "InAccount" not in access:
@@ -345,20 +302,7 @@ def _bucket_facts(payload: Mapping[str, Any]) -> Mapping[str, Any]:
     return access
 
 
-@check(
-    id="aws.cloudtrail.logs_immutable",
-    title="CloudTrail logs land in immutable storage",
-    severity="high",
-    resource_type=TRAIL,
-    rationale="Audit logs are evidence: an administrator (or an intruder with their "
-    "rights) must not be able to delete or overwrite them. S3 Object Lock with a default "
-    "retention makes every delivered log file write-once for that period; a bucket in a "
-    "dedicated log-archive account is out of reach of this account's principals.",
-    remediation="Deliver the trail to a bucket created with Object Lock and a default "
-    "retention (COMPLIANCE mode for the strongest guarantee), or to a bucket of a "
-    "dedicated log-archive account.",
-    parameters={"require_compliance_mode": False, "accept_other_account_bucket": True},
-)
+@check("aws.cloudtrail.logs_immutable")
 def logs_immutable(payload: Mapping[str, Any], params: Mapping[str, Any]) -> Verdict:
     access = _bucket_facts(payload)
     name = access.get("Name", "?")
@@ -397,16 +341,7 @@ def expiring_rules(rules: Any) -> list[str]:
     return out
 
 
-@check(
-    id="aws.cloudtrail.bucket_lifecycle",
-    title="The CloudTrail log bucket deletes logs after their retention",
-    severity="low",
-    resource_type=TRAIL,
-    rationale="Audit logs kept forever outlive their purpose and the personal data in "
-    "them; an expiration rule deletes them once the retention period has passed.",
-    remediation="Add an enabled lifecycle rule with an expiration (and noncurrent-version "
-    "expiration on versioned buckets) matching the log retention policy.",
-)
+@check("aws.cloudtrail.bucket_lifecycle")
 def bucket_lifecycle(payload: Mapping[str, Any], params: Mapping[str, Any]) -> Verdict:
     access = _bucket_facts(payload)
     name = access.get("Name", "?")

@@ -98,17 +98,7 @@ def records_everything(recorder: Mapping[str, Any]) -> bool:
     return bool(group.get("allSupported")) or strategy == "ALL_SUPPORTED_RESOURCE_TYPES"
 
 
-@check(
-    id="aws.config.recorder_enabled",
-    title="An AWS Config recorder is recording in every region",
-    severity="medium",
-    resource_type=RECORDERS,
-    rationale="The Config recorder keeps the history of every resource's configuration, "
-    "the record that shows what changed, when, and how it was set at any date.",
-    remediation="Create a configuration recorder for all supported resource types with a "
-    "delivery channel, and start it.",
-    parameters={"require_all_resource_types": True},
-)
+@check("aws.config.recorder_enabled")
 def recorder_enabled(payload: Mapping[str, Any], params: Mapping[str, Any]) -> Verdict:
     recorders = {r.get("name"): r for r in require(payload, "ConfigurationRecorders")}
     if not recorders:
@@ -128,19 +118,7 @@ def recorder_enabled(payload: Mapping[str, Any], params: Mapping[str, Any]) -> V
     return failed("No recorder is recording" + (": " + "; ".join(problems) if problems else ""))
 
 
-@check(
-    id="aws.config.conformance_packs_compliant",
-    title="AWS Config conformance packs are deployed and compliant in every region",
-    severity="medium",
-    resource_type=CONFORMANCE_PACKS,
-    rationale="A conformance pack is a configuration baseline (a set of Config rules, "
-    "e.g. the CIS or operational best-practice packs) evaluated continuously; its "
-    "compliance shows whether resources are configured as the baseline says.",
-    remediation="Deploy a conformance pack matching the configuration baseline in the "
-    "region (organisation-wide from the delegated administrator) and remediate its "
-    "non-compliant rules.",
-    parameters={"min_packs": 1, "allow_insufficient_data": True},
-)
+@check("aws.config.conformance_packs_compliant")
 def conformance_packs_compliant(payload: Mapping[str, Any], params: Mapping[str, Any]) -> Verdict:
     packs = require(payload, "ConformancePacks")
     if len(packs) < params["min_packs"]:

@@ -160,16 +160,7 @@ READERS = (ReaderSpec(SERVICE, read, regional=True),)
 # --- checks --------------------------------------------------------------------------
 
 
-@check(
-    id="aws.ec2.ebs_default_encryption",
-    title="EBS encryption by default is on in every region",
-    severity="medium",
-    resource_type=EBS_ENCRYPTION_BY_DEFAULT,
-    rationale="With encryption by default, every new volume and snapshot in the region is "
-    "encrypted at rest, whoever creates it.",
-    remediation="Enable EBS encryption by default in the region (EC2 console → Settings → "
-    "EBS encryption).",
-)
+@check("aws.ec2.ebs_default_encryption")
 def ebs_default_encryption(payload: Mapping[str, Any], params: Mapping[str, Any]) -> Verdict:
     if require(payload, "EbsEncryptionByDefault"):
         return passed("EBS encryption by default is on")
@@ -233,16 +224,7 @@ exposure_checks.register(
     restrict="restrict the rule's source ranges and prefix lists")
 
 
-@check(
-    id="aws.ec2.volume_encrypted",
-    title="EBS volumes are encrypted",
-    severity="medium",
-    resource_type=VOLUME,
-    rationale="An unencrypted volume, and every snapshot taken of it, holds its data in "
-    "clear at rest.",
-    remediation="Copy a snapshot of the volume with encryption on and replace the volume; "
-    "turn on EBS encryption by default.",
-)
+@check("aws.ec2.volume_encrypted")
 def volume_encrypted(payload: Mapping[str, Any], params: Mapping[str, Any]) -> Verdict:
     if require(payload, "Encrypted"):
         key = payload.get("KmsKeyId")
@@ -250,16 +232,7 @@ def volume_encrypted(payload: Mapping[str, Any], params: Mapping[str, Any]) -> V
     return failed("Volume is not encrypted")
 
 
-@check(
-    id="aws.ec2.instance_imdsv2",
-    title="EC2 instances require IMDSv2",
-    severity="high",
-    resource_type=INSTANCE,
-    rationale="IMDSv1 answers any GET request, so one SSRF bug in an application hands "
-    "out the instance role's credentials; IMDSv2 requires a session token.",
-    remediation="Set HttpTokens=required in the instance's metadata options (and in launch "
-    "templates).",
-)
+@check("aws.ec2.instance_imdsv2")
 def instance_imdsv2(payload: Mapping[str, Any], params: Mapping[str, Any]) -> Verdict:
     state = (payload.get("State") or {}).get("Name")
     if state in ("terminated", "shutting-down"):

@@ -27,7 +27,7 @@ from collections.abc import Iterator, Mapping
 from typing import Any
 
 from connectors.aws.common import MISSING, actions, paginate, read_partial
-from connectors.aws.inspector2 import MAX_AGE_DAYS, NOT_JUDGED
+from connectors.aws.inspector2 import NOT_JUDGED
 from connectors.aws.session import Account
 from connectors.aws.units import ReaderSpec
 from connectors.kit import EvidenceMissing, require, with_errors
@@ -101,18 +101,7 @@ def read(account: Account, region: str) -> Iterator[Evidence]:
 READERS = (ReaderSpec(SERVICE, read, regional=True),)
 
 
-@check(
-    id="aws.ecr.image_scan_findings_within_sla",
-    title="ECR images are scanned and their findings fixed within the SLA",
-    severity="high",
-    resource_type=IMAGE,
-    rationale="A container image ships every vulnerable package in it to wherever it "
-    "runs; images must be scanned, and images with findings older than their "
-    "severity's SLA rebuilt or removed.",
-    remediation="Turn on scan on push (or enhanced scanning) for the repository; rebuild "
-    "the image on patched base images, or delete images no longer deployed.",
-    parameters={"max_age_days": MAX_AGE_DAYS, "require_scan": True},
-)
+@check("aws.ecr.image_scan_findings_within_sla")
 def image_scan_findings_within_sla(payload: Mapping[str, Any],
                                    params: Mapping[str, Any]) -> Verdict:
     status = require(payload, "ScanStatus")

@@ -100,17 +100,7 @@ def _label(listener: Mapping[str, Any]) -> str:
     return f"{listener.get('Protocol')}:{listener.get('Port')}"
 
 
-@check(
-    id="aws.elbv2.listeners_tls_only",
-    title="Load balancer listeners accept only TLS (HTTP only to redirect)",
-    severity="high",
-    resource_type=LOAD_BALANCER,
-    rationale="A plaintext listener carries client data unencrypted across the internet; "
-    "an HTTP listener may only redirect to HTTPS.",
-    remediation="Replace HTTP/TCP listeners with HTTPS/TLS listeners, or make the HTTP "
-    "listener's default action a redirect to HTTPS.",
-    parameters={"allow_tcp_passthrough": False},
-)
+@check("aws.elbv2.listeners_tls_only")
 def listeners_tls_only(payload: Mapping[str, Any], params: Mapping[str, Any]) -> Verdict:
     if _gateway(payload):
         return not_applicable("Gateway load balancer")
@@ -132,17 +122,7 @@ def listeners_tls_only(payload: Mapping[str, Any], params: Mapping[str, Any]) ->
     return passed("Every listener is TLS (or QUIC) or redirects to HTTPS")
 
 
-@check(
-    id="aws.elbv2.listeners_modern_tls_policy",
-    title="TLS listeners use a security policy with TLS 1.2 or later",
-    severity="medium",
-    resource_type=LOAD_BALANCER,
-    rationale="Security policies allowing TLS 1.0/1.1 accept protocol versions and ciphers "
-    "with known weaknesses.",
-    remediation="Switch the listener to ELBSecurityPolicy-TLS13-1-2-2021-06 (or another "
-    "TLS 1.2+ policy).",
-    parameters={"allowed_policies": []},
-)
+@check("aws.elbv2.listeners_modern_tls_policy")
 def listeners_modern_tls_policy(payload: Mapping[str, Any], params: Mapping[str, Any]) -> Verdict:
     if _gateway(payload):
         return not_applicable("Gateway load balancer")
@@ -162,17 +142,7 @@ def listeners_modern_tls_policy(payload: Mapping[str, Any], params: Mapping[str,
         f"{_label(x)} ({x.get('SslPolicy')})" for x in tls))
 
 
-@check(
-    id="aws.elbv2.public_alb_waf",
-    title="Internet-facing application load balancers are protected by AWS WAF",
-    severity="medium",
-    resource_type=LOAD_BALANCER,
-    rationale="A web ACL in front of a public web service filters exploits, bots and "
-    "abusive request rates before they reach the application: a security control of "
-    "the network service itself.",
-    remediation="Associate an AWS WAF web ACL (with the AWS managed core rule set, at "
-    "least) with the load balancer.",
-)
+@check("aws.elbv2.public_alb_waf")
 def public_alb_waf(payload: Mapping[str, Any], params: Mapping[str, Any]) -> Verdict:
     lb = payload.get("LoadBalancer") or {}
     if not public_application(lb):

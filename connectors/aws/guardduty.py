@@ -103,16 +103,7 @@ def read(account: Account, region: str) -> Iterator[Evidence]:
 READERS = (ReaderSpec(SERVICE, read, regional=True),)
 
 
-@check(
-    id="aws.guardduty.enabled",
-    title="GuardDuty is enabled in every region",
-    severity="high",
-    resource_type=DETECTORS,
-    rationale="GuardDuty analyses CloudTrail, VPC flow and DNS logs for signs of "
-    "compromise; a region without a detector is not watched.",
-    remediation="Enable GuardDuty in the region (preferably for the whole organisation "
-    "from a delegated administrator).",
-)
+@check("aws.guardduty.enabled")
 def enabled(payload: Mapping[str, Any], params: Mapping[str, Any]) -> Verdict:
     detectors = require(payload, "Detectors")
     if not detectors:
@@ -137,19 +128,7 @@ def ec2_malware_protection(detector: Mapping[str, Any]) -> bool:
     return legacy.get("Status") == "ENABLED"
 
 
-@check(
-    id="aws.guardduty.malware_protection",
-    title="GuardDuty Malware Protection scans instances (and S3 uploads) in every region",
-    severity="high",
-    resource_type=DETECTORS,
-    rationale="Malware Protection for EC2 scans the volumes of instances GuardDuty finds "
-    "behaving suspiciously, and Malware Protection for S3 scans new objects in protected "
-    "buckets: detection of malware where the workloads and their uploads live.",
-    remediation="Enable the EBS_MALWARE_PROTECTION feature on the region's detector "
-    "(organisation-wide from the delegated administrator), and create a Malware "
-    "Protection plan for each bucket that receives untrusted uploads.",
-    parameters={"require_s3_protection": False},
-)
+@check("aws.guardduty.malware_protection")
 def malware_protection(payload: Mapping[str, Any], params: Mapping[str, Any]) -> Verdict:
     detectors = require(payload, "Detectors")
     enabled = [d for d in detectors if d.get("Status") == "ENABLED"]
@@ -174,21 +153,7 @@ def malware_protection(payload: Mapping[str, Any], params: Mapping[str, Any]) ->
     return passed(f"Malware Protection for EC2 is on ({', '.join(scanning)})")
 
 
-@check(
-    id="aws.guardduty.threat_intel_applied",
-    title="GuardDuty detectors apply the organisation's threat intelligence (an active "
-    "threat intel set)",
-    severity="low",
-    resource_type=DETECTORS,
-    rationale="Threat intelligence is only useful once it reaches a detective control: a "
-    "GuardDuty threat intel set is the organisation's own list of known-malicious IP "
-    "addresses and domains (from its feeds, ISAC or incidents), turned into findings "
-    "whenever the account talks to them. GuardDuty's built-in AWS feeds are vendor "
-    "detection and are not counted here.",
-    remediation="Upload the threat intelligence list (TXT, STIX, OTX_CSV…) to S3 and "
-    "create an activated threat intel set on the region's detector (from the delegated "
-    "administrator for the organisation); keep it updated from the intelligence process.",
-)
+@check("aws.guardduty.threat_intel_applied")
 def threat_intel_applied(payload: Mapping[str, Any], params: Mapping[str, Any]) -> Verdict:
     detectors = require(payload, "Detectors")
     enabled = [d for d in detectors if d.get("Status") == "ENABLED"]

@@ -212,15 +212,7 @@ def _judges_policy(judge: Callable[[Mapping[str, Any], Mapping[str, Any]], Verdi
     return on_payload
 
 
-@check(
-    id="aws.iam.password_policy_min_length",
-    title="IAM password policy requires a minimum length",
-    severity="medium",
-    resource_type=PASSWORD_POLICY,
-    rationale="Short passwords are guessed or cracked quickly.",
-    remediation="Set MinimumPasswordLength in the account password policy to at least 14.",
-    parameters={"min_length": 14},
-)
+@check("aws.iam.password_policy_min_length")
 @_judges_policy
 def password_policy_min_length(policy: Mapping[str, Any], params: Mapping[str, Any]) -> Verdict:
     want = params["min_length"]
@@ -232,15 +224,7 @@ def password_policy_min_length(policy: Mapping[str, Any], params: Mapping[str, A
     return failed(f"Minimum password length is {length}, below the required {want}")
 
 
-@check(
-    id="aws.iam.password_policy_reuse",
-    title="IAM password policy prevents password reuse",
-    severity="low",
-    resource_type=PASSWORD_POLICY,
-    rationale="Reusing old passwords revives credentials that may already be compromised.",
-    remediation="Set PasswordReusePrevention in the account password policy to 24.",
-    parameters={"min_reuse_prevention": 24},
-)
+@check("aws.iam.password_policy_reuse")
 @_judges_policy
 def password_policy_reuse(policy: Mapping[str, Any], params: Mapping[str, Any]) -> Verdict:
     want = params["min_reuse_prevention"]
@@ -260,21 +244,7 @@ _COMPLEXITY = {
 }
 
 
-@check(
-    id="aws.iam.password_policy_complexity",
-    title="IAM password policy requires character classes",
-    severity="low",
-    resource_type=PASSWORD_POLICY,
-    rationale="Requiring several character classes enlarges the space an attacker must search.",
-    remediation="Require symbols, numbers, uppercase and lowercase letters in the password "
-    "policy.",
-    parameters={
-        "require_symbols": True,
-        "require_numbers": True,
-        "require_uppercase": True,
-        "require_lowercase": True,
-    },
-)
+@check("aws.iam.password_policy_complexity")
 @_judges_policy
 def password_policy_complexity(policy: Mapping[str, Any], params: Mapping[str, Any]) -> Verdict:
     missing = [
@@ -290,18 +260,7 @@ def password_policy_complexity(policy: Mapping[str, Any], params: Mapping[str, A
     return passed("Password policy requires " + ", ".join(wanted))
 
 
-@check(
-    id="aws.iam.password_policy_max_age",
-    title="IAM passwords expire when the organisation's policy requires it",
-    severity="low",
-    resource_type=PASSWORD_POLICY,
-    rationale="Where the organisation's password rules set a maximum age, the account "
-    "password policy must enforce it. Current NIST SP 800-63B no longer asks for periodic "
-    "expiry (change on evidence of compromise instead), so by default none is required.",
-    remediation="Set MaxPasswordAge in the account password policy to at most the "
-    "required number of days, or leave max_age_days at 0 if passwords need not expire.",
-    parameters={"max_age_days": 0},
-)
+@check("aws.iam.password_policy_max_age")
 def password_policy_max_age(payload: Mapping[str, Any], params: Mapping[str, Any]) -> Verdict:
     """``max_age_days`` 0: expiry is not required. Otherwise the policy must exist and
     set ``MaxPasswordAge`` (absent from the policy = passwords never expire) at most it."""
@@ -321,15 +280,7 @@ def password_policy_max_age(payload: Mapping[str, Any], params: Mapping[str, Any
     return passed(f"Passwords expire after {age} days (required: at most {want})")
 
 
-@check(
-    id="aws.iam.user_console_mfa",
-    title="IAM users with console access have MFA",
-    severity="high",
-    resource_type=USER,
-    rationale="A console password alone is single-factor authentication.",
-    remediation="Enable a virtual or hardware MFA device for the user, or remove the "
-    "console password if it is not needed.",
-)
+@check("aws.iam.user_console_mfa")
 def user_console_mfa(payload: Mapping[str, Any], params: Mapping[str, Any]) -> Verdict:
     profile = require(payload, "LoginProfile")
     if profile is None:
@@ -345,16 +296,7 @@ def _active_keys(payload: Mapping[str, Any]) -> list[Mapping[str, Any]]:
     return [k for k in require(payload, "AccessKeys") if k.get("Status") == "Active"]
 
 
-@check(
-    id="aws.iam.access_key_rotated",
-    title="Active IAM access keys are rotated",
-    severity="medium",
-    resource_type=USER,
-    rationale="Long-lived keys accumulate exposure in scripts, laptops and logs.",
-    remediation="Create a new access key, move its users to it, then deactivate and "
-    "delete the old key.",
-    parameters={"max_age_days": 90},
-)
+@check("aws.iam.access_key_rotated")
 def access_key_rotated(payload: Mapping[str, Any], params: Mapping[str, Any]) -> Verdict:
     keys = _active_keys(payload)
     if not keys:
@@ -368,17 +310,7 @@ def access_key_rotated(payload: Mapping[str, Any], params: Mapping[str, Any]) ->
     return passed(f"Active access keys are at most {limit} days old: {len(keys)} checked")
 
 
-@check(
-    id="aws.iam.credentials_unused",
-    title="IAM credentials unused for a long time are disabled",
-    severity="medium",
-    resource_type=USER,
-    rationale="Credentials nobody uses are access rights nobody needs, and their misuse "
-    "goes unnoticed.",
-    remediation="Remove the console password or deactivate the access key, or remove the "
-    "user.",
-    parameters={"max_unused_days": 45},
-)
+@check("aws.iam.credentials_unused")
 def credentials_unused(payload: Mapping[str, Any], params: Mapping[str, Any]) -> Verdict:
     """A credential is unused when its last use — or, never used, its creation — is more
     than ``max_unused_days`` ago. Only console passwords and active keys count."""
@@ -412,15 +344,7 @@ def credentials_unused(payload: Mapping[str, Any], params: Mapping[str, Any]) ->
     return passed(f"Every credential was used (or created) within {limit} days")
 
 
-@check(
-    id="aws.iam.root_access_keys",
-    title="The root user has no access keys",
-    severity="critical",
-    resource_type=ACCOUNT,
-    rationale="Root access keys grant unrestricted, unscopable programmatic access to "
-    "the account.",
-    remediation="Sign in as root, delete its access keys, and use IAM roles instead.",
-)
+@check("aws.iam.root_access_keys")
 def root_access_keys(payload: Mapping[str, Any], params: Mapping[str, Any]) -> Verdict:
     summary = require(payload, "SummaryMap")
     if "AccountAccessKeysPresent" not in summary:

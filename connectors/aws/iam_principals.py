@@ -394,21 +394,7 @@ def external_trust(payload: Mapping[str, Any], internal: set[str]) -> list[dict[
     return found
 
 
-@check(
-    id="aws.iam.role_third_party_external_id",
-    title="Roles that other AWS accounts may assume require an external ID",
-    severity="high",
-    resource_type=ROLE,
-    rationale="A role trusted by another AWS account is how a supplier (monitoring, backup, "
-    "cost or security vendor) reaches the account. Without an sts:ExternalId condition any "
-    "customer of that supplier can make it act on this account (the confused-deputy "
-    "problem); a trust open to every principal (*) lets anyone in. Listing each such role "
-    "also shows which outside accounts hold access, for the supplier register.",
-    remediation="Add a Condition StringEquals sts:ExternalId with the value the supplier "
-    "issued for this account; name accounts of your own organisation in "
-    "internal_accounts; remove trusts no supplier needs.",
-    parameters={"internal_accounts": []},
-)
+@check("aws.iam.role_third_party_external_id")
 def role_third_party_external_id(
     payload: Mapping[str, Any], params: Mapping[str, Any]
 ) -> Verdict:

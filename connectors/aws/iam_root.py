@@ -162,16 +162,7 @@ def root_mfa_enabled(payload: Mapping[str, Any]) -> tuple[bool, str]:
     raise EvidenceMissing("root MFA status could not be read")
 
 
-@check(
-    id="aws.iam.root_mfa",
-    title="The root user has MFA enabled",
-    severity="critical",
-    resource_type=ROOT_USER,
-    rationale="The root user cannot be restricted by any policy; a password alone must "
-    "not be enough to take over the whole account.",
-    remediation="Sign in as root and assign an MFA device (a hardware security key is "
-    "preferred).",
-)
+@check("aws.iam.root_mfa")
 def root_mfa(payload: Mapping[str, Any], params: Mapping[str, Any]) -> Verdict:
     enabled, source = root_mfa_enabled(payload)
     if enabled:
@@ -179,16 +170,7 @@ def root_mfa(payload: Mapping[str, Any], params: Mapping[str, Any]) -> Verdict:
     return failed(f"The root user has no MFA device ({source})")
 
 
-@check(
-    id="aws.iam.root_hardware_mfa",
-    title="The root user's MFA is a hardware device",
-    severity="high",
-    resource_type=ROOT_USER,
-    rationale="A virtual MFA app lives on a phone that can be lost, cloned or restored "
-    "from backup; a hardware key is bound to one physical device.",
-    remediation="Replace the root user's virtual MFA device with a hardware TOTP token or "
-    "FIDO security key.",
-)
+@check("aws.iam.root_hardware_mfa")
 def root_hardware_mfa(payload: Mapping[str, Any], params: Mapping[str, Any]) -> Verdict:
     enabled, source = root_mfa_enabled(payload)
     if not enabled:
@@ -199,17 +181,7 @@ def root_hardware_mfa(payload: Mapping[str, Any], params: Mapping[str, Any]) -> 
     return passed("The root user's MFA is not a virtual device (hardware key or token)")
 
 
-@check(
-    id="aws.iam.root_recent_use",
-    title="The root user has not been used recently",
-    severity="high",
-    resource_type=ROOT_USER,
-    rationale="Daily work as root bypasses every IAM restriction and attribution; root "
-    "should be used only for the few tasks that require it.",
-    remediation="Use IAM roles or IAM Identity Center for administration; review why root "
-    "was used (CloudTrail) and secure its credentials.",
-    parameters={"window_days": 30},
-)
+@check("aws.iam.root_recent_use")
 def root_recent_use(payload: Mapping[str, Any], params: Mapping[str, Any]) -> Verdict:
     row = require(payload, "CredentialReportRow")
     if row is None:

@@ -39,9 +39,6 @@ FINDING = "aws.inspector2.finding"
 
 ACTIONS = actions("inspector2:BatchGetAccountStatus", "inspector2:ListFindings")
 
-#: Days allowed to remediate, by severity, from first observation.
-MAX_AGE_DAYS: dict[str, int] = {"CRITICAL": 15, "HIGH": 30, "MEDIUM": 90, "LOW": 180,
-                                "UNTRIAGED": 30}
 #: Severities that are information, not vulnerabilities to remediate.
 NOT_JUDGED = ("INFORMATIONAL",)
 _FINDING_FIELDS = ("findingArn", "awsAccountId", "type", "title", "severity", "status",
@@ -77,18 +74,7 @@ def read(account: Account, region: str) -> Iterator[Evidence]:
 READERS = (ReaderSpec(SERVICE, read, regional=True),)
 
 
-@check(
-    id="aws.inspector2.scanning_enabled",
-    title="Amazon Inspector scans EC2 instances and ECR images in every region",
-    severity="high",
-    resource_type=ACCOUNT_STATUS,
-    rationale="Vulnerability management starts with knowing: Inspector continuously "
-    "scans instances and container images for known vulnerabilities (CVEs) and network "
-    "exposure, the technical-vulnerability information the control asks to obtain.",
-    remediation="Activate Amazon Inspector for EC2 and ECR in the region (organisation-"
-    "wide from the delegated administrator, with auto-enable for new accounts).",
-    parameters={"resource_types": ["ec2", "ecr"]},
-)
+@check("aws.inspector2.scanning_enabled")
 def scanning_enabled(payload: Mapping[str, Any], params: Mapping[str, Any]) -> Verdict:
     resources = require(payload, "ResourceState") or {}
     wanted = list(params["resource_types"])
@@ -99,19 +85,7 @@ def scanning_enabled(payload: Mapping[str, Any], params: Mapping[str, Any]) -> V
     return passed("Inspector scans " + ", ".join(wanted))
 
 
-@check(
-    id="aws.inspector2.finding_within_sla",
-    title="Amazon Inspector findings are remediated within the SLA for their severity",
-    severity="high",
-    resource_type=FINDING,
-    rationale="Known vulnerabilities must be remediated in a time that matches their "
-    "risk; an open finding older than its severity's SLA is a vulnerability left "
-    "exposed longer than the organisation accepts.",
-    remediation="Patch or rebuild the affected resource (or suppress the finding with a "
-    "recorded risk acceptance); adjust the *_days parameters to the vulnerability "
-    "management policy.",
-    parameters={"max_age_days": MAX_AGE_DAYS},
-)
+@check("aws.inspector2.finding_within_sla")
 def finding_within_sla(payload: Mapping[str, Any], params: Mapping[str, Any]) -> Verdict:
     severity = str(require(payload, "severity"))
     first = require(payload, "firstObservedAt")

@@ -68,15 +68,7 @@ def read(account: Account, region: str) -> Iterator[Evidence]:
 READERS = (ReaderSpec(SERVICE, read, regional=True),)
 
 
-@check(
-    id="aws.kms.key_rotation",
-    title="Customer managed KMS keys rotate automatically",
-    severity="medium",
-    resource_type=KEY,
-    rationale="Automatic rotation limits how much data one key version protects and how "
-    "long compromised key material stays in use.",
-    remediation="Enable automatic key rotation on the key (EnableKeyRotation).",
-)
+@check("aws.kms.key_rotation")
 def key_rotation(payload: Mapping[str, Any], params: Mapping[str, Any]) -> Verdict:
     reason = rotatable(require(payload, "KeyMetadata"))
     if reason is not None:

@@ -40,17 +40,7 @@ def read(account: Account, region: str) -> Iterator[Evidence]:
 READERS = (ReaderSpec(SERVICE, read, regional=True),)
 
 
-@check(
-    id="aws.logs.log_group_retention",
-    title="CloudWatch log groups keep events long enough",
-    severity="low",
-    resource_type=LOG_GROUP,
-    rationale="Logs deleted after a few days cannot support an investigation that starts "
-    "weeks after the event; retention must match the logging policy.",
-    remediation="Set the log group's retention to at least the required number of days "
-    "(or export older events to S3).",
-    parameters={"min_retention_days": 365},
-)
+@check("aws.logs.log_group_retention")
 def log_group_retention(payload: Mapping[str, Any], params: Mapping[str, Any]) -> Verdict:
     want = params["min_retention_days"]
     days = payload.get("retentionInDays")
@@ -61,18 +51,7 @@ def log_group_retention(payload: Mapping[str, Any], params: Mapping[str, Any]) -
     return failed(f"Events are kept only {days} days (required: {want})")
 
 
-@check(
-    id="aws.logs.log_group_retention_set",
-    title="CloudWatch log groups delete events after a set retention",
-    severity="low",
-    resource_type=LOG_GROUP,
-    rationale="Logs hold personal data and secrets that leak into messages; kept forever "
-    "they outlive every purpose. A retention period deletes events once they are no "
-    "longer required.",
-    remediation="Set a retention period on the log group (PutRetentionPolicy) matching the "
-    "logging policy, at most max_retention_days.",
-    parameters={"max_retention_days": 3653},
-)
+@check("aws.logs.log_group_retention_set")
 def log_group_retention_set(payload: Mapping[str, Any], params: Mapping[str, Any]) -> Verdict:
     """``retentionInDays`` absent means "never expire" (DescribeLogGroups omits it)."""
     limit = params["max_retention_days"]

@@ -70,19 +70,7 @@ def read(account: Account, region: str) -> Iterator[Evidence]:
 READERS = (ReaderSpec(SERVICE, read, regional=True),)
 
 
-@check(
-    id="aws.macie.classification_jobs",
-    title="Amazon Macie is enabled and runs sensitive-data classification jobs",
-    severity="medium",
-    resource_type=STATUS,
-    rationale="Data leakage is prevented where sensitive data is known: Macie finds "
-    "personal and secret data in S3 buckets and reports public or shared buckets that "
-    "hold it, when it is enabled and classification jobs cover the buckets.",
-    remediation="Enable Macie in the region and create a scheduled classification job "
-    "(or automated sensitive data discovery) covering the buckets that may hold "
-    "sensitive data.",
-    parameters={"require_scheduled_job": True},
-)
+@check("aws.macie.classification_jobs")
 def classification_jobs(payload: Mapping[str, Any], params: Mapping[str, Any]) -> Verdict:
     session = require(payload, "Session")
     if session is None or session.get("status") != "ENABLED":

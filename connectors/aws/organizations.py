@@ -46,10 +46,6 @@ ACTIONS = actions(
 )
 
 NOT_IN_USE = "AWSOrganizationsNotInUseException"
-#: Default tag values (lower case) that mean production and non-production.
-PRODUCTION = ["production", "prod", "prd"]
-NON_PRODUCTION = ["development", "dev", "test", "testing", "staging", "stage", "qa", "uat",
-                  "sandbox", "nonprod", "non-production", "preprod", "pre-production"]
 
 
 def _tags(client: Any, account_id: str) -> dict[str, str]:
@@ -98,19 +94,7 @@ def read(account: Account, region: str = GLOBAL) -> Iterator[Evidence]:
 READERS = (ReaderSpec(SERVICE, read, regional=False),)
 
 
-@check(
-    id="aws.organizations.account_governed",
-    title="Every AWS account has an owner and environment and sits in a managed OU",
-    severity="medium",
-    resource_type=ACCOUNT,
-    rationale="Use of cloud services is managed when every account is known: who owns "
-    "it, what environment it runs, and which organisational unit's policies (SCPs, "
-    "baselines) govern it. Accounts directly under the root escape the OU guardrails.",
-    remediation="Tag the account with its owner and environment, and move it into the "
-    "organisational unit whose policies apply to it (the management account stays under "
-    "the root).",
-    parameters={"required_tags": ["owner", "environment"]},
-)
+@check("aws.organizations.account_governed")
 def account_governed(payload: Mapping[str, Any], params: Mapping[str, Any]) -> Verdict:
     if "Organization" in payload and payload["Organization"] is None:
         return failed(f"Account {payload.get('Id')} is not part of an AWS Organization: no "
@@ -149,19 +133,7 @@ def environment_kind(value: str | None, params: Mapping[str, Any]) -> str | None
     return kinds.pop() if len(kinds) == 1 else "mixed"
 
 
-@check(
-    id="aws.organizations.environments_separated",
-    title="Production and non-production run in separate AWS accounts",
-    severity="medium",
-    resource_type=ORGANIZATION,
-    rationale="Separate accounts are the strongest boundary AWS offers: development and "
-    "test work cannot reach production data or change production resources when they "
-    "run in accounts of their own.",
-    remediation="Give every account one environment tag value; move non-production "
-    "workloads out of production accounts into accounts of their own.",
-    parameters={"environment_tag": "environment", "production_values": PRODUCTION,
-                "non_production_values": NON_PRODUCTION},
-)
+@check("aws.organizations.environments_separated")
 def environments_separated(payload: Mapping[str, Any], params: Mapping[str, Any]) -> Verdict:
     if require(payload, "Organization") is None:
         return failed("The account is not part of an AWS Organization, so no separate "

@@ -79,30 +79,12 @@ def _deletion_protection(subject: str, payload: Mapping[str, Any]) -> Verdict:
     return failed(f"{subject} can be deleted without first disabling a protection")
 
 
-@check(
-    id="aws.rds.storage_encrypted",
-    title="RDS instances encrypt their storage",
-    severity="high",
-    resource_type=DB_INSTANCE,
-    rationale="Storage encryption protects the database, its snapshots, backups and read "
-    "replicas at rest.",
-    remediation="Restore an encrypted copy from a snapshot copied with encryption, then "
-    "switch to it (encryption cannot be turned on in place).",
-)
+@check("aws.rds.storage_encrypted")
 def storage_encrypted(payload: Mapping[str, Any], params: Mapping[str, Any]) -> Verdict:
     return _storage_encrypted(_name(payload), payload)
 
 
-@check(
-    id="aws.rds.backup_retention",
-    title="RDS instances keep automated backups long enough",
-    severity="medium",
-    resource_type=DB_INSTANCE,
-    rationale="Automated backups with point-in-time recovery are the database's backup "
-    "copies; a short retention loses them before a problem is noticed.",
-    remediation="Set BackupRetentionPeriod to at least the required number of days.",
-    parameters={"min_days": 7},
-)
+@check("aws.rds.backup_retention")
 def backup_retention(payload: Mapping[str, Any], params: Mapping[str, Any]) -> Verdict:
     source = payload.get("ReadReplicaSourceDBInstanceIdentifier") or payload.get(
         "ReadReplicaSourceDBClusterIdentifier")
@@ -118,31 +100,14 @@ def backup_retention(payload: Mapping[str, Any], params: Mapping[str, Any]) -> V
     return failed(f"Automated backups are kept only {days} days (required: {want})")
 
 
-@check(
-    id="aws.rds.not_publicly_accessible",
-    title="RDS instances are not publicly accessible",
-    severity="high",
-    resource_type=DB_INSTANCE,
-    rationale="A publicly accessible instance gets an internet-resolvable address; a "
-    "database belongs in private subnets reached only from the application tier.",
-    remediation="Modify the instance with PubliclyAccessible=false and keep it in private "
-    "subnets.",
-)
+@check("aws.rds.not_publicly_accessible")
 def not_publicly_accessible(payload: Mapping[str, Any], params: Mapping[str, Any]) -> Verdict:
     if require(payload, "PubliclyAccessible"):
         return failed(f"{_name(payload)} is publicly accessible")
     return passed(f"{_name(payload)} is not publicly accessible")
 
 
-@check(
-    id="aws.rds.multi_az",
-    title="RDS instances run Multi-AZ",
-    severity="medium",
-    resource_type=DB_INSTANCE,
-    rationale="A standby in a second availability zone keeps the database available when "
-    "one zone fails.",
-    remediation="Modify the instance with MultiAZ=true.",
-)
+@check("aws.rds.multi_az")
 def multi_az(payload: Mapping[str, Any], params: Mapping[str, Any]) -> Verdict:
     if payload.get("DBClusterIdentifier"):
         return not_applicable("Aurora instance: availability is configured on its cluster")
@@ -151,15 +116,7 @@ def multi_az(payload: Mapping[str, Any], params: Mapping[str, Any]) -> Verdict:
     return failed(f"{_name(payload)} runs in a single availability zone")
 
 
-@check(
-    id="aws.rds.deletion_protection",
-    title="RDS instances have deletion protection",
-    severity="medium",
-    resource_type=DB_INSTANCE,
-    rationale="Deleting an instance by mistake also removes its automated backups unless "
-    "they are retained; deletion protection demands a deliberate change first.",
-    remediation="Modify the instance with DeletionProtection=true.",
-)
+@check("aws.rds.deletion_protection")
 def deletion_protection(payload: Mapping[str, Any], params: Mapping[str, Any]) -> Verdict:
     if payload.get("DBClusterIdentifier"):
         return not_applicable("Aurora instance: deletion protection is set on its cluster")
@@ -169,30 +126,12 @@ def deletion_protection(payload: Mapping[str, Any], params: Mapping[str, Any]) -
 # --- clusters ---------------------------------------------------------------------------
 
 
-@check(
-    id="aws.rds.cluster_storage_encrypted",
-    title="RDS and Aurora clusters encrypt their storage",
-    severity="high",
-    resource_type=DB_CLUSTER,
-    rationale="Cluster storage encryption protects the shared cluster volume, its "
-    "snapshots and backups at rest, for every instance of the cluster.",
-    remediation="Restore the cluster from a snapshot copied with encryption (encryption "
-    "cannot be turned on in place), then switch the application to it.",
-)
+@check("aws.rds.cluster_storage_encrypted")
 def cluster_storage_encrypted(payload: Mapping[str, Any], params: Mapping[str, Any]) -> Verdict:
     return _storage_encrypted(f"Cluster {_cluster(payload)}", payload)
 
 
-@check(
-    id="aws.rds.cluster_backup_retention",
-    title="RDS and Aurora clusters keep automated backups long enough",
-    severity="medium",
-    resource_type=DB_CLUSTER,
-    rationale="A cluster's continuous backups are its point-in-time recovery copies; a "
-    "short retention loses them before a problem is noticed.",
-    remediation="Set the cluster's BackupRetentionPeriod to at least the required days.",
-    parameters={"min_days": 7},
-)
+@check("aws.rds.cluster_backup_retention")
 def cluster_backup_retention(payload: Mapping[str, Any], params: Mapping[str, Any]) -> Verdict:
     days = require(payload, "BackupRetentionPeriod")
     want = params["min_days"]
@@ -203,14 +142,6 @@ def cluster_backup_retention(payload: Mapping[str, Any], params: Mapping[str, An
                   f"(required: {want})")
 
 
-@check(
-    id="aws.rds.cluster_deletion_protection",
-    title="RDS and Aurora clusters have deletion protection",
-    severity="medium",
-    resource_type=DB_CLUSTER,
-    rationale="Deleting a cluster by mistake removes its volume and, unless retained, its "
-    "automated backups; deletion protection demands a deliberate change first.",
-    remediation="Modify the cluster with DeletionProtection=true.",
-)
+@check("aws.rds.cluster_deletion_protection")
 def cluster_deletion_protection(payload: Mapping[str, Any], params: Mapping[str, Any]) -> Verdict:
     return _deletion_protection(f"Cluster {_cluster(payload)}", payload)

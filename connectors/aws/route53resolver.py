@@ -51,17 +51,7 @@ def read(account: Account, region: str) -> Iterator[Evidence]:
 READERS = (ReaderSpec(SERVICE, read, regional=True),)
 
 
-@check(
-    id="aws.route53resolver.dns_firewall_associated",
-    title="Route 53 Resolver DNS Firewall filters each VPC's DNS queries",
-    severity="medium",
-    resource_type=VPC,
-    rationale="Web filtering at the DNS layer blocks lookups of known malicious and "
-    "unwanted domains (malware, command and control, data exfiltration) for everything "
-    "in the VPC, with a log of what was blocked.",
-    remediation="Associate a DNS Firewall rule group (e.g. with the AWS managed domain "
-    "lists for malware and botnet command and control) with the VPC.",
-)
+@check("aws.route53resolver.dns_firewall_associated")
 def dns_firewall_associated(payload: Mapping[str, Any], params: Mapping[str, Any]) -> Verdict:
     associations = require(payload, "FirewallRuleGroupAssociations")
     active = [a for a in associations if a.get("Status") in FILTERING]

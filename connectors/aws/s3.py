@@ -269,17 +269,7 @@ def effective_block(payload: Mapping[str, Any], needed: tuple[str, ...]) -> dict
 _ALGORITHMS = {"AES256": "SSE-S3", "aws:kms": "SSE-KMS", "aws:kms:dsse": "DSSE-KMS"}
 
 
-@check(
-    id="aws.s3.bucket_default_encryption",
-    title="S3 buckets encrypt objects by default",
-    severity="medium",
-    resource_type=BUCKET,
-    rationale="Default encryption protects every object at rest, whatever the uploader "
-    "asked for.",
-    remediation="Configure default encryption (SSE-S3, or SSE-KMS with a customer managed "
-    "key) on the bucket.",
-    parameters={"require_kms": False},
-)
+@check("aws.s3.bucket_default_encryption")
 def bucket_default_encryption(payload: Mapping[str, Any], params: Mapping[str, Any]) -> Verdict:
     config = require(payload, "ServerSideEncryptionConfiguration")
     if config is None:
@@ -297,15 +287,7 @@ def bucket_default_encryption(payload: Mapping[str, Any], params: Mapping[str, A
     return passed(f"Bucket encrypts objects by default with {_ALGORITHMS[known[0]]}")
 
 
-@check(
-    id="aws.s3.bucket_public_access_block",
-    title="S3 buckets block public access",
-    severity="high",
-    resource_type=BUCKET,
-    rationale="The bucket-level public access block stops ACLs and policies from "
-    "exposing the bucket's data to the internet.",
-    remediation="Turn on all four Block Public Access settings for the bucket.",
-)
+@check("aws.s3.bucket_public_access_block")
 def bucket_public_access_block(payload: Mapping[str, Any], params: Mapping[str, Any]) -> Verdict:
     bucket = require(payload, "PublicAccessBlockConfiguration")
     flags = effective_block(payload, PUBLIC_ACCESS_FLAGS)
@@ -325,16 +307,7 @@ def bucket_public_access_block(payload: Mapping[str, Any], params: Mapping[str, 
 # --- checks on aws.s3.bucket_access and aws.s3.bucket_settings -------------------------
 
 
-@check(
-    id="aws.s3.bucket_not_public",
-    title="S3 bucket policies and ACLs do not grant public access",
-    severity="critical",
-    resource_type=BUCKET_ACCESS,
-    rationale="A bucket policy or ACL granting access to everyone exposes the bucket's "
-    "objects to the internet unless a public access block neutralises it.",
-    remediation="Remove the public statements from the bucket policy and the AllUsers / "
-    "AuthenticatedUsers grants from the ACL, or turn on the bucket's public access block.",
-)
+@check("aws.s3.bucket_not_public")
 def bucket_not_public(payload: Mapping[str, Any], params: Mapping[str, Any]) -> Verdict:
     return public_bucket_verdict(payload, "Bucket")
 
@@ -398,16 +371,7 @@ def denies_insecure_transport(statement: Mapping[str, Any], bucket_arn: str = ""
     return any(str(v).lower() == "false" for v in secure)
 
 
-@check(
-    id="aws.s3.bucket_tls_only",
-    title="S3 bucket policies deny requests not made over TLS",
-    severity="medium",
-    resource_type=BUCKET_ACCESS,
-    rationale="S3 accepts plain HTTP unless the bucket policy refuses it; a Deny on "
-    "aws:SecureTransport=false keeps data encrypted in transit.",
-    remediation='Add a statement {"Effect": "Deny", "Principal": "*", "Action": "s3:*", '
-    '"Resource": [bucket, bucket/*], "Condition": {"Bool": {"aws:SecureTransport": "false"}}}.',
-)
+@check("aws.s3.bucket_tls_only")
 def bucket_tls_only(payload: Mapping[str, Any], params: Mapping[str, Any]) -> Verdict:
     policy = require(payload, "Policy")
     if policy is None:
@@ -419,16 +383,7 @@ def bucket_tls_only(payload: Mapping[str, Any], params: Mapping[str, Any]) -> Ve
     return failed("Bucket policy does not deny requests made without TLS")
 
 
-@check(
-    id="aws.s3.bucket_versioning",
-    title="S3 buckets have versioning enabled",
-    severity="medium",
-    resource_type=BUCKET_SETTINGS,
-    rationale="Versioning keeps every earlier version of an object, so an overwritten or "
-    "deleted object can be restored.",
-    remediation="Enable versioning on the bucket (and a lifecycle rule to expire old "
-    "versions if cost matters).",
-)
+@check("aws.s3.bucket_versioning")
 def bucket_versioning(payload: Mapping[str, Any], params: Mapping[str, Any]) -> Verdict:
     status = require(payload, "Versioning").get("Status")
     if status == "Enabled":
@@ -438,16 +393,7 @@ def bucket_versioning(payload: Mapping[str, Any], params: Mapping[str, Any]) -> 
     return failed("Versioning has never been enabled")
 
 
-@check(
-    id="aws.s3.bucket_access_logging",
-    title="S3 buckets have server access logging enabled",
-    severity="low",
-    resource_type=BUCKET_SETTINGS,
-    rationale="Server access logs record every request made to the bucket, for "
-    "investigation of access to its data.",
-    remediation="Enable server access logging to a dedicated log bucket (or record S3 data "
-    "events with CloudTrail).",
-)
+@check("aws.s3.bucket_access_logging")
 def bucket_access_logging(payload: Mapping[str, Any], params: Mapping[str, Any]) -> Verdict:
     logging = require(payload, "Logging").get("LoggingEnabled")
     if logging:

@@ -54,15 +54,7 @@ def read(account: Account, region: str = GLOBAL) -> Iterator[Evidence]:
 READERS = (ReaderSpec(SERVICE, read, regional=False),)
 
 
-@check(
-    id="aws.s3control.account_public_access_block",
-    title="S3 public access is blocked for the whole account",
-    severity="high",
-    resource_type=ACCOUNT_PUBLIC_ACCESS_BLOCK,
-    rationale="The account-level block overrides every bucket's ACLs and policies, "
-    "including buckets created later.",
-    remediation="Turn on all four account-level S3 Block Public Access settings.",
-)
+@check("aws.s3control.account_public_access_block")
 def account_public_access_block(payload: Mapping[str, Any], params: Mapping[str, Any]) -> Verdict:
     return public_access_block_verdict(require(payload, "PublicAccessBlockConfiguration"),
                                        "account")

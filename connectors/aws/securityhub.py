@@ -45,16 +45,7 @@ def read(account: Account, region: str) -> Iterator[Evidence]:
 READERS = (ReaderSpec(SERVICE, read, regional=True),)
 
 
-@check(
-    id="aws.securityhub.enabled",
-    title="Security Hub is enabled in every region",
-    severity="medium",
-    resource_type=HUB,
-    rationale="Security Hub gathers findings of GuardDuty, Inspector, Config and its own "
-    "best-practice controls in one place where they are triaged.",
-    remediation="Enable Security Hub in the region (preferably organisation-wide from a "
-    "delegated administrator, with central configuration).",
-)
+@check("aws.securityhub.enabled")
 def enabled(payload: Mapping[str, Any], params: Mapping[str, Any]) -> Verdict:
     hub = require(payload, "Hub")
     if hub is None:

@@ -63,17 +63,7 @@ def read(account: Account, region: str) -> Iterator[Evidence]:
 READERS = (ReaderSpec(SERVICE, read, regional=True),)
 
 
-@check(
-    id="aws.vpc.flow_logs_enabled",
-    title="VPC flow logs are enabled",
-    severity="medium",
-    resource_type=VPC,
-    rationale="Flow logs record the network connections accepted and rejected in the VPC, "
-    "the only record of traffic for investigating an intrusion.",
-    remediation="Create a flow log for the VPC (traffic type ALL or REJECT) to CloudWatch "
-    "Logs or S3.",
-    parameters={"require_all_traffic": False},
-)
+@check("aws.vpc.flow_logs_enabled")
 def flow_logs_enabled(payload: Mapping[str, Any], params: Mapping[str, Any]) -> Verdict:
     logs = [f for f in require(payload, "FlowLogs") if f.get("FlowLogStatus") == "ACTIVE"]
     if params["require_all_traffic"]:
@@ -85,17 +75,7 @@ def flow_logs_enabled(payload: Mapping[str, Any], params: Mapping[str, Any]) -> 
                                           else "") + " records this VPC")
 
 
-@check(
-    id="aws.vpc.default_vpc_unused",
-    title="The default VPC is not used",
-    severity="medium",
-    resource_type=VPC,
-    rationale="The default VPC has public subnets that give every instance a public "
-    "address and a route to the internet: networks should be segregated by design, in "
-    "VPCs built for the purpose, not in the one AWS creates for convenience.",
-    remediation="Move the workloads (the network interfaces listed) into purpose-built "
-    "VPCs, then delete the default VPC.",
-)
+@check("aws.vpc.default_vpc_unused")
 def default_vpc_unused(payload: Mapping[str, Any], params: Mapping[str, Any]) -> Verdict:
     vpc = require(payload, "Vpc")
     if not vpc.get("IsDefault"):

@@ -60,18 +60,7 @@ def vm_disks(payload: Mapping[str, Any]) -> list[tuple[str, Mapping[str, Any]]]:
     return disks
 
 
-@check(
-    id="azure.compute.vm_disk_encryption",
-    title="Virtual machine disks are encrypted at rest",
-    severity="high",
-    resource_type=VM,
-    rationale="Managed disks are always encrypted at rest by the platform; unmanaged VHD "
-    "disks in storage accounts are not unless Azure Disk Encryption is on. Encryption at "
-    "host also covers the temporary disk and caches.",
-    remediation="Migrate unmanaged disks to managed disks (or enable Azure Disk "
-    "Encryption); enable encryption at host where required.",
-    parameters={"require_encryption_at_host": False},
-)
+@check("azure.compute.vm_disk_encryption")
 def vm_disk_encryption(payload: Mapping[str, Any], params: Mapping[str, Any]) -> Verdict:
     disks = vm_disks(payload)
     if not disks:
@@ -89,17 +78,7 @@ def vm_disk_encryption(payload: Mapping[str, Any], params: Mapping[str, Any]) ->
     return passed(f"All {len(disks)} disks are managed (encrypted at rest){extra}")
 
 
-@check(
-    id="azure.compute.volume_encrypted",
-    title="Managed disks are encrypted at rest (with a customer-managed key if required)",
-    severity="medium",
-    resource_type=DISK,
-    rationale="Encryption at rest protects disk contents and snapshots against access to "
-    "the underlying storage; customer-managed keys let the organisation revoke access.",
-    remediation="Use a disk encryption set with a customer-managed key where policy "
-    "requires it.",
-    parameters={"require_customer_managed_key": False},
-)
+@check("azure.compute.volume_encrypted")
 def volume_encrypted(payload: Mapping[str, Any], params: Mapping[str, Any]) -> Verdict:
     p = props(payload)
     kind = str((p.get("encryption") or {}).get("type") or "")

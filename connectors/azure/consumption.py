@@ -70,18 +70,7 @@ def _alerts(budget: Mapping[str, Any], max_threshold: float) -> list[str]:
     return out
 
 
-@check(
-    id="azure.consumption.budget_alerts",
-    title="Each subscription has a cost budget that alerts someone before it is spent",
-    severity="low",
-    resource_type=BUDGETS,
-    rationale="Capacity management needs use to be monitored against what was planned; a "
-    "budget with alert thresholds tells the owners when consumption outgrows the plan "
-    "(and flags runaway or hijacked resources) before the money, or the quota, is gone.",
-    remediation="Create a Cost budget on the subscription with enabled notifications "
-    "(e.g. at 80% actual and 100% forecasted) to the owners or an action group.",
-    parameters={"max_threshold_percent": 100},
-)
+@check("azure.consumption.budget_alerts")
 def budget_alerts(payload: Mapping[str, Any], params: Mapping[str, Any]) -> Verdict:
     budgets = [b for b in require(payload, "budgets")
                if str(b.get("category") or "Cost").lower() == "cost"]

@@ -125,19 +125,7 @@ def read(arm: Arm, subscription: str, **_: Any) -> Iterator[Evidence]:
 # --- checks --------------------------------------------------------------------------
 
 
-@check(
-    id="azure.gateway.firewall_threat_intel_deny",
-    title="Azure Firewalls block traffic to and from known-malicious addresses and "
-    "domains",
-    severity="medium",
-    resource_type=FIREWALL,
-    rationale="Web filtering reduces exposure to malicious content: in 'Alert and deny' "
-    "mode Azure Firewall's threat intelligence blocks connections to and from IP "
-    "addresses and domains Microsoft knows to be malicious; 'Alert' only logs them.",
-    remediation="Set threat intelligence mode to 'Alert and deny' on the firewall policy "
-    "(or on the firewall when it uses classic rules).",
-    parameters={"accepted_modes": ["Deny"]},
-)
+@check("azure.gateway.firewall_threat_intel_deny")
 def firewall_threat_intel_deny(payload: Mapping[str, Any], params: Mapping[str, Any]
                                ) -> Verdict:
     accepted = {str(m).lower() for m in params["accepted_modes"]}
@@ -170,19 +158,7 @@ def min_tls(policy: Mapping[str, Any] | None) -> str | None:
     return None
 
 
-@check(
-    id="azure.gateway.app_gateway_tls_policy",
-    title="Application Gateways accept TLS 1.2 or later only",
-    severity="medium",
-    resource_type=APP_GATEWAY,
-    rationale="Network services must be secured as agreed: TLS 1.0 and 1.1 have known "
-    "weaknesses. A gateway without an explicit TLS policy uses the default of the API "
-    "version it was created with, which before 2023-02-01 was AppGwSslPolicy20150501 "
-    "(TLS 1.0).",
-    remediation="Set the gateway's (and every SSL profile's) TLS policy to "
-    "AppGwSslPolicy20220101 or a custom policy with minimum protocol TLSv1_2.",
-    parameters={"min_version": "TLSv1_2"},
-)
+@check("azure.gateway.app_gateway_tls_policy")
 def app_gateway_tls_policy(payload: Mapping[str, Any], params: Mapping[str, Any]) -> Verdict:
     wanted = str(params["min_version"])
     if wanted not in TLS_ORDER:
@@ -204,19 +180,7 @@ def app_gateway_tls_policy(payload: Mapping[str, Any], params: Mapping[str, Any]
     return passed(f"Every TLS policy of the gateway requires {wanted} or later")
 
 
-@check(
-    id="azure.gateway.app_gateway_waf_enabled",
-    title="Internet-facing Application Gateways run a web application firewall in "
-    "prevention mode",
-    severity="high",
-    resource_type=APP_GATEWAY,
-    rationale="A public web endpoint without a web application firewall passes injection, "
-    "cross-site scripting and protocol attacks straight to the application; in detection "
-    "mode the WAF only logs them.",
-    remediation="Use the WAF_v2 SKU with a WAF policy in Prevention mode (OWASP/DRS "
-    "managed rules) associated with the gateway.",
-    parameters={"require_prevention": True},
-)
+@check("azure.gateway.app_gateway_waf_enabled")
 def app_gateway_waf_enabled(payload: Mapping[str, Any], params: Mapping[str, Any]) -> Verdict:
     if not require(payload, "publicFrontends"):
         return not_applicable("The gateway has no public frontend")

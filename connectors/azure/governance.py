@@ -133,19 +133,7 @@ def tag_value(tags: Mapping[str, Any] | None, name: str) -> str | None:
     return None
 
 
-@check(
-    id="azure.governance.subscription_tagged",
-    title="Every subscription names its owner and environment (tags)",
-    severity="medium",
-    resource_type=SUBSCRIPTION,
-    rationale="Managing the use of cloud services needs each subscription to have an "
-    "accountable owner and a known purpose; owner and environment tags are how they are "
-    "recorded where the subscription lives.",
-    remediation="Tag the subscription with the required tags (e.g. owner=<team>, "
-    "environment=production) and enforce them with an Azure Policy 'Require a tag' "
-    "assignment.",
-    parameters={"required_tags": ["owner", "environment"]},
-)
+@check("azure.governance.subscription_tagged")
 def subscription_tagged(payload: Mapping[str, Any], params: Mapping[str, Any]) -> Verdict:
     tags = require(payload, "tags")
     missing = [str(t) for t in params["required_tags"] if tag_value(tags, str(t)) is None]
@@ -155,17 +143,7 @@ def subscription_tagged(payload: Mapping[str, Any], params: Mapping[str, Any]) -
         f"{t}={tag_value(tags, str(t))}" for t in params["required_tags"]))
 
 
-@check(
-    id="azure.governance.subscription_in_management_group",
-    title="Every subscription sits in a management group below the tenant root",
-    severity="medium",
-    resource_type=SUBSCRIPTION,
-    rationale="Policies, role assignments and budgets are governed through management "
-    "groups; a subscription directly under the tenant root group escapes the "
-    "organisation's structure for managing cloud services.",
-    remediation="Move the subscription into the management group of its business unit "
-    "and environment, and set a default management group for new subscriptions.",
-)
+@check("azure.governance.subscription_in_management_group")
 def subscription_in_management_group(payload: Mapping[str, Any], params: Mapping[str, Any]
                                      ) -> Verdict:
     chain = require(payload, "managementGroups")
@@ -196,19 +174,7 @@ def environment_classes(values: Mapping[str, str], production: Sequence[str]
     return out
 
 
-@check(
-    id="azure.governance.environments_separated",
-    title="Production and non-production are in separate subscriptions",
-    severity="medium",
-    resource_type=SUBSCRIPTION,
-    rationale="Separating development, test and production environments limits what a "
-    "test change, a developer's access or a compromised test system can do to "
-    "production; the subscription is Azure's boundary for access, policy and billing.",
-    remediation="Move non-production resource groups out of production subscriptions (or "
-    "the reverse) so that each subscription holds one kind of environment, and tag it.",
-    parameters={"tag": "environment",
-                "production_values": ["prod", "production", "prd", "live"]},
-)
+@check("azure.governance.environments_separated")
 def environments_separated(payload: Mapping[str, Any], params: Mapping[str, Any]) -> Verdict:
     tag = str(params["tag"])
     named: dict[str, str] = {}

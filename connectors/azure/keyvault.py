@@ -60,16 +60,7 @@ def read(arm: Arm, subscription: str, **_: Any) -> Iterator[Evidence]:
 # --- checks --------------------------------------------------------------------------
 
 
-@check(
-    id="azure.keyvault.soft_delete_enabled",
-    title="Key vaults keep deleted keys, secrets and certificates (soft delete)",
-    severity="high",
-    resource_type=VAULT,
-    rationale="Without soft delete a deleted key is gone at once, and so is all data "
-    "encrypted with it; soft delete keeps it recoverable for the retention period.",
-    remediation="Enable soft delete on the vault (it cannot be turned off afterwards).",
-    parameters={"min_retention_days": 7},
-)
+@check("azure.keyvault.soft_delete_enabled")
 def soft_delete_enabled(payload: Mapping[str, Any], params: Mapping[str, Any]) -> Verdict:
     p = props(payload)
     if p.get("enableSoftDelete") is not True:
@@ -80,16 +71,7 @@ def soft_delete_enabled(payload: Mapping[str, Any], params: Mapping[str, Any]) -
     return passed(f"Soft delete is enabled ({days} days)")
 
 
-@check(
-    id="azure.keyvault.purge_protection_enabled",
-    title="Key vaults have purge protection",
-    severity="medium",
-    resource_type=VAULT,
-    rationale="Purge protection stops anyone, including an administrator or an attacker "
-    "with their credentials, from permanently erasing soft-deleted keys before the "
-    "retention period ends.",
-    remediation="Enable purge protection on the vault.",
-)
+@check("azure.keyvault.purge_protection_enabled")
 def purge_protection_enabled(payload: Mapping[str, Any], params: Mapping[str, Any]) -> Verdict:
     if props(payload).get("enablePurgeProtection") is True:
         return passed("Purge protection is enabled")
@@ -110,16 +92,7 @@ def _audit_logged(setting: Mapping[str, Any]) -> bool:
     return False
 
 
-@check(
-    id="azure.keyvault.logging_enabled",
-    title="Key vault access is logged (AuditEvent diagnostic logs)",
-    severity="medium",
-    resource_type=VAULT,
-    rationale="The AuditEvent log records who read or changed which key, secret or "
-    "certificate; without it misuse of key material leaves no trace.",
-    remediation="Add a diagnostic setting to the vault sending the 'audit' category group "
-    "(AuditEvent) to a Log Analytics workspace or storage account.",
-)
+@check("azure.keyvault.logging_enabled")
 def logging_enabled(payload: Mapping[str, Any], params: Mapping[str, Any]) -> Verdict:
     settings = require(payload, "diagnosticSettings")
     for s in settings:

@@ -120,18 +120,7 @@ def read(
         yield evidence(subscription, CRITICAL_RESOURCE, r, payload)
 
 
-@check(
-    id="azure.locks.critical_resource_locked",
-    title="Critical resources are protected by a management lock",
-    severity="medium",
-    resource_type=CRITICAL_RESOURCE,
-    rationale="A CanNotDelete or ReadOnly lock stops the resource from being deleted by "
-    "mistake or by a compromised account with ordinary write rights, until the lock is "
-    "deliberately removed.",
-    remediation="Add a CanNotDelete lock on the resource, its resource group or the "
-    "subscription.",
-    parameters={"accepted_levels": ["CanNotDelete", "ReadOnly"]},
-)
+@check("azure.locks.critical_resource_locked")
 def critical_resource_locked(payload: Mapping[str, Any], params: Mapping[str, Any]) -> Verdict:
     accepted = {str(level).lower() for level in params["accepted_levels"]}
     locks = require(payload, "locks")

@@ -194,18 +194,7 @@ def exporting_settings(
     return out
 
 
-@check(
-    id="azure.monitor.activity_log_exported",
-    title="The subscription's activity log is exported by a diagnostic setting",
-    severity="high",
-    resource_type=ACTIVITY_LOG,
-    rationale="The activity log records every control-plane change and sign-in to ARM; "
-    "kept only in the portal it disappears after 90 days and cannot be searched or "
-    "alerted on with other logs.",
-    remediation="Create a subscription diagnostic setting sending the Administrative, "
-    "Security, Policy and Alert categories to a Log Analytics workspace or storage account.",
-    parameters={"required_categories": ["Administrative", "Security", "Policy", "Alert"]},
-)
+@check("azure.monitor.activity_log_exported")
 def activity_log_exported(payload: Mapping[str, Any], params: Mapping[str, Any]) -> Verdict:
     settings = require(payload, "diagnosticSettings")
     if not settings:
@@ -220,18 +209,7 @@ def activity_log_exported(payload: Mapping[str, Any], params: Mapping[str, Any])
     )
 
 
-@check(
-    id="azure.monitor.activity_log_retention",
-    title="The exported activity log is retained for at least a year",
-    severity="medium",
-    resource_type=ACTIVITY_LOG,
-    rationale="Investigations and audits look back months; logs must be kept long enough "
-    "to reconstruct who changed what, when.",
-    remediation="Set the destination workspace's retention (or the storage account's "
-    "lifecycle rules for insights-activity-logs) to at least the required number of days.",
-    parameters={"min_retention_days": 365,
-                "required_categories": ["Administrative", "Security", "Policy", "Alert"]},
-)
+@check("azure.monitor.activity_log_retention")
 def activity_log_retention(payload: Mapping[str, Any], params: Mapping[str, Any]) -> Verdict:
     min_days = int(params["min_retention_days"])
     destinations = payload.get("destinations") or {}
@@ -275,20 +253,7 @@ def _locked(policy: Mapping[str, Any] | None, states: set[str], min_days: int) -
     return isinstance(days, int) and days >= min_days
 
 
-@check(
-    id="azure.monitor.activity_log_immutable",
-    title="The activity log is exported to immutable (WORM) storage",
-    severity="medium",
-    resource_type=ACTIVITY_LOG,
-    rationale="Logs are evidence only if nobody, an administrator included, can alter or "
-    "delete them: a locked time-based retention policy on the storage that receives the "
-    "activity log makes it write-once, read-many for the retention period.",
-    remediation="Export the activity log to a storage account and lock a time-based "
-    "retention policy on its insights-activity-logs container (or the account's default "
-    "version-level immutability policy) for at least the retention period.",
-    parameters={"min_retention_days": 365, "accepted_states": ["Locked"],
-                "required_categories": ["Administrative", "Security", "Policy", "Alert"]},
-)
+@check("azure.monitor.activity_log_immutable")
 def activity_log_immutable(payload: Mapping[str, Any], params: Mapping[str, Any]) -> Verdict:
     min_days = int(params["min_retention_days"])
     states = {str(x).lower() for x in params["accepted_states"]}

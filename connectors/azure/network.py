@@ -47,10 +47,6 @@ ACTIONS = (
     "Microsoft.Network/virtualNetworks/read",
 )
 
-#: Subnets Azure reserves for platform services, where an NSG is not supported or not
-#: the control in force (the gateway, the firewall, Route Server, Bastion).
-PLATFORM_SUBNETS = ("GatewaySubnet", "AzureFirewallSubnet", "AzureFirewallManagementSubnet",
-                    "RouteServerSubnet", "AzureBastionSubnet")
 
 #: Service tags and words that stand for the internet. ``AzureCloud`` (and its regional
 #: ``AzureCloud.<region>``) is every Azure datacenter address, which any Azure customer
@@ -169,18 +165,7 @@ exposure_checks.register(
     restrict="restrict the sources of the inbound rule allowing */Internet")
 
 
-@check(
-    id="azure.network.subnet_nsg_attached",
-    title="Every subnet of a virtual network is filtered by a network security group",
-    severity="medium",
-    resource_type=VNET,
-    rationale="Azure has no default network to avoid, but a subnet without a network "
-    "security group is a flat segment: every machine in it accepts whatever the VNet, "
-    "its peers and gateways send. An NSG per subnet is what segregates networks.",
-    remediation="Associate a network security group with each workload subnet (deny by "
-    "default, allow what the tier needs).",
-    parameters={"exempt_subnets": list(PLATFORM_SUBNETS)},
-)
+@check("azure.network.subnet_nsg_attached")
 def subnet_nsg_attached(payload: Mapping[str, Any], params: Mapping[str, Any]) -> Verdict:
     exempt = {str(n).lower() for n in params["exempt_subnets"]}
     subnets = [s for s in props(payload).get("subnets") or []

@@ -58,18 +58,7 @@ def read(arm: Arm, subscription: str, **_: Any) -> Iterator[Evidence]:
                    resource_id=rid, payload=payload, collected_at=utcnow())
 
 
-@check(
-    id="azure.policy.compliance",
-    title="Resources comply with the Azure Policy baseline assigned to the subscription",
-    severity="medium",
-    resource_type=COMPLIANCE,
-    rationale="Configuration management means a defined secure baseline and evidence that "
-    "resources meet it; Azure Policy assignments are the baseline and their compliance "
-    "state shows the drift.",
-    remediation="Assign the baseline (e.g. the Microsoft cloud security benchmark "
-    "initiative) and remediate or exempt the non-compliant resources.",
-    parameters={"max_non_compliant_resources": 0, "required_definitions": []},
-)
+@check("azure.policy.compliance")
 def compliance(payload: Mapping[str, Any], params: Mapping[str, Any]) -> Verdict:
     assignments = require(payload, "assignments")
     if not assignments:

@@ -86,17 +86,7 @@ def policy_retention_days(payload: Mapping[str, Any]) -> int | None:
 # --- checks --------------------------------------------------------------------------
 
 
-@check(
-    id="azure.recoveryservices.backup_retention",
-    title="Backup policies keep recovery points for at least the required period",
-    severity="medium",
-    resource_type=POLICY,
-    rationale="Backups must reach back far enough to restore from before a corruption, "
-    "deletion or ransomware infection that is noticed late.",
-    remediation="Raise the policy's retention (daily, weekly, monthly or yearly points) to "
-    "at least the required number of days.",
-    parameters={"min_days": 30},
-)
+@check("azure.recoveryservices.backup_retention")
 def backup_retention(payload: Mapping[str, Any], params: Mapping[str, Any]) -> Verdict:
     p = props(payload)
     if not p.get("retentionPolicy") and not p.get("subProtectionPolicy"):
@@ -111,16 +101,7 @@ def backup_retention(payload: Mapping[str, Any], params: Mapping[str, Any]) -> V
     return passed(f"Recovery points are kept up to {days} days")
 
 
-@check(
-    id="azure.recoveryservices.vault_soft_delete",
-    title="Recovery Services vaults keep deleted backups (soft delete)",
-    severity="high",
-    resource_type=VAULT,
-    rationale="Soft delete keeps deleted backup data recoverable, so an attacker or a "
-    "mistake cannot destroy the backups together with the workload.",
-    remediation="Enable soft delete (preferably 'always on') in the vault's security "
-    "settings.",
-)
+@check("azure.recoveryservices.vault_soft_delete")
 def vault_soft_delete(payload: Mapping[str, Any], params: Mapping[str, Any]) -> Verdict:
     settings = (props(payload).get("securitySettings") or {}).get("softDeleteSettings") or {}
     state = str(settings.get("softDeleteState") or "")
@@ -130,17 +111,7 @@ def vault_soft_delete(payload: Mapping[str, Any], params: Mapping[str, Any]) -> 
     return failed(f"Soft delete is {state or 'not configured'}")
 
 
-@check(
-    id="azure.recoveryservices.vault_immutability",
-    title="Recovery Services vaults are immutable",
-    severity="medium",
-    resource_type=VAULT,
-    rationale="An immutable vault refuses operations that would delete recovery points "
-    "before they expire; locked immutability cannot be undone, even by an administrator.",
-    remediation="Enable immutability on the vault and lock it once the retention settings "
-    "are final.",
-    parameters={"require_locked": False},
-)
+@check("azure.recoveryservices.vault_immutability")
 def vault_immutability(payload: Mapping[str, Any], params: Mapping[str, Any]) -> Verdict:
     settings = (props(payload).get("securitySettings") or {}).get("immutabilitySettings") or {}
     state = str(settings.get("state") or "Disabled")

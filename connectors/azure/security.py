@@ -172,19 +172,7 @@ def _extension_on(plan: Mapping[str, Any] | None, name: str) -> bool:
         for e in (plan or {}).get("extensions") or [])
 
 
-@check(
-    id="azure.security.defender_plans_enabled",
-    title="Microsoft Defender for Cloud plans are on for the workloads in use",
-    severity="high",
-    resource_type=PRICINGS,
-    rationale="Defender plans (Standard tier) detect threats and vulnerabilities on "
-    "servers, databases, storage, key vaults and the management plane; on the Free tier "
-    "only posture recommendations are produced.",
-    remediation="In Defender for Cloud → Environment settings, switch the listed plans to "
-    "On (Standard) for the subscription.",
-    parameters={"required_plans": ["VirtualMachines", "SqlServers", "StorageAccounts",
-                                   "KeyVaults", "Arm"]},
-)
+@check("azure.security.defender_plans_enabled")
 def defender_plans_enabled(payload: Mapping[str, Any], params: Mapping[str, Any]) -> Verdict:
     pricings = {str(p.get("name", "")).lower(): p for p in require(payload, "pricings")}
     off: list[str] = []
@@ -199,18 +187,7 @@ def defender_plans_enabled(payload: Mapping[str, Any], params: Mapping[str, Any]
     return passed("Defender plans on: " + ", ".join(map(str, params["required_plans"])))
 
 
-@check(
-    id="azure.security.assessments_within_sla",
-    title="Defender for Cloud findings are remediated within the SLA of their severity",
-    severity="high",
-    resource_type=ASSESSMENTS,
-    rationale="Unhealthy Defender for Cloud assessments are the subscription's known "
-    "vulnerabilities and misconfigurations; technical vulnerability management means "
-    "fixing them within a time set by their severity, not only detecting them.",
-    remediation="Remediate (or formally exempt) the listed recommendations; agree "
-    "remediation times by severity and track them.",
-    parameters={"max_age_days": {"High": 30, "Medium": 90, "Low": 180}},
-)
+@check("azure.security.assessments_within_sla")
 def assessments_within_sla(payload: Mapping[str, Any], params: Mapping[str, Any]) -> Verdict:
     items = [OpenItem(f"'{u.get('displayName')}' on {str(u.get('resourceId')).rsplit('/', 1)[-1]}",
                       str(u.get("severity") or "unknown"),
@@ -219,19 +196,7 @@ def assessments_within_sla(payload: Mapping[str, Any], params: Mapping[str, Any]
     return sla_verdict(items, params["max_age_days"], "Defender for Cloud findings")
 
 
-@check(
-    id="azure.security.malware_protection_enabled",
-    title="Servers are protected against malware (Defender for Servers with Defender "
-    "for Endpoint)",
-    severity="high",
-    resource_type=PRICINGS,
-    rationale="Defender for Servers deploys Microsoft Defender for Endpoint (antimalware, "
-    "endpoint detection and response) to the subscription's machines when its "
-    "integration (WDATP) is on; without it servers have no managed malware protection.",
-    remediation="Turn on the Defender for Servers plan and its 'Endpoint protection' "
-    "integration; optionally Defender for Storage malware scanning on upload.",
-    parameters={"require_storage_malware_scanning": False},
-)
+@check("azure.security.malware_protection_enabled")
 def malware_protection_enabled(payload: Mapping[str, Any], params: Mapping[str, Any]
                                ) -> Verdict:
     servers = _plan(payload, "VirtualMachines")
@@ -253,18 +218,7 @@ def malware_protection_enabled(payload: Mapping[str, Any], params: Mapping[str, 
                   "Defender for Endpoint is on")
 
 
-@check(
-    id="azure.security.sensitive_data_discovery_enabled",
-    title="Sensitive data discovery is on (Defender for Storage or Defender CSPM)",
-    severity="medium",
-    resource_type=PRICINGS,
-    rationale="Data leakage prevention starts with knowing where sensitive data sits: "
-    "the SensitiveDataDiscovery extension of Defender for Storage or Defender CSPM "
-    "classifies storage contents and raises alerts on exposure of sensitive data.",
-    remediation="Enable the Sensitive data discovery extension of the Defender CSPM or "
-    "Defender for Storage plan.",
-    parameters={"plans": ["StorageAccounts", "CloudPosture"]},
-)
+@check("azure.security.sensitive_data_discovery_enabled")
 def sensitive_data_discovery_enabled(payload: Mapping[str, Any], params: Mapping[str, Any]
                                      ) -> Verdict:
     for name in params["plans"]:
@@ -308,20 +262,7 @@ def _recipients(contact: Mapping[str, Any]) -> list[str]:
     return out
 
 
-@check(
-    id="azure.security.contacts_configured",
-    title="Defender for Cloud e-mails security alerts to named security contacts",
-    severity="medium",
-    resource_type=PRICINGS,
-    rationale="Incident response starts with someone being told: Defender for Cloud "
-    "notifies the subscription's security contacts of alerts, and Microsoft uses them when "
-    "it detects a compromise. Without a contact receiving alert mails of the required "
-    "severity, detected incidents wait until someone opens the portal.",
-    remediation="In Defender for Cloud → Environment settings → Email notifications, add "
-    "the incident-response mailbox and turn on alert notifications of the required "
-    "minimal severity.",
-    parameters={"minimal_severity": "High", "require_named_email": True},
-)
+@check("azure.security.contacts_configured")
 def contacts_configured(payload: Mapping[str, Any], params: Mapping[str, Any]) -> Verdict:
     wanted = str(params["minimal_severity"]).capitalize()
     if wanted not in _SEVERITY_ORDER:

@@ -127,17 +127,7 @@ def read(arm: Arm, subscription: str, **_: Any) -> Iterator[Evidence]:
 # --- checks --------------------------------------------------------------------------
 
 
-@check(
-    id="azure.sql.auditing_enabled",
-    title="SQL servers audit database events",
-    severity="high",
-    resource_type=SERVER,
-    rationale="Server auditing records logins, queries and permission changes on every "
-    "database of the server; without it data access and misuse cannot be traced.",
-    remediation="Enable auditing on the server (to Log Analytics, storage or an event hub). "
-    "With a storage target, keep the audit logs at least the required number of days.",
-    parameters={"min_retention_days": 90},
-)
+@check("azure.sql.auditing_enabled")
 def auditing_enabled(payload: Mapping[str, Any], params: Mapping[str, Any]) -> Verdict:
     auditing = require(payload, "auditing")
     if str(auditing.get("state", "")).lower() != "enabled":
@@ -149,17 +139,7 @@ def auditing_enabled(payload: Mapping[str, Any], params: Mapping[str, Any]) -> V
     return passed("Server auditing is enabled")
 
 
-@check(
-    id="azure.sql.not_publicly_accessible",
-    title="SQL servers are not reachable from public networks",
-    severity="high",
-    resource_type=SERVER,
-    rationale="With public network access on, the server's endpoint accepts connections "
-    "from the internet, limited only by firewall rules; private endpoints keep database "
-    "traffic on private networks.",
-    remediation="Set 'Public network access' to Disabled and connect through private "
-    "endpoints.",
-)
+@check("azure.sql.not_publicly_accessible")
 def not_publicly_accessible(
     payload: Mapping[str, Any], params: Mapping[str, Any]
 ) -> Verdict:
@@ -172,16 +152,7 @@ def not_publicly_accessible(
 _TLS = ("1.0", "1.1", "1.2", "1.3")
 
 
-@check(
-    id="azure.sql.minimum_tls_version",
-    title="SQL servers require a minimum TLS version of 1.2",
-    severity="medium",
-    resource_type=SERVER,
-    rationale="TLS 1.0 and 1.1 have known weaknesses; accepting them lets clients "
-    "negotiate connections an attacker can downgrade or decrypt.",
-    remediation="Set the server's minimal TLS version to 1.2.",
-    parameters={"min_version": "1.2"},
-)
+@check("azure.sql.minimum_tls_version")
 def minimum_tls_version(payload: Mapping[str, Any], params: Mapping[str, Any]) -> Verdict:
     wanted = str(params["min_version"])
     if wanted not in _TLS:
@@ -204,20 +175,7 @@ def _span(rule: Mapping[str, Any]) -> tuple[str, str]:
     return str(rule.get("startIpAddress")), str(rule.get("endIpAddress"))
 
 
-@check(
-    id="azure.sql.firewall_open_to_internet",
-    title="SQL server firewall rules do not admit the internet",
-    severity="high",
-    resource_type=SERVER,
-    rationale="Firewall rules that together span more than a limited range of public "
-    "addresses — or admit every Azure customer's resources through 'Allow Azure "
-    "services' — expose the database login to anyone there, leaving passwords as the "
-    "only defence.",
-    remediation="Delete the wide rules and allow only the client ranges that need access; "
-    "turn off 'Allow Azure services and resources to access this server' (or disable "
-    "public network access and use private endpoints).",
-    parameters={"max_addresses": 65536, "allow_azure_services": False},
-)
+@check("azure.sql.firewall_open_to_internet")
 def firewall_open_to_internet(payload: Mapping[str, Any], params: Mapping[str, Any]) -> Verdict:
     state = str(props(payload).get("publicNetworkAccess") or "Enabled").lower()
     if state == "disabled":
@@ -241,15 +199,7 @@ def firewall_open_to_internet(payload: Mapping[str, Any], params: Mapping[str, A
     return passed(f"Firewall rules admit {count} public addresses (limit {limit})")
 
 
-@check(
-    id="azure.sql.storage_encrypted",
-    title="SQL databases are encrypted at rest (transparent data encryption)",
-    severity="high",
-    resource_type=DATABASE,
-    rationale="TDE encrypts the database files, backups and logs at rest, so copies of "
-    "storage or backups do not expose the data.",
-    remediation="Turn on transparent data encryption for the database.",
-)
+@check("azure.sql.storage_encrypted")
 def storage_encrypted(payload: Mapping[str, Any], params: Mapping[str, Any]) -> Verdict:
     state = require(payload, "transparentDataEncryption").get("state")
     if str(state).lower() == "enabled":
@@ -257,23 +207,7 @@ def storage_encrypted(payload: Mapping[str, Any], params: Mapping[str, Any]) -> 
     return failed(f"Transparent data encryption is {state or 'not enabled'}")
 
 
-@check(
-    id="azure.sql.database_data_masking",
-    title="SQL databases holding confidential data mask it dynamically",
-    severity="medium",
-    resource_type=DATABASE,
-    rationale="Dynamic data masking hides sensitive columns (identity numbers, cards, "
-    "e-mail addresses) from users and applications that may query the table but need not "
-    "see the values. Which databases need it follows their classification: by default "
-    "those classified confidential or restricted, and unclassified ones (their need "
-    "is unknown).",
-    remediation="Enable dynamic data masking on the database with rules for the sensitive "
-    "columns (Defender for SQL's recommendations list them), exempting only the "
-    "principals that need clear values; or record the database's classification.",
-    parameters={"tag_key": "data-classification",
-                "require_for_classifications": ["confidential", "restricted"],
-                "require_when_unclassified": True},
-)
+@check("azure.sql.database_data_masking")
 def database_data_masking(payload: Mapping[str, Any], params: Mapping[str, Any]) -> Verdict:
     key = str(params["tag_key"]).lower()
     level = next((str(v) for k, v in (payload.get("tags") or {}).items()

@@ -79,15 +79,7 @@ def account_evidence(arm: Arm, subscription: str, account: Mapping[str, Any]) ->
 # --- checks --------------------------------------------------------------------------
 
 
-@check(
-    id="azure.storage.account_tls_only",
-    title="Storage accounts accept only encrypted (HTTPS) connections (secure transfer)",
-    severity="medium",
-    resource_type=ACCOUNT,
-    rationale="Without 'secure transfer required', blobs, files and queues can be read and "
-    "written over plain HTTP or unencrypted SMB, exposing data in transit.",
-    remediation="Enable 'Secure transfer required' (supportsHttpsTrafficOnly) on the account.",
-)
+@check("azure.storage.account_tls_only")
 def account_tls_only(payload: Mapping[str, Any], params: Mapping[str, Any]) -> Verdict:
     value = props(payload).get("supportsHttpsTrafficOnly")
     if value is True:
@@ -101,16 +93,7 @@ def account_tls_only(payload: Mapping[str, Any], params: Mapping[str, Any]) -> V
     return failed("Secure transfer is not required: plain HTTP is accepted")
 
 
-@check(
-    id="azure.storage.account_public_access_block",
-    title="Storage accounts block anonymous public access to blobs",
-    severity="high",
-    resource_type=ACCOUNT,
-    rationale="When blob public access is allowed at the account level, any container can "
-    "be made readable by anyone on the internet without authentication.",
-    remediation="Set 'Allow Blob anonymous access' to Disabled (allowBlobPublicAccess = "
-    "false) on the account.",
-)
+@check("azure.storage.account_public_access_block")
 def account_public_access_block(payload: Mapping[str, Any], params: Mapping[str, Any]) -> Verdict:
     value = props(payload).get("allowBlobPublicAccess")
     if value is True:
@@ -124,16 +107,7 @@ def account_public_access_block(payload: Mapping[str, Any], params: Mapping[str,
                   "is unset)")
 
 
-@check(
-    id="azure.storage.minimum_tls_version",
-    title="Storage accounts require a minimum TLS version of 1.2",
-    severity="medium",
-    resource_type=ACCOUNT,
-    rationale="TLS 1.0 and 1.1 have known weaknesses; accepting them lets clients "
-    "negotiate connections an attacker can downgrade or decrypt.",
-    remediation="Set the account's minimum TLS version to TLS 1.2.",
-    parameters={"min_version": "TLS1_2"},
-)
+@check("azure.storage.minimum_tls_version")
 def minimum_tls_version(payload: Mapping[str, Any], params: Mapping[str, Any]) -> Verdict:
     wanted = str(params["min_version"]).upper()
     if wanted not in TLS_ORDER:
@@ -147,17 +121,7 @@ def minimum_tls_version(payload: Mapping[str, Any], params: Mapping[str, Any]) -
     return failed(f"Minimum TLS version is {actual}, below {wanted}")
 
 
-@check(
-    id="azure.storage.shared_key_access_disabled",
-    title="Storage accounts refuse shared-key (account key) authorisation",
-    severity="medium",
-    resource_type=ACCOUNT,
-    rationale="Account keys grant full access to all data, cannot be scoped to a person and "
-    "do not expire; requiring Microsoft Entra ID authorisation makes every access "
-    "attributable and revocable.",
-    remediation="Set 'Allow storage account key access' to Disabled (allowSharedKeyAccess = "
-    "false) once clients use Entra ID.",
-)
+@check("azure.storage.shared_key_access_disabled")
 def shared_key_access_disabled(payload: Mapping[str, Any], params: Mapping[str, Any]) -> Verdict:
     # null/absent means allowed (the ARM default).
     if props(payload).get("allowSharedKeyAccess") is False:
@@ -165,19 +129,7 @@ def shared_key_access_disabled(payload: Mapping[str, Any], params: Mapping[str, 
     return failed("Shared-key (account key and SAS) authorisation is allowed")
 
 
-@check(
-    id="azure.storage.default_network_access_deny",
-    title="Storage accounts deny network access by default",
-    severity="medium",
-    resource_type=ACCOUNT,
-    rationale="With the network default action 'Allow', the account's endpoints accept "
-    "connections from any network; denying by default restricts them to chosen virtual "
-    "networks, IP ranges or private endpoints — unless the IP rules themselves admit "
-    "the internet.",
-    remediation="Set the firewall default action to Deny (or disable public network access) "
-    "and allow only the networks that need access.",
-    parameters=dict(exposure.WIDE_PARAMETERS),
-)
+@check("azure.storage.default_network_access_deny")
 def default_network_access_deny(payload: Mapping[str, Any], params: Mapping[str, Any]) -> Verdict:
     p = props(payload)
     if str(p.get("publicNetworkAccess") or "").lower() == "disabled":
@@ -200,18 +152,7 @@ def default_network_access_deny(payload: Mapping[str, Any], params: Mapping[str,
     return passed("The network default action is Deny")
 
 
-@check(
-    id="azure.storage.lifecycle_delete_rule",
-    title="Storage accounts delete data that is no longer needed (lifecycle rules)",
-    severity="low",
-    resource_type=ACCOUNT,
-    rationale="Information should be deleted when it is no longer required; a lifecycle "
-    "management rule that deletes blobs after a set age makes retention a rule rather "
-    "than a memory, and limits what a breach can expose.",
-    remediation="Add a lifecycle management rule with a delete action on base blobs "
-    "after the retention period (per container prefix where periods differ).",
-    parameters={"max_delete_after_days": 0},
-)
+@check("azure.storage.lifecycle_delete_rule")
 def lifecycle_delete_rule(payload: Mapping[str, Any], params: Mapping[str, Any]) -> Verdict:
     policy = require(payload, "managementPolicy")
     if policy is None:
@@ -227,17 +168,7 @@ def lifecycle_delete_rule(payload: Mapping[str, Any], params: Mapping[str, Any])
         + (f" ({', '.join(r['prefixes'])})" if r["prefixes"] else "") for r in deleting))
 
 
-@check(
-    id="azure.storage.account_classified",
-    title="Storage accounts carry a data-classification tag of the scheme",
-    severity="low",
-    resource_type=ACCOUNT,
-    rationale=classification.RATIONALE,
-    remediation="Tag the storage account (e.g. data-classification=confidential) with a "
-    "level of the classification scheme, or enforce the tag with Azure Policy; set "
-    "tag_key and allowed_values to the organisation's scheme.",
-    parameters=classification.PARAMETERS,
-)
+@check("azure.storage.account_classified")
 def account_classified(payload: Mapping[str, Any], params: Mapping[str, Any]) -> Verdict:
     return classification.classification_verdict(
         payload.get("tags"), params, f"Storage account {payload.get('name')}")

@@ -33,10 +33,6 @@ from core.records import Evidence
 TENANT_TYPE = "entra.tenant.authentication"
 TENANT_ID = "authentication-policies"
 
-#: Exclusions a policy for "everyone" may carry: Microsoft asks for two emergency-access
-#: (break-glass) accounts to be excluded from Conditional Access.
-EXCLUSION_PARAMETERS: dict[str, Any] = {"max_excluded_users": 2, "approved_exclusions": []}
-
 
 def read_tenant_policies(http: HttpClient, scope: str) -> Iterator[Evidence]:
     """Security defaults (must be readable: the unit fails otherwise) and CA policies
@@ -108,27 +104,7 @@ def _meeting(
     return good, near
 
 
-@check(
-    id="entra.tenant.mfa_enforced",
-    title="The Entra tenant requires MFA for all users (security defaults or Conditional Access)",
-    severity="critical",
-    resource_type=TENANT_TYPE,
-    rationale=(
-        "Per-user MFA registration is worthless unless sign-in actually demands it; "
-        "security defaults or an enabled Conditional Access policy for all users, all "
-        "cloud apps, every client, location, platform and risk level is what makes MFA "
-        "mandatory. A policy that asks for MFA only for risky sign-ins, outside trusted "
-        "locations or for some clients leaves every other sign-in on a password."
-    ),
-    remediation=(
-        "Enable security defaults, or (with Entra ID P1) create an enabled Conditional "
-        "Access policy: Users = All users (exclude only the break-glass accounts), Target "
-        "resources = All cloud apps, no location, platform, client-app, device or risk "
-        "condition, Grant = Require multifactor authentication or an MFA authentication "
-        "strength (with other controls only under 'Require all the selected controls')."
-    ),
-    parameters=dict(EXCLUSION_PARAMETERS),
-)
+@check("entra.tenant.mfa_enforced")
 def tenant_mfa_enforced(payload: Mapping[str, Any], params: Mapping[str, Any]) -> Verdict:
     if payload.get("security_defaults_enabled") is True:
         return passed("security defaults are enabled: every user must register and use MFA")
@@ -151,23 +127,7 @@ def tenant_mfa_enforced(payload: Mapping[str, Any], params: Mapping[str, Any]) -
     )
 
 
-@check(
-    id="entra.tenant.legacy_auth_blocked",
-    title="Legacy authentication is blocked in the Entra tenant",
-    severity="high",
-    resource_type=TENANT_TYPE,
-    rationale=(
-        "Legacy protocols (IMAP, POP, SMTP AUTH, Exchange ActiveSync basic auth) cannot "
-        "perform MFA, so password spraying through them bypasses every MFA policy."
-    ),
-    remediation=(
-        "Enable security defaults, or create an enabled Conditional Access policy for all "
-        "users and all cloud apps with client apps 'Exchange ActiveSync clients' and "
-        "'Other clients', granting 'Block access', with no location, platform or risk "
-        "condition."
-    ),
-    parameters=dict(EXCLUSION_PARAMETERS),
-)
+@check("entra.tenant.legacy_auth_blocked")
 def tenant_legacy_auth_blocked(payload: Mapping[str, Any], params: Mapping[str, Any]) -> Verdict:
     if payload.get("security_defaults_enabled") is True:
         return passed("security defaults are enabled: legacy authentication is blocked")
@@ -205,29 +165,7 @@ def _remote_only(p: Mapping[str, Any]) -> bool:
         "AllTrusted"}
 
 
-@check(
-    id="entra.tenant.managed_device_required",
-    title="Conditional Access admits only compliant or joined devices (at least off the "
-    "trusted networks)",
-    severity="medium",
-    resource_type=TENANT_TYPE,
-    rationale=(
-        "Information reached from home or on the road is only as safe as the device it "
-        "lands on. A Conditional Access policy granting access only from Intune-compliant "
-        "or Entra hybrid-joined devices keeps unmanaged personal devices (no encryption, "
-        "patching or malware protection enforced) out, for every user and app; a policy "
-        "limited to sign-ins outside the trusted locations is enough, since those are "
-        "the remote ones. Security defaults do not check devices."
-    ),
-    remediation=(
-        "Create an enabled Conditional Access policy: Users = All users (exclude only the "
-        "break-glass accounts), Target resources = All cloud apps, Locations = any "
-        "(optionally excluding All trusted locations), Grant = Require device to be marked "
-        "as compliant or Require Microsoft Entra hybrid joined device (with other controls "
-        "only under 'Require all the selected controls')."
-    ),
-    parameters=dict(EXCLUSION_PARAMETERS),
-)
+@check("entra.tenant.managed_device_required")
 def tenant_managed_device_required(
     payload: Mapping[str, Any], params: Mapping[str, Any]
 ) -> Verdict:

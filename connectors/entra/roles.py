@@ -30,23 +30,6 @@ ROLE_TYPE = "entra.role.summary"
 SUMMARY_ID = "directory-roles"
 
 GLOBAL_ADMINISTRATOR = "62e90394-69f5-4237-9190-012177145e10"
-#: Role templates Microsoft labels *privileged* (permissions reference); the default of
-#: the per-person checks that concern administrators.
-PRIVILEGED_ROLE_TEMPLATES: tuple[str, ...] = (
-    GLOBAL_ADMINISTRATOR,
-    "e8611ab8-c189-46e8-94e1-60213ab1f814",  # Privileged Role Administrator
-    "7be44c8a-adaf-4e2a-84d6-ab2649e08a13",  # Privileged Authentication Administrator
-    "194ae4cb-b126-40b2-bd5b-6091b380977d",  # Security Administrator
-    "b1be1c3e-b65d-4f19-8427-f6fa0d97feb9",  # Conditional Access Administrator
-    "29232cdf-9323-42fd-ade2-1d097af3e4de",  # Exchange Administrator
-    "f28a1f50-f6e7-4571-818b-6a12f2af6b6c",  # SharePoint Administrator
-    "fe930be7-5e62-47db-91af-98c3a49a38b1",  # User Administrator
-    "9b895d92-2cd3-44c7-9d02-a6ac2d5ea5c3",  # Application Administrator
-    "158c047a-c907-4556-b7ef-446551a6b5f7",  # Cloud Application Administrator
-    "c4e39bd9-1100-46d3-8c65-fb160da0071f",  # Authentication Administrator
-    "729827e3-9c14-49f7-bb1b-9608f156bbb8",  # Helpdesk Administrator
-    "3a2c62db-5318-420d-8d74-23affee5d9d5",  # Intune Administrator
-)
 
 _MEMBER_SELECT = "id,userPrincipalName,accountEnabled"
 _TYPES = {
@@ -129,23 +112,7 @@ def _enabled_users(role: Mapping[str, Any]) -> list[Mapping[str, Any]]:
     return list(seen.values())
 
 
-@check(
-    id="entra.role.global_admin_count",
-    title="Number of Entra Global Administrators is within the approved range",
-    severity="high",
-    resource_type=ROLE_TYPE,
-    rationale=(
-        "Global Administrators control every identity, policy and application of the "
-        "tenant; Microsoft recommends fewer than five, and at least two so that one "
-        "lost account does not lock the organisation out."
-    ),
-    remediation=(
-        "Move people who do not need full control to narrower roles (User, Security, "
-        "Application Administrator…), keep two break-glass accounts, and prefer PIM "
-        "eligible over permanent assignments."
-    ),
-    parameters={"max_global_admins": 4, "min_global_admins": 2},
-)
+@check("entra.role.global_admin_count")
 def global_admin_count(payload: Mapping[str, Any], params: Mapping[str, Any]) -> Verdict:
     roles = require(payload, "roles")
     role = next((r for r in roles if r.get("template_id") == GLOBAL_ADMINISTRATOR), {})

@@ -24,7 +24,6 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from itertools import chain
 from typing import Any
 
-from connectors.entra.roles import PRIVILEGED_ROLE_TEMPLATES
 from connectors.http import HttpClient, HTTPStatusError, MalformedResponseError, SourceError
 from connectors.identityshared import carry_over, last_sign_in_verdict
 from connectors.kit import GLOBAL, EvidenceMissing, Pseudonymiser, require, with_errors
@@ -37,15 +36,6 @@ USER_TYPE = "entra.user.account"
 _SELECT = (
     "id,userPrincipalName,mail,accountEnabled,userType,createdDateTime,"
     "externalUserState,externalUserStateChangeDateTime,onPremisesSyncEnabled"
-)
-#: Methods that bind the sign-in to the genuine origin (FIDO2, passkeys, WHfB, CBA MFA).
-PHISHING_RESISTANT_METHODS: tuple[str, ...] = (
-    "fido2SecurityKey",
-    "passKeyDeviceBound",
-    "passKeyDeviceBoundAuthenticator",
-    "passKeyDeviceBoundWindowsHello",
-    "windowsHelloForBusiness",
-    "x509CertificateMultiFactor",
 )
 
 Registration = tuple[bool, tuple[str, ...]]
@@ -255,21 +245,7 @@ def _inactivity(payload: Mapping[str, Any], limit: int, what: str) -> Verdict:
     )
 
 
-@check(
-    id="entra.user.mfa_registered",
-    title="Entra member user has registered an MFA method",
-    severity="high",
-    resource_type=USER_TYPE,
-    rationale=(
-        "An account without a registered strong method can be taken over with its "
-        "password alone, and the first person to register MFA on it owns it."
-    ),
-    remediation=(
-        "Have the user register Microsoft Authenticator or a FIDO2 key/passkey; enforce "
-        "registration with security defaults or the Authentication methods registration "
-        "campaign / a Conditional Access policy."
-    ),
-)
+@check("entra.user.mfa_registered")
 def user_mfa_registered(payload: Mapping[str, Any], params: Mapping[str, Any]) -> Verdict:
     if (na := _skip_disabled(payload)) is not None:
         return na
@@ -282,25 +258,7 @@ def user_mfa_registered(payload: Mapping[str, Any], params: Mapping[str, Any]) -
     return failed(f"user {_who(payload)} has no MFA method registered (methods: {methods})")
 
 
-@check(
-    id="entra.user.admin_phishing_resistant_mfa",
-    title="Entra privileged role holders have a phishing-resistant method registered",
-    severity="high",
-    resource_type=USER_TYPE,
-    rationale=(
-        "Administrators are the target of adversary-in-the-middle phishing that defeats "
-        "push and one-time codes; FIDO2 keys, passkeys, Windows Hello and certificate "
-        "MFA are bound to the genuine sign-in origin."
-    ),
-    remediation=(
-        "Register a FIDO2 security key or passkey for every privileged account and "
-        "require the 'Phishing-resistant MFA' authentication strength for admin roles."
-    ),
-    parameters={
-        "privileged_role_templates": list(PRIVILEGED_ROLE_TEMPLATES),
-        "phishing_resistant_methods": list(PHISHING_RESISTANT_METHODS),
-    },
-)
+@check("entra.user.admin_phishing_resistant_mfa")
 def admin_phishing_resistant(payload: Mapping[str, Any], params: Mapping[str, Any]) -> Verdict:
     roles = require(payload, "directory_roles")
     privileged = [r for r in roles if r.get("template_id") in params["privileged_role_templates"]]
@@ -319,21 +277,7 @@ def admin_phishing_resistant(payload: Mapping[str, Any], params: Mapping[str, An
     )
 
 
-@check(
-    id="entra.user.inactive",
-    title="Entra member user signed in within the inactivity period",
-    severity="medium",
-    resource_type=USER_TYPE,
-    rationale=(
-        "Enabled accounts nobody uses belong to leavers, finished projects or forgotten "
-        "test users; nobody notices when they are taken over."
-    ),
-    remediation=(
-        "Confirm with the manager whether access is still needed; disable the account "
-        "otherwise, and schedule access reviews or a lifecycle workflow for inactivity."
-    ),
-    parameters={"inactive_days": 90},
-)
+@check("entra.user.inactive")
 def user_inactive(payload: Mapping[str, Any], params: Mapping[str, Any]) -> Verdict:
     if (na := _skip_disabled(payload)) is not None:
         return na
@@ -342,22 +286,7 @@ def user_inactive(payload: Mapping[str, Any], params: Mapping[str, Any]) -> Verd
     return _inactivity(payload, params["inactive_days"], "user")
 
 
-@check(
-    id="entra.user.guest_stale",
-    title="Entra guest accounts are accepted and in use",
-    severity="medium",
-    resource_type=USER_TYPE,
-    rationale=(
-        "Guests are people outside the organisation's own joiner-mover-leaver process; "
-        "invitations never accepted and guests who stopped signing in are access rights "
-        "nobody reviews."
-    ),
-    remediation=(
-        "Remove guests whose invitation is still pending after the allowed period or "
-        "who no longer sign in; run recurring access reviews on guest users."
-    ),
-    parameters={"inactive_days": 90, "max_pending_days": 30},
-)
+@check("entra.user.guest_stale")
 def guest_stale(payload: Mapping[str, Any], params: Mapping[str, Any]) -> Verdict:
     if not _is_guest(payload):
         return not_applicable(f"user {_who(payload)} is not a guest")
@@ -376,17 +305,7 @@ def guest_stale(payload: Mapping[str, Any], params: Mapping[str, Any]) -> Verdic
     return _inactivity(payload, params["inactive_days"], "guest")
 
 
-@check(
-    id="entra.user.disabled_no_roles",
-    title="Disabled Entra users hold no directory role",
-    severity="high",
-    resource_type=USER_TYPE,
-    rationale=(
-        "A disabled leaver who keeps a directory role shows that access rights were not "
-        "removed on departure; re-enabling the account restores administrative power."
-    ),
-    remediation="Remove the directory role assignments (and PIM eligibilities) of the user.",
-)
+@check("entra.user.disabled_no_roles")
 def disabled_no_roles(payload: Mapping[str, Any], params: Mapping[str, Any]) -> Verdict:
     if payload.get("account_enabled") is not False:
         return not_applicable(f"user {_who(payload)} is enabled")

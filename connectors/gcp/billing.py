@@ -84,18 +84,7 @@ def read(ctx: GcpContext, project: Project) -> Iterator[Evidence]:
                    with_errors(payload, errors))
 
 
-@check(
-    id="gcp.billing.budget_alerts",
-    title="Each billed project is covered by a budget that alerts someone",
-    severity="low",
-    resource_type=BUDGETS,
-    rationale="Capacity management needs use to be monitored against what was planned; a "
-    "budget with threshold rules tells the owners when consumption outgrows the plan "
-    "(and flags runaway or hijacked resources) before the money or quota is gone.",
-    remediation="Create a budget on the billing account scoped to the project (or the "
-    "whole account) with threshold rules, notifying billing admins or a channel.",
-    parameters={"max_threshold_percent": 100},
-)
+@check("gcp.billing.budget_alerts")
 def budget_alerts(payload: Mapping[str, Any], params: Mapping[str, Any]) -> Verdict:
     if not payload.get("billingEnabled"):
         return not_applicable("Billing is not enabled for the project")

@@ -177,18 +177,7 @@ def exports(sink: Mapping[str, Any], audit_suffices: bool) -> bool:
     return audit_suffices and audit_streams(flt) >= AUDIT_STREAMS
 
 
-@check(
-    id="gcp.logging.sink_all_logs",
-    title="A log sink exports all of the project's logs",
-    severity="medium",
-    resource_type=SINKS,
-    rationale="Logs kept only in the project's own buckets can be deleted with the "
-    "project and expire after 30 days by default; an export sink (project or aggregated) "
-    "keeps a copy in a store the project's owners do not control.",
-    remediation="Create a sink without a filter (or an aggregated sink at the "
-    "organisation with includeChildren) to a locked bucket, BigQuery dataset or Pub/Sub.",
-    parameters={"audit_logs_suffice": False},
-)
+@check("gcp.logging.sink_all_logs")
 def sink_all_logs(payload: Mapping[str, Any], params: Mapping[str, Any]) -> Verdict:
     suffice = bool(params["audit_logs_suffice"])
     sinks = list(require(payload, "sinks"))
@@ -214,19 +203,7 @@ def sink_all_logs(payload: Mapping[str, Any], params: Mapping[str, Any]) -> Verd
     return failed("No enabled sink exports all logs (own or aggregated)")
 
 
-@check(
-    id="gcp.logging.sink_destination_locked",
-    title="Exported audit logs land in locked (immutable) storage",
-    severity="medium",
-    resource_type=SINKS,
-    rationale="Logs are evidence only if nobody can alter or delete them: a sink exporting "
-    "the audit logs to a bucket with a locked retention policy (Bucket Lock) or to a "
-    "locked log bucket keeps them write-once for the retention period. The built-in "
-    "_Required bucket keeps Admin Activity logs 400 days but not Data Access logs.",
-    remediation="Export all (audit) logs to a Cloud Storage bucket with a locked retention "
-    "policy, or to a log bucket that is locked, of at least the retention period.",
-    parameters={"min_retention_days": 365},
-)
+@check("gcp.logging.sink_destination_locked")
 def sink_destination_locked(payload: Mapping[str, Any], params: Mapping[str, Any]) -> Verdict:
     minimum = int(params["min_retention_days"])
     destinations = require(payload, "destinations")

@@ -83,17 +83,7 @@ def read(ctx: GcpContext, project: Project) -> Iterator[Evidence]:
                    with_errors(payload, errors))
 
 
-@check(
-    id="gcp.dlp.inspection_scheduled",
-    title="Sensitive Data Protection inspects or profiles the project's data",
-    severity="medium",
-    resource_type=INSPECTION,
-    rationale="Data leakage prevention needs to know where sensitive data is and to "
-    "notice when it appears where it should not: a running discovery (profiling) "
-    "configuration, or a healthy scheduled inspection job, does that continuously.",
-    remediation="Enable Sensitive Data Protection discovery for the organisation or "
-    "project, or create a scheduled inspection job trigger over the project's storage.",
-)
+@check("gcp.dlp.inspection_scheduled")
 def inspection_scheduled(payload: Mapping[str, Any], params: Mapping[str, Any]) -> Verdict:
     for c in require(payload, "discoveryConfigs"):
         if c.get("status") == "RUNNING":

@@ -67,18 +67,7 @@ def read(ctx: GcpContext, project: Project) -> Iterator[Evidence]:
 # --- checks --------------------------------------------------------------------------
 
 
-@check(
-    id="gcp.governance.project_labelled",
-    title="Every project names its owner and environment (labels)",
-    severity="medium",
-    resource_type=PROJECT,
-    rationale="Managing the use of cloud services needs each project to have an "
-    "accountable owner and a known purpose; owner and environment labels record them "
-    "where the project lives.",
-    remediation="Label the project (e.g. owner=<team>, environment=production) and require "
-    "the labels in the project factory.",
-    parameters={"required_labels": ["owner", "environment"]},
-)
+@check("gcp.governance.project_labelled")
 def project_labelled(payload: Mapping[str, Any], params: Mapping[str, Any]) -> Verdict:
     labels = require(payload, "labels")
     missing = [str(k) for k in params["required_labels"] if not str(labels.get(k) or "")]
@@ -88,16 +77,7 @@ def project_labelled(payload: Mapping[str, Any], params: Mapping[str, Any]) -> V
         f"{k}={labels[k]}" for k in params["required_labels"]))
 
 
-@check(
-    id="gcp.governance.project_in_folder",
-    title="Every project sits in a folder, not directly under the organisation",
-    severity="medium",
-    resource_type=PROJECT,
-    rationale="Organisation policies, IAM and budgets are governed through folders; a "
-    "project directly under the organisation (or in no organisation) escapes the "
-    "structure the organisation manages its cloud services with.",
-    remediation="Move the project into the folder of its business unit and environment.",
-)
+@check("gcp.governance.project_in_folder")
 def project_in_folder(payload: Mapping[str, Any], params: Mapping[str, Any]) -> Verdict:
     parent = str(require(payload, "parent") or "")
     if parent.startswith("folders/"):
@@ -114,20 +94,7 @@ def environment_class(value: str | None, production: Sequence[str]) -> str | Non
         else "non-production"
 
 
-@check(
-    id="gcp.governance.environments_separated",
-    title="Production and non-production are in separate projects and networks",
-    severity="medium",
-    resource_type=PROJECT,
-    rationale="Separating development, test and production environments limits what a "
-    "test change or a compromised test system can do to production; a project must "
-    "declare one environment, and a Shared VPC must not join a project to a host of the "
-    "other kind.",
-    remediation="Label every project with its environment and attach service projects only "
-    "to Shared VPC hosts of the same environment.",
-    parameters={"label": "environment",
-                "production_values": ["prod", "production", "prd", "live"]},
-)
+@check("gcp.governance.environments_separated")
 def environments_separated(payload: Mapping[str, Any], params: Mapping[str, Any]) -> Verdict:
     label, prod = str(params["label"]), params["production_values"]
     mine = environment_class(require(payload, "labels").get(label), prod)

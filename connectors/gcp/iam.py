@@ -62,7 +62,9 @@ PERMISSIONS = (
 #: Kinds of principal that are people (or stand for people: domains, everyone, workforce
 #: identity federation, the project-role convenience values of bucket policies), and
 #: kinds that are workloads. ``unknown`` is any identifier IAM's "Principal identifiers"
-#: page does not list: judged as a person, so it is never silently passed.
+#: page does not list: judged as a person, so it is never silently passed. They are the
+#: member_types defaults of the primitive-role checks in iam.checks.toml, which must
+#: list the same (tests/test_check_metadata.py holds them together).
 PEOPLE_KINDS = ("user", "group", "domain", "allUsers", "allAuthenticatedUsers",
                 "workforceIdentity", "deletedUser", "deletedGroup", "projectRole", "unknown")
 WORKLOAD_KINDS = ("serviceAccount", "deletedServiceAccount", "workloadIdentity")
@@ -240,20 +242,7 @@ def _grants(payload: Mapping[str, Any], roles: Sequence[str], kinds: Sequence[st
     return out
 
 
-@check(
-    id="gcp.iam.user_no_primitive_roles",
-    title="No person holds a basic role (Owner, Editor) directly",
-    severity="high",
-    resource_type=POLICY,
-    rationale="Owner and Editor grant thousands of permissions across every service; "
-    "people should get the predefined or custom roles their job needs, so access follows "
-    "least privilege and can be reviewed.",
-    remediation="Replace the Owner/Editor bindings of users, groups, domains and "
-    "workforce identities with specific roles (keep break-glass accounts in "
-    "allowed_members).",
-    parameters={"roles": ["roles/owner", "roles/editor"], "member_types": list(PEOPLE_KINDS),
-                "allowed_members": []},
-)
+@check("gcp.iam.user_no_primitive_roles")
 def user_no_primitive_roles(payload: Mapping[str, Any], params: Mapping[str, Any]) -> Verdict:
     found = _grants(payload, params["roles"], params["member_types"], params["allowed_members"])
     if found:
@@ -261,19 +250,7 @@ def user_no_primitive_roles(payload: Mapping[str, Any], params: Mapping[str, Any
     return passed("No person, group, domain or workforce identity holds a basic role here")
 
 
-@check(
-    id="gcp.iam.service_account_no_primitive_roles",
-    title="No service account holds a basic role (Owner, Editor)",
-    severity="high",
-    resource_type=POLICY,
-    rationale="A workload with Owner or Editor can change anything in the project; a "
-    "compromised VM or pipeline then compromises the whole project (the default Compute "
-    "Engine service account gets Editor unless this is prevented).",
-    remediation="Grant the service account only the roles its workload uses and remove "
-    "Owner/Editor.",
-    parameters={"roles": ["roles/owner", "roles/editor"],
-                "member_types": list(WORKLOAD_KINDS), "allowed_members": []},
-)
+@check("gcp.iam.service_account_no_primitive_roles")
 def service_account_no_primitive_roles(
     payload: Mapping[str, Any], params: Mapping[str, Any]
 ) -> Verdict:
@@ -284,15 +261,7 @@ def service_account_no_primitive_roles(
     return passed("No service account holds a basic role here")
 
 
-@check(
-    id="gcp.iam.no_public_bindings",
-    title="No IAM binding grants access to allUsers or allAuthenticatedUsers",
-    severity="critical",
-    resource_type=POLICY,
-    rationale="allUsers is anyone on the internet and allAuthenticatedUsers is anyone with "
-    "a Google account; a binding to either makes the role's access public.",
-    remediation="Remove allUsers and allAuthenticatedUsers from the policy's bindings.",
-)
+@check("gcp.iam.no_public_bindings")
 def no_public_bindings(payload: Mapping[str, Any], params: Mapping[str, Any]) -> Verdict:
     found = [f"{m} has {b.get('role')}" for b in require(payload, "bindings")
              for m in b.get("members") or [] if is_public(str(m))]
@@ -314,19 +283,7 @@ def _log_types(configs: Sequence[Mapping[str, Any]]) -> tuple[set[str], list[str
     return types, exempted
 
 
-@check(
-    id="gcp.iam.data_access_audit_logs",
-    title="Data Access audit logs are on for all services",
-    severity="medium",
-    resource_type=POLICY,
-    rationale="Admin Activity logs are always on, but reads of configuration and user "
-    "data (DATA_READ, DATA_WRITE, ADMIN_READ) are logged only when the audit "
-    "configuration turns them on; without them data access cannot be traced.",
-    remediation="In IAM → Audit Logs, enable Admin Read, Data Read and Data Write for all "
-    "services at the organisation (inherited by every project), without exemptions.",
-    parameters={"log_types": ["ADMIN_READ", "DATA_READ", "DATA_WRITE"],
-                "allow_exempted_members": False},
-)
+@check("gcp.iam.data_access_audit_logs")
 def data_access_audit_logs(payload: Mapping[str, Any], params: Mapping[str, Any]) -> Verdict:
     configs = list(require(payload, "auditConfigs"))
     for inherited in payload.get("inheritedAuditConfigs") or []:
@@ -354,18 +311,7 @@ def _active_keys(payload: Mapping[str, Any]) -> list[Mapping[str, Any]]:
     return [k for k in require(payload, "userManagedKeys") if not k.get("disabled")]
 
 
-@check(
-    id="gcp.iam.no_user_managed_keys",
-    title="Service accounts have no user-managed keys",
-    severity="medium",
-    resource_type=SERVICE_ACCOUNT,
-    rationale="Downloaded service-account keys are long-lived secrets that are copied, "
-    "committed and leaked; attached service accounts, workload identity federation or "
-    "impersonation give workloads short-lived tokens instead.",
-    remediation="Delete the user-managed keys and move the workload to attached service "
-    "accounts or workload identity federation (and enforce iam.disableServiceAccountKey"
-    "Creation).",
-)
+@check("gcp.iam.no_user_managed_keys")
 def no_user_managed_keys(payload: Mapping[str, Any], params: Mapping[str, Any]) -> Verdict:
     keys = _active_keys(payload)
     if keys:
@@ -374,17 +320,7 @@ def no_user_managed_keys(payload: Mapping[str, Any], params: Mapping[str, Any]) 
     return passed("No enabled user-managed keys")
 
 
-@check(
-    id="gcp.iam.access_key_rotated",
-    title="Service-account keys are rotated within the maximum age",
-    severity="medium",
-    resource_type=SERVICE_ACCOUNT,
-    rationale="Rotating keys limits how long leaked authentication information stays "
-    "valid.",
-    remediation="Create a new key, move the workload to it and delete keys older than "
-    "the maximum age.",
-    parameters={"max_age_days": 90},
-)
+@check("gcp.iam.access_key_rotated")
 def access_key_rotated(payload: Mapping[str, Any], params: Mapping[str, Any]) -> Verdict:
     keys = _active_keys(payload)
     if not keys:

@@ -73,16 +73,7 @@ def _seconds(duration: Any) -> float | None:
         return None
 
 
-@check(
-    id="gcp.kms.key_rotation",
-    title="Symmetric KMS keys rotate automatically within the maximum period",
-    severity="medium",
-    resource_type=CRYPTO_KEY,
-    rationale="Automatic rotation limits how much data one key version protects and how "
-    "long a compromised version stays in use.",
-    remediation="Set a rotation period (at most the maximum) on the key.",
-    parameters={"max_rotation_days": 90},
-)
+@check("gcp.kms.key_rotation")
 def key_rotation(payload: Mapping[str, Any], params: Mapping[str, Any]) -> Verdict:
     if payload.get("purpose") != "ENCRYPT_DECRYPT":
         return not_applicable(f"{payload.get('purpose')} keys cannot rotate automatically")

@@ -102,18 +102,7 @@ def read(ctx: GcpContext, project: Project) -> Iterator[Evidence]:
         yield evidence(project.id, PROXY, f"{where}/{p.get('name')}", payload, p.get("region"))
 
 
-@check(
-    id="gcp.loadbalancing.backend_cloud_armor",
-    title="Internet-facing backend services are protected by a Cloud Armor WAF policy",
-    severity="high",
-    resource_type=BACKEND,
-    rationale="A public backend without a Cloud Armor policy passes injection, scripting "
-    "and protocol attacks straight to the application; a policy with preconfigured WAF "
-    "rules (or adaptive protection) filters them at Google's edge.",
-    remediation="Attach a Cloud Armor security policy with preconfigured WAF rules (e.g. "
-    "sqli-v33-stable, xss-v33-stable) in deny mode to the backend service.",
-    parameters={"require_waf_rules": True},
-)
+@check("gcp.loadbalancing.backend_cloud_armor")
 def backend_cloud_armor(payload: Mapping[str, Any], params: Mapping[str, Any]) -> Verdict:
     if str(payload.get("loadBalancingScheme")) not in EXTERNAL:
         return not_applicable(f"The backend is {payload.get('loadBalancingScheme')}, not "
@@ -127,18 +116,7 @@ def backend_cloud_armor(payload: Mapping[str, Any], params: Mapping[str, Any]) -
     return passed(f"Cloud Armor policy {armor['name']} ({armor['wafRules']} WAF rules)")
 
 
-@check(
-    id="gcp.loadbalancing.ssl_policy_modern",
-    title="HTTPS and SSL proxies use an SSL policy with a modern profile and TLS 1.2+",
-    severity="medium",
-    resource_type=PROXY,
-    rationale="Security of network services includes the TLS they accept; without an SSL "
-    "policy a proxy uses Google's default (COMPATIBLE profile, TLS 1.0 and weak "
-    "ciphers).",
-    remediation="Attach an SSL policy with profile MODERN or RESTRICTED and minimum TLS "
-    "version TLS_1_2 to the target proxy.",
-    parameters={"accepted_profiles": ["MODERN", "RESTRICTED"], "min_tls_version": "TLS_1_2"},
-)
+@check("gcp.loadbalancing.ssl_policy_modern")
 def ssl_policy_modern(payload: Mapping[str, Any], params: Mapping[str, Any]) -> Verdict:
     wanted = str(params["min_tls_version"])
     if wanted not in TLS_ORDER:

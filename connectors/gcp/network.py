@@ -201,33 +201,14 @@ exposure_checks.register(
     restrict="restrict the rule's source ranges")
 
 
-@check(
-    id="gcp.network.default_network_absent",
-    title="Projects do not keep the auto-created 'default' network",
-    severity="medium",
-    resource_type=VPC,
-    rationale="The default network comes with permissive pre-populated firewall rules "
-    "(SSH, RDP and ICMP from anywhere, all internal traffic) and subnets in every region "
-    "that nobody designed or reviews.",
-    remediation="Create purpose-built VPC networks, move workloads and delete the default "
-    "network (and enforce compute.skipDefaultNetworkCreation).",
-)
+@check("gcp.network.default_network_absent")
 def default_network_absent(payload: Mapping[str, Any], params: Mapping[str, Any]) -> Verdict:
     if payload.get("name") == "default":
         return failed("The project has the auto-created 'default' network")
     return passed(f"Network {payload.get('name')} is not the default network")
 
 
-@check(
-    id="gcp.network.flow_logs_enabled",
-    title="VPC subnets record flow logs",
-    severity="medium",
-    resource_type=SUBNET,
-    rationale="Flow logs record the connections to and from VMs, which investigations "
-    "and network monitoring rely on.",
-    remediation="Turn on flow logs for the subnet (sampling and aggregation as budget "
-    "allows).",
-)
+@check("gcp.network.flow_logs_enabled")
 def flow_logs_enabled(payload: Mapping[str, Any], params: Mapping[str, Any]) -> Verdict:
     if str(payload.get("purpose") or "") not in VM_PURPOSES:
         return not_applicable(f"Subnet purpose {payload.get('purpose')} carries no VM traffic")

@@ -77,18 +77,7 @@ def read(ctx: GcpContext, project: Project,
                    with_errors(payload, unread))
 
 
-@check(
-    id="gcp.orgpolicy.constraints_enforced",
-    title="The baseline organisation-policy constraints are enforced on the project",
-    severity="medium",
-    resource_type=POLICIES,
-    rationale="Configuration management needs a defined secure baseline applied to every "
-    "resource; organisation-policy constraints enforce it where resources are created, "
-    "so a project cannot drift from it (the list read is the connector option "
-    "org_policy_constraints).",
-    remediation="Enforce the listed constraints at the organisation (or the project's "
-    "folder), without exceptions for this project.",
-)
+@check("gcp.orgpolicy.constraints_enforced")
 def constraints_enforced(payload: Mapping[str, Any], params: Mapping[str, Any]) -> Verdict:
     constraints = require(payload, "constraints")
     unread = (payload.get("_errors") or {}).get("constraints")

@@ -89,18 +89,7 @@ def read(ctx: GcpContext, project: Project) -> Iterator[Evidence]:
                    with_errors(payload, errors))
 
 
-@check(
-    id="gcp.scc.enabled",
-    title="Security Command Center is on for the project",
-    severity="high",
-    resource_type=SERVICES,
-    rationale="Security Command Center's detectors (Security Health Analytics, Event "
-    "Threat Detection…) find misconfigurations, vulnerabilities and threats across the "
-    "project; without them nobody is told.",
-    remediation="Activate Security Command Center for the organisation (or the project) "
-    "and enable the required services.",
-    parameters={"required_services": ["security-health-analytics"]},
-)
+@check("gcp.scc.enabled")
 def scc_enabled(payload: Mapping[str, Any], params: Mapping[str, Any]) -> Verdict:
     states = {s["service"]: str(s.get("effectiveEnablementState") or "")
               for s in require(payload, "services")}
@@ -114,21 +103,7 @@ def scc_enabled(payload: Mapping[str, Any], params: Mapping[str, Any]) -> Verdic
                   + ", ".join(map(str, params["required_services"])))
 
 
-@check(
-    id="gcp.scc.findings_within_sla",
-    title="Security Command Center findings are remediated within the SLA of their severity",
-    severity="high",
-    resource_type=FINDINGS,
-    rationale="Active vulnerability and misconfiguration findings are the project's known "
-    "technical weaknesses; vulnerability management means fixing them within a time "
-    "set by their severity. Muted findings count unless include_muted is false: muting "
-    "hides a finding, it does not fix it.",
-    remediation="Remediate the listed findings (or record a risk acceptance and mark them "
-    "inactive); agree remediation times by severity.",
-    parameters={"max_age_days": {"CRITICAL": 15, "HIGH": 30, "MEDIUM": 90, "LOW": 180},
-                "finding_classes": ["VULNERABILITY", "MISCONFIGURATION"],
-                "include_muted": True},
-)
+@check("gcp.scc.findings_within_sla")
 def findings_within_sla(payload: Mapping[str, Any], params: Mapping[str, Any]) -> Verdict:
     classes = {str(c).upper() for c in params["finding_classes"]}
     items = [OpenItem(f"{f.get('category')} on {str(f.get('resourceName')).rsplit('/', 1)[-1]}",
@@ -139,18 +114,7 @@ def findings_within_sla(payload: Mapping[str, Any], params: Mapping[str, Any]) -
     return sla_verdict(items, params["max_age_days"], "Security Command Center findings")
 
 
-@check(
-    id="gcp.scc.vm_threat_detection_enabled",
-    title="Virtual Machine Threat Detection scans the project's VMs for malware",
-    severity="high",
-    resource_type=SERVICES,
-    rationale="Protection against malware needs detection on the machines: VM Threat "
-    "Detection scans Compute Engine memory for malware, cryptominers and kernel "
-    "rootkits without an agent.",
-    remediation="Enable Virtual Machine Threat Detection in Security Command Center (at the "
-    "organisation, folder or project).",
-    parameters={"services": ["vm-threat-detection"]},
-)
+@check("gcp.scc.vm_threat_detection_enabled")
 def vm_threat_detection_enabled(payload: Mapping[str, Any], params: Mapping[str, Any]
                                 ) -> Verdict:
     states = {s["service"]: str(s.get("effectiveEnablementState") or "")

@@ -64,15 +64,7 @@ def _is_replica(payload: Mapping[str, Any]) -> bool:
     return str(payload.get("instanceType", "")) == "READ_REPLICA_INSTANCE"
 
 
-@check(
-    id="gcp.sql.backups_enabled",
-    title="Cloud SQL instances take automated backups",
-    severity="high",
-    resource_type=INSTANCE,
-    rationale="Automated backups (with point-in-time recovery) are what restores the "
-    "database after corruption, deletion or ransomware.",
-    remediation="Enable automated backups (and point-in-time recovery) on the instance.",
-)
+@check("gcp.sql.backups_enabled")
 def backups_enabled(payload: Mapping[str, Any], params: Mapping[str, Any]) -> Verdict:
     if _is_replica(payload):
         return not_applicable("Read replicas are not backed up; their primary is")
@@ -82,16 +74,7 @@ def backups_enabled(payload: Mapping[str, Any], params: Mapping[str, Any]) -> Ve
     return failed("Automated backups are disabled")
 
 
-@check(
-    id="gcp.sql.backup_retention",
-    title="Cloud SQL instances keep enough automated backups",
-    severity="medium",
-    resource_type=INSTANCE,
-    rationale="Backups must reach back far enough to restore from before a problem that "
-    "is noticed late.",
-    remediation="Raise the number of retained backups (backupRetentionSettings).",
-    parameters={"min_retained_backups": 7},
-)
+@check("gcp.sql.backup_retention")
 def backup_retention(payload: Mapping[str, Any], params: Mapping[str, Any]) -> Verdict:
     if _is_replica(payload):
         return not_applicable("Read replicas are not backed up; their primary is")
@@ -106,16 +89,7 @@ def backup_retention(payload: Mapping[str, Any], params: Mapping[str, Any]) -> V
     return passed(f"{count} backups are retained")
 
 
-@check(
-    id="gcp.sql.not_publicly_accessible",
-    title="Cloud SQL instances have no public IP address",
-    severity="high",
-    resource_type=INSTANCE,
-    rationale="With a public IP the instance's endpoint is reachable from the internet, "
-    "limited only by authorised networks; private IP keeps database traffic in the VPC.",
-    remediation="Use private IP (private services access or Private Service Connect) and "
-    "turn the public IP off.",
-)
+@check("gcp.sql.not_publicly_accessible")
 def not_publicly_accessible(
     payload: Mapping[str, Any], params: Mapping[str, Any]
 ) -> Verdict:
@@ -127,18 +101,7 @@ def not_publicly_accessible(
     return failed("The instance has a public IP" + (f" ({public[0]})" if public else ""))
 
 
-@check(
-    id="gcp.sql.firewall_open_to_internet",
-    title="Cloud SQL authorised networks do not admit the internet",
-    severity="high",
-    resource_type=INSTANCE,
-    rationale="Authorised networks that together admit as many public addresses as a /8 "
-    "(0.0.0.0/0, or several wide ranges) expose the database login to anyone, leaving "
-    "passwords as the only defence.",
-    remediation="Remove the wide authorised networks; use the Cloud SQL Auth Proxy or "
-    "private IP.",
-    parameters={"min_prefix_length": 8},
-)
+@check("gcp.sql.firewall_open_to_internet")
 def firewall_open_to_internet(payload: Mapping[str, Any], params: Mapping[str, Any]) -> Verdict:
     ip = _settings(payload).get("ipConfiguration") or {}
     if ip.get("ipv4Enabled") is False:
@@ -157,15 +120,7 @@ def firewall_open_to_internet(payload: Mapping[str, Any], params: Mapping[str, A
     return passed("Authorised networks admit a limited range of public addresses")
 
 
-@check(
-    id="gcp.sql.ssl_required",
-    title="Cloud SQL instances refuse unencrypted connections",
-    severity="medium",
-    resource_type=INSTANCE,
-    rationale="Without enforced SSL/TLS, credentials and query results can cross the "
-    "network in clear text.",
-    remediation="Set the SSL mode to ENCRYPTED_ONLY (or TRUSTED_CLIENT_CERTIFICATE_REQUIRED).",
-)
+@check("gcp.sql.ssl_required")
 def ssl_required(payload: Mapping[str, Any], params: Mapping[str, Any]) -> Verdict:
     ip = _settings(payload).get("ipConfiguration") or {}
     mode = str(ip.get("sslMode") or "")

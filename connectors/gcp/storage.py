@@ -73,17 +73,7 @@ def _iam_config(payload: Mapping[str, Any]) -> Mapping[str, Any]:
     return payload.get("iamConfiguration") or {}
 
 
-@check(
-    id="gcp.storage.bucket_public_access_block",
-    title="Cloud Storage buckets enforce public access prevention",
-    severity="high",
-    resource_type=BUCKET,
-    rationale="Public access prevention stops IAM bindings and ACLs from ever exposing "
-    "the bucket's objects to allUsers or allAuthenticatedUsers.",
-    remediation="Set public access prevention to 'enforced' on the bucket (or enforce "
-    "the storage.publicAccessPrevention organisation policy and set accept_inherited).",
-    parameters={"accept_inherited": False},
-)
+@check("gcp.storage.bucket_public_access_block")
 def bucket_public_access_block(payload: Mapping[str, Any], params: Mapping[str, Any]) -> Verdict:
     value = str(_iam_config(payload).get("publicAccessPrevention") or "inherited")
     if value == "enforced":
@@ -93,15 +83,7 @@ def bucket_public_access_block(payload: Mapping[str, Any], params: Mapping[str, 
     return failed(f"Public access prevention is {value}: the bucket can be made public")
 
 
-@check(
-    id="gcp.storage.bucket_not_public",
-    title="Cloud Storage buckets grant nothing to allUsers or allAuthenticatedUsers",
-    severity="critical",
-    resource_type=BUCKET,
-    rationale="A bucket binding to allUsers or allAuthenticatedUsers makes its objects "
-    "readable (or writable) by anyone.",
-    remediation="Remove allUsers and allAuthenticatedUsers from the bucket's IAM policy.",
-)
+@check("gcp.storage.bucket_not_public")
 def bucket_not_public(payload: Mapping[str, Any], params: Mapping[str, Any]) -> Verdict:
     found = [f"{m} has {b['role']}" for b in require(payload, "iamBindings")
              for m in b["members"] if is_public(str(m))]
@@ -110,15 +92,7 @@ def bucket_not_public(payload: Mapping[str, Any], params: Mapping[str, Any]) -> 
     return passed("No public IAM bindings on the bucket")
 
 
-@check(
-    id="gcp.storage.bucket_uniform_access",
-    title="Cloud Storage buckets use uniform bucket-level access",
-    severity="medium",
-    resource_type=BUCKET,
-    rationale="With uniform bucket-level access, object ACLs are off and IAM alone decides "
-    "who can read objects, so access can be reviewed in one place.",
-    remediation="Enable uniform bucket-level access on the bucket.",
-)
+@check("gcp.storage.bucket_uniform_access")
 def bucket_uniform_access(payload: Mapping[str, Any], params: Mapping[str, Any]) -> Verdict:
     ubla = _iam_config(payload).get("uniformBucketLevelAccess") or {}
     if ubla.get("enabled") is True:
@@ -126,17 +100,7 @@ def bucket_uniform_access(payload: Mapping[str, Any], params: Mapping[str, Any])
     return failed("Uniform bucket-level access is disabled: object ACLs apply")
 
 
-@check(
-    id="gcp.storage.bucket_retention_lock",
-    title="Buckets holding logs or records have a locked retention policy",
-    severity="medium",
-    resource_type=BUCKET,
-    rationale="A locked retention policy (Bucket Lock) makes objects undeletable and "
-    "unmodifiable until they reach the retention period, so logs and records cannot be "
-    "erased to hide activity.",
-    remediation="Set a retention policy on the bucket and lock it.",
-    parameters={"name_pattern": r"(^|[-_.])(logs?|audit|archive|records?)([-_.]|$)"},
-)
+@check("gcp.storage.bucket_retention_lock")
 def bucket_retention_lock(payload: Mapping[str, Any], params: Mapping[str, Any]) -> Verdict:
     policy = payload.get("retentionPolicy") or {}
     if policy.get("isLocked") is True:
@@ -149,18 +113,7 @@ def bucket_retention_lock(payload: Mapping[str, Any], params: Mapping[str, Any])
                           "policy is set")
 
 
-@check(
-    id="gcp.storage.bucket_lifecycle_delete",
-    title="Cloud Storage buckets delete objects that are no longer needed (lifecycle)",
-    severity="low",
-    resource_type=BUCKET,
-    rationale="Information should be deleted when it is no longer required; an object "
-    "lifecycle rule with a Delete action enforces the retention period instead of "
-    "keeping data (and what a breach can expose) indefinitely.",
-    remediation="Add a lifecycle rule with action Delete (condition age, or "
-    "daysSinceNoncurrentTime for versions) matching the data's retention period.",
-    parameters={"max_age_days": 0},
-)
+@check("gcp.storage.bucket_lifecycle_delete")
 def bucket_lifecycle_delete(payload: Mapping[str, Any], params: Mapping[str, Any]) -> Verdict:
     rules = [r for r in (payload.get("lifecycle") or {}).get("rule") or []
              if (r.get("action") or {}).get("type") == "Delete"]
@@ -176,17 +129,7 @@ def bucket_lifecycle_delete(payload: Mapping[str, Any], params: Mapping[str, Any
                   + (f" (after {min(ages)} days)" if ages else ""))
 
 
-@check(
-    id="gcp.storage.bucket_classified",
-    title="Cloud Storage buckets carry a data-classification label of the scheme",
-    severity="low",
-    resource_type=BUCKET,
-    rationale=classification.RATIONALE,
-    remediation="Add the label (e.g. data-classification=confidential) to the bucket, "
-    "with a level of the classification scheme; set tag_key and allowed_values to the "
-    "organisation's scheme.",
-    parameters=classification.PARAMETERS,
-)
+@check("gcp.storage.bucket_classified")
 def bucket_classified(payload: Mapping[str, Any], params: Mapping[str, Any]) -> Verdict:
     return classification.classification_verdict(
         payload.get("labels"), params, f"Bucket {payload.get('name')}")

@@ -35,14 +35,6 @@ SECRET_ALERT_TYPE = "github.secretscanning.alert"  # noqa: S105 - a resource typ
 
 #: Severities GitHub documents for advisories and code-scanning security severities.
 SEVERITIES = ("critical", "high", "medium", "low")
-#: Days to fix per severity: common vulnerability-management SLAs (e.g. PCI DSS 6.3.3
-#: asks for critical fixes within a month; most programmes use 15/30/90/180).
-SLA_PARAMETERS = {
-    "sla_days_critical": 15,
-    "sla_days_high": 30,
-    "sla_days_medium": 90,
-    "sla_days_low": 180,
-}
 
 
 def _alert_id(alert: Mapping[str, Any], path: str) -> tuple[str, str]:
@@ -155,43 +147,13 @@ def _within_sla(
     return passed(f"{label} open {int(age)} days, within the {sla}-day SLA")
 
 
-@check(
-    id="github.dependabot.alerts_within_sla",
-    title="Dependabot alerts are fixed within the SLA of their severity",
-    severity="high",
-    resource_type=DEPENDABOT_TYPE,
-    rationale=(
-        "A published vulnerability in a dependency is exploitable by anyone who reads "
-        "the advisory; technical vulnerabilities must be remediated within a defined "
-        "time that depends on their severity."
-    ),
-    remediation=(
-        "Upgrade the dependency to the first patched version (merge the Dependabot pull "
-        "request), or dismiss the alert with a documented risk acceptance."
-    ),
-    parameters=dict(SLA_PARAMETERS),
-)
+@check("github.dependabot.alerts_within_sla")
 def dependabot_within_sla(payload: Mapping[str, Any], params: Mapping[str, Any]) -> Verdict:
     what = f"Dependabot alert ({payload.get('package')}, {payload.get('ghsa_id')})"
     return _within_sla(payload, params, payload.get("severity"), what)
 
 
-@check(
-    id="github.codescanning.alerts_within_sla",
-    title="Code-scanning security alerts are fixed within the SLA of their severity",
-    severity="high",
-    resource_type=CODE_ALERT_TYPE,
-    rationale=(
-        "A security flaw found in the organisation's own code (injection, path "
-        "traversal, unsafe deserialisation…) stays exploitable until fixed; secure "
-        "coding includes correcting what static analysis finds within a defined time."
-    ),
-    remediation=(
-        "Fix the flagged code (the alert shows the data flow), or dismiss the alert as "
-        "a false positive / won't fix with a documented reason."
-    ),
-    parameters=dict(SLA_PARAMETERS),
-)
+@check("github.codescanning.alerts_within_sla")
 def code_alert_within_sla(payload: Mapping[str, Any], params: Mapping[str, Any]) -> Verdict:
     severity = payload.get("security_severity")
     what = f"code-scanning alert ({payload.get('tool')} {payload.get('rule')})"
@@ -203,21 +165,7 @@ def code_alert_within_sla(payload: Mapping[str, Any], params: Mapping[str, Any])
     return _within_sla(payload, params, severity, what)
 
 
-@check(
-    id="github.secretscanning.alerts_within_sla",
-    title="Leaked secrets found by secret scanning are resolved within the SLA",
-    severity="critical",
-    resource_type=SECRET_ALERT_TYPE,
-    rationale=(
-        "A credential in a repository must be assumed compromised; it has to be revoked "
-        "and the alert resolved quickly."
-    ),
-    remediation=(
-        "Revoke and rotate the credential at its issuer, remove it from the code, then "
-        "close the alert as revoked."
-    ),
-    parameters={"sla_days": 7},
-)
+@check("github.secretscanning.alerts_within_sla")
 def secret_alert_within_sla(payload: Mapping[str, Any], params: Mapping[str, Any]) -> Verdict:
     label = f"{payload.get('kind_name') or payload.get('kind')} alert "
     label += f"{payload.get('repository')}#{payload.get('number')}"

@@ -172,42 +172,14 @@ def _visible(payload: Mapping[str, Any], key: str) -> Any:
     return value
 
 
-@check(
-    id="github.org.two_factor_required",
-    title="GitHub organisation requires two-factor authentication",
-    severity="high",
-    resource_type=ORG_TYPE,
-    rationale=(
-        "Source code and CI secrets are reached with a GitHub password; requiring 2FA "
-        "for every member and collaborator stops password reuse and phishing from "
-        "becoming repository access."
-    ),
-    remediation=(
-        "Organisation settings > Authentication security > 'Require two-factor "
-        "authentication' (members without 2FA are removed: warn them first)."
-    ),
-)
+@check("github.org.two_factor_required")
 def org_two_factor_required(payload: Mapping[str, Any], params: Mapping[str, Any]) -> Verdict:
     if _visible(payload, "two_factor_requirement_enabled") is True:
         return passed(f"organisation {payload.get('login')} requires 2FA")
     return failed(f"organisation {payload.get('login')} does not require 2FA")
 
 
-@check(
-    id="github.org.owner_count",
-    title="Number of GitHub organisation owners is within the approved maximum",
-    severity="medium",
-    resource_type=ORG_TYPE,
-    rationale=(
-        "Owners can change every setting, repository and member of the organisation; "
-        "privileged access should be limited to the few people whose role needs it."
-    ),
-    remediation=(
-        "Demote owners who do not need full control to members (grant repository admin "
-        "or the security manager role instead)."
-    ),
-    parameters={"max_owners": 5},
-)
+@check("github.org.owner_count")
 def org_owner_count(payload: Mapping[str, Any], params: Mapping[str, Any]) -> Verdict:
     owners = require(payload, "owners")
     limit = params["max_owners"]
@@ -216,21 +188,7 @@ def org_owner_count(payload: Mapping[str, Any], params: Mapping[str, Any]) -> Ve
     return passed(f"{len(owners)} owners (maximum {limit})")
 
 
-@check(
-    id="github.org.default_permission",
-    title="GitHub organisation base permission is read or none",
-    severity="medium",
-    resource_type=ORG_TYPE,
-    rationale=(
-        "The base permission applies to every member on every repository; write or "
-        "admin by default grants source-code change rights nobody reviewed."
-    ),
-    remediation=(
-        "Organisation settings > Member privileges > Base permissions: 'Read' or 'No "
-        "permission'; grant write through teams."
-    ),
-    parameters={"allowed_permissions": ["none", "read"]},
-)
+@check("github.org.default_permission")
 def org_default_permission(payload: Mapping[str, Any], params: Mapping[str, Any]) -> Verdict:
     perm = _visible(payload, "default_repository_permission")
     if perm in params["allowed_permissions"]:
@@ -254,41 +212,11 @@ def _two_factor(payload: Mapping[str, Any], params: Mapping[str, Any], what: str
     return passed(f"{who} has 2FA enabled with a secure method")
 
 
-#: ``filter=2fa_insecure`` (2FA by SMS and the like): GitHub itself calls these methods
-#: insecure and lets organisations require secure ones, so they fail by default.
-_TWO_FACTOR_PARAMETERS = {"allow_insecure_methods": False}
-
-
-@check(
-    id="github.member.two_factor",
-    title="GitHub organisation member has two-factor authentication enabled",
-    severity="high",
-    resource_type=MEMBER_TYPE,
-    rationale="A member without 2FA gives source-code access to whoever learns one password.",
-    remediation=(
-        "Ask the member to enable 2FA with an authenticator app, security key or passkey "
-        "(not SMS), or require (secure) 2FA at the organisation level."
-    ),
-    parameters=dict(_TWO_FACTOR_PARAMETERS),
-)
+@check("github.member.two_factor")
 def member_two_factor(payload: Mapping[str, Any], params: Mapping[str, Any]) -> Verdict:
     return _two_factor(payload, params, "member")
 
 
-@check(
-    id="github.collaborator.two_factor",
-    title="GitHub outside collaborator has two-factor authentication enabled",
-    severity="high",
-    resource_type=COLLABORATOR_TYPE,
-    rationale=(
-        "Outside collaborators sit outside the company's identity lifecycle; without "
-        "2FA their repository access rests on one password."
-    ),
-    remediation=(
-        "Ask the collaborator to enable 2FA with a secure method or remove their access; "
-        "requiring 2FA at the organisation level enforces it for collaborators too."
-    ),
-    parameters=dict(_TWO_FACTOR_PARAMETERS),
-)
+@check("github.collaborator.two_factor")
 def collaborator_two_factor(payload: Mapping[str, Any], params: Mapping[str, Any]) -> Verdict:
     return _two_factor(payload, params, "outside collaborator")

@@ -297,21 +297,7 @@ def _protection(
     return summary, good
 
 
-@check(
-    id="github.repo.branch_protection",
-    title="Default branch requires reviewed pull requests",
-    severity="high",
-    resource_type=REPO_TYPE,
-    rationale=(
-        "Changes to the default branch reach production; requiring a pull request with "
-        "an approving review enforces change control and a second pair of eyes."
-    ),
-    remediation=(
-        "Add a branch ruleset (or classic protection) on the default branch requiring a "
-        "pull request with at least the approved number of approving reviews."
-    ),
-    parameters={"min_approvals": 1},
-)
+@check("github.repo.branch_protection")
 def repo_branch_protection(payload: Mapping[str, Any], params: Mapping[str, Any]) -> Verdict:
     if (na := _skip_archived(payload)) is not None:
         return na
@@ -337,20 +323,7 @@ def repo_branch_protection(payload: Mapping[str, Any], params: Mapping[str, Any]
     )
 
 
-@check(
-    id="github.repo.force_push_blocked",
-    title="Default branch blocks force pushes",
-    severity="high",
-    resource_type=REPO_TYPE,
-    rationale=(
-        "A force push rewrites the history auditors and reviewers rely on and can erase "
-        "reviewed commits; the default branch must only move forward."
-    ),
-    remediation=(
-        "Protect the default branch with a ruleset 'Block force pushes' rule, or classic "
-        "protection with 'Allow force pushes' off."
-    ),
-)
+@check("github.repo.force_push_blocked")
 def repo_force_push_blocked(payload: Mapping[str, Any], params: Mapping[str, Any]) -> Verdict:
     if (na := _skip_archived(payload)) is not None:
         return na
@@ -369,82 +342,27 @@ def _feature(payload: Mapping[str, Any], key: str, what: str) -> Verdict:
     return failed(f"{what} is not enabled on {payload.get('full_name')}")
 
 
-@check(
-    id="github.repo.secret_scanning",
-    title="Secret scanning is enabled on the repository",
-    severity="high",
-    resource_type=REPO_TYPE,
-    rationale=(
-        "Credentials committed to code are found by attackers within minutes; secret "
-        "scanning detects them so they can be revoked."
-    ),
-    remediation=(
-        "Enable secret scanning (repository or organisation Code security settings; "
-        "private repositories need GitHub Secret Protection / Advanced Security)."
-    ),
-)
+@check("github.repo.secret_scanning")
 def repo_secret_scanning(payload: Mapping[str, Any], params: Mapping[str, Any]) -> Verdict:
     return _feature(payload, "secret_scanning_enabled", "secret scanning")
 
 
-@check(
-    id="github.repo.secret_scanning_push_protection",
-    title="Secret scanning push protection is enabled on the repository",
-    severity="medium",
-    resource_type=REPO_TYPE,
-    rationale="Push protection blocks a detected secret before it enters the history.",
-    remediation="Enable push protection in the repository or organisation Code security settings.",
-)
+@check("github.repo.secret_scanning_push_protection")
 def repo_push_protection(payload: Mapping[str, Any], params: Mapping[str, Any]) -> Verdict:
     return _feature(payload, "push_protection_enabled", "secret scanning push protection")
 
 
-@check(
-    id="github.repo.dependabot_alerts",
-    title="Dependabot alerts are enabled on the repository",
-    severity="high",
-    resource_type=REPO_TYPE,
-    rationale=(
-        "Known-vulnerable dependencies are the commonest technical vulnerability in "
-        "application code; Dependabot alerts report them as advisories are published."
-    ),
-    remediation="Enable Dependabot alerts (repository or organisation Code security settings).",
-)
+@check("github.repo.dependabot_alerts")
 def repo_dependabot_alerts(payload: Mapping[str, Any], params: Mapping[str, Any]) -> Verdict:
     return _feature(payload, "dependabot_alerts_enabled", "Dependabot alerts")
 
 
-@check(
-    id="github.repo.dependabot_security_updates",
-    title="Dependabot security updates are enabled on the repository",
-    severity="medium",
-    resource_type=REPO_TYPE,
-    rationale=(
-        "Automatic pull requests that upgrade vulnerable dependencies shorten the time "
-        "from advisory to fix."
-    ),
-    remediation="Enable Dependabot security updates in the repository Code security settings.",
-)
+@check("github.repo.dependabot_security_updates")
 def repo_dependabot_updates(payload: Mapping[str, Any], params: Mapping[str, Any]) -> Verdict:
     return _feature(payload, "dependabot_security_updates_enabled", "Dependabot security updates")
 
 
-@check(
-    id="github.repo.code_scanning",
-    title="Code scanning analyses the repository",
-    severity="medium",
-    resource_type=REPO_TYPE,
-    rationale=(
-        "Static analysis on every push and pull request finds injection, unsafe "
-        "deserialisation and other coding flaws before they reach production; secure "
-        "coding needs such a check applied systematically, not on request."
-    ),
-    remediation=(
-        "Enable code scanning default setup (Security > Code security), or an advanced "
-        "CodeQL / third-party SARIF workflow; private repositories need GitHub Code "
-        "Security / Advanced Security."
-    ),
-)
+@check("github.repo.code_scanning")
 def repo_code_scanning(payload: Mapping[str, Any], params: Mapping[str, Any]) -> Verdict:
     if (na := _skip_archived(payload)) is not None:
         return na
@@ -454,25 +372,7 @@ def repo_code_scanning(payload: Mapping[str, Any], params: Mapping[str, Any]) ->
     return failed(f"no code scanning analyses {payload.get('full_name')}")
 
 
-@check(
-    id="github.repo.outside_collaborators_no_admin",
-    title="Outside collaborators cannot administer or maintain the repository",
-    severity="medium",
-    resource_type=REPO_TYPE,
-    rationale=(
-        "Outside collaborators are people outside the organisation (contractors, "
-        "outsourced developers) given access to one repository. With admin or maintain "
-        "permission they can change branch protection, required reviews, rulesets, "
-        "webhooks or collaborators — the controls the organisation relies on for work "
-        "done by outsiders. Contributing (write) is what outsourced development needs."
-    ),
-    remediation=(
-        "Lower the collaborator to write (or a custom role without administration), or "
-        "make them an organisation member under its policies; list an approved exception "
-        "in allowed_logins (its pseud: value when logins are pseudonymised)."
-    ),
-    parameters={"forbidden_permissions": ["admin", "maintain"], "allowed_logins": []},
-)
+@check("github.repo.outside_collaborators_no_admin")
 def repo_outside_collaborators_no_admin(
     payload: Mapping[str, Any], params: Mapping[str, Any]
 ) -> Verdict:

@@ -323,16 +323,7 @@ def _states(payload: Mapping[str, Any], name: str) -> str:
     return f"{name} ({', '.join(found)})"
 
 
-@check(
-    id="github_pulls.change.required_checks_passed",
-    title="GitHub: merged pull request passed its required status checks",
-    severity="high",
-    resource_type=ITEM_TYPE,
-    rationale="Changes must be tested before they go live; required checks are the "
-    "automated tests the branch demands, read from rulesets and branch protection.",
-    remediation="Require status checks on the default branch (ruleset or protection) and do "
-    "not bypass them when merging.",
-)
+@check("github_pulls.change.required_checks_passed")
 def required_checks_passed(payload: Mapping[str, Any], _params: Mapping[str, Any]) -> Verdict:
     errors = payload.get(ERRORS_KEY) or {}
     if errors.get("checks"):

@@ -79,23 +79,7 @@ def read_policies(
     yield Evidence(scope, GLOBAL, POLICY_TYPE, POLICY_ID, payload)
 
 
-@check(
-    id="intune.tenant.passcode_policy",
-    title="Every platform in use has an assigned Intune policy requiring a passcode and lock",
-    severity="medium",
-    resource_type=POLICY_TYPE,
-    rationale=(
-        "A device is 'compliant' with whatever its compliance policy asks; unless an "
-        "assigned policy requires a passcode and an inactivity lock on every platform in "
-        "use, device compliance proves nothing about screen lock."
-    ),
-    remediation=(
-        "Create (or fix) a compliance policy per platform with a required passcode and "
-        "a lock after at most 15 minutes of inactivity, and assign it to all users or "
-        "devices."
-    ),
-    parameters={"max_lock_minutes": 15},
-)
+@check("intune.tenant.passcode_policy")
 def passcode_policy(payload: Mapping[str, Any], params: Mapping[str, Any]) -> Verdict:
     in_use = require(payload, "device_platforms")
     judged = sorted(p for p in in_use if p in {k[0] for k in POLICY_KINDS.values()})

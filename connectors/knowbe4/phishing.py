@@ -152,23 +152,7 @@ def _read_test(
 # --------------------------------------------------------------------------- checks
 
 
-@check(
-    id="knowbe4.phishing.remedial_training",
-    title="Staff who failed a phishing test completed remedial training within N days",
-    severity="medium",
-    resource_type=FAILURE_TYPE,
-    rationale=(
-        "A failed phishing simulation shows a person who does not yet recognise the "
-        "attack; awareness improves only when the failure is followed promptly by "
-        "training aimed at it."
-    ),
-    remediation=(
-        "Enrol everyone who clicks, enters data or opens an attachment in a remedial "
-        "module automatically (KnowBe4: the test's 'enroll clickers in training' "
-        "option or a Smart Group campaign) and follow up until it is completed."
-    ),
-    parameters={"remedial": [], "remedial_days": 14},
-)
+@check("knowbe4.phishing.remedial_training")
 def remedial_training(payload: Mapping[str, Any], params: Mapping[str, Any]) -> Verdict:
     who = payload.get("email") or payload.get("user_id")
     failed_at = parse_time(require(payload, "failed_at"))
@@ -194,22 +178,7 @@ def remedial_training(payload: Mapping[str, Any], params: Mapping[str, Any]) -> 
     return failed(f"{what}; no remedial training ({wanted}) completed by {day_precision(due)}")
 
 
-@check(
-    id="knowbe4.phishing.reported",
-    title="Recipients of a phishing test report it through the reporting channel",
-    severity="low",
-    resource_type=TEST_TYPE,
-    rationale=(
-        "Staff are expected to report suspicious e-mail through the agreed channel (the "
-        "Phish Alert Button); the share of recipients of a closed simulation who "
-        "reported it measures whether that channel is known and used."
-    ),
-    remediation=(
-        "Deploy the Phish Alert Button to every mailbox, remind staff how and why to "
-        "report, and include reporting in the awareness training."
-    ),
-    parameters={"min_reported_percent": 20},
-)
+@check("knowbe4.phishing.reported")
 def reported(payload: Mapping[str, Any], params: Mapping[str, Any]) -> Verdict:
     name = f"'{payload.get('name')}' ({payload.get('pst_id')})"
     delivered = int(require(payload, "delivered"))

@@ -167,23 +167,7 @@ def _trainee(
     return who, enrolments, names
 
 
-@check(
-    id="knowbe4.user.training_on_hire",
-    title="New staff completed the required security training within N days of starting",
-    severity="medium",
-    resource_type=USER_TYPE,
-    rationale=(
-        "Awareness training works when it comes before people handle information: a "
-        "newcomer who has not done the required modules weeks after starting works "
-        "without knowing the policies, the reporting channel or the phishing signs."
-    ),
-    remediation=(
-        "Enrol the person in the required campaign (or auto-enrol new users into it) and "
-        "follow up until the modules are completed; set employee_start_date in KnowBe4 "
-        "(or through the HR/SCIM sync) so the deadline is measured from the hire date."
-    ),
-    parameters={"required": [], "onboarding_days": 30, "judge_hires_within_days": 365},
-)
+@check("knowbe4.user.training_on_hire")
 def training_on_hire(payload: Mapping[str, Any], params: Mapping[str, Any]) -> Verdict:
     trainee = _trainee(payload, params)
     if isinstance(trainee, Verdict):
@@ -220,22 +204,7 @@ def training_on_hire(payload: Mapping[str, Any], params: Mapping[str, Any]) -> V
     return passed(f"{who}: " + "; ".join(done + pending))
 
 
-@check(
-    id="knowbe4.user.training_current",
-    title="Every active person completed the required security training within the last year",
-    severity="medium",
-    resource_type=USER_TYPE,
-    rationale=(
-        "Threats, policies and people's memory change: awareness training is repeated "
-        "at a regular interval, and a person whose last completion is older than the "
-        "interval is no longer known to be aware of the current rules."
-    ),
-    remediation=(
-        "Run the yearly refresher campaign for everyone (KnowBe4: a recurring campaign "
-        "with auto-enrolment), and chase those overdue through their manager."
-    ),
-    parameters={"required": [], "refresh_days": 365, "onboarding_days": 30},
-)
+@check("knowbe4.user.training_current")
 def training_current(payload: Mapping[str, Any], params: Mapping[str, Any]) -> Verdict:
     trainee = _trainee(payload, params)
     if isinstance(trainee, Verdict):

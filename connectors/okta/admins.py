@@ -104,21 +104,7 @@ def _names(admins: list[Mapping]) -> str:
     return ", ".join(str(a.get("login") or a.get("id")) for a in admins)
 
 
-@check(
-    id="okta.admin.count",
-    title="Number of Okta administrators is within the approved maximum",
-    severity="medium",
-    resource_type=ADMIN_TYPE,
-    rationale=(
-        "Every administrator is a path to every application behind Okta; privileged "
-        "access should be restricted to the few people whose role needs it."
-    ),
-    remediation=(
-        "Review the admin role assignments (Security > Administrators), remove roles no "
-        "longer needed, and prefer narrow standard or custom roles over broad ones."
-    ),
-    parameters={"max_admins": 10},
-)
+@check("okta.admin.count")
 def admin_count(payload: Mapping[str, Any], params: Mapping[str, Any]) -> Verdict:
     admins = _active_admins(payload)
     limit = params["max_admins"]
@@ -129,21 +115,7 @@ def admin_count(payload: Mapping[str, Any], params: Mapping[str, Any]) -> Verdic
     return passed(f"{len(admins)} active users hold admin roles (maximum {limit})")
 
 
-@check(
-    id="okta.admin.super_admin_count",
-    title="Number of Okta super administrators is within the approved maximum",
-    severity="high",
-    resource_type=ADMIN_TYPE,
-    rationale=(
-        "Super administrators can change every policy, create other admins and read "
-        "every user; their number should be kept to a minimum (with a break-glass spare)."
-    ),
-    remediation=(
-        "Replace SUPER_ADMIN by ORG_ADMIN, APP_ADMIN or custom roles for people who do "
-        "not need full control."
-    ),
-    parameters={"max_super_admins": 3},
-)
+@check("okta.admin.super_admin_count")
 def super_admin_count(payload: Mapping[str, Any], params: Mapping[str, Any]) -> Verdict:
     supers = _active_admins(payload, "SUPER_ADMIN")
     limit = params["max_super_admins"]

@@ -63,20 +63,7 @@ class ApiTokenReader(RecordingReader):
         self.tokens_by_owner = owners
 
 
-@check(
-    id="okta.apitoken.network_restricted",
-    title="Okta API token is restricted to network zones",
-    severity="medium",
-    resource_type=TOKEN_TYPE,
-    rationale=(
-        "An SSWS token carries its creator's admin rights; restricting where it can be "
-        "used from limits the damage when it leaks from a script, CI log or laptop."
-    ),
-    remediation=(
-        "Edit the token (Security > API > Tokens) and restrict it to the network zones "
-        "of the systems that use it, or replace it with an OAuth 2.0 service app."
-    ),
-)
+@check("okta.apitoken.network_restricted")
 def token_network_restricted(payload: Mapping[str, Any], params: Mapping[str, Any]) -> Verdict:
     """Judges every documented ``network.connection`` (``ANYWHERE``, ``ZONE``): a
     ``ZONE`` condition restricts only when it *includes* zones — excluding some zones
@@ -101,18 +88,7 @@ def token_network_restricted(payload: Mapping[str, Any], params: Mapping[str, An
     return passed(f"{label} is restricted to zones {', '.join(include)}")
 
 
-@check(
-    id="okta.apitoken.max_age",
-    title="Okta API token is younger than the rotation period",
-    severity="low",
-    resource_type=TOKEN_TYPE,
-    rationale=(
-        "Long-lived secrets accumulate exposure (copies in scripts, logs, former staff); "
-        "authentication information should be renewed periodically."
-    ),
-    remediation="Create a replacement token, switch its users over, and revoke the old one.",
-    parameters={"max_age_days": 365},
-)
+@check("okta.apitoken.max_age")
 def token_max_age(payload: Mapping[str, Any], params: Mapping[str, Any]) -> Verdict:
     label = f"API token {payload.get('name') or payload.get('id')}"
     created = payload.get("created")

@@ -33,7 +33,9 @@ from connectors.identityshared import dig
 #: Okta's own phishing guidance would have it: ``email`` (not an out-of-band device),
 #: ``security_question`` and ``password`` (knowledge, the same class as the password),
 #: ``tac`` (a temporary code handed out by the help desk) and ``idp`` (whatever a
-#: federated IdP did is not visible here).
+#: federated IdP did is not visible here). The default of okta.policy.mfa_required's
+#: second_factor_methods in policies.checks.toml, which must list the same
+#: (tests/test_check_metadata.py holds them together).
 SECOND_FACTOR_METHODS: tuple[str, ...] = (
     "push",
     "signed_nonce",

@@ -21,7 +21,7 @@ import structlog
 from connectors.http import HttpClient, HTTPStatusError, MalformedResponseError, SourceError
 from connectors.identityshared import dig
 from connectors.kit import ERRORS_KEY, GLOBAL, EvidenceMissing, require
-from connectors.okta.assurance import SECOND_FACTOR_METHODS, verification_weakness
+from connectors.okta.assurance import verification_weakness
 from core.checks import Verdict, check, failed, not_applicable, passed
 from core.records import Evidence
 
@@ -140,24 +140,7 @@ def _active_allow_rules(payload: Mapping[str, Any]) -> list[Mapping[str, Any]]:
     ]
 
 
-@check(
-    id="okta.policy.mfa_required",
-    title="Okta sign-on and authentication policies require MFA",
-    severity="high",
-    resource_type=SIGN_ON_TYPE,
-    rationale=(
-        "A policy rule that grants access with a password alone is where phished or "
-        "sprayed passwords get in, whatever factors users have enrolled."
-    ),
-    remediation=(
-        "Set 'Prompt for factor' (requireFactor) on every ALLOW rule of the sign-on / "
-        "global session policy; in app authentication policies require 2FA "
-        "(ASSURANCE factorMode 2FA) or authentication method chains whose every path "
-        "combines the password with a possession factor (or a possession factor with "
-        "user verification); deny instead of allowing one factor."
-    ),
-    parameters={"second_factor_methods": list(SECOND_FACTOR_METHODS)},
-)
+@check("okta.policy.mfa_required")
 def policy_mfa_required(payload: Mapping[str, Any], params: Mapping[str, Any]) -> Verdict:
     """Sign-on rules need ``requireFactor``; authentication-policy rules are judged by
     :func:`connectors.okta.assurance.verification_weakness` (every documented
@@ -182,21 +165,7 @@ def policy_mfa_required(payload: Mapping[str, Any], params: Mapping[str, Any]) -
     return passed(f"{_label(payload)}: every active ALLOW rule requires MFA")
 
 
-@check(
-    id="okta.policy.session_idle_timeout",
-    title="Okta sessions expire after a bounded idle time",
-    severity="medium",
-    resource_type=SIGN_ON_TYPE,
-    rationale=(
-        "An unattended signed-in session can be used by anyone at the device; sessions "
-        "should end after a period of inactivity."
-    ),
-    remediation=(
-        "Set 'Expire session after user has been idle' on every ALLOW rule of the "
-        "sign-on / global session policy to the approved maximum or less."
-    ),
-    parameters={"max_idle_minutes": 120},
-)
+@check("okta.policy.session_idle_timeout")
 def policy_session_idle(payload: Mapping[str, Any], params: Mapping[str, Any]) -> Verdict:
     if payload.get("type") != "OKTA_SIGN_ON":
         return not_applicable(f"{_label(payload)} does not set session lifetimes")
@@ -231,15 +200,7 @@ def _active_password_policy(payload: Mapping[str, Any]) -> Verdict | None:
     return None
 
 
-@check(
-    id="okta.policy.password_min_length",
-    title="Okta password policy requires a minimum length",
-    severity="medium",
-    resource_type=PASSWORD_TYPE,
-    rationale="Short passwords are guessed or cracked quickly; length matters most.",
-    remediation="Set the minimum length of every active password policy to the approved value.",
-    parameters={"min_length": 12},
-)
+@check("okta.policy.password_min_length")
 def password_min_length(payload: Mapping[str, Any], params: Mapping[str, Any]) -> Verdict:
     if (na := _active_password_policy(payload)) is not None:
         return na
@@ -249,18 +210,7 @@ def password_min_length(payload: Mapping[str, Any], params: Mapping[str, Any]) -
     return passed(f"{_label(payload)}: minimum length {length}")
 
 
-@check(
-    id="okta.policy.password_lockout",
-    title="Okta password policy locks accounts after failed attempts",
-    severity="medium",
-    resource_type=PASSWORD_TYPE,
-    rationale="Without a lockout, passwords can be guessed online without limit.",
-    remediation=(
-        "Set 'Lock out user after N unsuccessful attempts' on every active password "
-        "policy to the approved value or lower."
-    ),
-    parameters={"max_attempts": 10},
-)
+@check("okta.policy.password_lockout")
 def password_lockout(payload: Mapping[str, Any], params: Mapping[str, Any]) -> Verdict:
     if (na := _active_password_policy(payload)) is not None:
         return na
@@ -274,17 +224,7 @@ def password_lockout(payload: Mapping[str, Any], params: Mapping[str, Any]) -> V
     return passed(f"{_label(payload)}: lockout after {attempts} attempts")
 
 
-@check(
-    id="okta.policy.password_common_excluded",
-    title="Okta password policy rejects common passwords",
-    severity="medium",
-    resource_type=PASSWORD_TYPE,
-    rationale=(
-        "Lists of the most common passwords are the first thing attackers try; rejecting "
-        "them at set time is a recommended part of password quality."
-    ),
-    remediation="Enable 'Restrict use of common passwords' in every active password policy.",
-)
+@check("okta.policy.password_common_excluded")
 def password_common_excluded(payload: Mapping[str, Any], params: Mapping[str, Any]) -> Verdict:
     if (na := _active_password_policy(payload)) is not None:
         return na

@@ -38,7 +38,9 @@ _DEPROVISIONED_FILTER = 'status eq "DEPROVISIONED"'
 #: beside the password: possession authenticators. Left out by default: ``question``
 #: (knowledge, like the password) and ``email`` (NIST SP 800-63B §5.1.3.1 does not
 #: accept e-mail as an out-of-band authenticator). ``sms``/``call`` stay (restricted, not
-#: forbidden, by SP 800-63B); remove them to demand stronger factors.
+#: forbidden, by SP 800-63B); remove them to demand stronger factors. The default of
+#: okta.user.mfa_enrolled's second_factor_types in users.checks.toml, which must list
+#: the same (tests/test_check_metadata.py holds them together).
 SECOND_FACTOR_TYPES: tuple[str, ...] = (
     "push",
     "signed_nonce",
@@ -194,22 +196,7 @@ def _active_factor_types(payload: Mapping[str, Any], counted: Iterable[str] | No
     )
 
 
-@check(
-    id="okta.user.mfa_enrolled",
-    title="Okta user has an active MFA factor enrolled",
-    severity="high",
-    resource_type=USER_TYPE,
-    rationale=(
-        "A password alone is phished, guessed or reused; an account that can sign in "
-        "without a second factor defeats any MFA policy the moment the policy has a gap."
-    ),
-    remediation=(
-        "Have the user enrol a strong factor (Okta Verify, FIDO2/WebAuthn); require "
-        "enrolment in the authenticator enrollment policy; reset factors of users who "
-        "cannot enrol."
-    ),
-    parameters={"second_factor_types": list(SECOND_FACTOR_TYPES)},
-)
+@check("okta.user.mfa_enrolled")
 def user_mfa_enrolled(payload: Mapping[str, Any], params: Mapping[str, Any]) -> Verdict:
     status = user_status(payload)
     if status not in SIGN_IN_STATUSES:
@@ -222,22 +209,7 @@ def user_mfa_enrolled(payload: Mapping[str, Any], params: Mapping[str, Any]) -> 
     return failed(f"user {_who(payload)} ({status}) has no active second factor{extra}")
 
 
-@check(
-    id="okta.user.admin_phishing_resistant_mfa",
-    title="Okta administrators have a phishing-resistant factor",
-    severity="high",
-    resource_type=USER_TYPE,
-    rationale=(
-        "Administrators are the target of real-time phishing proxies that defeat OTP and "
-        "push; FIDO2/WebAuthn and Okta FastPass bind the sign-in to the genuine origin."
-    ),
-    remediation=(
-        "Enrol a FIDO2 security key / platform authenticator (webauthn) or Okta FastPass "
-        "(signed_nonce) for every administrator and require it in the Admin Console "
-        "authentication policy."
-    ),
-    parameters={"phishing_resistant_types": ["webauthn", "u2f", "signed_nonce"]},
-)
+@check("okta.user.admin_phishing_resistant_mfa")
 def admin_phishing_resistant(payload: Mapping[str, Any], params: Mapping[str, Any]) -> Verdict:
     roles = require(payload, "admin_roles")
     if not roles:
@@ -255,21 +227,7 @@ def admin_phishing_resistant(payload: Mapping[str, Any], params: Mapping[str, An
     )
 
 
-@check(
-    id="okta.user.inactive",
-    title="Okta user signed in within the inactivity period",
-    severity="medium",
-    resource_type=USER_TYPE,
-    rationale=(
-        "Accounts nobody uses are not noticed when compromised and often belong to "
-        "leavers or finished projects; access rights should be removed when no longer needed."
-    ),
-    remediation=(
-        "Confirm with the user's manager whether access is still needed; suspend or "
-        "deactivate the account otherwise, and add an automated inactivity workflow."
-    ),
-    parameters={"inactive_days": 90},
-)
+@check("okta.user.inactive")
 def user_inactive(payload: Mapping[str, Any], params: Mapping[str, Any]) -> Verdict:
     status = user_status(payload)
     if status not in SIGN_IN_STATUSES:
@@ -290,20 +248,7 @@ def user_inactive(payload: Mapping[str, Any], params: Mapping[str, Any]) -> Verd
     return passed(f"user {_who(payload)} was activated {int(age)} days ago, not yet signed in")
 
 
-@check(
-    id="okta.user.deprovisioned_no_access",
-    title="Deactivated or suspended Okta users keep no access",
-    severity="high",
-    resource_type=USER_TYPE,
-    rationale=(
-        "A leaver's account that still holds an admin role, owns an API token or signed in "
-        "after being deactivated shows that de-provisioning did not remove all access."
-    ),
-    remediation=(
-        "Remove the admin role assignments and revoke the API tokens of the user; "
-        "investigate any sign-in after the status change (System Log)."
-    ),
-)
+@check("okta.user.deprovisioned_no_access")
 def user_deprovisioned_no_access(payload: Mapping[str, Any], params: Mapping[str, Any]) -> Verdict:
     status = user_status(payload)
     if status not in INACTIVE_STATUSES:
@@ -323,21 +268,7 @@ def user_deprovisioned_no_access(payload: Mapping[str, Any], params: Mapping[str
     return passed(f"{status.lower()} user {_who(payload)} holds no residual access")
 
 
-@check(
-    id="okta.user.pending_activation",
-    title="Okta accounts do not stay staged or pending activation",
-    severity="low",
-    resource_type=USER_TYPE,
-    rationale=(
-        "Accounts created but never activated are identities nobody owns yet; an "
-        "activation link that lives for weeks can be used by someone else."
-    ),
-    remediation=(
-        "Activate the account with its owner, or deactivate and delete it if the person "
-        "never started."
-    ),
-    parameters={"max_pending_days": 30},
-)
+@check("okta.user.pending_activation")
 def user_pending_activation(payload: Mapping[str, Any], params: Mapping[str, Any]) -> Verdict:
     status = user_status(payload)
     if status not in PENDING_STATUSES:

@@ -182,23 +182,7 @@ def _missing_text(item: Mapping[str, Any]) -> str:
     return f"{name} (last acknowledged{old} on {str(item['acknowledged_at'])[:10]})"
 
 
-@check(
-    id="policies.acknowledgement.complete",
-    title="Every active employee acknowledged the current version of each policy",
-    severity="medium",
-    resource_type=PERSON_TYPE,
-    rationale=(
-        "Policies work only when the people bound by them know them: a recorded "
-        "acknowledgement of the current text by every employee shows the policies were "
-        "communicated and accepted as part of the terms of employment."
-    ),
-    remediation=(
-        "Send the policy for acknowledgement (e-signature or the awareness platform's "
-        "policy module) to everyone missing, again after each new version, and include "
-        "it in onboarding."
-    ),
-    parameters={"grace_days": 30},
-)
+@check("policies.acknowledgement.complete")
 def acknowledged(payload: Mapping[str, Any], params: Mapping[str, Any]) -> Verdict:
     who = payload.get("email")
     items = require(payload, "policies")

@@ -137,22 +137,7 @@ def _name(p: Mapping[str, Any]) -> str:
     return f"{p.get('path')} ({title})" if title else str(p.get("path"))
 
 
-@check(
-    id="policies.document.approved",
-    title="Every policy names an approver and the date it was approved",
-    severity="high",
-    resource_type=POLICY_TYPE,
-    rationale=(
-        "A policy binds the organisation only once management has approved it: the "
-        "approver and the approval date are what an auditor asks for first, and an "
-        "author approving their own text is no independent approval."
-    ),
-    remediation=(
-        "Have the policy approved by top management (or the delegated approver), and "
-        "record approver and approved_on in its front matter with the approving commit."
-    ),
-    parameters={"approver_differs_from_owner": True},
-)
+@check("policies.document.approved")
 def approved(payload: Mapping[str, Any], params: Mapping[str, Any]) -> Verdict:
     name = _name(payload)
     approver = require(payload, "approver")
@@ -170,22 +155,7 @@ def approved(payload: Mapping[str, Any], params: Mapping[str, Any]) -> Verdict:
     return passed(f"{name} approved by {approver} on {approved_on}")
 
 
-@check(
-    id="policies.document.reviewed",
-    title="Every policy was reviewed (approved again) within its review interval",
-    severity="medium",
-    resource_type=POLICY_TYPE,
-    rationale=(
-        "Policies are reviewed at planned intervals so they keep up with the business, "
-        "the law and the threats; a policy past its review date may no longer describe "
-        "what is required."
-    ),
-    remediation=(
-        "Review the policy, record the new approved_on (and version) in its front "
-        "matter, and set review_interval to the planned cadence (e.g. '12 months')."
-    ),
-    parameters={"default_review_days": 365},
-)
+@check("policies.document.reviewed")
 def reviewed(payload: Mapping[str, Any], params: Mapping[str, Any]) -> Verdict:
     name = _name(payload)
     approved_on = require(payload, "approved_on")

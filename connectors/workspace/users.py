@@ -144,20 +144,7 @@ def _flag(payload: Mapping[str, Any], key: str) -> bool:
     return value
 
 
-@check(
-    id="workspace.user.two_step_enrolled",
-    title="Google Workspace user is enrolled in 2-Step Verification",
-    severity="high",
-    resource_type=USER_TYPE,
-    rationale=(
-        "A Google account protected by a password alone gives mail, Drive and every "
-        "app using Sign in with Google to whoever phishes or guesses that password."
-    ),
-    remediation=(
-        "Have the user enrol in 2-Step Verification (security key or passkey preferred); "
-        "enforce it for their organisational unit with an enrolment period."
-    ),
-)
+@check("workspace.user.two_step_enrolled")
 def two_step_enrolled(payload: Mapping[str, Any], params: Mapping[str, Any]) -> Verdict:
     if (na := _skip_inactive_account(payload)) is not None:
         return na
@@ -166,20 +153,7 @@ def two_step_enrolled(payload: Mapping[str, Any], params: Mapping[str, Any]) -> 
     return failed(f"user {_who(payload)} is not enrolled in 2-Step Verification")
 
 
-@check(
-    id="workspace.user.two_step_enforced",
-    title="2-Step Verification is enforced for the Google Workspace user",
-    severity="medium",
-    resource_type=USER_TYPE,
-    rationale=(
-        "Enrolment that is optional can be turned off by the user at any time; "
-        "enforcement makes 2-Step Verification a condition of signing in."
-    ),
-    remediation=(
-        "Admin console > Security > Authentication > 2-Step Verification: turn on "
-        "enforcement for every organisational unit (exempt only break-glass accounts)."
-    ),
-)
+@check("workspace.user.two_step_enforced")
 def two_step_enforced(payload: Mapping[str, Any], params: Mapping[str, Any]) -> Verdict:
     if (na := _skip_inactive_account(payload)) is not None:
         return na
@@ -191,21 +165,7 @@ def two_step_enforced(payload: Mapping[str, Any], params: Mapping[str, Any]) -> 
     )
 
 
-@check(
-    id="workspace.user.inactive",
-    title="Google Workspace user signed in within the inactivity period",
-    severity="medium",
-    resource_type=USER_TYPE,
-    rationale=(
-        "Active accounts nobody uses belong to leavers or finished projects; they keep "
-        "their mail and files reachable and nobody notices when they are taken over."
-    ),
-    remediation=(
-        "Confirm with the manager whether access is still needed; suspend the user "
-        "otherwise (transfer Drive ownership first)."
-    ),
-    parameters={"inactive_days": 90},
-)
+@check("workspace.user.inactive")
 def user_inactive(payload: Mapping[str, Any], params: Mapping[str, Any]) -> Verdict:
     if (na := _skip_inactive_account(payload)) is not None:
         return na
@@ -217,18 +177,7 @@ def user_inactive(payload: Mapping[str, Any], params: Mapping[str, Any]) -> Verd
     return last_sign_in_verdict(f"user {_who(payload)}", last, params["inactive_days"])
 
 
-@check(
-    id="workspace.user.never_signed_in",
-    title="Google Workspace accounts are taken into use or removed",
-    severity="low",
-    resource_type=USER_TYPE,
-    rationale=(
-        "An account created but never used is an identity nobody owns yet, often with a "
-        "temporary password sent by e-mail; it should be claimed quickly or deleted."
-    ),
-    remediation="Have the owner sign in and enrol 2-Step Verification, or delete the account.",
-    parameters={"max_days_without_login": 30},
-)
+@check("workspace.user.never_signed_in")
 def never_signed_in(payload: Mapping[str, Any], params: Mapping[str, Any]) -> Verdict:
     if (na := _skip_inactive_account(payload)) is not None:
         return na
@@ -247,17 +196,7 @@ def never_signed_in(payload: Mapping[str, Any], params: Mapping[str, Any]) -> Ve
     return passed(f"user {_who(payload)} was created {int(age)} days ago")
 
 
-@check(
-    id="workspace.user.suspended_no_admin",
-    title="Suspended or archived Google Workspace users hold no admin role",
-    severity="high",
-    resource_type=USER_TYPE,
-    rationale=(
-        "A leaver's suspended account that is still a super or delegated admin shows "
-        "that access rights were not removed; unsuspending it restores admin power."
-    ),
-    remediation="Revoke the admin roles of the user (Admin console > Account > Admin roles).",
-)
+@check("workspace.user.suspended_no_admin")
 def suspended_no_admin(payload: Mapping[str, Any], params: Mapping[str, Any]) -> Verdict:
     state = next((f for f in ("suspended", "archived") if payload.get(f)), None)
     if state is None:
@@ -272,21 +211,7 @@ def suspended_no_admin(payload: Mapping[str, Any], params: Mapping[str, Any]) ->
     return passed(f"{state} user {_who(payload)} holds no admin role")
 
 
-@check(
-    id="workspace.admin.super_admin_count",
-    title="Number of Google Workspace super administrators is within the approved maximum",
-    severity="high",
-    resource_type=ADMIN_TYPE,
-    rationale=(
-        "Super administrators can read every mailbox and file and change every security "
-        "setting; Google recommends a few dedicated super admin accounts, not daily use."
-    ),
-    remediation=(
-        "Replace the super admin role by narrower pre-built or custom admin roles for "
-        "people who do not need full control; keep two to four super admins."
-    ),
-    parameters={"max_super_admins": 4},
-)
+@check("workspace.admin.super_admin_count")
 def super_admin_count(payload: Mapping[str, Any], params: Mapping[str, Any]) -> Verdict:
     admins = [
         a
