@@ -678,6 +678,7 @@ def checks(
     """Every check with its metadata, parameters and the controls it evidences."""
     with command(config) as cmd:
         index = cmd.index()
+        _warn_unclaimed_metadata()
         if by_control:
             from collector.commands.coverage import control_rows, render_by_control
             from collector.plugins import available_plugins
@@ -716,6 +717,17 @@ def checks(
             fmt,
             title="Checks",
         )
+
+
+def _warn_unclaimed_metadata() -> None:
+    """Name the check metadata no check claims (a check renamed or deleted in Python but
+    not in its ``.checks.toml``): its text would otherwise silently never be shown."""
+    from core.checks import unclaimed_metadata
+
+    known_checks()  # every plugin's check modules imported, so every claim is made
+    for orphan in unclaimed_metadata():
+        error_line(f"{orphan} is the metadata of no registered check: rename the table "
+                   "to the check's id, or delete it", label="warning")
 
 
 @mappings_app.command("validate")

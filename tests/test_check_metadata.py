@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import ast
 import importlib
+import json
 import pkgutil
 import sys
 import tomllib
@@ -265,3 +266,28 @@ def test_python_vocabularies_are_the_defaults_in_the_metadata() -> None:
     assert default("gcp.iam.service_account_no_primitive_roles", "member_types") == WORKLOAD_KINDS
     assert default("okta.policy.mfa_required", "second_factor_methods") == SECOND_FACTOR_METHODS
     assert default("okta.user.mfa_enrolled", "second_factor_types") == SECOND_FACTOR_TYPES
+
+
+def test_annexa_checks_warns_of_metadata_no_check_claims(
+    plugin: Plugin, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`annexa checks` names an orphan entry (a check renamed in Python but not in its
+    file) on stderr and still lists every check; without one it says nothing."""
+    import core.checks
+    from tests.cli_runner import annexa
+
+    # The file cache is process-wide: this plugin's file must not outlive the test.
+    monkeypatch.setattr(core.checks, "_FILES", dict(core.checks._FILES))
+    quiet = annexa("checks", "--format", "json")
+    assert quiet.returncode == 0 and "metadata of no registered check" not in quiet.stderr
+
+    orphan = ENTRY.replace("acme.widget.locked", "acme.widget.renamed")
+    plugin.write(WIDGET_MODULE, WIDGET_TOML + "\n" + orphan)
+    plugin.load()
+    code, out, err = annexa("checks", "--format", "json")
+
+    assert code == 0
+    assert f'{plugin.toml}: ["acme.widget.renamed"] is the metadata of no registered check' in (
+        " ".join(err.split()))
+    assert "acme.widget.locked" not in err
+    assert {row["id"] for row in json.loads(out)} >= {"aws.s3.bucket_default_encryption"}
