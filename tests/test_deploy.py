@@ -50,10 +50,10 @@ K8S = ROOT / "deploy" / "kubernetes"
 DAEMON_PORT = 9464
 
 QUICK_START = {
-    "demo": "python3 -m venv .venv && . .venv/bin/activate && pip install -e '.[demo]' "
+    "demo": "python3 -m venv .venv && . .venv/bin/activate && pip install -e . -e ./demo "
     "&& annexa demo",
     "test": "python3 -m venv .venv && . .venv/bin/activate && pip install -e '.[test]' "
-    "&& pytest -n 2",
+    "-e ./demo && pytest -n 2",
 }
 SQL_MARKER = "<!-- sql:example -->"
 SECRETISH = re.compile(r"(PASSWORD|SECRET|TOKEN|API_?KEY|PRIVATE_?KEY|CREDENTIAL)", re.I)
@@ -203,10 +203,10 @@ def dockerfile_problems(text: str) -> list[str]:
 
 
 def product_packages() -> list[str]:
-    """The top-level packages pyproject ships, less the demo estates (an extra's)."""
+    """The top-level packages pyproject ships (the demo estates are demo/'s own)."""
     meta = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
     include = meta["tool"]["setuptools"]["packages"]["find"]["include"]
-    return sorted({p.rstrip("*").rstrip(".") for p in include} - {"annexa_demo"})
+    return sorted({p.rstrip("*").rstrip(".") for p in include})
 
 
 def test_dockerfile_has_what_the_deployment_relies_on() -> None:
@@ -298,7 +298,7 @@ def test_dockerignore_keeps_secrets_out_and_build_inputs_in() -> None:
         for line in DOCKERIGNORE.read_text(encoding="utf-8").splitlines()
         if line.strip() and not line.strip().startswith("#")
     ]
-    for local in (".git", ".venv", "annexa.db", "annexa.toml", ".env", "tests", "deploy"):
+    for local in (".git", ".venv", "annexa.db", "annexa.toml", ".env", "tests", "deploy", "demo"):
         assert _ignored(local, patterns), f"{local} would be sent to the build context"
     sources = []
     for word, args in instructions(DOCKERFILE.read_text(encoding="utf-8")):
