@@ -209,6 +209,29 @@ def product_packages() -> list[str]:
     return sorted({p.rstrip("*").rstrip(".") for p in include})
 
 
+def _found_packages(project: Path) -> list[str]:
+    """The packages setuptools finds for ``project`` by its pyproject's include patterns
+    (namespace discovery, as ``[tool.setuptools.packages.find]`` does by default)."""
+    from setuptools import find_namespace_packages
+
+    meta = tomllib.loads((project / "pyproject.toml").read_text(encoding="utf-8"))
+    include = meta["tool"]["setuptools"]["packages"]["find"]["include"]
+    return find_namespace_packages(where=str(project), include=include)
+
+
+def test_the_product_wheel_leaves_the_demo_estates_to_their_own() -> None:
+    """``pip install annexa`` ships no demo estate (issue 14): annexa_demo is found only
+    in demo/, the ``annexa-demo`` distribution, which depends on the product and moto."""
+    product = _found_packages(ROOT)
+    assert "collector" in product
+    assert not [p for p in product if "annexa_demo" in p or p.startswith("demo")]
+    assert {"annexa_demo", "annexa_demo.aws"} <= set(_found_packages(ROOT / "demo"))
+    demo = tomllib.loads((ROOT / "demo" / "pyproject.toml").read_text(encoding="utf-8"))
+    assert demo["project"]["name"] == "annexa-demo"
+    needs = {re.split(r"[\[<>=]", d)[0] for d in demo["project"]["dependencies"]}
+    assert {"annexa", "moto"} <= needs
+
+
 def test_dockerfile_has_what_the_deployment_relies_on() -> None:
     assert dockerfile_problems(DOCKERFILE.read_text(encoding="utf-8")) == []
 
