@@ -23,7 +23,7 @@ RUN apt-get update \
 
 WORKDIR /src
 COPY pyproject.toml README.md ./
-# The demo estates (annexa_demo/, the [demo] extra) stay out of the image.
+# The demo estates (demo/, a distribution of their own) stay out of the image.
 COPY analyzers/ analyzers/
 COPY collector/ collector/
 COPY connectors/ connectors/

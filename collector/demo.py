@@ -18,18 +18,22 @@ from collector.config import AnnexaConfig, ConnectorConfig, Settings
 from collector.output import OutputFormat, render
 
 DEMO_REGIONS = ["us-east-1", "eu-west-1"]
-DEMO_EXTRA = "annexa demo needs the 'demo' extra: pip install 'annexa[demo]'"
+DEMO_NOT_INSTALLED = (
+    "annexa demo needs the demo estates (distribution annexa-demo, with moto): "
+    "from a clone of the repository, pip install -e ./demo"
+)
 
 
 def demo_seeder() -> Callable[[str], dict[str, Any]]:
-    """The demo estate's seeding function, or a clear exit when the ``[demo]`` extra
-    (moto, and the demo package annexa_demo that drives it) is not installed."""
+    """The demo estate's seeding function, or a clear exit when the demo distribution
+    (``annexa-demo`` from demo/: the package annexa_demo and the moto it drives) is not
+    installed."""
     try:
         import moto  # noqa: F401  (the estate edits moto's state: it must be there)
 
         from annexa_demo.aws.estate import seed_demo_estate
     except ImportError:
-        raise SystemExit(DEMO_EXTRA) from None
+        raise SystemExit(DEMO_NOT_INSTALLED) from None
     return seed_demo_estate
 
 
@@ -39,7 +43,7 @@ def moto_estate() -> Iterator[str]:
     try:
         from moto.server import ThreadedMotoServer
     except ImportError:
-        raise SystemExit(DEMO_EXTRA) from None
+        raise SystemExit(DEMO_NOT_INSTALLED) from None
     saved = dict(os.environ)
     os.environ["MOTO_EC2_LOAD_DEFAULT_AMIS"] = "false"
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)

@@ -10,8 +10,8 @@ included, since a lazy import is still a dependency a reader must follow — and
   collector``/``connectors``, ``mappings → store``/``collector``/``connectors``/
   ``analyzers``/``exports``, ``core → anything of ours``, ``analyzers →
   store``/``collector`` (they read the store through core's ``EvidenceView`` only),
-  ``anything → annexa_demo`` except ``collector.demo`` (the demo estates ship with the
-  ``[demo]`` extra only; ``annexa_demo`` may import connectors and core), and
+  ``anything → annexa_demo`` except ``collector.demo`` (the demo estates, demo/annexa_demo,
+  ship in a distribution of their own; ``annexa_demo`` may import connectors and core), and
   ``anything → collector.cli`` except ``collector.__main__``.
 
 Arrows that break a rule today and cannot be removed before the core package exists are
@@ -31,6 +31,11 @@ ROOT = Path(__file__).resolve().parent.parent
 PACKAGES = (
     "analyzers", "annexa_demo", "collector", "connectors", "core", "exports", "mappings", "store",
 )
+#: Where each package's source lives: the product's at the root, the demo estates under
+#: demo/ (a distribution of their own, so the product wheel never ships them).
+PACKAGE_DIRS = {pkg: ROOT / pkg for pkg in PACKAGES} | {
+    "annexa_demo": ROOT / "demo" / "annexa_demo",
+}
 
 #: Arrows that break a rule today, as (importer pattern, imported module) → why each
 #: stays for now. Patterns are fnmatch-style over module names.
@@ -45,8 +50,9 @@ def allowed(src: str, dst: str) -> bool:
     return any(fnmatch(src, pat) and dst == target for pat, target in ALLOWED)
 
 
-def module_name(path: Path) -> str:
-    rel = path.relative_to(ROOT).with_suffix("")
+def module_name(path: Path, base: Path = ROOT) -> str:
+    """The dotted name of ``path``, a module under the import root ``base``."""
+    rel = path.relative_to(base).with_suffix("")
     parts = list(rel.parts)
     if parts[-1] == "__init__":
         parts.pop()
@@ -55,9 +61,9 @@ def module_name(path: Path) -> str:
 
 def modules() -> dict[str, Path]:
     return {
-        module_name(p): p
+        module_name(p, PACKAGE_DIRS[pkg].parent): p
         for pkg in PACKAGES
-        for p in sorted((ROOT / pkg).rglob("*.py"))
+        for p in sorted(PACKAGE_DIRS[pkg].rglob("*.py"))
         if "__pycache__" not in p.parts
     }
 

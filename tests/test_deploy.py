@@ -50,10 +50,10 @@ K8S = ROOT / "deploy" / "kubernetes"
 DAEMON_PORT = 9464
 
 QUICK_START = {
-    "demo": "python3 -m venv .venv && . .venv/bin/activate && pip install -e '.[demo]' "
+    "demo": "python3 -m venv .venv && . .venv/bin/activate && pip install -e . -e ./demo "
     "&& annexa demo",
     "test": "python3 -m venv .venv && . .venv/bin/activate && pip install -e '.[test]' "
-    "&& pytest -n 2",
+    "-e ./demo && pytest -n 2",
 }
 SQL_MARKER = "<!-- sql:example -->"
 SECRETISH = re.compile(r"(PASSWORD|SECRET|TOKEN|API_?KEY|PRIVATE_?KEY|CREDENTIAL)", re.I)
@@ -203,10 +203,33 @@ def dockerfile_problems(text: str) -> list[str]:
 
 
 def product_packages() -> list[str]:
-    """The top-level packages pyproject ships, less the demo estates (an extra's)."""
+    """The top-level packages pyproject ships (the demo estates are demo/'s own)."""
     meta = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
     include = meta["tool"]["setuptools"]["packages"]["find"]["include"]
-    return sorted({p.rstrip("*").rstrip(".") for p in include} - {"annexa_demo"})
+    return sorted({p.rstrip("*").rstrip(".") for p in include})
+
+
+def _found_packages(project: Path) -> list[str]:
+    """The packages setuptools finds for ``project`` by its pyproject's include patterns
+    (namespace discovery, as ``[tool.setuptools.packages.find]`` does by default)."""
+    from setuptools import find_namespace_packages
+
+    meta = tomllib.loads((project / "pyproject.toml").read_text(encoding="utf-8"))
+    include = meta["tool"]["setuptools"]["packages"]["find"]["include"]
+    return find_namespace_packages(where=str(project), include=include)
+
+
+def test_the_product_wheel_leaves_the_demo_estates_to_their_own() -> None:
+    """``pip install annexa`` ships no demo estate (issue 14): annexa_demo is found only
+    in demo/, the ``annexa-demo`` distribution, which depends on the product and moto."""
+    product = _found_packages(ROOT)
+    assert "collector" in product
+    assert not [p for p in product if "annexa_demo" in p or p.startswith("demo")]
+    assert {"annexa_demo", "annexa_demo.aws"} <= set(_found_packages(ROOT / "demo"))
+    demo = tomllib.loads((ROOT / "demo" / "pyproject.toml").read_text(encoding="utf-8"))
+    assert demo["project"]["name"] == "annexa-demo"
+    needs = {re.split(r"[\[<>=]", d)[0] for d in demo["project"]["dependencies"]}
+    assert {"annexa", "moto"} <= needs
 
 
 def test_dockerfile_has_what_the_deployment_relies_on() -> None:
@@ -298,7 +321,7 @@ def test_dockerignore_keeps_secrets_out_and_build_inputs_in() -> None:
         for line in DOCKERIGNORE.read_text(encoding="utf-8").splitlines()
         if line.strip() and not line.strip().startswith("#")
     ]
-    for local in (".git", ".venv", "annexa.db", "annexa.toml", ".env", "tests", "deploy"):
+    for local in (".git", ".venv", "annexa.db", "annexa.toml", ".env", "tests", "deploy", "demo"):
         assert _ignored(local, patterns), f"{local} would be sent to the build context"
     sources = []
     for word, args in instructions(DOCKERFILE.read_text(encoding="utf-8")):
