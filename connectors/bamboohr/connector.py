@@ -48,7 +48,14 @@ from connectors.http import (
     MalformedResponseError,
 )
 from connectors.jsonstream import iter_list
-from connectors.kit import GLOBAL, PseudonymiseOptions, Pseudonymiser, SourceURL, run_unit
+from connectors.kit import (
+    GLOBAL,
+    PseudonymiseOptions,
+    Pseudonymiser,
+    SourceURL,
+    run_client,
+    run_unit,
+)
 from core.connector import (
     CollectContext,
     Connector,
@@ -211,13 +218,7 @@ class BambooHRConnector(Connector):
         except SecretUnavailableError as exc:
             yield Coverage(scope, GLOBAL, SERVICE, ok=False, error=str(exc))
             return
-        with HttpClient(
-            opts.api_url,
-            auth=auth,
-            options=opts.http,
-            headers={"Accept": "application/json"},
-            cancel_event=ctx.cancel_event,
-        ) as http:
+        with run_client(opts.api_url, auth, opts.http, ctx) as http:
             yield from run_unit(
                 scope, SERVICE, lambda: self._read(http, pseudo), ctx.cancelled, source=self.type
             )

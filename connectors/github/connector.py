@@ -48,7 +48,7 @@ from connectors.http import (
     token_auth,
 )
 from connectors.identityshared import SignInConnector, units_in_turn
-from connectors.kit import PseudonymiseOptions, Pseudonymiser, SourceURL
+from connectors.kit import PseudonymiseOptions, Pseudonymiser, SourceURL, run_client
 from connectors.oauth import bearer_signed_in, sign_jwt_rs256
 from core.connector import (
     CollectContext,
@@ -111,13 +111,7 @@ class GitHubConnector(SignInConnector):
         return self.options.organization
 
     def _client(self, ctx: CollectContext, auth: AuthHeaders | None) -> HttpClient:
-        return HttpClient(
-            self.options.api_url,
-            auth=auth,
-            options=self.options.http,
-            headers=API_HEADERS,
-            cancel_event=ctx.cancel_event,
-        )
+        return run_client(self.options.api_url, auth, self.options.http, ctx, API_HEADERS)
 
     def _auth(self, ctx: CollectContext, stack: ExitStack) -> AuthHeaders:
         """The auth callable; as an app, the first installation token is fetched here so

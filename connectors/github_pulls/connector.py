@@ -33,8 +33,8 @@ from pydantic import Field, field_validator
 
 from connectors.github_pulls.approvals import AUTHOR_ASSOCIATIONS, WRITE_ASSOCIATIONS
 from connectors.github_pulls.pulls import CHECK_CONCLUSIONS, PREFIX, read_repo
-from connectors.http import HttpClient, HttpOptions, token_auth
-from connectors.kit import GLOBAL, SourceURL, run_unit
+from connectors.http import HttpOptions, token_auth
+from connectors.kit import GLOBAL, SourceURL, run_client, run_unit
 from connectors.process import (
     ProcessBase,
     ProcessOptions,
@@ -49,6 +49,8 @@ from core.connector import (
     SecretUnavailableError,
 )
 from core.records import Coverage, Record
+
+API_HEADERS = {"Accept": "application/vnd.github+json", "X-GitHub-Api-Version": "2022-11-28"}
 
 register_process_checks(PREFIX, "GitHub", kinds=("change",), item="pull_request")
 
@@ -136,16 +138,7 @@ class GitHubPullsConnector(Connector):
                 for repo in p.repos:
                     yield Coverage(repo, GLOBAL, p.kind, ok=False, error=str(exc))
             return
-        http = HttpClient(
-            opts.api_url,
-            auth=auth,
-            options=opts.http,
-            headers={
-                "Accept": "application/vnd.github+json",
-                "X-GitHub-Api-Version": "2022-11-28",
-            },
-            cancel_event=ctx.cancel_event,
-        )
+        http = run_client(opts.api_url, auth, opts.http, ctx, API_HEADERS)
         specs = self.checks()
         with http:
             for process in opts.processes:

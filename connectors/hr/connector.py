@@ -30,8 +30,8 @@ from connectors.hr.accounts import hr_accounts
 from connectors.hr.csvsource import read_csv
 from connectors.hr.model import SERVICE, HrPerson, record_type
 from connectors.hr.scim import DEFAULT_ATTRIBUTES, read_users
-from connectors.http import HttpClient, HttpOptions, check_url, token_auth
-from connectors.kit import GLOBAL, PseudonymiseOptions, Pseudonymiser, run_unit
+from connectors.http import HttpOptions, check_url, token_auth
+from connectors.kit import GLOBAL, PseudonymiseOptions, Pseudonymiser, run_client, run_unit
 from core.connector import (
     CollectContext,
     Connector,
@@ -43,6 +43,8 @@ from core.records import Coverage, Evidence, Record
 
 PREFIX = "hr"
 RECORD_TYPE = record_type(PREFIX)
+#: SCIM servers answer ``application/scim+json``; some only plain JSON.
+SCIM_HEADERS = {"Accept": "application/scim+json, application/json"}
 checks.register(PREFIX, "HR via SCIM or CSV")
 
 
@@ -138,13 +140,7 @@ class HrConnector(Connector):
             )
             return
         attributes = {**DEFAULT_ATTRIBUTES, **opts.attributes}
-        with HttpClient(
-            opts.scim_url or "",
-            auth=auth,
-            options=opts.http,
-            headers={"Accept": "application/scim+json, application/json"},
-            cancel_event=ctx.cancel_event,
-        ) as http:
+        with run_client(opts.scim_url or "", auth, opts.http, ctx, SCIM_HEADERS) as http:
             yield from run_unit(
                 scope,
                 SERVICE,

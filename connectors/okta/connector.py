@@ -44,7 +44,7 @@ from connectors.http import (
     token_auth,
 )
 from connectors.identityshared import SignInConnector, units_in_turn
-from connectors.kit import PseudonymiseOptions, Pseudonymiser, SourceURL
+from connectors.kit import PseudonymiseOptions, Pseudonymiser, SourceURL, run_client
 from connectors.oauth import bearer_signed_in, post_token_form, sign_jwt_rs256
 from connectors.okta import admins, apitokens, policies, users
 from connectors.okta.accounts import ACCOUNTS
@@ -162,13 +162,7 @@ class OktaConnector(SignInConnector):
         return bearer_signed_in(fetch)
 
     def _client(self, ctx: CollectContext, auth: AuthHeaders | None) -> HttpClient:
-        return HttpClient(
-            self.options.org_url,
-            auth=auth,
-            options=self.options.http,
-            headers={"Accept": "application/json"},
-            cancel_event=ctx.cancel_event,
-        )
+        return run_client(self.options.org_url, auth, self.options.http, ctx)
 
     def _collect(
         self, ctx: CollectContext, auth: AuthHeaders, pseudo: Pseudonymiser
