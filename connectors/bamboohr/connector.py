@@ -27,7 +27,6 @@ for every person (named in ``_errors``), never a guessed verdict.
 
 from __future__ import annotations
 
-import base64
 import io
 import tempfile
 from array import array
@@ -42,10 +41,10 @@ from connectors.hr import checks
 from connectors.hr.accounts import hr_accounts
 from connectors.hr.model import SERVICE, HrPerson, record_type, text
 from connectors.http import (
-    AuthHeaders,
     HttpClient,
     HttpOptions,
     MalformedResponseError,
+    basic_auth,
 )
 from connectors.jsonstream import iter_list
 from connectors.kit import (
@@ -64,7 +63,6 @@ from core.connector import (
     SecretUnavailableError,
 )
 from core.records import Coverage, Evidence, Record
-from core.redaction import register_secret
 
 PREFIX = "bamboohr"
 RECORD_TYPE = record_type(PREFIX)
@@ -111,18 +109,6 @@ class BambooHROptions(PseudonymiseOptions):
     )
     http: HttpOptions = Field(default_factory=HttpOptions)
 
-
-
-def basic_auth(api_key: str) -> AuthHeaders:
-    """BambooHR's HTTP Basic auth: the API key as user name, any password ("x")."""
-    register_secret(api_key)
-    value = "Basic " + base64.b64encode(f"{api_key}:x".encode()).decode("ascii")
-    register_secret(value)
-
-    def headers() -> Mapping[str, str]:
-        return {"Authorization": value}
-
-    return headers
 
 
 def person_from_row(
@@ -213,7 +199,8 @@ class BambooHRConnector(Connector):
         opts = self.options
         scope = opts.company_domain
         try:
-            auth = basic_auth(opts.api_key.get())
+            # BambooHR's Basic auth: the API key as user name, any password ("x").
+            auth = basic_auth(opts.api_key.get(), "x")
             pseudo = opts.pseudonymiser()
         except SecretUnavailableError as exc:
             yield Coverage(scope, GLOBAL, SERVICE, ok=False, error=str(exc))

@@ -147,11 +147,10 @@ class GitHubConnector(SignInConnector):
         return bearer_signed_in(fetch)
 
     def _collect(
-        self, ctx: CollectContext, auth: AuthHeaders, pseudo: Pseudonymiser
+        self, ctx: CollectContext, http: HttpClient, pseudo: Pseudonymiser
     ) -> Iterator[Record]:
         opts = self.options
         scope = self.scope
-        http = self._client(ctx, auth)
         owners = org.Owners(http, scope)  # one listing for the org and member units
         units = (
             ("org", lambda: org.read_org(http, scope, pseudo, owners)),
@@ -172,8 +171,7 @@ class GitHubConnector(SignInConnector):
             ("codescanning", lambda: alerts.read_code_alerts(http, scope)),
             ("secretscanning", lambda: alerts.read_secret_alerts(http, scope)),
         )
-        with http:
-            yield from units_in_turn(scope, units, ctx.cancelled, source="github")
+        yield from units_in_turn(scope, units, ctx.cancelled, source="github")
 
 
 def _installation_token(body: object, url: str) -> tuple[str, float]:

@@ -145,18 +145,17 @@ class JamfConnector(SignInConnector):
         return bearer_signed_in(fetch)
 
     def _collect(
-        self, ctx: CollectContext, auth: AuthHeaders, pseudo: Pseudonymiser
+        self, ctx: CollectContext, http: HttpClient, pseudo: Pseudonymiser
     ) -> Iterator[Record]:
         opts = self.options
         scope = self.scope
-        with self._client(ctx, auth) as http:
-            read = run_unit(
-                scope,
-                "computer",
-                lambda: computers.read_computers(
-                    http, scope, pseudo, page_size=opts.page_size, cancelled=ctx.cancelled
-                ),
-                ctx.cancelled,
-                source="jamf",
-            )
-            yield from reopening(scope, read, ctx.cancelled)
+        read = run_unit(
+            scope,
+            "computer",
+            lambda: computers.read_computers(
+                http, scope, pseudo, page_size=opts.page_size, cancelled=ctx.cancelled
+            ),
+            ctx.cancelled,
+            source="jamf",
+        )
+        yield from reopening(scope, read, ctx.cancelled)
