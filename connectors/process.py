@@ -59,7 +59,7 @@ from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from connectors.http import MalformedResponseError, SourceError
+from connectors.http import HttpClient, MalformedResponseError, SourceError
 from connectors.kit import ERRORS_KEY, GLOBAL, EvidenceMissing, run_unit
 from core.checks import (
     REGISTRY,
@@ -579,6 +579,41 @@ def item_payload(
     if errors:
         payload[ERRORS_KEY] = dict(sorted(errors.items()))
     return payload
+
+
+class TicketReader:
+    """Reads one process's tickets from a source (thread-safe) and turns each into
+    evidence ``<prefix>.<kind>.ticket``. ``settings`` has the source's ``system_users``."""
+
+    #: The connector's prefix.
+    prefix: ClassVar[str]
+    #: The source's fields whose changes are state transitions.
+    state_fields: ClassVar[tuple[str, ...]]
+
+    def __init__(self, http: HttpClient, settings: Any, process: Any, scope: str) -> None:
+        self.http = http
+        self.s = settings
+        self.process = process
+        self.scope = scope
+
+    def evidence(
+        self,
+        key: str,
+        ticket: dict[str, Any],
+        history: list[dict[str, Any]],
+        errors: Mapping[str, str],
+    ) -> Evidence:
+        """The evidence of one ticket: its facts, history and derived process facts."""
+        payload = item_payload(
+            self.process,
+            ticket,
+            history,
+            state_fields=self.state_fields,
+            system_users=self.s.system_users,
+            errors=errors,
+        )
+        rtype = f"{self.prefix}.{self.process.kind}.ticket"
+        return Evidence(self.scope, GLOBAL, rtype, key, payload)
 
 
 # --------------------------------------------------------------------------- checks
