@@ -39,22 +39,11 @@ from pydantic import Field
 
 from connectors.hr import checks
 from connectors.hr.accounts import hr_accounts
-from connectors.hr.model import SERVICE, HrPerson, record_type, text
-from connectors.http import (
-    HttpClient,
-    HttpOptions,
-    MalformedResponseError,
-    basic_auth,
-)
+from connectors.hr.model import SERVICE, HrPerson, evidence, record_type, text
+from connectors.http import HttpClient, HttpOptions, MalformedResponseError, basic_auth
+from connectors.identityshared import refused
 from connectors.jsonstream import iter_list
-from connectors.kit import (
-    GLOBAL,
-    PseudonymiseOptions,
-    Pseudonymiser,
-    SourceURL,
-    run_client,
-    run_unit,
-)
+from connectors.kit import PseudonymiseOptions, Pseudonymiser, SourceURL, run_client, run_unit
 from core.connector import (
     CollectContext,
     Connector,
@@ -62,7 +51,7 @@ from core.connector import (
     SecretRef,
     SecretUnavailableError,
 )
-from core.records import Coverage, Evidence, Record
+from core.records import Evidence, Record
 
 PREFIX = "bamboohr"
 RECORD_TYPE = record_type(PREFIX)
@@ -203,7 +192,7 @@ class BambooHRConnector(Connector):
             auth = basic_auth(opts.api_key.get(), "x")
             pseudo = opts.pseudonymiser()
         except SecretUnavailableError as exc:
-            yield Coverage(scope, GLOBAL, SERVICE, ok=False, error=str(exc))
+            yield from refused(scope, (SERVICE,), str(exc))
             return
         with run_client(opts.api_url, auth, opts.http, ctx) as http:
             yield from run_unit(
@@ -219,15 +208,15 @@ class BambooHRConnector(Connector):
         custom = {opt: getattr(opts, opt) for opt in CUSTOM_DATES.values()}
         terminated = frozenset(s.lower() for s in opts.terminated_statuses)
         body = {"title": "Annexa HR evidence", "fields": self.report_fields()}
-        for row in self._stream(
+        rows = self._stream(
             http,
             "POST",
             "/reports/custom",
             params={"format": "JSON", "onlyCurrent": "false"},
             body=body,
-        ):
-            p = person_from_row(row, custom, terminated, directory)
-            yield Evidence(scope, GLOBAL, RECORD_TYPE, p.employee_id, p.payload(pseudo))
+        )
+        people = (person_from_row(row, custom, terminated, directory) for row in rows)
+        yield from evidence(people, scope, RECORD_TYPE, pseudo)
 
     def _stream(
         self,
