@@ -35,6 +35,7 @@ timeouts, retries and the CA bundle per connector instance in ``config.toml``.
 
 from __future__ import annotations
 
+import base64
 import email.utils
 import ipaddress
 import json
@@ -78,6 +79,7 @@ __all__ = [
     "RetryExhaustedError",
     "SourceError",
     "TransportError",
+    "basic_auth",
     "check_url",
     "redact_url",
     "token_auth",
@@ -232,6 +234,13 @@ def redact_url(url: str | httpx.URL) -> str:
         for k, v in parse_qsl(parts.query, keep_blank_values=True)
     ]
     return urlunsplit((parts.scheme, netloc, parts.path, urlencode(query, safe=",:/"), ""))
+
+
+def basic_auth(user: str, password: str) -> AuthHeaders:
+    """Auth callable sending HTTP Basic ``user:password``; the encoded pair is registered
+    with the log redactor like any token."""
+    pair = base64.b64encode(f"{user}:{password}".encode()).decode("ascii")
+    return token_auth("Basic", pair)
 
 
 def token_auth(scheme: str, token: str, header: str = "Authorization") -> AuthHeaders:

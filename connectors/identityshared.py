@@ -120,8 +120,8 @@ def refused(scope: str, services: Iterable[str], error: str) -> Iterator[Coverag
 class SignInConnector(Connector):
     """A source read behind one sign-in per run (GitHub, Okta, Jamf): ``_auth`` builds the
     auth callable and fetches a first token, so a refused credential fails the run once,
-    up front, as one failed ``Coverage`` per ``refused_services``; otherwise
-    ``_collect`` reads the units with it."""
+    up front, as one failed ``Coverage`` per ``refused_services``; otherwise ``_collect``
+    reads the units through the ``_client`` signed in with it (closed after the run)."""
 
     #: The services a refused sign-in fails: ``("*",)`` is the whole scope at once.
     refused_services: ClassVar[tuple[str, ...]] = ("*",)
@@ -136,8 +136,12 @@ class SignInConnector(Connector):
         """The auth callable; a client it needs for its tokens goes on ``stack``."""
         raise NotImplementedError
 
+    def _client(self, ctx: CollectContext, auth: AuthHeaders | None) -> HttpClient:
+        """The source's API client (``auth`` None: the one that fetches tokens)."""
+        raise NotImplementedError
+
     def _collect(
-        self, ctx: CollectContext, auth: AuthHeaders, pseudo: Pseudonymiser
+        self, ctx: CollectContext, http: HttpClient, pseudo: Pseudonymiser
     ) -> Iterator[Record]:
         raise NotImplementedError
 
@@ -149,4 +153,5 @@ class SignInConnector(Connector):
             except (SecretUnavailableError, SourceError) as exc:
                 yield from refused(self.scope, self.refused_services, str(exc))
                 return
-            yield from self._collect(ctx, auth, pseudo)
+            http = stack.enter_context(self._client(ctx, auth))
+            yield from self._collect(ctx, http, pseudo)

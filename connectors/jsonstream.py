@@ -67,6 +67,15 @@ class _Reader:
             raise self.error(f"expected {char!r}, found {got or 'end of document'!r}")
         self.pos += 1
 
+    def closes(self, close: str, where: str = "") -> bool:
+        """Reads the separator after a member or item: True at ``close`` (the object or
+        list ends), False at a comma (another follows); anything else is an error."""
+        sep = self.peek()
+        if sep == close or sep == ",":
+            self.pos += 1
+            return sep == close
+        raise self.error(f"expected ',' or '{close}'{where}, found {sep or 'end of document'!r}")
+
     def value(self) -> Any:
         if not self.peek():
             raise self.error("unexpected end of document")
@@ -106,13 +115,8 @@ def iter_list(fp: TextIO, key: str, *, what: str = "response") -> Iterator[Any]:
                 yield from _items(r, key)
             else:
                 r.value()
-            sep = r.peek()
-            r.pos += 1
-            if sep == "}":
+            if r.closes("}"):
                 break
-            if sep != ",":
-                r.pos -= 1
-                raise r.error(f"expected ',' or '}}', found {sep or 'end of document'!r}")
     if r.peek():
         raise r.error("unexpected data after the document")
     if not found:
@@ -131,10 +135,5 @@ def _items(r: _Reader, key: str) -> Iterator[Any]:
         return
     while True:
         yield r.value()
-        sep = r.peek()
-        r.pos += 1
-        if sep == "]":
+        if r.closes("]", f" in {key!r}"):
             return
-        if sep != ",":
-            r.pos -= 1
-            raise r.error(f"expected ',' or ']' in {key!r}, found {sep or 'end of document'!r}")

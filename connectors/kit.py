@@ -16,6 +16,7 @@ ServiceNow, HR, devices, KnowBe4, policies…).
   ``error`` rather than a guessed ``pass``/``fail``.
 * **People** — :class:`Pseudonymiser` and :class:`PseudonymiseOptions` (the
   ``pseudonymise`` / ``pseudonymise_key`` options every identity-reading connector has).
+* **Clients** — :func:`run_client` (a source's HTTP client for one run, cancelled with it).
 * **Options** — :data:`SourceURL` (a source's base URL, checked and without a trailing
   slash).
 * :data:`GLOBAL`, :func:`batches`.
@@ -51,8 +52,8 @@ from typing import Annotated, Any, Protocol, Self
 import structlog
 from pydantic import AfterValidator, Field, model_validator
 
-from connectors.http import SourceError, check_url
-from core.connector import ConnectorOptions, SecretRef
+from connectors.http import AuthHeaders, HttpClient, HttpOptions, SourceError, check_url
+from core.connector import CollectContext, ConnectorOptions, SecretRef
 from core.records import Coverage, Evidence, Finding, Record
 from core.redaction import scrub_text
 
@@ -334,6 +335,26 @@ def batches(items: Iterable[Any], size: int) -> Iterator[list[Any]]:
             batch = []
     if batch:
         yield batch
+
+
+# --------------------------------------------------------------------------- clients
+
+#: What a JSON API is asked for unless its connector needs a vendor media type.
+JSON_HEADERS: Mapping[str, str] = {"Accept": "application/json"}
+
+
+def run_client(
+    base_url: str,
+    auth: AuthHeaders | None,
+    options: HttpOptions,
+    ctx: CollectContext,
+    headers: Mapping[str, str] = JSON_HEADERS,
+) -> HttpClient:
+    """The HTTP client of one collection run: it sends ``headers`` (JSON by default)
+    and stops waiting (retries, rate limits) as soon as the run is cancelled."""
+    return HttpClient(
+        base_url, auth=auth, options=options, headers=headers, cancel_event=ctx.cancel_event
+    )
 
 
 # --------------------------------------------------------------------------- options

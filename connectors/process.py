@@ -50,14 +50,16 @@ owner's acceptance of the risk (who and when, from the history).
 
 from __future__ import annotations
 
+from abc import abstractmethod
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import ExitStack
 from datetime import UTC, date, datetime, timedelta
 from typing import Any, ClassVar, Literal, get_args
 from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from connectors.http import MalformedResponseError
+from connectors.http import HttpClient, MalformedResponseError, SourceError
 from connectors.kit import ERRORS_KEY, GLOBAL, EvidenceMissing, run_unit
 from core.checks import (
     REGISTRY,
@@ -69,7 +71,12 @@ from core.checks import (
     not_applicable,
     passed,
 )
-from core.connector import ConnectorOptions
+from core.connector import (
+    CollectContext,
+    Connector,
+    ConnectorOptions,
+    SecretUnavailableError,
+)
 from core.records import Coverage, Evidence, Record
 
 Kind = Literal[
@@ -572,6 +579,41 @@ def item_payload(
     if errors:
         payload[ERRORS_KEY] = dict(sorted(errors.items()))
     return payload
+
+
+class TicketReader:
+    """Reads one process's tickets from a source (thread-safe) and turns each into
+    evidence ``<prefix>.<kind>.ticket``. ``settings`` has the source's ``system_users``."""
+
+    #: The connector's prefix.
+    prefix: ClassVar[str]
+    #: The source's fields whose changes are state transitions.
+    state_fields: ClassVar[tuple[str, ...]]
+
+    def __init__(self, http: HttpClient, settings: Any, process: Any, scope: str) -> None:
+        self.http = http
+        self.s = settings
+        self.process = process
+        self.scope = scope
+
+    def evidence(
+        self,
+        key: str,
+        ticket: dict[str, Any],
+        history: list[dict[str, Any]],
+        errors: Mapping[str, str],
+    ) -> Evidence:
+        """The evidence of one ticket: its facts, history and derived process facts."""
+        payload = item_payload(
+            self.process,
+            ticket,
+            history,
+            state_fields=self.state_fields,
+            system_users=self.s.system_users,
+            errors=errors,
+        )
+        rtype = f"{self.prefix}.{self.process.kind}.ticket"
+        return Evidence(self.scope, GLOBAL, rtype, key, payload)
 
 
 # --------------------------------------------------------------------------- checks
@@ -1079,4 +1121,38 @@ def process_errors(
     """Every process unit failed before anything was read (a credential, a token)."""
     for p in processes:
         yield Coverage(scope, GLOBAL, p.kind, ok=False, error=error)
+
+
+#: Reads one process: ``read(process, item_checks)`` yields its items and population.
+ProcessReader = Callable[[ProcessBase, list[CheckSpec]], Iterable[Evidence]]
+
+
+class ProcessConnector(Connector):
+    """A ticketing source read as one unit per declared process (Jira, ServiceNow).
+
+    Its options have ``scope`` and ``processes``. When signing in fails (a secret is
+    missing, a token is refused) every process unit is ``error`` with the reason.
+    """
+
+    def collect(self, ctx: CollectContext) -> Iterator[Record]:
+        opts: Any = self.options
+        with ExitStack() as stack:
+            try:
+                read = self._reader(ctx, stack)
+            except (SecretUnavailableError, SourceError) as exc:
+                yield from process_errors(opts.scope, opts.processes, str(exc))
+                return
+            yield from process_units(
+                opts.scope,
+                opts.processes,
+                self.checks(),
+                self.prefix,
+                read,
+                ctx.cancelled,
+                source=self.type,
+            )
+
+    @abstractmethod
+    def _reader(self, ctx: CollectContext, stack: ExitStack) -> ProcessReader:
+        """Sign in, open the clients on ``stack`` and return the reader of a process."""
 

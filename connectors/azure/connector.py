@@ -40,8 +40,8 @@ from typing import Any, ClassVar, Literal
 from pydantic import Field, field_validator, model_validator
 
 from connectors.cloudshared import all_match
-from connectors.http import HttpClient, HttpOptions, SourceError, check_url
-from connectors.kit import GLOBAL, SourceURL, Unit, stream_units
+from connectors.http import HttpOptions, SourceError, check_url
+from connectors.kit import GLOBAL, SourceURL, Unit, run_client, stream_units
 from core.connector import (
     CollectContext,
     Connector,
@@ -306,13 +306,7 @@ class AzureConnector(Connector):
             ctx.log.warning("azure credential failed", connector=self.name, error=str(exc))
             yield from self._scope_errors(str(exc))
             return
-        http = HttpClient(
-            o.arm_url,
-            auth=auth,
-            options=o.http,
-            headers={"Accept": "application/json"},
-            cancel_event=ctx.cancel_event,
-        )
+        http = run_client(o.arm_url, auth, o.http, ctx)
         with http:
             arm = Arm(http)
             if o.subscriptions is not None:

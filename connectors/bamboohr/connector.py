@@ -27,7 +27,6 @@ for every person (named in ``_errors``), never a guessed verdict.
 
 from __future__ import annotations
 
-import base64
 import io
 import tempfile
 from array import array
@@ -40,15 +39,11 @@ from pydantic import Field
 
 from connectors.hr import checks
 from connectors.hr.accounts import hr_accounts
-from connectors.hr.model import SERVICE, HrPerson, record_type, text
-from connectors.http import (
-    AuthHeaders,
-    HttpClient,
-    HttpOptions,
-    MalformedResponseError,
-)
+from connectors.hr.model import SERVICE, HrPerson, evidence, record_type, text
+from connectors.http import HttpClient, HttpOptions, MalformedResponseError, basic_auth
+from connectors.identityshared import refused
 from connectors.jsonstream import iter_list
-from connectors.kit import GLOBAL, PseudonymiseOptions, Pseudonymiser, SourceURL, run_unit
+from connectors.kit import PseudonymiseOptions, Pseudonymiser, SourceURL, run_client, run_unit
 from core.connector import (
     CollectContext,
     Connector,
@@ -56,8 +51,7 @@ from core.connector import (
     SecretRef,
     SecretUnavailableError,
 )
-from core.records import Coverage, Evidence, Record
-from core.redaction import register_secret
+from core.records import Evidence, Record
 
 PREFIX = "bamboohr"
 RECORD_TYPE = record_type(PREFIX)
@@ -104,18 +98,6 @@ class BambooHROptions(PseudonymiseOptions):
     )
     http: HttpOptions = Field(default_factory=HttpOptions)
 
-
-
-def basic_auth(api_key: str) -> AuthHeaders:
-    """BambooHR's HTTP Basic auth: the API key as user name, any password ("x")."""
-    register_secret(api_key)
-    value = "Basic " + base64.b64encode(f"{api_key}:x".encode()).decode("ascii")
-    register_secret(value)
-
-    def headers() -> Mapping[str, str]:
-        return {"Authorization": value}
-
-    return headers
 
 
 def person_from_row(
@@ -206,18 +188,13 @@ class BambooHRConnector(Connector):
         opts = self.options
         scope = opts.company_domain
         try:
-            auth = basic_auth(opts.api_key.get())
+            # BambooHR's Basic auth: the API key as user name, any password ("x").
+            auth = basic_auth(opts.api_key.get(), "x")
             pseudo = opts.pseudonymiser()
         except SecretUnavailableError as exc:
-            yield Coverage(scope, GLOBAL, SERVICE, ok=False, error=str(exc))
+            yield from refused(scope, (SERVICE,), str(exc))
             return
-        with HttpClient(
-            opts.api_url,
-            auth=auth,
-            options=opts.http,
-            headers={"Accept": "application/json"},
-            cancel_event=ctx.cancel_event,
-        ) as http:
+        with run_client(opts.api_url, auth, opts.http, ctx) as http:
             yield from run_unit(
                 scope, SERVICE, lambda: self._read(http, pseudo), ctx.cancelled, source=self.type
             )
@@ -231,15 +208,15 @@ class BambooHRConnector(Connector):
         custom = {opt: getattr(opts, opt) for opt in CUSTOM_DATES.values()}
         terminated = frozenset(s.lower() for s in opts.terminated_statuses)
         body = {"title": "Annexa HR evidence", "fields": self.report_fields()}
-        for row in self._stream(
+        rows = self._stream(
             http,
             "POST",
             "/reports/custom",
             params={"format": "JSON", "onlyCurrent": "false"},
             body=body,
-        ):
-            p = person_from_row(row, custom, terminated, directory)
-            yield Evidence(scope, GLOBAL, RECORD_TYPE, p.employee_id, p.payload(pseudo))
+        )
+        people = (person_from_row(row, custom, terminated, directory) for row in rows)
+        yield from evidence(people, scope, RECORD_TYPE, pseudo)
 
     def _stream(
         self,

@@ -38,7 +38,7 @@ from connectors.entra.accounts import ACCOUNTS
 from connectors.entra.auth import TokenCredential, bearer_auth, build_credential, token_value
 from connectors.http import HttpClient, HttpOptions, SourceError, check_url
 from connectors.identityshared import reopening, units_in_turn
-from connectors.kit import GLOBAL, PseudonymiseOptions, Pseudonymiser, SourceURL
+from connectors.kit import GLOBAL, PseudonymiseOptions, Pseudonymiser, SourceURL, run_client
 from core.connector import (
     CollectContext,
     Connector,
@@ -151,13 +151,8 @@ class EntraConnector(Connector):
 
     def _client(self, ctx: CollectContext, credential: TokenCredential) -> HttpClient:
         opts = self.options
-        return HttpClient(
-            f"{opts.graph_url}/{opts.graph_version}",
-            auth=bearer_auth(credential, opts.scope),
-            options=opts.http,
-            headers={"Accept": "application/json"},
-            cancel_event=ctx.cancel_event,
-        )
+        graph = f"{opts.graph_url}/{opts.graph_version}"
+        return run_client(graph, bearer_auth(credential, opts.scope), opts.http, ctx)
 
     def collect(self, ctx: CollectContext) -> Iterator[Record]:
         opts = self.options

@@ -104,6 +104,29 @@ def _meeting(
     return good, near
 
 
+def _named(p: Mapping[str, Any]) -> str:
+    return f"{p.get('name')}{_exclusions(p)}"
+
+
+def _judged(
+    policies: list[Mapping[str, Any]],
+    shortfalls: Callable[[Mapping[str, Any]], list[str] | None],
+    *,
+    meets: str,
+    kind: str,
+    none_meets: str,
+    named: Callable[[Mapping[str, Any]], str] = _named,
+) -> Verdict:
+    """``passed`` naming the policies that meet all of a check's conditions (``meets``:
+    what they do), else ``failed`` saying ``none_meets`` and why each policy of the
+    check's ``kind`` falls short (see :func:`_meeting`)."""
+    good, near = _meeting(policies, shortfalls)
+    if good:
+        return passed(f"{meets}: {', '.join(named(p) for p in good)}")
+    detail = f"; {kind} policies that fall short: {' | '.join(near)}" if near else ""
+    return failed(f"{none_meets}{detail}")
+
+
 @check("entra.tenant.mfa_enforced")
 def tenant_mfa_enforced(payload: Mapping[str, Any], params: Mapping[str, Any]) -> Verdict:
     if payload.get("security_defaults_enabled") is True:
@@ -116,14 +139,14 @@ def tenant_mfa_enforced(payload: Mapping[str, Any], params: Mapping[str, Any]) -
             return None  # not an MFA policy at all
         return [*_gaps(p, params, judge_client_apps=True), *([weak] if weak else [])]
 
-    good, near = _meeting(policies, shortfalls)
-    if good:
-        names = ", ".join(f"{p.get('name')}{_exclusions(p)}" for p in good)
-        return passed(f"Conditional Access requires MFA for every sign-in of all users: {names}")
-    detail = f"; MFA policies that fall short: {' | '.join(near)}" if near else ""
-    return failed(
-        "security defaults are off and no enabled Conditional Access policy requires MFA "
-        f"for every sign-in of all users to all cloud apps ({len(policies)} policies){detail}"
+    return _judged(
+        policies,
+        shortfalls,
+        meets="Conditional Access requires MFA for every sign-in of all users",
+        kind="MFA",
+        none_meets="security defaults are off and no enabled Conditional Access policy "
+        f"requires MFA for every sign-in of all users to all cloud apps ({len(policies)} "
+        "policies)",
     )
 
 
@@ -142,14 +165,13 @@ def tenant_legacy_auth_blocked(payload: Mapping[str, Any], params: Mapping[str, 
             reasons.append(f"client apps {', '.join(sorted(clients)) or 'none'}")
         return reasons
 
-    good, near = _meeting(policies, shortfalls)
-    if good:
-        names = ", ".join(f"{p.get('name')}{_exclusions(p)}" for p in good)
-        return passed(f"legacy authentication is blocked by: {names}")
-    detail = f"; blocking policies that fall short: {' | '.join(near)}" if near else ""
-    return failed(
-        "security defaults are off and no enabled Conditional Access policy blocks "
-        f"Exchange ActiveSync and other legacy clients for all users and apps{detail}"
+    return _judged(
+        policies,
+        shortfalls,
+        meets="legacy authentication is blocked by",
+        kind="blocking",
+        none_meets="security defaults are off and no enabled Conditional Access policy "
+        "blocks Exchange ActiveSync and other legacy clients for all users and apps",
     )
 
 
@@ -187,12 +209,16 @@ def tenant_managed_device_required(
                            "satisfies the grant")
         return reasons
 
-    good, near = _meeting(policies, shortfalls)
-    if good:
-        names = ", ".join(
-            f"{p.get('name')}{' (outside trusted locations)' if p.get('locations') else ''}"
-            f"{_exclusions(p)}" for p in good)
-        return passed(f"Conditional Access requires a compliant or joined device: {names}")
-    detail = f"; device policies that fall short: {' | '.join(near)}" if near else ""
-    return failed("no enabled Conditional Access policy requires a compliant or joined "
-                  f"device for all users and apps ({len(policies)} policies){detail}")
+    def named(p: Mapping[str, Any]) -> str:
+        where = " (outside trusted locations)" if p.get("locations") else ""
+        return f"{p.get('name')}{where}{_exclusions(p)}"
+
+    return _judged(
+        policies,
+        shortfalls,
+        meets="Conditional Access requires a compliant or joined device",
+        kind="device",
+        none_meets="no enabled Conditional Access policy requires a compliant or joined "
+        f"device for all users and apps ({len(policies)} policies)",
+        named=named,
+    )

@@ -44,7 +44,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from connectors.cloudshared import all_match
 from connectors.http import HttpClient, HttpOptions, SourceError, check_url
-from connectors.kit import GLOBAL, Unit, stream_units
+from connectors.kit import GLOBAL, Unit, run_client, stream_units
 from core.connector import (
     CollectContext,
     Connector,
@@ -321,9 +321,7 @@ class GcpConnector(Connector):
     def _apis(self, ctx: CollectContext, auth: Any) -> dict[str, HttpClient]:
         eps = self.options.endpoints
         return {
-            name: HttpClient(getattr(eps, name), auth=auth, options=self.options.http,
-                             headers={"Accept": "application/json"},
-                             cancel_event=ctx.cancel_event)
+            name: run_client(getattr(eps, name), auth, self.options.http, ctx)
             for name in GcpEndpoints.model_fields
         }
 

@@ -45,57 +45,61 @@ def _alert_id(alert: Mapping[str, Any], path: str) -> tuple[str, str]:
     return str(repo), f"{repo}#{number}"
 
 
+def _alert_payload(alert: Mapping[str, Any], repo: str, **details: Any) -> dict[str, Any]:
+    """What every alert records (which one, its state, when it was raised and where to see
+    it) with the ``details`` of its kind."""
+    return {
+        "repository": repo,
+        "number": alert.get("number"),
+        "state": alert.get("state"),
+        **details,
+        "created_at": alert.get("created_at"),
+        "html_url": alert.get("html_url"),
+    }
+
+
 def dependabot_payload(alert: Mapping[str, Any], repo: str) -> dict[str, Any]:
     pkg = dig(alert, "dependency", "package") or dig(alert, "security_vulnerability", "package")
     severity = dig(alert, "security_advisory", "severity") or dig(
         alert, "security_vulnerability", "severity"
     )
-    return {
-        "repository": repo,
-        "number": alert.get("number"),
-        "state": alert.get("state"),
-        "severity": severity,
-        "ghsa_id": dig(alert, "security_advisory", "ghsa_id"),
-        "cve_id": dig(alert, "security_advisory", "cve_id"),
-        "package": f"{dig(pkg, 'ecosystem')}:{dig(pkg, 'name')}" if pkg else None,
-        "manifest_path": dig(alert, "dependency", "manifest_path"),
-        "first_patched_version": dig(
+    return _alert_payload(
+        alert,
+        repo,
+        severity=severity,
+        ghsa_id=dig(alert, "security_advisory", "ghsa_id"),
+        cve_id=dig(alert, "security_advisory", "cve_id"),
+        package=f"{dig(pkg, 'ecosystem')}:{dig(pkg, 'name')}" if pkg else None,
+        manifest_path=dig(alert, "dependency", "manifest_path"),
+        first_patched_version=dig(
             alert, "security_vulnerability", "first_patched_version", "identifier"
         ),
-        "created_at": alert.get("created_at"),
-        "html_url": alert.get("html_url"),
-    }
+    )
 
 
 def secret_alert_payload(alert: Mapping[str, Any], repo: str) -> dict[str, Any]:
     """Metadata only. Key names avoid 'secret', which the store treats as a secret value."""
-    return {
-        "repository": repo,
-        "number": alert.get("number"),
-        "state": alert.get("state"),
-        "kind": alert.get("secret_type"),
-        "kind_name": alert.get("secret_type_display_name"),
-        "validity": alert.get("validity"),
-        "publicly_leaked": alert.get("publicly_leaked"),
-        "push_protection_bypassed": alert.get("push_protection_bypassed"),
-        "created_at": alert.get("created_at"),
-        "html_url": alert.get("html_url"),
-    }
+    return _alert_payload(
+        alert,
+        repo,
+        kind=alert.get("secret_type"),
+        kind_name=alert.get("secret_type_display_name"),
+        validity=alert.get("validity"),
+        publicly_leaked=alert.get("publicly_leaked"),
+        push_protection_bypassed=alert.get("push_protection_bypassed"),
+    )
 
 
 def code_alert_payload(alert: Mapping[str, Any], repo: str) -> dict[str, Any]:
-    return {
-        "repository": repo,
-        "number": alert.get("number"),
-        "state": alert.get("state"),
-        "security_severity": dig(alert, "rule", "security_severity_level"),
-        "rule_severity": dig(alert, "rule", "severity"),
-        "rule": dig(alert, "rule", "id") or dig(alert, "rule", "name"),
-        "tool": dig(alert, "tool", "name"),
-        "path": dig(alert, "most_recent_instance", "location", "path"),
-        "created_at": alert.get("created_at"),
-        "html_url": alert.get("html_url"),
-    }
+    return _alert_payload(
+        alert,
+        repo,
+        security_severity=dig(alert, "rule", "security_severity_level"),
+        rule_severity=dig(alert, "rule", "severity"),
+        rule=dig(alert, "rule", "id") or dig(alert, "rule", "name"),
+        tool=dig(alert, "tool", "name"),
+        path=dig(alert, "most_recent_instance", "location", "path"),
+    )
 
 
 def _read_alerts(

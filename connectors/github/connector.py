@@ -48,7 +48,7 @@ from connectors.http import (
     token_auth,
 )
 from connectors.identityshared import SignInConnector, units_in_turn
-from connectors.kit import PseudonymiseOptions, Pseudonymiser, SourceURL
+from connectors.kit import PseudonymiseOptions, Pseudonymiser, SourceURL, run_client
 from connectors.oauth import bearer_signed_in, sign_jwt_rs256
 from core.connector import (
     CollectContext,
@@ -111,13 +111,7 @@ class GitHubConnector(SignInConnector):
         return self.options.organization
 
     def _client(self, ctx: CollectContext, auth: AuthHeaders | None) -> HttpClient:
-        return HttpClient(
-            self.options.api_url,
-            auth=auth,
-            options=self.options.http,
-            headers=API_HEADERS,
-            cancel_event=ctx.cancel_event,
-        )
+        return run_client(self.options.api_url, auth, self.options.http, ctx, API_HEADERS)
 
     def _auth(self, ctx: CollectContext, stack: ExitStack) -> AuthHeaders:
         """The auth callable; as an app, the first installation token is fetched here so
@@ -153,11 +147,10 @@ class GitHubConnector(SignInConnector):
         return bearer_signed_in(fetch)
 
     def _collect(
-        self, ctx: CollectContext, auth: AuthHeaders, pseudo: Pseudonymiser
+        self, ctx: CollectContext, http: HttpClient, pseudo: Pseudonymiser
     ) -> Iterator[Record]:
         opts = self.options
         scope = self.scope
-        http = self._client(ctx, auth)
         owners = org.Owners(http, scope)  # one listing for the org and member units
         units = (
             ("org", lambda: org.read_org(http, scope, pseudo, owners)),
@@ -178,8 +171,7 @@ class GitHubConnector(SignInConnector):
             ("codescanning", lambda: alerts.read_code_alerts(http, scope)),
             ("secretscanning", lambda: alerts.read_secret_alerts(http, scope)),
         )
-        with http:
-            yield from units_in_turn(scope, units, ctx.cancelled, source="github")
+        yield from units_in_turn(scope, units, ctx.cancelled, source="github")
 
 
 def _installation_token(body: object, url: str) -> tuple[str, float]:

@@ -25,16 +25,16 @@ resource types ``github_pulls.change.pull_request`` (id ``acme/api#12``) and
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from datetime import date
 from typing import ClassVar, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, ValidationInfo, field_validator
 
 from connectors.github_pulls.approvals import AUTHOR_ASSOCIATIONS, WRITE_ASSOCIATIONS
 from connectors.github_pulls.pulls import CHECK_CONCLUSIONS, PREFIX, read_repo
-from connectors.http import HttpClient, HttpOptions, token_auth
-from connectors.kit import GLOBAL, SourceURL, run_unit
+from connectors.http import HttpOptions, token_auth
+from connectors.kit import GLOBAL, SourceURL, run_client, run_unit
 from connectors.process import (
     ProcessBase,
     ProcessOptions,
@@ -50,7 +50,17 @@ from core.connector import (
 )
 from core.records import Coverage, Record
 
+API_HEADERS = {"Accept": "application/vnd.github+json", "X-GitHub-Api-Version": "2022-11-28"}
+
 register_process_checks(PREFIX, "GitHub", kinds=("change",), item="pull_request")
+
+
+#: Options whose every value must be one GitHub documents: the option → (the documented
+#: values, what one of them is called in an error).
+_DOCUMENTED: dict[str, tuple[Sequence[str], str]] = {
+    "approver_associations": (AUTHOR_ASSOCIATIONS, "author_association"),
+    "passing_conclusions": (CHECK_CONCLUSIONS, "check-run conclusion"),
+}
 
 
 class PullsProcess(ProcessBase):
@@ -79,26 +89,13 @@ class PullsProcess(ProcessBase):
     #: protection accepts neutral and skipped too — add them to follow it.
     passing_conclusions: list[str] = Field(default_factory=lambda: ["success"])
 
-    @field_validator("approver_associations")
+    @field_validator(*_DOCUMENTED)
     @classmethod
-    def _associations(cls, v: list[str]) -> list[str]:
-        unknown = sorted(set(v) - set(AUTHOR_ASSOCIATIONS))
+    def _documented(cls, v: list[str], info: ValidationInfo) -> list[str]:
+        documented, what = _DOCUMENTED[info.field_name or ""]
+        unknown = sorted(set(v) - set(documented))
         if unknown:
-            raise ValueError(
-                f"unknown author_association {unknown} (GitHub documents "
-                f"{', '.join(AUTHOR_ASSOCIATIONS)})"
-            )
-        return v
-
-    @field_validator("passing_conclusions")
-    @classmethod
-    def _conclusions(cls, v: list[str]) -> list[str]:
-        unknown = sorted(set(v) - set(CHECK_CONCLUSIONS))
-        if unknown:
-            raise ValueError(
-                f"unknown check-run conclusion {unknown} (GitHub documents "
-                f"{', '.join(CHECK_CONCLUSIONS)})"
-            )
+            raise ValueError(f"unknown {what} {unknown} (GitHub documents {', '.join(documented)})")
         return v
 
     @field_validator("repos")
@@ -136,16 +133,7 @@ class GitHubPullsConnector(Connector):
                 for repo in p.repos:
                     yield Coverage(repo, GLOBAL, p.kind, ok=False, error=str(exc))
             return
-        http = HttpClient(
-            opts.api_url,
-            auth=auth,
-            options=opts.http,
-            headers={
-                "Accept": "application/vnd.github+json",
-                "X-GitHub-Api-Version": "2022-11-28",
-            },
-            cancel_event=ctx.cancel_event,
-        )
+        http = run_client(opts.api_url, auth, opts.http, ctx, API_HEADERS)
         specs = self.checks()
         with http:
             for process in opts.processes:

@@ -28,10 +28,11 @@ from pydantic import Field, field_validator, model_validator
 from connectors.hr import checks
 from connectors.hr.accounts import hr_accounts
 from connectors.hr.csvsource import read_csv
-from connectors.hr.model import SERVICE, HrPerson, record_type
+from connectors.hr.model import SERVICE, evidence, record_type
 from connectors.hr.scim import DEFAULT_ATTRIBUTES, read_users
-from connectors.http import HttpClient, HttpOptions, check_url, token_auth
-from connectors.kit import GLOBAL, PseudonymiseOptions, Pseudonymiser, run_unit
+from connectors.http import HttpOptions, check_url, token_auth
+from connectors.identityshared import refused
+from connectors.kit import PseudonymiseOptions, run_client, run_unit
 from core.connector import (
     CollectContext,
     Connector,
@@ -39,10 +40,12 @@ from core.connector import (
     SecretRef,
     SecretUnavailableError,
 )
-from core.records import Coverage, Evidence, Record
+from core.records import Record
 
 PREFIX = "hr"
 RECORD_TYPE = record_type(PREFIX)
+#: SCIM servers answer ``application/scim+json``; some only plain JSON.
+SCIM_HEADERS = {"Accept": "application/scim+json, application/json"}
 checks.register(PREFIX, "HR via SCIM or CSV")
 
 
@@ -93,14 +96,6 @@ class HrOptions(PseudonymiseOptions):
         return self
 
 
-def evidence(
-    people: Iterator[HrPerson], scope: str, rtype: str, pseudo: Pseudonymiser
-) -> Iterator[Evidence]:
-    """One evidence per person (resource id = the employee id)."""
-    for p in people:
-        yield Evidence(scope, GLOBAL, rtype, p.employee_id, p.payload(pseudo))
-
-
 class HrConnector(Connector):
     type = "hr"
     prefix = PREFIX
@@ -124,7 +119,7 @@ class HrConnector(Connector):
             pseudo = opts.pseudonymiser()
             auth = token_auth("Bearer", opts.token.get()) if opts.token is not None else None
         except SecretUnavailableError as exc:
-            yield Coverage(scope, GLOBAL, SERVICE, ok=False, error=str(exc))
+            yield from refused(scope, (SERVICE,), str(exc))
             return
         if opts.source == "csv":
             path = Path(opts.path or "")
@@ -138,13 +133,7 @@ class HrConnector(Connector):
             )
             return
         attributes = {**DEFAULT_ATTRIBUTES, **opts.attributes}
-        with HttpClient(
-            opts.scim_url or "",
-            auth=auth,
-            options=opts.http,
-            headers={"Accept": "application/scim+json, application/json"},
-            cancel_event=ctx.cancel_event,
-        ) as http:
+        with run_client(opts.scim_url or "", auth, opts.http, ctx, SCIM_HEADERS) as http:
             yield from run_unit(
                 scope,
                 SERVICE,

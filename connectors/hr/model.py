@@ -15,12 +15,13 @@ the field goes to ``_errors`` so the checks needing it report ``error``.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any
 
-from connectors.kit import ERRORS_KEY, Pseudonymiser
+from connectors.kit import ERRORS_KEY, GLOBAL, Pseudonymiser
+from core.records import Evidence
 
 #: The unit (service) of every HR source and the last part of its resource type.
 SERVICE = "employee"
@@ -129,3 +130,11 @@ def who(payload: Mapping[str, Any]) -> str:
     """How a finding names the person: employee id and work e-mail."""
     email = payload.get("work_email")
     return f"employee {payload.get('employee_id')}" + (f" ({email})" if email else "")
+
+
+def evidence(
+    people: Iterable[HrPerson], scope: str, rtype: str, pseudo: Pseudonymiser
+) -> Iterator[Evidence]:
+    """One evidence per person (resource id = the employee id)."""
+    for p in people:
+        yield Evidence(scope, GLOBAL, rtype, p.employee_id, p.payload(pseudo))

@@ -42,7 +42,7 @@ from connectors.http import (
 )
 from connectors.identityshared import SignInConnector, reopening
 from connectors.jamf import computers
-from connectors.kit import PseudonymiseOptions, Pseudonymiser, SourceURL, run_unit
+from connectors.kit import PseudonymiseOptions, Pseudonymiser, SourceURL, run_client, run_unit
 from connectors.oauth import bearer_signed_in, post_token_form
 from core.connector import (
     CollectContext,
@@ -106,13 +106,7 @@ class JamfConnector(SignInConnector):
         return urlsplit(self.options.url).netloc
 
     def _client(self, ctx: CollectContext, auth: AuthHeaders | None) -> HttpClient:
-        return HttpClient(
-            self.options.url,
-            auth=auth,
-            options=self.options.http,
-            headers={"Accept": "application/json"},
-            cancel_event=ctx.cancel_event,
-        )
+        return run_client(self.options.url, auth, self.options.http, ctx)
 
     def _auth(self, ctx: CollectContext, stack: ExitStack) -> AuthHeaders:
         opts = self.options
@@ -151,18 +145,17 @@ class JamfConnector(SignInConnector):
         return bearer_signed_in(fetch)
 
     def _collect(
-        self, ctx: CollectContext, auth: AuthHeaders, pseudo: Pseudonymiser
+        self, ctx: CollectContext, http: HttpClient, pseudo: Pseudonymiser
     ) -> Iterator[Record]:
         opts = self.options
         scope = self.scope
-        with self._client(ctx, auth) as http:
-            read = run_unit(
-                scope,
-                "computer",
-                lambda: computers.read_computers(
-                    http, scope, pseudo, page_size=opts.page_size, cancelled=ctx.cancelled
-                ),
-                ctx.cancelled,
-                source="jamf",
-            )
-            yield from reopening(scope, read, ctx.cancelled)
+        read = run_unit(
+            scope,
+            "computer",
+            lambda: computers.read_computers(
+                http, scope, pseudo, page_size=opts.page_size, cancelled=ctx.cancelled
+            ),
+            ctx.cancelled,
+            source="jamf",
+        )
+        yield from reopening(scope, read, ctx.cancelled)

@@ -22,31 +22,23 @@ process kind; resource types ``jira.<kind>.ticket`` (one per issue, id = issue k
 
 from __future__ import annotations
 
-import base64
-from collections.abc import Iterator
+from contextlib import ExitStack
 from typing import ClassVar, Literal
 
 from pydantic import Field, model_validator
 
-from connectors.http import HttpClient, HttpOptions, token_auth
+from connectors.http import HttpOptions, basic_auth, token_auth
 from connectors.jira.issues import JiraReadSettings, read_process
-from connectors.kit import SourceURL
+from connectors.kit import SourceURL, run_client
 from connectors.process import (
     ProcessBase,
+    ProcessConnector,
     ProcessOptions,
-    process_errors,
-    process_units,
+    ProcessReader,
     register_process_checks,
     url_scope,
 )
-from core.connector import (
-    CollectContext,
-    Connector,
-    ConnectorOptions,
-    SecretRef,
-    SecretUnavailableError,
-)
-from core.records import Record
+from core.connector import CollectContext, ConnectorOptions, SecretRef
 
 PREFIX = "jira"
 register_process_checks(PREFIX, "Jira")
@@ -107,41 +99,21 @@ class JiraOptions(ProcessOptions):
         )
 
 
-class JiraConnector(Connector):
+class JiraConnector(ProcessConnector):
     type = "jira"
     prefix = PREFIX
     Options: ClassVar[type[ConnectorOptions]] = JiraOptions
 
     options: JiraOptions
 
-    def collect(self, ctx: CollectContext) -> Iterator[Record]:
+    def _reader(self, ctx: CollectContext, stack: ExitStack) -> ProcessReader:
         opts = self.options
-        scope = opts.scope
-        try:
-            secret = opts.token.get()
-        except SecretUnavailableError as exc:
-            yield from process_errors(scope, opts.processes, str(exc))
-            return
+        secret = opts.token.get()
         if opts.email:
-            basic = base64.b64encode(f"{opts.email}:{secret}".encode()).decode("ascii")
-            auth = token_auth("Basic", basic)
+            auth = basic_auth(opts.email, secret)
         else:
             auth = token_auth("Bearer", secret)
-        http = HttpClient(
-            opts.url,
-            auth=auth,
-            options=opts.http,
-            headers={"Accept": "application/json"},
-            cancel_event=ctx.cancel_event,
-        )
+        http = stack.enter_context(run_client(opts.url, auth, opts.http, ctx))
         settings = opts.read_settings()
-        with http:
-            yield from process_units(
-                scope,
-                opts.processes,
-                self.checks(),
-                PREFIX,
-                lambda p, c: read_process(http, settings, p, scope, c, ctx.cancelled),
-                ctx.cancelled,
-                source=self.type,
-            )
+        scope = opts.scope
+        return lambda p, c: read_process(http, settings, p, scope, c, ctx.cancelled)

@@ -28,12 +28,12 @@ from typing import Any
 from urllib.parse import quote
 
 from connectors.http import HttpClient, MalformedResponseError, SourceError
-from connectors.kit import GLOBAL, batches
+from connectors.kit import batches
 from connectors.process import (
     ProcessBase,
+    TicketReader,
     history_entry,
     iso,
-    item_payload,
     person,
     stream_population,
 )
@@ -152,8 +152,12 @@ def changelog_entries(
     return out, None
 
 
-class IssueReader:
+class IssueReader(TicketReader):
     """Reads one process's issues and turns each into evidence (thread-safe)."""
+
+    prefix = "jira"
+    state_fields = STATE_FIELDS
+    s: JiraReadSettings
 
     def __init__(
         self,
@@ -162,10 +166,7 @@ class IssueReader:
         process: Any,
         scope: str,
     ) -> None:
-        self.http = http
-        self.s = settings
-        self.process = process
-        self.scope = scope
+        super().__init__(http, settings, process, scope)
         self.severity_field = getattr(process, "severity_field", None)
         tracked = {*BASE_TRACKED, *(f.casefold() for f in settings.tracked_fields)}
         if self.severity_field:
@@ -266,16 +267,7 @@ class IssueReader:
                 history, problem = changelog_entries(histories, self.tracked)
                 if problem:
                     errors["history"] = problem
-        ticket = self.ticket(key, issue, fields, errors)
-        payload = item_payload(
-            self.process,
-            ticket,
-            history,
-            state_fields=STATE_FIELDS,
-            system_users=self.s.system_users,
-            errors=errors,
-        )
-        return Evidence(self.scope, GLOBAL, f"jira.{self.process.kind}.ticket", key, payload)
+        return self.evidence(key, self.ticket(key, issue, fields, errors), history, errors)
 
     def ticket(
         self, key: str, issue: Mapping[str, Any], fields: Mapping[str, Any], errors: dict[str, str]

@@ -33,7 +33,14 @@ from pydantic import Field, field_validator
 
 from connectors.http import HttpClient, HttpOptions, SourceError, token_auth
 from connectors.identityshared import refused
-from connectors.kit import GLOBAL, PseudonymiseOptions, Pseudonymiser, SourceURL, run_unit
+from connectors.kit import (
+    GLOBAL,
+    PseudonymiseOptions,
+    Pseudonymiser,
+    SourceURL,
+    run_client,
+    run_unit,
+)
 from connectors.knowbe4 import phishing, training
 from core.connector import (
     CollectContext,
@@ -101,13 +108,7 @@ class KnowBe4Connector(Connector):
         except SecretUnavailableError as exc:
             yield from refused(scope, SERVICES, str(exc))
             return
-        with HttpClient(
-            opts.url,
-            auth=auth,
-            options=opts.http,
-            headers={"Accept": "application/json"},
-            cancel_event=ctx.cancel_event,
-        ) as http:
+        with run_client(opts.url, auth, opts.http, ctx) as http:
             yield from self._collect(ctx, http, scope, pseudo)
 
     def _collect(

@@ -44,7 +44,7 @@ from connectors.http import (
     token_auth,
 )
 from connectors.identityshared import SignInConnector, units_in_turn
-from connectors.kit import PseudonymiseOptions, Pseudonymiser, SourceURL
+from connectors.kit import PseudonymiseOptions, Pseudonymiser, SourceURL, run_client
 from connectors.oauth import bearer_signed_in, post_token_form, sign_jwt_rs256
 from connectors.okta import admins, apitokens, policies, users
 from connectors.okta.accounts import ACCOUNTS
@@ -162,40 +162,33 @@ class OktaConnector(SignInConnector):
         return bearer_signed_in(fetch)
 
     def _client(self, ctx: CollectContext, auth: AuthHeaders | None) -> HttpClient:
-        return HttpClient(
-            self.options.org_url,
-            auth=auth,
-            options=self.options.http,
-            headers={"Accept": "application/json"},
-            cancel_event=ctx.cancel_event,
-        )
+        return run_client(self.options.org_url, auth, self.options.http, ctx)
 
     def _collect(
-        self, ctx: CollectContext, auth: AuthHeaders, pseudo: Pseudonymiser
+        self, ctx: CollectContext, http: HttpClient, pseudo: Pseudonymiser
     ) -> Iterator[Record]:
         opts = self.options
         scope = self.scope
-        with self._client(ctx, auth) as http:
-            admin_reader = admins.AdminReader(http, scope, pseudo)
-            token_reader = apitokens.ApiTokenReader(http, scope)
-            units = (
-                ("admin", admin_reader.read),
-                ("apitoken", token_reader.read),
-                ("policy", lambda: policies.read_policies(http, scope)),
-                (
-                    "user",
-                    lambda: users.read_users(
-                        http,
-                        scope,
-                        pseudo,
-                        admin_roles=admin_reader.roles_by_user,
-                        admin_error=admin_reader.error,
-                        tokens_by_owner=token_reader.tokens_by_owner,
-                        tokens_error=token_reader.error,
-                        page_size=opts.page_size,
-                        max_workers=opts.max_workers,
-                        cancelled=ctx.cancelled,
-                    ),
+        admin_reader = admins.AdminReader(http, scope, pseudo)
+        token_reader = apitokens.ApiTokenReader(http, scope)
+        units = (
+            ("admin", admin_reader.read),
+            ("apitoken", token_reader.read),
+            ("policy", lambda: policies.read_policies(http, scope)),
+            (
+                "user",
+                lambda: users.read_users(
+                    http,
+                    scope,
+                    pseudo,
+                    admin_roles=admin_reader.roles_by_user,
+                    admin_error=admin_reader.error,
+                    tokens_by_owner=token_reader.tokens_by_owner,
+                    tokens_error=token_reader.error,
+                    page_size=opts.page_size,
+                    max_workers=opts.max_workers,
+                    cancelled=ctx.cancelled,
                 ),
-            )
-            yield from units_in_turn(scope, units, ctx.cancelled, source="okta")
+            ),
+        )
+        yield from units_in_turn(scope, units, ctx.cancelled, source="okta")

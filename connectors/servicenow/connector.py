@@ -39,39 +39,24 @@ process unit ``error`` with the reason.
 
 from __future__ import annotations
 
-import base64
-from collections.abc import Iterator
 from contextlib import ExitStack
 from typing import Any, ClassVar
 
 from pydantic import Field, field_validator, model_validator
 
-from connectors.http import (
-    AuthHeaders,
-    HttpClient,
-    HttpOptions,
-    SourceError,
-    token_auth,
-)
-from connectors.kit import SourceURL
+from connectors.http import AuthHeaders, HttpOptions, basic_auth, token_auth
+from connectors.kit import SourceURL, run_client
 from connectors.oauth import bearer_signed_in, post_token_form
 from connectors.process import (
     ProcessBase,
+    ProcessConnector,
     ProcessOptions,
-    process_errors,
-    process_units,
+    ProcessReader,
     register_process_checks,
     url_scope,
 )
 from connectors.servicenow.records import SnReadSettings, read_process
-from core.connector import (
-    CollectContext,
-    Connector,
-    ConnectorOptions,
-    SecretRef,
-    SecretUnavailableError,
-)
-from core.records import Record
+from core.connector import CollectContext, ConnectorOptions, SecretRef
 
 PREFIX = "servicenow"
 register_process_checks(PREFIX, "ServiceNow")
@@ -179,32 +164,21 @@ class ServiceNowOptions(ProcessOptions):
         )
 
 
-class ServiceNowConnector(Connector):
+class ServiceNowConnector(ProcessConnector):
     type = "servicenow"
     prefix = PREFIX
     Options: ClassVar[type[ConnectorOptions]] = ServiceNowOptions
 
     options: ServiceNowOptions
 
-    def collect(self, ctx: CollectContext) -> Iterator[Record]:
+    def _reader(self, ctx: CollectContext, stack: ExitStack) -> ProcessReader:
         opts = self.options
+        auth = self._auth(ctx, stack)
+        http = stack.enter_context(run_client(opts.instance_url, auth, opts.http, ctx))
+        settings = opts.read_settings()
         scope = opts.scope
-        with ExitStack() as stack:
-            try:
-                auth = self._auth(ctx, stack)
-            except (SecretUnavailableError, SourceError) as exc:
-                yield from process_errors(scope, opts.processes, str(exc))
-                return
-            yield from self._collect(ctx, auth)
-
-    def _client(self, ctx: CollectContext, auth: AuthHeaders | None) -> HttpClient:
-        return HttpClient(
-            self.options.instance_url,
-            auth=auth,
-            options=self.options.http,
-            headers={"Accept": "application/json"},
-            cancel_event=ctx.cancel_event,
-        )
+        choices: dict[str, list[Any] | None] = {}  # state labels, read once per table
+        return lambda p, c: read_process(http, settings, p, scope, c, ctx.cancelled, choices)
 
     def _auth(self, ctx: CollectContext, stack: ExitStack) -> AuthHeaders:
         """The auth callable; with OAuth the first token is fetched here so a refused
@@ -222,27 +196,9 @@ class ServiceNowConnector(Connector):
                 form.update(
                     grant_type="password", username=opts.username, password=opts.password.get()
                 )
-            token_http = stack.enter_context(self._client(ctx, None))
+            token_http = stack.enter_context(run_client(opts.instance_url, None, opts.http, ctx))
             return bearer_signed_in(lambda: post_token_form(token_http, "/oauth_token.do", form))
         if opts.token is not None:
             return token_auth("Bearer", opts.token.get())
-        assert opts.password is not None
-        pair = f"{opts.username}:{opts.password.get()}".encode()
-        return token_auth("Basic", base64.b64encode(pair).decode("ascii"))
-
-    def _collect(self, ctx: CollectContext, auth: AuthHeaders) -> Iterator[Record]:
-        opts = self.options
-        scope = opts.scope
-        http = self._client(ctx, auth)
-        settings = opts.read_settings()
-        choices: dict[str, list[Any] | None] = {}  # state labels, read once per table
-        with http:
-            yield from process_units(
-                scope,
-                opts.processes,
-                self.checks(),
-                PREFIX,
-                lambda p, c: read_process(http, settings, p, scope, c, ctx.cancelled, choices),
-                ctx.cancelled,
-                source=self.type,
-            )
+        assert opts.username is not None and opts.password is not None
+        return basic_auth(opts.username, opts.password.get())

@@ -44,12 +44,12 @@ from typing import Any
 from urllib.parse import quote
 
 from connectors.http import HttpClient, MalformedResponseError, SourceError
-from connectors.kit import GLOBAL, batches
+from connectors.kit import batches
 from connectors.process import (
     ProcessBase,
+    TicketReader,
     history_entry,
     iso,
-    item_payload,
     person,
     stream_population,
 )
@@ -113,14 +113,15 @@ def _person(rec: Mapping[str, Any], ref: str) -> dict[str, Any] | None:
     return person(_value(rec, f"{ref}.user_name"), _display(rec, ref))
 
 
-class SnReader:
+class SnReader(TicketReader):
     """Reads one process's records, their audit history and approvals."""
 
+    prefix = "servicenow"
+    state_fields = STATE_FIELDS
+    s: SnReadSettings
+
     def __init__(self, http: HttpClient, settings: SnReadSettings, process: Any, scope: str):
-        self.http = http
-        self.s = settings
-        self.process = process
-        self.scope = scope
+        super().__init__(http, settings, process, scope)
         self.table: str = process.table
         self.severity_field: str | None = process.severity_field
         self.labels: dict[str, str] = {}
@@ -319,18 +320,7 @@ class SnReader:
             except (TypeError, ValueError) as exc:
                 errors["history"] = f"malformed audit row: {exc}"
         number = str(_value(rec, "number"))
-        ticket = self.ticket(rec, number, sys_id, errors)
-        payload = item_payload(
-            self.process,
-            ticket,
-            history,
-            state_fields=STATE_FIELDS,
-            system_users=self.s.system_users,
-            errors=errors,
-        )
-        return Evidence(
-            self.scope, GLOBAL, f"servicenow.{self.process.kind}.ticket", number, payload
-        )
+        return self.evidence(number, self.ticket(rec, number, sys_id, errors), history, errors)
 
     def ticket(
         self, rec: Mapping[str, Any], number: str, sys_id: str, errors: dict[str, str]

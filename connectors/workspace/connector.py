@@ -27,9 +27,9 @@ from typing import Any, ClassVar
 
 from pydantic import Field, field_validator
 
-from connectors.http import HttpClient, HttpOptions, SourceError, check_url
+from connectors.http import HttpOptions, SourceError, check_url
 from connectors.identityshared import reopening, units_in_turn
-from connectors.kit import GLOBAL, PseudonymiseOptions
+from connectors.kit import GLOBAL, PseudonymiseOptions, run_client
 from connectors.workspace import users
 from connectors.workspace.accounts import ACCOUNTS
 from connectors.workspace.auth import DelegatedCredentials, load_key
@@ -104,13 +104,7 @@ class WorkspaceConnector(Connector):
                 ca_bundle=opts.http.ca_bundle,
             )
             creds.token()  # fail the whole scope once if delegation does not work
-            http = HttpClient(
-                opts.directory_url,
-                auth=creds.auth(),
-                options=opts.http,
-                headers={"Accept": "application/json"},
-                cancel_event=ctx.cancel_event,
-            )
+            http = run_client(opts.directory_url, creds.auth(), opts.http, ctx)
         except (SecretUnavailableError, SourceError) as exc:
             yield Coverage(scope, GLOBAL, "*", ok=False, error=str(exc))
             if creds is not None:
