@@ -144,6 +144,8 @@ def main() -> None:
     p.add_argument("--requests", type=int, default=20)
     p.add_argument("--pg-url", default=DEFAULT_PG_URL)
     p.add_argument("--keep-db", action="store_true")
+    p.add_argument("--generate-only", action="store_true", help="Build the database, keep "
+                   "it and print its URL (measure it later with --reuse).")
     p.add_argument("--only", nargs="*", help="Measure only pages whose name contains one of these.")
     p.add_argument("--reuse", metavar="URL", help="Measure a database kept by "
                    "benchmarks/history.py --keep-db (same --resources/--hours).")
@@ -188,6 +190,10 @@ def main() -> None:
 
                     with psycopg.connect(url.replace("+psycopg", ""), autocommit=True) as c:
                         c.execute("VACUUM ANALYZE")
+            if args.generate_only:
+                args.keep_db = True
+                print(f"== {eng}: generated in {span['generation_s']} s", flush=True)
+                continue
             print(f"== {eng}: console pages, {args.requests} requests each", flush=True)
             import os
 

@@ -335,3 +335,67 @@ def evidence_counts(conn: Connection) -> dict[str, int]:
         " GROUP BY j.value"
     )
     return {str(cid): int(n) for cid, n in conn.execute(q)}
+
+
+def in_force(conn: Connection, at: datetime) -> Any:
+    """A relation with ``findings_in_force``'s columns holding exactly the findings in
+    force at ``at`` (tombstones included), or None when only the history walk can say."""
+    if trusted(conn, at):
+        return findings_in_force
+    return None
+
+
+#: The order a control page lists findings in: failing first (``excepted`` is a failure
+#: an exception covers, decided per row after the read, so it sorts with ``fail``).
+PAGE_RANK = {"fail": 0, "error": 1, "pass": 3, "not_applicable": 4}
+
+
+def page_key(row: dict[str, Any]) -> tuple[int, str, str, str]:
+    """A finding's place in the page order (the keyset a page continues after)."""
+    return (PAGE_RANK.get(row["status"], 9), row["check_id"], row["source"], row["key"])
+
+
+def findings_page(
+    conn: Connection,
+    rel: Any,
+    check_ids: Collection[str],
+    control: str,
+    after: tuple[int, str, str, str] | None,
+    limit: int,
+) -> tuple[list[dict[str, Any]], tuple[int, str, str, str] | None]:
+    """Up to ``limit`` findings of ``rel`` (see :func:`in_force`) of ``check_ids`` that
+    count for ``control``, in :func:`page_key` order after ``after``, and the key to
+    continue after (None: the last page). One ordered read of the page, not of every
+    finding; the rows are those of :func:`current_findings`."""
+    from sqlalchemy import case, tuple_
+
+    from store.schema import findings
+
+    if not check_ids:
+        return [], None
+    cur = rel.c
+    rank = case(PAGE_RANK, value=cur.status, else_=9)
+    needle = json.dumps(control).replace("/", "//").replace("%", "/%").replace("_", "/_")
+    q = (
+        select(findings)
+        .select_from(rel.join(findings, findings.c.id == cur.finding_id))
+        .where(
+            cur.status.is_not(None),
+            cur.check_id.in_(sorted(check_ids)),
+            # A cheap filter in SQL; each row's list is checked exactly below.
+            cur.controls.like(f"%{needle}%", escape="/"),
+        )
+        .order_by(rank, cur.check_id, cur.source, cur.key)
+        .limit(limit + 1)
+    )
+    if after is not None:
+        q = q.where(tuple_(rank, cur.check_id, cur.source, cur.key) > tuple_(*after))
+    read = [dict(r) for r in conn.execute(q).mappings()]
+    more = page_key(read[limit - 1]) if len(read) > limit else None
+    rows = []
+    for row in read[:limit]:
+        out = {c: row[c] for c in _FI_COLS}
+        out["controls"] = json.loads(out["controls"])
+        if control in out["controls"]:
+            rows.append(out)
+    return rows, more

@@ -202,6 +202,37 @@ def _findings_walk(
     yield from rows
 
 
+def control_findings_page(
+    conn: Connection,
+    at: datetime,
+    check_ids: Collection[str],
+    control: str,
+    after: tuple[int, str, str, str] | None,
+    limit: int,
+) -> tuple[list[dict[str, Any]], tuple[int, str, str, str] | None]:
+    """One page of the findings in force at ``at`` of ``check_ids`` that count for
+    ``control``, failing first (``store.current.page_key`` order), after the key
+    ``after``; and the key the next page starts after (None: this is the last).
+
+    Read from the materialised findings in force when they answer ``at``
+    (``store.current.in_force``: the page costs its own rows), else from the walk.
+    """
+    from store.current import findings_page, in_force, page_key
+
+    rel = in_force(conn, at)
+    if rel is not None:
+        return findings_page(conn, rel, check_ids, control, after, limit)
+    found = sorted(
+        (f for f in _findings_walk(conn, at, None, None, None, check_ids)
+         if control in f["controls"]),
+        key=page_key,
+    )
+    if after is not None:
+        found = [f for f in found if page_key(f) > after]
+    more = page_key(found[limit - 1]) if len(found) > limit else None
+    return found[:limit], more
+
+
 _LIGHT = (
     "source",
     "scope",
