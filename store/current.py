@@ -130,7 +130,15 @@ def apply_run(conn: Connection, run_id: str) -> None:
     ).scalar()
     if applied is None or applied != _sealed_runs(conn):
         rebuild(conn)
-        return
+    else:
+        _patch(conn, run_id)
+    from store.snapshots import maintain
+
+    maintain(conn, run_id)
+
+
+def _patch(conn: Connection, run_id: str) -> None:
+    """Replace in the table what ``run_id`` supersedes, add what it brings."""
     ctl = _controls_text(conn)
     newest_in_run = (
         "NOT EXISTS (SELECT 1 FROM findings g WHERE g.source = f.source AND g.key = f.key"
@@ -226,19 +234,21 @@ def current_light(conn: Connection) -> Iterator[tuple[object, ...]]:
 def current_findings(
     conn: Connection,
     *,
+    rel: Any = findings_in_force,
     check_id: str | None = None,
     source: str | None = None,
     status: str | None = None,
     check_ids: Collection[str] | None = None,
 ) -> list[dict[str, Any]]:
-    """The rows :func:`store.queries.findings_at` returns at now (when :func:`trusted`):
-    the ``findings`` rows the table points at, same columns, same order."""
+    """The rows :func:`store.queries.findings_at` returns at now (when :func:`trusted`),
+    or at the instant of ``rel`` (:func:`in_force`): the ``findings`` rows it points
+    at, same columns, same order."""
     from store.schema import findings
 
-    cur = findings_in_force.c
+    cur = rel.c
     q = (
         select(findings)
-        .select_from(findings_in_force.join(findings, findings.c.id == cur.finding_id))
+        .select_from(rel.join(findings, findings.c.id == cur.finding_id))
         .where(cur.status.is_not(None))
     )
     if check_id:
@@ -265,10 +275,9 @@ _LISTED = ("fail", "error", "excepted")
 _POLICY_CHECK = "policies.document.approved"
 
 
-def _one_by_one(rule_checks: Collection[str]) -> Any:
+def _one_by_one(cur: Any, rule_checks: Collection[str]) -> Any:
     """Findings the status needs one by one: approved policies (read as documents) and
     failures of checks an active exception names (matched rule by rule)."""
-    cur = findings_in_force.c
     cond = cur.check_id == _POLICY_CHECK
     if rule_checks:
         cond = cond | (cur.status.in_(_LISTED) & cur.check_id.in_(sorted(rule_checks)))
@@ -276,14 +285,14 @@ def _one_by_one(rule_checks: Collection[str]) -> Any:
 
 
 def listed_rows(
-    conn: Connection, rule_checks: Collection[str], top: int
+    conn: Connection, rule_checks: Collection[str], top: int, rel: Any = findings_in_force
 ) -> Iterator[tuple[object, ...]]:
     """In :func:`current_light`'s order, rows of its shape plus (key, whole): every
     one-by-one row (``whole``), and of the other listed statuses the first ``top`` of
     each (controls, status) — enough for every control's first ``top`` (its lists are
     the merge, in this order, of those of its controls lists)."""
-    cur = findings_in_force.c
-    whole = _one_by_one(rule_checks)
+    cur = rel.c
+    whole = _one_by_one(cur, rule_checks)
     rank = func.row_number().over(
         partition_by=(cur.controls, cur.status, whole), order_by=(cur.source, cur.key)
     )
@@ -309,40 +318,52 @@ def listed_rows(
                controls, r.evidence_hash, r.seen_at, r.key, bool(r.whole))
 
 
-def groups(conn: Connection, rule_checks: Collection[str]) -> list[tuple[Any, ...]]:
+def groups(
+    conn: Connection, rule_checks: Collection[str], rel: Any = findings_in_force
+) -> list[tuple[Any, ...]]:
     """The rows not taken one by one, counted per (controls, status, unit): controls
     text, status, source, scope, region, service, count, oldest and newest observation
     (capped by the evidence's as-of, ``seen_at``, as each row of :func:`current_light`)."""
-    cur = findings_in_force.c
+    cur = rel.c
     keys = (cur.controls, cur.status, cur.source, cur.scope, cur.region, cur.service)
     q = (
         select(*keys, func.count(), func.min(cur.seen_at), func.max(cur.seen_at))
-        .where(cur.status.is_not(None), ~_one_by_one(rule_checks))
+        .where(cur.status.is_not(None), ~_one_by_one(cur, rule_checks))
         .group_by(*keys)
     )
     return [tuple(r) for r in conn.execute(q)]
 
 
-def evidence_counts(conn: Connection) -> dict[str, int]:
+def evidence_counts(conn: Connection, rel: Any = findings_in_force) -> dict[str, int]:
     """Per control, the distinct evidence its findings in force were judged on."""
+    from sqlalchemy import cast, distinct, true
+    from sqlalchemy.dialects.postgresql import JSONB
+
+    cur = rel.c
     if conn.dialect.name == "postgresql":
-        each = "CROSS JOIN LATERAL jsonb_array_elements_text(CAST(f.controls AS jsonb)) j(value)"
+        each = func.jsonb_array_elements_text(cast(cur.controls, JSONB)).table_valued(
+            "value").lateral()
     else:
-        each = ", json_each(f.controls) j"
-    q = text(
-        f"SELECT j.value, count(DISTINCT f.evidence_hash) FROM findings_in_force f {each}"
-        " WHERE f.status IS NOT NULL AND f.evidence_hash IS NOT NULL AND f.evidence_hash <> ''"
-        " GROUP BY j.value"
+        each = func.json_each(cur.controls).table_valued("value")
+    q = (
+        select(each.c.value, func.count(distinct(cur.evidence_hash)))
+        .select_from(rel.join(each, true()))
+        .where(cur.status.is_not(None), cur.evidence_hash.is_not(None),
+               cur.evidence_hash != "")
+        .group_by(each.c.value)
     )
     return {str(cid): int(n) for cid, n in conn.execute(q)}
 
 
 def in_force(conn: Connection, at: datetime) -> Any:
     """A relation with ``findings_in_force``'s columns holding exactly the findings in
-    force at ``at`` (tombstones included), or None when only the history walk can say."""
+    force at ``at`` (tombstones included): the table itself at now, a snapshot and the
+    history since it before (``store.snapshots``); None when only the walk can say."""
     if trusted(conn, at):
         return findings_in_force
-    return None
+    from store.snapshots import in_force_at
+
+    return in_force_at(conn, at)
 
 
 #: The order a control page lists findings in: failing first (``excepted`` is a failure

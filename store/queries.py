@@ -154,11 +154,13 @@ def findings_at(
     ``check_id|``), so the cost follows their findings, not the whole source.
     """
     at = at or utcnow()
-    from store.current import current_findings, trusted
+    from store.current import current_findings, in_force
 
-    if trusted(conn, at):  # the materialised findings in force answer ``at`` exactly
+    rel = in_force(conn, at)
+    if rel is not None:  # the materialised findings in force answer ``at`` exactly
         yield from current_findings(
-            conn, check_id=check_id, source=source, status=status, check_ids=check_ids
+            conn, rel=rel, check_id=check_id, source=source, status=status,
+            check_ids=check_ids,
         )
         return
     yield from _findings_walk(conn, at, check_id, source, status, check_ids)
