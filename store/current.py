@@ -231,6 +231,23 @@ def current_light(conn: Connection) -> Iterator[tuple[object, ...]]:
         yield (*row[:7], controls, row[8], row[9])
 
 
+def light_rows(conn: Connection, rel: Any) -> Iterator[tuple[object, ...]]:
+    """The rows of :func:`store.queries.findings_light` at the instant of ``rel``
+    (:func:`in_force`) in the same order (per source, by key: the failures a control
+    lists first are the first in it), the observation capped as there (``seen_at``)."""
+    cur = rel.c
+    q = select(cur.source, cur.scope, cur.region, cur.service, cur.check_id,
+               cur.resource_id, cur.status, cur.controls, cur.evidence_hash,
+               cur.seen_at).where(cur.status.is_not(None)).order_by(cur.source, cur.key)
+    parsed: dict[str, list[str]] = {}
+    for row in conn.execute(q):
+        c = row[7]
+        controls = parsed.get(c)
+        if controls is None:
+            controls = parsed[c] = json.loads(c)
+        yield (*row[:7], controls, row[8], row[9])
+
+
 def current_findings(
     conn: Connection,
     *,
@@ -262,9 +279,14 @@ def current_findings(
     if status:
         q = q.where(cur.status == status)
     rows = []
-    for row in conn.execute(q).mappings():
+    parsed: dict[str, list[str]] = {}
+    for row in conn.execute(q).mappings().all():
         out = {c: row[c] for c in _FI_COLS}
-        out["controls"] = json.loads(out["controls"])
+        c = out["controls"]
+        controls = parsed.get(c)
+        if controls is None:
+            controls = parsed[c] = json.loads(c)
+        out["controls"] = list(controls)  # each row's own list: callers may change it
         rows.append(out)
     rows.sort(key=lambda r: (r["check_id"], r["source"], r["key"]))
     return rows

@@ -298,8 +298,13 @@ def control_statuses(
             from store import current
 
             rel = current.in_force(conn, at)
-        if rel is not None:
-            # O(groups): the findings in force at ``at`` aggregated in SQL; only rows
+        if rel is not None and rel is not current.findings_in_force:
+            # A past instant: the snapshot and the history since it, read once (the
+            # relation costs more than the rows it gives back).
+            _accumulate(acc, current.light_rows(conn, rel), units, rules, at,
+                        approved_policies)
+        elif rel is not None:
+            # O(groups): the findings in force now aggregated in SQL; only rows
             # that are listed or matched one by one (failures, errors, approved
             # policies) come back as rows.
             checks = {r.check for r in rules if r.active(at)}

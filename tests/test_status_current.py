@@ -183,7 +183,10 @@ def test_long_failure_lists_and_exceptions_merge_as_the_walk_lists_them(
 ) -> None:
     """More failures than a control lists, under two control lists of one control, some
     excepted: the first MAX_LISTED per control come out in the walk's order."""
+    between = None
     for source in ("s-b", "s-a"):
+        if source == "s-a":
+            between = datetime.now(UTC)
         w = RunWriter(engine, source=source, connector_type="t", config_digest="c" * 64,
                       mapping_digest=index.digest, agent_version="test")
         w.start()
@@ -205,6 +208,18 @@ def test_long_failure_lists_and_exceptions_merge_as_the_walk_lists_them(
         st = _by_id(_same(engine, index, now, exceptions=rules), "A.8.24")
         assert len(st["failing_resources"]) == 50 and st["counts"]["fail"] > 50
     assert st["excepted_resources"] and st["error_scopes"]
+    # The same at a past instant, from a snapshot and the history since it.
+    from store import snapshots
+
+    with engine.begin() as conn:
+        snapshots.rebuild(conn, 1)
+    later = datetime.now(UTC)
+    _direct(engine, index, "pass")
+    assert between is not None
+    for at in (between, later):
+        for rules in ([], [rule]):
+            st = _by_id(_same_past(engine, index, at, exceptions=rules), "A.8.24")
+            assert len(st["failing_resources"]) == 50
 
 
 
