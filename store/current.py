@@ -132,9 +132,6 @@ def apply_run(conn: Connection, run_id: str) -> None:
         rebuild(conn)
     else:
         _patch(conn, run_id)
-    from store.snapshots import maintain
-
-    maintain(conn, run_id)
 
 
 def _patch(conn: Connection, run_id: str) -> None:
@@ -233,7 +230,7 @@ def current_light(conn: Connection) -> Iterator[tuple[object, ...]]:
 
 def light_rows(conn: Connection, rel: Any) -> Iterator[tuple[object, ...]]:
     """The rows of :func:`store.queries.findings_light` at the instant of ``rel``
-    (:func:`in_force`) in the same order (per source, by key: the failures a control
+    (``store.snapshots.in_force``) in the same order (per source, by key: the failures a control
     lists first are the first in it), the observation capped as there (``seen_at``)."""
     cur = rel.c
     q = select(cur.source, cur.scope, cur.region, cur.service, cur.check_id,
@@ -258,7 +255,7 @@ def current_findings(
     check_ids: Collection[str] | None = None,
 ) -> list[dict[str, Any]]:
     """The rows :func:`store.queries.findings_at` returns at now (when :func:`trusted`),
-    or at the instant of ``rel`` (:func:`in_force`): the ``findings`` rows it points
+    or at the instant of ``rel`` (``store.snapshots.in_force``): the ``findings`` rows it points
     at, same columns, same order."""
     from store.schema import findings
 
@@ -377,17 +374,6 @@ def evidence_counts(conn: Connection, rel: Any = findings_in_force) -> dict[str,
     return {str(cid): int(n) for cid, n in conn.execute(q)}
 
 
-def in_force(conn: Connection, at: datetime) -> Any:
-    """A relation with ``findings_in_force``'s columns holding exactly the findings in
-    force at ``at`` (tombstones included): the table itself at now, a snapshot and the
-    history since it before (``store.snapshots``); None when only the walk can say."""
-    if trusted(conn, at):
-        return findings_in_force
-    from store.snapshots import in_force_at
-
-    return in_force_at(conn, at)
-
-
 #: The order a control page lists findings in: failing first (``excepted`` is a failure
 #: an exception covers, decided per row after the read, so it sorts with ``fail``).
 PAGE_RANK = {"fail": 0, "error": 1, "pass": 3, "not_applicable": 4}
@@ -406,7 +392,7 @@ def findings_page(
     after: tuple[int, str, str, str] | None,
     limit: int,
 ) -> tuple[list[dict[str, Any]], tuple[int, str, str, str] | None]:
-    """Up to ``limit`` findings of ``rel`` (see :func:`in_force`) of ``check_ids`` that
+    """Up to ``limit`` findings of ``rel`` (see ``store.snapshots.in_force``) of ``check_ids`` that
     count for ``control``, in :func:`page_key` order after ``after``, and the key to
     continue after (None: the last page). One ordered read of the page, not of every
     finding; the rows are those of :func:`current_findings`."""

@@ -154,7 +154,8 @@ def findings_at(
     ``check_id|``), so the cost follows their findings, not the whole source.
     """
     at = at or utcnow()
-    from store.current import current_findings, in_force
+    from store.current import current_findings
+    from store.snapshots import in_force
 
     rel = in_force(conn, at)
     if rel is not None:  # the materialised findings in force answer ``at`` exactly
@@ -219,7 +220,8 @@ def control_findings_page(
     Read from the materialised findings in force when they answer ``at``
     (``store.current.in_force``: the page costs its own rows), else from the walk.
     """
-    from store.current import findings_page, in_force, page_key
+    from store.current import findings_page, page_key
+    from store.snapshots import in_force
 
     rel = in_force(conn, at)
     if rel is not None:

@@ -44,7 +44,7 @@ from sqlalchemy import (
     union_all,
 )
 
-from store.current import _FROM, _controls_text, _sealed_runs, findings_in_force
+from store.current import _FROM, _controls_text, _sealed_runs, findings_in_force, trusted
 from store.schema import RowId, UTCDateTime, evidence, findings, metadata, sealed
 
 findings_snapshots = Table(
@@ -227,3 +227,12 @@ def in_force_at(conn: Connection, at: datetime) -> Any:
     return (
         select(*(ranked.c[c] for c in _COLS)).where(ranked.c.rn == 1).subquery("in_force_at")
     )
+
+
+def in_force(conn: Connection, at: datetime) -> Any:
+    """A relation with ``findings_in_force``'s columns holding exactly the findings in
+    force at ``at`` (tombstones included): the table itself at now, a snapshot and the
+    history since it before (``store.snapshots``); None when only the walk can say."""
+    if trusted(conn, at):
+        return findings_in_force
+    return in_force_at(conn, at)

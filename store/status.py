@@ -296,8 +296,9 @@ def control_statuses(
         rel = None
         if materialised:
             from store import current
+            from store.snapshots import in_force
 
-            rel = current.in_force(conn, at)
+            rel = in_force(conn, at)
         if rel is not None and rel is not current.findings_in_force:
             # A past instant: the snapshot and the history since it, read once (the
             # relation costs more than the rows it gives back).

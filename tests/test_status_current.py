@@ -278,7 +278,7 @@ def _same_past(engine: Engine, index: MappingIndex, at: datetime, **kw) -> list[
     """At a past ``at``: the snapshot path (asserted taken) agrees with the walk, for the
     statuses, the findings in force and a control's pages."""
     from store import queries
-    from store.current import in_force
+    from store.snapshots import in_force
 
     with engine.connect() as conn:
         assert not trusted(conn, at)
