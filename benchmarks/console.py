@@ -12,9 +12,10 @@ the response starts). Figures per page: p50 / p95 of that server time, and the c
 wall time p50. Measured in the same run: ``control_statuses`` at now by the history walk
 (the path the overview and control pages took before the materialised findings in force,
 ``store.current``; each page's ratio is to it), the same call as the pages now make it,
-and at mid-year (what ``annexa controls --at`` runs). Target (issue 20): every page
-< 300 ms. A database kept by an older version is upgraded first (migration 0009 builds
-the table from the history).
+and at mid-year by the walk and from the snapshots (``store.snapshots``: what
+``annexa controls --at`` runs now). Target (issue 20): every page < 300 ms. A database
+kept by an older version is upgraded first (migrations 0009 and 0010 build the table and
+the snapshots from the history). ``--generate-only`` builds and keeps a database.
 """
 
 from __future__ import annotations
@@ -78,6 +79,10 @@ def measure(url: str, span: dict[str, Any], n: int, only: list[str] | None = Non
         f"control {control} (now)": f"/controls/{control}",
         f"control {control} (--at mid-year)": f"/controls/{control}?at={at}",
         f"control {control} timeline fragment (htmx)": f"/controls/{control}/timeline",
+        f"control {control} timeline fragment (--at mid-year)":
+            f"/controls/{control}/timeline?at={at}",
+        f"control {control} all findings CSV (download)":
+            f"/controls/{control}/findings?format=csv",
         "resource + diff (now)": f"/resource?source=bench-aws&key={quote(key)}",
         "resource + diff (--at mid-year)": f"/resource?source=bench-aws&key={quote(key)}&at={at}",
         "runs": "/runs",
@@ -103,11 +108,15 @@ def measure(url: str, span: dict[str, Any], n: int, only: list[str] | None = Non
     before = median_ms(lambda: control_statuses(engine, index, None, timedelta(days=7),
                                                 materialised=False))
     after = median_ms(lambda: control_statuses(engine, index, None, timedelta(days=7)))
-    baseline = median_ms(lambda: control_statuses(engine, index, mid, timedelta(days=7)))
+    baseline = median_ms(lambda: control_statuses(engine, index, mid, timedelta(days=7),
+                                                  materialised=False))
+    snap = median_ms(lambda: control_statuses(engine, index, mid, timedelta(days=7)))
     print(f"  control_statuses(now): walk (before) {before:7.1f} ms, materialised "
-          f"{after:7.1f} ms ({before / after:4.1f}x faster); at mid-year (walk) "
-          f"{baseline:7.1f} ms", flush=True)
+          f"{after:7.1f} ms ({before / after:4.1f}x faster); at mid-year: walk "
+          f"{baseline:7.1f} ms, snapshot {snap:7.1f} ms ({baseline / snap:4.1f}x faster)",
+          flush=True)
     out: dict[str, Any] = {"baseline_control_statuses_ms": round(baseline, 1),
+                           "snapshot_control_statuses_mid_ms": round(snap, 1),
                            "before_control_statuses_now_ms": round(before, 1),
                            "after_control_statuses_now_ms": round(after, 1), "pages": {}}
     with LiveConsole(app) as live, httpx.Client(base_url=live.url, timeout=120) as c:
@@ -144,6 +153,8 @@ def main() -> None:
     p.add_argument("--requests", type=int, default=20)
     p.add_argument("--pg-url", default=DEFAULT_PG_URL)
     p.add_argument("--keep-db", action="store_true")
+    p.add_argument("--generate-only", action="store_true", help="Build the database, keep "
+                   "it and print its URL (measure it later with --reuse).")
     p.add_argument("--only", nargs="*", help="Measure only pages whose name contains one of these.")
     p.add_argument("--reuse", metavar="URL", help="Measure a database kept by "
                    "benchmarks/history.py --keep-db (same --resources/--hours).")
@@ -188,6 +199,10 @@ def main() -> None:
 
                     with psycopg.connect(url.replace("+psycopg", ""), autocommit=True) as c:
                         c.execute("VACUUM ANALYZE")
+            if args.generate_only:
+                args.keep_db = True
+                print(f"== {eng}: generated in {span['generation_s']} s", flush=True)
+                continue
             print(f"== {eng}: console pages, {args.requests} requests each", flush=True)
             import os
 

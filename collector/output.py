@@ -7,7 +7,7 @@ import io
 import json
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from datetime import datetime
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any
@@ -107,14 +107,31 @@ def serialise(
     rows: Sequence[dict[str, Any]], columns: Sequence[tuple[str, str]], fmt: OutputFormat
 ) -> str:
     """``rows`` as the JSON or CSV text the CLI prints (the web console's downloads too)."""
+    return "".join(serialise_chunks(rows, columns, fmt))
+
+
+def serialise_chunks(
+    rows: Iterable[dict[str, Any]], columns: Sequence[tuple[str, str]], fmt: OutputFormat
+) -> Iterator[str]:
+    """:func:`serialise`'s text in pieces, a row at a time (a streamed download): joined,
+    exactly that text."""
     if fmt is OutputFormat.json:
-        return json.dumps([_plain(r) for r in rows], indent=2, sort_keys=True) + "\n"
+        first = True
+        for r in rows:
+            item = json.dumps(_plain(r), indent=2, sort_keys=True).replace("\n", "\n  ")
+            yield ("[\n  " if first else ",\n  ") + item
+            first = False
+        yield "[]\n" if first else "\n]\n"
+        return
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
     w.writerow([key for key, _ in columns])
     for r in rows:
         w.writerow([_csv_cell(r.get(key)) for key, _ in columns])
-    return buf.getvalue()
+        yield buf.getvalue()
+        buf.seek(0)
+        buf.truncate()
+    yield buf.getvalue()
 
 
 #: Cleared by `annexa --no-pager` (as with git): long tables on a terminal go through

@@ -130,7 +130,12 @@ def apply_run(conn: Connection, run_id: str) -> None:
     ).scalar()
     if applied is None or applied != _sealed_runs(conn):
         rebuild(conn)
-        return
+    else:
+        _patch(conn, run_id)
+
+
+def _patch(conn: Connection, run_id: str) -> None:
+    """Replace in the table what ``run_id`` supersedes, add what it brings."""
     ctl = _controls_text(conn)
     newest_in_run = (
         "NOT EXISTS (SELECT 1 FROM findings g WHERE g.source = f.source AND g.key = f.key"
@@ -223,22 +228,41 @@ def current_light(conn: Connection) -> Iterator[tuple[object, ...]]:
         yield (*row[:7], controls, row[8], row[9])
 
 
+def light_rows(conn: Connection, rel: Any) -> Iterator[tuple[object, ...]]:
+    """The rows of :func:`store.queries.findings_light` at the instant of ``rel``
+    (``store.snapshots.in_force``) in the same order (per source, by key: the failures a control
+    lists first are the first in it), the observation capped as there (``seen_at``)."""
+    cur = rel.c
+    q = select(cur.source, cur.scope, cur.region, cur.service, cur.check_id,
+               cur.resource_id, cur.status, cur.controls, cur.evidence_hash,
+               cur.seen_at).where(cur.status.is_not(None)).order_by(cur.source, cur.key)
+    parsed: dict[str, list[str]] = {}
+    for row in conn.execute(q):
+        c = row[7]
+        controls = parsed.get(c)
+        if controls is None:
+            controls = parsed[c] = json.loads(c)
+        yield (*row[:7], controls, row[8], row[9])
+
+
 def current_findings(
     conn: Connection,
     *,
+    rel: Any = findings_in_force,
     check_id: str | None = None,
     source: str | None = None,
     status: str | None = None,
     check_ids: Collection[str] | None = None,
 ) -> list[dict[str, Any]]:
-    """The rows :func:`store.queries.findings_at` returns at now (when :func:`trusted`):
-    the ``findings`` rows the table points at, same columns, same order."""
+    """The rows :func:`store.queries.findings_at` returns at now (when :func:`trusted`),
+    or at the instant of ``rel`` (``store.snapshots.in_force``): the ``findings`` rows it points
+    at, same columns, same order."""
     from store.schema import findings
 
-    cur = findings_in_force.c
+    cur = rel.c
     q = (
         select(findings)
-        .select_from(findings_in_force.join(findings, findings.c.id == cur.finding_id))
+        .select_from(rel.join(findings, findings.c.id == cur.finding_id))
         .where(cur.status.is_not(None))
     )
     if check_id:
@@ -252,9 +276,14 @@ def current_findings(
     if status:
         q = q.where(cur.status == status)
     rows = []
-    for row in conn.execute(q).mappings():
+    parsed: dict[str, list[str]] = {}
+    for row in conn.execute(q).mappings().all():
         out = {c: row[c] for c in _FI_COLS}
-        out["controls"] = json.loads(out["controls"])
+        c = out["controls"]
+        controls = parsed.get(c)
+        if controls is None:
+            controls = parsed[c] = json.loads(c)
+        out["controls"] = list(controls)  # each row's own list: callers may change it
         rows.append(out)
     rows.sort(key=lambda r: (r["check_id"], r["source"], r["key"]))
     return rows
@@ -265,10 +294,9 @@ _LISTED = ("fail", "error", "excepted")
 _POLICY_CHECK = "policies.document.approved"
 
 
-def _one_by_one(rule_checks: Collection[str]) -> Any:
+def _one_by_one(cur: Any, rule_checks: Collection[str]) -> Any:
     """Findings the status needs one by one: approved policies (read as documents) and
     failures of checks an active exception names (matched rule by rule)."""
-    cur = findings_in_force.c
     cond = cur.check_id == _POLICY_CHECK
     if rule_checks:
         cond = cond | (cur.status.in_(_LISTED) & cur.check_id.in_(sorted(rule_checks)))
@@ -276,14 +304,14 @@ def _one_by_one(rule_checks: Collection[str]) -> Any:
 
 
 def listed_rows(
-    conn: Connection, rule_checks: Collection[str], top: int
+    conn: Connection, rule_checks: Collection[str], top: int, rel: Any = findings_in_force
 ) -> Iterator[tuple[object, ...]]:
     """In :func:`current_light`'s order, rows of its shape plus (key, whole): every
     one-by-one row (``whole``), and of the other listed statuses the first ``top`` of
     each (controls, status) — enough for every control's first ``top`` (its lists are
     the merge, in this order, of those of its controls lists)."""
-    cur = findings_in_force.c
-    whole = _one_by_one(rule_checks)
+    cur = rel.c
+    whole = _one_by_one(cur, rule_checks)
     rank = func.row_number().over(
         partition_by=(cur.controls, cur.status, whole), order_by=(cur.source, cur.key)
     )
@@ -309,29 +337,94 @@ def listed_rows(
                controls, r.evidence_hash, r.seen_at, r.key, bool(r.whole))
 
 
-def groups(conn: Connection, rule_checks: Collection[str]) -> list[tuple[Any, ...]]:
+def groups(
+    conn: Connection, rule_checks: Collection[str], rel: Any = findings_in_force
+) -> list[tuple[Any, ...]]:
     """The rows not taken one by one, counted per (controls, status, unit): controls
     text, status, source, scope, region, service, count, oldest and newest observation
     (capped by the evidence's as-of, ``seen_at``, as each row of :func:`current_light`)."""
-    cur = findings_in_force.c
+    cur = rel.c
     keys = (cur.controls, cur.status, cur.source, cur.scope, cur.region, cur.service)
     q = (
         select(*keys, func.count(), func.min(cur.seen_at), func.max(cur.seen_at))
-        .where(cur.status.is_not(None), ~_one_by_one(rule_checks))
+        .where(cur.status.is_not(None), ~_one_by_one(cur, rule_checks))
         .group_by(*keys)
     )
     return [tuple(r) for r in conn.execute(q)]
 
 
-def evidence_counts(conn: Connection) -> dict[str, int]:
+def evidence_counts(conn: Connection, rel: Any = findings_in_force) -> dict[str, int]:
     """Per control, the distinct evidence its findings in force were judged on."""
+    from sqlalchemy import cast, distinct, true
+    from sqlalchemy.dialects.postgresql import JSONB
+
+    cur = rel.c
     if conn.dialect.name == "postgresql":
-        each = "CROSS JOIN LATERAL jsonb_array_elements_text(CAST(f.controls AS jsonb)) j(value)"
+        each = func.jsonb_array_elements_text(cast(cur.controls, JSONB)).table_valued(
+            "value").lateral()
     else:
-        each = ", json_each(f.controls) j"
-    q = text(
-        f"SELECT j.value, count(DISTINCT f.evidence_hash) FROM findings_in_force f {each}"
-        " WHERE f.status IS NOT NULL AND f.evidence_hash IS NOT NULL AND f.evidence_hash <> ''"
-        " GROUP BY j.value"
+        each = func.json_each(cur.controls).table_valued("value")
+    q = (
+        select(each.c.value, func.count(distinct(cur.evidence_hash)))
+        .select_from(rel.join(each, true()))
+        .where(cur.status.is_not(None), cur.evidence_hash.is_not(None),
+               cur.evidence_hash != "")
+        .group_by(each.c.value)
     )
     return {str(cid): int(n) for cid, n in conn.execute(q)}
+
+
+#: The order a control page lists findings in: failing first (``excepted`` is a failure
+#: an exception covers, decided per row after the read, so it sorts with ``fail``).
+PAGE_RANK = {"fail": 0, "error": 1, "pass": 3, "not_applicable": 4}
+
+
+def page_key(row: dict[str, Any]) -> tuple[int, str, str, str]:
+    """A finding's place in the page order (the keyset a page continues after)."""
+    return (PAGE_RANK.get(row["status"], 9), row["check_id"], row["source"], row["key"])
+
+
+def findings_page(
+    conn: Connection,
+    rel: Any,
+    check_ids: Collection[str],
+    control: str,
+    after: tuple[int, str, str, str] | None,
+    limit: int,
+) -> tuple[list[dict[str, Any]], tuple[int, str, str, str] | None]:
+    """Up to ``limit`` findings of ``rel`` (see ``store.snapshots.in_force``) of ``check_ids`` that
+    count for ``control``, in :func:`page_key` order after ``after``, and the key to
+    continue after (None: the last page). One ordered read of the page, not of every
+    finding; the rows are those of :func:`current_findings`."""
+    from sqlalchemy import case, tuple_
+
+    from store.schema import findings
+
+    if not check_ids:
+        return [], None
+    cur = rel.c
+    rank = case(PAGE_RANK, value=cur.status, else_=9)
+    needle = json.dumps(control).replace("/", "//").replace("%", "/%").replace("_", "/_")
+    q = (
+        select(findings)
+        .select_from(rel.join(findings, findings.c.id == cur.finding_id))
+        .where(
+            cur.status.is_not(None),
+            cur.check_id.in_(sorted(check_ids)),
+            # A cheap filter in SQL; each row's list is checked exactly below.
+            cur.controls.like(f"%{needle}%", escape="/"),
+        )
+        .order_by(rank, cur.check_id, cur.source, cur.key)
+        .limit(limit + 1)
+    )
+    if after is not None:
+        q = q.where(tuple_(rank, cur.check_id, cur.source, cur.key) > tuple_(*after))
+    read = [dict(r) for r in conn.execute(q).mappings()]
+    more = page_key(read[limit - 1]) if len(read) > limit else None
+    rows = []
+    for row in read[:limit]:
+        out = {c: row[c] for c in _FI_COLS}
+        out["controls"] = json.loads(out["controls"])
+        if control in out["controls"]:
+            rows.append(out)
+    return rows, more

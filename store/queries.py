@@ -133,11 +133,14 @@ def findings_at(
     ``check_id|``), so the cost follows their findings, not the whole source.
     """
     at = at or utcnow()
-    from store.current import current_findings, trusted
+    from store.current import current_findings
+    from store.snapshots import in_force
 
-    if trusted(conn, at):  # the materialised findings in force answer ``at`` exactly
+    rel = in_force(conn, at)
+    if rel is not None:  # the materialised findings in force answer ``at`` exactly
         yield from current_findings(
-            conn, check_id=check_id, source=source, status=status, check_ids=check_ids
+            conn, rel=rel, check_id=check_id, source=source, status=status,
+            check_ids=check_ids,
         )
         return
     yield from _findings_walk(conn, at, check_id, source, status, check_ids)
@@ -179,6 +182,38 @@ def _findings_walk(
                 rows.append(out)
     rows.sort(key=lambda r: (r["check_id"], r["source"], r["key"]))
     yield from rows
+
+
+def control_findings_page(
+    conn: Connection,
+    at: datetime,
+    check_ids: Collection[str],
+    control: str,
+    after: tuple[int, str, str, str] | None,
+    limit: int,
+) -> tuple[list[dict[str, Any]], tuple[int, str, str, str] | None]:
+    """One page of the findings in force at ``at`` of ``check_ids`` that count for
+    ``control``, failing first (``store.current.page_key`` order), after the key
+    ``after``; and the key the next page starts after (None: this is the last).
+
+    Read from the materialised findings in force when they answer ``at``
+    (``store.current.in_force``: the page costs its own rows), else from the walk.
+    """
+    from store.current import findings_page, page_key
+    from store.snapshots import in_force
+
+    rel = in_force(conn, at)
+    if rel is not None:
+        return findings_page(conn, rel, check_ids, control, after, limit)
+    found = sorted(
+        (f for f in _findings_walk(conn, at, None, None, None, check_ids)
+         if control in f["controls"]),
+        key=page_key,
+    )
+    if after is not None:
+        found = [f for f in found if page_key(f) > after]
+    more = page_key(found[limit - 1]) if len(found) > limit else None
+    return found[:limit], more
 
 
 _LIGHT = (

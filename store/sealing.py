@@ -21,6 +21,7 @@ from store.current import apply_run
 from store.integrity import digest_of, last_digest, seal_manifest
 from store.keys import record_key
 from store.schema import canonical_json_text, runs
+from store.snapshots import maintain as maintain_snapshots
 
 _ONE_US = timedelta(microseconds=1)
 
@@ -149,6 +150,8 @@ def seal_run(
     ).rowcount
     if done != 1:
         return None
-    # The findings in force now, kept with the seal (derived; see store.current).
+    # The findings in force now and their snapshots, kept with the seal (derived; see
+    # store.current, store.snapshots).
     apply_run(conn, run_id)
+    maintain_snapshots(conn, run_id)
     return Sealed(run_id, source, status, digest, prev, key_id, row["started_at"], finished)

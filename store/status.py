@@ -282,7 +282,8 @@ def control_statuses(
 
     A pass whose unit has not been read cleanly within ``freshness`` before ``at``
     is ``stale``; nothing passes by absence. The findings in force come from the
-    materialised table when it answers ``at`` exactly (``store.current``);
+    materialised table or its snapshots when they answer ``at`` exactly
+    (``store.current.in_force``);
     ``materialised=False`` always walks the history (the reference it is tested against).
     """
     at = at or utcnow()
@@ -292,19 +293,26 @@ def control_statuses(
         units = last_ok_units(conn, at)
         manual = manual_at(conn, at)
         approved_policies: list[tuple[str, str, str]] = []
-        fast = None
+        rel = None
         if materialised:
             from store import current
+            from store.snapshots import in_force
 
-            fast = current.trusted(conn, at)
-        if fast:
-            # O(groups): the table aggregated in SQL; only rows that are listed or
-            # matched one by one (failures, errors, approved policies) come back as rows.
+            rel = in_force(conn, at)
+        if rel is not None and rel is not current.findings_in_force:
+            # A past instant: the snapshot and the history since it, read once (the
+            # relation costs more than the rows it gives back).
+            _accumulate(acc, current.light_rows(conn, rel), units, rules, at,
+                        approved_policies)
+        elif rel is not None:
+            # O(groups): the findings in force now aggregated in SQL; only rows
+            # that are listed or matched one by one (failures, errors, approved
+            # policies) come back as rows.
             checks = {r.check for r in rules if r.active(at)}
-            rows = current.listed_rows(conn, checks, MAX_LISTED)
+            rows = current.listed_rows(conn, checks, MAX_LISTED, rel)
             _accumulate(acc, rows, units, rules, at, approved_policies)
-            _accumulate_groups(acc, current.groups(conn, checks), units)
-            for cid, n in current.evidence_counts(conn).items():
+            _accumulate_groups(acc, current.groups(conn, checks, rel), units)
+            for cid, n in current.evidence_counts(conn, rel).items():
                 acc.setdefault(cid, _Acc()).evidence_count = n
         else:
             _accumulate(acc, findings_light(conn, at), units, rules, at, approved_policies)

@@ -253,6 +253,22 @@ class _Replay:
         )
 
 
+def _as_of_by_id(conn: Any, ids: list[int]) -> dict[int, datetime]:
+    """The as-of of the inventory records the findings ``ids`` were judged on (only those
+    judged on one: none for a store of direct reads) — probed by id, so the cost follows
+    the findings in force, not the history before them."""
+    out: dict[int, datetime] = {}
+    for i in range(0, len(ids), 5000):
+        q = (
+            select(findings.c.id, evidence.c.source_updated_at)
+            .select_from(findings.join(evidence, evidence.c.id == findings.c.evidence_id))
+            .where(findings.c.id.in_(ids[i:i + 5000]),
+                   evidence.c.source_updated_at.is_not(None))
+        )
+        out.update(dict(conn.execute(q).all()))
+    return out
+
+
 def control_timelines(
     engine: Engine,
     index: Any,
@@ -280,23 +296,15 @@ def control_timelines(
         check_filter = {c for cid in selected for c in index.checks_for(cid)}
     with engine.connect() as conn:
         rp.units = dict(last_ok_units(conn, start))
-        # The as-of of the inventory records the findings in force were judged on (only
-        # findings judged on one: none for a store of direct reads).
-        as_of_by_id = dict(
-            conn.execute(
-                select(findings.c.id, evidence.c.source_updated_at)
-                .select_from(findings.join(evidence, evidence.c.id == findings.c.evidence_id))
-                .where(evidence.c.source_updated_at.is_not(None), findings.c.observed_at <= start)
-            ).all()
-        )
-        for f in findings_at(conn, start):
-            if (
-                check_filter is None
-                or f["check_id"] in check_filter
-                or set(f["controls"]) & rp.controls
-            ):
-                f["source_updated_at"] = as_of_by_id.get(f["id"])
-                rp.apply_finding(f, start)
+        at_start = [
+            f for f in findings_at(conn, start)
+            if check_filter is None or f["check_id"] in check_filter
+            or set(f["controls"]) & rp.controls
+        ]
+        as_of_by_id = _as_of_by_id(conn, [f["id"] for f in at_start])
+        for f in at_start:
+            f["source_updated_at"] = as_of_by_id.get(f["id"])
+            rp.apply_finding(f, start)
         from store.policy_documents import policy_history
 
         mhist = [

@@ -13,6 +13,7 @@ from __future__ import annotations
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import Engine, text
@@ -176,7 +177,10 @@ def test_long_failure_lists_and_exceptions_merge_as_the_walk_lists_them(
 ) -> None:
     """More failures than a control lists, under two control lists of one control, some
     excepted: the first MAX_LISTED per control come out in the walk's order."""
+    between = None
     for source in ("s-b", "s-a"):
+        if source == "s-a":
+            between = datetime.now(UTC)
         w = RunWriter(engine, source=source, connector_type="t", config_digest="c" * 64,
                       mapping_digest=index.digest, agent_version="test")
         w.start()
@@ -198,6 +202,18 @@ def test_long_failure_lists_and_exceptions_merge_as_the_walk_lists_them(
         st = _by_id(_same(engine, index, now, exceptions=rules), "A.8.24")
         assert len(st["failing_resources"]) == 50 and st["counts"]["fail"] > 50
     assert st["excepted_resources"] and st["error_scopes"]
+    # The same at a past instant, from a snapshot and the history since it.
+    from store import snapshots
+
+    with engine.begin() as conn:
+        snapshots.rebuild(conn, 1)
+    later = datetime.now(UTC)
+    _direct(engine, index, "pass")
+    assert between is not None
+    for at in (between, later):
+        for rules in ([], [rule]):
+            st = _by_id(_same_past(engine, index, at, exceptions=rules), "A.8.24")
+            assert len(st["failing_resources"]) == 50
 
 
 
@@ -247,3 +263,114 @@ def test_inventory_snapshots_cap_confirmation_as_the_walk_does(
     now = datetime.now(UTC)
     assert _by_id(_same(engine, index, now), "A.8.5")["status"] != "stale"
     assert _by_id(_same(engine, index, now + timedelta(days=6)), "A.8.5")["status"] == "stale"
+
+
+# -- snapshots (store.snapshots): the findings in force at a past instant -----------------
+
+
+def _same_past(engine: Engine, index: MappingIndex, at: datetime, **kw) -> list[dict]:
+    """At a past ``at``: the snapshot path (asserted taken) agrees with the walk, for the
+    statuses, the findings in force and a control's pages."""
+    from store import queries
+    from store.snapshots import in_force
+
+    with engine.connect() as conn:
+        assert not trusted(conn, at)
+        assert in_force(conn, at) is not None, "a snapshot should answer here"
+        assert list(queries.findings_at(conn, at)) == list(
+            queries._findings_walk(conn, at, None, None, None, None))
+        checks = set(index.checks_for("A.8.24"))
+        after, fast_pages = None, []
+        while True:
+            page, after = queries.control_findings_page(conn, at, checks, "A.8.24", after, 1)
+            fast_pages += page
+            if after is None:
+                break
+        walked = sorted((f for f in queries._findings_walk(conn, at, None, None, None, checks)
+                         if "A.8.24" in f["controls"]), key=current_page_key)
+        assert fast_pages == walked
+    fast = [c.as_dict() for c in control_statuses(engine, index, at, **kw)]
+    slow = [c.as_dict() for c in control_statuses(engine, index, at, materialised=False, **kw)]
+    assert fast == slow
+    return fast
+
+
+def current_page_key(row: dict) -> tuple:
+    from store.current import page_key
+
+    return page_key(row)
+
+
+def findings_snapshots_at() -> Any:
+    """A select of the snapshot instants, oldest first."""
+    from sqlalchemy import select
+
+    from store.snapshots import findings_snapshots
+
+    return select(findings_snapshots.c.at).order_by(findings_snapshots.c.at)
+
+
+def test_past_instants_from_snapshots_equal_the_walk_over_a_varied_history(
+    engine: Engine, index: MappingIndex
+) -> None:
+    from store import snapshots
+
+    instants = []
+    old = datetime.now(UTC) - timedelta(days=10)
+    _collect(engine, index, {"d1": False, "d2": True}, {"alice": True})
+    instants.append(datetime.now(UTC))
+    _collect(engine, index, {"d1": True}, {"alice": True, "bob": False})  # d2: tombstone
+    instants.append(datetime.now(UTC))
+    _direct(engine, index, "not_applicable")
+    _direct(engine, index, "fail")
+    instants.append(datetime.now(UTC))
+    _snapshot(engine, index, {"d1": True, "d3": False}, {"alice": False}, old,
+              direct=("alice",))
+    instants.append(datetime.now(UTC))
+    _direct(engine, index, "pass")
+    _collect(engine, index, {"d1": False, "d2": True}, {"alice": True, "bob": True})
+    instants.append(datetime.now(UTC))
+    _direct(engine, index, "error")
+    rule = ExceptionRule(id="x4", check="fake.disk.encrypted", resource="d*",
+                         reason="accepted", approved_by="ciso",
+                         expires=datetime.now(UTC) + timedelta(days=3))
+    for spacing in (None, 1, 3):  # seal-maintained, then rebuilt (migration 0010) twice
+        if spacing:
+            with engine.begin() as conn:
+                snapshots.rebuild(conn, spacing)
+        taken = [v for (v,) in engine.connect().execute(findings_snapshots_at())]
+        for at in [*instants, *taken]:
+            if taken and taken[0] <= at:
+                for rules in ([], [rule]):
+                    _same_past(engine, index, at, exceptions=rules)
+        assert taken, "some snapshot should exist"
+
+
+def test_a_run_sealed_late_drops_the_snapshots_it_changes(
+    engine: Engine, index: MappingIndex
+) -> None:
+    from sqlalchemy import select
+
+    from store import snapshots
+
+    _collect(engine, index, {"d1": True, "d2": True}, {"alice": True})
+    late = RunWriter(engine, source="late", connector_type="t", config_digest="c" * 64,
+                     mapping_digest=index.digest, agent_version="test")
+    late.start()
+    eh = late.add_evidence(Evidence("acct", "eu-1", "fake.disk.volume", "l1", {"id": "l1"}))
+    late.add_finding(Finding("fake.disk.encrypted", "acct", "eu-1", "fake.disk.volume", "l1",
+                             "fail", "high", "l1 fail", evidence_hash=eh, controls=("A.8.24",)))
+    _direct(engine, index, "pass")
+    between = datetime.now(UTC)
+    _collect(engine, index, {"d1": True}, {"alice": True})
+    with engine.begin() as conn:
+        snapshots.rebuild(conn, 1)
+    ids = select(snapshots.findings_snapshots.c.id)
+    with engine.connect() as conn:
+        before = set(conn.execute(ids).scalars())
+    assert _by_id(_same_past(engine, index, between), "A.8.24")["status"] != "fail"
+    late.add_coverage(Coverage("acct", "eu-1", "disk", ok=True))
+    late.finish("succeeded")  # observed before the snapshots taken since: they go
+    with engine.connect() as conn:
+        assert before - set(conn.execute(ids).scalars()), "a snapshot it changes was kept"
+    assert _by_id(_same_past(engine, index, between), "A.8.24")["status"] == "fail"

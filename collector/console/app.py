@@ -25,13 +25,18 @@ from urllib.parse import urlencode
 import structlog
 from jinja2 import Environment, FileSystemLoader
 from starlette.applications import Starlette
-from starlette.concurrency import run_in_threadpool
+from starlette.concurrency import iterate_in_threadpool, run_in_threadpool
 from starlette.datastructures import MutableHeaders
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.middleware.sessions import SessionMiddleware
 from starlette.requests import Request
-from starlette.responses import PlainTextResponse, RedirectResponse, Response
+from starlette.responses import (
+    PlainTextResponse,
+    RedirectResponse,
+    Response,
+    StreamingResponse,
+)
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.templating import Jinja2Templates
@@ -39,7 +44,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from collector.console import data
 from collector.console.auth import Access, LoginLimiter, Person, csrf_ok, csrf_token
-from collector.output import OutputFormat, serialise
+from collector.output import FINDING_COLUMNS, OutputFormat, serialise, serialise_chunks
 from store.status import CONTROL_STATUSES
 
 HERE = Path(__file__).resolve().parent
@@ -252,23 +257,52 @@ async def trend(request: Request, console: Console, who: Person) -> Response:
 @page()
 async def control(request: Request, console: Console, who: Person) -> Response:
     cid = catalog_control(request, console)
+    if request.query_params.get("format") in ("csv", "json"):
+        return await _control_download(request, console, cid)
     at = parse_at(request.query_params.get("at"))
-    d = await run_in_threadpool(data.control, console.ctx, cid, at)
-    got = download(request, d["findings"], d["columns"], f"findings-{cid}")
-    if got:
-        return got
+    try:
+        after = data.decode_cursor(request.query_params.get("after"))
+    except ValueError:
+        raise HTTPException(400, "after: not a page of this console's") from None
+    d = await run_in_threadpool(data.control, console.ctx, cid, at, after)
     from store.comments import comments
 
     def remarks() -> list[Any]:
+        # Comments on this control's findings: those on a finding of one of its checks
+        # (a finding's target is "source key", its key starts with "check|"): bounded by
+        # the comments, not by the findings in force.
+        checks = set(d["checks"])
         with console.ctx.engine.connect() as conn:
             return [
                 *comments(conn, at, target_kind="control", targets=[cid]),
-                *comments(conn, at, target_kind="finding", targets=d["targets"]),
+                *(c for c in comments(conn, at, target_kind="finding")
+                  if c.target.partition(" ")[2].partition("|")[0] in checks),
             ]
 
     found = await run_in_threadpool(remarks)
     found.sort(key=lambda c: c.recorded_at)
     return render(request, "control.html", who, cid=cid, comments=found, **d)
+
+
+@page()
+async def control_findings(request: Request, console: Console, who: Person) -> Response:
+    """Every finding of a control at ``?at=`` as CSV (default) or JSON, streamed."""
+    cid = catalog_control(request, console)
+    return await _control_download(request, console, cid)
+
+
+async def _control_download(request: Request, console: Console, cid: str) -> Response:
+    fmt = request.query_params.get("format") or "csv"
+    if fmt not in ("csv", "json"):
+        raise HTTPException(400, "format must be csv or json")
+    at = parse_at(request.query_params.get("at"))
+    rows = await run_in_threadpool(data.control_findings, console.ctx, cid, at)
+    media = "text/csv; charset=utf-8" if fmt == "csv" else "application/json"
+    return StreamingResponse(
+        iterate_in_threadpool(serialise_chunks(rows, FINDING_COLUMNS, OutputFormat(fmt))),
+        media_type=media,
+        headers={"content-disposition": f'attachment; filename="findings-{cid}.{fmt}"'},
+    )
 
 
 @page()
@@ -477,6 +511,7 @@ def create_app(console: Console) -> Starlette:
         Route("/trend", trend),
         Route("/controls/{cid}", control),
         Route("/controls/{cid}/timeline", control_timeline),
+        Route("/controls/{cid}/findings", control_findings),
         Route("/resource", resource),
         Route("/runs", runs),
         Route("/runs/{run_id}/verify", verify_run),

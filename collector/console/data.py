@@ -10,6 +10,7 @@ CLI's columns, so a download is byte-for-byte what ``--format csv|json`` prints.
 
 from __future__ import annotations
 
+import base64
 import difflib
 import json
 from collections import Counter
@@ -24,7 +25,7 @@ from collector.output import CONTROL_COLUMNS, FINDING_COLUMNS, RUN_COLUMNS
 from core.records import utcnow
 from mappings.loader import MappingIndex
 from store.exceptions import exception_for
-from store.queries import bodies, findings_at, item_versions, list_runs
+from store.queries import bodies, control_findings_page, findings_at, item_versions, list_runs
 from store.status import CONTROL_STATUSES, control_statuses
 from store.timelines import control_timelines
 
@@ -41,7 +42,7 @@ EVIDENCE_COLUMNS = [
 #: Failing first: the order an auditor reads a control's findings in.
 _FINDING_ORDER = {"fail": 0, "error": 1, "excepted": 2, "pass": 3, "not_applicable": 4}
 TIMELINE_DAYS = 30
-#: Finding rows rendered on a control page (failing first); the download has them all.
+#: Finding rows per control page (failing first; "next" continues); the downloads have all.
 PAGE_ROWS = 200
 
 
@@ -91,7 +92,43 @@ def overview(
     return {"rows": rows, "themes": themes, "columns": CONTROL_COLUMNS}
 
 
-def control(ctx: Context, cid: str, at: datetime | None) -> dict[str, Any]:
+def _annotate(f: dict[str, Any], rules: list[Any], when: datetime) -> dict[str, Any]:
+    """A finding row as the control page and its downloads show it."""
+    exc = exception_for(rules, f, when) if f["status"] == "fail" else None
+    f["effective_status"] = "excepted" if exc else f["status"]
+    f["exception"] = exc.id if exc else None
+    f["evidence_key"] = evidence_key(f)
+    f["target"] = f"{f['source']} {f['key']}"
+    return f
+
+
+def encode_cursor(key: tuple[Any, ...] | None) -> str:
+    """The opaque ``after=`` of a control page's "next" link."""
+    if key is None:
+        return ""
+    return base64.urlsafe_b64encode(json.dumps(list(key)).encode()).decode().rstrip("=")
+
+
+def decode_cursor(text: str | None) -> tuple[int, str, str, str] | None:
+    """``after=`` back to the key; ValueError when it is not one this console made."""
+    if not text:
+        return None
+    try:
+        raw = json.loads(base64.urlsafe_b64decode(text + "=" * (-len(text) % 4)))
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ValueError("not a page cursor") from exc
+    if (not isinstance(raw, list) or len(raw) != 4 or not isinstance(raw[0], int)
+            or not all(isinstance(x, str) for x in raw[1:])):
+        raise ValueError("not a page cursor")
+    return (raw[0], raw[1], raw[2], raw[3])
+
+
+def control(
+    ctx: Context, cid: str, at: datetime | None, after: tuple[int, str, str, str] | None = None
+) -> dict[str, Any]:
+    """A control page: its status, one page of :data:`PAGE_ROWS` findings (failing first,
+    continued by ``after``), its exceptions and documents. The complete findings are
+    :func:`control_findings` (the downloads), never read for the page."""
     when = at or utcnow()
     rules, scope = decided(ctx.engine, ctx.index, at)
     status = next(
@@ -101,15 +138,9 @@ def control(ctx: Context, cid: str, at: datetime | None) -> dict[str, Any]:
     )
     checks = set(ctx.index.checks_for(cid))
     with ctx.engine.connect() as conn:
-        found = [f for f in findings_at(conn, when, check_ids=checks) if cid in f["controls"]]
-    for f in found:
-        exc = exception_for(rules, f, when) if f["status"] == "fail" else None
-        f["effective_status"] = "excepted" if exc else f["status"]
-        f["exception"] = exc.id if exc else None
-        f["evidence_key"] = evidence_key(f)
-        f["target"] = f"{f['source']} {f['key']}"
-    found.sort(key=lambda f: (_FINDING_ORDER.get(f["effective_status"], 9), f["check_id"],
-                              f["resource_id"]))
+        shown, more = control_findings_page(conn, when, checks, cid, after, PAGE_ROWS)
+    for f in shown:
+        _annotate(f, rules, when)
     exceptions = [
         r.as_dict()
         for r in rules
@@ -121,16 +152,33 @@ def control(ctx: Context, cid: str, at: datetime | None) -> dict[str, Any]:
     applicability = scope.controls.get(cid)
     return {
         "status": status.as_dict(),
-        "findings": found,
         "columns": FINDING_COLUMNS,
-        "shown": found[:PAGE_ROWS],
+        "shown": shown,
+        "first_page": after is None,
+        "next_after": encode_cursor(more),
         "exceptions": exceptions,
         "expected": part.expected_evidence,
         "review_days": part.review_interval.days if part.review_interval else None,
         "applicable": applicability.applicable if applicability else True,
         "justification": applicability.justification if applicability else "",
-        "targets": [f["target"] for f in found],
+        "checks": sorted(checks),
+        "targets": [f["target"] for f in shown],
     }
+
+
+def control_findings(ctx: Context, cid: str, at: datetime | None) -> list[dict[str, Any]]:
+    """Every finding in force at ``at`` that counts for ``cid``, failing first by
+    effective status: the control's CSV/JSON downloads (what ``annexa findings`` lists)."""
+    when = at or utcnow()
+    rules, _ = decided(ctx.engine, ctx.index, at)
+    checks = set(ctx.index.checks_for(cid))
+    with ctx.engine.connect() as conn:
+        found = [f for f in findings_at(conn, when, check_ids=checks) if cid in f["controls"]]
+    for f in found:
+        _annotate(f, rules, when)
+    found.sort(key=lambda f: (_FINDING_ORDER.get(f["effective_status"], 9), f["check_id"],
+                              f["resource_id"]))
+    return found
 
 
 def _resource_findings(

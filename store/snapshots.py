@@ -1,0 +1,238 @@
+"""Snapshots of the findings in force at past instants: time travel (``--at``) bounded.
+
+Derived data, not evidence, like :mod:`store.current`. A snapshot at instant S holds,
+per finding key of each source, its latest sealed version with ``observed_at <= S``
+(tombstones too), in ``findings_in_force``'s columns. The findings in force at any T
+are then the snapshot at the latest S <= T, overridden per key by the sealed versions
+observed in (S, T] — a read of one snapshot and of the history since it, instead of a
+probe per key of the whole history (:func:`in_force_at`).
+
+Bounded: a snapshot is taken (at seal time, :func:`maintain`) when the versions observed
+since the last one are at least as many as the findings in force, so the history read
+after a snapshot is at most about one snapshot's size, and the snapshots together are
+at most about the size of the findings history.
+
+Exact: a snapshot is a copy of ``findings_in_force`` just after a seal, labelled with
+its newest observation S (every version then in force is observed by S, so the copy
+*is* "in force at S"). A run sealed later with a version observed at or before S would
+change that answer: its seal deletes every snapshot at or after its earliest
+observation. ``findings_snapshot_state`` counts the sealed runs applied; a reader uses
+the snapshots only when it equals the sealed runs in ``runs`` (a run sealed by an older
+version, or runs removed, make it differ), and the next seal then drops them all and
+starts again. Migration 0010 builds them from the history (:func:`rebuild`).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import (
+    Column,
+    Connection,
+    Index,
+    Integer,
+    Table,
+    Text,
+    and_,
+    case,
+    cast,
+    func,
+    literal_column,
+    select,
+    text,
+    union_all,
+)
+
+from store.current import _FROM, _controls_text, _sealed_runs, findings_in_force, trusted
+from store.schema import RowId, UTCDateTime, evidence, findings, metadata, sealed
+
+findings_snapshots = Table(
+    "findings_snapshots",
+    metadata,
+    Column("id", RowId, primary_key=True, autoincrement=True),
+    # S: the newest observation of the findings in force copied.
+    Column("at", UTCDateTime(), nullable=False),
+    Column("rows", Integer, nullable=False),
+)
+Index("ix_findings_snapshots_at", findings_snapshots.c.at)
+
+findings_snapshot_rows = Table(
+    "findings_snapshot_rows",
+    metadata,
+    Column("snapshot_id", RowId, primary_key=True),
+    *(
+        Column(c.name, c.type, primary_key=c.primary_key, nullable=c.nullable)
+        for c in findings_in_force.columns
+    ),
+)
+
+findings_snapshot_state = Table(
+    "findings_snapshot_state",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    # Sealed runs the snapshots account for; compared with the runs table on read.
+    Column("runs_applied", Integer, nullable=False),
+)
+
+_COLS = tuple(c.name for c in findings_in_force.columns)
+
+
+def _drop_all(conn: Connection) -> None:
+    conn.execute(findings_snapshot_rows.delete())
+    conn.execute(findings_snapshots.delete())
+
+
+def _drop_from(conn: Connection, at: datetime) -> None:
+    """Drop the snapshots at or after ``at`` (a version observed by then was sealed)."""
+    gone = select(findings_snapshots.c.id).where(findings_snapshots.c.at >= at)
+    conn.execute(findings_snapshot_rows.delete().where(
+        findings_snapshot_rows.c.snapshot_id.in_(gone)))
+    conn.execute(findings_snapshots.delete().where(findings_snapshots.c.at >= at))
+
+
+def maintain(conn: Connection, run_id: str) -> None:
+    """Keep the snapshots exact after ``run_id`` was sealed and applied to
+    ``findings_in_force`` (same transaction), and take one when it is due."""
+    applied = conn.execute(
+        text(
+            "UPDATE findings_snapshot_state SET runs_applied = runs_applied + 1 WHERE id = 1"
+            " RETURNING runs_applied"
+        )
+    ).scalar()
+    sealed_now = _sealed_runs(conn)
+    if applied is None or applied != sealed_now:
+        # Behind (an older version sealed runs, or runs were removed): start again.
+        _drop_all(conn)
+        conn.execute(findings_snapshot_state.delete())
+        conn.execute(findings_snapshot_state.insert().values(id=1, runs_applied=sealed_now))
+    else:
+        earliest = conn.execute(
+            select(func.min(findings.c.observed_at)).where(findings.c.run_id == run_id)
+        ).scalar()
+        if earliest is not None:
+            _drop_from(conn, earliest)
+    _snapshot_if_due(conn)
+
+
+def _snapshot_if_due(conn: Connection) -> None:
+    last = conn.execute(select(func.max(findings_snapshots.c.at))).scalar()
+    in_force = conn.execute(select(func.count()).select_from(findings_in_force)).scalar_one()
+    since = select(func.count()).select_from(findings)
+    if last is not None:
+        since = since.where(findings.c.observed_at > last)
+    if not in_force or conn.execute(since).scalar_one() < in_force:
+        return
+    newest = conn.execute(select(func.max(findings_in_force.c.observed_at))).scalar()
+    sid = conn.execute(
+        findings_snapshots.insert().values(at=newest, rows=in_force)
+        .returning(findings_snapshots.c.id)
+    ).scalar_one()
+    conn.execute(
+        findings_snapshot_rows.insert().from_select(
+            ["snapshot_id", *_COLS],
+            select(literal_column(str(int(sid))), *(findings_in_force.c[c] for c in _COLS)),
+        )
+    )
+
+
+def rebuild(conn: Connection, spacing: int | None = None) -> int:
+    """Recompute every snapshot from the sealed history (one ordered pass over the
+    findings, each snapshot taken when due as :func:`maintain` would: once the versions
+    since the last are as many as the findings in force, or ``spacing``); returns how
+    many were taken."""
+    _drop_all(conn)
+    conn.execute(findings_snapshot_state.delete())
+    conn.execute(
+        findings_snapshot_state.insert().values(id=1, runs_applied=_sealed_runs(conn))
+    )
+    ctl = _controls_text(conn)
+    q = text(
+        f"SELECT {_FROM.replace('f.controls', ctl)} FROM findings f"
+        " JOIN runs r ON r.id = f.run_id AND r.digest IS NOT NULL"
+        " LEFT JOIN evidence e ON e.id = f.evidence_id ORDER BY f.observed_at, f.id"
+    ).columns(*(findings_in_force.c[c] for c in _COLS))
+    state: dict[tuple[str, str], tuple[Any, ...]] = {}
+    since = 0
+    taken = 0
+    pending_at: datetime | None = None
+    for row in conn.execute(q.execution_options(stream_results=True, yield_per=5000)):
+        t = tuple(row)
+        observed = t[_COLS.index("observed_at")]
+        # A snapshot at S must hold every version observed by S: take it only at the
+        # boundary between two observation instants.
+        if pending_at is not None and observed != pending_at:
+            if since >= (spacing or len(state)):
+                _write(conn, pending_at, state)
+                taken += 1
+                since = 0
+        state[(t[0], t[1])] = t
+        since += 1
+        pending_at = observed
+    return taken
+
+
+def _write(conn: Connection, at: datetime, state: dict[tuple[str, str], tuple[Any, ...]]) -> None:
+    sid = conn.execute(
+        findings_snapshots.insert().values(at=at, rows=len(state))
+        .returning(findings_snapshots.c.id)
+    ).scalar_one()
+    rows = [{"snapshot_id": sid, **dict(zip(_COLS, t, strict=True))} for t in state.values()]
+    for i in range(0, len(rows), 5000):
+        conn.execute(findings_snapshot_rows.insert(), rows[i:i + 5000])
+
+
+def in_force_at(conn: Connection, at: datetime) -> Any:
+    """The findings in force at ``at`` as a relation with ``findings_in_force``'s
+    columns (tombstones included), from the latest snapshot at or before ``at`` and
+    the sealed versions observed after it; None when the snapshots cannot say
+    exactly (behind the runs, or none by ``at``)."""
+    applied = conn.execute(
+        select(findings_snapshot_state.c.runs_applied).where(findings_snapshot_state.c.id == 1)
+    ).scalar()
+    if applied is None or applied != _sealed_runs(conn):
+        return None
+    snap = conn.execute(
+        select(findings_snapshots.c.id, findings_snapshots.c.at)
+        .where(findings_snapshots.c.at <= at)
+        .order_by(findings_snapshots.c.at.desc(), findings_snapshots.c.id.desc())
+        .limit(1)
+    ).first()
+    if snap is None:
+        return None
+    sid, s_at = snap
+    rows = findings_snapshot_rows.c
+    base = select(*(rows[c] for c in _COLS)).where(rows.snapshot_id == sid)
+    f, e = findings.c, evidence.c
+    # As store.current._seen: the observation capped by the evidence's as-of.
+    seen = case(
+        (and_(e.source_updated_at.is_not(None), e.source_updated_at < f.observed_at),
+         e.source_updated_at),
+        else_=f.observed_at,
+    )
+    controls = cast(f.controls, Text) if conn.dialect.name == "postgresql" else f.controls
+    delta = (
+        select(f.source, f.key, f.id.label("finding_id"), f.check_id, f.scope, f.region,
+               f.service, f.resource_id, f.status, controls.label("controls"),
+               f.evidence_hash, f.observed_at, seen.label("seen_at"))
+        .select_from(findings.outerjoin(evidence, e.id == f.evidence_id))
+        .where(f.observed_at > s_at, f.observed_at <= at, sealed(findings))
+    )
+    both = union_all(base, delta).subquery("both_")
+    rank = func.row_number().over(
+        partition_by=(both.c.source, both.c.key),
+        order_by=(both.c.observed_at.desc(), both.c.finding_id.desc()),
+    )
+    ranked = select(*(both.c[c] for c in _COLS), rank.label("rn")).subquery("ranked")
+    return (
+        select(*(ranked.c[c] for c in _COLS)).where(ranked.c.rn == 1).subquery("in_force_at")
+    )
+
+
+def in_force(conn: Connection, at: datetime) -> Any:
+    """A relation with ``findings_in_force``'s columns holding exactly the findings in
+    force at ``at`` (tombstones included): the table itself at now, a snapshot and the
+    history since it before (``store.snapshots``); None when only the walk can say."""
+    if trusted(conn, at):
+        return findings_in_force
+    return in_force_at(conn, at)
