@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
@@ -159,21 +160,13 @@ def _prepare_dict(d: dict[Any, Any]) -> dict[Any, Any]:
             return _prepare_dict_keys(d)
         else:
             d = copy
-    for k, v in d.items():
-        t = type(v)
-        if t in _SCALARS:
-            continue
-        if t is dict:
-            nv: Any = _prepare_dict(v)
-        elif t is list or t is tuple:
-            nv = _prepare_seq(v)
-        else:
-            nv = _prepare_other(v, t)
-        if nv is not v:
-            if copy is None:
-                copy = dict(d)
-            copy[k] = nv
-    return d if copy is None else copy
+    changed = _changed_values(d.items())
+    if changed is None:
+        return d
+    if copy is None:
+        copy = dict(d)
+    copy.update(changed)
+    return copy
 
 
 _PER_KEY: dict[Any, Any] = {}  # sentinel: "apply the rules key by key"
@@ -217,8 +210,20 @@ def _prepare_dict_keys(d: dict[Any, Any]) -> dict[str, Any]:
 
 
 def _prepare_seq(seq: list[Any] | tuple[Any, ...]) -> list[Any] | tuple[Any, ...]:
-    copy: list[Any] | None = None
-    for i, v in enumerate(seq):
+    changed = _changed_values(enumerate(seq))
+    if changed is None:
+        return seq
+    copy = list(seq)
+    for i, nv in changed:
+        copy[i] = nv
+    return copy
+
+
+def _changed_values(items: Iterable[tuple[Any, Any]]) -> list[tuple[Any, Any]] | None:
+    """``(key, prepared value)`` for each of ``items`` that :func:`_prepare` changes, or
+    None if none does (the common case: then nothing is copied)."""
+    changed: list[tuple[Any, Any]] | None = None
+    for k, v in items:
         t = type(v)
         if t in _SCALARS:
             continue
@@ -229,10 +234,10 @@ def _prepare_seq(seq: list[Any] | tuple[Any, ...]) -> list[Any] | tuple[Any, ...
         else:
             nv = _prepare_other(v, t)
         if nv is not v:
-            if copy is None:
-                copy = list(seq)
-            copy[i] = nv
-    return seq if copy is None else copy
+            if changed is None:
+                changed = []
+            changed.append((k, nv))
+    return changed
 
 
 def _prepare_other(v: Any, t: type) -> Any:
