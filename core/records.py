@@ -157,7 +157,9 @@ def _prepare_dict(d: dict[Any, Any]) -> dict[Any, Any]:
         if copy is None:
             pass
         elif copy is _PER_KEY:
-            return _prepare_dict_keys(d)
+            # A key that is not a str: with every key made one, the usual rules apply
+            # (as in ``_normalise_dict``, a later key that becomes the same str wins).
+            return _prepare_dict({k if type(k) is str else str(k): v for k, v in d.items()})
         else:
             d = copy
     changed = _changed_values(d.items())
@@ -169,7 +171,7 @@ def _prepare_dict(d: dict[Any, Any]) -> dict[Any, Any]:
     return copy
 
 
-_PER_KEY: dict[Any, Any] = {}  # sentinel: "apply the rules key by key"
+_PER_KEY: dict[Any, Any] = {}  # sentinel: "a key is not a str"
 
 
 def _apply_key_rules(d: dict[Any, Any]) -> dict[Any, Any] | None:
@@ -193,20 +195,6 @@ def _apply_key_rules(d: dict[Any, Any]) -> dict[Any, Any] | None:
         elif len(_plain_keys) < _PLAIN_KEYS_MAX:
             _plain_keys.add(k)
     return copy
-
-
-def _prepare_dict_keys(d: dict[Any, Any]) -> dict[str, Any]:
-    """The per-key rules of ``_normalise_dict``, for a dict with a key that is not a str."""
-    out: dict[str, Any] = {}
-    for k, v in d.items():
-        key = k if type(k) is str else str(k)
-        if key in VOLATILE_KEYS:
-            continue
-        if isinstance(v, (str, bytes)) and v and is_secret_key(key):
-            out[key] = REDACTED
-        else:
-            out[key] = v if type(v) in _SCALARS else _prepare(v)
-    return out
 
 
 def _prepare_seq(seq: list[Any] | tuple[Any, ...]) -> list[Any] | tuple[Any, ...]:
