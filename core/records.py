@@ -159,7 +159,10 @@ def _prepare_dict(d: dict[Any, Any]) -> dict[Any, Any]:
         elif copy is _PER_KEY:
             # A key that is not a str: with every key made one, the usual rules apply
             # (as in ``_normalise_dict``, a later key that becomes the same str wins).
-            return _prepare_dict({k if type(k) is str else str(k): v for k, v in d.items()})
+            keyed = {k if type(k) is str else str(k): v for k, v in d.items()}
+            if any(type(k) is not str for k in keyed):
+                raise _ReferencePath  # a key whose str() is still no plain str: rare
+            return _prepare_dict(keyed)
         else:
             d = copy
     changed = _changed_values(d.items())
