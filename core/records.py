@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
@@ -165,13 +164,21 @@ def _prepare_dict(d: dict[Any, Any]) -> dict[Any, Any]:
             return _prepare_dict(keyed)
         else:
             d = copy
-    changed = _changed_values(d.items())
-    if changed is None:
-        return d
-    if copy is None:
-        copy = dict(d)
-    copy.update(changed)
-    return copy
+    for k, v in d.items():
+        t = type(v)
+        if t in _SCALARS:
+            continue
+        if t is dict:
+            nv: Any = _prepare_dict(v)
+        elif t is list or t is tuple:
+            nv = _prepare_seq(v)
+        else:
+            nv = _prepare_other(v, t)
+        if nv is not v:
+            if copy is None:
+                copy = dict(d)
+            copy[k] = nv
+    return d if copy is None else copy
 
 
 _PER_KEY: dict[Any, Any] = {}  # sentinel: "a key is not a str"
@@ -201,20 +208,10 @@ def _apply_key_rules(d: dict[Any, Any]) -> dict[Any, Any] | None:
 
 
 def _prepare_seq(seq: list[Any] | tuple[Any, ...]) -> list[Any] | tuple[Any, ...]:
-    changed = _changed_values(enumerate(seq))
-    if changed is None:
-        return seq
-    copy = list(seq)
-    for i, nv in changed:
-        copy[i] = nv
-    return copy
-
-
-def _changed_values(items: Iterable[tuple[Any, Any]]) -> list[tuple[Any, Any]] | None:
-    """``(key, prepared value)`` for each of ``items`` that :func:`_prepare` changes, or
-    None if none does (the common case: then nothing is copied)."""
-    changed: list[tuple[Any, Any]] | None = None
-    for k, v in items:
+    # The same walk as _prepare_dict's, written out again: a shared helper costs a call
+    # per container, measured at +5% on canonical_body.
+    copy: list[Any] | None = None
+    for i, v in enumerate(seq):
         t = type(v)
         if t in _SCALARS:
             continue
@@ -225,10 +222,10 @@ def _changed_values(items: Iterable[tuple[Any, Any]]) -> list[tuple[Any, Any]] |
         else:
             nv = _prepare_other(v, t)
         if nv is not v:
-            if changed is None:
-                changed = []
-            changed.append((k, nv))
-    return changed
+            if copy is None:
+                copy = list(seq)
+            copy[i] = nv
+    return seq if copy is None else copy
 
 
 def _prepare_other(v: Any, t: type) -> Any:
