@@ -64,7 +64,7 @@ from core.connector import (
 )
 from core.records import Coverage, Evidence, Record
 from core.times import days_since, full_time, parse_time
-from core.tomlfile import read_toml
+from core.tomlfile import read_toml, table_array
 
 PERSON_TYPE = "identity.person.link"
 SCOPE = "people"
@@ -147,9 +147,7 @@ def load_identity_map(path: Path, kinds: Iterable[str] | None = None) -> list[Pe
         raise IdentityMapError(
             shown, "<file>", f"unknown top-level key {extra[0]!r} (allowed: person)"
         )
-    people = data.get("person", [])
-    if not isinstance(people, list):
-        raise IdentityMapError(shown, "person", "must be an array of tables ([[person]])")
+    people = table_array(shown, data, "person", IdentityMapError)
     out: list[Person] = []
     seen_ids: dict[str, int] = {}
     owner: dict[tuple[str, str], str] = {}

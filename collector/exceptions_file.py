@@ -10,7 +10,7 @@ from collections.abc import Collection
 from pathlib import Path
 
 from core.times import day_or_instant
-from core.tomlfile import read_toml
+from core.tomlfile import check_table, read_toml, table_array
 from store.exceptions import ExceptionRule
 
 
@@ -62,20 +62,12 @@ def load_exceptions(path: str | Path, known_checks: Collection[str]) -> list[Exc
             raise ExceptionsError(
                 file, "<file>", f"unknown top-level key {key!r} (expected [[exception]] tables)"
             )
-    items = doc.get("exception", [])
-    if not isinstance(items, list):
-        raise ExceptionsError(file, "exception", "must be an array of tables ([[exception]])")
+    items = table_array(file, doc, "exception", ExceptionsError)
     rules: list[ExceptionRule] = []
     ids: set[str] = set()
     for n, item in enumerate(items, start=1):
         entry = f"exception[{n}]"
-        if not isinstance(item, dict):
-            raise ExceptionsError(file, entry, "must be a table")
-        for key in item:
-            if key not in _EXC_KEYS:
-                raise ExceptionsError(
-                    file, entry, f"unknown key {key!r} (allowed: {', '.join(sorted(_EXC_KEYS))})"
-                )
+        check_table(file, entry, item, _EXC_KEYS, ExceptionsError)
         for key in _EXC_REQUIRED:
             if key not in item:
                 raise ExceptionsError(file, entry, f"missing key {key!r}")

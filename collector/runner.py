@@ -9,7 +9,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any, Protocol
@@ -373,18 +373,16 @@ class Outcome:
     records: int = 0
 
 
+@dataclass
 class _JournalSink:
     """Records → journal (always, when spooling) and writer (while the database answers)."""
 
-    def __init__(
-        self, writer: RunWriter, journal: Journal | None, batch_size: int, rlog: Any
-    ) -> None:
-        self.writer = writer
-        self.journal = journal
-        self.batch_size = batch_size
-        self.rlog = rlog
-        self.db_ok = True
-        self.pending = 0
+    writer: RunWriter
+    journal: Journal | None
+    batch_size: int
+    rlog: Any
+    db_ok: bool = field(default=True, init=False)
+    pending: int = field(default=0, init=False)
 
     def guard(self, fn: Any, *args: Any) -> Any:
         if not self.db_ok:

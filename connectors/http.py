@@ -37,7 +37,6 @@ from __future__ import annotations
 
 import base64
 import email.utils
-import ipaddress
 import json
 import re
 import ssl
@@ -63,6 +62,7 @@ from tenacity import (
 )
 from tenacity.wait import wait_base
 
+from core.net import is_loopback
 from core.redaction import REDACTED, register_secret, scrub_text
 
 __all__ = [
@@ -199,15 +199,6 @@ class HttpOptions(BaseModel):
 # --------------------------------------------------------------------------- helpers
 
 
-def _is_loopback(host: str) -> bool:
-    if host.lower() == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
-
-
 def check_url(url: str) -> str:
     """Return ``url`` if it may be called: ``https://``, or ``http://`` to loopback.
 
@@ -217,7 +208,7 @@ def check_url(url: str) -> str:
     parts = urlsplit(str(url))
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise InsecureURLError(f"URL must be https://host[:port][/path], got {url!r}")
-    if parts.scheme == "http" and not _is_loopback(parts.hostname):
+    if parts.scheme == "http" and not is_loopback(parts.hostname):
         raise InsecureURLError(
             "plain http:// is allowed only for loopback hosts (127.0.0.1, ::1, localhost); "
             f"use https:// for {parts.hostname}"

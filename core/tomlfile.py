@@ -52,3 +52,37 @@ def numbered_tables(
     if not isinstance(items, list) or not items:
         raise error(file, WHOLE_FILE, f"lists no [[{key}]] entries")
     return enumerate(items, start=1)
+
+
+def table_array(
+    file: str, doc: dict[str, Any], key: str, error: Callable[[str, str, str], Exception]
+) -> list[Any]:
+    """The ``[[key]]`` entries of ``doc`` (none when it has no ``key``; items not checked).
+
+    Raises ``error(file, key, reason)`` when ``key`` is there but not an array of tables.
+    """
+    items = doc.get(key, [])
+    if not isinstance(items, list):
+        raise error(file, key, f"must be an array of tables ([[{key}]])")
+    return items
+
+
+def check_table(
+    file: str,
+    entry: str,
+    item: Any,
+    allowed: Collection[str],
+    error: Callable[[str, str, str], Exception],
+) -> dict[str, Any]:
+    """``item``, once known to be a table with no key outside ``allowed``.
+
+    Raises ``error(file, entry, reason)`` naming the first unknown key and every allowed one.
+    """
+    if not isinstance(item, dict):
+        raise error(file, entry, "must be a table")
+    for key in item:
+        if key not in allowed:
+            raise error(
+                file, entry, f"unknown key {key!r} (allowed: {', '.join(sorted(allowed))})"
+            )
+    return item

@@ -60,7 +60,7 @@ from exports.exporter import MANIFEST, Exporter, ExportError, PackageContext, ch
 from exports.registry import exporters as registered_exporters
 from exports.soa import soa_table
 from store.exceptions import ExceptionRule, exception_for
-from store.integrity import digest_from_lines, run_manifest_lines, ts
+from store.integrity import digest_from_lines, run_header_fields, run_manifest_lines, ts
 from store.keys import stored_keys
 from store.queries import (
     bodies,
@@ -105,18 +105,8 @@ class PackageSummary:
         }
 
 
-_RUN_FIELDS = (
-    "id",
-    "source",
-    "connector_type",
-    "status",
-    "started_at",
-    "finished_at",
-    "agent_version",
-    "config_digest",
-    "mapping_digest",
-    "counts",
-    "errors",
+#: What a run's entry adds to its header: its seal.
+_SEAL_FIELDS = (
     "digest",
     "prev_digest",
     "signature",
@@ -125,10 +115,7 @@ _RUN_FIELDS = (
 
 
 def _run_json(run: Mapping[str, Any]) -> dict[str, Any]:
-    out = {k: run[k] for k in _RUN_FIELDS}
-    out["started_at"] = ts(run["started_at"])
-    out["finished_at"] = ts(run["finished_at"])
-    return out
+    return run_header_fields(run) | {k: run[k] for k in _SEAL_FIELDS}
 
 
 def _relied_runs(

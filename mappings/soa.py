@@ -48,7 +48,7 @@ from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 
-from core.tomlfile import read_toml
+from core.tomlfile import check_table, read_toml, table_array
 from mappings.loader import MappingError, control_sort_key
 
 #: Implementation status an owner may declare.
@@ -155,13 +155,7 @@ def _names(file: str, entry: str, item: Mapping[str, Any], key: str) -> tuple[st
 def _entry(
     file: str, entry: str, item: Any, allowed: set[str], *, additional: bool
 ) -> Applicability:
-    if not isinstance(item, dict):
-        raise MappingError(file, entry, "must be a table")
-    for key in item:
-        if key not in allowed:
-            raise MappingError(
-                file, entry, f"unknown key {key!r} (allowed: {', '.join(sorted(allowed))})"
-            )
+    check_table(file, entry, item, allowed, MappingError)
     if not isinstance(item.get("applicable"), bool):
         raise MappingError(file, entry, "'applicable' must be true or false")
     just = item.get("justification")
@@ -200,14 +194,7 @@ def load_scope(path: Path, catalog: Mapping[str, Any]) -> Scope:
                 file, "<file>",
                 f"unknown top-level key {key!r} (allowed: additional, control, defaults, meta)",
             )
-    meta = doc.get("meta", {})
-    if not isinstance(meta, dict):
-        raise MappingError(file, "meta", "must be a table")
-    for key in meta:
-        if key not in _META_KEYS:
-            raise MappingError(
-                file, "meta", f"unknown key {key!r} (allowed: {', '.join(sorted(_META_KEYS))})"
-            )
+    meta = check_table(file, "meta", doc.get("meta", {}), _META_KEYS, MappingError)
     approved_on = meta.get("approved_on")
     if approved_on is not None and not isinstance(approved_on, (date, datetime)):
         raise MappingError(file, "meta", "'approved_on' must be a date (2026-11-01)")
@@ -226,10 +213,7 @@ def load_scope(path: Path, catalog: Mapping[str, Any]) -> Scope:
         ("control", _CONTROL_KEYS, False),
         ("additional", _ADDITIONAL_KEYS, True),
     ):
-        items = doc.get(section, [])
-        if not isinstance(items, list):
-            raise MappingError(file, section, f"must be an array of tables ([[{section}]])")
-        for n, item in enumerate(items, start=1):
+        for n, item in enumerate(table_array(file, doc, section, MappingError), start=1):
             entry = f"{section}[{n}]"
             cid = item.get("id") if isinstance(item, dict) else None
             if not isinstance(cid, str) or not cid.strip():

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import Any
 
@@ -46,17 +46,7 @@ class Comment:
     run_id: str
 
     def as_dict(self) -> dict[str, Any]:
-        return {
-            "id": self.id,
-            "kind": self.kind,
-            "target_kind": self.target_kind,
-            "target": self.target,
-            "author": self.author,
-            "role": self.role,
-            "text": self.text,
-            "recorded_at": self.recorded_at,
-            "run_id": self.run_id,
-        }
+        return asdict(self)
 
 
 def comment_decision(

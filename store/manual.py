@@ -24,7 +24,7 @@ import base64
 import getpass
 import hashlib
 import mimetypes
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -59,18 +59,7 @@ class ManualAdded:
     digest: str
 
     def as_dict(self) -> dict[str, Any]:
-        return {
-            "run_id": self.run_id,
-            "control": self.control,
-            "filename": self.filename,
-            "file_sha256": self.file_sha256,
-            "size": self.size,
-            "added_by": self.added_by,
-            "recorded_at": self.recorded_at,
-            "valid_from": self.valid_from,
-            "valid_until": self.valid_until,
-            "digest": self.digest,
-        }
+        return asdict(self)
 
 
 def _iso(t: datetime) -> str:

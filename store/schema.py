@@ -156,6 +156,21 @@ FINDING_FIELDS = (
 )
 
 
+def row_id_column() -> Column[int]:
+    """A new surrogate key ``id``, numbered by the database."""
+    return Column("id", RowId, primary_key=True, autoincrement=True)
+
+
+def run_row_columns() -> list[Column[Any]]:
+    """New ``id`` and ``run_id`` columns: the head of a table whose rows each belong to a run."""
+    return [row_id_column(), Column("run_id", String(36), nullable=False)]
+
+
+def source_row_columns() -> list[Column[Any]]:
+    """:func:`run_row_columns`, then ``source``: a run's row about one connector instance."""
+    return [*run_row_columns(), Column("source", String(200), nullable=False)]
+
+
 def unit_columns() -> list[Column[str]]:
     """New ``scope``, ``region``, ``service`` columns (a Column serves one table only)."""
     return [
@@ -202,8 +217,7 @@ Index("ix_runs_source_finished", runs.c.source, runs.c.finished_at)
 run_units = Table(
     "run_units",
     metadata,
-    Column("id", RowId, primary_key=True, autoincrement=True),
-    Column("run_id", String(36), nullable=False),
+    *run_row_columns(),
     *unit_columns(),
     Column("ok", Boolean, nullable=False),
     Column("error", Text),
@@ -226,9 +240,7 @@ blobs = Table(
 evidence = Table(
     "evidence",
     metadata,
-    Column("id", RowId, primary_key=True, autoincrement=True),
-    Column("run_id", String(36), nullable=False),
-    Column("source", String(200), nullable=False),
+    *source_row_columns(),
     Column("key", Text, nullable=False),
     *place_columns(),
     Column("content_hash", String(64)),
@@ -245,9 +257,7 @@ Index("ix_evidence_collected", evidence.c.collected_at)
 findings = Table(
     "findings",
     metadata,
-    Column("id", RowId, primary_key=True, autoincrement=True),
-    Column("run_id", String(36), nullable=False),
-    Column("source", String(200), nullable=False),
+    *source_row_columns(),
     Column("key", Text, nullable=False),
     Column("check_id", String(200), nullable=False),
     *place_columns(),
@@ -290,7 +300,7 @@ def sealed(table: Table) -> Any:
 retention_log = Table(
     "retention_log",
     metadata,
-    Column("id", RowId, primary_key=True, autoincrement=True),
+    row_id_column(),
     Column("hash", String(64), nullable=False),
     Column("size", Integer, nullable=False),
     Column("cutoff", UTCDateTime(), nullable=False),
@@ -318,8 +328,7 @@ signing_keys = Table(
 run_timestamps = Table(
     "run_timestamps",
     metadata,
-    Column("id", RowId, primary_key=True, autoincrement=True),
-    Column("run_id", String(36), nullable=False),
+    *run_row_columns(),
     Column("digest", String(64), nullable=False),
     Column("tsa", Text, nullable=False),
     Column("gen_time", UTCDateTime(), nullable=False),

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from sqlalchemy import Boolean, Column, Index, Integer, String, Table, Text, UniqueConstraint
 
-from store.schema import RowId, UTCDateTime, metadata, unit_columns
+from store.schema import UTCDateTime, metadata, row_id_column, source_row_columns, unit_columns
 
 schedules = Table(
     "schedules",
@@ -42,7 +42,7 @@ schedules = Table(
 schedule_claims = Table(
     "schedule_claims",
     metadata,
-    Column("id", RowId, primary_key=True, autoincrement=True),
+    row_id_column(),
     Column("name", String(200), nullable=False),
     Column("due_at", UTCDateTime(), nullable=False),
     Column("claimed_at", UTCDateTime(), nullable=False),
@@ -66,7 +66,7 @@ control_states = Table(
 schedule_missed = Table(
     "schedule_missed",
     metadata,
-    Column("id", RowId, primary_key=True, autoincrement=True),
+    row_id_column(),
     Column("name", String(200), nullable=False),
     Column("due_at", UTCDateTime(), nullable=False),
     Column("recorded_at", UTCDateTime(), nullable=False),
@@ -78,7 +78,7 @@ schedule_missed = Table(
 notification_outbox = Table(
     "notification_outbox",
     metadata,
-    Column("id", RowId, primary_key=True, autoincrement=True),
+    row_id_column(),
     Column("dedup_key", String(300), nullable=False, unique=True),
     Column("control", String(50), nullable=False),
     Column("payload", Text, nullable=False),
@@ -100,9 +100,7 @@ Index("ix_notification_outbox_pending", notification_outbox.c.sent_at, notificat
 dispatch_units = Table(
     "dispatch_units",
     metadata,
-    Column("id", RowId, primary_key=True, autoincrement=True),
-    Column("run_id", String(36), nullable=False),
-    Column("source", String(200), nullable=False),
+    *source_row_columns(),
     *unit_columns(),
     #: pending → running → done | failed | timed_out (the last three are final).
     Column("state", String(20), nullable=False),

@@ -145,6 +145,22 @@ def test_every_edge_value_matches(value: object) -> None:
     assert canonical_body(p) == reference(p)
 
 
+class _SelfStr(str):
+    """A str subclass whose str() is itself, not a plain str."""
+
+    def __str__(self) -> str:
+        return self
+
+
+def test_keys_that_are_not_plain_str_match_the_reference() -> None:
+    # Non-str keys are made str (a later one that becomes an existing key wins); a key
+    # whose str() is still no plain str takes the reference path.
+    p = {2: {"Password": "x", 3.5: [None], "3.5": "y"}, "2": "z", 1: {1: [{None: 1}]}}
+    assert canonical_body(p) == reference(p)
+    odd = {_SelfStr("a key no other test uses"): 1, 2: 3}
+    assert canonical_body(odd) == reference(odd)
+
+
 @pytest.mark.parametrize("zone", TIMEZONES, ids=repr)
 def test_datetimes_in_any_zone_are_stored_as_utc(zone: object) -> None:
     moment = datetime(2026, 3, 1, 12, 0, 0, 5, tzinfo=UTC)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import ipaddress
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -10,15 +9,7 @@ from typing import Annotated
 import typer
 
 from collector.clikit import EXIT_USAGE, ConfigOpt, UsageError, app, command, err
-
-
-def _loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
+from core.net import is_loopback
 
 
 @app.command()
@@ -78,7 +69,7 @@ def serve(
             access = load_access(auth) if auth else open_access()
         except AccessFileError as exc:
             raise UsageError(f"invalid access file: {exc}") from None
-        if access.anonymous and not _loopback(host):
+        if access.anonymous and not is_loopback(host):
             raise UsageError(
                 f"--host {host}: without --auth the console only listens on loopback "
                 "(anyone reaching it could read the evidence)",

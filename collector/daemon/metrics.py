@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import platform
 from collections.abc import Iterable
+from functools import partial
 from importlib.metadata import PackageNotFoundError, version
 
 from prometheus_client import (
@@ -49,81 +50,69 @@ class Metrics:
         # process_resident_memory_bytes, process_cpu_seconds_total, open fds… of this
         # replica (Linux /proc), in this registry rather than the global one.
         ProcessCollector(registry=r)
+        gauge = partial(Gauge, registry=r)
+        counter = partial(Counter, registry=r)
+        histogram = partial(Histogram, registry=r)
         Info("annexa_build", "Version of Annexa and Python this replica runs.", registry=r).info(
             {"version": annexa_version(), "python": platform.python_version()}
         )
-        self.db_up = Gauge(
+        self.db_up = gauge(
             "annexa_database_up",
             "1 when the last database check of this replica succeeded, else 0.",
-            registry=r,
         )
         self.db_up.set(1)
-        self.control_status = Gauge(
+        self.control_status = gauge(
             "annexa_control_status",
             "1 for the current status of each Annex A control, 0 for the other statuses.",
             ["control", "status"],
-            registry=r,
         )
         self._control_ids = sorted(controls)
         for control in self._control_ids:
             for status in CONTROL_STATUSES:
                 self.control_status.labels(control, status).set(0)
-        self.runs = Counter(
-            "annexa_runs", "Finished collection runs.", ["connector", "status"], registry=r
-        )
-        self.duration = Histogram(
+        self.runs = counter("annexa_runs", "Finished collection runs.", ["connector", "status"])
+        self.duration = histogram(
             "annexa_run_duration_seconds",
             "Duration of collection runs (collection to seal, spool wait excluded).",
             ["connector"],
             buckets=(0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600, float("inf")),
-            registry=r,
         )
-        self.last_success = Gauge(
+        self.last_success = gauge(
             "annexa_last_success_timestamp_seconds",
             "Unix time of the last run that ended succeeded.",
             ["connector"],
-            registry=r,
         )
-        self.findings = Gauge(
+        self.findings = gauge(
             "annexa_findings",
             "Findings of the connector's latest run, by status.",
             ["connector", "status"],
-            registry=r,
         )
-        self.controls = Gauge(
-            "annexa_controls", "Annex A controls by current status.", ["status"], registry=r
-        )
-        self.lateness = Histogram(
+        self.controls = gauge("annexa_controls", "Annex A controls by current status.", ["status"])
+        self.lateness = histogram(
             "annexa_schedule_lateness_seconds",
             "Delay between a collection's due time and its claim.",
             ["connector"],
             buckets=(0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 300, float("inf")),
-            registry=r,
         )
-        self.claims = Counter(
+        self.claims = counter(
             "annexa_schedule_claims",
             "Schedule claims won by this replica (takeover: a dead replica's run retried).",
             ["connector", "takeover"],
-            registry=r,
         )
-        self.spooled = Gauge(
-            "annexa_spooled_runs", "Runs waiting in the local spool for the database.", registry=r
+        self.spooled = gauge(
+            "annexa_spooled_runs", "Runs waiting in the local spool for the database."
         )
-        self.reaped = Counter(
-            "annexa_reaped_runs", "Orphaned runs sealed as aborted by this replica.", registry=r
+        self.reaped = counter(
+            "annexa_reaped_runs", "Orphaned runs sealed as aborted by this replica."
         )
-        self.notifications = Counter(
-            "annexa_notifications",
-            "Notifications by channel and outcome.",
-            ["channel", "outcome"],
-            registry=r,
+        self.notifications = counter(
+            "annexa_notifications", "Notifications by channel and outcome.", ["channel", "outcome"]
         )
-        self.active = Gauge("annexa_active_runs", "Runs in progress on this replica.", registry=r)
-        self.missed = Counter(
+        self.active = gauge("annexa_active_runs", "Runs in progress on this replica.")
+        self.missed = counter(
             "annexa_schedule_missed",
             "Due times recorded missed (not run) by this replica's claims.",
             ["connector"],
-            registry=r,
         )
         for name in connectors:
             for status in RUN_STATUSES:

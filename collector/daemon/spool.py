@@ -62,6 +62,21 @@ def _dt(s: str) -> datetime:
     return datetime.fromisoformat(s)
 
 
+#: The fields of a Finding journaled as they are, under their own names (the journal's
+#: writer and its replay both read this list, so they cannot drift apart).
+_FINDING_AS_IS = (
+    "check_id",
+    "scope",
+    "region",
+    "resource_type",
+    "resource_id",
+    "status",
+    "severity",
+    "message",
+    "evidence_hash",
+)
+
+
 class Journal:
     """Append-only JSON-lines journal of one run (see module docstring)."""
 
@@ -99,15 +114,7 @@ class Journal:
         self._write(
             {
                 "t": "F",
-                "check_id": f.check_id,
-                "scope": f.scope,
-                "region": f.region,
-                "resource_type": f.resource_type,
-                "resource_id": f.resource_id,
-                "status": f.status,
-                "severity": f.severity,
-                "message": f.message,
-                "evidence_hash": f.evidence_hash,
+                **{name: getattr(f, name) for name in _FINDING_AS_IS},
                 "at": _iso(f.observed_at),
                 "controls": list(f.controls),
             }
@@ -396,15 +403,7 @@ def _replay(
             elif t == "F":
                 writer.add_finding(
                     Finding(
-                        check_id=obj["check_id"],
-                        scope=obj["scope"],
-                        region=obj["region"],
-                        resource_type=obj["resource_type"],
-                        resource_id=obj["resource_id"],
-                        status=obj["status"],
-                        severity=obj["severity"],
-                        message=obj["message"],
-                        evidence_hash=obj["evidence_hash"],
+                        **{name: obj[name] for name in _FINDING_AS_IS},
                         observed_at=_dt(obj["at"]),
                         controls=tuple(obj["controls"]),
                     )

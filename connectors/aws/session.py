@@ -10,7 +10,6 @@ unchanged.
 
 from __future__ import annotations
 
-import ipaddress
 import os
 import threading
 from collections.abc import Callable
@@ -25,6 +24,7 @@ from botocore.credentials import RefreshableCredentials
 
 from connectors.aws.common import OperationNotOffered, not_offered
 from connectors.kit import GLOBAL
+from core.net import is_loopback
 from core.records import Coverage, Evidence, normalise
 
 #: Used for global API calls when neither the profile nor the environment names a region.
@@ -36,20 +36,11 @@ def check_endpoint_url(url: str) -> str:
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise ValueError(f"endpoint URL must be http(s)://host[:port], got {url!r}")
-    if parts.scheme == "http" and not _is_loopback(parts.hostname):
+    if parts.scheme == "http" and not is_loopback(parts.hostname):
         raise ValueError(
             f"plain http:// endpoints are allowed only for loopback hosts, got {url!r}"
         )
     return url
-
-
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 @dataclass(frozen=True)
