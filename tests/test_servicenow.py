@@ -468,30 +468,43 @@ def incident(
     )
 
 
+# number: (approver, approved, implementer, implemented, created, closed, kind): the implementer
+# is also the assignee, the times are "MM-DDTHH" in 2026, and each table is in planting order.
+ChangeRow = tuple[str, str, str, str, str, str | None, str]
+CLEAN_CHANGES: dict[str, ChangeRow] = {
+    "CHG0000001": ("carol", "01-05T10", "bob", "01-06T09", "01-05T09", "01-06T12", "normal"),
+    "CHG0000004": ("carol", "02-01T10", "bob", "02-02T09", "02-01T09", None, "normal"),
+    "CHG0000010": ("carol", "02-02T10", "bob", "02-01T02", "02-01T01", "02-03T10", "emergency"),
+}
+FAILING_CHANGES: dict[str, ChangeRow] = {
+    "CHG0000002": ("carol", "01-11T09", "bob", "01-10T11", "01-10T09", None, "normal"),
+    "CHG0000003": ("dave", "01-12T10", "dave", "01-12T11", "01-12T09", None, "normal"),
+    "CHG0000011": ("carol", "02-11T10", "bob", "02-10T02", "02-10T01", None, "emergency"),
+}
+
+
+def at(month_day_hour: str) -> str:
+    """The 2026 timestamp a change table's "MM-DDTHH" stands for."""
+    return f"2026-{month_day_hour}:00:00"
+
+
+def plant_changes(snow: FakeServiceNow, table: dict[str, ChangeRow]) -> None:
+    for number, row in table.items():
+        approver, approved, implementer, implemented, created, closed, kind = row
+        change(
+            snow,
+            number,
+            approve=(approver, at(approved)),
+            implement=(implementer, at(implemented)),
+            assigned_to=implementer,
+            kind=kind,
+            close=at(closed) if closed else None,
+            created=at(created),
+        )
+
+
 def plant(snow: FakeServiceNow, *, compliant: bool = False) -> dict[str, set[str]]:
-    change(
-        snow,
-        "CHG0000001",
-        approve=("carol", "2026-01-05T10:00:00"),
-        implement=("bob", "2026-01-06T09:00:00"),
-        close="2026-01-06T12:00:00",
-    )
-    change(
-        snow,
-        "CHG0000004",
-        approve=("carol", "2026-02-01T10:00:00"),
-        implement=("bob", "2026-02-02T09:00:00"),
-        created="2026-02-01T09:00:00",
-    )
-    change(
-        snow,
-        "CHG0000010",
-        kind="emergency",
-        approve=("carol", "2026-02-02T10:00:00"),
-        implement=("bob", "2026-02-01T02:00:00"),
-        close="2026-02-03T10:00:00",
-        created="2026-02-01T01:00:00",
-    )
+    plant_changes(snow, CLEAN_CHANGES)
     incident(
         snow,
         "INC0000001",
@@ -520,29 +533,7 @@ def plant(snow: FakeServiceNow, *, compliant: bool = False) -> dict[str, set[str
         )
     if compliant:
         return {}
-    change(
-        snow,
-        "CHG0000002",
-        approve=("carol", "2026-01-11T09:00:00"),
-        implement=("bob", "2026-01-10T11:00:00"),
-        created="2026-01-10T09:00:00",
-    )
-    change(
-        snow,
-        "CHG0000003",
-        approve=("dave", "2026-01-12T10:00:00"),
-        implement=("dave", "2026-01-12T11:00:00"),
-        assigned_to="dave",
-        created="2026-01-12T09:00:00",
-    )
-    change(
-        snow,
-        "CHG0000011",
-        kind="emergency",
-        approve=("carol", "2026-02-11T10:00:00"),
-        implement=("bob", "2026-02-10T02:00:00"),
-        created="2026-02-10T01:00:00",
-    )
+    plant_changes(snow, FAILING_CHANGES)
     incident(
         snow, "INC0000002", "4", "2026-03-05T08:00:00", "2026-03-05T09:00:00", "2026-03-25T09:00:00"
     )
