@@ -793,25 +793,19 @@ def _break_catalog(root: Path, old: str, new: str) -> None:
     path.write_text(text.replace(old, new, 1), encoding="utf-8")
 
 
+SCREENING = 'id = "A.6.1"\ntitle = "Screening"\ntheme = '  # A.6.1 up to its theme's value
+MASKING = 'title = "Data masking"\n'  # A.8.11's title line
+
+
 @pytest.mark.parametrize(
     ("old", "new", "entry", "reason"),
     [
         ('id = "A.5.2"\n', 'id = "A.5.1"\n', "control[2]", "duplicate control id A.5.1"),
-        (
-            'id = "A.6.1"\ntitle = "Screening"\ntheme = "people"',
-            'id = "A.6.1"\ntitle = "Screening"\ntheme = "human"',
-            "control[38]",
-            "unknown theme 'human'",
-        ),
+        (SCREENING + '"people"', SCREENING + '"human"', "control[38]", "unknown theme 'human'"),
         ('id = "A.5.12"', 'id = "A5.12"', "control[12]", "malformed control id 'A5.12'"),
         ('title = "Threat intelligence"\n', "", "control[7]", "missing key 'title'"),
-        (
-            'title = "Data masking"\n',
-            'title = "Data masking"\nowner = "x"\n',
-            "control[70]",
-            "unknown key 'owner'",
-        ),
-        ('title = "Data masking"\n', 'title = ""\n', "control[70]", "'title' must not be empty"),
+        (MASKING, MASKING + 'owner = "x"\n', "control[70]", "unknown key 'owner'"),
+        (MASKING, 'title = ""\n', "control[70]", "'title' must not be empty"),
         ('id = "iso27001-2022"\n', "", "catalog", "missing key 'id'"),
     ],
 )
