@@ -860,31 +860,32 @@ def test_dr_test_internal_audit_and_nonconformity_processes(snow):
     today = NOW.date()
     q3, q2 = quarter_start(today, 3), quarter_start(today, 2)
 
-    def task(number: str, created: str, closed: str | None) -> None:
+    def ticket(
+        table: str, number: str, created: str, closed: str | None, states: tuple[str, str],
+        **by: str,
+    ) -> None:
+        """A record ``by["requested_by"]`` opened and, when ``closed``, its ``by["assigned_to"]``
+        closed; ``states`` are its open and closed state values."""
+        open_state, closed_state = states
         snow.record(
-            "sc_task",
+            table,
             number,
             created,
-            requested_by="bcm",
-            assigned_to="ops",
-            state="3" if closed else "2",
-            short_description="DR test",
-            events=[(closed, "ops", "state", "3")] if closed else [],
+            state=closed_state if closed else open_state,
+            events=[(closed, by["assigned_to"], "state", closed_state)] if closed else [],
+            **by,
         )
+
+    def task(number: str, created: str, closed: str | None) -> None:
+        by = {"requested_by": "bcm", "assigned_to": "ops", "short_description": "DR test"}
+        ticket("sc_task", number, created, closed, ("2", "3"), **by)
 
     task("SCTASK0000101", _at(q3 + timedelta(days=5)), _at(q3 + timedelta(days=20)))
     task("SCTASK0000102", _at(q2 + timedelta(days=2)), _at(q2 + timedelta(days=60)))  # late
 
     def engagement(number: str, created: str, closed: str | None) -> None:
-        snow.record(
-            "sn_audit_engagement",
-            number,
-            created,
-            requested_by="audit",
-            assigned_to="auditor",
-            state="5" if closed else "2",
-            events=[(closed, "auditor", "state", "5")] if closed else [],
-        )
+        by = {"requested_by": "audit", "assigned_to": "auditor"}
+        ticket("sn_audit_engagement", number, created, closed, ("2", "5"), **by)
 
     last_year = date(today.year - 1, 3, 1)
     engagement("AENG0001001", _at(last_year), _at(last_year + timedelta(days=40)))
@@ -892,16 +893,8 @@ def test_dr_test_internal_audit_and_nonconformity_processes(snow):
     engagement("AENG0001003", _ago(10), None)
 
     def issue(number: str, priority: str, created: str, closed: str | None) -> None:
-        snow.record(
-            "sn_grc_issue",
-            number,
-            created,
-            requested_by="audit",
-            assigned_to="it",
-            priority=priority,
-            state="5" if closed else "3",
-            events=[(closed, "it", "state", "5")] if closed else [],
-        )
+        by = {"requested_by": "audit", "assigned_to": "it", "priority": priority}
+        ticket("sn_grc_issue", number, created, closed, ("3", "5"), **by)
 
     issue("ISS0001001", "2", "2026-01-05T09:00:00", "2026-01-15T09:00:00")  # 10 <= 30
     issue("ISS0001002", "2", "2026-02-01T09:00:00", "2026-03-20T09:00:00")  # 47 > 30
