@@ -49,7 +49,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from benchmarks.measure import peak_rss_mb  # noqa: E402 - after the path fix
+from benchmarks.measure import peak_rss_mb, send  # noqa: E402 - after the path fix
 
 BASE = datetime(2025, 1, 1, tzinfo=UTC)
 TARGET_RSS_GROWTH = 1.25
@@ -203,12 +203,7 @@ class FakeHandler(BaseHTTPRequestHandler):
         self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
     def _send(self, body: str, status: int = 200) -> None:
-        data = body.encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
+        send(self, status, {"Content-Type": "application/json"}, body.encode())
 
     def do_GET(self) -> None:
         parts = urlsplit(self.path)

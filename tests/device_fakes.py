@@ -26,7 +26,6 @@ devices holds none of them in memory.
 from __future__ import annotations
 
 import base64
-import json
 import threading
 from collections import defaultdict
 from collections.abc import Callable
@@ -34,6 +33,8 @@ from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit
+
+from tests.raw_http import send_bytes, send_json
 
 GRAPH_TOKEN = "eyJ0eXAiOiJKV1QiLCJhbGciOiJSUzI1NiJ9.fake-intune-token.sig0123456789"
 JAMF_USER, JAMF_PASSWORD = "annexa-reader", "jamf-fake-password-0123456789"
@@ -248,14 +249,7 @@ class _Handler(BaseHTTPRequestHandler):
         pass
 
     def send_json(self, status: int, body: Any, headers: dict[str, str] | None = None) -> None:
-        data = json.dumps(body).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        for k, v in (headers or {}).items():
-            self.send_header(k, v)
-        self.end_headers()
-        self.wfile.write(data)
+        send_json(self, status, body, headers=headers)
 
     def fault(self, path: str) -> bool:
         with self.server.lock:
@@ -267,13 +261,7 @@ class _Handler(BaseHTTPRequestHandler):
         with self.server.lock:
             self.server.faults_served += 1
         status, headers, body = answer
-        data = body.encode()
-        self.send_response(status)
-        self.send_header("Content-Length", str(len(data)))
-        for k, v in headers.items():
-            self.send_header(k, v)
-        self.end_headers()
-        self.wfile.write(data)
+        send_bytes(self, status, body.encode(), content_type=None, headers=headers)
         return True
 
     def body_form(self) -> dict[str, str]:

@@ -45,6 +45,7 @@ from tests.harness import by_status, run_built, run_engine
 from tests.harness import coverage_by_service as coverage
 from tests.harness import evidence_of as evidence
 from tests.harness import stream as collect
+from tests.raw_http import send_json
 from tests.vendor_schemas import assert_valid, graph_schema
 
 pytestmark = pytest.mark.clock
@@ -937,12 +938,7 @@ class _TokenEndpoint(BaseHTTPRequestHandler):
         pass
 
     def _send(self, status: int, body: dict[str, Any]) -> None:
-        data = json.dumps(body).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
+        send_json(self, status, body)
 
     def do_GET(self) -> None:
         self.server.seen.append(("GET", self.path))
