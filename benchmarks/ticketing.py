@@ -414,20 +414,11 @@ def run_child(args: argparse.Namespace) -> None:
 
 
 def measure(source: str, size: int, args: argparse.Namespace) -> dict[str, Any]:
+    # The estate's shape, which the server and every child must agree on.
+    estate = ["--size", str(size), "--history", str(args.history)]
+    estate += ["--inline-cap", str(args.inline_cap)]
     server = subprocess.Popen(
-        [
-            sys.executable,
-            __file__,
-            "--serve",
-            "--size",
-            str(size),
-            "--history",
-            str(args.history),
-            "--inline-cap",
-            str(args.inline_cap),
-        ],
-        stdout=subprocess.PIPE,
-        text=True,
+        [sys.executable, __file__, "--serve", *estate], stdout=subprocess.PIPE, text=True
     )
     try:
         assert server.stdout is not None
@@ -436,22 +427,8 @@ def measure(source: str, size: int, args: argparse.Namespace) -> dict[str, Any]:
         with_baseline = size in (args.baseline_sizes or [min(args.sizes)])
         for scenario in ("baseline", "connector") if with_baseline else ("connector",):
             proc = subprocess.run(
-                [
-                    sys.executable,
-                    __file__,
-                    "--child",
-                    scenario,
-                    "--source",
-                    source,
-                    "--url",
-                    url,
-                    "--size",
-                    str(size),
-                    "--history",
-                    str(args.history),
-                    "--inline-cap",
-                    str(args.inline_cap),
-                ],
+                [sys.executable, __file__, "--child", scenario, "--source", source, "--url", url,
+                 *estate],
                 capture_output=True,
                 text=True,
                 timeout=3600,
