@@ -1107,15 +1107,10 @@ class ServiceAccountKey:
 @pytest.fixture(scope="session")
 def sa_key_material() -> ServiceAccountKey:
     """An RSA key pair shaped as a service-account key JSON (token_uri set per test)."""
-    from cryptography.hazmat.primitives import serialization
-    from cryptography.hazmat.primitives.asymmetric import rsa
+    from tests.keys import public_pem, throwaway_rsa
 
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    private = key.private_bytes(serialization.Encoding.PEM,
-                                serialization.PrivateFormat.PKCS8,
-                                serialization.NoEncryption()).decode()
-    public = key.public_key().public_bytes(serialization.Encoding.PEM,
-                                           serialization.PublicFormat.SubjectPublicKeyInfo)
+    private, key = throwaway_rsa()
+    public = public_pem(key)
     doc = {"type": "service_account", "project_id": "acme-audit",
            "private_key_id": "0123456789abcdef", "private_key": private,
            "client_email": "annexa@acme-audit.iam.gserviceaccount.com",

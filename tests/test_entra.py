@@ -37,16 +37,15 @@ from werkzeug import Request, Response
 
 from connectors.entra import EntraConnector, EntraOptions
 from connectors.entra.roles import GLOBAL_ADMINISTRATOR
-from core.checks import REGISTRY, evaluate
-from core.records import Evidence, Finding
+from core.records import Finding
 from core.times import full_time
 from tests.fakehttp import FAST_HTTP
-from tests.harness import by_status, run_built, run_engine
+from tests.harness import by_status, judge_payload, run_built, run_engine
 from tests.harness import coverage_by_service as coverage
 from tests.harness import evidence_of as evidence
 from tests.harness import stream as collect
 from tests.raw_http import send_json
-from tests.vendor_schemas import assert_valid, graph_schema
+from tests.vendor_schemas import assert_all_served_valid, graph_schema
 
 pytestmark = pytest.mark.clock
 
@@ -855,9 +854,7 @@ def test_each_credential_kind_is_built_from_options(tmp_path, monkeypatch):
 
 
 def judge(check_id: str, payload: dict, **params: Any) -> Finding:
-    spec = REGISTRY.get(check_id)
-    ev = Evidence(TENANT, "global", spec.resource_type, "r1", payload)
-    return next(evaluate(ev, [spec], {check_id: spec.params_with(params)}))
+    return judge_payload(TENANT, check_id, payload, **params)
 
 
 def test_checks_on_payloads():
@@ -1395,9 +1392,4 @@ def test_fake_responses_match_graph_metadata(tls, monkeypatch):
             graph_schema("conditionalAccessPolicy", collection=True),
         ),
     ]
-    seen = set()
-    for path, body in g.served:
-        pattern, schema = next((p, s) for p, s in schemas if re.fullmatch(p, path))
-        assert_valid(body, schema, path)
-        seen.add(pattern)
-    assert len(seen) == len(schemas)
+    assert_all_served_valid(g.served, schemas)
