@@ -26,9 +26,7 @@ import json
 import os
 import sys
 import tempfile
-import threading
 import time
-from http.server import ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -106,7 +104,7 @@ def one(n: int, workers: int) -> dict[str, Any]:
     from moto.server import ThreadedMotoServer
 
     from tests.aws_config_fake import ConfigSelectFake
-    from tests.aws_fixtures import FaultProxy, _handler_for
+    from tests.aws_fixtures import FaultProxy, serve_proxy
 
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()
@@ -115,10 +113,7 @@ def one(n: int, workers: int) -> dict[str, Any]:
     fake = ConfigSelectFake(upstream=moto_url)
     fake.start()
     proxy = FaultProxy(upstream=moto_url)
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), _handler_for(proxy))
-    httpd.daemon_threads = True
-    proxy.url = f"http://127.0.0.1:{httpd.server_address[1]}"
-    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    httpd = serve_proxy(proxy)
     try:
         with tempfile.TemporaryDirectory() as tmp:
             isolate(moto_url, tmp)

@@ -69,6 +69,7 @@ sys.path.insert(0, str(REPO))
 from store.engine import make_engine  # noqa: E402
 from store.schema import runs  # noqa: E402
 from store.schema_daemon import schedule_claims, schedule_missed  # noqa: E402
+from tests.daemon_scenarios import running_on  # noqa: E402
 
 ANNEXA = Path(sys.executable).parent / "annexa"
 #: Database connections a replica keeps open when idle: its pool's 5 and the session
@@ -84,31 +85,21 @@ def rss_kib(pid: int) -> int:
 
 
 def plugin_dir(root: Path) -> Path:
-    info = root / "plugin" / "annexa_paced_test-0.0.0.dist-info"
-    info.mkdir(parents=True)
-    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: annexa-paced-test\nVersion: 0\n")
-    (info / "entry_points.txt").write_text(
-        "[annexa.connectors]\npaced = tests.daemon_fixtures:PacedConnector\n"
-    )
-    return root / "plugin"
+    """``root/plugin``, for PYTHONPATH: registers the tests' ``paced`` connector."""
+    from tests.daemon_fixtures import connector_plugin
+
+    (root / "plugin").mkdir(parents=True)
+    return connector_plugin(root / "plugin", "paced", "tests.daemon_fixtures:PacedConnector")
 
 
 def write_config(path: Path, db_url: str, args: argparse.Namespace) -> Path:
-    path.parent.mkdir(parents=True)
-    maps = path.parent / "maps"
-    maps.mkdir()
-    sys.path.insert(0, str(REPO))
-    from tests.fakes import MAPPING
+    from tests.daemon_fixtures import config_head
+    from tests.fakes import write_fake_mapping
 
-    (maps / "fake.toml").write_text(MAPPING)
+    path.parent.mkdir(parents=True)
+    write_fake_mapping(path.parent / "maps")
     lines = [
-        "[database]",
-        f"url = {json.dumps(db_url)}",
-        "[mappings]",
-        'paths = ["maps"]',
-        "[log]",
-        'format = "json"',
-        'level = "info"',
+        *config_head(db_url, "info"),
         "[daemon]",
         'host = "127.0.0.1"',
         f"heartbeat = {args.heartbeat}",
@@ -185,15 +176,6 @@ def slope_mib_per_10min(series: list[tuple[float, int]]) -> float | None:
         return None
     kib_per_s = sum((x - mx) * (y - my) for x, y in zip(xs, ys, strict=True)) / den
     return round(kib_per_s * 600 / 1024, 3)
-
-
-def running_on(engine: Any, pid: int) -> str | None:
-    with engine.connect() as conn:
-        q = select(runs.c.id, runs.c.host).where(runs.c.status == "running")
-        for r in conn.execute(q):
-            if r.host and r.host.endswith(f":{pid}"):
-                return r.id
-    return None
 
 
 def cpu_hog() -> list[subprocess.Popen]:

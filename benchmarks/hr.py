@@ -38,7 +38,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
 import random
 import sys
 import threading
@@ -189,13 +188,7 @@ class _Handler(BaseHTTPRequestHandler):
         length = int(self.headers.get("Content-Length") or 0)
         if length:
             self.rfile.read(length)
-        status, headers, body = self.server.fake.answer(method, self.path)
-        self.send_response(status)
-        for k, v in headers.items():
-            self.send_header(k, v)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
+        measure.send(self, *self.server.fake.answer(method, self.path))
 
     def do_GET(self) -> None:
         self._answer("GET")
@@ -213,12 +206,11 @@ def child(args: argparse.Namespace) -> dict[str, Any]:
     if kind == "bamboohr":
         from connectors.bamboohr import BambooHRConnector, BambooHROptions
 
-        os.environ["BENCH_BAMBOOHR_KEY"] = API_KEY
         conn: Any = BambooHRConnector(
             "bench-bamboohr",
             BambooHROptions(
                 company_domain=COMPANY,
-                api_key={"env": "BENCH_BAMBOOHR_KEY"},
+                api_key=measure.env_secret("BENCH_BAMBOOHR_KEY", API_KEY),
                 api_url=url,
                 background_check_field=BG,
                 contract_signed_field=CONTRACT,
@@ -229,13 +221,12 @@ def child(args: argparse.Namespace) -> dict[str, Any]:
     else:
         from connectors.hr import HrConnector, HrOptions
 
-        os.environ["BENCH_SCIM_TOKEN"] = SCIM_TOKEN
         conn = HrConnector(
             "bench-scim",
             HrOptions(
                 source="scim",
                 scim_url=f"{url}/scim/v2",
-                token={"env": "BENCH_SCIM_TOKEN"},
+                token=measure.env_secret("BENCH_SCIM_TOKEN", SCIM_TOKEN),
                 page_size=page,
                 http=http,
             ),

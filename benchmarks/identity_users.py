@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import random
 import sys
 import threading
@@ -241,22 +240,15 @@ class _Handler(BaseHTTPRequestHandler):
 
     def do_GET(self) -> None:
         org: FakeOrg = self.server.fake
-        status, headers, body = org.answer(_qs(self.path))
-        self.send_response(status)
-        for k, v in headers.items():
-            if k == "_link":
-                if v:
-                    self.send_header("Link", v.replace("{base}", org.base))
-                continue
-            self.send_header(k, v)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
+        status, route_headers, body = org.answer(_qs(self.path))
+        # "_link" is the route's Link header with the fake's base URL left as "{base}".
+        headers = {k: v for k, v in route_headers.items() if k != "_link"}
+        if route_headers.get("_link"):
+            headers["Link"] = route_headers["_link"].replace("{base}", org.base)
+        measure.send(self, status, headers, body)
 
 
 # --------------------------------------------------------------------------- child
-
-
 
 
 def child(args: argparse.Namespace) -> dict[str, Any]:
@@ -265,12 +257,11 @@ def child(args: argparse.Namespace) -> dict[str, Any]:
     if kind == "okta":
         from connectors.okta import OktaConnector, OktaOptions
 
-        os.environ["BENCH_OKTA_TOKEN"] = OKTA_TOKEN
         conn: Any = OktaConnector(
             "bench-okta",
             OktaOptions(
                 org_url=url,
-                api_token={"env": "BENCH_OKTA_TOKEN"},
+                api_token=measure.env_secret("BENCH_OKTA_TOKEN", OKTA_TOKEN),
                 page_size=PAGE,
                 max_workers=workers,
                 http=http,
@@ -280,12 +271,10 @@ def child(args: argparse.Namespace) -> dict[str, Any]:
     else:
         from connectors.github import GitHubConnector, GitHubOptions
 
-        os.environ["BENCH_GITHUB_TOKEN"] = GITHUB_TOKEN
+        token = measure.env_secret("BENCH_GITHUB_TOKEN", GITHUB_TOKEN)
         conn = GitHubConnector(
             "bench-github",
-            GitHubOptions(
-                organization=ORG, api_url=url, token={"env": "BENCH_GITHUB_TOKEN"}, http=http
-            ),
+            GitHubOptions(organization=ORG, api_url=url, token=token, http=http),
         )
         user_type = "github.member.account"
     return measure.tally_stream(conn, "users", {user_type})

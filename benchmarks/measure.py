@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import resource
 import subprocess
 import sys
@@ -74,6 +75,19 @@ def scratch_database(
         else:
             with psycopg.connect(admin, autocommit=True) as c:
                 c.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+
+def send(
+    handler: BaseHTTPRequestHandler, status: int, headers: dict[str, str], body: bytes
+) -> None:
+    """Write one whole response from a fake's handler: status, ``headers``, Content-Length and
+    ``body``."""
+    handler.send_response(status)
+    for k, v in headers.items():
+        handler.send_header(k, v)
+    handler.send_header("Content-Length", str(len(body)))
+    handler.end_headers()
+    handler.wfile.write(body)
 
 
 @contextmanager
@@ -215,6 +229,13 @@ def stream_table(kinds: list[str], sizes: list[int], noun: str, target_rss_ratio
                   f"{noun} (target <= {target_rss_ratio}x)")
     print("all targets met" if ok else "SOME TARGETS MISSED")
     return ok
+
+
+def env_secret(name: str, value: str) -> dict[str, str]:
+    """Put ``value`` in the child's environment as ``name`` and return the ``{"env": name}``
+    reference a connector's secret option takes (the secret itself never goes in options)."""
+    os.environ[name] = value
+    return {"env": name}
 
 
 def child_http(timeout: float) -> Any:

@@ -107,13 +107,11 @@ class SimConnector(Connector):
 
 
 def plugin_dir(root: Path) -> Path:
-    info = root / "plugin" / "annexa_simorg_bench-0.0.0.dist-info"
-    info.mkdir(parents=True)
-    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: annexa-simorg-bench\nVersion: 0\n")
-    (info / "entry_points.txt").write_text(
-        "[annexa.connectors]\nsimorg = benchmarks.replicas:SimConnector\n"
-    )
-    return root / "plugin"
+    """``root/plugin``, for PYTHONPATH: registers this module's ``simorg`` connector."""
+    from tests.daemon_fixtures import connector_plugin
+
+    (root / "plugin").mkdir(parents=True)
+    return connector_plugin(root / "plugin", "simorg", "benchmarks.replicas:SimConnector")
 
 
 def write_config(path: Path, db_url: str, args: argparse.Namespace, distribute: bool) -> Path:

@@ -49,7 +49,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from benchmarks.measure import peak_rss_mb  # noqa: E402 - after the path fix
+from benchmarks.measure import peak_rss_mb, send  # noqa: E402 - after the path fix
 
 BASE = datetime(2025, 1, 1, tzinfo=UTC)
 TARGET_RSS_GROWTH = 1.25
@@ -203,12 +203,7 @@ class FakeHandler(BaseHTTPRequestHandler):
         self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
     def _send(self, body: str, status: int = 200) -> None:
-        data = body.encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
+        send(self, status, {"Content-Type": "application/json"}, body.encode())
 
     def do_GET(self) -> None:
         parts = urlsplit(self.path)
@@ -419,20 +414,11 @@ def run_child(args: argparse.Namespace) -> None:
 
 
 def measure(source: str, size: int, args: argparse.Namespace) -> dict[str, Any]:
+    # The estate's shape, which the server and every child must agree on.
+    estate = ["--size", str(size), "--history", str(args.history)]
+    estate += ["--inline-cap", str(args.inline_cap)]
     server = subprocess.Popen(
-        [
-            sys.executable,
-            __file__,
-            "--serve",
-            "--size",
-            str(size),
-            "--history",
-            str(args.history),
-            "--inline-cap",
-            str(args.inline_cap),
-        ],
-        stdout=subprocess.PIPE,
-        text=True,
+        [sys.executable, __file__, "--serve", *estate], stdout=subprocess.PIPE, text=True
     )
     try:
         assert server.stdout is not None
@@ -441,22 +427,8 @@ def measure(source: str, size: int, args: argparse.Namespace) -> dict[str, Any]:
         with_baseline = size in (args.baseline_sizes or [min(args.sizes)])
         for scenario in ("baseline", "connector") if with_baseline else ("connector",):
             proc = subprocess.run(
-                [
-                    sys.executable,
-                    __file__,
-                    "--child",
-                    scenario,
-                    "--source",
-                    source,
-                    "--url",
-                    url,
-                    "--size",
-                    str(size),
-                    "--history",
-                    str(args.history),
-                    "--inline-cap",
-                    str(args.inline_cap),
-                ],
+                [sys.executable, __file__, "--child", scenario, "--source", source, "--url", url,
+                 *estate],
                 capture_output=True,
                 text=True,
                 timeout=3600,

@@ -50,7 +50,6 @@ from __future__ import annotations
 import base64
 import copy
 import hashlib
-import http.client
 import json
 import re
 import threading
@@ -59,9 +58,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
-from urllib.parse import urlsplit
 
-from annexa_demo.aws.fakes import _signature_scope, account_of
+from annexa_demo.aws.fakes import FrontingFake, _signature_scope, account_of
 
 TARGET = "StarlingDoveService.SelectAggregateResourceConfig"
 STATUS_TARGET = "StarlingDoveService.DescribeConfigurationAggregatorSourcesStatus"
@@ -91,6 +89,29 @@ class Query:
 
 def _error(code: str, message: str) -> tuple[int, dict[str, Any]]:
     return 400, {"__type": code, "message": message}
+
+
+def _limit_error(limit: Any) -> tuple[int, dict[str, Any]] | None:
+    """AWS's answer to a Limit outside 0-100 (0: the service's own page size), else None."""
+    if not isinstance(limit, int) or not 0 <= limit <= MAX_LIMIT:
+        return _error("InvalidLimitException", "Limit must be 0-100")
+    return None
+
+
+def _aggregator(
+    account: str, region: str, name: str, *, denied: bool, action: str
+) -> tuple[Any, tuple[int, dict[str, Any]] | None]:
+    """moto's aggregator ``name`` in the account and region, or AWS's error: access denied to
+    ``config:<action>`` when ``denied`` (checked first, as AWS does), or no such aggregator."""
+    if denied:
+        return None, _error("AccessDeniedException", f"not authorized to perform config:{action}")
+    from moto.config.models import config_backends
+
+    aggregator = config_backends[account][region].config_aggregators.get(name)
+    if aggregator is None:
+        return None, _error("NoSuchConfigurationAggregatorException",
+                            f"The configuration aggregator does not exist: {name}")
+    return aggregator, None
 
 
 class _Acl:
@@ -141,7 +162,7 @@ def _moto_bucket_item(account: str, bucket: Any) -> dict[str, Any]:
     return item
 
 
-class ConfigSelectFake:
+class ConfigSelectFake(FrontingFake):
     """The ``SelectAggregateResourceConfig`` server (see the module docstring)."""
 
     def __init__(self, upstream: str) -> None:
@@ -222,25 +243,20 @@ class ConfigSelectFake:
 
     def sources_status(self, account: str, region: str, body: dict[str, Any]
                        ) -> tuple[int, dict[str, Any]]:
-        from moto.config.models import config_backends
-
         name = body.get("ConfigurationAggregatorName")
         if not isinstance(name, str) or not _AGGREGATOR.match(name):
             return _error("ValidationException", "ConfigurationAggregatorName is invalid")
         limit = body.get("Limit") or 0
-        if not isinstance(limit, int) or not 0 <= limit <= MAX_LIMIT:
-            return _error("InvalidLimitException", "Limit must be 0-100")
+        if bad_limit := _limit_error(limit):
+            return bad_limit
         wanted = body.get("UpdateStatus")
         if wanted is not None and (not isinstance(wanted, list) or not wanted
                                    or any(w not in _STATUSES for w in wanted)):
             return _error("ValidationException", "UpdateStatus is invalid")
-        if self.deny_status:
-            return _error("AccessDeniedException", "not authorized to perform "
-                          "config:DescribeConfigurationAggregatorSourcesStatus")
-        aggregator = config_backends[account][region].config_aggregators.get(name)
-        if aggregator is None:
-            return _error("NoSuchConfigurationAggregatorException",
-                          f"The configuration aggregator does not exist: {name}")
+        aggregator, refused = _aggregator(account, region, name, denied=self.deny_status,
+                                          action="DescribeConfigurationAggregatorSourcesStatus")
+        if refused:
+            return refused
         with self._lock:
             self.status_requests.append(Query(account, region, name, limit,
                                               body.get("NextToken")))
@@ -258,23 +274,18 @@ class ConfigSelectFake:
     # -- the operation ----------------------------------------------------------------
     def select(self, account: str, region: str, body: dict[str, Any]
                ) -> tuple[int, dict[str, Any]]:
-        from moto.config.models import config_backends
-
         expression, name = body.get("Expression"), body.get("ConfigurationAggregatorName")
         if not isinstance(name, str) or not _AGGREGATOR.match(name):
             return _error("ValidationException", "ConfigurationAggregatorName is invalid")
         if not isinstance(expression, str) or not 1 <= len(expression) <= 4096:
             return _error("ValidationException", "Expression must be 1-4096 characters")
         limit = body.get("Limit") or body.get("MaxResults") or 0
-        if not isinstance(limit, int) or not 0 <= limit <= MAX_LIMIT:
-            return _error("InvalidLimitException", "Limit must be 0-100")
-        if self.deny:
-            return _error("AccessDeniedException", "not authorized to perform "
-                          "config:SelectAggregateResourceConfig")
-        aggregator = config_backends[account][region].config_aggregators.get(name)
-        if aggregator is None:
-            return _error("NoSuchConfigurationAggregatorException",
-                          f"The configuration aggregator does not exist: {name}")
+        if bad_limit := _limit_error(limit):
+            return bad_limit
+        aggregator, refused = _aggregator(account, region, name, denied=self.deny,
+                                          action="SelectAggregateResourceConfig")
+        if refused:
+            return refused
         query = _QUERY.match(expression)
         fields = [f.strip() for f in query.group("fields").split(",")] if query else []
         if not query or not fields or any(f not in _FIELDS for f in fields):
@@ -340,54 +351,6 @@ class ConfigSelectFake:
             status, doc = operation(account_of(access_key), region, body)
         return status, {"Content-Type": "application/x-amz-json-1.1"}, json.dumps(
             doc).encode()
-
-    def _forward(self, handler: BaseHTTPRequestHandler, body: bytes
-                 ) -> tuple[int, dict[str, str], bytes]:
-        up = urlsplit(self.upstream)
-        conn = http.client.HTTPConnection(up.hostname, up.port, timeout=30)
-        try:
-            headers = {k: v for k, v in handler.headers.items()
-                       if k.lower() not in ("connection", "proxy-connection")}
-            conn.request(handler.command, handler.path, body=body or None, headers=headers)
-            response = conn.getresponse()
-            data = response.read()
-            out = {k: v for k, v in response.getheaders()
-                   if k.lower() not in ("transfer-encoding", "connection", "content-length")}
-            return response.status, out, data
-        finally:
-            conn.close()
-
-    def start(self) -> str:
-        fake = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def _any(self) -> None:
-                status, headers, data = fake.handle(self)
-                self.send_response(status)
-                for key, value in headers.items():
-                    self.send_header(key, value)
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                if self.command != "HEAD":
-                    self.wfile.write(data)
-
-            do_GET = do_PUT = do_POST = do_DELETE = do_HEAD = _any
-
-            def log_message(self, format: str, *args: object) -> None:  # noqa: A002
-                pass
-
-        server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        server.daemon_threads = True
-        self._server = server
-        threading.Thread(target=server.serve_forever, daemon=True).start()
-        self.url = f"http://127.0.0.1:{server.server_address[1]}"
-        return self.url
-
-    def stop(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None
 
 
 @contextmanager

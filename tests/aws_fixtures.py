@@ -391,17 +391,23 @@ def _handler_for(proxy: FaultProxy) -> type[BaseHTTPRequestHandler]:
     return Handler
 
 
+def serve_proxy(proxy: FaultProxy) -> ThreadingHTTPServer:
+    """Serve ``proxy`` on a free loopback port and set its ``url``; the caller shuts the
+    returned server down."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _handler_for(proxy))
+    server.daemon_threads = True
+    proxy.url = f"http://127.0.0.1:{server.server_address[1]}"
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server
+
+
 @pytest.fixture
 def aws_fault_proxy(
     aws_env: str, access_analyzer: MotoGapsFake, monkeypatch: pytest.MonkeyPatch
 ) -> Iterator[FaultProxy]:
     """``aws_env`` with every AWS request passing through a :class:`FaultProxy`."""
     proxy = FaultProxy(upstream=aws_env)
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _handler_for(proxy))
-    server.daemon_threads = True
-    proxy.url = f"http://127.0.0.1:{server.server_address[1]}"
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
+    server = serve_proxy(proxy)
     _use_proxy(monkeypatch, proxy.url)
     _use_analyzer(monkeypatch, access_analyzer)
     try:

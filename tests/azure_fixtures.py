@@ -46,9 +46,11 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, urlencode, urlsplit
+from urllib.parse import parse_qs, urlencode
 
 import pytest
+
+from tests.raw_http import KeepAliveJsonHandler, Seen, ServedFake, send_json
 
 ARM_TOKEN = "arm-test-token-0123456789abcdef"
 TENANT = "72f988bf-86f1-41af-91ab-2d7cd011db47"
@@ -64,14 +66,6 @@ class Fault:
     headers: dict[str, str] = field(default_factory=dict)
     times: int = 1_000_000
     hits: int = 0
-
-
-@dataclass(frozen=True)
-class Seen:
-    method: str
-    path: str
-    query: dict[str, list[str]]
-    authorization: str | None
 
 
 class StaticCredential:
@@ -104,7 +98,7 @@ def _arm_error(code: str, message: str) -> dict[str, Any]:
     return {"error": {"code": code, "message": message}}
 
 
-class ArmFake:
+class ArmFake(ServedFake):
     """The fake's state and server. Use as a context manager or via the fixtures."""
 
     def __init__(
@@ -198,28 +192,11 @@ class ArmFake:
         self._thread.start()
         return self
 
-    def stop(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-
-    def __enter__(self) -> ArmFake:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-    def paths(self) -> list[str]:
-        return [r.path for r in self.requests]
-
     # -- routing
 
     def answer(self, method: str, path: str, query: dict[str, list[str]],
                headers: dict[str, str], body: bytes) -> tuple[int, dict[str, Any], dict[str, str]]:
-        with self._lock:
-            self.request_count += 1
-            if self.record:
-                self.requests.append(Seen(method, path, query, headers.get("authorization")))
+        self.see(method, path, query, headers)
         for f in self.faults:
             if f.hits < f.times and f.pattern.search(path):
                 f.hits += 1
@@ -372,38 +349,12 @@ class ArmFake:
 
 
 def _make_handler(fake: ArmFake) -> type[BaseHTTPRequestHandler]:
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-        # One write per answer (headers and body together): no delayed-ACK stalls.
-        wbufsize = 1 << 16
-        disable_nagle_algorithm = True
-
-        def log_message(self, *args: Any) -> None:
-            pass
-
-        def _serve(self, method: str) -> None:
-            parts = urlsplit(self.path)
-            length = int(self.headers.get("content-length") or 0)
-            body = self.rfile.read(length) if length else b""
-            headers = {k.lower(): v for k, v in self.headers.items()}
-            status, doc, extra = fake.answer(
-                method, parts.path, parse_qs(parts.query, keep_blank_values=True), headers, body
-            )
-            data = json.dumps(doc).encode()
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json; charset=utf-8")
-            self.send_header("Content-Length", str(len(data)))
-            self.send_header("x-ms-request-id", "fake")
-            for k, v in extra.items():
-                self.send_header(k, v)
-            self.end_headers()
-            self.wfile.write(data)
-
-        def do_GET(self) -> None:
-            self._serve("GET")
-
-        def do_POST(self) -> None:
-            self._serve("POST")
+    class Handler(KeepAliveJsonHandler):
+        def serve(self, method: str) -> None:
+            parts, query, headers, body = self.request_parts()
+            status, doc, extra = fake.answer(method, parts.path, query, headers, body)
+            content_type = "application/json; charset=utf-8"
+            send_json(self, status, doc, content_type, {"x-ms-request-id": "fake", **extra})
 
     return Handler
 

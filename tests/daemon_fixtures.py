@@ -159,6 +159,19 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def paced(schedule: str, name: str = "p1", **options: Any) -> dict[str, Any]:
+    """A ``connectors`` entry for ``write_config``: the paced connector on ``schedule``."""
+    return {"type": "paced", "name": name, "schedule": schedule, "options": options}
+
+
+def config_head(db_url: str, level: str = "debug") -> list[str]:
+    """A daemon config's first lines: [database] at ``db_url``, [mappings] of the ``maps``
+    folder beside it (see ``write_fake_mapping``), and JSON [log] lines at ``level``."""
+    mappings = ["[mappings]", 'paths = ["maps"]']
+    log = ["[log]", 'format = "json"', f"level = {json.dumps(level)}"]
+    return ["[database]", f"url = {json.dumps(db_url)}", *mappings, *log]
+
+
 def write_config(
     path: Path,
     db_url: str,
@@ -181,16 +194,7 @@ def write_config(
         "spool_dir": str(path.parent / "spool"),
         **(daemon or {}),
     }
-    lines = [
-        "[database]",
-        f"url = {json.dumps(db_url)}",
-        "[mappings]",
-        'paths = ["maps"]',
-        "[log]",
-        'format = "json"',
-        'level = "debug"',
-        "[daemon]",
-    ]
+    lines = [*config_head(db_url), "[daemon]"]
     lines += [f"{k} = {json.dumps(v)}" for k, v in d.items()]
     lines.append(notifications)
     for c in connectors:

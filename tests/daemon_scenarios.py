@@ -27,7 +27,7 @@ from store.integrity import verify
 from store.leases import REAPED_PREFIX
 from store.schema import runs
 from store.schema_daemon import schedule_claims, schedule_missed, schedules
-from tests.daemon_fixtures import DaemonProcess, wait_for, write_config
+from tests.daemon_fixtures import DaemonProcess, paced, wait_for, write_config
 
 #: The lease in the takeover scenario: far longer than any wait in it, so a takeover
 #: seen in time can only have come from the run lock.
@@ -41,11 +41,12 @@ def _rows(engine: Engine, table: Any, order: Any) -> list:
         return conn.execute(select(table).order_by(order)).all()
 
 
-def _running_on(engine: Engine, d: DaemonProcess) -> str | None:
+def running_on(engine: Engine, pid: int) -> str | None:
+    """The id of the run in progress on the daemon whose process is ``pid``, if any."""
     with engine.connect() as conn:
         q = select(runs.c.id, runs.c.host).where(runs.c.status == "running")
         for r in conn.execute(q):
-            if r.host and r.host.endswith(f":{d.proc.pid}"):
+            if r.host and r.host.endswith(f":{pid}"):
                 return r.id
     return None
 
@@ -100,12 +101,7 @@ def takeover_after_sigkill(
             workdir / d / "annexa.toml",
             db_url,
             connectors=[
-                {
-                    "type": "paced",
-                    "name": name,
-                    "schedule": f"every {period}s",
-                    "options": {"records": 10, "delay": 0.2},
-                },
+                paced(f"every {period}s", name=name, records=10, delay=0.2),
             ],
             daemon={"jitter": 0.2, "heartbeat": 1, "lease": LONG_LEASE},
         )
@@ -118,10 +114,10 @@ def takeover_after_sigkill(
 
         def mid_run() -> tuple[DaemonProcess, DaemonProcess, str] | None:
             for victim, survivor in (replicas, replicas[::-1]):
-                run_id = _running_on(engine, victim)
+                run_id = running_on(engine, victim.proc.pid)
                 if run_id:
                     time.sleep(random.uniform(0.1, 0.6))  # somewhere inside the run
-                    if _running_on(engine, victim) == run_id:
+                    if running_on(engine, victim.proc.pid) == run_id:
                         return victim, survivor, run_id
             return None
 
@@ -189,12 +185,7 @@ def sigterm_at_claim_time(
         workdir / "annexa.toml",
         db_url,
         connectors=[
-            {
-                "type": "paced",
-                "name": "p1",
-                "schedule": "every 1s",
-                "options": {"records": 3, "delay": 0.05},
-            },
+            paced("every 1s", records=3, delay=0.05),
         ],
         daemon={"grace_period": 2},
     )

@@ -26,14 +26,15 @@ devices holds none of them in memory.
 from __future__ import annotations
 
 import base64
-import json
 import threading
 from collections import defaultdict
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
-from urllib.parse import parse_qs, urlencode, urlsplit
+from urllib.parse import SplitResult, parse_qs, urlencode, urlsplit
+
+from tests.raw_http import send_bytes, send_json
 
 GRAPH_TOKEN = "eyJ0eXAiOiJKV1QiLCJhbGciOiJSUzI1NiJ9.fake-intune-token.sig0123456789"
 JAMF_USER, JAMF_PASSWORD = "annexa-reader", "jamf-fake-password-0123456789"
@@ -248,14 +249,7 @@ class _Handler(BaseHTTPRequestHandler):
         pass
 
     def send_json(self, status: int, body: Any, headers: dict[str, str] | None = None) -> None:
-        data = json.dumps(body).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        for k, v in (headers or {}).items():
-            self.send_header(k, v)
-        self.end_headers()
-        self.wfile.write(data)
+        send_json(self, status, body, headers=headers)
 
     def fault(self, path: str) -> bool:
         with self.server.lock:
@@ -267,14 +261,19 @@ class _Handler(BaseHTTPRequestHandler):
         with self.server.lock:
             self.server.faults_served += 1
         status, headers, body = answer
-        data = body.encode()
-        self.send_response(status)
-        self.send_header("Content-Length", str(len(data)))
-        for k, v in headers.items():
-            self.send_header(k, v)
-        self.end_headers()
-        self.wfile.write(data)
+        send_bytes(self, status, body.encode(), content_type=None, headers=headers)
         return True
+
+    def admitted(self, token: str, refusal: Any) -> SplitResult | None:
+        """The request's split URL, or None once it is answered: by an injected fault, or
+        401 with ``refusal`` when it does not carry the bearer ``token``."""
+        parts = urlsplit(self.path)
+        if self.fault(parts.path):
+            return None
+        if self.headers.get("Authorization") != f"Bearer {token}":
+            self.send_json(401, refusal)
+            return None
+        return parts
 
     def body_form(self) -> dict[str, str]:
         length = int(self.headers.get("Content-Length", 0) or 0)
@@ -286,20 +285,10 @@ class _Handler(BaseHTTPRequestHandler):
 
 class _GraphHandler(_Handler):
     def do_GET(self) -> None:
-        parts = urlsplit(self.path)
-        if self.fault(parts.path):
-            return
         srv: FakeIntune = self.server
-        if self.headers.get("Authorization") != f"Bearer {srv.token}":
-            self.send_json(
-                401,
-                {
-                    "error": {
-                        "code": "InvalidAuthenticationToken",
-                        "message": "Access token is empty.",
-                    }
-                },
-            )
+        refusal = {"code": "InvalidAuthenticationToken", "message": "Access token is empty."}
+        parts = self.admitted(srv.token, {"error": refusal})
+        if parts is None:
             return
         args = {k: v[0] for k, v in parse_qs(parts.query).items()}
         if parts.path == "/v1.0/deviceManagement/managedDevices":
@@ -410,25 +399,10 @@ class _JamfHandler(_Handler):
         self.send_json(404, {"httpStatus": 404, "errors": []})
 
     def do_GET(self) -> None:
-        parts = urlsplit(self.path)
-        if self.fault(parts.path):
-            return
         srv: FakeJamf = self.server
-        if self.headers.get("Authorization") != f"Bearer {JAMF_TOKEN}":
-            self.send_json(
-                401,
-                {
-                    "httpStatus": 401,
-                    "errors": [
-                        {
-                            "code": "INVALID_TOKEN",
-                            "description": "Unauthorized",
-                            "id": "0",
-                            "field": None,
-                        }
-                    ],
-                },
-            )
+        refusal = {"code": "INVALID_TOKEN", "description": "Unauthorized", "id": "0", "field": None}
+        parts = self.admitted(JAMF_TOKEN, {"httpStatus": 401, "errors": [refusal]})
+        if parts is None:
             return
         if parts.path != "/api/v1/computers-inventory":
             self.send_json(404, {"httpStatus": 404, "errors": []})

@@ -44,9 +44,11 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
-from urllib.parse import parse_qs, unquote, urlsplit
+from urllib.parse import parse_qs, unquote
 
 import pytest
+
+from tests.raw_http import KeepAliveJsonHandler, Seen, ServedFake, send_json
 
 GCP_TOKEN = "ya29.gcp-test-token-0123456789"
 ORG = "organizations/100"
@@ -72,15 +74,7 @@ class Fault:
     hits: int = 0
 
 
-@dataclass(frozen=True)
-class Seen:
-    method: str
-    path: str
-    query: dict[str, list[str]]
-    authorization: str | None
-
-
-class GcpFake:
+class GcpFake(ServedFake):
     """The fake's estate and server (context manager)."""
 
     def __init__(self, *, page_size: int = 2, token: str = GCP_TOKEN, record: bool = True,
@@ -163,28 +157,11 @@ class GcpFake:
                          daemon=True).start()
         return self
 
-    def stop(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-
-    def __enter__(self) -> GcpFake:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-    def paths(self) -> list[str]:
-        return [r.path for r in self.requests]
-
     # -- routing
 
     def answer(self, method: str, path: str, query: dict[str, list[str]],
                headers: dict[str, str], body: bytes) -> tuple[int, Any]:
-        with self._lock:
-            self.request_count += 1
-            if self.record:
-                self.requests.append(Seen(method, path, query, headers.get("authorization")))
+        self.see(method, path, query, headers)
         if path == "/token" and method == "POST":
             return self._token(body)
         if not self._authorised(headers.get("authorization") or ""):
@@ -431,38 +408,14 @@ def _discovery(name: str) -> Any:
 
 
 def _make_handler(fake: GcpFake) -> type[BaseHTTPRequestHandler]:
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-        # One write per answer (headers and body together): no delayed-ACK stalls.
-        wbufsize = 1 << 16
-        disable_nagle_algorithm = True
-
-        def log_message(self, *args: Any) -> None:
-            pass
-
-        def _serve(self, method: str) -> None:
-            parts = urlsplit(self.path)
-            length = int(self.headers.get("content-length") or 0)
-            body = self.rfile.read(length) if length else b""
-            headers = {k.lower(): v for k, v in self.headers.items()}
+    class Handler(KeepAliveJsonHandler):
+        def serve(self, method: str) -> None:
+            parts, query, headers, body = self.request_parts()
             path = unquote(parts.path)
-            status, doc = fake.answer(method, path,
-                                      parse_qs(parts.query, keep_blank_values=True),
-                                      headers, body)
+            status, doc = fake.answer(method, path, query, headers, body)
             if status == 200:
                 fake.validate(method, path, doc)
-            data = json.dumps(doc).encode()
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json; charset=UTF-8")
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
-
-        def do_GET(self) -> None:
-            self._serve("GET")
-
-        def do_POST(self) -> None:
-            self._serve("POST")
+            send_json(self, status, doc, "application/json; charset=UTF-8")
 
     return Handler
 
@@ -1154,15 +1107,10 @@ class ServiceAccountKey:
 @pytest.fixture(scope="session")
 def sa_key_material() -> ServiceAccountKey:
     """An RSA key pair shaped as a service-account key JSON (token_uri set per test)."""
-    from cryptography.hazmat.primitives import serialization
-    from cryptography.hazmat.primitives.asymmetric import rsa
+    from tests.keys import public_pem, throwaway_rsa
 
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    private = key.private_bytes(serialization.Encoding.PEM,
-                                serialization.PrivateFormat.PKCS8,
-                                serialization.NoEncryption()).decode()
-    public = key.public_key().public_bytes(serialization.Encoding.PEM,
-                                           serialization.PublicFormat.SubjectPublicKeyInfo)
+    private, key = throwaway_rsa()
+    public = public_pem(key)
     doc = {"type": "service_account", "project_id": "acme-audit",
            "private_key_id": "0123456789abcdef", "private_key": private,
            "client_email": "annexa@acme-audit.iam.gserviceaccount.com",

@@ -34,6 +34,7 @@ import structlog
 
 from collector.config import ConnectorConfig, LoadedConnector
 from collector.runner import drive
+from core.checks import REGISTRY, evaluate
 from core.connector import CollectContext, Connector, load_connector
 from core.records import Coverage, Evidence, Finding, Record
 from mappings.loader import MappingIndex, load_mappings
@@ -117,6 +118,16 @@ def evidence_of(records: Iterable[Record], rtype: str | None = None) -> list[Evi
 def by_status(found: Iterable[Finding], status: str) -> set[tuple[str, str]]:
     """``(check id, resource id)`` of the findings with ``status``."""
     return {(f.check_id, f.resource_id) for f in found if f.status == status}
+
+
+def judge_payload(
+    scope: str, check_id: str, payload: dict[str, Any], resource_id: str = "r1", **params: Any
+) -> Finding:
+    """The finding of ``check_id`` (``params`` over its defaults) on ``payload``, judged as
+    one evidence of the check's resource type in ``scope``."""
+    spec = REGISTRY.get(check_id)
+    ev = Evidence(scope, "global", spec.resource_type, resource_id, payload)
+    return next(evaluate(ev, [spec], {check_id: spec.params_with(params)}))
 
 
 def evidence_by_id(records: Iterable[Record], suffix: str = "") -> dict[str, Evidence]:

@@ -18,7 +18,6 @@ another client or one that has already expired.
 from __future__ import annotations
 
 import base64
-import json
 import secrets
 import threading
 import time
@@ -28,6 +27,8 @@ from urllib.parse import parse_qs, urlencode, urlsplit
 
 import jwt
 from cryptography.hazmat.primitives.asymmetric import rsa
+
+from tests.raw_http import send_json
 
 
 def _b64u(n: int) -> str:
@@ -73,12 +74,7 @@ class FakeOpenIdProvider:
     # -- responses
 
     def _json(self, h: BaseHTTPRequestHandler, body: Any, status: int = 200) -> None:
-        data = json.dumps(body).encode()
-        h.send_response(status)
-        h.send_header("Content-Type", "application/json")
-        h.send_header("Content-Length", str(len(data)))
-        h.end_headers()
-        h.wfile.write(data)
+        send_json(h, status, body)
 
     def metadata(self) -> dict[str, Any]:
         return {

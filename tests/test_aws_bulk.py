@@ -15,10 +15,8 @@ the fake.
 from __future__ import annotations
 
 import json
-import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from http.server import ThreadingHTTPServer
 from typing import Any
 
 import boto3
@@ -36,7 +34,7 @@ from mappings.loader import load_mappings
 from store.schema import evidence
 from store.status import control_statuses
 from tests.aws_config_fake import CAPTURED, MAX_LIMIT, SYNCED, ConfigSelectFake
-from tests.aws_fixtures import FaultProxy, _handler_for
+from tests.aws_fixtures import FaultProxy, serve_proxy
 from tests.harness import RunResult, run_engine
 
 REGIONS = ["us-east-1", "eu-west-1"]
@@ -80,10 +78,7 @@ def estate(aws_module_env: str) -> Iterator[dict[str, Any]]:
     fake = ConfigSelectFake(upstream=os.environ["AWS_ENDPOINT_URL_CONFIG_SERVICE"])
     fake.start()
     proxy = FaultProxy(upstream=aws_module_env)
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _handler_for(proxy))
-    server.daemon_threads = True
-    proxy.url = f"http://127.0.0.1:{server.server_address[1]}"
-    threading.Thread(target=server.serve_forever, daemon=True).start()
+    server = serve_proxy(proxy)
     gaps = os.environ["NO_PROXY"]
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("AWS_ENDPOINT_URL_CONFIG_SERVICE", fake.url)

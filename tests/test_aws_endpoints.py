@@ -18,8 +18,6 @@ import json
 import os
 import subprocess
 import sys
-import threading
-from http.server import ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -39,7 +37,7 @@ from core.records import Coverage, Evidence
 from mappings import load_mappings
 from store.engine import make_engine
 from store.schema import evidence as evidence_table
-from tests.aws_fixtures import FaultProxy, _handler_for
+from tests.aws_fixtures import FaultProxy, serve_proxy
 from tests.configs import connector_table, write_config
 
 MAIN = "123456789012"
@@ -112,11 +110,7 @@ def _run(db_url: str, engine: Engine, **options: Any) -> Any:
 def counting_endpoint(only_option: str) -> Any:
     """A :class:`FaultProxy` used as the endpoint itself: it forwards to moto and counts."""
     proxy = FaultProxy(upstream=only_option)
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _handler_for(proxy))
-    server.daemon_threads = True
-    proxy.url = f"http://127.0.0.1:{server.server_address[1]}"
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
+    server = serve_proxy(proxy)
     try:
         yield proxy
     finally:

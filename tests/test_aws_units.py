@@ -119,21 +119,35 @@ def closed_port() -> int:
         return s.getsockname()[1]
 
 
-def test_an_unreachable_region_costs_one_connect_timeout(aws_offline_env: None) -> None:
-    settings = ClientSettings(endpoint_url=f"http://127.0.0.1:{closed_port()}",
-                              connect_timeout=1, max_attempts=2)
+def stream_one_by_one(
+    endpoint_url: str, max_attempts: int, region: str, services: tuple[str, ...],
+    api_call: Callable[[Account, str], object],
+) -> tuple[Account, RegionBreaker, list[str], list[Record]]:
+    """Stream a unit per service in ``region`` (one worker, one breaker), each making
+    ``api_call`` against ``endpoint_url``: the account, the breaker, the region each unit
+    that ran called, and the records."""
+    settings = ClientSettings(endpoint_url=endpoint_url, connect_timeout=1,
+                              max_attempts=max_attempts)
     account = Account("123456789012", boto3.Session(), settings, "us-east-1")
     breaker = RegionBreaker()
     calls: list[str] = []
 
     def read(acct: Account, region: str) -> Iterator[Record]:
         calls.append(region)
-        acct.client("ec2", region).describe_vpcs()
+        api_call(acct, region)
         yield from ()
 
-    units = [Unit(account, "eu-west-1", s, read, breaker) for s in ("ec2", "vpc", "rds", "kms")]
+    units = [Unit(account, region, s, read, breaker) for s in services]
     account.retain(len(units))
     records = list(stream_jobs(units, max_workers=1, cancelled=lambda: False))
+    return account, breaker, calls, records
+
+
+def test_an_unreachable_region_costs_one_connect_timeout(aws_offline_env: None) -> None:
+    account, _breaker, calls, records = stream_one_by_one(
+        f"http://127.0.0.1:{closed_port()}", 2, "eu-west-1", ("ec2", "vpc", "rds", "kms"),
+        lambda acct, region: acct.client("ec2", region).describe_vpcs(),
+    )
     # Only the first unit tried to connect (the cost is judged by the calls made, not by
     # wall time, which a loaded machine stretches).
     assert calls == ["eu-west-1"]
@@ -149,20 +163,10 @@ def test_a_service_missing_from_a_region_does_not_trip_the_breaker(
 ) -> None:
     """A host name that does not resolve (a service not offered in that region) fails
     only its unit; the region's other services are still read."""
-    settings = ClientSettings(endpoint_url="http://annexa-no-such-host.invalid",
-                              connect_timeout=1, max_attempts=1)
-    account = Account("123456789012", boto3.Session(), settings, "us-east-1")
-    breaker = RegionBreaker()
-    calls: list[str] = []
-
-    def read(acct: Account, region: str) -> Iterator[Record]:
-        calls.append(region)
-        acct.client("backup", region).list_backup_plans()
-        yield from ()
-
-    units = [Unit(account, "ap-east-2", s, read, breaker) for s in ("backup", "kms")]
-    account.retain(len(units))
-    records = list(stream_jobs(units, max_workers=1, cancelled=lambda: False))
+    _account, breaker, calls, records = stream_one_by_one(
+        "http://annexa-no-such-host.invalid", 1, "ap-east-2", ("backup", "kms"),
+        lambda acct, region: acct.client("backup", region).list_backup_plans(),
+    )
     assert calls == ["ap-east-2", "ap-east-2"]
     assert all("EndpointConnectionError" in r.error for r in records)
     assert breaker.reason("ap-east-2") is None

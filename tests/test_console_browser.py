@@ -15,6 +15,7 @@ import os
 import shutil
 import zipfile
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -104,6 +105,17 @@ class Watched:
         self.context.close()
 
 
+@contextmanager
+def console_page(estate: Estate, browser: Any, *, comments: bool) -> Iterator[tuple[Any, Watched]]:
+    """The console serving ``estate`` and a watched page for it, closed after."""
+    with serve(estate, comments=comments) as live:
+        w = Watched(browser)
+        try:
+            yield live, w
+        finally:
+            w.close()
+
+
 def log_in(w: Watched, url: str, token: str) -> None:
     w.page.goto(url + "/login")
     w.page.fill("input[name=token]", token)
@@ -114,76 +126,63 @@ def log_in(w: Watched, url: str, token: str) -> None:
 def test_overview_to_failing_control_to_resource_to_diff(
     any_estate: Estate, browser: Any, artifacts: Path
 ) -> None:
-    estate = any_estate
-    with serve(estate, comments=False) as live:
-        w = Watched(browser)
-        try:
-            w.page.goto(live.url + "/")
-            row = w.page.locator("#controls tr", has=w.page.locator("a", has_text="A.8.32"))
-            assert row.locator(".st").inner_text() == "fail"
-            w.shot(artifacts, "1-overview")
-            row.locator("a", has_text="A.8.32").click()
-            w.page.wait_for_url("**/controls/A.8.32")
-            first = w.page.locator("#findings tbody tr").first
-            assert first.locator(".st").first.inner_text() == "fail"
-            # The timeline arrives through htmx (a script from 'self', under the CSP).
-            w.page.locator("#timeline tbody tr").last.wait_for(timeout=30_000)
-            assert w.page.locator("#timeline .st").last.inner_text() == "fail"
-            w.shot(artifacts, "2-control")
-            w.page.locator("#findings a.resource", has_text="CHG-2").click()
-            w.page.wait_for_url("**/resource?**")
-            diff = w.page.locator("#diff")
-            assert EDITED in diff.inner_text()
-            assert w.page.locator("#diff .d-add").count() >= 1
-            assert w.page.locator("#versions tbody tr").count() == 2
-            w.shot(artifacts, "3-resource-diff")
-            # Verify a run on demand (htmx, served from 'self').
-            w.page.goto(live.url + "/runs")
-            w.page.locator("button.verify").first.click()
-            w.page.locator(".verify-ok").first.wait_for(timeout=30_000)
-            w.shot(artifacts, "4-runs-verified")
-            assert w.dialogs == [] and w.errors == [], (w.dialogs, w.errors)
-        finally:
-            w.close()
+    with console_page(any_estate, browser, comments=False) as (live, w):
+        w.page.goto(live.url + "/")
+        row = w.page.locator("#controls tr", has=w.page.locator("a", has_text="A.8.32"))
+        assert row.locator(".st").inner_text() == "fail"
+        w.shot(artifacts, "1-overview")
+        row.locator("a", has_text="A.8.32").click()
+        w.page.wait_for_url("**/controls/A.8.32")
+        first = w.page.locator("#findings tbody tr").first
+        assert first.locator(".st").first.inner_text() == "fail"
+        # The timeline arrives through htmx (a script from 'self', under the CSP).
+        w.page.locator("#timeline tbody tr").last.wait_for(timeout=30_000)
+        assert w.page.locator("#timeline .st").last.inner_text() == "fail"
+        w.shot(artifacts, "2-control")
+        w.page.locator("#findings a.resource", has_text="CHG-2").click()
+        w.page.wait_for_url("**/resource?**")
+        diff = w.page.locator("#diff")
+        assert EDITED in diff.inner_text()
+        assert w.page.locator("#diff .d-add").count() >= 1
+        assert w.page.locator("#versions tbody tr").count() == 2
+        w.shot(artifacts, "3-resource-diff")
+        # Verify a run on demand (htmx, served from 'self').
+        w.page.goto(live.url + "/runs")
+        w.page.locator("button.verify").first.click()
+        w.page.locator(".verify-ok").first.wait_for(timeout=30_000)
+        w.shot(artifacts, "4-runs-verified")
+        assert w.dialogs == [] and w.errors == [], (w.dialogs, w.errors)
 
 
 def test_time_travel_changes_the_answer(
     any_estate: Estate, browser: Any, artifacts: Path
 ) -> None:
     estate = any_estate
-    with serve(estate, comments=False) as live:
-        w = Watched(browser)
-        try:
-            w.page.goto(live.url + "/controls/A.8.32")
-            assert w.page.locator("#control-status").inner_text() == "fail"
-            w.page.fill("form.travel input[name=at]", estate.before.isoformat())
-            w.page.click("form.travel button[type=submit]")
-            w.page.wait_for_url("**at=**")
-            assert w.page.locator("#control-status").inner_text() == "no_evidence"
-            assert w.page.locator("#as-of").is_visible()
-            w.shot(artifacts, "control-before-any-run")
-            assert w.errors == [], w.errors
-        finally:
-            w.close()
+    with console_page(estate, browser, comments=False) as (live, w):
+        w.page.goto(live.url + "/controls/A.8.32")
+        assert w.page.locator("#control-status").inner_text() == "fail"
+        w.page.fill("form.travel input[name=at]", estate.before.isoformat())
+        w.page.click("form.travel button[type=submit]")
+        w.page.wait_for_url("**at=**")
+        assert w.page.locator("#control-status").inner_text() == "no_evidence"
+        assert w.page.locator("#as-of").is_visible()
+        w.shot(artifacts, "control-before-any-run")
+        assert w.errors == [], w.errors
 
 
 def test_hostile_evidence_renders_inert(estate: Estate, browser: Any, artifacts: Path) -> None:
-    with serve(estate, comments=False) as live:
-        w = Watched(browser)
-        try:
-            at = quote(estate.between.isoformat())
-            w.page.goto(live.url + "/controls/A.8.32?at=" + at)
-            w.page.locator("#findings a.resource", has_text="CHG-2").click()
-            w.page.wait_for_url("**/resource?**")
-            body = w.page.locator("#body").inner_text()
-            assert json.dumps(HOSTILE) in body  # shown as text, exactly
-            assert w.page.locator("main script").count() == 0
-            assert w.page.locator("main img").count() == 0
-            assert w.page.evaluate("() => document.scripts.length") == 1  # htmx only
-            w.shot(artifacts, "hostile-evidence")
-            assert w.dialogs == [] and w.errors == [], (w.dialogs, w.errors)
-        finally:
-            w.close()
+    with console_page(estate, browser, comments=False) as (live, w):
+        at = quote(estate.between.isoformat())
+        w.page.goto(live.url + "/controls/A.8.32?at=" + at)
+        w.page.locator("#findings a.resource", has_text="CHG-2").click()
+        w.page.wait_for_url("**/resource?**")
+        body = w.page.locator("#body").inner_text()
+        assert json.dumps(HOSTILE) in body  # shown as text, exactly
+        assert w.page.locator("main script").count() == 0
+        assert w.page.locator("main img").count() == 0
+        assert w.page.evaluate("() => document.scripts.length") == 1  # htmx only
+        w.shot(artifacts, "hostile-evidence")
+        assert w.dialogs == [] and w.errors == [], (w.dialogs, w.errors)
 
 
 def test_auditor_comment_persists_and_reaches_the_package_viewer_cannot(

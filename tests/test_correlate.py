@@ -35,7 +35,7 @@ from connectors.kit import Pseudonymiser
 from connectors.okta import OktaConnector, OktaOptions
 from core.accounts import PSEUDONYM_PREFIX, Account
 from core.checks import REGISTRY, evaluate
-from core.connector import CollectContext
+from core.connector import CollectContext, Connector, ConnectorOptions
 from core.records import Coverage, Evidence
 from mappings.loader import load_mappings
 from store.queries import evidence_at, findings_at
@@ -86,6 +86,14 @@ def day(days_ago: float) -> str:
 # --------------------------------------------------------------------------- fixtures
 
 
+def loaded(
+    cls: type[Connector], name: str, options: ConnectorOptions,
+    as_loaded: type[LoadedConnector] = LoadedConnector,
+) -> LoadedConnector:
+    """``cls`` configured as ``name`` with ``options``, as the collector loads it."""
+    return as_loaded(ConnectorConfig(type=cls.type, name=name), cls, options)
+
+
 class _WithCredential(LoadedConnector):
     """Entra built with a static credential (the TLS test covers the real one)."""
 
@@ -101,36 +109,17 @@ class Estate:
         self.path = tmp_path / "annexa.toml"
         (tmp_path / "identity-map.toml").write_text(MAP, encoding="utf-8")
         base = server.url_for("/").rstrip("/")
+        okta = {"org_url": base, "api_token": {"env": "ANNEXA_TEST_OKTA_TOKEN"}, "http": FAST}
+        github = {"organization": github_fakes.ORG, "api_url": base, "http": FAST}
+        github["token"] = {"env": "ANNEXA_TEST_GITHUB_TOKEN"}
+        entra = {"tenant_id": entra_fakes.TENANT, "auth": "managed_identity", "graph_url": base}
         self.loaded = {
-            "okta-prod": LoadedConnector(
-                ConnectorConfig(type="okta", name="okta-prod"),
-                OktaConnector,
-                OktaOptions.model_validate(
-                    {
-                        "org_url": base,
-                        "api_token": {"env": "ANNEXA_TEST_OKTA_TOKEN"},
-                        "http": FAST,
-                    }
-                ),
+            "okta-prod": loaded(OktaConnector, "okta-prod", OktaOptions.model_validate(okta)),
+            "github-acme": loaded(
+                GitHubConnector, "github-acme", GitHubOptions.model_validate(github)
             ),
-            "github-acme": LoadedConnector(
-                ConnectorConfig(type="github", name="github-acme"),
-                GitHubConnector,
-                GitHubOptions.model_validate(
-                    {
-                        "organization": github_fakes.ORG,
-                        "api_url": base,
-                        "token": {"env": "ANNEXA_TEST_GITHUB_TOKEN"},
-                        "http": FAST,
-                    }
-                ),
-            ),
-            "entra-acme": _WithCredential(
-                ConnectorConfig(type="entra", name="entra-acme"),
-                EntraConnector,
-                EntraOptions.model_validate(
-                    {"tenant_id": entra_fakes.TENANT, "auth": "managed_identity", "graph_url": base}
-                ),
+            "entra-acme": loaded(
+                EntraConnector, "entra-acme", EntraOptions.model_validate(entra), _WithCredential
             ),
         }
 
@@ -192,6 +181,18 @@ def person_findings(engine, check_id: str) -> dict[str, dict[str, Any]]:
         }
 
 
+def failing(engine, check_id: str) -> set[str]:
+    """The people (or accounts linked to no one) ``check_id`` failed on."""
+    return {p for p, f in person_findings(engine, check_id).items() if f["status"] == "fail"}
+
+
+def person_payloads(engine) -> dict[str, dict[str, Any]]:
+    """Each correlated person's evidence payload, by person id."""
+    with engine.connect() as conn:  # evidence_at streams: read it while connected
+        found = list(evidence_at(conn, resource_type=PERSON_TYPE))
+    return {e["resource_id"]: e["payload"] for e in found}
+
+
 # --------------------------------------------------------------------------- end to end
 
 
@@ -211,15 +212,11 @@ def test_offboarded_in_the_idp_but_active_elsewhere_fails_naming_both(estate, en
     assert off["carol"]["status"] == "pass"  # within the one-day grace period
     assert off["alice"]["status"] == "pass" and off["bob"]["status"] == "pass"
     assert set(off["gone"]["controls"]) == {"A.5.18"}  # access removal, not A.6.5
-    linked = person_findings(engine, "identity.person.account_linked_to_idp")
-    assert {p for p, f in linked.items() if f["status"] == "fail"} == {
+    assert failing(engine, "identity.person.account_linked_to_idp") == {
         "github-acme:stray-gh",
         "github-acme:vendor",
     }
-    with engine.connect() as conn:
-        people = {
-            e["resource_id"]: e["payload"] for e in evidence_at(conn, resource_type=PERSON_TYPE)
-        }
+    people = person_payloads(engine)
     # alice: Okta login (map) + GitHub (map) + Entra (e-mail) in one person.
     assert {a["source"] for a in people["alice"]["accounts"]} == {
         "okta-prod",
@@ -631,11 +628,8 @@ def test_an_hr_leaver_still_active_in_okta_and_github_fails_a518_naming_both(
         'github = ["frank-gh"]\n',
         encoding="utf-8",
     )
-    estate.loaded["bamboohr-acme"] = LoadedConnector(
-        ConnectorConfig(type="bamboohr", name="bamboohr-acme"),
-        BambooHRConnector,
-        BambooHROptions.model_validate(bamboo_fakes.options(hr)),
-    )
+    options = BambooHROptions.model_validate(bamboo_fakes.options(hr))
+    estate.loaded["bamboohr-acme"] = loaded(BambooHRConnector, "bamboohr-acme", options)
     index = load_mappings()
     estate.collect(engine, index)
     summary = run_correlation(estate.settings(), engine, index)
@@ -667,15 +661,11 @@ def test_an_hr_leaver_still_active_in_okta_and_github_fails_a518_naming_both(
     off = person_findings(engine, "identity.person.offboarded_but_active")
     assert {p for p, f in off.items() if f["status"] == "fail"} == {"gone", "erin"}
     assert "bamboohr" not in off["gone"]["message"]
-    linked = person_findings(engine, "identity.person.account_linked_to_idp")
-    assert {p for p, f in linked.items() if f["status"] == "fail"} == {
+    assert failing(engine, "identity.person.account_linked_to_idp") == {
         "github-acme:stray-gh",
         "github-acme:vendor",
     }
-    with engine.connect() as conn:
-        people = {
-            e["resource_id"]: e["payload"] for e in evidence_at(conn, resource_type=PERSON_TYPE)
-        }
+    people = person_payloads(engine)
     assert not any("hronly" in pid for pid in people)  # known to HR only: nothing to judge
     [record] = [a for a in people["frank"]["accounts"] if a.get("hr")]
     assert record["termination_date"] == day(30) and record["hire_date"] == "2020-01-06"

@@ -15,7 +15,7 @@ from sqlalchemy import select
 from store.engine import make_engine
 from store.schema_daemon import control_states, notification_outbox
 from tests import daemon_fixtures as fx
-from tests.daemon_fixtures import DaemonProcess, free_port, wait_for, write_config
+from tests.daemon_fixtures import DaemonProcess, free_port, paced, wait_for, write_config
 
 daemons = fx.daemons
 plugin_path = fx.plugin_path
@@ -60,12 +60,7 @@ def test_a_notifier_killed_before_delivering_delivers_exactly_once_after_restart
             tmp_path / d / "annexa.toml",
             postgres_url,
             connectors=[
-                {
-                    "type": "paced",
-                    "name": "p1",
-                    "schedule": "every 2s",
-                    "options": {"records": 1, "mfa_file": str(mfa)},
-                }
+                paced("every 2s", records=1, mfa_file=str(mfa))
             ],
             notifications=(
                 "[daemon.notifications]\n"

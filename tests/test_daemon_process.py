@@ -34,6 +34,7 @@ from tests.daemon_fixtures import (
     DaemonProcess,
     TcpProxy,
     free_port,
+    paced,
     wait_for,
     write_config,
 )
@@ -73,12 +74,7 @@ def test_two_replicas_run_each_due_collection_once_and_one_takes_over_from_a_kil
             tmp_path / d / "annexa.toml",
             postgres_url,
             connectors=[
-                {
-                    "type": "paced",
-                    "name": "p1",
-                    "schedule": f"every {period}s",
-                    "options": {"records": 6, "delay": 0.25},
-                },
+                paced(f"every {period}s", records=6, delay=0.25),
             ],
             daemon={"jitter": 0.2},
         )
@@ -159,12 +155,7 @@ def test_sigterm_ends_within_the_grace_period_and_a_restart_reaps_a_sigkilled_ru
         tmp_path / "annexa.toml",
         postgres_url,
         connectors=[
-            {
-                "type": "paced",
-                "name": "p1",
-                "schedule": "every 1h",
-                "options": {"records": 60, "delay": 0.2},
-            },
+            paced("every 1h", records=60, delay=0.2),
         ],
         daemon={"grace_period": grace},
     )
@@ -224,7 +215,7 @@ def test_a_run_deaf_to_cancellation_does_not_hold_the_process_and_is_reaped_late
         tmp_path / "annexa.toml",
         db,
         connectors=[
-            {"type": "paced", "name": "p1", "schedule": "every 1h", "options": {"stall": 300}},
+            paced("every 1h", stall=300),
         ],
         daemon={"grace_period": grace},
     )
@@ -260,12 +251,7 @@ def test_database_outage_is_spooled_and_replayed_and_endpoints_tell_the_truth(
         tmp_path / "annexa.toml",
         "sqlite:///unused.db",
         connectors=[
-            {
-                "type": "paced",
-                "name": "p1",
-                "schedule": "every 1h",
-                "options": {"records": 30, "delay": 0.1, "token": {"env": "PACED_TOKEN"}},
-            },
+            paced("every 1h", records=30, delay=0.1, token={"env": "PACED_TOKEN"}),
         ],
         notifications=(
             "[[daemon.notifications.webhooks]]\n"

@@ -50,36 +50,14 @@ def test_unchanged_estate_adds_nothing_and_time_travel_works(
     # The bucket's findings cite the new evidence hash: one new version each.
     assert third["findings"] == first["findings"] + 2
 
-    now = {
-        f["resource_id"]: f["status"]
-        for f in json_out(
-            annexa(
-                "findings",
-                "--config",
-                str(cfg),
-                "--check",
-                "aws.s3.bucket_default_encryption",
-                "--format",
-                "json",
-            )
-        )
-    }
-    then = {
-        f["resource_id"]: f["status"]
-        for f in json_out(
-            annexa(
-                "findings",
-                "--config",
-                str(cfg),
-                "--check",
-                "aws.s3.bucket_default_encryption",
-                "--at",
-                first_instant,
-                "--format",
-                "json",
-            )
-        )
-    }
+    def encryption_statuses(*at: str) -> dict[str, str]:
+        """``annexa findings`` of the default-encryption check (``--at`` when given)."""
+        check = ("--check", "aws.s3.bucket_default_encryption", *at, "--format", "json")
+        found = json_out(annexa("findings", "--config", str(cfg), *check))
+        return {f["resource_id"]: f["status"] for f in found}
+
+    now = encryption_statuses()
+    then = encryption_statuses("--at", first_instant)
     assert now["annexa-demo-unencrypted"] == "pass"
     assert then["annexa-demo-unencrypted"] == "fail"
     at_first = {

@@ -37,15 +37,15 @@ from werkzeug import Request, Response
 
 from connectors.entra import EntraConnector, EntraOptions
 from connectors.entra.roles import GLOBAL_ADMINISTRATOR
-from core.checks import REGISTRY, evaluate
-from core.records import Evidence, Finding
+from core.records import Finding
 from core.times import full_time
 from tests.fakehttp import FAST_HTTP
-from tests.harness import by_status, run_built, run_engine
+from tests.harness import by_status, judge_payload, run_built, run_engine
 from tests.harness import coverage_by_service as coverage
 from tests.harness import evidence_of as evidence
 from tests.harness import stream as collect
-from tests.vendor_schemas import assert_valid, graph_schema
+from tests.raw_http import send_json
+from tests.vendor_schemas import assert_all_served_valid, graph_schema
 
 pytestmark = pytest.mark.clock
 
@@ -54,6 +54,9 @@ SECRET = "Qx8~fake-client-secret-for-annexa-tests_0123456789"
 KEY = "pseudonym-key-for-tests-0123456789"
 TENANT = "8f3b1c2d-0000-4000-8000-00000000aaaa"
 CLIENT = "5a1e2f3c-1111-4111-8111-00000000bbbb"
+#: The app registration with its client secret (read from the environment), as options.
+SECRET_AUTH: dict[str, Any] = {"tenant_id": TENANT, "client_id": CLIENT}
+SECRET_AUTH["client_secret"] = {"env": "ANNEXA_TEST_ENTRA_SECRET"}
 NOW = datetime.now(UTC)
 SECURITY_ADMIN = "194ae4cb-b126-40b2-bd5b-6091b380977d"
 
@@ -151,6 +154,16 @@ def registration(uid: str, upn: str, methods: list[str], *, admin: bool = False)
     }
 
 
+def users_condition(include: list[str], exclude: list[str], **over: Any) -> dict[str, Any]:
+    """Graph's ``conditionalAccessUsers``: ``include`` and ``exclude`` users, no groups,
+    roles or guest conditions, then ``over`` on top."""
+    no_groups_or_roles = {k: [] for k in ("includeGroups", "excludeGroups")}
+    no_groups_or_roles.update({k: [] for k in ("includeRoles", "excludeRoles")})
+    guests = {"includeGuestsOrExternalUsers": None, "excludeGuestsOrExternalUsers": None}
+    base = {"includeUsers": include, "excludeUsers": exclude, **no_groups_or_roles, **guests}
+    return {**base, **over}
+
+
 def ca_policy(
     pid: str,
     name: str,
@@ -186,16 +199,7 @@ def ca_policy(
             "includeAuthenticationContextClassReferences": [],
             "applicationFilter": None,
         },
-        "users": {
-            "includeUsers": list(users),
-            "excludeUsers": [f"bg-{i}" for i in range(exclude_users)],
-            "includeGroups": [],
-            "excludeGroups": [],
-            "includeRoles": [],
-            "excludeRoles": [],
-            "includeGuestsOrExternalUsers": None,
-            "excludeGuestsOrExternalUsers": None,
-        },
+        "users": users_condition(list(users), [f"bg-{i}" for i in range(exclude_users)]),
     }
     cond.update(conditions or {})
     grant: dict[str, Any] = {
@@ -468,9 +472,7 @@ def connector(
     g: FakeGraph, credential: Any | None = None, **options: Any
 ) -> tuple[EntraConnector, StaticCredential | Any]:
     opts = {
-        "tenant_id": TENANT,
-        "client_id": CLIENT,
-        "client_secret": {"env": "ANNEXA_TEST_ENTRA_SECRET"},
+        **SECRET_AUTH,
         "graph_url": g.graph_url,
         "http": FAST,
         **options,
@@ -746,14 +748,7 @@ def test_missing_secret_is_reported_by_name(graph, monkeypatch):
     monkeypatch.delenv("ANNEXA_TEST_ENTRA_SECRET")
     conn = EntraConnector(
         "entra-test",
-        EntraOptions.model_validate(
-            {
-                "tenant_id": TENANT,
-                "client_id": CLIENT,
-                "client_secret": {"env": "ANNEXA_TEST_ENTRA_SECRET"},
-                "graph_url": graph.graph_url,
-            }
-        ),
+        EntraOptions.model_validate({**SECRET_AUTH, "graph_url": graph.graph_url}),
     )
     cov = coverage(collect(conn))
     assert set(cov) == {"*"} and "ANNEXA_TEST_ENTRA_SECRET" in cov["*"].error
@@ -854,9 +849,7 @@ def test_each_credential_kind_is_built_from_options(tmp_path, monkeypatch):
 
 
 def judge(check_id: str, payload: dict, **params: Any) -> Finding:
-    spec = REGISTRY.get(check_id)
-    ev = Evidence(TENANT, "global", spec.resource_type, "r1", payload)
-    return next(evaluate(ev, [spec], {check_id: spec.params_with(params)}))
+    return judge_payload(TENANT, check_id, payload, **params)
 
 
 def test_checks_on_payloads():
@@ -937,12 +930,7 @@ class _TokenEndpoint(BaseHTTPRequestHandler):
         pass
 
     def _send(self, status: int, body: dict[str, Any]) -> None:
-        data = json.dumps(body).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
+        send_json(self, status, body)
 
     def do_GET(self) -> None:
         self.server.seen.append(("GET", self.path))
@@ -1037,16 +1025,7 @@ def test_real_client_secret_credential_over_tls_authenticates_once(tls, engine, 
     cfg = ConnectorConfig(
         type="entra",
         name="entra-tls",
-        options={
-            "tenant_id": TENANT,
-            "client_id": CLIENT,
-            "client_secret": {"env": "ANNEXA_TEST_ENTRA_SECRET"},
-            "authority": tls["authority"],
-            "disable_instance_discovery": True,
-            "authority_ca_bundle": tls["ca"],
-            "graph_url": g.graph_url,
-            "http": {"ca_bundle": tls["ca"], "max_attempts": 2, "retry_min_wait": 0},
-        },
+        options=tls_options(tls),
     )
     assert g.graph_url.startswith("https://")
     lc = LoadedConnector(cfg, EntraConnector, EntraOptions.model_validate(cfg.options))
@@ -1076,18 +1055,7 @@ def test_wrong_secret_against_the_real_credential_is_a_scope_error(tls, monkeypa
     g = tls["graph"]
     conn = EntraConnector(
         "entra-tls",
-        EntraOptions.model_validate(
-            {
-                "tenant_id": TENANT,
-                "client_id": CLIENT,
-                "client_secret": {"env": "ANNEXA_TEST_ENTRA_SECRET"},
-                "authority": tls["authority"],
-                "disable_instance_discovery": True,
-                "authority_ca_bundle": tls["ca"],
-                "graph_url": g.graph_url,
-                "http": {"ca_bundle": tls["ca"]},
-            }
-        ),
+        EntraOptions.model_validate({**tls_options(tls), "http": {"ca_bundle": tls["ca"]}}),
     )
     cov = coverage(collect(conn))
     assert set(cov) == {"*"} and not cov["*"].ok
@@ -1114,9 +1082,7 @@ PASSWORD_ONLY_STRENGTH = auth_strength(
 
 def tls_options(tls: dict[str, Any]) -> dict[str, Any]:
     return {
-        "tenant_id": TENANT,
-        "client_id": CLIENT,
-        "client_secret": {"env": "ANNEXA_TEST_ENTRA_SECRET"},
+        **SECRET_AUTH,
         "authority": tls["authority"],
         "disable_instance_discovery": True,
         "authority_ca_bundle": tls["ca"],
@@ -1126,17 +1092,7 @@ def tls_options(tls: dict[str, Any]) -> dict[str, Any]:
 
 
 def _users_cond(**over: Any) -> dict[str, Any]:
-    base = {
-        "includeUsers": ["All"],
-        "excludeUsers": list(BREAK_GLASS),
-        "includeGroups": [],
-        "excludeGroups": [],
-        "includeRoles": [],
-        "excludeRoles": [],
-        "includeGuestsOrExternalUsers": None,
-        "excludeGuestsOrExternalUsers": None,
-    }
-    return {"users": {**base, **over}}
+    return {"users": users_condition(["All"], list(BREAK_GLASS), **over)}
 
 
 #: (case, policy keyword arguments, verdict of entra.tenant.mfa_enforced, message part).
@@ -1252,6 +1208,22 @@ CA_CASES: list[tuple[str, dict[str, Any], str, str]] = [
 ]
 
 
+def policy_finding(
+    tls: dict[str, Any], monkeypatch: pytest.MonkeyPatch, policy: dict[str, Any], check: str,
+    params: dict[str, Any] | None = None,
+) -> Finding:
+    """The ``entra.tenant.<check>`` finding (``params`` set) on the authentication policies
+    of a healthy tenant whose only conditional-access policy is ``policy``."""
+    monkeypatch.setenv("ANNEXA_TEST_ENTRA_SECRET", SECRET)
+    g = tls["graph"]
+    healthy_tenant(g)
+    g.policies = [policy]
+    check_id = f"entra.tenant.{check}"
+    run = run_engine("entra", tls_options(tls), checks={check_id: params} if params else None)
+    assert run.status == "succeeded", run.errors
+    return run.one(check_id, "authentication-policies")
+
+
 @pytest.mark.parametrize(
     ("case", "kwargs", "verdict", "says"), CA_CASES, ids=[c[0] for c in CA_CASES]
 )
@@ -1261,13 +1233,7 @@ def test_conditional_access_conditions_are_all_judged(
     """One Graph-shaped policy per tenant (security defaults off). Before the fix the risk,
     location, client-app, platform, exclusion, application, device-filter, insider-risk and
     strength-OR cases all passed: the policy summary dropped those conditions."""
-    monkeypatch.setenv("ANNEXA_TEST_ENTRA_SECRET", SECRET)
-    g = tls["graph"]
-    healthy_tenant(g)
-    g.policies = [ca_policy("ca-x", case, **kwargs)]
-    run = run_engine("entra", tls_options(tls))
-    assert run.status == "succeeded", run.errors
-    f = run.one("entra.tenant.mfa_enforced", "authentication-policies")
+    f = policy_finding(tls, monkeypatch, ca_policy("ca-x", case, **kwargs), "mfa_enforced")
     assert f.status == verdict, f.message
     assert says in f.message
 
@@ -1301,31 +1267,17 @@ def test_managed_device_policies_are_judged(tls, monkeypatch, case, kwargs, verd
     """Graph-shaped policies (grant ``compliantDevice`` / ``domainJoinedDevice``) through
     the run engine: A.6.7 remote working is evidenced only by a policy every user meets
     on every app and client, off the trusted networks at least."""
-    monkeypatch.setenv("ANNEXA_TEST_ENTRA_SECRET", SECRET)
-    g = tls["graph"]
-    healthy_tenant(g)
-    g.policies = [ca_policy("ca-d", case, **kwargs)]
-    run = run_engine("entra", tls_options(tls))
-    assert run.status == "succeeded", run.errors
-    f = run.one("entra.tenant.managed_device_required", "authentication-policies")
+    policy = ca_policy("ca-d", case, **kwargs)
+    f = policy_finding(tls, monkeypatch, policy, "managed_device_required")
     assert f.status == verdict, f.message
     assert tuple(f.controls) == ("A.6.7",)
 
 
 def test_approved_exclusions_are_a_parameter(tls, monkeypatch):
     """A break-glass group named in approved_exclusions may be excluded."""
-    monkeypatch.setenv("ANNEXA_TEST_ENTRA_SECRET", SECRET)
-    g = tls["graph"]
-    healthy_tenant(g)
-    g.policies = [
-        ca_policy("ca-x", "MFA", conditions=_users_cond(excludeGroups=["grp-breakglass"]))
-    ]
-    run = run_engine(
-        "entra",
-        tls_options(tls),
-        checks={"entra.tenant.mfa_enforced": {"approved_exclusions": ["grp-breakglass"]}},
-    )
-    assert run.one("entra.tenant.mfa_enforced", "authentication-policies").status == "pass"
+    policy = ca_policy("ca-x", "MFA", conditions=_users_cond(excludeGroups=["grp-breakglass"]))
+    params = {"approved_exclusions": ["grp-breakglass"]}
+    assert policy_finding(tls, monkeypatch, policy, "mfa_enforced", params).status == "pass"
 
 
 def test_failed_sign_in_attempts_do_not_make_an_account_active(tls, monkeypatch):
@@ -1399,9 +1351,4 @@ def test_fake_responses_match_graph_metadata(tls, monkeypatch):
             graph_schema("conditionalAccessPolicy", collection=True),
         ),
     ]
-    seen = set()
-    for path, body in g.served:
-        pattern, schema = next((p, s) for p, s in schemas if re.fullmatch(p, path))
-        assert_valid(body, schema, path)
-        seen.add(pattern)
-    assert len(seen) == len(schemas)
+    assert_all_served_valid(g.served, schemas)

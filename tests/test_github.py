@@ -26,15 +26,14 @@ from pytest_httpserver import HTTPServer
 from werkzeug import Request, Response
 
 from connectors.github import GitHubConnector, GitHubOptions
-from core.checks import REGISTRY, evaluate
-from core.records import Evidence, Finding
+from core.records import Finding
 from tests import github_shapes as shapes
 from tests.fakehttp import FAST_HTTP
-from tests.harness import by_status, run_built, run_engine
+from tests.harness import by_status, judge_payload, run_built, run_engine
 from tests.harness import coverage_by_service as coverage
 from tests.harness import evidence_of as evidence
 from tests.harness import stream as collect
-from tests.vendor_schemas import assert_valid, openapi_schema
+from tests.vendor_schemas import assert_all_served_valid, openapi_schema
 
 pytestmark = pytest.mark.clock
 
@@ -599,9 +598,7 @@ def test_options_validation():
 
 
 def judge(check_id: str, payload: dict, **params: Any) -> Finding:
-    spec = REGISTRY.get(check_id)
-    ev = Evidence(ORG, "global", spec.resource_type, "r", payload)
-    return next(evaluate(ev, [spec], {check_id: spec.params_with(params)}))
+    return judge_payload(ORG, check_id, payload, resource_id="r", **params)
 
 
 def test_checks_on_payloads():
@@ -865,12 +862,7 @@ def test_fake_responses_match_the_openapi_description(gh):
             openapi_schema("github", "organization-secret-scanning-alert", array=True),
         ),
     ]
-    seen = set()
-    for path, body in gh.served:
-        pattern, schema = next((p, s) for p, s in schemas if re.fullmatch(p, path))
-        assert_valid(body, schema, path)
-        seen.add(pattern)
-    assert len(seen) == len(schemas)
+    assert_all_served_valid(gh.served, schemas)
 
 
 def test_owners_are_listed_once_per_run(gh, httpserver):

@@ -447,21 +447,35 @@ def test_unknown_key_in_meta(tmp_path: Path) -> None:
     assert (error.entry, error.reason.startswith("unknown key 'owner'")) == ("meta", True)
 
 
+DAYS = "'review_interval_days' must be a whole number of days"
+RATIONALE_ALONE = "'automated_rationale' is only meaningful with automated_sufficient = true"
+
+
+def wrong_link(fields: str, entry: str, reason: str) -> tuple[str, str, str]:
+    """A [[link]] entry with the given field lines, and the entry label and reason it fails with."""
+    return f"[[link]]\n{fields}\n", entry, reason
+
+
+def wrong_documented(control: str, extra: str, reason: str) -> tuple[str, str, str]:
+    """A [[documented]] entry for control with one extra field line, and how it fails."""
+    return documented(control, extra=extra), f"documented[1] ({control})", reason
+
+
 @pytest.mark.parametrize(
     ("body", "entry", "reason"),
     [
-        (
-            '[[link]]\ncheck = 5\ncontrol = "A.8.5"\nrationale = "r"\n',
+        wrong_link(
+            'check = 5\ncontrol = "A.8.5"\nrationale = "r"',
             "link[1]",
             "'check' must be a string, got integer",
         ),
-        (
-            '[[link]]\ncheck = "a.b"\ncontrol = ["A.8.5"]\nrationale = "r"\n',
+        wrong_link(
+            'check = "a.b"\ncontrol = ["A.8.5"]\nrationale = "r"',
             "link[1]",
             "'control' must be a string, got array",
         ),
-        (
-            '[[link]]\ncheck = "a.b"\ncontrol = "A.8.5"\nrationale = true\n',
+        wrong_link(
+            'check = "a.b"\ncontrol = "A.8.5"\nrationale = true',
             "link[1] (a.b → A.8.5)",
             "'rationale' must be a string, got boolean",
         ),
@@ -475,45 +489,25 @@ def test_unknown_key_in_meta(tmp_path: Path) -> None:
             "documented[1]",
             "'control' must be a string, got integer",
         ),
-        (
-            documented("A.5.9", extra="review_interval_days = 0"),
-            "documented[1] (A.5.9)",
-            "'review_interval_days' must be a whole number of days from 1 to 3660, got 0",
+        wrong_documented("A.5.9", "review_interval_days = 0", f"{DAYS} from 1 to 3660, got 0"),
+        wrong_documented("A.5.9", "review_interval_days = 36500", f"{DAYS} from 1 to 3660"),
+        wrong_documented(
+            "A.5.9", 'review_interval_days = "365"', f"{DAYS} from 1 to 3660, got '365'"
         ),
-        (
-            documented("A.5.9", extra="review_interval_days = 36500"),
-            "documented[1] (A.5.9)",
-            "'review_interval_days' must be a whole number of days from 1 to 3660",
-        ),
-        (
-            documented("A.5.9", extra='review_interval_days = "365"'),
-            "documented[1] (A.5.9)",
-            "'review_interval_days' must be a whole number of days from 1 to 3660, got '365'",
-        ),
-        (
-            documented("A.5.9", extra="review_interval_days = true"),
-            "documented[1] (A.5.9)",
-            "'review_interval_days' must be a whole number of days",
-        ),
-        (
-            documented("A.5.9", extra='automated_sufficient = "yes"'),
-            "documented[1] (A.5.9)",
+        wrong_documented("A.5.9", "review_interval_days = true", DAYS),
+        wrong_documented(
+            "A.5.9",
+            'automated_sufficient = "yes"',
             "'automated_sufficient' must be true or false, got string",
         ),
-        (
-            documented("A.8.5", extra="automated_sufficient = true"),
-            "documented[1] (A.8.5)",
+        wrong_documented(
+            "A.8.5",
+            "automated_sufficient = true",
             "automated_sufficient = true needs 'automated_rationale'",
         ),
-        (
-            documented("A.8.5", extra='automated_rationale = "why"'),
-            "documented[1] (A.8.5)",
-            "'automated_rationale' is only meaningful with automated_sufficient = true",
-        ),
-        (
-            documented("A.8.5", extra="automated_sufficient = false\nautomated_rationale = 'w'"),
-            "documented[1] (A.8.5)",
-            "'automated_rationale' is only meaningful with automated_sufficient = true",
+        wrong_documented("A.8.5", 'automated_rationale = "why"', RATIONALE_ALONE),
+        wrong_documented(
+            "A.8.5", "automated_sufficient = false\nautomated_rationale = 'w'", RATIONALE_ALONE
         ),
         ("[meta]\nsource = 3\n", "meta", "'source' must be a string, got integer"),
         ('meta = "acme"\n', "meta", "must be a table, got string"),
@@ -799,25 +793,19 @@ def _break_catalog(root: Path, old: str, new: str) -> None:
     path.write_text(text.replace(old, new, 1), encoding="utf-8")
 
 
+SCREENING = 'id = "A.6.1"\ntitle = "Screening"\ntheme = '  # A.6.1 up to its theme's value
+MASKING = 'title = "Data masking"\n'  # A.8.11's title line
+
+
 @pytest.mark.parametrize(
     ("old", "new", "entry", "reason"),
     [
         ('id = "A.5.2"\n', 'id = "A.5.1"\n', "control[2]", "duplicate control id A.5.1"),
-        (
-            'id = "A.6.1"\ntitle = "Screening"\ntheme = "people"',
-            'id = "A.6.1"\ntitle = "Screening"\ntheme = "human"',
-            "control[38]",
-            "unknown theme 'human'",
-        ),
+        (SCREENING + '"people"', SCREENING + '"human"', "control[38]", "unknown theme 'human'"),
         ('id = "A.5.12"', 'id = "A5.12"', "control[12]", "malformed control id 'A5.12'"),
         ('title = "Threat intelligence"\n', "", "control[7]", "missing key 'title'"),
-        (
-            'title = "Data masking"\n',
-            'title = "Data masking"\nowner = "x"\n',
-            "control[70]",
-            "unknown key 'owner'",
-        ),
-        ('title = "Data masking"\n', 'title = ""\n', "control[70]", "'title' must not be empty"),
+        (MASKING, MASKING + 'owner = "x"\n', "control[70]", "unknown key 'owner'"),
+        (MASKING, 'title = ""\n', "control[70]", "'title' must not be empty"),
         ('id = "iso27001-2022"\n', "", "catalog", "missing key 'id'"),
     ],
 )

@@ -15,8 +15,6 @@ from typing import Any
 
 import jwt
 import pytest
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
 from pytest_httpserver import HTTPServer
 from werkzeug import Request, Response
 
@@ -37,6 +35,7 @@ from tests import test_github as gh_t
 from tests import test_okta as okta_t
 from tests import test_servicenow as sn_t
 from tests.harness import by_check, run_built
+from tests.keys import throwaway_rsa
 
 CLIENT_ID = "0oaAnnexaServiceApp"
 SN_CLIENT_SECRET = "sn-client-secret-0123456789abcdef"
@@ -46,12 +45,7 @@ INSTALLATION = 777
 
 @pytest.fixture(scope="module")
 def rsa_key() -> tuple[str, Any]:
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    pem = key.private_bytes(
-        serialization.Encoding.PEM,
-        serialization.PrivateFormat.PKCS8,
-        serialization.NoEncryption(),
-    ).decode()
+    pem, key = throwaway_rsa()
     return pem, key.public_key()
 
 

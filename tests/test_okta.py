@@ -27,12 +27,11 @@ from werkzeug import Request, Response
 
 from connectors.okta import OktaConnector, OktaOptions
 from connectors.okta.common import SIGN_IN_STATUSES
-from core.checks import REGISTRY, evaluate
-from core.records import Evidence, Finding
+from core.records import Finding
 from core.times import full_time
 from tests.configs import connector_table, secret_env, write_config
 from tests.fakehttp import FAST_HTTP
-from tests.harness import by_status, run_built, run_engine
+from tests.harness import by_status, judge_payload, run_built, run_engine
 from tests.harness import coverage_by_service as coverage
 from tests.harness import evidence_of as evidence
 from tests.harness import stream as collect
@@ -711,9 +710,7 @@ def test_options_validation():
 
 
 def judge(check_id: str, payload: dict, **params: Any) -> Finding:
-    spec = REGISTRY.get(check_id)
-    ev = Evidence("acme", "global", spec.resource_type, "r1", payload)
-    return next(evaluate(ev, [spec], {check_id: spec.params_with(params)}))
+    return judge_payload("acme", check_id, payload, **params)
 
 
 def test_checks_on_payloads():

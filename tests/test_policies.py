@@ -56,6 +56,11 @@ def git(repo: Path, *args: str) -> None:
     subprocess.run(["git", "-C", str(repo), *args], check=True, env=env, capture_output=True)
 
 
+def ack(email: str, policy: str, version: str, at: str) -> dict[str, str]:
+    """One row of the acknowledgements CSV."""
+    return {"email": email, "policy": policy, "version": version, "acknowledged_at": at}
+
+
 def write_csv(path: Path, rows: list[dict[str, str]]) -> Path:
     with path.open("w", newline="", encoding="utf-8") as f:
         w = csv.DictWriter(f, fieldnames=list(rows[0]))
@@ -118,42 +123,12 @@ def repo(tmp_path: Path) -> dict[str, Any]:
     acks = write_csv(
         tmp_path / "acks.csv",
         [
-            {
-                "email": "alice@acme.example",
-                "policy": "isp",
-                "version": "3.0",
-                "acknowledged_at": day(now, 90),
-            },
-            {
-                "email": "alice@acme.example",
-                "policy": "Access Control Policy",
-                "version": "2",
-                "acknowledged_at": day(now, 300),
-            },
-            {
-                "email": "Alice@Acme.example",
-                "policy": "acceptable-use.md",
-                "version": "1",
-                "acknowledged_at": day(now, 40),
-            },
-            {
-                "email": "bob@acme.example",
-                "policy": "isp",
-                "version": "2.0",
-                "acknowledged_at": day(now, 200),
-            },
-            {
-                "email": "bob@acme.example",
-                "policy": "access-control",
-                "version": "2",
-                "acknowledged_at": day(now, 300),
-            },
-            {
-                "email": "bob@acme.example",
-                "policy": "acceptable-use",
-                "version": "1",
-                "acknowledged_at": day(now, 30),
-            },
+            ack("alice@acme.example", "isp", "3.0", day(now, 90)),
+            ack("alice@acme.example", "Access Control Policy", "2", day(now, 300)),
+            ack("Alice@Acme.example", "acceptable-use.md", "1", day(now, 40)),
+            ack("bob@acme.example", "isp", "2.0", day(now, 200)),
+            ack("bob@acme.example", "access-control", "2", day(now, 300)),
+            ack("bob@acme.example", "acceptable-use", "1", day(now, 30)),
         ],
     )
     roster = write_csv(

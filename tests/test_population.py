@@ -53,6 +53,14 @@ def annexa(*args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
+def population_cli(
+    cfg: Path, process: str, period: str, *more: str
+) -> subprocess.CompletedProcess[str]:
+    """``annexa population`` over ``cfg`` for one process and period, then ``more`` options."""
+    options = ("--config", str(cfg), "--process", process, "--period", period, *more)
+    return annexa("population", *options)
+
+
 def loaded(db_url: str, cls: type[Connector], name: str, options: Any) -> tuple[Settings, Any]:
     raw = options.model_dump(mode="json")
     cfg = ConnectorConfig(type=cls.type, name=name, options=raw)
@@ -128,19 +136,7 @@ def test_edited_ticket_adds_one_version_and_past_population_is_unchanged(
 
     # The real CLI, as an auditor runs it.
     cfg = config_file(tmp_path, db_url)
-    proc = annexa(
-        "population",
-        "--config",
-        str(cfg),
-        "--process",
-        "change",
-        "--period",
-        H1,
-        "--at",
-        between.isoformat(),
-        "--format",
-        "csv",
-    )
+    proc = population_cli(cfg, "change", H1, "--at", between.isoformat(), "--format", "csv")
     assert proc.returncode == 0, proc.stderr
     rows = list(csv.DictReader(io.StringIO(proc.stdout)))
     assert [r["key"] for r in rows] == ["CHG-1", "CHG-2", "CHG-3"]
@@ -154,26 +150,14 @@ def test_edited_ticket_adds_one_version_and_past_population_is_unchanged(
     assert chg3["checks_failed"] == "jira.change.approver_not_implementer"
     assert "3 item(s)" in proc.stderr
 
-    proc = annexa(
-        "population",
-        "--config",
-        str(cfg),
-        "--process",
-        "incident",
-        "--period",
-        H1,
-        "--at",
-        "now",
-        "--format",
-        "json",
-    )
+    proc = population_cli(cfg, "incident", H1, "--at", "now", "--format", "json")
     incidents = {r["key"]: r for r in json.loads(proc.stdout)}
     assert incidents["INC-2"]["sla_met"] == "no" and incidents["INC-1"]["sla_met"] == "yes"
     assert incidents["INC-3"]["checks_failed"] == ["jira.incident.post_incident_review"]
     assert incidents["INC-1"]["severity"] == "High"
 
     # The period's own end (default instant) precedes every run: nothing was recorded then.
-    proc = annexa("population", "--config", str(cfg), "--process", "change", "--period", H1)
+    proc = population_cli(cfg, "change", H1)
     assert proc.returncode == 0
     assert "no change evidence had been collected by 2026-06-30" in " ".join(proc.stderr.split())
 
@@ -355,19 +339,7 @@ def test_config_collect_and_population_end_to_end(
         (between, "Firewall rule change"),
         ("now", "Firewall rule change (retitled)"),
     ):
-        proc = annexa(
-            "population",
-            "--config",
-            str(cfg),
-            "--process",
-            "change",
-            "--period",
-            "2026-Q1",
-            "--at",
-            at,
-            "--format",
-            "json",
-        )
+        proc = population_cli(cfg, "change", "2026-Q1", "--at", at, "--format", "json")
         assert proc.returncode == 0, proc.stderr
         rows = {r["key"]: r for r in json.loads(proc.stdout)}
         assert rows["CHG-2"]["title"] == title

@@ -88,6 +88,14 @@ def start(cfg: Path, plugin: Path) -> subprocess.Popen[str]:
     )
 
 
+def start_and_read(cfg: Path, plugin: Path, spool: Path, records: int) -> subprocess.Popen[str]:
+    """A collect started, once ``records`` are in its journal (or it ended early)."""
+    proc = start(cfg, plugin)
+    wait_for(lambda: len(journal_keys(spool)) >= records or proc.poll() is not None, 120,
+             f"{records} records read")
+    return proc
+
+
 def annexa(cfg: Path, plugin: Path, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [*ANNEXA, *args, "--config", str(cfg)],
@@ -152,9 +160,7 @@ def test_sigint_seals_the_run_aborted_keeps_what_was_read_and_says_so(
 ):
     db_url, engine = db
     cfg = config(tmp_path, db_url, key[0], records=2000, delay=0.01)
-    proc = start(cfg, plugin_path)
-    wait_for(lambda: len(journal_keys(spool)) >= 25 or proc.poll() is not None, 120,
-             "25 records read")
+    proc = start_and_read(cfg, plugin_path, spool, 25)
     assert proc.poll() is None, proc.communicate()
     proc.send_signal(signal.SIGINT)
     _out, err = proc.communicate(timeout=120)
@@ -178,9 +184,7 @@ def test_a_sigkilled_collect_is_written_from_its_journal_and_sealed_by_the_next_
 ):
     db_url, engine = db
     cfg = config(tmp_path, db_url, key[0], records=3000, delay=0.01)
-    proc = start(cfg, plugin_path)
-    wait_for(lambda: len(journal_keys(spool)) >= 40 or proc.poll() is not None, 120,
-             "40 records read")
+    proc = start_and_read(cfg, plugin_path, spool, 40)
     proc.send_signal(signal.SIGKILL)
     proc.communicate(timeout=60)
     read_before_kill = journal_keys(spool)
@@ -220,9 +224,7 @@ def test_a_collect_that_loses_its_database_is_replayed_under_its_id_by_the_next_
     via_proxy = make_url(db_url).set(host="127.0.0.1", port=proxy.port)
     cut_url = via_proxy.render_as_string(hide_password=False)
     cfg = config(tmp_path, cut_url, key[0], records=400, delay=0.01)
-    proc = start(cfg, plugin_path)
-    wait_for(lambda: len(journal_keys(spool)) >= 60 or proc.poll() is not None, 120,
-             "60 records read")
+    proc = start_and_read(cfg, plugin_path, spool, 60)
     proxy.close()  # the database goes away mid-run
     _out, err = proc.communicate(timeout=180)
     assert proc.returncode == 4, err

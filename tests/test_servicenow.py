@@ -468,30 +468,43 @@ def incident(
     )
 
 
+# number: (approver, approved, implementer, implemented, created, closed, kind): the implementer
+# is also the assignee, the times are "MM-DDTHH" in 2026, and each table is in planting order.
+ChangeRow = tuple[str, str, str, str, str, str | None, str]
+CLEAN_CHANGES: dict[str, ChangeRow] = {
+    "CHG0000001": ("carol", "01-05T10", "bob", "01-06T09", "01-05T09", "01-06T12", "normal"),
+    "CHG0000004": ("carol", "02-01T10", "bob", "02-02T09", "02-01T09", None, "normal"),
+    "CHG0000010": ("carol", "02-02T10", "bob", "02-01T02", "02-01T01", "02-03T10", "emergency"),
+}
+FAILING_CHANGES: dict[str, ChangeRow] = {
+    "CHG0000002": ("carol", "01-11T09", "bob", "01-10T11", "01-10T09", None, "normal"),
+    "CHG0000003": ("dave", "01-12T10", "dave", "01-12T11", "01-12T09", None, "normal"),
+    "CHG0000011": ("carol", "02-11T10", "bob", "02-10T02", "02-10T01", None, "emergency"),
+}
+
+
+def at(month_day_hour: str) -> str:
+    """The 2026 timestamp a change table's "MM-DDTHH" stands for."""
+    return f"2026-{month_day_hour}:00:00"
+
+
+def plant_changes(snow: FakeServiceNow, table: dict[str, ChangeRow]) -> None:
+    for number, row in table.items():
+        approver, approved, implementer, implemented, created, closed, kind = row
+        change(
+            snow,
+            number,
+            approve=(approver, at(approved)),
+            implement=(implementer, at(implemented)),
+            assigned_to=implementer,
+            kind=kind,
+            close=at(closed) if closed else None,
+            created=at(created),
+        )
+
+
 def plant(snow: FakeServiceNow, *, compliant: bool = False) -> dict[str, set[str]]:
-    change(
-        snow,
-        "CHG0000001",
-        approve=("carol", "2026-01-05T10:00:00"),
-        implement=("bob", "2026-01-06T09:00:00"),
-        close="2026-01-06T12:00:00",
-    )
-    change(
-        snow,
-        "CHG0000004",
-        approve=("carol", "2026-02-01T10:00:00"),
-        implement=("bob", "2026-02-02T09:00:00"),
-        created="2026-02-01T09:00:00",
-    )
-    change(
-        snow,
-        "CHG0000010",
-        kind="emergency",
-        approve=("carol", "2026-02-02T10:00:00"),
-        implement=("bob", "2026-02-01T02:00:00"),
-        close="2026-02-03T10:00:00",
-        created="2026-02-01T01:00:00",
-    )
+    plant_changes(snow, CLEAN_CHANGES)
     incident(
         snow,
         "INC0000001",
@@ -520,29 +533,7 @@ def plant(snow: FakeServiceNow, *, compliant: bool = False) -> dict[str, set[str
         )
     if compliant:
         return {}
-    change(
-        snow,
-        "CHG0000002",
-        approve=("carol", "2026-01-11T09:00:00"),
-        implement=("bob", "2026-01-10T11:00:00"),
-        created="2026-01-10T09:00:00",
-    )
-    change(
-        snow,
-        "CHG0000003",
-        approve=("dave", "2026-01-12T10:00:00"),
-        implement=("dave", "2026-01-12T11:00:00"),
-        assigned_to="dave",
-        created="2026-01-12T09:00:00",
-    )
-    change(
-        snow,
-        "CHG0000011",
-        kind="emergency",
-        approve=("carol", "2026-02-11T10:00:00"),
-        implement=("bob", "2026-02-10T02:00:00"),
-        created="2026-02-10T01:00:00",
-    )
+    plant_changes(snow, FAILING_CHANGES)
     incident(
         snow, "INC0000002", "4", "2026-03-05T08:00:00", "2026-03-05T09:00:00", "2026-03-25T09:00:00"
     )
@@ -869,31 +860,32 @@ def test_dr_test_internal_audit_and_nonconformity_processes(snow):
     today = NOW.date()
     q3, q2 = quarter_start(today, 3), quarter_start(today, 2)
 
-    def task(number: str, created: str, closed: str | None) -> None:
+    def ticket(
+        table: str, number: str, created: str, closed: str | None, states: tuple[str, str],
+        **by: str,
+    ) -> None:
+        """A record ``by["requested_by"]`` opened and, when ``closed``, its ``by["assigned_to"]``
+        closed; ``states`` are its open and closed state values."""
+        open_state, closed_state = states
         snow.record(
-            "sc_task",
+            table,
             number,
             created,
-            requested_by="bcm",
-            assigned_to="ops",
-            state="3" if closed else "2",
-            short_description="DR test",
-            events=[(closed, "ops", "state", "3")] if closed else [],
+            state=closed_state if closed else open_state,
+            events=[(closed, by["assigned_to"], "state", closed_state)] if closed else [],
+            **by,
         )
+
+    def task(number: str, created: str, closed: str | None) -> None:
+        by = {"requested_by": "bcm", "assigned_to": "ops", "short_description": "DR test"}
+        ticket("sc_task", number, created, closed, ("2", "3"), **by)
 
     task("SCTASK0000101", _at(q3 + timedelta(days=5)), _at(q3 + timedelta(days=20)))
     task("SCTASK0000102", _at(q2 + timedelta(days=2)), _at(q2 + timedelta(days=60)))  # late
 
     def engagement(number: str, created: str, closed: str | None) -> None:
-        snow.record(
-            "sn_audit_engagement",
-            number,
-            created,
-            requested_by="audit",
-            assigned_to="auditor",
-            state="5" if closed else "2",
-            events=[(closed, "auditor", "state", "5")] if closed else [],
-        )
+        by = {"requested_by": "audit", "assigned_to": "auditor"}
+        ticket("sn_audit_engagement", number, created, closed, ("2", "5"), **by)
 
     last_year = date(today.year - 1, 3, 1)
     engagement("AENG0001001", _at(last_year), _at(last_year + timedelta(days=40)))
@@ -901,16 +893,8 @@ def test_dr_test_internal_audit_and_nonconformity_processes(snow):
     engagement("AENG0001003", _ago(10), None)
 
     def issue(number: str, priority: str, created: str, closed: str | None) -> None:
-        snow.record(
-            "sn_grc_issue",
-            number,
-            created,
-            requested_by="audit",
-            assigned_to="it",
-            priority=priority,
-            state="5" if closed else "3",
-            events=[(closed, "it", "state", "5")] if closed else [],
-        )
+        by = {"requested_by": "audit", "assigned_to": "it", "priority": priority}
+        ticket("sn_grc_issue", number, created, closed, ("3", "5"), **by)
 
     issue("ISS0001001", "2", "2026-01-05T09:00:00", "2026-01-15T09:00:00")  # 10 <= 30
     issue("ISS0001002", "2", "2026-02-01T09:00:00", "2026-03-20T09:00:00")  # 47 > 30

@@ -26,21 +26,19 @@ from typing import Any
 from urllib.parse import parse_qs
 
 import pytest
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
 from pytest_httpserver import HTTPServer
 from werkzeug import Request, Response
 
 from connectors.workspace import WorkspaceConnector, WorkspaceOptions
 from connectors.workspace.auth import DIRECTORY_USER_READONLY
-from core.checks import REGISTRY, evaluate
-from core.records import Evidence, Finding
+from core.records import Finding
 from core.times import full_time
 from tests.fakehttp import FAST_HTTP
-from tests.harness import by_status, run_built
+from tests.harness import by_status, judge_payload, run_built
 from tests.harness import coverage_by_service as coverage
 from tests.harness import evidence_of as evidence
 from tests.harness import stream as collect
+from tests.keys import public_pem, throwaway_rsa
 from tests.vendor_schemas import assert_valid, discovery_schema
 
 pytestmark = pytest.mark.clock
@@ -60,18 +58,8 @@ def ts(days_ago: float) -> str:
 @pytest.fixture(scope="module")
 def rsa_key() -> tuple[str, str]:
     """(private PEM, public PEM) of a throwaway service-account key."""
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    private = key.private_bytes(
-        serialization.Encoding.PEM,
-        serialization.PrivateFormat.PKCS8,
-        serialization.NoEncryption(),
-    ).decode()
-    public = (
-        key.public_key()
-        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
-        .decode()
-    )
-    return private, public
+    private, key = throwaway_rsa()
+    return private, public_pem(key).decode()
 
 
 def gws_user(
@@ -481,9 +469,7 @@ def test_options_validation():
 
 
 def judge(check_id: str, payload: dict, **params: Any) -> Finding:
-    spec = REGISTRY.get(check_id)
-    ev = Evidence("acme.example", "global", spec.resource_type, "r1", payload)
-    return next(evaluate(ev, [spec], {check_id: spec.params_with(params)}))
+    return judge_payload("acme.example", check_id, payload, **params)
 
 
 def test_checks_on_payloads():

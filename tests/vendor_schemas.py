@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import copy
 import json
+import re
+from collections.abc import Iterable
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -201,3 +203,16 @@ def assert_valid(instance: Any, schema: dict[str, Any], what: str = "response") 
     if errors:
         lines = [f"{'/'.join(map(str, e.absolute_path)) or '<root>'}: {e.message}" for e in errors]
         raise AssertionError(f"{what} does not match the vendor schema:\n" + "\n".join(lines[:20]))
+
+
+def assert_all_served_valid(
+    served: Iterable[tuple[str, Any]], schemas: list[tuple[str, dict[str, Any]]]
+) -> None:
+    """Every ``(path, body)`` a fake served matches the schema of the first path pattern
+    (a full match) it fits, a path no pattern fits fails, and every pattern was served."""
+    seen = set()
+    for path, body in served:
+        pattern, schema = next((p, s) for p, s in schemas if re.fullmatch(p, path))
+        assert_valid(body, schema, path)
+        seen.add(pattern)
+    assert len(seen) == len(schemas)

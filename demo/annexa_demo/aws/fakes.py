@@ -90,7 +90,69 @@ def _not_found(what: str) -> Answer:
     return 404, {"__type": "ResourceNotFoundException", "message": f"{what} not found"}
 
 
-class MotoGapsFake:
+class FrontingFake:
+    """A fake in front of moto on 127.0.0.1: ``handle`` answers what the fake owns and hands
+    the rest to ``_forward``, which relays it to ``upstream`` (moto's URL)."""
+
+    upstream: str
+    url: str
+    _server: ThreadingHTTPServer | None
+
+    def handle(self, handler: BaseHTTPRequestHandler) -> tuple[int, dict[str, str], bytes]:
+        raise NotImplementedError
+
+    def _forward(self, handler: BaseHTTPRequestHandler, body: bytes
+                 ) -> tuple[int, dict[str, str], bytes]:
+        if not self.upstream:
+            return 404, {"Content-Type": "application/json"}, b'{"message": "no upstream"}'
+        up = urlsplit(self.upstream)
+        conn = http.client.HTTPConnection(up.hostname, up.port, timeout=30)
+        try:
+            headers = {k: v for k, v in handler.headers.items()
+                       if k.lower() not in ("connection", "proxy-connection")}
+            conn.request(handler.command, handler.path, body=body or None, headers=headers)
+            response = conn.getresponse()
+            data = response.read()
+            out = {k: v for k, v in response.getheaders()
+                   if k.lower() not in ("transfer-encoding", "connection", "content-length")}
+            return response.status, out, data
+        finally:
+            conn.close()
+
+    def start(self) -> str:
+        fake = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def _any(self) -> None:
+                status, headers, data = fake.handle(self)
+                self.send_response(status)
+                for key, value in headers.items():
+                    self.send_header(key, value)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                if self.command != "HEAD":
+                    self.wfile.write(data)
+
+            do_GET = do_PUT = do_POST = do_DELETE = do_HEAD = do_PATCH = _any
+
+            def log_message(self, format: str, *args: object) -> None:  # noqa: A002
+                pass
+
+        server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        server.daemon_threads = True
+        self._server = server
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        self.url = f"http://127.0.0.1:{server.server_address[1]}"
+        return self.url
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
+
+
+class MotoGapsFake(FrontingFake):
     """In-memory state of the operations moto lacks, per (account, region)."""
 
     def __init__(self, upstream: str = "") -> None:
@@ -345,56 +407,6 @@ class MotoGapsFake:
         if status >= 400 and not json_1_1:
             headers["x-amzn-ErrorType"] = document.get("__type", "Error")
         return status, headers, json.dumps(document).encode()
-
-    def _forward(self, handler: BaseHTTPRequestHandler, body: bytes
-                 ) -> tuple[int, dict[str, str], bytes]:
-        if not self.upstream:
-            return 404, {"Content-Type": "application/json"}, b'{"message": "no upstream"}'
-        up = urlsplit(self.upstream)
-        conn = http.client.HTTPConnection(up.hostname, up.port, timeout=30)
-        try:
-            headers = {k: v for k, v in handler.headers.items()
-                       if k.lower() not in ("connection", "proxy-connection")}
-            conn.request(handler.command, handler.path, body=body or None, headers=headers)
-            response = conn.getresponse()
-            data = response.read()
-            out = {k: v for k, v in response.getheaders()
-                   if k.lower() not in ("transfer-encoding", "connection", "content-length")}
-            return response.status, out, data
-        finally:
-            conn.close()
-
-    def start(self) -> str:
-        fake = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def _any(self) -> None:
-                status, headers, data = fake.handle(self)
-                self.send_response(status)
-                for key, value in headers.items():
-                    self.send_header(key, value)
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                if self.command != "HEAD":
-                    self.wfile.write(data)
-
-            do_GET = do_PUT = do_POST = do_DELETE = do_HEAD = do_PATCH = _any
-
-            def log_message(self, format: str, *args: object) -> None:  # noqa: A002
-                pass
-
-        server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        server.daemon_threads = True
-        self._server = server
-        threading.Thread(target=server.serve_forever, daemon=True).start()
-        self.url = f"http://127.0.0.1:{server.server_address[1]}"
-        return self.url
-
-    def stop(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None
 
     @property
     def netloc(self) -> str:
