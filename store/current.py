@@ -36,6 +36,7 @@ from typing import Any
 from sqlalchemy import (
     Column,
     Connection,
+    Index,
     Integer,
     String,
     Table,
@@ -66,6 +67,9 @@ findings_in_force = Table(
     # ``source_updated_at``): what the status counts as the finding's own confirmation,
     # as store.queries.findings_light does (a verdict on a snapshot is no fresher).
     Column("seen_at", UTCDateTime(), nullable=False),
+    # :func:`trusted` reads the newest observation on every status page: one probe
+    # (migration 0011).
+    Index("ix_findings_in_force_observed", "observed_at"),
 )
 
 findings_in_force_state = Table(
