@@ -264,8 +264,12 @@ def current_findings(
     from store.schema import findings
 
     cur = rel.c
+    # ``controls`` as the relation's text (the same list): read from ``findings`` it is
+    # jsonb on PostgreSQL, parsed and re-serialised row by row (SignedJSON) only to be
+    # parsed again below, where the relation's few distinct texts are parsed once each.
+    cols = [findings.c[c] for c in _FI_COLS if c != "controls"]
     q = (
-        select(findings)
+        select(*cols, cur.controls.label("controls"))
         .select_from(rel.join(findings, findings.c.id == cur.finding_id))
         .where(cur.status.is_not(None))
     )
