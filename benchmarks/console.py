@@ -15,7 +15,8 @@ wall time p50. Measured in the same run: ``control_statuses`` at now by the hist
 and at mid-year by the walk and from the snapshots (``store.snapshots``: what
 ``annexa controls --at`` runs now). Target (issue 20): every page < 300 ms. A database
 kept by an older version is upgraded first (migrations 0009 and 0010 build the table and
-the snapshots from the history). ``--generate-only`` builds and keeps a database.
+the snapshots from the history; 0011 indexes the table and compacts it on PostgreSQL).
+``--generate-only`` builds and keeps a database.
 """
 
 from __future__ import annotations

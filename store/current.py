@@ -36,6 +36,7 @@ from typing import Any
 from sqlalchemy import (
     Column,
     Connection,
+    Index,
     Integer,
     String,
     Table,
@@ -66,6 +67,9 @@ findings_in_force = Table(
     # ``source_updated_at``): what the status counts as the finding's own confirmation,
     # as store.queries.findings_light does (a verdict on a snapshot is no fresher).
     Column("seen_at", UTCDateTime(), nullable=False),
+    # :func:`trusted` reads the newest observation on every status page: one probe
+    # (migration 0011).
+    Index("ix_findings_in_force_observed", "observed_at"),
 )
 
 findings_in_force_state = Table(
@@ -260,8 +264,12 @@ def current_findings(
     from store.schema import findings
 
     cur = rel.c
+    # ``controls`` as the relation's text (the same list): read from ``findings`` it is
+    # jsonb on PostgreSQL, parsed and re-serialised row by row (SignedJSON) only to be
+    # parsed again below, where the relation's few distinct texts are parsed once each.
+    cols = [findings.c[c] for c in _FI_COLS if c != "controls"]
     q = (
-        select(findings)
+        select(*cols, cur.controls.label("controls"))
         .select_from(rel.join(findings, findings.c.id == cur.finding_id))
         .where(cur.status.is_not(None))
     )

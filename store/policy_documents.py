@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from sqlalchemy import Connection, select
 
@@ -100,20 +101,9 @@ def policy_history(conn: Connection) -> list[tuple[datetime, str, ManualRecord |
     them — the same answer :func:`policy_records` gives for the findings in force at any
     instant, in the shape of :func:`store.queries.manual_history`.
     """
-    q = (
-        select(
-            findings.c.observed_at,
-            findings.c.source,
-            findings.c.resource_id,
-            findings.c.status,
-            findings.c.evidence_hash,
-        )
-        .where(findings.c.check_id == APPROVED_CHECK, sealed(findings))
-        .order_by(findings.c.observed_at, findings.c.id)
-    )
     out: list[tuple[datetime, str, ManualRecord | None]] = []
     keys: dict[tuple[str, str], set[str]] = {}
-    for t, source, resource_id, status, eh in conn.execute(q):
+    for t, source, resource_id, status, eh in _approved_versions(conn):
         new = policy_records(conn, [(source, resource_id, eh)]) if status == "pass" and eh else []
         before = keys.get((source, resource_id), set())
         for rec in new:
@@ -122,3 +112,29 @@ def policy_history(conn: Connection) -> list[tuple[datetime, str, ManualRecord |
             out.append((t, key, None))
         keys[(source, resource_id)] = {r.key for r in new}
     return out
+
+
+def _approved_versions(conn: Connection) -> list[tuple[Any, ...]]:
+    """Every sealed version of :data:`APPROVED_CHECK` (observed_at, source, resource_id,
+    status, evidence_hash), in (observed_at, id) order.
+
+    ``findings`` has no index on ``check_id``, and timelines read this on every request:
+    a finding key starts with ``check_id|``, so where keys sort bytewise each source's
+    versions are one range of the (source, key) index instead of a scan of the history.
+    """
+    from store.queries import _bytewise_keys, _sources
+
+    f = findings.c
+    q = select(f.observed_at, f.source, f.resource_id, f.status, f.evidence_hash, f.id).where(
+        f.check_id == APPROVED_CHECK, sealed(findings)
+    )
+    if not _bytewise_keys(conn):
+        return [tuple(r[:5]) for r in conn.execute(q.order_by(f.observed_at, f.id))]
+    rows: list[Any] = []
+    for src in _sources(conn, None):
+        # "}" is the character after "|": [check|, check}) holds exactly check's keys.
+        ranged = q.where(f.source == src, f.key >= f"{APPROVED_CHECK}|",
+                         f.key < f"{APPROVED_CHECK}}}")
+        rows.extend(conn.execute(ranged).all())
+    rows.sort(key=lambda r: (r[0], r[5]))
+    return [tuple(r[:5]) for r in rows]

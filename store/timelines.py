@@ -16,7 +16,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Engine, Text, cast, or_, select
+from sqlalchemy import BigInteger, Engine, Text, any_, bindparam, cast, or_, select
+from sqlalchemy.dialects.postgresql import ARRAY
 
 from store.exceptions import ExceptionRule, exception_for
 from store.manual_records import ManualRecord
@@ -258,12 +259,20 @@ def _as_of_by_id(conn: Any, ids: list[int]) -> dict[int, datetime]:
     judged on one: none for a store of direct reads) — probed by id, so the cost follows
     the findings in force, not the history before them."""
     out: dict[int, datetime] = {}
-    for i in range(0, len(ids), 5000):
+    pg = conn.dialect.name == "postgresql"
+    step = (len(ids) or 1) if pg else 5000
+    for i in range(0, len(ids), step):
+        chunk = ids[i:i + step]
+        # PostgreSQL: one array parameter; parsing and planning an IN list of thousands
+        # of parameters cost it more than the probes themselves.
+        among = (
+            findings.c.id == any_(bindparam("ids", chunk, type_=ARRAY(BigInteger)))
+            if pg else findings.c.id.in_(chunk)
+        )
         q = (
             select(findings.c.id, evidence.c.source_updated_at)
             .select_from(findings.join(evidence, evidence.c.id == findings.c.evidence_id))
-            .where(findings.c.id.in_(ids[i:i + 5000]),
-                   evidence.c.source_updated_at.is_not(None))
+            .where(among, evidence.c.source_updated_at.is_not(None))
         )
         out.update(dict(conn.execute(q).all()))
     return out

@@ -615,3 +615,29 @@ def test_the_hr_connectors_csv_export_serves_as_the_roster(repo, tmp_path):
     }
     assert people == {"alice@acme.example", "bob@acme.example"}
     assert ("policies.acknowledgement.complete", "bob@acme.example") in result.ids("fail")
+
+
+def test_the_approved_versions_by_key_range_are_those_of_a_scan_by_check(engine, repo):
+    """Timelines read the approved-policy history by key range of the (source, key)
+    index: the same rows, in the same order, as selecting the check over the history."""
+    from sqlalchemy import select
+
+    from store.policy_documents import APPROVED_CHECK, _approved_versions
+    from store.schema import findings, sealed
+
+    _store_run(engine, repo)
+    (repo["root"] / "broken.md").unlink()
+    isp = repo["root"] / "isp.md"
+    isp.write_text(isp.read_text(encoding="utf-8") + "\nA new paragraph.\n", encoding="utf-8")
+    _store_run(engine, repo)
+    f = findings.c
+    scan = (
+        select(f.observed_at, f.source, f.resource_id, f.status, f.evidence_hash)
+        .where(f.check_id == APPROVED_CHECK, sealed(findings))
+        .order_by(f.observed_at, f.id)
+    )
+    with engine.connect() as conn:
+        expected = [tuple(r) for r in conn.execute(scan)]
+        got = _approved_versions(conn)
+    assert len(expected) > len({r[2] for r in expected}) > 1  # several files, re-judged
+    assert got == expected

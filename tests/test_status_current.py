@@ -374,3 +374,33 @@ def test_a_run_sealed_late_drops_the_snapshots_it_changes(
     with engine.connect() as conn:
         assert before - set(conn.execute(ids).scalars()), "a snapshot it changes was kept"
     assert _by_id(_same_past(engine, index, between), "A.8.24")["status"] == "fail"
+
+
+def test_migration_0011_keeps_the_findings_in_force_and_indexes_their_observation(
+    engine: Engine, index: MappingIndex
+) -> None:
+    """Upgrading to 0011 over a table with rows (on PostgreSQL it rewrites the table):
+    the same rows, the same statuses from it, and the newest observation indexed."""
+    from alembic import command
+    from sqlalchemy import inspect
+
+    from store.migrate import _config, upgrade
+
+    _collect(engine, index, {"d1": False, "d2": True}, {"alice": True})
+    _direct(engine, index, "pass")
+    _collect(engine, index, {"d1": True, "d2": True}, {"alice": False})
+    rows_sql = text("SELECT * FROM findings_in_force ORDER BY source, key")
+    with engine.connect() as conn:
+        before = [tuple(r) for r in conn.execute(rows_sql)]
+    cfg = _config()
+    with engine.begin() as conn:
+        cfg.attributes["connection"] = conn
+        command.downgrade(cfg, "0010")
+    assert "ix_findings_in_force_observed" not in {
+        i["name"] for i in inspect(engine).get_indexes("findings_in_force")}
+    upgrade(engine)
+    assert "ix_findings_in_force_observed" in {
+        i["name"] for i in inspect(engine).get_indexes("findings_in_force")}
+    with engine.connect() as conn:
+        assert [tuple(r) for r in conn.execute(rows_sql)] == before and len(before) > 3
+    _same(engine, index, datetime.now(UTC))
