@@ -16,12 +16,22 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import BigInteger, Engine, Text, any_, bindparam, cast, or_, select
+from sqlalchemy import (
+    BigInteger,
+    Engine,
+    Text,
+    any_,
+    bindparam,
+    cast,
+    or_,
+    select,
+    type_coerce,
+)
 from sqlalchemy.dialects.postgresql import ARRAY
 
 from store.exceptions import ExceptionRule, exception_for
 from store.manual_records import ManualRecord
-from store.queries import FINDING_COLUMNS, STREAM, findings_at, last_ok_units, manual_history
+from store.queries import STREAM, findings_at, last_ok_units, manual_history
 from store.schema import evidence, findings, run_units, runs, sealed
 from store.status import STATUS_RANK, combine_status, within_review
 
@@ -171,23 +181,44 @@ class _Replay:
                 u = self._unit(f)
                 self.pass_units[cid][u] += 1
                 self.unit_controls.setdefault((u[0], u[1], u[3]), Counter())[cid] += 1
-                # Its own observation confirms its unit (as in control_statuses), no
-                # later than the as-of of the inventory record it was judged on.
-                seen = f.get("observed_at")
-                as_of = f.get("source_updated_at")
-                if seen is not None and as_of is not None and as_of < seen:
-                    seen = as_of
-                if seen is not None and (u not in self.units or self.units[u] < seen):
-                    self.units[u] = seen
+                self._confirm_own(f)
             touched.add(cid)
         return touched
 
+    def _confirm_own(self, f: Mapping[str, Any]) -> None:
+        # A passing finding's own observation confirms its unit (as in control_statuses),
+        # no later than the as-of of the inventory record it was judged on.
+        u = self._unit(f)
+        seen = f.get("observed_at")
+        as_of = f.get("source_updated_at")
+        if seen is not None and as_of is not None and as_of < seen:
+            seen = as_of
+        if seen is not None and (u not in self.units or self.units[u] < seen):
+            self.units[u] = seen
+
+    def _same_standing(self, old: Mapping[str, Any], f: Mapping[str, Any], t: datetime) -> bool:
+        """``f`` replaces ``old`` without changing any count: same check, unit, controls
+        and effective status."""
+        return (
+            old["check_id"] == f["check_id"]
+            and old["controls"] == f["controls"]
+            and self._unit(old) == self._unit(f)
+            and self.eff[(f["source"], f["key"])] == self._effective(f, t)
+        )
+
     def apply_finding(self, f: dict[str, Any], t: datetime) -> set[str]:
         fk = (f["source"], f["key"])
+        old = self.findings.get(fk)
+        if old is not None and f["status"] is not None and self._same_standing(old, f, t):
+            # Same counts as before: only the stored row and its unit's confirmation move
+            # (what removing and adding it again would leave).
+            self.findings[fk] = f
+            touched = {cid for cid in f["controls"] if cid in self.controls}
+            if touched and self.eff[fk] == "pass":
+                self._confirm_own(f)
+            return touched
         touched = self._remove(fk)
         if f["status"] is not None:
-            if isinstance(f["controls"], str):
-                f["controls"] = json.loads(f["controls"])
             touched |= self._add(fk, f, t)
         return touched
 
@@ -278,6 +309,81 @@ def _as_of_by_id(conn: Any, ids: list[int]) -> dict[int, datetime]:
     return out
 
 
+#: The finding columns the replay reads (besides ``controls``): its unit, what an
+#: exception matches, and its observation; not the message, hashes or mapping digest.
+_REPLAY_COLUMNS = (
+    "source", "key", "check_id", "scope", "region", "service", "resource_id", "status",
+    "observed_at",
+)
+
+
+class _ControlsCache:
+    """Parses each distinct ``controls`` text once: a history repeats a handful of them."""
+
+    def __init__(self) -> None:
+        self._parsed: dict[str, tuple[str, ...]] = {}
+
+    def row(self, f: dict[str, Any]) -> dict[str, Any]:
+        text = f["controls"]
+        controls = self._parsed.get(text)
+        if controls is None:
+            controls = self._parsed[text] = tuple(json.loads(text))
+        f["controls"] = controls
+        return f
+
+
+def _controls_text(conn: Any) -> Any:
+    """``findings.controls`` as its stored text: jsonb on PostgreSQL (migration 0005) is
+    cast; SQLite's text skips the signed-JSON type's row-by-row re-serialisation."""
+    if conn.dialect.name == "postgresql":
+        return cast(findings.c.controls, Text)
+    return type_coerce(findings.c.controls, Text)
+
+
+def _touching(check_col: Any, controls_text: Any, checks: Collection[str],
+              controls: Collection[str]) -> Any:
+    """SQL: the row can touch ``controls``: one of their ``checks``, or a stored mapping
+    naming one of them (it may differ from today's, hence both conditions)."""
+    return or_(
+        check_col.in_(sorted(checks) or [""]),
+        *(controls_text.contains(f'"{cid}"') for cid in controls),
+    )
+
+
+def _starting_findings(
+    conn: Any, start: datetime, checks: Collection[str] | None, controls: Collection[str]
+) -> list[dict[str, Any]]:
+    """The findings in force at ``start`` with the columns the replay reads.
+
+    From the materialised findings in force (or a snapshot and the history since it:
+    ``store.snapshots.in_force``) when they answer ``start``: their ``seen_at`` is the
+    observation capped by the evidence's as-of, which the replay derives otherwise, so
+    neither the ``findings`` rows nor the evidence are read. Else the history walk and
+    the as-of probed by id.
+    """
+    from store.snapshots import in_force
+
+    rel = in_force(conn, start)
+    if rel is None:
+        rows = list(findings_at(conn, start))
+        as_of_by_id = _as_of_by_id(conn, [f["id"] for f in rows])
+        for f in rows:
+            f["source_updated_at"] = as_of_by_id.get(f["id"])
+        return rows
+    cur = rel.c
+    q = select(
+        *(cur[c] for c in _REPLAY_COLUMNS if c != "observed_at"),
+        cur.seen_at.label("observed_at"),
+        cur.controls,
+    ).where(cur.status.is_not(None))
+    if checks is not None:  # a superset: the caller keeps the exact condition
+        q = q.where(_touching(cur.check_id, cur.controls, checks, controls))
+    parse = _ControlsCache()
+    return [
+        parse.row({**row, "source_updated_at": None}) for row in conn.execute(q).mappings()
+    ]
+
+
 def control_timelines(
     engine: Engine,
     index: Any,
@@ -305,15 +411,12 @@ def control_timelines(
         check_filter = {c for cid in selected for c in index.checks_for(cid)}
     with engine.connect() as conn:
         rp.units = dict(last_ok_units(conn, start))
-        at_start = [
-            f for f in findings_at(conn, start)
-            if check_filter is None or f["check_id"] in check_filter
-            or set(f["controls"]) & rp.controls
-        ]
-        as_of_by_id = _as_of_by_id(conn, [f["id"] for f in at_start])
-        for f in at_start:
-            f["source_updated_at"] = as_of_by_id.get(f["id"])
-            rp.apply_finding(f, start)
+        for f in _starting_findings(conn, start, check_filter, selected):
+            if (
+                check_filter is None or f["check_id"] in check_filter
+                or not rp.controls.isdisjoint(f["controls"])
+            ):
+                rp.apply_finding(f, start)
         from store.policy_documents import policy_history
 
         mhist = [
@@ -364,7 +467,11 @@ def control_timelines(
         for fin, src, scope, region, service, as_of in conn.execute(uq):
             push(fin, 1, ((src, scope, region, service), as_of))
         fq = (
-            select(*(findings.c[c] for c in FINDING_COLUMNS), evidence.c.source_updated_at)
+            select(
+                *(findings.c[c] for c in _REPLAY_COLUMNS),
+                _controls_text(conn).label("controls"),
+                evidence.c.source_updated_at,
+            )
             .select_from(
                 findings.outerjoin(evidence, evidence.c.id == findings.c.evidence_id)
             )
@@ -374,14 +481,17 @@ def control_timelines(
         if check_filter is not None:
             # Only the rows that can touch the selected controls (the mapping stored with
             # each row may differ from today's, hence both conditions).
+            # As text: the column is jsonb on PostgreSQL (migration 0005).
             fq = fq.where(
-                or_(
-                    findings.c.check_id.in_(sorted(check_filter) or [""]),
-                    # As text: the column is jsonb on PostgreSQL (migration 0005).
-                    *(cast(findings.c.controls, Text).contains(f'"{cid}"') for cid in selected),
-                )
+                _touching(findings.c.check_id, cast(findings.c.controls, Text), check_filter,
+                          selected)
             )
-        frows: Iterable[Any] = conn.execute(fq, execution_options=STREAM).mappings()
+        result = conn.execute(fq, execution_options=STREAM)
+        names = tuple(result.keys())
+        parse = _ControlsCache()
+        frows: Iterable[dict[str, Any]] = (
+            parse.row(dict(zip(names, row, strict=True))) for row in result
+        )
         events.sort(key=lambda e: (e[0], e[1], e[2]))
 
         changes: dict[str, list[tuple[datetime, str]]] = {}
@@ -418,11 +528,11 @@ def control_timelines(
             run_deadlines(t - _EPS)
             touched: set[str] = set()
             while pending_f is not None and pending_f["observed_at"] == t:
-                f = dict(pending_f)
+                f = pending_f
                 if (
                     check_filter is None
                     or f["check_id"] in check_filter
-                    or set(json.loads(f["controls"])) & rp.controls
+                    or not rp.controls.isdisjoint(f["controls"])
                 ):
                     touched |= rp.apply_finding(f, t)
                 pending_f = next(fiter, None)
