@@ -46,7 +46,7 @@ from sqlalchemy import (
     text,
 )
 
-from store.schema import RowId, UTCDateTime, metadata, runs, sealed_sql
+from store.schema import ControlsTexts, RowId, UTCDateTime, metadata, runs, sealed_sql
 
 findings_in_force = Table(
     "findings_in_force",
@@ -210,28 +210,6 @@ def trusted(conn: Connection, at: datetime) -> bool:
     return latest is None or latest <= at
 
 
-def current_light(conn: Connection) -> Iterator[tuple[object, ...]]:
-    """The rows of :func:`store.queries.findings_light` at now, from the table, in the
-    same order (per source, by key), the observation capped as there (``seen_at``)."""
-    q = text(
-        "SELECT source, scope, region, service, check_id, resource_id, status, controls,"
-        " evidence_hash, seen_at FROM findings_in_force WHERE status IS NOT NULL"
-        " ORDER BY source, key"
-    ).columns(
-        *(findings_in_force.c[c] for c in (
-            "source", "scope", "region", "service", "check_id", "resource_id", "status",
-            "controls", "evidence_hash", "seen_at",
-        ))
-    )
-    parsed: dict[str, list[str]] = {}
-    for row in conn.execute(q):
-        c = row[7]
-        controls = parsed.get(c)
-        if controls is None:
-            controls = parsed[c] = json.loads(c)
-        yield (*row[:7], controls, row[8], row[9])
-
-
 def light_rows(conn: Connection, rel: Any) -> Iterator[tuple[object, ...]]:
     """The rows of :func:`store.queries.findings_light` at the instant of ``rel``
     (``store.snapshots.in_force``) in the same order (per source, by key: the failures a control
@@ -240,12 +218,10 @@ def light_rows(conn: Connection, rel: Any) -> Iterator[tuple[object, ...]]:
     q = select(cur.source, cur.scope, cur.region, cur.service, cur.check_id,
                cur.resource_id, cur.status, cur.controls, cur.evidence_hash,
                cur.seen_at).where(cur.status.is_not(None)).order_by(cur.source, cur.key)
-    parsed: dict[str, list[str]] = {}
+    parsed = ControlsTexts()
     for row in conn.execute(q):
         c = row[7]
-        controls = parsed.get(c)
-        if controls is None:
-            controls = parsed[c] = json.loads(c)
+        controls = parsed[c]
         yield (*row[:7], controls, row[8], row[9])
 
 
@@ -284,13 +260,11 @@ def current_findings(
     if status:
         q = q.where(cur.status == status)
     rows = []
-    parsed: dict[str, list[str]] = {}
+    parsed = ControlsTexts()
     for row in conn.execute(q).mappings().all():
         out = {c: row[c] for c in _FI_COLS}
         c = out["controls"]
-        controls = parsed.get(c)
-        if controls is None:
-            controls = parsed[c] = json.loads(c)
+        controls = parsed[c]
         out["controls"] = list(controls)  # each row's own list: callers may change it
         rows.append(out)
     rows.sort(key=lambda r: (r["check_id"], r["source"], r["key"]))
@@ -314,7 +288,7 @@ def _one_by_one(cur: Any, rule_checks: Collection[str]) -> Any:
 def listed_rows(
     conn: Connection, rule_checks: Collection[str], top: int, rel: Any = findings_in_force
 ) -> Iterator[tuple[object, ...]]:
-    """In :func:`current_light`'s order, rows of its shape plus (key, whole): every
+    """In :func:`light_rows`'s order, rows of its shape plus (key, whole): every
     one-by-one row (``whole``), and of the other listed statuses the first ``top`` of
     each (controls, status) — enough for every control's first ``top`` (its lists are
     the merge, in this order, of those of its controls lists)."""
@@ -335,12 +309,10 @@ def listed_rows(
         .where(inner.c.whole | (inner.c.rn <= top))
         .order_by(inner.c.source, inner.c.key)
     )
-    parsed: dict[str, list[str]] = {}
+    parsed = ControlsTexts()
     for r in conn.execute(q):
         c = r.controls
-        controls = parsed.get(c)
-        if controls is None:
-            controls = parsed[c] = json.loads(c)
+        controls = parsed[c]
         yield (r.source, r.scope, r.region, r.service, r.check_id, r.resource_id, r.status,
                controls, r.evidence_hash, r.seen_at, r.key, bool(r.whole))
 
@@ -350,7 +322,7 @@ def groups(
 ) -> list[tuple[Any, ...]]:
     """The rows not taken one by one, counted per (controls, status, unit): controls
     text, status, source, scope, region, service, count, oldest and newest observation
-    (capped by the evidence's as-of, ``seen_at``, as each row of :func:`current_light`)."""
+    (capped by the evidence's as-of, ``seen_at``, as each row of :func:`light_rows`)."""
     cur = rel.c
     keys = (cur.controls, cur.status, cur.source, cur.scope, cur.region, cur.service)
     q = (

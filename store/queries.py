@@ -27,6 +27,7 @@ from store.manual_records import ManualRecord
 from store.schema import (
     EVIDENCE_FIELDS,
     FINDING_FIELDS,
+    ControlsTexts,
     UTCDateTime,
     blobs,
     evidence,
@@ -248,13 +249,11 @@ def findings_light(conn: Connection, at: datetime) -> Iterator[tuple[Any, ...]]:
     )
     sql += " WHERE t.status IS NOT NULL"
     q = _typed(sql, findings, _LIGHT, evidence.c.source_updated_at)
-    parsed: dict[str, list[str]] = {}
+    parsed = ControlsTexts()
     for src in _sources(conn, None):
         for row in conn.execute(q, {"at": at, "source": src}):
             c = row[7]
-            controls = parsed.get(c)
-            if controls is None:
-                controls = parsed[c] = json.loads(c)
+            controls = parsed[c]
             observed, as_of = row[9], row[10]
             if as_of is not None and as_of < observed:
                 observed = as_of

@@ -13,6 +13,7 @@ no longer observed by a run that read its unit without error.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -274,6 +275,21 @@ findings = Table(
     # hash, so that no digest changed; `verify` checks it against `evidence_hash`.
     Column("evidence_id", RowId, ForeignKey("evidence.id")),
 )
+
+
+class ControlsTexts(dict[str, Any]):
+    """Each distinct stored ``controls`` text (a finding's control list as JSON) parsed
+    once: a history repeats a handful of them over hundreds of thousands of rows, and a
+    hit is a plain dict lookup. ``make`` shapes the parsed list (``tuple`` where it keys
+    a dict)."""
+
+    def __init__(self, make: Callable[[list[str]], Any] = list) -> None:
+        super().__init__()
+        self._make = make
+
+    def __missing__(self, text: str) -> Any:
+        parsed = self[text] = self._make(json.loads(text))
+        return parsed
 Index("ix_findings_source_key", findings.c.source, findings.c.key, findings.c.id)
 Index("ix_findings_run", findings.c.run_id)
 Index("ix_findings_observed", findings.c.observed_at)

@@ -10,7 +10,6 @@ period can never disagree about T.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -22,6 +21,7 @@ from core.records import utcnow
 from store.exceptions import ExceptionRule, exception_for
 from store.manual_records import ManualRecord
 from store.queries import findings_light, last_ok_units, manual_at
+from store.schema import ControlsTexts
 
 CONTROL_STATUSES = (
     "fail",
@@ -246,11 +246,9 @@ def _accumulate_groups(
     failing — as :func:`_accumulate` would one by one. A finding is confirmed at the
     latest of its unit's clean reads and its own observation, so over a group the
     oldest confirmation is that of its oldest observation, the newest of its newest."""
-    parsed: dict[str, list[str]] = {}
+    parsed = ControlsTexts()
     for controls_text, status, source, scope, region, service, n, oldest, newest in groups:
-        controls = parsed.get(controls_text)
-        if controls is None:
-            controls = parsed[controls_text] = json.loads(controls_text)
+        controls = parsed[controls_text]
         read = [
             x for x in (units.get((source, scope, region, service)),
                         units.get((source, scope, "global", service))) if x is not None

@@ -9,7 +9,6 @@ one :func:`store.status.control_statuses` gives at T.
 from __future__ import annotations
 
 import heapq
-import json
 from collections import Counter
 from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
@@ -32,7 +31,7 @@ from sqlalchemy.dialects.postgresql import ARRAY
 from store.exceptions import ExceptionRule, exception_for
 from store.manual_records import ManualRecord
 from store.queries import STREAM, findings_at, last_ok_units, manual_history
-from store.schema import evidence, findings, run_units, runs, sealed
+from store.schema import ControlsTexts, evidence, findings, run_units, runs, sealed
 from store.status import STATUS_RANK, combine_status, within_review
 
 
@@ -318,17 +317,14 @@ _REPLAY_COLUMNS = (
 
 
 class _ControlsCache:
-    """Parses each distinct ``controls`` text once: a history repeats a handful of them."""
+    """A row's ``controls`` text replaced by its parsed tuple, each distinct text parsed
+    once (``store.schema.ControlsTexts``)."""
 
     def __init__(self) -> None:
-        self._parsed: dict[str, tuple[str, ...]] = {}
+        self._parsed = ControlsTexts(tuple)
 
     def row(self, f: dict[str, Any]) -> dict[str, Any]:
-        text = f["controls"]
-        controls = self._parsed.get(text)
-        if controls is None:
-            controls = self._parsed[text] = tuple(json.loads(text))
-        f["controls"] = controls
+        f["controls"] = self._parsed[f["controls"]]
         return f
 
 
