@@ -13,25 +13,29 @@ from collections import Counter
 from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from sqlite3 import sqlite_version_info
 from typing import Any
 
 from sqlalchemy import (
     BigInteger,
     Engine,
+    Integer,
     Text,
     any_,
     bindparam,
     cast,
+    column,
     or_,
     select,
+    text,
     type_coerce,
 )
 from sqlalchemy.dialects.postgresql import ARRAY
 
 from store.exceptions import ExceptionRule, exception_for
 from store.manual_records import ManualRecord
-from store.queries import STREAM, findings_at, last_ok_units, manual_history
-from store.schema import ControlsTexts, evidence, findings, run_units, runs, sealed
+from store.queries import findings_at, last_ok_units, manual_history, unit_confirmation
+from store.schema import ControlsTexts, UTCDateTime, evidence, findings, run_units, runs
 from store.status import STATUS_RANK, combine_status, within_review
 
 
@@ -109,134 +113,89 @@ class Timeline:
 
 _EPS = timedelta(microseconds=1)
 
+Unit = tuple[str, str, str, str]
+Controls = tuple[str, ...]
 
-class _Replay:
-    """Incremental control statuses while the change log is replayed in time order."""
+# The kinds of change the sweep applies at an instant.
+_COUNT, _AGE, _READ, _MANUAL, _BOUND = range(5)
 
-    def __init__(
-        self,
-        index: Any,
-        freshness: timedelta,
-        rules: list[ExceptionRule],
-        controls: Collection[str],
-    ) -> None:
+
+def _global(u: Unit) -> Unit:
+    return (u[0], u[1], "global", u[3])
+
+
+class _Sweep:
+    """Control statuses while the period's changes are applied in time order.
+
+    A finding version counts for the controls stored with it while it is in force,
+    ``[a, b)``: from its observation until its key's next version. A passing one is
+    *old* once its own observation (capped by its evidence's as-of) is more than
+    ``freshness`` behind. A control is ``stale`` while one of its passing findings is
+    old and the latest clean read of that finding's unit is too: as in
+    :func:`store.status.control_statuses`, a pass is confirmed by the later of both.
+    """
+
+    def __init__(self, index: Any, freshness: timedelta, controls: Collection[str]) -> None:
         self.index = index
         self.freshness = freshness
-        self.rules = rules
         self.controls = set(controls)
-        self.findings: dict[tuple[str, str], dict[str, Any]] = {}
-        self.eff: dict[tuple[str, str], str] = {}
         self.counts: dict[str, Counter[str]] = {c: Counter() for c in self.controls}
-        self.pass_units: dict[str, Counter[tuple[str, str, str, str]]] = {
-            c: Counter() for c in self.controls
-        }
-        self.unit_controls: dict[tuple[str, str, str], Counter[str]] = {}
-        self.units: dict[tuple[str, str, str, str], datetime] = {}
-        self.by_check: dict[str, set[tuple[str, str]]] = {}
+        self.old: dict[str, Counter[Unit]] = {c: Counter() for c in self.controls}
+        self.old_by_unit: dict[Unit, Counter[str]] = {}
+        self.units: dict[Unit, datetime] = {}
         self.manual: dict[str, ManualRecord] = {}
         self.manual_by_control: dict[str, set[str]] = {}
-        self.status: dict[str, str] = {}
-        self.deadlines: list[tuple[datetime, str]] = []
+        self.deadlines: list[tuple[datetime, Unit]] = []
+        self._scheduled: dict[Unit, datetime] = {}
 
-    # finding state
-    def _unit(self, f: Mapping[str, Any]) -> tuple[str, str, str, str]:
-        return (f["source"], f["scope"], f["region"], f["service"])
-
-    def _effective(self, f: Mapping[str, Any], t: datetime) -> str:
-        return "excepted" if exception_for(self.rules, f, t) else f["status"]
-
-    def _remove(self, fk: tuple[str, str]) -> set[str]:
-        old = self.findings.pop(fk, None)
-        if old is None:
-            return set()
-        eff = self.eff.pop(fk)
-        touched = set()
-        for cid in old["controls"]:
-            if cid not in self.controls:
-                continue
-            self.counts[cid][eff] -= 1
-            if eff == "pass":
-                u = self._unit(old)
-                self.pass_units[cid][u] -= 1
-                if self.pass_units[cid][u] <= 0:
-                    del self.pass_units[cid][u]
-                uc = self.unit_controls[(u[0], u[1], u[3])]
-                uc[cid] -= 1
-            touched.add(cid)
-        self.by_check.get(old["check_id"], set()).discard(fk)
+    def count(self, controls: Controls, status: str, n: int) -> set[str]:
+        touched = self.controls.intersection(controls)
+        for cid in touched:
+            self.counts[cid][status] += n
         return touched
 
-    def _add(self, fk: tuple[str, str], f: dict[str, Any], t: datetime) -> set[str]:
-        self.findings[fk] = f
-        eff = self._effective(f, t)
-        self.eff[fk] = eff
-        self.by_check.setdefault(f["check_id"], set()).add(fk)
-        touched = set()
-        for cid in f["controls"]:
-            if cid not in self.controls:
-                continue
-            self.counts[cid][eff] += 1
-            if eff == "pass":
-                u = self._unit(f)
-                self.pass_units[cid][u] += 1
-                self.unit_controls.setdefault((u[0], u[1], u[3]), Counter())[cid] += 1
-                self._confirm_own(f)
-            touched.add(cid)
-        return touched
-
-    def _confirm_own(self, f: Mapping[str, Any]) -> None:
-        # A passing finding's own observation confirms its unit (as in control_statuses),
-        # no later than the as-of of the inventory record it was judged on.
-        u = self._unit(f)
-        seen = f.get("observed_at")
-        as_of = f.get("source_updated_at")
-        if seen is not None and as_of is not None and as_of < seen:
-            seen = as_of
-        if seen is not None and (u not in self.units or self.units[u] < seen):
-            self.units[u] = seen
-
-    def _same_standing(self, old: Mapping[str, Any], f: Mapping[str, Any], t: datetime) -> bool:
-        """``f`` replaces ``old`` without changing any count: same check, unit, controls
-        and effective status."""
-        return (
-            old["check_id"] == f["check_id"]
-            and old["controls"] == f["controls"]
-            and self._unit(old) == self._unit(f)
-            and self.eff[(f["source"], f["key"])] == self._effective(f, t)
-        )
-
-    def apply_finding(self, f: dict[str, Any], t: datetime) -> set[str]:
-        fk = (f["source"], f["key"])
-        old = self.findings.get(fk)
-        if old is not None and f["status"] is not None and self._same_standing(old, f, t):
-            # Same counts as before: only the stored row and its unit's confirmation move
-            # (what removing and adding it again would leave).
-            self.findings[fk] = f
-            touched = {cid for cid in f["controls"] if cid in self.controls}
-            if touched and self.eff[fk] == "pass":
-                self._confirm_own(f)
+    def age(self, unit: Unit, controls: Controls, n: int, t: datetime) -> set[str]:
+        touched = self.controls.intersection(controls)
+        if not touched:
             return touched
-        touched = self._remove(fk)
-        if f["status"] is not None:
-            touched |= self._add(fk, f, t)
+        by_unit = self.old_by_unit.setdefault(unit, Counter())
+        for cid in touched:
+            self.old[cid][unit] += n
+            by_unit[cid] += n
+        self.schedule(unit, t)
         return touched
 
-    def recheck(self, check: str, t: datetime) -> set[str]:
+    def confirmation(self, u: Unit) -> datetime | None:
+        times = [x for x in (self.units.get(u), self.units.get(_global(u))) if x is not None]
+        return max(times) if times else None
+
+    def schedule(self, u: Unit, t: datetime) -> None:
+        """Re-evaluate ``u``'s controls when its confirmation falls out of the window."""
+        c = self.confirmation(u)
+        if c is None:
+            return
+        due = c + self.freshness + _EPS
+        if due > t and self._scheduled.get(u) != due:
+            self._scheduled[u] = due
+            heapq.heappush(self.deadlines, (due, u))
+
+    def users(self, u: Unit) -> set[str]:
+        return {c for c, n in self.old_by_unit.get(u, {}).items() if n > 0}
+
+    def read(self, unit: Unit, confirmed: datetime, t: datetime) -> set[str]:
+        """The latest clean read of ``unit`` confirms as of ``confirmed`` (as
+        ``last_ok_units``: the latest read, even if it confirms less than an earlier one)."""
+        self.units[unit] = confirmed
+        if unit[2] == "global":
+            affected = [u for u in self.old_by_unit
+                        if (u[0], u[1], u[3]) == (unit[0], unit[1], unit[3])]
+        else:
+            affected = [unit]
         touched: set[str] = set()
-        for fk in list(self.by_check.get(check, ())):
-            f = self.findings[fk]
-            if self._effective(f, t) != self.eff[fk]:
-                touched |= self._remove(fk)
-                touched |= self._add(fk, f, t)
+        for u in affected:
+            touched |= self.users(u)
+            self.schedule(u, t)
         return touched
-
-    def confirm(
-        self, unit: tuple[str, str, str, str], t: datetime, as_of: datetime | None = None
-    ) -> set[str]:
-        # The latest clean read confirms as of its snapshot (as in last_ok_units).
-        self.units[unit] = as_of if as_of is not None and as_of < t else t
-        users = self.unit_controls.get((unit[0], unit[1], unit[3]), {})
-        return {c for c, n in users.items() if n > 0}
 
     def apply_manual(self, key: str, rec: ManualRecord | None) -> set[str]:
         touched = set()
@@ -250,28 +209,14 @@ class _Replay:
             touched.add(rec.control)
         return touched & self.controls
 
-    # evaluation
-    def _confirmation(self, u: tuple[str, str, str, str]) -> datetime | None:
-        times = [
-            x
-            for x in (self.units.get(u), self.units.get((u[0], u[1], "global", u[3])))
-            if x is not None
-        ]
-        return max(times) if times else None
-
     def evaluate(self, cid: str, t: datetime) -> str:
         stale = False
-        next_deadline: datetime | None = None
-        for u in self.pass_units[cid]:
-            c = self._confirmation(u)
-            if c is None or c < t - self.freshness:
-                stale = True
-            else:
-                d = c + self.freshness + _EPS
-                if next_deadline is None or d < next_deadline:
-                    next_deadline = d
-        if next_deadline is not None:
-            heapq.heappush(self.deadlines, (next_deadline, cid))
+        for u, n in self.old[cid].items():
+            if n > 0:
+                c = self.confirmation(u)
+                if c is None or c < t - self.freshness:
+                    stale = True
+                    break
         recs = [self.manual[k] for k in self.manual_by_control.get(cid, ())]
         return combine_status(
             self.counts[cid],
@@ -284,7 +229,69 @@ class _Replay:
         )
 
 
+class _Changes:
+    """What changes at each instant of the period, keyed by instant; anything at or
+    before its start is part of the starting state."""
+
+    def __init__(self, start: datetime, end: datetime, freshness: timedelta,
+                 rules: list[ExceptionRule]) -> None:
+        self.start, self.end, self.freshness, self.rules = start, end, freshness, rules
+        self.rule_checks = {r.check for r in rules}
+        self.at: dict[datetime, list[tuple[Any, ...]]] = {}
+
+    def add(self, t: datetime, *op: Any) -> None:
+        if t <= self.end:
+            self.at.setdefault(max(t, self.start), []).append(op)
+
+    def version(self, f: Mapping[str, Any], a: datetime, b: datetime | None,
+                controls: Controls, own: datetime) -> None:
+        """A finding version in force over ``[a, b)`` (``b`` None: past the end), its
+        own observation capped by its evidence's as-of at ``own``."""
+        status = f["status"]
+        if status is None:
+            return
+        if status == "fail" and f["check_id"] in self.rule_checks:
+            self._excepted_pieces(f, a, b, controls)
+        else:
+            self.add(a, _COUNT, controls, status, 1)
+            if b is not None:
+                self.add(b, _COUNT, controls, status, -1)
+        if status == "pass":
+            self.old_pass(f, a, b, own, controls)
+
+    def old_pass(self, f: Mapping[str, Any], a: datetime, b: datetime | None,
+                 own: datetime, controls: Controls) -> None:
+        """A passing version is old from when its own observation leaves the window."""
+        since = max(a, own + self.freshness + _EPS)
+        if since <= self.end and (b is None or since < b):
+            unit = (f["source"], f["scope"], f["region"], f["service"])
+            self.add(since, _AGE, unit, controls, 1)
+            if b is not None:
+                self.add(b, _AGE, unit, controls, -1)
+
+    def _excepted_pieces(self, f: Mapping[str, Any], a: datetime, b: datetime | None,
+                         controls: Controls) -> None:
+        # A failure counts as excepted while a matching exception is active: its
+        # effective status changes only at those exceptions' bounds.
+        bounds = sorted({
+            x for r in self.rules if r.matches(f)
+            for x in (r.effective_from, r.effective_until)
+            if x is not None and a < x and (b is None or x < b) and x <= self.end
+        })
+        pieces: list[tuple[datetime, str]] = []
+        for t in (a, *bounds):
+            s = "excepted" if exception_for(self.rules, f, t) else "fail"
+            if not pieces or pieces[-1][1] != s:
+                pieces.append((t, s))
+        for i, (t, s) in enumerate(pieces):
+            self.add(t, _COUNT, controls, s, 1)
+            until = pieces[i + 1][0] if i + 1 < len(pieces) else b
+            if until is not None:
+                self.add(until, _COUNT, controls, s, -1)
+
+
 def _as_of_by_id(conn: Any, ids: list[int]) -> dict[int, datetime]:
+
     """The as-of of the inventory records the findings ``ids`` were judged on (only those
     judged on one: none for a store of direct reads) — probed by id, so the cost follows
     the findings in force, not the history before them."""
@@ -380,6 +387,91 @@ def _starting_findings(
     ]
 
 
+def _window_sql(conn: Any, checks: Collection[str] | None, rule_checks: Collection[str]) -> Any:
+    """SQL: the period's finding versions, aggregated where the sweep needs no row.
+
+    Each version is in force until its key's next one (``LEAD``). Rows come back as
+    ``kind``: 0 each key's first version in the period (where its version in force at
+    the start ends); 1 and 2 versions starting and ending at ``t`` counted per (status,
+    stored controls); 3 passing versions in force longer than the freshness window
+    (they can make a control stale); 4 failures an exception may cover, one by one.
+    """
+    pg = conn.dialect.name == "postgresql"
+    ctl = "f.controls::text" if pg else "f.controls"
+    ts = "NULL::timestamptz" if pg else "NULL"
+    txt = "NULL::text" if pg else "NULL"
+    among = " AND f.check_id IN :checks" if checks is not None else ""
+    # Exception-covered failures change status at the exceptions' bounds: row by row.
+    ruled = "(w.status = 'fail' AND w.check_id IN :rule_checks)" if rule_checks else "(1 = 0)"
+    own = ("CASE WHEN e.source_updated_at IS NOT NULL AND e.source_updated_at < w.a"
+           " THEN e.source_updated_at ELSE w.a END")
+    # A superset (the sweep keeps the exact condition): in force for longer than the
+    # window after its own observation.
+    lasting = (f"(w.b - {own}) > :fresh" if pg
+               else f"julianday(w.b) - julianday({own}) > :fresh_days")
+    materialised = "MATERIALIZED " if pg or sqlite_version_info >= (3, 35) else ""
+    sql = f"""
+WITH w AS {materialised}(
+  SELECT f.source, f.key, f.status, f.check_id, f.scope, f.region, f.service,
+         f.resource_id, f.evidence_id, {ctl} AS controls, f.observed_at AS a,
+         LEAD(f.observed_at) OVER k AS b, ROW_NUMBER() OVER k AS nth
+  FROM findings f JOIN runs r ON r.id = f.run_id AND r.digest IS NOT NULL
+  WHERE f.observed_at > :start AND f.observed_at <= :end{among}
+  WINDOW k AS (PARTITION BY f.source, f.key ORDER BY f.observed_at, f.id)
+)
+SELECT 0 AS kind, a AS at, {ts} AS b, {ts} AS own, source, key, {txt} AS status,
+       {txt} AS controls, {txt} AS check_id, {txt} AS scope, {txt} AS region,
+       {txt} AS service, {txt} AS resource_id, 1 AS n
+  FROM w WHERE nth = 1
+UNION ALL
+SELECT 1, a, {ts}, {ts}, {txt}, {txt}, status, controls, {txt}, {txt}, {txt}, {txt},
+       {txt}, count(*)
+  FROM w WHERE status IS NOT NULL AND NOT {ruled} GROUP BY a, status, controls
+UNION ALL
+SELECT 2, b, {ts}, {ts}, {txt}, {txt}, status, controls, {txt}, {txt}, {txt}, {txt},
+       {txt}, -count(*)
+  FROM w WHERE b IS NOT NULL AND status IS NOT NULL AND NOT {ruled}
+  GROUP BY b, status, controls
+UNION ALL
+SELECT 3, w.a, w.b, {own}, w.source, {txt}, w.status, w.controls, w.check_id, w.scope,
+       w.region, w.service, {txt}, 1
+  FROM w LEFT JOIN evidence e ON e.id = w.evidence_id
+  WHERE w.status = 'pass' AND (w.b IS NULL AND {own} < :old_by_end OR {lasting})
+UNION ALL
+SELECT 4, a, b, {ts}, source, key, status, controls, check_id, scope, region, service,
+       resource_id, 1
+  FROM w WHERE {ruled}
+"""
+    q = text(sql).columns(
+        column("kind", Integer), column("at", UTCDateTime()), column("b", UTCDateTime()),
+        column("own", UTCDateTime()), column("source", Text), column("key", Text),
+        column("status", Text), column("controls", Text), column("check_id", Text),
+        column("scope", Text), column("region", Text), column("service", Text),
+        column("resource_id", Text), column("n", Integer),
+    )
+    params = [bindparam("start", type_=UTCDateTime()), bindparam("end", type_=UTCDateTime()),
+              bindparam("old_by_end", type_=UTCDateTime())]
+    if checks is not None:
+        params.append(bindparam("checks", expanding=True))
+    if rule_checks:
+        params.append(bindparam("rule_checks", expanding=True))
+    return q.bindparams(*params)
+
+
+def _remapped_checks(conn: Any, start: datetime, end: datetime, checks: Collection[str],
+                     controls: Collection[str]) -> set[str]:
+    """Checks outside ``checks`` whose versions in the period were stored mapped to one
+    of ``controls`` (a mapping since changed): all their keys' versions are read, so
+    that each version ends where its key's next one starts."""
+    q = (
+        select(findings.c.check_id).distinct()
+        .where(findings.c.observed_at > start, findings.c.observed_at <= end,
+               findings.c.check_id.not_in(sorted(checks) or [""]),
+               _touching(findings.c.check_id, _controls_text(conn), (), controls))
+    )
+    return set(conn.execute(q).scalars())
+
+
 def control_timelines(
     engine: Engine,
     index: Any,
@@ -390,67 +482,67 @@ def control_timelines(
     exceptions: Iterable[ExceptionRule] = (),
     controls: Collection[str] | None = None,
 ) -> dict[str, Timeline]:
-    """Each control's status history over ``[start, end]`` by replaying the change log.
+    """Each control's status history over ``[start, end]``.
 
-    Events: finding versions, clean unit reads (run finish times), manual evidence
-    versions and validity bounds, exception bounds, and freshness deadlines. At each
-    event the touched controls are re-evaluated with :func:`combine_status`, so the
-    status a timeline gives for instant T is the one ``control_statuses(at=T)`` gives.
+    Inputs, as :func:`store.status.control_statuses` reads them at any instant: the
+    findings in force (each for its stored controls; failures covered by an active
+    exception count as excepted), the clean unit reads and the freshness window, and
+    the manual evidence. The findings in force at ``start`` come from the materialised
+    table or a snapshot; the versions after it are aggregated in SQL (:func:`_window_sql`)
+    and applied in time order with the other changes, each instant re-evaluating the
+    controls it touches with :func:`combine_status`. So the status a timeline gives for
+    instant T is the one ``control_statuses(at=T)`` gives.
     """
     if end < start:
         raise ValueError("the period ends before it starts")
     rules = list(exceptions)
     selected = list(controls) if controls is not None else list(index.catalog)
-    rp = _Replay(index, freshness, rules, selected)
+    sweep = _Sweep(index, freshness, selected)
+    changes = _Changes(start, end, freshness, rules)
     check_filter: set[str] | None = None
     if controls is not None:
         check_filter = {c for cid in selected for c in index.checks_for(cid)}
+    parse = ControlsTexts(tuple)
     with engine.connect() as conn:
-        rp.units = dict(last_ok_units(conn, start))
-        for f in _starting_findings(conn, start, check_filter, selected):
-            if (
-                check_filter is None or f["check_id"] in check_filter
-                or not rp.controls.isdisjoint(f["controls"])
-            ):
-                rp.apply_finding(f, start)
-        from store.policy_documents import policy_history
-
-        mhist = [
-            (t, key, within_review(rec, index))
-            for t, key, rec in sorted(
-                [*manual_history(conn), *policy_history(conn)], key=lambda e: e[0]
-            )
+        sweep.units = dict(last_ok_units(conn, start))
+        first = [
+            f for f in _starting_findings(conn, start, check_filter, selected)
+            if check_filter is None or f["check_id"] in check_filter
+            or not sweep.controls.isdisjoint(f["controls"])
         ]
-        for t, key, rec in mhist:
-            if t <= start:
-                rp.apply_manual(key, rec)
-        events: list[tuple[datetime, int, int, Any]] = []
-        seq = 0
-
-        def push(t: datetime, kind: int, payload: Any) -> None:
-            nonlocal seq
-            seq += 1
-            events.append((t, kind, seq, payload))
-
-        for t, key, rec in mhist:
-            if start < t <= end:
-                push(t, 2, (key, rec))
-            if rec is not None:
-                for bound in (rec.valid_from, rec.valid_until):
-                    if start < bound <= end:
-                        push(bound, 4, rec.control)
-        for r in rules:
-            for bound in (r.effective_from, r.effective_until):
-                if bound is not None and start < bound <= end:
-                    push(bound, 3, r.check)
+        checks: set[str] | None = None
+        if check_filter is not None:
+            checks = check_filter | {f["check_id"] for f in first}
+            checks |= _remapped_checks(conn, start, end, checks, selected)
+        params: dict[str, Any] = {
+            "start": start, "end": end, "old_by_end": end - freshness,
+            "fresh": freshness,
+            "fresh_days": freshness.total_seconds() / 86400 - 1e-6,
+        }
+        if checks is not None:
+            params["checks"] = sorted(checks) or [""]
+        if changes.rule_checks:
+            params["rule_checks"] = sorted(changes.rule_checks)
+        ends: dict[tuple[str, str], datetime] = {}
+        for row in conn.execute(_window_sql(conn, checks, changes.rule_checks), params):
+            kind = row.kind
+            if kind == 0:
+                ends[(row.source, row.key)] = row.at
+            elif kind in (1, 2):
+                changes.add(row.at, _COUNT, parse[row.controls], row.status, row.n)
+            elif kind == 3:
+                changes.old_pass(row._mapping, row.at, row.b, row.own, parse[row.controls])
+            else:
+                changes.version(row._mapping, row.at, row.b, parse[row.controls], row.at)
+        for f in first:
+            seen, as_of = f["observed_at"], f.get("source_updated_at")
+            own = as_of if as_of is not None and as_of < seen else seen
+            changes.version(f, start, ends.get((f["source"], f["key"])), f["controls"], own)
         uq = (
             select(
-                runs.c.finished_at,
-                runs.c.source,
-                run_units.c.scope,
-                run_units.c.region,
-                run_units.c.service,
-                run_units.c.source_as_of,
+                runs.c.finished_at, runs.c.source, run_units.c.scope, run_units.c.region,
+                run_units.c.service, unit_confirmation(runs.c.finished_at,
+                                                       run_units.c.source_as_of),
             )
             .select_from(run_units.join(runs, runs.c.id == run_units.c.run_id))
             .where(
@@ -460,93 +552,72 @@ def control_timelines(
                 runs.c.finished_at <= end,
             )
         )
-        for fin, src, scope, region, service, as_of in conn.execute(uq):
-            push(fin, 1, ((src, scope, region, service), as_of))
-        fq = (
-            select(
-                *(findings.c[c] for c in _REPLAY_COLUMNS),
-                _controls_text(conn).label("controls"),
-                evidence.c.source_updated_at,
-            )
-            .select_from(
-                findings.outerjoin(evidence, evidence.c.id == findings.c.evidence_id)
-            )
-            .where(findings.c.observed_at > start, findings.c.observed_at <= end, sealed(findings))
-            .order_by(findings.c.observed_at, findings.c.id)
-        )
-        if check_filter is not None:
-            # Only the rows that can touch the selected controls (the mapping stored with
-            # each row may differ from today's, hence both conditions).
-            # As text: the column is jsonb on PostgreSQL (migration 0005).
-            fq = fq.where(
-                _touching(findings.c.check_id, cast(findings.c.controls, Text), check_filter,
-                          selected)
-            )
-        result = conn.execute(fq, execution_options=STREAM)
-        names = tuple(result.keys())
-        parse = _ControlsCache()
-        frows: Iterable[dict[str, Any]] = (
-            parse.row(dict(zip(names, row, strict=True))) for row in result
-        )
-        events.sort(key=lambda e: (e[0], e[1], e[2]))
+        reads: dict[tuple[datetime, Unit], datetime] = {}
+        for fin, src, scope, region, service, confirmed in conn.execute(uq):
+            k = (fin, (src, scope, region, service))
+            # Reads finishing together: the one confirming least (as last_ok_units).
+            reads[k] = confirmed if k not in reads else min(reads[k], confirmed)
+        for (fin, unit), confirmed in reads.items():
+            changes.add(fin, _READ, unit, confirmed)
+        from store.policy_documents import policy_history
 
-        changes: dict[str, list[tuple[datetime, str]]] = {}
-        for cid in selected:
-            s = rp.evaluate(cid, start)
-            rp.status[cid] = s
-            changes[cid] = [(start, s)]
+        for t, key, rec in sorted(
+            [*manual_history(conn), *policy_history(conn)], key=lambda e: e[0]
+        ):
+            rec = within_review(rec, index)
+            changes.add(t, _MANUAL, key, rec)
+            if rec is not None:
+                for bound in (rec.valid_from, rec.valid_until):
+                    if start < bound:
+                        changes.add(bound, _BOUND, rec.control)
 
-        def settle(touched: set[str], t: datetime) -> None:
-            for cid in touched:
-                s = rp.evaluate(cid, t)
-                if s != rp.status[cid]:
-                    rp.status[cid] = s
-                    changes[cid].append((t, s))
+    def apply(t: datetime) -> set[str]:
+        touched: set[str] = set()
+        for op in changes.at.pop(t, ()):
+            kind = op[0]
+            if kind == _COUNT:
+                touched |= sweep.count(op[1], op[2], op[3])
+            elif kind == _AGE:
+                touched |= sweep.age(op[1], op[2], op[3], t)
+            elif kind == _READ:
+                touched |= sweep.read(op[1], op[2], t)
+            elif kind == _MANUAL:
+                touched |= sweep.apply_manual(op[1], op[2])
+            elif op[1] in sweep.controls:
+                touched.add(op[1])
+        return touched
 
-        def run_deadlines(until: datetime) -> None:
-            while rp.deadlines and rp.deadlines[0][0] <= until:
-                t, cid = heapq.heappop(rp.deadlines)
-                if t > end:
-                    continue
-                settle({cid}, t)
-
-        ei = 0
-        fiter = iter(frows)
-        pending_f = next(fiter, None)
-        while ei < len(events) or pending_f is not None:
-            te = events[ei][0] if ei < len(events) else None
-            tf = pending_f["observed_at"] if pending_f is not None else None
-            if tf is not None and (te is None or tf <= te):
-                t = tf
-            else:
-                assert te is not None
-                t = te
-            run_deadlines(t - _EPS)
-            touched: set[str] = set()
-            while pending_f is not None and pending_f["observed_at"] == t:
-                f = pending_f
-                if (
-                    check_filter is None
-                    or f["check_id"] in check_filter
-                    or not rp.controls.isdisjoint(f["controls"])
-                ):
-                    touched |= rp.apply_finding(f, t)
-                pending_f = next(fiter, None)
-            while ei < len(events) and events[ei][0] == t:
-                _, kind, _, payload = events[ei]
-                ei += 1
-                if kind == 1:
-                    touched |= rp.confirm(payload[0], t, payload[1])
-                elif kind == 2:
-                    touched |= rp.apply_manual(*payload)
-                elif kind == 3:
-                    touched |= rp.recheck(payload, t)
-                elif kind == 4 and payload in rp.controls:
-                    touched.add(payload)
-            settle(touched, t)
-        run_deadlines(end)
+    apply(start)
+    for u in list(sweep.old_by_unit):
+        sweep.schedule(u, start)
+    status = {cid: sweep.evaluate(cid, start) for cid in selected}
+    history: dict[str, list[tuple[datetime, str]]] = {
+        cid: [(start, s)] for cid, s in status.items()
+    }
+    times = sorted(changes.at)
+    i = 0
+    while True:
+        nxt = times[i] if i < len(times) else None
+        due = sweep.deadlines[0][0] if sweep.deadlines else None
+        if due is not None and due > end:
+            due = None
+        if nxt is None and due is None:
+            break
+        t = min(x for x in (nxt, due) if x is not None)
+        touched: set[str] = set()
+        if t == nxt:
+            touched |= apply(t)
+            i += 1
+        while sweep.deadlines and sweep.deadlines[0][0] == t:
+            touched |= sweep.users(heapq.heappop(sweep.deadlines)[1])
+        for cid in touched:
+            s = sweep.evaluate(cid, t)
+            if s != status[cid]:
+                status[cid] = s
+                history[cid].append((t, s))
     return {
-        cid: Timeline(control=cid, start=start, end=end, changes=changes[cid]) for cid in selected
+        cid: Timeline(control=cid, start=start, end=end, changes=history[cid])
+        for cid in selected
     }
 
 

@@ -310,11 +310,12 @@ def findings_snapshots_at() -> Any:
     return select(findings_snapshots.c.at).order_by(findings_snapshots.c.at)
 
 
-def test_past_instants_from_snapshots_equal_the_walk_over_a_varied_history(
-    engine: Engine, index: MappingIndex
-) -> None:
-    from store import snapshots
-
+def varied_history(engine: Engine, index: MappingIndex) -> list[datetime]:
+    """A history exercising every input of a control's status: failures that pass later,
+    a tombstone, ``not_applicable``, ``fail``, ``pass`` and ``error`` findings of another
+    source, evidence read from a 10-day-old inventory snapshot (its as-of caps the
+    confirmation) and one direct read after it. Returns the instants between its runs
+    (none after the last)."""
     instants = []
     old = datetime.now(UTC) - timedelta(days=10)
     _collect(engine, index, {"d1": False, "d2": True}, {"alice": True})
@@ -331,6 +332,15 @@ def test_past_instants_from_snapshots_equal_the_walk_over_a_varied_history(
     _collect(engine, index, {"d1": False, "d2": True}, {"alice": True, "bob": True})
     instants.append(datetime.now(UTC))
     _direct(engine, index, "error")
+    return instants
+
+
+def test_past_instants_from_snapshots_equal_the_walk_over_a_varied_history(
+    engine: Engine, index: MappingIndex
+) -> None:
+    from store import snapshots
+
+    instants = varied_history(engine, index)
     rule = ExceptionRule(id="x4", check="fake.disk.encrypted", resource="d*",
                          reason="accepted", approved_by="ciso",
                          expires=datetime.now(UTC) + timedelta(days=3))

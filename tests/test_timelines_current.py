@@ -1,11 +1,14 @@
-"""The timeline replay's starting state from the findings in force (store.current,
-store.snapshots) and its fast path for re-observations give the statuses of
-``control_statuses`` by the history walk at every instant, on SQLite and PostgreSQL.
+"""The timeline replay gives the statuses of ``control_statuses`` by the history walk at
+every instant, on SQLite and PostgreSQL: its starting state from the findings in force
+(store.current, store.snapshots) and the period's versions aggregated in SQL.
 
-The history exercises every input of the replay: failures that pass later, a
-tombstone, ``not_applicable`` and ``error`` findings of another source, evidence read
-from an inventory snapshot (its as-of caps the confirmation), an exception before and
-after its expiry, and the freshness window passing after the last run.
+Two histories: ``varied_history`` (every input of a status: failures that pass later, a
+tombstone, ``not_applicable`` and ``error`` findings of another source, a 10-day-old
+inventory snapshot then one direct read), with an exception before and after its expiry
+and the freshness window passing after the last run; and one where a fresher inventory
+snapshot writes no new version (only the unit's as-of moves), then a staler one. Before
+the sweep, the replay confirmed a whole unit by one finding's observation, so both gave
+a wrong ``stale``/``pass`` here.
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ from store.snapshots import in_force
 from store.status import control_statuses
 from store.timelines import _as_of_by_id, _starting_findings, control_timelines
 from tests.fakes import index
-from tests.test_status_current import _collect, _direct, _snapshot
+from tests.test_status_current import _snapshot, varied_history
 
 __all__ = ["index"]  # a fixture, imported for the tests below
 
@@ -30,24 +33,25 @@ pytestmark = pytest.mark.clock
 
 
 def _history(engine: Engine, index: MappingIndex) -> list[datetime]:
-    """A varied history; the instants between its runs."""
+    return [datetime.now(UTC), *varied_history(engine, index), datetime.now(UTC)]
+
+
+def _inventory_history(engine: Engine, index: MappingIndex) -> list[datetime]:
+    """Evidence from inventory snapshots: 10 days old (stale), then a fresher one of the
+    same content (no new version: the unit's as-of confirms it), then an older one again
+    (the latest read confirms only its snapshot)."""
     instants = [datetime.now(UTC)]
     old = datetime.now(UTC) - timedelta(days=10)
-    _collect(engine, index, {"d1": False, "d2": True}, {"alice": True})
+    disks, users = {"d1": True, "d2": True}, {"alice": True, "bob": True}
+    _snapshot(engine, index, disks, {"alice": True, "bob": False}, old, direct=("bob",))
     instants.append(datetime.now(UTC))
-    _collect(engine, index, {"d1": True}, {"alice": True, "bob": False})  # d2: tombstone
+    _snapshot(engine, index, disks, users, old, direct=("bob",))
     instants.append(datetime.now(UTC))
-    _direct(engine, index, "not_applicable")
-    _direct(engine, index, "fail")
+    _snapshot(engine, index, disks, users, datetime.now(UTC) - timedelta(days=2),
+              direct=("bob",))
     instants.append(datetime.now(UTC))
-    _snapshot(engine, index, {"d1": True, "d3": False}, {"alice": False}, old,
-              direct=("alice",))
-    instants.append(datetime.now(UTC))
-    _direct(engine, index, "pass")
-    _collect(engine, index, {"d1": False, "d2": True}, {"alice": True, "bob": True})
-    _collect(engine, index, {"d1": False, "d2": True}, {"alice": True, "bob": True})
-    instants.append(datetime.now(UTC))
-    _direct(engine, index, "error")
+    _snapshot(engine, index, disks, users, datetime.now(UTC) - timedelta(days=5),
+              direct=("bob",))
     instants.append(datetime.now(UTC))
     return instants
 
@@ -86,24 +90,50 @@ def test_starting_state_from_the_findings_in_force_equals_the_previous_read(
     assert answered >= 2, "the findings in force should answer some instants"
 
 
+def _assert_equal_to_the_walk(engine: Engine, index: MappingIndex, instants: list[datetime],
+                              rules: list[ExceptionRule]) -> int:
+    """Every control's timeline, and two controls' alone, from several starts to 12 days
+    after the last run (the freshness window passes), equal the walk at every change,
+    just after it and at every instant; returns how many instants were compared."""
+    end = instants[-1] + timedelta(days=12)
+    compared = 0
+    for start in (instants[0], instants[2], instants[-2], instants[-1]):
+        every = control_timelines(engine, index, start, end, exceptions=rules)
+        one = control_timelines(engine, index, start, end, exceptions=rules,
+                                controls=["A.8.24", "A.8.5"])
+        changes = {t for tl in every.values() for t, _ in tl.changes}
+        probes = sorted({start, end, *changes,
+                         *(t + timedelta(microseconds=1) for t in changes if t < end),
+                         *(t - timedelta(microseconds=1) for t in changes if t > start),
+                         *(t for t in instants if start <= t <= end),
+                         *(start + timedelta(days=d) for d in range(13)
+                           if start + timedelta(days=d) <= end)})
+        for t in probes:
+            walked = {c.id: c.status for c in control_statuses(
+                engine, index, t, exceptions=rules, materialised=False)}
+            assert {cid: tl.status_at(t) for cid, tl in every.items()} == walked, t
+            assert {cid: tl.status_at(t) for cid, tl in one.items()} == {
+                cid: walked[cid] for cid in one}, t
+            compared += 1
+    return compared
+
+
 def test_timelines_equal_the_walk_at_every_instant(engine: Engine, index: MappingIndex) -> None:
     instants = _history(engine, index)
-    end = datetime.now(UTC) + timedelta(days=12)  # the freshness window passes
     rule = ExceptionRule(id="x5", check="fake.disk.encrypted", resource="d*",
                          reason="accepted", approved_by="ciso",
                          expires=instants[3] + (instants[4] - instants[3]) / 2)
     for rules in ([], [rule]):
-        for start in (instants[0], instants[2], instants[4], instants[-1]):
-            every = control_timelines(engine, index, start, end, exceptions=rules)
-            one = control_timelines(engine, index, start, end, exceptions=rules,
-                                    controls=["A.8.24", "A.8.5"])
-            changes = {t for tl in every.values() for t, _ in tl.changes}
-            probes = sorted({start, end, *changes, *(t + timedelta(microseconds=1)
-                                                     for t in changes if t < end),
-                             *(t for t in instants if start <= t <= end)})
-            for t in probes:
-                walked = {c.id: c.status for c in control_statuses(
-                    engine, index, t, exceptions=rules, materialised=False)}
-                assert {cid: tl.status_at(t) for cid, tl in every.items()} == walked, t
-                assert {cid: tl.status_at(t) for cid, tl in one.items()} == {
-                    cid: walked[cid] for cid in one}, t
+        assert _assert_equal_to_the_walk(engine, index, instants, rules) > 40
+
+
+def test_timelines_equal_the_walk_over_fresher_and_staler_inventory_snapshots(
+    engine: Engine, index: MappingIndex
+) -> None:
+    instants = _inventory_history(engine, index)
+    assert _assert_equal_to_the_walk(engine, index, instants, []) > 40
+    # The case the replay got wrong: days after the fresher snapshot, A.8.5's passes
+    # are confirmed by the unit's as-of, then stale once it leaves the window.
+    tl = control_timelines(engine, index, instants[0], instants[-1] + timedelta(days=12),
+                           controls=["A.8.5"])["A.8.5"]
+    assert "stale" in [s for _, s in tl.changes]
