@@ -22,6 +22,7 @@ from store.integrity import digest_of, last_digest, seal_manifest
 from store.keys import record_key
 from store.schema import canonical_json_text, runs
 from store.snapshots import maintain as maintain_snapshots
+from store.status_changes import apply_run as apply_status_changes
 
 _ONE_US = timedelta(microseconds=1)
 
@@ -150,8 +151,10 @@ def seal_run(
     ).rowcount
     if done != 1:
         return None
-    # The findings in force now and their snapshots, kept with the seal (derived; see
-    # store.current, store.snapshots).
+    # The findings in force now, their changes per instant and snapshots, kept with the
+    # seal (derived; see store.current, store.status_changes, store.snapshots). The
+    # changes first: they read the versions in force just before this run.
+    apply_status_changes(conn, run_id)
     apply_run(conn, run_id)
     maintain_snapshots(conn, run_id)
     return Sealed(run_id, source, status, digest, prev, key_id, row["started_at"], finished)

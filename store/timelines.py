@@ -32,6 +32,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects.postgresql import ARRAY
 
+from store import status_changes
 from store.exceptions import ExceptionRule, exception_for
 from store.manual_records import ManualRecord
 from store.queries import findings_at, last_ok_units, manual_history, unit_confirmation
@@ -487,89 +488,161 @@ def control_timelines(
     Inputs, as :func:`store.status.control_statuses` reads them at any instant: the
     findings in force (each for its stored controls; failures covered by an active
     exception count as excepted), the clean unit reads and the freshness window, and
-    the manual evidence. The findings in force at ``start`` come from the materialised
-    table or a snapshot; the versions after it are aggregated in SQL (:func:`_window_sql`)
-    and applied in time order with the other changes, each instant re-evaluating the
-    controls it touches with :func:`combine_status`. So the status a timeline gives for
+    the manual evidence. They are applied in time order, each instant re-evaluating the
+    controls it touches with :func:`combine_status`, so the status a timeline gives for
     instant T is the one ``control_statuses(at=T)`` gives.
+
+    The findings come as counts per instant (:mod:`store.status_changes`) when those
+    account for every sealed run. Counts alone decide a control unless it may be stale
+    (a pass in a unit not read within the window, when nothing fails) or an exception
+    names one of its failing checks; those controls, and every control when the counts
+    cannot be used, are read from the finding versions (:func:`_from_versions`).
     """
     if end < start:
         raise ValueError("the period ends before it starts")
     rules = list(exceptions)
     selected = list(controls) if controls is not None else list(index.catalog)
+    with engine.connect() as conn:
+        if status_changes.trusted(conn):
+            history, unsure = _from_counts(conn, index, start, end, freshness, rules, selected)
+            if unsure:
+                history.update(_from_versions(conn, index, start, end, freshness, rules,
+                                              sorted(unsure), narrow=True))
+        else:
+            history = _from_versions(conn, index, start, end, freshness, rules, selected,
+                                     narrow=controls is not None)
+    return {
+        cid: Timeline(control=cid, start=start, end=end, changes=history[cid])
+        for cid in selected
+    }
+
+
+History = dict[str, list[tuple[datetime, str]]]
+
+
+def _from_counts(conn: Any, index: Any, start: datetime, end: datetime, freshness: timedelta,
+                 rules: list[ExceptionRule], selected: list[str]) -> tuple[History, set[str]]:
+    """The timelines from the counts of findings per status; and the controls the counts
+    cannot decide. Every pass counts as possibly old here, so a control that is never
+    ``stale`` by this sweep is never stale (its unit is read within the window whenever
+    nothing else decides it); one that is, is returned as undecided."""
+    sweep = _Sweep(index, freshness, selected)
+    changes = _Changes(start, end, freshness, rules)
+    parse = ControlsTexts(tuple)
+    unsure: set[str] = set()
+
+    def add(t: datetime, source: str, check: str, scope: str, region: str, service: str,
+            text_: str, status: str, n: int) -> None:
+        controls = parse[text_]
+        if status == "fail" and check in changes.rule_checks:
+            unsure.update(sweep.controls.intersection(controls))
+        changes.add(t, _COUNT, controls, status, n)
+        if status == "pass":
+            changes.add(t, _AGE, (source, scope, region, service), controls, n)
+
+    for row in status_changes.totals(conn, start):
+        add(start, *row)
+    for row in status_changes.between(conn, start, end):
+        add(*row)
+    sweep.units = dict(last_ok_units(conn, start))
+    _reads_and_documents(conn, index, changes, start, end)
+    history = _sweep(sweep, changes, selected, start, end)
+    unsure |= {cid for cid in selected if any(s == "stale" for _, s in history[cid])}
+    return history, unsure
+
+
+def _reads_and_documents(conn: Any, index: Any, changes: _Changes, start: datetime,
+                         end: datetime) -> None:
+    """The clean unit reads in the period, and every manual evidence and approved policy
+    version with its validity bounds."""
+    uq = (
+        select(
+            runs.c.finished_at, runs.c.source, run_units.c.scope, run_units.c.region,
+            run_units.c.service, unit_confirmation(runs.c.finished_at,
+                                                   run_units.c.source_as_of),
+        )
+        .select_from(run_units.join(runs, runs.c.id == run_units.c.run_id))
+        .where(
+            run_units.c.ok.is_(True),
+            runs.c.digest.is_not(None),
+            runs.c.finished_at > start,
+            runs.c.finished_at <= end,
+        )
+    )
+    reads: dict[tuple[datetime, Unit], datetime] = {}
+    for fin, src, scope, region, service, confirmed in conn.execute(uq):
+        k = (fin, (src, scope, region, service))
+        # Reads finishing together: the one confirming least (as last_ok_units).
+        reads[k] = confirmed if k not in reads else min(reads[k], confirmed)
+    for (fin, unit), confirmed in reads.items():
+        changes.add(fin, _READ, unit, confirmed)
+    from store.policy_documents import policy_history
+
+    for t, key, rec in sorted([*manual_history(conn), *policy_history(conn)],
+                              key=lambda e: e[0]):
+        rec = within_review(rec, index)
+        changes.add(t, _MANUAL, key, rec)
+        if rec is not None:
+            for bound in (rec.valid_from, rec.valid_until):
+                if start < bound:
+                    changes.add(bound, _BOUND, rec.control)
+
+
+def _from_versions(conn: Any, index: Any, start: datetime, end: datetime,
+                   freshness: timedelta, rules: list[ExceptionRule], selected: list[str],
+                   *, narrow: bool) -> History:
+    """The timelines from the finding versions: those in force at ``start`` (the
+    materialised table or a snapshot) and the period's, aggregated in SQL
+    (:func:`_window_sql`) except where a row is needed. ``narrow``: read only the
+    versions that can touch ``selected``."""
     sweep = _Sweep(index, freshness, selected)
     changes = _Changes(start, end, freshness, rules)
     check_filter: set[str] | None = None
-    if controls is not None:
+    if narrow:
         check_filter = {c for cid in selected for c in index.checks_for(cid)}
     parse = ControlsTexts(tuple)
-    with engine.connect() as conn:
-        sweep.units = dict(last_ok_units(conn, start))
-        first = [
-            f for f in _starting_findings(conn, start, check_filter, selected)
-            if check_filter is None or f["check_id"] in check_filter
-            or not sweep.controls.isdisjoint(f["controls"])
-        ]
-        checks: set[str] | None = None
-        if check_filter is not None:
-            checks = check_filter | {f["check_id"] for f in first}
-            checks |= _remapped_checks(conn, start, end, checks, selected)
-        params: dict[str, Any] = {
-            "start": start, "end": end, "old_by_end": end - freshness,
-            "fresh": freshness,
-            "fresh_days": freshness.total_seconds() / 86400 - 1e-6,
-        }
-        if checks is not None:
-            params["checks"] = sorted(checks) or [""]
-        if changes.rule_checks:
-            params["rule_checks"] = sorted(changes.rule_checks)
-        ends: dict[tuple[str, str], datetime] = {}
-        for row in conn.execute(_window_sql(conn, checks, changes.rule_checks), params):
-            kind = row.kind
-            if kind == 0:
-                ends[(row.source, row.key)] = row.at
-            elif kind in (1, 2):
-                changes.add(row.at, _COUNT, parse[row.controls], row.status, row.n)
-            elif kind == 3:
-                changes.old_pass(row._mapping, row.at, row.b, row.own, parse[row.controls])
-            else:
-                changes.version(row._mapping, row.at, row.b, parse[row.controls], row.at)
-        for f in first:
-            seen, as_of = f["observed_at"], f.get("source_updated_at")
-            own = as_of if as_of is not None and as_of < seen else seen
-            changes.version(f, start, ends.get((f["source"], f["key"])), f["controls"], own)
-        uq = (
-            select(
-                runs.c.finished_at, runs.c.source, run_units.c.scope, run_units.c.region,
-                run_units.c.service, unit_confirmation(runs.c.finished_at,
-                                                       run_units.c.source_as_of),
-            )
-            .select_from(run_units.join(runs, runs.c.id == run_units.c.run_id))
-            .where(
-                run_units.c.ok.is_(True),
-                runs.c.digest.is_not(None),
-                runs.c.finished_at > start,
-                runs.c.finished_at <= end,
-            )
-        )
-        reads: dict[tuple[datetime, Unit], datetime] = {}
-        for fin, src, scope, region, service, confirmed in conn.execute(uq):
-            k = (fin, (src, scope, region, service))
-            # Reads finishing together: the one confirming least (as last_ok_units).
-            reads[k] = confirmed if k not in reads else min(reads[k], confirmed)
-        for (fin, unit), confirmed in reads.items():
-            changes.add(fin, _READ, unit, confirmed)
-        from store.policy_documents import policy_history
+    sweep.units = dict(last_ok_units(conn, start))
+    first = [
+        f for f in _starting_findings(conn, start, check_filter, selected)
+        if check_filter is None or f["check_id"] in check_filter
+        or not sweep.controls.isdisjoint(f["controls"])
+    ]
+    checks: set[str] | None = None
+    if check_filter is not None:
+        checks = check_filter | {f["check_id"] for f in first}
+        checks |= _remapped_checks(conn, start, end, checks, selected)
+    params: dict[str, Any] = {
+        "start": start, "end": end, "old_by_end": end - freshness,
+        "fresh": freshness,
+        "fresh_days": freshness.total_seconds() / 86400 - 1e-6,
+    }
+    if checks is not None:
+        params["checks"] = sorted(checks) or [""]
+    if changes.rule_checks:
+        params["rule_checks"] = sorted(changes.rule_checks)
+    ends: dict[tuple[str, str], datetime] = {}
+    for row in conn.execute(_window_sql(conn, checks, changes.rule_checks), params):
+        kind = row.kind
+        if kind == 0:
+            ends[(row.source, row.key)] = row.at
+        elif kind in (1, 2):
+            changes.add(row.at, _COUNT, parse[row.controls], row.status, row.n)
+        elif kind == 3:
+            changes.old_pass(row._mapping, row.at, row.b, row.own, parse[row.controls])
+        else:
+            changes.version(row._mapping, row.at, row.b, parse[row.controls], row.at)
+    for f in first:
+        seen, as_of = f["observed_at"], f.get("source_updated_at")
+        own = as_of if as_of is not None and as_of < seen else seen
+        changes.version(f, start, ends.get((f["source"], f["key"])), f["controls"], own)
+    _reads_and_documents(conn, index, changes, start, end)
+    return _sweep(sweep, changes, selected, start, end)
 
-        for t, key, rec in sorted(
-            [*manual_history(conn), *policy_history(conn)], key=lambda e: e[0]
-        ):
-            rec = within_review(rec, index)
-            changes.add(t, _MANUAL, key, rec)
-            if rec is not None:
-                for bound in (rec.valid_from, rec.valid_until):
-                    if start < bound:
-                        changes.add(bound, _BOUND, rec.control)
+
+def _sweep(sweep: _Sweep, changes: _Changes, selected: list[str], start: datetime,
+           end: datetime) -> History:
+    """Apply the changes in time order (and the freshness deadlines they set), keeping
+    each control's status after every instant that touches it."""
 
     def apply(t: datetime) -> set[str]:
         touched: set[str] = set()
@@ -591,9 +664,7 @@ def control_timelines(
     for u in list(sweep.old_by_unit):
         sweep.schedule(u, start)
     status = {cid: sweep.evaluate(cid, start) for cid in selected}
-    history: dict[str, list[tuple[datetime, str]]] = {
-        cid: [(start, s)] for cid, s in status.items()
-    }
+    history: History = {cid: [(start, s)] for cid, s in status.items()}
     times = sorted(changes.at)
     i = 0
     while True:
@@ -615,10 +686,7 @@ def control_timelines(
             if s != status[cid]:
                 status[cid] = s
                 history[cid].append((t, s))
-    return {
-        cid: Timeline(control=cid, start=start, end=end, changes=history[cid])
-        for cid in selected
-    }
+    return history
 
 
 def compliance_series(

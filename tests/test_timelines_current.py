@@ -1,6 +1,8 @@
 """The timeline replay gives the statuses of ``control_statuses`` by the history walk at
-every instant, on SQLite and PostgreSQL: its starting state from the findings in force
-(store.current, store.snapshots) and the period's versions aggregated in SQL.
+every instant, on SQLite and PostgreSQL, by both of its paths: from the counts of
+findings per instant (store.status_changes), and from the finding versions (the starting
+state from the findings in force, store.current and store.snapshots, and the period's
+versions aggregated in SQL).
 
 Two histories: ``varied_history`` (every input of a status: failures that pass later, a
 tombstone, ``not_applicable`` and ``error`` findings of another source, a 10-day-old
@@ -13,12 +15,15 @@ a wrong ``stale``/``pass`` here.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from sqlalchemy import Engine
+from sqlalchemy import Engine, text
 
 from mappings.loader import MappingIndex
+from store import status_changes
 from store.exceptions import ExceptionRule
 from store.queries import findings_at
 from store.snapshots import in_force
@@ -90,6 +95,19 @@ def test_starting_state_from_the_findings_in_force_equals_the_previous_read(
     assert answered >= 2, "the findings in force should answer some instants"
 
 
+@contextmanager
+def _versions_only(engine: Engine) -> Iterator[None]:
+    """The counts per instant (store.status_changes) made untrusted for a while."""
+    with engine.begin() as conn:
+        conn.execute(text("UPDATE finding_status_changes_state SET runs_applied = -1"))
+        assert not status_changes.trusted(conn)
+    try:
+        yield
+    finally:
+        with engine.begin() as conn:
+            status_changes.rebuild(conn)
+
+
 def _assert_equal_to_the_walk(engine: Engine, index: MappingIndex, instants: list[datetime],
                               rules: list[ExceptionRule]) -> int:
     """Every control's timeline, and two controls' alone, from several starts to 12 days
@@ -101,6 +119,10 @@ def _assert_equal_to_the_walk(engine: Engine, index: MappingIndex, instants: lis
         every = control_timelines(engine, index, start, end, exceptions=rules)
         one = control_timelines(engine, index, start, end, exceptions=rules,
                                 controls=["A.8.24", "A.8.5"])
+        with _versions_only(engine):  # the path without the counts gives the same
+            assert control_timelines(engine, index, start, end, exceptions=rules) == every
+            assert control_timelines(engine, index, start, end, exceptions=rules,
+                                     controls=["A.8.24", "A.8.5"]) == one
         changes = {t for tl in every.values() for t, _ in tl.changes}
         probes = sorted({start, end, *changes,
                          *(t + timedelta(microseconds=1) for t in changes if t < end),
