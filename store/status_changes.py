@@ -189,8 +189,39 @@ def _read(conn: Connection, where: Any, by_instant: bool) -> Iterator[Change]:
 
 def totals(conn: Connection, at: datetime) -> Iterator[tuple[Any, ...]]:
     """(source, check, scope, region, service, controls text, status, n): the findings
-    in force at ``at``, counted (n > 0)."""
-    return _read(conn, finding_status_changes.c.at <= at, by_instant=False)
+    in force at ``at``, counted (n > 0).
+
+    The sum of the changes by ``at``; or, when ``at`` is nearer the end of the history and
+    ``findings_in_force`` is current, the findings in force now less the changes after
+    ``at`` — either way the rows read are at most half the table's."""
+    c = finding_status_changes.c
+    first, last = conn.execute(select(func.min(c.at), func.max(c.at))).one()
+    if first is not None and at - first > last - at and _now_is_current(conn):
+        return _from_now(conn, at)
+    return _read(conn, c.at <= at, by_instant=False)
+
+
+def _now_is_current(conn: Connection) -> bool:
+    applied = _applied(conn, "findings_in_force_state")
+    return applied is not None and applied == _sealed_runs(conn)
+
+
+def _from_now(conn: Connection, at: datetime) -> Iterator[tuple[Any, ...]]:
+    """The findings in force now, counted per group, less the changes after ``at``."""
+    from store.current import findings_in_force
+
+    cur = findings_in_force.c
+    keys = [cur.source, cur.check_id, cur.scope, cur.region, cur.service, cur.controls,
+            cur.status]
+    counts: dict[tuple[Any, ...], int] = {
+        tuple(row[:-1]): row[-1]
+        for row in conn.execute(
+            select(*keys, func.count()).where(cur.status.is_not(None)).group_by(*keys))
+    }
+    for row in _read(conn, finding_status_changes.c.at > at, by_instant=False):
+        k = tuple(row[:-1])
+        counts[k] = counts.get(k, 0) - row[-1]
+    return iter([(*k, n) for k, n in counts.items() if n])
 
 
 def between(conn: Connection, start: datetime, end: datetime) -> Iterator[Change]:

@@ -52,12 +52,22 @@ def _walked(engine: Engine, at: datetime) -> Counter:
 
 
 def _totals(engine: Engine, at: datetime) -> Counter:
+    """``totals`` at ``at``; asserts its two ways (the changes by ``at``, and the findings
+    in force now less the changes after) agree."""
     from store.schema import ControlsTexts
 
     parse = ControlsTexts(tuple)
     with engine.connect() as conn:
-        return Counter({(*row[:5], parse[row[5]], row[6]): row[7]
-                        for row in status_changes.totals(conn, at)})
+        ways = [
+            status_changes.totals(conn, at),
+            status_changes._read(conn, status_changes.finding_status_changes.c.at <= at,
+                                 by_instant=False),
+            status_changes._from_now(conn, at),
+        ]
+        counted = [Counter({(*row[:5], parse[row[5]], row[6]): row[7] for row in way})
+                   for way in ways]
+    assert counted[0] == counted[1] == counted[2], at
+    return counted[0]
 
 
 def test_seal_maintained_changes_equal_a_rebuild_and_sum_to_the_walk(
