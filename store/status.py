@@ -10,7 +10,7 @@ period can never disagree about T.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -275,8 +275,10 @@ def control_statuses(
     *,
     exceptions: Iterable[ExceptionRule] = (),
     materialised: bool = True,
+    controls: Collection[str] | None = None,
 ) -> list[ControlStatus]:
-    """Every catalog control's status at ``at`` (see :func:`combine_status`).
+    """Every catalog control's status at ``at`` (see :func:`combine_status`), or only
+    those of ``controls`` (only the findings that can count for them are read).
 
     A pass whose unit has not been read cleanly within ``freshness`` before ``at``
     is ``stale``; nothing passes by absence. The findings in force come from the
@@ -297,7 +299,10 @@ def control_statuses(
             from store.snapshots import in_force
 
             rel = in_force(conn, at)
-        if rel is not None and rel is not current.findings_in_force:
+        bare = rel is current.findings_in_force if rel is not None else False
+        if rel is not None and controls is not None:
+            rel = _only_touching(rel, index, controls)
+        if rel is not None and not bare:
             # A past instant: the snapshot and the history since it, read once (the
             # relation costs more than the rows it gives back).
             _accumulate(acc, current.light_rows(conn, rel), units, rules, at,
@@ -323,6 +328,8 @@ def control_statuses(
         by_control.setdefault(rec.control, []).append(rec)
     out: list[ControlStatus] = []
     for cid, control in index.catalog.items():
+        if controls is not None and cid not in controls:
+            continue
         checks = index.checks_for(cid)
         is_manual = index.is_manual(cid)
         part = index.documented(cid)
@@ -389,6 +396,21 @@ def control_statuses(
             )
         )
     return out
+
+
+def _only_touching(rel: Any, index: Any, controls: Collection[str]) -> Any:
+    """The rows of ``rel`` that can count for ``controls``: of their checks, or stored
+    with a mapping naming one of them (it may differ from today's); and the approved
+    policies, which are documents of any control."""
+    from sqlalchemy import or_, select
+
+    from store.current import _POLICY_CHECK
+
+    cur = rel.c
+    checks = {c for cid in controls for c in index.checks_for(cid)} | {_POLICY_CHECK}
+    touching = or_(cur.check_id.in_(sorted(checks)),
+                   *(cur.controls.contains(f'"{cid}"') for cid in sorted(controls)))
+    return select(rel).where(touching).subquery()
 
 
 def within_review(rec: ManualRecord | None, index: Any) -> ManualRecord | None:

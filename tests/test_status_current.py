@@ -414,3 +414,28 @@ def test_migration_0011_keeps_the_findings_in_force_and_indexes_their_observatio
     with engine.connect() as conn:
         assert [tuple(r) for r in conn.execute(rows_sql)] == before and len(before) > 3
     _same(engine, index, datetime.now(UTC))
+
+
+def test_one_controls_status_equals_its_entry_among_all(
+    engine: Engine, index: MappingIndex
+) -> None:
+    """``control_statuses(controls=[cid])`` (the control page) reads only the findings that
+    can count for it, and gives exactly its entry of the full list: now (the table),
+    at past instants (snapshots or the walk), with an exception, on a control whose
+    checks another control shares, and with an approved policy read as its document."""
+    instants = [*varied_history(engine, index), datetime.now(UTC)]
+    rule = ExceptionRule(id="x6", check="fake.disk.encrypted", resource="d*",
+                         reason="accepted", approved_by="ciso",
+                         expires=datetime.now(UTC) + timedelta(days=3))
+    wanted = ["A.8.24", "A.8.5", "A.5.1", "A.5.15"]
+    compared = 0
+    for at in instants:
+        for rules in ([], [rule]):
+            every = {c.id: c.as_dict() for c in control_statuses(engine, index, at,
+                                                                 exceptions=rules)}
+            for cid in wanted:
+                one = control_statuses(engine, index, at, exceptions=rules, controls=[cid])
+                assert [c.as_dict() for c in one] == [every[cid]], (at, cid)
+                compared += 1
+    assert compared == len(instants) * 2 * len(wanted)
+    assert {every[c]["status"] for c in wanted} != {"no_evidence"}

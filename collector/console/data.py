@@ -133,7 +133,8 @@ def control(
     rules, scope = decided(ctx.engine, ctx.index, at)
     status = next(
         c
-        for c in control_statuses(ctx.engine, ctx.index, when, ctx.freshness, exceptions=rules)
+        for c in control_statuses(ctx.engine, ctx.index, when, ctx.freshness, exceptions=rules,
+                                  controls=[cid])
         if c.id == cid
     )
     checks = set(ctx.index.checks_for(cid))
