@@ -203,7 +203,7 @@ def control_findings_page(
     from store.current import findings_page, page_key
     from store.snapshots import in_force
 
-    rel = in_force(conn, at)
+    rel = in_force(conn, at, check_ids)
     if rel is not None:
         return findings_page(conn, rel, check_ids, control, after, limit)
     found = sorted(

@@ -24,6 +24,7 @@ starts again. Migration 0010 builds them from the history (:func:`rebuild`).
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from datetime import datetime
 from typing import Any
 
@@ -38,9 +39,11 @@ from sqlalchemy import (
     case,
     cast,
     func,
+    literal,
     literal_column,
     select,
     text,
+    tuple_,
     union_all,
 )
 
@@ -182,11 +185,13 @@ def _write(conn: Connection, at: datetime, state: dict[tuple[str, str], tuple[An
         conn.execute(findings_snapshot_rows.insert(), rows[i:i + 5000])
 
 
-def in_force_at(conn: Connection, at: datetime) -> Any:
+def in_force_at(conn: Connection, at: datetime, checks: Collection[str] | None = None) -> Any:
     """The findings in force at ``at`` as a relation with ``findings_in_force``'s
     columns (tombstones included), from the latest snapshot at or before ``at`` and
     the sealed versions observed after it; None when the snapshots cannot say
-    exactly (behind the runs, or none by ``at``)."""
+    exactly (behind the runs, or none by ``at``). ``checks``: only their findings (a
+    key's versions are all of one check, so they are selected before the latest of
+    each is, and the rest is never read)."""
     applied = conn.execute(
         select(findings_snapshot_state.c.runs_applied).where(findings_snapshot_state.c.id == 1)
     ).scalar()
@@ -204,6 +209,11 @@ def in_force_at(conn: Connection, at: datetime) -> Any:
     rows = findings_snapshot_rows.c
     base = select(*(rows[c] for c in _COLS)).where(rows.snapshot_id == sid)
     f, e = findings.c, evidence.c
+    since = [f.observed_at > s_at, f.observed_at <= at, sealed(findings)]
+    if checks is not None:
+        among = sorted(checks) or [""]
+        base = base.where(rows.check_id.in_(among))
+        since.append(f.check_id.in_(among))
     # As store.current._seen: the observation capped by the evidence's as-of.
     seen = case(
         (and_(e.source_updated_at.is_not(None), e.source_updated_at < f.observed_at),
@@ -216,23 +226,32 @@ def in_force_at(conn: Connection, at: datetime) -> Any:
                f.service, f.resource_id, f.status, controls.label("controls"),
                f.evidence_hash, f.observed_at, seen.label("seen_at"))
         .select_from(findings.outerjoin(evidence, e.id == f.evidence_id))
-        .where(f.observed_at > s_at, f.observed_at <= at, sealed(findings))
+        .where(*since)
     )
-    both = union_all(base, delta).subquery("both_")
-    rank = func.row_number().over(
-        partition_by=(both.c.source, both.c.key),
-        order_by=(both.c.observed_at.desc(), both.c.finding_id.desc()),
-    )
-    ranked = select(*(both.c[c] for c in _COLS), rank.label("rn")).subquery("ranked")
-    return (
-        select(*(ranked.c[c] for c in _COLS)).where(ranked.c.rn == 1).subquery("in_force_at")
-    )
+    # The latest delta version of each key, and the snapshot's rows of the keys with
+    # none: no ordering of the snapshot's rows (sorting them with the delta cost more than
+    # every other part of a past page).
+    d = delta.add_columns(func.row_number().over(
+        partition_by=(f.source, f.key), order_by=(f.observed_at.desc(), f.id.desc()),
+    ).label("rn")).subquery("delta")
+    latest = select(*(d.c[c] for c in _COLS)).where(d.c.rn == 1)
+    if conn.dialect.name == "sqlite":
+        # SQLite probes a row-value NOT IN list row by row; one column is one lookup
+        # in an index it builds once.
+        sep = literal(chr(31))
+        changed = select(f.source + sep + f.key).where(*since)
+        kept = base.where((rows.source + sep + rows.key).not_in(changed))
+    else:
+        kept = base.where(tuple_(rows.source, rows.key).not_in(
+            select(f.source, f.key).where(*since)))
+    return union_all(kept, latest).subquery("in_force_at")
 
 
-def in_force(conn: Connection, at: datetime) -> Any:
+def in_force(conn: Connection, at: datetime, checks: Collection[str] | None = None) -> Any:
     """A relation with ``findings_in_force``'s columns holding exactly the findings in
     force at ``at`` (tombstones included): the table itself at now, a snapshot and the
-    history since it before (``store.snapshots``); None when only the walk can say."""
+    history since it before (``store.snapshots``); None when only the walk can say.
+    ``checks``: at least their findings (a past instant reads only theirs)."""
     if trusted(conn, at):
         return findings_in_force
-    return in_force_at(conn, at)
+    return in_force_at(conn, at, checks)

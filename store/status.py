@@ -298,7 +298,7 @@ def control_statuses(
             from store import current
             from store.snapshots import in_force
 
-            rel = in_force(conn, at)
+            rel = in_force(conn, at, _reading_checks(conn, index, controls))
         bare = rel is current.findings_in_force if rel is not None else False
         if rel is not None and controls is not None:
             rel = _only_touching(rel, index, controls)
@@ -396,6 +396,20 @@ def control_statuses(
             )
         )
     return out
+
+
+def _reading_checks(conn: Any, index: Any, controls: Collection[str] | None) -> set[str] | None:
+    """The checks whose findings can count for ``controls``: theirs, any stored mapped to
+    one of them, and the approved policies (documents of any control); None: all."""
+    from store import status_changes
+    from store.current import _POLICY_CHECK
+
+    if controls is None:
+        return None
+    naming = status_changes.checks_naming(conn, controls)
+    if naming is None:
+        return None
+    return {c for cid in controls for c in index.checks_for(cid)} | {_POLICY_CHECK} | naming
 
 
 def _only_touching(rel: Any, index: Any, controls: Collection[str]) -> Any:

@@ -25,7 +25,7 @@ sealed runs applied; a reader uses the table only when it equals the sealed runs
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from datetime import datetime
 from typing import Any
 
@@ -42,7 +42,7 @@ from sqlalchemy import (
     text,
 )
 
-from store.schema import RowId, UTCDateTime, metadata, runs
+from store.schema import ControlsTexts, RowId, UTCDateTime, metadata, runs
 
 finding_status_changes = Table(
     "finding_status_changes",
@@ -229,3 +229,15 @@ def between(conn: Connection, start: datetime, end: datetime) -> Iterator[Change
     changes in ``(start, end]``, summed per instant and group."""
     c = finding_status_changes.c
     return _read(conn, (c.at > start) & (c.at <= end), by_instant=True)
+
+
+def checks_naming(conn: Connection, controls: Collection[str]) -> set[str] | None:
+    """The checks any version of which was stored mapped to one of ``controls`` (the
+    mapping may have changed since); None when the table is not current."""
+    if not trusted(conn):
+        return None
+    c = finding_status_changes.c
+    wanted = set(controls)
+    parse = ControlsTexts(tuple)
+    pairs = conn.execute(select(c.check_id, c.controls).distinct())
+    return {check for check, text_ in pairs if wanted.intersection(parse[text_])}

@@ -423,6 +423,15 @@ def test_one_controls_status_equals_its_entry_among_all(
     can count for it, and gives exactly its entry of the full list: now (the table),
     at past instants (snapshots or the walk), with an exception, on a control whose
     checks another control shares, and with an approved policy read as its document."""
+    # A finding stored under an older mapping: its check no longer maps to A.8.5, but
+    # it counts for A.8.5 while in force (its stored controls).
+    w = RunWriter(engine, source="legacy", connector_type="t", config_digest="c" * 64,
+                  mapping_digest="0" * 64, agent_version="test")
+    w.start()
+    w.add_finding(Finding("legacy.retired.check", "acct", "eu-1", "fake.disk.volume", "r1",
+                          "fail", "high", "r1 fail", controls=("A.8.5",)))
+    w.finish("succeeded")
+    assert "legacy.retired.check" not in index.checks_for("A.8.5")
     instants = [*varied_history(engine, index), datetime.now(UTC)]
     rule = ExceptionRule(id="x6", check="fake.disk.encrypted", resource="d*",
                          reason="accepted", approved_by="ciso",
@@ -439,3 +448,5 @@ def test_one_controls_status_equals_its_entry_among_all(
                 compared += 1
     assert compared == len(instants) * 2 * len(wanted)
     assert {every[c]["status"] for c in wanted} != {"no_evidence"}
+    assert every["A.8.5"]["status"] == "fail"
+    assert any("r1" in label for label in every["A.8.5"]["failing_resources"])
