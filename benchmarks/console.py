@@ -17,6 +17,14 @@ and at mid-year by the walk and from the snapshots (``store.snapshots``: what
 kept by an older version is upgraded first (migrations 0009 and 0010 build the table and
 the snapshots from the history; 0011 indexes the table and compacts it on PostgreSQL).
 ``--generate-only`` builds and keeps a database.
+
+The generated year ends at the hour generation began (``benchmarks/history.py``), so
+the "now" pages — the 30-day timeline and trend fragments among them — see a full last
+30 days of history, as on a live daemon. ``--reuse`` reads the span from the database
+(first run's start, last run's finish); since a database measured days after it was
+generated has an emptier window at "now", the status pages and both fragments are also
+measured at ``?at=`` the end of its history (rows "(at end of history)"). Mid-year is
+the middle of that span.
 """
 
 from __future__ import annotations
@@ -36,7 +44,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from benchmarks.history import DEFAULT_PG_URL, RESULTS_DIR, generate  # noqa: E402
+from benchmarks.history import DEFAULT_PG_URL, RESULTS_DIR, generate, span_of  # noqa: E402
 
 TARGET_MS = 300.0
 
@@ -73,6 +81,10 @@ def measure(url: str, span: dict[str, Any], n: int, only: list[str] | None = Non
 
         run_id = list_runs(conn, limit=1)[0]["id"]
     at = quote(mid.isoformat())
+    # The end of the history: "now" for a database measured as soon as it is generated
+    # (its year ends at the generation hour), and the same full window for one measured
+    # days later, when the pages' own "now" has moved past the last run.
+    at_end = quote(end.isoformat())
     pages = {
         "overview (now)": "/",
         "overview (--at mid-year)": f"/?at={at}",
@@ -90,6 +102,11 @@ def measure(url: str, span: dict[str, Any], n: int, only: list[str] | None = Non
         "runs (--at mid-year)": f"/runs?at={at}",
         "verify one run": f"/runs/{run_id}/verify",
         "overview trend fragment (htmx)": "/trend",
+        "overview (at end of history)": f"/?at={at_end}",
+        f"control {control} (at end of history)": f"/controls/{control}?at={at_end}",
+        f"control {control} timeline fragment (at end of history)":
+            f"/controls/{control}/timeline?at={at_end}",
+        "overview trend fragment (at end of history)": f"/trend?at={at_end}",
         "SoA": "/soa",
         "SoA (--at mid-year)": f"/soa?at={at}",
         "samples": "/samples",
@@ -156,13 +173,15 @@ def main() -> None:
     p.add_argument("--keep-db", action="store_true")
     p.add_argument("--generate-only", action="store_true", help="Build the database, keep "
                    "it and print its URL (measure it later with --reuse).")
+    p.add_argument("--progress-every", type=int, default=500, help="Print the generation's "
+                   "progress (and its recent ms per run) every this many runs.")
+    p.add_argument("--profile", metavar="FILE", help="cProfile the generation's runs after "
+                   "the first into FILE.<engine> (pstats format).")
     p.add_argument("--only", nargs="*", help="Measure only pages whose name contains one of these.")
     p.add_argument("--reuse", metavar="URL", help="Measure a database kept by "
                    "benchmarks/history.py --keep-db (same --resources/--hours).")
     args = p.parse_args()
     results: dict[str, Any] = {"args": vars(args)}
-    from datetime import UTC, datetime
-
     for eng in args.engines.split(","):
         cleanup = None
         if args.reuse:
@@ -189,12 +208,14 @@ def main() -> None:
                     c.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
         try:
             if args.reuse:
-                start = datetime(2025, 1, 1, tzinfo=UTC)
-                span = {"start": start, "end": start + timedelta(hours=args.hours)}
+                span = span_of(url)
+                print(f"== {eng}: {span['runs']} runs, {span['start']} .. {span['end']}",
+                      flush=True)
             else:
                 print(f"== {eng}: generating {args.hours} hourly runs over {args.resources} "
                       "resources", flush=True)
-                span = generate(url, args)
+                span = generate(url, argparse.Namespace(
+                    **{**vars(args), "profile": args.profile and f"{args.profile}.{eng}"}))
                 if eng == "postgresql":
                     import psycopg
 

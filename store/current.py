@@ -139,31 +139,43 @@ def apply_run(conn: Connection, run_id: str) -> None:
 
 
 def _patch(conn: Connection, run_id: str) -> None:
-    """Replace in the table what ``run_id`` supersedes, add what it brings."""
+    """Bring in what ``run_id`` brings: per key, the run's newest version replaces the
+    row in force when it is newer (a stored version newer than the run's stays), and is
+    added where the key has none.
+
+    One upsert driven by the run's own findings (an index range of ``ix_findings_run``),
+    so a seal costs what its run wrote, not a pass over the table: the previous
+    delete-then-insert tested every row in force against the run (20,000 correlated
+    probes per seal over 10,000 resources on SQLite; a sequential scan of the table on
+    PostgreSQL). Rows are updated in place: on PostgreSQL the new version goes to the
+    same page where the table's fillfactor left room (migration 0012), and the space of
+    the old one is reclaimed by page pruning as the table is read, without ``VACUUM``;
+    delete + insert appended every new version to the end of the file, which grew by
+    the churn of every seal where autovacuum lags or is off.
+    """
     ctl = _controls_text(conn)
     newest_in_run = (
         "NOT EXISTS (SELECT 1 FROM findings g WHERE g.source = f.source AND g.key = f.key"
         " AND g.run_id = :run AND (g.observed_at > f.observed_at"
         " OR (g.observed_at = f.observed_at AND g.id > f.id)))"
     )
-    # Replace what this run supersedes; a stored version newer than the run's stays.
-    conn.execute(
-        text(
-            "DELETE FROM findings_in_force WHERE EXISTS (SELECT 1 FROM findings f"
-            " WHERE f.run_id = :run AND f.source = findings_in_force.source"
-            " AND f.key = findings_in_force.key AND (f.observed_at > findings_in_force.observed_at"
-            " OR (f.observed_at = findings_in_force.observed_at"
-            " AND f.id > findings_in_force.finding_id)))"
-        ),
-        {"run": run_id},
+    cur = "findings_in_force"
+    newer = (
+        f"excluded.observed_at > {cur}.observed_at OR (excluded.observed_at = {cur}.observed_at"
+        f" AND excluded.finding_id > {cur}.finding_id)"
     )
+    replaced = ", ".join(f"{c} = excluded.{c}" for c in _COLS.replace(" ", "").split(",")
+                         if c not in ("source", "key"))
+    # The WHERE of the SELECT is required by SQLite before ON CONFLICT (it would read
+    # "ON" as a join's otherwise); each key comes once (its newest version in the run),
+    # as PostgreSQL requires of one upsert.
     conn.execute(
         text(
-            f"INSERT INTO findings_in_force ({_COLS}) SELECT "
+            f"INSERT INTO {cur} ({_COLS}) SELECT "
             f"{_FROM.replace('f.controls', ctl)} FROM findings f"
             " LEFT JOIN evidence e ON e.id = f.evidence_id WHERE f.run_id = :run"
-            f" AND {newest_in_run} AND NOT EXISTS (SELECT 1 FROM findings_in_force c"
-            " WHERE c.source = f.source AND c.key = f.key)"
+            f" AND {newest_in_run}"
+            f" ON CONFLICT (source, key) DO UPDATE SET {replaced} WHERE {newer}"
         ),
         {"run": run_id},
     )

@@ -110,8 +110,15 @@ def maintain(conn: Connection, run_id: str) -> None:
         conn.execute(findings_snapshot_state.delete())
         conn.execute(findings_snapshot_state.insert().values(id=1, runs_applied=sealed_now))
     else:
+        # GROUP BY: PostgreSQL plans a bare min() with a filter as a walk up
+        # ix_findings_observed until the first row of the run, and a just-sealed run's
+        # rows are the newest: a read of the whole index per seal (240 ms after 2,000
+        # hourly runs over 10,000 resources, growing with the history). Grouped, it is
+        # an aggregate over the run's rows (ix_findings_run); no row when it has none.
         earliest = conn.execute(
-            select(func.min(findings.c.observed_at)).where(findings.c.run_id == run_id)
+            select(func.min(findings.c.observed_at))
+            .where(findings.c.run_id == run_id)
+            .group_by(findings.c.run_id)
         ).scalar()
         if earliest is not None:
             _drop_from(conn, earliest)
