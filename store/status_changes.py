@@ -94,13 +94,15 @@ def apply_run(conn: Connection, run_id: str) -> None:
     """Add the changes ``run_id`` (just sealed in this transaction) brings; rebuild if
     the table was behind, ``findings_in_force`` cannot say what the run replaces, or the
     run is older than a version in force."""
-    sealed = _sealed_runs(conn)
+    # The state row first: on PostgreSQL its row lock serialises concurrent seals from
+    # here to commit, so the counts read next see every other committed seal.
     applied = conn.execute(
         text(
             "UPDATE finding_status_changes_state SET runs_applied = runs_applied + 1"
             " WHERE id = 1 RETURNING runs_applied"
         )
     ).scalar()
+    sealed = _sealed_runs(conn)
     in_force = _applied(conn, "findings_in_force_state")
     late = conn.execute(
         text(
