@@ -35,7 +35,6 @@ from sqlalchemy import (
     Integer,
     Table,
     Text,
-    and_,
     case,
     cast,
     func,
@@ -221,27 +220,28 @@ def in_force_at(conn: Connection, at: datetime, checks: Collection[str] | None =
         among = sorted(checks) or [""]
         base = base.where(rows.check_id.in_(among))
         since.append(f.check_id.in_(among))
-    # As store.current._seen: the observation capped by the evidence's as-of.
-    seen = case(
-        (and_(e.source_updated_at.is_not(None), e.source_updated_at < f.observed_at),
-         e.source_updated_at),
-        else_=f.observed_at,
-    )
     controls = cast(f.controls, Text) if conn.dialect.name == "postgresql" else f.controls
-    delta = (
+    d = (
         select(f.source, f.key, f.id.label("finding_id"), f.check_id, f.scope, f.region,
                f.service, f.resource_id, f.status, controls.label("controls"),
-               f.evidence_hash, f.observed_at, seen.label("seen_at"))
-        .select_from(findings.outerjoin(evidence, e.id == f.evidence_id))
+               f.evidence_hash, f.observed_at, f.evidence_id,
+               func.row_number().over(partition_by=(f.source, f.key),
+                                      order_by=(f.observed_at.desc(), f.id.desc())
+                                      ).label("rn"))
         .where(*since)
+        .subquery("delta")
     )
+    # As store.current._seen: the observation capped by the evidence's as-of. A probe by
+    # id for each latest version: joined, PostgreSQL scans every evidence row instead.
+    as_of = (
+        select(e.source_updated_at).where(e.id == d.c.evidence_id).scalar_subquery()
+    )
+    seen = case((as_of < d.c.observed_at, as_of), else_=d.c.observed_at)
     # The latest delta version of each key, and the snapshot's rows of the keys with
     # none: no ordering of the snapshot's rows (sorting them with the delta cost more than
     # every other part of a past page).
-    d = delta.add_columns(func.row_number().over(
-        partition_by=(f.source, f.key), order_by=(f.observed_at.desc(), f.id.desc()),
-    ).label("rn")).subquery("delta")
-    latest = select(*(d.c[c] for c in _COLS)).where(d.c.rn == 1)
+    latest = select(*(d.c[c] for c in _COLS if c != "seen_at"), seen.label("seen_at")).where(
+        d.c.rn == 1)
     if conn.dialect.name == "sqlite":
         # SQLite probes a row-value NOT IN list row by row; one column is one lookup
         # in an index it builds once.
