@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, time, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, Engine, select
+from sqlalchemy import Connection, Engine, select, text
 
 from store.decisions import DECISIONS_SOURCE, RISK_POLICY_TYPE, RISK_TYPE
 from store.risk_input import Risk, RiskFileError, RiskPolicy, risk_from_ticket
@@ -152,6 +152,18 @@ class RegisterHistory:
         return [v for v in self.risks if v.in_force(at)]
 
 
+def _ticket_types(conn: Connection) -> set[str]:
+    """The stored resource types that are ticket risks (``*.risk.ticket``): the distinct
+    types walked one index probe each (``ix_evidence_type``), not every evidence row."""
+    walk = text(
+        "WITH RECURSIVE t(rt) AS (SELECT min(resource_type) FROM evidence"
+        " UNION ALL SELECT (SELECT min(e.resource_type) FROM evidence e"
+        " WHERE e.resource_type > t.rt) FROM t WHERE t.rt IS NOT NULL)"
+        " SELECT rt FROM t WHERE rt IS NOT NULL"
+    )
+    return {rt for (rt,) in conn.execute(walk) if rt.endswith(TICKET_TYPE_SUFFIX)}
+
+
 def read_history(conn: Connection) -> RegisterHistory:
     """The file risks (decisions) and ticket risks (connector evidence), every version."""
     decided = _versions(
@@ -160,7 +172,7 @@ def read_history(conn: Connection) -> RegisterHistory:
     tickets = _versions(
         conn,
         evidence.c.source != DECISIONS_SOURCE,
-        evidence.c.resource_type.like(f"%{TICKET_TYPE_SUFFIX}"),
+        evidence.c.resource_type.in_(sorted(_ticket_types(conn)) or [""]),
     )
     policies = _versions(
         conn, evidence.c.source == DECISIONS_SOURCE, evidence.c.resource_type == RISK_POLICY_TYPE

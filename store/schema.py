@@ -254,6 +254,7 @@ evidence = Table(
 Index("ix_evidence_source_key", evidence.c.source, evidence.c.key, evidence.c.id)
 Index("ix_evidence_run", evidence.c.run_id)
 Index("ix_evidence_collected", evidence.c.collected_at)
+Index("ix_evidence_type", evidence.c.resource_type)
 
 findings = Table(
     "findings",
