@@ -75,11 +75,16 @@ def history_end() -> datetime:
 
 def span_of(url: str) -> dict[str, Any]:
     """The span of a kept database's history: its first run's ``started_at`` and its
-    last run's ``finished_at`` (the last started run's ``started_at`` if unsealed)."""
+    last run's ``finished_at`` (the last started run's ``started_at`` if unsealed), or
+    the newest finding observation if later: databases generated before 2026-12-05
+    17:10 UTC observed each run's records 30 s after it started but finished the run
+    at once, so an instant at its ``finished_at`` would precede the last run's findings
+    (the findings in force would then not answer "now" there, and the last run would
+    be missed)."""
     from sqlalchemy import func, select
 
     from store.engine import make_engine
-    from store.schema import runs
+    from store.schema import findings, runs
 
     engine = make_engine(url, readonly=True)
     with engine.connect() as conn:
@@ -87,10 +92,11 @@ def span_of(url: str) -> dict[str, Any]:
             select(func.min(runs.c.started_at), func.max(runs.c.started_at),
                    func.max(runs.c.finished_at), func.count())
         ).one()
+        newest = conn.execute(select(func.max(findings.c.observed_at))).scalar()
     engine.dispose()
     if start is None:
         raise SystemExit(f"{url}: no runs")
-    end = max(t for t in (last_start, last_end) if t is not None)
+    end = max(t for t in (last_start, last_end, newest) if t is not None)
     return {"generation_s": None, "start": start, "end": end, "runs": n}
 
 
@@ -161,6 +167,9 @@ def generate(url: str, args: argparse.Namespace) -> dict[str, Any]:
             rows += 1 + len(checks)
         if h == 0:
             w.add_coverage(Coverage("111122223333", "global", "s3", ok=True))
+        # The run finishes after what it observed (a minute after it started): its
+        # records lie between its started_at and its finished_at, as a real run's do.
+        clock.now = when + timedelta(seconds=30)
         w.finish("succeeded")
         took = time.perf_counter() - t_run
         if h == 0:
