@@ -420,3 +420,15 @@ def findings_page(
         if control in out["controls"]:
             rows.append(out)
     return rows, more
+
+
+def touching(check_col: Any, controls_text: Any, checks: Collection[str],
+             controls: Collection[str]) -> Any:
+    """SQL: the row can count for ``controls``: one of their ``checks``, or a stored
+    mapping naming one of them (it may differ from today's, hence both conditions)."""
+    from sqlalchemy import or_
+
+    return or_(
+        check_col.in_(sorted(checks) or [""]),
+        *(controls_text.contains(f'"{cid}"') for cid in controls),
+    )

@@ -416,15 +416,14 @@ def _only_touching(rel: Any, index: Any, controls: Collection[str]) -> Any:
     """The rows of ``rel`` that can count for ``controls``: of their checks, or stored
     with a mapping naming one of them (it may differ from today's); and the approved
     policies, which are documents of any control."""
-    from sqlalchemy import or_, select
+    from sqlalchemy import select
 
-    from store.current import _POLICY_CHECK
+    from store.current import _POLICY_CHECK, touching
 
     cur = rel.c
     checks = {c for cid in controls for c in index.checks_for(cid)} | {_POLICY_CHECK}
-    touching = or_(cur.check_id.in_(sorted(checks)),
-                   *(cur.controls.contains(f'"{cid}"') for cid in sorted(controls)))
-    return select(rel).where(touching).subquery()
+    return select(rel).where(touching(cur.check_id, cur.controls, checks,
+                                      sorted(controls))).subquery()
 
 
 def within_review(rec: ManualRecord | None, index: Any) -> ManualRecord | None:

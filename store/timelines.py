@@ -25,7 +25,6 @@ from sqlalchemy import (
     bindparam,
     cast,
     column,
-    or_,
     select,
     text,
     type_coerce,
@@ -33,6 +32,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import ARRAY
 
 from store import status_changes
+from store.current import touching
 from store.exceptions import ExceptionRule, exception_for
 from store.manual_records import ManualRecord
 from store.queries import findings_at, last_ok_units, manual_history, unit_confirmation
@@ -344,16 +344,6 @@ def _controls_text(conn: Any) -> Any:
     return type_coerce(findings.c.controls, Text)
 
 
-def _touching(check_col: Any, controls_text: Any, checks: Collection[str],
-              controls: Collection[str]) -> Any:
-    """SQL: the row can touch ``controls``: one of their ``checks``, or a stored mapping
-    naming one of them (it may differ from today's, hence both conditions)."""
-    return or_(
-        check_col.in_(sorted(checks) or [""]),
-        *(controls_text.contains(f'"{cid}"') for cid in controls),
-    )
-
-
 def _starting_findings(
     conn: Any, start: datetime, checks: Collection[str] | None, controls: Collection[str]
 ) -> list[dict[str, Any]]:
@@ -381,7 +371,7 @@ def _starting_findings(
         cur.controls,
     ).where(cur.status.is_not(None))
     if checks is not None:  # a superset: the caller keeps the exact condition
-        q = q.where(_touching(cur.check_id, cur.controls, checks, controls))
+        q = q.where(touching(cur.check_id, cur.controls, checks, controls))
     parse = _ControlsCache()
     return [
         parse.row({**row, "source_updated_at": None}) for row in conn.execute(q).mappings()
@@ -468,7 +458,7 @@ def _remapped_checks(conn: Any, start: datetime, end: datetime, checks: Collecti
         select(findings.c.check_id).distinct()
         .where(findings.c.observed_at > start, findings.c.observed_at <= end,
                findings.c.check_id.not_in(sorted(checks) or [""]),
-               _touching(findings.c.check_id, _controls_text(conn), (), controls))
+               touching(findings.c.check_id, _controls_text(conn), (), controls))
     )
     return set(conn.execute(q).scalars())
 
