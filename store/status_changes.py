@@ -7,8 +7,8 @@ version is observed. ``finding_status_changes`` holds those counts as signed cha
 ``+n`` at the instant versions start, ``-n`` at the instant the next versions of their keys
 replace them, per (source, check, unit, stored controls, status). The findings of each
 status in force at T are the sum of the changes at or before T; over a period, the
-changes in it. A year of hourly runs over 10,000 resources is about 9,000 rows per
-status-and-unit pair that changed, instead of a row per finding version.
+changes in it. A year of hourly runs over 10,000 resources (two checks, 1 % changing
+each hour: 1,771,800 finding versions) is 32,696 rows.
 
 What the counts cannot say (a pass's own observation, a failure's resource for an
 exception) the timeline reads from the history itself, only for the controls that need
