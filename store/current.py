@@ -44,6 +44,7 @@ from sqlalchemy import (
     func,
     select,
     text,
+    update,
 )
 
 from store.schema import ControlsTexts, RowId, UTCDateTime, metadata, runs, sealed_sql
@@ -72,13 +73,18 @@ findings_in_force = Table(
     Index("ix_findings_in_force_observed", "observed_at"),
 )
 
-findings_in_force_state = Table(
-    "findings_in_force_state",
-    metadata,
-    Column("id", Integer, primary_key=True),
-    # Sealed runs whose findings the table holds; compared with the runs table on read.
-    Column("runs_applied", Integer, nullable=False),
-)
+def runs_state(name: str) -> Table:
+    """A derived table's one row (``id`` = 1) counting the sealed runs it accounts for;
+    compared with the runs table on read (:func:`accounts_for_every_run`)."""
+    return Table(
+        name,
+        metadata,
+        Column("id", Integer, primary_key=True),
+        Column("runs_applied", Integer, nullable=False),
+    )
+
+
+findings_in_force_state = runs_state("findings_in_force_state")
 
 #: The columns of store.queries.findings_at (kept equal to its FINDING_COLUMNS by a test).
 _FI_COLS = (
@@ -114,25 +120,48 @@ def _sealed_runs(conn: Connection) -> int:
     )
 
 
+def applied_runs(conn: Connection, state: Table) -> int | None:
+    """The sealed runs ``state`` counts (None: no state row)."""
+    return conn.execute(select(state.c.runs_applied).where(state.c.id == 1)).scalar()
+
+
+def accounts_for_every_run(conn: Connection, state: Table) -> bool:
+    """Whether the derived table of ``state`` accounts for every sealed run."""
+    applied = applied_runs(conn, state)
+    return applied is not None and applied == _sealed_runs(conn)
+
+
+def count_seal(conn: Connection, state: Table) -> bool:
+    """Count the run just sealed (this transaction) in ``state``; whether the table now
+    accounts for every sealed run (False: it was behind, rebuild it).
+
+    The state row is updated first: on PostgreSQL its row lock serialises concurrent
+    seals from here to commit, so the count read next sees every other committed seal.
+    """
+    applied = conn.execute(
+        update(state).where(state.c.id == 1)
+        .values(runs_applied=state.c.runs_applied + 1).returning(state.c.runs_applied)
+    ).scalar()
+    return applied is not None and applied == _sealed_runs(conn)
+
+
+def mark_current(conn: Connection, state: Table) -> None:
+    """Record that the derived table of ``state`` accounts for every sealed run."""
+    conn.execute(state.delete())
+    conn.execute(state.insert().values(id=1, runs_applied=_sealed_runs(conn)))
+
+
 def _controls_text(conn: Connection) -> str:
     # The findings column is jsonb on PostgreSQL; the copy is the text of it.
     return "CAST(f.controls AS TEXT)" if conn.dialect.name == "postgresql" else "f.controls"
 
 
 def apply_run(conn: Connection, run_id: str) -> None:
-    """Bring the table up to date with ``run_id``, just sealed in this transaction.
-
-    The state row is updated first: on PostgreSQL its row lock serialises concurrent
-    seals from here to commit, so the count read next sees every other committed seal.
-    If the table was behind before this run, it is rebuilt instead of patched.
+    """Bring the table up to date with ``run_id``, just sealed in this transaction
+    (:func:`count_seal`). If the table was behind before this run, it is rebuilt instead
+    of patched.
     """
-    applied = conn.execute(
-        text(
-            "UPDATE findings_in_force_state SET runs_applied = runs_applied + 1 WHERE id = 1"
-            " RETURNING runs_applied"
-        )
-    ).scalar()
-    if applied is None or applied != _sealed_runs(conn):
+    if not count_seal(conn, findings_in_force_state):
         rebuild(conn)
     else:
         _patch(conn, run_id)
@@ -185,7 +214,6 @@ def rebuild(conn: Connection) -> int:
     """Recompute the table from the evidence (every source's latest sealed finding
     versions) and mark it current; returns the rows written."""
     conn.execute(findings_in_force.delete())
-    conn.execute(findings_in_force_state.delete())
     ctl = "CAST(t.controls AS TEXT)" if conn.dialect.name == "postgresql" else "t.controls"
     # The point-in-time walk of store.queries without its instant: the distinct keys by
     # a loose index scan, each key's latest sealed version by one index probe.
@@ -205,18 +233,13 @@ def rebuild(conn: Connection) -> int:
     written = 0
     for src in sources:
         written += conn.execute(insert, {"source": src}).rowcount
-    conn.execute(
-        findings_in_force_state.insert().values(id=1, runs_applied=_sealed_runs(conn))
-    )
+    mark_current(conn, findings_in_force_state)
     return written
 
 
 def trusted(conn: Connection, at: datetime) -> bool:
     """Whether the table answers "in force at ``at``" exactly (see the module doc)."""
-    applied = conn.execute(
-        select(findings_in_force_state.c.runs_applied).where(findings_in_force_state.c.id == 1)
-    ).scalar()
-    if applied is None or applied != _sealed_runs(conn):
+    if not accounts_for_every_run(conn, findings_in_force_state):
         return False
     latest = conn.execute(select(func.max(findings_in_force.c.observed_at))).scalar()
     return latest is None or latest <= at

@@ -46,7 +46,16 @@ from sqlalchemy import (
     union_all,
 )
 
-from store.current import _FROM, _controls_text, _sealed_runs, findings_in_force, trusted
+from store.current import (
+    _FROM,
+    _controls_text,
+    accounts_for_every_run,
+    count_seal,
+    findings_in_force,
+    mark_current,
+    runs_state,
+    trusted,
+)
 from store.schema import RowId, UTCDateTime, evidence, findings, metadata, sealed
 
 findings_snapshots = Table(
@@ -69,13 +78,7 @@ findings_snapshot_rows = Table(
     ),
 )
 
-findings_snapshot_state = Table(
-    "findings_snapshot_state",
-    metadata,
-    Column("id", Integer, primary_key=True),
-    # Sealed runs the snapshots account for; compared with the runs table on read.
-    Column("runs_applied", Integer, nullable=False),
-)
+findings_snapshot_state = runs_state("findings_snapshot_state")
 
 _COLS = tuple(c.name for c in findings_in_force.columns)
 
@@ -96,18 +99,10 @@ def _drop_from(conn: Connection, at: datetime) -> None:
 def maintain(conn: Connection, run_id: str) -> None:
     """Keep the snapshots exact after ``run_id`` was sealed and applied to
     ``findings_in_force`` (same transaction), and take one when it is due."""
-    applied = conn.execute(
-        text(
-            "UPDATE findings_snapshot_state SET runs_applied = runs_applied + 1 WHERE id = 1"
-            " RETURNING runs_applied"
-        )
-    ).scalar()
-    sealed_now = _sealed_runs(conn)
-    if applied is None or applied != sealed_now:
+    if not count_seal(conn, findings_snapshot_state):
         # Behind (an older version sealed runs, or runs were removed): start again.
         _drop_all(conn)
-        conn.execute(findings_snapshot_state.delete())
-        conn.execute(findings_snapshot_state.insert().values(id=1, runs_applied=sealed_now))
+        mark_current(conn, findings_snapshot_state)
     else:
         # GROUP BY: PostgreSQL plans a bare min() with a filter as a walk up
         # ix_findings_observed until the first row of the run, and a just-sealed run's
@@ -151,10 +146,7 @@ def rebuild(conn: Connection, spacing: int | None = None) -> int:
     since the last are as many as the findings in force, or ``spacing``); returns how
     many were taken."""
     _drop_all(conn)
-    conn.execute(findings_snapshot_state.delete())
-    conn.execute(
-        findings_snapshot_state.insert().values(id=1, runs_applied=_sealed_runs(conn))
-    )
+    mark_current(conn, findings_snapshot_state)
     ctl = _controls_text(conn)
     q = text(
         f"SELECT {_FROM.replace('f.controls', ctl)} FROM findings f"
@@ -198,10 +190,7 @@ def in_force_at(conn: Connection, at: datetime, checks: Collection[str] | None =
     exactly (behind the runs, or none by ``at``). ``checks``: only their findings (a
     key's versions are all of one check, so they are selected before the latest of
     each is, and the rest is never read)."""
-    applied = conn.execute(
-        select(findings_snapshot_state.c.runs_applied).where(findings_snapshot_state.c.id == 1)
-    ).scalar()
-    if applied is None or applied != _sealed_runs(conn):
+    if not accounts_for_every_run(conn, findings_snapshot_state):
         return None
     snap = conn.execute(
         select(findings_snapshots.c.id, findings_snapshots.c.at)

@@ -42,7 +42,18 @@ from sqlalchemy import (
     text,
 )
 
-from store.schema import ControlsTexts, RowId, UTCDateTime, metadata, runs
+from store.current import (
+    _controls_text,
+    _sealed_runs,
+    accounts_for_every_run,
+    applied_runs,
+    count_seal,
+    findings_in_force,
+    findings_in_force_state,
+    mark_current,
+    runs_state,
+)
+from store.schema import ControlsTexts, RowId, UTCDateTime, metadata
 
 finding_status_changes = Table(
     "finding_status_changes",
@@ -60,50 +71,20 @@ finding_status_changes = Table(
 )
 Index("ix_finding_status_changes_at", finding_status_changes.c.at)
 
-finding_status_changes_state = Table(
-    "finding_status_changes_state",
-    metadata,
-    Column("id", Integer, primary_key=True),
-    # Sealed runs the changes account for; compared with the runs table on read.
-    Column("runs_applied", Integer, nullable=False),
-)
+finding_status_changes_state = runs_state("finding_status_changes_state")
 
 _COLS = "at, source, check_id, scope, region, service, controls, status, n"
 _GROUP = "at, source, check_id, scope, region, service, controls, status"
-
-
-def _ctl(conn: Connection, alias: str) -> str:
-    # jsonb on PostgreSQL (migration 0005): its text, as findings_in_force copies it.
-    pg = conn.dialect.name == "postgresql"
-    return f"CAST({alias}.controls AS TEXT)" if pg else f"{alias}.controls"
-
-
-def _sealed_runs(conn: Connection) -> int:
-    return int(
-        conn.execute(
-            select(func.count()).select_from(runs).where(runs.c.digest.is_not(None))
-        ).scalar_one()
-    )
-
-
-def _applied(conn: Connection, table: str) -> int | None:
-    return conn.execute(text(f"SELECT runs_applied FROM {table} WHERE id = 1")).scalar()
 
 
 def apply_run(conn: Connection, run_id: str) -> None:
     """Add the changes ``run_id`` (just sealed in this transaction) brings; rebuild if
     the table was behind, ``findings_in_force`` cannot say what the run replaces, or the
     run is older than a version in force."""
-    # The state row first: on PostgreSQL its row lock serialises concurrent seals from
-    # here to commit, so the counts read next see every other committed seal.
-    applied = conn.execute(
-        text(
-            "UPDATE finding_status_changes_state SET runs_applied = runs_applied + 1"
-            " WHERE id = 1 RETURNING runs_applied"
-        )
-    ).scalar()
-    sealed = _sealed_runs(conn)
-    in_force = _applied(conn, "findings_in_force_state")
+    # Counted first: it takes the state row's lock (see count_seal), so what is read
+    # next sees every other committed seal.
+    current = count_seal(conn, finding_status_changes_state)
+    in_force = applied_runs(conn, findings_in_force_state)
     late = conn.execute(
         text(
             "SELECT 1 FROM findings f JOIN findings_in_force c ON c.source = f.source"
@@ -112,10 +93,10 @@ def apply_run(conn: Connection, run_id: str) -> None:
         ),
         {"run": run_id},
     ).first()
-    if applied != sealed or in_force != sealed - 1 or late is not None:
+    if not current or in_force != _sealed_runs(conn) - 1 or late is not None:
         rebuild(conn)
         return
-    ctl = _ctl(conn, "f")
+    ctl = _controls_text(conn)
     # The run's versions start; each replaces its key's previous version in the run,
     # or (the first) the one in force before the run.
     conn.execute(
@@ -145,8 +126,7 @@ def rebuild(conn: Connection) -> int:
     """Recompute the table from the sealed history and mark it current; returns the
     rows written."""
     conn.execute(finding_status_changes.delete())
-    conn.execute(finding_status_changes_state.delete())
-    ctl = _ctl(conn, "f")
+    ctl = _controls_text(conn)
     written = conn.execute(
         text(
             f"INSERT INTO finding_status_changes ({_COLS}) WITH v AS ("
@@ -163,16 +143,13 @@ def rebuild(conn: Connection) -> int:
             f") d GROUP BY {_GROUP} HAVING sum(n) <> 0"
         )
     ).rowcount
-    conn.execute(
-        finding_status_changes_state.insert().values(id=1, runs_applied=_sealed_runs(conn))
-    )
+    mark_current(conn, finding_status_changes_state)
     return written
 
 
 def trusted(conn: Connection) -> bool:
     """Whether the table accounts for every sealed run (see the module doc)."""
-    applied = _applied(conn, "finding_status_changes_state")
-    return applied is not None and applied == _sealed_runs(conn)
+    return accounts_for_every_run(conn, finding_status_changes_state)
 
 
 Change = tuple[datetime, str, str, str, str, str, str, str, int]
@@ -198,20 +175,14 @@ def totals(conn: Connection, at: datetime) -> Iterator[tuple[Any, ...]]:
     ``at`` — either way the rows read are at most half the table's."""
     c = finding_status_changes.c
     first, last = conn.execute(select(func.min(c.at), func.max(c.at))).one()
-    if first is not None and at - first > last - at and _now_is_current(conn):
+    if (first is not None and at - first > last - at
+            and accounts_for_every_run(conn, findings_in_force_state)):
         return _from_now(conn, at)
     return _read(conn, c.at <= at, by_instant=False)
 
 
-def _now_is_current(conn: Connection) -> bool:
-    applied = _applied(conn, "findings_in_force_state")
-    return applied is not None and applied == _sealed_runs(conn)
-
-
 def _from_now(conn: Connection, at: datetime) -> Iterator[tuple[Any, ...]]:
     """The findings in force now, counted per group, less the changes after ``at``."""
-    from store.current import findings_in_force
-
     cur = findings_in_force.c
     keys = [cur.source, cur.check_id, cur.scope, cur.region, cur.service, cur.controls,
             cur.status]
