@@ -493,14 +493,16 @@ def control_timelines(
     rules = list(exceptions)
     selected = list(controls) if controls is not None else list(index.catalog)
     with engine.connect() as conn:
+        known = _reads_and_documents(conn, index, start, end)
         if status_changes.trusted(conn):
-            history, unsure = _from_counts(conn, index, start, end, freshness, rules, selected)
+            history, unsure = _from_counts(conn, index, start, end, freshness, rules,
+                                           selected, known)
             if unsure:
                 history.update(_from_versions(conn, index, start, end, freshness, rules,
-                                              sorted(unsure), narrow=True))
+                                              sorted(unsure), known, narrow=True))
         else:
             history = _from_versions(conn, index, start, end, freshness, rules, selected,
-                                     narrow=controls is not None)
+                                     known, narrow=controls is not None)
     return {
         cid: Timeline(control=cid, start=start, end=end, changes=history[cid])
         for cid in selected
@@ -508,10 +510,14 @@ def control_timelines(
 
 
 History = dict[str, list[tuple[datetime, str]]]
+#: What both paths apply besides the findings: the unit reads confirmed by ``start``,
+#: and the period's reads and documents as :class:`_Changes` operations.
+Known = tuple[dict[Unit, datetime], list[tuple[Any, ...]]]
 
 
 def _from_counts(conn: Any, index: Any, start: datetime, end: datetime, freshness: timedelta,
-                 rules: list[ExceptionRule], selected: list[str]) -> tuple[History, set[str]]:
+                 rules: list[ExceptionRule], selected: list[str], known: Known
+                 ) -> tuple[History, set[str]]:
     """The timelines from the counts of findings per status; and the controls the counts
     cannot decide. Every pass counts as possibly old here, so a control that is never
     ``stale`` by this sweep is never stale (its unit is read within the window whenever
@@ -534,17 +540,23 @@ def _from_counts(conn: Any, index: Any, start: datetime, end: datetime, freshnes
         add(start, *row)
     for row in status_changes.between(conn, start, end):
         add(*row)
-    sweep.units = dict(last_ok_units(conn, start))
-    _reads_and_documents(conn, index, changes, start, end)
+    _apply_known(sweep, changes, known)
     history = _sweep(sweep, changes, selected, start, end)
     unsure |= {cid for cid in selected if any(s == "stale" for _, s in history[cid])}
     return history, unsure
 
 
-def _reads_and_documents(conn: Any, index: Any, changes: _Changes, start: datetime,
-                         end: datetime) -> None:
-    """The clean unit reads in the period, and every manual evidence and approved policy
-    version with its validity bounds."""
+def _apply_known(sweep: _Sweep, changes: _Changes, known: Known) -> None:
+    units, ops = known
+    sweep.units = dict(units)
+    for op in ops:
+        changes.add(*op)
+
+
+def _reads_and_documents(conn: Any, index: Any, start: datetime, end: datetime) -> Known:
+    """The clean unit reads by ``start`` and in the period, and every manual evidence and
+    approved policy version with its validity bounds (read once for both paths)."""
+    ops: list[tuple[Any, ...]] = []
     uq = (
         select(
             runs.c.finished_at, runs.c.source, run_units.c.scope, run_units.c.region,
@@ -565,22 +577,23 @@ def _reads_and_documents(conn: Any, index: Any, changes: _Changes, start: dateti
         # Reads finishing together: the one confirming least (as last_ok_units).
         reads[k] = confirmed if k not in reads else min(reads[k], confirmed)
     for (fin, unit), confirmed in reads.items():
-        changes.add(fin, _READ, unit, confirmed)
+        ops.append((fin, _READ, unit, confirmed))
     from store.policy_documents import policy_history
 
     for t, key, rec in sorted([*manual_history(conn), *policy_history(conn)],
                               key=lambda e: e[0]):
         rec = within_review(rec, index)
-        changes.add(t, _MANUAL, key, rec)
+        ops.append((t, _MANUAL, key, rec))
         if rec is not None:
             for bound in (rec.valid_from, rec.valid_until):
                 if start < bound:
-                    changes.add(bound, _BOUND, rec.control)
+                    ops.append((bound, _BOUND, rec.control))
+    return dict(last_ok_units(conn, start)), ops
 
 
 def _from_versions(conn: Any, index: Any, start: datetime, end: datetime,
                    freshness: timedelta, rules: list[ExceptionRule], selected: list[str],
-                   *, narrow: bool) -> History:
+                   known: Known, *, narrow: bool) -> History:
     """The timelines from the finding versions: those in force at ``start`` (the
     materialised table or a snapshot) and the period's, aggregated in SQL
     (:func:`_window_sql`) except where a row is needed. ``narrow``: read only the
@@ -591,7 +604,6 @@ def _from_versions(conn: Any, index: Any, start: datetime, end: datetime,
     if narrow:
         check_filter = {c for cid in selected for c in index.checks_for(cid)}
     parse = ControlsTexts(tuple)
-    sweep.units = dict(last_ok_units(conn, start))
     first = [
         f for f in _starting_findings(conn, start, check_filter, selected)
         if check_filter is None or f["check_id"] in check_filter
@@ -625,7 +637,7 @@ def _from_versions(conn: Any, index: Any, start: datetime, end: datetime,
         seen, as_of = f["observed_at"], f.get("source_updated_at")
         own = as_of if as_of is not None and as_of < seen else seen
         changes.version(f, start, ends.get((f["source"], f["key"])), f["controls"], own)
-    _reads_and_documents(conn, index, changes, start, end)
+    _apply_known(sweep, changes, known)
     return _sweep(sweep, changes, selected, start, end)
 
 
