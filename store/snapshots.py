@@ -35,7 +35,6 @@ from sqlalchemy import (
     Integer,
     Table,
     Text,
-    case,
     cast,
     func,
     literal,
@@ -43,6 +42,7 @@ from sqlalchemy import (
     select,
     text,
     tuple_,
+    type_coerce,
     union_all,
 )
 
@@ -210,27 +210,34 @@ def in_force_at(conn: Connection, at: datetime, checks: Collection[str] | None =
         base = base.where(rows.check_id.in_(among))
         since.append(f.check_id.in_(among))
     controls = cast(f.controls, Text) if conn.dialect.name == "postgresql" else f.controls
-    d = (
-        select(f.source, f.key, f.id.label("finding_id"), f.check_id, f.scope, f.region,
-               f.service, f.resource_id, f.status, controls.label("controls"),
-               f.evidence_hash, f.observed_at, f.evidence_id,
-               func.row_number().over(partition_by=(f.source, f.key),
-                                      order_by=(f.observed_at.desc(), f.id.desc())
-                                      ).label("rn"))
+    # Each changed key's latest version: ranked on the narrow (key, observed, id) rows,
+    # the chosen ids then read by primary key (ranking the whole rows sorted every
+    # column of every version since the snapshot).
+    ranked = (
+        select(f.id, func.row_number().over(partition_by=(f.source, f.key),
+                                            order_by=(f.observed_at.desc(), f.id.desc())
+                                            ).label("rn"))
         .where(*since)
-        .subquery("delta")
+        .subquery("ranked")
     )
     # As store.current._seen: the observation capped by the evidence's as-of. A probe by
-    # id for each latest version: joined, PostgreSQL scans every evidence row instead.
-    as_of = (
-        select(e.source_updated_at).where(e.id == d.c.evidence_id).scalar_subquery()
-    )
-    seen = case((as_of < d.c.observed_at, as_of), else_=d.c.observed_at)
+    # id for each latest version (joined, PostgreSQL scans every evidence row instead),
+    # made once: min()/least() of the two, the as-of ignored when there is none.
+    as_of = select(e.source_updated_at).where(e.id == f.evidence_id).scalar_subquery()
+    if conn.dialect.name == "sqlite":
+        seen = func.coalesce(func.min(as_of, f.observed_at), f.observed_at)
+    else:
+        seen = func.least(as_of, f.observed_at)
     # The latest delta version of each key, and the snapshot's rows of the keys with
     # none: no ordering of the snapshot's rows (sorting them with the delta cost more than
     # every other part of a past page).
-    latest = select(*(d.c[c] for c in _COLS if c != "seen_at"), seen.label("seen_at")).where(
-        d.c.rn == 1)
+    own = {"finding_id": f.id, "controls": controls,
+           "seen_at": type_coerce(seen, UTCDateTime())}
+    latest = (
+        select(*(own[c].label(c) if c in own else f[c] for c in _COLS))
+        .select_from(findings.join(ranked, ranked.c.id == f.id))
+        .where(ranked.c.rn == 1)
+    )
     if conn.dialect.name == "sqlite":
         # SQLite probes a row-value NOT IN list row by row; one column is one lookup
         # in an index it builds once.
