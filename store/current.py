@@ -245,21 +245,6 @@ def trusted(conn: Connection, at: datetime) -> bool:
     return latest is None or latest <= at
 
 
-def light_rows(conn: Connection, rel: Any) -> Iterator[tuple[object, ...]]:
-    """The rows of :func:`store.queries.findings_light` at the instant of ``rel``
-    (``store.snapshots.in_force``) in the same order (per source, by key: the failures a control
-    lists first are the first in it), the observation capped as there (``seen_at``)."""
-    cur = rel.c
-    q = select(cur.source, cur.scope, cur.region, cur.service, cur.check_id,
-               cur.resource_id, cur.status, cur.controls, cur.evidence_hash,
-               cur.seen_at).where(cur.status.is_not(None)).order_by(cur.source, cur.key)
-    parsed = ControlsTexts()
-    for row in conn.execute(q):
-        c = row[7]
-        controls = parsed[c]
-        yield (*row[:7], controls, row[8], row[9])
-
-
 def current_findings(
     conn: Connection,
     *,
@@ -323,10 +308,10 @@ def _one_by_one(cur: Any, rule_checks: Collection[str]) -> Any:
 def listed_rows(
     conn: Connection, rule_checks: Collection[str], top: int, rel: Any = findings_in_force
 ) -> Iterator[tuple[object, ...]]:
-    """In :func:`light_rows`'s order, rows of its shape plus (key, whole): every
-    one-by-one row (``whole``), and of the other listed statuses the first ``top`` of
-    each (controls, status) — enough for every control's first ``top`` (its lists are
-    the merge, in this order, of those of its controls lists)."""
+    """Per source by key, rows of :func:`store.snapshots.light_rows_at`'s shape plus
+    (key, whole): every one-by-one row (``whole``), and of the other listed statuses the
+    first ``top`` of each (controls, status) — enough for every control's first ``top``
+    (its lists are the merge, in this order, of those of its controls lists)."""
     cur = rel.c
     whole = _one_by_one(cur, rule_checks)
     rank = func.row_number().over(
@@ -357,7 +342,8 @@ def groups(
 ) -> list[tuple[Any, ...]]:
     """The rows not taken one by one, counted per (controls, status, unit): controls
     text, status, source, scope, region, service, count, oldest and newest observation
-    (capped by the evidence's as-of, ``seen_at``, as each row of :func:`light_rows`)."""
+    (capped by the evidence's as-of, ``seen_at``, as in
+    :func:`store.snapshots.light_rows_at`)."""
     cur = rel.c
     keys = (cur.controls, cur.status, cur.source, cur.scope, cur.region, cur.service)
     q = (

@@ -24,6 +24,9 @@ starts again. Migration 0010 builds them from the history (:func:`rebuild`).
 
 from __future__ import annotations
 
+import threading
+import weakref
+from collections import OrderedDict
 from collections.abc import Collection
 from datetime import datetime
 from typing import Any
@@ -50,13 +53,14 @@ from store.current import (
     _FROM,
     _controls_text,
     accounts_for_every_run,
+    applied_runs,
     count_seal,
     findings_in_force,
     mark_current,
     runs_state,
     trusted,
 )
-from store.schema import RowId, UTCDateTime, evidence, findings, metadata, sealed
+from store.schema import ControlsTexts, RowId, UTCDateTime, evidence, findings, metadata, sealed
 
 findings_snapshots = Table(
     "findings_snapshots",
@@ -203,41 +207,14 @@ def in_force_at(conn: Connection, at: datetime, checks: Collection[str] | None =
     sid, s_at = snap
     rows = findings_snapshot_rows.c
     base = select(*(rows[c] for c in _COLS)).where(rows.snapshot_id == sid)
-    f, e = findings.c, evidence.c
-    since = [f.observed_at > s_at, f.observed_at <= at, sealed(findings)]
+    f = findings.c
+    since = _since(s_at, at, checks)
     if checks is not None:
-        among = sorted(checks) or [""]
-        base = base.where(rows.check_id.in_(among))
-        since.append(f.check_id.in_(among))
-    controls = cast(f.controls, Text) if conn.dialect.name == "postgresql" else f.controls
-    # Each changed key's latest version: ranked on the narrow (key, observed, id) rows,
-    # the chosen ids then read by primary key (ranking the whole rows sorted every
-    # column of every version since the snapshot).
-    ranked = (
-        select(f.id, func.row_number().over(partition_by=(f.source, f.key),
-                                            order_by=(f.observed_at.desc(), f.id.desc())
-                                            ).label("rn"))
-        .where(*since)
-        .subquery("ranked")
-    )
-    # As store.current._seen: the observation capped by the evidence's as-of. A probe by
-    # id for each latest version (joined, PostgreSQL scans every evidence row instead),
-    # made once: min()/least() of the two, the as-of ignored when there is none.
-    as_of = select(e.source_updated_at).where(e.id == f.evidence_id).scalar_subquery()
-    if conn.dialect.name == "sqlite":
-        seen = func.coalesce(func.min(as_of, f.observed_at), f.observed_at)
-    else:
-        seen = func.least(as_of, f.observed_at)
+        base = base.where(rows.check_id.in_(sorted(checks) or [""]))
     # The latest delta version of each key, and the snapshot's rows of the keys with
     # none: no ordering of the snapshot's rows (sorting them with the delta cost more than
     # every other part of a past page).
-    own = {"finding_id": f.id, "controls": controls,
-           "seen_at": type_coerce(seen, UTCDateTime())}
-    latest = (
-        select(*(own[c].label(c) if c in own else f[c] for c in _COLS))
-        .select_from(findings.join(ranked, ranked.c.id == f.id))
-        .where(ranked.c.rn == 1)
-    )
+    latest = _latest_versions(conn, s_at, at, checks)
     if conn.dialect.name == "sqlite":
         # SQLite probes a row-value NOT IN list row by row; one column is one lookup
         # in an index it builds once.
@@ -250,6 +227,48 @@ def in_force_at(conn: Connection, at: datetime, checks: Collection[str] | None =
     return union_all(kept, latest).subquery("in_force_at")
 
 
+def _since(s_at: datetime, at: datetime, checks: Collection[str] | None) -> list[Any]:
+    """The sealed versions observed in (``s_at``, ``at``] (of ``checks``: a key's versions
+    are all of one check, so they are selected before the latest of each is)."""
+    f = findings.c
+    since = [f.observed_at > s_at, f.observed_at <= at, sealed(findings)]
+    if checks is not None:
+        since.append(f.check_id.in_(sorted(checks) or [""]))
+    return since
+
+
+def _latest_versions(conn: Connection, s_at: datetime, at: datetime,
+                     checks: Collection[str] | None) -> Any:
+    """Each key's latest sealed version observed in (``s_at``, ``at``], tombstones
+    included, in ``findings_in_force``'s columns."""
+    f, e = findings.c, evidence.c
+    controls = cast(f.controls, Text) if conn.dialect.name == "postgresql" else f.controls
+    # Ranked on the narrow (key, observed, id) rows, the chosen ids then read by primary
+    # key (ranking the whole rows sorted every column of every version since).
+    ranked = (
+        select(f.id, func.row_number().over(partition_by=(f.source, f.key),
+                                            order_by=(f.observed_at.desc(), f.id.desc())
+                                            ).label("rn"))
+        .where(*_since(s_at, at, checks))
+        .subquery("ranked")
+    )
+    # As store.current._seen: the observation capped by the evidence's as-of. A probe by
+    # id for each latest version (joined, PostgreSQL scans every evidence row instead),
+    # made once: min()/least() of the two, the as-of ignored when there is none.
+    as_of = select(e.source_updated_at).where(e.id == f.evidence_id).scalar_subquery()
+    if conn.dialect.name == "sqlite":
+        seen = func.coalesce(func.min(as_of, f.observed_at), f.observed_at)
+    else:
+        seen = func.least(as_of, f.observed_at)
+    own = {"finding_id": f.id, "controls": controls,
+           "seen_at": type_coerce(seen, UTCDateTime())}
+    return (
+        select(*(own[c].label(c) if c in own else f[c] for c in _COLS))
+        .select_from(findings.join(ranked, ranked.c.id == f.id))
+        .where(ranked.c.rn == 1)
+    )
+
+
 def in_force(conn: Connection, at: datetime, checks: Collection[str] | None = None) -> Any:
     """A relation with ``findings_in_force``'s columns holding exactly the findings in
     force at ``at`` (tombstones included): the table itself at now, a snapshot and the
@@ -258,3 +277,122 @@ def in_force(conn: Connection, at: datetime, checks: Collection[str] | None = No
     if trusted(conn, at):
         return findings_in_force
     return in_force_at(conn, at, checks)
+
+
+# -- the findings in force at a past instant for a status, read once per instant --------
+
+#: At most this many findings in force are kept in memory per database (about 0.5 KB
+#: each), over the past instants read lately: an instant with more is read every time.
+CACHED_ROWS = 200_000
+
+#: A row of :func:`store.queries.findings_light`'s shape (the observation capped by the
+#: evidence's as-of, ``seen_at``).
+_Light = tuple[Any, ...]
+
+
+class _Cached:
+    """Per database (engine), the findings in force at the past instants read lately,
+    least recently used first.
+
+    Exact: an instant's findings in force are its snapshot's rows and the sealed versions
+    observed since, and are known by the instant, the snapshot (id, instant, size) and
+    the sealed runs the snapshots' state accounted for when they were read. A run sealed
+    since with a version observed by the instant changes that count (its seal counts in
+    the state, or drops the snapshots and starts them again), and so does a rebuild after
+    runs were removed; such an entry is then never asked for again and ages out."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._by_engine: weakref.WeakKeyDictionary[
+            Any, OrderedDict[tuple[Any, ...], list[_Light]]] = weakref.WeakKeyDictionary()
+
+    def get(self, engine: Any, key: tuple[Any, ...]) -> list[_Light] | None:
+        with self._lock:
+            held = self._by_engine.get(engine)
+            if held is None or key not in held:
+                return None
+            held.move_to_end(key)
+            return held[key]
+
+    def put(self, engine: Any, key: tuple[Any, ...], rows: list[_Light]) -> None:
+        if len(rows) > CACHED_ROWS:
+            return
+        with self._lock:
+            held = self._by_engine.setdefault(engine, OrderedDict())
+            held[key] = rows
+            while sum(len(r) for r in held.values()) > CACHED_ROWS:
+                held.popitem(last=False)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._by_engine.clear()
+
+    def rows(self, engine: Any) -> int:
+        with self._lock:
+            return sum(len(r) for r in self._by_engine.get(engine, {}).values())
+
+
+_cached = _Cached()
+
+
+def forget() -> None:
+    """Drop every past instant held in memory (the next read of one asks the database)."""
+    _cached.clear()
+
+
+def held_rows(engine: Any) -> int:
+    """How many findings in force at past instants are held in memory for ``engine``."""
+    return _cached.rows(engine)
+
+
+def light_rows_at(
+    conn: Connection, at: datetime, checks: Collection[str] | None = None
+) -> list[tuple[Any, ...]] | None:
+    """The findings in force at ``at`` as :func:`store.queries.findings_light` gives them
+    (its shape and order, the observation capped by the evidence's as-of as ``seen_at``), from
+    the latest snapshot by ``at`` and the versions observed since (:func:`in_force_at`);
+    None when the snapshots cannot say exactly. ``checks``: at least their findings.
+
+    Every finding in force at an instant, once read, is kept in memory
+    (:class:`_Cached`, :data:`CACHED_ROWS`): the pages an auditor opens at one audit
+    date (the overview, each control, the SoA) then read the database once between them.
+    """
+    applied = applied_runs(conn, findings_snapshot_state)
+    if applied is None or not accounts_for_every_run(conn, findings_snapshot_state):
+        return None
+    snap = conn.execute(
+        select(findings_snapshots.c.id, findings_snapshots.c.at, findings_snapshots.c.rows)
+        .where(findings_snapshots.c.at <= at)
+        .order_by(findings_snapshots.c.at.desc(), findings_snapshots.c.id.desc())
+        .limit(1)
+    ).first()
+    if snap is None:
+        return None
+    key = (*snap, applied, at)
+    held = _cached.get(conn.engine, key)
+    if held is None:
+        # Every check's findings when they may be held; only those asked for when the
+        # snapshot is too large to hold the instant anyway.
+        whole = checks is None or snap.rows <= CACHED_ROWS
+        held = _read_light(conn, at, None if whole else checks)
+        if held is None:
+            return None
+        if whole:
+            _cached.put(conn.engine, key, held)
+    wanted = None if checks is None else set(checks)
+    return [row for row in held if wanted is None or row[4] in wanted]
+
+
+def _read_light(conn: Connection, at: datetime, checks: Collection[str] | None
+                ) -> list[_Light] | None:
+    rel = in_force_at(conn, at, checks)
+    if rel is None:
+        return None
+    cur = rel.c
+    # Per source by key, as the walk reads them: a control lists its first failures.
+    q = select(cur.source, cur.scope, cur.region, cur.service, cur.check_id,
+               cur.resource_id, cur.status, cur.controls, cur.evidence_hash,
+               cur.seen_at).where(cur.status.is_not(None)).order_by(cur.source, cur.key)
+    parsed = ControlsTexts()
+    out = [(*r[:7], parsed[r[7]], r[8], r[9]) for r in conn.execute(q)]
+    return out

@@ -282,8 +282,8 @@ def control_statuses(
 
     A pass whose unit has not been read cleanly within ``freshness`` before ``at``
     is ``stale``; nothing passes by absence. The findings in force come from the
-    materialised table or its snapshots when they answer ``at`` exactly
-    (``store.current.in_force``);
+    materialised table at now, or a snapshot and the versions since it when they answer
+    ``at`` exactly (``store.snapshots.light_rows_at``);
     ``materialised=False`` always walks the history (the reference it is tested against).
     """
     at = at or utcnow()
@@ -293,27 +293,23 @@ def control_statuses(
         units = last_ok_units(conn, at)
         manual = manual_at(conn, at)
         approved_policies: list[tuple[str, str, str]] = []
-        rel = None
-        if materialised:
-            from store import current
-            from store.snapshots import in_force_at
+        from store import current
+        from store.snapshots import light_rows_at
 
-            # As store.snapshots.in_force, but the checks a past instant narrows its read
-            # to are looked up only for a past instant (the table at now is filtered below).
-            rel = (current.findings_in_force if current.trusted(conn, at)
-                   else in_force_at(conn, at, _reading_checks(conn, index, controls)))
-        bare = rel is current.findings_in_force if rel is not None else False
-        if rel is not None and controls is not None:
-            rel = _only_touching(rel, index, controls)
-        if rel is not None and not bare:
-            # A past instant: the snapshot and the history since it, read once (the
-            # relation costs more than the rows it gives back).
-            _accumulate(acc, current.light_rows(conn, rel), units, rules, at,
-                        approved_policies)
-        elif rel is not None:
+        now = materialised and current.trusted(conn, at)
+        # A past instant: the snapshot (held in memory once read) and the versions since
+        # it; the checks it narrows its read to are looked up only then.
+        past = (light_rows_at(conn, at, _reading_checks(conn, index, controls))
+                if materialised and not now else None)
+        if past is not None:
+            _accumulate(acc, past, units, rules, at, approved_policies)
+        elif now:
             # O(groups): the findings in force now aggregated in SQL; only rows
             # that are listed or matched one by one (failures, errors, approved
             # policies) come back as rows.
+            rel = current.findings_in_force
+            if controls is not None:
+                rel = _only_touching(rel, index, controls)
             checks = {r.check for r in rules if r.active(at)}
             rows = current.listed_rows(conn, checks, MAX_LISTED, rel)
             _accumulate(acc, rows, units, rules, at, approved_policies)

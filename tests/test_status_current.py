@@ -386,6 +386,83 @@ def test_a_run_sealed_late_drops_the_snapshots_it_changes(
     assert _by_id(_same_past(engine, index, between), "A.8.24")["status"] == "fail"
 
 
+def _snapshot_for(engine: Engine, at: datetime) -> tuple[Any, ...]:
+    from sqlalchemy import select
+
+    from store.snapshots import findings_snapshots as s
+
+    with engine.connect() as conn:
+        return tuple(conn.execute(
+            select(s.c.id, s.c.at, s.c.rows).where(s.c.at <= at)
+            .order_by(s.c.at.desc(), s.c.id.desc()).limit(1)).one())
+
+
+def test_a_past_instant_held_in_memory_is_read_again_when_a_late_run_changes_it(
+    engine: Engine, index: MappingIndex
+) -> None:
+    """The findings in force at a past instant are held in memory once read
+    (``store.snapshots.light_rows_at``). A run sealed since with a version observed by
+    then changes them though the instant's snapshot stays the same one: the answer must
+    change with it, not come from memory."""
+    from store import snapshots
+
+    _collect(engine, index, {"d1": True, "d2": True}, {"alice": True})
+    with engine.begin() as conn:
+        snapshots.rebuild(conn, 1)
+    late = RunWriter(engine, source="late", connector_type="t", config_digest="c" * 64,
+                     mapping_digest=index.digest, agent_version="test")
+    late.start()
+    eh = late.add_evidence(Evidence("acct", "eu-1", "fake.disk.volume", "l1", {"id": "l1"}))
+    late.add_finding(Finding("fake.disk.encrypted", "acct", "eu-1", "fake.disk.volume", "l1",
+                             "fail", "high", "l1 fail", evidence_hash=eh, controls=("A.8.24",)))
+    at = datetime.now(UTC)
+    _direct(engine, index, "pass")  # sealed after the instant: it is past
+    snap = _snapshot_for(engine, at)
+    assert _by_id(_same_past(engine, index, at), "A.8.24")["status"] != "fail"
+    held = snapshots.held_rows(engine)
+    assert held > 0, "the instant read should be held in memory"
+    assert _by_id(_same_past(engine, index, at), "A.8.24")["status"] != "fail"
+    assert snapshots.held_rows(engine) == held, "read again from memory, not added twice"
+    late.add_coverage(Coverage("acct", "eu-1", "disk", ok=True))
+    late.finish("succeeded")
+    assert _snapshot_for(engine, at) == snap, "the late run should leave this snapshot"
+    assert _by_id(_same_past(engine, index, at), "A.8.24")["status"] == "fail"
+
+
+def test_past_instants_held_in_memory_are_bounded_and_equal_a_fresh_read(
+    engine: Engine, index: MappingIndex, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Held instants never exceed ``CACHED_ROWS`` findings (the least recently read go
+    first), and every answer from memory equals the walk's."""
+    from store import snapshots
+
+    instants = varied_history(engine, index)
+    with engine.begin() as conn:
+        snapshots.rebuild(conn, 1)
+    first, last = instants[1], instants[-1]
+    with engine.connect() as conn:
+        one = snapshots.light_rows_at(conn, first)
+        other = snapshots.light_rows_at(conn, last)
+    assert one and other
+    bound = max(len(one), len(other))
+    assert len(one) + len(other) > bound
+    monkeypatch.setattr(snapshots, "CACHED_ROWS", bound)
+    snapshots.forget()
+    for at in (first, last, first):
+        _same_past(engine, index, at)  # the second read of ``first`` from memory
+        assert 0 < snapshots.held_rows(engine) <= bound
+    assert snapshots.held_rows(engine) == len(one), "the latest read should be the one held"
+    with engine.connect() as conn:
+        assert snapshots.light_rows_at(conn, first) == one
+    assert len(one) < len(other)
+    monkeypatch.setattr(snapshots, "CACHED_ROWS", len(one))
+    snapshots.forget()
+    _same_past(engine, index, first)
+    _same_past(engine, index, last)
+    assert snapshots.held_rows(engine) == len(one), (
+        "an instant over the bound should not be held, nor push out those held")
+
+
 def test_migration_0011_keeps_the_findings_in_force_and_indexes_their_observation(
     engine: Engine, index: MappingIndex
 ) -> None:
