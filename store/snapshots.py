@@ -351,11 +351,11 @@ def light_rows_at(
     """The findings in force at ``at`` as :func:`store.queries.findings_light` gives them
     (its shape and order, the observation capped by the evidence's as-of as ``seen_at``), from
     the latest snapshot by ``at`` and the versions observed since (:func:`in_force_at`);
-    None when the snapshots cannot say exactly. ``checks``: at least their findings.
+    None when the snapshots cannot say exactly. ``checks``: only their findings.
 
-    Every finding in force at an instant, once read, is kept in memory
-    (:class:`_Cached`, :data:`CACHED_ROWS`): the pages an auditor opens at one audit
-    date (the overview, each control, the SoA) then read the database once between them.
+    What is read at an instant is kept in memory (:class:`_Cached`,
+    :data:`CACHED_ROWS`): the pages an auditor opens at one audit date (the overview and
+    SoA, every control after them, a control again) read it from the database once.
     """
     applied = applied_runs(conn, findings_snapshot_state)
     if applied is None or not accounts_for_every_run(conn, findings_snapshot_state):
@@ -369,18 +369,18 @@ def light_rows_at(
     if snap is None:
         return None
     key = (*snap, applied, at)
-    held = _cached.get(conn.engine, key)
+    # Every check's findings when held, else those of ``checks`` held or read (a page of
+    # one control reads only what can count for it; the overview reads them all).
+    asked = None if checks is None else frozenset(checks)
+    held = _cached.get(conn.engine, (*key, None))
+    if held is None and asked is not None:
+        held = _cached.get(conn.engine, (*key, asked))
     if held is None:
-        # Every check's findings when they may be held; only those asked for when the
-        # snapshot is too large to hold the instant anyway.
-        whole = checks is None or snap.rows <= CACHED_ROWS
-        held = _read_light(conn, at, None if whole else checks)
+        held = _read_light(conn, at, asked)
         if held is None:
             return None
-        if whole:
-            _cached.put(conn.engine, key, held)
-    wanted = None if checks is None else set(checks)
-    return [row for row in held if wanted is None or row[4] in wanted]
+        _cached.put(conn.engine, (*key, asked), held)
+    return held if asked is None else [row for row in held if row[4] in asked]
 
 
 def _read_light(conn: Connection, at: datetime, checks: Collection[str] | None

@@ -463,6 +463,34 @@ def test_past_instants_held_in_memory_are_bounded_and_equal_a_fresh_read(
         "an instant over the bound should not be held, nor push out those held")
 
 
+def test_one_control_at_a_past_instant_is_read_from_what_is_held(
+    engine: Engine, index: MappingIndex
+) -> None:
+    """A control page reads only its checks' findings and holds them; once every
+    finding at that instant is held (the overview), the control is answered from it."""
+    from store import snapshots
+
+    instants = varied_history(engine, index)
+    with engine.begin() as conn:
+        snapshots.rebuild(conn, 1)
+    at = instants[2]
+    snapshots.forget()
+
+    def one() -> list[dict]:
+        return [c.as_dict() for c in control_statuses(engine, index, at, controls=["A.8.24"])]
+
+    alone = one()
+    narrowed = snapshots.held_rows(engine)
+    assert narrowed > 0
+    every = [c.as_dict() for c in control_statuses(engine, index, at)]
+    whole = snapshots.held_rows(engine) - narrowed
+    assert whole > narrowed, "the overview's read should hold more than one control's"
+    assert one() == alone == [c for c in every if c["control"] == "A.8.24"]
+    assert snapshots.held_rows(engine) == narrowed + whole
+    walked = control_statuses(engine, index, at, materialised=False, controls=["A.8.24"])
+    assert alone == [c.as_dict() for c in walked]
+
+
 def test_migration_0011_keeps_the_findings_in_force_and_indexes_their_observation(
     engine: Engine, index: MappingIndex
 ) -> None:
