@@ -242,30 +242,34 @@ def _latest_versions(conn: Connection, s_at: datetime, at: datetime,
     """Each key's latest sealed version observed in (``s_at``, ``at``], tombstones
     included, in ``findings_in_force``'s columns."""
     f, e = findings.c, evidence.c
-    controls = cast(f.controls, Text) if conn.dialect.name == "postgresql" else f.controls
-    # Ranked on the narrow (key, observed, id) rows, the chosen ids then read by primary
-    # key (ranking the whole rows sorted every column of every version since).
-    ranked = (
-        select(f.id, func.row_number().over(partition_by=(f.source, f.key),
-                                            order_by=(f.observed_at.desc(), f.id.desc())
-                                            ).label("rn"))
-        .where(*_since(s_at, at, checks))
-        .subquery("ranked")
-    )
+    sqlite = conn.dialect.name == "sqlite"
+    rank = func.row_number().over(partition_by=(f.source, f.key),
+                                  order_by=(f.observed_at.desc(), f.id.desc())).label("rn")
+    if sqlite:
+        # Ranked on narrow (id) rows, the chosen ones read by primary key: SQLite sorted
+        # every column of every version since otherwise (267 -> 240 ms at mid-year on
+        # the 10,000-bucket year). PostgreSQL sorts the whole rows in memory faster than
+        # it probes the chosen ones one by one (29 against 61 ms), so it ranks them whole.
+        ranked = select(f.id, rank).where(*_since(s_at, at, checks)).subquery("ranked")
+        v: Any = findings.alias("v")
+        source: Any = v.join(ranked, ranked.c.id == v.c.id)
+        keep = ranked.c.rn == 1
+    else:
+        v = select(findings, rank).where(*_since(s_at, at, checks)).subquery("ranked")
+        source = v
+        keep = v.c.rn == 1
     # As store.current._seen: the observation capped by the evidence's as-of. A probe by
     # id for each latest version (joined, PostgreSQL scans every evidence row instead),
     # made once: min()/least() of the two, the as-of ignored when there is none.
-    as_of = select(e.source_updated_at).where(e.id == f.evidence_id).scalar_subquery()
-    if conn.dialect.name == "sqlite":
-        seen = func.coalesce(func.min(as_of, f.observed_at), f.observed_at)
-    else:
-        seen = func.least(as_of, f.observed_at)
-    own = {"finding_id": f.id, "controls": controls,
-           "seen_at": type_coerce(seen, UTCDateTime())}
+    as_of = select(e.source_updated_at).where(e.id == v.c.evidence_id).scalar_subquery()
+    seen = (func.coalesce(func.min(as_of, v.c.observed_at), v.c.observed_at) if sqlite
+            else func.least(as_of, v.c.observed_at))
+    own = {"finding_id": v.c.id, "seen_at": type_coerce(seen, UTCDateTime()),
+           "controls": v.c.controls if sqlite else cast(v.c.controls, Text)}
     return (
-        select(*(own[c].label(c) if c in own else f[c] for c in _COLS))
-        .select_from(findings.join(ranked, ranked.c.id == f.id))
-        .where(ranked.c.rn == 1)
+        select(*(own[c].label(c) if c in own else v.c[c] for c in _COLS))
+        .select_from(source)
+        .where(keep)
     )
 
 
