@@ -10,6 +10,7 @@ from urllib.parse import quote
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.engine.url import URL
+from sqlalchemy.pool import QueuePool
 
 DEFAULT_DATABASE_URL = "sqlite:///annexa.db"
 
@@ -84,6 +85,11 @@ def _readonly_sqlite(path: Path, **kwargs: Any) -> Engine:
     def connect() -> sqlite3.Connection:
         return sqlite3.connect(uri, uri=True, check_same_thread=False)
 
+    # A queue of connections, as for a file URL: given "sqlite://" (memory) SQLAlchemy
+    # would pick SingletonThreadPool, which keeps five connections and closes other
+    # threads' ones beyond, in use or not — a console serving more than five requests
+    # at once then failed with "Cannot operate on a closed database".
+    kwargs.setdefault("poolclass", QueuePool)
     engine = create_engine("sqlite://", creator=connect, **kwargs)
     event.listen(engine, "connect", _sqlite_read_pragmas)
     return engine

@@ -289,3 +289,32 @@ def test_annexa_serve_command(estate: Estate, tmp_path: Path) -> None:
     finally:
         proc.terminate()
         proc.wait(timeout=30)
+
+
+def test_a_read_only_console_answers_many_requests_at_once(estate: Estate) -> None:
+    """uvicorn runs each request in a worker thread: sixteen at once over the read-only
+    SQLite store must all be answered (the read-only engine's pool once kept five
+    connections and closed the other threads' ones mid-request)."""
+    import threading
+
+    pages = ["/", "/controls/A.8.32", "/soa", "/runs"] * 4
+    start = threading.Barrier(len(pages))
+    answers: dict[int, int] = {}
+    failures: list[BaseException] = []
+    with serve(estate, comments=False) as live:
+
+        def get(i: int, path: str) -> None:
+            try:
+                with httpx.Client(base_url=live.url, timeout=120) as c:
+                    start.wait()
+                    answers[i] = c.get(path).status_code
+            except BaseException as exc:  # noqa: BLE001 - each thread's failure is the finding
+                failures.append(exc)
+
+        threads = [threading.Thread(target=get, args=(i, p)) for i, p in enumerate(pages)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    assert not failures, failures[:3]
+    assert answers == {i: 200 for i in range(len(pages))}

@@ -444,3 +444,39 @@ def test_a_writer_told_not_to_heartbeat_still_refuses_a_sealed_run(
         w.flush()
     w.close()
     assert counts(engine)["evidence"] == 1
+
+
+def test_a_read_only_sqlite_engine_serves_many_threads_at_once(tmp_path) -> None:
+    """``annexa serve`` reads through a read-only engine from uvicorn's worker threads:
+    a dozen requests at once must each keep their connection (a pool that kept five
+    closed the others' mid-query: "Cannot operate on a closed database")."""
+    import sqlite3
+
+    from store.engine import make_engine
+
+    path = tmp_path / "copy.db"
+    with sqlite3.connect(path) as db:
+        db.execute("CREATE TABLE t (x INTEGER)")
+        db.executemany("INSERT INTO t VALUES (?)", [(i,) for i in range(20_000)])
+    engine = make_engine(f"sqlite:///{path}", readonly=True)
+    start = threading.Barrier(12)
+    errors: list[BaseException] = []
+    counts: list[int] = []
+
+    def read() -> None:
+        try:
+            start.wait()
+            for _ in range(3):
+                with engine.connect() as conn:
+                    counts.append(len(conn.execute(text("SELECT x FROM t")).all()))
+        except BaseException as exc:  # noqa: BLE001 - each thread's failure is the finding
+            errors.append(exc)
+
+    threads = [threading.Thread(target=read) for _ in range(12)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    engine.dispose()
+    assert not errors, errors[:3]
+    assert counts == [20_000] * 36
