@@ -29,7 +29,7 @@ creates it). ``verify`` never reads it.
 from __future__ import annotations
 
 import json
-from collections.abc import Collection, Iterator
+from collections.abc import Collection, Iterator, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -429,6 +429,23 @@ def findings_page(
         if control in out["controls"]:
             rows.append(out)
     return rows, more
+
+
+def rows_by_id(conn: Connection, ids: Sequence[int]) -> list[dict[str, Any]]:
+    """The ``findings`` rows of ``ids``, in that order, as :func:`findings_page` gives
+    them (``controls`` parsed)."""
+    from store.schema import findings
+
+    if not ids:
+        return []
+    by_id = {r["id"]: r for r in conn.execute(
+        select(findings).where(findings.c.id.in_(list(ids)))).mappings()}
+    rows = []
+    for i in ids:
+        out = {c: by_id[i][c] for c in _FI_COLS}
+        out["controls"] = json.loads(out["controls"])
+        rows.append(out)
+    return rows
 
 
 def touching(check_col: Any, controls_text: Any, checks: Collection[str],

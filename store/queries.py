@@ -197,12 +197,18 @@ def control_findings_page(
     ``control``, failing first (``store.current.page_key`` order), after the key
     ``after``; and the key the next page starts after (None: this is the last).
 
-    Read from the materialised findings in force when they answer ``at``
-    (``store.current.in_force``: the page costs its own rows), else from the walk.
+    Read from the findings held in memory at a past ``at`` when its control's status read
+    them just before (``store.snapshots.held_page``), else from the materialised findings
+    in force when they answer ``at`` (``store.current.in_force``: the page costs its own
+    rows), else from the walk.
     """
-    from store.current import findings_page, page_key
-    from store.snapshots import in_force
+    from store.current import findings_page, page_key, trusted
+    from store.snapshots import held_page, in_force
 
+    if not trusted(conn, at):
+        held = held_page(conn, at, check_ids, control, after, limit)
+        if held is not None:
+            return held
     rel = in_force(conn, at, check_ids)
     if rel is not None:
         return findings_page(conn, rel, check_ids, control, after, limit)

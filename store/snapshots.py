@@ -285,19 +285,20 @@ def in_force(conn: Connection, at: datetime, checks: Collection[str] | None = No
 
 # -- the findings in force at a past instant for a status, read once per instant --------
 
-#: At most this many findings in force are kept in memory per database (0.35 KB each
-#: measured, so about 70 MB), over the past instants read lately: an instant with more
+#: At most this many findings in force are kept in memory per database (0.52 KB each
+#: measured, so about 80 MB), over the past instants read lately: an instant with more
 #: is read every time.
-CACHED_ROWS = 200_000
+CACHED_ROWS = 150_000
 
-#: A row of :func:`store.queries.findings_light`'s shape (the observation capped by the
-#: evidence's as-of, ``seen_at``).
-_Light = tuple[Any, ...]
+#: A held finding: :func:`store.queries.findings_light`'s row (the observation capped
+#: by the evidence's as-of, ``seen_at``), then its key and its ``findings`` row id.
+_Held = tuple[Any, ...]
+_LIGHT = 10
 
 
 class _Cached:
-    """Per database (engine), the findings in force at the past instants read lately,
-    least recently used first.
+    """Per database (engine), the findings in force at the past instants read lately
+    (all of them, or those of some checks), least recently used first.
 
     Exact: an instant's findings in force are its snapshot's rows and the sealed versions
     observed since, and are known by the instant, the snapshot (id, instant, size) and
@@ -309,22 +310,28 @@ class _Cached:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._by_engine: weakref.WeakKeyDictionary[
-            Any, OrderedDict[tuple[Any, ...], list[_Light]]] = weakref.WeakKeyDictionary()
+            Any, OrderedDict[tuple[Any, ...], list[_Held]]] = weakref.WeakKeyDictionary()
 
-    def get(self, engine: Any, key: tuple[Any, ...]) -> list[_Light] | None:
+    def get(self, engine: Any, key: tuple[Any, ...], checks: frozenset[str] | None
+            ) -> list[_Held] | None:
+        """Held rows at ``key`` with at least the findings of ``checks`` (None: all)."""
         with self._lock:
             held = self._by_engine.get(engine)
-            if held is None or key not in held:
+            if held is None:
                 return None
-            held.move_to_end(key)
-            return held[key]
+            for (k, some), rows in reversed(held.items()):
+                if k == key and (some is None or (checks is not None and checks <= some)):
+                    held.move_to_end((k, some))
+                    return rows
+            return None
 
-    def put(self, engine: Any, key: tuple[Any, ...], rows: list[_Light]) -> None:
+    def put(self, engine: Any, key: tuple[Any, ...], checks: frozenset[str] | None,
+            rows: list[_Held]) -> None:
         if len(rows) > CACHED_ROWS:
             return
         with self._lock:
             held = self._by_engine.setdefault(engine, OrderedDict())
-            held[key] = rows
+            held[(key, checks)] = rows
             while sum(len(r) for r in held.values()) > CACHED_ROWS:
                 held.popitem(last=False)
 
@@ -354,14 +361,55 @@ def light_rows_at(
     conn: Connection, at: datetime, checks: Collection[str] | None = None
 ) -> list[tuple[Any, ...]] | None:
     """The findings in force at ``at`` as :func:`store.queries.findings_light` gives them
-    (its shape and order, the observation capped by the evidence's as-of as ``seen_at``), from
-    the latest snapshot by ``at`` and the versions observed since (:func:`in_force_at`);
-    None when the snapshots cannot say exactly. ``checks``: only their findings.
+    (its shape and order, the observation capped by the evidence's as-of as
+    ``seen_at``), from the latest snapshot by ``at`` and the versions observed since
+    (:func:`in_force_at`); None when the snapshots cannot say exactly. ``checks``: only
+    their findings.
 
     What is read at an instant is kept in memory (:class:`_Cached`,
     :data:`CACHED_ROWS`): the pages an auditor opens at one audit date (the overview and
     SoA, every control after them, a control again) read it from the database once.
     """
+    found = _held_at(conn, at, checks, read=True)
+    if found is None:
+        return None
+    asked = None if checks is None else frozenset(checks)
+    return [row[:_LIGHT] for row in found if asked is None or row[4] in asked]
+
+
+def held_page(
+    conn: Connection,
+    at: datetime,
+    checks: Collection[str],
+    control: str,
+    after: tuple[int, str, str, str] | None,
+    limit: int,
+) -> tuple[list[dict[str, Any]], tuple[int, str, str, str] | None] | None:
+    """``store.queries.control_findings_page`` from the findings held at ``at`` (the
+    control's status read them just before), the page's own rows then read by id;
+    None when they are not held."""
+    from store.current import PAGE_RANK, rows_by_id
+
+    found = _held_at(conn, at, checks, read=False)
+    if found is None:
+        return None
+    asked = frozenset(checks)
+
+    def order(row: _Held) -> tuple[int, str, str, str]:
+        return (PAGE_RANK.get(row[6], 9), row[4], row[0], row[_LIGHT])
+
+    chosen = sorted((row for row in found if row[4] in asked and control in row[7]),
+                    key=order)
+    if after is not None:
+        chosen = [row for row in chosen if order(row) > after]
+    more = order(chosen[limit - 1]) if len(chosen) > limit else None
+    return rows_by_id(conn, [row[_LIGHT + 1] for row in chosen[:limit]]), more
+
+
+def _held_at(conn: Connection, at: datetime, checks: Collection[str] | None, *,
+             read: bool) -> list[_Held] | None:
+    """The findings held at ``at`` (with at least those of ``checks``), read and held
+    first when ``read``; None when the snapshots cannot answer ``at``, or not held."""
     applied = applied_runs(conn, findings_snapshot_state)
     if applied is None or not accounts_for_every_run(conn, findings_snapshot_state):
         return None
@@ -374,22 +422,19 @@ def light_rows_at(
     if snap is None:
         return None
     key = (*snap, applied, at)
-    # Every check's findings when held, else those of ``checks`` held or read (a page of
-    # one control reads only what can count for it; the overview reads them all).
     asked = None if checks is None else frozenset(checks)
-    held = _cached.get(conn.engine, (*key, None))
-    if held is None and asked is not None:
-        held = _cached.get(conn.engine, (*key, asked))
-    if held is None:
-        held = _read_light(conn, at, asked)
-        if held is None:
-            return None
-        _cached.put(conn.engine, (*key, asked), held)
-    return held if asked is None else [row for row in held if row[4] in asked]
+    held = _cached.get(conn.engine, key, asked)
+    if held is None and read:
+        # Every check's findings for the overview; only those asked for by a page of one
+        # control, which reads only what can count for it.
+        held = _read_held(conn, at, asked)
+        if held is not None:
+            _cached.put(conn.engine, key, asked, held)
+    return held
 
 
-def _read_light(conn: Connection, at: datetime, checks: Collection[str] | None
-                ) -> list[_Light] | None:
+def _read_held(conn: Connection, at: datetime, checks: Collection[str] | None
+               ) -> list[_Held] | None:
     rel = in_force_at(conn, at, checks)
     if rel is None:
         return None
@@ -397,13 +442,14 @@ def _read_light(conn: Connection, at: datetime, checks: Collection[str] | None
     # Per source by key, as the walk reads them: a control lists its first failures.
     q = select(cur.source, cur.scope, cur.region, cur.service, cur.check_id,
                cur.resource_id, cur.status, cur.controls, cur.evidence_hash,
-               cur.seen_at).where(cur.status.is_not(None)).order_by(cur.source, cur.key)
+               cur.seen_at, cur.key, cur.finding_id
+               ).where(cur.status.is_not(None)).order_by(cur.source, cur.key)
     parsed = ControlsTexts()
     # One copy of each repeated text (source, unit, check, status): the rows are held,
-    # and a new string per row and column doubled their size (0.7 KB a row).
+    # and a new string per row and column made them 0.9 KB a row instead of 0.52.
     one: dict[Any, Any] = {}
     share = one.setdefault
-    out = [(share(r[0], r[0]), share(r[1], r[1]), share(r[2], r[2]), share(r[3], r[3]),
-            share(r[4], r[4]), r[5], share(r[6], r[6]), parsed[r[7]], r[8], r[9])
-           for r in conn.execute(q)]
-    return out
+    return [(share(r[0], r[0]), share(r[1], r[1]), share(r[2], r[2]), share(r[3], r[3]),
+             share(r[4], r[4]), r[5], share(r[6], r[6]), parsed[r[7]], r[8], r[9], r[10],
+             r[11])
+            for r in conn.execute(q)]

@@ -292,6 +292,20 @@ def _same_past(engine: Engine, index: MappingIndex, at: datetime, **kw) -> list[
     fast = [c.as_dict() for c in control_statuses(engine, index, at, **kw)]
     slow = [c.as_dict() for c in control_statuses(engine, index, at, materialised=False, **kw)]
     assert fast == slow
+    # Again, now that the status holds what it read (store.snapshots.held_page).
+    from store import snapshots
+
+    assert snapshots.held_rows(engine) > 0
+    with engine.connect() as conn:
+        for size in (1, 2, 200):
+            after, held_pages = None, []
+            while True:
+                page, after = queries.control_findings_page(conn, at, checks, "A.8.24",
+                                                            after, size)
+                held_pages += page
+                if after is None:
+                    break
+            assert held_pages == walked
     return fast
 
 
@@ -489,6 +503,34 @@ def test_one_control_at_a_past_instant_is_read_from_what_is_held(
     assert snapshots.held_rows(engine) == narrowed + whole
     walked = control_statuses(engine, index, at, materialised=False, controls=["A.8.24"])
     assert alone == [c.as_dict() for c in walked]
+
+
+def test_a_finding_stored_under_another_mapping_is_not_on_a_past_control_page(
+    engine: Engine, index: MappingIndex
+) -> None:
+    """A control page lists the findings that count for its control: one of its checks
+    stored under a mapping that did not name it is left out, from the snapshots and
+    from what the status held alike (compared with the walk in ``_same_past``)."""
+    from store import queries, snapshots
+
+    _collect(engine, index, {"d1": False}, {"alice": True})
+    w = RunWriter(engine, source="old-mapping", connector_type="t", config_digest="c" * 64,
+                  mapping_digest=index.digest, agent_version="test")
+    w.start()
+    eh = w.add_evidence(Evidence("acct", "eu-1", "fake.disk.volume", "om1", {"id": "om1"}))
+    w.add_finding(Finding("fake.disk.encrypted", "acct", "eu-1", "fake.disk.volume", "om1",
+                          "fail", "high", "om1 fail", evidence_hash=eh, controls=("A.5.1",)))
+    w.add_coverage(Coverage("acct", "eu-1", "disk", ok=True))
+    w.finish("succeeded")
+    at = datetime.now(UTC)
+    _direct(engine, index, "pass")
+    with engine.begin() as conn:
+        snapshots.rebuild(conn, 1)
+    _same_past(engine, index, at)
+    checks = set(index.checks_for("A.8.24"))
+    with engine.connect() as conn:
+        page, _ = queries.control_findings_page(conn, at, checks, "A.8.24", None, 200)
+    assert page and "om1" not in {f["resource_id"] for f in page}
 
 
 def test_migration_0011_keeps_the_findings_in_force_and_indexes_their_observation(
