@@ -422,13 +422,15 @@ def findings_page(
         q = q.where(tuple_(rank, cur.check_id, cur.source, cur.key) > tuple_(*after))
     read = [dict(r) for r in conn.execute(q).mappings()]
     more = page_key(read[limit - 1]) if len(read) > limit else None
-    rows = []
-    for row in read[:limit]:
-        out = {c: row[c] for c in _FI_COLS}
-        out["controls"] = json.loads(out["controls"])
-        if control in out["controls"]:
-            rows.append(out)
-    return rows, more
+    rows = [_page_row(row) for row in read[:limit]]
+    return [r for r in rows if control in r["controls"]], more
+
+
+def _page_row(row: Any) -> dict[str, Any]:
+    """A ``findings`` row as a page gives it: its columns, ``controls`` parsed."""
+    out = {c: row[c] for c in _FI_COLS}
+    out["controls"] = json.loads(out["controls"])
+    return out
 
 
 def rows_by_id(conn: Connection, ids: Sequence[int]) -> list[dict[str, Any]]:
@@ -440,12 +442,7 @@ def rows_by_id(conn: Connection, ids: Sequence[int]) -> list[dict[str, Any]]:
         return []
     by_id = {r["id"]: r for r in conn.execute(
         select(findings).where(findings.c.id.in_(list(ids)))).mappings()}
-    rows = []
-    for i in ids:
-        out = {c: by_id[i][c] for c in _FI_COLS}
-        out["controls"] = json.loads(out["controls"])
-        rows.append(out)
-    return rows
+    return [_page_row(by_id[i]) for i in ids]
 
 
 def touching(check_col: Any, controls_text: Any, checks: Collection[str],
