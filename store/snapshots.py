@@ -196,15 +196,24 @@ def in_force_at(conn: Connection, at: datetime, checks: Collection[str] | None =
     each is, and the rest is never read)."""
     if not accounts_for_every_run(conn, findings_snapshot_state):
         return None
-    snap = conn.execute(
-        select(findings_snapshots.c.id, findings_snapshots.c.at)
+    snap = _snapshot_by(conn, at)
+    return None if snap is None else _in_force_from(conn, snap, at, checks)
+
+
+def _snapshot_by(conn: Connection, at: datetime) -> Any:
+    """The latest snapshot at or before ``at`` (id, at, rows), or None."""
+    return conn.execute(
+        select(findings_snapshots.c.id, findings_snapshots.c.at, findings_snapshots.c.rows)
         .where(findings_snapshots.c.at <= at)
         .order_by(findings_snapshots.c.at.desc(), findings_snapshots.c.id.desc())
         .limit(1)
     ).first()
-    if snap is None:
-        return None
-    sid, s_at = snap
+
+
+def _in_force_from(conn: Connection, snap: Any, at: datetime,
+                   checks: Collection[str] | None) -> Any:
+    """:func:`in_force_at`'s relation from the snapshot ``snap`` (:func:`_snapshot_by`)."""
+    sid, s_at = snap.id, snap.at
     rows = findings_snapshot_rows.c
     base = select(*(rows[c] for c in _COLS)).where(rows.snapshot_id == sid)
     f = findings.c
@@ -413,12 +422,7 @@ def _held_at(conn: Connection, at: datetime, checks: Collection[str] | None, *,
     applied = applied_runs(conn, findings_snapshot_state)
     if applied is None or not accounts_for_every_run(conn, findings_snapshot_state):
         return None
-    snap = conn.execute(
-        select(findings_snapshots.c.id, findings_snapshots.c.at, findings_snapshots.c.rows)
-        .where(findings_snapshots.c.at <= at)
-        .order_by(findings_snapshots.c.at.desc(), findings_snapshots.c.id.desc())
-        .limit(1)
-    ).first()
+    snap = _snapshot_by(conn, at)
     if snap is None:
         return None
     key = (*snap, applied, at)
@@ -427,17 +431,12 @@ def _held_at(conn: Connection, at: datetime, checks: Collection[str] | None, *,
     if held is None and read:
         # Every check's findings for the overview; only those asked for by a page of one
         # control, which reads only what can count for it.
-        held = _read_held(conn, at, asked)
-        if held is not None:
-            _cached.put(conn.engine, key, asked, held)
+        held = _read_held(conn, _in_force_from(conn, snap, at, asked))
+        _cached.put(conn.engine, key, asked, held)
     return held
 
 
-def _read_held(conn: Connection, at: datetime, checks: Collection[str] | None
-               ) -> list[_Held] | None:
-    rel = in_force_at(conn, at, checks)
-    if rel is None:
-        return None
+def _read_held(conn: Connection, rel: Any) -> list[_Held]:
     cur = rel.c
     # Per source by key, as the walk reads them: a control lists its first failures.
     q = select(cur.source, cur.scope, cur.region, cur.service, cur.check_id,

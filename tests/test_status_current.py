@@ -370,6 +370,18 @@ def test_past_instants_from_snapshots_equal_the_walk_over_a_varied_history(
         assert taken, "some snapshot should exist"
 
 
+def _late_failure(engine: Engine, index: MappingIndex) -> RunWriter:
+    """A run started now and left unsealed, with a failing A.8.24 finding (l1): sealed
+    later, it is a late run with a version observed before the runs sealed meanwhile."""
+    late = RunWriter(engine, source="late", connector_type="t", config_digest="c" * 64,
+                     mapping_digest=index.digest, agent_version="test")
+    late.start()
+    eh = late.add_evidence(Evidence("acct", "eu-1", "fake.disk.volume", "l1", {"id": "l1"}))
+    late.add_finding(Finding("fake.disk.encrypted", "acct", "eu-1", "fake.disk.volume", "l1",
+                             "fail", "high", "l1 fail", evidence_hash=eh, controls=("A.8.24",)))
+    return late
+
+
 def test_a_run_sealed_late_drops_the_snapshots_it_changes(
     engine: Engine, index: MappingIndex
 ) -> None:
@@ -378,12 +390,7 @@ def test_a_run_sealed_late_drops_the_snapshots_it_changes(
     from store import snapshots
 
     _collect(engine, index, {"d1": True, "d2": True}, {"alice": True})
-    late = RunWriter(engine, source="late", connector_type="t", config_digest="c" * 64,
-                     mapping_digest=index.digest, agent_version="test")
-    late.start()
-    eh = late.add_evidence(Evidence("acct", "eu-1", "fake.disk.volume", "l1", {"id": "l1"}))
-    late.add_finding(Finding("fake.disk.encrypted", "acct", "eu-1", "fake.disk.volume", "l1",
-                             "fail", "high", "l1 fail", evidence_hash=eh, controls=("A.8.24",)))
+    late = _late_failure(engine, index)
     _direct(engine, index, "pass")
     between = datetime.now(UTC)
     _collect(engine, index, {"d1": True}, {"alice": True})
@@ -423,12 +430,7 @@ def test_a_past_instant_held_in_memory_is_read_again_when_a_late_run_changes_it(
     _collect(engine, index, {"d1": True, "d2": True}, {"alice": True})
     with engine.begin() as conn:
         snapshots.rebuild(conn, 1)
-    late = RunWriter(engine, source="late", connector_type="t", config_digest="c" * 64,
-                     mapping_digest=index.digest, agent_version="test")
-    late.start()
-    eh = late.add_evidence(Evidence("acct", "eu-1", "fake.disk.volume", "l1", {"id": "l1"}))
-    late.add_finding(Finding("fake.disk.encrypted", "acct", "eu-1", "fake.disk.volume", "l1",
-                             "fail", "high", "l1 fail", evidence_hash=eh, controls=("A.8.24",)))
+    late = _late_failure(engine, index)
     at = datetime.now(UTC)
     _direct(engine, index, "pass")  # sealed after the instant: it is past
     snap = _snapshot_for(engine, at)
