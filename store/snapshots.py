@@ -212,28 +212,28 @@ def _snapshot_by(conn: Connection, at: datetime) -> Any:
 
 def _in_force_from(conn: Connection, snap: Any, at: datetime,
                    checks: Collection[str] | None) -> Any:
-    """:func:`in_force_at`'s relation from the snapshot ``snap`` (:func:`_snapshot_by`)."""
-    sid, s_at = snap.id, snap.at
+    """:func:`in_force_at`'s relation from the snapshot ``snap`` (:func:`_snapshot_by`):
+    the latest of each key's versions observed since it, and the snapshot's rows of the
+    keys with none."""
     rows = findings_snapshot_rows.c
-    base = select(*(rows[c] for c in _COLS)).where(rows.snapshot_id == sid)
-    f = findings.c
-    since = _since(s_at, at, checks)
+    base = select(*(rows[c] for c in _COLS)).where(rows.snapshot_id == snap.id)
     if checks is not None:
         base = base.where(rows.check_id.in_(sorted(checks) or [""]))
-    # The latest delta version of each key, and the snapshot's rows of the keys with
-    # none: no ordering of the snapshot's rows (sorting them with the delta cost more than
-    # every other part of a past page).
-    latest = _latest_versions(conn, s_at, at, checks)
+    # The versions since the snapshot are read once (a CTE both parts use: reading them
+    # for each cost a third of a past page), and no part is ordered (sorting the
+    # snapshot's rows with the versions cost more than every other part of a page).
     if conn.dialect.name == "sqlite":
-        # SQLite probes a row-value NOT IN list row by row; one column is one lookup
-        # in an index it builds once.
-        sep = literal(chr(31))
-        changed = select(f.source + sep + f.key).where(*since)
-        kept = base.where((rows.source + sep + rows.key).not_in(changed))
+        v, latest = _versions_sqlite(snap.at, at, checks)
+        # SQLite probes a row-value NOT IN list row by row; one column is one lookup in
+        # an index it builds once.
+        kept = base.where((rows.source + _SEP + rows.key).not_in(select(v.c.k)))
     else:
-        kept = base.where(tuple_(rows.source, rows.key).not_in(
-            select(f.source, f.key).where(*since)))
+        v, latest = _versions_postgresql(snap.at, at, checks)
+        kept = base.where(tuple_(rows.source, rows.key).not_in(select(v.c.source, v.c.key)))
     return union_all(kept, latest).subquery("in_force_at")
+
+
+_SEP = literal(chr(31))
 
 
 def _since(s_at: datetime, at: datetime, checks: Collection[str] | None) -> list[Any]:
@@ -246,40 +246,54 @@ def _since(s_at: datetime, at: datetime, checks: Collection[str] | None) -> list
     return since
 
 
-def _latest_versions(conn: Connection, s_at: datetime, at: datetime,
-                     checks: Collection[str] | None) -> Any:
-    """Each key's latest sealed version observed in (``s_at``, ``at``], tombstones
-    included, in ``findings_in_force``'s columns."""
-    f, e = findings.c, evidence.c
-    sqlite = conn.dialect.name == "sqlite"
-    rank = func.row_number().over(partition_by=(f.source, f.key),
-                                  order_by=(f.observed_at.desc(), f.id.desc())).label("rn")
-    if sqlite:
-        # Ranked on narrow (id) rows, the chosen ones read by primary key: SQLite sorted
-        # every column of every version since otherwise (267 -> 240 ms at mid-year on
-        # the 10,000-bucket year). PostgreSQL sorts the whole rows in memory faster than
-        # it probes the chosen ones one by one (29 against 61 ms), so it ranks them whole.
-        ranked = select(f.id, rank).where(*_since(s_at, at, checks)).subquery("ranked")
-        v: Any = findings.alias("v")
-        source: Any = v.join(ranked, ranked.c.id == v.c.id)
-        keep = ranked.c.rn == 1
-    else:
-        v = select(findings, rank).where(*_since(s_at, at, checks)).subquery("ranked")
-        source = v
-        keep = v.c.rn == 1
-    # As store.current._seen: the observation capped by the evidence's as-of. A probe by
-    # id for each latest version (joined, PostgreSQL scans every evidence row instead),
-    # made once: min()/least() of the two, the as-of ignored when there is none.
+def _own(v: Any, sqlite: bool) -> dict[str, Any]:
+    """A version's columns that ``findings_in_force`` holds differently: its id, its
+    observation capped by the evidence's as-of (as store.current._seen), its controls'
+    text. The as-of is a probe by id for each latest version (joined, PostgreSQL scans
+    every evidence row instead), made once: min()/least() of the two, ignored when
+    there is none."""
+    e = evidence.c
     as_of = select(e.source_updated_at).where(e.id == v.c.evidence_id).scalar_subquery()
     seen = (func.coalesce(func.min(as_of, v.c.observed_at), v.c.observed_at) if sqlite
             else func.least(as_of, v.c.observed_at))
-    own = {"finding_id": v.c.id, "seen_at": type_coerce(seen, UTCDateTime()),
-           "controls": v.c.controls if sqlite else cast(v.c.controls, Text)}
-    return (
-        select(*(own[c].label(c) if c in own else v.c[c] for c in _COLS))
-        .select_from(source)
-        .where(keep)
-    )
+    return {"finding_id": v.c.id, "seen_at": type_coerce(seen, UTCDateTime()),
+            "controls": v.c.controls if sqlite else cast(v.c.controls, Text)}
+
+
+def _versions_sqlite(s_at: datetime, at: datetime,
+                     checks: Collection[str] | None) -> tuple[Any, Any]:
+    """The versions since the snapshot as narrow rows (id, key, observation), and the
+    latest of each key in ``findings_in_force``'s columns: ranked on the narrow rows,
+    the chosen ones read by primary key (SQLite sorted every column of every version
+    otherwise: 267 -> 240 ms at mid-year on the 10,000-bucket year)."""
+    f = findings.c
+    v = select(f.id, (f.source + _SEP + f.key).label("k"), f.observed_at).where(
+        *_since(s_at, at, checks)).cte("since_snapshot")
+    ranked = select(v.c.id, func.row_number().over(
+        partition_by=v.c.k, order_by=(v.c.observed_at.desc(), v.c.id.desc())).label("rn")
+    ).subquery("ranked")
+    x: Any = findings.alias("v")
+    own = _own(x, True)
+    latest = (select(*(own[c].label(c) if c in own else x.c[c] for c in _COLS))
+              .select_from(x.join(ranked, ranked.c.id == x.c.id)).where(ranked.c.rn == 1))
+    return v, latest
+
+
+def _versions_postgresql(s_at: datetime, at: datetime,
+                         checks: Collection[str] | None) -> tuple[Any, Any]:
+    """The versions since the snapshot, ranked, with the columns the relation needs, and
+    the latest of each key in ``findings_in_force``'s columns. PostgreSQL sorts the
+    whole rows in memory faster than it probes the chosen ones by id (29 against 61 ms),
+    so they are ranked whole."""
+    f = findings.c
+    needed = [f[c] for c in ("id", *(c for c in _COLS if c in findings.c), "evidence_id")]
+    rank = func.row_number().over(partition_by=(f.source, f.key),
+                                  order_by=(f.observed_at.desc(), f.id.desc())).label("rn")
+    v = select(*needed, rank).where(*_since(s_at, at, checks)).cte("since_snapshot")
+    own = _own(v, False)
+    latest = (select(*(own[c].label(c) if c in own else v.c[c] for c in _COLS))
+              .where(v.c.rn == 1))
+    return v, latest
 
 
 def in_force(conn: Connection, at: datetime, checks: Collection[str] | None = None) -> Any:
