@@ -153,41 +153,31 @@ def _accumulate(
     rules: list[ExceptionRule],
     at: datetime,
     approved_policies: list[tuple[str, str, str]],
+    *,
+    listing: bool = False,
 ) -> None:
-    """Add findings in force (tuples of :data:`_LIGHT`) to each of their controls."""
-    for (
-        source,
-        scope,
-        region,
-        service,
-        check_id,
-        resource_id,
-        status,
-        controls,
-        eh,
-        observed,
-        *more,
-    ) in rows:
-        # ``more``: (key, whole) from the materialised path; a row not whole is only
-        # listed (the database counted it with its group).
-        whole = not more or more[1]
-        if not whole:
+    """Add findings in force (tuples starting with :data:`_LIGHT`'s fields) to each of
+    their controls. ``listing``: the rows of the materialised path, whose next two
+    fields are (key, whole); a row not whole is only listed (the database counted it
+    with its group)."""
+    # A finding is confirmed by its own observation, and since by every clean read of
+    # its unit (unchanged items write no new row): the unit's part once per unit.
+    unit_reads: dict[tuple[str, str, str, str], datetime | None] = {}
+    for row in rows:
+        source, scope, region, service, check_id, resource_id, status, controls, eh, observed = (
+            row[:10]
+        )
+        if listing and not row[11]:
             _list_only(acc, controls, status, f"{resource_id} ({check_id})")
             continue
         if check_id == "policies.document.approved" and status == "pass" and eh:
             approved_policies.append((source, resource_id, eh))
-        # A finding is confirmed by its own observation, and since by every clean
-        # read of its unit (unchanged items write no new row).
-        times = [
-            x
-            for x in (
-                units.get((source, scope, region, service)),
-                units.get((source, scope, "global", service)),
-                observed,
-            )
-            if x is not None
-        ]
-        confirmed = max(times) if times else None
+        unit = (source, scope, region, service)
+        read = unit_reads.get(unit, _UNREAD)
+        if read is _UNREAD:
+            read = unit_reads[unit] = _latest(
+                units.get(unit), units.get((source, scope, "global", service)))
+        confirmed = _latest(read, observed)
         eff = status
         if status == "fail" and rules:
             f = {
@@ -223,6 +213,16 @@ def _accumulate(
                     listed.append(f"{resource_id} ({check_id})")
             if confirmed and (a.last_confirmed is None or confirmed > a.last_confirmed):
                 a.last_confirmed = confirmed
+
+
+_UNREAD: Any = object()
+
+
+def _latest(a: datetime | None, b: datetime | None) -> datetime | None:
+    """The later of two instants, either of which may be missing."""
+    if a is None:
+        return b
+    return a if b is None or a > b else b
 
 
 def _list_only(acc: dict[str, _Acc], controls: list[str], status: str, label: str) -> None:
@@ -312,7 +312,7 @@ def control_statuses(
                 rel = _only_touching(rel, index, controls)
             checks = {r.check for r in rules if r.active(at)}
             rows = current.listed_rows(conn, checks, MAX_LISTED, rel)
-            _accumulate(acc, rows, units, rules, at, approved_policies)
+            _accumulate(acc, rows, units, rules, at, approved_policies, listing=True)
             _accumulate_groups(acc, current.groups(conn, checks, rel), units)
             for cid, n in current.evidence_counts(conn, rel).items():
                 acc.setdefault(cid, _Acc()).evidence_count = n

@@ -479,6 +479,39 @@ def test_past_instants_held_in_memory_are_bounded_and_equal_a_fresh_read(
         "an instant over the bound should not be held, nor push out those held")
 
 
+def test_reading_a_past_instant_leaves_collection_as_found_and_holds_untracked_rows(
+    engine: Engine, index: MappingIndex
+) -> None:
+    """Reading an instant leaves garbage collection as it found it (it is paused while
+    the rows are built), and the rows it holds are tuples of untracked values: once
+    collected, the collector never visits them again (a list in a held row would keep
+    every one tracked)."""
+    import gc
+
+    from store import snapshots
+
+    instants = varied_history(engine, index)
+    with engine.begin() as conn:
+        snapshots.rebuild(conn, 1)
+    assert gc.isenabled()
+    snapshots.forget()
+    with engine.connect() as conn:
+        rows = snapshots.light_rows_at(conn, instants[2])
+    assert rows and gc.isenabled()
+    # The first collection stops tracking the control tuples inside, the second the rows.
+    gc.collect()
+    gc.collect()
+    assert not [r for r in rows if gc.is_tracked(r)], "held rows should stop being tracked"
+    gc.disable()
+    try:
+        snapshots.forget()
+        with engine.connect() as conn:
+            assert snapshots.light_rows_at(conn, instants[2]) == rows
+        assert not gc.isenabled(), "a caller's disabled collector should stay disabled"
+    finally:
+        gc.enable()
+
+
 def test_one_control_at_a_past_instant_is_read_from_what_is_held(
     engine: Engine, index: MappingIndex
 ) -> None:
