@@ -206,7 +206,14 @@ def main() -> None:
                    "benchmarks/history.py --keep-db (same --resources/--hours).")
     args = p.parse_args()
     results: dict[str, Any] = {"args": vars(args)}
-    for eng in args.engines.split(","):
+    engines = args.engines.split(",")
+    if args.reuse:
+        # One database, measured once, named by its own engine (with the default
+        # --engines it was measured twice, the second time labelled "postgresql").
+        from sqlalchemy.engine import make_url
+
+        engines = [make_url(args.reuse).get_backend_name()]
+    for eng in engines:
         cleanup = None
         if args.reuse:
             url = args.reuse
