@@ -44,10 +44,21 @@ from sqlalchemy import (
     func,
     select,
     text,
+    type_coerce,
     update,
 )
+from sqlalchemy.types import NullType
 
-from store.schema import ControlsTexts, RowId, UTCDateTime, metadata, runs, sealed_sql
+from store.schema import (
+    ControlsTexts,
+    RowId,
+    UTCDateTime,
+    UTCInstants,
+    collection_paused,
+    metadata,
+    runs,
+    sealed_sql,
+)
 
 findings_in_force = Table(
     "findings_in_force",
@@ -263,9 +274,17 @@ def current_findings(
     # ``controls`` as the relation's text (the same list): read from ``findings`` it is
     # jsonb on PostgreSQL, parsed and re-serialised row by row (SignedJSON) only to be
     # parsed again below, where the relation's few distinct texts are parsed once each.
-    cols = [findings.c[c] for c in _FI_COLS if c != "controls"]
+    # Untyped observation: each distinct one converted once (UTCInstants), not once per
+    # row; rows as tuples, each made a dict by zip (by RowMapping key, and converting
+    # every row's instant, took 2/3 of a 10,000-finding control's download).
+    cols = [
+        cur.controls.label("controls") if c == "controls"
+        else type_coerce(findings.c[c], NullType()).label(c) if c == "observed_at"
+        else findings.c[c]
+        for c in _FI_COLS
+    ]
     q = (
-        select(*cols, cur.controls.label("controls"))
+        select(*cols)
         .select_from(rel.join(findings, findings.c.id == cur.finding_id))
         .where(cur.status.is_not(None))
     )
@@ -281,13 +300,14 @@ def current_findings(
         q = q.where(cur.status == status)
     rows = []
     parsed = ControlsTexts()
-    for row in conn.execute(q).mappings().all():
-        out = {c: row[c] for c in _FI_COLS}
-        c = out["controls"]
-        controls = parsed[c]
-        out["controls"] = list(controls)  # each row's own list: callers may change it
-        rows.append(out)
-    rows.sort(key=lambda r: (r["check_id"], r["source"], r["key"]))
+    instants = UTCInstants(conn.dialect)
+    with collection_paused():
+        for row in conn.execute(q).all():
+            out = dict(zip(_FI_COLS, row, strict=True))
+            out["controls"] = list(parsed[out["controls"]])  # each row's own: callers change it
+            out["observed_at"] = instants[out["observed_at"]]
+            rows.append(out)
+        rows.sort(key=lambda r: (r["check_id"], r["source"], r["key"]))
     return rows
 
 

@@ -12,8 +12,10 @@ no longer observed by a run that read its unit without error.
 
 from __future__ import annotations
 
+import gc
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
 
@@ -66,6 +68,37 @@ class UTCDateTime(TypeDecorator[datetime]):
         if value.tzinfo is None:
             return value.replace(tzinfo=UTC)
         return value.astimezone(UTC)
+
+
+class UTCInstants(dict[Any, datetime]):
+    """Each distinct stored instant converted once, exactly as :class:`UTCDateTime`
+    converts it: for a read of thousands of rows selected untyped that repeat a few
+    hundred instants (a run's findings share its observation), instead of once per row.
+    """
+
+    def __init__(self, dialect: Dialect) -> None:
+        super().__init__()
+        self._convert = UTCDateTime().dialect_impl(dialect).result_processor(dialect, None)
+
+    def __missing__(self, raw: Any) -> datetime:
+        value = self[raw] = self._convert(raw) if self._convert else raw
+        return value
+
+
+@contextmanager
+def collection_paused() -> Iterator[None]:
+    """No garbage collection while a read builds tens of thousands of rows: 20,000 new
+    tuples or dicts otherwise start some thirty collections, and now and then a full one
+    of the whole process (20 to 35 ms of a 200 ms read, measured). The next allocation
+    after starts one instead. Left as found: a caller that disabled collection keeps it
+    so."""
+    paused = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if paused:
+            gc.enable()
 
 
 class SignedJSONError(ValueError):

@@ -24,12 +24,10 @@ starts again. Migration 0010 builds them from the history (:func:`rebuild`).
 
 from __future__ import annotations
 
-import gc
 import threading
 import weakref
 from collections import OrderedDict
-from collections.abc import Collection, Iterator
-from contextlib import contextmanager
+from collections.abc import Collection
 from datetime import datetime
 from operator import itemgetter
 from typing import Any
@@ -64,7 +62,17 @@ from store.current import (
     runs_state,
     trusted,
 )
-from store.schema import ControlsTexts, RowId, UTCDateTime, evidence, findings, metadata, sealed
+from store.schema import (
+    ControlsTexts,
+    RowId,
+    UTCDateTime,
+    UTCInstants,
+    collection_paused,
+    evidence,
+    findings,
+    metadata,
+    sealed,
+)
 
 findings_snapshots = Table(
     "findings_snapshots",
@@ -469,7 +477,7 @@ def _read_held(conn: Connection, rel: Any) -> list[_Held]:
     # Tuples, not lists: a held row then holds nothing the garbage collector tracks, so
     # it stops visiting the held rows (up to CACHED_ROWS) on every full collection.
     parsed = ControlsTexts(tuple)
-    instants = _Instants(conn.dialect)
+    instants = UTCInstants(conn.dialect)
     # One copy of each repeated text (source, unit, check, status): the rows are held,
     # and a new string per row and column made them 0.9 KB a row instead of 0.52.
     one: dict[Any, Any] = {}
@@ -480,7 +488,7 @@ def _read_held(conn: Connection, rel: Any) -> list[_Held]:
         # over the threshold spent 20 to 75 ms compiling a query that runs in 100).
         conn.execute(text("SELECT set_config('work_mem', '64MB', true),"
                           " set_config('jit', 'off', true)"))
-    with _collection_paused():
+    with collection_paused():
         held = [(share(r[0], r[0]), share(r[1], r[1]), share(r[2], r[2]), share(r[3], r[3]),
                  share(r[4], r[4]), r[5], share(r[6], r[6]), parsed[r[7]], r[8],
                  instants[r[9]], r[10], r[11])
@@ -489,31 +497,3 @@ def _read_held(conn: Connection, rel: Any) -> list[_Held]:
     # Sorted here, not by the database (which sorted all 20,000 rows with every column).
     held.sort(key=itemgetter(0, _LIGHT))
     return held
-
-
-@contextmanager
-def _collection_paused() -> Iterator[None]:
-    """No garbage collection while an instant's rows are built: 20,000 new tuples
-    otherwise start some thirty collections, and now and then a full one of the whole
-    process (20 to 35 ms of a 200 ms read, measured). The next allocation after starts
-    one instead, which finds the held rows holding only untracked values and stops
-    tracking them. Left as found: a caller that disabled collection keeps it so."""
-    paused = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if paused:
-            gc.enable()
-
-
-class _Instants(dict[Any, datetime]):
-    """Each distinct stored instant converted once, as ``UTCDateTime`` converts it."""
-
-    def __init__(self, dialect: Any) -> None:
-        super().__init__()
-        self._convert = UTCDateTime().dialect_impl(dialect).result_processor(dialect, None)
-
-    def __missing__(self, raw: Any) -> datetime:
-        value = self[raw] = self._convert(raw) if self._convert else raw
-        return value
