@@ -330,8 +330,8 @@ def in_force(conn: Connection, at: datetime, checks: Collection[str] | None = No
 
 # -- the findings in force at a past instant for a status, read once per instant --------
 
-#: At most this many findings in force are kept in memory per database (0.52 KB each
-#: measured, so about 80 MB), over the past instants read lately: an instant with more
+#: At most this many findings in force are kept in memory per database (0.46 KB each
+#: measured, so about 70 MB), over the past instants read lately: an instant with more
 #: is read every time.
 CACHED_ROWS = 150_000
 
@@ -513,7 +513,7 @@ def _held_rows(dialect: Any, fetched: list[Any]) -> list[_Held]:
     parsed = ControlsTexts(tuple)
     instants = UTCInstants(dialect)
     # One copy of each repeated text (source, unit, check, status): the rows are held,
-    # and a new string per row and column made them 0.9 KB a row instead of 0.52.
+    # and a new string per row and column made them 0.9 KB a row instead of 0.46.
     one: dict[Any, Any] = {}
     share = one.setdefault
     held = [(share(r[0], r[0]), share(r[1], r[1]), share(r[2], r[2]), share(r[3], r[3]),
