@@ -517,9 +517,9 @@ def test_a_past_instant_is_read_in_two_parts_at_once_on_postgresql(
 ) -> None:
     """On PostgreSQL a past instant's two parts (the snapshot's rows kept, the latest
     versions since) are read at once on two connections sharing one database snapshot,
-    and give what one statement gives; on SQLite they are not (nothing gained). Rows
-    read after a run was sealed since the caller chose the snapshot are not returned:
-    the caller reads again in one statement."""
+    and give what one statement gives; on SQLite they are not (nothing gained). Once a
+    run was sealed since the caller chose the snapshot, nothing is read: the snapshot
+    may be gone, and the walk answers that request."""
     from store import snapshots
     from store.current import applied_runs
 
@@ -550,12 +550,53 @@ def test_a_past_instant_is_read_in_two_parts_at_once_on_postgresql(
     late = _late_failure(engine, index)
     late.add_coverage(Coverage("acct", "eu-1", "disk", ok=True))
     late.finish("succeeded")  # sealed after the snapshot was chosen
-    assert snapshots._read_in_parallel(engine, parts, applied) is None
+    assert snapshots._read_in_parallel(engine, parts, applied) is (
+        snapshots.MOVED if pg else None)
     if pg:
         with engine.connect() as conn:
             now = applied_runs(conn, snapshots.findings_snapshot_state)
         assert now != applied
         assert snapshots._read_in_parallel(engine, parts, now) is not None
+
+
+def test_a_run_sealed_while_a_past_instant_is_read_is_not_held_under_the_older_state(
+    engine: Engine, index: MappingIndex
+) -> None:
+    """A run sealed after a past read chose its snapshot and before it reads (here: as
+    its two-part read opens its transaction) changes what is in force at that instant
+    (it may drop that snapshot). The read sees it, holds nothing, and the walk answers:
+    the late failure, as the walk says."""
+    if engine.dialect.name != "postgresql":
+        pytest.skip("the two-part read, which checks the state in its snapshot, is PostgreSQL's")
+    from sqlalchemy import event
+
+    from store import snapshots
+
+    _collect(engine, index, {"d1": True, "d2": True}, {"alice": True})
+    with engine.begin() as conn:
+        snapshots.rebuild(conn, 1)
+    late = _late_failure(engine, index)
+    at = datetime.now(UTC)
+    _direct(engine, index, "pass")  # sealed after the instant: it is past
+    sealed_late: list[bool] = []
+
+    def seal_first(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        if "set_config('work_mem'" in statement and not sealed_late:
+            sealed_late.append(True)
+            late.add_coverage(Coverage("acct", "eu-1", "disk", ok=True))
+            late.finish("succeeded")
+
+    snapshots.forget()
+    event.listen(engine, "before_cursor_execute", seal_first)
+    try:
+        statuses = [c.as_dict() for c in control_statuses(engine, index, at)]
+    finally:
+        event.remove(engine, "before_cursor_execute", seal_first)
+    assert sealed_late, "the late run should have been sealed during the read"
+    assert snapshots.held_rows(engine) == 0, "nothing read across the seal may be held"
+    walked = [c.as_dict() for c in control_statuses(engine, index, at, materialised=False)]
+    assert statuses == walked
+    assert _by_id(statuses, "A.8.24")["status"] == "fail"
 
 
 def test_past_instants_read_by_many_requests_at_once_equal_the_walk(
