@@ -382,6 +382,20 @@ def _late_failure(engine: Engine, index: MappingIndex) -> RunWriter:
     return late
 
 
+def _past_before_a_late_run(engine: Engine, index: MappingIndex) -> tuple[datetime, RunWriter]:
+    """A past instant with a snapshot by it, and a run started before it and left
+    unsealed (:func:`_late_failure`): sealed later, it changes what was in force then."""
+    from store import snapshots
+
+    _collect(engine, index, {"d1": True, "d2": True}, {"alice": True})
+    with engine.begin() as conn:
+        snapshots.rebuild(conn, 1)
+    late = _late_failure(engine, index)
+    at = datetime.now(UTC)
+    _direct(engine, index, "pass")  # sealed after the instant: it is past
+    return at, late
+
+
 def test_a_run_sealed_late_drops_the_snapshots_it_changes(
     engine: Engine, index: MappingIndex
 ) -> None:
@@ -427,12 +441,7 @@ def test_a_past_instant_held_in_memory_is_read_again_when_a_late_run_changes_it(
     change with it, not come from memory."""
     from store import snapshots
 
-    _collect(engine, index, {"d1": True, "d2": True}, {"alice": True})
-    with engine.begin() as conn:
-        snapshots.rebuild(conn, 1)
-    late = _late_failure(engine, index)
-    at = datetime.now(UTC)
-    _direct(engine, index, "pass")  # sealed after the instant: it is past
+    at, late = _past_before_a_late_run(engine, index)
     snap = _snapshot_for(engine, at)
     assert _by_id(_same_past(engine, index, at), "A.8.24")["status"] != "fail"
     held = snapshots.held_rows(engine)
@@ -572,12 +581,7 @@ def test_a_run_sealed_while_a_past_instant_is_read_is_not_held_under_the_older_s
 
     from store import snapshots
 
-    _collect(engine, index, {"d1": True, "d2": True}, {"alice": True})
-    with engine.begin() as conn:
-        snapshots.rebuild(conn, 1)
-    late = _late_failure(engine, index)
-    at = datetime.now(UTC)
-    _direct(engine, index, "pass")  # sealed after the instant: it is past
+    at, late = _past_before_a_late_run(engine, index)
     sealed_late: list[bool] = []
 
     def seal_first(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
