@@ -370,16 +370,23 @@ def test_past_instants_from_snapshots_equal_the_walk_over_a_varied_history(
         assert taken, "some snapshot should exist"
 
 
+def _one_failure(engine: Engine, index: MappingIndex, source: str, disk: str,
+                 controls: tuple[str, ...]) -> RunWriter:
+    """A run of ``source`` started now and left unsealed, with one failing
+    ``fake.disk.encrypted`` finding on ``disk`` stored under ``controls``."""
+    w = RunWriter(engine, source=source, connector_type="t", config_digest="c" * 64,
+                  mapping_digest=index.digest, agent_version="test")
+    w.start()
+    eh = w.add_evidence(Evidence("acct", "eu-1", "fake.disk.volume", disk, {"id": disk}))
+    w.add_finding(Finding("fake.disk.encrypted", "acct", "eu-1", "fake.disk.volume", disk,
+                          "fail", "high", f"{disk} fail", evidence_hash=eh, controls=controls))
+    return w
+
+
 def _late_failure(engine: Engine, index: MappingIndex) -> RunWriter:
     """A run started now and left unsealed, with a failing A.8.24 finding (l1): sealed
     later, it is a late run with a version observed before the runs sealed meanwhile."""
-    late = RunWriter(engine, source="late", connector_type="t", config_digest="c" * 64,
-                     mapping_digest=index.digest, agent_version="test")
-    late.start()
-    eh = late.add_evidence(Evidence("acct", "eu-1", "fake.disk.volume", "l1", {"id": "l1"}))
-    late.add_finding(Finding("fake.disk.encrypted", "acct", "eu-1", "fake.disk.volume", "l1",
-                             "fail", "high", "l1 fail", evidence_hash=eh, controls=("A.8.24",)))
-    return late
+    return _one_failure(engine, index, "late", "l1", ("A.8.24",))
 
 
 def _past_before_a_late_run(engine: Engine, index: MappingIndex) -> tuple[datetime, RunWriter]:
@@ -665,12 +672,7 @@ def test_a_finding_stored_under_another_mapping_is_not_on_a_past_control_page(
     from store import queries, snapshots
 
     _collect(engine, index, {"d1": False}, {"alice": True})
-    w = RunWriter(engine, source="old-mapping", connector_type="t", config_digest="c" * 64,
-                  mapping_digest=index.digest, agent_version="test")
-    w.start()
-    eh = w.add_evidence(Evidence("acct", "eu-1", "fake.disk.volume", "om1", {"id": "om1"}))
-    w.add_finding(Finding("fake.disk.encrypted", "acct", "eu-1", "fake.disk.volume", "om1",
-                          "fail", "high", "om1 fail", evidence_hash=eh, controls=("A.5.1",)))
+    w = _one_failure(engine, index, "old-mapping", "om1", ("A.5.1",))
     w.add_coverage(Coverage("acct", "eu-1", "disk", ok=True))
     w.finish("succeeded")
     at = datetime.now(UTC)
